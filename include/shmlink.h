@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file shmlink.h
+ * @brief The shmlink C API: ImageStreamIO 2.00-compatible streams from C.
+ *
+ * Conventions (Aeron-style):
+ * - Opaque handles (`shmlink_stream_t`), verbs create/open/close/destroy.
+ * - Every call returns an `int`: 0 (SHMLINK_OK) or a negative SHMLINK_E_* code; calls that
+ *   return an index return it as a non-negative int. The codes equal `shmlink::Errc`.
+ * - `shmlink_strerror(code)` returns a static string; `shmlink_last_error()` returns this
+ *   thread's message for the last failed call, naming the resource ("opening
+ *   /dev/shm/wfs.im.shm: version '1.04' is not '2.00'").
+ * - No call aborts or exits; C++ exceptions never cross this boundary.
+ * - Shapes are in ISIO order: shape[0] is the fastest axis (x). Times are ns since the epoch
+ *   (CLOCK_REALTIME). Timeouts are relative ns on CLOCK_MONOTONIC; negative = wait forever.
+ *
+ * Thread safety: a handle may be used by many reader threads at once; one writer at a time.
+ */
+#ifndef SHMLINK_H
+#define SHMLINK_H
+
+#include <shmlink/export.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- error codes (append-only; equal to shmlink::Errc) ---------------------------------- */
+#define SHMLINK_OK 0
+#define SHMLINK_E_INVALID_ARGUMENT (-1)
+#define SHMLINK_E_NOT_FOUND (-2)
+#define SHMLINK_E_EXISTS (-3)
+#define SHMLINK_E_PERMISSION (-4)
+#define SHMLINK_E_LAYOUT (-5)
+#define SHMLINK_E_NO_SPACE (-6)
+#define SHMLINK_E_SYSTEM (-7)
+#define SHMLINK_E_TIMEOUT (-8)
+#define SHMLINK_E_INTERRUPTED (-9)
+#define SHMLINK_E_WOULD_BLOCK (-10)
+#define SHMLINK_E_SIZE_MISMATCH (-11)
+#define SHMLINK_E_CLOSED (-12)
+#define SHMLINK_E_OUT_OF_RANGE (-13)
+#define SHMLINK_E_NAME_TOO_LONG (-14)
+#define SHMLINK_E_DTYPE_MISMATCH (-15)
+#define SHMLINK_E_BUSY (-16)
+#define SHMLINK_E_TORN (-100)
+#define SHMLINK_E_WRITER_ACTIVE (-101)
+
+/* ---- datatypes (ISIO codes, reference section 6) ---------------------------------------- */
+#define SHMLINK_DTYPE_U8 1
+#define SHMLINK_DTYPE_I8 2
+#define SHMLINK_DTYPE_U16 3
+#define SHMLINK_DTYPE_I16 4
+#define SHMLINK_DTYPE_U32 5
+#define SHMLINK_DTYPE_I32 6
+#define SHMLINK_DTYPE_U64 7
+#define SHMLINK_DTYPE_I64 8
+#define SHMLINK_DTYPE_F32 9
+#define SHMLINK_DTYPE_F64 10
+#define SHMLINK_DTYPE_C64 11
+#define SHMLINK_DTYPE_C128 12
+#define SHMLINK_DTYPE_F16 13
+
+/** Open modes, as shmlink::OpenMode. */
+typedef enum shmlink_open_mode {
+  SHMLINK_EXCLUSIVE_CREATE = 0, /**< create; SHMLINK_E_EXISTS if present */
+  SHMLINK_PURGE_AND_CREATE = 1, /**< create, atomically replacing an existing file (new inode) */
+  SHMLINK_OPEN_OR_CREATE = 2,   /**< open if present, else create */
+  SHMLINK_OPEN_EXISTING = 3     /**< open; SHMLINK_E_NOT_FOUND if absent */
+} shmlink_open_mode_t;
+
+/** An open stream. */
+typedef struct shmlink_stream shmlink_stream_t;
+
+/** Parameters of a new stream; initialise with shmlink_stream_spec_init(). */
+typedef struct shmlink_stream_spec {
+  uint32_t naxis;           /**< 1..3 */
+  uint32_t shape[3];        /**< ISIO order, shape[0] fastest; unused axes 0 */
+  uint8_t dtype;            /**< SHMLINK_DTYPE_* */
+  uint16_t keywords;        /**< keyword slots (NBkw) */
+  uint16_t semaphores;      /**< semaphore slots, default 10 */
+  uint64_t imagetype;       /**< ISIO imagetype bits, default MATH_DATA (2) */
+  uint32_t circular_buffer; /**< CBsize, default 0 */
+  uint32_t permissions;     /**< file mode bits, default 0600 */
+  const char *version;      /**< version string, NULL = "2.00" */
+} shmlink_stream_spec_t;
+
+/** Counters and times of one frame. */
+typedef struct shmlink_frame_info {
+  uint64_t cnt0, cnt1, cnt2;
+  int64_t atime_ns;     /**< acquisition time, ns since the epoch */
+  int64_t writetime_ns; /**< publication time, ns since the epoch */
+} shmlink_frame_info_t;
+
+/** Geometry of a stream. */
+typedef struct shmlink_stream_geometry {
+  uint32_t naxis;
+  uint32_t shape[3];   /**< ISIO order; unused axes 0 */
+  uint8_t dtype;       /**< SHMLINK_DTYPE_* */
+  uint64_t nelement;   /**< elements per frame */
+  size_t frame_bytes;  /**< bytes per frame */
+  int semaphores;      /**< semaphore slots */
+  int keyword_slots;   /**< keyword slots */
+} shmlink_stream_geometry_t;
+
+/** Keyword types, as ISIO stores them. */
+typedef enum shmlink_keyword_type {
+  SHMLINK_KW_INT = 'L',    /**< int64 */
+  SHMLINK_KW_DOUBLE = 'D', /**< double */
+  SHMLINK_KW_STRING = 'S'  /**< string, at most 15 bytes */
+} shmlink_keyword_type_t;
+
+/** A keyword value read back. */
+typedef struct shmlink_keyword {
+  char name[16];
+  char type; /**< 'L', 'D' or 'S' */
+  int64_t i;
+  double d;
+  char s[16];
+  char comment[80];
+} shmlink_keyword_t;
+
+/** Static description of an error code; never NULL. */
+SHMLINK_EXPORT const char *shmlink_strerror(int code);
+/** This thread's message for the last failed call ("" if none). Valid until the next call. */
+SHMLINK_EXPORT const char *shmlink_last_error(void);
+
+/** Fills `spec` with defaults: 10 semaphores, MATH_DATA, 0600, version "2.00", f32. */
+SHMLINK_EXPORT void shmlink_stream_spec_init(shmlink_stream_spec_t *spec);
+
+/** Creates a stream (see shmlink::Stream::create). `*out` is set on success.
+ *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, EXISTS, PERMISSION, NO_SPACE, SYSTEM. */
+SHMLINK_EXPORT int shmlink_stream_create(const char *name, const shmlink_stream_spec_t *spec,
+                                         shmlink_open_mode_t mode, shmlink_stream_t **out);
+/** Opens and validates an existing stream. @return 0, NOT_FOUND, PERMISSION, LAYOUT, SYSTEM. */
+SHMLINK_EXPORT int shmlink_stream_open(const char *name, shmlink_stream_t **out);
+/** Closes the handle (the file stays). NULL is accepted. @return 0. */
+SHMLINK_EXPORT int shmlink_stream_close(shmlink_stream_t *stream);
+/** Closes the handle and removes its file. @return 0, NOT_FOUND, PERMISSION. */
+SHMLINK_EXPORT int shmlink_stream_destroy(shmlink_stream_t *stream);
+/** Removes a stream file by name or path. @return 0, NOT_FOUND, PERMISSION, INVALID_ARGUMENT. */
+SHMLINK_EXPORT int shmlink_stream_remove(const char *name);
+
+/** Geometry of an open stream. */
+SHMLINK_EXPORT int shmlink_stream_geometry(const shmlink_stream_t *stream, shmlink_stream_geometry_t *out);
+
+/** Publishes one frame of exactly frame_bytes bytes (writer protocol, reference 11.2).
+ *  @param atime_ns acquisition time to store; negative = now. @return 0, SIZE_MISMATCH, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_write(shmlink_stream_t *stream, const void *data, size_t bytes, int64_t atime_ns);
+/** Copies the current frame, seqlock-validated. `info` may be NULL.
+ *  @return 0, SIZE_MISMATCH, TORN, WRITER_ACTIVE, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_read_copy(const shmlink_stream_t *stream, void *out, size_t bytes,
+                                            shmlink_frame_info_t *info);
+/** Zero-copy, UNVALIDATED pointer to the current frame and its size. */
+SHMLINK_EXPORT int shmlink_stream_view(const shmlink_stream_t *stream, const void **data, size_t *bytes);
+/** Counters and times of the current frame (racy snapshot). */
+SHMLINK_EXPORT int shmlink_stream_frame_info(const shmlink_stream_t *stream, shmlink_frame_info_t *info);
+/** cnt0 (acquire); 0 for NULL. */
+SHMLINK_EXPORT uint64_t shmlink_stream_cnt0(const shmlink_stream_t *stream);
+
+/** Waits until cnt0 != last_cnt0 by futex (spin first). @return 0, TIMEOUT, INTERRUPTED, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_wait_futex(const shmlink_stream_t *stream, uint64_t last_cnt0,
+                                             int64_t timeout_ns, uint64_t *cnt0_out);
+/** Waits until cnt0 != last_cnt0 by spinning. @return 0, TIMEOUT, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_wait_spin(const shmlink_stream_t *stream, uint64_t last_cnt0,
+                                            int64_t timeout_ns, uint64_t *cnt0_out);
+
+/** Claims a semaphore slot (CAS on semReadPID). @return the index (>= 0) or BUSY. */
+SHMLINK_EXPORT int shmlink_stream_claim_semaphore(shmlink_stream_t *stream, int preferred);
+/** Waits on semaphore slot `index`. @return 0, TIMEOUT, INTERRUPTED, OUT_OF_RANGE, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_sem_wait(const shmlink_stream_t *stream, int index, int64_t timeout_ns);
+/** Drains slot `index` (-1: all). @return the number of posts removed (>= 0) or an error. */
+SHMLINK_EXPORT int shmlink_stream_sem_flush(const shmlink_stream_t *stream, int index);
+
+/** Sets an int64 keyword. @return 0, NAME_TOO_LONG, OUT_OF_RANGE, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_set_keyword_int(shmlink_stream_t *stream, const char *name, int64_t value,
+                                                  const char *comment);
+/** Sets a double keyword. */
+SHMLINK_EXPORT int shmlink_stream_set_keyword_double(shmlink_stream_t *stream, const char *name, double value,
+                                                     const char *comment);
+/** Sets a string keyword (value at most 15 bytes). */
+SHMLINK_EXPORT int shmlink_stream_set_keyword_string(shmlink_stream_t *stream, const char *name,
+                                                     const char *value, const char *comment);
+/** Reads keyword `name`. @return 0, NOT_FOUND, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_get_keyword(const shmlink_stream_t *stream, const char *name,
+                                              shmlink_keyword_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMLINK_H */

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: MIT
+/// @file stream.hpp
+/// @brief Named, typed N-d array streams whose files are byte-compatible with milk/cacao
+/// ImageStreamIO 2.00 (`../shared/reference/imagestreamio-dao.md`, sections 2-12).
+///
+/// A stream is one file `<dir>/<name>.im.shm` holding a 384-byte metadata block, the current
+/// frame, keywords, in-file POSIX semaphores (one per reader slot, plus semlog), PID arrays and
+/// proc traces. One process writes frames; any number of processes read them by copy (validated
+/// by a seqlock on the write flag and cnt0), by zero-copy view, and wait for new frames by
+/// futex, by spinning on cnt0, or on an in-file semaphore as milk readers do.
+///
+/// Axis convention: `shape[0]` is ISIO's `size[0]`, the fastest-varying axis (x, image width);
+/// element (x, y, z) lives at `data[(z * size[1] + y) * size[0] + x]` (reference section 7).
+/// A numpy C-order array of shape (z, y, x) therefore maps to `shape = {x, y, z}`.
+///
+/// Timestamps are nanoseconds since the Unix epoch on CLOCK_REALTIME, stored in the file as
+/// `struct timespec`. (ImageStreamIO writes CLOCK_TAI, which equals CLOCK_REALTIME unless the
+/// kernel's TAI offset is set; compare like with like.)
+#pragma once
+
+#include <shmlink/error.hpp>
+#include <shmlink/export.h>
+#include <shmlink/segment.hpp>
+
+#include <chrono>
+#include <complex>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+namespace shmlink {
+
+/// Element types, numbered exactly as ImageStreamIO's `_DATATYPE_*` codes (reference section 6).
+enum class Dtype : std::uint8_t {
+  u8 = 1, i8 = 2, u16 = 3, i16 = 4, u32 = 5, i32 = 6, u64 = 7, i64 = 8,
+  f32 = 9, f64 = 10, c64 = 11, c128 = 12, f16 = 13,
+};
+
+/// An IEEE 754 binary16 value stored as its bit pattern (ISIO datatype 13, numpy float16).
+struct f16 {
+  std::uint16_t bits;
+};
+
+/// Size in bytes of one element of `t` (1, 2, 4, 8 or 16); 0 for an unknown code.
+constexpr std::size_t dtype_size(Dtype t) noexcept {
+  switch (t) {
+    case Dtype::u8: case Dtype::i8: return 1;
+    case Dtype::u16: case Dtype::i16: case Dtype::f16: return 2;
+    case Dtype::u32: case Dtype::i32: case Dtype::f32: return 4;
+    case Dtype::u64: case Dtype::i64: case Dtype::f64: case Dtype::c64: return 8;
+    case Dtype::c128: return 16;
+  }
+  return 0;
+}
+
+/// True when `code` is a datatype code shmlink streams accept (1..13).
+constexpr bool dtype_valid(std::uint8_t code) noexcept { return code >= 1 && code <= 13; }
+
+/// The numpy name of a dtype ("uint16", "float32", "complex64", "float16"); "invalid" otherwise.
+SHMLINK_EXPORT std::string_view dtype_name(Dtype t) noexcept;
+/// The short name ("u16", "f32", "c64", "f16"); "invalid" otherwise.
+SHMLINK_EXPORT std::string_view dtype_short_name(Dtype t) noexcept;
+/// Parses a numpy name ("uint16", "float32", "complex128"), a short name ("u16", "f32", "c64")
+/// or an ISIO short name ("UI16", "FLT", "CFLT"); nullopt when unknown.
+SHMLINK_EXPORT std::optional<Dtype> parse_dtype(std::string_view text) noexcept;
+
+/// The Dtype of a C++ element type (`dtype_of<std::uint16_t>() == Dtype::u16`).
+template <class T>
+constexpr Dtype dtype_of() noexcept {
+  using U = std::remove_cv_t<T>;
+  if constexpr (std::is_same_v<U, std::uint8_t>) return Dtype::u8;
+  else if constexpr (std::is_same_v<U, std::int8_t>) return Dtype::i8;
+  else if constexpr (std::is_same_v<U, std::uint16_t>) return Dtype::u16;
+  else if constexpr (std::is_same_v<U, std::int16_t>) return Dtype::i16;
+  else if constexpr (std::is_same_v<U, std::uint32_t>) return Dtype::u32;
+  else if constexpr (std::is_same_v<U, std::int32_t>) return Dtype::i32;
+  else if constexpr (std::is_same_v<U, std::uint64_t>) return Dtype::u64;
+  else if constexpr (std::is_same_v<U, std::int64_t>) return Dtype::i64;
+  else if constexpr (std::is_same_v<U, float>) return Dtype::f32;
+  else if constexpr (std::is_same_v<U, double>) return Dtype::f64;
+  else if constexpr (std::is_same_v<U, std::complex<float>>) return Dtype::c64;
+  else if constexpr (std::is_same_v<U, std::complex<double>>) return Dtype::c128;
+  else if constexpr (std::is_same_v<U, f16>) return Dtype::f16;
+  else static_assert(sizeof(U) == 0, "no ISIO datatype for this element type");
+}
+
+/// ISIO `imagetype` bits (reference section 3).
+inline constexpr std::uint64_t kImagetypeCircularBuffer = 0x0001;
+inline constexpr std::uint64_t kImagetypeMathData = 0x0002;
+inline constexpr std::uint64_t kImagetypeReceived = 0x0004;
+inline constexpr std::uint64_t kImagetypeSent = 0x0008;
+inline constexpr std::uint64_t kImagetypeZaxisTemporal = 0x20000;
+
+/// Longest accepted stream name in bytes (ISIO's `name` field is char[80]).
+inline constexpr std::size_t kMaxStreamName = 79;
+/// Most semaphore slots a stream may have (ISIO's default is 10).
+inline constexpr std::uint16_t kMaxSemaphores = 128;
+/// ImageStreamIO's cap on a semaphore's value when posting (`SEMAPHORE_MAXVAL`).
+inline constexpr int kSemaphoreMaxValue = 10;
+/// A wait that never times out.
+inline constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
+/// Default spin budget of futex waits before sleeping (DESIGN.md "Waiting").
+inline constexpr std::chrono::nanoseconds kDefaultSpin = std::chrono::microseconds(2);
+
+/// The directory streams live in: `$SHMLINK_DIR`, else `$MILK_SHM_DIR`, else `/milk/shm` if it
+/// is a directory, else `/dev/shm`. Evaluated on every call (no process-wide cache).
+SHMLINK_EXPORT std::string stream_directory();
+
+/// The file of a stream: a name without '/' becomes `<stream_directory()>/<name>.im.shm`; a
+/// name containing '/' is a path used as given (DAO style, e.g. "/tmp/x.im.shm").
+/// @throws Error(invalid_argument) for an empty name; Error(name_too_long) when the stream name
+/// (the path's basename without ".im.shm") exceeds kMaxStreamName bytes.
+SHMLINK_EXPORT std::string stream_path(std::string_view name_or_path);
+
+/// The stream name stored in the file for `name_or_path` (basename without ".im.shm").
+SHMLINK_EXPORT std::string stream_name(std::string_view name_or_path);
+
+/// What a new stream looks like. Defaults give a plain ISIO stream (10 semaphores, MATH_DATA).
+struct StreamSpec {
+  /// Axis lengths in ISIO order (shape[0] fastest): 1 to 3 axes, each >= 1.
+  std::vector<std::uint32_t> shape;
+  /// Element type.
+  Dtype dtype = Dtype::f32;
+  /// Keyword slots (ISIO NBkw), 0..65535; each 128 bytes in the file.
+  std::uint16_t keywords = 0;
+  /// Semaphore slots (ISIO `sem`), 1..kMaxSemaphores.
+  std::uint16_t semaphores = 10;
+  /// ISIO imagetype bits; `kImagetypeCircularBuffer | kImagetypeZaxisTemporal` adds the
+  /// per-slice time and counter arrays (requires 3 axes).
+  std::uint64_t imagetype = kImagetypeMathData;
+  /// Depth of ISIO's fast circular buffer (CBsize), 0 = none.
+  std::uint32_t circular_buffer = 0;
+  /// File permission bits (0600 by default; 0660/0666 for multi-user milk set-ups).
+  mode_t permissions = 0600;
+  /// Version string written into the file (ISIO readers compare it with their own).
+  std::string version = "2.00";
+};
+
+/// How `Stream::open` validates a file.
+struct OpenOptions {
+  /// Version strings accepted in the file's `version` field.
+  std::vector<std::string> accepted_versions = {"2.00"};
+};
+
+/// A keyword value: ISIO type 'L' (int64), 'D' (double) or 'S' (string of at most 15 bytes).
+using KeywordValue = std::variant<std::int64_t, double, std::string>;
+
+/// One keyword as stored in the file (reference section 4.1).
+struct Keyword {
+  std::string name;     ///< at most 15 bytes
+  KeywordValue value;   ///< 'L', 'D' or 'S'
+  std::string comment;  ///< at most 79 bytes
+  std::uint64_t count = 0;  ///< incremented on each write of this keyword
+};
+
+/// Counters and times of one frame.
+struct FrameInfo {
+  std::uint64_t cnt0 = 0;        ///< frame counter, +1 per update
+  std::uint64_t cnt1 = 0;        ///< last slice written (rolling buffers)
+  std::uint64_t cnt2 = 0;        ///< frame id / event count, as the writer set it
+  std::int64_t atime_ns = 0;     ///< acquisition time, ns since the epoch
+  std::int64_t writetime_ns = 0; ///< time the frame was published, ns since the epoch
+};
+
+/// Options of one write.
+struct WriteOptions {
+  /// Acquisition time to store (ns since the epoch); negative = the write time.
+  std::int64_t atime_ns = -1;
+  /// When set, stored in cnt2 (DAO's frame id).
+  std::optional<std::uint64_t> frame_id;
+  /// Post the in-file semaphores and semlog (for milk/DAO semaphore readers). On by default.
+  bool post_semaphores = true;
+};
+
+/// A snapshot of a stream's metadata, for tools.
+struct StreamInfo {
+  std::string name;                  ///< name field of the file
+  std::string path;                  ///< file path
+  std::string version;               ///< version field
+  std::vector<std::uint32_t> shape;  ///< ISIO order
+  Dtype dtype = Dtype::f32;
+  std::uint64_t nelement = 0;
+  std::uint64_t frame_bytes = 0;     ///< imdatamemsize
+  std::uint64_t file_bytes = 0;
+  std::uint64_t imagetype = 0;
+  std::uint16_t semaphores = 0;
+  std::uint16_t keyword_slots = 0;
+  std::uint32_t circular_buffer = 0;
+  std::int32_t creator_pid = 0;
+  std::int32_t owner_pid = 0;
+  std::uint64_t inode = 0;
+  bool write_flag = false;
+  FrameInfo frame;                   ///< counters and times (racy snapshot)
+  std::int64_t creation_time_ns = 0;
+  std::int64_t last_access_time_ns = 0;
+  std::vector<std::int32_t> sem_read_pids;   ///< semReadPID per slot (0 or -1 = free)
+  std::vector<std::int32_t> sem_write_pids;  ///< semWritePID per slot (-1 = never posted)
+  std::vector<int> sem_values;               ///< current value of each slot's semaphore
+};
+
+/// A handle on one stream file. Move-only; destruction unmaps but never removes the file.
+///
+/// Thread safety: one writer at a time per stream (across all processes); any number of
+/// readers. Const members may be called concurrently from many threads.
+///
+/// Memory ordering: `write()` / `commit_write()` publish a frame with a release increment of
+/// cnt0 (SYNC POINT A) followed by a release store of write = 0 (SYNC POINT B). A reader that
+/// observes the new cnt0 through `cnt0()`, `wait_futex()`, `wait_spin()` (acquire loads pairing
+/// with A) sees the complete frame data and timestamps of that update, unless a later update
+/// has started meanwhile; `read_copy()` detects that case with the seqlock and retries.
+/// Semaphore posts happen after B, so a milk reader woken by a post sees cnt0 and write = 0.
+class SHMLINK_EXPORT Stream {
+ public:
+  Stream() noexcept;
+  Stream(Stream&&) noexcept;
+  Stream& operator=(Stream&&) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream();
+
+  /// Creates a stream file laid out as ImageStreamIO 2.00 (reference sections 5 and 9), filled
+  /// completely (semaphores sem_init'ed process-shared, semlog too, PID arrays -1, proc traces,
+  /// keywords 'N') under a temporary name, `version` written last with release ordering, then
+  /// linked as `stream_path(name_or_path)`.
+  /// @param mode ExclusiveCreate (default), PurgeAndCreate (replace: new inode), OpenOrCreate
+  ///        (open an existing file if it validates, else create), OpenExisting (= open()).
+  /// @throws Error invalid_argument (bad shape, dtype, semaphore count, circular-buffer rule),
+  ///         name_too_long, exists, permission, no_space, system: each naming the file.
+  static Stream create(std::string_view name_or_path, const StreamSpec& spec,
+                       OpenMode mode = OpenMode::ExclusiveCreate);
+
+  /// Opens an existing stream read-write (semaphores live in the file) and validates it:
+  /// version, file size against the layout recomputed from the metadata, naxis, sizes, dtype,
+  /// nelement, imdatamemsize, semaphore and proc-trace counts.
+  /// @throws Error not_found, permission, layout (naming the file and the field), system.
+  static Stream open(std::string_view name_or_path, const OpenOptions& options = {});
+
+  /// Removes the stream file (the name; open handles keep their mapping).
+  /// @throws Error not_found / permission naming the file.
+  static void remove(std::string_view name_or_path);
+
+  /// True while a stream is held.
+  [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
+  /// Unmaps and closes (the file stays). Idempotent.
+  void close() noexcept;
+
+  // ---- geometry -----------------------------------------------------------------------
+  /// Stream name (from the file's metadata).
+  [[nodiscard]] const std::string& name() const noexcept;
+  /// File path.
+  [[nodiscard]] const std::string& path() const noexcept;
+  /// Axis lengths, ISIO order (shape()[0] fastest), naxis entries.
+  [[nodiscard]] std::span<const std::uint32_t> shape() const noexcept;
+  /// Element type.
+  [[nodiscard]] Dtype dtype() const noexcept;
+  /// Elements per frame.
+  [[nodiscard]] std::uint64_t nelement() const noexcept;
+  /// Bytes per frame (imdatamemsize).
+  [[nodiscard]] std::size_t frame_bytes() const noexcept;
+  /// Semaphore slots in the file.
+  [[nodiscard]] int semaphore_count() const noexcept;
+  /// Keyword slots in the file.
+  [[nodiscard]] int keyword_slots() const noexcept;
+  /// Full metadata snapshot (racy: counters may move while it is taken).
+  [[nodiscard]] StreamInfo info() const;
+  /// Inode recorded in the metadata at creation.
+  [[nodiscard]] std::uint64_t inode() const noexcept;
+
+  // ---- writing ----------------------------------------------------------------------
+  /// Publishes one frame: write = 1, release fence, copy, timestamps, cnt0 += 1 (release),
+  /// write = 0 (release), futex wake if anyone waits, then post every semaphore slot whose
+  /// value is below 10 (recording semWritePID) and semlog (reference section 11.2).
+  /// @param frame exactly frame_bytes() bytes, C order.
+  /// @return ok, size_mismatch, closed. Never blocks, never allocates.
+  Status write(std::span<const std::byte> frame, const WriteOptions& options = {}) noexcept;
+
+  /// Typed write: also checks that T matches dtype() (dtype_mismatch) and the element count.
+  template <class T>
+  Status write(std::span<const T> frame, const WriteOptions& options = {}) noexcept {
+    if (!valid()) return Errc::closed;
+    if (dtype_of<T>() != dtype()) return Errc::dtype_mismatch;
+    return write(std::as_bytes(frame), options);
+  }
+
+  /// Zero-copy write, step 1: sets write = 1 (seqlock open) and returns the data area to fill
+  /// in place. Must be followed by commit_write(). Empty span when closed.
+  std::span<std::byte> begin_write() noexcept;
+  /// Zero-copy write, step 2: timestamps, cnt0 += 1, write = 0, wake and post, as write().
+  Status commit_write(const WriteOptions& options = {}) noexcept;
+
+  // ---- reading ----------------------------------------------------------------------
+  /// Copies the current frame into `out`, validated by the seqlock (write flag + cnt0): the
+  /// copy is retried while a writer is active or cnt0 moved during it, so a torn frame is
+  /// never returned.
+  /// @param out exactly frame_bytes() bytes.
+  /// @param info receives the counters and times of the copied frame.
+  /// @param max_attempts attempts before giving up.
+  /// @return ok; size_mismatch; writer_active when the write flag never cleared (a writer
+  ///         that died mid-write); torn when every attempt collided with a new write.
+  Status read_copy(std::span<std::byte> out, FrameInfo* info = nullptr,
+                   int max_attempts = 1000) const noexcept;
+
+  /// Zero-copy view of the current frame. NOT validated: a writer may change it while it is
+  /// read. Use read_copy() when a consistent frame matters, or check cnt0 before and after.
+  [[nodiscard]] std::span<const std::byte> view() const noexcept;
+
+  /// Typed zero-copy view; empty when T does not match dtype().
+  template <class T>
+  [[nodiscard]] std::span<const T> view_as() const noexcept {
+    if (!valid() || dtype_of<T>() != dtype()) return {};
+    auto b = view();
+    return {reinterpret_cast<const T*>(b.data()), b.size() / sizeof(T)};
+  }
+
+  /// cnt0 with acquire ordering (pairs with SYNC POINT A of the writer).
+  [[nodiscard]] std::uint64_t cnt0() const noexcept;
+  /// cnt1 (last slice written in rolling buffers), acquire.
+  [[nodiscard]] std::uint64_t cnt1() const noexcept;
+  /// cnt2 (frame id), acquire.
+  [[nodiscard]] std::uint64_t cnt2() const noexcept;
+  /// Sets cnt2 (release).
+  void set_cnt2(std::uint64_t value) noexcept;
+  /// The write flag (acquire): true while a writer is inside a write.
+  [[nodiscard]] bool write_flag() const noexcept;
+  /// Counters and times of the current frame (racy snapshot; use read_copy for a consistent one).
+  [[nodiscard]] FrameInfo frame_info() const noexcept;
+
+  // ---- waiting ----------------------------------------------------------------------
+  /// Waits until cnt0 differs from `last_cnt0`: spins for `spin`, then sleeps on a shared
+  /// futex on the low 32 bits of cnt0 (reference 12.3), re-checking every 10 ms so that
+  /// writers that do not wake futexes (milk's) are still noticed. Any number of readers.
+  /// @param timeout relative, on CLOCK_MONOTONIC; kForever waits without limit.
+  /// @param cnt0_out receives the new cnt0 on success.
+  /// @return ok, timeout, interrupted (a signal arrived), closed.
+  /// Memory ordering: on ok, the frame published by that cnt0 increment is visible (acquire).
+  Status wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout = kForever,
+                    std::uint64_t* cnt0_out = nullptr,
+                    std::chrono::nanoseconds spin = kDefaultSpin) const noexcept;
+
+  /// Waits until cnt0 differs from `last_cnt0` by spinning on it with a pause instruction
+  /// (the only mode that also works across VMs). Burns a core while waiting.
+  /// @return ok, timeout, closed. Memory ordering as wait_futex().
+  Status wait_spin(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout = kForever,
+                   std::uint64_t* cnt0_out = nullptr) const noexcept;
+
+  // ---- semaphores (milk/ISIO compatible, reference section 10) ----------------------
+  /// Claims a semaphore slot for this process: returns the slot already held by getpid(), or
+  /// `preferred` if free, or the first free slot; a slot is free when its semReadPID is 0, -1
+  /// or a dead process. Claimed with a compare-and-swap, so two readers never share a slot.
+  /// @return the slot index, or -1 when all are taken.
+  int claim_semaphore(int preferred = -1) noexcept;
+  /// Gives a claimed slot back (semReadPID := -1) if this process holds it.
+  void release_semaphore(int index) noexcept;
+  /// Waits on slot `index` (sem_clockwait on CLOCK_MONOTONIC, immune to wall-clock jumps).
+  /// @return ok, timeout, interrupted, out_of_range, closed.
+  Status sem_wait(int index, std::chrono::nanoseconds timeout = kForever) const noexcept;
+  /// Takes one post from slot `index` without blocking; would_block when it is 0.
+  Status sem_trywait(int index) const noexcept;
+  /// Drains slot `index` (or every slot when -1); returns the number of posts removed.
+  int sem_flush(int index) const noexcept;
+  /// Current value of slot `index`; -1 for a bad index.
+  [[nodiscard]] int sem_value(int index) const noexcept;
+  /// Posts slot `index` (capped at 10, recording semWritePID), or every slot and semlog when
+  /// index is -1, exactly as ImageStreamIO_sempost. @return ok, out_of_range, closed.
+  Status sem_post(int index) noexcept;
+
+  // ---- keywords ---------------------------------------------------------------------
+  /// All keywords whose type is not 'N' (unused).
+  [[nodiscard]] std::vector<Keyword> keywords() const;
+  /// The value of keyword `name`, if present.
+  [[nodiscard]] std::optional<KeywordValue> keyword(std::string_view name) const;
+  /// Sets keyword `name` (overwrites an existing one of that name, else takes the first free
+  /// slot) and increments its cnt. Not synchronised with concurrent keyword writers.
+  /// @throws Error name_too_long (name > 15, string value > 15, comment > 79 bytes),
+  ///         out_of_range when every slot is used.
+  void set_keyword(std::string_view name, const KeywordValue& value, std::string_view comment = {});
+
+  // ---- times ------------------------------------------------------------------------
+  /// Creation time, ns since the epoch.
+  [[nodiscard]] std::int64_t creation_time_ns() const noexcept;
+  /// Acquisition time of the current frame, ns since the epoch.
+  [[nodiscard]] std::int64_t atime_ns() const noexcept;
+  /// Time the current frame was published, ns since the epoch.
+  [[nodiscard]] std::int64_t writetime_ns() const noexcept;
+
+  /// The mapped file, for inspection and layout tests.
+  [[nodiscard]] std::span<const std::byte> file_bytes() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Stream(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shmlink

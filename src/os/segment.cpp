@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+// Mappings and backings (include/shmlink/segment.hpp).
+#include <shmlink/segment.hpp>
+
+#include "os/sys.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+namespace shmlink {
+
+// ---- Mapping --------------------------------------------------------------------------------
+
+Mapping::Mapping(int fd, std::size_t size, bool writable, std::string_view what) {
+  if (size == 0) throw Error(Errc::invalid_argument, "mapping " + std::string(what) + ": size is 0");
+  const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+  void* p = ::mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) os::throw_errno(errno, "mapping", std::string(what));
+  data_ = static_cast<std::byte*>(p);
+  size_ = size;
+}
+
+Mapping::Mapping(Mapping&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+Mapping& Mapping::operator=(Mapping&& other) noexcept {
+  if (this != &other) {
+    reset();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+Mapping::~Mapping() { reset(); }
+
+void Mapping::reset() noexcept {
+  if (data_ != nullptr) ::munmap(data_, size_);
+  data_ = nullptr;
+  size_ = 0;
+}
+
+// ---- Segment --------------------------------------------------------------------------------
+
+Segment::Segment(int fd, Mapping map, std::string path, std::uint64_t inode) noexcept
+    : fd_(fd), map_(std::move(map)), path_(std::move(path)), inode_(inode) {}
+
+Segment::Segment(Segment&& o) noexcept
+    : fd_(std::exchange(o.fd_, -1)), map_(std::move(o.map_)), path_(std::move(o.path_)),
+      inode_(std::exchange(o.inode_, 0)) {}
+
+Segment& Segment::operator=(Segment&& o) noexcept {
+  if (this != &o) {
+    close();
+    fd_ = std::exchange(o.fd_, -1);
+    map_ = std::move(o.map_);
+    path_ = std::move(o.path_);
+    inode_ = std::exchange(o.inode_, 0);
+  }
+  return *this;
+}
+
+Segment::~Segment() { close(); }
+
+void Segment::close() noexcept {
+  map_.reset();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+namespace {
+
+std::string dir_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string base_of(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+/// Removes a temporary file unless release() was called.
+class TempGuard {
+ public:
+  explicit TempGuard(std::string path) : path_(std::move(path)) {}
+  TempGuard(const TempGuard&) = delete;
+  TempGuard& operator=(const TempGuard&) = delete;
+  ~TempGuard() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  void release() noexcept { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+Segment Segment::create_file(const std::string& path, std::size_t size, OpenMode mode, mode_t permissions,
+                             const Initializer& init) {
+  if (mode != OpenMode::ExclusiveCreate && mode != OpenMode::PurgeAndCreate)
+    throw Error(Errc::invalid_argument, "creating " + path + ": create_file takes ExclusiveCreate or PurgeAndCreate");
+  if (size == 0) throw Error(Errc::invalid_argument, "creating " + path + ": size is 0");
+
+  // The temporary lives in the target directory (rename must not cross file systems) and does
+  // not end in ".im.shm", so directory scans never list a half-built segment.
+  std::string tmpl = dir_of(path) + "/." + base_of(path) + ".XXXXXX";
+  int raw = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (raw < 0) os::throw_errno(errno, "creating", path);
+  os::UniqueFd fd(raw);
+  TempGuard guard(tmpl);
+
+  if (::fchmod(fd.get(), permissions) != 0) os::throw_errno(errno, "setting permissions of", path);
+  // Allocate every block now: on a full tmpfs this fails with ENOSPC instead of a SIGBUS later.
+  if (int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)); err != 0) {
+    if (err == EOPNOTSUPP || err == EINVAL) {
+      if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) os::throw_errno(errno, "sizing", path);
+    } else {
+      throw Error(errc_from_errno(err), "sizing " + path + " to " + std::to_string(size) + " bytes: " +
+                                            std::strerror(err));
+    }
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting", path);
+
+  Mapping map(fd.get(), size, true, path);
+  Segment seg(fd.release(), std::move(map), path, static_cast<std::uint64_t>(st.st_ino));
+  if (init) init(seg);
+
+  // Publish: link the complete file under its real name.
+  if (mode == OpenMode::ExclusiveCreate) {
+    if (::renameat2(AT_FDCWD, tmpl.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+      int err = errno;
+      if (err == EINVAL || err == ENOSYS) {  // file system without RENAME_NOREPLACE: link + unlink
+        if (::link(tmpl.c_str(), path.c_str()) != 0) os::throw_errno(errno, "creating", path);
+        ::unlink(tmpl.c_str());
+      } else {
+        os::throw_errno(err, "creating", path);
+      }
+    }
+  } else if (::rename(tmpl.c_str(), path.c_str()) != 0) {
+    os::throw_errno(errno, "creating", path);
+  }
+  guard.release();
+  return seg;
+}
+
+Segment Segment::open_file(const std::string& path, bool writable) {
+  int raw = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (raw < 0) os::throw_errno(errno, "opening", path);
+  os::UniqueFd fd(raw);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting", path);
+  if (!S_ISREG(st.st_mode)) throw Error(Errc::layout, "opening " + path + ": not a regular file");
+  if (st.st_size <= 0) throw Error(Errc::layout, "opening " + path + ": file is empty");
+  Mapping map(fd.get(), static_cast<std::size_t>(st.st_size), writable, path);
+  return Segment(fd.release(), std::move(map), path, static_cast<std::uint64_t>(st.st_ino));
+}
+
+Segment Segment::create_memfd(const std::string& name, std::size_t size) {
+  if (size == 0) throw Error(Errc::invalid_argument, "creating memfd " + name + ": size is 0");
+  int raw = ::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (raw < 0) os::throw_errno(errno, "creating memfd", name);
+  os::UniqueFd fd(raw);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) os::throw_errno(errno, "sizing memfd", name);
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
+    os::throw_errno(errno, "sealing memfd", name);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting memfd", name);
+  Mapping map(fd.get(), size, true, "memfd " + name);
+  return Segment(fd.release(), std::move(map), std::string(), static_cast<std::uint64_t>(st.st_ino));
+}
+
+Segment Segment::adopt_fd(int fd_in, const std::string& what, bool writable) {
+  os::UniqueFd fd(fd_in);
+  if (!fd) throw Error(Errc::invalid_argument, "adopting " + what + ": invalid descriptor");
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting", what);
+  if (st.st_size <= 0) throw Error(Errc::layout, "adopting " + what + ": size is 0");
+  Mapping map(fd.get(), static_cast<std::size_t>(st.st_size), writable, what);
+  return Segment(fd.release(), std::move(map), std::string(), static_cast<std::uint64_t>(st.st_ino));
+}
+
+}  // namespace shmlink

@@ -1,0 +1,762 @@
+// SPDX-License-Identifier: MIT
+// ImageStreamIO 2.00 streams (include/shmlink/stream.hpp).
+// Layout: src/stream/isio_layout.hpp. Protocols: reference imagestreamio-dao.md sections 9-12
+// and docs/design/streams.md.
+#include <shmlink/stream.hpp>
+
+#include "os/clock.hpp"
+#include "os/futex.hpp"
+#include "os/log_internal.hpp"
+#include "os/process.hpp"
+#include "os/sys.hpp"
+#include "stream/isio_layout.hpp"
+
+#include <semaphore.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace shmlink {
+namespace {
+
+using isio::Metadata;
+
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic_ref<std::uint8_t>::is_always_lock_free);
+static_assert(std::atomic_ref<std::int32_t>::is_always_lock_free);
+static_assert(std::atomic_ref<time_t>::is_always_lock_free);
+
+/// Atomic access to a field of the mapping (C++20 atomic_ref; the fields stay plain data so
+/// the layout is ISIO's). Readers map the file writable, so casting away const is sound.
+template <class T>
+std::atomic_ref<T> aref(const T& field) noexcept {
+  return std::atomic_ref<T>(const_cast<T&>(field));
+}
+
+/// Futex word: the low 32 bits of cnt0 (little-endian, offset 264; reference 12.3).
+const std::uint32_t* cnt0_futex_word(const Metadata* md) noexcept {
+  return reinterpret_cast<const std::uint32_t*>(&md->cnt0);
+}
+
+void store_timespec(const timespec& field, std::int64_t ns) noexcept {
+  const timespec ts = os::to_timespec(ns);
+  aref(field.tv_sec).store(ts.tv_sec, std::memory_order_relaxed);
+  aref(field.tv_nsec).store(ts.tv_nsec, std::memory_order_relaxed);
+}
+
+std::int64_t load_timespec(const timespec& field) noexcept {
+  const time_t s = aref(field.tv_sec).load(std::memory_order_relaxed);
+  const long ns = aref(field.tv_nsec).load(std::memory_order_relaxed);
+  return static_cast<std::int64_t>(s) * 1'000'000'000 + ns;
+}
+
+/// A NUL-terminated string inside a fixed field, or nullopt when it is not terminated.
+std::optional<std::string> fixed_string(const char* field, std::size_t size) {
+  const void* nul = std::memchr(field, '\0', size);
+  if (nul == nullptr) return std::nullopt;
+  return std::string(field, static_cast<const char*>(nul));
+}
+
+std::string shape_text(std::span<const std::uint32_t> shape) {
+  std::string s;
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+  return s;
+}
+
+bool slot_free(std::int32_t pid) noexcept { return pid == 0 || pid == -1 || !os::pid_alive(pid); }
+
+}  // namespace
+
+struct Stream::Impl {
+  Segment seg;
+  isio::Layout layout;
+  Metadata* md = nullptr;
+  std::byte* base = nullptr;
+  std::byte* data = nullptr;
+  isio::Keyword* kw = nullptr;
+  sem_t* sems = nullptr;
+  sem_t* semlog = nullptr;
+  std::int32_t* read_pid = nullptr;
+  std::int32_t* write_pid = nullptr;
+  isio::CbFrameMd* cbmd = nullptr;
+  std::byte* cbdata = nullptr;
+  std::string name;
+  std::string path;
+  std::vector<std::uint32_t> shape;
+  Dtype dtype = Dtype::f32;
+  std::uint64_t nelement = 0;
+  std::size_t frame_bytes = 0;
+  int nsem = 0;
+  int nkw = 0;
+  std::uint32_t cbsize = 0;
+
+  /// Points every chunk pointer into the mapping from a validated layout.
+  void bind() {
+    base = seg.data();
+    md = reinterpret_cast<Metadata*>(base);
+    data = base + layout.data;
+    kw = reinterpret_cast<isio::Keyword*>(base + layout.keywords);
+    sems = reinterpret_cast<sem_t*>(base + layout.semaphores);
+    semlog = reinterpret_cast<sem_t*>(base + layout.semlog);
+    read_pid = reinterpret_cast<std::int32_t*>(base + layout.sem_read_pid);
+    write_pid = reinterpret_cast<std::int32_t*>(base + layout.sem_write_pid);
+    cbmd = reinterpret_cast<isio::CbFrameMd*>(base + layout.cbframemd);
+    cbdata = base + layout.cbdata;
+    nsem = md->sem;
+    nkw = md->NBkw;
+    cbsize = md->CBsize;
+    dtype = static_cast<Dtype>(md->datatype);
+    nelement = md->nelement;
+    frame_bytes = static_cast<std::size_t>(md->imdatamemsize);
+    shape.assign(md->size, md->size + md->naxis);
+    name = fixed_string(md->name, sizeof(md->name)).value_or(std::string());
+    path = seg.path();
+  }
+
+  /// Posts every slot below the cap (recording semWritePID), then semlog once, as
+  /// ImageStreamIO_sempost(img, -1) does (reference section 10).
+  void post_all() noexcept {
+    const pid_t pid = os::current_pid();
+    for (int i = 0; i < nsem; ++i) {
+      int v = 0;
+      ::sem_getvalue(&sems[i], &v);
+      if (v < kSemaphoreMaxValue) {
+        ::sem_post(&sems[i]);
+        aref(write_pid[i]).store(pid, std::memory_order_relaxed);
+      }
+    }
+    int v = 0;
+    ::sem_getvalue(semlog, &v);
+    if (v < kSemaphoreMaxValue) ::sem_post(semlog);
+  }
+};
+
+// ---- construction -----------------------------------------------------------------------
+
+Stream::Stream() noexcept = default;
+Stream::Stream(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Stream::Stream(Stream&&) noexcept = default;
+Stream& Stream::operator=(Stream&&) noexcept = default;
+Stream::~Stream() = default;
+void Stream::close() noexcept { impl_.reset(); }
+
+namespace {
+
+/// Checks a spec and returns its sizing inputs; throws invalid_argument naming the path.
+isio::Geometry check_spec(const std::string& path, const StreamSpec& spec) {
+  auto bad = [&](const std::string& what) { throw Error(Errc::invalid_argument, "creating " + path + ": " + what); };
+  if (spec.shape.empty() || spec.shape.size() > 3)
+    bad("shape has " + std::to_string(spec.shape.size()) + " axes, 1 to 3 allowed");
+  std::uint64_t n = 1;
+  for (std::size_t i = 0; i < spec.shape.size(); ++i) {
+    if (spec.shape[i] == 0) bad("axis " + std::to_string(i) + " has length 0");
+    n *= spec.shape[i];
+  }
+  if (n > isio::kMaxElements) bad(std::to_string(n) + " elements exceed ImageStreamIO's limit of 1e10");
+  if (!dtype_valid(static_cast<std::uint8_t>(spec.dtype)))
+    bad("datatype code " + std::to_string(static_cast<int>(spec.dtype)) + " is not 1..13");
+  if (spec.semaphores < 1 || spec.semaphores > kMaxSemaphores)
+    bad(std::to_string(spec.semaphores) + " semaphores, 1 to " + std::to_string(kMaxSemaphores) + " allowed");
+  if ((spec.imagetype & 0xF000F) == kImagetypeCircularBuffer && spec.shape.size() != 3)
+    bad("a circular-buffer imagetype needs 3 axes");
+  if (isio::has_temporal_arrays(spec.imagetype) && spec.shape.size() != 3)
+    bad("a temporal (CIRCULAR_BUFFER|ZAXIS_TEMPORAL) stream needs 3 axes");
+  if (spec.version.empty() || spec.version.size() > 31)
+    bad("version string '" + spec.version + "' must be 1 to 31 bytes");
+  if ((spec.permissions & ~mode_t{07777}) != 0) bad("permissions have bits outside 07777");
+  isio::Geometry g;
+  g.imdatamemsize = n * dtype_size(spec.dtype);
+  g.nbkw = spec.keywords;
+  g.nbsem = spec.semaphores;
+  g.size2 = spec.shape.size() == 3 ? spec.shape[2] : 0;
+  g.imagetype = spec.imagetype;
+  g.cbsize = spec.circular_buffer;
+  if (spec.circular_buffer > 0 && g.imdatamemsize > (std::uint64_t{1} << 40) / spec.circular_buffer)
+    bad("circular buffer of " + std::to_string(spec.circular_buffer) + " frames is too large");
+  return g;
+}
+
+/// Fills a fresh, zeroed file as ImageStreamIO_createIm_gpu does (reference section 9), with
+/// the version written last (release) and semlog initialised process-shared.
+void init_file(Segment& seg, const std::string& name, const StreamSpec& spec, const isio::Geometry& g,
+               const isio::Layout& l) {
+  std::byte* base = seg.data();
+  auto* md = reinterpret_cast<Metadata*>(base);
+  std::memcpy(md->name, name.data(), name.size());
+  md->naxis = static_cast<std::uint8_t>(spec.shape.size());
+  std::uint64_t n = 1;
+  for (std::size_t i = 0; i < spec.shape.size(); ++i) {
+    md->size[i] = spec.shape[i];
+    n *= spec.shape[i];
+  }
+  md->nelement = n;
+  md->datatype = static_cast<std::uint8_t>(spec.dtype);
+  md->imagetype = spec.imagetype;
+  const timespec now = os::to_timespec(os::realtime_ns());
+  md->creationtime = now;
+  md->lastaccesstime = now;
+  md->creatorPID = os::current_pid();
+  md->ownerPID = 0;
+  md->shared = 1;
+  md->inode = seg.inode();
+  md->location = -1;
+  md->sem = g.nbsem;
+  md->NBproctrace = isio::kProcTraceEntries;
+  md->NBkw = g.nbkw;
+  md->CBsize = g.cbsize;
+  md->imdatamemsize = g.imdatamemsize;
+
+  auto* kw = reinterpret_cast<isio::Keyword*>(base + l.keywords);
+  for (int i = 0; i < g.nbkw; ++i) kw[i].type = 'N';
+  auto* sems = reinterpret_cast<sem_t*>(base + l.semaphores);
+  auto* read_pid = reinterpret_cast<std::int32_t*>(base + l.sem_read_pid);
+  auto* write_pid = reinterpret_cast<std::int32_t*>(base + l.sem_write_pid);
+  for (int i = 0; i < g.nbsem; ++i) {
+    if (::sem_init(&sems[i], 1, 0) != 0) os::throw_errno(errno, "initialising semaphores of", seg.path());
+    read_pid[i] = -1;
+    write_pid[i] = -1;
+  }
+  if (::sem_init(reinterpret_cast<sem_t*>(base + l.semlog), 1, 0) != 0)
+    os::throw_errno(errno, "initialising semlog of", seg.path());
+  auto* pt = reinterpret_cast<isio::ProcTrace*>(base + l.proctrace);
+  for (int i = 0; i < isio::kProcTraceEntries; ++i) pt[i].trigsemindex = -1;
+
+  // SYNC POINT V: the version is the readiness marker. Every byte but the first, then the first
+  // with release ordering; Stream::open loads it with acquire.
+  std::memcpy(md->version + 1, spec.version.data() + 1, spec.version.size() - 1);
+  aref(md->version[0]).store(spec.version[0], std::memory_order_release);
+}
+
+}  // namespace
+
+Stream Stream::create(std::string_view name_or_path, const StreamSpec& spec, OpenMode mode) {
+  const std::string path = stream_path(name_or_path);
+  const std::string name = stream_name(name_or_path);
+  if (mode == OpenMode::OpenExisting) return open(name_or_path);
+  const isio::Geometry g = check_spec(path, spec);
+  const isio::Layout l = isio::compute_layout(g);
+
+  if (mode == OpenMode::OpenOrCreate) {
+    try {
+      Stream s = open(name_or_path, OpenOptions{{spec.version}});
+      auto shape = s.shape();
+      if (!std::equal(shape.begin(), shape.end(), spec.shape.begin(), spec.shape.end()) || s.dtype() != spec.dtype)
+        throw Error(Errc::layout, "opening " + path + ": exists as " + shape_text(shape) + " " +
+                                      std::string(dtype_name(s.dtype())) + ", asked for " +
+                                      shape_text(spec.shape) + " " + std::string(dtype_name(spec.dtype)));
+      return s;
+    } catch (const Error& e) {
+      if (e.errc() != Errc::not_found) throw;
+    }
+    try {
+      return create(name_or_path, spec, OpenMode::ExclusiveCreate);
+    } catch (const Error& e) {
+      if (e.errc() != Errc::exists) throw;
+      return create(name_or_path, spec, OpenMode::OpenOrCreate);  // lost a creation race: open theirs
+    }
+  }
+
+  Segment seg = Segment::create_file(path, static_cast<std::size_t>(l.file_size), mode, spec.permissions,
+                                     [&](Segment& fresh) { init_file(fresh, name, spec, g, l); });
+  auto impl = std::make_unique<Impl>();
+  impl->seg = std::move(seg);
+  impl->layout = l;
+  impl->bind();
+  return Stream(std::move(impl));
+}
+
+Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
+  const std::string path = stream_path(name_or_path);
+  Segment seg = Segment::open_file(path, true);
+  auto fail = [&](const std::string& what) -> void { throw Error(Errc::layout, "opening " + path + ": " + what); };
+  if (seg.size() < sizeof(Metadata))
+    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the 384-byte metadata");
+  const auto* md = reinterpret_cast<const Metadata*>(seg.data());
+
+  // SYNC POINT V (acquire): pairs with the creator's release store of version[0].
+  if (aref(md->version[0]).load(std::memory_order_acquire) == '\0') fail("version is empty (stream not ready)");
+  const auto version = fixed_string(md->version, sizeof(md->version));
+  if (!version) fail("version field is not NUL-terminated");
+  if (std::find(options.accepted_versions.begin(), options.accepted_versions.end(), *version) ==
+      options.accepted_versions.end()) {
+    std::string want;
+    for (const auto& v : options.accepted_versions) want += (want.empty() ? "'" : " or '") + v + "'";
+    fail("version '" + *version + "' is not " + want);
+  }
+  if (!fixed_string(md->name, sizeof(md->name))) fail("name field is not NUL-terminated");
+  if (md->naxis < 1 || md->naxis > 3) fail("naxis is " + std::to_string(md->naxis) + ", not 1..3");
+  std::uint64_t n = 1;
+  for (int i = 0; i < md->naxis; ++i) {
+    if (md->size[i] == 0) fail("size[" + std::to_string(i) + "] is 0");
+    n *= md->size[i];
+  }
+  for (int i = md->naxis; i < 3; ++i)
+    if (md->size[i] != 0 && detail::log_enabled(LogLevel::warn))
+      detail::log(LogLevel::warn, "opening " + path + ": size[" + std::to_string(i) + "] is " +
+                                      std::to_string(md->size[i]) + " beyond naxis " + std::to_string(md->naxis) +
+                                      " (ignored)");
+  if (!dtype_valid(md->datatype)) fail("datatype is " + std::to_string(md->datatype) + ", not 1..13");
+  if (md->nelement != n)
+    fail("nelement is " + std::to_string(md->nelement) + " but the sizes give " + std::to_string(n));
+  if (n > isio::kMaxElements) fail("nelement " + std::to_string(n) + " exceeds 1e10");
+  if (md->imdatamemsize != n * isio::type_size(md->datatype))
+    fail("imdatamemsize is " + std::to_string(md->imdatamemsize) + ", expected " +
+         std::to_string(n * isio::type_size(md->datatype)));
+  if (md->location != -1)
+    fail("location is " + std::to_string(md->location) + " (GPU streams are not supported)");
+  if (md->sem > kMaxSemaphores) fail("sem is " + std::to_string(md->sem) + ", at most 128 supported");
+  if (md->NBproctrace > 1024) fail("NBproctrace is " + std::to_string(md->NBproctrace));
+  if (md->CBsize > 0 && md->imdatamemsize > (std::uint64_t{1} << 40) / md->CBsize)
+    fail("CBsize " + std::to_string(md->CBsize) + " is implausible");
+  if (md->CBsize > 0 && md->CBindex >= md->CBsize)
+    fail("CBindex " + std::to_string(md->CBindex) + " is not below CBsize " + std::to_string(md->CBsize));
+  if (isio::has_temporal_arrays(md->imagetype) && md->naxis != 3 && detail::log_enabled(LogLevel::warn))
+    detail::log(LogLevel::warn, "opening " + path + ": temporal imagetype on a " + std::to_string(md->naxis) +
+                                    "-axis stream");
+  isio::Geometry g;
+  g.imdatamemsize = md->imdatamemsize;
+  g.nbkw = md->NBkw;
+  g.nbsem = md->sem;
+  g.nbproctrace = md->NBproctrace;
+  g.size2 = md->size[2];
+  g.imagetype = md->imagetype;
+  g.cbsize = md->CBsize;
+  g.location = md->location;
+  const isio::Layout l = isio::compute_layout(g);
+  if (l.file_size != seg.size())
+    fail("file is " + std::to_string(seg.size()) + " bytes but its metadata describes " +
+         std::to_string(l.file_size) + " bytes");
+  auto impl = std::make_unique<Impl>();
+  impl->seg = std::move(seg);
+  impl->layout = l;
+  impl->bind();
+  return Stream(std::move(impl));
+}
+
+void Stream::remove(std::string_view name_or_path) {
+  const std::string path = stream_path(name_or_path);
+  if (::unlink(path.c_str()) != 0) os::throw_errno(errno, "removing", path);
+}
+
+// ---- geometry -----------------------------------------------------------------------------
+
+namespace {
+const std::string kEmpty;
+}
+
+const std::string& Stream::name() const noexcept { return impl_ ? impl_->name : kEmpty; }
+const std::string& Stream::path() const noexcept { return impl_ ? impl_->path : kEmpty; }
+std::span<const std::uint32_t> Stream::shape() const noexcept {
+  return impl_ ? std::span<const std::uint32_t>(impl_->shape) : std::span<const std::uint32_t>();
+}
+Dtype Stream::dtype() const noexcept { return impl_ ? impl_->dtype : Dtype::f32; }
+std::uint64_t Stream::nelement() const noexcept { return impl_ ? impl_->nelement : 0; }
+std::size_t Stream::frame_bytes() const noexcept { return impl_ ? impl_->frame_bytes : 0; }
+int Stream::semaphore_count() const noexcept { return impl_ ? impl_->nsem : 0; }
+int Stream::keyword_slots() const noexcept { return impl_ ? impl_->nkw : 0; }
+std::uint64_t Stream::inode() const noexcept { return impl_ ? impl_->md->inode : 0; }
+std::span<const std::byte> Stream::file_bytes() const noexcept {
+  return impl_ ? std::span<const std::byte>(impl_->seg.data(), impl_->seg.size()) : std::span<const std::byte>();
+}
+
+StreamInfo Stream::info() const {
+  if (!impl_) throw Error(Errc::closed, "stream handle is closed");
+  const Impl& m = *impl_;
+  const Metadata* md = m.md;
+  StreamInfo s;
+  s.name = m.name;
+  s.path = m.path;
+  s.version = fixed_string(md->version, sizeof(md->version)).value_or("");
+  s.shape = m.shape;
+  s.dtype = m.dtype;
+  s.nelement = m.nelement;
+  s.frame_bytes = m.frame_bytes;
+  s.file_bytes = m.seg.size();
+  s.imagetype = md->imagetype;
+  s.semaphores = md->sem;
+  s.keyword_slots = md->NBkw;
+  s.circular_buffer = md->CBsize;
+  s.creator_pid = md->creatorPID;
+  s.owner_pid = md->ownerPID;
+  s.inode = md->inode;
+  s.write_flag = write_flag();
+  s.frame = frame_info();
+  s.creation_time_ns = load_timespec(md->creationtime);
+  s.last_access_time_ns = load_timespec(md->lastaccesstime);
+  for (int i = 0; i < m.nsem; ++i) {
+    s.sem_read_pids.push_back(aref(m.read_pid[i]).load(std::memory_order_relaxed));
+    s.sem_write_pids.push_back(aref(m.write_pid[i]).load(std::memory_order_relaxed));
+    s.sem_values.push_back(sem_value(i));
+  }
+  return s;
+}
+
+// ---- writing --------------------------------------------------------------------------------
+
+std::span<std::byte> Stream::begin_write() noexcept {
+  if (!impl_) return {};
+  Metadata* md = impl_->md;
+  aref(md->write).store(1, std::memory_order_relaxed);
+  // SYNC POINT C (release fence): no data store below may become visible before write = 1.
+  // Pairs with the acquire fence after the copy in read_copy().
+  std::atomic_thread_fence(std::memory_order_release);
+  return {impl_->data, impl_->frame_bytes};
+}
+
+Status Stream::commit_write(const WriteOptions& options) noexcept {
+  if (!impl_) return Errc::closed;
+  Impl& m = *impl_;
+  Metadata* md = m.md;
+  const std::int64_t now = os::realtime_ns();
+  const std::int64_t atime = options.atime_ns >= 0 ? options.atime_ns : now;
+  store_timespec(md->writetime, now);
+  store_timespec(md->atime, atime);
+  if (options.frame_id) aref(md->cnt2).store(*options.frame_id, std::memory_order_relaxed);
+  const std::uint64_t next = aref(md->cnt0).load(std::memory_order_relaxed) + 1;
+
+  if (m.cbsize > 0) {  // ISIO's fast circular buffer: copy the frame into the next slot
+    const std::uint32_t slot = (aref(md->CBindex).load(std::memory_order_relaxed) + 1) % m.cbsize;
+    std::memcpy(m.cbdata + std::uint64_t{slot} * m.frame_bytes, m.data, m.frame_bytes);
+    isio::CbFrameMd& f = m.cbmd[slot];
+    aref(f.cnt0).store(next, std::memory_order_relaxed);
+    aref(f.cnt1).store(aref(md->cnt1).load(std::memory_order_relaxed), std::memory_order_relaxed);
+    store_timespec(f.atime, atime);
+    store_timespec(f.writetime, now);
+    aref(md->CBindex).store(slot, std::memory_order_relaxed);
+    if (slot == 0) aref(md->CBcycle).fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // SYNC POINT A: publish the frame. Release for readers' acquire loads of cnt0; seq_cst so
+  // that it is ordered before the waiter-count load below (pairs with the waiter's seq_cst
+  // increment then cnt0 load in wait_futex: one of the two always sees the other).
+  aref(md->cnt0).fetch_add(1, std::memory_order_seq_cst);
+  // SYNC POINT B: close the seqlock. Pairs with read_copy()'s acquire loads of write.
+  aref(md->write).store(0, std::memory_order_release);
+  if (aref(md->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(md));
+  if (options.post_semaphores) m.post_all();
+  return Errc::ok;
+}
+
+Status Stream::write(std::span<const std::byte> frame, const WriteOptions& options) noexcept {
+  if (!impl_) return Errc::closed;
+  if (frame.size() != impl_->frame_bytes) return Errc::size_mismatch;
+  std::span<std::byte> dst = begin_write();
+  std::memcpy(dst.data(), frame.data(), frame.size());
+  return commit_write(options);
+}
+
+// ---- reading --------------------------------------------------------------------------------
+
+std::uint64_t Stream::cnt0() const noexcept {
+  return impl_ ? aref(impl_->md->cnt0).load(std::memory_order_acquire) : 0;
+}
+std::uint64_t Stream::cnt1() const noexcept {
+  return impl_ ? aref(impl_->md->cnt1).load(std::memory_order_acquire) : 0;
+}
+std::uint64_t Stream::cnt2() const noexcept {
+  return impl_ ? aref(impl_->md->cnt2).load(std::memory_order_acquire) : 0;
+}
+void Stream::set_cnt2(std::uint64_t value) noexcept {
+  if (impl_) aref(impl_->md->cnt2).store(value, std::memory_order_release);
+}
+bool Stream::write_flag() const noexcept {
+  return impl_ && aref(impl_->md->write).load(std::memory_order_acquire) != 0;
+}
+std::int64_t Stream::creation_time_ns() const noexcept { return impl_ ? load_timespec(impl_->md->creationtime) : 0; }
+std::int64_t Stream::atime_ns() const noexcept { return impl_ ? load_timespec(impl_->md->atime) : 0; }
+std::int64_t Stream::writetime_ns() const noexcept { return impl_ ? load_timespec(impl_->md->writetime) : 0; }
+
+FrameInfo Stream::frame_info() const noexcept {
+  FrameInfo f;
+  if (!impl_) return f;
+  const Metadata* md = impl_->md;
+  f.cnt0 = aref(md->cnt0).load(std::memory_order_acquire);
+  f.cnt1 = aref(md->cnt1).load(std::memory_order_relaxed);
+  f.cnt2 = aref(md->cnt2).load(std::memory_order_relaxed);
+  f.atime_ns = load_timespec(md->atime);
+  f.writetime_ns = load_timespec(md->writetime);
+  return f;
+}
+
+std::span<const std::byte> Stream::view() const noexcept {
+  if (!impl_) return {};
+  return {impl_->data, impl_->frame_bytes};
+}
+
+Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_attempts) const noexcept {
+  if (!impl_) return Errc::closed;
+  const Impl& m = *impl_;
+  if (out.size() != m.frame_bytes) return Errc::size_mismatch;
+  const Metadata* md = m.md;
+  // How long a set write flag may last before the writer is presumed dead mid-write.
+  constexpr std::int64_t kWriterGraceNs = 200'000'000;
+  std::int64_t flag_since = 0;
+  int attempts = 0;
+  std::uint32_t spins = 0;
+  while (attempts < std::max(max_attempts, 1)) {
+    // SYNC POINT A (acquire): pairs with the writer's cnt0 increment; data of that update is visible.
+    const std::uint64_t c1 = aref(md->cnt0).load(std::memory_order_acquire);
+    if (aref(md->write).load(std::memory_order_acquire) != 0) {
+      if (++spins % 1024 != 0) {
+        os::cpu_relax();
+        continue;
+      }
+      const std::int64_t now = os::monotonic_ns();
+      if (flag_since == 0) flag_since = now;
+      if (now - flag_since > kWriterGraceNs) return Errc::writer_active;
+      ::sched_yield();
+      continue;
+    }
+    flag_since = 0;
+    std::memcpy(out.data(), m.data, m.frame_bytes);
+    FrameInfo f;
+    f.cnt0 = c1;
+    f.cnt1 = aref(md->cnt1).load(std::memory_order_relaxed);
+    f.cnt2 = aref(md->cnt2).load(std::memory_order_relaxed);
+    f.atime_ns = load_timespec(md->atime);
+    f.writetime_ns = load_timespec(md->writetime);
+    // SYNC POINT C (acquire fence): if the copy saw any store of a later write, that write's
+    // write = 1 (before its release fence) is visible to the loads below.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    // SYNC POINT B (acquire): seeing a later write = 0 implies seeing its cnt0 increment.
+    const bool writing = aref(md->write).load(std::memory_order_acquire) != 0;
+    const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_relaxed);
+    if (!writing && c1 == c2) {
+      if (info != nullptr) *info = f;
+      return Errc::ok;
+    }
+    ++attempts;
+    os::cpu_relax();
+  }
+  return Errc::torn;
+}
+
+// ---- waiting --------------------------------------------------------------------------------
+
+Status Stream::wait_spin(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout,
+                         std::uint64_t* cnt0_out) const noexcept {
+  if (!impl_) return Errc::closed;
+  const Metadata* md = impl_->md;
+  const std::int64_t deadline = os::deadline_after(timeout);
+  for (std::uint32_t i = 0;; ++i) {
+    // SYNC POINT A (acquire).
+    const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);
+    if (c != last_cnt0) {
+      if (cnt0_out != nullptr) *cnt0_out = c;
+      return Errc::ok;
+    }
+    if (i % 256 == 255 && os::monotonic_ns() >= deadline) return Errc::timeout;
+    os::cpu_relax();
+  }
+}
+
+Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout, std::uint64_t* cnt0_out,
+                          std::chrono::nanoseconds spin) const noexcept {
+  if (!impl_) return Errc::closed;
+  const Metadata* md = impl_->md;
+  const std::int64_t deadline = os::deadline_after(timeout);
+  auto done = [&](std::uint64_t c) {
+    if (cnt0_out != nullptr) *cnt0_out = c;
+    return Status(Errc::ok);
+  };
+  // Bounded spin first: cheap when the next frame is imminent.
+  if (spin.count() > 0) {
+    const std::int64_t spin_end = std::min(os::deadline_after(spin), deadline);
+    for (std::uint32_t i = 0;; ++i) {
+      const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
+      if (c != last_cnt0) return done(c);
+      if (i % 64 == 63 && os::monotonic_ns() >= spin_end) break;
+      os::cpu_relax();
+    }
+  }
+  // Writers that do not wake futexes (milk, ISIO) are noticed by re-checking every 10 ms.
+  constexpr std::int64_t kForeignWriterPollNs = 10'000'000;
+  auto waiters = aref(md->shmlink_futex_waiters);
+  for (;;) {
+    // Register before the final check (seq_cst pairs with the writer's cnt0 RMW and its
+    // seq_cst load of the waiter count: either we see the new cnt0 or the writer sees us).
+    waiters.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint64_t c = aref(md->cnt0).load(std::memory_order_seq_cst);
+    if (c != last_cnt0) {
+      waiters.fetch_sub(1, std::memory_order_relaxed);
+      return done(c);
+    }
+    const std::int64_t now = os::monotonic_ns();
+    if (now >= deadline) {
+      waiters.fetch_sub(1, std::memory_order_relaxed);
+      return Errc::timeout;
+    }
+    const timespec rel = os::to_timespec(std::min(deadline - now, kForeignWriterPollNs));
+    const os::FutexResult r =
+        os::futex_wait(cnt0_futex_word(md), static_cast<std::uint32_t>(last_cnt0 & 0xFFFFFFFFu), &rel);
+    waiters.fetch_sub(1, std::memory_order_relaxed);
+    if (r == os::FutexResult::interrupted) {
+      const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_acquire);
+      if (c2 != last_cnt0) return done(c2);
+      return Errc::interrupted;
+    }
+  }
+}
+
+// ---- semaphores -----------------------------------------------------------------------------
+
+int Stream::claim_semaphore(int preferred) noexcept {
+  if (!impl_) return -1;
+  Impl& m = *impl_;
+  const pid_t me = os::current_pid();
+  for (int i = 0; i < m.nsem; ++i)
+    if (aref(m.read_pid[i]).load(std::memory_order_relaxed) == me) return i;
+  auto try_claim = [&](int i) {
+    auto slot = aref(m.read_pid[i]);
+    std::int32_t seen = slot.load(std::memory_order_relaxed);
+    // CAS from the exact value judged free: a racing claimer makes it fail, never both win.
+    return slot_free(seen) && slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel);
+  };
+  if (preferred >= 0 && preferred < m.nsem && try_claim(preferred)) return preferred;
+  for (int i = 0; i < m.nsem; ++i)
+    if (try_claim(i)) return i;
+  return -1;
+}
+
+void Stream::release_semaphore(int index) noexcept {
+  if (!impl_ || index < 0 || index >= impl_->nsem) return;
+  std::int32_t me = os::current_pid();
+  aref(impl_->read_pid[index]).compare_exchange_strong(me, -1, std::memory_order_acq_rel);
+}
+
+Status Stream::sem_wait(int index, std::chrono::nanoseconds timeout) const noexcept {
+  if (!impl_) return Errc::closed;
+  if (index < 0 || index >= impl_->nsem) return Errc::out_of_range;
+  sem_t* s = &impl_->sems[index];
+  int r = 0;
+  if (timeout == kForever) {
+    r = ::sem_wait(s);
+  } else if (timeout.count() <= 0) {
+    r = ::sem_trywait(s);
+    if (r != 0 && errno == EAGAIN) return Errc::timeout;
+  } else {
+    const timespec abs = os::to_timespec(os::deadline_after(timeout));
+    r = ::sem_clockwait(s, CLOCK_MONOTONIC, &abs);  // immune to wall-clock and TAI offsets
+  }
+  if (r == 0) return Errc::ok;
+  return errno == ETIMEDOUT ? Errc::timeout : errno == EINTR ? Errc::interrupted : Errc::system;
+}
+
+Status Stream::sem_trywait(int index) const noexcept {
+  if (!impl_) return Errc::closed;
+  if (index < 0 || index >= impl_->nsem) return Errc::out_of_range;
+  if (::sem_trywait(&impl_->sems[index]) == 0) return Errc::ok;
+  return errno == EAGAIN ? Errc::would_block : Errc::system;
+}
+
+int Stream::sem_flush(int index) const noexcept {
+  if (!impl_) return 0;
+  if (index < 0) {
+    int total = 0;
+    for (int i = 0; i < impl_->nsem; ++i) total += sem_flush(i);
+    return total;
+  }
+  if (index >= impl_->nsem) return 0;
+  int n = 0;
+  while (::sem_trywait(&impl_->sems[index]) == 0) ++n;
+  return n;
+}
+
+int Stream::sem_value(int index) const noexcept {
+  if (!impl_ || index < 0 || index >= impl_->nsem) return -1;
+  int v = 0;
+  ::sem_getvalue(&impl_->sems[index], &v);
+  return v;
+}
+
+Status Stream::sem_post(int index) noexcept {
+  if (!impl_) return Errc::closed;
+  Impl& m = *impl_;
+  if (index < 0) {
+    m.post_all();
+    return Errc::ok;
+  }
+  if (index >= m.nsem) return Errc::out_of_range;
+  int v = 0;
+  ::sem_getvalue(&m.sems[index], &v);
+  if (v < kSemaphoreMaxValue) {
+    ::sem_post(&m.sems[index]);
+    aref(m.write_pid[index]).store(os::current_pid(), std::memory_order_relaxed);
+  }
+  ::sem_getvalue(m.semlog, &v);
+  if (v < kSemaphoreMaxValue) ::sem_post(m.semlog);
+  return Errc::ok;
+}
+
+// ---- keywords -------------------------------------------------------------------------------
+
+std::vector<Keyword> Stream::keywords() const {
+  std::vector<Keyword> out;
+  if (!impl_) return out;
+  for (int i = 0; i < impl_->nkw; ++i) {
+    const isio::Keyword& k = impl_->kw[i];
+    Keyword r;
+    switch (k.type) {
+      case 'L': r.value = k.value.numl; break;
+      case 'D': r.value = k.value.numf; break;
+      case 'S': r.value = std::string(k.value.valstr, strnlen(k.value.valstr, sizeof(k.value.valstr))); break;
+      default: continue;  // 'N' (unused) or garbage: skip
+    }
+    r.name.assign(k.name, strnlen(k.name, sizeof(k.name)));
+    r.comment.assign(k.comment, strnlen(k.comment, sizeof(k.comment)));
+    r.count = k.cnt;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::optional<KeywordValue> Stream::keyword(std::string_view name) const {
+  for (auto& k : keywords())
+    if (k.name == name) return k.value;
+  return std::nullopt;
+}
+
+void Stream::set_keyword(std::string_view name, const KeywordValue& value, std::string_view comment) {
+  if (!impl_) throw Error(Errc::closed, "setting keyword: stream handle is closed");
+  const std::string where = "setting keyword '" + std::string(name) + "' of " + impl_->path;
+  if (name.empty() || name.size() > 15) throw Error(Errc::name_too_long, where + ": name must be 1 to 15 bytes");
+  if (comment.size() > 79) throw Error(Errc::name_too_long, where + ": comment exceeds 79 bytes");
+  if (auto* s = std::get_if<std::string>(&value); s != nullptr && s->size() > 15)
+    throw Error(Errc::name_too_long, where + ": string value exceeds 15 bytes");
+  isio::Keyword* slot = nullptr;
+  for (int i = 0; i < impl_->nkw && slot == nullptr; ++i) {
+    isio::Keyword& k = impl_->kw[i];
+    if (k.type != 'N' && strnlen(k.name, sizeof(k.name)) == name.size() &&
+        std::memcmp(k.name, name.data(), name.size()) == 0)
+      slot = &k;
+  }
+  for (int i = 0; i < impl_->nkw && slot == nullptr; ++i)
+    if (impl_->kw[i].type != 'L' && impl_->kw[i].type != 'D' && impl_->kw[i].type != 'S') slot = &impl_->kw[i];
+  if (slot == nullptr)
+    throw Error(Errc::out_of_range, where + ": all " + std::to_string(impl_->nkw) + " keyword slots are used");
+  std::memset(slot->name, 0, sizeof(slot->name));
+  std::memcpy(slot->name, name.data(), name.size());
+  std::memset(&slot->value, 0, sizeof(slot->value));
+  if (auto* i = std::get_if<std::int64_t>(&value)) {
+    slot->value.numl = *i;
+    slot->type = 'L';
+  } else if (auto* d = std::get_if<double>(&value)) {
+    slot->value.numf = *d;
+    slot->type = 'D';
+  } else {
+    const auto& s = std::get<std::string>(value);
+    std::memcpy(slot->value.valstr, s.data(), s.size());
+    slot->type = 'S';
+  }
+  std::memset(slot->comment, 0, sizeof(slot->comment));
+  std::memcpy(slot->comment, comment.data(), comment.size());
+  aref(slot->cnt).fetch_add(1, std::memory_order_release);
+}
+
+}  // namespace shmlink
