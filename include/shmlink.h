@@ -96,7 +96,7 @@ typedef struct shmlink_frame_info {
 } shmlink_frame_info_t;
 
 /** Geometry of a stream. */
-typedef struct shmlink_stream_geometry {
+typedef struct shmlink_stream_geometry_s {
   uint32_t naxis;
   uint32_t shape[3];   /**< ISIO order; unused axes 0 */
   uint8_t dtype;       /**< SHMLINK_DTYPE_* */
@@ -131,17 +131,23 @@ SHMLINK_EXPORT const char *shmlink_last_error(void);
 /** Fills `spec` with defaults: 10 semaphores, MATH_DATA, 0600, version "2.00", f32. */
 SHMLINK_EXPORT void shmlink_stream_spec_init(shmlink_stream_spec_t *spec);
 
-/** Creates a stream (see shmlink::Stream::create). `*out` is set on success.
- *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, EXISTS, PERMISSION, NO_SPACE, SYSTEM. */
-SHMLINK_EXPORT int shmlink_stream_create(const char *name, const shmlink_stream_spec_t *spec,
-                                         shmlink_open_mode_t mode, shmlink_stream_t **out);
-/** Opens and validates an existing stream. @return 0, NOT_FOUND, PERMISSION, LAYOUT, SYSTEM. */
+/** Creates a stream (see shmlink::Stream::create). `*out` is set on success, NULL on failure.
+ *  @param mode a shmlink_open_mode_t value (an int so that any value a C caller passes is defined).
+ *  @return 0, INVALID_ARGUMENT (also for NULL arguments), NAME_TOO_LONG, EXISTS, NOT_FOUND
+ *          (OPEN_EXISTING, or a missing directory), LAYOUT (OPEN_OR_CREATE on a bad file),
+ *          PERMISSION, NO_SPACE, SYSTEM. */
+SHMLINK_EXPORT int shmlink_stream_create(const char *name, const shmlink_stream_spec_t *spec, int mode,
+                                         shmlink_stream_t **out);
+/** Opens and validates an existing stream.
+ *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, NOT_FOUND, PERMISSION, LAYOUT, SYSTEM. */
 SHMLINK_EXPORT int shmlink_stream_open(const char *name, shmlink_stream_t **out);
 /** Closes the handle (the file stays). NULL is accepted. @return 0. */
 SHMLINK_EXPORT int shmlink_stream_close(shmlink_stream_t *stream);
-/** Closes the handle and removes its file. @return 0, NOT_FOUND, PERMISSION. */
+/** Closes the handle and removes its file. The handle is freed even when removal fails.
+ *  @return 0, NOT_FOUND, PERMISSION. */
 SHMLINK_EXPORT int shmlink_stream_destroy(shmlink_stream_t *stream);
-/** Removes a stream file by name or path. @return 0, NOT_FOUND, PERMISSION, INVALID_ARGUMENT. */
+/** Removes a stream file by name or path.
+ *  @return 0, NOT_FOUND, PERMISSION, INVALID_ARGUMENT, NAME_TOO_LONG. */
 SHMLINK_EXPORT int shmlink_stream_remove(const char *name);
 
 /** Geometry of an open stream. */
@@ -174,8 +180,17 @@ SHMLINK_EXPORT int shmlink_stream_claim_semaphore(shmlink_stream_t *stream, int 
 SHMLINK_EXPORT int shmlink_stream_sem_wait(const shmlink_stream_t *stream, int index, int64_t timeout_ns);
 /** Drains slot `index` (-1: all). @return the number of posts removed (>= 0) or an error. */
 SHMLINK_EXPORT int shmlink_stream_sem_flush(const shmlink_stream_t *stream, int index);
+/** Gives a slot claimed by this process back. @return 0, OUT_OF_RANGE, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_release_semaphore(shmlink_stream_t *stream, int index);
+/** Takes one post from slot `index` without blocking. @return 0, WOULD_BLOCK, OUT_OF_RANGE, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_sem_trywait(const shmlink_stream_t *stream, int index);
+/** Posts slot `index` (capped at 10), or every slot and semlog when -1, as ImageStreamIO_sempost.
+ *  @return 0, OUT_OF_RANGE, CLOSED. */
+SHMLINK_EXPORT int shmlink_stream_sem_post(shmlink_stream_t *stream, int index);
+/** Current value of slot `index` (>= 0), or OUT_OF_RANGE. */
+SHMLINK_EXPORT int shmlink_stream_sem_value(const shmlink_stream_t *stream, int index);
 
-/** Sets an int64 keyword. @return 0, NAME_TOO_LONG, OUT_OF_RANGE, CLOSED. */
+/** Sets an int64 keyword. @return 0, INVALID_ARGUMENT (empty name), NAME_TOO_LONG, OUT_OF_RANGE, CLOSED. */
 SHMLINK_EXPORT int shmlink_stream_set_keyword_int(shmlink_stream_t *stream, const char *name, int64_t value,
                                                   const char *comment);
 /** Sets a double keyword. */

@@ -10,6 +10,7 @@
 
 #include <shmlink/export.h>
 
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -61,6 +62,11 @@ class SHMLINK_EXPORT Error : public std::system_error {
   Error(Errc code, const std::string& message);
   /// The condition as an `Errc`.
   [[nodiscard]] Errc errc() const noexcept { return static_cast<Errc>(code().value()); }
+  /// The message exactly as given (std::system_error would append the category's text).
+  [[nodiscard]] const char* what() const noexcept override { return message_.what(); }
+
+ private:
+  std::runtime_error message_;  // reference-counted: copying an Error never throws
 };
 
 /// Result of a hot-path call: `Errc::ok` or the reason it did not happen. Cheap to copy.

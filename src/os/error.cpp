@@ -62,6 +62,7 @@ Errc errc_from_errno(int err) noexcept {
   }
 }
 
-Error::Error(Errc code, const std::string& message) : std::system_error(make_error_code(code), message) {}
+Error::Error(Errc code, const std::string& message)
+    : std::system_error(make_error_code(code), message), message_(message) {}
 
 }  // namespace shmlink

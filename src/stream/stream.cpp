@@ -725,7 +725,8 @@ std::optional<KeywordValue> Stream::keyword(std::string_view name) const {
 void Stream::set_keyword(std::string_view name, const KeywordValue& value, std::string_view comment) {
   if (!impl_) throw Error(Errc::closed, "setting keyword: stream handle is closed");
   const std::string where = "setting keyword '" + std::string(name) + "' of " + impl_->path;
-  if (name.empty() || name.size() > 15) throw Error(Errc::name_too_long, where + ": name must be 1 to 15 bytes");
+  if (name.empty()) throw Error(Errc::invalid_argument, where + ": name is empty");
+  if (name.size() > 15) throw Error(Errc::name_too_long, where + ": name must be 1 to 15 bytes");
   if (comment.size() > 79) throw Error(Errc::name_too_long, where + ": comment exceeds 79 bytes");
   if (auto* s = std::get_if<std::string>(&value); s != nullptr && s->size() > 15)
     throw Error(Errc::name_too_long, where + ": string value exceeds 15 bytes");

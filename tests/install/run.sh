@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Usage: run.sh BUILD_DIR CONSUMER_SRC CXX CC
+set -euo pipefail
+build=$1 src=$2 cxx=$3 cc=$4
+work=$(mktemp -d /tmp/shmlink-install-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+test -f "$prefix/include/shmlink/stream.hpp"
+test -f "$prefix/include/shmlink/export.h"
+test -f "$prefix/include/shmlink.h"
+test -x "$prefix/bin/shmlink"
+libdir=$(dirname "$(find "$prefix" -name 'libshmlink.so' | head -n1)")
+test -f "$libdir/cmake/shmlink/shmlinkConfig.cmake"
+test -f "$libdir/pkgconfig/shmlink.pc"
+
+# C++ consumer through the CMake package.
+cmake -S "$src" -B "$work/cpp" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_CXX_COMPILER="$cxx" \
+      -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/cpp" >/dev/null
+export SHMLINK_DIR=$work/streams
+mkdir -p "$SHMLINK_DIR"
+out=$("$work/cpp/consumer")
+[ "$out" = "consumer: cnt0=1 sum=28" ] || { echo "C++ consumer printed: $out"; exit 1; }
+
+# C consumer through pkg-config.
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+flags=$(pkg-config --cflags --libs shmlink)
+# shellcheck disable=SC2086
+"$cc" -std=c11 -Wall -Wextra -Werror -o "$work/c_consumer" "$src/c_consumer.c" $flags
+out=$(LD_LIBRARY_PATH=$libdir "$work/c_consumer")
+[ "$out" = "c consumer: cnt0=1 first=7" ] || { echo "C consumer printed: $out"; exit 1; }
+
+# The installed CLI sees the C++ consumer's stream.
+LD_LIBRARY_PATH=$libdir "$prefix/bin/shmlink" ls | grep -q consumer_demo
+echo "install consumer: OK"
