@@ -147,6 +147,11 @@ struct StreamSpec {
 struct OpenOptions {
   /// Version strings accepted in the file's `version` field.
   std::vector<std::string> accepted_versions = {"2.00"};
+  /// Map read-write (default; needed for writing and for every semaphore operation, since the
+  /// semaphores live in the file) or read-only (for tools inspecting other users' streams:
+  /// mutating calls then return Errc::permission, claim_semaphore returns -1, sem_flush 0, and
+  /// wait_futex sleeps in 10 ms slices because it cannot register as a waiter).
+  bool writable = true;
 };
 
 /// A keyword value: ISIO type 'L' (int64), 'D' (double) or 'S' (string of at most 15 bytes).

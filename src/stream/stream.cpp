@@ -95,6 +95,7 @@ struct Stream::Impl {
   int nsem = 0;
   int nkw = 0;
   std::uint32_t cbsize = 0;
+  bool writable = true;  ///< false: mapped PROT_READ, every mutating call returns Errc::permission
 
   /// Points every chunk pointer into the mapping from a validated layout.
   void bind() {
@@ -273,7 +274,7 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& spec, Ope
 
 Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   const std::string path = stream_path(name_or_path);
-  Segment seg = Segment::open_file(path, true);
+  Segment seg = Segment::open_file(path, options.writable);
   auto fail = [&](const std::string& what) -> void { throw Error(Errc::layout, "opening " + path + ": " + what); };
   if (seg.size() < sizeof(Metadata))
     fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the 384-byte metadata");
@@ -335,6 +336,7 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->seg = std::move(seg);
   impl->layout = l;
+  impl->writable = options.writable;
   impl->bind();
   return Stream(std::move(impl));
 }
@@ -400,7 +402,7 @@ StreamInfo Stream::info() const {
 // ---- writing --------------------------------------------------------------------------------
 
 std::span<std::byte> Stream::begin_write() noexcept {
-  if (!impl_) return {};
+  if (!impl_ || !impl_->writable) return {};
   Metadata* md = impl_->md;
   aref(md->write).store(1, std::memory_order_relaxed);
   // SYNC POINT C (release fence): no data store below may become visible before write = 1.
@@ -411,6 +413,7 @@ std::span<std::byte> Stream::begin_write() noexcept {
 
 Status Stream::commit_write(const WriteOptions& options) noexcept {
   if (!impl_) return Errc::closed;
+  if (!impl_->writable) return Errc::permission;
   Impl& m = *impl_;
   Metadata* md = m.md;
   const std::int64_t now = os::realtime_ns();
@@ -445,6 +448,7 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
 
 Status Stream::write(std::span<const std::byte> frame, const WriteOptions& options) noexcept {
   if (!impl_) return Errc::closed;
+  if (!impl_->writable) return Errc::permission;
   if (frame.size() != impl_->frame_bytes) return Errc::size_mismatch;
   std::span<std::byte> dst = begin_write();
   std::memcpy(dst.data(), frame.data(), frame.size());
@@ -463,7 +467,7 @@ std::uint64_t Stream::cnt2() const noexcept {
   return impl_ ? aref(impl_->md->cnt2).load(std::memory_order_acquire) : 0;
 }
 void Stream::set_cnt2(std::uint64_t value) noexcept {
-  if (impl_) aref(impl_->md->cnt2).store(value, std::memory_order_release);
+  if (impl_ && impl_->writable) aref(impl_->md->cnt2).store(value, std::memory_order_release);
 }
 bool Stream::write_flag() const noexcept {
   return impl_ && aref(impl_->md->write).load(std::memory_order_acquire) != 0;
@@ -578,24 +582,26 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
   // Writers that do not wake futexes (milk, ISIO) are noticed by re-checking every 10 ms.
   constexpr std::int64_t kForeignWriterPollNs = 10'000'000;
   auto waiters = aref(md->shmlink_futex_waiters);
+  // A read-only mapping cannot register as a waiter: it sleeps in 10 ms slices instead.
+  const std::uint32_t reg = impl_->writable ? 1 : 0;
   for (;;) {
     // Register before the final check (seq_cst pairs with the writer's cnt0 RMW and its
     // seq_cst load of the waiter count: either we see the new cnt0 or the writer sees us).
-    waiters.fetch_add(1, std::memory_order_seq_cst);
+    if (reg != 0) waiters.fetch_add(reg, std::memory_order_seq_cst);
     const std::uint64_t c = aref(md->cnt0).load(std::memory_order_seq_cst);
     if (c != last_cnt0) {
-      waiters.fetch_sub(1, std::memory_order_relaxed);
+      if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
       return done(c);
     }
     const std::int64_t now = os::monotonic_ns();
     if (now >= deadline) {
-      waiters.fetch_sub(1, std::memory_order_relaxed);
+      if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
       return Errc::timeout;
     }
     const timespec rel = os::to_timespec(std::min(deadline - now, kForeignWriterPollNs));
     const os::FutexResult r =
         os::futex_wait(cnt0_futex_word(md), static_cast<std::uint32_t>(last_cnt0 & 0xFFFFFFFFu), &rel);
-    waiters.fetch_sub(1, std::memory_order_relaxed);
+    if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
     if (r == os::FutexResult::interrupted) {
       const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_acquire);
       if (c2 != last_cnt0) return done(c2);
@@ -607,7 +613,7 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
 // ---- semaphores -----------------------------------------------------------------------------
 
 int Stream::claim_semaphore(int preferred) noexcept {
-  if (!impl_) return -1;
+  if (!impl_ || !impl_->writable) return -1;
   Impl& m = *impl_;
   const pid_t me = os::current_pid();
   for (int i = 0; i < m.nsem; ++i)
@@ -625,13 +631,14 @@ int Stream::claim_semaphore(int preferred) noexcept {
 }
 
 void Stream::release_semaphore(int index) noexcept {
-  if (!impl_ || index < 0 || index >= impl_->nsem) return;
+  if (!impl_ || !impl_->writable || index < 0 || index >= impl_->nsem) return;
   std::int32_t me = os::current_pid();
   aref(impl_->read_pid[index]).compare_exchange_strong(me, -1, std::memory_order_acq_rel);
 }
 
 Status Stream::sem_wait(int index, std::chrono::nanoseconds timeout) const noexcept {
   if (!impl_) return Errc::closed;
+  if (!impl_->writable) return Errc::permission;
   if (index < 0 || index >= impl_->nsem) return Errc::out_of_range;
   sem_t* s = &impl_->sems[index];
   int r = 0;
@@ -650,13 +657,14 @@ Status Stream::sem_wait(int index, std::chrono::nanoseconds timeout) const noexc
 
 Status Stream::sem_trywait(int index) const noexcept {
   if (!impl_) return Errc::closed;
+  if (!impl_->writable) return Errc::permission;
   if (index < 0 || index >= impl_->nsem) return Errc::out_of_range;
   if (::sem_trywait(&impl_->sems[index]) == 0) return Errc::ok;
   return errno == EAGAIN ? Errc::would_block : Errc::system;
 }
 
 int Stream::sem_flush(int index) const noexcept {
-  if (!impl_) return 0;
+  if (!impl_ || !impl_->writable) return 0;
   if (index < 0) {
     int total = 0;
     for (int i = 0; i < impl_->nsem; ++i) total += sem_flush(i);
@@ -677,6 +685,7 @@ int Stream::sem_value(int index) const noexcept {
 
 Status Stream::sem_post(int index) noexcept {
   if (!impl_) return Errc::closed;
+  if (!impl_->writable) return Errc::permission;
   Impl& m = *impl_;
   if (index < 0) {
     m.post_all();
@@ -724,6 +733,8 @@ std::optional<KeywordValue> Stream::keyword(std::string_view name) const {
 
 void Stream::set_keyword(std::string_view name, const KeywordValue& value, std::string_view comment) {
   if (!impl_) throw Error(Errc::closed, "setting keyword: stream handle is closed");
+  if (!impl_->writable)
+    throw Error(Errc::permission, "setting keyword '" + std::string(name) + "' of " + impl_->path + ": opened read-only");
   const std::string where = "setting keyword '" + std::string(name) + "' of " + impl_->path;
   if (name.empty()) throw Error(Errc::invalid_argument, where + ": name is empty");
   if (name.size() > 15) throw Error(Errc::name_too_long, where + ": name must be 1 to 15 bytes");
@@ -752,11 +763,11 @@ void Stream::set_keyword(std::string_view name, const KeywordValue& value, std::
     slot->type = 'D';
   } else {
     const auto& s = std::get<std::string>(value);
-    std::memcpy(slot->value.valstr, s.data(), s.size());
+    if (!s.empty()) std::memcpy(slot->value.valstr, s.data(), s.size());
     slot->type = 'S';
   }
   std::memset(slot->comment, 0, sizeof(slot->comment));
-  std::memcpy(slot->comment, comment.data(), comment.size());
+  if (!comment.empty()) std::memcpy(slot->comment, comment.data(), comment.size());
   aref(slot->cnt).fetch_add(1, std::memory_order_release);
 }
 

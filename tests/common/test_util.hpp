@@ -2,6 +2,8 @@
 // Helpers shared by shmlink's tests: a private stream directory, child processes with timeouts.
 #pragma once
 
+#include <shmlink/stream.hpp>
+
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace shmlink::test {
 
@@ -50,6 +53,14 @@ class TempStreamDir {
   std::string path_, old_;
   bool had_old_ = false;
 };
+
+/// A StreamSpec of `shape` (ISIO order) and `dtype`, other fields at their defaults.
+inline StreamSpec spec_of(std::vector<std::uint32_t> shape, Dtype dtype) {
+  StreamSpec s;
+  s.shape = std::move(shape);
+  s.dtype = dtype;
+  return s;
+}
 
 /// Forks a child that runs `body` and _exit()s with its return value (exceptions -> 99).
 inline pid_t spawn(const std::function<int()>& body) {

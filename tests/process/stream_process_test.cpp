@@ -24,12 +24,7 @@ namespace {
 using namespace shmlink;
 using namespace std::chrono_literals;
 
-StreamSpec spec_of(std::vector<std::uint32_t> shape, Dtype t) {
-  StreamSpec s;
-  s.shape = std::move(shape);
-  s.dtype = t;
-  return s;
-}
+using test::spec_of;
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())

@@ -20,12 +20,7 @@ namespace {
 using namespace shmlink;
 using namespace std::chrono_literals;
 
-StreamSpec spec_of(std::vector<std::uint32_t> shape, Dtype t) {
-  StreamSpec s;
-  s.shape = std::move(shape);
-  s.dtype = t;
-  return s;
-}
+using test::spec_of;
 
 /// Runs `f`, expecting it to throw shmlink::Error with `code` and a message containing `text`.
 template <class F>
@@ -405,6 +400,36 @@ TEST(StreamFiles, FullFileSystemGivesNoSpaceNotSigbus) {
   small.close();
   ::umount(mnt.c_str());
   ::rmdir(mnt.c_str());
+}
+
+}  // namespace
+
+namespace {
+
+TEST(StreamOpen, ReadOnlyOpenReadsAndRefusesMutation) {
+  using namespace shmlink;
+  test::TempStreamDir dir;
+  auto w = Stream::create("ro", test::spec_of({4}, Dtype::u16));
+  const std::uint16_t f[4] = {1, 2, 3, 4};
+  ASSERT_TRUE(w.write(std::span<const std::uint16_t>(f)).ok());
+  OpenOptions ro;
+  ro.writable = false;
+  auto r = Stream::open("ro", ro);
+  std::uint16_t back[4] = {};
+  ASSERT_TRUE(r.read_copy(std::as_writable_bytes(std::span(back))).ok());
+  EXPECT_EQ(back[3], 4);
+  EXPECT_EQ(r.write(std::span<const std::uint16_t>(f)).code(), Errc::permission);
+  EXPECT_TRUE(r.begin_write().empty());
+  EXPECT_EQ(r.sem_wait(0, std::chrono::milliseconds(1)).code(), Errc::permission);
+  EXPECT_EQ(r.sem_post(-1).code(), Errc::permission);
+  EXPECT_EQ(r.claim_semaphore(), -1);
+  EXPECT_THROW(r.set_keyword("X", 1.0), Error);
+  // A read-only waiter cannot register for wake-ups, but still sees the next frame.
+  std::uint64_t c = 0;
+  ASSERT_TRUE(w.write(std::span<const std::uint16_t>(f)).ok());
+  EXPECT_TRUE(r.wait_futex(1, std::chrono::milliseconds(100), &c).ok());
+  EXPECT_EQ(c, 2u);
+  EXPECT_EQ(r.wait_futex(2, std::chrono::milliseconds(25)).code(), Errc::timeout);
 }
 
 }  // namespace

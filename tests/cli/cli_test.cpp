@@ -1,0 +1,687 @@
+// SPDX-License-Identifier: MIT
+// Tests of the `shmlink` command-line tool: they run the real binary (SHMLINK_CLI_PATH) with
+// fork/exec in a private stream directory ($SHMLINK_DIR) and check its stdout, stderr and exit
+// status, using the C++ API to write frames and to play live writers and readers.
+#include <shmlink/stream.hpp>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <complex>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef SHMLINK_CLI_PATH
+#error "SHMLINK_CLI_PATH must name the shmlink binary"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+/// What a finished CLI run left behind.
+struct RunResult {
+  int code = -1;    ///< exit status, or 128 + signal
+  std::string out;  ///< stdout
+  std::string err;  ///< stderr
+};
+
+/// A running `shmlink` process with its stdout and stderr piped to us.
+class CliProcess {
+ public:
+  /// Starts the CLI with `args` (argv[0] is added).
+  explicit CliProcess(const std::vector<std::string>& args) {
+    int out[2];
+    int err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork");
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      std::vector<char*> argv;
+      std::string exe = SHMLINK_CLI_PATH;
+      argv.push_back(exe.data());
+      std::vector<std::string> copy = args;
+      for (auto& a : copy) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    out_fd_ = out[0];
+    err_fd_ = err[0];
+  }
+  CliProcess(const CliProcess&) = delete;
+  CliProcess& operator=(const CliProcess&) = delete;
+  ~CliProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_fd_ >= 0) ::close(out_fd_);
+    if (err_fd_ >= 0) ::close(err_fd_);
+  }
+
+  /// The child's pid.
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+
+  /// Reads stdout and stderr to EOF and reaps the child; kills it after `limit`.
+  RunResult finish(std::chrono::milliseconds limit = 60s) {
+    RunResult r;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    bool killed = false;
+    while (out_fd_ >= 0 || err_fd_ >= 0) {
+      std::array<pollfd, 2> fds{{{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}}};
+      const int n = ::poll(fds.data(), fds.size(), 100);
+      if (n < 0 && errno != EINTR) break;
+      for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        char buf[4096];
+        const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+        if (got > 0) {
+          (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(got));
+        } else {
+          ::close(fds[i].fd);
+          (i == 0 ? out_fd_ : err_fd_) = -1;
+        }
+      }
+      if (!killed && std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        killed = true;
+      }
+    }
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+};
+
+/// Runs the CLI to completion.
+RunResult run_cli(const std::vector<std::string>& args) { return CliProcess(args).finish(); }
+
+/// Renders a result for assertion messages.
+std::string describe(const RunResult& r) {
+  return "exit " + std::to_string(r.code) + "\n--- stdout ---\n" + r.out + "--- stderr ---\n" + r.err;
+}
+
+/// Parses stdout as JSON, failing the test (not crashing) on bad JSON.
+json parse_json(const RunResult& r) {
+  json j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << describe(r);
+  return j;
+}
+
+/// A forked helper process (a writer or reader played with the C++ API), killed on destruction.
+class Child {
+ public:
+  /// Runs `body` in a forked child, which exits when body returns or the parent dies.
+  explicit Child(const std::function<void()>& body) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      try {
+        body();
+      } catch (...) {
+        ::_exit(1);
+      }
+      ::_exit(0);
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() { stop(); }
+
+  /// The child's pid.
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+
+  /// Kills and reaps the child.
+  void stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+/// Polls `pred` every 10 ms for up to `limit`; true when it held.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+/// Body of a writer child: writes zero frames to `name` about every millisecond for at most
+/// 60 s, optionally holding semaphore slot 0 as a reader too.
+void writer_loop(const std::string& name, bool claim_semaphore) {
+  shmlink::Stream s = shmlink::Stream::open(name);
+  if (claim_semaphore && s.claim_semaphore(0) < 0) ::_exit(2);
+  std::vector<std::byte> frame(s.frame_bytes());
+  const auto stop = std::chrono::steady_clock::now() + 60s;
+  const pid_t parent = ::getppid();
+  while (std::chrono::steady_clock::now() < stop && ::getppid() == parent) {
+    (void)s.write(frame);
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+/// The raw bytes of a file.
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+/// The .npy v1.0 header numpy itself writes for a C-order array with `dict`
+/// ("{'descr': ..., }"): padded with spaces and '\n' to a multiple of 64 bytes.
+std::string expected_npy_header(const std::string& dict) {
+  std::string padded = dict;
+  while ((10 + padded.size() + 1) % 64 != 0) padded += ' ';
+  padded += '\n';
+  std::string h("\x93NUMPY\x01\x00", 8);
+  h += static_cast<char>(padded.size() & 0xFF);
+  h += static_cast<char>(padded.size() >> 8);
+  return h + padded;
+}
+
+/// Each test gets its own stream directory through $SHMLINK_DIR.
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "shmlink-cli-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    ::setenv("SHMLINK_DIR", dir_.c_str(), 1);
+    ::unsetenv("MILK_SHM_DIR");
+    ::setenv("NO_COLOR", "1", 1);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  /// Path of stream `name` in the test directory.
+  [[nodiscard]] fs::path stream_file(const std::string& name) const { return dir_ / (name + ".im.shm"); }
+
+  /// Creates a stream through the CLI, asserting success.
+  void create(const std::vector<std::string>& args) {
+    std::vector<std::string> full = {"create"};
+    full.insert(full.end(), args.begin(), args.end());
+    const RunResult r = run_cli(full);
+    ASSERT_EQ(r.code, 0) << describe(r);
+  }
+
+  fs::path dir_;
+};
+
+// gtest suite name "cli", so that `ctest -R cli` selects these tests.
+using cli = CliTest;
+
+TEST_F(cli, HelpExitsZeroAndDocumentsExitCodes) {
+  const RunResult r = run_cli({"--help"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("Exit codes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("124"), std::string::npos) << r.out;
+  for (const char* sub : {"ls", "info", "create", "rm", "monitor", "cat"}) {
+    EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+  }
+  const RunResult sub = run_cli({"create", "--help"});
+  EXPECT_EQ(sub.code, 0) << describe(sub);
+  EXPECT_NE(sub.out.find("--shape"), std::string::npos) << sub.out;
+}
+
+TEST_F(cli, VersionExitsZero) {
+  const RunResult r = run_cli({"--version"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out.rfind("shmlink ", 0), 0u) << r.out;
+}
+
+TEST_F(cli, UsageErrorsExitTwo) {
+  EXPECT_EQ(run_cli({}).code, 2);
+  EXPECT_EQ(run_cli({"frobnicate"}).code, 2);
+  EXPECT_EQ(run_cli({"ls", "--no-such-option"}).code, 2);
+  EXPECT_EQ(run_cli({"ls", "--interval", "-1"}).code, 2);
+  EXPECT_EQ(run_cli({"info"}).code, 2);  // NAME is required
+  const RunResult r = run_cli({"create", "x"});  // --shape is required
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_NE(r.err.find("--shape"), std::string::npos) << r.err;
+}
+
+TEST_F(cli, CreateLsInfoCatRmRoundTrip) {
+  create({"cam", "--shape", "5x3", "--dtype", "u16", "--keywords", "4", "--semaphores", "3"});
+  ASSERT_TRUE(fs::exists(stream_file("cam")));
+
+  // Keywords and a known frame, written with the C++ API.
+  std::vector<std::uint16_t> frame(15);
+  for (std::size_t i = 0; i < frame.size(); ++i) frame[i] = static_cast<std::uint16_t>(i * 1000 + 7);
+  {
+    shmlink::Stream s = shmlink::Stream::open("cam");
+    s.set_keyword("EXPTIME", 0.25, "exposure [s]");
+    s.set_keyword("GAIN", std::int64_t{3});
+    s.set_keyword("MODE", std::string("fast"));
+    ASSERT_TRUE(s.write(std::span<const std::uint16_t>(frame)).ok());
+  }
+
+  // ls, text.
+  RunResult r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("cam"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5x3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("uint16"), std::string::npos) << r.out;
+
+  // ls --json.
+  r = run_cli({"ls", "--json", "--interval", "0.05"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  ASSERT_EQ(j.at("streams").size(), 1u) << r.out;
+  const json& row = j["streams"][0];
+  EXPECT_EQ(row.at("name"), "cam");
+  EXPECT_EQ(row.at("shape"), json::array({5, 3}));
+  EXPECT_EQ(row.at("dtype"), "uint16");
+  EXPECT_EQ(row.at("cnt0"), 1);
+  EXPECT_EQ(row.at("rate_hz"), 0.0);  // nobody writes during the interval
+  EXPECT_EQ(row.at("writer_pid"), static_cast<int>(::getpid()));  // our write posted the semaphores
+  EXPECT_EQ(row.at("writer_alive"), true);
+  EXPECT_EQ(row.at("readers"), 0);
+  EXPECT_EQ(row.at("semaphores"), 3);
+
+  // info --json.
+  r = run_cli({"info", "cam", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  EXPECT_EQ(j.at("name"), "cam");
+  EXPECT_EQ(j.at("version"), "2.00");
+  EXPECT_EQ(j.at("shape"), json::array({5, 3}));
+  EXPECT_EQ(j.at("numpy_shape"), json::array({3, 5}));
+  EXPECT_EQ(j.at("dtype"), "uint16");
+  EXPECT_EQ(j.at("dtype_code"), 3);
+  EXPECT_EQ(j.at("nelement"), 15);
+  EXPECT_EQ(j.at("frame_bytes"), 30);
+  EXPECT_EQ(j.at("file_bytes"), fs::file_size(stream_file("cam")));
+  EXPECT_EQ(j.at("keyword_slots"), 4);
+  EXPECT_EQ(j.at("semaphores"), 3);
+  EXPECT_EQ(j.at("semaphore_slots").size(), 3u);
+  EXPECT_EQ(j.at("cnt0"), 1);
+  ASSERT_EQ(j.at("keywords").size(), 3u) << r.out;
+  std::map<std::string, json> kw;
+  for (const json& k : j["keywords"]) kw[k.at("name").get<std::string>()] = k;
+  EXPECT_EQ(kw.at("EXPTIME").at("type"), "D");
+  EXPECT_DOUBLE_EQ(kw.at("EXPTIME").at("value").get<double>(), 0.25);
+  EXPECT_EQ(kw.at("EXPTIME").at("comment"), "exposure [s]");
+  EXPECT_EQ(kw.at("GAIN").at("type"), "L");
+  EXPECT_EQ(kw.at("GAIN").at("value"), 3);
+  EXPECT_EQ(kw.at("MODE").at("type"), "S");
+  EXPECT_EQ(kw.at("MODE").at("value"), "fast");
+
+  // info, text.
+  r = run_cli({"info", "cam"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("EXPTIME"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5x3"), std::string::npos) << r.out;
+
+  // cat --npy: header and bytes exactly.
+  const fs::path npy = dir_ / "frame.npy";
+  r = run_cli({"cat", "cam", "--npy", npy.string(), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const std::string header = expected_npy_header("{'descr': '<u2', 'fortran_order': False, 'shape': (3, 5), }");
+  const std::string bytes = read_file(npy);
+  ASSERT_EQ(bytes.size(), header.size() + 30);
+  EXPECT_EQ(header.size() % 64, 0u);
+  EXPECT_EQ(bytes.substr(0, header.size()), header);
+  EXPECT_EQ(std::memcmp(bytes.data() + header.size(), frame.data(), 30), 0);
+  j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  EXPECT_EQ(j.at("cnt0"), 1);
+  EXPECT_EQ(j.at("stats").at("min"), 7);
+  EXPECT_EQ(j.at("stats").at("max"), 14007);
+  EXPECT_DOUBLE_EQ(j.at("stats").at("mean").get<double>(), 7007.0);
+  EXPECT_GT(j.at("atime_ns").get<std::int64_t>(), 0);
+
+  // cat, text.
+  r = run_cli({"cat", "cam"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("14007"), std::string::npos) << r.out;
+
+  // rm, then ls lists nothing.
+  r = run_cli({"rm", "cam"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_FALSE(fs::exists(stream_file("cam")));
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(parse_json(r).at("streams").empty()) << r.out;
+  r = run_cli({"ls"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out.find("cam"), std::string::npos) << r.out;
+}
+
+TEST_F(cli, NpyShapeIsIsioShapeReversed) {
+  create({"cube", "--shape", "4x3x2", "--dtype", "float32"});
+  create({"line", "--shape", "7", "--dtype", "i8"});
+  create({"cplx", "--shape", "2x2", "--dtype", "complex128"});
+  const struct {
+    const char* name;
+    const char* dict;
+    std::size_t data;
+  } cases[] = {
+      {"cube", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }", 96},
+      {"line", "{'descr': '|i1', 'fortran_order': False, 'shape': (7,), }", 7},
+      {"cplx", "{'descr': '<c16', 'fortran_order': False, 'shape': (2, 2), }", 64},
+  };
+  for (const auto& c : cases) {
+    const fs::path npy = dir_ / (std::string(c.name) + ".npy");
+    const RunResult r = run_cli({"cat", c.name, "--npy", npy.string()});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const std::string bytes = read_file(npy);
+    const std::string header = expected_npy_header(c.dict);
+    ASSERT_EQ(bytes.size(), header.size() + c.data) << c.name;
+    EXPECT_EQ(bytes.substr(0, header.size()), header) << c.name;
+  }
+}
+
+TEST_F(cli, CatStatsUseMagnitudeForComplex) {
+  create({"z", "--shape", "2", "--dtype", "c64"});
+  create({"f", "--shape", "2", "--dtype", "f32"});
+  {
+    shmlink::Stream z = shmlink::Stream::open("z");
+    const std::vector<std::complex<float>> zf = {{3.0f, 4.0f}, {0.0f, 0.0f}};
+    ASSERT_TRUE(z.write(std::span<const std::complex<float>>(zf)).ok());
+    shmlink::Stream f = shmlink::Stream::open("f");
+    const std::vector<float> ff = {-1.5f, 2.5f};
+    ASSERT_TRUE(f.write(std::span<const float>(ff)).ok());
+  }
+  RunResult r = run_cli({"cat", "z", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json j = parse_json(r);
+  EXPECT_EQ(j.at("stats").at("of"), "magnitude");
+  EXPECT_DOUBLE_EQ(j.at("stats").at("min").get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(j.at("stats").at("max").get<double>(), 5.0);
+  EXPECT_DOUBLE_EQ(j.at("stats").at("mean").get<double>(), 2.5);
+  r = run_cli({"cat", "f", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  j = parse_json(r);
+  EXPECT_EQ(j.at("stats").at("of"), "value");
+  EXPECT_DOUBLE_EQ(j.at("stats").at("min").get<double>(), -1.5);
+  EXPECT_DOUBLE_EQ(j.at("stats").at("max").get<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(j.at("stats").at("mean").get<double>(), 0.5);
+}
+
+TEST_F(cli, CreateAcceptsNumpyAndShortDtypeNames) {
+  const struct {
+    const char* arg;
+    const char* name;
+  } cases[] = {{"uint16", "uint16"}, {"u16", "uint16"}, {"float32", "float32"}, {"f64", "float64"},
+               {"complex64", "complex64"}, {"c128", "complex128"}, {"f16", "float16"}, {"int8", "int8"}};
+  int i = 0;
+  for (const auto& c : cases) {
+    const std::string name = "s" + std::to_string(i++);
+    create({name, "--shape", "2x2", "--dtype", c.arg});
+    const RunResult r = run_cli({"info", name, "--json"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    EXPECT_EQ(parse_json(r).at("dtype"), c.name) << c.arg;
+  }
+}
+
+TEST_F(cli, CreateRejectsBadShapeAndDtypeWithUsageError) {
+  for (const char* shape : {"0x3", "2x3x4x5", "abc", "3x", "", "5000000000"}) {
+    const RunResult r = run_cli({"create", "bad", "--shape", shape});
+    EXPECT_EQ(r.code, 2) << shape << "\n" << describe(r);
+    EXPECT_FALSE(r.err.empty()) << shape;
+  }
+  for (const char* dtype : {"u17", "float128", "x"}) {
+    const RunResult r = run_cli({"create", "bad", "--shape", "4", "--dtype", dtype});
+    EXPECT_EQ(r.code, 2) << dtype << "\n" << describe(r);
+    EXPECT_NE(r.err.find(dtype), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(run_cli({"create", "bad", "--shape", "4", "--semaphores", "0"}).code, 2);
+  EXPECT_EQ(run_cli({"create", "bad", "--shape", "4", "--permissions", "0999"}).code, 2);
+  EXPECT_FALSE(fs::exists(stream_file("bad")));
+}
+
+TEST_F(cli, CreateExistingFailsUnlessForced) {
+  create({"dup", "--shape", "4"});
+  RunResult r = run_cli({"create", "dup", "--shape", "8"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.err.find("dup"), std::string::npos) << r.err;
+  create({"dup", "--shape", "8", "--force"});
+  r = run_cli({"info", "dup", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("shape"), json::array({8}));
+}
+
+TEST_F(cli, CreateAppliesPermissions) {
+  create({"perm", "--shape", "4", "--permissions", "0640"});
+  struct stat st {};
+  ASSERT_EQ(::stat(stream_file("perm").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  create({"def", "--shape", "4"});
+  ASSERT_EQ(::stat(stream_file("def").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+TEST_F(cli, MissingStreamExitsThreeNamingIt) {
+  for (const char* cmd : {"info", "cat", "rm"}) {
+    const RunResult r = run_cli({cmd, "nosuchstream"});
+    EXPECT_EQ(r.code, 3) << cmd << "\n" << describe(r);
+    EXPECT_NE(r.err.find("nosuchstream"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  EXPECT_EQ(run_cli({"rm", "-f", "nosuchstream"}).code, 0);
+  const RunResult r = run_cli({"ls", "--dir", (dir_ / "nodir").string()});
+  EXPECT_EQ(r.code, 3) << describe(r);
+}
+
+TEST_F(cli, CorruptedFileIsLayoutMismatch) {
+  create({"good", "--shape", "4x4"});
+  create({"badver", "--shape", "4x4"});
+  create({"short", "--shape", "4x4"});
+  {
+    std::fstream f(stream_file("badver"), std::ios::in | std::ios::out | std::ios::binary);
+    f.write("9.99", 4);  // version field at offset 0
+  }
+  fs::resize_file(stream_file("short"), fs::file_size(stream_file("short")) - 8);
+
+  for (const char* name : {"badver", "short"}) {
+    RunResult r = run_cli({"info", name});
+    EXPECT_EQ(r.code, 5) << name << "\n" << describe(r);
+    EXPECT_NE(r.err.find(name), std::string::npos) << r.err;
+    r = run_cli({"cat", name});
+    EXPECT_EQ(r.code, 5) << name << "\n" << describe(r);
+  }
+
+  // ls lists broken files with their error instead of failing.
+  RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  ASSERT_EQ(j.at("streams").size(), 3u) << r.out;
+  for (const json& row : j["streams"]) {
+    if (row.at("name") == "good") {
+      EXPECT_FALSE(row.contains("error")) << row.dump();
+      EXPECT_EQ(row.at("shape"), json::array({4, 4}));
+    } else {
+      ASSERT_TRUE(row.contains("error")) << row.dump();
+      EXPECT_EQ(row.at("exit_code"), 5) << row.dump();
+      EXPECT_FALSE(row.at("error").get<std::string>().empty());
+    }
+  }
+  r = run_cli({"ls"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("badver"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ERROR"), std::string::npos) << r.out;
+}
+
+TEST_F(cli, NameLongerThan79BytesIsUsageError) {
+  const std::string too_long(80, 'n');
+  const std::string longest(79, 'n');
+  RunResult r = run_cli({"create", too_long, "--shape", "4"});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_FALSE(r.err.empty());
+  EXPECT_FALSE(fs::exists(stream_file(too_long)));
+  r = run_cli({"info", too_long});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  create({longest, "--shape", "4"});
+  r = run_cli({"info", longest, "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("name"), longest);
+}
+
+TEST_F(cli, RmRemovesSeveralAndRefusesNonStreamPaths) {
+  create({"a", "--shape", "4"});
+  create({"b", "--shape", "4"});
+  RunResult r = run_cli({"rm", "a", "missing", "b"});
+  EXPECT_EQ(r.code, 3) << describe(r);  // the first failure's code; the others still go
+  EXPECT_FALSE(fs::exists(stream_file("a")));
+  EXPECT_FALSE(fs::exists(stream_file("b")));
+  const fs::path other = dir_ / "notes.txt";
+  std::ofstream(other) << "keep me";
+  r = run_cli({"rm", other.string()});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(fs::exists(other));
+}
+
+TEST_F(cli, DirOptionOverridesEnvironment) {
+  const fs::path other = dir_ / "sub";
+  fs::create_directory(other);
+  RunResult r = run_cli({"create", "elsewhere", "--shape", "2", "--dir", other.string()});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(fs::exists(other / "elsewhere.im.shm"));
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  EXPECT_TRUE(parse_json(r).at("streams").empty()) << r.out;
+  r = run_cli({"ls", "--json", "--interval", "0", "--dir", other.string()});
+  ASSERT_EQ(parse_json(r).at("streams").size(), 1u) << r.out;
+  r = run_cli({"info", "elsewhere", "--dir", other.string()});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  r = run_cli({"info", (other / "elsewhere.im.shm").string()});
+  EXPECT_EQ(r.code, 0) << describe(r);
+}
+
+TEST_F(cli, LsShowsLiveWriterAndReaders) {
+  create({"live", "--shape", "8x8", "--dtype", "f32"});
+  Child writer([] { writer_loop("live", true); });
+  shmlink::Stream s = shmlink::Stream::open("live");
+  ASSERT_TRUE(eventually([&] {
+    const auto info = s.info();
+    return s.cnt0() > 0 && !info.sem_read_pids.empty() && info.sem_read_pids[0] == writer.pid();
+  }));
+
+  RunResult r = run_cli({"ls", "--json", "--interval", "0.3"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json j = parse_json(r);
+  ASSERT_EQ(j.at("streams").size(), 1u) << r.out;
+  json row = j["streams"][0];
+  EXPECT_EQ(row.at("writer_pid"), writer.pid());
+  EXPECT_EQ(row.at("writer_alive"), true);
+  EXPECT_EQ(row.at("readers"), 1);
+  EXPECT_EQ(row.at("reader_pids"), json::array({writer.pid()}));
+  EXPECT_GT(row.at("rate_hz").get<double>(), 0.0);
+
+  writer.stop();
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  row = parse_json(r).at("streams").at(0);
+  EXPECT_EQ(row.at("writer_alive"), false);
+  EXPECT_EQ(row.at("readers"), 0);
+}
+
+TEST_F(cli, MonitorOnceReportsRateOfLiveWriter) {
+  create({"busy", "--shape", "16x16", "--dtype", "u16"});
+  create({"idle", "--shape", "4", "--dtype", "u8"});
+  Child writer([] { writer_loop("busy", false); });
+  shmlink::Stream s = shmlink::Stream::open("busy");
+  ASSERT_TRUE(eventually([&] { return s.cnt0() > 0; }));
+
+  RunResult r = run_cli({"monitor", "--once", "--json", "--interval", "0.5"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  ASSERT_EQ(j.at("streams").size(), 2u) << r.out;
+  for (const json& row : j["streams"]) {
+    if (row.at("name") == "busy") {
+      EXPECT_GT(row.at("rate_hz").get<double>(), 0.0) << row.dump();
+      EXPECT_EQ(row.at("writer_pid"), writer.pid());
+      EXPECT_EQ(row.at("writer_alive"), true);
+    } else {
+      EXPECT_EQ(row.at("rate_hz").get<double>(), 0.0) << row.dump();
+    }
+  }
+
+  r = run_cli({"monitor", "--once", "--interval", "0.3"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("busy"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RATE_HZ"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\x1b["), std::string::npos) << "no ANSI codes when not a TTY";
+}
+
+TEST_F(cli, MonitorStopsCleanlyOnSigint) {
+  create({"m", "--shape", "4"});
+  CliProcess p({"monitor", "--interval", "0.1"});
+  std::this_thread::sleep_for(500ms);
+  ASSERT_EQ(::kill(p.pid(), SIGINT), 0);
+  const RunResult r = p.finish(20s);
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("m "), std::string::npos) << r.out;
+
+  const RunResult counted = run_cli({"monitor", "--interval", "0.05", "--count", "2", "--json"});
+  ASSERT_EQ(counted.code, 0) << describe(counted);
+  // One JSON document per line per refresh.
+  std::size_t lines = 0;
+  std::size_t pos = 0;
+  while ((pos = counted.out.find('\n', pos)) != std::string::npos) {
+    ++lines;
+    ++pos;
+  }
+  EXPECT_EQ(lines, 2u) << counted.out;
+  const json first = json::parse(counted.out.substr(0, counted.out.find('\n')), nullptr, false);
+  ASSERT_FALSE(first.is_discarded()) << counted.out;
+  EXPECT_EQ(first.at("schema_version"), 1);
+}
+
+TEST_F(cli, CatWaitReturnsNewFrameOrTimesOut) {
+  create({"w", "--shape", "4", "--dtype", "u8"});
+  RunResult r = run_cli({"cat", "w", "--wait", "--timeout", "0.2"});
+  EXPECT_EQ(r.code, 124) << describe(r);
+  EXPECT_NE(r.err.find("w.im.shm"), std::string::npos) << r.err;
+
+  Child writer([] { writer_loop("w", false); });
+  r = run_cli({"cat", "w", "--wait", "--timeout", "10", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_GT(parse_json(r).at("cnt0").get<std::uint64_t>(), 0u);
+}
+
+}  // namespace

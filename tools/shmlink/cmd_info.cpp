@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: MIT
+// `shmlink info NAME`: every metadata field of one stream, its semaphores and keywords.
+#include "common.hpp"
+
+#include <fmt/format.h>
+
+#include <iostream>
+#include <memory>
+#include <variant>
+
+namespace shmlink::cli {
+
+namespace {
+
+/// Options of `info`.
+struct InfoOptions {
+  std::string name;   ///< stream name or path
+  std::string dir;    ///< directory override
+  bool json = false;  ///< print JSON
+};
+
+/// The ISIO keyword type letter of a value ('L', 'D' or 'S').
+char keyword_type(const KeywordValue& v) noexcept {
+  if (std::holds_alternative<std::int64_t>(v)) return 'L';
+  if (std::holds_alternative<double>(v)) return 'D';
+  return 'S';
+}
+
+/// A keyword value as text.
+std::string keyword_text(const KeywordValue& v) {
+  if (const auto* l = std::get_if<std::int64_t>(&v)) return std::to_string(*l);
+  if (const auto* d = std::get_if<double>(&v)) return fmt::format("{}", *d);
+  return fmt::format("'{}'", std::get<std::string>(v));
+}
+
+/// A keyword value as JSON (number or string).
+Json keyword_json(const KeywordValue& v) {
+  if (const auto* l = std::get_if<std::int64_t>(&v)) return *l;
+  if (const auto* d = std::get_if<double>(&v)) return *d;
+  return std::get<std::string>(v);
+}
+
+/// The names of the imagetype bits set in `t` ("MATH_DATA|ZAXIS_TEMPORAL").
+std::string imagetype_names(std::uint64_t t) {
+  std::string out;
+  auto add = [&out](const char* name) {
+    if (!out.empty()) out += '|';
+    out += name;
+  };
+  if ((t & kImagetypeCircularBuffer) != 0) add("CIRCULAR_BUFFER");
+  if ((t & kImagetypeMathData) != 0) add("MATH_DATA");
+  if ((t & kImagetypeReceived) != 0) add("IMG_RECV");
+  if ((t & kImagetypeSent) != 0) add("IMG_SENT");
+  switch (t & 0xF0000u) {
+    case 0x10000: add("ZAXIS_SPACIAL"); break;
+    case 0x20000: add("ZAXIS_TEMPORAL"); break;
+    case 0x30000: add("ZAXIS_WAVELENGTH"); break;
+    case 0x40000: add("ZAXIS_MAPPING"); break;
+    default: break;
+  }
+  return out.empty() ? "-" : out;
+}
+
+/// Runs `info`: opens the stream and prints its metadata as text or JSON.
+int run_info(const InfoOptions& opt) {
+  const std::string path = resolve_stream(opt.name, opt.dir);
+  Stream s = open_for_inspection(path);
+  const StreamInfo info = s.info();
+  const std::vector<Keyword> keywords = s.keywords();
+  const std::int32_t wpid = writer_pid(info);
+
+  if (opt.json) {
+    Json j;
+    j["schema_version"] = kSchemaVersion;
+    j["name"] = info.name;
+    j["path"] = info.path;
+    j["version"] = info.version;
+    j["shape"] = info.shape;
+    std::vector<std::uint32_t> numpy_shape(info.shape.rbegin(), info.shape.rend());
+    j["numpy_shape"] = numpy_shape;
+    j["dtype"] = std::string(dtype_name(info.dtype));
+    j["dtype_code"] = static_cast<int>(info.dtype);
+    j["nelement"] = info.nelement;
+    j["frame_bytes"] = info.frame_bytes;
+    j["file_bytes"] = info.file_bytes;
+    j["imagetype"] = info.imagetype;
+    j["imagetype_names"] = imagetype_names(info.imagetype);
+    j["semaphores"] = info.semaphores;
+    j["keyword_slots"] = info.keyword_slots;
+    j["circular_buffer"] = info.circular_buffer;
+    j["creator_pid"] = info.creator_pid;
+    j["owner_pid"] = info.owner_pid;
+    j["writer_pid"] = wpid;
+    j["writer_alive"] = pid_alive(wpid);
+    j["inode"] = info.inode;
+    j["write_flag"] = info.write_flag;
+    j["cnt0"] = info.frame.cnt0;
+    j["cnt1"] = info.frame.cnt1;
+    j["cnt2"] = info.frame.cnt2;
+    j["atime_ns"] = info.frame.atime_ns;
+    j["writetime_ns"] = info.frame.writetime_ns;
+    j["creation_time_ns"] = info.creation_time_ns;
+    j["last_access_time_ns"] = info.last_access_time_ns;
+    Json sems = Json::array();
+    for (std::size_t i = 0; i < info.semaphores; ++i) {
+      Json e;
+      e["index"] = i;
+      e["value"] = i < info.sem_values.size() ? info.sem_values[i] : -1;
+      const std::int32_t rpid = i < info.sem_read_pids.size() ? info.sem_read_pids[i] : -1;
+      e["read_pid"] = rpid;
+      e["read_pid_alive"] = pid_alive(rpid);
+      e["write_pid"] = i < info.sem_write_pids.size() ? info.sem_write_pids[i] : -1;
+      sems.push_back(std::move(e));
+    }
+    j["semaphore_slots"] = std::move(sems);
+    Json kws = Json::array();
+    for (const Keyword& k : keywords) {
+      Json e;
+      e["name"] = k.name;
+      e["type"] = std::string(1, keyword_type(k.value));
+      e["value"] = keyword_json(k.value);
+      e["comment"] = k.comment;
+      e["count"] = k.count;
+      kws.push_back(std::move(e));
+    }
+    j["keywords"] = std::move(kws);
+    print_json(j);
+    return kExitOk;
+  }
+
+  std::string out;
+  auto line = [&out](std::string_view key, const std::string& value) {
+    out += fmt::format("{:<18}{}\n", fmt::format("{}:", key), value);
+  };
+  std::vector<std::uint32_t> numpy_shape(info.shape.rbegin(), info.shape.rend());
+  line("name", info.name);
+  line("path", info.path);
+  line("version", info.version);
+  line("shape", fmt::format("{} (numpy ({}))", format_shape(info.shape), fmt::join(numpy_shape, ", ")));
+  line("dtype", fmt::format("{} ({}, code {})", dtype_name(info.dtype), dtype_short_name(info.dtype),
+                            static_cast<int>(info.dtype)));
+  line("nelement", std::to_string(info.nelement));
+  line("frame bytes", std::to_string(info.frame_bytes));
+  line("file bytes", std::to_string(info.file_bytes));
+  line("imagetype", fmt::format("{:#x} ({})", info.imagetype, imagetype_names(info.imagetype)));
+  line("circular buffer", std::to_string(info.circular_buffer));
+  line("creator pid", fmt::format("{} ({})", info.creator_pid, pid_alive(info.creator_pid) ? "alive" : "dead"));
+  line("owner pid", std::to_string(info.owner_pid));
+  line("writer pid", fmt::format("{} ({})", wpid, pid_alive(wpid) ? "alive" : "dead"));
+  line("inode", std::to_string(info.inode));
+  line("write flag", info.write_flag ? "1" : "0");
+  line("cnt0", std::to_string(info.frame.cnt0));
+  line("cnt1", std::to_string(info.frame.cnt1));
+  line("cnt2", std::to_string(info.frame.cnt2));
+  line("atime", format_time_ns(info.frame.atime_ns));
+  line("writetime", format_time_ns(info.frame.writetime_ns));
+  line("creation time", format_time_ns(info.creation_time_ns));
+  line("last access time", format_time_ns(info.last_access_time_ns));
+  line("semaphores", std::to_string(info.semaphores));
+  line("keyword slots", std::to_string(info.keyword_slots));
+  std::cout << out;
+
+  Table sems;
+  sems.headers = {"SEM", "VALUE", "READ_PID", "WRITE_PID"};
+  sems.right_aligned = {true, true, true, true};
+  for (std::size_t i = 0; i < info.semaphores; ++i) {
+    const std::int32_t rpid = i < info.sem_read_pids.size() ? info.sem_read_pids[i] : -1;
+    std::string rtext = std::to_string(rpid);
+    if (rpid > 0) rtext += pid_alive(rpid) ? " (alive)" : " (dead)";
+    sems.rows.push_back({{std::to_string(i)},
+                         {std::to_string(i < info.sem_values.size() ? info.sem_values[i] : -1)},
+                         {rtext},
+                         {std::to_string(i < info.sem_write_pids.size() ? info.sem_write_pids[i] : -1)}});
+  }
+  std::cout << '\n' << sems.render(false);
+
+  if (keywords.empty()) {
+    std::cout << "\nno keywords\n";
+  } else {
+    Table kt;
+    kt.headers = {"KEYWORD", "TYPE", "VALUE", "COUNT", "COMMENT"};
+    kt.right_aligned = {false, false, false, true, false};
+    for (const Keyword& k : keywords) {
+      kt.rows.push_back({{k.name}, {std::string(1, keyword_type(k.value))}, {keyword_text(k.value)},
+                         {std::to_string(k.count)}, {k.comment}});
+    }
+    std::cout << '\n' << kt.render(false);
+  }
+  std::cout << std::flush;
+  return kExitOk;
+}
+
+}  // namespace
+
+Command add_info_command(CLI::App& app) {
+  auto opt = std::make_shared<InfoOptions>();
+  CLI::App* sub = app.add_subcommand("info", "Show all metadata, semaphores and keywords of a stream");
+  sub->add_option("name", opt->name, "Stream name, or a path to a .im.shm file")->required();
+  sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
+  sub->add_flag("--json", opt->json, "Print JSON");
+  sub->footer(exit_code_help());
+  return {sub, [opt] { return run_info(*opt); }};
+}
+
+}  // namespace shmlink::cli

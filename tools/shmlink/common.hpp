@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: MIT
+/// @file common.hpp
+/// @brief Helpers shared by the `shmlink` subcommands: exit codes, argument parsing (shape,
+/// dtype, permissions), stream discovery and sampling, pid liveness, tables, times and JSON.
+#pragma once
+
+#include <shmlink/error.hpp>
+#include <shmlink/stream.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shmlink::cli {
+
+/// JSON object type used for all output (keys keep their insertion order).
+using Json = nlohmann::ordered_json;
+
+/// Version of the JSON documents the CLI prints (`schema_version` key).
+inline constexpr int kSchemaVersion = 1;
+
+/// Process exit codes (documented in `--help` and docs/cli.md).
+enum ExitCode : int {
+  kExitOk = 0,          ///< success
+  kExitFailure = 1,     ///< any other failure (exists, no space, torn read, I/O error)
+  kExitUsage = 2,       ///< bad command line (unknown option, bad shape/dtype, name too long)
+  kExitNotFound = 3,    ///< the stream or directory does not exist
+  kExitPermission = 4,  ///< the OS refused access
+  kExitLayout = 5,      ///< the file is not a valid ImageStreamIO 2.00 stream
+  kExitTimeout = 124,   ///< a wait reached its deadline (as timeout(1))
+};
+
+/// The exit code for a library error condition.
+int exit_code_for(Errc e) noexcept;
+
+/// The exit-code table shown in the `--help` footer and docs/cli.md.
+std::string exit_code_help();
+
+/// A parsed subcommand: the CLI11 sub-app and the function that runs it after parsing.
+struct Command {
+  CLI::App* app = nullptr;          ///< the subcommand (owned by the parent App)
+  std::function<int()> run;          ///< runs the command; returns the exit code
+};
+
+/// Registers `ls`. @return the subcommand and its runner.
+Command add_ls_command(CLI::App& app);
+/// Registers `info`.
+Command add_info_command(CLI::App& app);
+/// Registers `create`.
+Command add_create_command(CLI::App& app);
+/// Registers `rm`.
+Command add_rm_command(CLI::App& app);
+/// Registers `monitor`.
+Command add_monitor_command(CLI::App& app);
+/// Registers `cat`.
+Command add_cat_command(CLI::App& app);
+
+// ---- argument parsing ------------------------------------------------------------------
+
+/// Parses a shape in ISIO order, fastest axis first: "W", "WxH" or "WxHxD" (also 'X' or ','
+/// as separators); each axis 1..2^32-1. @return nullopt and sets `why` when malformed.
+std::optional<std::vector<std::uint32_t>> parse_shape(std::string_view text, std::string* why = nullptr);
+
+/// Formats a shape as "WxHxD" (ISIO order).
+std::string format_shape(const std::vector<std::uint32_t>& shape);
+
+/// Parses permission bits written in octal ("0660", "660"); at most 07777.
+std::optional<mode_t> parse_permissions(std::string_view text) noexcept;
+
+/// CLI11 validator accepting what parse_shape() accepts.
+CLI::Validator shape_validator();
+/// CLI11 validator accepting what shmlink::parse_dtype() accepts.
+CLI::Validator dtype_validator();
+/// CLI11 validator accepting what parse_permissions() accepts.
+CLI::Validator permissions_validator();
+/// CLI11 validator for a duration in seconds: a finite number in [min_s, max_s].
+CLI::Validator seconds_validator(double min_s, double max_s);
+
+// ---- streams ---------------------------------------------------------------------------
+
+/// The file of stream `name`: a name containing '/' is a path used as given; otherwise
+/// `<dir>/<name>.im.shm` when `dir` is non-empty, else shmlink::stream_path(name).
+/// @throws Error invalid_argument (empty name), name_too_long (> 79 bytes).
+std::string resolve_stream(const std::string& name, const std::string& dir);
+
+/// Opens a stream for inspection: read-write when allowed, else read-only (another user's 0644
+/// stream), so ls/info/cat/monitor work on streams they may not write.
+shmlink::Stream open_for_inspection(const std::string& path);
+
+/// The directory to scan: `dir` when non-empty, else shmlink::stream_directory().
+std::string resolve_directory(const std::string& dir);
+
+/// Paths of the `*.im.shm` entries (files or links) in `dir`, sorted by name.
+/// @throws Error not_found / permission / system naming the directory.
+std::vector<std::string> list_stream_files(const std::string& dir);
+
+/// The stream name shown for a file path (basename without ".im.shm").
+std::string display_name(const std::string& path);
+
+/// True when process `pid` exists (kill(pid, 0) succeeds or fails with EPERM); false for
+/// pid <= 0 or ESRCH.
+bool pid_alive(std::int32_t pid) noexcept;
+
+/// The writer of a stream: the last slot's semWritePID that is not -1/0, else creatorPID.
+std::int32_t writer_pid(const StreamInfo& info) noexcept;
+
+/// Live processes holding a semaphore slot (semReadPID > 0 and alive), in slot order.
+std::vector<std::int32_t> live_readers(const StreamInfo& info);
+
+/// One row of `ls`/`monitor`: a stream's metadata and its measured update rate, or the error
+/// that kept the file from opening.
+struct StreamRow {
+  std::string path;                ///< file path
+  std::string name;                ///< display name (from the file when open, else the path)
+  std::optional<StreamInfo> info;  ///< metadata when the file opened and validated
+  std::optional<double> rate_hz;   ///< cnt0 delta / seconds, when measured
+  std::string error;               ///< the open error's message, when it failed
+  Errc error_code = Errc::ok;      ///< the open error's condition
+};
+
+/// Keeps streams of one directory open between refreshes and measures their update rates
+/// from cnt0 deltas over steady-clock time, as milk's streamCTRL does. Files that appear are
+/// opened, files that vanish are dropped, a file whose inode changed (re-created stream) is
+/// re-opened, and files that fail to open are retried on every refresh.
+class StreamSampler {
+ public:
+  /// @param dir the directory to scan (already resolved).
+  explicit StreamSampler(std::string dir);
+  StreamSampler(StreamSampler&&) noexcept;
+  StreamSampler& operator=(StreamSampler&&) noexcept;
+  ~StreamSampler();
+
+  /// Rescans the directory and samples every stream. Rates cover the time since the
+  /// previous refresh, so the first refresh has none.
+  /// @throws Error when the directory cannot be listed.
+  std::vector<StreamRow> refresh();
+
+  /// The directory scanned.
+  [[nodiscard]] const std::string& directory() const noexcept { return dir_; }
+
+ private:
+  struct Entry;
+  std::string dir_;
+  std::vector<std::unique_ptr<Entry>> entries_;  // sorted by path
+};
+
+/// The JSON form of one row (shared by `ls --json` and `monitor --json`).
+Json row_to_json(const StreamRow& row);
+
+// ---- output ----------------------------------------------------------------------------
+
+/// One table cell: text and an optional ANSI SGR colour code ("32" = green) applied after
+/// padding so alignment is unaffected.
+struct Cell {
+  std::string text;     ///< the visible text
+  const char* colour = nullptr;  ///< SGR parameters, or nullptr for none
+};
+
+/// A plain text table with a header row; numeric columns can be right-aligned.
+struct Table {
+  std::vector<std::string> headers;  ///< column titles
+  std::vector<bool> right_aligned;   ///< per column; missing entries mean left-aligned
+  std::vector<std::vector<Cell>> rows;  ///< cells, one vector per row
+
+  /// Renders the table, two spaces between columns; colours only when `colour` is true.
+  [[nodiscard]] std::string render(bool colour) const;
+};
+
+/// True when `fd` is a terminal.
+bool is_tty(int fd) noexcept;
+
+/// True when colour output is wanted on `fd`: a terminal and NO_COLOR unset (or empty).
+bool colour_enabled(int fd) noexcept;
+
+/// Formats ns since the epoch as ISO 8601 UTC with nanoseconds ("2024-05-01T12:00:00.000000001Z");
+/// "-" for 0.
+std::string format_time_ns(std::int64_t ns);
+
+/// Formats an update rate for tables ("1234.5", "0", "-" when unknown).
+std::string format_rate(std::optional<double> hz);
+
+/// Prints a JSON document (pretty, 2-space indent) and a newline on stdout.
+void print_json(const Json& j);
+
+/// Sleeps `duration`, in short steps, returning early (false) when `keep_running` says so.
+bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>& keep_running);
+
+/// Logs an error for a failed command on stderr and returns its exit code.
+int report_error(const Error& e);
+
+}  // namespace shmlink::cli
