@@ -235,7 +235,8 @@ class SHMLINK_EXPORT Stream {
   /// keywords 'N') under a temporary name, `version` written last with release ordering, then
   /// linked as `stream_path(name_or_path)`.
   /// @param mode ExclusiveCreate (default), PurgeAndCreate (replace: new inode), OpenOrCreate
-  ///        (open an existing file if it validates, else create), OpenExisting (= open()).
+  ///        (open an existing file if it validates and has the spec's shape and dtype, else
+  ///        Errc::layout naming both; create it when absent), OpenExisting (= open()).
   /// @throws Error invalid_argument (bad shape, dtype, semaphore count, circular-buffer rule),
   ///         name_too_long, exists, permission, no_space, system: each naming the file.
   static Stream create(std::string_view name_or_path, const StreamSpec& spec,
