@@ -48,6 +48,7 @@ extern "C" {
 #define SHMLINK_E_BUSY (-16)
 #define SHMLINK_E_TORN (-100)
 #define SHMLINK_E_WRITER_ACTIVE (-101)
+#define SHMLINK_E_REPLACED (-102)
 
 /* ---- datatypes (ISIO codes, reference section 6) ---------------------------------------- */
 #define SHMLINK_DTYPE_U8 1

@@ -39,6 +39,7 @@ enum class Errc : int {
   busy = -16,             ///< every slot of a bounded resource (semaphore slots) is taken
   torn = -100,            ///< a validated read kept colliding with the writer and gave up
   writer_active = -101,   ///< the write flag stayed set (a writer may have died mid-write)
+  replaced = -102,        ///< the stream file was re-created or removed: re-open it by name
 };
 
 /// The `std::error_category` of `Errc` ("shmlink").

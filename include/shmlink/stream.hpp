@@ -234,6 +234,8 @@ class SHMLINK_EXPORT Stream {
   /// completely (semaphores sem_init'ed process-shared, semlog too, PID arrays -1, proc traces,
   /// keywords 'N') under a temporary name, `version` written last with release ordering, then
   /// linked as `stream_path(name_or_path)`.
+  /// PurgeAndCreate wakes the replaced file's futex waiters (they return Errc::replaced) and
+  /// posts its semaphores once, so milk readers blocked on it wake and can notice the change.
   /// @param mode ExclusiveCreate (default), PurgeAndCreate (replace: new inode), OpenOrCreate
   ///        (open an existing file if it validates and has the spec's shape and dtype, else
   ///        Errc::layout naming both; create it when absent), OpenExisting (= open()).
@@ -278,6 +280,11 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] StreamInfo info() const;
   /// Inode recorded in the metadata at creation.
   [[nodiscard]] std::uint64_t inode() const noexcept;
+  /// True when the file at path() is no longer the one this handle maps: the stream was
+  /// re-created (PurgeAndCreate, or ISIO's unlink + create: a new inode) or removed. The handle
+  /// stays valid on the old file; re-open with `Stream::open(path())` to follow the stream.
+  /// Costs one stat(2).
+  [[nodiscard]] bool replaced() const noexcept;
 
   // ---- writing ----------------------------------------------------------------------
   /// Publishes one frame: write = 1, release fence, copy, timestamps, cnt0 += 1 (release),
@@ -344,7 +351,9 @@ class SHMLINK_EXPORT Stream {
   /// writers that do not wake futexes (milk's) are still noticed. Any number of readers.
   /// @param timeout relative, on CLOCK_MONOTONIC; kForever waits without limit.
   /// @param cnt0_out receives the new cnt0 on success.
-  /// @return ok, timeout, interrupted (a signal arrived), closed.
+  /// @return ok, timeout, interrupted (a signal arrived), closed, replaced (the file was
+  ///         re-created or removed while waiting: re-open it; noticed at once when the new file
+  ///         came from shmlink's PurgeAndCreate, within 10 ms otherwise).
   /// Memory ordering: on ok, the frame published by that cnt0 increment is visible (acquire).
   Status wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout = kForever,
                     std::uint64_t* cnt0_out = nullptr,

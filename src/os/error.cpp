@@ -41,6 +41,7 @@ const char* strerror(Errc e) noexcept {
     case Errc::busy: return "no free slot";
     case Errc::torn: return "read kept colliding with the writer";
     case Errc::writer_active: return "write flag stayed set (writer active or dead mid-write)";
+    case Errc::replaced: return "stream file was re-created or removed";
   }
   return "unknown error";
 }

@@ -263,8 +263,23 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& spec, Ope
     }
   }
 
+  // The file being replaced (if any, and if it is a valid stream): its waiters are told below.
+  Stream old;
+  if (mode == OpenMode::PurgeAndCreate) {
+    try {
+      old = open(name_or_path, OpenOptions{{spec.version}});
+    } catch (const Error&) {
+      // absent, foreign or broken: nobody of ours to wake
+    }
+  }
   Segment seg = Segment::create_file(path, static_cast<std::size_t>(l.file_size), mode, spec.permissions,
                                      [&](Segment& fresh) { init_file(fresh, name, spec, g, l); });
+  if (old.valid()) {
+    // Courtesy to readers of the old file: futex waiters wake, see cnt0 unchanged and the path
+    // pointing elsewhere, and return Errc::replaced; semaphore readers get one post.
+    os::futex_wake(cnt0_futex_word(old.impl_->md));
+    (void)old.sem_post(-1);
+  }
   auto impl = std::make_unique<Impl>();
   impl->seg = std::move(seg);
   impl->layout = l;
@@ -363,6 +378,13 @@ std::size_t Stream::frame_bytes() const noexcept { return impl_ ? impl_->frame_b
 int Stream::semaphore_count() const noexcept { return impl_ ? impl_->nsem : 0; }
 int Stream::keyword_slots() const noexcept { return impl_ ? impl_->nkw : 0; }
 std::uint64_t Stream::inode() const noexcept { return impl_ ? impl_->md->inode : 0; }
+bool Stream::replaced() const noexcept {
+  if (!impl_) return false;
+  struct stat st {};
+  if (::stat(impl_->path.c_str(), &st) != 0) return true;
+  return static_cast<std::uint64_t>(st.st_ino) != impl_->seg.inode();
+}
+
 std::span<const std::byte> Stream::file_bytes() const noexcept {
   return impl_ ? std::span<const std::byte>(impl_->seg.data(), impl_->seg.size()) : std::span<const std::byte>();
 }
@@ -602,11 +624,11 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
     const os::FutexResult r =
         os::futex_wait(cnt0_futex_word(md), static_cast<std::uint32_t>(last_cnt0 & 0xFFFFFFFFu), &rel);
     if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
-    if (r == os::FutexResult::interrupted) {
-      const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_acquire);
-      if (c2 != last_cnt0) return done(c2);
-      return Errc::interrupted;
-    }
+    const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_acquire);
+    if (c2 != last_cnt0) return done(c2);
+    if (r == os::FutexResult::interrupted) return Errc::interrupted;
+    // Woken (or a 10 ms slice ended) with cnt0 unchanged: was the file re-created under us?
+    if (replaced()) return Errc::replaced;
   }
 }
 
