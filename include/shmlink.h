@@ -144,8 +144,9 @@ SHMLINK_EXPORT int shmlink_stream_create(const char *name, const shmlink_stream_
 SHMLINK_EXPORT int shmlink_stream_open(const char *name, shmlink_stream_t **out);
 /** Closes the handle (the file stays). NULL is accepted. @return 0. */
 SHMLINK_EXPORT int shmlink_stream_close(shmlink_stream_t *stream);
-/** Closes the handle and removes its file. The handle is freed even when removal fails.
- *  @return 0, NOT_FOUND, PERMISSION. */
+/** Closes the handle and removes its file, unless the name now belongs to a re-created stream
+ *  (then the file is left alone). The handle is freed even when removal fails.
+ *  @return 0, REPLACED (re-created since opened), NOT_FOUND (already removed), PERMISSION. */
 SHMLINK_EXPORT int shmlink_stream_destroy(shmlink_stream_t *stream);
 /** Removes a stream file by name or path.
  *  @return 0, NOT_FOUND, PERMISSION, INVALID_ARGUMENT, NAME_TOO_LONG. */

@@ -8,6 +8,8 @@
 // reporting a failure never allocates and never throws (long paths are truncated at 1023 bytes).
 #include <shmlink.h>
 
+#include <unistd.h>
+
 #include <shmlink/error.hpp>
 #include <shmlink/stream.hpp>
 
@@ -236,6 +238,10 @@ int shmlink_stream_destroy(shmlink_stream_t* stream) {
   // whether it may still use it. The file is unlinked while the handle is still open (its
   // mapping stays valid), so the name used in messages outlives the call.
   std::unique_ptr<shmlink_stream> owned(stream);
+  // Never unlink a file that is no longer ours: another process may have re-created the stream.
+  if (owned->stream.valid() && owned->stream.replaced() && ::access(owned->stream.path().c_str(), F_OK) == 0)
+    return fail(SHMLINK_E_REPLACED, "removing stream '%s': %s was re-created since it was opened; left as is",
+                owned->stream.name().c_str(), owned->stream.path().c_str());
   return guarded("removing stream", owned->stream.name().c_str(), [&] {
     shmlink::Stream::remove(owned->stream.path());
     return SHMLINK_OK;

@@ -454,6 +454,19 @@ TEST_F(capiOpen, DestroyReportsAFileAlreadyRemovedAndStillReleasesTheHandle) {
   EXPECT_NE(last_error().find(name), std::string::npos) << last_error();
 }
 
+TEST_F(capiOpen, DestroyLeavesAStreamRecreatedByOthersInPlace) {
+  const std::string name = test_stream_name();
+  auto old = make_stream(name);
+  ASSERT_TRUE(old);
+  auto fresh = make_stream(name, spec_of(1, 16), SHMLINK_PURGE_AND_CREATE);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(shmlink_stream_destroy(old.release()), SHMLINK_E_REPLACED);
+  EXPECT_NE(last_error().find("re-created"), std::string::npos) << last_error();
+  EXPECT_TRUE(file_exists(file_of(name)));  // the new stream survives
+  EXPECT_EQ(shmlink_stream_destroy(fresh.release()), SHMLINK_OK) << last_error();
+  EXPECT_FALSE(file_exists(file_of(name)));
+}
+
 TEST_F(capiOpen, RemoveRejectsNull) {
   EXPECT_EQ(shmlink_stream_remove(nullptr), SHMLINK_E_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("name is NULL"), std::string::npos) << last_error();
