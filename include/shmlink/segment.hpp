@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shmlink {
 
@@ -121,5 +122,12 @@ class SHMLINK_EXPORT Segment {
   std::string path_;
   std::uint64_t inode_ = 0;
 };
+
+/// Processes that have the file at `path` open (a descriptor) or mapped, found by scanning
+/// /proc/<pid>/fd and /proc/<pid>/maps for the file's device and inode. The calling process is
+/// included when it holds the file. Processes whose /proc entries this process may not read
+/// (other users', unless root) cannot be inspected: their number goes to `*uninspectable`.
+/// @return pids, ascending; empty when nobody holds it or the file does not exist.
+SHMLINK_EXPORT std::vector<int> processes_using(const std::string& path, int* uninspectable = nullptr);
 
 }  // namespace shmlink

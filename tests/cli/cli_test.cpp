@@ -25,6 +25,7 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -682,6 +683,89 @@ TEST_F(cli, CatWaitReturnsNewFrameOrTimesOut) {
   r = run_cli({"cat", "w", "--wait", "--timeout", "10", "--json"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_GT(parse_json(r).at("cnt0").get<std::uint64_t>(), 0u);
+}
+
+}  // namespace
+
+namespace {
+
+/// Creates stream `name` from a child process that then exits, so its creator is dead.
+void create_from_dead_creator(const std::string& name) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      shmlink::StreamSpec spec;
+      spec.shape = {4};
+      spec.dtype = shmlink::Dtype::u8;
+      shmlink::Stream::create(name, spec);
+      ::_exit(0);
+    } catch (...) {
+      ::_exit(1);
+    }
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+TEST_F(cli, GcRemovesOnlyStreamsWithDeadCreatorAndNoUsers) {
+  create_from_dead_creator("stale");
+  create_from_dead_creator("held");
+  create({"mine", "--shape", "4"});  // created by a `shmlink create` process: also dead creator
+  shmlink::StreamSpec spec;
+  spec.shape = {4};
+  spec.dtype = shmlink::Dtype::u8;
+  auto live = shmlink::Stream::create("live", spec);  // creator: this test process, alive
+
+  // A live process keeps "held" open (mapped) while gc runs.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    auto s = shmlink::Stream::open("held");
+    char c = 'r';
+    (void)!::write(ready[1], &c, 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+
+  RunResult r = run_cli({"gc", "--dry-run", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json doc = parse_json(r);
+  EXPECT_EQ(doc["schema_version"], 1);
+  std::set<std::string> would;
+  for (const auto& v : doc["removed"]) would.insert(v["name"].get<std::string>());
+  EXPECT_EQ(would, (std::set<std::string>{"mine", "stale"}));
+  EXPECT_TRUE(fs::exists(stream_file("stale")));  // dry run removed nothing
+
+  r = run_cli({"gc"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("removed stale"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(stream_file("stale")));
+  EXPECT_FALSE(fs::exists(stream_file("mine")));
+  EXPECT_TRUE(fs::exists(stream_file("held")));  // creator dead, but a live process has it open
+  EXPECT_TRUE(fs::exists(stream_file("live")));  // creator alive
+
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  r = run_cli({"gc"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_FALSE(fs::exists(stream_file("held")));  // its last user is gone now
+  EXPECT_TRUE(fs::exists(stream_file("live")));
+  r = run_cli({"gc"});
+  EXPECT_NE(r.out.find("nothing to remove"), std::string::npos) << r.out;
+}
+
+TEST_F(cli, GcLeavesFilesThatAreNotValidStreams) {
+  std::ofstream(stream_file("junk")) << "not a stream";
+  const RunResult r = run_cli({"gc", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(fs::exists(stream_file("junk")));
+  EXPECT_EQ(parse_json(r)["removed"].size(), 0u);
 }
 
 }  // namespace

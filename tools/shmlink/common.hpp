@@ -64,6 +64,8 @@ Command add_rm_command(CLI::App& app);
 Command add_monitor_command(CLI::App& app);
 /// Registers `cat`.
 Command add_cat_command(CLI::App& app);
+/// Registers `gc`.
+Command add_gc_command(CLI::App& app);
 
 // ---- argument parsing ------------------------------------------------------------------
 

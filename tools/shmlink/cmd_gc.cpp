@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: MIT
+// `shmlink gc`: removes stale streams, those whose creator is dead and that no process has open,
+// plus temporaries left by creations that crashed before publishing.
+#include "common.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+namespace shmlink::cli {
+
+namespace {
+
+/// Options of `gc`.
+struct GcOptions {
+  std::string dir;       ///< directory override
+  bool dry_run = false;  ///< list, do not remove
+  bool strict = false;   ///< keep a stream when some process could not be inspected
+  bool json = false;     ///< JSON on stdout
+};
+
+/// The verdict on one file.
+struct Verdict {
+  std::string name;    ///< display name
+  std::string path;    ///< file path
+  bool remove = false; ///< stale
+  std::string reason;  ///< why it is (or is not) removed
+};
+
+/// Judges one stream file.
+Verdict judge_stream(const std::string& path, bool strict) {
+  Verdict v{display_name(path), path, false, {}};
+  std::int32_t creator = 0;
+  try {
+    creator = open_for_inspection(path).info().creator_pid;  // closed again before the /proc scan
+  } catch (const Error& e) {
+    v.reason = std::string("not a valid stream, left alone: ") + e.what();
+    return v;
+  }
+  if (pid_alive(creator)) {
+    v.reason = "creator " + std::to_string(creator) + " is alive";
+    return v;
+  }
+  int hidden = 0;
+  const std::vector<int> users = processes_using(path, &hidden);
+  if (!users.empty()) {
+    std::string list;
+    for (int p : users) list += (list.empty() ? "" : ",") + std::to_string(p);
+    v.reason = "creator " + std::to_string(creator) + " is dead but processes " + list + " have it open";
+    return v;
+  }
+  if (strict && hidden > 0) {
+    v.reason = std::to_string(hidden) + " processes could not be inspected (--strict; run as root)";
+    return v;
+  }
+  v.remove = true;
+  v.reason = "creator " + std::to_string(creator) + " is dead and no process has it open";
+  return v;
+}
+
+/// Temporaries of interrupted creations: ".<name>.im.shm.XXXXXX", unused and over a minute old.
+std::vector<Verdict> judge_temporaries(const std::string& dir) {
+  std::vector<Verdict> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string base = e.path().filename().string();
+    if (base.size() < 16 || base[0] != '.' || base.find(".im.shm.") == std::string::npos) continue;
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) != 0 || std::time(nullptr) - st.st_mtime < 60) continue;
+    if (!processes_using(e.path().string()).empty()) continue;
+    out.push_back({base, e.path().string(), true, "temporary of an interrupted creation"});
+  }
+  return out;
+}
+
+/// Runs `gc`.
+int run_gc(const GcOptions& opt) {
+  const std::string dir = resolve_directory(opt.dir);
+  std::vector<Verdict> verdicts;
+  for (const std::string& path : list_stream_files(dir)) verdicts.push_back(judge_stream(path, opt.strict));
+  for (Verdict& t : judge_temporaries(dir)) verdicts.push_back(std::move(t));
+  int rc = kExitOk;
+  Json removed = Json::array(), kept = Json::array();
+  for (const Verdict& v : verdicts) {
+    if (v.remove && !opt.dry_run && ::unlink(v.path.c_str()) != 0) {
+      const int code = report_error(Error(errc_from_errno(errno), "removing " + v.path + ": " + std::strerror(errno)));
+      if (rc == kExitOk) rc = code;
+      continue;
+    }
+    (v.remove ? removed : kept).push_back(Json{{"name", v.name}, {"path", v.path}, {"reason", v.reason}});
+    if (!opt.json && v.remove)
+      std::cout << (opt.dry_run ? "would remove " : "removed ") << v.name << ": " << v.reason << '\n';
+  }
+  if (opt.json) {
+    Json doc{{"schema_version", 1}, {"directory", dir}, {"dry_run", opt.dry_run}, {"removed", removed}, {"kept", kept}};
+    std::cout << doc.dump(2) << '\n';
+  } else if (removed.empty()) {
+    std::cout << "nothing to remove in " << dir << '\n';
+  }
+  std::cout << std::flush;
+  return rc;
+}
+
+}  // namespace
+
+Command add_gc_command(CLI::App& app) {
+  auto opt = std::make_shared<GcOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "gc", "Remove stale streams: creator dead and no process has the file open (or mapped)");
+  sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
+  sub->add_flag("-n,--dry-run", opt->dry_run, "List what would be removed, remove nothing");
+  sub->add_flag("--strict", opt->strict, "Keep streams when some process's /proc entries cannot be read");
+  sub->add_flag("--json", opt->json, "JSON output (schema_version 1)");
+  sub->footer(exit_code_help());
+  return {sub, [opt] { return run_gc(*opt); }};
+}
+
+}  // namespace shmlink::cli
