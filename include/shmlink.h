@@ -49,6 +49,8 @@ extern "C" {
 #define SHMLINK_E_TORN (-100)
 #define SHMLINK_E_WRITER_ACTIVE (-101)
 #define SHMLINK_E_REPLACED (-102)
+#define SHMLINK_E_OVERWRITTEN (-103)
+#define SHMLINK_E_INCOMPLETE (-104)
 
 /* ---- datatypes (ISIO codes, reference section 6) ---------------------------------------- */
 #define SHMLINK_DTYPE_U8 1

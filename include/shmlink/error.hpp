@@ -40,6 +40,8 @@ enum class Errc : int {
   torn = -100,            ///< a validated read kept colliding with the writer and gave up
   writer_active = -101,   ///< the write flag stayed set (a writer may have died mid-write)
   replaced = -102,        ///< the stream file was re-created or removed: re-open it by name
+  overwritten = -103,     ///< a rolling-buffer reader was lapped: frames were lost (the newest was read)
+  incomplete = -104,      ///< a packetised frame was published with packets missing
 };
 
 /// The `std::error_category` of `Errc` ("shmlink").

@@ -13,6 +13,17 @@
 /// element (x, y, z) lives at `data[(z * size[1] + y) * size[0] + x]` (reference section 7).
 /// A numpy C-order array of shape (z, y, x) therefore maps to `shape = {x, y, z}`.
 ///
+/// Rolling buffers (DAO's FIFO, ISIO's 3-axis circular buffer, reference 11.2 and 17.8): a stream
+/// created with `StreamSpec::depth` N >= 2 is a 3-axis ISIO file whose last axis holds N frames
+/// (slices), with imagetype CIRCULAR_BUFFER | ZAXIS_TEMPORAL. Each write fills the next slice,
+/// stores its number in cnt1 and fills the slice's cntarray / atimearray / writetimearray
+/// entries. "A frame" is then one slice: frame_bytes(), write(), read_copy() and view() work on
+/// slices, and read_next() / read_frame() / read_slice() reach the history.
+///
+/// Partial (packetised) writes: write_packet() + finalize_packets(). Which packets of which frame
+/// arrived is recorded in a companion stream `<name>_pkt`, outside the ISIO metadata, so plain
+/// ISIO tools still open the stream.
+///
 /// Timestamps are nanoseconds since the Unix epoch on CLOCK_REALTIME, stored in the file as
 /// `struct timespec`. (ImageStreamIO writes CLOCK_TAI, which equals CLOCK_REALTIME unless the
 /// kernel's TAI offset is set; compare like with like.)
@@ -104,6 +115,8 @@ inline constexpr std::size_t kMaxStreamName = 79;
 inline constexpr std::uint16_t kMaxSemaphores = 128;
 /// ImageStreamIO's cap on a semaphore's value when posting (`SEMAPHORE_MAXVAL`).
 inline constexpr int kSemaphoreMaxValue = 10;
+/// Most packets a packetised frame may have (DAO's MAX_NB_PARTIAL_PACKET).
+inline constexpr std::uint32_t kMaxPackets = 512;
 /// A wait that never times out.
 inline constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
 /// Default spin budget of futex waits before sleeping (DESIGN.md "Waiting").
@@ -137,6 +150,11 @@ struct StreamSpec {
   std::uint64_t imagetype = kImagetypeMathData;
   /// Depth of ISIO's fast circular buffer (CBsize), 0 = none.
   std::uint32_t circular_buffer = 0;
+  /// Rolling-buffer depth (DAO's FIFO `depth`). 0 or 1: a plain stream. N >= 2: `shape` (1 or 2
+  /// axes) is one frame and the file gets a third axis of N slices, with imagetype
+  /// CIRCULAR_BUFFER | ZAXIS_TEMPORAL added (so its temporal arrays exist). A 3-axis `shape`
+  /// whose imagetype already has both bits is a rolling buffer of depth shape[2] as it is.
+  std::uint32_t depth = 0;
   /// File permission bits (0600 by default; 0660/0666 for multi-user milk set-ups).
   mode_t permissions = 0600;
   /// Version string written into the file (ISIO readers compare it with their own).
@@ -192,7 +210,9 @@ struct StreamInfo {
   std::vector<std::uint32_t> shape;  ///< ISIO order
   Dtype dtype = Dtype::f32;
   std::uint64_t nelement = 0;
-  std::uint64_t frame_bytes = 0;     ///< imdatamemsize
+  std::uint64_t frame_bytes = 0;     ///< bytes of one frame (one slice of a rolling buffer)
+  std::uint64_t data_bytes = 0;      ///< imdatamemsize: the whole data area
+  std::uint32_t depth = 1;           ///< rolling-buffer slices; 1 for a plain stream
   std::uint64_t file_bytes = 0;
   std::uint64_t imagetype = 0;
   std::uint16_t semaphores = 0;
@@ -250,7 +270,8 @@ class SHMLINK_EXPORT Stream {
   /// @throws Error not_found, permission, layout (naming the file and the field), system.
   static Stream open(std::string_view name_or_path, const OpenOptions& options = {});
 
-  /// Removes the stream file (the name; open handles keep their mapping).
+  /// Removes the stream file (the name; open handles keep their mapping), and its partial-write
+  /// companion `<name>_pkt` when one exists.
   /// @throws Error not_found / permission naming the file.
   static void remove(std::string_view name_or_path);
 
@@ -268,10 +289,21 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] std::span<const std::uint32_t> shape() const noexcept;
   /// Element type.
   [[nodiscard]] Dtype dtype() const noexcept;
-  /// Elements per frame.
+  /// ISIO's nelement: elements of the whole data area (all slices of a rolling buffer).
   [[nodiscard]] std::uint64_t nelement() const noexcept;
-  /// Bytes per frame (imdatamemsize).
+  /// Bytes of one frame: imdatamemsize, or one slice (imdatamemsize / depth) of a rolling buffer.
   [[nodiscard]] std::size_t frame_bytes() const noexcept;
+  /// Elements of one frame (nelement / depth).
+  [[nodiscard]] std::uint64_t frame_elements() const noexcept;
+  /// Bytes of the whole data area (imdatamemsize).
+  [[nodiscard]] std::size_t data_bytes() const noexcept;
+  /// Slices of a rolling buffer (size[2] of a 3-axis CIRCULAR_BUFFER | ZAXIS_TEMPORAL stream);
+  /// 1 for every other stream.
+  [[nodiscard]] std::uint32_t depth() const noexcept;
+  /// True for a rolling buffer (depth() counts its slices).
+  [[nodiscard]] bool rolling() const noexcept;
+  /// Shape of one frame: shape() without its last axis for a rolling buffer, else shape().
+  [[nodiscard]] std::span<const std::uint32_t> frame_shape() const noexcept;
   /// Semaphore slots in the file.
   [[nodiscard]] int semaphore_count() const noexcept;
   /// Keyword slots in the file.
@@ -290,6 +322,9 @@ class SHMLINK_EXPORT Stream {
   /// Publishes one frame: write = 1, release fence, copy, timestamps, cnt0 += 1 (release),
   /// write = 0 (release), futex wake if anyone waits, then post every semaphore slot whose
   /// value is below 10 (recording semWritePID) and semlog (reference section 11.2).
+  /// A rolling buffer's frame goes to slice (cnt1 + 1) % depth; cnt1 becomes that slice and the
+  /// slice's cntarray (the new cnt0), atimearray and writetimearray entries are filled before
+  /// cnt0 is incremented. (A new stream's first frame therefore lands in slice 1, as in ISIO.)
   /// @param frame exactly frame_bytes() bytes, C order.
   /// @return ok, size_mismatch, closed. Never blocks, never allocates.
   Status write(std::span<const std::byte> frame, const WriteOptions& options = {}) noexcept;
@@ -302,14 +337,15 @@ class SHMLINK_EXPORT Stream {
     return write(std::as_bytes(frame), options);
   }
 
-  /// Zero-copy write, step 1: sets write = 1 (seqlock open) and returns the data area to fill
-  /// in place. Must be followed by commit_write(). Empty span when closed.
+  /// Zero-copy write, step 1: sets write = 1 (seqlock open) and returns the frame to fill in
+  /// place (a rolling buffer's next slice). Must be followed by commit_write(). Calling it again
+  /// before commit_write() returns the same frame. Empty span when closed or read-only.
   std::span<std::byte> begin_write() noexcept;
   /// Zero-copy write, step 2: timestamps, cnt0 += 1, write = 0, wake and post, as write().
   Status commit_write(const WriteOptions& options = {}) noexcept;
 
   // ---- reading ----------------------------------------------------------------------
-  /// Copies the current frame into `out`, validated by the seqlock (write flag + cnt0): the
+  /// Copies the current frame (a rolling buffer's newest slice) into `out`, validated by the seqlock (write flag + cnt0): the
   /// copy is retried while a writer is active or cnt0 moved during it, so a torn frame is
   /// never returned.
   /// @param out exactly frame_bytes() bytes.
@@ -320,8 +356,94 @@ class SHMLINK_EXPORT Stream {
   Status read_copy(std::span<std::byte> out, FrameInfo* info = nullptr,
                    int max_attempts = 1000) const noexcept;
 
-  /// Zero-copy view of the current frame. NOT validated: a writer may change it while it is
-  /// read. Use read_copy() when a consistent frame matters, or check cnt0 before and after.
+  // ---- rolling buffers (history) -------------------------------------------------------
+  /// Sequential reading, DAO's get_next_frame: copies the frame after the handle's tail (the
+  /// cnt0 of the last frame it returned; set to the newest frame by create/open and reset_tail).
+  /// Works on plain streams too, where only the newest frame exists.
+  /// @param out exactly frame_bytes() bytes.
+  /// @param info counters and times of the frame copied.
+  /// @param skipped receives the number of frames lost (0 unless the result is overwritten).
+  /// @param timeout when no new frame exists: 0 returns would_block at once, otherwise waits
+  ///        (wait_futex) up to `timeout` for one.
+  /// @return ok (the next frame in order; the tail advances by one); overwritten (the reader
+  ///         was lapped, or on a plain stream frames came faster than it read: `out` holds the
+  ///         newest frame, the tail jumps to it, `skipped` says how many were lost); would_block
+  ///         (nothing new, timeout 0); timeout; interrupted; replaced; writer_active; torn;
+  ///         size_mismatch; closed.
+  /// Memory ordering: as read_copy(); the copy is validated by the slice's cntarray entry and
+  /// cnt0 (see docs/design/streams.md "Rolling buffers").
+  Status read_next(std::span<std::byte> out, FrameInfo* info = nullptr, std::uint64_t* skipped = nullptr,
+                   std::chrono::nanoseconds timeout = std::chrono::nanoseconds::zero()) noexcept;
+  /// cnt0 of the last frame read_next() returned (0 before any frame was written).
+  [[nodiscard]] std::uint64_t tail() const noexcept;
+  /// Moves the tail to the newest frame (DAO's reset_tail); returns its cnt0.
+  std::uint64_t reset_tail() noexcept;
+  /// Sets the tail: read_next() then returns frame `cnt0 + 1` if it is still in the buffer
+  /// (e.g. `set_tail(cnt0() - depth() + 1)` replays the whole history).
+  void set_tail(std::uint64_t cnt0) noexcept;
+  /// Copies the frame whose cnt0 is `cnt0` from a rolling buffer's history (or the newest
+  /// frame of a plain stream when `cnt0` is its cnt0), validated like read_next().
+  /// @return ok; would_block (not written yet); overwritten (no longer in the buffer, or
+  ///         overwritten during the copy); size_mismatch; writer_active; torn; closed.
+  Status read_frame(std::uint64_t cnt0, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
+  /// Copies slice `slice` (DAO's get_arbitrary_frame: `slice % depth()`), validated.
+  /// @return ok; would_block (the slice was never written); torn (it kept being overwritten);
+  ///         size_mismatch; closed.
+  Status read_slice(std::uint32_t slice, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
+  /// Counters and times of slice `slice % depth()` from the temporal arrays (cnt0 from
+  /// cntarray, 0 when never written; cnt1 = the slice), racy. On a plain stream: frame_info().
+  [[nodiscard]] FrameInfo slice_info(std::uint32_t slice) const noexcept;
+  /// Zero-copy view of slice `slice % depth()` (unvalidated, as view()).
+  [[nodiscard]] std::span<const std::byte> view_slice(std::uint32_t slice) const noexcept;
+
+  // ---- partial (packetised) writes ----------------------------------------------------
+  /// Writes packet `packet_id` (0-based) of `packet_total` of the frame being assembled: copies
+  /// `data` (a whole number of elements) to element `element_offset` of the frame. The first
+  /// packet of a frame opens it as begin_write() does (write = 1; a rolling buffer's next
+  /// slice), so validated readers keep the previous frame until finalize_packets(). Packets may
+  /// come in any order and may be rewritten. Each packet is recorded in the companion stream
+  /// `<name>_pkt` (created or re-initialised at this handle's first packet; see
+  /// packet_status()), outside the ISIO metadata.
+  /// @return ok; invalid_argument (packet_total 0 or above kMaxPackets, packet_id >= total,
+  ///         total differing from the open frame's, data not whole elements); out_of_range
+  ///         (the span ends beyond the frame); permission; closed; or the companion stream's
+  ///         creation error (name_too_long, no_space, permission, system).
+  Status write_packet(std::uint32_t packet_id, std::uint32_t packet_total, std::uint64_t element_offset,
+                      std::span<const std::byte> data) noexcept;
+  /// Typed write_packet(): also checks that T is dtype() (dtype_mismatch).
+  template <class T>
+  Status write_packet(std::uint32_t packet_id, std::uint32_t packet_total, std::uint64_t element_offset,
+                      std::span<const T> data) noexcept {
+    if (!valid()) return Errc::closed;
+    if (dtype_of<T>() != dtype()) return Errc::dtype_mismatch;
+    return write_packet(packet_id, packet_total, element_offset, std::as_bytes(data));
+  }
+  /// Packet ids of the open frame not written yet (empty when no frame is open).
+  [[nodiscard]] std::vector<std::uint32_t> missing_packets() const;
+  /// Publishes the frame assembled by write_packet() exactly as commit_write() does, and
+  /// records it in the companion stream. Never drops what arrived: a frame with missing packets
+  /// is published too (its missing regions keep the slot's previous bytes) and reported.
+  /// @return ok; incomplete (published, but packets were missing: see packet_status());
+  ///         would_block (no packetised frame is open); permission; closed.
+  Status finalize_packets(const WriteOptions& options = {}) noexcept;
+
+  /// Which packets of a packetised frame arrived, read from the companion stream.
+  struct PacketStatus {
+    std::uint64_t cnt0 = 0;              ///< the frame
+    std::uint32_t total = 0;             ///< packet_total of that frame
+    std::vector<std::uint32_t> missing;  ///< ids that never arrived, ascending
+    /// True when every packet arrived.
+    [[nodiscard]] bool complete() const noexcept { return missing.empty(); }
+  };
+  /// The packets of frame `cnt0` (0: the newest frame), when that frame was assembled from
+  /// packets and its record is still present (plain stream: the newest frame only; rolling
+  /// buffer: any frame still in the buffer). nullopt otherwise, or when no companion stream
+  /// exists. Opens the companion stream on first use.
+  [[nodiscard]] std::optional<PacketStatus> packet_status(std::uint64_t cnt0 = 0) const;
+
+  /// Zero-copy view of the current frame (a rolling buffer's newest slice). NOT validated: a
+  /// writer may change it while it is read. Use read_copy() when a consistent frame matters,
+  /// or check cnt0 before and after.
   [[nodiscard]] std::span<const std::byte> view() const noexcept;
 
   /// Typed zero-copy view; empty when T does not match dtype().

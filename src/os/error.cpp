@@ -42,6 +42,8 @@ const char* strerror(Errc e) noexcept {
     case Errc::torn: return "read kept colliding with the writer";
     case Errc::writer_active: return "write flag stayed set (writer active or dead mid-write)";
     case Errc::replaced: return "stream file was re-created or removed";
+    case Errc::overwritten: return "reader was lapped: frames were overwritten before they were read";
+    case Errc::incomplete: return "frame published with packets missing";
   }
   return "unknown error";
 }

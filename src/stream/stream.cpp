@@ -71,6 +71,20 @@ std::string shape_text(std::span<const std::uint32_t> shape) {
 
 bool slot_free(std::int32_t pid) noexcept { return pid == 0 || pid == -1 || !os::pid_alive(pid); }
 
+/// The partial-write companion of the stream file `path`: `<dir>/<name>_pkt.im.shm`.
+std::string companion_path(const std::string& path) {
+  constexpr std::string_view kSuffix = ".im.shm";
+  if (path.size() > kSuffix.size() && path.compare(path.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0)
+    return path.substr(0, path.size() - kSuffix.size()) + "_pkt" + std::string(kSuffix);
+  return path + "_pkt";
+}
+
+/// Companion record of one slice (u64 each): frame cnt0 (0 = none or being assembled),
+/// packet_total, element offset and element count of the last packet written, then the cnt0 of
+/// the frame each packet last arrived for.
+constexpr std::uint32_t kPktFrame = 0, kPktTotal = 1, kPktLastPos = 2, kPktLastNb = 3, kPktHeader = 4;
+constexpr std::uint32_t kPktRecord = kPktHeader + kMaxPackets;
+
 }  // namespace
 
 struct Stream::Impl {
@@ -86,16 +100,41 @@ struct Stream::Impl {
   std::int32_t* write_pid = nullptr;
   isio::CbFrameMd* cbmd = nullptr;
   std::byte* cbdata = nullptr;
+  timespec* atimearray = nullptr;      ///< per-slice acquisition times (rolling buffers)
+  timespec* writetimearray = nullptr;  ///< per-slice write times
+  std::uint64_t* cntarray = nullptr;   ///< per-slice cnt0
   std::string name;
   std::string path;
   std::vector<std::uint32_t> shape;
+  std::vector<std::uint32_t> frame_shape;
   Dtype dtype = Dtype::f32;
   std::uint64_t nelement = 0;
-  std::size_t frame_bytes = 0;
+  std::uint64_t frame_elements = 0;
+  std::size_t frame_bytes = 0;  ///< one frame (one slice of a rolling buffer)
+  std::size_t data_bytes = 0;   ///< imdatamemsize
+  std::uint32_t depth = 1;      ///< slices of a rolling buffer, else 1
+  bool rolling = false;
   int nsem = 0;
   int nkw = 0;
   std::uint32_t cbsize = 0;
   bool writable = true;  ///< false: mapped PROT_READ, every mutating call returns Errc::permission
+
+  // Writer state (process-local).
+  bool writing = false;           ///< between begin_write() and commit_write()
+  std::uint32_t write_slice = 0;  ///< slice being written
+  // Sequential reader state (process-local): cnt0 of the last frame read_next() returned.
+  std::uint64_t tail = 0;
+  // Partial writes (process-local), and the companion stream `<name>_pkt`.
+  bool pkt_open = false;
+  std::uint32_t pkt_total = 0;
+  std::vector<bool> pkt_have;
+  bool pkt_initialised = false;  ///< this handle created/re-initialised the companion
+  mutable std::unique_ptr<Stream> pkt;
+
+  /// Slice `s` of the data area.
+  [[nodiscard]] std::byte* slice_data(std::uint32_t s) const noexcept {
+    return data + std::uint64_t{s} * frame_bytes;
+  }
 
   /// Points every chunk pointer into the mapping from a validated layout.
   void bind() {
@@ -114,10 +153,23 @@ struct Stream::Impl {
     cbsize = md->CBsize;
     dtype = static_cast<Dtype>(md->datatype);
     nelement = md->nelement;
-    frame_bytes = static_cast<std::size_t>(md->imdatamemsize);
+    data_bytes = static_cast<std::size_t>(md->imdatamemsize);
     shape.assign(md->size, md->size + md->naxis);
+    rolling = md->naxis == 3 && isio::has_temporal_arrays(md->imagetype);
+    depth = rolling ? md->size[2] : 1;
+    if (rolling) {
+      atimearray = reinterpret_cast<timespec*>(base + layout.atimearray);
+      writetimearray = reinterpret_cast<timespec*>(base + layout.writetimearray);
+      cntarray = reinterpret_cast<std::uint64_t*>(base + layout.cntarray);
+      frame_shape.assign(shape.begin(), shape.begin() + 2);
+    } else {
+      frame_shape = shape;
+    }
+    frame_bytes = data_bytes / depth;
+    frame_elements = nelement / depth;
     name = fixed_string(md->name, sizeof(md->name)).value_or(std::string());
     path = seg.path();
+    tail = aref(md->cnt0).load(std::memory_order_acquire);
   }
 
   /// Posts every slot below the cap (recording semWritePID), then semlog once, as
@@ -148,6 +200,23 @@ Stream::~Stream() = default;
 void Stream::close() noexcept { impl_.reset(); }
 
 namespace {
+
+/// The spec as laid out in the file: a rolling-buffer depth N >= 2 appends an axis of N slices
+/// (after a 1 for a 1-axis frame) and sets imagetype's low nibble and z-axis bits to
+/// CIRCULAR_BUFFER | ZAXIS_TEMPORAL (reference 17.8).
+StreamSpec effective_spec(const std::string& path, const StreamSpec& spec) {
+  if (spec.depth < 2) return spec;
+  if (spec.shape.empty() || spec.shape.size() > 2)
+    throw Error(Errc::invalid_argument, "creating " + path + ": a rolling buffer (depth " + std::to_string(spec.depth) +
+                                            ") needs a frame shape of 1 or 2 axes, got " +
+                                            std::to_string(spec.shape.size()));
+  StreamSpec e = spec;
+  if (e.shape.size() == 1) e.shape.push_back(1);
+  e.shape.push_back(spec.depth);
+  e.imagetype = (spec.imagetype & ~std::uint64_t{0xF000F}) | kImagetypeCircularBuffer | kImagetypeZaxisTemporal;
+  e.depth = 0;
+  return e;
+}
 
 /// Checks a spec and returns its sizing inputs; throws invalid_argument naming the path.
 isio::Geometry check_spec(const std::string& path, const StreamSpec& spec) {
@@ -236,10 +305,11 @@ void init_file(Segment& seg, const std::string& name, const StreamSpec& spec, co
 
 }  // namespace
 
-Stream Stream::create(std::string_view name_or_path, const StreamSpec& spec, OpenMode mode) {
+Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested, OpenMode mode) {
   const std::string path = stream_path(name_or_path);
   const std::string name = stream_name(name_or_path);
   if (mode == OpenMode::OpenExisting) return open(name_or_path);
+  const StreamSpec spec = effective_spec(path, requested);
   const isio::Geometry g = check_spec(path, spec);
   const isio::Layout l = isio::compute_layout(g);
 
@@ -256,10 +326,10 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& spec, Ope
       if (e.errc() != Errc::not_found) throw;
     }
     try {
-      return create(name_or_path, spec, OpenMode::ExclusiveCreate);
+      return create(name_or_path, requested, OpenMode::ExclusiveCreate);
     } catch (const Error& e) {
       if (e.errc() != Errc::exists) throw;
-      return create(name_or_path, spec, OpenMode::OpenOrCreate);  // lost a creation race: open theirs
+      return create(name_or_path, requested, OpenMode::OpenOrCreate);  // lost a creation race: open theirs
     }
   }
 
@@ -359,6 +429,8 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
 void Stream::remove(std::string_view name_or_path) {
   const std::string path = stream_path(name_or_path);
   if (::unlink(path.c_str()) != 0) os::throw_errno(errno, "removing", path);
+  const std::string pkt = companion_path(path);
+  if (::unlink(pkt.c_str()) != 0 && errno != ENOENT) os::throw_errno(errno, "removing", pkt);
 }
 
 // ---- geometry -----------------------------------------------------------------------------
@@ -375,6 +447,13 @@ std::span<const std::uint32_t> Stream::shape() const noexcept {
 Dtype Stream::dtype() const noexcept { return impl_ ? impl_->dtype : Dtype::f32; }
 std::uint64_t Stream::nelement() const noexcept { return impl_ ? impl_->nelement : 0; }
 std::size_t Stream::frame_bytes() const noexcept { return impl_ ? impl_->frame_bytes : 0; }
+std::uint64_t Stream::frame_elements() const noexcept { return impl_ ? impl_->frame_elements : 0; }
+std::size_t Stream::data_bytes() const noexcept { return impl_ ? impl_->data_bytes : 0; }
+std::uint32_t Stream::depth() const noexcept { return impl_ ? impl_->depth : 1; }
+bool Stream::rolling() const noexcept { return impl_ && impl_->rolling; }
+std::span<const std::uint32_t> Stream::frame_shape() const noexcept {
+  return impl_ ? std::span<const std::uint32_t>(impl_->frame_shape) : std::span<const std::uint32_t>();
+}
 int Stream::semaphore_count() const noexcept { return impl_ ? impl_->nsem : 0; }
 int Stream::keyword_slots() const noexcept { return impl_ ? impl_->nkw : 0; }
 std::uint64_t Stream::inode() const noexcept { return impl_ ? impl_->md->inode : 0; }
@@ -401,6 +480,8 @@ StreamInfo Stream::info() const {
   s.dtype = m.dtype;
   s.nelement = m.nelement;
   s.frame_bytes = m.frame_bytes;
+  s.data_bytes = m.data_bytes;
+  s.depth = m.depth;
   s.file_bytes = m.seg.size();
   s.imagetype = md->imagetype;
   s.semaphores = md->sem;
@@ -425,12 +506,20 @@ StreamInfo Stream::info() const {
 
 std::span<std::byte> Stream::begin_write() noexcept {
   if (!impl_ || !impl_->writable) return {};
-  Metadata* md = impl_->md;
-  aref(md->write).store(1, std::memory_order_relaxed);
-  // SYNC POINT C (release fence): no data store below may become visible before write = 1.
-  // Pairs with the acquire fence after the copy in read_copy().
-  std::atomic_thread_fence(std::memory_order_release);
-  return {impl_->data, impl_->frame_bytes};
+  Impl& m = *impl_;
+  if (!m.writing) {
+    Metadata* md = m.md;
+    // Rolling buffer: the slice after the last one written (ISIO's ImageStreamIO_writeIndex).
+    m.write_slice = m.rolling
+                        ? static_cast<std::uint32_t>((aref(md->cnt1).load(std::memory_order_relaxed) + 1) % m.depth)
+                        : 0;
+    aref(md->write).store(1, std::memory_order_relaxed);
+    // SYNC POINT C (release fence): no data store below may become visible before write = 1.
+    // Pairs with the acquire fence after the copy in read_copy() / copy_slice().
+    std::atomic_thread_fence(std::memory_order_release);
+    m.writing = true;
+  }
+  return {m.slice_data(m.write_slice), m.frame_bytes};
 }
 
 Status Stream::commit_write(const WriteOptions& options) noexcept {
@@ -438,6 +527,8 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
   if (!impl_->writable) return Errc::permission;
   Impl& m = *impl_;
   Metadata* md = m.md;
+  if (!m.writing && m.rolling)  // data was changed through a pointer without begin_write()
+    m.write_slice = static_cast<std::uint32_t>((aref(md->cnt1).load(std::memory_order_relaxed) + 1) % m.depth);
   const std::int64_t now = os::realtime_ns();
   const std::int64_t atime = options.atime_ns >= 0 ? options.atime_ns : now;
   store_timespec(md->writetime, now);
@@ -445,9 +536,16 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
   if (options.frame_id) aref(md->cnt2).store(*options.frame_id, std::memory_order_relaxed);
   const std::uint64_t next = aref(md->cnt0).load(std::memory_order_relaxed) + 1;
 
-  if (m.cbsize > 0) {  // ISIO's fast circular buffer: copy the frame into the next slot
+  if (m.rolling) {  // reference 11.2 step 2: the slice's temporal entries, then cnt1
+    const std::uint32_t sl = m.write_slice;
+    store_timespec(m.atimearray[sl], atime);
+    store_timespec(m.writetimearray[sl], now);
+    aref(m.cntarray[sl]).store(next, std::memory_order_relaxed);
+    aref(md->cnt1).store(sl, std::memory_order_relaxed);
+  }
+  if (m.cbsize > 0) {  // ISIO's fast circular buffer: copy the whole data area into the next slot
     const std::uint32_t slot = (aref(md->CBindex).load(std::memory_order_relaxed) + 1) % m.cbsize;
-    std::memcpy(m.cbdata + std::uint64_t{slot} * m.frame_bytes, m.data, m.frame_bytes);
+    std::memcpy(m.cbdata + std::uint64_t{slot} * m.data_bytes, m.data, m.data_bytes);
     isio::CbFrameMd& f = m.cbmd[slot];
     aref(f.cnt0).store(next, std::memory_order_relaxed);
     aref(f.cnt1).store(aref(md->cnt1).load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -463,6 +561,8 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
   aref(md->cnt0).fetch_add(1, std::memory_order_seq_cst);
   // SYNC POINT B: close the seqlock. Pairs with read_copy()'s acquire loads of write.
   aref(md->write).store(0, std::memory_order_release);
+  m.writing = false;
+  m.pkt_open = false;
   if (aref(md->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(md));
   if (options.post_semaphores) m.post_all();
   return Errc::ok;
@@ -512,7 +612,189 @@ FrameInfo Stream::frame_info() const noexcept {
 
 std::span<const std::byte> Stream::view() const noexcept {
   if (!impl_) return {};
-  return {impl_->data, impl_->frame_bytes};
+  if (!impl_->rolling) return {impl_->data, impl_->frame_bytes};
+  return view_slice(static_cast<std::uint32_t>(cnt1() % impl_->depth));
+}
+
+std::span<const std::byte> Stream::view_slice(std::uint32_t slice) const noexcept {
+  if (!impl_) return {};
+  return {impl_->slice_data(slice % impl_->depth), impl_->frame_bytes};
+}
+
+FrameInfo Stream::slice_info(std::uint32_t slice) const noexcept {
+  if (!impl_ || !impl_->rolling) return frame_info();
+  const Impl& m = *impl_;
+  const std::uint32_t sl = slice % m.depth;
+  FrameInfo f;
+  f.cnt0 = aref(m.cntarray[sl]).load(std::memory_order_acquire);
+  f.cnt1 = sl;
+  f.atime_ns = load_timespec(m.atimearray[sl]);
+  f.writetime_ns = load_timespec(m.writetimearray[sl]);
+  if (f.cnt0 != 0 && f.cnt0 == aref(m.md->cnt0).load(std::memory_order_relaxed))
+    f.cnt2 = aref(m.md->cnt2).load(std::memory_order_relaxed);  // cnt2 exists for the newest frame only
+  return f;
+}
+
+namespace {
+
+/// How long a set write flag may last before the writer is presumed dead mid-write.
+constexpr std::int64_t kWriterGraceNs = 200'000'000;
+
+/// Waits politely while a writer is inside a write; returns false once the grace time is over.
+struct WriterPatience {
+  std::int64_t since = 0;
+  std::uint32_t spins = 0;
+  bool wait() noexcept {
+    if (++spins % 1024 != 0) {
+      os::cpu_relax();
+      return true;
+    }
+    const std::int64_t now = os::monotonic_ns();
+    if (since == 0) since = now;
+    if (now - since > kWriterGraceNs) return false;
+    ::sched_yield();
+    return true;
+  }
+};
+
+}  // namespace
+
+/// Validated copy of one slice of a rolling buffer (docs/design/streams.md "Rolling buffers").
+/// `expect` = 0 accepts whatever published frame the slice holds; otherwise the slice must hold
+/// frame `expect` (else overwritten). The copy of frame k from slice s is valid when, after it,
+/// the slice still holds k and no write into s has begun: the write of frame k + depth into s
+/// starts (write = 1, release fence) while cnt0 == k + depth - 1, so after an acquire fence
+/// `cnt0 + write < k + depth` proves the copy saw none of its stores.
+static Status copy_slice(const Stream::Impl& m, std::uint32_t sl, std::uint64_t expect, std::span<std::byte> out,
+                         FrameInfo* info, int max_attempts) noexcept {
+  const Metadata* md = m.md;
+  WriterPatience patience;
+  int attempts = 0;
+  while (attempts < std::max(max_attempts, 1)) {
+    // SYNC POINT A (acquire): frames up to c1 are completely visible.
+    const std::uint64_t c1 = aref(md->cnt0).load(std::memory_order_acquire);
+    const std::uint64_t k = aref(m.cntarray[sl]).load(std::memory_order_acquire);
+    if (expect != 0 && k != expect) return Errc::overwritten;
+    if (k > c1 || (k == 0 && c1 != 0)) {
+      // Frame k is being committed right now (its entry precedes the cnt0 increment), or the
+      // slice was never written while others were.
+      if (k == 0) return Errc::would_block;
+      if (!patience.wait()) return Errc::writer_active;
+      continue;
+    }
+    std::memcpy(out.data(), m.slice_data(sl), m.frame_bytes);
+    FrameInfo f;
+    f.cnt0 = k;
+    f.cnt1 = sl;
+    f.cnt2 = k == c1 ? aref(md->cnt2).load(std::memory_order_relaxed) : 0;
+    f.atime_ns = load_timespec(m.atimearray[sl]);
+    f.writetime_ns = load_timespec(m.writetimearray[sl]);
+    // SYNC POINT C (acquire fence): if the copy saw any store of a later write into this slice,
+    // that write's write = 1 and the cnt0 before it are visible to the loads below.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const std::uint64_t w2 = aref(md->write).load(std::memory_order_acquire) != 0 ? 1 : 0;
+    const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_relaxed);
+    const std::uint64_t k2 = aref(m.cntarray[sl]).load(std::memory_order_relaxed);
+    if (k2 == k && c2 + w2 < k + m.depth) {
+      if (info != nullptr) *info = f;
+      return Errc::ok;
+    }
+    ++attempts;
+    os::cpu_relax();
+  }
+  return expect != 0 ? Errc::overwritten : Errc::torn;
+}
+
+/// The slice holding frame `k` of a rolling buffer, from the newest slice and its frame; false
+/// when k is not (or no longer) in the buffer.
+static bool slice_of(const Stream::Impl& m, std::uint64_t k, std::uint32_t* sl) noexcept {
+  const auto newest_slice = static_cast<std::uint32_t>(aref(m.md->cnt1).load(std::memory_order_acquire) % m.depth);
+  const std::uint64_t kn = aref(m.cntarray[newest_slice]).load(std::memory_order_acquire);
+  if (kn < k || kn - k >= m.depth) return false;
+  *sl = static_cast<std::uint32_t>((newest_slice + m.depth - (kn - k)) % m.depth);
+  return true;
+}
+
+Status Stream::read_slice(std::uint32_t slice, std::span<std::byte> out, FrameInfo* info) const noexcept {
+  if (!impl_) return Errc::closed;
+  if (out.size() != impl_->frame_bytes) return Errc::size_mismatch;
+  if (!impl_->rolling) return read_copy(out, info);
+  const std::uint32_t sl = slice % impl_->depth;
+  if (aref(impl_->cntarray[sl]).load(std::memory_order_acquire) == 0) return Errc::would_block;
+  return copy_slice(*impl_, sl, 0, out, info, 1000);
+}
+
+Status Stream::read_frame(std::uint64_t k, std::span<std::byte> out, FrameInfo* info) const noexcept {
+  if (!impl_) return Errc::closed;
+  const Impl& m = *impl_;
+  if (out.size() != m.frame_bytes) return Errc::size_mismatch;
+  const std::uint64_t c = cnt0();
+  if (k == 0 || k > c) return Errc::would_block;
+  if (!m.rolling) {
+    if (k < c) return Errc::overwritten;
+    FrameInfo f;
+    const Status st = read_copy(out, &f);
+    if (!st.ok()) return st;
+    if (f.cnt0 != k) return Errc::overwritten;
+    if (info != nullptr) *info = f;
+    return Errc::ok;
+  }
+  if (c - k >= m.depth) return Errc::overwritten;
+  for (int tries = 0; tries < 1000; ++tries) {
+    std::uint32_t sl = 0;
+    if (!slice_of(m, k, &sl)) {
+      // cnt1 may already name the slice of a frame being committed: let it finish.
+      if (cnt0() - k >= m.depth) return Errc::overwritten;
+      os::cpu_relax();
+      continue;
+    }
+    return copy_slice(m, sl, k, out, info, 1000);
+  }
+  return Errc::torn;
+}
+
+std::uint64_t Stream::tail() const noexcept { return impl_ ? impl_->tail : 0; }
+std::uint64_t Stream::reset_tail() noexcept {
+  if (!impl_) return 0;
+  return impl_->tail = cnt0();
+}
+void Stream::set_tail(std::uint64_t value) noexcept {
+  if (impl_) impl_->tail = value;
+}
+
+Status Stream::read_next(std::span<std::byte> out, FrameInfo* info, std::uint64_t* skipped,
+                         std::chrono::nanoseconds timeout) noexcept {
+  if (!impl_) return Errc::closed;
+  Impl& m = *impl_;
+  if (out.size() != m.frame_bytes) return Errc::size_mismatch;
+  if (skipped != nullptr) *skipped = 0;
+  const std::int64_t deadline = os::deadline_after(timeout);
+  for (;;) {
+    const std::uint64_t c = cnt0();
+    if (c < m.tail) m.tail = c;  // the stream restarted (cnt0 went back): follow it
+    if (c == m.tail) {
+      const std::int64_t now = os::monotonic_ns();
+      if (timeout.count() <= 0) return Errc::would_block;
+      if (now >= deadline) return Errc::timeout;
+      const Status w = wait_futex(c, std::chrono::nanoseconds(deadline - now));
+      if (!w.ok()) return w;
+      continue;
+    }
+    const std::uint64_t k = m.tail + 1;
+    FrameInfo f;
+    Status st = m.rolling ? read_frame(k, out, &f) : read_copy(out, &f);
+    if (st.code() == Errc::overwritten) st = read_copy(out, &f);  // lapped: take the newest
+    if (!st.ok()) return st;
+    if (f.cnt0 < k) {  // cannot happen with one writer; never move the tail backwards
+      m.tail = f.cnt0;
+      continue;
+    }
+    const std::uint64_t lost = f.cnt0 - k;
+    m.tail = f.cnt0;
+    if (info != nullptr) *info = f;
+    if (skipped != nullptr) *skipped = lost;
+    return lost == 0 ? Errc::ok : Errc::overwritten;
+  }
 }
 
 Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_attempts) const noexcept {
@@ -520,30 +802,31 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
   const Impl& m = *impl_;
   if (out.size() != m.frame_bytes) return Errc::size_mismatch;
   const Metadata* md = m.md;
-  // How long a set write flag may last before the writer is presumed dead mid-write.
-  constexpr std::int64_t kWriterGraceNs = 200'000'000;
-  std::int64_t flag_since = 0;
+  if (m.rolling) {
+    // The newest slice, validated by its cntarray entry. A stream nothing was written to yet,
+    // or whose writer does not fill cntarray (ISIO's UpdateIm does not), takes the plain
+    // seqlock path below on the slice cnt1 names.
+    const auto sl = static_cast<std::uint32_t>(aref(md->cnt1).load(std::memory_order_acquire) % m.depth);
+    if (aref(m.cntarray[sl]).load(std::memory_order_acquire) != 0) {
+      return copy_slice(m, sl, 0, out, info, max_attempts);
+    }
+  }
+  WriterPatience patience;
   int attempts = 0;
-  std::uint32_t spins = 0;
   while (attempts < std::max(max_attempts, 1)) {
     // SYNC POINT A (acquire): pairs with the writer's cnt0 increment; data of that update is visible.
     const std::uint64_t c1 = aref(md->cnt0).load(std::memory_order_acquire);
     if (aref(md->write).load(std::memory_order_acquire) != 0) {
-      if (++spins % 1024 != 0) {
-        os::cpu_relax();
-        continue;
-      }
-      const std::int64_t now = os::monotonic_ns();
-      if (flag_since == 0) flag_since = now;
-      if (now - flag_since > kWriterGraceNs) return Errc::writer_active;
-      ::sched_yield();
+      if (!patience.wait()) return Errc::writer_active;
       continue;
     }
-    flag_since = 0;
-    std::memcpy(out.data(), m.data, m.frame_bytes);
+    patience.since = 0;
+    const std::uint64_t c1_slice = aref(md->cnt1).load(std::memory_order_relaxed);
+    std::memcpy(out.data(), m.rolling ? m.slice_data(static_cast<std::uint32_t>(c1_slice % m.depth)) : m.data,
+                m.frame_bytes);
     FrameInfo f;
     f.cnt0 = c1;
-    f.cnt1 = aref(md->cnt1).load(std::memory_order_relaxed);
+    f.cnt1 = c1_slice;
     f.cnt2 = aref(md->cnt2).load(std::memory_order_relaxed);
     f.atime_ns = load_timespec(md->atime);
     f.writetime_ns = load_timespec(md->writetime);
@@ -561,6 +844,127 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
     os::cpu_relax();
   }
   return Errc::torn;
+}
+
+// ---- partial writes ---------------------------------------------------------------------------
+
+namespace {
+/// The companion record (kPktRecord u64) of slice `sl` in the companion's data area.
+std::uint64_t* packet_record(const Stream::Impl& companion, std::uint32_t sl) noexcept {
+  return reinterpret_cast<std::uint64_t*>(companion.data) + std::uint64_t{sl} * kPktRecord;
+}
+}  // namespace
+
+Status Stream::write_packet(std::uint32_t packet_id, std::uint32_t packet_total, std::uint64_t element_offset,
+                            std::span<const std::byte> data) noexcept {
+  if (!impl_) return Errc::closed;
+  Impl& m = *impl_;
+  if (!m.writable) return Errc::permission;
+  if (packet_total == 0 || packet_total > kMaxPackets || packet_id >= packet_total) return Errc::invalid_argument;
+  if (m.pkt_open && packet_total != m.pkt_total) return Errc::invalid_argument;
+  const std::size_t esize = dtype_size(m.dtype);
+  if (data.size() % esize != 0) return Errc::invalid_argument;
+  const std::uint64_t count = data.size() / esize;
+  if (element_offset > m.frame_elements || count > m.frame_elements - element_offset) return Errc::out_of_range;
+  if (!m.pkt_initialised) {
+    // The companion: one record per slice, created afresh so that no stale record survives.
+    try {
+      StreamSpec spec;
+      spec.shape = {kPktRecord, m.depth};
+      spec.dtype = Dtype::u64;
+      spec.semaphores = 1;
+      struct stat st {};
+      if (::stat(m.path.c_str(), &st) == 0) spec.permissions = st.st_mode & 07777;
+      m.pkt = std::make_unique<Stream>(Stream::create(companion_path(m.path), spec, OpenMode::PurgeAndCreate));
+    } catch (const Error& e) {
+      if (detail::log_enabled(LogLevel::error)) detail::log(LogLevel::error, e.what());
+      return e.errc();
+    } catch (...) {
+      return Errc::no_space;  // std::bad_alloc
+    }
+    m.pkt_initialised = true;
+  }
+  std::uint64_t* rec = nullptr;
+  if (!m.pkt_open) {
+    (void)begin_write();
+    rec = packet_record(*m.pkt->impl_, m.write_slice);
+    // The record is invalid (frame 0) until finalize_packets() publishes it.
+    aref(rec[kPktFrame]).store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    m.pkt_open = true;
+    m.pkt_total = packet_total;
+    m.pkt_have.assign(packet_total, false);
+  } else {
+    rec = packet_record(*m.pkt->impl_, m.write_slice);
+  }
+  std::memcpy(m.slice_data(m.write_slice) + element_offset * esize, data.data(), data.size());
+  const std::uint64_t frame = aref(m.md->cnt0).load(std::memory_order_relaxed) + 1;
+  aref(rec[kPktHeader + packet_id]).store(frame, std::memory_order_relaxed);
+  aref(rec[kPktLastPos]).store(element_offset, std::memory_order_relaxed);
+  aref(rec[kPktLastNb]).store(count, std::memory_order_relaxed);
+  m.pkt_have[packet_id] = true;
+  return Errc::ok;
+}
+
+std::vector<std::uint32_t> Stream::missing_packets() const {
+  std::vector<std::uint32_t> out;
+  if (!impl_ || !impl_->pkt_open) return out;
+  for (std::uint32_t p = 0; p < impl_->pkt_total; ++p)
+    if (!impl_->pkt_have[p]) out.push_back(p);
+  return out;
+}
+
+Status Stream::finalize_packets(const WriteOptions& options) noexcept {
+  if (!impl_) return Errc::closed;
+  Impl& m = *impl_;
+  if (!m.writable) return Errc::permission;
+  if (!m.pkt_open) return Errc::would_block;
+  const bool complete = std::find(m.pkt_have.begin(), m.pkt_have.end(), false) == m.pkt_have.end();
+  std::uint64_t* rec = packet_record(*m.pkt->impl_, m.write_slice);
+  const std::uint64_t frame = aref(m.md->cnt0).load(std::memory_order_relaxed) + 1;
+  aref(rec[kPktTotal]).store(m.pkt_total, std::memory_order_relaxed);
+  // Publishes the record (pairs with packet_status()'s acquire load); readers see it no later
+  // than the frame itself, whose cnt0 increment follows.
+  aref(rec[kPktFrame]).store(frame, std::memory_order_release);
+  const Status st = commit_write(options);
+  if (!st.ok()) return st;
+  // The companion's own counter moves too, so that its readers can wait on it.
+  aref(m.pkt->impl_->md->cnt0).fetch_add(1, std::memory_order_release);
+  return complete ? Errc::ok : Errc::incomplete;
+}
+
+std::optional<Stream::PacketStatus> Stream::packet_status(std::uint64_t k) const {
+  if (!impl_) return std::nullopt;
+  const Impl& m = *impl_;
+  if (k == 0) k = cnt0();
+  if (k == 0) return std::nullopt;
+  if (!m.pkt || m.pkt->replaced()) {
+    try {
+      auto c = std::make_unique<Stream>(Stream::open(companion_path(m.path), OpenOptions{.writable = m.writable}));
+      if (c->dtype() != Dtype::u64 || c->nelement() != std::uint64_t{kPktRecord} * m.depth) return std::nullopt;
+      m.pkt = std::move(c);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
+  std::uint32_t sl = 0;
+  if (m.rolling) {
+    if (!slice_of(m, k, &sl)) return std::nullopt;
+  } else if (k != cnt0()) {
+    return std::nullopt;
+  }
+  const std::uint64_t* rec = packet_record(*m.pkt->impl_, sl);
+  // A seqlock on the record's frame field: it reads 0 while the slice is being re-assembled.
+  if (aref(rec[kPktFrame]).load(std::memory_order_acquire) != k) return std::nullopt;
+  PacketStatus ps;
+  ps.cnt0 = k;
+  ps.total = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(aref(rec[kPktTotal]).load(std::memory_order_relaxed), kMaxPackets));
+  for (std::uint32_t p = 0; p < ps.total; ++p)
+    if (aref(rec[kPktHeader + p]).load(std::memory_order_relaxed) != k) ps.missing.push_back(p);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (aref(rec[kPktFrame]).load(std::memory_order_relaxed) != k) return std::nullopt;
+  return ps;
 }
 
 // ---- waiting --------------------------------------------------------------------------------

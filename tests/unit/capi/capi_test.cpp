@@ -131,7 +131,9 @@ const int kAllCodes[] = {SHMLINK_OK,
                          SHMLINK_E_BUSY,
                          SHMLINK_E_TORN,
                          SHMLINK_E_WRITER_ACTIVE,
-                         SHMLINK_E_REPLACED};
+                         SHMLINK_E_REPLACED,
+                         SHMLINK_E_OVERWRITTEN,
+                         SHMLINK_E_INCOMPLETE};
 
 TEST_F(capiErrors, StrerrorIsStaticAndDistinctForEveryCode) {
   std::vector<std::string> seen;
@@ -148,7 +150,7 @@ TEST_F(capiErrors, StrerrorIsStaticAndDistinctForEveryCode) {
 }
 
 TEST_F(capiErrors, StrerrorOfUnknownCodeIsNeverNull) {
-  for (const int code : {1, -17, -99, -103, -12345, 2147483647, -2147483647 - 1}) {
+  for (const int code : {1, -17, -99, -105, -12345, 2147483647, -2147483647 - 1}) {
     ASSERT_NE(shmlink_strerror(code), nullptr) << code;
     EXPECT_STREQ(shmlink_strerror(code), "unknown error") << code;
   }
