@@ -518,6 +518,10 @@ class SHMLINK_EXPORT Stream {
   /// @throws Error name_too_long (name > 15, string value > 15, comment > 79 bytes),
   ///         out_of_range when every slot is used.
   void set_keyword(std::string_view name, const KeywordValue& value, std::string_view comment = {});
+  /// Removes keyword `name` (its slot becomes type 'N', unused). Not synchronised with
+  /// concurrent keyword writers. @return true when it existed.
+  /// @throws Error closed, permission (read-only handle).
+  bool erase_keyword(std::string_view name);
 
   // ---- times ------------------------------------------------------------------------
   /// Creation time, ns since the epoch.

@@ -1197,4 +1197,20 @@ void Stream::set_keyword(std::string_view name, const KeywordValue& value, std::
   aref(slot->cnt).fetch_add(1, std::memory_order_release);
 }
 
+bool Stream::erase_keyword(std::string_view name) {
+  if (!impl_) throw Error(Errc::closed, "erasing keyword: stream handle is closed");
+  if (!impl_->writable)
+    throw Error(Errc::permission, "erasing keyword '" + std::string(name) + "' of " + impl_->path + ": opened read-only");
+  for (int i = 0; i < impl_->nkw; ++i) {
+    isio::Keyword& k = impl_->kw[i];
+    if ((k.type == 'L' || k.type == 'D' || k.type == 'S') && strnlen(k.name, sizeof(k.name)) == name.size() &&
+        std::memcmp(k.name, name.data(), name.size()) == 0) {
+      k.type = 'N';
+      aref(k.cnt).fetch_add(1, std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace shmlink

@@ -305,6 +305,13 @@ TEST(StreamKeywords, IntDoubleStringRoundTripAndLimits) {
   expect_error([&] { s.set_keyword("FOURTH", 1.0); }, Errc::out_of_range, "all 3 keyword slots");
   expect_error([&] { s.set_keyword("A_NAME_OF_16_BYT", 1.0); }, Errc::name_too_long, "1 to 15 bytes");
   expect_error([&] { s.set_keyword("MODE", std::string(16, 'x')); }, Errc::name_too_long, "15 bytes");
+  // Erasing frees the slot for another keyword.
+  EXPECT_TRUE(s.erase_keyword("EXPTIME"));
+  EXPECT_FALSE(s.erase_keyword("EXPTIME"));
+  EXPECT_EQ(r.keyword("EXPTIME"), std::nullopt);
+  EXPECT_EQ(r.keywords().size(), 2u);
+  s.set_keyword("FOURTH", 4.0);
+  EXPECT_DOUBLE_EQ(std::get<double>(*r.keyword("FOURTH")), 4.0);
 }
 
 // ---- bad files -------------------------------------------------------------------------------
