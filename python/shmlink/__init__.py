@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: MIT
+"""shmlink: shared-memory streams for Python, byte-compatible with milk/cacao ImageStreamIO 2.00.
+
+>>> import numpy as np, shmlink
+>>> with shmlink.Stream.create("wfs", shape=(240, 320), dtype="uint16", mode="purge") as s:
+...     s.write(np.zeros((240, 320), np.uint16))
+...     frame = s.read()            # validated copy, never torn
+
+Axis convention (once, for every API): numpy shapes are slowest axis first. A C-order array of
+shape ``(z, y, x)`` is stored with ImageStreamIO ``size[0] = x`` (the fastest axis), ``size[1] = y``,
+``size[2] = z``. An image written from C++ as ``shape = {width, height}`` therefore reads here as
+``(height, width)``, not transposed, and a milk/C++ reader sees what Python wrote.
+
+Datatypes: uint8..uint64, int8..int64, float16, float32, float64, complex64, complex128 (native
+byte order), the 13 ImageStreamIO types. Errors: see :mod:`shmlink.errors`. DAO users:
+``from shmlink.dao import shm``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator, MutableMapping
+from typing import Union
+
+import numpy as _np
+
+from . import errors
+from ._shmlink import Stream, stream_directory, stream_path
+from .errors import (AccessError, ArgumentError, BusyError, ClosedError, Error, ExistsError,
+                     Interrupted, LayoutError, NoSpaceError, NotFoundError, NotReadyError,
+                     OverwrittenError, ReplacedError, SystemFailure, TornReadError, WaitTimeout,
+                     WriterActiveError)
+
+__all__ = [
+    "Stream", "Keywords", "stream_directory", "stream_path", "errors", "Error", "AccessError",
+    "ArgumentError", "BusyError", "ClosedError", "ExistsError", "Interrupted", "LayoutError",
+    "NoSpaceError", "NotFoundError", "NotReadyError", "OverwrittenError", "ReplacedError",
+    "SystemFailure", "TornReadError", "WaitTimeout", "WriterActiveError", "DTYPES",
+]
+
+__version__ = "0.1.0"
+
+#: The numpy dtypes a stream can hold, in ImageStreamIO code order (1..13).
+DTYPES = tuple(_np.dtype(n) for n in (
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32",
+    "float64", "complex64", "complex128", "float16"))
+
+KeywordValue = Union[int, float, str]
+
+
+class Keywords(MutableMapping):
+    """A stream's ImageStreamIO keywords as a mutable mapping of name -> int, float or str.
+
+    Names are at most 15 bytes, string values at most 15 bytes; the number of slots is fixed at
+    creation (``Stream.create(..., keywords=N)``): adding one more raises ArgumentError.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+
+    def __getitem__(self, name: str) -> KeywordValue:
+        values = self._stream._keywords()
+        if name not in values:
+            raise KeyError(name)
+        return values[name]
+
+    def __setitem__(self, name: str, value: KeywordValue) -> None:
+        self._stream._set_keyword(name, value, "")
+
+    def set(self, name: str, value: KeywordValue, comment: str = "") -> None:
+        """Sets ``name`` with a comment (at most 79 bytes)."""
+        self._stream._set_keyword(name, value, comment)
+
+    def __delitem__(self, name: str) -> None:
+        if not self._stream._erase_keyword(name):
+            raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._stream._keywords()))
+
+    def __len__(self) -> int:
+        return len(self._stream._keywords())
+
+    def __repr__(self) -> str:
+        return f"Keywords({self._stream._keywords()!r})"
+
+
+def _datetime(ns: int) -> _dt.datetime:
+    """ns since the epoch -> an aware UTC datetime (microsecond resolution)."""
+    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+
+
+def _history(self: Stream, count: int = 0) -> _np.ndarray:
+    """The last ``count`` frames of a rolling buffer (all but the slice being rewritten when 0),
+    oldest first, as an array of shape ``(n,) + shape``; frames overwritten meanwhile are left out."""
+    newest = self.cnt0
+    if count <= 0:
+        count = max(self.depth - 1, 1)
+    frames = []
+    for k in range(max(newest - count + 1, 1), newest + 1):
+        try:
+            frames.append(self.read_frame(k))
+        except OverwrittenError:
+            continue
+    if not frames:
+        return _np.empty((0,) + tuple(self.shape), self.dtype)
+    return _np.stack(frames)
+
+
+Stream.keywords = property(lambda self: Keywords(self), doc="The keywords, a mutable mapping.")
+Stream.metadata = property(lambda self: self.info(), doc="All metadata as a dict (racy snapshot).")
+Stream.atime = property(lambda self: _datetime(self.atime_ns), doc="Acquisition time (UTC datetime).")
+Stream.writetime = property(lambda self: _datetime(self.writetime_ns), doc="Write time (UTC datetime).")
+Stream.creation_time = property(lambda self: _datetime(self.creation_time_ns), doc="Creation time (UTC datetime).")
+Stream.newest = Stream.read
+Stream.history = _history

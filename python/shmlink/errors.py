@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: MIT
+"""shmlink's exceptions.
+
+Every error raised by shmlink is a :class:`shmlink.Error` with a ``code`` attribute (the C/C++
+``Errc`` value, e.g. -2 for not found) and a message naming the stream and what was wrong. Each
+class also derives from the built-in exception Python code already catches for that case:
+
+=======================  ===========================  ======================================
+class                    also a                       when
+=======================  ===========================  ======================================
+``NotFoundError``        ``FileNotFoundError``        the stream does not exist
+``ExistsError``          ``FileExistsError``          exclusive creation of an existing stream
+``AccessError``          ``PermissionError``          the OS refused access
+``ArgumentError``        ``ValueError``               bad shape, dtype, size, name, index
+``LayoutError``          ``ValueError``               the file is not a valid 2.00 stream
+``ClosedError``          ``ValueError``               the handle was closed (like a closed file)
+``WaitTimeout``          ``TimeoutError``             a wait reached its deadline
+``Interrupted``          ``InterruptedError``         a wait was interrupted by a signal
+``NoSpaceError``         ``OSError``                  the shm file system is full
+``SystemFailure``        ``OSError``                  another OS error
+``WriterActiveError``    ``shmlink.Error``            the write flag stayed set (writer died mid-write)
+``TornReadError``        ``shmlink.Error``            a validated read kept colliding with the writer
+``ReplacedError``        ``shmlink.Error``            the stream was re-created: open it again
+``OverwrittenError``     ``shmlink.Error``            a rolling-buffer frame is no longer there
+``NotReadyError``        ``shmlink.Error``            a frame asked for is not written yet
+``BusyError``            ``shmlink.Error``            no free slot
+=======================  ===========================  ======================================
+"""
+
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base of shmlink's exceptions; ``code`` is the C/C++ error code."""
+
+    code: int = 0
+
+
+class NotFoundError(Error, FileNotFoundError):
+    """The named stream does not exist."""
+
+
+class ExistsError(Error, FileExistsError):
+    """The stream exists and exclusive creation was asked for."""
+
+
+class AccessError(Error, PermissionError):
+    """The operating system refused access."""
+
+
+class ArgumentError(Error, ValueError):
+    """A caller-supplied argument is malformed (shape, dtype, size, name, index)."""
+
+
+class LayoutError(Error, ValueError):
+    """A file has the wrong layout, version or size."""
+
+
+class ClosedError(Error, ValueError):
+    """The stream handle is closed."""
+
+
+class WaitTimeout(Error, TimeoutError):
+    """A wait reached its deadline."""
+
+
+class Interrupted(Error, InterruptedError):
+    """A wait was interrupted by a signal."""
+
+
+class NoSpaceError(Error, OSError):
+    """The backing file system is full."""
+
+
+class SystemFailure(Error, OSError):
+    """Another operating-system error."""
+
+
+class WriterActiveError(Error):
+    """The write flag stayed set: the writer may have died in the middle of a write."""
+
+
+class TornReadError(Error):
+    """A validated read kept colliding with the writer and gave up."""
+
+
+class ReplacedError(Error):
+    """The stream file was re-created or removed: open it again by name."""
+
+
+class OverwrittenError(Error):
+    """A rolling-buffer frame was overwritten before it could be read."""
+
+
+class NotReadyError(Error):
+    """The frame asked for has not been written yet."""
+
+
+class BusyError(Error):
+    """Every slot of a bounded resource is taken."""
+
+
+_BY_CODE: dict[int, type[Error]] = {
+    -1: ArgumentError, -2: NotFoundError, -3: ExistsError, -4: AccessError, -5: LayoutError,
+    -6: NoSpaceError, -7: SystemFailure, -8: WaitTimeout, -9: Interrupted, -10: NotReadyError,
+    -11: ArgumentError, -12: ClosedError, -13: ArgumentError, -14: ArgumentError, -15: ArgumentError,
+    -16: BusyError, -100: TornReadError, -101: WriterActiveError, -102: ReplacedError,
+    -103: OverwrittenError, -104: Error,
+}
+
+
+def from_code(code: int, message: str) -> Error:
+    """The exception instance for C/C++ error ``code`` with ``message`` (used by the core)."""
+    exc = _BY_CODE.get(code, Error)(message)
+    exc.code = code
+    return exc
