@@ -351,8 +351,9 @@ class SHMLINK_EXPORT Stream {
   /// @param out exactly frame_bytes() bytes.
   /// @param info receives the counters and times of the copied frame.
   /// @param max_attempts attempts before giving up.
-  /// @return ok; size_mismatch; writer_active when the write flag never cleared (a writer
-  ///         that died mid-write); torn when every attempt collided with a new write.
+  /// @return ok; size_mismatch; writer_active when the write flag stayed set for 200 ms while
+  ///         cnt0 did not move (a writer that died mid-write); torn when every attempt collided
+  ///         with a new write, or a live writer left no gap between writes for 1 s.
   Status read_copy(std::span<std::byte> out, FrameInfo* info = nullptr,
                    int max_attempts = 1000) const noexcept;
 

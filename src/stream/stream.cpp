@@ -344,6 +344,8 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
   }
   Segment seg = Segment::create_file(path, static_cast<std::size_t>(l.file_size), mode, spec.permissions,
                                      [&](Segment& fresh) { init_file(fresh, name, spec, g, l); });
+  // A partial-write companion of an earlier incarnation describes frames of another file.
+  ::unlink(companion_path(path).c_str());
   if (old.valid()) {
     // Courtesy to readers of the old file: futex waiters wake, see cnt0 unchanged and the path
     // pointing elsewhere, and return Errc::replaced; semaphore readers get one post.
@@ -640,21 +642,34 @@ namespace {
 /// How long a set write flag may last before the writer is presumed dead mid-write.
 constexpr std::int64_t kWriterGraceNs = 200'000'000;
 
-/// Waits politely while a writer is inside a write; returns false once the grace time is over.
+/// Waits politely while a writer is inside a write. The writer is presumed dead mid-write
+/// (writer_active) when the write flag stays set while cnt0 does not move for kWriterGraceNs;
+/// a live writer that never leaves a gap (back-to-back writes) makes the read give up with
+/// torn after 5 x kWriterGraceNs.
 struct WriterPatience {
+  std::int64_t start = 0;
   std::int64_t since = 0;
+  std::uint64_t seen_cnt0 = 0;
   std::uint32_t spins = 0;
-  bool wait() noexcept {
+  /// One wait step while the flag is set and cnt0 is `c`: ok to retry, or why to give up.
+  Errc wait(std::uint64_t c) noexcept {
     if (++spins % 1024 != 0) {
       os::cpu_relax();
-      return true;
+      return Errc::ok;
     }
     const std::int64_t now = os::monotonic_ns();
-    if (since == 0) since = now;
-    if (now - since > kWriterGraceNs) return false;
+    if (start == 0) start = now;
+    if (since == 0 || c != seen_cnt0) {
+      since = now;
+      seen_cnt0 = c;
+    }
+    if (now - since > kWriterGraceNs) return Errc::writer_active;
+    if (now - start > 5 * kWriterGraceNs) return Errc::torn;
     ::sched_yield();
-    return true;
+    return Errc::ok;
   }
+  /// The flag was seen clear: the writer is not stuck.
+  void clear() noexcept { since = 0; }
 };
 
 }  // namespace
@@ -679,7 +694,7 @@ static Status copy_slice(const Stream::Impl& m, std::uint32_t sl, std::uint64_t 
       // Frame k is being committed right now (its entry precedes the cnt0 increment), or the
       // slice was never written while others were.
       if (k == 0) return Errc::would_block;
-      if (!patience.wait()) return Errc::writer_active;
+      if (const Errc e = patience.wait(c1); e != Errc::ok) return e;
       continue;
     }
     std::memcpy(out.data(), m.slice_data(sl), m.frame_bytes);
@@ -817,10 +832,10 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
     // SYNC POINT A (acquire): pairs with the writer's cnt0 increment; data of that update is visible.
     const std::uint64_t c1 = aref(md->cnt0).load(std::memory_order_acquire);
     if (aref(md->write).load(std::memory_order_acquire) != 0) {
-      if (!patience.wait()) return Errc::writer_active;
+      if (const Errc e = patience.wait(c1); e != Errc::ok) return e;
       continue;
     }
-    patience.since = 0;
+    patience.clear();
     const std::uint64_t c1_slice = aref(md->cnt1).load(std::memory_order_relaxed);
     std::memcpy(out.data(), m.rolling ? m.slice_data(static_cast<std::uint32_t>(c1_slice % m.depth)) : m.data,
                 m.frame_bytes);
@@ -876,6 +891,9 @@ Status Stream::write_packet(std::uint32_t packet_id, std::uint32_t packet_total,
       struct stat st {};
       if (::stat(m.path.c_str(), &st) == 0) spec.permissions = st.st_mode & 07777;
       m.pkt = std::make_unique<Stream>(Stream::create(companion_path(m.path), spec, OpenMode::PurgeAndCreate));
+      // The companion names the file it belongs to (its cnt2 = our inode), so that a companion
+      // left by an earlier incarnation of the stream is never believed.
+      m.pkt->set_cnt2(m.seg.inode());
     } catch (const Error& e) {
       if (detail::log_enabled(LogLevel::error)) detail::log(LogLevel::error, e.what());
       return e.errc();
@@ -942,6 +960,7 @@ std::optional<Stream::PacketStatus> Stream::packet_status(std::uint64_t k) const
     try {
       auto c = std::make_unique<Stream>(Stream::open(companion_path(m.path), OpenOptions{.writable = m.writable}));
       if (c->dtype() != Dtype::u64 || c->nelement() != std::uint64_t{kPktRecord} * m.depth) return std::nullopt;
+      if (c->cnt2() != m.seg.inode()) return std::nullopt;  // stale: from an earlier incarnation
       m.pkt = std::move(c);
     } catch (const Error&) {
       return std::nullopt;
