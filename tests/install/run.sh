@@ -33,4 +33,18 @@ out=$(LD_LIBRARY_PATH=$libdir "$work/c_consumer")
 
 # The installed CLI sees the C++ consumer's stream.
 LD_LIBRARY_PATH=$libdir "$prefix/bin/shmlink" ls | grep -q consumer_demo
+# The Python package, when it was built: installed into the prefix's site directory.
+if ls "$build"/python/shmlink/_shmlink*.so >/dev/null 2>&1; then
+  py=/usr/bin/python3
+  site=$("$py" -c 'import sys; print(f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/dist-packages")')
+  test -f "$prefix/$site/shmlink/__init__.py"
+  test -f "$prefix/$site/shmlink/py.typed"
+  test -f "$prefix/$site/shmlink/_shmlink.pyi"
+  out=$(cd "$work" && PYTHONPATH="$prefix/$site" "$py" -c '
+import sys, shmlink
+from shmlink.dao import shm
+s = shmlink.Stream.open("consumer_demo")
+print("python consumer:", s.cnt0, shmlink.__file__.startswith(sys.argv[1]))' "$prefix")
+  [ "$out" = "python consumer: 1 True" ] || { echo "Python consumer printed: $out"; exit 1; }
+fi
 echo "install consumer: OK"
