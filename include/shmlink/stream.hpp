@@ -256,6 +256,7 @@ class SHMLINK_EXPORT Stream {
   /// linked as `stream_path(name_or_path)`.
   /// PurgeAndCreate wakes the replaced file's futex waiters (they return Errc::replaced) and
   /// posts its semaphores once, so milk readers blocked on it wake and can notice the change.
+  /// It also removes the replaced file's partial-write companion (`<name>_pkt`).
   /// @param mode ExclusiveCreate (default), PurgeAndCreate (replace: new inode), OpenOrCreate
   ///        (open an existing file if it validates and has the spec's shape and dtype, else
   ///        Errc::layout naming both; create it when absent), OpenExisting (= open()).
@@ -271,7 +272,8 @@ class SHMLINK_EXPORT Stream {
   static Stream open(std::string_view name_or_path, const OpenOptions& options = {});
 
   /// Removes the stream file (the name; open handles keep their mapping), and its partial-write
-  /// companion `<name>_pkt` when one exists.
+  /// companion `<name>_pkt` when one exists (only a companion of this very file: a stream that
+  /// merely has that name stays).
   /// @throws Error not_found / permission naming the file.
   static void remove(std::string_view name_or_path);
 
@@ -380,7 +382,8 @@ class SHMLINK_EXPORT Stream {
   /// Moves the tail to the newest frame (DAO's reset_tail); returns its cnt0.
   std::uint64_t reset_tail() noexcept;
   /// Sets the tail: read_next() then returns frame `cnt0 + 1` if it is still in the buffer
-  /// (e.g. `set_tail(cnt0() - depth() + 1)` replays the whole history).
+  /// (e.g. `set_tail(cnt0() - depth())` replays the whole history; its oldest frame only while
+  /// no write is in progress, since that write is overwriting it).
   void set_tail(std::uint64_t cnt0) noexcept;
   /// Copies the frame whose cnt0 is `cnt0` from a rolling buffer's history (or the newest
   /// frame of a plain stream when `cnt0` is its cnt0), validated like read_next().
@@ -389,7 +392,7 @@ class SHMLINK_EXPORT Stream {
   Status read_frame(std::uint64_t cnt0, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
   /// Copies slice `slice` (DAO's get_arbitrary_frame: `slice % depth()`), validated.
   /// @return ok; would_block (the slice was never written); torn (it kept being overwritten);
-  ///         size_mismatch; closed.
+  ///         writer_active (a commit into it stalled for 200 ms); size_mismatch; closed.
   Status read_slice(std::uint32_t slice, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
   /// Counters and times of slice `slice % depth()` from the temporal arrays (cnt0 from
   /// cntarray, 0 when never written; cnt1 = the slice), racy. On a plain stream: frame_info().
@@ -407,8 +410,9 @@ class SHMLINK_EXPORT Stream {
   /// packet_status()), outside the ISIO metadata.
   /// @return ok; invalid_argument (packet_total 0 or above kMaxPackets, packet_id >= total,
   ///         total differing from the open frame's, data not whole elements); out_of_range
-  ///         (the span ends beyond the frame); permission; closed; or the companion stream's
-  ///         creation error (name_too_long, no_space, permission, system).
+  ///         (the span ends beyond the frame); permission; closed; exists (a stream named
+  ///         `<name>_pkt` exists and is not a companion: it is left alone); or the companion
+  ///         stream's creation error (name_too_long, no_space, permission, system).
   Status write_packet(std::uint32_t packet_id, std::uint32_t packet_total, std::uint64_t element_offset,
                       std::span<const std::byte> data) noexcept;
   /// Typed write_packet(): also checks that T is dtype() (dtype_mismatch).

@@ -305,6 +305,8 @@ void init_file(Segment& seg, const std::string& name, const StreamSpec& spec, co
 
 }  // namespace
 
+static bool is_companion(const std::string& cpath, std::optional<std::uint64_t> owner_inode) noexcept;
+
 Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested, OpenMode mode) {
   const std::string path = stream_path(name_or_path);
   const std::string name = stream_name(name_or_path);
@@ -344,8 +346,8 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
   }
   Segment seg = Segment::create_file(path, static_cast<std::size_t>(l.file_size), mode, spec.permissions,
                                      [&](Segment& fresh) { init_file(fresh, name, spec, g, l); });
-  // A partial-write companion of an earlier incarnation describes frames of another file.
-  ::unlink(companion_path(path).c_str());
+  // The partial-write companion of the replaced file describes frames of another file.
+  if (old.valid() && is_companion(companion_path(path), old.inode())) ::unlink(companion_path(path).c_str());
   if (old.valid()) {
     // Courtesy to readers of the old file: futex waiters wake, see cnt0 unchanged and the path
     // pointing elsewhere, and return Errc::replaced; semaphore readers get one post.
@@ -428,11 +430,26 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   return Stream(std::move(impl));
 }
 
+/// True when `cpath` is a partial-write companion (u64, 516 x depth), and, when `owner_inode`
+/// is given, the companion of the stream file with that inode (its cnt2).
+static bool is_companion(const std::string& cpath, std::optional<std::uint64_t> owner_inode) noexcept {
+  try {
+    const Stream c = Stream::open(cpath, OpenOptions{.writable = false});
+    if (c.dtype() != Dtype::u64 || c.shape().size() != 2 || c.shape()[0] != kPktRecord) return false;
+    return !owner_inode || c.cnt2() == *owner_inode;
+  } catch (...) {
+    return false;
+  }
+}
+
 void Stream::remove(std::string_view name_or_path) {
   const std::string path = stream_path(name_or_path);
+  struct stat st {};
+  const bool known = ::stat(path.c_str(), &st) == 0;
   if (::unlink(path.c_str()) != 0) os::throw_errno(errno, "removing", path);
   const std::string pkt = companion_path(path);
-  if (::unlink(pkt.c_str()) != 0 && errno != ENOENT) os::throw_errno(errno, "removing", pkt);
+  if (known && is_companion(pkt, static_cast<std::uint64_t>(st.st_ino)) && ::unlink(pkt.c_str()) != 0 && errno != ENOENT)
+    os::throw_errno(errno, "removing", pkt);
 }
 
 // ---- geometry -----------------------------------------------------------------------------
@@ -882,7 +899,15 @@ Status Stream::write_packet(std::uint32_t packet_id, std::uint32_t packet_total,
   const std::uint64_t count = data.size() / esize;
   if (element_offset > m.frame_elements || count > m.frame_elements - element_offset) return Errc::out_of_range;
   if (!m.pkt_initialised) {
-    // The companion: one record per slice, created afresh so that no stale record survives.
+    // The companion: one record per slice, created afresh so that no stale record survives,
+    // but never over a stream of the same name that is not a companion.
+    const std::string cpath = companion_path(m.path);
+    if (::access(cpath.c_str(), F_OK) == 0 && !is_companion(cpath, std::nullopt)) {
+      if (detail::log_enabled(LogLevel::error))
+        detail::log(LogLevel::error, "partial write to " + m.path + ": " + cpath +
+                                         " exists and is not a partial-write companion; left alone");
+      return Errc::exists;
+    }
     try {
       StreamSpec spec;
       spec.shape = {kPktRecord, m.depth};

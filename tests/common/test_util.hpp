@@ -8,14 +8,23 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <new>
+#include <ostream>
+#include <stdexcept>
 #include <string>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace shmlink::test {
@@ -96,4 +105,108 @@ inline int reap(pid_t pid, double seconds = 30) {
   }
 }
 
+/// A `T` in anonymous MAP_SHARED memory, constructed in place: forked children share it with the
+/// parent (use std::atomic members for flags and counters). T must be trivially destructible.
+template <class T>
+class Shared {
+  static_assert(std::is_trivially_destructible_v<T>, "Shared<T> never runs ~T");
+
+ public:
+  Shared() {
+    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap(MAP_SHARED | MAP_ANONYMOUS) failed");
+    ptr_ = new (p) T{};
+  }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+  ~Shared() { ::munmap(ptr_, sizeof(T)); }
+  T* operator->() const noexcept { return ptr_; }
+  T& operator*() const noexcept { return *ptr_; }
+
+ private:
+  T* ptr_ = nullptr;
+};
+
+/// Polls `pred` every millisecond until it is true or `seconds` have passed; returns pred().
+/// For handshakes between processes (a generous bound, never a timing assertion).
+template <class Pred>
+bool wait_until(Pred pred, double seconds = 20) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return pred();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+/// True while `pid` (a child of this process) has not exited (it is not reaped).
+inline bool still_running(pid_t pid) {
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
+  return info.si_pid == 0;
+}
+
+/// Chunk offsets of an ISIO 2.00 file with CBsize 0, from the reference's rules (section 5:
+/// chunks back to back, each rounded up to 8 bytes), written independently of the library so
+/// that tests can check raw bytes the way a milk reader finds them.
+struct IsioOffsets {
+  std::size_t data, keywords, semaphores, semlog, sem_read_pid, sem_write_pid, semctrl, semstatus,
+      proc_trace, atimearray, writetimearray, cntarray, file_size;
+};
+
+/// @param data_bytes imdatamemsize; @param keywords NBkw; @param semaphores sem;
+/// @param zsize size[2]; @param temporal imagetype has CIRCULAR_BUFFER | ZAXIS_TEMPORAL.
+inline IsioOffsets isio_offsets(std::size_t data_bytes, std::size_t keywords, std::size_t semaphores,
+                                std::size_t zsize, bool temporal) {
+  auto r8 = [](std::size_t n) { return (n + 7) / 8 * 8; };
+  IsioOffsets o{};
+  o.data = 384;
+  o.keywords = o.data + r8(data_bytes);
+  o.semaphores = o.keywords + r8(128 * keywords);
+  o.semlog = o.semaphores + r8(32 * semaphores);
+  o.sem_read_pid = o.semlog + 32;
+  o.sem_write_pid = o.sem_read_pid + r8(4 * semaphores);
+  o.semctrl = o.sem_write_pid + r8(4 * semaphores);
+  o.semstatus = o.semctrl + r8(4 * semaphores);
+  o.proc_trace = o.semstatus + r8(4 * semaphores);
+  o.atimearray = o.proc_trace + 64 * 10;
+  const std::size_t t = temporal ? zsize : 0;
+  o.writetimearray = o.atimearray + r8(16 * t);
+  o.cntarray = o.writetimearray + r8(16 * t);
+  o.file_size = o.cntarray + r8(8 * t);
+  return o;
+}
+
+/// Where a forked child records its first failed check, for the parent's failure message.
+/// Lives in Shared<> memory; lock-free atomics work across fork.
+struct ChildReport {
+  std::atomic<int> line{0};             ///< source line of the first failed check (0: none)
+  std::atomic<std::int64_t> value{0};   ///< a value that check wants printed
+  /// "child check failed at line L (value V)", or "no failed check".
+  [[nodiscard]] std::string describe() const {
+    const int l = line.load();
+    if (l == 0) return "no failed check";
+    return "child check failed at line " + std::to_string(l) + " (value " + std::to_string(value.load()) + ")";
+  }
+};
+
 }  // namespace shmlink::test
+
+/// In a forked child's body: unless `cond`, record this line and `val` in `report` (a
+/// ChildReport*) and return 1 from the body.
+#define SHMLINK_CHILD_CHECK(report, cond, val)                                          \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      int expected_zero_ = 0;                                                           \
+      if ((report)->line.compare_exchange_strong(expected_zero_, __LINE__))             \
+        (report)->value.store(static_cast<std::int64_t>(val));                          \
+      return 1;                                                                         \
+    }                                                                                   \
+  } while (0)
+
+namespace shmlink {
+/// gtest prints an Errc by name and number.
+inline void PrintTo(Errc e, std::ostream* os) {
+  *os << shmlink::strerror(e) << " (" << static_cast<int>(e) << ")";
+}
+}  // namespace shmlink
