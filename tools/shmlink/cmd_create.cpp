@@ -4,6 +4,11 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <memory>
 
@@ -19,10 +24,45 @@ struct CreateOptions {
   std::string dtype = "f32";        ///< numpy or short name
   std::uint16_t keywords = 0;       ///< keyword slots
   std::uint16_t semaphores = 10;    ///< semaphore slots
+  std::uint32_t depth = 0;          ///< rolling-buffer depth (0/1: plain stream)
   std::string permissions = "0600"; ///< octal mode bits
+  std::string group;                ///< group name or gid to give the file (empty: the caller's)
   bool force = false;               ///< replace an existing stream (PurgeAndCreate)
   bool json = false;                ///< print JSON
 };
+
+/// Gives the new stream file `path` the group `gid` (chown(path, -1, gid)), then re-applies
+/// `mode`, since chown(2) clears the set-user/group-ID bits. On failure the stream just created
+/// is removed again (when the path still is that file, inode `inode`), so a failed `create`
+/// leaves no stream with the wrong group behind.
+/// @throws Error permission (the caller is not in the group and not root) or system, naming
+///         the file and the group.
+void set_group(const std::string& path, std::uint64_t inode, gid_t gid, const std::string& group, mode_t mode) {
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) == 0) {
+    if ((mode & (S_ISUID | S_ISGID)) != 0 && ::chmod(path.c_str(), mode) != 0) {
+      const int err = errno;
+      throw Error(errc_from_errno(err), fmt::format("setting permissions {:04o} of {} after changing its group: {}",
+                                                    static_cast<unsigned>(mode), path, std::strerror(err)));
+    }
+    return;
+  }
+  const int err = errno;
+  struct stat st {};
+  bool removed = false;
+  if (::stat(path.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == inode) {
+    try {
+      Stream::remove(path);
+      removed = true;
+    } catch (const Error&) {
+      // Reported below: the stream stays with the caller's group.
+    }
+  }
+  throw Error(errc_from_errno(err),
+              fmt::format("setting the group of {} to '{}' (gid {}): {} (the caller must belong to the group; "
+                          "root may use any); {}",
+                          path, group, gid, std::strerror(err),
+                          removed ? "the stream was removed again" : "the stream keeps the caller's group"));
+}
 
 /// Runs `create`: builds the StreamSpec from the options and creates the file.
 int run_create(const CreateOptions& opt) {
@@ -35,16 +75,30 @@ int run_create(const CreateOptions& opt) {
   const auto mode = parse_permissions(opt.permissions);
   if (!mode) throw Error(Errc::invalid_argument, "--permissions: '" + opt.permissions + "' is not octal");
 
+  const std::string path = resolve_stream(opt.name, opt.dir);
+  // Resolve the group before creating anything, so an unknown group leaves no file behind.
+  std::optional<gid_t> gid;
+  if (!opt.group.empty()) {
+    try {
+      gid = resolve_group(opt.group);
+    } catch (const Error& e) {
+      throw Error(e.errc(), fmt::format("creating {}: {}", path, e.what()));
+    }
+  }
+
   StreamSpec spec;
   spec.shape = *shape;
   spec.dtype = *dtype;
   spec.keywords = opt.keywords;
   spec.semaphores = opt.semaphores;
+  spec.depth = opt.depth;
   spec.permissions = *mode;
 
-  const std::string path = resolve_stream(opt.name, opt.dir);
   Stream s = Stream::create(path, spec, opt.force ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate);
+  if (gid) set_group(path, s.inode(), *gid, opt.group, *mode);
   const StreamInfo info = s.info();
+  const std::vector<std::uint32_t> frame_shape(s.frame_shape().begin(), s.frame_shape().end());
+  const std::optional<FileOwner> owner = file_owner(path);
   if (opt.json) {
     Json j;
     j["schema_version"] = kSchemaVersion;
@@ -52,14 +106,27 @@ int run_create(const CreateOptions& opt) {
     j["path"] = info.path;
     j["shape"] = info.shape;
     j["dtype"] = std::string(dtype_name(info.dtype));
+    j["depth"] = info.depth;
+    j["frame_shape"] = frame_shape;
+    j["frame_bytes"] = info.frame_bytes;
+    j["data_bytes"] = info.data_bytes;
     j["file_bytes"] = info.file_bytes;
     j["semaphores"] = info.semaphores;
     j["keyword_slots"] = info.keyword_slots;
-    j["permissions"] = fmt::format("{:04o}", static_cast<unsigned>(*mode));
+    j["permissions"] = format_mode(*mode);
+    if (owner) {
+      j["mode"] = format_mode(owner->mode);
+      j["uid"] = owner->uid;
+      j["gid"] = owner->gid;
+      j["group"] = owner->group.empty() ? Json(nullptr) : Json(owner->group);
+    }
     print_json(j);
   } else {
-    std::cout << fmt::format("created {} ({} {}, {} bytes)\n", info.path, format_shape(info.shape),
-                             dtype_name(info.dtype), info.file_bytes);
+    std::string extra;
+    if (info.depth > 1) extra += fmt::format(", rolling buffer of {} frames", info.depth);
+    if (gid) extra += fmt::format(", group {}", owner && !owner->group.empty() ? owner->group : std::to_string(*gid));
+    std::cout << fmt::format("created {} ({} {}{}, {} bytes)\n", info.path, format_shape(frame_shape),
+                             dtype_name(info.dtype), extra, info.file_bytes);
   }
   return kExitOk;
 }
@@ -85,9 +152,17 @@ Command add_create_command(CLI::App& app) {
   sub->add_option("--semaphores", opt->semaphores, "Semaphore slots, one per reader (1-128)")
       ->check(CLI::Range(1, static_cast<int>(kMaxSemaphores)))
       ->capture_default_str();
-  sub->add_option("--permissions", opt->permissions, "File mode in octal (0600; 0660 or 0666 for shared set-ups)")
+  sub->add_option("--depth", opt->depth,
+                  "Rolling buffer of this many frames (2 or more; --shape is then one frame, W or WxH, "
+                  "and the file gets a third axis of DEPTH slices). 0 or 1: a plain stream")
+      ->capture_default_str();
+  sub->add_option("--permissions", opt->permissions,
+                  "File mode in octal, applied exactly whatever the umask (0600; 0660 or 0666 for "
+                  "shared set-ups)")
       ->check(permissions_validator())
       ->capture_default_str();
+  sub->add_option("--group", opt->group,
+                  "Give the file this group (name or gid); the caller must belong to it (root may use any)");
   sub->add_flag("-f,--force", opt->force, "Replace an existing stream (new file; attached readers keep the old one)");
   sub->add_flag("--json", opt->json, "Print the created stream as JSON");
   sub->footer(exit_code_help());

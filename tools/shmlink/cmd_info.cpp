@@ -6,6 +6,7 @@
 
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <variant>
 
 namespace shmlink::cli {
@@ -68,6 +69,10 @@ int run_info(const InfoOptions& opt) {
   const StreamInfo info = s.info();
   const std::vector<Keyword> keywords = s.keywords();
   const std::int32_t wpid = writer_pid(info);
+  const std::vector<std::uint32_t> frame_shape(s.frame_shape().begin(), s.frame_shape().end());
+  // stat(2) of the path (the library keeps no descriptor we could fstat): should the stream be
+  // re-created between the open and this call, mode and owner are the new file's.
+  const std::optional<FileOwner> owner = file_owner(s.path());
 
   if (opt.json) {
     Json j;
@@ -81,8 +86,18 @@ int run_info(const InfoOptions& opt) {
     j["dtype"] = std::string(dtype_name(info.dtype));
     j["dtype_code"] = static_cast<int>(info.dtype);
     j["nelement"] = info.nelement;
+    j["depth"] = info.depth;
+    j["frame_shape"] = frame_shape;
     j["frame_bytes"] = info.frame_bytes;
+    j["data_bytes"] = info.data_bytes;
     j["file_bytes"] = info.file_bytes;
+    if (owner) {
+      j["mode"] = format_mode(owner->mode);
+      j["uid"] = owner->uid;
+      j["user"] = owner->user.empty() ? Json(nullptr) : Json(owner->user);
+      j["gid"] = owner->gid;
+      j["group"] = owner->group.empty() ? Json(nullptr) : Json(owner->group);
+    }
     j["imagetype"] = info.imagetype;
     j["imagetype_names"] = imagetype_names(info.imagetype);
     j["semaphores"] = info.semaphores;
@@ -140,8 +155,17 @@ int run_info(const InfoOptions& opt) {
   line("dtype", fmt::format("{} ({}, code {})", dtype_name(info.dtype), dtype_short_name(info.dtype),
                             static_cast<int>(info.dtype)));
   line("nelement", std::to_string(info.nelement));
+  line("depth", info.depth > 1 ? fmt::format("{} (rolling buffer; cnt1 = slice written last)", info.depth)
+                               : std::string("1"));
+  line("frame shape", format_shape(frame_shape));
   line("frame bytes", std::to_string(info.frame_bytes));
+  line("data bytes", std::to_string(info.data_bytes));
   line("file bytes", std::to_string(info.file_bytes));
+  if (owner) {
+    line("mode", format_mode(owner->mode));
+    line("file owner", fmt::format("{} ({}), group {} ({})", owner->uid, owner->user.empty() ? "?" : owner->user,
+                              owner->gid, owner->group.empty() ? "?" : owner->group));
+  }
   line("imagetype", fmt::format("{:#x} ({})", info.imagetype, imagetype_names(info.imagetype)));
   line("circular buffer", std::to_string(info.circular_buffer));
   line("creator pid", fmt::format("{} ({})", info.creator_pid, pid_alive(info.creator_pid) ? "alive" : "dead"));

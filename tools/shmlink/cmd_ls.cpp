@@ -19,23 +19,36 @@ struct LsOptions {
   bool json = false;      ///< print JSON
 };
 
-/// The text table of `rows`; files that failed to open show their error in an ERROR column.
+/// The text table of `rows`. A DEPTH column (rolling-buffer slices) appears only when some
+/// stream is a rolling buffer, and an ERROR column only when some file failed to open; both go
+/// after the fixed columns so those keep their positions.
 Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
   Table t;
   t.headers = {"NAME", "SHAPE", "DTYPE", "CNT0", "RATE_HZ", "WRITER", "READERS"};
-  t.right_aligned = {false, false, false, true, true, false, true, false};
-  // The ERROR column only appears when some file failed to open.
-  if (std::any_of(rows.begin(), rows.end(), [](const StreamRow& r) { return !r.info; })) t.headers.push_back("ERROR");
+  t.right_aligned = {false, false, false, true, true, false, true};
+  const bool with_depth =
+      std::any_of(rows.begin(), rows.end(), [](const StreamRow& r) { return r.info && r.info->depth > 1; });
+  const bool with_error = std::any_of(rows.begin(), rows.end(), [](const StreamRow& r) { return !r.info; });
+  if (with_depth) {
+    t.headers.push_back("DEPTH");
+    t.right_aligned.push_back(true);
+  }
+  if (with_error) {
+    t.headers.push_back("ERROR");
+    t.right_aligned.push_back(false);
+  }
   for (const StreamRow& row : rows) {
     if (!row.info) {
-      t.rows.push_back({{row.name, colour ? "33" : nullptr}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"},
-                        {row.error, colour ? "33" : nullptr}});
+      std::vector<Cell> cells = {{row.name, colour ? "33" : nullptr}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}};
+      if (with_depth) cells.push_back({"-"});
+      cells.push_back({row.error, colour ? "33" : nullptr});
+      t.rows.push_back(std::move(cells));
       continue;
     }
     const StreamInfo& info = *row.info;
     const std::int32_t wpid = writer_pid(info);
     const bool alive = pid_alive(wpid);
-    t.rows.push_back({
+    std::vector<Cell> cells = {
         {row.name},
         {format_shape(info.shape)},
         {std::string(dtype_name(info.dtype))},
@@ -43,7 +56,9 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
         {format_rate(row.rate_hz), row.rate_hz && *row.rate_hz > 0 ? "32" : nullptr},
         {fmt::format("{} ({})", wpid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
         {std::to_string(live_readers(info).size())},
-    });
+    };
+    if (with_depth) cells.push_back({info.depth > 1 ? std::to_string(info.depth) : std::string("-")});
+    t.rows.push_back(std::move(cells));
   }
   return t;
 }

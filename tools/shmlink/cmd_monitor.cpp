@@ -9,6 +9,7 @@
 
 #include <csignal>
 #include <ctime>
+#include <deque>
 #include <iostream>
 #include <memory>
 
@@ -49,6 +50,7 @@ class StopSignals {
 
 /// Options of `monitor`.
 struct MonitorOptions {
+  std::vector<std::string> names;  ///< streams to follow (empty: every stream of the directory)
   std::string dir;        ///< directory override
   double interval = 1.0;  ///< refresh period (and rate window) in seconds
   bool once = false;      ///< print one table and exit
@@ -105,8 +107,9 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
   return t;
 }
 
-/// The JSON document of one refresh.
-Json monitor_json(const std::string& dir, double interval, const std::vector<StreamRow>& rows) {
+/// The JSON document of one refresh; `events`, when given, become its "events" array.
+Json monitor_json(const std::string& dir, double interval, const std::vector<StreamRow>& rows,
+                  const std::vector<StreamEvent>* events = nullptr) {
   Json j;
   j["schema_version"] = kSchemaVersion;
   j["directory"] = dir;
@@ -117,8 +120,32 @@ Json monitor_json(const std::string& dir, double interval, const std::vector<Str
   Json streams = Json::array();
   for (const StreamRow& row : rows) streams.push_back(row_to_json(row));
   j["streams"] = std::move(streams);
+  if (events != nullptr) {
+    Json list = Json::array();
+    for (const StreamEvent& e : *events) list.push_back(event_to_json(e));
+    j["events"] = std::move(list);
+  }
   return j;
 }
+
+/// One NDJSON line for an event: its JSON form with "schema_version" first.
+std::string event_json_line(const StreamEvent& e) {
+  Json j;
+  j["schema_version"] = kSchemaVersion;
+  j.update(event_to_json(e));
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+/// Local wall-clock time of `ns` since the epoch as "HH:MM:SS".
+std::string clock_text(std::int64_t ns) {
+  const std::time_t t = static_cast<std::time_t>(ns / 1'000'000'000);
+  struct tm tm {};
+  ::localtime_r(&t, &tm);
+  return fmt::format("{:02d}:{:02d}:{:02d}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/// An event as one text line: "12:00:01 stream 'cam' re-created: 64x64 float32 -> 32x32 uint16".
+std::string event_line(const StreamEvent& e) { return fmt::format("{} {}\n", clock_text(e.time_ns), event_text(e)); }
 
 /// The title line above the table ("shmlink monitor  /dev/shm  12:00:01  3 streams").
 std::string title_line(const std::string& dir, std::size_t n, double interval, bool live) {
@@ -130,7 +157,9 @@ std::string title_line(const std::string& dir, std::size_t n, double interval, b
 }
 
 /// Runs `monitor`: refreshes every `interval` until interrupted, `count` refreshes are shown,
-/// or once (`--once`, rates measured over one interval).
+/// or once (`--once`, rates measured over one interval). Re-created, removed and new stream
+/// files are reported as events (text lines, or NDJSON objects with an "event" key) and
+/// followed: a re-created file is re-opened, a named stream that is removed is waited for.
 int run_monitor(const MonitorOptions& opt) {
   StopSignals signals;
   g_stop = 0;
@@ -140,41 +169,69 @@ int run_monitor(const MonitorOptions& opt) {
   const bool tty = is_tty(1);
   const bool colour = colour_enabled(1);
 
-  StreamSampler sampler(resolve_directory(opt.dir));
-  std::vector<StreamRow> rows = sampler.refresh();
+  std::vector<std::string> paths;
+  paths.reserve(opt.names.size());
+  for (const std::string& name : opt.names) paths.push_back(resolve_stream(name, opt.dir));
+  StreamWatcher watcher(resolve_directory(opt.dir), std::move(paths));
+  std::vector<StreamRow> rows = watcher.refresh();
 
   if (opt.once) {
     sleep_while(period, keep_running);
-    rows = sampler.refresh();
+    rows = watcher.refresh();
+    const std::vector<StreamEvent> events = watcher.take_events();
     if (opt.json) {
-      print_json(monitor_json(sampler.directory(), opt.interval, rows));
+      print_json(monitor_json(watcher.directory(), opt.interval, rows, &events));
     } else {
-      std::cout << title_line(sampler.directory(), rows.size(), opt.interval, false)
-                << make_monitor_table(rows, colour).render(colour) << std::flush;
+      std::string out;
+      for (const StreamEvent& e : events) out += event_line(e);
+      out += title_line(watcher.directory(), rows.size(), opt.interval, false);
+      out += make_monitor_table(rows, colour).render(colour);
+      std::cout << out << std::flush;
     }
     return kExitOk;
   }
 
+  // On a terminal the screen is redrawn, so the latest events stay listed under the table.
+  constexpr std::size_t kRecentEvents = 5;
+  std::deque<StreamEvent> recent;
   int shown = 0;
   while (true) {
+    const std::vector<StreamEvent> events = watcher.take_events();
     if (opt.json) {
-      // One compact document per line (NDJSON) so a pipe can consume refreshes as they come.
-      std::cout << monitor_json(sampler.directory(), opt.interval, rows)
-                       .dump(-1, ' ', false, Json::error_handler_t::replace)
-                << '\n'
-                << std::flush;
+      // One compact document per line (NDJSON) so a pipe can consume refreshes as they come;
+      // events come first, each on its own line, told apart by their "event" key.
+      std::string out;
+      for (const StreamEvent& e : events) out += event_json_line(e) + '\n';
+      out += monitor_json(watcher.directory(), opt.interval, rows).dump(-1, ' ', false, Json::error_handler_t::replace);
+      out += '\n';
+      std::cout << out << std::flush;
     } else {
       std::string screen;
-      if (tty) screen += "\x1b[H\x1b[2J";  // cursor home, clear screen
-      screen += title_line(sampler.directory(), rows.size(), opt.interval, true);
+      if (tty) {
+        screen += "\x1b[H\x1b[2J";  // cursor home, clear screen
+      } else {
+        for (const StreamEvent& e : events) screen += event_line(e);
+      }
+      screen += title_line(watcher.directory(), rows.size(), opt.interval, true);
       screen += make_monitor_table(rows, colour).render(colour);
-      if (!tty) screen += '\n';
+      if (tty) {
+        for (const StreamEvent& e : events) {
+          recent.push_back(e);
+          if (recent.size() > kRecentEvents) recent.pop_front();
+        }
+        if (!recent.empty()) {
+          screen += "\nRecent events:\n";
+          for (const StreamEvent& e : recent) screen += event_line(e);
+        }
+      } else {
+        screen += '\n';
+      }
       std::cout << screen << std::flush;
     }
     ++shown;
     if (opt.count > 0 && shown >= opt.count) break;
     if (!sleep_while(period, keep_running)) break;
-    rows = sampler.refresh();
+    rows = watcher.refresh();
   }
   return kExitOk;
 }
@@ -185,6 +242,9 @@ Command add_monitor_command(CLI::App& app) {
   auto opt = std::make_shared<MonitorOptions>();
   CLI::App* sub = app.add_subcommand(
       "monitor", "Live table of streams with update rates, writer/reader pids and semaphores (like milk-streamCTRL)");
+  sub->add_option("names", opt->names,
+                  "Streams to follow (names or paths); a missing one is waited for. Default: every stream "
+                  "of the directory");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--interval", opt->interval, "Refresh period in seconds; rates are measured over it")
       ->check(seconds_validator(0.01, 3600.0))
@@ -194,7 +254,8 @@ Command add_monitor_command(CLI::App& app) {
       ->check(CLI::Range(0, 1000000000))
       ->capture_default_str();
   sub->add_flag("--json", opt->json,
-                "Print JSON: one document with --once, else one compact document per line per refresh");
+                "Print JSON: one document with --once, else one compact document per line per refresh, "
+                "preceded by one line per event ({\"event\": \"recreated\", ...})");
   sub->footer(exit_code_help());
   return {sub, [opt] { return run_monitor(*opt); }};
 }

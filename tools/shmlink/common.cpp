@@ -5,12 +5,16 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -18,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <thread>
 #include <utility>
 
@@ -30,13 +35,6 @@ constexpr std::string_view kSuffix = ".im.shm";
 /// True when `s` ends with `suffix`.
 bool ends_with(std::string_view s, std::string_view suffix) noexcept {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-/// Inode of `path` (following links), or 0 when it cannot be stat'ed.
-std::uint64_t inode_of(const std::string& path) noexcept {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return 0;
-  return static_cast<std::uint64_t>(st.st_ino);
 }
 
 }  // namespace
@@ -236,41 +234,293 @@ std::vector<std::int32_t> live_readers(const StreamInfo& info) {
 
 // ---- sampler ---------------------------------------------------------------------------
 
-/// One file the sampler watches.
-struct StreamSampler::Entry {
-  std::string path;             ///< file path
-  std::optional<Stream> stream; ///< open handle, when the file validated
-  std::uint64_t inode = 0;      ///< inode of the file we mapped
-  std::uint64_t last_cnt0 = 0;  ///< cnt0 at the previous refresh
-  std::chrono::steady_clock::time_point last_time{};  ///< time of that sample
-  bool sampled = false;         ///< last_cnt0/last_time are set
-  std::string error;            ///< why the last open failed
-  Errc error_code = Errc::ok;   ///< its condition
+namespace detail {
 
-  /// (Re)opens the file, remembering its inode; records the error when it fails.
-  void open() {
+/// What stat(2) says about the file at a path.
+struct FileId {
+  bool exists = false;     ///< stat succeeded
+  std::uint64_t ino = 0;   ///< inode
+  std::uint64_t size = 0;  ///< size in bytes
+};
+
+/// The identity of the file at `path` (following links); `exists` false when it cannot be
+/// stat'ed.
+FileId file_id(const std::string& path) noexcept {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {true, static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size)};
+}
+
+static_assert(std::atomic<std::uintptr_t>::is_always_lock_free, "the SIGBUS handler reads these");
+static_assert(std::atomic<unsigned>::is_always_lock_free, "the SIGBUS handler increments this");
+
+/// First byte of the mapping a MappingGuard protects (0 when none).
+std::atomic<std::uintptr_t> g_guard_begin{0};
+/// One past its last byte.
+std::atomic<std::uintptr_t> g_guard_end{0};
+/// SIGBUS faults absorbed so far.
+std::atomic<unsigned> g_guard_faults{0};
+/// The page size, read by MappingGuard before its handler can run (sysconf is not
+/// async-signal-safe).
+std::uintptr_t g_page_size = 4096;
+/// The SIGBUS action in place before MappingGuard's, restored for faults that are not ours.
+struct sigaction g_previous_bus {};
+
+/// SIGBUS handler of MappingGuard. A fault inside the guarded mapping (its file shrank under
+/// it: truncated in place) gets a private zero page mapped over the faulting page, so the
+/// access is retried and reads zeros, and is counted. Any other fault restores the previous
+/// action, which the retried access then triggers as if this handler had never existed.
+/// (mmap(2) is not on POSIX's async-signal-safe list, but on Linux it is a bare system call.)
+extern "C" void on_guarded_sigbus(int sig, siginfo_t* info, void* /*context*/) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  if (addr >= g_guard_begin.load(std::memory_order_relaxed) && addr < g_guard_end.load(std::memory_order_relaxed)) {
+    void* page = reinterpret_cast<void*>(addr & ~(g_page_size - 1));
+    if (::mmap(page, g_page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+        MAP_FAILED) {
+      g_guard_faults.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  ::sigaction(sig, &g_previous_bus, nullptr);
+}
+
+/// While alive, a SIGBUS from reading `mapping` (a stream file truncated in place, as DAO's
+/// re-creation does, while we read it) does not kill the process: the faulting page reads as
+/// zeros and faulted() turns true, so the caller discards what it read. Installs its handler on
+/// construction and restores the previous one on destruction. One at a time: the CLI reads
+/// streams from one thread, and SIGBUS is delivered to the faulting thread.
+class MappingGuard {
+ public:
+  /// Guards reads of `mapping` (a stream's whole mapped file).
+  explicit MappingGuard(std::span<const std::byte> mapping)
+      : MappingGuard(reinterpret_cast<std::uintptr_t>(mapping.data()),
+                     reinterpret_cast<std::uintptr_t>(mapping.data()) + mapping.size()) {}
+  /// Guards reads of the addresses [begin, end).
+  MappingGuard(std::uintptr_t begin, std::uintptr_t end) {
+    g_page_size = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    faults_ = g_guard_faults.load(std::memory_order_relaxed);
+    g_guard_begin.store(begin, std::memory_order_relaxed);
+    g_guard_end.store(end, std::memory_order_relaxed);
+    struct sigaction sa {};
+    sa.sa_sigaction = on_guarded_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGBUS, &sa, &g_previous_bus);
+    // SYNC POINT G: the range is in place before the guarded reads (pairs with the handler's
+    // loads, which run on this thread).
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+  /// Restores the previous SIGBUS action.
+  ~MappingGuard() {
+    // SYNC POINT G': the guarded reads are done before the range is cleared.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    ::sigaction(SIGBUS, &g_previous_bus, nullptr);
+    g_guard_begin.store(0, std::memory_order_relaxed);
+    g_guard_end.store(0, std::memory_order_relaxed);
+  }
+  MappingGuard(const MappingGuard&) = delete;
+  MappingGuard& operator=(const MappingGuard&) = delete;
+
+  /// True when a read under this guard faulted (what was read is garbage).
+  [[nodiscard]] bool faulted() const noexcept { return g_guard_faults.load(std::memory_order_relaxed) != faults_; }
+
+ private:
+  unsigned faults_ = 0;
+};
+
+/// Nanoseconds since the epoch, now.
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// One stream file watched by StreamSampler or StreamWatcher.
+struct FileState {
+  std::string path;                        ///< file path
+  std::optional<Stream> stream;            ///< open handle, when the file validated
+  std::optional<StreamGeometry> geometry;  ///< the open stream's geometry
+  FileId seen;                             ///< the path's identity at the previous update
+  bool known = false;                      ///< updated at least once
+  std::uint64_t last_cnt0 = 0;             ///< cnt0 at the previous sample
+  std::chrono::steady_clock::time_point last_time{};  ///< time of that sample
+  bool sampled = false;                    ///< last_cnt0/last_time are set
+  std::string error;                       ///< why the file is not open
+  Errc error_code = Errc::ok;              ///< its condition
+
+  /// Drops the handle (the file stays) and forgets the error and the rate sample.
+  void close() noexcept {
     stream.reset();
+    geometry.reset();
     sampled = false;
     error.clear();
     error_code = Errc::ok;
-    const std::uint64_t before = inode_of(path);
+  }
+
+  /// (Re)opens the file, recording its geometry, or the error when it fails. The open runs
+  /// under a MappingGuard over every address (the mapping is not known before it returns), so
+  /// a file truncated while it is validated fails to open instead of killing the process.
+  void open() {
+    close();
     try {
-      stream.emplace(open_for_inspection(path));
+      bool faulted = false;
+      {
+        MappingGuard guard(0, std::numeric_limits<std::uintptr_t>::max());
+        stream.emplace(open_for_inspection(path));
+        faulted = guard.faulted();
+      }
+      if (faulted) {
+        stream.reset();
+        error = fmt::format("stream file {} shrank while it was opened (truncated or re-created in place)", path);
+        error_code = Errc::layout;
+        return;
+      }
+      geometry = geometry_of(*stream);
     } catch (const Error& e) {
+      stream.reset();
       error = e.what();
       error_code = e.errc();
-      return;
     } catch (const std::exception& e) {
+      stream.reset();
       error = fmt::format("opening {}: {}", path, e.what());
       error_code = Errc::system;
-      return;
     }
-    const std::uint64_t after = inode_of(path);
-    // If the file was replaced while we opened it, use the metadata's inode, so the next
-    // refresh notices the mismatch and re-opens.
-    inode = (before == after) ? after : stream->inode();
+  }
+
+  /// True when the open handle no longer maps the file at the path: it was re-created (new
+  /// inode) or removed (Stream::replaced()), or the file's size is not the mapping's any more
+  /// (re-sized in place, as DAO's re-creation does).
+  [[nodiscard]] bool stale(const FileId& now) const noexcept {
+    return stream && (stream->replaced() || now.size != stream->file_bytes().size());
   }
 };
+
+/// An event of `kind` about `e`, stamped now.
+StreamEvent make_event(StreamEvent::Kind kind, const FileState& e) {
+  StreamEvent ev;
+  ev.kind = kind;
+  ev.name = display_name(e.path);
+  ev.path = e.path;
+  ev.time_ns = now_ns();
+  return ev;
+}
+
+/// Fills the new-file side of `ev` from `e`, just (re)opened: its geometry, or its error.
+void set_after(StreamEvent& ev, const FileState& e) {
+  if (e.geometry) {
+    ev.after = *e.geometry;
+  } else {
+    ev.error = e.error;
+    ev.error_code = e.error_code;
+  }
+}
+
+/// Brings `e` up to date with the file at its path: opens a file seen for the first time or
+/// again, re-opens a re-created one, retries one that failed to open. Appends what happened to
+/// `events` when non-null; a file's first sighting is no event (the caller decides).
+/// @param waiting the watcher keeps the path when its file is removed (named streams).
+void update(FileState& e, std::vector<StreamEvent>* events, bool waiting) {
+  const FileId now = file_id(e.path);
+  const bool was_there = e.known && e.seen.exists;
+  if (!now.exists) {
+    if (was_there && events != nullptr) {
+      StreamEvent ev = make_event(StreamEvent::Kind::removed, e);
+      ev.before = e.geometry;
+      ev.waiting = waiting;
+      events->push_back(std::move(ev));
+    }
+    e.close();
+    e.error = fmt::format("stream file {} does not exist{}", e.path, waiting ? "; waiting for it" : "");
+    e.error_code = Errc::not_found;
+  } else if (!was_there) {
+    e.open();
+    if (e.known && events != nullptr) {  // it was absent at the previous update: it came (back)
+      StreamEvent ev = make_event(StreamEvent::Kind::created, e);
+      set_after(ev, e);
+      events->push_back(std::move(ev));
+    }
+  } else if (e.stream) {
+    if (e.stale(now)) {
+      std::optional<StreamGeometry> before = e.geometry;
+      e.open();
+      if (events != nullptr) {
+        StreamEvent ev = make_event(StreamEvent::Kind::recreated, e);
+        ev.before = std::move(before);
+        set_after(ev, e);
+        events->push_back(std::move(ev));
+      }
+    }
+  } else {
+    // The last open failed: retry. Another inode is another file, i.e. a re-creation.
+    e.open();
+    if (now.ino != e.seen.ino && events != nullptr) {
+      StreamEvent ev = make_event(StreamEvent::Kind::recreated, e);
+      set_after(ev, e);
+      events->push_back(std::move(ev));
+    }
+  }
+  e.seen = now;
+  e.known = true;
+}
+
+/// The row of `e`: metadata and update rate when its stream is open, else its error. The reads
+/// run under a MappingGuard; when one faults (the file shrank under the mapping) the handle is
+/// closed, the row carries the error, and a re-creation is appended to `events` (when non-null).
+StreamRow sample(FileState& e, std::vector<StreamEvent>* events) {
+  StreamRow row;
+  row.path = e.path;
+  row.name = display_name(e.path);
+  if (e.stream) {
+    std::optional<StreamInfo> info;
+    std::uint64_t cnt0 = 0;
+    bool faulted = false;
+    {
+      MappingGuard guard(e.stream->file_bytes());
+      cnt0 = e.stream->cnt0();
+      try {
+        info = e.stream->info();
+      } catch (const Error& err) {
+        row.error = err.what();
+        row.error_code = err.errc();
+      }
+      faulted = guard.faulted();
+    }
+    if (faulted) {
+      std::optional<StreamGeometry> before = e.geometry;
+      e.close();
+      e.error = fmt::format("stream file {} shrank while it was read (truncated or re-created in place)", e.path);
+      e.error_code = Errc::layout;
+      if (events != nullptr) {
+        StreamEvent ev = make_event(StreamEvent::Kind::recreated, e);
+        ev.before = std::move(before);
+        set_after(ev, e);
+        events->push_back(std::move(ev));
+      }
+    } else {
+      const auto now = std::chrono::steady_clock::now();
+      if (e.sampled) {
+        const double dt = std::chrono::duration<double>(now - e.last_time).count();
+        const double dc = cnt0 >= e.last_cnt0 ? static_cast<double>(cnt0 - e.last_cnt0) : 0.0;
+        if (dt > 0) row.rate_hz = dc / dt;
+      }
+      e.last_cnt0 = cnt0;
+      e.last_time = now;
+      e.sampled = true;
+      if (info) {
+        row.name = info->name.empty() ? row.name : info->name;
+        row.info = std::move(info);
+      }
+      return row;
+    }
+  }
+  row.error = e.error;
+  row.error_code = e.error_code;
+  return row;
+}
+
+}  // namespace detail
+
+/// One file the sampler watches.
+struct StreamSampler::Entry : detail::FileState {};
 
 StreamSampler::StreamSampler(std::string dir) : dir_(std::move(dir)) {}
 StreamSampler::StreamSampler(StreamSampler&&) noexcept = default;
@@ -300,36 +550,243 @@ std::vector<StreamRow> StreamSampler::refresh() {
   std::vector<StreamRow> rows;
   rows.reserve(entries_.size());
   for (auto& e : entries_) {
-    if (!e->stream || inode_of(e->path) != e->inode) e->open();
-    StreamRow row;
-    row.path = e->path;
-    row.name = display_name(e->path);
-    if (!e->stream) {
-      row.error = e->error;
-      row.error_code = e->error_code;
-      rows.push_back(std::move(row));
-      continue;
-    }
-    const std::uint64_t cnt0 = e->stream->cnt0();
-    const auto now = std::chrono::steady_clock::now();
-    if (e->sampled) {
-      const double dt = std::chrono::duration<double>(now - e->last_time).count();
-      const double dc = cnt0 >= e->last_cnt0 ? static_cast<double>(cnt0 - e->last_cnt0) : 0.0;
-      if (dt > 0) row.rate_hz = dc / dt;
-    }
-    e->last_cnt0 = cnt0;
-    e->last_time = now;
-    e->sampled = true;
-    try {
-      row.info = e->stream->info();
-      row.name = row.info->name.empty() ? row.name : row.info->name;
-    } catch (const Error& err) {
-      row.error = err.what();
-      row.error_code = err.errc();
-    }
-    rows.push_back(std::move(row));
+    detail::update(*e, nullptr, false);
+    if (!e->seen.exists) continue;  // removed since the listing
+    rows.push_back(detail::sample(*e, nullptr));
   }
   return rows;
+}
+
+// ---- watcher ---------------------------------------------------------------------------
+
+/// The files a StreamWatcher follows and the events not taken yet.
+struct StreamWatcher::State {
+  std::string dir;                                          ///< directory scanned or given
+  std::vector<std::string> paths;                           ///< fixed paths; empty: scan dir
+  std::vector<std::unique_ptr<detail::FileState>> entries;  ///< fixed order, or sorted by path
+  std::vector<StreamEvent> events;                          ///< found, not taken yet
+  bool started = false;                                     ///< refreshed at least once
+};
+
+StreamWatcher::StreamWatcher(std::string dir, std::vector<std::string> paths) : state_(std::make_unique<State>()) {
+  state_->dir = std::move(dir);
+  for (std::string& p : paths) {
+    if (std::find(state_->paths.begin(), state_->paths.end(), p) != state_->paths.end()) continue;
+    auto e = std::make_unique<detail::FileState>();
+    e->path = p;
+    state_->entries.push_back(std::move(e));
+    state_->paths.push_back(std::move(p));
+  }
+}
+StreamWatcher::StreamWatcher(StreamWatcher&&) noexcept = default;
+StreamWatcher& StreamWatcher::operator=(StreamWatcher&&) noexcept = default;
+StreamWatcher::~StreamWatcher() = default;
+
+const std::string& StreamWatcher::directory() const noexcept { return state_->dir; }
+bool StreamWatcher::fixed_paths() const noexcept { return !state_->paths.empty(); }
+
+std::vector<StreamEvent> StreamWatcher::take_events() { return std::exchange(state_->events, {}); }
+
+std::vector<StreamRow> StreamWatcher::refresh() {
+  State& st = *state_;
+  std::vector<StreamRow> rows;
+  if (!st.paths.empty()) {
+    for (auto& e : st.entries) {
+      detail::update(*e, &st.events, true);
+      rows.push_back(detail::sample(*e, &st.events));
+    }
+    st.started = true;
+    return rows;
+  }
+
+  const std::vector<std::string> paths = list_stream_files(st.dir);
+  // Merge the sorted listing with the sorted entries; entries missing from it were removed.
+  auto drop = [&st](const detail::FileState& e) {
+    if (!e.known || !e.seen.exists) return;  // already reported
+    StreamEvent ev = detail::make_event(StreamEvent::Kind::removed, e);
+    ev.before = e.geometry;
+    st.events.push_back(std::move(ev));
+  };
+  std::vector<std::unique_ptr<detail::FileState>> next;
+  next.reserve(paths.size());
+  auto old = st.entries.begin();
+  for (const std::string& path : paths) {
+    for (; old != st.entries.end() && (*old)->path < path; ++old) drop(**old);
+    if (old != st.entries.end() && (*old)->path == path) {
+      next.push_back(std::move(*old));
+      ++old;
+    } else {
+      auto e = std::make_unique<detail::FileState>();
+      e->path = path;
+      next.push_back(std::move(e));
+    }
+  }
+  for (; old != st.entries.end(); ++old) drop(**old);
+  st.entries = std::move(next);
+
+  rows.reserve(st.entries.size());
+  for (auto& e : st.entries) {
+    const bool fresh = !e->known;
+    detail::update(*e, &st.events, false);
+    if (!e->seen.exists) continue;  // removed since the listing (reported by update)
+    if (fresh && st.started) {
+      StreamEvent ev = detail::make_event(StreamEvent::Kind::created, *e);
+      detail::set_after(ev, *e);
+      st.events.push_back(std::move(ev));
+    }
+    rows.push_back(detail::sample(*e, &st.events));
+  }
+  st.started = true;
+  return rows;
+}
+
+// ---- events ----------------------------------------------------------------------------
+
+StreamGeometry geometry_of(const Stream& s) {
+  StreamGeometry g;
+  g.shape.assign(s.shape().begin(), s.shape().end());
+  g.frame_shape.assign(s.frame_shape().begin(), s.frame_shape().end());
+  g.dtype = s.dtype();
+  g.depth = s.depth();
+  return g;
+}
+
+std::string format_geometry(const StreamGeometry& g) {
+  std::string out = fmt::format("{} {}", format_shape(g.frame_shape), dtype_name(g.dtype));
+  if (g.depth > 1) out += fmt::format(", depth {}", g.depth);
+  return out;
+}
+
+std::string_view event_kind_name(StreamEvent::Kind kind) noexcept {
+  switch (kind) {
+    case StreamEvent::Kind::created: return "created";
+    case StreamEvent::Kind::recreated: return "recreated";
+    case StreamEvent::Kind::removed: return "removed";
+  }
+  return "unknown";
+}
+
+std::string event_text(const StreamEvent& e) {
+  switch (e.kind) {
+    case StreamEvent::Kind::created:
+      if (e.after) return fmt::format("stream '{}' created: {}", e.name, format_geometry(*e.after));
+      return fmt::format("stream '{}' created, but it does not open: {}", e.name, e.error);
+    case StreamEvent::Kind::recreated: {
+      const std::string from = e.before ? format_geometry(*e.before) : std::string("an invalid file");
+      if (e.after) return fmt::format("stream '{}' re-created: {} -> {}", e.name, from, format_geometry(*e.after));
+      return fmt::format("stream '{}' re-created: {} -> a file that does not open: {}", e.name, from, e.error);
+    }
+    case StreamEvent::Kind::removed:
+      return fmt::format("stream '{}' removed{}", e.name, e.waiting ? "; waiting for it to come back" : "");
+  }
+  return fmt::format("stream '{}': unknown event", e.name);
+}
+
+Json event_to_json(const StreamEvent& e) {
+  Json j;
+  j["event"] = std::string(event_kind_name(e.kind));
+  j["time_ns"] = e.time_ns;
+  j["name"] = e.name;
+  j["path"] = e.path;
+  if (e.before) {
+    j["old_shape"] = e.before->shape;
+    j["old_dtype"] = std::string(dtype_name(e.before->dtype));
+    j["old_depth"] = e.before->depth;
+  }
+  if (e.after) {
+    j["new_shape"] = e.after->shape;
+    j["new_dtype"] = std::string(dtype_name(e.after->dtype));
+    j["new_depth"] = e.after->depth;
+  }
+  if (!e.error.empty()) {
+    j["new_error"] = e.error;
+    j["new_error_code"] = std::string(shmlink::strerror(e.error_code));
+  }
+  if (e.kind == StreamEvent::Kind::removed) j["waiting"] = e.waiting;
+  return j;
+}
+
+// ---- files and groups ------------------------------------------------------------------
+
+namespace {
+
+/// A buffer size for the reentrant user/group database calls.
+std::size_t nss_buffer_size(int name) noexcept {
+  const long n = ::sysconf(name);
+  return n > 0 ? static_cast<std::size_t>(n) : 4096;
+}
+
+/// The name of user `uid`, empty when the user database has none.
+std::string user_name(uid_t uid) {
+  std::vector<char> buf(nss_buffer_size(_SC_GETPW_R_SIZE_MAX));
+  while (true) {
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    const int rc = ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found);
+    if (rc == ERANGE && buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    return (rc == 0 && found != nullptr) ? std::string(found->pw_name) : std::string();
+  }
+}
+
+/// Looks a group up by gid (`name` null) or by name; nullopt when there is no such group.
+/// @throws Error system when the group database fails.
+std::optional<std::pair<gid_t, std::string>> find_group(const char* name, gid_t gid) {
+  std::vector<char> buf(nss_buffer_size(_SC_GETGR_R_SIZE_MAX));
+  while (true) {
+    struct group gr {};
+    struct group* found = nullptr;
+    const int rc = name != nullptr ? ::getgrnam_r(name, &gr, buf.data(), buf.size(), &found)
+                                   : ::getgrgid_r(gid, &gr, buf.data(), buf.size(), &found);
+    if (rc == ERANGE && buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    if (found != nullptr) return std::make_pair(found->gr_gid, std::string(found->gr_name));
+    // getgrnam_r reports "no such group" as 0 or, depending on the NSS module, ENOENT, ESRCH,
+    // EBADF or EPERM.
+    if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM) return std::nullopt;
+    throw Error(errc_from_errno(rc), fmt::format("looking up group '{}': {}",
+                                                 name != nullptr ? std::string(name) : std::to_string(gid),
+                                                 std::strerror(rc)));
+  }
+}
+
+}  // namespace
+
+std::optional<FileOwner> file_owner(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  FileOwner o;
+  o.mode = st.st_mode & 07777;
+  o.uid = st.st_uid;
+  o.gid = st.st_gid;
+  o.user = user_name(st.st_uid);
+  try {
+    if (auto g = find_group(nullptr, st.st_gid)) o.group = g->second;
+  } catch (const Error&) {
+    // No name for the group: the gid alone is shown.
+  }
+  return o;
+}
+
+std::string format_mode(mode_t mode) { return fmt::format("{:04o}", static_cast<unsigned>(mode & 07777)); }
+
+gid_t resolve_group(const std::string& text) {
+  if (text.empty()) throw Error(Errc::invalid_argument, "--group: empty group name");
+  if (std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    std::uint64_t value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    // (gid_t)-1 means "leave unchanged" to chown(2): not a usable gid.
+    if (ec != std::errc() || ptr != text.data() + text.size() || value >= 0xFFFFFFFFu) {
+      throw Error(Errc::invalid_argument, fmt::format("--group: gid '{}' is out of range", text));
+    }
+    return static_cast<gid_t>(value);
+  }
+  if (auto g = find_group(text.c_str(), 0)) return g->first;
+  throw Error(Errc::invalid_argument, fmt::format("--group: no group named '{}' (see `getent group`)", text));
 }
 
 Json row_to_json(const StreamRow& row) {
@@ -345,6 +802,7 @@ Json row_to_json(const StreamRow& row) {
   const StreamInfo& info = *row.info;
   j["shape"] = info.shape;
   j["dtype"] = std::string(dtype_name(info.dtype));
+  j["depth"] = info.depth;
   j["cnt0"] = info.frame.cnt0;
   if (row.rate_hz) {
     j["rate_hz"] = *row.rate_hz;

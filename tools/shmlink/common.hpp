@@ -66,6 +66,8 @@ Command add_monitor_command(CLI::App& app);
 Command add_cat_command(CLI::App& app);
 /// Registers `gc`.
 Command add_gc_command(CLI::App& app);
+/// Registers `bench` (`bench stream`: docs/bench.md).
+Command add_bench_command(CLI::App& app);
 
 // ---- argument parsing ------------------------------------------------------------------
 
@@ -199,5 +201,109 @@ bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>&
 
 /// Logs an error for a failed command on stderr and returns its exit code.
 int report_error(const Error& e);
+
+// ---- files, groups, re-creation events ------------------------------------------------
+
+/// Permission bits and owner of a file, from stat(2).
+struct FileOwner {
+  mode_t mode = 0;     ///< permission bits (st_mode & 07777)
+  uid_t uid = 0;       ///< owner
+  gid_t gid = 0;       ///< group
+  std::string user;    ///< the owner's name, empty when the user database has none
+  std::string group;   ///< the group's name, empty when the group database has none
+};
+
+/// The permission bits and owner of `path` (following links); nullopt when it cannot be stat'ed.
+std::optional<FileOwner> file_owner(const std::string& path);
+
+/// Permission bits as four octal digits ("0660").
+std::string format_mode(mode_t mode);
+
+/// A `--group` argument resolved to a gid: a numeric gid is used as given, anything else is
+/// looked up as a group name.
+/// @throws Error invalid_argument naming the group when no group has that name.
+gid_t resolve_group(const std::string& text);
+
+/// The shape, element type and rolling depth of one stream file, remembered so that a
+/// re-creation can be reported after the old file is gone.
+struct StreamGeometry {
+  std::vector<std::uint32_t> shape;        ///< the file's axes, ISIO order
+  std::vector<std::uint32_t> frame_shape;  ///< one frame (shape without the depth axis)
+  Dtype dtype = Dtype::f32;                ///< element type
+  std::uint32_t depth = 1;                 ///< rolling-buffer slices, 1 for a plain stream
+};
+
+/// The geometry of an open stream.
+StreamGeometry geometry_of(const Stream& s);
+
+/// A geometry as text: "64x64 float32", or "64x64 float32, depth 8" for a rolling buffer.
+std::string format_geometry(const StreamGeometry& g);
+
+/// Something that happened to a watched stream file between two refreshes of a StreamWatcher.
+struct StreamEvent {
+  /// What happened.
+  enum class Kind {
+    created,    ///< a file appeared (a new stream, or a removed one came back)
+    recreated,  ///< the file at the path is another file now (new inode, or truncated in place)
+    removed,    ///< the file is gone
+  };
+  Kind kind = Kind::created;              ///< what happened
+  std::string name;                       ///< stream name (the file name without ".im.shm")
+  std::string path;                       ///< file path
+  std::optional<StreamGeometry> before;   ///< the file that was open (recreated, removed)
+  std::optional<StreamGeometry> after;    ///< the new file, when it opened (created, recreated)
+  std::string error;                      ///< why the new file did not open, when it did not
+  Errc error_code = Errc::ok;             ///< that error's condition
+  bool waiting = false;                   ///< removed, and the watcher keeps waiting for it
+  std::int64_t time_ns = 0;               ///< when it was noticed, ns since the epoch
+};
+
+/// The event's name in JSON ("created", "recreated", "removed").
+std::string_view event_kind_name(StreamEvent::Kind kind) noexcept;
+
+/// One line describing an event: "stream 'cam' re-created: 64x64 float32 -> 32x32 uint16",
+/// "stream 'cam' removed; waiting for it to come back".
+std::string event_text(const StreamEvent& e);
+
+/// The JSON form of an event: {"event", "time_ns", "name", "path", "old_shape", "old_dtype",
+/// "old_depth", "new_shape", "new_dtype", "new_depth", "new_error", "waiting"} (keys of an
+/// absent side left out).
+Json event_to_json(const StreamEvent& e);
+
+/// Like StreamSampler, and also reports what happened to the files between refreshes
+/// (take_events()), for `monitor`. Watches either every stream of a directory or a fixed list
+/// of paths; a listed path whose file is absent is kept as a row with a not_found error and is
+/// picked up when the file appears. A re-created file (Stream::replaced(): new inode; or a size
+/// that no longer matches the mapping: truncated in place) is re-opened. Reads of a mapping
+/// whose file shrank under it are absorbed (SIGBUS guard) and reported as a re-creation instead
+/// of killing the process.
+class StreamWatcher {
+ public:
+  /// @param dir the directory to scan (already resolved).
+  /// @param paths stream files to watch instead of scanning `dir` (already resolved); empty:
+  ///        every `*.im.shm` file of `dir`.
+  explicit StreamWatcher(std::string dir, std::vector<std::string> paths = {});
+  StreamWatcher(StreamWatcher&&) noexcept;
+  StreamWatcher& operator=(StreamWatcher&&) noexcept;
+  ~StreamWatcher();
+
+  /// Re-examines every file and samples every open stream; rates cover the time since the
+  /// previous refresh. Events found are queued for take_events().
+  /// @throws Error when the directory cannot be listed (directory mode only).
+  std::vector<StreamRow> refresh();
+
+  /// The events found by the refreshes since the previous call, oldest first.
+  std::vector<StreamEvent> take_events();
+
+  /// The directory scanned (directory mode) or given.
+  [[nodiscard]] const std::string& directory() const noexcept;
+
+  /// True when watching a fixed list of paths.
+  [[nodiscard]] bool fixed_paths() const noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace shmlink::cli
