@@ -304,7 +304,8 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] std::uint32_t depth() const noexcept;
   /// True for a rolling buffer (depth() counts its slices).
   [[nodiscard]] bool rolling() const noexcept;
-  /// Shape of one frame: shape() without its last axis for a rolling buffer, else shape().
+  /// Shape of one frame: shape() without its last axis for a rolling buffer (and without its
+  /// unit y axis when size[1] is 1: a 1-axis frame), else shape().
   [[nodiscard]] std::span<const std::uint32_t> frame_shape() const noexcept;
   /// Semaphore slots in the file.
   [[nodiscard]] int semaphore_count() const noexcept;

@@ -161,7 +161,8 @@ struct Stream::Impl {
       atimearray = reinterpret_cast<timespec*>(base + layout.atimearray);
       writetimearray = reinterpret_cast<timespec*>(base + layout.writetimearray);
       cntarray = reinterpret_cast<std::uint64_t*>(base + layout.cntarray);
-      frame_shape.assign(shape.begin(), shape.begin() + 2);
+      // A frame of one row is a 1-axis frame (StreamSpec{.shape = {n}, .depth = N} -> n x 1 x N).
+      frame_shape.assign(shape.begin(), shape.begin() + (shape[1] == 1 ? 1 : 2));
     } else {
       frame_shape = shape;
     }

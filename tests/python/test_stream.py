@@ -189,6 +189,10 @@ def test_fifo_newest_next_arbitrary_and_overwrite(streamdir):
     h = r.history(3)
     assert h.shape == (3, 2, 3) and list(h[:, 0, 0]) == [11.0, 12.0, 13.0]
     assert r.slice_info(13 % 4)["cnt0"] == 13
+    v = shmlink.Stream.create("fifo1d", shape=(5,), dtype="int32", depth=3, mode="purge")
+    assert v.shape == (5,) and v.isio_size == [5, 1, 3]
+    v.write(np.arange(5, dtype=np.int32))
+    assert list(v.read()) == [0, 1, 2, 3, 4]
 
 
 # ---- errors -----------------------------------------------------------------------------

@@ -55,6 +55,8 @@ TEST(Rolling, DepthMakesAThreeAxisTemporalCircularBuffer) {
   Stream one = Stream::create("roll1", rolling_spec({7}, 3));
   EXPECT_EQ(std::vector<std::uint32_t>(one.shape().begin(), one.shape().end()), (std::vector<std::uint32_t>{7, 1, 3}));
   EXPECT_EQ(one.frame_bytes(), 28U);
+  EXPECT_EQ(std::vector<std::uint32_t>(one.frame_shape().begin(), one.frame_shape().end()),
+            (std::vector<std::uint32_t>{7}));
   // Re-opening sees the same geometry.
   Stream r = Stream::open("roll");
   EXPECT_TRUE(r.rolling());
