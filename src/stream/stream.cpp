@@ -121,6 +121,7 @@ struct Stream::Impl {
 
   // Writer state (process-local).
   bool writing = false;           ///< between begin_write() and commit_write()
+  std::int64_t write_now = -1;    ///< write(): the clock read before the seqlock opens
   std::uint32_t write_slice = 0;  ///< slice being written
   // Sequential reader state (process-local): cnt0 of the last frame read_next() returned.
   std::uint64_t tail = 0;
@@ -549,7 +550,10 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
   Metadata* md = m.md;
   if (!m.writing && m.rolling)  // data was changed through a pointer without begin_write()
     m.write_slice = static_cast<std::uint32_t>((aref(md->cnt1).load(std::memory_order_relaxed) + 1) % m.depth);
-  const std::int64_t now = os::realtime_ns();
+  // write() reads the clock before opening the seqlock, so that readers spinning on cnt0's
+  // cache line see write = 1 for as short a time as possible.
+  const std::int64_t now = m.write_now >= 0 ? m.write_now : os::realtime_ns();
+  m.write_now = -1;
   const std::int64_t atime = options.atime_ns >= 0 ? options.atime_ns : now;
   store_timespec(md->writetime, now);
   store_timespec(md->atime, atime);
@@ -592,6 +596,7 @@ Status Stream::write(std::span<const std::byte> frame, const WriteOptions& optio
   if (!impl_) return Errc::closed;
   if (!impl_->writable) return Errc::permission;
   if (frame.size() != impl_->frame_bytes) return Errc::size_mismatch;
+  impl_->write_now = os::realtime_ns();
   std::span<std::byte> dst = begin_write();
   std::memcpy(dst.data(), frame.data(), frame.size());
   return commit_write(options);
@@ -861,8 +866,10 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
     f.cnt0 = c1;
     f.cnt1 = c1_slice;
     f.cnt2 = aref(md->cnt2).load(std::memory_order_relaxed);
-    f.atime_ns = load_timespec(md->atime);
-    f.writetime_ns = load_timespec(md->writetime);
+    if (info != nullptr) {  // the times live on two other cache lines: fetch them only on demand
+      f.atime_ns = load_timespec(md->atime);
+      f.writetime_ns = load_timespec(md->writetime);
+    }
     // SYNC POINT C (acquire fence): if the copy saw any store of a later write, that write's
     // write = 1 (before its release fence) is visible to the loads below.
     std::atomic_thread_fence(std::memory_order_acquire);

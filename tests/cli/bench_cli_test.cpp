@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+// Tests of `shmlink bench stream` (docs/bench.md): a --quick --json run must produce the
+// documented schema with consistent numbers. Speeds are never asserted (no timed tests): only
+// shapes, orderings and that each ratio is the quotient it claims to be.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifndef SHMLINK_CLI_PATH
+#error "SHMLINK_CLI_PATH must name the shmlink binary"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+/// What a finished CLI run left behind.
+struct RunResult {
+  int code = -1;    ///< exit status, or 128 + signal
+  std::string out;  ///< stdout
+  std::string err;  ///< stderr
+};
+
+/// Runs the CLI with `args` and `SHMLINK_DIR=dir`, collecting stdout and stderr; kills it after
+/// `limit`.
+RunResult run_cli(const std::vector<std::string>& args, const std::string& dir,
+                  std::chrono::milliseconds limit = 120s) {
+  int out[2];
+  int err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork");
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::setenv("SHMLINK_DIR", dir.c_str(), 1);
+    std::string exe = SHMLINK_CLI_PATH;
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv{exe.data()};
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  RunResult r;
+  std::array<int, 2> fds{out[0], err[0]};
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  bool killed = false;
+  while (fds[0] >= 0 || fds[1] >= 0) {
+    std::array<pollfd, 2> p{{{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}}};
+    if (::poll(p.data(), p.size(), 100) < 0 && errno != EINTR) break;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      if (p[i].fd < 0 || (p[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+      char buf[4096];
+      const ssize_t got = ::read(p[i].fd, buf, sizeof buf);
+      if (got > 0) {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(got));
+      } else {
+        ::close(p[i].fd);
+        fds[i] = -1;
+      }
+    }
+    if (!killed && std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+/// A private stream directory under /dev/shm, removed at the end.
+class ScratchStreamDir {
+ public:
+  ScratchStreamDir() {
+    std::string tmpl = "/dev/shm/shmlink-bench-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp");
+    path_ = tmpl;
+  }
+  ~ScratchStreamDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  ScratchStreamDir(const ScratchStreamDir&) = delete;
+  ScratchStreamDir& operator=(const ScratchStreamDir&) = delete;
+  /// The directory.
+  [[nodiscard]] const std::string& path() const { return path_; }
+  /// Entries left in it.
+  [[nodiscard]] int entries() const {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(path_)) ++n;
+    return n;
+  }
+
+ private:
+  std::string path_;
+};
+
+/// `a / b` equals `ratio` up to rounding.
+void expect_ratio(const json& ratio, double a, double b, const std::string& what) {
+  ASSERT_TRUE(ratio.is_number()) << what;
+  ASSERT_GT(b, 0) << what;
+  const double want = a / b;
+  EXPECT_GT(ratio.get<double>(), 0) << what;
+  EXPECT_NEAR(ratio.get<double>(), want, 1e-9 * std::max(1.0, want)) << what;
+}
+
+TEST(BenchCli, QuickJsonRunFollowsTheDocumentedSchema) {
+  ScratchStreamDir dir;
+  const RunResult r = run_cli({"bench", "stream", "--quick", "--json"}, dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(r.out);
+
+  EXPECT_EQ(doc.at("schema_version"), 1);
+  EXPECT_EQ(doc.at("schema"), "shmlink-bench-stream/1");
+  const json& m = doc.at("machine");
+  EXPECT_TRUE(m.at("cpu_model").is_string());
+  EXPECT_GE(m.at("cores_online").get<int>(), 1);
+  EXPECT_TRUE(m.at("cpus_allowed").is_array());
+  EXPECT_TRUE(m.at("kernel").is_string());
+  EXPECT_TRUE(m.at("virtual_machine").is_boolean());
+  EXPECT_TRUE(m.at("clocksource").is_string());
+  const bool pinned = m.at("pinned_cores").is_array();
+  if (pinned) {
+    EXPECT_EQ(m.at("pinned_cores").size(), 2u);
+    EXPECT_NE(m.at("pinned_cores")[0], m.at("pinned_cores")[1]);
+  } else {
+    EXPECT_TRUE(m.at("pinned_cores").is_null());
+  }
+  const json& c = doc.at("config");
+  EXPECT_EQ(c.at("quick"), true);
+  EXPECT_GT(c.at("samples").get<int>(), 0);
+  EXPECT_TRUE(c.at("frame_sizes").is_array());
+  EXPECT_TRUE(c.at("post_semaphores").is_boolean());
+
+  // Latency: every mode once, floors and candidates with their floor, consistent numbers.
+  const std::map<std::string, std::string> floor_of = {
+      {"cacheline", ""}, {"cacheline_payload", ""}, {"futex_raw", ""}, {"pipe", ""}, {"spin", "cacheline"},
+      {"hybrid", "cacheline"}, {"futex", "futex_raw"}, {"semaphore", "futex_raw"}};
+  const std::map<std::string, double> targets = {{"spin", 1.5}, {"futex", 1.1}};
+  std::map<std::string, json> by_mode;
+  for (const json& e : doc.at("latency")) by_mode[e.at("mode").get<std::string>()] = e;
+  ASSERT_EQ(by_mode.size(), floor_of.size());
+  ASSERT_EQ(doc.at("latency").size(), floor_of.size());
+  for (const auto& [mode, floor] : floor_of) {
+    SCOPED_TRACE(mode);
+    ASSERT_TRUE(by_mode.count(mode));
+    const json& e = by_mode[mode];
+    EXPECT_EQ(e.at("kind"), floor.empty() ? "floor" : "candidate");
+    if (floor.empty()) {
+      EXPECT_TRUE(e.at("floor").is_null());
+      EXPECT_TRUE(e.at("ratio_p50").is_null());
+      EXPECT_TRUE(e.at("ratio_p99").is_null());
+      EXPECT_TRUE(e.at("target").is_null());
+    } else {
+      EXPECT_EQ(e.at("floor"), floor);
+    }
+    EXPECT_TRUE(e.at("description").is_string());
+    if (!e.at("skipped").is_null()) {
+      // Only the spinning modes may be skipped, and only when there is one CPU.
+      EXPECT_FALSE(pinned);
+      EXPECT_TRUE(mode == "cacheline" || mode == "cacheline_payload" || mode == "spin");
+      EXPECT_TRUE(e.at("one_way_ns").is_null());
+      continue;
+    }
+    EXPECT_GT(e.at("samples").get<int>(), 0);
+    EXPECT_GT(e.at("runs").get<int>(), 0);
+    const json& p = e.at("one_way_ns");
+    const std::vector<double> ordered = {p.at("min"), p.at("p50"), p.at("p90"), p.at("p99"), p.at("p999"), p.at("max")};
+    EXPECT_GT(ordered.front(), 0);
+    for (std::size_t i = 1; i < ordered.size(); ++i) EXPECT_LE(ordered[i - 1], ordered[i]) << "percentile " << i;
+    const json& cpu = e.at("cpu_ns_per_message");
+    EXPECT_GE(cpu.at("initiator").get<double>(), 0);
+    EXPECT_GE(cpu.at("responder").get<double>(), 0);
+    EXPECT_NEAR(cpu.at("total").get<double>(), cpu.at("initiator").get<double>() + cpu.at("responder").get<double>(),
+                1e-6 * std::max(1.0, cpu.at("total").get<double>()));
+    EXPECT_GE(e.at("involuntary_switches").get<std::int64_t>(), 0);
+    if (!floor.empty() && by_mode[floor].at("skipped").is_null()) {
+      const json& f = by_mode[floor].at("one_way_ns");
+      expect_ratio(e.at("ratio_p50"), p.at("p50"), f.at("p50"), "ratio_p50");
+      expect_ratio(e.at("ratio_p99"), p.at("p99"), f.at("p99"), "ratio_p99");
+      expect_ratio(e.at("ratio_p999"), p.at("p999"), f.at("p999"), "ratio_p999");
+    }
+    if (mode != "pipe") {
+      expect_ratio(e.at("ratio_vs_pipe_p50"), p.at("p50"), by_mode["pipe"].at("one_way_ns").at("p50"), "vs pipe");
+    }
+    if (targets.count(mode) && e.at("ratio_p50").is_number()) {
+      EXPECT_EQ(e.at("target").get<double>(), targets.at(mode));
+      EXPECT_EQ(e.at("meets_target").get<bool>(), e.at("ratio_p50").get<double>() <= targets.at(mode));
+    } else if (!targets.count(mode)) {
+      EXPECT_TRUE(e.at("target").is_null());
+      EXPECT_TRUE(e.at("meets_target").is_null());
+    }
+  }
+
+  // Bandwidth: one entry per configured size, in order, ratios against memcpy.
+  const json& sizes = c.at("frame_sizes");
+  const json& bw = doc.at("bandwidth");
+  ASSERT_EQ(bw.size(), sizes.size());
+  for (std::size_t i = 0; i < bw.size(); ++i) {
+    const json& e = bw[i];
+    SCOPED_TRACE(e.dump());
+    EXPECT_EQ(e.at("frame_bytes"), sizes[i]);
+    const double memcpy_gbps = e.at("memcpy_gb_per_s");
+    for (const char* k : {"memcpy_gb_per_s", "memcpy_chain_gb_per_s", "write_gb_per_s", "read_copy_gb_per_s",
+                          "write_read_gb_per_s"})
+      EXPECT_GT(e.at(k).get<double>(), 0) << k;
+    expect_ratio(e.at("ratio_write"), e.at("write_gb_per_s"), memcpy_gbps, "ratio_write");
+    expect_ratio(e.at("ratio_read_copy"), e.at("read_copy_gb_per_s"), memcpy_gbps, "ratio_read_copy");
+    expect_ratio(e.at("ratio_write_read"), e.at("write_read_gb_per_s"), memcpy_gbps, "ratio_write_read");
+    expect_ratio(e.at("ratio_write_read_vs_chain"), e.at("write_read_gb_per_s"), e.at("memcpy_chain_gb_per_s"),
+                 "ratio_write_read_vs_chain");
+    // write+read moves every byte twice: its rate counts 2 * frame_bytes per frame.
+    const json& ns = e.at("ns_per_frame");
+    const double s = e.at("frame_bytes").get<double>();
+    EXPECT_NEAR(e.at("write_read_gb_per_s").get<double>(), 2 * s / ns.at("write_read").get<double>(), 1e-9 * s);
+    EXPECT_NEAR(memcpy_gbps, s / ns.at("memcpy").get<double>(), 1e-9 * s);
+    EXPECT_NEAR(e.at("memcpy_chain_gb_per_s").get<double>(), 2 * s / ns.at("memcpy_chain").get<double>(), 1e-9 * s);
+    if (e.at("frame_bytes").get<std::size_t>() >= (std::size_t{4} << 20)) {
+      EXPECT_EQ(e.at("target").get<double>(), 0.8);
+      EXPECT_EQ(e.at("meets_target").get<bool>(), e.at("ratio_write_read").get<double>() >= 0.8);
+    } else {
+      EXPECT_TRUE(e.at("target").is_null());
+    }
+  }
+
+  const json& w = doc.at("write_cost");
+  EXPECT_EQ(w.at("frame_bytes"), 64);
+  for (const char* k : {"raw_publish_ns", "write_ns", "write_post_semaphores_ns", "syscall_ns", "clock_gettime_ns"})
+    EXPECT_GT(w.at(k).get<double>(), 0) << k;
+  expect_ratio(w.at("ratio_write"), w.at("write_ns"), w.at("raw_publish_ns"), "write_cost ratio_write");
+  expect_ratio(w.at("ratio_write_post_semaphores"), w.at("write_post_semaphores_ns"), w.at("raw_publish_ns"),
+               "write_cost ratio_write_post_semaphores");
+  EXPECT_EQ(w.at("target"), "no_syscall");
+  EXPECT_TRUE(w.at("meets_target").is_boolean());
+
+  EXPECT_TRUE(doc.at("load").is_object());
+  for (const json& n : doc.at("notes")) EXPECT_TRUE(n.is_string());
+  EXPECT_EQ(dir.entries(), 0) << "the benchmark left files in the stream directory";
+}
+
+TEST(BenchCli, BadCoresOrSizesAreUsageErrors) {
+  ScratchStreamDir dir;
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"bench", "stream", "--cores", "0,0"},
+        std::vector<std::string>{"bench", "stream", "--cores", "zero"},
+        std::vector<std::string>{"bench", "stream", "--cores", "0,100000"},
+        std::vector<std::string>{"bench", "stream", "--sizes", "4K,lots"},
+        std::vector<std::string>{"bench", "stream", "--samples", "0"},
+        std::vector<std::string>{"bench"}}) {
+    const RunResult r = run_cli(args, dir.path(), 30s);
+    EXPECT_EQ(r.code, 2) << args.back() << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  EXPECT_EQ(dir.entries(), 0);
+}
+
+}  // namespace

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+// Helpers of `shmlink bench stream`: clocks, signals, statistics, CPUs, machine description,
+// load sampling and the private stream directory (bench_common.hpp).
+#include "bench_common.hpp"
+
+#include <shmlink/error.hpp>
+
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace shmlink::cli::bench {
+
+namespace {
+
+/// Set by SIGINT/SIGTERM while StopSignals is installed.
+volatile std::sig_atomic_t g_stop = 0;
+
+/// SIGINT/SIGTERM handler (async-signal-safe).
+extern "C" void on_stop(int /*sig*/) { g_stop = 1; }
+
+/// Reads the first line of a small file; empty when it cannot be read.
+std::string first_line(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+}  // namespace
+
+std::int64_t mono_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::int64_t process_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+bool stop_requested() noexcept { return g_stop != 0; }
+
+StopSignals::StopSignals() {
+  g_stop = 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: blocking reads and futex waits return EINTR
+  ::sigaction(SIGINT, &sa, &old_int_);
+  ::sigaction(SIGTERM, &sa, &old_term_);
+}
+
+StopSignals::~StopSignals() {
+  ::sigaction(SIGINT, &old_int_, nullptr);
+  ::sigaction(SIGTERM, &old_term_, nullptr);
+}
+
+Percentiles percentiles_of(std::vector<std::int64_t>& values, double scale) {
+  Percentiles p;
+  if (values.empty()) return p;
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  // Nearest rank: the smallest value with at least q * n values at or below it.
+  auto at = [&](double q) {
+    const double rank = std::ceil(q * static_cast<double>(n));
+    const std::size_t idx = rank < 1 ? 0 : std::min(n - 1, static_cast<std::size_t>(rank) - 1);
+    return static_cast<double>(values[idx]) * scale;
+  };
+  p.min = static_cast<double>(values.front()) * scale;
+  p.p50 = at(0.50);
+  p.p90 = at(0.90);
+  p.p99 = at(0.99);
+  p.p999 = at(0.999);
+  p.max = static_cast<double>(values.back()) * scale;
+  return p;
+}
+
+double median_of(std::vector<double>& values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+bool pin_to_cpu(int cpu) noexcept {
+  if (cpu < 0 || cpu >= CPU_SETSIZE) {
+    errno = EINVAL;
+    return false;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+AffinityGuard::AffinityGuard() : cpus_(allowed_cpus()) {}
+
+void AffinityGuard::restore() noexcept {
+  if (cpus_.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus_) CPU_SET(c, &set);
+  (void)::sched_setaffinity(0, sizeof set, &set);
+}
+
+MachineInfo describe_machine() {
+  MachineInfo m;
+  m.cpu_model = "unknown";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  bool have_model = false;
+  bool have_flags = false;
+  for (std::string line; std::getline(cpuinfo, line) && !(have_model && have_flags);) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    std::string value = line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') value.erase(0, 1);
+    if (!have_model && (key == "model name" || key == "Model" || key == "CPU part")) {
+      m.cpu_model = value;
+      have_model = key == "model name";
+    } else if (!have_flags && (key == "flags" || key == "Features")) {
+      m.virtual_machine = (" " + value + " ").find(" hypervisor ") != std::string::npos;
+      have_flags = true;
+    }
+  }
+  m.cores_online = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+  m.cpus_allowed = allowed_cpus();
+  utsname u{};
+  if (::uname(&u) == 0) m.kernel = std::string(u.sysname) + " " + u.release + " " + u.machine;
+  m.clocksource = first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+  return m;
+}
+
+CpuTimes read_cpu_times() {
+  CpuTimes t;
+  std::istringstream in(first_line("/proc/stat"));
+  std::string cpu;
+  std::uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) || cpu != "cpu") return t;
+  t.busy = user + nice + system + irq + softirq;
+  t.steal = steal;
+  t.total = t.busy + idle + iowait + steal;
+  return t;
+}
+
+std::vector<double> read_loadavg() {
+  std::istringstream in(first_line("/proc/loadavg"));
+  std::vector<double> out(3);
+  if (!(in >> out[0] >> out[1] >> out[2])) return {};
+  return out;
+}
+
+std::int64_t own_cpu_ns() noexcept {
+  auto ns = [](const timeval& tv) { return static_cast<std::int64_t>(tv.tv_sec) * 1'000'000'000 + tv.tv_usec * 1000; };
+  rusage self{};
+  rusage children{};
+  ::getrusage(RUSAGE_SELF, &self);
+  ::getrusage(RUSAGE_CHILDREN, &children);
+  return ns(self.ru_utime) + ns(self.ru_stime) + ns(children.ru_utime) + ns(children.ru_stime);
+}
+
+ScratchDir::ScratchDir(const std::string& base) {
+  std::string tmpl = base + "/shmlink-bench-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    const int err = errno;
+    throw Error(errc_from_errno(err), "creating a scratch directory in " + base + ": " + std::strerror(err));
+  }
+  path_ = tmpl;
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace shmlink::cli::bench
