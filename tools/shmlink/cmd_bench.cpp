@@ -7,6 +7,7 @@
 #include "common.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -50,6 +52,7 @@ struct BenchStreamOptions {
   bool quick = false;             ///< short run
   bool json = false;              ///< JSON on stdout
   bool markdown = false;          ///< Markdown tables on stdout
+  std::string save;               ///< also write the JSON document to this file
   bool no_post_semaphores = false;  ///< spin/hybrid/futex writes skip the semaphore posts
   CLI::App* app = nullptr;        ///< the subcommand, to tell given options from defaults
 };
@@ -527,6 +530,14 @@ int run_bench_stream(BenchStreamOptions opt) {
   doc["load"] = load;
   doc["notes"] = notes;
 
+  if (!opt.save.empty()) {
+    std::ofstream f(opt.save);
+    f << doc.dump(2) << "\n";
+    if (!f) {
+      spdlog::error("bench: cannot write {}: {}", opt.save, std::strerror(errno));
+      return kExitFailure;
+    }
+  }
   if (opt.json) {
     print_json(doc);
   } else {
@@ -562,6 +573,7 @@ Command add_bench_command(CLI::App& app) {
   stream->add_flag("--quick", opt->quick, "Short run: 5000 samples, 2 rounds, 4K/64K/4M frames, 1 s per mode");
   stream->add_flag("--json", opt->json, "JSON output (schema shmlink-bench-stream/1, docs/bench.md)");
   stream->add_flag("--markdown", opt->markdown, "Markdown tables (for README.md)");
+  stream->add_option("--save", opt->save, "Also write the JSON document to FILE (for python3 -m shmlink.plot)");
   stream->add_flag("--no-post-semaphores", opt->no_post_semaphores,
                    "spin/hybrid/futex writes pass post_semaphores = false (the semaphore mode still posts)");
   stream->footer(exit_code_help());
