@@ -444,7 +444,8 @@ class SHMLINK_EXPORT Stream {
   /// The packets of frame `cnt0` (0: the newest frame), when that frame was assembled from
   /// packets and its record is still present (plain stream: the newest frame only; rolling
   /// buffer: any frame still in the buffer). nullopt otherwise, or when no companion stream
-  /// exists. Opens the companion stream on first use.
+  /// exists. Opens the companion stream on first use and keeps it: unlike other const members,
+  /// do not call it from several threads of one handle at once.
   [[nodiscard]] std::optional<PacketStatus> packet_status(std::uint64_t cnt0 = 0) const;
 
   /// Zero-copy view of the current frame (a rolling buffer's newest slice). NOT validated: a
