@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MIT
+/// @file queue.hpp
+/// @brief Bounded, lock-free sample queues in shared memory (DESIGN.md "Queues"; the job
+/// VILLASnode's shmem node and DPsim do, reference `ivshmem-villas-pscom.md` sections 11-14).
+///
+/// A queue is one file `<dir>/<name>.queue.shm` in the stream directory (stream_directory()):
+/// a header (magic, layout version written last, slot size, capacity, producer and consumer
+/// kinds, wait mode, signal table) and a power-of-two ring of fixed-size cells, each holding one
+/// Sample. SPSC queues use a plain ring (one producer, one consumer); MPMC queues use Dmitry
+/// Vyukov's per-cell sequence numbers, as VILLASnode's queue does. Only offsets live in shared
+/// memory, so every process may map the file anywhere.
+///
+/// Nothing accepted is lost: a full queue refuses (`try_push` returns would_block) or blocks
+/// (`push`), never overwrites; closing a queue stops new pushes but consumers still drain it.
+#pragma once
+
+#include <shmlink/error.hpp>
+#include <shmlink/export.h>
+#include <shmlink/segment.hpp>
+#include <shmlink/stream.hpp>  // kForever, stream_directory()
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <complex>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shmlink {
+
+/// Type of one signal value (VILLASnode's SignalType numbering, reference 12.5).
+enum class SignalType : std::uint8_t {
+  invalid = 0,  ///< unused slot
+  f64 = 1,      ///< double ("float" in VILLASnode)
+  i64 = 2,      ///< int64 ("integer")
+  boolean = 3,  ///< bool, stored as 0/1 in 8 bytes
+  c64 = 4,      ///< std::complex<float> ("complex"): real then imaginary, 4 bytes each
+};
+
+/// The name of a signal type ("f64", "i64", "bool", "c64", "invalid").
+SHMLINK_EXPORT std::string_view signal_type_name(SignalType t) noexcept;
+
+/// One 8-byte value of a sample (VILLASnode's SignalData union, host byte order). Which member
+/// is meant is the signal table's business, never the value's.
+union SignalValue {
+  double f;
+  std::int64_t i;
+  std::uint64_t bits;  ///< the raw 8 bytes (bool: 0 or 1)
+  float z[2];          ///< complex<float>: z[0] real, z[1] imaginary
+
+  /// From a double.
+  static SignalValue of(double v) noexcept { SignalValue s; s.f = v; return s; }
+  /// From an int64.
+  static SignalValue of(std::int64_t v) noexcept { SignalValue s; s.i = v; return s; }
+  /// From a bool.
+  static SignalValue of(bool v) noexcept { SignalValue s; s.bits = v ? 1 : 0; return s; }
+  /// From a complex<float>.
+  static SignalValue of(std::complex<float> v) noexcept {
+    SignalValue s;
+    s.z[0] = v.real();
+    s.z[1] = v.imag();
+    return s;
+  }
+  /// As a complex<float>.
+  [[nodiscard]] std::complex<float> complex() const noexcept { return {z[0], z[1]}; }
+};
+static_assert(sizeof(SignalValue) == 8);
+
+/// Sample flags (VILLASnode's SampleFlags values).
+inline constexpr std::uint32_t kSampleHasTsOrigin = 1U << 0;
+inline constexpr std::uint32_t kSampleHasTsReceived = 1U << 1;
+inline constexpr std::uint32_t kSampleHasSequence = 1U << 3;
+inline constexpr std::uint32_t kSampleHasData = 1U << 4;
+inline constexpr std::uint32_t kSampleNewFrame = 1U << 16;
+inline constexpr std::uint32_t kSampleNewSimulation = 1U << 17;
+
+/// A sample as the caller holds it (process-local; the shared cell layout is in
+/// src/queue/queue_layout.hpp). `values.size()` is the sample's length.
+struct Sample {
+  std::uint64_t sequence = 0;    ///< producer's sequence number
+  std::int64_t ts_origin_ns = 0;    ///< when the values were sampled, ns since the epoch (CLOCK_REALTIME)
+  std::int64_t ts_received_ns = 0;  ///< when the sample was received, ns since the epoch
+  std::uint32_t flags = 0;       ///< kSample* bits
+  std::vector<SignalValue> values;  ///< at most the queue's max_values
+};
+
+/// One entry of a queue's signal table: what value `index` of every sample means.
+struct Signal {
+  std::uint32_t index = 0;  ///< position in Sample::values
+  std::string name;         ///< at most 39 bytes
+  SignalType type = SignalType::f64;
+  std::string unit;         ///< at most 15 bytes ("V", "A", "")
+  friend bool operator==(const Signal&, const Signal&) = default;
+};
+
+/// Producers and consumers a queue allows.
+enum class QueueKind : std::uint8_t {
+  spsc = 1,  ///< one producer, one consumer (a plain ring: cheapest)
+  mpmc = 2,  ///< any number of each (Vyukov's bounded MPMC queue)
+};
+
+/// How blocking push/pop wait when the queue is full/empty.
+enum class WaitMode : std::uint8_t {
+  polling = 1,  ///< spin with a pause instruction (lowest latency; burns a core; works across VMs)
+  futex = 2,    ///< sleep on a shared futex at once
+  hybrid = 3,   ///< spin for a few microseconds, then sleep on the futex (default)
+};
+
+/// Longest signal name and unit in bytes.
+inline constexpr std::size_t kMaxSignalName = 39;
+inline constexpr std::size_t kMaxSignalUnit = 15;
+/// Most values per sample and most signals per queue.
+inline constexpr std::uint32_t kMaxSampleValues = 4096;
+/// Largest queue capacity (cells).
+inline constexpr std::uint32_t kMaxQueueCapacity = 1U << 24;
+
+/// What a new queue looks like.
+struct QueueSpec {
+  /// Cells; a power of two, 2 .. kMaxQueueCapacity.
+  std::uint32_t capacity = 512;
+  /// Values per sample, 1 .. kMaxSampleValues (VILLASnode's samplelen; default 64).
+  std::uint32_t max_values = 64;
+  QueueKind kind = QueueKind::spsc;
+  WaitMode wait = WaitMode::hybrid;
+  /// The signal table; indices must be distinct and below max_values (may be empty).
+  std::vector<Signal> signals;
+  /// File permission bits.
+  mode_t permissions = 0600;
+};
+
+/// What an opener expects; a mismatch is Errc::layout at open, naming both sides.
+struct QueueExpect {
+  std::optional<std::uint32_t> max_values;    ///< exact values per sample
+  std::optional<std::vector<Signal>> signals;  ///< the exact signal table (order included)
+  std::optional<QueueKind> kind;
+};
+
+/// A snapshot of a queue's header, for tools.
+struct QueueInfo {
+  std::string name;
+  std::string path;
+  std::uint32_t version = 0;
+  QueueKind kind = QueueKind::spsc;
+  WaitMode wait = WaitMode::hybrid;
+  std::uint32_t capacity = 0;
+  std::uint32_t max_values = 0;
+  std::uint32_t cell_bytes = 0;
+  std::uint64_t file_bytes = 0;
+  std::uint64_t pushed = 0;   ///< samples pushed so far (the producer index)
+  std::uint64_t popped = 0;   ///< samples popped so far (the consumer index)
+  bool closed = false;
+  std::int32_t creator_pid = 0;
+  std::int64_t creation_time_ns = 0;
+  std::vector<Signal> signals;
+};
+
+/// The file of a queue: `<stream_directory()>/<name>.queue.shm`, or a path containing '/' as given.
+/// @throws Error invalid_argument (empty), name_too_long (over 79 bytes).
+SHMLINK_EXPORT std::string queue_path(std::string_view name_or_path);
+
+/// A handle on one queue file. Move-only; destruction unmaps, never removes the file.
+///
+/// Thread safety: an SPSC queue allows one pushing thread and one popping thread (across all
+/// processes); an MPMC queue any number of each. Other members are safe from any thread.
+///
+/// Memory ordering: a push fills the cell, then publishes it with a release store (SPSC: the
+/// producer index; MPMC: the cell's sequence); a pop that observes it with an acquire load sees
+/// the whole sample. The pop frees the cell with a release store that the next push of that cell
+/// acquires. Waiter counts and futex words use seq_cst, as stream waits do (docs/design/queues.md).
+class SHMLINK_EXPORT Queue {
+ public:
+  Queue() noexcept;
+  Queue(Queue&&) noexcept;
+  Queue& operator=(Queue&&) noexcept;
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+  ~Queue();
+
+  /// Creates a queue file, complete before it becomes visible (temp file + rename; the header's
+  /// version is written last with release ordering).
+  /// @param mode ExclusiveCreate (default), PurgeAndCreate, OpenOrCreate (open when it exists
+  ///        and matches the spec's max_values, kind and signals, else Errc::layout), OpenExisting.
+  /// @throws Error invalid_argument (capacity not a power of two, bad sizes, duplicate or
+  ///         out-of-range signal index, names too long), exists, permission, no_space, system.
+  static Queue create(std::string_view name_or_path, const QueueSpec& spec,
+                      OpenMode mode = OpenMode::ExclusiveCreate);
+  /// Opens and validates a queue file: magic, version, sizes against the file size, capacity a
+  /// power of two, the signal table; then checks `expect`.
+  /// @throws Error not_found, permission, layout (naming the file and the field or mismatch).
+  static Queue open(std::string_view name_or_path, const QueueExpect& expect = {});
+  /// Removes the queue file. @throws Error not_found / permission naming the file.
+  static void remove(std::string_view name_or_path);
+
+  [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
+  /// Unmaps (the file stays). Idempotent.
+  void close() noexcept;
+
+  [[nodiscard]] const std::string& name() const noexcept;
+  [[nodiscard]] const std::string& path() const noexcept;
+  [[nodiscard]] std::uint32_t capacity() const noexcept;
+  [[nodiscard]] std::uint32_t max_values() const noexcept;
+  [[nodiscard]] QueueKind kind() const noexcept;
+  [[nodiscard]] WaitMode wait_mode() const noexcept;
+  /// The signal table.
+  [[nodiscard]] const std::vector<Signal>& signals() const noexcept;
+  /// Samples in the queue now (an estimate while others push or pop).
+  [[nodiscard]] std::uint64_t size() const noexcept;
+  /// Header snapshot.
+  [[nodiscard]] QueueInfo info() const;
+
+  // ---- producing ----------------------------------------------------------------------
+  /// Pushes one sample if a cell is free. Never blocks, never allocates.
+  /// @return ok; would_block (full); size_mismatch (more values than max_values); closed (the
+  ///         queue was shut: see shutdown()).
+  Status try_push(const Sample& s) noexcept;
+  /// Pushes up to `samples.size()` samples, in order, stopping at the first that does not fit.
+  /// @param pushed receives how many were pushed. @return as try_push for the first failure.
+  Status try_push_bulk(std::span<const Sample> samples, std::size_t* pushed) noexcept;
+  /// Pushes, waiting (by the queue's wait mode) while it is full.
+  /// @param timeout relative (CLOCK_MONOTONIC); kForever waits without limit.
+  /// @return ok, timeout, interrupted, closed, size_mismatch.
+  Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept;
+
+  // ---- consuming ----------------------------------------------------------------------
+  /// Pops the oldest sample into `out` (its values vector is resized to the sample's length;
+  /// it allocates only when that exceeds its capacity).
+  /// @return ok; would_block (empty); closed (shut and drained).
+  Status try_pop(Sample& out) noexcept;
+  /// Pops up to `out.size()` samples; `popped` receives how many.
+  Status try_pop_bulk(std::span<Sample> out, std::size_t* popped) noexcept;
+  /// Pops, waiting (by the queue's wait mode) while it is empty.
+  /// @return ok, timeout, interrupted, closed (shut and drained).
+  Status pop(Sample& out, std::chrono::nanoseconds timeout) noexcept;
+
+  /// Shuts the queue: pushes then fail with Errc::closed, consumers drain what is left and then
+  /// get Errc::closed; every waiter is woken. (Release store of the state.)
+  void shutdown() noexcept;
+  /// True once shutdown() was called by any process.
+  [[nodiscard]] bool is_shut() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit Queue(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shmlink

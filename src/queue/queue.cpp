@@ -1,0 +1,519 @@
+// SPDX-License-Identifier: MIT
+// Sample queues (include/shmlink/queue.hpp). Layout: src/queue/queue_layout.hpp. Algorithms:
+// a plain SPSC ring, and Dmitry Vyukov's bounded MPMC queue (reference ivshmem-villas-pscom.md
+// 12.2) with per-cell turn numbers; docs/design/queues.md explains the orderings.
+#include <shmlink/queue.hpp>
+
+#include "os/clock.hpp"
+#include "os/futex.hpp"
+#include "os/process.hpp"
+#include "os/sys.hpp"
+#include "queue/queue_layout.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <set>
+
+namespace shmlink {
+namespace {
+
+using qlayout::CellHeader;
+using qlayout::QueueHeader;
+using qlayout::SignalEntry;
+
+template <class T>
+std::atomic_ref<T> aref(T& field) noexcept {
+  return std::atomic_ref<T>(field);
+}
+
+/// A NUL-terminated string in a fixed field, or nullopt when unterminated.
+std::optional<std::string> fixed(const char* field, std::size_t size) {
+  const void* nul = std::memchr(field, '\0', size);
+  if (nul == nullptr) return std::nullopt;
+  return std::string(field, static_cast<const char*>(nul));
+}
+
+std::string kind_name(QueueKind k) { return k == QueueKind::mpmc ? "mpmc" : "spsc"; }
+
+std::string signals_text(const std::vector<Signal>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(v[i].index) + ":" + v[i].name + "(" +
+         std::string(signal_type_name(v[i].type)) + (v[i].unit.empty() ? "" : ", " + v[i].unit) + ")";
+  return s + "]";
+}
+
+constexpr std::string_view kSuffix = ".queue.shm";
+
+}  // namespace
+
+std::string_view signal_type_name(SignalType t) noexcept {
+  switch (t) {
+    case SignalType::invalid: return "invalid";
+    case SignalType::f64: return "f64";
+    case SignalType::i64: return "i64";
+    case SignalType::boolean: return "bool";
+    case SignalType::c64: return "c64";
+  }
+  return "invalid";
+}
+
+std::string queue_path(std::string_view name_or_path) {
+  if (name_or_path.empty()) throw Error(Errc::invalid_argument, "queue name is empty");
+  if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
+  std::string_view name = name_or_path;
+  if (name.size() > kSuffix.size() && name.substr(name.size() - kSuffix.size()) == kSuffix)
+    name.remove_suffix(kSuffix.size());
+  if (name.size() > kMaxStreamName)
+    throw Error(Errc::name_too_long, "queue '" + std::string(name) + "': name is " + std::to_string(name.size()) +
+                                         " bytes, at most " + std::to_string(kMaxStreamName) + " allowed");
+  return stream_directory() + "/" + std::string(name) + std::string(kSuffix);
+}
+
+struct Queue::Impl {
+  Segment seg;
+  QueueHeader* h = nullptr;
+  std::byte* cells = nullptr;
+  std::uint64_t cell_bytes = 0;
+  std::uint32_t capacity = 0;
+  std::uint64_t mask = 0;
+  std::uint32_t max_values = 0;
+  QueueKind kind = QueueKind::spsc;
+  WaitMode wait = WaitMode::hybrid;
+  std::vector<Signal> signals;
+  std::string name;
+  std::string path;
+
+  CellHeader* cell(std::uint64_t pos) const noexcept {
+    return reinterpret_cast<CellHeader*>(cells + (pos & mask) * cell_bytes);
+  }
+  static SignalValue* values(CellHeader* c) noexcept { return reinterpret_cast<SignalValue*>(c + 1); }
+
+  /// Copies a sample into a claimed cell (not yet published).
+  void fill(CellHeader* c, const Sample& s) const noexcept {
+    c->sequence = s.sequence;
+    c->ts_origin = s.ts_origin_ns;
+    c->ts_received = s.ts_received_ns;
+    c->flags = s.flags;
+    c->length = static_cast<std::uint32_t>(s.values.size());
+    if (!s.values.empty()) std::memcpy(values(c), s.values.data(), s.values.size() * sizeof(SignalValue));
+  }
+  /// Copies a published cell out (the cell is still ours until released). Lengths a peer wrote
+  /// beyond max_values are clamped: a lying peer never makes us read past the cell.
+  void drain(CellHeader* c, Sample& out) const noexcept {
+    out.sequence = c->sequence;
+    out.ts_origin_ns = c->ts_origin;
+    out.ts_received_ns = c->ts_received;
+    out.flags = c->flags;
+    const std::uint32_t n = std::min(c->length, max_values);
+    out.values.resize(n);  // no allocation once the caller's vector has grown to max_values
+    if (n != 0) std::memcpy(out.values.data(), values(c), n * sizeof(SignalValue));
+  }
+
+  /// After a push: wakes sleeping consumers (seq_cst pairs with their register-then-check).
+  void notify_pushed() noexcept {
+    // Full fence: the publishing store must be visible before the waiter count is read, or a
+    // consumer registering at the same moment could miss both (Dekker; pairs with wait_for()).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (aref(h->pop_waiters).load(std::memory_order_seq_cst) != 0) {
+      aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);
+      os::futex_wake(&h->not_empty);
+    }
+  }
+  /// After a pop: wakes sleeping producers.
+  void notify_popped() noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // as in notify_pushed()
+    if (aref(h->push_waiters).load(std::memory_order_seq_cst) != 0) {
+      aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);
+      os::futex_wake(&h->not_full);
+    }
+  }
+  bool shut() const noexcept { return aref(h->state).load(std::memory_order_acquire) == qlayout::kStateShut; }
+
+  /// One non-blocking push attempt.
+  Status try_push(const Sample& s) noexcept {
+    if (s.values.size() > max_values) return Errc::size_mismatch;
+    if (shut()) return Errc::closed;
+    if (kind == QueueKind::spsc) {
+      const std::uint64_t t = aref(h->tail).load(std::memory_order_relaxed);  // ours alone
+      // Acquire: the consumer's release of head means it is done with the cell we reuse.
+      if (t - aref(h->head).load(std::memory_order_acquire) >= capacity) return Errc::would_block;
+      fill(cell(t), s);
+      aref(h->tail).store(t + 1, std::memory_order_release);  // publish
+    } else {
+      std::uint64_t pos = aref(h->tail).load(std::memory_order_relaxed);
+      CellHeader* c = nullptr;
+      for (;;) {
+        c = cell(pos);
+        const std::uint64_t turn = aref(c->turn).load(std::memory_order_acquire);
+        const auto diff = static_cast<std::int64_t>(turn - pos);
+        if (diff == 0) {
+          if (aref(h->tail).compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
+        } else if (diff < 0) {
+          return Errc::would_block;  // the cell still holds a sample from a lap ago: full
+        } else {
+          pos = aref(h->tail).load(std::memory_order_relaxed);
+        }
+      }
+      fill(c, s);
+      aref(c->turn).store(pos + 1, std::memory_order_release);  // publish to consumers
+    }
+    notify_pushed();
+    return Errc::ok;
+  }
+
+  /// One non-blocking pop attempt.
+  Status try_pop(Sample& out) noexcept {
+    if (kind == QueueKind::spsc) {
+      const std::uint64_t hd = aref(h->head).load(std::memory_order_relaxed);  // ours alone
+      if (aref(h->tail).load(std::memory_order_acquire) == hd) return shut() ? Errc::closed : Errc::would_block;
+      drain(cell(hd), out);
+      aref(h->head).store(hd + 1, std::memory_order_release);  // the cell is free again
+    } else {
+      std::uint64_t pos = aref(h->head).load(std::memory_order_relaxed);
+      CellHeader* c = nullptr;
+      for (;;) {
+        c = cell(pos);
+        const std::uint64_t turn = aref(c->turn).load(std::memory_order_acquire);
+        const auto diff = static_cast<std::int64_t>(turn - (pos + 1));
+        if (diff == 0) {
+          if (aref(h->head).compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
+        } else if (diff < 0) {
+          return shut() ? Errc::closed : Errc::would_block;  // empty
+        } else {
+          pos = aref(h->head).load(std::memory_order_relaxed);
+        }
+      }
+      drain(c, out);
+      aref(c->turn).store(pos + mask + 1, std::memory_order_release);  // free for the next lap
+    }
+    notify_popped();
+    return Errc::ok;
+  }
+
+  /// Waits for `ready()` by the queue's wait mode: spin (polling: until the deadline; hybrid: a
+  /// few microseconds), then sleep on `word` registered in `waiters`.
+  template <class Ready>
+  Status wait_for(Ready ready, std::uint32_t* word, std::uint32_t* waiters, std::int64_t deadline) noexcept {
+    const std::int64_t spin_end =
+        wait == WaitMode::polling ? deadline
+        : wait == WaitMode::hybrid ? std::min(deadline, os::deadline_after(std::chrono::microseconds(20)))
+                                   : 0;
+    for (std::uint32_t i = 0; spin_end != 0; ++i) {
+      if (ready()) return Errc::ok;
+      if (i % 64 == 63 && os::monotonic_ns() >= spin_end) break;
+      os::cpu_relax();
+    }
+    if (wait == WaitMode::polling) return ready() ? Status(Errc::ok) : Status(Errc::timeout);
+    for (;;) {
+      const std::uint32_t seen = aref(*word).load(std::memory_order_seq_cst);
+      aref(*waiters).fetch_add(1, std::memory_order_seq_cst);
+      std::atomic_thread_fence(std::memory_order_seq_cst);  // registered before ready() looks
+      if (ready()) {
+        aref(*waiters).fetch_sub(1, std::memory_order_relaxed);
+        return Errc::ok;
+      }
+      const std::int64_t now = os::monotonic_ns();
+      if (now >= deadline) {
+        aref(*waiters).fetch_sub(1, std::memory_order_relaxed);
+        return Errc::timeout;
+      }
+      // At most 100 ms per sleep: a peer that died while counted as a waiter, or a shutdown,
+      // is noticed without a wake-up.
+      const timespec rel = os::to_timespec(std::min<std::int64_t>(deadline - now, 100'000'000));
+      const os::FutexResult r = os::futex_wait(word, seen, &rel);
+      aref(*waiters).fetch_sub(1, std::memory_order_relaxed);
+      if (ready()) return Errc::ok;
+      if (r == os::FutexResult::interrupted) return Errc::interrupted;
+    }
+  }
+};
+
+Queue::Queue() noexcept = default;
+Queue::Queue(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Queue::Queue(Queue&&) noexcept = default;
+Queue& Queue::operator=(Queue&&) noexcept = default;
+Queue::~Queue() = default;
+void Queue::close() noexcept { impl_.reset(); }
+
+namespace {
+
+void check_spec(const std::string& path, const QueueSpec& spec) {
+  auto bad = [&](const std::string& what) { throw Error(Errc::invalid_argument, "creating queue " + path + ": " + what); };
+  if (spec.capacity < 2 || spec.capacity > kMaxQueueCapacity || !std::has_single_bit(spec.capacity))
+    bad("capacity " + std::to_string(spec.capacity) + " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
+  if (spec.max_values < 1 || spec.max_values > kMaxSampleValues)
+    bad("max_values " + std::to_string(spec.max_values) + " is not 1.." + std::to_string(kMaxSampleValues));
+  if (spec.kind != QueueKind::spsc && spec.kind != QueueKind::mpmc) bad("unknown queue kind");
+  if (spec.wait != WaitMode::polling && spec.wait != WaitMode::futex && spec.wait != WaitMode::hybrid)
+    bad("unknown wait mode");
+  if (spec.signals.size() > spec.max_values)
+    bad(std::to_string(spec.signals.size()) + " signals but only " + std::to_string(spec.max_values) + " values per sample");
+  std::set<std::uint32_t> seen;
+  for (const Signal& s : spec.signals) {
+    if (s.index >= spec.max_values)
+      bad("signal '" + s.name + "' has index " + std::to_string(s.index) + ", not below max_values " +
+          std::to_string(spec.max_values));
+    if (!seen.insert(s.index).second) bad("two signals have index " + std::to_string(s.index));
+    if (s.name.size() > kMaxSignalName) bad("signal name '" + s.name + "' exceeds 39 bytes");
+    if (s.unit.size() > kMaxSignalUnit) bad("unit '" + s.unit + "' of signal '" + s.name + "' exceeds 15 bytes");
+    if (s.type != SignalType::f64 && s.type != SignalType::i64 && s.type != SignalType::boolean &&
+        s.type != SignalType::c64)
+      bad("signal '" + s.name + "' has type " + std::to_string(static_cast<int>(s.type)));
+  }
+  if ((spec.permissions & ~mode_t{07777}) != 0) bad("permissions have bits outside 07777");
+}
+
+void init_file(Segment& seg, const QueueSpec& spec) {
+  auto* h = reinterpret_cast<QueueHeader*>(seg.data());
+  const auto nsig = static_cast<std::uint32_t>(spec.signals.size());
+  std::memcpy(h->magic, qlayout::kMagic, sizeof h->magic);
+  h->header_bytes = static_cast<std::uint32_t>(qlayout::header_bytes(nsig));
+  h->cell_bytes = static_cast<std::uint32_t>(qlayout::cell_bytes(spec.max_values));
+  h->capacity = spec.capacity;
+  h->max_values = spec.max_values;
+  h->kind = static_cast<std::uint8_t>(spec.kind);
+  h->wait = static_cast<std::uint8_t>(spec.wait);
+  h->signal_count = static_cast<std::uint16_t>(nsig);
+  h->creator_pid = os::current_pid();
+  h->creation_time_ns = os::realtime_ns();
+  h->state = qlayout::kStateOpen;
+  auto* table = reinterpret_cast<SignalEntry*>(seg.data() + sizeof(QueueHeader));
+  for (std::uint32_t i = 0; i < nsig; ++i) {
+    const Signal& s = spec.signals[i];
+    table[i].index = s.index;
+    table[i].type = static_cast<std::uint8_t>(s.type);
+    std::memcpy(table[i].name, s.name.data(), s.name.size());
+    std::memcpy(table[i].unit, s.unit.data(), s.unit.size());
+  }
+  std::byte* cells = seg.data() + h->header_bytes;
+  for (std::uint32_t i = 0; i < spec.capacity; ++i)  // Vyukov: cell i starts at turn i
+    reinterpret_cast<CellHeader*>(cells + std::uint64_t{i} * h->cell_bytes)->turn = i;
+  // The readiness marker, last (Queue::open loads it with acquire).
+  std::atomic_ref<std::uint32_t>(h->version).store(qlayout::kVersion, std::memory_order_release);
+}
+
+}  // namespace
+
+Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMode mode) {
+  const std::string path = queue_path(name_or_path);
+  if (mode == OpenMode::OpenExisting) return open(name_or_path);
+  check_spec(path, spec);
+  if (mode == OpenMode::OpenOrCreate) {
+    try {
+      return open(name_or_path, QueueExpect{spec.max_values, spec.signals, spec.kind});
+    } catch (const Error& e) {
+      if (e.errc() != Errc::not_found) throw;
+    }
+    try {
+      return create(name_or_path, spec, OpenMode::ExclusiveCreate);
+    } catch (const Error& e) {
+      if (e.errc() != Errc::exists) throw;
+      return open(name_or_path, QueueExpect{spec.max_values, spec.signals, spec.kind});
+    }
+  }
+  const auto size = qlayout::file_bytes(static_cast<std::uint32_t>(spec.signals.size()), spec.max_values, spec.capacity);
+  Segment seg = Segment::create_file(path, static_cast<std::size_t>(size), mode, spec.permissions,
+                                     [&](Segment& fresh) { init_file(fresh, spec); });
+  seg = Segment();  // re-open through the validating path: one way to bind a mapping
+  return open(path);
+}
+
+Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
+  const std::string path = queue_path(name_or_path);
+  Segment seg = Segment::open_file(path, true);
+  auto fail = [&](const std::string& what) { throw Error(Errc::layout, "opening queue " + path + ": " + what); };
+  if (seg.size() < sizeof(QueueHeader))
+    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the 256-byte header");
+  auto* h = reinterpret_cast<QueueHeader*>(seg.data());
+  if (std::memcmp(h->magic, qlayout::kMagic, sizeof h->magic) != 0) fail("no SHMLINKQ magic (not a shmlink queue)");
+  const std::uint32_t version = std::atomic_ref<std::uint32_t>(h->version).load(std::memory_order_acquire);
+  if (version == 0) fail("version is 0 (queue not ready)");
+  if (version != qlayout::kVersion)
+    fail("layout version " + std::to_string(version) + ", this shmlink reads version " + std::to_string(qlayout::kVersion));
+  const std::uint32_t cap = h->capacity, maxv = h->max_values, nsig = h->signal_count;
+  if (cap < 2 || cap > kMaxQueueCapacity || !std::has_single_bit(cap))
+    fail("capacity " + std::to_string(cap) + " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
+  if (maxv < 1 || maxv > kMaxSampleValues) fail("max_values " + std::to_string(maxv) + " is out of range");
+  if (nsig > maxv) fail(std::to_string(nsig) + " signals exceed max_values " + std::to_string(maxv));
+  if (h->kind != static_cast<std::uint8_t>(QueueKind::spsc) && h->kind != static_cast<std::uint8_t>(QueueKind::mpmc))
+    fail("kind " + std::to_string(h->kind) + " is not spsc (1) or mpmc (2)");
+  if (h->wait < 1 || h->wait > 3) fail("wait mode " + std::to_string(h->wait) + " is not 1..3");
+  if (h->header_bytes != qlayout::header_bytes(nsig))
+    fail("header_bytes is " + std::to_string(h->header_bytes) + ", expected " + std::to_string(qlayout::header_bytes(nsig)));
+  if (h->cell_bytes != qlayout::cell_bytes(maxv))
+    fail("cell_bytes is " + std::to_string(h->cell_bytes) + ", expected " + std::to_string(qlayout::cell_bytes(maxv)));
+  if (qlayout::file_bytes(nsig, maxv, cap) != seg.size())
+    fail("file is " + std::to_string(seg.size()) + " bytes but its header describes " +
+         std::to_string(qlayout::file_bytes(nsig, maxv, cap)));
+  std::vector<Signal> signals;
+  const auto* table = reinterpret_cast<const SignalEntry*>(seg.data() + sizeof(QueueHeader));
+  for (std::uint32_t i = 0; i < nsig; ++i) {
+    Signal s;
+    s.index = table[i].index;
+    s.type = static_cast<SignalType>(table[i].type);
+    auto name = fixed(table[i].name, sizeof table[i].name);
+    auto unit = fixed(table[i].unit, sizeof table[i].unit);
+    if (!name || !unit) fail("signal " + std::to_string(i) + ": name or unit is not NUL-terminated");
+    s.name = *name;
+    s.unit = *unit;
+    if (s.index >= maxv) fail("signal '" + s.name + "' index " + std::to_string(s.index) + " is not below max_values");
+    signals.push_back(std::move(s));
+  }
+  if (expect.max_values && *expect.max_values != maxv)
+    fail("it has " + std::to_string(maxv) + " values per sample, expected " + std::to_string(*expect.max_values));
+  if (expect.kind && static_cast<std::uint8_t>(*expect.kind) != h->kind)
+    fail("it is " + kind_name(static_cast<QueueKind>(h->kind)) + ", expected " + kind_name(*expect.kind));
+  if (expect.signals && *expect.signals != signals)
+    fail("signal table " + signals_text(signals) + " differs from the expected " + signals_text(*expect.signals));
+
+  auto impl = std::make_unique<Impl>();
+  impl->seg = std::move(seg);
+  impl->h = reinterpret_cast<QueueHeader*>(impl->seg.data());
+  impl->cells = impl->seg.data() + impl->h->header_bytes;
+  impl->cell_bytes = impl->h->cell_bytes;
+  impl->capacity = cap;
+  impl->mask = cap - 1;
+  impl->max_values = maxv;
+  impl->kind = static_cast<QueueKind>(impl->h->kind);
+  impl->wait = static_cast<WaitMode>(impl->h->wait);
+  impl->signals = std::move(signals);
+  impl->path = path;
+  const std::string base = path.substr(path.rfind('/') + 1);
+  impl->name = base.size() > kSuffix.size() && base.ends_with(kSuffix) ? base.substr(0, base.size() - kSuffix.size()) : base;
+  return Queue(std::move(impl));
+}
+
+void Queue::remove(std::string_view name_or_path) {
+  const std::string path = queue_path(name_or_path);
+  if (::unlink(path.c_str()) != 0) os::throw_errno(errno, "removing queue", path);
+}
+
+namespace {
+const std::string kNone;
+const std::vector<Signal> kNoSignals;
+}  // namespace
+
+const std::string& Queue::name() const noexcept { return impl_ ? impl_->name : kNone; }
+const std::string& Queue::path() const noexcept { return impl_ ? impl_->path : kNone; }
+std::uint32_t Queue::capacity() const noexcept { return impl_ ? impl_->capacity : 0; }
+std::uint32_t Queue::max_values() const noexcept { return impl_ ? impl_->max_values : 0; }
+QueueKind Queue::kind() const noexcept { return impl_ ? impl_->kind : QueueKind::spsc; }
+WaitMode Queue::wait_mode() const noexcept { return impl_ ? impl_->wait : WaitMode::hybrid; }
+const std::vector<Signal>& Queue::signals() const noexcept { return impl_ ? impl_->signals : kNoSignals; }
+
+std::uint64_t Queue::size() const noexcept {
+  if (!impl_) return 0;
+  const std::uint64_t hd = aref(impl_->h->head).load(std::memory_order_acquire);
+  const std::uint64_t tl = aref(impl_->h->tail).load(std::memory_order_acquire);
+  return tl > hd ? std::min<std::uint64_t>(tl - hd, impl_->capacity) : 0;
+}
+
+QueueInfo Queue::info() const {
+  if (!impl_) throw Error(Errc::closed, "queue handle is closed");
+  const Impl& m = *impl_;
+  QueueInfo i;
+  i.name = m.name;
+  i.path = m.path;
+  i.version = aref(m.h->version).load(std::memory_order_acquire);
+  i.kind = m.kind;
+  i.wait = m.wait;
+  i.capacity = m.capacity;
+  i.max_values = m.max_values;
+  i.cell_bytes = static_cast<std::uint32_t>(m.cell_bytes);
+  i.file_bytes = m.seg.size();
+  i.pushed = aref(m.h->tail).load(std::memory_order_acquire);
+  i.popped = aref(m.h->head).load(std::memory_order_acquire);
+  i.closed = m.shut();
+  i.creator_pid = m.h->creator_pid;
+  i.creation_time_ns = m.h->creation_time_ns;
+  i.signals = m.signals;
+  return i;
+}
+
+Status Queue::try_push(const Sample& s) noexcept {
+  if (!impl_) return Errc::closed;
+  return impl_->try_push(s);
+}
+
+Status Queue::try_push_bulk(std::span<const Sample> samples, std::size_t* pushed) noexcept {
+  std::size_t n = 0;
+  Status st = Errc::ok;
+  for (const Sample& s : samples) {
+    st = try_push(s);
+    if (!st.ok()) break;
+    ++n;
+  }
+  if (pushed != nullptr) *pushed = n;
+  return st;
+}
+
+Status Queue::push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
+  if (!impl_) return Errc::closed;
+  Impl& m = *impl_;
+  const std::int64_t deadline = os::deadline_after(timeout);
+  for (;;) {
+    const Status st = m.try_push(s);
+    if (st.code() != Errc::would_block) return st;
+    const Status w = m.wait_for(
+        [&] {
+          return m.shut() || aref(m.h->tail).load(std::memory_order_acquire) -
+                                     aref(m.h->head).load(std::memory_order_acquire) < m.capacity;
+        },
+        &m.h->not_full, &m.h->push_waiters, deadline);
+    if (!w.ok()) return w;
+  }
+}
+
+Status Queue::try_pop(Sample& out) noexcept {
+  if (!impl_) return Errc::closed;
+  return impl_->try_pop(out);
+}
+
+Status Queue::try_pop_bulk(std::span<Sample> out, std::size_t* popped) noexcept {
+  std::size_t n = 0;
+  Status st = Errc::ok;
+  for (Sample& s : out) {
+    st = try_pop(s);
+    if (!st.ok()) break;
+    ++n;
+  }
+  if (popped != nullptr) *popped = n;
+  return n > 0 ? Status(Errc::ok) : st;
+}
+
+Status Queue::pop(Sample& out, std::chrono::nanoseconds timeout) noexcept {
+  if (!impl_) return Errc::closed;
+  Impl& m = *impl_;
+  const std::int64_t deadline = os::deadline_after(timeout);
+  for (;;) {
+    const Status st = m.try_pop(out);
+    if (st.code() != Errc::would_block) return st;
+    const Status w = m.wait_for(
+        [&] {
+          return m.shut() || aref(m.h->tail).load(std::memory_order_acquire) !=
+                                     aref(m.h->head).load(std::memory_order_acquire);
+        },
+        &m.h->not_empty, &m.h->pop_waiters, deadline);
+    if (!w.ok()) return w;
+  }
+}
+
+void Queue::shutdown() noexcept {
+  if (!impl_) return;
+  QueueHeader* h = impl_->h;
+  aref(h->state).store(qlayout::kStateShut, std::memory_order_seq_cst);
+  aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);
+  aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);
+  os::futex_wake(&h->not_empty);
+  os::futex_wake(&h->not_full);
+}
+
+bool Queue::is_shut() const noexcept { return impl_ && impl_->shut(); }
+
+}  // namespace shmlink

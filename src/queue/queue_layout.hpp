@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+// The shared layout of a queue file (include/shmlink/queue.hpp; docs/design/queues.md).
+// Little-endian, offsets only, every struct pinned by static_asserts.
+//
+//   0    QueueHeader (256 bytes, 4 cache lines)
+//        line 0: identity and geometry (written once, before version)
+//        line 1: producer index `tail` + push waiters + not-full futex word
+//        line 2: consumer index `head` + pop waiters + not-empty futex word
+//        line 3: state, reserved
+//   256  SignalEntry[signal_count] (64 bytes each)
+//   H    cells: capacity x cell_bytes, H = header_bytes (a multiple of 64); each cell is
+//        CellHeader (48 bytes) + max_values x 8 bytes, rounded up to 64
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace shmlink::qlayout {
+
+/// "SHMLINKQ": the first 8 bytes of every queue file.
+inline constexpr char kMagic[8] = {'S', 'H', 'M', 'L', 'I', 'N', 'K', 'Q'};
+/// Layout version, written last at creation (release) as the readiness marker.
+inline constexpr std::uint32_t kVersion = 1;
+inline constexpr std::uint32_t kCacheLine = 64;
+
+/// State values.
+inline constexpr std::uint32_t kStateOpen = 1;
+inline constexpr std::uint32_t kStateShut = 2;
+
+struct QueueHeader {
+  // line 0 (0..63)
+  char magic[8];               // 0
+  std::uint32_t version;       // 8   written last (release); 0 while being built
+  std::uint32_t header_bytes;  // 12  offset of cell 0
+  std::uint32_t cell_bytes;    // 16
+  std::uint32_t capacity;      // 20  power of two
+  std::uint32_t max_values;    // 24
+  std::uint8_t kind;           // 28  QueueKind
+  std::uint8_t wait;           // 29  WaitMode
+  std::uint16_t signal_count;  // 30
+  std::int32_t creator_pid;    // 32
+  std::uint32_t reserved0;     // 36
+  std::int64_t creation_time_ns;  // 40
+  std::uint64_t reserved1[2];  // 48
+  // line 1 (64..127): producers
+  std::uint64_t tail;          // 64  next position to push (atomic)
+  std::uint32_t push_waiters;  // 72  producers sleeping on not_full (atomic)
+  std::uint32_t not_full;      // 76  futex word, +1 per pop that found push waiters
+  std::uint8_t pad1[48];       // 80
+  // line 2 (128..191): consumers
+  std::uint64_t head;          // 128 next position to pop (atomic)
+  std::uint32_t pop_waiters;   // 136 consumers sleeping on not_empty (atomic)
+  std::uint32_t not_empty;     // 140 futex word, +1 per push that found pop waiters
+  std::uint8_t pad2[48];       // 144
+  // line 3 (192..255)
+  std::uint32_t state;         // 192 kStateOpen / kStateShut (atomic)
+  std::uint8_t pad3[60];       // 196
+};
+static_assert(sizeof(QueueHeader) == 256);
+static_assert(offsetof(QueueHeader, version) == 8);
+static_assert(offsetof(QueueHeader, header_bytes) == 12);
+static_assert(offsetof(QueueHeader, cell_bytes) == 16);
+static_assert(offsetof(QueueHeader, capacity) == 20);
+static_assert(offsetof(QueueHeader, max_values) == 24);
+static_assert(offsetof(QueueHeader, kind) == 28);
+static_assert(offsetof(QueueHeader, wait) == 29);
+static_assert(offsetof(QueueHeader, signal_count) == 30);
+static_assert(offsetof(QueueHeader, creator_pid) == 32);
+static_assert(offsetof(QueueHeader, creation_time_ns) == 40);
+static_assert(offsetof(QueueHeader, tail) == 64);
+static_assert(offsetof(QueueHeader, push_waiters) == 72);
+static_assert(offsetof(QueueHeader, not_full) == 76);
+static_assert(offsetof(QueueHeader, head) == 128);
+static_assert(offsetof(QueueHeader, pop_waiters) == 136);
+static_assert(offsetof(QueueHeader, not_empty) == 140);
+static_assert(offsetof(QueueHeader, state) == 192);
+
+/// One signal table entry.
+struct SignalEntry {
+  std::uint32_t index;  // 0
+  std::uint8_t type;    // 4   SignalType
+  std::uint8_t pad[3];  // 5
+  char name[40];        // 8   NUL-terminated
+  char unit[16];        // 48  NUL-terminated
+};
+static_assert(sizeof(SignalEntry) == 64);
+static_assert(offsetof(SignalEntry, type) == 4);
+static_assert(offsetof(SignalEntry, name) == 8);
+static_assert(offsetof(SignalEntry, unit) == 48);
+
+/// The head of one cell; the sample's values follow it.
+struct CellHeader {
+  std::uint64_t turn;        // 0   MPMC: Vyukov's sequence (atomic); SPSC: unused
+  std::uint64_t sequence;    // 8   Sample::sequence
+  std::int64_t ts_origin;    // 16  ns since the epoch
+  std::int64_t ts_received;  // 24
+  std::uint32_t flags;       // 32
+  std::uint32_t length;      // 36  values in this sample
+  std::uint64_t reserved;    // 40
+};
+static_assert(sizeof(CellHeader) == 48);
+static_assert(offsetof(CellHeader, sequence) == 8);
+static_assert(offsetof(CellHeader, ts_origin) == 16);
+static_assert(offsetof(CellHeader, flags) == 32);
+static_assert(offsetof(CellHeader, length) == 36);
+
+/// Bytes of one cell for `max_values` values, rounded up to a cache line.
+constexpr std::uint64_t cell_bytes(std::uint32_t max_values) noexcept {
+  const std::uint64_t raw = sizeof(CellHeader) + std::uint64_t{8} * max_values;
+  return (raw + kCacheLine - 1) / kCacheLine * kCacheLine;
+}
+/// Offset of cell 0 for `signals` table entries.
+constexpr std::uint64_t header_bytes(std::uint32_t signals) noexcept {
+  const std::uint64_t raw = sizeof(QueueHeader) + std::uint64_t{sizeof(SignalEntry)} * signals;
+  return (raw + kCacheLine - 1) / kCacheLine * kCacheLine;
+}
+/// Whole file size.
+constexpr std::uint64_t file_bytes(std::uint32_t signals, std::uint32_t max_values, std::uint32_t capacity) noexcept {
+  return header_bytes(signals) + cell_bytes(max_values) * capacity;
+}
+// Worked example: VILLASnode's defaults (512 cells of 64 values), two signals.
+static_assert(cell_bytes(64) == 576);
+static_assert(header_bytes(2) == 384);
+static_assert(file_bytes(2, 64, 512) == 384 + 576 * 512);
+
+}  // namespace shmlink::qlayout
