@@ -2,6 +2,7 @@
 // Tests of the `shmlink` command-line tool: they run the real binary (SHMLINK_CLI_PATH) with
 // fork/exec in a private stream directory ($SHMLINK_DIR) and check its stdout, stderr and exit
 // status, using the C++ API to write frames and to play live writers and readers.
+#include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
 #include <gtest/gtest.h>
@@ -758,19 +759,21 @@ TEST_F(cli, GcRemovesOnlyStreamsWithDeadCreatorAndNoUsers) {
   spec.dtype = shmlink::Dtype::u8;
   auto live = shmlink::Stream::create("live", spec);  // creator: this test process, alive
 
-  // A live process keeps "held" open (mapped) while gc runs.
+  // A live process keeps "held" open (mapped) while gc runs; killed by Child's destructor should
+  // an assertion end the test early (a leaked holder keeps ctest's output pipe open forever).
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);
-  pid_t holder = ::fork();
-  if (holder == 0) {
+  Child holder([&ready] {
     auto s = shmlink::Stream::open("held");
     char c = 'r';
     (void)!::write(ready[1], &c, 1);
     ::pause();
-    ::_exit(0);
-  }
+  });
   char c = 0;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  const ssize_t got = ::read(ready[0], &c, 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  ASSERT_EQ(got, 1);
 
   RunResult r = run_cli({"gc", "--dry-run", "--json"});
   ASSERT_EQ(r.code, 0) << describe(r);
@@ -789,10 +792,7 @@ TEST_F(cli, GcRemovesOnlyStreamsWithDeadCreatorAndNoUsers) {
   EXPECT_TRUE(fs::exists(stream_file("held")));  // creator dead, but a live process has it open
   EXPECT_TRUE(fs::exists(stream_file("live")));  // creator alive
 
-  ::kill(holder, SIGKILL);
-  ::waitpid(holder, nullptr, 0);
-  ::close(ready[0]);
-  ::close(ready[1]);
+  holder.stop();
   r = run_cli({"gc"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_FALSE(fs::exists(stream_file("held")));  // its last user is gone now
@@ -1249,6 +1249,413 @@ TEST_F(cli, MonitorOnceJsonListsEventsOfItsInterval) {
   EXPECT_EQ(j["events"][0].at("new_shape"), json::array({2, 2}));
   ASSERT_EQ(j.at("streams").size(), 1u);
   EXPECT_EQ(j["streams"][0].at("shape"), json::array({2, 2}));
+}
+
+}  // namespace
+
+// ---- queues: ls, info, rm, gc -----------------------------------------------------------
+
+namespace {
+
+/// The signal table of the test queues: one signal of each kind of unit (with and without).
+std::vector<shmlink::Signal> test_signals() {
+  return {{0, "voltage", shmlink::SignalType::f64, "V"},
+          {1, "count", shmlink::SignalType::i64, ""},
+          {3, "breaker", shmlink::SignalType::boolean, ""}};
+}
+
+/// A queue spec: capacity 8, 4 values per sample, the test signal table.
+shmlink::QueueSpec test_queue_spec(shmlink::QueueKind kind = shmlink::QueueKind::spsc,
+                                   shmlink::WaitMode wait = shmlink::WaitMode::futex) {
+  shmlink::QueueSpec spec;
+  spec.capacity = 8;
+  spec.max_values = 4;
+  spec.kind = kind;
+  spec.wait = wait;
+  spec.signals = test_signals();
+  return spec;
+}
+
+/// Pushes `pushes` samples into `q` and pops `pops` of them again, asserting each succeeds.
+void push_and_pop(shmlink::Queue& q, int pushes, int pops) {
+  for (int i = 0; i < pushes; ++i) {
+    shmlink::Sample s;
+    s.sequence = static_cast<std::uint64_t>(i);
+    s.flags = shmlink::kSampleHasSequence | shmlink::kSampleHasData;
+    s.values = {shmlink::SignalValue::of(0.5 * i), shmlink::SignalValue::of(std::int64_t{i}),
+                shmlink::SignalValue::of(false), shmlink::SignalValue::of(i % 2 == 0)};
+    ASSERT_TRUE(q.try_push(s).ok()) << "push " << i;
+  }
+  shmlink::Sample out;
+  for (int i = 0; i < pops; ++i) {
+    ASSERT_TRUE(q.try_pop(out).ok()) << "pop " << i;
+    EXPECT_EQ(out.sequence, static_cast<std::uint64_t>(i));
+  }
+}
+
+/// Creates queue `name` from a child process that then exits, so its creator is dead.
+void create_queue_from_dead_creator(const std::string& name) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      shmlink::Queue::create(name, test_queue_spec());
+      ::_exit(0);
+    } catch (...) {
+      ::_exit(1);
+    }
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/// The row named `name` in `rows` (a JSON array), or null.
+const json* named(const json& rows, const std::string& name) {
+  for (const json& row : rows) {
+    if (row.value("name", "") == name) return &row;
+  }
+  return nullptr;
+}
+
+/// The names in a JSON array of {name, ...} objects.
+std::set<std::string> names_in(const json& rows) {
+  std::set<std::string> out;
+  for (const json& row : rows) out.insert(row.at("name").get<std::string>());
+  return out;
+}
+
+/// Path of queue `name` in `dir`.
+fs::path queue_file(const fs::path& dir, const std::string& name) { return dir / (name + ".queue.shm"); }
+
+TEST_F(cli, LsListsQueuesWithCountersNextToStreams) {
+  create({"cam", "--shape", "4x4"});
+  shmlink::Queue samples = shmlink::Queue::create("samples", test_queue_spec());
+  push_and_pop(samples, 5, 2);
+  shmlink::Queue shut = shmlink::Queue::create(
+      "shut", test_queue_spec(shmlink::QueueKind::mpmc, shmlink::WaitMode::polling));
+  shut.shutdown();
+
+  // JSON: streams keep their array (each row now says "kind": "stream"), queues get their own.
+  RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  ASSERT_EQ(j.at("streams").size(), 1u) << r.out;
+  EXPECT_EQ(j["streams"][0].at("name"), "cam");
+  EXPECT_EQ(j["streams"][0].at("kind"), "stream");
+  EXPECT_EQ(j["streams"][0].at("shape"), json::array({4, 4}));  // stream keys unchanged
+  ASSERT_EQ(j.at("queues").size(), 2u) << r.out;
+  EXPECT_EQ(j["queues"][0].at("name"), "samples");  // sorted by file name
+  const json& q = j["queues"][0];
+  EXPECT_EQ(q.at("kind"), "queue");
+  EXPECT_EQ(q.at("path"), queue_file(dir_, "samples").string());
+  EXPECT_EQ(q.at("queue_kind"), "spsc");
+  EXPECT_EQ(q.at("wait_mode"), "futex");
+  EXPECT_EQ(q.at("capacity"), 8);
+  EXPECT_EQ(q.at("max_values"), 4);
+  EXPECT_EQ(q.at("size"), 3);
+  EXPECT_EQ(q.at("pushed"), 5);
+  EXPECT_EQ(q.at("popped"), 2);
+  EXPECT_EQ(q.at("closed"), false);
+  EXPECT_EQ(q.at("signal_count"), 3);
+  EXPECT_EQ(q.at("creator_pid"), static_cast<int>(::getpid()));
+  EXPECT_EQ(q.at("creator_alive"), true);
+  EXPECT_EQ(q.at("file_bytes"), fs::file_size(queue_file(dir_, "samples")));
+  EXPECT_FALSE(q.contains("error")) << q.dump();
+  const json& s = j["queues"][1];
+  EXPECT_EQ(s.at("name"), "shut");
+  EXPECT_EQ(s.at("queue_kind"), "mpmc");
+  EXPECT_EQ(s.at("wait_mode"), "polling");
+  EXPECT_EQ(s.at("size"), 0);
+  EXPECT_EQ(s.at("closed"), true);
+
+  // Text: the stream table as before, then a queue table.
+  r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out.rfind("NAME", 0), 0u) << "the stream table comes first\n" << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"cam", "4x4", "float32"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"QUEUE", "KIND", "WAIT", "CAPACITY", "VALUES", "SIZE", "PUSHED", "POPPED",
+                                    "SIGNALS", "CREATOR"}))
+      << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"samples", "spsc", "futex", "8", "4", "3", "5", "2", "3",
+                                    std::to_string(::getpid()), "(alive)", "open"}))
+      << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"shut", "mpmc", "polling", "8", "4", "0", "0", "0", "3"})) << r.out;
+  EXPECT_NE(r.out.find("closed"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("ERROR"), std::string::npos) << r.out;
+
+  // Only queues: just the queue table; nothing at all: one line saying so.
+  ASSERT_EQ(run_cli({"rm", "cam"}).code, 0);
+  r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out.rfind("QUEUE", 0), 0u) << r.out;
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  EXPECT_TRUE(parse_json(r).at("streams").empty()) << r.out;
+  samples.close();
+  shut.close();
+  shmlink::Queue::remove("samples");
+  shmlink::Queue::remove("shut");
+  r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("no streams or queues in"), std::string::npos) << r.out;
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  EXPECT_TRUE(parse_json(r).at("queues").empty()) << r.out;
+}
+
+TEST_F(cli, InfoShowsQueueHeaderCountersAndSignalTable) {
+  shmlink::Queue q = shmlink::Queue::create("samples", test_queue_spec(shmlink::QueueKind::mpmc));
+  push_and_pop(q, 6, 4);
+
+  RunResult r = run_cli({"info", "samples", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  EXPECT_EQ(j.at("kind"), "queue");
+  EXPECT_EQ(j.at("name"), "samples");
+  EXPECT_EQ(j.at("path"), queue_file(dir_, "samples").string());
+  EXPECT_EQ(j.at("version"), 1);
+  EXPECT_EQ(j.at("queue_kind"), "mpmc");
+  EXPECT_EQ(j.at("wait_mode"), "futex");
+  EXPECT_EQ(j.at("capacity"), 8);
+  EXPECT_EQ(j.at("max_values"), 4);
+  EXPECT_GE(j.at("cell_bytes").get<std::uint32_t>(), 48u + 4u * 8u);  // cell header + 4 values
+  EXPECT_EQ(j.at("cell_bytes").get<std::uint32_t>() % 64u, 0u);
+  EXPECT_EQ(j.at("file_bytes"), fs::file_size(queue_file(dir_, "samples")));
+  EXPECT_EQ(j.at("mode"), "0600");
+  EXPECT_EQ(j.at("size"), 2);
+  EXPECT_EQ(j.at("pushed"), 6);
+  EXPECT_EQ(j.at("popped"), 4);
+  EXPECT_EQ(j.at("closed"), false);
+  EXPECT_EQ(j.at("creator_pid"), static_cast<int>(::getpid()));
+  EXPECT_EQ(j.at("creator_alive"), true);
+  EXPECT_GT(j.at("creation_time_ns").get<std::int64_t>(), 0);
+  EXPECT_EQ(j.at("signal_count"), 3);
+  const json expected_signals = json::array({
+      {{"index", 0}, {"name", "voltage"}, {"type", "f64"}, {"unit", "V"}},
+      {{"index", 1}, {"name", "count"}, {"type", "i64"}, {"unit", ""}},
+      {{"index", 3}, {"name", "breaker"}, {"type", "bool"}, {"unit", ""}},
+  });
+  EXPECT_EQ(j.at("signals"), expected_signals) << r.out;
+
+  // Counters follow the queue; shutdown shows as closed.
+  push_and_pop(q, 1, 0);
+  q.shutdown();
+  r = run_cli({"info", "samples"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(has_table_row(r.out, {"kind:", "queue"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"queue", "kind:", "mpmc"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"wait", "mode:", "futex"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"capacity:", "8"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"max", "values:", "4"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"size:", "3"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"pushed:", "7"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"popped:", "4"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"state:", "closed"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"creator", "pid:", std::to_string(::getpid()), "(alive)"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"INDEX", "SIGNAL", "TYPE", "UNIT"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"0", "voltage", "f64", "V"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"1", "count", "i64", "-"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"3", "breaker", "bool", "-"})) << r.out;
+
+  // The file name and the path name the same queue; so do --dir and a queue without signals.
+  r = run_cli({"info", "samples.queue.shm", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("kind"), "queue");
+  r = run_cli({"info", queue_file(dir_, "samples").string(), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("pushed"), 7);
+  const fs::path other = dir_ / "sub";
+  fs::create_directory(other);
+  shmlink::QueueSpec bare;
+  bare.capacity = 2;
+  bare.max_values = 1;
+  shmlink::Queue::create(queue_file(other, "bare").string(), bare);
+  r = run_cli({"info", "bare", "--dir", other.string()});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("no signal table"), std::string::npos) << r.out;
+  r = run_cli({"info", "bare"});  // not in $SHMLINK_DIR
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find("bare.queue.shm"), std::string::npos) << r.err;
+}
+
+TEST_F(cli, InfoAndRmPreferTheStreamWhenAQueueSharesItsName) {
+  create({"both", "--shape", "4"});
+  {
+    shmlink::Queue q = shmlink::Queue::create("both", test_queue_spec());
+    push_and_pop(q, 2, 0);
+  }
+
+  RunResult r = run_cli({"info", "both", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("kind"), "stream");
+  EXPECT_NE(r.err.find("queue"), std::string::npos) << "mentions the queue\n" << r.err;
+  EXPECT_NE(r.err.find("--queue"), std::string::npos) << r.err;
+
+  r = run_cli({"info", "both", "--queue", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json j = parse_json(r);
+  EXPECT_EQ(j.at("kind"), "queue");
+  EXPECT_EQ(j.at("pushed"), 2);
+  EXPECT_TRUE(r.err.empty()) << r.err;
+
+  // rm --queue takes the queue only; plain rm takes the stream and says the queue stays.
+  r = run_cli({"rm", "--queue", "both"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_FALSE(fs::exists(queue_file(dir_, "both")));
+  EXPECT_TRUE(fs::exists(stream_file("both")));
+  {
+    shmlink::Queue q = shmlink::Queue::create("both", test_queue_spec());
+  }
+  r = run_cli({"rm", "both"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_FALSE(fs::exists(stream_file("both")));
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "both")));
+  EXPECT_NE(r.err.find("--queue"), std::string::npos) << r.err;
+  // Now only the queue is there: the bare name finds it.
+  r = run_cli({"info", "both", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("kind"), "queue");
+  r = run_cli({"rm", "both"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_FALSE(fs::exists(queue_file(dir_, "both")));
+}
+
+TEST_F(cli, RmRemovesQueuesAndRefusesOtherFiles) {
+  for (const char* name : {"a", "b", "c"}) shmlink::Queue::create(name, test_queue_spec());
+  RunResult r = run_cli({"rm", "--print", "a", "missing", "b.queue.shm", queue_file(dir_, "c").string()});
+  EXPECT_EQ(r.code, 3) << describe(r);  // "missing"; the others still go
+  EXPECT_NE(r.err.find("missing"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("removed " + queue_file(dir_, "a").string()), std::string::npos) << r.out;
+  for (const char* name : {"a", "b", "c"}) EXPECT_FALSE(fs::exists(queue_file(dir_, name))) << name;
+
+  EXPECT_EQ(run_cli({"rm", "-f", "--queue", "missing"}).code, 0);
+  r = run_cli({"rm", "--queue", "missing"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find("missing.queue.shm"), std::string::npos) << r.err;
+
+  const fs::path other = dir_ / "notes.txt";
+  std::ofstream(other) << "keep me";
+  r = run_cli({"rm", "--queue", other.string()});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_TRUE(fs::exists(other));
+  r = run_cli({"rm", "--queue", std::string(80, 'q')});
+  EXPECT_EQ(r.code, 2) << describe(r);
+}
+
+TEST_F(cli, GcRemovesOnlyQueuesWithDeadCreatorAndNoUsers) {
+  create_queue_from_dead_creator("stale");
+  create_queue_from_dead_creator("held");
+  shmlink::Queue live = shmlink::Queue::create("live", test_queue_spec());  // creator: this process
+  create_from_dead_creator("stale");  // a stale stream of the same name goes too
+
+  // A live process keeps queue "held" open (mapped) while gc runs; killed by Child's destructor
+  // should an assertion end the test early.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  Child holder([&ready] {
+    auto q = shmlink::Queue::open("held");
+    char c = 'r';
+    (void)!::write(ready[1], &c, 1);
+    ::pause();
+  });
+  char c = 0;
+  const ssize_t got = ::read(ready[0], &c, 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  ASSERT_EQ(got, 1);
+
+  RunResult r = run_cli({"gc", "--dry-run", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json doc = parse_json(r);
+  EXPECT_EQ(doc.at("dry_run"), true);
+  ASSERT_EQ(doc.at("removed").size(), 2u) << r.out;
+  std::set<std::pair<std::string, std::string>> would;
+  for (const json& v : doc["removed"]) would.insert({v.at("kind").get<std::string>(), v.at("name").get<std::string>()});
+  EXPECT_EQ(would, (std::set<std::pair<std::string, std::string>>{{"queue", "stale"}, {"stream", "stale"}}));
+  EXPECT_EQ(names_in(doc.at("kept")), (std::set<std::string>{"held", "live"}));
+  const json* held = named(doc["kept"], "held");
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(held->at("kind"), "queue");
+  EXPECT_NE(held->at("reason").get<std::string>().find(std::to_string(holder.pid())), std::string::npos)
+      << held->dump();
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "stale")));  // dry run removed nothing
+
+  r = run_cli({"gc", "--dry-run"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("would remove stale (queue)"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "stale")));
+
+  r = run_cli({"gc"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("removed stale (queue)"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(queue_file(dir_, "stale")));
+  EXPECT_FALSE(fs::exists(stream_file("stale")));
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "held")));  // creator dead, but a live process has it open
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "live")));  // creator alive
+
+  holder.stop();
+  r = run_cli({"gc"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_FALSE(fs::exists(queue_file(dir_, "held")));  // its last user is gone now
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "live")));
+  r = run_cli({"gc"});
+  EXPECT_NE(r.out.find("nothing to remove"), std::string::npos) << r.out;
+}
+
+TEST_F(cli, CorruptQueueIsLayoutMismatchNamingFileAndField) {
+  shmlink::Queue::create("good", test_queue_spec());
+  shmlink::Queue::create("badmagic", test_queue_spec());
+  shmlink::Queue::create("short", test_queue_spec());
+  {
+    std::fstream f(queue_file(dir_, "badmagic"), std::ios::in | std::ios::out | std::ios::binary);
+    f.write("NOTQUEUE", 8);  // the magic at offset 0
+  }
+  fs::resize_file(queue_file(dir_, "short"), fs::file_size(queue_file(dir_, "short")) - 64);
+
+  RunResult r = run_cli({"info", "badmagic"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find(queue_file(dir_, "badmagic").string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("magic"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  r = run_cli({"info", "badmagic", "--json"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  r = run_cli({"info", "short", "--queue"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find(queue_file(dir_, "short").string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bytes"), std::string::npos) << r.err;
+
+  // ls lists broken queues with their error instead of failing.
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  ASSERT_EQ(j.at("queues").size(), 3u) << r.out;
+  for (const json& row : j["queues"]) {
+    EXPECT_EQ(row.at("kind"), "queue");
+    if (row.at("name") == "good") {
+      EXPECT_FALSE(row.contains("error")) << row.dump();
+      EXPECT_EQ(row.at("capacity"), 8);
+    } else {
+      ASSERT_TRUE(row.contains("error")) << row.dump();
+      EXPECT_EQ(row.at("exit_code"), 5) << row.dump();
+      EXPECT_NE(row.at("error").get<std::string>().find(row.at("path").get<std::string>()), std::string::npos)
+          << row.dump();
+    }
+  }
+  r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(has_table_row(r.out, {"badmagic", "-", "-"})) << r.out;
+  EXPECT_NE(r.out.find("ERROR"), std::string::npos) << r.out;
+
+  // gc leaves files that are not valid queues alone.
+  r = run_cli({"gc", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "badmagic")));
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "short")));
+  const json gc = parse_json(r);
+  const json* bad = named(gc.at("kept"), "badmagic");
+  ASSERT_NE(bad, nullptr) << r.out;
+  EXPECT_NE(bad->at("reason").get<std::string>().find("not a valid queue"), std::string::npos) << bad->dump();
 }
 
 }  // namespace

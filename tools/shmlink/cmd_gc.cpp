@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
-// `shmlink gc`: removes stale streams, those whose creator is dead and that no process has open,
-// plus temporaries left by creations that crashed before publishing.
+// `shmlink gc`: removes stale streams and queues, those whose creator is dead and that no process
+// has open, plus temporaries left by creations that crashed before publishing.
 #include "common.hpp"
+
+#include <fmt/format.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,18 +31,28 @@ struct GcOptions {
 struct Verdict {
   std::string name;    ///< display name
   std::string path;    ///< file path
+  ChannelKind kind = ChannelKind::stream;  ///< what the file is (or, for a temporary, would be)
   bool remove = false; ///< stale
   std::string reason;  ///< why it is (or is not) removed
+  bool temporary = false;  ///< a temporary of an interrupted creation
 };
 
-/// Judges one stream file.
-Verdict judge_stream(const std::string& path, bool strict) {
-  Verdict v{display_name(path), path, false, {}};
+/// The creator pid recorded in the stream or queue file `path`; the handle is closed again
+/// before returning, so the /proc scan that follows does not find this process.
+/// @throws Error when the file does not open or validate as that kind.
+std::int32_t creator_of(const std::string& path, ChannelKind kind) {
+  if (kind == ChannelKind::queue) return Queue::open(path).info().creator_pid;
+  return open_for_inspection(path).info().creator_pid;
+}
+
+/// Judges one stream or queue file: stale when its creator is dead and no process holds it.
+Verdict judge(const std::string& path, ChannelKind kind, bool strict) {
+  Verdict v{kind == ChannelKind::queue ? queue_display_name(path) : display_name(path), path, kind, false, {}, false};
   std::int32_t creator = 0;
   try {
-    creator = open_for_inspection(path).info().creator_pid;  // closed again before the /proc scan
+    creator = creator_of(path, kind);
   } catch (const Error& e) {
-    v.reason = std::string("not a valid stream, left alone: ") + e.what();
+    v.reason = fmt::format("not a valid {}, left alone: {}", channel_kind_name(kind), e.what());
     return v;
   }
   if (pid_alive(creator)) {
@@ -64,26 +76,42 @@ Verdict judge_stream(const std::string& path, bool strict) {
   return v;
 }
 
-/// Temporaries of interrupted creations: ".<name>.im.shm.XXXXXX", unused and over a minute old.
+/// Temporaries of interrupted creations: ".<name>.im.shm.XXXXXX" (streams) and
+/// ".<name>.queue.shm.XXXXXX" (queues), unused and over a minute old.
 std::vector<Verdict> judge_temporaries(const std::string& dir) {
   std::vector<Verdict> out;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     const std::string base = e.path().filename().string();
-    if (base.size() < 16 || base[0] != '.' || base.find(".im.shm.") == std::string::npos) continue;
+    if (base.size() < 16 || base[0] != '.') continue;
+    const bool stream = base.find(".im.shm.") != std::string::npos;
+    const bool queue = base.find(".queue.shm.") != std::string::npos;
+    if (!stream && !queue) continue;
     struct stat st {};
     if (::stat(e.path().c_str(), &st) != 0 || std::time(nullptr) - st.st_mtime < 60) continue;
     if (!processes_using(e.path().string()).empty()) continue;
-    out.push_back({base, e.path().string(), true, "temporary of an interrupted creation"});
+    out.push_back({base, e.path().string(), queue ? ChannelKind::queue : ChannelKind::stream, true,
+                   "temporary of an interrupted creation", true});
   }
   return out;
+}
+
+/// The name of `v` in gc's text output: "cam" for a stream, "q (queue)" for a queue.
+std::string verdict_label(const Verdict& v) {
+  if (v.kind == ChannelKind::queue && !v.temporary) return v.name + " (queue)";
+  return v.name;
 }
 
 /// Runs `gc`.
 int run_gc(const GcOptions& opt) {
   const std::string dir = resolve_directory(opt.dir);
   std::vector<Verdict> verdicts;
-  for (const std::string& path : list_stream_files(dir)) verdicts.push_back(judge_stream(path, opt.strict));
+  for (const std::string& path : list_stream_files(dir)) {
+    verdicts.push_back(judge(path, ChannelKind::stream, opt.strict));
+  }
+  for (const std::string& path : list_queue_files(dir)) {
+    verdicts.push_back(judge(path, ChannelKind::queue, opt.strict));
+  }
   for (Verdict& t : judge_temporaries(dir)) verdicts.push_back(std::move(t));
   int rc = kExitOk;
   Json removed = Json::array(), kept = Json::array();
@@ -93,9 +121,14 @@ int run_gc(const GcOptions& opt) {
       if (rc == kExitOk) rc = code;
       continue;
     }
-    (v.remove ? removed : kept).push_back(Json{{"name", v.name}, {"path", v.path}, {"reason", v.reason}});
+    (v.remove ? removed : kept)
+        .push_back(Json{{"name", v.name},
+                        {"kind", std::string(channel_kind_name(v.kind))},
+                        {"path", v.path},
+                        {"reason", v.reason},
+                        {"temporary", v.temporary}});
     if (!opt.json && v.remove)
-      std::cout << (opt.dry_run ? "would remove " : "removed ") << v.name << ": " << v.reason << '\n';
+      std::cout << (opt.dry_run ? "would remove " : "removed ") << verdict_label(v) << ": " << v.reason << '\n';
   }
   if (opt.json) {
     Json doc{{"schema_version", 1}, {"directory", dir}, {"dry_run", opt.dry_run}, {"removed", removed}, {"kept", kept}};
@@ -112,10 +145,10 @@ int run_gc(const GcOptions& opt) {
 Command add_gc_command(CLI::App& app) {
   auto opt = std::make_shared<GcOptions>();
   CLI::App* sub = app.add_subcommand(
-      "gc", "Remove stale streams: creator dead and no process has the file open (or mapped)");
+      "gc", "Remove stale streams and queues: creator dead and no process has the file open (or mapped)");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_flag("-n,--dry-run", opt->dry_run, "List what would be removed, remove nothing");
-  sub->add_flag("--strict", opt->strict, "Keep streams when some process's /proc entries cannot be read");
+  sub->add_flag("--strict", opt->strict, "Keep streams and queues when some process's /proc entries cannot be read");
   sub->add_flag("--json", opt->json, "JSON output (schema_version 1)");
   sub->footer(exit_code_help());
   return {sub, [opt] { return run_gc(*opt); }};

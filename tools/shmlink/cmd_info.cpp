@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// `shmlink info NAME`: every metadata field of one stream, its semaphores and keywords.
+// `shmlink info NAME`: every metadata field of one stream, its semaphores and keywords; or every
+// header field of one queue, its counters and its signal table.
 #include "common.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <iostream>
 #include <memory>
@@ -15,9 +17,10 @@ namespace {
 
 /// Options of `info`.
 struct InfoOptions {
-  std::string name;   ///< stream name or path
-  std::string dir;    ///< directory override
-  bool json = false;  ///< print JSON
+  std::string name;    ///< stream or queue name, or path
+  std::string dir;     ///< directory override
+  bool queue = false;  ///< NAME is a queue (--queue), even when a stream of that name exists
+  bool json = false;   ///< print JSON
 };
 
 /// The ISIO keyword type letter of a value ('L', 'D' or 'S').
@@ -62,9 +65,108 @@ std::string imagetype_names(std::uint64_t t) {
   return out.empty() ? "-" : out;
 }
 
-/// Runs `info`: opens the stream and prints its metadata as text or JSON.
+/// Appends "key: value" to `out`, keys padded to one column (the layout of `info`'s text).
+void add_line(std::string& out, std::string_view key, const std::string& value) {
+  out += fmt::format("{:<18}{}\n", fmt::format("{}:", key), value);
+}
+
+/// Prints a queue's header, counters and signal table as text or JSON.
+/// @throws Error (not_found, permission, layout, ...) from opening the queue file, naming it.
+int run_queue_info(const std::string& path, bool json) {
+  const QueueRow row = inspect_queue(path);
+  if (!row.info) throw Error(row.error_code, row.error);
+  const QueueInfo& info = *row.info;
+  const std::optional<FileOwner> owner = file_owner(info.path);
+  const bool creator_alive = pid_alive(info.creator_pid);
+
+  if (json) {
+    Json j;
+    j["schema_version"] = kSchemaVersion;
+    j["kind"] = std::string(channel_kind_name(ChannelKind::queue));
+    j["name"] = info.name;
+    j["path"] = info.path;
+    j["version"] = info.version;
+    j["queue_kind"] = std::string(queue_kind_name(info.kind));
+    j["wait_mode"] = std::string(wait_mode_name(info.wait));
+    j["capacity"] = info.capacity;
+    j["max_values"] = info.max_values;
+    j["cell_bytes"] = info.cell_bytes;
+    j["file_bytes"] = info.file_bytes;
+    if (owner) {
+      j["mode"] = format_mode(owner->mode);
+      j["uid"] = owner->uid;
+      j["user"] = owner->user.empty() ? Json(nullptr) : Json(owner->user);
+      j["gid"] = owner->gid;
+      j["group"] = owner->group.empty() ? Json(nullptr) : Json(owner->group);
+    }
+    j["size"] = queue_size(info);
+    j["pushed"] = info.pushed;
+    j["popped"] = info.popped;
+    j["closed"] = info.closed;
+    j["creator_pid"] = info.creator_pid;
+    j["creator_alive"] = creator_alive;
+    j["creation_time_ns"] = info.creation_time_ns;
+    j["signal_count"] = info.signals.size();
+    j["signals"] = signals_to_json(info.signals);
+    print_json(j);
+    return kExitOk;
+  }
+
+  std::string out;
+  add_line(out, "name", info.name);
+  add_line(out, "kind", "queue");
+  add_line(out, "path", info.path);
+  add_line(out, "version", std::to_string(info.version));
+  add_line(out, "queue kind", fmt::format("{} ({})", queue_kind_name(info.kind),
+                                          info.kind == QueueKind::spsc ? "one producer, one consumer"
+                                                                       : "many producers, many consumers"));
+  add_line(out, "wait mode", std::string(wait_mode_name(info.wait)));
+  add_line(out, "capacity", std::to_string(info.capacity));
+  add_line(out, "max values", std::to_string(info.max_values));
+  add_line(out, "cell bytes", std::to_string(info.cell_bytes));
+  add_line(out, "file bytes", std::to_string(info.file_bytes));
+  if (owner) {
+    add_line(out, "mode", format_mode(owner->mode));
+    add_line(out, "file owner",
+             fmt::format("{} ({}), group {} ({})", owner->uid, owner->user.empty() ? "?" : owner->user, owner->gid,
+                         owner->group.empty() ? "?" : owner->group));
+  }
+  add_line(out, "size", fmt::format("{} (pushed - popped)", queue_size(info)));
+  add_line(out, "pushed", std::to_string(info.pushed));
+  add_line(out, "popped", std::to_string(info.popped));
+  add_line(out, "state", info.closed ? "closed (shut down: no more pushes; consumers drain it)" : "open");
+  add_line(out, "creator pid", fmt::format("{} ({})", info.creator_pid, creator_alive ? "alive" : "dead"));
+  add_line(out, "creation time", format_time_ns(info.creation_time_ns));
+  add_line(out, "signals", std::to_string(info.signals.size()));
+  std::cout << out;
+
+  if (info.signals.empty()) {
+    std::cout << "\nno signal table\n";
+  } else {
+    Table st;
+    st.headers = {"INDEX", "SIGNAL", "TYPE", "UNIT"};
+    st.right_aligned = {true, false, false, false};
+    for (const Signal& sig : info.signals) {
+      st.rows.push_back({{std::to_string(sig.index)}, {sig.name}, {std::string(signal_type_name(sig.type))},
+                         {sig.unit.empty() ? std::string("-") : sig.unit}});
+    }
+    std::cout << '\n' << st.render(false);
+  }
+  std::cout << std::flush;
+  return kExitOk;
+}
+
+/// Runs `info`: resolves NAME to a stream or a queue (resolve_channel()) and prints its
+/// metadata as text or JSON. A queue shadowed by a stream of the same name is mentioned on
+/// stderr.
 int run_info(const InfoOptions& opt) {
-  const std::string path = resolve_stream(opt.name, opt.dir);
+  const ResolvedChannel target = resolve_channel(opt.name, opt.dir, opt.queue);
+  if (target.kind == ChannelKind::queue) return run_queue_info(target.path, opt.json);
+  if (target.other_queue) {
+    spdlog::warn("a queue named '{}' exists too ({}); showing the stream, use --queue for the queue", opt.name,
+                 *target.other_queue);
+  }
+  const std::string& path = target.path;
   Stream s = open_for_inspection(path);
   const StreamInfo info = s.info();
   const std::vector<Keyword> keywords = s.keywords();
@@ -77,6 +179,7 @@ int run_info(const InfoOptions& opt) {
   if (opt.json) {
     Json j;
     j["schema_version"] = kSchemaVersion;
+    j["kind"] = std::string(channel_kind_name(ChannelKind::stream));
     j["name"] = info.name;
     j["path"] = info.path;
     j["version"] = info.version;
@@ -218,9 +321,13 @@ int run_info(const InfoOptions& opt) {
 
 Command add_info_command(CLI::App& app) {
   auto opt = std::make_shared<InfoOptions>();
-  CLI::App* sub = app.add_subcommand("info", "Show all metadata, semaphores and keywords of a stream");
-  sub->add_option("name", opt->name, "Stream name, or a path to a .im.shm file")->required();
+  CLI::App* sub = app.add_subcommand(
+      "info", "Show all metadata, semaphores and keywords of a stream, or the header, counters and signals of a queue");
+  sub->add_option("name", opt->name,
+                  "Stream or queue name, or a path to a .im.shm or .queue.shm file (a stream wins when both exist)")
+      ->required();
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
+  sub->add_flag("--queue", opt->queue, "NAME is a queue (<NAME>.queue.shm), even when a stream of that name exists");
   sub->add_flag("--json", opt->json, "Print JSON");
   sub->footer(exit_code_help());
   return {sub, [opt] { return run_info(*opt); }};

@@ -31,10 +31,36 @@ namespace shmlink::cli {
 namespace {
 
 constexpr std::string_view kSuffix = ".im.shm";
+constexpr std::string_view kQueueSuffix = ".queue.shm";
 
 /// True when `s` ends with `suffix`.
 bool ends_with(std::string_view s, std::string_view suffix) noexcept {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+/// Paths of the entries of `dir` whose names end in `suffix` (longer than it), directories
+/// excepted, sorted. @throws Error naming the directory when it cannot be listed.
+std::vector<std::string> list_files_with_suffix(const std::string& dir, std::string_view suffix) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    throw Error(errc_from_errno(ec.value()), fmt::format("listing stream directory {}: {}", dir, ec.message()));
+  }
+  std::vector<std::string> out;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const std::string file = it->path().filename().string();
+    if (file.size() <= suffix.size() || !ends_with(file, suffix)) continue;
+    std::error_code type_ec;
+    if (it->is_directory(type_ec)) continue;
+    out.push_back(it->path().string());
+  }
+  if (ec) {
+    throw Error(errc_from_errno(ec.value()), fmt::format("listing stream directory {}: {}", dir, ec.message()));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace
@@ -59,12 +85,12 @@ std::string exit_code_help() {
          "  0    success\n"
          "  1    failure (stream exists, no space, I/O error, torn read, ...)\n"
          "  2    usage error (bad option, shape, dtype or name; name longer than 79 bytes)\n"
-         "  3    stream or directory not found\n"
+         "  3    stream, queue or directory not found\n"
          "  4    permission denied\n"
-         "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream file)\n"
+         "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream or shmlink queue file)\n"
          "  124  timed out waiting\n"
          "\n"
-         "Streams live in $SHMLINK_DIR, else $MILK_SHM_DIR, else /milk/shm if it exists, else /dev/shm.\n"
+         "Streams and queues live in $SHMLINK_DIR, else $MILK_SHM_DIR, else /milk/shm if it exists, else /dev/shm.\n"
          "--json output is one JSON document on stdout with a \"schema_version\" key; diagnostics go to stderr.";
 }
 
@@ -181,28 +207,7 @@ std::string resolve_directory(const std::string& dir) {
   return dir.empty() ? shmlink::stream_directory() : dir;
 }
 
-std::vector<std::string> list_stream_files(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  if (ec) {
-    throw Error(errc_from_errno(ec.value()), fmt::format("listing stream directory {}: {}", dir, ec.message()));
-  }
-  std::vector<std::string> out;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    const std::string file = it->path().filename().string();
-    if (file.size() <= kSuffix.size() || !ends_with(file, kSuffix)) continue;
-    std::error_code type_ec;
-    if (it->is_directory(type_ec)) continue;
-    out.push_back(it->path().string());
-  }
-  if (ec) {
-    throw Error(errc_from_errno(ec.value()), fmt::format("listing stream directory {}: {}", dir, ec.message()));
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+std::vector<std::string> list_stream_files(const std::string& dir) { return list_files_with_suffix(dir, kSuffix); }
 
 std::string display_name(const std::string& path) {
   std::string base = std::filesystem::path(path).filename().string();
@@ -792,6 +797,7 @@ gid_t resolve_group(const std::string& text) {
 Json row_to_json(const StreamRow& row) {
   Json j;
   j["name"] = row.name;
+  j["kind"] = std::string(channel_kind_name(ChannelKind::stream));
   j["path"] = row.path;
   if (!row.info) {
     j["error"] = row.error;
@@ -910,6 +916,167 @@ bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>&
 int report_error(const Error& e) {
   spdlog::error("{}", e.what());
   return exit_code_for(e.errc());
+}
+
+}  // namespace shmlink::cli
+
+// ---- queues ----------------------------------------------------------------------------
+
+namespace shmlink::cli {
+
+namespace {
+
+/// True when something is at `path` (lstat(2), so a dangling link counts) or when that cannot
+/// be decided (EACCES and the like): only ENOENT and ENOTDIR mean absent.
+bool present(const std::string& path) noexcept {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) return true;
+  return errno != ENOENT && errno != ENOTDIR;
+}
+
+}  // namespace
+
+std::string_view channel_kind_name(ChannelKind kind) noexcept {
+  switch (kind) {
+    case ChannelKind::stream: return "stream";
+    case ChannelKind::queue: return "queue";
+  }
+  return "unknown";
+}
+
+std::string_view queue_kind_name(QueueKind kind) noexcept {
+  switch (kind) {
+    case QueueKind::spsc: return "spsc";
+    case QueueKind::mpmc: return "mpmc";
+  }
+  return "unknown";
+}
+
+std::string_view wait_mode_name(WaitMode mode) noexcept {
+  switch (mode) {
+    case WaitMode::polling: return "polling";
+    case WaitMode::futex: return "futex";
+    case WaitMode::hybrid: return "hybrid";
+  }
+  return "unknown";
+}
+
+bool is_stream_file_name(std::string_view path) noexcept {
+  return path.size() > kSuffix.size() && ends_with(path, kSuffix);
+}
+
+bool is_queue_file_name(std::string_view path) noexcept {
+  return path.size() > kQueueSuffix.size() && ends_with(path, kQueueSuffix);
+}
+
+std::string resolve_queue(const std::string& name, const std::string& dir) {
+  if (name.empty()) throw Error(Errc::invalid_argument, "queue name is empty");
+  if (name.find('/') != std::string::npos) return shmlink::queue_path(name);
+  // queue_path() drops a trailing ".queue.shm" and checks the length of the bare name.
+  const std::string in_default_dir = shmlink::queue_path(name);
+  if (dir.empty()) return in_default_dir;
+  return dir + "/" + std::filesystem::path(in_default_dir).filename().string();
+}
+
+std::vector<std::string> list_queue_files(const std::string& dir) { return list_files_with_suffix(dir, kQueueSuffix); }
+
+std::string queue_display_name(const std::string& path) {
+  std::string base = std::filesystem::path(path).filename().string();
+  if (is_queue_file_name(base)) base.resize(base.size() - kQueueSuffix.size());
+  return base;
+}
+
+ResolvedChannel resolve_channel(const std::string& name, const std::string& dir, bool force_queue) {
+  if (force_queue || is_queue_file_name(name)) return {ChannelKind::queue, resolve_queue(name, dir), std::nullopt};
+  const std::string stream = resolve_stream(name, dir);
+  if (name.find('/') != std::string::npos || is_stream_file_name(name)) {
+    return {ChannelKind::stream, stream, std::nullopt};
+  }
+  const std::string queue = resolve_queue(name, dir);
+  if (present(stream)) {
+    return {ChannelKind::stream, stream, present(queue) ? std::optional<std::string>(queue) : std::nullopt};
+  }
+  if (present(queue)) return {ChannelKind::queue, queue, std::nullopt};
+  throw Error(Errc::not_found,
+              fmt::format("no stream or queue named '{}': neither {} nor {} exists", name, stream, queue));
+}
+
+QueueRow inspect_queue(const std::string& path) {
+  QueueRow row;
+  row.path = path;
+  row.name = queue_display_name(path);
+  try {
+    std::optional<QueueInfo> info;
+    bool faulted = false;
+    {
+      // Every address: the mapping is not known before open() returns (as FileState::open).
+      detail::MappingGuard guard(0, std::numeric_limits<std::uintptr_t>::max());
+      const Queue q = Queue::open(path);
+      info = q.info();
+      faulted = guard.faulted();
+    }
+    if (faulted) {
+      row.error = fmt::format("queue file {} shrank while it was read (truncated or re-created in place)", path);
+      row.error_code = Errc::layout;
+      return row;
+    }
+    row.name = info->name.empty() ? row.name : info->name;
+    row.info = std::move(info);
+  } catch (const Error& e) {
+    row.error = e.what();
+    row.error_code = e.errc();
+  } catch (const std::exception& e) {
+    row.error = fmt::format("opening queue {}: {}", path, e.what());
+    row.error_code = Errc::system;
+  }
+  return row;
+}
+
+std::uint64_t queue_size(const QueueInfo& info) noexcept {
+  if (info.pushed <= info.popped) return 0;
+  return std::min<std::uint64_t>(info.pushed - info.popped, info.capacity);
+}
+
+Json queue_row_to_json(const QueueRow& row) {
+  Json j;
+  j["name"] = row.name;
+  j["kind"] = std::string(channel_kind_name(ChannelKind::queue));
+  j["path"] = row.path;
+  if (!row.info) {
+    j["error"] = row.error;
+    j["error_code"] = std::string(shmlink::strerror(row.error_code));
+    j["exit_code"] = exit_code_for(row.error_code);
+    return j;
+  }
+  const QueueInfo& info = *row.info;
+  j["queue_kind"] = std::string(queue_kind_name(info.kind));
+  j["wait_mode"] = std::string(wait_mode_name(info.wait));
+  j["capacity"] = info.capacity;
+  j["max_values"] = info.max_values;
+  j["cell_bytes"] = info.cell_bytes;
+  j["file_bytes"] = info.file_bytes;
+  j["size"] = queue_size(info);
+  j["pushed"] = info.pushed;
+  j["popped"] = info.popped;
+  j["closed"] = info.closed;
+  j["signal_count"] = info.signals.size();
+  j["creator_pid"] = info.creator_pid;
+  j["creator_alive"] = pid_alive(info.creator_pid);
+  j["creation_time_ns"] = info.creation_time_ns;
+  return j;
+}
+
+Json signals_to_json(const std::vector<Signal>& signals) {
+  Json out = Json::array();
+  for (const Signal& s : signals) {
+    Json e;
+    e["index"] = s.index;
+    e["name"] = s.name;
+    e["type"] = std::string(signal_type_name(s.type));
+    e["unit"] = s.unit;
+    out.push_back(std::move(e));
+  }
+  return out;
 }
 
 }  // namespace shmlink::cli
