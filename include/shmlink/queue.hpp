@@ -140,6 +140,9 @@ struct QueueExpect {
   std::optional<std::uint32_t> max_values;    ///< exact values per sample
   std::optional<std::vector<Signal>> signals;  ///< the exact signal table (order included)
   std::optional<QueueKind> kind;
+  /// Map read-write (default; needed to push or pop) or read-only (tools inspecting other
+  /// users' queues: push/pop/shutdown then return Errc::permission or do nothing).
+  bool writable = true;
 };
 
 /// A snapshot of a queue's header, for tools.
@@ -218,7 +221,7 @@ class SHMLINK_EXPORT Queue {
   // ---- producing ----------------------------------------------------------------------
   /// Pushes one sample if a cell is free. Never blocks, never allocates.
   /// @return ok; would_block (full); size_mismatch (more values than max_values); closed (the
-  ///         queue was shut: see shutdown()).
+  ///         queue was shut: see shutdown()); permission (opened read-only).
   Status try_push(const Sample& s) noexcept;
   /// Pushes up to `samples.size()` samples, in order, stopping at the first that does not fit.
   /// @param pushed receives how many were pushed. @return as try_push for the first failure.
@@ -231,7 +234,7 @@ class SHMLINK_EXPORT Queue {
   // ---- consuming ----------------------------------------------------------------------
   /// Pops the oldest sample into `out` (its values vector is resized to the sample's length;
   /// it allocates only when that exceeds its capacity).
-  /// @return ok; would_block (empty); closed (shut and drained).
+  /// @return ok; would_block (empty); closed (shut and drained); permission (read-only).
   Status try_pop(Sample& out) noexcept;
   /// Pops up to `out.size()` samples; `popped` receives how many.
   Status try_pop_bulk(std::span<Sample> out, std::size_t* popped) noexcept;

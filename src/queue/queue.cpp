@@ -88,6 +88,7 @@ struct Queue::Impl {
   std::vector<Signal> signals;
   std::string name;
   std::string path;
+  bool writable = true;  ///< false: mapped read-only; push/pop return Errc::permission
 
   CellHeader* cell(std::uint64_t pos) const noexcept {
     return reinterpret_cast<CellHeader*>(cells + (pos & mask) * cell_bytes);
@@ -137,6 +138,7 @@ struct Queue::Impl {
 
   /// One non-blocking push attempt.
   Status try_push(const Sample& s) noexcept {
+    if (!writable) return Errc::permission;
     if (s.values.size() > max_values) return Errc::size_mismatch;
     if (shut()) return Errc::closed;
     if (kind == QueueKind::spsc) {
@@ -169,6 +171,7 @@ struct Queue::Impl {
 
   /// One non-blocking pop attempt.
   Status try_pop(Sample& out) noexcept {
+    if (!writable) return Errc::permission;
     if (kind == QueueKind::spsc) {
       const std::uint64_t hd = aref(h->head).load(std::memory_order_relaxed);  // ours alone
       if (aref(h->tail).load(std::memory_order_acquire) == hd) return shut() ? Errc::closed : Errc::would_block;
@@ -326,7 +329,7 @@ Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMo
 
 Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   const std::string path = queue_path(name_or_path);
-  Segment seg = Segment::open_file(path, true);
+  Segment seg = Segment::open_file(path, expect.writable);
   auto fail = [&](const std::string& what) { throw Error(Errc::layout, "opening queue " + path + ": " + what); };
   if (seg.size() < sizeof(QueueHeader))
     fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the 256-byte header");
@@ -384,6 +387,7 @@ Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   impl->wait = static_cast<WaitMode>(impl->h->wait);
   impl->signals = std::move(signals);
   impl->path = path;
+  impl->writable = expect.writable;
   const std::string base = path.substr(path.rfind('/') + 1);
   impl->name = base.size() > kSuffix.size() && base.ends_with(kSuffix) ? base.substr(0, base.size() - kSuffix.size()) : base;
   return Queue(std::move(impl));
@@ -505,7 +509,7 @@ Status Queue::pop(Sample& out, std::chrono::nanoseconds timeout) noexcept {
 }
 
 void Queue::shutdown() noexcept {
-  if (!impl_) return;
+  if (!impl_ || !impl_->writable) return;
   QueueHeader* h = impl_->h;
   aref(h->state).store(qlayout::kStateShut, std::memory_order_seq_cst);
   aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);

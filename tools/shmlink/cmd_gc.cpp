@@ -41,7 +41,7 @@ struct Verdict {
 /// before returning, so the /proc scan that follows does not find this process.
 /// @throws Error when the file does not open or validate as that kind.
 std::int32_t creator_of(const std::string& path, ChannelKind kind) {
-  if (kind == ChannelKind::queue) return Queue::open(path).info().creator_pid;
+  if (kind == ChannelKind::queue) return Queue::open(path, QueueExpect{.writable = false}).info().creator_pid;
   return open_for_inspection(path).info().creator_pid;
 }
 

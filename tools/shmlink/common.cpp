@@ -1011,7 +1011,7 @@ QueueRow inspect_queue(const std::string& path) {
     {
       // Every address: the mapping is not known before open() returns (as FileState::open).
       detail::MappingGuard guard(0, std::numeric_limits<std::uintptr_t>::max());
-      const Queue q = Queue::open(path);
+      const Queue q = Queue::open(path, QueueExpect{.writable = false});
       info = q.info();
       faulted = guard.faulted();
     }
