@@ -136,6 +136,23 @@ struct Queue::Impl {
   }
   bool shut() const noexcept { return aref(h->state).load(std::memory_order_acquire) == qlayout::kStateShut; }
 
+  /// True when a push could find a free cell now (or the queue is shut).
+  bool can_push() const noexcept {
+    if (shut()) return true;
+    const std::uint64_t t = aref(h->tail).load(std::memory_order_acquire);
+    if (kind == QueueKind::spsc) return t - aref(h->head).load(std::memory_order_acquire) < capacity;
+    return aref(cell(t)->turn).load(std::memory_order_acquire) == t;  // freed by its consumer
+  }
+  /// True when a pop could find a published sample now (or the queue is shut).
+  bool can_pop() const noexcept {
+    if (shut()) return true;
+    const std::uint64_t hd = aref(h->head).load(std::memory_order_acquire);
+    if (kind == QueueKind::spsc) return aref(h->tail).load(std::memory_order_acquire) != hd;
+    // MPMC: the cell must be published, not merely claimed (a producer that died between its
+    // claim and its publish leaves the cell claimed forever: consumers then time out).
+    return aref(cell(hd)->turn).load(std::memory_order_acquire) == hd + 1;
+  }
+
   /// One non-blocking push attempt.
   Status try_push(const Sample& s) noexcept {
     if (!writable) return Errc::permission;
@@ -464,12 +481,8 @@ Status Queue::push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
   for (;;) {
     const Status st = m.try_push(s);
     if (st.code() != Errc::would_block) return st;
-    const Status w = m.wait_for(
-        [&] {
-          return m.shut() || aref(m.h->tail).load(std::memory_order_acquire) -
-                                     aref(m.h->head).load(std::memory_order_acquire) < m.capacity;
-        },
-        &m.h->not_full, &m.h->push_waiters, deadline);
+    if (os::monotonic_ns() >= deadline) return Errc::timeout;
+    const Status w = m.wait_for([&] { return m.can_push(); }, &m.h->not_full, &m.h->push_waiters, deadline);
     if (!w.ok()) return w;
   }
 }
@@ -498,12 +511,8 @@ Status Queue::pop(Sample& out, std::chrono::nanoseconds timeout) noexcept {
   for (;;) {
     const Status st = m.try_pop(out);
     if (st.code() != Errc::would_block) return st;
-    const Status w = m.wait_for(
-        [&] {
-          return m.shut() || aref(m.h->tail).load(std::memory_order_acquire) !=
-                                     aref(m.h->head).load(std::memory_order_acquire);
-        },
-        &m.h->not_empty, &m.h->pop_waiters, deadline);
+    if (os::monotonic_ns() >= deadline) return Errc::timeout;
+    const Status w = m.wait_for([&] { return m.can_pop(); }, &m.h->not_empty, &m.h->pop_waiters, deadline);
     if (!w.ok()) return w;
   }
 }
