@@ -383,6 +383,12 @@ Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
     s.name = *name;
     s.unit = *unit;
     if (s.index >= maxv) fail("signal '" + s.name + "' index " + std::to_string(s.index) + " is not below max_values");
+    if (s.type != SignalType::f64 && s.type != SignalType::i64 && s.type != SignalType::boolean &&
+        s.type != SignalType::c64)
+      fail("signal '" + s.name + "' has type " + std::to_string(table[i].type) + ", not 1..4");
+    for (const Signal& prev : signals)
+      if (prev.index == s.index)
+        fail("signals '" + prev.name + "' and '" + s.name + "' both have index " + std::to_string(s.index));
     signals.push_back(std::move(s));
   }
   if (expect.max_values && *expect.max_values != maxv)
