@@ -114,12 +114,7 @@ int run_create(const CreateOptions& opt) {
     j["semaphores"] = info.semaphores;
     j["keyword_slots"] = info.keyword_slots;
     j["permissions"] = format_mode(*mode);
-    if (owner) {
-      j["mode"] = format_mode(owner->mode);
-      j["uid"] = owner->uid;
-      j["gid"] = owner->gid;
-      j["group"] = owner->group.empty() ? Json(nullptr) : Json(owner->group);
-    }
+    if (owner) add_owner_json(j, *owner);
     print_json(j);
   } else {
     std::string extra;

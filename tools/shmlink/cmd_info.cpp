@@ -92,13 +92,7 @@ int run_queue_info(const std::string& path, bool json) {
     j["max_values"] = info.max_values;
     j["cell_bytes"] = info.cell_bytes;
     j["file_bytes"] = info.file_bytes;
-    if (owner) {
-      j["mode"] = format_mode(owner->mode);
-      j["uid"] = owner->uid;
-      j["user"] = owner->user.empty() ? Json(nullptr) : Json(owner->user);
-      j["gid"] = owner->gid;
-      j["group"] = owner->group.empty() ? Json(nullptr) : Json(owner->group);
-    }
+    if (owner) add_owner_json(j, *owner);
     j["size"] = queue_size(info);
     j["pushed"] = info.pushed;
     j["popped"] = info.popped;
@@ -194,13 +188,7 @@ int run_info(const InfoOptions& opt) {
     j["frame_bytes"] = info.frame_bytes;
     j["data_bytes"] = info.data_bytes;
     j["file_bytes"] = info.file_bytes;
-    if (owner) {
-      j["mode"] = format_mode(owner->mode);
-      j["uid"] = owner->uid;
-      j["user"] = owner->user.empty() ? Json(nullptr) : Json(owner->user);
-      j["gid"] = owner->gid;
-      j["group"] = owner->group.empty() ? Json(nullptr) : Json(owner->group);
-    }
+    if (owner) add_owner_json(j, *owner);
     j["imagetype"] = info.imagetype;
     j["imagetype_names"] = imagetype_names(info.imagetype);
     j["semaphores"] = info.semaphores;

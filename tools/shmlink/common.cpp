@@ -779,6 +779,23 @@ std::optional<FileOwner> file_owner(const std::string& path) {
 
 std::string format_mode(mode_t mode) { return fmt::format("{:04o}", static_cast<unsigned>(mode & 07777)); }
 
+void add_owner_json(Json& j, const FileOwner& owner) {
+  j["mode"] = format_mode(owner.mode);
+  j["uid"] = owner.uid;
+  j["user"] = owner.user.empty() ? Json(nullptr) : Json(owner.user);
+  j["gid"] = owner.gid;
+  j["group"] = owner.group.empty() ? Json(nullptr) : Json(owner.group);
+}
+
+namespace {
+/// The fields of a row that could not be read: message, error name and exit code.
+void add_error_json(Json& j, const std::string& error, Errc code) {
+  j["error"] = error;
+  j["error_code"] = std::string(shmlink::strerror(code));
+  j["exit_code"] = exit_code_for(code);
+}
+}  // namespace
+
 gid_t resolve_group(const std::string& text) {
   if (text.empty()) throw Error(Errc::invalid_argument, "--group: empty group name");
   if (std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
@@ -800,9 +817,7 @@ Json row_to_json(const StreamRow& row) {
   j["kind"] = std::string(channel_kind_name(ChannelKind::stream));
   j["path"] = row.path;
   if (!row.info) {
-    j["error"] = row.error;
-    j["error_code"] = std::string(shmlink::strerror(row.error_code));
-    j["exit_code"] = exit_code_for(row.error_code);
+    add_error_json(j, row.error, row.error_code);
     return j;
   }
   const StreamInfo& info = *row.info;
@@ -1043,9 +1058,7 @@ Json queue_row_to_json(const QueueRow& row) {
   j["kind"] = std::string(channel_kind_name(ChannelKind::queue));
   j["path"] = row.path;
   if (!row.info) {
-    j["error"] = row.error;
-    j["error_code"] = std::string(shmlink::strerror(row.error_code));
-    j["exit_code"] = exit_code_for(row.error_code);
+    add_error_json(j, row.error, row.error_code);
     return j;
   }
   const QueueInfo& info = *row.info;

@@ -304,6 +304,9 @@ std::optional<FileOwner> file_owner(const std::string& path);
 /// Permission bits as four octal digits ("0660").
 std::string format_mode(mode_t mode);
 
+/// Adds "mode", "uid", "user", "gid", "group" (names null when unknown) to a JSON object.
+void add_owner_json(Json& j, const FileOwner& owner);
+
 /// A `--group` argument resolved to a gid: a numeric gid is used as given, anything else is
 /// looked up as a group name.
 /// @throws Error invalid_argument naming the group when no group has that name.
