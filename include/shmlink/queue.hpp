@@ -160,6 +160,8 @@ struct QueueInfo {
   std::uint64_t popped = 0;   ///< samples popped so far (the consumer index)
   bool closed = false;
   std::int32_t creator_pid = 0;
+  /// Pid of the reader that attached through an Interface (mark_consumer_attached()); 0: none.
+  std::int32_t consumer_pid = 0;
   std::int64_t creation_time_ns = 0;
   std::vector<Signal> signals;
 };
@@ -210,7 +212,12 @@ class SHMLINK_EXPORT Queue {
   [[nodiscard]] std::uint32_t capacity() const noexcept;
   [[nodiscard]] std::uint32_t max_values() const noexcept;
   [[nodiscard]] QueueKind kind() const noexcept;
+  /// How this handle's blocking push/pop wait: the queue's recorded mode unless
+  /// set_wait_mode() changed it.
   [[nodiscard]] WaitMode wait_mode() const noexcept;
+  /// Makes this handle's blocking push/pop wait by `mode` (the file is unchanged; wakers wake
+  /// whoever sleeps, whatever mode the queue records). No effect on an invalid handle.
+  void set_wait_mode(WaitMode mode) noexcept;
   /// The signal table.
   [[nodiscard]] const std::vector<Signal>& signals() const noexcept;
   /// Samples in the queue now (an estimate while others push or pop).
@@ -247,6 +254,13 @@ class SHMLINK_EXPORT Queue {
   void shutdown() noexcept;
   /// True once shutdown() was called by any process.
   [[nodiscard]] bool is_shut() const noexcept;
+
+  /// Records this process as the queue's attached reader (release store of its pid in the
+  /// header): the Interface handshake, so that the writer knows its output is being read.
+  /// No effect on a read-only handle.
+  void mark_consumer_attached() noexcept;
+  /// The pid recorded by mark_consumer_attached() (acquire load); 0 when nobody attached.
+  [[nodiscard]] pid_t consumer_pid() const noexcept;
 
   struct Impl;
 

@@ -39,6 +39,7 @@ const char* strerror(Errc e) noexcept {
     case Errc::name_too_long: return "name too long";
     case Errc::dtype_mismatch: return "element type does not match the stream's datatype";
     case Errc::busy: return "no free slot";
+    case Errc::peer_exited: return "the peer process exited";
     case Errc::torn: return "read kept colliding with the writer";
     case Errc::writer_active: return "write flag stayed set (writer active or dead mid-write)";
     case Errc::replaced: return "stream file was re-created or removed";

@@ -432,6 +432,19 @@ std::uint32_t Queue::capacity() const noexcept { return impl_ ? impl_->capacity 
 std::uint32_t Queue::max_values() const noexcept { return impl_ ? impl_->max_values : 0; }
 QueueKind Queue::kind() const noexcept { return impl_ ? impl_->kind : QueueKind::spsc; }
 WaitMode Queue::wait_mode() const noexcept { return impl_ ? impl_->wait : WaitMode::hybrid; }
+
+void Queue::mark_consumer_attached() noexcept {
+  if (impl_ && impl_->writable) aref(impl_->h->consumer_pid).store(os::current_pid(), std::memory_order_release);
+}
+
+pid_t Queue::consumer_pid() const noexcept {
+  return impl_ ? aref(impl_->h->consumer_pid).load(std::memory_order_acquire) : 0;
+}
+
+void Queue::set_wait_mode(WaitMode mode) noexcept {
+  if (impl_ && (mode == WaitMode::polling || mode == WaitMode::futex || mode == WaitMode::hybrid))
+    impl_->wait = mode;
+}
 const std::vector<Signal>& Queue::signals() const noexcept { return impl_ ? impl_->signals : kNoSignals; }
 
 std::uint64_t Queue::size() const noexcept {
@@ -449,7 +462,7 @@ QueueInfo Queue::info() const {
   i.path = m.path;
   i.version = aref(m.h->version).load(std::memory_order_acquire);
   i.kind = m.kind;
-  i.wait = m.wait;
+  i.wait = static_cast<WaitMode>(m.h->wait);  // the recorded mode, not this handle's
   i.capacity = m.capacity;
   i.max_values = m.max_values;
   i.cell_bytes = static_cast<std::uint32_t>(m.cell_bytes);
@@ -458,6 +471,7 @@ QueueInfo Queue::info() const {
   i.popped = aref(m.h->head).load(std::memory_order_acquire);
   i.closed = m.shut();
   i.creator_pid = m.h->creator_pid;
+  i.consumer_pid = aref(m.h->consumer_pid).load(std::memory_order_acquire);
   i.creation_time_ns = m.h->creation_time_ns;
   i.signals = m.signals;
   return i;

@@ -54,7 +54,8 @@ struct QueueHeader {
   std::uint8_t pad2[48];       // 144
   // line 3 (192..255)
   std::uint32_t state;         // 192 kStateOpen / kStateShut (atomic)
-  std::uint8_t pad3[60];       // 196
+  std::int32_t consumer_pid;   // 196 pid of the Interface that attached as reader; 0: none (atomic)
+  std::uint8_t pad3[56];       // 200
 };
 static_assert(sizeof(QueueHeader) == 256);
 static_assert(offsetof(QueueHeader, version) == 8);
@@ -74,6 +75,7 @@ static_assert(offsetof(QueueHeader, head) == 128);
 static_assert(offsetof(QueueHeader, pop_waiters) == 136);
 static_assert(offsetof(QueueHeader, not_empty) == 140);
 static_assert(offsetof(QueueHeader, state) == 192);
+static_assert(offsetof(QueueHeader, consumer_pid) == 196);
 
 /// One signal table entry.
 struct SignalEntry {
