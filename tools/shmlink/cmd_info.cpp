@@ -99,6 +99,7 @@ int run_queue_info(const std::string& path, bool json) {
     j["closed"] = info.closed;
     j["creator_pid"] = info.creator_pid;
     j["creator_alive"] = creator_alive;
+    j["consumer_pid"] = info.consumer_pid;
     j["creation_time_ns"] = info.creation_time_ns;
     j["signal_count"] = info.signals.size();
     j["signals"] = signals_to_json(info.signals);
@@ -130,6 +131,9 @@ int run_queue_info(const std::string& path, bool json) {
   add_line(out, "popped", std::to_string(info.popped));
   add_line(out, "state", info.closed ? "closed (shut down: no more pushes; consumers drain it)" : "open");
   add_line(out, "creator pid", fmt::format("{} ({})", info.creator_pid, creator_alive ? "alive" : "dead"));
+  if (info.consumer_pid != 0)
+    add_line(out, "reader pid", fmt::format("{} ({}; attached through an interface)", info.consumer_pid,
+                                            pid_alive(info.consumer_pid) ? "alive" : "dead"));
   add_line(out, "creation time", format_time_ns(info.creation_time_ns));
   add_line(out, "signals", std::to_string(info.signals.size()));
   std::cout << out;

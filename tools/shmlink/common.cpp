@@ -1075,6 +1075,7 @@ Json queue_row_to_json(const QueueRow& row) {
   j["signal_count"] = info.signals.size();
   j["creator_pid"] = info.creator_pid;
   j["creator_alive"] = pid_alive(info.creator_pid);
+  j["consumer_pid"] = info.consumer_pid;
   j["creation_time_ns"] = info.creation_time_ns;
   return j;
 }
