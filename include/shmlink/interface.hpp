@@ -92,8 +92,9 @@ struct SHMLINK_EXPORT PeerStatus {
 
 /// A duplex co-simulation link between this process and one peer. Move-only.
 ///
-/// Thread safety: one thread writes and one thread reads (they may differ); setup (export,
-/// import, open, close) from one thread while neither runs.
+/// Thread safety: one thread writes and one thread reads (they may differ; both may find the
+/// peer dead at once, and peer() may be called from any thread); setup (export, import, open,
+/// close) from one thread while neither runs.
 ///
 /// Memory ordering: that of Queue (a read that returns ok sees the whole sample the peer wrote).
 class SHMLINK_EXPORT Interface {
@@ -163,8 +164,9 @@ class SHMLINK_EXPORT Interface {
   [[nodiscard]] const std::vector<Signal>& imports() const noexcept;
   /// The peer's signal table (after open()).
   [[nodiscard]] const std::vector<Signal>& peer_signals() const noexcept;
-  /// What became of the peer (refreshed by reads, writes, peer_alive() and close()).
-  [[nodiscard]] const PeerStatus& peer() const noexcept;
+  /// What became of the peer (refreshed by reads, writes, peer_alive() and close()): a copy,
+  /// safe to take from any thread while others read and write.
+  [[nodiscard]] PeerStatus peer() const;
   /// Checks now whether the peer is alive (its lock held; a launched child not reaped).
   bool peer_alive() noexcept;
   /// The spec given at construction.
@@ -172,6 +174,8 @@ class SHMLINK_EXPORT Interface {
   /// The queues (valid after open()), for tools and bulk use.
   [[nodiscard]] Queue& out_queue() noexcept;
   [[nodiscard]] Queue& in_queue() noexcept;
+  [[nodiscard]] const Queue& out_queue() const noexcept;
+  [[nodiscard]] const Queue& in_queue() const noexcept;
   /// Sequence number the next write(values) will carry.
   [[nodiscard]] std::uint64_t next_sequence() const noexcept;
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The C API (include/shmlink.h) over shmlink::Stream.
+// The C API (include/shmlink.h) over shmlink::Stream, shmlink::Queue and shmlink::Interface.
 //
 // Every entry point returns an int code equal to shmlink::Errc. Setup calls (create, open,
 // remove, keywords) wrap the C++ call in `guarded()`, which turns exceptions into codes; hot-path
@@ -11,10 +11,14 @@
 #include <unistd.h>
 
 #include <shmlink/error.hpp>
+#include <shmlink/interface.hpp>
+#include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
 #include <algorithm>
 #include <cinttypes>
+#include <climits>
+#include <cstddef>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +57,7 @@ static_assert(SHMLINK_E_OUT_OF_RANGE == static_cast<int>(Errc::out_of_range));
 static_assert(SHMLINK_E_NAME_TOO_LONG == static_cast<int>(Errc::name_too_long));
 static_assert(SHMLINK_E_DTYPE_MISMATCH == static_cast<int>(Errc::dtype_mismatch));
 static_assert(SHMLINK_E_BUSY == static_cast<int>(Errc::busy));
+static_assert(SHMLINK_E_PEER_EXITED == static_cast<int>(Errc::peer_exited));
 static_assert(SHMLINK_E_TORN == static_cast<int>(Errc::torn));
 static_assert(SHMLINK_E_WRITER_ACTIVE == static_cast<int>(Errc::writer_active));
 static_assert(SHMLINK_E_REPLACED == static_cast<int>(Errc::replaced));
@@ -485,4 +490,717 @@ int shmlink_stream_get_keyword(const shmlink_stream_t* stream, const char* name,
     }
     return fail(SHMLINK_E_NOT_FOUND, "stream '%s' has no keyword '%s'", s.name().c_str(), name);
   });
+}
+
+// ==== sample queues ============================================================================
+
+namespace {
+
+using shmlink::QueueKind;
+using shmlink::SignalType;
+using shmlink::SignalValue;
+using shmlink::WaitMode;
+
+// The C constants and types are the C++ ones; pin them so neither side can drift.
+static_assert(SHMLINK_SIGNAL_F64 == static_cast<int>(SignalType::f64));
+static_assert(SHMLINK_SIGNAL_I64 == static_cast<int>(SignalType::i64));
+static_assert(SHMLINK_SIGNAL_BOOL == static_cast<int>(SignalType::boolean));
+static_assert(SHMLINK_SIGNAL_C64 == static_cast<int>(SignalType::c64));
+static_assert(SHMLINK_QUEUE_SPSC == static_cast<int>(QueueKind::spsc));
+static_assert(SHMLINK_QUEUE_MPMC == static_cast<int>(QueueKind::mpmc));
+static_assert(SHMLINK_WAIT_POLLING == static_cast<int>(WaitMode::polling));
+static_assert(SHMLINK_WAIT_FUTEX == static_cast<int>(WaitMode::futex));
+static_assert(SHMLINK_WAIT_HYBRID == static_cast<int>(WaitMode::hybrid));
+static_assert(SHMLINK_SAMPLE_HAS_TS_ORIGIN == shmlink::kSampleHasTsOrigin);
+static_assert(SHMLINK_SAMPLE_HAS_TS_RECEIVED == shmlink::kSampleHasTsReceived);
+static_assert(SHMLINK_SAMPLE_HAS_SEQUENCE == shmlink::kSampleHasSequence);
+static_assert(SHMLINK_SAMPLE_HAS_DATA == shmlink::kSampleHasData);
+static_assert(SHMLINK_SAMPLE_NEW_FRAME == shmlink::kSampleNewFrame);
+static_assert(SHMLINK_SAMPLE_NEW_SIMULATION == shmlink::kSampleNewSimulation);
+static_assert(SHMLINK_SIGNAL_NAME_MAX == shmlink::kMaxSignalName);
+static_assert(SHMLINK_SIGNAL_UNIT_MAX == shmlink::kMaxSignalUnit);
+static_assert(SHMLINK_MAX_SAMPLE_VALUES == shmlink::kMaxSampleValues);
+static_assert(SHMLINK_MAX_QUEUE_CAPACITY == shmlink::kMaxQueueCapacity);
+// Values are copied between the two unions with memcpy: same size, alignment and member places.
+static_assert(sizeof(shmlink_value_t) == sizeof(SignalValue) && alignof(shmlink_value_t) == alignof(SignalValue));
+static_assert(offsetof(shmlink_value_t, f) == offsetof(SignalValue, f) &&
+              offsetof(shmlink_value_t, i) == offsetof(SignalValue, i) &&
+              offsetof(shmlink_value_t, bits) == offsetof(SignalValue, bits) &&
+              offsetof(shmlink_value_t, z) == offsetof(SignalValue, z));
+static_assert(std::is_trivially_copyable_v<shmlink_value_t> && std::is_trivially_copyable_v<SignalValue>);
+static_assert(sizeof(shmlink_signal_t{}.name) == shmlink::kMaxSignalName + 1);
+static_assert(sizeof(shmlink_signal_t{}.unit) == shmlink::kMaxSignalUnit + 1);
+
+bool kind_valid(unsigned k) noexcept { return k == SHMLINK_QUEUE_SPSC || k == SHMLINK_QUEUE_MPMC; }
+bool wait_valid(unsigned w) noexcept { return w >= SHMLINK_WAIT_POLLING && w <= SHMLINK_WAIT_HYBRID; }
+bool signal_type_valid(long long t) noexcept { return t >= SHMLINK_SIGNAL_F64 && t <= SHMLINK_SIGNAL_C64; }
+
+/// Converts a C signal table. Checks what C adds (NULL pointers, strings that lack their NUL,
+/// absurd counts); the core checks the rest (indices, types, duplicates) and names the file.
+int to_cpp_signals(const shmlink_signal_t* signals, std::uint32_t count, const char* action, const char* name,
+                   std::vector<shmlink::Signal>& out) {
+  if (count == 0) return SHMLINK_OK;
+  if (signals == nullptr)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "%s '%s': signals is NULL but signal_count is %" PRIu32, action, name,
+                count);
+  if (count > shmlink::kMaxSampleValues)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "%s '%s': signal_count %" PRIu32 " exceeds %" PRIu32, action, name,
+                count, shmlink::kMaxSampleValues);
+  out.reserve(count);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const shmlink_signal_t& c = signals[i];
+    const std::size_t nlen = ::strnlen(c.name, sizeof c.name);
+    const std::size_t ulen = ::strnlen(c.unit, sizeof c.unit);
+    if (nlen == sizeof c.name)
+      return fail(SHMLINK_E_INVALID_ARGUMENT, "%s '%s': signal %" PRIu32 " (index %" PRIu32
+                  "): name is not NUL-terminated within %zu bytes", action, name, i, c.index, sizeof c.name);
+    if (ulen == sizeof c.unit)
+      return fail(SHMLINK_E_INVALID_ARGUMENT, "%s '%s': signal %" PRIu32 " (index %" PRIu32
+                  "): unit is not NUL-terminated within %zu bytes", action, name, i, c.index, sizeof c.unit);
+    out.push_back(shmlink::Signal{c.index, std::string(c.name, nlen), static_cast<SignalType>(c.type),
+                                  std::string(c.unit, ulen)});
+  }
+  return SHMLINK_OK;
+}
+
+void to_c(const shmlink::Signal& in, shmlink_signal_t* out) noexcept {
+  *out = shmlink_signal_t{};
+  out->index = in.index;
+  copy_field(out->name, in.name);
+  out->type = static_cast<std::uint8_t>(in.type);
+  copy_field(out->unit, in.unit);
+}
+
+void to_c(const shmlink::QueueInfo& in, shmlink_queue_info_t* out) noexcept {
+  *out = shmlink_queue_info_t{};
+  out->version = in.version;
+  out->kind = static_cast<std::uint8_t>(in.kind);
+  out->wait = static_cast<std::uint8_t>(in.wait);
+  out->capacity = in.capacity;
+  out->max_values = in.max_values;
+  out->signal_count = static_cast<std::uint32_t>(in.signals.size());
+  out->cell_bytes = in.cell_bytes;
+  out->file_bytes = in.file_bytes;
+  out->pushed = in.pushed;
+  out->popped = in.popped;
+  out->closed = in.closed ? 1 : 0;
+  out->creator_pid = in.creator_pid;
+  out->creation_time_ns = in.creation_time_ns;
+}
+
+/// Checks a sample to push: "shmlink_queue_push: sample is NULL".
+int check_push_sample(const char* function, const shmlink_sample_t* s) noexcept {
+  if (s == nullptr) return null_arg(function, "sample");
+  if (s->values == nullptr && s->length != 0)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "%s: sample values is NULL but its length is %" PRIu32, function,
+                s->length);
+  return SHMLINK_OK;
+}
+
+/// Checks a sample to pop into.
+int check_pop_sample(const char* function, const shmlink_sample_t* s) noexcept {
+  if (s == nullptr) return null_arg(function, "out");
+  if (s->values == nullptr && s->capacity != 0)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "%s: out values is NULL but its capacity is %" PRIu32, function,
+                s->capacity);
+  return SHMLINK_OK;
+}
+
+/// Copies a C sample into `dst`, whose values vector has capacity for `max_values` values and
+/// `c.length <= max_values` was checked: no allocation.
+void from_c(const shmlink_sample_t& c, shmlink::Sample& dst) noexcept {
+  dst.sequence = c.sequence;
+  dst.ts_origin_ns = c.ts_origin_ns;
+  dst.ts_received_ns = c.ts_received_ns;
+  dst.flags = c.flags;
+  dst.values.resize(c.length);
+  if (c.length != 0) std::memcpy(dst.values.data(), c.values, std::size_t{c.length} * sizeof(SignalValue));
+}
+
+/// Copies a popped sample out: at most `capacity` values, `length` the real length.
+void to_c(const shmlink::Sample& src, shmlink_sample_t* out) noexcept {
+  out->sequence = src.sequence;
+  out->ts_origin_ns = src.ts_origin_ns;
+  out->ts_received_ns = src.ts_received_ns;
+  out->flags = src.flags;
+  const auto length = static_cast<std::uint32_t>(src.values.size());
+  const std::uint32_t n = std::min(length, out->capacity);
+  if (n != 0) std::memcpy(out->values, src.values.data(), std::size_t{n} * sizeof(SignalValue));
+  out->length = length;
+}
+
+}  // namespace
+
+/// The opaque queue handle. Each direction has its own scratch sample, reserved to max_values at
+/// open so that push and pop never allocate; on separate cache lines, as a pushing and a popping
+/// thread write them concurrently.
+struct shmlink_queue {
+  shmlink::Queue queue;
+  bool read_only = false;
+  alignas(64) shmlink::Sample push_scratch;  // the pushing thread's
+  alignas(64) shmlink::Sample pop_scratch;   // the popping thread's
+};
+
+namespace {
+
+/// Message for a non-ok queue status: "pushing to queue 'q': timed out".
+int status_fail(shmlink::Status st, const char* action, const shmlink::Queue& q) noexcept {
+  return fail(static_cast<int>(st.code()), "%s queue '%s': %s", action, q.name().c_str(), st.message());
+}
+
+/// Wraps a freshly opened queue into a handle (reserving the scratch samples).
+void adopt(std::unique_ptr<shmlink_queue>& handle, shmlink::Queue q, bool read_only) {
+  handle->push_scratch.values.reserve(q.max_values());
+  handle->pop_scratch.values.reserve(q.max_values());
+  handle->queue = std::move(q);
+  handle->read_only = read_only;
+}
+
+/// A push of `s` (checked here) through the handle's push scratch: waiting up to `timeout_ns`
+/// when `blocking`, else one try.
+int queue_push(shmlink_queue_t* h, const shmlink_sample_t* s, const char* function, bool blocking,
+               std::int64_t timeout_ns) noexcept {
+  if (h == nullptr) return null_arg(function, "queue");
+  if (const int rc = check_push_sample(function, s); rc != SHMLINK_OK) return rc;
+  auto& q = h->queue;
+  if (s->length > q.max_values())  // before the copy: the scratch holds max_values values
+    return fail(SHMLINK_E_SIZE_MISMATCH, "pushing to queue '%s': sample has %" PRIu32 " values, at most %" PRIu32
+                " allowed", q.name().c_str(), s->length, q.max_values());
+  from_c(*s, h->push_scratch);
+  const auto st = blocking ? q.push(h->push_scratch, to_timeout(timeout_ns)) : q.try_push(h->push_scratch);
+  if (st.ok()) return SHMLINK_OK;
+  if (st.code() == Errc::would_block) return SHMLINK_E_WOULD_BLOCK;  // no room is not an error
+  if (st.code() == Errc::timeout)
+    return fail(SHMLINK_E_TIMEOUT, "pushing to queue '%s': still full after %" PRId64 " ns", q.name().c_str(),
+                timeout_ns);
+  if (st.code() == Errc::closed)
+    return fail(SHMLINK_E_CLOSED, "pushing to queue '%s': the queue was shut down", q.name().c_str());
+  if (st.code() == Errc::permission)
+    return fail(SHMLINK_E_PERMISSION, "pushing to queue '%s': the handle was opened read-only", q.name().c_str());
+  return status_fail(st, "pushing to", q);
+}
+
+/// A pop through the handle's pop scratch, copied out to `out` (checked first, so that a bad
+/// buffer never costs a sample): waiting up to `timeout_ns` when `blocking`, else one try.
+int queue_pop(shmlink_queue_t* h, shmlink_sample_t* out, const char* function, bool blocking,
+              std::int64_t timeout_ns) noexcept {
+  if (h == nullptr) return null_arg(function, "queue");
+  if (const int rc = check_pop_sample(function, out); rc != SHMLINK_OK) return rc;
+  auto& q = h->queue;
+  const auto st = blocking ? q.pop(h->pop_scratch, to_timeout(timeout_ns)) : q.try_pop(h->pop_scratch);
+  if (st.ok()) {
+    to_c(h->pop_scratch, out);
+    return SHMLINK_OK;
+  }
+  if (st.code() == Errc::would_block) return SHMLINK_E_WOULD_BLOCK;  // no data is not an error
+  if (st.code() == Errc::timeout)
+    return fail(SHMLINK_E_TIMEOUT, "popping from queue '%s': still empty after %" PRId64 " ns", q.name().c_str(),
+                timeout_ns);
+  if (st.code() == Errc::closed)
+    return fail(SHMLINK_E_CLOSED, "popping from queue '%s': the queue was shut down and is drained",
+                q.name().c_str());
+  if (st.code() == Errc::permission)
+    return fail(SHMLINK_E_PERMISSION, "popping from queue '%s': the handle was opened read-only", q.name().c_str());
+  return status_fail(st, "popping from", q);
+}
+
+/// Clamps a burst count so that it can be returned as an int.
+std::size_t burst_limit(std::size_t count) noexcept { return std::min<std::size_t>(count, INT_MAX); }
+
+}  // namespace
+
+void shmlink_queue_spec_init(shmlink_queue_spec_t* spec) {
+  if (spec == nullptr) return;
+  const shmlink::QueueSpec defaults;  // one source of truth for the defaults
+  *spec = shmlink_queue_spec_t{};
+  spec->capacity = defaults.capacity;
+  spec->max_values = defaults.max_values;
+  spec->kind = static_cast<std::uint8_t>(defaults.kind);
+  spec->wait = static_cast<std::uint8_t>(defaults.wait);
+  spec->permissions = static_cast<std::uint32_t>(defaults.permissions);
+  spec->signals = nullptr;
+  spec->signal_count = 0;
+}
+
+void shmlink_queue_expect_init(shmlink_queue_expect_t* expect) {
+  if (expect == nullptr) return;
+  *expect = shmlink_queue_expect_t{};
+}
+
+int shmlink_queue_create(const char* name, const shmlink_queue_spec_t* spec, int mode, shmlink_queue_t** out) {
+  if (out == nullptr) return null_arg("shmlink_queue_create", "out");
+  *out = nullptr;
+  if (name == nullptr) return null_arg("shmlink_queue_create", "name");
+  if (spec == nullptr) return null_arg("shmlink_queue_create", "spec");
+  const auto m = static_cast<long long>(mode);
+  if (m < SHMLINK_EXCLUSIVE_CREATE || m > SHMLINK_OPEN_EXISTING)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "creating queue '%s': open mode %lld is not a shmlink_open_mode_t", name,
+                m);
+  return guarded("creating queue", name, [&] {
+    shmlink::QueueSpec cpp;
+    cpp.capacity = spec->capacity;
+    cpp.max_values = spec->max_values;
+    cpp.kind = static_cast<QueueKind>(spec->kind);  // the core rejects values outside the enum
+    cpp.wait = static_cast<WaitMode>(spec->wait);
+    cpp.permissions = static_cast<mode_t>(spec->permissions);
+    if (const int rc = to_cpp_signals(spec->signals, spec->signal_count, "creating queue", name, cpp.signals);
+        rc != SHMLINK_OK)
+      return rc;
+    // The handle and its scratch samples are allocated first so that an out-of-memory cannot
+    // strand a created file (adopt() then only reserves more when an existing queue was opened).
+    auto handle = std::make_unique<shmlink_queue>();
+    handle->push_scratch.values.reserve(std::min(cpp.max_values, shmlink::kMaxSampleValues));
+    handle->pop_scratch.values.reserve(std::min(cpp.max_values, shmlink::kMaxSampleValues));
+    adopt(handle, shmlink::Queue::create(name, cpp, static_cast<shmlink::OpenMode>(m)), false);
+    *out = handle.release();
+    return SHMLINK_OK;
+  });
+}
+
+int shmlink_queue_open(const char* name, const shmlink_queue_expect_t* expect, shmlink_queue_t** out) {
+  if (out == nullptr) return null_arg("shmlink_queue_open", "out");
+  *out = nullptr;
+  if (name == nullptr) return null_arg("shmlink_queue_open", "name");
+  if (expect != nullptr && expect->kind != 0 && !kind_valid(expect->kind))
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "opening queue '%s': expected kind %u is not 0, SPSC (1) or MPMC (2)",
+                name, static_cast<unsigned>(expect->kind));
+  return guarded("opening queue", name, [&] {
+    shmlink::QueueExpect cpp;
+    if (expect != nullptr) {
+      if (expect->max_values != 0) cpp.max_values = expect->max_values;
+      if (expect->kind != 0) cpp.kind = static_cast<QueueKind>(expect->kind);
+      if (expect->signals != nullptr) {
+        std::vector<shmlink::Signal> table;
+        if (const int rc = to_cpp_signals(expect->signals, expect->signal_count, "opening queue", name, table);
+            rc != SHMLINK_OK)
+          return rc;
+        cpp.signals = std::move(table);
+      }
+      cpp.writable = expect->read_only == 0;
+    }
+    auto handle = std::make_unique<shmlink_queue>();
+    const bool read_only = !cpp.writable;
+    shmlink::Queue q = shmlink::Queue::open(name, cpp);
+    adopt(handle, std::move(q), read_only);
+    *out = handle.release();
+    return SHMLINK_OK;
+  });
+}
+
+int shmlink_queue_close(shmlink_queue_t* queue) {
+  delete queue;  // ~Queue unmaps; the file stays. delete NULL is a no-op.
+  return SHMLINK_OK;
+}
+
+int shmlink_queue_remove(const char* name) {
+  if (name == nullptr) return null_arg("shmlink_queue_remove", "name");
+  return guarded("removing queue", name, [&] {
+    shmlink::Queue::remove(name);
+    return SHMLINK_OK;
+  });
+}
+
+int shmlink_queue_try_push(shmlink_queue_t* queue, const shmlink_sample_t* sample) {
+  return queue_push(queue, sample, "shmlink_queue_try_push", false, 0);
+}
+
+int shmlink_queue_push(shmlink_queue_t* queue, const shmlink_sample_t* sample, int64_t timeout_ns) {
+  return queue_push(queue, sample, "shmlink_queue_push", true, timeout_ns);
+}
+
+int shmlink_queue_try_push_burst(shmlink_queue_t* queue, const shmlink_sample_t* samples, size_t count) {
+  if (queue == nullptr) return null_arg("shmlink_queue_try_push_burst", "queue");
+  if (samples == nullptr && count != 0) return null_arg("shmlink_queue_try_push_burst", "samples");
+  const std::size_t n = burst_limit(count);
+  std::size_t done = 0;
+  for (; done < n; ++done) {
+    const int rc = queue_push(queue, &samples[done], "shmlink_queue_try_push_burst", false, 0);
+    if (rc != SHMLINK_OK) return done > 0 ? static_cast<int>(done) : rc;
+  }
+  return static_cast<int>(done);
+}
+
+int shmlink_queue_try_pop(shmlink_queue_t* queue, shmlink_sample_t* out) {
+  return queue_pop(queue, out, "shmlink_queue_try_pop", false, 0);
+}
+
+int shmlink_queue_pop(shmlink_queue_t* queue, shmlink_sample_t* out, int64_t timeout_ns) {
+  return queue_pop(queue, out, "shmlink_queue_pop", true, timeout_ns);
+}
+
+int shmlink_queue_try_pop_burst(shmlink_queue_t* queue, shmlink_sample_t* out, size_t count) {
+  if (queue == nullptr) return null_arg("shmlink_queue_try_pop_burst", "queue");
+  if (out == nullptr && count != 0) return null_arg("shmlink_queue_try_pop_burst", "out");
+  const std::size_t n = burst_limit(count);
+  for (std::size_t i = 0; i < n; ++i)  // all checked first: a bad entry must not lose a sample
+    if (const int rc = check_pop_sample("shmlink_queue_try_pop_burst", &out[i]); rc != SHMLINK_OK) return rc;
+  std::size_t done = 0;
+  for (; done < n; ++done) {
+    const int rc = queue_pop(queue, &out[done], "shmlink_queue_try_pop_burst", false, 0);
+    if (rc != SHMLINK_OK) return done > 0 ? static_cast<int>(done) : rc;
+  }
+  return static_cast<int>(done);
+}
+
+int shmlink_queue_shutdown(shmlink_queue_t* queue) {
+  if (queue == nullptr) return null_arg("shmlink_queue_shutdown", "queue");
+  if (queue->read_only)  // Queue::shutdown() would silently do nothing
+    return fail(SHMLINK_E_PERMISSION, "shutting down queue '%s': the handle was opened read-only",
+                queue->queue.name().c_str());
+  queue->queue.shutdown();
+  return SHMLINK_OK;
+}
+
+int shmlink_queue_is_shut(const shmlink_queue_t* queue) {
+  if (queue == nullptr) return null_arg("shmlink_queue_is_shut", "queue");
+  return queue->queue.is_shut() ? 1 : 0;
+}
+
+uint64_t shmlink_queue_size_approx(const shmlink_queue_t* queue) {
+  return queue != nullptr ? queue->queue.size() : 0;
+}
+
+int shmlink_queue_set_wait(shmlink_queue_t* queue, int wait) {
+  if (queue == nullptr) return null_arg("shmlink_queue_set_wait", "queue");
+  if (wait < SHMLINK_WAIT_POLLING || wait > SHMLINK_WAIT_HYBRID)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "setting the wait mode of queue '%s': %d is not a SHMLINK_WAIT_* mode",
+                queue->queue.name().c_str(), wait);
+  queue->queue.set_wait_mode(static_cast<WaitMode>(wait));
+  return SHMLINK_OK;
+}
+
+int shmlink_queue_info(const shmlink_queue_t* queue, shmlink_queue_info_t* out) {
+  if (queue == nullptr) return null_arg("shmlink_queue_info", "queue");
+  if (out == nullptr) return null_arg("shmlink_queue_info", "out");
+  return guarded("reading the header of queue", queue->queue.name().c_str(), [&] {
+    to_c(queue->queue.info(), out);
+    return SHMLINK_OK;
+  });
+}
+
+const char* shmlink_queue_name(const shmlink_queue_t* queue) {
+  return queue != nullptr ? queue->queue.name().c_str() : "";
+}
+
+const char* shmlink_queue_path(const shmlink_queue_t* queue) {
+  return queue != nullptr ? queue->queue.path().c_str() : "";
+}
+
+int shmlink_queue_signal_count(const shmlink_queue_t* queue) {
+  if (queue == nullptr) return null_arg("shmlink_queue_signal_count", "queue");
+  return static_cast<int>(queue->queue.signals().size());  // at most kMaxSampleValues
+}
+
+int shmlink_queue_signal(const shmlink_queue_t* queue, uint32_t position, shmlink_signal_t* out) {
+  if (queue == nullptr) return null_arg("shmlink_queue_signal", "queue");
+  if (out == nullptr) return null_arg("shmlink_queue_signal", "out");
+  const auto& table = queue->queue.signals();
+  if (position >= table.size())
+    return fail(SHMLINK_E_OUT_OF_RANGE, "reading signal %" PRIu32 " of queue '%s': the table has %zu entries",
+                position, queue->queue.name().c_str(), table.size());
+  to_c(table[position], out);
+  return SHMLINK_OK;
+}
+
+// ==== the duplex co-simulation interface ========================================================
+
+/// The opaque interface handle. The writing and the reading thread each have their own scratch
+/// sample (reserved at open: write and read never allocate), on separate cache lines.
+struct shmlink_interface {
+  shmlink::Interface iface;
+  alignas(64) shmlink::Sample write_scratch;  // the writing thread's
+  alignas(64) shmlink::Sample read_scratch;   // the reading thread's
+};
+
+namespace {
+
+/// "interface (out 'a2b', in 'b2a')" without allocating, for hot-path messages.
+struct IfaceLabel {
+  const char* out;
+  const char* in;
+};
+IfaceLabel label_of(const shmlink::Interface& i) noexcept {
+  return {i.spec().out.c_str(), i.spec().in.c_str()};
+}
+
+/// Describes the peer into `buf` without allocating (hot-path failures), as PeerStatus::describe.
+void describe_peer(const shmlink::PeerStatus& p, char* buf, std::size_t size) noexcept {
+  char who[160];
+  if (p.command.empty()) std::snprintf(who, sizeof who, "peer");
+  else std::snprintf(who, sizeof who, "peer '%s'", p.command.c_str());
+  char pid[32] = "";
+  if (p.pid > 0) std::snprintf(pid, sizeof pid, " (pid %d)", static_cast<int>(p.pid));
+  if (p.term_signal != 0) std::snprintf(buf, size, "%s%s was killed by signal %d", who, pid, p.term_signal);
+  else if (p.exit_code >= 0) std::snprintf(buf, size, "%s%s exited with status %d", who, pid, p.exit_code);
+  else if (p.exited) std::snprintf(buf, size, "%s%s is gone (its queue lock was released)", who, pid);
+  else if (p.closed) std::snprintf(buf, size, "%s%s closed the interface", who, pid);
+  else std::snprintf(buf, size, "%s%s is not attached", who, pid);
+}
+
+/// Message for a non-ok interface status.
+int status_fail(shmlink::Status st, const char* action, const shmlink::Interface& i, std::int64_t timeout_ns) noexcept {
+  const IfaceLabel l = label_of(i);
+  switch (st.code()) {
+    case Errc::peer_exited: {
+      char peer[256];
+      describe_peer(i.peer(), peer, sizeof peer);
+      return fail(SHMLINK_E_PEER_EXITED, "%s interface (out '%s', in '%s'): %s", action, l.out, l.in, peer);
+    }
+    case Errc::timeout:
+      return fail(SHMLINK_E_TIMEOUT, "%s interface (out '%s', in '%s'): nothing moved within %" PRId64 " ns", action,
+                  l.out, l.in, timeout_ns);
+    case Errc::closed:
+      if (!i.is_open())
+        return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the interface is not open", action, l.out,
+                    l.in);
+      return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the peer closed the interface", action, l.out,
+                  l.in);
+    default:
+      return fail(static_cast<int>(st.code()), "%s interface (out '%s', in '%s'): %s", action, l.out, l.in,
+                  st.message());
+  }
+}
+
+/// A write of more values than the output queue takes (checked before the scratch is filled).
+int too_many_values(shmlink::Interface& i, std::uint32_t count) noexcept {
+  return fail(SHMLINK_E_SIZE_MISMATCH, "writing to interface (out '%s', in '%s'): %" PRIu32 " values, at most %" PRIu32
+              " allowed", label_of(i).out, label_of(i).in, count, i.out_queue().max_values());
+}
+
+/// The label for messages of setup calls that may allocate.
+std::string label_string(const shmlink_interface_t* h) {
+  const auto& s = h->iface.spec();
+  return "interface (out '" + s.out + "', in '" + s.in + "')";
+}
+
+int register_signal(shmlink_interface_t* iface, const char* function, bool is_export, uint32_t index,
+                    const char* name, int type, const char* unit) noexcept {
+  if (iface == nullptr) return null_arg(function, "iface");
+  if (!signal_type_valid(type))  // checked here: an int outside uint8_t must not wrap into range
+    return fail(SHMLINK_E_INVALID_ARGUMENT,
+                "%s: signal %" PRIu32 " of interface (out '%s', in '%s'): type %d is not a SHMLINK_SIGNAL_* value",
+                function, index, label_of(iface->iface).out, label_of(iface->iface).in, type);
+  const std::string_view n = name != nullptr ? name : "";
+  const std::string_view u = unit != nullptr ? unit : "";
+  return guarded(is_export ? "exporting a signal of" : "importing a signal of", label_of(iface->iface).out, [&] {
+    try {
+      if (is_export) iface->iface.export_signal(index, n, static_cast<SignalType>(type), u);
+      else iface->iface.import_signal(index, n, static_cast<SignalType>(type), u);
+    } catch (const shmlink::Error& e) {
+      // The core's messages name the signal ("export 3: ..."); add which interface.
+      const int code = static_cast<int>(e.errc()) < 0 ? static_cast<int>(e.errc()) : SHMLINK_E_SYSTEM;
+      if (std::strncmp(e.what(), "interface (", 11) == 0) return fail(code, "%s", e.what());  // named already
+      return fail(code, "%s: %s", label_string(iface).c_str(), e.what());
+    }
+    return SHMLINK_OK;
+  });
+}
+
+int iface_info(const shmlink_interface_t* iface, shmlink_queue_info_t* out, bool in, const char* function) noexcept {
+  if (iface == nullptr) return null_arg(function, "iface");
+  if (out == nullptr) return null_arg(function, "out");
+  auto& i = const_cast<shmlink::Interface&>(iface->iface);  // out_queue()/in_queue() are not const
+  if (!i.is_open())
+    return fail(SHMLINK_E_CLOSED, "%s: interface (out '%s', in '%s') is not open", function, label_of(i).out,
+                label_of(i).in);
+  return guarded("reading the queue header of interface", label_of(i).out, [&] {
+    to_c((in ? i.in_queue() : i.out_queue()).info(), out);
+    return SHMLINK_OK;
+  });
+}
+
+}  // namespace
+
+void shmlink_interface_spec_init(shmlink_interface_spec_t* spec) {
+  if (spec == nullptr) return;
+  const shmlink::InterfaceSpec defaults;  // one source of truth for the defaults
+  *spec = shmlink_interface_spec_t{};
+  spec->out = nullptr;
+  spec->in = nullptr;
+  spec->capacity = defaults.capacity;
+  spec->max_values = defaults.max_values;
+  spec->kind = static_cast<std::uint8_t>(defaults.kind);
+  spec->wait = static_cast<std::uint8_t>(defaults.wait);
+  spec->attach_timeout_ns = defaults.attach_timeout.count();
+  spec->liveness_interval_ns = defaults.liveness_interval.count();
+  spec->stop_timeout_ns = defaults.stop_timeout.count();
+  spec->permissions = static_cast<std::uint32_t>(defaults.permissions);
+  spec->exec = nullptr;
+}
+
+int shmlink_interface_new(const shmlink_interface_spec_t* spec, shmlink_interface_t** out) {
+  if (out == nullptr) return null_arg("shmlink_interface_new", "out");
+  *out = nullptr;
+  if (spec == nullptr) return null_arg("shmlink_interface_new", "spec");
+  if (spec->out == nullptr) return null_arg("shmlink_interface_new", "spec->out");
+  if (spec->in == nullptr) return null_arg("shmlink_interface_new", "spec->in");
+  if (!kind_valid(spec->kind))
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "interface (out '%s', in '%s'): kind %u is not SPSC (1) or MPMC (2)",
+                spec->out, spec->in, static_cast<unsigned>(spec->kind));
+  if (!wait_valid(spec->wait))
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "interface (out '%s', in '%s'): wait mode %u is not 1..3", spec->out,
+                spec->in, static_cast<unsigned>(spec->wait));
+  if (spec->liveness_interval_ns < 0)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "interface (out '%s', in '%s'): liveness_interval_ns %" PRId64
+                " is negative", spec->out, spec->in, spec->liveness_interval_ns);
+  return guarded("setting up interface", spec->out, [&] {
+    shmlink::InterfaceSpec cpp;
+    cpp.out = spec->out;
+    cpp.in = spec->in;
+    cpp.capacity = spec->capacity;
+    cpp.max_values = spec->max_values;
+    cpp.kind = static_cast<QueueKind>(spec->kind);
+    cpp.wait = static_cast<WaitMode>(spec->wait);
+    cpp.attach_timeout = to_timeout(spec->attach_timeout_ns);
+    cpp.liveness_interval = std::chrono::nanoseconds(spec->liveness_interval_ns);
+    cpp.stop_timeout = to_timeout(spec->stop_timeout_ns);
+    cpp.permissions = static_cast<mode_t>(spec->permissions);
+    if (spec->exec != nullptr)
+      for (const char* const* a = spec->exec; *a != nullptr; ++a) cpp.exec.emplace_back(*a);
+    auto handle = std::make_unique<shmlink_interface>();
+    handle->iface = shmlink::Interface(std::move(cpp));
+    *out = handle.release();
+    return SHMLINK_OK;
+  });
+}
+
+int shmlink_interface_export_signal(shmlink_interface_t* iface, uint32_t index, const char* name, int type,
+                                    const char* unit) {
+  return register_signal(iface, "shmlink_interface_export_signal", true, index, name, type, unit);
+}
+
+int shmlink_interface_import_signal(shmlink_interface_t* iface, uint32_t index, const char* name, int type,
+                                    const char* unit) {
+  return register_signal(iface, "shmlink_interface_import_signal", false, index, name, type, unit);
+}
+
+int shmlink_interface_open(shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_open", "iface");
+  return guarded("opening interface", label_of(iface->iface).out, [&] {
+    auto& i = iface->iface;
+    i.open();
+    // Reserved once per open: write and read then never allocate.
+    iface->write_scratch.values.reserve(i.out_queue().max_values());
+    iface->read_scratch.values.reserve(i.in_queue().max_values());
+    return SHMLINK_OK;
+  });
+}
+
+int shmlink_interface_is_open(const shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_is_open", "iface");
+  return iface->iface.is_open() ? 1 : 0;
+}
+
+int shmlink_interface_write_values(shmlink_interface_t* iface, const shmlink_value_t* values, uint32_t count,
+                                   int64_t timeout_ns) {
+  if (iface == nullptr) return null_arg("shmlink_interface_write_values", "iface");
+  if (values == nullptr && count != 0) return null_arg("shmlink_interface_write_values", "values");
+  auto& i = iface->iface;
+  if (!i.is_open()) return status_fail(Errc::closed, "writing to", i, timeout_ns);
+  auto& scratch = iface->write_scratch.values;
+  if (count > i.out_queue().max_values()) return too_many_values(i, count);
+  scratch.resize(count);  // capacity reserved at open: no allocation
+  if (count != 0) std::memcpy(scratch.data(), values, std::size_t{count} * sizeof(SignalValue));
+  const auto st = i.write(std::span<const SignalValue>(scratch), to_timeout(timeout_ns));
+  if (st.ok()) return SHMLINK_OK;
+  if (st.code() == Errc::would_block) return SHMLINK_E_WOULD_BLOCK;  // no room is not an error
+  return status_fail(st, "writing to", i, timeout_ns);
+}
+
+int shmlink_interface_write(shmlink_interface_t* iface, const shmlink_sample_t* sample, int64_t timeout_ns) {
+  if (iface == nullptr) return null_arg("shmlink_interface_write", "iface");
+  if (const int rc = check_push_sample("shmlink_interface_write", sample); rc != SHMLINK_OK) return rc;
+  auto& i = iface->iface;
+  if (!i.is_open()) return status_fail(Errc::closed, "writing to", i, timeout_ns);
+  if (sample->length > i.out_queue().max_values()) return too_many_values(i, sample->length);
+  from_c(*sample, iface->write_scratch);
+  const auto st = i.write(iface->write_scratch, to_timeout(timeout_ns));
+  if (st.ok()) return SHMLINK_OK;
+  if (st.code() == Errc::would_block) return SHMLINK_E_WOULD_BLOCK;
+  return status_fail(st, "writing to", i, timeout_ns);
+}
+
+int shmlink_interface_read(shmlink_interface_t* iface, shmlink_sample_t* out, int64_t timeout_ns) {
+  if (iface == nullptr) return null_arg("shmlink_interface_read", "iface");
+  if (const int rc = check_pop_sample("shmlink_interface_read", out); rc != SHMLINK_OK) return rc;
+  auto& i = iface->iface;
+  const auto st = i.read(iface->read_scratch, to_timeout(timeout_ns));
+  if (st.ok()) {
+    to_c(iface->read_scratch, out);
+    return SHMLINK_OK;
+  }
+  if (st.code() == Errc::would_block) return SHMLINK_E_WOULD_BLOCK;  // no data is not an error
+  return status_fail(st, "reading from", i, timeout_ns);
+}
+
+int shmlink_interface_close(shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_close", "iface");
+  iface->iface.close();
+  return SHMLINK_OK;
+}
+
+int shmlink_interface_destroy(shmlink_interface_t* iface) {
+  delete iface;  // ~Interface closes; delete NULL is a no-op.
+  return SHMLINK_OK;
+}
+
+int shmlink_interface_peer(const shmlink_interface_t* iface, shmlink_peer_status_t* out) {
+  if (iface == nullptr) return null_arg("shmlink_interface_peer", "iface");
+  if (out == nullptr) return null_arg("shmlink_interface_peer", "out");
+  const auto& p = iface->iface.peer();
+  *out = shmlink_peer_status_t{};
+  out->pid = static_cast<std::int32_t>(p.pid);
+  out->launched = p.launched ? 1 : 0;
+  out->exited = p.exited ? 1 : 0;
+  out->exit_code = p.exit_code;
+  out->term_signal = p.term_signal;
+  out->closed = p.closed ? 1 : 0;
+  return SHMLINK_OK;
+}
+
+int shmlink_interface_peer_describe(const shmlink_interface_t* iface, char* buf, size_t size) {
+  if (iface == nullptr) return null_arg("shmlink_interface_peer_describe", "iface");
+  if (buf == nullptr && size != 0) return null_arg("shmlink_interface_peer_describe", "buf");
+  return guarded("describing the peer of interface", label_of(iface->iface).out, [&] {
+    const std::string line = iface->iface.peer().describe();
+    if (size != 0) {
+      const std::size_t n = std::min(line.size(), size - 1);
+      std::memcpy(buf, line.data(), n);
+      buf[n] = '\0';
+    }
+    return static_cast<int>(std::min<std::size_t>(line.size(), INT_MAX));
+  });
+}
+
+int shmlink_interface_peer_alive(shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_peer_alive", "iface");
+  return iface->iface.peer_alive() ? 1 : 0;
+}
+
+uint64_t shmlink_interface_next_sequence(const shmlink_interface_t* iface) {
+  return iface != nullptr ? iface->iface.next_sequence() : 0;
+}
+
+int shmlink_interface_out_info(const shmlink_interface_t* iface, shmlink_queue_info_t* out) {
+  return iface_info(iface, out, false, "shmlink_interface_out_info");
+}
+
+int shmlink_interface_in_info(const shmlink_interface_t* iface, shmlink_queue_info_t* out) {
+  return iface_info(iface, out, true, "shmlink_interface_in_info");
+}
+
+int shmlink_interface_peer_signal_count(const shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_peer_signal_count", "iface");
+  return static_cast<int>(iface->iface.peer_signals().size());
+}
+
+int shmlink_interface_peer_signal(const shmlink_interface_t* iface, uint32_t position, shmlink_signal_t* out) {
+  if (iface == nullptr) return null_arg("shmlink_interface_peer_signal", "iface");
+  if (out == nullptr) return null_arg("shmlink_interface_peer_signal", "out");
+  const auto& table = iface->iface.peer_signals();
+  if (position >= table.size())
+    return fail(SHMLINK_E_OUT_OF_RANGE, "reading peer signal %" PRIu32 " of interface (out '%s', in '%s'): the "
+                "table has %zu entries", position, label_of(iface->iface).out, label_of(iface->iface).in, table.size());
+  to_c(table[position], out);
+  return SHMLINK_OK;
 }

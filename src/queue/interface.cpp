@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -114,15 +116,20 @@ struct Interface::Impl {
   int peer_fd = -1;       ///< the peer's output file (the inode we mapped), for the liveness check
   bool loopback = false;  ///< in == out: this process is its own peer
   bool open = false;
+  // What is known of the peer. The writing and the reading thread may both find it dead at
+  // once: `peer` and `child` are guarded by `peer_mutex` (slow path only), and the hot path's
+  // rate limit is an atomic.
+  mutable std::mutex peer_mutex;
   pid_t child = 0;        ///< launched peer, not yet reaped
   PeerStatus peer;
+  std::atomic<std::int64_t> next_check_ns{0};  ///< monotonic time of the next liveness check
   std::uint64_t sequence = 0;
-  std::int64_t next_check_ns = 0;  ///< monotonic time of the next liveness check
   Sample scratch;                  ///< write(values) builds its sample here (no allocation per call)
 
   std::string label() const { return "interface (out " + quote(spec.out) + ", in " + quote(spec.in) + ")"; }
 
   /// Reaps the launched child if it has ended; records its status. True when it has ended.
+  /// Caller holds peer_mutex (or is the only thread: setup and close).
   bool reap(int flags) noexcept {
     if (child <= 0) return false;
     int st = 0;
@@ -142,6 +149,7 @@ struct Interface::Impl {
   /// Checks now whether the peer is alive; records what is known when it is not.
   bool alive() noexcept {
     if (loopback) return open;
+    const std::lock_guard lock(peer_mutex);
     if (peer.exited) return false;
     if (peer.launched && reap(WNOHANG)) return false;
     if (peer_fd >= 0 && !ofd_locked_by_other(peer_fd)) {
@@ -160,8 +168,9 @@ struct Interface::Impl {
   /// Rate-limited alive(): checks at most once per liveness_interval.
   bool alive_lazily() noexcept {
     const std::int64_t now = os::monotonic_ns();
-    if (now < next_check_ns) return true;
-    next_check_ns = now + std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000);
+    if (now < next_check_ns.load(std::memory_order_relaxed)) return true;
+    next_check_ns.store(now + std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000),
+                        std::memory_order_relaxed);
     return alive();
   }
 
@@ -172,7 +181,10 @@ struct Interface::Impl {
   }
 
   /// Why the peer cannot take more: closed (it closed cleanly) or peer_exited.
-  Status gone() const noexcept { return peer.closed ? Errc::closed : Errc::peer_exited; }
+  Status gone() const noexcept {
+    const std::lock_guard lock(peer_mutex);
+    return peer.closed ? Errc::closed : Errc::peer_exited;
+  }
 
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
     if (!open) return Errc::closed;
@@ -214,7 +226,8 @@ struct Interface::Impl {
     if (st.ok()) {
       s.ts_received_ns = os::realtime_ns();
       s.flags |= kSampleHasTsReceived;
-    } else if (st.code() == Errc::closed) {
+    } else if (st.code() == Errc::closed && open) {
+      const std::lock_guard lock(peer_mutex);
       peer.closed = true;
     }
     return st;
@@ -296,10 +309,14 @@ struct Interface::Impl {
 
   /// Stops a launched child: waits `stop_timeout` for it to exit, then SIGTERM, then SIGKILL.
   void stop_child() noexcept {
+    const auto reap_locked = [&](int flags) {
+      const std::lock_guard lock(peer_mutex);
+      return reap(flags);
+    };
     if (child <= 0) return;
     const auto wait_for = [&](std::chrono::nanoseconds d) {
       const std::int64_t deadline = os::deadline_after(d);
-      while (!reap(WNOHANG)) {
+      while (!reap_locked(WNOHANG)) {
         if (os::monotonic_ns() >= deadline) return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
@@ -309,7 +326,7 @@ struct Interface::Impl {
     ::kill(child, SIGTERM);
     if (wait_for(spec.stop_timeout)) return;
     ::kill(child, SIGKILL);
-    reap(0);
+    reap_locked(0);
   }
 
   /// Checks the peer's table against our imports. @throws Error layout.
@@ -344,8 +361,7 @@ struct Interface::Impl {
     std::string last = "it does not exist";
     for (;;) {
       if (peer.launched && reap(WNOHANG))
-        throw Error(Errc::peer_exited, label() + ": peer " + quote(command_line(spec.exec)) + " ended before attaching: " +
-                                           peer.describe());
+        throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
       const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd >= 0) {
         if (ofd_locked_by_other(fd)) {
@@ -485,7 +501,7 @@ void Interface::open() {
   }
   m.scratch.values.reserve(m.out.max_values());
   m.open = true;
-  m.next_check_ns = 0;
+  m.next_check_ns.store(0, std::memory_order_relaxed);
 }
 
 bool Interface::is_open() const noexcept { return impl_ && impl_->open; }
@@ -532,9 +548,10 @@ const std::vector<Signal>& Interface::exports() const noexcept { return impl_ ? 
 const std::vector<Signal>& Interface::imports() const noexcept { return impl_ ? impl_->imports : kNone; }
 const std::vector<Signal>& Interface::peer_signals() const noexcept { return impl_ ? impl_->in.signals() : kNone; }
 
-const PeerStatus& Interface::peer() const noexcept {
-  static const PeerStatus none;
-  return impl_ ? impl_->peer : none;
+PeerStatus Interface::peer() const {
+  if (!impl_) return {};
+  const std::lock_guard lock(impl_->peer_mutex);
+  return impl_->peer;
 }
 
 bool Interface::peer_alive() noexcept { return impl_ && impl_->open && impl_->alive(); }
@@ -553,6 +570,9 @@ Queue& Interface::in_queue() noexcept {
   static Queue none;
   return impl_ ? impl_->in : none;
 }
+
+const Queue& Interface::out_queue() const noexcept { return const_cast<Interface*>(this)->out_queue(); }
+const Queue& Interface::in_queue() const noexcept { return const_cast<Interface*>(this)->in_queue(); }
 
 std::uint64_t Interface::next_sequence() const noexcept { return impl_ ? impl_->sequence : 0; }
 

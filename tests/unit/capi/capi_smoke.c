@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A pure C11 user of shmlink.h: create, write, read back, keywords, a timed wait, and the error
- * code and message of a missing stream. Exits 0 when every check passes, 1 otherwise.
+ * code and message of a missing stream; then a sample queue (push, pop, info, signal table,
+ * shutdown) and a loopback interface. Exits 0 when every check passes, 1 otherwise.
  * Streams go into a private temporary directory (SHMLINK_DIR), never the real /dev/shm ones. */
 #define _POSIX_C_SOURCE 200809L
 
@@ -118,6 +119,106 @@ int main(void) {
   CHECK_RC(shmlink_stream_destroy(s), SHMLINK_OK);
   CHECK_RC(shmlink_stream_open("smoke", &missing), SHMLINK_E_NOT_FOUND);
   CHECK_RC(shmlink_stream_close(NULL), SHMLINK_OK);
+
+  /* a sample queue with a signal table: push, open with expectations, pop, shutdown */
+  {
+    shmlink_signal_t table[2];
+    memset(table, 0, sizeof table);
+    table[0].index = 0;
+    strcpy(table[0].name, "voltage");
+    table[0].type = SHMLINK_SIGNAL_F64;
+    strcpy(table[0].unit, "V");
+    table[1].index = 1;
+    strcpy(table[1].name, "steps");
+    table[1].type = SHMLINK_SIGNAL_I64;
+
+    shmlink_queue_spec_t qs;
+    shmlink_queue_spec_init(&qs);
+    qs.capacity = 4;
+    qs.max_values = 2;
+    qs.signals = table;
+    qs.signal_count = 2;
+    shmlink_queue_t *q = NULL, *reader = NULL;
+    CHECK_RC(shmlink_queue_create("smokeq", &qs, SHMLINK_EXCLUSIVE_CREATE, &q), SHMLINK_OK);
+    shmlink_queue_expect_t expect;
+    shmlink_queue_expect_init(&expect);
+    expect.max_values = 2;
+    expect.kind = SHMLINK_QUEUE_SPSC;
+    expect.signals = table;
+    expect.signal_count = 2;
+    CHECK_RC(shmlink_queue_open("smokeq", &expect, &reader), SHMLINK_OK);
+    if (q != NULL && reader != NULL) {
+      shmlink_value_t v[2];
+      v[0].f = 1.5;
+      v[1].i = -3;
+      shmlink_sample_t out;
+      memset(&out, 0, sizeof out);
+      out.sequence = 7;
+      out.flags = SHMLINK_SAMPLE_HAS_SEQUENCE | SHMLINK_SAMPLE_HAS_DATA;
+      out.length = 2;
+      out.values = v;
+      CHECK_RC(shmlink_queue_push(q, &out, 10 * 1000 * 1000), SHMLINK_OK);
+      CHECK(shmlink_queue_size_approx(reader) == 1);
+
+      shmlink_value_t got[2];
+      shmlink_sample_t in;
+      memset(&in, 0, sizeof in);
+      in.values = got;
+      in.capacity = 2;
+      CHECK_RC(shmlink_queue_pop(reader, &in, 10 * 1000 * 1000), SHMLINK_OK);
+      CHECK(in.sequence == 7 && in.length == 2 && got[0].f == 1.5 && got[1].i == -3);
+      CHECK_RC(shmlink_queue_try_pop(reader, &in), SHMLINK_E_WOULD_BLOCK);
+
+      shmlink_queue_info_t qi;
+      CHECK_RC(shmlink_queue_info(reader, &qi), SHMLINK_OK);
+      CHECK(qi.capacity == 4 && qi.max_values == 2 && qi.pushed == 1 && qi.popped == 1 && qi.closed == 0);
+      shmlink_signal_t sg;
+      CHECK(shmlink_queue_signal_count(reader) == 2);
+      CHECK_RC(shmlink_queue_signal(reader, 1, &sg), SHMLINK_OK);
+      CHECK(sg.index == 1 && strcmp(sg.name, "steps") == 0 && sg.type == SHMLINK_SIGNAL_I64);
+
+      CHECK_RC(shmlink_queue_shutdown(q), SHMLINK_OK);
+      CHECK(shmlink_queue_is_shut(reader) == 1);
+      CHECK_RC(shmlink_queue_try_push(q, &out), SHMLINK_E_CLOSED);
+      CHECK_RC(shmlink_queue_pop(reader, &in, -1), SHMLINK_E_CLOSED);
+    }
+    expect.max_values = 3;
+    shmlink_queue_t *wrong = NULL;
+    CHECK_RC(shmlink_queue_open("smokeq", &expect, &wrong), SHMLINK_E_LAYOUT);
+    CHECK(wrong == NULL && strstr(shmlink_last_error(), "smokeq") != NULL);
+    CHECK_RC(shmlink_queue_close(reader), SHMLINK_OK);
+    CHECK_RC(shmlink_queue_close(q), SHMLINK_OK);
+    CHECK_RC(shmlink_queue_remove("smokeq"), SHMLINK_OK);
+  }
+
+  /* a loopback interface: this process reads what it writes */
+  {
+    shmlink_interface_spec_t is;
+    shmlink_interface_spec_init(&is);
+    is.out = "smokeif";
+    is.in = "smokeif";
+    is.capacity = 4;
+    shmlink_interface_t *iface = NULL;
+    CHECK_RC(shmlink_interface_new(&is, &iface), SHMLINK_OK);
+    CHECK_RC(shmlink_interface_export_signal(iface, 0, "x", SHMLINK_SIGNAL_F64, "m"), SHMLINK_OK);
+    CHECK_RC(shmlink_interface_open(iface), SHMLINK_OK);
+    shmlink_value_t x;
+    x.f = 42.0;
+    CHECK_RC(shmlink_interface_write_values(iface, &x, 1, -1), SHMLINK_OK);
+    shmlink_value_t y;
+    shmlink_sample_t in;
+    memset(&in, 0, sizeof in);
+    in.values = &y;
+    in.capacity = 1;
+    CHECK_RC(shmlink_interface_read(iface, &in, -1), SHMLINK_OK);
+    CHECK(in.length == 1 && y.f == 42.0 && in.sequence == 0);
+    CHECK((in.flags & SHMLINK_SAMPLE_HAS_TS_RECEIVED) != 0);
+    CHECK(shmlink_interface_next_sequence(iface) == 1);
+    shmlink_peer_status_t peer;
+    CHECK_RC(shmlink_interface_peer(iface, &peer), SHMLINK_OK);
+    CHECK(peer.launched == 0 && peer.exited == 0);
+    CHECK_RC(shmlink_interface_destroy(iface), SHMLINK_OK); /* closes: removes the output file */
+  }
 
   if (rmdir(dir) != 0) {
     perror("rmdir (a file was left behind)");

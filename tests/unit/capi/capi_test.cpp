@@ -129,6 +129,7 @@ const int kAllCodes[] = {SHMLINK_OK,
                          SHMLINK_E_NAME_TOO_LONG,
                          SHMLINK_E_DTYPE_MISMATCH,
                          SHMLINK_E_BUSY,
+                         SHMLINK_E_PEER_EXITED,
                          SHMLINK_E_TORN,
                          SHMLINK_E_WRITER_ACTIVE,
                          SHMLINK_E_REPLACED,
@@ -150,7 +151,7 @@ TEST_F(capiErrors, StrerrorIsStaticAndDistinctForEveryCode) {
 }
 
 TEST_F(capiErrors, StrerrorOfUnknownCodeIsNeverNull) {
-  for (const int code : {1, -17, -99, -105, -12345, 2147483647, -2147483647 - 1}) {
+  for (const int code : {1, -18, -99, -105, -12345, 2147483647, -2147483647 - 1}) {
     ASSERT_NE(shmlink_strerror(code), nullptr) << code;
     EXPECT_STREQ(shmlink_strerror(code), "unknown error") << code;
   }
@@ -890,12 +891,14 @@ TEST_F(capiSemaphore, SemWaitWakesOnAWrite) {
   const int index = shmlink_stream_claim_semaphore(s.get(), 2);
   ASSERT_EQ(index, 2);
   ASSERT_GE(shmlink_stream_sem_flush(s.get(), index), 0);
+  // Taken before the writer starts: a loaded machine may run the writer's 50 ms sleep before
+  // this thread reaches the wait, and the bound below must still hold.
+  const auto start = std::chrono::steady_clock::now();
   std::thread writer([&] {
     std::this_thread::sleep_for(50ms);
     const auto frame = pattern(12, 8);
     (void)shmlink_stream_write(s.get(), frame.data(), 24, -1);
   });
-  const auto start = std::chrono::steady_clock::now();
   const int rc = shmlink_stream_sem_wait(s.get(), index, kLong);
   const auto waited = std::chrono::steady_clock::now() - start;
   writer.join();
