@@ -33,8 +33,8 @@ const char* strerror(Errc e) noexcept {
     case Errc::timeout: return "timed out";
     case Errc::interrupted: return "interrupted by a signal";
     case Errc::would_block: return "nothing available yet";
-    case Errc::size_mismatch: return "buffer size does not match the frame size";
-    case Errc::closed: return "handle is closed";
+    case Errc::size_mismatch: return "size does not match (frame size, or sample longer than max_values)";
+    case Errc::closed: return "closed (handle closed, or channel shut down)";
     case Errc::out_of_range: return "index out of range";
     case Errc::name_too_long: return "name too long";
     case Errc::dtype_mismatch: return "element type does not match the stream's datatype";
