@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""shmlink: shared-memory streams for Python, byte-compatible with milk/cacao ImageStreamIO 2.00.
+"""shmlink: shared-memory streams for Python, byte-compatible with milk/cacao ImageStreamIO 2.00,
+plus typed sample queues and the co-simulation Interface.
 
 >>> import numpy as np, shmlink
 >>> with shmlink.Stream.create("wfs", shape=(240, 320), dtype="uint16", mode="purge") as s:
@@ -14,28 +15,37 @@ shape ``(z, y, x)`` is stored with ImageStreamIO ``size[0] = x`` (the fastest ax
 Datatypes: uint8..uint64, int8..int64, float16, float32, float64, complex64, complex128 (native
 byte order), the 13 ImageStreamIO types. Errors: see :mod:`shmlink.errors`. DAO users:
 ``from shmlink.dao import shm``.
+
+Queues (``shmlink.Queue``) carry samples of 8-byte values typed by a signal table (``Signal``:
+f64, i64, bool, c64); ``shmlink.Interface`` is a duplex link to a peer process (VILLASnode
+shmem / DPsim style). See docs/python.md "Queues and co-simulation".
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import enum as _enum
 from collections.abc import Iterator, MutableMapping
 from typing import Union
 
 import numpy as _np
 
 from . import errors
-from ._shmlink import Stream, stream_directory, stream_path
+from . import _shmlink
+from ._shmlink import (Interface, PeerStatus, Queue, Sample, Signal, Stream, queue_path,
+                       stream_directory, stream_path)
 from .errors import (AccessError, ArgumentError, BusyError, ClosedError, Error, ExistsError,
                      Interrupted, LayoutError, NoSpaceError, NotFoundError, NotReadyError,
-                     OverwrittenError, ReplacedError, SystemFailure, TornReadError, WaitTimeout,
-                     WriterActiveError)
+                     OverwrittenError, PeerExitedError, ReplacedError, SystemFailure,
+                     TornReadError, WaitTimeout, WriterActiveError)
 
 __all__ = [
     "Stream", "Keywords", "stream_directory", "stream_path", "errors", "Error", "AccessError",
     "ArgumentError", "BusyError", "ClosedError", "ExistsError", "Interrupted", "LayoutError",
     "NoSpaceError", "NotFoundError", "NotReadyError", "OverwrittenError", "ReplacedError",
     "SystemFailure", "TornReadError", "WaitTimeout", "WriterActiveError", "DTYPES",
+    "Queue", "Sample", "Signal", "SignalType", "SampleFlag", "Interface", "PeerStatus",
+    "PeerExitedError", "queue_path",
 ]
 
 __version__ = "0.1.0"
@@ -46,6 +56,25 @@ DTYPES = tuple(_np.dtype(n) for n in (
     "float64", "complex64", "complex128", "float16"))
 
 KeywordValue = Union[int, float, str]
+
+class SignalType(str, _enum.Enum):
+    """A signal's type; a str, so ``SignalType.I64 == "i64"`` and either is accepted."""
+
+    F64 = "f64"    #: float64
+    I64 = "i64"    #: int64
+    BOOL = "bool"  #: bool, stored as 0/1 in 8 bytes
+    C64 = "c64"    #: complex64: float32 real and imaginary parts
+
+
+class SampleFlag(_enum.IntFlag):
+    """Bits of ``Sample.flags`` (VILLASnode's SampleFlags values)."""
+
+    HAS_TS_ORIGIN = _shmlink.SAMPLE_HAS_TS_ORIGIN
+    HAS_TS_RECEIVED = _shmlink.SAMPLE_HAS_TS_RECEIVED
+    HAS_SEQUENCE = _shmlink.SAMPLE_HAS_SEQUENCE
+    HAS_DATA = _shmlink.SAMPLE_HAS_DATA
+    NEW_FRAME = _shmlink.SAMPLE_NEW_FRAME
+    NEW_SIMULATION = _shmlink.SAMPLE_NEW_SIMULATION
 
 
 class Keywords(MutableMapping):
@@ -114,3 +143,7 @@ Stream.writetime = property(lambda self: _datetime(self.writetime_ns), doc="Writ
 Stream.creation_time = property(lambda self: _datetime(self.creation_time_ns), doc="Creation time (UTC datetime).")
 Stream.newest = Stream.read
 Stream.history = _history
+
+Sample.origin_time = property(lambda self: _datetime(self.ts_origin), doc="ts_origin as a UTC datetime.")
+Sample.received_time = property(lambda self: _datetime(self.ts_received), doc="ts_received as a UTC datetime.")
+Queue.metadata = property(lambda self: self.info(), doc="The header as a dict (racy snapshot).")

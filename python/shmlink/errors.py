@@ -2,8 +2,9 @@
 """shmlink's exceptions.
 
 Every error raised by shmlink is a :class:`shmlink.Error` with a ``code`` attribute (the C/C++
-``Errc`` value, e.g. -2 for not found) and a message naming the stream and what was wrong. Each
-class also derives from the built-in exception Python code already catches for that case:
+``Errc`` value, e.g. -2 for not found) and a message naming the stream, queue or interface and
+what was wrong. Each class also derives from the built-in exception Python code already catches
+for that case:
 
 =======================  ===========================  ======================================
 class                    also a                       when
@@ -12,12 +13,15 @@ class                    also a                       when
 ``ExistsError``          ``FileExistsError``          exclusive creation of an existing stream
 ``AccessError``          ``PermissionError``          the OS refused access
 ``ArgumentError``        ``ValueError``               bad shape, dtype, size, name, index
-``LayoutError``          ``ValueError``               the file is not a valid 2.00 stream
-``ClosedError``          ``ValueError``               the handle was closed (like a closed file)
+``LayoutError``          ``ValueError``               the file is not a valid 2.00 stream or queue, or a
+                                                      queue or peer differs from what was expected
+``ClosedError``          ``ValueError``               the handle was closed (like a closed file), a
+                                                      queue shut and drained, an interface peer closed
 ``WaitTimeout``          ``TimeoutError``             a wait reached its deadline
 ``Interrupted``          ``InterruptedError``         a wait was interrupted by a signal
 ``NoSpaceError``         ``OSError``                  the shm file system is full
 ``SystemFailure``        ``OSError``                  another OS error
+``PeerExitedError``      ``ConnectionError``          an interface's peer process died or exited
 ``WriterActiveError``    ``shmlink.Error``            the write flag stayed set (writer died mid-write)
 ``TornReadError``        ``shmlink.Error``            a validated read kept colliding with the writer
 ``ReplacedError``        ``shmlink.Error``            the stream was re-created: open it again
@@ -76,6 +80,16 @@ class SystemFailure(Error, OSError):
     """Another operating-system error."""
 
 
+class PeerExitedError(Error, ConnectionError):
+    """The peer process of an interface died or exited (after everything it sent was read).
+
+    The message says what became of it ("peer 'sim' (pid 4242) was killed by signal 9 (Killed)");
+    ``peer``, when set, is the :class:`shmlink.PeerStatus` at the time.
+    """
+
+    peer = None
+
+
 class WriterActiveError(Error):
     """The write flag stayed set: the writer may have died in the middle of a write."""
 
@@ -104,7 +118,7 @@ _BY_CODE: dict[int, type[Error]] = {
     -1: ArgumentError, -2: NotFoundError, -3: ExistsError, -4: AccessError, -5: LayoutError,
     -6: NoSpaceError, -7: SystemFailure, -8: WaitTimeout, -9: Interrupted, -10: NotReadyError,
     -11: ArgumentError, -12: ClosedError, -13: ArgumentError, -14: ArgumentError, -15: ArgumentError,
-    -16: BusyError, -100: TornReadError, -101: WriterActiveError, -102: ReplacedError,
+    -16: BusyError, -17: PeerExitedError, -100: TornReadError, -101: WriterActiveError, -102: ReplacedError,
     -103: OverwrittenError, -104: Error,
 }
 

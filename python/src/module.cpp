@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // shmlink._shmlink: the pybind11 core of the Python package (python/shmlink/__init__.py adds the
 // pure-Python parts). Streams as numpy arrays: the axis convention, dtype mapping and error
-// mapping are documented in python/shmlink/__init__.py and docs/python.md.
+// mapping are documented in python/shmlink/__init__.py and docs/python.md. Queues, samples and
+// the co-simulation Interface are in queue.cpp (register_queues).
+#include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
 #include <pybind11/numpy.h>
@@ -21,6 +23,9 @@
 
 namespace py = pybind11;
 using namespace shmlink;
+
+/// Queue, Sample, Signal, Interface, PeerStatus and the SAMPLE_* flags (queue.cpp).
+void register_queues(py::module_& m);
 
 namespace {
 
@@ -259,7 +264,7 @@ void translate(std::exception_ptr p) {
 }  // namespace
 
 PYBIND11_MODULE(_shmlink, m) {
-  m.doc() = "shmlink core (C++): streams byte-compatible with milk ImageStreamIO 2.00";
+  m.doc() = "shmlink core (C++): streams byte-compatible with milk ImageStreamIO 2.00, sample queues, co-simulation interfaces";
   py::register_exception_translator(&translate);
 
   py::class_<ViewGuard>(m, "_ViewGuard");
@@ -528,4 +533,8 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
 
   m.def("stream_directory", &stream_directory, "The directory streams live in ($SHMLINK_DIR, $MILK_SHM_DIR, ...).");
   m.def("stream_path", [](const std::string& n) { return stream_path(n); }, py::arg("name"));
+  m.def("queue_path", [](const std::string& n) { return queue_path(n); }, py::arg("name"),
+        "The file of a queue: <stream_directory()>/<name>.queue.shm, or a path containing '/' as given.");
+
+  register_queues(m);
 }

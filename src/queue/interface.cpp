@@ -493,10 +493,12 @@ void Interface::open() {
       m.await_peer_reader(deadline);
     }
   } catch (...) {
+    // Let go first (shut, remove, unlock): a launched peer waiting in its own handshake then
+    // sees this side gone and exits by itself instead of waiting for SIGTERM.
     m.out.shutdown();
-    m.stop_child();
     m.remove_output();
     m.release();
+    m.stop_child();
     throw;
   }
   m.scratch.values.reserve(m.out.max_values());

@@ -399,6 +399,24 @@ TEST_F(InterfaceTest, ExecPeerThatExitsBeforeAttachingIsAnErrorWithItsStatus) {
   EXPECT_EQ(dir.entries(), 0);
 }
 
+TEST_F(InterfaceTest, ExecPeerOfAFailedAttachExitsByItself) {
+  InterfaceSpec spec = exec_spec({INTERFACE_PEER_PATH, "echo"});
+  spec.stop_timeout = 5s;
+  Interface a(spec);
+  a.export_signal(0, "x");
+  a.import_signal(0, "y", SignalType::i64);  // the peer exports an f64
+  try {
+    a.open();
+    FAIL() << "attached despite the type mismatch";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.errc(), Errc::layout) << e.what();
+  }
+  EXPECT_TRUE(a.peer().exited);
+  EXPECT_EQ(a.peer().term_signal, 0) << "it had to be stopped: " << a.peer().describe();
+  EXPECT_EQ(a.peer().exit_code, 7) << "interface_peer's code for a failed open";
+  EXPECT_EQ(dir.entries(), 0);
+}
+
 TEST_F(InterfaceTest, ExecCommandNotFound) {
   Interface a(exec_spec({"/nonexistent/shmlink-peer"}));
   try {
