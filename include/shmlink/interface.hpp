@@ -60,7 +60,8 @@ struct InterfaceSpec {
   std::chrono::nanoseconds liveness_interval = std::chrono::milliseconds(20);
   /// When not empty, open() launches this command line (argv[0] looked up in PATH) after
   /// creating the output queue, with SHMLINK_INTERFACE_IN = `out` and SHMLINK_INTERFACE_OUT =
-  /// `in` added to its environment (the names the peer must use). close() stops and reaps it.
+  /// `in` added to its environment (the names the peer must use), no signal blocked or ignored,
+  /// in a process group of its own. close() stops and reaps it (signals go to its group).
   std::vector<std::string> exec;
   /// On close(), how long a launched peer gets to exit by itself after this side's output was
   /// shut, before SIGTERM (and, after as long again, SIGKILL).
@@ -91,6 +92,10 @@ struct SHMLINK_EXPORT PeerStatus {
 };
 
 /// A duplex co-simulation link between this process and one peer. Move-only.
+///
+/// fork(): a child process inherits a copy that is not open there: its descriptors of the
+/// locks are closed at fork (so the peer still sees this process die), and close() in the child
+/// only unmaps (it never shuts, removes or stops what the parent uses).
 ///
 /// Thread safety: one thread writes and one thread reads (they may differ; both may find the
 /// peer dead at once, and peer() may be called from any thread); setup (export, import, open,
@@ -142,7 +147,7 @@ class SHMLINK_EXPORT Interface {
   ///         peer_exited (the peer is gone, so nothing was sent: see peer(); checked at most
   ///         every liveness_interval while the queue has room, at every wait slice when full);
   ///         closed (not open, or the peer closed cleanly); size_mismatch (more values than
-  ///         max_values).
+  ///         max_values); interrupted (a signal arrived while waiting; nothing was sent).
   Status write(std::span<const SignalValue> values, std::chrono::nanoseconds timeout = kForever) noexcept;
   /// Sends `s` as given (sequence, timestamps and flags included); otherwise as write(values).
   Status write(const Sample& s, std::chrono::nanoseconds timeout = kForever) noexcept;
@@ -151,12 +156,14 @@ class SHMLINK_EXPORT Interface {
   /// @param timeout relative; kForever waits without limit; 0 never waits.
   /// @return ok; timeout; would_block (timeout 0 and nothing there); closed (the peer closed
   ///         its output and everything in it was read, or this side is not open); peer_exited
-  ///         (the peer died and everything it wrote was read; see peer()).
+  ///         (the peer died and everything it wrote was read; see peer()); interrupted (a
+  ///         signal arrived while waiting).
   Status read(Sample& out, std::chrono::nanoseconds timeout = kForever) noexcept;
 
-  /// Shuts the output queue (the peer drains it, then reads `closed`), stops and reaps a
-  /// launched peer (after stop_timeout: SIGTERM, then SIGKILL), removes the output queue file
-  /// when it is still this side's, and releases the lock. Idempotent; never throws.
+  /// Shuts the output queue (the peer drains it, then reads `closed`), removes the output queue
+  /// file when it is still this side's, releases the lock, then stops and reaps a launched peer
+  /// (it gets stop_timeout to exit by itself, then SIGTERM, then SIGKILL, each to its process
+  /// group). Idempotent; never throws.
   void close() noexcept;
 
   /// The signals this side exports and imports, by index.

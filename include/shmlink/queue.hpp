@@ -256,12 +256,15 @@ class SHMLINK_EXPORT Queue {
   /// True once shutdown() was called by any process.
   [[nodiscard]] bool is_shut() const noexcept;
 
-  /// Records this process as the queue's attached reader (release store of its pid in the
-  /// header): the Interface handshake, so that the writer knows its output is being read.
+  /// Records this process as the queue's attached reader: its pid, then `token` (release
+  /// store). The Interface handshake: `token` names the reader's own output queue (its
+  /// creation_time_ns), so the writer can tell which incarnation of its peer attached.
   /// No effect on a read-only handle.
-  void mark_consumer_attached() noexcept;
+  void mark_consumer_attached(std::uint64_t token) noexcept;
   /// The pid recorded by mark_consumer_attached() (acquire load); 0 when nobody attached.
   [[nodiscard]] pid_t consumer_pid() const noexcept;
+  /// The token recorded by mark_consumer_attached() (acquire load); 0 when nobody attached.
+  [[nodiscard]] std::uint64_t consumer_token() const noexcept;
 
   struct Impl;
 

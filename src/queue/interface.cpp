@@ -9,6 +9,7 @@
 #include "os/process.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -70,6 +71,22 @@ bool ofd_locked_by_other(int fd) noexcept {
   return fl.l_type != F_UNLCK;
 }
 
+/// Removes the queue file at `path` if nobody holds its lock (its owner is gone), under our own
+/// lock so that no live owner's file is ever removed. Returns false when a live owner holds it.
+bool remove_if_stale(const std::string& path) noexcept {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return true;
+  if (ofd_lock(fd) != 0) {
+    ::close(fd);
+    return false;
+  }
+  struct stat a {}, b {};
+  if (::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+    ::unlink(path.c_str());
+  ::close(fd);
+  return true;
+}
+
 void check_signal_args(const char* what, std::uint32_t index, std::string_view name, SignalType type,
                        std::string_view unit) {
   const std::string w = std::string(what) + " " + std::to_string(index);
@@ -96,13 +113,40 @@ void add_signal(std::vector<Signal>& list, const char* what, std::uint32_t index
 
 }  // namespace
 
+// ---- open interfaces, for fork() ----------------------------------------------------------
+// A forked child inherits the descriptors holding our OFD locks; were it to keep them, the lock
+// would outlive this process and the peer would never see it die. The child's copies are
+// closed at fork (the parent's lock is unaffected: it lives as long as any descriptor of the
+// open file description does).
+namespace {
+
+std::mutex g_open_mutex;
+std::vector<Interface::Impl*>& open_interfaces() {
+  static std::vector<Interface::Impl*> list;
+  return list;
+}
+void close_fds_in_child() noexcept;
+
+void install_fork_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ::pthread_atfork([] { g_open_mutex.lock(); }, [] { g_open_mutex.unlock(); },
+                     [] {
+                       close_fds_in_child();
+                       g_open_mutex.unlock();
+                     });
+  });
+}
+
+}  // namespace
+
 std::string PeerStatus::describe() const {
   std::string who = command.empty() ? std::string("peer") : "peer '" + command + "'";
   if (pid > 0) who += " (pid " + std::to_string(pid) + ")";
   if (term_signal != 0) return who + " was killed by signal " + std::to_string(term_signal) + " (" + ::strsignal(term_signal) + ")";
   if (exit_code >= 0) return who + " exited with status " + std::to_string(exit_code);
-  if (exited) return who + " is gone (its queue lock was released)";
   if (closed) return who + " closed the interface";
+  if (exited) return who + " is gone (its queue lock was released)";
   return who + (pid > 0 ? " is attached" : " is not attached");
 }
 
@@ -112,6 +156,9 @@ struct Interface::Impl {
   std::vector<Signal> imports;
   Queue out;
   Queue in;
+  std::string out_path;   ///< our output's file
+  std::uint64_t in_token = 0;  ///< creation time of the peer's output we read (handshake)
+  pid_t owner_pid = 0;    ///< the process that opened this Interface (a forked copy is not it)
   int lock_fd = -1;       ///< our output file, OFD-locked while open
   int peer_fd = -1;       ///< the peer's output file (the inode we mapped), for the liveness check
   bool loopback = false;  ///< in == out: this process is its own peer
@@ -123,6 +170,7 @@ struct Interface::Impl {
   pid_t child = 0;        ///< launched peer, not yet reaped
   PeerStatus peer;
   std::atomic<std::int64_t> next_check_ns{0};  ///< monotonic time of the next liveness check
+  std::atomic<bool> peer_gone{false};          ///< set once the peer was found dead or closed
   std::uint64_t sequence = 0;
   Sample scratch;                  ///< write(values) builds its sample here (no allocation per call)
 
@@ -151,7 +199,10 @@ struct Interface::Impl {
     if (loopback) return open;
     const std::lock_guard lock(peer_mutex);
     if (peer.exited) return false;
-    if (peer.launched && reap(WNOHANG)) return false;
+    if (peer.launched && reap(WNOHANG)) {
+      peer_gone.store(true, std::memory_order_relaxed);
+      return false;
+    }
     if (peer_fd >= 0 && !ofd_locked_by_other(peer_fd)) {
       if (in.is_shut()) peer.closed = true;  // it shut its output first: a clean close
       // The lock is gone: the peer died or closed. A launched child may still be exiting: give
@@ -160,6 +211,7 @@ struct Interface::Impl {
         for (int i = 0; i < 50 && !reap(WNOHANG); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
       peer.exited = true;
+      peer_gone.store(true, std::memory_order_relaxed);
       return false;
     }
     return true;
@@ -167,6 +219,7 @@ struct Interface::Impl {
 
   /// Rate-limited alive(): checks at most once per liveness_interval.
   bool alive_lazily() noexcept {
+    if (peer_gone.load(std::memory_order_relaxed)) return false;
     const std::int64_t now = os::monotonic_ns();
     if (now < next_check_ns.load(std::memory_order_relaxed)) return true;
     next_check_ns.store(now + std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000),
@@ -229,6 +282,7 @@ struct Interface::Impl {
     } else if (st.code() == Errc::closed && open) {
       const std::lock_guard lock(peer_mutex);
       peer.closed = true;
+      peer_gone.store(true, std::memory_order_relaxed);
     }
     return st;
   }
@@ -247,33 +301,37 @@ struct Interface::Impl {
     qs.wait = spec.wait;
     qs.signals = exports;
     qs.permissions = spec.permissions;
-    const std::string path = queue_path(spec.out);
+    out_path = queue_path(spec.out);
 
-    // A file already there is either another live Interface's output (refuse) or a stale one
-    // from a process that died (replace it: VILLASnode unlinks and retries, reference 12.1).
-    const int old = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (old >= 0) {
-      const bool owned = ofd_locked_by_other(old);
-      ::close(old);
-      if (owned)
-        throw Error(Errc::exists, label() + ": queue " + quote(path) + " is the output of another open interface");
-    }
-    out = Queue::create(spec.out, qs, old >= 0 ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate);
-    out.set_wait_mode(spec.wait);
-    lock_fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (lock_fd < 0) {
+    // Built complete under a private name and locked there, then linked into place: link()
+    // never replaces, so the name only ever shows a locked, complete queue. A file already at
+    // the name is another live Interface's output (its lock is held: refuse) or a stale one
+    // whose owner died (take its lock, then remove it: VILLASnode unlinks and retries, 12.1).
+    static std::atomic<unsigned> counter{0};
+    const std::string tmp = out_path + ".tmp" + std::to_string(os::current_pid()) + "." +
+                            std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+    Queue fresh = Queue::create(tmp, qs, OpenMode::PurgeAndCreate);
+    const int fd = ::open(tmp.c_str(), O_RDWR | O_CLOEXEC);
+    const int lock_err = fd < 0 ? errno : ofd_lock(fd);
+    const auto fail = [&](Errc code, const std::string& why) {
+      ::unlink(tmp.c_str());
+      if (fd >= 0) ::close(fd);
+      throw Error(code, label() + ": queue " + quote(out_path) + ": " + why);
+    };
+    if (lock_err != 0) fail(errc_from_errno(lock_err), std::string("locking it: ") + std::strerror(lock_err));
+    for (int attempt = 0;; ++attempt) {
+      if (::link(tmp.c_str(), out_path.c_str()) == 0) break;
       const int e = errno;
-      throw Error(errc_from_errno(e), label() + ": opening " + quote(path) + " to lock it: " + std::strerror(e));
+      if (e != EEXIST) fail(errc_from_errno(e), std::string("linking it into place: ") + std::strerror(e));
+      if (attempt == 8) fail(Errc::exists, "other processes keep creating it");
+      if (!remove_if_stale(out_path)) fail(Errc::exists, "it is the output of another open interface");
     }
-    // Lock the inode we created, and make sure the name still points at it (a racing creator
-    // could have renamed its own file over ours in between).
-    struct stat a {}, b {};
-    if (const int e = ofd_lock(lock_fd); e != 0)
-      throw Error(e == EAGAIN || e == EACCES ? Errc::exists : errc_from_errno(e),
-                  label() + ": locking " + quote(path) + ": " + (e == EAGAIN || e == EACCES ? std::string("another interface owns it") : std::strerror(e)));
-    if (::fstat(lock_fd, &a) != 0 || ::stat(path.c_str(), &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev ||
-        out.info().creator_pid != os::current_pid())
-      throw Error(Errc::exists, label() + ": queue " + quote(path) + " was replaced by another interface while opening");
+    ::unlink(tmp.c_str());
+    lock_fd = fd;
+    // Map it again under its real name (for paths in messages and tools); the lock keeps the
+    // name pointing at this inode.
+    out = Queue::open(out_path);
+    out.set_wait_mode(spec.wait);
   }
 
   /// Starts the exec command with the queue names in its environment.
@@ -295,8 +353,23 @@ struct Interface::Impl {
     envp.reserve(env_s.size() + 1);
     for (auto& e : env_s) envp.push_back(e.data());
     envp.push_back(nullptr);
+    // The peer starts clean: no signal blocked or ignored because this process blocks or
+    // ignores it, and in a process group of its own, so that close() stops it together with
+    // whatever it started (a wrapper script's child).
+    posix_spawnattr_t attr;
+    ::posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    ::posix_spawnattr_setsigmask(&attr, &none);
+    ::posix_spawnattr_setsigdefault(&attr, &all);
+    ::posix_spawnattr_setpgroup(&attr, 0);
+    ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
     pid_t pid = 0;
-    const int rc = ::posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data());
+    const int rc = ::posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), envp.data());
+    ::posix_spawnattr_destroy(&attr);
     if (rc != 0)
       throw Error(rc == ENOENT ? Errc::not_found : errc_from_errno(rc),
                   label() + ": starting peer " + quote(command_line(argv_s)) + ": " + std::strerror(rc));
@@ -307,26 +380,42 @@ struct Interface::Impl {
     peer.command = command_line(argv_s);
   }
 
-  /// Stops a launched child: waits `stop_timeout` for it to exit, then SIGTERM, then SIGKILL.
+  /// Stops a launched child: waits `stop_timeout` for it to exit, then SIGTERM, then SIGKILL, to
+  /// its whole process group. When it had to be signalled, stragglers of its group (a wrapper's
+  /// children) get SIGKILL while the child is still an unreaped zombie, so the group id cannot
+  /// have been reused.
   void stop_child() noexcept {
-    const auto reap_locked = [&](int flags) {
-      const std::lock_guard lock(peer_mutex);
-      return reap(flags);
-    };
     if (child <= 0) return;
+    const auto ended = [&] {  // exited, not yet reaped (WNOWAIT)
+      siginfo_t info{};
+      return ::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != 0;
+    };
     const auto wait_for = [&](std::chrono::nanoseconds d) {
       const std::int64_t deadline = os::deadline_after(d);
-      while (!reap_locked(WNOHANG)) {
+      while (!ended()) {
         if (os::monotonic_ns() >= deadline) return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
       return true;
     };
-    if (wait_for(spec.stop_timeout)) return;
-    ::kill(child, SIGTERM);
-    if (wait_for(spec.stop_timeout)) return;
-    ::kill(child, SIGKILL);
-    reap_locked(0);
+    const auto signal_group = [&](int sig) {
+      if (::kill(-child, sig) != 0) ::kill(child, sig);  // not a group leader (it called setsid)
+    };
+    bool signalled = false;
+    if (!wait_for(spec.stop_timeout)) {
+      signalled = true;
+      signal_group(SIGTERM);
+      if (!wait_for(spec.stop_timeout)) signal_group(SIGKILL);
+      wait_for(std::chrono::seconds(10));
+    }
+    if (signalled) ::kill(-child, SIGKILL);
+    {
+      const std::lock_guard lock(peer_mutex);
+      reap(0);
+    }
+    // A peer that had to be killed could not remove its output: do it for it (only if nobody
+    // holds its lock, i.e. no other process took the name over).
+    if (signalled && !loopback) remove_if_stale(queue_path(spec.in));
   }
 
   /// Checks the peer's table against our imports. @throws Error layout.
@@ -368,7 +457,9 @@ struct Interface::Impl {
           try {
             Queue q = Queue::open(spec.in);
             struct stat a {}, b {};
-            if (::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
+            if (q.is_shut()) {
+              last = "it is shut (its owner is closing)";
+            } else if (::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
               in = std::move(q);
               peer_fd = fd;
               in.set_wait_mode(spec.wait);
@@ -378,8 +469,9 @@ struct Interface::Impl {
               }
               check_imports();
               return;
+            } else {
+              last = "it was being replaced";
             }
-            last = "it was being replaced";
           } catch (const Error& e) {
             if (e.errc() != Errc::not_found) {
               ::close(fd);
@@ -404,21 +496,55 @@ struct Interface::Impl {
   /// its pid there), so that neither side returns from open() before both are attached: a peer
   /// that writes and closes at once is still seen.
   void await_peer_reader(std::int64_t deadline) {
-    while (out.consumer_pid() == 0) {
-      if (!alive())
-        throw Error(Errc::peer_exited, label() + ": the peer died before opening " + quote(out.path()) + ": " + peer.describe());
+    for (;;) {
+      if (peer.launched && reap(WNOHANG))
+        throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
+      // Done when the incarnation whose output we read has opened ours (its token is its
+      // output's creation time). It may already have written and closed: that is fine.
+      if (out.consumer_token() == in_token) return;
+      if (!peer_input_current()) {
+        // The file we attached to was closed, replaced or abandoned before its owner opened
+        // ours (a peer closing while we opened, or restarting): attach to the next one.
+        in.close();
+        if (peer_fd >= 0) ::close(peer_fd);
+        peer_fd = -1;
+        attach(deadline);
+        mark_input();
+        continue;
+      }
       if (os::monotonic_ns() >= deadline) {
         const double s = static_cast<double>(spec.attach_timeout.count()) / 1e9;
-        throw Error(Errc::timeout, label() + ": the peer did not open " + quote(out.path()) + " within " + fmt_seconds(s));
+        throw Error(Errc::timeout, label() + ": the peer did not open " + quote(out_path) + " within " + fmt_seconds(s));
       }
       std::this_thread::sleep_for(kAttachPoll);
     }
+  }
+
+  /// Records us as the reader of the peer's output, naming our own output.
+  void mark_input() noexcept {
+    in_token = static_cast<std::uint64_t>(in.info().creation_time_ns);
+    in.mark_consumer_attached(static_cast<std::uint64_t>(out.info().creation_time_ns));
+  }
+
+  /// True while the peer's output we attached to is still its live, open queue at its name.
+  bool peer_input_current() const noexcept {
+    if (peer_fd < 0 || !in.valid() || in.is_shut() || !ofd_locked_by_other(peer_fd)) return false;
+    struct stat a {}, b {};
+    return ::fstat(peer_fd, &a) == 0 && ::stat(in.path().c_str(), &b) == 0 && a.st_ino == b.st_ino &&
+           a.st_dev == b.st_dev;
   }
 
   static std::string fmt_seconds(double s) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g s", s);
     return buf;
+  }
+
+  /// In a forked child: closes this process's copies of the lock and peer descriptors.
+  void forget_fds() noexcept {
+    if (lock_fd >= 0) ::close(lock_fd);
+    if (peer_fd >= 0) ::close(peer_fd);
+    lock_fd = peer_fd = -1;
   }
 
   /// Releases everything (no peer handling).
@@ -433,12 +559,32 @@ struct Interface::Impl {
 
   /// Removes our output file when it is still the inode we locked.
   void remove_output() noexcept {
-    if (lock_fd < 0 || out.path().empty()) return;
+    if (lock_fd < 0 || out_path.empty()) return;
     struct stat a {}, b {};
-    if (::fstat(lock_fd, &a) == 0 && ::stat(out.path().c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-      ::unlink(out.path().c_str());
+    if (::fstat(lock_fd, &a) == 0 && ::stat(out_path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+      ::unlink(out_path.c_str());
   }
 };
+
+namespace {
+
+void register_open(Interface::Impl* m) {
+  install_fork_handler();
+  const std::lock_guard lock(g_open_mutex);
+  open_interfaces().push_back(m);
+}
+
+void unregister_open(Interface::Impl* m) noexcept {
+  const std::lock_guard lock(g_open_mutex);
+  auto& list = open_interfaces();
+  list.erase(std::remove(list.begin(), list.end(), m), list.end());
+}
+
+void close_fds_in_child() noexcept {
+  for (Interface::Impl* m : open_interfaces()) m->forget_fds();
+}
+
+}  // namespace
 
 Interface::Interface() noexcept = default;
 Interface::Interface(InterfaceSpec spec) : impl_(std::make_unique<Impl>()) { impl_->spec = std::move(spec); }
@@ -486,10 +632,10 @@ void Interface::open() {
       m.in.set_wait_mode(m.spec.wait);
       m.peer.pid = os::current_pid();
       m.check_imports();
-      m.in.mark_consumer_attached();
+      m.mark_input();
     } else {
       m.attach(deadline);
-      m.in.mark_consumer_attached();
+      m.mark_input();
       m.await_peer_reader(deadline);
     }
   } catch (...) {
@@ -502,7 +648,9 @@ void Interface::open() {
     throw;
   }
   m.scratch.values.reserve(m.out.max_values());
+  m.owner_pid = os::current_pid();
   m.open = true;
+  register_open(&m);
   m.next_check_ns.store(0, std::memory_order_relaxed);
 }
 
@@ -540,10 +688,19 @@ void Interface::close() noexcept {
   Impl& m = *impl_;
   if (!m.open) return;
   m.open = false;
-  m.out.shutdown();  // the peer drains what we wrote, then reads `closed`
-  m.stop_child();
+  unregister_open(&m);
+  if (os::current_pid() != m.owner_pid) {
+    // A forked copy: the interface belongs to the parent. Unmap only; never shut, remove or
+    // stop what the parent still uses.
+    m.release();
+    return;
+  }
+  // Let go first (shut, remove, unlock): the peer drains what we wrote and reads `closed`,
+  // and a peer blocked writing to us sees our lock gone, so a launched one exits by itself.
+  m.out.shutdown();
   m.remove_output();
   m.release();
+  m.stop_child();
 }
 
 const std::vector<Signal>& Interface::exports() const noexcept { return impl_ ? impl_->exports : kNone; }

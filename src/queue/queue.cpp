@@ -433,8 +433,14 @@ std::uint32_t Queue::max_values() const noexcept { return impl_ ? impl_->max_val
 QueueKind Queue::kind() const noexcept { return impl_ ? impl_->kind : QueueKind::spsc; }
 WaitMode Queue::wait_mode() const noexcept { return impl_ ? impl_->wait : WaitMode::hybrid; }
 
-void Queue::mark_consumer_attached() noexcept {
-  if (impl_ && impl_->writable) aref(impl_->h->consumer_pid).store(os::current_pid(), std::memory_order_release);
+void Queue::mark_consumer_attached(std::uint64_t token) noexcept {
+  if (!impl_ || !impl_->writable) return;
+  aref(impl_->h->consumer_pid).store(os::current_pid(), std::memory_order_release);
+  aref(impl_->h->consumer_token).store(token, std::memory_order_release);
+}
+
+std::uint64_t Queue::consumer_token() const noexcept {
+  return impl_ ? aref(impl_->h->consumer_token).load(std::memory_order_acquire) : 0;
 }
 
 pid_t Queue::consumer_pid() const noexcept {

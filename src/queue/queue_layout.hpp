@@ -55,7 +55,8 @@ struct QueueHeader {
   // line 3 (192..255)
   std::uint32_t state;         // 192 kStateOpen / kStateShut (atomic)
   std::int32_t consumer_pid;   // 196 pid of the Interface that attached as reader; 0: none (atomic)
-  std::uint8_t pad3[56];       // 200
+  std::uint64_t consumer_token;  // 200 the reader's own output (its creation_time_ns); written after consumer_pid (atomic)
+  std::uint8_t pad3[48];       // 208
 };
 static_assert(sizeof(QueueHeader) == 256);
 static_assert(offsetof(QueueHeader, version) == 8);
@@ -76,6 +77,7 @@ static_assert(offsetof(QueueHeader, pop_waiters) == 136);
 static_assert(offsetof(QueueHeader, not_empty) == 140);
 static_assert(offsetof(QueueHeader, state) == 192);
 static_assert(offsetof(QueueHeader, consumer_pid) == 196);
+static_assert(offsetof(QueueHeader, consumer_token) == 200);
 
 /// One signal table entry.
 struct SignalEntry {

@@ -49,7 +49,6 @@ int run(const std::string& mode, int argc, char** argv) {
     return 7;
   }
   if (mode == "stubborn") {
-    ::signal(SIGTERM, SIG_IGN);
     for (;;) std::this_thread::sleep_for(1s);
   }
   shmlink::Sample s;
@@ -75,5 +74,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (mode != "echo" && mode != "crash" && mode != "stubborn") return 3;
+  if (mode == "stubborn") ::signal(SIGTERM, SIG_IGN);  // from the start: only SIGKILL stops it
   return run(mode, argc, argv);
 }
