@@ -37,6 +37,7 @@ struct RunResult {
   int code = -1;    ///< exit status, or 128 + signal
   std::string out;  ///< stdout
   std::string err;  ///< stderr
+  pid_t pid = -1;   ///< the CLI's process id (names of its Boost message queues)
 };
 
 /// Runs the CLI with `args` and `SHMLINK_DIR=dir`, collecting stdout and stderr; kills it after
@@ -63,6 +64,7 @@ RunResult run_cli(const std::vector<std::string>& args, const std::string& dir,
   ::close(out[1]);
   ::close(err[1]);
   RunResult r;
+  r.pid = pid;
   std::array<int, 2> fds{out[0], err[0]};
   const auto deadline = std::chrono::steady_clock::now() + limit;
   bool killed = false;
@@ -272,6 +274,208 @@ TEST(BenchCli, BadCoresOrSizesAreUsageErrors) {
         std::vector<std::string>{"bench"}}) {
     const RunResult r = run_cli(args, dir.path(), 30s);
     EXPECT_EQ(r.code, 2) << args.back() << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  EXPECT_EQ(dir.entries(), 0);
+}
+
+// ---- bench queue -------------------------------------------------------------------------------
+
+/// A number that is finite and > 0.
+void expect_positive(const json& v, const std::string& what) {
+  ASSERT_TRUE(v.is_number()) << what << ": " << v.dump();
+  EXPECT_TRUE(std::isfinite(v.get<double>())) << what;
+  EXPECT_GT(v.get<double>(), 0) << what;
+}
+
+/// `ratio` is shmlink / peer with its `ahead` flag (below 1 for latency, above 1 for throughput),
+/// or both null when a side is missing.
+void expect_comparison(const json& e, const char* ratio_key, const char* ahead_key, const json& ours,
+                       const json& theirs, bool lower) {
+  SCOPED_TRACE(ratio_key);
+  if (!ours.is_number() || !theirs.is_number()) {
+    EXPECT_TRUE(e.at(ratio_key).is_null());
+    EXPECT_TRUE(e.at(ahead_key).is_null());
+    return;
+  }
+  expect_ratio(e.at(ratio_key), ours.get<double>(), theirs.get<double>(), ratio_key);
+  const double r = e.at(ratio_key).get<double>();
+  EXPECT_EQ(e.at(ahead_key).get<bool>(), lower ? r < 1.0 : r > 1.0);
+}
+
+TEST(BenchCli, QueueQuickJsonRunFollowsTheDocumentedSchema) {
+  ScratchStreamDir dir;
+  const RunResult r = run_cli({"bench", "queue", "--quick", "--json"}, dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(r.out);
+
+  EXPECT_EQ(doc.at("schema_version"), 1);
+  EXPECT_EQ(doc.at("schema"), "shmlink-bench-queue/1");
+  EXPECT_TRUE(doc.at("shmlink_version").is_string());
+  const json& m = doc.at("machine");
+  for (const char* k : {"cpu_model", "kernel", "clocksource"}) EXPECT_TRUE(m.at(k).is_string()) << k;
+  EXPECT_TRUE(m.at("cpus_allowed").is_array());
+  const bool pinned = m.at("pinned_cores").is_array();
+  if (pinned) {
+    EXPECT_NE(m.at("pinned_cores")[0], m.at("pinned_cores")[1]);
+  }
+
+  const json& c = doc.at("config");
+  EXPECT_EQ(c.at("quick"), true);
+  EXPECT_EQ(c.at("values"), 8);
+  EXPECT_EQ(c.at("message_bytes"), 32 + 8 * 8);
+  EXPECT_EQ(c.at("queue_cell_bytes"), 128);
+  EXPECT_EQ(c.at("batch"), 32);
+  EXPECT_EQ(c.at("capacity"), 1024);
+  EXPECT_GT(c.at("samples").get<int>(), 0);
+  EXPECT_GT(c.at("throughput_samples").get<int>(), 0);
+  EXPECT_GT(c.at("rounds").get<int>(), 0);
+
+  // Latency: every mode once, in the documented order, ratios against the cacheline floor.
+  const std::vector<std::pair<std::string, std::string>> modes = {
+      {"cacheline", "floor"},      {"cacheline_message", "reference"}, {"futex_raw", "floor"},
+      {"spsc_polling", "shmlink"}, {"spsc_hybrid", "shmlink"},         {"spsc_futex", "shmlink"},
+      {"mpmc_polling", "shmlink"}, {"mpmc_futex", "shmlink"},          {"pipe", "peer"},
+      {"unix_socket", "peer"},     {"boost_mq", "peer"},               {"zmq_ipc", "peer"}};
+  const json& lat = doc.at("latency");
+  ASSERT_EQ(lat.size(), modes.size());
+  std::map<std::string, json> by_mode;
+  for (std::size_t i = 0; i < modes.size(); ++i) {
+    const json& e = lat[i];
+    const auto& [mode, kind] = modes[i];
+    SCOPED_TRACE(mode);
+    EXPECT_EQ(e.at("mode"), mode);
+    EXPECT_EQ(e.at("kind"), kind);
+    EXPECT_TRUE(e.at("description").is_string());
+    by_mode[mode] = e;
+    if (!e.at("skipped").is_null()) {
+      // Only the spinning modes may be skipped, and only when there is one CPU.
+      EXPECT_FALSE(pinned);
+      EXPECT_TRUE(mode == "cacheline" || mode == "cacheline_message" || mode.ends_with("_polling"));
+      EXPECT_TRUE(e.at("one_way_ns").is_null());
+      continue;
+    }
+    EXPECT_GT(e.at("samples").get<int>(), 0);
+    EXPECT_GT(e.at("runs").get<int>(), 0);
+    EXPECT_EQ(e.at("message_bytes"), mode == "cacheline" ? 8 : mode == "futex_raw" ? 4 : 96);
+    const json& p = e.at("one_way_ns");
+    expect_positive(p.at("p50"), "p50");
+    const std::vector<double> ordered = {p.at("min"), p.at("p50"), p.at("p90"), p.at("p99"), p.at("p999"), p.at("max")};
+    for (std::size_t k = 1; k < ordered.size(); ++k) EXPECT_LE(ordered[k - 1], ordered[k]) << "percentile " << k;
+    const json& cpu = e.at("cpu_ns_per_message");
+    EXPECT_GE(cpu.at("initiator").get<double>(), 0);
+    EXPECT_GE(cpu.at("responder").get<double>(), 0);
+    EXPECT_GE(e.at("involuntary_switches").get<std::int64_t>(), 0);
+  }
+  const bool have_floor = by_mode["cacheline"].at("skipped").is_null();
+  for (const auto& [mode, kind] : modes) {
+    SCOPED_TRACE(mode);
+    const json& e = by_mode[mode];
+    if (kind == "floor") {
+      EXPECT_TRUE(e.at("floor").is_null());
+      EXPECT_TRUE(e.at("ratio_p50").is_null());
+      EXPECT_TRUE(e.at("ratio_vs_futex_raw_p50").is_null());
+    } else {
+      EXPECT_EQ(e.at("floor"), "cacheline");
+      for (const char* k : {"ratio_p50", "ratio_p99", "ratio_p999", "ratio_vs_futex_raw_p50"}) EXPECT_TRUE(e.contains(k)) << k;
+      if (have_floor && e.at("skipped").is_null()) {
+        const json& f = by_mode["cacheline"].at("one_way_ns");
+        const json& p = e.at("one_way_ns");
+        expect_ratio(e.at("ratio_p50"), p.at("p50"), f.at("p50"), "ratio_p50");
+        expect_ratio(e.at("ratio_p99"), p.at("p99"), f.at("p99"), "ratio_p99");
+        expect_ratio(e.at("ratio_p999"), p.at("p999"), f.at("p999"), "ratio_p999");
+        expect_ratio(e.at("ratio_vs_futex_raw_p50"), p.at("p50"), by_mode["futex_raw"].at("one_way_ns").at("p50"),
+                     "ratio_vs_futex_raw_p50");
+      }
+    }
+    if (mode == "spsc_polling" && e.at("ratio_p50").is_number()) {
+      EXPECT_EQ(e.at("target").get<double>(), 1.5);
+      EXPECT_EQ(e.at("meets_target").get<bool>(), e.at("ratio_p50").get<double>() <= 1.5);
+    } else if (mode != "spsc_polling") {
+      EXPECT_TRUE(e.at("target").is_null());
+      EXPECT_TRUE(e.at("meets_target").is_null());
+    }
+  }
+
+  // Throughput: every mode once, in order, with a positive rate.
+  const std::vector<std::string> tp_modes = {
+      "spsc_single", "spsc_bulk", "mpmc_single", "mpmc_bulk", "pipe_single", "pipe_batch", "unix_socket_single",
+      "unix_socket_batch", "boost_mq_single", "boost_mq_batch", "zmq_ipc_single", "zmq_ipc_batch"};
+  const json& tp = doc.at("throughput");
+  ASSERT_EQ(tp.size(), tp_modes.size());
+  std::map<std::string, json> tp_by_mode;
+  for (std::size_t i = 0; i < tp_modes.size(); ++i) {
+    const json& e = tp[i];
+    const std::string& mode = tp_modes[i];
+    SCOPED_TRACE(mode);
+    tp_by_mode[mode] = e;
+    EXPECT_EQ(e.at("mode"), mode);
+    EXPECT_EQ(e.at("kind"), mode.starts_with("spsc") || mode.starts_with("mpmc") ? "shmlink" : "peer");
+    EXPECT_EQ(e.at("batch"), mode.ends_with("_single") ? 1 : 32);
+    EXPECT_GT(e.at("samples").get<int>(), 0);
+    EXPECT_GT(e.at("runs").get<int>(), 0);
+    expect_positive(e.at("samples_per_s"), "samples_per_s");
+    EXPECT_LE(e.at("samples_per_s_min").get<double>(), e.at("samples_per_s").get<double>());
+    EXPECT_GE(e.at("samples_per_s_max").get<double>(), e.at("samples_per_s").get<double>());
+    EXPECT_NEAR(e.at("mb_per_s").get<double>(), e.at("samples_per_s").get<double>() * 96 / 1e6,
+                1e-9 * e.at("mb_per_s").get<double>());
+    EXPECT_GE(e.at("cpu_ns_per_sample").at("total").get<double>(), 0);
+  }
+
+  // Comparison: shmlink's best against each peer, ratios and flags consistent with the numbers.
+  const json& cmp = doc.at("comparison");
+  for (const char* k : {"best_latency_mode", "best_sleeping_latency_mode", "best_throughput_mode",
+                        "best_single_throughput_mode", "best_bulk_throughput_mode"})
+    EXPECT_TRUE(cmp.at(k).is_string()) << k;
+  double best_tp = 0;
+  for (const char* m2 : {"spsc_single", "spsc_bulk", "mpmc_single", "mpmc_bulk"})
+    best_tp = std::max(best_tp, tp_by_mode[m2].at("samples_per_s").get<double>());
+  EXPECT_EQ(cmp.at("best_samples_per_s").get<double>(), best_tp);
+  const std::vector<std::string> peers = {"pipe", "unix_socket", "boost_mq", "zmq_ipc"};
+  ASSERT_EQ(cmp.at("peers").size(), peers.size());
+  bool all_ahead = true;
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    const json& e = cmp.at("peers")[i];
+    SCOPED_TRACE(peers[i]);
+    EXPECT_EQ(e.at("peer"), peers[i]);
+    EXPECT_EQ(e.at("latency_p50_ns"), by_mode[peers[i]].at("one_way_ns").at("p50"));
+    const double single = tp_by_mode[peers[i] + "_single"].at("samples_per_s");
+    const double batch = tp_by_mode[peers[i] + "_batch"].at("samples_per_s");
+    EXPECT_EQ(e.at("samples_per_s").get<double>(), std::max(single, batch));
+    expect_comparison(e, "latency_ratio", "latency_ahead", cmp.at("best_latency_p50_ns"), e.at("latency_p50_ns"), true);
+    expect_comparison(e, "sleeping_latency_ratio", "sleeping_latency_ahead", cmp.at("best_sleeping_latency_p50_ns"),
+                      e.at("latency_p50_ns"), true);
+    expect_comparison(e, "throughput_ratio", "throughput_ahead", cmp.at("best_samples_per_s"), e.at("samples_per_s"),
+                      false);
+    expect_comparison(e, "single_throughput_ratio", "single_throughput_ahead", cmp.at("best_single_samples_per_s"),
+                      e.at("single_samples_per_s"), false);
+    expect_comparison(e, "batch_throughput_ratio", "batch_throughput_ahead", cmp.at("best_bulk_samples_per_s"),
+                      e.at("batch_samples_per_s"), false);
+    all_ahead = all_ahead && e.at("latency_ahead").get<bool>() && e.at("throughput_ahead").get<bool>();
+  }
+  EXPECT_EQ(cmp.at("ahead_of_all").get<bool>(), all_ahead);
+
+  EXPECT_TRUE(doc.at("load").is_object());
+  for (const json& n : doc.at("notes")) EXPECT_TRUE(n.is_string());
+  // Queue files and ipc:// sockets lived in the scratch directory; the message queues in /dev/shm.
+  EXPECT_EQ(dir.entries(), 0) << "the benchmark left files in the stream directory";
+  for (const char* q : {"ping", "pong", "tp"}) {
+    const std::string mq = "/dev/shm/shmlink-bench-" + std::to_string(r.pid) + "-" + q;
+    EXPECT_FALSE(fs::exists(mq)) << mq << " was left behind";
+  }
+}
+
+TEST(BenchCli, QueueBadOptionsAreUsageErrors) {
+  ScratchStreamDir dir;
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"bench", "queue", "--cores", "0,0"},
+        std::vector<std::string>{"bench", "queue", "--capacity", "1000"},
+        std::vector<std::string>{"bench", "queue", "--batch", "0"},
+        std::vector<std::string>{"bench", "queue", "--batch", "2048", "--capacity", "1024"},
+        std::vector<std::string>{"bench", "queue", "--values", "0"},
+        std::vector<std::string>{"bench", "queue", "--samples", "0"}}) {
+    const RunResult r = run_cli(args, dir.path(), 30s);
+    EXPECT_EQ(r.code, 2) << args[2] << ": " << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   EXPECT_EQ(dir.entries(), 0);

@@ -4,6 +4,7 @@
 // and semaphore waits against a cache-line ping-pong, a futex ping-pong and a pipe between two
 // pinned processes; write/read bandwidth against memcpy; the cost of a write nobody waits for.
 #include "bench_common.hpp"
+#include "bench_queue.hpp"
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -577,8 +578,10 @@ Command add_bench_command(CLI::App& app) {
   stream->add_flag("--no-post-semaphores", opt->no_post_semaphores,
                    "spin/hybrid/futex writes pass post_semaphores = false (the semaphore mode still posts)");
   stream->footer(exit_code_help());
+  const Command queue = bench::add_bench_queue_command(*sub);  // `bench queue` (bench_queue.hpp)
   sub->footer(exit_code_help());
-  return {sub, [opt, stream] {
+  return {sub, [opt, stream, queue] {
+            if (queue.app->parsed()) return queue.run();
             if (!stream->parsed()) return static_cast<int>(kExitUsage);
             return run_bench_stream(*opt);
           }};
