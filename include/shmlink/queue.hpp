@@ -175,10 +175,12 @@ SHMLINK_EXPORT std::string queue_path(std::string_view name_or_path);
 /// Thread safety: an SPSC queue allows one pushing thread and one popping thread (across all
 /// processes); an MPMC queue any number of each. Other members are safe from any thread.
 ///
-/// Memory ordering: a push fills the cell, then publishes it with a release store (SPSC: the
-/// producer index; MPMC: the cell's sequence); a pop that observes it with an acquire load sees
-/// the whole sample. The pop frees the cell with a release store that the next push of that cell
-/// acquires. Waiter counts and futex words use seq_cst, as stream waits do (docs/design/queues.md).
+/// Memory ordering: a push fills the cell, then publishes it with a release store of the cell's
+/// turn (both kinds; Vyukov's per-cell sequence); a pop that observes it with an acquire load sees
+/// the whole sample. The pop frees the cell with a release store of its turn that the next push of
+/// that cell acquires. The fast path moves only cell lines between cores: the indices and waiter
+/// counts sit on lines of their own. Waiter counts and futex words use seq_cst, as stream waits do
+/// (docs/design/queues.md).
 class SHMLINK_EXPORT Queue {
  public:
   Queue() noexcept;
@@ -231,9 +233,13 @@ class SHMLINK_EXPORT Queue {
   /// @return ok; would_block (full); size_mismatch (more values than max_values); closed (the
   ///         queue was shut: see shutdown()); permission (opened read-only).
   Status try_push(const Sample& s) noexcept;
-  /// Pushes up to `samples.size()` samples, in order, stopping at the first that does not fit.
-  /// @param pushed receives how many were pushed. @return as try_push for the first failure.
-  Status try_push_bulk(std::span<const Sample> samples, std::size_t* pushed) noexcept;
+  /// Pushes up to `samples.size()` samples, in order, without blocking (a burst, as DPDK's
+  /// tx_burst): stops at the first that does not fit (full) or is too long. One wake-up check
+  /// (fence) for the whole burst. Never allocates.
+  /// @param pushed receives how many were pushed (a prefix of `samples`).
+  /// @return ok when at least one was pushed (or `samples` is empty); otherwise why none was:
+  ///         would_block (full), size_mismatch (the first sample is too long), closed, permission.
+  Status try_push_burst(std::span<const Sample> samples, std::size_t& pushed) noexcept;
   /// Pushes, waiting (by the queue's wait mode) while it is full.
   /// @param timeout relative (CLOCK_MONOTONIC); kForever waits without limit.
   /// @return ok, timeout, interrupted, closed, size_mismatch.
@@ -244,8 +250,11 @@ class SHMLINK_EXPORT Queue {
   /// it allocates only when that exceeds its capacity).
   /// @return ok; would_block (empty); closed (shut and drained); permission (read-only).
   Status try_pop(Sample& out) noexcept;
-  /// Pops up to `out.size()` samples; `popped` receives how many.
-  Status try_pop_bulk(std::span<Sample> out, std::size_t* popped) noexcept;
+  /// Pops up to `out.size()` samples, oldest first, without blocking (a burst, as rx_burst);
+  /// `popped` receives how many (into out[0..popped)). One wake-up check for the whole burst.
+  /// @return ok when at least one was popped (or `out` is empty); otherwise would_block (empty),
+  ///         closed (shut and drained), permission.
+  Status try_pop_burst(std::span<Sample> out, std::size_t& popped) noexcept;
   /// Pops, waiting (by the queue's wait mode) while it is empty.
   /// @return ok, timeout, interrupted, closed (shut and drained).
   Status pop(Sample& out, std::chrono::nanoseconds timeout) noexcept;

@@ -95,14 +95,21 @@ struct Queue::Impl {
   }
   static SignalValue* values(CellHeader* c) noexcept { return reinterpret_cast<SignalValue*>(c + 1); }
 
-  /// Copies a sample into a claimed cell (not yet published).
+  /// Values that share the cell's first cache line with its header (and turn).
+  static constexpr std::size_t kHeadValues = (qlayout::kCacheLine - sizeof(CellHeader)) / sizeof(SignalValue);
+  /// Copies a sample into a claimed cell (not yet published). The cell's later lines first, then
+  /// its first line (header, first values) in one run of stores ending next to the publishing
+  /// turn: a consumer polling that turn can then take the line away at most once per sample.
   void fill(CellHeader* c, const Sample& s) const noexcept {
+    const std::size_t n = s.values.size();
+    if (n > kHeadValues)
+      std::memcpy(values(c) + kHeadValues, s.values.data() + kHeadValues, (n - kHeadValues) * sizeof(SignalValue));
     c->sequence = s.sequence;
     c->ts_origin = s.ts_origin_ns;
     c->ts_received = s.ts_received_ns;
     c->flags = s.flags;
-    c->length = static_cast<std::uint32_t>(s.values.size());
-    if (!s.values.empty()) std::memcpy(values(c), s.values.data(), s.values.size() * sizeof(SignalValue));
+    c->length = static_cast<std::uint32_t>(n);
+    if (n != 0) std::memcpy(values(c), s.values.data(), std::min(n, kHeadValues) * sizeof(SignalValue));
   }
   /// Copies a published cell out (the cell is still ours until released). Lengths a peer wrote
   /// beyond max_values are clamped: a lying peer never makes us read past the cell.
@@ -147,73 +154,171 @@ struct Queue::Impl {
   bool can_pop() const noexcept {
     if (shut()) return true;
     const std::uint64_t hd = aref(h->head).load(std::memory_order_acquire);
-    if (kind == QueueKind::spsc) return aref(h->tail).load(std::memory_order_acquire) != hd;
-    // MPMC: the cell must be published, not merely claimed (a producer that died between its
+    // The cell must be published, not merely claimed (an MPMC producer that died between its
     // claim and its publish leaves the cell claimed forever: consumers then time out).
     return aref(cell(hd)->turn).load(std::memory_order_acquire) == hd + 1;
   }
 
-  /// One non-blocking push attempt.
-  Status try_push(const Sample& s) noexcept {
-    if (!writable) return Errc::permission;
-    if (s.values.size() > max_values) return Errc::size_mismatch;
-    if (shut()) return Errc::closed;
-    if (kind == QueueKind::spsc) {
-      const std::uint64_t t = aref(h->tail).load(std::memory_order_relaxed);  // ours alone
-      // Acquire: the consumer's release of head means it is done with the cell we reuse.
-      if (t - aref(h->head).load(std::memory_order_acquire) >= capacity) return Errc::would_block;
-      fill(cell(t), s);
-      aref(h->tail).store(t + 1, std::memory_order_release);  // publish
-    } else {
-      std::uint64_t pos = aref(h->tail).load(std::memory_order_relaxed);
-      CellHeader* c = nullptr;
-      for (;;) {
-        c = cell(pos);
-        const std::uint64_t turn = aref(c->turn).load(std::memory_order_acquire);
-        const auto diff = static_cast<std::int64_t>(turn - pos);
-        if (diff == 0) {
-          if (aref(h->tail).compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
-        } else if (diff < 0) {
-          return Errc::would_block;  // the cell still holds a sample from a lap ago: full
-        } else {
-          pos = aref(h->tail).load(std::memory_order_relaxed);
+  // SPSC producer state of this handle. The consumer frees cells by storing head on its own line;
+  // the producer reads that line only when its copy says the ring is full (Lamport's queue with a
+  // cached index), so a pop costs the producer no cache-line transfer.
+  std::uint64_t cached_head = 0;
+  bool producer_synced = false;
+
+  /// SPSC, a handle's first push: carries on after a producer that died between publishing a cell
+  /// (its turn) and recording tail, so that a published cell is neither overwritten nor waited for.
+  std::uint64_t sync_producer(std::uint64_t pos) noexcept {
+    const std::uint64_t hd = aref(h->head).load(std::memory_order_acquire);
+    if (static_cast<std::int64_t>(hd - pos) > 0) pos = hd;  // the consumer already took them
+    for (std::uint32_t i = 0; i < capacity; ++i, ++pos)
+      if (aref(cell(pos)->turn).load(std::memory_order_acquire) != pos + 1) break;
+    aref(h->tail).store(pos, std::memory_order_relaxed);
+    cached_head = hd;
+    producer_synced = true;
+    return pos;
+  }
+
+  /// MPMC: claims up to `want` consecutive cells for pushing, Vyukov's way extended to a run: the
+  /// cells from `pos` whose turn says their consumer is done with them (turn == position), then
+  /// one CAS of tail over them all. No other producer can take a cell of the run without first
+  /// moving tail off `pos`, which fails our CAS. @return how many (0: full); `pos` the first.
+  std::uint64_t claim_push(std::uint64_t& pos, std::uint64_t want) noexcept {
+    pos = aref(h->tail).load(std::memory_order_relaxed);
+    for (;;) {
+      std::uint64_t n = 0;
+      bool moved = false;
+      for (; n < want; ++n) {
+        const std::uint64_t turn = aref(cell(pos + n)->turn).load(std::memory_order_acquire);  // the pop's release
+        const auto diff = static_cast<std::int64_t>(turn - (pos + n));
+        if (diff != 0) {
+          moved = diff > 0 && n == 0;  // another producer took the first cell
+          break;                       // diff < 0: a sample from a lap ago is still there (full)
         }
       }
-      fill(c, s);
-      aref(c->turn).store(pos + 1, std::memory_order_release);  // publish to consumers
+      if (n != 0) {
+        if (aref(h->tail).compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return n;
+      } else if (!moved) {
+        return 0;
+      } else {
+        pos = aref(h->tail).load(std::memory_order_relaxed);
+      }
     }
+  }
+  /// MPMC: claims up to `want` consecutive published cells for popping (turn == position + 1),
+  /// with one CAS of head, as claim_push(). @return how many (0: empty); `pos` the first.
+  std::uint64_t claim_pop(std::uint64_t& pos, std::uint64_t want) noexcept {
+    pos = aref(h->head).load(std::memory_order_relaxed);
+    for (;;) {
+      std::uint64_t n = 0;
+      bool moved = false;
+      for (; n < want; ++n) {
+        const std::uint64_t turn = aref(cell(pos + n)->turn).load(std::memory_order_acquire);  // the push's release
+        const auto diff = static_cast<std::int64_t>(turn - (pos + n + 1));
+        if (diff != 0) {
+          moved = diff > 0 && n == 0;  // another consumer took the first cell
+          break;                       // diff < 0: not published yet (empty from here)
+        }
+      }
+      if (n != 0) {
+        if (aref(h->head).compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return n;
+      } else if (!moved) {
+        return 0;
+      } else {
+        pos = aref(h->head).load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  /// Non-blocking push of up to `in.size()` samples, in order; one wake-up check for all.
+  /// @return ok with `done` >= 1 (or `in` empty); else why none went (done = 0).
+  Status push_burst(std::span<const Sample> in, std::size_t& done) noexcept {
+    done = 0;
+    if (!writable) return Errc::permission;
+    if (in.empty()) return Errc::ok;
+    if (shut()) return Errc::closed;
+    Status why = Errc::ok;
+    if (kind == QueueKind::spsc) {
+      // One producer: run a local position over the burst and record tail once at the end.
+      std::uint64_t pos = aref(h->tail).load(std::memory_order_relaxed);
+      if (!producer_synced) pos = sync_producer(pos);
+      for (const Sample& s : in) {
+        if (s.values.size() > max_values) {
+          why = Errc::size_mismatch;
+          break;
+        }
+        if (pos - cached_head >= capacity) {
+          // Acquire: the consumer's release of head means it is done with the cell we reuse.
+          cached_head = aref(h->head).load(std::memory_order_acquire);
+          if (pos - cached_head >= capacity) {
+            why = Errc::would_block;
+            break;
+          }
+        }
+        CellHeader* c = cell(pos);
+        fill(c, s);
+        aref(c->turn).store(pos + 1, std::memory_order_release);  // publish (pairs with claim_pop)
+        ++pos;
+        ++done;
+      }
+      if (done != 0) aref(h->tail).store(pos, std::memory_order_relaxed);  // a record; nobody waits on it
+    } else {
+      // The run of samples that fit a cell; a too-long one ends the burst.
+      std::size_t fit = 0;
+      while (fit < in.size() && in[fit].values.size() <= max_values) ++fit;
+      if (fit == 0) return Errc::size_mismatch;
+      std::uint64_t pos = 0;
+      const std::uint64_t n = claim_push(pos, fit);
+      if (n == 0) return Errc::would_block;
+      for (std::uint64_t i = 0; i < n; ++i) {
+        CellHeader* c = cell(pos + i);
+        fill(c, in[i]);
+        aref(c->turn).store(pos + i + 1, std::memory_order_release);  // publish (pairs with claim_pop)
+      }
+      done = n;
+    }
+    if (done == 0) return why;
     notify_pushed();
     return Errc::ok;
   }
-
-  /// One non-blocking pop attempt.
-  Status try_pop(Sample& out) noexcept {
+  /// Non-blocking pop of up to `out.size()` samples; one wake-up check for all.
+  /// @return ok with `done` >= 1 (or `out` empty); else would_block, closed (shut and drained).
+  Status pop_burst(std::span<Sample> out, std::size_t& done) noexcept {
+    done = 0;
     if (!writable) return Errc::permission;
+    if (out.empty()) return Errc::ok;
     if (kind == QueueKind::spsc) {
-      const std::uint64_t hd = aref(h->head).load(std::memory_order_relaxed);  // ours alone
-      if (aref(h->tail).load(std::memory_order_acquire) == hd) return shut() ? Errc::closed : Errc::would_block;
-      drain(cell(hd), out);
-      aref(h->head).store(hd + 1, std::memory_order_release);  // the cell is free again
-    } else {
+      // One consumer: run a local position over the burst and free the cells with one store of
+      // head (release: our reads of them are done before the producer reuses them).
       std::uint64_t pos = aref(h->head).load(std::memory_order_relaxed);
-      CellHeader* c = nullptr;
-      for (;;) {
-        c = cell(pos);
-        const std::uint64_t turn = aref(c->turn).load(std::memory_order_acquire);
-        const auto diff = static_cast<std::int64_t>(turn - (pos + 1));
-        if (diff == 0) {
-          if (aref(h->head).compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
-        } else if (diff < 0) {
-          return shut() ? Errc::closed : Errc::would_block;  // empty
-        } else {
-          pos = aref(h->head).load(std::memory_order_relaxed);
-        }
+      for (Sample& s : out) {
+        CellHeader* c = cell(pos);
+        if (aref(c->turn).load(std::memory_order_acquire) != pos + 1) break;  // empty
+        drain(c, s);
+        ++pos;
+        ++done;
       }
-      drain(c, out);
-      aref(c->turn).store(pos + mask + 1, std::memory_order_release);  // free for the next lap
+      if (done != 0) aref(h->head).store(pos, std::memory_order_release);
+    } else {
+      std::uint64_t pos = 0;
+      const std::uint64_t n = claim_pop(pos, out.size());
+      for (std::uint64_t i = 0; i < n; ++i) {
+        CellHeader* c = cell(pos + i);
+        drain(c, out[i]);
+        aref(c->turn).store(pos + i + capacity, std::memory_order_release);  // free for the next lap
+      }
+      done = n;
     }
+    if (done == 0) return shut() ? Errc::closed : Errc::would_block;
     notify_popped();
     return Errc::ok;
+  }
+  Status try_push(const Sample& s) noexcept {
+    std::size_t n = 0;
+    return push_burst(std::span(&s, 1), n);
+  }
+  Status try_pop(Sample& out) noexcept {
+    std::size_t n = 0;
+    return pop_burst(std::span(&out, 1), n);
   }
 
   /// Waits for `ready()` by the queue's wait mode: spin (polling: until the deadline; hybrid: a
@@ -348,14 +453,17 @@ Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   const std::string path = queue_path(name_or_path);
   Segment seg = Segment::open_file(path, expect.writable);
   auto fail = [&](const std::string& what) { throw Error(Errc::layout, "opening queue " + path + ": " + what); };
-  if (seg.size() < sizeof(QueueHeader))
-    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the 256-byte header");
+  if (seg.size() < qlayout::kCacheLine)
+    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than a queue header's first 64 bytes");
   auto* h = reinterpret_cast<QueueHeader*>(seg.data());
   if (std::memcmp(h->magic, qlayout::kMagic, sizeof h->magic) != 0) fail("no SHMLINKQ magic (not a shmlink queue)");
   const std::uint32_t version = std::atomic_ref<std::uint32_t>(h->version).load(std::memory_order_acquire);
   if (version == 0) fail("version is 0 (queue not ready)");
   if (version != qlayout::kVersion)
     fail("layout version " + std::to_string(version) + ", this shmlink reads version " + std::to_string(qlayout::kVersion));
+  if (seg.size() < sizeof(QueueHeader))
+    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the " + std::to_string(sizeof(QueueHeader)) +
+         "-byte header");
   const std::uint32_t cap = h->capacity, maxv = h->max_values, nsig = h->signal_count;
   if (cap < 2 || cap > kMaxQueueCapacity || !std::has_single_bit(cap))
     fail("capacity " + std::to_string(cap) + " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
@@ -488,16 +596,10 @@ Status Queue::try_push(const Sample& s) noexcept {
   return impl_->try_push(s);
 }
 
-Status Queue::try_push_bulk(std::span<const Sample> samples, std::size_t* pushed) noexcept {
-  std::size_t n = 0;
-  Status st = Errc::ok;
-  for (const Sample& s : samples) {
-    st = try_push(s);
-    if (!st.ok()) break;
-    ++n;
-  }
-  if (pushed != nullptr) *pushed = n;
-  return st;
+Status Queue::try_push_burst(std::span<const Sample> samples, std::size_t& pushed) noexcept {
+  pushed = 0;
+  if (!impl_) return Errc::closed;
+  return impl_->push_burst(samples, pushed);
 }
 
 Status Queue::push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
@@ -518,16 +620,10 @@ Status Queue::try_pop(Sample& out) noexcept {
   return impl_->try_pop(out);
 }
 
-Status Queue::try_pop_bulk(std::span<Sample> out, std::size_t* popped) noexcept {
-  std::size_t n = 0;
-  Status st = Errc::ok;
-  for (Sample& s : out) {
-    st = try_pop(s);
-    if (!st.ok()) break;
-    ++n;
-  }
-  if (popped != nullptr) *popped = n;
-  return n > 0 ? Status(Errc::ok) : st;
+Status Queue::try_pop_burst(std::span<Sample> out, std::size_t& popped) noexcept {
+  popped = 0;
+  if (!impl_) return Errc::closed;
+  return impl_->pop_burst(out, popped);
 }
 
 Status Queue::pop(Sample& out, std::chrono::nanoseconds timeout) noexcept {

@@ -2,12 +2,13 @@
 // The shared layout of a queue file (include/shmlink/queue.hpp; docs/design/queues.md).
 // Little-endian, offsets only, every struct pinned by static_asserts.
 //
-//   0    QueueHeader (256 bytes, 4 cache lines)
+//   0    QueueHeader (384 bytes, 6 cache lines)
 //        line 0: identity and geometry (written once, before version)
-//        line 1: producer index `tail` + push waiters + not-full futex word
-//        line 2: consumer index `head` + pop waiters + not-empty futex word
-//        line 3: state, reserved
-//   256  SignalEntry[signal_count] (64 bytes each)
+//        line 1: producer index `tail`          line 2: consumer index `head`
+//        line 3: push waiters + not_full word   line 4: pop waiters + not_empty word
+//        line 5: state, the attached consumer
+//        Each line has one kind of writer, so the fast path moves only the cells between cores.
+//   384  SignalEntry[signal_count] (64 bytes each)
 //   H    cells: capacity x cell_bytes, H = header_bytes (a multiple of 64); each cell is
 //        CellHeader (48 bytes) + max_values x 8 bytes, rounded up to 64
 #pragma once
@@ -19,8 +20,9 @@ namespace shmlink::qlayout {
 
 /// "SHMLINKQ": the first 8 bytes of every queue file.
 inline constexpr char kMagic[8] = {'S', 'H', 'M', 'L', 'I', 'N', 'K', 'Q'};
-/// Layout version, written last at creation (release) as the readiness marker.
-inline constexpr std::uint32_t kVersion = 1;
+/// Layout version, written last at creation (release) as the readiness marker. Version 1 (256-byte
+/// header, waiter counts on the index lines, SPSC published by index) is not read.
+inline constexpr std::uint32_t kVersion = 2;
 inline constexpr std::uint32_t kCacheLine = 64;
 
 /// State values.
@@ -28,7 +30,7 @@ inline constexpr std::uint32_t kStateOpen = 1;
 inline constexpr std::uint32_t kStateShut = 2;
 
 struct QueueHeader {
-  // line 0 (0..63)
+  // line 0 (0..63): identity and geometry, written once before version
   char magic[8];               // 0
   std::uint32_t version;       // 8   written last (release); 0 while being built
   std::uint32_t header_bytes;  // 12  offset of cell 0
@@ -42,23 +44,29 @@ struct QueueHeader {
   std::uint32_t reserved0;     // 36
   std::int64_t creation_time_ns;  // 40
   std::uint64_t reserved1[2];  // 48
-  // line 1 (64..127): producers
+  // line 1 (64..127): written by producers only. SPSC: a record (consumers never read it on
+  // their fast path, they watch the cells); MPMC: the producers' claim index (CAS).
   std::uint64_t tail;          // 64  next position to push (atomic)
-  std::uint32_t push_waiters;  // 72  producers sleeping on not_full (atomic)
-  std::uint32_t not_full;      // 76  futex word, +1 per pop that found push waiters
-  std::uint8_t pad1[48];       // 80
-  // line 2 (128..191): consumers
+  std::uint8_t pad1[56];       // 72
+  // line 2 (128..191): written by consumers only, as line 1 for producers.
   std::uint64_t head;          // 128 next position to pop (atomic)
-  std::uint32_t pop_waiters;   // 136 consumers sleeping on not_empty (atomic)
-  std::uint32_t not_empty;     // 140 futex word, +1 per push that found pop waiters
-  std::uint8_t pad2[48];       // 144
-  // line 3 (192..255)
-  std::uint32_t state;         // 192 kStateOpen / kStateShut (atomic)
-  std::int32_t consumer_pid;   // 196 pid of the Interface that attached as reader; 0: none (atomic)
-  std::uint64_t consumer_token;  // 200 the reader's own output (its creation_time_ns); written after consumer_pid (atomic)
-  std::uint8_t pad3[48];       // 208
+  std::uint8_t pad2[56];       // 136
+  // line 3 (192..255): sleeping producers. Written only when one goes to sleep or is woken, so
+  // on the fast path it stays shared in every core's cache (a read costs no transfer).
+  std::uint32_t push_waiters;  // 192 producers sleeping on not_full (atomic)
+  std::uint32_t not_full;      // 196 futex word, +1 per pop that found push waiters
+  std::uint8_t pad3[56];       // 200
+  // line 4 (256..319): sleeping consumers, as line 3.
+  std::uint32_t pop_waiters;   // 256 consumers sleeping on not_empty (atomic)
+  std::uint32_t not_empty;     // 260 futex word, +1 per push that found pop waiters
+  std::uint8_t pad4[56];       // 264
+  // line 5 (320..383): read-mostly state.
+  std::uint32_t state;         // 320 kStateOpen / kStateShut (atomic)
+  std::int32_t consumer_pid;   // 324 pid of the Interface that attached as reader; 0: none (atomic)
+  std::uint64_t consumer_token;  // 328 the reader's own output (its creation_time_ns); written after consumer_pid (atomic)
+  std::uint8_t pad5[48];       // 336
 };
-static_assert(sizeof(QueueHeader) == 256);
+static_assert(sizeof(QueueHeader) == 384);
 static_assert(offsetof(QueueHeader, version) == 8);
 static_assert(offsetof(QueueHeader, header_bytes) == 12);
 static_assert(offsetof(QueueHeader, cell_bytes) == 16);
@@ -70,14 +78,14 @@ static_assert(offsetof(QueueHeader, signal_count) == 30);
 static_assert(offsetof(QueueHeader, creator_pid) == 32);
 static_assert(offsetof(QueueHeader, creation_time_ns) == 40);
 static_assert(offsetof(QueueHeader, tail) == 64);
-static_assert(offsetof(QueueHeader, push_waiters) == 72);
-static_assert(offsetof(QueueHeader, not_full) == 76);
 static_assert(offsetof(QueueHeader, head) == 128);
-static_assert(offsetof(QueueHeader, pop_waiters) == 136);
-static_assert(offsetof(QueueHeader, not_empty) == 140);
-static_assert(offsetof(QueueHeader, state) == 192);
-static_assert(offsetof(QueueHeader, consumer_pid) == 196);
-static_assert(offsetof(QueueHeader, consumer_token) == 200);
+static_assert(offsetof(QueueHeader, push_waiters) == 192);
+static_assert(offsetof(QueueHeader, not_full) == 196);
+static_assert(offsetof(QueueHeader, pop_waiters) == 256);
+static_assert(offsetof(QueueHeader, not_empty) == 260);
+static_assert(offsetof(QueueHeader, state) == 320);
+static_assert(offsetof(QueueHeader, consumer_pid) == 324);
+static_assert(offsetof(QueueHeader, consumer_token) == 328);
 
 /// One signal table entry.
 struct SignalEntry {
@@ -94,7 +102,7 @@ static_assert(offsetof(SignalEntry, unit) == 48);
 
 /// The head of one cell; the sample's values follow it.
 struct CellHeader {
-  std::uint64_t turn;        // 0   MPMC: Vyukov's sequence (atomic); SPSC: unused
+  std::uint64_t turn;        // 0   Vyukov's sequence (atomic), both kinds: pos free, pos+1 published
   std::uint64_t sequence;    // 8   Sample::sequence
   std::int64_t ts_origin;    // 16  ns since the epoch
   std::int64_t ts_received;  // 24
@@ -124,7 +132,7 @@ constexpr std::uint64_t file_bytes(std::uint32_t signals, std::uint32_t max_valu
 }
 // Worked example: VILLASnode's defaults (512 cells of 64 values), two signals.
 static_assert(cell_bytes(64) == 576);
-static_assert(header_bytes(2) == 384);
-static_assert(file_bytes(2, 64, 512) == 384 + 576 * 512);
+static_assert(header_bytes(2) == 512);
+static_assert(file_bytes(2, 64, 512) == 512 + 576 * 512);
 
 }  // namespace shmlink::qlayout

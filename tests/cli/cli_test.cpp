@@ -1413,7 +1413,7 @@ TEST_F(cli, InfoShowsQueueHeaderCountersAndSignalTable) {
   EXPECT_EQ(j.at("kind"), "queue");
   EXPECT_EQ(j.at("name"), "samples");
   EXPECT_EQ(j.at("path"), queue_file(dir_, "samples").string());
-  EXPECT_EQ(j.at("version"), 1);
+  EXPECT_EQ(j.at("version"), 2);
   EXPECT_EQ(j.at("queue_kind"), "mpmc");
   EXPECT_EQ(j.at("wait_mode"), "futex");
   EXPECT_EQ(j.at("capacity"), 8);

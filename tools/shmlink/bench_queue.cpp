@@ -627,11 +627,11 @@ struct QueueChannel {
       std::size_t done = 0;
       while (done < k) {
         std::size_t pushed = 0;
-        const Status st = out.try_push_bulk(std::span<const Sample>(txs.data() + done, k - done), &pushed);
+        const Status st = out.try_push_burst(std::span<const Sample>(txs.data() + done, k - done), pushed);
         done += pushed;
-        if (st || pushed > 0) continue;
+        if (st) continue;
         if (st.code() != Errc::would_block) {
-          failed("try_push_bulk", st);
+          failed("try_push_burst", st);
           return false;
         }
         // Full: wait for a free cell with the queue's wait, pushing one sample.
@@ -659,7 +659,7 @@ struct QueueChannel {
       Status st;
       if (run.bulk) {
         const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(rxs.size(), end - want));
-        st = in.try_pop_bulk(std::span<Sample>(rxs.data(), k), &got);
+        st = in.try_pop_burst(std::span<Sample>(rxs.data(), k), got);
         batch = rxs.data();
         if (got == 0 && st.code() == Errc::would_block) {
           st = in.pop(rxs[0], kWaitSlice);  // empty: wait with the queue's wait
@@ -1571,9 +1571,9 @@ const char* queue_throughput_mode_name(QueueThroughputMode m) noexcept {
 const char* queue_throughput_mode_description(QueueThroughputMode m) noexcept {
   switch (m) {
     case QueueThroughputMode::spsc_single: return "shmlink SPSC queue, hybrid wait: try_push / try_pop (push / pop to wait)";
-    case QueueThroughputMode::spsc_bulk: return "shmlink SPSC queue: try_push_bulk / try_pop_bulk of batch samples";
+    case QueueThroughputMode::spsc_bulk: return "shmlink SPSC queue: try_push_burst / try_pop_burst of batch samples";
     case QueueThroughputMode::mpmc_single: return "shmlink MPMC queue, hybrid wait: try_push / try_pop (push / pop to wait)";
-    case QueueThroughputMode::mpmc_bulk: return "shmlink MPMC queue: try_push_bulk / try_pop_bulk of batch samples";
+    case QueueThroughputMode::mpmc_bulk: return "shmlink MPMC queue: try_push_burst / try_pop_burst of batch samples";
     case QueueThroughputMode::pipe_single: return "one pipe: one message per write, reads of up to 64 KiB";
     case QueueThroughputMode::pipe_batch: return "one pipe: batch messages per write, reads of up to 64 KiB";
     case QueueThroughputMode::unix_socket_single: return "socketpair(AF_UNIX, SOCK_STREAM): one message per write";

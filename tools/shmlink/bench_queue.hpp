@@ -50,9 +50,9 @@ inline constexpr QueueLatencyMode kAllQueueLatencyModes[] = {
 /// (`*_batch`, as the bulk calls).
 enum class QueueThroughputMode {
   spsc_single,         ///< shmlink SPSC queue (hybrid wait): try_push / try_pop, one sample per call
-  spsc_bulk,           ///< shmlink SPSC queue: try_push_bulk / try_pop_bulk of `batch` samples
+  spsc_bulk,           ///< shmlink SPSC queue: try_push_burst / try_pop_burst of `batch` samples
   mpmc_single,         ///< shmlink MPMC queue (hybrid wait): try_push / try_pop
-  mpmc_bulk,           ///< shmlink MPMC queue: try_push_bulk / try_pop_bulk
+  mpmc_bulk,           ///< shmlink MPMC queue: try_push_burst / try_pop_burst
   pipe_single,         ///< peer: one pipe, one message per write, reads of up to 64 KiB
   pipe_batch,          ///< peer: one pipe, `batch` messages per write
   unix_socket_single,  ///< peer: socketpair(AF_UNIX, SOCK_STREAM), one message per write

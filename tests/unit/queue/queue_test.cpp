@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Sample queues in one process (include/shmlink/queue.hpp): queue_path and the open modes,
 // QueueSpec and QueueExpect checks, corrupt headers written with plain file I/O, a peer that
-// lies about a cell's length, and SPSC/MPMC behaviour: FIFO order, full and empty, bulk calls,
+// lies about a cell's length, and SPSC/MPMC behaviour: FIFO order, full and empty, bursts,
 // exact round trips of every SignalType, timeouts, shutdown, info(), and each WaitMode woken
 // from another thread. Dead peers between claim and publish are simulated in forked children.
 #include "test_util.hpp"
@@ -44,7 +44,7 @@ using test::TempStreamDir;
 // (so that a drift of the layout fails these tests instead of moving with them)
 namespace off {
 constexpr std::uint64_t kMagic = 0;         // char[8] "SHMLINKQ"
-constexpr std::uint64_t kVersion = 8;       // u32, 1; 0 while being built
+constexpr std::uint64_t kVersion = 8;       // u32, 2; 0 while being built
 constexpr std::uint64_t kHeaderBytes = 12;  // u32, offset of cell 0
 constexpr std::uint64_t kCellBytes = 16;    // u32
 constexpr std::uint64_t kCapacity = 20;     // u32
@@ -53,20 +53,22 @@ constexpr std::uint64_t kKind = 28;         // u8
 constexpr std::uint64_t kWait = 29;         // u8
 constexpr std::uint64_t kTail = 64;         // u64, producer index
 constexpr std::uint64_t kHead = 128;        // u64, consumer index
-constexpr std::uint64_t kTable = 256;       // SignalEntry[signal_count], 64 bytes each
+constexpr std::uint64_t kTable = 384;       // SignalEntry[signal_count], 64 bytes each
 constexpr std::uint64_t kEntry = 64;
 constexpr std::uint64_t kEntryIndex = 0;    // u32
 constexpr std::uint64_t kEntryType = 4;     // u8
 constexpr std::uint64_t kEntryName = 8;     // char[40]
 constexpr std::uint64_t kEntryUnit = 48;    // char[16]
-constexpr std::uint64_t kCellLength = 36;   // u32 in each cell's 48-byte head
+constexpr std::uint64_t kCellTurn = 0;      // u64 in each cell's 48-byte head: pos free, pos + 1 published
+constexpr std::uint64_t kCellSequence = 8;  // u64
+constexpr std::uint64_t kCellLength = 36;   // u32
 }  // namespace off
 
 constexpr std::uint64_t round64(std::uint64_t n) { return (n + 63) / 64 * 64; }
 /// A cell: a 48-byte head plus 8 bytes per value, rounded up to a cache line.
 constexpr std::uint64_t cell_bytes_for(std::uint32_t max_values) { return round64(48 + std::uint64_t{8} * max_values); }
-/// Cell 0's offset: the 256-byte header plus 64 bytes per signal, rounded up to a cache line.
-constexpr std::uint64_t header_bytes_for(std::size_t signals) { return round64(256 + std::uint64_t{64} * signals); }
+/// Cell 0's offset: the 384-byte header plus 64 bytes per signal, rounded up to a cache line.
+constexpr std::uint64_t header_bytes_for(std::size_t signals) { return round64(384 + std::uint64_t{64} * signals); }
 
 template <class T>
 void poke(const std::string& path, std::uint64_t offset, const T& value) {
@@ -310,12 +312,12 @@ TEST(QueueFile, ReadOnlyHandleInspectsButNeverWrites) {
   EXPECT_EQ(ro.push(make_sample(2), 50ms), Errc::permission);
   std::size_t n = 9;
   const std::vector<Sample> two{make_sample(2), make_sample(3)};
-  EXPECT_EQ(ro.try_push_bulk(two, &n), Errc::permission);
+  EXPECT_EQ(ro.try_push_burst(two, n), Errc::permission);
   EXPECT_EQ(n, 0u);
   EXPECT_EQ(ro.try_pop(out), Errc::permission);
   EXPECT_EQ(ro.pop(out, 50ms), Errc::permission);
   std::vector<Sample> outs(2);
-  EXPECT_EQ(ro.try_pop_bulk(outs, &n), Errc::permission);
+  EXPECT_EQ(ro.try_pop_burst(outs, n), Errc::permission);
   EXPECT_EQ(n, 0u);
   ro.shutdown();
   EXPECT_FALSE(q.is_shut()) << "a read-only handle shut the queue";
@@ -586,7 +588,7 @@ class QueueCorrupt : public ::testing::Test {
     ASSERT_EQ(file_size(path_), size_);
     ASSERT_EQ(peek<std::uint32_t>(path_, off::kHeaderBytes), header_bytes_for(2));
     ASSERT_EQ(peek<std::uint32_t>(path_, off::kCellBytes), cell_bytes_for(8));
-    ASSERT_EQ(peek<std::uint32_t>(path_, off::kVersion), 1u);
+    ASSERT_EQ(peek<std::uint32_t>(path_, off::kVersion), 2u);
     ASSERT_EQ(peek<std::uint32_t>(path_, off::kTable + off::kEntry + off::kEntryIndex), 5u);
     ASSERT_TRUE(Queue::open("bad").valid());
   }
@@ -791,35 +793,48 @@ TEST_P(QueueKinds, ExactlyCapacitySamplesFitThenWouldBlock) {
   }
 }
 
-TEST_P(QueueKinds, BulkPushAndPopCount) {
+TEST_P(QueueKinds, BurstPushAndPopCount) {
   auto q = make(8, 2);
   std::vector<Sample> in;
   for (std::uint64_t i = 0; i < 11; ++i) in.push_back(make_sample(i, 2));
   std::size_t pushed = 77;
-  EXPECT_EQ(q.try_push_bulk(std::span<const Sample>(in.data(), 0), &pushed), Errc::ok);
+  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(in.data(), 0), pushed), Errc::ok);
   EXPECT_EQ(pushed, 0u);
-  EXPECT_EQ(q.try_push_bulk(std::span<const Sample>(in.data(), 3), &pushed), Errc::ok);
+  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(in.data(), 3), pushed), Errc::ok);
   EXPECT_EQ(pushed, 3u);
-  // 8 more offered, 5 fit: the first failure is reported.
-  EXPECT_EQ(q.try_push_bulk(std::span<const Sample>(in.data() + 3, 8), &pushed), Errc::would_block);
+  // 8 more offered, 5 fit: ok with the count (a burst reports why only when nothing went).
+  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(in.data() + 3, 8), pushed), Errc::ok);
   EXPECT_EQ(pushed, 5u);
   EXPECT_EQ(q.size(), 8u);
+  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(in.data() + 8, 3), pushed), Errc::would_block);
+  EXPECT_EQ(pushed, 0u);
   std::vector<Sample> out(3);
   std::size_t popped = 77;
-  EXPECT_EQ(q.try_pop_bulk(out, &popped), Errc::ok);
+  EXPECT_EQ(q.try_pop_burst(out, popped), Errc::ok);
   EXPECT_EQ(popped, 3u);
   for (std::size_t i = 0; i < 3; ++i) expect_same(out[i], in[i]);
   out.assign(20, Sample{});
-  EXPECT_EQ(q.try_pop_bulk(out, &popped), Errc::ok);
+  EXPECT_EQ(q.try_pop_burst(out, popped), Errc::ok);
   EXPECT_EQ(popped, 5u);
   for (std::size_t i = 0; i < 5; ++i) expect_same(out[i], in[3 + i]);
-  EXPECT_EQ(q.try_pop_bulk(out, &popped), Errc::would_block);
+  EXPECT_EQ(q.try_pop_burst(out, popped), Errc::would_block);
   EXPECT_EQ(popped, 0u);
-  // A too-long sample stops a bulk push where it stands.
+  EXPECT_EQ(q.try_pop_burst(std::span<Sample>(out.data(), 0), popped), Errc::ok);
+  EXPECT_EQ(popped, 0u);
+  // A too-long sample stops a burst where it stands; it is the reason once it comes first.
   std::vector<Sample> mixed{make_sample(100, 2), make_sample(101, 3), make_sample(102, 2)};
-  EXPECT_EQ(q.try_push_bulk(mixed, &pushed), Errc::size_mismatch);
+  EXPECT_EQ(q.try_push_burst(mixed, pushed), Errc::ok);
   EXPECT_EQ(pushed, 1u);
+  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(mixed.data() + 1, 2), pushed), Errc::size_mismatch);
+  EXPECT_EQ(pushed, 0u);
   EXPECT_EQ(q.size(), 1u);
+  // After shutdown: pushes are refused, pops drain and then say closed.
+  q.shutdown();
+  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(in.data(), 1), pushed), Errc::closed);
+  EXPECT_EQ(q.try_pop_burst(out, popped), Errc::ok);
+  EXPECT_EQ(popped, 1u);
+  EXPECT_EQ(q.try_pop_burst(out, popped), Errc::closed);
+  EXPECT_EQ(popped, 0u);
 }
 
 TEST_P(QueueKinds, EveryFieldAndSignalTypeRoundTripsBitExactly) {
@@ -899,7 +914,7 @@ TEST_P(QueueKinds, ShutdownRefusesPushesAndDrainsBeforeClosed) {
   EXPECT_EQ(q.push(make_sample(9, 2), 100ms), Errc::closed);
   std::size_t pushed = 5;
   std::vector<Sample> more{make_sample(9, 2)};
-  EXPECT_EQ(q.try_push_bulk(more, &pushed), Errc::closed);
+  EXPECT_EQ(q.try_push_burst(more, pushed), Errc::closed);
   EXPECT_EQ(pushed, 0u);
   EXPECT_EQ(q.size(), 3u);
   Sample out;
@@ -909,13 +924,13 @@ TEST_P(QueueKinds, ShutdownRefusesPushesAndDrainsBeforeClosed) {
   EXPECT_EQ(out.sequence, 1u);
   std::vector<Sample> outs(4);
   std::size_t popped = 0;
-  EXPECT_EQ(q.try_pop_bulk(outs, &popped), Errc::ok);
+  EXPECT_EQ(q.try_pop_burst(outs, popped), Errc::ok);
   EXPECT_EQ(popped, 1u);
   EXPECT_EQ(outs[0].sequence, 2u);
   EXPECT_EQ(q.try_pop(out), Errc::closed);
   EXPECT_EQ(q.pop(out, 100ms), Errc::closed);
   EXPECT_EQ(q.pop(out, kForever), Errc::closed);
-  EXPECT_EQ(q.try_pop_bulk(outs, &popped), Errc::closed);
+  EXPECT_EQ(q.try_pop_burst(outs, popped), Errc::closed);
   EXPECT_EQ(popped, 0u);
   q.shutdown();  // again: harmless
   EXPECT_TRUE(q.is_shut());
@@ -934,7 +949,7 @@ TEST_P(QueueKinds, InfoDescribesTheQueue) {
   const QueueInfo i = Queue::open("info").info();
   EXPECT_EQ(i.name, "info");
   EXPECT_EQ(i.path, queue_path("info"));
-  EXPECT_EQ(i.version, 1u);
+  EXPECT_EQ(i.version, 2u);
   EXPECT_EQ(i.kind, GetParam());
   EXPECT_EQ(i.wait, WaitMode::polling);
   EXPECT_EQ(i.capacity, 16u);
@@ -1212,6 +1227,57 @@ TEST_P(QueueDeadPeer, MpmcPushTimesOutWhenAConsumerDiedBeforeFreeing) {
   });
   EXPECT_EQ(test::reap(child, 5), 0) << "-1000: push(200 ms) still running after 5 s (ignores its timeout)";
 }
+
+// SPSC publishes a cell by its turn and only then records tail. A producer SIGKILLed between the
+// two leaves the record one behind the cells; the next producer must carry on after the published
+// cell (neither overwrite it under a reader nor wait for it), whether or not it was popped since.
+class SpscOrphanCell : public ::testing::TestWithParam<std::tuple<WaitMode, bool>> {
+ protected:
+  TempStreamDir dir_;
+};
+
+TEST_P(SpscOrphanCell, NextProducerCarriesOnAfterACellPublishedByADeadOne) {
+  const auto [wait, popped_first] = GetParam();
+  auto q = Queue::create("sp", qspec(QueueKind::spsc, wait, 4, 2));
+  ASSERT_EQ(q.try_push(make_sample(0, 1)), Errc::ok);
+  ASSERT_EQ(peek<std::uint64_t>(q.path(), off::kTail), 1u);
+  // Cell 1 filled and published (turn 2) by a producer that died before storing tail = 2.
+  const std::uint64_t cell1 = header_bytes_for(0) + cell_bytes_for(2);
+  poke(q.path(), cell1 + off::kCellSequence, std::uint64_t{1});
+  poke(q.path(), cell1 + off::kCellLength, std::uint32_t{0});
+  poke(q.path(), cell1 + off::kCellTurn, std::uint64_t{2});
+  ASSERT_EQ(peek<std::uint64_t>(q.path(), off::kTail), 1u);
+  Sample out;
+  std::uint64_t want = 0;
+  if (popped_first)
+    for (; want < 2; ++want) {
+      ASSERT_EQ(q.pop(out, 1s), Errc::ok) << want;
+      EXPECT_EQ(out.sequence, want);
+    }
+  auto producer = Queue::open("sp");
+  ASSERT_EQ(producer.push(make_sample(2, 1), 1s), Errc::ok) << "the new producer stalled";
+  EXPECT_EQ(peek<std::uint64_t>(q.path(), off::kTail), 3u);
+  for (; want < 3; ++want) {
+    ASSERT_EQ(q.pop(out, 1s), Errc::ok) << want;
+    EXPECT_EQ(out.sequence, want) << "the published cell was overwritten or skipped";
+  }
+  EXPECT_EQ(q.try_pop(out), Errc::would_block);
+  // The ring is whole: capacity more fit, then it is full, and they come out in order.
+  for (std::uint64_t i = 10; i < 14; ++i) ASSERT_EQ(producer.try_push(make_sample(i, 1)), Errc::ok) << i;
+  EXPECT_EQ(producer.try_push(make_sample(99, 1)), Errc::would_block);
+  for (std::uint64_t i = 10; i < 14; ++i) {
+    ASSERT_EQ(q.try_pop(out), Errc::ok);
+    EXPECT_EQ(out.sequence, i);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, SpscOrphanCell,
+                         ::testing::Combine(::testing::Values(WaitMode::polling, WaitMode::futex, WaitMode::hybrid),
+                                            ::testing::Bool()),
+                         [](const auto& p) {
+                           return std::string(wait_text(std::get<0>(p.param))) +
+                                  (std::get<1>(p.param) ? "_popped_first" : "_unpopped");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Modes, QueueDeadPeer,
                          ::testing::Values(WaitMode::polling, WaitMode::futex, WaitMode::hybrid),
