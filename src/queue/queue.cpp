@@ -143,22 +143,6 @@ struct Queue::Impl {
   }
   bool shut() const noexcept { return aref(h->state).load(std::memory_order_acquire) == qlayout::kStateShut; }
 
-  /// True when a push could find a free cell now (or the queue is shut).
-  bool can_push() const noexcept {
-    if (shut()) return true;
-    const std::uint64_t t = aref(h->tail).load(std::memory_order_acquire);
-    if (kind == QueueKind::spsc) return t - aref(h->head).load(std::memory_order_acquire) < capacity;
-    return aref(cell(t)->turn).load(std::memory_order_acquire) == t;  // freed by its consumer
-  }
-  /// True when a pop could find a published sample now (or the queue is shut).
-  bool can_pop() const noexcept {
-    if (shut()) return true;
-    const std::uint64_t hd = aref(h->head).load(std::memory_order_acquire);
-    // The cell must be published, not merely claimed (an MPMC producer that died between its
-    // claim and its publish leaves the cell claimed forever: consumers then time out).
-    return aref(cell(hd)->turn).load(std::memory_order_acquire) == hd + 1;
-  }
-
   // SPSC producer state of this handle. The consumer frees cells by storing head on its own line;
   // the producer reads that line only when its copy says the ring is full (Lamport's queue with a
   // cached index), so a pop costs the producer no cache-line transfer.
@@ -610,8 +594,17 @@ Status Queue::push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
     const Status st = m.try_push(s);
     if (st.code() != Errc::would_block) return st;
     if (os::monotonic_ns() >= deadline) return Errc::timeout;
-    const Status w = m.wait_for([&] { return m.can_push(); }, &m.h->not_full, &m.h->push_waiters, deadline);
+    // The wait's readiness test is the push itself: when a cell frees, the sample goes in at
+    // once, without a second look at the cell.
+    Status done = Errc::would_block;
+    const Status w = m.wait_for(
+        [&] {
+          done = m.try_push(s);
+          return done.code() != Errc::would_block;
+        },
+        &m.h->not_full, &m.h->push_waiters, deadline);
     if (!w.ok()) return w;
+    if (done.code() != Errc::would_block) return done;
   }
 }
 
@@ -634,8 +627,16 @@ Status Queue::pop(Sample& out, std::chrono::nanoseconds timeout) noexcept {
     const Status st = m.try_pop(out);
     if (st.code() != Errc::would_block) return st;
     if (os::monotonic_ns() >= deadline) return Errc::timeout;
-    const Status w = m.wait_for([&] { return m.can_pop(); }, &m.h->not_empty, &m.h->pop_waiters, deadline);
+    // The wait's readiness test is the pop itself (see push()).
+    Status done = Errc::would_block;
+    const Status w = m.wait_for(
+        [&] {
+          done = m.try_pop(out);
+          return done.code() != Errc::would_block;
+        },
+        &m.h->not_empty, &m.h->pop_waiters, deadline);
     if (!w.ok()) return w;
+    if (done.code() != Errc::would_block) return done;
   }
 }
 
