@@ -162,53 +162,31 @@ struct Queue::Impl {
     return pos;
   }
 
-  /// MPMC: claims up to `want` consecutive cells for pushing, Vyukov's way extended to a run: the
-  /// cells from `pos` whose turn says their consumer is done with them (turn == position), then
-  /// one CAS of tail over them all. No other producer can take a cell of the run without first
-  /// moving tail off `pos`, which fails our CAS. @return how many (0: full); `pos` the first.
-  std::uint64_t claim_push(std::uint64_t& pos, std::uint64_t want) noexcept {
-    pos = aref(h->tail).load(std::memory_order_relaxed);
+  /// MPMC: claims up to `want` consecutive ready cells from the index `index` (tail for pushes,
+  /// head for pops), Vyukov's way extended to a run: a cell at position p is ready when its turn
+  /// is p + `lag` (push: 0, its consumer is done with it; pop: 1, it is published), and one CAS
+  /// of the index over the run claims them all. No other producer (consumer) can take a cell of
+  /// the run without first moving the index off its start, which fails our CAS. The turn loads
+  /// acquire the other side's release. @return how many (0: full / empty); `pos` the first.
+  std::uint64_t claim_run(std::uint64_t& index, std::uint64_t lag, std::uint64_t& pos, std::uint64_t want) noexcept {
+    pos = aref(index).load(std::memory_order_relaxed);
     for (;;) {
       std::uint64_t n = 0;
       bool moved = false;
       for (; n < want; ++n) {
-        const std::uint64_t turn = aref(cell(pos + n)->turn).load(std::memory_order_acquire);  // the pop's release
-        const auto diff = static_cast<std::int64_t>(turn - (pos + n));
+        const std::uint64_t turn = aref(cell(pos + n)->turn).load(std::memory_order_acquire);
+        const auto diff = static_cast<std::int64_t>(turn - (pos + n + lag));
         if (diff != 0) {
-          moved = diff > 0 && n == 0;  // another producer took the first cell
-          break;                       // diff < 0: a sample from a lap ago is still there (full)
+          moved = diff > 0 && n == 0;  // another producer (consumer) took the first cell
+          break;                       // diff < 0: full (push) or empty (pop) from here
         }
       }
       if (n != 0) {
-        if (aref(h->tail).compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return n;
+        if (aref(index).compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return n;
       } else if (!moved) {
         return 0;
       } else {
-        pos = aref(h->tail).load(std::memory_order_relaxed);
-      }
-    }
-  }
-  /// MPMC: claims up to `want` consecutive published cells for popping (turn == position + 1),
-  /// with one CAS of head, as claim_push(). @return how many (0: empty); `pos` the first.
-  std::uint64_t claim_pop(std::uint64_t& pos, std::uint64_t want) noexcept {
-    pos = aref(h->head).load(std::memory_order_relaxed);
-    for (;;) {
-      std::uint64_t n = 0;
-      bool moved = false;
-      for (; n < want; ++n) {
-        const std::uint64_t turn = aref(cell(pos + n)->turn).load(std::memory_order_acquire);  // the push's release
-        const auto diff = static_cast<std::int64_t>(turn - (pos + n + 1));
-        if (diff != 0) {
-          moved = diff > 0 && n == 0;  // another consumer took the first cell
-          break;                       // diff < 0: not published yet (empty from here)
-        }
-      }
-      if (n != 0) {
-        if (aref(h->head).compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return n;
-      } else if (!moved) {
-        return 0;
-      } else {
-        pos = aref(h->head).load(std::memory_order_relaxed);
+        pos = aref(index).load(std::memory_order_relaxed);
       }
     }
   }
@@ -240,7 +218,7 @@ struct Queue::Impl {
         }
         CellHeader* c = cell(pos);
         fill(c, s);
-        aref(c->turn).store(pos + 1, std::memory_order_release);  // publish (pairs with claim_pop)
+        aref(c->turn).store(pos + 1, std::memory_order_release);  // publish (pairs with pop_burst's acquire)
         ++pos;
         ++done;
       }
@@ -251,12 +229,12 @@ struct Queue::Impl {
       while (fit < in.size() && in[fit].values.size() <= max_values) ++fit;
       if (fit == 0) return Errc::size_mismatch;
       std::uint64_t pos = 0;
-      const std::uint64_t n = claim_push(pos, fit);
+      const std::uint64_t n = claim_run(h->tail, 0, pos, fit);
       if (n == 0) return Errc::would_block;
       for (std::uint64_t i = 0; i < n; ++i) {
         CellHeader* c = cell(pos + i);
         fill(c, in[i]);
-        aref(c->turn).store(pos + i + 1, std::memory_order_release);  // publish (pairs with claim_pop)
+        aref(c->turn).store(pos + i + 1, std::memory_order_release);  // publish (pairs with claim_run's acquire)
       }
       done = n;
     }
@@ -284,7 +262,7 @@ struct Queue::Impl {
       if (done != 0) aref(h->head).store(pos, std::memory_order_release);
     } else {
       std::uint64_t pos = 0;
-      const std::uint64_t n = claim_pop(pos, out.size());
+      const std::uint64_t n = claim_run(h->head, 1, pos, out.size());
       for (std::uint64_t i = 0; i < n; ++i) {
         CellHeader* c = cell(pos + i);
         drain(c, out[i]);
