@@ -4,6 +4,8 @@
 // without a trailing NUL, and VPP's stale-socket rule for filesystem listeners.
 #include "memif/control.hpp"
 
+#include "test_util.hpp"
+
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -29,25 +31,7 @@ namespace {
 using namespace shmlink;
 using namespace shmlink::memif;
 
-/// A private directory under /tmp, removed with its contents at the end.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/shmlink-memif-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempStreamDir;
 
 /// "memif-<pid>-<n>": unique per test within this run and across concurrent runs.
 std::string unique_name() {
@@ -392,7 +376,7 @@ TEST(MemifListener, AbstractListenConnectAndExchange) {
 }
 
 TEST(MemifListener, ListenerIsNonBlockingCloexecWithPasscred) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   SeqpacketListener l = listen_seqpacket(parse_socket_name(dir.path() + "/" + unique_name()));
   EXPECT_NE(::fcntl(l.fd(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_NE(::fcntl(l.fd(), F_GETFL) & O_NONBLOCK, 0);
@@ -407,7 +391,7 @@ TEST(MemifListener, ListenerIsNonBlockingCloexecWithPasscred) {
 }
 
 TEST(MemifListener, ConnectErrorsAreDistinguishable) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   const std::string path = dir.path() + "/" + unique_name();
   EXPECT_EQ(connect_seqpacket(parse_socket_name(path)).error, ENOENT);
   EXPECT_EQ(connect_seqpacket(parse_socket_name(path)).errc(), Errc::not_found);
@@ -422,7 +406,7 @@ TEST(MemifListener, ConnectErrorsAreDistinguishable) {
 }
 
 TEST(MemifListener, StaleSocketFileIsReplaced) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   const std::string path = dir.path() + "/" + unique_name();
   const SocketAddress addr = parse_socket_name(path);
   {
@@ -446,7 +430,7 @@ TEST(MemifListener, StaleSocketFileIsReplaced) {
 }
 
 TEST(MemifListener, LiveListenerPathIsExists) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   const std::string path = dir.path() + "/" + unique_name();
   const SocketAddress addr = parse_socket_name(path);
   SeqpacketListener first = listen_seqpacket(addr);
@@ -465,7 +449,7 @@ TEST(MemifListener, LiveListenerPathIsExists) {
 }
 
 TEST(MemifListener, RegularFileAtThePathIsAnErrorNamingIt) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   const std::string path = dir.path() + "/" + unique_name();
   std::ofstream(path) << "not a socket";
   try {
@@ -480,7 +464,7 @@ TEST(MemifListener, RegularFileAtThePathIsAnErrorNamingIt) {
 }
 
 TEST(MemifListener, MissingDirectoryIsNotFound) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   const std::string path = dir.path() + "/no-such-dir/" + unique_name();
   try {
     listen_seqpacket(parse_socket_name(path));
@@ -492,7 +476,7 @@ TEST(MemifListener, MissingDirectoryIsNotFound) {
 }
 
 TEST(MemifListener, UnlinksItsPathOnCloseAndDestruction) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   const std::string path = dir.path() + "/" + unique_name();
   SeqpacketListener l = listen_seqpacket(parse_socket_name(path));
   EXPECT_TRUE(std::filesystem::exists(path));
@@ -509,7 +493,7 @@ TEST(MemifListener, UnlinksItsPathOnCloseAndDestruction) {
 }
 
 TEST(MemifListener, LeavesAReplacedPathAlone) {
-  TempDir dir;
+  TempStreamDir dir;  // a private directory (any would do; sockets live in it)
   const std::string path = dir.path() + "/" + unique_name();
   {
     SeqpacketListener l = listen_seqpacket(parse_socket_name(path));
