@@ -55,6 +55,9 @@ extern "C" {
 #define SHMLINK_E_REPLACED (-102)
 #define SHMLINK_E_OVERWRITTEN (-103)
 #define SHMLINK_E_INCOMPLETE (-104)
+#define SHMLINK_E_NOT_CONNECTED (-150)
+#define SHMLINK_E_PROTOCOL (-151)
+#define SHMLINK_E_REFUSED (-152)
 
 /* ---- datatypes (ISIO codes, reference section 6) ---------------------------------------- */
 #define SHMLINK_DTYPE_U8 1

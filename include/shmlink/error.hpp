@@ -18,7 +18,7 @@
 namespace shmlink {
 
 /// Error conditions, shared by the C++ and C APIs. 0 is success, errors are negative and
-/// grouped in bands: -1..-49 general, -100..-149 streams. Append-only: never renumber.
+/// grouped in bands: -1..-49 general, -100..-149 streams, -150..-199 memif. Append-only: never renumber.
 enum class Errc : int {
   ok = 0,                 ///< success
   invalid_argument = -1,  ///< a caller-supplied argument is malformed (name, shape, dtype, size)
@@ -43,6 +43,9 @@ enum class Errc : int {
   replaced = -102,        ///< the stream file was re-created or removed: re-open it by name
   overwritten = -103,     ///< a rolling-buffer reader was lapped: frames were lost (the newest was read)
   incomplete = -104,      ///< a packetised frame was published with packets missing
+  not_connected = -150,   ///< memif: the interface's link is down (no connection yet, or lost)
+  protocol = -151,        ///< memif: the peer broke the protocol (bad message, bad descriptor)
+  refused = -152,         ///< memif: the peer refused the handshake (DISCONNECT with a reason)
 };
 
 /// The `std::error_category` of `Errc` ("shmlink").

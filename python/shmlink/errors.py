@@ -119,7 +119,7 @@ _BY_CODE: dict[int, type[Error]] = {
     -6: NoSpaceError, -7: SystemFailure, -8: WaitTimeout, -9: Interrupted, -10: NotReadyError,
     -11: ArgumentError, -12: ClosedError, -13: ArgumentError, -14: ArgumentError, -15: ArgumentError,
     -16: BusyError, -17: PeerExitedError, -100: TornReadError, -101: WriterActiveError, -102: ReplacedError,
-    -103: OverwrittenError, -104: Error,
+    -103: OverwrittenError, -104: Error, -150: Error, -151: Error, -152: Error,
 }
 
 

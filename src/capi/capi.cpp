@@ -63,6 +63,9 @@ static_assert(SHMLINK_E_WRITER_ACTIVE == static_cast<int>(Errc::writer_active));
 static_assert(SHMLINK_E_REPLACED == static_cast<int>(Errc::replaced));
 static_assert(SHMLINK_E_OVERWRITTEN == static_cast<int>(Errc::overwritten));
 static_assert(SHMLINK_E_INCOMPLETE == static_cast<int>(Errc::incomplete));
+static_assert(SHMLINK_E_NOT_CONNECTED == static_cast<int>(Errc::not_connected));
+static_assert(SHMLINK_E_PROTOCOL == static_cast<int>(Errc::protocol));
+static_assert(SHMLINK_E_REFUSED == static_cast<int>(Errc::refused));
 
 static_assert(SHMLINK_DTYPE_U8 == static_cast<int>(shmlink::Dtype::u8));
 static_assert(SHMLINK_DTYPE_I8 == static_cast<int>(shmlink::Dtype::i8));

@@ -45,6 +45,9 @@ const char* strerror(Errc e) noexcept {
     case Errc::replaced: return "stream file was re-created or removed";
     case Errc::overwritten: return "reader was lapped: frames were overwritten before they were read";
     case Errc::incomplete: return "frame published with packets missing";
+    case Errc::not_connected: return "memif interface not connected";
+    case Errc::protocol: return "peer broke the memif protocol";
+    case Errc::refused: return "peer refused the connection";
   }
   return "unknown error";
 }

@@ -1,0 +1,669 @@
+// SPDX-License-Identifier: MIT
+// memif shared memory and the data path of one queue (src/memif/ring.hpp; reference memif.md
+// sections 9-12 and 19).
+//
+// Everything the peer can write is read exactly once into a local copy (relaxed atomic loads of
+// the descriptor fields, acquire loads of its index), checked, and only the copy is used: a peer
+// racing on a descriptor after we validated it changes nothing we touch. Every loop is bounded by
+// the ring size or the caller's span, never by a value from shared memory alone.
+#include "memif/ring.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <concepts>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+namespace shmlink::memif::detail {
+
+namespace {
+
+constexpr std::uint16_t u16(std::uint32_t v) noexcept { return static_cast<std::uint16_t>(v); }
+
+// Ring header field offsets (section 9.2); tail is at cache_line.
+constexpr std::size_t kCookieOffset = offsetof(wire::RingHeader<64>, cookie);
+constexpr std::size_t kFlagsOffset = offsetof(wire::RingHeader<64>, flags);
+constexpr std::size_t kHeadOffset = offsetof(wire::RingHeader<64>, head);
+static_assert(offsetof(wire::RingHeader<128>, flags) == kFlagsOffset);
+static_assert(offsetof(wire::RingHeader<128>, head) == kHeadOffset);
+static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);
+
+/// Shared u16 at `p` (2-aligned: rings are 8-aligned, see locate_ring).
+std::atomic_ref<std::uint16_t> u16_at(std::uint8_t* p) noexcept {
+  return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(p));
+}
+/// Shared u32 at `p` (4-aligned).
+std::atomic_ref<std::uint32_t> u32_at(std::uint8_t* p) noexcept {
+  return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(p));
+}
+
+/// One fetch of a descriptor the peer may be writing concurrently: each field is loaded once
+/// (relaxed; the acquire load of the peer's index that made the slot ours orders these loads).
+/// The result is the only copy that gets validated and used (no double fetch).
+wire::Descriptor load_desc(std::uint8_t* d) noexcept {
+  wire::Descriptor x{};
+  x.flags = u16_at(d + offsetof(wire::Descriptor, flags)).load(std::memory_order_relaxed);
+  x.region = u16_at(d + offsetof(wire::Descriptor, region)).load(std::memory_order_relaxed);
+  x.length = u32_at(d + offsetof(wire::Descriptor, length)).load(std::memory_order_relaxed);
+  x.offset = u32_at(d + offsetof(wire::Descriptor, offset)).load(std::memory_order_relaxed);
+  return x;
+}
+
+/// Writes a whole descriptor (slave: it owns every field). Relaxed: published by the release
+/// store of the index that follows.
+void store_desc(std::uint8_t* d, const wire::Descriptor& x) noexcept {
+  u16_at(d + offsetof(wire::Descriptor, flags)).store(x.flags, std::memory_order_relaxed);
+  u16_at(d + offsetof(wire::Descriptor, region)).store(x.region, std::memory_order_relaxed);
+  u32_at(d + offsetof(wire::Descriptor, length)).store(x.length, std::memory_order_relaxed);
+  u32_at(d + offsetof(wire::Descriptor, offset)).store(x.offset, std::memory_order_relaxed);
+  u32_at(d + offsetof(wire::Descriptor, metadata)).store(x.metadata, std::memory_order_relaxed);
+}
+
+void append(std::string& s, std::string_view v) { s.append(v); }
+template <std::integral T>
+void append(std::string& s, T v) {
+  s += std::to_string(v);
+}
+
+/// Concatenates message parts; "" if memory runs out (the fault flag is still raised).
+template <class... Parts>
+std::string cat(const Parts&... parts) noexcept {
+  try {
+    std::string s;
+    (append(s, parts), ...);
+    return s;
+  } catch (...) {
+    return {};
+  }
+}
+
+bool valid_cache_line(std::uint32_t cl) noexcept { return cl >= 16 && cl <= 4096 && (cl & (cl - 1)) == 0; }
+
+/// Why a descriptor from the peer is unusable.
+enum class Bad : std::uint8_t { none, region, zero_length, beyond_region, too_long };
+
+/// The master's check of a slave-written descriptor against the regions it mapped
+/// (section 10, VPP memif_validate_desc_data).
+Bad check_master(const wire::Descriptor& d, std::span<const RegionView> regions) noexcept {
+  if (d.region >= regions.size() || regions[d.region].base == nullptr) return Bad::region;
+  if (d.length == 0) return Bad::zero_length;
+  if (std::uint64_t{d.offset} + d.length > regions[d.region].size) return Bad::beyond_region;
+  return Bad::none;
+}
+
+}  // namespace
+
+// ---- slave memory ----------------------------------------------------------------------------
+
+std::uint64_t SlaveMemory::buffer_offset(bool to_master, std::uint16_t ring, std::uint32_t slot) const noexcept {
+  const std::uint64_t k = std::uint64_t{ring} + (to_master ? 0u : layout.num_s2m);
+  return buffer_base + ((k << layout.log2) + slot) * layout.buffer_size;
+}
+
+std::vector<RegionView> SlaveMemory::views() const {
+  std::vector<RegionView> v;
+  v.reserve(regions.size());
+  for (const Segment& s : regions)
+    v.push_back(RegionView{reinterpret_cast<std::uint8_t*>(s.data()), static_cast<std::uint64_t>(s.size())});
+  return v;
+}
+
+SlaveMemory create_slave_memory(const SlaveLayout& layout, std::string_view name) {
+  const std::string who = "memif " + std::string(name);
+  auto refuse = [&](const std::string& what) { throw Error(Errc::invalid_argument, who + ": " + what); };
+  if (layout.num_s2m < 1 || layout.num_s2m > 255)
+    refuse("S2M ring count " + std::to_string(layout.num_s2m) + " is outside 1..255");
+  if (layout.num_m2s < 1 || layout.num_m2s > 255)
+    refuse("M2S ring count " + std::to_string(layout.num_m2s) + " is outside 1..255");
+  if (layout.log2 < 1 || layout.log2 > wire::kMaxLog2RingSize)
+    refuse("log2 ring size " + std::to_string(layout.log2) + " is outside 1.." +
+           std::to_string(wire::kMaxLog2RingSize));
+  if (layout.buffer_size < 64) refuse("buffer size " + std::to_string(layout.buffer_size) + " is below 64 bytes");
+  if (layout.cache_line != 64 && layout.cache_line != 128)
+    refuse("cache line " + std::to_string(layout.cache_line) + " is neither 64 nor 128");
+
+  const std::uint64_t rings = std::uint64_t{layout.num_s2m} + layout.num_m2s;
+  const std::uint64_t slots = std::uint64_t{1} << layout.log2;
+  const std::uint64_t ring_size = wire::ring_bytes(layout.cache_line, layout.log2);
+  const std::uint64_t ring_area = rings * ring_size;
+  const std::uint64_t buffer_area = rings * slots * layout.buffer_size;
+
+  SlaveMemory mem;
+  mem.layout = layout;
+  std::vector<std::uint64_t> sizes;
+  if (layout.separate_buffer_region) {
+    mem.buffer_region = 1;
+    mem.buffer_base = 0;
+    sizes = {ring_area, buffer_area};
+  } else {
+    mem.buffer_region = 0;
+    mem.buffer_base = (ring_area + 63) & ~std::uint64_t{63};  // buffers start on a cache line
+    sizes = {mem.buffer_base + buffer_area};
+  }
+  // Descriptor and ADD_RING offsets are u32 (section 9.1): every region must fit in 4 GiB.
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] > (std::uint64_t{1} << 32))
+      refuse("region " + std::to_string(i) + " would need " + std::to_string(sizes[i]) +
+             " bytes; memif offsets are 32-bit, so a region holds at most 4 GiB");
+  }
+
+  const std::string base_name = std::string(name.substr(0, 200));
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    mem.regions.push_back(Segment::create_memfd(base_name + " region " + std::to_string(i), sizes[i]));
+
+  // Rings: region 0, S2M[0..n) then M2S[0..m) (section 9.4). The memfd is zero-filled, so
+  // flags, head and tail are already 0; nobody else sees this memory yet, plain writes suffice.
+  auto* region0 = reinterpret_cast<std::uint8_t*>(mem.regions[0].data());
+  for (std::uint64_t k = 0; k < rings; ++k) {
+    std::uint8_t* ring = region0 + k * ring_size;
+    std::memcpy(ring + kCookieOffset, &wire::kCookie, sizeof wire::kCookie);
+    const bool is_s2m = k < layout.num_s2m;
+    const auto index = static_cast<std::uint16_t>(is_s2m ? k : k - layout.num_s2m);
+    for (std::uint32_t j = 0; j < slots; ++j) {
+      wire::Descriptor d{};
+      d.region = mem.buffer_region;
+      d.length = layout.buffer_size;
+      d.offset = static_cast<std::uint32_t>(mem.buffer_offset(is_s2m, index, j));
+      std::memcpy(ring + wire::ring_desc_offset(layout.cache_line) + std::uint64_t{j} * sizeof d, &d, sizeof d);
+    }
+    const RingPlacement p{0, static_cast<std::uint32_t>(k * ring_size), layout.log2};
+    (is_s2m ? mem.s2m : mem.m2s).push_back(p);
+  }
+
+  for (std::uint64_t k = 0; k < rings; ++k) {
+    const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) os::throw_errno(errno, "creating an eventfd for", who);
+    (k < layout.num_s2m ? mem.s2m_eventfds : mem.m2s_eventfds).emplace_back(fd);
+  }
+  return mem;
+}
+
+Segment map_peer_region(os::UniqueFd fd, std::uint64_t announced_size, std::string_view what) {
+  const std::string w(what);
+  if (!fd) throw Error(Errc::invalid_argument, "mapping " + w + ": no descriptor");
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting", w);
+  const auto file_size = static_cast<std::uint64_t>(st.st_size < 0 ? 0 : st.st_size);
+  if (announced_size == 0) throw Error(Errc::protocol, "mapping " + w + ": the peer announced a size of 0");
+  if (announced_size > file_size)
+    throw Error(Errc::protocol, "mapping " + w + ": the peer announced " + std::to_string(announced_size) +
+                                    " bytes but the file has " + std::to_string(file_size) +
+                                    " (touching beyond it would raise SIGBUS)");
+  // Segment maps the whole file (it cannot be built from fd + length); the file is at least the
+  // announced size, checked above and again below in case it shrank in between.
+  Segment seg = Segment::adopt_fd(fd.release(), w, true);
+  if (seg.size() < announced_size)
+    throw Error(Errc::protocol, "mapping " + w + ": the file shrank below the announced " +
+                                    std::to_string(announced_size) + " bytes");
+  return seg;
+}
+
+std::uint8_t* locate_ring(const RegionView& region, std::uint32_t offset, std::uint8_t log2, std::uint32_t cl) noexcept {
+  if (region.base == nullptr || log2 > wire::kMaxLog2RingSize || !valid_cache_line(cl)) return nullptr;
+  // 8-aligned: the u16 head/tail/flags and the u32 descriptor fields are then naturally aligned
+  // for std::atomic_ref (region bases are page aligned).
+  if (offset % 8 != 0) return nullptr;
+  if (std::uint64_t{offset} + wire::ring_bytes(cl, log2) > region.size) return nullptr;
+  return region.base + offset;
+}
+
+// ---- RingQueue: plumbing -----------------------------------------------------------------------
+
+void RingQueue::set_fault(std::string message) noexcept {
+  if (fault_.empty()) fault_ = std::move(message);
+  // SYNC POINT: release; pairs with the control thread's acquire load of fault_flag(), which
+  // then reads fault_.
+  faulted_.store(true, std::memory_order_release);
+}
+
+std::string RingQueue::ring_label() const { return cat(s2m() ? "S2M" : "M2S", " ring ", cfg_.ring_index); }
+
+std::uint8_t* RingQueue::desc_at(std::uint16_t index) const noexcept {
+  const std::uint64_t slot = index & mask_;
+  return ring_ + wire::ring_desc_offset(cfg_.cache_line) + slot * sizeof(wire::Descriptor);
+}
+
+std::uint16_t RingQueue::load_peer(std::uint16_t hi) noexcept {
+  // The peer's index: the master reads head, the slave reads tail (section 11).
+  std::uint8_t* where = cfg_.slave ? ring_ + wire::ring_tail_offset(cfg_.cache_line) : ring_ + kHeadOffset;
+  // SYNC POINT: acquire; pairs with the peer's release store of its index after it wrote the
+  // descriptors and buffers (tx_burst) or finished with them (refill). Descriptor loads below
+  // this line see at least what the peer wrote before that store.
+  const std::uint16_t raw = u16_at(where).load(std::memory_order_acquire);
+  // The peer's index never goes back and cannot pass `hi` (what it can possibly have): a value
+  // outside [peer_seen_, hi] in ring order is a lie, clamped to hi (VPP's rx clamp, section 10).
+  if (u16(raw - peer_seen_) > u16(hi - peer_seen_)) {
+    if (!bad_peer_seen_ || raw != bad_peer_raw_) {
+      ++counters_.clamped_jumps;
+      set_fault(cat(ring_label(), ": ", cfg_.slave ? "tail" : "head", " ", raw, " is outside ", peer_seen_, "..", hi,
+                    " (the peer's index jumped); clamped to ", hi));
+    }
+    bad_peer_seen_ = true;
+    bad_peer_raw_ = raw;
+    peer_seen_ = hi;
+    return hi;
+  }
+  peer_seen_ = raw;
+  return raw;
+}
+
+void RingQueue::store_own(std::uint16_t value) noexcept {
+  std::uint8_t* where = cfg_.slave ? ring_ + kHeadOffset : ring_ + wire::ring_tail_offset(cfg_.cache_line);
+  // SYNC POINT: release; pairs with the peer's acquire load in its load_peer(): every descriptor
+  // and buffer byte written before this store is visible to it once it sees the new index.
+  u16_at(where).store(value, std::memory_order_release);
+}
+
+std::uint8_t* RingQueue::slave_buffer(std::uint16_t index) const noexcept {
+  const SlaveMemory& m = *cfg_.slave_memory;
+  return cfg_.regions[m.buffer_region].base + m.buffer_offset(s2m(), cfg_.ring_index, index & mask_);
+}
+
+std::uint32_t RingQueue::slave_offset(std::uint16_t index) const noexcept {
+  // Checked against 4 GiB by create_slave_memory.
+  return static_cast<std::uint32_t>(cfg_.slave_memory->buffer_offset(s2m(), cfg_.ring_index, index & mask_));
+}
+
+void RingQueue::post_slot(std::uint16_t index) noexcept {
+  wire::Descriptor d{};
+  d.region = cfg_.slave_memory->buffer_region;
+  d.length = cfg_.slave_memory->layout.buffer_size;
+  d.offset = slave_offset(index);
+  store_desc(desc_at(index), d);
+}
+
+void RingQueue::notify_peer() noexcept {
+  if (cfg_.eventfd < 0) return;
+  // flags is written by the peer (this ring's receiver). Relaxed: it is a hint that carries no
+  // data; a receiver switching to interrupt mode looks at the ring itself before it blocks
+  // (Interface::wait_rx, rx_burst's drain-and-recheck).
+  const std::uint16_t flags = u16_at(ring_ + kFlagsOffset).load(std::memory_order_relaxed);
+  if ((flags & wire::kRingFlagMaskInt) != 0) return;
+  const std::uint64_t one = 1;
+  // EAGAIN only when the counter is about to overflow: the receiver is signalled already.
+  if (::write(cfg_.eventfd, &one, sizeof one) == static_cast<ssize_t>(sizeof one)) ++counters_.interrupts_sent;
+}
+
+// ---- RingQueue: attach / detach ----------------------------------------------------------------
+
+void RingQueue::attach(const Config& config) noexcept {
+  detach();
+  fault_.clear();
+  faulted_.store(false, std::memory_order_relaxed);
+  bad_peer_seen_ = false;
+  bad_tx_seen_ = false;
+  cfg_ = config;
+
+  const char* problem = nullptr;
+  if (config.ring == nullptr) problem = "no ring";
+  else if (config.log2 > wire::kMaxLog2RingSize) problem = "log2 ring size above 14";
+  else if (!valid_cache_line(config.cache_line)) problem = "cache line is not a power of two in 16..4096";
+  else if (reinterpret_cast<std::uintptr_t>(config.ring) % 8 != 0) problem = "ring is not 8-byte aligned";
+  else if (config.slave) {
+    const SlaveMemory* m = config.slave_memory;
+    if (m == nullptr) problem = "slave without its memory";
+    else if (m->buffer_region >= config.regions.size() || config.regions[m->buffer_region].base == nullptr)
+      problem = "buffer region not mapped";
+    else if (m->buffer_offset(config.slave == config.transmit, config.ring_index, (1u << config.log2) - 1) +
+                 m->layout.buffer_size > config.regions[m->buffer_region].size)
+      problem = "buffers beyond the buffer region";
+  }
+  if (problem != nullptr) {
+    set_fault(cat(ring_label(), ": cannot attach: ", std::string_view(problem)));
+    return;
+  }
+
+  size_ = std::uint32_t{1} << config.log2;
+  mask_ = static_cast<std::uint16_t>(size_ - 1);
+  try {
+    slots_.assign(size_, Buffer{});
+    handed_out_.assign(size_, 0);
+  } catch (...) {
+    set_fault(cat(ring_label(), ": cannot attach: out of memory"));
+    return;
+  }
+  next_alloc_ = next_send_ = next_read_ = released_ = 0;
+  peer_seen_ = validated_until_ = 0;
+  handed_head_ = handed_count_ = 0;
+  if (!rx_mode_set_) rx_mode_ = config.rx_mode;
+  ring_ = config.ring;
+
+  // Connect-time reset (section 8): the owner of an index stores 0 into it...
+  if (config.slave && !config.transmit) {
+    // ...except the slave's receive ring, which it refills at once: every slot posted empty with
+    // buffer_size capacity, head = R (libmemif memif_refill_queue(-1) after connect, section 11).
+    for (std::uint32_t i = 0; i < size_; ++i) post_slot(u16(i));
+    released_ = 0;
+    store_own(u16(size_));  // SYNC POINT inside: publishes the posted descriptors
+  } else {
+    store_own(0);
+  }
+  if (!config.transmit) {
+    // flags belongs to the ring's receiver (section 12); see set_rx_mode for the ordering.
+    u16_at(ring_ + kFlagsOffset)
+        .store(rx_mode_ == RxMode::polling ? wire::kRingFlagMaskInt : std::uint16_t{0}, std::memory_order_relaxed);
+  }
+}
+
+void RingQueue::detach() noexcept {
+  ring_ = nullptr;
+  handed_head_ = handed_count_ = 0;
+}
+
+// ---- RingQueue: transmit -----------------------------------------------------------------------
+
+Status RingQueue::alloc(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size, std::size_t& count) noexcept {
+  count = 0;
+  if (!attached()) return Errc::not_connected;
+  if (!cfg_.transmit || size == 0 || bufs.empty() || packets == 0) return Errc::invalid_argument;
+  return cfg_.slave ? alloc_slave(bufs, packets, size, count) : alloc_master(bufs, packets, size, count);
+}
+
+Status RingQueue::alloc_slave(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size,
+                              std::size_t& count) noexcept {
+  const std::uint32_t cap = cfg_.slave_memory->layout.buffer_size;
+  const std::uint64_t per = (std::uint64_t{size} + cap - 1) / cap;  // buffers per packet
+  if (per > size_ || per > bufs.size()) return Errc::invalid_argument;  // could never fit
+  // The master's tail can only release what was published: [last tail, next_send_].
+  const std::uint16_t tail = load_peer(next_send_);  // SYNC POINT inside (acquire)
+  std::uint32_t room = size_ - u16(next_alloc_ - tail);
+  while (packets != 0 && count + per <= bufs.size() && per <= room) {
+    --packets;
+    std::uint32_t left = size;
+    for (std::uint64_t k = 0; k < per; ++k) {
+      const std::uint16_t index = next_alloc_;
+      Buffer& b = bufs[count++];
+      b.data = slave_buffer(index);
+      b.capacity = cap;
+      b.len = std::min(left, cap);
+      left -= b.len;
+      b.flags = left != 0 ? kBufferNext : std::uint16_t{0};
+      b.desc_index = index;
+      slots_[index & mask_].capacity = cap;
+      next_alloc_ = u16(index + 1);
+    }
+    room -= static_cast<std::uint32_t>(per);
+  }
+  if (count == 0) {
+    ++counters_.ring_full;
+    return Errc::would_block;
+  }
+  return Errc::ok;
+}
+
+Status RingQueue::alloc_master(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size,
+                               std::size_t& count) noexcept {
+  // The slave posts buffers [tail, head); head can be at most tail + R.
+  const std::uint16_t head = load_peer(u16(next_send_ + size_));  // SYNC POINT inside (acquire)
+  bool bad = false;
+  bool out_of_bufs = false;
+  for (;;) {
+    const std::uint32_t avail = u16(head - next_alloc_);
+    std::uint32_t left = size;
+    std::uint32_t k = 0;
+    while (left != 0) {
+      if (k >= avail) break;
+      if (count + k >= bufs.size()) {
+        out_of_bufs = true;
+        break;
+      }
+      const auto index = u16(next_alloc_ + k);
+      const wire::Descriptor d = load_desc(desc_at(index));  // one fetch; only `d` is used
+      const Bad why = check_master(d, cfg_.regions);
+      if (why != Bad::none) {
+        if (!bad_tx_seen_ || bad_tx_index_ != index) {
+          ++counters_.bad_descriptors;
+          const std::string_view field = why == Bad::region        ? "region"
+                                         : why == Bad::zero_length ? "length"
+                                                                   : "offset + length";
+          set_fault(cat(ring_label(), " slot ", index & mask_, ": posted descriptor ", field, " bad (region ", d.region,
+                        ", offset ", d.offset, ", length ", d.length, ", ", cfg_.regions.size(), " regions)"));
+        }
+        bad_tx_seen_ = true;
+        bad_tx_index_ = index;
+        bad = true;
+        break;
+      }
+      Buffer& b = bufs[count + k];
+      b.data = cfg_.regions[d.region].base + d.offset;
+      b.capacity = d.length;  // capacity comes from the posted length only (section 11)
+      b.len = std::min(left, d.length);
+      left -= b.len;
+      b.flags = left != 0 ? kBufferNext : std::uint16_t{0};
+      b.desc_index = index;
+      slots_[index & mask_].capacity = d.length;
+      ++k;
+    }
+    if (left != 0) break;  // this packet does not fit (or hit a bad descriptor): stop
+    count += k;
+    next_alloc_ = u16(next_alloc_ + k);
+    if (count == bufs.size() || --packets == 0) break;
+  }
+  if (count != 0) return Errc::ok;
+  if (bad) return Errc::protocol;
+  if (out_of_bufs) return Errc::invalid_argument;
+  ++counters_.ring_full;
+  return Errc::would_block;
+}
+
+Status RingQueue::tx_burst(std::span<const Buffer> bufs, std::size_t& sent) noexcept {
+  sent = 0;
+  if (!attached()) return Errc::not_connected;
+  if (!cfg_.transmit) return Errc::invalid_argument;
+  const std::uint32_t reserved = u16(next_alloc_ - next_send_);
+  Status status = Errc::ok;
+  std::uint32_t n = 0;
+  for (const Buffer& b : bufs) {
+    const auto index = u16(next_send_ + n);
+    // In reservation order, and only what was reserved.
+    if (n >= reserved || b.desc_index != index) {
+      status = Errc::invalid_argument;
+      break;
+    }
+    // Capacity from our own bookkeeping, not from the caller's Buffer.
+    if (b.len == 0 || b.len > slots_[index & mask_].capacity) {
+      status = Errc::invalid_argument;
+      break;
+    }
+    std::uint8_t* d = desc_at(index);
+    const std::uint16_t flags = b.flags & kBufferNext;
+    if (cfg_.slave) {
+      // The slave owns the whole descriptor: region/offset come from its table (section 11).
+      wire::Descriptor x{};
+      x.flags = flags;
+      x.region = cfg_.slave_memory->buffer_region;
+      x.length = b.len;
+      x.offset = slave_offset(index);
+      store_desc(d, x);
+    } else {
+      // The master writes only length and flags of M2S descriptors (section 11).
+      u32_at(d + offsetof(wire::Descriptor, length)).store(b.len, std::memory_order_relaxed);
+      u16_at(d + offsetof(wire::Descriptor, flags)).store(flags, std::memory_order_relaxed);
+    }
+    counters_.bytes += b.len;
+    if (flags == 0) ++counters_.packets;
+    ++n;
+  }
+  if (n != 0) {
+    next_send_ = u16(next_send_ + n);
+    store_own(next_send_);  // SYNC POINT inside (release): buffers + descriptors before the index
+    notify_peer();
+  }
+  sent = n;
+  return status;
+}
+
+// ---- RingQueue: receive ------------------------------------------------------------------------
+
+bool RingQueue::validate_chain(std::uint16_t end) noexcept {
+  const std::uint16_t start = next_read_;
+  const std::uint32_t avail = u16(end - start);  // <= R: end <= released_ + R, start >= released_
+  std::uint32_t bad = 0;
+  std::string first_bad;
+  const std::uint32_t buffer_size = cfg_.slave ? cfg_.slave_memory->layout.buffer_size : 0;
+  for (std::uint32_t i = 0; i < avail; ++i) {
+    const auto index = u16(start + i);
+    // SYNC POINT: these relaxed loads are ordered after the acquire load of the peer's index in
+    // load_peer() (called by collect() before this).
+    const wire::Descriptor d = load_desc(desc_at(index));  // one fetch; only `d` is used
+    Buffer& b = slots_[index & mask_];
+    Bad why = Bad::none;
+    if (cfg_.slave) {
+      // M2S as the slave: the buffer is ours; only length and NEXT come from the master.
+      if (d.length == 0 || d.length > buffer_size) why = Bad::too_long;
+      b.data = slave_buffer(index);
+    } else {
+      why = check_master(d, cfg_.regions);
+      if (why == Bad::none) b.data = cfg_.regions[d.region].base + d.offset;
+    }
+    b.len = b.capacity = d.length;
+    b.flags = d.flags & wire::kDescFlagNext;
+    b.desc_index = index;
+    if (why != Bad::none) {
+      if (bad++ == 0) {
+        const std::string where = cat(ring_label(), " slot ", index & mask_, ": descriptor ");
+        switch (why) {
+          case Bad::region:
+            first_bad = cat(where, "region ", d.region, " out of range (", cfg_.regions.size(), " regions)");
+            break;
+          case Bad::zero_length: first_bad = cat(where, "length 0"); break;
+          case Bad::beyond_region:
+            first_bad = cat(where, "offset ", d.offset, " + length ", d.length, " beyond region ", d.region, " (",
+                            cfg_.regions[d.region].size, " bytes)");
+            break;
+          default: first_bad = cat(where, "length ", d.length, " outside 1..", buffer_size, " (buffer size)"); break;
+        }
+      }
+    }
+    if ((d.flags & wire::kDescFlagNext) == 0) {
+      const auto chain_end = u16(start + i + 1);
+      if (bad != 0) {
+        // Drop the whole packet: its slots are skipped and go back with the next refill.
+        counters_.bad_descriptors += bad;
+        ++counters_.dropped_packets;
+        set_fault(std::move(first_bad));
+        next_read_ = chain_end;
+      }
+      validated_until_ = chain_end;
+      return true;
+    }
+  }
+  if (avail < size_) return false;  // incomplete chain: wait for the rest
+  // NEXT on every slot of the ring: the chain can never end. Drop all of it.
+  counters_.bad_descriptors += bad == 0 ? 1 : bad;
+  ++counters_.dropped_packets;
+  set_fault(bad != 0 ? std::move(first_bad)
+                     : cat(ring_label(), " slot ", start & mask_, ": chain of ", avail,
+                           " descriptors without an end (NEXT on every slot of the ring)"));
+  next_read_ = validated_until_ = end;
+  return true;
+}
+
+std::size_t RingQueue::collect(std::span<Buffer> bufs) noexcept {
+  // Slots the peer can have filled: at most R past what we released.
+  const std::uint16_t end = load_peer(u16(released_ + size_));  // SYNC POINT inside (acquire)
+  std::size_t got = 0;
+  while (got < bufs.size()) {
+    if (next_read_ == validated_until_) {
+      if (next_read_ == end) break;
+      if (!validate_chain(end)) break;  // incomplete chain
+      continue;                         // validated a chain, or dropped a bad one
+    }
+    const std::uint16_t index = next_read_;
+    const Buffer& b = slots_[index & mask_];
+    bufs[got++] = b;
+    handed_out_[(handed_head_ + handed_count_) & mask_] = index;
+    ++handed_count_;
+    next_read_ = u16(index + 1);
+    counters_.bytes += b.len;
+    if ((b.flags & kBufferNext) == 0) ++counters_.packets;
+  }
+  return got;
+}
+
+Status RingQueue::rx_burst(std::span<Buffer> bufs, std::size_t& received) noexcept {
+  received = 0;
+  if (!attached()) return Errc::not_connected;
+  if (cfg_.transmit || bufs.empty()) return Errc::invalid_argument;
+  std::size_t got = collect(bufs);
+  if (got == 0 && cfg_.eventfd >= 0) {
+    // Nothing: drain the eventfd, then look once more. Draining first means a signal that
+    // arrives after the first look is either seen by the second look (the peer published
+    // before writing the eventfd) or stays in the eventfd after our read, so a caller that
+    // waits on the fd after would_block never misses a packet.
+    std::uint64_t value = 0;
+    if (::read(cfg_.eventfd, &value, sizeof value) < 0) {
+      // EAGAIN: nothing was pending. Other errors: nothing to do on the data path.
+    }
+    got = collect(bufs);
+  }
+  received = got;
+  if (got != 0) return Errc::ok;
+  return Errc::would_block;
+}
+
+Status RingQueue::refill(std::size_t count) noexcept {
+  if (!attached()) return Errc::not_connected;
+  if (cfg_.transmit) return Errc::invalid_argument;
+  if (count == 0) return Errc::ok;
+  const std::uint32_t n = static_cast<std::uint32_t>(std::min<std::size_t>(count, handed_count_));
+  std::uint16_t point = next_read_;
+  if (n != 0) {
+    const std::uint16_t last = handed_out_[(handed_head_ + n - 1) & mask_];
+    handed_head_ = (handed_head_ + n) & mask_;
+    handed_count_ -= n;
+    // With buffers still out, release up to just after the last one returned; with none out,
+    // everything read so far, including slots of dropped packets.
+    if (handed_count_ != 0) point = u16(last + 1);
+  }
+  if (point == released_) return Errc::ok;
+  if (cfg_.slave) {
+    // Re-post the released slots as empty buffers from our own table (never trusting what the
+    // master left in region/offset), then publish them: head = release point + R.
+    for (auto i = released_; i != point; i = u16(i + 1)) post_slot(i);
+    released_ = point;
+    store_own(u16(point + size_));  // SYNC POINT inside (release): descriptors before head
+  } else {
+    released_ = point;
+    store_own(point);  // SYNC POINT inside (release): we are done with the buffers before tail
+  }
+  return Errc::ok;
+}
+
+void RingQueue::set_rx_mode(RxMode mode) noexcept {
+  rx_mode_ = mode;
+  rx_mode_set_ = true;
+  if (attached() && !cfg_.transmit) {
+    // Relaxed: MASK_INT is a hint with no data behind it. The sender reads it after publishing;
+    // a change racing with a burst costs at most one extra or one missing eventfd write, and a
+    // receiver that goes back to interrupts checks the ring before blocking (wait_rx).
+    u16_at(ring_ + kFlagsOffset)
+        .store(mode == RxMode::polling ? wire::kRingFlagMaskInt : std::uint16_t{0}, std::memory_order_relaxed);
+  }
+}
+
+bool RingQueue::rx_pending() const noexcept {
+  if (!attached() || cfg_.transmit) return false;
+  if (validated_until_ != next_read_) return true;
+  std::uint8_t* where = cfg_.slave ? ring_ + wire::ring_tail_offset(cfg_.cache_line) : ring_ + kHeadOffset;
+  // SYNC POINT: acquire; pairs with the peer's release store of its index (racy observer: the
+  // caller follows up with rx_burst, which loads it again).
+  return u16_at(where).load(std::memory_order_acquire) != next_read_;
+}
+
+void RingQueue::snapshot(std::uint16_t& head, std::uint16_t& tail, bool& mask_int) const noexcept {
+  head = tail = 0;
+  mask_int = false;
+  if (!attached()) return;
+  // Relaxed: an inspection snapshot, nothing is read through these values.
+  head = u16_at(ring_ + kHeadOffset).load(std::memory_order_relaxed);
+  tail = u16_at(ring_ + wire::ring_tail_offset(cfg_.cache_line)).load(std::memory_order_relaxed);
+  mask_int = (u16_at(ring_ + kFlagsOffset).load(std::memory_order_relaxed) & wire::kRingFlagMaskInt) != 0;
+}
+
+}  // namespace shmlink::memif::detail

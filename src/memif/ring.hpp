@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: MIT
+// memif shared memory: the regions a slave creates, the regions a master maps, and the data path
+// of one queue (reference memif.md sections 9-12). Internal; the public face is
+// include/shmlink/memif.hpp.
+//
+// Ownership rules (section 11): `head` is written only by the slave, `tail` only by the master,
+// on both ring types. The slave owns every buffer and every descriptor's region/offset; the
+// master writes only `length` and `flags` of M2S descriptors. Peer indices are loaded with
+// acquire, own indices stored with release.
+//
+// Trust: the slave never reads a buffer address back from shared memory: it keeps its own table
+// of slot -> (region, offset) and rewrites both fields whenever it posts or sends a descriptor,
+// so a master that scribbles over them changes nothing. The master validates every descriptor
+// against the regions it mapped (region < n, length != 0, offset + length <= region size) and
+// clamps the slave's head jumps to the ring size.
+#pragma once
+
+#include "memif/wire.hpp"
+#include "os/sys.hpp"
+
+#include <shmlink/error.hpp>
+#include <shmlink/memif.hpp>
+#include <shmlink/segment.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shmlink::memif::detail {
+
+/// A region as mapped by this side: `size` bytes from `base`.
+struct RegionView {
+  std::uint8_t* base = nullptr;
+  std::uint64_t size = 0;
+};
+
+/// Where one ring lives (ADD_RING fields, section 5).
+struct RingPlacement {
+  std::uint16_t region = 0;  ///< region index
+  std::uint32_t offset = 0;  ///< byte offset of the ring header inside the region
+  std::uint8_t log2 = 0;     ///< log2 of the ring's slots
+};
+
+/// What a slave asks for (section 6 step 3, section 10).
+struct SlaveLayout {
+  std::uint16_t num_s2m = 1;        ///< rings slave -> master (1..255)
+  std::uint16_t num_m2s = 1;        ///< rings master -> slave (1..255)
+  std::uint8_t log2 = 10;           ///< slots per ring, log2 (1..14)
+  std::uint32_t buffer_size = 2048; ///< bytes per buffer (>= 64)
+  bool separate_buffer_region = false;  ///< false: region 0 = rings then buffers; true: region 1 = buffers
+  std::uint32_t cache_line = 64;    ///< ring header layout (64 or 128)
+};
+
+/// Memory a slave created for one connection: regions (sealed memfds), rings initialised
+/// (cookie, flags 0, head = tail = 0, every descriptor {0, buffer region, buffer_size, offset,
+/// 0}), and one non-blocking eventfd per ring.
+///
+/// Placement (what libmemif, VPP and DPDK do, section 9.4/10): rings in region 0, contiguous,
+/// S2M[0..n) then M2S[0..m), ring k of type t at (k + t*n) * ring_bytes. Buffers: ring k of type t,
+/// slot j has buffer ((k + t*n) * R + j) * buffer_size from the buffer base, where the buffer base
+/// is (n+m)*ring_bytes rounded up to 64 bytes in region 0 (one region; the rounding only matters
+/// for log2 = 1), or 0 in region 1 (separate region).
+struct SlaveMemory {
+  SlaveLayout layout;
+  std::vector<Segment> regions;                 ///< regions[i].fd() goes with ADD_REGION i
+  std::vector<RingPlacement> s2m, m2s;          ///< ADD_RING placements
+  std::vector<os::UniqueFd> s2m_eventfds, m2s_eventfds;  ///< one per ring, EFD_NONBLOCK|EFD_CLOEXEC
+  std::uint16_t buffer_region = 0;              ///< region index of the buffers
+  std::uint64_t buffer_base = 0;                ///< offset of the first buffer in that region
+
+  /// Offset in `buffer_region` of the buffer of ring (s2m ? S2M : M2S) `ring`, slot `slot`.
+  [[nodiscard]] std::uint64_t buffer_offset(bool s2m, std::uint16_t ring, std::uint32_t slot) const noexcept;
+  /// The region views of `regions`.
+  [[nodiscard]] std::vector<RegionView> views() const;
+};
+
+/// Creates a slave's memory (section 6 step 3). Every region is a memfd named after `name`,
+/// sealed against shrinking and growing. Every region offset a descriptor or ADD_RING carries is
+/// u32 (section 9.1): a layout that needs a region over 4 GiB is refused.
+/// @throws Error invalid_argument naming the field (ring counts outside 1..255, log2 outside
+///         1..14, buffer_size below 64, cache_line not 64/128, a region over 4 GiB), no_space, system.
+SlaveMemory create_slave_memory(const SlaveLayout& layout, std::string_view name);
+
+/// Maps a region fd received with ADD_REGION (master side, section 9.1), read-write, shared,
+/// `announced_size` bytes from offset 0. Takes ownership of `fd` even when it throws.
+/// @param what names the region in messages ("memif0 region 1").
+/// The returned Segment maps the whole file (Segment cannot map part of one), so its size() is
+/// the file size, >= announced_size: build the RegionView from announced_size, which is what
+/// descriptors are validated against.
+/// @throws Error protocol when the size is 0 or larger than the fd's file (fstat), because
+///         touching beyond the file would raise SIGBUS; invalid_argument (no fd); system when
+///         fstat or mmap fails.
+Segment map_peer_region(os::UniqueFd fd, std::uint64_t announced_size, std::string_view what);
+
+/// The ring header at `region.base + offset` for cache line `cl`, or nullptr when the whole
+/// ring (ring_bytes(cl, log2)) does not lie inside the region or the offset is not 8-aligned.
+std::uint8_t* locate_ring(const RegionView& region, std::uint32_t offset, std::uint8_t log2, std::uint32_t cl) noexcept;
+
+/// One queue's data path: a ring as one side uses it, plus that side's private bookkeeping.
+/// Not thread-safe; one thread per queue (include/shmlink/memif.hpp). The public Interface
+/// methods alloc/tx_burst/rx_burst/refill/set_rx_mode forward to it after checking the qid.
+class RingQueue {
+ public:
+  /// How this side uses the ring.
+  struct Config {
+    bool slave = true;            ///< this side is the slave (writes head) or the master (writes tail)
+    bool transmit = true;         ///< this side sends on the ring (slave: S2M, master: M2S)
+    std::uint8_t* ring = nullptr; ///< ring header (from locate_ring or the slave's memory)
+    std::uint8_t log2 = 10;       ///< slots, log2
+    std::uint32_t cache_line = 64;
+    std::span<const RegionView> regions;  ///< every region of the connection (stays valid while attached)
+    int eventfd = -1;             ///< the ring's interrupt eventfd (not owned)
+    /// Slave only: its buffer table; capacity of every buffer and where slot j's buffer is.
+    const SlaveMemory* slave_memory = nullptr;
+    std::uint16_t ring_index = 0; ///< which ring of its direction (for the slave's buffer table and messages)
+    RxMode rx_mode = RxMode::interrupt;  ///< receive rings: initial MASK_INT (polling sets it)
+  };
+
+  RingQueue() = default;
+  RingQueue(const RingQueue&) = delete;
+  RingQueue& operator=(const RingQueue&) = delete;
+
+  /// Attaches to a ring at connect time and resets the local bookkeeping. The side that owns an
+  /// index stores 0 into it (libmemif/DPDK connect-time reset, section 8). A slave receive ring
+  /// (M2S) is then refilled completely: every slot posted with buffer_size capacity, head = R.
+  /// Receive rings get MASK_INT per rx_mode: Config::rx_mode, unless set_rx_mode was called
+  /// before, whose mode wins. Clears fault(). Counters are kept across attachments. A bad
+  /// config (null ring, log2 > 14, cache line not a power of two, ring not 8-aligned, slave
+  /// buffers outside its buffer region) leaves the queue detached with fault() saying why.
+  void attach(const Config& config) noexcept;
+  /// Detaches (link down): every later call returns not_connected. Counters are kept.
+  void detach() noexcept;
+  /// True between attach and detach.
+  [[nodiscard]] bool attached() const noexcept { return ring_ != nullptr; }
+
+  /// See Interface::alloc. Returns would_block when no slot is free (and counts ring_full);
+  /// invalid_argument for size 0, an empty span, a receive ring, or a packet that needs more
+  /// buffers than `bufs` holds (slave: or than the ring has); protocol (master) when the next
+  /// posted descriptor is bad and nothing was reserved (counted once, fault() set).
+  Status alloc(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size, std::size_t& count) noexcept;
+  /// See Interface::tx_burst. invalid_argument also on a receive ring.
+  Status tx_burst(std::span<const Buffer> bufs, std::size_t& sent) noexcept;
+  /// See Interface::rx_burst. invalid_argument on an empty span or a transmit ring. A dropped
+  /// bad packet is not an error here (counted, fault() set): with nothing else it is would_block.
+  Status rx_burst(std::span<Buffer> bufs, std::size_t& received) noexcept;
+  /// See Interface::refill. invalid_argument on a transmit ring; count 0 is a no-op.
+  Status refill(std::size_t count) noexcept;
+  /// Sets MASK_INT on a receive ring (polling) or clears it (interrupt); remembered for attach.
+  void set_rx_mode(RxMode mode) noexcept;
+  /// True when a receive ring has something past what was handed out (racy; for wait_rx).
+  [[nodiscard]] bool rx_pending() const noexcept;
+
+  /// The first protocol violation seen since attach ("" if none), e.g. "M2S ring 0 slot 5:
+  /// descriptor offset 4096 + length 2048 beyond region 1 (4096 bytes)". Set by the data path
+  /// (same thread); the control side reads it after the queue's thread is done (see
+  /// fault_flag()).
+  [[nodiscard]] const std::string& fault() const noexcept { return fault_; }
+  /// Becomes true (release) when fault() was set; the control thread may poll it (acquire).
+  [[nodiscard]] const std::atomic<bool>& fault_flag() const noexcept { return faulted_; }
+
+  /// Counters (kept across connections).
+  [[nodiscard]] const QueueCounters& counters() const noexcept { return counters_; }
+  /// Racy snapshot of the ring header for inspection: head, tail, MASK_INT.
+  void snapshot(std::uint16_t& head, std::uint16_t& tail, bool& mask_int) const noexcept;
+  /// The receive mode set.
+  [[nodiscard]] RxMode rx_mode() const noexcept { return rx_mode_; }
+
+ private:
+  // Implementation state and helpers; see ring.cpp.
+  void set_fault(std::string message) noexcept;
+  /// "S2M ring 3" / "M2S ring 0", for messages.
+  [[nodiscard]] std::string ring_label() const;
+  /// True when the ring carries data slave -> master.
+  [[nodiscard]] bool s2m() const noexcept { return cfg_.slave == cfg_.transmit; }
+  /// Descriptor of free-running index `index`.
+  [[nodiscard]] std::uint8_t* desc_at(std::uint16_t index) const noexcept;
+  /// Loads the peer's index (acquire) and clamps it to [peer_seen_, hi]; updates peer_seen_.
+  std::uint16_t load_peer(std::uint16_t hi) noexcept;
+  /// Stores this side's index (release).
+  void store_own(std::uint16_t value) noexcept;
+  /// Slave: address and region offset of the buffer of free-running index `index` (own table).
+  [[nodiscard]] std::uint8_t* slave_buffer(std::uint16_t index) const noexcept;
+  [[nodiscard]] std::uint32_t slave_offset(std::uint16_t index) const noexcept;
+  /// Slave receive ring: writes the empty descriptor of `index` (buffer_size capacity).
+  void post_slot(std::uint16_t index) noexcept;
+  Status alloc_slave(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size, std::size_t& count) noexcept;
+  Status alloc_master(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size, std::size_t& count) noexcept;
+  /// Receive: hands out validated buffers into `bufs`; returns how many.
+  std::size_t collect(std::span<Buffer> bufs) noexcept;
+  /// Receive: validates the chain starting at next_read_ (peer index `end`); false = incomplete.
+  bool validate_chain(std::uint16_t end) noexcept;
+  /// Writes 1 to the eventfd unless the receiver set MASK_INT.
+  void notify_peer() noexcept;
+
+  Config cfg_{};
+  std::uint8_t* ring_ = nullptr;
+  std::uint32_t size_ = 0;   // slots
+  std::uint16_t mask_ = 0;
+  RxMode rx_mode_ = RxMode::interrupt;
+  bool rx_mode_set_ = false;  // set_rx_mode was called: its mode wins over Config::rx_mode
+  // Local indices (free-running u16):
+  //  transmit: next_alloc_ = next slot to reserve; next_send_ = next reserved slot to publish
+  //            (= this side's index as last stored).
+  //  receive: next_read_ = next slot to hand out; released_ = how far buffers were returned
+  //           (master: = tail as stored; slave: head = released_ + R).
+  std::uint16_t next_alloc_ = 0;
+  std::uint16_t next_send_ = 0;
+  std::uint16_t next_read_ = 0;
+  std::uint16_t released_ = 0;
+  std::uint16_t peer_seen_ = 0;       // last peer index accepted (after clamping); never goes back
+  std::uint16_t validated_until_ = 0; // receive: [next_read_, validated_until_) = validated, not handed out
+  std::uint16_t bad_peer_raw_ = 0;    // last out-of-range peer index (counted once, not per call)
+  bool bad_peer_seen_ = false;
+  std::uint16_t bad_tx_index_ = 0;    // master transmit: bad posted descriptor already reported
+  bool bad_tx_seen_ = false;
+  // Per slot (index & mask_): transmit = capacity recorded at alloc; receive = the validated
+  // copy of the descriptor as a Buffer (never re-read from shared memory after validation).
+  std::vector<Buffer> slots_;
+  std::vector<std::uint16_t> handed_out_;  // receive: ring FIFO (R entries) of handed-out indices
+  std::uint32_t handed_head_ = 0;          // position of the oldest live entry in handed_out_
+  std::uint32_t handed_count_ = 0;         // live entries
+  std::string fault_;
+  std::atomic<bool> faulted_{false};
+  QueueCounters counters_{};
+};
+
+}  // namespace shmlink::memif::detail
