@@ -69,6 +69,8 @@ Command add_cat_command(CLI::App& app);
 Command add_gc_command(CLI::App& app);
 /// Registers `bench` (`bench stream`: docs/bench.md).
 Command add_bench_command(CLI::App& app);
+/// Registers `memif` (`memif responder`, `memif ping`: docs/cli.md).
+Command add_memif_command(CLI::App& app);
 
 // ---- argument parsing ------------------------------------------------------------------
 

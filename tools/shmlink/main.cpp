@@ -62,6 +62,7 @@ int run(int argc, char** argv) {
   commands.push_back(add_cat_command(app));
   commands.push_back(add_gc_command(app));
   commands.push_back(add_bench_command(app));
+  commands.push_back(add_memif_command(app));
 
   try {
     app.parse(argc, argv);

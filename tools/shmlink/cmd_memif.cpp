@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+// `shmlink memif responder|ping`: a memif interface in either role that answers ARP and ICMP
+// echo like libmemif's icmp_responder example, and one that pings through it (reference memif.md
+// section 17; docs/cli.md).
+#include "common.hpp"
+#include "packet.hpp"
+
+#include <shmlink/memif.hpp>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shmlink::cli {
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace pk = packet;
+
+std::atomic<bool> g_stop{false};
+
+void memif_stop_signal(int) { g_stop.store(true); }
+
+/// Installs SIGINT/SIGTERM handlers that ask the loop to stop (no SA_RESTART: polls return).
+void install_stop_handlers() {
+  struct sigaction sa{};
+  sa.sa_handler = memif_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+/// Options every `memif` subcommand shares (libmemif example defaults).
+struct MemifCommon {
+  std::string socket{memif::kDefaultSocket};
+  std::string role = "slave";
+  std::uint32_t id = 0;
+  std::string secret;
+  std::string ip;
+  std::string mac;
+  unsigned queues = 1;
+  unsigned log2_ring = 10;
+  std::uint32_t buffer_size = 2048;
+  bool polling = false;
+  double connect_timeout = 10;
+};
+
+void add_common(CLI::App* app, MemifCommon& o, const char* ip_help, const char* default_mac) {
+  app->add_option("--socket", o.socket, "Control socket: a path, or @NAME for an abstract socket (default /run/vpp/memif.sock)");
+  app->add_option("--role", o.role, "master (listens) or slave (connects) (default slave)")
+      ->check(CLI::IsMember({"master", "slave"}));
+  app->add_option("--id", o.id, "Interface id (default 0)");
+  app->add_option("--secret", o.secret, "Shared secret, at most 24 bytes (default none)");
+  app->add_option("--ip", o.ip, ip_help);
+  app->add_option("--mac", o.mac, std::string("Our MAC address (default ") + default_mac + ")");
+  app->add_option("--queues", o.queues, "Queues each way (default 1)")->check(CLI::Range(1, 255));
+  app->add_option("--ring-size", o.log2_ring, "Slots per ring as log2, slave only (default 10)")->check(CLI::Range(1, 14));
+  app->add_option("--buffer-size", o.buffer_size, "Bytes per buffer, slave only (default 2048)")
+      ->check(CLI::Range(64, 65536));
+  app->add_flag("--polling", o.polling, "Poll the receive rings instead of waiting for interrupts");
+  app->add_option("--connect-timeout", o.connect_timeout, "Seconds to wait for the link (default 10)")
+      ->check(CLI::Range(0.0, 86400.0));
+}
+
+memif::InterfaceOptions interface_options(const MemifCommon& o, const char* name) {
+  memif::InterfaceOptions io;
+  io.role = o.role == "master" ? memif::Role::master : memif::Role::slave;
+  io.id = o.id;
+  io.name = name;
+  io.secret = o.secret;
+  io.num_s2m_rings = static_cast<std::uint8_t>(o.queues);
+  io.num_m2s_rings = static_cast<std::uint8_t>(o.queues);
+  io.log2_ring_size = static_cast<std::uint8_t>(o.log2_ring);
+  io.buffer_size = o.buffer_size;
+  io.rx_mode = o.polling ? memif::RxMode::polling : memif::RxMode::interrupt;
+  return io;
+}
+
+std::optional<pk::Mac> mac_or(const std::string& text, const char* fallback) {
+  return pk::parse_mac(text.empty() ? std::string_view(fallback) : std::string_view(text));
+}
+
+/// Copies one packet into freshly reserved buffers of `qid` and sends it; false when the ring is full.
+bool send_frame(memif::Interface& ifc, std::uint16_t qid, std::span<const std::uint8_t> frame) {
+  std::array<memif::Buffer, 64> bufs{};
+  std::size_t n = 0;
+  if (!ifc.alloc(qid, bufs, 1, static_cast<std::uint32_t>(frame.size()), n)) return false;
+  std::size_t off = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    std::memcpy(bufs[k].data, frame.data() + off, bufs[k].len);
+    off += bufs[k].len;
+  }
+  std::size_t sent = 0;
+  return ifc.tx_burst(qid, std::span<const memif::Buffer>(bufs.data(), n), sent).ok();
+}
+
+/// Receives whole frames from `qid` (chains reassembled), calling `fn(frame)` for each.
+template <class Fn>
+void receive_frames(memif::Interface& ifc, std::uint16_t qid, std::vector<std::uint8_t>& partial, Fn&& fn) {
+  std::array<memif::Buffer, 64> bufs{};
+  std::size_t n = 0;
+  while (ifc.rx_burst(qid, bufs, n).ok()) {
+    for (std::size_t k = 0; k < n; ++k) {
+      partial.insert(partial.end(), bufs[k].data, bufs[k].data + bufs[k].len);
+      if ((bufs[k].flags & memif::kBufferNext) == 0) {
+        fn(std::span<const std::uint8_t>(partial));
+        partial.clear();
+      }
+    }
+    (void)ifc.refill(qid, n);
+  }
+}
+
+/// Waits up to `ms` for control or receive work on `ifc`.
+void wait_for_work(memif::Socket& sock, memif::Interface& ifc, int ms) {
+  std::vector<pollfd> fds{{sock.fd(), POLLIN, 0}};
+  if (ifc.connected() && ifc.options().rx_mode == memif::RxMode::interrupt)
+    for (std::uint16_t q = 0; q < ifc.rx_queues(); ++q) fds.push_back({ifc.rx_fd(q), POLLIN, 0});
+  const bool spin = ifc.connected() && ifc.options().rx_mode == memif::RxMode::polling;
+  (void)::poll(fds.data(), fds.size(), spin ? 0 : ms);
+  if ((fds[0].revents & POLLIN) != 0 || spin) (void)sock.poll(0ms);
+}
+
+memif::SocketOptions socket_options(const MemifCommon& o, const char* app) {
+  memif::SocketOptions so;
+  so.path = o.socket;
+  so.app_name = app;
+  so.reconnect_interval = 500ms;
+  return so;
+}
+
+/// Waits until `ifc` is connected; false on timeout or signal (with the reason logged).
+bool wait_link(memif::Socket& sock, memif::Interface& ifc, double seconds) {
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  std::string last;
+  while (!ifc.connected()) {
+    if (g_stop.load()) return false;
+    if (Clock::now() >= deadline) {
+      spdlog::error("{}: no link within {} s{}", sock.name(), seconds,
+                    ifc.last_disconnect().empty() ? "" : ": " + ifc.last_disconnect());
+      return false;
+    }
+    (void)sock.poll(50ms);
+    if (ifc.last_disconnect() != last) {
+      last = ifc.last_disconnect();
+      if (!last.empty()) spdlog::warn("{}: {}", sock.name(), last);
+    }
+  }
+  return true;
+}
+
+// ---- responder --------------------------------------------------------------------------------
+
+int run_responder(const MemifCommon& o, double duration) {
+  const auto ip = pk::parse_ipv4(o.ip.empty() ? "192.168.1.1" : o.ip);
+  const auto mac = mac_or(o.mac, "aa:aa:aa:aa:aa:aa");
+  if (!ip || !mac) {
+    spdlog::error("memif responder: bad --ip or --mac");
+    return kExitUsage;
+  }
+  install_stop_handlers();
+  memif::Socket sock(socket_options(o, "shmlink-responder"));
+  auto io = interface_options(o, "responder");
+  io.on_connect = [&](memif::Interface& i) {
+    spdlog::info("memif responder: link up ({} {} '{}', id {}), answering for {}", o.role == "master" ? "slave" : "master",
+                 i.details().peer_app, i.details().peer_name, o.id, pk::to_string(*ip));
+  };
+  io.on_disconnect = [](memif::Interface&, std::string_view why) { spdlog::info("memif responder: link down: {}", why); };
+  memif::Interface& ifc = sock.add_interface(io);
+  std::vector<std::vector<std::uint8_t>> partial(o.queues);
+  std::vector<std::uint8_t> out(70000);
+  std::uint64_t answered = 0;
+  const auto end = duration > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration))
+                                : Clock::time_point::max();
+  while (!g_stop.load() && Clock::now() < end) {
+    wait_for_work(sock, ifc, 100);
+    if (!ifc.connected()) continue;
+    for (std::uint16_t q = 0; q < ifc.rx_queues(); ++q) {
+      const auto tq = static_cast<std::uint16_t>(q % std::max<std::uint16_t>(1, ifc.tx_queues()));
+      receive_frames(ifc, q, partial[q], [&](std::span<const std::uint8_t> frame) {
+        const auto len = pk::respond(frame, out, *mac, *ip);
+        if (!len) return;
+        // a full tx ring drops the answer, as a NIC would; retry briefly first
+        for (int tries = 0; tries < 1000 && !send_frame(ifc, tq, std::span(out.data(), *len)); ++tries) {
+          (void)sock.poll(0ms);
+          if (!ifc.connected()) return;
+        }
+        ++answered;
+      });
+    }
+  }
+  spdlog::info("memif responder: answered {} frames", answered);
+  return kExitOk;
+}
+
+// ---- ping -------------------------------------------------------------------------------------
+
+int run_ping(const MemifCommon& o, const std::string& src_ip_text, unsigned count, double interval, double timeout,
+             std::size_t size, bool arp) {
+  const auto dst_ip = pk::parse_ipv4(o.ip.empty() ? "192.168.1.1" : o.ip);
+  const auto src_ip = pk::parse_ipv4(src_ip_text);
+  const auto mac = mac_or(o.mac, "02:fe:00:00:00:01");
+  if (!dst_ip || !src_ip || !mac) {
+    spdlog::error("memif ping: bad --ip, --src-ip or --mac");
+    return kExitUsage;
+  }
+  if (size < pk::kMinEchoFrameSize || size > pk::kMaxEchoFrameSize) {
+    spdlog::error("memif ping: --size must be {}..{} bytes", pk::kMinEchoFrameSize, pk::kMaxEchoFrameSize);
+    return kExitUsage;
+  }
+  install_stop_handlers();
+  memif::Socket sock(socket_options(o, "shmlink-ping"));
+  memif::Interface& ifc = sock.add_interface(interface_options(o, "ping"));
+  if (!wait_link(sock, ifc, o.connect_timeout)) return g_stop.load() ? kExitFailure : kExitTimeout;
+  const auto d = ifc.details();
+  std::cout << fmt::format("link up: {} '{}' ({}) on {}\n", o.role == "master" ? "slave" : "master", d.peer_name,
+                           d.peer_app, sock.name());
+  std::vector<std::uint8_t> partial, frame(size + 64);
+  pk::Mac dst_mac = pk::kBroadcastMac;
+  if (arp) {  // resolve the peer's MAC; retried, since a peer may drop the first frames after link-up
+    bool resolved = false;
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.connect_timeout));
+    while (!resolved && !g_stop.load() && Clock::now() < deadline && ifc.connected()) {
+      const std::size_t n = pk::build_arp_request(frame, *mac, *src_ip, *dst_ip);
+      (void)send_frame(ifc, 0, std::span(frame.data(), n));
+      const auto until = Clock::now() + 100ms;
+      while (!resolved && Clock::now() < until) {
+        wait_for_work(sock, ifc, 10);
+        if (!ifc.connected()) break;
+        receive_frames(ifc, 0, partial, [&](std::span<const std::uint8_t> f) {
+          const auto p = pk::parse_frame(f);
+          if (p.kind == pk::FrameKind::arp_reply && p.arp_sender_ip.value == dst_ip->value) {
+            dst_mac = p.arp_sender_mac;
+            resolved = true;
+          }
+        });
+      }
+    }
+    if (!resolved) {
+      std::cout << fmt::format("no ARP reply from {}: pinging the broadcast MAC\n", pk::to_string(*dst_ip));
+    } else {
+      std::cout << fmt::format("{} is at {}\n", pk::to_string(*dst_ip), pk::to_string(dst_mac));
+    }
+  }
+  const auto id = static_cast<std::uint16_t>(::getpid());
+  unsigned received = 0, bad = 0;
+  std::vector<double> rtts;
+  for (unsigned seq = 1; seq <= count && !g_stop.load(); ++seq) {
+    const auto s16 = static_cast<std::uint16_t>(seq);
+    const std::size_t n = pk::build_icmp_echo_request(frame, *mac, dst_mac, *src_ip, *dst_ip, id, s16, size);
+    const auto t0 = Clock::now();
+    bool sent = false;
+    while (!sent && ifc.connected() && Clock::now() - t0 < 1s) sent = send_frame(ifc, 0, std::span(frame.data(), n));
+    bool got = false;
+    const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+    while (sent && !got && !g_stop.load() && Clock::now() < deadline && ifc.connected()) {
+      for (std::uint16_t q = 0; q < ifc.rx_queues() && !got; ++q)
+        receive_frames(ifc, q, partial, [&](std::span<const std::uint8_t> f) {
+          const auto p = pk::parse_frame(f);
+          if (p.kind != pk::FrameKind::icmp_echo_reply || p.icmp_id != id || p.icmp_seq != s16) return;
+          const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+          if (!pk::verify_echo_reply(f, id, s16, size)) {
+            ++bad;
+            std::cout << fmt::format("{} bytes from {}: icmp_seq={} CORRUPTED\n", f.size(), pk::to_string(p.ip_src), seq);
+            got = true;
+            return;
+          }
+          got = true;
+          ++received;
+          rtts.push_back(us);
+          std::cout << fmt::format("{} bytes from {}: icmp_seq={} time={:.1f} us\n", f.size(), pk::to_string(p.ip_src),
+                                   seq, us);
+        });
+      if (!got) wait_for_work(sock, ifc, 1);
+    }
+    if (!got) std::cout << fmt::format("no reply for icmp_seq={}{}\n", seq, ifc.connected() ? "" : " (link down)");
+    const auto next = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval));
+    while (!g_stop.load() && Clock::now() < next) wait_for_work(sock, ifc, 1);
+  }
+  const unsigned sent_total = static_cast<unsigned>(rtts.size()) + (count - received);
+  const double loss = count == 0 ? 0.0 : 100.0 * (count - received) / count;
+  std::cout << fmt::format("--- {} memif ping statistics ---\n{} packets transmitted, {} received, {} corrupted, {:.0f}% packet loss\n",
+                           pk::to_string(*dst_ip), count, received, bad, loss);
+  (void)sent_total;
+  if (!rtts.empty()) {
+    const auto [mn, mx] = std::minmax_element(rtts.begin(), rtts.end());
+    double sum = 0;
+    for (double r : rtts) sum += r;
+    std::cout << fmt::format("rtt min/avg/max = {:.1f}/{:.1f}/{:.1f} us\n", *mn, sum / static_cast<double>(rtts.size()), *mx);
+  }
+  return received == count && bad == 0 ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+Command add_memif_command(CLI::App& app) {
+  CLI::App* sub = app.add_subcommand("memif", "memif interfaces (VPP, DPDK, libmemif): responder, ping");
+  sub->require_subcommand(1);
+  auto resp = std::make_shared<MemifCommon>();
+  auto duration = std::make_shared<double>(0.0);
+  CLI::App* r = sub->add_subcommand("responder", "Answer ARP and ICMP echo on a memif interface (libmemif icmp_responder); "
+                                                 "other frames are returned with MACs swapped");
+  add_common(r, *resp, "Address to answer for (default 192.168.1.1)", "aa:aa:aa:aa:aa:aa");
+  r->add_option("--duration", *duration, "Stop after SECONDS (default: run until SIGINT/SIGTERM)");
+  r->footer(exit_code_help());
+
+  auto ping = std::make_shared<MemifCommon>();
+  auto src_ip = std::make_shared<std::string>("192.168.1.2");
+  auto count = std::make_shared<unsigned>(5);
+  auto interval = std::make_shared<double>(1.0);
+  auto timeout = std::make_shared<double>(1.0);
+  auto size = std::make_shared<std::size_t>(98);
+  auto no_arp = std::make_shared<bool>(false);
+  CLI::App* p = sub->add_subcommand("ping", "Send ICMP echo requests over a memif interface; RTT per packet and a "
+                                            "summary; exit 0 only when every reply came back intact");
+  add_common(p, *ping, "Address to ping (default 192.168.1.1)", "02:fe:00:00:00:01");
+  p->add_option("--src-ip", *src_ip, "Our address (default 192.168.1.2)");
+  p->add_option("--count,-c", *count, "Echo requests to send (default 5)")->check(CLI::Range(1u, 100000000u));
+  p->add_option("--interval,-i", *interval, "Seconds between requests (default 1)")->check(CLI::Range(0.0, 3600.0));
+  p->add_option("--timeout,-W", *timeout, "Seconds to wait for each reply (default 1)")->check(CLI::Range(0.0, 3600.0));
+  p->add_option("--size,-s", *size, "Whole Ethernet frame in bytes, 50..65549; > buffer size means chained buffers (default 98)");
+  p->add_flag("--no-arp", *no_arp, "Do not resolve the MAC with ARP first (send to the broadcast MAC)");
+  p->footer(exit_code_help());
+  sub->footer(exit_code_help());
+  return {sub, [=] {
+            if (r->parsed()) return run_responder(*resp, *duration);
+            if (p->parsed()) return run_ping(*ping, *src_ip, *count, *interval, *timeout, *size, !*no_arp);
+            return static_cast<int>(kExitUsage);
+          }};
+}
+
+}  // namespace shmlink::cli
