@@ -1658,4 +1658,45 @@ TEST_F(cli, CorruptQueueIsLayoutMismatchNamingFileAndField) {
   EXPECT_NE(bad->at("reason").get<std::string>().find("not a valid queue"), std::string::npos) << bad->dump();
 }
 
+// ---- memif responder / ping ------------------------------------------------------------------
+
+/// `memif ping` against `memif responder` in both role assignments, with chained 9000-byte frames.
+TEST_F(cli, MemifPingGetsEveryReplyFromTheResponderInBothRoles) {
+  for (const bool responder_master : {true, false}) {
+    const std::string sock = (dir_ / (responder_master ? "a.sock" : "b.sock")).string();
+    CliProcess responder({"memif", "responder", "--socket", sock, "--role", responder_master ? "master" : "slave",
+                          "--duration", "30"});
+    const RunResult r = run_cli({"memif", "ping", "--socket", sock, "--role", responder_master ? "slave" : "master",
+                                 "-c", "4", "-i", "0.01", "-s", "9000", "--connect-timeout", "20"});
+    EXPECT_EQ(r.code, 0) << describe(r);
+    EXPECT_NE(r.out.find("192.168.1.1 is at aa:aa:aa:aa:aa:aa"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("4 packets transmitted, 4 received, 0 corrupted, 0% packet loss"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("9000 bytes from 192.168.1.1: icmp_seq=4"), std::string::npos) << r.out;
+    ::kill(responder.pid(), SIGTERM);
+    const RunResult rr = responder.finish();
+    EXPECT_EQ(rr.code, 0) << describe(rr);
+  }
+}
+
+/// A refused handshake is reported with the master's reason, and ping fails with the timeout code.
+TEST_F(cli, MemifPingReportsARefusedHandshake) {
+  const std::string sock = (dir_ / "s.sock").string();
+  CliProcess responder({"memif", "responder", "--socket", sock, "--role", "master", "--secret", "right", "--duration", "30"});
+  const RunResult r = run_cli({"memif", "ping", "--socket", sock, "--secret", "wrong", "--connect-timeout", "3"});
+  EXPECT_EQ(r.code, 124) << describe(r);
+  EXPECT_NE(r.err.find("Incorrect secret"), std::string::npos) << describe(r);
+}
+
+/// Nobody answering: ping reports the loss and exits 1.
+TEST_F(cli, MemifPingFailsWhenRepliesAreMissing) {
+  const std::string sock = (dir_ / "q.sock").string();
+  // A responder for another address returns our echo requests with the MACs swapped, as
+  // icmp_responder does with frames not for it: ping must not take those for replies.
+  CliProcess responder({"memif", "responder", "--socket", sock, "--role", "master", "--ip", "10.0.0.1", "--duration", "30"});
+  const RunResult r = run_cli({"memif", "ping", "--socket", sock, "-c", "2", "-i", "0.01", "-W", "0.2", "--no-arp",
+                               "--connect-timeout", "20"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.out.find("2 packets transmitted, 0 received"), std::string::npos) << r.out;
+}
+
 }  // namespace
