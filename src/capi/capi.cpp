@@ -8,6 +8,8 @@
 // reporting a failure never allocates and never throws (long paths are truncated at 1023 bytes).
 #include <shmlink.h>
 
+#include "capi/capi_internal.hpp"
+
 #include <unistd.h>
 
 #include <shmlink/error.hpp>
@@ -90,41 +92,9 @@ static_assert(SHMLINK_OPEN_EXISTING == static_cast<int>(shmlink::OpenMode::OpenE
 static_assert(sizeof(shmlink_keyword_t{}.name) == 16 && sizeof(shmlink_keyword_t{}.s) == 16);
 static_assert(sizeof(shmlink_keyword_t{}.comment) == 80);
 
-/// This thread's last failure message; zero-initialised, so "" before any failure.
-thread_local char t_last_error[1024];
-
-/// Records a message for this thread and returns `code`. Never allocates.
-[[gnu::format(printf, 2, 3)]] int fail(int code, const char* fmt, ...) noexcept {
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(t_last_error, sizeof t_last_error, fmt, ap);
-  va_end(ap);
-  return code;
-}
-
-/// A NULL argument: "shmlink_stream_write: data is NULL".
-int null_arg(const char* function, const char* argument) noexcept {
-  return fail(SHMLINK_E_INVALID_ARGUMENT, "%s: %s is NULL", function, argument);
-}
-
-/// Runs `body` (which returns an int code), turning any exception into a code and a message.
-/// `action` and `resource` only serve messages for exceptions that do not name the resource
-/// themselves (shmlink::Error always does).
-template <class Body>
-int guarded(const char* action, const char* resource, Body&& body) noexcept {
-  try {
-    return std::forward<Body>(body)();
-  } catch (const shmlink::Error& e) {
-    const int code = static_cast<int>(e.errc());
-    return fail(code < 0 ? code : SHMLINK_E_SYSTEM, "%s", e.what());
-  } catch (const std::bad_alloc&) {
-    return fail(SHMLINK_E_NO_SPACE, "%s '%s': out of memory", action, resource);
-  } catch (const std::exception& e) {
-    return fail(SHMLINK_E_SYSTEM, "%s '%s': %s", action, resource, e.what());
-  } catch (...) {
-    return fail(SHMLINK_E_SYSTEM, "%s '%s': unknown exception", action, resource);
-  }
-}
+using shmlink::capi::fail;
+using shmlink::capi::guarded;
+using shmlink::capi::null_arg;
 
 /// Message for a non-ok hot-path status: "writing stream 'wfs': timed out".
 int status_fail(shmlink::Status st, const char* action, const shmlink::Stream& s) noexcept {
@@ -164,6 +134,25 @@ int set_keyword(shmlink_stream_t* stream, const char* name, const T& value, cons
 }
 
 }  // namespace
+
+// ---- the thread-local message (capi_internal.hpp) ------------------------------------------
+
+namespace {
+/// This thread's last failure message; zero-initialised, so "" before any failure.
+thread_local char t_last_error[1024];
+}  // namespace
+
+int shmlink::capi::fail(int code, const char* fmt, ...) noexcept {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(t_last_error, sizeof t_last_error, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int shmlink::capi::null_arg(const char* function, const char* argument) noexcept {
+  return fail(SHMLINK_E_INVALID_ARGUMENT, "%s: %s is NULL", function, argument);
+}
 
 // ---- errors ---------------------------------------------------------------------------------
 

@@ -629,6 +629,13 @@ Status RingQueue::refill(std::size_t count) noexcept {
     released_ = point;
     store_own(u16(point + size_));  // SYNC POINT inside (release): descriptors before head
   } else {
+    // Interop: clear NEXT on the descriptors we hand back. DPDK 22.11's memif tx never clears
+    // the flags of the first descriptor of a packet (only of the chain's later ones), so a slot
+    // that once held a chain keeps a stale NEXT when reused for a one-buffer packet, and that
+    // packet would be glued to the next one. Harmless for slaves that write every flag. The
+    // stores come before the release of tail, so they never race with the slave's reuse.
+    for (auto i = released_; i != point; i = u16(i + 1))
+      u16_at(desc_at(i) + offsetof(wire::Descriptor, flags)).store(0, std::memory_order_relaxed);
     released_ = point;
     store_own(point);  // SYNC POINT inside (release): we are done with the buffers before tail
   }

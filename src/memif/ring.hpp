@@ -12,7 +12,9 @@
 // of slot -> (region, offset) and rewrites both fields whenever it posts or sends a descriptor,
 // so a master that scribbles over them changes nothing. The master validates every descriptor
 // against the regions it mapped (region < n, length != 0, offset + length <= region size) and
-// clamps the slave's head jumps to the ring size.
+// clamps the slave's head jumps to the ring size. One exception to "the master never writes S2M
+// descriptors": it clears NEXT on the ones it returns, before storing tail (DPDK 22.11 leaves a
+// stale NEXT on reused slots; see RingQueue::refill).
 #pragma once
 
 #include "memif/wire.hpp"
