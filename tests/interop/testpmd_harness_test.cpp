@@ -51,7 +51,7 @@ TEST(TestpmdHarness, ClientTxonlyFeedsServerRxonlyOverFilesystemSocket) {
   so.forward_mode = "rxonly";
   so.cpu = server_cpu;
   Testpmd server(so, dir.path());
-  ASSERT_TRUE(server.wait_for_log(Testpmd::kListening, 10s)) << server.describe();
+  ASSERT_TRUE(server.wait_for_log(Testpmd::kListening, 30s)) << server.describe();
   EXPECT_TRUE(std::filesystem::is_socket(socket));
 
   TestpmdOptions co = so;
@@ -60,10 +60,10 @@ TEST(TestpmdHarness, ClientTxonlyFeedsServerRxonlyOverFilesystemSocket) {
   co.cpu = client_cpu;
   Testpmd client(co, dir.path());
   ASSERT_NE(server.file_prefix(), client.file_prefix());
-  ASSERT_TRUE(client.wait_for_link(10s)) << client.describe();
-  ASSERT_TRUE(server.wait_for_link(10s)) << server.describe();
-  ASSERT_TRUE(client.wait_for_log(Testpmd::kForwarding, 10s)) << client.describe();
-  ASSERT_TRUE(server.wait_for_rx(1, 10s)) << server.describe();
+  ASSERT_TRUE(client.wait_for_link(30s)) << client.describe();
+  ASSERT_TRUE(server.wait_for_link(30s)) << server.describe();
+  ASSERT_TRUE(client.wait_for_log(Testpmd::kForwarding, 30s)) << client.describe();
+  ASSERT_TRUE(server.wait_for_rx(1, 30s)) << server.describe();
 
   // The client leaves first while linked: its final summary is exact.
   EXPECT_EQ(client.stop(), 0) << client.describe();
@@ -71,7 +71,7 @@ TEST(TestpmdHarness, ClientTxonlyFeedsServerRxonlyOverFilesystemSocket) {
   EXPECT_TRUE(sent.summary) << client.describe();
   EXPECT_GT(sent.tx_packets, 0u);
   EXPECT_EQ(sent.rx_packets, 0u);
-  EXPECT_TRUE(server.wait_for_log(Testpmd::kDisconnected, 10s)) << server.describe();
+  EXPECT_TRUE(server.wait_for_log(Testpmd::kDisconnected, 30s)) << server.describe();
 
   expect_clean_stop_of_survivor(server);
   const auto received = server.rx_tx_totals();
@@ -82,42 +82,6 @@ TEST(TestpmdHarness, ClientTxonlyFeedsServerRxonlyOverFilesystemSocket) {
   EXPECT_FALSE(std::filesystem::exists(socket)) << "testpmd removes its socket on a clean exit";
   EXPECT_FALSE(std::filesystem::exists(Testpmd::runtime_dir(server.file_prefix())));
   EXPECT_FALSE(std::filesystem::exists(Testpmd::runtime_dir(client.file_prefix())));
-}
-
-TEST(TestpmdHarness, TwoQueuesOverAbstractSocket) {
-  if (!shmlink::test::testpmd_available()) GTEST_SKIP() << shmlink::test::testpmd_unavailable_reason();
-  shmlink::test::TempStreamDir dir;
-  const auto [server_cpu, client_cpu] = two_cpus();
-
-  TestpmdOptions so;
-  so.role = "server";
-  so.socket = dir.path() + "/abstract";  // a unique abstract name
-  so.abstract = true;
-  so.id = 3;
-  so.forward_mode = "rxonly";
-  so.rxq = so.txq = 2;
-  so.nb_cores = 2;
-  so.cpu = server_cpu;
-  Testpmd server(so, dir.path());
-  ASSERT_TRUE(server.wait_for_log(Testpmd::kListening, 10s)) << server.describe();
-  EXPECT_FALSE(std::filesystem::exists(so.socket));
-
-  TestpmdOptions co = so;
-  co.role = "client";
-  co.forward_mode = "txonly";
-  co.cpu = client_cpu;
-  Testpmd client(co, dir.path());
-  ASSERT_TRUE(server.wait_for_link(10s)) << server.describe();
-  EXPECT_EQ(server.log_count("Logical Core"), 2u) << server.describe();
-  ASSERT_TRUE(server.wait_for_rx(1, 10s)) << server.describe();
-
-  // This time the server leaves first; the client observes the disconnect.
-  EXPECT_EQ(server.stop(), 0) << server.describe();
-  EXPECT_TRUE(server.rx_tx_totals().summary);
-  EXPECT_GT(server.rx_tx_totals().rx_packets, 0u);
-  EXPECT_TRUE(client.wait_for_log(Testpmd::kDisconnected, 10s)) << client.describe();
-  expect_clean_stop_of_survivor(client);
-  EXPECT_GT(client.rx_tx_totals().tx_packets, 0u) << client.describe();
 }
 
 TEST(TestpmdHarness, WaitForLinkGivesUpWhenTheProbeFails) {
