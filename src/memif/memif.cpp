@@ -668,10 +668,9 @@ InterfaceDetails Interface::details() const {
 }
 
 namespace {
-Status queue_missing(std::uint16_t qid, std::uint16_t n, bool up, std::size_t& count) noexcept {
+/// The status of a call on a queue that does not exist now: out of range while up, else down.
+Status queue_missing(bool up, std::size_t& count) noexcept {
   count = 0;
-  (void)qid;
-  (void)n;
   return up ? Errc::out_of_range : Errc::not_connected;
 }
 }  // namespace
@@ -679,26 +678,26 @@ Status queue_missing(std::uint16_t qid, std::uint16_t n, bool up, std::size_t& c
 Status Interface::alloc(std::uint16_t qid, std::span<Buffer> bufs, std::size_t packets, std::uint32_t size,
                         std::size_t& count) noexcept {
   auto* q = impl_->txq(qid);
-  if (q == nullptr) return queue_missing(qid, impl_->n_tx, impl_->up, count);
+  if (q == nullptr) return queue_missing(impl_->up, count);
   return q->alloc(bufs, packets, size, count);
 }
 
 Status Interface::tx_burst(std::uint16_t qid, std::span<const Buffer> bufs, std::size_t& sent) noexcept {
   auto* q = impl_->txq(qid);
-  if (q == nullptr) return queue_missing(qid, impl_->n_tx, impl_->up, sent);
+  if (q == nullptr) return queue_missing(impl_->up, sent);
   return q->tx_burst(bufs, sent);
 }
 
 Status Interface::rx_burst(std::uint16_t qid, std::span<Buffer> bufs, std::size_t& received) noexcept {
   auto* q = impl_->rxq(qid);
-  if (q == nullptr) return queue_missing(qid, impl_->n_rx, impl_->up, received);
+  if (q == nullptr) return queue_missing(impl_->up, received);
   return q->rx_burst(bufs, received);
 }
 
 Status Interface::refill(std::uint16_t qid, std::size_t count) noexcept {
   auto* q = impl_->rxq(qid);
   std::size_t dummy = 0;
-  if (q == nullptr) return queue_missing(qid, impl_->n_rx, impl_->up, dummy);
+  if (q == nullptr) return queue_missing(impl_->up, dummy);
   return q->refill(count);
 }
 
@@ -719,7 +718,7 @@ int Interface::rx_fd(std::uint16_t qid) const noexcept {
 Status Interface::wait_rx(std::uint16_t qid, std::chrono::nanoseconds timeout) noexcept {
   auto* q = impl_->rxq(qid);
   std::size_t dummy = 0;
-  if (q == nullptr) return queue_missing(qid, impl_->n_rx, impl_->up, dummy);
+  if (q == nullptr) return queue_missing(impl_->up, dummy);
   if (q->rx_pending()) return Errc::ok;
   const auto deadline = timeout.count() < 0 ? Clock::time_point::max() : Clock::now() + timeout;
   if (q->rx_mode() == RxMode::polling) {

@@ -294,11 +294,9 @@ int run_ping(const MemifCommon& o, const std::string& src_ip_text, unsigned coun
     const auto next = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval));
     while (!g_stop.load() && Clock::now() < next) wait_for_work(sock, ifc, 1);
   }
-  const unsigned sent_total = static_cast<unsigned>(rtts.size()) + (count - received);
   const double loss = count == 0 ? 0.0 : 100.0 * (count - received) / count;
   std::cout << fmt::format("--- {} memif ping statistics ---\n{} packets transmitted, {} received, {} corrupted, {:.0f}% packet loss\n",
                            pk::to_string(*dst_ip), count, received, bad, loss);
-  (void)sent_total;
   if (!rtts.empty()) {
     const auto [mn, mx] = std::minmax_element(rtts.begin(), rtts.end());
     double sum = 0;
