@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-// Tests of `shmlink bench stream` (docs/bench.md): a --quick --json run must produce the
-// documented schema with consistent numbers. Speeds are never asserted (no timed tests): only
+// Tests of `shmlink bench stream`, `bench queue` and `memif bench` (docs/bench.md): a short
+// --json run must produce the documented schema with consistent numbers. Speeds are never asserted (no timed tests): only
 // shapes, orderings and that each ratio is the quotient it claims to be.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "testpmd.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -11,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -479,6 +482,105 @@ TEST(BenchCli, QueueBadOptionsAreUsageErrors) {
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   EXPECT_EQ(dir.entries(), 0);
+}
+
+// ---- memif bench -------------------------------------------------------------------------------
+
+/// Checks one `memif bench` document: every (size, direction, pairing) case once, rates and
+/// Gbit/s consistent, each ratio the quotient over the DPDK <-> DPDK case of the same direction
+/// and size, the target only on shmlink <-> shmlink at 64 B. `dpdk`: whether DPDK cases ran.
+void check_memif_doc(const json& doc, const std::vector<std::uint32_t>& sizes, bool dpdk) {
+  EXPECT_EQ(doc.at("schema"), "shmlink-bench-memif/1");
+  EXPECT_TRUE(doc.at("machine").at("cpu_model").is_string());
+  const json& cfg = doc.at("config");
+  EXPECT_NE(cfg.at("sender_cpu"), cfg.at("receiver_cpu"));
+  EXPECT_EQ(cfg.at("log2_ring_size"), 10);
+  EXPECT_EQ(cfg.at("buffer_size"), 2048);
+  EXPECT_EQ(cfg.at("dpdk").is_string(), dpdk);
+  const json& cases = doc.at("cases");
+  ASSERT_EQ(cases.size(), sizes.size() * 8);
+  std::set<std::string> seen;
+  // packets/s of the DPDK -> DPDK case per (direction, size).
+  std::map<std::pair<std::string, std::uint32_t>, double> reference;
+  for (const json& c : cases)
+    if (c.at("sender").at("impl") == "dpdk" && c.at("receiver").at("impl") == "dpdk" && c.at("packets_per_s").is_number())
+      reference[{c.at("direction").get<std::string>(), c.at("frame_bytes").get<std::uint32_t>()}] =
+          c.at("packets_per_s").get<double>();
+  for (const json& c : cases) {
+    const std::string snd = c.at("sender").at("impl").get<std::string>();
+    const std::string rcv = c.at("receiver").at("impl").get<std::string>();
+    const std::string dir = c.at("direction").get<std::string>();
+    const auto size = c.at("frame_bytes").get<std::uint32_t>();
+    const std::string what = snd + "->" + rcv + " " + dir + " " + std::to_string(size);
+    SCOPED_TRACE(what);
+    EXPECT_TRUE(seen.insert(what).second) << "duplicate case";
+    EXPECT_NE(std::find(sizes.begin(), sizes.end(), size), sizes.end());
+    // Roles follow the direction: the slave sends on S2M rings, the master on M2S rings.
+    EXPECT_EQ(c.at("sender").at("role"), dir == "s2m" ? "slave" : "master");
+    EXPECT_EQ(c.at("receiver").at("role"), dir == "s2m" ? "master" : "slave");
+    const bool uses_dpdk = snd == "dpdk" || rcv == "dpdk";
+    if (uses_dpdk && !dpdk) {
+      EXPECT_TRUE(c.at("skipped").is_string());
+      EXPECT_TRUE(c.at("packets_per_s").is_null());
+      continue;
+    }
+    ASSERT_TRUE(c.at("skipped").is_null());
+    ASSERT_TRUE(c.at("errors").empty()) << c.at("errors").dump();
+    expect_positive(c.at("packets_per_s"), "packets_per_s");
+    const double pps = c.at("packets_per_s").get<double>();
+    EXPECT_NEAR(c.at("gbit_per_s").get<double>(), pps * size * 8 / 1e9, 1e-9 * pps);
+    const auto ref = reference.find({dir, size});
+    if (snd == "dpdk" && rcv == "dpdk") {
+      EXPECT_TRUE(c.at("ratio_vs_dpdk").is_null());
+    } else if (ref == reference.end()) {
+      EXPECT_TRUE(c.at("ratio_vs_dpdk").is_null());
+    } else {
+      expect_ratio(c.at("ratio_vs_dpdk"), pps, ref->second, "ratio_vs_dpdk");
+    }
+    const bool targeted = snd == "shmlink" && rcv == "shmlink" && size == 64;
+    EXPECT_EQ(c.at("target").is_number(), targeted);
+    if (targeted && c.at("ratio_vs_dpdk").is_number())
+      EXPECT_EQ(c.at("meets_target").get<bool>(), c.at("ratio_vs_dpdk").get<double>() >= 1.0);
+    else
+      EXPECT_TRUE(c.at("meets_target").is_null());
+  }
+}
+
+TEST(BenchCli, MemifShmlinkOnlyRunFollowsTheDocumentedSchema) {
+  if (shmlink::test::allowed_cpus().size() < 2) GTEST_SKIP() << "memif bench needs two CPUs";
+  ScratchStreamDir dir;
+  const RunResult r = run_cli({"memif", "bench", "--no-testpmd", "--sizes", "64,9000", "--duration", "0.2",
+                               "--warmup", "0.05", "--json"},
+                              dir.path(), 120s);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(r.out);
+  check_memif_doc(doc, {64, 9000}, false);
+  EXPECT_EQ(doc.at("config").at("dpdk_skipped"), "--no-testpmd");
+}
+
+TEST(BenchCli, MemifRunAgainstTestpmdFollowsTheDocumentedSchema) {
+  if (shmlink::test::allowed_cpus().size() < 2) GTEST_SKIP() << "memif bench needs two CPUs";
+  if (!shmlink::test::testpmd_available()) GTEST_SKIP() << shmlink::test::testpmd_unavailable_reason();
+  ScratchStreamDir dir;
+  // 3000-byte frames: chains of two buffers through both implementations, every pairing.
+  const RunResult r =
+      run_cli({"memif", "bench", "--sizes", "3000", "--duration", "0.5", "--warmup", "0.1", "--json"}, dir.path(), 240s);
+  ASSERT_EQ(r.code, 0) << r.err;
+  check_memif_doc(json::parse(r.out), {3000}, true);
+}
+
+TEST(BenchCli, MemifBadOptionsAreUsageErrors) {
+  ScratchStreamDir dir;
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"memif", "bench", "--cores", "0,0"},
+        std::vector<std::string>{"memif", "bench", "--cores", "0,100000"},
+        std::vector<std::string>{"memif", "bench", "--sizes", "32"},
+        std::vector<std::string>{"memif", "bench", "--sizes", "64,lots"},
+        std::vector<std::string>{"memif", "bench", "--burst", "0"}}) {
+    const RunResult r = run_cli(args, dir.path(), 30s);
+    EXPECT_EQ(r.code, 2) << args.back() << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // load sampling and the private stream directory (bench_common.hpp).
 #include "bench_common.hpp"
 
+#include "common.hpp"
+
 #include <shmlink/error.hpp>
 
 #include <sched.h>
@@ -195,6 +197,21 @@ ScratchDir::ScratchDir(const std::string& base) {
 ScratchDir::~ScratchDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string markdown_table(const Table& t) {
+  std::string out = "|";
+  for (const auto& h : t.headers) out += " " + h + " |";
+  out += "\n|";
+  for (std::size_t c = 0; c < t.headers.size(); ++c)
+    out += c < t.right_aligned.size() && t.right_aligned[c] ? "---:|" : "---|";
+  out += '\n';
+  for (const auto& row : t.rows) {
+    out += "|";
+    for (std::size_t c = 0; c < t.headers.size(); ++c) out += " " + (c < row.size() ? row[c].text : "") + " |";
+    out += '\n';
+  }
+  return out;
 }
 
 }  // namespace shmlink::cli::bench

@@ -14,7 +14,15 @@
 #include <string>
 #include <vector>
 
+namespace shmlink::cli {
+struct Table;
+}  // namespace shmlink::cli
+
 namespace shmlink::cli::bench {
+
+/// Renders a table as GitHub Markdown (header row, alignment row, one row per table row;
+/// colours dropped), for the `--markdown` reports that go into README.md.
+std::string markdown_table(const Table& t);
 
 // ---- clocks and stop requests ----------------------------------------------------------
 

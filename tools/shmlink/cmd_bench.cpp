@@ -253,22 +253,6 @@ Cell target_cell(const Json& j, bool at_least) {
           ok ? "32" : "31"};
 }
 
-/// Renders a Table as GitHub Markdown.
-std::string render_markdown(const Table& t) {
-  std::string out = "|";
-  for (const auto& h : t.headers) out += " " + h + " |";
-  out += "\n|";
-  for (std::size_t c = 0; c < t.headers.size(); ++c)
-    out += c < t.right_aligned.size() && t.right_aligned[c] ? "---:|" : "---|";
-  out += '\n';
-  for (const auto& row : t.rows) {
-    out += "|";
-    for (std::size_t c = 0; c < t.headers.size(); ++c) out += " " + (c < row.size() ? row[c].text : "") + " |";
-    out += '\n';
-  }
-  return out;
-}
-
 /// Prints the human (or Markdown) report of a finished run from its JSON document.
 void print_report(const Json& doc, bool markdown, bool colour) {
   const Json& m = doc["machine"];
@@ -290,7 +274,7 @@ void print_report(const Json& doc, bool markdown, bool colour) {
                   c["post_semaphores"].get<bool>() ? "" : "; spin/hybrid/futex writes do not post semaphores");
   auto section = [&](const std::string& title, const Table& t) {
     if (markdown) {
-      std::cout << "\n**" << title << "**\n\n" << render_markdown(t);
+      std::cout << "\n**" << title << "**\n\n" << markdown_table(t);
     } else {
       std::cout << '\n' << title << '\n' << t.render(colour);
     }

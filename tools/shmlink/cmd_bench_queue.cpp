@@ -320,22 +320,6 @@ Cell ahead_cell(const Json& v) {
   return v.get<bool>() ? Cell{"yes", "32"} : Cell{"NO", "31"};
 }
 
-/// Renders a Table as GitHub Markdown.
-std::string markdown_table(const Table& t) {
-  std::string out = "|";
-  for (const auto& h : t.headers) out += " " + h + " |";
-  out += "\n|";
-  for (std::size_t c = 0; c < t.headers.size(); ++c)
-    out += c < t.right_aligned.size() && t.right_aligned[c] ? "---:|" : "---|";
-  out += '\n';
-  for (const auto& row : t.rows) {
-    out += "|";
-    for (std::size_t c = 0; c < t.headers.size(); ++c) out += " " + (c < row.size() ? row[c].text : "") + " |";
-    out += '\n';
-  }
-  return out;
-}
-
 /// Prints the human (or Markdown) report of a finished run from its JSON document.
 void print_queue_report(const Json& doc, bool markdown, bool colour) {
   const Json& m = doc["machine"];

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// `shmlink memif responder|ping`: a memif interface in either role that answers ARP and ICMP
-// echo like libmemif's icmp_responder example, and one that pings through it (reference memif.md
-// section 17; docs/cli.md).
+// `shmlink memif responder|ping|bench`: a memif interface in either role that answers ARP and
+// ICMP echo like libmemif's icmp_responder example, one that pings through it (reference memif.md
+// section 17; docs/cli.md), and the packet-rate benchmark (bench_memif.cpp; docs/bench.md).
+#include "bench_memif.hpp"
 #include "common.hpp"
 #include "packet.hpp"
 
@@ -309,7 +310,7 @@ int run_ping(const MemifCommon& o, const std::string& src_ip_text, unsigned coun
 }  // namespace
 
 Command add_memif_command(CLI::App& app) {
-  CLI::App* sub = app.add_subcommand("memif", "memif interfaces (VPP, DPDK, libmemif): responder, ping");
+  CLI::App* sub = app.add_subcommand("memif", "memif interfaces (VPP, DPDK, libmemif): responder, ping, bench");
   sub->require_subcommand(1);
   auto resp = std::make_shared<MemifCommon>();
   auto duration = std::make_shared<double>(0.0);
@@ -336,10 +337,37 @@ Command add_memif_command(CLI::App& app) {
   p->add_option("--size,-s", *size, "Whole Ethernet frame in bytes, 50..65549; > buffer size means chained buffers (default 98)");
   p->add_flag("--no-arp", *no_arp, "Do not resolve the MAC with ARP first (send to the broadcast MAC)");
   p->footer(exit_code_help());
+
+  auto bo = std::make_shared<bench::MemifBenchOptions>();
+  auto no_testpmd = std::make_shared<bool>(false);
+  auto no_mixed = std::make_shared<bool>(false);
+  CLI::App* b = sub->add_subcommand(
+      "bench", "Packets/s and Gbit/s through one memif queue, both ring directions, shmlink next to DPDK's memif PMD "
+               "(dpdk-testpmd txonly/rxonly) in the same run (docs/bench.md)");
+  b->add_option("--sizes", bo->sizes, "Frame sizes in bytes, 60..65535 (default 64,1500,9000)")->delimiter(',');
+  b->add_option("--duration", bo->duration, "Seconds measured per case (default 2)")->check(CLI::Range(0.1, 600.0));
+  b->add_option("--warmup", bo->warmup, "Seconds of traffic before measuring (default 0.5)")->check(CLI::Range(0.0, 60.0));
+  b->add_option("--rounds", bo->rounds, "Runs of every case, interleaved; the median is reported (default 1)")
+      ->check(CLI::Range(1, 100));
+  b->add_option("--cores", bo->cores, "Sender and receiver CPUs 'A,B' (default: the first two allowed)");
+  b->add_option("--ring-size", bo->log2_ring, "Slots per ring as log2 (default 10)")->check(CLI::Range(1, 14));
+  b->add_option("--buffer-size", bo->buffer_size, "Bytes per memif buffer (default 2048)")->check(CLI::Range(128u, 65535u));
+  b->add_option("--burst", bo->burst, "Packets per burst, both implementations (default 32)")->check(CLI::Range(1u, 512u));
+  b->add_flag("--no-testpmd", *no_testpmd, "shmlink <-> shmlink only (no DPDK reference)");
+  b->add_flag("--no-mixed", *no_mixed, "Skip the shmlink <-> DPDK pairs");
+  b->add_flag("--json", bo->json, "Print the JSON document (schema shmlink-bench-memif/1)");
+  b->add_flag("--markdown", bo->markdown, "Markdown table (for README.md)");
+  b->add_option("--save", bo->save, "Also write the JSON document to FILE");
+  b->footer(exit_code_help());
   sub->footer(exit_code_help());
   return {sub, [=] {
             if (r->parsed()) return run_responder(*resp, *duration);
             if (p->parsed()) return run_ping(*ping, *src_ip, *count, *interval, *timeout, *size, !*no_arp);
+            if (b->parsed()) {
+              bo->testpmd = !*no_testpmd;
+              bo->mixed = !*no_mixed;
+              return bench::run_memif_bench(*bo);
+            }
             return static_cast<int>(kExitUsage);
           }};
 }
