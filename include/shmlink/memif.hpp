@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -100,6 +101,14 @@ struct SocketOptions {
   std::chrono::milliseconds reconnect_interval{2000};
   /// Cache-line size of the ring layout: 64, or 128 for libmemif built for aarch64 (section 9.2).
   std::uint32_t cache_line = 64;
+  /// Publish this socket and its interfaces in a status file for `shmlink ls`/`info`/`gc`
+  /// (`<stream_directory()>/<pid>-<k>.memif.shm`, created with the first interface, removed by
+  /// the destructor; see "Status" below and docs/design/memif.md "Status segment"). When the
+  /// directory is missing or not writable the socket works without one (logged once). With it,
+  /// fd() also turns readable every 100 ms while an interface is up, so a loop that calls
+  /// poll() only when fd() is readable keeps the published counters fresh. false = no file,
+  /// no timer.
+  bool publish_status = true;
 };
 
 class Interface;
@@ -216,8 +225,9 @@ class SHMLINK_EXPORT Interface {
 
   /// Receives buffers (libmemif `memif_rx_burst`): one Buffer per descriptor, a chain's buffers
   /// flagged kBufferNext; a chain may be split over calls. Each descriptor is validated first;
-  /// a packet with a bad descriptor is dropped whole and counted. When it finds nothing, it
-  /// drains the queue's eventfd and looks once more, so epoll on rx_fd() never misses a packet.
+  /// a packet with a bad descriptor is dropped whole and counted. When it finds nothing in
+  /// interrupt mode, it drains the queue's eventfd and looks once more, so epoll on rx_fd() never
+  /// misses a packet; in polling mode it makes no syscall.
   /// Received buffers stay valid until refill() returns them.
   /// Memory ordering: pairs with the peer's release store of head (S2M) or tail (M2S).
   /// @param[out] received buffers written.
@@ -262,7 +272,8 @@ class SHMLINK_EXPORT Interface {
 
 /// A memif control socket with its interfaces (libmemif `memif_socket_handle_t`, section 14).
 /// Move-only, not thread-safe (see the file comment). Destroying it disconnects every interface
-/// (DISCONNECT sent), unmaps all regions and removes a filesystem listener it created.
+/// (DISCONNECT sent), unmaps all regions and removes a filesystem listener it created and its
+/// status file (SocketOptions::publish_status).
 class SHMLINK_EXPORT Socket {
  public:
   /// Creates the socket object; no fd is opened until an interface needs one.
@@ -274,7 +285,8 @@ class SHMLINK_EXPORT Socket {
 
   /// Adds an interface. A master interface makes the socket listen (VPP's stale-file probe,
   /// section 13.3); a slave interface starts connecting at once (a refused connect is not an
-  /// error: it is retried every reconnect_interval).
+  /// error: it is retried every reconnect_interval). The first interface also creates the
+  /// socket's status file (SocketOptions::publish_status; failing to create it is not an error).
   /// @throws Error invalid_argument (options out of range, names too long, both roles on one
   ///         socket), exists (id already used here, or an active listener on the path),
   ///         not_found (directory missing), permission.
@@ -301,12 +313,121 @@ class SHMLINK_EXPORT Socket {
   [[nodiscard]] const SocketOptions& options() const noexcept;
   /// Its interfaces, in creation order.
   [[nodiscard]] std::vector<Interface*> interfaces() const;
+  /// The status file this socket publishes, or "" when none (publish_status false, no
+  /// interface added yet, or the directory was not writable).
+  [[nodiscard]] std::string status_file() const;
 
   struct Impl;
 
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// ---- Status: what `shmlink ls`/`info`/`gc` show ------------------------------------------------
+//
+// Every Socket (unless SocketOptions::publish_status is false) publishes itself and its
+// interfaces in a small file of shmlink's own format in the stream directory,
+// `<dir>/<pid>-<k>.memif.shm` (docs/design/memif.md "Status segment"). The owning process holds
+// flock(LOCK_EX) on it for the socket's whole life, so a reader tells a live owner from a dead
+// one (SIGKILL leaves the file behind) without trusting pids. Records are refreshed at every state
+// change and their counters at most every 100 ms, by the thread that calls Socket::poll. A file
+// holds at most 64 interfaces; further interfaces of one socket are counted in `overflow` and
+// not published. These functions only read such files (and remove stale ones); they never touch
+// a socket.
+
+/// What an interface's link is doing.
+enum class LinkState : std::uint8_t {
+  idle,        ///< down and not trying: a slave with reconnect_interval 0, or a master not listening
+  listening,   ///< a master waiting for its slave
+  connecting,  ///< a slave that is down and retries its connect every reconnect_interval
+  handshake,   ///< a control connection exists and the handshake runs (or was just refused)
+  connected,   ///< the link is up
+};
+
+/// "idle", "listening", "connecting", "handshake", "connected" ("unknown" for other values).
+SHMLINK_EXPORT const char* link_state_name(LinkState state) noexcept;
+
+/// One published interface (a record of a status file).
+struct InterfaceStatus {
+  std::uint32_t id = 0;                          ///< interface id
+  Role role = Role::slave;                       ///< master or slave
+  InterfaceMode mode = InterfaceMode::ethernet;  ///< interface mode
+  LinkState state = LinkState::idle;             ///< the link's state at the last update
+  std::string name;             ///< our interface name
+  std::string peer_name;        ///< the peer's interface name ("" before the link came up)
+  std::string peer_app;         ///< the peer's application name ("" before the handshake)
+  std::string last_disconnect;  ///< reason of the last disconnect or refusal ("" if none), at most 127 bytes
+  std::uint64_t connects = 0;   ///< times the link came up
+  std::uint16_t tx_queues = 0;  ///< queues this side transmits on (0 while down)
+  std::uint16_t rx_queues = 0;  ///< queues this side receives on (0 while down)
+  std::uint32_t ring_size = 0;  ///< slots per ring of the current connection (0 while down)
+  std::uint32_t buffer_size = 0;  ///< bytes per buffer (slave; 0 for a master, which is never told)
+  std::uint64_t tx_packets = 0;       ///< packets sent, all tx queues and connections added up
+  std::uint64_t tx_bytes = 0;         ///< bytes of those packets
+  std::uint64_t rx_packets = 0;       ///< packets received, all rx queues and connections added up
+  std::uint64_t rx_bytes = 0;         ///< bytes of those packets
+  std::uint64_t bad_descriptors = 0;  ///< descriptors from the peer that failed a check (dropped)
+  std::uint64_t dropped_packets = 0;  ///< received packets dropped because of a bad descriptor
+  std::uint64_t clamped_jumps = 0;    ///< peer index jumps larger than possible, clamped
+  std::uint64_t ring_full = 0;        ///< alloc calls that found no free slot
+  std::uint64_t interrupts_sent = 0;  ///< eventfd writes to the peer
+  std::int64_t updated_ns = 0;  ///< when the owner last wrote the record, ns since the epoch
+  /// The record stayed mid-update for every retry (an owner killed while writing it): the
+  /// fields may mix two updates.
+  bool torn = false;
+};
+
+/// One status file: a socket of some process, or why the file could not be read.
+struct SocketStatus {
+  std::string file;            ///< the status file's path
+  std::string error;           ///< why the file could not be read ("" when it was); the rest is then empty
+  Errc error_code = Errc::ok;  ///< that error's condition (layout for a bad file)
+  std::int32_t pid = 0;        ///< the owning process, as its own pid namespace numbers it
+  std::uint64_t start_time_ticks = 0;  ///< the owner's start time, clock ticks after boot (/proc/PID/stat field 22)
+  /// True while the owner holds the file's lock (it is running; a forked child that did not
+  /// exec holds it too); false once it is gone, also after SIGKILL (a stale file).
+  bool alive = false;
+  std::string socket;          ///< socket display name: an absolute path, or @name
+  std::string app_name;        ///< the socket's application name
+  std::optional<Role> role;    ///< the socket's role; empty before its first interface
+  std::int64_t created_ns = 0; ///< when the file was created, ns since the epoch
+  std::uint32_t overflow = 0;  ///< interfaces of the socket not published (records full)
+  std::vector<InterfaceStatus> interfaces;  ///< published interfaces, in record order
+};
+
+/// Reads one status file. Maps it read-only, checks it (magic, layout version, header and
+/// record sizes, capacity against the file size) before reading a record, probes the owner's
+/// lock (flock LOCK_SH|LOCK_NB, released at once), and copies every record in use under its
+/// seqlock.
+/// Memory ordering: the acquire load of `version` pairs with the creator's release store (the
+/// header is complete); each record copy is validated by the seqlock (acquire load of `seq`,
+/// relaxed payload loads, acquire fence, second load; pairs with the writer's release fence
+/// and release store), so a record is never a mix of two updates unless `torn` says so.
+/// @param file path of a `*.memif.shm` file.
+/// @throws Error naming the file: not_found / permission / system (open, fstat, mmap); layout
+///         (not a regular file, smaller than the header, no "SHMLMIF" magic, version not 1,
+///         header or record size not this layout's, capacity over 4096, file shorter than its
+///         header describes).
+SHMLINK_EXPORT SocketStatus read_socket_status(const std::string& file);
+
+/// Reads every `*.memif.shm` file of `directory` (empty = stream_directory()), sorted by file
+/// name. A file that cannot be read is listed with `error` and `error_code` set instead of
+/// failing the call; a file removed between the listing and the read is skipped.
+/// @throws Error naming the directory when it cannot be listed (not_found, permission, system).
+SHMLINK_EXPORT std::vector<SocketStatus> list_socket_status(const std::string& directory = {});
+
+/// Removes the status file `file` when its owner is gone (nobody holds its lock); the file's
+/// identity is checked again just before the unlink, so a file that replaced it meanwhile stays.
+/// A file that is not a valid status file is left alone.
+/// @return true when removed; false when the owner is alive, the file is not a status file, or
+///         it vanished meanwhile.
+/// @throws Error naming the file when the unlink fails (permission, system).
+SHMLINK_EXPORT bool remove_socket_status_if_stale(const std::string& file);
+
+/// remove_socket_status_if_stale() on every `*.memif.shm` file of `directory` (empty =
+/// stream_directory()). @return how many were removed.
+/// @throws Error naming the directory or file (listing, unlink).
+SHMLINK_EXPORT std::size_t remove_stale_socket_status(const std::string& directory = {});
 
 /// Short static description of a memif condition; same as shmlink::strerror.
 inline const char* strerror(Errc e) noexcept { return shmlink::strerror(e); }

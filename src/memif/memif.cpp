@@ -2,15 +2,19 @@
 // memif sockets and interfaces: the control-channel state machines of both roles (reference
 // memif.md sections 6-8) over the transport in control.cpp and the data path in ring.cpp.
 //
-// One epoll fd per Socket watches the listener (masters), every control connection, and a
-// reconnect timerfd (slaves). Everything here runs on the thread that calls Socket::poll.
+// One epoll fd per Socket watches the listener (masters), every control connection, a
+// reconnect timerfd (slaves) and a status timerfd (armed while an interface is up and the socket
+// publishes a status file). Everything here runs on the thread that calls Socket::poll,
+// including every write to the status file (status.hpp): its records have one writer.
 #include "memif/control.hpp"
 #include "memif/ring.hpp"
+#include "memif/status.hpp"
 #include "memif/wire.hpp"
 #include "os/log_internal.hpp"
 #include "os/sys.hpp"
 
 #include <shmlink/memif.hpp>
+#include <shmlink/stream.hpp>
 
 #include <poll.h>
 #include <sys/epoll.h>
@@ -97,6 +101,7 @@ struct Interface::Impl {
   // queues, sized to the configured counts so that modes and counters outlive connections
   std::vector<std::unique_ptr<detail::RingQueue>> tx, rx;
   std::uint16_t n_tx = 0, n_rx = 0;  // in use while up
+  int status_slot = -1;              // record in the socket's status file; -1 = none (not published)
 
   [[nodiscard]] std::string label() const {
     return "memif " + std::string(role_name(opt.role)) + " '" + opt.name + "' (id " + std::to_string(opt.id) + ")";
@@ -123,6 +128,161 @@ struct Socket::Impl {
   std::vector<std::unique_ptr<Interface>> ifaces;
   std::vector<std::unique_ptr<Connection>> conns;
   Socket* self = nullptr;
+  // status file (SocketOptions::publish_status)
+  detail::StatusWriter status;
+  bool status_tried = false;        // open() was attempted (once per socket)
+  os::UniqueFd status_timer;        // 100 ms ticks while an interface is up (counter refresh)
+  bool status_timer_armed = false;
+  Clock::time_point status_refreshed{};  // last refresh of every record
+
+  // --- status file -----------------------------------------------------------------------------
+
+  /// Creates the status file at the first interface (once; a failure is logged by open()).
+  void open_status() {
+    if (status_tried || !opt.publish_status) return;
+    status_tried = true;
+    std::string display = addr.display;
+    if (!addr.abstract && !display.empty() && display.front() != '/') {
+      // Relative path: publish it absolute, so that readers in other directories can match it.
+      char cwd[4096];
+      if (::getcwd(cwd, sizeof cwd) != nullptr) display = std::string(cwd) + "/" + display;
+    }
+    std::string dir;
+    try {
+      dir = stream_directory();
+    } catch (...) {
+      return;
+    }
+    if (!status.open(dir, display, opt.app_name)) return;
+    status_timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+    if (status_timer) {
+      try {
+        watch(status_timer.get());
+      } catch (const Error&) {
+        status_timer.reset();
+      }
+    }
+  }
+
+  /// The published state of `i`.
+  std::uint8_t link_state(const Interface::Impl& i) const noexcept {
+    if (i.up) return status::kStateConnected;
+    if (i.conn != nullptr) return status::kStateHandshake;
+    if (i.opt.role == Role::master) return listener.is_open() ? status::kStateListening : status::kStateIdle;
+    return opt.reconnect_interval.count() > 0 ? status::kStateConnecting : status::kStateIdle;
+  }
+
+  /// Writes the record of `i` (state, names, reason, geometry, counters). Interfaces without a
+  /// record get one when one is free. No-op without a status file.
+  void publish(Interface::Impl& i) noexcept {
+    if (!status.is_open()) return;
+    if (i.status_slot < 0) {
+      i.status_slot = status.acquire();
+      if (i.status_slot < 0) {
+        update_overflow();
+        return;
+      }
+      update_overflow();
+    }
+    status::InterfaceRecord r{};
+    r.in_use = 1;
+    r.id = i.opt.id;
+    r.role = i.opt.role == Role::master ? status::kRoleMaster : status::kRoleSlave;
+    r.mode = static_cast<std::uint8_t>(i.opt.mode);
+    r.state = link_state(i);
+    if (i.up) {
+      r.tx_queues = i.n_tx;
+      r.rx_queues = i.n_rx;
+      if (i.slave_mem) {
+        r.ring_size = 1U << i.slave_mem->layout.log2;
+        r.buffer_size = i.slave_mem->layout.buffer_size;
+      } else if (!i.s2m_placement.empty()) {
+        r.ring_size = 1U << i.s2m_placement.front().log2;
+      }
+    }
+    r.connects = i.connects;
+    r.updated_ns = detail::realtime_ns();
+    for (const auto& q : i.tx) {
+      const QueueCounters c = q->counters();
+      r.tx_packets += c.packets;
+      r.tx_bytes += c.bytes;
+      r.bad_descriptors += c.bad_descriptors;
+      r.dropped_packets += c.dropped_packets;
+      r.clamped_jumps += c.clamped_jumps;
+      r.ring_full += c.ring_full;
+      r.interrupts_sent += c.interrupts_sent;
+    }
+    for (const auto& q : i.rx) {
+      const QueueCounters c = q->counters();
+      r.rx_packets += c.packets;
+      r.rx_bytes += c.bytes;
+      r.bad_descriptors += c.bad_descriptors;
+      r.dropped_packets += c.dropped_packets;
+      r.clamped_jumps += c.clamped_jumps;
+      r.ring_full += c.ring_full;
+      r.interrupts_sent += c.interrupts_sent;
+    }
+    detail::copy_field(r.name, sizeof r.name, i.opt.name);
+    detail::copy_field(r.peer_name, sizeof r.peer_name, i.peer_name);
+    detail::copy_field(r.peer_app, sizeof r.peer_app, i.peer_app);
+    detail::copy_field(r.last_disconnect, sizeof r.last_disconnect, i.last_disconnect);
+    status.write(i.status_slot, r);
+  }
+
+  /// Frees the record of `i` (interface removed).
+  void unpublish(Interface::Impl& i) noexcept {
+    if (i.status_slot >= 0) status.release(i.status_slot);
+    i.status_slot = -1;
+  }
+
+  /// Stores the socket's role and how many interfaces have no record.
+  void update_overflow() noexcept {
+    if (!status.is_open()) return;
+    std::uint32_t missing = 0;
+    for (auto& ip : ifaces)
+      if (InterfaceAccess::of(*ip).status_slot < 0) ++missing;
+    status.set_overflow(missing);
+    std::uint8_t role = status::kRoleNone;
+    if (!ifaces.empty())
+      role = InterfaceAccess::of(*ifaces.front()).opt.role == Role::master ? status::kRoleMaster : status::kRoleSlave;
+    status.set_role(role);
+  }
+
+  /// Refreshes every record (counters) and re-arms or stops the status timer.
+  void publish_all() noexcept {
+    if (!status.is_open()) return;
+    status_refreshed = Clock::now();
+    for (auto& ip : ifaces) publish(InterfaceAccess::of(*ip));
+    update_overflow();
+    update_status_timer();
+  }
+
+  /// Refreshes every record when 100 ms passed since the last refresh.
+  void maybe_publish_all() noexcept {
+    if (status.is_open() && Clock::now() - status_refreshed >= std::chrono::milliseconds(100)) publish_all();
+  }
+
+  /// Arms the 100 ms status timer while some interface is up, stops it otherwise.
+  void update_status_timer() noexcept {
+    if (!status_timer) return;
+    const bool any_up = std::any_of(ifaces.begin(), ifaces.end(), [](auto& ip) { return InterfaceAccess::of(*ip).up; });
+    if (any_up == status_timer_armed) return;
+    itimerspec its{};
+    if (any_up) {
+      its.it_value.tv_nsec = 100'000'000;
+      its.it_interval = its.it_value;
+    }
+    ::timerfd_settime(status_timer.get(), 0, &its, nullptr);
+    status_timer_armed = any_up;
+  }
+
+  /// Drains the status timer and refreshes when due.
+  void status_tick() noexcept {
+    std::uint64_t ticks;
+    while (::read(status_timer.get(), &ticks, sizeof ticks) > 0) {
+    }
+    maybe_publish_all();
+  }
 
   // --- helpers -------------------------------------------------------------------------------
   void watch(int fd) {
@@ -183,6 +343,8 @@ struct Socket::Impl {
     i.last_disconnect = reason;
     log_info(i.label() + ": disconnected: " + reason);
     if (i.opt.role == Role::slave) arm_timer();
+    publish(i);
+    update_status_timer();
     if (was_up && i.opt.on_disconnect) i.opt.on_disconnect(*i.self, reason);
   }
 
@@ -260,12 +422,14 @@ struct Socket::Impl {
         if (target->conn != nullptr) return refuse(c, "Already connected");
         if (static_cast<std::uint8_t>(in.mode) != static_cast<std::uint8_t>(target->opt.mode)) {
           target->last_disconnect = "refused slave '" + in.name + "': mode mismatch";
+          publish(*target);
           return refuse(c, "Mode mismatch");
         }
         if (!target->opt.secret.empty()) {
           const char* why = in.secret.empty() ? "Secret required" : in.secret != target->opt.secret ? "Incorrect secret" : nullptr;
           if (why != nullptr) {
             target->last_disconnect = "refused slave '" + in.name + "': " + why;
+            publish(*target);
             return refuse(c, why);
           }
         }
@@ -273,6 +437,7 @@ struct Socket::Impl {
         target->conn = c;
         target->peer_app = in.name;
         c->phase = Phase::master_wait_setup;
+        publish(*target);  // handshake
         send(c, wire::encode_ack());
         return;
       }
@@ -403,6 +568,8 @@ struct Socket::Impl {
     ++i.connects;
     i.last_disconnect.clear();
     log_info(i.label() + ": connected to '" + i.peer_name + "' (" + i.peer_app + ") on " + addr.display);
+    publish(i);
+    update_status_timer();
     if (i.opt.on_connect) i.opt.on_connect(*i.self);
   }
 
@@ -415,6 +582,7 @@ struct Socket::Impl {
     if (!r) {
       if (r.error != ECONNREFUSED && r.error != ENOENT && r.error != EAGAIN)
         log_warn(i.label() + ": connecting to " + addr.display + ": " + std::strerror(r.error));
+      publish(i);  // an attempt: the record's time says the slave is still trying
       return;
     }
     auto c = std::make_unique<Connection>();
@@ -426,6 +594,7 @@ struct Socket::Impl {
     Connection* cp = c.get();
     conns.push_back(std::move(c));
     watch(cp->fd.get());
+    publish(i);  // handshake
   }
 
   /// Sends the slave's next announcement (INIT acked -> regions -> S2M rings -> M2S rings ->
@@ -789,6 +958,7 @@ Socket::~Socket() {
   s.conns.clear();
   s.ifaces.clear();
   s.listener.close();
+  s.status.close();  // unlinks the status file
 }
 
 Interface& Socket::add_interface(InterfaceOptions o) {
@@ -815,6 +985,7 @@ Interface& Socket::add_interface(InterfaceOptions o) {
     s.listener = listen_seqpacket(s.addr, 8);
     s.watch(s.listener.fd());
   }
+  s.open_status();
   auto impl = std::make_unique<Interface::Impl>();
   impl->sock = &s;
   const std::uint16_t ntx = o.role == Role::slave ? o.num_s2m_rings : o.num_m2s_rings;
@@ -827,10 +998,12 @@ Interface& Socket::add_interface(InterfaceOptions o) {
   impl->opt = std::move(o);
   s.ifaces.push_back(std::unique_ptr<Interface>(new Interface(std::move(impl))));
   Interface& iface = *s.ifaces.back();
+  s.publish(*iface.impl_);  // before the connect: readers see the interface from its start
   if (iface.impl_->opt.role == Role::slave) {
     s.slave_try_connect(*iface.impl_);
     if (iface.impl_->conn == nullptr) s.arm_timer();
   }
+  s.update_overflow();
   return iface;
 }
 
@@ -841,16 +1014,19 @@ void Socket::remove_interface(Interface& iface) {
   auto& ii = *iface.impl_;
   ii.opt.on_disconnect = nullptr;
   if (ii.conn != nullptr || ii.up) s.teardown(ii, "interface deleted", true);
+  s.unpublish(ii);
   s.ifaces.erase(it);
   if (!s.has_role(Role::master) && s.listener.is_open()) {
     s.unwatch(s.listener.fd());
     s.listener.close();
   }
+  s.publish_all();  // a freed record goes to an interface that had none; role, timer
 }
 
 Status Socket::poll(std::chrono::milliseconds timeout) {
   Impl& s = *impl_;
   s.check_faults();
+  s.maybe_publish_all();
   const auto deadline = timeout.count() < 0 ? Clock::time_point::max() : Clock::now() + timeout;
   for (;;) {
     // Wait in slices of at most 100 ms so that faults reported by data-path threads are seen.
@@ -865,8 +1041,14 @@ Status Socket::poll(std::chrono::milliseconds timeout) {
       if (errno == EINTR) return Errc::interrupted;
       return errc_from_errno(errno);
     }
+    int handled = 0;  // events other than the status timer's ticks
     for (int k = 0; k < n; ++k) {
       const int fd = evs[k].data.fd;
+      if (s.status_timer && fd == s.status_timer.get()) {
+        s.status_tick();
+        continue;
+      }
+      ++handled;
       if (fd == s.timerfd.get()) {
         s.timer_tick();
       } else if (s.listener.is_open() && fd == s.listener.fd()) {
@@ -876,7 +1058,8 @@ Status Socket::poll(std::chrono::milliseconds timeout) {
       }
     }
     s.check_faults();
-    if (n > 0) return Errc::ok;
+    s.maybe_publish_all();
+    if (handled > 0) return Errc::ok;
     if (timeout.count() >= 0 && Clock::now() >= deadline) return Errc::timeout;
   }
 }
@@ -884,6 +1067,7 @@ Status Socket::poll(std::chrono::milliseconds timeout) {
 int Socket::fd() const noexcept { return impl_->epfd.get(); }
 std::string Socket::name() const { return impl_->addr.display; }
 const SocketOptions& Socket::options() const noexcept { return impl_->opt; }
+std::string Socket::status_file() const { return impl_->status.path(); }
 
 std::vector<Interface*> Socket::interfaces() const {
   std::vector<Interface*> v;

@@ -64,6 +64,23 @@ void store_desc(std::uint8_t* d, const wire::Descriptor& x) noexcept {
   u32_at(d + offsetof(wire::Descriptor, metadata)).store(x.metadata, std::memory_order_relaxed);
 }
 
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
+static_assert(alignof(QueueCounters) >= std::atomic_ref<std::uint64_t>::required_alignment);
+
+/// Adds `n` to a counter of counters_. Only the queue's own thread writes it; the control thread
+/// reads it (RingQueue::counters(), for the status file) while the data path runs. Relaxed
+/// load + store on one writer: the same instructions as `+=` on x86-64, without a data race;
+/// nothing is published through a counter.
+void bump(std::uint64_t& counter, std::uint64_t n = 1) noexcept {
+  std::atomic_ref<std::uint64_t> c(counter);
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+/// A relaxed load of a counter written by bump().
+std::uint64_t load_counter(const std::uint64_t& counter) noexcept {
+  return std::atomic_ref<std::uint64_t>(const_cast<std::uint64_t&>(counter)).load(std::memory_order_relaxed);
+}
+
 void append(std::string& s, std::string_view v) { s.append(v); }
 template <std::integral T>
 void append(std::string& s, T v) {
@@ -239,7 +256,7 @@ std::uint16_t RingQueue::load_peer(std::uint16_t hi) noexcept {
   // outside [peer_seen_, hi] in ring order is a lie, clamped to hi (VPP's rx clamp, section 10).
   if (u16(raw - peer_seen_) > u16(hi - peer_seen_)) {
     if (!bad_peer_seen_ || raw != bad_peer_raw_) {
-      ++counters_.clamped_jumps;
+      bump(counters_.clamped_jumps);
       set_fault(cat(ring_label(), ": ", cfg_.slave ? "tail" : "head", " ", raw, " is outside ", peer_seen_, "..", hi,
                     " (the peer's index jumped); clamped to ", hi));
     }
@@ -286,7 +303,7 @@ void RingQueue::notify_peer() noexcept {
   if ((flags & wire::kRingFlagMaskInt) != 0) return;
   const std::uint64_t one = 1;
   // EAGAIN only when the counter is about to overflow: the receiver is signalled already.
-  if (::write(cfg_.eventfd, &one, sizeof one) == static_cast<ssize_t>(sizeof one)) ++counters_.interrupts_sent;
+  if (::write(cfg_.eventfd, &one, sizeof one) == static_cast<ssize_t>(sizeof one)) bump(counters_.interrupts_sent);
 }
 
 // ---- RingQueue: attach / detach ----------------------------------------------------------------
@@ -390,7 +407,7 @@ Status RingQueue::alloc_slave(std::span<Buffer> bufs, std::size_t packets, std::
     room -= static_cast<std::uint32_t>(per);
   }
   if (count == 0) {
-    ++counters_.ring_full;
+    bump(counters_.ring_full);
     return Errc::would_block;
   }
   return Errc::ok;
@@ -417,7 +434,7 @@ Status RingQueue::alloc_master(std::span<Buffer> bufs, std::size_t packets, std:
       const Bad why = check_master(d, cfg_.regions);
       if (why != Bad::none) {
         if (!bad_tx_seen_ || bad_tx_index_ != index) {
-          ++counters_.bad_descriptors;
+          bump(counters_.bad_descriptors);
           const std::string_view field = why == Bad::region        ? "region"
                                          : why == Bad::zero_length ? "length"
                                                                    : "offset + length";
@@ -447,7 +464,7 @@ Status RingQueue::alloc_master(std::span<Buffer> bufs, std::size_t packets, std:
   if (count != 0) return Errc::ok;
   if (bad) return Errc::protocol;
   if (out_of_bufs) return Errc::invalid_argument;
-  ++counters_.ring_full;
+  bump(counters_.ring_full);
   return Errc::would_block;
 }
 
@@ -485,8 +502,8 @@ Status RingQueue::tx_burst(std::span<const Buffer> bufs, std::size_t& sent) noex
       u32_at(d + offsetof(wire::Descriptor, length)).store(b.len, std::memory_order_relaxed);
       u16_at(d + offsetof(wire::Descriptor, flags)).store(flags, std::memory_order_relaxed);
     }
-    counters_.bytes += b.len;
-    if (flags == 0) ++counters_.packets;
+    bump(counters_.bytes, b.len);
+    if (flags == 0) bump(counters_.packets);
     ++n;
   }
   if (n != 0) {
@@ -544,8 +561,8 @@ bool RingQueue::validate_chain(std::uint16_t end) noexcept {
       const auto chain_end = u16(start + i + 1);
       if (bad != 0) {
         // Drop the whole packet: its slots are skipped and go back with the next refill.
-        counters_.bad_descriptors += bad;
-        ++counters_.dropped_packets;
+        bump(counters_.bad_descriptors, bad);
+        bump(counters_.dropped_packets);
         set_fault(std::move(first_bad));
         next_read_ = chain_end;
       }
@@ -555,8 +572,8 @@ bool RingQueue::validate_chain(std::uint16_t end) noexcept {
   }
   if (avail < size_) return false;  // incomplete chain: wait for the rest
   // NEXT on every slot of the ring: the chain can never end. Drop all of it.
-  counters_.bad_descriptors += bad == 0 ? 1 : bad;
-  ++counters_.dropped_packets;
+  bump(counters_.bad_descriptors, bad == 0 ? 1 : bad);
+  bump(counters_.dropped_packets);
   set_fault(bad != 0 ? std::move(first_bad)
                      : cat(ring_label(), " slot ", start & mask_, ": chain of ", avail,
                            " descriptors without an end (NEXT on every slot of the ring)"));
@@ -580,8 +597,8 @@ std::size_t RingQueue::collect(std::span<Buffer> bufs) noexcept {
     handed_out_[(handed_head_ + handed_count_) & mask_] = index;
     ++handed_count_;
     next_read_ = u16(index + 1);
-    counters_.bytes += b.len;
-    if ((b.flags & kBufferNext) == 0) ++counters_.packets;
+    bump(counters_.bytes, b.len);
+    if ((b.flags & kBufferNext) == 0) bump(counters_.packets);
   }
   return got;
 }
@@ -591,7 +608,10 @@ Status RingQueue::rx_burst(std::span<Buffer> bufs, std::size_t& received) noexce
   if (!attached()) return Errc::not_connected;
   if (cfg_.transmit || bufs.empty()) return Errc::invalid_argument;
   std::size_t got = collect(bufs);
-  if (got == 0 && cfg_.eventfd >= 0) {
+  // Polling mode: the peer does not signal (MASK_INT), so there is nothing to drain, and a read()
+  // per empty poll would put a syscall into every idle spin of the caller's loop. A signal left
+  // from before the switch to polling stays in the eventfd (one spurious wake-up later at most).
+  if (got == 0 && cfg_.eventfd >= 0 && rx_mode_ != RxMode::polling) {
     // Nothing: drain the eventfd, then look once more. Draining first means a signal that
     // arrives after the first look is either seen by the second look (the peer published
     // before writing the eventfd) or stays in the eventfd after our read, so a caller that
@@ -661,6 +681,18 @@ bool RingQueue::rx_pending() const noexcept {
   // SYNC POINT: acquire; pairs with the peer's release store of its index (racy observer: the
   // caller follows up with rx_burst, which loads it again).
   return u16_at(where).load(std::memory_order_acquire) != next_read_;
+}
+
+QueueCounters RingQueue::counters() const noexcept {
+  QueueCounters c;
+  c.packets = load_counter(counters_.packets);
+  c.bytes = load_counter(counters_.bytes);
+  c.bad_descriptors = load_counter(counters_.bad_descriptors);
+  c.dropped_packets = load_counter(counters_.dropped_packets);
+  c.clamped_jumps = load_counter(counters_.clamped_jumps);
+  c.interrupts_sent = load_counter(counters_.interrupts_sent);
+  c.ring_full = load_counter(counters_.ring_full);
+  return c;
 }
 
 void RingQueue::snapshot(std::uint16_t& head, std::uint16_t& tail, bool& mask_int) const noexcept {

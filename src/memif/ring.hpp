@@ -164,8 +164,11 @@ class RingQueue {
   /// Becomes true (release) when fault() was set; the control thread may poll it (acquire).
   [[nodiscard]] const std::atomic<bool>& fault_flag() const noexcept { return faulted_; }
 
-  /// Counters (kept across connections).
-  [[nodiscard]] const QueueCounters& counters() const noexcept { return counters_; }
+  /// Counters (kept across connections): a snapshot, each field loaded relaxed. The queue's
+  /// thread is their only writer (relaxed load + store); the control thread may call this while
+  /// the data path runs (the status file's refresh), so the fields of one snapshot may be from
+  /// slightly different moments.
+  [[nodiscard]] QueueCounters counters() const noexcept;
   /// Racy snapshot of the ring header for inspection: head, tail, MASK_INT.
   void snapshot(std::uint16_t& head, std::uint16_t& tail, bool& mask_int) const noexcept;
   /// The receive mode set.
@@ -227,7 +230,7 @@ class RingQueue {
   std::uint32_t handed_count_ = 0;         // live entries
   std::string fault_;
   std::atomic<bool> faulted_{false};
-  QueueCounters counters_{};
+  QueueCounters counters_{};  // written by the queue's thread through bump() (ring.cpp), read by counters()
 };
 
 }  // namespace shmlink::memif::detail

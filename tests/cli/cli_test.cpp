@@ -12,6 +12,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1697,6 +1698,234 @@ TEST_F(cli, MemifPingFailsWhenRepliesAreMissing) {
                                "--connect-timeout", "20"});
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_NE(r.out.find("2 packets transmitted, 0 received"), std::string::npos) << r.out;
+}
+
+// ---- memif sockets in ls / info / gc -----------------------------------------------------------
+
+/// The "memif" row of `ls --json` output `j` that publishes socket `name`, or nullptr.
+const json* memif_row(const json& j, const std::string& name) {
+  if (!j.contains("memif")) return nullptr;
+  for (const json& row : j.at("memif")) {
+    if (row.at("socket").is_string() && row.at("socket").get<std::string>() == name) return &row;
+  }
+  return nullptr;
+}
+
+/// A unique abstract socket name for the test running in `dir`.
+std::string abstract_socket_for(const fs::path& dir) { return "@shmlink-cli-" + dir.filename().string(); }
+
+/// `ls --json` of the test directory; the "memif" row of `name` once `pred(row)` holds (10 s).
+std::optional<json> wait_memif_row(const std::string& name, const std::function<bool(const json&)>& pred) {
+  std::optional<json> found;
+  eventually([&] {
+    const RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+    if (r.code != 0) return false;
+    const json j = json::parse(r.out, nullptr, false);
+    if (j.is_discarded()) return false;
+    const json* row = memif_row(j, name);
+    if (row == nullptr || !pred(*row)) return false;
+    found = *row;
+    return true;
+  });
+  return found;
+}
+
+/// A running responder is listed by `ls` (text and JSON) and shown by `info`, with its peer's
+/// traffic counted; once it exits, it is gone from `ls`.
+TEST_F(cli, LsAndInfoShowAMemifResponderWhileItRuns) {
+  const std::string sock = abstract_socket_for(dir_);
+  CliProcess responder({"memif", "responder", "--socket", sock, "--role", "master", "--duration", "30"});
+  std::optional<json> row = wait_memif_row(sock, [](const json&) { return true; });
+  ASSERT_TRUE(row.has_value()) << "no memif row for " << sock;
+  EXPECT_EQ(row->at("kind"), "memif");
+  EXPECT_EQ(row->at("role"), "master");
+  EXPECT_EQ(row->at("pid"), responder.pid());
+  EXPECT_EQ(row->at("alive"), true);
+  EXPECT_EQ(row->at("app_name"), "shmlink-responder");
+  ASSERT_EQ(row->at("interfaces").size(), 1U) << row->dump();
+  const json& ifc = row->at("interfaces")[0];
+  EXPECT_EQ(ifc.at("name"), "responder");
+  EXPECT_EQ(ifc.at("role"), "master");
+  EXPECT_EQ(ifc.at("id"), 0);
+  EXPECT_EQ(ifc.at("state"), "listening");
+
+  RunResult r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(has_table_row(r.out, {"SOCKET", "ROLE", "ID", "NAME", "STATE", "PEER", "QUEUES", "RING", "BUFFER",
+                                    "TX_PKTS", "RX_PKTS", "BAD", "PID"}))
+      << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {sock, "master", "0", "responder", "listening", "-", "-", "-", "-", "0", "0", "0",
+                                    std::to_string(responder.pid()), "(alive)"}))
+      << r.out;
+  EXPECT_EQ(r.out.find("no streams or queues"), std::string::npos) << r.out;
+
+  // Traffic: ping's ARP request and three echo requests, each answered.
+  r = run_cli({"memif", "ping", "--socket", sock, "-c", "3", "-i", "0.01", "--connect-timeout", "20"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  row = wait_memif_row(sock, [](const json& j) {
+    const json& i = j.at("interfaces")[0];
+    return i.at("rx_packets").get<std::uint64_t>() >= 4 && i.at("state") == "listening";
+  });
+  ASSERT_TRUE(row.has_value()) << "counters never showed the ping";
+  const json& after = row->at("interfaces")[0];
+  // Every frame is answered (ARP, echo; ping may repeat its ARP request): tx = rx.
+  const std::uint64_t frames = after.at("rx_packets").get<std::uint64_t>();
+  EXPECT_EQ(after.at("tx_packets").get<std::uint64_t>(), frames) << after.dump();
+  EXPECT_EQ(after.at("connects"), 1);
+  EXPECT_EQ(after.at("peer_app"), "shmlink-ping");
+  EXPECT_EQ(after.at("peer_name"), "ping");
+  EXPECT_NE(after.at("last_disconnect").get<std::string>().find("peer"), std::string::npos) << after.dump();
+
+  // info by the abstract name, text and JSON.
+  r = run_cli({"info", sock});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("socket:           " + sock), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("interface:        responder (id 0, master)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("state:            listening"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rx:               " + std::to_string(frames) + " packets"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("last disconnect:  peer"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::to_string(responder.pid()) + " (alive)"), std::string::npos) << r.out;
+  r = run_cli({"info", "--memif", sock, "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  EXPECT_EQ(j.at("kind"), "memif");
+  ASSERT_EQ(j.at("sockets").size(), 1U) << r.out;
+  EXPECT_EQ(j.at("sockets")[0].at("socket"), sock);
+  EXPECT_EQ(j.at("sockets")[0].at("interfaces")[0].at("name"), "responder");
+  EXPECT_EQ(j.at("sockets")[0].at("interfaces")[0].at("rx_packets").get<std::uint64_t>(), frames);
+
+  ::kill(responder.pid(), SIGTERM);
+  const RunResult rr = responder.finish();
+  EXPECT_EQ(rr.code, 0) << describe(rr);
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(memif_row(parse_json(r), sock), nullptr) << r.out;
+  EXPECT_TRUE(parse_json(r).at("memif").empty()) << r.out;
+  r = run_cli({"ls", "--interval", "0"});
+  EXPECT_EQ(r.out.find(sock), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no streams or queues in"), std::string::npos) << r.out;
+}
+
+/// `info` of a filesystem socket path finds the status files of both ends (master and slave
+/// publish the same socket).
+TEST_F(cli, InfoOfASocketFileShowsBothEnds) {
+  const std::string sock = (dir_ / "r.sock").string();
+  CliProcess responder({"memif", "responder", "--socket", sock, "--role", "master", "--duration", "30"});
+  ASSERT_TRUE(wait_memif_row(sock, [](const json&) { return true; }).has_value());
+  CliProcess ping({"memif", "ping", "--socket", sock, "-c", "100", "-i", "0.1", "--connect-timeout", "20"});
+  // Both ends publish the socket; wait until both say connected.
+  RunResult r;
+  json j;
+  const bool both = eventually([&] {
+    ping.drain();
+    r = run_cli({"info", sock, "--json"});
+    if (r.code != 0) return false;
+    j = json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || j.at("sockets").size() != 2) return false;
+    for (const json& s : j.at("sockets"))
+      if (s.at("interfaces").empty() || s.at("interfaces")[0].at("state") != "connected") return false;
+    return true;
+  });
+  ASSERT_TRUE(both) << describe(r);
+  ASSERT_EQ(j.at("sockets").size(), 2U) << r.out;
+  std::set<std::string> roles;
+  for (const json& s : j.at("sockets")) {
+    roles.insert(s.at("role").get<std::string>());
+    EXPECT_EQ(s.at("interfaces")[0].at("state"), "connected") << s.dump();
+  }
+  EXPECT_EQ(roles, (std::set<std::string>{"master", "slave"}));
+  ::kill(ping.pid(), SIGTERM);
+  ping.finish();
+  ::kill(responder.pid(), SIGTERM);
+  responder.finish();
+}
+
+/// An unknown memif socket is "not found" (exit 3) naming it.
+TEST_F(cli, InfoOfAnUnknownMemifSocketExitsThreeNamingIt) {
+  RunResult r = run_cli({"info", "@shmlink-no-such-socket"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find("@shmlink-no-such-socket"), std::string::npos) << describe(r);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  r = run_cli({"info", "--memif", (dir_ / "absent.sock").string(), "--json"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find("absent.sock"), std::string::npos) << describe(r);
+}
+
+/// A responder killed with SIGKILL leaves its status file: `ls` shows it dead, `gc --dry-run`
+/// lists it and keeps it, `gc` removes it.
+TEST_F(cli, ASigkilledResponderShowsDeadAndGcRemovesItsStatusFile) {
+  const std::string sock = abstract_socket_for(dir_);
+  CliProcess responder({"memif", "responder", "--socket", sock, "--role", "slave", "--duration", "30"});
+  std::optional<json> row = wait_memif_row(sock, [](const json&) { return true; });
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(row->at("interfaces")[0].at("state"), "connecting") << row->dump();
+  const std::string file = row->at("file").get<std::string>();
+  const pid_t pid = responder.pid();
+  ::kill(pid, SIGKILL);
+  (void)responder.finish();
+  ASSERT_TRUE(fs::exists(file));
+
+  RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json listing = parse_json(r);
+  const json* dead = memif_row(listing, sock);
+  ASSERT_NE(dead, nullptr) << r.out;
+  EXPECT_EQ(dead->at("alive"), false);
+  EXPECT_EQ(dead->at("pid"), pid);
+  r = run_cli({"ls", "--interval", "0"});
+  EXPECT_NE(r.out.find(std::to_string(pid) + " (dead)"), std::string::npos) << r.out;
+
+  r = run_cli({"gc", "--dry-run"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("would remove " + sock), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(file));
+  r = run_cli({"gc", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json gc = parse_json(r);
+  const json* removed = named(gc.at("removed"), sock);
+  ASSERT_NE(removed, nullptr) << r.out;
+  EXPECT_EQ(removed->at("kind"), "memif");
+  EXPECT_EQ(removed->at("path"), file);
+  EXPECT_FALSE(fs::exists(file));
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  EXPECT_TRUE(parse_json(r).at("memif").empty()) << r.out;
+}
+
+/// gc keeps the status file of a live socket, and removes an old unlocked temporary of an
+/// interrupted status-file creation but not a locked one.
+TEST_F(cli, GcKeepsLiveMemifStatusFilesAndRemovesOldUnlockedTemporaries) {
+  const std::string sock = abstract_socket_for(dir_);
+  CliProcess responder({"memif", "responder", "--socket", sock, "--role", "master", "--duration", "30"});
+  ASSERT_TRUE(wait_memif_row(sock, [](const json&) { return true; }).has_value());
+  const fs::path stale_tmp = dir_ / ".99999-0.memif.shm.AbCdEf";
+  const fs::path locked_tmp = dir_ / ".99999-1.memif.shm.GhIjKl";
+  std::ofstream(stale_tmp) << "x";
+  std::ofstream(locked_tmp) << "x";
+  const auto old = fs::file_time_type::clock::now() - std::chrono::minutes(5);
+  fs::last_write_time(stale_tmp, old);
+  fs::last_write_time(locked_tmp, old);
+  const int lock_fd = ::open(locked_tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(lock_fd, 0);
+  ASSERT_EQ(::flock(lock_fd, LOCK_EX | LOCK_NB), 0);
+
+  const RunResult r = run_cli({"gc", "--json"});
+  ::close(lock_fd);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json gc = parse_json(r);
+  const json* kept = named(gc.at("kept"), sock);
+  ASSERT_NE(kept, nullptr) << r.out;
+  EXPECT_EQ(kept->at("kind"), "memif");
+  EXPECT_NE(kept->at("reason").get<std::string>().find("alive"), std::string::npos) << kept->dump();
+  const json* tmp = named(gc.at("removed"), stale_tmp.filename().string());
+  ASSERT_NE(tmp, nullptr) << r.out;
+  EXPECT_EQ(tmp->at("temporary"), true);
+  EXPECT_EQ(tmp->at("kind"), "memif");
+  EXPECT_FALSE(fs::exists(stale_tmp));
+  EXPECT_TRUE(fs::exists(locked_tmp));
+  EXPECT_TRUE(wait_memif_row(sock, [](const json& j) { return j.at("alive") == true; }).has_value());
+  ::kill(responder.pid(), SIGTERM);
+  responder.finish();
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 // `shmlink gc`: removes stale streams and queues, those whose creator is dead and that no process
-// has open, plus temporaries left by creations that crashed before publishing.
+// has open, memif status files whose owner is gone (nobody holds their lock), plus temporaries
+// left by creations that crashed before publishing.
 #include "common.hpp"
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,8 +79,38 @@ Verdict judge(const std::string& path, ChannelKind kind, bool strict) {
   return v;
 }
 
-/// Temporaries of interrupted creations: ".<name>.im.shm.XXXXXX" (streams) and
-/// ".<name>.queue.shm.XXXXXX" (queues), unused and over a minute old.
+/// Judges one memif status file: stale when nobody holds its lock (its owner is gone).
+Verdict judge_memif(const std::string& path) {
+  const memif::SocketStatus s = inspect_memif_status(path);
+  Verdict v{std::filesystem::path(path).filename().string(), path, ChannelKind::memif, false, {}, false};
+  if (!s.error.empty()) {
+    v.reason = "not a valid memif status file, left alone: " + s.error;
+    return v;
+  }
+  v.name = s.socket;
+  if (s.alive) {
+    v.reason = fmt::format("owner {} is alive (it holds the file's lock)", s.pid);
+    return v;
+  }
+  v.remove = true;
+  v.reason = fmt::format("owner {} is gone (nobody holds the file's lock)", s.pid);
+  return v;
+}
+
+/// True when nobody holds a lock on the file at `path` (a shared lock is granted at once); false
+/// when someone does or the file cannot be opened.
+bool unlocked(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool nobody = ::flock(fd, LOCK_SH | LOCK_NB) == 0;
+  ::close(fd);  // drops the shared lock too
+  return nobody;
+}
+
+/// Temporaries of interrupted creations: ".<name>.im.shm.XXXXXX" (streams),
+/// ".<name>.queue.shm.XXXXXX" (queues) and ".<pid>-<k>.memif.shm.XXXXXX" (memif status files),
+/// over a minute old and unused: no process has a stream or queue temporary open; nobody holds
+/// the lock of a memif one (its creator locks it before filling it).
 std::vector<Verdict> judge_temporaries(const std::string& dir) {
   std::vector<Verdict> out;
   std::error_code ec;
@@ -86,19 +119,23 @@ std::vector<Verdict> judge_temporaries(const std::string& dir) {
     if (base.size() < 16 || base[0] != '.') continue;
     const bool stream = base.find(".im.shm.") != std::string::npos;
     const bool queue = base.find(".queue.shm.") != std::string::npos;
-    if (!stream && !queue) continue;
+    const bool memif = base.find(".memif.shm.") != std::string::npos;
+    if (!stream && !queue && !memif) continue;
     struct stat st {};
     if (::stat(e.path().c_str(), &st) != 0 || std::time(nullptr) - st.st_mtime < 60) continue;
-    if (!processes_using(e.path().string()).empty()) continue;
-    out.push_back({base, e.path().string(), queue ? ChannelKind::queue : ChannelKind::stream, true,
-                   "temporary of an interrupted creation", true});
+    if (memif ? !unlocked(e.path().string()) : !processes_using(e.path().string()).empty()) continue;
+    const ChannelKind kind = memif ? ChannelKind::memif : queue ? ChannelKind::queue : ChannelKind::stream;
+    out.push_back({base, e.path().string(), kind, true, "temporary of an interrupted creation", true});
   }
   return out;
 }
 
-/// The name of `v` in gc's text output: "cam" for a stream, "q (queue)" for a queue.
+/// The name of `v` in gc's text output: "cam" for a stream, "q (queue)" for a queue,
+/// "@sock (memif status file 123-0.memif.shm)" for a memif status file.
 std::string verdict_label(const Verdict& v) {
   if (v.kind == ChannelKind::queue && !v.temporary) return v.name + " (queue)";
+  if (v.kind == ChannelKind::memif && !v.temporary)
+    return fmt::format("{} (memif status file {})", v.name, std::filesystem::path(v.path).filename().string());
   return v.name;
 }
 
@@ -112,11 +149,24 @@ int run_gc(const GcOptions& opt) {
   for (const std::string& path : list_queue_files(dir)) {
     verdicts.push_back(judge(path, ChannelKind::queue, opt.strict));
   }
+  for (const std::string& path : list_memif_status_files(dir)) verdicts.push_back(judge_memif(path));
   for (Verdict& t : judge_temporaries(dir)) verdicts.push_back(std::move(t));
   int rc = kExitOk;
   Json removed = Json::array(), kept = Json::array();
-  for (const Verdict& v : verdicts) {
-    if (v.remove && !opt.dry_run && ::unlink(v.path.c_str()) != 0) {
+  for (Verdict& v : verdicts) {
+    if (v.remove && !opt.dry_run && v.kind == ChannelKind::memif && !v.temporary) {
+      // Re-checks the lock and the file's identity right before the unlink.
+      try {
+        if (!memif::remove_socket_status_if_stale(v.path)) {
+          v.remove = false;
+          v.reason = "its lock is held again or the file changed meanwhile; left alone";
+        }
+      } catch (const Error& e) {
+        const int code = report_error(e);
+        if (rc == kExitOk) rc = code;
+        continue;
+      }
+    } else if (v.remove && !opt.dry_run && ::unlink(v.path.c_str()) != 0) {
       const int code = report_error(Error(errc_from_errno(errno), "removing " + v.path + ": " + std::strerror(errno)));
       if (rc == kExitOk) rc = code;
       continue;
@@ -145,7 +195,9 @@ int run_gc(const GcOptions& opt) {
 Command add_gc_command(CLI::App& app) {
   auto opt = std::make_shared<GcOptions>();
   CLI::App* sub = app.add_subcommand(
-      "gc", "Remove stale streams and queues: creator dead and no process has the file open (or mapped)");
+      "gc",
+      "Remove stale streams and queues (creator dead and no process has the file open or mapped) and memif status "
+      "files whose process is gone");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_flag("-n,--dry-run", opt->dry_run, "List what would be removed, remove nothing");
   sub->add_flag("--strict", opt->strict, "Keep streams and queues when some process's /proc entries cannot be read");

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: MIT
 // `shmlink info NAME`: every metadata field of one stream, its semaphores and keywords; or every
-// header field of one queue, its counters and its signal table.
+// header field of one queue, its counters and its signal table; or (`--memif`, a NAME starting
+// with '@' or naming a socket file) what the processes serving a memif socket publish about it.
 #include "common.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -20,6 +24,7 @@ struct InfoOptions {
   std::string name;    ///< stream or queue name, or path
   std::string dir;     ///< directory override
   bool queue = false;  ///< NAME is a queue (--queue), even when a stream of that name exists
+  bool memif = false;  ///< NAME is a memif socket (--memif)
   bool json = false;   ///< print JSON
 };
 
@@ -154,10 +159,109 @@ int run_queue_info(const std::string& path, bool json) {
   return kExitOk;
 }
 
+/// True when NAME means a memif socket without --memif: an abstract name ('@...') or a path to
+/// an existing socket file.
+bool names_memif_socket(const std::string& name) {
+  if (!name.empty() && name.front() == '@') return true;
+  struct stat st {};
+  return ::stat(name.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/// A socket path in the form the status file holds it: absolute and lexically normal; symlinks
+/// in it resolved when the path exists (weakly_canonical). '@' names are returned unchanged.
+std::string memif_socket_key(const std::string& name) {
+  if (name.empty() || name.front() == '@') return name;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path p = fs::absolute(fs::path(name), ec);
+  if (ec) return name;
+  const fs::path canon = fs::weakly_canonical(p, ec);
+  return (ec ? p.lexically_normal() : canon).string();
+}
+
+/// Prints one status file's socket header and a block per interface (text).
+void print_memif_socket(const memif::SocketStatus& s) {
+  std::string out;
+  add_line(out, "socket", s.socket);
+  add_line(out, "kind", "memif");
+  add_line(out, "status file", s.file);
+  add_line(out, "pid", fmt::format("{} ({})", s.pid, s.alive ? "alive" : "dead: the status file is stale, `shmlink gc` removes it"));
+  add_line(out, "start time", fmt::format("{} clock ticks after boot", s.start_time_ticks));
+  add_line(out, "app name", s.app_name);
+  add_line(out, "role", s.role ? std::string(memif_role_name(*s.role)) : std::string("none yet"));
+  add_line(out, "created", format_time_ns(s.created_ns));
+  add_line(out, "interfaces", s.overflow == 0 ? std::to_string(s.interfaces.size())
+                                             : fmt::format("{} (and {} not published: a status file holds 64)",
+                                                           s.interfaces.size(), s.overflow));
+  for (const memif::InterfaceStatus& i : s.interfaces) {
+    out += '\n';
+    add_line(out, "interface", fmt::format("{} (id {}, {})", i.name, i.id, memif_role_name(i.role)));
+    add_line(out, "mode", std::string(memif_mode_name(i.mode)));
+    add_line(out, "state", memif::link_state_name(i.state));
+    const bool linked = i.state == memif::LinkState::connected || i.state == memif::LinkState::handshake;
+    add_line(out, linked ? "peer" : "last peer",
+             i.peer_name.empty() && i.peer_app.empty()
+                 ? std::string("-")
+                 : fmt::format("'{}' of application '{}'", i.peer_name, i.peer_app));
+    add_line(out, "last disconnect", i.last_disconnect.empty() ? std::string("-") : i.last_disconnect);
+    add_line(out, "connects", std::to_string(i.connects));
+    add_line(out, "queues", fmt::format("{} tx, {} rx", i.tx_queues, i.rx_queues));
+    add_line(out, "ring size", i.ring_size != 0 ? fmt::format("{} slots", i.ring_size) : std::string("-"));
+    add_line(out, "buffer size", i.buffer_size != 0 ? fmt::format("{} bytes", i.buffer_size) : std::string("-"));
+    add_line(out, "tx", fmt::format("{} packets, {} bytes", i.tx_packets, i.tx_bytes));
+    add_line(out, "rx", fmt::format("{} packets, {} bytes", i.rx_packets, i.rx_bytes));
+    add_line(out, "bad descriptors", std::to_string(i.bad_descriptors));
+    add_line(out, "dropped packets", std::to_string(i.dropped_packets));
+    add_line(out, "clamped jumps", std::to_string(i.clamped_jumps));
+    add_line(out, "ring full", std::to_string(i.ring_full));
+    add_line(out, "interrupts sent", std::to_string(i.interrupts_sent));
+    add_line(out, "updated", format_time_ns(i.updated_ns) + (i.torn ? " (torn: the owner died mid-update)" : ""));
+  }
+  std::cout << out;
+}
+
+/// Shows every status file that publishes the socket `name` (normally one; a stale file of a
+/// dead process may stand next to the live one).
+/// @throws Error not_found naming the socket and the directory when no file publishes it.
+int run_memif_info(const std::string& name, const std::string& dir_option, bool json) {
+  const std::string dir = resolve_directory(dir_option);
+  const std::string key = memif_socket_key(name);
+  std::vector<memif::SocketStatus> found;
+  for (memif::SocketStatus& s : list_memif_status(dir)) {
+    if (!s.error.empty()) continue;
+    if (s.socket == name || s.socket == key || memif_socket_key(s.socket) == key) found.push_back(std::move(s));
+  }
+  if (found.empty()) {
+    throw Error(Errc::not_found,
+                fmt::format("no memif socket '{}' is published in {} (no *.memif.shm file names it; is its process "
+                            "running with the same stream directory, and without publish_status = false?)",
+                            name, dir));
+  }
+  if (json) {
+    Json j;
+    j["schema_version"] = kSchemaVersion;
+    j["kind"] = std::string(channel_kind_name(ChannelKind::memif));
+    j["socket"] = name;
+    j["directory"] = dir;
+    Json arr = Json::array();
+    for (const memif::SocketStatus& s : found) arr.push_back(memif_socket_to_json(s));
+    j["sockets"] = std::move(arr);
+    print_json(j);
+    return kExitOk;
+  }
+  for (std::size_t k = 0; k < found.size(); ++k) {
+    if (k != 0) std::cout << '\n';
+    print_memif_socket(found[k]);
+  }
+  std::cout << std::flush;
+  return kExitOk;
+}
+
 /// Runs `info`: resolves NAME to a stream or a queue (resolve_channel()) and prints its
 /// metadata as text or JSON. A queue shadowed by a stream of the same name is mentioned on
 /// stderr.
 int run_info(const InfoOptions& opt) {
+  if (opt.memif || (!opt.queue && names_memif_socket(opt.name))) return run_memif_info(opt.name, opt.dir, opt.json);
   const ResolvedChannel target = resolve_channel(opt.name, opt.dir, opt.queue);
   if (target.kind == ChannelKind::queue) return run_queue_info(target.path, opt.json);
   if (target.other_queue) {
@@ -314,12 +418,19 @@ int run_info(const InfoOptions& opt) {
 Command add_info_command(CLI::App& app) {
   auto opt = std::make_shared<InfoOptions>();
   CLI::App* sub = app.add_subcommand(
-      "info", "Show all metadata, semaphores and keywords of a stream, or the header, counters and signals of a queue");
+      "info",
+      "Show all metadata, semaphores and keywords of a stream, the header, counters and signals of a queue, or the "
+      "interfaces of a memif socket");
   sub->add_option("name", opt->name,
-                  "Stream or queue name, or a path to a .im.shm or .queue.shm file (a stream wins when both exist)")
+                  "Stream or queue name, or a path to a .im.shm or .queue.shm file (a stream wins when both exist); "
+                  "or a memif socket: @NAME, a socket file, or any name with --memif")
       ->required();
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
-  sub->add_flag("--queue", opt->queue, "NAME is a queue (<NAME>.queue.shm), even when a stream of that name exists");
+  CLI::Option* queue_flag =
+      sub->add_flag("--queue", opt->queue, "NAME is a queue (<NAME>.queue.shm), even when a stream of that name exists");
+  sub->add_flag("--memif", opt->memif,
+                "NAME is a memif socket (a path or @NAME) served by a running process: show what it publishes")
+      ->excludes(queue_flag);
   sub->add_flag("--json", opt->json, "Print JSON");
   sub->footer(exit_code_help());
   return {sub, [opt] { return run_info(*opt); }};

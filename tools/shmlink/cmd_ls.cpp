@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
-// `shmlink ls`: one line per stream file in the stream directory, then one per queue file.
+// `shmlink ls`: one line per stream file in the stream directory, then one per queue file, then
+// one per memif interface that a process publishes (memif status files).
 #include "common.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -105,6 +107,71 @@ Table make_queue_table(const std::vector<QueueRow>& rows, bool colour) {
   return t;
 }
 
+/// The "PEER" cell of a memif interface: "app/name", whichever of the two is known, or "-"
+/// (also while the link is down: the names are then those of the last peer, `info` shows them).
+std::string memif_peer(const memif::InterfaceStatus& i) {
+  const bool linked = i.state == memif::LinkState::connected || i.state == memif::LinkState::handshake;
+  if (!linked || (i.peer_app.empty() && i.peer_name.empty())) return "-";
+  if (i.peer_app.empty()) return i.peer_name;
+  if (i.peer_name.empty()) return i.peer_app;
+  return i.peer_app + "/" + i.peer_name;
+}
+
+/// The text table of the memif status files, printed under the queue table: one row per
+/// published interface (a socket without interfaces gets one row of dashes), PID with the
+/// owner's liveness from the file lock. An ERROR column appears only when some file failed to
+/// be read.
+Table make_memif_table(const std::vector<memif::SocketStatus>& sockets, bool colour) {
+  Table t;
+  t.headers = {"SOCKET", "ROLE", "ID", "NAME", "STATE", "PEER", "QUEUES", "RING", "BUFFER", "TX_PKTS", "RX_PKTS",
+               "BAD", "PID"};
+  t.right_aligned = {false, false, true, false, false, false, false, true, true, true, true, true, false};
+  const bool with_error =
+      std::any_of(sockets.begin(), sockets.end(), [](const memif::SocketStatus& s) { return !s.error.empty(); });
+  if (with_error) {
+    t.headers.push_back("ERROR");
+    t.right_aligned.push_back(false);
+  }
+  for (const memif::SocketStatus& s : sockets) {
+    if (!s.error.empty()) {
+      std::vector<Cell> cells(t.headers.size() - 1, Cell{"-"});
+      cells[0] = {std::filesystem::path(s.file).filename().string(), colour ? "33" : nullptr};
+      cells.push_back({s.error, colour ? "33" : nullptr});
+      t.rows.push_back(std::move(cells));
+      continue;
+    }
+    const Cell pid{fmt::format("{} ({})", s.pid, s.alive ? "alive" : "dead"), s.alive ? nullptr : "31"};
+    if (s.interfaces.empty()) {
+      std::vector<Cell> cells(t.headers.size(), Cell{"-"});
+      cells[0] = {s.socket};
+      if (s.role) cells[1] = {std::string(memif_role_name(*s.role))};
+      cells[12] = pid;
+      if (with_error) cells.pop_back();
+      t.rows.push_back(std::move(cells));
+      continue;
+    }
+    for (const memif::InterfaceStatus& i : s.interfaces) {
+      const bool up = i.state == memif::LinkState::connected;
+      t.rows.push_back({
+          {s.socket},
+          {std::string(memif_role_name(i.role))},
+          {std::to_string(i.id)},
+          {i.name},
+          {memif::link_state_name(i.state), up ? "32" : nullptr},
+          {memif_peer(i)},
+          {up ? fmt::format("{}/{}", i.tx_queues, i.rx_queues) : std::string("-")},
+          {i.ring_size != 0 ? std::to_string(i.ring_size) : std::string("-")},
+          {i.buffer_size != 0 ? std::to_string(i.buffer_size) : std::string("-")},
+          {std::to_string(i.tx_packets)},
+          {std::to_string(i.rx_packets)},
+          {std::to_string(i.bad_descriptors), i.bad_descriptors != 0 ? "31" : nullptr},
+          pid,
+      });
+    }
+  }
+  return t;
+}
+
 /// Runs `ls`: samples the directory's streams twice `interval` apart, reads every queue's
 /// header once, and prints the tables or JSON.
 int run_ls(const LsOptions& opt) {
@@ -117,6 +184,7 @@ int run_ls(const LsOptions& opt) {
   }
   std::vector<QueueRow> queues;
   for (const std::string& path : list_queue_files(sampler.directory())) queues.push_back(inspect_queue(path));
+  const std::vector<memif::SocketStatus> memifs = list_memif_status(sampler.directory());
   if (opt.json) {
     Json j;
     j["schema_version"] = kSchemaVersion;
@@ -128,16 +196,27 @@ int run_ls(const LsOptions& opt) {
     Json queue_rows = Json::array();
     for (const QueueRow& row : queues) queue_rows.push_back(queue_row_to_json(row));
     j["queues"] = std::move(queue_rows);
+    Json memif_rows = Json::array();
+    for (const memif::SocketStatus& m : memifs) memif_rows.push_back(memif_socket_to_json(m));
+    j["memif"] = std::move(memif_rows);
     print_json(j);
     return kExitOk;
   }
-  if (rows.empty() && queues.empty()) {
-    std::cout << "no streams or queues in " << sampler.directory() << '\n';
+  if (rows.empty() && queues.empty() && memifs.empty()) {
+    std::cout << "no streams or queues in " << sampler.directory() << ", and no memif sockets\n";
     return kExitOk;
   }
   const bool colour = colour_enabled(1);
   if (!rows.empty()) std::cout << make_ls_table(rows, colour).render(colour);
   if (!queues.empty()) std::cout << (rows.empty() ? "" : "\n") << make_queue_table(queues, colour).render(colour);
+  if (!memifs.empty()) {
+    std::cout << (rows.empty() && queues.empty() ? "" : "\n") << make_memif_table(memifs, colour).render(colour);
+    for (const memif::SocketStatus& m : memifs) {
+      if (m.error.empty() && m.overflow != 0)
+        std::cout << fmt::format("{}: {} more interfaces not published (a status file holds 64)\n", m.socket,
+                                 m.overflow);
+    }
+  }
   std::cout << std::flush;
   return kExitOk;
 }
@@ -147,12 +226,13 @@ int run_ls(const LsOptions& opt) {
 Command add_ls_command(CLI::App& app) {
   auto opt = std::make_shared<LsOptions>();
   CLI::App* sub = app.add_subcommand(
-      "ls", "List the streams (with their update rates) and the queues in the stream directory");
+      "ls", "List the streams (with their update rates), the queues and the memif interfaces in the stream directory");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--interval", opt->interval, "Seconds over which update rates are measured (0: no rates)")
       ->check(seconds_validator(0.0, 3600.0))
       ->capture_default_str();
-  sub->add_flag("--json", opt->json, "Print JSON ({\"schema_version\":1,\"streams\":[...],\"queues\":[...]})");
+  sub->add_flag("--json", opt->json,
+                "Print JSON ({\"schema_version\":1,\"streams\":[...],\"queues\":[...],\"memif\":[...]})");
   sub->footer(exit_code_help());
   return {sub, [opt] { return run_ls(*opt); }};
 }

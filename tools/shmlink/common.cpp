@@ -85,7 +85,7 @@ std::string exit_code_help() {
          "  0    success\n"
          "  1    failure (stream exists, no space, I/O error, torn read, ...)\n"
          "  2    usage error (bad option, shape, dtype or name; name longer than 79 bytes)\n"
-         "  3    stream, queue or directory not found\n"
+         "  3    stream, queue, memif socket or directory not found\n"
          "  4    permission denied\n"
          "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream or shmlink queue file)\n"
          "  124  timed out waiting\n"
@@ -955,6 +955,7 @@ std::string_view channel_kind_name(ChannelKind kind) noexcept {
   switch (kind) {
     case ChannelKind::stream: return "stream";
     case ChannelKind::queue: return "queue";
+    case ChannelKind::memif: return "memif";
   }
   return "unknown";
 }
@@ -1077,6 +1078,127 @@ Json queue_row_to_json(const QueueRow& row) {
   j["creator_alive"] = pid_alive(info.creator_pid);
   j["consumer_pid"] = info.consumer_pid;
   j["creation_time_ns"] = info.creation_time_ns;
+  return j;
+}
+
+// ---- memif status files ---------------------------------------------------------------
+
+namespace {
+constexpr std::string_view kMemifSuffix = ".memif.shm";
+}  // namespace
+
+bool is_memif_status_file_name(std::string_view path) noexcept {
+  return path.size() > kMemifSuffix.size() && ends_with(path, kMemifSuffix);
+}
+
+std::vector<std::string> list_memif_status_files(const std::string& dir) {
+  return list_files_with_suffix(dir, kMemifSuffix);
+}
+
+memif::SocketStatus inspect_memif_status(const std::string& path) {
+  memif::SocketStatus s;
+  try {
+    bool faulted = false;
+    {
+      // Every address: the mapping is made inside read_socket_status (as inspect_queue).
+      detail::MappingGuard guard(0, std::numeric_limits<std::uintptr_t>::max());
+      s = memif::read_socket_status(path);
+      faulted = guard.faulted();
+    }
+    if (faulted) {
+      s = memif::SocketStatus{};
+      s.file = path;
+      s.error = fmt::format("memif status file {} shrank while it was read (truncated in place)", path);
+      s.error_code = Errc::layout;
+    }
+  } catch (const Error& e) {
+    s = memif::SocketStatus{};
+    s.file = path;
+    s.error = e.what();
+    s.error_code = e.errc();
+  } catch (const std::exception& e) {
+    s = memif::SocketStatus{};
+    s.file = path;
+    s.error = fmt::format("reading memif status file {}: {}", path, e.what());
+    s.error_code = Errc::system;
+  }
+  return s;
+}
+
+std::vector<memif::SocketStatus> list_memif_status(const std::string& dir) {
+  std::vector<memif::SocketStatus> out;
+  for (const std::string& path : list_memif_status_files(dir)) {
+    memif::SocketStatus s = inspect_memif_status(path);
+    if (!s.error.empty() && s.error_code == Errc::not_found) continue;  // its socket closed meanwhile
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::string_view memif_role_name(memif::Role role) noexcept {
+  return role == memif::Role::master ? "master" : "slave";
+}
+
+std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept {
+  switch (mode) {
+    case memif::InterfaceMode::ethernet: return "ethernet";
+    case memif::InterfaceMode::ip: return "ip";
+    case memif::InterfaceMode::punt_inject: return "punt-inject";
+  }
+  return "unknown";
+}
+
+Json memif_interface_to_json(const memif::InterfaceStatus& s) {
+  Json j;
+  j["id"] = s.id;
+  j["role"] = std::string(memif_role_name(s.role));
+  j["name"] = s.name;
+  j["mode"] = std::string(memif_mode_name(s.mode));
+  j["state"] = std::string(memif::link_state_name(s.state));
+  j["peer_name"] = s.peer_name;
+  j["peer_app"] = s.peer_app;
+  j["last_disconnect"] = s.last_disconnect;
+  j["connects"] = s.connects;
+  j["tx_queues"] = s.tx_queues;
+  j["rx_queues"] = s.rx_queues;
+  j["ring_size"] = s.ring_size;
+  j["buffer_size"] = s.buffer_size;
+  j["tx_packets"] = s.tx_packets;
+  j["tx_bytes"] = s.tx_bytes;
+  j["rx_packets"] = s.rx_packets;
+  j["rx_bytes"] = s.rx_bytes;
+  j["bad_descriptors"] = s.bad_descriptors;
+  j["dropped_packets"] = s.dropped_packets;
+  j["clamped_jumps"] = s.clamped_jumps;
+  j["ring_full"] = s.ring_full;
+  j["interrupts_sent"] = s.interrupts_sent;
+  j["updated_ns"] = s.updated_ns;
+  j["torn"] = s.torn;
+  return j;
+}
+
+Json memif_socket_to_json(const memif::SocketStatus& s) {
+  Json j;
+  if (!s.error.empty()) {
+    j["socket"] = nullptr;
+    j["kind"] = std::string(channel_kind_name(ChannelKind::memif));
+    j["file"] = s.file;
+    add_error_json(j, s.error, s.error_code);
+    return j;
+  }
+  j["socket"] = s.socket;
+  j["kind"] = std::string(channel_kind_name(ChannelKind::memif));
+  j["file"] = s.file;
+  j["pid"] = s.pid;
+  j["alive"] = s.alive;
+  j["start_time_ticks"] = s.start_time_ticks;
+  j["app_name"] = s.app_name;
+  j["role"] = s.role ? Json(std::string(memif_role_name(*s.role))) : Json(nullptr);
+  j["created_ns"] = s.created_ns;
+  j["overflow"] = s.overflow;
+  Json ifs = Json::array();
+  for (const memif::InterfaceStatus& i : s.interfaces) ifs.push_back(memif_interface_to_json(i));
+  j["interfaces"] = std::move(ifs);
   return j;
 }
 

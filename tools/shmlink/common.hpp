@@ -5,6 +5,7 @@
 #pragma once
 
 #include <shmlink/error.hpp>
+#include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
@@ -166,13 +167,14 @@ Json row_to_json(const StreamRow& row);
 
 // ---- queues ----------------------------------------------------------------------------
 
-/// The two kinds of channel file in a stream directory.
+/// The kinds of file `ls` and `gc` handle in a stream directory.
 enum class ChannelKind {
   stream,  ///< `<name>.im.shm`, an ImageStreamIO 2.00 stream
   queue,   ///< `<name>.queue.shm`, a shmlink sample queue (include/shmlink/queue.hpp)
+  memif,   ///< `<pid>-<k>.memif.shm`, the status file of a memif socket (memif::read_socket_status)
 };
 
-/// The kind's name in text and JSON ("stream", "queue").
+/// The kind's name in text and JSON ("stream", "queue", "memif").
 std::string_view channel_kind_name(ChannelKind kind) noexcept;
 
 /// The name of a queue kind ("spsc", "mpmc").
@@ -247,6 +249,44 @@ Json queue_row_to_json(const QueueRow& row);
 
 /// The JSON form of a queue's signal table: [{"index", "name", "type", "unit"}, ...].
 Json signals_to_json(const std::vector<Signal>& signals);
+
+// ---- memif status files ---------------------------------------------------------------
+
+/// True when `path` ends in ".memif.shm" (a memif status file name).
+bool is_memif_status_file_name(std::string_view path) noexcept;
+
+/// Paths of the `*.memif.shm` entries in `dir`, sorted by name.
+/// @throws Error not_found / permission / system naming the directory.
+std::vector<std::string> list_memif_status_files(const std::string& dir);
+
+/// Reads one memif status file (memif::read_socket_status) under the same SIGBUS guard as
+/// inspect_queue(). Never throws for a bad file: failures go to the result's `error` and
+/// `error_code`.
+memif::SocketStatus inspect_memif_status(const std::string& path);
+
+/// Every memif status file of `dir` through inspect_memif_status(), sorted by file name; files
+/// removed between the listing and the read are skipped.
+/// @throws Error when the directory cannot be listed.
+std::vector<memif::SocketStatus> list_memif_status(const std::string& dir);
+
+/// "master" / "slave".
+std::string_view memif_role_name(memif::Role role) noexcept;
+
+/// "ethernet" / "ip" / "punt-inject".
+std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept;
+
+/// The JSON form of one published interface: {"id", "role", "name", "mode", "state",
+/// "peer_name", "peer_app", "last_disconnect", "connects", "tx_queues", "rx_queues",
+/// "ring_size", "buffer_size", "tx_packets", "tx_bytes", "rx_packets", "rx_bytes",
+/// "bad_descriptors", "dropped_packets", "clamped_jumps", "ring_full", "interrupts_sent",
+/// "updated_ns", "torn"}.
+Json memif_interface_to_json(const memif::InterfaceStatus& s);
+
+/// The JSON form of one status file (`ls --json` "memif" rows, `info --memif`): {"socket",
+/// "kind": "memif", "file", "pid", "alive", "start_time_ticks", "app_name", "role" (null before
+/// the first interface), "created_ns", "overflow", "interfaces": [...]}, or {"socket": null,
+/// "kind", "file", "error", "error_code", "exit_code"} for a file that could not be read.
+Json memif_socket_to_json(const memif::SocketStatus& s);
 
 // ---- output ----------------------------------------------------------------------------
 
