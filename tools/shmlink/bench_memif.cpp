@@ -156,6 +156,7 @@ bool write_all(int fd, const void* p, std::size_t len) {
     so.path = c.socket;
     so.app_name = "shmlink-bench";
     so.reconnect_interval = 100ms;
+    so.publish_status = false;  // the child leaves with _exit; and no status refresh in the timing
     memif::Socket sock(so);
     memif::InterfaceOptions io;
     io.role = c.role;
