@@ -518,6 +518,7 @@ void check_memif_doc(const json& doc, const std::vector<std::uint32_t>& sizes, b
     // Roles follow the direction: the slave sends on S2M rings, the master on M2S rings.
     EXPECT_EQ(c.at("sender").at("role"), dir == "s2m" ? "slave" : "master");
     EXPECT_EQ(c.at("receiver").at("role"), dir == "s2m" ? "master" : "slave");
+    EXPECT_EQ(c.at("runs").get<std::size_t>(), c.at("runs_ok").get<std::size_t>() + c.at("errors").size());
     const bool uses_dpdk = snd == "dpdk" || rcv == "dpdk";
     if (uses_dpdk && !dpdk) {
       EXPECT_TRUE(c.at("skipped").is_string());
@@ -562,11 +563,13 @@ TEST(BenchCli, MemifRunAgainstTestpmdFollowsTheDocumentedSchema) {
   if (shmlink::test::allowed_cpus().size() < 2) GTEST_SKIP() << "memif bench needs two CPUs";
   if (!shmlink::test::testpmd_available()) GTEST_SKIP() << shmlink::test::testpmd_unavailable_reason();
   ScratchStreamDir dir;
-  // 3000-byte frames: chains of two buffers through both implementations, every pairing.
+  // 1500-byte frames, one buffer each: DPDK 22.11's memif tx overruns the ring when a chain meets
+  // its last free slot (docs/bench.md), which shmlink then rightly reports as a protocol error;
+  // chains are covered by the shmlink-only run above and by the testpmd interop test.
   const RunResult r =
-      run_cli({"memif", "bench", "--sizes", "3000", "--duration", "0.5", "--warmup", "0.1", "--json"}, dir.path(), 240s);
+      run_cli({"memif", "bench", "--sizes", "1500", "--duration", "0.5", "--warmup", "0.1", "--json"}, dir.path(), 240s);
   ASSERT_EQ(r.code, 0) << r.err;
-  check_memif_doc(json::parse(r.out), {3000}, true);
+  check_memif_doc(json::parse(r.out), {1500}, true);
 }
 
 TEST(BenchCli, MemifBadOptionsAreUsageErrors) {

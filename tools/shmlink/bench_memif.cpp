@@ -622,6 +622,8 @@ int run_memif_bench(const MemifBenchOptions& o) {
     c["direction"] = direction_name(r.spec.sender_role);
     c["frame_bytes"] = r.spec.size;
     c["skipped"] = r.skipped.empty() ? Json(nullptr) : Json(r.skipped);
+    c["runs"] = r.pps.size() + r.notes.size();
+    c["runs_ok"] = r.pps.size();
     c["errors"] = r.notes;
     std::optional<double> pps;
     if (!r.pps.empty()) {
@@ -667,8 +669,8 @@ int run_memif_bench(const MemifBenchOptions& o) {
             << run_line << (md ? "\n\n" : "\n\n");
   if (!dpdk_missing.empty()) std::cout << "DPDK cases skipped: " << dpdk_missing << (md ? "\n\n" : "\n\n");
   Table t;
-  t.headers = {"sender", "receiver", "ring", "frame B", "Mpps", "Gbit/s", "x dpdk", "target"};
-  t.right_aligned = {false, false, false, true, true, true, true, false};
+  t.headers = {"sender", "receiver", "ring", "frame B", "Mpps", "Gbit/s", "x dpdk", "runs ok", "target"};
+  t.right_aligned = {false, false, false, true, true, true, true, true, false};
   for (const Json& c : doc["cases"]) {
     if (c["skipped"].is_string() && c["skipped"].get<std::string>() == dpdk_missing && !dpdk_missing.empty()) continue;
     const auto cell_num = [](const Json& v, const char* f) { return v.is_number() ? fmt::format(fmt::runtime(f), v.get<double>()) : std::string("-"); };
@@ -686,11 +688,25 @@ int run_memif_bench(const MemifBenchOptions& o) {
                       {mpps},
                       {cell_num(c["gbit_per_s"], "{:.2f}")},
                       {cell_num(c["ratio_vs_dpdk"], "{:.2f}")},
+                      {fmt::format("{}/{}", c["runs_ok"].get<std::size_t>(), c["runs"].get<std::size_t>())},
                       {target}});
   }
   std::cout << (md ? markdown_table(t) : t.render(false));
   std::cout << "\nGbit/s counts frame bytes only (no preamble, FCS or gap); x dpdk = rate / the DPDK -> DPDK rate "
-               "of the same ring direction and size.\n";
+               "of the same ring direction and size; Mpps is the median of the runs that completed.\n";
+  bool failures = false;
+  for (const Json& c : doc["cases"]) failures = failures || !c["errors"].empty();
+  if (failures) {
+    std::cout << (md ? "\nFailed runs:\n\n" : "\nFailed runs:\n");
+    for (const Json& c : doc["cases"])
+      for (const Json& e : c["errors"]) {
+        std::string text = e.get<std::string>();
+        if (const auto nl = text.find('\n'); nl != std::string::npos) text.resize(nl);  // first line only
+        std::cout << fmt::format("- {} {} -> {} {}, {} B: {}\n", c["sender"]["impl"].get<std::string>(),
+                                 c["sender"]["role"].get<std::string>(), c["receiver"]["impl"].get<std::string>(),
+                                 c["receiver"]["role"].get<std::string>(), c["frame_bytes"].get<std::uint32_t>(), text);
+      }
+  }
   if (!missed.empty()) std::cout << "target missed: " << fmt::format("{}", fmt::join(missed, "; ")) << '\n';
   return shmlink_failed ? kExitFailure : kExitOk;
 }
