@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -212,6 +213,40 @@ std::string markdown_table(const Table& t) {
     out += '\n';
   }
   return out;
+}
+
+Json machine_json(const MachineInfo& m) {
+  Json j;
+  j["cpu_model"] = m.cpu_model;
+  j["cores_online"] = m.cores_online;
+  j["cpus_allowed"] = m.cpus_allowed;
+  j["kernel"] = m.kernel;
+  j["virtual_machine"] = m.virtual_machine;
+  j["clocksource"] = m.clocksource;
+  return j;
+}
+
+std::pair<int, int> parse_core_pair(const std::string& text, const std::vector<int>& allowed,
+                                    std::string_view command) {
+  const std::string what(command);
+  const auto comma = text.find(',');
+  int a = -1;
+  int b = -1;
+  const char* end = text.data() + text.size();
+  bool ok = comma != std::string::npos;
+  if (ok) {
+    const auto ra = std::from_chars(text.data(), text.data() + comma, a);
+    const auto rb = std::from_chars(text.data() + comma + 1, end, b);
+    ok = ra.ec == std::errc() && ra.ptr == text.data() + comma && rb.ec == std::errc() && rb.ptr == end;
+  }
+  if (!ok) throw Error(Errc::invalid_argument, what + ": --cores wants two CPU numbers 'A,B', got '" + text + "'");
+  if (a == b) throw Error(Errc::invalid_argument, what + ": --cores needs two different CPUs");
+  for (int c : {a, b}) {
+    if (std::find(allowed.begin(), allowed.end(), c) == allowed.end())
+      throw Error(Errc::invalid_argument,
+                  what + ": CPU " + std::to_string(c) + " is not in this process's affinity mask");
+  }
+  return {a, b};
 }
 
 }  // namespace shmlink::cli::bench

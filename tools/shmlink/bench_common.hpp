@@ -12,11 +12,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
-namespace shmlink::cli {
-struct Table;
-}  // namespace shmlink::cli
+#include "common.hpp"
 
 namespace shmlink::cli::bench {
 
@@ -110,6 +110,15 @@ struct MachineInfo {
 
 /// Reads /proc/cpuinfo, uname, the affinity mask and the clocksource.
 MachineInfo describe_machine();
+
+/// The "machine" object of the bench JSON documents: cpu_model, cores_online, cpus_allowed,
+/// kernel, virtual_machine, clocksource (docs/bench.md).
+Json machine_json(const MachineInfo& m);
+
+/// Parses a "--cores A,B" value against the CPUs this process may use; `command` prefixes the
+/// messages ("bench queue"). @throws Error(invalid_argument) when it is not two different
+/// numbers in `allowed`.
+std::pair<int, int> parse_core_pair(const std::string& text, const std::vector<int>& allowed, std::string_view command);
 
 /// Cumulative CPU jiffies of the whole machine, from the first line of /proc/stat.
 struct CpuTimes {

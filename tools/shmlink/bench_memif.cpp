@@ -472,26 +472,6 @@ std::pair<double, std::string> run_case_once(const CaseSpec& spec, const MemifBe
   return {pps, err};
 }
 
-/// Parses "--cores A,B". @throws Error(invalid_argument).
-std::pair<int, int> parse_cores(const std::string& text, const std::vector<int>& allowed) {
-  const auto comma = text.find(',');
-  int a = -1;
-  int b = -1;
-  bool ok = comma != std::string::npos;
-  if (ok) {
-    const auto ra = std::from_chars(text.data(), text.data() + comma, a);
-    const auto rb = std::from_chars(text.data() + comma + 1, text.data() + text.size(), b);
-    ok = ra.ec == std::errc() && ra.ptr == text.data() + comma && rb.ec == std::errc() &&
-         rb.ptr == text.data() + text.size();
-  }
-  if (!ok) throw Error(Errc::invalid_argument, "memif bench: --cores wants two CPU numbers 'A,B', got '" + text + "'");
-  if (a == b) throw Error(Errc::invalid_argument, "memif bench: --cores needs two different CPUs");
-  for (int c : {a, b})
-    if (std::find(allowed.begin(), allowed.end(), c) == allowed.end())
-      throw Error(Errc::invalid_argument, fmt::format("memif bench: CPU {} is not in this process's affinity mask", c));
-  return {a, b};
-}
-
 /// A case's label, e.g. "shmlink slave -> dpdk master".
 std::string case_label(const CaseSpec& s) {
   const memif::Role rr = s.sender_role == memif::Role::master ? memif::Role::slave : memif::Role::master;
@@ -529,7 +509,7 @@ int run_memif_bench(const MemifBenchOptions& o) {
   std::pair<int, int> cores{0, 0};
   try {
     if (!o.cores.empty()) {
-      cores = parse_cores(o.cores, machine.cpus_allowed);
+      cores = parse_core_pair(o.cores, machine.cpus_allowed, "memif bench");
     } else if (machine.cpus_allowed.size() >= 2) {
       cores = {machine.cpus_allowed[0], machine.cpus_allowed[1]};
     } else {
@@ -591,14 +571,7 @@ int run_memif_bench(const MemifBenchOptions& o) {
   Json doc;
   doc["schema"] = kMemifBenchSchema;
   doc["shmlink_version"] = SHMLINK_CLI_VERSION;
-  Json mj;
-  mj["cpu_model"] = machine.cpu_model;
-  mj["cores_online"] = machine.cores_online;
-  mj["cpus_allowed"] = machine.cpus_allowed;
-  mj["kernel"] = machine.kernel;
-  mj["virtual_machine"] = machine.virtual_machine;
-  mj["clocksource"] = machine.clocksource;
-  doc["machine"] = mj;
+  doc["machine"] = machine_json(machine);
   doc["config"] = Json{{"sender_cpu", cores.first},
                        {"receiver_cpu", cores.second},
                        {"log2_ring_size", o.log2_ring},

@@ -86,27 +86,6 @@ std::vector<std::size_t> parse_sizes(const std::string& text) {
   return out;
 }
 
-/// Parses "--cores A,B" against the CPUs allowed. @throws Error(invalid_argument).
-std::pair<int, int> parse_cores(const std::string& text, const std::vector<int>& allowed) {
-  const auto comma = text.find(',');
-  int a = -1;
-  int b = -1;
-  const char* end = text.data() + text.size();
-  bool ok = comma != std::string::npos;
-  if (ok) {
-    const auto ra = std::from_chars(text.data(), text.data() + comma, a);
-    const auto rb = std::from_chars(text.data() + comma + 1, end, b);
-    ok = ra.ec == std::errc() && ra.ptr == text.data() + comma && rb.ec == std::errc() && rb.ptr == end;
-  }
-  if (!ok) throw Error(Errc::invalid_argument, "bench: --cores wants two CPU numbers 'A,B', got '" + text + "'");
-  if (a == b) throw Error(Errc::invalid_argument, "bench: --cores needs two different CPUs");
-  for (int c : {a, b}) {
-    if (std::find(allowed.begin(), allowed.end(), c) == allowed.end())
-      throw Error(Errc::invalid_argument, "bench: CPU " + std::to_string(c) + " is not in this process's affinity mask");
-  }
-  return {a, b};
-}
-
 /// "4 KiB", "16 MiB", "1000 B".
 std::string size_text(std::size_t bytes) {
   if (bytes % (std::size_t{1} << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
@@ -380,7 +359,7 @@ int run_bench_stream(BenchStreamOptions opt) {
   lc.max_seconds_per_mode = opt.max_seconds;
   lc.post_semaphores = !opt.no_post_semaphores;
   if (!opt.cores.empty()) {
-    lc.cores = parse_cores(opt.cores, machine.cpus_allowed);
+    lc.cores = parse_core_pair(opt.cores, machine.cpus_allowed, "bench");
   } else if (machine.cpus_allowed.size() >= 2) {
     lc.cores = std::make_pair(machine.cpus_allowed[0], machine.cpus_allowed[1]);
   } else {
@@ -482,13 +461,7 @@ int run_bench_stream(BenchStreamOptions opt) {
   doc["schema_version"] = kSchemaVersion;
   doc["schema"] = kBenchSchema;
   doc["shmlink_version"] = SHMLINK_CLI_VERSION;
-  Json mj;
-  mj["cpu_model"] = machine.cpu_model;
-  mj["cores_online"] = machine.cores_online;
-  mj["cpus_allowed"] = machine.cpus_allowed;
-  mj["kernel"] = machine.kernel;
-  mj["virtual_machine"] = machine.virtual_machine;
-  mj["clocksource"] = machine.clocksource;
+  Json mj = machine_json(machine);
   mj["pinned_cores"] = lc.cores ? Json::array({lc.cores->first, lc.cores->second}) : Json(nullptr);
   doc["machine"] = mj;
   Json cj;

@@ -55,28 +55,6 @@ struct BenchQueueOptions {
   CLI::App* app = nullptr;                    ///< the subcommand, to tell given options from defaults
 };
 
-/// Parses "--cores A,B" against the CPUs allowed. @throws Error(invalid_argument).
-std::pair<int, int> parse_core_pair(const std::string& text, const std::vector<int>& allowed) {
-  const auto comma = text.find(',');
-  int a = -1;
-  int b = -1;
-  bool ok = comma != std::string::npos;
-  if (ok) {
-    const char* end = text.data() + text.size();
-    const auto ra = std::from_chars(text.data(), text.data() + comma, a);
-    const auto rb = std::from_chars(text.data() + comma + 1, end, b);
-    ok = ra.ec == std::errc() && ra.ptr == text.data() + comma && rb.ec == std::errc() && rb.ptr == end;
-  }
-  if (!ok) throw Error(Errc::invalid_argument, "bench queue: --cores wants two CPU numbers 'A,B', got '" + text + "'");
-  if (a == b) throw Error(Errc::invalid_argument, "bench queue: --cores needs two different CPUs");
-  for (int c : {a, b}) {
-    if (std::find(allowed.begin(), allowed.end(), c) == allowed.end())
-      throw Error(Errc::invalid_argument,
-                  "bench queue: CPU " + std::to_string(c) + " is not in this process's affinity mask");
-  }
-  return {a, b};
-}
-
 /// Median back-to-back difference of two CLOCK_MONOTONIC reads, in ns: what timing adds.
 double clock_read_ns() {
   std::vector<double> d;
@@ -463,7 +441,7 @@ int run_bench_queue(BenchQueueOptions opt) {
   cfg.batch = opt.batch;
   cfg.capacity = opt.capacity;
   if (!opt.cores.empty()) {
-    cfg.cores = parse_core_pair(opt.cores, machine.cpus_allowed);
+    cfg.cores = parse_core_pair(opt.cores, machine.cpus_allowed, "bench queue");
   } else if (machine.cpus_allowed.size() >= 2) {
     cfg.cores = std::make_pair(machine.cpus_allowed[0], machine.cpus_allowed[1]);
   } else {
@@ -541,13 +519,7 @@ int run_bench_queue(BenchQueueOptions opt) {
   doc["schema_version"] = kSchemaVersion;
   doc["schema"] = kQueueBenchSchema;
   doc["shmlink_version"] = SHMLINK_CLI_VERSION;
-  Json mj;
-  mj["cpu_model"] = machine.cpu_model;
-  mj["cores_online"] = machine.cores_online;
-  mj["cpus_allowed"] = machine.cpus_allowed;
-  mj["kernel"] = machine.kernel;
-  mj["virtual_machine"] = machine.virtual_machine;
-  mj["clocksource"] = machine.clocksource;
+  Json mj = machine_json(machine);
   mj["pinned_cores"] = cfg.cores ? Json::array({cfg.cores->first, cfg.cores->second}) : Json(nullptr);
   doc["machine"] = mj;
   Json cj;
