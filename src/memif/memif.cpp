@@ -40,6 +40,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+/// A memif protocol version as "major.minor" (section 2: major in the high byte).
+std::string version_text(std::uint16_t v) {
+  return std::to_string(v >> 8) + "." + std::to_string(v & 0xFF);
+}
+
 const char* role_name(Role r) noexcept { return r == Role::master ? "master" : "slave"; }
 
 void log_info(const std::string& m) { shmlink::detail::log(LogLevel::info, m); }
@@ -414,10 +419,17 @@ struct Socket::Impl {
         if (type != wire::MsgType::init) return refuse(c, "expected INIT");
         auto in = wire::decode_init(m);
         c->peer_app = in.name;
-        if (in.version != wire::kVersion) return refuse(c, "Incompatible memif version");
         Interface::Impl* target = nullptr;
         for (auto& i : ifaces)
           if (impl_of(i).opt.role == Role::master && impl_of(i).opt.id == in.id) target = &impl_of(i);
+        if (in.version != wire::kVersion) {
+          if (target != nullptr) {  // visible on the interface the slave asked for
+            target->last_disconnect =
+                "refused slave '" + in.name + "': incompatible memif version " + version_text(in.version);
+            publish(*target);
+          }
+          return refuse(c, "Incompatible memif version");
+        }
         if (target == nullptr) return refuse(c, "ID not found");
         if (target->conn != nullptr) return refuse(c, "Already connected");
         if (static_cast<std::uint8_t>(in.mode) != static_cast<std::uint8_t>(target->opt.mode)) {
@@ -649,7 +661,8 @@ struct Socket::Impl {
         auto h = wire::decode_hello(m);
         i.peer_app = h.name;
         if (!(h.min_version <= wire::kVersion && wire::kVersion <= h.max_version))
-          return fail(c, "Incompatible memif version");
+          return fail(c, "Incompatible memif version: master speaks " + version_text(h.min_version) + ".." +
+                             version_text(h.max_version) + ", we speak " + version_text(wire::kVersion));
         detail::SlaveLayout lay;
         lay.num_s2m = static_cast<std::uint16_t>(std::min<unsigned>(h.max_s2m_ring + 1U, i.opt.num_s2m_rings));
         lay.num_m2s = static_cast<std::uint16_t>(std::min<unsigned>(h.max_m2s_ring + 1U, i.opt.num_m2s_rings));

@@ -2,7 +2,8 @@
 // A malicious memif slave (a raw program of ours speaking the control protocol by hand) posts
 // descriptors outside its region, zero lengths and huge head jumps. The shmlink master counts and
 // drops them, keeps running, delivers the good packets around them and disconnects the peer with
-// the reason (issue 6; reference memif.md sections 10, 11, 19).
+// the reason (issue 6; reference memif.md sections 10, 11, 19). Raw peers of protocol 1.0, a slave
+// and a master, are refused with "Incompatible memif version", visible on both sides.
 #include "memif/control.hpp"
 #include "memif/ring.hpp"
 #include "memif/wire.hpp"
@@ -17,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <chrono>
 #include <string>
 
 namespace shmlink::test {
@@ -175,6 +177,88 @@ INSTANTIATE_TEST_SUITE_P(Memif, MemifMalicious, testing::Values(Attack::bad_desc
                          [](const testing::TestParamInfo<Attack>& i) {
                            return i.param == Attack::bad_descriptors ? "BadDescriptors" : "HeadJump";
                          });
+
+// ---- protocol version (issue 6: "Handshake failures ... wrong version") -------------------------
+
+/// A raw slave of protocol 1.0: HELLO, then INIT with version 0x0100 for interface `id`; reports
+/// the master's DISCONNECT reason.
+int old_version_slave(const std::string& path, std::uint32_t id, Report* rep) {
+  auto addr = memif::parse_socket_name(path);
+  memif::ConnectResult c;
+  for (int i = 0; i < 500 && !c; ++i) {
+    c = memif::connect_seqpacket(addr);
+    if (!c) ::usleep(10000);
+  }
+  if (!c) return 10;
+  mw::Message m;
+  if (!expect(c.fd.get(), mw::MsgType::hello, m)) return 11;
+  mw::InitInfo init;
+  init.version = 0x0100;
+  init.id = id;
+  init.name = "old-slave";
+  if (!memif::send_message(c.fd.get(), mw::encode_init(init))) return 12;
+  if (!expect(c.fd.get(), mw::MsgType::disconnect, m)) return 13;
+  const auto d = mw::decode_disconnect(m);
+  std::strncpy(rep->reason, d.reason.c_str(), sizeof rep->reason - 1);
+  rep->stage = 3;
+  return 0;
+}
+
+TEST(MemifVersion, MasterRefusesASlaveOfAnotherVersionWithTheReason) {
+  TempStreamDir dir;
+  const std::string path = dir.path() + "/memif.sock";
+  memif::SocketOptions so;
+  so.path = path;
+  memif::Socket s(so);
+  memif::InterfaceOptions o;
+  o.role = memif::Role::master;
+  o.id = 7;
+  o.name = "v2-master";
+  auto& m = s.add_interface(o);
+  Shared<Report> rep;
+  const pid_t child = spawn([&] { return old_version_slave(path, 7, &*rep); });
+  ASSERT_TRUE(wait_until([&] {
+    (void)s.poll(2ms);
+    return rep->stage.load() == 3;
+  }, 20)) << "last disconnect: " << m.last_disconnect();
+  EXPECT_EQ(reap(child), 0);
+  EXPECT_STREQ(rep->reason, "Incompatible memif version");  // DPDK's wording (section 7)
+  EXPECT_FALSE(m.connected());
+  EXPECT_EQ(m.last_disconnect(), "refused slave 'old-slave': incompatible memif version 1.0");
+}
+
+TEST(MemifVersion, SlaveRefusesAMasterOfAnotherVersionWithTheReason) {
+  TempStreamDir dir;
+  const std::string path = dir.path() + "/memif.sock";
+  // A raw master of protocol 1.0 only: accepts, sends HELLO, reads the slave's answer.
+  auto listener = memif::listen_seqpacket(memif::parse_socket_name(path));
+  memif::SocketOptions so;
+  so.path = path;
+  so.reconnect_interval = std::chrono::milliseconds(0);  // one attempt: no reconnect in between
+  memif::Socket s(so);
+  memif::InterfaceOptions o;
+  o.name = "v2-slave";
+  auto& sl = s.add_interface(o);
+  memif::UniqueFd conn;
+  ASSERT_TRUE(wait_until([&] {
+    (void)s.poll(1ms);
+    return listener.accept(conn, false).ok();
+  }, 10));
+  mw::HelloInfo h;
+  h.name = "old-master";
+  h.min_version = 0x0100;
+  h.max_version = 0x0100;
+  ASSERT_TRUE(memif::send_message(conn.get(), mw::encode_hello(h)).ok());
+  ASSERT_TRUE(wait_until([&] {
+    (void)s.poll(2ms);
+    return !sl.last_disconnect().empty();
+  }, 10));
+  EXPECT_FALSE(sl.connected());
+  EXPECT_EQ(sl.last_disconnect(), "Incompatible memif version: master speaks 1.0..1.0, we speak 2.0");
+  mw::Message m;
+  ASSERT_TRUE(expect(conn.get(), mw::MsgType::disconnect, m));
+  EXPECT_EQ(mw::decode_disconnect(m).reason, sl.last_disconnect());
+}
 
 }  // namespace
 }  // namespace shmlink::test

@@ -297,8 +297,15 @@ class ShmlinkSide {
     char c = 0;
     const std::string err = read_exact(&c, 1, seconds);
     if (!err.empty()) return err;
-    if (c != kReady) return "shmlink end: unexpected message";
-    return {};
+    if (c == kReady) return {};
+    // A child that failed before its interface existed sent a report instead: its error.
+    ChildReport r;
+    auto* bytes = reinterpret_cast<char*>(&r);
+    bytes[0] = c;
+    const std::string err2 = read_exact(bytes + 1, sizeof r - 1, 2.0);
+    if (!err2.empty()) return err2;
+    r.error[sizeof r.error - 1] = '\0';
+    return r.error[0] != '\0' ? std::string(r.error) : std::string("shmlink end: unexpected message");
   }
 
   /// Waits up to `seconds` for the receiver's report.
