@@ -734,6 +734,52 @@ TEST(MemifRingQueue, MasterDropsBadSlaveDescriptors) {
   }
 }
 
+// A zero-copy slave (VPP style) points each descriptor wherever its buffer is this time: another
+// offset, another length, after every refill. The master must take region and offset from the
+// descriptor at each read, never from a layout it assumed (issue 6: "accept every layout real
+// slaves produce ... zero-copy layouts with per-refill offsets").
+TEST(MemifRingQueue, MasterFollowsPerRefillOffsets) {
+  for (bool separate : {false, true}) {
+    SCOPED_TRACE(separate ? "two regions" : "one region");
+    Link link(layout_of(4, separate, 64, 256));  // 16 slots of 256-byte buffers
+    const RegionView& region = link.master_views[link.mem.buffer_region];
+    RingQueue& rx = link.master_rx[0];
+    std::uint16_t head = 0;
+    for (std::uint32_t lap = 0; lap < 3; ++lap) {
+      // Slot i of this lap uses the buffer of slot (i * 5 + lap * 3) % 16, at an odd offset
+      // inside it, with a length that changes per lap.
+      for (std::uint32_t i = 0; i < 16; ++i) {
+        const auto buffer = static_cast<std::uint32_t>(link.mem.buffer_offset(true, 0, (i * 5 + lap * 3) % 16));
+        const std::uint32_t off = buffer + 1 + lap * 7;
+        const std::uint32_t len = 40 + i + lap * 50;
+        std::memset(region.base + off, static_cast<int>(lap * 16 + i), len);
+        wire::Descriptor* d = link.desc(true, (head + i) & 15);
+        d->flags = 0;
+        d->region = link.mem.buffer_region;
+        d->length = len;
+        d->offset = off;
+      }
+      head = static_cast<std::uint16_t>(head + 16);
+      link.head(true).store(head, std::memory_order_release);
+      std::vector<Buffer> bufs(16);
+      std::size_t n = 0;
+      ASSERT_TRUE(rx.rx_burst(bufs, n).ok());
+      ASSERT_EQ(n, 16u);
+      for (std::uint32_t i = 0; i < 16; ++i) {
+        const auto buffer = static_cast<std::uint32_t>(link.mem.buffer_offset(true, 0, (i * 5 + lap * 3) % 16));
+        EXPECT_EQ(bufs[i].data, region.base + buffer + 1 + lap * 7) << "lap " << lap << " slot " << i;
+        ASSERT_EQ(bufs[i].len, 40 + i + lap * 50);
+        for (std::uint32_t b = 0; b < bufs[i].len; ++b)
+          ASSERT_EQ(bufs[i].data[b], static_cast<std::uint8_t>(lap * 16 + i)) << "lap " << lap << " slot " << i;
+      }
+      ASSERT_TRUE(rx.refill(SIZE_MAX).ok());
+      EXPECT_EQ(link.tail(true).load(), head);
+    }
+    EXPECT_EQ(rx.counters().packets, 48u);
+    EXPECT_EQ(rx.counters().bad_descriptors, 0u);
+  }
+}
+
 TEST(MemifRingQueue, MasterClampsHeadJump) {
   Link link(layout_of(4, false, 64, 256));
   RingQueue& rx = link.master_rx[0];
