@@ -158,7 +158,12 @@ struct Socket::Impl {
     } catch (...) {
       return;
     }
-    if (!status.open(dir, display, opt.app_name)) return;
+    // The first interface decides the socket's role (one role per socket): in the header before
+    // the file is visible, so no reader sees a listed socket without a role.
+    const std::uint8_t role = ifaces.empty()                                             ? status::kRoleNone
+                              : InterfaceAccess::of(*ifaces.front()).opt.role == Role::master ? status::kRoleMaster
+                                                                                            : status::kRoleSlave;
+    if (!status.open(dir, display, opt.app_name, role)) return;
     status_timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
     if (status_timer) {
       try {
@@ -998,7 +1003,6 @@ Interface& Socket::add_interface(InterfaceOptions o) {
     s.listener = listen_seqpacket(s.addr, 8);
     s.watch(s.listener.fd());
   }
-  s.open_status();
   auto impl = std::make_unique<Interface::Impl>();
   impl->sock = &s;
   const std::uint16_t ntx = o.role == Role::slave ? o.num_s2m_rings : o.num_m2s_rings;
@@ -1011,6 +1015,7 @@ Interface& Socket::add_interface(InterfaceOptions o) {
   impl->opt = std::move(o);
   s.ifaces.push_back(std::unique_ptr<Interface>(new Interface(std::move(impl))));
   Interface& iface = *s.ifaces.back();
+  s.open_status();  // the first time: with this interface's role in the header
   s.publish(*iface.impl_);  // before the connect: readers see the interface from its start
   if (iface.impl_->opt.role == Role::slave) {
     s.slave_try_connect(*iface.impl_);

@@ -107,7 +107,8 @@ void copy_field(char* dst, std::size_t size, std::string_view text) noexcept {
 
 StatusWriter::~StatusWriter() { close(); }
 
-bool StatusWriter::open(const std::string& directory, std::string_view socket, std::string_view app) noexcept {
+bool StatusWriter::open(const std::string& directory, std::string_view socket, std::string_view app,
+                        std::uint8_t role) noexcept {
   close();
   static std::atomic<unsigned> counter{0};
   std::string path;
@@ -132,7 +133,7 @@ bool StatusWriter::open(const std::string& directory, std::string_view socket, s
           h->record_bytes = sizeof(InterfaceRecord);
           h->capacity = status::kCapacity;
           h->pid = static_cast<std::int32_t>(pid);
-          h->role = status::kRoleNone;
+          h->role = role;
           h->start_time_ticks = start;
           h->created_ns = now;
           copy_field(h->socket, sizeof h->socket, socket);

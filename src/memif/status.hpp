@@ -34,8 +34,9 @@ class StatusWriter {
   /// (flock LOCK_EX, held until close), filled, `version` stored last (release), then renamed
   /// into place. Never throws: when the directory is missing or not writable, the reason is
   /// logged (warn the first time in this process, debug after) and false returned.
-  /// @param socket socket display name (an absolute path or @name); @param app application name.
-  bool open(const std::string& directory, std::string_view socket, std::string_view app) noexcept;
+  /// @param socket socket display name (an absolute path or @name); @param app application name;
+  /// @param role the socket's role (status::kRole*), in the header from the start.
+  bool open(const std::string& directory, std::string_view socket, std::string_view app, std::uint8_t role) noexcept;
   /// True while a file is published.
   [[nodiscard]] bool is_open() const noexcept { return seg_.valid(); }
   /// The file's path ("" when none).

@@ -1735,8 +1735,9 @@ std::optional<json> wait_memif_row(const std::string& name, const std::function<
 TEST_F(cli, LsAndInfoShowAMemifResponderWhileItRuns) {
   const std::string sock = abstract_socket_for(dir_);
   CliProcess responder({"memif", "responder", "--socket", sock, "--role", "master", "--duration", "30"});
-  std::optional<json> row = wait_memif_row(sock, [](const json&) { return true; });
-  ASSERT_TRUE(row.has_value()) << "no memif row for " << sock;
+  // The file appears with its header (role included), then the interface's record: wait for it.
+  std::optional<json> row = wait_memif_row(sock, [](const json& r) { return r.at("interfaces").size() == 1; });
+  ASSERT_TRUE(row.has_value()) << "no memif row with its interface for " << sock;
   EXPECT_EQ(row->at("kind"), "memif");
   EXPECT_EQ(row->at("role"), "master");
   EXPECT_EQ(row->at("pid"), responder.pid());
@@ -1857,7 +1858,7 @@ TEST_F(cli, InfoOfAnUnknownMemifSocketExitsThreeNamingIt) {
 TEST_F(cli, ASigkilledResponderShowsDeadAndGcRemovesItsStatusFile) {
   const std::string sock = abstract_socket_for(dir_);
   CliProcess responder({"memif", "responder", "--socket", sock, "--role", "slave", "--duration", "30"});
-  std::optional<json> row = wait_memif_row(sock, [](const json&) { return true; });
+  std::optional<json> row = wait_memif_row(sock, [](const json& r) { return r.at("interfaces").size() == 1; });
   ASSERT_TRUE(row.has_value());
   EXPECT_EQ(row->at("interfaces")[0].at("state"), "connecting") << row->dump();
   const std::string file = row->at("file").get<std::string>();
