@@ -203,6 +203,7 @@ struct Queue::Impl {
       // One producer: run a local position over the burst and record tail once at the end.
       std::uint64_t pos = aref(h->tail).load(std::memory_order_relaxed);
       if (!producer_synced) pos = sync_producer(pos);
+      const std::uint64_t first = pos;
       for (const Sample& s : in) {
         if (s.values.size() > max_values) {
           why = Errc::size_mismatch;
@@ -216,12 +217,14 @@ struct Queue::Impl {
             break;
           }
         }
-        CellHeader* c = cell(pos);
-        fill(c, s);
-        aref(c->turn).store(pos + 1, std::memory_order_release);  // publish (pairs with pop_burst's acquire)
+        fill(cell(pos), s);
         ++pos;
         ++done;
       }
+      // Publish the run in order (release; pairs with pop_burst's acquire). Filling every cell
+      // first means a consumer polling the run's first turn finds the whole run ready at once
+      // and never pulls away a line we are still writing.
+      for (std::uint64_t p = first; p != pos; ++p) aref(cell(p)->turn).store(p + 1, std::memory_order_release);
       if (done != 0) aref(h->tail).store(pos, std::memory_order_relaxed);  // a record; nobody waits on it
     } else {
       // The run of samples that fit a cell; a too-long one ends the burst.
@@ -231,11 +234,9 @@ struct Queue::Impl {
       std::uint64_t pos = 0;
       const std::uint64_t n = claim_run(h->tail, 0, pos, fit);
       if (n == 0) return Errc::would_block;
-      for (std::uint64_t i = 0; i < n; ++i) {
-        CellHeader* c = cell(pos + i);
-        fill(c, in[i]);
-        aref(c->turn).store(pos + i + 1, std::memory_order_release);  // publish (pairs with claim_run's acquire)
-      }
+      for (std::uint64_t i = 0; i < n; ++i) fill(cell(pos + i), in[i]);
+      // Publish after filling the whole run, as for SPSC (release; pairs with claim_run's acquire).
+      for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + 1, std::memory_order_release);
       done = n;
     }
     if (done == 0) return why;
@@ -263,11 +264,9 @@ struct Queue::Impl {
     } else {
       std::uint64_t pos = 0;
       const std::uint64_t n = claim_run(h->head, 1, pos, out.size());
-      for (std::uint64_t i = 0; i < n; ++i) {
-        CellHeader* c = cell(pos + i);
-        drain(c, out[i]);
-        aref(c->turn).store(pos + i + capacity, std::memory_order_release);  // free for the next lap
-      }
+      for (std::uint64_t i = 0; i < n; ++i) drain(cell(pos + i), out[i]);
+      // Free the run for the next lap after copying all of it (release: our reads come first).
+      for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + capacity, std::memory_order_release);
       done = n;
     }
     if (done == 0) return shut() ? Errc::closed : Errc::would_block;
