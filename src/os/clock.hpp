@@ -20,8 +20,11 @@ inline std::int64_t now_ns(clockid_t clock) noexcept {
 }
 /// CLOCK_MONOTONIC in ns: deadlines and timeouts.
 inline std::int64_t monotonic_ns() noexcept { return now_ns(CLOCK_MONOTONIC); }
-/// CLOCK_REALTIME in ns since the epoch: the timestamps stored in streams.
-inline std::int64_t realtime_ns() noexcept { return now_ns(CLOCK_REALTIME); }
+std::int64_t tsc_realtime_ns() noexcept;  // tsc_clock.hpp
+/// CLOCK_REALTIME in ns since the epoch: the timestamps stored in streams and samples. Read
+/// through the TSC where the kernel keeps time with it (os/tsc_clock.hpp: within tens of ns of
+/// clock_gettime, re-anchored every 1 ms; SHMLINK_TSC_CLOCK=0 turns it off).
+inline std::int64_t realtime_ns() noexcept { return tsc_realtime_ns(); }
 
 /// ns -> timespec (ns >= 0).
 inline timespec to_timespec(std::int64_t ns) noexcept {
