@@ -49,6 +49,12 @@ class TscClock {
   static constexpr std::int64_t kOriginMaxNs = 8'000'000'000;
   /// An anchor more than this after the previous one restarts the baseline (long idle).
   static constexpr std::int64_t kIdleNs = 1'000'000'000;
+  /// Widest bracket of ordered counter reads around an exact reading that may become an anchor:
+  /// the exact reading lies somewhere inside it, so its width is the anchor's error. A thread
+  /// preempted inside the bracket gives a wide one, which is not used (the reading is still
+  /// returned). In ns once a rate is known; in ticks before (about 0.06-1 us for 1-16 GHz).
+  static constexpr std::int64_t kMaxBracketNs = 500;
+  static constexpr std::uint64_t kMaxBracketTicks = 1'000;
 
   explicit TscClock(bool enabled) noexcept : enabled_(enabled) {}
 
@@ -86,9 +92,10 @@ class TscClock {
     const std::uint64_t t1 = Source::ticks_ordered();
     const std::int64_t ns = Source::exact_ns();
     const std::uint64_t t2 = Source::ticks_ordered();
+    if (t2 < t1 || !narrow(t2 - t1)) return ns;  // preempted inside the bracket: not an anchor
     std::uint64_t s = seq_.load(std::memory_order_relaxed);
-    if ((s & 1) != 0 || t2 < t1 || !seq_.compare_exchange_strong(s, s + 1, std::memory_order_acquire))
-      return ns;  // another thread is re-anchoring (or the ticks went backwards): exact value
+    if ((s & 1) != 0 || !seq_.compare_exchange_strong(s, s + 1, std::memory_order_acquire))
+      return ns;  // another thread is re-anchoring: exact value
     std::atomic_thread_fence(std::memory_order_release);  // seqlock writer: odd before the fields
     const std::uint64_t tm = t1 + (t2 - t1) / 2;
     const std::int64_t last_ns = ns_.load(std::memory_order_relaxed);
@@ -100,10 +107,12 @@ class TscClock {
       const auto fresh = static_cast<std::uint64_t>((static_cast<u128>(span) << 32) / (tm - origin_tsc_));
       if (fresh < (std::uint64_t{1} << 28) || fresh > (std::uint64_t{1} << 36)) {
         enabled_.store(false, std::memory_order_relaxed);  // not 1/16..16 ns per tick: not a TSC we trust
-      } else if (mult != 0 && (fresh > mult + mult / 1000 || fresh < mult - mult / 1000)) {
+      } else if (mult != 0 && (fresh > mult + mult / 1000 || fresh < mult - mult / 1000) && !refused_) {
         origin_tsc_ = tm;  // > 1000 ppm off the last rate: a clock step inside the span; keep the rate
         origin_ns_ = ns;
+        refused_ = true;   // twice in a row is not a step but a wrong rate: the next one is taken
       } else {
+        refused_ = false;
         mult = fresh;
         if (span > kOriginMaxNs) {
           origin_tsc_ = tm;
@@ -121,6 +130,13 @@ class TscClock {
     return ns;
   }
 
+  /// Whether `width` ticks of bracket make an anchor accurate enough (see kMaxBracketNs).
+  bool narrow(std::uint64_t width) const noexcept {
+    const std::uint64_t mult = mult_.load(std::memory_order_relaxed);
+    if (mult == 0) return width <= kMaxBracketTicks;
+    return width < (std::uint64_t{1} << 26) && ((width * mult) >> 32) <= static_cast<std::uint64_t>(kMaxBracketNs);
+  }
+
   std::atomic<bool> enabled_;
   // Read by every now() (one cache line, written once per anchor window).
   alignas(64) std::atomic<std::uint64_t> seq_{0};
@@ -131,6 +147,7 @@ class TscClock {
   // Written only by the seqlock's owner.
   alignas(64) std::uint64_t origin_tsc_ = 0;
   std::int64_t origin_ns_ = 0;
+  bool refused_ = false;  ///< the last rate was refused as a step
 };
 
 /// The process's TSC clock is in use (x86-64, clocksource "tsc", SHMLINK_TSC_CLOCK != "0").
