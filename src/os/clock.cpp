@@ -2,9 +2,10 @@
 // The process's TSC clock (tsc_clock.hpp): whether it is on, and the instance behind realtime_ns().
 #include "os/tsc_clock.hpp"
 
+#include "os/clock.hpp"
+
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <string>
 
@@ -33,11 +34,7 @@ struct HwSource {
     return 0;
 #endif
   }
-  static std::int64_t exact_ns() noexcept {
-    timespec ts{};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-  }
+  static std::int64_t exact_ns() noexcept { return now_ns(CLOCK_REALTIME); }
 };
 
 /// x86-64, the kernel keeps time with the TSC, and SHMLINK_TSC_CLOCK is not "0".

@@ -20,8 +20,11 @@
 // has checked the TSC is constant-rate and synchronised across CPUs), and the environment
 // variable SHMLINK_TSC_CLOCK is not "0". A clock step (settimeofday, NTP step) shows within
 // 1 ms: the next anchor is exact; a measured rate more than 1000 ppm off the previous one is
-// taken as a step and discarded. Values are not monotonic (CLOCK_REALTIME is not either): at a
-// re-anchor a reading may come out up to the anchor jitter earlier than one just before it.
+// taken as a step and discarded (a second disagreement in a row is taken: the old rate was
+// wrong). An exact reading whose bracket of counter reads is too wide (preempted) is returned
+// but never anchors. This class is not monotonic (CLOCK_REALTIME is not either): at a re-anchor
+// a reading may come out up to the anchor jitter earlier than one just before it;
+// tsc_realtime_ns() (clock.cpp) hides such small steps back per thread.
 #pragma once
 
 #include <atomic>
