@@ -19,6 +19,10 @@
 #include <cerrno>
 #include <set>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace shmlink {
 namespace {
 
@@ -75,6 +79,20 @@ std::string queue_path(std::string_view name_or_path) {
   return stream_directory() + "/" + std::string(name) + std::string(kSuffix);
 }
 
+/// Copies `n` 8-byte values with fixed-size moves the compiler inlines (32, 16 and 8 bytes), not
+/// a call to memcpy for a size known only at run time: a sample is a few values, and the call
+/// and its size dispatch cost more than the copy.
+inline void copy_values(SignalValue* dst, const SignalValue* src, std::size_t n) noexcept {
+  for (; n >= 4; n -= 4, dst += 4, src += 4) std::memcpy(dst, src, 4 * sizeof(SignalValue));
+  if (n >= 2) {
+    std::memcpy(dst, src, 2 * sizeof(SignalValue));
+    dst += 2;
+    src += 2;
+    n -= 2;
+  }
+  if (n != 0) std::memcpy(dst, src, sizeof(SignalValue));
+}
+
 struct Queue::Impl {
   Segment seg;
   QueueHeader* h = nullptr;
@@ -100,16 +118,36 @@ struct Queue::Impl {
   /// Copies a sample into a claimed cell (not yet published). The cell's later lines first, then
   /// its first line (header, first values) in one run of stores ending next to the publishing
   /// turn: a consumer polling that turn can then take the line away at most once per sample.
+  /// Within a line the stores go in address order and as few as possible (the header as two
+  /// 16-byte stores built in registers; the compiler fences keep the compiler from reordering
+  /// them): a producer that outruns its consumer waits for ownership of the lines it writes, and
+  /// a Zen 4 here went from 48 to 57 M samples/s with 8-value bursts (docs/design/queues.md).
   void fill(CellHeader* c, const Sample& s) const noexcept {
     const std::size_t n = s.values.size();
-    if (n > kHeadValues)
-      std::memcpy(values(c) + kHeadValues, s.values.data() + kHeadValues, (n - kHeadValues) * sizeof(SignalValue));
+    if (n > kHeadValues) copy_values(values(c) + kHeadValues, s.values.data() + kHeadValues, n - kHeadValues);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+#if defined(__SSE2__)
+    static_assert(offsetof(CellHeader, ts_origin) == offsetof(CellHeader, sequence) + 8 &&
+                  offsetof(CellHeader, ts_received) == offsetof(CellHeader, sequence) + 16 &&
+                  offsetof(CellHeader, flags) == offsetof(CellHeader, sequence) + 24 &&
+                  offsetof(CellHeader, length) == offsetof(CellHeader, flags) + 4,
+                  "the header is stored as (sequence, ts_origin) and (ts_received, flags | length << 32)");
+    const auto word4 = static_cast<long long>(std::uint64_t{s.flags} | std::uint64_t{static_cast<std::uint32_t>(n)} << 32);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(&c->sequence), _mm_set_epi64x(s.ts_origin_ns, static_cast<long long>(s.sequence)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(&c->ts_received), _mm_set_epi64x(word4, s.ts_received_ns));
+#else
     c->sequence = s.sequence;
     c->ts_origin = s.ts_origin_ns;
     c->ts_received = s.ts_received_ns;
     c->flags = s.flags;
     c->length = static_cast<std::uint32_t>(n);
-    if (n != 0) std::memcpy(values(c), s.values.data(), std::min(n, kHeadValues) * sizeof(SignalValue));
+#endif
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    copy_values(values(c), s.values.data(), std::min(n, kHeadValues));
+  }
+  /// fill() of `k` samples into the cells from position `pos`.
+  void fill_run(std::uint64_t pos, const Sample* in, std::size_t k) const noexcept {
+    for (std::size_t j = 0; j < k; ++j) fill(cell(pos + j), in[j]);
   }
   /// Copies a published cell out (the cell is still ours until released). Lengths a peer wrote
   /// beyond max_values are clamped: a lying peer never makes us read past the cell.
@@ -120,7 +158,7 @@ struct Queue::Impl {
     out.flags = c->flags;
     const std::uint32_t n = std::min(c->length, max_values);
     out.values.resize(n);  // no allocation once the caller's vector has grown to max_values
-    if (n != 0) std::memcpy(out.values.data(), values(c), n * sizeof(SignalValue));
+    copy_values(out.values.data(), values(c), n);
   }
 
   /// After a push: wakes sleeping consumers (seq_cst pairs with their register-then-check).
@@ -204,6 +242,7 @@ struct Queue::Impl {
       std::uint64_t pos = aref(h->tail).load(std::memory_order_relaxed);
       if (!producer_synced) pos = sync_producer(pos);
       const std::uint64_t first = pos;
+      // How many fit: a prefix of samples short enough, up to the cells known to be free.
       for (const Sample& s : in) {
         if (s.values.size() > max_values) {
           why = Errc::size_mismatch;
@@ -217,10 +256,10 @@ struct Queue::Impl {
             break;
           }
         }
-        fill(cell(pos), s);
         ++pos;
-        ++done;
       }
+      done = static_cast<std::size_t>(pos - first);
+      fill_run(first, in.data(), done);
       // Publish the run in order (release; pairs with pop_burst's acquire). Filling every cell
       // first means a consumer polling the run's first turn finds the whole run ready at once
       // and never pulls away a line we are still writing.
@@ -234,7 +273,7 @@ struct Queue::Impl {
       std::uint64_t pos = 0;
       const std::uint64_t n = claim_run(h->tail, 0, pos, fit);
       if (n == 0) return Errc::would_block;
-      for (std::uint64_t i = 0; i < n; ++i) fill(cell(pos + i), in[i]);
+      fill_run(pos, in.data(), n);
       // Publish after filling the whole run, as for SPSC (release; pairs with claim_run's acquire).
       for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + 1, std::memory_order_release);
       done = n;
@@ -252,14 +291,15 @@ struct Queue::Impl {
     if (kind == QueueKind::spsc) {
       // One consumer: run a local position over the burst and free the cells with one store of
       // head (release: our reads of them are done before the producer reuses them).
-      std::uint64_t pos = aref(h->head).load(std::memory_order_relaxed);
+      const std::uint64_t first = aref(h->head).load(std::memory_order_relaxed);
+      std::uint64_t pos = first;  // a local count: `done` is the caller's memory
       for (Sample& s : out) {
         CellHeader* c = cell(pos);
         if (aref(c->turn).load(std::memory_order_acquire) != pos + 1) break;  // empty
         drain(c, s);
         ++pos;
-        ++done;
       }
+      done = static_cast<std::size_t>(pos - first);
       if (done != 0) aref(h->head).store(pos, std::memory_order_release);
     } else {
       std::uint64_t pos = 0;

@@ -899,6 +899,37 @@ TEST_P(QueueKinds, SampleLengthsFromZeroToMaxValues) {
   EXPECT_EQ(out.sequence, 0u);
 }
 
+// Every length from 0 to 17 values, pushed as one burst and one at a time, comes out bit-exact:
+// the copies move values in runs of 4, 2 and 1 around the cell's first line (two values share
+// it with the header), so each length takes a different path through them. A copy that wrote
+// past a sample's length would reach the next cell's turn and stall or corrupt the queue.
+TEST_P(QueueKinds, EveryLengthRoundTripsInBurstsAndSingly) {
+  constexpr std::size_t kMax = 17;
+  auto q = make(64, kMax);
+  std::vector<Sample> in;
+  for (std::size_t n = 0; n <= kMax; ++n) in.push_back(make_sample(1000 + n, n));
+  for (std::size_t n = kMax + 1; n-- > 0;) in.push_back(make_sample(2000 + n, n));
+  std::size_t pushed = 0;
+  ASSERT_EQ(q.try_push_burst(in, pushed), Errc::ok);
+  ASSERT_EQ(pushed, in.size());
+  std::vector<Sample> out(in.size());
+  for (Sample& o : out) o.values.assign(kMax, SignalValue::of(-1.0));  // stale values must go
+  std::size_t popped = 0;
+  ASSERT_EQ(q.try_pop_burst(out, popped), Errc::ok);
+  ASSERT_EQ(popped, in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE(i);
+    expect_same(out[i], in[i]);
+  }
+  for (const Sample& s : in) ASSERT_EQ(q.try_push(s), Errc::ok);
+  Sample one;
+  for (const Sample& s : in) {
+    ASSERT_EQ(q.try_pop(one), Errc::ok);
+    expect_same(one, s);
+  }
+  EXPECT_EQ(q.try_pop(one), Errc::would_block);
+}
+
 TEST_P(QueueKinds, ShutdownRefusesPushesAndDrainsBeforeClosed) {
   auto q = make(8, 2);
   auto peer = Queue::open("k");
