@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
@@ -88,6 +89,17 @@ T peek(const std::string& path, std::uint64_t offset) {
   ::close(fd);
   if (n != static_cast<ssize_t>(sizeof value)) throw std::runtime_error("pread " + path);
   return value;
+}
+
+/// `n` bytes of the file at `offset`.
+std::vector<std::uint8_t> peek_bytes(const std::string& path, std::uint64_t offset, std::size_t n) {
+  std::vector<std::uint8_t> bytes(n);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("open " + path);
+  const ssize_t got = ::pread(fd, bytes.data(), n, static_cast<off_t>(offset));
+  ::close(fd);
+  if (got != static_cast<ssize_t>(n)) throw std::runtime_error("pread " + path);
+  return bytes;
 }
 
 std::uint64_t file_size(const std::string& path) {
@@ -928,6 +940,44 @@ TEST_P(QueueKinds, EveryLengthRoundTripsInBurstsAndSingly) {
     expect_same(one, s);
   }
   EXPECT_EQ(q.try_pop(one), Errc::would_block);
+}
+
+// A burst pop takes ownership of the drained cells' cache lines by storing back the bytes they
+// hold (Impl::own_lines). The cells must come out of it byte for byte as the producer left them,
+// except that an MPMC consumer frees each cell by its turn (pos + capacity); and a freed cell
+// must not look published to the next lap. Cells of 17 values span three cache lines, so the
+// pass touches a line of values at offset 64 and at 128 of every cell.
+TEST_P(QueueKinds, BurstPopLeavesTheCellsAsWrittenButForTheFreedTurns) {
+  constexpr std::uint32_t kCap = 8, kMax = 17;
+  auto q = make(kCap, kMax);
+  const std::string path = q.path();
+  const std::uint64_t cells = header_bytes_for(0), cb = cell_bytes_for(kMax);
+  ASSERT_EQ(cb, 192u);
+  auto snapshot = [&] { return peek_bytes(path, cells, kCap * cb); };
+  for (std::uint64_t lap = 0; lap < 3; ++lap) {
+    SCOPED_TRACE(lap);
+    std::vector<Sample> in;
+    for (std::uint64_t i = 0; i < kCap; ++i) in.push_back(make_sample(lap * kCap + i, kMax));
+    std::size_t pushed = 0;
+    ASSERT_EQ(q.try_push_burst(in, pushed), Errc::ok);
+    ASSERT_EQ(pushed, kCap);
+    const std::vector<std::uint8_t> before = snapshot();
+    std::vector<Sample> out(kCap);
+    std::size_t popped = 0;
+    ASSERT_EQ(q.try_pop_burst(out, popped), Errc::ok);
+    ASSERT_EQ(popped, kCap);
+    for (std::uint64_t i = 0; i < kCap; ++i) expect_same(out[i], in[i]);
+    std::vector<std::uint8_t> after = snapshot();
+    for (std::uint64_t i = 0; i < kCap; ++i) {
+      const std::uint64_t pos = lap * kCap + i;
+      const std::uint64_t turn = peek<std::uint64_t>(path, cells + i * cb + off::kCellTurn);
+      EXPECT_EQ(turn, GetParam() == QueueKind::mpmc ? pos + kCap : pos + 1) << "cell " << i;
+      std::memcpy(after.data() + i * cb + off::kCellTurn, before.data() + i * cb + off::kCellTurn, 8);
+    }
+    EXPECT_TRUE(after == before) << "a burst pop changed a cell's bytes beyond its turn";
+    Sample none;
+    EXPECT_EQ(q.try_pop(none), Errc::would_block) << "a freed cell looks published";
+  }
 }
 
 TEST_P(QueueKinds, ShutdownRefusesPushesAndDrainsBeforeClosed) {
