@@ -252,6 +252,10 @@ class SHMLINK_EXPORT Queue {
   Status try_pop(Sample& out) noexcept;
   /// Pops up to `out.size()` samples, oldest first, without blocking (a burst, as rx_burst);
   /// `popped` receives how many (into out[0..popped)). One wake-up check for the whole burst.
+  /// Before freeing a run of two or more cells it stores back into each of their cache lines
+  /// the bytes already there (relaxed), taking the lines over so that the producer's next write
+  /// moves each in one transfer; the cells' contents do not change (docs/design/queues.md,
+  /// "Bursts").
   /// @return ok when at least one was popped (or `out` is empty); otherwise would_block (empty),
   ///         closed (shut and drained), permission.
   Status try_pop_burst(std::span<Sample> out, std::size_t& popped) noexcept;
