@@ -380,7 +380,9 @@ SHMLINK_EXPORT int shmlink_queue_try_push(shmlink_queue_t *queue, const shmlink_
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_push. */
 SHMLINK_EXPORT int shmlink_queue_push(shmlink_queue_t *queue, const shmlink_sample_t *sample, int64_t timeout_ns);
 /** Pushes up to `count` samples in order without blocking, stopping at the first that does not
- *  go in (a burst: as many as possible).
+ *  go in (a burst: as many as possible). The samples go to the queue in runs of up to 32 (fewer
+ *  when max_values exceeds 512), each one burst of the C++ API: one wake-up check per run, not per
+ *  sample. Never allocates (the handle's scratch is reserved at open).
  *  @return how many were pushed (0..count, at most INT_MAX) when that is at least one or count
  *          is 0; otherwise the first sample's error as shmlink_queue_try_push (WOULD_BLOCK when
  *          full). A short count means: call again from samples + count to see why.
@@ -403,7 +405,8 @@ SHMLINK_EXPORT int shmlink_queue_try_pop(shmlink_queue_t *queue, shmlink_sample_
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */
 SHMLINK_EXPORT int shmlink_queue_pop(shmlink_queue_t *queue, shmlink_sample_t *out, int64_t timeout_ns);
 /** Pops up to `count` samples into out[0..count) without blocking (a burst), each as
- *  shmlink_queue_try_pop. Every out[i] is checked before anything is popped.
+ *  shmlink_queue_try_pop. Every out[i] is checked before anything is popped. Popped in runs as
+ *  shmlink_queue_try_push_burst pushes (one wake-up check per run); never allocates.
  *  @return how many were popped (at most INT_MAX) when that is at least one or count is 0;
  *          otherwise WOULD_BLOCK (empty), CLOSED (shut down and drained), PERMISSION or
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */

@@ -642,6 +642,64 @@ TEST_F(capiQueueIo, BurstsMoveAsManyAsFitInOrder) {
   EXPECT_EQ(shmlink_queue_try_push_burst(q.get(), mixed + 1, 1), SHMLINK_E_SIZE_MISMATCH);
 }
 
+// C bursts go to the core in runs of up to 32 samples (fewer for long samples): bursts longer
+// than a run must cross run boundaries in order, a full queue must stop one inside a run, and a
+// bad sample past the first run must still stop the burst exactly where it stands.
+TEST_F(capiQueueIo, BurstsLongerThanARunCrossRunsInOrderAndStopWhereTheyMust) {
+  for (const std::uint32_t max_values : {3U, 1000U}) {  // runs of 32, and of 16
+    SCOPED_TRACE(max_values);
+    const std::string name = test_name() + std::to_string(max_values);
+    auto q = make_queue(name, qspec(128, max_values));
+    ASSERT_TRUE(q);
+    std::vector<std::unique_ptr<OutSample>> outs;
+    std::vector<shmlink_sample_t> batch;
+    for (std::uint64_t i = 0; i < 200; ++i) {
+      outs.push_back(std::make_unique<OutSample>(i, static_cast<std::uint32_t>(i % (max_values + 1) % 4)));
+      outs.back()->s.ts_origin_ns = static_cast<std::int64_t>(i) * 10 + 1;
+      batch.push_back(outs.back()->s);
+    }
+    ASSERT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data(), 100), 100) << last_error();
+    // 28 cells left: the next burst stops inside its first run.
+    ASSERT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data() + 100, 50), 28) << last_error();
+    EXPECT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data() + 128, 1), SHMLINK_E_WOULD_BLOCK);
+
+    std::vector<std::unique_ptr<SampleBuf>> bufs;
+    std::vector<shmlink_sample_t> ins;
+    for (int i = 0; i < 150; ++i) {
+      bufs.push_back(std::make_unique<SampleBuf>(2));  // shorter than 3-value samples: truncated
+      ins.push_back(bufs.back()->s);
+    }
+    ASSERT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), 128) << last_error();
+    for (std::uint64_t i = 0; i < 128; ++i) {
+      SCOPED_TRACE(i);
+      ASSERT_EQ(ins[i].sequence, i);
+      EXPECT_EQ(ins[i].ts_origin_ns, static_cast<std::int64_t>(i) * 10 + 1);
+      ASSERT_EQ(ins[i].length, batch[i].length);
+      for (std::uint32_t v = 0; v < std::min(ins[i].length, 2U); ++v)
+        EXPECT_EQ(ins[i].values[v].f, static_cast<double>(i * 100 + v));
+    }
+    EXPECT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), SHMLINK_E_WOULD_BLOCK);
+
+    // A sample with NULL values and a length, 70 samples in (in the third run): 70 go.
+    batch[70].values = nullptr;
+    batch[70].length = 2;
+    ASSERT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data(), 80), 70) << last_error();
+    EXPECT_EQ(shmlink_queue_size_approx(q.get()), 70U);
+    EXPECT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data() + 70, 10), SHMLINK_E_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(last_error(), "shmlink_queue_try_push_burst")) << last_error();
+    ASSERT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), 70);
+    EXPECT_EQ(ins[69].sequence, 69U);
+    // A sample longer than max_values, 40 samples in (in the second run): 40 go.
+    OutSample big(1, max_values + 1);
+    batch[40] = big.s;
+    ASSERT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data(), 60), 40) << last_error();
+    EXPECT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data() + 40, 20), SHMLINK_E_SIZE_MISMATCH);
+    ASSERT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), 40);
+    EXPECT_EQ(ins[39].sequence, 39U);
+    EXPECT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), SHMLINK_E_WOULD_BLOCK);
+  }
+}
+
 TEST_F(capiQueueIo, ReadOnlyHandleInspectsButCannotPushPopOrShutdown) {
   const shmlink_signal_t table[] = {sig(0, "v", SHMLINK_SIGNAL_F64)};
   auto spec = qspec(4, 1);
