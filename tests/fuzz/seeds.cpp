@@ -2,12 +2,13 @@
 // Writes the seed corpora of the fuzz targets: files made by the library itself, so that
 // mutations start from every layout shmlink really writes.
 //
-//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/stream/*, <out-dir>/queue/*, <out-dir>/memif_status/*
+//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/{stream,queue,memif_status,packet}/*
 //
 // Streams: plain 1-, 2- and 3-axis streams of several dtypes, with keywords, semaphores, a
 // circular buffer, rolling buffers, a written frame, and a packetised frame with its companion
 // (as one two-file input, see fuzz_util.hpp). Queues: SPSC and MPMC, with signal tables, empty,
-// part full, full and shut down. memif status: a master and a slave socket, connected.
+// part full, full and shut down. memif status: a master and a slave socket, connected. Packets:
+// the ARP and ICMP echo frames `shmlink memif ping|responder` build and answer.
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "fuzz_util.hpp"
+#include "packet.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -150,6 +152,24 @@ void memif_status_seeds(const fs::path& out) {
   put(out / "slave", slurp(slave.status_file()));
 }
 
+void packet_seeds(const fs::path& out) {
+  namespace pkt = shmlink::cli::packet;
+  const pkt::Mac a{{0x02, 0, 0, 0, 0, 1}}, b{{0x02, 0, 0, 0, 0, 2}};
+  const pkt::Ipv4 ia{0xc0a80101}, ib{0xc0a80102};
+  std::vector<std::uint8_t> frame(2048);
+  const std::size_t arp = pkt::build_arp_request(frame, a, ia, ib);
+  put(out / "arp_request", std::vector<char>(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(arp)));
+  std::vector<std::uint8_t> reply(2048);
+  if (auto n = pkt::respond(std::span<const std::uint8_t>(frame.data(), arp), reply, b, ib))
+    put(out / "arp_reply", std::vector<char>(reply.begin(), reply.begin() + static_cast<std::ptrdiff_t>(*n)));
+  for (std::size_t size : {pkt::kMinEchoFrameSize, std::size_t{98}, std::size_t{1514}}) {
+    const std::size_t n = pkt::build_icmp_echo_request(frame, a, b, ia, ib, 7, 3, size);
+    put(out / ("echo_request_" + std::to_string(size)), std::vector<char>(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(n)));
+    if (auto r = pkt::respond(std::span<const std::uint8_t>(frame.data(), n), reply, b, ib))
+      put(out / ("echo_reply_" + std::to_string(size)), std::vector<char>(reply.begin(), reply.begin() + static_cast<std::ptrdiff_t>(*r)));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,10 +180,11 @@ int main(int argc, char** argv) {
   try {
     const fs::path out(argv[1]);
     const std::string& dir = shmlink::fuzz::scratch_dir();
-    for (const char* t : {"stream", "queue", "memif_status"}) fs::create_directories(out / t);
+    for (const char* t : {"stream", "queue", "memif_status", "packet"}) fs::create_directories(out / t);
     stream_seeds(dir, out / "stream");
     queue_seeds(dir, out / "queue");
     memif_status_seeds(out / "memif_status");
+    packet_seeds(out / "packet");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shmlink_fuzz_seeds: %s\n", e.what());
     return 1;
