@@ -225,6 +225,17 @@ class ViewGuard {
 
 py::array PyStream::view_of(std::span<const std::byte> bytes, const py::object& self) {
   auto shape = np_shape();
+  // The array must never reach past the bytes it views (a lying file could otherwise make
+  // numpy read beyond the mapping): its size is checked against the span, overflow included.
+  std::uint64_t elements = 1;
+  for (const py::ssize_t n : shape)
+    if (n < 0 || __builtin_mul_overflow(elements, static_cast<std::uint64_t>(n), &elements))
+      raise_code(Errc::layout, "viewing stream '" + name_ + "': its shape overflows");
+  std::uint64_t view_bytes = 0;
+  if (__builtin_mul_overflow(elements, static_cast<std::uint64_t>(dtype_size(s().dtype())), &view_bytes) ||
+      view_bytes != bytes.size())
+    raise_code(Errc::layout, "viewing stream '" + name_ + "': its shape does not match the " +
+                                 std::to_string(bytes.size()) + "-byte frame");
   py::object guard = py::cast(new ViewGuard(self), py::return_value_policy::take_ownership);
   py::array a(np_dtype(s().dtype()), shape, {}, bytes.data(), guard);
   py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
