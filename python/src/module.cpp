@@ -363,7 +363,9 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
             return ps.view_of(ps.s().view(), self);
           },
           "A zero-copy, read-only ndarray of the newest frame, NOT validated (the writer may change "
-          "it while you read). Its base keeps the stream open: close() raises BufferError meanwhile.")
+          "it while you read). Its base keeps the stream open: close() raises BufferError meanwhile. "
+          "Never larger than the frame (LayoutError otherwise). Reading it after another program "
+          "truncated the file in place (an ImageStreamIO/DAO re-creation) raises SIGBUS.")
       .def("wait", &PyStream::wait, py::arg("timeout") = py::none(), py::arg("sem") = py::none(),
            py::arg("spin") = false,
            "Wait for a frame newer than the last one read or waited for. timeout in seconds (None: "
@@ -374,7 +376,8 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
           py::arg("preferred") = -1, "Claim a semaphore slot for this process (ISIO getsemwaitindex); -1 if none.")
       .def(
           "sem_flush", [](PyStream& p, int i) { return p.s().sem_flush(i); }, py::arg("index") = -1,
-          "Drain semaphore slot index (all when -1); returns the posts removed.")
+          "Drain semaphore slot index (all when -1) in one atomic step; returns the posts removed "
+          "(at most 2**31-1).")
       .def(
           "sem_post", [](PyStream& p, int i) {
             const Status st = p.s().sem_post(i);
