@@ -231,24 +231,31 @@ class SHMLINK_EXPORT Queue {
   // ---- producing ----------------------------------------------------------------------
   /// Pushes one sample if a cell is free. Never blocks, never allocates.
   /// @return ok; would_block (full); size_mismatch (more values than max_values); closed (the
-  ///         queue was shut: see shutdown()); permission (opened read-only).
+  ///         queue was shut: see shutdown()); permission (opened read-only); layout (MPMC: the
+  ///         file's tail index is behind a cell's turn, a state no correct producer leaves: the
+  ///         file is corrupted; logged once per handle, naming the queue). Never loops without
+  ///         bound, whatever the file holds.
   Status try_push(const Sample& s) noexcept;
   /// Pushes up to `samples.size()` samples, in order, without blocking (a burst, as DPDK's
   /// tx_burst): stops at the first that does not fit (full) or is too long. One wake-up check
   /// (fence) for the whole burst. Never allocates.
   /// @param pushed receives how many were pushed (a prefix of `samples`).
   /// @return ok when at least one was pushed (or `samples` is empty); otherwise why none was:
-  ///         would_block (full), size_mismatch (the first sample is too long), closed, permission.
+  ///         would_block (full), size_mismatch (the first sample is too long), closed, permission,
+  ///         layout (as try_push).
   Status try_push_burst(std::span<const Sample> samples, std::size_t& pushed) noexcept;
   /// Pushes, waiting (by the queue's wait mode) while it is full.
   /// @param timeout relative (CLOCK_MONOTONIC); kForever waits without limit.
-  /// @return ok, timeout, interrupted, closed, size_mismatch.
+  /// @return ok, timeout, interrupted, closed, size_mismatch, layout (as try_push). The timeout
+  ///         is honoured whatever the file holds.
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept;
 
   // ---- consuming ----------------------------------------------------------------------
   /// Pops the oldest sample into `out` (its values vector is resized to the sample's length;
   /// it allocates only when that exceeds its capacity).
-  /// @return ok; would_block (empty); closed (shut and drained); permission (read-only).
+  /// @return ok; would_block (empty); closed (shut and drained); permission (read-only);
+  ///         layout (MPMC: the head index is behind a cell's turn, the file is corrupted; as
+  ///         try_push).
   Status try_pop(Sample& out) noexcept;
   /// Pops up to `out.size()` samples, oldest first, without blocking (a burst, as rx_burst);
   /// `popped` receives how many (into out[0..popped)). One wake-up check for the whole burst.
@@ -257,10 +264,11 @@ class SHMLINK_EXPORT Queue {
   /// moves each in one transfer; the cells' contents do not change (docs/design/queues.md,
   /// "Bursts").
   /// @return ok when at least one was popped (or `out` is empty); otherwise would_block (empty),
-  ///         closed (shut and drained), permission.
+  ///         closed (shut and drained), permission, layout (as try_pop).
   Status try_pop_burst(std::span<Sample> out, std::size_t& popped) noexcept;
   /// Pops, waiting (by the queue's wait mode) while it is empty.
-  /// @return ok, timeout, interrupted, closed (shut and drained).
+  /// @return ok, timeout, interrupted, closed (shut and drained), layout (as try_pop). The
+  ///         timeout is honoured whatever the file holds.
   Status pop(Sample& out, std::chrono::nanoseconds timeout) noexcept;
 
   /// Shuts the queue: pushes then fail with Errc::closed, consumers drain what is left and then

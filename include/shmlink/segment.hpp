@@ -87,8 +87,11 @@ class SHMLINK_EXPORT Segment {
   static Segment create_file(const std::string& path, std::size_t size, OpenMode mode,
                              mode_t permissions, const Initializer& init);
 
-  /// Opens and maps an existing file read-write (or read-only) in full.
-  /// @throws Error not_found / permission / system naming `path`; layout when the file is empty.
+  /// Opens and maps an existing file read-write (or read-only) in full. Opens with O_NONBLOCK, so
+  /// a FIFO or device under the name never blocks, and refuses anything that is not a regular
+  /// file before touching it. A symbolic link is followed (its target must be a regular file).
+  /// @throws Error not_found / permission / system naming `path`; layout when the file is empty
+  ///         or not a regular file (the message says what it is: a FIFO, a directory, ...).
   static Segment open_file(const std::string& path, bool writable = true);
 
   /// Creates an anonymous memfd of `size` bytes (MFD_CLOEXEC|MFD_ALLOW_SEALING), maps it and

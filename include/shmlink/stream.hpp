@@ -320,6 +320,14 @@ class SHMLINK_EXPORT Stream {
   /// stays valid on the old file; re-open with `Stream::open(path())` to follow the stream.
   /// Costs one stat(2).
   [[nodiscard]] bool replaced() const noexcept;
+  /// True while the file this handle maps still covers the whole mapping (one fstat(2) of the
+  /// open descriptor). False once the file was truncated in place, as ImageStreamIO and DAO
+  /// re-create a stream of the same name (open with truncation, then re-size): every access to
+  /// the mapping (view() spans, reads, cnt0()) then raises SIGBUS, a signal the library cannot
+  /// catch for you. Tools and long-running readers that may meet foreign writers call it before
+  /// touching the mapping after a pause (wait_futex() does after each poll slice); a truncation
+  /// racing between the check and the access still faults.
+  [[nodiscard]] bool file_intact() const noexcept;
 
   // ---- writing ----------------------------------------------------------------------
   /// Publishes one frame: write = 1, release fence, copy, timestamps, cnt0 += 1 (release),
@@ -450,7 +458,9 @@ class SHMLINK_EXPORT Stream {
 
   /// Zero-copy view of the current frame (a rolling buffer's newest slice). NOT validated: a
   /// writer may change it while it is read. Use read_copy() when a consistent frame matters,
-  /// or check cnt0 before and after.
+  /// or check cnt0 before and after. The span lies inside the mapping (its size comes from the
+  /// metadata validated at open, never re-read). If another process truncates the file in place
+  /// (a foreign re-creation), reading the span raises SIGBUS: see file_intact().
   [[nodiscard]] std::span<const std::byte> view() const noexcept;
 
   /// Typed zero-copy view; empty when T does not match dtype().
@@ -482,7 +492,11 @@ class SHMLINK_EXPORT Stream {
   /// @param cnt0_out receives the new cnt0 on success.
   /// @return ok, timeout, interrupted (a signal arrived), closed, replaced (the file was
   ///         re-created or removed while waiting: re-open it; noticed at once when the new file
-  ///         came from shmlink's PurgeAndCreate, within 10 ms otherwise).
+  ///         came from shmlink's PurgeAndCreate, within 10 ms otherwise; also when the file was
+  ///         truncated in place, see file_intact(): the wait checks it after each 10 ms slice
+  ///         before touching the mapping, which turns most foreign in-place re-creations into
+  ///         replaced instead of SIGBUS; one that truncates between that check and the next
+  ///         access to the mapping still raises SIGBUS).
   /// Memory ordering: on ok, the frame published by that cnt0 increment is visible (acquire).
   Status wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout = kForever,
                     std::uint64_t* cnt0_out = nullptr,
@@ -502,17 +516,29 @@ class SHMLINK_EXPORT Stream {
   int claim_semaphore(int preferred = -1) noexcept;
   /// Gives a claimed slot back (semReadPID := -1) if this process holds it.
   void release_semaphore(int index) noexcept;
-  /// Waits on slot `index` (sem_clockwait on CLOCK_MONOTONIC, immune to wall-clock jumps).
-  /// @return ok, timeout, interrupted, out_of_range, closed.
+  /// Waits on slot `index`, on CLOCK_MONOTONIC (immune to wall-clock jumps). Every semaphore
+  /// call works on the in-file glibc `sem_t` words itself (glibc's 64-bit layout: value in the
+  /// low 32 bits of the first u64, waiter count in the high 32; glibc's protocol, so glibc's
+  /// sem_post/sem_wait in ISIO or milk processes interoperate both ways), because glibc's own
+  /// calls abort the process on some bytes any co-user of the file can write there. A scribbled
+  /// slot can cost its posts or wake-ups, never the process, and a wait always ends by its
+  /// timeout (it re-checks the slot at least every 100 ms).
+  /// @return ok, timeout, interrupted, out_of_range, closed, permission (read-only handle).
+  /// Memory ordering: on ok, what the poster wrote before its post is visible (acquire).
   Status sem_wait(int index, std::chrono::nanoseconds timeout = kForever) const noexcept;
   /// Takes one post from slot `index` without blocking; would_block when it is 0.
   Status sem_trywait(int index) const noexcept;
-  /// Drains slot `index` (or every slot when -1); returns the number of posts removed.
+  /// Drains slot `index` (or every slot when -1): sets the value to 0 in one atomic step,
+  /// whatever it was (O(1), unlike ISIO's one sem_trywait per post); returns the number of
+  /// posts removed (saturated at INT_MAX).
   int sem_flush(int index) const noexcept;
-  /// Current value of slot `index`; -1 for a bad index.
+  /// Current value of slot `index` (clamped to 0..INT_MAX); -1 for a bad index.
   [[nodiscard]] int sem_value(int index) const noexcept;
   /// Posts slot `index` (capped at 10, recording semWritePID), or every slot and semlog when
-  /// index is -1, exactly as ImageStreamIO_sempost. @return ok, out_of_range, closed.
+  /// index is -1, exactly as ImageStreamIO_sempost: one bounded compare-and-swap on the value,
+  /// then a shared futex wake when the slot counts waiters (futex errors ignored).
+  /// @return ok, out_of_range, closed, permission.
+  /// Memory ordering: the post is a release; pairs with the acquire of sem_wait/sem_trywait.
   Status sem_post(int index) noexcept;
 
   // ---- keywords ---------------------------------------------------------------------

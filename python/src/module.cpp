@@ -225,6 +225,17 @@ class ViewGuard {
 
 py::array PyStream::view_of(std::span<const std::byte> bytes, const py::object& self) {
   auto shape = np_shape();
+  // The array must never reach past the bytes it views (a lying file could otherwise make
+  // numpy read beyond the mapping): its size is checked against the span, overflow included.
+  std::uint64_t elements = 1;
+  for (const py::ssize_t n : shape)
+    if (n < 0 || __builtin_mul_overflow(elements, static_cast<std::uint64_t>(n), &elements))
+      raise_code(Errc::layout, "viewing stream '" + name_ + "': its shape overflows");
+  std::uint64_t view_bytes = 0;
+  if (__builtin_mul_overflow(elements, static_cast<std::uint64_t>(dtype_size(s().dtype())), &view_bytes) ||
+      view_bytes != bytes.size())
+    raise_code(Errc::layout, "viewing stream '" + name_ + "': its shape does not match the " +
+                                 std::to_string(bytes.size()) + "-byte frame");
   py::object guard = py::cast(new ViewGuard(self), py::return_value_policy::take_ownership);
   py::array a(np_dtype(s().dtype()), shape, {}, bytes.data(), guard);
   py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
@@ -352,7 +363,9 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
             return ps.view_of(ps.s().view(), self);
           },
           "A zero-copy, read-only ndarray of the newest frame, NOT validated (the writer may change "
-          "it while you read). Its base keeps the stream open: close() raises BufferError meanwhile.")
+          "it while you read). Its base keeps the stream open: close() raises BufferError meanwhile. "
+          "Never larger than the frame (LayoutError otherwise). Reading it after another program "
+          "truncated the file in place (an ImageStreamIO/DAO re-creation) raises SIGBUS.")
       .def("wait", &PyStream::wait, py::arg("timeout") = py::none(), py::arg("sem") = py::none(),
            py::arg("spin") = false,
            "Wait for a frame newer than the last one read or waited for. timeout in seconds (None: "
@@ -363,7 +376,8 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
           py::arg("preferred") = -1, "Claim a semaphore slot for this process (ISIO getsemwaitindex); -1 if none.")
       .def(
           "sem_flush", [](PyStream& p, int i) { return p.s().sem_flush(i); }, py::arg("index") = -1,
-          "Drain semaphore slot index (all when -1); returns the posts removed.")
+          "Drain semaphore slot index (all when -1) in one atomic step; returns the posts removed "
+          "(at most 2**31-1).")
       .def(
           "sem_post", [](PyStream& p, int i) {
             const Status st = p.s().sem_post(i);

@@ -16,11 +16,12 @@
 namespace shmlink::os {
 
 /// Result of futex_wait.
-enum class FutexResult { woken, value_changed, timed_out, interrupted };
+enum class FutexResult { woken, value_changed, timed_out, interrupted, fault };
 
 /// Sleeps while `*word == expected`, at most `rel` (relative, CLOCK_MONOTONIC; nullptr = no
 /// limit). Returns woken (or spurious), value_changed (EAGAIN: *word != expected on entry),
-/// timed_out, interrupted (EINTR).
+/// timed_out, interrupted (EINTR), fault (EFAULT: the word's page is gone, e.g. the file was
+/// truncated under the mapping; touching it would raise SIGBUS).
 inline FutexResult futex_wait(const std::uint32_t* word, std::uint32_t expected, const timespec* rel) noexcept {
   // FUTEX_WAIT without FUTEX_PRIVATE_FLAG: shared futex (keyed on the page, not the address).
   long r = ::syscall(SYS_futex, word, FUTEX_WAIT, expected, rel, nullptr, 0);
@@ -29,6 +30,7 @@ inline FutexResult futex_wait(const std::uint32_t* word, std::uint32_t expected,
     case EAGAIN: return FutexResult::value_changed;
     case ETIMEDOUT: return FutexResult::timed_out;
     case EINTR: return FutexResult::interrupted;
+    case EFAULT: return FutexResult::fault;
     default: return FutexResult::woken;  // treat anything else as spurious; callers re-check
   }
 }
@@ -36,6 +38,13 @@ inline FutexResult futex_wait(const std::uint32_t* word, std::uint32_t expected,
 /// Wakes up to `count` waiters on `word` (INT_MAX: all). Returns the number woken.
 inline int futex_wake(const std::uint32_t* word, int count = INT_MAX) noexcept {
   long r = ::syscall(SYS_futex, word, FUTEX_WAKE, count, nullptr, nullptr, 0);
+  return r < 0 ? 0 : static_cast<int>(r);
+}
+
+/// As futex_wake, for a process-private futex (FUTEX_WAKE_PRIVATE): wakes only waiters of this
+/// process that waited with FUTEX_WAIT_PRIVATE (glibc does for a sem_t whose `private` word is 0).
+inline int futex_wake_private(const std::uint32_t* word, int count = INT_MAX) noexcept {
+  long r = ::syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
   return r < 0 ? 0 : static_cast<int>(r);
 }
 

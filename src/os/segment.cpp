@@ -156,12 +156,25 @@ Segment Segment::create_file(const std::string& path, std::size_t size, OpenMode
 }
 
 Segment Segment::open_file(const std::string& path, bool writable) {
-  int raw = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO (or device) a co-user put under a channel's name must not block open();
+  // it is refused just below, before anything else touches it. On a regular file the flag
+  // changes nothing (mmap, fstat and locks ignore it). Symbolic links are followed: DAO and milk
+  // set-ups link stream files under other names, and a link grants nothing its target's
+  // permissions do not (the kernel's protected_symlinks refuses another user's link in a
+  // sticky directory such as /dev/shm).
+  int raw = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
   if (raw < 0) os::throw_errno(errno, "opening", path);
   os::UniqueFd fd(raw);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting", path);
-  if (!S_ISREG(st.st_mode)) throw Error(Errc::layout, "opening " + path + ": not a regular file");
+  if (!S_ISREG(st.st_mode))
+    throw Error(Errc::layout, "opening " + path + ": not a regular file (" +
+                                  (S_ISFIFO(st.st_mode)  ? "a FIFO"
+                                   : S_ISDIR(st.st_mode) ? "a directory"
+                                   : S_ISSOCK(st.st_mode) ? "a socket"
+                                   : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                                  : "not a file") +
+                                  ")");
   if (st.st_size <= 0) throw Error(Errc::layout, "opening " + path + ": file is empty");
   Mapping map(fd.get(), static_cast<std::size_t>(st.st_size), writable, path);
   return Segment(fd.release(), std::move(map), path, static_cast<std::uint64_t>(st.st_ino));

@@ -71,20 +71,39 @@ bool ofd_locked_by_other(int fd) noexcept {
   return fl.l_type != F_UNLCK;
 }
 
+/// Flags for every open() of a channel file here: never block (a FIFO under the name would
+/// block open() for ever) and never follow a symbolic link (the inode locked and compared is the
+/// one at the name). What was opened is then checked with is_regular() before any other use.
+constexpr int kChannelOpenFlags = O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW;
+
+/// True when `fd` is a regular file.
+bool is_regular(int fd) noexcept {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/// What remove_if_stale() found at the name.
+enum class Stale { removed, live, foreign };
+
 /// Removes the queue file at `path` if nobody holds its lock (its owner is gone), under our own
-/// lock so that no live owner's file is ever removed. Returns false when a live owner holds it.
-bool remove_if_stale(const std::string& path) noexcept {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return true;
+/// lock so that no live owner's file is ever removed. live: a live owner holds it; foreign: the
+/// name is not a regular file (a FIFO, a symbolic link, ...), which is never ours to remove.
+Stale remove_if_stale(const std::string& path) noexcept {
+  const int fd = ::open(path.c_str(), O_RDWR | kChannelOpenFlags);
+  if (fd < 0) return errno == ENOENT ? Stale::removed : Stale::foreign;
+  if (!is_regular(fd)) {
+    ::close(fd);
+    return Stale::foreign;
+  }
   if (ofd_lock(fd) != 0) {
     ::close(fd);
-    return false;
+    return Stale::live;
   }
   struct stat a {}, b {};
-  if (::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+  if (::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
     ::unlink(path.c_str());
   ::close(fd);
-  return true;
+  return Stale::removed;
 }
 
 void check_signal_args(const char* what, std::uint32_t index, std::string_view name, SignalType type,
@@ -311,7 +330,7 @@ struct Interface::Impl {
     const std::string tmp = out_path + ".tmp" + std::to_string(os::current_pid()) + "." +
                             std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
     Queue fresh = Queue::create(tmp, qs, OpenMode::PurgeAndCreate);
-    const int fd = ::open(tmp.c_str(), O_RDWR | O_CLOEXEC);
+    const int fd = ::open(tmp.c_str(), O_RDWR | kChannelOpenFlags);
     const int lock_err = fd < 0 ? errno : ofd_lock(fd);
     const auto fail = [&](Errc code, const std::string& why) {
       ::unlink(tmp.c_str());
@@ -324,7 +343,13 @@ struct Interface::Impl {
       const int e = errno;
       if (e != EEXIST) fail(errc_from_errno(e), std::string("linking it into place: ") + std::strerror(e));
       if (attempt == 8) fail(Errc::exists, "other processes keep creating it");
-      if (!remove_if_stale(out_path)) fail(Errc::exists, "it is the output of another open interface");
+      switch (remove_if_stale(out_path)) {
+        case Stale::removed: break;
+        case Stale::live: fail(Errc::exists, "it is the output of another open interface"); break;
+        case Stale::foreign:
+          fail(Errc::exists, "the name is taken by something that is not a regular file (left alone)");
+          break;
+      }
     }
     ::unlink(tmp.c_str());
     lock_fd = fd;
@@ -451,15 +476,18 @@ struct Interface::Impl {
     for (;;) {
       if (peer.launched && reap(WNOHANG))
         throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      const int fd = ::open(path.c_str(), O_RDONLY | kChannelOpenFlags);
+      if (fd < 0 && errno == ELOOP) last = "it is a symbolic link (not followed)";
       if (fd >= 0) {
-        if (ofd_locked_by_other(fd)) {
+        if (!is_regular(fd)) {
+          last = "it is not a regular file (a FIFO or device under the queue's name?)";
+        } else if (ofd_locked_by_other(fd)) {
           try {
             Queue q = Queue::open(spec.in);
             struct stat a {}, b {};
             if (q.is_shut()) {
               last = "it is shut (its owner is closing)";
-            } else if (::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
+            } else if (::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
               in = std::move(q);
               peer_fd = fd;
               in.set_wait_mode(spec.wait);
@@ -530,7 +558,7 @@ struct Interface::Impl {
   bool peer_input_current() const noexcept {
     if (peer_fd < 0 || !in.valid() || in.is_shut() || !ofd_locked_by_other(peer_fd)) return false;
     struct stat a {}, b {};
-    return ::fstat(peer_fd, &a) == 0 && ::stat(in.path().c_str(), &b) == 0 && a.st_ino == b.st_ino &&
+    return ::fstat(peer_fd, &a) == 0 && ::lstat(in.path().c_str(), &b) == 0 && a.st_ino == b.st_ino &&
            a.st_dev == b.st_dev;
   }
 
@@ -561,7 +589,7 @@ struct Interface::Impl {
   void remove_output() noexcept {
     if (lock_fd < 0 || out_path.empty()) return;
     struct stat a {}, b {};
-    if (::fstat(lock_fd, &a) == 0 && ::stat(out_path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+    if (::fstat(lock_fd, &a) == 0 && ::lstat(out_path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
       ::unlink(out_path.c_str());
   }
 };

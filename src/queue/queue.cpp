@@ -6,6 +6,7 @@
 
 #include "os/clock.hpp"
 #include "os/futex.hpp"
+#include "os/log_internal.hpp"
 #include "os/process.hpp"
 #include "os/sys.hpp"
 #include "queue/queue_layout.hpp"
@@ -229,10 +230,22 @@ struct Queue::Impl {
   /// is p + `lag` (push: 0, its consumer is done with it; pop: 1, it is published), and one CAS
   /// of the index over the run claims them all. No other producer (consumer) can take a cell of
   /// the run without first moving the index off its start, which fails our CAS. The turn loads
-  /// acquire the other side's release. @return how many (0: full / empty); `pos` the first.
-  std::uint64_t claim_run(std::uint64_t& index, std::uint64_t lag, std::uint64_t& pos, std::uint64_t want) noexcept {
+  /// acquire the other side's release.
+  ///
+  /// Bounded on any file contents: a first cell whose turn is ahead of the index means another
+  /// producer (consumer) claimed it, and its CAS moved the index past it before its release of
+  /// the turn we acquired, so the index re-read must be past `pos`. If it is not, the index was
+  /// written behind the cells (a corrupted or hostile file): that is Errc::layout, not a reason to
+  /// retry for ever. CAS failures (other claimers) are retried kMaxClaimAttempts times, then the
+  /// call reports would_block and the caller's own deadline decides.
+  /// @return how many (0: see `why`: would_block for full / empty, layout for an impossible
+  ///         index); `pos` the first.
+  std::uint64_t claim_run(std::uint64_t& index, std::uint64_t lag, std::uint64_t& pos, std::uint64_t want,
+                          Errc& why) noexcept {
+    constexpr int kMaxClaimAttempts = 1 << 16;
+    why = Errc::would_block;
     pos = aref(index).load(std::memory_order_relaxed);
-    for (;;) {
+    for (int attempt = 0; attempt < kMaxClaimAttempts; ++attempt) {
       std::uint64_t n = 0;
       bool moved = false;
       for (; n < want; ++n) {
@@ -248,10 +261,30 @@ struct Queue::Impl {
       } else if (!moved) {
         return 0;
       } else {
-        pos = aref(index).load(std::memory_order_relaxed);
+        const std::uint64_t now = aref(index).load(std::memory_order_relaxed);
+        if (static_cast<std::int64_t>(now - pos) <= 0) {
+          report_corrupt(&index == &h->tail ? "tail" : "head", pos);
+          why = Errc::layout;
+          return 0;
+        }
+        pos = now;
       }
     }
+    return 0;
   }
+
+  /// Logs, once per handle, that the queue's index `what` (at `pos`) is behind a cell's turn.
+  void report_corrupt(const char* what, std::uint64_t pos) noexcept {
+    if (corrupt_reported || !detail::log_enabled(LogLevel::error)) return;
+    corrupt_reported = true;
+    try {
+      detail::log(LogLevel::error, "queue " + path + ": " + what + " " + std::to_string(pos) +
+                                       " is behind its cell's turn (the file is corrupted): push and pop "
+                                       "return Errc::layout");
+    } catch (...) {  // std::bad_alloc: the status still says it
+    }
+  }
+  bool corrupt_reported = false;
 
   /// Non-blocking push of up to `in.size()` samples, in order; one wake-up check for all.
   /// @return ok with `done` >= 1 (or `in` empty); else why none went (done = 0).
@@ -295,8 +328,9 @@ struct Queue::Impl {
       while (fit < in.size() && in[fit].values.size() <= max_values) ++fit;
       if (fit == 0) return Errc::size_mismatch;
       std::uint64_t pos = 0;
-      const std::uint64_t n = claim_run(h->tail, 0, pos, fit);
-      if (n == 0) return Errc::would_block;
+      Errc why_not = Errc::would_block;
+      const std::uint64_t n = claim_run(h->tail, 0, pos, fit, why_not);
+      if (n == 0) return why_not;
       fill_run(pos, in.data(), n);
       // Publish after filling the whole run, as for SPSC (release; pairs with claim_run's acquire).
       for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + 1, std::memory_order_release);
@@ -328,7 +362,9 @@ struct Queue::Impl {
       if (done != 0) aref(h->head).store(pos, std::memory_order_release);
     } else {
       std::uint64_t pos = 0;
-      const std::uint64_t n = claim_run(h->head, 1, pos, out.size());
+      Errc why_not = Errc::would_block;
+      const std::uint64_t n = claim_run(h->head, 1, pos, out.size(), why_not);
+      if (n == 0 && why_not != Errc::would_block) return why_not;
       for (std::uint64_t i = 0; i < n; ++i) drain(cell(pos + i), out[i]);
       if (n > 1) own_lines(pos, n, qlayout::kCacheLine);  // line 0 is written by its turn below
       // Free the run for the next lap after copying all of it (release: our reads come first).
@@ -452,6 +488,11 @@ void init_file(Segment& seg, const QueueSpec& spec) {
 
 }  // namespace
 
+// Every size Queue::open computes from checked header fields (capacity <= kMaxQueueCapacity,
+// max_values <= kMaxSampleValues, signal_count <= max_values) fits 64 bits with room to spare, so
+// no header can wrap the expected file size.
+static_assert(qlayout::file_bytes(kMaxSampleValues, kMaxSampleValues, kMaxQueueCapacity) < (std::uint64_t{1} << 40));
+
 Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMode mode) {
   const std::string path = queue_path(name_or_path);
   if (mode == OpenMode::OpenExisting) return open(name_or_path);
@@ -491,14 +532,17 @@ Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   if (seg.size() < sizeof(QueueHeader))
     fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the " + std::to_string(sizeof(QueueHeader)) +
          "-byte header");
+  // One read of each geometry field, checked, then used: the limits below bound every size
+  // computed from them (see the static_assert after the namespace: no product can wrap).
   const std::uint32_t cap = h->capacity, maxv = h->max_values, nsig = h->signal_count;
+  const std::uint8_t kind_code = h->kind, wait_code = h->wait;
   if (cap < 2 || cap > kMaxQueueCapacity || !std::has_single_bit(cap))
     fail("capacity " + std::to_string(cap) + " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
   if (maxv < 1 || maxv > kMaxSampleValues) fail("max_values " + std::to_string(maxv) + " is out of range");
   if (nsig > maxv) fail(std::to_string(nsig) + " signals exceed max_values " + std::to_string(maxv));
-  if (h->kind != static_cast<std::uint8_t>(QueueKind::spsc) && h->kind != static_cast<std::uint8_t>(QueueKind::mpmc))
-    fail("kind " + std::to_string(h->kind) + " is not spsc (1) or mpmc (2)");
-  if (h->wait < 1 || h->wait > 3) fail("wait mode " + std::to_string(h->wait) + " is not 1..3");
+  if (kind_code != static_cast<std::uint8_t>(QueueKind::spsc) && kind_code != static_cast<std::uint8_t>(QueueKind::mpmc))
+    fail("kind " + std::to_string(kind_code) + " is not spsc (1) or mpmc (2)");
+  if (wait_code < 1 || wait_code > 3) fail("wait mode " + std::to_string(wait_code) + " is not 1..3");
   if (h->header_bytes != qlayout::header_bytes(nsig))
     fail("header_bytes is " + std::to_string(h->header_bytes) + ", expected " + std::to_string(qlayout::header_bytes(nsig)));
   if (h->cell_bytes != qlayout::cell_bytes(maxv))
@@ -528,21 +572,25 @@ Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   }
   if (expect.max_values && *expect.max_values != maxv)
     fail("it has " + std::to_string(maxv) + " values per sample, expected " + std::to_string(*expect.max_values));
-  if (expect.kind && static_cast<std::uint8_t>(*expect.kind) != h->kind)
-    fail("it is " + kind_name(static_cast<QueueKind>(h->kind)) + ", expected " + kind_name(*expect.kind));
+  if (expect.kind && static_cast<std::uint8_t>(*expect.kind) != kind_code)
+    fail("it is " + kind_name(static_cast<QueueKind>(kind_code)) + ", expected " + kind_name(*expect.kind));
   if (expect.signals && *expect.signals != signals)
     fail("signal table " + signals_text(signals) + " differs from the expected " + signals_text(*expect.signals));
 
+  // Bind from the values checked above, never from the header again: a peer may change it
+  // after the checks.
+  const auto kind = static_cast<QueueKind>(kind_code);
+  const auto wait = static_cast<WaitMode>(wait_code);
   auto impl = std::make_unique<Impl>();
   impl->seg = std::move(seg);
   impl->h = reinterpret_cast<QueueHeader*>(impl->seg.data());
-  impl->cells = impl->seg.data() + impl->h->header_bytes;
-  impl->cell_bytes = impl->h->cell_bytes;
+  impl->cells = impl->seg.data() + qlayout::header_bytes(nsig);
+  impl->cell_bytes = qlayout::cell_bytes(maxv);
   impl->capacity = cap;
   impl->mask = cap - 1;
   impl->max_values = maxv;
-  impl->kind = static_cast<QueueKind>(impl->h->kind);
-  impl->wait = static_cast<WaitMode>(impl->h->wait);
+  impl->kind = kind;
+  impl->wait = wait;
   impl->signals = std::move(signals);
   impl->path = path;
   impl->writable = expect.writable;

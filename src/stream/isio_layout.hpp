@@ -7,6 +7,8 @@
 // Everything here is plain data, fixed width, little-endian x86-64/aarch64 LP64 glibc.
 #pragma once
 
+#include "os/checked.hpp"
+
 #include <semaphore.h>
 #include <sys/types.h>
 
@@ -200,11 +202,14 @@ constexpr bool has_temporal_arrays(std::uint64_t imagetype) noexcept {
   return (imagetype & 0xF000F) == (0x0001 | 0x20000);
 }
 
-/// Byte offsets of every chunk and the exact file size (reference section 5).
+/// Byte offsets of every chunk and the exact file size (reference section 5). `valid` is false
+/// when a size overflowed 64 bits (the other fields are then meaningless): a file whose fields
+/// make it so is refused.
 struct Layout {
   std::uint64_t data = 0, keywords = 0, semaphores = 0, semlog = 0, sem_read_pid = 0, sem_write_pid = 0,
                 semctrl = 0, semstatus = 0, proctrace = 0, atimearray = 0, writetimearray = 0, cntarray = 0,
                 cbframemd = 0, cbdata = 0, file_size = 0;
+  bool valid = true;
 };
 
 /// Inputs of the sizing rules, as read from or written to the metadata.
@@ -220,40 +225,42 @@ struct Geometry {
 };
 
 /// Lays the chunks out back to back, each rounded up to 8 bytes (ImageStreamIO_image_sizing).
-/// All arithmetic is 64-bit, so multi-GiB streams size correctly (unlike ISIO's int check).
+/// All arithmetic is 64-bit and overflow-checked (os::CheckedSize), so multi-GiB streams size
+/// correctly (unlike ISIO's int check) and no field value can wrap the file size.
 constexpr Layout compute_layout(const Geometry& g) noexcept {
   Layout l;
-  std::uint64_t off = round_up_8(sizeof(Metadata));
-  l.data = off;
-  if (g.location == -1) off += round_up_8(g.imdatamemsize);
-  l.keywords = off;
-  off += round_up_8(std::uint64_t{sizeof(Keyword)} * g.nbkw);
-  l.semaphores = off;
-  off += round_up_8(std::uint64_t{sizeof(sem_t)} * g.nbsem);
-  l.semlog = off;
-  off += round_up_8(sizeof(sem_t));
-  l.sem_read_pid = off;
-  off += round_up_8(std::uint64_t{4} * g.nbsem);
-  l.sem_write_pid = off;
-  off += round_up_8(std::uint64_t{4} * g.nbsem);
-  l.semctrl = off;
-  off += round_up_8(std::uint64_t{4} * g.nbsem);
-  l.semstatus = off;
-  off += round_up_8(std::uint64_t{4} * g.nbsem);
-  l.proctrace = off;
-  off += round_up_8(std::uint64_t{sizeof(ProcTrace)} * g.nbproctrace);
+  os::CheckedSize off(round_up_8(sizeof(Metadata)));
+  l.data = off.value();
+  if (g.location == -1) off.add_rounded(g.imdatamemsize, 1, 8);
+  l.keywords = off.value();
+  off.add_rounded(g.nbkw, sizeof(Keyword), 8);
+  l.semaphores = off.value();
+  off.add_rounded(g.nbsem, sizeof(sem_t), 8);
+  l.semlog = off.value();
+  off.add_rounded(1, sizeof(sem_t), 8);
+  l.sem_read_pid = off.value();
+  off.add_rounded(g.nbsem, 4, 8);
+  l.sem_write_pid = off.value();
+  off.add_rounded(g.nbsem, 4, 8);
+  l.semctrl = off.value();
+  off.add_rounded(g.nbsem, 4, 8);
+  l.semstatus = off.value();
+  off.add_rounded(g.nbsem, 4, 8);
+  l.proctrace = off.value();
+  off.add_rounded(g.nbproctrace, sizeof(ProcTrace), 8);
   const std::uint64_t slices = has_temporal_arrays(g.imagetype) ? g.size2 : 0;
-  l.atimearray = off;
-  off += round_up_8(std::uint64_t{sizeof(timespec)} * slices);
-  l.writetimearray = off;
-  off += round_up_8(std::uint64_t{sizeof(timespec)} * slices);
-  l.cntarray = off;
-  off += round_up_8(std::uint64_t{8} * slices);
-  l.cbframemd = off;
-  off += round_up_8(std::uint64_t{sizeof(CbFrameMd)} * g.cbsize);
-  l.cbdata = off;
-  if (g.cbsize > 0) off += round_up_8(g.imdatamemsize * g.cbsize);
-  l.file_size = off;
+  l.atimearray = off.value();
+  off.add_rounded(slices, sizeof(timespec), 8);
+  l.writetimearray = off.value();
+  off.add_rounded(slices, sizeof(timespec), 8);
+  l.cntarray = off.value();
+  off.add_rounded(slices, 8, 8);
+  l.cbframemd = off.value();
+  off.add_rounded(g.cbsize, sizeof(CbFrameMd), 8);
+  l.cbdata = off.value();
+  if (g.cbsize > 0) off.add_rounded(g.imdatamemsize, g.cbsize, 8);
+  l.file_size = off.value();
+  l.valid = off.ok();
   return l;
 }
 
@@ -265,5 +272,7 @@ static_assert(compute_layout({.imdatamemsize = 64 * 64 * 4}).proctrace == 17280)
 static_assert(compute_layout({.imdatamemsize = 15, .nbkw = 1, .nbsem = 3}).file_size == 1360);
 static_assert(compute_layout({.imdatamemsize = 32 * 32 * 8 * 2, .nbkw = 4, .size2 = 8, .imagetype = 0x20001})
                   .file_size == 18752);
+static_assert(!compute_layout({.imdatamemsize = ~std::uint64_t{0} - 3}).valid);
+static_assert(!compute_layout({.imdatamemsize = std::uint64_t{1} << 40, .cbsize = 1u << 31}).valid);
 
 }  // namespace shmlink::isio

@@ -4,8 +4,10 @@
 // and docs/design/streams.md.
 #include <shmlink/stream.hpp>
 
+#include "os/checked.hpp"
 #include "os/clock.hpp"
 #include "os/futex.hpp"
+#include "os/glibc_sem.hpp"
 #include "os/log_internal.hpp"
 #include "os/process.hpp"
 #include "os/sys.hpp"
@@ -20,6 +22,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 namespace shmlink {
 namespace {
@@ -50,10 +53,17 @@ void store_timespec(const timespec& field, std::int64_t ns) noexcept {
   aref(field.tv_nsec).store(ts.tv_nsec, std::memory_order_relaxed);
 }
 
+/// A timestamp field in ns since the epoch, saturated to the int64 range: the fields are
+/// peer-written, and a corrupted tv_sec (or tv_nsec outside 0..999999999) must not overflow.
 std::int64_t load_timespec(const timespec& field) noexcept {
   const time_t s = aref(field.tv_sec).load(std::memory_order_relaxed);
   const long ns = aref(field.tv_nsec).load(std::memory_order_relaxed);
-  return static_cast<std::int64_t>(s) * 1'000'000'000 + ns;
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  std::int64_t r = 0;
+  if (__builtin_mul_overflow(static_cast<std::int64_t>(s), std::int64_t{1'000'000'000}, &r)) return s < 0 ? kMin : kMax;
+  if (__builtin_add_overflow(r, static_cast<std::int64_t>(ns), &r)) return ns < 0 ? kMin : kMax;
+  return r;
 }
 
 /// A NUL-terminated string inside a fixed field, or nullopt when it is not terminated.
@@ -137,8 +147,9 @@ struct Stream::Impl {
     return data + std::uint64_t{s} * frame_bytes;
   }
 
-  /// Points every chunk pointer into the mapping from a validated layout.
-  void bind() {
+  /// Points every chunk pointer into the mapping from a validated layout and `snap`, the copy of
+  /// the metadata that was validated (never the live fields, which a peer may change meanwhile).
+  void bind(const Metadata& snap) {
     base = seg.data();
     md = reinterpret_cast<Metadata*>(base);
     data = base + layout.data;
@@ -149,15 +160,15 @@ struct Stream::Impl {
     write_pid = reinterpret_cast<std::int32_t*>(base + layout.sem_write_pid);
     cbmd = reinterpret_cast<isio::CbFrameMd*>(base + layout.cbframemd);
     cbdata = base + layout.cbdata;
-    nsem = md->sem;
-    nkw = md->NBkw;
-    cbsize = md->CBsize;
-    dtype = static_cast<Dtype>(md->datatype);
-    nelement = md->nelement;
-    data_bytes = static_cast<std::size_t>(md->imdatamemsize);
-    shape.assign(md->size, md->size + md->naxis);
-    rolling = md->naxis == 3 && isio::has_temporal_arrays(md->imagetype);
-    depth = rolling ? md->size[2] : 1;
+    nsem = snap.sem;
+    nkw = snap.NBkw;
+    cbsize = snap.CBsize;
+    dtype = static_cast<Dtype>(snap.datatype);
+    nelement = snap.nelement;
+    data_bytes = static_cast<std::size_t>(snap.imdatamemsize);
+    shape.assign(snap.size, snap.size + snap.naxis);
+    rolling = snap.naxis == 3 && isio::has_temporal_arrays(snap.imagetype);
+    depth = rolling ? snap.size[2] : 1;
     if (rolling) {
       atimearray = reinterpret_cast<timespec*>(base + layout.atimearray);
       writetimearray = reinterpret_cast<timespec*>(base + layout.writetimearray);
@@ -169,26 +180,23 @@ struct Stream::Impl {
     }
     frame_bytes = data_bytes / depth;
     frame_elements = nelement / depth;
-    name = fixed_string(md->name, sizeof(md->name)).value_or(std::string());
+    name = fixed_string(snap.name, sizeof(snap.name)).value_or(std::string());
     path = seg.path();
     tail = aref(md->cnt0).load(std::memory_order_acquire);
   }
 
-  /// Posts every slot below the cap (recording semWritePID), then semlog once, as
-  /// ImageStreamIO_sempost(img, -1) does (reference section 10).
+  /// Posts slot `i` if below the cap (recording semWritePID), through shmlink's own operation on
+  /// the glibc sem_t words (os/glibc_sem.hpp): any bytes in the slot cost that slot, never the
+  /// process (glibc's sem_post aborts on some).
+  void post_slot(int i, pid_t pid) noexcept {
+    if (os::gsem::post(&sems[i], kSemaphoreMaxValue)) aref(write_pid[i]).store(pid, std::memory_order_relaxed);
+  }
+  /// Posts every slot below the cap, then semlog once, as ImageStreamIO_sempost(img, -1) does
+  /// (reference section 10).
   void post_all() noexcept {
     const pid_t pid = os::current_pid();
-    for (int i = 0; i < nsem; ++i) {
-      int v = 0;
-      ::sem_getvalue(&sems[i], &v);
-      if (v < kSemaphoreMaxValue) {
-        ::sem_post(&sems[i]);
-        aref(write_pid[i]).store(pid, std::memory_order_relaxed);
-      }
-    }
-    int v = 0;
-    ::sem_getvalue(semlog, &v);
-    if (v < kSemaphoreMaxValue) ::sem_post(semlog);
+    for (int i = 0; i < nsem; ++i) post_slot(i, pid);
+    (void)os::gsem::post(semlog, kSemaphoreMaxValue);
   }
 };
 
@@ -359,7 +367,9 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
   auto impl = std::make_unique<Impl>();
   impl->seg = std::move(seg);
   impl->layout = l;
-  impl->bind();
+  Metadata snap;
+  std::memcpy(&snap, impl->seg.data(), sizeof snap);
+  impl->bind(snap);
   return Stream(std::move(impl));
 }
 
@@ -369,10 +379,14 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   auto fail = [&](const std::string& what) -> void { throw Error(Errc::layout, "opening " + path + ": " + what); };
   if (seg.size() < sizeof(Metadata))
     fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the 384-byte metadata");
-  const auto* md = reinterpret_cast<const Metadata*>(seg.data());
-
   // SYNC POINT V (acquire): pairs with the creator's release store of version[0].
-  if (aref(md->version[0]).load(std::memory_order_acquire) == '\0') fail("version is empty (stream not ready)");
+  if (aref(reinterpret_cast<const Metadata*>(seg.data())->version[0]).load(std::memory_order_acquire) == '\0')
+    fail("version is empty (stream not ready)");
+  // Validate a private copy and bind from it: a peer changing the fields after this check can
+  // cost frames, never make us size a pointer from a value we did not check.
+  Metadata snap;
+  std::memcpy(&snap, seg.data(), sizeof snap);
+  const Metadata* md = &snap;
   const auto version = fixed_string(md->version, sizeof(md->version));
   if (!version) fail("version field is not NUL-terminated");
   if (std::find(options.accepted_versions.begin(), options.accepted_versions.end(), *version) ==
@@ -386,7 +400,10 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   std::uint64_t n = 1;
   for (int i = 0; i < md->naxis; ++i) {
     if (md->size[i] == 0) fail("size[" + std::to_string(i) + "] is 0");
-    n *= md->size[i];
+    const auto p = os::checked_mul(n, md->size[i]);
+    if (!p || *p > isio::kMaxElements)
+      fail("sizes " + shape_text(std::span<const std::uint32_t>(md->size, md->naxis)) + " give more than 1e10 elements");
+    n = *p;
   }
   for (int i = md->naxis; i < 3; ++i)
     if (md->size[i] != 0 && detail::log_enabled(LogLevel::warn))
@@ -421,6 +438,7 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   g.cbsize = md->CBsize;
   g.location = md->location;
   const isio::Layout l = isio::compute_layout(g);
+  if (!l.valid) fail("its metadata describes a file larger than 2^64 bytes");
   if (l.file_size != seg.size())
     fail("file is " + std::to_string(seg.size()) + " bytes but its metadata describes " +
          std::to_string(l.file_size) + " bytes");
@@ -428,7 +446,7 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   impl->seg = std::move(seg);
   impl->layout = l;
   impl->writable = options.writable;
-  impl->bind();
+  impl->bind(snap);
   return Stream(std::move(impl));
 }
 
@@ -478,6 +496,13 @@ std::span<const std::uint32_t> Stream::frame_shape() const noexcept {
 int Stream::semaphore_count() const noexcept { return impl_ ? impl_->nsem : 0; }
 int Stream::keyword_slots() const noexcept { return impl_ ? impl_->nkw : 0; }
 std::uint64_t Stream::inode() const noexcept { return impl_ ? impl_->md->inode : 0; }
+bool Stream::file_intact() const noexcept {
+  if (!impl_) return false;
+  struct stat st {};
+  return ::fstat(impl_->seg.fd(), &st) == 0 && st.st_size >= 0 &&
+         static_cast<std::uint64_t>(st.st_size) >= impl_->seg.size();
+}
+
 bool Stream::replaced() const noexcept {
   if (!impl_) return false;
   struct stat st {};
@@ -1079,6 +1104,13 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
     const timespec rel = os::to_timespec(std::min(deadline - now, kForeignWriterPollNs));
     const os::FutexResult r =
         os::futex_wait(cnt0_futex_word(md), static_cast<std::uint32_t>(last_cnt0 & 0xFFFFFFFFu), &rel);
+    // Not woken by a shmlink writer (a poll slice ended, or the page is gone): a foreign writer
+    // may have re-created the file in place (ISIO/DAO truncate and re-size it). Check the file
+    // still covers the mapping before touching it again, so that the common case of such a
+    // re-creation ends in Errc::replaced instead of SIGBUS (a truncation between this check
+    // and the loads below still faults: docs/design/streams.md, "Trust rules"). The waiter
+    // count is left as is then: it lives in the truncated page (the re-created file starts at 0).
+    if (r != os::FutexResult::woken && !file_intact()) return Errc::replaced;
     if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
     const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_acquire);
     if (c2 != last_cnt0) return done(c2);
@@ -1119,46 +1151,43 @@ Status Stream::sem_wait(int index, std::chrono::nanoseconds timeout) const noexc
   if (!impl_->writable) return Errc::permission;
   if (index < 0 || index >= impl_->nsem) return Errc::out_of_range;
   sem_t* s = &impl_->sems[index];
-  int r = 0;
-  if (timeout == kForever) {
-    r = ::sem_wait(s);
-  } else if (timeout.count() <= 0) {
-    r = ::sem_trywait(s);
-    if (r != 0 && errno == EAGAIN) return Errc::timeout;
-  } else {
-    const timespec abs = os::to_timespec(os::deadline_after(timeout));
-    r = ::sem_clockwait(s, CLOCK_MONOTONIC, &abs);  // immune to wall-clock and TAI offsets
+  if (timeout.count() <= 0) return os::gsem::trywait(s) ? Status(Errc::ok) : Status(Errc::timeout);
+  // shmlink's own wait on the glibc words, CLOCK_MONOTONIC (immune to wall-clock steps): glibc's
+  // sem_wait aborts on some scribbled slots, and interoperates with this one both ways.
+  const std::int64_t deadline =
+      timeout == kForever ? std::numeric_limits<std::int64_t>::max() : os::deadline_after(timeout);
+  switch (os::gsem::wait(s, deadline)) {
+    case os::gsem::WaitResult::taken: return Errc::ok;
+    case os::gsem::WaitResult::timed_out: return Errc::timeout;
+    case os::gsem::WaitResult::interrupted: return Errc::interrupted;
   }
-  if (r == 0) return Errc::ok;
-  return errno == ETIMEDOUT ? Errc::timeout : errno == EINTR ? Errc::interrupted : Errc::system;
+  return Errc::system;
 }
 
 Status Stream::sem_trywait(int index) const noexcept {
   if (!impl_) return Errc::closed;
   if (!impl_->writable) return Errc::permission;
   if (index < 0 || index >= impl_->nsem) return Errc::out_of_range;
-  if (::sem_trywait(&impl_->sems[index]) == 0) return Errc::ok;
-  return errno == EAGAIN ? Errc::would_block : Errc::system;
+  return os::gsem::trywait(&impl_->sems[index]) ? Status(Errc::ok) : Status(Errc::would_block);
 }
 
 int Stream::sem_flush(int index) const noexcept {
   if (!impl_ || !impl_->writable) return 0;
   if (index < 0) {
     int total = 0;
-    for (int i = 0; i < impl_->nsem; ++i) total += sem_flush(i);
+    for (int i = 0; i < impl_->nsem; ++i) {
+      const int n = sem_flush(i);
+      total = n > std::numeric_limits<int>::max() - total ? std::numeric_limits<int>::max() : total + n;
+    }
     return total;
   }
   if (index >= impl_->nsem) return 0;
-  int n = 0;
-  while (::sem_trywait(&impl_->sems[index]) == 0) ++n;
-  return n;
+  return os::gsem::flush(&impl_->sems[index]);  // one CAS, whatever the value
 }
 
 int Stream::sem_value(int index) const noexcept {
   if (!impl_ || index < 0 || index >= impl_->nsem) return -1;
-  int v = 0;
-  ::sem_getvalue(&impl_->sems[index], &v);
-  return v;
+  return os::gsem::value(&impl_->sems[index]);
 }
 
 Status Stream::sem_post(int index) noexcept {
@@ -1170,14 +1199,8 @@ Status Stream::sem_post(int index) noexcept {
     return Errc::ok;
   }
   if (index >= m.nsem) return Errc::out_of_range;
-  int v = 0;
-  ::sem_getvalue(&m.sems[index], &v);
-  if (v < kSemaphoreMaxValue) {
-    ::sem_post(&m.sems[index]);
-    aref(m.write_pid[index]).store(os::current_pid(), std::memory_order_relaxed);
-  }
-  ::sem_getvalue(m.semlog, &v);
-  if (v < kSemaphoreMaxValue) ::sem_post(m.semlog);
+  m.post_slot(index, os::current_pid());
+  (void)os::gsem::post(m.semlog, kSemaphoreMaxValue);
   return Errc::ok;
 }
 

@@ -12,6 +12,7 @@
 
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -189,6 +190,46 @@ TEST_F(InterfaceTest, NoPeerTimesOutNamingTheQueueAndLeavesNothing) {
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 150ms);
   EXPECT_FALSE(i.is_open());
   EXPECT_EQ(dir.entries(), 0) << "a failed open removes its output";
+}
+
+/// In a forked child: opens an interface (out, in) with a 300 ms attach_timeout and returns 0 when
+/// open() fails with `code` and a message containing `text`, 1 when it succeeds, 2 otherwise.
+int open_fails_with(const char* out, const char* in, Errc code, const std::string& text) {
+  InterfaceSpec spec = pair_spec(out, in);
+  spec.attach_timeout = 300ms;
+  Interface i(spec);
+  try {
+    i.open();
+    return 1;
+  } catch (const Error& e) {
+    return e.errc() == code && std::string(e.what()).find(text) != std::string::npos ? 0 : 2;
+  }
+}
+
+// Issue 17 item 9: a FIFO under the peer's queue name (any co-user of the directory can make
+// one) made open() block in open(2) for ever, ignoring attach_timeout. Now the name is opened
+// non-blocking, found not to be a regular file, and open() times out saying so. In a child: a
+// hang fails the test (-1000) instead of blocking the suite.
+TEST_F(InterfaceTest, FifoAtThePeersQueueNameTimesOutInsteadOfHanging) {
+  const std::string fifo = queue_path("fifo_in");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const pid_t child = test::spawn([] { return open_fails_with("fifo_out", "fifo_in", Errc::timeout, "not a regular file"); });
+  EXPECT_EQ(test::reap(child, 20), 0) << "-1000: Interface::open() hung on the FIFO";
+  struct stat st {};
+  EXPECT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO is not ours to remove";
+}
+
+// A FIFO (or symbolic link) under our own output's name is not a stale queue of a dead owner:
+// open() refuses with a message saying so and leaves it where it is.
+TEST_F(InterfaceTest, NonRegularFileAtTheOutputNameIsRefusedAndLeftAlone) {
+  const std::string fifo = queue_path("taken_out");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const pid_t child = test::spawn([] { return open_fails_with("taken_out", "taken_in", Errc::exists, "not a regular file"); });
+  EXPECT_EQ(test::reap(child, 20), 0);
+  struct stat st {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0) << "the FIFO was removed";
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
 }
 
 TEST_F(InterfaceTest, MismatchedImportsAreLayoutErrorsAtAttach) {

@@ -223,3 +223,16 @@ def test_errors_are_the_right_exceptions_with_clear_messages(streamdir):
     ro = shmlink.Stream.open("err", writable=False)
     with pytest.raises(PermissionError):
         ro.write(np.zeros((2, 3), np.uint16))
+
+
+def test_axis_sizes_whose_product_wraps_are_refused_so_view_never_exceeds_the_mapping(streamdir):
+    # Issue 17 item 5: 2147549185 x 2147418113 x 4 = 2^64 + 4 wrapped to the file's nelement 4,
+    # and view() returned a 4.6e18-byte array over a 4-byte frame (.sum() died of SIGBUS).
+    s = make("wrap", shape=(1, 1, 4), dtype="uint8")  # ISIO sizes 4 x 1 x 1: nelement 4
+    path = s.path
+    s.close()
+    with open(path, "r+b") as f:
+        f.seek(116)
+        f.write(np.array([2147549185, 2147418113, 4], dtype="<u4").tobytes())
+    with pytest.raises(shmlink.LayoutError, match=r"wrap\.im\.shm.*2147549185x2147418113x4"):
+        shmlink.Stream.open("wrap")

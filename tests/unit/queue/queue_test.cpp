@@ -742,6 +742,69 @@ TEST(QueueLyingPeer, CellLengthAboveMaxValuesIsClampedToTheCell) {
   }
 }
 
+// Issue 17 item 9: a FIFO named like a queue: a read-only open(2) without O_NONBLOCK blocked for
+// ever; now it is refused as not a regular file, naming the file. In a child so that a hang fails the test.
+TEST(QueueLyingPeer, FifoUnderTheNameIsRefusedWithoutBlocking) {
+  TempStreamDir dir;
+  const std::string path = queue_path("fifo");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  const pid_t child = test::spawn([&] {
+    for (const bool writable : {false, true}) {  // read-only open(2) of a FIFO is the one that blocks
+      try {
+        QueueExpect want;
+        want.writable = writable;
+        (void)Queue::open("fifo", want);
+        return 1;
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        if (e.errc() != Errc::layout || m.find(path) == std::string::npos || m.find("FIFO") == std::string::npos) return 2;
+      }
+    }
+    return 0;
+  });
+  EXPECT_EQ(test::reap(child, 10), 0) << "-1000: Queue::open blocked on the FIFO";
+}
+
+// Issue 17 item 8: head or tail written behind a cell's turn (a rewound index). MPMC's claim
+// loop re-read the index for ever, expecting another claimer to have moved it; now it sees that
+// nobody did and returns Errc::layout. SPSC never loops on the index but must still honour its
+// timeouts. Each case runs in a child: a livelock fails the test (-1000) instead of hanging it.
+TEST(QueueLyingPeer, RewoundIndicesNeverLivelockAndMpmcReportsLayout) {
+  for (QueueKind kind : {QueueKind::spsc, QueueKind::mpmc}) {
+    for (const bool rewind_head : {true, false}) {
+      SCOPED_TRACE(std::string(kind_text(kind)) + (rewind_head ? ", head rewound" : ", tail rewound"));
+      TempStreamDir dir;
+      auto q = Queue::create("rewind", qspec(kind, WaitMode::hybrid, 8, 4));
+      for (std::uint64_t i = 0; i < 4; ++i) ASSERT_EQ(q.try_push(make_sample(i)), Errc::ok);
+      Sample out;
+      for (int i = 0; i < 2; ++i) ASSERT_EQ(q.try_pop(out), Errc::ok);
+      // head 2, tail 4; MPMC cells 0 and 1 now have turns 8 and 9, cells 2 and 3 turns 3 and 4.
+      poke(q.path(), rewind_head ? off::kHead : off::kTail, std::uint64_t{rewind_head ? 0u : 1u});
+      const pid_t child = test::spawn([&] {
+        auto h = Queue::open("rewind");
+        const Errc expect_bad = kind == QueueKind::mpmc ? Errc::layout : Errc::ok;
+        Sample o;
+        std::vector<Sample> many(4);
+        std::vector<Sample> in = {make_sample(20), make_sample(21)};
+        std::size_t n = 0;
+        if (rewind_head) {
+          const Status a = h.try_pop(o);
+          const Status b = h.try_pop_burst(many, n);
+          const Status c = h.pop(o, 500ms);
+          if (kind == QueueKind::mpmc) return a.code() == expect_bad && b.code() == expect_bad && c.code() == expect_bad ? 0 : 1;
+          return 0;  // SPSC re-reads old cells (its own channel's data), and returned
+        }
+        const Status a = h.try_push(make_sample(30));
+        const Status b = h.try_push_burst(in, n);
+        const Status c = h.push(make_sample(31), 500ms);
+        if (kind == QueueKind::mpmc) return a.code() == expect_bad && b.code() == expect_bad && c.code() == expect_bad ? 0 : 2;
+        return 0;
+      });
+      EXPECT_EQ(test::reap(child, 20), 0) << "-1000: a call spun for ever on the rewound index";
+    }
+  }
+}
+
 // ===== behaviour of both kinds =================================================================
 
 class QueueKinds : public ::testing::TestWithParam<QueueKind> {
