@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fuzz_util.hpp"
+#include "memif_fuzz.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -164,6 +165,7 @@ int main(int argc, char** argv) {
     stream_seeds(dir, out / "stream");
     queue_seeds(dir, out / "queue");
     memif_status_seeds(out / "memif_status");
+    shmlink::fuzz::write_memif_seeds(out);  // memif_messages/, memif_handshake/
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shmlink_fuzz_seeds: %s\n", e.what());
     return 1;
