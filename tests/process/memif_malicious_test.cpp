@@ -619,7 +619,7 @@ int fd_starved_master(const std::string& path, Report* rep) {
   if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return 52;
   // Fill the gaps below the limit, then free two: room for exactly two more fds.
   std::vector<int> fillers;
-  for (int fd; (fd = ::dup(0)) >= 0;) fillers.push_back(fd);
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
   for (int k = 0; k < 2 && !fillers.empty(); ++k) {
     ::close(fillers.back());
     fillers.pop_back();
