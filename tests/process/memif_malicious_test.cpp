@@ -652,6 +652,7 @@ TEST(MemifHostile, MasterOutOfFdsBacksOffAndKeepsServing) {
   memif::SocketOptions so;
   so.path = path;
   so.publish_status = false;
+  so.reconnect_interval = 20ms;  // the child may not listen yet
   memif::Socket s(so);
   memif::InterfaceOptions o;
   o.name = "honest";
