@@ -18,7 +18,10 @@
 /// Safety against a lying peer: every descriptor the peer wrote is checked (region index, offset
 /// + length inside the mapping, length non-zero and within the buffer) before a byte is touched;
 /// index jumps larger than the ring are clamped. Bad descriptors are counted and dropped, and the
-/// peer is then disconnected with the reason (section 10, 19).
+/// peer is then disconnected with the reason (section 10, 19). A master accepts only regions
+/// sealed against shrinking (unless InterfaceOptions::allow_unsealed_regions), never blocks on a
+/// peer's eventfd, cuts handshakes that stall (SocketOptions::handshake_timeout) and backs off
+/// when accept() fails; docs/design/memif.md "Trust rules" lists what a peer can and cannot do.
 #pragma once
 
 #include <shmlink/error.hpp>
@@ -109,6 +112,15 @@ struct SocketOptions {
   /// poll() only when fd() is readable keeps the published counters fresh. false = no file,
   /// no timer.
   bool publish_status = true;
+  /// Longest wait for the peer's next handshake message (section 6), per stage: a master waits
+  /// this long for INIT after HELLO, and again for each ADD_REGION / ADD_RING / CONNECT after its
+  /// ACK; a slave for HELLO, each ACK and CONNECTED. A peer that stays silent longer is
+  /// disconnected with the reason ("handshake timed out: no INIT within 5000 ms"), which lands in
+  /// Interface::last_disconnect() when the connection was bound to an interface; a master's
+  /// interface id is then free for the next slave, a slave reconnects after
+  /// `reconnect_interval`. Checked by a timerfd in the socket's epoll set (fd() turns readable at
+  /// a deadline). Zero = no deadline (a stalled peer holds an id for ever); negative is refused.
+  std::chrono::milliseconds handshake_timeout{5000};
 };
 
 class Interface;
@@ -127,6 +139,15 @@ struct InterfaceOptions {
   /// Slave memory layout (section 10): false = one region, rings then buffers (VPP/DPDK style);
   /// true = rings in region 0, buffers in region 1 (libmemif style).
   bool separate_buffer_region = false;
+  /// Master: accept region fds that are not sealed against shrinking (`F_SEAL_SHRINK`).
+  /// By default a master refuses them ("region 0 is not sealed against shrinking"): a slave that
+  /// can shrink a region after the handshake makes every later access to it raise SIGBUS in
+  /// this process. libmemif, DPDK (copy mode) and VPP (copy mode, region 0) seal their memfds;
+  /// zero-copy slaves (VPP's default slave mode, DPDK `zero-copy=yes`) send hugepage files,
+  /// which cannot be sealed. Set this only for such a peer that you trust not to truncate its
+  /// memory: a truncated region then kills this process with SIGBUS. The fd must still be a
+  /// regular file at least as large as announced. Slave: ignored.
+  bool allow_unsealed_regions = false;
   RxMode rx_mode = RxMode::interrupt;  ///< initial mode of every receive queue
   /// Called by Socket::poll when the link comes up (after CONNECTED).
   std::function<void(Interface&)> on_connect;

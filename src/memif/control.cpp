@@ -2,6 +2,7 @@
 // memif control channel transport (src/memif/control.hpp; reference sections 4 and 13).
 #include "memif/control.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -323,6 +324,19 @@ MessageResult receive_message(int fd, wire::Message& msg, UniqueFd& received_fd)
       r.control_truncated = (mh.msg_flags & MSG_CTRUNC) != 0;
     }
     return r;
+  }
+  if (kept) {
+    // A peer's fd must never block us (its eventfd may come without EFD_NONBLOCK). O_NONBLOCK
+    // lives on the open file description, which the peer shares: it sees the change, and may
+    // undo it; ring.cpp therefore reads eventfds with RWF_NOWAIT and polls before writing.
+    const int fl = ::fcntl(kept.get(), F_GETFL);
+    if (fl < 0 || ((fl & O_NONBLOCK) == 0 && ::fcntl(kept.get(), F_SETFL, fl | O_NONBLOCK) != 0)) {
+      const int err = errno;
+      ++r.fds_dropped;  // `kept` closes it on return
+      r.code = errc_from_errno(err);
+      r.sys_errno = err;
+      return r;
+    }
   }
   std::memcpy(&msg, buf, wire::kMessageSize);
   received_fd = std::move(kept);

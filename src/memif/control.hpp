@@ -142,14 +142,16 @@ ConnectResult connect_seqpacket(const SocketAddress& addr, bool nonblocking = fa
 MessageResult send_message(int fd, const wire::Message& msg, int fd_to_pass = -1) noexcept;
 
 /// Receives one datagram (section 4) into `msg` and its fd, if any, into `received_fd` (which is
-/// reset first, and holds -1 when the message carried none). Received fds are CLOEXEC. At most
+/// reset first, and holds -1 when the message carried none). Received fds are CLOEXEC and made
+/// O_NONBLOCK (on the open file description the peer shares, so the peer sees it too). At most
 /// one fd is kept: any further ones, and all fds of a datagram that is rejected, are closed and
 /// counted in `fds_dropped` (a peer can never leak fds into this process). SCM_CREDENTIALS is
 /// ignored. EINTR is retried. `msg` is written only on success.
 /// @return ok; would_block (non-blocking socket, nothing queued); closed (EOF: the peer closed,
 ///         0 bytes; also ECONNRESET); layout ("malformed message: N bytes" when the datagram is
 ///         not exactly 128 bytes, N being its real length; or control data truncated); a
-///         system error.
+///         system error (also when the received fd could not be made non-blocking: it is
+///         closed and counted in `fds_dropped`).
 MessageResult receive_message(int fd, wire::Message& msg, UniqueFd& received_fd) noexcept;
 
 }  // namespace shmlink::memif

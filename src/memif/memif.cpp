@@ -66,6 +66,26 @@ enum class Phase {
   up,                    // CONNECTED sent (master) or received (slave)
 };
 
+/// What a connection in `p` waits for, for the handshake deadline's reason.
+const char* awaited(Phase p) noexcept {
+  switch (p) {
+    case Phase::master_wait_init: return "INIT";
+    case Phase::master_wait_setup: return "ADD_REGION, ADD_RING or CONNECT";
+    case Phase::slave_wait_hello: return "HELLO";
+    case Phase::slave_wait_ack: return "ACK";
+    case Phase::slave_wait_connected: return "CONNECTED";
+    case Phase::up: break;
+  }
+  return "a message";
+}
+
+/// How long the master stops watching its listener after accept() failed (EMFILE, ENFILE,
+/// ENOMEM, ...): a failed accept leaves the connection queued, so the listener stays readable
+/// and retrying at once would spin.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
+/// One log line per distinct accept error per this interval; the others are counted.
+constexpr std::chrono::seconds kAcceptLogInterval{5};
+
 }  // namespace
 
 /// A ring the slave announced (master side), before CONNECT maps it.
@@ -86,6 +106,8 @@ struct Connection {
   std::vector<AnnouncedRing> s2m, m2s;
   // slave: position in the announcement sequence: 0 = INIT acked next is region 0, ...
   std::size_t step = 0;
+  // handshake: the peer's next message is due by then (SocketOptions::handshake_timeout)
+  Clock::time_point deadline = Clock::time_point::max();
 };
 
 struct Interface::Impl {
@@ -139,6 +161,14 @@ struct Socket::Impl {
   os::UniqueFd status_timer;        // 100 ms ticks while an interface is up (counter refresh)
   bool status_timer_armed = false;
   Clock::time_point status_refreshed{};  // last refresh of every record
+  os::UniqueFd handshake_timer;     // one-shot, armed at the earliest handshake deadline
+  os::UniqueFd accept_timer;        // one-shot: end of an accept back-off (listener unwatched meanwhile)
+  bool accept_paused = false;
+  struct {
+    std::string reason;            // last accept error logged
+    Clock::time_point logged{};    // when
+    std::uint64_t suppressed = 0;  // accept errors not logged since
+  } accept_log;
 
   // --- status file -----------------------------------------------------------------------------
 
@@ -397,7 +427,8 @@ struct Socket::Impl {
       auto r = listener.accept(fd, true);
       if (r.code == Errc::would_block) return;
       if (!r) {
-        log_warn("memif socket " + addr.display + ": accept: " + r.describe());
+        log_accept_error(r.describe());
+        pause_accepting();
         return;
       }
       auto c = std::make_unique<Connection>();
@@ -406,10 +437,99 @@ struct Socket::Impl {
       Connection* cp = c.get();
       conns.push_back(std::move(c));
       watch(cp->fd.get());
+      touch(cp);
       wire::HelloInfo h;
       h.name = opt.app_name;
       if (!send(cp, wire::encode_hello(h))) continue;
     }
+  }
+
+  /// Logs an accept error, at most once per distinct reason per kAcceptLogInterval; the ones
+  /// left out are counted and the count goes into the next line.
+  void log_accept_error(const std::string& why) {
+    const auto now = Clock::now();
+    if (why == accept_log.reason && now - accept_log.logged < kAcceptLogInterval) {
+      ++accept_log.suppressed;
+      return;
+    }
+    std::string m = "memif socket " + addr.display + ": accept: " + why + "; not accepting for " +
+                    std::to_string(kAcceptBackoff.count()) + " ms (connected interfaces keep running)";
+    if (accept_log.suppressed != 0)
+      m += "; " + std::to_string(accept_log.suppressed) + " earlier accept errors were not logged";
+    log_warn(m);
+    accept_log.reason = why;
+    accept_log.logged = now;
+    accept_log.suppressed = 0;
+  }
+
+  /// Stops watching the listener for kAcceptBackoff (the accept timer brings it back).
+  void pause_accepting() noexcept {
+    itimerspec its{};
+    its.it_value.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(kAcceptBackoff).count();
+    if (::timerfd_settime(accept_timer.get(), 0, &its, nullptr) != 0) return;  // keep watching: no timer
+    unwatch(listener.fd());
+    accept_paused = true;
+  }
+
+  /// The accept back-off is over: watch the listener again and take what is queued.
+  void accept_tick() {
+    std::uint64_t ticks;
+    while (::read(accept_timer.get(), &ticks, sizeof ticks) > 0) {
+    }
+    if (!accept_paused) return;
+    accept_paused = false;
+    if (!listener.is_open()) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listener.fd();
+    if (::epoll_ctl(epfd.get(), EPOLL_CTL_ADD, listener.fd(), &ev) != 0 && errno != EEXIST) {
+      log_accept_error(std::string("watching the listener again: ") + std::strerror(errno));
+      pause_accepting();
+      return;
+    }
+    accept_all();
+  }
+
+  // --- handshake deadlines -------------------------------------------------------------------
+
+  /// Starts the deadline for the peer's next handshake message on `c` (none once up, or when
+  /// handshake_timeout is 0) and re-arms the timer.
+  void touch(Connection* c) noexcept {
+    c->deadline = c->phase != Phase::up && opt.handshake_timeout.count() > 0 ? Clock::now() + opt.handshake_timeout
+                                                                           : Clock::time_point::max();
+    arm_handshake_timer();
+  }
+
+  /// Arms the handshake timer at the earliest deadline, or stops it when none is pending.
+  void arm_handshake_timer() noexcept {
+    auto earliest = Clock::time_point::max();
+    for (auto& c : conns)
+      if (c->phase != Phase::up) earliest = std::min(earliest, c->deadline);
+    itimerspec its{};
+    if (earliest != Clock::time_point::max()) {
+      const auto ns = std::max<long long>(
+          1, std::chrono::duration_cast<std::chrono::nanoseconds>(earliest - Clock::now()).count());
+      its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+      its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+    }
+    ::timerfd_settime(handshake_timer.get(), 0, &its, nullptr);
+  }
+
+  /// Disconnects every peer whose handshake message is overdue, with the reason.
+  void handshake_tick() {
+    std::uint64_t ticks;
+    while (::read(handshake_timer.get(), &ticks, sizeof ticks) > 0) {
+    }
+    const auto now = Clock::now();
+    std::vector<Connection*> late;
+    for (auto& c : conns)
+      if (c->phase != Phase::up && c->deadline <= now) late.push_back(c.get());
+    for (Connection* c : late) {
+      if (std::none_of(conns.begin(), conns.end(), [&](auto& p) { return p.get() == c; })) continue;
+      fail(c, std::string("handshake timed out: no ") + awaited(c->phase) + " within " +
+                  std::to_string(opt.handshake_timeout.count()) + " ms");
+    }
+    arm_handshake_timer();
   }
 
   void master_message(Connection* c, const wire::Message& m, os::UniqueFd fd) {
@@ -466,6 +586,8 @@ struct Socket::Impl {
           if (r.index != c->regions.size()) return fail(c, "Invalid region index " + std::to_string(r.index));
           if (r.index > 255) return fail(c, "too many regions");
           if (r.size == 0) return fail(c, "region " + std::to_string(r.index) + " has size 0");
+          if (auto why = detail::check_peer_region(fd.get(), r.index, i.opt.allow_unsealed_regions); !why.empty())
+            return fail(c, why);
           c->regions.emplace_back(std::move(fd), r.size);
           send(c, wire::encode_ack());
           return;
@@ -611,6 +733,7 @@ struct Socket::Impl {
     Connection* cp = c.get();
     conns.push_back(std::move(c));
     watch(cp->fd.get());
+    touch(cp);
     publish(i);  // handshake
   }
 
@@ -762,6 +885,7 @@ struct Socket::Impl {
       else
         master_message(c, m, std::move(fd));
       if (find_conn(fdnum) != c) return;  // closed while handling
+      touch(c);  // the next stage's deadline (none once up)
     }
   }
 
@@ -950,6 +1074,14 @@ Socket::Socket(SocketOptions options) : impl_(std::make_unique<Impl>()) {
   s.timerfd.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!s.timerfd) os::throw_errno(errno, "creating the reconnect timer of memif socket", s.addr.display);
   s.watch(s.timerfd.get());
+  if (s.opt.handshake_timeout.count() < 0)
+    throw Error(Errc::invalid_argument, "memif socket " + s.addr.display + ": negative handshake timeout");
+  s.handshake_timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!s.handshake_timer) os::throw_errno(errno, "creating the handshake timer of memif socket", s.addr.display);
+  s.watch(s.handshake_timer.get());
+  s.accept_timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!s.accept_timer) os::throw_errno(errno, "creating the accept timer of memif socket", s.addr.display);
+  s.watch(s.accept_timer.get());
 }
 
 Socket::Socket(Socket&& o) noexcept : impl_(std::move(o.impl_)) {
@@ -1069,6 +1201,10 @@ Status Socket::poll(std::chrono::milliseconds timeout) {
       ++handled;
       if (fd == s.timerfd.get()) {
         s.timer_tick();
+      } else if (fd == s.handshake_timer.get()) {
+        s.handshake_tick();
+      } else if (fd == s.accept_timer.get()) {
+        s.accept_tick();
       } else if (s.listener.is_open() && fd == s.listener.fd()) {
         s.accept_all();
       } else if (Connection* c = s.find_conn(fd)) {

@@ -8,7 +8,10 @@
 // the ring size or the caller's span, never by a value from shared memory alone.
 #include "memif/ring.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -97,6 +100,31 @@ std::string cat(const Parts&... parts) noexcept {
   } catch (...) {
     return {};
   }
+}
+
+/// Consumes an interrupt eventfd's count without ever blocking, whatever the O_NONBLOCK flag of
+/// its open file description says now: the peer shares that description and may clear the flag
+/// (control.cpp sets it at receipt). preadv2(RWF_NOWAIT) ignores the flag (eventfd supports it
+/// since Linux 5.11); older kernels refuse the flag, and then a zero-timeout poll() decides
+/// whether to read. Nothing pending, or an fd that is no eventfd at all, costs nothing.
+void drain_eventfd(int fd) noexcept {
+  std::uint64_t value = 0;
+  iovec iov{&value, sizeof value};
+  if (::preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0) return;
+  if (errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS) return;  // EAGAIN: nothing pending
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0) (void)!::read(fd, &value, sizeof value);
+}
+
+/// Adds 1 to an interrupt eventfd unless that could block: an eventfd write waits while the
+/// count would pass 0xfffffffffffffffe (a peer can put it there), and O_NONBLOCK is not ours to
+/// keep (see drain_eventfd). A zero-timeout poll() for POLLOUT first: not writable means the
+/// count is already at its maximum, so the reader is signalled anyway. True when written.
+bool signal_eventfd(int fd) noexcept {
+  pollfd p{fd, POLLOUT, 0};
+  if (::poll(&p, 1, 0) != 1 || (p.revents & POLLOUT) == 0) return false;
+  const std::uint64_t one = 1;
+  return ::write(fd, &one, sizeof one) == static_cast<ssize_t>(sizeof one);
 }
 
 bool valid_cache_line(std::uint32_t cl) noexcept { return cl >= 16 && cl <= 4096 && (cl & (cl - 1)) == 0; }
@@ -200,6 +228,19 @@ SlaveMemory create_slave_memory(const SlaveLayout& layout, std::string_view name
   return mem;
 }
 
+std::string check_peer_region(int fd, std::uint16_t index, bool allow_unsealed) {
+  const std::string what = "region " + std::to_string(index);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return what + ": fstat failed: " + std::strerror(errno);
+  if (!S_ISREG(st.st_mode)) return what + " is not a regular file (no memory to map)";
+  if (allow_unsealed) return {};
+  // F_GET_SEALS fails (EINVAL) on files that cannot carry seals: hugetlbfs files, plain files.
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & F_SEAL_SHRINK) == 0)
+    return what + " is not sealed against shrinking (F_SEAL_SHRINK): refused";  // fits DISCONNECT's 96 bytes
+  return {};
+}
+
 Segment map_peer_region(os::UniqueFd fd, std::uint64_t announced_size, std::string_view what) {
   const std::string w(what);
   if (!fd) throw Error(Errc::invalid_argument, "mapping " + w + ": no descriptor");
@@ -301,9 +342,7 @@ void RingQueue::notify_peer() noexcept {
   // (Interface::wait_rx, rx_burst's drain-and-recheck).
   const std::uint16_t flags = u16_at(ring_ + kFlagsOffset).load(std::memory_order_relaxed);
   if ((flags & wire::kRingFlagMaskInt) != 0) return;
-  const std::uint64_t one = 1;
-  // EAGAIN only when the counter is about to overflow: the receiver is signalled already.
-  if (::write(cfg_.eventfd, &one, sizeof one) == static_cast<ssize_t>(sizeof one)) bump(counters_.interrupts_sent);
+  if (signal_eventfd(cfg_.eventfd)) bump(counters_.interrupts_sent);
 }
 
 // ---- RingQueue: attach / detach ----------------------------------------------------------------
@@ -620,10 +659,7 @@ Status RingQueue::rx_burst(std::span<Buffer> bufs, std::size_t& received) noexce
     // arrives after the first look is either seen by the second look (the peer published
     // before writing the eventfd) or stays in the eventfd after our read, so a caller that
     // waits on the fd after would_block never misses a packet.
-    std::uint64_t value = 0;
-    if (::read(cfg_.eventfd, &value, sizeof value) < 0) {
-      // EAGAIN: nothing was pending. Other errors: nothing to do on the data path.
-    }
+    drain_eventfd(cfg_.eventfd);  // never blocks, even on a peer's blocking eventfd
     got = collect(bufs);
   }
   received = got;

@@ -87,6 +87,15 @@ struct SlaveMemory {
 ///         1..14, buffer_size below 64, cache_line not 64/128, a region over 4 GiB), no_space, system.
 SlaveMemory create_slave_memory(const SlaveLayout& layout, std::string_view name);
 
+/// Checks a region fd received with ADD_REGION before the master accepts it (section 9.1;
+/// docs/design/memif.md "Trust rules"): it must be a regular file (a memfd, a shm or hugetlbfs
+/// file) and, unless `allow_unsealed`, carry F_SEAL_SHRINK, because a slave that can shrink the
+/// file after we checked its size could make any later access to the mapping raise SIGBUS.
+/// @param index the region's index, for the reason.
+/// @return "" when acceptable; else the DISCONNECT reason (at most 96 bytes), e.g. "region 0 is
+///         not sealed against shrinking (F_SEAL_SHRINK): refused".
+std::string check_peer_region(int fd, std::uint16_t index, bool allow_unsealed);
+
 /// Maps a region fd received with ADD_REGION (master side, section 9.1), read-write, shared,
 /// `announced_size` bytes from offset 0. Takes ownership of `fd` even when it throws.
 /// @param what names the region in messages ("memif0 region 1").

@@ -2,13 +2,14 @@
 // Writes the seed corpora of the fuzz targets: files made by the library itself, so that
 // mutations start from every layout shmlink really writes.
 //
-//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/{stream,queue,memif_status,packet}/*
+//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/{stream,queue,memif_status,packet,memif_messages,memif_handshake}/*
 //
 // Streams: plain 1-, 2- and 3-axis streams of several dtypes, with keywords, semaphores, a
 // circular buffer, rolling buffers, a written frame, and a packetised frame with its companion
 // (as one two-file input, see fuzz_util.hpp). Queues: SPSC and MPMC, with signal tables, empty,
 // part full, full and shut down. memif status: a master and a slave socket, connected. Packets:
-// the ARP and ICMP echo frames `shmlink memif ping|responder` build and answer.
+// the ARP and ICMP echo frames `shmlink memif ping|responder` build and answer. memif messages
+// and handshakes: memif_seeds.cpp.
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
@@ -22,6 +23,7 @@
 
 #include "fuzz_util.hpp"
 #include "packet.hpp"
+#include "memif_fuzz.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -185,6 +187,7 @@ int main(int argc, char** argv) {
     queue_seeds(dir, out / "queue");
     memif_status_seeds(out / "memif_status");
     packet_seeds(out / "packet");
+    shmlink::fuzz::write_memif_seeds(out);  // memif_messages/, memif_handshake/
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shmlink_fuzz_seeds: %s\n", e.what());
     return 1;

@@ -60,6 +60,7 @@ struct MemifCommon {
   unsigned log2_ring = 10;
   std::uint32_t buffer_size = 2048;
   bool polling = false;
+  bool allow_unsealed = false;
   double connect_timeout = 10;
 };
 
@@ -76,6 +77,9 @@ void add_common(CLI::App* app, MemifCommon& o, const char* ip_help, const char* 
   app->add_option("--buffer-size", o.buffer_size, "Bytes per buffer, slave only (default 2048)")
       ->check(CLI::Range(64, 65536));
   app->add_flag("--polling", o.polling, "Poll the receive rings instead of waiting for interrupts");
+  app->add_flag("--allow-unsealed-regions", o.allow_unsealed,
+                "Master: accept a slave's regions that are not sealed against shrinking (zero-copy VPP/DPDK "
+                "slaves); such a slave can crash this process with SIGBUS by truncating them");
   app->add_option("--connect-timeout", o.connect_timeout, "Seconds to wait for the link (default 10)")
       ->check(CLI::Range(0.0, 86400.0));
 }
@@ -91,6 +95,7 @@ memif::InterfaceOptions interface_options(const MemifCommon& o, const char* name
   io.log2_ring_size = static_cast<std::uint8_t>(o.log2_ring);
   io.buffer_size = o.buffer_size;
   io.rx_mode = o.polling ? memif::RxMode::polling : memif::RxMode::interrupt;
+  io.allow_unsealed_regions = o.allow_unsealed;
   return io;
 }
 
