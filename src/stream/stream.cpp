@@ -12,6 +12,7 @@
 #include "os/process.hpp"
 #include "os/sys.hpp"
 #include "stream/isio_layout.hpp"
+#include "stream/tuning.hpp"
 
 #include <semaphore.h>
 #include <sched.h>
@@ -685,15 +686,17 @@ FrameInfo Stream::slice_info(std::uint32_t slice) const noexcept {
   return f;
 }
 
+std::atomic<std::int64_t>& detail::writer_grace_ns() noexcept {
+  static std::atomic<std::int64_t> grace{200'000'000};
+  return grace;
+}
+
 namespace {
 
-/// How long a set write flag may last before the writer is presumed dead mid-write.
-constexpr std::int64_t kWriterGraceNs = 200'000'000;
-
 /// Waits politely while a writer is inside a write. The writer is presumed dead mid-write
-/// (writer_active) when the write flag stays set while cnt0 does not move for kWriterGraceNs;
-/// a live writer that never leaves a gap (back-to-back writes) makes the read give up with
-/// torn after 5 x kWriterGraceNs.
+/// (writer_active) when the write flag stays set while cnt0 does not move for
+/// detail::writer_grace_ns() (200 ms); a live writer that never leaves a gap (back-to-back
+/// writes) makes the read give up with torn after 5 times that.
 struct WriterPatience {
   std::int64_t start = 0;
   std::int64_t since = 0;
@@ -711,8 +714,9 @@ struct WriterPatience {
       since = now;
       seen_cnt0 = c;
     }
-    if (now - since > kWriterGraceNs) return Errc::writer_active;
-    if (now - start > 5 * kWriterGraceNs) return Errc::torn;
+    const std::int64_t grace = detail::writer_grace_ns().load(std::memory_order_relaxed);
+    if (now - since > grace) return Errc::writer_active;
+    if (now - start > 5 * grace) return Errc::torn;
     ::sched_yield();
     return Errc::ok;
   }

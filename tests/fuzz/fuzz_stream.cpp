@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "fuzz_util.hpp"
+#include "stream/tuning.hpp"
 
 using namespace std::chrono_literals;
 
@@ -81,6 +82,13 @@ void exercise(shmlink::Stream& s) {
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // A hostile file can hold the write flag set for ever; each read would then wait the full
+  // 200 ms grace for a writer presumed dead. 1 ms keeps the same paths at fuzzing speed.
+  shmlink::detail::writer_grace_ns().store(1'000'000, std::memory_order_relaxed);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string& dir = shmlink::fuzz::scratch_dir();
