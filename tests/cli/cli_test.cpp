@@ -2190,6 +2190,7 @@ TEST_F(cli, LsAndInfoPrintHostileNamesEscaped) {
   EXPECT_NE(r.out.find("x\\e[2J"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("r\\nfake"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("title (stores 't\\e]0;x\\x07')"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\\\\e"), std::string::npos) << r.out;  // messages are not escaped twice
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4) << r.out;  // header + 3 rows
 
   r = run_cli({"info", "title"});

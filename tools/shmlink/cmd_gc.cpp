@@ -358,7 +358,7 @@ int run_gc(const GcOptions& opt) {
                         {"temporary", v.temporary},
                         {"stale", v.stale}});
     if (!opt.json && v.remove)
-      std::cout << (opt.dry_run ? "would remove " : "removed ") << verdict_label(v) << ": " << shown(v.reason) << '\n';
+      std::cout << (opt.dry_run ? "would remove " : "removed ") << verdict_label(v) << ": " << shown_message(v.reason) << '\n';
   }
   if (opt.json) {
     Json doc{{"schema_version", kSchemaVersion},

@@ -146,7 +146,7 @@ std::string clock_text(std::int64_t ns) {
 
 /// An event as one text line: "12:00:01 stream 'cam' re-created: 64x64 float32 -> 32x32 uint16".
 std::string event_line(const StreamEvent& e) {
-  return fmt::format("{} {}\n", clock_text(e.time_ns), shown(event_text(e)));
+  return fmt::format("{} {}\n", clock_text(e.time_ns), shown_message(event_text(e)));
 }
 
 /// The title line above the table ("shmlink monitor  /dev/shm  12:00:01  3 streams").

@@ -881,7 +881,7 @@ std::string Table::render(bool colour) const {
   // Cells hold names and messages from files: escaped here, once, for every table.
   std::vector<std::vector<std::string>> texts(rows.size());
   for (std::size_t r = 0; r < rows.size(); ++r) {
-    for (const Cell& cell : rows[r]) texts[r].push_back(shown(cell.text));
+    for (const Cell& cell : rows[r]) texts[r].push_back(shown_message(cell.text));
   }
   std::vector<std::size_t> width(ncol, 0);
   for (std::size_t c = 0; c < ncol; ++c) width[c] = headers[c].size();
@@ -963,19 +963,20 @@ bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>&
   }
 }
 
-int report_error(const Error& e) {
-  // Escape what could drive the terminal (names from files and arguments end up in messages),
-  // but keep the message's own backslashes: names in it are escaped already.
-  const std::string_view what = e.what();
+std::string shown_message(std::string_view text) {
   std::string safe;
   for (std::size_t pos = 0;;) {
-    const std::size_t slash = what.find('\\', pos);
-    safe += shown(what.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos));
+    const std::size_t slash = text.find('\\', pos);
+    safe += shown(text.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos));
     if (slash == std::string_view::npos) break;
     safe += '\\';
     pos = slash + 1;
   }
-  spdlog::error("{}", safe);
+  return safe;
+}
+
+int report_error(const Error& e) {
+  spdlog::error("{}", shown_message(e.what()));
   return exit_code_for(e.errc());
 }
 

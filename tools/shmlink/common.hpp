@@ -138,6 +138,11 @@ Status wait_for_new_frame(const Stream& s, std::uint64_t last, std::chrono::nano
 /// a hostile name can neither drive the terminal nor forge output lines.
 std::string shown(std::string_view name);
 
+/// A message as it is printed: like shown(), but backslashes are kept as they are, because
+/// messages from the library already show names escaped (a second pass would double them).
+/// Used for error messages and for table cells, which mix names and messages.
+std::string shown_message(std::string_view text);
+
 /// The directory to scan: `dir` when non-empty, else shmlink::stream_directory().
 std::string resolve_directory(const std::string& dir);
 
@@ -337,7 +342,8 @@ struct Table {
   std::vector<std::vector<Cell>> rows;  ///< cells, one vector per row
 
   /// Renders the table, two spaces between columns; colours only when `colour` is true. Cell
-  /// texts are escaped (shown()): control characters and non-UTF-8 bytes cannot reach the terminal.
+  /// texts are escaped (shown_message()): control characters and non-UTF-8 bytes cannot reach the
+  /// terminal.
   [[nodiscard]] std::string render(bool colour) const;
 };
 
@@ -366,8 +372,8 @@ void print_json(const Json& j);
 /// Sleeps `duration`, in short steps, returning early (false) when `keep_running` says so.
 bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>& keep_running);
 
-/// Logs an error for a failed command on stderr (control characters and non-UTF-8 bytes in the
-/// message escaped, as shown() does, backslashes kept) and returns its exit code.
+/// Logs an error for a failed command on stderr (escaped by shown_message()) and returns its exit
+/// code.
 int report_error(const Error& e);
 
 /// Parses a duration: a non-negative number followed by a unit, `s`, `m`, `h` or `d` ("0s",
