@@ -142,10 +142,10 @@ SHMLINK_EXPORT std::string stream_name(std::string_view name_or_path);
 /// The result is valid UTF-8. Used for every channel name in error messages and CLI output.
 SHMLINK_EXPORT std::string escape_name(std::string_view text);
 
-/// The one name rule of every channel kind (streams, queues, memif status files): `name` (the
-/// bare name, without directory and kind suffix) must be 1 to `max_bytes` bytes long, must not
-/// be "." or "..", and must not contain '/', NUL or another control character (bytes below 0x20
-/// and DEL, 0x7f). Names from paths (DAO style, "/tmp/x.im.shm") are checked by their basename.
+/// The one name rule of every channel kind (stream_path(), queue_path(); memif status files are
+/// named by shmlink, `<pid>-<k>`): `name` (the bare name, without directory and kind suffix) must
+/// be 1 to `max_bytes` bytes long, not "." or "..", without '/', NUL or another control character
+/// (below 0x20, DEL). Names from paths (DAO style, "/tmp/x.im.shm") are checked by their basename.
 /// @param kind "stream", "queue", ... (for the message); @param given what the caller passed
 /// (shown escaped in the message).
 /// @throws Error invalid_argument (empty, ".", "..", '/', control character) or name_too_long
