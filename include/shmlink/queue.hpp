@@ -131,7 +131,8 @@ struct QueueSpec {
   WaitMode wait = WaitMode::hybrid;
   /// The signal table; indices must be distinct and below max_values (may be empty).
   std::vector<Signal> signals;
-  /// File permission bits.
+  /// File permission bits: read and write bits only, a subset of 0666 (check_channel_permissions();
+  /// create refuses others with invalid_argument).
   mode_t permissions = 0600;
 };
 
@@ -166,8 +167,16 @@ struct QueueInfo {
   std::vector<Signal> signals;
 };
 
+/// Longest accepted queue name in bytes (the name part of the file name, without ".queue.shm";
+/// the same limit as a stream's, kMaxStreamName).
+inline constexpr std::size_t kMaxQueueName = 79;
+
 /// The file of a queue: `<stream_directory()>/<name>.queue.shm`, or a path containing '/' as given.
-/// @throws Error invalid_argument (empty), name_too_long (over 79 bytes).
+/// The name part (basename without ".queue.shm") follows the rule every channel kind shares
+/// (check_channel_name()); a basename ending in ".im.shm" or ".memif.shm" (another kind's file)
+/// is refused.
+/// @throws Error invalid_argument (empty, ".", "..", control characters, another kind's file
+///         name), name_too_long (over kMaxQueueName bytes); the message shows the name escaped.
 SHMLINK_EXPORT std::string queue_path(std::string_view name_or_path);
 
 /// A handle on one queue file. Move-only; destruction unmaps, never removes the file.

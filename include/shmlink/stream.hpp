@@ -135,6 +135,35 @@ SHMLINK_EXPORT std::string stream_path(std::string_view name_or_path);
 /// The stream name stored in the file for `name_or_path` (basename without ".im.shm").
 SHMLINK_EXPORT std::string stream_name(std::string_view name_or_path);
 
+/// `text` made safe to print on a terminal and in one line: printable ASCII and valid UTF-8
+/// sequences pass (except U+0080..U+009F, the C1 controls), a backslash becomes `\\`, ESC
+/// `\e`, newline `\n`, carriage return `\r`, tab `\t`, and every other byte (other control
+/// characters, DEL, NUL, bytes that are not valid UTF-8) `\xNN` (two lower-case hex digits).
+/// The result is valid UTF-8. Used for every channel name in error messages and CLI output.
+SHMLINK_EXPORT std::string escape_name(std::string_view text);
+
+/// The one name rule of every channel kind (stream_path(), queue_path(); memif status files are
+/// named by shmlink, `<pid>-<k>`): `name` (the bare name, without directory and kind suffix) must
+/// be 1 to `max_bytes` bytes long, not "." or "..", without '/', NUL or another control character
+/// (below 0x20, DEL). Names from paths (DAO style, "/tmp/x.im.shm") are checked by their basename.
+/// @param kind "stream", "queue", ... (for the message); @param given what the caller passed
+/// (shown escaped in the message).
+/// @throws Error invalid_argument (empty, ".", "..", '/', control character) or name_too_long
+///         (over `max_bytes`), its message naming `given` escaped (escape_name()).
+SHMLINK_EXPORT void check_channel_name(std::string_view kind, std::string_view name, std::string_view given,
+                                       std::size_t max_bytes);
+
+/// What the file type bits of `mode` (st_mode) say, for messages that refuse a channel file that
+/// is not a regular file: "a FIFO (named pipe)", "a socket", "a character device", "a block
+/// device", "a directory", "a symbolic link", or "a regular file".
+SHMLINK_EXPORT const char* file_type_name(mode_t mode) noexcept;
+
+/// The one permission rule of every channel file: read and write bits only (a subset of 0666).
+/// Set-user-ID, set-group-ID, sticky and execute bits are refused: a data file is never a program.
+/// @param resource the file being created (for the message).
+/// @throws Error invalid_argument naming `resource`, the mode and the refused bits.
+SHMLINK_EXPORT void check_channel_permissions(mode_t permissions, std::string_view resource);
+
 /// What a new stream looks like. Defaults give a plain ISIO stream (10 semaphores, MATH_DATA).
 struct StreamSpec {
   /// Axis lengths in ISIO order (shape[0] fastest): 1 to 3 axes, each >= 1.
@@ -155,7 +184,8 @@ struct StreamSpec {
   /// CIRCULAR_BUFFER | ZAXIS_TEMPORAL added (so its temporal arrays exist). A 3-axis `shape`
   /// whose imagetype already has both bits is a rolling buffer of depth shape[2] as it is.
   std::uint32_t depth = 0;
-  /// File permission bits (0600 by default; 0660/0666 for multi-user milk set-ups).
+  /// File permission bits (0600 by default; 0660/0666 for multi-user milk set-ups): read and
+  /// write bits only (check_channel_permissions(); create refuses others with invalid_argument).
   mode_t permissions = 0600;
   /// Version string written into the file (ISIO readers compare it with their own).
   std::string version = "2.00";

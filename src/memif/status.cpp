@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <system_error>
 #include <utility>
@@ -355,14 +356,46 @@ std::string resolve(const std::string& directory) { return directory.empty() ? s
 
 }  // namespace
 
+namespace {
+
+/// Opens a status file for reading without ever blocking or following a link: O_NONBLOCK (a
+/// FIFO put in the directory under a status file's name returns at once instead of waiting for
+/// a writer) and O_NOFOLLOW; then refuses anything but a regular file.
+/// @return the descriptor, or an invalid one when the file is absent and `absent_ok`.
+/// @throws Error layout naming the file for a link or a non-regular file; the errno's
+///         condition for other failures.
+os::UniqueFd open_status_file(const std::string& file, struct stat& st, bool absent_ok) {
+  const int raw = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
+  if (raw < 0) {
+    const int err = errno;
+    if (err == ENOENT && absent_ok) return os::UniqueFd();
+    if (err == ELOOP)
+      throw Error(Errc::layout, "opening memif status file " + file + ": it is a symbolic link, which is not followed");
+    os::throw_errno(err, "opening memif status file", file);
+  }
+  os::UniqueFd fd(raw);
+  if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting memif status file", file);
+  if (!S_ISREG(st.st_mode))
+    throw Error(Errc::layout, "reading memif status file " + file + ": it is " + file_type_name(st.st_mode) +
+                                  ", not a regular file");
+  return fd;
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> status::checked_file_bytes(std::uint64_t header_bytes, std::uint64_t record_bytes,
+                                                        std::uint64_t capacity) noexcept {
+  std::uint64_t records = 0;
+  std::uint64_t total = 0;
+  if (__builtin_mul_overflow(record_bytes, capacity, &records) || __builtin_add_overflow(records, header_bytes, &total))
+    return std::nullopt;
+  return total;
+}
+
 SocketStatus read_socket_status(const std::string& file) {
   const std::string what = "reading memif status file " + file;
-  const int raw = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) os::throw_errno(errno, "opening memif status file", file);
-  os::UniqueFd fd(raw);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting memif status file", file);
-  if (!S_ISREG(st.st_mode)) throw Error(Errc::layout, what + ": not a regular file");
+  const os::UniqueFd fd = open_status_file(file, st, false);
   const auto size = static_cast<std::uint64_t>(st.st_size < 0 ? 0 : st.st_size);
   if (size < sizeof(StatusHeader))
     throw Error(Errc::layout, what + ": the file is " + std::to_string(size) + " bytes, smaller than the " +
@@ -394,10 +427,14 @@ SocketStatus read_socket_status(const std::string& file) {
   if (h.capacity > status::kMaxCapacity)
     throw Error(Errc::layout, what + ": capacity " + std::to_string(h.capacity) + " is over " +
                                   std::to_string(status::kMaxCapacity) + " records");
-  if (size < status::file_bytes(h.capacity))
+  // Checked arithmetic on the file's own fields (not the constants they were compared with):
+  // what is mapped and read below must lie inside the file whatever the fields say.
+  const std::optional<std::uint64_t> need = status::checked_file_bytes(h.header_bytes, h.record_bytes, h.capacity);
+  if (!need || size < *need)
     throw Error(Errc::layout, what + ": the file is " + std::to_string(size) + " bytes but its header describes " +
-                                  std::to_string(status::file_bytes(h.capacity)) + " (" + std::to_string(h.capacity) +
-                                  " records)");
+                                  (need ? std::to_string(*need) : std::string("more than 2^64")) + " (" +
+                                  std::to_string(h.capacity) + " records of " + std::to_string(h.record_bytes) +
+                                  " bytes after a " + std::to_string(h.header_bytes) + "-byte header)");
   const std::uint8_t role = u8_at(base + offsetof(StatusHeader, role)).load(std::memory_order_relaxed);
   if (role > status::kRoleSlave)
     throw Error(Errc::layout, what + ": socket role " + std::to_string(role) + " is not 0, 1 or 2");
@@ -459,14 +496,15 @@ std::vector<SocketStatus> list_socket_status(const std::string& directory) {
 }
 
 bool remove_socket_status_if_stale(const std::string& file) {
-  const int raw = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) {
-    if (errno == ENOENT) return false;
-    os::throw_errno(errno, "opening memif status file", file);
-  }
-  os::UniqueFd fd(raw);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  os::UniqueFd fd;
+  try {
+    fd = open_status_file(file, st, true);
+  } catch (const Error& e) {
+    if (e.errc() == Errc::layout) return false;  // a link or not a regular file: left alone
+    throw;
+  }
+  if (!fd) return false;  // gone already
   char magic[sizeof status::kMagic] = {};
   if (::pread(fd.get(), magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic) ||
       std::memcmp(magic, status::kMagic, sizeof magic) != 0)

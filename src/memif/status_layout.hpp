@@ -45,6 +45,7 @@
 #pragma once
 
 #include <bit>
+#include <optional>
 #include <cstddef>
 #include <cstdint>
 
@@ -185,5 +186,10 @@ constexpr std::uint64_t file_bytes(std::uint32_t capacity) noexcept {
   return sizeof(StatusHeader) + std::uint64_t{sizeof(InterfaceRecord)} * capacity;
 }
 static_assert(file_bytes(kCapacity) == 512 + 64 * 384);
+
+/// `header_bytes + record_bytes * capacity` as a reader must compute it from a file's own
+/// fields: nullopt when it does not fit in 64 bits (a reader then refuses the file).
+std::optional<std::uint64_t> checked_file_bytes(std::uint64_t header_bytes, std::uint64_t record_bytes,
+                                                std::uint64_t capacity) noexcept;
 
 }  // namespace shmlink::memif::status

@@ -69,14 +69,17 @@ std::string_view signal_type_name(SignalType t) noexcept {
 }
 
 std::string queue_path(std::string_view name_or_path) {
-  if (name_or_path.empty()) throw Error(Errc::invalid_argument, "queue name is empty");
-  if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
-  std::string_view name = name_or_path;
+  // The name part: the basename, without ".queue.shm"; checked by the rule every channel shares.
+  std::string_view name = name_or_path.substr(name_or_path.rfind('/') + 1);
   if (name.size() > kSuffix.size() && name.substr(name.size() - kSuffix.size()) == kSuffix)
     name.remove_suffix(kSuffix.size());
-  if (name.size() > kMaxStreamName)
-    throw Error(Errc::name_too_long, "queue '" + std::string(name) + "': name is " + std::to_string(name.size()) +
-                                         " bytes, at most " + std::to_string(kMaxStreamName) + " allowed");
+  check_channel_name("queue", name, name_or_path, kMaxQueueName);
+  for (std::string_view other : {std::string_view(".im.shm"), std::string_view(".memif.shm")}) {
+    if (name.size() >= other.size() && name.substr(name.size() - other.size()) == other)
+      throw Error(Errc::invalid_argument, "queue '" + escape_name(name_or_path) + "': a file name ending in '" +
+                                              std::string(other) + "' is not a queue's");
+  }
+  if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
   return stream_directory() + "/" + std::string(name) + std::string(kSuffix);
 }
 
@@ -454,7 +457,7 @@ void check_spec(const std::string& path, const QueueSpec& spec) {
         s.type != SignalType::c64)
       bad("signal '" + s.name + "' has type " + std::to_string(static_cast<int>(s.type)));
   }
-  if ((spec.permissions & ~mode_t{07777}) != 0) bad("permissions have bits outside 07777");
+  check_channel_permissions(spec.permissions, path);
 }
 
 void init_file(Segment& seg, const QueueSpec& spec) {

@@ -250,7 +250,7 @@ isio::Geometry check_spec(const std::string& path, const StreamSpec& spec) {
     bad("a temporal (CIRCULAR_BUFFER|ZAXIS_TEMPORAL) stream needs 3 axes");
   if (spec.version.empty() || spec.version.size() > 31)
     bad("version string '" + spec.version + "' must be 1 to 31 bytes");
-  if ((spec.permissions & ~mode_t{07777}) != 0) bad("permissions have bits outside 07777");
+  check_channel_permissions(spec.permissions, path);
   isio::Geometry g;
   g.imdatamemsize = n * dtype_size(spec.dtype);
   g.nbkw = spec.keywords;

@@ -13,7 +13,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -777,7 +779,7 @@ TEST_F(cli, GcRemovesOnlyStreamsWithDeadCreatorAndNoUsers) {
   ::close(ready[1]);
   ASSERT_EQ(got, 1);
 
-  RunResult r = run_cli({"gc", "--dry-run", "--json"});
+  RunResult r = run_cli({"gc", "--streams", "--dry-run", "--json"});
   ASSERT_EQ(r.code, 0) << describe(r);
   json doc = parse_json(r);
   EXPECT_EQ(doc["schema_version"], 1);
@@ -786,7 +788,7 @@ TEST_F(cli, GcRemovesOnlyStreamsWithDeadCreatorAndNoUsers) {
   EXPECT_EQ(would, (std::set<std::string>{"mine", "stale"}));
   EXPECT_TRUE(fs::exists(stream_file("stale")));  // dry run removed nothing
 
-  r = run_cli({"gc"});
+  r = run_cli({"gc", "--streams"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find("removed stale"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(stream_file("stale")));
@@ -795,11 +797,11 @@ TEST_F(cli, GcRemovesOnlyStreamsWithDeadCreatorAndNoUsers) {
   EXPECT_TRUE(fs::exists(stream_file("live")));  // creator alive
 
   holder.stop();
-  r = run_cli({"gc"});
+  r = run_cli({"gc", "--streams"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_FALSE(fs::exists(stream_file("held")));  // its last user is gone now
   EXPECT_TRUE(fs::exists(stream_file("live")));
-  r = run_cli({"gc"});
+  r = run_cli({"gc", "--streams"});
   EXPECT_NE(r.out.find("nothing to remove"), std::string::npos) << r.out;
 }
 
@@ -1566,7 +1568,7 @@ TEST_F(cli, GcRemovesOnlyQueuesWithDeadCreatorAndNoUsers) {
   ::close(ready[1]);
   ASSERT_EQ(got, 1);
 
-  RunResult r = run_cli({"gc", "--dry-run", "--json"});
+  RunResult r = run_cli({"gc", "--streams", "--dry-run", "--json"});
   ASSERT_EQ(r.code, 0) << describe(r);
   json doc = parse_json(r);
   EXPECT_EQ(doc.at("dry_run"), true);
@@ -1582,12 +1584,12 @@ TEST_F(cli, GcRemovesOnlyQueuesWithDeadCreatorAndNoUsers) {
       << held->dump();
   EXPECT_TRUE(fs::exists(queue_file(dir_, "stale")));  // dry run removed nothing
 
-  r = run_cli({"gc", "--dry-run"});
+  r = run_cli({"gc", "--streams", "--dry-run"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find("would remove stale (queue)"), std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(queue_file(dir_, "stale")));
 
-  r = run_cli({"gc"});
+  r = run_cli({"gc", "--streams"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find("removed stale (queue)"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(queue_file(dir_, "stale")));
@@ -1596,11 +1598,11 @@ TEST_F(cli, GcRemovesOnlyQueuesWithDeadCreatorAndNoUsers) {
   EXPECT_TRUE(fs::exists(queue_file(dir_, "live")));  // creator alive
 
   holder.stop();
-  r = run_cli({"gc"});
+  r = run_cli({"gc", "--streams"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_FALSE(fs::exists(queue_file(dir_, "held")));  // its last user is gone now
   EXPECT_TRUE(fs::exists(queue_file(dir_, "live")));
-  r = run_cli({"gc"});
+  r = run_cli({"gc", "--streams"});
   EXPECT_NE(r.out.find("nothing to remove"), std::string::npos) << r.out;
 }
 
@@ -1928,6 +1930,311 @@ TEST_F(cli, GcKeepsLiveMemifStatusFilesAndRemovesOldUnlockedTemporaries) {
   EXPECT_TRUE(wait_memif_row(sock, [](const json& j) { return j.at("alive") == true; }).has_value());
   ::kill(responder.pid(), SIGTERM);
   responder.finish();
+}
+
+}  // namespace
+
+// ---- hostile files and names in the stream directory (issue 17) --------------------------
+
+namespace {
+
+/// Runs the CLI with a bound: a run that hangs is killed after `limit` and shows up as exit 137,
+/// failing the test instead of the suite.
+RunResult run_bounded(const std::vector<std::string>& args, std::chrono::milliseconds limit = 10s) {
+  return CliProcess(args).finish(limit);
+}
+
+/// Creates a FIFO at `p`, asserting success.
+void make_fifo(const fs::path& p) { ASSERT_EQ(::mkfifo(p.c_str(), 0600), 0) << p << ": " << std::strerror(errno); }
+
+/// True when `p` names something (lstat: a link or a FIFO counts).
+bool present(const fs::path& p) {
+  struct stat st {};
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+/// Overwrites `bytes.size()` bytes of the file `p` at `offset`.
+void patch_file(const fs::path& p, std::size_t offset, const std::string& bytes) {
+  const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << p;
+  ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+/// A FIFO, a socket and a link to a FIFO named like stream, queue and memif status files: ls,
+/// info and gc answer at once (before: ls, gc --dry-run and info blocked in open(2) for ever) and
+/// report them as what they are; gc leaves them in place.
+TEST_F(cli, FifosSocketsAndLinksNamedLikeChannelsNeitherHangNorAreRemoved) {
+  shmlink::StreamSpec spec;
+  spec.shape = {4};
+  const shmlink::Stream good = shmlink::Stream::create("good", spec);  // creator alive: gc keeps it
+  make_fifo(dir_ / "fs.im.shm");
+  make_fifo(dir_ / "fq.queue.shm");
+  make_fifo(dir_ / "99999-0.memif.shm");
+  ASSERT_EQ(::symlink((dir_ / "fs.im.shm").c_str(), (dir_ / "link.im.shm").c_str()), 0);
+  const int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string sock_path = (dir_ / "sq.queue.shm").string();
+  ASSERT_LT(sock_path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, sock_path.c_str(), sock_path.size() + 1);
+  ASSERT_EQ(::bind(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+
+  RunResult r = run_bounded({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json doc = parse_json(r);
+  const json* fs_row = named(doc.at("streams"), "fs");
+  ASSERT_NE(fs_row, nullptr) << r.out;
+  EXPECT_EQ(fs_row->at("exit_code"), 5) << fs_row->dump();
+  EXPECT_NE(fs_row->at("error").get<std::string>().find("FIFO"), std::string::npos) << fs_row->dump();
+  const json* link_row = named(doc.at("streams"), "link");
+  ASSERT_NE(link_row, nullptr) << r.out;
+  EXPECT_NE(link_row->at("error").get<std::string>().find("symbolic link"), std::string::npos) << link_row->dump();
+  ASSERT_NE(named(doc.at("streams"), "good"), nullptr) << r.out;
+  EXPECT_TRUE(named(doc.at("streams"), "good")->contains("shape")) << r.out;
+  const json* fq_row = named(doc.at("queues"), "fq");
+  ASSERT_NE(fq_row, nullptr) << r.out;
+  EXPECT_NE(fq_row->at("error").get<std::string>().find("FIFO"), std::string::npos) << fq_row->dump();
+  const json* sq_row = named(doc.at("queues"), "sq");
+  ASSERT_NE(sq_row, nullptr) << r.out;
+  EXPECT_NE(sq_row->at("error").get<std::string>().find("socket"), std::string::npos) << sq_row->dump();
+  ASSERT_EQ(doc.at("memif").size(), 1u) << r.out;
+  EXPECT_NE(doc.at("memif")[0].at("error").get<std::string>().find("FIFO"), std::string::npos) << r.out;
+
+  r = run_bounded({"ls", "--interval", "0"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+
+  r = run_bounded({"info", "fs"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find("FIFO"), std::string::npos) << describe(r);
+  r = run_bounded({"info", "fq"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find("FIFO"), std::string::npos) << describe(r);
+  r = run_bounded({"cat", "link"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"gc", "--dry-run", "--json"}, std::vector<std::string>{"gc", "--json"},
+        std::vector<std::string>{"gc", "--streams", "--json"}}) {
+    r = run_bounded(args);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    doc = parse_json(r);
+    EXPECT_TRUE(doc.at("removed").empty()) << r.out;
+  }
+  for (const char* f : {"fs.im.shm", "fq.queue.shm", "99999-0.memif.shm", "link.im.shm", "sq.queue.shm", "good.im.shm"})
+    EXPECT_TRUE(present(dir_ / f)) << f;
+  ::close(sock);
+}
+
+/// A stream truncated in place (DAO-style re-creation: the same inode) while `cat --wait` waits
+/// on it: cat ends with a clear error and exit 5, not SIGBUS (135).
+TEST_F(cli, CatWaitEndsWithAnErrorWhenTheStreamIsTruncatedInPlace) {
+  create({"trunc", "--shape", "64x64", "--dtype", "u16"});
+  const fs::path file = stream_file("trunc");
+  CliProcess cat({"cat", "trunc", "--wait", "--timeout", "20"});
+  // Wait until cat has the file mapped (it then waits for a frame that never comes).
+  const std::string maps = "/proc/" + std::to_string(cat.pid()) + "/maps";
+  ASSERT_TRUE(eventually([&] { return read_file(maps).find(file.string()) != std::string::npos; }));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(::truncate(file.c_str(), 0), 0);
+  const RunResult r = cat.finish(15s);
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << describe(r);
+}
+
+/// The gc race: a process keeps turning a stale stream (creator dead, unused) into a live one
+/// with PurgeAndCreate while gc --streams runs again and again. gc may remove a stale file, but
+/// never the live file that replaced it between gc's judgement and its removal.
+TEST_F(cli, GcNeverRemovesAStreamReCreatedBetweenItsJudgementAndTheRemoval) {
+  int report[2];
+  int stop[2];
+  ASSERT_EQ(::pipe(report), 0);
+  ASSERT_EQ(::pipe2(stop, O_NONBLOCK), 0);
+  const std::string path = stream_file("race").string();
+  Child creator([&report, &stop, path] {
+    ::close(report[0]);
+    ::close(stop[1]);
+    shmlink::StreamSpec spec;
+    spec.shape = {4};
+    spec.dtype = shmlink::Dtype::u8;
+    int lost = 0;
+    char c = 0;
+    for (int i = 0; i < 1000 && ::read(stop[0], &c, 1) != 1; ++i) {
+      // A stale file: made by a child that exits.
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        try {
+          shmlink::Stream::create(path, spec, shmlink::OpenMode::PurgeAndCreate);
+        } catch (...) {
+          ::_exit(1);
+        }
+        ::_exit(0);
+      }
+      ::waitpid(pid, nullptr, 0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1 + i % 4));
+      // Re-created by a live process, which keeps it: it must stay.
+      shmlink::Stream live = shmlink::Stream::create(path, spec, shmlink::OpenMode::PurgeAndCreate);
+      std::this_thread::sleep_for(8ms);
+      if (live.replaced()) {
+        std::this_thread::sleep_for(5ms);  // gc puts a file it moved by mistake back at once
+        if (live.replaced()) ++lost;
+      }
+    }
+    (void)!::write(report[1], &lost, sizeof lost);
+  });
+  ::close(report[1]);
+  ::close(stop[0]);
+  for (int i = 0; i < 60; ++i) {
+    const RunResult r = run_bounded({"gc", "--streams"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+  }
+  (void)!::write(stop[1], "x", 1);
+  ::close(stop[1]);
+  int lost = -1;
+  ASSERT_EQ(::read(report[0], &lost, sizeof lost), static_cast<ssize_t>(sizeof lost));
+  ::close(report[0]);
+  EXPECT_EQ(lost, 0) << "gc removed a stream that its live creator had just re-created";
+}
+
+/// Streams made by `shmlink create` outlive the command (milk's DM command and configuration
+/// streams): plain gc keeps them and says so, --streams removes them, --older-than spares
+/// recent ones, and --dry-run lists exactly what each mode removes.
+TEST_F(cli, GcKeepsStreamsMadeByCreateUnlessAskedWithStreams) {
+  create({"dmcmd", "--shape", "64x64"});
+  create_queue_from_dead_creator("q");
+  // Partial-write companions (u64, 516 x depth): certain garbage once their stream is gone.
+  create({"orphan_pkt", "--shape", "516x2", "--dtype", "u64"});
+  create({"dmcmd_pkt", "--shape", "516x2", "--dtype", "u64"});
+  RunResult r = run_cli({"gc"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(fs::exists(stream_file("dmcmd")));
+  EXPECT_TRUE(fs::exists(queue_file(dir_, "q")));
+  EXPECT_NE(r.out.find("--streams"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("removed orphan_pkt: partial-write companion"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(stream_file("orphan_pkt")));
+  EXPECT_TRUE(fs::exists(stream_file("dmcmd_pkt")));  // its stream is there
+
+  r = run_cli({"gc", "--dry-run", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json doc = parse_json(r);
+  EXPECT_TRUE(doc.at("removed").empty()) << r.out;
+  const json* kept = named(doc.at("kept"), "dmcmd");
+  ASSERT_NE(kept, nullptr) << r.out;
+  EXPECT_EQ(kept->at("stale"), true) << kept->dump();
+
+  r = run_cli({"gc", "--streams", "--older-than", "2h", "--dry-run", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(parse_json(r).at("removed").empty()) << r.out;
+  r = run_cli({"gc", "--streams", "--older-than", "2h"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(fs::exists(stream_file("dmcmd")));
+
+  r = run_cli({"gc", "--streams", "--older-than", "0s", "--dry-run", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(names_in(parse_json(r).at("removed")), (std::set<std::string>{"dmcmd", "dmcmd_pkt", "q"})) << r.out;
+  EXPECT_TRUE(fs::exists(stream_file("dmcmd")));
+  r = run_cli({"gc", "--streams", "--older-than", "0s"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("removed dmcmd"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(stream_file("dmcmd")));
+  EXPECT_FALSE(fs::exists(queue_file(dir_, "q")));
+
+  EXPECT_EQ(run_cli({"gc", "--older-than", "1h"}).code, 2);  // needs --streams
+  EXPECT_EQ(run_cli({"gc", "--streams", "--older-than", "soon"}).code, 2);
+}
+
+/// gc --json after removing a stream whose file name holds byte 0xff, next to a file whose version
+/// holds 0xff: valid JSON (the bytes become U+FFFD), exit 0 (before: exit 1 and nothing printed,
+/// after the file was already removed). ls --json and info --json likewise.
+TEST_F(cli, JsonOutputSurvivesNamesAndFieldsThatAreNotUtf8) {
+  const std::string bad = "bad\xff";
+  create_from_dead_creator(bad);
+  create({"badver", "--shape", "4"});
+  patch_file(stream_file("badver"), 0, "\xff");  // version "\xff.00"
+  create({"stored", "--shape", "4"});
+  patch_file(stream_file("stored"), 32, "s\xfe");  // the stored name
+
+  RunResult r = run_cli({"gc", "--json"});  // keeps them all; "badver"'s reason quotes its version
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(named(parse_json(r).at("kept"), "badver"), nullptr) << r.out;
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(named(parse_json(r).at("streams"), "bad\xef\xbf\xbd"), nullptr) << r.out;
+  r = run_cli({"info", "stored", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).value("name_differs", false), true) << r.out;
+  r = run_cli({"gc", "--streams", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json doc = parse_json(r);
+  EXPECT_NE(named(doc.at("removed"), "bad\xef\xbf\xbd"), nullptr) << r.out;
+  EXPECT_NE(named(doc.at("kept"), "badver"), nullptr) << r.out;
+  EXPECT_FALSE(fs::exists(stream_file(bad)));
+  EXPECT_TRUE(fs::exists(stream_file("badver")));
+}
+
+/// Names that would drive the terminal (clear the screen, set its title) or forge rows: ls and
+/// info print them escaped, show the file's own name and flag a stored name that differs.
+TEST_F(cli, LsAndInfoPrintHostileNamesEscaped) {
+  create({"clear", "--shape", "4"});
+  create({"title", "--shape", "4"});
+  create({"rows", "--shape", "4"});
+  fs::rename(stream_file("clear"), dir_ / "x\x1b[2J.im.shm");
+  patch_file(stream_file("title"), 32, std::string("t\x1b]0;x\a", 8));  // stored name, NUL-terminated
+  fs::rename(stream_file("rows"), dir_ / "r\nfake  4  float32.im.shm");
+
+  RunResult r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\a'), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x\\e[2J"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("r\\nfake"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("title (stores 't\\e]0;x\\x07')"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\\\\e"), std::string::npos) << r.out;  // messages are not escaped twice
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4) << r.out;  // header + 3 rows
+
+  r = run_cli({"info", "title"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("stored name:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("t\\e]0;x\\x07"), std::string::npos) << r.out;
+
+  r = run_cli({"gc", "--streams"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+}
+
+/// One name rule for streams and queues at the command line: ".", "..", control characters, a
+/// NUL-free but over-long name, another kind's file name are usage errors (exit 2), shown escaped.
+TEST_F(cli, ChannelNamesFollowOneRule) {
+  for (const std::string& name : {std::string("."), std::string(".."), std::string("a\nb"), std::string("a\x1b[2Jb"),
+                                  std::string(80, 'n')}) {
+    RunResult r = run_cli({"create", name, "--shape", "4"});
+    EXPECT_EQ(r.code, 2) << describe(r);
+    EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << describe(r);
+    r = run_cli({"info", "--queue", name});
+    EXPECT_EQ(r.code, 2) << describe(r);
+  }
+  const RunResult r = run_cli({"create", "a\x1b[2Jb", "--shape", "4"});
+  EXPECT_NE(r.err.find("a\\e[2Jb"), std::string::npos) << describe(r);
+  EXPECT_EQ(run_cli({"info", "--queue", (dir_ / (std::string(190, 'p') + ".im.shm")).string()}).code, 2);
+  EXPECT_TRUE(fs::is_empty(dir_));
+}
+
+/// `create --permissions` takes read and write bits only: set-user-ID, set-group-ID, sticky and
+/// execute bits are refused (exit 2, no file); 0666 is fine.
+TEST_F(cli, CreateRefusesSetuidSetgidStickyAndExecuteBits) {
+  for (const char* mode : {"7777", "4600", "2660", "1666", "0700", "0755"}) {
+    const RunResult r = run_cli({"create", "m", "--shape", "4", "--permissions", mode});
+    EXPECT_EQ(r.code, 2) << mode << ": " << describe(r);
+    EXPECT_FALSE(fs::exists(stream_file("m"))) << mode;
+  }
+  const RunResult r = run_cli({"create", "m", "--shape", "4", "--permissions", "7777"});
+  EXPECT_NE(r.err.find("set-user-ID"), std::string::npos) << describe(r);
+  create({"m", "--shape", "4", "--permissions", "0666"});
+  struct stat st {};
+  ASSERT_EQ(::stat(stream_file("m").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0666u);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -22,9 +23,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 namespace shmlink::test {
@@ -470,6 +474,94 @@ TEST(MemifStatus, BadFilesAreErrorsNamingTheFileAndDoNotStopTheListing) {
   EXPECT_FALSE(memif::remove_socket_status_if_stale(badmagic));
   EXPECT_TRUE(fs::exists(badmagic));
   EXPECT_THROW((void)memif::read_socket_status(dir.path() + "/absent.memif.shm"), Error);
+}
+
+/// Runs `body` in a forked child and returns its exit status, or -1 when it is still running after
+/// `limit` (then it is killed): a hang fails the test instead of blocking the suite.
+int run_bounded_child(const std::function<int()>& body, std::chrono::milliseconds limit = 5s) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int rc = 99;
+    try {
+      rc = body();
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int st = 0;
+  while (::waitpid(pid, &st, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/// A FIFO, or a link to one, named like a status file (any local user can make one in the
+/// directory): reading it is a layout error naming the file and what it is, at once (before:
+/// open(2) waited for a writer for ever); the listing goes on and stale removal leaves it alone.
+TEST(MemifStatus, AFifoOrALinkNamedLikeAStatusFileIsAnErrorNotAHang) {
+  TempStreamDir dir;
+  const std::string fifo = dir.path() + "/99999-0.memif.shm";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string link = dir.path() + "/99999-1.memif.shm";
+  ASSERT_EQ(::symlink(fifo.c_str(), link.c_str()), 0);
+  const int rc = run_bounded_child([&] {
+    int ok = 0;
+    for (const auto& [file, what] : {std::pair{fifo, "FIFO"}, std::pair{link, "symbolic link"}}) {
+      try {
+        (void)memif::read_socket_status(file);
+      } catch (const Error& e) {
+        const std::string msg = e.what();
+        if (e.errc() == Errc::layout && msg.find(file) != std::string::npos && msg.find(what) != std::string::npos)
+          ++ok;
+        else
+          std::fprintf(stderr, "%s\n", msg.c_str());
+      }
+    }
+    const std::vector<SocketStatus> all = memif::list_socket_status(dir.path());
+    if (all.size() == 2 && !all[0].error.empty() && !all[1].error.empty()) ++ok;
+    if (!memif::remove_socket_status_if_stale(fifo) && !memif::remove_socket_status_if_stale(link)) ++ok;
+    if (memif::remove_stale_socket_status(dir.path()) == 0) ++ok;
+    return ok == 5 ? 0 : 1;
+  });
+  EXPECT_EQ(rc, 0) << (rc == -1 ? "reading a FIFO named like a status file hung" : "wrong errors");
+  EXPECT_TRUE(fs::exists(fs::symlink_status(fifo)));
+  EXPECT_TRUE(fs::exists(fs::symlink_status(link)));
+}
+
+/// Size fields a reader takes from the file are checked before any arithmetic on them: a header
+/// with the largest capacity, or sizes that do not match the layout, is a layout error, never a
+/// read outside the mapping.
+TEST(MemifStatus, HostileSizeFieldsAreLayoutErrors) {
+  TempStreamDir dir;
+  Socket good(socket_options("@shmlink-status-sizes-" + std::to_string(::getpid()), "sizes"));
+  good.add_interface(iface(Role::master, 0, "s"));
+  const std::string real = read_bytes(good.status_file());
+  struct Case {
+    std::size_t offset;
+    std::uint32_t value;
+    const char* what;
+  };
+  int k = 10;
+  for (const Case& c : {Case{20, 0xFFFFFFFFu, "capacity"}, Case{16, 0xFFFFFFFFu, "sizes"},
+                        Case{12, 0xFFFFFFFFu, "sizes"}, Case{20, 4096, "but its header describes"}}) {
+    std::string bytes = real;
+    std::memcpy(bytes.data() + c.offset, &c.value, sizeof c.value);
+    const std::string file = dir.path() + "/" + std::to_string(k++) + "-0.memif.shm";
+    write_bytes(file, bytes);
+    try {
+      (void)memif::read_socket_status(file);
+      ADD_FAILURE() << file << " was read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.errc(), Errc::layout) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.what), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(MemifStatus, AMissingDirectoryLeavesTheSocketWorkingWithoutAFile) {

@@ -628,7 +628,7 @@ int run_memif_bench(const MemifBenchOptions& o) {
 
   if (!o.save.empty()) {
     std::ofstream out(o.save);
-    out << doc.dump(2) << '\n';
+    out << json_text(doc) << '\n';
     if (!out) spdlog::error("memif bench: cannot write {}", o.save);
   }
   if (o.json) {

@@ -490,7 +490,7 @@ int run_bench_stream(BenchStreamOptions opt) {
 
   if (!opt.save.empty()) {
     std::ofstream f(opt.save);
-    f << doc.dump(2) << "\n";
+    f << json_text(doc) << "\n";
     if (!f) {
       spdlog::error("bench: cannot write {}: {}", opt.save, std::strerror(errno));
       return kExitFailure;

@@ -551,7 +551,7 @@ int run_bench_queue(BenchQueueOptions opt) {
 
   if (!opt.save.empty()) {
     std::ofstream f(opt.save);
-    f << doc.dump(2) << "\n";
+    f << json_text(doc) << "\n";
     if (!f) {
       spdlog::error("bench queue: cannot write {}: {}", opt.save, std::strerror(errno));
       return kExitFailure;

@@ -210,18 +210,19 @@ int run_cat(const CatOptions& opt) {
     const auto timeout = opt.timeout < 0 ? kForever
                                          : std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                std::chrono::duration<double>(opt.timeout));
-    const std::uint64_t last = s.cnt0();
-    Status st = s.wait_futex(last, timeout);
-    while (st.code() == Errc::interrupted) st = s.wait_futex(last, timeout);
+    std::uint64_t last = 0;
+    guarded_read(s, [&] { last = s.cnt0(); });
+    const Status st = wait_for_new_frame(s, last, timeout);
     if (!st) {
-      throw Error(st.code(), fmt::format("waiting for a new frame of {}", path));
+      throw Error(st.code(), fmt::format("waiting for a new frame of {}", shown(path)));
     }
   }
 
   std::vector<std::byte> frame(s.frame_bytes());
   FrameInfo fi;
-  const Status st = s.read_copy(frame, &fi);
-  if (!st) throw Error(st.code(), fmt::format("reading a frame of {}", path));
+  Status st;
+  guarded_read(s, [&] { st = s.read_copy(frame, &fi); });
+  if (!st) throw Error(st.code(), fmt::format("reading a frame of {}", shown(path)));
 
   const std::vector<std::uint32_t> shape(s.shape().begin(), s.shape().end());
   const std::vector<std::uint32_t> numpy_shape(shape.rbegin(), shape.rend());
@@ -257,8 +258,8 @@ int run_cat(const CatOptions& opt) {
 
   const char* of = stats.magnitude ? " (of |z|)" : "";
   std::string out;
-  out += fmt::format("{:<11}{}\n", "name:", s.name());
-  out += fmt::format("{:<11}{}\n", "path:", s.path());
+  out += fmt::format("{:<11}{}\n", "name:", shown(s.name()));
+  out += fmt::format("{:<11}{}\n", "path:", shown(s.path()));
   out += fmt::format("{:<11}{} (numpy ({}))\n", "shape:", format_shape(shape), fmt::join(numpy_shape, ", "));
   out += fmt::format("{:<11}{}\n", "dtype:", dtype_name(s.dtype()));
   out += fmt::format("{:<11}{}\n", "cnt0:", fi.cnt0);
@@ -269,7 +270,7 @@ int run_cat(const CatOptions& opt) {
   out += fmt::format("{:<11}{}{}\n", "min:", stat_text(stats.min), of);
   out += fmt::format("{:<11}{}{}\n", "max:", stat_text(stats.max), of);
   out += fmt::format("{:<11}{}{}\n", "mean:", stat_text(Json(stats.mean)), of);
-  if (!opt.npy.empty()) out += fmt::format("{:<11}{}\n", "npy:", opt.npy);
+  if (!opt.npy.empty()) out += fmt::format("{:<11}{}\n", "npy:", shown(opt.npy));
   std::cout << out << std::flush;
   return kExitOk;
 }

@@ -31,21 +31,14 @@ struct CreateOptions {
   bool json = false;                ///< print JSON
 };
 
-/// Gives the new stream file `path` the group `gid` (chown(path, -1, gid)), then re-applies
-/// `mode`, since chown(2) clears the set-user/group-ID bits. On failure the stream just created
+/// Gives the new stream file `path` the group `gid` (chown(path, -1, gid)); the mode has no
+/// set-user/group-ID bits for chown(2) to clear (the library refuses them). On failure the stream just created
 /// is removed again (when the path still is that file, inode `inode`), so a failed `create`
 /// leaves no stream with the wrong group behind.
 /// @throws Error permission (the caller is not in the group and not root) or system, naming
 ///         the file and the group.
-void set_group(const std::string& path, std::uint64_t inode, gid_t gid, const std::string& group, mode_t mode) {
-  if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) == 0) {
-    if ((mode & (S_ISUID | S_ISGID)) != 0 && ::chmod(path.c_str(), mode) != 0) {
-      const int err = errno;
-      throw Error(errc_from_errno(err), fmt::format("setting permissions {:04o} of {} after changing its group: {}",
-                                                    static_cast<unsigned>(mode), path, std::strerror(err)));
-    }
-    return;
-  }
+void set_group(const std::string& path, std::uint64_t inode, gid_t gid, const std::string& group) {
+  if (::chown(path.c_str(), static_cast<uid_t>(-1), gid) == 0) return;
   const int err = errno;
   struct stat st {};
   bool removed = false;
@@ -95,7 +88,7 @@ int run_create(const CreateOptions& opt) {
   spec.permissions = *mode;
 
   Stream s = Stream::create(path, spec, opt.force ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate);
-  if (gid) set_group(path, s.inode(), *gid, opt.group, *mode);
+  if (gid) set_group(path, s.inode(), *gid, opt.group);
   const StreamInfo info = s.info();
   const std::vector<std::uint32_t> frame_shape(s.frame_shape().begin(), s.frame_shape().end());
   const std::optional<FileOwner> owner = file_owner(path);
@@ -153,7 +146,8 @@ Command add_create_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--permissions", opt->permissions,
                   "File mode in octal, applied exactly whatever the umask (0600; 0660 or 0666 for "
-                  "shared set-ups)")
+                  "shared set-ups); read and write bits only: set-user-ID, set-group-ID, sticky and execute "
+                  "bits are refused")
       ->check(permissions_validator())
       ->capture_default_str();
   sub->add_option("--group", opt->group,

@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: MIT
-// `shmlink gc`: removes stale streams and queues, those whose creator is dead and that no process
-// has open, memif status files whose owner is gone (nobody holds their lock), plus temporaries
-// left by creations that crashed before publishing.
+// `shmlink gc`: removes what is certainly garbage in the stream directory: temporaries left by
+// creations that crashed before publishing, memif status files whose owner is gone, and unused
+// partial-write companions (`<name>_pkt.im.shm`) whose stream is gone. With
+// --streams it also removes streams and queues whose creator is dead and that no process has open
+// (optionally only those unused for --older-than). A file is removed only if the path still names
+// the very file that was judged (rename to a trash name, check the inode, then unlink).
 #include "common.hpp"
 
 #include <fmt/format.h>
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -24,10 +30,12 @@ namespace {
 
 /// Options of `gc`.
 struct GcOptions {
-  std::string dir;       ///< directory override
-  bool dry_run = false;  ///< list, do not remove
-  bool strict = false;   ///< keep a stream when some process could not be inspected
-  bool json = false;     ///< JSON on stdout
+  std::string dir;                 ///< directory override
+  bool dry_run = false;            ///< list, do not remove
+  bool strict = false;             ///< keep a stream when some process could not be inspected
+  bool json = false;               ///< JSON on stdout
+  bool streams = false;            ///< also remove unused streams and queues of dead creators
+  std::string older_than = "0s";   ///< with --streams: only those unused for at least this long
 };
 
 /// The verdict on one file.
@@ -35,54 +43,157 @@ struct Verdict {
   std::string name;    ///< display name
   std::string path;    ///< file path
   ChannelKind kind = ChannelKind::stream;  ///< what the file is (or, for a temporary, would be)
-  bool remove = false; ///< stale
+  bool remove = false; ///< to be removed
   std::string reason;  ///< why it is (or is not) removed
   bool temporary = false;  ///< a temporary of an interrupted creation
+  bool stale = false;  ///< a stream or queue nobody uses (removed only with --streams)
+  dev_t dev = 0;       ///< the judged file's device (streams, queues, temporaries)
+  ino_t ino = 0;       ///< the judged file's inode: only this file is ever removed
 };
 
-/// The creator pid recorded in the stream or queue file `path`; the handle is closed again
-/// before returning, so the /proc scan that follows does not find this process.
-/// @throws Error when the file does not open or validate as that kind.
-std::int32_t creator_of(const std::string& path, ChannelKind kind) {
-  if (kind == ChannelKind::queue) return Queue::open(path, QueueExpect{.writable = false}).info().creator_pid;
-  return open_for_inspection(path).info().creator_pid;
+/// ns since the epoch of a stat(2) time.
+std::int64_t ns_of(const timespec& t) noexcept { return std::int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; }
+
+/// "3h", "12m", "40s": an age for messages.
+std::string age_text(std::int64_t ns) {
+  const std::int64_t s = ns / 1'000'000'000;
+  if (s >= 2 * 86400) return fmt::format("{}d", s / 86400);
+  if (s >= 2 * 3600) return fmt::format("{}h", s / 3600);
+  if (s >= 120) return fmt::format("{}m", s / 60);
+  return fmt::format("{}s", s);
 }
 
-/// Judges one stream or queue file: stale when its creator is dead and no process holds it.
-Verdict judge(const std::string& path, ChannelKind kind, bool strict) {
-  Verdict v{kind == ChannelKind::queue ? queue_display_name(path) : display_name(path), path, kind, false, {}, false};
-  std::int32_t creator = 0;
+/// What gc reads from a stream or queue file.
+struct FileFacts {
+  std::int32_t creator = 0;  ///< creator pid
+  std::int64_t used_ns = 0;  ///< last use as the file says (newest frame, creation), ns since the epoch
+  bool orphan_companion = false;  ///< a partial-write companion whose stream is gone
+};
+
+/// Records per slice in a partial-write companion `<name>_pkt.im.shm` (u64, this x depth:
+/// docs/design/streams.md "Partial writes").
+constexpr std::uint32_t kCompanionRecord = 516;
+
+/// The facts gc judges the stream or queue file `path` by. The handle is closed again before
+/// returning, so the /proc scan that follows does not find this process through it.
+/// @throws Error when the file does not open or validate as that kind.
+FileFacts facts_of(const std::string& path, ChannelKind kind) {
+  if (kind == ChannelKind::queue) {
+    const QueueRow row = inspect_queue(path);
+    if (!row.info) throw Error(row.error_code, row.error);
+    return {row.info->creator_pid, row.info->creation_time_ns, false};
+  }
+  const Stream s = open_for_inspection(path);
+  StreamInfo info;
+  guarded_read(s, [&] { info = s.info(); });
+  FileFacts f{info.creator_pid,
+              std::max({info.frame.writetime_ns, info.frame.atime_ns, info.creation_time_ns, info.last_access_time_ns}),
+              false};
+  constexpr std::string_view kCompanion = "_pkt.im.shm";
+  if (path.size() > kCompanion.size() && path.ends_with(kCompanion) && info.dtype == Dtype::u64 &&
+      info.shape.size() == 2 && info.shape[0] == kCompanionRecord) {
+    const std::string owner = path.substr(0, path.size() - kCompanion.size()) + ".im.shm";
+    struct stat st {};
+    f.orphan_companion = ::lstat(owner.c_str(), &st) != 0 && errno == ENOENT;
+  }
+  return f;
+}
+
+/// Judges one stream or queue file: stale when its creator is dead and no process holds it;
+/// removed only with --streams, and then only when unused for --older-than.
+Verdict judge(const std::string& path, ChannelKind kind, const GcOptions& opt, std::chrono::nanoseconds older_than) {
+  Verdict v;
+  v.name = kind == ChannelKind::queue ? queue_display_name(path) : display_name(path);
+  v.path = path;
+  v.kind = kind;
+  // Pin the file judged: its inode is what may be removed, whatever the path names later.
+  // O_NONBLOCK: a FIFO does not block us; O_NOFOLLOW: a link is not followed.
+  const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
+  struct stat st {};
+  if (raw < 0 || ::fstat(raw, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const int err = errno;
+    if (raw >= 0) ::close(raw);
+    try {
+      require_regular_file(path, channel_kind_name(kind));
+      v.reason = fmt::format("cannot be inspected ({}), left alone", raw < 0 ? std::strerror(err) : "fstat failed");
+    } catch (const Error& e) {
+      v.reason = std::string(e.what());
+    }
+    return v;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{raw};
+  v.dev = st.st_dev;
+  v.ino = st.st_ino;
+  FileFacts facts;
   try {
-    creator = creator_of(path, kind);
+    facts = facts_of(path, kind);
   } catch (const Error& e) {
     v.reason = fmt::format("not a valid {}, left alone: {}", channel_kind_name(kind), e.what());
     return v;
   }
+  struct stat again {};
+  if (::lstat(path.c_str(), &again) != 0 || again.st_ino != st.st_ino || again.st_dev != st.st_dev) {
+    v.reason = "re-created or removed while it was judged, left alone";
+    return v;
+  }
+  const std::int32_t creator = facts.creator;
   if (pid_alive(creator)) {
     v.reason = "creator " + std::to_string(creator) + " is alive";
     return v;
   }
   int hidden = 0;
-  const std::vector<int> users = processes_using(path, &hidden);
+  // Users of the judged inode (through our descriptor's /proc link), not of whatever the path
+  // names now; this process holds that descriptor, so it is not counted.
+  std::vector<int> users = processes_using(fmt::format("/proc/self/fd/{}", raw), &hidden);
+  std::erase(users, static_cast<int>(::getpid()));
   if (!users.empty()) {
     std::string list;
     for (int p : users) list += (list.empty() ? "" : ",") + std::to_string(p);
     v.reason = "creator " + std::to_string(creator) + " is dead but processes " + list + " have it open";
     return v;
   }
-  if (strict && hidden > 0) {
+  if (opt.strict && hidden > 0) {
     v.reason = std::to_string(hidden) + " processes could not be inspected (--strict; run as root)";
     return v;
   }
+  v.stale = true;
+  if (facts.orphan_companion) {
+    v.remove = true;
+    v.reason = fmt::format("partial-write companion whose stream is gone; creator {} is dead and no process has "
+                           "it open",
+                           creator);
+    return v;
+  }
+  if (!opt.streams) {
+    v.reason = fmt::format("creator {} is dead and no process has it open; {}s are removed only with --streams",
+                           creator, channel_kind_name(kind));
+    return v;
+  }
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  const std::int64_t last = std::max({facts.used_ns, ns_of(st.st_mtim), ns_of(st.st_ctim)});
+  const std::int64_t age = std::max<std::int64_t>(0, now - last);
+  if (age < older_than.count()) {
+    v.reason = fmt::format("creator {} is dead and no process has it open, but it was used {} ago (--older-than {})",
+                           creator, age_text(age), opt.older_than);
+    return v;
+  }
   v.remove = true;
-  v.reason = "creator " + std::to_string(creator) + " is dead and no process has it open";
+  v.reason = fmt::format("creator {} is dead and no process has it open (unused for {})", creator, age_text(age));
   return v;
 }
 
 /// Judges one memif status file: stale when nobody holds its lock (its owner is gone).
 Verdict judge_memif(const std::string& path) {
   const memif::SocketStatus s = inspect_memif_status(path);
-  Verdict v{std::filesystem::path(path).filename().string(), path, ChannelKind::memif, false, {}, false};
+  Verdict v;
+  v.name = std::filesystem::path(path).filename().string();
+  v.path = path;
+  v.kind = ChannelKind::memif;
   if (!s.error.empty()) {
     v.reason = "not a valid memif status file, left alone: " + s.error;
     return v;
@@ -97,20 +208,17 @@ Verdict judge_memif(const std::string& path) {
   return v;
 }
 
-/// True when nobody holds a lock on the file at `path` (a shared lock is granted at once); false
-/// when someone does or the file cannot be opened.
-bool unlocked(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+/// True when nobody holds a lock on the regular file `fd` (a shared lock is granted at once).
+bool unlocked(int fd) {
   const bool nobody = ::flock(fd, LOCK_SH | LOCK_NB) == 0;
-  ::close(fd);  // drops the shared lock too
+  if (nobody) ::flock(fd, LOCK_UN);
   return nobody;
 }
 
 /// Temporaries of interrupted creations: ".<name>.im.shm.XXXXXX" (streams),
 /// ".<name>.queue.shm.XXXXXX" (queues) and ".<pid>-<k>.memif.shm.XXXXXX" (memif status files),
-/// over a minute old and unused: no process has a stream or queue temporary open; nobody holds
-/// the lock of a memif one (its creator locks it before filling it).
+/// regular files over a minute old and unused: no process has a stream or queue temporary open;
+/// nobody holds the lock of a memif one (its creator locks it before filling it).
 std::vector<Verdict> judge_temporaries(const std::string& dir) {
   std::vector<Verdict> out;
   std::error_code ec;
@@ -121,70 +229,156 @@ std::vector<Verdict> judge_temporaries(const std::string& dir) {
     const bool queue = base.find(".queue.shm.") != std::string::npos;
     const bool memif = base.find(".memif.shm.") != std::string::npos;
     if (!stream && !queue && !memif) continue;
+    const std::string path = e.path().string();
+    const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
+    if (raw < 0) continue;
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{raw};
     struct stat st {};
-    if (::stat(e.path().c_str(), &st) != 0 || std::time(nullptr) - st.st_mtime < 60) continue;
-    if (memif ? !unlocked(e.path().string()) : !processes_using(e.path().string()).empty()) continue;
-    const ChannelKind kind = memif ? ChannelKind::memif : queue ? ChannelKind::queue : ChannelKind::stream;
-    out.push_back({base, e.path().string(), kind, true, "temporary of an interrupted creation", true});
+    if (::fstat(raw, &st) != 0 || !S_ISREG(st.st_mode) || std::time(nullptr) - st.st_mtime < 60) continue;
+    if (memif ? !unlocked(raw) : [&] {
+          std::vector<int> users = processes_using(fmt::format("/proc/self/fd/{}", raw));
+          std::erase(users, static_cast<int>(::getpid()));
+          return !users.empty();
+        }())
+      continue;
+    Verdict v;
+    v.name = base;
+    v.path = path;
+    v.kind = memif ? ChannelKind::memif : queue ? ChannelKind::queue : ChannelKind::stream;
+    v.remove = true;
+    v.reason = "temporary of an interrupted creation";
+    v.temporary = true;
+    v.dev = st.st_dev;
+    v.ino = st.st_ino;
+    out.push_back(std::move(v));
   }
   return out;
 }
 
+/// The outcome of remove_judged().
+enum class Removal { removed, gone, changed };
+
+/// Removes the file at `v.path` only if it still is the file judged (v.dev, v.ino). The path is
+/// first renamed to a trash name in the same directory (atomic: what the path named at that
+/// instant is what moves), the moved file's identity is checked, and only then is it unlinked.
+/// When another file had taken the path meanwhile (a stream re-created by PurgeAndCreate, whose
+/// rename can land between our judgement and our rename), that file is renamed back at once
+/// (without replacing a yet newer one) and left alone. Two gc runs at once: the second finds the
+/// path gone, or a new file it puts back.
+/// @throws Error naming the file when a rename or the unlink fails for another reason.
+Removal remove_judged(const Verdict& v) {
+  static std::atomic<unsigned> counter{0};
+  const std::filesystem::path p(v.path);
+  const std::string trash = (p.parent_path() / fmt::format(".{}.gc-trash.{}.{}", p.filename().string(),
+                                                              ::getpid(), counter.fetch_add(1)))
+                                .string();
+  if (::renameat2(AT_FDCWD, v.path.c_str(), AT_FDCWD, trash.c_str(), RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    if (err == ENOENT) return Removal::gone;
+    throw Error(errc_from_errno(err), fmt::format("removing {}: renaming it to {}: {}", shown(v.path), shown(trash),
+                                                  std::strerror(err)));
+  }
+  struct stat st {};
+  if (::lstat(trash.c_str(), &st) == 0 && st.st_dev == v.dev && st.st_ino == v.ino) {
+    if (::unlink(trash.c_str()) != 0 && errno != ENOENT) {
+      const int err = errno;
+      throw Error(errc_from_errno(err), fmt::format("removing {} (renamed to {}): {}", shown(v.path), shown(trash),
+                                                    std::strerror(err)));
+    }
+    return Removal::removed;
+  }
+  // Not the file judged: put it back. If a newer one took the path already, the moved one is a
+  // file its creator replaced anyway; it stays under the trash name (unused, a later gc removes
+  // it as a temporary).
+  (void)::renameat2(AT_FDCWD, trash.c_str(), AT_FDCWD, v.path.c_str(), RENAME_NOREPLACE);
+  return Removal::changed;
+}
+
 /// The name of `v` in gc's text output: "cam" for a stream, "q (queue)" for a queue,
-/// "@sock (memif status file 123-0.memif.shm)" for a memif status file.
+/// "@sock (memif status file 123-0.memif.shm)" for a memif status file; escaped for the terminal.
 std::string verdict_label(const Verdict& v) {
-  if (v.kind == ChannelKind::queue && !v.temporary) return v.name + " (queue)";
+  if (v.kind == ChannelKind::queue && !v.temporary) return shown(v.name) + " (queue)";
   if (v.kind == ChannelKind::memif && !v.temporary)
-    return fmt::format("{} (memif status file {})", v.name, std::filesystem::path(v.path).filename().string());
-  return v.name;
+    return fmt::format("{} (memif status file {})", shown(v.name),
+                       shown(std::filesystem::path(v.path).filename().string()));
+  return shown(v.name);
 }
 
 /// Runs `gc`.
 int run_gc(const GcOptions& opt) {
   const std::string dir = resolve_directory(opt.dir);
+  const std::chrono::nanoseconds older_than = parse_duration(opt.older_than).value_or(std::chrono::nanoseconds(0));
   std::vector<Verdict> verdicts;
   for (const std::string& path : list_stream_files(dir)) {
-    verdicts.push_back(judge(path, ChannelKind::stream, opt.strict));
+    verdicts.push_back(judge(path, ChannelKind::stream, opt, older_than));
   }
   for (const std::string& path : list_queue_files(dir)) {
-    verdicts.push_back(judge(path, ChannelKind::queue, opt.strict));
+    verdicts.push_back(judge(path, ChannelKind::queue, opt, older_than));
   }
   for (const std::string& path : list_memif_status_files(dir)) verdicts.push_back(judge_memif(path));
   for (Verdict& t : judge_temporaries(dir)) verdicts.push_back(std::move(t));
   int rc = kExitOk;
   Json removed = Json::array(), kept = Json::array();
   for (Verdict& v : verdicts) {
-    if (v.remove && !opt.dry_run && v.kind == ChannelKind::memif && !v.temporary) {
-      // Re-checks the lock and the file's identity right before the unlink.
+    if (v.remove && !opt.dry_run) {
       try {
-        if (!memif::remove_socket_status_if_stale(v.path)) {
-          v.remove = false;
-          v.reason = "its lock is held again or the file changed meanwhile; left alone";
+        if (v.kind == ChannelKind::memif && !v.temporary) {
+          // Re-checks the lock and the file's identity right before the unlink.
+          if (!memif::remove_socket_status_if_stale(v.path)) {
+            v.remove = false;
+            v.reason = "its lock is held again or the file changed meanwhile; left alone";
+          }
+        } else {
+          switch (remove_judged(v)) {
+            case Removal::removed: break;
+            case Removal::gone:
+              v.remove = false;
+              v.reason = "removed by someone else meanwhile";
+              break;
+            case Removal::changed:
+              v.remove = false;
+              v.reason = "re-created meanwhile (another file has the name now); left alone";
+              break;
+          }
         }
       } catch (const Error& e) {
         const int code = report_error(e);
         if (rc == kExitOk) rc = code;
         continue;
       }
-    } else if (v.remove && !opt.dry_run && ::unlink(v.path.c_str()) != 0) {
-      const int code = report_error(Error(errc_from_errno(errno), "removing " + v.path + ": " + std::strerror(errno)));
-      if (rc == kExitOk) rc = code;
-      continue;
     }
     (v.remove ? removed : kept)
         .push_back(Json{{"name", v.name},
                         {"kind", std::string(channel_kind_name(v.kind))},
                         {"path", v.path},
                         {"reason", v.reason},
-                        {"temporary", v.temporary}});
+                        {"temporary", v.temporary},
+                        {"stale", v.stale}});
     if (!opt.json && v.remove)
-      std::cout << (opt.dry_run ? "would remove " : "removed ") << verdict_label(v) << ": " << v.reason << '\n';
+      std::cout << (opt.dry_run ? "would remove " : "removed ") << verdict_label(v) << ": " << shown_message(v.reason) << '\n';
   }
   if (opt.json) {
-    Json doc{{"schema_version", 1}, {"directory", dir}, {"dry_run", opt.dry_run}, {"removed", removed}, {"kept", kept}};
-    std::cout << doc.dump(2) << '\n';
-  } else if (removed.empty()) {
-    std::cout << "nothing to remove in " << dir << '\n';
+    Json doc{{"schema_version", kSchemaVersion},
+             {"directory", dir},
+             {"dry_run", opt.dry_run},
+             {"streams", opt.streams},
+             {"older_than", opt.streams ? Json(opt.older_than) : Json(nullptr)},
+             {"removed", removed},
+             {"kept", kept}};
+    print_json(doc);
+  } else {
+    if (removed.empty()) std::cout << "nothing to remove in " << shown(dir) << '\n';
+    if (!opt.streams) {
+      const auto stale = static_cast<std::size_t>(
+          std::count_if(verdicts.begin(), verdicts.end(), [](const Verdict& v) { return v.stale; }));
+      if (stale != 0)
+        std::cout << fmt::format("{} unused stream(s)/queue(s) of dead creators kept (gc --streams removes them; "
+                                 "gc --streams --dry-run lists them)\n",
+                                 stale);
+    }
   }
   std::cout << std::flush;
   return rc;
@@ -196,10 +390,20 @@ Command add_gc_command(CLI::App& app) {
   auto opt = std::make_shared<GcOptions>();
   CLI::App* sub = app.add_subcommand(
       "gc",
-      "Remove stale streams and queues (creator dead and no process has the file open or mapped) and memif status "
-      "files whose process is gone");
+      "Remove what is certainly garbage: temporaries of interrupted creations and memif status files whose process "
+      "is gone; with --streams also streams and queues whose creator is dead and that no process has open");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_flag("-n,--dry-run", opt->dry_run, "List what would be removed, remove nothing");
+  CLI::Option* streams = sub->add_flag(
+      "--streams", opt->streams,
+      "Also remove streams and queues whose creator is dead and that no process has open or mapped (streams made "
+      "by `shmlink create` are meant to outlive it: they are kept without this flag)");
+  sub->add_option("--older-than", opt->older_than,
+                  "With --streams: only those unused (no frame written, file unchanged) for at least DURATION "
+                  "(0s, 90s, 10m, 2h, 1d)")
+      ->check(duration_validator())
+      ->needs(streams)
+      ->capture_default_str();
   sub->add_flag("--strict", opt->strict, "Keep streams and queues when some process's /proc entries cannot be read");
   sub->add_flag("--json", opt->json, "JSON output (schema_version 1)");
   sub->footer(exit_code_help());

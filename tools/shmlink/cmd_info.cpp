@@ -70,9 +70,10 @@ std::string imagetype_names(std::uint64_t t) {
   return out.empty() ? "-" : out;
 }
 
-/// Appends "key: value" to `out`, keys padded to one column (the layout of `info`'s text).
+/// Appends "key: value" to `out`, keys padded to one column (the layout of `info`'s text); the
+/// value is escaped (shown()): names, paths and messages come from files.
 void add_line(std::string& out, std::string_view key, const std::string& value) {
-  out += fmt::format("{:<18}{}\n", fmt::format("{}:", key), value);
+  out += fmt::format("{:<18}{}\n", fmt::format("{}:", key), shown(value));
 }
 
 /// Prints a queue's header, counters and signal table as text or JSON.
@@ -265,13 +266,17 @@ int run_info(const InfoOptions& opt) {
   const ResolvedChannel target = resolve_channel(opt.name, opt.dir, opt.queue);
   if (target.kind == ChannelKind::queue) return run_queue_info(target.path, opt.json);
   if (target.other_queue) {
-    spdlog::warn("a queue named '{}' exists too ({}); showing the stream, use --queue for the queue", opt.name,
-                 *target.other_queue);
+    spdlog::warn("a queue named '{}' exists too ({}); showing the stream, use --queue for the queue", shown(opt.name),
+                 shown(*target.other_queue));
   }
   const std::string& path = target.path;
   Stream s = open_for_inspection(path);
-  const StreamInfo info = s.info();
-  const std::vector<Keyword> keywords = s.keywords();
+  StreamInfo info;
+  std::vector<Keyword> keywords;
+  guarded_read(s, [&] {
+    info = s.info();
+    keywords = s.keywords();
+  });
   const std::int32_t wpid = writer_pid(info);
   const std::vector<std::uint32_t> frame_shape(s.frame_shape().begin(), s.frame_shape().end());
   // stat(2) of the path (the library keeps no descriptor we could fstat): should the stream be
@@ -282,7 +287,9 @@ int run_info(const InfoOptions& opt) {
     Json j;
     j["schema_version"] = kSchemaVersion;
     j["kind"] = std::string(channel_kind_name(ChannelKind::stream));
-    j["name"] = info.name;
+    j["name"] = display_name(path);
+    j["stored_name"] = info.name;
+    j["name_differs"] = info.name != display_name(path);
     j["path"] = info.path;
     j["version"] = info.version;
     j["shape"] = info.shape;
@@ -343,11 +350,11 @@ int run_info(const InfoOptions& opt) {
   }
 
   std::string out;
-  auto line = [&out](std::string_view key, const std::string& value) {
-    out += fmt::format("{:<18}{}\n", fmt::format("{}:", key), value);
-  };
+  auto line = [&out](std::string_view key, const std::string& value) { add_line(out, key, value); };
   std::vector<std::uint32_t> numpy_shape(info.shape.rbegin(), info.shape.rend());
-  line("name", info.name);
+  const std::string file_name = display_name(path);
+  line("name", file_name);
+  if (info.name != file_name) line("stored name", info.name + "  (differs from the file's name!)");
   line("path", info.path);
   line("version", info.version);
   line("shape", fmt::format("{} (numpy ({}))", format_shape(info.shape), fmt::join(numpy_shape, ", ")));

@@ -21,6 +21,13 @@ struct LsOptions {
   bool json = false;      ///< print JSON
 };
 
+/// The NAME cell of a stream row: the file's own name, and, when the name stored in the file
+/// differs from it, that one too: "cam (stores 'other')" (Table::render escapes both).
+std::string stream_name_cell(const StreamRow& row) {
+  if (!row.info || row.info->name == row.name) return row.name;
+  return fmt::format("{} (stores '{}')", row.name, row.info->name);
+}
+
 /// The text table of `rows`. A DEPTH column (rolling-buffer slices) appears only when some
 /// stream is a rolling buffer, and an ERROR column only when some file failed to open; both go
 /// after the fixed columns so those keep their positions.
@@ -51,7 +58,7 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
     const std::int32_t wpid = writer_pid(info);
     const bool alive = pid_alive(wpid);
     std::vector<Cell> cells = {
-        {row.name},
+        {stream_name_cell(row), row.info->name == row.name ? nullptr : (colour ? "33" : nullptr)},
         {format_shape(info.shape)},
         {std::string(dtype_name(info.dtype))},
         {std::to_string(info.frame.cnt0)},
@@ -203,7 +210,7 @@ int run_ls(const LsOptions& opt) {
     return kExitOk;
   }
   if (rows.empty() && queues.empty() && memifs.empty()) {
-    std::cout << "no streams or queues in " << sampler.directory() << ", and no memif sockets\n";
+    std::cout << "no streams or queues in " << shown(sampler.directory()) << ", and no memif sockets\n";
     return kExitOk;
   }
   const bool colour = colour_enabled(1);
@@ -213,7 +220,7 @@ int run_ls(const LsOptions& opt) {
     std::cout << (rows.empty() && queues.empty() ? "" : "\n") << make_memif_table(memifs, colour).render(colour);
     for (const memif::SocketStatus& m : memifs) {
       if (m.error.empty() && m.overflow != 0)
-        std::cout << fmt::format("{}: {} more interfaces not published (a status file holds 64)\n", m.socket,
+        std::cout << fmt::format("{}: {} more interfaces not published (a status file holds 64)\n", shown(m.socket),
                                  m.overflow);
     }
   }

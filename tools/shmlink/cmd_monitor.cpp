@@ -133,7 +133,7 @@ std::string event_json_line(const StreamEvent& e) {
   Json j;
   j["schema_version"] = kSchemaVersion;
   j.update(event_to_json(e));
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return json_text(j, -1);
 }
 
 /// Local wall-clock time of `ns` since the epoch as "HH:MM:SS".
@@ -145,7 +145,9 @@ std::string clock_text(std::int64_t ns) {
 }
 
 /// An event as one text line: "12:00:01 stream 'cam' re-created: 64x64 float32 -> 32x32 uint16".
-std::string event_line(const StreamEvent& e) { return fmt::format("{} {}\n", clock_text(e.time_ns), event_text(e)); }
+std::string event_line(const StreamEvent& e) {
+  return fmt::format("{} {}\n", clock_text(e.time_ns), shown_message(event_text(e)));
+}
 
 /// The title line above the table ("shmlink monitor  /dev/shm  12:00:01  3 streams").
 std::string title_line(const std::string& dir, std::size_t n, double interval, bool live) {
@@ -202,7 +204,7 @@ int run_monitor(const MonitorOptions& opt) {
       // events come first, each on its own line, told apart by their "event" key.
       std::string out;
       for (const StreamEvent& e : events) out += event_json_line(e) + '\n';
-      out += monitor_json(watcher.directory(), opt.interval, rows).dump(-1, ' ', false, Json::error_handler_t::replace);
+      out += json_text(monitor_json(watcher.directory(), opt.interval, rows), -1);
       out += '\n';
       std::cout << out << std::flush;
     } else {

@@ -38,11 +38,11 @@ void remove_one(const std::string& name, const RmOptions& opt) {
     }
     Stream::remove(path);
     if (target.other_queue) {
-      spdlog::warn("removed the stream '{}'; the queue of that name ({}) stays (use --queue to remove it)", name,
-                   *target.other_queue);
+      spdlog::warn("removed the stream '{}'; the queue of that name ({}) stays (use --queue to remove it)", shown(name),
+                   shown(*target.other_queue));
     }
   }
-  if (opt.verbose) std::cout << "removed " << path << '\n';
+  if (opt.verbose) std::cout << "removed " << shown(path) << '\n';
 }
 
 /// Runs `rm`: removes every named stream or queue, continuing past failures; the exit code is

@@ -361,24 +361,13 @@ struct FileState {
     error_code = Errc::ok;
   }
 
-  /// (Re)opens the file, recording its geometry, or the error when it fails. The open runs
-  /// under a MappingGuard over every address (the mapping is not known before it returns), so
-  /// a file truncated while it is validated fails to open instead of killing the process.
+  /// (Re)opens the file, recording its geometry, or the error when it fails (open_for_inspection:
+  /// a non-regular file, or one truncated while it is validated, fails to open instead of
+  /// blocking or killing the process).
   void open() {
     close();
     try {
-      bool faulted = false;
-      {
-        MappingGuard guard(0, std::numeric_limits<std::uintptr_t>::max());
-        stream.emplace(open_for_inspection(path));
-        faulted = guard.faulted();
-      }
-      if (faulted) {
-        stream.reset();
-        error = fmt::format("stream file {} shrank while it was opened (truncated or re-created in place)", path);
-        error_code = Errc::layout;
-        return;
-      }
+      stream.emplace(open_for_inspection(path));
       geometry = geometry_of(*stream);
     } catch (const Error& e) {
       stream.reset();
@@ -477,22 +466,24 @@ StreamRow sample(FileState& e, std::vector<StreamEvent>* events) {
   if (e.stream) {
     std::optional<StreamInfo> info;
     std::uint64_t cnt0 = 0;
-    bool faulted = false;
-    {
-      MappingGuard guard(e.stream->file_bytes());
-      cnt0 = e.stream->cnt0();
-      try {
-        info = e.stream->info();
-      } catch (const Error& err) {
-        row.error = err.what();
-        row.error_code = err.errc();
-      }
-      faulted = guard.faulted();
+    std::string shrank;
+    try {
+      guarded_read(*e.stream, [&] {
+        cnt0 = e.stream->cnt0();
+        try {
+          info = e.stream->info();
+        } catch (const Error& err) {
+          row.error = err.what();
+          row.error_code = err.errc();
+        }
+      });
+    } catch (const Error& err) {
+      shrank = err.what();
     }
-    if (faulted) {
+    if (!shrank.empty()) {
       std::optional<StreamGeometry> before = e.geometry;
       e.close();
-      e.error = fmt::format("stream file {} shrank while it was read (truncated or re-created in place)", e.path);
+      e.error = shrank;
       e.error_code = Errc::layout;
       if (events != nullptr) {
         StreamEvent ev = make_event(StreamEvent::Kind::recreated, e);
@@ -510,10 +501,7 @@ StreamRow sample(FileState& e, std::vector<StreamEvent>* events) {
       e.last_cnt0 = cnt0;
       e.last_time = now;
       e.sampled = true;
-      if (info) {
-        row.name = info->name.empty() ? row.name : info->name;
-        row.info = std::move(info);
-      }
+      if (info) row.info = std::move(info);
       return row;
     }
   }
@@ -523,6 +511,46 @@ StreamRow sample(FileState& e, std::vector<StreamEvent>* events) {
 }
 
 }  // namespace detail
+
+void guarded_read(const Stream& s, const std::function<void()>& read) {
+  bool faulted = false;
+  {
+    detail::MappingGuard guard(s.file_bytes());
+    read();
+    faulted = guard.faulted();
+  }
+  // A file re-created under a new inode leaves our mapping intact; one re-sized in place does not.
+  const detail::FileId now = detail::file_id(s.path());
+  const bool resized = now.exists && now.size != s.file_bytes().size() && !s.replaced();
+  if (faulted || resized) {
+    throw Error(Errc::layout, fmt::format("stream file {} shrank while it was read (truncated or re-created in "
+                                          "place); what was read is discarded",
+                                          shown(s.path())));
+  }
+}
+
+Status wait_for_new_frame(const Stream& s, std::uint64_t last, std::chrono::nanoseconds timeout) {
+  using clock = std::chrono::steady_clock;
+  constexpr std::chrono::nanoseconds kSlice = std::chrono::milliseconds(100);
+  const auto start = clock::now();
+  while (true) {
+    std::chrono::nanoseconds slice = kSlice;
+    if (timeout != kForever) {
+      const auto left = timeout - std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - start);
+      if (left <= std::chrono::nanoseconds::zero()) return Errc::timeout;
+      slice = std::min(slice, left);
+    }
+    Status st;
+    guarded_read(s, [&] { st = s.wait_futex(last, slice); });
+    if (st.code() == Errc::replaced) {
+      throw Error(Errc::replaced, fmt::format("stream file {} was re-created (a new file) or removed while waiting "
+                                              "for a frame; run again to read the new stream",
+                                              shown(s.path())));
+    }
+    if (st.code() == Errc::timeout || st.code() == Errc::interrupted) continue;
+    return st;
+  }
+}
 
 /// One file the sampler watches.
 struct StreamSampler::Entry : detail::FileState {};
@@ -821,6 +849,9 @@ Json row_to_json(const StreamRow& row) {
     return j;
   }
   const StreamInfo& info = *row.info;
+  // "name" is the file's own name; the one stored in the file may differ (a copied or forged file).
+  j["stored_name"] = info.name;
+  j["name_differs"] = info.name != row.name;
   j["shape"] = info.shape;
   j["dtype"] = std::string(dtype_name(info.dtype));
   j["depth"] = info.depth;
@@ -847,10 +878,15 @@ Json row_to_json(const StreamRow& row) {
 
 std::string Table::render(bool colour) const {
   const std::size_t ncol = headers.size();
+  // Cells hold names and messages from files: escaped here, once, for every table.
+  std::vector<std::vector<std::string>> texts(rows.size());
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    for (const Cell& cell : rows[r]) texts[r].push_back(shown_message(cell.text));
+  }
   std::vector<std::size_t> width(ncol, 0);
   for (std::size_t c = 0; c < ncol; ++c) width[c] = headers[c].size();
-  for (const auto& row : rows) {
-    for (std::size_t c = 0; c < ncol && c < row.size(); ++c) width[c] = std::max(width[c], row[c].text.size());
+  for (const auto& row : texts) {
+    for (std::size_t c = 0; c < ncol && c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
   }
   auto emit = [&](std::string& out, std::size_t c, const std::string& text, const char* sgr) {
     const bool right = c < right_aligned.size() && right_aligned[c];
@@ -867,10 +903,11 @@ std::string Table::render(bool colour) const {
   std::string out;
   for (std::size_t c = 0; c < ncol; ++c) emit(out, c, headers[c], colour ? "1" : nullptr);
   out += '\n';
-  for (const auto& row : rows) {
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const auto& row = rows[r];
     for (std::size_t c = 0; c < ncol; ++c) {
       if (c < row.size()) {
-        emit(out, c, row[c].text, row[c].colour);
+        emit(out, c, texts[r][c], row[c].colour);
       } else {
         emit(out, c, "", nullptr);
       }
@@ -912,9 +949,7 @@ std::string format_rate(std::optional<double> hz) {
   return fmt::format("{:.1f}", *hz);
 }
 
-void print_json(const Json& j) {
-  std::cout << j.dump(2, ' ', false, Json::error_handler_t::replace) << '\n' << std::flush;
-}
+void print_json(const Json& j) { std::cout << json_text(j) << '\n' << std::flush; }
 
 bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>& keep_running) {
   using clock = std::chrono::steady_clock;
@@ -928,8 +963,20 @@ bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>&
   }
 }
 
+std::string shown_message(std::string_view text) {
+  std::string safe;
+  for (std::size_t pos = 0;;) {
+    const std::size_t slash = text.find('\\', pos);
+    safe += shown(text.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos));
+    if (slash == std::string_view::npos) break;
+    safe += '\\';
+    pos = slash + 1;
+  }
+  return safe;
+}
+
 int report_error(const Error& e) {
-  spdlog::error("{}", e.what());
+  spdlog::error("{}", shown_message(e.what()));
   return exit_code_for(e.errc());
 }
 
@@ -1022,6 +1069,7 @@ QueueRow inspect_queue(const std::string& path) {
   row.path = path;
   row.name = queue_display_name(path);
   try {
+    require_regular_file(path, "queue");
     std::optional<QueueInfo> info;
     bool faulted = false;
     {
@@ -1032,11 +1080,10 @@ QueueRow inspect_queue(const std::string& path) {
       faulted = guard.faulted();
     }
     if (faulted) {
-      row.error = fmt::format("queue file {} shrank while it was read (truncated or re-created in place)", path);
+      row.error = fmt::format("queue file {} shrank while it was read (truncated or re-created in place)", shown(path));
       row.error_code = Errc::layout;
       return row;
     }
-    row.name = info->name.empty() ? row.name : info->name;
     row.info = std::move(info);
   } catch (const Error& e) {
     row.error = e.what();
@@ -1219,15 +1266,80 @@ Json signals_to_json(const std::vector<Signal>& signals) {
 
 namespace shmlink::cli {
 
-Stream open_for_inspection(const std::string& path) {
-  try {
-    return Stream::open(path);
-  } catch (const Error& e) {
-    if (e.errc() != Errc::permission) throw;
-    OpenOptions ro;
-    ro.writable = false;
-    return Stream::open(path, ro);
+void require_regular_file(const std::string& path, std::string_view what) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    // Absent or not inspectable: the open that follows reports it in its own words.
+    if (errno == ENOENT || errno == EACCES || errno == ENOTDIR) return;
+    const int err = errno;
+    throw Error(errc_from_errno(err), fmt::format("inspecting {} file {}: {}", what, shown(path), std::strerror(err)));
   }
+  if (S_ISREG(st.st_mode)) return;
+  throw Error(Errc::layout, fmt::format("{} file {} is {}{}, not a regular file; left alone", what, shown(path),
+                                        shmlink::file_type_name(st.st_mode),
+                                        S_ISLNK(st.st_mode) ? " (links to channel files are not followed)" : ""));
+}
+
+Stream open_for_inspection(const std::string& path) {
+  require_regular_file(path, "stream");
+  auto open = [&path]() -> Stream {
+    try {
+      return Stream::open(path);
+    } catch (const Error& e) {
+      if (e.errc() != Errc::permission) throw;
+      OpenOptions ro;
+      ro.writable = false;
+      return Stream::open(path, ro);
+    }
+  };
+  std::optional<Stream> s;
+  bool faulted = false;
+  {
+    // Every address: the mapping is not known before open() returns.
+    detail::MappingGuard guard(0, std::numeric_limits<std::uintptr_t>::max());
+    s.emplace(open());
+    faulted = guard.faulted();
+  }
+  if (faulted) {
+    throw Error(Errc::layout, fmt::format("stream file {} shrank while it was opened (truncated or re-created in "
+                                          "place)",
+                                          shown(path)));
+  }
+  return std::move(*s);
+}
+
+std::string shown(std::string_view name) { return shmlink::escape_name(name); }
+
+std::string json_text(const Json& j, int indent) { return j.dump(indent, ' ', false, Json::error_handler_t::replace); }
+
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) noexcept {
+  if (text.empty()) return std::nullopt;
+  double unit = 1.0;
+  switch (text.back()) {
+    case 's': unit = 1.0; text.remove_suffix(1); break;
+    case 'm': unit = 60.0; text.remove_suffix(1); break;
+    case 'h': unit = 3600.0; text.remove_suffix(1); break;
+    case 'd': unit = 86400.0; text.remove_suffix(1); break;
+    default: break;
+  }
+  if (text.empty() || text.front() == '-' || text.front() == '+') return std::nullopt;
+  double value = 0.0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(value) || value < 0) return std::nullopt;
+  const double ns = value * unit * 1e9;
+  if (ns > 1e18) return std::nullopt;  // about 31 years: beyond any age a file can have
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(ns));
+}
+
+CLI::Validator duration_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        if (!parse_duration(value)) {
+          return fmt::format("'{}' is not a duration (a number and a unit: 0s, 90s, 10m, 2h, 1.5d)", value);
+        }
+        return {};
+      },
+      "DURATION");
 }
 
 }  // namespace shmlink::cli

@@ -102,8 +102,46 @@ CLI::Validator seconds_validator(double min_s, double max_s);
 std::string resolve_stream(const std::string& name, const std::string& dir);
 
 /// Opens a stream for inspection: read-write when allowed, else read-only (another user's 0644
-/// stream), so ls/info/cat/monitor work on streams they may not write.
+/// stream), so ls/info/cat/monitor work on streams they may not write. The path is first checked
+/// with require_regular_file() (a FIFO, socket, device or symbolic link is refused at once instead
+/// of blocking the open), and the open runs under the SIGBUS guard (guarded_read()).
+/// @throws Error layout for a non-regular file or a file that shrank while it was validated; the
+///         open's own errors otherwise.
 shmlink::Stream open_for_inspection(const std::string& path);
+
+/// Refuses what is not a regular file at `path` without opening it (lstat(2): never blocks, never
+/// follows a link): a FIFO, socket, device, directory or symbolic link named like a channel file
+/// (any local user may put one in the stream directory) gives Errc::layout with a message naming
+/// the file, its kind (`what`: "stream", "queue", ...) and what it is instead.
+/// @throws Error layout as above; not_found, permission, system from lstat(2), naming the file.
+void require_regular_file(const std::string& path, std::string_view what);
+
+/// Runs `read` (reads of the mapping of `s`) under a SIGBUS guard: should the file shrink under the
+/// mapping (truncated in place, as DAO's re-creation does), the faulting reads see zeros instead
+/// of killing the process, and this throws afterwards. Also throws when the file at the stream's
+/// path was truncated or re-sized in place (its size is no longer the mapping's), so a caller never
+/// trusts bytes read from such a mapping. Every CLI read of a stream mapping goes through here.
+/// @throws Error layout naming the file: "stream file X shrank while it was read (truncated or
+///         re-created in place)"; whatever `read` throws.
+void guarded_read(const Stream& s, const std::function<void()>& read);
+
+/// Stream::wait_futex for the CLI: waits until cnt0 differs from `last` or `timeout` passes, in
+/// slices of at most 100 ms each run through guarded_read(), so a file truncated in place while we
+/// wait ends the wait with an error (not SIGBUS), and a stream re-created under a new inode
+/// (renamed over the path) ends it with Errc::replaced. EINTR is retried.
+/// @return ok when a new frame came; timeout when `timeout` passed (kForever: never).
+/// @throws Error layout (truncated in place) or replaced (re-created), naming the file.
+Status wait_for_new_frame(const Stream& s, std::uint64_t last, std::chrono::nanoseconds timeout);
+
+/// A channel name (or any text from a file or the command line) as it is printed: terminal control
+/// characters, newlines and bytes that are not UTF-8 shown as escapes (shmlink::escape_name()), so
+/// a hostile name can neither drive the terminal nor forge output lines.
+std::string shown(std::string_view name);
+
+/// A message as it is printed: like shown(), but backslashes are kept as they are, because
+/// messages from the library already show names escaped (a second pass would double them).
+/// Used for error messages and for table cells, which mix names and messages.
+std::string shown_message(std::string_view text);
 
 /// The directory to scan: `dir` when non-empty, else shmlink::stream_directory().
 std::string resolve_directory(const std::string& dir);
@@ -129,7 +167,7 @@ std::vector<std::int32_t> live_readers(const StreamInfo& info);
 /// that kept the file from opening.
 struct StreamRow {
   std::string path;                ///< file path
-  std::string name;                ///< display name (from the file when open, else the path)
+  std::string name;                ///< the file's own name (display_name(path)); info->name is the stored one
   std::optional<StreamInfo> info;  ///< metadata when the file opened and validated
   std::optional<double> rate_hz;   ///< cnt0 delta / seconds, when measured
   std::string error;               ///< the open error's message, when it failed
@@ -303,7 +341,9 @@ struct Table {
   std::vector<bool> right_aligned;   ///< per column; missing entries mean left-aligned
   std::vector<std::vector<Cell>> rows;  ///< cells, one vector per row
 
-  /// Renders the table, two spaces between columns; colours only when `colour` is true.
+  /// Renders the table, two spaces between columns; colours only when `colour` is true. Cell
+  /// texts are escaped (shown_message()): control characters and non-UTF-8 bytes cannot reach the
+  /// terminal.
   [[nodiscard]] std::string render(bool colour) const;
 };
 
@@ -320,14 +360,28 @@ std::string format_time_ns(std::int64_t ns);
 /// Formats an update rate for tables ("1234.5", "0", "-" when unknown).
 std::string format_rate(std::optional<double> hz);
 
-/// Prints a JSON document (pretty, 2-space indent) and a newline on stdout.
+/// A JSON document as text (`indent` as nlohmann's dump(): -1 for one line). Never throws for the
+/// text in it: bytes that are not UTF-8 (names are bytes in files) become U+FFFD, so a document
+/// describes work already done even when a name holds such bytes; names are otherwise kept as
+/// they are (JSON escapes control characters itself).
+std::string json_text(const Json& j, int indent = 2);
+
+/// Prints a JSON document (json_text(), 2-space indent) and a newline on stdout.
 void print_json(const Json& j);
 
 /// Sleeps `duration`, in short steps, returning early (false) when `keep_running` says so.
 bool sleep_while(std::chrono::nanoseconds duration, const std::function<bool()>& keep_running);
 
-/// Logs an error for a failed command on stderr and returns its exit code.
+/// Logs an error for a failed command on stderr (escaped by shown_message()) and returns its exit
+/// code.
 int report_error(const Error& e);
+
+/// Parses a duration: a non-negative number followed by a unit, `s`, `m`, `h` or `d` ("0s",
+/// "90s", "10m", "2h", "1.5d"); a bare number is seconds. @return nullopt when malformed.
+std::optional<std::chrono::nanoseconds> parse_duration(std::string_view text) noexcept;
+
+/// CLI11 validator accepting what parse_duration() accepts.
+CLI::Validator duration_validator();
 
 // ---- files, groups, re-creation events ------------------------------------------------
 

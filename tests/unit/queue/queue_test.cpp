@@ -453,6 +453,34 @@ TEST(QueueFile, PermissionsAreExactWhateverTheUmask) {
   EXPECT_EQ(st.st_mode & 07777, mode_t{0600});
 }
 
+TEST(QueuePath, OneNameRuleWithStreams) {
+  TempStreamDir dir;
+  EXPECT_QUEUE_ERROR(queue_path("."), Errc::invalid_argument, "", "no queue name");
+  EXPECT_QUEUE_ERROR(queue_path(".."), Errc::invalid_argument, "", "no queue name");
+  EXPECT_QUEUE_ERROR(queue_path("/tmp/.."), Errc::invalid_argument, "", "no queue name");
+  EXPECT_QUEUE_ERROR(queue_path("a\nb"), Errc::invalid_argument, "", "'a\\nb'", "control");
+  // A NUL does not cut the message short: it is shown escaped, with what follows it.
+  EXPECT_QUEUE_ERROR(queue_path(std::string("a\0bc", 4)), Errc::invalid_argument, "", "'a\\x00bc'");
+  // A 200-character path ending in .im.shm: a stream file's name, and too long a queue name.
+  const std::string long_path = "/tmp/" + std::string(193, 'p') + ".im.shm";
+  EXPECT_THROW((void)queue_path(long_path), Error);
+  EXPECT_QUEUE_ERROR(queue_path("/tmp/s.im.shm"), Errc::invalid_argument, "", ".im.shm");
+  EXPECT_QUEUE_ERROR(queue_path(std::string(kMaxQueueName + 1, 'q')), Errc::name_too_long, "",
+                     std::to_string(kMaxQueueName));
+  EXPECT_QUEUE_ERROR(Queue::create("a\x1b[2J", qspec()), Errc::invalid_argument, "", "'a\\e[2J'");
+  EXPECT_EQ(dir.entries(), 0);
+}
+
+TEST(QueueCreate, PermissionsTakeReadAndWriteBitsOnly) {
+  TempStreamDir dir;
+  for (mode_t bad : {mode_t{07777}, mode_t{04600}, mode_t{02660}, mode_t{01666}, mode_t{0700}}) {
+    QueueSpec s = qspec();
+    s.permissions = bad;
+    EXPECT_QUEUE_ERROR(Queue::create("perm", s), Errc::invalid_argument, "", "read and write bits only");
+  }
+  EXPECT_EQ(dir.entries(), 0);
+}
+
 // ===== QueueSpec validation ====================================================================
 
 class QueueSpecCheck : public ::testing::Test {

@@ -63,6 +63,38 @@ TEST(StreamPaths, NameOver79BytesRejected) {
   expect_error([] { stream_path(""); }, Errc::invalid_argument, "empty");
 }
 
+TEST(StreamPaths, OneNameRuleRefusesDotsSlashlessControlCharactersAndOtherKindsFiles) {
+  test::TempStreamDir dir;
+  expect_error([] { stream_path("."); }, Errc::invalid_argument, "no stream name");
+  expect_error([] { stream_path(".."); }, Errc::invalid_argument, "no stream name");
+  expect_error([] { stream_path("/tmp/.."); }, Errc::invalid_argument, "no stream name");
+  expect_error([] { stream_path("a\nb"); }, Errc::invalid_argument, "'a\\nb'");
+  expect_error([] { stream_path("x\x1b[2J"); }, Errc::invalid_argument, "'x\\e[2J'");
+  // A NUL does not cut the message short: it is shown escaped, with what follows it.
+  expect_error([] { stream_path(std::string("a\0bc", 4)); }, Errc::invalid_argument, "'a\\x00bc'");
+  expect_error([] { stream_path("/tmp/q.queue.shm"); }, Errc::invalid_argument, ".queue.shm");
+  expect_error([] { stream_path("/tmp/" + std::string(200, 'p') + ".im.shm"); }, Errc::name_too_long, "200 bytes");
+  // DAO-style paths keep working; a name may hold any other byte (UTF-8 or not).
+  EXPECT_EQ(stream_path("/tmp/x.im.shm"), "/tmp/x.im.shm");
+  EXPECT_EQ(stream_path("caf\xc3\xa9"), dir.path() + "/caf\xc3\xa9.im.shm");
+  expect_error([] { Stream::create("a\nb", spec_of({4}, Dtype::u8)); }, Errc::invalid_argument, "control");
+  EXPECT_EQ(escape_name("ok-name_1.2"), "ok-name_1.2");
+  EXPECT_EQ(escape_name("a\\b\x1b]0;x\a\n\xff\xc2\x9b\xc3\xa9"), "a\\\\b\\e]0;x\\x07\\n\\xff\\xc2\\x9b\xc3\xa9");
+}
+
+TEST(StreamCreate, PermissionsTakeReadAndWriteBitsOnly) {
+  test::TempStreamDir dir;
+  for (mode_t bad : {mode_t{07777}, mode_t{04600}, mode_t{02660}, mode_t{01666}, mode_t{0700}, mode_t{0644 | 0001}}) {
+    StreamSpec s = spec_of({4}, Dtype::u8);
+    s.permissions = bad;
+    expect_error([&] { Stream::create("perm", s); }, Errc::invalid_argument, "read and write bits only");
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/perm.im.shm"));
+  }
+  StreamSpec s = spec_of({4}, Dtype::u8);
+  s.permissions = 0666;
+  EXPECT_NO_THROW(Stream::create("perm", s));
+}
+
 TEST(StreamCreate, DaoStyleFullPathIsUsedAsGiven) {
   test::TempStreamDir dir;
   const std::string path = dir.path() + "/sub.im.shm";
