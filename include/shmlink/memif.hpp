@@ -20,7 +20,7 @@
 /// index jumps larger than the ring are clamped. Bad descriptors are counted and dropped, and the
 /// peer is then disconnected with the reason (section 10, 19). A master accepts only regions
 /// sealed against shrinking (unless InterfaceOptions::allow_unsealed_regions), never blocks on a
-/// peer's eventfd, cuts handshakes that stall (SocketOptions::handshake_timeout) and backs off
+/// peer's eventfd, cuts handshakes that stall or trickle (SocketOptions::handshake_timeout) and backs off
 /// when accept() fails; docs/design/memif.md "Trust rules" lists what a peer can and cannot do.
 #pragma once
 
@@ -118,8 +118,12 @@ struct SocketOptions {
   /// disconnected with the reason ("handshake timed out: no INIT within 5000 ms"), which lands in
   /// Interface::last_disconnect() when the connection was bound to an interface; a master's
   /// interface id is then free for the next slave, a slave reconnects after
-  /// `reconnect_interval`. Checked by a timerfd in the socket's epoll set (fd() turns readable at
-  /// a deadline). Zero = no deadline (a stalled peer holds an id for ever); negative is refused.
+  /// `reconnect_interval`. The whole handshake, from the connection's accept or connect, must
+  /// also be done within twice this ("handshake timed out: not complete within 10000 ms"), so a
+  /// peer that sends one valid message just inside each stage's deadline cannot hold an id for
+  /// long. Checked by a timerfd in the socket's epoll set (fd() turns readable at a deadline).
+  /// Zero = no deadline (a stalled peer holds an id for ever); negative or above one hour is
+  /// refused by the Socket constructor (Errc::invalid_argument).
   std::chrono::milliseconds handshake_timeout{5000};
 };
 
@@ -298,7 +302,8 @@ class SHMLINK_EXPORT Interface {
 class SHMLINK_EXPORT Socket {
  public:
   /// Creates the socket object; no fd is opened until an interface needs one.
-  /// @throws Error invalid_argument (bad path, app name too long, cache line not 64 or 128).
+  /// @throws Error invalid_argument (bad path, app name too long, cache line not 64 or 128,
+  /// handshake_timeout negative or above one hour).
   explicit Socket(SocketOptions options);
   Socket(Socket&&) noexcept;
   Socket& operator=(Socket&&) noexcept;
