@@ -19,9 +19,11 @@
 /// + length inside the mapping, length non-zero and within the buffer) before a byte is touched;
 /// index jumps larger than the ring are clamped. Bad descriptors are counted and dropped, and the
 /// peer is then disconnected with the reason (section 10, 19). A master accepts only regions
-/// sealed against shrinking (unless InterfaceOptions::allow_unsealed_regions), never blocks on a
-/// peer's eventfd, cuts handshakes that stall or trickle (SocketOptions::handshake_timeout) and backs off
-/// when accept() fails; docs/design/memif.md "Trust rules" lists what a peer can and cannot do.
+/// sealed against shrinking (unless InterfaceOptions::allow_unsealed_regions) and only eventfds as
+/// interrupt fds, never blocks reading a peer's eventfd (writing one, only in a narrow race a
+/// hostile peer must win, and then only the tx_burst caller), cuts handshakes that stall or
+/// trickle (SocketOptions::handshake_timeout) and backs off when accept() fails;
+/// docs/design/memif.md "Trust rules" lists what a peer can and cannot do.
 #pragma once
 
 #include <shmlink/error.hpp>
@@ -240,7 +242,10 @@ class SHMLINK_EXPORT Interface {
   /// Publishes reserved buffers (libmemif `memif_tx_burst`): `bufs` must start with the oldest
   /// reserved, unsent buffer and follow reservation order (desc_index). Each buffer's `len`
   /// (1..capacity) and kBufferNext are written to its descriptor, then the ring index is stored
-  /// with release ordering, and the peer's eventfd is written unless it masked interrupts.
+  /// with release ordering, and the peer's eventfd is written unless it masked interrupts (a
+  /// write skipped when the eventfd is full; a hostile peer that clears its O_NONBLOCK and fills
+  /// it in the instant between that check and the write blocks this call until it reads it:
+  /// docs/design/memif.md "Trust rules").
   /// Memory ordering: every byte written to the buffers before this call happens-before the
   /// peer's rx_burst that returns them (release store of head/tail here, acquire load there).
   /// @param[out] sent buffers published (a prefix of `bufs`).

@@ -618,6 +618,7 @@ struct Socket::Impl {
         if (type == wire::MsgType::add_ring) {
           auto r = wire::decode_add_ring(m);
           if (!fd) return fail(c, "Missing interrupt fd");
+          if (!detail::is_eventfd(fd.get())) return fail(c, "interrupt fd is not an eventfd");
           if (r.private_hdr_size != 0) return fail(c, "private headers not supported");
           const bool s2m = r.type == wire::RingType::s2m;
           auto& list = s2m ? c->s2m : c->m2s;

@@ -11,7 +11,7 @@
 // before it (cut at the deadline, the id freed), and a connection flood past RLIMIT_NOFILE (the
 // master backs off, logs a few lines, and its connected interface keeps passing packets).
 // Follow-ups: handshakes that trickle valid messages just inside each stage's deadline (cut at
-// twice the timeout, both roles).
+// twice the timeout, both roles) and a pipe passed as an interrupt fd (refused).
 #include "memif/control.hpp"
 #include "memif/ring.hpp"
 #include "memif/wire.hpp"
@@ -671,6 +671,30 @@ TEST(MemifHostile, SlaveCutsAMasterThatAcksTooSlowlyOverall) {
   EXPECT_FALSE(v.sl.connected());
   // Without the cap the slave connects after 1.5 s.
   EXPECT_EQ(v.sl.last_disconnect(), "handshake timed out: not complete within 1000 ms");
+}
+
+TEST(MemifHostile, MasterRefusesAnInterruptFdThatIsNotAnEventfd) {
+  Victim v;
+  auto& m = v.m;
+  Shared<Report> rep;
+  const pid_t child = spawn([&] {
+    // A pipe's read end as the S2M interrupt fd: reading it would race with us, its owner.
+    auto conn = raw_connect(v.path);
+    if (!conn) return 10;
+    auto mem = raw_memory();
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return 11;
+    std::string refusal;
+    const int rc = raw_handshake(conn.get(), mem, {-1, p[0], -1}, &refusal);
+    std::strncpy(rep->reason, refusal.c_str(), sizeof rep->reason - 1);
+    rep->stage = 3;
+    return rc;
+  });
+  ASSERT_TRUE(v.poll_until(*rep, 3));
+  EXPECT_EQ(reap(child), 13) << "0: the master accepted the pipe and connected";
+  EXPECT_STREQ(rep->reason, "interrupt fd is not an eventfd");
+  EXPECT_FALSE(m.connected());
+  EXPECT_EQ(m.last_disconnect(), "interrupt fd is not an eventfd");
 }
 
 /// The highest fd number open in this process.
