@@ -146,7 +146,8 @@ struct InterfaceOptions {
   /// true = rings in region 0, buffers in region 1 (libmemif style).
   bool separate_buffer_region = false;
   /// Master: accept region fds that are not sealed against shrinking (`F_SEAL_SHRINK`).
-  /// By default a master refuses them ("region 0 is not sealed against shrinking"): a slave that
+  /// By default a master refuses them ("region 0 is not sealed against shrinking: refused;
+  /// zero-copy peer? see allow_unsealed_regions"): a slave that
   /// can shrink a region after the handshake makes every later access to it raise SIGBUS in
   /// this process. libmemif, DPDK (copy mode) and VPP (copy mode, region 0) seal their memfds;
   /// zero-copy slaves (VPP's default slave mode, DPDK `zero-copy=yes`) send hugepage files,

@@ -243,7 +243,9 @@ std::string check_peer_region(int fd, std::uint16_t index, bool allow_unsealed) 
   // F_GET_SEALS fails (EINVAL) on files that cannot carry seals: hugetlbfs files, plain files.
   const int seals = ::fcntl(fd, F_GET_SEALS);
   if (seals < 0 || (seals & F_SEAL_SHRINK) == 0)
-    return what + " is not sealed against shrinking (F_SEAL_SHRINK): refused";  // fits DISCONNECT's 96 bytes
+    // At most 95 bytes (index 255), so DISCONNECT's 96-byte string keeps it whole with its NUL.
+    // The hint: zero-copy VPP and DPDK slaves send unsealed hugepage regions.
+    return what + " is not sealed against shrinking: refused; zero-copy peer? see allow_unsealed_regions";
   return {};
 }
 

@@ -92,8 +92,8 @@ SlaveMemory create_slave_memory(const SlaveLayout& layout, std::string_view name
 /// file) and, unless `allow_unsealed`, carry F_SEAL_SHRINK, because a slave that can shrink the
 /// file after we checked its size could make any later access to the mapping raise SIGBUS.
 /// @param index the region's index, for the reason.
-/// @return "" when acceptable; else the DISCONNECT reason (at most 96 bytes), e.g. "region 0 is
-///         not sealed against shrinking (F_SEAL_SHRINK): refused".
+/// @return "" when acceptable; else the DISCONNECT reason (at most 95 bytes), e.g. "region 0 is
+///         not sealed against shrinking: refused; zero-copy peer? see allow_unsealed_regions".
 std::string check_peer_region(int fd, std::uint16_t index, bool allow_unsealed);
 
 /// True when `fd` is an eventfd (the only interrupt fd the master accepts with ADD_RING, section

@@ -459,7 +459,7 @@ TEST(MemifHostile, MasterRefusesARegionNotSealedAgainstShrinking) {
   ASSERT_TRUE(run_master(s, m, [&] { return rep->stage.load() == 3; })) << "stage " << rep->stage.load();
   EXPECT_EQ(reap(child), 0);
   EXPECT_EQ(std::string(rep->reason),
-            "region 0 is not sealed against shrinking (F_SEAL_SHRINK): refused");
+            "region 0 is not sealed against shrinking: refused; zero-copy peer? see allow_unsealed_regions");
   EXPECT_FALSE(m.connected());
   EXPECT_NE(m.last_disconnect().find("not sealed against shrinking"), std::string::npos) << m.last_disconnect();
   EXPECT_EQ(m.details().connects, 0U);

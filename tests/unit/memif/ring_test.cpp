@@ -297,6 +297,15 @@ TEST(MemifInterruptFd, OnlyEventfdsAreEventfds) {
   EXPECT_FALSE(is_eventfd(-1));
 }
 
+TEST(MemifCheckPeerRegion, UnsealedReasonHintsAtZeroCopyAndFitsDisconnect) {
+  os::UniqueFd mfd(::memfd_create("unsealed", MFD_CLOEXEC));
+  ASSERT_TRUE(mfd);
+  const std::string why = check_peer_region(mfd.get(), 255, false);
+  EXPECT_NE(why.find("zero-copy peer? see allow_unsealed_regions"), std::string::npos) << why;
+  EXPECT_LT(why.size(), wire::kDisconnectStringSize) << why;  // kept whole, NUL included
+  EXPECT_EQ(check_peer_region(mfd.get(), 255, true), "");
+}
+
 TEST(MemifMapPeerRegion, RejectsSizeZeroOrBeyondTheFile) {
   Segment s = Segment::create_memfd("peer", 8192);
   try {
