@@ -902,6 +902,7 @@ struct Socket::Impl {
       auto r = receive_message(c->fd.get(), m, fd);
       if (r.code == Errc::would_block) return;
       if (r.code == Errc::closed) return fail(c, "peer closed the control channel", false);
+      if (r.fd_not_made_nonblocking) return fail(c, r.describe());  // the channel works: say why
       if (!r) return fail(c, "control channel: " + r.describe(), r.code == Errc::layout);
       const int fdnum = c->fd.get();
       if (c->slave_side)

@@ -11,7 +11,8 @@
 // before it (cut at the deadline, the id freed), and a connection flood past RLIMIT_NOFILE (the
 // master backs off, logs a few lines, and its connected interface keeps passing packets).
 // Follow-ups: handshakes that trickle valid messages just inside each stage's deadline (cut at
-// twice the timeout, both roles) and a pipe passed as an interrupt fd (refused).
+// twice the timeout, both roles), a pipe passed as an interrupt fd (refused), and an fd that
+// cannot be made non-blocking (refused, naming what failed).
 #include "memif/control.hpp"
 #include "memif/ring.hpp"
 #include "memif/wire.hpp"
@@ -673,28 +674,44 @@ TEST(MemifHostile, SlaveCutsAMasterThatAcksTooSlowlyOverall) {
   EXPECT_EQ(v.sl.last_disconnect(), "handshake timed out: not complete within 1000 ms");
 }
 
-TEST(MemifHostile, MasterRefusesAnInterruptFdThatIsNotAnEventfd) {
-  Victim v;
-  auto& m = v.m;
+/// A raw slave (a child) handshakes with `v`'s master passing `fds` (made before the fork, so
+/// the child inherits them); returns the master's DISCONNECT reason, or "" when it connected.
+std::string raw_slave_refusal(Victim& v, RawFds fds) {
   Shared<Report> rep;
   const pid_t child = spawn([&] {
-    // A pipe's read end as the S2M interrupt fd: reading it would race with us, its owner.
     auto conn = raw_connect(v.path);
     if (!conn) return 10;
     auto mem = raw_memory();
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return 11;
     std::string refusal;
-    const int rc = raw_handshake(conn.get(), mem, {-1, p[0], -1}, &refusal);
+    const int rc = raw_handshake(conn.get(), mem, fds, &refusal);
     std::strncpy(rep->reason, refusal.c_str(), sizeof rep->reason - 1);
     rep->stage = 3;
-    return rc;
+    return rc == 13 || rc == 0 ? 0 : rc;
   });
-  ASSERT_TRUE(v.poll_until(*rep, 3));
-  EXPECT_EQ(reap(child), 13) << "0: the master accepted the pipe and connected";
-  EXPECT_STREQ(rep->reason, "interrupt fd is not an eventfd");
-  EXPECT_FALSE(m.connected());
-  EXPECT_EQ(m.last_disconnect(), "interrupt fd is not an eventfd");
+  EXPECT_TRUE(v.poll_until(*rep, 3));
+  EXPECT_EQ(reap(child), 0);
+  return rep->reason;
+}
+
+TEST(MemifHostile, MasterRefusesAnInterruptFdThatIsNotAnEventfd) {
+  Victim v;
+  // A pipe's read end as the S2M interrupt fd: reading it would race with the slave, its owner.
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  memif::UniqueFd r(p[0]), w(p[1]);
+  EXPECT_EQ(raw_slave_refusal(v, {-1, r.get(), -1}), "interrupt fd is not an eventfd") << "'': it connected";
+  EXPECT_FALSE(v.m.connected());
+  EXPECT_EQ(v.m.last_disconnect(), "interrupt fd is not an eventfd");
+}
+
+TEST(MemifHostile, MasterNamesARegionFdItCannotMakeNonBlocking) {
+  Victim v;
+  // An O_PATH fd travels by SCM_RIGHTS, but fcntl(F_SETFL, O_NONBLOCK) on it fails (EBADF).
+  memif::UniqueFd path_only(::open("/", O_PATH | O_CLOEXEC));
+  ASSERT_TRUE(path_only);
+  const std::string want = std::string("making the received region/interrupt fd non-blocking: ") + std::strerror(EBADF);
+  EXPECT_EQ(raw_slave_refusal(v, {path_only.get(), -1, -1}), want);
+  EXPECT_EQ(v.m.last_disconnect(), want);
 }
 
 /// The highest fd number open in this process.

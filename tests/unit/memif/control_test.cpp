@@ -176,6 +176,21 @@ TEST(MemifControl, MalformedDatagramsFdIsClosed) {
   EXPECT_EQ(count_fds(), before);
 }
 
+TEST(MemifControl, AFdThatCannotBeMadeNonBlockingIsDroppedWithTheReason) {
+  auto p = seqpacket_pair();
+  // An O_PATH fd travels by SCM_RIGHTS, but fcntl(F_SETFL) on it fails with EBADF.
+  UniqueFd path_only(::open("/", O_PATH | O_CLOEXEC));
+  ASSERT_TRUE(path_only);
+  ASSERT_TRUE(send_message(p.a.get(), wire::encode_add_region({0, 4096}), path_only.get()).ok());
+  wire::Message in{};
+  UniqueFd got;
+  const MessageResult r = receive_message(p.b.get(), in, got);
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(got);
+  EXPECT_EQ(r.fds_dropped, 1u);
+  EXPECT_EQ(r.describe(), std::string("making the received region/interrupt fd non-blocking: ") + std::strerror(EBADF));
+}
+
 TEST(MemifControl, ThreeFdsKeepTheFirstAndCloseTheOthers) {
   auto p = seqpacket_pair();
   const int before = count_fds();
