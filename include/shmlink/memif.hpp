@@ -19,9 +19,11 @@
 /// + length inside the mapping, length non-zero and within the buffer) before a byte is touched;
 /// index jumps larger than the ring are clamped. Bad descriptors are counted and dropped, and the
 /// peer is then disconnected with the reason (section 10, 19). A master accepts only regions
-/// sealed against shrinking (unless InterfaceOptions::allow_unsealed_regions), never blocks on a
-/// peer's eventfd, cuts handshakes that stall (SocketOptions::handshake_timeout) and backs off
-/// when accept() fails; docs/design/memif.md "Trust rules" lists what a peer can and cannot do.
+/// sealed against shrinking (unless InterfaceOptions::allow_unsealed_regions) and only eventfds as
+/// interrupt fds, never blocks reading a peer's eventfd (writing one, only in a narrow race a
+/// hostile peer must win, and then only the tx_burst caller), cuts handshakes that stall or
+/// trickle (SocketOptions::handshake_timeout) and backs off when accept() fails;
+/// docs/design/memif.md "Trust rules" lists what a peer can and cannot do.
 #pragma once
 
 #include <shmlink/error.hpp>
@@ -118,8 +120,12 @@ struct SocketOptions {
   /// disconnected with the reason ("handshake timed out: no INIT within 5000 ms"), which lands in
   /// Interface::last_disconnect() when the connection was bound to an interface; a master's
   /// interface id is then free for the next slave, a slave reconnects after
-  /// `reconnect_interval`. Checked by a timerfd in the socket's epoll set (fd() turns readable at
-  /// a deadline). Zero = no deadline (a stalled peer holds an id for ever); negative is refused.
+  /// `reconnect_interval`. The whole handshake, from the connection's accept or connect, must
+  /// also be done within twice this ("handshake timed out: not complete within 10000 ms"), so a
+  /// peer that sends one valid message just inside each stage's deadline cannot hold an id for
+  /// long. Checked by a timerfd in the socket's epoll set (fd() turns readable at a deadline).
+  /// Zero = no deadline (a stalled peer holds an id for ever); negative or above one hour is
+  /// refused by the Socket constructor (Errc::invalid_argument).
   std::chrono::milliseconds handshake_timeout{5000};
 };
 
@@ -140,7 +146,8 @@ struct InterfaceOptions {
   /// true = rings in region 0, buffers in region 1 (libmemif style).
   bool separate_buffer_region = false;
   /// Master: accept region fds that are not sealed against shrinking (`F_SEAL_SHRINK`).
-  /// By default a master refuses them ("region 0 is not sealed against shrinking"): a slave that
+  /// By default a master refuses them ("region 0 is not sealed against shrinking: refused;
+  /// zero-copy peer? see allow_unsealed_regions"): a slave that
   /// can shrink a region after the handshake makes every later access to it raise SIGBUS in
   /// this process. libmemif, DPDK (copy mode) and VPP (copy mode, region 0) seal their memfds;
   /// zero-copy slaves (VPP's default slave mode, DPDK `zero-copy=yes`) send hugepage files,
@@ -236,7 +243,10 @@ class SHMLINK_EXPORT Interface {
   /// Publishes reserved buffers (libmemif `memif_tx_burst`): `bufs` must start with the oldest
   /// reserved, unsent buffer and follow reservation order (desc_index). Each buffer's `len`
   /// (1..capacity) and kBufferNext are written to its descriptor, then the ring index is stored
-  /// with release ordering, and the peer's eventfd is written unless it masked interrupts.
+  /// with release ordering, and the peer's eventfd is written unless it masked interrupts (a
+  /// write skipped when the eventfd is full; a hostile peer that clears its O_NONBLOCK and fills
+  /// it in the instant between that check and the write blocks this call until it reads it:
+  /// docs/design/memif.md "Trust rules").
   /// Memory ordering: every byte written to the buffers before this call happens-before the
   /// peer's rx_burst that returns them (release store of head/tail here, acquire load there).
   /// @param[out] sent buffers published (a prefix of `bufs`).
@@ -298,7 +308,8 @@ class SHMLINK_EXPORT Interface {
 class SHMLINK_EXPORT Socket {
  public:
   /// Creates the socket object; no fd is opened until an interface needs one.
-  /// @throws Error invalid_argument (bad path, app name too long, cache line not 64 or 128).
+  /// @throws Error invalid_argument (bad path, app name too long, cache line not 64 or 128,
+  /// handshake_timeout negative or above one hour).
   explicit Socket(SocketOptions options);
   Socket(Socket&&) noexcept;
   Socket& operator=(Socket&&) noexcept;

@@ -133,6 +133,8 @@ std::string MessageResult::describe() const {
       return "malformed message: " + std::to_string(bytes) + " bytes";
     default: break;
   }
+  if (fd_not_made_nonblocking)
+    return std::string("making the received region/interrupt fd non-blocking: ") + std::strerror(sys_errno);
   return sys_errno != 0 ? std::string(std::strerror(sys_errno)) : std::string(shmlink::strerror(code));
 }
 
@@ -335,6 +337,7 @@ MessageResult receive_message(int fd, wire::Message& msg, UniqueFd& received_fd)
       ++r.fds_dropped;  // `kept` closes it on return
       r.code = errc_from_errno(err);
       r.sys_errno = err;
+      r.fd_not_made_nonblocking = true;
       return r;
     }
   }

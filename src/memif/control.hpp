@@ -59,11 +59,13 @@ struct MessageResult {
   std::size_t bytes = 0;            ///< receive: the datagram's real length (also when malformed)
   unsigned fds_dropped = 0;         ///< receive: fds the peer sent that were closed (extra, or with a bad message)
   bool control_truncated = false;   ///< receive: MSG_CTRUNC (more fds than the control buffer holds)
+  bool fd_not_made_nonblocking = false;  ///< receive: fcntl(O_NONBLOCK) failed on the received fd (sys_errno)
 
   /// True when the operation happened.
   [[nodiscard]] bool ok() const noexcept { return code == Errc::ok; }
   explicit operator bool() const noexcept { return ok(); }
-  /// "malformed message: 100 bytes", "peer closed the connection", strerror(sys_errno), ...
+  /// "malformed message: 100 bytes", "peer closed the connection", "making the received
+  /// region/interrupt fd non-blocking: Bad file descriptor", strerror(sys_errno), ...
   [[nodiscard]] std::string describe() const;
 };
 
@@ -151,7 +153,7 @@ MessageResult send_message(int fd, const wire::Message& msg, int fd_to_pass = -1
 ///         0 bytes; also ECONNRESET); layout ("malformed message: N bytes" when the datagram is
 ///         not exactly 128 bytes, N being its real length; or control data truncated); a
 ///         system error (also when the received fd could not be made non-blocking: it is
-///         closed and counted in `fds_dropped`).
+///         closed and counted in `fds_dropped`, and `fd_not_made_nonblocking` is set).
 MessageResult receive_message(int fd, wire::Message& msg, UniqueFd& received_fd) noexcept;
 
 }  // namespace shmlink::memif

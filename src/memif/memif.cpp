@@ -85,6 +85,13 @@ const char* awaited(Phase p) noexcept {
 constexpr std::chrono::milliseconds kAcceptBackoff{100};
 /// One log line per distinct accept error per this interval; the others are counted.
 constexpr std::chrono::seconds kAcceptLogInterval{5};
+/// A whole handshake, counted from the connection's start (accept or connect), must be done
+/// within this many handshake_timeouts, however promptly each message comes: a peer that
+/// trickles valid messages just inside the per-stage deadline holds an id (and the fds it sent)
+/// for this long at most.
+constexpr int kHandshakeTotalFactor = 2;
+/// The longest handshake_timeout accepted (larger values would overflow the deadline's sum).
+constexpr std::chrono::hours kMaxHandshakeTimeout{1};
 
 }  // namespace
 
@@ -106,7 +113,9 @@ struct Connection {
   std::vector<AnnouncedRing> s2m, m2s;
   // slave: position in the announcement sequence: 0 = INIT acked next is region 0, ...
   std::size_t step = 0;
-  // handshake: the peer's next message is due by then (SocketOptions::handshake_timeout)
+  // handshake: the peer's next message is due by then (SocketOptions::handshake_timeout), and
+  // the whole handshake by started + kHandshakeTotalFactor * handshake_timeout
+  Clock::time_point started = Clock::now();
   Clock::time_point deadline = Clock::time_point::max();
 };
 
@@ -492,12 +501,22 @@ struct Socket::Impl {
 
   // --- handshake deadlines -------------------------------------------------------------------
 
-  /// Starts the deadline for the peer's next handshake message on `c` (none once up, or when
-  /// handshake_timeout is 0) and re-arms the timer.
+  /// Starts the deadline for the peer's next handshake message on `c`: handshake_timeout from
+  /// now, but no later than the whole handshake's cap (kHandshakeTotalFactor handshake_timeouts
+  /// after the connection's start); none once up, or when handshake_timeout is 0. Re-arms the
+  /// timer. handshake_timeout is at most kMaxHandshakeTimeout (Socket's constructor), so the
+  /// sums cannot overflow.
   void touch(Connection* c) noexcept {
-    c->deadline = c->phase != Phase::up && opt.handshake_timeout.count() > 0 ? Clock::now() + opt.handshake_timeout
-                                                                           : Clock::time_point::max();
+    if (c->phase == Phase::up || opt.handshake_timeout.count() <= 0)
+      c->deadline = Clock::time_point::max();
+    else
+      c->deadline = std::min(Clock::now() + opt.handshake_timeout, handshake_cap(*c));
     arm_handshake_timer();
+  }
+
+  /// When the whole handshake on `c` must be done.
+  Clock::time_point handshake_cap(const Connection& c) const noexcept {
+    return c.started + kHandshakeTotalFactor * opt.handshake_timeout;
   }
 
   /// Arms the handshake timer at the earliest deadline, or stops it when none is pending.
@@ -526,8 +545,12 @@ struct Socket::Impl {
       if (c->phase != Phase::up && c->deadline <= now) late.push_back(c.get());
     for (Connection* c : late) {
       if (std::none_of(conns.begin(), conns.end(), [&](auto& p) { return p.get() == c; })) continue;
-      fail(c, std::string("handshake timed out: no ") + awaited(c->phase) + " within " +
-                  std::to_string(opt.handshake_timeout.count()) + " ms");
+      if (handshake_cap(*c) <= now)
+        fail(c, "handshake timed out: not complete within " +
+                    std::to_string((kHandshakeTotalFactor * opt.handshake_timeout).count()) + " ms");
+      else
+        fail(c, std::string("handshake timed out: no ") + awaited(c->phase) + " within " +
+                    std::to_string(opt.handshake_timeout.count()) + " ms");
     }
     arm_handshake_timer();
   }
@@ -595,6 +618,7 @@ struct Socket::Impl {
         if (type == wire::MsgType::add_ring) {
           auto r = wire::decode_add_ring(m);
           if (!fd) return fail(c, "Missing interrupt fd");
+          if (!detail::is_eventfd(fd.get())) return fail(c, "interrupt fd is not an eventfd");
           if (r.private_hdr_size != 0) return fail(c, "private headers not supported");
           const bool s2m = r.type == wire::RingType::s2m;
           auto& list = s2m ? c->s2m : c->m2s;
@@ -878,6 +902,7 @@ struct Socket::Impl {
       auto r = receive_message(c->fd.get(), m, fd);
       if (r.code == Errc::would_block) return;
       if (r.code == Errc::closed) return fail(c, "peer closed the control channel", false);
+      if (r.fd_not_made_nonblocking) return fail(c, r.describe());  // the channel works: say why
       if (!r) return fail(c, "control channel: " + r.describe(), r.code == Errc::layout);
       const int fdnum = c->fd.get();
       if (c->slave_side)
@@ -1076,6 +1101,10 @@ Socket::Socket(SocketOptions options) : impl_(std::make_unique<Impl>()) {
   s.watch(s.timerfd.get());
   if (s.opt.handshake_timeout.count() < 0)
     throw Error(Errc::invalid_argument, "memif socket " + s.addr.display + ": negative handshake timeout");
+  if (s.opt.handshake_timeout > kMaxHandshakeTimeout)
+    throw Error(Errc::invalid_argument, "memif socket " + s.addr.display + ": handshake timeout of " +
+                                            std::to_string(s.opt.handshake_timeout.count()) +
+                                            " ms is above the limit of 1 hour");
   s.handshake_timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!s.handshake_timer) os::throw_errno(errno, "creating the handshake timer of memif socket", s.addr.display);
   s.watch(s.handshake_timer.get());

@@ -18,8 +18,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <concepts>
+#include <cstdio>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <utility>
 
 namespace shmlink::memif::detail {
@@ -120,6 +122,10 @@ void drain_eventfd(int fd) noexcept {
 /// count would pass 0xfffffffffffffffe (a peer can put it there), and O_NONBLOCK is not ours to
 /// keep (see drain_eventfd). A zero-timeout poll() for POLLOUT first: not writable means the
 /// count is already at its maximum, so the reader is signalled anyway. True when written.
+/// pwritev2(RWF_NOWAIT), the write side's twin of drain_eventfd, is refused by eventfds
+/// (EOPNOTSUPP, Linux 6.18), so a peer that clears O_NONBLOCK and fills the count between the
+/// poll and the write can block this write: the residual risk docs/design/memif.md "Trust
+/// rules" describes (the calling tx_burst thread only, never Socket::poll).
 bool signal_eventfd(int fd) noexcept {
   pollfd p{fd, POLLOUT, 0};
   if (::poll(&p, 1, 0) != 1 || (p.revents & POLLOUT) == 0) return false;
@@ -237,8 +243,23 @@ std::string check_peer_region(int fd, std::uint16_t index, bool allow_unsealed) 
   // F_GET_SEALS fails (EINVAL) on files that cannot carry seals: hugetlbfs files, plain files.
   const int seals = ::fcntl(fd, F_GET_SEALS);
   if (seals < 0 || (seals & F_SEAL_SHRINK) == 0)
-    return what + " is not sealed against shrinking (F_SEAL_SHRINK): refused";  // fits DISCONNECT's 96 bytes
+    // At most 95 bytes (index 255), so DISCONNECT's 96-byte string keeps it whole with its NUL.
+    // The hint: zero-copy VPP and DPDK slaves send unsealed hugepage regions.
+    return what + " is not sealed against shrinking: refused; zero-copy peer? see allow_unsealed_regions";
   return {};
+}
+
+bool is_eventfd(int fd) noexcept {
+  char link[32];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  char target[64];
+  const ssize_t n = ::readlink(link, target, sizeof target);
+  if (n >= 0) return std::string_view(target, static_cast<std::size_t>(n)) == "anon_inode:[eventfd]";
+  // No /proc (a bare container): every eventfd shares the anonymous inode of a fresh one.
+  struct stat peer {}, own {};
+  if (::fstat(fd, &peer) != 0) return false;
+  os::UniqueFd mine(::eventfd(0, EFD_CLOEXEC));
+  return mine && ::fstat(mine.get(), &own) == 0 && peer.st_dev == own.st_dev && peer.st_ino == own.st_ino;
 }
 
 Segment map_peer_region(os::UniqueFd fd, std::uint64_t announced_size, std::string_view what) {

@@ -92,9 +92,17 @@ SlaveMemory create_slave_memory(const SlaveLayout& layout, std::string_view name
 /// file) and, unless `allow_unsealed`, carry F_SEAL_SHRINK, because a slave that can shrink the
 /// file after we checked its size could make any later access to the mapping raise SIGBUS.
 /// @param index the region's index, for the reason.
-/// @return "" when acceptable; else the DISCONNECT reason (at most 96 bytes), e.g. "region 0 is
-///         not sealed against shrinking (F_SEAL_SHRINK): refused".
+/// @return "" when acceptable; else the DISCONNECT reason (at most 95 bytes), e.g. "region 0 is
+///         not sealed against shrinking: refused; zero-copy peer? see allow_unsealed_regions".
 std::string check_peer_region(int fd, std::uint16_t index, bool allow_unsealed);
+
+/// True when `fd` is an eventfd (the only interrupt fd the master accepts with ADD_RING, section
+/// 9.2; docs/design/memif.md "Trust rules"): a pipe, pty or socket in its place would make the
+/// drain fall back to poll()+read(), which a peer reading the same object could block. Decided
+/// by the fd's `/proc/self/fd/N` link ("anon_inode:[eventfd]"); without /proc, by comparing its
+/// inode with an eventfd of our own (anonymous-inode files share one inode, so a timerfd or
+/// signalfd would pass that fallback too; none of them blocks a non-blocking read).
+bool is_eventfd(int fd) noexcept;
 
 /// Maps a region fd received with ADD_REGION (master side, section 9.1), read-write, shared,
 /// `announced_size` bytes from offset 0. Takes ownership of `fd` even when it throws.

@@ -10,6 +10,9 @@
 // and whose counter it fills (the master must not freeze), handshakes that stall after INIT or
 // before it (cut at the deadline, the id freed), and a connection flood past RLIMIT_NOFILE (the
 // master backs off, logs a few lines, and its connected interface keeps passing packets).
+// Follow-ups: handshakes that trickle valid messages just inside each stage's deadline (cut at
+// twice the timeout, both roles), a pipe passed as an interrupt fd (refused), and an fd that
+// cannot be made non-blocking (refused, naming what failed).
 #include "memif/control.hpp"
 #include "memif/ring.hpp"
 #include "memif/wire.hpp"
@@ -21,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -84,10 +88,23 @@ struct RawFds {
   int m2s_eventfd = -1;
 };
 
+/// The master's answer to an announcement: 0 for ACK, 13 for DISCONNECT (its reason in
+/// `refusal`), `failed` otherwise.
+int ack_or_refusal(int fd, std::string* refusal, int failed) {
+  mw::Message m;
+  memif::UniqueFd extra;
+  if (!memif::receive_message(fd, m, extra).ok()) return failed;
+  if (mw::message_type(m) == mw::MsgType::disconnect) {
+    if (refusal != nullptr) *refusal = mw::decode_disconnect(m).reason;
+    return 13;
+  }
+  return mw::message_type(m) == mw::MsgType::ack ? 0 : failed;
+}
+
 /// The slave's part of the handshake after HELLO, by hand: INIT (id 0), ADD_REGION 0, ADD_RING
 /// S2M 0 and M2S 0, CONNECT, each acked, then CONNECTED. Returns 0 when connected; 13 when the
-/// master answered ADD_REGION with DISCONNECT (its reason in `refusal`); another code >= 12
-/// naming the step that failed otherwise.
+/// master answered ADD_REGION or an ADD_RING with DISCONNECT (its reason in `refusal`); another
+/// code >= 12 naming the step that failed otherwise.
 int raw_handshake(int fd, const memif::detail::SlaveMemory& mem, RawFds fds, std::string* refusal = nullptr) {
   mw::Message m;
   mw::InitInfo init;
@@ -96,13 +113,7 @@ int raw_handshake(int fd, const memif::detail::SlaveMemory& mem, RawFds fds, std
   if (!expect(fd, mw::MsgType::ack, m)) return 14;
   const int region_fd = fds.region >= 0 ? fds.region : mem.regions[0].fd();
   if (!memif::send_message(fd, mw::encode_add_region({0, mem.regions[0].size()}), region_fd)) return 15;
-  memif::UniqueFd extra;
-  if (!memif::receive_message(fd, m, extra).ok()) return 16;
-  if (mw::message_type(m) == mw::MsgType::disconnect) {
-    if (refusal != nullptr) *refusal = mw::decode_disconnect(m).reason;
-    return 13;
-  }
-  if (mw::message_type(m) != mw::MsgType::ack) return 17;
+  if (const int rc = ack_or_refusal(fd, refusal, 17); rc != 0) return rc;
   mw::AddRingInfo r;
   r.type = mw::RingType::s2m;
   r.region = mem.s2m[0].region;
@@ -110,12 +121,12 @@ int raw_handshake(int fd, const memif::detail::SlaveMemory& mem, RawFds fds, std
   r.log2_ring_size = mem.s2m[0].log2;
   const int s2m_fd = fds.s2m_eventfd >= 0 ? fds.s2m_eventfd : mem.s2m_eventfds[0].get();
   if (!memif::send_message(fd, mw::encode_add_ring(r), s2m_fd)) return 18;
-  if (!expect(fd, mw::MsgType::ack, m)) return 19;
+  if (const int rc = ack_or_refusal(fd, refusal, 19); rc != 0) return rc;
   r.type = mw::RingType::m2s;
   r.offset = mem.m2s[0].offset;
   const int m2s_fd = fds.m2s_eventfd >= 0 ? fds.m2s_eventfd : mem.m2s_eventfds[0].get();
   if (!memif::send_message(fd, mw::encode_add_ring(r), m2s_fd)) return 20;
-  if (!expect(fd, mw::MsgType::ack, m)) return 21;
+  if (const int rc = ack_or_refusal(fd, refusal, 21); rc != 0) return rc;
   if (!memif::send_message(fd, mw::encode_connect("evil0"))) return 22;
   if (!expect(fd, mw::MsgType::connected, m)) return 23;
   return 0;
@@ -198,6 +209,14 @@ struct Victim {
     o.name = name;
     o.allow_unsealed_regions = allow_unsealed;
     return o;
+  }
+
+  /// Polls the master until the attacker's report reaches `stage`; false after 10 s.
+  bool poll_until(const Report& rep, int stage) {
+    return wait_until([&] {
+      (void)s.poll(2ms);
+      return rep.stage.load() == stage;
+    }, 10);
   }
 
   /// True when a well-behaved slave (another socket in this process) connects to the master
@@ -441,7 +460,7 @@ TEST(MemifHostile, MasterRefusesARegionNotSealedAgainstShrinking) {
   ASSERT_TRUE(run_master(s, m, [&] { return rep->stage.load() == 3; })) << "stage " << rep->stage.load();
   EXPECT_EQ(reap(child), 0);
   EXPECT_EQ(std::string(rep->reason),
-            "region 0 is not sealed against shrinking (F_SEAL_SHRINK): refused");
+            "region 0 is not sealed against shrinking: refused; zero-copy peer? see allow_unsealed_regions");
   EXPECT_FALSE(m.connected());
   EXPECT_NE(m.last_disconnect().find("not sealed against shrinking"), std::string::npos) << m.last_disconnect();
   EXPECT_EQ(m.details().connects, 0U);
@@ -575,6 +594,124 @@ TEST(MemifHostile, SlaveDisconnectsAMasterThatNeverSaysHello) {
   mw::Message m;
   ASSERT_TRUE(expect(conn.get(), mw::MsgType::disconnect, m));
   EXPECT_EQ(mw::decode_disconnect(m).reason, sl.last_disconnect());
+}
+
+/// Issue 17 follow-up: a slave that sends one valid message every 100 ms, each well inside the
+/// master's per-stage deadline: INIT, then ADD_REGION 0, 1, 2, ... (the same sealed region) up
+/// to 16 of them. Counts the ACKs (in `packets`) and stores the DISCONNECT reason (stage 3).
+int trickling_slave(const std::string& path, Report* rep) {
+  auto conn = raw_connect(path);
+  if (!conn) return 10;
+  const int fd = conn.get();
+  auto mem = raw_memory();
+  mw::Message m;
+  mw::InitInfo init;
+  init.name = "trickler";
+  if (!memif::send_message(fd, mw::encode_init(init))) return 11;
+  if (!expect(fd, mw::MsgType::ack, m)) return 12;
+  for (std::uint16_t k = 0; k < 16; ++k) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) != 0) break;  // the master spoke first: its DISCONNECT
+    if (!memif::send_message(fd, mw::encode_add_region({k, mem.regions[0].size()}), mem.regions[0].fd())) return 13;
+    std::string refusal;
+    const int rc = ack_or_refusal(fd, &refusal, 14);
+    if (rc == 13) {
+      std::strncpy(rep->reason, refusal.c_str(), sizeof rep->reason - 1);
+      rep->stage = 3;
+      return 0;
+    }
+    if (rc != 0) return rc;
+    rep->packets.fetch_add(1);
+  }
+  return await_disconnect(fd, rep) ? 0 : 15;
+}
+
+TEST(MemifHostile, MasterCutsAHandshakeThatTricklesPastTwiceTheTimeout) {
+  Victim v("victim", 400ms);
+  auto& m = v.m;
+  Shared<Report> rep;
+  const pid_t child = spawn([&] { return trickling_slave(v.path, &*rep); });
+  ASSERT_TRUE(v.poll_until(*rep, 3)) << "stage " << rep->stage.load() << ", last disconnect: " << m.last_disconnect();
+  EXPECT_EQ(reap(child), 0);
+  // Without the cap every ADD_REGION is acked (each came within 400 ms of the last), and the
+  // slave is cut only when it stops: "no ADD_REGION, ADD_RING or CONNECT within 400 ms".
+  EXPECT_STREQ(rep->reason, "handshake timed out: not complete within 800 ms");
+  EXPECT_LT(rep->packets.load(), 16);
+  EXPECT_EQ(m.last_disconnect(), "handshake timed out: not complete within 800 ms");
+  EXPECT_TRUE(v.honest_slave_connects()) << m.last_disconnect();
+}
+
+TEST(MemifHostile, SlaveCutsAMasterThatAcksTooSlowlyOverall) {
+  SlaveVictim v("patient", 500ms);
+  ASSERT_TRUE(v.accepted());
+  mw::HelloInfo h;
+  h.name = "slowpoke";
+  ASSERT_TRUE(memif::send_message(v.conn.get(), mw::encode_hello(h)));
+  // The test is the master: it answers INIT, ADD_REGION, ADD_RING x2 and CONNECT 300 ms after
+  // each (inside the slave's 500 ms per-stage deadline), CONNECTED after 1.5 s in all.
+  using Clock = std::chrono::steady_clock;
+  auto due = Clock::time_point::max();
+  bool connect_seen = false;
+  ASSERT_TRUE(wait_until([&] {
+    (void)v.s.poll(2ms);
+    pollfd p{v.conn.get(), POLLIN, 0};
+    if (due == Clock::time_point::max() && ::poll(&p, 1, 0) == 1) {
+      mw::Message msg;
+      memif::UniqueFd extra;
+      if (!memif::receive_message(v.conn.get(), msg, extra).ok()) return true;  // closed
+      if (mw::message_type(msg) == mw::MsgType::disconnect) return true;
+      connect_seen = mw::message_type(msg) == mw::MsgType::connect;
+      due = Clock::now() + 300ms;
+    }
+    if (Clock::now() >= due) {
+      (void)memif::send_message(v.conn.get(), connect_seen ? mw::encode_connected("slowpoke0") : mw::encode_ack());
+      due = Clock::time_point::max();
+    }
+    return v.sl.connected() || !v.sl.last_disconnect().empty();
+  }, 10));
+  EXPECT_FALSE(v.sl.connected());
+  // Without the cap the slave connects after 1.5 s.
+  EXPECT_EQ(v.sl.last_disconnect(), "handshake timed out: not complete within 1000 ms");
+}
+
+/// A raw slave (a child) handshakes with `v`'s master passing `fds` (made before the fork, so
+/// the child inherits them); returns the master's DISCONNECT reason, or "" when it connected.
+std::string raw_slave_refusal(Victim& v, RawFds fds) {
+  Shared<Report> rep;
+  const pid_t child = spawn([&] {
+    auto conn = raw_connect(v.path);
+    if (!conn) return 10;
+    auto mem = raw_memory();
+    std::string refusal;
+    const int rc = raw_handshake(conn.get(), mem, fds, &refusal);
+    std::strncpy(rep->reason, refusal.c_str(), sizeof rep->reason - 1);
+    rep->stage = 3;
+    return rc == 13 || rc == 0 ? 0 : rc;
+  });
+  EXPECT_TRUE(v.poll_until(*rep, 3));
+  EXPECT_EQ(reap(child), 0);
+  return rep->reason;
+}
+
+TEST(MemifHostile, MasterRefusesAnInterruptFdThatIsNotAnEventfd) {
+  Victim v;
+  // A pipe's read end as the S2M interrupt fd: reading it would race with the slave, its owner.
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  memif::UniqueFd r(p[0]), w(p[1]);
+  EXPECT_EQ(raw_slave_refusal(v, {-1, r.get(), -1}), "interrupt fd is not an eventfd") << "'': it connected";
+  EXPECT_FALSE(v.m.connected());
+  EXPECT_EQ(v.m.last_disconnect(), "interrupt fd is not an eventfd");
+}
+
+TEST(MemifHostile, MasterNamesARegionFdItCannotMakeNonBlocking) {
+  Victim v;
+  // An O_PATH fd travels by SCM_RIGHTS, but fcntl(F_SETFL, O_NONBLOCK) on it fails (EBADF).
+  memif::UniqueFd path_only(::open("/", O_PATH | O_CLOEXEC));
+  ASSERT_TRUE(path_only);
+  const std::string want = std::string("making the received region/interrupt fd non-blocking: ") + std::strerror(EBADF);
+  EXPECT_EQ(raw_slave_refusal(v, {path_only.get(), -1, -1}), want);
+  EXPECT_EQ(v.m.last_disconnect(), want);
 }
 
 /// The highest fd number open in this process.

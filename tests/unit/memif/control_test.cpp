@@ -6,6 +6,8 @@
 
 #include "test_util.hpp"
 
+#include <shmlink/memif.hpp>
+
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -173,6 +176,21 @@ TEST(MemifControl, MalformedDatagramsFdIsClosed) {
   EXPECT_EQ(count_fds(), before);
 }
 
+TEST(MemifControl, AFdThatCannotBeMadeNonBlockingIsDroppedWithTheReason) {
+  auto p = seqpacket_pair();
+  // An O_PATH fd travels by SCM_RIGHTS, but fcntl(F_SETFL) on it fails with EBADF.
+  UniqueFd path_only(::open("/", O_PATH | O_CLOEXEC));
+  ASSERT_TRUE(path_only);
+  ASSERT_TRUE(send_message(p.a.get(), wire::encode_add_region({0, 4096}), path_only.get()).ok());
+  wire::Message in{};
+  UniqueFd got;
+  const MessageResult r = receive_message(p.b.get(), in, got);
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(got);
+  EXPECT_EQ(r.fds_dropped, 1u);
+  EXPECT_EQ(r.describe(), std::string("making the received region/interrupt fd non-blocking: ") + std::strerror(EBADF));
+}
+
 TEST(MemifControl, ThreeFdsKeepTheFirstAndCloseTheOthers) {
   auto p = seqpacket_pair();
   const int before = count_fds();
@@ -319,6 +337,29 @@ TEST(MemifSocketName, Limits) {
   EXPECT_TRUE(z.abstract);
   EXPECT_EQ(z.display, "@zz");
   EXPECT_EQ(z.length, offsetof(sockaddr_un, sun_path) + 3);
+}
+
+TEST(MemifSocketOptions, HandshakeTimeoutOutOfRangeIsRefusedNamingTheSocket) {
+  auto error_of = [](std::chrono::milliseconds t) -> std::string {
+    SocketOptions o;
+    o.path = "@shmlink-test-handshake-range";
+    o.handshake_timeout = t;
+    try {
+      Socket s(o);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.errc(), Errc::invalid_argument);
+      return e.what();
+    }
+    return "";
+  };
+  // now + milliseconds::max() overflows the steady clock (a deadline in the past, or UB).
+  const std::string huge = error_of(std::chrono::milliseconds::max());
+  EXPECT_NE(huge.find("@shmlink-test-handshake-range"), std::string::npos) << huge;
+  EXPECT_NE(huge.find("above the limit of 1 hour"), std::string::npos) << huge;
+  EXPECT_NE(error_of(std::chrono::hours(1) + std::chrono::milliseconds(1)), "");
+  EXPECT_NE(error_of(std::chrono::milliseconds(-1)), "");
+  EXPECT_EQ(error_of(std::chrono::hours(1)), "");
+  EXPECT_EQ(error_of(std::chrono::milliseconds(0)), "");
 }
 
 // ---- listeners and connects ----------------------------------------------------------------------

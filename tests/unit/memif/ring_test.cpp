@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -280,6 +282,29 @@ TEST(MemifSlaveMemory, RejectsLayoutsOutOfRange) {
 }
 
 // ---- map_peer_region / locate_ring -----------------------------------------------------------
+
+TEST(MemifInterruptFd, OnlyEventfdsAreEventfds) {
+  os::UniqueFd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  os::UniqueFd tfd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+  os::UniqueFd mfd(::memfd_create("not-an-eventfd", MFD_CLOEXEC));
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  os::UniqueFd r(p[0]), w(p[1]);
+  EXPECT_TRUE(is_eventfd(efd.get()));
+  EXPECT_FALSE(is_eventfd(tfd.get()));  // an anonymous inode too
+  EXPECT_FALSE(is_eventfd(mfd.get()));
+  EXPECT_FALSE(is_eventfd(r.get()));
+  EXPECT_FALSE(is_eventfd(-1));
+}
+
+TEST(MemifCheckPeerRegion, UnsealedReasonHintsAtZeroCopyAndFitsDisconnect) {
+  os::UniqueFd mfd(::memfd_create("unsealed", MFD_CLOEXEC));
+  ASSERT_TRUE(mfd);
+  const std::string why = check_peer_region(mfd.get(), 255, false);
+  EXPECT_NE(why.find("zero-copy peer? see allow_unsealed_regions"), std::string::npos) << why;
+  EXPECT_LT(why.size(), wire::kDisconnectStringSize) << why;  // kept whole, NUL included
+  EXPECT_EQ(check_peer_region(mfd.get(), 255, true), "");
+}
 
 TEST(MemifMapPeerRegion, RejectsSizeZeroOrBeyondTheFile) {
   Segment s = Segment::create_memfd("peer", 8192);
