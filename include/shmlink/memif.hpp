@@ -282,7 +282,7 @@ class SHMLINK_EXPORT Interface {
 
   /// Waits until receive queue `qid` may have packets: returns at once when the ring is not
   /// empty, else blocks on its eventfd (interrupt mode) or spins (polling mode).
-  /// @param timeout ns; negative = forever.
+  /// @param timeout ns; negative = forever (so is any timeout too long to add to the clock, e.g. nanoseconds::max()).
   /// @return ok; timeout; interrupted (EINTR); not_connected; out_of_range.
   Status wait_rx(std::uint16_t qid, std::chrono::nanoseconds timeout) noexcept;
 
@@ -331,7 +331,8 @@ class SHMLINK_EXPORT Socket {
   /// reconnect timers, faults reported by the data path. Waits up to `timeout` for an event.
   /// Callbacks run inside. Errors of one connection disconnect that connection; they are not
   /// thrown.
-  /// @param timeout negative = wait forever; zero = do not wait.
+  /// @param timeout negative = wait forever (so is any timeout too long to add to the clock, e.g.
+  ///        milliseconds::max()); zero = do not wait.
   /// @return ok (something was processed); timeout (nothing happened); interrupted (EINTR).
   Status poll(std::chrono::milliseconds timeout);
 

@@ -40,6 +40,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+/// now + `timeout`; a negative timeout (wait forever) or one so long that the sum would overflow
+/// gives Clock::time_point::max().
+template <class Rep, class Period>
+Clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) noexcept {
+  const auto now = Clock::now();
+  if (timeout.count() < 0) return Clock::time_point::max();
+  // Compared in the caller's unit (a narrowing of `left`, never an overflow of `timeout`).
+  if (timeout >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(Clock::time_point::max() - now))
+    return Clock::time_point::max();
+  return now + std::chrono::duration_cast<Clock::duration>(timeout);
+}
+
 /// A memif protocol version as "major.minor" (section 2: major in the high byte).
 std::string version_text(std::uint16_t v) {
   return std::to_string(v >> 8) + "." + std::to_string(v & 0xFF);
@@ -1056,7 +1068,7 @@ Status Interface::wait_rx(std::uint16_t qid, std::chrono::nanoseconds timeout) n
   std::size_t dummy = 0;
   if (q == nullptr) return queue_missing(impl_->up, dummy);
   if (q->rx_pending()) return Errc::ok;
-  const auto deadline = timeout.count() < 0 ? Clock::time_point::max() : Clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   if (q->rx_mode() == RxMode::polling) {
     for (;;) {
       for (int k = 0; k < 64; ++k) {
@@ -1206,7 +1218,7 @@ Status Socket::poll(std::chrono::milliseconds timeout) {
   Impl& s = *impl_;
   s.check_faults();
   s.maybe_publish_all();
-  const auto deadline = timeout.count() < 0 ? Clock::time_point::max() : Clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   for (;;) {
     // Wait in slices of at most 100 ms so that faults reported by data-path threads are seen.
     int ms = 100;

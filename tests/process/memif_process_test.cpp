@@ -18,6 +18,7 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace shmlink::test {
@@ -312,6 +313,31 @@ TEST(MemifHandshake, ConnectsAndReportsPeerNames) {
   EXPECT_EQ(m.details().peer_app, "s");
   EXPECT_EQ(s.details().peer_name, "m0");
   EXPECT_EQ(s.details().peer_app, "m");
+}
+
+// The longest timeouts mean "no limit": now + nanoseconds::max() used to overflow (undefined
+// behaviour, reported by UBSan in the asan preset) and put the deadline in the past, so both
+// waits returned timeout at once.
+TEST(MemifWaits, TheLongestTimeoutsWaitForTheEventInsteadOfOverflowing) {
+  Pair p;
+  auto& m = p.master.add_interface(plain(Role::master));
+  auto& s = p.slave.add_interface(plain(Role::slave));
+  ASSERT_TRUE(pump(p.master, p.slave, [&] { return m.connected() && s.connected(); }));
+  // Queue calls on distinct queues from two threads, and nobody polls meanwhile (memif.md "Threads").
+  std::thread sender([&] {
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(send_packet(s, 0, make_packet(0, 0, 64)));
+  });
+  EXPECT_TRUE(m.wait_rx(0, std::chrono::nanoseconds::max()).ok());
+  sender.join();
+  // The slave goes away a little later (its own socket, its own thread): the master's poll
+  // must wait for that event rather than return timeout at once.
+  std::thread leaver([&] {
+    std::this_thread::sleep_for(50ms);
+    p.slave.remove_interface(s);
+  });
+  EXPECT_TRUE(p.master.poll(std::chrono::milliseconds::max()).ok());
+  leaver.join();
 }
 
 TEST(MemifHandshake, WrongSecretIsRefusedWithTheReasonOnBothSides) {
