@@ -349,6 +349,22 @@ struct Queue::Impl {
     done = 0;
     if (!writable) return Errc::permission;
     if (out.empty()) return Errc::ok;
+    Errc why = pop_run(out, done);
+    if (done == 0 && why == Errc::would_block && shut()) {
+      // Closed only when empty after the shutdown was seen: the emptiness found above may
+      // predate samples pushed before the shutdown (the consumer lost the CPU between its look
+      // and this load). shut()'s acquire pairs with shutdown()'s seq_cst store, so a second
+      // look sees every push made before it.
+      why = pop_run(out, done);
+      if (done == 0 && why == Errc::would_block) return Errc::closed;
+    }
+    if (done == 0) return why;
+    notify_popped();
+    return Errc::ok;
+  }
+  /// pop_burst()'s copy-out, without the wake-up: @return ok with `done` >= 1, else would_block
+  /// (empty) or layout.
+  Errc pop_run(std::span<Sample> out, std::size_t& done) noexcept {
     if (kind == QueueKind::spsc) {
       // One consumer: run a local position over the burst and free the cells with one store of
       // head (release: our reads of them are done before the producer reuses them).
@@ -367,16 +383,14 @@ struct Queue::Impl {
       std::uint64_t pos = 0;
       Errc why_not = Errc::would_block;
       const std::uint64_t n = claim_run(h->head, 1, pos, out.size(), why_not);
-      if (n == 0 && why_not != Errc::would_block) return why_not;
+      if (n == 0) return why_not;
       for (std::uint64_t i = 0; i < n; ++i) drain(cell(pos + i), out[i]);
       if (n > 1) own_lines(pos, n, qlayout::kCacheLine);  // line 0 is written by its turn below
       // Free the run for the next lap after copying all of it (release: our reads come first).
       for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + capacity, std::memory_order_release);
       done = n;
     }
-    if (done == 0) return shut() ? Errc::closed : Errc::would_block;
-    notify_popped();
-    return Errc::ok;
+    return done == 0 ? Errc::would_block : Errc::ok;
   }
   Status try_push(const Sample& s) noexcept {
     std::size_t n = 0;

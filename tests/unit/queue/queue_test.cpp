@@ -835,6 +835,40 @@ TEST(QueueLyingPeer, RewoundIndicesNeverLivelockAndMpmcReportsLayout) {
   }
 }
 
+// A consumer that found the ring empty and then saw the queue shut returned closed, even when
+// the producer had pushed more samples between those two looks and only then shut down (seen
+// as "got 2 of 5 samples" in QueueProcessShutdown under load). A consumer thread polls try_pop
+// while the producer pushes 3 samples and shuts down, many times: every sample must come out
+// before closed.
+TEST(QueueShutdown, SamplesPushedBeforeShutdownAreNeverHiddenByClosed) {
+  for (QueueKind kind : {QueueKind::spsc, QueueKind::mpmc}) {
+    SCOPED_TRACE(kind_text(kind));
+    int lost_rounds = 0;
+    for (int round = 0; round < 100 && lost_rounds == 0; ++round) {
+      TempStreamDir dir;
+      auto q = Queue::create("shutrace", qspec(kind, WaitMode::polling, 8, 4));
+      auto in = Queue::open("shutrace");
+      std::atomic<bool> go{false};
+      int got = 0;
+      std::thread consumer([&] {
+        Sample out;
+        go.store(true);
+        for (;;) {
+          const Status st = in.try_pop(out);
+          if (st.code() == Errc::closed) break;
+          if (st.ok()) ++got;
+        }
+      });
+      while (!go.load()) std::this_thread::yield();
+      for (std::uint64_t i = 0; i < 3; ++i) ASSERT_EQ(q.try_push(make_sample(i)), Errc::ok);
+      q.shutdown();
+      consumer.join();
+      if (got != 3) ++lost_rounds;
+    }
+    EXPECT_EQ(lost_rounds, 0) << "a consumer returned closed with samples pushed before the shutdown unread";
+  }
+}
+
 // ===== behaviour of both kinds =================================================================
 
 class QueueKinds : public ::testing::TestWithParam<QueueKind> {
