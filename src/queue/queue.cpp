@@ -19,6 +19,7 @@
 #include <bit>
 #include <cerrno>
 #include <set>
+#include <utility>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -239,13 +240,16 @@ struct Queue::Impl {
   /// producer (consumer) claimed it, and its CAS moved the index past it before its release of
   /// the turn we acquired, so the index re-read must be past `pos`. If it is not, the index was
   /// written behind the cells (a corrupted or hostile file): that is Errc::layout, not a reason to
-  /// retry for ever. CAS failures (other claimers) are retried kMaxClaimAttempts times, then the
-  /// call reports would_block and the caller's own deadline decides.
+  /// retry for ever. CAS failures (other claimers) and moves of the index are retried
+  /// kMaxClaimAttempts times, then the call reports would_block, sets `claim_exhausted`, and the
+  /// caller's own deadline decides (wait_for() reads the clock after such a call, so a co-user
+  /// rewriting the index in a tight loop delays a timeout by one call's attempts, about a
+  /// millisecond, not by 64 of them).
   /// @return how many (0: see `why`: would_block for full / empty, layout for an impossible
   ///         index); `pos` the first.
   std::uint64_t claim_run(std::uint64_t& index, std::uint64_t lag, std::uint64_t& pos, std::uint64_t want,
                           Errc& why) noexcept {
-    constexpr int kMaxClaimAttempts = 1 << 16;
+    constexpr int kMaxClaimAttempts = 1024;
     why = Errc::would_block;
     pos = aref(index).load(std::memory_order_relaxed);
     for (int attempt = 0; attempt < kMaxClaimAttempts; ++attempt) {
@@ -273,8 +277,11 @@ struct Queue::Impl {
         pos = now;
       }
     }
+    claim_exhausted = true;
     return 0;
   }
+  /// Set by claim_run() when it gave up after kMaxClaimAttempts; cleared by wait_for().
+  bool claim_exhausted = false;
 
   /// Logs, once per handle, that the queue's index `what` (at `pos`) is behind a cell's turn.
   void report_corrupt(const char* what, std::uint64_t pos) noexcept {
@@ -411,7 +418,9 @@ struct Queue::Impl {
                                    : 0;
     for (std::uint32_t i = 0; spin_end != 0; ++i) {
       if (ready()) return Errc::ok;
-      if (i % 64 == 63 && os::monotonic_ns() >= spin_end) break;
+      // The clock every 64 looks, or after a look that spent its claim attempts (contention):
+      // a successful or plainly empty/full look costs no clock read.
+      if ((i % 64 == 63 || std::exchange(claim_exhausted, false)) && os::monotonic_ns() >= spin_end) break;
       os::cpu_relax();
     }
     if (wait == WaitMode::polling) return ready() ? Status(Errc::ok) : Status(Errc::timeout);
