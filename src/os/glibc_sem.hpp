@@ -38,6 +38,11 @@ namespace shmlink::os::gsem {
 static_assert(std::endian::native == std::endian::little, "the value word is the low half of data");
 static_assert(sizeof(sem_t) == 32, "glibc's 64-bit sem_t");
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
+// data() views a sem_t as one u64: a sem_t placed at its own alignment is aligned for that view.
+// In stream files the slots are 8-aligned by construction (isio::compute_layout rounds every
+// chunk to 8 bytes from offset 384 of a page-aligned mapping, and checks it).
+static_assert(alignof(sem_t) >= std::atomic_ref<std::uint64_t>::required_alignment,
+              "a sem_t must be aligned for atomic_ref<uint64_t>");
 
 inline constexpr std::uint64_t kValueMask = 0xFFFF'FFFFu;
 inline constexpr std::uint64_t kOneWaiter = std::uint64_t{1} << 32;
@@ -100,6 +105,8 @@ inline int flush(sem_t* s) noexcept {
   std::uint64_t seen = d.load(std::memory_order_relaxed);
   for (int i = 0; i < kMaxCasAttempts; ++i) {
     if ((seen & kValueMask) == 0) return 0;
+    // SYNC POINT S (acquire): pairs with post()'s release CAS, as a wait that took every unit
+    // would; the waiter half of the word is kept.
     if (d.compare_exchange_weak(seen, seen & ~kValueMask, std::memory_order_acquire, std::memory_order_relaxed))
       return static_cast<int>(std::min<std::uint64_t>(seen & kValueMask, INT_MAX));
   }
