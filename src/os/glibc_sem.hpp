@@ -117,11 +117,12 @@ inline int flush(sem_t* s) noexcept {
 enum class WaitResult { taken, timed_out, interrupted };
 
 /// Takes one unit, sleeping until one is posted or CLOCK_MONOTONIC reaches `deadline_ns`
-/// (INT64_MAX: no deadline). Sleeps in slices of at most 100 ms so that a post whose wake-up went
-/// astray (a scribbled `private` word makes glibc posters wake a process-private futex) is still
-/// seen. Every loop step either sleeps or follows a change of the word, and the deadline is
-/// checked on each: the wait ends by the deadline whatever the word holds.
-inline WaitResult wait(sem_t* s, std::int64_t deadline_ns) noexcept {
+/// (INT64_MAX: no deadline). Sleeps in slices of at most `slice_ns` (> 0; streams pass
+/// detail::sem_recheck_ns(), 100 ms) so that a post whose wake-up went astray (a scribbled
+/// `private` word makes glibc posters wake a process-private futex) is still seen. Every loop
+/// step either sleeps or follows a change of the word, and the deadline is checked on each: the
+/// wait ends by the deadline whatever the word holds.
+inline WaitResult wait(sem_t* s, std::int64_t deadline_ns, std::int64_t slice_ns = 100'000'000) noexcept {
   if (trywait(s)) return WaitResult::taken;
   auto d = data(s);
   // Register as a waiter (glibc: fetch_add 1 << 32, acquire); posters wake the value word.
@@ -149,7 +150,7 @@ inline WaitResult wait(sem_t* s, std::int64_t deadline_ns) noexcept {
       unregister();
       return WaitResult::timed_out;
     }
-    const timespec rel = os::to_timespec(std::min<std::int64_t>(deadline_ns - now, 100'000'000));
+    const timespec rel = os::to_timespec(std::min<std::int64_t>(deadline_ns - now, slice_ns));
     if (os::futex_wait(value_word(s), 0, &rel) == os::FutexResult::interrupted) {
       unregister();
       return WaitResult::interrupted;

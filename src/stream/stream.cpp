@@ -691,6 +691,11 @@ std::atomic<std::int64_t>& detail::writer_grace_ns() noexcept {
   return grace;
 }
 
+std::atomic<std::int64_t>& detail::sem_recheck_ns() noexcept {
+  static std::atomic<std::int64_t> slice{100'000'000};
+  return slice;
+}
+
 namespace {
 
 /// Waits politely while a writer is inside a write. The writer is presumed dead mid-write
@@ -1160,7 +1165,8 @@ Status Stream::sem_wait(int index, std::chrono::nanoseconds timeout) const noexc
   // sem_wait aborts on some scribbled slots, and interoperates with this one both ways.
   const std::int64_t deadline =
       timeout == kForever ? std::numeric_limits<std::int64_t>::max() : os::deadline_after(timeout);
-  switch (os::gsem::wait(s, deadline)) {
+  const std::int64_t slice = std::max<std::int64_t>(detail::sem_recheck_ns().load(std::memory_order_relaxed), 1'000'000);
+  switch (os::gsem::wait(s, deadline, slice)) {
     case os::gsem::WaitResult::taken: return Errc::ok;
     case os::gsem::WaitResult::timed_out: return Errc::timeout;
     case os::gsem::WaitResult::interrupted: return Errc::interrupted;

@@ -6,6 +6,8 @@
 
 #include <shmlink/stream.hpp>
 
+#include "stream/tuning.hpp"
+
 #include <fcntl.h>
 #include <semaphore.h>
 #include <sys/stat.h>
@@ -99,14 +101,18 @@ TEST(HostileStreamFile, ScribbledSemaphoresNeverAbortTheWriterOrAReader) {
 
 // The other direction of the glibc protocol: a legacy (ISIO) poster using glibc's sem_post wakes
 // a shmlink reader sleeping on the slot, because the reader counts itself in the waiter half of
-// the word as glibc's waiters do.
+// the word as glibc's waiters do. The reader's re-check slice is raised to 30 s (it is 100 ms)
+// and it waits up to 30 s, so only the FUTEX_WAKE can end the wait within reap's 5 s bound:
+// checked by making shmlink's wait sleep on another word of the sem_t, which glibc's wake does
+// not reach (the reader was then killed at the bound).
 TEST(HostileStreamFile, GlibcSemPostWakesAShmlinkSemWait) {
   test::TempStreamDir dir;
   auto s = Stream::create("gpost", spec_of({8}, Dtype::f32));
   auto* sem = reinterpret_cast<sem_t*>(const_cast<std::byte*>(s.file_bytes().data() + sem_offset(32, 10, 3)));
   const pid_t reader = test::spawn([&] {
+    detail::sem_recheck_ns().store(30'000'000'000);
     auto r = Stream::open("gpost");
-    return r.sem_wait(3, 10s).ok() ? 0 : 1;
+    return r.sem_wait(3, 30s).ok() ? 0 : 1;
   });
   // Wait until the reader is registered as a waiter (the high half of the data word), then post.
   std::uint64_t word = 0;
@@ -115,7 +121,7 @@ TEST(HostileStreamFile, GlibcSemPostWakesAShmlinkSemWait) {
     return (word >> 32) != 0;
   })) << "the reader never registered as a waiter";
   ASSERT_EQ(::sem_post(sem), 0);
-  EXPECT_EQ(test::reap(reader), 0);
+  EXPECT_EQ(test::reap(reader, 5), 0) << "-1000: the reader slept through glibc's wake-up";
   EXPECT_EQ(s.sem_value(3), 0);
 }
 
