@@ -198,7 +198,26 @@ TEST(HostileStreamFile, InPlaceTruncationEndsAWaitWithReplacedNotSigbus) {
     return st.code() == Errc::replaced && !r.file_intact() ? 0 : 1;
   });
   ASSERT_TRUE(test::wait_until([&] { return waiting->load() == 1; }));
-  ::usleep(20'000);  // let it sleep in the futex (a truncation before that is the same case)
+  // Truncate only while the reader is asleep in the futex: registered as a waiter (the count at
+  // byte 300 of the metadata) and in state S. The reader touches the mapping between its
+  // waiting=1 and its sleep, and for a few microseconds after each 10 ms slice (between its size
+  // check and its loads: the documented window, docs/design/streams.md "Trust rules"); a
+  // truncation there is not this case: it kills the reader with SIGBUS.
+  const std::string stat_path = "/proc/" + std::to_string(reader) + "/stat";
+  auto asleep_in_wait = [&] {
+    std::uint32_t waiters = 0;
+    std::memcpy(&waiters, s.file_bytes().data() + 300, sizeof waiters);
+    if (waiters == 0) return false;
+    const int fd = ::open(stat_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[512] = {};
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    const char* end = std::strrchr(buf, ')');  // "pid (comm) S ...": the state follows the name
+    return end != nullptr && end[1] == ' ' && end[2] == 'S';
+  };
+  ASSERT_TRUE(test::wait_until(asleep_in_wait)) << "the reader never slept in wait_futex";
   ASSERT_EQ(::truncate(s.path().c_str(), 0), 0);  // as ISIO's re-creation does first
   EXPECT_EQ(test::reap(reader, 10), 0) << "-7: the reader died of SIGBUS";
   EXPECT_FALSE(s.file_intact());
