@@ -526,7 +526,9 @@ class SHMLINK_EXPORT Stream {
   ///         truncated in place, see file_intact(): the wait checks it after each 10 ms slice
   ///         before touching the mapping, which turns most foreign in-place re-creations into
   ///         replaced instead of SIGBUS; one that truncates between that check and the next
-  ///         access to the mapping still raises SIGBUS).
+  ///         access to the mapping, or just before a writer's wake-up arrives (after a real
+  ///         wake-up the wait unregisters and loads cnt0 without the check, which would cost an
+  ///         fstat on the latency path), still raises SIGBUS).
   /// Memory ordering: on ok, the frame published by that cnt0 increment is visible (acquire).
   Status wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout = kForever,
                     std::uint64_t* cnt0_out = nullptr,

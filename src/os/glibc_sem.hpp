@@ -38,6 +38,11 @@ namespace shmlink::os::gsem {
 static_assert(std::endian::native == std::endian::little, "the value word is the low half of data");
 static_assert(sizeof(sem_t) == 32, "glibc's 64-bit sem_t");
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
+// data() views a sem_t as one u64: a sem_t placed at its own alignment is aligned for that view.
+// In stream files the slots are 8-aligned by construction (isio::compute_layout rounds every
+// chunk to 8 bytes from offset 384 of a page-aligned mapping, and checks it).
+static_assert(alignof(sem_t) >= std::atomic_ref<std::uint64_t>::required_alignment,
+              "a sem_t must be aligned for atomic_ref<uint64_t>");
 
 inline constexpr std::uint64_t kValueMask = 0xFFFF'FFFFu;
 inline constexpr std::uint64_t kOneWaiter = std::uint64_t{1} << 32;
@@ -100,6 +105,8 @@ inline int flush(sem_t* s) noexcept {
   std::uint64_t seen = d.load(std::memory_order_relaxed);
   for (int i = 0; i < kMaxCasAttempts; ++i) {
     if ((seen & kValueMask) == 0) return 0;
+    // SYNC POINT S (acquire): pairs with post()'s release CAS, as a wait that took every unit
+    // would; the waiter half of the word is kept.
     if (d.compare_exchange_weak(seen, seen & ~kValueMask, std::memory_order_acquire, std::memory_order_relaxed))
       return static_cast<int>(std::min<std::uint64_t>(seen & kValueMask, INT_MAX));
   }
@@ -110,11 +117,12 @@ inline int flush(sem_t* s) noexcept {
 enum class WaitResult { taken, timed_out, interrupted };
 
 /// Takes one unit, sleeping until one is posted or CLOCK_MONOTONIC reaches `deadline_ns`
-/// (INT64_MAX: no deadline). Sleeps in slices of at most 100 ms so that a post whose wake-up went
-/// astray (a scribbled `private` word makes glibc posters wake a process-private futex) is still
-/// seen. Every loop step either sleeps or follows a change of the word, and the deadline is
-/// checked on each: the wait ends by the deadline whatever the word holds.
-inline WaitResult wait(sem_t* s, std::int64_t deadline_ns) noexcept {
+/// (INT64_MAX: no deadline). Sleeps in slices of at most `slice_ns` (> 0; streams pass
+/// detail::sem_recheck_ns(), 100 ms) so that a post whose wake-up went astray (a scribbled
+/// `private` word makes glibc posters wake a process-private futex) is still seen. Every loop
+/// step either sleeps or follows a change of the word, and the deadline is checked on each: the
+/// wait ends by the deadline whatever the word holds.
+inline WaitResult wait(sem_t* s, std::int64_t deadline_ns, std::int64_t slice_ns = 100'000'000) noexcept {
   if (trywait(s)) return WaitResult::taken;
   auto d = data(s);
   // Register as a waiter (glibc: fetch_add 1 << 32, acquire); posters wake the value word.
@@ -142,7 +150,7 @@ inline WaitResult wait(sem_t* s, std::int64_t deadline_ns) noexcept {
       unregister();
       return WaitResult::timed_out;
     }
-    const timespec rel = os::to_timespec(std::min<std::int64_t>(deadline_ns - now, 100'000'000));
+    const timespec rel = os::to_timespec(std::min<std::int64_t>(deadline_ns - now, slice_ns));
     if (os::futex_wait(value_word(s), 0, &rel) == os::FutexResult::interrupted) {
       unregister();
       return WaitResult::interrupted;

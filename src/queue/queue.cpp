@@ -19,6 +19,7 @@
 #include <bit>
 #include <cerrno>
 #include <set>
+#include <utility>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -239,13 +240,16 @@ struct Queue::Impl {
   /// producer (consumer) claimed it, and its CAS moved the index past it before its release of
   /// the turn we acquired, so the index re-read must be past `pos`. If it is not, the index was
   /// written behind the cells (a corrupted or hostile file): that is Errc::layout, not a reason to
-  /// retry for ever. CAS failures (other claimers) are retried kMaxClaimAttempts times, then the
-  /// call reports would_block and the caller's own deadline decides.
+  /// retry for ever. CAS failures (other claimers) and moves of the index are retried
+  /// kMaxClaimAttempts times, then the call reports would_block, sets `claim_exhausted`, and the
+  /// caller's own deadline decides (wait_for() reads the clock after such a call, so a co-user
+  /// rewriting the index in a tight loop delays a timeout by one call's attempts, about a
+  /// millisecond, not by 64 of them).
   /// @return how many (0: see `why`: would_block for full / empty, layout for an impossible
   ///         index); `pos` the first.
   std::uint64_t claim_run(std::uint64_t& index, std::uint64_t lag, std::uint64_t& pos, std::uint64_t want,
                           Errc& why) noexcept {
-    constexpr int kMaxClaimAttempts = 1 << 16;
+    constexpr int kMaxClaimAttempts = 1024;
     why = Errc::would_block;
     pos = aref(index).load(std::memory_order_relaxed);
     for (int attempt = 0; attempt < kMaxClaimAttempts; ++attempt) {
@@ -273,8 +277,11 @@ struct Queue::Impl {
         pos = now;
       }
     }
+    claim_exhausted = true;
     return 0;
   }
+  /// Set by claim_run() when it gave up after kMaxClaimAttempts; cleared by wait_for().
+  bool claim_exhausted = false;
 
   /// Logs, once per handle, that the queue's index `what` (at `pos`) is behind a cell's turn.
   void report_corrupt(const char* what, std::uint64_t pos) noexcept {
@@ -349,6 +356,22 @@ struct Queue::Impl {
     done = 0;
     if (!writable) return Errc::permission;
     if (out.empty()) return Errc::ok;
+    Errc why = pop_run(out, done);
+    if (done == 0 && why == Errc::would_block && shut()) {
+      // Closed only when empty after the shutdown was seen: the emptiness found above may
+      // predate samples pushed before the shutdown (the consumer lost the CPU between its look
+      // and this load). shut()'s acquire pairs with shutdown()'s seq_cst store, so a second
+      // look sees every push made before it.
+      why = pop_run(out, done);
+      if (done == 0 && why == Errc::would_block) return Errc::closed;
+    }
+    if (done == 0) return why;
+    notify_popped();
+    return Errc::ok;
+  }
+  /// pop_burst()'s copy-out, without the wake-up: @return ok with `done` >= 1, else would_block
+  /// (empty) or layout.
+  Errc pop_run(std::span<Sample> out, std::size_t& done) noexcept {
     if (kind == QueueKind::spsc) {
       // One consumer: run a local position over the burst and free the cells with one store of
       // head (release: our reads of them are done before the producer reuses them).
@@ -367,16 +390,14 @@ struct Queue::Impl {
       std::uint64_t pos = 0;
       Errc why_not = Errc::would_block;
       const std::uint64_t n = claim_run(h->head, 1, pos, out.size(), why_not);
-      if (n == 0 && why_not != Errc::would_block) return why_not;
+      if (n == 0) return why_not;
       for (std::uint64_t i = 0; i < n; ++i) drain(cell(pos + i), out[i]);
       if (n > 1) own_lines(pos, n, qlayout::kCacheLine);  // line 0 is written by its turn below
       // Free the run for the next lap after copying all of it (release: our reads come first).
       for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + capacity, std::memory_order_release);
       done = n;
     }
-    if (done == 0) return shut() ? Errc::closed : Errc::would_block;
-    notify_popped();
-    return Errc::ok;
+    return done == 0 ? Errc::would_block : Errc::ok;
   }
   Status try_push(const Sample& s) noexcept {
     std::size_t n = 0;
@@ -397,7 +418,9 @@ struct Queue::Impl {
                                    : 0;
     for (std::uint32_t i = 0; spin_end != 0; ++i) {
       if (ready()) return Errc::ok;
-      if (i % 64 == 63 && os::monotonic_ns() >= spin_end) break;
+      // The clock every 64 looks, or after a look that spent its claim attempts (contention):
+      // a successful or plainly empty/full look costs no clock read.
+      if ((i % 64 == 63 || std::exchange(claim_exhausted, false)) && os::monotonic_ns() >= spin_end) break;
       os::cpu_relax();
     }
     if (wait == WaitMode::polling) return ready() ? Status(Errc::ok) : Status(Errc::timeout);

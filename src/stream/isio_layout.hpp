@@ -260,7 +260,9 @@ constexpr Layout compute_layout(const Geometry& g) noexcept {
   l.cbdata = off.value();
   if (g.cbsize > 0) off.add_rounded(g.imdatamemsize, g.cbsize, 8);
   l.file_size = off.value();
-  l.valid = off.ok();
+  // The in-file sem_t are used as one atomic u64 each (os/glibc_sem.hpp): their chunks must be
+  // 8-aligned, which the rounding above guarantees; checked so that a change of it cannot slip.
+  l.valid = off.ok() && l.semaphores % 8 == 0 && l.semlog % 8 == 0;
   return l;
 }
 

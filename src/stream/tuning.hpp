@@ -14,4 +14,11 @@ namespace shmlink::detail {
 /// input would otherwise cost 200 ms). Read with relaxed ordering at each wait step.
 std::atomic<std::int64_t>& writer_grace_ns() noexcept;
 
+/// The longest slice (ns) Stream::sem_wait sleeps on a semaphore's futex before it looks at the
+/// value again without a wake-up (a post whose wake-up went astray, e.g. a scribbled `private`
+/// word made a glibc poster wake a process-private futex, is seen after at most this long).
+/// Default 100 ms. Tests raise it so that only a real FUTEX_WAKE can end a wait in time.
+/// Read with relaxed ordering when a wait starts; values below 1 ms count as 1 ms.
+std::atomic<std::int64_t>& sem_recheck_ns() noexcept;
+
 }  // namespace shmlink::detail

@@ -200,7 +200,15 @@ TEST(StreamProcesses, MilkStyleSemaphoreReaderIsWokenByOurWriter) {
     deadline.tv_sec += 10;
     return sem_timedwait(reinterpret_cast<sem_t*>(base + 17088), &deadline) == 0 ? 0 : 30;
   });
-  std::this_thread::sleep_for(150ms);
+  // Write only once both readers sleep in sem_timedwait (glibc counts them in the nwaiters half,
+  // the high 32 bits, of their slot's word): they flush first, and a reader still flushing
+  // when the write posts would take that post away from itself and time out.
+  auto waiting_on = [&](int slot) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, s.file_bytes().data() + 16768 + 32 * slot, sizeof word);
+    return (word >> 32) != 0;
+  };
+  ASSERT_TRUE(test::wait_until([&] { return waiting_on(0) && waiting_on(5); })) << "the readers never waited";
   std::vector<float> frame(64 * 64, 2.5f);
   ASSERT_TRUE(s.write(std::span<const float>(frame)).ok());
   EXPECT_EQ(test::reap(r0, 15), 0);

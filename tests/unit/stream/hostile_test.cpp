@@ -6,6 +6,8 @@
 
 #include <shmlink/stream.hpp>
 
+#include "stream/tuning.hpp"
+
 #include <fcntl.h>
 #include <semaphore.h>
 #include <sys/stat.h>
@@ -99,14 +101,18 @@ TEST(HostileStreamFile, ScribbledSemaphoresNeverAbortTheWriterOrAReader) {
 
 // The other direction of the glibc protocol: a legacy (ISIO) poster using glibc's sem_post wakes
 // a shmlink reader sleeping on the slot, because the reader counts itself in the waiter half of
-// the word as glibc's waiters do.
+// the word as glibc's waiters do. The reader's re-check slice is raised to 30 s (it is 100 ms)
+// and it waits up to 30 s, so only the FUTEX_WAKE can end the wait within reap's 5 s bound:
+// checked by making shmlink's wait sleep on another word of the sem_t, which glibc's wake does
+// not reach (the reader was then killed at the bound).
 TEST(HostileStreamFile, GlibcSemPostWakesAShmlinkSemWait) {
   test::TempStreamDir dir;
   auto s = Stream::create("gpost", spec_of({8}, Dtype::f32));
   auto* sem = reinterpret_cast<sem_t*>(const_cast<std::byte*>(s.file_bytes().data() + sem_offset(32, 10, 3)));
   const pid_t reader = test::spawn([&] {
+    detail::sem_recheck_ns().store(30'000'000'000);
     auto r = Stream::open("gpost");
-    return r.sem_wait(3, 10s).ok() ? 0 : 1;
+    return r.sem_wait(3, 30s).ok() ? 0 : 1;
   });
   // Wait until the reader is registered as a waiter (the high half of the data word), then post.
   std::uint64_t word = 0;
@@ -115,7 +121,7 @@ TEST(HostileStreamFile, GlibcSemPostWakesAShmlinkSemWait) {
     return (word >> 32) != 0;
   })) << "the reader never registered as a waiter";
   ASSERT_EQ(::sem_post(sem), 0);
-  EXPECT_EQ(test::reap(reader), 0);
+  EXPECT_EQ(test::reap(reader, 5), 0) << "-1000: the reader slept through glibc's wake-up";
   EXPECT_EQ(s.sem_value(3), 0);
 }
 
@@ -192,7 +198,26 @@ TEST(HostileStreamFile, InPlaceTruncationEndsAWaitWithReplacedNotSigbus) {
     return st.code() == Errc::replaced && !r.file_intact() ? 0 : 1;
   });
   ASSERT_TRUE(test::wait_until([&] { return waiting->load() == 1; }));
-  ::usleep(20'000);  // let it sleep in the futex (a truncation before that is the same case)
+  // Truncate only while the reader is asleep in the futex: registered as a waiter (the count at
+  // byte 300 of the metadata) and in state S. The reader touches the mapping between its
+  // waiting=1 and its sleep, and for a few microseconds after each 10 ms slice (between its size
+  // check and its loads: the documented window, docs/design/streams.md "Trust rules"); a
+  // truncation there is not this case: it kills the reader with SIGBUS.
+  const std::string stat_path = "/proc/" + std::to_string(reader) + "/stat";
+  auto asleep_in_wait = [&] {
+    std::uint32_t waiters = 0;
+    std::memcpy(&waiters, s.file_bytes().data() + 300, sizeof waiters);
+    if (waiters == 0) return false;
+    const int fd = ::open(stat_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[512] = {};
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    const char* end = std::strrchr(buf, ')');  // "pid (comm) S ...": the state follows the name
+    return end != nullptr && end[1] == ' ' && end[2] == 'S';
+  };
+  ASSERT_TRUE(test::wait_until(asleep_in_wait)) << "the reader never slept in wait_futex";
   ASSERT_EQ(::truncate(s.path().c_str(), 0), 0);  // as ISIO's re-creation does first
   EXPECT_EQ(test::reap(reader, 10), 0) << "-7: the reader died of SIGBUS";
   EXPECT_FALSE(s.file_intact());
