@@ -548,6 +548,14 @@ class SHMLINK_EXPORT Stream {
   int claim_semaphore(int preferred = -1) noexcept;
   /// Gives a claimed slot back (semReadPID := -1) if this process holds it.
   void release_semaphore(int index) noexcept;
+  /// Frees the semaphore slots whose semReadPID names a process that no longer exists (a reader
+  /// that died holding its slot; `shmlink gc` calls this). Each slot is freed with a
+  /// compare-and-swap from the exact pid judged dead to -1, so a slot claimed meanwhile is left
+  /// alone. A pid is judged by kill(pid, 0) in this process's pid namespace, as claim_semaphore()
+  /// judges it: a reader in another pid namespace can look dead.
+  /// @param count_only count the slots, change nothing (a dry run; also what a read-only handle does)
+  /// @return how many slots named a dead reader (and, unless counting only, were freed).
+  int reclaim_semaphores(bool count_only = false) noexcept;
   /// Waits on slot `index`, on CLOCK_MONOTONIC (immune to wall-clock jumps). Every semaphore
   /// call works on the in-file glibc `sem_t` words itself (glibc's 64-bit layout: value in the
   /// low 32 bits of the first u64, waiter count in the high 32; glibc's protocol, so glibc's

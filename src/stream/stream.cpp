@@ -1157,6 +1157,24 @@ void Stream::release_semaphore(int index) noexcept {
   aref(impl_->read_pid[index]).compare_exchange_strong(me, -1, std::memory_order_acq_rel);
 }
 
+int Stream::reclaim_semaphores(bool count_only) noexcept {
+  if (!impl_) return 0;
+  Impl& m = *impl_;
+  int dead = 0;
+  for (int i = 0; i < m.nsem; ++i) {
+    auto slot = aref(m.read_pid[i]);
+    std::int32_t seen = slot.load(std::memory_order_relaxed);
+    if (seen == 0 || seen == -1 || !slot_free(seen)) continue;  // free already, or a live reader
+    if (count_only || !m.writable) {
+      ++dead;
+      continue;
+    }
+    // CAS from the exact pid judged dead: a reader that claimed the slot meanwhile keeps it.
+    if (slot.compare_exchange_strong(seen, -1, std::memory_order_acq_rel)) ++dead;
+  }
+  return dead;
+}
+
 Status Stream::sem_wait(int index, std::chrono::nanoseconds timeout) const noexcept {
   if (!impl_) return Errc::closed;
   if (!impl_->writable) return Errc::permission;

@@ -2100,6 +2100,45 @@ TEST_F(cli, GcNeverRemovesAStreamReCreatedBetweenItsJudgementAndTheRemoval) {
 /// Streams made by `shmlink create` outlive the command (milk's DM command and configuration
 /// streams): plain gc keeps them and says so, --streams removes them, --older-than spares
 /// recent ones, and --dry-run lists exactly what each mode removes.
+// A reader that died holding a semaphore slot leaves its pid in semReadPID: certain garbage,
+// freed by plain gc (a dry run counts it), while a live reader's slot and the stream stay.
+TEST_F(cli, GcFreesTheSemaphoreSlotsOfDeadReadersAndKeepsLiveOnes) {
+  create({"wfs", "--shape", "8x8"});
+  const std::string path = stream_file("wfs").string();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    try {
+      shmlink::Stream s = shmlink::Stream::open(path);
+      ::_exit(s.claim_semaphore(3) == 3 ? 0 : 1);
+    } catch (...) {
+      ::_exit(2);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  shmlink::Stream live = shmlink::Stream::open(path);
+  ASSERT_EQ(live.claim_semaphore(5), 5);
+  ASSERT_EQ(live.info().sem_read_pids.at(3), child);
+
+  RunResult r = run_cli({"gc", "--dry-run", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json doc = parse_json(r);
+  const json* kept = named(doc.at("kept"), "wfs");
+  ASSERT_NE(kept, nullptr) << r.out;
+  EXPECT_EQ(kept->at("semaphore_slots_freed"), 1) << kept->dump();
+  EXPECT_EQ(live.info().sem_read_pids.at(3), child);  // a dry run changes nothing
+
+  r = run_cli({"gc"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("freed 1 semaphore slot(s) of dead readers in wfs"), std::string::npos) << r.out;
+  const auto pids = live.info().sem_read_pids;
+  EXPECT_EQ(pids.at(3), -1);
+  EXPECT_EQ(pids.at(5), ::getpid());  // the live reader keeps its slot
+  EXPECT_TRUE(fs::exists(stream_file("wfs")));
+}
+
 TEST_F(cli, GcKeepsStreamsMadeByCreateUnlessAskedWithStreams) {
   create({"dmcmd", "--shape", "64x64"});
   create_queue_from_dead_creator("q");

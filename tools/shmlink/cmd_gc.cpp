@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // `shmlink gc`: removes what is certainly garbage in the stream directory: temporaries left by
-// creations that crashed before publishing, memif status files whose owner is gone, and unused
-// partial-write companions (`<name>_pkt.im.shm`) whose stream is gone. With
+// creations that crashed before publishing, memif status files whose owner is gone, unused
+// partial-write companions (`<name>_pkt.im.shm`) whose stream is gone, and the semaphore slots
+// that dead readers still hold in the streams it keeps. With
 // --streams it also removes streams and queues whose creator is dead and that no process has open
 // (optionally only those unused for --older-than). A file is removed only if the path still names
 // the very file that was judged (rename to a trash name, check the inode, then unlink).
@@ -49,7 +50,20 @@ struct Verdict {
   bool stale = false;  ///< a stream or queue nobody uses (removed only with --streams)
   dev_t dev = 0;       ///< the judged file's device (streams, queues, temporaries)
   ino_t ino = 0;       ///< the judged file's inode: only this file is ever removed
+  int dead_slots = 0;  ///< semaphore slots held by dead readers, freed (or, dry run, to free)
 };
+
+/// Frees the semaphore slots of dead readers in the kept stream `v` (counts them in a dry run).
+/// A file gc cannot open writable (another user's) or that no longer validates is skipped.
+void reclaim_slots(Verdict& v, bool dry_run) {
+  if (v.kind != ChannelKind::stream || v.temporary || v.remove || v.ino == 0) return;
+  try {
+    // Whatever file the path names now: freeing a dead reader's slot is right in any stream.
+    Stream s = Stream::open(v.path);
+    guarded_read(s, [&] { v.dead_slots = s.reclaim_semaphores(dry_run); });
+  } catch (const Error&) {
+  }
+}
 
 /// ns since the epoch of a stat(2) time.
 std::int64_t ns_of(const timespec& t) noexcept { return std::int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; }
@@ -350,13 +364,18 @@ int run_gc(const GcOptions& opt) {
         continue;
       }
     }
+    reclaim_slots(v, opt.dry_run);
+    if (!opt.json && v.dead_slots > 0)
+      std::cout << fmt::format("{} {} semaphore slot(s) of dead readers in {}\n", opt.dry_run ? "would free" : "freed",
+                               v.dead_slots, verdict_label(v));
     (v.remove ? removed : kept)
         .push_back(Json{{"name", v.name},
                         {"kind", std::string(channel_kind_name(v.kind))},
                         {"path", v.path},
                         {"reason", v.reason},
                         {"temporary", v.temporary},
-                        {"stale", v.stale}});
+                        {"stale", v.stale},
+                        {"semaphore_slots_freed", v.dead_slots}});
     if (!opt.json && v.remove)
       std::cout << (opt.dry_run ? "would remove " : "removed ") << verdict_label(v) << ": " << shown_message(v.reason) << '\n';
   }
@@ -370,7 +389,8 @@ int run_gc(const GcOptions& opt) {
              {"kept", kept}};
     print_json(doc);
   } else {
-    if (removed.empty()) std::cout << "nothing to remove in " << shown(dir) << '\n';
+    const bool freed_any = std::any_of(verdicts.begin(), verdicts.end(), [](const Verdict& v) { return v.dead_slots > 0; });
+    if (removed.empty() && !freed_any) std::cout << "nothing to remove in " << shown(dir) << '\n';
     if (!opt.streams) {
       const auto stale = static_cast<std::size_t>(
           std::count_if(verdicts.begin(), verdicts.end(), [](const Verdict& v) { return v.stale; }));
