@@ -410,8 +410,8 @@ Command add_gc_command(CLI::App& app) {
   auto opt = std::make_shared<GcOptions>();
   CLI::App* sub = app.add_subcommand(
       "gc",
-      "Remove what is certainly garbage: temporaries of interrupted creations and memif status files whose process "
-      "is gone; with --streams also streams and queues whose creator is dead and that no process has open");
+      "Remove what is certainly garbage: temporaries of interrupted creations, memif status files whose process "
+      "is gone, semaphore slots held by dead readers; with --streams also streams and queues whose creator is dead and that no process has open");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_flag("-n,--dry-run", opt->dry_run, "List what would be removed, remove nothing");
   CLI::Option* streams = sub->add_flag(
