@@ -277,11 +277,13 @@ struct Queue::Impl {
         pos = now;
       }
     }
-    claim_exhausted = true;
+    claim_exhausted.store(true, std::memory_order_relaxed);
     return 0;
   }
-  /// Set by claim_run() when it gave up after kMaxClaimAttempts; cleared by wait_for().
-  bool claim_exhausted = false;
+  /// Set by claim_run() when it gave up after kMaxClaimAttempts; cleared by wait_for(). A hint
+  /// shared by every thread of the handle (a pusher and a popper may run at once): relaxed, and
+  /// a hint seen by the other thread only costs it one clock read.
+  std::atomic<bool> claim_exhausted{false};
 
   /// Logs, once per handle, that the queue's index `what` (at `pos`) is behind a cell's turn.
   void report_corrupt(const char* what, std::uint64_t pos) noexcept {
@@ -420,7 +422,8 @@ struct Queue::Impl {
       if (ready()) return Errc::ok;
       // The clock every 64 looks, or after a look that spent its claim attempts (contention):
       // a successful or plainly empty/full look costs no clock read.
-      if ((i % 64 == 63 || std::exchange(claim_exhausted, false)) && os::monotonic_ns() >= spin_end) break;
+      if ((i % 64 == 63 || (claim_exhausted.load(std::memory_order_relaxed) &&
+                            claim_exhausted.exchange(false, std::memory_order_relaxed))) && os::monotonic_ns() >= spin_end) break;
       os::cpu_relax();
     }
     if (wait == WaitMode::polling) return ready() ? Status(Errc::ok) : Status(Errc::timeout);
