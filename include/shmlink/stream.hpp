@@ -111,8 +111,14 @@ inline constexpr std::uint64_t kImagetypeZaxisTemporal = 0x20000;
 
 /// Longest accepted stream name in bytes (ISIO's `name` field is char[80]).
 inline constexpr std::size_t kMaxStreamName = 79;
-/// Most semaphore slots a stream may have (ISIO's default is 10).
-inline constexpr std::uint16_t kMaxSemaphores = 128;
+/// Most semaphore slots a stream may have: every count ISIO's `sem` field (uint16) can hold, so
+/// that any stream ImageStreamIO or milk creates opens (0 included: a stream without semaphore
+/// slots, waited on by futex or spin only). Each slot costs 48 bytes of file (sem_t, semReadPID,
+/// semWritePID, semctrl, semstatus) and one post per write; the file's size must match the count.
+inline constexpr std::uint16_t kMaxSemaphores = 65535;
+/// Longest string keyword value in bytes: ISIO's `valstr` is char[16], with no terminating NUL
+/// when the value fills it (reference 4.1).
+inline constexpr std::size_t kMaxKeywordString = 16;
 /// ImageStreamIO's cap on a semaphore's value when posting (`SEMAPHORE_MAXVAL`).
 inline constexpr int kSemaphoreMaxValue = 10;
 /// Most packets a packetised frame may have (DAO's MAX_NB_PARTIAL_PACKET).
@@ -153,6 +159,11 @@ SHMLINK_EXPORT std::string escape_name(std::string_view text);
 SHMLINK_EXPORT void check_channel_name(std::string_view kind, std::string_view name, std::string_view given,
                                        std::size_t max_bytes);
 
+/// The message for semaphore `index` that a stream of `count` slots does not have, naming the
+/// stream (escaped, escape_name()): "stream 'wfs' has no semaphores" when count is 0, else
+/// "semaphore 12 is outside 0..9 of stream 'wfs'". Used by the C API, Python and the CLI.
+SHMLINK_EXPORT std::string semaphore_index_error(long long index, int count, std::string_view stream);
+
 /// What the file type bits of `mode` (st_mode) say, for messages that refuse a channel file that
 /// is not a regular file: "a FIFO (named pipe)", "a socket", "a character device", "a block
 /// device", "a directory", "a symbolic link", or "a regular file".
@@ -172,7 +183,8 @@ struct StreamSpec {
   Dtype dtype = Dtype::f32;
   /// Keyword slots (ISIO NBkw), 0..65535; each 128 bytes in the file.
   std::uint16_t keywords = 0;
-  /// Semaphore slots (ISIO `sem`), 1..kMaxSemaphores.
+  /// Semaphore slots (ISIO `sem`), 0..kMaxSemaphores (0: no slot; readers wait by futex or
+  /// spin, and semaphore calls return out_of_range).
   std::uint16_t semaphores = 10;
   /// ISIO imagetype bits; `kImagetypeCircularBuffer | kImagetypeZaxisTemporal` adds the
   /// per-slice time and counter arrays (requires 3 axes).

@@ -242,8 +242,9 @@ isio::Geometry check_spec(const std::string& path, const StreamSpec& spec) {
   if (n > isio::kMaxElements) bad(std::to_string(n) + " elements exceed ImageStreamIO's limit of 1e10");
   if (!dtype_valid(static_cast<std::uint8_t>(spec.dtype)))
     bad("datatype code " + std::to_string(static_cast<int>(spec.dtype)) + " is not 1..13");
-  if (spec.semaphores < 1 || spec.semaphores > kMaxSemaphores)
-    bad(std::to_string(spec.semaphores) + " semaphores, 1 to " + std::to_string(kMaxSemaphores) + " allowed");
+  // Semaphores: any count ISIO's uint16 `sem` holds (0..kMaxSemaphores), as ImageStreamIO and
+  // milk's tools create them; the layout below sizes their chunks.
+  static_assert(kMaxSemaphores == std::numeric_limits<decltype(spec.semaphores)>::max());
   if ((spec.imagetype & 0xF000F) == kImagetypeCircularBuffer && spec.shape.size() != 3)
     bad("a circular-buffer imagetype needs 3 axes");
   if (isio::has_temporal_arrays(spec.imagetype) && spec.shape.size() != 3)
@@ -420,7 +421,9 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
          std::to_string(n * isio::type_size(md->datatype)));
   if (md->location != -1)
     fail("location is " + std::to_string(md->location) + " (GPU streams are not supported)");
-  if (md->sem > kMaxSemaphores) fail("sem is " + std::to_string(md->sem) + ", at most 128 supported");
+  // sem: every value of the uint16 field is accepted (0..kMaxSemaphores, what ISIO accepts); the
+  // file size check below proves the file holds that many slots and PID entries.
+  static_assert(kMaxSemaphores == std::numeric_limits<decltype(md->sem)>::max());
   if (md->NBproctrace > 1024) fail("NBproctrace is " + std::to_string(md->NBproctrace));
   if (md->CBsize > 0 && md->imdatamemsize > (std::uint64_t{1} << 40) / md->CBsize)
     fail("CBsize " + std::to_string(md->CBsize) + " is implausible");

@@ -875,6 +875,28 @@ TEST_F(capiSemaphore, SemWaitRejectsAnOutOfRangeSlot) {
   }
 }
 
+// Issue 18 item 3: the range error reads as English, also for a stream without semaphores
+// (before: "the stream has 10 slots" here, "semaphore 0 is outside 0..-1" in Python).
+TEST_F(capiSemaphore, OutOfRangeErrorsNameTheRangeOrSayThereAreNoSemaphores) {
+  const std::string name = test_stream_name();
+  auto s = make_stream(name);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(shmlink_stream_sem_value(s.get(), 12), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("semaphore 12 is outside 0..9 of stream '" + name + "'"), std::string::npos)
+      << last_error();
+  auto spec = spec_of(1, 4, 0, 0, SHMLINK_DTYPE_U8);
+  spec.semaphores = 0;
+  const std::string none = test_stream_name() + "n";
+  auto z = make_stream(none, spec);
+  ASSERT_TRUE(z) << last_error();
+  EXPECT_EQ(shmlink_stream_sem_wait(z.get(), 0, 0), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("stream '" + none + "' has no semaphores"), std::string::npos) << last_error();
+  EXPECT_EQ(shmlink_stream_sem_post(z.get(), 0), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
+  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), -1), SHMLINK_E_BUSY);
+  EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
+}
+
 TEST_F(capiSemaphore, SemWaitTimesOutWithoutAPost) {
   const std::string name = test_stream_name();
   auto s = make_stream(name);

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+// shmlink against stream files laid out and written exactly as ImageStreamIO 2.00 makes them
+// (tests/common/isio_file.hpp, written from the ISIO rules, not from the library), issue 18
+// items 2-4: a CIRCULAR_BUFFER stream without the temporal bit is a rolling buffer for reading
+// and writing; every semaphore count ISIO accepts (129, 0) opens and works; string keywords hold
+// 16 characters. The ISIO writer runs in a child process.
+//
+// Convention: the frame whose cnt0 is k has every element equal to k.
+#include "isio_file.hpp"
+#include "test_util.hpp"
+
+#include <shmlink/stream.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+using namespace shmlink;
+using namespace std::chrono_literals;
+using test::IsioFile;
+using test::IsioSpec;
+
+std::vector<std::byte> frame_of(std::size_t bytes, std::uint32_t k) {
+  std::vector<std::uint32_t> v(bytes / 4, k);
+  std::vector<std::byte> out(bytes);
+  std::memcpy(out.data(), v.data(), bytes);
+  return out;
+}
+
+/// An 8 x 8 uint32 image with `semaphores` slots, as ImageStreamIO_createIm is asked for it.
+IsioSpec image_with_semaphores(std::uint16_t semaphores) {
+  IsioSpec spec;
+  spec.size[0] = 8;
+  spec.size[1] = 8;
+  spec.semaphores = semaphores;
+  return spec;
+}
+
+std::string path_of(const test::TempStreamDir& dir, const std::string& name) {
+  return dir.path() + "/" + name + ".im.shm";
+}
+
+// Item 3: ISIO opens a stream with 129 semaphores; shmlink refused it ("sem is 129, at most 128
+// supported"). Every slot must be usable: claimed, posted by a write, waited on, and seen in
+// the PID arrays at the offsets ISIO computes.
+TEST(IsioFile, A129SemaphoreStreamOpensAndEverySlotWorks) {
+  test::TempStreamDir dir;
+  IsioFile file(path_of(dir, "many"), image_with_semaphores(129));
+
+  auto s = Stream::open("many");
+  EXPECT_EQ(s.semaphore_count(), 129);
+  const StreamInfo info = s.info();
+  EXPECT_EQ(info.semaphores, 129);
+  ASSERT_EQ(info.sem_read_pids.size(), 129u);
+  ASSERT_EQ(info.sem_values.size(), 129u);
+  EXPECT_EQ(info.sem_read_pids[128], -1);
+
+  // Slot 128 claimed: ISIO finds our pid in semReadPID[128].
+  ASSERT_EQ(s.claim_semaphore(128), 128);
+  EXPECT_EQ(file.get<std::int32_t>(file.offsets().sem_read_pid + 4 * 128), ::getpid());
+  // A shmlink write posts all 129 slots (ISIO's sempost(-1)) and records semWritePID.
+  ASSERT_TRUE(s.write(frame_of(256, 1)).ok());
+  int v = -1;
+  ::sem_getvalue(file.sem(128), &v);
+  EXPECT_EQ(v, 1);
+  EXPECT_EQ(file.get<std::int32_t>(file.offsets().sem_write_pid + 4 * 128), ::getpid());
+  EXPECT_EQ(s.sem_value(128), 1);
+  EXPECT_TRUE(s.sem_wait(128, 1s).ok());
+  EXPECT_EQ(s.sem_value(128), 0);
+  // An ISIO writer in another process posts slot 128; the shmlink reader waiting on it wakes.
+  const pid_t writer = test::spawn([&] {
+    file.write_frame(frame_of(256, 2));
+    return 0;
+  });
+  EXPECT_TRUE(s.sem_wait(128, 20s).ok());
+  ASSERT_EQ(test::reap(writer, 20), 0);
+  EXPECT_EQ(s.cnt0(), 2u);
+  EXPECT_EQ(s.sem_wait(129, 1ms).code(), Errc::out_of_range);
+  s.release_semaphore(128);
+  EXPECT_EQ(file.get<std::int32_t>(file.offsets().sem_read_pid + 4 * 128), -1);
+  EXPECT_EQ(s.reclaim_semaphores(), 0);
+}
+
+// Item 3: ISIO and milk's tools accept a stream without semaphore slots; shmlink opened such
+// files but refused to create one ("0 semaphores, 1 to 128 allowed").
+TEST(IsioFile, StreamsWithoutSemaphoresAreCreatedLaidOutAsIsioAndUsable) {
+  test::TempStreamDir dir;
+  StreamSpec spec = test::spec_of({8, 8}, Dtype::u32);
+  spec.semaphores = 0;
+  auto s = Stream::create("none", spec);
+  EXPECT_EQ(s.semaphore_count(), 0);
+  // Exactly ISIO's size for sem = 0: no slots, semlog, empty PID arrays.
+  EXPECT_EQ(s.file_bytes().size(), test::isio_offsets(256, 0, 0, 0, false).file_size);
+  ASSERT_TRUE(s.write(frame_of(256, 1)).ok());
+  EXPECT_EQ(s.claim_semaphore(), -1);
+  EXPECT_EQ(s.sem_wait(0, 1ms).code(), Errc::out_of_range);
+  EXPECT_EQ(s.sem_value(0), -1);
+  EXPECT_EQ(semaphore_index_error(0, 0, "none"), "stream 'none' has no semaphores");
+  EXPECT_EQ(semaphore_index_error(12, 10, "wfs"), "semaphore 12 is outside 0..9 of stream 'wfs'");
+
+  // And one ISIO made with sem = 0 opens.
+  IsioFile file(path_of(dir, "isio0"), image_with_semaphores(0));
+  auto o = Stream::open("isio0");
+  EXPECT_EQ(o.semaphore_count(), 0);
+  EXPECT_TRUE(o.info().sem_read_pids.empty());
+}
+
+}  // namespace
