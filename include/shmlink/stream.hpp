@@ -214,7 +214,8 @@ struct OpenOptions {
   bool writable = true;
 };
 
-/// A keyword value: ISIO type 'L' (int64), 'D' (double) or 'S' (string of at most 15 bytes).
+/// A keyword value: ISIO type 'L' (int64), 'D' (double) or 'S' (string of at most
+/// kMaxKeywordString = 16 bytes; stored without a terminating NUL when it is 16 bytes long).
 using KeywordValue = std::variant<std::int64_t, double, std::string>;
 
 /// One keyword as stored in the file (reference section 4.1).
@@ -600,7 +601,8 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] std::optional<KeywordValue> keyword(std::string_view name) const;
   /// Sets keyword `name` (overwrites an existing one of that name, else takes the first free
   /// slot) and increments its cnt. Not synchronised with concurrent keyword writers.
-  /// @throws Error name_too_long (name > 15, string value > 15, comment > 79 bytes),
+  /// @throws Error name_too_long (name > 15, string value > kMaxKeywordString = 16, comment
+  ///         > 79 bytes),
   ///         out_of_range when every slot is used.
   void set_keyword(std::string_view name, const KeywordValue& value, std::string_view comment = {});
   /// Removes keyword `name` (its slot becomes type 'N', unused). Not synchronised with

@@ -89,7 +89,8 @@ static_assert(SHMLINK_OPEN_OR_CREATE == static_cast<int>(shmlink::OpenMode::Open
 static_assert(SHMLINK_OPEN_EXISTING == static_cast<int>(shmlink::OpenMode::OpenExisting));
 
 // Field sizes of shmlink_keyword_t against the ISIO limits the core enforces.
-static_assert(sizeof(shmlink_keyword_t{}.name) == 16 && sizeof(shmlink_keyword_t{}.s) == 16);
+// A string value holds kMaxKeywordString (16, ISIO's valstr) bytes plus the NUL.
+static_assert(sizeof(shmlink_keyword_t{}.name) == 16 && sizeof(shmlink_keyword_t{}.s) == shmlink::kMaxKeywordString + 1);
 static_assert(sizeof(shmlink_keyword_t{}.comment) == 80);
 
 using shmlink::capi::fail;

@@ -1273,8 +1273,12 @@ void Stream::set_keyword(std::string_view name, const KeywordValue& value, std::
   if (name.empty()) throw Error(Errc::invalid_argument, where + ": name is empty");
   if (name.size() > 15) throw Error(Errc::name_too_long, where + ": name must be 1 to 15 bytes");
   if (comment.size() > 79) throw Error(Errc::name_too_long, where + ": comment exceeds 79 bytes");
-  if (auto* s = std::get_if<std::string>(&value); s != nullptr && s->size() > 15)
-    throw Error(Errc::name_too_long, where + ": string value exceeds 15 bytes");
+  // ISIO's valstr is char[16]: a 16-byte value fills it without a terminating NUL (reference
+  // 4.1); keywords() reads at most 16 bytes back.
+  static_assert(sizeof(isio::Keyword{}.value.valstr) == kMaxKeywordString);
+  if (auto* s = std::get_if<std::string>(&value); s != nullptr && s->size() > kMaxKeywordString)
+    throw Error(Errc::name_too_long, where + ": string value is " + std::to_string(s->size()) + " bytes, at most " +
+                                         std::to_string(kMaxKeywordString) + " fit");
   isio::Keyword* slot = nullptr;
   for (int i = 0; i < impl_->nkw && slot == nullptr; ++i) {
     isio::Keyword& k = impl_->kw[i];

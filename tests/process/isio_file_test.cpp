@@ -110,4 +110,40 @@ TEST(IsioFile, StreamsWithoutSemaphoresAreCreatedLaidOutAsIsioAndUsable) {
   EXPECT_TRUE(o.info().sem_read_pids.empty());
 }
 
+// Item 4: an 'S' keyword holds 16 characters in ISIO (valstr is char[16], no NUL when full);
+// shmlink refused to write more than 15.
+TEST(IsioFile, StringKeywordsHoldSixteenCharactersBothWays) {
+  test::TempStreamDir dir;
+  IsioSpec spec;
+  spec.size[0] = 4;
+  spec.keywords = 2;
+  IsioFile file(path_of(dir, "kw"), spec);
+  auto s = Stream::open("kw");
+  const std::string sixteen = "0123456789ABCDEF";
+  s.set_keyword("CAMERA", sixteen, "model");
+  // The bytes ISIO reads: type 'S', 16 value bytes filling the field, no terminator.
+  const std::size_t kw0 = file.offsets().keywords;
+  EXPECT_EQ(file.get<char>(kw0 + 16), 'S');
+  const auto value = file.get<std::array<char, 16>>(kw0 + 24);
+  EXPECT_EQ(std::string(value.data(), value.size()), sixteen);
+  EXPECT_EQ(std::get<std::string>(*Stream::open("kw").keyword("CAMERA")), sixteen);
+  // A 16-character value written by ISIO (strncpy into valstr) reads back whole.
+  const std::size_t kw1 = kw0 + 128;
+  const std::array<char, 16> name{'F', 'I', 'L', 'T', 'E', 'R'};
+  file.put(kw1, name);
+  file.put<char>(kw1 + 16, 'S');
+  const std::string other = "abcdefghijklmnop";
+  for (std::size_t i = 0; i < 16; ++i) file.put<char>(kw1 + 24 + i, other[i]);
+  EXPECT_EQ(std::get<std::string>(*s.keyword("FILTER")), other);
+  // 17 do not fit.
+  try {
+    s.set_keyword("CAMERA", sixteen + "X");
+    ADD_FAILURE() << "a 17-byte string keyword was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.errc(), Errc::name_too_long);
+    EXPECT_NE(std::string(e.what()).find("at most 16"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(std::get<std::string>(*s.keyword("CAMERA")), sixteen);
+}
+
 }  // namespace

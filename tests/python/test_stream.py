@@ -94,6 +94,14 @@ def test_streams_without_semaphores_and_with_129_say_so_in_english(streamdir):
         assert s.wait(timeout=1, sem=128) is True
 
 
+def test_string_keywords_hold_sixteen_characters(streamdir):
+    # Issue 18 item 4: ImageStreamIO's string keyword field holds 16 bytes.
+    with make("kw16", shape=(1,), dtype="uint8", keywords=1) as s:
+        s.keywords["CAMERA"] = "0123456789ABCDEF"
+        assert shmlink.Stream.open("kw16").keywords["CAMERA"] == "0123456789ABCDEF"
+        with pytest.raises(ValueError, match="at most 16"):
+            s.keywords["CAMERA"] = "0123456789ABCDEFG"
+
 
 WAITER = """
 import sys, shmlink

@@ -333,7 +333,7 @@ TEST(StreamKeywords, IntDoubleStringRoundTripAndLimits) {
   EXPECT_EQ(r.keyword("NOPE"), std::nullopt);
   expect_error([&] { s.set_keyword("FOURTH", 1.0); }, Errc::out_of_range, "all 3 keyword slots");
   expect_error([&] { s.set_keyword("A_NAME_OF_16_BYT", 1.0); }, Errc::name_too_long, "1 to 15 bytes");
-  expect_error([&] { s.set_keyword("MODE", std::string(16, 'x')); }, Errc::name_too_long, "15 bytes");
+  expect_error([&] { s.set_keyword("MODE", std::string(17, 'x')); }, Errc::name_too_long, "at most 16");
   // Erasing frees the slot for another keyword.
   EXPECT_TRUE(s.erase_keyword("EXPTIME"));
   EXPECT_FALSE(s.erase_keyword("EXPTIME"));
