@@ -18,7 +18,9 @@
 /// (slices), with imagetype CIRCULAR_BUFFER | ZAXIS_TEMPORAL. Each write fills the next slice,
 /// stores its number in cnt1 and fills the slice's cntarray / atimearray / writetimearray
 /// entries. "A frame" is then one slice: frame_bytes(), write(), read_copy() and view() work on
-/// slices, and read_next() / read_frame() / read_slice() reach the history.
+/// slices, and read_next() / read_frame() / read_slice() reach the history. Any 3-axis file whose
+/// imagetype's low nibble is CIRCULAR_BUFFER is a rolling buffer (is_rolling_buffer()), as in
+/// ImageStreamIO, also without ZAXIS_TEMPORAL: its frames are then placed by cnt0 and cnt1 alone.
 ///
 /// Partial (packetised) writes: write_packet() + finalize_packets(). Which packets of which frame
 /// arrived is recorded in a companion stream `<name>_pkt`, outside the ISIO metadata, so plain
@@ -109,6 +111,17 @@ inline constexpr std::uint64_t kImagetypeReceived = 0x0004;
 inline constexpr std::uint64_t kImagetypeSent = 0x0008;
 inline constexpr std::uint64_t kImagetypeZaxisTemporal = 0x20000;
 
+/// True when a stream of `naxis` axes and ISIO `imagetype` is a rolling buffer, exactly as
+/// ImageStreamIO treats it (ImageStreamIO_writeIndex / readLastWroteIndex, reference 11.1): 3
+/// axes and imagetype's low nibble equal to CIRCULAR_BUFFER. The newest frame is then slice cnt1
+/// of the last axis and a write goes to slice (cnt1 + 1) % size[2]. The ZAXIS_TEMPORAL bit is not
+/// needed; with it (imagetype & 0xF000F == 0x20001) the file also has the per-slice cntarray,
+/// atimearray and writetimearray, which shmlink uses to place and validate history frames. The
+/// one rule for "rolling" in the library, its bindings and the CLI.
+constexpr bool is_rolling_buffer(std::size_t naxis, std::uint64_t imagetype) noexcept {
+  return naxis == 3 && (imagetype & 0xF) == kImagetypeCircularBuffer;
+}
+
 /// Longest accepted stream name in bytes (ISIO's `name` field is char[80]).
 inline constexpr std::size_t kMaxStreamName = 79;
 /// Most semaphore slots a stream may have: every count ISIO's `sem` field (uint16) can hold, so
@@ -194,7 +207,8 @@ struct StreamSpec {
   /// Rolling-buffer depth (DAO's FIFO `depth`). 0 or 1: a plain stream. N >= 2: `shape` (1 or 2
   /// axes) is one frame and the file gets a third axis of N slices, with imagetype
   /// CIRCULAR_BUFFER | ZAXIS_TEMPORAL added (so its temporal arrays exist). A 3-axis `shape`
-  /// whose imagetype already has both bits is a rolling buffer of depth shape[2] as it is.
+  /// whose imagetype's low nibble is CIRCULAR_BUFFER is a rolling buffer of depth shape[2] as it
+  /// is (is_rolling_buffer(); the temporal arrays only with ZAXIS_TEMPORAL too).
   std::uint32_t depth = 0;
   /// File permission bits (0600 by default; 0660/0666 for multi-user milk set-ups): read and
   /// write bits only (check_channel_permissions(); create refuses others with invalid_argument).
@@ -256,6 +270,7 @@ struct StreamInfo {
   std::uint64_t frame_bytes = 0;     ///< bytes of one frame (one slice of a rolling buffer)
   std::uint64_t data_bytes = 0;      ///< imdatamemsize: the whole data area
   std::uint32_t depth = 1;           ///< rolling-buffer slices; 1 for a plain stream
+  bool rolling = false;              ///< is_rolling_buffer(): newest frame = slice cnt1
   std::uint64_t file_bytes = 0;
   std::uint64_t imagetype = 0;
   std::uint16_t semaphores = 0;
@@ -342,8 +357,8 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] std::uint64_t frame_elements() const noexcept;
   /// Bytes of the whole data area (imdatamemsize).
   [[nodiscard]] std::size_t data_bytes() const noexcept;
-  /// Slices of a rolling buffer (size[2] of a 3-axis CIRCULAR_BUFFER | ZAXIS_TEMPORAL stream);
-  /// 1 for every other stream.
+  /// Slices of a rolling buffer (size[2] of a stream is_rolling_buffer() names); 1 for every
+  /// other stream.
   [[nodiscard]] std::uint32_t depth() const noexcept;
   /// True for a rolling buffer (depth() counts its slices).
   [[nodiscard]] bool rolling() const noexcept;
@@ -448,6 +463,10 @@ class SHMLINK_EXPORT Stream {
   Status read_slice(std::uint32_t slice, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
   /// Counters and times of slice `slice % depth()` from the temporal arrays (cnt0 from
   /// cntarray, 0 when never written; cnt1 = the slice), racy. On a plain stream: frame_info().
+  /// A rolling buffer without the temporal arrays (no ZAXIS_TEMPORAL) has no per-slice record:
+  /// cnt0 is then derived from cnt0 and cnt1 (the newest frame is slice cnt1, the one before it
+  /// slice cnt1 - 1, ...), and the times are those of the newest frame for its slice, 0 for the
+  /// others.
   [[nodiscard]] FrameInfo slice_info(std::uint32_t slice) const noexcept;
   /// Zero-copy view of slice `slice % depth()` (unvalidated, as view()).
   [[nodiscard]] std::span<const std::byte> view_slice(std::uint32_t slice) const noexcept;

@@ -5,6 +5,8 @@
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
+#include "isio_file.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -2313,6 +2315,37 @@ TEST_F(cli, CreateTakesZeroAnd129SemaphoresAndGcReclaimsTheLastSlot) {
   EXPECT_EQ(shmlink::Stream::open(path).info().sem_read_pids.at(128), -1);
   EXPECT_TRUE(fs::exists(stream_file("none")));
   EXPECT_TRUE(fs::exists(stream_file("many")));
+}
+
+// Issue 18 item 2: a milk stream whose imagetype is CIRCULAR_BUFFER without the temporal bit is
+// a rolling buffer for `info` (depth and frame shape) and `cat` (the newest slice, cnt1), as
+// ImageStreamIO reads it. Before: depth 1 and the whole cube.
+TEST_F(cli, InfoAndCatTreatAnIsioCircularBufferWithoutTheTemporalBitAsRolling) {
+  shmlink::test::IsioSpec spec;
+  spec.naxis = 3;
+  spec.size[0] = 3;
+  spec.size[1] = 2;
+  spec.size[2] = 4;
+  spec.imagetype = shmlink::kImagetypeCircularBuffer;
+  shmlink::test::IsioFile file(stream_file("cb").string(), spec);
+  for (std::uint32_t k = 1; k <= 6; ++k) {
+    std::vector<std::uint32_t> frame(6, k);
+    file.write_frame(std::as_bytes(std::span(frame)));
+  }
+  RunResult r = run_cli({"info", "cb", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("depth"), 4);
+  EXPECT_EQ(j.at("frame_shape"), json::array({3, 2}));
+  EXPECT_EQ(j.at("frame_bytes"), 24);
+  EXPECT_EQ(j.at("cnt1"), 2);
+  r = run_cli({"cat", "cb", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json c = parse_json(r);
+  EXPECT_EQ(c.at("cnt0"), 6) << c.dump();
+  // Slices hold frames 4, 5, 6, 3: the whole cube has min 3; the newest frame is all 6.
+  EXPECT_EQ(c.at("stats").at("min"), 6) << c.dump();
+  EXPECT_EQ(c.at("stats").at("max"), 6) << c.dump();
 }
 
 }  // namespace

@@ -32,6 +32,12 @@ std::vector<std::byte> frame_of(std::size_t bytes, std::uint32_t k) {
   return out;
 }
 
+bool holds(std::span<const std::byte> bytes, std::uint32_t k) {
+  std::vector<std::uint32_t> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return !v.empty() && std::all_of(v.begin(), v.end(), [k](std::uint32_t x) { return x == k; });
+}
+
 /// An 8 x 8 uint32 image with `semaphores` slots, as ImageStreamIO_createIm is asked for it.
 IsioSpec image_with_semaphores(std::uint16_t semaphores) {
   IsioSpec spec;
@@ -43,6 +49,114 @@ IsioSpec image_with_semaphores(std::uint16_t semaphores) {
 
 std::string path_of(const test::TempStreamDir& dir, const std::string& name) {
   return dir.path() + "/" + name + ".im.shm";
+}
+
+// Item 2: ImageStreamIO treats a 3-axis stream whose imagetype & 0xF is CIRCULAR_BUFFER as a
+// rolling buffer with or without ZAXIS_TEMPORAL (writeIndex / readLastWroteIndex). Before the
+// fix shmlink required 0x20001: it showed depth 1, read the whole cube, and its write left cnt1
+// alone, so ISIO's reader found the wrong slice.
+TEST(IsioFile, CircularBufferWithoutTemporalBitIsARollingBufferForReadersAndWriters) {
+  test::TempStreamDir dir;
+  IsioSpec spec;
+  spec.naxis = 3;
+  spec.size[0] = 4;
+  spec.size[1] = 2;
+  spec.size[2] = 5;
+  spec.imagetype = kImagetypeCircularBuffer;  // 0x1: no z-axis bits, so no temporal arrays
+  IsioFile file(path_of(dir, "cb"), spec);
+  ASSERT_EQ(file.slice_bytes(), 32u);
+
+  // An ISIO writer process publishes frames 1..7: slices 1, 2, 3, 4, 0, 1, 2.
+  const pid_t writer = test::spawn([&] {
+    for (std::uint32_t k = 1; k <= 7; ++k) file.write_frame(frame_of(file.slice_bytes(), k));
+    return 0;
+  });
+  ASSERT_EQ(test::reap(writer, 20), 0);
+  ASSERT_EQ(file.cnt0(), 7u);
+  ASSERT_EQ(file.cnt1(), 2u);
+
+  auto s = Stream::open("cb");
+  EXPECT_TRUE(s.rolling());
+  EXPECT_EQ(s.depth(), 5u);
+  EXPECT_EQ(s.frame_bytes(), 32u);
+  EXPECT_EQ(s.frame_elements(), 8u);
+  ASSERT_EQ(s.frame_shape().size(), 2u);
+  EXPECT_EQ(s.frame_shape()[0], 4u);
+  EXPECT_EQ(s.frame_shape()[1], 2u);
+  const StreamInfo info = s.info();
+  EXPECT_EQ(info.depth, 5u);
+  EXPECT_TRUE(info.rolling);
+  EXPECT_EQ(info.frame_bytes, 32u);
+
+  // The newest frame is slice cnt1, by copy and by view.
+  std::vector<std::byte> out(s.frame_bytes());
+  FrameInfo f;
+  ASSERT_TRUE(s.read_copy(out, &f).ok());
+  EXPECT_TRUE(holds(out, 7));
+  EXPECT_EQ(f.cnt0, 7u);
+  EXPECT_TRUE(holds(s.view(), 7));
+  // The history: frames 3..7 are in the buffer (depth 5), frame 2 is gone.
+  for (std::uint32_t k = 3; k <= 7; ++k) {
+    SCOPED_TRACE("frame " + std::to_string(k));
+    ASSERT_TRUE(s.read_frame(k, out, &f).ok());
+    EXPECT_TRUE(holds(out, k));
+    EXPECT_EQ(f.cnt0, k);
+    EXPECT_EQ(f.cnt1, k % 5);
+    EXPECT_EQ(s.slice_info(k % 5).cnt0, k);
+  }
+  EXPECT_EQ(s.read_frame(2, out).code(), Errc::overwritten);
+  EXPECT_EQ(s.read_frame(8, out).code(), Errc::would_block);
+  ASSERT_TRUE(s.read_slice(4, out, &f).ok());
+  EXPECT_TRUE(holds(out, 4));
+  EXPECT_EQ(f.cnt0, 4u);
+  // read_next walks the history in order from the tail.
+  s.set_tail(2);
+  for (std::uint32_t k = 3; k <= 7; ++k) {
+    std::uint64_t skipped = 99;
+    ASSERT_TRUE(s.read_next(out, &f, &skipped).ok()) << k;
+    EXPECT_EQ(f.cnt0, k);
+    EXPECT_EQ(skipped, 0u);
+    EXPECT_TRUE(holds(out, k));
+  }
+  EXPECT_EQ(s.read_next(out).code(), Errc::would_block);
+
+  // A shmlink write goes to slice (cnt1 + 1) % 5 = 3 and advances cnt1 there: ISIO's reader
+  // (readLastWroteIndex = cnt1) finds it. The file keeps its imagetype and size.
+  ASSERT_TRUE(s.write(frame_of(32, 8)).ok());
+  EXPECT_EQ(file.cnt0(), 8u);
+  EXPECT_EQ(file.cnt1(), 3u);
+  EXPECT_TRUE(holds(file.newest_frame(), 8));
+  EXPECT_EQ(file.get<std::uint64_t>(144), kImagetypeCircularBuffer);
+  std::uint64_t skipped = 0;
+  ASSERT_EQ(s.read_next(out, &f, &skipped).code(), Errc::ok);
+  EXPECT_EQ(f.cnt0, 8u);
+  EXPECT_TRUE(holds(out, 8));
+
+  // And the ISIO writer continues after shmlink's frame: slice 4, then 0.
+  const pid_t again = test::spawn([&] {
+    file.write_frame(frame_of(32, 9));
+    file.write_frame(frame_of(32, 10));
+    return 0;
+  });
+  ASSERT_EQ(test::reap(again, 20), 0);
+  EXPECT_EQ(file.cnt1(), 0u);
+  ASSERT_TRUE(s.read_next(out, &f, &skipped).ok());
+  EXPECT_EQ(f.cnt0, 9u);
+  EXPECT_TRUE(holds(out, 9));
+  ASSERT_TRUE(s.read_copy(out, &f).ok());
+  EXPECT_EQ(f.cnt0, 10u);
+  EXPECT_TRUE(holds(out, 10));
+}
+
+// Item 2, the rule itself: rolling exactly when ISIO's writeIndex would roll.
+TEST(IsioFile, RollingIsTheLowNibbleCircularBufferOnThreeAxes) {
+  EXPECT_TRUE(is_rolling_buffer(3, 0x1));
+  EXPECT_TRUE(is_rolling_buffer(3, 0x10001));
+  EXPECT_TRUE(is_rolling_buffer(3, 0x20001));
+  EXPECT_FALSE(is_rolling_buffer(2, 0x20001));
+  EXPECT_FALSE(is_rolling_buffer(3, 0x2));
+  EXPECT_FALSE(is_rolling_buffer(3, 0x3));      // CIRCULAR_BUFFER | MATH_DATA: ISIO's test is == 1
+  EXPECT_FALSE(is_rolling_buffer(3, 0x20000));
 }
 
 // Item 3: ISIO opens a stream with 129 semaphores; shmlink refused it ("sem is 129, at most 128
