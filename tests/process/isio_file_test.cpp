@@ -148,6 +148,42 @@ TEST(IsioFile, CircularBufferWithoutTemporalBitIsARollingBufferForReadersAndWrit
   EXPECT_TRUE(holds(out, 10));
 }
 
+// Item 2 against a hostile peer: without per-slice arrays every placement comes from cnt0 and
+// cnt1, which any co-user can scribble. Reads stay inside the mapping and end with a status.
+TEST(IsioFile, CircularBufferWithoutTemporalBitSurvivesScribbledCounters) {
+  test::TempStreamDir dir;
+  IsioSpec spec;
+  spec.naxis = 3;
+  spec.size[0] = 4;
+  spec.size[1] = 2;
+  spec.size[2] = 3;
+  spec.imagetype = kImagetypeCircularBuffer;
+  IsioFile file(path_of(dir, "scrib"), spec);
+  auto s = Stream::open("scrib");
+  ASSERT_TRUE(s.rolling());
+  std::vector<std::byte> out(s.frame_bytes());
+  const std::uint64_t big = ~std::uint64_t{0};
+  for (const auto& [c0, c1] : {std::pair{big, big}, std::pair{big - 1, std::uint64_t{7}}, std::pair{std::uint64_t{2}, big},
+                              std::pair{std::uint64_t{0}, std::uint64_t{5}}}) {
+    SCOPED_TRACE("cnt0 " + std::to_string(c0) + " cnt1 " + std::to_string(c1));
+    file.put<std::uint64_t>(264, c0);
+    file.put<std::uint64_t>(272, c1);
+    s.set_tail(0);
+    (void)s.read_copy(out);
+    for (std::uint32_t sl = 0; sl < 4; ++sl) {
+      (void)s.read_slice(sl, out);
+      (void)s.slice_info(sl);
+      EXPECT_EQ(s.view_slice(sl).size(), s.frame_bytes());
+    }
+    (void)s.read_frame(c0, out);
+    (void)s.read_frame(c0 - 1, out);
+    (void)s.read_next(out);
+    EXPECT_EQ(s.view().size(), s.frame_bytes());
+    EXPECT_TRUE(s.write(frame_of(s.frame_bytes(), 1)).ok());
+    EXPECT_LT(file.cnt1(), 3u);  // the write's slice is always inside the buffer
+  }
+}
+
 // Item 2, the rule itself: rolling exactly when ISIO's writeIndex would roll.
 TEST(IsioFile, RollingIsTheLowNibbleCircularBufferOnThreeAxes) {
   EXPECT_TRUE(is_rolling_buffer(3, 0x1));
