@@ -38,6 +38,18 @@ bool holds(std::span<const std::byte> bytes, std::uint32_t k) {
   return !v.empty() && std::all_of(v.begin(), v.end(), [k](std::uint32_t x) { return x == k; });
 }
 
+/// A 4 x 2 uint32 frame in `depth` slices with imagetype CIRCULAR_BUFFER alone (0x1: no z-axis
+/// bits, so ImageStreamIO sizes no temporal arrays), as ImageStreamIO_createIm is asked for it.
+IsioSpec circular_buffer_4x2(std::uint32_t depth) {
+  IsioSpec spec;
+  spec.naxis = 3;
+  spec.size[0] = 4;
+  spec.size[1] = 2;
+  spec.size[2] = depth;
+  spec.imagetype = kImagetypeCircularBuffer;
+  return spec;
+}
+
 /// An 8 x 8 uint32 image with `semaphores` slots, as ImageStreamIO_createIm is asked for it.
 IsioSpec image_with_semaphores(std::uint16_t semaphores) {
   IsioSpec spec;
@@ -57,13 +69,7 @@ std::string path_of(const test::TempStreamDir& dir, const std::string& name) {
 // alone, so ISIO's reader found the wrong slice.
 TEST(IsioFile, CircularBufferWithoutTemporalBitIsARollingBufferForReadersAndWriters) {
   test::TempStreamDir dir;
-  IsioSpec spec;
-  spec.naxis = 3;
-  spec.size[0] = 4;
-  spec.size[1] = 2;
-  spec.size[2] = 5;
-  spec.imagetype = kImagetypeCircularBuffer;  // 0x1: no z-axis bits, so no temporal arrays
-  IsioFile file(path_of(dir, "cb"), spec);
+  IsioFile file(path_of(dir, "cb"), circular_buffer_4x2(5));
   ASSERT_EQ(file.slice_bytes(), 32u);
 
   // An ISIO writer process publishes frames 1..7: slices 1, 2, 3, 4, 0, 1, 2.
@@ -152,13 +158,7 @@ TEST(IsioFile, CircularBufferWithoutTemporalBitIsARollingBufferForReadersAndWrit
 // cnt1, which any co-user can scribble. Reads stay inside the mapping and end with a status.
 TEST(IsioFile, CircularBufferWithoutTemporalBitSurvivesScribbledCounters) {
   test::TempStreamDir dir;
-  IsioSpec spec;
-  spec.naxis = 3;
-  spec.size[0] = 4;
-  spec.size[1] = 2;
-  spec.size[2] = 3;
-  spec.imagetype = kImagetypeCircularBuffer;
-  IsioFile file(path_of(dir, "scrib"), spec);
+  IsioFile file(path_of(dir, "scrib"), circular_buffer_4x2(3));
   auto s = Stream::open("scrib");
   ASSERT_TRUE(s.rolling());
   std::vector<std::byte> out(s.frame_bytes());
