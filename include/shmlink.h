@@ -121,7 +121,7 @@ typedef struct shmlink_stream_geometry_s {
 typedef enum shmlink_keyword_type {
   SHMLINK_KW_INT = 'L',    /**< int64 */
   SHMLINK_KW_DOUBLE = 'D', /**< double */
-  SHMLINK_KW_STRING = 'S'  /**< string, at most 15 bytes */
+  SHMLINK_KW_STRING = 'S'  /**< string, at most 16 bytes */
 } shmlink_keyword_type_t;
 
 /** A keyword value read back. */
@@ -130,7 +130,7 @@ typedef struct shmlink_keyword {
   char type; /**< 'L', 'D' or 'S' */
   int64_t i;
   double d;
-  char s[16];
+  char s[17]; /**< a string value: up to 16 bytes (ISIO's field holds 16), NUL-terminated */
   char comment[80];
 } shmlink_keyword_t;
 
@@ -208,7 +208,7 @@ SHMLINK_EXPORT int shmlink_stream_set_keyword_int(shmlink_stream_t *stream, cons
 /** Sets a double keyword. */
 SHMLINK_EXPORT int shmlink_stream_set_keyword_double(shmlink_stream_t *stream, const char *name, double value,
                                                      const char *comment);
-/** Sets a string keyword (value at most 15 bytes). */
+/** Sets a string keyword (value at most 16 bytes, as ImageStreamIO stores them). */
 SHMLINK_EXPORT int shmlink_stream_set_keyword_string(shmlink_stream_t *stream, const char *name,
                                                      const char *value, const char *comment);
 /** Reads keyword `name`. @return 0, NOT_FOUND, CLOSED. */

@@ -18,7 +18,9 @@
 /// (slices), with imagetype CIRCULAR_BUFFER | ZAXIS_TEMPORAL. Each write fills the next slice,
 /// stores its number in cnt1 and fills the slice's cntarray / atimearray / writetimearray
 /// entries. "A frame" is then one slice: frame_bytes(), write(), read_copy() and view() work on
-/// slices, and read_next() / read_frame() / read_slice() reach the history.
+/// slices, and read_next() / read_frame() / read_slice() reach the history. Any 3-axis file whose
+/// imagetype's low nibble is CIRCULAR_BUFFER is a rolling buffer (is_rolling_buffer()), as in
+/// ImageStreamIO, also without ZAXIS_TEMPORAL: its frames are then placed by cnt0 and cnt1 alone.
 ///
 /// Partial (packetised) writes: write_packet() + finalize_packets(). Which packets of which frame
 /// arrived is recorded in a companion stream `<name>_pkt`, outside the ISIO metadata, so plain
@@ -109,10 +111,27 @@ inline constexpr std::uint64_t kImagetypeReceived = 0x0004;
 inline constexpr std::uint64_t kImagetypeSent = 0x0008;
 inline constexpr std::uint64_t kImagetypeZaxisTemporal = 0x20000;
 
+/// True when a stream of `naxis` axes and ISIO `imagetype` is a rolling buffer, exactly as
+/// ImageStreamIO treats it (ImageStreamIO_writeIndex / readLastWroteIndex, reference 11.1): 3
+/// axes and imagetype's low nibble equal to CIRCULAR_BUFFER. The newest frame is then slice cnt1
+/// of the last axis and a write goes to slice (cnt1 + 1) % size[2]. The ZAXIS_TEMPORAL bit is not
+/// needed; with it (imagetype & 0xF000F == 0x20001) the file also has the per-slice cntarray,
+/// atimearray and writetimearray, which shmlink uses to place and validate history frames. The
+/// one rule for "rolling" in the library, its bindings and the CLI.
+constexpr bool is_rolling_buffer(std::size_t naxis, std::uint64_t imagetype) noexcept {
+  return naxis == 3 && (imagetype & 0xF) == kImagetypeCircularBuffer;
+}
+
 /// Longest accepted stream name in bytes (ISIO's `name` field is char[80]).
 inline constexpr std::size_t kMaxStreamName = 79;
-/// Most semaphore slots a stream may have (ISIO's default is 10).
-inline constexpr std::uint16_t kMaxSemaphores = 128;
+/// Most semaphore slots a stream may have: every count ISIO's `sem` field (uint16) can hold, so
+/// that any stream ImageStreamIO or milk creates opens (0 included: a stream without semaphore
+/// slots, waited on by futex or spin only). Each slot costs 48 bytes of file (sem_t, semReadPID,
+/// semWritePID, semctrl, semstatus) and one post per write; the file's size must match the count.
+inline constexpr std::uint16_t kMaxSemaphores = 65535;
+/// Longest string keyword value in bytes: ISIO's `valstr` is char[16], with no terminating NUL
+/// when the value fills it (reference 4.1).
+inline constexpr std::size_t kMaxKeywordString = 16;
 /// ImageStreamIO's cap on a semaphore's value when posting (`SEMAPHORE_MAXVAL`).
 inline constexpr int kSemaphoreMaxValue = 10;
 /// Most packets a packetised frame may have (DAO's MAX_NB_PARTIAL_PACKET).
@@ -153,6 +172,11 @@ SHMLINK_EXPORT std::string escape_name(std::string_view text);
 SHMLINK_EXPORT void check_channel_name(std::string_view kind, std::string_view name, std::string_view given,
                                        std::size_t max_bytes);
 
+/// The message for semaphore `index` that a stream of `count` slots does not have, naming the
+/// stream (escaped, escape_name()): "stream 'wfs' has no semaphores" when count is 0, else
+/// "semaphore 12 is outside 0..9 of stream 'wfs'". Used by the C API, Python and the CLI.
+SHMLINK_EXPORT std::string semaphore_index_error(long long index, int count, std::string_view stream);
+
 /// What the file type bits of `mode` (st_mode) say, for messages that refuse a channel file that
 /// is not a regular file: "a FIFO (named pipe)", "a socket", "a character device", "a block
 /// device", "a directory", "a symbolic link", or "a regular file".
@@ -172,7 +196,8 @@ struct StreamSpec {
   Dtype dtype = Dtype::f32;
   /// Keyword slots (ISIO NBkw), 0..65535; each 128 bytes in the file.
   std::uint16_t keywords = 0;
-  /// Semaphore slots (ISIO `sem`), 1..kMaxSemaphores.
+  /// Semaphore slots (ISIO `sem`), 0..kMaxSemaphores (0: no slot; readers wait by futex or
+  /// spin, and semaphore calls return out_of_range).
   std::uint16_t semaphores = 10;
   /// ISIO imagetype bits; `kImagetypeCircularBuffer | kImagetypeZaxisTemporal` adds the
   /// per-slice time and counter arrays (requires 3 axes).
@@ -182,7 +207,8 @@ struct StreamSpec {
   /// Rolling-buffer depth (DAO's FIFO `depth`). 0 or 1: a plain stream. N >= 2: `shape` (1 or 2
   /// axes) is one frame and the file gets a third axis of N slices, with imagetype
   /// CIRCULAR_BUFFER | ZAXIS_TEMPORAL added (so its temporal arrays exist). A 3-axis `shape`
-  /// whose imagetype already has both bits is a rolling buffer of depth shape[2] as it is.
+  /// whose imagetype's low nibble is CIRCULAR_BUFFER is a rolling buffer of depth shape[2] as it
+  /// is (is_rolling_buffer(); the temporal arrays only with ZAXIS_TEMPORAL too).
   std::uint32_t depth = 0;
   /// File permission bits (0600 by default; 0660/0666 for multi-user milk set-ups): read and
   /// write bits only (check_channel_permissions(); create refuses others with invalid_argument).
@@ -202,7 +228,8 @@ struct OpenOptions {
   bool writable = true;
 };
 
-/// A keyword value: ISIO type 'L' (int64), 'D' (double) or 'S' (string of at most 15 bytes).
+/// A keyword value: ISIO type 'L' (int64), 'D' (double) or 'S' (string of at most
+/// kMaxKeywordString = 16 bytes; stored without a terminating NUL when it is 16 bytes long).
 using KeywordValue = std::variant<std::int64_t, double, std::string>;
 
 /// One keyword as stored in the file (reference section 4.1).
@@ -243,6 +270,7 @@ struct StreamInfo {
   std::uint64_t frame_bytes = 0;     ///< bytes of one frame (one slice of a rolling buffer)
   std::uint64_t data_bytes = 0;      ///< imdatamemsize: the whole data area
   std::uint32_t depth = 1;           ///< rolling-buffer slices; 1 for a plain stream
+  bool rolling = false;              ///< is_rolling_buffer(): newest frame = slice cnt1
   std::uint64_t file_bytes = 0;
   std::uint64_t imagetype = 0;
   std::uint16_t semaphores = 0;
@@ -329,8 +357,8 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] std::uint64_t frame_elements() const noexcept;
   /// Bytes of the whole data area (imdatamemsize).
   [[nodiscard]] std::size_t data_bytes() const noexcept;
-  /// Slices of a rolling buffer (size[2] of a 3-axis CIRCULAR_BUFFER | ZAXIS_TEMPORAL stream);
-  /// 1 for every other stream.
+  /// Slices of a rolling buffer (size[2] of a stream is_rolling_buffer() names); 1 for every
+  /// other stream.
   [[nodiscard]] std::uint32_t depth() const noexcept;
   /// True for a rolling buffer (depth() counts its slices).
   [[nodiscard]] bool rolling() const noexcept;
@@ -435,6 +463,10 @@ class SHMLINK_EXPORT Stream {
   Status read_slice(std::uint32_t slice, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
   /// Counters and times of slice `slice % depth()` from the temporal arrays (cnt0 from
   /// cntarray, 0 when never written; cnt1 = the slice), racy. On a plain stream: frame_info().
+  /// A rolling buffer without the temporal arrays (no ZAXIS_TEMPORAL) has no per-slice record:
+  /// cnt0 is then derived from cnt0 and cnt1 (the newest frame is slice cnt1, the one before it
+  /// slice cnt1 - 1, ...), and the times are those of the newest frame for its slice, 0 for the
+  /// others.
   [[nodiscard]] FrameInfo slice_info(std::uint32_t slice) const noexcept;
   /// Zero-copy view of slice `slice % depth()` (unvalidated, as view()).
   [[nodiscard]] std::span<const std::byte> view_slice(std::uint32_t slice) const noexcept;
@@ -588,7 +620,8 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] std::optional<KeywordValue> keyword(std::string_view name) const;
   /// Sets keyword `name` (overwrites an existing one of that name, else takes the first free
   /// slot) and increments its cnt. Not synchronised with concurrent keyword writers.
-  /// @throws Error name_too_long (name > 15, string value > 15, comment > 79 bytes),
+  /// @throws Error name_too_long (name > 15, string value > kMaxKeywordString = 16, comment
+  ///         > 79 bytes),
   ///         out_of_range when every slot is used.
   void set_keyword(std::string_view name, const KeywordValue& value, std::string_view comment = {});
   /// Removes keyword `name` (its slot becomes type 'N', unused). Not synchronised with

@@ -80,8 +80,9 @@ class SampleFlag(_enum.IntFlag):
 class Keywords(MutableMapping):
     """A stream's ImageStreamIO keywords as a mutable mapping of name -> int, float or str.
 
-    Names are at most 15 bytes, string values at most 15 bytes; the number of slots is fixed at
-    creation (``Stream.create(..., keywords=N)``): adding one more raises ArgumentError.
+    Names are at most 15 bytes, string values at most 16 bytes (as ImageStreamIO stores them);
+    the number of slots is fixed at creation (``Stream.create(..., keywords=N)``): adding one
+    more raises ArgumentError.
     """
 
     def __init__(self, stream: Stream) -> None:

@@ -153,8 +153,7 @@ class PyStream {
   bool wait(std::optional<double> timeout, std::optional<int> sem, bool spin) {
     Stream& st = s();
     if (sem && (*sem < 0 || *sem >= st.semaphore_count()))
-      raise_code(Errc::out_of_range, "waiting on stream '" + name_ + "': semaphore " + std::to_string(*sem) +
-                                         " is outside 0.." + std::to_string(st.semaphore_count() - 1));
+      raise_code(Errc::out_of_range, "waiting: " + semaphore_index_error(*sem, st.semaphore_count(), name_));
     const auto total = to_ns(timeout);
     const auto start = std::chrono::steady_clock::now();
     constexpr std::chrono::nanoseconds kSlice = std::chrono::milliseconds(50);

@@ -89,7 +89,8 @@ static_assert(SHMLINK_OPEN_OR_CREATE == static_cast<int>(shmlink::OpenMode::Open
 static_assert(SHMLINK_OPEN_EXISTING == static_cast<int>(shmlink::OpenMode::OpenExisting));
 
 // Field sizes of shmlink_keyword_t against the ISIO limits the core enforces.
-static_assert(sizeof(shmlink_keyword_t{}.name) == 16 && sizeof(shmlink_keyword_t{}.s) == 16);
+// A string value holds kMaxKeywordString (16, ISIO's valstr) bytes plus the NUL.
+static_assert(sizeof(shmlink_keyword_t{}.name) == 16 && sizeof(shmlink_keyword_t{}.s) == shmlink::kMaxKeywordString + 1);
 static_assert(sizeof(shmlink_keyword_t{}.comment) == 80);
 
 using shmlink::capi::fail;
@@ -99,6 +100,17 @@ using shmlink::capi::null_arg;
 /// Message for a non-ok hot-path status: "writing stream 'wfs': timed out".
 int status_fail(shmlink::Status st, const char* action, const shmlink::Stream& s) noexcept {
   return fail(static_cast<int>(st.code()), "%s stream '%s': %s", action, s.name().c_str(), st.message());
+}
+
+/// Message for a semaphore index the stream does not have: "waiting on a semaphore: semaphore 12
+/// is outside 0..9 of stream 'wfs'", or "...: stream 'wfs' has no semaphores".
+int semaphore_out_of_range(const char* action, int index, const shmlink::Stream& s) noexcept {
+  try {
+    return fail(SHMLINK_E_OUT_OF_RANGE, "%s: %s", action,
+                shmlink::semaphore_index_error(index, s.semaphore_count(), s.name()).c_str());
+  } catch (...) {  // std::bad_alloc: the code still tells
+    return fail(SHMLINK_E_OUT_OF_RANGE, "%s: semaphore %d is out of range", action, index);
+  }
 }
 
 /// Negative timeouts wait forever (header convention).
@@ -365,6 +377,8 @@ int shmlink_stream_claim_semaphore(shmlink_stream_t* stream, int preferred) {
   if (!s.valid()) return status_fail(Errc::closed, "claiming a semaphore of", s);
   const int index = s.claim_semaphore(preferred);
   if (index >= 0) return index;
+  if (s.semaphore_count() == 0)
+    return fail(SHMLINK_E_BUSY, "claiming a semaphore of stream '%s': the stream has no semaphores", s.name().c_str());
   return fail(SHMLINK_E_BUSY, "claiming a semaphore of stream '%s': all %d slots are held by live processes",
               s.name().c_str(), s.semaphore_count());
 }
@@ -375,8 +389,7 @@ int shmlink_stream_sem_wait(const shmlink_stream_t* stream, int index, int64_t t
   const auto st = s.sem_wait(index, to_timeout(timeout_ns));
   if (st.ok()) return SHMLINK_OK;
   if (st.code() == Errc::out_of_range)
-    return fail(SHMLINK_E_OUT_OF_RANGE, "waiting on semaphore %d of stream '%s': the stream has %d slots", index,
-                s.name().c_str(), s.semaphore_count());
+    return semaphore_out_of_range("waiting on a semaphore", index, s);
   if (st.code() == Errc::timeout)
     return fail(SHMLINK_E_TIMEOUT, "waiting on semaphore %d of stream '%s': no post after %" PRId64 " ns", index,
                 s.name().c_str(), timeout_ns);
@@ -389,8 +402,7 @@ int shmlink_stream_sem_flush(const shmlink_stream_t* stream, int index) {
   if (!s.valid()) return status_fail(Errc::closed, "flushing a semaphore of", s);
   // Checked here: Stream::sem_flush returns a count and has no error channel.
   if (index < -1 || index >= s.semaphore_count())
-    return fail(SHMLINK_E_OUT_OF_RANGE, "flushing semaphore %d of stream '%s': the stream has %d slots", index,
-                s.name().c_str(), s.semaphore_count());
+    return semaphore_out_of_range("flushing a semaphore", index, s);
   const int removed = s.sem_flush(index);
   if (removed >= 0) return removed;
   return fail(SHMLINK_E_SYSTEM, "flushing semaphore %d of stream '%s': sem_trywait failed", index, s.name().c_str());
@@ -401,8 +413,7 @@ int shmlink_stream_release_semaphore(shmlink_stream_t* stream, int index) {
   auto& s = stream->stream;
   if (!s.valid()) return status_fail(Errc::closed, "releasing a semaphore of", s);
   if (index < 0 || index >= s.semaphore_count())
-    return fail(SHMLINK_E_OUT_OF_RANGE, "releasing semaphore %d of stream '%s': the stream has %d slots", index,
-                s.name().c_str(), s.semaphore_count());
+    return semaphore_out_of_range("releasing a semaphore", index, s);
   s.release_semaphore(index);
   return SHMLINK_OK;
 }
@@ -412,6 +423,7 @@ int shmlink_stream_sem_trywait(const shmlink_stream_t* stream, int index) {
   const auto& s = stream->stream;
   const auto st = s.sem_trywait(index);
   if (st.ok() || st.code() == Errc::would_block) return static_cast<int>(st.code());  // no data is not an error
+  if (st.code() == Errc::out_of_range) return semaphore_out_of_range("trying a semaphore", index, s);
   return status_fail(st, "trying a semaphore of", s);
 }
 
@@ -420,6 +432,7 @@ int shmlink_stream_sem_post(shmlink_stream_t* stream, int index) {
   auto& s = stream->stream;
   const auto st = s.sem_post(index);
   if (st.ok()) return SHMLINK_OK;
+  if (st.code() == Errc::out_of_range) return semaphore_out_of_range("posting a semaphore", index, s);
   return status_fail(st, "posting a semaphore of", s);
 }
 
@@ -429,8 +442,7 @@ int shmlink_stream_sem_value(const shmlink_stream_t* stream, int index) {
   if (!s.valid()) return status_fail(Errc::closed, "reading a semaphore of", s);
   const int v = s.sem_value(index);
   if (v >= 0) return v;
-  return fail(SHMLINK_E_OUT_OF_RANGE, "reading semaphore %d of stream '%s': the stream has %d slots", index,
-              s.name().c_str(), s.semaphore_count());
+  return semaphore_out_of_range("reading a semaphore", index, s);
 }
 
 // ---- keywords ---------------------------------------------------------------------------------

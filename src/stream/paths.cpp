@@ -116,6 +116,12 @@ void check_channel_name(std::string_view kind, std::string_view name, std::strin
                                          std::to_string(max_bytes) + " allowed");
 }
 
+std::string semaphore_index_error(long long index, int count, std::string_view stream) {
+  const std::string which = "stream '" + escape_name(stream) + "'";
+  if (count <= 0) return which + " has no semaphores";
+  return "semaphore " + std::to_string(index) + " is outside 0.." + std::to_string(count - 1) + " of " + which;
+}
+
 const char* file_type_name(mode_t mode) noexcept {
   if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
   if (S_ISSOCK(mode)) return "a socket";

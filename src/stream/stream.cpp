@@ -124,7 +124,8 @@ struct Stream::Impl {
   std::size_t frame_bytes = 0;  ///< one frame (one slice of a rolling buffer)
   std::size_t data_bytes = 0;   ///< imdatamemsize
   std::uint32_t depth = 1;      ///< slices of a rolling buffer, else 1
-  bool rolling = false;
+  bool rolling = false;         ///< is_rolling_buffer(naxis, imagetype)
+  bool temporal = false;        ///< rolling, with the per-slice arrays (cntarray, times)
   int nsem = 0;
   int nkw = 0;
   std::uint32_t cbsize = 0;
@@ -168,12 +169,17 @@ struct Stream::Impl {
     nelement = snap.nelement;
     data_bytes = static_cast<std::size_t>(snap.imdatamemsize);
     shape.assign(snap.size, snap.size + snap.naxis);
-    rolling = snap.naxis == 3 && isio::has_temporal_arrays(snap.imagetype);
+    // ISIO's rule (is_rolling_buffer): 3 axes and CIRCULAR_BUFFER in imagetype's low nibble.
+    // The per-slice arrays exist only with ZAXIS_TEMPORAL too (the layout sized them so).
+    rolling = is_rolling_buffer(snap.naxis, snap.imagetype);
+    temporal = rolling && isio::has_temporal_arrays(snap.imagetype);
     depth = rolling ? snap.size[2] : 1;
-    if (rolling) {
+    if (temporal) {
       atimearray = reinterpret_cast<timespec*>(base + layout.atimearray);
       writetimearray = reinterpret_cast<timespec*>(base + layout.writetimearray);
       cntarray = reinterpret_cast<std::uint64_t*>(base + layout.cntarray);
+    }
+    if (rolling) {
       // A frame of one row is a 1-axis frame (StreamSpec{.shape = {n}, .depth = N} -> n x 1 x N).
       frame_shape.assign(shape.begin(), shape.begin() + (shape[1] == 1 ? 1 : 2));
     } else {
@@ -242,8 +248,9 @@ isio::Geometry check_spec(const std::string& path, const StreamSpec& spec) {
   if (n > isio::kMaxElements) bad(std::to_string(n) + " elements exceed ImageStreamIO's limit of 1e10");
   if (!dtype_valid(static_cast<std::uint8_t>(spec.dtype)))
     bad("datatype code " + std::to_string(static_cast<int>(spec.dtype)) + " is not 1..13");
-  if (spec.semaphores < 1 || spec.semaphores > kMaxSemaphores)
-    bad(std::to_string(spec.semaphores) + " semaphores, 1 to " + std::to_string(kMaxSemaphores) + " allowed");
+  // Semaphores: any count ISIO's uint16 `sem` holds (0..kMaxSemaphores), as ImageStreamIO and
+  // milk's tools create them; the layout below sizes their chunks.
+  static_assert(kMaxSemaphores == std::numeric_limits<decltype(spec.semaphores)>::max());
   if ((spec.imagetype & 0xF000F) == kImagetypeCircularBuffer && spec.shape.size() != 3)
     bad("a circular-buffer imagetype needs 3 axes");
   if (isio::has_temporal_arrays(spec.imagetype) && spec.shape.size() != 3)
@@ -420,7 +427,9 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
          std::to_string(n * isio::type_size(md->datatype)));
   if (md->location != -1)
     fail("location is " + std::to_string(md->location) + " (GPU streams are not supported)");
-  if (md->sem > kMaxSemaphores) fail("sem is " + std::to_string(md->sem) + ", at most 128 supported");
+  // sem: every value of the uint16 field is accepted (0..kMaxSemaphores, what ISIO accepts); the
+  // file size check below proves the file holds that many slots and PID entries.
+  static_assert(kMaxSemaphores == std::numeric_limits<decltype(md->sem)>::max());
   if (md->NBproctrace > 1024) fail("NBproctrace is " + std::to_string(md->NBproctrace));
   if (md->CBsize > 0 && md->imdatamemsize > (std::uint64_t{1} << 40) / md->CBsize)
     fail("CBsize " + std::to_string(md->CBsize) + " is implausible");
@@ -529,6 +538,7 @@ StreamInfo Stream::info() const {
   s.frame_bytes = m.frame_bytes;
   s.data_bytes = m.data_bytes;
   s.depth = m.depth;
+  s.rolling = m.rolling;
   s.file_bytes = m.seg.size();
   s.imagetype = md->imagetype;
   s.semaphores = md->sem;
@@ -586,11 +596,13 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
   if (options.frame_id) aref(md->cnt2).store(*options.frame_id, std::memory_order_relaxed);
   const std::uint64_t next = aref(md->cnt0).load(std::memory_order_relaxed) + 1;
 
-  if (m.rolling) {  // reference 11.2 step 2: the slice's temporal entries, then cnt1
+  if (m.rolling) {  // reference 11.2 step 2: the slice's temporal entries (if any), then cnt1
     const std::uint32_t sl = m.write_slice;
-    store_timespec(m.atimearray[sl], atime);
-    store_timespec(m.writetimearray[sl], now);
-    aref(m.cntarray[sl]).store(next, std::memory_order_relaxed);
+    if (m.temporal) {
+      store_timespec(m.atimearray[sl], atime);
+      store_timespec(m.writetimearray[sl], now);
+      aref(m.cntarray[sl]).store(next, std::memory_order_relaxed);
+    }
     aref(md->cnt1).store(sl, std::memory_order_relaxed);
   }
   if (m.cbsize > 0) {  // ISIO's fast circular buffer: copy the whole data area into the next slot
@@ -672,11 +684,35 @@ std::span<const std::byte> Stream::view_slice(std::uint32_t slice) const noexcep
   return {impl_->slice_data(slice % impl_->depth), impl_->frame_bytes};
 }
 
+namespace {
+
+/// cnt0 of the frame slice `sl` holds in a rolling buffer without per-slice arrays, when the
+/// newest frame is `c` in slice `s` (ISIO's writer fills slices in order: frame c - d is in slice
+/// s - d); 0 when the slice was never written.
+std::uint64_t derived_frame(std::uint64_t c, std::uint32_t s, std::uint32_t sl, std::uint32_t depth) noexcept {
+  const std::uint64_t d = (std::uint64_t{s} + depth - sl) % depth;
+  return c > d ? c - d : 0;
+}
+
+}  // namespace
+
 FrameInfo Stream::slice_info(std::uint32_t slice) const noexcept {
   if (!impl_ || !impl_->rolling) return frame_info();
   const Impl& m = *impl_;
   const std::uint32_t sl = slice % m.depth;
   FrameInfo f;
+  if (!m.temporal) {  // no per-slice record: derived from cnt0 and cnt1 (racy, as documented)
+    const std::uint64_t c = aref(m.md->cnt0).load(std::memory_order_acquire);
+    const auto s = static_cast<std::uint32_t>(aref(m.md->cnt1).load(std::memory_order_acquire) % m.depth);
+    f.cnt0 = derived_frame(c, s, sl, m.depth);
+    f.cnt1 = sl;
+    if (f.cnt0 != 0 && f.cnt0 == c) {
+      f.cnt2 = aref(m.md->cnt2).load(std::memory_order_relaxed);
+      f.atime_ns = load_timespec(m.md->atime);
+      f.writetime_ns = load_timespec(m.md->writetime);
+    }
+    return f;
+  }
   f.cnt0 = aref(m.cntarray[sl]).load(std::memory_order_acquire);
   f.cnt1 = sl;
   f.atime_ns = load_timespec(m.atimearray[sl]);
@@ -777,11 +813,90 @@ static Status copy_slice(const Stream::Impl& m, std::uint32_t sl, std::uint64_t 
   return expect != 0 ? Errc::overwritten : Errc::torn;
 }
 
+/// The seqlock's opening: cnt0 (acquire, SYNC POINT A: pairs with the writer's cnt0 increment,
+/// so the data of that update is visible) as soon as the write flag (acquire) reads clear, waiting
+/// politely while a writer is inside a write; writer_active or torn when that lasts (WriterPatience).
+static Errc open_seqlock(const Metadata* md, WriterPatience& patience, std::uint64_t* c1) noexcept {
+  for (;;) {
+    const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);
+    if (aref(md->write).load(std::memory_order_acquire) == 0) {
+      patience.clear();
+      *c1 = c;
+      return Errc::ok;
+    }
+    if (const Errc e = patience.wait(c); e != Errc::ok) return e;
+  }
+}
+
+/// Validated copy from a rolling buffer WITHOUT per-slice arrays (a 3-axis CIRCULAR_BUFFER file
+/// without ZAXIS_TEMPORAL, as ImageStreamIO and milk make them). Frames are placed by a
+/// consistent (cnt0, cnt1) pair: the newest frame c is in slice cnt1, frame c - d in slice
+/// cnt1 - d (ISIO's writer fills slices in order: slice (cnt1 + 1) % depth, then cnt1, then
+/// cnt0 += 1, then write = 0). The pair is read under the plain seqlock (write flag clear before
+/// and after, cnt0 unchanged), then the slice is copied and accepted, as in copy_slice(), when
+/// `cnt0 + write < k + depth` after an acquire fence: no write into that slice has begun.
+/// `expect` != 0: copy frame `expect` (would_block when not written yet, overwritten when gone);
+/// otherwise copy slice `sl` whatever frame it holds (would_block when never written).
+static Status copy_derived(const Stream::Impl& m, std::uint32_t sl, std::uint64_t expect, std::span<std::byte> out,
+                           FrameInfo* info, int max_attempts) noexcept {
+  const Metadata* md = m.md;
+  WriterPatience patience;
+  int attempts = 0;
+  while (attempts < std::max(max_attempts, 1)) {
+    // Inside a write cnt1 may already name the slice being written: wait for the commit.
+    std::uint64_t c1 = 0;
+    if (const Errc e = open_seqlock(md, patience, &c1); e != Errc::ok) return e;
+    const auto s1 = static_cast<std::uint32_t>(aref(md->cnt1).load(std::memory_order_acquire) % m.depth);
+    // SYNC POINT C (acquire fence): a cnt1 stored by a later write makes its write = 1 visible.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (aref(md->write).load(std::memory_order_acquire) != 0 || aref(md->cnt0).load(std::memory_order_relaxed) != c1) {
+      ++attempts;
+      continue;  // the pair (c1, s1) may be inconsistent
+    }
+    std::uint64_t k = 0;
+    std::uint32_t slice = sl;
+    if (expect != 0) {
+      if (expect > c1) return Errc::would_block;
+      if (c1 - expect >= m.depth) return Errc::overwritten;
+      k = expect;
+      slice = static_cast<std::uint32_t>((std::uint64_t{s1} + m.depth - (c1 - expect)) % m.depth);
+    } else {
+      k = derived_frame(c1, s1, sl, m.depth);
+      if (k == 0) return Errc::would_block;
+    }
+    std::memcpy(out.data(), m.slice_data(slice), m.frame_bytes);
+    FrameInfo f;
+    f.cnt0 = k;
+    f.cnt1 = slice;
+    if (k == c1) {  // the metadata's times and cnt2 belong to the newest frame only
+      f.cnt2 = aref(md->cnt2).load(std::memory_order_relaxed);
+      f.atime_ns = load_timespec(md->atime);
+      f.writetime_ns = load_timespec(md->writetime);
+    }
+    // SYNC POINT C (acquire fence): if the copy saw any store of a later write into this slice,
+    // that write's write = 1 and the cnt0 before it are visible to the loads below.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const std::uint64_t w2 = aref(md->write).load(std::memory_order_acquire) != 0 ? 1 : 0;
+    const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_relaxed);
+    // The newest frame's times were read from the metadata: valid only while no write began.
+    const bool ok = k == c1 ? (w2 == 0 && c2 == c1) : (c2 + w2 < k + m.depth);
+    if (ok) {
+      if (info != nullptr) *info = f;
+      return Errc::ok;
+    }
+    ++attempts;
+    os::cpu_relax();
+  }
+  return expect != 0 ? Errc::overwritten : Errc::torn;
+}
+
 /// The slice holding frame `k` of a rolling buffer, from the newest slice and its frame; false
-/// when k is not (or no longer) in the buffer.
+/// when k is not (or no longer) in the buffer. Without per-slice arrays the newest frame is
+/// cnt0 (a racy pair: packet_status() validates by its record's frame field).
 static bool slice_of(const Stream::Impl& m, std::uint64_t k, std::uint32_t* sl) noexcept {
   const auto newest_slice = static_cast<std::uint32_t>(aref(m.md->cnt1).load(std::memory_order_acquire) % m.depth);
-  const std::uint64_t kn = aref(m.cntarray[newest_slice]).load(std::memory_order_acquire);
+  const std::uint64_t kn = m.temporal ? aref(m.cntarray[newest_slice]).load(std::memory_order_acquire)
+                                      : aref(m.md->cnt0).load(std::memory_order_acquire);
   if (kn < k || kn - k >= m.depth) return false;
   *sl = static_cast<std::uint32_t>((newest_slice + m.depth - (kn - k)) % m.depth);
   return true;
@@ -792,6 +907,7 @@ Status Stream::read_slice(std::uint32_t slice, std::span<std::byte> out, FrameIn
   if (out.size() != impl_->frame_bytes) return Errc::size_mismatch;
   if (!impl_->rolling) return read_copy(out, info);
   const std::uint32_t sl = slice % impl_->depth;
+  if (!impl_->temporal) return copy_derived(*impl_, sl, 0, out, info, 1000);
   if (aref(impl_->cntarray[sl]).load(std::memory_order_acquire) == 0) return Errc::would_block;
   return copy_slice(*impl_, sl, 0, out, info, 1000);
 }
@@ -812,6 +928,7 @@ Status Stream::read_frame(std::uint64_t k, std::span<std::byte> out, FrameInfo* 
     return Errc::ok;
   }
   if (c - k >= m.depth) return Errc::overwritten;
+  if (!m.temporal) return copy_derived(m, 0, k, out, info, 1000);
   for (int tries = 0; tries < 1000; ++tries) {
     std::uint32_t sl = 0;
     if (!slice_of(m, k, &sl)) {
@@ -874,10 +991,10 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
   const Impl& m = *impl_;
   if (out.size() != m.frame_bytes) return Errc::size_mismatch;
   const Metadata* md = m.md;
-  if (m.rolling) {
+  if (m.temporal) {
     // The newest slice, validated by its cntarray entry. A stream nothing was written to yet,
-    // or whose writer does not fill cntarray (ISIO's UpdateIm does not), takes the plain
-    // seqlock path below on the slice cnt1 names.
+    // or whose writer does not fill cntarray (ISIO's UpdateIm does not), or that has no
+    // cntarray (no ZAXIS_TEMPORAL), takes the plain seqlock path below on the slice cnt1 names.
     const auto sl = static_cast<std::uint32_t>(aref(md->cnt1).load(std::memory_order_acquire) % m.depth);
     if (aref(m.cntarray[sl]).load(std::memory_order_acquire) != 0) {
       return copy_slice(m, sl, 0, out, info, max_attempts);
@@ -886,13 +1003,8 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
   WriterPatience patience;
   int attempts = 0;
   while (attempts < std::max(max_attempts, 1)) {
-    // SYNC POINT A (acquire): pairs with the writer's cnt0 increment; data of that update is visible.
-    const std::uint64_t c1 = aref(md->cnt0).load(std::memory_order_acquire);
-    if (aref(md->write).load(std::memory_order_acquire) != 0) {
-      if (const Errc e = patience.wait(c1); e != Errc::ok) return e;
-      continue;
-    }
-    patience.clear();
+    std::uint64_t c1 = 0;
+    if (const Errc e = open_seqlock(md, patience, &c1); e != Errc::ok) return e;
     const std::uint64_t c1_slice = aref(md->cnt1).load(std::memory_order_relaxed);
     std::memcpy(out.data(), m.rolling ? m.slice_data(static_cast<std::uint32_t>(c1_slice % m.depth)) : m.data,
                 m.frame_bytes);
@@ -1270,8 +1382,12 @@ void Stream::set_keyword(std::string_view name, const KeywordValue& value, std::
   if (name.empty()) throw Error(Errc::invalid_argument, where + ": name is empty");
   if (name.size() > 15) throw Error(Errc::name_too_long, where + ": name must be 1 to 15 bytes");
   if (comment.size() > 79) throw Error(Errc::name_too_long, where + ": comment exceeds 79 bytes");
-  if (auto* s = std::get_if<std::string>(&value); s != nullptr && s->size() > 15)
-    throw Error(Errc::name_too_long, where + ": string value exceeds 15 bytes");
+  // ISIO's valstr is char[16]: a 16-byte value fills it without a terminating NUL (reference
+  // 4.1); keywords() reads at most 16 bytes back.
+  static_assert(sizeof(isio::Keyword{}.value.valstr) == kMaxKeywordString);
+  if (auto* s = std::get_if<std::string>(&value); s != nullptr && s->size() > kMaxKeywordString)
+    throw Error(Errc::name_too_long, where + ": string value is " + std::to_string(s->size()) + " bytes, at most " +
+                                         std::to_string(kMaxKeywordString) + " fit");
   isio::Keyword* slot = nullptr;
   for (int i = 0; i < impl_->nkw && slot == nullptr; ++i) {
     isio::Keyword& k = impl_->kw[i];

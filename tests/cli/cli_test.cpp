@@ -5,6 +5,8 @@
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
+#include "isio_file.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -516,7 +518,8 @@ TEST_F(cli, CreateRejectsBadShapeAndDtypeWithUsageError) {
     EXPECT_EQ(r.code, 2) << dtype << "\n" << describe(r);
     EXPECT_NE(r.err.find(dtype), std::string::npos) << r.err;
   }
-  EXPECT_EQ(run_cli({"create", "bad", "--shape", "4", "--semaphores", "0"}).code, 2);
+  EXPECT_EQ(run_cli({"create", "bad", "--shape", "4", "--semaphores", "65536"}).code, 2);
+  EXPECT_EQ(run_cli({"create", "bad", "--shape", "4", "--semaphores", "-1"}).code, 2);
   EXPECT_EQ(run_cli({"create", "bad", "--shape", "4", "--permissions", "0999"}).code, 2);
   EXPECT_FALSE(fs::exists(stream_file("bad")));
 }
@@ -2274,6 +2277,75 @@ TEST_F(cli, CreateRefusesSetuidSetgidStickyAndExecuteBits) {
   struct stat st {};
   ASSERT_EQ(::stat(stream_file("m").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0666u);
+}
+
+// Issue 18 item 3: `create --semaphores` takes what ImageStreamIO and milk's tools accept, 0 and
+// 129 included (before: 1..128, exit 2), and such streams are valid for info and gc (a 129-slot
+// stream was "not a valid stream" to gc), whose reclaim reaches slot 128.
+TEST_F(cli, CreateTakesZeroAnd129SemaphoresAndGcReclaimsTheLastSlot) {
+  create({"none", "--shape", "4", "--semaphores", "0"});
+  RunResult r = run_cli({"info", "none", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("semaphores"), 0);
+  EXPECT_TRUE(parse_json(r).at("semaphore_slots").empty());
+
+  create({"many", "--shape", "8x8", "--semaphores", "129"});
+  r = run_cli({"info", "many", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("semaphores"), 129);
+  EXPECT_EQ(parse_json(r).at("semaphore_slots").size(), 129u);
+  const std::string path = stream_file("many").string();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    try {
+      shmlink::Stream s = shmlink::Stream::open(path);
+      ::_exit(s.claim_semaphore(128) == 128 ? 0 : 1);
+    } catch (...) {
+      ::_exit(2);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  r = run_cli({"gc"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("freed 1 semaphore slot(s) of dead readers in many"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err.find("not a valid stream"), std::string::npos) << r.err;
+  EXPECT_EQ(shmlink::Stream::open(path).info().sem_read_pids.at(128), -1);
+  EXPECT_TRUE(fs::exists(stream_file("none")));
+  EXPECT_TRUE(fs::exists(stream_file("many")));
+}
+
+// Issue 18 item 2: a milk stream whose imagetype is CIRCULAR_BUFFER without the temporal bit is
+// a rolling buffer for `info` (depth and frame shape) and `cat` (the newest slice, cnt1), as
+// ImageStreamIO reads it. Before: depth 1 and the whole cube.
+TEST_F(cli, InfoAndCatTreatAnIsioCircularBufferWithoutTheTemporalBitAsRolling) {
+  shmlink::test::IsioSpec spec;
+  spec.naxis = 3;
+  spec.size[0] = 3;
+  spec.size[1] = 2;
+  spec.size[2] = 4;
+  spec.imagetype = shmlink::kImagetypeCircularBuffer;
+  shmlink::test::IsioFile file(stream_file("cb").string(), spec);
+  for (std::uint32_t k = 1; k <= 6; ++k) {
+    std::vector<std::uint32_t> frame(6, k);
+    file.write_frame(std::as_bytes(std::span(frame)));
+  }
+  RunResult r = run_cli({"info", "cb", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("depth"), 4);
+  EXPECT_EQ(j.at("frame_shape"), json::array({3, 2}));
+  EXPECT_EQ(j.at("frame_bytes"), 24);
+  EXPECT_EQ(j.at("cnt1"), 2);
+  r = run_cli({"cat", "cb", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json c = parse_json(r);
+  EXPECT_EQ(c.at("cnt0"), 6) << c.dump();
+  // Slices hold frames 4, 5, 6, 3: the whole cube has min 3; the newest frame is all 6.
+  EXPECT_EQ(c.at("stats").at("min"), 6) << c.dump();
+  EXPECT_EQ(c.at("stats").at("max"), 6) << c.dump();
 }
 
 }  // namespace

@@ -76,8 +76,31 @@ def test_wait_on_a_semaphore_and_by_spinning(streamdir, peer):
         assert s.wait(timeout=10, spin=True) is True
         assert child.wait(timeout=10) == 0
         assert s.cnt0 == 2
-        with pytest.raises(ValueError, match="semaphore 10"):
+        with pytest.raises(ValueError, match="semaphore 10 is outside 0..9 of stream 'ws'"):
             s.wait(timeout=0, sem=10)
+
+
+def test_streams_without_semaphores_and_with_129_say_so_in_english(streamdir):
+    # Issue 18 item 3: 0 and 129 slots as ImageStreamIO accepts them; the error read
+    # "semaphore 0 is outside 0..-1" before.
+    with make("nosem", shape=(3,), dtype="uint8", semaphores=0) as s:
+        assert s.semaphores == 0
+        with pytest.raises(ValueError, match="stream 'nosem' has no semaphores"):
+            s.wait(timeout=0, sem=0)
+    with make("many", shape=(3,), dtype="uint8", semaphores=129) as s:
+        assert s.semaphores == 129
+        assert s.claim_semaphore(128) == 128
+        s.write(np.zeros(3, np.uint8))
+        assert s.wait(timeout=1, sem=128) is True
+
+
+def test_string_keywords_hold_sixteen_characters(streamdir):
+    # Issue 18 item 4: ImageStreamIO's string keyword field holds 16 bytes.
+    with make("kw16", shape=(1,), dtype="uint8", keywords=1) as s:
+        s.keywords["CAMERA"] = "0123456789ABCDEF"
+        assert shmlink.Stream.open("kw16").keywords["CAMERA"] == "0123456789ABCDEF"
+        with pytest.raises(ValueError, match="at most 16"):
+            s.keywords["CAMERA"] = "0123456789ABCDEFG"
 
 
 WAITER = """

@@ -137,8 +137,10 @@ Command add_create_command(CLI::App& app) {
   sub->add_option("--keywords", opt->keywords, "Keyword slots (0-65535)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  sub->add_option("--semaphores", opt->semaphores, "Semaphore slots, one per reader (1-128)")
-      ->check(CLI::Range(1, static_cast<int>(kMaxSemaphores)))
+  sub->add_option("--semaphores", opt->semaphores,
+                  "Semaphore slots, one per milk/ISIO semaphore reader (0-65535, as ImageStreamIO and milk "
+                  "accept; 0: readers wait by futex or spin only)")
+      ->check(CLI::Range(0, static_cast<int>(kMaxSemaphores)))
       ->capture_default_str();
   sub->add_option("--depth", opt->depth,
                   "Rolling buffer of this many frames (2 or more; --shape is then one frame, W or WxH, "

@@ -875,6 +875,28 @@ TEST_F(capiSemaphore, SemWaitRejectsAnOutOfRangeSlot) {
   }
 }
 
+// Issue 18 item 3: the range error reads as English, also for a stream without semaphores
+// (before: "the stream has 10 slots" here, "semaphore 0 is outside 0..-1" in Python).
+TEST_F(capiSemaphore, OutOfRangeErrorsNameTheRangeOrSayThereAreNoSemaphores) {
+  const std::string name = test_stream_name();
+  auto s = make_stream(name);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(shmlink_stream_sem_value(s.get(), 12), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("semaphore 12 is outside 0..9 of stream '" + name + "'"), std::string::npos)
+      << last_error();
+  auto spec = spec_of(1, 4, 0, 0, SHMLINK_DTYPE_U8);
+  spec.semaphores = 0;
+  const std::string none = test_stream_name() + "n";
+  auto z = make_stream(none, spec);
+  ASSERT_TRUE(z) << last_error();
+  EXPECT_EQ(shmlink_stream_sem_wait(z.get(), 0, 0), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("stream '" + none + "' has no semaphores"), std::string::npos) << last_error();
+  EXPECT_EQ(shmlink_stream_sem_post(z.get(), 0), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
+  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), -1), SHMLINK_E_BUSY);
+  EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
+}
+
 TEST_F(capiSemaphore, SemWaitTimesOutWithoutAPost) {
   const std::string name = test_stream_name();
   auto s = make_stream(name);
@@ -999,7 +1021,7 @@ TEST_F(capiKeyword, SetAndGetADouble) {
 TEST_F(capiKeyword, SetAndGetAString) {
   auto s = make_stream(test_stream_name(), keyword_spec(4));
   ASSERT_TRUE(s);
-  const std::string longest(15, 's');
+  const std::string longest(16, 's');  // ISIO's valstr holds 16 (issue 18 item 4; 15 before)
   ASSERT_EQ(shmlink_stream_set_keyword_string(s.get(), "CAMERA", longest.c_str(), "model"), SHMLINK_OK)
       << last_error();
   shmlink_keyword_t kw{};
@@ -1051,10 +1073,10 @@ TEST_F(capiKeyword, SetRejectsTooLongNameValueOrComment) {
   const std::string name = test_stream_name();
   auto s = make_stream(name, keyword_spec(4));
   ASSERT_TRUE(s);
-  const std::string name16(16, 'K'), value16(16, 'v'), comment80(80, 'c');
+  const std::string name16(16, 'K'), value17(17, 'v'), comment80(80, 'c');
   EXPECT_EQ(shmlink_stream_set_keyword_int(s.get(), name16.c_str(), 1, nullptr), SHMLINK_E_NAME_TOO_LONG);
   EXPECT_NE(last_error().find(name), std::string::npos) << "names the stream: " << last_error();
-  EXPECT_EQ(shmlink_stream_set_keyword_string(s.get(), "S", value16.c_str(), nullptr), SHMLINK_E_NAME_TOO_LONG);
+  EXPECT_EQ(shmlink_stream_set_keyword_string(s.get(), "S", value17.c_str(), nullptr), SHMLINK_E_NAME_TOO_LONG);
   EXPECT_EQ(shmlink_stream_set_keyword_double(s.get(), "D", 1.0, comment80.c_str()), SHMLINK_E_NAME_TOO_LONG);
   EXPECT_EQ(shmlink_stream_set_keyword_int(s.get(), std::string(15, 'K').c_str(), 1, std::string(79, 'c').c_str()),
             SHMLINK_OK)
