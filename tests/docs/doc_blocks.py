@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,7 @@ class Runner:
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="shmlink-doctest-"))
         self.count = 0
+        self.compiled: dict = {}  # id(block) -> (executable or None, complete?) or the failure
 
     def scratch(self) -> Path:
         self.count += 1
@@ -181,10 +183,29 @@ class Runner:
                                + r.stdout + r.stderr)
         return (exe if complete else None), complete
 
+    def precompile(self, blocks: list[Block]) -> None:
+        """Compiles every C and C++ block, two at a time (compiling is most of this test's time);
+        a failure is raised again when its block runs."""
+        todo = [b for b in blocks if b.lang in ("cpp", "c++", "c") and "skip" not in b.attrs]
+        dirs = {id(b): self.scratch() for b in todo}
+
+        def one(b: Block):
+            try:
+                return self.compile(b, dirs[id(b)])
+            except (BlockFailure, subprocess.TimeoutExpired) as e:
+                return e
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for b, result in zip(todo, pool.map(one, todo)):
+                self.compiled[id(b)] = result
+
     def command(self, block: Block, scratch: Path) -> list[str] | None:
-        """The command that runs a block (compiling it first), or None when it is only compiled."""
+        """The command that runs a block (compiled by precompile()), or None when it is only compiled."""
         if block.lang in ("cpp", "c++", "c"):
-            exe, complete = self.compile(block, scratch)
+            result = self.compiled.get(id(block)) or self.compile(block, scratch)
+            if isinstance(result, Exception):
+                raise BlockFailure(str(result))
+            exe, complete = result
             if not complete or "compile" in block.attrs:
                 return None
             return [str(exe)]
@@ -267,6 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = ran = skipped = 0
     start = time.monotonic()
     try:
+        runner.precompile(blocks)
         for b in blocks:
             if "skip" in b.attrs or b.attrs.get("role") == "writer":
                 skipped += "skip" in b.attrs
