@@ -146,8 +146,9 @@ class Runner:
     def env(self, scratch: Path) -> dict:
         env = dict(os.environ)
         env["SHMLINK_DIR"] = str(scratch)
-        env["PATH"] = os.pathsep.join(self.args.bin_path + [env.get("PATH", "/usr/bin:/bin")])
-        env["PYTHONPATH"] = self.args.pythonpath
+        bins = [str(Path(d).resolve()) for d in self.args.bin_path]
+        env["PATH"] = os.pathsep.join(bins + [env.get("PATH", "/usr/bin:/bin")])
+        env["PYTHONPATH"] = str(Path(self.args.pythonpath).resolve()) if self.args.pythonpath else ""
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.pop("MILK_SHM_DIR", None)
         return env
@@ -171,7 +172,7 @@ class Runner:
         compiler = self.args.cc if is_c else self.args.cxx
         std = "-std=c11" if is_c else "-std=c++20"
         cmd = [compiler, std, "-Wall", "-Wextra", "-Werror", "-O0", "-pthread"]
-        cmd += [f"-I{d}" for d in self.args.include]
+        cmd += [f"-I{Path(d).resolve()}" for d in self.args.include]
         lib = Path(self.args.lib).resolve()
         if complete:
             cmd += [str(src), "-o", str(exe), str(lib), f"-Wl,-rpath,{lib.parent}"]
