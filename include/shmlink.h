@@ -571,7 +571,7 @@ SHMLINK_EXPORT int shmlink_interface_peer_signal(const shmlink_interface_t *ifac
 /* ==== memif: the shared-memory packet interface (shmlink::memif, include/shmlink/memif.hpp)
  *
  * memif protocol 2.0, as spoken by VPP, DPDK's memif PMD and libmemif, in both roles. The shapes
- * follow libmemif 4.0 (reference memif.md section 14): a socket object holds interfaces; an
+ * follow libmemif 4.0 (docs/reference/memif.md section 14): a socket object holds interfaces; an
  * interface is a master (listens; maps the peer's memory) or a slave (connects; owns the
  * regions, rings and buffers); packets move through buffers reserved with alloc, published with
  * tx_burst, received with rx_burst and handed back with refill.

@@ -13,13 +13,13 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  ao_loop [run] [--seconds S] [--rate HZ] [--transport shm|pipe|both] [--json FILE]
+  shmlink-ao-loop [run] [--seconds S] [--rate HZ] [--transport shm|pipe|both] [--json FILE]
       Runs the camera -> controller -> recorder pipeline over shmlink streams and over pipes,
       S seconds each (default: $SHMLINK_DEMO_SECONDS, else 10) at HZ frames per second
       (default 1000), and prints the comparison. Exit status 0 when every check passed.
-  ao_loop camera     [--transport shm|pipe] --out STREAM|FD             [common options]
-  ao_loop controller [--transport shm|pipe] --in STREAM|FD --out STREAM|FD [common options]
-  ao_loop recorder   [--transport shm|pipe] --in STREAM|FD               [common options]
+  shmlink-ao-loop camera     [--transport shm|pipe] --out STREAM|FD             [common options]
+  shmlink-ao-loop controller [--transport shm|pipe] --in STREAM|FD --out STREAM|FD [common options]
+  shmlink-ao-loop recorder   [--transport shm|pipe] --in STREAM|FD               [common options]
       common options: [--seconds S] [--rate HZ] [--timeout S] [--report-fd FD]
       One process of the pipeline (what `run` starts). STREAM is a stream name in
       $SHMLINK_DIR (else /dev/shm), FD an inherited pipe end (default transport: shm).

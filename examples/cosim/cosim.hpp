@@ -3,7 +3,7 @@
 /// @brief Shared declarations of the `cosim` example: one electrical circuit split into two
 /// processes coupled by the ideal transformer method over a shmlink::Interface (two sample
 /// queues), as DPsim's distributed shared-memory example does (reference
-/// `ivshmem-villas-pscom.md` section 14), plus the one-process reference and the launcher.
+/// docs/reference/villas-shmem.md section 4), plus the one-process reference and the launcher.
 ///
 /// ```
 ///   source side (process 1)                      load side (process 2)

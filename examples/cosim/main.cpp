@@ -16,25 +16,25 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  cosim run [--steps N] [--exec] [--wait polling|futex|hybrid] [--predictor linear|hold]
-            [--tolerance F] [--timeout S] [--json] [--keep]
+  shmlink-cosim run [--steps N] [--exec] [--wait polling|futex|hybrid] [--predictor linear|hold]
+                    [--tolerance F] [--timeout S] [--json] [--keep]
       Runs the circuit split in two processes (source side, load side) for N steps of 50 us
       (default 20000 = 1 s), compares with the one-process solution and prints a summary (with
       --json: JSON on stdout, the summary on stderr). --exec: the source side launches the load
       side through its Interface (InterfaceSpec::exec) instead of the launcher starting both.
       --tolerance: largest max|error|/peak allowed for v and i (default 0.01). --keep: keep
       the scratch directory (trajectories, reports). Exit status 0 on pass, 1 on fail.
-  cosim monolithic [--steps N] [--csv FILE] [--json]
+  shmlink-cosim monolithic [--steps N] [--csv FILE] [--json]
       Solves the whole circuit in one process (the reference); --csv writes step,t_s,v_V,i_A.
-  cosim side source|load [--in QUEUE] [--out QUEUE] [--steps N] [--wait MODE]
-            [--predictor linear|hold] [--timeout S] [--trajectory FILE] [--report FILE]
-            [--exec COMMAND ARGS...]
+  shmlink-cosim side source|load [--in QUEUE] [--out QUEUE] [--steps N] [--wait MODE]
+                    [--predictor linear|hold] [--timeout S] [--trajectory FILE] [--report FILE]
+                    [--exec COMMAND ARGS...]
       One side, against any peer: QUEUE is a queue name in $SHMLINK_DIR (else /dev/shm) or a
       path. Defaults: $SHMLINK_INTERFACE_IN / $SHMLINK_INTERFACE_OUT when set (a side launched
       by --exec), else --out cosim-<this side> and --in cosim-<other side>. --exec (last) launches
       the peer with the rest of the line. --timeout S (default 30): how long to wait for the
       peer to attach and for each sample. --trajectory: CSV step,t_s,value.
-  cosim compare --source FILE --load FILE [--tolerance F] [--json]
+  shmlink-cosim compare --source FILE --load FILE [--tolerance F] [--json]
       Compares the trajectories of two sides run by hand with the one-process solution.
 )";
 

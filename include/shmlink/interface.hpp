@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// @file interface.hpp
 /// @brief The duplex co-simulation Interface: two sample queues between two peers, as
-/// VILLASnode's shmem node and DPsim use them (reference `ivshmem-villas-pscom.md` sections
-/// 12.1, 13 and 14; DESIGN.md "Queues").
+/// VILLASnode's shmem node and DPsim use them (docs/reference/villas-shmem.md sections
+/// 2.1, 3 and 4; docs/design/queues.md).
 ///
 /// Each side creates and owns the queue it writes (`InterfaceSpec::out`) and reads the queue its
 /// peer owns (`InterfaceSpec::in`); the peer opens the same pair with the names swapped. Either

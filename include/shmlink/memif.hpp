@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// @file memif.hpp
 /// @brief memif: the shared-memory packet interface of VPP, DPDK and libmemif, protocol 2.0,
-/// both roles (DESIGN.md "memif"; every section number below is in reference `memif.md`).
+/// both roles (docs/design/memif.md; every section number below is in docs/reference/memif.md).
 ///
 /// A `memif::Socket` is one control socket (a filesystem path or an abstract `@name`) with the
 /// interfaces on it, selected by id. An interface is a *master* (it listens; the peer's memory is

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// @file queue.hpp
-/// @brief Bounded, lock-free sample queues in shared memory (DESIGN.md "Queues"; the job
-/// VILLASnode's shmem node and DPsim do, reference `ivshmem-villas-pscom.md` sections 11-14).
+/// @brief Bounded, lock-free sample queues in shared memory (docs/design/queues.md; the job
+/// VILLASnode's shmem node and DPsim do, docs/reference/villas-shmem.md).
 ///
 /// A queue is one file `<dir>/<name>.queue.shm` in the stream directory (stream_directory()):
 /// a header (magic, layout version written last, slot size, capacity, producer and consumer
@@ -35,7 +35,7 @@
 
 namespace shmlink {
 
-/// Type of one signal value (VILLASnode's SignalType numbering, reference 12.5).
+/// Type of one signal value (VILLASnode's SignalType numbering, docs/reference/villas-shmem.md section 2.5).
 enum class SignalType : std::uint8_t {
   invalid = 0,  ///< unused slot
   f64 = 1,      ///< double ("float" in VILLASnode)

@@ -5,7 +5,7 @@
 ///
 /// Segments are created complete before they become visible: `Segment::create_file` builds the
 /// file under a temporary name in the target directory, lets the caller fill it, and only then
-/// links it under its real name (DESIGN.md, "Rules for everything that lives in shared memory").
+/// links it under its real name (docs/design/streams.md, "Creation").
 #pragma once
 
 #include <shmlink/error.hpp>

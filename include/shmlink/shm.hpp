@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// @file shm.hpp
 /// @brief `shmlink::Shm<T>`: the Durham AO (DAO) C++ `Dao::Shm<T>` interface on top of
-/// ImageStreamIO 2.00 streams (reference `imagestreamio-dao.md`, sections 16.3 and 17.8).
+/// ImageStreamIO 2.00 streams (docs/reference/imagestreamio.md, sections 16.3 and 17.8).
 ///
 /// Differences from DAO, on purpose:
 /// - Shapes are DAO/numpy order (slowest axis first, C order), stored reversed in ISIO's

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// @file stream.hpp
 /// @brief Named, typed N-d array streams whose files are byte-compatible with milk/cacao
-/// ImageStreamIO 2.00 (`../shared/reference/imagestreamio-dao.md`, sections 2-12).
+/// ImageStreamIO 2.00 (docs/reference/imagestreamio.md, sections 2-12; "reference section N" below).
 ///
 /// A stream is one file `<dir>/<name>.im.shm` holding a 384-byte metadata block, the current
 /// frame, keywords, in-file POSIX semaphores (one per reader slot, plus semlog), PID arrays and
@@ -138,7 +138,7 @@ inline constexpr int kSemaphoreMaxValue = 10;
 inline constexpr std::uint32_t kMaxPackets = 512;
 /// A wait that never times out.
 inline constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
-/// Default spin budget of futex waits before sleeping (DESIGN.md "Waiting").
+/// Default spin budget of futex waits before sleeping (docs/design/streams.md, "Reader protocols").
 inline constexpr std::chrono::nanoseconds kDefaultSpin = std::chrono::microseconds(2);
 
 /// The directory streams live in: `$SHMLINK_DIR`, else `$MILK_SHM_DIR`, else `/milk/shm` if it

@@ -21,12 +21,10 @@ f64, i64, bool, c64); ``shmlink.Interface`` is a duplex link to a peer process (
 shmem / DPsim style). See docs/python.md "Queues and co-simulation".
 """
 
-from __future__ import annotations
-
 import datetime as _dt
 import enum as _enum
-from collections.abc import Iterator, MutableMapping
-from typing import Union
+from collections.abc import Iterator as _Iterator, MutableMapping as _MutableMapping
+from typing import Union as _Union
 
 import numpy as _np
 
@@ -39,9 +37,11 @@ from .errors import (AccessError, ArgumentError, BusyError, ClosedError, Error, 
                      OverwrittenError, PeerExitedError, ReplacedError, SystemFailure,
                      TornReadError, WaitTimeout, WriterActiveError)
 
+# Every public name, and only those: `from shmlink import *` and dir()'s public names agree
+# (tests/python/test_namespace.py). Helpers and what is imported for typing stay private (_x).
 __all__ = [
-    "Stream", "Keywords", "stream_directory", "stream_path", "errors", "Error", "AccessError",
-    "ArgumentError", "BusyError", "ClosedError", "ExistsError", "Interrupted", "LayoutError",
+    "Stream", "Keywords", "KeywordValue", "stream_directory", "stream_path", "errors", "Error",
+    "AccessError", "ArgumentError", "BusyError", "ClosedError", "ExistsError", "Interrupted", "LayoutError",
     "NoSpaceError", "NotFoundError", "NotReadyError", "OverwrittenError", "ReplacedError",
     "SystemFailure", "TornReadError", "WaitTimeout", "WriterActiveError", "DTYPES",
     "Queue", "Sample", "Signal", "SignalType", "SampleFlag", "Interface", "PeerStatus",
@@ -55,7 +55,8 @@ DTYPES = tuple(_np.dtype(n) for n in (
     "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32",
     "float64", "complex64", "complex128", "float16"))
 
-KeywordValue = Union[int, float, str]
+#: A keyword's value: an int (int64), a float (double) or a str.
+KeywordValue = _Union[int, float, str]
 
 class SignalType(str, _enum.Enum):
     """A signal's type; a str, so ``SignalType.I64 == "i64"`` and either is accepted."""
@@ -77,7 +78,7 @@ class SampleFlag(_enum.IntFlag):
     NEW_SIMULATION = _shmlink.SAMPLE_NEW_SIMULATION
 
 
-class Keywords(MutableMapping):
+class Keywords(_MutableMapping):
     """A stream's ImageStreamIO keywords as a mutable mapping of name -> int, float or str.
 
     Names are at most 15 bytes, string values at most 16 bytes (as ImageStreamIO stores them);
@@ -85,7 +86,7 @@ class Keywords(MutableMapping):
     more raises ArgumentError.
     """
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: "Stream") -> None:
         self._stream = stream
 
     def __getitem__(self, name: str) -> KeywordValue:
@@ -105,7 +106,7 @@ class Keywords(MutableMapping):
         if not self._stream._erase_keyword(name):
             raise KeyError(name)
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> _Iterator[str]:
         return iter(list(self._stream._keywords()))
 
     def __len__(self) -> int:
@@ -120,7 +121,7 @@ def _datetime(ns: int) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
 
 
-def _history(self: Stream, count: int = 0) -> _np.ndarray:
+def _history(self: "Stream", count: int = 0) -> _np.ndarray:
     """The last ``count`` frames of a rolling buffer (all but the slice being rewritten when 0),
     oldest first, as an array of shape ``(n,) + shape``; frames overwritten meanwhile are left out."""
     newest = self.cnt0

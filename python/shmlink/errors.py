@@ -31,7 +31,12 @@ class                    also a                       when
 =======================  ===========================  ======================================
 """
 
-from __future__ import annotations
+__all__ = [
+    "Error", "NotFoundError", "ExistsError", "AccessError", "ArgumentError", "LayoutError",
+    "ClosedError", "WaitTimeout", "Interrupted", "NoSpaceError", "SystemFailure", "PeerExitedError",
+    "WriterActiveError", "TornReadError", "ReplacedError", "OverwrittenError", "NotReadyError",
+    "BusyError", "from_code",
+]
 
 
 class Error(Exception):

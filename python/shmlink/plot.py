@@ -16,6 +16,8 @@ import json
 import sys
 from typing import Any, Optional
 
+__all__ = ["plot", "main", "PERCENTILES"]
+
 PERCENTILES = [("min", 0.0), ("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9), ("max", 100.0)]
 
 

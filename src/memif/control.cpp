@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// memif control channel transport (src/memif/control.hpp; reference sections 4 and 13).
+// memif control channel transport (src/memif/control.hpp; docs/reference/memif.md sections 4 and 13).
 #include "memif/control.hpp"
 
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // memif control channel transport: AF_UNIX SOCK_SEQPACKET sockets carrying one 128-byte message
-// per datagram and at most one fd per message (docs: /work/shared/reference/memif.md, sections 4
+// per datagram and at most one fd per message (docs/reference/memif.md, sections 4
 // and 13).
 //
 // Conventions (include/shmlink/error.hpp): setting a socket up (parse_socket_name,

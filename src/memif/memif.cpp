@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // memif sockets and interfaces: the control-channel state machines of both roles (reference
-// memif.md sections 6-8) over the transport in control.cpp and the data path in ring.cpp.
+// docs/reference/memif.md sections 6-8) over the transport in control.cpp and the data path in ring.cpp.
 //
 // One epoll fd per Socket watches the listener (masters), every control connection, a
 // reconnect timerfd (slaves) and a status timerfd (armed while an interface is up and the socket

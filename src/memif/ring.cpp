@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// memif shared memory and the data path of one queue (src/memif/ring.hpp; reference memif.md
+// memif shared memory and the data path of one queue (src/memif/ring.hpp; docs/reference/memif.md
 // sections 9-12 and 19).
 //
 // Everything the peer can write is read exactly once into a local copy (relaxed atomic loads of

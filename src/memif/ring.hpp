@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // memif shared memory: the regions a slave creates, the regions a master maps, and the data path
-// of one queue (reference memif.md sections 9-12). Internal; the public face is
+// of one queue (docs/reference/memif.md sections 9-12). Internal; the public face is
 // include/shmlink/memif.hpp.
 //
 // Ownership rules (section 11): `head` is written only by the slave, `tail` only by the master,

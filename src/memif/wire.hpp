@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // memif 2.0 wire format: protocol constants, the 128-byte control messages, the shared ring header
-// and descriptor (docs: /work/shared/reference/memif.md, sections 2, 5 and 9). Written from the
+// and descriptor (docs/reference/memif.md, sections 2, 5 and 9). Written from the
 // reference's tables; offsets are for little-endian hosts and memif never converts byte order.
 //
 // Every layout is pinned by static_asserts on its size and on each absolute offset listed in the

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // shmlink's own operations on glibc semaphores that live in shared files (ImageStreamIO's
-// in-file sem_t, reference imagestreamio-dao.md section 4 and 12.2). Any process that maps a
+// in-file sem_t, docs/reference/imagestreamio.md sections 4 and 12.2). Any process that maps a
 // stream writable can write any bytes there, and glibc's sem_post / sem_wait abort the process
 // ("The futex facility returned an unexpected error code") on some of them. These functions
 // keep glibc's protocol, so glibc posters and waiters interoperate with them, but never abort,

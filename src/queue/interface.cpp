@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The duplex co-simulation Interface (include/shmlink/interface.hpp; docs/design/queues.md
-// "Interface"): VILLASnode's shmem open/close handshake (reference 12.1) and `exec` (13), with
+// "Interface"): VILLASnode's shmem open/close handshake (docs/reference/villas-shmem.md 2.1) and `exec` (3), with
 // the peer watched through an OFD lock instead of a semaphore nobody can time out on.
 #include <shmlink/interface.hpp>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Sample queues (include/shmlink/queue.hpp). Layout: src/queue/queue_layout.hpp. Algorithms:
-// a plain SPSC ring, and Dmitry Vyukov's bounded MPMC queue (reference ivshmem-villas-pscom.md
+// a plain SPSC ring, and Dmitry Vyukov's bounded MPMC queue (docs/reference/villas-shmem.md
 // 12.2) with per-cell turn numbers; docs/design/queues.md explains the orderings.
 #include <shmlink/queue.hpp>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ImageStreamIO 2.00 on-disk layout: structs, static_asserts and the chunk sizing rules.
-// Source: ../shared/reference/imagestreamio-dao.md sections 2 (IMAGE_METADATA), 4 (keyword,
+// Source: docs/reference/imagestreamio.md sections 2 (IMAGE_METADATA), 4 (keyword,
 // proc trace, CB frame metadata) and 5 (chunk order and ROUND_UP_8), which follow
 // milk-org/ImageStreamIO: ImageStruct.h and ImageStreamIO.c (ImageStreamIO_image_sizing).
 //

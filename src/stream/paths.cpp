@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Stream directory and file naming (DESIGN.md "Streams"; reference section 8).
+// Stream directory and file naming (docs/reference/imagestreamio.md section 8).
 #include <shmlink/stream.hpp>
 
 #include <sys/stat.h>

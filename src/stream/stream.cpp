@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // ImageStreamIO 2.00 streams (include/shmlink/stream.hpp).
-// Layout: src/stream/isio_layout.hpp. Protocols: reference imagestreamio-dao.md sections 9-12
+// Layout: src/stream/isio_layout.hpp. Protocols: docs/reference/imagestreamio.md sections 9-12
 // and docs/design/streams.md.
 #include <shmlink/stream.hpp>
 

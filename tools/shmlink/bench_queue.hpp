@@ -73,7 +73,7 @@ inline constexpr QueueThroughputMode kAllQueueThroughputModes[] = {
     QueueThroughputMode::zmq_ipc_single,     QueueThroughputMode::zmq_ipc_batch,
 };
 
-/// The other transports every shmlink figure is compared with (DESIGN.md "How to measure").
+/// The other transports every shmlink figure is compared with (docs/bench.md, "`shmlink bench queue`").
 enum class QueuePeer { pipe, unix_socket, boost_mq, zmq_ipc };
 
 /// Every peer, in report order.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // `shmlink bench stream`: shmlink's stream paths next to the raw floors, in one run, as
-// ratios (DESIGN.md "How to measure"; docs/bench.md): one-way latency of spin, hybrid, futex
+// ratios (docs/bench.md, "How to measure"): one-way latency of spin, hybrid, futex
 // and semaphore waits against a cache-line ping-pong, a futex ping-pong and a pipe between two
 // pinned processes; write/read bandwidth against memcpy; the cost of a write nobody waits for.
 #include "bench_common.hpp"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // `shmlink memif responder|ping|bench`: a memif interface in either role that answers ARP and
-// ICMP echo like libmemif's icmp_responder example, one that pings through it (reference memif.md
+// ICMP echo like libmemif's icmp_responder example, one that pings through it (docs/reference/memif.md
 // section 17; docs/cli.md), and the packet-rate benchmark (bench_memif.cpp; docs/bench.md).
 #include "bench_memif.hpp"
 #include "common.hpp"

@@ -1,0 +1,362 @@
+# SPDX-License-Identifier: MIT
+"""Runs every fenced code block of README.md and docs/**/*.md, so the docs cannot drift from the code.
+
+Usage (ctest runs it, tests/docs/CMakeLists.txt):
+    doc_blocks.py run    --source DIR --cxx CXX --cc CC --include DIR... --lib LIBSHMLINK
+                         --bin-path DIR... --pythonpath DIR [--only FILE]
+    doc_blocks.py list   --source DIR                 # what would run, and how
+    doc_blocks.py paths  --source DIR                 # no reference leaves the repository
+
+What happens to a block is decided by its language and by an optional marker, an HTML comment on
+the line right above the opening fence (blank lines between are allowed):
+
+    ```cpp / ```c      compiled with -Wall -Wextra -Werror and linked to libshmlink; run when it
+                       defines main() (a complete program), else compiled as a fragment: its
+                       #include lines at file scope, the rest inside the body of a function
+                       returning int (so a fragment may `return 1;` on an error)
+    ```python          run by the interpreter running this script (Debian's /usr/bin/python3)
+    ```sh / ```bash    run by `bash -euo pipefail`, with the build's shmlink on PATH
+    anything else      must carry a skip marker (a diagram, an output sample, a JSON schema)
+
+    <!-- doctest: skip (REASON) -->        never run; the reason is required
+    <!-- doctest: compile -->              a complete program that is compiled but not run
+    <!-- doctest: pair=NAME role=reader --> two blocks, role=reader and role=writer, run at the
+    <!-- doctest: pair=NAME role=writer --> same time as two processes: the reader started first,
+                                           the writer once the reader printed a line; both must
+                                           exit 0 (a two-terminal example)
+
+Each block runs in a fresh scratch directory that is also its SHMLINK_DIR, with a time limit, and
+the test fails on the first block that fails and on any block that has neither a language it
+can run nor a skip marker. `paths` fails when README.md, docs/, include/, src/, tools/ or
+examples/ mention a path outside the repository (`../shared`, `/work/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUNNABLE = {"cpp", "c++", "c", "python", "sh", "bash"}
+MARKER = re.compile(r"^\s*<!--\s*doctest:\s*(.*?)\s*-->\s*$")
+FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
+BLOCK_TIMEOUT_S = 30
+
+
+@dataclass
+class Block:
+    """One fenced block of a Markdown file."""
+
+    path: Path
+    line: int          # 1-based line of the opening fence
+    lang: str
+    code: str
+    marker: str = ""   # the text of the doctest marker, "" when none
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def doc_files(source: Path) -> list[Path]:
+    """README.md and every Markdown file under docs/."""
+    return [source / "README.md"] + sorted((source / "docs").rglob("*.md"))
+
+
+def parse_marker(text: str) -> dict:
+    """'pair=q role=reader' -> {'pair': 'q', 'role': 'reader'}; 'skip (why)' -> {'skip': 'why'}."""
+    m = re.match(r"skip\s*\((.+)\)\s*$", text)
+    if m:
+        return {"skip": m.group(1).strip()}
+    if text == "compile":
+        return {"compile": "1"}
+    attrs = dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
+    if set(attrs) != {"pair", "role"} or attrs["role"] not in ("reader", "writer"):
+        return {"bad": text}
+    return attrs
+
+
+def extract(path: Path) -> list[Block]:
+    """The fenced blocks of one Markdown file, each with the marker right above it."""
+    blocks: list[Block] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i, marker = 0, ""
+    while i < len(lines):
+        m = MARKER.match(lines[i])
+        if m:
+            marker = m.group(1)
+            i += 1
+            continue
+        f = FENCE.match(lines[i])
+        if f:
+            indent, fence, lang = f.group(1), f.group(2), f.group(3).lower()
+            body, j = [], i + 1
+            while j < len(lines) and not lines[j].strip().startswith(fence):
+                body.append(lines[j][len(indent):] if lines[j].startswith(indent) else lines[j])
+                j += 1
+            blocks.append(Block(path, i + 1, lang, "\n".join(body) + "\n", marker,
+                                parse_marker(marker) if marker else {}))
+            marker, i = "", j + 1
+            continue
+        if lines[i].strip():
+            marker = ""  # a marker belongs to the block right below it only
+        i += 1
+    return blocks
+
+
+def problems_of(block: Block) -> str:
+    """Why a block cannot be handled, or ""."""
+    if "bad" in block.attrs:
+        return f"unreadable doctest marker '{block.marker}'"
+    if "skip" in block.attrs:
+        return "" if block.attrs["skip"] else "a skip marker needs a reason: skip (why)"
+    if block.lang not in RUNNABLE:
+        lang = block.lang or "no language"
+        return (f"a ```{lang} block cannot be run: give it a language that runs "
+                "(cpp, c, python, sh) or a marker <!-- doctest: skip (reason) -->")
+    if "pair" in block.attrs and block.lang not in ("python", "cpp", "c++", "c"):
+        return "pairs are python or C++ programs"
+    return ""
+
+
+class Runner:
+    """Compiles and runs blocks in scratch directories."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="shmlink-doctest-"))
+        self.count = 0
+        self.compiled: dict = {}  # id(block) -> (executable or None, complete?) or the failure
+
+    def scratch(self) -> Path:
+        self.count += 1
+        d = self.work / f"b{self.count}"
+        d.mkdir()
+        return d
+
+    def env(self, scratch: Path) -> dict:
+        env = dict(os.environ)
+        env["SHMLINK_DIR"] = str(scratch)
+        bins = [str(Path(d).resolve()) for d in self.args.bin_path]
+        env["PATH"] = os.pathsep.join(bins + [env.get("PATH", "/usr/bin:/bin")])
+        env["PYTHONPATH"] = str(Path(self.args.pythonpath).resolve()) if self.args.pythonpath else ""
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("MILK_SHM_DIR", None)
+        return env
+
+    def compile(self, block: Block, scratch: Path) -> tuple[Path | None, bool]:
+        """Compiles a C or C++ block: (executable or None for a fragment, complete program?)."""
+        is_c = block.lang == "c"
+        complete = re.search(r"\bint\s+main\s*\(", block.code) is not None
+        if complete:
+            source = block.code
+        else:
+            includes = [ln for ln in block.code.splitlines() if ln.lstrip().startswith("#include")]
+            rest = [ln for ln in block.code.splitlines() if not ln.lstrip().startswith("#include")]
+            prelude = "" if is_c else "using namespace std::chrono_literals;\n"
+            source = ("\n".join(includes) + ("\n#include <chrono>\n" if not is_c else "\n") +
+                      "static int doc_fragment(void);\nstatic int doc_fragment(void) {\n" + prelude +
+                      "\n".join(rest) + "\nreturn 0;\n}\nint main(void) { (void)doc_fragment; return 0; }\n")
+        src = scratch / ("block.c" if is_c else "block.cpp")
+        src.write_text(source)
+        exe = scratch / "block"
+        compiler = self.args.cc if is_c else self.args.cxx
+        std = "-std=c11" if is_c else "-std=c++20"
+        cmd = [compiler, std, "-Wall", "-Wextra", "-Werror", "-O0", "-pthread"]
+        cmd += [f"-I{Path(d).resolve()}" for d in self.args.include]
+        lib = Path(self.args.lib).resolve()
+        if complete:
+            cmd += [str(src), "-o", str(exe), str(lib), f"-Wl,-rpath,{lib.parent}"]
+        else:
+            cmd += ["-fsyntax-only", str(src)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise BlockFailure(f"does not compile ({' '.join(cmd[:2])} ... -Wall -Wextra -Werror):\n"
+                               + r.stdout + r.stderr)
+        return (exe if complete else None), complete
+
+    def precompile(self, blocks: list[Block]) -> None:
+        """Compiles every C and C++ block, two at a time (compiling is most of this test's time);
+        a failure is raised again when its block runs."""
+        todo = [b for b in blocks if b.lang in ("cpp", "c++", "c") and "skip" not in b.attrs]
+        dirs = {id(b): self.scratch() for b in todo}
+
+        def one(b: Block):
+            try:
+                return self.compile(b, dirs[id(b)])
+            except (BlockFailure, subprocess.TimeoutExpired) as e:
+                return e
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for b, result in zip(todo, pool.map(one, todo)):
+                self.compiled[id(b)] = result
+
+    def command(self, block: Block, scratch: Path) -> list[str] | None:
+        """The command that runs a block (compiled by precompile()), or None when it is only compiled."""
+        if block.lang in ("cpp", "c++", "c"):
+            result = self.compiled.get(id(block)) or self.compile(block, scratch)
+            if isinstance(result, Exception):
+                raise BlockFailure(str(result))
+            exe, complete = result
+            if not complete or "compile" in block.attrs:
+                return None
+            return [str(exe)]
+        if block.lang == "python":
+            (scratch / "block.py").write_text(block.code)
+            return [sys.executable, str(scratch / "block.py")]
+        (scratch / "block.sh").write_text(block.code)
+        return ["bash", "-euo", "pipefail", str(scratch / "block.sh")]
+
+    def run_one(self, block: Block) -> None:
+        scratch = self.scratch()
+        cmd = self.command(block, scratch)
+        if cmd is None:
+            return
+        try:
+            r = subprocess.run(cmd, cwd=scratch, env=self.env(scratch), capture_output=True, text=True,
+                               timeout=BLOCK_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise BlockFailure(f"still running after {BLOCK_TIMEOUT_S} s (long-running blocks need "
+                               "<!-- doctest: skip (reason) -->)") from None
+        if r.returncode != 0:
+            raise BlockFailure(f"exit status {r.returncode}:\n{r.stdout}{r.stderr}")
+
+    def run_pair(self, reader: Block, writer: Block) -> None:
+        """Reader first; the writer once the reader printed its first line; both must exit 0."""
+        scratch = self.scratch()
+        (scratch / "r").mkdir()
+        (scratch / "w").mkdir()
+        rcmd = self.command(reader, scratch / "r")
+        wcmd = self.command(writer, scratch / "w")
+        if rcmd is None or wcmd is None:
+            raise BlockFailure("a pair's blocks must both be complete programs")
+        env = self.env(scratch)
+        rp = subprocess.Popen(rcmd, cwd=scratch, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+        try:
+            first = rp.stdout.readline() if rp.stdout else ""
+            if not first:
+                rp.wait(timeout=BLOCK_TIMEOUT_S)
+                raise BlockFailure(f"the reader ({reader.where}) exited ({rp.returncode}) before "
+                                   "printing that it waits")
+            w = subprocess.run(wcmd, cwd=scratch, env=env, capture_output=True, text=True,
+                               timeout=BLOCK_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            rest, _ = rp.communicate(timeout=BLOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            rp.kill()
+            rp.wait()
+            raise BlockFailure(f"pair still running after {BLOCK_TIMEOUT_S} s") from None
+        if w.returncode != 0:
+            raise BlockFailure(f"the writer ({writer.where}) exited {w.returncode}:\n{w.stdout}{w.stderr}")
+        if rp.returncode != 0:
+            raise BlockFailure(f"the reader ({reader.where}) exited {rp.returncode}:\n{first}{rest}")
+
+    def close(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class BlockFailure(Exception):
+    """A block that does not compile or run as the docs say."""
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    source = Path(args.source)
+    files = [source / f for f in args.only] if args.only else doc_files(source)
+    blocks = [b for f in files for b in extract(f)]
+    bad = [(b, p) for b in blocks if (p := problems_of(b))]
+    for b, p in bad:
+        print(f"{b.where}: {p}", file=sys.stderr)
+    pairs: dict[str, dict[str, Block]] = {}
+    for b in blocks:
+        if "pair" in b.attrs:
+            pairs.setdefault(f"{b.path}:{b.attrs['pair']}", {})[b.attrs["role"]] = b
+    for name, roles in pairs.items():
+        if set(roles) != {"reader", "writer"}:
+            print(f"{name}: a pair needs one role=reader and one role=writer block", file=sys.stderr)
+            bad.append((None, name))
+    if bad:
+        return 1
+    runner = Runner(args)
+    failed = ran = skipped = 0
+    start = time.monotonic()
+    try:
+        runner.precompile(blocks)
+        for b in blocks:
+            if "skip" in b.attrs or b.attrs.get("role") == "writer":
+                skipped += "skip" in b.attrs
+                continue
+            try:
+                if b.attrs.get("role") == "reader":
+                    runner.run_pair(b, pairs[f"{b.path}:{b.attrs['pair']}"]["writer"])
+                else:
+                    runner.run_one(b)
+                ran += 1
+            except BlockFailure as e:
+                failed += 1
+                print(f"{b.where}: ```{b.lang} block: {e}\n--- the block:\n{b.code}---", file=sys.stderr)
+    finally:
+        runner.close()
+    print(f"doc blocks: {ran} run or compiled, {skipped} skipped with a reason, {failed} failed "
+          f"({time.monotonic() - start:.1f} s)")
+    return 1 if failed else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for f in doc_files(Path(args.source)):
+        for b in extract(f):
+            how = problems_of(b) or (f"skip ({b.attrs['skip']})" if "skip" in b.attrs else
+                                     " ".join(f"{k}={v}" for k, v in b.attrs.items()) or "run")
+            print(f"{b.where}: {b.lang or '-'}: {how}")
+    return 0
+
+
+#: A path that leaves the repository: the design documents' folder, or the build machine's tree.
+OUTSIDE = re.compile(r"\.\./shared\b|/work/")
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    source = Path(args.source)
+    files = [source / "README.md"]
+    for top in ("docs", "include", "src", "tools", "examples"):
+        files += [p for p in sorted((source / top).rglob("*")) if p.is_file()]
+    found = 0
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE.search(line):
+                print(f"{f.relative_to(source)}:{n}: points outside the repository: {line.strip()}",
+                      file=sys.stderr)
+                found += 1
+    print(f"references outside the repository: {found} in {len(files)} files")
+    return 1 if found else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["run", "list", "paths"])
+    p.add_argument("--source", required=True, help="the repository root")
+    p.add_argument("--cxx", default="c++")
+    p.add_argument("--cc", default="cc")
+    p.add_argument("--include", action="append", default=[])
+    p.add_argument("--lib", default="", help="libshmlink.so to link")
+    p.add_argument("--bin-path", action="append", default=[], help="prepended to PATH")
+    p.add_argument("--pythonpath", default="")
+    p.add_argument("--only", action="append", default=[], help="a Markdown file (relative to --source)")
+    args = p.parse_args()
+    return {"run": cmd_run, "list": cmd_list, "paths": cmd_paths}[args.what](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: MIT
+"""The package's namespace: the public names dir() shows are exactly __all__, and nothing imported
+for typing (Union, MutableMapping, Iterator, the `annotations` future flag) leaks into it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+#: Names that once leaked from `from typing import ...`, `from collections.abc import ...` and
+#: `from __future__ import annotations`.
+LEAKED = {"Union", "MutableMapping", "Iterator", "Optional", "Any", "annotations"}
+
+
+def public_names(module: str) -> dict:
+    """dir()'s public names and __all__ of `module`, imported alone in a fresh interpreter (so
+    submodules other tests imported, e.g. shmlink.dao, do not show up)."""
+    code = (f"import json, importlib; m = importlib.import_module({module!r}); "
+            "print(json.dumps({'dir': sorted(n for n in dir(m) if not n.startswith('_')), "
+            "'all': list(getattr(m, '__all__', None) or [])}))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("module", ["shmlink", "shmlink.errors"])
+def test_public_names_are_exactly_all(module):
+    names = public_names(module)
+    assert names["all"], f"{module} defines no __all__"
+    assert len(names["all"]) == len(set(names["all"])), f"{module}.__all__ lists a name twice"
+    assert set(names["dir"]) == set(names["all"]), (
+        f"{module}: public but not in __all__: {sorted(set(names['dir']) - set(names['all']))}; "
+        f"in __all__ but missing: {sorted(set(names['all']) - set(names['dir']))}")
+    assert not LEAKED & set(names["dir"]), f"{module} leaks {sorted(LEAKED & set(names['dir']))}"
+
+
+@pytest.mark.parametrize("module", ["shmlink.dao", "shmlink.plot"])
+def test_submodules_list_only_names_they_define(module):
+    names = public_names(module)
+    assert names["all"], f"{module} defines no __all__"
+    assert set(names["all"]) <= set(names["dir"])
