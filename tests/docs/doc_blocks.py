@@ -3,7 +3,7 @@
 
 Usage (ctest runs it, tests/docs/CMakeLists.txt):
     doc_blocks.py run    --source DIR --cxx CXX --cc CC --include DIR... --lib LIBSHMLINK
-                         --bin-path DIR... --pythonpath DIR [--only FILE]
+                         --bin-path DIR... --pythonpath DIR [--only FILE] [--timeout S]
     doc_blocks.py list   --source DIR                 # what would run, and how
     doc_blocks.py paths  --source DIR                 # no reference leaves the repository
 
@@ -22,11 +22,12 @@ the line right above the opening fence (blank lines between are allowed):
     <!-- doctest: compile -->              a complete program that is compiled but not run
     <!-- doctest: pair=NAME role=reader --> two blocks, role=reader and role=writer, run at the
     <!-- doctest: pair=NAME role=writer --> same time as two processes: the reader started first,
-                                           the writer once the reader printed a line; both must
-                                           exit 0 (a two-terminal example)
+                                           the writer once the reader printed a line on stdout;
+                                           both must exit 0 (a two-terminal example)
 
-Each block runs in a fresh scratch directory that is also its SHMLINK_DIR, with a time limit, and
-the test fails on the first block that fails and on any block that has neither a language it
+Each block runs in a fresh scratch directory that is also its SHMLINK_DIR, with a time limit
+(--timeout, 30 s; each process of a pair, the reader's first line included, has it too), and
+the test fails when a block fails, and on any block that has neither a language it
 can run nor a skip marker. `paths` fails when README.md, docs/, include/, src/, tools/ or
 examples/ mention a path outside the repository (`../shared`, `/work/`).
 """
@@ -40,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -223,15 +225,18 @@ class Runner:
             return
         try:
             r = subprocess.run(cmd, cwd=scratch, env=self.env(scratch), capture_output=True, text=True,
-                               timeout=BLOCK_TIMEOUT_S, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise BlockFailure(f"still running after {BLOCK_TIMEOUT_S} s (long-running blocks need "
-                               "<!-- doctest: skip (reason) -->)") from None
+                               timeout=self.args.timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise BlockFailure(f"still running after {self.args.timeout:g} s (long-running blocks need "
+                               "<!-- doctest: skip (reason) -->):\n--- stdout:\n"
+                               f"{_text(e.stdout)}--- stderr:\n{_text(e.stderr)}") from None
         if r.returncode != 0:
-            raise BlockFailure(f"exit status {r.returncode}:\n{r.stdout}{r.stderr}")
+            raise BlockFailure(f"exit status {r.returncode}:\n--- stdout:\n{r.stdout}--- stderr:\n{r.stderr}")
 
     def run_pair(self, reader: Block, writer: Block) -> None:
-        """Reader first; the writer once the reader printed its first line; both must exit 0."""
+        """Reader first; the writer once the reader printed its first line on stdout; both must
+        exit 0, each within the block time limit. A failure names both blocks and shows what each
+        printed on stdout and stderr."""
         scratch = self.scratch()
         (scratch / "r").mkdir()
         (scratch / "w").mkdir()
@@ -240,28 +245,87 @@ class Runner:
         if rcmd is None or wcmd is None:
             raise BlockFailure("a pair's blocks must both be complete programs")
         env = self.env(scratch)
-        rp = subprocess.Popen(rcmd, cwd=scratch, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
-        try:
-            first = rp.stdout.readline() if rp.stdout else ""
-            if not first:
-                rp.wait(timeout=BLOCK_TIMEOUT_S)
-                raise BlockFailure(f"the reader ({reader.where}) exited ({rp.returncode}) before "
-                                   "printing that it waits")
-            w = subprocess.run(wcmd, cwd=scratch, env=env, capture_output=True, text=True,
-                               timeout=BLOCK_TIMEOUT_S, stdin=subprocess.DEVNULL)
-            rest, _ = rp.communicate(timeout=BLOCK_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            rp.kill()
-            rp.wait()
-            raise BlockFailure(f"pair still running after {BLOCK_TIMEOUT_S} s") from None
-        if w.returncode != 0:
-            raise BlockFailure(f"the writer ({writer.where}) exited {w.returncode}:\n{w.stdout}{w.stderr}")
-        if rp.returncode != 0:
-            raise BlockFailure(f"the reader ({reader.where}) exited {rp.returncode}:\n{first}{rest}")
+        limit = self.args.timeout
+        procs: dict[str, Process] = {}
+
+        def failure(what: str) -> BlockFailure:
+            for p in procs.values():
+                p.stop()
+            shown = "".join(p.report() for p in procs.values())
+            return BlockFailure(f"pair '{reader.attrs['pair']}' (reader {reader.where}, writer "
+                                f"{writer.where}): {what}\n{shown}")
+
+        procs["reader"] = Process(f"reader ({reader.where})", rcmd, scratch, env)
+        if not procs["reader"].first_line.wait(limit):
+            raise failure(f"the reader printed no line on stdout within {limit:g} s (a reader prints "
+                          "that it waits, then waits)")
+        if not procs["reader"].out:
+            procs["reader"].proc.wait(limit)
+            raise failure(f"the reader exited ({procs['reader'].proc.returncode}) before printing "
+                          "that it waits")
+        procs["writer"] = Process(f"writer ({writer.where})", wcmd, scratch, env)
+        deadline = time.monotonic() + limit
+        for role in ("writer", "reader"):
+            p = procs[role]
+            try:
+                p.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise failure(f"the {role} was still running after {limit:g} s") from None
+            p.drain()
+            if p.proc.returncode != 0:
+                raise failure(f"the {role} exited {p.proc.returncode}")
 
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+class Process:
+    """A block's program running in the background, its stdout and stderr collected apart by two
+    threads (a pipe is never left to fill up); first_line is set once stdout has a line or ends."""
+
+    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict) -> None:
+        self.name = name
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.first_line = threading.Event()
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        self.threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.out, True),
+                                         daemon=True),
+                        threading.Thread(target=self._pump, args=(self.proc.stderr, self.err, False),
+                                         daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _pump(self, stream, sink: list[str], first: bool) -> None:
+        for line in stream:
+            sink.append(line)
+            if first:
+                self.first_line.set()
+        if first:
+            self.first_line.set()
+
+    def drain(self) -> None:
+        """Waits (bounded) for the collecting threads once the process has exited or was killed."""
+        for t in self.threads:
+            t.join(5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.drain()
+
+    def report(self) -> str:
+        return (f"--- {self.name} stdout:\n{''.join(self.out)}"
+                f"--- {self.name} stderr:\n{''.join(self.err)}")
+
+
+def _text(output) -> str:
+    """What a timed-out subprocess.run had captured (bytes, str or None)."""
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 class BlockFailure(Exception):
@@ -354,6 +418,8 @@ def main() -> int:
     p.add_argument("--bin-path", action="append", default=[], help="prepended to PATH")
     p.add_argument("--pythonpath", default="")
     p.add_argument("--only", action="append", default=[], help="a Markdown file (relative to --source)")
+    p.add_argument("--timeout", type=float, default=BLOCK_TIMEOUT_S,
+                   help=f"seconds a block (each process of a pair) may run (default {BLOCK_TIMEOUT_S})")
     args = p.parse_args()
     return {"run": cmd_run, "list": cmd_list, "paths": cmd_paths}[args.what](args)
 

@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: MIT
+"""Tests of doc_blocks.py itself, on small Markdown files written here (no build needed: the blocks
+are Python): a two-terminal pair whose reader never prints, or whose writer fails, fails within the
+block time limit, naming both blocks (file:line) and showing what each process printed on stdout
+and on stderr; a reader's stderr does not count as the line that starts the writer.
+
+Usage: harness_test.py DOC_BLOCKS_PY
+"""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DOC_BLOCKS = Path(sys.argv[1]).resolve()
+LIMIT_S = 2          # the block time limit the harness is given
+HANG_S = 60          # the harness itself is called hung after this (its pairs must end in ~2 x LIMIT_S)
+
+
+def pair(reader: str, writer: str) -> str:
+    """A Markdown file with one reader/writer pair; its opening fences are on the lines
+    fence_lines() gives."""
+    return ("# fixture\n\n"
+            "<!-- doctest: pair=p role=reader -->\n```python\n" + reader + "\n```\n\n"
+            "<!-- doctest: pair=p role=writer -->\n```python\n" + writer + "\n```\n")
+
+
+def fence_lines(reader: str) -> tuple[str, str]:
+    """'fixture.md:N' of the reader's and of the writer's block in pair(reader, ...)."""
+    writer_line = 4 + reader.count("\n") + 1 + 3 + 1
+    return "fixture.md:4", f"fixture.md:{writer_line}"
+
+
+def run(markdown: str) -> tuple[int, str]:
+    with tempfile.TemporaryDirectory(prefix="shmlink-doc-harness-") as d:
+        (Path(d) / "fixture.md").write_text(markdown)
+        try:
+            r = subprocess.run([sys.executable, str(DOC_BLOCKS), "run", "--source", d, "--only", "fixture.md",
+                                "--timeout", str(LIMIT_S)], capture_output=True, text=True, timeout=HANG_S)
+        except subprocess.TimeoutExpired:
+            sys.exit(f"FAIL: doc_blocks.py still running after {HANG_S} s (a pair's reader that never "
+                     "prints must fail within the block time limit)")
+    return r.returncode, r.stdout + r.stderr
+
+
+def expect_failure(title: str, markdown: str, *needles: str) -> None:
+    rc, out = run(markdown)
+    missing = [n for n in needles if n not in out]
+    if rc == 0 or missing:
+        sys.exit(f"FAIL: {title}: exit {rc}, missing {missing} in the output:\n{out}")
+    print(f"ok: {title}")
+
+
+SILENT = "import sys, time\nprint('reader-err', file=sys.stderr, flush=True)\ntime.sleep(600)"
+expect_failure(
+    "a reader that never prints on stdout fails, both blocks named",
+    pair(SILENT, "print('writer ran')"),
+    *fence_lines(SILENT), "printed no line on stdout within 2 s", "reader-err")
+expect_failure(
+    "a failing writer fails the pair, both outputs shown",
+    pair("import sys, time\nprint('reader-waits', flush=True)\nprint('reader-err', file=sys.stderr)\n"
+         "time.sleep(600)",
+         "import sys\nprint('writer-out')\nprint('writer-err', file=sys.stderr)\nsys.exit(3)"),
+    "fixture.md:4", "the writer exited 3", "reader-waits", "reader-err", "writer-out", "writer-err")
+expect_failure(
+    "a reader that does not end after the writer fails",
+    pair("import time\nprint('reader-waits', flush=True)\ntime.sleep(600)", "print('writer ran')"),
+    "fixture.md:4", "the reader was still running after 2 s", "writer ran")
+rc, out = run(pair("import sys, time\nprint('reader-waits', flush=True)\nprint('x' * 200000, file=sys.stderr)\n"
+                   "import pathlib\nwhile not pathlib.Path('go').exists(): time.sleep(0.01)\nprint('reader done')",
+                   "import pathlib\npathlib.Path('go').touch()"))
+if rc != 0:
+    sys.exit(f"FAIL: a pair whose reader writes a lot on stderr and waits for its writer: exit {rc}\n{out}")
+print("ok: a working pair passes (its reader's large stderr does not block it)")
