@@ -28,8 +28,10 @@ the line right above the opening fence (blank lines between are allowed):
 Each block runs in a fresh scratch directory that is also its SHMLINK_DIR, with a time limit
 (--timeout, 30 s; each process of a pair, the reader's first line included, has it too), and
 the test fails when a block fails, and on any block that has neither a language it
-can run nor a skip marker. `paths` fails when README.md, docs/, include/, src/, tools/ or
-examples/ mention a path outside the repository (`../shared`, `/work/`).
+can run nor a skip marker. `paths` fails when a file of the repository (README.md, the CMake
+files, docs/, include/, src/, tools/, examples/, python/, tests/, scripts/, bench/, cmake/, .ci/;
+this script excepted) mentions a path outside it: the design documents' `../shared`, the build
+machine's `/work`, or a home directory (`/home/NAME`, `/root/`, `/Users/NAME`).
 """
 
 from __future__ import annotations
@@ -383,15 +385,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-#: A path that leaves the repository: the design documents' folder, or the build machine's tree.
-OUTSIDE = re.compile(r"\.\./shared\b|/work/")
+#: A path that leaves the repository: the design documents' folder (`../shared`, however many
+#: `../`), the build machine's tree (`/work`), or someone's home directory.
+OUTSIDE = re.compile(r"\.\./(?:\.\./)*shared\b|(?<![\w.-])/work\b|(?<![\w.-])(?:/home|/Users|/root)/[\w.-]")
+
+#: What `paths` reads: the top-level files, and every file under these folders.
+SCANNED_FILES = ("README.md", "CMakeLists.txt", "CMakePresets.json")
+SCANNED_DIRS = ("docs", "include", "src", "tools", "examples", "python", "tests", "scripts", "bench",
+                "cmake", ".ci")
+
+
+def scanned(source: Path) -> list[Path]:
+    """The files `paths` checks: SCANNED_FILES and SCANNED_DIRS, without this script (its patterns
+    name the paths it looks for)."""
+    files = [source / f for f in SCANNED_FILES if (source / f).is_file()]
+    for top in SCANNED_DIRS:
+        files += [p for p in sorted((source / top).rglob("*"))
+                  if p.is_file() and "__pycache__" not in p.parts]
+    me = Path(__file__).resolve()
+    return [f for f in files if f.resolve() != me]
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
     source = Path(args.source)
-    files = [source / "README.md"]
-    for top in ("docs", "include", "src", "tools", "examples"):
-        files += [p for p in sorted((source / top).rglob("*")) if p.is_file()]
+    files = scanned(source)
     found = 0
     for f in files:
         try:

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Tests of doc_blocks.py itself, on small Markdown files written here (no build needed: the blocks
-are Python): a two-terminal pair whose reader never prints, or whose writer fails, fails within the
-block time limit, naming both blocks (file:line) and showing what each process printed on stdout
-and on stderr; a reader's stderr does not count as the line that starts the writer.
+"""Tests of doc_blocks.py itself, on small files written here (no build needed: the blocks are
+Python). `run`: a two-terminal pair whose reader never prints, or whose writer fails, fails within
+the block time limit, naming both blocks (file:line) and showing what each process printed on
+stdout and on stderr; a reader's stderr does not count as the line that starts the writer.
+`paths`: a reference that leaves the repository is found in every kind of file it scans.
 
 Usage: harness_test.py DOC_BLOCKS_PY
 """
@@ -72,3 +73,30 @@ rc, out = run(pair("import sys, time\nprint('reader-waits', flush=True)\nprint('
 if rc != 0:
     sys.exit(f"FAIL: a pair whose reader writes a lot on stderr and waits for its writer: exit {rc}\n{out}")
 print("ok: a working pair passes (its reader's large stderr does not block it)")
+
+
+# `paths` on a small tree: one reference out of the repository in each kind of file it scans. The
+# paths are put together here so that this file itself does not trip the check on the real tree.
+UP, WORK, HOME = "../" + "../" + "shared", "/" + "work", "/" + "home"
+tree = {
+    "CMakeLists.txt": f"include({UP}/x.cmake)\n",
+    "python/shmlink/x.py": f"# see {UP}/reference/memif.md\n",
+    "tests/unit/a.cpp": f"// built in {WORK}/main/src\n",
+    "scripts/s": f"cd {HOME}/alice/shmlink\n",
+    "examples/e/README.md": "fine: /dev/shm, /milk/shm, /tmp/x.im.shm\n" + "/" + "root/.cache\n",
+    "cmake/m.cmake": f"set(X {WORK})\n",
+    "docs/ok.md": "/dev/shm and /milk/shm; ../docs/reference/memif.md; /workspace is not it\n",
+}
+with tempfile.TemporaryDirectory(prefix="shmlink-doc-harness-") as d:
+    for name, text in tree.items():
+        (Path(d) / name).parent.mkdir(parents=True, exist_ok=True)
+        (Path(d) / name).write_text(text)
+    r = subprocess.run([sys.executable, str(DOC_BLOCKS), "paths", "--source", d], capture_output=True,
+                       text=True, timeout=HANG_S)
+    out = r.stdout + r.stderr
+    want = ["CMakeLists.txt:1", "python/shmlink/x.py:1", "tests/unit/a.cpp:1", "scripts/s:1",
+            "examples/e/README.md:2", "cmake/m.cmake:1", "references outside the repository: 6 in"]
+    missing = [w for w in want if w not in out]
+    if r.returncode == 0 or missing or "docs/ok.md" in out:
+        sys.exit(f"FAIL: paths: exit {r.returncode}, missing {missing} in the output:\n{out}")
+print("ok: paths finds a reference out of the repository in each kind of file, and only those")
