@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""Runs every fenced code block of README.md and docs/**/*.md, so the docs cannot drift from the code.
+"""Runs every fenced code block of README.md, docs/**/*.md and examples/*/README.md, so the docs
+cannot drift from the code.
 
 Usage (ctest runs it, tests/docs/CMakeLists.txt):
     doc_blocks.py run    --source DIR --cxx CXX --cc CC --include DIR... --lib LIBSHMLINK
                          --bin-path DIR... --pythonpath DIR [--only FILE] [--timeout S]
+                         [--examples-not-built]
     doc_blocks.py list   --source DIR                 # what would run, and how
     doc_blocks.py paths  --source DIR                 # no reference leaves the repository
 
@@ -15,7 +17,8 @@ the line right above the opening fence (blank lines between are allowed):
                        #include lines at file scope, the rest inside the body of a function
                        returning int (so a fragment may `return 1;` on an error)
     ```python          run by the interpreter running this script (Debian's /usr/bin/python3)
-    ```sh / ```bash    run by `bash -euo pipefail`, with the build's shmlink on PATH
+    ```sh / ```bash    run by `bash -euo pipefail`, with the build's shmlink (and the examples'
+                       shmlink-ao-loop, shmlink-cosim) on PATH
     anything else      must carry a skip marker (a diagram, an output sample, a JSON schema)
 
     <!-- doctest: skip (REASON) -->        never run; the reason is required
@@ -72,8 +75,9 @@ class Block:
 
 
 def doc_files(source: Path) -> list[Path]:
-    """README.md and every Markdown file under docs/."""
-    return [source / "README.md"] + sorted((source / "docs").rglob("*.md"))
+    """README.md, every Markdown file under docs/ and each example's README.md."""
+    return ([source / "README.md"] + sorted((source / "docs").rglob("*.md")) +
+            sorted((source / "examples").glob("*/README.md")))
 
 
 def parse_marker(text: str) -> dict:
@@ -352,13 +356,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if bad:
         return 1
     runner = Runner(args)
-    failed = ran = skipped = 0
+    failed = ran = skipped = not_built = 0
     start = time.monotonic()
     try:
         runner.precompile(blocks)
         for b in blocks:
             if "skip" in b.attrs or b.attrs.get("role") == "writer":
                 skipped += "skip" in b.attrs
+                continue
+            if args.examples_not_built and b.path.parent.parent == source / "examples":
+                not_built += 1
                 continue
             try:
                 if b.attrs.get("role") == "reader":
@@ -372,7 +379,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         runner.close()
     print(f"doc blocks: {ran} run or compiled, {skipped} skipped with a reason, {failed} failed "
-          f"({time.monotonic() - start:.1f} s)")
+          f"({time.monotonic() - start:.1f} s)" +
+          (f"; {not_built} of examples/*/README.md not run: the examples are not built" if not_built else ""))
     return 1 if failed else 0
 
 
@@ -435,6 +443,8 @@ def main() -> int:
     p.add_argument("--bin-path", action="append", default=[], help="prepended to PATH")
     p.add_argument("--pythonpath", default="")
     p.add_argument("--only", action="append", default=[], help="a Markdown file (relative to --source)")
+    p.add_argument("--examples-not-built", action="store_true",
+                   help="leave out the blocks of examples/*/README.md (they run the example programs)")
     p.add_argument("--timeout", type=float, default=BLOCK_TIMEOUT_S,
                    help=f"seconds a block (each process of a pair) may run (default {BLOCK_TIMEOUT_S})")
     args = p.parse_args()
