@@ -23,6 +23,9 @@ the line right above the opening fence (blank lines between are allowed):
 
     <!-- doctest: skip (REASON) -->        never run; the reason is required
     <!-- doctest: compile -->              a complete program that is compiled but not run
+    <!-- doctest: synopsis -->             a usage synopsis: each `shmlink ...` line's subcommand
+                                           is run with --help, which must name every option
+                                           (--x, -x) the line and its indented continuations show
     <!-- doctest: pair=NAME role=reader --> two blocks, role=reader and role=writer, run at the
     <!-- doctest: pair=NAME role=writer --> same time as two processes: the reader started first,
                                            the writer once the reader printed a line on stdout;
@@ -87,6 +90,8 @@ def parse_marker(text: str) -> dict:
         return {"skip": m.group(1).strip()}
     if text == "compile":
         return {"compile": "1"}
+    if text == "synopsis":
+        return {"synopsis": "1"}
     attrs = dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
     if set(attrs) != {"pair", "role"} or attrs["role"] not in ("reader", "writer"):
         return {"bad": text}
@@ -127,6 +132,8 @@ def problems_of(block: Block) -> str:
         return f"unreadable doctest marker '{block.marker}'"
     if "skip" in block.attrs:
         return "" if block.attrs["skip"] else "a skip marker needs a reason: skip (why)"
+    if "synopsis" in block.attrs:
+        return "" if SYNOPSIS_COMMAND.search(block.code) else "a synopsis names no `shmlink` command"
     if block.lang not in RUNNABLE:
         lang = block.lang or "no language"
         return (f"a ```{lang} block cannot be run: give it a language that runs "
@@ -224,7 +231,25 @@ class Runner:
         (scratch / "block.sh").write_text(block.code)
         return ["bash", "-euo", "pipefail", str(scratch / "block.sh")]
 
+    def check_synopsis(self, block: Block) -> None:
+        """Every option a usage synopsis names is in the --help of the command it names."""
+        scratch = self.scratch()
+        for command, words in synopsis_commands(block.code):
+            r = subprocess.run(["shmlink", *command, "--help"], cwd=scratch, env=self.env(scratch),
+                               capture_output=True, text=True, timeout=self.args.timeout,
+                               stdin=subprocess.DEVNULL)
+            name = " ".join(["shmlink", *command])
+            if r.returncode != 0:
+                raise BlockFailure(f"`{name} --help` exited {r.returncode}:\n{r.stdout}{r.stderr}")
+            missing = [o for o in OPTION.findall(words)
+                       if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", r.stdout)]
+            if missing:
+                raise BlockFailure(f"`{name} --help` has no {', '.join(missing)}:\n{r.stdout}")
+
     def run_one(self, block: Block) -> None:
+        if "synopsis" in block.attrs:
+            self.check_synopsis(block)
+            return
         scratch = self.scratch()
         cmd = self.command(block, scratch)
         if cmd is None:
@@ -283,6 +308,29 @@ class Runner:
 
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+#: A synopsis line that starts a command, and the options it names.
+SYNOPSIS_COMMAND = re.compile(r"^shmlink\b", re.M)
+OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+
+
+def synopsis_commands(code: str) -> list[tuple[list[str], str]]:
+    """The commands of a usage synopsis: (subcommand words, the text of the command with its
+    continuation lines). `shmlink memif bench [--sizes ...]` -> (['memif', 'bench'], '...')."""
+    commands: list[tuple[list[str], str]] = []
+    for line in code.splitlines():
+        if SYNOPSIS_COMMAND.match(line):
+            words = line.split()[1:]
+            sub = []
+            for w in words:
+                if not re.fullmatch(r"[a-z][a-z-]*", w):
+                    break
+                sub.append(w)
+            commands.append((sub, " ".join(words[len(sub):])))
+        elif line[:1].isspace() and commands:
+            commands[-1] = (commands[-1][0], commands[-1][1] + " " + line.strip())
+    return commands
 
 
 class Process:
@@ -378,7 +426,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"{b.where}: ```{b.lang} block: {e}\n--- the block:\n{b.code}---", file=sys.stderr)
     finally:
         runner.close()
-    print(f"doc blocks: {ran} run or compiled, {skipped} skipped with a reason, {failed} failed "
+    print(f"doc blocks: {ran} run, compiled or checked, {skipped} skipped with a reason, {failed} failed "
           f"({time.monotonic() - start:.1f} s)" +
           (f"; {not_built} of examples/*/README.md not run: the examples are not built" if not_built else ""))
     return 1 if failed else 0

@@ -100,3 +100,21 @@ with tempfile.TemporaryDirectory(prefix="shmlink-doc-harness-") as d:
     if r.returncode == 0 or missing or "docs/ok.md" in out:
         sys.exit(f"FAIL: paths: exit {r.returncode}, missing {missing} in the output:\n{out}")
 print("ok: paths finds a reference out of the repository in each kind of file, and only those")
+
+# A usage synopsis is checked against the --help of the command it names (a stand-in `shmlink`).
+with tempfile.TemporaryDirectory(prefix="shmlink-doc-harness-") as d:
+    fake = Path(d) / "bin" / "shmlink"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n[ \"$1 $2 $3\" = 'memif ping --help' ] || exit 2\n"
+                    "echo 'Options:'; echo '  -c UINT  count'; echo '  --no-arp  skip ARP'\n")
+    fake.chmod(0o755)
+    for name, synopsis, ok in (
+            ("good.md", "shmlink memif ping [-c N] [--no-arp]\n", True),
+            ("bad.md", "shmlink memif ping [-c N]\n                   [--no-arp] [--gone]\n", False)):
+        (Path(d) / name).write_text(f"<!-- doctest: synopsis -->\n```\n{synopsis}```\n")
+        r = subprocess.run([sys.executable, str(DOC_BLOCKS), "run", "--source", d, "--only", name,
+                            "--bin-path", str(fake.parent)], capture_output=True, text=True, timeout=HANG_S)
+        out = r.stdout + r.stderr
+        if (r.returncode == 0) != ok or (not ok and "`shmlink memif ping --help` has no --gone" not in out):
+            sys.exit(f"FAIL: synopsis {name}: exit {r.returncode}\n{out}")
+print("ok: a synopsis passes when --help names its options, and fails naming an option it lacks")
