@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 DOC_BLOCKS = Path(sys.argv[1]).resolve()
-LIMIT_S = 2          # the block time limit the harness is given
-HANG_S = 60          # the harness itself is called hung after this (its pairs must end in ~2 x LIMIT_S)
+LIMIT_S = 2          # the block time limit where a case expects it to expire
+ROOMY_S = 10         # the block time limit where a case expects the processes to start and end
+HANG_S = 60          # the harness itself is called hung after this (its pairs must end in ~2 x limit)
 
 
 def pair(reader: str, writer: str) -> str:
@@ -32,20 +33,20 @@ def fence_lines(reader: str) -> tuple[str, str]:
     return "fixture.md:4", f"fixture.md:{writer_line}"
 
 
-def run(markdown: str) -> tuple[int, str]:
+def run(markdown: str, limit: float = LIMIT_S) -> tuple[int, str]:
     with tempfile.TemporaryDirectory(prefix="shmlink-doc-harness-") as d:
         (Path(d) / "fixture.md").write_text(markdown)
         try:
             r = subprocess.run([sys.executable, str(DOC_BLOCKS), "run", "--source", d, "--only", "fixture.md",
-                                "--timeout", str(LIMIT_S)], capture_output=True, text=True, timeout=HANG_S)
+                                "--timeout", str(limit)], capture_output=True, text=True, timeout=HANG_S)
         except subprocess.TimeoutExpired:
             sys.exit(f"FAIL: doc_blocks.py still running after {HANG_S} s (a pair's reader that never "
                      "prints must fail within the block time limit)")
     return r.returncode, r.stdout + r.stderr
 
 
-def expect_failure(title: str, markdown: str, *needles: str) -> None:
-    rc, out = run(markdown)
+def expect_failure(title: str, markdown: str, *needles: str, limit: float = LIMIT_S) -> None:
+    rc, out = run(markdown, limit)
     missing = [n for n in needles if n not in out]
     if rc == 0 or missing:
         sys.exit(f"FAIL: {title}: exit {rc}, missing {missing} in the output:\n{out}")
@@ -62,14 +63,15 @@ expect_failure(
     pair("import sys, time\nprint('reader-waits', flush=True)\nprint('reader-err', file=sys.stderr)\n"
          "time.sleep(600)",
          "import sys\nprint('writer-out')\nprint('writer-err', file=sys.stderr)\nsys.exit(3)"),
-    "fixture.md:4", "the writer exited 3", "reader-waits", "reader-err", "writer-out", "writer-err")
+    "fixture.md:4", "the writer exited 3", "reader-waits", "reader-err", "writer-out", "writer-err",
+    limit=ROOMY_S)
 expect_failure(
     "a reader that does not end after the writer fails",
     pair("import time\nprint('reader-waits', flush=True)\ntime.sleep(600)", "print('writer ran')"),
     "fixture.md:4", "the reader was still running after 2 s", "writer ran")
 rc, out = run(pair("import sys, time\nprint('reader-waits', flush=True)\nprint('x' * 200000, file=sys.stderr)\n"
                    "import pathlib\nwhile not pathlib.Path('go').exists(): time.sleep(0.01)\nprint('reader done')",
-                   "import pathlib\npathlib.Path('go').touch()"))
+                   "import pathlib\npathlib.Path('go').touch()"), ROOMY_S)
 if rc != 0:
     sys.exit(f"FAIL: a pair whose reader writes a lot on stderr and waits for its writer: exit {rc}\n{out}")
 print("ok: a working pair passes (its reader's large stderr does not block it)")
