@@ -23,6 +23,10 @@ the line right above the opening fence (blank lines between are allowed):
 
     <!-- doctest: skip (REASON) -->        never run; the reason is required
     <!-- doctest: compile -->              a complete program that is compiled but not run
+    <!-- doctest: twice first=A,B then=C,D [after=line] -->
+                                           a complete C/C++ program run as two processes,
+                                           `prog A B` and `prog C D`: the second at once, or once
+                                           the first printed a line on stdout; both must exit 0
     <!-- doctest: synopsis -->             a usage synopsis: each `shmlink ...` line's subcommand
                                            is run with --help, which must name every option
                                            (--x, -x) the line and its indented continuations show
@@ -92,6 +96,11 @@ def parse_marker(text: str) -> dict:
         return {"compile": "1"}
     if text == "synopsis":
         return {"synopsis": "1"}
+    if text.split()[:1] == ["twice"]:
+        attrs = dict(kv.split("=", 1) for kv in text.split()[1:] if "=" in kv)
+        if not {"first", "then"} <= set(attrs) <= {"first", "then", "after"} or attrs.get("after", "line") != "line":
+            return {"bad": text}
+        return {"twice": "1", **attrs}
     attrs = dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
     if set(attrs) != {"pair", "role"} or attrs["role"] not in ("reader", "writer"):
         return {"bad": text}
@@ -140,6 +149,8 @@ def problems_of(block: Block) -> str:
                 "(cpp, c, python, sh) or a marker <!-- doctest: skip (reason) -->")
     if "pair" in block.attrs and block.lang not in ("python", "cpp", "c++", "c"):
         return "pairs are python or C++ programs"
+    if "twice" in block.attrs and block.lang not in ("cpp", "c++", "c"):
+        return "a block run twice is a C or C++ program"
     return ""
 
 
@@ -265,9 +276,7 @@ class Runner:
             raise BlockFailure(f"exit status {r.returncode}:\n--- stdout:\n{r.stdout}--- stderr:\n{r.stderr}")
 
     def run_pair(self, reader: Block, writer: Block) -> None:
-        """Reader first; the writer once the reader printed its first line on stdout; both must
-        exit 0, each within the block time limit. A failure names both blocks and shows what each
-        printed on stdout and stderr."""
+        """Reader first; the writer once the reader printed its first line on stdout."""
         scratch = self.scratch()
         (scratch / "r").mkdir()
         (scratch / "w").mkdir()
@@ -275,6 +284,26 @@ class Runner:
         wcmd = self.command(writer, scratch / "w")
         if rcmd is None or wcmd is None:
             raise BlockFailure("a pair's blocks must both be complete programs")
+        self.run_two(f"pair '{reader.attrs['pair']}' (reader {reader.where}, writer {writer.where})",
+                     ("reader", f"reader ({reader.where})", rcmd), ("writer", f"writer ({writer.where})", wcmd),
+                     scratch, after_line=True)
+
+    def run_twice(self, block: Block) -> None:
+        """One program run as two processes with the marker's arguments: `then` starts once
+        `first` printed a line on stdout (after=line) or at once."""
+        scratch = self.scratch()
+        cmd = self.command(block, scratch)
+        if cmd is None:
+            raise BlockFailure("a block run twice must be a complete program")
+        first, then = block.attrs["first"].split(","), block.attrs["then"].split(",")
+        self.run_two(f"{block.where} run as `{' '.join(first)}` and `{' '.join(then)}`",
+                     ("first", f"`{' '.join(first)}`", cmd + first), ("second", f"`{' '.join(then)}`", cmd + then),
+                     scratch, after_line=block.attrs.get("after") == "line")
+
+    def run_two(self, title: str, first: tuple, second: tuple, scratch: Path, after_line: bool) -> None:
+        """Runs two processes (role, name, command) in `scratch`: the second once the first printed
+        a line on stdout (after_line) or at once; both must exit 0, each within the block time
+        limit. A failure names both and shows what each printed on stdout and stderr."""
         env = self.env(scratch)
         limit = self.args.timeout
         procs: dict[str, Process] = {}
@@ -283,20 +312,25 @@ class Runner:
             for p in procs.values():
                 p.stop()
             shown = "".join(p.report() for p in procs.values())
-            return BlockFailure(f"pair '{reader.attrs['pair']}' (reader {reader.where}, writer "
-                                f"{writer.where}): {what}\n{shown}")
+            return BlockFailure(f"{title}: {what}\n{shown}")
 
-        procs["reader"] = Process(f"reader ({reader.where})", rcmd, scratch, env)
-        if not procs["reader"].first_line.wait(limit):
-            raise failure(f"the reader printed no line on stdout within {limit:g} s (a reader prints "
-                          "that it waits, then waits)")
-        if not procs["reader"].out:
-            procs["reader"].proc.wait(limit)
-            raise failure(f"the reader exited ({procs['reader'].proc.returncode}) before printing "
-                          "that it waits")
-        procs["writer"] = Process(f"writer ({writer.where})", wcmd, scratch, env)
+        role1, role2 = first[0], second[0]
+        procs[role1] = Process(first[1], first[2], scratch, env)
+        if after_line:
+            p = procs[role1]
+            if not p.first_line.wait(limit):
+                raise failure(f"the {role1} printed no line on stdout within {limit:g} s (it prints "
+                              "that it is ready, then waits)")
+            if not p.out:
+                try:
+                    p.proc.wait(limit)
+                except subprocess.TimeoutExpired:
+                    pass
+                raise failure(f"the {role1} closed its stdout ({p.proc.returncode}) before printing "
+                              "that it is ready")
+        procs[role2] = Process(second[1], second[2], scratch, env)
         deadline = time.monotonic() + limit
-        for role in ("writer", "reader"):
+        for role in (role2, role1):
             p = procs[role]
             try:
                 p.proc.wait(max(0.0, deadline - time.monotonic()))
@@ -418,6 +452,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             try:
                 if b.attrs.get("role") == "reader":
                     runner.run_pair(b, pairs[f"{b.path}:{b.attrs['pair']}"]["writer"])
+                elif "twice" in b.attrs:
+                    runner.run_twice(b)
                 else:
                     runner.run_one(b)
                 ran += 1
