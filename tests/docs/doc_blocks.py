@@ -50,6 +50,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -265,15 +266,16 @@ class Runner:
         cmd = self.command(block, scratch)
         if cmd is None:
             return
+        p = Process("the block", cmd, scratch, self.env(scratch))
         try:
-            r = subprocess.run(cmd, cwd=scratch, env=self.env(scratch), capture_output=True, text=True,
-                               timeout=self.args.timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
+            p.proc.wait(self.args.timeout)
+        except subprocess.TimeoutExpired:
+            p.stop()
             raise BlockFailure(f"still running after {self.args.timeout:g} s (long-running blocks need "
-                               "<!-- doctest: skip (reason) -->):\n--- stdout:\n"
-                               f"{_text(e.stdout)}--- stderr:\n{_text(e.stderr)}") from None
-        if r.returncode != 0:
-            raise BlockFailure(f"exit status {r.returncode}:\n--- stdout:\n{r.stdout}--- stderr:\n{r.stderr}")
+                               f"<!-- doctest: skip (reason) -->):\n{p.report()}") from None
+        p.stop()  # what the block left running in the background
+        if p.proc.returncode != 0:
+            raise BlockFailure(f"exit status {p.proc.returncode}:\n{p.report()}")
 
     def run_pair(self, reader: Block, writer: Block) -> None:
         """Reader first; the writer once the reader printed its first line on stdout."""
@@ -336,7 +338,7 @@ class Runner:
                 p.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise failure(f"the {role} was still running after {limit:g} s") from None
-            p.drain()
+            p.stop()  # what it left running in the background
             if p.proc.returncode != 0:
                 raise failure(f"the {role} exited {p.proc.returncode}")
 
@@ -368,8 +370,10 @@ def synopsis_commands(code: str) -> list[tuple[list[str], str]]:
 
 
 class Process:
-    """A block's program running in the background, its stdout and stderr collected apart by two
-    threads (a pipe is never left to fill up); first_line is set once stdout has a line or ends."""
+    """A block's program running in its own session (process group), its stdout and stderr
+    collected apart by two threads (a pipe is never left to fill up); first_line is set once
+    stdout has a line or ends. stop() kills the whole group: nothing a block started in the
+    background outlives it, even when the block fails."""
 
     def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict) -> None:
         self.name = name
@@ -377,7 +381,8 @@ class Process:
         self.err: list[str] = []
         self.first_line = threading.Event()
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
         self.threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.out, True),
                                          daemon=True),
                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.err, False),
@@ -399,21 +404,17 @@ class Process:
             t.join(5)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """Kills the process and everything left in its group, then collects the output."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone already
+        self.proc.wait()
         self.drain()
 
     def report(self) -> str:
         return (f"--- {self.name} stdout:\n{''.join(self.out)}"
                 f"--- {self.name} stderr:\n{''.join(self.err)}")
-
-
-def _text(output) -> str:
-    """What a timed-out subprocess.run had captured (bytes, str or None)."""
-    if isinstance(output, bytes):
-        return output.decode(errors="replace")
-    return output or ""
 
 
 class BlockFailure(Exception):

@@ -11,6 +11,7 @@ Usage: harness_test.py DOC_BLOCKS_PY
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 DOC_BLOCKS = Path(sys.argv[1]).resolve()
@@ -120,3 +121,21 @@ with tempfile.TemporaryDirectory(prefix="shmlink-doc-harness-") as d:
         if (r.returncode == 0) != ok or (not ok and "`shmlink memif ping --help` has no --gone" not in out):
             sys.exit(f"FAIL: synopsis {name}: exit {r.returncode}\n{out}")
 print("ok: a synopsis passes when --help names its options, and fails naming an option it lacks")
+
+# A shell block that fails with a command left in the background: the failure is reported at once
+# (not when the time limit expires) and the background command is killed with the block.
+rc, out = run("```sh\nsleep 600 & echo \"background $!\"\nexit 3\n```\n", ROOMY_S)
+if rc == 0 or "exit status 3" not in out or "background " not in out:
+    sys.exit(f"FAIL: a failing sh block with a background command: exit {rc}\n{out}")
+pid = int(out.split("background ", 1)[1].split()[0])
+for _ in range(500):  # bounded: 5 s for the killed process to be reaped
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        break
+    if state in ("Z", "X"):
+        break
+    time.sleep(0.01)
+else:
+    sys.exit(f"FAIL: the block's background command (pid {pid}) still runs after the block ended")
+print("ok: a failing sh block is reported at once and its background command is killed")
