@@ -1330,23 +1330,20 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
       // new frame, whose cnt0 increment precedes the post (ISIO order, ref 11.1).
       const int taken = os::gsem::flush(sem);  // SYNC POINT S (acquire): pairs with the post
       if (taken > 0) {
-        std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
-        if (c != last_cnt0) return done(c);
-        if (aref(md->write).load(std::memory_order_acquire) == 0) {
-          // Posts of frames already seen, or the one post of a PurgeAndCreate that replaced
-          // the file (it also wakes the cnt0 futex, and this reader would otherwise sleep on).
-          if (replaced()) return Errc::replaced;
-        } else {
-          // A writer is inside a write. One that posts before its cnt0 increment (ISIO's Python
-          // write()) then increments without a wake-up: watch cnt0 for up to 1 ms.
-          const std::int64_t until = std::min(deadline, os::monotonic_ns() + 1'000'000);
-          for (std::uint32_t i = 0;; ++i) {
-            c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
-            if (c != last_cnt0) return done(c);
-            if (i % 64 == 63 && os::monotonic_ns() >= until) break;
-            os::cpu_relax();
-          }
+        // A writer that posts before its cnt0 increment (ISIO's Python write(): post, write = 0,
+        // cnt0 += 1) increments without a wake-up just after: watch cnt0 for a few microseconds,
+        // and for up to 1 ms while the write flag says that a write is still under way.
+        const std::int64_t until = std::min(deadline, os::monotonic_ns() + 1'000'000);
+        for (std::uint32_t i = 0;; ++i) {
+          const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
+          if (c != last_cnt0) return done(c);
+          if (i >= 64 && aref(md->write).load(std::memory_order_acquire) == 0) break;
+          if (i % 64 == 63 && os::monotonic_ns() >= until) break;
+          os::cpu_relax();
         }
+        // Posts of frames already seen, or the one post of a PurgeAndCreate that replaced the
+        // file (it also wakes the cnt0 futex, and this reader would otherwise sleep on).
+        if (replaced()) return Errc::replaced;
       }
       // Register in the slot's waiter count as glibc's sem_wait does, so that glibc's sem_post
       // wakes the value word. Same word as the value: a post either precedes this RMW (the value
