@@ -10,6 +10,7 @@
 // wait runs into its bound (2 to 5 s) and the test fails, never by a timing assertion.
 //
 // Convention: the frame whose cnt0 is k has every element equal to k.
+#include "os/futex.hpp"
 #include "stream/tuning.hpp"
 #include "test_util.hpp"
 
@@ -384,6 +385,66 @@ TEST(WaitProcesses, WithEverySlotTakenAWaiterFallsBackToPolling) {
   w.write();
   EXPECT_EQ(test::reap(reader, 15), 0);
   EXPECT_EQ(w.read_pid(0), ::getpid());
+}
+
+struct ThreadsCtl {
+  ChildReport rep;
+  std::atomic<int> woken{0};
+};
+
+// Two threads waiting on one handle at once each wait on a slot of their own (one slot would give
+// the post to one of them only): one ISIO frame wakes both. Run once with futex_waitv and once as
+// on kernels before 5.16 (the slots alone, no cnt0 futex).
+void two_threads_wake_for_one_isio_frame(bool without_futex_waitv) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("threads", spec_of({4}, Dtype::u32));
+  IsioWriter w(s.path(), 4, 1, 10);
+  Shared<ThreadsCtl> ctl;
+  const pid_t reader = test::spawn([&] {
+    only_real_wakeups();
+    if (without_futex_waitv) os::futex_waitv_support().store(os::FutexWaitvSupport::no);
+    auto in = Stream::open("threads");
+    auto wait = [&] {
+      std::uint64_t c = 0;
+      if (in.wait_futex(0, 20s, &c).ok() && c == 1) ctl->woken.fetch_add(1);
+    };
+    std::thread a(wait), b(wait);
+    a.join();
+    b.join();
+    return 0;
+  });
+  // Both threads registered to sleep, each on its own slot (the last two), then the frame.
+  const bool asleep = test::wait_until([&] { return w.sem_waiters(9) == 1 && w.sem_waiters(8) == 1; }, 5);
+  EXPECT_TRUE(asleep) << "slot waiters: " << w.sem_waiters(9) << ", " << w.sem_waiters(8);
+  EXPECT_EQ(w.read_pid(9), reader);
+  EXPECT_EQ(w.read_pid(8), reader);
+  w.write();
+  EXPECT_EQ(test::reap(reader, 10), 0) << ctl->rep.describe();
+  EXPECT_EQ(ctl->woken.load(), 2);
+}
+
+TEST(WaitProcesses, TwoThreadsWaitingOnOneHandleBothWakeForAnIsioFrame) { two_threads_wake_for_one_isio_frame(false); }
+
+TEST(WaitProcesses, WithoutFutexWaitvTheSlotAloneWakesTheWaiters) { two_threads_wake_for_one_isio_frame(true); }
+
+// Without futex_waitv a waiter on a fresh stream sleeps on its slot alone; a shmlink writer's
+// frame still wakes it, through the post every shmlink write makes.
+TEST(WaitProcesses, WithoutFutexWaitvAShmlinkWriterStillWakesASlotWaiter) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("nowaitv", spec_of({4}, Dtype::u32));
+  IsioWriter probe(s.path(), 4, 1, 10);
+  const pid_t reader = test::spawn([] {
+    only_real_wakeups();
+    os::futex_waitv_support().store(os::FutexWaitvSupport::no);
+    auto in = Stream::open("nowaitv");
+    std::uint64_t c = 0;
+    return in.wait_futex(0, 20s, &c).ok() && c == 1 ? 0 : 1;
+  });
+  const bool asleep = test::wait_until([&] { return probe.sem_waiters(9) == 1; }, 5);
+  std::vector<std::uint32_t> frame(4, 1);
+  ASSERT_TRUE(s.write(std::as_bytes(std::span(frame))).ok());
+  EXPECT_TRUE(asleep);
+  EXPECT_EQ(test::reap(reader, 10), 0);
 }
 
 }  // namespace
