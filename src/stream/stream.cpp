@@ -289,6 +289,7 @@ struct Stream::Impl {
       }
       for (auto it = wait_slots.begin(); it != wait_slots.end(); ++it) {
         if (it->busy) continue;
+        // Relaxed: only this process writes our pid there, and we look for our own store.
         if (aref(read_pid[it->index]).load(std::memory_order_relaxed) == me) {
           it->busy = true;
           return it->index;
@@ -312,6 +313,8 @@ struct Stream::Impl {
         auto slot = aref(read_pid[i]);
         std::int32_t seen = slot.load(std::memory_order_relaxed);
         // CAS from the exact value judged free, as claim_semaphore() does: never two owners.
+        // SYNC POINT R (acq_rel): one RMW order on semReadPID with every other claimer's and
+        // gc's CAS, so exactly one of them wins a free slot.
         if (!slot_free(seen) || !slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel)) continue;
         {
           WaitSlotRegistry& reg = wait_slot_registry();
@@ -319,7 +322,8 @@ struct Stream::Impl {
           reg.slots.emplace(file_dev, file_ino, i);
           reg.size.store(static_cast<int>(reg.slots.size()), std::memory_order_relaxed);
         }
-        // Posts made before the claim are not for us (ISIO's readers flush once, ref 12.2).
+        // Posts made before the claim are not for us (ISIO's readers flush once, ref 12.2);
+        // SYNC POINT S (acquire CAS inside flush).
         (void)os::gsem::flush(&sems[i]);
         wait_slots.push_back({i, true});
         wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
@@ -377,6 +381,7 @@ struct Stream::Impl {
         }
         if (!ours) continue;
         std::int32_t expected = me;
+        // SYNC POINT R (acq_rel): only from our own pid, so a slot someone else holds stays theirs.
         if (writable) aref(read_pid[w.index]).compare_exchange_strong(expected, -1, std::memory_order_acq_rel);
         forget_wait_slot(w.index);
       }
@@ -1222,8 +1227,13 @@ Status Stream::finalize_packets(const WriteOptions& options) noexcept {
   aref(rec[kPktFrame]).store(frame, std::memory_order_release);
   const Status st = commit_write(options);
   if (!st.ok()) return st;
-  // The companion's own counter moves too, so that its readers can wait on it.
-  aref(m.pkt->impl_->md->cnt0).fetch_add(1, std::memory_order_release);
+  // The companion's own counter moves too, so that its readers can wait on it: stamped and
+  // woken as commit_write() does (SYNC POINTs W and A), so that they need no semaphore slot.
+  Metadata* cmd = m.pkt->impl_->md;
+  const std::uint64_t cnext = aref(cmd->cnt0).load(std::memory_order_relaxed) + 1;
+  aref(cmd->shmlink_wake_stamp).store(wake_stamp_of(cnext), std::memory_order_relaxed);
+  aref(cmd->cnt0).fetch_add(1, std::memory_order_seq_cst);
+  if (aref(cmd->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(cmd));
   return complete ? Errc::ok : Errc::incomplete;
 }
 
@@ -1346,10 +1356,12 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
         if (replaced()) return Errc::replaced;
       }
       // Register in the slot's waiter count as glibc's sem_wait does, so that glibc's sem_post
-      // wakes the value word. Same word as the value: a post either precedes this RMW (the value
-      // is then non-zero and the wait below returns at once) or sees the waiter and wakes it.
+      // wakes the value word. SYNC POINT S (acquire, as glibc's registration): the same word
+      // as the value, so a post's CAS either precedes this RMW (the value is then non-zero and
+      // the wait below returns at once) or follows it and sees the waiter (it then wakes us).
       os::gsem::data(sem).fetch_add(os::gsem::kOneWaiter, std::memory_order_acquire);
     }
+    // Relaxed: leaving costs at most a poster's needless wake-up; nothing is published by it.
     auto unregister = [&] {
       if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
       if (sem != nullptr) os::gsem::data(sem).fetch_sub(os::gsem::kOneWaiter, std::memory_order_relaxed);

@@ -447,4 +447,56 @@ TEST(WaitProcesses, WithoutFutexWaitvAShmlinkWriterStillWakesASlotWaiter) {
   EXPECT_EQ(test::reap(reader, 10), 0);
 }
 
+// The partial-write companion `<name>_pkt` is written by shmlink too: its counter's increment is
+// stamped and wakes futex waiters, so its readers need no semaphore slot.
+TEST(WaitProcesses, PacketCompanionReadersAreWokenWithoutASlot) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("pk", spec_of({4}, Dtype::u32));
+  const std::vector<std::uint32_t> half(2, 7);
+  auto frame = [&] {
+    return s.write_packet(0, 2, 0, std::as_bytes(std::span(half))).ok() &&
+           s.write_packet(1, 2, 2, std::as_bytes(std::span(half))).ok() && s.finalize_packets().ok();
+  };
+  ASSERT_TRUE(frame());  // creates the companion, whose counter is now 1
+  const pid_t reader = test::spawn([] {
+    only_real_wakeups();
+    auto c = Stream::open("pk_pkt");
+    std::uint64_t n = 0;
+    return c.wait_futex(1, 20s, &n).ok() && n == 2 ? 0 : 1;
+  });
+  auto companion = Stream::open("pk_pkt");
+  auto* waiters =
+      reinterpret_cast<std::uint32_t*>(const_cast<std::byte*>(companion.file_bytes().data()) + kOffFutexWaiters);
+  const bool asleep = test::wait_until([&] { return std::atomic_ref<std::uint32_t>(*waiters).load() == 1; }, 5);
+  EXPECT_TRUE(asleep);
+  EXPECT_EQ(companion.info().sem_read_pids, std::vector<std::int32_t>{-1});
+  ASSERT_TRUE(frame());
+  EXPECT_EQ(test::reap(reader, 10), 0);
+}
+
+// `shmlink cat --wait` waits like any reader: on an ISIO writer's stream it claims the last slot
+// and the writer's post ends its wait (its 100 ms wait slices each re-use the slot).
+TEST(WaitProcesses, CatWaitWaitsOnASlotForAnIsioWriter) {
+#ifndef SHMLINK_CLI_PATH
+  GTEST_SKIP() << "the shmlink CLI is not built";
+#else
+  test::TempStreamDir dir;
+  auto s = Stream::create("catwait", spec_of({4}, Dtype::u32));
+  IsioWriter w(s.path(), 4, 1, 10);
+  w.write();  // an unstamped frame: cat knows the writer does not wake futexes
+  const pid_t cat = ::fork();
+  if (cat == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) ::dup2(null, 1);
+    ::execl(SHMLINK_CLI_PATH, "shmlink", "cat", "catwait", "--wait", "--timeout", "20", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const bool waiting = test::wait_until([&] { return w.read_pid(9) == cat && w.sem_waiters(9) == 1; }, 10);
+  EXPECT_TRUE(waiting) << "semReadPID[9] " << w.read_pid(9) << ", cat " << cat;
+  w.write();
+  EXPECT_EQ(test::reap(cat, 10), 0);
+  EXPECT_EQ(w.read_pid(9), -1);  // given back when cat closed the stream
+#endif
+}
+
 }  // namespace
