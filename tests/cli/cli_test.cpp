@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -536,10 +537,13 @@ std::optional<std::string> numpy_check(const std::vector<NpyExpect>& files, cons
   return std::system(cmd.c_str()) == 0 ? std::string() : "numpy: " + read_file(out);
 }
 
-/// A Python list of `n` consecutive values starting at `first`, for numpy_check().
-std::string values_from(int first, int n) {
+/// A Python list of frames, for numpy_check(): for each entry of `firsts`, `n` consecutive
+/// values starting there.
+std::string values_from(const std::vector<int>& firsts, int n) {
   std::string out = "[";
-  for (int i = 0; i < n; ++i) out += (i != 0 ? ", " : "") + std::to_string(first + i);
+  for (int first : firsts) {
+    for (int i = 0; i < n; ++i) out += (out.size() > 1 ? ", " : "") + std::to_string(first + i);
+  }
   return out + "]";
 }
 
@@ -597,13 +601,9 @@ TEST_F(cli, CatNpyOfARollingBufferHoldsTheNewestFrameAndAllTheHistoryOldestFirst
     // The statistics cover exactly what the file holds.
     EXPECT_EQ(j.at("stats").at("min"), c.first_value);
     EXPECT_EQ(j.at("stats").at("max"), 100 * (c.first_cnt0 + c.frames - 1) + 11);
-    std::string values = "[";
-    for (int f = 0; f < c.frames; ++f) {
-      const std::string frame = values_from(100 * (c.first_cnt0 + f), 12);
-      values += (f != 0 ? ", " : "") + frame.substr(1, frame.size() - 2);
-    }
-    values += "]";
-    expected.push_back({npy, c.numpy_shape, "<u2", values});
+    std::vector<int> firsts;
+    for (int f = 0; f < c.frames; ++f) firsts.push_back(100 * (c.first_cnt0 + f));
+    expected.push_back({npy, c.numpy_shape, "<u2", values_from(firsts, 12)});
   }
 
   // The text form says which it read, next to the shape of what it read.
@@ -618,6 +618,54 @@ TEST_F(cli, CatNpyOfARollingBufferHoldsTheNewestFrameAndAllTheHistoryOldestFirst
 
   // numpy loads every file with the shape and the values the JSON described.
   const std::optional<std::string> numpy = numpy_check(expected, dir_);
+  if (!numpy) GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
+  EXPECT_EQ(*numpy, "");
+}
+
+TEST_F(cli, CatAllReadsTheHistoryOfAWriterThatDoesNotFillTheSliceCounters) {
+  // ImageStreamIO's writer order (UpdateIm): write = 1, the data into slice (cnt1 + 1) % depth,
+  // cnt1 = that slice, cnt0 += 1, write = 0; the per-slice cntarray stays 0. Played here on the
+  // file's bytes: cnt0 at offset 264, cnt1 at 272, write at 288, data at 384.
+  create({"isio", "--shape", "3x2", "--dtype", "u8", "--depth", "4"});
+  {
+    const int fd = ::open(stream_file("isio").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const auto size = static_cast<std::size_t>(fs::file_size(stream_file("isio")));
+    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    ASSERT_NE(map, MAP_FAILED);
+    auto* file = static_cast<unsigned char*>(map);
+    auto u64 = [file](std::size_t offset) -> std::uint64_t& {
+      return *reinterpret_cast<std::uint64_t*>(file + offset);  // 8-byte aligned in the metadata
+    };
+    for (int k = 1; k <= 6; ++k) {
+      file[288] = 1;
+      const std::uint64_t slice = (u64(272) + 1) % 4;
+      for (std::size_t i = 0; i < 6; ++i) {
+        file[384 + slice * 6 + i] = static_cast<unsigned char>(10 * k + static_cast<int>(i));
+      }
+      u64(272) = slice;
+      u64(264) += 1;
+      file[288] = 0;
+    }
+    ::munmap(map, size);
+  }
+  const fs::path newest = dir_ / "newest.npy";
+  const fs::path history = dir_ / "history.npy";
+  RunResult r = run_cli({"cat", "isio", "--npy", newest.string(), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("stats").at("min"), 60);
+  r = run_cli({"cat", "isio", "--all", "--npy", history.string(), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("frames"), 4);
+  EXPECT_EQ(j.at("first_cnt0"), 3);
+  EXPECT_EQ(j.at("stats").at("min"), 30);
+  EXPECT_EQ(j.at("stats").at("max"), 65);
+  const std::optional<std::string> numpy =
+      numpy_check({{newest, "(2, 3)", "|u1", values_from({60}, 6)},
+                   {history, "(4, 2, 3)", "|u1", values_from({30, 40, 50, 60}, 6)}},  // oldest first
+                  dir_);
   if (!numpy) GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
   EXPECT_EQ(*numpy, "");
 }
