@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// `shmlink`: inspect, create and remove ImageStreamIO 2.00 shared-memory streams.
+// `shmlink`: inspect and manage the shared-memory channels (ImageStreamIO streams, sample queues,
+// memif interfaces) in the stream directory, and benchmark them.
 #include "common.hpp"
 
 #include <shmlink/log.hpp>
