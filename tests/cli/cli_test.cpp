@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -1029,6 +1030,55 @@ TEST_F(cli, MonitorSortsByStreamNameAndByTheSortKey) {
 
   r = run_cli({"monitor", "--once", "--sort", "size"});
   EXPECT_EQ(r.code, 2) << describe(r);
+}
+
+TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);  // the terminal is the child's own
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  if (pid == 0) {
+    std::string exe = SHMLINK_CLI_PATH;
+    std::vector<std::string> args = {exe, "monitor", "--interval", "0.05"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  std::string screen;
+  // Reads the terminal until `text` appears after `from`; false after 20 s or at EOF.
+  auto read_until = [&](const std::string& text, std::size_t from) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (screen.find(text, from) == std::string::npos) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      pollfd p{master, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t got = ::read(master, buf, sizeof buf);
+      if (got <= 0) return false;
+      screen.append(buf, static_cast<std::size_t>(got));
+    }
+    return true;
+  };
+  EXPECT_TRUE(read_until("sorted by name, s: change order, q: quit", 0)) << screen;
+  const std::size_t before = screen.size();
+  ASSERT_EQ(::write(master, "s", 1), 1);
+  EXPECT_TRUE(read_until("sorted by rate", before)) << screen;
+  ASSERT_EQ(::write(master, "q", 1), 1);
+  int status = 0;
+  for (int i = 0; i < 2000 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) {
+    pollfd p{master, POLLIN, 0};
+    char buf[4096];
+    if (::poll(&p, 1, 10) > 0) (void)::read(master, buf, sizeof buf);  // keep the terminal drained
+  }
+  ::close(master);
+  if (::waitpid(pid, &status, WNOHANG) == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "monitor did not quit on q:\n" << screen;
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST_F(cli, MonitorOnceReportsRateOfLiveWriter) {
