@@ -179,7 +179,9 @@ SHMLINK_EXPORT int shmlink_stream_frame_info(const shmlink_stream_t *stream, shm
 /** cnt0 (acquire); 0 for NULL. */
 SHMLINK_EXPORT uint64_t shmlink_stream_cnt0(const shmlink_stream_t *stream);
 
-/** Waits until cnt0 != last_cnt0 by futex (spin first). @return 0, TIMEOUT, INTERRUPTED, CLOSED. */
+/** Waits until cnt0 != last_cnt0 by futex (spin first); for writers that only post the in-file
+ *  semaphores (ImageStreamIO, milk) also on a semaphore slot the handle claims and keeps until
+ *  close (C++ Stream::wait_futex). @return 0, TIMEOUT, INTERRUPTED, CLOSED. */
 SHMLINK_EXPORT int shmlink_stream_wait_futex(const shmlink_stream_t *stream, uint64_t last_cnt0,
                                              int64_t timeout_ns, uint64_t *cnt0_out);
 /** Waits until cnt0 != last_cnt0 by spinning. @return 0, TIMEOUT, CLOSED. */

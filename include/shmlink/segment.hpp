@@ -133,4 +133,11 @@ class SHMLINK_EXPORT Segment {
 /// @return pids, ascending; empty when nobody holds it or the file does not exist.
 SHMLINK_EXPORT std::vector<int> processes_using(const std::string& path, int* uninspectable = nullptr);
 
+/// processes_using() for several files in one scan of /proc (one pass over each process's
+/// descriptors and maps, however many files): element i lists the processes holding `paths[i]`,
+/// ascending (empty for a file that does not exist). `*uninspectable` counts the processes whose
+/// /proc entries could not be read and that were not found holding every file.
+SHMLINK_EXPORT std::vector<std::vector<int>> processes_using_each(const std::vector<std::string>& paths,
+                                                                  int* uninspectable = nullptr);
+
 }  // namespace shmlink

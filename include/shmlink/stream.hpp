@@ -224,7 +224,8 @@ struct OpenOptions {
   /// Map read-write (default; needed for writing and for every semaphore operation, since the
   /// semaphores live in the file) or read-only (for tools inspecting other users' streams:
   /// mutating calls then return Errc::permission, claim_semaphore returns -1, sem_flush 0, and
-  /// wait_futex sleeps in 10 ms slices because it cannot register as a waiter).
+  /// wait_futex sleeps in 10 ms slices because it can neither register as a waiter nor claim
+  /// a semaphore slot: frames of writers that do not wake futexes are seen within 10 ms).
   bool writable = true;
 };
 
@@ -337,7 +338,8 @@ class SHMLINK_EXPORT Stream {
 
   /// True while a stream is held.
   [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
-  /// Unmaps and closes (the file stays). Idempotent.
+  /// Unmaps and closes (the file stays), giving back a semaphore slot wait_futex() claimed.
+  /// Idempotent.
   void close() noexcept;
 
   // ---- geometry -----------------------------------------------------------------------
@@ -388,9 +390,11 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] bool file_intact() const noexcept;
 
   // ---- writing ----------------------------------------------------------------------
-  /// Publishes one frame: write = 1, release fence, copy, timestamps, cnt0 += 1 (release),
-  /// write = 0 (release), futex wake if anyone waits, then post every semaphore slot whose
-  /// value is below 10 (recording semWritePID) and semlog (reference section 11.2).
+  /// Publishes one frame: write = 1, release fence, copy, timestamps, the wake stamp (the new
+  /// cnt0's low 32 bits, in metadata padding: tells wait_futex() this writer wakes futexes),
+  /// cnt0 += 1 (release), write = 0 (release), futex wake if anyone waits, then post every
+  /// semaphore slot whose value is below 10 (recording semWritePID) and semlog (reference
+  /// section 11.2).
   /// A rolling buffer's frame goes to slice (cnt1 + 1) % depth; cnt1 becomes that slice and the
   /// slice's cntarray (the new cnt0), atimearray and writetimearray entries are filled before
   /// cnt0 is incremented. (A new stream's first frame therefore lands in slice 1, as in ISIO.)
@@ -434,7 +438,8 @@ class SHMLINK_EXPORT Stream {
   /// @param info counters and times of the frame copied.
   /// @param skipped receives the number of frames lost (0 unless the result is overwritten).
   /// @param timeout when no new frame exists: 0 returns would_block at once, otherwise waits
-  ///        (wait_futex) up to `timeout` for one.
+  ///        (wait_futex, so every frame of a writer that only posts semaphores wakes it too) up
+  ///        to `timeout` for one.
   /// @return ok (the next frame in order; the tail advances by one); overwritten (the reader
   ///         was lapped, or on a plain stream frames came faster than it read: `out` holds the
   ///         newest frame, the tail jumps to it, `skipped` says how many were lost); would_block
@@ -548,8 +553,20 @@ class SHMLINK_EXPORT Stream {
 
   // ---- waiting ----------------------------------------------------------------------
   /// Waits until cnt0 differs from `last_cnt0`: spins for `spin`, then sleeps on a shared
-  /// futex on the low 32 bits of cnt0 (reference 12.3), re-checking every 10 ms so that
-  /// writers that do not wake futexes (milk's) are still noticed. Any number of readers.
+  /// futex on the low 32 bits of cnt0 (reference 12.3), which shmlink writers wake; any number
+  /// of readers, nothing claimed. Writers that only post the in-file semaphores (ImageStreamIO's
+  /// UpdateIm: milk, cacao) are told apart by the wake stamp shmlink writers leave in the
+  /// metadata padding: when the newest frame lacks it, or nothing was written yet, the handle
+  /// claims a semaphore slot (semReadPID := getpid() by CAS, from the last slot down, flushed
+  /// once) and sleeps on both the futex and that slot (futex_waitv; the slot alone on kernels
+  /// before 5.16), so every post wakes it as it would wake a semaphore reader. The handle keeps
+  /// the slot until close() (or until the newest frame is a shmlink writer's, if it never saw a
+  /// writer without the stamp); `shmlink gc` frees it if the process dies. claim_semaphore()
+  /// and release_semaphore() never return or release it. Without a slot (read-only handle, no
+  /// slots, every slot taken by live readers, or the first frame of such a writer after a
+  /// shmlink writer's), such writers are noticed by re-checking every 10 ms, as before.
+  /// Several threads may wait on one handle at once (each on its own slot when one is needed).
+  /// See docs/design/streams.md, "Writers that only post semaphores".
   /// @param timeout relative, on CLOCK_MONOTONIC; kForever waits without limit.
   /// @param cnt0_out receives the new cnt0 on success.
   /// @return ok, timeout, interrupted (a signal arrived), closed, replaced (the file was
@@ -561,7 +578,9 @@ class SHMLINK_EXPORT Stream {
   ///         access to the mapping, or just before a writer's wake-up arrives (after a real
   ///         wake-up the wait unregisters and loads cnt0 without the check, which would cost an
   ///         fstat on the latency path), still raises SIGBUS).
-  /// Memory ordering: on ok, the frame published by that cnt0 increment is visible (acquire).
+  /// Memory ordering: on ok, the frame published by that cnt0 increment is visible (acquire
+  /// load of cnt0, pairing with the writer's release increment; a taken semaphore post is an
+  /// acquire pairing with the poster's release, which follows its cnt0 increment).
   Status wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout = kForever,
                     std::uint64_t* cnt0_out = nullptr,
                     std::chrono::nanoseconds spin = kDefaultSpin) const noexcept;
@@ -576,9 +595,11 @@ class SHMLINK_EXPORT Stream {
   /// Claims a semaphore slot for this process: returns the slot already held by getpid(), or
   /// `preferred` if free, or the first free slot; a slot is free when its semReadPID is 0, -1
   /// or a dead process. Claimed with a compare-and-swap, so two readers never share a slot.
+  /// A slot this process holds for wait_futex() (in any handle) is never returned.
   /// @return the slot index, or -1 when all are taken.
   int claim_semaphore(int preferred = -1) noexcept;
-  /// Gives a claimed slot back (semReadPID := -1) if this process holds it.
+  /// Gives a claimed slot back (semReadPID := -1) if this process holds it, unless it holds it
+  /// for wait_futex() (that slot is given back when its handle closes).
   void release_semaphore(int index) noexcept;
   /// Frees the semaphore slots whose semReadPID names a process that no longer exists (a reader
   /// that died holding its slot; `shmlink gc` calls this). Each slot is freed with a

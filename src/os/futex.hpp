@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
@@ -33,6 +34,68 @@ inline FutexResult futex_wait(const std::uint32_t* word, std::uint32_t expected,
     case EFAULT: return FutexResult::fault;
     default: return FutexResult::woken;  // treat anything else as spurious; callers re-check
   }
+}
+
+/// Whether the kernel has futex_waitv (Linux >= 5.16; Debian 12 runs 6.1).
+enum class FutexWaitvSupport { unknown, yes, no };
+
+/// Whether futex_waitv worked here (process-wide; learnt from the first call).
+inline std::atomic<FutexWaitvSupport>& futex_waitv_support() noexcept {
+  static std::atomic<FutexWaitvSupport> support{FutexWaitvSupport::unknown};
+  return support;
+}
+
+/// Sleeps while `*a == va` and `*b == vb` (shared futexes, 32 bits each) with one futex_waitv
+/// (Linux >= 5.16): a wake-up of either word, or a change of either before sleeping, ends it.
+/// `rel` is relative (CLOCK_MONOTONIC, >= 0). Results as futex_wait(), plus `unsupported`
+/// set to true (and nothing waited) when the kernel has no futex_waitv (ENOSYS), remembered in
+/// futex_waitv_support() so that later calls fail at once without a syscall.
+inline FutexResult futex_wait_either(const std::uint32_t* a, std::uint32_t va, const std::uint32_t* b,
+                                     std::uint32_t vb, const timespec& rel, bool* unsupported) noexcept {
+  *unsupported = false;
+#if defined(SYS_futex_waitv)
+  if (futex_waitv_support().load(std::memory_order_relaxed) == FutexWaitvSupport::no) {
+    *unsupported = true;
+    return FutexResult::woken;
+  }
+  // Shared futexes (no FUTEX_PRIVATE_FLAG): keyed on the page, so glibc's pshared sem_post and
+  // other processes' FUTEX_WAKE reach them.
+  struct futex_waitv w[2] = {};
+  w[0].val = va;
+  w[0].uaddr = reinterpret_cast<std::uintptr_t>(a);
+  w[0].flags = FUTEX_32;
+  w[1].val = vb;
+  w[1].uaddr = reinterpret_cast<std::uintptr_t>(b);
+  w[1].flags = FUTEX_32;
+  // futex_waitv takes an absolute deadline on the clock it is given.
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  timespec abs{now.tv_sec + rel.tv_sec, now.tv_nsec + rel.tv_nsec};
+  if (abs.tv_nsec >= 1'000'000'000) {
+    abs.tv_sec += 1;
+    abs.tv_nsec -= 1'000'000'000;
+  }
+  const long r = ::syscall(SYS_futex_waitv, w, 2u, 0u, &abs, CLOCK_MONOTONIC);
+  if (r >= 0) {
+    futex_waitv_support().store(FutexWaitvSupport::yes, std::memory_order_relaxed);
+    return FutexResult::woken;
+  }
+  switch (errno) {
+    case ENOSYS:
+      futex_waitv_support().store(FutexWaitvSupport::no, std::memory_order_relaxed);
+      *unsupported = true;
+      return FutexResult::woken;
+    case EAGAIN: return FutexResult::value_changed;
+    case ETIMEDOUT: return FutexResult::timed_out;
+    case EINTR: return FutexResult::interrupted;
+    case EFAULT: return FutexResult::fault;
+    default: return FutexResult::woken;  // spurious for the caller, which re-checks
+  }
+#else
+  (void)a, (void)va, (void)b, (void)vb, (void)rel;
+  *unsupported = true;
+  return FutexResult::woken;
+#endif
 }
 
 /// Wakes up to `count` waiters on `word` (INT_MAX: all). Returns the number woken.

@@ -39,7 +39,8 @@ inline constexpr std::uint64_t kMaxElements = 10'000'000'000ULL;  // ISIO's "SEE
 //      | naxis  | pad[3]                   |  size[0] @116, size[1] @120,  |
 //      |        |                          |  size[2] @124 (u32 each)      |
 //  128 +--------+--------------------------+-------------------------------+
-//      | nelement u64 @128 | datatype u8 @136 + pad | imagetype u64 @144   |
+//      | nelement u64 @128 | datatype u8 @136 + pad | (pad: shmlink wake     |
+//      |   stamp u32 @140) | imagetype u64 @144                            |
 //  152 | creationtime @152 | lastaccesstime @168 | atime @184 | writetime   |
 //      |   (timespec, 16 B each; writetime @200)                           |
 //  216 | creatorPID i32 | ownerPID i32 @220 | shared u8 @224 + pad         |
@@ -58,7 +59,13 @@ struct Metadata {
   std::uint32_t size[3];
   std::uint64_t nelement;
   std::uint8_t datatype;
-  std::uint8_t pad1[7];
+  std::uint8_t pad1[3];
+  // ISIO padding. shmlink writers store here the low 32 bits of the cnt0 they are publishing,
+  // before its increment (release), as a sign that they wake futex waiters (`wait_futex`): a
+  // reader that sees cnt0 move without this stamp following knows the writer only posts the
+  // semaphores (ImageStreamIO's UpdateIm, milk) and waits on a semaphore slot instead. ISIO
+  // never reads or writes these bytes; they are 0 in every file it creates.
+  std::uint32_t shmlink_wake_stamp;
   std::uint64_t imagetype;
   timespec creationtime;
   timespec lastaccesstime;
@@ -102,6 +109,7 @@ static_assert(offsetof(Metadata, naxis) == 112);
 static_assert(offsetof(Metadata, size) == 116);
 static_assert(offsetof(Metadata, nelement) == 128);
 static_assert(offsetof(Metadata, datatype) == 136);
+static_assert(offsetof(Metadata, shmlink_wake_stamp) == 140);
 static_assert(offsetof(Metadata, imagetype) == 144);
 static_assert(offsetof(Metadata, creationtime) == 152);
 static_assert(offsetof(Metadata, lastaccesstime) == 168);
@@ -129,6 +137,8 @@ static_assert(offsetof(Metadata, CBcycle) == 304);
 static_assert(offsetof(Metadata, imdatamemsize) == 312);
 static_assert(offsetof(Metadata, cudaMemHandle) == 320);
 static_assert(offsetof(Metadata, cnt0) % 8 == 0, "cnt0 is accessed with 64-bit atomics");
+static_assert(offsetof(Metadata, shmlink_futex_waiters) % 4 == 0 && offsetof(Metadata, shmlink_wake_stamp) % 4 == 0,
+              "the shmlink spare-area words are accessed with 32-bit atomics");
 
 // IMAGE_KEYWORD, 128 bytes (reference 4.1):
 //    0 | name char[16] | 16 type char ('N','L','D','S') + pad[7]

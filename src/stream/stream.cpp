@@ -24,6 +24,9 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <set>
+#include <tuple>
 
 namespace shmlink {
 namespace {
@@ -81,6 +84,23 @@ std::string shape_text(std::span<const std::uint32_t> shape) {
 }
 
 bool slot_free(std::int32_t pid) noexcept { return pid == 0 || pid == -1 || !os::pid_alive(pid); }
+
+/// The wake stamp of frame `cnt0` (the low 32 bits, as stored in Metadata::shmlink_wake_stamp).
+constexpr std::uint32_t wake_stamp_of(std::uint64_t cnt0) noexcept { return static_cast<std::uint32_t>(cnt0); }
+
+/// The semaphore slots this process holds for wait_futex, by file (device, inode) and slot:
+/// claim_semaphore() and release_semaphore() leave them alone, so that a slot claimed for
+/// waiting is never handed out again for someone's own semaphore reads in this process (its
+/// semReadPID is this process's pid, which claim_semaphore() would otherwise call "ours").
+struct WaitSlotRegistry {
+  std::mutex mu;
+  std::set<std::tuple<dev_t, ino_t, int>> slots;
+  std::atomic<int> size{0};  ///< slots.size(), read without the lock to skip the common case
+};
+WaitSlotRegistry& wait_slot_registry() noexcept {
+  static WaitSlotRegistry r;
+  return r;
+}
 
 /// The partial-write companion of the stream file `path`: `<dir>/<name>_pkt.im.shm`.
 std::string companion_path(const std::string& path) {
@@ -143,6 +163,22 @@ struct Stream::Impl {
   std::vector<bool> pkt_have;
   bool pkt_initialised = false;  ///< this handle created/re-initialised the companion
   mutable std::unique_ptr<Stream> pkt;
+  // wait_futex's semaphore slots (process-local; docs/design/streams.md "Waiting"): claimed
+  // when the newest frame's writer does not wake futexes, held until close.
+  struct WaitSlot {
+    int index = -1;
+    bool busy = false;  ///< a thread is waiting on it now
+  };
+  std::mutex wait_mu;                      ///< guards the four fields below
+  std::vector<WaitSlot> wait_slots;        ///< slots this handle holds for waiting
+  pid_t wait_slots_pid = 0;                ///< the process that claimed them (a forked child holds none)
+  dev_t file_dev = 0;                      ///< the file's device and inode (registry key), once known
+  ino_t file_ino = 0;
+  std::atomic<int> wait_slots_held{0};     ///< wait_slots.size(), read without the lock
+  std::atomic<bool> legacy_writer_seen{false};        ///< a frame without the wake stamp was seen
+  std::atomic<std::int64_t> wait_claim_failed_ns{-1};  ///< when every slot was last found taken
+
+  ~Impl() { release_wait_slots(true); }
 
   /// Slice `s` of the data area.
   [[nodiscard]] std::byte* slice_data(std::uint32_t s) const noexcept {
@@ -204,6 +240,176 @@ struct Stream::Impl {
     const pid_t pid = os::current_pid();
     for (int i = 0; i < nsem; ++i) post_slot(i, pid);
     (void)os::gsem::post(semlog, kSemaphoreMaxValue);
+  }
+
+  // ---- wait_futex's semaphore slots ----
+
+  /// Who published the newest frame, judged by the wake stamp.
+  enum class NewestWriter { shmlink, legacy, unknown };
+  [[nodiscard]] NewestWriter newest_writer() const noexcept {
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      // SYNC POINT W (acquire): pairs with the writer's release increment of cnt0 (SYNC POINT A),
+      // which follows its stamp store: a shmlink writer's stamp of frame c is visible here.
+      const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);
+      if (c == 0) return NewestWriter::unknown;  // nothing written yet: any writer may come
+      // Acquire, so that the re-load of cnt0 below cannot be satisfied before it.
+      const std::uint32_t stamp = aref(md->shmlink_wake_stamp).load(std::memory_order_acquire);
+      if (aref(md->cnt0).load(std::memory_order_relaxed) != c) continue;  // a frame came meanwhile
+      // The stamp of frame c, or of frame c + 1 whose shmlink writer stamped it and has not
+      // incremented cnt0 yet.
+      return stamp == wake_stamp_of(c) || stamp == wake_stamp_of(c + 1) ? NewestWriter::shmlink : NewestWriter::legacy;
+    }
+    return NewestWriter::unknown;  // cnt0 keeps moving: judged at the next wait
+  }
+
+  /// Whether wait_futex should also wait on a semaphore slot: the handle may claim one (mapped
+  /// writable, the stream has slots), and either a frame without the wake stamp was seen (then
+  /// until close), or the newest frame lacks it, or nothing was written yet. After a stamped
+  /// frame (a shmlink writer) and no unstamped one, slots held from the wait for the first frame
+  /// are given back.
+  bool wants_semaphore() noexcept {
+    if (!writable || nsem == 0) return false;
+    if (legacy_writer_seen.load(std::memory_order_relaxed)) return true;
+    switch (newest_writer()) {
+      case NewestWriter::shmlink:
+        if (wait_slots_held.load(std::memory_order_relaxed) != 0) release_wait_slots(false);
+        return false;
+      case NewestWriter::legacy: legacy_writer_seen.store(true, std::memory_order_relaxed); return true;
+      case NewestWriter::unknown: return true;
+    }
+    return true;
+  }
+
+  /// A slot for one waiting thread: one this handle holds and no other thread waits on, else a
+  /// newly claimed one (CAS of semReadPID from a free value to our pid, from the last slot down:
+  /// milk programs tend to use fixed low indices), flushed of old posts. -1 when every slot is
+  /// taken (then not retried for 100 ms, so that a waiter does not scan the slots on every call).
+  int acquire_wait_slot() noexcept {
+    try {
+      const std::lock_guard<std::mutex> lock(wait_mu);
+      const pid_t me = os::current_pid();
+      if (wait_slots_pid != me) {  // a forked child: the parent's claims stay the parent's
+        wait_slots.clear();
+        wait_slots_held.store(0, std::memory_order_relaxed);
+        wait_slots_pid = me;
+      }
+      for (auto it = wait_slots.begin(); it != wait_slots.end(); ++it) {
+        if (it->busy) continue;
+        // Relaxed: only this process writes our pid there, and we look for our own store.
+        if (aref(read_pid[it->index]).load(std::memory_order_relaxed) == me) {
+          it->busy = true;
+          return it->index;
+        }
+        // Someone rewrote semReadPID (no shmlink process does for a live owner): not ours any more.
+        forget_wait_slot(it->index);
+        wait_slots.erase(it);
+        wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
+        break;  // the iterator is gone; the next wait looks again
+      }
+      const std::int64_t failed = wait_claim_failed_ns.load(std::memory_order_relaxed);
+      const std::int64_t now = os::monotonic_ns();
+      if (failed >= 0 && now - failed < 100'000'000) return -1;
+      if (file_ino == 0) {
+        struct stat st {};
+        if (::fstat(seg.fd(), &st) != 0) return -1;
+        file_dev = st.st_dev;
+        file_ino = st.st_ino;
+      }
+      for (int i = nsem - 1; i >= 0; --i) {
+        auto slot = aref(read_pid[i]);
+        std::int32_t seen = slot.load(std::memory_order_relaxed);
+        // CAS from the exact value judged free, as claim_semaphore() does: never two owners.
+        // SYNC POINT R (acq_rel): one RMW order on semReadPID with every other claimer's and
+        // gc's CAS, so exactly one of them wins a free slot.
+        if (!slot_free(seen) || !slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel)) continue;
+        {
+          WaitSlotRegistry& reg = wait_slot_registry();
+          const std::lock_guard<std::mutex> rlock(reg.mu);
+          reg.slots.emplace(file_dev, file_ino, i);
+          reg.size.store(static_cast<int>(reg.slots.size()), std::memory_order_relaxed);
+        }
+        // Posts made before the claim are not for us (ISIO's readers flush once, ref 12.2);
+        // SYNC POINT S (acquire CAS inside flush).
+        (void)os::gsem::flush(&sems[i]);
+        wait_slots.push_back({i, true});
+        wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
+        wait_claim_failed_ns.store(-1, std::memory_order_relaxed);
+        return i;
+      }
+      wait_claim_failed_ns.store(now, std::memory_order_relaxed);
+      return -1;
+    } catch (...) {  // std::mutex::lock or the registry's allocation failed: wait without a slot
+      return -1;
+    }
+  }
+
+  /// The waiting thread is done with slot `index` (still held by the handle).
+  void end_wait_on_slot(int index) noexcept {
+    try {
+      const std::lock_guard<std::mutex> lock(wait_mu);
+      for (WaitSlot& w : wait_slots)
+        if (w.index == index) w.busy = false;
+    } catch (...) {
+      // the slot stays marked busy: a later wait claims another one
+    }
+  }
+
+  /// Removes slot `index` of this file from the process-wide registry.
+  void forget_wait_slot(int index) noexcept {
+    WaitSlotRegistry& reg = wait_slot_registry();
+    try {
+      const std::lock_guard<std::mutex> rlock(reg.mu);
+      reg.slots.erase({file_dev, file_ino, index});
+      reg.size.store(static_cast<int>(reg.slots.size()), std::memory_order_relaxed);
+    } catch (...) {
+      // left registered: claim_semaphore() then skips a slot it could have used, nothing worse
+    }
+  }
+
+  /// Gives back the slots held for waiting (semReadPID from our pid to -1 by CAS, so a slot
+  /// someone else holds now stays theirs): the idle ones, or all (`all`, on close).
+  void release_wait_slots(bool all) noexcept {
+    try {
+      const std::lock_guard<std::mutex> lock(wait_mu);
+      if (wait_slots.empty()) return;
+      const pid_t me = os::current_pid();
+      // A forked child's copy releases nothing; nor does a handle whose file was truncated in
+      // place (DAO-style re-creation): its semReadPID words are gone, touching them would fault.
+      struct stat st {};
+      const bool intact = ::fstat(seg.fd(), &st) == 0 && st.st_size >= 0 &&
+                          static_cast<std::uint64_t>(st.st_size) >= seg.size();
+      const bool ours = wait_slots_pid == me && intact;
+      std::vector<WaitSlot> kept;
+      for (const WaitSlot& w : wait_slots) {
+        if (w.busy && !all) {
+          kept.push_back(w);
+          continue;
+        }
+        if (!ours) continue;
+        std::int32_t expected = me;
+        // SYNC POINT R (acq_rel): only from our own pid, so a slot someone else holds stays theirs.
+        if (writable) aref(read_pid[w.index]).compare_exchange_strong(expected, -1, std::memory_order_acq_rel);
+        forget_wait_slot(w.index);
+      }
+      wait_slots = std::move(kept);
+      wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
+    } catch (...) {
+      // kept until close; gc frees them once this process is gone
+    }
+  }
+
+  /// True when this process holds slot `index` of this file for wait_futex (in any handle).
+  bool held_for_waiting(int index) noexcept {
+    WaitSlotRegistry& reg = wait_slot_registry();
+    if (reg.size.load(std::memory_order_relaxed) == 0) return false;
+    struct stat st {};
+    if (::fstat(seg.fd(), &st) != 0) return false;
+    try {
+      const std::lock_guard<std::mutex> rlock(reg.mu);
+      return reg.slots.count({st.st_dev, st.st_ino, index}) != 0;
+    } catch (...) {
+      return false;
+    }
   }
 };
 
@@ -617,6 +823,9 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
     if (slot == 0) aref(md->CBcycle).fetch_add(1, std::memory_order_relaxed);
   }
 
+  // The wake stamp: this writer wakes futex waiters (below), so readers need no semaphore slot
+  // for its frames. Relaxed: published by the cnt0 increment that follows (SYNC POINT W).
+  aref(md->shmlink_wake_stamp).store(wake_stamp_of(next), std::memory_order_relaxed);
   // SYNC POINT A: publish the frame. Release for readers' acquire loads of cnt0; seq_cst so
   // that it is ordered before the waiter-count load below (pairs with the waiter's seq_cst
   // increment then cnt0 load in wait_futex: one of the two always sees the other).
@@ -729,6 +938,11 @@ std::atomic<std::int64_t>& detail::writer_grace_ns() noexcept {
 
 std::atomic<std::int64_t>& detail::sem_recheck_ns() noexcept {
   static std::atomic<std::int64_t> slice{100'000'000};
+  return slice;
+}
+
+std::atomic<std::int64_t>& detail::foreign_writer_poll_ns() noexcept {
+  static std::atomic<std::int64_t> slice{10'000'000};
   return slice;
 }
 
@@ -1125,8 +1339,13 @@ Status Stream::finalize_packets(const WriteOptions& options) noexcept {
   aref(rec[kPktFrame]).store(frame, std::memory_order_release);
   const Status st = commit_write(options);
   if (!st.ok()) return st;
-  // The companion's own counter moves too, so that its readers can wait on it.
-  aref(m.pkt->impl_->md->cnt0).fetch_add(1, std::memory_order_release);
+  // The companion's own counter moves too, so that its readers can wait on it: stamped and
+  // woken as commit_write() does (SYNC POINTs W and A), so that they need no semaphore slot.
+  Metadata* cmd = m.pkt->impl_->md;
+  const std::uint64_t cnext = aref(cmd->cnt0).load(std::memory_order_relaxed) + 1;
+  aref(cmd->shmlink_wake_stamp).store(wake_stamp_of(cnext), std::memory_order_relaxed);
+  aref(cmd->cnt0).fetch_add(1, std::memory_order_seq_cst);
+  if (aref(cmd->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(cmd));
   return complete ? Errc::ok : Errc::incomplete;
 }
 
@@ -1187,7 +1406,8 @@ Status Stream::wait_spin(std::uint64_t last_cnt0, std::chrono::nanoseconds timeo
 Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout, std::uint64_t* cnt0_out,
                           std::chrono::nanoseconds spin) const noexcept {
   if (!impl_) return Errc::closed;
-  const Metadata* md = impl_->md;
+  Impl& m = *impl_;
+  const Metadata* md = m.md;
   const std::int64_t deadline = os::deadline_after(timeout);
   auto done = [&](std::uint64_t c) {
     if (cnt0_out != nullptr) *cnt0_out = c;
@@ -1203,42 +1423,103 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
       os::cpu_relax();
     }
   }
-  // Writers that do not wake futexes (milk, ISIO) are noticed by re-checking every 10 ms.
-  constexpr std::int64_t kForeignWriterPollNs = 10'000'000;
+  // A writer that only posts the semaphores (ISIO's UpdateIm, milk) never wakes the cnt0 futex:
+  // unless the newest frame carries a shmlink writer's wake stamp, wait on a semaphore slot too
+  // (claimed once, held until close). Without a slot, such writers are noticed by re-checking
+  // every foreign_writer_poll_ns() (10 ms).
+  const int slot = timeout.count() > 0 && m.wants_semaphore() ? m.acquire_wait_slot() : -1;
+  struct SlotUse {
+    Impl& m;
+    int slot;
+    ~SlotUse() {
+      if (slot >= 0) m.end_wait_on_slot(slot);
+    }
+  } slot_use{m, slot};
+  sem_t* sem = slot >= 0 ? &m.sems[slot] : nullptr;
+  // Without futex_waitv (Linux < 5.16) a slot's waiter sleeps on the semaphore alone: shmlink
+  // writers post it too, and a re-creation by PurgeAndCreate posts it once.
+  const bool sem_only = sem != nullptr && os::futex_waitv_support().load(std::memory_order_relaxed) ==
+                                               os::FutexWaitvSupport::no;
+  const std::int64_t poll_ns =
+      std::max<std::int64_t>(detail::foreign_writer_poll_ns().load(std::memory_order_relaxed), 1'000'000);
   auto waiters = aref(md->shmlink_futex_waiters);
-  // A read-only mapping cannot register as a waiter: it sleeps in 10 ms slices instead.
-  const std::uint32_t reg = impl_->writable ? 1 : 0;
+  // A read-only mapping cannot register as a waiter (nor claim a slot): it sleeps in poll slices.
+  const std::uint32_t reg = m.writable && !sem_only ? 1 : 0;
   for (;;) {
+    if (sem != nullptr) {
+      // Take what the slot holds: posts of frames already seen (a semaphore counts up to 10
+      // while the reader is busy) must not end the sleep below at once, and new ones prove a
+      // new frame, whose cnt0 increment precedes the post (ISIO order, ref 11.1).
+      const int taken = os::gsem::flush(sem);  // SYNC POINT S (acquire): pairs with the post
+      if (taken > 0) {
+        // A writer that posts before its cnt0 increment (ISIO's Python write(): post, write = 0,
+        // cnt0 += 1) increments without a wake-up just after: watch cnt0 for a few microseconds,
+        // and for up to 1 ms while the write flag says that a write is still under way.
+        const std::int64_t until = std::min(deadline, os::monotonic_ns() + 1'000'000);
+        for (std::uint32_t i = 0;; ++i) {
+          const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
+          if (c != last_cnt0) return done(c);
+          if (i >= 64 && aref(md->write).load(std::memory_order_acquire) == 0) break;
+          if (i % 64 == 63 && os::monotonic_ns() >= until) break;
+          os::cpu_relax();
+        }
+        // Posts of frames already seen, or the one post of a PurgeAndCreate that replaced the
+        // file (it also wakes the cnt0 futex, and this reader would otherwise sleep on).
+        if (replaced()) return Errc::replaced;
+      }
+      // Register in the slot's waiter count as glibc's sem_wait does, so that glibc's sem_post
+      // wakes the value word. SYNC POINT S (acquire, as glibc's registration): the same word
+      // as the value, so a post's CAS either precedes this RMW (the value is then non-zero and
+      // the wait below returns at once) or follows it and sees the waiter (it then wakes us).
+      os::gsem::data(sem).fetch_add(os::gsem::kOneWaiter, std::memory_order_acquire);
+    }
+    // Relaxed: leaving costs at most a poster's needless wake-up; nothing is published by it.
+    auto unregister = [&] {
+      if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
+      if (sem != nullptr) os::gsem::data(sem).fetch_sub(os::gsem::kOneWaiter, std::memory_order_relaxed);
+    };
     // Register before the final check (seq_cst pairs with the writer's cnt0 RMW and its
     // seq_cst load of the waiter count: either we see the new cnt0 or the writer sees us).
     if (reg != 0) waiters.fetch_add(reg, std::memory_order_seq_cst);
     const std::uint64_t c = aref(md->cnt0).load(std::memory_order_seq_cst);
     if (c != last_cnt0) {
-      if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
+      unregister();
       return done(c);
     }
     const std::int64_t now = os::monotonic_ns();
     if (now >= deadline) {
-      if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
+      unregister();
       return Errc::timeout;
     }
-    const timespec rel = os::to_timespec(std::min(deadline - now, kForeignWriterPollNs));
-    const os::FutexResult r =
-        os::futex_wait(cnt0_futex_word(md), static_cast<std::uint32_t>(last_cnt0 & 0xFFFFFFFFu), &rel);
-    // Not woken by a shmlink writer (a poll slice ended, or the page is gone): a foreign writer
+    const timespec rel = os::to_timespec(std::min(deadline - now, poll_ns));
+    const auto* cnt0_word = cnt0_futex_word(md);
+    const auto expected = static_cast<std::uint32_t>(last_cnt0 & 0xFFFFFFFFu);
+    os::FutexResult r = os::FutexResult::woken;
+    bool unsupported = sem_only;
+    if (sem != nullptr && !sem_only)  // wakes for the cnt0 futex (shmlink writers) or the slot (posts)
+      r = os::futex_wait_either(cnt0_word, expected, os::gsem::value_word(sem), 0, rel, &unsupported);
+    if (unsupported) {
+      r = os::futex_wait(os::gsem::value_word(sem), 0, &rel);
+    } else if (sem == nullptr) {
+      r = os::futex_wait(cnt0_word, expected, &rel);
+    }
+    // Not woken by a writer (a poll slice ended, or the page is gone): a foreign writer
     // may have re-created the file in place (ISIO/DAO truncate and re-size it). Check the file
     // still covers the mapping before touching it again, so that the common case of such a
     // re-creation ends in Errc::replaced instead of SIGBUS (a truncation between this check
     // and the loads below still faults: docs/design/streams.md, "Trust rules"). The waiter
-    // count is left as is then: it lives in the truncated page (the re-created file starts at 0).
-    // After a real wake-up there is no check: an fstat (about 2.3 us on a 2-CPU VM) is a large
-    // share of a futex wake-up (6.5 us one way at best there), so that window stays (documented).
-    if (r != os::FutexResult::woken && !file_intact()) return Errc::replaced;
-    if (reg != 0) waiters.fetch_sub(reg, std::memory_order_relaxed);
-    const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_acquire);
+    // counts are left as they are then: they live in the truncated pages (the re-created file
+    // starts at 0). After a real wake-up there is no check: an fstat (about 2.3 us on a 2-CPU
+    // VM) is a large share of a futex wake-up (6.5 us one way at best there), so that window
+    // stays (documented).
+    if (r != os::FutexResult::woken && r != os::FutexResult::value_changed && !file_intact()) return Errc::replaced;
+    unregister();
+    const std::uint64_t c2 = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
     if (c2 != last_cnt0) return done(c2);
     if (r == os::FutexResult::interrupted) return Errc::interrupted;
-    // Woken (or a 10 ms slice ended) with cnt0 unchanged: was the file re-created under us?
+    // A post (the slot's value word changed): take it at the top of the loop.
+    if (r == os::FutexResult::value_changed || (sem != nullptr && os::gsem::value(sem) != 0)) continue;
+    // Woken (or a slice ended) with cnt0 unchanged: was the file re-created under us?
     if (replaced()) return Errc::replaced;
   }
 }
@@ -1249,8 +1530,8 @@ int Stream::claim_semaphore(int preferred) noexcept {
   if (!impl_ || !impl_->writable) return -1;
   Impl& m = *impl_;
   const pid_t me = os::current_pid();
-  for (int i = 0; i < m.nsem; ++i)
-    if (aref(m.read_pid[i]).load(std::memory_order_relaxed) == me) return i;
+  for (int i = 0; i < m.nsem; ++i)  // a slot held by wait_futex is not the caller's to read
+    if (aref(m.read_pid[i]).load(std::memory_order_relaxed) == me && !m.held_for_waiting(i)) return i;
   auto try_claim = [&](int i) {
     auto slot = aref(m.read_pid[i]);
     std::int32_t seen = slot.load(std::memory_order_relaxed);
@@ -1265,6 +1546,7 @@ int Stream::claim_semaphore(int preferred) noexcept {
 
 void Stream::release_semaphore(int index) noexcept {
   if (!impl_ || !impl_->writable || index < 0 || index >= impl_->nsem) return;
+  if (impl_->held_for_waiting(index)) return;  // wait_futex's, given back on close
   std::int32_t me = os::current_pid();
   aref(impl_->read_pid[index]).compare_exchange_strong(me, -1, std::memory_order_acq_rel);
 }

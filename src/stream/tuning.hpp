@@ -21,4 +21,12 @@ std::atomic<std::int64_t>& writer_grace_ns() noexcept;
 /// Read with relaxed ordering when a wait starts; values below 1 ms count as 1 ms.
 std::atomic<std::int64_t>& sem_recheck_ns() noexcept;
 
+/// The longest slice (ns) Stream::wait_futex sleeps before it looks at cnt0 again without a
+/// wake-up: a writer that neither wakes futexes nor reaches the waiter's semaphore slot (every
+/// slot taken, a read-only handle, a stream without slots, the first frame of such a writer
+/// after a shmlink writer's) is noticed after at most this long. Default 10 ms. Tests raise it
+/// so that only a real wake-up can end a wait in time. Read with relaxed ordering at each
+/// slice; values below 1 ms count as 1 ms.
+std::atomic<std::int64_t>& foreign_writer_poll_ns() noexcept;
+
 }  // namespace shmlink::detail

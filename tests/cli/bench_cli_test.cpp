@@ -9,17 +9,22 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -43,10 +48,20 @@ struct RunResult {
   pid_t pid = -1;   ///< the CLI's process id (names of its Boost message queues)
 };
 
+/// A pseudo-terminal for the CLI's stderr (openpty).
+struct Terminal {
+  int master = -1;  ///< our side: what the CLI writes to its stderr
+  int slave = -1;   ///< the CLI's stderr
+};
+
 /// Runs the CLI with `args` and `SHMLINK_DIR=dir`, collecting stdout and stderr; kills it after
-/// `limit`.
+/// `limit`. `watch`, when given, is called with the CLI's pid and the stderr read so far each
+/// time more output came (to signal the CLI at a given point of its run). With `terminal`, the
+/// CLI's stderr is that terminal instead of a pipe (both its fds are closed here).
 RunResult run_cli(const std::vector<std::string>& args, const std::string& dir,
-                  std::chrono::milliseconds limit = 120s) {
+                  std::chrono::milliseconds limit = 120s,
+                  const std::function<void(pid_t, const std::string&)>& watch = {},
+                  std::optional<Terminal> terminal = std::nullopt) {
   int out[2];
   int err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
@@ -54,7 +69,7 @@ RunResult run_cli(const std::vector<std::string>& args, const std::string& dir,
   if (pid < 0) throw std::runtime_error("fork");
   if (pid == 0) {
     ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
+    ::dup2(terminal ? terminal->slave : err[1], 2);
     ::setenv("SHMLINK_DIR", dir.c_str(), 1);
     std::string exe = SHMLINK_CLI_PATH;
     std::vector<std::string> copy = args;
@@ -66,6 +81,11 @@ RunResult run_cli(const std::vector<std::string>& args, const std::string& dir,
   }
   ::close(out[1]);
   ::close(err[1]);
+  if (terminal) {  // read the terminal instead; it reports EIO once the CLI and its children closed it
+    ::close(err[0]);
+    ::close(terminal->slave);
+    err[0] = terminal->master;
+  }
   RunResult r;
   r.pid = pid;
   std::array<int, 2> fds{out[0], err[0]};
@@ -80,6 +100,7 @@ RunResult run_cli(const std::vector<std::string>& args, const std::string& dir,
       const ssize_t got = ::read(p[i].fd, buf, sizeof buf);
       if (got > 0) {
         (i == 0 ? r.out : r.err).append(buf, static_cast<std::size_t>(got));
+        if (watch) watch(pid, r.err);
       } else {
         ::close(p[i].fd);
         fds[i] = -1;
@@ -280,6 +301,73 @@ TEST(BenchCli, BadCoresOrSizesAreUsageErrors) {
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
   EXPECT_EQ(dir.entries(), 0);
+}
+
+TEST(BenchCli, ProgressShowsOnOneLineWhenStderrIsATerminal) {
+  ScratchStreamDir dir;
+  Terminal tty;
+  ASSERT_EQ(::openpty(&tty.master, &tty.slave, nullptr, nullptr, nullptr), 0) << std::strerror(errno);
+  const RunResult r = run_cli({"bench", "stream", "--json", "--rounds", "1", "--samples", "8", "--warmup", "0",
+                               "--sizes", "4K"},
+                              dir.path(), 60s, {}, tty);
+  EXPECT_EQ(r.code, 0) << r.err;
+  // Each step rewrites the one line (carriage return, erase line), and the line is erased at the end.
+  EXPECT_NE(r.err.find("\r\x1b[Kshmlink bench: latency round 1/1: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("\r\x1b[Kshmlink bench: bandwidth"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\n'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.substr(r.err.size() >= 4 ? r.err.size() - 4 : 0), "\r\x1b[K") << r.err;
+  EXPECT_FALSE(json::parse(r.out, nullptr, false).is_discarded()) << r.out;
+}
+
+TEST(BenchCli, CtrlCPrintsTheRowsMeasuredSoFarAndExits130) {
+  ScratchStreamDir dir;
+  // A run far longer than the test: a thousand rounds of every latency mode, a round trip or two
+  // each. --progress reports every step on stderr (a pipe here, not a terminal); once the second
+  // round starts, every mode has completed a run, and SIGINT stops the bench.
+  bool sent = false;
+  const RunResult r = run_cli(
+      {"bench", "stream", "--progress", "--json", "--rounds", "1000", "--samples", "2000", "--warmup", "0", "--sizes",
+       "4K"},
+      dir.path(), 60s, [&sent](pid_t pid, const std::string& err) {
+        if (!sent && err.find("shmlink bench: latency round 2/1000: ") != std::string::npos) {
+          sent = ::kill(pid, SIGINT) == 0;
+        }
+      });
+  ASSERT_TRUE(sent) << "no progress line for round 2: " << r.err;
+  EXPECT_EQ(r.code, 130) << r.err;
+  EXPECT_NE(r.err.find("shmlink bench: latency round 1/1000: "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("error"), std::string::npos) << r.err;
+  const json doc = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << r.out;
+  EXPECT_EQ(doc.at("interrupted"), true);
+  ASSERT_EQ(doc.at("latency").size(), 8u);
+  for (const json& e : doc.at("latency")) {
+    SCOPED_TRACE(e.at("mode").get<std::string>());
+    if (!e.at("skipped").is_null()) continue;  // spinning modes on a one-CPU machine
+    EXPECT_GE(e.at("runs").get<int>(), 1);      // round 1 completed every mode
+    EXPECT_LT(e.at("runs").get<int>(), 1000);
+    EXPECT_GT(e.at("samples").get<int>(), 0);
+    EXPECT_TRUE(e.at("one_way_ns").is_object());
+  }
+  EXPECT_TRUE(doc.at("bandwidth").empty());
+  EXPECT_TRUE(doc.at("write_cost").is_null());
+  bool noted = false;
+  for (const json& n : doc.at("notes")) noted = noted || n.get<std::string>().find("interrupted") != std::string::npos;
+  EXPECT_TRUE(noted) << doc.at("notes").dump();
+  EXPECT_EQ(dir.entries(), 0) << "the benchmark left files in the stream directory";
+
+  // The text report prints the same rows.
+  sent = false;
+  const RunResult text = run_cli(
+      {"bench", "stream", "--progress", "--rounds", "1000", "--samples", "2000", "--warmup", "0", "--sizes", "4K"},
+      dir.path(), 60s, [&sent](pid_t pid, const std::string& err) {
+        if (!sent && err.find("latency round 2/1000: ") != std::string::npos) sent = ::kill(pid, SIGINT) == 0;
+      });
+  ASSERT_TRUE(sent) << text.err;
+  EXPECT_EQ(text.code, 130) << text.err;
+  EXPECT_NE(text.out.find("One-way latency"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("futex_raw"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("interrupted"), std::string::npos) << text.out;
 }
 
 // ---- bench queue -------------------------------------------------------------------------------

@@ -13,8 +13,10 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -330,6 +332,52 @@ TEST_F(cli, UsageErrorsExitTwo) {
   EXPECT_NE(r.err.find("--shape"), std::string::npos) << r.err;
 }
 
+TEST_F(cli, UsageErrorsCarryTheDocumentedPrefix) {
+  const std::vector<std::vector<std::string>> cases = {
+      {},                                      // no subcommand
+      {"frobnicate"},                          // unknown subcommand
+      {"ls", "--no-such-option"},              // unknown option
+      {"ls", "--interval", "-1"},              // a validator refuses the value
+      {"info"},                                // a required argument is missing
+      {"create", "x", "--dtype", "u17", "--shape", "4"},
+      {"memif", "ping", "--bogus"},            // a nested subcommand
+  };
+  for (const auto& args : cases) {
+    const RunResult r = run_cli(args);
+    std::string line;
+    for (const auto& a : args) line += a + " ";
+    EXPECT_EQ(r.code, 2) << line << describe(r);
+    EXPECT_EQ(r.err.rfind("shmlink: error: ", 0), 0u) << line << describe(r);
+    EXPECT_NE(r.err.find("--help"), std::string::npos) << line << describe(r);
+  }
+}
+
+TEST_F(cli, ExitCodeTableIsOnlyInTheTopLevelHelp) {
+  const RunResult top = run_cli({"--help"});
+  ASSERT_EQ(top.code, 0) << describe(top);
+  EXPECT_NE(top.out.find("Exit codes:\n"), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find("  3    stream, queue"), std::string::npos) << top.out;
+  for (const std::vector<std::string>& sub :
+       {std::vector<std::string>{"create", "--help"}, {"ls", "--help"}, {"cat", "--help"}, {"monitor", "--help"},
+        {"bench", "stream", "--help"}, {"memif", "ping", "--help"}, {"memif", "--help"}}) {
+    const RunResult r = run_cli(sub);
+    ASSERT_EQ(r.code, 0) << sub[0] << describe(r);
+    EXPECT_EQ(r.out.find("Exit codes:\n"), std::string::npos) << sub[0] << "\n" << r.out;
+    EXPECT_EQ(r.out.find("  3    stream, queue"), std::string::npos) << sub[0] << "\n" << r.out;
+    EXPECT_NE(r.out.find("shmlink --help"), std::string::npos) << sub[0] << "\n" << r.out;
+  }
+}
+
+TEST_F(cli, TopLevelHelpDescribesEveryChannelKindAndCommand) {
+  const RunResult r = run_cli({"--help"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const std::string intro = r.out.substr(0, r.out.find("Subcommands:"));
+  for (const char* kind : {"streams", "queues", "memif", ".im.shm", ".queue.shm"})
+    EXPECT_NE(intro.find(kind), std::string::npos) << kind << "\n" << r.out;
+  for (const char* sub : {"ls", "info", "create", "rm", "monitor", "cat", "gc", "bench", "memif"})
+    EXPECT_NE(r.out.find("\n  " + std::string(sub) + " "), std::string::npos) << sub << "\n" << r.out;
+}
+
 TEST_F(cli, CreateLsInfoCatRmRoundTrip) {
   create({"cam", "--shape", "5x3", "--dtype", "u16", "--keywords", "4", "--semaphores", "3"});
   ASSERT_TRUE(fs::exists(stream_file("cam")));
@@ -463,6 +511,186 @@ TEST_F(cli, NpyShapeIsIsioShapeReversed) {
   }
 }
 
+/// What a .npy file must hold: its shape (a Python tuple), dtype (a NumPy descriptor) and
+/// flat C-order values (a Python list).
+struct NpyExpect {
+  fs::path file;       ///< the .npy file
+  std::string shape;   ///< "(5, 3, 4)"
+  std::string dtype;   ///< "<u2"
+  std::string values;  ///< "[300, 301, ...]"
+};
+
+/// Loads every file with numpy (Debian's /usr/bin/python3, one run for all) and checks shapes,
+/// dtypes and values. Empty when all holds, else what numpy or the checks said; nullopt when
+/// numpy is not available here.
+std::optional<std::string> numpy_check(const std::vector<NpyExpect>& files, const fs::path& dir) {
+  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) return std::nullopt;
+  const fs::path script = dir / "npy-check.py";
+  const fs::path out = dir / "npy-check.out";
+  std::ofstream py(script);
+  py << "import numpy as np\n";
+  for (const NpyExpect& e : files) {
+    py << "a = np.load('" << e.file.string() << "')\n"
+       << "assert a.shape == " << e.shape << ", ('" << e.file.string() << "', 'shape', a.shape)\n"
+       << "assert a.dtype == np.dtype('" << e.dtype << "'), ('" << e.file.string() << "', 'dtype', a.dtype)\n"
+       << "assert a.ravel().tolist() == " << e.values << ", ('" << e.file.string() << "', a.ravel().tolist())\n";
+  }
+  py.close();
+  const std::string cmd = "/usr/bin/python3 '" + script.string() + "' >'" + out.string() + "' 2>&1";
+  return std::system(cmd.c_str()) == 0 ? std::string() : "numpy: " + read_file(out);
+}
+
+/// A Python list of frames, for numpy_check(): for each entry of `firsts`, `n` consecutive
+/// values starting there.
+std::string values_from(const std::vector<int>& firsts, int n) {
+  std::string out = "[";
+  for (int first : firsts) {
+    for (int i = 0; i < n; ++i) out += (out.size() > 1 ? ", " : "") + std::to_string(first + i);
+  }
+  return out + "]";
+}
+
+TEST_F(cli, CatNpyOfARollingBufferHoldsTheNewestFrameAndAllTheHistoryOldestFirst) {
+  // Frame k of each stream holds 100 * k + element index (u16), so every value says which frame
+  // and element it is.
+  create({"plain", "--shape", "4x3", "--dtype", "u16"});
+  create({"roll", "--shape", "4x3", "--dtype", "u16", "--depth", "5"});
+  create({"young", "--shape", "4x3", "--dtype", "u16", "--depth", "5"});
+  auto write_frames = [](const std::string& name, int from, int to) {
+    shmlink::Stream s = shmlink::Stream::open(name);
+    for (int k = from; k <= to; ++k) {
+      std::vector<std::uint16_t> f(12);
+      for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<std::uint16_t>(100 * k + static_cast<int>(i));
+      ASSERT_TRUE(s.write(std::span<const std::uint16_t>(f)).ok());
+    }
+  };
+  write_frames("plain", 1, 1);
+  write_frames("roll", 1, 7);  // depth 5: frames 3..7 remain
+  write_frames("young", 1, 2);  // fewer frames than slices
+
+  struct Case {
+    std::vector<std::string> args;
+    const char* content;
+    json shape;        // ISIO order
+    std::string numpy_shape;
+    int frames;
+    int first_value;   // of the first element in the file
+    int first_cnt0;
+  };
+  const std::vector<Case> cases = {
+      {{"cat", "plain"}, "frame", json::array({4, 3}), "(3, 4)", 1, 100, 1},
+      {{"cat", "roll"}, "frame", json::array({4, 3}), "(3, 4)", 1, 700, 7},
+      {{"cat", "roll", "--all"}, "history", json::array({4, 3, 5}), "(5, 3, 4)", 5, 300, 3},
+      {{"cat", "young", "--all"}, "history", json::array({4, 3, 2}), "(2, 3, 4)", 2, 100, 1},
+      {{"cat", "plain", "--all"}, "history", json::array({4, 3, 1}), "(1, 3, 4)", 1, 100, 1},
+  };
+  int k = 0;
+  std::vector<NpyExpect> expected;
+  for (const Case& c : cases) {
+    std::string trace = c.args[1];
+    if (c.args.size() > 2) trace += " --all";
+    SCOPED_TRACE(trace);
+    const fs::path npy = dir_ / ("out" + std::to_string(k++) + ".npy");
+    std::vector<std::string> args = c.args;
+    args.insert(args.end(), {"--npy", npy.string(), "--json"});
+    const RunResult r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const json j = parse_json(r);
+    EXPECT_EQ(j.at("content"), c.content);
+    EXPECT_EQ(j.at("frames"), c.frames);
+    EXPECT_EQ(j.at("shape"), c.shape);
+    EXPECT_EQ(j.at("stats").at("over"), c.content);
+    EXPECT_EQ(j.at("first_cnt0"), c.first_cnt0);
+    // The statistics cover exactly what the file holds.
+    EXPECT_EQ(j.at("stats").at("min"), c.first_value);
+    EXPECT_EQ(j.at("stats").at("max"), 100 * (c.first_cnt0 + c.frames - 1) + 11);
+    std::vector<int> firsts;
+    for (int f = 0; f < c.frames; ++f) firsts.push_back(100 * (c.first_cnt0 + f));
+    expected.push_back({npy, c.numpy_shape, "<u2", values_from(firsts, 12)});
+  }
+
+  // The text form says which it read, next to the shape of what it read.
+  RunResult r = run_cli({"cat", "roll"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("the newest frame"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("4x3 (numpy (3, 4))"), std::string::npos) << r.out;
+  r = run_cli({"cat", "roll", "--all"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("history: 5 frames, oldest first (cnt0 3..7)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("4x3x5 (numpy (5, 3, 4))"), std::string::npos) << r.out;
+
+  // numpy loads every file with the shape and the values the JSON described.
+  const std::optional<std::string> numpy = numpy_check(expected, dir_);
+  if (!numpy) GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
+  EXPECT_EQ(*numpy, "");
+}
+
+TEST_F(cli, CatAllReadsTheHistoryOfAWriterThatDoesNotFillTheSliceCounters) {
+  // ImageStreamIO's writer order (UpdateIm): write = 1, the data into slice (cnt1 + 1) % depth,
+  // cnt1 = that slice, cnt0 += 1, write = 0; the per-slice cntarray stays 0. Played here on the
+  // file's bytes: cnt0 at offset 264, cnt1 at 272, write at 288, data at 384.
+  create({"isio", "--shape", "3x2", "--dtype", "u8", "--depth", "4"});
+  {
+    const int fd = ::open(stream_file("isio").c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const auto size = static_cast<std::size_t>(fs::file_size(stream_file("isio")));
+    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    ASSERT_NE(map, MAP_FAILED);
+    auto* file = static_cast<unsigned char*>(map);
+    auto u64 = [file](std::size_t offset) -> std::uint64_t& {
+      return *reinterpret_cast<std::uint64_t*>(file + offset);  // 8-byte aligned in the metadata
+    };
+    for (int k = 1; k <= 6; ++k) {
+      file[288] = 1;
+      const std::uint64_t slice = (u64(272) + 1) % 4;
+      for (std::size_t i = 0; i < 6; ++i) {
+        file[384 + slice * 6 + i] = static_cast<unsigned char>(10 * k + static_cast<int>(i));
+      }
+      u64(272) = slice;
+      u64(264) += 1;
+      file[288] = 0;
+    }
+    ::munmap(map, size);
+  }
+  const fs::path newest = dir_ / "newest.npy";
+  const fs::path history = dir_ / "history.npy";
+  RunResult r = run_cli({"cat", "isio", "--npy", newest.string(), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("stats").at("min"), 60);
+  r = run_cli({"cat", "isio", "--all", "--npy", history.string(), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("frames"), 4);
+  EXPECT_EQ(j.at("first_cnt0"), 3);
+  EXPECT_EQ(j.at("stats").at("min"), 30);
+  EXPECT_EQ(j.at("stats").at("max"), 65);
+  const std::optional<std::string> numpy =
+      numpy_check({{newest, "(2, 3)", "|u1", values_from({60}, 6)},
+                   {history, "(4, 2, 3)", "|u1", values_from({30, 40, 50, 60}, 6)}},  // oldest first
+                  dir_);
+  if (!numpy) GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
+  EXPECT_EQ(*numpy, "");
+}
+
+TEST_F(cli, CatWaitTimeoutSaysTimedOut) {
+  create({"quiet", "--shape", "4", "--dtype", "u8"});
+  const RunResult r = run_cli({"cat", "quiet", "--wait", "--timeout", "0.1"});
+  EXPECT_EQ(r.code, 124) << describe(r);
+  EXPECT_NE(r.err.find("shmlink: error: timed out"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("quiet.im.shm"), std::string::npos) << r.err;
+}
+
+TEST_F(cli, CatNpyToAnUnwritablePathIsAnOutputFileErrorNotStreamNotFound) {
+  create({"cam", "--shape", "4", "--dtype", "u8"});
+  for (const std::string& out : {std::string("/proc/x.npy"), (dir_ / "no-such-dir" / "x.npy").string()}) {
+    const RunResult r = run_cli({"cat", "cam", "--npy", out});
+    EXPECT_EQ(r.code, 1) << out << "\n" << describe(r);
+    EXPECT_NE(r.err.find("output file " + out), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("cam.im.shm"), std::string::npos) << "the stream is fine: " << r.err;
+  }
+}
+
 TEST_F(cli, CatStatsUseMagnitudeForComplex) {
   create({"z", "--shape", "2", "--dtype", "c64"});
   create({"f", "--shape", "2", "--dtype", "f32"});
@@ -533,6 +761,14 @@ TEST_F(cli, CreateExistingFailsUnlessForced) {
   r = run_cli({"info", "dup", "--json"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_EQ(parse_json(r).at("shape"), json::array({8}));
+}
+
+TEST_F(cli, CreateOnAnExistingNameMentionsForce) {
+  create({"taken", "--shape", "4"});
+  const RunResult r = run_cli({"create", "taken", "--shape", "4"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.err.find("taken.im.shm"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
 }
 
 TEST_F(cli, CreateAppliesPermissions) {
@@ -644,11 +880,14 @@ TEST_F(cli, DirOptionOverridesEnvironment) {
 TEST_F(cli, LsShowsLiveWriterAndReaders) {
   create({"live", "--shape", "8x8", "--dtype", "f32"});
   Child writer([] { writer_loop("live", true); });
-  shmlink::Stream s = shmlink::Stream::open("live");
-  ASSERT_TRUE(eventually([&] {
-    const auto info = s.info();
-    return s.cnt0() > 0 && !info.sem_read_pids.empty() && info.sem_read_pids[0] == writer.pid();
-  }));
+  {
+    // Closed before `ls`: a process holding the stream mapped counts as a reader.
+    shmlink::Stream s = shmlink::Stream::open("live");
+    ASSERT_TRUE(eventually([&] {
+      const auto info = s.info();
+      return s.cnt0() > 0 && !info.sem_read_pids.empty() && info.sem_read_pids[0] == writer.pid();
+    }));
+  }
 
   RunResult r = run_cli({"ls", "--json", "--interval", "0.3"});
   ASSERT_EQ(r.code, 0) << describe(r);
@@ -667,6 +906,182 @@ TEST_F(cli, LsShowsLiveWriterAndReaders) {
   row = parse_json(r).at("streams").at(0);
   EXPECT_EQ(row.at("writer_alive"), false);
   EXPECT_EQ(row.at("readers"), 0);
+}
+
+/// Body of a reader child that holds `name` mapped without a semaphore slot and looks at its
+/// frames by polling cnt0, as a Python reader holding `view()` or a control loop does; tells the
+/// parent it is attached by writing one byte to `ready`. (No library wait: how those wait is
+/// the library's business, and may claim a slot.)
+void mapped_reader_loop(const std::string& name, int ready) {
+  const shmlink::Stream s = shmlink::Stream::open(name);
+  if (::write(ready, "r", 1) != 1) ::_exit(2);
+  const pid_t parent = ::getppid();
+  while (::getppid() == parent) {
+    (void)s.cnt0();
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+/// Body of a reader child that claims semaphore slot `slot` of `name` and waits on it.
+void semaphore_reader_loop(const std::string& name, int slot, int ready) {
+  shmlink::Stream s = shmlink::Stream::open(name);
+  if (s.claim_semaphore(slot) != slot) ::_exit(2);
+  if (::write(ready, "s", 1) != 1) ::_exit(2);
+  const pid_t parent = ::getppid();
+  while (::getppid() == parent) (void)s.sem_wait(slot, 100ms);
+}
+
+TEST_F(cli, ReadersCountEveryProcessThatMapsTheStreamAndSayHowEachWaits) {
+  create({"wfs", "--shape", "8x8", "--dtype", "f32", "--semaphores", "4"});
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  Child writer([] { writer_loop("wfs", false); });
+  Child mapped([&] { mapped_reader_loop("wfs", ready[1]); });
+  Child claimant([&] { semaphore_reader_loop("wfs", 2, ready[1]); });
+  char byte = 0;
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  ASSERT_TRUE(eventually([&] {
+    const shmlink::Stream s = shmlink::Stream::open("wfs");
+    return s.info().sem_write_pids[0] == writer.pid();
+  }));
+
+  auto check = [&](const json& row, const std::string& what) {
+    SCOPED_TRACE(what);
+    EXPECT_EQ(row.at("writer_pid"), writer.pid()) << row.dump();
+    EXPECT_EQ(row.at("readers"), 2) << row.dump();  // the writer and the CLI itself are not readers
+    const std::vector<int> pids = {std::min(mapped.pid(), claimant.pid()), std::max(mapped.pid(), claimant.pid())};
+    EXPECT_EQ(row.at("reader_pids"), json(pids)) << row.dump();
+    std::map<int, json> waits;
+    for (const json& w : row.at("reader_waits")) waits[w.at("pid").get<int>()] = w;
+    ASSERT_EQ(waits.size(), 2u) << row.dump();
+    EXPECT_EQ(waits[mapped.pid()].at("wait"), "mapped") << row.dump();
+    EXPECT_TRUE(waits[mapped.pid()].at("semaphore").is_null()) << row.dump();
+    EXPECT_EQ(waits[claimant.pid()].at("wait"), "semaphore") << row.dump();
+    EXPECT_EQ(waits[claimant.pid()].at("semaphore"), 2) << row.dump();
+  };
+  RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  check(parse_json(r).at("streams").at(0), "ls --json");
+  r = run_cli({"info", "wfs", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  check(parse_json(r), "info --json");
+  r = run_cli({"monitor", "--once", "--json", "--interval", "0.01"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  check(parse_json(r).at("streams").at(0), "monitor --json");
+
+  // Text: the count in `ls`, each reader and its wait in `monitor` and `info`.
+  const std::string mapped_text = std::to_string(mapped.pid()) + " (mapped)";
+  const std::string claimant_text = std::to_string(claimant.pid()) + " (semaphore 2)";
+  r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const std::size_t row = r.out.find("\nwfs ");
+  ASSERT_NE(row, std::string::npos) << r.out;
+  const std::string line = r.out.substr(row + 1, r.out.find('\n', row + 1) - row - 1);
+  EXPECT_EQ(line.substr(line.find_last_of(' ') + 1), "2") << "READERS is the last column: " << r.out;
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"monitor", "--once", "--interval", "0.01"},
+                                               std::vector<std::string>{"info", "wfs"}}) {
+    r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    EXPECT_NE(r.out.find(mapped_text), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(claimant_text), std::string::npos) << r.out;
+  }
+}
+
+TEST_F(cli, MonitorSortsByStreamNameAndByTheSortKey) {
+  // By file name "wfs-frames.im.shm" sorts before "wfs.im.shm" ('-' < '.').
+  for (const char* name : {"wfs-frames", "wfs", "dm"}) create({name, "--shape", "4", "--dtype", "u8"});
+  auto names_of = [](const json& streams) {
+    std::vector<std::string> out;
+    for (const json& row : streams) out.push_back(row.at("name").get<std::string>());
+    return out;
+  };
+  const std::vector<std::string> by_name = {"dm", "wfs", "wfs-frames"};
+  RunResult r = run_cli({"monitor", "--once", "--json", "--interval", "0.01"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(names_of(parse_json(r).at("streams")), by_name) << r.out;
+  EXPECT_EQ(parse_json(r).at("sort"), "name");
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(names_of(parse_json(r).at("streams")), by_name) << r.out;
+  r = run_cli({"monitor", "--once", "--interval", "0.01"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_LT(r.out.find("\nwfs "), r.out.find("\nwfs-frames ")) << r.out;
+  EXPECT_LT(r.out.find("\ndm "), r.out.find("\nwfs ")) << r.out;
+  EXPECT_NE(r.out.find("sorted by name"), std::string::npos) << r.out;
+
+  // --sort rate: the stream being written comes first; the idle ones follow by name. (A loaded
+  // machine may starve the writer for a whole interval: then its rate is 0 too; try again.)
+  Child writer([] { writer_loop("wfs-frames", false); });
+  ASSERT_TRUE(eventually([] { return shmlink::Stream::open("wfs-frames").cnt0() > 0; }));
+  json by_rate;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    r = run_cli({"monitor", "--once", "--json", "--interval", "0.2", "--sort", "rate"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    by_rate = parse_json(r);
+    const auto& rows = by_rate.at("streams");
+    const bool written = std::any_of(rows.begin(), rows.end(), [](const json& row) {
+      return row.at("name") == "wfs-frames" && row.at("rate_hz").is_number() && row.at("rate_hz").get<double>() > 0;
+    });
+    if (written) break;
+  }
+  EXPECT_EQ(names_of(by_rate.at("streams")), (std::vector<std::string>{"wfs-frames", "dm", "wfs"})) << by_rate.dump();
+  r = run_cli({"monitor", "--once", "--json", "--interval", "0.01", "--sort", "cnt0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(names_of(parse_json(r).at("streams")).front(), "wfs-frames") << r.out;
+
+  r = run_cli({"monitor", "--once", "--sort", "size"});
+  EXPECT_EQ(r.code, 2) << describe(r);
+}
+
+TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  int master = -1;
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);  // the terminal is the child's own
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  if (pid == 0) {
+    std::string exe = SHMLINK_CLI_PATH;
+    std::vector<std::string> args = {exe, "monitor", "--interval", "0.05"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  std::string screen;
+  // Reads the terminal until `text` appears after `from`; false after 20 s or at EOF.
+  auto read_until = [&](const std::string& text, std::size_t from) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (screen.find(text, from) == std::string::npos) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      pollfd p{master, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t got = ::read(master, buf, sizeof buf);
+      if (got <= 0) return false;
+      screen.append(buf, static_cast<std::size_t>(got));
+    }
+    return true;
+  };
+  EXPECT_TRUE(read_until("sorted by name, s: change order, q: quit", 0)) << screen;
+  const std::size_t before = screen.size();
+  ASSERT_EQ(::write(master, "s", 1), 1);
+  EXPECT_TRUE(read_until("sorted by rate", before)) << screen;
+  ASSERT_EQ(::write(master, "q", 1), 1);
+  int status = 0;
+  for (int i = 0; i < 2000 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) {
+    pollfd p{master, POLLIN, 0};
+    char buf[4096];
+    if (::poll(&p, 1, 10) > 0) (void)::read(master, buf, sizeof buf);  // keep the terminal drained
+  }
+  ::close(master);
+  if (::waitpid(pid, &status, WNOHANG) == 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL() << "monitor did not quit on q:\n" << screen;
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST_F(cli, MonitorOnceReportsRateOfLiveWriter) {

@@ -29,13 +29,16 @@ std::pair<int, int> two_cpus() {
 /// Stops the testpmd that stays last. Its peer has just left while it was forwarding, which
 /// DPDK 22.11's memif PMD rarely survives (it unmaps the regions under the forwarding lcore): a
 /// SIGSEGV after kDisconnected is that known PMD race, reported but not held against the harness.
-void expect_clean_stop_of_survivor(Testpmd& pmd) {
+/// Stops the testpmd that outlived its peer. Returns false when it died of the known DPDK memif PMD
+/// race (SIGSEGV after its peer disconnected): then it had no chance to remove its socket.
+bool expect_clean_stop_of_survivor(Testpmd& pmd) {
   const int status = pmd.stop();
   if (status == -SIGSEGV && pmd.log_count(Testpmd::kDisconnected) > 0) {
     std::cerr << "note: testpmd died of SIGSEGV after its peer disconnected (DPDK memif PMD race)\n";
-    return;
+    return false;
   }
   EXPECT_EQ(status, 0) << pmd.describe();
+  return true;
 }
 
 TEST(TestpmdHarness, ClientTxonlyFeedsServerRxonlyOverFilesystemSocket) {
@@ -73,13 +76,15 @@ TEST(TestpmdHarness, ClientTxonlyFeedsServerRxonlyOverFilesystemSocket) {
   EXPECT_EQ(sent.rx_packets, 0u);
   EXPECT_TRUE(server.wait_for_log(Testpmd::kDisconnected, 30s)) << server.describe();
 
-  expect_clean_stop_of_survivor(server);
+  const bool server_exited_cleanly = expect_clean_stop_of_survivor(server);
   const auto received = server.rx_tx_totals();
   EXPECT_GT(received.rx_packets, 0u) << server.describe();
   EXPECT_LE(received.rx_packets, sent.tx_packets);
   EXPECT_EQ(received.tx_packets, 0u);
   EXPECT_EQ(server.stop(), server.stop());  // idempotent
-  EXPECT_FALSE(std::filesystem::exists(socket)) << "testpmd removes its socket on a clean exit";
+  if (server_exited_cleanly) {
+    EXPECT_FALSE(std::filesystem::exists(socket)) << "testpmd removes its socket on a clean exit";
+  }
   EXPECT_FALSE(std::filesystem::exists(Testpmd::runtime_dir(server.file_prefix())));
   EXPECT_FALSE(std::filesystem::exists(Testpmd::runtime_dir(client.file_prefix())));
 }

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -198,6 +199,9 @@ struct LatencyConfig {
   std::size_t payload_bytes = 64;      ///< frame size of the stream modes (u8 frames)
   bool post_semaphores = true;         ///< WriteOptions::post_semaphores of spin/hybrid/futex writes
   std::string stream_dir;              ///< where the ping/pong streams are created
+  /// Called before each run with its place in the schedule ("round 2/5: futex (5/9)"), for
+  /// progress reports; may be empty.
+  std::function<void(const std::string&)> progress;
 };
 
 /// Merged result of one mode over all its runs.
@@ -215,9 +219,13 @@ struct LatencyResult {
 
 /// Runs every mode in interleaved rounds (floor, candidate, floor, candidate, ...; the order of
 /// each pair alternates between rounds), forking one responder per run.
+/// @param interrupted when non-null, a stop request (SIGINT/SIGTERM) ends the measurement
+///        instead of throwing: the run it interrupted is discarded, the runs completed before it
+///        are returned, and `*interrupted` is set (it is cleared otherwise).
 /// @throws Error when a stream cannot be created, a child cannot be forked, a peer stops
-///         answering, or a stop was requested (Errc::interrupted).
-std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std::string>& notes);
+///         answering, or a stop was requested (Errc::interrupted) and `interrupted` is null.
+std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std::string>& notes,
+                                       bool* interrupted = nullptr);
 
 // ---- bandwidth and write cost --------------------------------------------------------------
 
@@ -241,8 +249,11 @@ struct BandwidthResult {
 
 /// Measures memcpy, two chained memcpys, write, read_copy and write+read for every frame size,
 /// interleaved.
-/// @throws Error when a stream cannot be created or a write/read fails, or on a stop request.
-std::vector<BandwidthResult> run_bandwidth(const ThroughputConfig& cfg);
+/// @param interrupted as run_latency()'s: when non-null, a stop request returns the frame sizes
+///        completed before it and sets `*interrupted`.
+/// @throws Error when a stream cannot be created or a write/read fails, or on a stop request
+///         when `interrupted` is null.
+std::vector<BandwidthResult> run_bandwidth(const ThroughputConfig& cfg, bool* interrupted = nullptr);
 
 /// Cost of publishing a small frame when no reader waits: median ns per operation.
 struct WriteCostResult {

@@ -767,7 +767,8 @@ std::optional<double> mode_target(LatencyMode m) noexcept {
   }
 }
 
-std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std::string>& notes) {
+std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std::string>& notes, bool* interrupted) {
+  if (interrupted != nullptr) *interrupted = false;
   std::vector<LatencyResult> results;
   for (LatencyMode m : kAllLatencyModes) results.push_back(LatencyResult{m, {}, 0, 0, 0, 0, 0, false, {}});
   auto result_of = [&](LatencyMode m) -> LatencyResult& {
@@ -823,12 +824,29 @@ std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std
   }
 
   const int rounds = std::max(cfg.rounds, 1);
-  for (int round = 0; round < rounds; ++round) {
-    for (LatencyMode m : schedule(round)) {
+  bool stopped = false;
+  for (int round = 0; round < rounds && !stopped; ++round) {
+    const std::vector<LatencyMode> order = schedule(round);
+    for (std::size_t step = 0; step < order.size() && !stopped; ++step) {
+      const LatencyMode m = order[step];
       const auto parts = static_cast<std::int64_t>(rounds) * occurrences(m);
       const std::int64_t n = std::max<std::int64_t>(1, (cfg.samples + parts - 1) / parts);
       const auto budget_ns = static_cast<std::int64_t>(cfg.max_seconds_per_mode * 1e9 / static_cast<double>(parts));
-      run_once(b, m, n, budget_ns, result_of(m));
+      if (cfg.progress) {
+        cfg.progress("latency round " + std::to_string(round + 1) + "/" + std::to_string(rounds) + ": " +
+                     mode_name(m) + " (" + std::to_string(step + 1) + "/" + std::to_string(order.size()) + ")");
+      }
+      LatencyResult& r = result_of(m);
+      const LatencyResult before = r;
+      try {
+        if (interrupted != nullptr && stop_requested()) throw Error(Errc::interrupted, "bench: interrupted");
+        run_once(b, m, n, budget_ns, r);
+      } catch (const Error& e) {
+        if (e.errc() != Errc::interrupted || interrupted == nullptr) throw;
+        r = before;  // the interrupted run's samples are partial: keep only whole runs
+        stopped = true;
+        *interrupted = true;
+      }
     }
   }
   if (b.initiator_slot >= 0) b.pong.release_semaphore(b.initiator_slot);

@@ -139,8 +139,9 @@ class RawMapping {
 
 }  // namespace
 
-std::vector<BandwidthResult> run_bandwidth(const ThroughputConfig& cfg) {
+std::vector<BandwidthResult> run_bandwidth(const ThroughputConfig& cfg, bool* interrupted) {
   std::vector<BandwidthResult> out;
+  if (interrupted != nullptr) *interrupted = false;
   for (std::size_t size : cfg.frame_sizes) {
     PageBuffer src(size);
     PageBuffer mid(size);
@@ -174,7 +175,16 @@ std::vector<BandwidthResult> run_bandwidth(const ThroughputConfig& cfg) {
       check(s.read_copy(outbuf), "read_copy");
       keep(dst.data());
     };
-    const auto ns = interleave(cfg.batches, cfg.batch_seconds, copy, chain, write, read, write_read);
+    std::array<double, 5> ns{};
+    try {
+      ns = interleave(cfg.batches, cfg.batch_seconds, copy, chain, write, read, write_read);
+    } catch (const Error& e) {
+      if (e.errc() != Errc::interrupted || interrupted == nullptr) throw;
+      *interrupted = true;
+      s.close();
+      Stream::remove(path);
+      break;
+    }
     if (std::memcmp(src.data(), dst.data(), size) != 0) throw Error(Errc::system, "bench: read_copy returned other bytes");
     out.push_back(BandwidthResult{size, ns[0], ns[1], ns[2], ns[3], ns[4]});
     s.close();

@@ -55,6 +55,7 @@ struct BenchStreamOptions {
   bool markdown = false;          ///< Markdown tables on stdout
   std::string save;               ///< also write the JSON document to this file
   bool no_post_semaphores = false;  ///< spin/hybrid/futex writes skip the semaphore posts
+  bool progress = false;          ///< progress lines on stderr even when it is not a terminal
   CLI::App* app = nullptr;        ///< the subcommand, to tell given options from defaults
 };
 
@@ -232,7 +233,24 @@ Cell target_cell(const Json& j, bool at_least) {
           ok ? "32" : "31"};
 }
 
-/// Prints the human (or Markdown) report of a finished run from its JSON document.
+/// The table of the write-cost entry `w` of a report.
+Table write_cost_table(const Json& w) {
+  Table wc;
+  wc.headers = {"raw publish", "write", "write+posts", "x write", "x write+posts", "syscall", "clock_gettime", "target"};
+  wc.right_aligned = {true, true, true, true, true, true, true, false};
+  const bool ok = w["meets_target"].get<bool>();
+  wc.rows.push_back({{ns_text(w["raw_publish_ns"].get<double>())},
+                     {ns_text(w["write_ns"].get<double>())},
+                     {ns_text(w["write_post_semaphores_ns"].get<double>())},
+                     {ratio_text(w["ratio_write"])},
+                     {ratio_text(w["ratio_write_post_semaphores"])},
+                     {ns_text(w["syscall_ns"].get<double>())},
+                     {ns_text(w["clock_gettime_ns"].get<double>())},
+                     {ok ? "no syscall: ok" : "no syscall: MISSED", ok ? "32" : "31"}});
+  return wc;
+}
+
+/// Prints the human (or Markdown) report of a finished (or interrupted) run from its JSON document.
 void print_report(const Json& doc, bool markdown, bool colour) {
   const Json& m = doc["machine"];
   const Json& c = doc["config"];
@@ -274,7 +292,7 @@ void print_report(const Json& doc, bool markdown, bool colour) {
       for (const char* k : {"min", "p50", "p90", "p99", "p999", "max"}) row.push_back({ns_text(p[k].get<double>())});
       row.push_back({ns_text(e["cpu_ns_per_message"]["total"].get<double>())});
     } else {
-      row.push_back({"skipped"});
+      row.push_back({e["skipped"].is_string() ? "skipped" : "not run"});  // not run: interrupted first
       for (int i = 0; i < 6; ++i) row.push_back({"-"});
     }
     row.push_back({ratio_text(e["ratio_p50"])});
@@ -301,26 +319,18 @@ void print_report(const Json& doc, bool markdown, bool colour) {
                        {ratio_text(e["ratio_write_read_vs_chain"])},
                        target_cell(e, true)});
   }
-  section("Bandwidth, GB/s of bytes copied (write+read and 2 memcpy copy every byte twice: src -> mid -> dst); "
-          "x = / memcpy",
-          bw);
+  if (!bw.rows.empty()) {  // empty when the run was interrupted before the bandwidth part
+    section("Bandwidth, GB/s of bytes copied (write+read and 2 memcpy copy every byte twice: src -> mid -> dst); "
+            "x = / memcpy",
+            bw);
+  }
 
   const Json& w = doc["write_cost"];
-  Table wc;
-  wc.headers = {"raw publish", "write", "write+posts", "x write", "x write+posts", "syscall", "clock_gettime", "target"};
-  wc.right_aligned = {true, true, true, true, true, true, true, false};
-  const bool ok = w["meets_target"].get<bool>();
-  wc.rows.push_back({{ns_text(w["raw_publish_ns"].get<double>())},
-                     {ns_text(w["write_ns"].get<double>())},
-                     {ns_text(w["write_post_semaphores_ns"].get<double>())},
-                     {ratio_text(w["ratio_write"])},
-                     {ratio_text(w["ratio_write_post_semaphores"])},
-                     {ns_text(w["syscall_ns"].get<double>())},
-                     {ns_text(w["clock_gettime_ns"].get<double>())},
-                     {ok ? "no syscall: ok" : "no syscall: MISSED", ok ? "32" : "31"}});
-  section(fmt::format("Write with nobody waiting, ns per {}-byte frame ({} semaphores)", w["frame_bytes"].get<int>(),
-                      w["semaphores"].get<int>()),
-          wc);
+  if (w.is_object()) {  // null when the run was interrupted before it
+    section(fmt::format("Write with nobody waiting, ns per {}-byte frame ({} semaphores)", w["frame_bytes"].get<int>(),
+                        w["semaphores"].get<int>()),
+            write_cost_table(w));
+  }
 
   if (!doc["notes"].empty()) {
     std::cout << (markdown ? "\nNotes:\n\n" : "\nNotes:\n");
@@ -328,10 +338,42 @@ void print_report(const Json& doc, bool markdown, bool colour) {
   }
 }
 
-/// Prints a progress line on stderr when it is a terminal.
-void progress(const std::string& what) {
-  if (is_tty(2)) std::fprintf(stderr, "shmlink bench: %s\n", what.c_str());
-}
+/// Progress of a long bench on stderr: which part, mode and round runs now. On a terminal one
+/// line is rewritten in place (and cleared when the run ends); with --progress and stderr not a
+/// terminal, one line per step (for logs and tests); otherwise nothing.
+class Progress {
+ public:
+  /// @param forced --progress: report even when stderr is not a terminal.
+  explicit Progress(bool forced) : tty_(is_tty(2)), on_(tty_ || forced) {}
+  ~Progress() { clear(); }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  /// Reports the step starting now ("latency round 2/5: futex (5/9)").
+  void step(const std::string& what) {
+    if (!on_) return;
+    if (tty_) {
+      std::fprintf(stderr, "\r\x1b[Kshmlink bench: %s", what.c_str());
+      shown_ = true;
+    } else {
+      std::fprintf(stderr, "shmlink bench: %s\n", what.c_str());
+    }
+    std::fflush(stderr);
+  }
+
+  /// Erases the terminal line, so the report starts on a clean screen.
+  void clear() {
+    if (!shown_) return;
+    std::fprintf(stderr, "\r\x1b[K");
+    std::fflush(stderr);
+    shown_ = false;
+  }
+
+ private:
+  bool tty_ = false;
+  bool on_ = false;
+  bool shown_ = false;
+};
 
 /// Runs `bench stream`.
 int run_bench_stream(BenchStreamOptions opt) {
@@ -388,12 +430,35 @@ int run_bench_stream(BenchStreamOptions opt) {
   const std::int64_t own_before = own_cpu_ns();
   const double clock_ns = clock_overhead_ns();
 
-  progress("latency: " + std::to_string(opt.rounds) + " rounds of 8 modes");
-  const std::vector<LatencyResult> lat = run_latency(lc, notes);
-  progress("bandwidth");
-  const std::vector<BandwidthResult> bw = run_bandwidth(tc);
-  progress("write with nobody waiting");
-  const WriteCostResult wc = run_write_cost(tc);
+  // Ctrl-C (or SIGTERM) ends the run where it is: the rows completed so far are reported, and
+  // the exit code says the run was interrupted.
+  Progress progress(opt.progress);
+  lc.progress = [&progress](const std::string& what) { progress.step(what); };
+  bool interrupted = false;
+  const std::vector<LatencyResult> lat = run_latency(lc, notes, &interrupted);
+  std::vector<BandwidthResult> bw;
+  std::optional<WriteCostResult> wc;
+  if (!interrupted) {
+    progress.step("bandwidth");
+    bw = run_bandwidth(tc, &interrupted);
+  }
+  if (!interrupted) {
+    progress.step("write with nobody waiting");
+    try {
+      wc = run_write_cost(tc);
+    } catch (const Error& e) {
+      if (e.errc() != Errc::interrupted) throw;
+      interrupted = true;
+    }
+  }
+  progress.clear();
+  if (interrupted) {
+    std::size_t runs = 0;
+    for (const LatencyResult& r : lat) runs += static_cast<std::size_t>(r.runs);
+    notes.push_back(fmt::format("interrupted (Ctrl-C or SIGTERM): the report holds what was measured before: {} "
+                                "latency runs, {} of {} bandwidth frame sizes, {} write cost",
+                                runs, bw.size(), sizes.size(), wc ? "the" : "no"));
+  }
 
   const CpuTimes cpu_after = read_cpu_times();
   const std::int64_t own_after = own_cpu_ns();
@@ -484,8 +549,9 @@ int run_bench_stream(BenchStreamOptions opt) {
   Json bj = Json::array();
   for (const BandwidthResult& b : bw) bj.push_back(bandwidth_json(b));
   doc["bandwidth"] = bj;
-  doc["write_cost"] = write_cost_json(wc);
+  doc["write_cost"] = wc ? write_cost_json(*wc) : Json(nullptr);
   doc["load"] = load;
+  doc["interrupted"] = interrupted;
   doc["notes"] = notes;
 
   if (!opt.save.empty()) {
@@ -502,7 +568,7 @@ int run_bench_stream(BenchStreamOptions opt) {
     print_report(doc, opt.markdown, !opt.markdown && colour_enabled(1));
   }
   std::cout << std::flush;
-  return kExitOk;
+  return interrupted ? kExitInterrupted : kExitOk;
 }
 
 }  // namespace
@@ -514,7 +580,8 @@ Command add_bench_command(CLI::App& app) {
   CLI::App* stream = sub->add_subcommand(
       "stream",
       "Stream latency (spin, hybrid, futex, semaphore waits vs cache-line and futex ping-pong and a pipe, two pinned "
-      "processes), write/read bandwidth vs memcpy, and the cost of a write nobody waits for; ratios in one run");
+      "processes), write/read bandwidth vs memcpy, and the cost of a write nobody waits for; ratios in one run. "
+      "Ctrl-C prints the rows measured so far and exits 130");
   opt->app = stream;
   stream->add_option("--samples", opt->samples, "Timed round trips per latency mode, over all rounds (default 100000)")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{100'000'000}));
@@ -532,11 +599,12 @@ Command add_bench_command(CLI::App& app) {
   stream->add_flag("--json", opt->json, "JSON output (schema shmlink-bench-stream/1, docs/bench.md)");
   stream->add_flag("--markdown", opt->markdown, "Markdown tables (for README.md)");
   stream->add_option("--save", opt->save, "Also write the JSON document to FILE (for python3 -m shmlink.plot)");
+  stream->add_flag("--progress", opt->progress,
+                   "Report each step (part, mode, round) on stderr even when it is not a terminal (on a terminal "
+                   "the step is always shown, on one line)");
   stream->add_flag("--no-post-semaphores", opt->no_post_semaphores,
                    "spin/hybrid/futex writes pass post_semaphores = false (the semaphore mode still posts)");
-  stream->footer(exit_code_help());
   const Command queue = bench::add_bench_queue_command(*sub);  // `bench queue` (bench_queue.hpp)
-  sub->footer(exit_code_help());
   return {sub, [opt, stream, queue] {
             if (queue.app->parsed()) return queue.run();
             if (!stream->parsed()) return static_cast<int>(kExitUsage);

@@ -602,7 +602,6 @@ Command add_bench_queue_command(CLI::App& bench) {
   sub->add_flag("--json", opt->json, "JSON output (schema shmlink-bench-queue/1, docs/bench.md)");
   sub->add_flag("--markdown", opt->markdown, "Markdown tables (for README.md)");
   sub->add_option("--save", opt->save, "Also write the JSON document to FILE");
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_bench_queue(*opt); }};
 }
 

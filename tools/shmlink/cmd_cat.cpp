@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 // `shmlink cat NAME`: a summary of the current frame (counters, times, min/max/mean) and,
-// with --npy, the frame saved as a NumPy .npy file.
+// with --npy, the frame saved as a NumPy .npy file; with --all, a rolling buffer's whole history
+// (oldest frame first) instead of its newest frame.
 #include "common.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <complex>
 #include <cstdio>
@@ -14,6 +17,7 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <thread>
 
 namespace shmlink::cli {
 
@@ -26,6 +30,7 @@ struct CatOptions {
   std::string npy;         ///< output .npy file, if any
   bool json = false;       ///< JSON summary
   bool wait = false;       ///< wait for the next frame first
+  bool all = false;        ///< a rolling buffer's whole history instead of the newest frame
   double timeout = -1.0;   ///< seconds to wait (< 0: forever)
 };
 
@@ -178,19 +183,96 @@ std::string npy_header(Dtype dtype, const std::vector<std::uint32_t>& numpy_shap
   return out;
 }
 
+/// The error for an output file that could not be written: permission (exit 4) when the OS
+/// refused access, else a failure (exit 1; never not_found, which means a missing stream).
+Error output_error(const std::string& file, const char* doing, int err) {
+  const Errc code = err == EACCES || err == EPERM ? Errc::permission : err == ENOSPC ? Errc::no_space : Errc::system;
+  return Error(code, fmt::format("cannot write the output file {}: {} it: {}", shown(file), doing, std::strerror(err)));
+}
+
 /// Writes `header` then `data` to `file`.
-/// @throws Error (from errno) naming the file.
+/// @throws Error naming the output file (output_error()).
 void write_file(const std::string& file, const std::string& header, std::span<const std::byte> data) {
   std::FILE* f = std::fopen(file.c_str(), "wb");
-  if (f == nullptr) {
-    const int err = errno;
-    throw Error(errc_from_errno(err), fmt::format("opening {} for writing: {}", file, std::strerror(err)));
-  }
+  if (f == nullptr) throw output_error(file, "creating", errno);
   bool ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
   ok = ok && std::fwrite(data.data(), 1, data.size(), f) == data.size();
   const int err = errno;
   ok = (std::fclose(f) == 0) && ok;
-  if (!ok) throw Error(errc_from_errno(err), fmt::format("writing {}: {}", file, std::strerror(err)));
+  if (!ok) throw output_error(file, "writing", err != 0 ? err : errno);
+}
+
+/// What `cat` read: the newest frame, or (--all) a rolling buffer's history.
+struct CatContent {
+  std::vector<std::byte> bytes;           ///< C order, oldest frame first
+  std::vector<std::uint32_t> shape;       ///< ISIO order (fastest first); history: frame shape + frame count
+  std::uint64_t frames = 1;               ///< frames in `bytes`
+  FrameInfo newest;                       ///< counters and times of the newest frame read
+  bool history = false;                   ///< --all
+};
+
+/// Copies every frame a rolling buffer holds, min(cnt0, depth), oldest first: slices
+/// cnt1 - n + 1 .. cnt1 (mod depth). Validated as a whole like Stream::read_copy(): the copy is
+/// kept only when no write was in progress before it and cnt0 and cnt1 did not move during it,
+/// so it works for writers that fill the per-slice counters (shmlink) and for those that do
+/// not (ImageStreamIO's UpdateIm). Retried for at most a second.
+/// @throws Error torn or writer_active naming the stream when no consistent copy was possible.
+void read_history(const Stream& s, CatContent& c) {
+  const std::uint32_t depth = std::max<std::uint32_t>(1, s.depth());
+  const std::size_t frame_bytes = s.frame_bytes();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  bool writing = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    // SYNC POINT A (acquire, Stream::cnt0): pairs with the writer's release increment of cnt0;
+    // the slices of frames up to c1 are completely visible.
+    const std::uint64_t c1 = s.cnt0();
+    writing = s.write_flag();  // acquire: pairs with the writer's release store of write = 0
+    if (writing) {
+      std::this_thread::yield();
+      continue;
+    }
+    const std::uint64_t newest = s.cnt1();
+    const std::uint64_t n = std::min<std::uint64_t>(c1, depth);
+    c.bytes.resize(static_cast<std::size_t>(n) * frame_bytes);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const auto slice = static_cast<std::uint32_t>((newest % depth + depth - (n - 1 - i)) % depth);
+      const std::span<const std::byte> v = s.view_slice(slice);
+      std::memcpy(c.bytes.data() + i * frame_bytes, v.data(), std::min(frame_bytes, v.size()));
+    }
+    const FrameInfo info = s.frame_info();
+    // SYNC POINT C (acquire fence): if the copy saw a store of a later write, that write's
+    // write = 1 (set before its release fence) and its cnt0 are visible to the loads below.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (!s.write_flag() && s.cnt0() == c1 && s.cnt1() == newest) {
+      c.frames = n;
+      c.newest = info;
+      c.newest.cnt0 = c1;
+      c.newest.cnt1 = newest;
+      return;
+    }
+  }
+  throw Error(writing ? Errc::writer_active : Errc::torn,
+              fmt::format("reading the history of {}: {} for a second; try again", shown(s.path()),
+                          writing ? "the write flag stayed set (a writer may have died mid-write)"
+                                  : "every copy collided with a new write"));
+}
+
+/// Reads what `cat` shows: the newest frame (seqlock-validated read_copy), or with `all` every
+/// frame the stream holds, oldest first (a plain stream: its one frame, with a frame axis of 1).
+CatContent read_content(const Stream& s, bool all) {
+  CatContent c;
+  c.history = all;
+  c.shape.assign(s.frame_shape().begin(), s.frame_shape().end());
+  if (all && s.rolling()) {
+    guarded_read(s, [&] { read_history(s, c); });
+  } else {
+    c.bytes.resize(s.frame_bytes());
+    Status st;
+    guarded_read(s, [&] { st = s.read_copy(c.bytes, &c.newest); });
+    if (!st) throw Error(st.code(), fmt::format("reading a frame of {}: {}", shown(s.path()), st.message()));
+  }
+  if (all) c.shape.push_back(static_cast<std::uint32_t>(c.frames));
+  return c;
 }
 
 /// A stat value as text (integers exactly, doubles with 6 significant digits).
@@ -200,8 +282,15 @@ std::string stat_text(const Json& v) {
   return v.dump();
 }
 
-/// Runs `cat`: optionally waits for a new frame, copies it (seqlock-validated), prints the
-/// summary and writes the .npy file.
+/// "4x3 (numpy (3, 4))".
+std::string shape_text(const std::vector<std::uint32_t>& shape) {
+  const std::vector<std::uint32_t> numpy_shape(shape.rbegin(), shape.rend());
+  return fmt::format("{} (numpy ({}{}))", format_shape(shape), fmt::join(numpy_shape, ", "),
+                     numpy_shape.size() == 1 ? "," : "");
+}
+
+/// Runs `cat`: optionally waits for a new frame, copies the newest frame (or, with --all, the
+/// history), prints the summary and writes the .npy file.
 int run_cat(const CatOptions& opt) {
   const std::string path = resolve_stream(opt.name, opt.dir);
   Stream s = open_for_inspection(path);
@@ -213,32 +302,42 @@ int run_cat(const CatOptions& opt) {
     std::uint64_t last = 0;
     guarded_read(s, [&] { last = s.cnt0(); });
     const Status st = wait_for_new_frame(s, last, timeout);
-    if (!st) {
-      throw Error(st.code(), fmt::format("waiting for a new frame of {}", shown(path)));
+    if (st.code() == Errc::timeout) {
+      throw Error(Errc::timeout,
+                  fmt::format("timed out after {:g} s waiting for a new frame of {} (cnt0 stayed {})", opt.timeout,
+                              shown(path), last));
     }
+    if (!st) throw Error(st.code(), fmt::format("waiting for a new frame of {}: {}", shown(path), st.message()));
   }
 
-  std::vector<std::byte> frame(s.frame_bytes());
-  FrameInfo fi;
-  Status st;
-  guarded_read(s, [&] { st = s.read_copy(frame, &fi); });
-  if (!st) throw Error(st.code(), fmt::format("reading a frame of {}", shown(path)));
+  const CatContent c = read_content(s, opt.all);
+  const FrameInfo& fi = c.newest;
+  const std::vector<std::uint32_t> stream_shape(s.shape().begin(), s.shape().end());
+  const std::vector<std::uint32_t> numpy_shape(c.shape.rbegin(), c.shape.rend());
+  FrameStats stats = frame_stats(s.dtype(), c.bytes);
+  if (c.bytes.empty()) {  // a history with no frame yet: nothing to summarise
+    stats.min = nullptr;
+    stats.max = nullptr;
+    stats.mean = std::numeric_limits<double>::quiet_NaN();
+  }
+  const std::uint64_t first_cnt0 = c.history && c.frames > 0 ? fi.cnt0 - (c.frames - 1) : fi.cnt0;
 
-  const std::vector<std::uint32_t> shape(s.shape().begin(), s.shape().end());
-  const std::vector<std::uint32_t> numpy_shape(shape.rbegin(), shape.rend());
-  const FrameStats stats = frame_stats(s.dtype(), frame);
-
-  if (!opt.npy.empty()) write_file(opt.npy, npy_header(s.dtype(), numpy_shape), frame);
+  if (!opt.npy.empty()) write_file(opt.npy, npy_header(s.dtype(), numpy_shape), c.bytes);
 
   if (opt.json) {
     Json j;
     j["schema_version"] = kSchemaVersion;
     j["name"] = s.name();
     j["path"] = s.path();
-    j["shape"] = shape;
+    j["content"] = c.history ? "history" : "frame";
+    j["frames"] = c.frames;
+    j["shape"] = c.shape;
     j["numpy_shape"] = numpy_shape;
     j["dtype"] = std::string(dtype_name(s.dtype()));
+    j["stream_shape"] = stream_shape;
+    j["depth"] = s.depth();
     j["cnt0"] = fi.cnt0;
+    j["first_cnt0"] = first_cnt0;
     j["cnt1"] = fi.cnt1;
     j["cnt2"] = fi.cnt2;
     j["atime_ns"] = fi.atime_ns;
@@ -247,6 +346,7 @@ int run_cat(const CatOptions& opt) {
     j["writetime"] = format_time_ns(fi.writetime_ns);
     Json js;
     js["of"] = stats.magnitude ? "magnitude" : "value";
+    js["over"] = c.history ? "history" : "frame";
     js["min"] = stats.min;
     js["max"] = stats.max;
     js["mean"] = stats.mean;
@@ -257,20 +357,35 @@ int run_cat(const CatOptions& opt) {
   }
 
   const char* of = stats.magnitude ? " (of |z|)" : "";
+  const std::string over = c.history ? fmt::format(" (over the {} frames)", c.frames) : std::string();
+  std::string stream_text = fmt::format("{} {}", format_shape(stream_shape), dtype_name(s.dtype()));
+  if (s.rolling()) stream_text += fmt::format(", rolling buffer of {} frames", s.depth());
+  std::string content;
+  if (c.history) {
+    content = c.frames == 0 ? std::string("history: no frame written yet")
+                            : fmt::format("history: {} frame{}, oldest first (cnt0 {}..{})", c.frames,
+                                          c.frames == 1 ? "" : "s", first_cnt0, fi.cnt0);
+  } else {
+    content = s.rolling() ? fmt::format("the newest frame (slice {}; --all: the whole history)",
+                                        fi.cnt1 % std::max<std::uint32_t>(1, s.depth()))
+                          : std::string("the current frame");
+  }
   std::string out;
   out += fmt::format("{:<11}{}\n", "name:", shown(s.name()));
   out += fmt::format("{:<11}{}\n", "path:", shown(s.path()));
-  out += fmt::format("{:<11}{} (numpy ({}))\n", "shape:", format_shape(shape), fmt::join(numpy_shape, ", "));
+  out += fmt::format("{:<11}{}\n", "stream:", stream_text);
+  out += fmt::format("{:<11}{}\n", "content:", content);
+  out += fmt::format("{:<11}{}\n", "shape:", shape_text(c.shape));
   out += fmt::format("{:<11}{}\n", "dtype:", dtype_name(s.dtype()));
   out += fmt::format("{:<11}{}\n", "cnt0:", fi.cnt0);
   out += fmt::format("{:<11}{}\n", "cnt1:", fi.cnt1);
   out += fmt::format("{:<11}{}\n", "cnt2:", fi.cnt2);
   out += fmt::format("{:<11}{}\n", "atime:", format_time_ns(fi.atime_ns));
   out += fmt::format("{:<11}{}\n", "writetime:", format_time_ns(fi.writetime_ns));
-  out += fmt::format("{:<11}{}{}\n", "min:", stat_text(stats.min), of);
-  out += fmt::format("{:<11}{}{}\n", "max:", stat_text(stats.max), of);
-  out += fmt::format("{:<11}{}{}\n", "mean:", stat_text(Json(stats.mean)), of);
-  if (!opt.npy.empty()) out += fmt::format("{:<11}{}\n", "npy:", shown(opt.npy));
+  out += fmt::format("{:<11}{}{}{}\n", "min:", stat_text(stats.min), of, over);
+  out += fmt::format("{:<11}{}{}{}\n", "max:", stat_text(stats.max), of, over);
+  out += fmt::format("{:<11}{}{}{}\n", "mean:", stat_text(Json(stats.mean)), of, over);
+  if (!opt.npy.empty()) out += fmt::format("{:<11}{} ({})\n", "npy:", shown(opt.npy), shape_text(c.shape));
   std::cout << out << std::flush;
   return kExitOk;
 }
@@ -279,17 +394,21 @@ int run_cat(const CatOptions& opt) {
 
 Command add_cat_command(CLI::App& app) {
   auto opt = std::make_shared<CatOptions>();
-  CLI::App* sub = app.add_subcommand("cat", "Summarise the current frame (min/max/mean) or save it as .npy");
+  CLI::App* sub = app.add_subcommand(
+      "cat", "Summarise a stream's newest frame or (--all) its history (min/max/mean), or save it as .npy");
   sub->add_option("name", opt->name, "Stream name, or a path to a .im.shm file")->required();
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--npy", opt->npy,
-                  "Write the frame to FILE as NumPy .npy v1.0 (numpy shape = ISIO shape reversed, C order)");
+                  "Write the frame to FILE as NumPy .npy v1.0 (numpy shape = ISIO frame shape reversed, C order; "
+                  "with --all: (frames, ...) oldest first)");
+  sub->add_flag("--all", opt->all,
+                "A rolling buffer's whole history instead of its newest frame: the min(cnt0, depth) frames it "
+                "holds, oldest first (a plain stream: its one frame, with a frame axis of 1)");
   sub->add_flag("--json", opt->json, "Print the summary as JSON");
   auto* wait = sub->add_flag("--wait", opt->wait, "Wait for the next frame before reading");
   sub->add_option("--timeout", opt->timeout, "Seconds --wait waits before giving up with exit code 124")
       ->check(seconds_validator(0.0, 1e9))
       ->needs(wait);
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_cat(*opt); }};
 }
 

@@ -87,7 +87,16 @@ int run_create(const CreateOptions& opt) {
   spec.depth = opt.depth;
   spec.permissions = *mode;
 
-  Stream s = Stream::create(path, spec, opt.force ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate);
+  Stream s = [&] {
+    try {
+      return Stream::create(path, spec, opt.force ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate);
+    } catch (const Error& e) {
+      if (e.errc() != Errc::exists || opt.force) throw;
+      throw Error(e.errc(), fmt::format("{}; add --force to replace it (a new file: programs that have it open keep "
+                                        "the old one until they re-open it)",
+                                        e.what()));
+    }
+  }();
   if (gid) set_group(path, s.inode(), *gid, opt.group);
   const StreamInfo info = s.info();
   const std::vector<std::uint32_t> frame_shape(s.frame_shape().begin(), s.frame_shape().end());
@@ -156,7 +165,6 @@ Command add_create_command(CLI::App& app) {
                   "Give the file this group (name or gid); the caller must belong to it (root may use any)");
   sub->add_flag("-f,--force", opt->force, "Replace an existing stream (new file; attached readers keep the old one)");
   sub->add_flag("--json", opt->json, "Print the created stream as JSON");
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_create(*opt); }};
 }
 

@@ -426,7 +426,6 @@ Command add_gc_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--strict", opt->strict, "Keep streams and queues when some process's /proc entries cannot be read");
   sub->add_flag("--json", opt->json, "JSON output (schema_version 1)");
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_gc(*opt); }};
 }
 

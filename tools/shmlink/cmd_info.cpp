@@ -278,6 +278,8 @@ int run_info(const InfoOptions& opt) {
     keywords = s.keywords();
   });
   const std::int32_t wpid = writer_pid(info);
+  int uninspectable = 0;
+  const std::vector<StreamReader> readers = stream_readers(info, processes_using(s.path(), &uninspectable));
   const std::vector<std::uint32_t> frame_shape(s.frame_shape().begin(), s.frame_shape().end());
   // stat(2) of the path (the library keeps no descriptor we could fstat): should the stream be
   // re-created between the open and this call, mode and owner are the new file's.
@@ -313,6 +315,7 @@ int run_info(const InfoOptions& opt) {
     j["owner_pid"] = info.owner_pid;
     j["writer_pid"] = wpid;
     j["writer_alive"] = pid_alive(wpid);
+    add_readers_json(j, readers, uninspectable);
     j["inode"] = info.inode;
     j["write_flag"] = info.write_flag;
     j["cnt0"] = info.frame.cnt0;
@@ -377,6 +380,8 @@ int run_info(const InfoOptions& opt) {
   line("creator pid", fmt::format("{} ({})", info.creator_pid, pid_alive(info.creator_pid) ? "alive" : "dead"));
   line("owner pid", std::to_string(info.owner_pid));
   line("writer pid", fmt::format("{} ({})", wpid, pid_alive(wpid) ? "alive" : "dead"));
+  line("readers", readers.empty() ? std::string("0")
+                                  : fmt::format("{}: {}", readers.size(), readers_text(readers)));
   line("inode", std::to_string(info.inode));
   line("write flag", info.write_flag ? "1" : "0");
   line("cnt0", std::to_string(info.frame.cnt0));
@@ -439,7 +444,6 @@ Command add_info_command(CLI::App& app) {
                 "NAME is a memif socket (a path or @NAME) served by a running process: show what it publishes")
       ->excludes(queue_flag);
   sub->add_flag("--json", opt->json, "Print JSON");
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_info(*opt); }};
 }
 

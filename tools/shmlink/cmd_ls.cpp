@@ -64,7 +64,7 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
         {std::to_string(info.frame.cnt0)},
         {format_rate(row.rate_hz), row.rate_hz && *row.rate_hz > 0 ? "32" : nullptr},
         {fmt::format("{} ({})", wpid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
-        {std::to_string(live_readers(info).size())},
+        {std::to_string(row.readers.size())},
     };
     if (with_depth) cells.push_back({info.depth > 1 ? std::to_string(info.depth) : std::string("-")});
     t.rows.push_back(std::move(cells));
@@ -189,6 +189,7 @@ int run_ls(const LsOptions& opt) {
                 {});
     rows = sampler.refresh();
   }
+  sort_rows(rows, RowOrder::name);
   std::vector<QueueRow> queues;
   for (const std::string& path : list_queue_files(sampler.directory())) queues.push_back(inspect_queue(path));
   const std::vector<memif::SocketStatus> memifs = list_memif_status(sampler.directory());
@@ -240,7 +241,6 @@ Command add_ls_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--json", opt->json,
                 "Print JSON ({\"schema_version\":1,\"streams\":[...],\"queues\":[...],\"memif\":[...]})");
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_ls(*opt); }};
 }
 

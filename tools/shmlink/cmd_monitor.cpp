@@ -6,12 +6,16 @@
 #include <fmt/format.h>
 
 #include <signal.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <ctime>
 #include <deque>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 namespace shmlink::cli {
 
@@ -48,6 +52,60 @@ class StopSignals {
   struct sigaction old_term_ {};
 };
 
+/// Keys typed on the terminal while `monitor` runs live: puts stdin (when it is a terminal) in
+/// non-canonical mode without echo, so single key presses arrive at once, and restores its
+/// settings on destruction. Ctrl-C still raises SIGINT (ISIG stays on).
+class KeyReader {
+ public:
+  /// Switches stdin's terminal mode; does nothing when stdin is not a terminal or the process is
+  /// not in the terminal's foreground.
+  KeyReader() {
+    // A monitor started in the background (`&`) leaves the terminal alone: changing its mode
+    // from there would stop the process (SIGTTOU).
+    if (::isatty(0) != 1 || ::tcgetpgrp(0) != ::getpgrp() || ::tcgetattr(0, &saved_) != 0) return;
+    termios raw = saved_;
+    raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
+    raw.c_cc[VMIN] = 0;  // read() returns at once, with or without a key
+    raw.c_cc[VTIME] = 0;
+    active_ = ::tcsetattr(0, TCSANOW, &raw) == 0;
+  }
+  /// Restores the terminal's settings.
+  ~KeyReader() {
+    if (active_) ::tcsetattr(0, TCSANOW, &saved_);
+  }
+  KeyReader(const KeyReader&) = delete;
+  KeyReader& operator=(const KeyReader&) = delete;
+
+  /// True when keys are read.
+  [[nodiscard]] bool active() const noexcept { return active_; }
+
+  /// The next key typed, or -1 when none is waiting.
+  int next() noexcept {
+    unsigned char c = 0;
+    return active_ && ::read(0, &c, 1) == 1 ? c : -1;
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+/// The order after `o` when the 's' key is pressed (name, rate, cnt0, readers, name, ...).
+RowOrder next_row_order(RowOrder o) noexcept {
+  switch (o) {
+    case RowOrder::name: return RowOrder::rate;
+    case RowOrder::rate: return RowOrder::cnt0;
+    case RowOrder::cnt0: return RowOrder::readers;
+    case RowOrder::readers: return RowOrder::name;
+  }
+  return RowOrder::name;
+}
+
+/// The `--sort` name of `o`.
+std::string_view row_order_name(RowOrder o) noexcept {
+  return row_order_names()[static_cast<std::size_t>(o)];
+}
+
 /// Options of `monitor`.
 struct MonitorOptions {
   std::vector<std::string> names;  ///< streams to follow (empty: every stream of the directory)
@@ -56,6 +114,7 @@ struct MonitorOptions {
   bool once = false;      ///< print one table and exit
   int count = 0;          ///< number of refreshes before exiting (0 = until interrupted)
   bool json = false;      ///< JSON output
+  std::string sort = "name";  ///< row order (row_order_names())
 };
 
 /// Semaphore values as "0 3 10" (at most 8 shown, then "+N").
@@ -68,12 +127,6 @@ std::string sem_values_text(const StreamInfo& info) {
   }
   if (info.sem_values.size() > kShown) out += fmt::format(" +{}", info.sem_values.size() - kShown);
   return out.empty() ? "-" : out;
-}
-
-/// Live reader pids as "123,456" ("-" when none).
-std::string readers_text(const StreamInfo& info) {
-  const std::vector<std::int32_t> readers = live_readers(info);
-  return readers.empty() ? std::string("-") : fmt::format("{}", fmt::join(readers, ","));
 }
 
 /// The streamCTRL-like table of `rows`.
@@ -99,7 +152,7 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
         {format_rate(row.rate_hz), row.rate_hz && *row.rate_hz > 0 ? "32" : nullptr},
         {info.write_flag ? "1" : "0"},
         {fmt::format("{} ({})", wpid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
-        {readers_text(info)},
+        {readers_text(row.readers)},
         {std::to_string(info.semaphores)},
         {sem_values_text(info)},
     });
@@ -108,12 +161,13 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
 }
 
 /// The JSON document of one refresh; `events`, when given, become its "events" array.
-Json monitor_json(const std::string& dir, double interval, const std::vector<StreamRow>& rows,
+Json monitor_json(const std::string& dir, double interval, const std::string& sort, const std::vector<StreamRow>& rows,
                   const std::vector<StreamEvent>* events = nullptr) {
   Json j;
   j["schema_version"] = kSchemaVersion;
   j["directory"] = dir;
   j["interval_s"] = interval;
+  j["sort"] = sort;
   j["time_ns"] = std::chrono::duration_cast<std::chrono::nanoseconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
@@ -149,13 +203,16 @@ std::string event_line(const StreamEvent& e) {
   return fmt::format("{} {}\n", clock_text(e.time_ns), shown_message(event_text(e)));
 }
 
-/// The title line above the table ("shmlink monitor  /dev/shm  12:00:01  3 streams").
-std::string title_line(const std::string& dir, std::size_t n, double interval, bool live) {
+/// The title line above the table ("shmlink monitor  /dev/shm  12:00:01  3 streams  (every 1 s,
+/// sorted by name, ...)"); `keys`: the s and q keys work (KeyReader).
+std::string title_line(const std::string& dir, std::size_t n, double interval, const std::string& sort, bool live,
+                       bool keys = false) {
   const std::time_t now = std::time(nullptr);
   struct tm tm {};
   ::localtime_r(&now, &tm);
-  return fmt::format("shmlink monitor  {}  {:02d}:{:02d}:{:02d}  {} stream{}  (every {:g} s{})\n", dir, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, n, n == 1 ? "" : "s", interval, live ? ", Ctrl-C to quit" : "");
+  return fmt::format("shmlink monitor  {}  {:02d}:{:02d}:{:02d}  {} stream{}  (every {:g} s, sorted by {}{}{})\n", dir,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, n, n == 1 ? "" : "s", interval, sort,
+                     keys ? ", s: change order, q: quit" : "", live ? ", Ctrl-C to quit" : "");
 }
 
 /// Runs `monitor`: refreshes every `interval` until interrupted, `count` refreshes are shown,
@@ -175,65 +232,96 @@ int run_monitor(const MonitorOptions& opt) {
   paths.reserve(opt.names.size());
   for (const std::string& name : opt.names) paths.push_back(resolve_stream(name, opt.dir));
   StreamWatcher watcher(resolve_directory(opt.dir), std::move(paths));
-  std::vector<StreamRow> rows = watcher.refresh();
+  RowOrder order = row_order_from_name(opt.sort);
+  auto refresh = [&watcher, &order] {
+    std::vector<StreamRow> r = watcher.refresh();
+    sort_rows(r, order);
+    return r;
+  };
+  std::vector<StreamRow> rows = refresh();
 
   if (opt.once) {
     sleep_while(period, keep_running);
-    rows = watcher.refresh();
+    rows = refresh();
     const std::vector<StreamEvent> events = watcher.take_events();
     if (opt.json) {
-      print_json(monitor_json(watcher.directory(), opt.interval, rows, &events));
+      print_json(monitor_json(watcher.directory(), opt.interval, opt.sort, rows, &events));
     } else {
       std::string out;
       for (const StreamEvent& e : events) out += event_line(e);
-      out += title_line(watcher.directory(), rows.size(), opt.interval, false);
+      out += title_line(watcher.directory(), rows.size(), opt.interval, opt.sort, false);
       out += make_monitor_table(rows, colour).render(colour);
       std::cout << out << std::flush;
     }
     return kExitOk;
   }
 
-  // On a terminal the screen is redrawn, so the latest events stay listed under the table.
+  // On a terminal the screen is redrawn, so the latest events stay listed under the table, and
+  // the 's' key changes the order at once (KeyReader).
   constexpr std::size_t kRecentEvents = 5;
   std::deque<StreamEvent> recent;
-  int shown = 0;
-  while (true) {
-    const std::vector<StreamEvent> events = watcher.take_events();
+  std::optional<KeyReader> keys;
+  if (tty && !opt.json) keys.emplace();
+  bool resort = false;
+  auto keep_running_live = [&] {
+    for (int k = keys ? keys->next() : -1; k >= 0; k = keys->next()) {
+      if (k == 's') {
+        order = next_row_order(order);
+        resort = true;
+      } else if (k == 'q') {
+        g_stop = 1;
+      }
+    }
+    return g_stop == 0 && !resort;
+  };
+  auto draw = [&](const std::vector<StreamEvent>& events) {
+    const std::string sort(row_order_name(order));
     if (opt.json) {
       // One compact document per line (NDJSON) so a pipe can consume refreshes as they come;
       // events come first, each on its own line, told apart by their "event" key.
       std::string out;
       for (const StreamEvent& e : events) out += event_json_line(e) + '\n';
-      out += json_text(monitor_json(watcher.directory(), opt.interval, rows), -1);
+      out += json_text(monitor_json(watcher.directory(), opt.interval, sort, rows), -1);
       out += '\n';
       std::cout << out << std::flush;
-    } else {
-      std::string screen;
-      if (tty) {
-        screen += "\x1b[H\x1b[2J";  // cursor home, clear screen
-      } else {
-        for (const StreamEvent& e : events) screen += event_line(e);
-      }
-      screen += title_line(watcher.directory(), rows.size(), opt.interval, true);
-      screen += make_monitor_table(rows, colour).render(colour);
-      if (tty) {
-        for (const StreamEvent& e : events) {
-          recent.push_back(e);
-          if (recent.size() > kRecentEvents) recent.pop_front();
-        }
-        if (!recent.empty()) {
-          screen += "\nRecent events:\n";
-          for (const StreamEvent& e : recent) screen += event_line(e);
-        }
-      } else {
-        screen += '\n';
-      }
-      std::cout << screen << std::flush;
+      return;
     }
+    std::string screen;
+    if (tty) {
+      screen += "\x1b[H\x1b[2J";  // cursor home, clear screen
+    } else {
+      for (const StreamEvent& e : events) screen += event_line(e);
+    }
+    screen += title_line(watcher.directory(), rows.size(), opt.interval, sort, true, keys && keys->active());
+    screen += make_monitor_table(rows, colour).render(colour);
+    if (tty) {
+      for (const StreamEvent& e : events) {
+        recent.push_back(e);
+        if (recent.size() > kRecentEvents) recent.pop_front();
+      }
+      if (!recent.empty()) {
+        screen += "\nRecent events:\n";
+        for (const StreamEvent& e : recent) screen += event_line(e);
+      }
+    } else {
+      screen += '\n';
+    }
+    std::cout << screen << std::flush;
+  };
+  int shown = 0;
+  while (true) {
+    draw(watcher.take_events());
     ++shown;
     if (opt.count > 0 && shown >= opt.count) break;
-    if (!sleep_while(period, keep_running)) break;
-    rows = watcher.refresh();
+    // A key that changes the order redraws the rows at once; the next refresh then comes a
+    // whole interval later (rates are measured over the real time between refreshes).
+    while (!sleep_while(period, keep_running_live) && g_stop == 0) {
+      resort = false;
+      sort_rows(rows, order);
+      draw({});
+    }
+    if (g_stop != 0) break;
+    rows = refresh();
   }
   return kExitOk;
 }
@@ -251,6 +339,12 @@ Command add_monitor_command(CLI::App& app) {
   sub->add_option("--interval", opt->interval, "Refresh period in seconds; rates are measured over it")
       ->check(seconds_validator(0.01, 3600.0))
       ->capture_default_str();
+  sub->add_option("--sort", opt->sort,
+                  "Row order: name (byte order: wfs before wfs-frames), rate (fastest first), cnt0 (most frames "
+                  "first) or readers (most first); ties go by name. On a terminal the s key switches to the next "
+                  "order and q quits")
+      ->check(CLI::IsMember(row_order_names()))
+      ->capture_default_str();
   sub->add_flag("--once", opt->once, "Measure over one interval, print one table and exit (for scripts)");
   sub->add_option("--count", opt->count, "Exit after this many refreshes (0: run until Ctrl-C)")
       ->check(CLI::Range(0, 1000000000))
@@ -258,7 +352,6 @@ Command add_monitor_command(CLI::App& app) {
   sub->add_flag("--json", opt->json,
                 "Print JSON: one document with --once, else one compact document per line per refresh, "
                 "preceded by one line per event ({\"event\": \"recreated\", ...})");
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_monitor(*opt); }};
 }
 

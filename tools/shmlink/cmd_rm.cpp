@@ -75,7 +75,6 @@ Command add_rm_command(CLI::App& app) {
                 "The names are queues (<NAME>.queue.shm), even when streams of those names exist");
   sub->add_flag("-f,--force", opt->force, "Ignore names that do not exist");
   sub->add_flag("--print", opt->verbose, "Print each removed path");
-  sub->footer(exit_code_help());
   return {sub, [opt] { return run_rm(*opt); }};
 }
 

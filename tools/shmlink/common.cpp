@@ -76,6 +76,7 @@ int exit_code_for(Errc e) noexcept {
     case Errc::permission: return kExitPermission;
     case Errc::layout: return kExitLayout;
     case Errc::timeout: return kExitTimeout;
+    case Errc::interrupted: return kExitInterrupted;
     default: return kExitFailure;
   }
 }
@@ -83,16 +84,32 @@ int exit_code_for(Errc e) noexcept {
 std::string exit_code_help() {
   return "Exit codes:\n"
          "  0    success\n"
-         "  1    failure (stream exists, no space, I/O error, torn read, ...)\n"
+         "  1    failure (stream exists: add --force to replace it; no space, I/O error, torn read, an output file\n"
+         "       that cannot be written, ...)\n"
          "  2    usage error (bad option, shape, dtype or name; name longer than 79 bytes)\n"
          "  3    stream, queue, memif socket or directory not found\n"
          "  4    permission denied\n"
          "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream or shmlink queue file)\n"
          "  124  timed out waiting\n"
+         "  130  interrupted by Ctrl-C (bench prints the rows measured so far first)\n"
          "\n"
          "Streams and queues live in $SHMLINK_DIR, else $MILK_SHM_DIR, else /milk/shm if it exists, else /dev/shm.\n"
          "--json output is one JSON document on stdout with a \"schema_version\" key; diagnostics go to stderr.";
 }
+
+std::string program_description() {
+  return "shmlink: move data between processes through shared memory, and see what is moving.\n"
+         "Three kinds of channel, all found in the stream directory:\n"
+         "  streams  ImageStreamIO 2.00 files (NAME.im.shm) that milk, cacao and pyMilk share: the latest frame\n"
+         "           or a rolling buffer of frames, keywords, semaphores (ls, info, create, rm, monitor, cat, gc)\n"
+         "  queues   lock-free sample queues (NAME.queue.shm; one or many producers) between simulators and\n"
+         "           controllers (ls, info, rm, gc)\n"
+         "  memif    packet interfaces speaking the memif protocol of VPP, DPDK and libmemif; running processes\n"
+         "           publish their state in PID-K.memif.shm (memif responder/ping/bench; ls, info --memif, gc)\n"
+         "bench measures streams, queues and memif against raw floors in one run.\n";
+}
+
+std::string subcommand_footer() { return "Exit codes and the stream directory: see `shmlink --help`."; }
 
 // ---- argument parsing ------------------------------------------------------------------
 
@@ -229,12 +246,102 @@ std::int32_t writer_pid(const StreamInfo& info) noexcept {
   return pid > 0 ? pid : info.creator_pid;
 }
 
-std::vector<std::int32_t> live_readers(const StreamInfo& info) {
-  std::vector<std::int32_t> out;
-  for (std::int32_t p : info.sem_read_pids) {
-    if (p > 0 && pid_alive(p)) out.push_back(p);
+std::string reader_wait_text(const StreamReader& r) {
+  return r.semaphore >= 0 ? fmt::format("semaphore {}", r.semaphore) : std::string("mapped");
+}
+
+std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders) {
+  std::vector<StreamReader> out;
+  for (std::size_t i = 0; i < info.sem_read_pids.size(); ++i) {
+    const std::int32_t p = info.sem_read_pids[i];
+    if (p <= 0 || !pid_alive(p)) continue;
+    if (std::none_of(out.begin(), out.end(), [p](const StreamReader& r) { return r.pid == p; }))
+      out.push_back({p, static_cast<int>(i)});
   }
+  const std::int32_t writer = writer_pid(info);
+  const auto self = static_cast<std::int32_t>(::getpid());
+  for (int p : holders) {
+    if (p == writer || p == self) continue;
+    if (std::none_of(out.begin(), out.end(), [p](const StreamReader& r) { return r.pid == p; }))
+      out.push_back({p, -1});
+  }
+  std::sort(out.begin(), out.end(), [](const StreamReader& a, const StreamReader& b) { return a.pid < b.pid; });
   return out;
+}
+
+std::string readers_text(const std::vector<StreamReader>& readers) {
+  std::string out;
+  for (const StreamReader& r : readers) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} ({})", r.pid, reader_wait_text(r));
+  }
+  return out.empty() ? std::string("-") : out;
+}
+
+void add_readers_json(Json& j, const std::vector<StreamReader>& readers, int uninspectable) {
+  std::vector<std::int32_t> pids;
+  Json waits = Json::array();
+  for (const StreamReader& r : readers) {
+    pids.push_back(r.pid);
+    waits.push_back(Json{{"pid", r.pid},
+                         {"wait", r.semaphore >= 0 ? "semaphore" : "mapped"},
+                         {"semaphore", r.semaphore >= 0 ? Json(r.semaphore) : Json(nullptr)}});
+  }
+  j["readers"] = readers.size();
+  j["reader_pids"] = pids;
+  j["reader_waits"] = std::move(waits);
+  j["readers_uninspectable"] = uninspectable;
+}
+
+const std::vector<std::string>& row_order_names() {
+  static const std::vector<std::string> names = {"name", "rate", "cnt0", "readers"};
+  return names;
+}
+
+RowOrder row_order_from_name(std::string_view name) noexcept {
+  if (name == "rate") return RowOrder::rate;
+  if (name == "cnt0") return RowOrder::cnt0;
+  if (name == "readers") return RowOrder::readers;
+  return RowOrder::name;
+}
+
+void sort_rows(std::vector<StreamRow>& rows, RowOrder order) {
+  // The key of a row, larger first; rows without metadata (or without a rate) rank below all.
+  auto key = [order](const StreamRow& r) -> std::optional<double> {
+    if (!r.info) return std::nullopt;
+    switch (order) {
+      case RowOrder::rate: return r.rate_hz;
+      case RowOrder::cnt0: return static_cast<double>(r.info->frame.cnt0);
+      case RowOrder::readers: return static_cast<double>(r.readers.size());
+      case RowOrder::name: break;
+    }
+    return 0.0;
+  };
+  std::stable_sort(rows.begin(), rows.end(), [&](const StreamRow& a, const StreamRow& b) {
+    if (order != RowOrder::name) {
+      const std::optional<double> ka = key(a);
+      const std::optional<double> kb = key(b);
+      if (ka != kb) return kb < ka;  // nullopt compares below every value
+    }
+    return a.name < b.name;
+  });
+}
+
+void find_readers(std::vector<StreamRow>& rows) {
+  std::vector<std::string> paths;
+  std::vector<StreamRow*> with_info;
+  for (StreamRow& row : rows) {
+    if (!row.info) continue;
+    paths.push_back(row.path);
+    with_info.push_back(&row);
+  }
+  if (paths.empty()) return;
+  int hidden = 0;
+  const std::vector<std::vector<int>> holders = processes_using_each(paths, &hidden);
+  for (std::size_t i = 0; i < with_info.size(); ++i) {
+    with_info[i]->readers = stream_readers(*with_info[i]->info, holders[i]);
+    with_info[i]->readers_uninspectable = hidden;
+  }
 }
 
 // ---- sampler ---------------------------------------------------------------------------
@@ -587,6 +694,7 @@ std::vector<StreamRow> StreamSampler::refresh() {
     if (!e->seen.exists) continue;  // removed since the listing
     rows.push_back(detail::sample(*e, nullptr));
   }
+  find_readers(rows);
   return rows;
 }
 
@@ -629,6 +737,7 @@ std::vector<StreamRow> StreamWatcher::refresh() {
       rows.push_back(detail::sample(*e, &st.events));
     }
     st.started = true;
+    find_readers(rows);
     return rows;
   }
 
@@ -670,6 +779,7 @@ std::vector<StreamRow> StreamWatcher::refresh() {
     rows.push_back(detail::sample(*e, &st.events));
   }
   st.started = true;
+  find_readers(rows);
   return rows;
 }
 
@@ -864,9 +974,7 @@ Json row_to_json(const StreamRow& row) {
   const std::int32_t wpid = writer_pid(info);
   j["writer_pid"] = wpid;
   j["writer_alive"] = pid_alive(wpid);
-  const std::vector<std::int32_t> readers = live_readers(info);
-  j["readers"] = readers.size();
-  j["reader_pids"] = readers;
+  add_readers_json(j, row.readers, row.readers_uninspectable);
   j["semaphores"] = info.semaphores;
   j["sem_values"] = info.sem_values;
   j["write_flag"] = info.write_flag;

@@ -40,13 +40,20 @@ enum ExitCode : int {
   kExitPermission = 4,  ///< the OS refused access
   kExitLayout = 5,      ///< the file is not a valid ImageStreamIO 2.00 stream
   kExitTimeout = 124,   ///< a wait reached its deadline (as timeout(1))
+  kExitInterrupted = 130,  ///< stopped by SIGINT/SIGTERM after printing what was done (`bench`; 128 + SIGINT)
 };
 
 /// The exit code for a library error condition.
 int exit_code_for(Errc e) noexcept;
 
-/// The exit-code table shown in the `--help` footer and docs/cli.md.
+/// The exit-code table shown in the footer of the top-level `--help` (only there) and docs/cli.md.
 std::string exit_code_help();
+
+/// What the top-level `--help` says shmlink is: the channel kinds and where they live.
+std::string program_description();
+
+/// The one-line footer of every subcommand's `--help`: where the exit codes are described.
+std::string subcommand_footer();
 
 /// A parsed subcommand: the CLI11 sub-app and the function that runs it after parsing.
 struct Command {
@@ -160,8 +167,28 @@ bool pid_alive(std::int32_t pid) noexcept;
 /// The writer of a stream: the last slot's semWritePID that is not -1/0, else creatorPID.
 std::int32_t writer_pid(const StreamInfo& info) noexcept;
 
-/// Live processes holding a semaphore slot (semReadPID > 0 and alive), in slot order.
-std::vector<std::int32_t> live_readers(const StreamInfo& info);
+/// A process reading a stream, and how it waits as far as the file tells.
+struct StreamReader {
+  std::int32_t pid = 0;  ///< the process
+  int semaphore = -1;    ///< the semaphore slot it holds (its pid in semReadPID), -1 when none
+};
+
+/// How a reader waits: "semaphore N" when it holds slot N; else "mapped" (it has the stream
+/// mapped or open; whether it waits by futex, spins or only looks is not recorded per process).
+std::string reader_wait_text(const StreamReader& r);
+
+/// The readers of a stream: every live process holding one of its semaphore slots, and every
+/// other process in `holders` (those with the file mapped or open: processes_using()) except the
+/// writer (writer_pid()) and this process. Ascending pid.
+std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders);
+
+/// Readers as text: "123 (semaphore 0), 456 (mapped)"; "-" when none.
+std::string readers_text(const std::vector<StreamReader>& readers);
+
+/// Adds "readers" (count), "reader_pids" and "reader_waits" ([{"pid", "wait": "semaphore" or
+/// "mapped", "semaphore": N or null}]) to a JSON object, and "readers_uninspectable" (processes
+/// whose /proc entries could not be read, so they may be readers too).
+void add_readers_json(Json& j, const std::vector<StreamReader>& readers, int uninspectable);
 
 /// One row of `ls`/`monitor`: a stream's metadata and its measured update rate, or the error
 /// that kept the file from opening.
@@ -172,7 +199,30 @@ struct StreamRow {
   std::optional<double> rate_hz;   ///< cnt0 delta / seconds, when measured
   std::string error;               ///< the open error's message, when it failed
   Errc error_code = Errc::ok;      ///< the open error's condition
+  std::vector<StreamReader> readers;  ///< its readers (stream_readers()), when info is set
+  int readers_uninspectable = 0;      ///< processes the /proc scan could not inspect
 };
+
+/// Orders of stream rows in `ls` and `monitor`.
+enum class RowOrder {
+  name,     ///< by stream name, byte order ("wfs" before "wfs-frames")
+  rate,     ///< highest update rate first (unknown rates and failed files last), then by name
+  cnt0,     ///< most frames written first, then by name
+  readers,  ///< most readers first, then by name
+};
+
+/// The names `--sort` accepts, in RowOrder order: "name", "rate", "cnt0", "readers".
+const std::vector<std::string>& row_order_names();
+
+/// The RowOrder named `name` (one of row_order_names()); name for anything else.
+RowOrder row_order_from_name(std::string_view name) noexcept;
+
+/// Sorts `rows` stably in `order`; ties and rows without metadata go by name.
+void sort_rows(std::vector<StreamRow>& rows, RowOrder order);
+
+/// Fills `readers` and `readers_uninspectable` of every row that has metadata, with one scan of
+/// /proc for all of them (processes_using_each()).
+void find_readers(std::vector<StreamRow>& rows);
 
 /// Keeps streams of one directory open between refreshes and measures their update rates
 /// from cnt0 deltas over steady-clock time, as milk's streamCTRL does. Files that appear are

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// `shmlink`: inspect, create and remove ImageStreamIO 2.00 shared-memory streams.
+// `shmlink`: inspect and manage the shared-memory channels (ImageStreamIO streams, sample queues,
+// memif interfaces) in the stream directory, and benchmark them.
 #include "common.hpp"
 
 #include <shmlink/log.hpp>
@@ -38,12 +39,33 @@ void setup_logging() {
   });
 }
 
+/// Gives every subcommand (at any depth) the short footer that points at the top-level help,
+/// where the exit codes are described once.
+void set_subcommand_footers(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    sub->footer(shmlink::cli::subcommand_footer());
+    set_subcommand_footers(*sub);
+  }
+}
+
+/// "shmlink memif ping": the program and the subcommands the command line chose, for the hint
+/// after a usage error.
+std::string command_path(CLI::App& app) {
+  std::string path = app.get_name();
+  for (CLI::App* sub = &app;;) {
+    const std::vector<CLI::App*> chosen = sub->get_subcommands();
+    if (chosen.empty()) break;
+    sub = chosen.front();
+    path += " " + sub->get_name();
+  }
+  return path;
+}
+
 /// Parses the command line and runs the chosen subcommand; returns the process exit code.
 int run(int argc, char** argv) {
   using namespace shmlink::cli;
 
-  CLI::App app{"shmlink: inspect, create and remove ImageStreamIO 2.00 (milk/cacao) shared-memory streams",
-               "shmlink"};
+  CLI::App app{program_description(), "shmlink"};
   app.set_version_flag("--version", std::string("shmlink " SHMLINK_CLI_VERSION));
   app.require_subcommand(1);
   // Subcommands inherit this: options they do not know (-v) fall through to the parent, so
@@ -64,13 +86,20 @@ int run(int argc, char** argv) {
   commands.push_back(add_bench_command(app));
   commands.push_back(add_memif_command(app));
 
+  // The exit-code table is told once, in the top-level help; each subcommand's help points there.
+  set_subcommand_footers(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // CLI11's own exit codes are 1xx; help and --version are 0, every other parse error is
-    // a usage error (2).
-    const int rc = app.exit(e);
-    return rc == 0 ? kExitOk : kExitUsage;
+    // CLI11's own exit codes are 1xx; help and --version are 0 (CLI11 prints them), every other
+    // parse error is a usage error (2), reported in the documented form.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
+      app.exit(e);
+      return kExitOk;
+    }
+    spdlog::error("{} (see `{} --help`)", shown_message(e.what()), command_path(app));
+    return kExitUsage;
   }
 
   if (verbosity >= 2) {

@@ -6,10 +6,13 @@
 #include <shmlink/segment.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -93,6 +96,61 @@ TEST(Segment, MovedFromIsEmptyAndCloseIsIdempotent) {
   n.close();
   n.close();
   EXPECT_FALSE(n.valid());
+}
+
+TEST(Segment, ProcessesUsingEachFindsTheHoldersOfEveryFileInOneScan) {
+  test::TempStreamDir dir;
+  const std::string mapped = dir.path() + "/mapped.bin";
+  const std::string opened = dir.path() + "/opened.bin";
+  const std::string unused = dir.path() + "/unused.bin";
+  const std::string missing = dir.path() + "/missing.bin";
+  for (const std::string& p : {mapped, opened, unused}) {
+    (void)Segment::create_file(p, 4096, OpenMode::ExclusiveCreate, 0600, [](Segment&) {});  // closed at once
+  }
+  int ready[2];
+  int release[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(release), 0);
+  auto wait_for_release = [&] {
+    ::close(release[1]);
+    char c = 0;
+    (void)::read(release[0], &c, 1);  // returns at EOF: the parent closed its end
+  };
+  // One child maps `mapped` and closes the descriptor (found through /proc/<pid>/maps only), the
+  // other keeps `opened` open without mapping it (found through /proc/<pid>/fd only).
+  const pid_t mapper = test::spawn([&] {
+    const int fd = ::open(mapped.c_str(), O_RDWR | O_CLOEXEC);
+    void* m = ::mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (m == MAP_FAILED || ::write(ready[1], "m", 1) != 1) return 2;
+    wait_for_release();
+    return 0;
+  });
+  const pid_t holder = test::spawn([&] {
+    const int fd = ::open(opened.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(ready[1], "o", 1) != 1) return 2;
+    wait_for_release();
+    return 0;
+  });
+  ::close(release[0]);
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+
+  const std::vector<std::vector<int>> holders = processes_using_each({mapped, opened, unused, missing});
+  ASSERT_EQ(holders.size(), 4u);
+  EXPECT_EQ(holders[0], std::vector<int>{mapper});
+  EXPECT_EQ(holders[1], std::vector<int>{holder});
+  EXPECT_TRUE(holders[2].empty());
+  EXPECT_TRUE(holders[3].empty());
+  EXPECT_EQ(processes_using(mapped), std::vector<int>{mapper});  // the one-file form agrees
+  EXPECT_EQ(processes_using(opened), std::vector<int>{holder});
+
+  ::close(release[1]);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_EQ(test::reap(mapper), 0);
+  EXPECT_EQ(test::reap(holder), 0);
 }
 
 }  // namespace
