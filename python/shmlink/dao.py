@@ -19,14 +19,12 @@ exception from :mod:`shmlink.errors` instead:
   could not be interrupted.
 """
 
-from __future__ import annotations
-
 import datetime as _dt
-from typing import Optional
+from typing import Optional as _Optional
 
-import numpy as np
+import numpy as _np
 
-from . import Stream
+from . import Stream as _Stream
 from .errors import OverwrittenError
 
 DAO_SUCCESS = 0
@@ -52,9 +50,9 @@ def getLogLevel() -> int:  # noqa: N802
 class shm:  # noqa: N801 (DAO's name)
     """DAO's ``daoShm.shm``: one stream, numpy in and out (copies)."""
 
-    def __init__(self, fname: Optional[str] = None, data: Optional[np.ndarray] = None, nbkw: int = 0,
-                 pubPort: Optional[int] = None, subPort: Optional[int] = None,  # noqa: N803
-                 subHost: Optional[str] = None, logLevel: int = 0, depth: int = 1) -> None:  # noqa: N803
+    def __init__(self, fname: _Optional[str] = None, data: _Optional[_np.ndarray] = None, nbkw: int = 0,
+                 pubPort: _Optional[int] = None, subPort: _Optional[int] = None,  # noqa: N803
+                 subHost: _Optional[str] = None, logLevel: int = 0, depth: int = 1) -> None:  # noqa: N803
         if pubPort is not None or subPort is not None or subHost is not None:
             raise NotImplementedError(
                 "shmlink.dao.shm: ZeroMQ mirroring (pubPort/subPort/subHost) arrives with the shmlink "
@@ -63,17 +61,17 @@ class shm:  # noqa: N801 (DAO's name)
             raise ValueError("shmlink.dao.shm: a file name is required")
         setLogLevel(logLevel)
         self.fname = fname
-        self._stream: Optional[Stream] = None
+        self._stream: _Optional[_Stream] = None
         if data is not None:
-            data = np.asarray(data)
-            self._stream = Stream.create(fname, data.shape, data.dtype, depth=depth if depth > 1 else 0,
-                                         keywords=nbkw, mode="purge")
-            self._stream.write(np.ascontiguousarray(data))
+            data = _np.asarray(data)
+            self._stream = _Stream.create(fname, data.shape, data.dtype, depth=depth if depth > 1 else 0,
+                                          keywords=nbkw, mode="purge")
+            self._stream.write(_np.ascontiguousarray(data))
         else:
-            self._stream = Stream.open(fname)
+            self._stream = _Stream.open(fname)
 
     @property
-    def stream(self) -> Stream:
+    def stream(self) -> _Stream:
         """The underlying :class:`shmlink.Stream` (raises ClosedError after close())."""
         if self._stream is None:
             from .errors import ClosedError
@@ -81,13 +79,13 @@ class shm:  # noqa: N801 (DAO's name)
         return self._stream
 
     # ---- writing ----
-    def set_data(self, data: np.ndarray) -> None:
+    def set_data(self, data: _np.ndarray) -> None:
         """Publishes ``data`` (exactly the stream's dtype and shape; C order is made if needed)."""
-        self.stream.write(np.ascontiguousarray(data))
+        self.stream.write(_np.ascontiguousarray(data))
 
     # ---- reading ----
     def get_data(self, check: bool = False, reform: bool = True, semNb: int = 0,  # noqa: N803
-                 timeout: float = 0, spin: bool = False) -> Optional[np.ndarray]:
+                 timeout: float = 0, spin: bool = False) -> _Optional[_np.ndarray]:
         """A copy of the newest frame. ``check``: first wait for a new one, by spinning on cnt0
         (``spin``), else on semaphore ``semNb`` (forever when ``timeout`` is 0, else at most
         ``timeout`` seconds, returning None when it passes). ``reform=False`` returns it flat."""
@@ -111,18 +109,18 @@ class shm:  # noqa: N801 (DAO's name)
         frame, _cnt0, skipped = got
         return (DAO_OVERWRITE if skipped else DAO_SUCCESS), (frame if reform else frame.ravel())
 
-    def get_data_arbitrary(self, index: int, reform: bool = True) -> np.ndarray:
+    def get_data_arbitrary(self, index: int, reform: bool = True) -> _np.ndarray:
         """The frame in FIFO slot ``index % depth`` (validated copy)."""
         frame = self.stream.read_slice(index)
         return frame if reform else frame.ravel()
 
     def get_history(self, num_items: int = 1, check: bool = False, semNb: int = 0,  # noqa: N803
-                    timeout: float = 0, spin: bool = False, buffer: bool = False) -> np.ndarray:
+                    timeout: float = 0, spin: bool = False, buffer: bool = False) -> _np.ndarray:
         """The last ``num_items`` frames, oldest first, stacked: shape ``(n,) + frame shape``
         (after the optional wait of get_data). ``buffer=True`` returns the whole FIFO."""
         s = self.stream
         if check and self.get_data(check=True, semNb=semNb, timeout=timeout, spin=spin) is None:
-            return np.empty((0,) + tuple(s.shape), s.dtype)
+            return _np.empty((0,) + tuple(s.shape), s.dtype)
         return s.history(s.depth if buffer else num_items)
 
     def reset_tail(self) -> None:
@@ -142,7 +140,7 @@ class shm:  # noqa: N801 (DAO's name)
         """Acquisition time of the newest frame (UTC datetime)."""
         return self.stream.atime
 
-    def get_meta_data(self, index: Optional[int] = None) -> dict:
+    def get_meta_data(self, index: _Optional[int] = None) -> dict:
         """The metadata as a dict; with ``index``, cnt0 and times are those of FIFO slot index."""
         md = self.stream.info()
         if index is not None:

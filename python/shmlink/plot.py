@@ -9,24 +9,22 @@ floors dashed. Right: a latency histogram per mode when the JSON carries one
 bandwidth against memcpy when the run measured it. Uses Debian's python3-matplotlib (Agg).
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import sys
-from typing import Any, Optional
+import argparse as _argparse
+import json as _json
+import sys as _sys
+from typing import Any as _Any, Optional as _Optional
 
 __all__ = ["plot", "main", "PERCENTILES"]
 
 PERCENTILES = [("min", 0.0), ("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9), ("max", 100.0)]
 
 
-def _latency_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def _latency_rows(doc: dict[str, _Any]) -> list[dict[str, _Any]]:
     """The latency entries that have numbers (skipped modes are left out)."""
     return [e for e in doc.get("latency", []) if isinstance(e.get("one_way_ns"), dict)]
 
 
-def plot(doc: dict[str, Any], out: str, title: Optional[str] = None) -> None:
+def plot(doc: dict[str, _Any], out: str, title: _Optional[str] = None) -> None:
     """Writes the figure for one bench document to ``out`` (format from the extension)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -99,23 +97,23 @@ def plot(doc: dict[str, Any], out: str, title: Optional[str] = None) -> None:
     plt.close(fig)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: _Optional[list[str]] = None) -> int:
     """Command line: ``python3 -m shmlink.plot BENCH.json -o out.png [--title T]``."""
-    p = argparse.ArgumentParser(prog="python3 -m shmlink.plot", description=__doc__.split("\n")[0])
+    p = _argparse.ArgumentParser(prog="python3 -m shmlink.plot", description=__doc__.split("\n")[0])
     p.add_argument("json", help="output of 'shmlink bench ... --json' ('-' for standard input)")
     p.add_argument("-o", "--output", default="bench.png", help="image to write (png, svg, pdf)")
     p.add_argument("--title", default=None)
     a = p.parse_args(argv)
     try:
-        with (sys.stdin if a.json == "-" else open(a.json, encoding="utf-8")) as f:
-            doc = json.load(f)
+        with (_sys.stdin if a.json == "-" else open(a.json, encoding="utf-8")) as f:
+            doc = _json.load(f)
         plot(doc, a.output, a.title)
     except (OSError, ValueError, KeyError) as e:
-        print(f"shmlink.plot: {a.json}: {e}", file=sys.stderr)
+        print(f"shmlink.plot: {a.json}: {e}", file=_sys.stderr)
         return 1
     print(a.output)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _sys.exit(main())
