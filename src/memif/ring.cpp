@@ -319,7 +319,7 @@ std::string RingQueue::ring_label() const { return cat(s2m() ? "S2M" : "M2S", " 
 
 std::uint8_t* RingQueue::desc_at(std::uint16_t index) const noexcept {
   const std::uint64_t slot = index & mask_;
-  return ring_ + wire::ring_desc_offset(cfg_.cache_line) + slot * sizeof(wire::Descriptor);
+  return descs_ + slot * sizeof(wire::Descriptor);  // descs_ = ring + ring_desc_offset(cache line)
 }
 
 std::uint16_t RingQueue::load_peer(std::uint16_t hi) noexcept {
@@ -434,6 +434,7 @@ void RingQueue::attach(const Config& config) noexcept {
   handed_head_ = handed_count_ = 0;
   if (!rx_mode_set_) rx_mode_ = config.rx_mode;
   ring_ = config.ring;
+  descs_ = ring_ + wire::ring_desc_offset(config.cache_line);
 
   // Connect-time reset (section 8): the owner of an index stores 0 into it...
   if (config.slave && !config.transmit) {
@@ -596,25 +597,31 @@ Status RingQueue::tx_burst(std::span<const Buffer> bufs, std::size_t& sent) noex
   Status status = Errc::ok;
   std::uint32_t n = 0;
   std::uint64_t bytes = 0, packets = 0;  // counted once per burst
+  // Loaded once per burst (the stores below are to shared memory and the caller's records
+  // are read-only here, but the compiler cannot prove they alias none of these members).
+  const std::uint16_t first = next_send_;
+  const Buffer* const slots = slots_.data();
+  const bool slave = cfg_.slave;
+  const std::uint16_t region = buf_region_;
   for (const Buffer& b : bufs) {
-    const auto index = u16(next_send_ + n);
+    const auto index = u16(first + n);
     // In reservation order, and only what was reserved.
     if (n >= reserved || b.desc_index != index) {
       status = Errc::invalid_argument;
       break;
     }
     // Capacity from our own bookkeeping, not from the caller's Buffer.
-    if (b.len == 0 || b.len > slots_[index & mask_].capacity) {
+    if (b.len == 0 || b.len > slots[index & mask_].capacity) {
       status = Errc::invalid_argument;
       break;
     }
     std::uint8_t* d = desc_at(index);
     const std::uint16_t flags = b.flags & kBufferNext;
-    if (cfg_.slave) {
+    if (slave) {
       // The slave owns the whole descriptor: region/offset come from its table (section 11).
       wire::Descriptor x{};
       x.flags = flags;
-      x.region = buf_region_;
+      x.region = region;
       x.length = b.len;
       x.offset = slave_offset(index);
       store_desc(d, x);

@@ -224,6 +224,7 @@ class RingQueue {
 
   Config cfg_{};
   std::uint8_t* ring_ = nullptr;
+  std::uint8_t* descs_ = nullptr;  // descriptor 0 of ring_ (set with ring_ at attach)
   std::uint32_t size_ = 0;   // slots
   std::uint16_t mask_ = 0;
   RxMode rx_mode_ = RxMode::interrupt;
