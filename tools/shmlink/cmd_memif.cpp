@@ -385,12 +385,12 @@ Command add_memif_command(CLI::App& app) {
   auto no_testpmd = std::make_shared<bool>(false);
   auto no_mixed = std::make_shared<bool>(false);
   CLI::App* b = sub->add_subcommand(
-      "bench", "Packets/s and Gbit/s through one memif queue, both ring directions, shmlink next to DPDK's memif PMD "
-               "(dpdk-testpmd txonly/rxonly) in the same run (docs/bench.md)");
+      "bench", "Packets/s and Gbit/s through one memif queue, both ring directions, shmlink next to a libmemif-style "
+               "reference loop and DPDK's memif PMD (dpdk-testpmd txonly/rxonly) in the same run (docs/bench.md)");
   b->add_option("--sizes", bo->sizes, "Frame sizes in bytes, 60..65535 (default 64,1500,9000)")->delimiter(',');
-  b->add_option("--duration", bo->duration, "Seconds measured per case (default 2)")->check(CLI::Range(0.1, 600.0));
+  b->add_option("--duration", bo->duration, "Seconds measured per case (default 1)")->check(CLI::Range(0.1, 600.0));
   b->add_option("--warmup", bo->warmup, "Seconds of traffic before measuring (default 0.5)")->check(CLI::Range(0.0, 60.0));
-  b->add_option("--rounds", bo->rounds, "Runs of every case, interleaved; the median is reported (default 1)")
+  b->add_option("--rounds", bo->rounds, "Runs of every case, interleaved; medians and min..max are reported (default 5)")
       ->check(CLI::Range(1, 100));
   b->add_option("--cores", bo->cores, "Sender and receiver CPUs 'A,B' (default: the first two allowed)");
   b->add_option("--ring-size", bo->log2_ring, "Slots per ring as log2 (default 10)")->check(CLI::Range(1, 14));
@@ -398,7 +398,7 @@ Command add_memif_command(CLI::App& app) {
   b->add_option("--burst", bo->burst, "Packets per burst, both implementations (default 32)")->check(CLI::Range(1u, 512u));
   b->add_flag("--no-testpmd", *no_testpmd, "shmlink <-> shmlink only (no DPDK reference)");
   b->add_flag("--no-mixed", *no_mixed, "Skip the shmlink <-> DPDK pairs");
-  b->add_flag("--json", bo->json, "Print the JSON document (schema shmlink-bench-memif/1)");
+  b->add_flag("--json", bo->json, "Print the JSON document (schema shmlink-bench-memif/2)");
   b->add_flag("--markdown", bo->markdown, "Markdown table (for README.md)");
   b->add_option("--save", bo->save, "Also write the JSON document to FILE");
   b->footer(exit_code_help());
