@@ -510,6 +510,9 @@ void check_memif_doc(const json& doc, const std::vector<std::uint32_t>& sizes, b
   EXPECT_EQ(cfg.at("log2_ring_size"), 10);
   EXPECT_EQ(cfg.at("buffer_size"), 2048);
   EXPECT_EQ(cfg.at("dpdk").is_string(), dpdk);
+  const json& load = doc.at("load");
+  EXPECT_TRUE(load.at("loadavg_before").is_array() && load.at("loadavg_after").is_array()) << load.dump();
+  EXPECT_TRUE(load.at("busy").is_boolean() || load.at("busy").is_null()) << load.dump();
   const json& cases = doc.at("cases");
   ASSERT_EQ(cases.size(), sizes.size() * 10);
   std::set<std::string> seen;

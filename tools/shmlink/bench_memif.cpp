@@ -66,6 +66,8 @@ constexpr const char* kMemifBenchSchema = "shmlink-bench-memif/2";
 constexpr double kTargetRatio = 1.0;
 /// Packet size the target applies to, bytes.
 constexpr std::uint32_t kTargetSize = 64;
+/// 1-minute load average before the run at or above which the run is flagged busy.
+constexpr double kBusyLoad = 1.0;
 
 /// Which implementation runs one end of a case. `reference` is the libmemif-style loop of this
 /// file (both ends in one case; it has no control channel, so it pairs only with itself).
@@ -852,6 +854,7 @@ int run_memif_bench(const MemifBenchOptions& o) {
   }
   const std::string log_dir = tmpl;
   StopSignals signals;
+  const std::vector<double> load_before = read_loadavg();
   int serial = 0;
   const int rounds = std::max(1, o.rounds);
   const auto t0 = mono_ns();
@@ -874,6 +877,10 @@ int run_memif_bench(const MemifBenchOptions& o) {
     }
   }
   const double wall_s = static_cast<double>(mono_ns() - t0) / 1e9;
+  const std::vector<double> load_after = read_loadavg();
+  // Busy: other processes kept at least one CPU's worth of runnable work on average over the
+  // minute before the run (the 1-minute load average, read before our own ends started).
+  const bool busy = !load_before.empty() && load_before[0] >= kBusyLoad;
   std::error_code ec;
   std::filesystem::remove_all(log_dir, ec);
 
@@ -893,6 +900,8 @@ int run_memif_bench(const MemifBenchOptions& o) {
                        {"wall_s", wall_s},
                        {"dpdk", dpdk_missing.empty() ? Json(testpmd::testpmd_path()) : Json(nullptr)},
                        {"dpdk_skipped", dpdk_missing.empty() ? Json(nullptr) : Json(dpdk_missing)}};
+  doc["load"] = Json{{"loadavg_before", load_before}, {"loadavg_after", load_after},
+                     {"busy", load_before.empty() ? Json(nullptr) : Json(busy)}};
   Json cases = Json::array();
   bool shmlink_failed = false;
   std::vector<std::string> missed;
@@ -962,6 +971,11 @@ int run_memif_bench(const MemifBenchOptions& o) {
   std::cout << (md ? "**shmlink memif bench**: " : "shmlink memif bench: ") << machine_line << (md ? "\n\n" : "\n")
             << run_line << (md ? "\n\n" : "\n\n");
   if (!dpdk_missing.empty()) std::cout << "DPDK cases skipped: " << dpdk_missing << (md ? "\n\n" : "\n\n");
+  if (busy)
+    std::cout << fmt::format("The machine was busy: load average {:.1f} before the run on {} allowed CPUs. Each end "
+                             "busy-polls its own CPU, so the rates follow the scheduler more than the code, and the "
+                             "ratios swing between rounds: compare runs on an idle machine.\n\n",
+                             load_before[0], machine.cpus_allowed.size());
   Table t;
   t.headers = {"sender", "receiver", "ring", "frame B", "Mpps", "min..max", "Gbit/s", "x ref", "x ref min..max",
                "x dpdk", "runs ok", "target"};
