@@ -25,6 +25,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
@@ -61,6 +62,20 @@ const char* role_name(Role r) noexcept { return r == Role::master ? "master" : "
 
 void log_info(const std::string& m) { shmlink::detail::log(LogLevel::info, m); }
 void log_warn(const std::string& m) { shmlink::detail::log(LogLevel::warn, m); }
+
+/// Distinct refusal messages remembered per interface or socket (a peer choosing its reasons
+/// must not grow the set without bound; the oldest is forgotten and may be logged again).
+constexpr std::size_t kWarnedReasonsMax = 32;
+
+/// Logs `m` as a warning the first time it is seen in `seen`, at info level after that: a slave
+/// retrying against a master that refuses it for the same reason warns once, not once per
+/// attempt (docs/design/memif.md "Control").
+void warn_once(std::deque<std::string>& seen, const std::string& m) {
+  if (std::find(seen.begin(), seen.end(), m) != seen.end()) return log_info(m);
+  if (seen.size() == kWarnedReasonsMax) seen.pop_front();
+  seen.push_back(m);
+  log_warn(m);
+}
 
 void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -150,6 +165,7 @@ struct Interface::Impl {
   std::vector<std::unique_ptr<detail::RingQueue>> tx, rx;
   std::uint16_t n_tx = 0, n_rx = 0;  // in use while up
   int status_slot = -1;              // record in the socket's status file; -1 = none (not published)
+  std::deque<std::string> warned;    // refusals already logged as warnings (warn_once); cleared when up
 
   [[nodiscard]] std::string label() const {
     return "memif " + std::string(role_name(opt.role)) + " '" + opt.name + "' (id " + std::to_string(opt.id) + ")";
@@ -190,6 +206,7 @@ struct Socket::Impl {
     Clock::time_point logged{};    // when
     std::uint64_t suppressed = 0;  // accept errors not logged since
   } accept_log;
+  std::deque<std::string> warned;  // refusals of unbound peers already logged as warnings (warn_once)
 
   // --- status file -----------------------------------------------------------------------------
 
@@ -383,7 +400,11 @@ struct Socket::Impl {
   // --- teardown --------------------------------------------------------------------------------
 
   /// Ends iface's connection: optional DISCONNECT, close, detach queues, free memory, callback.
-  void teardown(Interface::Impl& i, const std::string& reason, bool send_disconnect) {
+  /// A link that was up going down is logged at info level. A handshake that ends before the
+  /// link came up (refused by either side, timed out, cut) is a warning with the reason, once per
+  /// distinct reason until the link comes up (warn_once), unless `local` (this process removed
+  /// the interface or called disconnect()).
+  void teardown(Interface::Impl& i, const std::string& reason, bool send_disconnect, bool local = false) {
     const bool was_up = i.up;
     if (i.conn != nullptr) {
       if (send_disconnect) (void)send_message(i.conn->fd.get(), wire::encode_disconnect(0, reason));
@@ -402,7 +423,10 @@ struct Socket::Impl {
     i.s2m_placement.clear();
     i.m2s_placement.clear();
     i.last_disconnect = reason;
-    log_info(i.label() + ": disconnected: " + reason);
+    if (was_up || local)
+      log_info(i.label() + ": disconnected: " + reason);
+    else
+      warn_once(i.warned, i.label() + ": not connected: " + reason);
     if (i.opt.role == Role::slave) arm_timer();
     publish(i);
     update_status_timer();
@@ -411,12 +435,12 @@ struct Socket::Impl {
 
   /// Refuses a connection not (yet) bound to an interface: DISCONNECT + close.
   void refuse(Connection* c, const std::string& reason) {
-    log_warn("memif socket " + addr.display + ": refused a peer" +
-             (c->peer_app.empty() ? std::string() : " ('" + c->peer_app + "')") + ": " + reason);
     if (c->iface != nullptr) {
       teardown(*c->iface, "refused slave: " + reason, true);
       return;
     }
+    warn_once(warned, "memif socket " + addr.display + ": refused a peer" +
+                          (c->peer_app.empty() ? std::string() : " ('" + c->peer_app + "')") + ": " + reason);
     (void)send_message(c->fd.get(), wire::encode_disconnect(0, reason));
     close_conn(c);
   }
@@ -742,6 +766,7 @@ struct Socket::Impl {
     i.up = true;
     ++i.connects;
     i.last_disconnect.clear();
+    i.warned.clear();  // a refusal after this link goes down is news again
     log_info(i.label() + ": connected to '" + i.peer_name + "' (" + i.peer_app + ") on " + addr.display);
     publish(i);
     update_status_timer();
@@ -756,7 +781,7 @@ struct Socket::Impl {
     auto r = connect_seqpacket(addr, true);
     if (!r) {
       if (r.error != ECONNREFUSED && r.error != ENOENT && r.error != EAGAIN)
-        log_warn(i.label() + ": connecting to " + addr.display + ": " + std::strerror(r.error));
+        warn_once(i.warned, i.label() + ": connecting to " + addr.display + ": " + std::strerror(r.error));
       publish(i);  // an attempt: the record's time says the slave is still trying
       return;
     }
@@ -1090,7 +1115,7 @@ Status Interface::wait_rx(std::uint16_t qid, std::chrono::nanoseconds timeout) n
 void Interface::disconnect(std::string_view reason) {
   Impl& i = *impl_;
   if (i.conn == nullptr && !i.up) return;
-  i.sock->teardown(i, std::string(reason), true);
+  i.sock->teardown(i, std::string(reason), true, true);
 }
 
 Socket& Interface::socket() const noexcept { return *impl_->sock->self; }
@@ -1144,7 +1169,7 @@ Socket::~Socket() {
   for (auto& i : s.ifaces) {
     auto& ii = *i->impl_;
     ii.opt.on_disconnect = nullptr;  // no callbacks from a destructor
-    if (ii.conn != nullptr || ii.up) s.teardown(ii, "interface deleted", true);
+    if (ii.conn != nullptr || ii.up) s.teardown(ii, "interface deleted", true, true);
   }
   s.conns.clear();
   s.ifaces.clear();
@@ -1204,7 +1229,7 @@ void Socket::remove_interface(Interface& iface) {
   if (it == s.ifaces.end()) return;
   auto& ii = *iface.impl_;
   ii.opt.on_disconnect = nullptr;
-  if (ii.conn != nullptr || ii.up) s.teardown(ii, "interface deleted", true);
+  if (ii.conn != nullptr || ii.up) s.teardown(ii, "interface deleted", true, true);
   s.unpublish(ii);
   s.ifaces.erase(it);
   if (!s.has_role(Role::master) && s.listener.is_open()) {

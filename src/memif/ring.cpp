@@ -37,6 +37,7 @@ constexpr std::size_t kHeadOffset = offsetof(wire::RingHeader<64>, head);
 static_assert(offsetof(wire::RingHeader<128>, flags) == kFlagsOffset);
 static_assert(offsetof(wire::RingHeader<128>, head) == kHeadOffset);
 static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
 
 /// Shared u16 at `p` (2-aligned: rings are 8-aligned, see locate_ring).
 std::atomic_ref<std::uint16_t> u16_at(std::uint8_t* p) noexcept {
@@ -47,26 +48,40 @@ std::atomic_ref<std::uint32_t> u32_at(std::uint8_t* p) noexcept {
   return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(p));
 }
 
-/// One fetch of a descriptor the peer may be writing concurrently: each field is loaded once
-/// (relaxed; the acquire load of the peer's index that made the slot ours orders these loads).
-/// The result is the only copy that gets validated and used (no double fetch).
+/// Shared u64 at `p` (8-aligned: descriptors start at the ring's cache line, rings are 8-aligned).
+std::atomic_ref<std::uint64_t> u64_at(std::uint8_t* p) noexcept {
+  return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(p));
+}
+
+// A descriptor as two little-endian 64-bit words (x86-64, asserted in wire.hpp): word 0 = flags |
+// region << 16 | length << 32, word 1 = offset | metadata << 32.
+static_assert(offsetof(wire::Descriptor, flags) == 0 && offsetof(wire::Descriptor, region) == 2 &&
+              offsetof(wire::Descriptor, length) == 4 && offsetof(wire::Descriptor, offset) == 8 &&
+              offsetof(wire::Descriptor, metadata) == 12 && sizeof(wire::Descriptor) == 16);
+
+/// One fetch of a descriptor the peer may be writing concurrently: two relaxed 64-bit loads, so
+/// each field is loaded exactly once (the acquire load of the peer's index that made the slot
+/// ours orders these loads). The result is the only copy that gets validated and used (no double
+/// fetch). A peer's narrower stores racing with it give some mix of old and new fields, each of
+/// which is checked like any other value.
 wire::Descriptor load_desc(std::uint8_t* d) noexcept {
+  const std::uint64_t w0 = u64_at(d).load(std::memory_order_relaxed);
+  const std::uint64_t w1 = u64_at(d + 8).load(std::memory_order_relaxed);
   wire::Descriptor x{};
-  x.flags = u16_at(d + offsetof(wire::Descriptor, flags)).load(std::memory_order_relaxed);
-  x.region = u16_at(d + offsetof(wire::Descriptor, region)).load(std::memory_order_relaxed);
-  x.length = u32_at(d + offsetof(wire::Descriptor, length)).load(std::memory_order_relaxed);
-  x.offset = u32_at(d + offsetof(wire::Descriptor, offset)).load(std::memory_order_relaxed);
+  x.flags = static_cast<std::uint16_t>(w0);
+  x.region = static_cast<std::uint16_t>(w0 >> 16);
+  x.length = static_cast<std::uint32_t>(w0 >> 32);
+  x.offset = static_cast<std::uint32_t>(w1);
+  x.metadata = static_cast<std::uint32_t>(w1 >> 32);
   return x;
 }
 
-/// Writes a whole descriptor (slave: it owns every field). Relaxed: published by the release
-/// store of the index that follows.
+/// Writes a whole descriptor (slave: it owns every field) as two relaxed 64-bit stores: published
+/// by the release store of the index that follows.
 void store_desc(std::uint8_t* d, const wire::Descriptor& x) noexcept {
-  u16_at(d + offsetof(wire::Descriptor, flags)).store(x.flags, std::memory_order_relaxed);
-  u16_at(d + offsetof(wire::Descriptor, region)).store(x.region, std::memory_order_relaxed);
-  u32_at(d + offsetof(wire::Descriptor, length)).store(x.length, std::memory_order_relaxed);
-  u32_at(d + offsetof(wire::Descriptor, offset)).store(x.offset, std::memory_order_relaxed);
-  u32_at(d + offsetof(wire::Descriptor, metadata)).store(x.metadata, std::memory_order_relaxed);
+  u64_at(d).store(std::uint64_t{x.flags} | std::uint64_t{x.region} << 16 | std::uint64_t{x.length} << 32,
+                  std::memory_order_relaxed);
+  u64_at(d + 8).store(std::uint64_t{x.offset} | std::uint64_t{x.metadata} << 32, std::memory_order_relaxed);
 }
 
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
@@ -304,7 +319,7 @@ std::string RingQueue::ring_label() const { return cat(s2m() ? "S2M" : "M2S", " 
 
 std::uint8_t* RingQueue::desc_at(std::uint16_t index) const noexcept {
   const std::uint64_t slot = index & mask_;
-  return ring_ + wire::ring_desc_offset(cfg_.cache_line) + slot * sizeof(wire::Descriptor);
+  return descs_ + slot * sizeof(wire::Descriptor);  // descs_ = ring + ring_desc_offset(cache line)
 }
 
 std::uint16_t RingQueue::load_peer(std::uint16_t hi) noexcept {
@@ -339,19 +354,19 @@ void RingQueue::store_own(std::uint16_t value) noexcept {
 }
 
 std::uint8_t* RingQueue::slave_buffer(std::uint16_t index) const noexcept {
-  const SlaveMemory& m = *cfg_.slave_memory;
-  return cfg_.regions[m.buffer_region].base + m.buffer_offset(s2m(), cfg_.ring_index, index & mask_);
+  // = regions[buffer_region].base + SlaveMemory::buffer_offset(ring, slot), from attach's cache.
+  return buf0_ + std::size_t{static_cast<std::uint16_t>(index & mask_)} * buf_size_;
 }
 
 std::uint32_t RingQueue::slave_offset(std::uint16_t index) const noexcept {
   // Checked against 4 GiB by create_slave_memory.
-  return static_cast<std::uint32_t>(cfg_.slave_memory->buffer_offset(s2m(), cfg_.ring_index, index & mask_));
+  return buf0_offset_ + static_cast<std::uint32_t>(index & mask_) * buf_size_;
 }
 
 void RingQueue::post_slot(std::uint16_t index) noexcept {
   wire::Descriptor d{};
-  d.region = cfg_.slave_memory->buffer_region;
-  d.length = cfg_.slave_memory->layout.buffer_size;
+  d.region = buf_region_;
+  d.length = buf_size_;
   d.offset = slave_offset(index);
   store_desc(desc_at(index), d);
 }
@@ -397,6 +412,15 @@ void RingQueue::attach(const Config& config) noexcept {
 
   size_ = std::uint32_t{1} << config.log2;
   mask_ = static_cast<std::uint16_t>(size_ - 1);
+  if (config.slave) {
+    // The slave's buffer table of this ring: slot j at buf0_ + j * buf_size_ (checked above to lie
+    // inside the buffer region, and by create_slave_memory to need no more than 32-bit offsets).
+    const SlaveMemory& m = *config.slave_memory;
+    buf_region_ = m.buffer_region;
+    buf_size_ = m.layout.buffer_size;
+    buf0_offset_ = static_cast<std::uint32_t>(m.buffer_offset(config.slave == config.transmit, config.ring_index, 0));
+    buf0_ = config.regions[buf_region_].base + buf0_offset_;
+  }
   try {
     slots_.assign(size_, Buffer{});
     handed_out_.assign(size_, 0);
@@ -405,10 +429,12 @@ void RingQueue::attach(const Config& config) noexcept {
     return;
   }
   next_alloc_ = next_send_ = next_read_ = released_ = 0;
+  rx_next_seen_ = false;
   peer_seen_ = validated_until_ = 0;
   handed_head_ = handed_count_ = 0;
   if (!rx_mode_set_) rx_mode_ = config.rx_mode;
   ring_ = config.ring;
+  descs_ = ring_ + wire::ring_desc_offset(config.cache_line);
 
   // Connect-time reset (section 8): the owner of an index stores 0 into it...
   if (config.slave && !config.transmit) {
@@ -443,30 +469,34 @@ Status RingQueue::alloc(std::span<Buffer> bufs, std::size_t packets, std::uint32
 
 Status RingQueue::alloc_slave(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size,
                               std::size_t& count) noexcept {
-  const std::uint32_t cap = cfg_.slave_memory->layout.buffer_size;
-  const std::uint64_t per = (std::uint64_t{size} + cap - 1) / cap;  // buffers per packet
+  const std::uint32_t cap = buf_size_;
+  // Buffers per packet (no division for the common one-buffer packet).
+  const std::uint64_t per = size <= cap ? 1 : (std::uint64_t{size} + cap - 1) / cap;
   if (per > size_ || per > bufs.size()) return Errc::invalid_argument;  // could never fit
   // The master's tail can only release what was published: [last tail, next_send_].
   const std::uint16_t tail = load_peer(next_send_);  // SYNC POINT inside (acquire)
-  std::uint32_t room = size_ - u16(next_alloc_ - tail);
-  while (packets != 0 && count + per <= bufs.size() && per <= room) {
-    --packets;
-    std::uint32_t left = size;
-    for (std::uint64_t k = 0; k < per; ++k) {
-      const std::uint16_t index = next_alloc_;
-      Buffer& b = bufs[count++];
-      b.data = slave_buffer(index);
-      __builtin_prefetch(b.data, 1, 3);  // the caller writes it next: start the line's RFO now
-      b.capacity = cap;
-      b.len = std::min(left, cap);
-      left -= b.len;
-      b.flags = left != 0 ? kBufferNext : std::uint16_t{0};
-      b.desc_index = index;
-      slots_[index & mask_].capacity = cap;
-      next_alloc_ = u16(index + 1);
+  const std::uint32_t room = size_ - u16(next_alloc_ - tail);
+  // Whole packets only: as many as were asked for, fit the span and fit the free slots.
+  const std::size_t fit = std::min<std::size_t>({packets, bufs.size() / per, room / per});
+  const auto last_len = static_cast<std::uint32_t>(size - (per - 1) * cap);  // 1..cap
+  std::uint16_t index = next_alloc_;
+  Buffer* out = bufs.data();
+  Buffer* const slots = slots_.data();
+  for (std::size_t p = 0; p < fit; ++p) {
+    for (std::uint64_t k = 0; k < per; ++k, ++out, index = u16(index + 1)) {
+      std::uint8_t* data = slave_buffer(index);
+      __builtin_prefetch(data, 1, 3);  // the caller writes it next: start the line's RFO now
+      const bool last = k + 1 == per;
+      out->data = data;
+      out->capacity = cap;
+      out->len = last ? last_len : cap;
+      out->flags = last ? std::uint16_t{0} : kBufferNext;
+      out->desc_index = index;
+      slots[index & mask_].capacity = cap;
     }
-    room -= static_cast<std::uint32_t>(per);
   }
+  count = fit * per;
+  next_alloc_ = index;
   if (count == 0) {
     bump(counters_.ring_full);
     return Errc::would_block;
@@ -478,6 +508,35 @@ Status RingQueue::alloc_master(std::span<Buffer> bufs, std::size_t packets, std:
                                std::size_t& count) noexcept {
   // The slave posts buffers [tail, head); head can be at most tail + R.
   const std::uint16_t head = load_peer(u16(next_send_ + size_));  // SYNC POINT inside (acquire)
+  // Fast path: packets that fit the buffer posted for them, one descriptor each, checked like
+  // below with the ring's regions loaded once. The first slot whose posted length is too short
+  // (a chain) or that fails a check is left to the general loop, which reads it again, chains
+  // it or reports it.
+  {
+    const std::span<const RegionView> regions = cfg_.regions;
+    Buffer* const slots = slots_.data();
+    std::uint16_t index = next_alloc_;
+    const std::size_t n = std::min<std::size_t>({packets, bufs.size(), u16(head - index)});
+    std::size_t k = 0;
+    for (; k < n; ++k, index = u16(index + 1)) {
+      // SYNC POINT: ordered after the acquire load of head in load_peer() above.
+      const wire::Descriptor d = load_desc(desc_at(index));  // one fetch; only `d` is used
+      if (d.length < size || check_master(d, regions) != Bad::none) break;
+      std::uint8_t* data = regions[d.region].base + d.offset;
+      __builtin_prefetch(data, 1, 3);  // the caller writes it next: start the line's RFO now
+      Buffer& b = bufs[k];
+      b.data = data;
+      b.capacity = d.length;  // capacity comes from the posted length only (section 11)
+      b.len = size;
+      b.flags = 0;
+      b.desc_index = index;
+      slots[index & mask_].capacity = d.length;
+    }
+    count = k;
+    next_alloc_ = index;
+    packets -= k;
+    if (packets == 0 || count == bufs.size()) return Errc::ok;  // count != 0: both need k >= 1
+  }
   bool bad = false;
   bool out_of_bufs = false;
   for (;;) {
@@ -537,25 +596,32 @@ Status RingQueue::tx_burst(std::span<const Buffer> bufs, std::size_t& sent) noex
   const std::uint32_t reserved = u16(next_alloc_ - next_send_);
   Status status = Errc::ok;
   std::uint32_t n = 0;
+  std::uint64_t bytes = 0, packets = 0;  // counted once per burst
+  // Loaded once per burst (the stores below are to shared memory and the caller's records
+  // are read-only here, but the compiler cannot prove they alias none of these members).
+  const std::uint16_t first = next_send_;
+  const Buffer* const slots = slots_.data();
+  const bool slave = cfg_.slave;
+  const std::uint16_t region = buf_region_;
   for (const Buffer& b : bufs) {
-    const auto index = u16(next_send_ + n);
+    const auto index = u16(first + n);
     // In reservation order, and only what was reserved.
     if (n >= reserved || b.desc_index != index) {
       status = Errc::invalid_argument;
       break;
     }
     // Capacity from our own bookkeeping, not from the caller's Buffer.
-    if (b.len == 0 || b.len > slots_[index & mask_].capacity) {
+    if (b.len == 0 || b.len > slots[index & mask_].capacity) {
       status = Errc::invalid_argument;
       break;
     }
     std::uint8_t* d = desc_at(index);
     const std::uint16_t flags = b.flags & kBufferNext;
-    if (cfg_.slave) {
+    if (slave) {
       // The slave owns the whole descriptor: region/offset come from its table (section 11).
       wire::Descriptor x{};
       x.flags = flags;
-      x.region = cfg_.slave_memory->buffer_region;
+      x.region = region;
       x.length = b.len;
       x.offset = slave_offset(index);
       store_desc(d, x);
@@ -564,11 +630,13 @@ Status RingQueue::tx_burst(std::span<const Buffer> bufs, std::size_t& sent) noex
       u32_at(d + offsetof(wire::Descriptor, length)).store(b.len, std::memory_order_relaxed);
       u16_at(d + offsetof(wire::Descriptor, flags)).store(flags, std::memory_order_relaxed);
     }
-    bump(counters_.bytes, b.len);
-    if (flags == 0) bump(counters_.packets);
+    bytes += b.len;
+    packets += flags == 0 ? 1 : 0;
     ++n;
   }
   if (n != 0) {
+    bump(counters_.bytes, bytes);
+    bump(counters_.packets, packets);
     next_send_ = u16(next_send_ + n);
     store_own(next_send_);  // SYNC POINT inside (release): buffers + descriptors before the index
     notify_peer();
@@ -604,6 +672,7 @@ bool RingQueue::validate_chain(std::uint16_t end) noexcept {
     if (why == Bad::none) __builtin_prefetch(b.data, 0, 3);
     b.len = b.capacity = d.length;
     b.flags = d.flags & wire::kDescFlagNext;
+    if (b.flags != 0) rx_next_seen_ = true;  // refill must clear it (master)
     b.desc_index = index;
     if (why != Bad::none) {
       if (bad++ == 0) {
@@ -645,10 +714,58 @@ bool RingQueue::validate_chain(std::uint16_t end) noexcept {
   return true;
 }
 
+std::size_t RingQueue::collect_single(std::span<Buffer> bufs, std::uint16_t end) noexcept {
+  // Only while nothing validated waits (validate_chain's copies in slots_ come first), and only
+  // descriptors without NEXT that pass every check: anything else stops here and goes to the
+  // general path, which drops, reports and reassembles. The same checks as validate_chain,
+  // hoisted per burst: this ring's regions, mask and (slave) buffer table are loaded once.
+  if (next_read_ != validated_until_) return 0;
+  const std::uint16_t start = next_read_;
+  const auto n = static_cast<std::uint32_t>(std::min<std::size_t>(bufs.size(), u16(end - start)));  // <= R
+  const std::span<const RegionView> regions = cfg_.regions;
+  const bool slave = cfg_.slave;
+  const std::uint32_t buffer_size = buf_size_;  // slave only
+  std::uint16_t* const fifo = handed_out_.data();
+  const std::uint32_t fifo_at = handed_head_ + handed_count_;
+  std::uint64_t bytes = 0;
+  std::uint32_t k = 0;
+  for (; k < n; ++k) {
+    const auto index = u16(start + k);
+    // SYNC POINT: ordered after the acquire load of the peer's index in load_peer() (collect).
+    const wire::Descriptor d = load_desc(desc_at(index));  // one fetch; only `d` is used
+    if ((d.flags & wire::kDescFlagNext) != 0) break;
+    std::uint8_t* data;
+    if (slave) {
+      // M2S as the slave: the buffer is ours; only the length comes from the master.
+      if (d.length == 0 || d.length > buffer_size) break;
+      data = slave_buffer(index);
+    } else {
+      if (check_master(d, regions) != Bad::none) break;
+      data = regions[d.region].base + d.offset;
+    }
+    __builtin_prefetch(data, 0, 3);  // the caller reads it next
+    Buffer& b = bufs[k];
+    b.data = data;
+    b.len = b.capacity = d.length;
+    b.flags = 0;
+    b.desc_index = index;
+    fifo[(fifo_at + k) & mask_] = index;
+    bytes += d.length;
+  }
+  next_read_ = validated_until_ = u16(start + k);
+  handed_count_ += k;
+  if (k != 0) {
+    bump(counters_.packets, k);
+    bump(counters_.bytes, bytes);
+  }
+  return k;
+}
+
 std::size_t RingQueue::collect(std::span<Buffer> bufs) noexcept {
   // Slots the peer can have filled: at most R past what we released.
   const std::uint16_t end = load_peer(u16(released_ + size_));  // SYNC POINT inside (acquire)
-  std::size_t got = 0;
+  // One-buffer packets first, without the general path's per-chain bookkeeping.
+  std::size_t got = collect_single(bufs, end);
   while (got < bufs.size()) {
     if (next_read_ == validated_until_) {
       if (next_read_ == end) break;
@@ -663,6 +780,8 @@ std::size_t RingQueue::collect(std::span<Buffer> bufs) noexcept {
     next_read_ = u16(index + 1);
     bump(counters_.bytes, b.len);
     if ((b.flags & kBufferNext) == 0) bump(counters_.packets);
+    // A chain done: one-buffer packets may follow.
+    if (next_read_ == validated_until_ && got < bufs.size()) got += collect_single(bufs.subspan(got), end);
   }
   return got;
 }
@@ -715,8 +834,19 @@ Status RingQueue::refill(std::size_t count) noexcept {
     // that once held a chain keeps a stale NEXT when reused for a one-buffer packet, and that
     // packet would be glued to the next one. Harmless for slaves that write every flag. The
     // stores come before the release of tail, so they never race with the slave's reuse.
-    for (auto i = released_; i != point; i = u16(i + 1))
-      u16_at(desc_at(i) + offsetof(wire::Descriptor, flags)).store(0, std::memory_order_relaxed);
+    // Only slots read with NEXT need it (their validated copies in slots_ say so; one-buffer
+    // packets never set it there): no write, and no cache line taken from the slave, for the rest;
+    // and no loop at all while no chain was read since everything validated was released.
+    if (rx_next_seen_) {
+      for (auto i = released_; i != point; i = u16(i + 1)) {
+        Buffer& copy = slots_[i & mask_];
+        if ((copy.flags & kBufferNext) == 0) continue;
+        copy.flags = 0;
+        u16_at(desc_at(i) + offsetof(wire::Descriptor, flags)).store(0, std::memory_order_relaxed);
+      }
+      // Slots beyond validated_until_ are validated again before they are handed out.
+      if (point == validated_until_) rx_next_seen_ = false;
+    }
     released_ = point;
     store_own(point);  // SYNC POINT inside (release): we are done with the buffers before tail
   }

@@ -213,6 +213,10 @@ class RingQueue {
   Status alloc_master(std::span<Buffer> bufs, std::size_t packets, std::uint32_t size, std::size_t& count) noexcept;
   /// Receive: hands out validated buffers into `bufs`; returns how many.
   std::size_t collect(std::span<Buffer> bufs) noexcept;
+  /// Receive, fast path of collect(): one-buffer packets from next_read_ up to peer index `end`,
+  /// validated straight into `bufs`, until the first chain or bad descriptor (left to the
+  /// general path); returns how many.
+  std::size_t collect_single(std::span<Buffer> bufs, std::uint16_t end) noexcept;
   /// Receive: validates the chain starting at next_read_ (peer index `end`); false = incomplete.
   bool validate_chain(std::uint16_t end) noexcept;
   /// Writes 1 to the eventfd unless the receiver set MASK_INT.
@@ -220,6 +224,7 @@ class RingQueue {
 
   Config cfg_{};
   std::uint8_t* ring_ = nullptr;
+  std::uint8_t* descs_ = nullptr;  // descriptor 0 of ring_ (set with ring_ at attach)
   std::uint32_t size_ = 0;   // slots
   std::uint16_t mask_ = 0;
   RxMode rx_mode_ = RxMode::interrupt;
@@ -239,12 +244,19 @@ class RingQueue {
   bool bad_peer_seen_ = false;
   std::uint16_t bad_tx_index_ = 0;    // master transmit: bad posted descriptor already reported
   bool bad_tx_seen_ = false;
+  bool rx_next_seen_ = false;         // master receive: a copy in slots_ may hold NEXT (refill clears it)
   // Per slot (index & mask_): transmit = capacity recorded at alloc; receive = the validated
   // copy of the descriptor as a Buffer (never re-read from shared memory after validation).
   std::vector<Buffer> slots_;
   std::vector<std::uint16_t> handed_out_;  // receive: ring FIFO (R entries) of handed-out indices
   std::uint32_t handed_head_ = 0;          // position of the oldest live entry in handed_out_
   std::uint32_t handed_count_ = 0;         // live entries
+  // Slave: this ring's buffer table, cached at attach (slot j at buf0_ + j * buf_size_, region
+  // offset buf0_offset_ + j * buf_size_ in region buf_region_).
+  std::uint8_t* buf0_ = nullptr;
+  std::uint32_t buf0_offset_ = 0;
+  std::uint32_t buf_size_ = 0;
+  std::uint16_t buf_region_ = 0;
   std::string fault_;
   std::atomic<bool> faulted_{false};
   QueueCounters counters_{};  // written by the queue's thread through bump() (ring.cpp), read by counters()

@@ -574,19 +574,35 @@ TEST(BenchCli, QueueBadOptionsAreUsageErrors) {
 
 // ---- memif bench -------------------------------------------------------------------------------
 
+/// Checks a {"min", "median", "max"} spread: all null, or ordered numbers.
+void expect_spread(const json& sp, const char* what) {
+  SCOPED_TRACE(what);
+  if (sp.at("median").is_null()) {
+    EXPECT_TRUE(sp.at("min").is_null() && sp.at("max").is_null()) << sp.dump();
+    return;
+  }
+  EXPECT_LE(sp.at("min").get<double>(), sp.at("median").get<double>()) << sp.dump();
+  EXPECT_LE(sp.at("median").get<double>(), sp.at("max").get<double>()) << sp.dump();
+}
+
 /// Checks one `memif bench` document: every (size, direction, pairing) case once, rates and
-/// Gbit/s consistent, each ratio the quotient over the DPDK <-> DPDK case of the same direction
-/// and size, the target only on shmlink <-> shmlink at 64 B. `dpdk`: whether DPDK cases ran.
+/// Gbit/s consistent, each DPDK ratio the quotient over the DPDK <-> DPDK case of the same
+/// direction and size, each reference ratio a median of per-round ratios with its spread, the
+/// target only on shmlink <-> shmlink at 64 B, judged against the reference (never the speed
+/// itself). `dpdk`: whether DPDK cases ran.
 void check_memif_doc(const json& doc, const std::vector<std::uint32_t>& sizes, bool dpdk) {
-  EXPECT_EQ(doc.at("schema"), "shmlink-bench-memif/1");
+  EXPECT_EQ(doc.at("schema"), "shmlink-bench-memif/2");
   EXPECT_TRUE(doc.at("machine").at("cpu_model").is_string());
   const json& cfg = doc.at("config");
   EXPECT_NE(cfg.at("sender_cpu"), cfg.at("receiver_cpu"));
   EXPECT_EQ(cfg.at("log2_ring_size"), 10);
   EXPECT_EQ(cfg.at("buffer_size"), 2048);
   EXPECT_EQ(cfg.at("dpdk").is_string(), dpdk);
+  const json& load = doc.at("load");
+  EXPECT_TRUE(load.at("loadavg_before").is_array() && load.at("loadavg_after").is_array()) << load.dump();
+  EXPECT_TRUE(load.at("busy").is_boolean() || load.at("busy").is_null()) << load.dump();
   const json& cases = doc.at("cases");
-  ASSERT_EQ(cases.size(), sizes.size() * 8);
+  ASSERT_EQ(cases.size(), sizes.size() * 10);
   std::set<std::string> seen;
   // packets/s of the DPDK -> DPDK case per (direction, size).
   std::map<std::pair<std::string, std::uint32_t>, double> reference;
@@ -617,6 +633,16 @@ void check_memif_doc(const json& doc, const std::vector<std::uint32_t>& sizes, b
     ASSERT_TRUE(c.at("errors").empty()) << c.at("errors").dump();
     expect_positive(c.at("packets_per_s"), "packets_per_s");
     const double pps = c.at("packets_per_s").get<double>();
+    expect_spread(c.at("packets_per_s_spread"), "packets_per_s_spread");
+    EXPECT_EQ(c.at("packets_per_s_spread").at("median").get<double>(), pps);
+    // The reference pairs only with itself; every other case that ran has a ratio to it.
+    EXPECT_EQ(snd == "reference", rcv == "reference");
+    expect_spread(c.at("ratio_vs_reference_spread"), "ratio_vs_reference_spread");
+    EXPECT_EQ(c.at("ratio_vs_reference"), c.at("ratio_vs_reference_spread").at("median"));
+    if (snd == "reference")
+      EXPECT_TRUE(c.at("ratio_vs_reference").is_null());
+    else
+      expect_positive(c.at("ratio_vs_reference"), "ratio_vs_reference");
     EXPECT_NEAR(c.at("gbit_per_s").get<double>(), pps * size * 8 / 1e9, 1e-9 * pps);
     const auto ref = reference.find({dir, size});
     if (snd == "dpdk" && rcv == "dpdk") {
@@ -628,8 +654,8 @@ void check_memif_doc(const json& doc, const std::vector<std::uint32_t>& sizes, b
     }
     const bool targeted = snd == "shmlink" && rcv == "shmlink" && size == 64;
     EXPECT_EQ(c.at("target").is_number(), targeted);
-    if (targeted && c.at("ratio_vs_dpdk").is_number())
-      EXPECT_EQ(c.at("meets_target").get<bool>(), c.at("ratio_vs_dpdk").get<double>() >= 1.0);
+    if (targeted && c.at("ratio_vs_reference").is_number())
+      EXPECT_EQ(c.at("meets_target").get<bool>(), c.at("ratio_vs_reference").get<double>() >= 1.0);
     else
       EXPECT_TRUE(c.at("meets_target").is_null());
   }
@@ -639,7 +665,7 @@ TEST(BenchCli, MemifShmlinkOnlyRunFollowsTheDocumentedSchema) {
   if (shmlink::test::allowed_cpus().size() < 2) GTEST_SKIP() << "memif bench needs two CPUs";
   ScratchStreamDir dir;
   const RunResult r = run_cli({"memif", "bench", "--no-testpmd", "--sizes", "64,9000", "--duration", "0.2",
-                               "--warmup", "0.05", "--json"},
+                               "--warmup", "0.05", "--rounds", "2", "--json"},
                               dir.path(), 120s);
   ASSERT_EQ(r.code, 0) << r.err;
   const json doc = json::parse(r.out);
@@ -655,7 +681,8 @@ TEST(BenchCli, MemifRunAgainstTestpmdFollowsTheDocumentedSchema) {
   // its last free slot (docs/bench.md), which shmlink then rightly reports as a protocol error;
   // chains are covered by the shmlink-only run above and by the testpmd interop test.
   const RunResult r =
-      run_cli({"memif", "bench", "--sizes", "1500", "--duration", "0.5", "--warmup", "0.1", "--json"}, dir.path(), 240s);
+      run_cli({"memif", "bench", "--sizes", "1500", "--duration", "0.5", "--warmup", "0.1", "--rounds", "1", "--json"},
+              dir.path(), 240s);
   ASSERT_EQ(r.code, 0) << r.err;
   check_memif_doc(json::parse(r.out), {1500}, true);
 }

@@ -2,6 +2,7 @@
 // Tests of the `shmlink` command-line tool: they run the real binary (SHMLINK_CLI_PATH) with
 // fork/exec in a private stream directory ($SHMLINK_DIR) and check its stdout, stderr and exit
 // status, using the C++ API to write frames and to play live writers and readers.
+#include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
@@ -2119,6 +2120,120 @@ TEST_F(cli, MemifPingFailsWhenRepliesAreMissing) {
                                "--connect-timeout", "20"});
   EXPECT_EQ(r.code, 1) << describe(r);
   EXPECT_NE(r.out.find("2 packets transmitted, 0 received"), std::string::npos) << r.out;
+}
+
+/// How often `needle` occurs in `text`.
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+  return n;
+}
+
+/// A burst of requests larger than the responder's transmit ring, sent while we are not reading
+/// the answers: the responder must wait for ring space rather than drop answers (issue 18 item
+/// 11), so every request gets its answer, in order, and it counts exactly what it sent. The
+/// frames are Ethernet frames the responder returns with the MACs swapped (the path its ICMP
+/// echo replies take too), each carrying its sequence number.
+TEST_F(cli, MemifResponderAnswersABurstLargerThanItsRingWithoutDropping) {
+  const std::string sock = (dir_ / "burst.sock").string();
+  CliProcess responder({"memif", "responder", "--socket", sock, "--role", "master", "--duration", "60", "-v"});
+  shmlink::memif::SocketOptions so;
+  so.path = sock;
+  so.reconnect_interval = 50ms;
+  so.publish_status = false;
+  shmlink::memif::Socket client(so);
+  shmlink::memif::InterfaceOptions io;
+  io.role = shmlink::memif::Role::slave;
+  io.log2_ring_size = 4;  // 16 slots each way: the responder's answers fill its ring at once
+  shmlink::memif::Interface& ifc = client.add_interface(io);
+  ASSERT_TRUE(eventually([&] {
+    (void)client.poll(10ms);
+    return ifc.connected();
+  })) << ifc.last_disconnect();
+
+  constexpr std::uint32_t kFrames = 200;  // 12.5 rings' worth
+  std::uint32_t sent = 0, answered = 0, out_of_order = 0;
+  std::array<shmlink::memif::Buffer, 32> bufs{};
+  auto last_progress = std::chrono::steady_clock::now();
+  while (answered < kFrames && std::chrono::steady_clock::now() - last_progress < 3s && ifc.connected()) {
+    (void)client.poll(0ms);
+    // Up to three rings' worth of requests, for at most 10 ms, without reading an answer: the
+    // responder answers the first 16 and then finds its transmit ring full.
+    const auto phase_end = std::chrono::steady_clock::now() + 10ms;
+    for (std::uint32_t phase = 0; sent < kFrames && phase < 48 && std::chrono::steady_clock::now() < phase_end;) {
+      std::size_t n = 0;
+      if (!ifc.alloc(0, bufs, 1, 64, n).ok()) {
+        std::this_thread::yield();
+        continue;
+      }
+      ++phase;
+      std::uint8_t* f = bufs[0].data;
+      std::memset(f, 0, 64);
+      const std::uint8_t dst[6] = {0xaa, 0xaa, 0xaa, 0xaa, 0xaa, 0xaa}, src[6] = {0x02, 0, 0, 0, 0, 0x01};
+      std::memcpy(f, dst, 6);
+      std::memcpy(f + 6, src, 6);
+      f[12] = 0x88;  // IEEE local experimental ethertype 0x88b5
+      f[13] = 0xb5;
+      std::memcpy(f + 14, &sent, sizeof sent);
+      std::size_t done = 0;
+      ASSERT_TRUE(ifc.tx_burst(0, std::span<const shmlink::memif::Buffer>(bufs.data(), n), done).ok());
+      ++sent;
+    }
+    // Not reading for a moment lets the responder's transmit ring fill up while requests wait.
+    std::this_thread::sleep_for(20ms);
+    std::size_t n = 0;
+    while (ifc.rx_burst(0, bufs, n).ok()) {
+      for (std::size_t k = 0; k < n; ++k) {
+        std::uint32_t seq = 0;
+        ASSERT_GE(bufs[k].len, 18u);
+        std::memcpy(&seq, bufs[k].data + 14, sizeof seq);
+        if (seq != answered) ++out_of_order;
+        ++answered;
+        last_progress = std::chrono::steady_clock::now();
+      }
+      ASSERT_TRUE(ifc.refill(0, n).ok());
+    }
+  }
+  EXPECT_EQ(sent, kFrames);
+  EXPECT_EQ(answered, kFrames) << "answers lost";
+  EXPECT_EQ(out_of_order, 0u);
+  ::kill(responder.pid(), SIGTERM);
+  const RunResult rr = responder.finish();
+  EXPECT_EQ(rr.code, 0) << describe(rr);
+  EXPECT_NE(rr.err.find("answered " + std::to_string(kFrames) + " frames"), std::string::npos) << describe(rr);
+  EXPECT_EQ(rr.err.find("not sent"), std::string::npos) << describe(rr);
+}
+
+/// A slave refused by its master for a wrong secret warns with the reason at default verbosity,
+/// once over its retries (later refusals for the same reason are info lines); the master warns
+/// once too (issue 18 item 12).
+TEST_F(cli, MemifRefusalIsOneWarningPerDistinctReason) {
+  const std::string sock = (dir_ / "secret.sock").string();
+  CliProcess master({"memif", "responder", "--socket", sock, "--role", "master", "--secret", "right", "--duration", "30"});
+  ASSERT_TRUE(eventually([&] { return fs::exists(sock); }));
+  // The slave retries every 500 ms: about 6 refusals in 3 s. -v shows each one at info level.
+  const RunResult slave = run_cli({"memif", "responder", "--socket", sock, "--role", "slave", "--secret", "wrong",
+                                   "--duration", "3", "-v"});
+  EXPECT_EQ(slave.code, 0) << describe(slave);
+  EXPECT_EQ(occurrences(slave.err, "warning: memif slave 'responder' (id 0): not connected: refused by the master: "
+                                   "Incorrect secret"), 1u) << describe(slave);
+  EXPECT_GE(occurrences(slave.err, "info: memif slave 'responder' (id 0): not connected: refused by the master: "
+                                   "Incorrect secret"), 2u) << describe(slave);
+  ::kill(master.pid(), SIGTERM);
+  const RunResult m = master.finish();
+  EXPECT_EQ(occurrences(m.err, "Incorrect secret"), 1u) << describe(m);
+  EXPECT_NE(m.err.find("warning: memif socket " + sock + ": refused a peer ('shmlink-responder'): Incorrect secret"),
+            std::string::npos) << describe(m);
+}
+
+/// `memif responder --connect-timeout 2` with no peer exits with the timeout code (124) and says
+/// so, instead of waiting for ever (issue 18 item 13). The 30 s bound only catches a hang.
+TEST_F(cli, MemifResponderHonoursConnectTimeout) {
+  CliProcess responder({"memif", "responder", "--socket", (dir_ / "nobody.sock").string(), "--role", "slave",
+                        "--connect-timeout", "2"});
+  const RunResult r = responder.finish(30s);
+  EXPECT_EQ(r.code, 124) << describe(r);
+  EXPECT_NE(r.err.find("no link within 2 s"), std::string::npos) << describe(r);
 }
 
 // ---- memif sockets in ls / info / gc -----------------------------------------------------------

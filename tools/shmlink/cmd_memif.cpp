@@ -64,7 +64,8 @@ struct MemifCommon {
   double connect_timeout = 10;
 };
 
-void add_common(CLI::App* app, MemifCommon& o, const char* ip_help, const char* default_mac) {
+void add_common(CLI::App* app, MemifCommon& o, const char* ip_help, const char* default_mac,
+                const char* connect_timeout_help) {
   app->add_option("--socket", o.socket, "Control socket: a path, or @NAME for an abstract socket (default /run/vpp/memif.sock)");
   app->add_option("--role", o.role, "master (listens) or slave (connects) (default slave)")
       ->check(CLI::IsMember({"master", "slave"}));
@@ -80,8 +81,7 @@ void add_common(CLI::App* app, MemifCommon& o, const char* ip_help, const char* 
   app->add_flag("--allow-unsealed-regions", o.allow_unsealed,
                 "Master: accept a slave's regions that are not sealed against shrinking (zero-copy VPP/DPDK "
                 "slaves); such a slave can crash this process with SIGBUS by truncating them");
-  app->add_option("--connect-timeout", o.connect_timeout, "Seconds to wait for the link (default 10)")
-      ->check(CLI::Range(0.0, 86400.0));
+  app->add_option("--connect-timeout", o.connect_timeout, connect_timeout_help)->check(CLI::Range(0.0, 86400.0));
 }
 
 memif::InterfaceOptions interface_options(const MemifCommon& o, const char* name) {
@@ -103,21 +103,25 @@ std::optional<pk::Mac> mac_or(const std::string& text, const char* fallback) {
   return pk::parse_mac(text.empty() ? std::string_view(fallback) : std::string_view(text));
 }
 
-/// Copies one packet into freshly reserved buffers of `qid` and sends it; false when the ring is full.
-bool send_frame(memif::Interface& ifc, std::uint16_t qid, std::span<const std::uint8_t> frame) {
+/// Copies one packet into freshly reserved buffers of `qid` and sends it. @return ok when sent;
+/// would_block when the ring has no room for it now (the peer has not returned enough buffers);
+/// any other code when it cannot be sent at all (link down, a frame larger than the ring).
+Status send_frame(memif::Interface& ifc, std::uint16_t qid, std::span<const std::uint8_t> frame) {
   std::array<memif::Buffer, 64> bufs{};
   std::size_t n = 0;
-  if (!ifc.alloc(qid, bufs, 1, static_cast<std::uint32_t>(frame.size()), n)) return false;
+  if (const Status st = ifc.alloc(qid, bufs, 1, static_cast<std::uint32_t>(frame.size()), n); !st.ok()) return st;
   std::size_t off = 0;
   for (std::size_t k = 0; k < n; ++k) {
     std::memcpy(bufs[k].data, frame.data() + off, bufs[k].len);
     off += bufs[k].len;
   }
   std::size_t sent = 0;
-  return ifc.tx_burst(qid, std::span<const memif::Buffer>(bufs.data(), n), sent).ok();
+  return ifc.tx_burst(qid, std::span<const memif::Buffer>(bufs.data(), n), sent);
 }
 
-/// Receives whole frames from `qid` (chains reassembled), calling `fn(frame)` for each.
+/// Receives whole frames from `qid` (chains reassembled), calling `fn(frame)` for each. `fn` may
+/// poll the socket: when the link went down meanwhile (its buffers are unmapped), the rest of the
+/// burst is not touched.
 template <class Fn>
 void receive_frames(memif::Interface& ifc, std::uint16_t qid, std::vector<std::uint8_t>& partial, Fn&& fn) {
   std::array<memif::Buffer, 64> bufs{};
@@ -128,6 +132,7 @@ void receive_frames(memif::Interface& ifc, std::uint16_t qid, std::vector<std::u
       if ((bufs[k].flags & memif::kBufferNext) == 0) {
         fn(std::span<const std::uint8_t>(partial));
         partial.clear();
+        if (!ifc.connected()) return;
       }
     }
     (void)ifc.refill(qid, n);
@@ -152,24 +157,41 @@ memif::SocketOptions socket_options(const MemifCommon& o, const char* app) {
   return so;
 }
 
-/// Waits until `ifc` is connected; false on timeout or signal (with the reason logged).
+/// Logs that `ifc` had no link within `seconds`, with the last refusal's reason.
+void log_no_link(memif::Socket& sock, memif::Interface& ifc, double seconds) {
+  spdlog::error("{}: no link within {} s{}", sock.name(), seconds,
+                ifc.last_disconnect().empty() ? "" : ": " + ifc.last_disconnect());
+}
+
+/// Waits until `ifc` is connected; false on timeout or signal. Each refusal is logged by the
+/// library (a warning once per distinct reason), the timeout here.
 bool wait_link(memif::Socket& sock, memif::Interface& ifc, double seconds) {
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  std::string last;
   while (!ifc.connected()) {
     if (g_stop.load()) return false;
     if (Clock::now() >= deadline) {
-      spdlog::error("{}: no link within {} s{}", sock.name(), seconds,
-                    ifc.last_disconnect().empty() ? "" : ": " + ifc.last_disconnect());
+      log_no_link(sock, ifc, seconds);
       return false;
     }
     (void)sock.poll(50ms);
-    if (ifc.last_disconnect() != last) {
-      last = ifc.last_disconnect();
-      if (!last.empty()) spdlog::warn("{}: {}", sock.name(), last);
-    }
   }
   return true;
+}
+
+/// Sends one answer on `qid`, waiting for ring space while the peer has not yet returned enough
+/// buffers (libmemif's echo retries the same way) rather than dropping it. Gives up only when
+/// the link goes down, the frame can never be sent, or a stop signal comes. @return true when sent.
+bool send_answer(memif::Socket& sock, memif::Interface& ifc, std::uint16_t qid, std::span<const std::uint8_t> frame) {
+  for (unsigned tries = 0;; ++tries) {
+    const Status st = send_frame(ifc, qid, frame);
+    if (st.ok()) return true;
+    if (st.code() != Errc::would_block || g_stop.load()) return false;
+    // The control channel keeps being served meanwhile (a disconnect ends the wait); after a
+    // short spin, each retry also yields the CPU for 50 us, so a stalled peer costs little.
+    (void)sock.poll(0ms);
+    if (!ifc.connected()) return false;
+    if (tries >= 64) ::usleep(50);
+  }
 }
 
 // ---- responder --------------------------------------------------------------------------------
@@ -192,27 +214,40 @@ int run_responder(const MemifCommon& o, double duration) {
   memif::Interface& ifc = sock.add_interface(io);
   std::vector<std::vector<std::uint8_t>> partial(o.queues);
   std::vector<std::uint8_t> out(70000);
-  std::uint64_t answered = 0;
-  const auto end = duration > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration))
+  std::uint64_t answered = 0, dropped = 0;
+  const auto start = Clock::now();
+  const auto end = duration > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration))
                                 : Clock::time_point::max();
+  // --connect-timeout: the first link must come within it (0: no limit).
+  const auto link_deadline =
+      o.connect_timeout > 0
+          ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.connect_timeout))
+          : Clock::time_point::max();
+  bool linked = false;
   while (!g_stop.load() && Clock::now() < end) {
     wait_for_work(sock, ifc, 100);
-    if (!ifc.connected()) continue;
+    if (!ifc.connected()) {
+      if (!linked && Clock::now() >= link_deadline) {
+        log_no_link(sock, ifc, o.connect_timeout);
+        return kExitTimeout;
+      }
+      continue;
+    }
+    linked = true;
     for (std::uint16_t q = 0; q < ifc.rx_queues(); ++q) {
       const auto tq = static_cast<std::uint16_t>(q % std::max<std::uint16_t>(1, ifc.tx_queues()));
       receive_frames(ifc, q, partial[q], [&](std::span<const std::uint8_t> frame) {
         const auto len = pk::respond(frame, out, *mac, *ip);
         if (!len) return;
-        // a full tx ring drops the answer, as a NIC would; retry briefly first
-        for (int tries = 0; tries < 1000 && !send_frame(ifc, tq, std::span(out.data(), *len)); ++tries) {
-          (void)sock.poll(0ms);
-          if (!ifc.connected()) return;
-        }
-        ++answered;
+        if (send_answer(sock, ifc, tq, std::span(out.data(), *len)))
+          ++answered;
+        else
+          ++dropped;
       });
     }
   }
   spdlog::info("memif responder: answered {} frames", answered);
+  if (dropped != 0) spdlog::warn("memif responder: {} answers not sent (link down or stopped)", dropped);
   return kExitOk;
 }
 
@@ -245,7 +280,7 @@ int run_ping(const MemifCommon& o, const std::string& src_ip_text, unsigned coun
     const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.connect_timeout));
     while (!resolved && !g_stop.load() && Clock::now() < deadline && ifc.connected()) {
       const std::size_t n = pk::build_arp_request(frame, *mac, *src_ip, *dst_ip);
-      (void)send_frame(ifc, 0, std::span(frame.data(), n));
+      (void)send_frame(ifc, 0, std::span(frame.data(), n));  // a full ring: the next try sends
       const auto until = Clock::now() + 100ms;
       while (!resolved && Clock::now() < until) {
         wait_for_work(sock, ifc, 10);
@@ -273,7 +308,7 @@ int run_ping(const MemifCommon& o, const std::string& src_ip_text, unsigned coun
     const std::size_t n = pk::build_icmp_echo_request(frame, *mac, dst_mac, *src_ip, *dst_ip, id, s16, size);
     const auto t0 = Clock::now();
     bool sent = false;
-    while (!sent && ifc.connected() && Clock::now() - t0 < 1s) sent = send_frame(ifc, 0, std::span(frame.data(), n));
+    while (!sent && ifc.connected() && Clock::now() - t0 < 1s) sent = send_frame(ifc, 0, std::span(frame.data(), n)).ok();
     bool got = false;
     const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
     while (sent && !got && !g_stop.load() && Clock::now() < deadline && ifc.connected()) {
@@ -321,7 +356,9 @@ Command add_memif_command(CLI::App& app) {
   auto duration = std::make_shared<double>(0.0);
   CLI::App* r = sub->add_subcommand("responder", "Answer ARP and ICMP echo on a memif interface (libmemif icmp_responder); "
                                                  "other frames are returned with MACs swapped");
-  add_common(r, *resp, "Address to answer for (default 192.168.1.1)", "aa:aa:aa:aa:aa:aa");
+  resp->connect_timeout = 0;  // a responder waits for its peer for ever unless told otherwise
+  add_common(r, *resp, "Address to answer for (default 192.168.1.1)", "aa:aa:aa:aa:aa:aa",
+             "Seconds to wait for the first link; exit 124 when none came (default 0: no limit)");
   r->add_option("--duration", *duration, "Stop after SECONDS (default: run until SIGINT/SIGTERM)");
   r->footer(exit_code_help());
 
@@ -334,7 +371,8 @@ Command add_memif_command(CLI::App& app) {
   auto no_arp = std::make_shared<bool>(false);
   CLI::App* p = sub->add_subcommand("ping", "Send ICMP echo requests over a memif interface; RTT per packet and a "
                                             "summary; exit 0 only when every reply came back intact");
-  add_common(p, *ping, "Address to ping (default 192.168.1.1)", "02:fe:00:00:00:01");
+  add_common(p, *ping, "Address to ping (default 192.168.1.1)", "02:fe:00:00:00:01",
+             "Seconds to wait for the link; exit 124 when none came (default 10)");
   p->add_option("--src-ip", *src_ip, "Our address (default 192.168.1.2)");
   p->add_option("--count,-c", *count, "Echo requests to send (default 5)")->check(CLI::Range(1u, 100000000u));
   p->add_option("--interval,-i", *interval, "Seconds between requests (default 1)")->check(CLI::Range(0.0, 3600.0));
@@ -347,12 +385,12 @@ Command add_memif_command(CLI::App& app) {
   auto no_testpmd = std::make_shared<bool>(false);
   auto no_mixed = std::make_shared<bool>(false);
   CLI::App* b = sub->add_subcommand(
-      "bench", "Packets/s and Gbit/s through one memif queue, both ring directions, shmlink next to DPDK's memif PMD "
-               "(dpdk-testpmd txonly/rxonly) in the same run (docs/bench.md)");
+      "bench", "Packets/s and Gbit/s through one memif queue, both ring directions, shmlink next to a libmemif-style "
+               "reference loop and DPDK's memif PMD (dpdk-testpmd txonly/rxonly) in the same run (docs/bench.md)");
   b->add_option("--sizes", bo->sizes, "Frame sizes in bytes, 60..65535 (default 64,1500,9000)")->delimiter(',');
-  b->add_option("--duration", bo->duration, "Seconds measured per case (default 2)")->check(CLI::Range(0.1, 600.0));
+  b->add_option("--duration", bo->duration, "Seconds measured per case (default 1)")->check(CLI::Range(0.1, 600.0));
   b->add_option("--warmup", bo->warmup, "Seconds of traffic before measuring (default 0.5)")->check(CLI::Range(0.0, 60.0));
-  b->add_option("--rounds", bo->rounds, "Runs of every case, interleaved; the median is reported (default 1)")
+  b->add_option("--rounds", bo->rounds, "Runs of every case, interleaved; medians and min..max are reported (default 5)")
       ->check(CLI::Range(1, 100));
   b->add_option("--cores", bo->cores, "Sender and receiver CPUs 'A,B' (default: the first two allowed)");
   b->add_option("--ring-size", bo->log2_ring, "Slots per ring as log2 (default 10)")->check(CLI::Range(1, 14));
@@ -360,7 +398,7 @@ Command add_memif_command(CLI::App& app) {
   b->add_option("--burst", bo->burst, "Packets per burst, both implementations (default 32)")->check(CLI::Range(1u, 512u));
   b->add_flag("--no-testpmd", *no_testpmd, "shmlink <-> shmlink only (no DPDK reference)");
   b->add_flag("--no-mixed", *no_mixed, "Skip the shmlink <-> DPDK pairs");
-  b->add_flag("--json", bo->json, "Print the JSON document (schema shmlink-bench-memif/1)");
+  b->add_flag("--json", bo->json, "Print the JSON document (schema shmlink-bench-memif/2)");
   b->add_flag("--markdown", bo->markdown, "Markdown table (for README.md)");
   b->add_option("--save", bo->save, "Also write the JSON document to FILE");
   b->footer(exit_code_help());

@@ -103,6 +103,15 @@ struct Link {
     return reinterpret_cast<wire::Descriptor*>(ring(s2m, i) + wire::ring_desc_offset(mem.layout.cache_line) +
                                                std::uint64_t{slot} * sizeof(wire::Descriptor));
   }
+  /// Writes S2M descriptor `slot` of ring 0 as a slave (or a lying one) would.
+  void write_s2m(std::uint32_t slot, std::uint16_t flags, std::uint16_t region, std::uint32_t length,
+                 std::uint32_t offset) const {
+    wire::Descriptor* d = desc(true, slot);
+    d->flags = flags;
+    d->region = region;
+    d->length = length;
+    d->offset = offset;
+  }
   std::atomic_ref<std::uint16_t> head(bool s2m, std::uint16_t i = 0) const {
     return std::atomic_ref<std::uint16_t>(*reinterpret_cast<std::uint16_t*>(ring(s2m, i) + 6));
   }
@@ -710,13 +719,7 @@ TEST(MemifRingQueue, MasterDropsBadSlaveDescriptors) {
     Link link(layout_of(4, separate, 64, 256));
     const RegionView& buf_region = link.master_views[link.mem.buffer_region];
     auto write = [&](std::uint32_t slot, std::uint16_t flags, std::uint16_t region, std::uint32_t length,
-                     std::uint32_t offset) {
-      wire::Descriptor* d = link.desc(true, slot);
-      d->flags = flags;
-      d->region = region;
-      d->length = length;
-      d->offset = offset;
-    };
+                     std::uint32_t offset) { link.write_s2m(slot, flags, region, length, offset); };
     auto good = [&](std::uint32_t slot, std::uint8_t fill, std::uint16_t flags = 0) {
       const auto off = static_cast<std::uint32_t>(link.mem.buffer_offset(true, 0, slot));
       std::memset(buf_region.base + off, fill, 64);
@@ -763,6 +766,48 @@ TEST(MemifRingQueue, MasterDropsBadSlaveDescriptors) {
 // offset, another length, after every refill. The master must take region and offset from the
 // descriptor at each read, never from a layout it assumed (issue 6: "accept every layout real
 // slaves produce ... zero-copy layouts with per-refill offsets").
+/// The master clears NEXT on the S2M descriptors it returns that it read with NEXT (DPDK 22.11
+/// leaves a stale NEXT on reused slots), and writes nothing into the descriptors of one-buffer
+/// packets: no store, so no descriptor line is taken back from the slave per packet (issue 18
+/// item 10). A flag bit the master does not know shows which descriptors were written.
+TEST(MemifRingQueue, MasterClearsNextOnlyOnReturnedChainSlots) {
+  Link link(layout_of(4, false, 64, 256));
+  constexpr std::uint16_t kOther = 0x0100;  // not NEXT: a write of flags = 0 would clear it
+  auto write = [&](std::uint32_t slot, std::uint16_t flags) {
+    link.write_s2m(slot, flags, link.mem.buffer_region, 64,
+                   static_cast<std::uint32_t>(link.mem.buffer_offset(true, 0, slot)));
+  };
+  write(0, kOther);                          // one-buffer packet
+  write(1, kOther | wire::kDescFlagNext);    // chain of two
+  write(2, kOther);
+  write(3, kOther);                          // one-buffer packet
+  link.head(true).store(4, std::memory_order_release);
+  RingQueue& rx = link.master_rx[0];
+  std::vector<Buffer> bufs(8);
+  std::size_t n = 0;
+  ASSERT_TRUE(rx.rx_burst(bufs, n).ok());
+  ASSERT_EQ(n, 4u);
+  EXPECT_EQ(bufs[0].flags, 0);
+  EXPECT_EQ(bufs[1].flags, kBufferNext);
+  EXPECT_EQ(bufs[2].flags, 0);
+  EXPECT_EQ(bufs[3].flags, 0);
+  EXPECT_EQ(rx.counters().packets, 3u);
+  ASSERT_TRUE(rx.refill(n).ok());
+  EXPECT_EQ(link.tail(true).load(std::memory_order_acquire), 4);
+  EXPECT_EQ(link.desc(true, 1)->flags & wire::kDescFlagNext, 0) << "NEXT left on a returned chain slot";
+  EXPECT_EQ(link.desc(true, 0)->flags, kOther) << "a one-buffer packet's descriptor was written";
+  EXPECT_EQ(link.desc(true, 2)->flags, kOther);
+  EXPECT_EQ(link.desc(true, 3)->flags, kOther);
+
+  // The next lap: one-buffer packets only; none of their descriptors is written either.
+  for (std::uint32_t slot = 4; slot < 8; ++slot) write(slot, kOther);
+  link.head(true).store(8, std::memory_order_release);
+  ASSERT_TRUE(rx.rx_burst(bufs, n).ok());
+  ASSERT_EQ(n, 4u);
+  ASSERT_TRUE(rx.refill(n).ok());
+  for (std::uint32_t slot = 4; slot < 8; ++slot) EXPECT_EQ(link.desc(true, slot)->flags, kOther) << slot;
+}
+
 TEST(MemifRingQueue, MasterFollowsPerRefillOffsets) {
   for (bool separate : {false, true}) {
     SCOPED_TRACE(separate ? "two regions" : "one region");
