@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <test_util.hpp>
 
+#include <link.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -805,6 +807,27 @@ TEST_F(capiWait, WaitSpinSeesAWriteFromAnotherThread) {
 }
 
 // ---- semaphores -----------------------------------------------------------------------------------
+
+// ---- ABI ----------------------------------------------------------------------------------
+
+// The library a program loads is the one its header describes: the SONAME names the C ABI, and
+// 0.2 is the first with a 144-byte shmlink_keyword_t (s is char[17]; 0.1 had 136 bytes and its
+// comment 1 byte earlier). Before the bump the changed layout shipped as libshmlink.so.0.1, so
+// a program built against 0.1 loaded it and misread every keyword's comment.
+TEST(capiAbi, TheLoadedLibraryIsNamedForTheLayoutOfTheHeader) {
+  static_assert(sizeof(shmlink_keyword_t) == 144 && offsetof(shmlink_keyword_t, comment) == 57);
+  std::vector<std::string> loaded;
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* out) {
+        const std::string name = info->dlpi_name != nullptr ? info->dlpi_name : "";
+        if (name.find("libshmlink.so") != std::string::npos) static_cast<std::vector<std::string>*>(out)->push_back(name);
+        return 0;
+      },
+      &loaded);
+  ASSERT_EQ(loaded.size(), 1u) << "libshmlink.so is not loaded exactly once";
+  const std::string file = std::filesystem::path(loaded[0]).filename();
+  EXPECT_EQ(file, "libshmlink.so.0.2") << loaded[0];
+}
 
 TEST_F(capiSemaphore, ClaimRejectsNull) {
   EXPECT_EQ(shmlink_stream_claim_semaphore(nullptr, -1), SHMLINK_E_INVALID_ARGUMENT);
