@@ -186,7 +186,8 @@ SHMLINK_EXPORT int shmlink_stream_wait_futex(const shmlink_stream_t *stream, uin
 SHMLINK_EXPORT int shmlink_stream_wait_spin(const shmlink_stream_t *stream, uint64_t last_cnt0,
                                             int64_t timeout_ns, uint64_t *cnt0_out);
 
-/** Claims a semaphore slot (CAS on semReadPID). @return the index (>= 0) or BUSY. */
+/** Claims a semaphore slot (CAS on semReadPID). @return the index (>= 0); BUSY (every slot held by
+ *  a live process); OUT_OF_RANGE (the stream has no semaphore slots); CLOSED. */
 SHMLINK_EXPORT int shmlink_stream_claim_semaphore(shmlink_stream_t *stream, int preferred);
 /** Waits on semaphore slot `index`. @return 0, TIMEOUT, INTERRUPTED, OUT_OF_RANGE, CLOSED. */
 SHMLINK_EXPORT int shmlink_stream_sem_wait(const shmlink_stream_t *stream, int index, int64_t timeout_ns);

@@ -404,8 +404,8 @@ int shmlink_stream_claim_semaphore(shmlink_stream_t* stream, int preferred) {
   if (!s.valid()) return status_fail(Errc::closed, "claiming a semaphore of", s);
   const int index = s.claim_semaphore(preferred);
   if (index >= 0) return index;
-  if (s.semaphore_count() == 0)
-    return fail(SHMLINK_E_BUSY, "claiming a semaphore of stream '%s': the stream has no semaphores", s.name().c_str());
+  // No slot to claim is not "every slot busy": the index range is empty (as sem_wait says).
+  if (s.semaphore_count() == 0) return semaphore_out_of_range("claiming a semaphore", preferred, s);
   return fail(SHMLINK_E_BUSY, "claiming a semaphore of stream '%s': all %d slots are held by live processes",
               s.name().c_str(), s.semaphore_count());
 }

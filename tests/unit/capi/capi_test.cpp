@@ -916,8 +916,11 @@ TEST_F(capiSemaphore, OutOfRangeErrorsNameTheRangeOrSayThereAreNoSemaphores) {
   EXPECT_NE(last_error().find("stream '" + none + "' has no semaphores"), std::string::npos) << last_error();
   EXPECT_EQ(shmlink_stream_sem_post(z.get(), 0), SHMLINK_E_OUT_OF_RANGE);
   EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
-  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), -1), SHMLINK_E_BUSY);
-  EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
+  // No slot at all is an empty index range, not "every slot busy" (it was E_BUSY).
+  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), -1), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("claiming a semaphore: stream '" + none + "' has no semaphores"), std::string::npos)
+      << last_error();
+  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), 0), SHMLINK_E_OUT_OF_RANGE);
 }
 
 TEST_F(capiSemaphore, SemWaitTimesOutWithoutAPost) {
