@@ -126,6 +126,13 @@ using shmlink::capi::null_arg;
 
 /// Message for a non-ok hot-path status: "writing stream 'wfs': timed out".
 int status_fail(shmlink::Status st, const char* action, const shmlink::Stream& s) noexcept {
+  if (st.code() == Errc::layout) {  // a rolling buffer whose cnt1 names no slice: say so with the values
+    try {
+      if (const std::string why = s.rolling_layout_error(); !why.empty())
+        return fail(static_cast<int>(st.code()), "%s %s", action, why.c_str());
+    } catch (...) {  // std::bad_alloc: the generic message below still names the stream
+    }
+  }
   return fail(static_cast<int>(st.code()), "%s stream '%s': %s", action, s.name().c_str(), st.message());
 }
 
@@ -352,6 +359,7 @@ int shmlink_stream_view(const shmlink_stream_t* stream, const void** data, size_
   const auto& s = stream->stream;
   if (!s.valid()) return status_fail(Errc::closed, "viewing", s);
   const auto v = s.view();
+  if (v.empty()) return status_fail(Errc::layout, "viewing", s);  // cnt1 names no slice (Stream::view)
   *data = v.data();
   *bytes = v.size();
   return SHMLINK_OK;

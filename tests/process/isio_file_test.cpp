@@ -11,10 +11,12 @@
 
 #include <shmlink/stream.hpp>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <cstring>
 #include <vector>
 
@@ -155,33 +157,146 @@ TEST(IsioFile, CircularBufferWithoutTemporalBitIsARollingBufferForReadersAndWrit
 }
 
 // Item 2 against a hostile peer: without per-slice arrays every placement comes from cnt0 and
-// cnt1, which any co-user can scribble. Reads stay inside the mapping and end with a status.
+// cnt1, which any co-user can scribble. Every read ends with a status from the expected set,
+// inside the mapping, and a frame it returns names a slice of the buffer. A cnt1 outside the
+// buffer places nothing: the reads say layout, the views of the newest frame are empty (item 3).
+// A cnt0 near 2^64 makes the history validation (cnt0 + write < k + depth) fail: torn, never a
+// frame.
 TEST(IsioFile, CircularBufferWithoutTemporalBitSurvivesScribbledCounters) {
   test::TempStreamDir dir;
   IsioFile file(path_of(dir, "scrib"), circular_buffer_4x2(3));
   auto s = Stream::open("scrib");
   ASSERT_TRUE(s.rolling());
+  ASSERT_EQ(s.depth(), 3u);
   std::vector<std::byte> out(s.frame_bytes());
   const std::uint64_t big = ~std::uint64_t{0};
+  const auto in = [](Status st, std::initializer_list<Errc> allowed) {
+    return std::find(allowed.begin(), allowed.end(), st.code()) != allowed.end();
+  };
   for (const auto& [c0, c1] : {std::pair{big, big}, std::pair{big - 1, std::uint64_t{7}}, std::pair{std::uint64_t{2}, big},
-                              std::pair{std::uint64_t{0}, std::uint64_t{5}}}) {
+                              std::pair{std::uint64_t{0}, std::uint64_t{5}}, std::pair{big, std::uint64_t{1}},
+                              std::pair{std::uint64_t{2}, std::uint64_t{0}}, std::pair{std::uint64_t{0}, std::uint64_t{2}}}) {
     SCOPED_TRACE("cnt0 " + std::to_string(c0) + " cnt1 " + std::to_string(c1));
     file.put<std::uint64_t>(264, c0);
     file.put<std::uint64_t>(272, c1);
+    const bool placed = c1 < 3;  // cnt1 names a slice
+    FrameInfo f;
+    f.cnt1 = 99;
     s.set_tail(0);
-    (void)s.read_copy(out);
+    const Status newest = s.read_copy(out, &f);
+    if (placed) {
+      EXPECT_EQ(newest.code(), Errc::ok);
+      EXPECT_EQ(f.cnt0, c0);
+      EXPECT_EQ(f.cnt1, c1);
+      EXPECT_EQ(s.view().size(), s.frame_bytes());
+      EXPECT_EQ(s.rolling_layout_error(), "");
+    } else {
+      EXPECT_EQ(newest.code(), Errc::layout);
+      EXPECT_TRUE(s.view().empty());
+      EXPECT_NE(s.rolling_layout_error().find("cnt1 is " + std::to_string(c1)), std::string::npos)
+          << s.rolling_layout_error();
+    }
     for (std::uint32_t sl = 0; sl < 4; ++sl) {
-      (void)s.read_slice(sl, out);
-      (void)s.slice_info(sl);
+      f = FrameInfo{};
+      f.cnt1 = 99;
+      const Status st = s.read_slice(sl, out, &f);
+      EXPECT_TRUE(placed ? in(st, {Errc::ok, Errc::would_block, Errc::torn}) : st.code() == Errc::layout) << st.message();
+      if (st.ok()) {
+        EXPECT_EQ(f.cnt1, sl % 3);
+      }
+      const FrameInfo si = s.slice_info(sl);
+      EXPECT_EQ(si.cnt1, sl % 3);
+      if (!placed) {
+        EXPECT_EQ(si.cnt0, 0u);
+      }
       EXPECT_EQ(s.view_slice(sl).size(), s.frame_bytes());
     }
-    (void)s.read_frame(c0, out);
-    (void)s.read_frame(c0 - 1, out);
-    (void)s.read_next(out);
-    EXPECT_EQ(s.view().size(), s.frame_bytes());
-    EXPECT_TRUE(s.write(frame_of(s.frame_bytes(), 1)).ok());
-    EXPECT_LT(file.cnt1(), 3u);  // the write's slice is always inside the buffer
+    for (const std::uint64_t k : {c0, c0 - 1}) {
+      f = FrameInfo{};
+      f.cnt1 = 99;
+      const Status st = s.read_frame(k, out, &f);
+      EXPECT_TRUE(in(st, placed ? std::initializer_list<Errc>{Errc::ok, Errc::would_block, Errc::overwritten, Errc::torn}
+                                : std::initializer_list<Errc>{Errc::layout, Errc::would_block}))
+          << k << ": " << st.message();
+      if (st.ok()) {
+        EXPECT_EQ(f.cnt0, k);
+        EXPECT_LT(f.cnt1, 3u);
+      }
+    }
+    std::uint64_t skipped = 0;
+    f = FrameInfo{};
+    f.cnt1 = 99;
+    const Status next = s.read_next(out, &f, &skipped);
+    EXPECT_TRUE(in(next, placed ? std::initializer_list<Errc>{Errc::ok, Errc::overwritten, Errc::would_block, Errc::torn}
+                                : std::initializer_list<Errc>{Errc::layout, Errc::would_block}))
+        << next.message();
+    if (next.ok() || next.code() == Errc::overwritten) {
+      EXPECT_LT(f.cnt1, 3u);
+    }
+    EXPECT_EQ(out.size(), s.frame_bytes());
+    // A write goes to slice (cnt1 + 1) % 3, as ISIO's writeIndex: cnt1 is inside the buffer again.
+    ASSERT_TRUE(s.write(frame_of(s.frame_bytes(), 1)).ok());
+    EXPECT_EQ(file.cnt1(), (c1 + 1) % 3);
+    EXPECT_EQ(s.read_copy(out, &f).code(), Errc::ok);
+    EXPECT_TRUE(holds(out, 1));
   }
+}
+
+// Item 3 of the review: when cnt1 names no slice (cnt1 >= size[2]) ImageStreamIO's
+// readLastWroteBuffer fails (readBufferAt refuses the index). shmlink read slice cnt1 % depth
+// instead and called it the newest frame: here slice 0, holding frame 3, reported as frame 4.
+// Now the newest-frame read is a layout error naming the stream and the values, with or without
+// the temporal arrays, and never another slice.
+TEST(IsioFile, ANewestFrameReadWithCnt1OutsideTheBufferIsALayoutErrorNotAnotherSlice) {
+  test::TempStreamDir dir;
+  IsioFile file(path_of(dir, "lost"), circular_buffer_4x2(3));
+  const pid_t writer = test::spawn([&] {
+    for (std::uint32_t k = 1; k <= 4; ++k) file.write_frame(frame_of(file.slice_bytes(), k));  // slices 1, 2, 0, 1
+    return 0;
+  });
+  ASSERT_EQ(test::reap(writer, 20), 0);
+  auto s = Stream::open("lost");
+  std::vector<std::byte> out(s.frame_bytes());
+  FrameInfo f;
+  ASSERT_TRUE(s.read_copy(out, &f).ok());
+  EXPECT_TRUE(holds(out, 4));
+  file.put<std::uint64_t>(272, 3);  // a co-user scribbles cnt1: 3 % 3 would be slice 0 (frame 3)
+  EXPECT_EQ(s.read_copy(out, &f).code(), Errc::layout);
+  EXPECT_EQ(s.rolling_layout_error(),
+            "stream 'lost': cnt1 is 3, outside the 3 slices of its rolling buffer (the newest frame's slice is unknown)");
+  EXPECT_TRUE(s.view().empty());
+  EXPECT_EQ(s.read_frame(4, out, &f).code(), Errc::layout);
+  EXPECT_EQ(s.read_slice(0, out, &f).code(), Errc::layout);
+  s.set_tail(3);
+  EXPECT_EQ(s.read_next(out, &f).code(), Errc::layout);
+  // The next write repairs it, as ISIO's writeIndex does: slice (3 + 1) % 3 = 1.
+  ASSERT_TRUE(s.write(frame_of(s.frame_bytes(), 5)).ok());
+  EXPECT_EQ(file.cnt1(), 1u);
+  ASSERT_TRUE(s.read_copy(out, &f).ok());
+  EXPECT_EQ(f.cnt0, 5u);
+  EXPECT_TRUE(holds(out, 5));
+  EXPECT_EQ(s.rolling_layout_error(), "");
+
+  // With the temporal arrays (a shmlink rolling buffer) the newest frame is refused the same way.
+  StreamSpec spec = test::spec_of({4, 2}, Dtype::u32);
+  spec.depth = 3;
+  auto t = Stream::create("temporal", spec);
+  for (std::uint32_t k = 1; k <= 4; ++k) ASSERT_TRUE(t.write(frame_of(t.frame_bytes(), k)).ok());
+  ASSERT_TRUE(t.read_copy(out, &f).ok());
+  EXPECT_TRUE(holds(out, 4));
+  {  // the scribbling co-user: cnt1 (offset 272) = 3, through the file
+    const int fd = ::open(path_of(dir, "temporal").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    const std::uint64_t three = 3;
+    EXPECT_EQ(::pwrite(fd, &three, sizeof three, 272), static_cast<ssize_t>(sizeof three));
+    ::close(fd);
+  }
+  EXPECT_EQ(t.read_copy(out, &f).code(), Errc::layout);
+  EXPECT_TRUE(t.view().empty());
+  // Its history frames are still placed by their cntarray entries.
+  ASSERT_TRUE(t.read_slice(0, out, &f).ok());
+  EXPECT_EQ(f.cnt0, 3u);
+  EXPECT_TRUE(holds(out, 3));
 }
 
 // Item 2, the rule itself: rolling exactly when ISIO's writeIndex would roll.

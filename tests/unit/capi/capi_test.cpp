@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <test_util.hpp>
 
+#include <fcntl.h>
 #include <link.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -664,6 +665,35 @@ TEST_F(capiFrames, ViewRejectsNullArguments) {
   EXPECT_EQ(shmlink_stream_view(s.get(), nullptr, &bytes), SHMLINK_E_INVALID_ARGUMENT);
   EXPECT_EQ(shmlink_stream_view(s.get(), &data, nullptr), SHMLINK_E_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("bytes is NULL"), std::string::npos) << last_error();
+}
+
+// Review of issue 18 item 3: a rolling buffer whose cnt1 names no slice (here 3 of 3, scribbled
+// through the file) has no readable newest frame, as ImageStreamIO's readLastWroteBuffer fails;
+// read_copy and view say LAYOUT with both values instead of serving slice cnt1 % 3.
+TEST_F(capiFrames, ARollingBufferWhoseCnt1NamesNoSliceIsALayoutErrorWithTheValues) {
+  const std::string name = test_stream_name();
+  auto spec = spec_of(3, 4, 1, 3);  // 4 x 1 uint16 frames, 3 slices
+  spec.imagetype = 0x1;             // CIRCULAR_BUFFER, as milk makes it
+  auto s = make_stream(name, spec);
+  ASSERT_TRUE(s);
+  for (std::uint16_t k = 1; k <= 4; ++k)
+    ASSERT_EQ(shmlink_stream_write(s.get(), pattern(4, k).data(), 8, -1), SHMLINK_OK) << last_error();
+  const int fd = ::open((stream_dir() + "/" + name + ".im.shm").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const std::uint64_t three = 3;
+  ASSERT_EQ(::pwrite(fd, &three, sizeof three, 272), static_cast<ssize_t>(sizeof three));  // cnt1
+  ::close(fd);
+  std::vector<std::uint16_t> out(4);
+  EXPECT_EQ(shmlink_stream_read_copy(s.get(), out.data(), 8, nullptr), SHMLINK_E_LAYOUT);
+  const std::string why = "stream '" + name + "': cnt1 is 3, outside the 3 slices of its rolling buffer";
+  EXPECT_NE(last_error().find("reading " + why), std::string::npos) << last_error();
+  const void* data = nullptr;
+  std::size_t bytes = 0;
+  EXPECT_EQ(shmlink_stream_view(s.get(), &data, &bytes), SHMLINK_E_LAYOUT);
+  EXPECT_NE(last_error().find("viewing " + why), std::string::npos) << last_error();
+  ASSERT_EQ(shmlink_stream_write(s.get(), pattern(4, 5).data(), 8, -1), SHMLINK_OK);  // to slice (3 + 1) % 3
+  ASSERT_EQ(shmlink_stream_read_copy(s.get(), out.data(), 8, nullptr), SHMLINK_OK);
+  EXPECT_EQ(out, pattern(4, 5));
 }
 
 TEST_F(capiFrames, FrameInfoRejectsNullArguments) {
