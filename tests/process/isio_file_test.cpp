@@ -12,12 +12,14 @@
 #include <shmlink/stream.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <initializer_list>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -299,6 +301,96 @@ TEST(IsioFile, ANewestFrameReadWithCnt1OutsideTheBufferIsALayoutErrorNotAnotherS
   EXPECT_TRUE(holds(out, 3));
 }
 
+// Item 2 under load: an ISIO-order writer process (tests/common/isio_file.hpp) fills a 0x1
+// rolling buffer (no temporal arrays: every frame placed by cnt0 and cnt1 alone) at full speed
+// while this process reads with read_next, read_frame and read_slice. Every frame a read returns
+// holds its own cnt0 in every element, read_next's cnt0 never goes back, and every status is one
+// a reader of a live stream can get (no layout, no size or closed errors). The writer runs until
+// the reader has made 2000 rounds and seen 3000 frames (or 2^20 frames, or 10 s), then the reader
+// catches up to its last frame.
+TEST(IsioFile, CircularBufferWithoutTemporalBitReadsWholeFramesWhileAnIsioWriterRuns) {
+  test::TempStreamDir dir;
+  IsioSpec spec = circular_buffer_4x2(4);
+  spec.size[0] = 64;  // 64 x 64 uint32: 16 KiB frames, so copies and writes overlap
+  spec.size[1] = 64;
+  IsioFile file(path_of(dir, "live"), spec);
+  int go[2], stop[2];
+  ASSERT_EQ(::pipe(go), 0);
+  ASSERT_EQ(::pipe(stop), 0);
+  const pid_t writer = test::spawn([&] {
+    char byte = 0;
+    if (::read(go[0], &byte, 1) != 1) return 2;
+    std::vector<std::byte> frame;
+    for (std::uint32_t k = 1; k <= (1u << 20); ++k) {
+      frame = frame_of(file.slice_bytes(), k);
+      file.write_frame(frame);
+      pollfd p{stop[0], POLLIN, 0};
+      if (k % 64 == 0 && ::poll(&p, 1, 0) == 1) break;
+    }
+    return 0;
+  });
+  auto s = Stream::open("live");
+  ASSERT_EQ(s.depth(), 4u);
+  std::vector<std::byte> out(s.frame_bytes());
+  const auto in = [](Status st, std::initializer_list<Errc> allowed) {
+    return std::find(allowed.begin(), allowed.end(), st.code()) != allowed.end();
+  };
+  // Statuses a reader of a live buffer may get: a frame, a lapped reader, nothing new yet, a copy
+  // that kept colliding with writes, a writer descheduled mid-write on a loaded machine.
+  const std::initializer_list<Errc> live = {Errc::ok, Errc::overwritten, Errc::would_block, Errc::torn,
+                                            Errc::writer_active};
+  std::uint64_t last = 0;  // cnt0 of read_next's last frame
+  std::uint64_t frames_ok = 0, bad = 0;
+  const auto next_frame = [&]() -> Status {
+    FrameInfo f;
+    std::uint64_t skipped = 0;
+    const Status st = s.read_next(out, &f, &skipped);
+    if (st.ok() || st.code() == Errc::overwritten) {
+      EXPECT_GT(f.cnt0, last) << "read_next went back";
+      EXPECT_EQ(f.cnt0 - last - 1, skipped);
+      last = f.cnt0;
+      bad += !holds(out, static_cast<std::uint32_t>(f.cnt0));
+      ++frames_ok;
+    }
+    return st;
+  };
+  ASSERT_EQ(::write(go[1], "g", 1), 1);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (s.cnt0() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_GT(s.cnt0(), 0u) << "the writer process did not start";
+  for (std::uint32_t round = 0; (round < 2000 || s.cnt0() < 3000) && std::chrono::steady_clock::now() < deadline;
+       ++round) {
+    const Status next = next_frame();
+    ASSERT_TRUE(in(next, live)) << "read_next: " << next.message();
+    FrameInfo f;
+    const std::uint64_t c = s.cnt0();
+    const std::uint64_t k = c > round % 4 ? c - round % 4 : 1;  // the newest frame or one up to 3 back
+    const Status frame = s.read_frame(k, out, &f);
+    ASSERT_TRUE(in(frame, live)) << "read_frame: " << frame.message();
+    if (frame.ok()) {
+      EXPECT_EQ(f.cnt0, k);
+      bad += !holds(out, static_cast<std::uint32_t>(k));
+      ++frames_ok;
+    }
+    const Status slice = s.read_slice(round % 4, out, &f);
+    ASSERT_TRUE(in(slice, live)) << "read_slice: " << slice.message();
+    if (slice.ok()) {
+      EXPECT_EQ(f.cnt1, round % 4);
+      bad += !holds(out, static_cast<std::uint32_t>(f.cnt0));
+      ++frames_ok;
+    }
+  }
+  ASSERT_EQ(::write(stop[1], "s", 1), 1);
+  EXPECT_EQ(test::reap(writer, 20), 0);
+  for (const int fd : {go[0], go[1], stop[0], stop[1]}) ::close(fd);
+  // The writer is gone: read_next reaches its last frame, then has nothing new.
+  for (int i = 0; i < 8 && next_frame().code() != Errc::would_block; ++i) {
+  }
+  EXPECT_EQ(last, file.cnt0()) << "read_next did not reach the last frame";
+  EXPECT_EQ(bad, 0u) << "frames whose elements were not their cnt0 (torn or misplaced)";
+  EXPECT_GT(frames_ok, 0u);
+}
+
 // Item 2, the rule itself: rolling exactly when ISIO's writeIndex would roll.
 TEST(IsioFile, RollingIsTheLowNibbleCircularBufferOnThreeAxes) {
   EXPECT_TRUE(is_rolling_buffer(3, 0x1));
@@ -311,8 +403,8 @@ TEST(IsioFile, RollingIsTheLowNibbleCircularBufferOnThreeAxes) {
 }
 
 // Item 3: ISIO opens a stream with 129 semaphores; shmlink refused it ("sem is 129, at most 128
-// supported"). Every slot must be usable: claimed, posted by a write, waited on, and seen in
-// the PID arrays at the offsets ISIO computes.
+// supported"). Every slot must be usable: posted by a shmlink write and by an ISIO writer, waited
+// on, seen in the PID arrays at the offsets ISIO computes; the last one claimed.
 TEST(IsioFile, A129SemaphoreStreamOpensAndEverySlotWorks) {
   test::TempStreamDir dir;
   IsioFile file(path_of(dir, "many"), image_with_semaphores(129));
@@ -328,23 +420,28 @@ TEST(IsioFile, A129SemaphoreStreamOpensAndEverySlotWorks) {
   // Slot 128 claimed: ISIO finds our pid in semReadPID[128].
   ASSERT_EQ(s.claim_semaphore(128), 128);
   EXPECT_EQ(file.get<std::int32_t>(file.offsets().sem_read_pid + 4 * 128), ::getpid());
-  // A shmlink write posts all 129 slots (ISIO's sempost(-1)) and records semWritePID.
+  // A shmlink write posts all 129 slots (ISIO's sempost(-1)) and records semWritePID of each;
+  // each slot then takes exactly one wait.
   ASSERT_TRUE(s.write(frame_of(256, 1)).ok());
-  int v = -1;
-  ::sem_getvalue(file.sem(128), &v);
-  EXPECT_EQ(v, 1);
-  EXPECT_EQ(file.get<std::int32_t>(file.offsets().sem_write_pid + 4 * 128), ::getpid());
-  EXPECT_EQ(s.sem_value(128), 1);
-  EXPECT_TRUE(s.sem_wait(128, 1s).ok());
-  EXPECT_EQ(s.sem_value(128), 0);
-  // An ISIO writer in another process posts slot 128; the shmlink reader waiting on it wakes.
+  for (int i = 0; i < 129; ++i) {
+    SCOPED_TRACE("slot " + std::to_string(i));
+    int v = -1;
+    ::sem_getvalue(file.sem(static_cast<std::size_t>(i)), &v);
+    EXPECT_EQ(v, 1);
+    EXPECT_EQ(file.get<std::int32_t>(file.offsets().sem_write_pid + 4 * static_cast<std::size_t>(i)), ::getpid());
+    EXPECT_EQ(s.sem_value(i), 1);
+    EXPECT_TRUE(s.sem_wait(i, 1s).ok());
+    EXPECT_EQ(s.sem_value(i), 0);
+  }
+  // An ISIO writer in another process posts every slot; the shmlink reader waiting on each wakes.
   const pid_t writer = test::spawn([&] {
     file.write_frame(frame_of(256, 2));
     return 0;
   });
-  EXPECT_TRUE(s.sem_wait(128, 20s).ok());
+  for (int i = 0; i < 129; ++i) EXPECT_TRUE(s.sem_wait(i, 20s).ok()) << "slot " << i;
   ASSERT_EQ(test::reap(writer, 20), 0);
   EXPECT_EQ(s.cnt0(), 2u);
+  for (int i = 0; i < 129; ++i) EXPECT_EQ(s.sem_value(i), 0) << "slot " << i;
   EXPECT_EQ(s.sem_wait(129, 1ms).code(), Errc::out_of_range);
   s.release_semaphore(128);
   EXPECT_EQ(file.get<std::int32_t>(file.offsets().sem_read_pid + 4 * 128), -1);
