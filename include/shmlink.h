@@ -169,10 +169,12 @@ SHMLINK_EXPORT int shmlink_stream_geometry(const shmlink_stream_t *stream, shmli
  *  @param atime_ns acquisition time to store; negative = now. @return 0, SIZE_MISMATCH, CLOSED. */
 SHMLINK_EXPORT int shmlink_stream_write(shmlink_stream_t *stream, const void *data, size_t bytes, int64_t atime_ns);
 /** Copies the current frame, seqlock-validated. `info` may be NULL.
- *  @return 0, SIZE_MISMATCH, TORN, WRITER_ACTIVE, CLOSED. */
+ *  @return 0, SIZE_MISMATCH, TORN, WRITER_ACTIVE, CLOSED; LAYOUT for a rolling buffer whose cnt1
+ *  names no slice (cnt1 >= depth: the newest frame is unknown; the message gives the values). */
 SHMLINK_EXPORT int shmlink_stream_read_copy(const shmlink_stream_t *stream, void *out, size_t bytes,
                                             shmlink_frame_info_t *info);
-/** Zero-copy, UNVALIDATED pointer to the current frame and its size. */
+/** Zero-copy, UNVALIDATED pointer to the current frame and its size. @return 0, CLOSED; LAYOUT for
+ *  a rolling buffer whose cnt1 names no slice (as shmlink_stream_read_copy). */
 SHMLINK_EXPORT int shmlink_stream_view(const shmlink_stream_t *stream, const void **data, size_t *bytes);
 /** Counters and times of the current frame (racy snapshot). */
 SHMLINK_EXPORT int shmlink_stream_frame_info(const shmlink_stream_t *stream, shmlink_frame_info_t *info);
@@ -188,7 +190,8 @@ SHMLINK_EXPORT int shmlink_stream_wait_futex(const shmlink_stream_t *stream, uin
 SHMLINK_EXPORT int shmlink_stream_wait_spin(const shmlink_stream_t *stream, uint64_t last_cnt0,
                                             int64_t timeout_ns, uint64_t *cnt0_out);
 
-/** Claims a semaphore slot (CAS on semReadPID). @return the index (>= 0) or BUSY. */
+/** Claims a semaphore slot (CAS on semReadPID). @return the index (>= 0); BUSY (every slot held by
+ *  a live process); OUT_OF_RANGE (the stream has no semaphore slots); CLOSED. */
 SHMLINK_EXPORT int shmlink_stream_claim_semaphore(shmlink_stream_t *stream, int preferred);
 /** Waits on semaphore slot `index`. @return 0, TIMEOUT, INTERRUPTED, OUT_OF_RANGE, CLOSED. */
 SHMLINK_EXPORT int shmlink_stream_sem_wait(const shmlink_stream_t *stream, int index, int64_t timeout_ns);

@@ -112,12 +112,16 @@ inline constexpr std::uint64_t kImagetypeSent = 0x0008;
 inline constexpr std::uint64_t kImagetypeZaxisTemporal = 0x20000;
 
 /// True when a stream of `naxis` axes and ISIO `imagetype` is a rolling buffer, exactly as
-/// ImageStreamIO treats it (ImageStreamIO_writeIndex / readLastWroteIndex, reference 11.1): 3
-/// axes and imagetype's low nibble equal to CIRCULAR_BUFFER. The newest frame is then slice cnt1
-/// of the last axis and a write goes to slice (cnt1 + 1) % size[2]. The ZAXIS_TEMPORAL bit is not
-/// needed; with it (imagetype & 0xF000F == 0x20001) the file also has the per-slice cntarray,
-/// atimearray and writetimearray, which shmlink uses to place and validate history frames. The
-/// one rule for "rolling" in the library, its bindings and the CLI.
+/// ImageStreamIO treats it (reference section 3): 3 axes (ImageStreamIO_nbSlices, writeIndex and
+/// readLastWroteIndex look only at naxis == 3) and imagetype's low nibble equal to
+/// CIRCULAR_BUFFER (ImageStreamIO_readBufferAt, behind writeBuffer and readLastWroteBuffer, gives
+/// any other stream its data area's start). The newest frame is then slice cnt1 of the last axis
+/// and a write goes to slice (cnt1 + 1) % size[2]; a cnt1 of size[2] or more names no slice, and
+/// the newest frame is then unreadable (readBufferAt fails; shmlink's reads return
+/// Errc::layout). The ZAXIS_TEMPORAL bit is not needed; with it (imagetype & 0xF000F == 0x20001)
+/// the file also has the per-slice cntarray, atimearray and writetimearray, which shmlink uses to
+/// place and validate history frames. The one rule for "rolling" in the library, its bindings
+/// and the CLI.
 constexpr bool is_rolling_buffer(std::size_t naxis, std::uint64_t imagetype) noexcept {
   return naxis == 3 && (imagetype & 0xF) == kImagetypeCircularBuffer;
 }
@@ -426,7 +430,10 @@ class SHMLINK_EXPORT Stream {
   /// @param max_attempts attempts before giving up.
   /// @return ok; size_mismatch; writer_active when the write flag stayed set for 200 ms while
   ///         cnt0 did not move (a writer that died mid-write); torn when every attempt collided
-  ///         with a new write, or a live writer left no gap between writes for 1 s.
+  ///         with a new write, or a live writer left no gap between writes for 1 s; layout when
+  ///         the stream is a rolling buffer whose cnt1 names no slice (cnt1 >= depth(): the
+  ///         newest frame is unknown, as for ImageStreamIO's readLastWroteBuffer, which fails;
+  ///         rolling_layout_error() says so in words).
   Status read_copy(std::span<std::byte> out, FrameInfo* info = nullptr,
                    int max_attempts = 1000) const noexcept;
 
@@ -444,7 +451,8 @@ class SHMLINK_EXPORT Stream {
   ///         was lapped, or on a plain stream frames came faster than it read: `out` holds the
   ///         newest frame, the tail jumps to it, `skipped` says how many were lost); would_block
   ///         (nothing new, timeout 0); timeout; interrupted; replaced; writer_active; torn;
-  ///         size_mismatch; closed.
+  ///         layout (a rolling buffer whose cnt1 names no slice, as read_copy()); size_mismatch;
+  ///         closed.
   /// Memory ordering: as read_copy(); the copy is validated by the slice's cntarray entry and
   /// cnt0 (see docs/design/streams.md "Rolling buffers").
   Status read_next(std::span<std::byte> out, FrameInfo* info = nullptr, std::uint64_t* skipped = nullptr,
@@ -460,18 +468,21 @@ class SHMLINK_EXPORT Stream {
   /// Copies the frame whose cnt0 is `cnt0` from a rolling buffer's history (or the newest
   /// frame of a plain stream when `cnt0` is its cnt0), validated like read_next().
   /// @return ok; would_block (not written yet); overwritten (no longer in the buffer, or
-  ///         overwritten during the copy); size_mismatch; writer_active; torn; closed.
+  ///         overwritten during the copy); size_mismatch; writer_active; torn; layout (a rolling
+  ///         buffer without the temporal arrays whose cnt1 names no slice: frames cannot be
+  ///         placed); closed.
   Status read_frame(std::uint64_t cnt0, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
   /// Copies slice `slice` (DAO's get_arbitrary_frame: `slice % depth()`), validated.
   /// @return ok; would_block (the slice was never written); torn (it kept being overwritten);
-  ///         writer_active (a commit into it stalled for 200 ms); size_mismatch; closed.
+  ///         writer_active (a commit into it stalled for 200 ms); layout (as read_frame());
+  ///         size_mismatch; closed.
   Status read_slice(std::uint32_t slice, std::span<std::byte> out, FrameInfo* info = nullptr) const noexcept;
   /// Counters and times of slice `slice % depth()` from the temporal arrays (cnt0 from
   /// cntarray, 0 when never written; cnt1 = the slice), racy. On a plain stream: frame_info().
   /// A rolling buffer without the temporal arrays (no ZAXIS_TEMPORAL) has no per-slice record:
   /// cnt0 is then derived from cnt0 and cnt1 (the newest frame is slice cnt1, the one before it
   /// slice cnt1 - 1, ...), and the times are those of the newest frame for its slice, 0 for the
-  /// others.
+  /// others; cnt0 is 0 when cnt1 names no slice (cnt1 >= depth()).
   [[nodiscard]] FrameInfo slice_info(std::uint32_t slice) const noexcept;
   /// Zero-copy view of slice `slice % depth()` (unvalidated, as view()).
   [[nodiscard]] std::span<const std::byte> view_slice(std::uint32_t slice) const noexcept;
@@ -527,7 +538,9 @@ class SHMLINK_EXPORT Stream {
   /// writer may change it while it is read. Use read_copy() when a consistent frame matters,
   /// or check cnt0 before and after. The span lies inside the mapping (its size comes from the
   /// metadata validated at open, never re-read). If another process truncates the file in place
-  /// (a foreign re-creation), reading the span raises SIGBUS: see file_intact().
+  /// (a foreign re-creation), reading the span raises SIGBUS: see file_intact(). Empty when
+  /// closed, or for a rolling buffer whose cnt1 names no slice (cnt1 >= depth(), see
+  /// read_copy()): the newest frame is then unknown, and no other slice stands in for it.
   [[nodiscard]] std::span<const std::byte> view() const noexcept;
 
   /// Typed zero-copy view; empty when T does not match dtype().
@@ -550,6 +563,11 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] bool write_flag() const noexcept;
   /// Counters and times of the current frame (racy snapshot; use read_copy for a consistent one).
   [[nodiscard]] FrameInfo frame_info() const noexcept;
+  /// Why reads of this rolling buffer return Errc::layout, naming the stream and the values:
+  /// "stream 'wfs': cnt1 is 7, outside the 5 slices of its rolling buffer (the newest frame's
+  /// slice is unknown)". Empty when cnt1 names a slice, for a plain stream and when closed. A
+  /// racy snapshot, for error messages (the C API and Python use it).
+  [[nodiscard]] std::string rolling_layout_error() const;
 
   // ---- waiting ----------------------------------------------------------------------
   /// Waits until cnt0 differs from `last_cnt0`: spins for `spin`, then sleeps on a shared

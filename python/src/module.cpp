@@ -97,6 +97,9 @@ class PyStream {
 
   /// Raises for a failed hot-path Status, naming the stream.
   [[noreturn]] void fail(Status st, const std::string& what) {
+    if (st.code() == Errc::layout) {  // a rolling buffer whose cnt1 names no slice: say so with the values
+      if (const std::string why = s_.rolling_layout_error(); !why.empty()) raise_code(st.code(), what + " " + why);
+    }
     raise_code(st.code(), what + " stream '" + name_ + "': " + st.message());
   }
 
@@ -359,7 +362,9 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
       .def(
           "view", [](py::object self) {
             PyStream& ps = self.cast<PyStream&>();
-            return ps.view_of(ps.s().view(), self);
+            const auto bytes = ps.s().view();
+            if (bytes.empty()) ps.fail(Errc::layout, "viewing");  // cnt1 names no slice (Stream::view)
+            return ps.view_of(bytes, self);
           },
           "A zero-copy, read-only ndarray of the newest frame, NOT validated (the writer may change "
           "it while you read). Its base keeps the stream open: close() raises BufferError meanwhile. "

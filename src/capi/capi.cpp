@@ -93,12 +93,46 @@ static_assert(SHMLINK_OPEN_EXISTING == static_cast<int>(shmlink::OpenMode::OpenE
 static_assert(sizeof(shmlink_keyword_t{}.name) == 16 && sizeof(shmlink_keyword_t{}.s) == shmlink::kMaxKeywordString + 1);
 static_assert(sizeof(shmlink_keyword_t{}.comment) == 80);
 
+// The C ABI: size, alignment and every field offset of each public struct of include/shmlink.h
+// (x86-64 / aarch64, LP64). A change here breaks programs built against the previous header:
+// bump the library's SOVERSION (the project version, src/CMakeLists.txt), update these numbers
+// and say what changed in docs/c-api.md ("ABI"). Streams:
+static_assert(sizeof(shmlink_stream_spec_t) == 48 && alignof(shmlink_stream_spec_t) == 8);
+static_assert(offsetof(shmlink_stream_spec_t, naxis) == 0 && offsetof(shmlink_stream_spec_t, shape) == 4 &&
+              offsetof(shmlink_stream_spec_t, dtype) == 16 && offsetof(shmlink_stream_spec_t, keywords) == 18 &&
+              offsetof(shmlink_stream_spec_t, semaphores) == 20 &&
+              offsetof(shmlink_stream_spec_t, imagetype) == 24 &&
+              offsetof(shmlink_stream_spec_t, circular_buffer) == 32 &&
+              offsetof(shmlink_stream_spec_t, permissions) == 36 && offsetof(shmlink_stream_spec_t, version) == 40);
+static_assert(sizeof(shmlink_frame_info_t) == 40 && alignof(shmlink_frame_info_t) == 8);
+static_assert(offsetof(shmlink_frame_info_t, cnt0) == 0 && offsetof(shmlink_frame_info_t, cnt1) == 8 &&
+              offsetof(shmlink_frame_info_t, cnt2) == 16 && offsetof(shmlink_frame_info_t, atime_ns) == 24 &&
+              offsetof(shmlink_frame_info_t, writetime_ns) == 32);
+static_assert(sizeof(shmlink_stream_geometry_t) == 48 && alignof(shmlink_stream_geometry_t) == 8);
+static_assert(offsetof(shmlink_stream_geometry_t, naxis) == 0 && offsetof(shmlink_stream_geometry_t, shape) == 4 &&
+              offsetof(shmlink_stream_geometry_t, dtype) == 16 &&
+              offsetof(shmlink_stream_geometry_t, nelement) == 24 &&
+              offsetof(shmlink_stream_geometry_t, frame_bytes) == 32 &&
+              offsetof(shmlink_stream_geometry_t, semaphores) == 40 &&
+              offsetof(shmlink_stream_geometry_t, keyword_slots) == 44);
+static_assert(sizeof(shmlink_keyword_t) == 144 && alignof(shmlink_keyword_t) == 8);
+static_assert(offsetof(shmlink_keyword_t, name) == 0 && offsetof(shmlink_keyword_t, type) == 16 &&
+              offsetof(shmlink_keyword_t, i) == 24 && offsetof(shmlink_keyword_t, d) == 32 &&
+              offsetof(shmlink_keyword_t, s) == 40 && offsetof(shmlink_keyword_t, comment) == 57);
+
 using shmlink::capi::fail;
 using shmlink::capi::guarded;
 using shmlink::capi::null_arg;
 
 /// Message for a non-ok hot-path status: "writing stream 'wfs': timed out".
 int status_fail(shmlink::Status st, const char* action, const shmlink::Stream& s) noexcept {
+  if (st.code() == Errc::layout) {  // a rolling buffer whose cnt1 names no slice: say so with the values
+    try {
+      if (const std::string why = s.rolling_layout_error(); !why.empty())
+        return fail(static_cast<int>(st.code()), "%s %s", action, why.c_str());
+    } catch (...) {  // std::bad_alloc: the generic message below still names the stream
+    }
+  }
   return fail(static_cast<int>(st.code()), "%s stream '%s': %s", action, s.name().c_str(), st.message());
 }
 
@@ -325,6 +359,7 @@ int shmlink_stream_view(const shmlink_stream_t* stream, const void** data, size_
   const auto& s = stream->stream;
   if (!s.valid()) return status_fail(Errc::closed, "viewing", s);
   const auto v = s.view();
+  if (v.empty()) return status_fail(Errc::layout, "viewing", s);  // cnt1 names no slice (Stream::view)
   *data = v.data();
   *bytes = v.size();
   return SHMLINK_OK;
@@ -377,8 +412,8 @@ int shmlink_stream_claim_semaphore(shmlink_stream_t* stream, int preferred) {
   if (!s.valid()) return status_fail(Errc::closed, "claiming a semaphore of", s);
   const int index = s.claim_semaphore(preferred);
   if (index >= 0) return index;
-  if (s.semaphore_count() == 0)
-    return fail(SHMLINK_E_BUSY, "claiming a semaphore of stream '%s': the stream has no semaphores", s.name().c_str());
+  // No slot to claim is not "every slot busy": the index range is empty (as sem_wait says).
+  if (s.semaphore_count() == 0) return semaphore_out_of_range("claiming a semaphore", preferred, s);
   return fail(SHMLINK_E_BUSY, "claiming a semaphore of stream '%s': all %d slots are held by live processes",
               s.name().c_str(), s.semaphore_count());
 }
@@ -534,6 +569,51 @@ static_assert(offsetof(shmlink_value_t, f) == offsetof(SignalValue, f) &&
 static_assert(std::is_trivially_copyable_v<shmlink_value_t> && std::is_trivially_copyable_v<SignalValue>);
 static_assert(sizeof(shmlink_signal_t{}.name) == shmlink::kMaxSignalName + 1);
 static_assert(sizeof(shmlink_signal_t{}.unit) == shmlink::kMaxSignalUnit + 1);
+// The C ABI of the queue and interface structs (see the stream structs above).
+static_assert(sizeof(shmlink_value_t) == 8 && alignof(shmlink_value_t) == 8);
+static_assert(offsetof(shmlink_value_t, f) == 0 && offsetof(shmlink_value_t, i) == 0 &&
+              offsetof(shmlink_value_t, bits) == 0 && offsetof(shmlink_value_t, z) == 0);
+static_assert(sizeof(shmlink_signal_t) == 64 && alignof(shmlink_signal_t) == 4);
+static_assert(offsetof(shmlink_signal_t, index) == 0 && offsetof(shmlink_signal_t, name) == 4 &&
+              offsetof(shmlink_signal_t, type) == 44 && offsetof(shmlink_signal_t, unit) == 45);
+static_assert(sizeof(shmlink_sample_t) == 48 && alignof(shmlink_sample_t) == 8);
+static_assert(offsetof(shmlink_sample_t, sequence) == 0 && offsetof(shmlink_sample_t, ts_origin_ns) == 8 &&
+              offsetof(shmlink_sample_t, ts_received_ns) == 16 && offsetof(shmlink_sample_t, flags) == 24 &&
+              offsetof(shmlink_sample_t, length) == 28 && offsetof(shmlink_sample_t, capacity) == 32 &&
+              offsetof(shmlink_sample_t, values) == 40);
+static_assert(sizeof(shmlink_queue_spec_t) == 32 && alignof(shmlink_queue_spec_t) == 8);
+static_assert(offsetof(shmlink_queue_spec_t, capacity) == 0 && offsetof(shmlink_queue_spec_t, max_values) == 4 &&
+              offsetof(shmlink_queue_spec_t, kind) == 8 && offsetof(shmlink_queue_spec_t, wait) == 9 &&
+              offsetof(shmlink_queue_spec_t, permissions) == 12 && offsetof(shmlink_queue_spec_t, signals) == 16 &&
+              offsetof(shmlink_queue_spec_t, signal_count) == 24);
+static_assert(sizeof(shmlink_queue_expect_t) == 24 && alignof(shmlink_queue_expect_t) == 8);
+static_assert(offsetof(shmlink_queue_expect_t, max_values) == 0 && offsetof(shmlink_queue_expect_t, kind) == 4 &&
+              offsetof(shmlink_queue_expect_t, signals) == 8 &&
+              offsetof(shmlink_queue_expect_t, signal_count) == 16 &&
+              offsetof(shmlink_queue_expect_t, read_only) == 20);
+static_assert(sizeof(shmlink_queue_info_t) == 64 && alignof(shmlink_queue_info_t) == 8);
+static_assert(offsetof(shmlink_queue_info_t, version) == 0 && offsetof(shmlink_queue_info_t, kind) == 4 &&
+              offsetof(shmlink_queue_info_t, wait) == 5 && offsetof(shmlink_queue_info_t, capacity) == 8 &&
+              offsetof(shmlink_queue_info_t, max_values) == 12 &&
+              offsetof(shmlink_queue_info_t, signal_count) == 16 &&
+              offsetof(shmlink_queue_info_t, cell_bytes) == 20 && offsetof(shmlink_queue_info_t, file_bytes) == 24 &&
+              offsetof(shmlink_queue_info_t, pushed) == 32 && offsetof(shmlink_queue_info_t, popped) == 40 &&
+              offsetof(shmlink_queue_info_t, closed) == 48 && offsetof(shmlink_queue_info_t, creator_pid) == 52 &&
+              offsetof(shmlink_queue_info_t, creation_time_ns) == 56);
+static_assert(sizeof(shmlink_interface_spec_t) == 72 && alignof(shmlink_interface_spec_t) == 8);
+static_assert(offsetof(shmlink_interface_spec_t, out) == 0 && offsetof(shmlink_interface_spec_t, in) == 8 &&
+              offsetof(shmlink_interface_spec_t, capacity) == 16 &&
+              offsetof(shmlink_interface_spec_t, max_values) == 20 &&
+              offsetof(shmlink_interface_spec_t, kind) == 24 && offsetof(shmlink_interface_spec_t, wait) == 25 &&
+              offsetof(shmlink_interface_spec_t, attach_timeout_ns) == 32 &&
+              offsetof(shmlink_interface_spec_t, liveness_interval_ns) == 40 &&
+              offsetof(shmlink_interface_spec_t, stop_timeout_ns) == 48 &&
+              offsetof(shmlink_interface_spec_t, permissions) == 56 &&
+              offsetof(shmlink_interface_spec_t, exec) == 64);
+static_assert(sizeof(shmlink_peer_status_t) == 24 && alignof(shmlink_peer_status_t) == 4);
+static_assert(offsetof(shmlink_peer_status_t, pid) == 0 && offsetof(shmlink_peer_status_t, launched) == 4 &&
+              offsetof(shmlink_peer_status_t, exited) == 8 && offsetof(shmlink_peer_status_t, exit_code) == 12 &&
+              offsetof(shmlink_peer_status_t, term_signal) == 16 && offsetof(shmlink_peer_status_t, closed) == 20);
 
 bool kind_valid(unsigned k) noexcept { return k == SHMLINK_QUEUE_SPSC || k == SHMLINK_QUEUE_MPMC; }
 bool wait_valid(unsigned w) noexcept { return w >= SHMLINK_WAIT_POLLING && w <= SHMLINK_WAIT_HYBRID; }

@@ -74,6 +74,64 @@ static_assert(std::is_same_v<decltype(shmlink_memif_buffer_t::capacity), decltyp
 static_assert(std::is_same_v<decltype(shmlink_memif_buffer_t::flags), decltype(memif::Buffer::flags)>);
 static_assert(std::is_same_v<decltype(shmlink_memif_buffer_t::desc_index), decltype(memif::Buffer::desc_index)>);
 
+// The C ABI of the memif structs: size, alignment and every field offset (LP64). A change
+// breaks programs built against the previous header: bump the SOVERSION (see capi.cpp).
+static_assert(sizeof(shmlink_memif_socket_args_t) == 24 && alignof(shmlink_memif_socket_args_t) == 8);
+static_assert(offsetof(shmlink_memif_socket_args_t, path) == 0 &&
+              offsetof(shmlink_memif_socket_args_t, app_name) == 8 &&
+              offsetof(shmlink_memif_socket_args_t, reconnect_interval_ms) == 16 &&
+              offsetof(shmlink_memif_socket_args_t, cache_line) == 20);
+static_assert(sizeof(shmlink_memif_args_t) == 64 && alignof(shmlink_memif_args_t) == 8);
+static_assert(offsetof(shmlink_memif_args_t, role) == 0 && offsetof(shmlink_memif_args_t, id) == 4 &&
+              offsetof(shmlink_memif_args_t, name) == 8 && offsetof(shmlink_memif_args_t, secret) == 16 &&
+              offsetof(shmlink_memif_args_t, mode) == 24 && offsetof(shmlink_memif_args_t, num_s2m_rings) == 25 &&
+              offsetof(shmlink_memif_args_t, num_m2s_rings) == 26 &&
+              offsetof(shmlink_memif_args_t, log2_ring_size) == 27 &&
+              offsetof(shmlink_memif_args_t, buffer_size) == 28 &&
+              offsetof(shmlink_memif_args_t, separate_buffer_region) == 32 &&
+              offsetof(shmlink_memif_args_t, rx_mode) == 36 && offsetof(shmlink_memif_args_t, on_connect) == 40 &&
+              offsetof(shmlink_memif_args_t, on_disconnect) == 48 && offsetof(shmlink_memif_args_t, ctx) == 56);
+static_assert(sizeof(shmlink_memif_buffer_t) == 24 && alignof(shmlink_memif_buffer_t) == 8);
+static_assert(offsetof(shmlink_memif_buffer_t, data) == 0 && offsetof(shmlink_memif_buffer_t, len) == 8 &&
+              offsetof(shmlink_memif_buffer_t, capacity) == 12 && offsetof(shmlink_memif_buffer_t, flags) == 16 &&
+              offsetof(shmlink_memif_buffer_t, desc_index) == 18);
+static_assert(sizeof(shmlink_memif_queue_counters_t) == 56 && alignof(shmlink_memif_queue_counters_t) == 8);
+static_assert(offsetof(shmlink_memif_queue_counters_t, packets) == 0 &&
+              offsetof(shmlink_memif_queue_counters_t, bytes) == 8 &&
+              offsetof(shmlink_memif_queue_counters_t, bad_descriptors) == 16 &&
+              offsetof(shmlink_memif_queue_counters_t, dropped_packets) == 24 &&
+              offsetof(shmlink_memif_queue_counters_t, clamped_jumps) == 32 &&
+              offsetof(shmlink_memif_queue_counters_t, interrupts_sent) == 40 &&
+              offsetof(shmlink_memif_queue_counters_t, ring_full) == 48);
+static_assert(sizeof(shmlink_memif_queue_details_t) == 96 && alignof(shmlink_memif_queue_details_t) == 8);
+static_assert(offsetof(shmlink_memif_queue_details_t, qid) == 0 &&
+              offsetof(shmlink_memif_queue_details_t, s2m) == 4 &&
+              offsetof(shmlink_memif_queue_details_t, transmit) == 8 &&
+              offsetof(shmlink_memif_queue_details_t, region) == 12 &&
+              offsetof(shmlink_memif_queue_details_t, offset) == 16 &&
+              offsetof(shmlink_memif_queue_details_t, ring_size) == 20 &&
+              offsetof(shmlink_memif_queue_details_t, buffer_size) == 24 &&
+              offsetof(shmlink_memif_queue_details_t, head) == 28 &&
+              offsetof(shmlink_memif_queue_details_t, tail) == 30 &&
+              offsetof(shmlink_memif_queue_details_t, mask_int) == 32 &&
+              offsetof(shmlink_memif_queue_details_t, rx_mode) == 36 &&
+              offsetof(shmlink_memif_queue_details_t, counters) == 40);
+static_assert(sizeof(shmlink_memif_region_details_t) == 24 && alignof(shmlink_memif_region_details_t) == 8);
+static_assert(offsetof(shmlink_memif_region_details_t, index) == 0 &&
+              offsetof(shmlink_memif_region_details_t, size) == 8 &&
+              offsetof(shmlink_memif_region_details_t, fd) == 16);
+static_assert(sizeof(shmlink_memif_details_t) == 264 && alignof(shmlink_memif_details_t) == 8);
+static_assert(offsetof(shmlink_memif_details_t, role) == 0 && offsetof(shmlink_memif_details_t, id) == 4 &&
+              offsetof(shmlink_memif_details_t, mode) == 8 && offsetof(shmlink_memif_details_t, connected) == 12 &&
+              offsetof(shmlink_memif_details_t, connects) == 16 &&
+              offsetof(shmlink_memif_details_t, tx_queues) == 24 &&
+              offsetof(shmlink_memif_details_t, rx_queues) == 26 &&
+              offsetof(shmlink_memif_details_t, tx_queues_configured) == 28 &&
+              offsetof(shmlink_memif_details_t, rx_queues_configured) == 30 &&
+              offsetof(shmlink_memif_details_t, regions) == 32 && offsetof(shmlink_memif_details_t, name) == 34 &&
+              offsetof(shmlink_memif_details_t, peer_name) == 66 &&
+              offsetof(shmlink_memif_details_t, peer_app) == 98 && offsetof(shmlink_memif_details_t, socket) == 130);
+
 }  // namespace
 
 /// The opaque interface handle: the C callbacks and a label for messages. Owned by its socket.

@@ -885,7 +885,17 @@ FrameInfo Stream::frame_info() const noexcept {
 std::span<const std::byte> Stream::view() const noexcept {
   if (!impl_) return {};
   if (!impl_->rolling) return {impl_->data, impl_->frame_bytes};
-  return view_slice(static_cast<std::uint32_t>(cnt1() % impl_->depth));
+  const std::uint64_t newest = cnt1();
+  if (newest >= impl_->depth) return {};  // cnt1 names no slice: no slice is the newest frame
+  return view_slice(static_cast<std::uint32_t>(newest));
+}
+
+std::string Stream::rolling_layout_error() const {
+  if (!impl_ || !impl_->rolling) return {};
+  const std::uint64_t newest = cnt1();
+  if (newest < impl_->depth) return {};
+  return "stream '" + escape_name(impl_->name) + "': cnt1 is " + std::to_string(newest) + ", outside the " +
+         std::to_string(impl_->depth) + " slices of its rolling buffer (the newest frame's slice is unknown)";
 }
 
 std::span<const std::byte> Stream::view_slice(std::uint32_t slice) const noexcept {
@@ -912,9 +922,10 @@ FrameInfo Stream::slice_info(std::uint32_t slice) const noexcept {
   FrameInfo f;
   if (!m.temporal) {  // no per-slice record: derived from cnt0 and cnt1 (racy, as documented)
     const std::uint64_t c = aref(m.md->cnt0).load(std::memory_order_acquire);
-    const auto s = static_cast<std::uint32_t>(aref(m.md->cnt1).load(std::memory_order_acquire) % m.depth);
-    f.cnt0 = derived_frame(c, s, sl, m.depth);
+    const std::uint64_t newest = aref(m.md->cnt1).load(std::memory_order_acquire);
     f.cnt1 = sl;
+    if (newest >= m.depth) return f;  // cnt1 names no slice: nothing can be placed
+    f.cnt0 = derived_frame(c, static_cast<std::uint32_t>(newest), sl, m.depth);
     if (f.cnt0 != 0 && f.cnt0 == c) {
       f.cnt2 = aref(m.md->cnt2).load(std::memory_order_relaxed);
       f.atime_ns = load_timespec(m.md->atime);
@@ -1050,7 +1061,8 @@ static Errc open_seqlock(const Metadata* md, WriterPatience& patience, std::uint
 /// and after, cnt0 unchanged), then the slice is copied and accepted, as in copy_slice(), when
 /// `cnt0 + write < k + depth` after an acquire fence: no write into that slice has begun.
 /// `expect` != 0: copy frame `expect` (would_block when not written yet, overwritten when gone);
-/// otherwise copy slice `sl` whatever frame it holds (would_block when never written).
+/// otherwise copy slice `sl` whatever frame it holds (would_block when never written). A cnt1
+/// outside the buffer places nothing: layout (ImageStreamIO_readBufferAt fails on it too).
 static Status copy_derived(const Stream::Impl& m, std::uint32_t sl, std::uint64_t expect, std::span<std::byte> out,
                            FrameInfo* info, int max_attempts) noexcept {
   const Metadata* md = m.md;
@@ -1060,7 +1072,10 @@ static Status copy_derived(const Stream::Impl& m, std::uint32_t sl, std::uint64_
     // Inside a write cnt1 may already name the slice being written: wait for the commit.
     std::uint64_t c1 = 0;
     if (const Errc e = open_seqlock(md, patience, &c1); e != Errc::ok) return e;
-    const auto s1 = static_cast<std::uint32_t>(aref(md->cnt1).load(std::memory_order_acquire) % m.depth);
+    const std::uint64_t newest = aref(md->cnt1).load(std::memory_order_acquire);
+    // A writer only ever stores a slice index: cnt1 beyond the buffer is a scribble, not a race.
+    if (newest >= m.depth) return Errc::layout;
+    const auto s1 = static_cast<std::uint32_t>(newest);
     // SYNC POINT C (acquire fence): a cnt1 stored by a later write makes its write = 1 visible.
     std::atomic_thread_fence(std::memory_order_acquire);
     if (aref(md->write).load(std::memory_order_acquire) != 0 || aref(md->cnt0).load(std::memory_order_relaxed) != c1) {
@@ -1209,7 +1224,11 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
     // The newest slice, validated by its cntarray entry. A stream nothing was written to yet,
     // or whose writer does not fill cntarray (ISIO's UpdateIm does not), or that has no
     // cntarray (no ZAXIS_TEMPORAL), takes the plain seqlock path below on the slice cnt1 names.
-    const auto sl = static_cast<std::uint32_t>(aref(md->cnt1).load(std::memory_order_acquire) % m.depth);
+    // cnt1 beyond the buffer names no slice: the newest frame is unknown (ImageStreamIO's
+    // readLastWroteBuffer fails too), and no other slice is returned in its place.
+    const std::uint64_t newest = aref(md->cnt1).load(std::memory_order_acquire);
+    if (newest >= m.depth) return Errc::layout;
+    const auto sl = static_cast<std::uint32_t>(newest);
     if (aref(m.cntarray[sl]).load(std::memory_order_acquire) != 0) {
       return copy_slice(m, sl, 0, out, info, max_attempts);
     }
@@ -1220,7 +1239,9 @@ Status Stream::read_copy(std::span<std::byte> out, FrameInfo* info, int max_atte
     std::uint64_t c1 = 0;
     if (const Errc e = open_seqlock(md, patience, &c1); e != Errc::ok) return e;
     const std::uint64_t c1_slice = aref(md->cnt1).load(std::memory_order_relaxed);
-    std::memcpy(out.data(), m.rolling ? m.slice_data(static_cast<std::uint32_t>(c1_slice % m.depth)) : m.data,
+    // A writer only ever stores a slice index: cnt1 beyond the buffer is a scribble (as above).
+    if (m.rolling && c1_slice >= m.depth) return Errc::layout;
+    std::memcpy(out.data(), m.rolling ? m.slice_data(static_cast<std::uint32_t>(c1_slice)) : m.data,
                 m.frame_bytes);
     FrameInfo f;
     f.cnt0 = c1;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -95,19 +96,25 @@ class IsioFile {
   /// rolling buffer (3 axes, imagetype & 0xF == CIRCULAR_BUFFER) the frame goes to slice
   /// ImageStreamIO_writeIndex() = (cnt1 + 1) % size[2] and cnt1 becomes that slice, otherwise the
   /// frame is the data area; then UpdateIm: writetime, atime, cnt0 += 1, write = 0, post every
-  /// semaphore below 10 and semlog (glibc's sem_post, as ISIO).
+  /// semaphore below 10 and semlog (glibc's sem_post, as ISIO). ISIO 2.00 uses plain stores and
+  /// no fences; compiler barriers keep the steps in this order, the order an x86 (TSO) CPU then
+  /// makes visible to a concurrent reader in another process.
   void write_frame(std::span<const std::byte> frame) {
     base_[288] = 1;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     const bool rolling = spec_.naxis == 3 && (spec_.imagetype & 0xF) == 1;
     std::uint64_t slice = 0;
     if (rolling) slice = (get<std::uint64_t>(272) + 1) % spec_.size[2];
     std::memcpy(base_ + off_.data + slice * slice_bytes(), frame.data(), frame.size());
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     if (rolling) put<std::uint64_t>(272, slice);
     timespec now{};
     ::clock_gettime(CLOCK_REALTIME, &now);
     put(200, now);  // writetime
     put(184, now);  // atime
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     put<std::uint64_t>(264, get<std::uint64_t>(264) + 1);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     base_[288] = 0;
     for (std::size_t i = 0; i < spec_.semaphores; ++i) {
       int v = 0;

@@ -218,6 +218,24 @@ def test_fifo_newest_next_arbitrary_and_overwrite(streamdir):
     assert list(v.read()) == [0, 1, 2, 3, 4]
 
 
+def test_a_rolling_buffer_whose_cnt1_names_no_slice_reads_as_a_layout_error(streamdir):
+    # cnt1 (offset 272) >= depth: ImageStreamIO's readLastWroteBuffer fails; so do read() and
+    # view(), naming the stream and both values, instead of reading slice cnt1 % depth.
+    w = shmlink.Stream.create("cb", shape=(2,), dtype="uint32", depth=3, mode="purge")
+    for k in range(1, 5):
+        w.write(np.full(2, k, np.uint32))
+    with open(w.path, "r+b") as f:
+        f.seek(272)
+        f.write((3).to_bytes(8, "little"))
+    message = r"stream 'cb': cnt1 is 3, outside the 3 slices of its rolling buffer"
+    with pytest.raises(shmlink.LayoutError, match=message):
+        w.read()
+    with pytest.raises(shmlink.LayoutError, match=message):
+        w.view()
+    w.write(np.full(2, 5, np.uint32))  # a write goes to slice (3 + 1) % 3 and repairs cnt1
+    assert list(w.read()) == [5, 5]
+
+
 # ---- errors -----------------------------------------------------------------------------
 
 def test_errors_are_the_right_exceptions_with_clear_messages(streamdir):

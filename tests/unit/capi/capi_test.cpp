@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 #include <test_util.hpp>
 
+#include <fcntl.h>
+#include <link.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -664,6 +667,35 @@ TEST_F(capiFrames, ViewRejectsNullArguments) {
   EXPECT_NE(last_error().find("bytes is NULL"), std::string::npos) << last_error();
 }
 
+// Review of issue 18 item 3: a rolling buffer whose cnt1 names no slice (here 3 of 3, scribbled
+// through the file) has no readable newest frame, as ImageStreamIO's readLastWroteBuffer fails;
+// read_copy and view say LAYOUT with both values instead of serving slice cnt1 % 3.
+TEST_F(capiFrames, ARollingBufferWhoseCnt1NamesNoSliceIsALayoutErrorWithTheValues) {
+  const std::string name = test_stream_name();
+  auto spec = spec_of(3, 4, 1, 3);  // 4 x 1 uint16 frames, 3 slices
+  spec.imagetype = 0x1;             // CIRCULAR_BUFFER, as milk makes it
+  auto s = make_stream(name, spec);
+  ASSERT_TRUE(s);
+  for (std::uint16_t k = 1; k <= 4; ++k)
+    ASSERT_EQ(shmlink_stream_write(s.get(), pattern(4, k).data(), 8, -1), SHMLINK_OK) << last_error();
+  const int fd = ::open((stream_dir() + "/" + name + ".im.shm").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const std::uint64_t three = 3;
+  ASSERT_EQ(::pwrite(fd, &three, sizeof three, 272), static_cast<ssize_t>(sizeof three));  // cnt1
+  ::close(fd);
+  std::vector<std::uint16_t> out(4);
+  EXPECT_EQ(shmlink_stream_read_copy(s.get(), out.data(), 8, nullptr), SHMLINK_E_LAYOUT);
+  const std::string why = "stream '" + name + "': cnt1 is 3, outside the 3 slices of its rolling buffer";
+  EXPECT_NE(last_error().find("reading " + why), std::string::npos) << last_error();
+  const void* data = nullptr;
+  std::size_t bytes = 0;
+  EXPECT_EQ(shmlink_stream_view(s.get(), &data, &bytes), SHMLINK_E_LAYOUT);
+  EXPECT_NE(last_error().find("viewing " + why), std::string::npos) << last_error();
+  ASSERT_EQ(shmlink_stream_write(s.get(), pattern(4, 5).data(), 8, -1), SHMLINK_OK);  // to slice (3 + 1) % 3
+  ASSERT_EQ(shmlink_stream_read_copy(s.get(), out.data(), 8, nullptr), SHMLINK_OK);
+  EXPECT_EQ(out, pattern(4, 5));
+}
+
 TEST_F(capiFrames, FrameInfoRejectsNullArguments) {
   auto s = make_stream(test_stream_name());
   ASSERT_TRUE(s);
@@ -806,6 +838,27 @@ TEST_F(capiWait, WaitSpinSeesAWriteFromAnotherThread) {
 
 // ---- semaphores -----------------------------------------------------------------------------------
 
+// ---- ABI ----------------------------------------------------------------------------------
+
+// The library a program loads is the one its header describes: the SONAME names the C ABI, and
+// 0.2 is the first with a 144-byte shmlink_keyword_t (s is char[17]; 0.1 had 136 bytes and its
+// comment 1 byte earlier). Before the bump the changed layout shipped as libshmlink.so.0.1, so
+// a program built against 0.1 loaded it and misread every keyword's comment.
+TEST(capiAbi, TheLoadedLibraryIsNamedForTheLayoutOfTheHeader) {
+  static_assert(sizeof(shmlink_keyword_t) == 144 && offsetof(shmlink_keyword_t, comment) == 57);
+  std::vector<std::string> loaded;
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* out) {
+        const std::string name = info->dlpi_name != nullptr ? info->dlpi_name : "";
+        if (name.find("libshmlink.so") != std::string::npos) static_cast<std::vector<std::string>*>(out)->push_back(name);
+        return 0;
+      },
+      &loaded);
+  ASSERT_EQ(loaded.size(), 1u) << "libshmlink.so is not loaded exactly once";
+  const std::string file = std::filesystem::path(loaded[0]).filename();
+  EXPECT_EQ(file, "libshmlink.so.0.2") << loaded[0];
+}
+
 TEST_F(capiSemaphore, ClaimRejectsNull) {
   EXPECT_EQ(shmlink_stream_claim_semaphore(nullptr, -1), SHMLINK_E_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("shmlink_stream_claim_semaphore"), std::string::npos) << last_error();
@@ -893,8 +946,11 @@ TEST_F(capiSemaphore, OutOfRangeErrorsNameTheRangeOrSayThereAreNoSemaphores) {
   EXPECT_NE(last_error().find("stream '" + none + "' has no semaphores"), std::string::npos) << last_error();
   EXPECT_EQ(shmlink_stream_sem_post(z.get(), 0), SHMLINK_E_OUT_OF_RANGE);
   EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
-  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), -1), SHMLINK_E_BUSY);
-  EXPECT_NE(last_error().find("has no semaphores"), std::string::npos) << last_error();
+  // No slot at all is an empty index range, not "every slot busy" (it was E_BUSY).
+  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), -1), SHMLINK_E_OUT_OF_RANGE);
+  EXPECT_NE(last_error().find("claiming a semaphore: stream '" + none + "' has no semaphores"), std::string::npos)
+      << last_error();
+  EXPECT_EQ(shmlink_stream_claim_semaphore(z.get(), 0), SHMLINK_E_OUT_OF_RANGE);
 }
 
 TEST_F(capiSemaphore, SemWaitTimesOutWithoutAPost) {
