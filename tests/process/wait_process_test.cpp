@@ -17,9 +17,13 @@
 #include <shmlink/stream.hpp>
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,6 +32,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -498,5 +503,64 @@ TEST(WaitProcesses, CatWaitWaitsOnASlotForAnIsioWriter) {
   EXPECT_EQ(w.read_pid(9), -1);  // given back when cat closed the stream
 #endif
 }
+
+
+#if defined(SYS_futex_waitv) && defined(__x86_64__)
+/// Makes futex_waitv fail with EPERM in this process, as a container's seccomp profile that
+/// predates it does (no privilege needed with no_new_privs).
+bool refuse_futex_waitv() {
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(offsetof(seccomp_data, arch))),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(offsetof(seccomp_data, nr))),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(SYS_futex_waitv), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+struct SeccompCtl {
+  ChildReport rep;
+  std::atomic<int> phase{0};  // 1: the idle wait is over, the reader waits for a frame
+  std::atomic<std::int64_t> idle_cpu_ns{-1};
+};
+
+// Under a seccomp filter that refuses futex_waitv with EPERM, a slot waiter falls back to
+// sleeping on its slot alone (as on kernels before 5.16): an idle wait sleeps instead of spinning
+// on the error for its whole timeout, and an ISIO writer's post still wakes the next wait.
+TEST(WaitProcesses, WhenSeccompRefusesFutexWaitvTheWaiterSleepsOnItsSlot) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("seccomp", spec_of({4}, Dtype::u32));
+  IsioWriter w(s.path(), 4, 1, 10);
+  w.write();  // unstamped: the reader waits on a slot
+  Shared<SeccompCtl> ctl;
+  const pid_t reader = test::spawn([&] {
+    only_real_wakeups();
+    SHMLINK_CHILD_CHECK(&ctl->rep, refuse_futex_waitv(), errno);
+    os::futex_waitv_support().store(os::FutexWaitvSupport::unknown);  // as a fresh process
+    auto in = Stream::open("seccomp");
+    const std::int64_t cpu0 = thread_cpu_ns();
+    const Status idle = in.wait_futex(1, 300ms, nullptr, 0ns);
+    ctl->idle_cpu_ns.store(thread_cpu_ns() - cpu0);
+    SHMLINK_CHILD_CHECK(&ctl->rep, idle.code() == Errc::timeout, static_cast<int>(idle.code()));
+    SHMLINK_CHILD_CHECK(&ctl->rep, os::futex_waitv_support().load() == os::FutexWaitvSupport::no, 0);
+    ctl->phase.store(1);
+    std::uint64_t c = 0;
+    const Status st = in.wait_futex(1, 20s, &c, 0ns);
+    SHMLINK_CHILD_CHECK(&ctl->rep, st.ok(), static_cast<int>(st.code()));
+    SHMLINK_CHILD_CHECK(&ctl->rep, c == 2, c);
+    return 0;
+  });
+  const bool asleep = test::wait_until([&] { return ctl->phase.load() == 1 && w.sem_waiters(9) == 1; }, 10);
+  w.write();
+  EXPECT_EQ(test::reap(reader, 10), 0) << ctl->rep.describe();
+  EXPECT_TRUE(asleep);
+  // Spinning on EPERM uses most of the 300 ms; sleeping uses well under a millisecond.
+  EXPECT_LT(ctl->idle_cpu_ns.load(), 100'000'000) << "the idle wait spun on futex_waitv's error";
+}
+#endif
 
 }  // namespace
