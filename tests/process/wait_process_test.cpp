@@ -34,6 +34,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <thread>
 #include <vector>
 
@@ -101,6 +103,10 @@ class IsioWriter {
     ref<std::uint8_t>(kOffWrite).store(0, std::memory_order_release);
     post_all();
   }
+
+  /// Sets the write flag, as milk programs do when their compute step starts (write = 1;
+  /// compute; cnt0 += 1; write = 0; post): the flag stays set between frames.
+  void begin_compute() { ref<std::uint8_t>(kOffWrite).store(1, std::memory_order_release); }
 
   /// ImageStreamIO_sempost(img, -1): every slot below 10, then semlog once.
   void post_all() {
@@ -505,6 +511,58 @@ TEST(WaitProcesses, CatWaitWaitsOnASlotForAnIsioWriter) {
 }
 
 
+struct ComputeCtl {
+  ChildReport rep;
+  std::atomic<int> ready{0};
+  std::atomic<std::uint64_t> seen{0};
+  std::atomic<std::int64_t> cpu_ns{-1};
+};
+
+// A milk writer sets the write flag when its compute step starts, so the flag stays set between
+// frames (ISIO's order otherwise). The post that woke the reader for frame k is still in its
+// slot at its next wait: that post is old (the frame was returned) and must not start the watch
+// for a writer that posts before its cnt0 increment, which spins while the write flag is set
+// (up to 1 ms per frame before the fix, about the whole run here). The reader's CPU time over
+// the frames stays far below one such spin per frame.
+TEST(WaitProcesses, WaitFutexDoesNotSpinOnTheOldPostWhileAMilkWriterComputes) {
+  test::TempStreamDir dir;
+  constexpr int kFrames = 60;
+  auto s = Stream::create("compute", spec_of({4}, Dtype::u32));
+  Shared<ComputeCtl> ctl;
+  const pid_t reader = test::spawn([&] {
+    only_real_wakeups();
+    auto in = Stream::open("compute");
+    ctl->ready.store(1);
+    std::uint64_t last = 0;
+    const std::int64_t cpu0 = thread_cpu_ns();
+    for (int i = 0; i < kFrames; ++i) {
+      std::uint64_t c = 0;
+      const Status st = in.wait_futex(last, 20s, &c, 0ns);
+      SHMLINK_CHILD_CHECK(&ctl->rep, st.ok(), static_cast<int>(st.code()));
+      SHMLINK_CHILD_CHECK(&ctl->rep, c == last + 1, c);
+      last = c;
+      ctl->seen.store(c);
+    }
+    ctl->cpu_ns.store(thread_cpu_ns() - cpu0);
+    return 0;
+  });
+  ASSERT_TRUE(test::wait_until([&] { return ctl->ready.load() == 1; }));
+  IsioWriter w(s.path(), 4, 1, 10);
+  int not_asleep = 0;
+  for (std::uint64_t k = 1; k <= kFrames; ++k) {
+    if (!test::wait_until([&] { return ctl->seen.load() == k - 1; }, 5)) break;
+    // The reader is back asleep on its slot (after any spin) before the next frame comes.
+    if (!test::wait_until([&] { return w.sem_waiters(9) == 1; }, 5)) ++not_asleep;
+    w.write();
+    w.begin_compute();  // the next frame's compute starts at once: write = 1 until its write
+  }
+  EXPECT_EQ(test::reap(reader, 10), 0) << ctl->rep.describe();
+  EXPECT_EQ(ctl->seen.load(), static_cast<std::uint64_t>(kFrames));
+  EXPECT_EQ(not_asleep, 0);
+  // Spinning 1 ms per frame costs about 60 ms; sleeping costs tens of microseconds per frame.
+  EXPECT_LT(ctl->cpu_ns.load(), 20'000'000) << "the reader spun between frames";
+}
+
 #if defined(SYS_futex_waitv) && defined(__x86_64__)
 /// Makes futex_waitv fail with EPERM in this process, as a container's seccomp profile that
 /// predates it does (no privilege needed with no_new_privs).
@@ -562,5 +620,69 @@ TEST(WaitProcesses, WhenSeccompRefusesFutexWaitvTheWaiterSleepsOnItsSlot) {
   EXPECT_LT(ctl->idle_cpu_ns.load(), 100'000'000) << "the idle wait spun on futex_waitv's error";
 }
 #endif
+
+struct ForkCtl {
+  ChildReport rep;
+  std::atomic<int> released{0};
+};
+
+// A child forked while its parent holds a wait slot inherits a copy of the parent's wait-slot
+// registry; those entries are the parent's: once the parent gives the slot back, the child can
+// claim that slot for its own semaphore reads, find it again as its own, and release it.
+TEST(WaitProcesses, AForkedChildDoesNotTakeItsParentsWaitSlotsForItsOwn) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("forked", spec_of({4}, Dtype::u32));
+  IsioWriter w(s.path(), 4, 1, 10);
+  w.write();
+  auto r = Stream::open("forked");
+  ASSERT_EQ(r.wait_futex(1, 20ms).code(), Errc::timeout);
+  ASSERT_EQ(w.read_pid(9), ::getpid());  // the parent's wait slot
+  Shared<ForkCtl> ctl;
+  const pid_t child = test::spawn([&] {
+    SHMLINK_CHILD_CHECK(&ctl->rep, test::wait_until([&] { return ctl->released.load() == 1; }, 10), 0);
+    auto mine = Stream::open("forked");
+    SHMLINK_CHILD_CHECK(&ctl->rep, mine.claim_semaphore(9) == 9, 0);
+    const int again = mine.claim_semaphore();  // the caller's own slot, found again
+    SHMLINK_CHILD_CHECK(&ctl->rep, again == 9, again);
+    mine.release_semaphore(9);
+    SHMLINK_CHILD_CHECK(&ctl->rep, w.read_pid(9) == -1, w.read_pid(9));
+    return 0;
+  });
+  r.close();  // gives slot 9 back
+  EXPECT_EQ(w.read_pid(9), -1);
+  ctl->released.store(1);
+  EXPECT_EQ(test::reap(child, 10), 0) << ctl->rep.describe();
+}
+
+// A handle closed while its file is truncated in place cannot give its wait slot back (the
+// words are gone), but it forgets it: when the same file (same inode) gets its bytes back, the
+// process's own claim of that slot is found as its own and can be released.
+TEST(WaitProcesses, AWaitSlotIsForgottenWhenItsFileWasTruncatedAtClose) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("trunc", spec_of({4}, Dtype::u32));
+  const std::string path = s.path();
+  {
+    IsioWriter w(path, 4, 1, 10);
+    w.write();
+  }
+  const pid_t child = test::spawn([&] {  // a process of its own: its registry starts empty
+    auto r = Stream::open("trunc");
+    if (r.wait_futex(1, 20ms).code() != Errc::timeout) return 2;
+    std::ifstream in(path, std::ios::binary);
+    const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.empty() || ::truncate(path.c_str(), 0) != 0) return 3;
+    r.close();  // the file no longer covers the mapping: nothing is touched
+    const int fd = ::open(path.c_str(), O_WRONLY);  // the same inode gets its bytes back
+    if (fd < 0 || ::pwrite(fd, bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) return 4;
+    ::close(fd);
+    auto again = Stream::open("trunc");
+    // Slot 9 names this process (the bytes were copied while it held it): its own slot now.
+    const int got = again.claim_semaphore();
+    if (got != 9) return 10 + got;
+    again.release_semaphore(9);
+    return again.info().sem_read_pids[9] == -1 ? 0 : 5;
+  });
+  EXPECT_EQ(test::reap(child, 10), 0);
+}
 
 }  // namespace
