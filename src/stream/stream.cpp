@@ -1370,13 +1370,16 @@ Status Stream::finalize_packets(const WriteOptions& options) noexcept {
   aref(rec[kPktFrame]).store(frame, std::memory_order_release);
   const Status st = commit_write(options);
   if (!st.ok()) return st;
-  // The companion's own counter moves too, so that its readers can wait on it: stamped and
-  // woken as commit_write() does (SYNC POINTs W and A), so that they need no semaphore slot.
+  // The companion's own counter moves too, so that its readers can wait on it: stamped, woken
+  // and posted as commit_write() does (SYNC POINTs W and A), so that they need no semaphore
+  // slot after its first frame, and a first waiter that sleeps on a slot alone (no
+  // futex_waitv) is woken by the post.
   Metadata* cmd = m.pkt->impl_->md;
   const std::uint64_t cnext = aref(cmd->cnt0).load(std::memory_order_relaxed) + 1;
   aref(cmd->shmlink_wake_stamp).store(wake_stamp_of(cnext), std::memory_order_relaxed);
   aref(cmd->cnt0).fetch_add(1, std::memory_order_seq_cst);
   if (aref(cmd->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(cmd));
+  if (options.post_semaphores) m.pkt->impl_->post_all();
   return complete ? Errc::ok : Errc::incomplete;
 }
 

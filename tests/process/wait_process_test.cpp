@@ -485,6 +485,37 @@ TEST(WaitProcesses, PacketCompanionReadersAreWokenWithoutASlot) {
   EXPECT_EQ(test::reap(reader, 10), 0);
 }
 
+// Without futex_waitv, the first wait on a fresh partial-write companion (cnt0 = 0: either
+// kind of writer may come) sleeps on a semaphore slot alone; the companion's counter moves with
+// a post too, so finalize_packets() wakes it.
+TEST(WaitProcesses, WithoutFutexWaitvAFreshPacketCompanionWakesItsFirstWaiter) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("pkf", spec_of({4}, Dtype::u32));
+  const std::vector<std::uint32_t> half(2, 7);
+  ASSERT_TRUE(s.write_packet(0, 2, 0, std::as_bytes(std::span(half))).ok());  // creates the companion
+  auto companion = Stream::open("pkf_pkt");
+  ASSERT_EQ(companion.cnt0(), 0u);
+  const pid_t reader = test::spawn([] {
+    only_real_wakeups();
+    os::futex_waitv_support().store(os::FutexWaitvSupport::no);
+    auto c = Stream::open("pkf_pkt");
+    std::uint64_t n = 0;
+    return c.wait_futex(0, 20s, &n, 0ns).ok() && n == 1 ? 0 : 1;
+  });
+  // Asleep on its slot: the slot's glibc data word has a waiter (high half).
+  const test::IsioOffsets o = test::isio_offsets(companion.data_bytes(), 0, 1, 1, false);
+  auto* word = reinterpret_cast<std::uint64_t*>(const_cast<std::byte*>(companion.file_bytes().data()) + o.semaphores);
+  const bool asleep =
+      test::wait_until([&] { return (std::atomic_ref<std::uint64_t>(*word).load() >> 32) == 1; }, 5);
+  EXPECT_TRUE(asleep);
+  ASSERT_TRUE(s.write_packet(1, 2, 2, std::as_bytes(std::span(half))).ok());
+  EXPECT_TRUE(s.finalize_packets().ok());
+  // Well within the reader's 20 s bound: a reader that was not woken is still waiting.
+  const bool woken = test::wait_until([&] { return !test::still_running(reader); }, 5);
+  EXPECT_TRUE(woken) << "finalize_packets() did not wake the companion's first waiter";
+  EXPECT_EQ(test::reap(reader, 25), 0);
+}
+
 // `shmlink cat --wait` waits like any reader: on an ISIO writer's stream it claims the last slot
 // and the writer's post ends its wait (its 100 ms wait slices each re-use the slot).
 TEST(WaitProcesses, CatWaitWaitsOnASlotForAnIsioWriter) {
