@@ -173,7 +173,8 @@ struct Stream::Impl {
     /// taken ahead of their frame's cnt0 increment (negative), so that a flush can tell old posts
     /// (nothing to watch) from a post made before its increment (ISIO's Python write()).
     std::int64_t owed = 0;
-    std::uint64_t seen_cnt0 = 0;  ///< the highest last_cnt0 counted into `owed`
+    std::uint64_t seen_cnt0 = 0;     ///< the highest last_cnt0 counted into `owed`
+    std::uint64_t prepaid_upto = 0;  ///< a negative `owed` pays for frames up to this cnt0 only
   };
   struct WaitSlot {
     int index = -1;
@@ -353,7 +354,8 @@ struct Stream::Impl {
         // SYNC POINT S (acquire CAS inside flush). Frames up to the cnt0 read after it have
         // had their posts taken (ISIO posts after its increment): nothing is owed for them.
         (void)os::gsem::flush(&sems[i]);
-        const SlotBook fresh{0, aref(md->cnt0).load(std::memory_order_acquire)};  // SYNC POINT A
+        const std::uint64_t now_cnt0 = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
+        const SlotBook fresh{0, now_cnt0, now_cnt0};
         wait_slots.push_back({i, true, fresh});  // no allocation: reserved above
         *book = fresh;
         wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
@@ -1478,6 +1480,9 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
     book.owed = std::min<std::int64_t>(
         book.owed + static_cast<std::int64_t>(std::min<std::uint64_t>(fresh, kSemaphoreMaxValue)), kSemaphoreMaxValue);
     book.seen_cnt0 = last_cnt0;
+    // Posts taken ahead pay only for the frames they announced: past those, what is left of
+    // them was stale (posts without a frame), and is forgotten.
+    if (book.owed < 0 && last_cnt0 >= book.prepaid_upto) book.owed = 0;
   }
   sem_t* sem = slot >= 0 ? &m.sems[slot] : nullptr;
   // Without futex_waitv (Linux < 5.16) a slot's waiter sleeps on the semaphore alone: shmlink
@@ -1505,7 +1510,10 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
         // watch cnt0 for a few microseconds, and for up to 1 ms while the write flag says that a
         // write is still under way.
         const std::int64_t ahead = -book.owed;
-        book.owed = 0;
+        // Until the watch finds them, the posts taken ahead pay for the next `ahead` frames
+        // (a writer preempted between its post and its increment is seen later, by a wake-up
+        // or the re-check; its frame must not be owed a post again).
+        book.prepaid_upto = last_cnt0 + static_cast<std::uint64_t>(ahead);
         const std::int64_t until = std::min(deadline, os::monotonic_ns() + 1'000'000);
         for (std::uint32_t i = 0;; ++i) {
           const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
@@ -1514,6 +1522,7 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
             // next wait counts as seen.
             book.owed = -std::min<std::int64_t>(ahead, static_cast<std::int64_t>(std::min<std::uint64_t>(
                                                            c - last_cnt0, kSemaphoreMaxValue)));
+            book.prepaid_upto = c;
             return done(c);
           }
           if (i >= 64 && aref(md->write).load(std::memory_order_acquire) == 0) break;
