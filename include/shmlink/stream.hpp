@@ -570,32 +570,32 @@ class SHMLINK_EXPORT Stream {
   [[nodiscard]] std::string rolling_layout_error() const;
 
   // ---- waiting ----------------------------------------------------------------------
-  /// Waits until cnt0 differs from `last_cnt0`: spins for `spin`, then sleeps on a shared
-  /// futex on the low 32 bits of cnt0 (reference 12.3), which shmlink writers wake; any number
-  /// of readers, nothing claimed. Writers that only post the in-file semaphores (ImageStreamIO's
-  /// UpdateIm: milk, cacao) are told apart by the wake stamp shmlink writers leave in the
-  /// metadata padding: when the newest frame lacks it, or nothing was written yet, the handle
-  /// claims a semaphore slot (semReadPID := getpid() by CAS, from the last slot down, flushed
-  /// once) and sleeps on both the futex and that slot (futex_waitv; the slot alone on kernels
-  /// before 5.16), so every post wakes it as it would wake a semaphore reader. The handle keeps
-  /// the slot until close() (or until the newest frame is a shmlink writer's, if it never saw a
-  /// writer without the stamp); `shmlink gc` frees it if the process dies. claim_semaphore()
-  /// and release_semaphore() never return or release it. Without a slot (read-only handle, no
-  /// slots, every slot taken by live readers, or the first frame of such a writer after a
-  /// shmlink writer's), such writers are noticed by re-checking every 10 ms, as before.
-  /// Several threads may wait on one handle at once (each on its own slot when one is needed).
-  /// See docs/design/streams.md, "Writers that only post semaphores".
+  /// Waits until cnt0 differs from `last_cnt0`: spins for `spin`, then sleeps on a shared futex on the
+  /// low 32 bits of cnt0 (reference 12.3), which shmlink writers wake; any number of readers, nothing
+  /// claimed. Writers that only post the in-file semaphores (ImageStreamIO's UpdateIm: milk, cacao)
+  /// are told apart by the wake stamp shmlink writers leave in the metadata padding: when the newest
+  /// frame lacks it, or nothing was written yet, the handle claims a semaphore slot (semReadPID :=
+  /// getpid() by CAS, from the last slot down) and sleeps on both the futex and that slot
+  /// (futex_waitv; the slot alone on kernels before 5.16 or where seccomp refuses futex_waitv), so
+  /// every post wakes it as it would wake a semaphore reader. The slot is flushed before every sleep
+  /// (posts of frames the caller has seen are told from new ones by a count of posts owed). The
+  /// handle keeps the slot until close() (or, if it never saw a writer without the stamp, until its
+  /// next wait after the newest frame is a shmlink writer's); `shmlink gc` frees it if the process
+  /// dies (so a reader killed in its first wait on a fresh stream leaves the slot claimed until gc or
+  /// a claimer that finds the pid dead). claim_semaphore() and release_semaphore() never return or
+  /// release it. Without a slot (read-only handle, no slots, all taken by live readers, or the first
+  /// frame of such a writer after a shmlink writer's), such frames are seen by a 10 ms re-check.
+  /// Threads waiting on one handle at once each use a slot of their own (docs/design/streams.md).
   /// @param timeout relative, on CLOCK_MONOTONIC; kForever waits without limit.
   /// @param cnt0_out receives the new cnt0 on success.
-  /// @return ok, timeout, interrupted (a signal arrived), closed, replaced (the file was
-  ///         re-created or removed while waiting: re-open it; noticed at once when the new file
-  ///         came from shmlink's PurgeAndCreate, within 10 ms otherwise; also when the file was
-  ///         truncated in place, see file_intact(): the wait checks it after each 10 ms slice
-  ///         before touching the mapping, which turns most foreign in-place re-creations into
-  ///         replaced instead of SIGBUS; one that truncates between that check and the next
-  ///         access to the mapping, or just before a writer's wake-up arrives (after a real
-  ///         wake-up the wait unregisters and loads cnt0 without the check, which would cost an
-  ///         fstat on the latency path), still raises SIGBUS).
+  /// @return ok, timeout, interrupted (a signal arrived), closed, replaced (the file was re-created or
+  ///         removed while waiting: re-open it; noticed at once when the new file came from shmlink's
+  ///         PurgeAndCreate, within 10 ms otherwise; also when the file was truncated in place, see
+  ///         file_intact(): the wait checks it after each 10 ms slice before touching the mapping,
+  ///         which turns most foreign in-place re-creations into replaced instead of SIGBUS; one that
+  ///         truncates between that check and the next access to the mapping, or just before a writer's
+  ///         wake-up arrives (after a real wake-up the wait unregisters and loads cnt0 without the
+  ///         check, which would cost an fstat on the latency path), still raises SIGBUS).
   /// Memory ordering: on ok, the frame published by that cnt0 increment is visible (acquire
   /// load of cnt0, pairing with the writer's release increment; a taken semaphore post is an
   /// acquire pairing with the poster's release, which follows its cnt0 increment).

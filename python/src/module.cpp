@@ -6,6 +6,8 @@
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
+#include "stream/tuning.hpp"  // the private testing knob _set_foreign_writer_poll_ns
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -13,6 +15,7 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -153,13 +156,20 @@ class PyStream {
 
   /// Waits for a frame newer than the last one this handle read or waited for; GIL released,
   /// Ctrl-C raises KeyboardInterrupt within ~50 ms.
+  /// The slice (ns) wait() sleeps between looks at Python's signals (Ctrl-C), 50 ms; a testing
+  /// knob (_set_wait_slice_ns) raises it so that a lost wake-up is not hidden by the next slice.
+  static std::atomic<std::int64_t>& wait_slice_ns() noexcept {
+    static std::atomic<std::int64_t> slice{50'000'000};
+    return slice;
+  }
+
   bool wait(std::optional<double> timeout, std::optional<int> sem, bool spin) {
     Stream& st = s();
     if (sem && (*sem < 0 || *sem >= st.semaphore_count()))
       raise_code(Errc::out_of_range, "waiting: " + semaphore_index_error(*sem, st.semaphore_count(), name_));
     const auto total = to_ns(timeout);
     const auto start = std::chrono::steady_clock::now();
-    constexpr std::chrono::nanoseconds kSlice = std::chrono::milliseconds(50);
+    const std::chrono::nanoseconds kSlice{wait_slice_ns().load(std::memory_order_relaxed)};
     for (;;) {
       std::chrono::nanoseconds left = kForever;
       if (total != kForever) left = std::max(total - (std::chrono::steady_clock::now() - start), std::chrono::nanoseconds::zero());
@@ -281,6 +291,19 @@ PYBIND11_MODULE(_shmlink, m) {
   py::register_exception_translator(&translate);
 
   py::class_<ViewGuard>(m, "_ViewGuard");
+
+  // Testing knobs, not API (docs/testing.md): the longest slice the library's wait sleeps
+  // before it re-checks cnt0 without a wake-up (10 ms), and the slice Stream.wait() sleeps
+  // between looks at Python's signals (50 ms). Tests raise both so that only a real wake-up can
+  // end a wait in time. Each returns the previous value.
+  m.def(
+      "_set_foreign_writer_poll_ns",
+      [](std::int64_t ns) { return detail::foreign_writer_poll_ns().exchange(ns, std::memory_order_relaxed); },
+      py::arg("ns"), "Testing knob: the re-check slice (ns) of waits nothing wakes; returns the previous value.");
+  m.def(
+      "_set_wait_slice_ns",
+      [](std::int64_t ns) { return PyStream::wait_slice_ns().exchange(ns, std::memory_order_relaxed); },
+      py::arg("ns"), "Testing knob: the slice (ns) Stream.wait() sleeps between signal checks; returns the previous value.");
 
   py::class_<PyStream>(m, "Stream", R"doc(A shared-memory stream (an ImageStreamIO 2.00 file).
 

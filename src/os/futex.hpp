@@ -48,8 +48,12 @@ inline std::atomic<FutexWaitvSupport>& futex_waitv_support() noexcept {
 /// Sleeps while `*a == va` and `*b == vb` (shared futexes, 32 bits each) with one futex_waitv
 /// (Linux >= 5.16): a wake-up of either word, or a change of either before sleeping, ends it.
 /// `rel` is relative (CLOCK_MONOTONIC, >= 0). Results as futex_wait(), plus `unsupported`
-/// set to true (and nothing waited) when the kernel has no futex_waitv (ENOSYS), remembered in
-/// futex_waitv_support() so that later calls fail at once without a syscall.
+/// set to true (and nothing waited) when futex_waitv cannot be used here: ENOSYS (no such
+/// system call), EPERM (a seccomp filter, as container runtimes install, refuses it), EINVAL or
+/// EOPNOTSUPP (a kernel or filter that rejects its arguments); remembered in
+/// futex_waitv_support() so that later calls fail at once without a syscall, and the caller
+/// falls back to futex_wait on one word. Any other error reads as timed_out, so that a caller's
+/// loop re-checks after a sleep slice instead of spinning on an error that comes back at once.
 inline FutexResult futex_wait_either(const std::uint32_t* a, std::uint32_t va, const std::uint32_t* b,
                                      std::uint32_t vb, const timespec& rel, bool* unsupported) noexcept {
   *unsupported = false;
@@ -82,6 +86,9 @@ inline FutexResult futex_wait_either(const std::uint32_t* a, std::uint32_t va, c
   }
   switch (errno) {
     case ENOSYS:
+    case EPERM:
+    case EINVAL:
+    case EOPNOTSUPP:
       futex_waitv_support().store(FutexWaitvSupport::no, std::memory_order_relaxed);
       *unsupported = true;
       return FutexResult::woken;
@@ -89,7 +96,7 @@ inline FutexResult futex_wait_either(const std::uint32_t* a, std::uint32_t va, c
     case ETIMEDOUT: return FutexResult::timed_out;
     case EINTR: return FutexResult::interrupted;
     case EFAULT: return FutexResult::fault;
-    default: return FutexResult::woken;  // spurious for the caller, which re-checks
+    default: return FutexResult::timed_out;  // unknown: the caller re-checks, as after a slice
   }
 #else
   (void)a, (void)va, (void)b, (void)vb, (void)rel;

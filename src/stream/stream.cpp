@@ -88,13 +88,15 @@ bool slot_free(std::int32_t pid) noexcept { return pid == 0 || pid == -1 || !os:
 /// The wake stamp of frame `cnt0` (the low 32 bits, as stored in Metadata::shmlink_wake_stamp).
 constexpr std::uint32_t wake_stamp_of(std::uint64_t cnt0) noexcept { return static_cast<std::uint32_t>(cnt0); }
 
-/// The semaphore slots this process holds for wait_futex, by file (device, inode) and slot:
-/// claim_semaphore() and release_semaphore() leave them alone, so that a slot claimed for
-/// waiting is never handed out again for someone's own semaphore reads in this process (its
-/// semReadPID is this process's pid, which claim_semaphore() would otherwise call "ours").
+/// The semaphore slots this process holds for wait_futex, by owner pid, file (device, inode)
+/// and slot: claim_semaphore() and release_semaphore() leave them alone, so that a slot claimed
+/// for waiting is never handed out again for someone's own semaphore reads in this process (its
+/// semReadPID is this process's pid, which claim_semaphore() would otherwise call "ours"). The
+/// owner pid is part of the key because a forked child inherits a copy of the registry: the
+/// parent's entries must not make the child's own claims of those slots look like wait slots.
 struct WaitSlotRegistry {
   std::mutex mu;
-  std::set<std::tuple<dev_t, ino_t, int>> slots;
+  std::set<std::tuple<pid_t, dev_t, ino_t, int>> slots;
   std::atomic<int> size{0};  ///< slots.size(), read without the lock to skip the common case
 };
 WaitSlotRegistry& wait_slot_registry() noexcept {
@@ -165,9 +167,19 @@ struct Stream::Impl {
   mutable std::unique_ptr<Stream> pkt;
   // wait_futex's semaphore slots (process-local; docs/design/streams.md "Waiting"): claimed
   // when the newest frame's writer does not wake futexes, held until close.
+  /// The bookkeeping of one slot's posts, carried by the thread that waits on it.
+  struct SlotBook {
+    /// Posts the slot still owes for frames wait_futex's callers have seen (positive), or posts
+    /// taken ahead of their frame's cnt0 increment (negative), so that a flush can tell old posts
+    /// (nothing to watch) from a post made before its increment (ISIO's Python write()).
+    std::int64_t owed = 0;
+    std::uint64_t seen_cnt0 = 0;     ///< the highest last_cnt0 counted into `owed`
+    std::uint64_t prepaid_upto = 0;  ///< a negative `owed` pays for frames up to this cnt0 only
+  };
   struct WaitSlot {
     int index = -1;
     bool busy = false;  ///< a thread is waiting on it now
+    SlotBook book;
   };
   std::mutex wait_mu;                      ///< guards the four fields below
   std::vector<WaitSlot> wait_slots;        ///< slots this handle holds for waiting
@@ -284,11 +296,12 @@ struct Stream::Impl {
   /// newly claimed one (CAS of semReadPID from a free value to our pid, from the last slot down:
   /// milk programs tend to use fixed low indices), flushed of old posts. -1 when every slot is
   /// taken (then not retried for 100 ms, so that a waiter does not scan the slots on every call).
-  int acquire_wait_slot() noexcept {
+  int acquire_wait_slot(SlotBook* book) noexcept {
     try {
       const std::lock_guard<std::mutex> lock(wait_mu);
       const pid_t me = os::current_pid();
       if (wait_slots_pid != me) {  // a forked child: the parent's claims stay the parent's
+        for (const WaitSlot& w : wait_slots) forget_wait_slot(wait_slots_pid, w.index);  // the copy's entries
         wait_slots.clear();
         wait_slots_held.store(0, std::memory_order_relaxed);
         wait_slots_pid = me;
@@ -298,10 +311,11 @@ struct Stream::Impl {
         // Relaxed: only this process writes our pid there, and we look for our own store.
         if (aref(read_pid[it->index]).load(std::memory_order_relaxed) == me) {
           it->busy = true;
+          *book = it->book;
           return it->index;
         }
         // Someone rewrote semReadPID (no shmlink process does for a live owner): not ours any more.
-        forget_wait_slot(it->index);
+        forget_wait_slot(me, it->index);
         wait_slots.erase(it);
         wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
         break;  // the iterator is gone; the next wait looks again
@@ -315,6 +329,9 @@ struct Stream::Impl {
         file_dev = st.st_dev;
         file_ino = st.st_ino;
       }
+      // Room for the new entry before any claim, so that nothing can throw between the CAS and
+      // the bookkeeping but the registry's insertion, which gives the slot back when it fails.
+      wait_slots.reserve(wait_slots.size() + 1);
       for (int i = nsem - 1; i >= 0; --i) {
         auto slot = aref(read_pid[i]);
         std::int32_t seen = slot.load(std::memory_order_relaxed);
@@ -322,16 +339,25 @@ struct Stream::Impl {
         // SYNC POINT R (acq_rel): one RMW order on semReadPID with every other claimer's and
         // gc's CAS, so exactly one of them wins a free slot.
         if (!slot_free(seen) || !slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel)) continue;
-        {
+        try {
           WaitSlotRegistry& reg = wait_slot_registry();
           const std::lock_guard<std::mutex> rlock(reg.mu);
-          reg.slots.emplace(file_dev, file_ino, i);
+          reg.slots.emplace(me, file_dev, file_ino, i);
           reg.size.store(static_cast<int>(reg.slots.size()), std::memory_order_relaxed);
+        } catch (...) {
+          std::int32_t mine = me;
+          // SYNC POINT R (acq_rel): given back at once, from our own pid only.
+          slot.compare_exchange_strong(mine, -1, std::memory_order_acq_rel);
+          return -1;
         }
         // Posts made before the claim are not for us (ISIO's readers flush once, ref 12.2);
-        // SYNC POINT S (acquire CAS inside flush).
+        // SYNC POINT S (acquire CAS inside flush). Frames up to the cnt0 read after it have
+        // had their posts taken (ISIO posts after its increment): nothing is owed for them.
         (void)os::gsem::flush(&sems[i]);
-        wait_slots.push_back({i, true});
+        const std::uint64_t now_cnt0 = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
+        const SlotBook fresh{0, now_cnt0, now_cnt0};
+        wait_slots.push_back({i, true, fresh});  // no allocation: reserved above
+        *book = fresh;
         wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
         wait_claim_failed_ns.store(-1, std::memory_order_relaxed);
         return i;
@@ -343,23 +369,27 @@ struct Stream::Impl {
     }
   }
 
-  /// The waiting thread is done with slot `index` (still held by the handle).
-  void end_wait_on_slot(int index) noexcept {
+  /// The waiting thread is done with slot `index` (still held by the handle); `book` is the
+  /// slot's bookkeeping as that thread left it.
+  void end_wait_on_slot(int index, const SlotBook& book) noexcept {
     try {
       const std::lock_guard<std::mutex> lock(wait_mu);
       for (WaitSlot& w : wait_slots)
-        if (w.index == index) w.busy = false;
+        if (w.index == index) {
+          w.busy = false;
+          w.book = book;
+        }
     } catch (...) {
       // the slot stays marked busy: a later wait claims another one
     }
   }
 
-  /// Removes slot `index` of this file from the process-wide registry.
-  void forget_wait_slot(int index) noexcept {
+  /// Removes slot `index` of this file, claimed by process `owner`, from the process-wide registry.
+  void forget_wait_slot(pid_t owner, int index) noexcept {
     WaitSlotRegistry& reg = wait_slot_registry();
     try {
       const std::lock_guard<std::mutex> rlock(reg.mu);
-      reg.slots.erase({file_dev, file_ino, index});
+      reg.slots.erase({owner, file_dev, file_ino, index});
       reg.size.store(static_cast<int>(reg.slots.size()), std::memory_order_relaxed);
     } catch (...) {
       // left registered: claim_semaphore() then skips a slot it could have used, nothing worse
@@ -385,11 +415,14 @@ struct Stream::Impl {
           kept.push_back(w);
           continue;
         }
+        // The registry entry goes in every case (a stale one would make claim_semaphore() and
+        // release_semaphore() treat the slot as a wait slot for ever); only the give-back needs
+        // the slot to be ours and the file intact.
+        forget_wait_slot(wait_slots_pid, w.index);
         if (!ours) continue;
         std::int32_t expected = me;
         // SYNC POINT R (acq_rel): only from our own pid, so a slot someone else holds stays theirs.
         if (writable) aref(read_pid[w.index]).compare_exchange_strong(expected, -1, std::memory_order_acq_rel);
-        forget_wait_slot(w.index);
       }
       wait_slots = std::move(kept);
       wait_slots_held.store(static_cast<int>(wait_slots.size()), std::memory_order_relaxed);
@@ -406,7 +439,7 @@ struct Stream::Impl {
     if (::fstat(seg.fd(), &st) != 0) return false;
     try {
       const std::lock_guard<std::mutex> rlock(reg.mu);
-      return reg.slots.count({st.st_dev, st.st_ino, index}) != 0;
+      return reg.slots.count({os::current_pid(), st.st_dev, st.st_ino, index}) != 0;
     } catch (...) {
       return false;
     }
@@ -1360,13 +1393,16 @@ Status Stream::finalize_packets(const WriteOptions& options) noexcept {
   aref(rec[kPktFrame]).store(frame, std::memory_order_release);
   const Status st = commit_write(options);
   if (!st.ok()) return st;
-  // The companion's own counter moves too, so that its readers can wait on it: stamped and
-  // woken as commit_write() does (SYNC POINTs W and A), so that they need no semaphore slot.
+  // The companion's own counter moves too, so that its readers can wait on it: stamped, woken
+  // and posted as commit_write() does (SYNC POINTs W and A), so that they need no semaphore
+  // slot after its first frame, and a first waiter that sleeps on a slot alone (no
+  // futex_waitv) is woken by the post.
   Metadata* cmd = m.pkt->impl_->md;
   const std::uint64_t cnext = aref(cmd->cnt0).load(std::memory_order_relaxed) + 1;
   aref(cmd->shmlink_wake_stamp).store(wake_stamp_of(cnext), std::memory_order_relaxed);
   aref(cmd->cnt0).fetch_add(1, std::memory_order_seq_cst);
   if (aref(cmd->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(cmd));
+  if (options.post_semaphores) m.pkt->impl_->post_all();
   return complete ? Errc::ok : Errc::incomplete;
 }
 
@@ -1448,14 +1484,27 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
   // unless the newest frame carries a shmlink writer's wake stamp, wait on a semaphore slot too
   // (claimed once, held until close). Without a slot, such writers are noticed by re-checking
   // every foreign_writer_poll_ns() (10 ms).
-  const int slot = timeout.count() > 0 && m.wants_semaphore() ? m.acquire_wait_slot() : -1;
+  Impl::SlotBook book;
+  const int slot = timeout.count() > 0 && m.wants_semaphore() ? m.acquire_wait_slot(&book) : -1;
   struct SlotUse {
     Impl& m;
     int slot;
+    Impl::SlotBook& book;
     ~SlotUse() {
-      if (slot >= 0) m.end_wait_on_slot(slot);
+      if (slot >= 0) m.end_wait_on_slot(slot, book);
     }
-  } slot_use{m, slot};
+  } slot_use{m, slot, book};
+  if (slot >= 0 && last_cnt0 > book.seen_cnt0) {
+    // The caller has seen the frames up to last_cnt0: their posts (one each, ISIO posts after
+    // its increment) are owed to the slot, at most as many as a semaphore holds.
+    const std::uint64_t fresh = last_cnt0 - book.seen_cnt0;
+    book.owed = std::min<std::int64_t>(
+        book.owed + static_cast<std::int64_t>(std::min<std::uint64_t>(fresh, kSemaphoreMaxValue)), kSemaphoreMaxValue);
+    book.seen_cnt0 = last_cnt0;
+    // Posts taken ahead pay only for the frames they announced: past those, what is left of
+    // them was stale (posts without a frame), and is forgotten.
+    if (book.owed < 0 && last_cnt0 >= book.prepaid_upto) book.owed = 0;
+  }
   sem_t* sem = slot >= 0 ? &m.sems[slot] : nullptr;
   // Without futex_waitv (Linux < 5.16) a slot's waiter sleeps on the semaphore alone: shmlink
   // writers post it too, and a re-creation by PurgeAndCreate posts it once.
@@ -1472,20 +1521,38 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
       // while the reader is busy) must not end the sleep below at once, and new ones prove a
       // new frame, whose cnt0 increment precedes the post (ISIO order, ref 11.1).
       const int taken = os::gsem::flush(sem);  // SYNC POINT S (acquire): pairs with the post
-      if (taken > 0) {
-        // A writer that posts before its cnt0 increment (ISIO's Python write(): post, write = 0,
-        // cnt0 += 1) increments without a wake-up just after: watch cnt0 for a few microseconds,
-        // and for up to 1 ms while the write flag says that a write is still under way.
+      book.owed -= taken;
+      if (taken > 0 && book.owed >= 0) {
+        // Only posts of frames the caller has seen (the post that woke the previous wait, which
+        // a wake-up leaves in the slot): nothing new, nothing to watch, sleep.
+      } else if (taken > 0) {
+        // More posts than seen frames: a writer that posts before its cnt0 increment (ISIO's
+        // Python write(): post, write = 0, cnt0 += 1) increments without a wake-up just after:
+        // watch cnt0 for a few microseconds, and for up to 1 ms while the write flag says that a
+        // write is still under way.
+        const std::int64_t ahead = -book.owed;
+        // Until the watch finds them, the posts taken ahead pay for the next `ahead` frames
+        // (a writer preempted between its post and its increment is seen later, by a wake-up
+        // or the re-check; its frame must not be owed a post again).
+        book.prepaid_upto = last_cnt0 + static_cast<std::uint64_t>(ahead);
         const std::int64_t until = std::min(deadline, os::monotonic_ns() + 1'000'000);
         for (std::uint32_t i = 0;; ++i) {
           const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
-          if (c != last_cnt0) return done(c);
+          if (c != last_cnt0) {
+            // The posts taken ahead pay for the frames this return shows the caller, which its
+            // next wait counts as seen.
+            book.owed = -std::min<std::int64_t>(ahead, static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                                           c - last_cnt0, kSemaphoreMaxValue)));
+            book.prepaid_upto = c;
+            return done(c);
+          }
           if (i >= 64 && aref(md->write).load(std::memory_order_acquire) == 0) break;
           if (i % 64 == 63 && os::monotonic_ns() >= until) break;
           os::cpu_relax();
         }
-        // Posts of frames already seen, or the one post of a PurgeAndCreate that replaced the
-        // file (it also wakes the cnt0 futex, and this reader would otherwise sleep on).
+        // Stale posts (a writer posting without a frame), or the one post of a PurgeAndCreate
+        // that replaced the file (it also wakes the cnt0 futex, and this reader would otherwise
+        // sleep on).
         if (replaced()) return Errc::replaced;
       }
       // Register in the slot's waiter count as glibc's sem_wait does, so that glibc's sem_post

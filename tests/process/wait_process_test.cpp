@@ -17,9 +17,13 @@
 #include <shmlink/stream.hpp>
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,7 +32,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <thread>
 #include <vector>
 
@@ -96,6 +103,10 @@ class IsioWriter {
     ref<std::uint8_t>(kOffWrite).store(0, std::memory_order_release);
     post_all();
   }
+
+  /// Sets the write flag, as milk programs do when their compute step starts (write = 1;
+  /// compute; cnt0 += 1; write = 0; post): the flag stays set between frames.
+  void begin_compute() { ref<std::uint8_t>(kOffWrite).store(1, std::memory_order_release); }
 
   /// ImageStreamIO_sempost(img, -1): every slot below 10, then semlog once.
   void post_all() {
@@ -474,6 +485,37 @@ TEST(WaitProcesses, PacketCompanionReadersAreWokenWithoutASlot) {
   EXPECT_EQ(test::reap(reader, 10), 0);
 }
 
+// Without futex_waitv, the first wait on a fresh partial-write companion (cnt0 = 0: either
+// kind of writer may come) sleeps on a semaphore slot alone; the companion's counter moves with
+// a post too, so finalize_packets() wakes it.
+TEST(WaitProcesses, WithoutFutexWaitvAFreshPacketCompanionWakesItsFirstWaiter) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("pkf", spec_of({4}, Dtype::u32));
+  const std::vector<std::uint32_t> half(2, 7);
+  ASSERT_TRUE(s.write_packet(0, 2, 0, std::as_bytes(std::span(half))).ok());  // creates the companion
+  auto companion = Stream::open("pkf_pkt");
+  ASSERT_EQ(companion.cnt0(), 0u);
+  const pid_t reader = test::spawn([] {
+    only_real_wakeups();
+    os::futex_waitv_support().store(os::FutexWaitvSupport::no);
+    auto c = Stream::open("pkf_pkt");
+    std::uint64_t n = 0;
+    return c.wait_futex(0, 20s, &n, 0ns).ok() && n == 1 ? 0 : 1;
+  });
+  // Asleep on its slot: the slot's glibc data word has a waiter (high half).
+  const test::IsioOffsets o = test::isio_offsets(companion.data_bytes(), 0, 1, 1, false);
+  auto* word = reinterpret_cast<std::uint64_t*>(const_cast<std::byte*>(companion.file_bytes().data()) + o.semaphores);
+  const bool asleep =
+      test::wait_until([&] { return (std::atomic_ref<std::uint64_t>(*word).load() >> 32) == 1; }, 5);
+  EXPECT_TRUE(asleep);
+  ASSERT_TRUE(s.write_packet(1, 2, 2, std::as_bytes(std::span(half))).ok());
+  EXPECT_TRUE(s.finalize_packets().ok());
+  // Well within the reader's 20 s bound: a reader that was not woken is still waiting.
+  const bool woken = test::wait_until([&] { return !test::still_running(reader); }, 5);
+  EXPECT_TRUE(woken) << "finalize_packets() did not wake the companion's first waiter";
+  EXPECT_EQ(test::reap(reader, 25), 0);
+}
+
 // `shmlink cat --wait` waits like any reader: on an ISIO writer's stream it claims the last slot
 // and the writer's post ends its wait (its 100 ms wait slices each re-use the slot).
 TEST(WaitProcesses, CatWaitWaitsOnASlotForAnIsioWriter) {
@@ -497,6 +539,181 @@ TEST(WaitProcesses, CatWaitWaitsOnASlotForAnIsioWriter) {
   EXPECT_EQ(test::reap(cat, 10), 0);
   EXPECT_EQ(w.read_pid(9), -1);  // given back when cat closed the stream
 #endif
+}
+
+
+struct ComputeCtl {
+  ChildReport rep;
+  std::atomic<int> ready{0};
+  std::atomic<std::uint64_t> seen{0};
+  std::atomic<std::int64_t> cpu_ns{-1};
+};
+
+// A milk writer sets the write flag when its compute step starts, so the flag stays set between
+// frames (ISIO's order otherwise). The post that woke the reader for frame k is still in its
+// slot at its next wait: that post is old (the frame was returned) and must not start the watch
+// for a writer that posts before its cnt0 increment, which spins while the write flag is set
+// (up to 1 ms per frame before the fix, about the whole run here). The reader's CPU time over
+// the frames stays far below one such spin per frame.
+TEST(WaitProcesses, WaitFutexDoesNotSpinOnTheOldPostWhileAMilkWriterComputes) {
+  test::TempStreamDir dir;
+  constexpr int kFrames = 60;
+  auto s = Stream::create("compute", spec_of({4}, Dtype::u32));
+  Shared<ComputeCtl> ctl;
+  const pid_t reader = test::spawn([&] {
+    only_real_wakeups();
+    auto in = Stream::open("compute");
+    ctl->ready.store(1);
+    std::uint64_t last = 0;
+    const std::int64_t cpu0 = thread_cpu_ns();
+    for (int i = 0; i < kFrames; ++i) {
+      std::uint64_t c = 0;
+      const Status st = in.wait_futex(last, 20s, &c, 0ns);
+      SHMLINK_CHILD_CHECK(&ctl->rep, st.ok(), static_cast<int>(st.code()));
+      SHMLINK_CHILD_CHECK(&ctl->rep, c == last + 1, c);
+      last = c;
+      ctl->seen.store(c);
+    }
+    ctl->cpu_ns.store(thread_cpu_ns() - cpu0);
+    return 0;
+  });
+  ASSERT_TRUE(test::wait_until([&] { return ctl->ready.load() == 1; }));
+  IsioWriter w(s.path(), 4, 1, 10);
+  int not_asleep = 0;
+  for (std::uint64_t k = 1; k <= kFrames; ++k) {
+    if (!test::wait_until([&] { return ctl->seen.load() == k - 1; }, 5)) break;
+    // The reader is back asleep on its slot (after any spin) before the next frame comes.
+    if (!test::wait_until([&] { return w.sem_waiters(9) == 1; }, 5)) ++not_asleep;
+    w.write();
+    w.begin_compute();  // the next frame's compute starts at once: write = 1 until its write
+  }
+  EXPECT_EQ(test::reap(reader, 10), 0) << ctl->rep.describe();
+  EXPECT_EQ(ctl->seen.load(), static_cast<std::uint64_t>(kFrames));
+  EXPECT_EQ(not_asleep, 0);
+  // Spinning 1 ms per frame costs about 60 ms; sleeping costs tens of microseconds per frame.
+  EXPECT_LT(ctl->cpu_ns.load(), 20'000'000) << "the reader spun between frames";
+}
+
+#if defined(SYS_futex_waitv) && defined(__x86_64__)
+/// Makes futex_waitv fail with EPERM in this process, as a container's seccomp profile that
+/// predates it does (no privilege needed with no_new_privs).
+bool refuse_futex_waitv() {
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(offsetof(seccomp_data, arch))),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<std::uint32_t>(offsetof(seccomp_data, nr))),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(SYS_futex_waitv), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+struct SeccompCtl {
+  ChildReport rep;
+  std::atomic<int> phase{0};  // 1: the idle wait is over, the reader waits for a frame
+  std::atomic<std::int64_t> idle_cpu_ns{-1};
+};
+
+// Under a seccomp filter that refuses futex_waitv with EPERM, a slot waiter falls back to
+// sleeping on its slot alone (as on kernels before 5.16): an idle wait sleeps instead of spinning
+// on the error for its whole timeout, and an ISIO writer's post still wakes the next wait.
+TEST(WaitProcesses, WhenSeccompRefusesFutexWaitvTheWaiterSleepsOnItsSlot) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("seccomp", spec_of({4}, Dtype::u32));
+  IsioWriter w(s.path(), 4, 1, 10);
+  w.write();  // unstamped: the reader waits on a slot
+  Shared<SeccompCtl> ctl;
+  const pid_t reader = test::spawn([&] {
+    only_real_wakeups();
+    SHMLINK_CHILD_CHECK(&ctl->rep, refuse_futex_waitv(), errno);
+    os::futex_waitv_support().store(os::FutexWaitvSupport::unknown);  // as a fresh process
+    auto in = Stream::open("seccomp");
+    const std::int64_t cpu0 = thread_cpu_ns();
+    const Status idle = in.wait_futex(1, 300ms, nullptr, 0ns);
+    ctl->idle_cpu_ns.store(thread_cpu_ns() - cpu0);
+    SHMLINK_CHILD_CHECK(&ctl->rep, idle.code() == Errc::timeout, static_cast<int>(idle.code()));
+    SHMLINK_CHILD_CHECK(&ctl->rep, os::futex_waitv_support().load() == os::FutexWaitvSupport::no, 0);
+    ctl->phase.store(1);
+    std::uint64_t c = 0;
+    const Status st = in.wait_futex(1, 20s, &c, 0ns);
+    SHMLINK_CHILD_CHECK(&ctl->rep, st.ok(), static_cast<int>(st.code()));
+    SHMLINK_CHILD_CHECK(&ctl->rep, c == 2, c);
+    return 0;
+  });
+  const bool asleep = test::wait_until([&] { return ctl->phase.load() == 1 && w.sem_waiters(9) == 1; }, 10);
+  w.write();
+  EXPECT_EQ(test::reap(reader, 10), 0) << ctl->rep.describe();
+  EXPECT_TRUE(asleep);
+  // Spinning on EPERM uses most of the 300 ms; sleeping uses well under a millisecond.
+  EXPECT_LT(ctl->idle_cpu_ns.load(), 100'000'000) << "the idle wait spun on futex_waitv's error";
+}
+#endif
+
+struct ForkCtl {
+  ChildReport rep;
+  std::atomic<int> released{0};
+};
+
+// A child forked while its parent holds a wait slot inherits a copy of the parent's wait-slot
+// registry; those entries are the parent's: once the parent gives the slot back, the child can
+// claim that slot for its own semaphore reads, find it again as its own, and release it.
+TEST(WaitProcesses, AForkedChildDoesNotTakeItsParentsWaitSlotsForItsOwn) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("forked", spec_of({4}, Dtype::u32));
+  IsioWriter w(s.path(), 4, 1, 10);
+  w.write();
+  auto r = Stream::open("forked");
+  ASSERT_EQ(r.wait_futex(1, 20ms).code(), Errc::timeout);
+  ASSERT_EQ(w.read_pid(9), ::getpid());  // the parent's wait slot
+  Shared<ForkCtl> ctl;
+  const pid_t child = test::spawn([&] {
+    SHMLINK_CHILD_CHECK(&ctl->rep, test::wait_until([&] { return ctl->released.load() == 1; }, 10), 0);
+    auto mine = Stream::open("forked");
+    SHMLINK_CHILD_CHECK(&ctl->rep, mine.claim_semaphore(9) == 9, 0);
+    const int again = mine.claim_semaphore();  // the caller's own slot, found again
+    SHMLINK_CHILD_CHECK(&ctl->rep, again == 9, again);
+    mine.release_semaphore(9);
+    SHMLINK_CHILD_CHECK(&ctl->rep, w.read_pid(9) == -1, w.read_pid(9));
+    return 0;
+  });
+  r.close();  // gives slot 9 back
+  EXPECT_EQ(w.read_pid(9), -1);
+  ctl->released.store(1);
+  EXPECT_EQ(test::reap(child, 10), 0) << ctl->rep.describe();
+}
+
+// A handle closed while its file is truncated in place cannot give its wait slot back (the
+// words are gone), but it forgets it: when the same file (same inode) gets its bytes back, the
+// process's own claim of that slot is found as its own and can be released.
+TEST(WaitProcesses, AWaitSlotIsForgottenWhenItsFileWasTruncatedAtClose) {
+  test::TempStreamDir dir;
+  auto s = Stream::create("trunc", spec_of({4}, Dtype::u32));
+  const std::string path = s.path();
+  {
+    IsioWriter w(path, 4, 1, 10);
+    w.write();
+  }
+  const pid_t child = test::spawn([&] {  // a process of its own: its registry starts empty
+    auto r = Stream::open("trunc");
+    if (r.wait_futex(1, 20ms).code() != Errc::timeout) return 2;
+    std::ifstream in(path, std::ios::binary);
+    const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (bytes.empty() || ::truncate(path.c_str(), 0) != 0) return 3;
+    r.close();  // the file no longer covers the mapping: nothing is touched
+    const int fd = ::open(path.c_str(), O_WRONLY);  // the same inode gets its bytes back
+    if (fd < 0 || ::pwrite(fd, bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) return 4;
+    ::close(fd);
+    auto again = Stream::open("trunc");
+    // Slot 9 names this process (the bytes were copied while it held it): its own slot now.
+    const int got = again.claim_semaphore();
+    if (got != 9) return 10 + got;
+    again.release_semaphore(9);
+    return again.info().sem_read_pids[9] == -1 ? 0 : 5;
+  });
+  EXPECT_EQ(test::reap(child, 10), 0);
 }
 
 }  // namespace
