@@ -1217,6 +1217,21 @@ TEST_F(cli, MonitorOnceReportsRateOfLiveWriter) {
   EXPECT_EQ(r.out.find("\x1b["), std::string::npos) << "no ANSI codes when not a TTY";
 }
 
+TEST_F(cli, BenchQueueStoppedByCtrlCEndsWithAnErrorAndExitOneNot130) {
+  // Only `bench stream` prints the rows measured so far and exits 130; `bench queue` reports no
+  // partial rows, so Ctrl-C ends it like any error: exit 1 and a message saying it was interrupted.
+  CliProcess bench({"bench", "queue", "--json", "--rounds", "1000", "--samples", "100000000", "--warmup", "0"});
+  // The scratch directory is made after the Ctrl-C handler is installed: interrupt from then on.
+  const bool started = eventually([&] { return !fs::is_empty(dir_); }, 30s);
+  ::kill(bench.pid(), SIGINT);
+  const RunResult r = bench.finish();
+  ASSERT_TRUE(started) << describe(r);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.err.find("shmlink: error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
 TEST_F(cli, MonitorStopsCleanlyOnSigint) {
   create({"m", "--shape", "4"});
   CliProcess p({"monitor", "--interval", "0.1"});

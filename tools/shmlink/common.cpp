@@ -76,7 +76,8 @@ int exit_code_for(Errc e) noexcept {
     case Errc::permission: return kExitPermission;
     case Errc::layout: return kExitLayout;
     case Errc::timeout: return kExitTimeout;
-    case Errc::interrupted: return kExitInterrupted;
+    // Not Errc::interrupted: an error ends a command with nothing to show. 130 says "stopped,
+    // here is what was done", which only `bench stream` returns itself (cmd_bench.cpp).
     default: return kExitFailure;
   }
 }
@@ -91,7 +92,7 @@ std::string exit_code_help() {
          "  4    permission denied\n"
          "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream or shmlink queue file)\n"
          "  124  timed out waiting\n"
-         "  130  interrupted by Ctrl-C (bench prints the rows measured so far first)\n"
+         "  130  bench stream interrupted by Ctrl-C, after printing the rows measured so far\n"
          "\n"
          "Streams and queues live in $SHMLINK_DIR, else $MILK_SHM_DIR, else /milk/shm if it exists, else /dev/shm.\n"
          "--json output is one JSON document on stdout with a \"schema_version\" key; diagnostics go to stderr.";

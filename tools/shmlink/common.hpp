@@ -40,7 +40,7 @@ enum ExitCode : int {
   kExitPermission = 4,  ///< the OS refused access
   kExitLayout = 5,      ///< the file is not a valid ImageStreamIO 2.00 stream
   kExitTimeout = 124,   ///< a wait reached its deadline (as timeout(1))
-  kExitInterrupted = 130,  ///< stopped by SIGINT/SIGTERM after printing what was done (`bench`; 128 + SIGINT)
+  kExitInterrupted = 130,  ///< `bench stream` stopped by SIGINT/SIGTERM after printing what was done (128 + SIGINT)
 };
 
 /// The exit code for a library error condition.
