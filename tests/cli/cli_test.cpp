@@ -1139,11 +1139,10 @@ TEST_F(cli, MonitorSortsByStreamNameAndByTheSortKey) {
   EXPECT_EQ(r.code, 2) << describe(r);
 }
 
-TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
-  create({"wfs", "--shape", "4", "--dtype", "u8"});
-  int master = -1;
-  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);  // the terminal is the child's own
-  ASSERT_GE(pid, 0) << std::strerror(errno);
+/// Starts `shmlink monitor --interval 0.05` on a new pseudo-terminal of its own (forkpty: stdin,
+/// stdout and stderr, its controlling terminal); `master` gets our side. @return its pid, or -1.
+pid_t start_monitor_on_a_terminal(int& master) {
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
   if (pid == 0) {
     std::string exe = SHMLINK_CLI_PATH;
     std::vector<std::string> args = {exe, "monitor", "--interval", "0.05"};
@@ -1153,6 +1152,14 @@ TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
     ::execv(exe.c_str(), argv.data());
     ::_exit(127);
   }
+  return pid;
+}
+
+TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  int master = -1;
+  const pid_t pid = start_monitor_on_a_terminal(master);
+  ASSERT_GE(pid, 0) << std::strerror(errno);
   std::string screen;
   // Reads the terminal until `text` appears after `from`; false after 20 s or at EOF.
   auto read_until = [&](const std::string& text, std::size_t from) {
@@ -1185,6 +1192,62 @@ TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
     ::waitpid(pid, &status, 0);
     FAIL() << "monitor did not quit on q:\n" << screen;
   }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST_F(cli, MonitorGivesTheTerminalBackOnCtrlZAndTakesItAgainOnContinue) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  int master = -1;
+  const pid_t pid = start_monitor_on_a_terminal(master);
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  std::string screen;
+  auto drain = [&] {
+    pollfd p{master, POLLIN, 0};
+    char buf[4096];
+    while (::poll(&p, 1, 0) > 0) {
+      const ssize_t got = ::read(master, buf, sizeof buf);
+      if (got <= 0) break;
+      screen.append(buf, static_cast<std::size_t>(got));
+    }
+  };
+  // The terminal's settings, as the monitor's side sees them (Linux: the master reports its slave's).
+  auto echo_on = [&] {
+    drain();
+    termios t{};
+    return ::tcgetattr(master, &t) == 0 && (t.c_lflag & ECHO) != 0 && (t.c_lflag & ICANON) != 0;
+  };
+  auto cleanup = [&] {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(master);
+  };
+  if (!eventually([&] { return !echo_on() && screen.find("q: quit") != std::string::npos; }, 20s)) {
+    cleanup();
+    FAIL() << "monitor never put the terminal in key mode:\n" << screen;
+  }
+  // Ctrl-Z: the settings come back before the process stops. (Here its process group has no
+  // parent in the session, so the kernel does not stop it; the terminal must be restored anyway.)
+  ASSERT_EQ(::kill(pid, SIGTSTP), 0);
+  const bool restored = eventually(echo_on, 20s);
+  // fg/bg: SIGCONT; in the foreground again, keys are read without echo again.
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  const bool reapplied = eventually([&] { return !echo_on(); }, 20s);
+  const std::size_t before = screen.size();
+  ASSERT_EQ(::write(master, "s", 1), 1);
+  const bool keys = eventually([&] { return !echo_on() && screen.find("sorted by rate", before) != std::string::npos; },
+                               20s);
+  ASSERT_EQ(::write(master, "q", 1), 1);
+  int status = 0;
+  const bool quit = eventually([&] {
+    drain();
+    return ::waitpid(pid, &status, WNOHANG) == pid;
+  });
+  if (!quit) cleanup();
+  else ::close(master);
+  EXPECT_TRUE(restored) << "Ctrl-Z left the terminal without echo";
+  EXPECT_TRUE(reapplied) << "SIGCONT did not put the terminal back in key mode";
+  EXPECT_TRUE(keys) << screen;
+  ASSERT_TRUE(quit) << screen;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
