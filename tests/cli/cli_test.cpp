@@ -1012,6 +1012,75 @@ TEST_F(cli, LsShowsLiveWriterAndReaders) {
   EXPECT_EQ(row.at("readers"), 0);
 }
 
+TEST_F(cli, ASemaphoreSlotHeldByALiveProcessThatDoesNotMapTheStreamIsNoReader) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  // A process claims slot 0 and then execs `sleep`: the exec drops its mapping and (close on
+  // exec) its descriptor without releasing the slot. Its pid stays in semReadPID, alive, as when
+  // a reader died without releasing its slot and an unrelated process got its pid.
+  Child unrelated([] {
+    shmlink::Stream s = shmlink::Stream::open("wfs");
+    if (s.claim_semaphore(0) != 0) ::_exit(2);
+    ::execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+    ::_exit(3);
+  });
+  const fs::path comm = fs::path("/proc") / std::to_string(unrelated.pid()) / "comm";
+  ASSERT_TRUE(eventually([&] { return read_file(comm) == "sleep\n"; })) << read_file(comm);
+  {
+    shmlink::Stream s = shmlink::Stream::open("wfs");
+    ASSERT_EQ(s.info().sem_read_pids.at(0), unrelated.pid());
+  }
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"ls", "--json", "--interval", "0"}, std::vector<std::string>{"info", "wfs", "--json"}}) {
+    SCOPED_TRACE(args[0]);
+    const RunResult r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const json j = parse_json(r);
+    const json& row = args[0] == "ls" ? j.at("streams").at(0) : j;
+    EXPECT_EQ(row.at("readers"), 0) << r.out;
+    EXPECT_EQ(row.at("reader_pids"), json::array()) << r.out;
+  }
+  const RunResult text = run_cli({"info", "wfs"});
+  EXPECT_EQ(text.out.find("(semaphore 0)"), std::string::npos) << text.out;
+}
+
+TEST_F(cli, ReadersUninspectableLeavesOutKernelThreads) {
+  // Run as an unprivileged user, `ls` cannot read the /proc/PID/fd of root's processes. A kernel
+  // thread denies its fd/ too, but its maps can be read and are empty: it maps nothing and is
+  // not a hidden reader. Counted from here (root can read everything): kernel threads (empty
+  // maps) and the other processes not owned by the unprivileged user.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to run `ls` as another user and count what it cannot see";
+  constexpr uid_t kNobody = 65534;
+  int kernel_threads = 0;
+  int others = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) != 0) continue;
+    std::ifstream maps(e.path() / "maps");
+    if (!maps) continue;
+    std::string line;
+    if (!std::getline(maps, line)) {
+      ++kernel_threads;
+    } else if (st.st_uid != kNobody) {
+      ++others;
+    }
+  }
+  if (kernel_threads < 10) GTEST_SKIP() << "only " << kernel_threads << " kernel threads visible (a container?)";
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(stream_file("wfs"), fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  const RunResult r = CliProcess({"ls", "--json", "--interval", "0"}, [] {
+                        if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) throw std::runtime_error("setuid");
+                      }).finish();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const int hidden = parse_json(r).at("streams").at(0).at("readers_uninspectable").get<int>();
+  // Before, hidden was about kernel_threads + others; processes come and go meanwhile, so the
+  // bound leaves half the kernel threads as margin.
+  EXPECT_LE(hidden, others + kernel_threads / 2) << kernel_threads << " kernel threads, " << others << " others";
+  EXPECT_GT(hidden, 0);  // root's own processes (this test) are hidden from nobody
+}
+
 /// Body of a reader child that holds `name` mapped without a semaphore slot and looks at its
 /// frames by polling cnt0, as a Python reader holding `view()` or a control loop does; tells the
 /// parent it is attached by writing one byte to `ready`. (No library wait: how those wait is
@@ -1685,6 +1754,36 @@ TEST_F(cli, CreateGroupTheCallerIsNotInIsPermissionErrorAndLeavesNoStream) {
   EXPECT_NE(r.err.find("must belong to the group"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("g.im.shm"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(sub / "g.im.shm")) << "a stream with the wrong group was left behind";
+}
+
+TEST_F(cli, LsAndMonitorScanProcOncePerTableAndALiveMonitorReusesTheScan) {
+  // The /proc scan reads every process's maps (taking each one's mmap_lock): -vv logs each scan.
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  auto scans = [](const RunResult& r) {
+    int n = 0;
+    for (std::size_t at = r.err.find("readers: scanned /proc"); at != std::string::npos;
+         at = r.err.find("readers: scanned /proc", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  RunResult r = run_cli({"-vv", "ls", "--interval", "0.05"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(scans(r), 1) << r.err;
+  r = run_cli({"-vv", "monitor", "--once", "--interval", "0.05"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(scans(r), 1) << r.err;
+
+  // 30 refreshes 10 ms apart: one scan serves every refresh of up to 2 s.
+  const auto start = std::chrono::steady_clock::now();
+  r = run_cli({"-vv", "monitor", "--json", "--interval", "0.01", "--count", "30"});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_GE(scans(r), 1);
+  EXPECT_LE(scans(r), 1 + static_cast<int>(seconds / 2.0)) << seconds << " s\n" << r.err;
+  const std::vector<json> docs = json_lines(r.out);
+  ASSERT_EQ(docs.size(), 30u);
+  for (const json& d : docs) EXPECT_TRUE(d.at("streams").at(0).contains("readers_uninspectable")) << d.dump();
 }
 
 TEST_F(cli, MonitorJsonReportsRecreationAndFollowsTheNewStream) {

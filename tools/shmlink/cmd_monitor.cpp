@@ -309,16 +309,19 @@ int run_monitor(const MonitorOptions& opt) {
   for (const std::string& name : opt.names) paths.push_back(resolve_stream(name, opt.dir));
   StreamWatcher watcher(resolve_directory(opt.dir), std::move(paths));
   RowOrder order = row_order_from_name(opt.sort);
-  auto refresh = [&watcher, &order] {
-    std::vector<StreamRow> r = watcher.refresh();
+  // Readers come from a /proc scan, which reads every process's maps (taking its mmap_lock):
+  // --once scans once, for the table it prints; a live monitor reuses a scan for up to
+  // kReaderScanMaxAge (sooner when a stream appears or a semaphore slot changes hands).
+  auto refresh = [&watcher, &order](ReaderScan scan) {
+    std::vector<StreamRow> r = watcher.refresh(scan);
     sort_rows(r, order);
     return r;
   };
-  std::vector<StreamRow> rows = refresh();
+  std::vector<StreamRow> rows = refresh(opt.once ? ReaderScan::none : ReaderScan::cached);
 
   if (opt.once) {
     sleep_while(period, keep_running);
-    rows = refresh();
+    rows = refresh(ReaderScan::fresh);
     const std::vector<StreamEvent> events = watcher.take_events();
     if (opt.json) {
       print_json(monitor_json(watcher.directory(), opt.interval, opt.sort, rows, &events));
@@ -397,7 +400,7 @@ int run_monitor(const MonitorOptions& opt) {
       draw({});
     }
     if (g_stop != 0) break;
-    rows = refresh();
+    rows = refresh(ReaderScan::cached);
   }
   return kExitOk;
 }
