@@ -49,13 +49,19 @@ bool fds_hold(const std::string& pid, const std::vector<Target>& targets, std::v
   return true;
 }
 
-/// Marks in `held` the targets `pid` maps; false when its maps cannot be read.
-bool maps_hold(const std::string& pid, const std::vector<Target>& targets, std::vector<char>& held) {
+/// Marks in `held` the targets `pid` maps; false when its maps cannot be read. `*empty` is set
+/// when the maps were read and list no mapping at all: a kernel thread (or a zombie) has no
+/// address space, hence no descriptor of its own either, so it is fully inspected even when its
+/// fd/ directory is closed to us.
+bool maps_hold(const std::string& pid, const std::vector<Target>& targets, std::vector<char>& held, bool* empty) {
+  *empty = false;
   const std::string maps = "/proc/" + pid + "/maps";
   std::FILE* f = std::fopen(maps.c_str(), "r");
   if (f == nullptr) return errno == ENOENT;
   char line[4096];
+  bool any = false;
   while (std::fgets(line, sizeof line, f) != nullptr) {
+    any = true;
     // "start-end perms offset major:minor inode path"
     unsigned long long inode = 0;
     unsigned int major = 0, minor = 0;
@@ -64,8 +70,10 @@ bool maps_hold(const std::string& pid, const std::vector<Target>& targets, std::
       if (targets[i].exists && inode == targets[i].ino && ::makedev(major, minor) == targets[i].dev) held[i] = 1;
     }
   }
+  const bool read_all = std::ferror(f) == 0;
   std::fclose(f);
-  return true;
+  *empty = read_all && !any;
+  return read_all;
 }
 
 }  // namespace
@@ -91,7 +99,8 @@ std::vector<std::vector<int>> processes_using_each(const std::vector<std::string
     std::fill(held.begin(), held.end(), 0);
     const bool fds_read = fds_hold(e->d_name, targets, held);
     const bool all_found = std::all_of(held.begin(), held.end(), [](char h) { return h != 0; });
-    const bool maps_read = all_found || maps_hold(e->d_name, targets, held);
+    bool no_mappings = false;
+    const bool maps_read = all_found || maps_hold(e->d_name, targets, held, &no_mappings);
     bool missed = false;
     for (std::size_t i = 0; i < held.size(); ++i) {
       if (held[i] != 0) {
@@ -100,7 +109,7 @@ std::vector<std::vector<int>> processes_using_each(const std::vector<std::string
         missed = true;
       }
     }
-    if (missed && (!fds_read || !maps_read)) ++hidden;
+    if (missed && (!fds_read || !maps_read) && !no_mappings) ++hidden;
   }
   for (std::vector<int>& p : pids) std::sort(p.begin(), p.end());
   if (uninspectable != nullptr) *uninspectable = hidden;

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -521,24 +522,33 @@ struct NpyExpect {
   std::string values;  ///< "[300, 301, ...]"
 };
 
-/// Loads every file with numpy (Debian's /usr/bin/python3, one run for all) and checks shapes,
-/// dtypes and values. Empty when all holds, else what numpy or the checks said; nullopt when
-/// numpy is not available here.
-std::optional<std::string> numpy_check(const std::vector<NpyExpect>& files, const fs::path& dir) {
-  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) return std::nullopt;
-  const fs::path script = dir / "npy-check.py";
+/// Runs the Python `script` with Debian's /usr/bin/python3 and numpy (imported as np). Empty
+/// when it succeeded, else what Python said. numpy missing is a failure, not a skip: the tests
+/// of `cat --npy` are only worth something when numpy loads the files (scripts/test installs
+/// python3-numpy).
+std::string run_numpy_script(const std::string& script, const fs::path& dir) {
+  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0)
+    return "numpy is not available to /usr/bin/python3 (install python3-numpy)";
+  const fs::path file = dir / "npy-check.py";
   const fs::path out = dir / "npy-check.out";
-  std::ofstream py(script);
-  py << "import numpy as np\n";
-  for (const NpyExpect& e : files) {
-    py << "a = np.load('" << e.file.string() << "')\n"
-       << "assert a.shape == " << e.shape << ", ('" << e.file.string() << "', 'shape', a.shape)\n"
-       << "assert a.dtype == np.dtype('" << e.dtype << "'), ('" << e.file.string() << "', 'dtype', a.dtype)\n"
-       << "assert a.ravel().tolist() == " << e.values << ", ('" << e.file.string() << "', a.ravel().tolist())\n";
-  }
+  std::ofstream py(file);
+  py << "import numpy as np\n" << script;
   py.close();
-  const std::string cmd = "/usr/bin/python3 '" + script.string() + "' >'" + out.string() + "' 2>&1";
+  const std::string cmd = "/usr/bin/python3 '" + file.string() + "' >'" + out.string() + "' 2>&1";
   return std::system(cmd.c_str()) == 0 ? std::string() : "numpy: " + read_file(out);
+}
+
+/// Loads every file with numpy (one run for all) and checks shapes, dtypes and values. Empty
+/// when all holds, else what numpy or the checks said (run_numpy_script()).
+std::string numpy_check(const std::vector<NpyExpect>& files, const fs::path& dir) {
+  std::string py;
+  for (const NpyExpect& e : files) {
+    py += "a = np.load('" + e.file.string() + "')\n" +
+          "assert a.shape == " + e.shape + ", ('" + e.file.string() + "', 'shape', a.shape)\n" +
+          "assert a.dtype == np.dtype('" + e.dtype + "'), ('" + e.file.string() + "', 'dtype', a.dtype)\n" +
+          "assert a.ravel().tolist() == " + e.values + ", ('" + e.file.string() + "', a.ravel().tolist())\n";
+  }
+  return run_numpy_script(py, dir);
 }
 
 /// A Python list of frames, for numpy_check(): for each entry of `firsts`, `n` consecutive
@@ -621,9 +631,96 @@ TEST_F(cli, CatNpyOfARollingBufferHoldsTheNewestFrameAndAllTheHistoryOldestFirst
   EXPECT_NE(r.out.find("4x3x5 (numpy (5, 3, 4))"), std::string::npos) << r.out;
 
   // numpy loads every file with the shape and the values the JSON described.
-  const std::optional<std::string> numpy = numpy_check(expected, dir_);
-  if (!numpy) GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
-  EXPECT_EQ(*numpy, "");
+  EXPECT_EQ(numpy_check(expected, dir_), "");
+}
+
+TEST_F(cli, CatNpyOfHalfComplexAndOneAxisStreamsLoadsInNumpy) {
+  create({"half", "--shape", "2x2", "--dtype", "float16"});
+  create({"c64", "--shape", "3", "--dtype", "complex64"});
+  create({"c128", "--shape", "2x2", "--dtype", "complex128"});
+  create({"line", "--shape", "7", "--dtype", "i8"});
+  auto write = [](const std::string& name, std::span<const std::byte> frame) {
+    shmlink::Stream s = shmlink::Stream::open(name);
+    ASSERT_TRUE(s.write(frame).ok()) << name;
+  };
+  const std::vector<std::uint16_t> half = {0x3800, 0x3E00, 0xC000, 0x3C00};  // 0.5, 1.5, -2.0, 1.0 (binary16)
+  const std::vector<std::complex<float>> c64 = {{1, 2}, {-3, 0.5f}, {0, -1}};
+  const std::vector<std::complex<double>> c128 = {{1, -1}, {2.5, 0}, {0, 3}, {-4, 4}};
+  const std::vector<std::int8_t> line = {-3, -2, -1, 0, 1, 2, 127};
+  write("half", std::as_bytes(std::span(half)));
+  write("c64", std::as_bytes(std::span(c64)));
+  write("c128", std::as_bytes(std::span(c128)));
+  write("line", std::as_bytes(std::span(line)));
+  std::vector<NpyExpect> expected = {
+      {dir_ / "half.npy", "(2, 2)", "<f2", "[0.5, 1.5, -2.0, 1.0]"},
+      {dir_ / "c64.npy", "(3,)", "<c8", "[(1+2j), (-3+0.5j), -1j]"},
+      {dir_ / "c128.npy", "(2, 2)", "<c16", "[(1-1j), (2.5+0j), 3j, (-4+4j)]"},
+      {dir_ / "line.npy", "(7,)", "|i1", "[-3, -2, -1, 0, 1, 2, 127]"},
+      {dir_ / "line-all.npy", "(1, 7)", "|i1", "[-3, -2, -1, 0, 1, 2, 127]"},
+  };
+  for (const NpyExpect& e : expected) {
+    const std::string name = e.file.stem().string();
+    std::vector<std::string> args = {"cat", name.substr(0, name.find('-')), "--npy", e.file.string()};
+    if (name.ends_with("-all")) args.emplace_back("--all");
+    const RunResult r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << describe(r);
+  }
+  EXPECT_EQ(numpy_check(expected, dir_), "");
+}
+
+TEST_F(cli, CatAllAgainstALiveWriterKeepsTheConsecutiveFramesItsCopyDidNotCollideWith) {
+  // A deep buffer (128 frames of 256x256 u32, 32 MiB) whose copy takes milliseconds, and a writer
+  // that composes each frame in place (begin_write, fill, commit_write) and pauses 1 ms between
+  // frames, so that several frames commit during any copy of the whole buffer, and far fewer than
+  // 128 (that would leave nothing to keep). Element i of frame k holds k * 65536 + i, so every value
+  // says which frame and element it is, and a frame overwritten while it was copied would show
+  // values of another frame.
+  constexpr std::uint32_t kElements = 256 * 256;
+  create({"live", "--shape", "256x256", "--dtype", "u32", "--depth", "128"});
+  Child writer([] {
+    // A loaded machine may stop any process for milliseconds; a real-time writer asks not to be
+    // (root only; without it, the test holds all the same, it only exercises the collision less).
+    (void)::setpriority(PRIO_PROCESS, 0, -20);
+    shmlink::Stream s = shmlink::Stream::open("live");
+    std::vector<std::uint32_t> frame(kElements);
+    const auto stop = std::chrono::steady_clock::now() + 60s;
+    const pid_t parent = ::getppid();
+    while (std::chrono::steady_clock::now() < stop && ::getppid() == parent) {
+      const auto k = static_cast<std::uint32_t>(s.cnt0() + 1);
+      const std::span<std::byte> slice = s.begin_write();
+      if (slice.size() != sizeof(std::uint32_t) * kElements) ::_exit(2);
+      for (std::uint32_t i = 0; i < kElements; ++i) frame[i] = k * kElements + i;
+      std::memcpy(slice.data(), frame.data(), slice.size());
+      if (!s.commit_write().ok()) ::_exit(3);
+      std::this_thread::sleep_for(1ms);  // under 1 kHz: a copy of 32 MiB outlasts the pause
+    }
+  });
+  shmlink::Stream live = shmlink::Stream::open("live");
+  ASSERT_TRUE(eventually([&] { return live.cnt0() > 200; })) << "the writer wrote " << live.cnt0() << " frames";
+
+  const fs::path npy = dir_ / "live.npy";
+  const RunResult r = run_cli({"cat", "live", "--all", "--npy", npy.string(), "--json"});
+  const std::uint64_t written = live.cnt0();
+  writer.stop();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  ASSERT_TRUE(j.contains("overwritten_while_copying")) << r.out;
+  const auto frames = j.at("frames").get<std::uint64_t>();
+  const auto first = j.at("first_cnt0").get<std::uint64_t>();
+  ASSERT_GE(frames, 1u);
+  EXPECT_EQ(frames + j.at("overwritten_while_copying").get<std::uint64_t>(), 128u) << r.out;
+  EXPECT_EQ(first + frames - 1, j.at("cnt0").get<std::uint64_t>());
+  EXPECT_LE(j.at("cnt0").get<std::uint64_t>(), written);
+  EXPECT_EQ(j.at("shape"), json::array({256, 256, frames}));
+  // numpy loads it, and the frames are consecutive, oldest first, each holding its own cnt0.
+  const std::string check = "a = np.load('" + npy.string() + "')\n" +
+                            "assert a.shape == (" + std::to_string(frames) + ", 256, 256), a.shape\n" +
+                            "assert a.dtype == np.dtype('<u4'), a.dtype\n" +
+                            "idx = np.arange(65536, dtype=np.uint64)\n" +
+                            "for i in range(a.shape[0]):\n" +
+                            "    want = (" + std::to_string(first) + " + i) * 65536 + idx\n" +
+                            "    assert (a[i].ravel().astype(np.uint64) == want).all(), ('frame', i, a[i].ravel()[:4])\n";
+  EXPECT_EQ(run_numpy_script(check, dir_), "");
 }
 
 TEST_F(cli, CatAllReadsTheHistoryOfAWriterThatDoesNotFillTheSliceCounters) {
@@ -666,12 +763,10 @@ TEST_F(cli, CatAllReadsTheHistoryOfAWriterThatDoesNotFillTheSliceCounters) {
   EXPECT_EQ(j.at("first_cnt0"), 3);
   EXPECT_EQ(j.at("stats").at("min"), 30);
   EXPECT_EQ(j.at("stats").at("max"), 65);
-  const std::optional<std::string> numpy =
-      numpy_check({{newest, "(2, 3)", "|u1", values_from({60}, 6)},
-                   {history, "(4, 2, 3)", "|u1", values_from({30, 40, 50, 60}, 6)}},  // oldest first
-                  dir_);
-  if (!numpy) GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
-  EXPECT_EQ(*numpy, "");
+  EXPECT_EQ(numpy_check({{newest, "(2, 3)", "|u1", values_from({60}, 6)},
+                         {history, "(4, 2, 3)", "|u1", values_from({30, 40, 50, 60}, 6)}},  // oldest first
+                        dir_),
+            "");
 }
 
 TEST_F(cli, CatWaitTimeoutSaysTimedOut) {
@@ -690,6 +785,15 @@ TEST_F(cli, CatNpyToAnUnwritablePathIsAnOutputFileErrorNotStreamNotFound) {
     EXPECT_NE(r.err.find("output file " + out), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("cam.im.shm"), std::string::npos) << "the stream is fine: " << r.err;
   }
+}
+
+TEST_F(cli, CatNpyOnAFullDiskSaysNoSpaceLeft) {
+  // /dev/full accepts the open and the buffered writes; the final flush in fclose fails ENOSPC.
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  const RunResult r = run_cli({"cat", "wfs", "--npy", "/dev/full"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.err.find("cannot write the output file /dev/full"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(std::strerror(ENOSPC)), std::string::npos) << r.err;
 }
 
 TEST_F(cli, CatStatsUseMagnitudeForComplex) {
@@ -909,6 +1013,75 @@ TEST_F(cli, LsShowsLiveWriterAndReaders) {
   EXPECT_EQ(row.at("readers"), 0);
 }
 
+TEST_F(cli, ASemaphoreSlotHeldByALiveProcessThatDoesNotMapTheStreamIsNoReader) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  // A process claims slot 0 and then execs `sleep`: the exec drops its mapping and (close on
+  // exec) its descriptor without releasing the slot. Its pid stays in semReadPID, alive, as when
+  // a reader died without releasing its slot and an unrelated process got its pid.
+  Child unrelated([] {
+    shmlink::Stream s = shmlink::Stream::open("wfs");
+    if (s.claim_semaphore(0) != 0) ::_exit(2);
+    ::execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+    ::_exit(3);
+  });
+  const fs::path comm = fs::path("/proc") / std::to_string(unrelated.pid()) / "comm";
+  ASSERT_TRUE(eventually([&] { return read_file(comm) == "sleep\n"; })) << read_file(comm);
+  {
+    shmlink::Stream s = shmlink::Stream::open("wfs");
+    ASSERT_EQ(s.info().sem_read_pids.at(0), unrelated.pid());
+  }
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"ls", "--json", "--interval", "0"}, std::vector<std::string>{"info", "wfs", "--json"}}) {
+    SCOPED_TRACE(args[0]);
+    const RunResult r = run_cli(args);
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const json j = parse_json(r);
+    const json& row = args[0] == "ls" ? j.at("streams").at(0) : j;
+    EXPECT_EQ(row.at("readers"), 0) << r.out;
+    EXPECT_EQ(row.at("reader_pids"), json::array()) << r.out;
+  }
+  const RunResult text = run_cli({"info", "wfs"});
+  EXPECT_EQ(text.out.find("(semaphore 0)"), std::string::npos) << text.out;
+}
+
+TEST_F(cli, ReadersUninspectableLeavesOutKernelThreads) {
+  // Run as an unprivileged user, `ls` cannot read the /proc/PID/fd of root's processes. A kernel
+  // thread denies its fd/ too, but its maps can be read and are empty: it maps nothing and is
+  // not a hidden reader. Counted from here (root can read everything): kernel threads (empty
+  // maps) and the other processes not owned by the unprivileged user.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to run `ls` as another user and count what it cannot see";
+  constexpr uid_t kNobody = 65534;
+  int kernel_threads = 0;
+  int others = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) != 0) continue;
+    std::ifstream maps(e.path() / "maps");
+    if (!maps) continue;
+    std::string line;
+    if (!std::getline(maps, line)) {
+      ++kernel_threads;
+    } else if (st.st_uid != kNobody) {
+      ++others;
+    }
+  }
+  if (kernel_threads < 10) GTEST_SKIP() << "only " << kernel_threads << " kernel threads visible (a container?)";
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(stream_file("wfs"), fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  const RunResult r = CliProcess({"ls", "--json", "--interval", "0"}, [] {
+                        if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) throw std::runtime_error("setuid");
+                      }).finish();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const int hidden = parse_json(r).at("streams").at(0).at("readers_uninspectable").get<int>();
+  // Before, hidden was about kernel_threads + others; processes come and go meanwhile, so the
+  // bound leaves half the kernel threads as margin.
+  EXPECT_LE(hidden, others + kernel_threads / 2) << kernel_threads << " kernel threads, " << others << " others";
+  EXPECT_GT(hidden, 0);  // root's own processes (this test) are hidden from nobody
+}
+
 /// Body of a reader child that holds `name` mapped without a semaphore slot and looks at its
 /// frames by polling cnt0, as a Python reader holding `view()` or a control loop does; tells the
 /// parent it is attached by writing one byte to `ready`. (No library wait: how those wait is
@@ -1036,11 +1209,10 @@ TEST_F(cli, MonitorSortsByStreamNameAndByTheSortKey) {
   EXPECT_EQ(r.code, 2) << describe(r);
 }
 
-TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
-  create({"wfs", "--shape", "4", "--dtype", "u8"});
-  int master = -1;
-  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);  // the terminal is the child's own
-  ASSERT_GE(pid, 0) << std::strerror(errno);
+/// Starts `shmlink monitor --interval 0.05` on a new pseudo-terminal of its own (forkpty: stdin,
+/// stdout and stderr, its controlling terminal); `master` gets our side. @return its pid, or -1.
+pid_t start_monitor_on_a_terminal(int& master) {
+  const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
   if (pid == 0) {
     std::string exe = SHMLINK_CLI_PATH;
     std::vector<std::string> args = {exe, "monitor", "--interval", "0.05"};
@@ -1050,6 +1222,14 @@ TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
     ::execv(exe.c_str(), argv.data());
     ::_exit(127);
   }
+  return pid;
+}
+
+TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  int master = -1;
+  const pid_t pid = start_monitor_on_a_terminal(master);
+  ASSERT_GE(pid, 0) << std::strerror(errno);
   std::string screen;
   // Reads the terminal until `text` appears after `from`; false after 20 s or at EOF.
   auto read_until = [&](const std::string& text, std::size_t from) {
@@ -1085,6 +1265,62 @@ TEST_F(cli, MonitorOnATerminalChangesTheOrderWithTheSKeyAndQuitsWithQ) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+TEST_F(cli, MonitorGivesTheTerminalBackOnCtrlZAndTakesItAgainOnContinue) {
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  int master = -1;
+  const pid_t pid = start_monitor_on_a_terminal(master);
+  ASSERT_GE(pid, 0) << std::strerror(errno);
+  std::string screen;
+  auto drain = [&] {
+    pollfd p{master, POLLIN, 0};
+    char buf[4096];
+    while (::poll(&p, 1, 0) > 0) {
+      const ssize_t got = ::read(master, buf, sizeof buf);
+      if (got <= 0) break;
+      screen.append(buf, static_cast<std::size_t>(got));
+    }
+  };
+  // The terminal's settings, as the monitor's side sees them (Linux: the master reports its slave's).
+  auto echo_on = [&] {
+    drain();
+    termios t{};
+    return ::tcgetattr(master, &t) == 0 && (t.c_lflag & ECHO) != 0 && (t.c_lflag & ICANON) != 0;
+  };
+  auto cleanup = [&] {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(master);
+  };
+  if (!eventually([&] { return !echo_on() && screen.find("q: quit") != std::string::npos; }, 20s)) {
+    cleanup();
+    FAIL() << "monitor never put the terminal in key mode:\n" << screen;
+  }
+  // Ctrl-Z: the settings come back before the process stops. (Here its process group has no
+  // parent in the session, so the kernel does not stop it; the terminal must be restored anyway.)
+  ASSERT_EQ(::kill(pid, SIGTSTP), 0);
+  const bool restored = eventually(echo_on, 20s);
+  // fg/bg: SIGCONT; in the foreground again, keys are read without echo again.
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+  const bool reapplied = eventually([&] { return !echo_on(); }, 20s);
+  const std::size_t before = screen.size();
+  ASSERT_EQ(::write(master, "s", 1), 1);
+  const bool keys = eventually([&] { return !echo_on() && screen.find("sorted by rate", before) != std::string::npos; },
+                               20s);
+  ASSERT_EQ(::write(master, "q", 1), 1);
+  int status = 0;
+  const bool quit = eventually([&] {
+    drain();
+    return ::waitpid(pid, &status, WNOHANG) == pid;
+  });
+  if (!quit) cleanup();
+  else ::close(master);
+  EXPECT_TRUE(restored) << "Ctrl-Z left the terminal without echo";
+  EXPECT_TRUE(reapplied) << "SIGCONT did not put the terminal back in key mode";
+  EXPECT_TRUE(keys) << screen;
+  ASSERT_TRUE(quit) << screen;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST_F(cli, MonitorOnceReportsRateOfLiveWriter) {
   create({"busy", "--shape", "16x16", "--dtype", "u16"});
   create({"idle", "--shape", "4", "--dtype", "u8"});
@@ -1112,6 +1348,21 @@ TEST_F(cli, MonitorOnceReportsRateOfLiveWriter) {
   EXPECT_NE(r.out.find("busy"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("RATE_HZ"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("\x1b["), std::string::npos) << "no ANSI codes when not a TTY";
+}
+
+TEST_F(cli, BenchQueueStoppedByCtrlCEndsWithAnErrorAndExitOneNot130) {
+  // Only `bench stream` prints the rows measured so far and exits 130; `bench queue` reports no
+  // partial rows, so Ctrl-C ends it like any error: exit 1 and a message saying it was interrupted.
+  CliProcess bench({"bench", "queue", "--json", "--rounds", "1000", "--samples", "100000000", "--warmup", "0"});
+  // The scratch directory is made after the Ctrl-C handler is installed: interrupt from then on.
+  const bool started = eventually([&] { return !fs::is_empty(dir_); }, 30s);
+  ::kill(bench.pid(), SIGINT);
+  const RunResult r = bench.finish();
+  ASSERT_TRUE(started) << describe(r);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.err.find("shmlink: error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
 }
 
 TEST_F(cli, MonitorStopsCleanlyOnSigint) {
@@ -1504,6 +1755,36 @@ TEST_F(cli, CreateGroupTheCallerIsNotInIsPermissionErrorAndLeavesNoStream) {
   EXPECT_NE(r.err.find("must belong to the group"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("g.im.shm"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(sub / "g.im.shm")) << "a stream with the wrong group was left behind";
+}
+
+TEST_F(cli, LsAndMonitorScanProcOncePerTableAndALiveMonitorReusesTheScan) {
+  // The /proc scan reads every process's maps (taking each one's mmap_lock): -vv logs each scan.
+  create({"wfs", "--shape", "4", "--dtype", "u8"});
+  auto scans = [](const RunResult& r) {
+    int n = 0;
+    for (std::size_t at = r.err.find("readers: scanned /proc"); at != std::string::npos;
+         at = r.err.find("readers: scanned /proc", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  RunResult r = run_cli({"-vv", "ls", "--interval", "0.05"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(scans(r), 1) << r.err;
+  r = run_cli({"-vv", "monitor", "--once", "--interval", "0.05"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(scans(r), 1) << r.err;
+
+  // 30 refreshes 10 ms apart: one scan serves every refresh of up to 2 s.
+  const auto start = std::chrono::steady_clock::now();
+  r = run_cli({"-vv", "monitor", "--json", "--interval", "0.01", "--count", "30"});
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_GE(scans(r), 1);
+  EXPECT_LE(scans(r), 1 + static_cast<int>(seconds / 2.0)) << seconds << " s\n" << r.err;
+  const std::vector<json> docs = json_lines(r.out);
+  ASSERT_EQ(docs.size(), 30u);
+  for (const json& d : docs) EXPECT_TRUE(d.at("streams").at(0).contains("readers_uninspectable")) << d.dump();
 }
 
 TEST_F(cli, MonitorJsonReportsRecreationAndFollowsTheNewStream) {

@@ -195,11 +195,17 @@ Error output_error(const std::string& file, const char* doing, int err) {
 void write_file(const std::string& file, const std::string& header, std::span<const std::byte> data) {
   std::FILE* f = std::fopen(file.c_str(), "wb");
   if (f == nullptr) throw output_error(file, "creating", errno);
-  bool ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
-  ok = ok && std::fwrite(data.data(), 1, data.size(), f) == data.size();
-  const int err = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) throw output_error(file, "writing", err != 0 ? err : errno);
+  // errno is only meaningful right after a call that failed: clear it first, and keep the
+  // failing call's own value (a full disk often shows only in fclose's final flush: ENOSPC).
+  errno = 0;
+  const bool written = std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
+                       std::fwrite(data.data(), 1, data.size(), f) == data.size();
+  const int write_err = written ? 0 : errno;
+  errno = 0;
+  const bool closed = std::fclose(f) == 0;
+  const int close_err = closed ? 0 : errno;
+  if (!written) throw output_error(file, "writing", write_err != 0 ? write_err : EIO);
+  if (!closed) throw output_error(file, "closing", close_err != 0 ? close_err : EIO);
 }
 
 /// What `cat` read: the newest frame, or (--all) a rolling buffer's history.
@@ -207,16 +213,21 @@ struct CatContent {
   std::vector<std::byte> bytes;           ///< C order, oldest frame first
   std::vector<std::uint32_t> shape;       ///< ISIO order (fastest first); history: frame shape + frame count
   std::uint64_t frames = 1;               ///< frames in `bytes`
+  std::uint64_t overwritten = 0;          ///< history: older frames dropped, overwritten while they were copied
   FrameInfo newest;                       ///< counters and times of the newest frame read
   bool history = false;                   ///< --all
 };
 
-/// Copies every frame a rolling buffer holds, min(cnt0, depth), oldest first: slices
-/// cnt1 - n + 1 .. cnt1 (mod depth). Validated as a whole like Stream::read_copy(): the copy is
-/// kept only when no write was in progress before it and cnt0 and cnt1 did not move during it,
-/// so it works for writers that fill the per-slice counters (shmlink) and for those that do
-/// not (ImageStreamIO's UpdateIm). Retried for at most a second.
-/// @throws Error torn or writer_active naming the stream when no consistent copy was possible.
+/// Copies every frame a rolling buffer holds, n = min(cnt0, depth), oldest first: slices
+/// cnt1 - n + 1 .. cnt1 (mod depth), for writers that fill the per-slice counters (shmlink) and
+/// for those that do not (ImageStreamIO's UpdateIm). The pair (cnt0, cnt1) is read under the
+/// seqlock (write flag clear, cnt0 unchanged after reading cnt1). A writer may go on writing
+/// during the copy: the k = cnt0 - c1 frames it committed meanwhile (plus one when a write is in
+/// progress at the end) went to the slices after cnt1, in the copy's order from its oldest (once
+/// the buffer is full: the k oldest of the copy); those are dropped and the newer frames kept
+/// (`c.overwritten` says how many were dropped). Retried, for at most a second, only when the
+/// writer may have overwritten every frame copied.
+/// @throws Error torn or writer_active naming the stream when no frame could be kept.
 void read_history(const Stream& s, CatContent& c) {
   const std::uint32_t depth = std::max<std::uint32_t>(1, s.depth());
   const std::size_t frame_bytes = s.frame_bytes();
@@ -232,6 +243,11 @@ void read_history(const Stream& s, CatContent& c) {
       continue;
     }
     const std::uint64_t newest = s.cnt1();
+    const FrameInfo info = s.frame_info();
+    // SYNC POINT C (acquire fence): a cnt1 or time stored by a later write makes its write = 1
+    // visible to the loads below, so (c1, newest, info) belong to one frame when they pass.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (s.write_flag() || s.cnt0() != c1) continue;
     const std::uint64_t n = std::min<std::uint64_t>(c1, depth);
     c.bytes.resize(static_cast<std::size_t>(n) * frame_bytes);
     for (std::uint64_t i = 0; i < n; ++i) {
@@ -239,22 +255,26 @@ void read_history(const Stream& s, CatContent& c) {
       const std::span<const std::byte> v = s.view_slice(slice);
       std::memcpy(c.bytes.data() + i * frame_bytes, v.data(), std::min(frame_bytes, v.size()));
     }
-    const FrameInfo info = s.frame_info();
     // SYNC POINT C (acquire fence): if the copy saw a store of a later write, that write's
-    // write = 1 (set before its release fence) and its cnt0 are visible to the loads below.
+    // write = 1 (set before its release fence) or its cnt0 increment is visible below.
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (!s.write_flag() && s.cnt0() == c1 && s.cnt1() == newest) {
-      c.frames = n;
-      c.newest = info;
-      c.newest.cnt0 = c1;
-      c.newest.cnt1 = newest;
-      return;
-    }
+    const std::uint64_t in_progress = s.write_flag() ? 1 : 0;
+    const std::uint64_t k = s.cnt0() - c1 + in_progress;
+    // Write c1 + m went to slice cnt1 + m: a slice of the copy once m > depth - n.
+    const std::uint64_t dropped = k > depth - n ? k - (depth - n) : 0;
+    if (n > 0 && dropped >= n) continue;  // every slice copied may have been overwritten
+    c.bytes.erase(c.bytes.begin(), c.bytes.begin() + static_cast<std::ptrdiff_t>(dropped * frame_bytes));
+    c.frames = n - dropped;
+    c.overwritten = dropped;
+    c.newest = info;
+    c.newest.cnt0 = c1;
+    c.newest.cnt1 = newest;
+    return;
   }
   throw Error(writing ? Errc::writer_active : Errc::torn,
               fmt::format("reading the history of {}: {} for a second; try again", shown(s.path()),
                           writing ? "the write flag stayed set (a writer may have died mid-write)"
-                                  : "every copy collided with a new write"));
+                                  : "the writer overwrote every frame while it was copied"));
 }
 
 /// Reads what `cat` shows: the newest frame (seqlock-validated read_copy), or with `all` every
@@ -331,6 +351,7 @@ int run_cat(const CatOptions& opt) {
     j["path"] = s.path();
     j["content"] = c.history ? "history" : "frame";
     j["frames"] = c.frames;
+    j["overwritten_while_copying"] = c.overwritten;
     j["shape"] = c.shape;
     j["numpy_shape"] = numpy_shape;
     j["dtype"] = std::string(dtype_name(s.dtype()));
@@ -365,6 +386,10 @@ int run_cat(const CatOptions& opt) {
     content = c.frames == 0 ? std::string("history: no frame written yet")
                             : fmt::format("history: {} frame{}, oldest first (cnt0 {}..{})", c.frames,
                                           c.frames == 1 ? "" : "s", first_cnt0, fi.cnt0);
+    if (c.overwritten > 0) {
+      content += fmt::format("; {} older frame{} overwritten by the writer while copying, left out", c.overwritten,
+                             c.overwritten == 1 ? " was" : "s were");
+    }
   } else {
     content = s.rolling() ? fmt::format("the newest frame (slice {}; --all: the whole history)",
                                         fi.cnt1 % std::max<std::uint32_t>(1, s.depth()))
@@ -403,7 +428,8 @@ Command add_cat_command(CLI::App& app) {
                   "with --all: (frames, ...) oldest first)");
   sub->add_flag("--all", opt->all,
                 "A rolling buffer's whole history instead of its newest frame: the min(cnt0, depth) frames it "
-                "holds, oldest first (a plain stream: its one frame, with a frame axis of 1)");
+                "holds, oldest first, less the oldest ones a live writer overwrote while they were copied (a plain "
+                "stream: its one frame, with a frame axis of 1)");
   sub->add_flag("--json", opt->json, "Print the summary as JSON");
   auto* wait = sub->add_flag("--wait", opt->wait, "Wait for the next frame before reading");
   sub->add_option("--timeout", opt->timeout, "Seconds --wait waits before giving up with exit code 124")

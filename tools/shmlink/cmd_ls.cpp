@@ -183,11 +183,13 @@ Table make_memif_table(const std::vector<memif::SocketStatus>& sockets, bool col
 /// header once, and prints the tables or JSON.
 int run_ls(const LsOptions& opt) {
   StreamSampler sampler(resolve_directory(opt.dir));
-  std::vector<StreamRow> rows = sampler.refresh();
+  // Readers are looked for once, in the sample that is shown (the first one only starts the
+  // rates): the /proc scan reads every process's maps.
+  std::vector<StreamRow> rows = sampler.refresh(opt.interval > 0 ? ReaderScan::none : ReaderScan::fresh);
   if (opt.interval > 0 && !rows.empty()) {
     sleep_while(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(opt.interval)),
                 {});
-    rows = sampler.refresh();
+    rows = sampler.refresh(ReaderScan::fresh);
   }
   sort_rows(rows, RowOrder::name);
   std::vector<QueueRow> queues;

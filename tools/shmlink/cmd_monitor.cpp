@@ -5,10 +5,12 @@
 
 #include <fmt/format.h>
 
+#include <poll.h>
 #include <signal.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <ctime>
 #include <deque>
@@ -52,9 +54,48 @@ class StopSignals {
   struct sigaction old_term_ {};
 };
 
+/// The terminal settings KeyReader changed, for its SIGTSTP handler (only one KeyReader is
+/// active at a time).
+termios g_saved_terminal{};
+/// Set while g_saved_terminal holds settings to restore.
+volatile std::sig_atomic_t g_terminal_changed = 0;
+/// Set by SIGCONT: the terminal's mode must be applied again (the shell may have reset it).
+volatile std::sig_atomic_t g_continued = 0;
+
+extern "C" void on_terminal_stop(int sig);
+
+/// Installs on_terminal_stop for SIGTSTP (async-signal-safe: sigaction()).
+void install_stop_handler() noexcept {
+  struct sigaction sa {};
+  sa.sa_handler = on_terminal_stop;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTSTP, &sa, nullptr);
+}
+
+/// SIGTSTP (Ctrl-Z): gives the terminal back its settings, then stops the way SIGTSTP stops by
+/// default. SIGTSTP stays blocked while this runs, so the raise() takes effect on return.
+extern "C" void on_terminal_stop(int /*sig*/) {
+  const int saved_errno = errno;
+  if (g_terminal_changed != 0 && ::tcgetpgrp(0) == ::getpgrp()) ::tcsetattr(0, TCSANOW, &g_saved_terminal);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(SIGTSTP, &dfl, nullptr);
+  ::raise(SIGTSTP);
+  errno = saved_errno;
+}
+
+/// SIGCONT (`fg`, `bg`): the next key poll applies the mode again, and Ctrl-Z is handled again.
+extern "C" void on_terminal_continue(int /*sig*/) {
+  g_continued = 1;
+  install_stop_handler();
+}
+
 /// Keys typed on the terminal while `monitor` runs live: puts stdin (when it is a terminal) in
 /// non-canonical mode without echo, so single key presses arrive at once, and restores its
-/// settings on destruction. Ctrl-C still raises SIGINT (ISIG stays on).
+/// settings on destruction. Ctrl-C still raises SIGINT (ISIG stays on). Ctrl-Z restores the
+/// settings before the process stops; after `fg` the mode is applied again, and while the
+/// process runs in the background (`bg`) no key is read (a read would stop it with SIGTTIN).
 class KeyReader {
  public:
   /// Switches stdin's terminal mode; does nothing when stdin is not a terminal or the process is
@@ -63,15 +104,27 @@ class KeyReader {
     // A monitor started in the background (`&`) leaves the terminal alone: changing its mode
     // from there would stop the process (SIGTTOU).
     if (::isatty(0) != 1 || ::tcgetpgrp(0) != ::getpgrp() || ::tcgetattr(0, &saved_) != 0) return;
-    termios raw = saved_;
-    raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
-    raw.c_cc[VMIN] = 0;  // read() returns at once, with or without a key
-    raw.c_cc[VTIME] = 0;
-    active_ = ::tcsetattr(0, TCSANOW, &raw) == 0;
+    raw_ = saved_;
+    raw_.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
+    raw_.c_cc[VMIN] = 0;  // read() returns at once, with or without a key
+    raw_.c_cc[VTIME] = 0;
+    g_saved_terminal = saved_;
+    g_terminal_changed = 1;
+    g_continued = 0;
+    struct sigaction cont {};
+    cont.sa_handler = on_terminal_continue;
+    sigemptyset(&cont.sa_mask);
+    ::sigaction(SIGCONT, &cont, &old_cont_);
+    ::sigaction(SIGTSTP, nullptr, &old_tstp_);
+    install_stop_handler();
+    active_ = ::tcsetattr(0, TCSANOW, &raw_) == 0;
+    if (!active_) restore_handlers();
   }
   /// Restores the terminal's settings.
   ~KeyReader() {
-    if (active_) ::tcsetattr(0, TCSANOW, &saved_);
+    if (!active_) return;
+    restore_handlers();
+    if (::tcgetpgrp(0) == ::getpgrp()) ::tcsetattr(0, TCSANOW, &saved_);
   }
   KeyReader(const KeyReader&) = delete;
   KeyReader& operator=(const KeyReader&) = delete;
@@ -79,15 +132,38 @@ class KeyReader {
   /// True when keys are read.
   [[nodiscard]] bool active() const noexcept { return active_; }
 
-  /// The next key typed, or -1 when none is waiting.
+  /// The next key typed, or -1 when none is waiting (or the process is not in the terminal's
+  /// foreground).
   int next() noexcept {
+    if (!active_) return -1;
+    if (g_continued != 0) {
+      g_continued = 0;
+      mode_lost_ = true;
+    }
+    if (::tcgetpgrp(0) != ::getpgrp()) return -1;
+    if (mode_lost_) mode_lost_ = ::tcsetattr(0, TCSANOW, &raw_) != 0;
+    // Only read what is there: should the mode be canonical again (restored on Ctrl-Z, and the
+    // stop ignored, as in an orphaned process group), a read would wait for a whole line.
+    pollfd p{0, POLLIN, 0};
+    if (::poll(&p, 1, 0) != 1 || (p.revents & POLLIN) == 0) return -1;
     unsigned char c = 0;
-    return active_ && ::read(0, &c, 1) == 1 ? c : -1;
+    return ::read(0, &c, 1) == 1 ? c : -1;
   }
 
  private:
+  /// Puts back the SIGTSTP and SIGCONT actions found at construction.
+  void restore_handlers() noexcept {
+    g_terminal_changed = 0;
+    ::sigaction(SIGTSTP, &old_tstp_, nullptr);
+    ::sigaction(SIGCONT, &old_cont_, nullptr);
+  }
+
   termios saved_{};
+  termios raw_{};
+  struct sigaction old_tstp_ {};
+  struct sigaction old_cont_ {};
   bool active_ = false;
+  bool mode_lost_ = false;
 };
 
 /// The order after `o` when the 's' key is pressed (name, rate, cnt0, readers, name, ...).
@@ -233,16 +309,19 @@ int run_monitor(const MonitorOptions& opt) {
   for (const std::string& name : opt.names) paths.push_back(resolve_stream(name, opt.dir));
   StreamWatcher watcher(resolve_directory(opt.dir), std::move(paths));
   RowOrder order = row_order_from_name(opt.sort);
-  auto refresh = [&watcher, &order] {
-    std::vector<StreamRow> r = watcher.refresh();
+  // Readers come from a /proc scan, which reads every process's maps (taking its mmap_lock):
+  // --once scans once, for the table it prints; a live monitor reuses a scan for up to
+  // kReaderScanMaxAge (sooner when a stream appears or a semaphore slot changes hands).
+  auto refresh = [&watcher, &order](ReaderScan scan) {
+    std::vector<StreamRow> r = watcher.refresh(scan);
     sort_rows(r, order);
     return r;
   };
-  std::vector<StreamRow> rows = refresh();
+  std::vector<StreamRow> rows = refresh(opt.once ? ReaderScan::none : ReaderScan::cached);
 
   if (opt.once) {
     sleep_while(period, keep_running);
-    rows = refresh();
+    rows = refresh(ReaderScan::fresh);
     const std::vector<StreamEvent> events = watcher.take_events();
     if (opt.json) {
       print_json(monitor_json(watcher.directory(), opt.interval, opt.sort, rows, &events));
@@ -321,7 +400,7 @@ int run_monitor(const MonitorOptions& opt) {
       draw({});
     }
     if (g_stop != 0) break;
-    rows = refresh();
+    rows = refresh(ReaderScan::cached);
   }
   return kExitOk;
 }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -76,7 +77,8 @@ int exit_code_for(Errc e) noexcept {
     case Errc::permission: return kExitPermission;
     case Errc::layout: return kExitLayout;
     case Errc::timeout: return kExitTimeout;
-    case Errc::interrupted: return kExitInterrupted;
+    // Not Errc::interrupted: an error ends a command with nothing to show. 130 says "stopped,
+    // here is what was done", which only `bench stream` returns itself (cmd_bench.cpp).
     default: return kExitFailure;
   }
 }
@@ -91,7 +93,7 @@ std::string exit_code_help() {
          "  4    permission denied\n"
          "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream or shmlink queue file)\n"
          "  124  timed out waiting\n"
-         "  130  interrupted by Ctrl-C (bench prints the rows measured so far first)\n"
+         "  130  bench stream interrupted by Ctrl-C, after printing the rows measured so far\n"
          "\n"
          "Streams and queues live in $SHMLINK_DIR, else $MILK_SHM_DIR, else /milk/shm if it exists, else /dev/shm.\n"
          "--json output is one JSON document on stdout with a \"schema_version\" key; diagnostics go to stderr.";
@@ -250,11 +252,32 @@ std::string reader_wait_text(const StreamReader& r) {
   return r.semaphore >= 0 ? fmt::format("semaphore {}", r.semaphore) : std::string("mapped");
 }
 
+namespace {
+
+/// True when this process may read /proc/PID/fd and /proc/PID/maps, so that a /proc scan that
+/// did not find `pid` holding a file means it holds neither a descriptor nor a mapping of it.
+/// Opens both without reading them (reading maps would take the process's mmap_lock).
+bool proc_inspectable(std::int32_t pid) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  const int dir = ::open((base + "/fd").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return false;
+  ::close(dir);
+  const int maps = ::open((base + "/maps").c_str(), O_RDONLY | O_CLOEXEC);
+  if (maps < 0) return false;
+  ::close(maps);
+  return true;
+}
+
+}  // namespace
+
 std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders) {
   std::vector<StreamReader> out;
   for (std::size_t i = 0; i < info.sem_read_pids.size(); ++i) {
     const std::int32_t p = info.sem_read_pids[i];
     if (p <= 0 || !pid_alive(p)) continue;
+    // A live pid that neither maps nor opens the file is not its reader: a reader that died
+    // without releasing the slot, its pid since reused by an unrelated process.
+    if (std::find(holders.begin(), holders.end(), p) == holders.end() && proc_inspectable(p)) continue;
     if (std::none_of(out.begin(), out.end(), [p](const StreamReader& r) { return r.pid == p; }))
       out.push_back({p, static_cast<int>(i)});
   }
@@ -327,20 +350,34 @@ void sort_rows(std::vector<StreamRow>& rows, RowOrder order) {
   });
 }
 
-void find_readers(std::vector<StreamRow>& rows) {
-  std::vector<std::string> paths;
+void find_readers(std::vector<StreamRow>& rows, ReaderCache* cache) {
+  ReaderCache scan;
   std::vector<StreamRow*> with_info;
   for (StreamRow& row : rows) {
     if (!row.info) continue;
-    paths.push_back(row.path);
+    scan.paths.push_back(row.path);
+    scan.inodes.push_back(row.info->inode);
+    scan.claimants.push_back(row.info->sem_read_pids);
     with_info.push_back(&row);
   }
-  if (paths.empty()) return;
-  int hidden = 0;
-  const std::vector<std::vector<int>> holders = processes_using_each(paths, &hidden);
+  if (with_info.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  const bool reuse = cache != nullptr && cache->valid && now - cache->when < kReaderScanMaxAge &&
+                     cache->paths == scan.paths && cache->inodes == scan.inodes &&
+                     cache->claimants == scan.claimants;
+  if (!reuse) {
+    scan.holders = processes_using_each(scan.paths, &scan.uninspectable);
+    scan.valid = true;
+    scan.when = now;
+    spdlog::debug("readers: scanned /proc for {} stream file{}; {} process{} could not be inspected",
+                  scan.paths.size(), scan.paths.size() == 1 ? "" : "s", scan.uninspectable,
+                  scan.uninspectable == 1 ? "" : "es");
+    if (cache != nullptr) *cache = scan;
+  }
+  const ReaderCache& used = reuse ? *cache : scan;
   for (std::size_t i = 0; i < with_info.size(); ++i) {
-    with_info[i]->readers = stream_readers(*with_info[i]->info, holders[i]);
-    with_info[i]->readers_uninspectable = hidden;
+    with_info[i]->readers = stream_readers(*with_info[i]->info, used.holders[i]);
+    with_info[i]->readers_uninspectable = used.uninspectable;
   }
 }
 
@@ -667,7 +704,7 @@ StreamSampler::StreamSampler(StreamSampler&&) noexcept = default;
 StreamSampler& StreamSampler::operator=(StreamSampler&&) noexcept = default;
 StreamSampler::~StreamSampler() = default;
 
-std::vector<StreamRow> StreamSampler::refresh() {
+std::vector<StreamRow> StreamSampler::refresh(ReaderScan scan) {
   const std::vector<std::string> paths = list_stream_files(dir_);
 
   // Merge the sorted listing with the sorted entries: keep, add, drop.
@@ -694,7 +731,7 @@ std::vector<StreamRow> StreamSampler::refresh() {
     if (!e->seen.exists) continue;  // removed since the listing
     rows.push_back(detail::sample(*e, nullptr));
   }
-  find_readers(rows);
+  if (scan != ReaderScan::none) find_readers(rows);
   return rows;
 }
 
@@ -707,6 +744,7 @@ struct StreamWatcher::State {
   std::vector<std::unique_ptr<detail::FileState>> entries;  ///< fixed order, or sorted by path
   std::vector<StreamEvent> events;                          ///< found, not taken yet
   bool started = false;                                     ///< refreshed at least once
+  ReaderCache readers;                                      ///< the last /proc scan
 };
 
 StreamWatcher::StreamWatcher(std::string dir, std::vector<std::string> paths) : state_(std::make_unique<State>()) {
@@ -728,8 +766,11 @@ bool StreamWatcher::fixed_paths() const noexcept { return !state_->paths.empty()
 
 std::vector<StreamEvent> StreamWatcher::take_events() { return std::exchange(state_->events, {}); }
 
-std::vector<StreamRow> StreamWatcher::refresh() {
+std::vector<StreamRow> StreamWatcher::refresh(ReaderScan scan) {
   State& st = *state_;
+  auto readers = [&](std::vector<StreamRow>& rows) {
+    if (scan != ReaderScan::none) find_readers(rows, scan == ReaderScan::cached ? &st.readers : nullptr);
+  };
   std::vector<StreamRow> rows;
   if (!st.paths.empty()) {
     for (auto& e : st.entries) {
@@ -737,7 +778,7 @@ std::vector<StreamRow> StreamWatcher::refresh() {
       rows.push_back(detail::sample(*e, &st.events));
     }
     st.started = true;
-    find_readers(rows);
+    readers(rows);
     return rows;
   }
 
@@ -779,7 +820,7 @@ std::vector<StreamRow> StreamWatcher::refresh() {
     rows.push_back(detail::sample(*e, &st.events));
   }
   st.started = true;
-  find_readers(rows);
+  readers(rows);
   return rows;
 }
 

@@ -40,7 +40,7 @@ enum ExitCode : int {
   kExitPermission = 4,  ///< the OS refused access
   kExitLayout = 5,      ///< the file is not a valid ImageStreamIO 2.00 stream
   kExitTimeout = 124,   ///< a wait reached its deadline (as timeout(1))
-  kExitInterrupted = 130,  ///< stopped by SIGINT/SIGTERM after printing what was done (`bench`; 128 + SIGINT)
+  kExitInterrupted = 130,  ///< `bench stream` stopped by SIGINT/SIGTERM after printing what was done (128 + SIGINT)
 };
 
 /// The exit code for a library error condition.
@@ -179,7 +179,9 @@ std::string reader_wait_text(const StreamReader& r);
 
 /// The readers of a stream: every live process holding one of its semaphore slots, and every
 /// other process in `holders` (those with the file mapped or open: processes_using()) except the
-/// writer (writer_pid()) and this process. Ascending pid.
+/// writer (writer_pid()) and this process. A slot's pid that is not among `holders` although its
+/// /proc entries can be read (an unrelated process that reuses the pid of a reader that died
+/// without releasing its slot) is left out. Ascending pid.
 std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders);
 
 /// Readers as text: "123 (semaphore 0), 456 (mapped)"; "-" when none.
@@ -220,9 +222,35 @@ RowOrder row_order_from_name(std::string_view name) noexcept;
 /// Sorts `rows` stably in `order`; ties and rows without metadata go by name.
 void sort_rows(std::vector<StreamRow>& rows, RowOrder order);
 
+/// How long `monitor` reuses a /proc scan (ReaderCache): reading /proc/PID/maps takes the
+/// target's mmap_lock, which a real-time loop feels, so a monitor refreshing every 10 ms must
+/// not scan every process 100 times a second.
+inline constexpr std::chrono::seconds kReaderScanMaxAge{2};
+
+/// The result of the last /proc scan of a StreamWatcher (find_readers()), reused while it is
+/// younger than kReaderScanMaxAge, no stream file appeared and no semaphore slot changed hands.
+struct ReaderCache {
+  bool valid = false;                                   ///< a scan was made
+  std::chrono::steady_clock::time_point when;           ///< when it was made
+  std::vector<std::string> paths;                       ///< files scanned, in row order
+  std::vector<std::uint64_t> inodes;                    ///< their inodes then
+  std::vector<std::vector<std::int32_t>> claimants;     ///< their semReadPID arrays then
+  std::vector<std::vector<int>> holders;                ///< their holders (processes_using_each())
+  int uninspectable = 0;                                ///< processes the scan could not inspect
+};
+
+/// How a refresh of StreamSampler or StreamWatcher finds readers.
+enum class ReaderScan {
+  none,    ///< not at all (a first sample whose rows are only a starting point for rates)
+  fresh,   ///< one /proc scan now
+  cached,  ///< the watcher's ReaderCache while valid, else a fresh scan that refills it
+};
+
 /// Fills `readers` and `readers_uninspectable` of every row that has metadata, with one scan of
-/// /proc for all of them (processes_using_each()).
-void find_readers(std::vector<StreamRow>& rows);
+/// /proc for all of them (processes_using_each()); with `cache`, reuses its scan instead while
+/// it is younger than kReaderScanMaxAge and covers the same files (same inodes, same semaphore
+/// claimants), and stores a new scan in it otherwise.
+void find_readers(std::vector<StreamRow>& rows, ReaderCache* cache = nullptr);
 
 /// Keeps streams of one directory open between refreshes and measures their update rates
 /// from cnt0 deltas over steady-clock time, as milk's streamCTRL does. Files that appear are
@@ -237,9 +265,10 @@ class StreamSampler {
   ~StreamSampler();
 
   /// Rescans the directory and samples every stream. Rates cover the time since the
-  /// previous refresh, so the first refresh has none.
+  /// previous refresh, so the first refresh has none. `scan`: whether to look for readers
+  /// (ReaderScan::cached scans like fresh: a sampler keeps no cache).
   /// @throws Error when the directory cannot be listed.
-  std::vector<StreamRow> refresh();
+  std::vector<StreamRow> refresh(ReaderScan scan = ReaderScan::fresh);
 
   /// The directory scanned.
   [[nodiscard]] const std::string& directory() const noexcept { return dir_; }
@@ -522,9 +551,10 @@ class StreamWatcher {
   ~StreamWatcher();
 
   /// Re-examines every file and samples every open stream; rates cover the time since the
-  /// previous refresh. Events found are queued for take_events().
+  /// previous refresh. Events found are queued for take_events(). `scan`: how readers are found
+  /// (ReaderScan::cached: the watcher's own ReaderCache).
   /// @throws Error when the directory cannot be listed (directory mode only).
-  std::vector<StreamRow> refresh();
+  std::vector<StreamRow> refresh(ReaderScan scan = ReaderScan::cached);
 
   /// The events found by the refreshes since the previous call, oldest first.
   std::vector<StreamEvent> take_events();
