@@ -1017,7 +1017,8 @@ int run_memif_bench(const MemifBenchOptions& o) {
                "(no preamble, FCS or gap); x ref = the median over rounds of rate / the reference -> reference rate "
                "of the same round, ring direction and size (the reference is a libmemif-style loop on the same ring "
                "layout, without the checks; min..max over rounds beside it); x dpdk = median rate / the DPDK -> DPDK "
-               "median rate.\n";
+               "median rate. The target (shmlink -> shmlink, 64 B) needs x ref >= 1.0 and, where DPDK ran, x dpdk "
+               ">= 1.0.\n";
   bool failures = false;
   for (const Json& c : doc["cases"]) failures = failures || !c["errors"].empty();
   if (failures) {

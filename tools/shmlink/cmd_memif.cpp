@@ -123,12 +123,14 @@ Status send_frame(memif::Interface& ifc, std::uint16_t qid, std::span<const std:
 /// burst is copied out and its buffers are returned to the peer (refill) before `fn` runs, so an
 /// `fn` that waits for transmit space holds no receive buffer the peer may need to make progress.
 /// `fn` may poll the socket: when the link went down meanwhile, the rest of the burst is dropped.
+/// At most 64 bursts per call, so that a peer that never stops sending cannot keep the caller from
+/// its own checks (--duration, signals).
 template <class Fn>
 void receive_frames(memif::Interface& ifc, std::uint16_t qid, std::vector<std::uint8_t>& partial, Fn&& fn) {
   std::array<memif::Buffer, 64> bufs{};
   std::vector<std::vector<std::uint8_t>> frames;
   std::size_t n = 0;
-  while (ifc.rx_burst(qid, bufs, n).ok()) {
+  for (int burst = 0; burst < 64 && ifc.rx_burst(qid, bufs, n).ok(); ++burst) {
     for (std::size_t k = 0; k < n; ++k) {
       partial.insert(partial.end(), bufs[k].data, bufs[k].data + bufs[k].len);
       if ((bufs[k].flags & memif::kBufferNext) == 0) {
@@ -429,7 +431,9 @@ Command add_memif_command(CLI::App& app) {
   b->add_option("--sizes", bo->sizes, "Frame sizes in bytes, 60..65535 (default 64,1500,9000)")->delimiter(',');
   b->add_option("--duration", bo->duration, "Seconds measured per case (default 1)")->check(CLI::Range(0.1, 600.0));
   b->add_option("--warmup", bo->warmup, "Seconds of traffic before measuring (default 0.5)")->check(CLI::Range(0.0, 60.0));
-  b->add_option("--rounds", bo->rounds, "Runs of every case, interleaved; medians and min..max are reported (default 5)")
+  b->add_option("--rounds", bo->rounds,
+                "Runs of every case, interleaved (odd rounds in reverse order); medians and min..max are reported "
+                "(default 5)")
       ->check(CLI::Range(1, 100));
   b->add_option("--cores", bo->cores, "Sender and receiver CPUs 'A,B' (default: the first two allowed)");
   b->add_option("--ring-size", bo->log2_ring, "Slots per ring as log2 (default 10)")->check(CLI::Range(1, 14));
