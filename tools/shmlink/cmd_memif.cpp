@@ -192,27 +192,29 @@ bool wait_link(memif::Socket& sock, memif::Interface& ifc, double seconds) {
 /// How long the responder waits for transmit space without any answer going out before it drops
 /// answers (the peer stopped returning buffers, or a frame needs more buffers than it posted).
 constexpr auto kAnswerPatience = 1s;
+/// `stalled_since` of send_answer() while answers go out.
+constexpr Clock::time_point kNotStalled = Clock::time_point::min();
 
 /// Sends one answer on `qid`, waiting for ring space while the peer has not yet returned enough
 /// buffers (libmemif's echo retries the same way) rather than dropping it at once. The wait ends
 /// at `end` (--duration), on a stop signal, when the link goes down or the frame can never be sent,
 /// and when no answer went out for kAnswerPatience (`stalled_since` holds when the current stall
-/// began, across answers; cleared by each answer sent). Retries spin briefly, then sleep with a
+/// began, across answers; kNotStalled again after each answer sent). Retries spin briefly, then sleep with a
 /// back-off from 50 us to 1 ms. @return true when sent, false when the answer is dropped.
 bool send_answer(memif::Socket& sock, memif::Interface& ifc, std::uint16_t qid, std::span<const std::uint8_t> frame,
-                 Clock::time_point end, std::optional<Clock::time_point>& stalled_since) {
+                 Clock::time_point end, Clock::time_point& stalled_since) {
   long sleep_us = 25;
   for (unsigned tries = 0;; ++tries) {
     const Status st = send_frame(ifc, qid, frame);
     if (st.ok()) {
-      stalled_since.reset();
+      stalled_since = kNotStalled;
       return true;
     }
     if (st.code() != Errc::would_block || g_stop.load()) return false;
     const auto now = Clock::now();
-    if (!stalled_since) stalled_since = now;
+    if (stalled_since == kNotStalled) stalled_since = now;
     if (now >= end) return false;
-    if (now - *stalled_since >= kAnswerPatience) {
+    if (now - stalled_since >= kAnswerPatience) {
       if (tries == 0) return false;  // still the same stall: drop at once until an answer goes out
       spdlog::warn("memif responder: {}: no transmit space on queue {} for {} s (the peer returns no buffers): "
                    "dropping answers until it does",
@@ -250,7 +252,7 @@ int run_responder(const MemifCommon& o, double duration) {
   std::vector<std::vector<std::uint8_t>> partial(o.queues);
   std::vector<std::uint8_t> out(70000);
   std::uint64_t answered = 0, dropped = 0;
-  std::optional<Clock::time_point> stalled_since;
+  Clock::time_point stalled_since = kNotStalled;
   const auto start = Clock::now();
   const auto end = duration > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration))
                                 : Clock::time_point::max();
