@@ -67,15 +67,20 @@ void log_warn(const std::string& m) { shmlink::detail::log(LogLevel::warn, m); }
 /// must not grow the set without bound; the oldest is forgotten and may be logged again).
 constexpr std::size_t kWarnedReasonsMax = 32;
 
-/// Logs `m` as a warning the first time it is seen in `seen`, at info level after that: a slave
+/// Logs `m` as a warning the first time `key` is seen in `seen`, at info level after that: a slave
 /// retrying against a master that refuses it for the same reason warns once, not once per
-/// attempt (docs/design/memif.md "Control").
-void warn_once(std::deque<std::string>& seen, const std::string& m) {
-  if (std::find(seen.begin(), seen.end(), m) != seen.end()) return log_info(m);
+/// attempt (docs/design/memif.md "Control"). `key` is the part of `m` that identifies the reason;
+/// what a peer merely names (its app name) stays out of it, so a peer cannot buy a warning per
+/// attempt by changing its name.
+void warn_once(std::deque<std::string>& seen, const std::string& key, const std::string& m) {
+  if (std::find(seen.begin(), seen.end(), key) != seen.end()) return log_info(m);
   if (seen.size() == kWarnedReasonsMax) seen.pop_front();
-  seen.push_back(m);
+  seen.push_back(key);
   log_warn(m);
 }
+
+/// warn_once() keyed on the whole message.
+void warn_once(std::deque<std::string>& seen, const std::string& m) { warn_once(seen, m, m); }
 
 void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -439,8 +444,9 @@ struct Socket::Impl {
       teardown(*c->iface, "refused slave: " + reason, true);
       return;
     }
-    warn_once(warned, "memif socket " + addr.display + ": refused a peer" +
-                          (c->peer_app.empty() ? std::string() : " ('" + c->peer_app + "')") + ": " + reason);
+    warn_once(warned, reason,
+              "memif socket " + addr.display + ": refused a peer" +
+                  (c->peer_app.empty() ? std::string() : " ('" + c->peer_app + "')") + ": " + reason);
     (void)send_message(c->fd.get(), wire::encode_disconnect(0, reason));
     close_conn(c);
   }

@@ -477,7 +477,8 @@ Status RingQueue::alloc_slave(std::span<Buffer> bufs, std::size_t packets, std::
   const std::uint16_t tail = load_peer(next_send_);  // SYNC POINT inside (acquire)
   const std::uint32_t room = size_ - u16(next_alloc_ - tail);
   // Whole packets only: as many as were asked for, fit the span and fit the free slots.
-  const std::size_t fit = std::min<std::size_t>({packets, bufs.size() / per, room / per});
+  const std::size_t fit = per == 1 ? std::min<std::size_t>({packets, bufs.size(), room})
+                                    : std::min<std::size_t>({packets, bufs.size() / per, room / per});
   const auto last_len = static_cast<std::uint32_t>(size - (per - 1) * cap);  // 1..cap
   std::uint16_t index = next_alloc_;
   Buffer* out = bufs.data();

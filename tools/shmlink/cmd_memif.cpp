@@ -119,23 +119,31 @@ Status send_frame(memif::Interface& ifc, std::uint16_t qid, std::span<const std:
   return ifc.tx_burst(qid, std::span<const memif::Buffer>(bufs.data(), n), sent);
 }
 
-/// Receives whole frames from `qid` (chains reassembled), calling `fn(frame)` for each. `fn` may
-/// poll the socket: when the link went down meanwhile (its buffers are unmapped), the rest of the
-/// burst is not touched.
+/// Receives whole frames from `qid` (chains reassembled), calling `fn(frame)` for each. Every
+/// burst is copied out and its buffers are returned to the peer (refill) before `fn` runs, so an
+/// `fn` that waits for transmit space holds no receive buffer the peer may need to make progress.
+/// `fn` may poll the socket: when the link went down meanwhile, the rest of the burst is dropped.
+/// At most 64 bursts per call, so that a peer that never stops sending cannot keep the caller from
+/// its own checks (--duration, signals).
 template <class Fn>
 void receive_frames(memif::Interface& ifc, std::uint16_t qid, std::vector<std::uint8_t>& partial, Fn&& fn) {
   std::array<memif::Buffer, 64> bufs{};
+  std::vector<std::vector<std::uint8_t>> frames;
   std::size_t n = 0;
-  while (ifc.rx_burst(qid, bufs, n).ok()) {
+  for (int burst = 0; burst < 64 && ifc.rx_burst(qid, bufs, n).ok(); ++burst) {
     for (std::size_t k = 0; k < n; ++k) {
       partial.insert(partial.end(), bufs[k].data, bufs[k].data + bufs[k].len);
       if ((bufs[k].flags & memif::kBufferNext) == 0) {
-        fn(std::span<const std::uint8_t>(partial));
+        frames.push_back(std::move(partial));
         partial.clear();
-        if (!ifc.connected()) return;
       }
     }
     (void)ifc.refill(qid, n);
+    for (const auto& f : frames) {
+      fn(std::span<const std::uint8_t>(f));
+      if (!ifc.connected()) return;
+    }
+    frames.clear();
   }
 }
 
@@ -163,10 +171,13 @@ void log_no_link(memif::Socket& sock, memif::Interface& ifc, double seconds) {
                 ifc.last_disconnect().empty() ? "" : ": " + ifc.last_disconnect());
 }
 
-/// Waits until `ifc` is connected; false on timeout or signal. Each refusal is logged by the
-/// library (a warning once per distinct reason), the timeout here.
+/// Waits until `ifc` is connected; false on timeout or signal. `seconds` 0 means no limit (as the
+/// responder's --connect-timeout 0). Each refusal is logged by the library (a warning once per
+/// distinct reason), the timeout here.
 bool wait_link(memif::Socket& sock, memif::Interface& ifc, double seconds) {
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  const auto deadline =
+      seconds > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds))
+                  : Clock::time_point::max();
   while (!ifc.connected()) {
     if (g_stop.load()) return false;
     if (Clock::now() >= deadline) {
@@ -178,19 +189,45 @@ bool wait_link(memif::Socket& sock, memif::Interface& ifc, double seconds) {
   return true;
 }
 
+/// How long the responder waits for transmit space without any answer going out before it drops
+/// answers (the peer stopped returning buffers, or a frame needs more buffers than it posted).
+constexpr auto kAnswerPatience = 1s;
+/// `stalled_since` of send_answer() while answers go out.
+constexpr Clock::time_point kNotStalled = Clock::time_point::min();
+
 /// Sends one answer on `qid`, waiting for ring space while the peer has not yet returned enough
-/// buffers (libmemif's echo retries the same way) rather than dropping it. Gives up only when
-/// the link goes down, the frame can never be sent, or a stop signal comes. @return true when sent.
-bool send_answer(memif::Socket& sock, memif::Interface& ifc, std::uint16_t qid, std::span<const std::uint8_t> frame) {
+/// buffers (libmemif's echo retries the same way) rather than dropping it at once. The wait ends
+/// at `end` (--duration), on a stop signal, when the link goes down or the frame can never be sent,
+/// and when no answer went out for kAnswerPatience (`stalled_since` holds when the current stall
+/// began, across answers; kNotStalled again after each answer sent). Retries spin briefly, then sleep with a
+/// back-off from 50 us to 1 ms. @return true when sent, false when the answer is dropped.
+bool send_answer(memif::Socket& sock, memif::Interface& ifc, std::uint16_t qid, std::span<const std::uint8_t> frame,
+                 Clock::time_point end, Clock::time_point& stalled_since) {
+  long sleep_us = 25;
   for (unsigned tries = 0;; ++tries) {
     const Status st = send_frame(ifc, qid, frame);
-    if (st.ok()) return true;
+    if (st.ok()) {
+      stalled_since = kNotStalled;
+      return true;
+    }
     if (st.code() != Errc::would_block || g_stop.load()) return false;
-    // The control channel keeps being served meanwhile (a disconnect ends the wait); after a
-    // short spin, each retry also yields the CPU for 50 us, so a stalled peer costs little.
+    const auto now = Clock::now();
+    if (stalled_since == kNotStalled) stalled_since = now;
+    if (now >= end) return false;
+    if (now - stalled_since >= kAnswerPatience) {
+      if (tries == 0) return false;  // still the same stall: drop at once until an answer goes out
+      spdlog::warn("memif responder: {}: no transmit space on queue {} for {} s (the peer returns no buffers): "
+                   "dropping answers until it does",
+                   sock.name(), qid, std::chrono::duration<double>(kAnswerPatience).count());
+      return false;
+    }
+    // The control channel keeps being served meanwhile (a disconnect ends the wait).
     (void)sock.poll(0ms);
     if (!ifc.connected()) return false;
-    if (tries >= 64) ::usleep(50);
+    if (tries >= 64) {
+      sleep_us = std::min(2 * sleep_us, 1000L);
+      ::usleep(static_cast<useconds_t>(sleep_us));
+    }
   }
 }
 
@@ -215,6 +252,7 @@ int run_responder(const MemifCommon& o, double duration) {
   std::vector<std::vector<std::uint8_t>> partial(o.queues);
   std::vector<std::uint8_t> out(70000);
   std::uint64_t answered = 0, dropped = 0;
+  Clock::time_point stalled_since = kNotStalled;
   const auto start = Clock::now();
   const auto end = duration > 0 ? start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration))
                                 : Clock::time_point::max();
@@ -239,7 +277,7 @@ int run_responder(const MemifCommon& o, double duration) {
       receive_frames(ifc, q, partial[q], [&](std::span<const std::uint8_t> frame) {
         const auto len = pk::respond(frame, out, *mac, *ip);
         if (!len) return;
-        if (send_answer(sock, ifc, tq, std::span(out.data(), *len)))
+        if (send_answer(sock, ifc, tq, std::span(out.data(), *len), end, stalled_since))
           ++answered;
         else
           ++dropped;
@@ -247,7 +285,9 @@ int run_responder(const MemifCommon& o, double duration) {
     }
   }
   spdlog::info("memif responder: answered {} frames", answered);
-  if (dropped != 0) spdlog::warn("memif responder: {} answers not sent (link down or stopped)", dropped);
+  if (dropped != 0)
+    spdlog::warn("memif responder: {} answers not sent (link down, stopped, or no transmit space for {} s)", dropped,
+                 std::chrono::duration<double>(kAnswerPatience).count());
   return kExitOk;
 }
 
@@ -277,7 +317,10 @@ int run_ping(const MemifCommon& o, const std::string& src_ip_text, unsigned coun
   pk::Mac dst_mac = pk::kBroadcastMac;
   if (arp) {  // resolve the peer's MAC; retried, since a peer may drop the first frames after link-up
     bool resolved = false;
-    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.connect_timeout));
+    // ARP is retried for --connect-timeout seconds, or the default 10 s when that is 0 (no limit
+    // on the link): a peer that never answers ARP still gets pinged.
+    const double arp_seconds = o.connect_timeout > 0 ? o.connect_timeout : 10.0;
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(arp_seconds));
     while (!resolved && !g_stop.load() && Clock::now() < deadline && ifc.connected()) {
       const std::size_t n = pk::build_arp_request(frame, *mac, *src_ip, *dst_ip);
       (void)send_frame(ifc, 0, std::span(frame.data(), n));  // a full ring: the next try sends
@@ -372,7 +415,7 @@ Command add_memif_command(CLI::App& app) {
   CLI::App* p = sub->add_subcommand("ping", "Send ICMP echo requests over a memif interface; RTT per packet and a "
                                             "summary; exit 0 only when every reply came back intact");
   add_common(p, *ping, "Address to ping (default 192.168.1.1)", "02:fe:00:00:00:01",
-             "Seconds to wait for the link; exit 124 when none came (default 10)");
+             "Seconds to wait for the link; exit 124 when none came (default 10; 0: no limit)");
   p->add_option("--src-ip", *src_ip, "Our address (default 192.168.1.2)");
   p->add_option("--count,-c", *count, "Echo requests to send (default 5)")->check(CLI::Range(1u, 100000000u));
   p->add_option("--interval,-i", *interval, "Seconds between requests (default 1)")->check(CLI::Range(0.0, 3600.0));
@@ -390,7 +433,9 @@ Command add_memif_command(CLI::App& app) {
   b->add_option("--sizes", bo->sizes, "Frame sizes in bytes, 60..65535 (default 64,1500,9000)")->delimiter(',');
   b->add_option("--duration", bo->duration, "Seconds measured per case (default 1)")->check(CLI::Range(0.1, 600.0));
   b->add_option("--warmup", bo->warmup, "Seconds of traffic before measuring (default 0.5)")->check(CLI::Range(0.0, 60.0));
-  b->add_option("--rounds", bo->rounds, "Runs of every case, interleaved; medians and min..max are reported (default 5)")
+  b->add_option("--rounds", bo->rounds,
+                "Runs of every case, interleaved (odd rounds in reverse order); medians and min..max are reported "
+                "(default 5)")
       ->check(CLI::Range(1, 100));
   b->add_option("--cores", bo->cores, "Sender and receiver CPUs 'A,B' (default: the first two allowed)");
   b->add_option("--ring-size", bo->log2_ring, "Slots per ring as log2 (default 10)")->check(CLI::Range(1, 14));

@@ -762,10 +762,6 @@ TEST(MemifRingQueue, MasterDropsBadSlaveDescriptors) {
   }
 }
 
-// A zero-copy slave (VPP style) points each descriptor wherever its buffer is this time: another
-// offset, another length, after every refill. The master must take region and offset from the
-// descriptor at each read, never from a layout it assumed (issue 6: "accept every layout real
-// slaves produce ... zero-copy layouts with per-refill offsets").
 /// The master clears NEXT on the S2M descriptors it returns that it read with NEXT (DPDK 22.11
 /// leaves a stale NEXT on reused slots), and writes nothing into the descriptors of one-buffer
 /// packets: no store, so no descriptor line is taken back from the slave per packet (issue 18
@@ -808,6 +804,10 @@ TEST(MemifRingQueue, MasterClearsNextOnlyOnReturnedChainSlots) {
   for (std::uint32_t slot = 4; slot < 8; ++slot) EXPECT_EQ(link.desc(true, slot)->flags, kOther) << slot;
 }
 
+/// A zero-copy slave (VPP style) points each descriptor wherever its buffer is this time: another
+/// offset, another length, after every refill. The master must take region and offset from the
+/// descriptor at each read, never from a layout it assumed (issue 6: "accept every layout real
+/// slaves produce ... zero-copy layouts with per-refill offsets").
 TEST(MemifRingQueue, MasterFollowsPerRefillOffsets) {
   for (bool separate : {false, true}) {
     SCOPED_TRACE(separate ? "two regions" : "one region");
