@@ -240,6 +240,40 @@ TEST_F(VillasInterfaceTest, AKilledPeersSamplesAreReadThenPeerExitedAndANewPairC
   EXPECT_TRUE(leftovers().empty()) << joined(leftovers());
 }
 
+// A peer may complete its handshake with us, write and die before we even looked at its region
+// (we were slow: here, stopped). Its post is then not stale: what it wrote is read, then
+// peer_exited, instead of waiting for a peer that will never come.
+TEST_F(VillasInterfaceTest, APeerThatAttachedWroteAndDiedBeforeWeMappedItIsDrainedThenPeerExited) {
+  const InterfaceSpec sa = spec("a2b", "b2a");
+  const pid_t a = spawn([&] {
+    Interface i = make_side(sa, true);
+    i.open();
+    Sample s;
+    for (int k = 0; k < 5; ++k) {
+      if (!i.read(s, 10s).ok()) return 10 + k;
+      if (s.values.at(0).f != 10.0 + k) return 20 + k;
+    }
+    return i.read(s, 10s).code() == Errc::peer_exited ? 0 : 30;
+  });
+  ASSERT_TRUE(test::wait_until([&] { return shm_exists(name("a2b")); }));
+  std::this_thread::sleep_for(50ms);  // past its post, waiting for ours
+  ::kill(a, SIGSTOP);
+  const InterfaceSpec sb = spec("b2a", "a2b");
+  const pid_t b = spawn([&] {
+    Interface i = make_side(sb, false);
+    i.open();
+    for (int k = 0; k < 5; ++k) {
+      const SignalValue y = SignalValue::of(10.0 + k);
+      if (!i.write(std::span(&y, 1), 5s).ok()) return 6;
+    }
+    ::raise(SIGKILL);
+    return 1;
+  });
+  EXPECT_EQ(test::reap(b, 20), -SIGKILL);
+  ::kill(a, SIGCONT);
+  EXPECT_EQ(test::reap(a, 30), 0) << "10 + k: read k failed; 30: not peer_exited after the samples";
+}
+
 // villas-node posts its semaphore and then waits; SIGKILLed there it leaves its region and the
 // post behind. A later side must not take them for a peer (it would read a dead region for
 // ever); a new peer on the same names then connects.
