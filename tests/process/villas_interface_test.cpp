@@ -240,6 +240,34 @@ TEST_F(VillasInterfaceTest, AKilledPeersSamplesAreReadThenPeerExitedAndANewPairC
   EXPECT_TRUE(leftovers().empty()) << joined(leftovers());
 }
 
+// A forked copy of an open interface belongs to the parent: its close() only unmaps (no drain,
+// no STOPPED, no unlink), and the parent's link goes on.
+TEST_F(VillasInterfaceTest, AForkedChildsCloseOnlyUnmaps) {
+  const InterfaceSpec sb = spec("b2a", "a2b");
+  const pid_t peer = spawn([&] {
+    Interface b = make_side(sb, false);
+    b.open();
+    return echo(b);
+  });
+  Interface a = make_side(spec("a2b", "b2a"), true);
+  a.open();
+  exchange(a, 5);
+  const SignalValue x = SignalValue::of(1.0);
+  ASSERT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::ok));  // queued when the copy closes
+  const pid_t copy = test::spawn([&] {
+    a.close();
+    return a.is_open() ? 1 : 0;
+  });
+  EXPECT_EQ(test::reap(copy, 20), 0);
+  EXPECT_TRUE(shm_exists(name("a2b"))) << "the copy removed the parent's region";
+  Sample s;
+  ASSERT_EQ(a.read(s, 10s), Status(Errc::ok)) << "the peer saw our queue stopped: " << a.peer().describe();
+  EXPECT_EQ(s.values.at(0).f, 2.0);
+  a.close();
+  EXPECT_EQ(test::reap(peer, 20), 0);
+  EXPECT_TRUE(leftovers().empty()) << joined(leftovers());
+}
+
 // A peer may complete its handshake with us, write and die before we even looked at its region
 // (we were slow: here, stopped). Its post is then not stale: what it wrote is read, then
 // peer_exited, instead of waiting for a peer that will never come.
