@@ -8,6 +8,7 @@
 #include "interface_helpers.hpp"
 
 #include <shmlink/interface.hpp>
+#include <shmlink/villas.hpp>
 
 #include <gtest/gtest.h>
 
@@ -177,6 +178,9 @@ TEST_F(VillasInterfaceTest, TwoProcessesInBothModesEitherSideFirst) {
       EXPECT_EQ(a.peer().pid, child);
       EXPECT_FALSE(a.peer().launched);
       EXPECT_TRUE(a.peer_alive());
+      // wait polling -> a polling region, hybrid (and futex) -> pthread: what a villas-node reads.
+      EXPECT_EQ(villas::inspect_file(name("a2b")).pthread_mode, w != WaitMode::polling);
+      EXPECT_EQ(villas::inspect_file(name("b2a")).pthread_mode, w != WaitMode::polling);
       exchange(a, 100);
       a.close();
       EXPECT_EQ(test::reap(child, 20), 0) << "the echo side reads `closed` after draining";
