@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: MIT
+// VILLASnode v1.x shmem interoperability (issue 19), with real processes, real POSIX shm regions
+// and named semaphores. villas_peer (tests/process/villas_peer.cpp) is written from
+// docs/reference/villas-shmem.md alone and shares no code with shmlink's VILLAS layer.
+//
+// VillasPeerSelf: the peer against itself (two processes with swapped names): both modes, both
+// directions, sequence numbers, origin timestamps and values carried, pool blocks recycled (more
+// samples than blocks), STOPPED believed before the cells (a villas-node reader loses what a
+// closing writer left queued), every --hostile kind refused by the peer's own strict reader, and
+// the leftovers of a peer killed in the rendezvous.
+#include "test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <semaphore.h>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef VILLAS_PEER_PATH
+#error "VILLAS_PEER_PATH must name the villas_peer binary"
+#endif
+
+namespace {
+
+/// A villas_peer process started with its stdout and stderr in files of `dir`.
+class PeerProcess {
+ public:
+  PeerProcess(const std::string& dir, const std::string& tag, const std::vector<std::string>& args) {
+    out_ = dir + "/" + tag + ".out";
+    err_ = dir + "/" + tag + ".err";
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(97);
+      const int o = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int e = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (o < 0 || e < 0) ::_exit(96);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      std::vector<char*> argv;
+      std::string exe = VILLAS_PEER_PATH;
+      argv.push_back(exe.data());
+      std::vector<std::string> copy = args;
+      for (auto& a : copy) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), argv.data());
+      ::_exit(95);
+    }
+  }
+  PeerProcess(const PeerProcess&) = delete;
+  PeerProcess& operator=(const PeerProcess&) = delete;
+  ~PeerProcess() {
+    if (pid_ > 0 && rc_ == kNotReaped) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  /// Waits at most `seconds` (then SIGKILL): exit code, -signal, or -1000 when it overstayed.
+  int wait(double seconds = 20) {
+    if (rc_ == kNotReaped) rc_ = shmlink::test::reap(pid_, seconds);
+    return rc_;
+  }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] std::string out() const { return slurp(out_); }
+  [[nodiscard]] std::string err() const { return slurp(err_); }
+  /// The stdout lines that describe a received sample ("seq=...").
+  [[nodiscard]] std::vector<std::string> samples() const {
+    std::vector<std::string> r;
+    std::istringstream in(out());
+    for (std::string l; std::getline(in, l);)
+      if (l.rfind("seq=", 0) == 0) r.push_back(l);
+    return r;
+  }
+  /// The summary line's fields (sent, received, closed, ...).
+  [[nodiscard]] std::map<std::string, std::string> summary() const {
+    std::map<std::string, std::string> r;
+    std::istringstream in(out());
+    for (std::string l; std::getline(in, l);) {
+      if (l.rfind("summary ", 0) != 0) continue;
+      std::istringstream words(l.substr(8));
+      for (std::string w; words >> w;) {
+        const auto eq = w.find('=');
+        if (eq != std::string::npos) r[w.substr(0, eq)] = w.substr(eq + 1);
+      }
+    }
+    return r;
+  }
+  /// For failure messages.
+  [[nodiscard]] std::string describe() const { return "stdout:\n" + out() + "stderr:\n" + err(); }
+
+ private:
+  static constexpr int kNotReaped = -5000;
+  static std::string slurp(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+  pid_t pid_ = -1;
+  int rc_ = kNotReaped;
+  std::string out_, err_;
+};
+
+/// What villas_peer prints for sample `seq` with `k` values (value j = seq*100 + j + 0.25, each
+/// multiplied by `factor`), flags 25 (HAS_TS_ORIGIN | HAS_SEQUENCE | HAS_DATA).
+std::string values_text(std::uint64_t seq, int k, double factor = 1) {
+  std::string r;
+  for (int j = 0; j < k; ++j) {
+    char v[40];
+    std::snprintf(v, sizeof v, "%s%.17g", j == 0 ? "" : ",", factor * (static_cast<double>(seq) * 100 + j + 0.25));
+    r += v;
+  }
+  return r;
+}
+
+/// The "values=" part of a sample line.
+std::string values_of(const std::string& line) { return line.substr(line.find("values=") + 7); }
+
+/// Unique region names per test, both removed (regions and semaphores) at the end whatever happened.
+class VillasPeerSelf : public ::testing::Test {
+ protected:
+  VillasPeerSelf() {
+    static int counter = 0;
+    const std::string base = "/shmlink-vp-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+    a = base + "-a";
+    b = base + "-b";
+  }
+  ~VillasPeerSelf() override {
+    for (const auto& n : {a, b}) {
+      ::shm_unlink(n.c_str());
+      ::sem_unlink(n.c_str());
+    }
+  }
+  /// Arguments naming the pair (this side writes `out`, reads `in`) and the mode.
+  static std::vector<std::string> pair(const std::string& out, const std::string& in, const std::string& mode,
+                                       std::vector<std::string> more) {
+    std::vector<std::string> r = {"--out", out, "--in", in, "--mode", mode, "--queuelen", "16", "--samplelen", "4",
+                                  "--rendezvous-timeout-ms", "15000", "--timeout-ms", "15000"};
+    r.insert(r.end(), more.begin(), more.end());
+    return r;
+  }
+  static bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+  shmlink::test::TempStreamDir dir;  // for the peers' stdout/stderr files
+  std::string a, b;
+};
+
+TEST_F(VillasPeerSelf, ExchangesBothWaysInBothModesRecyclingPoolBlocks) {
+  // 40 samples through 16 blocks each way: blocks must come back through the free lists.
+  for (const auto& [ma, mb] : {std::pair{"pthread", "pthread"}, {"polling", "polling"}, {"pthread", "polling"}}) {
+    SCOPED_TRACE(std::string(ma) + " / " + mb);
+    PeerProcess pa(dir.path(), "a", pair(a, b, ma, {"--send", "40", "--recv", "40"}));
+    PeerProcess pb(dir.path(), "b", pair(b, a, mb, {"--send", "40", "--recv", "40", "--seq-base", "7"}));
+    ASSERT_EQ(pa.wait(), 0) << pa.describe();
+    ASSERT_EQ(pb.wait(), 0) << pb.describe();
+    const auto ra = pa.samples(), rb = pb.samples();
+    ASSERT_EQ(ra.size(), 40U) << pa.describe();
+    ASSERT_EQ(rb.size(), 40U) << pb.describe();
+    for (std::uint64_t k = 0; k < 40; ++k) {
+      EXPECT_EQ(ra[k].rfind("seq=" + std::to_string(k + 7) + " len=4 flags=25 origin=", 0), 0U) << ra[k];
+      EXPECT_EQ(values_of(ra[k]), values_text(k + 7, 4)) << ra[k];
+      EXPECT_EQ(rb[k].rfind("seq=" + std::to_string(k) + " len=4 flags=25 origin=", 0), 0U) << rb[k];
+      EXPECT_EQ(values_of(rb[k]), values_text(k, 4)) << rb[k];
+    }
+    EXPECT_EQ(pa.summary().at("sent"), "40");
+    EXPECT_EQ(pa.summary().at("size"), "4496") << "48 + 736 + 16*32 + 16*128 + 128 + 1024";
+    EXPECT_FALSE(exists("/dev/shm" + a) || exists("/dev/shm" + b)) << "closed regions are unlinked";
+    EXPECT_FALSE(exists("/dev/shm/sem." + a.substr(1)) || exists("/dev/shm/sem." + b.substr(1)))
+        << "the rendezvous semaphores are unlinked";
+  }
+}
+
+TEST_F(VillasPeerSelf, EchoCarriesSequenceOriginAndFlags) {
+  // a sends sequences 1000.. with ts.origin = base + n ns; b echoes each with the values doubled.
+  const std::int64_t base = 1'700'000'000'123'456'789LL;
+  PeerProcess pb(dir.path(), "b", pair(b, a, "polling", {"--echo", "20"}));
+  PeerProcess pa(dir.path(), "a", pair(a, b, "pthread", {"--send", "20", "--recv", "20", "--seq-base", "1000",
+                                                        "--origin-base-ns", std::to_string(base), "--values", "3"}));
+  ASSERT_EQ(pa.wait(), 0) << pa.describe();
+  ASSERT_EQ(pb.wait(), 0) << pb.describe();
+  const auto got = pa.samples();
+  ASSERT_EQ(got.size(), 20U) << pa.describe();
+  for (std::uint64_t k = 0; k < 20; ++k) {
+    char origin[40];
+    std::snprintf(origin, sizeof origin, "%lld.%09lld", static_cast<long long>((base + static_cast<std::int64_t>(k)) / 1'000'000'000),
+                  static_cast<long long>((base + static_cast<std::int64_t>(k)) % 1'000'000'000));
+    EXPECT_EQ(got[k], "seq=" + std::to_string(1000 + k) + " len=3 flags=25 origin=" + origin +
+                          " values=" + values_text(1000 + k, 3, 2));
+  }
+}
+
+TEST_F(VillasPeerSelf, ReaderBelievesStoppedBeforeTheCellsUnlessToldToDrain) {
+  // villas-node's pull checks STOPPED first: what a writer left queued when it closed is lost.
+  {
+    PeerProcess pa(dir.path(), "a", pair(a, b, "pthread", {"--send", "5", "--close-without-drain"}));
+    PeerProcess pb(dir.path(), "b", pair(b, a, "pthread", {"--recv", "5", "--wait-stopped"}));
+    EXPECT_EQ(pa.wait(), 0) << pa.describe();
+    EXPECT_EQ(pb.wait(), 6) << pb.describe();  // closed before the samples asked for
+    EXPECT_EQ(pb.samples().size(), 0U);
+    EXPECT_EQ(pb.summary().at("closed"), "1");
+  }
+  {
+    PeerProcess pa(dir.path(), "a", pair(a, b, "polling", {"--send", "5", "--close-without-drain"}));
+    PeerProcess pb(dir.path(), "b", pair(b, a, "polling", {"--recv", "5", "--wait-stopped", "--drain-first", "--until-closed"}));
+    EXPECT_EQ(pa.wait(), 0) << pa.describe();
+    EXPECT_EQ(pb.wait(), 0) << pb.describe();
+    EXPECT_EQ(pb.samples().size(), 5U) << pb.describe();
+    EXPECT_EQ(pb.summary().at("closed"), "1");
+  }
+}
+
+TEST_F(VillasPeerSelf, EveryHostileKindIsRefusedByTheStrictReader) {
+  // The peer's own reader checks every offset, so each kind must make it exit 8 naming a check:
+  // this proves the kinds really corrupt what they claim (the shmlink tests rely on them).
+  const std::vector<std::pair<std::string, std::string>> kinds = {
+      {"bad-mask", "buffer_mask 62"},          {"cells-outside", "outside the region"},
+      {"pool-outside", "pool buffer"},         {"freelist-outside", "free list: cells"},
+      {"bad-mode", "mode 7"},                  {"huge-length", "length 4294967280 exceeds"},
+      {"huge-capacity", "capacity 16777216"},  {"bad-sample-offset", "outside the pool buffer"},
+      {"misaligned-sample", "not on a block boundary"}, {"bad-pool-off", "pool_off"},
+      {"v011", "pool_off"}};
+  for (const auto& [kind, message] : kinds) {
+    SCOPED_TRACE(kind);
+    PeerProcess pa(dir.path(), "a", pair(a, b, "pthread", {"--hostile", kind, "--send", "1", "--close-without-drain"}));
+    PeerProcess pb(dir.path(), "b", pair(b, a, "pthread", {"--recv", "1", "--drain-first"}));
+    EXPECT_EQ(pb.wait(), 8) << pb.describe();
+    EXPECT_NE(pb.err().find(message), std::string::npos) << pb.describe();
+    EXPECT_EQ(pa.wait(), 0) << pa.describe();
+  }
+  // moving-sequences: the reader gives up in bounded time (a bad sample or a timeout), no crash.
+  PeerProcess pa(dir.path(), "a", pair(a, b, "polling", {"--hostile", "moving-sequences", "--hostile-ms", "500"}));
+  PeerProcess pb(dir.path(), "b", pair(b, a, "polling", {"--recv", "1", "--timeout-ms", "300"}));
+  const int rc = pb.wait();
+  EXPECT_TRUE(rc == 8 || rc == 5) << rc << "\n" << pb.describe();
+  EXPECT_EQ(pa.wait(), 0) << pa.describe();
+}
+
+TEST_F(VillasPeerSelf, RegionIsLaidOutAsTheReferenceSays) {
+  // Before its peer comes, a's region is complete and its semaphore posted: read its bytes.
+  PeerProcess pa(dir.path(), "a", pair(a, b, "pthread", {"--queuelen", "64", "--send", "1"}));
+  ASSERT_TRUE(shmlink::test::wait_until([&] { return exists("/dev/shm/sem." + a.substr(1)); }, 10));
+  sem_t* sem = ::sem_open(a.c_str(), 0);
+  ASSERT_NE(sem, SEM_FAILED);
+  ASSERT_TRUE(shmlink::test::wait_until([&] {
+    int v = 0;
+    return ::sem_getvalue(sem, &v) == 0 && v == 1;
+  }, 10)) << "a posts its semaphore once its region is ready";
+  ::sem_close(sem);
+  const int fd = ::shm_open(a.c_str(), O_RDONLY, 0);
+  ASSERT_GE(fd, 0);
+  struct stat st{};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, 12176) << "the reference's size for queuelen 64, sample length 4";
+  EXPECT_EQ(st.st_mode & 0777, 0600U);
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(st.st_size));
+  ASSERT_EQ(::pread(fd, bytes.data(), bytes.size(), 0), st.st_size);
+  ::close(fd);
+  auto i32 = [&](std::size_t at) { std::int32_t v; std::memcpy(&v, &bytes[at], 4); return v; };
+  auto i64 = [&](std::size_t at) { std::int64_t v; std::memcpy(&v, &bytes[at], 8); return v; };
+  EXPECT_NE(i64(0), 0) << "memory::Type holds (meaningless) process pointers";
+  EXPECT_EQ(i32(80), 0) << "ShmemShared.polling";
+  EXPECT_EQ(i32(88), 1) << "data queue state INITIALIZED";
+  EXPECT_EQ(i64(88 + 72), 63) << "buffer_mask";
+  const std::int64_t cells = 88 + i64(88 + 80);
+  EXPECT_EQ(i32(88 + 296), 1) << "mode pthread";
+  EXPECT_EQ(i32(480), 1) << "pool state";
+  const std::int64_t pool_buffer = 480 + i64(480 + 8);
+  EXPECT_EQ(pool_buffer % 64, 0);
+  EXPECT_EQ(i64(480 + 16), 64 * 128) << "pool len";
+  EXPECT_EQ(i64(480 + 24), 128) << "blocksz: 88 + 4*8 rounded up to 64";
+  EXPECT_EQ(i64(480 + 32), 64) << "alignment";
+  EXPECT_EQ(i64(520 + 72), 63) << "free-list mask";
+  const std::int64_t free_cells = 520 + i64(520 + 80);
+  EXPECT_EQ(i64(520 + 152), 64) << "free-list tail: every block queued";
+  EXPECT_EQ(i64(520 + 224), 0) << "free-list head";
+  for (std::int64_t k = 0; k < 64; ++k) {
+    EXPECT_EQ(i64(static_cast<std::size_t>(cells + 16 * k)), k) << "data cell " << k << " sequence";
+    EXPECT_EQ(i64(static_cast<std::size_t>(free_cells + 16 * k)), k + 1) << "free cell " << k << " sequence";
+    EXPECT_EQ(520 + i64(static_cast<std::size_t>(free_cells + 16 * k + 8)), pool_buffer + 128 * k) << "free block " << k;
+  }
+  EXPECT_LE(static_cast<std::size_t>(free_cells) + 64 * 16, bytes.size());
+  EXPECT_GT(free_cells, pool_buffer + 64 * 128 - 1);
+  EXPECT_GT(pool_buffer, cells + 64 * 16 - 1);
+  PeerProcess pb(dir.path(), "b", pair(b, a, "pthread", {"--recv", "1"}));
+  EXPECT_EQ(pb.wait(), 0) << pb.describe();
+  EXPECT_EQ(pa.wait(), 0) << pa.describe();
+}
+
+TEST_F(VillasPeerSelf, KilledInTheRendezvousLeavesItsSemaphorePostedAndItsRegion) {
+  PeerProcess pa(dir.path(), "a", pair(a, b, "pthread", {"--sigkill-in-rendezvous"}));
+  EXPECT_EQ(pa.wait(), -SIGKILL) << pa.describe();
+  EXPECT_TRUE(exists("/dev/shm" + a));
+  sem_t* sem = ::sem_open(a.c_str(), 0);
+  ASSERT_NE(sem, SEM_FAILED);
+  int v = -1;
+  EXPECT_EQ(::sem_getvalue(sem, &v), 0);
+  EXPECT_EQ(v, 1) << "the stale semaphore is posted: a villas-node reader would attach to the stale region";
+  ::sem_close(sem);
+  // A peer started later replaces the stale region of its own name (unlink and retry).
+  PeerProcess again(dir.path(), "a2", pair(a, b, "pthread", {"--send", "2"}));
+  PeerProcess pb(dir.path(), "b", pair(b, a, "pthread", {"--recv", "2"}));
+  EXPECT_EQ(pb.wait(), 0) << pb.describe();
+  EXPECT_EQ(again.wait(), 0) << again.describe();
+}
+
+}  // namespace
