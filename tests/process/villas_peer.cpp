@@ -15,7 +15,7 @@
 //               [--seq-base S] [--origin-base-ns B] [--recv-delay-ms T] [--wait-stopped]
 //               [--rendezvous-timeout-ms T] [--timeout-ms T] [--drain-timeout-ms T]
 //               [--sigkill-after-send N] [--sigkill-in-rendezvous] [--close-without-drain]
-//               [--v10-signals] [--hostile KIND] [--hostile-late] [--hostile-ms T]
+//               [--v10-signals] [--hostile KIND] [--hostile-late] [--hostile-ms T] [--output FILE]
 //
 //   --send N     send N samples (from a thread of their own when --recv/--echo is also given):
 //                sample n has sequence S+n, K values, value j = (S+n)*100 + j + 0.25 (doubles),
@@ -49,6 +49,7 @@
 //                misaligned-sample, bad-pool-off, v011 (the v0.11 sample layout: refcnt at 32,
 //                pool_off at 40, ts at 48, data at 80). moving-sequences: a thread rewrites the
 //                data queue's cell sequences, tail and head for --hostile-ms (default 2000).
+//   --output FILE  write what goes to stdout to FILE instead (for a peer launched by `exec`).
 //   The last line on stdout is a summary:
 //     summary sent=<n> received=<n> closed=<0|1> mode=<pthread|polling> queuelen=<Q> samplelen=<L> size=<bytes>
 //
@@ -332,6 +333,7 @@ struct Options {
   std::string hostile;
   bool hostile_late = false;
   long hostile_ms = 2000;
+  std::string output;
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -399,6 +401,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--hostile") o.hostile = arg();
     else if (a == "--hostile-late") o.hostile_late = true;
     else if (a == "--hostile-ms") o.hostile_ms = number(a, arg());
+    else if (a == "--output") o.output = arg();
     else usage("unknown option " + std::string(a));
   }
   if (o.out.empty() || o.in.empty()) usage("--out and --in (or SHMLINK_INTERFACE_OUT/IN) are required");
@@ -788,6 +791,7 @@ void scramble(const OwnRegion& r, long ms) {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  if (!o.output.empty() && std::freopen(o.output.c_str(), "w", stdout) == nullptr) die_errno("opening " + o.output);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
   // 1. The two semaphores, named as the regions (sem.<name> in /dev/shm).
