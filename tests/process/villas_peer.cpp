@@ -37,7 +37,8 @@
 //                Either way it first waits (bounded by --drain-timeout-ms, silently) until the
 //                peer has unlinked its semaphore, i.e. has mapped this region (handshake step 4),
 //                so that it never unlinks its region before the peer could open it.
-//   --sigkill-after-send N  send N samples, then SIGKILL itself (no close, nothing unlinked).
+//   --sigkill-after-send N  send N samples, then SIGKILL itself (no close, nothing unlinked), once
+//                the peer has mapped this region (see --close-without-drain).
 //   --sigkill-in-rendezvous  SIGKILL itself after posting its semaphore, before waiting on the
 //                peer's (leaves a posted semaphore and an initialised region behind).
 //   --v10-signals  fill the 16 `signals` bytes of its samples with garbage (as v1.0.x leaves a
@@ -742,6 +743,15 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
   g_sent.fetch_add(1, std::memory_order_relaxed);
 }
 
+/// Waits (bounded by --drain-timeout-ms, silently) until the peer has mapped our region, which it
+/// shows by unlinking its own semaphore after mapping (handshake step 4). So a peer that closes or
+/// dies right after the handshake never takes its region away before the other side opened it.
+void wait_peer_attached(const Options& o) {
+  const std::string peer_sem = "/dev/shm/sem." + o.in.substr(1);
+  const Deadline dl(o.drain_timeout_ms);
+  for (unsigned round = 0; ::access(peer_sem.c_str(), F_OK) == 0 && !dl.passed();) backoff(round);
+}
+
 void send_all(OwnRegion& r, const Options& o) {
   for (long n = 0; n < o.send; ++n) {
     Outgoing m;
@@ -752,6 +762,7 @@ void send_all(OwnRegion& r, const Options& o) {
     send(r, o, m, n == 0 && is_sample_kind(o.hostile) ? o.hostile : std::string());
   }
   if (o.sigkill_after_send >= 0) {
+    wait_peer_attached(o);
     std::fflush(stdout);
     ::raise(SIGKILL);
   }
@@ -913,14 +924,8 @@ int main(int argc, char** argv) {
   if (sender.joinable()) sender.join();
   if (hostile_thread.joinable()) hostile_thread.join();
 
-  // 6. Close. First (a test convenience, bounded, never an error): wait until the peer has mapped
-  // our region, which it shows by unlinking its own semaphore after mapping; so a peer that closes
-  // right after the handshake does not unlink its region before the other side could open it.
-  const std::string peer_sem = "/dev/shm/sem." + o.in.substr(1);
-  {
-    const Deadline dl(o.drain_timeout_ms);
-    for (unsigned round = 0; ::access(peer_sem.c_str(), F_OK) == 0 && !dl.passed();) backoff(round);
-  }
+  // 6. Close. First (a test convenience, bounded, never an error) until the peer has mapped us.
+  wait_peer_attached(o);
   // Then drain (unless told not to), STOPPED under the mutex, wake the reader, unlink, unmap.
   if (!o.close_without_drain) {
     const Deadline dl(o.drain_timeout_ms);
