@@ -179,8 +179,13 @@ static_assert(region_bytes(64, 4) == 12176 && region_bytes(512, 64) == 346000, "
 constexpr int kExitUsage = 2, kExitSystem = 3, kExitRendezvous = 4, kExitRecvTimeout = 5,
               kExitClosedEarly = 6, kExitSendTimeout = 7, kExitBadRegion = 8, kExitDrain = 9;
 
+/// The peer's mutex while this thread holds it (so that dying on a bad sample does not leave the
+/// writer's non-robust mutex locked for ever, as a crashing villas-node would).
+thread_local pthread_mutex_t* t_held = nullptr;
+
 /// Ends the process with `code` after one line on stderr.
 [[noreturn]] void die(int code, const std::string& msg) {
+  if (t_held != nullptr) ::pthread_mutex_unlock(t_held);
   std::fprintf(stderr, "villas_peer: %s\n", msg.c_str());
   std::fflush(stdout);
   std::_Exit(code);
@@ -652,6 +657,7 @@ int receive(const PeerRegion& p, const Options& o, Got& out) {
   if (p.pthread_mode) {
     const timespec until = dl.monotonic();
     if (::pthread_mutex_clocklock(p.mutex(), CLOCK_MONOTONIC, &until) != 0) return 0;
+    t_held = p.mutex();
     int r = 0;
     for (;;) {
       r = pull(p, o.drain_first, out);
@@ -661,6 +667,7 @@ int receive(const PeerRegion& p, const Options& o, Got& out) {
         break;
       }
     }
+    t_held = nullptr;
     ::pthread_mutex_unlock(p.mutex());
     return r;
   }

@@ -311,7 +311,9 @@ TEST_F(VillasPeerSelf, KilledInTheRendezvousLeavesItsSemaphorePostedAndItsRegion
   EXPECT_EQ(::sem_getvalue(sem, &v), 0);
   EXPECT_EQ(v, 1) << "the stale semaphore is posted: a villas-node reader would attach to the stale region";
   ::sem_close(sem);
-  // A peer started later replaces the stale region of its own name (unlink and retry).
+  // A peer started later replaces the stale region of its own name (unlink and retry). The stale
+  // post is removed first: a villas-style reader would take it and map whatever is named `a`.
+  ASSERT_EQ(::sem_unlink(a.c_str()), 0);
   PeerProcess again(dir.path(), "a2", pair(a, b, "pthread", {"--send", "2"}));
   PeerProcess pb(dir.path(), "b", pair(b, a, "pthread", {"--recv", "2"}));
   EXPECT_EQ(pb.wait(), 0) << pb.describe();
