@@ -456,6 +456,12 @@ SHMLINK_EXPORT int shmlink_queue_signal(const shmlink_queue_t *queue, uint32_t p
 /** A duplex link to one peer. */
 typedef struct shmlink_interface shmlink_interface_t;
 
+/** What an interface speaks (shmlink::InterfaceProtocol). */
+#define SHMLINK_PROTOCOL_SHMLINK 0 /**< shmlink's queue files (the default) */
+#define SHMLINK_PROTOCOL_VILLAS 1  /**< VILLASnode v1.x shmem regions (out/in are POSIX shm names
+                                        such as "/villas-peer-out"; a villas-node is the peer; no
+                                        signal table travels: peer_signal_count is 0) */
+
 /** How an interface is set up; initialise with shmlink_interface_spec_init(). The strings are
  *  copied by shmlink_interface_new(). */
 typedef struct shmlink_interface_spec {
@@ -464,7 +470,9 @@ typedef struct shmlink_interface_spec {
   uint32_t capacity;            /**< cells of the output queue, a power of two; default 512 */
   uint32_t max_values;          /**< values per output sample; 0 (default): highest export + 1 */
   uint8_t kind;                 /**< SHMLINK_QUEUE_* of the output queue; default SPSC */
-  uint8_t wait;                 /**< SHMLINK_WAIT_* on both queues; default HYBRID */
+  uint8_t wait;                 /**< SHMLINK_WAIT_* on both queues; default HYBRID (VILLAS: POLLING
+                                     makes our region polling, the others pthread) */
+  uint8_t protocol;             /**< SHMLINK_PROTOCOL_*; default SHMLINK */
   int64_t attach_timeout_ns;    /**< how long open waits for the peer; default 10 s; negative: forever */
   int64_t liveness_interval_ns; /**< how often a waiting read/write checks the peer; default
                                      20 ms; values below 1 ms act as 1 ms; negative is invalid */
@@ -490,8 +498,8 @@ typedef struct shmlink_peer_status {
 SHMLINK_EXPORT void shmlink_interface_spec_init(shmlink_interface_spec_t *spec);
 /** Makes an interface handle from `spec`; nothing is created before shmlink_interface_open().
  *  `*out` is set on success, NULL on failure.
- *  @return 0, INVALID_ARGUMENT (NULL spec, out, spec->out or spec->in; unknown kind or wait;
- *          negative liveness interval), NO_SPACE. */
+ *  @return 0, INVALID_ARGUMENT (NULL spec, out, spec->out or spec->in; unknown kind, wait or
+ *          protocol; negative liveness interval), NO_SPACE. */
 SHMLINK_EXPORT int shmlink_interface_new(const shmlink_interface_spec_t *spec, shmlink_interface_t **out);
 /** Registers value `index` of this side's samples (its output signal table). Before open only.
  *  @param name at most 39 bytes; NULL = "". @param type SHMLINK_SIGNAL_*.
@@ -562,10 +570,13 @@ SHMLINK_EXPORT int shmlink_interface_peer_describe(const shmlink_interface_t *if
 SHMLINK_EXPORT int shmlink_interface_peer_alive(shmlink_interface_t *iface);
 /** Sequence number the next shmlink_interface_write_values will carry; 0 for NULL. */
 SHMLINK_EXPORT uint64_t shmlink_interface_next_sequence(const shmlink_interface_t *iface);
-/** Header snapshot of the output queue (`out`) after open. @return 0, INVALID_ARGUMENT, CLOSED. */
+/** Header snapshot of the output queue (`out`) after open. With SHMLINK_PROTOCOL_VILLAS there is no
+ *  queue file: only capacity (queuelen), max_values (samplelen), kind (MPMC) and wait are filled,
+ *  the rest is 0. @return 0, INVALID_ARGUMENT, CLOSED. */
 SHMLINK_EXPORT int shmlink_interface_out_info(const shmlink_interface_t *iface, shmlink_queue_info_t *out);
 /** Header snapshot of the peer's queue (`in`) after open: in.max_values is the buffer size a
- *  read never truncates. @return 0, INVALID_ARGUMENT, CLOSED. */
+ *  read never truncates (with SHMLINK_PROTOCOL_VILLAS only max_values, kind and wait are
+ *  filled, the rest is 0). @return 0, INVALID_ARGUMENT, CLOSED. */
 SHMLINK_EXPORT int shmlink_interface_in_info(const shmlink_interface_t *iface, shmlink_queue_info_t *out);
 /** Entries of the peer's signal table after open (>= 0), or INVALID_ARGUMENT for NULL. */
 SHMLINK_EXPORT int shmlink_interface_peer_signal_count(const shmlink_interface_t *iface);

@@ -17,6 +17,13 @@
 /// within `liveness_interval` (Errc::peer_exited) instead of waiting forever; a stale output
 /// file whose lock nobody holds is replaced at open. A peer started with `exec` is also watched
 /// with waitpid(), which gives its exit status.
+///
+/// With `InterfaceSpec::protocol = InterfaceProtocol::villas` the same API speaks VILLASnode's
+/// own shmem protocol (v1.0 to v1.2, x86_64 glibc; docs/design/villas.md): a real villas-node
+/// configured with `type = shmem` and the names swapped is the peer. There the regions are
+/// POSIX shared-memory objects laid out as villas-node lays them out, the rendezvous is
+/// villas-node's pair of named semaphores (waited on with a timeout), and liveness is that of
+/// the processes that map the peer's region.
 #pragma once
 
 #include <shmlink/error.hpp>
@@ -36,27 +43,53 @@
 
 namespace shmlink {
 
+/// What an Interface speaks on shared memory.
+enum class InterfaceProtocol : std::uint8_t {
+  /// shmlink's own queue files (docs/design/queues.md "Interface"): signal tables checked at
+  /// attach, liveness by OFD lock, samples in the cells. Both sides must be shmlink.
+  shmlink = 0,
+  /// VILLASnode v1.x's shmem node, byte for byte (docs/design/villas.md): a villas-node (or
+  /// DPsim, or another shmlink side with this protocol) is the peer. No signal table travels:
+  /// imports are checked only against the peer's values per sample.
+  villas = 1,
+};
+
 /// How an Interface is set up.
 struct InterfaceSpec {
   /// The queue this side creates, owns and writes (VILLASnode's `out.name`): a name in the
-  /// stream directory or a path containing '/' (see queue_path()).
+  /// stream directory or a path containing '/' (see queue_path()). With protocol villas: a POSIX
+  /// shared-memory name as villas-node's `out.name` ("/villas-peer-out"; "x" means "/x"; no other
+  /// '/', else Errc::invalid_argument), the region then lives in /dev/shm, not in the stream
+  /// directory.
   std::string out;
   /// The queue this side reads: the peer's `out` (VILLASnode's `in.name`). The same name as
   /// `out` gives a loopback interface (this process reads what it writes).
   std::string in;
-  /// Cells of the output queue; a power of two (VILLASnode's queuelen, default 512).
+  /// Cells of the output queue; a power of two (VILLASnode's queuelen, default 512). With
+  /// protocol villas also the number of pool blocks of the region, so at most `capacity`
+  /// samples are in flight (queued, or taken by the peer and not yet given back).
   std::uint32_t capacity = 512;
   /// Values per sample of the output queue; 0 means the highest exported index + 1 (at least 1).
+  /// With protocol villas: VILLASnode's samplelen (the values each pool block holds).
   std::uint32_t max_values = 0;
   /// Kind of the output queue (one writer per Interface, so SPSC unless others also push).
+  /// Ignored with protocol villas (VILLAS queues are MPMC).
   QueueKind kind = QueueKind::spsc;
   /// How this side waits, on both queues (polling: spin; futex: sleep; hybrid: spin, then
   /// sleep); also the output queue's recorded mode. "Polling or blocking per interface".
+  /// With protocol villas: polling makes our region's mode `polling`, hybrid and futex make it
+  /// `pthread` (we broadcast its condition variable for a villas-node reader); this side never
+  /// sleeps on the peer's condition variable: it spins (polling), or spins for a few
+  /// microseconds and then sleeps with a back-off from 2 us to 500 us (hybrid; futex sleeps at
+  /// once), which bounds how late a sample is seen while waiting.
   WaitMode wait = WaitMode::hybrid;
+  /// The protocol (shmlink's queues, or VILLASnode's shmem regions).
+  InterfaceProtocol protocol = InterfaceProtocol::shmlink;
   /// How long open() waits for the peer's output queue (and, with `exec`, for the peer).
   std::chrono::nanoseconds attach_timeout = std::chrono::seconds(10);
   /// How often, at most, a waiting read or write checks that the peer is alive (one fcntl, and
-  /// one waitpid with `exec`); it bounds how late a dead peer is noticed.
+  /// one waitpid with `exec`; with protocol villas, one poll of a pidfd per peer process); it
+  /// bounds how late a dead peer is noticed.
   std::chrono::nanoseconds liveness_interval = std::chrono::milliseconds(20);
   /// When not empty, open() launches this command line (argv[0] looked up in PATH) after
   /// creating the output queue, with SHMLINK_INTERFACE_IN = `out` and SHMLINK_INTERFACE_OUT =
@@ -64,18 +97,23 @@ struct InterfaceSpec {
   /// in a process group of its own. close() stops and reaps it (signals go to its group).
   std::vector<std::string> exec;
   /// On close(), how long a launched peer gets to exit by itself after this side's output was
-  /// shut, before SIGTERM (and, after as long again, SIGKILL).
+  /// shut, before SIGTERM (and, after as long again, SIGKILL). With protocol villas also how
+  /// long close() waits, before it marks the output stopped, for the peer to take the samples
+  /// still queued (villas-node drops what is queued once it sees the queue stopped).
   std::chrono::nanoseconds stop_timeout = std::chrono::seconds(2);
-  /// Permission bits of the output queue file.
+  /// Permission bits of the output queue file (with protocol villas: of the region and of our
+  /// semaphore).
   mode_t permissions = 0600;
 };
 
 /// What became of the peer, as far as this side knows.
 struct SHMLINK_EXPORT PeerStatus {
   /// Pid of the peer: the launched child with `exec`, else the creator recorded in the peer's
-  /// queue header (0 before attach).
+  /// queue header (protocol villas: the first other process found mapping the peer's region;
+  /// 0 before attach, or when none could be found).
   pid_t pid = 0;
-  /// The launched command line (`exec`), else the peer's queue file.
+  /// The launched command line (`exec`), else the peer's queue file (protocol villas: its
+  /// region, /dev/shm/<name>).
   std::string command;
   /// True when this side launched the peer (`exec`).
   bool launched = false;
@@ -129,6 +167,15 @@ class SHMLINK_EXPORT Interface {
 
   /// Creates the output queue (replacing a stale one whose owner is gone), launches `exec` if
   /// given, and waits for the peer's output queue to appear with a live owner.
+  ///
+  /// Protocol villas (docs/design/villas.md "Handshake"): opens the semaphores sem.<out> and
+  /// sem.<in>, drains stale posts of ours, creates /dev/shm/<out> exclusively (a stale one that
+  /// no process maps is replaced; one a live process maps is Errc::exists naming that pid), lays
+  /// the region out, posts ours, waits on the peer's (up to attach_timeout, in slices that notice
+  /// a launched peer's exit), maps and validates the peer's region (a post whose region no live
+  /// process maps is a dead peer's: waited past), and unlinks our semaphore. The imports are
+  /// checked only against the values the peer's samples can hold (layout). On failure our
+  /// region and semaphore are removed, never the peer's objects.
   /// @throws Error invalid_argument (empty names, bad sizes), exists (`out` is owned by another
   ///         live Interface), timeout (no peer within attach_timeout; a launched peer is then
   ///         stopped), peer_exited (a launched peer exited before attaching: the message has its
@@ -148,6 +195,7 @@ class SHMLINK_EXPORT Interface {
   ///         every liveness_interval while the queue has room, at every wait slice when full);
   ///         closed (not open, or the peer closed cleanly); size_mismatch (more values than
   ///         max_values); interrupted (a signal arrived while waiting; nothing was sent).
+  ///         Protocol villas: full means no free pool block or a full data queue.
   Status write(std::span<const SignalValue> values, std::chrono::nanoseconds timeout = kForever) noexcept;
   /// Sends `s` as given (sequence, timestamps and flags included); otherwise as write(values).
   Status write(const Sample& s, std::chrono::nanoseconds timeout = kForever) noexcept;
@@ -157,19 +205,26 @@ class SHMLINK_EXPORT Interface {
   /// @return ok; timeout; would_block (timeout 0 and nothing there); closed (the peer closed
   ///         its output and everything in it was read, or this side is not open); peer_exited
   ///         (the peer died and everything it wrote was read; see peer()); interrupted (a
-  ///         signal arrived while waiting).
+  ///         signal arrived while waiting). Protocol villas also: layout (a sample of the peer
+  ///         failed a bounds check and was skipped; logged with the check; the next read goes
+  ///         on with the next sample). Values beyond the imports are delivered as they came.
   Status read(Sample& out, std::chrono::nanoseconds timeout = kForever) noexcept;
 
   /// Shuts the output queue (the peer drains it, then reads `closed`), removes the output queue
   /// file when it is still this side's, releases the lock, then stops and reaps a launched peer
   /// (it gets stop_timeout to exit by itself, then SIGTERM, then SIGKILL, each to its process
   /// group). Idempotent; never throws.
+  ///
+  /// Protocol villas: first waits (up to stop_timeout, less when the peer dies or closes) until
+  /// the peer took every sample still queued, then marks our queue STOPPED, removes
+  /// /dev/shm/<out> when it is still our region, unmaps both regions, then handles a launched
+  /// peer as above.
   void close() noexcept;
 
   /// The signals this side exports and imports, by index.
   [[nodiscard]] const std::vector<Signal>& exports() const noexcept;
   [[nodiscard]] const std::vector<Signal>& imports() const noexcept;
-  /// The peer's signal table (after open()).
+  /// The peer's signal table (after open(); always empty with protocol villas).
   [[nodiscard]] const std::vector<Signal>& peer_signals() const noexcept;
   /// What became of the peer (refreshed by reads, writes, peer_alive() and close()): a copy,
   /// safe to take from any thread while others read and write.
@@ -178,7 +233,14 @@ class SHMLINK_EXPORT Interface {
   bool peer_alive() noexcept;
   /// The spec given at construction.
   [[nodiscard]] const InterfaceSpec& spec() const noexcept;
-  /// The queues (valid after open()), for tools and bulk use.
+  /// Values per sample of our output (after open(); 0 when not open): the output queue's
+  /// max_values, or the villas region's samplelen.
+  [[nodiscard]] std::uint32_t out_max_values() const noexcept;
+  /// Values per sample the peer's output can carry (after open(); 0 when not open): a read
+  /// never returns more.
+  [[nodiscard]] std::uint32_t in_max_values() const noexcept;
+  /// The queues (valid after open()), for tools and bulk use. With protocol villas there are no
+  /// queue files: both return an invalid Queue (valid() false; its calls report Errc::closed).
   [[nodiscard]] Queue& out_queue() noexcept;
   [[nodiscard]] Queue& in_queue() noexcept;
   [[nodiscard]] const Queue& out_queue() const noexcept;

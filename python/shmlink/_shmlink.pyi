@@ -18,6 +18,7 @@ SignalTypeName = Literal["f64", "i64", "bool", "c64"]
 SignalTypeLike = Union[str, type]
 QueueKind = Literal["spsc", "mpmc"]
 WaitMode = Literal["polling", "futex", "hybrid"]
+InterfaceProtocol = Literal["shmlink", "villas"]
 #: One value: float (f64), int (i64), bool, complex (c64), or their numpy scalars.
 Value = Union[float, int, bool, complex, np.number[Any], np.bool_]
 #: One sample's values: a 1-D sequence or array of at most max_values numbers.
@@ -223,7 +224,11 @@ class Interface:
     def __init__(self, out: str, in_: str, *, capacity: int = ..., max_values: int = ..., kind: QueueKind = ...,
                  wait: WaitMode = ..., attach_timeout: Optional[float] = ..., exec: Optional[Sequence[str]] = ...,
                  stop_timeout: float = ..., liveness_interval: float = ..., permissions: int = ...,
-                 exports: Optional[Sequence[SignalLike]] = ..., imports: Optional[Sequence[SignalLike]] = ...) -> None: ...
+                 exports: Optional[Sequence[SignalLike]] = ..., imports: Optional[Sequence[SignalLike]] = ...,
+                 protocol: InterfaceProtocol = ...) -> None:
+        """protocol: 'shmlink' (the default: our queue files) or 'villas' (VILLASnode v1.x shmem
+        regions: out/in_ are POSIX shared-memory names such as '/villas-peer-out', a villas-node
+        is the peer; no signal table travels, so reads are decoded by the imports)."""
     def export_signal(self, index: int, name: str, type: SignalTypeLike = ..., unit: str = ...) -> None: ...
     def import_signal(self, index: int, name: str, type: SignalTypeLike = ..., unit: str = ...) -> None: ...
     def open(self) -> None: ...

@@ -119,6 +119,12 @@ QueueKind parse_kind(const std::string& k) {
 
 std::string kind_name(QueueKind k) { return k == QueueKind::mpmc ? "mpmc" : "spsc"; }
 
+InterfaceProtocol parse_protocol(const std::string& p) {
+  if (p == "shmlink") return InterfaceProtocol::shmlink;
+  if (p == "villas") return InterfaceProtocol::villas;
+  raise_code(Errc::invalid_argument, "protocol '" + p + "' is not 'shmlink' or 'villas'");
+}
+
 WaitMode parse_wait(const std::string& w) {
   if (w == "polling") return WaitMode::polling;
   if (w == "futex") return WaitMode::futex;
@@ -769,9 +775,9 @@ class PyInterface {
       py::gil_scoped_release nogil;
       i_.open();
     }
-    out_t_ = make_table(i_.exports(), i_.out_queue().max_values());
-    in_t_ = make_table(i_.peer_signals(), i_.in_queue().max_values(), i_.imports());
-    in_max_ = i_.in_queue().max_values();
+    out_t_ = make_table(i_.exports(), i_.out_max_values());
+    in_t_ = make_table(i_.peer_signals(), i_.in_max_values(), i_.imports());
+    in_max_ = i_.in_max_values();
   }
 
   /// Raises for a failed read/write Status.
@@ -795,12 +801,12 @@ class PyInterface {
     Status st;
     if (!sequence && !ts_origin && !flags) {
       std::vector<SignalValue> v;
-      encode(values, *out_t_, i_.out_queue().max_values(), ctx, v);
+      encode(values, *out_t_, i_.out_max_values(), ctx, v);
       st = sliced(timeout, [&](nanoseconds sl) { return i_.write(std::span<const SignalValue>(v), sl); },
                   [&] { check_closing("writing to"); });
     } else {
       Sample s;
-      encode(values, *out_t_, i_.out_queue().max_values(), ctx, s.values);
+      encode(values, *out_t_, i_.out_max_values(), ctx, s.values);
       s.sequence = sequence.value_or(i_.next_sequence());
       s.ts_origin_ns = ts_origin ? *ts_origin : realtime_ns();
       s.flags = flags.value_or(kDefaultFlags);
@@ -1026,7 +1032,7 @@ was read) and ClosedError when it closed cleanly and was drained.)doc")
       .def(py::init([](const std::string& out, const std::string& in, std::uint32_t capacity, std::uint32_t max_values,
                        const std::string& kind, const std::string& wait, std::optional<double> attach_timeout,
                        const py::object& exec, double stop_timeout, double liveness_interval, int permissions,
-                       const py::object& exports, const py::object& imports) {
+                       const py::object& exports, const py::object& imports, const std::string& protocol) {
              InterfaceSpec spec;
              spec.out = out;
              spec.in = in;
@@ -1034,6 +1040,7 @@ was read) and ClosedError when it closed cleanly and was drained.)doc")
              spec.max_values = max_values;
              spec.kind = parse_kind(kind);
              spec.wait = parse_wait(wait);
+             spec.protocol = parse_protocol(protocol);
              spec.attach_timeout = to_ns(attach_timeout);
              spec.stop_timeout = to_ns(stop_timeout);
              spec.liveness_interval = to_ns(liveness_interval);
@@ -1053,9 +1060,13 @@ was read) and ClosedError when it closed cleanly and was drained.)doc")
            py::arg("kind") = "spsc", py::arg("wait") = "hybrid", py::arg("attach_timeout") = 10.0,
            py::arg("exec") = py::none(), py::arg("stop_timeout") = 2.0, py::arg("liveness_interval") = 0.02,
            py::arg("permissions") = 0600, py::arg("exports") = py::none(), py::arg("imports") = py::none(),
+           py::arg("protocol") = "shmlink",
            "Keep the settings; nothing is created before open(). max_values 0: the highest exported "
            "index + 1. attach_timeout None: wait for the peer forever. exports/imports: Signal lists, "
-           "the same as calling export_signal/import_signal for each.")
+           "the same as calling export_signal/import_signal for each. protocol: 'shmlink' (our queue "
+           "files) or 'villas' (VILLASnode v1.x shmem regions: out/in_ are POSIX shared-memory names "
+           "such as '/villas-peer-out', a villas-node is the peer, no signal table travels, so reads "
+           "are decoded by the imports; wait 'polling' makes our region polling, the others pthread).")
       .def(
           "export_signal",
           [](PyInterface& p, std::uint32_t index, const std::string& name, const py::object& type, const std::string& unit) {

@@ -605,6 +605,7 @@ static_assert(offsetof(shmlink_interface_spec_t, out) == 0 && offsetof(shmlink_i
               offsetof(shmlink_interface_spec_t, capacity) == 16 &&
               offsetof(shmlink_interface_spec_t, max_values) == 20 &&
               offsetof(shmlink_interface_spec_t, kind) == 24 && offsetof(shmlink_interface_spec_t, wait) == 25 &&
+              offsetof(shmlink_interface_spec_t, protocol) == 26 &&
               offsetof(shmlink_interface_spec_t, attach_timeout_ns) == 32 &&
               offsetof(shmlink_interface_spec_t, liveness_interval_ns) == 40 &&
               offsetof(shmlink_interface_spec_t, stop_timeout_ns) == 48 &&
@@ -617,6 +618,9 @@ static_assert(offsetof(shmlink_peer_status_t, pid) == 0 && offsetof(shmlink_peer
 
 bool kind_valid(unsigned k) noexcept { return k == SHMLINK_QUEUE_SPSC || k == SHMLINK_QUEUE_MPMC; }
 bool wait_valid(unsigned w) noexcept { return w >= SHMLINK_WAIT_POLLING && w <= SHMLINK_WAIT_HYBRID; }
+static_assert(SHMLINK_PROTOCOL_SHMLINK == static_cast<int>(shmlink::InterfaceProtocol::shmlink));
+static_assert(SHMLINK_PROTOCOL_VILLAS == static_cast<int>(shmlink::InterfaceProtocol::villas));
+bool protocol_valid(unsigned p) noexcept { return p == SHMLINK_PROTOCOL_SHMLINK || p == SHMLINK_PROTOCOL_VILLAS; }
 bool signal_type_valid(long long t) noexcept { return t >= SHMLINK_SIGNAL_F64 && t <= SHMLINK_SIGNAL_C64; }
 
 /// Converts a C signal table. Checks what C adds (NULL pointers, strings that lack their NUL,
@@ -1100,7 +1104,7 @@ int status_fail(shmlink::Status st, const char* action, const shmlink::Interface
 /// A write of more values than the output queue takes (checked before the scratch is filled).
 int too_many_values(shmlink::Interface& i, std::uint32_t count) noexcept {
   return fail(SHMLINK_E_SIZE_MISMATCH, "writing to interface (out '%s', in '%s'): %" PRIu32 " values, at most %" PRIu32
-              " allowed", label_of(i).out, label_of(i).in, count, i.out_queue().max_values());
+              " allowed", label_of(i).out, label_of(i).in, count, i.out_max_values());
 }
 
 /// The label for messages of setup calls that may allocate.
@@ -1139,6 +1143,14 @@ int iface_info(const shmlink_interface_t* iface, shmlink_queue_info_t* out, bool
   if (!i.is_open())
     return fail(SHMLINK_E_CLOSED, "%s: interface (out '%s', in '%s') is not open", function, label_of(i).out,
                 label_of(i).in);
+  if (i.spec().protocol == shmlink::InterfaceProtocol::villas) {  // no queue file: what is known
+    *out = shmlink_queue_info_t{};
+    out->kind = SHMLINK_QUEUE_MPMC;
+    out->wait = static_cast<std::uint8_t>(i.spec().wait);
+    out->capacity = in ? 0 : i.spec().capacity;
+    out->max_values = in ? i.in_max_values() : i.out_max_values();
+    return SHMLINK_OK;
+  }
   return guarded("reading the queue header of interface", label_of(i).out, [&] {
     to_c((in ? i.in_queue() : i.out_queue()).info(), out);
     return SHMLINK_OK;
@@ -1157,6 +1169,7 @@ void shmlink_interface_spec_init(shmlink_interface_spec_t* spec) {
   spec->max_values = defaults.max_values;
   spec->kind = static_cast<std::uint8_t>(defaults.kind);
   spec->wait = static_cast<std::uint8_t>(defaults.wait);
+  spec->protocol = static_cast<std::uint8_t>(defaults.protocol);
   spec->attach_timeout_ns = defaults.attach_timeout.count();
   spec->liveness_interval_ns = defaults.liveness_interval.count();
   spec->stop_timeout_ns = defaults.stop_timeout.count();
@@ -1176,6 +1189,9 @@ int shmlink_interface_new(const shmlink_interface_spec_t* spec, shmlink_interfac
   if (!wait_valid(spec->wait))
     return fail(SHMLINK_E_INVALID_ARGUMENT, "interface (out '%s', in '%s'): wait mode %u is not 1..3", spec->out,
                 spec->in, static_cast<unsigned>(spec->wait));
+  if (!protocol_valid(spec->protocol))
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "interface (out '%s', in '%s'): protocol %u is not SHMLINK (0) or VILLAS (1)",
+                spec->out, spec->in, static_cast<unsigned>(spec->protocol));
   if (spec->liveness_interval_ns < 0)
     return fail(SHMLINK_E_INVALID_ARGUMENT, "interface (out '%s', in '%s'): liveness_interval_ns %" PRId64
                 " is negative", spec->out, spec->in, spec->liveness_interval_ns);
@@ -1187,6 +1203,7 @@ int shmlink_interface_new(const shmlink_interface_spec_t* spec, shmlink_interfac
     cpp.max_values = spec->max_values;
     cpp.kind = static_cast<QueueKind>(spec->kind);
     cpp.wait = static_cast<WaitMode>(spec->wait);
+    cpp.protocol = static_cast<shmlink::InterfaceProtocol>(spec->protocol);
     cpp.attach_timeout = to_timeout(spec->attach_timeout_ns);
     cpp.liveness_interval = std::chrono::nanoseconds(spec->liveness_interval_ns);
     cpp.stop_timeout = to_timeout(spec->stop_timeout_ns);
@@ -1216,8 +1233,8 @@ int shmlink_interface_open(shmlink_interface_t* iface) {
     auto& i = iface->iface;
     i.open();
     // Reserved once per open: write and read then never allocate.
-    iface->write_scratch.values.reserve(i.out_queue().max_values());
-    iface->read_scratch.values.reserve(i.in_queue().max_values());
+    iface->write_scratch.values.reserve(i.out_max_values());
+    iface->read_scratch.values.reserve(i.in_max_values());
     return SHMLINK_OK;
   });
 }
@@ -1234,7 +1251,7 @@ int shmlink_interface_write_values(shmlink_interface_t* iface, const shmlink_val
   auto& i = iface->iface;
   if (!i.is_open()) return status_fail(Errc::closed, "writing to", i, timeout_ns);
   auto& scratch = iface->write_scratch.values;
-  if (count > i.out_queue().max_values()) return too_many_values(i, count);
+  if (count > i.out_max_values()) return too_many_values(i, count);
   scratch.resize(count);  // capacity reserved at open: no allocation
   if (count != 0) std::memcpy(scratch.data(), values, std::size_t{count} * sizeof(SignalValue));
   const auto st = i.write(std::span<const SignalValue>(scratch), to_timeout(timeout_ns));
@@ -1248,7 +1265,7 @@ int shmlink_interface_write(shmlink_interface_t* iface, const shmlink_sample_t* 
   if (const int rc = check_push_sample("shmlink_interface_write", sample); rc != SHMLINK_OK) return rc;
   auto& i = iface->iface;
   if (!i.is_open()) return status_fail(Errc::closed, "writing to", i, timeout_ns);
-  if (sample->length > i.out_queue().max_values()) return too_many_values(i, sample->length);
+  if (sample->length > i.out_max_values()) return too_many_values(i, sample->length);
   from_c(*sample, iface->write_scratch);
   const auto st = i.write(iface->write_scratch, to_timeout(timeout_ns));
   if (st.ok()) return SHMLINK_OK;

@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: MIT
 // The duplex co-simulation Interface (include/shmlink/interface.hpp; docs/design/queues.md
 // "Interface"): VILLASnode's shmem open/close handshake (docs/reference/villas-shmem.md 2.1) and `exec` (3), with
-// the peer watched through an OFD lock instead of a semaphore nobody can time out on.
+// the peer watched through an OFD lock instead of a semaphore nobody can time out on. Protocol
+// villas (docs/design/villas.md) goes through src/queue/villas_link.hpp for its regions and
+// handshake; waits, liveness, exec and close are shared here.
 #include <shmlink/interface.hpp>
 
 #include "os/clock.hpp"
 #include "os/log_internal.hpp"
 #include "os/process.hpp"
+#include "queue/villas_link.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +40,42 @@ const std::vector<Signal> kNone;
 
 /// How long open() sleeps between looks for the peer's queue.
 constexpr std::chrono::milliseconds kAttachPoll{2};
+
+/// Waiting for a VILLAS region (protocol villas), which has no futex: spin, then sleep with a
+/// doubling back-off. hybrid spins kSpinBudget first; futex sleeps at once; polling only spins.
+/// A new wait starts at the shortest sleep again (the back-off is reset after data).
+class Backoff {
+ public:
+  static constexpr std::int64_t kSpinBudget = 20'000;   ///< ns of spinning before sleeping (hybrid)
+  static constexpr std::int64_t kFirstSleep = 2'000;    ///< ns
+  static constexpr std::int64_t kMaxSleep = 500'000;    ///< ns
+
+  explicit Backoff(WaitMode mode) noexcept
+      : mode_(mode), spin_until_(mode == WaitMode::hybrid ? os::monotonic_ns() + kSpinBudget : 0) {}
+
+  /// Waits one step, never past `deadline` (monotonic ns). False when a signal interrupted a sleep.
+  bool pause(std::int64_t deadline) noexcept {
+    if (mode_ == WaitMode::polling) {
+      os::cpu_relax();
+      return true;
+    }
+    const std::int64_t now = os::monotonic_ns();
+    if (now < spin_until_) {
+      os::cpu_relax();
+      return true;
+    }
+    const std::int64_t d = std::min(sleep_, std::max<std::int64_t>(deadline - now, 0));
+    sleep_ = std::min(sleep_ * 2, kMaxSleep);
+    if (d <= 0) return true;
+    const timespec ts = os::to_timespec(d);
+    return ::clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr) != EINTR;
+  }
+
+ private:
+  WaitMode mode_;
+  std::int64_t spin_until_;
+  std::int64_t sleep_ = kFirstSleep;
+};
 
 std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
@@ -175,6 +215,7 @@ struct Interface::Impl {
   std::vector<Signal> imports;
   Queue out;
   Queue in;
+  std::unique_ptr<villas::Link> vl;  ///< protocol villas: both regions (null otherwise)
   std::string out_path;   ///< our output's file
   std::uint64_t in_token = 0;  ///< creation time of the peer's output we read (handshake)
   pid_t owner_pid = 0;    ///< the process that opened this Interface (a forked copy is not it)
@@ -213,9 +254,12 @@ struct Interface::Impl {
     return true;
   }
 
+  bool villas() const noexcept { return spec.protocol == InterfaceProtocol::villas; }
+
   /// Checks now whether the peer is alive; records what is known when it is not.
   bool alive() noexcept {
     if (loopback) return open;
+    if (villas()) return alive_villas();
     const std::lock_guard lock(peer_mutex);
     if (peer.exited) return false;
     if (peer.launched && reap(WNOHANG)) {
@@ -227,6 +271,32 @@ struct Interface::Impl {
       // The lock is gone: the peer died or closed. A launched child may still be exiting: give
       // it a moment so the status it exits with can be reported.
       if (peer.launched && child > 0) {
+        for (int i = 0; i < 50 && !reap(WNOHANG); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      peer.exited = true;
+      peer_gone.store(true, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
+  }
+
+  /// alive() for protocol villas: a launched child not reaped, the peer's queue not STOPPED (a
+  /// clean close: `closed`), and one of the processes that mapped its region at attach alive
+  /// (unknown when none could be found: then only the first two are known).
+  bool alive_villas() noexcept {
+    const std::lock_guard lock(peer_mutex);
+    if (peer.exited || peer.closed || !vl) return false;
+    if (peer.launched && reap(WNOHANG)) {
+      peer_gone.store(true, std::memory_order_relaxed);
+      return false;
+    }
+    if (vl->peer_stopped()) {
+      peer.closed = true;
+      peer_gone.store(true, std::memory_order_relaxed);
+      return false;
+    }
+    if (vl->peer_alive() == 0) {
+      if (peer.launched && child > 0) {  // let its exit status be reported
         for (int i = 0; i < 50 && !reap(WNOHANG); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
       peer.exited = true;
@@ -258,9 +328,60 @@ struct Interface::Impl {
     return peer.closed ? Errc::closed : Errc::peer_exited;
   }
 
+  /// The liveness interval in ns (at least 1 ms, as slice()).
+  std::int64_t interval_ns() const noexcept { return std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000); }
+
+  /// push() for protocol villas: try, then wait by Backoff, checking liveness every interval.
+  Status push_villas(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
+    Status st = vl->try_push(s);
+    if (st.code() != Errc::would_block) return st;
+    if (timeout.count() <= 0) return Errc::would_block;
+    const std::int64_t deadline = os::deadline_after(timeout);
+    std::int64_t next_check = os::monotonic_ns() + interval_ns();
+    Backoff backoff(spec.wait);
+    for (;;) {
+      if (!backoff.pause(deadline)) return Errc::interrupted;
+      st = vl->try_push(s);
+      if (st.code() != Errc::would_block) return st;
+      const std::int64_t now = os::monotonic_ns();
+      if (now >= next_check) {
+        if (!alive()) return gone();
+        next_check = now + interval_ns();
+      }
+      if (now >= deadline) return Errc::timeout;
+    }
+  }
+
+  /// The waiting part of pop() for protocol villas (after a try_pull found nothing).
+  Status pull_villas(Sample& s, std::chrono::nanoseconds timeout) noexcept {
+    if (timeout.count() <= 0) {
+      if (alive_lazily()) return Errc::would_block;
+      const Status st = vl->try_pull(s);  // what it wrote before it went is still delivered
+      return st.code() == Errc::would_block ? gone() : st;
+    }
+    const std::int64_t deadline = os::deadline_after(timeout);
+    std::int64_t next_check = os::monotonic_ns() + interval_ns();
+    Backoff backoff(spec.wait);
+    for (;;) {
+      if (!backoff.pause(deadline)) return Errc::interrupted;
+      Status st = vl->try_pull(s);
+      if (st.code() != Errc::would_block) return st;
+      const std::int64_t now = os::monotonic_ns();
+      if (now >= next_check) {
+        if (!alive()) {
+          st = vl->try_pull(s);
+          return st.code() == Errc::would_block ? gone() : st;
+        }
+        next_check = now + interval_ns();
+      }
+      if (now >= deadline) return Errc::timeout;
+    }
+  }
+
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
     if (!open) return Errc::closed;
     if (!alive_lazily()) return gone();  // nobody would ever read it
+    if (vl) return push_villas(s, timeout);
     Status st = out.try_push(s);
     if (st.code() != Errc::would_block) return st;
     if (timeout.count() <= 0) return Errc::would_block;
@@ -275,8 +396,10 @@ struct Interface::Impl {
 
   Status pop(Sample& s, std::chrono::nanoseconds timeout) noexcept {
     if (!open) return Errc::closed;
-    Status st = in.try_pop(s);
-    if (st.code() == Errc::would_block) {
+    Status st = vl ? vl->try_pull(s) : in.try_pop(s);
+    if (st.code() == Errc::would_block && vl) {
+      st = pull_villas(s, timeout);
+    } else if (st.code() == Errc::would_block) {
       if (timeout.count() <= 0) {
         if (alive_lazily()) return Errc::would_block;
         st = in.try_pop(s);  // what it wrote before dying is still delivered
@@ -306,16 +429,14 @@ struct Interface::Impl {
     return st;
   }
 
+  /// open() for protocol shmlink.
+  void open_shmlink();
+
   /// Creates (or replaces a stale) output queue and locks it.
   void create_output() {
     QueueSpec qs;
     qs.capacity = spec.capacity;
-    std::uint32_t needed = 1;
-    for (const auto& s : exports) needed = std::max(needed, s.index + 1);
-    if (spec.max_values != 0 && spec.max_values < needed)
-      throw Error(Errc::invalid_argument, label() + ": max_values " + std::to_string(spec.max_values) +
-                                              " is too small for exported index " + std::to_string(needed - 1));
-    qs.max_values = spec.max_values != 0 ? spec.max_values : needed;
+    qs.max_values = values_per_sample();
     qs.kind = spec.kind;
     qs.wait = spec.wait;
     qs.signals = exports;
@@ -440,7 +561,101 @@ struct Interface::Impl {
     }
     // A peer that had to be killed could not remove its output: do it for it (only if nobody
     // holds its lock, i.e. no other process took the name over).
-    if (signalled && !loopback) remove_if_stale(queue_path(spec.in));
+    if (signalled && !loopback) {
+      if (villas()) remove_villas_if_stale();
+      else remove_if_stale(queue_path(spec.in));
+    }
+  }
+
+  /// Protocol villas: removes the peer's region when no process maps or holds it any more (a
+  /// launched peer we had to kill could not). Its semaphore is left: villas-node reuses it.
+  void remove_villas_if_stale() noexcept {
+    try {
+      const std::string name = villas::object_name(spec.in, "in");
+      int uninspectable = 0;
+      if (processes_using("/dev/shm" + name, &uninspectable).empty() && uninspectable == 0) ::shm_unlink(name.c_str());
+    } catch (...) {
+    }
+  }
+
+  /// Values per sample of our output / of the peer's (0 when not open).
+  std::uint32_t out_max() const noexcept { return vl ? vl->out_values() : out.max_values(); }
+  std::uint32_t in_max() const noexcept { return vl ? vl->in_values() : in.max_values(); }
+
+  /// The highest exported index + 1 (at least 1), or max_values when given. @throws invalid_argument.
+  std::uint32_t values_per_sample() const {
+    std::uint32_t needed = 1;
+    for (const auto& s : exports) needed = std::max(needed, s.index + 1);
+    if (spec.max_values != 0 && spec.max_values < needed)
+      throw Error(Errc::invalid_argument, label() + ": max_values " + std::to_string(spec.max_values) +
+                                              " is too small for exported index " + std::to_string(needed - 1));
+    return spec.max_values != 0 ? spec.max_values : needed;
+  }
+
+  /// open() for protocol villas (docs/design/villas.md "Handshake").
+  void open_villas(std::int64_t deadline) {
+    villas::LinkSpec ls;
+    ls.out = villas::object_name(spec.out, "out");
+    ls.in = villas::object_name(spec.in, "in");
+    loopback = ls.out == ls.in;
+    if (loopback && !spec.exec.empty())
+      throw Error(Errc::invalid_argument, label() + ": a loopback interface (out == in) cannot launch a peer");
+    if (spec.capacity < 2 || spec.capacity > kMaxQueueCapacity || (spec.capacity & (spec.capacity - 1)) != 0)
+      throw Error(Errc::invalid_argument, label() + ": capacity (VILLAS queuelen) " + std::to_string(spec.capacity) +
+                                              " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
+    ls.queuelen = spec.capacity;
+    ls.samplelen = values_per_sample();
+    if (ls.samplelen > kMaxSampleValues)
+      throw Error(Errc::invalid_argument, label() + ": max_values " + std::to_string(ls.samplelen) + " is over " +
+                                              std::to_string(kMaxSampleValues));
+    ls.pthread_mode = spec.wait != WaitMode::polling;
+    ls.permissions = spec.permissions;
+    ls.slice = std::chrono::nanoseconds(interval_ns());
+    ls.attach_timeout = spec.attach_timeout;
+    ls.label = label();
+    vl = std::make_unique<villas::Link>(std::move(ls));
+    vl->create();
+    if (!spec.exec.empty()) launch();
+    vl->attach(deadline, [this] {
+      if (peer.launched && reap(WNOHANG))
+        throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
+    });
+    if (loopback) {
+      peer.pid = os::current_pid();
+    } else if (!peer.launched) {
+      peer.pid = vl->peer_pid();
+      peer.command = vl->in_path();
+    }
+    // No signal table travels: an import can only be checked against the values the peer's
+    // samples can hold.
+    for (const auto& want : imports)
+      if (want.index >= vl->in_values())
+        throw Error(Errc::layout, label() + ": import " + std::to_string(want.index) + " '" + want.name +
+                                      "': the peer's VILLAS region '" + vl->in_path() + "' holds only " +
+                                      std::to_string(vl->in_values()) + " values per sample");
+  }
+
+  /// close() for protocol villas, in the process that opened: drain, stop, remove, unmap.
+  void close_villas() noexcept {
+    if (!loopback) {
+      // villas-node stops reading at STOPPED even with samples queued: wait until the peer took
+      // them all, or died, or closed, or stop_timeout passed.
+      const std::int64_t deadline = os::deadline_after(spec.stop_timeout);
+      std::int64_t next_check = 0;
+      Backoff backoff(WaitMode::futex);
+      while (vl->queued() > 0) {
+        const std::int64_t now = os::monotonic_ns();
+        if (now >= deadline) break;
+        if (now >= next_check) {
+          if (!alive()) break;
+          next_check = now + interval_ns();
+        }
+        backoff.pause(std::min(deadline, next_check));
+      }
+    }
+    vl->stop();
+    vl->remove_own_region();
+    vl.reset();
   }
 
   /// Checks the peer's table against our imports. @throws Error layout.
@@ -646,40 +861,60 @@ void Interface::open() {
     throw Error(Errc::invalid_argument, m.label() + ": both the out and the in queue must be named");
   if (m.spec.attach_timeout.count() < 0)
     throw Error(Errc::invalid_argument, m.label() + ": attach_timeout is negative");
-  m.loopback = queue_path(m.spec.out) == queue_path(m.spec.in);
-  if (m.loopback && !m.spec.exec.empty())
-    throw Error(Errc::invalid_argument, m.label() + ": a loopback interface (out == in) cannot launch a peer");
+  if (m.spec.protocol != InterfaceProtocol::shmlink && m.spec.protocol != InterfaceProtocol::villas)
+    throw Error(Errc::invalid_argument, m.label() + ": protocol " + std::to_string(static_cast<int>(m.spec.protocol)) +
+                                            " is not shmlink (0) or villas (1)");
   m.peer = PeerStatus{};
   m.sequence = 0;
-  const std::int64_t deadline = os::deadline_after(m.spec.attach_timeout);
-  try {
-    m.create_output();
-    if (!m.spec.exec.empty()) m.launch();
-    if (m.loopback) {
-      m.in = Queue::open(m.spec.in);
-      m.in.set_wait_mode(m.spec.wait);
-      m.peer.pid = os::current_pid();
-      m.check_imports();
-      m.mark_input();
-    } else {
-      m.attach(deadline);
-      m.mark_input();
-      m.await_peer_reader(deadline);
+  if (m.villas()) {
+    const std::int64_t deadline = os::deadline_after(m.spec.attach_timeout);
+    try {
+      m.open_villas(deadline);
+    } catch (...) {
+      // Our region and semaphore go first: a launched peer then fails its own handshake.
+      if (m.vl) m.vl->abandon();
+      m.vl.reset();
+      m.stop_child();
+      throw;
     }
-  } catch (...) {
-    // Let go first (shut, remove, unlock): a launched peer waiting in its own handshake then
-    // sees this side gone and exits by itself instead of waiting for SIGTERM.
-    m.out.shutdown();
-    m.remove_output();
-    m.release();
-    m.stop_child();
-    throw;
+  } else {
+    m.loopback = queue_path(m.spec.out) == queue_path(m.spec.in);
+    if (m.loopback && !m.spec.exec.empty())
+      throw Error(Errc::invalid_argument, m.label() + ": a loopback interface (out == in) cannot launch a peer");
+    m.open_shmlink();
   }
-  m.scratch.values.reserve(m.out.max_values());
+  m.scratch.values.reserve(m.out_max());
   m.owner_pid = os::current_pid();
   m.open = true;
   register_open(&m);
   m.next_check_ns.store(0, std::memory_order_relaxed);
+}
+
+void Interface::Impl::open_shmlink() {
+  const std::int64_t deadline = os::deadline_after(spec.attach_timeout);
+  try {
+    create_output();
+    if (!spec.exec.empty()) launch();
+    if (loopback) {
+      in = Queue::open(spec.in);
+      in.set_wait_mode(spec.wait);
+      peer.pid = os::current_pid();
+      check_imports();
+      mark_input();
+    } else {
+      attach(deadline);
+      mark_input();
+      await_peer_reader(deadline);
+    }
+  } catch (...) {
+    // Let go first (shut, remove, unlock): a launched peer waiting in its own handshake then
+    // sees this side gone and exits by itself instead of waiting for SIGTERM.
+    out.shutdown();
+    remove_output();
+    release();
+    stop_child();
+    throw;
+  }
 }
 
 bool Interface::is_open() const noexcept { return impl_ && impl_->open; }
@@ -687,7 +922,7 @@ bool Interface::is_open() const noexcept { return impl_ && impl_->open; }
 Status Interface::write(std::span<const SignalValue> values, std::chrono::nanoseconds timeout) noexcept {
   if (!impl_ || !impl_->open) return Errc::closed;
   Impl& m = *impl_;
-  if (values.size() > m.out.max_values()) return Errc::size_mismatch;
+  if (values.size() > m.out_max()) return Errc::size_mismatch;
   Sample& s = m.scratch;
   s.values.assign(values.begin(), values.end());  // capacity reserved at open: no allocation
   s.sequence = m.sequence;
@@ -720,7 +955,13 @@ void Interface::close() noexcept {
   if (os::current_pid() != m.owner_pid) {
     // A forked copy: the interface belongs to the parent. Unmap only; never shut, remove or
     // stop what the parent still uses.
+    m.vl.reset();
     m.release();
+    return;
+  }
+  if (m.vl) {
+    m.close_villas();
+    m.stop_child();
     return;
   }
   // Let go first (shut, remove, unlock): the peer drains what we wrote and reads `closed`,
@@ -762,5 +1003,8 @@ const Queue& Interface::out_queue() const noexcept { return const_cast<Interface
 const Queue& Interface::in_queue() const noexcept { return const_cast<Interface*>(this)->in_queue(); }
 
 std::uint64_t Interface::next_sequence() const noexcept { return impl_ ? impl_->sequence : 0; }
+
+std::uint32_t Interface::out_max_values() const noexcept { return impl_ && impl_->open ? impl_->out_max() : 0; }
+std::uint32_t Interface::in_max_values() const noexcept { return impl_ && impl_->open ? impl_->in_max() : 0; }
 
 }  // namespace shmlink

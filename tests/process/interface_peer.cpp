@@ -7,6 +7,8 @@
 //   interface_peer exit CODE       exit at once with CODE (never attaches)
 //   interface_peer sleep           sleep 60 s (never attaches)
 //   interface_peer stubborn        attach, ignore SIGTERM, never read (close must SIGKILL it)
+//   interface_peer --villas MODE ...  any mode above over InterfaceProtocol::villas (the names are
+//                                  then POSIX shared-memory names, as villas-node's)
 //
 // Exit codes: 0 the peer closed cleanly; 3 bad usage; 4 the peer died; 5 timed out; 6 write
 // failed; 7 open failed.
@@ -30,8 +32,9 @@ std::string env(const char* name) {
   return v != nullptr ? v : "";
 }
 
-int run(const std::string& mode, int argc, char** argv) {
+int run(const std::string& mode, int argc, char** argv, bool villas) {
   shmlink::InterfaceSpec spec;
+  if (villas) spec.protocol = shmlink::InterfaceProtocol::villas;
   spec.out = env("SHMLINK_INTERFACE_OUT");
   spec.in = env("SHMLINK_INTERFACE_IN");
   if (mode == "echo" && argc >= 4) {
@@ -66,6 +69,11 @@ int run(const std::string& mode, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool villas = argc >= 2 && std::string(argv[1]) == "--villas";
+  if (villas) {
+    --argc;
+    ++argv;
+  }
   if (argc < 2) return 3;
   const std::string mode = argv[1];
   if (mode == "exit") return argc >= 3 ? std::atoi(argv[2]) : 0;
@@ -75,5 +83,5 @@ int main(int argc, char** argv) {
   }
   if (mode != "echo" && mode != "crash" && mode != "stubborn") return 3;
   if (mode == "stubborn") ::signal(SIGTERM, SIG_IGN);  // from the start: only SIGKILL stops it
-  return run(mode, argc, argv);
+  return run(mode, argc, argv, villas);
 }

@@ -4,7 +4,7 @@
 // checks at attach, stale and owned outputs, a peer SIGKILLed mid-run (the other side gets
 // Errc::peer_exited within its timeout, after everything the peer wrote), a clean close
 // (drain, then closed), and `exec` (exit status, not found, never attaching, stubborn peers).
-#include "test_util.hpp"
+#include "interface_helpers.hpp"
 
 #include <shmlink/interface.hpp>
 
@@ -33,17 +33,11 @@ namespace {
 using namespace shmlink;
 using namespace std::chrono_literals;
 using test::ChildReport;
+using test::echo;
+using test::exchange;
+using test::make_side;
+const auto spawn = test::spawn_tied;
 using test::Shared;
-
-/// test::spawn with a child that dies with this process.
-pid_t spawn(const std::function<int()>& body) {
-  const pid_t parent = ::getpid();
-  return test::spawn([&body, parent] {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) return 97;
-    return body();
-  });
-}
 
 InterfaceSpec pair_spec(const char* out, const char* in, WaitMode wait = WaitMode::hybrid) {
   InterfaceSpec s;
@@ -53,49 +47,6 @@ InterfaceSpec pair_spec(const char* out, const char* in, WaitMode wait = WaitMod
   s.capacity = 64;
   s.attach_timeout = 10s;
   return s;
-}
-
-/// An interface exporting "x" and importing "y" (the test side), or the mirror (the echo side).
-Interface make_side(const InterfaceSpec& spec, bool test_side) {
-  Interface i(spec);
-  if (test_side) {
-    i.export_signal(0, "x", SignalType::f64);
-    i.import_signal(0, "y", SignalType::f64, "V");
-  } else {
-    i.export_signal(0, "y", SignalType::f64, "V");
-    i.import_signal(0, "x", SignalType::f64);
-  }
-  return i;
-}
-
-/// Echo loop of a forked or threaded peer: reads x, writes 2x, until closed. Returns 0 when the
-/// other side closed, else a code naming what went wrong.
-int echo(Interface& i, long crash_after = -1) {
-  Sample s;
-  for (long n = 0;; ++n) {
-    if (n == crash_after) ::raise(SIGKILL);
-    const Status st = i.read(s, 20s);
-    if (st.code() == Errc::closed) return 0;
-    if (!st.ok()) return 10 + static_cast<int>(-static_cast<int>(st.code()));
-    const SignalValue y = SignalValue::of(2 * s.values.at(0).f);
-    if (!i.write(std::span(&y, 1), 20s).ok()) return 6;
-  }
-}
-
-/// Sends x = k for k in [0, n) and checks each reply: value 2k, sequence k.
-void exchange(Interface& i, int n) {
-  Sample s;
-  for (int k = 0; k < n; ++k) {
-    const SignalValue x = SignalValue::of(static_cast<double>(k));
-    ASSERT_EQ(i.write(std::span(&x, 1), 10s), Status(Errc::ok)) << "step " << k;
-    ASSERT_EQ(i.read(s, 10s), Status(Errc::ok)) << "step " << k << ": " << i.peer().describe();
-    ASSERT_EQ(s.sequence, static_cast<std::uint64_t>(k));
-    ASSERT_EQ(s.values.size(), 1U);
-    ASSERT_EQ(s.values[0].f, 2.0 * k);
-    ASSERT_NE(s.flags & kSampleHasTsReceived, 0U);
-    ASSERT_NE(s.flags & kSampleHasSequence, 0U);
-    ASSERT_GT(s.ts_received_ns, 0);
-  }
 }
 
 class InterfaceTest : public ::testing::Test {

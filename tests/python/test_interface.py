@@ -200,3 +200,47 @@ def test_write_checks_values_against_the_exports(streamdir, peer):
         shmlink.Interface("a", "b").export_signal(0, "x", "f32")
     with pytest.raises(TypeError, match="exec must be a list"):
         shmlink.Interface("a", "b", exec="peer --flag")
+
+
+def villas_name(tag: str) -> str:
+    """A POSIX shared-memory name of this test process (protocol='villas' regions live in /dev/shm)."""
+    return f"/shmlink-pyvt{os.getpid()}-{tag}"
+
+
+def test_protocol_villas_loopback_and_two_python_sides():
+    loop = villas_name("loop")
+    signals = [(0, "k", "i64"), (1, "v", "f64")]
+    with shmlink.Interface(loop, loop, protocol="villas", capacity=8, exports=signals, imports=signals) as iface:
+        assert os.path.exists("/dev/shm" + loop)  # a VILLASnode region, not a queue file
+        assert iface.peer_signals == []  # no signal table travels: reads are decoded by the imports
+        for k in range(5):
+            iface.write([k, k / 4], timeout=1)
+        got = [iface.read(timeout=1) for _ in range(5)]
+        assert [s.tolist() for s in got] == [[k, k / 4] for k in range(5)]
+        assert [s.sequence for s in got] == list(range(5))
+    assert not os.path.exists("/dev/shm" + loop)
+
+    a2b, b2a = villas_name("a2b"), villas_name("b2a")
+    a = shmlink.Interface(a2b, b2a, protocol="villas", exports=signals, attach_timeout=20)
+    b = shmlink.Interface(b2a, a2b, protocol="villas", imports=signals, attach_timeout=20)
+    t = threading.Thread(target=a.open)
+    t.start()
+    b.open()
+    t.join(20)
+    assert a.is_open and b.is_open
+    for k in range(5):
+        a.write([k, k / 4])
+    closer = threading.Thread(target=a.close)  # close waits until b took what is queued
+    closer.start()
+    assert [s.tolist() for s in b] == [[k, k / 4] for k in range(5)]  # then b reads a clean close
+    closer.join(20)
+    assert b.peer.closed
+    b.close()
+    assert not os.path.exists("/dev/shm" + a2b) and not os.path.exists("/dev/shm" + b2a)
+
+
+def test_protocol_must_be_shmlink_or_villas():
+    with pytest.raises(ValueError, match="protocol 'nope'"):
+        shmlink.Interface("a", "b", protocol="nope")
+    with pytest.raises(ValueError, match="'/'"):
+        shmlink.Interface("a/b", "c", protocol="villas").open()

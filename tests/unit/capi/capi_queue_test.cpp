@@ -914,7 +914,54 @@ TEST_F(capiInterface, SpecInitFillsDefaultsAndAcceptsNull) {
   EXPECT_EQ(spec.stop_timeout_ns, 2'000 * kMs);
   EXPECT_EQ(spec.permissions, 0600U);
   EXPECT_EQ(spec.exec, nullptr);
+  EXPECT_EQ(spec.protocol, SHMLINK_PROTOCOL_SHMLINK);
   shmlink_interface_spec_init(nullptr);
+}
+
+// SHMLINK_PROTOCOL_VILLAS: VILLASnode's regions in /dev/shm instead of queue files, the same calls.
+TEST_F(capiInterface, VillasProtocolLoopbackReadsWhatItWrites) {
+  std::string name = "/shmlink-capi-vt" + std::to_string(::getpid());
+  auto spec = ispec(name, name);
+  spec.protocol = 7;
+  shmlink_interface_t* raw = nullptr;
+  EXPECT_EQ(shmlink_interface_new(&spec, &raw), SHMLINK_E_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(last_error(), "protocol 7")) << last_error();
+  spec.protocol = SHMLINK_PROTOCOL_VILLAS;
+  auto i = make_iface(spec);
+  ASSERT_TRUE(i);
+  ASSERT_EQ(shmlink_interface_export_signal(i.get(), 0, "voltage", SHMLINK_SIGNAL_F64, "V"), SHMLINK_OK);
+  ASSERT_EQ(shmlink_interface_export_signal(i.get(), 1, "steps", SHMLINK_SIGNAL_I64, nullptr), SHMLINK_OK);
+  ASSERT_EQ(shmlink_interface_open(i.get()), SHMLINK_OK) << last_error();
+  EXPECT_TRUE(file_exists("/dev/shm" + name)) << "the region is a POSIX shared-memory object";
+  EXPECT_FALSE(file_exists(queue_file(name.substr(1)))) << "no queue file";
+  shmlink_queue_info_t info;
+  ASSERT_EQ(shmlink_interface_out_info(i.get(), &info), SHMLINK_OK) << last_error();
+  EXPECT_EQ(info.max_values, 2U);
+  EXPECT_EQ(info.capacity, 8U);
+  ASSERT_EQ(shmlink_interface_in_info(i.get(), &info), SHMLINK_OK);
+  EXPECT_GE(info.max_values, 2U);
+  EXPECT_EQ(shmlink_interface_peer_signal_count(i.get()), 0) << "no signal table travels";
+
+  for (int k = 0; k < 3; ++k) {
+    shmlink_value_t v[2];
+    v[0].f = 1.5 * k;
+    v[1].i = -k;
+    ASSERT_EQ(shmlink_interface_write_values(i.get(), v, 2, kLong), SHMLINK_OK) << last_error();
+  }
+  shmlink_value_t many[3] = {};
+  EXPECT_EQ(shmlink_interface_write_values(i.get(), many, 3, kLong), SHMLINK_E_SIZE_MISMATCH);
+  SampleBuf in(4);
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_EQ(shmlink_interface_read(i.get(), &in.s, kLong), SHMLINK_OK) << last_error();
+    EXPECT_EQ(in.s.sequence, static_cast<std::uint64_t>(k));
+    EXPECT_EQ(in.s.length, 2U);
+    EXPECT_EQ(in.values[0].f, 1.5 * k);
+    EXPECT_EQ(in.values[1].i, -k);
+    EXPECT_NE(in.s.flags & SHMLINK_SAMPLE_HAS_TS_RECEIVED, 0U);
+  }
+  EXPECT_EQ(shmlink_interface_read(i.get(), &in.s, 0), SHMLINK_E_WOULD_BLOCK);
+  ASSERT_EQ(shmlink_interface_close(i.get()), SHMLINK_OK);
+  EXPECT_FALSE(file_exists("/dev/shm" + name)) << "close removes the region";
 }
 
 TEST_F(capiInterface, LoopbackReadsWhatItWrites) {
