@@ -789,14 +789,24 @@ void print(const Got& g) {
   std::printf("%s\n", line.c_str());
 }
 
-/// The moving-sequences hostile: keeps rewriting the data queue's cell sequences, tail and head.
+/// The moving-sequences hostile: keeps rewriting the data queue's head, tail and cells so that
+/// cells look ready (sequence = position + 1) under a head that moves, with data offsets that are
+/// random or point at (stale) blocks, and some sequences random: a reader's CAS loops and its
+/// checks both get work, and none of it may make it crash or hang.
 void scramble(const OwnRegion& r, long ms) {
   std::mt19937_64 rng(42);
   const Deadline dl(ms);
   while (!dl.passed()) {
-    for (std::uint64_t i = 0; i <= r.data.mask; ++i) r.data.seq(i).store(rng(), std::memory_order_relaxed);
-    r.data.tail().store(rng() % 1000, std::memory_order_relaxed);
-    r.data.head().store(rng() % 1000, std::memory_order_relaxed);
+    const std::uint64_t h = r.data.head().load(std::memory_order_relaxed) + rng() % 3 - 1;
+    r.data.head().store(h, std::memory_order_relaxed);
+    for (std::uint64_t k = 0; k <= r.data.mask; ++k) {
+      const std::uint64_t pos = h + k;
+      const std::int64_t block = static_cast<std::int64_t>(r.pool_buffer + (rng() % r.blocks) * r.blocksz);
+      const std::int64_t off = rng() % 2 == 0 ? static_cast<std::int64_t>(rng()) : block - static_cast<std::int64_t>(kDataQueue);
+      std::memcpy(r.data.data(pos), &off, sizeof off);
+      r.data.seq(pos).store(rng() % 4 == 0 ? rng() : pos + 1, std::memory_order_release);
+    }
+    r.data.tail().store(h + 1 + rng() % (r.data.mask + 1), std::memory_order_release);
     if (r.pthread_mode && ::pthread_mutex_trylock(r.mutex()) == 0) {
       ::pthread_cond_broadcast(r.cond());
       ::pthread_mutex_unlock(r.mutex());

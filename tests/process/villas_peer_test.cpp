@@ -8,11 +8,24 @@
 // samples than blocks), STOPPED believed before the cells (a villas-node reader loses what a
 // closing writer left queued), every --hostile kind refused by the peer's own strict reader, and
 // the leftovers of a peer killed in the rendezvous.
+//
+// VillasPeerInterface: shmlink's Interface with InterfaceProtocol::villas against the peer: both
+// modes x either side first x both directions (values, sequence numbers, origin timestamps), the
+// Interface exec-ing the peer, a peer SIGKILLed after sending (its samples read, then
+// peer_exited), a peer SIGKILLed in the rendezvous (its stale post and region never attached, a
+// later live peer is), every hostile kind (a layout error naming the region, at open or from one
+// read, never a crash or a hang), shmlink's close draining for a reader that believes STOPPED
+// first, a peer closing without draining (every queued sample still read, then closed), and
+// v1.0's garbage in the samples' signals bytes ignored.
 #include "test_util.hpp"
+
+#include <shmlink/interface.hpp>
+#include <shmlink/log.hpp>
 
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -20,14 +33,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
-#include <semaphore.h>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef VILLAS_PEER_PATH
@@ -318,6 +337,369 @@ TEST_F(VillasPeerSelf, KilledInTheRendezvousLeavesItsSemaphorePostedAndItsRegion
   PeerProcess pb(dir.path(), "b", pair(b, a, "pthread", {"--recv", "2"}));
   EXPECT_EQ(pb.wait(), 0) << pb.describe();
   EXPECT_EQ(again.wait(), 0) << again.describe();
+}
+
+// ---- shmlink's Interface (protocol villas) against villas_peer ----------------------------------
+
+using namespace shmlink;
+using namespace std::chrono_literals;
+
+/// Sample k that the shmlink side sends: value j = k*10 + j - 0.5.
+std::vector<SignalValue> shmlink_values(std::uint64_t k) {
+  std::vector<SignalValue> v;
+  for (int j = 0; j < 4; ++j) v.push_back(SignalValue::of(static_cast<double>(k) * 10 + j - 0.5));
+  return v;
+}
+/// What villas_peer prints for it.
+std::string shmlink_values_text(std::uint64_t k) {
+  std::string r;
+  for (int j = 0; j < 4; ++j) {
+    char v[40];
+    std::snprintf(v, sizeof v, "%s%.17g", j == 0 ? "" : ",", static_cast<double>(k) * 10 + j - 0.5);
+    r += v;
+  }
+  return r;
+}
+
+/// Nanoseconds since the epoch in a peer's "origin=<sec>.<nsec>" field.
+std::int64_t origin_of(const std::string& line) {
+  const auto at = line.find("origin=") + 7;
+  const auto dot = line.find('.', at);
+  return std::stoll(line.substr(at, dot - at)) * 1'000'000'000 + std::stoll(line.substr(dot + 1, 9));
+}
+
+/// A posted semaphore (value >= 1) named `name` exists: its owner's region is ready.
+bool posted(const std::string& name) {
+  sem_t* s = ::sem_open(name.c_str(), 0);
+  if (s == SEM_FAILED) return false;
+  int v = 0;
+  const bool r = ::sem_getvalue(s, &v) == 0 && v >= 1;
+  ::sem_close(s);
+  return r;
+}
+
+/// Collects what the library logs (thread-safe), for the checks of named errors.
+class LogCapture {
+ public:
+  LogCapture() {
+    set_log_handler([this](LogLevel, std::string_view m) {
+      std::lock_guard<std::mutex> g(mu_);
+      text_ += std::string(m) + "\n";
+    });
+  }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+  ~LogCapture() { set_log_handler({}); }
+  std::string text() {
+    std::lock_guard<std::mutex> g(mu_);
+    return text_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string text_;
+};
+
+class VillasPeerInterface : public VillasPeerSelf {
+ protected:
+  /// shmlink writes `a` and reads `b` (the peer the other way round); 4 f64 values each way.
+  InterfaceSpec spec(bool polling) const {
+    InterfaceSpec s;
+    s.protocol = InterfaceProtocol::villas;
+    s.out = a;
+    s.in = b;
+    s.capacity = 16;
+    s.max_values = 4;
+    s.wait = polling ? WaitMode::polling : WaitMode::hybrid;
+    s.attach_timeout = 15s;
+    return s;
+  }
+  static Interface make(const InterfaceSpec& s) {
+    Interface i(s);
+    for (std::uint32_t j = 0; j < 4; ++j) {
+      i.export_signal(j, "x" + std::to_string(j), SignalType::f64);
+      i.import_signal(j, "y" + std::to_string(j), SignalType::f64);
+    }
+    return i;
+  }
+  /// Peer arguments: it writes `b`, reads `a`.
+  std::vector<std::string> peer_args(bool polling, std::vector<std::string> more) const {
+    return pair(b, a, polling ? "polling" : "pthread", std::move(more));
+  }
+  /// Opens `i`, the shmlink side first (open() running while the peer is started once our region
+  /// is posted, and `before_peer` has run) or the peer first (open() once the peer's region is
+  /// posted).
+  std::unique_ptr<PeerProcess> open_with_peer(Interface& i, bool shmlink_first, const std::vector<std::string>& args,
+                                              const std::string& tag = "peer",
+                                              const std::function<void()>& before_peer = {}) {
+    std::unique_ptr<PeerProcess> p;
+    if (shmlink_first) {
+      std::exception_ptr failed;
+      std::atomic<bool> done{false};
+      std::thread opener([&] {
+        try {
+          i.open();
+        } catch (...) {
+          failed = std::current_exception();
+        }
+        done = true;
+      });
+      const bool ours = test::wait_until([&] { return posted(a) || done.load(); }, 15);
+      if (before_peer) before_peer();
+      p = std::make_unique<PeerProcess>(dir.path(), tag, args);
+      opener.join();
+      if (failed) std::rethrow_exception(failed);
+      EXPECT_TRUE(ours) << "shmlink posted its semaphore before the peer started";
+    } else {
+      p = std::make_unique<PeerProcess>(dir.path(), tag, args);
+      EXPECT_TRUE(test::wait_until([&] { return posted(b); }, 15)) << p->describe();
+      i.open();
+    }
+    return p;
+  }
+};
+
+TEST_F(VillasPeerInterface, BothModesEitherSideFirstBothDirections) {
+  const std::int64_t base = 1'765'000'000'000'000'000LL;
+  for (const bool polling : {false, true}) {
+    for (const bool shmlink_first : {true, false}) {
+      SCOPED_TRACE(std::string(polling ? "polling" : "pthread") + (shmlink_first ? ", shmlink first" : ", peer first"));
+      Interface i = make(spec(polling));
+      // 40 samples each way through 16 pool blocks on each side: blocks come back both ways.
+      auto p = open_with_peer(i, shmlink_first,
+                              peer_args(polling, {"--send", "40", "--recv", "40", "--seq-base", "500",
+                                                  "--origin-base-ns", std::to_string(base)}));
+      const std::int64_t t0 = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count();
+      Sample s;
+      for (std::uint64_t k = 0; k < 40; ++k) {
+        const auto v = shmlink_values(k);
+        ASSERT_EQ(i.write(v, 10s).code(), Errc::ok) << k;
+        ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k << "\n" << p->describe();
+        EXPECT_EQ(s.sequence, 500 + k);
+        EXPECT_EQ(s.ts_origin_ns, base + static_cast<std::int64_t>(k));
+        EXPECT_NE(s.flags & kSampleHasSequence, 0U);
+        EXPECT_NE(s.flags & kSampleHasTsOrigin, 0U);
+        ASSERT_EQ(s.values.size(), 4U);
+        for (std::size_t j = 0; j < 4; ++j)
+          EXPECT_EQ(s.values[j].f, static_cast<double>(500 + k) * 100 + static_cast<double>(j) + 0.25) << k << "/" << j;
+      }
+      i.close();
+      ASSERT_EQ(p->wait(), 0) << p->describe();
+      const std::int64_t t1 = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count();
+      const auto got = p->samples();
+      ASSERT_EQ(got.size(), 40U) << p->describe();
+      for (std::uint64_t k = 0; k < 40; ++k) {
+        EXPECT_EQ(got[k].rfind("seq=" + std::to_string(k) + " len=4 flags=", 0), 0U) << got[k];
+        EXPECT_EQ(values_of(got[k]), shmlink_values_text(k)) << got[k];
+        EXPECT_GE(origin_of(got[k]), t0 - 1'000'000'000) << got[k];
+        EXPECT_LE(origin_of(got[k]), t1) << got[k];
+      }
+      EXPECT_FALSE(exists("/dev/shm" + a) || exists("/dev/shm/sem." + a.substr(1)))
+          << "shmlink's region and semaphore are gone after close";
+    }
+  }
+}
+
+TEST_F(VillasPeerInterface, ExecLaunchesThePeerWithTheNamesSwapped) {
+  InterfaceSpec s = spec(false);
+  const std::string out_file = dir.path() + "/exec.out";
+  s.exec = {VILLAS_PEER_PATH, "--mode", "pthread", "--queuelen", "16", "--samplelen", "4", "--echo", "5",
+            "--output", out_file};
+  Interface i = make(s);
+  i.open();
+  EXPECT_TRUE(i.peer().launched);
+  Sample r;
+  for (std::uint64_t k = 0; k < 5; ++k) {
+    Sample w;
+    w.sequence = 70 + k;
+    w.flags = kSampleHasSequence | kSampleHasData | kSampleHasTsOrigin;
+    w.ts_origin_ns = 1'600'000'000'000'000'000LL + static_cast<std::int64_t>(k);
+    w.values = shmlink_values(k);
+    ASSERT_EQ(i.write(w, 10s).code(), Errc::ok);
+    ASSERT_EQ(i.read(r, 10s).code(), Errc::ok) << i.peer().describe();
+    EXPECT_EQ(r.sequence, 70 + k) << "the peer echoes the sequence";
+    EXPECT_EQ(r.ts_origin_ns, w.ts_origin_ns) << "and ts.origin";
+    ASSERT_EQ(r.values.size(), 4U);
+    for (std::size_t j = 0; j < 4; ++j) EXPECT_EQ(r.values[j].f, 2 * w.values[j].f);
+  }
+  i.close();
+  EXPECT_EQ(i.peer().exit_code, 0) << i.peer().describe();
+  std::ifstream f(out_file);
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find("summary sent=5 received=5"), std::string::npos) << all;
+}
+
+TEST_F(VillasPeerInterface, PeerKilledAfterSendingIsReadThenPeerExited) {
+  for (const bool polling : {false, true}) {
+    SCOPED_TRACE(polling ? "polling" : "pthread");
+    Interface i = make(spec(polling));
+    auto p = open_with_peer(i, false, peer_args(polling, {"--sigkill-after-send", "6"}));
+    EXPECT_EQ(p->wait(), -SIGKILL) << p->describe();
+    Sample s;
+    for (std::uint64_t k = 0; k < 6; ++k) {
+      ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k;
+      EXPECT_EQ(s.sequence, k);
+    }
+    EXPECT_EQ(i.read(s, 10s).code(), Errc::peer_exited) << i.peer().describe();
+    EXPECT_TRUE(i.peer().exited);
+    i.close();
+    ::shm_unlink(b.c_str());  // the killed peer's region
+  }
+}
+
+TEST_F(VillasPeerInterface, PeerKilledInTheRendezvousIsNeverAttachedALaterPeerIs) {
+  // The killed peer leaves /dev/shm/<b> and a posted sem.<b>, as a SIGKILLed villas-node does.
+  {
+    PeerProcess dead(dir.path(), "dead", peer_args(false, {"--sigkill-in-rendezvous"}));
+    ASSERT_EQ(dead.wait(), -SIGKILL) << dead.describe();
+  }
+  ASSERT_TRUE(exists("/dev/shm" + b));
+  ASSERT_TRUE(posted(b));
+  Interface i = make(spec(false));
+  // Once shmlink's own region is posted it is waiting with the stale objects in front of it.
+  auto live = open_with_peer(i, true, peer_args(false, {"--send", "3", "--recv", "3", "--seq-base", "900"}), "live",
+                             [] { std::this_thread::sleep_for(100ms); });
+  Sample s;
+  for (std::uint64_t k = 0; k < 3; ++k) {
+    ASSERT_EQ(i.write(shmlink_values(k), 10s).code(), Errc::ok);
+    ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << "attached to the stale region? " << live->describe();
+    EXPECT_EQ(s.sequence, 900 + k);
+  }
+  i.close();
+  EXPECT_EQ(live->wait(), 0) << live->describe();
+  EXPECT_EQ(live->samples().size(), 3U);
+}
+
+TEST_F(VillasPeerInterface, HostileRegionsAreRefusedAtOpenWithANamedLayoutError) {
+  for (const std::string kind : {"bad-mask", "cells-outside", "pool-outside", "freelist-outside", "bad-mode"}) {
+    SCOPED_TRACE(kind);
+    InterfaceSpec s = spec(false);
+    s.attach_timeout = 10s;
+    Interface i = make(s);
+    PeerProcess p(dir.path(), "hostile", peer_args(false, {"--hostile", kind, "--close-without-drain",
+                                                           "--drain-timeout-ms", "2000"}));
+    try {
+      i.open();
+      ADD_FAILURE() << "open() accepted a region with " << kind;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::layout) << e.what();
+      EXPECT_NE(std::string(e.what()).find(b.substr(1)), std::string::npos) << "names the region: " << e.what();
+    }
+    EXPECT_FALSE(i.is_open());
+    EXPECT_GT(p.wait(), -1000) << "the peer ends by itself";
+    ::shm_unlink(b.c_str());
+    ::sem_unlink(b.c_str());
+    ::sem_unlink(a.c_str());
+  }
+}
+
+TEST_F(VillasPeerInterface, HostileSamplesAreSkippedWithANamedLayoutError) {
+  // The first sample is corrupted, the two after it are right: read says layout once, then goes on.
+  for (const std::string kind :
+       {"huge-length", "huge-capacity", "bad-sample-offset", "misaligned-sample", "bad-pool-off", "v011"}) {
+    SCOPED_TRACE(kind);
+    LogCapture log;
+    Interface i = make(spec(true));
+    auto p = open_with_peer(i, false, peer_args(true, {"--hostile", kind, "--send", "3", "--close-without-drain"}));
+    Sample s;
+    EXPECT_EQ(i.read(s, 10s).code(), Errc::layout);
+    for (std::uint64_t k = 1; k < 3; ++k) {
+      ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k;
+      EXPECT_EQ(s.sequence, k);
+      EXPECT_EQ(s.values.at(0).f, static_cast<double>(k) * 100 + 0.25);
+    }
+    EXPECT_EQ(p->wait(), 0) << p->describe();
+    EXPECT_EQ(i.read(s, 10s).code(), Errc::closed);
+    EXPECT_NE(log.text().find(b.substr(1)), std::string::npos) << "the log names the region:\n" << log.text();
+    if (kind == "v011") {
+      EXPECT_NE(log.text().find("0.11"), std::string::npos) << log.text();
+    }
+    i.close();
+  }
+}
+
+TEST_F(VillasPeerInterface, MovingSequencesNeitherCrashNorHang) {
+  LogCapture log;  // one warning per skipped sample
+  Interface i = make(spec(true));
+  auto p = open_with_peer(i, false, peer_args(true, {"--hostile", "moving-sequences", "--hostile-ms", "1000"}));
+  Sample s;
+  int reads = 0, layout = 0;
+  // A read that hangs runs the binary into its ctest TIMEOUT (120 s): that is what is checked.
+  while (test::still_running(p->pid()) && reads < 400) {
+    const Status st = i.read(s, 5ms);
+    EXPECT_TRUE(st.code() == Errc::ok || st.code() == Errc::timeout || st.code() == Errc::layout ||
+                st.code() == Errc::closed || st.code() == Errc::peer_exited)
+        << st.code();
+    layout += st.code() == Errc::layout ? 1 : 0;
+    ++reads;
+  }
+  EXPECT_GT(layout, 0) << "the rewritten cells reached the reader (" << reads << " reads)";
+  p->wait();
+  i.close();
+}
+
+TEST_F(VillasPeerInterface, CloseDrainsWhatAVillasReaderWouldOtherwiseLose) {
+  // The peer reads as villas-node does (STOPPED before the cells) and starts 300 ms late: every
+  // sample written before close() must still reach it.
+  for (const bool polling : {false, true}) {
+    SCOPED_TRACE(polling ? "polling" : "pthread");
+    Interface i = make(spec(polling));
+    auto p = open_with_peer(i, true, peer_args(polling, {"--recv", "10", "--recv-delay-ms", "300"}));
+    for (std::uint64_t k = 0; k < 10; ++k) ASSERT_EQ(i.write(shmlink_values(k), 10s).code(), Errc::ok);
+    i.close();
+    EXPECT_EQ(p->wait(), 0) << p->describe();
+    EXPECT_EQ(p->samples().size(), 10U) << p->describe();
+  }
+}
+
+TEST_F(VillasPeerInterface, PeerClosingWithoutDrainStillDeliversEverySampleThenClosed) {
+  for (const bool polling : {false, true}) {
+    SCOPED_TRACE(polling ? "polling" : "pthread");
+    Interface i = make(spec(polling));
+    auto p = open_with_peer(i, true, peer_args(polling, {"--send", "8", "--close-without-drain"}));
+    ASSERT_EQ(p->wait(), 0) << p->describe();  // STOPPED with 8 samples queued
+    Sample s;
+    for (std::uint64_t k = 0; k < 8; ++k) {
+      ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k;
+      EXPECT_EQ(s.sequence, k);
+    }
+    EXPECT_EQ(i.read(s, 10s).code(), Errc::closed);
+    EXPECT_TRUE(i.peer().closed) << i.peer().describe();
+    i.close();
+  }
+}
+
+TEST_F(VillasPeerInterface, GarbageInTheSignalsBytesOfV10IsIgnored) {
+  Interface i = make(spec(false));
+  auto p = open_with_peer(i, false, peer_args(false, {"--send", "4", "--v10-signals"}));
+  // The garbage is really there: the first queued sample's 16 signals bytes (at +24) are not zero.
+  ASSERT_TRUE(test::wait_until([&] {
+    const int fd = ::shm_open(b.c_str(), O_RDONLY, 0);
+    if (fd < 0) return false;
+    std::vector<unsigned char> r(4096);
+    const ssize_t n = ::pread(fd, r.data(), r.size(), 0);
+    ::close(fd);
+    std::int64_t tail = 0, cells = 0, data_off = 0, signals = 0;
+    if (n < 1024) return false;
+    std::memcpy(&tail, &r[88 + 152], 8);
+    std::memcpy(&cells, &r[88 + 80], 8);
+    if (tail < 4 || 88 + cells + 16 > n) return false;
+    std::memcpy(&data_off, &r[static_cast<std::size_t>(88 + cells + 8)], 8);
+    const std::int64_t at = 88 + data_off + 24;
+    if (at < 0 || at + 16 > n) return false;
+    std::memcpy(&signals, &r[static_cast<std::size_t>(at)], 8);
+    return signals != 0;
+  }, 15));
+  Sample s;
+  for (std::uint64_t k = 0; k < 4; ++k) {
+    ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k;
+    EXPECT_EQ(s.sequence, k);
+    EXPECT_EQ(s.values.at(3).f, static_cast<double>(k) * 100 + 3.25);
+  }
+  i.close();
+  EXPECT_EQ(p->wait(), 0) << p->describe();
 }
 
 }  // namespace
