@@ -44,7 +44,9 @@
 //   --v10-signals  fill the 16 `signals` bytes of its samples with garbage (as v1.0.x leaves a
 //                live process-local shared_ptr there); by default they are zero.
 //   --hostile KIND  corrupt its own region. Region kinds (written before the semaphore is
-//                posted, or after the handshake with --hostile-late): bad-mask, cells-outside,
+//                posted, or with --hostile-late once the peer has mapped the region, i.e. has
+//                unlinked its semaphore; the peer's own writes keep using the right values):
+//                bad-mask, cells-outside,
 //                pool-outside, freelist-outside, bad-mode. Sample kinds (the first sample sent;
 //                the rest are sent correctly): huge-length, huge-capacity, bad-sample-offset,
 //                misaligned-sample, bad-pool-off, v011 (the v0.11 sample layout: refcnt at 32,
@@ -86,6 +88,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -230,10 +233,12 @@ struct Deadline {
     if (ms >= 0) at = Clock::now() + std::chrono::milliseconds(ms);
   }
   [[nodiscard]] bool passed() const { return at && Clock::now() >= *at; }
-  /// The same instant on CLOCK_MONOTONIC, for pthread_*_clock* calls (far away when none).
-  [[nodiscard]] timespec monotonic() const {
+  /// The same instant on `clock` (an hour away when none): CLOCK_MONOTONIC for
+  /// pthread_cond_clockwait, CLOCK_REALTIME for pthread_mutex_timedlock (not clocklock, which
+  /// ThreadSanitizer 14 does not intercept).
+  [[nodiscard]] timespec on(clockid_t clock) const {
     timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    ::clock_gettime(clock, &ts);
     const long long add_ns = at ? std::chrono::duration_cast<std::chrono::nanoseconds>(*at - Clock::now()).count()
                                 : 3600LL * 1'000'000'000;
     const long long total = ts.tv_nsec + (add_ns > 0 ? add_ns : 0);
@@ -552,16 +557,27 @@ struct PeerRegion {
   [[noreturn]] void bad(const std::string& what) const { die(kExitBadRegion, name + ": " + what); }
 };
 
+/// `base + off` as an offset in a mapping of `size` bytes, or -1 when it overflows or is outside
+/// [0, size) (offsets written by the peer can be anything).
+std::int64_t inside(std::size_t base, std::int64_t off, std::size_t size) {
+  std::int64_t r = 0;
+  if (__builtin_add_overflow(static_cast<std::int64_t>(base), off, &r) || r < 0 ||
+      static_cast<std::uint64_t>(r) >= size)
+    return -1;
+  return r;
+}
+
 /// Checks a CQueue's mask and cells against the mapping.
 QueueView check_queue(const PeerRegion& p, std::size_t at, const char* which) {
   const auto mask = get<std::uint64_t>(p.base, at + kQMask);
   const auto off = get<std::int64_t>(p.base, at + kQBufferOff);
   if (mask == 0 || mask > (1ULL << 24) || (mask & (mask + 1)) != 0)
     p.bad(std::string(which) + ": buffer_mask " + std::to_string(mask) + " is not 2^k - 1");
-  const std::int64_t cells = static_cast<std::int64_t>(at) + off;
+  const std::int64_t cells = inside(at, off, p.size);
   const std::uint64_t bytes = (mask + 1) * kCellBytes;
-  if (off < -static_cast<std::int64_t>(at) || cells % 8 != 0 || static_cast<std::uint64_t>(cells) + bytes > p.size)
-    p.bad(std::string(which) + ": cells at " + std::to_string(cells) + " are outside the region");
+  if (cells < 0 || cells % 8 != 0 || static_cast<std::uint64_t>(cells) + bytes > p.size)
+    p.bad(std::string(which) + ": cells at offset " + std::to_string(off) + " from " + std::to_string(at) +
+          " are outside the region");
   const auto state = get<std::int32_t>(p.base, at + kQState);
   if (state != kStateInitialized && state != kStateStopped)
     p.bad(std::string(which) + ": state " + std::to_string(state) + " is neither 1 nor 5");
@@ -585,8 +601,8 @@ void check_peer(PeerRegion& p) {
   if (p.blocksz < kSData + 8 || p.blocksz % 8 != 0 || p.blocksz > (1ULL << 24))
     p.bad("pool blocksz " + std::to_string(p.blocksz));
   if (alignment != kAlign) p.bad("pool alignment " + std::to_string(alignment) + " is not 64");
-  const std::int64_t start = static_cast<std::int64_t>(kPool) + buf;
-  if (buf < -static_cast<std::int64_t>(kPool) || start % static_cast<std::int64_t>(kAlign) != 0 ||
+  const std::int64_t start = inside(kPool, buf, p.size);
+  if (start < 0 || start % static_cast<std::int64_t>(kAlign) != 0 ||
       p.pool_len > p.size || static_cast<std::uint64_t>(start) + p.pool_len > p.size ||
       p.pool_len % p.blocksz != 0 || p.pool_len == 0)
     p.bad("pool buffer at " + std::to_string(start) + " (" + std::to_string(p.pool_len) +
@@ -605,10 +621,9 @@ struct Got {
 
 /// Checks the sample at `data_off` (relative to the data queue), copies it, releases it.
 Got take_sample(const PeerRegion& p, std::int64_t data_off) {
-  const std::int64_t at = static_cast<std::int64_t>(kDataQueue) + data_off;
-  if (data_off < -static_cast<std::int64_t>(kDataQueue) || at < static_cast<std::int64_t>(p.pool_buffer) ||
-      static_cast<std::uint64_t>(at) + p.blocksz > p.pool_buffer + p.pool_len)
-    p.bad("sample at " + std::to_string(at) + " is outside the pool buffer");
+  const std::int64_t at = inside(kDataQueue, data_off, p.size);
+  if (at < static_cast<std::int64_t>(p.pool_buffer) || static_cast<std::uint64_t>(at) + p.blocksz > p.pool_buffer + p.pool_len)
+    p.bad("sample at offset " + std::to_string(data_off) + " from the queue is outside the pool buffer");
   const auto s = static_cast<std::size_t>(at);
   if ((s - p.pool_buffer) % p.blocksz != 0) p.bad("sample at " + std::to_string(at) + " is not on a block boundary");
   Got g;
@@ -655,8 +670,8 @@ int pull(const PeerRegion& p, bool drain_first, Got& out) {
 int receive(const PeerRegion& p, const Options& o, Got& out) {
   const Deadline dl(o.timeout_ms);
   if (p.pthread_mode) {
-    const timespec until = dl.monotonic();
-    if (::pthread_mutex_clocklock(p.mutex(), CLOCK_MONOTONIC, &until) != 0) return 0;
+    const timespec until = dl.on(CLOCK_MONOTONIC), lock_until = dl.on(CLOCK_REALTIME);
+    if (::pthread_mutex_timedlock(p.mutex(), &lock_until) != 0) return 0;
     t_held = p.mutex();
     int r = 0;
     for (;;) {
@@ -688,17 +703,22 @@ struct Outgoing {
 };
 
 std::atomic<long> g_sent{0};
+/// Serialises this process's sends (the sender thread and --echo). Not needed by the queue (it is
+/// MPMC), but a block one thread wrote comes back through the peer process before the other thread
+/// reuses it: a happens-before that ThreadSanitizer cannot see across processes.
+std::mutex g_send_mu;
 
 /// Takes a block, fills it, pushes it and signals, as villas-node's write does. `hostile`: a sample
 /// kind of --hostile to apply to this sample (empty: none).
 void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& hostile) {
+  const std::lock_guard<std::mutex> serial(g_send_mu);
   const Deadline dl(o.timeout_ms);
   std::optional<std::int64_t> got;
   for (unsigned round = 0; !(got = r.free_list.pop());) {
     if (dl.passed()) die(kExitSendTimeout, "no free block in " + o.out + " (the reader keeps them all)");
     backoff(round);
   }
-  const std::int64_t at = static_cast<std::int64_t>(kFreeQueue) + *got;
+  const std::int64_t at = inside(kFreeQueue, *got, r.size);
   if (at < static_cast<std::int64_t>(r.pool_buffer) ||
       static_cast<std::uint64_t>(at) >= r.pool_buffer + r.blocks * r.blocksz ||
       (static_cast<std::uint64_t>(at) - r.pool_buffer) % r.blocksz != 0)
@@ -741,8 +761,8 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
     backoff(round);
   }
   if (r.pthread_mode) {
-    const timespec until = dl.monotonic();
-    if (::pthread_mutex_clocklock(r.mutex(), CLOCK_MONOTONIC, &until) != 0)
+    const timespec until = dl.on(CLOCK_REALTIME);
+    if (::pthread_mutex_timedlock(r.mutex(), &until) != 0)
       die(kExitSendTimeout, o.out + ": own mutex not acquired");
     ::pthread_cond_broadcast(r.cond());
     ::pthread_mutex_unlock(r.mutex());
@@ -887,7 +907,10 @@ int main(int argc, char** argv) {
   ::sem_close(sem_w);
   ::sem_close(sem_r);
   check_peer(peer);
-  if (is_region_kind(o.hostile) && o.hostile_late) corrupt_region(own, o.hostile);
+  if (is_region_kind(o.hostile) && o.hostile_late) {
+    wait_peer_attached(o);  // the peer has mapped and checked the region as it was
+    corrupt_region(own, o.hostile);
+  }
 
   // 5. Exchange.
   std::thread hostile_thread;
@@ -957,8 +980,8 @@ int main(int argc, char** argv) {
     }
   }
   if (own.pthread_mode) {
-    const timespec until = Deadline(o.timeout_ms).monotonic();
-    const bool locked = ::pthread_mutex_clocklock(own.mutex(), CLOCK_MONOTONIC, &until) == 0;
+    const timespec until = Deadline(o.timeout_ms).on(CLOCK_REALTIME);
+    const bool locked = ::pthread_mutex_timedlock(own.mutex(), &until) == 0;
     std::int32_t expect = kStateInitialized;
     // SYNC POINT: release pairs with the reader's acquire of the state in its pull.
     own.data.state().compare_exchange_strong(expect, kStateStopped, std::memory_order_release);

@@ -595,6 +595,24 @@ TEST_F(VillasPeerInterface, HostileRegionsAreRefusedAtOpenWithANamedLayoutError)
   }
 }
 
+TEST_F(VillasPeerInterface, RegionHeadersRewrittenAfterAttachAreNeverReRead) {
+  // The peer corrupts its queue and pool headers once shmlink has checked them, then sends 5 right
+  // samples: shmlink works from the copies it checked, so it reads them all, then closed.
+  for (const std::string kind : {"bad-mask", "cells-outside", "pool-outside", "freelist-outside", "bad-mode"}) {
+    SCOPED_TRACE(kind);
+    Interface i = make(spec(false));
+    auto p = open_with_peer(i, false, peer_args(false, {"--hostile", kind, "--hostile-late", "--send", "5"}));
+    Sample s;
+    for (std::uint64_t k = 0; k < 5; ++k) {
+      ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k;
+      EXPECT_EQ(s.sequence, k);
+    }
+    EXPECT_EQ(p->wait(), 0) << p->describe();
+    EXPECT_EQ(i.read(s, 10s).code(), Errc::closed);
+    i.close();
+  }
+}
+
 TEST_F(VillasPeerInterface, HostileSamplesAreSkippedWithANamedLayoutError) {
   // The first sample is corrupted, the two after it are right: read says layout once, then goes on.
   for (const std::string kind :
