@@ -502,6 +502,41 @@ TEST_F(VillasPeerInterface, BothModesEitherSideFirstBothDirections) {
   }
 }
 
+TEST_F(VillasPeerInterface, OwnRegionHasTheReferenceSizeAndFields) {
+  // What a villas-node reading shmlink's region relies on, read from the file while shmlink waits.
+  for (const bool polling : {false, true}) {
+    SCOPED_TRACE(polling ? "polling" : "pthread");
+    InterfaceSpec sp = spec(polling);
+    sp.capacity = 64;
+    Interface i = make(sp);
+    auto p = open_with_peer(i, true, peer_args(polling, {"--recv", "1"}), "peer", [&] {
+      const int fd = ::shm_open(a.c_str(), O_RDONLY, 0);
+      ASSERT_GE(fd, 0);
+      struct stat st{};
+      ASSERT_EQ(::fstat(fd, &st), 0);
+      EXPECT_EQ(st.st_size, 12176) << "48 + 736 + 64*32 + 64*128 + 128 + 1024";
+      EXPECT_EQ(st.st_mode & 0777, 0600U);
+      std::vector<unsigned char> r(static_cast<std::size_t>(st.st_size));
+      ASSERT_EQ(::pread(fd, r.data(), r.size(), 0), st.st_size);
+      ::close(fd);
+      auto i32 = [&](std::size_t at) { std::int32_t v; std::memcpy(&v, &r[at], 4); return v; };
+      auto i64 = [&](std::size_t at) { std::int64_t v; std::memcpy(&v, &r[at], 8); return v; };
+      EXPECT_EQ(i32(80), polling ? 1 : 0) << "ShmemShared.polling";
+      EXPECT_EQ(i32(88), 1) << "data queue state";
+      EXPECT_EQ(i64(88 + 72), 63) << "data queue mask";
+      EXPECT_EQ(i32(88 + 296), polling ? 2 : 1) << "CQueueSignalled.mode";
+      EXPECT_EQ(i64(480 + 16), 64 * 128) << "pool len";
+      EXPECT_EQ(i64(480 + 24), 128) << "pool blocksz";
+      EXPECT_EQ(i64(480 + 32), 64) << "pool alignment";
+      EXPECT_EQ((480 + i64(480 + 8)) % 64, 0) << "pool buffer 64-aligned";
+      EXPECT_EQ(i64(520 + 152) - i64(520 + 224), 64) << "every block in the free list";
+    });
+    ASSERT_EQ(i.write(shmlink_values(0), 10s).code(), Errc::ok);
+    i.close();
+    EXPECT_EQ(p->wait(), 0) << p->describe();
+  }
+}
+
 TEST_F(VillasPeerInterface, ExecLaunchesThePeerWithTheNamesSwapped) {
   InterfaceSpec s = spec(false);
   const std::string out_file = dir.path() + "/exec.out";
