@@ -62,10 +62,14 @@
 // check (stderr says which); 9 the own queue was not drained within --drain-timeout-ms at close.
 //
 // What the reference leaves open, and what this peer does:
-//  - Allocation gaps: each allocation after ShmemShared is a 32-byte Block header followed by the
-//    data rounded up to the next 64-byte boundary (the pool buffer must be 64-aligned; the
-//    reference's size formula reserves 4 Block headers and 1024 bytes of slack for such gaps).
-//    Readers follow the offsets, so the exact gaps only matter for looking alike.
+//  - Allocation gaps: each allocation after ShmemShared (data cells, pool buffer, free-list cells)
+//    is a 32-byte Block header followed by its data; only the pool buffer is aligned (to 64), the
+//    cells follow their header at once (8-aligned). That is what the size formula (4 Block headers
+//    and 1024 bytes of slack) and the 64-aligned pool buffer imply, and it puts the cells, pool and
+//    free list where section 5.4 of docs/reference/villas-shmem.md says a real villas-node v1.2.0
+//    region has them (848, 1920, 10144 for Q=64, L=4). The alignment gap before the pool buffer is
+//    counted in the pool's Block (for Q >= 4 it is 16 bytes). Readers follow the offsets, so the
+//    exact gaps only matter for looking alike.
 //  - Sample capacity = (blocksz - 88) / 8 (the block's whole room); the queuelen is rounded to a
 //    power of two by the caller (the peer refuses other values).
 //  - CQueueSignalled `flags` (@300): the reference gives no values; written as 0.
@@ -482,13 +486,13 @@ void init_own(OwnRegion& r, const Options& o) {
   const std::size_t q = o.queuelen;
   r.blocksz = block_bytes(o.samplelen);
   r.blocks = o.queuelen;
-  // Allocations after ShmemShared: Block header, data on the next 64-byte boundary.
+  // Allocations after ShmemShared: a Block header, then the data (the pool buffer 64-aligned).
   const std::size_t blk1 = kSharedAt + kSharedBytes;  // 816
-  const std::size_t cells = align_up(blk1 + kBlockBytes);
+  const std::size_t cells = blk1 + kBlockBytes;
   const std::size_t blk2 = cells + q * kCellBytes;
   r.pool_buffer = align_up(blk2 + kBlockBytes);
   const std::size_t blk3 = r.pool_buffer + q * r.blocksz;
-  const std::size_t free_cells = align_up(blk3 + kBlockBytes);
+  const std::size_t free_cells = blk3 + kBlockBytes;
   const std::size_t blk4 = free_cells + q * kCellBytes;
   if (blk4 + kBlockBytes > r.size) die(kExitSystem, "internal: the region formula leaves too little room");
   put_block(b, kTypeBytes, 0, blk1, kSharedBytes, true);

@@ -312,9 +312,10 @@ TEST_F(VillasPeerSelf, RegionIsLaidOutAsTheReferenceSays) {
     EXPECT_EQ(i64(static_cast<std::size_t>(free_cells + 16 * k)), k + 1) << "free cell " << k << " sequence";
     EXPECT_EQ(520 + i64(static_cast<std::size_t>(free_cells + 16 * k + 8)), pool_buffer + 128 * k) << "free block " << k;
   }
-  EXPECT_LE(static_cast<std::size_t>(free_cells) + 64 * 16, bytes.size());
-  EXPECT_GT(free_cells, pool_buffer + 64 * 128 - 1);
-  EXPECT_GT(pool_buffer, cells + 64 * 16 - 1);
+  // Where a real villas-node v1.2.0 region of this size has them (docs/reference/villas-shmem.md 5.4).
+  EXPECT_EQ(cells, 848);
+  EXPECT_EQ(pool_buffer, 1920);
+  EXPECT_EQ(free_cells, 10144);
   PeerProcess pb(dir.path(), "b", pair(b, a, "pthread", {"--recv", "1"}));
   EXPECT_EQ(pb.wait(), 0) << pb.describe();
   EXPECT_EQ(pa.wait(), 0) << pa.describe();
@@ -528,7 +529,9 @@ TEST_F(VillasPeerInterface, OwnRegionHasTheReferenceSizeAndFields) {
       EXPECT_EQ(i64(480 + 16), 64 * 128) << "pool len";
       EXPECT_EQ(i64(480 + 24), 128) << "pool blocksz";
       EXPECT_EQ(i64(480 + 32), 64) << "pool alignment";
-      EXPECT_EQ((480 + i64(480 + 8)) % 64, 0) << "pool buffer 64-aligned";
+      EXPECT_EQ(88 + i64(88 + 80), 848) << "data cells where a villas-node region has them";
+      EXPECT_EQ(480 + i64(480 + 8), 1920) << "pool buffer";
+      EXPECT_EQ(520 + i64(520 + 80), 10144) << "free-list cells";
       EXPECT_EQ(i64(520 + 152) - i64(520 + 224), 64) << "every block in the free list";
     });
     ASSERT_EQ(i.write(shmlink_values(0), 10s).code(), Errc::ok);
