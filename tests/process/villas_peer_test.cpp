@@ -701,7 +701,9 @@ TEST_F(VillasPeerInterface, CloseDrainsWhatAVillasReaderWouldOtherwiseLose) {
   // sample written before close() must still reach it.
   for (const bool polling : {false, true}) {
     SCOPED_TRACE(polling ? "polling" : "pthread");
-    Interface i = make(spec(polling));
+    InterfaceSpec sp = spec(polling);
+    sp.stop_timeout = 10s;  // the drain's bound (it ends once the peer took everything): generous on a busy machine
+    Interface i = make(sp);
     auto p = open_with_peer(i, true, peer_args(polling, {"--recv", "10", "--recv-delay-ms", "300"}));
     for (std::uint64_t k = 0; k < 10; ++k) ASSERT_EQ(i.write(shmlink_values(k), 10s).code(), Errc::ok);
     i.close();
