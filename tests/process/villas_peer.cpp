@@ -733,9 +733,15 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
   const auto s = static_cast<std::size_t>(at);
   std::byte* b = r.base;
   const auto capacity = static_cast<std::uint32_t>((r.blocksz - kSData) / 8);
+  std::size_t n = m.values.size();
+  if (n > capacity) {  // an echo of a longer sample than our blocks hold: cut, never overrun
+    std::fprintf(stderr, "villas_peer: sample %" PRIu64 " cut from %zu to %u values (--samplelen)\n", m.seq, n,
+                 capacity);
+    n = capacity;
+  }
   std::memset(b + s, 0, kSData);
   put<std::uint64_t>(b, s + kSSeq, m.seq);
-  put<std::uint32_t>(b, s + kSLength, static_cast<std::uint32_t>(m.values.size()));
+  put<std::uint32_t>(b, s + kSLength, static_cast<std::uint32_t>(n));
   put<std::uint32_t>(b, s + kSCapacity, capacity);
   put<std::int32_t>(b, s + kSFlags, m.flags);
   if (o.v10_signals) {  // a v1.0.x writer leaves a live shared_ptr here: two process-local pointers
@@ -746,7 +752,7 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
   put<std::int64_t>(b, s + kSPoolOff, static_cast<std::int64_t>(kPool) - at);
   put_ts(b, s + kSOrigin, m.origin_ns);
   put_ts(b, s + kSReceived, now_ns());
-  for (std::size_t j = 0; j < m.values.size(); ++j) put<double>(b, s + kSData + 8 * j, m.values[j]);
+  for (std::size_t j = 0; j < n; ++j) put<double>(b, s + kSData + 8 * j, m.values[j]);
   std::int64_t data_off = at - static_cast<std::int64_t>(kDataQueue);
   if (hostile == "huge-length") put<std::uint32_t>(b, s + kSLength, 0xFFFFFFF0U);
   else if (hostile == "huge-capacity") put<std::uint32_t>(b, s + kSCapacity, 1U << 24);
@@ -754,14 +760,14 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
   else if (hostile == "misaligned-sample") data_off += 8;
   else if (hostile == "bad-pool-off") put<std::int64_t>(b, s + kSPoolOff, static_cast<std::int64_t>(kPool) - at + 64);
   else if (hostile == "v011") {  // v0.11: 8-byte signals pointer, refcnt @32, pool_off @40, ts @48, data @80
-    std::memset(b + s + 16, 0, kSData - 16 + 8 * m.values.size());
+    std::memset(b + s + 16, 0, kSData - 16 + 8 * n);
     put<std::int32_t>(b, s + 16, m.flags);
     put<std::uint64_t>(b, s + 24, 0x000055d00badc0deULL);
     put<std::int32_t>(b, s + 32, 1);
     put<std::int64_t>(b, s + 40, static_cast<std::int64_t>(kPool) - at);
     put_ts(b, s + 48, m.origin_ns);
     put_ts(b, s + 64, now_ns());
-    for (std::size_t j = 0; j < m.values.size(); ++j) put<double>(b, s + 80 + 8 * j, m.values[j]);
+    for (std::size_t j = 0; j < n; ++j) put<double>(b, s + 80 + 8 * j, m.values[j]);
   }
   for (unsigned round = 0; !r.data.push(data_off);) {
     if (dl.passed()) die(kExitSendTimeout, o.out + ": the data queue stayed full");

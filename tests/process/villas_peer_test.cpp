@@ -223,6 +223,18 @@ TEST_F(VillasPeerSelf, EchoCarriesSequenceOriginAndFlags) {
   }
 }
 
+TEST_F(VillasPeerSelf, EchoOfALongerSampleIsCutToTheBlock) {
+  // b's blocks hold (128 - 88) / 8 = 5 values; a sends 8: the echo carries the first 5, doubled.
+  PeerProcess pa(dir.path(), "a", pair(a, b, "polling", {"--samplelen", "8", "--send", "2", "--recv", "2"}));
+  PeerProcess pb(dir.path(), "b", pair(b, a, "polling", {"--samplelen", "2", "--echo", "2"}));
+  ASSERT_EQ(pa.wait(), 0) << pa.describe();
+  ASSERT_EQ(pb.wait(), 0) << pb.describe();
+  const auto got = pa.samples();
+  ASSERT_EQ(got.size(), 2U) << pa.describe();
+  EXPECT_EQ(got[1].substr(0, got[1].find(" origin")), "seq=1 len=5 flags=25");
+  EXPECT_EQ(values_of(got[1]), values_text(1, 5, 2));
+}
+
 TEST_F(VillasPeerSelf, ReaderBelievesStoppedBeforeTheCellsUnlessToldToDrain) {
   // villas-node's pull checks STOPPED first: what a writer left queued when it closed is lost.
   {
