@@ -28,7 +28,8 @@
 //                --wait-stopped: before the first read, wait until the writer has closed
 //                (its queue is STOPPED), to see what a reader gets from a closed queue.
 //   --echo N     N times: receive a sample and send it back with the same sequence, ts.origin and
-//                flags and every value doubled (printed as for --recv).
+//                flags and every value doubled (printed as for --recv; cut to the values this
+//                side's blocks hold, with a line on stderr).
 //   --drain-first  believe the peer's STOPPED state only once its queue is empty (villas-node
 //                checks STOPPED before the cells, so by default a sample queued before the
 //                writer closed is lost, as with villas-node).
@@ -46,12 +47,13 @@
 //   --hostile KIND  corrupt its own region. Region kinds (written before the semaphore is
 //                posted, or with --hostile-late once the peer has mapped the region, i.e. has
 //                unlinked its semaphore; the peer's own writes keep using the right values):
-//                bad-mask, cells-outside,
-//                pool-outside, freelist-outside, bad-mode. Sample kinds (the first sample sent;
-//                the rest are sent correctly): huge-length, huge-capacity, bad-sample-offset,
-//                misaligned-sample, bad-pool-off, v011 (the v0.11 sample layout: refcnt at 32,
-//                pool_off at 40, ts at 48, data at 80). moving-sequences: a thread rewrites the
-//                data queue's cell sequences, tail and head for --hostile-ms (default 2000).
+//                bad-mask, cells-outside, pool-outside, freelist-outside, bad-mode. Sample kinds
+//                (the first sample sent; the rest are sent correctly): huge-length,
+//                huge-capacity, bad-sample-offset, misaligned-sample, bad-pool-off, v011 (the
+//                v0.11 sample layout: refcnt at 32, pool_off at 40, ts at 48, data at 80).
+//                moving-sequences: for --hostile-ms (default 2000) a thread keeps rewriting the
+//                data queue's head, tail and cells so that cells look ready under a moving head,
+//                with random or stale data offsets (use it without --send).
 //   --output FILE  write what goes to stdout to FILE instead (for a peer launched by `exec`).
 //   The last line on stdout is a summary:
 //     summary sent=<n> received=<n> closed=<0|1> mode=<pthread|polling> queuelen=<Q> samplelen=<L> size=<bytes>
