@@ -482,6 +482,8 @@ TEST_F(VillasPeerInterface, BothModesEitherSideFirstBothDirections) {
       auto p = open_with_peer(i, shmlink_first,
                               peer_args(polling, {"--send", "40", "--recv", "40", "--seq-base", "500",
                                                   "--origin-base-ns", std::to_string(base)}));
+      EXPECT_EQ(i.peer().pid, p->pid()) << "the process mapping the peer's region: " << i.peer().describe();
+      EXPECT_FALSE(i.peer().launched);
       const std::int64_t t0 = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                   std::chrono::system_clock::now().time_since_epoch()).count();
       Sample s;
