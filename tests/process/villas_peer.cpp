@@ -54,6 +54,9 @@
 //                moving-sequences: for --hostile-ms (default 2000) a thread keeps rewriting the
 //                data queue's head, tail and cells so that cells look ready under a moving head,
 //                with random or stale data offsets (use it without --send).
+//                bad-free-block (against the other side's region): every block this peer is done
+//                with goes back to the writer's free list as a wrong offset instead (outside the
+//                region, into its header, 8 bytes off a block boundary, in turn).
 //   --output FILE  write what goes to stdout to FILE instead (for a peer launched by `exec`).
 //   The last line on stdout is a summary:
 //     summary sent=<n> received=<n> closed=<0|1> mode=<pthread|polling> queuelen=<Q> samplelen=<L> size=<bytes>
@@ -432,7 +435,7 @@ Options parse(int argc, char** argv) {
   if (o.values > cap) usage("--values exceeds the sample capacity");
   if (o.sigkill_after_send >= 0) o.send = o.sigkill_after_send;
   if (!o.hostile.empty() && !is_region_kind(o.hostile) && !is_sample_kind(o.hostile) &&
-      o.hostile != "moving-sequences")
+      o.hostile != "moving-sequences" && o.hostile != "bad-free-block")
     usage("--hostile: unknown kind " + o.hostile);
   if (o.send < 0 || o.recv < 0 || o.echo < 0) usage("counts must not be negative");
   return o;
@@ -619,6 +622,11 @@ void check_peer(PeerRegion& p) {
   p.pool_buffer = static_cast<std::size_t>(start);
 }
 
+/// --hostile bad-free-block: the blocks of received samples go back to the writer's free list as
+/// wrong offsets (outside the region, into its header, off a block boundary, in turn).
+bool g_bad_free = false;
+std::uint64_t g_bad_free_count = 0;
+
 /// A sample taken from the peer (values as raw 8-byte words).
 struct Got {
   std::uint64_t seq = 0;
@@ -654,7 +662,13 @@ Got take_sample(const PeerRegion& p, std::int64_t data_off) {
   // Drop our reference; the last one returns the block to the writer's free list.
   // SYNC POINT: acq_rel so that our copy above happens before the writer reuses the block.
   const std::int32_t before = field<std::int32_t>(p.base, s + kSRefcnt).fetch_sub(1, std::memory_order_acq_rel);
-  if (before == 1 && !p.free_list.push(at - static_cast<std::int64_t>(kFreeQueue)))
+  std::int64_t back = at - static_cast<std::int64_t>(kFreeQueue);
+  if (g_bad_free) {
+    const std::int64_t wrong[] = {static_cast<std::int64_t>(1) << 40, static_cast<std::int64_t>(kDataQueue) -
+                                  static_cast<std::int64_t>(kFreeQueue), back + 8};
+    back = wrong[g_bad_free_count++ % 3];
+  }
+  if (before == 1 && !p.free_list.push(back))
     p.bad("the free list is full: the block of sample " + std::to_string(g.seq) + " cannot go back");
   if (before < 1) p.bad("sample " + std::to_string(g.seq) + ": refcnt was " + std::to_string(before));
   return g;
@@ -928,6 +942,7 @@ int main(int argc, char** argv) {
   }
 
   // 5. Exchange.
+  g_bad_free = o.hostile == "bad-free-block";
   std::thread hostile_thread;
   if (o.hostile == "moving-sequences") hostile_thread = std::thread([&] { scramble(own, o.hostile_ms); });
   std::thread sender;

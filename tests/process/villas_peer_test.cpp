@@ -690,6 +690,27 @@ TEST_F(VillasPeerInterface, HostileSamplesAreSkippedWithANamedLayoutError) {
   }
 }
 
+TEST_F(VillasPeerInterface, WrongBlocksPutBackIntoOurFreeListAreNeverUsed) {
+  // The peer returns every block as a wrong offset: after our 16 blocks are gone a write finds no
+  // usable block (timeout), never one of the wrong ones; the peer's strict reader checks every
+  // sample it got (a sample written into a wrong block would fail there).
+  for (const bool polling : {false, true}) {
+    SCOPED_TRACE(polling ? "polling" : "pthread");
+    LogCapture log;
+    Interface i = make(spec(polling));
+    auto p = open_with_peer(i, true, peer_args(polling, {"--recv", "16", "--until-closed", "--hostile", "bad-free-block"}));
+    for (std::uint64_t k = 0; k < 16; ++k) ASSERT_EQ(i.write(shmlink_values(k), 10s).code(), Errc::ok) << k;
+    // It took all 16 (it prints each after giving its block back wrong) and waits for more.
+    ASSERT_TRUE(test::wait_until([&] { return p->samples().size() == 16; }, 15)) << p->describe();
+    EXPECT_EQ(i.write(shmlink_values(16), 200ms).code(), Errc::timeout);
+    EXPECT_EQ(i.write(shmlink_values(16), 0ns).code(), Errc::would_block);
+    i.close();
+    EXPECT_EQ(p->wait(), 0) << p->describe();
+    EXPECT_EQ(p->summary().at("closed"), "1");
+    EXPECT_NE(log.text().find(a.substr(1)), std::string::npos) << "the drop is logged naming our region:\n" << log.text();
+  }
+}
+
 TEST_F(VillasPeerInterface, MovingSequencesNeitherCrashNorHang) {
   LogCapture log;  // one warning per skipped sample
   Interface i = make(spec(true));
