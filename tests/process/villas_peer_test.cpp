@@ -61,6 +61,13 @@ class PeerProcess {
   PeerProcess(const std::string& dir, const std::string& tag, const std::vector<std::string>& args) {
     out_ = dir + "/" + tag + ".out";
     err_ = dir + "/" + tag + ".err";
+    // Everything the child needs is made before fork(): other threads of this test may be
+    // inside shmlink (an open() running) while it forks, so the child only makes system calls.
+    std::string exe = VILLAS_PEER_PATH;
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv{exe.data()};
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
     const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -71,12 +78,6 @@ class PeerProcess {
       if (o < 0 || e < 0) ::_exit(96);
       ::dup2(o, 1);
       ::dup2(e, 2);
-      std::vector<char*> argv;
-      std::string exe = VILLAS_PEER_PATH;
-      argv.push_back(exe.data());
-      std::vector<std::string> copy = args;
-      for (auto& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
       ::execv(exe.c_str(), argv.data());
       ::_exit(95);
     }
