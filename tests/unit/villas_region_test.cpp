@@ -802,6 +802,93 @@ TEST(VillasHostile, BlockSizeAboveTheLargestSampleIsRefused) {
   expect_refused(m, m.span(), "pool block size 1099511627776");
 }
 
+TEST(VillasHostile, PeerScribblingBothRegionsConcurrentlyCostsSamplesNeverMemory) {
+  // One thread does what both sides do (we push on A and pull from B; the "peer" pulls from A
+  // and pushes on B) while another scribbles, with relaxed atomic stores, the words a peer can
+  // move under us: both regions' queue indices, states, and every data and free-list cell
+  // (sequence and offset). Pool blocks and pthread objects are left alone (blocks are copied
+  // with memcpy, and a glibc object changed inside glibc is the documented deliberate race).
+  // Bounded iterations; every call returns; nothing outside the two regions is written. Meant
+  // for the asan and tsan stages as much as for this one.
+  constexpr std::uint64_t kGuard = 4096;
+  const std::uint64_t size = region_size(8, 2);
+  Mem a(size + kGuard), b(size + kGuard);
+  auto own = OwnRegion::init(a.span().first(size), 8, 2, true, "/villas-a");
+  auto theirs = OwnRegion::init(b.span().first(size), 8, 2, false, "/villas-b");
+  auto peer_of_a = PeerRegion::attach(a.span().first(size), "/villas-a");
+  auto peer = PeerRegion::attach(b.span().first(size), "/villas-b");
+  std::vector<std::uint64_t> words;  // offsets of the scribbled 8-byte words, in both regions
+  for (const Mem* m : {&a, &b}) {
+    const std::uint64_t base = m == &a ? 0 : (std::uint64_t{1} << 40);  // tag: which region
+    for (std::uint64_t q : {off::kDataQ, off::kFreeQ}) {
+      words.push_back(base + q + off::kHead);
+      words.push_back(base + q + off::kTail);
+      const std::uint64_t cells = q + static_cast<std::uint64_t>(m->get<std::int64_t>(q + off::kBufferOff));
+      for (std::uint64_t i = 0; i < 8; ++i) {
+        words.push_back(base + cells + i * 16);
+        words.push_back(base + cells + i * 16 + 8);
+      }
+    }
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> scribbles{0};
+  std::atomic<std::uint64_t> progress{0};
+  std::thread scribbler([&] {
+    std::uint64_t x = 0x9e3779b97f4a7c15ULL;
+    std::uint64_t damages = 0;
+    for (int i = 0; i < 2'000'000 && !done.load(std::memory_order_relaxed); ++i) {
+      scribbles.store(i, std::memory_order_relaxed);
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      const std::uint64_t w = words[x % words.size()];
+      std::byte* at = (w >> 40 != 0 ? b.data() : a.data()) + (w & ((std::uint64_t{1} << 40) - 1));
+      std::atomic_ref<std::uint64_t> word(*reinterpret_cast<std::uint64_t*>(at));
+      const std::uint64_t cur = word.load(std::memory_order_relaxed);
+      // (the last two: offsets, from either queue, that land just past the region's end)
+      const std::uint64_t choices[] = {x, cur + 1, cur - 1, cur + (x & 15), 0, ~std::uint64_t{0},
+                                       static_cast<std::uint64_t>(-static_cast<std::int64_t>(x & 0xffff)),
+                                       size - off::kDataQ + (x & 0xfc0), size - off::kFreeQ + (x & 0xfc0)};
+      // Mostly a racing write that changes nothing (a CAS of the value it holds), so samples keep
+      // flowing; one damaging store each time the worker has done another 50 iterations.
+      if (progress.load(std::memory_order_relaxed) / 50 > damages) {
+        ++damages;
+        word.store(choices[(x >> 32) % std::size(choices)], std::memory_order_relaxed);
+      } else {
+        std::uint64_t same = cur;
+        (void)word.compare_exchange_strong(same, cur, std::memory_order_relaxed);
+      }
+      if (i % 65536 == 65535) {  // and the data queues' states, now and then (any value)
+        std::atomic_ref<std::int32_t>(*reinterpret_cast<std::int32_t*>((x & 1 ? a.data() : b.data()) + off::kDataQ))
+            .store(static_cast<std::int32_t>(x >> 61), std::memory_order_relaxed);
+      }
+    }
+  });
+  for (int i = 0; i < 10'000 && scribbles.load(std::memory_order_relaxed) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));  // the scribbler has started
+  bounded([&] {
+    Sample s;
+    for (std::uint64_t i = 0; i < 5000; ++i) {
+      progress.store(i, std::memory_order_relaxed);
+      const Status pushed = own.try_push(make_sample(i, 2));
+      EXPECT_TRUE(pushed == Errc::ok || pushed == Errc::would_block) << pushed.message();
+      (void)peer_of_a.try_pull(s);  // any status: the sample may be lost, never memory
+      (void)theirs.try_push(make_sample(i, 2));
+      const Status pulled = peer.try_pull(s);
+      if (pulled == Errc::ok) {
+        EXPECT_LE(s.values.size(), 5U);
+      }
+    }
+  });
+  done.store(true, std::memory_order_relaxed);
+  scribbler.join();
+  for (const Mem* m : {&a, &b}) {
+    const std::vector<std::byte> zeros(kGuard);
+    EXPECT_EQ(std::memcmp(m == &a ? a.data() + size : b.data() + size, zeros.data(), kGuard), 0)
+        << "bytes after a region were written";
+  }
+}
+
 // ---- inspection -----------------------------------------------------------------------------------
 
 TEST(VillasInspect, SummarisesALiveRegion) {
