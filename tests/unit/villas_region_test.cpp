@@ -698,6 +698,21 @@ TEST(VillasHostile, ForeignBlockInOurFreeListIsNeverUsed) {
   EXPECT_EQ(std::memcmp(header.data(), m.data(), 480), 0);
 }
 
+TEST(VillasHostile, BlockLostBetweenAFullQueueAndAFullFreeListIsLoggedOnce) {
+  // The peer makes our data queue look full (its tail cell's sequence one behind) and moves our
+  // free list's tail on by one (that cell then looks full): the block try_push popped can go
+  // nowhere; it says would_block and logs the lost block once.
+  LogCapture log;
+  Mem m(region_size(2, 1));
+  auto own = OwnRegion::init(m.span(), 2, 1, false, "/own");
+  m.set<std::uint64_t>(data_cells(m), ~std::uint64_t{0});  // tail 0, sequence -1
+  m.set<std::uint64_t>(off::kFreeQ + off::kTail, m.get<std::uint64_t>(off::kFreeQ + off::kTail) + 1);
+  EXPECT_EQ(own.try_push(make_sample(1, 1)), Errc::would_block);
+  EXPECT_EQ(own.try_push(make_sample(2, 1)), Errc::would_block);
+  EXPECT_EQ(own.queued(), 0U);
+  EXPECT_EQ(log.count({"/own", "could not be put back on our free list"}), 1U);
+}
+
 /// Pushes `n` samples and stops `own` within a bound (in pthread mode with objects the peer
 /// damaged): every push is ok, the samples stay queued, the queue is STOPPED.
 void expect_pushes_and_stop_return(Mem& m, OwnRegion& own, std::uint64_t n) {
