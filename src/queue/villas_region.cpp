@@ -27,9 +27,11 @@ static_assert(std::atomic_ref<std::int32_t>::is_always_lock_free);
 /// or the sequences): each try_* does bounded work whatever the peer writes.
 constexpr int kMaxAttempts = 64;
 /// How long a writer waits for its own region's mutex before it skips the broadcast, and how
-/// long it sleeps between two trylocks meanwhile (CLOCK_MONOTONIC).
+/// long it sleeps between two trylocks meanwhile, after a few tries that only yield
+/// (CLOCK_MONOTONIC).
 constexpr std::int64_t kLockTimeoutNs = 100'000'000;
-constexpr std::int64_t kLockRetryNs = 200'000;
+constexpr std::int64_t kLockRetryNs = 100'000;
+constexpr std::int64_t kLockYields = 64;  // tries with a yield before the first sleep
 /// How many times the condition variable's internal lock bits are read (yielding in between)
 /// before a broadcast is given up.
 constexpr int kCondLockChecks = 64;
@@ -595,10 +597,15 @@ bool OwnRegion::lock() noexcept {
   // A trylock and short sleeps up to a CLOCK_MONOTONIC deadline (pthread_mutex_timedlock takes a
   // CLOCK_REALTIME one; this also works under ThreadSanitizer). Bounded by the deadline and by
   // a count of tries.
+  // A live reader holds it only while it pulls: the first tries only yield, later ones sleep.
   const std::int64_t deadline = monotonic_ns() + kLockTimeoutNs;
-  for (std::int64_t i = 0; i <= kLockTimeoutNs / kLockRetryNs; ++i) {
-    const timespec pause{0, kLockRetryNs};
-    clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
+  for (std::int64_t i = 0; i <= kLockYields + kLockTimeoutNs / kLockRetryNs; ++i) {
+    if (i < kLockYields) {
+      sched_yield();
+    } else {
+      const timespec pause{0, kLockRetryNs};
+      clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
+    }
     if (!mutex_intact()) return false;
     if (pthread_mutex_trylock(mutex) == 0) return true;
     if (monotonic_ns() >= deadline) break;
