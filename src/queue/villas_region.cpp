@@ -517,6 +517,17 @@ bool OwnRegion::push_free_block(std::uint64_t block) noexcept {
 
 Status OwnRegion::try_push(const Sample& s) noexcept {
   if (stopped_ || base_ == nullptr) return Errc::closed;
+  const Status st = push(s);
+  // A pushed sample's wake-up also makes an owed one; a call that pushed nothing still retries
+  // an owed one, so a writer that keeps finding the pool empty wakes the reader that would empty it.
+  if (st == Errc::ok)
+    wake(true);
+  else
+    retry_wake();
+  return st;
+}
+
+Status OwnRegion::push(const Sample& s) noexcept {
   if (s.values.size() > sample_capacity()) return Errc::size_mismatch;
   std::uint64_t block = 0;
   if (!pop_free_block(block)) return Errc::would_block;
@@ -546,7 +557,6 @@ Status OwnRegion::try_push(const Sample& s) noexcept {
       });
     return Errc::would_block;
   }
-  wake();
   return Errc::ok;
 }
 
@@ -586,14 +596,15 @@ bool OwnRegion::cond_intact() noexcept {
   return false;
 }
 
-bool OwnRegion::lock() noexcept {
+bool OwnRegion::lock(bool wait) noexcept {
   auto* mutex = reinterpret_cast<pthread_mutex_t*>(base_ + kMutexAt);
   if (!mutex_intact()) return false;
   if (pthread_mutex_trylock(mutex) == 0) {
     lock_stuck_ = false;
     return true;
   }
-  if (lock_stuck_) return false;  // it timed out before: no more waiting until a trylock succeeds
+  // A retry never waits; after a timeout nothing waits until a trylock succeeds.
+  if (!wait || lock_stuck_) return false;
   // A trylock and short sleeps up to a CLOCK_MONOTONIC deadline (pthread_mutex_timedlock takes a
   // CLOCK_REALTIME one; this also works under ThreadSanitizer). Bounded by the deadline and by
   // a count of tries.
@@ -614,7 +625,8 @@ bool OwnRegion::lock() noexcept {
   log_once(logged_lock_, [&] {
     return "VILLAS region " + what_ +
            ": its mutex stayed locked for 100 ms (a peer died holding it?); wake-ups are skipped, samples stay "
-           "queued, and the mutex is only tried, never waited for, until it is free again (logged once)";
+           "queued, and the mutex is only tried, never waited for, until it is free again; then the skipped "
+           "wake-up is made (logged once)";
   });
   return false;
 }
@@ -625,10 +637,24 @@ void OwnRegion::unlock() noexcept {
   if (mutex_intact()) pthread_mutex_unlock(reinterpret_cast<pthread_mutex_t*>(base_ + kMutexAt));
 }
 
-void OwnRegion::wake() noexcept {
-  if (!geo_.pthread_mode || !lock()) return;
-  if (cond_intact()) pthread_cond_broadcast(reinterpret_cast<pthread_cond_t*>(base_ + kCondAt));
+void OwnRegion::broadcast_and_unlock() noexcept {
+  if (cond_intact()) {
+    pthread_cond_broadcast(reinterpret_cast<pthread_cond_t*>(base_ + kCondAt));
+    wake_pending_ = false;
+  }
   unlock();
+}
+
+void OwnRegion::wake(bool wait) noexcept {
+  if (!geo_.pthread_mode) return;
+  wake_pending_ = true;  // until a broadcast is made
+  if (lock(wait)) broadcast_and_unlock();
+}
+
+bool OwnRegion::retry_wake() noexcept {
+  if (base_ == nullptr) return true;
+  if (wake_pending_) wake(false);
+  return !wake_pending_;
 }
 
 std::uint64_t OwnRegion::queued() const noexcept {
@@ -639,17 +665,16 @@ std::uint64_t OwnRegion::queued() const noexcept {
 void OwnRegion::stop() noexcept {
   if (stopped_ || base_ == nullptr) return;
   stopped_ = true;
-  const bool locked = geo_.pthread_mode && lock();
+  retry_wake();  // a reader owed a wake-up may still take samples before STOPPED (not guaranteed)
+  const bool locked = geo_.pthread_mode && lock(true);
+  if (geo_.pthread_mode) wake_pending_ = true;  // until the broadcast below is made
   auto state = field<std::int32_t>(base_, queue_state_at(kDataQueueOffset));
   std::int32_t expected = kStateInitialized;
   // SYNC POINT: seq_cst (a release) after every push; the reader's acquire load of STOPPED then
   // sees every cell published before it.
   if (!state.compare_exchange_strong(expected, kStateStopped, std::memory_order_seq_cst))
     state.store(kStateStopped, std::memory_order_seq_cst);  // our own region: a peer scribbled on it
-  if (locked) {  // never a broadcast without the mutex
-    if (cond_intact()) pthread_cond_broadcast(reinterpret_cast<pthread_cond_t*>(base_ + kCondAt));
-    unlock();
-  }
+  if (locked) broadcast_and_unlock();  // never a broadcast without the mutex
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -90,10 +90,13 @@ class RegionBase {
 /// live words are compared with what init() wrote (the mutex's kind; the condition variable's
 /// process-shared and clock bits, and its internal lock bits clear, checked a few times over a
 /// short bounded spin); on a mismatch glibc is not called with them, the wake-up is skipped (the
-/// sample stays queued) and a warning naming the region is logged once. So a crashed or
-/// corrupting peer costs wake-ups, never a hang or a crash, except a peer that races the check
-/// deliberately (changes the words between our check and glibc's use of them). Polling mode has
-/// no pthread object at all and is the mode for peers that are not trusted
+/// sample stays queued) and a warning naming the region is logged once. A skipped wake-up (those
+/// checks failed, or the mutex could not be taken) is owed: every later try_push, retry_wake() and
+/// stop() tries it again until a broadcast is made, so a villas-node reader sleeping on the
+/// condition variable with no timeout is woken for the sample once the mutex is free. So a crashed
+/// or corrupting peer costs wake-ups, never a hang or a crash, except a peer that races the check
+/// deliberately (changes the words between our check and glibc's use of them). Polling mode has no
+/// pthread object at all and is the mode for peers that are not trusted
 /// (docs/reference/villas-shmem.md section 5.3).
 ///
 /// Thread safety: one thread at a time calls try_push/stop; queued() from any thread.
@@ -131,17 +134,33 @@ class OwnRegion {
   /// the condition variable under our mutex. The mutex is taken by trylock, retried with short
   /// sleeps up to 100 ms on a CLOCK_MONOTONIC deadline; after such a timeout only one trylock per
   /// call is tried (no waiting) until one succeeds again. A skipped wake-up (mutex held, pthread
-  /// words changed by the peer) leaves the sample queued and is logged once.
+  /// words changed by the peer) leaves the sample queued, is logged once and stays owed: every
+  /// later call (whatever it returns, closed excepted) and retry_wake() try it again.
   /// A free-list entry that is not a block of our pool is dropped (logged once).
   /// @return ok, would_block (no free block or queue full), size_mismatch (more values than
   ///         sample_capacity()), closed (already stopped, or a moved-from handle). Bounded work
   ///         whatever the peer wrote.
   Status try_push(const Sample& s) noexcept;
+  /// Retries a wake-up that an earlier try_push or stop() had to skip
+  /// (docs/reference/villas-shmem.md sections 2.3 and 5.3): when one is owed, one trylock of our
+  /// mutex (never a wait, whether or not the mutex counted as stuck), the pthread words' checks (a
+  /// bounded spin of at most 64 yields while the condition variable's internal lock is held), a
+  /// broadcast, an unlock. So a villas-node reader asleep in pthread_cond_wait (it has no timeout)
+  /// learns of samples queued while the mutex was held. Callers that wait for the peer (for room to
+  /// write, for the queue to drain before stop()) call it on each turn; it costs nothing when no
+  /// wake-up is owed and in polling mode.
+  /// @return true when no wake-up is owed any more (or none ever was; a moved-from handle); false
+  ///         while one still is (the mutex was held, or the peer damaged the pthread objects: then
+  ///         it stays false, cheaply, since glibc is never called with them).
+  /// Thread safety: the thread that calls try_push/stop.
+  bool retry_wake() noexcept;
   /// Samples still in the data queue (the peer has not taken them yet); racy, clamped to the cells.
   std::uint64_t queued() const noexcept;
   /// Marks the data queue STOPPED (docs/reference/villas-shmem.md section 2.1: CAS 1 -> 5, in
-  /// pthread mode under our mutex, taken as try_push takes it) and, when it holds the mutex and
-  /// the pthread words are intact, broadcasts (never without the mutex). A villas-node reader
+  /// pthread mode under our mutex, taken as try_push takes it) and, when it holds the mutex and the
+  /// pthread words are intact, broadcasts (never without the mutex). An owed wake-up is retried
+  /// first (retry_wake()); a broadcast skipped here is owed in turn, and retry_wake() still makes
+  /// it after stop() (a reader asleep would otherwise never see STOPPED). A villas-node reader
   /// checks STOPPED before the cells and so loses the samples still queued: callers drain first
   /// (wait until queued() is 0; the Interface's close() does).
   void stop() noexcept;
@@ -155,8 +174,10 @@ class OwnRegion {
   OwnRegion() = default;
   bool pop_free_block(std::uint64_t& block) noexcept;
   bool push_free_block(std::uint64_t block) noexcept;
-  void wake() noexcept;
-  bool lock() noexcept;
+  Status push(const Sample& s) noexcept;
+  void wake(bool wait) noexcept;
+  void broadcast_and_unlock() noexcept;
+  bool lock(bool wait) noexcept;
   void unlock() noexcept;
   bool mutex_intact() noexcept;
   bool cond_intact() noexcept;
@@ -168,6 +189,7 @@ class OwnRegion {
   std::uint32_t cond_flags_ = 0;  // the condition variable's __wrefs flag bits as init left them
   bool stopped_ = false;
   bool lock_stuck_ = false;       // a lock timed out: trylock only until one succeeds
+  bool wake_pending_ = false;     // a wake-up was skipped and no broadcast made since
   bool logged_bad_block_ = false;
   bool logged_free_push_ = false;
   bool logged_lock_ = false;

@@ -370,56 +370,76 @@ auto bounded(F f) {
   return fut.get();
 }
 
-TEST(VillasRegion, PthreadReaderIsWokenByPushAndStop) {
-  // A reader that does what villas-node's queue_signalled_pull does on our region: lock the
-  // region's mutex; loop { STOPPED -> -1; pull -> 1; wait on the condition variable }. Its wait
-  // is timed (5 s) so a missing wake-up fails the test (-2) instead of hanging it.
-  Mem m(region_size(8, 2));
-  auto own = OwnRegion::init(m.span(), 8, 2, true, "/own");
-  auto peer = PeerRegion::attach(m.span(), "/own");
-  auto* mutex = reinterpret_cast<pthread_mutex_t*>(m.data() + kMutexAt);
-  auto* cond = reinterpret_cast<pthread_cond_t*>(m.data() + kCondAt);
-  std::atomic<int> waits{0};
-  auto villas_pull = [&](Sample& out) {
+/// A reader that does what villas-node's queue_signalled_pull does on our region `m`: lock the
+/// region's mutex; loop { STOPPED -> -1; pull -> 1; wait on the condition variable }. Its wait
+/// is timed (5 s) so a missing wake-up fails the test (-2) instead of hanging it.
+class VillasStyleReader {
+ public:
+  explicit VillasStyleReader(Mem& m)
+      : m_(m),
+        peer_(PeerRegion::attach(m.span(), "/own")),
+        mutex_(reinterpret_cast<pthread_mutex_t*>(m.data() + kMutexAt)),
+        cond_(reinterpret_cast<pthread_cond_t*>(m.data() + kCondAt)) {}
+  /// Starts one pull on another thread into `out`; its result comes from the future.
+  std::future<int> start(Sample& out) {
+    return std::async(std::launch::async, [this, &out] { return pull(out); });
+  }
+  /// Waits (at most 5 s) until the reader went to sleep in its `n`th wait (counted from 1).
+  void wait_for_waits(int n) {
+    for (int i = 0; i < 10'000 && waits_.load(std::memory_order_acquire) < n; ++i)
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    ASSERT_GE(waits_.load(std::memory_order_acquire), n) << "the reader never waited";
+  }
+  int waits() const { return waits_.load(std::memory_order_acquire); }
+
+ private:
+  int pull(Sample& out) {
     int result = 0;
-    pthread_mutex_lock(mutex);
+    pthread_mutex_lock(mutex_);
     for (;;) {
-      if (std::atomic_ref<std::int32_t>(*reinterpret_cast<std::int32_t*>(m.data() + off::kDataQ + off::kState))
+      if (std::atomic_ref<std::int32_t>(*reinterpret_cast<std::int32_t*>(m_.data() + off::kDataQ + off::kState))
               .load(std::memory_order_acquire) == 5) {
         result = -1;
         break;
       }
-      if (peer.try_pull(out) == Errc::ok) {
+      if (peer_.try_pull(out) == Errc::ok) {
         result = 1;
         break;
       }
-      waits.fetch_add(1, std::memory_order_release);  // under the mutex, right before the wait
+      waits_.fetch_add(1, std::memory_order_release);  // under the mutex, right before the wait
       timespec until{};
       clock_gettime(CLOCK_REALTIME, &until);
       until.tv_sec += 5;
-      if (pthread_cond_timedwait(cond, mutex, &until) == ETIMEDOUT) {
+      if (pthread_cond_timedwait(cond_, mutex_, &until) == ETIMEDOUT) {
         result = -2;
         break;
       }
     }
-    pthread_mutex_unlock(mutex);
+    pthread_mutex_unlock(mutex_);
     return result;
-  };
-  auto wait_for_waits = [&](int n) {
-    for (int i = 0; i < 10'000 && waits.load(std::memory_order_acquire) < n; ++i)
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
-    ASSERT_GE(waits.load(std::memory_order_acquire), n) << "the reader never waited";
-  };
+  }
+
+  Mem& m_;
+  PeerRegion peer_;
+  pthread_mutex_t* mutex_;
+  pthread_cond_t* cond_;
+  std::atomic<int> waits_{0};
+};
+
+TEST(VillasRegion, PthreadReaderIsWokenByPushAndStop) {
+  Mem m(region_size(8, 2));
+  auto own = OwnRegion::init(m.span(), 8, 2, true, "/own");
+  VillasStyleReader reader(m);
   Sample got;
-  auto first = std::async(std::launch::async, [&] { return villas_pull(got); });
-  wait_for_waits(1);
+  auto first = reader.start(got);
+  reader.wait_for_waits(1);
   // The push's broadcast needs the mutex, which the reader gives up only inside its wait.
   ASSERT_EQ(own.try_push(make_sample(5, 2)), Errc::ok);
   EXPECT_EQ(bounded([&] { return first.get(); }), 1) << "try_push did not wake the reader (-2)";
   EXPECT_EQ(got.sequence, 5U);
-  const int waited = waits.load();
-  auto second = std::async(std::launch::async, [&] { return villas_pull(got); });
-  wait_for_waits(waited + 1);
+  const int waited = reader.waits();
+  auto second = reader.start(got);
+  reader.wait_for_waits(waited + 1);
   own.stop();
   EXPECT_EQ(bounded([&] { return second.get(); }), -1) << "stop() did not wake the reader (-2)";
 }
@@ -789,6 +809,54 @@ TEST(VillasHostile, StuckMutexIsOnlyTriedAfterItsFirstTimeout) {
   EXPECT_GE(Clock::now() - t2, std::chrono::milliseconds(100));
   holder.reset();
   EXPECT_EQ(own.queued(), 43U);
+}
+
+/// A villas-style reader sleeps on our condition variable; another thread takes our mutex (so
+/// it is held at the moment of `skip`, a push or stop, whose wake-up is then skipped after the
+/// 100 ms bound); after it lets go, `retry` alone must wake the reader, which then returns
+/// `expect` (1 with the pushed sample 7, or -1 for STOPPED), well before its 5 s timeout (-2).
+template <class Skip, class Retry>
+void expect_skipped_wake_retried(std::uint32_t queuelen, Skip skip, Retry retry, int expect) {
+  Mem m(region_size(queuelen, 1));
+  auto own = OwnRegion::init(m.span(), queuelen, 1, true, "/own");
+  VillasStyleReader reader(m);
+  Sample got;
+  auto pulled = reader.start(got);
+  reader.wait_for_waits(1);
+  {
+    const MutexHolder holder(m.data() + kMutexAt);  // taken once the reader sleeps (it held it until then)
+    bounded([&] { skip(own); });
+    EXPECT_FALSE(own.retry_wake()) << "the mutex is still held: the wake-up stays owed";
+  }
+  bounded([&] { retry(own); });
+  EXPECT_EQ(bounded([&] { return pulled.get(); }), expect) << "the owed wake-up was not retried (-2: timed out)";
+  if (expect == 1) {
+    EXPECT_EQ(got.sequence, 7U);
+  }
+  EXPECT_TRUE(own.retry_wake()) << "nothing is owed after the broadcast";
+}
+
+/// Calls retry_wake() until it says nothing is owed (a few tries: a spuriously woken reader may
+/// hold the mutex for a moment).
+void retry_until_done(OwnRegion& own) {
+  for (int i = 0; i < 1000 && !own.retry_wake(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+TEST(VillasHostile, WakeUpSkippedForAHeldMutexIsMadeByRetryWake) {
+  expect_skipped_wake_retried(
+      4, [](OwnRegion& own) { EXPECT_EQ(own.try_push(make_sample(7, 1)), Errc::ok); }, retry_until_done, 1);
+}
+
+TEST(VillasHostile, WakeUpSkippedForAHeldMutexIsMadeByALaterTryPushThatWouldBlock) {
+  // One block: the later push finds the pool empty (the reader, asleep, holds the sample).
+  expect_skipped_wake_retried(
+      1, [](OwnRegion& own) { EXPECT_EQ(own.try_push(make_sample(7, 1)), Errc::ok); },
+      [](OwnRegion& own) { EXPECT_EQ(own.try_push(make_sample(8, 1)), Errc::would_block); }, 1);
+}
+
+TEST(VillasHostile, BroadcastSkippedByStopIsMadeByRetryWake) {
+  // A reader asleep would otherwise never see STOPPED.
+  expect_skipped_wake_retried(4, [](OwnRegion& own) { own.stop(); }, retry_until_done, -1);
 }
 
 TEST(VillasHostile, BlockSizeAboveTheLargestSampleIsRefused) {
