@@ -1023,4 +1023,9 @@ std::uint64_t Interface::next_sequence() const noexcept { return impl_ ? impl_->
 std::uint32_t Interface::out_max_values() const noexcept { return impl_ && impl_->open ? impl_->out_max() : 0; }
 std::uint32_t Interface::in_max_values() const noexcept { return impl_ && impl_->open ? impl_->in_max() : 0; }
 
+Interface::VillasPeerRegion Interface::villas_peer_region() const noexcept {
+  if (!impl_ || !impl_->open || !impl_->vl) return {};
+  return {impl_->vl->in_queuelen(), impl_->vl->in_pthread_mode()};
+}
+
 }  // namespace shmlink

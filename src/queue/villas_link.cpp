@@ -355,7 +355,10 @@ bool Link::try_map_peer(std::int64_t deadline_ns, std::string& why) {
       dont_fork(peer_map_, spec_.label, quote(path));
       try {
         peer_.emplace(PeerRegion::attach(peer_map_.bytes(), path));
-        in_values_ = peer_->info().sample_capacity;
+        const RegionInfo info = peer_->info();
+        in_values_ = info.sample_capacity;
+        in_queuelen_ = info.pool_blocks;
+        in_pthread_ = info.pthread_mode;
         return true;
       } catch (const Error& e) {
         if (e.errc() != Errc::layout) throw;

@@ -112,6 +112,9 @@ class Link {
   /// peer's blocks hold.
   std::uint32_t out_values() const noexcept { return own_ ? spec_.samplelen : 0; }
   std::uint32_t in_values() const noexcept { return in_values_; }
+  /// The peer's pool blocks (its queuelen) and region mode, as validated at attach (0/false before).
+  std::uint32_t in_queuelen() const noexcept { return in_queuelen_; }
+  bool in_pthread_mode() const noexcept { return in_pthread_; }
   /// /dev/shm path of the peer's region.
   std::string in_path() const;
   /// Removes our region's name when it is still the inode we created (close).
@@ -154,6 +157,8 @@ class Link {
   std::optional<OwnRegion> own_;
   std::optional<PeerRegion> peer_;
   std::uint32_t in_values_ = 0;
+  std::uint32_t in_queuelen_ = 0;
+  bool in_pthread_ = false;
   std::vector<pid_t> pids_;   ///< the peer's processes (those that mapped its region at attach)
   std::vector<int> pidfds_;   ///< pidfds of pids_ (-1 where pidfd_open failed: kill(pid, 0) then)
   bool in_process_ = false;   ///< the peer is another Interface of this process (threads)
