@@ -551,7 +551,7 @@ TEST_F(VillasInterfaceTest, AFailedOpenMarksOurQueueStoppedForAReaderThatAttache
     ::munmap(p, 4096);
   });
   InterfaceSpec s = spec("out", "in");
-  s.attach_timeout = 300ms;
+  s.attach_timeout = 1s;  // the reader maps our region well within it (it polls every 1 ms)
   Interface i(s);
   try {
     i.open();
@@ -671,6 +671,7 @@ TEST_F(VillasInterfaceTest, APeerInAnotherPidNamespaceIsAttachedTo) {
     if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) return 50;
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 51;
     const pid_t inner = test::spawn([&] {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // dies with `outer` (whose pid it cannot see: no spawn_tied)
       if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) return 52;
       if (!wait_posted(name("a2b"))) return 53;  // A first: B meets A's post at once
       Interface b = make_side(sb, false);
