@@ -371,6 +371,9 @@ struct Interface::Impl {
     Backoff backoff(spec.wait);
     for (;;) {
       if (!backoff.pause(deadline)) return Errc::interrupted;
+      // A reply may wait on a wake-up of ours that had to be skipped (a pthread-mode peer sleeps
+      // on our condition variable without a timeout): make it while we wait.
+      (void)vl->retry_wake();
       Status st = vl->try_pull(s);
       if (st.code() != Errc::would_block) return st;
       const std::int64_t now = os::monotonic_ns();
@@ -660,6 +663,7 @@ struct Interface::Impl {
       std::int64_t next_check = 0;
       Backoff backoff(WaitMode::futex);
       while (vl->queued() > 0) {
+        (void)vl->retry_wake();  // a skipped wake-up would leave a pthread-mode reader asleep
         const std::int64_t now = os::monotonic_ns();
         if (now >= deadline) break;
         if (now >= next_check) {
@@ -670,6 +674,7 @@ struct Interface::Impl {
       }
     }
     vl->stop();
+    (void)vl->retry_wake();  // once more, if stop() could only owe its broadcast
     vl->remove_own_region();
     vl.reset();
   }

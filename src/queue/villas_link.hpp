@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,7 +90,18 @@ class Link {
   /// more: blocks are whole cache lines).
   Status try_push(const Sample& s) noexcept {
     if (s.values.size() > spec_.samplelen) return Errc::size_mismatch;
+    const std::lock_guard lock(own_mutex_);
     return own_->try_push(s);
+  }
+  /// Makes a pthread-mode wake-up that OwnRegion had to skip (OwnRegion::retry_wake; reference
+  /// "Handshake and data path": the writer broadcasts after a push). Callable from the reading
+  /// thread while another thread writes: when the writer holds our side at that moment it does
+  /// nothing (the writer's own push retries the wake-up). Never blocks longer than one trylock.
+  /// @return true when no wake-up is owed any more.
+  bool retry_wake() noexcept {
+    const std::unique_lock lock(own_mutex_, std::try_to_lock);
+    if (!lock.owns_lock() || !own_) return false;
+    return own_->retry_wake();
   }
   /// PeerRegion::try_pull; a sample that fails a check is logged (naming the peer's object and
   /// the check) and reported as Errc::layout.
@@ -98,6 +110,7 @@ class Link {
   std::uint64_t queued() const noexcept { return own_ ? own_->queued() : 0; }
   /// Marks our data queue STOPPED (OwnRegion::stop).
   void stop() noexcept {
+    const std::lock_guard lock(own_mutex_);
     if (own_) own_->stop();
   }
   /// True once the peer's data queue is STOPPED (it closed).
@@ -124,6 +137,9 @@ class Link {
   void unmap() noexcept;
 
  private:
+  /// Serialises OwnRegion's process-local state (its owed wake-up) between the writing thread
+  /// and a reading thread that retries an owed wake-up.
+  std::mutex own_mutex_;
   void wait_post(std::int64_t deadline_ns, const std::function<void()>& check, const std::string& last);
   bool try_map_peer(std::int64_t deadline_ns, std::string& why);
   /// create(): the name exists; removes it when no other process maps or holds that inode.
