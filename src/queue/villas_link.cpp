@@ -93,6 +93,13 @@ bool is_own(dev_t dev, ino_t ino) noexcept {
 /// the name now points at): a scan by it cannot meet another inode under the same name.
 std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
+/// Whether `path` now names another file than `st` (one we opened by that name earlier). A name
+/// that is gone is not a replacement: its owner removed it when it closed.
+bool replaced(const std::string& path, const struct stat& st) noexcept {
+  struct stat now {};
+  return ::stat(path.c_str(), &now) == 0 && (now.st_dev != st.st_dev || now.st_ino != st.st_ino);
+}
+
 /// Other processes than this one that map or hold the file open on `fd`.
 std::vector<int> other_users(int fd, int* uninspectable) {
   std::vector<int> users = processes_using(fd_path(fd), uninspectable);
@@ -339,6 +346,13 @@ bool Link::try_map_peer(std::int64_t deadline_ns, std::string& why) {
         // killed peer's leftover. The semaphore is left alone: a new villas-node opens and posts
         // that same object.
         why = "its semaphore was posted but no live process maps the region (a killed peer's leftovers)";
+        return false;
+      }
+      if (none && replaced(path, st)) {
+        // A new peer that found a killed one's leftover under the name replaced it (unlink,
+        // create) before it posted and unlinked its semaphore: the inode we opened is the
+        // leftover, and the new peer's post is waiting on the semaphore we hold.
+        why = "its semaphore was posted but the region we opened was replaced under its name (a killed peer's leftovers)";
         return false;
       }
       // Otherwise, with no visible mapper, the peer's liveness is unknown (pids_ empty): it is

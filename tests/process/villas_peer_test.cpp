@@ -668,21 +668,28 @@ TEST_F(VillasPeerInterface, RegionHeadersRewrittenAfterAttachAreNeverReRead) {
 
 TEST_F(VillasPeerInterface, HostileSamplesAreSkippedWithANamedLayoutError) {
   // The first sample is corrupted, the two after it are right: read says layout once, then goes on.
+  // A v0.11 sample is the exception: such a peer's region is refused for good, so every later read
+  // (even after the peer closed) is the same layout error and nothing more is taken.
   for (const std::string kind :
        {"huge-length", "huge-capacity", "bad-sample-offset", "misaligned-sample", "bad-pool-off", "v011"}) {
     SCOPED_TRACE(kind);
+    const bool sticky = kind == "v011";
     LogCapture log;
     Interface i = make(spec(true));
     auto p = open_with_peer(i, false, peer_args(true, {"--hostile", kind, "--send", "3", "--close-without-drain"}));
     Sample s;
     EXPECT_EQ(i.read(s, 10s).code(), Errc::layout);
     for (std::uint64_t k = 1; k < 3; ++k) {
+      if (sticky) {
+        EXPECT_EQ(i.read(s, 10s).code(), Errc::layout) << k;
+        continue;
+      }
       ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k;
       EXPECT_EQ(s.sequence, k);
       EXPECT_EQ(s.values.at(0).f, static_cast<double>(k) * 100 + 0.25);
     }
     EXPECT_EQ(p->wait(), 0) << p->describe();
-    EXPECT_EQ(i.read(s, 10s).code(), Errc::closed);
+    EXPECT_EQ(i.read(s, 10s).code(), sticky ? Errc::layout : Errc::closed);
     EXPECT_NE(log.text().find(b.substr(1)), std::string::npos) << "the log names the region:\n" << log.text();
     if (kind == "v011") {
       EXPECT_NE(log.text().find("0.11"), std::string::npos) << log.text();
