@@ -118,7 +118,8 @@ struct SHMLINK_EXPORT PeerStatus {
   std::string command;
   /// True when this side launched the peer (`exec`).
   bool launched = false;
-  /// The peer's output lock was seen released, or the launched child was reaped.
+  /// The peer's output lock was seen released (protocol villas: every process found mapping its
+  /// region at attach ended), or the launched child was reaped.
   bool exited = false;
   /// Exit code of a launched peer that exited normally, else -1.
   int exit_code = -1;

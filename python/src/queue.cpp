@@ -855,7 +855,7 @@ constexpr const char* kSignalDoc =
 
 constexpr const char* kPeerStatusDoc =
     "What became of an Interface's peer: pid (the launched child, else the creator of the peer's "
-    "queue; 0 before attach), launched (started with exec=), exited (its lock was released or the "
+    "queue; 0 before attach), launched (started with exec=), exited (its lock was released, with protocol villas its processes ended, or the "
     "child reaped), exit_code (a launched peer's exit status, else -1), term_signal (the signal "
     "that killed a launched peer, else 0), closed (it shut its output cleanly and we drained it), "
     "command (the exec command line, else the peer's queue file), description (one line for people).";

@@ -1072,7 +1072,7 @@ void describe_peer(const shmlink::PeerStatus& p, char* buf, std::size_t size) no
   if (p.pid > 0) std::snprintf(pid, sizeof pid, " (pid %d)", static_cast<int>(p.pid));
   if (p.term_signal != 0) std::snprintf(buf, size, "%s%s was killed by signal %d", who, pid, p.term_signal);
   else if (p.exit_code >= 0) std::snprintf(buf, size, "%s%s exited with status %d", who, pid, p.exit_code);
-  else if (p.exited) std::snprintf(buf, size, "%s%s is gone (its queue lock was released)", who, pid);
+  else if (p.exited) std::snprintf(buf, size, "%s%s is gone (it ended without closing the interface)", who, pid);
   else if (p.closed) std::snprintf(buf, size, "%s%s closed the interface", who, pid);
   else std::snprintf(buf, size, "%s%s is not attached", who, pid);
 }

@@ -205,7 +205,7 @@ std::string PeerStatus::describe() const {
   if (term_signal != 0) return who + " was killed by signal " + std::to_string(term_signal) + " (" + ::strsignal(term_signal) + ")";
   if (exit_code >= 0) return who + " exited with status " + std::to_string(exit_code);
   if (closed) return who + " closed the interface";
-  if (exited) return who + " is gone (its queue lock was released)";
+  if (exited) return who + " is gone (it ended without closing the interface)";
   return who + (pid > 0 ? " is attached" : " is not attached");
 }
 
