@@ -239,6 +239,13 @@ class SHMLINK_EXPORT Interface {
   /// Values per sample the peer's output can carry (after open(); 0 when not open): a read
   /// never returns more.
   [[nodiscard]] std::uint32_t in_max_values() const noexcept;
+  /// Protocol villas: the peer's region as validated at attach (since 0.3.0). Zeros when not
+  /// open or with protocol shmlink.
+  struct VillasPeerRegion {
+    std::uint32_t queuelen = 0;  ///< the peer's pool blocks (its villas-node `queuelen`)
+    bool pthread_mode = false;   ///< the region's mode: pthread (true) or polling (false)
+  };
+  [[nodiscard]] VillasPeerRegion villas_peer_region() const noexcept;
   /// The queues (valid after open()), for tools and bulk use. With protocol villas there are no
   /// queue files: both return an invalid Queue (valid() false; its calls report Errc::closed).
   [[nodiscard]] Queue& out_queue() noexcept;
