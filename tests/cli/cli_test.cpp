@@ -3412,6 +3412,16 @@ TEST_F(cli, LsAndInfoShowLiveVillasRegionsWithoutChangingAByte) {
     EXPECT_TRUE(holds(j.at("holder_pids"), pb)) << j.dump();
     EXPECT_FALSE(j.value("stale", true));
   }
+  // A stream of the region's bare name wins that name; stderr points to --villas.
+  create({a.substr(1), "--shape", "4"});
+  r = run_cli({"info", a.substr(1), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).value("kind", ""), "stream");
+  EXPECT_NE(r.err.find("--villas"), std::string::npos) << r.err;
+  r = run_cli({"info", "--villas", a.substr(1), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).value("kind", ""), "villas");
+
   r = run_cli({"info", b});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find("polling"), std::string::npos) << r.out;

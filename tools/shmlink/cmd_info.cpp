@@ -192,7 +192,11 @@ std::optional<std::string> villas_target(const std::string& name, const std::str
     const std::string region = resolve_villas(name);
     if (!exists(region)) return std::nullopt;
     try {
-      if (exists(resolve_stream(name, dir)) || exists(resolve_queue(name, dir))) return std::nullopt;
+      if (exists(resolve_stream(name, dir)) || exists(resolve_queue(name, dir))) {
+        spdlog::warn("a file '{}' exists too in {}; showing the stream or queue, use --villas for the VILLAS region",
+                     shown(name), kVillasShmDir);
+        return std::nullopt;
+      }
     } catch (const Error&) {  // not a channel name (too long, ...): only a region can be meant
     }
     return region;
