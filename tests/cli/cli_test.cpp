@@ -3286,6 +3286,19 @@ void remove_villas_objects(const std::string& name) {
   fs::remove("/dev/shm/sem." + name.substr(1), ec);
 }
 
+/// Runs `done` when it goes out of scope (also when an assertion returns early): stops the
+/// test's VILLAS sides and removes what they left in /dev/shm.
+class AtExit {
+ public:
+  explicit AtExit(std::function<void()> done) : done_(std::move(done)) {}
+  AtExit(const AtExit&) = delete;
+  AtExit& operator=(const AtExit&) = delete;
+  ~AtExit() { done_(); }
+
+ private:
+  std::function<void()> done_;
+};
+
 /// Forks one side of a VILLAS pair: an Interface with protocol villas writing to `out` and
 /// reading `in` (mode by `wait`: polling gives a polling region, else pthread), which writes
 /// `samples` samples, reads none, counts itself ready and keeps both regions mapped until
@@ -3337,18 +3350,16 @@ TEST_F(cli, LsAndInfoShowLiveVillasRegionsWithoutChangingAByte) {
   // Side A: pthread region of 16 samples, 3 queued; side B: polling region of 8, 5 queued.
   const pid_t pa = fork_villas_side(&*flags, a, b, shmlink::WaitMode::hybrid, 16, 3);
   const pid_t pb = fork_villas_side(&*flags, b, a, shmlink::WaitMode::polling, 8, 5);
-  const bool ready = shmlink::test::wait_until([&] { return flags->ready.load() == 2; }, 30);
-  const auto finish = [&] {
+  const AtExit finish([&] {
     flags->stop.store(1);
     EXPECT_EQ(shmlink::test::reap(pa, 30), 0);
     EXPECT_EQ(shmlink::test::reap(pb, 30), 0);
     remove_villas_objects(a);
     remove_villas_objects(b);
-  };
-  if (!ready) {
-    finish();
-    FAIL() << "the VILLAS sides did not open";
-  }
+    remove_villas_objects(villas_name("forged"));
+  });
+  ASSERT_TRUE(shmlink::test::wait_until([&] { return flags->ready.load() == 2; }, 30))
+      << "the VILLAS sides did not open";
   const std::string bytes_a = read_file("/dev/shm" + a);
   const std::string bytes_b = read_file("/dev/shm" + b);
   ASSERT_FALSE(bytes_a.empty());
@@ -3452,13 +3463,16 @@ TEST_F(cli, LsAndInfoShowLiveVillasRegionsWithoutChangingAByte) {
   // Read-only: not a byte of either region changed.
   EXPECT_TRUE(read_file("/dev/shm" + a) == bytes_a);
   EXPECT_TRUE(read_file("/dev/shm" + b) == bytes_b);
-  finish();
 }
 
 TEST_F(cli, LsShowsKilledVillasSidesAsStaleAndTheirLeftoverSemaphore) {
   const std::string c = villas_name("c");
   const std::string d = villas_name("d");
   shmlink::test::Shared<VillasFlags> flags;
+  const AtExit cleanup([&] {
+    remove_villas_objects(c);
+    remove_villas_objects(d);
+  });
   // C waits for a peer that never comes: its region is there, the rendezvous is pending.
   const pid_t pc = fork_villas_side(&*flags, c, d, shmlink::WaitMode::hybrid, 4, 0);
   const bool created = shmlink::test::wait_until(
@@ -3488,12 +3502,11 @@ TEST_F(cli, LsShowsKilledVillasSidesAsStaleAndTheirLeftoverSemaphore) {
   r = run_cli({"info", c});
   EXPECT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find("none (stale"), std::string::npos) << r.out;
-  remove_villas_objects(c);
-  remove_villas_objects(d);
 }
 
 TEST_F(cli, InfoOnAFileThatIsNoVillasRegionExitsFiveWithTheLayoutError) {
   const std::string junk = villas_name("junk");
+  const AtExit cleanup([&] { remove_villas_objects(junk); });
   {
     std::ofstream f("/dev/shm" + junk, std::ios::binary);
     const std::string bytes(12176, '\x5a');  // the size of a queuelen 64, samplelen 4 region
@@ -3514,7 +3527,6 @@ TEST_F(cli, InfoOnAFileThatIsNoVillasRegionExitsFiveWithTheLayoutError) {
   EXPECT_TRUE(read_file("/dev/shm" + junk) == before);
   r = run_cli({"info", villas_name("absent")});
   EXPECT_EQ(r.code, 3) << describe(r);
-  remove_villas_objects(junk);
 }
 
 }  // namespace
