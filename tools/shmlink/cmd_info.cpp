@@ -212,8 +212,8 @@ std::optional<std::string> villas_target(const std::string& name, const std::str
   return std::nullopt;
 }
 
-/// Prints a VILLASnode shmem region (villas::inspect_file(): mapped read-only, never written, no
-/// lock taken) with its holders and rendezvous semaphore, as text or JSON.
+/// Prints a VILLASnode shmem region (villas::inspect_file(): read with pread, never mapped, never
+/// written, no lock taken) with its holders and rendezvous semaphore, as text or JSON.
 /// @throws Error not_found, permission, layout (not a VILLAS v1.x region: the message names the
 ///         failed check and the supported versions), naming the file.
 int run_villas_info(const std::string& path, bool json) {
@@ -222,7 +222,7 @@ int run_villas_info(const std::string& path, bool json) {
   row.path = path;
   row.name = path.rfind(std::string(kVillasShmDir) + "/", 0) == 0 ? path.substr(kVillasShmDir.size()) : path;
   row.info = inspect_villas_file(path);
-  find_villas_holders(rows);  // after the region was unmapped: this process is not among them
+  find_villas_holders(rows);  // inspect_file() closed the file: this process is not among them
   const villas::RegionInfo& info = *row.info;
   const std::optional<FileOwner> owner = file_owner(path);
 

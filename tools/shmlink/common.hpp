@@ -414,7 +414,7 @@ Json memif_socket_to_json(const memif::SocketStatus& s);
 inline constexpr std::string_view kVillasShmDir = "/dev/shm";
 
 /// Largest region `ls` reads whole to summarise it (a region of queuelen 512 and samplelen 64 is
-/// 346000 bytes); a larger one is listed with an error that points to `info`, which maps it.
+/// 346000 bytes); a larger one is listed with an error that points to `info`, which reads any size.
 inline constexpr std::uint64_t kVillasListReadLimit = std::uint64_t{256} << 20;
 
 /// One VILLAS region row of `ls`: the region's summary (shmlink::villas::inspect()) or the
@@ -464,8 +464,9 @@ std::vector<VillasRow> list_villas_regions();
 /// and their `sem.<name>` files (the file next to the region).
 void find_villas_holders(std::vector<VillasRow>& rows);
 
-/// villas::inspect_file() of the file `path` under the SIGBUS guard of guarded_read() (a region
-/// truncated while it is mapped gives an error, not a crash), after require_regular_file().
+/// villas::inspect_file() of the file `path` (read with pread(2), never mapped, so a region
+/// truncated meanwhile gives an error, not SIGBUS), after require_regular_file() (a FIFO, device
+/// or link is refused without being opened).
 /// @throws Error as villas::inspect_file(); layout when the file is not a regular file or shrank
 ///         while it was read.
 villas::RegionInfo inspect_villas_file(const std::string& path);

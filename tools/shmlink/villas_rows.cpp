@@ -33,7 +33,7 @@ std::vector<int> others(std::vector<int> pids) {
 /// into `row`; failures go to the row's error.
 void summarise(VillasRow& row, std::uint64_t size) {
   if (size > kVillasListReadLimit) {
-    row.error = fmt::format("VILLAS region {} is {} bytes, more than `ls` reads ({}); `shmlink info {}` maps it",
+    row.error = fmt::format("VILLAS region {} is {} bytes, more than `ls` reads ({}); `shmlink info {}` shows it",
                             shown(row.path), size, kVillasListReadLimit, shown(row.name));
     row.error_code = Errc::layout;
     return;
