@@ -89,9 +89,9 @@ std::string exit_code_help() {
          "  1    failure (stream exists: add --force to replace it; no space, I/O error, torn read, an output file\n"
          "       that cannot be written, ...)\n"
          "  2    usage error (bad option, shape, dtype or name; name longer than 79 bytes)\n"
-         "  3    stream, queue, memif socket or directory not found\n"
+         "  3    stream, queue, memif socket, VILLAS region or directory not found\n"
          "  4    permission denied\n"
-         "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream or shmlink queue file)\n"
+         "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream, shmlink queue file or VILLAS region)\n"
          "  124  timed out waiting\n"
          "  130  bench stream interrupted by Ctrl-C, after printing the rows measured so far\n"
          "\n"
@@ -108,6 +108,8 @@ std::string program_description() {
          "           controllers (ls, info, rm, gc)\n"
          "  memif    packet interfaces speaking the memif protocol of VPP, DPDK and libmemif; running processes\n"
          "           publish their state in PID-K.memif.shm (memif responder/ping/bench; ls, info --memif, gc)\n"
+         "Also, read-only: the VILLASnode v1.x shmem regions in /dev/shm that villas-node and Interfaces with\n"
+         "the villas protocol share (ls, info).\n"
          "bench measures streams, queues and memif against raw floors in one run.\n";
 }
 
@@ -966,14 +968,11 @@ void add_owner_json(Json& j, const FileOwner& owner) {
   j["group"] = owner.group.empty() ? Json(nullptr) : Json(owner.group);
 }
 
-namespace {
-/// The fields of a row that could not be read: message, error name and exit code.
 void add_error_json(Json& j, const std::string& error, Errc code) {
   j["error"] = error;
   j["error_code"] = std::string(shmlink::strerror(code));
   j["exit_code"] = exit_code_for(code);
 }
-}  // namespace
 
 gid_t resolve_group(const std::string& text) {
   if (text.empty()) throw Error(Errc::invalid_argument, "--group: empty group name");
@@ -1152,6 +1151,7 @@ std::string_view channel_kind_name(ChannelKind kind) noexcept {
     case ChannelKind::stream: return "stream";
     case ChannelKind::queue: return "queue";
     case ChannelKind::memif: return "memif";
+    case ChannelKind::villas: return "villas";
   }
   return "unknown";
 }
@@ -1242,6 +1242,11 @@ QueueRow inspect_queue(const std::string& path) {
     row.error_code = Errc::system;
   }
   return row;
+}
+
+villas::RegionInfo inspect_villas_file(const std::string& path) {
+  require_regular_file(path, "VILLAS region");
+  return villas::inspect_file(path);  // pread, never mapped: a file that shrinks cannot raise SIGBUS
 }
 
 std::uint64_t queue_size(const QueueInfo& info) noexcept {
