@@ -119,6 +119,8 @@ void Link::create() {
     if (sem_out_ == SEM_FAILED) os::throw_errno(errno, spec_.label + ": opening semaphore", quote(sem_path(spec_.out)));
     sem_in_ = ::sem_open(spec_.in.c_str(), O_CREAT, sem_mode, 0);
     if (sem_in_ == SEM_FAILED) os::throw_errno(errno, spec_.label + ": opening semaphore", quote(sem_path(spec_.in)));
+    struct stat sst {};
+    if (::stat(sem_path(spec_.in).c_str(), &sst) == 0) sem_in_ino_ = sst.st_ino;
     // 2. Our region, exclusively; a stale one (nobody maps or holds it) is replaced; one a live
     // process maps is refused, and nothing of that owner (its semaphore's posts) is touched.
     os::UniqueFd fd;
@@ -214,11 +216,19 @@ bool Link::try_map_peer(std::string& why) {
       int uninspectable = 0;
       std::vector<int> users = processes_using(path, &uninspectable);
       std::erase(users, static_cast<int>(os::current_pid()));
-      if (users.empty() && (uninspectable == 0 || st.st_uid == ::geteuid())) {
-        why = "its semaphore was posted but no live process maps the region (a killed peer's leftovers)";
-        return false;
-      }
       pids_.clear();
+      peer_gone_at_attach_ = false;
+      if (users.empty() && (uninspectable == 0 || st.st_uid == ::geteuid())) {
+        // Dead: before or after its handshake? A side unlinks its semaphore's name right after
+        // it mapped our region, so a name still there (the object we opened) means it died
+        // before: its post is stale. Otherwise it attached to us, maybe wrote, and died: attach
+        // and drain what it wrote; it is known dead.
+        if (peer_semaphore_named()) {
+          why = "its semaphore was posted but no live process maps the region (a killed peer's leftovers)";
+          return false;
+        }
+        peer_gone_at_attach_ = true;
+      }
       for (const int p : users)
         if (pids_.size() < kMaxPeerPids) pids_.push_back(p);
     }
@@ -302,7 +312,13 @@ bool Link::peer_stopped() const noexcept {
   }
 }
 
+bool Link::peer_semaphore_named() const noexcept {
+  struct stat st {};
+  return ::stat(sem_path(spec_.in).c_str(), &st) == 0 && st.st_ino == sem_in_ino_;
+}
+
 int Link::peer_alive() const noexcept {
+  if (peer_gone_at_attach_) return 0;
   if (in_process_) return is_own(in_dev_, in_ino_) ? 1 : 0;
   if (pids_.empty()) return -1;
   for (std::size_t i = 0; i < pids_.size(); ++i) {

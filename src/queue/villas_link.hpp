@@ -116,6 +116,9 @@ class Link {
   void wait_post(std::int64_t deadline_ns, const std::function<void()>& check, const std::string& last);
   bool try_map_peer(std::string& why);
   void close_semaphores() noexcept;
+  /// True while the peer's semaphore name still shows the object we opened (the peer has not
+  /// completed its handshake: it unlinks that name once it mapped our region).
+  bool peer_semaphore_named() const noexcept;
 
   LinkSpec spec_;
   bool loopback_ = false;
@@ -134,6 +137,8 @@ class Link {
   std::vector<pid_t> pids_;   ///< the peer's processes (those that mapped its region at attach)
   std::vector<int> pidfds_;   ///< pidfds of pids_ (-1 where pidfd_open failed: kill(pid, 0) then)
   bool in_process_ = false;   ///< the peer is another Interface of this process (threads)
+  bool peer_gone_at_attach_ = false;  ///< it completed its handshake, then died before we attached
+  ino_t sem_in_ino_ = 0;      ///< the peer's semaphore object we opened
   dev_t in_dev_ = 0;          ///< the peer's region we mapped
   ino_t in_ino_ = 0;
 };

@@ -67,6 +67,12 @@ std::optional<Plan> plan_region(std::uint64_t size, std::uint32_t queuelen, std:
 /// (acquire) also sees every sample pushed before it.
 class OwnRegion {
  public:
+  OwnRegion(OwnRegion&&) noexcept = default;
+  OwnRegion& operator=(OwnRegion&&) noexcept = default;
+  OwnRegion(const OwnRegion&) = delete;  // one handle per region: it keeps per-region state (stopped, logged once)
+  OwnRegion& operator=(const OwnRegion&) = delete;
+  ~OwnRegion() = default;
+
   /// Lays out the region (pthread objects process-shared when pthread_mode).
   /// @param bytes the mapping, 64-aligned, exactly region_size(queuelen, samplelen) bytes, zeros.
   /// @param queuelen pool blocks, 1 .. kMaxQueueCapacity (data-queue cells: rounded up to a
@@ -119,6 +125,12 @@ class OwnRegion {
 /// offset, then the free cell's sequence (release), which the peer's pool_get acquires.
 class PeerRegion {
  public:
+  PeerRegion(PeerRegion&&) noexcept = default;
+  PeerRegion& operator=(PeerRegion&&) noexcept = default;
+  PeerRegion(const PeerRegion&) = delete;  // one handle per region: it keeps per-region state (stopped, logged once)
+  PeerRegion& operator=(const PeerRegion&) = delete;
+  ~PeerRegion() = default;
+
   /// @param bytes the peer's region, mapped read-write, 64-aligned; @param what its name.
   /// @throws Error layout naming `what` and the failed check (as inspect()); invalid_argument
   ///         when `bytes` is not 64-aligned.

@@ -2,14 +2,15 @@
 // Writes the seed corpora of the fuzz targets: files made by the library itself, so that
 // mutations start from every layout shmlink really writes.
 //
-//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/{stream,queue,memif_status,packet,memif_messages,memif_handshake}/*
+//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/{stream,queue,memif_status,packet,memif_messages,memif_handshake,villas}/*
 //
 // Streams: plain 1-, 2- and 3-axis streams of several dtypes, with keywords, semaphores, a
 // circular buffer, rolling buffers, a written frame, and a packetised frame with its companion
 // (as one two-file input, see fuzz_util.hpp). Queues: SPSC and MPMC, with signal tables, empty,
 // part full, full and shut down. memif status: a master and a slave socket, connected. Packets:
 // the ARP and ICMP echo frames `shmlink memif ping|responder` build and answer. memif messages
-// and handshakes: memif_seeds.cpp.
+// and handshakes: memif_seeds.cpp. VILLAS regions: our own output regions as villas-node lays
+// them out, both modes, empty, part full, full, drained and stopped.
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "fuzz_util.hpp"
+#include "queue/villas_region.hpp"
 #include "packet.hpp"
 #include "memif_fuzz.hpp"
 
@@ -127,6 +129,36 @@ void queue_seeds(const std::string& dir, const fs::path& out) {
   }
 }
 
+void villas_seeds(const fs::path& out) {
+  struct Case {
+    std::uint32_t queuelen, samplelen;
+    bool pthread_mode;
+    int pushes, pulls;
+    bool stop;
+  };
+  const Case cases[] = {{4, 2, true, 0, 0, false}, {8, 2, false, 3, 1, false}, {4, 1, false, 4, 0, false},
+                        {64, 4, true, 5, 5, true}, {3, 8, false, 2, 0, true}};
+  int k = 0;
+  for (const Case& c : cases) {
+    const std::uint64_t size = shmlink::villas::region_size(c.queuelen, c.samplelen);
+    std::vector<char> bytes(size + 64);
+    auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(bytes.data()) + 63) / 64 * 64);
+    auto own = shmlink::villas::OwnRegion::init({base, size}, c.queuelen, c.samplelen, c.pthread_mode, "seed");
+    auto peer = shmlink::villas::PeerRegion::attach({base, size}, "seed");
+    shmlink::Sample s;
+    s.flags = shmlink::kSampleHasSequence | shmlink::kSampleHasData | shmlink::kSampleHasTsOrigin;
+    s.ts_origin_ns = 1'765'000'000'000'000'000;
+    s.values.assign(c.samplelen, shmlink::SignalValue::of(0.25));
+    for (int i = 0; i < c.pushes; ++i) {
+      s.sequence = static_cast<std::uint64_t>(i);
+      (void)own.try_push(s);
+    }
+    for (int i = 0; i < c.pulls; ++i) (void)peer.try_pull(s);
+    if (c.stop) own.stop();
+    put(out / ("villas_" + std::to_string(k++)), std::vector<char>(reinterpret_cast<char*>(base), reinterpret_cast<char*>(base) + size));
+  }
+}
+
 void memif_status_seeds(const fs::path& out) {
   const std::string sock = "@shmlink-fuzz-seed-" + std::to_string(::getpid());
   shmlink::memif::SocketOptions mo;
@@ -182,11 +214,12 @@ int main(int argc, char** argv) {
   try {
     const fs::path out(argv[1]);
     const std::string& dir = shmlink::fuzz::scratch_dir();
-    for (const char* t : {"stream", "queue", "memif_status", "packet"}) fs::create_directories(out / t);
+    for (const char* t : {"stream", "queue", "memif_status", "packet", "villas"}) fs::create_directories(out / t);
     stream_seeds(dir, out / "stream");
     queue_seeds(dir, out / "queue");
     memif_status_seeds(out / "memif_status");
     packet_seeds(out / "packet");
+    villas_seeds(out / "villas");
     shmlink::fuzz::write_memif_seeds(out);  // memif_messages/, memif_handshake/
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shmlink_fuzz_seeds: %s\n", e.what());

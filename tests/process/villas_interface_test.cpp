@@ -8,6 +8,7 @@
 #include "interface_helpers.hpp"
 
 #include <shmlink/interface.hpp>
+#include <shmlink/villas.hpp>
 
 #include <gtest/gtest.h>
 
@@ -177,6 +178,9 @@ TEST_F(VillasInterfaceTest, TwoProcessesInBothModesEitherSideFirst) {
       EXPECT_EQ(a.peer().pid, child);
       EXPECT_FALSE(a.peer().launched);
       EXPECT_TRUE(a.peer_alive());
+      // wait polling -> a polling region, hybrid (and futex) -> pthread: what a villas-node reads.
+      EXPECT_EQ(villas::inspect_file(name("a2b")).pthread_mode, w != WaitMode::polling);
+      EXPECT_EQ(villas::inspect_file(name("b2a")).pthread_mode, w != WaitMode::polling);
       exchange(a, 100);
       a.close();
       EXPECT_EQ(test::reap(child, 20), 0) << "the echo side reads `closed` after draining";
@@ -238,6 +242,68 @@ TEST_F(VillasInterfaceTest, AKilledPeersSamplesAreReadThenPeerExitedAndANewPairC
   a2.close();
   EXPECT_EQ(test::reap(child2, 20), 0);
   EXPECT_TRUE(leftovers().empty()) << joined(leftovers());
+}
+
+// A forked copy of an open interface belongs to the parent: its close() only unmaps (no drain,
+// no STOPPED, no unlink), and the parent's link goes on.
+TEST_F(VillasInterfaceTest, AForkedChildsCloseOnlyUnmaps) {
+  const InterfaceSpec sb = spec("b2a", "a2b");
+  const pid_t peer = spawn([&] {
+    Interface b = make_side(sb, false);
+    b.open();
+    return echo(b);
+  });
+  Interface a = make_side(spec("a2b", "b2a"), true);
+  a.open();
+  exchange(a, 5);
+  const SignalValue x = SignalValue::of(1.0);
+  ASSERT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::ok));  // queued when the copy closes
+  const pid_t copy = test::spawn([&] {
+    a.close();
+    return a.is_open() ? 1 : 0;
+  });
+  EXPECT_EQ(test::reap(copy, 20), 0);
+  EXPECT_TRUE(shm_exists(name("a2b"))) << "the copy removed the parent's region";
+  Sample s;
+  ASSERT_EQ(a.read(s, 10s), Status(Errc::ok)) << "the peer saw our queue stopped: " << a.peer().describe();
+  EXPECT_EQ(s.values.at(0).f, 2.0);
+  a.close();
+  EXPECT_EQ(test::reap(peer, 20), 0);
+  EXPECT_TRUE(leftovers().empty()) << joined(leftovers());
+}
+
+// A peer may complete its handshake with us, write and die before we even looked at its region
+// (we were slow: here, stopped). Its post is then not stale: what it wrote is read, then
+// peer_exited, instead of waiting for a peer that will never come.
+TEST_F(VillasInterfaceTest, APeerThatAttachedWroteAndDiedBeforeWeMappedItIsDrainedThenPeerExited) {
+  const InterfaceSpec sa = spec("a2b", "b2a");
+  const pid_t a = spawn([&] {
+    Interface i = make_side(sa, true);
+    i.open();
+    Sample s;
+    for (int k = 0; k < 5; ++k) {
+      if (!i.read(s, 10s).ok()) return 10 + k;
+      if (s.values.at(0).f != 10.0 + k) return 20 + k;
+    }
+    return i.read(s, 10s).code() == Errc::peer_exited ? 0 : 30;
+  });
+  ASSERT_TRUE(test::wait_until([&] { return shm_exists(name("a2b")); }));
+  std::this_thread::sleep_for(50ms);  // past its post, waiting for ours
+  ::kill(a, SIGSTOP);
+  const InterfaceSpec sb = spec("b2a", "a2b");
+  const pid_t b = spawn([&] {
+    Interface i = make_side(sb, false);
+    i.open();
+    for (int k = 0; k < 5; ++k) {
+      const SignalValue y = SignalValue::of(10.0 + k);
+      if (!i.write(std::span(&y, 1), 5s).ok()) return 6;
+    }
+    ::raise(SIGKILL);
+    return 1;
+  });
+  EXPECT_EQ(test::reap(b, 20), -SIGKILL);
+  ::kill(a, SIGCONT);
+  EXPECT_EQ(test::reap(a, 30), 0) << "10 + k: read k failed; 30: not peer_exited after the samples";
 }
 
 // villas-node posts its semaphore and then waits; SIGKILLed there it leaves its region and the

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -499,6 +501,34 @@ TEST(VillasHostile, SequencesAheadOfTheIndicesCostBoundedWork) {
     EXPECT_EQ(q.peer.try_pull(s), Errc::would_block);
     EXPECT_EQ(q.own.try_push(make_sample(1, 1)), Errc::would_block);
   });
+}
+
+TEST(VillasHostile, HeldMutexCostsAWakeUpNeverAHang) {
+  // A peer that died holding our region's mutex (it is not robust): pushes and stop still return,
+  // the sample stays queued for a reader that polls.
+  Mem m(region_size(4, 1));
+  auto own = OwnRegion::init(m.span(), 4, 1, true, "/own");
+  auto* mutex = reinterpret_cast<pthread_mutex_t*>(m.data() + 88 + 352);
+  std::promise<void> locked, release;
+  std::thread holder([&] {
+    pthread_mutex_lock(mutex);
+    locked.set_value();
+    release.get_future().wait();
+    pthread_mutex_unlock(mutex);
+  });
+  locked.get_future().wait();
+  bounded([&] {
+    EXPECT_EQ(own.try_push(make_sample(1, 1)), Errc::ok);
+    own.stop();
+  });
+  release.set_value();
+  holder.join();
+  EXPECT_EQ(own.queued(), 1U);
+  EXPECT_EQ(m.get<std::int32_t>(off::kDataQ + off::kState), 5);
+  auto peer = PeerRegion::attach(m.span(), "/own");
+  Sample s;
+  EXPECT_EQ(peer.try_pull(s), Errc::ok);
+  EXPECT_EQ(peer.try_pull(s), Errc::closed);
 }
 
 TEST(VillasHostile, ForeignBlockInOurFreeListIsNeverUsed) {
