@@ -28,7 +28,8 @@
 //                --wait-stopped: before the first read, wait until the writer has closed
 //                (its queue is STOPPED), to see what a reader gets from a closed queue.
 //   --echo N     N times: receive a sample and send it back with the same sequence, ts.origin and
-//                flags and every value doubled (printed as for --recv).
+//                flags and every value doubled (printed as for --recv; cut to the values this
+//                side's blocks hold, with a line on stderr).
 //   --drain-first  believe the peer's STOPPED state only once its queue is empty (villas-node
 //                checks STOPPED before the cells, so by default a sample queued before the
 //                writer closed is lost, as with villas-node).
@@ -44,12 +45,18 @@
 //   --v10-signals  fill the 16 `signals` bytes of its samples with garbage (as v1.0.x leaves a
 //                live process-local shared_ptr there); by default they are zero.
 //   --hostile KIND  corrupt its own region. Region kinds (written before the semaphore is
-//                posted, or after the handshake with --hostile-late): bad-mask, cells-outside,
-//                pool-outside, freelist-outside, bad-mode. Sample kinds (the first sample sent;
-//                the rest are sent correctly): huge-length, huge-capacity, bad-sample-offset,
-//                misaligned-sample, bad-pool-off, v011 (the v0.11 sample layout: refcnt at 32,
-//                pool_off at 40, ts at 48, data at 80). moving-sequences: a thread rewrites the
-//                data queue's cell sequences, tail and head for --hostile-ms (default 2000).
+//                posted, or with --hostile-late once the peer has mapped the region, i.e. has
+//                unlinked its semaphore; the peer's own writes keep using the right values):
+//                bad-mask, cells-outside, pool-outside, freelist-outside, bad-mode. Sample kinds
+//                (the first sample sent; the rest are sent correctly): huge-length,
+//                huge-capacity, bad-sample-offset, misaligned-sample, bad-pool-off, v011 (the
+//                v0.11 sample layout: refcnt at 32, pool_off at 40, ts at 48, data at 80).
+//                moving-sequences: for --hostile-ms (default 2000) a thread keeps rewriting the
+//                data queue's head, tail and cells so that cells look ready under a moving head,
+//                with random or stale data offsets (use it without --send).
+//                bad-free-block (against the other side's region): every block this peer is done
+//                with goes back to the writer's free list as a wrong offset instead (outside the
+//                region, into its header, 8 bytes off a block boundary, in turn).
 //   --output FILE  write what goes to stdout to FILE instead (for a peer launched by `exec`).
 //   The last line on stdout is a summary:
 //     summary sent=<n> received=<n> closed=<0|1> mode=<pthread|polling> queuelen=<Q> samplelen=<L> size=<bytes>
@@ -60,10 +67,14 @@
 // check (stderr says which); 9 the own queue was not drained within --drain-timeout-ms at close.
 //
 // What the reference leaves open, and what this peer does:
-//  - Allocation gaps: each allocation after ShmemShared is a 32-byte Block header followed by the
-//    data rounded up to the next 64-byte boundary (the pool buffer must be 64-aligned; the
-//    reference's size formula reserves 4 Block headers and 1024 bytes of slack for such gaps).
-//    Readers follow the offsets, so the exact gaps only matter for looking alike.
+//  - Allocation gaps: each allocation after ShmemShared (data cells, pool buffer, free-list cells)
+//    is a 32-byte Block header followed by its data; only the pool buffer is aligned (to 64), the
+//    cells follow their header at once (8-aligned). That is what the size formula (4 Block headers
+//    and 1024 bytes of slack) and the 64-aligned pool buffer imply, and it puts the cells, pool and
+//    free list where section 5.4 of docs/reference/villas-shmem.md says a real villas-node v1.2.0
+//    region has them (848, 1920, 10144 for Q=64, L=4). The alignment gap before the pool buffer is
+//    counted in the pool's Block (for Q >= 4 it is 16 bytes). Readers follow the offsets, so the
+//    exact gaps only matter for looking alike.
 //  - Sample capacity = (blocksz - 88) / 8 (the block's whole room); the queuelen is rounded to a
 //    power of two by the caller (the peer refuses other values).
 //  - CQueueSignalled `flags` (@300): the reference gives no values; written as 0.
@@ -86,6 +97,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -230,10 +242,12 @@ struct Deadline {
     if (ms >= 0) at = Clock::now() + std::chrono::milliseconds(ms);
   }
   [[nodiscard]] bool passed() const { return at && Clock::now() >= *at; }
-  /// The same instant on CLOCK_MONOTONIC, for pthread_*_clock* calls (far away when none).
-  [[nodiscard]] timespec monotonic() const {
+  /// The same instant on `clock` (an hour away when none): CLOCK_MONOTONIC for
+  /// pthread_cond_clockwait, CLOCK_REALTIME for pthread_mutex_timedlock (not clocklock, which
+  /// ThreadSanitizer 14 does not intercept).
+  [[nodiscard]] timespec on(clockid_t clock) const {
     timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    ::clock_gettime(clock, &ts);
     const long long add_ns = at ? std::chrono::duration_cast<std::chrono::nanoseconds>(*at - Clock::now()).count()
                                 : 3600LL * 1'000'000'000;
     const long long total = ts.tv_nsec + (add_ns > 0 ? add_ns : 0);
@@ -421,7 +435,7 @@ Options parse(int argc, char** argv) {
   if (o.values > cap) usage("--values exceeds the sample capacity");
   if (o.sigkill_after_send >= 0) o.send = o.sigkill_after_send;
   if (!o.hostile.empty() && !is_region_kind(o.hostile) && !is_sample_kind(o.hostile) &&
-      o.hostile != "moving-sequences")
+      o.hostile != "moving-sequences" && o.hostile != "bad-free-block")
     usage("--hostile: unknown kind " + o.hostile);
   if (o.send < 0 || o.recv < 0 || o.echo < 0) usage("counts must not be negative");
   return o;
@@ -477,13 +491,13 @@ void init_own(OwnRegion& r, const Options& o) {
   const std::size_t q = o.queuelen;
   r.blocksz = block_bytes(o.samplelen);
   r.blocks = o.queuelen;
-  // Allocations after ShmemShared: Block header, data on the next 64-byte boundary.
+  // Allocations after ShmemShared: a Block header, then the data (the pool buffer 64-aligned).
   const std::size_t blk1 = kSharedAt + kSharedBytes;  // 816
-  const std::size_t cells = align_up(blk1 + kBlockBytes);
+  const std::size_t cells = blk1 + kBlockBytes;
   const std::size_t blk2 = cells + q * kCellBytes;
   r.pool_buffer = align_up(blk2 + kBlockBytes);
   const std::size_t blk3 = r.pool_buffer + q * r.blocksz;
-  const std::size_t free_cells = align_up(blk3 + kBlockBytes);
+  const std::size_t free_cells = blk3 + kBlockBytes;
   const std::size_t blk4 = free_cells + q * kCellBytes;
   if (blk4 + kBlockBytes > r.size) die(kExitSystem, "internal: the region formula leaves too little room");
   put_block(b, kTypeBytes, 0, blk1, kSharedBytes, true);
@@ -552,16 +566,27 @@ struct PeerRegion {
   [[noreturn]] void bad(const std::string& what) const { die(kExitBadRegion, name + ": " + what); }
 };
 
+/// `base + off` as an offset in a mapping of `size` bytes, or -1 when it overflows or is outside
+/// [0, size) (offsets written by the peer can be anything).
+std::int64_t inside(std::size_t base, std::int64_t off, std::size_t size) {
+  std::int64_t r = 0;
+  if (__builtin_add_overflow(static_cast<std::int64_t>(base), off, &r) || r < 0 ||
+      static_cast<std::uint64_t>(r) >= size)
+    return -1;
+  return r;
+}
+
 /// Checks a CQueue's mask and cells against the mapping.
 QueueView check_queue(const PeerRegion& p, std::size_t at, const char* which) {
   const auto mask = get<std::uint64_t>(p.base, at + kQMask);
   const auto off = get<std::int64_t>(p.base, at + kQBufferOff);
   if (mask == 0 || mask > (1ULL << 24) || (mask & (mask + 1)) != 0)
     p.bad(std::string(which) + ": buffer_mask " + std::to_string(mask) + " is not 2^k - 1");
-  const std::int64_t cells = static_cast<std::int64_t>(at) + off;
+  const std::int64_t cells = inside(at, off, p.size);
   const std::uint64_t bytes = (mask + 1) * kCellBytes;
-  if (off < -static_cast<std::int64_t>(at) || cells % 8 != 0 || static_cast<std::uint64_t>(cells) + bytes > p.size)
-    p.bad(std::string(which) + ": cells at " + std::to_string(cells) + " are outside the region");
+  if (cells < 0 || cells % 8 != 0 || static_cast<std::uint64_t>(cells) + bytes > p.size)
+    p.bad(std::string(which) + ": cells at offset " + std::to_string(off) + " from " + std::to_string(at) +
+          " are outside the region");
   const auto state = get<std::int32_t>(p.base, at + kQState);
   if (state != kStateInitialized && state != kStateStopped)
     p.bad(std::string(which) + ": state " + std::to_string(state) + " is neither 1 nor 5");
@@ -573,8 +598,11 @@ void check_peer(PeerRegion& p) {
   const auto mode = get<std::int32_t>(p.base, kDataQueue + kSigMode);
   const auto polling = get<std::int32_t>(p.base, kSharedAt + kPollingAt);
   if (mode != kModePthread && mode != kModePolling) p.bad("mode " + std::to_string(mode) + " is neither 1 nor 2");
+  // The reference names ShmemShared.polling but not its values: a disagreement is reported, not
+  // refused (the queue's mode decides how to wait, as the region's owner set it).
   if ((mode == kModePolling) != (polling != 0))
-    p.bad("ShmemShared.polling " + std::to_string(polling) + " disagrees with mode " + std::to_string(mode));
+    std::fprintf(stderr, "villas_peer: %s: ShmemShared.polling %d but mode %d (going by the mode)\n", p.name.c_str(),
+                 polling, mode);
   p.pthread_mode = mode == kModePthread;
   p.data = check_queue(p, kDataQueue, "data queue");
   p.free_list = check_queue(p, kFreeQueue, "free list");
@@ -585,14 +613,19 @@ void check_peer(PeerRegion& p) {
   if (p.blocksz < kSData + 8 || p.blocksz % 8 != 0 || p.blocksz > (1ULL << 24))
     p.bad("pool blocksz " + std::to_string(p.blocksz));
   if (alignment != kAlign) p.bad("pool alignment " + std::to_string(alignment) + " is not 64");
-  const std::int64_t start = static_cast<std::int64_t>(kPool) + buf;
-  if (buf < -static_cast<std::int64_t>(kPool) || start % static_cast<std::int64_t>(kAlign) != 0 ||
+  const std::int64_t start = inside(kPool, buf, p.size);
+  if (start < 0 || start % static_cast<std::int64_t>(kAlign) != 0 ||
       p.pool_len > p.size || static_cast<std::uint64_t>(start) + p.pool_len > p.size ||
       p.pool_len % p.blocksz != 0 || p.pool_len == 0)
     p.bad("pool buffer at " + std::to_string(start) + " (" + std::to_string(p.pool_len) +
           " bytes) is not 64-aligned blocks inside the region");
   p.pool_buffer = static_cast<std::size_t>(start);
 }
+
+/// --hostile bad-free-block: the blocks of received samples go back to the writer's free list as
+/// wrong offsets (outside the region, into its header, off a block boundary, in turn).
+bool g_bad_free = false;
+std::uint64_t g_bad_free_count = 0;
 
 /// A sample taken from the peer (values as raw 8-byte words).
 struct Got {
@@ -605,10 +638,9 @@ struct Got {
 
 /// Checks the sample at `data_off` (relative to the data queue), copies it, releases it.
 Got take_sample(const PeerRegion& p, std::int64_t data_off) {
-  const std::int64_t at = static_cast<std::int64_t>(kDataQueue) + data_off;
-  if (data_off < -static_cast<std::int64_t>(kDataQueue) || at < static_cast<std::int64_t>(p.pool_buffer) ||
-      static_cast<std::uint64_t>(at) + p.blocksz > p.pool_buffer + p.pool_len)
-    p.bad("sample at " + std::to_string(at) + " is outside the pool buffer");
+  const std::int64_t at = inside(kDataQueue, data_off, p.size);
+  if (at < static_cast<std::int64_t>(p.pool_buffer) || static_cast<std::uint64_t>(at) + p.blocksz > p.pool_buffer + p.pool_len)
+    p.bad("sample at offset " + std::to_string(data_off) + " from the queue is outside the pool buffer");
   const auto s = static_cast<std::size_t>(at);
   if ((s - p.pool_buffer) % p.blocksz != 0) p.bad("sample at " + std::to_string(at) + " is not on a block boundary");
   Got g;
@@ -630,7 +662,13 @@ Got take_sample(const PeerRegion& p, std::int64_t data_off) {
   // Drop our reference; the last one returns the block to the writer's free list.
   // SYNC POINT: acq_rel so that our copy above happens before the writer reuses the block.
   const std::int32_t before = field<std::int32_t>(p.base, s + kSRefcnt).fetch_sub(1, std::memory_order_acq_rel);
-  if (before == 1 && !p.free_list.push(at - static_cast<std::int64_t>(kFreeQueue)))
+  std::int64_t back = at - static_cast<std::int64_t>(kFreeQueue);
+  if (g_bad_free) {
+    const std::int64_t wrong[] = {static_cast<std::int64_t>(1) << 40, static_cast<std::int64_t>(kDataQueue) -
+                                  static_cast<std::int64_t>(kFreeQueue), back + 8};
+    back = wrong[g_bad_free_count++ % 3];
+  }
+  if (before == 1 && !p.free_list.push(back))
     p.bad("the free list is full: the block of sample " + std::to_string(g.seq) + " cannot go back");
   if (before < 1) p.bad("sample " + std::to_string(g.seq) + ": refcnt was " + std::to_string(before));
   return g;
@@ -655,8 +693,8 @@ int pull(const PeerRegion& p, bool drain_first, Got& out) {
 int receive(const PeerRegion& p, const Options& o, Got& out) {
   const Deadline dl(o.timeout_ms);
   if (p.pthread_mode) {
-    const timespec until = dl.monotonic();
-    if (::pthread_mutex_clocklock(p.mutex(), CLOCK_MONOTONIC, &until) != 0) return 0;
+    const timespec until = dl.on(CLOCK_MONOTONIC), lock_until = dl.on(CLOCK_REALTIME);
+    if (::pthread_mutex_timedlock(p.mutex(), &lock_until) != 0) return 0;
     t_held = p.mutex();
     int r = 0;
     for (;;) {
@@ -688,17 +726,22 @@ struct Outgoing {
 };
 
 std::atomic<long> g_sent{0};
+/// Serialises this process's sends (the sender thread and --echo). Not needed by the queue (it is
+/// MPMC), but a block one thread wrote comes back through the peer process before the other thread
+/// reuses it: a happens-before that ThreadSanitizer cannot see across processes.
+std::mutex g_send_mu;
 
 /// Takes a block, fills it, pushes it and signals, as villas-node's write does. `hostile`: a sample
 /// kind of --hostile to apply to this sample (empty: none).
 void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& hostile) {
+  const std::lock_guard<std::mutex> serial(g_send_mu);
   const Deadline dl(o.timeout_ms);
   std::optional<std::int64_t> got;
   for (unsigned round = 0; !(got = r.free_list.pop());) {
     if (dl.passed()) die(kExitSendTimeout, "no free block in " + o.out + " (the reader keeps them all)");
     backoff(round);
   }
-  const std::int64_t at = static_cast<std::int64_t>(kFreeQueue) + *got;
+  const std::int64_t at = inside(kFreeQueue, *got, r.size);
   if (at < static_cast<std::int64_t>(r.pool_buffer) ||
       static_cast<std::uint64_t>(at) >= r.pool_buffer + r.blocks * r.blocksz ||
       (static_cast<std::uint64_t>(at) - r.pool_buffer) % r.blocksz != 0)
@@ -706,9 +749,15 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
   const auto s = static_cast<std::size_t>(at);
   std::byte* b = r.base;
   const auto capacity = static_cast<std::uint32_t>((r.blocksz - kSData) / 8);
+  std::size_t n = m.values.size();
+  if (n > capacity) {  // an echo of a longer sample than our blocks hold: cut, never overrun
+    std::fprintf(stderr, "villas_peer: sample %" PRIu64 " cut from %zu to %u values (--samplelen)\n", m.seq, n,
+                 capacity);
+    n = capacity;
+  }
   std::memset(b + s, 0, kSData);
   put<std::uint64_t>(b, s + kSSeq, m.seq);
-  put<std::uint32_t>(b, s + kSLength, static_cast<std::uint32_t>(m.values.size()));
+  put<std::uint32_t>(b, s + kSLength, static_cast<std::uint32_t>(n));
   put<std::uint32_t>(b, s + kSCapacity, capacity);
   put<std::int32_t>(b, s + kSFlags, m.flags);
   if (o.v10_signals) {  // a v1.0.x writer leaves a live shared_ptr here: two process-local pointers
@@ -719,7 +768,7 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
   put<std::int64_t>(b, s + kSPoolOff, static_cast<std::int64_t>(kPool) - at);
   put_ts(b, s + kSOrigin, m.origin_ns);
   put_ts(b, s + kSReceived, now_ns());
-  for (std::size_t j = 0; j < m.values.size(); ++j) put<double>(b, s + kSData + 8 * j, m.values[j]);
+  for (std::size_t j = 0; j < n; ++j) put<double>(b, s + kSData + 8 * j, m.values[j]);
   std::int64_t data_off = at - static_cast<std::int64_t>(kDataQueue);
   if (hostile == "huge-length") put<std::uint32_t>(b, s + kSLength, 0xFFFFFFF0U);
   else if (hostile == "huge-capacity") put<std::uint32_t>(b, s + kSCapacity, 1U << 24);
@@ -727,22 +776,22 @@ void send(OwnRegion& r, const Options& o, const Outgoing& m, const std::string& 
   else if (hostile == "misaligned-sample") data_off += 8;
   else if (hostile == "bad-pool-off") put<std::int64_t>(b, s + kSPoolOff, static_cast<std::int64_t>(kPool) - at + 64);
   else if (hostile == "v011") {  // v0.11: 8-byte signals pointer, refcnt @32, pool_off @40, ts @48, data @80
-    std::memset(b + s + 16, 0, kSData - 16 + 8 * m.values.size());
+    std::memset(b + s + 16, 0, kSData - 16 + 8 * n);
     put<std::int32_t>(b, s + 16, m.flags);
     put<std::uint64_t>(b, s + 24, 0x000055d00badc0deULL);
     put<std::int32_t>(b, s + 32, 1);
     put<std::int64_t>(b, s + 40, static_cast<std::int64_t>(kPool) - at);
     put_ts(b, s + 48, m.origin_ns);
     put_ts(b, s + 64, now_ns());
-    for (std::size_t j = 0; j < m.values.size(); ++j) put<double>(b, s + 80 + 8 * j, m.values[j]);
+    for (std::size_t j = 0; j < n; ++j) put<double>(b, s + 80 + 8 * j, m.values[j]);
   }
   for (unsigned round = 0; !r.data.push(data_off);) {
     if (dl.passed()) die(kExitSendTimeout, o.out + ": the data queue stayed full");
     backoff(round);
   }
   if (r.pthread_mode) {
-    const timespec until = dl.monotonic();
-    if (::pthread_mutex_clocklock(r.mutex(), CLOCK_MONOTONIC, &until) != 0)
+    const timespec until = dl.on(CLOCK_REALTIME);
+    if (::pthread_mutex_timedlock(r.mutex(), &until) != 0)
       die(kExitSendTimeout, o.out + ": own mutex not acquired");
     ::pthread_cond_broadcast(r.cond());
     ::pthread_mutex_unlock(r.mutex());
@@ -887,9 +936,13 @@ int main(int argc, char** argv) {
   ::sem_close(sem_w);
   ::sem_close(sem_r);
   check_peer(peer);
-  if (is_region_kind(o.hostile) && o.hostile_late) corrupt_region(own, o.hostile);
+  if (is_region_kind(o.hostile) && o.hostile_late) {
+    wait_peer_attached(o);  // the peer has mapped and checked the region as it was
+    corrupt_region(own, o.hostile);
+  }
 
   // 5. Exchange.
+  g_bad_free = o.hostile == "bad-free-block";
   std::thread hostile_thread;
   if (o.hostile == "moving-sequences") hostile_thread = std::thread([&] { scramble(own, o.hostile_ms); });
   std::thread sender;
@@ -957,8 +1010,8 @@ int main(int argc, char** argv) {
     }
   }
   if (own.pthread_mode) {
-    const timespec until = Deadline(o.timeout_ms).monotonic();
-    const bool locked = ::pthread_mutex_clocklock(own.mutex(), CLOCK_MONOTONIC, &until) == 0;
+    const timespec until = Deadline(o.timeout_ms).on(CLOCK_REALTIME);
+    const bool locked = ::pthread_mutex_timedlock(own.mutex(), &until) == 0;
     std::int32_t expect = kStateInitialized;
     // SYNC POINT: release pairs with the reader's acquire of the state in its pull.
     own.data.state().compare_exchange_strong(expect, kStateStopped, std::memory_order_release);
