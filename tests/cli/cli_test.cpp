@@ -2,11 +2,13 @@
 // Tests of the `shmlink` command-line tool: they run the real binary (SHMLINK_CLI_PATH) with
 // fork/exec in a private stream directory ($SHMLINK_DIR) and check its stdout, stderr and exit
 // status, using the C++ API to write frames and to play live writers and readers.
+#include <shmlink/interface.hpp>
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
 #include "isio_file.hpp"
+#include "test_util.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -27,6 +29,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <complex>
@@ -3144,7 +3147,11 @@ TEST_F(cli, LsAndInfoPrintHostileNamesEscaped) {
   EXPECT_NE(r.out.find("r\\nfake"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("title (stores 't\\e]0;x\\x07')"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("\\\\e"), std::string::npos) << r.out;  // messages are not escaped twice
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 4) << r.out;  // header + 3 rows
+  // The stream table is header + 3 rows (VILLAS regions of other programs, machine-wide in
+  // /dev/shm, may follow after a blank line).
+  const std::size_t table_end = r.out.find("\n\n");
+  const std::string streams = table_end == std::string::npos ? r.out : r.out.substr(0, table_end + 1);
+  EXPECT_EQ(std::count(streams.begin(), streams.end(), '\n'), 4) << r.out;
 
   r = run_cli({"info", "title"});
   ASSERT_EQ(r.code, 0) << describe(r);
@@ -3257,6 +3264,247 @@ TEST_F(cli, InfoAndCatTreatAnIsioCircularBufferWithoutTheTemporalBitAsRolling) {
   // Slices hold frames 4, 5, 6, 3: the whole cube has min 3; the newest frame is all 6.
   EXPECT_EQ(c.at("stats").at("min"), 6) << c.dump();
   EXPECT_EQ(c.at("stats").at("max"), 6) << c.dump();
+}
+
+// ---- VILLASnode shmem regions ------------------------------------------------------------
+
+/// Handshake flags between the test and the VILLAS sides it forks (in MAP_SHARED memory).
+struct VillasFlags {
+  std::atomic<int> ready{0};  ///< sides that opened and wrote their samples
+  std::atomic<int> stop{0};   ///< set by the test: close and exit
+};
+
+/// A shm name unique to this test process: "/shmlink-cli-villas-<pid>-<tag>".
+std::string villas_name(const std::string& tag) {
+  return "/shmlink-cli-villas-" + std::to_string(::getpid()) + "-" + tag;
+}
+
+/// Removes the region of `name` and its rendezvous semaphore from /dev/shm, if there.
+void remove_villas_objects(const std::string& name) {
+  std::error_code ec;
+  fs::remove("/dev/shm" + name, ec);
+  fs::remove("/dev/shm/sem." + name.substr(1), ec);
+}
+
+/// Forks one side of a VILLAS pair: an Interface with protocol villas writing to `out` and
+/// reading `in` (mode by `wait`: polling gives a polling region, else pthread), which writes
+/// `samples` samples, reads none, counts itself ready and keeps both regions mapped until
+/// `flags->stop` (at most 60 s), then closes. Returns its pid.
+pid_t fork_villas_side(VillasFlags* flags, const std::string& out, const std::string& in, shmlink::WaitMode wait,
+                       std::uint32_t queuelen, int samples) {
+  return shmlink::test::spawn([=] {
+    shmlink::InterfaceSpec spec;
+    spec.protocol = shmlink::InterfaceProtocol::villas;
+    spec.out = out;
+    spec.in = in;
+    spec.capacity = queuelen;
+    spec.wait = wait;
+    spec.attach_timeout = 30s;
+    spec.stop_timeout = 50ms;  // nobody takes the queued samples: close() need not wait for that
+    shmlink::Interface iface(spec);
+    iface.export_signal(0, "x", shmlink::SignalType::f64);
+    iface.export_signal(1, "y", shmlink::SignalType::f64);
+    iface.open();
+    for (int k = 0; k < samples; ++k) {
+      const shmlink::SignalValue values[2] = {shmlink::SignalValue::of(1.0 * k), shmlink::SignalValue::of(2.0)};
+      if (!iface.write(std::span<const shmlink::SignalValue>(values), 5s).ok()) return 3;
+    }
+    flags->ready.fetch_add(1);
+    const auto end = std::chrono::steady_clock::now() + 60s;
+    while (flags->stop.load() == 0 && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(5ms);
+    iface.close();
+    return 0;
+  });
+}
+
+/// The row of `ls --json`'s "villas" array named `name`, or null.
+json villas_row(const json& ls, const std::string& name) {
+  for (const json& row : ls.value("villas", json::array())) {
+    if (row.value("name", "") == name) return row;
+  }
+  return nullptr;
+}
+
+/// True when `pids` (a JSON array) holds `pid`.
+bool holds(const json& pids, pid_t pid) {
+  return std::find(pids.begin(), pids.end(), json(static_cast<int>(pid))) != pids.end();
+}
+
+TEST_F(cli, LsAndInfoShowLiveVillasRegionsWithoutChangingAByte) {
+  const std::string a = villas_name("a");
+  const std::string b = villas_name("b");
+  shmlink::test::Shared<VillasFlags> flags;
+  // Side A: pthread region of 16 samples, 3 queued; side B: polling region of 8, 5 queued.
+  const pid_t pa = fork_villas_side(&*flags, a, b, shmlink::WaitMode::hybrid, 16, 3);
+  const pid_t pb = fork_villas_side(&*flags, b, a, shmlink::WaitMode::polling, 8, 5);
+  const bool ready = shmlink::test::wait_until([&] { return flags->ready.load() == 2; }, 30);
+  const auto finish = [&] {
+    flags->stop.store(1);
+    EXPECT_EQ(shmlink::test::reap(pa, 30), 0);
+    EXPECT_EQ(shmlink::test::reap(pb, 30), 0);
+    remove_villas_objects(a);
+    remove_villas_objects(b);
+  };
+  if (!ready) {
+    finish();
+    FAIL() << "the VILLAS sides did not open";
+  }
+  const std::string bytes_a = read_file("/dev/shm" + a);
+  const std::string bytes_b = read_file("/dev/shm" + b);
+  ASSERT_FALSE(bytes_a.empty());
+
+  RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  const json ls = parse_json(r);
+  const json ra = villas_row(ls, a);
+  const json rb = villas_row(ls, b);
+  ASSERT_TRUE(ra.is_object()) << r.out;
+  ASSERT_TRUE(rb.is_object()) << r.out;
+  EXPECT_EQ(ra.value("kind", ""), "villas");
+  EXPECT_EQ(ra.value("path", ""), "/dev/shm" + a);
+  EXPECT_EQ(ra.value("region_mode", ""), "pthread");
+  EXPECT_EQ(ra.value("queued", -1), 3);
+  EXPECT_EQ(ra.value("queue_cells", -1), 16);
+  EXPECT_EQ(ra.value("pool_blocks", -1), 16);
+  EXPECT_EQ(ra.value("free_blocks", -1), 13);
+  EXPECT_FALSE(ra.value("stopped", true));
+  EXPECT_EQ(rb.value("region_mode", ""), "polling");
+  EXPECT_EQ(rb.value("queued", -1), 5);
+  EXPECT_EQ(rb.value("queue_cells", -1), 8);
+  for (const json& row : {ra, rb}) {
+    // Both sides map both regions (each writes its own and reads the other's).
+    EXPECT_TRUE(holds(row.at("holder_pids"), pa)) << row.dump();
+    EXPECT_TRUE(holds(row.at("holder_pids"), pb)) << row.dump();
+    EXPECT_FALSE(row.value("stale", true)) << row.dump();
+    EXPECT_FALSE(row.value("semaphore", true)) << row.dump();  // removed once both were connected
+  }
+
+  r = run_cli({"ls", "--interval", "0"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("VILLAS"), std::string::npos) << r.out;
+  std::istringstream lines(r.out);
+  std::string line;
+  bool seen = false;
+  while (std::getline(lines, line)) {
+    if (line.rfind(a + " ", 0) != 0) continue;
+    seen = true;
+    EXPECT_NE(line.find("pthread"), std::string::npos) << line;
+    EXPECT_NE(line.find("3/16"), std::string::npos) << line;
+    EXPECT_NE(line.find(std::to_string(pa)), std::string::npos) << line;
+  }
+  EXPECT_TRUE(seen) << r.out;
+
+  // info: by VILLASnode's name, without its '/', and by path; text and JSON.
+  for (const std::string& name : {a, a.substr(1), "/dev/shm" + a}) {
+    SCOPED_TRACE(name);
+    r = run_cli({"info", name, "--json"});
+    ASSERT_EQ(r.code, 0) << describe(r);
+    const json j = parse_json(r);
+    EXPECT_EQ(j.value("schema_version", 0), 1);
+    EXPECT_EQ(j.value("kind", ""), "villas");
+    EXPECT_EQ(j.value("path", ""), "/dev/shm" + a);
+    EXPECT_EQ(j.value("region_mode", ""), "pthread");
+    EXPECT_EQ(j.value("queued", -1), 3);
+    EXPECT_EQ(j.value("queue_cells", -1), 16);
+    EXPECT_EQ(j.value("file_bytes", std::uint64_t{0}), bytes_a.size());
+    EXPECT_GT(j.value("sample_capacity", 0), 0);
+    EXPECT_TRUE(holds(j.at("holder_pids"), pa)) << j.dump();
+    EXPECT_TRUE(holds(j.at("holder_pids"), pb)) << j.dump();
+    EXPECT_FALSE(j.value("stale", true));
+  }
+  r = run_cli({"info", b});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("polling"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5 (samples its reader has not taken yet)"), std::string::npos) << r.out;
+  r = run_cli({"info", "--villas", b.substr(1), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).value("queued", -1), 5);
+
+  // A copy whose data-queue mask (ShmemShared at 80, its CQueue at +8, buffer_mask at +72) is
+  // not a power of two minus one: info refuses it, ls lists it only with an error.
+  const std::string forged = villas_name("forged");
+  {
+    std::string copy = bytes_a;
+    copy[160] = 5;
+    std::ofstream("/dev/shm" + forged, std::ios::binary) << copy;
+  }
+  r = run_cli({"info", forged});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find("/dev/shm" + forged), std::string::npos) << r.err;
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  if (const json row = villas_row(parse_json(r), forged); row.is_object()) {
+    EXPECT_TRUE(row.contains("error")) << row.dump();
+    EXPECT_EQ(row.value("exit_code", 0), 5) << row.dump();
+  }
+  remove_villas_objects(forged);
+
+  // Read-only: not a byte of either region changed.
+  EXPECT_TRUE(read_file("/dev/shm" + a) == bytes_a);
+  EXPECT_TRUE(read_file("/dev/shm" + b) == bytes_b);
+  finish();
+}
+
+TEST_F(cli, LsShowsKilledVillasSidesAsStaleAndTheirLeftoverSemaphore) {
+  const std::string c = villas_name("c");
+  const std::string d = villas_name("d");
+  shmlink::test::Shared<VillasFlags> flags;
+  // C waits for a peer that never comes: its region is there, the rendezvous is pending.
+  const pid_t pc = fork_villas_side(&*flags, c, d, shmlink::WaitMode::hybrid, 4, 0);
+  const bool created = shmlink::test::wait_until(
+      [&] {
+        return fs::exists("/dev/shm" + c) && fs::exists("/dev/shm/sem." + c.substr(1)) &&
+               villas_row(parse_json(run_cli({"ls", "--json", "--interval", "0"})), c).is_object();
+      },
+      30);
+  RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+  const json waiting = villas_row(parse_json(r), c);
+  ::kill(pc, SIGKILL);
+  (void)shmlink::test::reap(pc, 30);
+  ASSERT_TRUE(created) << "no region " << c;
+  EXPECT_TRUE(holds(waiting.at("holder_pids"), pc)) << waiting.dump();
+  EXPECT_FALSE(waiting.value("stale", true)) << waiting.dump();
+  EXPECT_TRUE(waiting.value("semaphore", false)) << waiting.dump();
+
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  const json dead = villas_row(parse_json(r), c);
+  ASSERT_TRUE(dead.is_object()) << r.out;
+  EXPECT_EQ(dead.at("holder_pids"), json::array()) << dead.dump();
+  EXPECT_TRUE(dead.value("stale", false)) << dead.dump();
+  EXPECT_TRUE(dead.value("semaphore", false)) << dead.dump();
+  r = run_cli({"ls", "--interval", "0"});
+  EXPECT_NE(r.out.find("none (stale)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("left behind"), std::string::npos) << r.out;
+  r = run_cli({"info", c});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("none (stale"), std::string::npos) << r.out;
+  remove_villas_objects(c);
+  remove_villas_objects(d);
+}
+
+TEST_F(cli, InfoOnAFileThatIsNoVillasRegionExitsFiveWithTheLayoutError) {
+  const std::string junk = villas_name("junk");
+  {
+    std::ofstream f("/dev/shm" + junk, std::ios::binary);
+    const std::string bytes(12176, '\x5a');  // the size of a queuelen 64, samplelen 4 region
+    f << bytes;
+  }
+  const std::string before = read_file("/dev/shm" + junk);
+  RunResult r = run_cli({"info", junk});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_NE(r.err.find("/dev/shm" + junk), std::string::npos) << r.err;   // names the file
+  EXPECT_NE(r.err.find("v1.0 to v1.2"), std::string::npos) << r.err;      // and what is supported
+  r = run_cli({"info", "--villas", junk.substr(1), "--json"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  // Not a region by its fingerprint: ls does not list it.
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  EXPECT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(villas_row(parse_json(r), junk).is_null()) << r.out;
+  EXPECT_TRUE(read_file("/dev/shm" + junk) == before);
+  r = run_cli({"info", villas_name("absent")});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  remove_villas_objects(junk);
 }
 
 }  // namespace

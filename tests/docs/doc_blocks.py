@@ -18,7 +18,7 @@ the line right above the opening fence (blank lines between are allowed):
                        returning int (so a fragment may `return 1;` on an error)
     ```python          run by the interpreter running this script (Debian's /usr/bin/python3)
     ```sh / ```bash    run by `bash -euo pipefail`, with the build's shmlink (and the examples'
-                       shmlink-ao-loop, shmlink-cosim) on PATH
+                       shmlink-ao-loop, shmlink-cosim, shmlink-villas-echo) on PATH
     anything else      must carry a skip marker (a diagram, an output sample, a JSON schema)
 
     <!-- doctest: skip (REASON) -->        never run; the reason is required

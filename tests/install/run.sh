@@ -57,6 +57,10 @@ fi
 if has shmlink-ao-loop; then
   "$prefix/bin/shmlink-ao-loop" --help | grep -q 'shmlink-ao-loop' || { echo "installed shmlink-ao-loop --help failed"; exit 1; }
 fi
+if has shmlink-villas-echo; then
+  "$prefix/bin/shmlink-villas-echo" --help | grep -q 'shmlink-villas-echo' ||
+    { echo "installed shmlink-villas-echo --help failed"; exit 1; }
+fi
 has shmlink-cosim || has shmlink-ao-loop || echo "SKIP installed examples: the build has none (SHMLINK_BUILD_EXAMPLES=OFF)"
 
 # The Python package, when it was built: installed into the prefix's site directory, imported

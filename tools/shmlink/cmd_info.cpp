@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // `shmlink info NAME`: every metadata field of one stream, its semaphores and keywords; or every
 // header field of one queue, its counters and its signal table; or (`--memif`, a NAME starting
-// with '@' or naming a socket file) what the processes serving a memif socket publish about it.
+// with '@' or naming a socket file) what the processes serving a memif socket publish about it;
+// or (`--villas`, "/NAME", or a name found only in /dev/shm) a VILLASnode shmem region, read-only.
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -9,11 +10,15 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <variant>
+#include <vector>
 
 namespace shmlink::cli {
 
@@ -25,6 +30,7 @@ struct InfoOptions {
   std::string dir;     ///< directory override
   bool queue = false;  ///< NAME is a queue (--queue), even when a stream of that name exists
   bool memif = false;  ///< NAME is a memif socket (--memif)
+  bool villas = false; ///< NAME is a VILLASnode shmem region (--villas)
   bool json = false;   ///< print JSON
 };
 
@@ -74,6 +80,13 @@ std::string imagetype_names(std::uint64_t t) {
 /// value is escaped (shown()): names, paths and messages come from files.
 void add_line(std::string& out, std::string_view key, const std::string& value) {
   out += fmt::format("{:<18}{}\n", fmt::format("{}:", key), shown(value));
+}
+
+/// Appends the "mode" and "file owner" lines of `owner` (the file's permission bits and owner).
+void add_owner_lines(std::string& out, const FileOwner& owner) {
+  add_line(out, "mode", format_mode(owner.mode));
+  add_line(out, "file owner", fmt::format("{} ({}), group {} ({})", owner.uid, owner.user.empty() ? "?" : owner.user,
+                                          owner.gid, owner.group.empty() ? "?" : owner.group));
 }
 
 /// Prints a queue's header, counters and signal table as text or JSON.
@@ -126,12 +139,7 @@ int run_queue_info(const std::string& path, bool json) {
   add_line(out, "max values", std::to_string(info.max_values));
   add_line(out, "cell bytes", std::to_string(info.cell_bytes));
   add_line(out, "file bytes", std::to_string(info.file_bytes));
-  if (owner) {
-    add_line(out, "mode", format_mode(owner->mode));
-    add_line(out, "file owner",
-             fmt::format("{} ({}), group {} ({})", owner->uid, owner->user.empty() ? "?" : owner->user, owner->gid,
-                         owner->group.empty() ? "?" : owner->group));
-  }
+  if (owner) add_owner_lines(out, *owner);
   add_line(out, "size", fmt::format("{} (pushed - popped)", queue_size(info)));
   add_line(out, "pushed", std::to_string(info.pushed));
   add_line(out, "popped", std::to_string(info.popped));
@@ -157,6 +165,102 @@ int run_queue_info(const std::string& path, bool json) {
     std::cout << '\n' << st.render(false);
   }
   std::cout << std::flush;
+  return kExitOk;
+}
+
+/// True when something is at `path` (lstat(2)) or when that cannot be decided (not ENOENT or
+/// ENOTDIR), so the open that follows reports the real error.
+bool exists(const std::string& path) noexcept {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) return true;
+  return errno != ENOENT && errno != ENOTDIR;
+}
+
+/// The VILLAS region NAME means without --villas, if any:
+/// - "/x" (VILLASnode's spelling: one '/', in front) is `/dev/shm/x` unless a file "/x" exists
+///   and `/dev/shm/x` does not;
+/// - a bare "x" is `/dev/shm/x` when neither the stream nor the queue of that name exists and
+///   `/dev/shm/x` does;
+/// - another path (not ending in .im.shm or .queue.shm) is a region when its first bytes look
+///   like one (villas::looks_like_region()).
+std::optional<std::string> villas_target(const std::string& name, const std::string& dir) {
+  if (name.empty() || name.front() == '@' || is_stream_file_name(name) || is_queue_file_name(name)) {
+    return std::nullopt;
+  }
+  const std::size_t slash = name.find('/');
+  if (slash == std::string::npos) {
+    const std::string region = resolve_villas(name);
+    if (!exists(region)) return std::nullopt;
+    try {
+      if (exists(resolve_stream(name, dir)) || exists(resolve_queue(name, dir))) return std::nullopt;
+    } catch (const Error&) {  // not a channel name (too long, ...): only a region can be meant
+    }
+    return region;
+  }
+  if (slash == 0 && name.find('/', 1) == std::string::npos && name.size() > 1) {
+    const std::string region = resolve_villas(name);
+    if (exists(region) || !exists(name)) return region;
+    return std::nullopt;
+  }
+  std::uint64_t size = 0;
+  const std::optional<std::vector<std::byte>> head = read_file_head(name, 1024, &size);
+  if (head && villas::looks_like_region(std::span<const std::byte>(*head), size)) return name;
+  return std::nullopt;
+}
+
+/// Prints a VILLASnode shmem region (villas::inspect_file(): mapped read-only, never written, no
+/// lock taken) with its holders and rendezvous semaphore, as text or JSON.
+/// @throws Error not_found, permission, layout (not a VILLAS v1.x region: the message names the
+///         failed check and the supported versions), naming the file.
+int run_villas_info(const std::string& path, bool json) {
+  std::vector<VillasRow> rows(1);
+  VillasRow& row = rows.front();
+  row.path = path;
+  row.name = path.rfind(std::string(kVillasShmDir) + "/", 0) == 0 ? path.substr(kVillasShmDir.size()) : path;
+  row.info = inspect_villas_file(path);
+  find_villas_holders(rows);  // after the region was unmapped: this process is not among them
+  const villas::RegionInfo& info = *row.info;
+  const std::optional<FileOwner> owner = file_owner(path);
+
+  if (json) {
+    Json j;
+    j["schema_version"] = kSchemaVersion;
+    j["kind"] = std::string(channel_kind_name(ChannelKind::villas));
+    j["name"] = row.name;
+    j["path"] = info.path;
+    add_villas_info_json(j, info);
+    if (owner) add_owner_json(j, *owner);
+    add_villas_holders_json(j, row);
+    print_json(j);
+    return kExitOk;
+  }
+
+  std::string out;
+  add_line(out, "name", row.name);
+  add_line(out, "kind", "villas (VILLASnode v1.x shmem region)");
+  add_line(out, "path", info.path);
+  add_line(out, "file bytes", std::to_string(info.size));
+  if (owner) add_owner_lines(out, *owner);
+  add_line(out, "region mode", info.pthread_mode ? "pthread (its reader is woken through a process-shared condition "
+                                                   "variable)"
+                                                 : "polling (its reader spins)");
+  add_line(out, "state", info.stopped ? "stopped (its owner closed it)" : "open");
+  add_line(out, "queue cells", std::to_string(info.queue_cells));
+  add_line(out, "queued", fmt::format("{} (samples its reader has not taken yet)", info.queued));
+  add_line(out, "pool blocks", fmt::format("{} (the owner's queuelen)", info.pool_blocks));
+  add_line(out, "free blocks", std::to_string(info.free_blocks));
+  add_line(out, "block size", fmt::format("{} bytes", info.block_size));
+  add_line(out, "sample capacity", fmt::format("{} values", info.sample_capacity));
+  add_line(out, "holders",
+           (row.holders.empty() ? std::string("none (stale: no process maps it; a killed side left it behind)")
+                                : fmt::format("{}: {}", row.holders.size(), villas_holders_text(row))) +
+               (row.holders_uninspectable > 0
+                    ? fmt::format("; {} process{} could not be inspected", row.holders_uninspectable,
+                                  row.holders_uninspectable == 1 ? "" : "es")
+                    : std::string()));
+  add_line(out, "semaphore",
+           row.semaphore ? fmt::format("{} ({})", row.semaphore_path, villas_semaphore_text(row)) : std::string("none"));
+  std::cout << out << std::flush;
   return kExitOk;
 }
 
@@ -262,6 +366,12 @@ int run_memif_info(const std::string& name, const std::string& dir_option, bool 
 /// metadata as text or JSON. A queue shadowed by a stream of the same name is mentioned on
 /// stderr.
 int run_info(const InfoOptions& opt) {
+  if (opt.villas) return run_villas_info(resolve_villas(opt.name), opt.json);
+  if (!opt.queue && !opt.memif) {
+    if (const std::optional<std::string> region = villas_target(opt.name, opt.dir)) {
+      return run_villas_info(*region, opt.json);
+    }
+  }
   if (opt.memif || (!opt.queue && names_memif_socket(opt.name))) return run_memif_info(opt.name, opt.dir, opt.json);
   const ResolvedChannel target = resolve_channel(opt.name, opt.dir, opt.queue);
   if (target.kind == ChannelKind::queue) return run_queue_info(target.path, opt.json);
@@ -370,11 +480,7 @@ int run_info(const InfoOptions& opt) {
   line("frame bytes", std::to_string(info.frame_bytes));
   line("data bytes", std::to_string(info.data_bytes));
   line("file bytes", std::to_string(info.file_bytes));
-  if (owner) {
-    line("mode", format_mode(owner->mode));
-    line("file owner", fmt::format("{} ({}), group {} ({})", owner->uid, owner->user.empty() ? "?" : owner->user,
-                              owner->gid, owner->group.empty() ? "?" : owner->group));
-  }
+  if (owner) add_owner_lines(out, *owner);
   line("imagetype", fmt::format("{:#x} ({})", info.imagetype, imagetype_names(info.imagetype)));
   line("circular buffer", std::to_string(info.circular_buffer));
   line("creator pid", fmt::format("{} ({})", info.creator_pid, pid_alive(info.creator_pid) ? "alive" : "dead"));
@@ -431,18 +537,25 @@ Command add_info_command(CLI::App& app) {
   auto opt = std::make_shared<InfoOptions>();
   CLI::App* sub = app.add_subcommand(
       "info",
-      "Show all metadata, semaphores and keywords of a stream, the header, counters and signals of a queue, or the "
-      "interfaces of a memif socket");
+      "Show all metadata, semaphores and keywords of a stream, the header, counters and signals of a queue, the "
+      "interfaces of a memif socket, or the state of a VILLASnode shmem region");
   sub->add_option("name", opt->name,
                   "Stream or queue name, or a path to a .im.shm or .queue.shm file (a stream wins when both exist); "
-                  "or a memif socket: @NAME, a socket file, or any name with --memif")
+                  "or a memif socket: @NAME, a socket file, or any name with --memif; or a VILLASnode shmem region: "
+                  "/NAME (as VILLASnode names it, in /dev/shm), a name found only in /dev/shm, a path, or any name "
+                  "with --villas")
       ->required();
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   CLI::Option* queue_flag =
       sub->add_flag("--queue", opt->queue, "NAME is a queue (<NAME>.queue.shm), even when a stream of that name exists");
-  sub->add_flag("--memif", opt->memif,
-                "NAME is a memif socket (a path or @NAME) served by a running process: show what it publishes")
-      ->excludes(queue_flag);
+  CLI::Option* memif_flag =
+      sub->add_flag("--memif", opt->memif,
+                    "NAME is a memif socket (a path or @NAME) served by a running process: show what it publishes")
+          ->excludes(queue_flag);
+  sub->add_flag("--villas", opt->villas,
+                "NAME is a VILLASnode shmem region (/NAME or NAME in /dev/shm, or a path): show it, read-only")
+      ->excludes(queue_flag)
+      ->excludes(memif_flag);
   sub->add_flag("--json", opt->json, "Print JSON");
   return {sub, [opt] { return run_info(*opt); }};
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // `shmlink ls`: one line per stream file in the stream directory, then one per queue file, then
-// one per memif interface that a process publishes (memif status files).
+// one per memif interface that a process publishes (memif status files), then one per VILLASnode
+// shmem region in /dev/shm.
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -179,6 +180,44 @@ Table make_memif_table(const std::vector<memif::SocketStatus>& sockets, bool col
   return t;
 }
 
+/// The text table of the VILLASnode shmem regions, printed last: the region's shm name, its
+/// mode, the samples queued for its reader, the free pool blocks, the values per sample, whether
+/// its owner stopped it, the processes holding it (none: stale) and, when some region has one,
+/// its rendezvous semaphore. An ERROR column appears only when some region could not be read.
+Table make_villas_table(const std::vector<VillasRow>& rows, bool colour) {
+  Table t;
+  t.headers = {"VILLAS", "MODE", "QUEUED", "FREE", "VALUES", "STATE", "HOLDERS"};
+  t.right_aligned = {false, false, true, true, true, false, false};
+  const bool with_semaphore = std::any_of(rows.begin(), rows.end(), [](const VillasRow& r) { return r.semaphore; });
+  const bool with_error = std::any_of(rows.begin(), rows.end(), [](const VillasRow& r) { return !r.info; });
+  if (with_semaphore) {
+    t.headers.push_back("SEMAPHORE");
+    t.right_aligned.push_back(false);
+  }
+  if (with_error) {
+    t.headers.push_back("ERROR");
+    t.right_aligned.push_back(false);
+  }
+  for (const VillasRow& row : rows) {
+    const bool stale = row.holders.empty();
+    std::vector<Cell> cells(7, Cell{"-"});
+    cells[0] = {row.name, row.info ? nullptr : (colour ? "33" : nullptr)};
+    if (row.info) {
+      const villas::RegionInfo& info = *row.info;
+      cells[1] = {std::string(villas_mode_name(info))};
+      cells[2] = {fmt::format("{}/{}", info.queued, info.queue_cells), info.queued == info.queue_cells ? "33" : nullptr};
+      cells[3] = {fmt::format("{}/{}", info.free_blocks, info.pool_blocks), info.free_blocks == 0 ? "33" : nullptr};
+      cells[4] = {std::to_string(info.sample_capacity)};
+      cells[5] = {info.stopped ? "stopped" : "open", info.stopped ? "33" : nullptr};
+    }
+    cells[6] = {villas_holders_text(row), stale ? "31" : nullptr};
+    if (with_semaphore) cells.push_back({villas_semaphore_text(row), row.semaphore && stale ? "31" : nullptr});
+    if (with_error) cells.push_back({row.info ? std::string("-") : row.error, row.info ? nullptr : (colour ? "33" : nullptr)});
+    t.rows.push_back(std::move(cells));
+  }
+  return t;
+}
+
 /// Runs `ls`: samples the directory's streams twice `interval` apart, reads every queue's
 /// header once, and prints the tables or JSON.
 int run_ls(const LsOptions& opt) {
@@ -195,6 +234,7 @@ int run_ls(const LsOptions& opt) {
   std::vector<QueueRow> queues;
   for (const std::string& path : list_queue_files(sampler.directory())) queues.push_back(inspect_queue(path));
   const std::vector<memif::SocketStatus> memifs = list_memif_status(sampler.directory());
+  const std::vector<VillasRow> villas_rows = list_villas_regions();
   if (opt.json) {
     Json j;
     j["schema_version"] = kSchemaVersion;
@@ -209,14 +249,23 @@ int run_ls(const LsOptions& opt) {
     Json memif_rows = Json::array();
     for (const memif::SocketStatus& m : memifs) memif_rows.push_back(memif_socket_to_json(m));
     j["memif"] = std::move(memif_rows);
+    Json villas_json = Json::array();
+    for (const VillasRow& row : villas_rows) villas_json.push_back(villas_row_to_json(row));
+    j["villas"] = std::move(villas_json);
     print_json(j);
     return kExitOk;
   }
+  const bool colour = colour_enabled(1);
   if (rows.empty() && queues.empty() && memifs.empty()) {
-    std::cout << "no streams or queues in " << shown(sampler.directory()) << ", and no memif sockets\n";
+    // VILLAS regions are machine-wide (/dev/shm), the rest is per stream directory: an empty
+    // directory is said so even when regions follow.
+    std::cout << "no streams or queues in " << shown(sampler.directory()) << ", and no memif sockets"
+              << (villas_rows.empty() ? fmt::format("; no VILLAS regions in {}", kVillasShmDir) : std::string())
+              << "\n";
+    if (!villas_rows.empty()) std::cout << '\n' << make_villas_table(villas_rows, colour).render(colour);
+    std::cout << std::flush;
     return kExitOk;
   }
-  const bool colour = colour_enabled(1);
   if (!rows.empty()) std::cout << make_ls_table(rows, colour).render(colour);
   if (!queues.empty()) std::cout << (rows.empty() ? "" : "\n") << make_queue_table(queues, colour).render(colour);
   if (!memifs.empty()) {
@@ -227,6 +276,7 @@ int run_ls(const LsOptions& opt) {
                                  m.overflow);
     }
   }
+  if (!villas_rows.empty()) std::cout << '\n' << make_villas_table(villas_rows, colour).render(colour);
   std::cout << std::flush;
   return kExitOk;
 }
@@ -236,13 +286,15 @@ int run_ls(const LsOptions& opt) {
 Command add_ls_command(CLI::App& app) {
   auto opt = std::make_shared<LsOptions>();
   CLI::App* sub = app.add_subcommand(
-      "ls", "List the streams (with their update rates), the queues and the memif interfaces in the stream directory");
+      "ls",
+      "List the streams (with their update rates), the queues and the memif interfaces in the stream directory, and the "
+      "VILLASnode shmem regions in /dev/shm");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--interval", opt->interval, "Seconds over which update rates are measured (0: no rates)")
       ->check(seconds_validator(0.0, 3600.0))
       ->capture_default_str();
   sub->add_flag("--json", opt->json,
-                "Print JSON ({\"schema_version\":1,\"streams\":[...],\"queues\":[...],\"memif\":[...]})");
+                "Print JSON ({\"schema_version\":1,\"streams\":[...],\"queues\":[...],\"memif\":[...],\"villas\":[...]})");
   return {sub, [opt] { return run_ls(*opt); }};
 }
 

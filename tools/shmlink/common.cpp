@@ -966,14 +966,11 @@ void add_owner_json(Json& j, const FileOwner& owner) {
   j["group"] = owner.group.empty() ? Json(nullptr) : Json(owner.group);
 }
 
-namespace {
-/// The fields of a row that could not be read: message, error name and exit code.
 void add_error_json(Json& j, const std::string& error, Errc code) {
   j["error"] = error;
   j["error_code"] = std::string(shmlink::strerror(code));
   j["exit_code"] = exit_code_for(code);
 }
-}  // namespace
 
 gid_t resolve_group(const std::string& text) {
   if (text.empty()) throw Error(Errc::invalid_argument, "--group: empty group name");
@@ -1152,6 +1149,7 @@ std::string_view channel_kind_name(ChannelKind kind) noexcept {
     case ChannelKind::stream: return "stream";
     case ChannelKind::queue: return "queue";
     case ChannelKind::memif: return "memif";
+    case ChannelKind::villas: return "villas";
   }
   return "unknown";
 }
@@ -1242,6 +1240,23 @@ QueueRow inspect_queue(const std::string& path) {
     row.error_code = Errc::system;
   }
   return row;
+}
+
+villas::RegionInfo inspect_villas_file(const std::string& path) {
+  require_regular_file(path, "VILLAS region");
+  villas::RegionInfo info;
+  bool faulted = false;
+  {
+    // Every address: the mapping is not known before inspect_file() maps it.
+    detail::MappingGuard guard(0, std::numeric_limits<std::uintptr_t>::max());
+    info = villas::inspect_file(path);
+    faulted = guard.faulted();
+  }
+  if (faulted) {
+    throw Error(Errc::layout,
+                fmt::format("VILLAS region {} shrank while it was read (truncated or re-created in place)", shown(path)));
+  }
+  return info;
 }
 
 std::uint64_t queue_size(const QueueInfo& info) noexcept {

@@ -8,6 +8,7 @@
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
+#include <shmlink/villas.hpp>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -284,14 +285,15 @@ Json row_to_json(const StreamRow& row);
 
 // ---- queues ----------------------------------------------------------------------------
 
-/// The kinds of file `ls` and `gc` handle in a stream directory.
+/// The kinds of file `ls` handles (`gc` handles the first three, in the stream directory).
 enum class ChannelKind {
   stream,  ///< `<name>.im.shm`, an ImageStreamIO 2.00 stream
   queue,   ///< `<name>.queue.shm`, a shmlink sample queue (include/shmlink/queue.hpp)
   memif,   ///< `<pid>-<k>.memif.shm`, the status file of a memif socket (memif::read_socket_status)
+  villas,  ///< `/dev/shm/<name>`, a VILLASnode v1.x shmem region (include/shmlink/villas.hpp)
 };
 
-/// The kind's name in text and JSON ("stream", "queue", "memif").
+/// The kind's name in text and JSON ("stream", "queue", "memif", "villas").
 std::string_view channel_kind_name(ChannelKind kind) noexcept;
 
 /// The name of a queue kind ("spsc", "mpmc").
@@ -404,6 +406,100 @@ Json memif_interface_to_json(const memif::InterfaceStatus& s);
 /// the first interface), "created_ns", "overflow", "interfaces": [...]}, or {"socket": null,
 /// "kind", "file", "error", "error_code", "exit_code"} for a file that could not be read.
 Json memif_socket_to_json(const memif::SocketStatus& s);
+
+// ---- VILLASnode shmem regions ----------------------------------------------------------
+
+/// Where VILLASnode's `shmem` node puts its regions and rendezvous semaphores (shm_open(3) and
+/// sem_open(3) objects), whatever the stream directory is.
+inline constexpr std::string_view kVillasShmDir = "/dev/shm";
+
+/// Largest region `ls` reads whole to summarise it (a region of queuelen 512 and samplelen 64 is
+/// 346000 bytes); a larger one is listed with an error that points to `info`, which maps it.
+inline constexpr std::uint64_t kVillasListReadLimit = std::uint64_t{256} << 20;
+
+/// One VILLAS region row of `ls`: the region's summary (shmlink::villas::inspect()) or the
+/// error that kept it from being summarised, and who holds it.
+struct VillasRow {
+  std::string path;  ///< the file, `/dev/shm/<name>`
+  std::string name;  ///< the shm name as VILLASnode's `out.name` / `in.name` spell it: "/<name>"
+  std::optional<villas::RegionInfo> info;  ///< the summary, when inspect() accepted the bytes read
+  std::string error;                       ///< why not, otherwise
+  Errc error_code = Errc::ok;              ///< that error's condition
+  /// Processes that have the region mapped or open (processes_using_each(), this one excepted):
+  /// its owner (the writer) and, once attached, the peer that reads it. None: stale.
+  std::vector<int> holders;
+  int holders_uninspectable = 0;  ///< processes whose /proc entries could not be read
+  /// `/dev/shm/sem.<name>` exists: the rendezvous semaphore of this region, which a side
+  /// removes once both sides are connected. With holders: a side waits for its peer; without:
+  /// left behind by a killed side.
+  bool semaphore = false;
+  std::string semaphore_path;          ///< `sem.<name>` next to the region (whether or not it exists)
+  std::vector<int> semaphore_holders;  ///< processes that have that semaphore mapped or open
+};
+
+/// The file of a VILLAS region NAME: "/x" or "x" is `/dev/shm/x` (VILLASnode's name, with or
+/// without its leading '/'); a NAME with another '/' is a path used as given.
+/// @throws Error invalid_argument for an empty name or "/".
+std::string resolve_villas(const std::string& name);
+
+/// Reads at most `max_bytes` from the start of the regular file `path` with pread(2) (lstat(2)
+/// first: anything but a regular file is not opened; then opened O_RDONLY | O_NOFOLLOW |
+/// O_NONBLOCK, O_NOATIME when allowed; never mapped, never written, no lock taken) and returns
+/// them (fewer when the file is shorter), with the file's size in `*file_size`.
+/// @return nullopt when the file cannot be opened, is not a regular file, or cannot be read.
+std::optional<std::vector<std::byte>> read_file_head(const std::string& path, std::uint64_t max_bytes,
+                                                     std::uint64_t* file_size);
+
+/// Every regular file directly in `/dev/shm` (any name) whose first 1024 bytes
+/// villas::looks_like_region() accepts, as rows sorted by name: each file read whole with
+/// read_file_head() (up to kVillasListReadLimit; never mapped) and summarised by
+/// villas::inspect(), then one /proc scan for the holders of every region and of its
+/// `sem.<name>`. Files that cannot be read (another user's 0600 region) are left out: nothing
+/// says they are regions.
+/// @throws Error when /dev/shm cannot be listed.
+std::vector<VillasRow> list_villas_regions();
+
+/// Fills `holders`, `holders_uninspectable`, `semaphore`, `semaphore_path` and
+/// `semaphore_holders` of every row with one /proc scan (processes_using_each()) for the regions
+/// and their `sem.<name>` files (the file next to the region).
+void find_villas_holders(std::vector<VillasRow>& rows);
+
+/// villas::inspect_file() of the file `path` under the SIGBUS guard of guarded_read() (a region
+/// truncated while it is mapped gives an error, not a crash), after require_regular_file().
+/// @throws Error as villas::inspect_file(); layout when the file is not a regular file or shrank
+///         while it was read.
+villas::RegionInfo inspect_villas_file(const std::string& path);
+
+/// "pthread" or "polling".
+std::string_view villas_mode_name(const villas::RegionInfo& info) noexcept;
+
+/// The liveness of a region as text: "4242, 4343" (the holders), or "none (stale)" (processes
+/// whose /proc could not be read are not considered: `holders_uninspectable` counts them).
+std::string villas_holders_text(const VillasRow& row);
+
+/// What the rendezvous semaphore says, as text: "-" (none), "rendezvous pending" (it exists and
+/// the region is held), "left behind" (it exists, the region is not held).
+std::string villas_semaphore_text(const VillasRow& row);
+
+/// Adds a region summary to a JSON object: "region_mode" ("mode" is the file's permission bits in
+/// `info`), "stopped", "queued", "queue_cells",
+/// "free_blocks", "pool_blocks", "block_size", "sample_capacity", "file_bytes".
+void add_villas_info_json(Json& j, const villas::RegionInfo& info);
+
+/// Adds a row's holders and semaphore to a JSON object: "holders" (count), "holder_pids",
+/// "holders_uninspectable", "stale" (no holder), "semaphore" (it exists), "semaphore_path",
+/// "semaphore_holder_pids".
+void add_villas_holders_json(Json& j, const VillasRow& row);
+
+/// The JSON form of one VILLAS row of `ls --json`: {"name", "kind": "villas", "path", the keys of
+/// add_villas_info_json(), "holders", "holder_pids", "holders_uninspectable", "stale",
+/// "semaphore", "semaphore_path", "semaphore_holder_pids"}; a region that could not be
+/// summarised has "error", "error_code" and "exit_code" instead of add_villas_info_json()'s keys.
+Json villas_row_to_json(const VillasRow& row);
+
+/// The fields of a row that could not be read: "error" (message), "error_code" (the condition's
+/// name) and "exit_code".
+void add_error_json(Json& j, const std::string& error, Errc code);
 
 // ---- output ----------------------------------------------------------------------------
 
