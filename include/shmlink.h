@@ -472,7 +472,8 @@ typedef struct shmlink_interface_spec {
   uint8_t kind;                 /**< SHMLINK_QUEUE_* of the output queue; default SPSC */
   uint8_t wait;                 /**< SHMLINK_WAIT_* on both queues; default HYBRID (VILLAS: POLLING
                                      makes our region polling, the others pthread) */
-  uint8_t protocol;             /**< SHMLINK_PROTOCOL_*; default SHMLINK */
+  uint8_t protocol;             /**< SHMLINK_PROTOCOL_*; default SHMLINK. Honoured from library
+                                     0.3.0 (libshmlink.so.0.3) on: this byte was padding before */
   int64_t attach_timeout_ns;    /**< how long open waits for the peer; default 10 s; negative: forever */
   int64_t liveness_interval_ns; /**< how often a waiting read/write checks the peer; default
                                      20 ms; values below 1 ms act as 1 ms; negative is invalid */
@@ -575,8 +576,9 @@ SHMLINK_EXPORT uint64_t shmlink_interface_next_sequence(const shmlink_interface_
  *  the rest is 0. @return 0, INVALID_ARGUMENT, CLOSED. */
 SHMLINK_EXPORT int shmlink_interface_out_info(const shmlink_interface_t *iface, shmlink_queue_info_t *out);
 /** Header snapshot of the peer's queue (`in`) after open: in.max_values is the buffer size a
- *  read never truncates (with SHMLINK_PROTOCOL_VILLAS only max_values, kind and wait are
- *  filled, the rest is 0). @return 0, INVALID_ARGUMENT, CLOSED. */
+ *  read never truncates (with SHMLINK_PROTOCOL_VILLAS: capacity is the peer region's queuelen
+ *  (its pool blocks), wait its mode (POLLING for a polling region, HYBRID for a pthread one),
+ *  kind MPMC, the rest is 0; since 0.3.0). @return 0, INVALID_ARGUMENT, CLOSED. */
 SHMLINK_EXPORT int shmlink_interface_in_info(const shmlink_interface_t *iface, shmlink_queue_info_t *out);
 /** Entries of the peer's signal table after open (>= 0), or INVALID_ARGUMENT for NULL. */
 SHMLINK_EXPORT int shmlink_interface_peer_signal_count(const shmlink_interface_t *iface);

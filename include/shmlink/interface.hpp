@@ -23,7 +23,8 @@
 /// configured with `type = shmem` and the names swapped is the peer. There the regions are
 /// POSIX shared-memory objects laid out as villas-node lays them out, the rendezvous is
 /// villas-node's pair of named semaphores (waited on with a timeout), and liveness is that of
-/// the processes that map the peer's region.
+/// the processes that map the peer's region (unknown when none is visible: another pid
+/// namespace).
 #pragma once
 
 #include <shmlink/error.hpp>
@@ -101,8 +102,8 @@ struct InterfaceSpec {
   /// long close() waits, before it marks the output stopped, for the peer to take the samples
   /// still queued (villas-node drops what is queued once it sees the queue stopped).
   std::chrono::nanoseconds stop_timeout = std::chrono::seconds(2);
-  /// Permission bits of the output queue file (with protocol villas: of the region and of our
-  /// semaphore).
+  /// Permission bits of the output queue file (with protocol villas: of the region, of our
+  /// semaphore, and of the peer's semaphore when this side creates it).
   mode_t permissions = 0600;
 };
 
@@ -239,6 +240,13 @@ class SHMLINK_EXPORT Interface {
   /// Values per sample the peer's output can carry (after open(); 0 when not open): a read
   /// never returns more.
   [[nodiscard]] std::uint32_t in_max_values() const noexcept;
+  /// Protocol villas: the peer's region as validated at attach (since 0.3.0). Zeros when not
+  /// open or with protocol shmlink.
+  struct VillasPeerRegion {
+    std::uint32_t queuelen = 0;  ///< the peer's pool blocks (its villas-node `queuelen`)
+    bool pthread_mode = false;   ///< the region's mode: pthread (true) or polling (false)
+  };
+  [[nodiscard]] VillasPeerRegion villas_peer_region() const noexcept;
   /// The queues (valid after open()), for tools and bulk use. With protocol villas there are no
   /// queue files: both return an invalid Queue (valid() false; its calls report Errc::closed).
   [[nodiscard]] Queue& out_queue() noexcept;

@@ -41,7 +41,8 @@ inline constexpr std::string_view kSupportedVersions = "supported: VILLASnode v1
 
 /// Recognises a region by fingerprint in `bytes` (the whole file, mapped or read) and summarises it.
 /// Checks (docs/reference/villas-shmem.md section 5.3): size, polling/mode agreement, pool state,
-/// alignment 64, block size (a multiple of 64, room for a header and one value), pool length a
+/// alignment 64, block size (a multiple of 64, room for a header and one value, at most the
+/// block of kMaxSampleValues values: 32896 bytes), pool length a
 /// whole number of blocks, queue masks (powers of two, cells = the blocks rounded up to a power of
 /// two), file size = the size villas-node gives such a region, cells and blocks inside the file,
 /// aligned and apart. Counters are read racily (a live region may move); they are clamped.
@@ -51,8 +52,11 @@ inline constexpr std::string_view kSupportedVersions = "supported: VILLASnode v1
 SHMLINK_EXPORT RegionInfo inspect(std::span<const std::byte> bytes, std::string_view what);
 
 /// Opens `name_or_path` ("/x" or "x" = /dev/shm/x; a path with another '/' is used as given)
-/// read-only, maps it read-only, inspect()s it, unmaps. Never writes, never takes a lock.
-/// @throws Error not_found, permission (opening), layout (as inspect(), also for an empty file).
+/// read-only and reads it with pread (never mapped, so a file shrunk meanwhile cannot raise
+/// SIGBUS): the 816-byte header first, checked against the file's size, then the rest;
+/// inspect()s the bytes. Never writes, never takes a lock.
+/// @throws Error not_found, permission (opening), layout (as inspect(), also for an empty file,
+///         and for a file that ends before the size fstat gave: it shrank while being read).
 SHMLINK_EXPORT RegionInfo inspect_file(const std::string& name_or_path);
 
 /// Cheap test for listings: could a file of `file_size` bytes whose first bytes are `head`

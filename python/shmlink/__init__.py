@@ -48,7 +48,7 @@ __all__ = [
     "PeerExitedError", "queue_path",
 ]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: The numpy dtypes a stream can hold, in ImageStreamIO code order (1..13).
 DTYPES = tuple(_np.dtype(n) for n in (

@@ -1147,7 +1147,12 @@ int iface_info(const shmlink_interface_t* iface, shmlink_queue_info_t* out, bool
     *out = shmlink_queue_info_t{};
     out->kind = SHMLINK_QUEUE_MPMC;
     out->wait = static_cast<std::uint8_t>(i.spec().wait);
-    out->capacity = in ? 0 : i.spec().capacity;
+    out->capacity = i.spec().capacity;
+    if (in) {  // the peer's region: its queuelen, and its mode (pthread: what HYBRID makes here)
+      const auto peer = i.villas_peer_region();
+      out->capacity = peer.queuelen;
+      out->wait = peer.pthread_mode ? SHMLINK_WAIT_HYBRID : SHMLINK_WAIT_POLLING;
+    }
     out->max_values = in ? i.in_max_values() : i.out_max_values();
     return SHMLINK_OK;
   }

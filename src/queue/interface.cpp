@@ -257,9 +257,12 @@ struct Interface::Impl {
   bool villas() const noexcept { return spec.protocol == InterfaceProtocol::villas; }
 
   /// Checks now whether the peer is alive; records what is known when it is not.
-  bool alive() noexcept {
+  /// @param may_wait whether a launched child that is dying may be waited for (briefly, without
+  ///        holding peer_mutex, protocol villas) so its status can be reported: not in calls
+  ///        with a zero timeout.
+  bool alive(bool may_wait = true) noexcept {
     if (loopback) return open;
-    if (villas()) return alive_villas();
+    if (villas()) return alive_villas(may_wait);
     const std::lock_guard lock(peer_mutex);
     if (peer.exited) return false;
     if (peer.launched && reap(WNOHANG)) {
@@ -283,8 +286,8 @@ struct Interface::Impl {
   /// alive() for protocol villas: a launched child not reaped, the peer's queue not STOPPED (a
   /// clean close: `closed`), and one of the processes that mapped its region at attach alive
   /// (unknown when none could be found: then only the first two are known).
-  bool alive_villas() noexcept {
-    const std::lock_guard lock(peer_mutex);
+  bool alive_villas(bool may_wait) noexcept {
+    std::unique_lock lock(peer_mutex);
     if (peer.exited || peer.closed || !vl) return false;
     if (peer.launched && reap(WNOHANG)) {
       peer_gone.store(true, std::memory_order_relaxed);
@@ -296,8 +299,12 @@ struct Interface::Impl {
       return false;
     }
     if (vl->peer_alive() == 0) {
-      if (peer.launched && child > 0) {  // let its exit status be reported
-        for (int i = 0; i < 50 && !reap(WNOHANG); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      if (peer.launched && may_wait) {  // let its exit status be reported (the lock is not held meanwhile)
+        for (int i = 0; i < 50 && child > 0 && !reap(WNOHANG); ++i) {
+          lock.unlock();
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          lock.lock();
+        }
       }
       peer.exited = true;
       peer_gone.store(true, std::memory_order_relaxed);
@@ -307,13 +314,13 @@ struct Interface::Impl {
   }
 
   /// Rate-limited alive(): checks at most once per liveness_interval.
-  bool alive_lazily() noexcept {
+  bool alive_lazily(bool may_wait = true) noexcept {
     if (peer_gone.load(std::memory_order_relaxed)) return false;
     const std::int64_t now = os::monotonic_ns();
     if (now < next_check_ns.load(std::memory_order_relaxed)) return true;
     next_check_ns.store(now + std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000),
                         std::memory_order_relaxed);
-    return alive();
+    return alive(may_wait);
   }
 
   /// The slice of a wait between two liveness checks.
@@ -355,7 +362,7 @@ struct Interface::Impl {
   /// The waiting part of pop() for protocol villas (after a try_pull found nothing).
   Status pull_villas(Sample& s, std::chrono::nanoseconds timeout) noexcept {
     if (timeout.count() <= 0) {
-      if (alive_lazily()) return Errc::would_block;
+      if (alive_lazily(false)) return Errc::would_block;
       const Status st = vl->try_pull(s);  // what it wrote before it went is still delivered
       return st.code() == Errc::would_block ? gone() : st;
     }
@@ -378,9 +385,13 @@ struct Interface::Impl {
     }
   }
 
+  /// True in a forked copy of the process that opened (protocol villas: the regions are not
+  /// mapped there, MADV_DONTFORK; every call on them answers `closed`).
+  bool foreign() const noexcept { return vl && owner_pid != os::current_pid(); }
+
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
-    if (!open) return Errc::closed;
-    if (!alive_lazily()) return gone();  // nobody would ever read it
+    if (!open || foreign()) return Errc::closed;
+    if (!alive_lazily(timeout.count() > 0)) return gone();  // nobody would ever read it
     if (vl) return push_villas(s, timeout);
     Status st = out.try_push(s);
     if (st.code() != Errc::would_block) return st;
@@ -395,7 +406,7 @@ struct Interface::Impl {
   }
 
   Status pop(Sample& s, std::chrono::nanoseconds timeout) noexcept {
-    if (!open) return Errc::closed;
+    if (!open || foreign()) return Errc::closed;
     Status st = vl ? vl->try_pull(s) : in.try_pop(s);
     if (st.code() == Errc::would_block && vl) {
       st = pull_villas(s, timeout);
@@ -572,8 +583,13 @@ struct Interface::Impl {
   void remove_villas_if_stale() noexcept {
     try {
       const std::string name = villas::object_name(spec.in, "in");
+      const std::string path = "/dev/shm" + name;
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0) return;
+      // As at attach: processes we cannot inspect count only when the region is another user's.
       int uninspectable = 0;
-      if (processes_using("/dev/shm" + name, &uninspectable).empty() && uninspectable == 0) ::shm_unlink(name.c_str());
+      if (processes_using(path, &uninspectable).empty() && (uninspectable == 0 || st.st_uid == ::geteuid()))
+        ::shm_unlink(name.c_str());
     } catch (...) {
     }
   }
@@ -982,7 +998,7 @@ PeerStatus Interface::peer() const {
   return impl_->peer;
 }
 
-bool Interface::peer_alive() noexcept { return impl_ && impl_->open && impl_->alive(); }
+bool Interface::peer_alive() noexcept { return impl_ && impl_->open && !impl_->foreign() && impl_->alive(); }
 
 const InterfaceSpec& Interface::spec() const noexcept {
   static const InterfaceSpec none;
@@ -1006,5 +1022,10 @@ std::uint64_t Interface::next_sequence() const noexcept { return impl_ ? impl_->
 
 std::uint32_t Interface::out_max_values() const noexcept { return impl_ && impl_->open ? impl_->out_max() : 0; }
 std::uint32_t Interface::in_max_values() const noexcept { return impl_ && impl_->open ? impl_->in_max() : 0; }
+
+Interface::VillasPeerRegion Interface::villas_peer_region() const noexcept {
+  if (!impl_ || !impl_->open || !impl_->vl) return {};
+  return {impl_->vl->in_queuelen(), impl_->vl->in_pthread_mode()};
+}
 
 }  // namespace shmlink

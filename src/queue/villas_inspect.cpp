@@ -4,10 +4,12 @@
 #include "queue/villas_region.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <string>
+#include <vector>
 
 namespace shmlink::villas {
 
@@ -22,6 +24,22 @@ Geometry checked(std::span<const std::byte> bytes, std::uint64_t size, std::stri
     throw Error(Errc::layout,
                 "inspecting VILLAS region " + std::string(what) + ": " + why + " (" + std::string(kSupportedVersions) + ")");
   return *g;
+}
+
+/// Reads `out.size()` bytes of `fd` from byte `at` with pread. @throws Error layout naming
+/// `path` when the file ends early (it shrank since its size of `size` bytes was taken),
+/// Error from errno when a read fails.
+void read_all(int fd, std::span<std::byte> out, std::uint64_t size, const std::string& path, std::uint64_t at = 0) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(at + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) os::throw_errno(errno, "reading VILLAS region", path);
+    if (n == 0)
+      throw Error(Errc::layout, "inspecting VILLAS region " + path + ": the file ended after " + std::to_string(at + done) +
+                                    " of its " + std::to_string(size) + " bytes (it shrank while being read)");
+    done += static_cast<std::size_t>(n);
+  }
 }
 
 }  // namespace
@@ -44,15 +62,15 @@ RegionInfo inspect_file(const std::string& name_or_path) {
     throw Error(Errc::layout, "inspecting VILLAS region " + path + ": not a regular file (" +
                                   std::string(kSupportedVersions) + ")");
   const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size < kSharedEnd) (void)checked({}, size, path);  // throws the size message; nothing to map
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
-  if (m == MAP_FAILED) os::throw_errno(errno, "mapping VILLAS region", path);
-  struct Unmap {
-    void* p;
-    std::uint64_t n;
-    ~Unmap() { ::munmap(p, n); }
-  } unmap{m, size};
-  return inspect({static_cast<const std::byte*>(m), size}, path);
+  // Read, never mapped: a file shrunk meanwhile gives a short read (a layout error), not SIGBUS.
+  // The header first, checked against the size fstat gave, so only a file of the exact size of
+  // a region is read whole.
+  std::vector<std::byte> bytes(size < kSharedEnd ? size : kSharedEnd);
+  read_all(fd.get(), bytes, size, path);
+  (void)checked(bytes, size, path);
+  bytes.resize(size);
+  read_all(fd.get(), std::span<std::byte>(bytes).subspan(kSharedEnd), size, path, kSharedEnd);
+  return inspect(bytes, path);
 }
 
 bool looks_like_region(std::span<const std::byte> head, std::uint64_t file_size) noexcept {

@@ -61,22 +61,28 @@ class Link {
   /// unmap(): never removes anything.
   ~Link();
 
-  /// Handshake, first half (docs/design/villas.md "Handshake"): opens both semaphores, creates
-  /// our region exclusively (a stale one nobody maps is replaced; one a live process maps is
-  /// Errc::exists naming the pid), drains stale posts of our semaphore, lays the region out,
-  /// posts ours.
-  /// On failure, removes what it created (region, our semaphore) and rethrows.
+  /// Handshake, first half (docs/design/villas.md "Handshake"): creates our region exclusively
+  /// (a stale one nobody maps is replaced; one a live process maps is Errc::exists naming the
+  /// pid, or saying that the peer attached to a stale region of ours and must be restarted; the
+  /// output of another open interface of this process is Errc::exists), then opens both
+  /// semaphores (mode `permissions`), drains stale posts of ours, lays the region out
+  /// (MADV_DONTFORK), posts ours.
+  /// On failure, removes what it created (region, semaphores: abandon()) and rethrows.
   void create();
   /// Handshake, second half: waits on the peer's semaphore (CLOCK_MONOTONIC, in slices of
-  /// `slice`, calling `check` between them: it may throw, e.g. when a launched peer exited),
-  /// maps the peer's region, refuses a stale post (no live process maps the region: waits
-  /// again), validates it (PeerRegion::attach, retried briefly while the peer may still be
-  /// laying it out), records the peer's pids, and unlinks our semaphore.
+  /// `slice`, calling `check` between them: it may throw, e.g. when a launched peer exited; a
+  /// post already there is taken even past the deadline), maps the peer's region, refuses a
+  /// stale post (no visible process maps the region and the peer's semaphore name stays for
+  /// kUnlinkGrace: waits again), validates it (PeerRegion::attach, retried briefly while the
+  /// peer may still be laying it out), records the peer's pids (pidfds opened, then re-checked
+  /// that they still map it), and unlinks our semaphore.
   /// @throws Error timeout (naming the peer's object and the last thing seen), layout, system,
   ///         or whatever `check` throws. The caller then calls abandon().
   void attach(std::int64_t deadline_ns, const std::function<void()>& check);
-  /// After a failed open: removes our region (when the name is still our inode) and our
-  /// semaphore, closes the semaphores, unmaps. Never the peer's objects.
+  /// After a failed open: marks our queue STOPPED and wakes its readers (a peer may have attached
+  /// already), removes our region (when the name is still our inode) and our semaphore, and the
+  /// peer's semaphore when we created it and no other process holds it; closes the semaphores,
+  /// unmaps. Never the peer's region.
   void abandon() noexcept;
 
   /// OwnRegion::try_push; size_mismatch for more than samplelen values (a block may hold a few
@@ -97,7 +103,8 @@ class Link {
   /// True once the peer's data queue is STOPPED (it closed).
   bool peer_stopped() const noexcept;
   /// Whether a process of the peer is alive: 1 yes, 0 all of them are gone, -1 unknown (no pid
-  /// could be found at attach: another pid namespace, an unreadable /proc).
+  /// could be found at attach: another pid namespace, an unreadable /proc, a peer that died
+  /// before we looked; or poll() on a pidfd failed).
   int peer_alive() const noexcept;
   /// The first peer pid found at attach (0: none).
   pid_t peer_pid() const noexcept { return pids_.empty() ? 0 : pids_.front(); }
@@ -105,16 +112,32 @@ class Link {
   /// peer's blocks hold.
   std::uint32_t out_values() const noexcept { return own_ ? spec_.samplelen : 0; }
   std::uint32_t in_values() const noexcept { return in_values_; }
+  /// The peer's pool blocks (its queuelen) and region mode, as validated at attach (0/false before).
+  std::uint32_t in_queuelen() const noexcept { return in_queuelen_; }
+  bool in_pthread_mode() const noexcept { return in_pthread_; }
   /// /dev/shm path of the peer's region.
   std::string in_path() const;
   /// Removes our region's name when it is still the inode we created (close).
   void remove_own_region() noexcept;
-  /// Unmaps both regions and closes descriptors (a forked child's close, or after close).
+  /// Unmaps both regions and closes descriptors (after close). In a forked child (the regions are
+  /// MADV_DONTFORK, so not mapped there) it only forgets them.
   void unmap() noexcept;
 
  private:
   void wait_post(std::int64_t deadline_ns, const std::function<void()>& check, const std::string& last);
-  bool try_map_peer(std::string& why);
+  bool try_map_peer(std::int64_t deadline_ns, std::string& why);
+  /// create(): the name exists; removes it when no other process maps or holds that inode.
+  /// @throws Error exists (a live owner, a peer attached to it, or an own region), system.
+  void take_over_stale(const std::string& path, const std::string& where);
+  /// create(): sem_open of ours and the peer's (exclusively first: created_sem_in_).
+  void open_semaphores();
+  /// Fills pids_/pidfds_ with the other processes that map the file open on `fd`.
+  void find_peer_pids(int fd, bool& none_visible, bool& uninspectable);
+  /// Waits, up to kUnlinkGrace (at least kMinUnlinkGrace, else not past `deadline_ns`), for the
+  /// peer's semaphore name to stop naming the object we opened. True when it did.
+  bool peer_semaphore_gone(std::int64_t deadline_ns) const;
+  /// abandon(): sem_unlink of the peer's name when we created it and nobody else holds it.
+  void remove_created_peer_semaphore() noexcept;
   void close_semaphores() noexcept;
   /// True while the peer's semaphore name still shows the object we opened (the peer has not
   /// completed its handshake: it unlinks that name once it mapped our region).
@@ -134,10 +157,14 @@ class Link {
   std::optional<OwnRegion> own_;
   std::optional<PeerRegion> peer_;
   std::uint32_t in_values_ = 0;
+  std::uint32_t in_queuelen_ = 0;
+  bool in_pthread_ = false;
   std::vector<pid_t> pids_;   ///< the peer's processes (those that mapped its region at attach)
   std::vector<int> pidfds_;   ///< pidfds of pids_ (-1 where pidfd_open failed: kill(pid, 0) then)
   bool in_process_ = false;   ///< the peer is another Interface of this process (threads)
-  bool peer_gone_at_attach_ = false;  ///< it completed its handshake, then died before we attached
+  bool created_sem_in_ = false;  ///< we created the peer's semaphore (abandon may remove it)
+  bool registered_ = false;   ///< our region is in this process's list of own regions
+  pid_t creator_pid_ = 0;     ///< the process that created our region (a forked child is not it)
   ino_t sem_in_ino_ = 0;      ///< the peer's semaphore object we opened
   dev_t in_dev_ = 0;          ///< the peer's region we mapped
   ino_t in_ino_ = 0;

@@ -7,6 +7,7 @@
 #include "os/log_internal.hpp"
 
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include <atomic>
@@ -25,14 +26,38 @@ static_assert(std::atomic_ref<std::int32_t>::is_always_lock_free);
 /// Most attempts of one queue operation before it gives up (the peer may keep moving the indices
 /// or the sequences): each try_* does bounded work whatever the peer writes.
 constexpr int kMaxAttempts = 64;
-/// How long a writer waits for its own region's mutex before it skips the broadcast.
+/// How long a writer waits for its own region's mutex before it skips the broadcast, and how
+/// long it sleeps between two trylocks meanwhile, after a few tries that only yield
+/// (CLOCK_MONOTONIC).
 constexpr std::int64_t kLockTimeoutNs = 100'000'000;
+constexpr std::int64_t kLockRetryNs = 100'000;
+constexpr std::int64_t kLockYields = 64;  // tries with a yield before the first sleep
+/// How many times the condition variable's internal lock bits are read (yielding in between)
+/// before a broadcast is given up.
+constexpr int kCondLockChecks = 64;
+/// The largest block we accept: the block villas-node makes for kMaxSampleValues values (its
+/// capacity, (blocksz - 88) / 8, is a few values more; RegionInfo's 32-bit fields hold it).
+constexpr std::uint64_t kMaxBlockSize = block_size(kMaxSampleValues);
+static_assert(kMaxBlockSize <= 0xffff'ffffU && kMaxQueueCapacity <= 0xffff'ffffU, "RegionInfo's fields hold them");
 
 // Field offsets from the start of a region.
 constexpr std::uint64_t kPollingAt = kSharedOffset;
 constexpr std::uint64_t kModeAt = kDataQueueOffset + offsetof(CQueueSignalled, mode);
 constexpr std::uint64_t kCondAt = kDataQueueOffset + offsetof(CQueueSignalled, ready);
 constexpr std::uint64_t kMutexAt = kDataQueueOffset + offsetof(CQueueSignalled, mutex);
+// glibc 2.36 x86_64 words of the pthread objects that are checked before each use (the peer can
+// write them): the mutex's kind, the condition variable's flag bits (in __wrefs: bit 0
+// process-shared, bit 1 clock, bit 2 destroy wake-up; the waiter count above) and its internal
+// lock (the low 2 bits of __g1_orig_size, which pthread_cond_broadcast takes with an untimed
+// futex wait when a waiter is counted).
+static_assert(offsetof(__pthread_mutex_s, __kind) == 16);
+static_assert(offsetof(__pthread_cond_s, __g1_orig_size) == 32 && offsetof(__pthread_cond_s, __wrefs) == 36);
+constexpr std::uint64_t kMutexKindAt = kMutexAt + offsetof(__pthread_mutex_s, __kind);
+constexpr std::uint64_t kCondOrigSizeAt = kCondAt + offsetof(__pthread_cond_s, __g1_orig_size);
+constexpr std::uint64_t kCondWrefsAt = kCondAt + offsetof(__pthread_cond_s, __wrefs);
+constexpr std::int32_t kMutexElisionBits = 0x300;  // glibc may set these itself (lock elision)
+constexpr std::uint32_t kCondFlagBits = 0x7;
+constexpr std::uint32_t kCondLockBits = 0x3;
 // On aarch64 the mutex is 8 bytes longer, so the Pool starts 8 bytes later.
 constexpr std::uint64_t kAarch64PoolOffset = kPoolOffset + 8;
 
@@ -46,6 +71,17 @@ T load_plain(std::span<const std::byte> b, std::uint64_t off) noexcept {
 template <class T>
 std::atomic_ref<T> field(std::byte* base, std::uint64_t off) noexcept {
   return std::atomic_ref<T>(*reinterpret_cast<T*>(base + off));
+}
+
+/// Logs `make()` (a std::string) as a warning the first time `logged` is false. Never throws.
+template <class F>
+void log_once(bool& logged, F&& make) noexcept {
+  if (logged) return;
+  logged = true;
+  try {
+    detail::log(LogLevel::warn, make());
+  } catch (...) {  // out of memory: the warning is lost, nothing else
+  }
 }
 
 std::string num(std::uint64_t v) { return std::to_string(v); }
@@ -129,6 +165,12 @@ std::optional<Geometry> check_impl(std::span<const std::byte> h, std::uint64_t s
   g.blocksz = load_plain<std::uint64_t>(h, pool_at(offsetof(Pool, blocksz)));
   if (g.blocksz % kAlignment != 0 || g.blocksz < sizeof(SampleHeader) + 8) {
     why = "pool block size " + num(g.blocksz) + " is not a multiple of 64 holding a header and a value (>= 96)";
+    return std::nullopt;
+  }
+  if (g.blocksz > kMaxBlockSize) {
+    why = "pool block size " + num(g.blocksz) + " holds " + num(block_capacity(g.blocksz)) +
+          " values, more than shmlink reads (blocks of at most " + num(kMaxBlockSize) + " bytes, " +
+          num(kMaxSampleValues) + " values per sample)";
     return std::nullopt;
   }
   const auto len = load_plain<std::uint64_t>(h, pool_at(offsetof(Pool, len)));
@@ -260,15 +302,11 @@ std::uint64_t clamped_distance(std::span<const std::byte> b, std::uint64_t q, st
   return d > limit ? limit : d;
 }
 
-/// A CLOCK_REALTIME deadline `ns` from now, for pthread_mutex_timedlock (not clocklock with
-/// CLOCK_MONOTONIC: ThreadSanitizer 14 does not intercept it and would see an unlock without a lock).
-timespec deadline_after(std::int64_t ns) noexcept {
+/// CLOCK_MONOTONIC now, in ns.
+std::int64_t monotonic_ns() noexcept {
   timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
-  const std::int64_t total = static_cast<std::int64_t>(now.tv_nsec) + ns;
-  now.tv_sec += static_cast<time_t>(total / 1'000'000'000);
-  now.tv_nsec = static_cast<long>(total % 1'000'000'000);
-  return now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
 }  // namespace
@@ -418,6 +456,9 @@ OwnRegion OwnRegion::init(std::span<std::byte> bytes, std::uint32_t queuelen, st
       pthread_condattr_destroy(&ca);
     }
     if (err != 0) throw Error(errc_from_errno(err), ctx + "process-shared pthread objects: " + std::strerror(err));
+    // Local copies of the words checked before each later use (nobody else maps the region yet).
+    r.mutex_kind_ = load_plain<std::int32_t>({b, size}, kMutexKindAt) & ~kMutexElisionBits;
+    r.cond_flags_ = load_plain<std::uint32_t>({b, size}, kCondWrefsAt) & kCondFlagBits;
   }
   // The pool and its free list, filled with every block (cell i holds block i).
   put(pool_at(offsetof(Pool, state)), kStateInitialized);
@@ -461,14 +502,10 @@ bool OwnRegion::pop_free_block(std::uint64_t& block) noexcept {
       block = at;
       return true;
     }
-    if (!logged_bad_block_) {
-      logged_bad_block_ = true;
-      try {
-        detail::log(LogLevel::warn, "VILLAS region " + what_ + ": the peer returned offset " + snum(rel) +
-                                        " to the free list, not a block of the pool; dropped (logged once)");
-      } catch (...) {
-      }
-    }
+    log_once(logged_bad_block_, [&] {
+      return "VILLAS region " + what_ + ": the peer returned offset " + snum(rel) +
+             " to the free list, not a block of the pool; dropped (logged once)";
+    });
   }
   return false;
 }
@@ -479,7 +516,18 @@ bool OwnRegion::push_free_block(std::uint64_t block) noexcept {
 }
 
 Status OwnRegion::try_push(const Sample& s) noexcept {
-  if (stopped_) return Errc::closed;
+  if (stopped_ || base_ == nullptr) return Errc::closed;
+  const Status st = push(s);
+  // A pushed sample's wake-up also makes an owed one; a call that pushed nothing still retries
+  // an owed one, so a writer that keeps finding the pool empty wakes the reader that would empty it.
+  if (st == Errc::ok)
+    wake(true);
+  else
+    retry_wake();
+  return st;
+}
+
+Status OwnRegion::push(const Sample& s) noexcept {
   if (s.values.size() > sample_capacity()) return Errc::size_mismatch;
   std::uint64_t block = 0;
   if (!pop_free_block(block)) return Errc::would_block;
@@ -499,57 +547,134 @@ Status OwnRegion::try_push(const Sample& s) noexcept {
   // Published by vyukov_push's release store of the cell's sequence.
   if (vyukov_push(base_, kDataQueueOffset, geo_.data_cells, geo_.cells,
                   static_cast<std::int64_t>(block - kDataQueueOffset)) != 1) {
-    (void)push_free_block(block);  // full (or a peer keeps moving the tail): nothing was queued
+    // Full (or a peer keeps moving the tail): nothing was queued. The block goes back to our free
+    // list; a list the peer filled or keeps moving loses it (a block fewer, logged once).
+    if (!push_free_block(block))
+      log_once(logged_free_push_, [&] {
+        return "VILLAS region " + what_ + ": block at byte " + num(block) +
+               " could not be put back on our free list (the peer filled it or keeps moving it); the pool has a "
+               "block fewer (logged once)";
+      });
     return Errc::would_block;
   }
-  wake();
   return Errc::ok;
 }
 
-void OwnRegion::wake() noexcept {
-  if (!geo_.pthread_mode) return;
-  auto* mutex = reinterpret_cast<pthread_mutex_t*>(base_ + kMutexAt);
-  auto* cond = reinterpret_cast<pthread_cond_t*>(base_ + kCondAt);
-  const timespec until = deadline_after(kLockTimeoutNs);
-  if (pthread_mutex_timedlock(mutex, &until) == 0) {
-    pthread_cond_broadcast(cond);
-    pthread_mutex_unlock(mutex);
-    return;
-  }
-  if (!logged_lock_) {
-    logged_lock_ = true;
-    try {
-      detail::log(LogLevel::warn, "VILLAS region " + what_ +
-                                      ": its mutex stayed locked for 100 ms (a peer died holding it?); the sample "
-                                      "stays queued but its reader was not woken (logged once)");
-    } catch (...) {
+bool OwnRegion::mutex_intact() noexcept {
+  // SYNC POINT: relaxed: a plausibility check of a word only glibc and the peer write; nothing
+  // is published through it.
+  const std::int32_t kind =
+      field<std::int32_t>(base_, kMutexKindAt).load(std::memory_order_relaxed) & ~kMutexElisionBits;
+  if (kind == mutex_kind_) return true;
+  log_once(logged_mutex_, [&] {
+    return "VILLAS region " + what_ + ": its mutex's kind word is " + snum(kind) + ", not the " + snum(mutex_kind_) +
+           " we initialised (the peer wrote it); the mutex is no longer used and wake-ups are skipped, samples stay "
+           "queued (logged once)";
+  });
+  return false;
+}
+
+bool OwnRegion::cond_intact() noexcept {
+  // SYNC POINT: relaxed loads: plausibility checks of words glibc and the peer write; nothing is
+  // published through them (the broadcast that follows synchronises through glibc itself).
+  const std::uint32_t flags = field<std::uint32_t>(base_, kCondWrefsAt).load(std::memory_order_relaxed) & kCondFlagBits;
+  bool locked = false;
+  if (flags == cond_flags_) {
+    // The internal lock is held for a few instructions by a legitimate user: look a few times.
+    for (int i = 0; i < kCondLockChecks; ++i) {
+      locked = (field<std::uint32_t>(base_, kCondOrigSizeAt).load(std::memory_order_relaxed) & kCondLockBits) != 0;
+      if (!locked) return true;
+      sched_yield();
     }
   }
+  log_once(logged_cond_, [&] {
+    return "VILLAS region " + what_ + ": its condition variable " +
+           (locked ? std::string("stays internally locked (a peer died inside pthread_cond_wait, or wrote it)")
+                   : "has flag bits " + num(flags) + ", not the " + num(cond_flags_) + " we initialised (the peer wrote it)") +
+           "; wake-ups are skipped, samples stay queued (logged once)";
+  });
+  return false;
+}
+
+bool OwnRegion::lock(bool wait) noexcept {
+  auto* mutex = reinterpret_cast<pthread_mutex_t*>(base_ + kMutexAt);
+  if (!mutex_intact()) return false;
+  if (pthread_mutex_trylock(mutex) == 0) {
+    lock_stuck_ = false;
+    return true;
+  }
+  // A retry never waits; after a timeout nothing waits until a trylock succeeds.
+  if (!wait || lock_stuck_) return false;
+  // A trylock and short sleeps up to a CLOCK_MONOTONIC deadline (pthread_mutex_timedlock takes a
+  // CLOCK_REALTIME one; this also works under ThreadSanitizer). Bounded by the deadline and by
+  // a count of tries.
+  // A live reader holds it only while it pulls: the first tries only yield, later ones sleep.
+  const std::int64_t deadline = monotonic_ns() + kLockTimeoutNs;
+  for (std::int64_t i = 0; i <= kLockYields + kLockTimeoutNs / kLockRetryNs; ++i) {
+    if (i < kLockYields) {
+      sched_yield();
+    } else {
+      const timespec pause{0, kLockRetryNs};
+      clock_nanosleep(CLOCK_MONOTONIC, 0, &pause, nullptr);
+    }
+    if (!mutex_intact()) return false;
+    if (pthread_mutex_trylock(mutex) == 0) return true;
+    if (monotonic_ns() >= deadline) break;
+  }
+  lock_stuck_ = true;
+  log_once(logged_lock_, [&] {
+    return "VILLAS region " + what_ +
+           ": its mutex stayed locked for 100 ms (a peer died holding it?); wake-ups are skipped, samples stay "
+           "queued, and the mutex is only tried, never waited for, until it is free again; then the skipped "
+           "wake-up is made (logged once)";
+  });
+  return false;
+}
+
+void OwnRegion::unlock() noexcept {
+  // A kind changed since our lock would make glibc's unlock act on the peer's kind (a robust one
+  // walks this thread's robust list): the mutex is left locked instead.
+  if (mutex_intact()) pthread_mutex_unlock(reinterpret_cast<pthread_mutex_t*>(base_ + kMutexAt));
+}
+
+void OwnRegion::broadcast_and_unlock() noexcept {
+  if (cond_intact()) {
+    pthread_cond_broadcast(reinterpret_cast<pthread_cond_t*>(base_ + kCondAt));
+    wake_pending_ = false;
+  }
+  unlock();
+}
+
+void OwnRegion::wake(bool wait) noexcept {
+  if (!geo_.pthread_mode) return;
+  wake_pending_ = true;  // until a broadcast is made
+  if (lock(wait)) broadcast_and_unlock();
+}
+
+bool OwnRegion::retry_wake() noexcept {
+  if (base_ == nullptr) return true;
+  if (wake_pending_) wake(false);
+  return !wake_pending_;
 }
 
 std::uint64_t OwnRegion::queued() const noexcept {
-  return clamped_distance({base_, geo_.size}, kDataQueueOffset, geo_.cells);
+  if (base_ == nullptr) return 0;
+  return clamped_distance({base_.get(), geo_.size}, kDataQueueOffset, geo_.cells);
 }
 
 void OwnRegion::stop() noexcept {
-  if (stopped_) return;
+  if (stopped_ || base_ == nullptr) return;
   stopped_ = true;
-  auto* mutex = reinterpret_cast<pthread_mutex_t*>(base_ + kMutexAt);
-  bool locked = false;
-  if (geo_.pthread_mode) {
-    const timespec until = deadline_after(kLockTimeoutNs);
-    locked = pthread_mutex_timedlock(mutex, &until) == 0;
-  }
+  retry_wake();  // a reader owed a wake-up may still take samples before STOPPED (not guaranteed)
+  const bool locked = geo_.pthread_mode && lock(true);
+  if (geo_.pthread_mode) wake_pending_ = true;  // until the broadcast below is made
   auto state = field<std::int32_t>(base_, queue_state_at(kDataQueueOffset));
   std::int32_t expected = kStateInitialized;
   // SYNC POINT: seq_cst (a release) after every push; the reader's acquire load of STOPPED then
   // sees every cell published before it.
   if (!state.compare_exchange_strong(expected, kStateStopped, std::memory_order_seq_cst))
     state.store(kStateStopped, std::memory_order_seq_cst);  // our own region: a peer scribbled on it
-  if (geo_.pthread_mode) {
-    pthread_cond_broadcast(reinterpret_cast<pthread_cond_t*>(base_ + kCondAt));  // allowed without the lock
-    if (locked) pthread_mutex_unlock(mutex);
-  }
+  if (locked) broadcast_and_unlock();  // never a broadcast without the mutex
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,25 +720,34 @@ void PeerRegion::release_block(std::uint64_t block) noexcept {
       } catch (...) {
       }
     }
-  } else if (before < 1 && !logged_refcnt_) {
-    logged_refcnt_ = true;
-    try {
-      detail::log(LogLevel::warn, "VILLAS region " + what_ + ": a sample's reference count was " + snum(before) +
-                                      " before our release; its block is not returned (logged once)");
-    } catch (...) {
-    }
+  } else if (before < 1) {
+    log_once(logged_refcnt_, [&] {
+      return "VILLAS region " + what_ + ": a sample's reference count was " + snum(before) +
+             " before our release; its block is not returned (logged once)";
+    });
+  } else {
+    log_once(logged_shared_, [&] {
+      return "VILLAS region " + what_ + ": a sample's reference count was " + snum(before) +
+             " before our release; the block is kept for its other holders, not returned by us (logged once)";
+    });
   }
 }
 
 Status PeerRegion::try_pull(Sample& out) noexcept {
+  if (base_ == nullptr) return Errc::closed;
+  if (refused_) return Errc::layout;  // a v0.11 region: error_ still says so
   const std::uint64_t block_cap = block_capacity(geo_.blocksz);
   try {
     out.values.reserve(block_cap);  // before taking anything: a sample is never lost to bad_alloc
   } catch (...) {
     return Errc::no_space;
   }
-  // SYNC POINT: acquire pairs with the owner's seq_cst CAS to STOPPED (after its last push), so an
-  // empty queue seen after a STOPPED state really is drained.
+  // SYNC POINT: acquire pairs with the owner's CAS to STOPPED, made after its last push: shmlink's
+  // stop() makes it seq_cst, so an empty queue seen after STOPPED really is drained. villas-node's
+  // queue_close makes it relaxed, which the C++ model does not order after its pushes; on x86-64
+  // it still is: the CAS is a locked instruction (a full barrier) in a later call than the pushes,
+  // and TSO makes stores visible in program order. The order of our checks matters too: the state
+  // is read BEFORE the cells, so every cell published before the STOPPED we saw is seen by the pop.
   const std::int32_t state = field<std::int32_t>(base_, queue_state_at(kDataQueueOffset)).load(std::memory_order_acquire);
   std::int64_t rel = 0;
   const int got = vyukov_pop(base_, kDataQueueOffset, geo_.data_cells, geo_.cells, rel);
@@ -636,13 +770,15 @@ Status PeerRegion::try_pull(Sample& out) noexcept {
   if (block + static_cast<std::uint64_t>(h.pool_off) != kPoolOffset) {
     std::int64_t old = 0;
     std::memcpy(&old, base_ + block + kV011PoolOff, sizeof old);
-    if (block + static_cast<std::uint64_t>(old) == kPoolOffset)
+    if (block + static_cast<std::uint64_t>(old) == kPoolOffset) {
+      refused_ = true;  // every sample of such a peer is refused: say it once, take nothing more
       fail("the sample at byte " + num(block) +
            " keeps its pool offset at byte 40, as VILLASnode v0.11 and older do: the peer is VILLASnode v0.11 or "
-           "older (" + std::string(kSupportedVersions) + "); skipped");
-    else
+           "older (" + std::string(kSupportedVersions) + "); the region is refused");
+    } else {
       fail("the sample at byte " + num(block) + " has pool offset " + snum(h.pool_off) +
            ", which does not point back to the pool at byte 480; skipped");
+    }
     return Errc::layout;  // not a v1 sample: its reference count is not where we would decrement it
   }
   if (h.length > h.capacity || h.capacity > block_cap) {
@@ -661,6 +797,9 @@ Status PeerRegion::try_pull(Sample& out) noexcept {
   return Errc::ok;
 }
 
-RegionInfo PeerRegion::info() const noexcept { return summarize({base_, geo_.size}, geo_, what_); }
+RegionInfo PeerRegion::info() const noexcept {
+  if (base_ == nullptr) return {};
+  return summarize({base_.get(), geo_.size}, geo_, what_);
+}
 
 }  // namespace shmlink::villas

@@ -8,6 +8,7 @@
 // layout fails these tests instead of moving with them.
 #include "queue/villas_region.hpp"
 
+#include <shmlink/log.hpp>
 #include <shmlink/villas.hpp>
 
 #include <gtest/gtest.h>
@@ -18,11 +19,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -108,6 +113,64 @@ std::uint64_t queued_block(const Mem& m, std::uint64_t pos) {
   const std::uint64_t mask = m.get<std::uint64_t>(off::kDataQ + off::kMask);
   return off::kDataQ + static_cast<std::uint64_t>(m.get<std::int64_t>(data_cells(m) + (pos & mask) * 16 + 8));
 }
+
+/// Collects the library's log messages while alive (then restores the default handler).
+class LogCapture {
+ public:
+  LogCapture() {
+    set_log_handler([this](LogLevel, std::string_view m) {
+      const std::lock_guard<std::mutex> g(mu_);
+      lines_.emplace_back(m);
+    });
+  }
+  ~LogCapture() { set_log_handler({}); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+  /// Messages containing every one of `needles`.
+  std::size_t count(std::initializer_list<std::string_view> needles) {
+    const std::lock_guard<std::mutex> g(mu_);
+    std::size_t n = 0;
+    for (const auto& l : lines_) {
+      bool all = true;
+      for (auto nd : needles) all = all && l.find(nd) != std::string::npos;
+      n += all ? 1 : 0;
+    }
+    return n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+// glibc 2.36 x86_64 words of our region's pthread objects (bytes from the region's start).
+constexpr std::uint64_t kCondAt = 88 + 304, kMutexAt = 88 + 352;
+constexpr std::uint64_t kCondOrigSize = kCondAt + 32, kCondWrefs = kCondAt + 36, kMutexKind = kMutexAt + 16;
+
+/// Holds the process-shared mutex at `at` from another thread while alive (a peer holding it).
+class MutexHolder {
+ public:
+  explicit MutexHolder(std::byte* at) : mutex_(reinterpret_cast<pthread_mutex_t*>(at)) {
+    thread_ = std::thread([this] {
+      pthread_mutex_lock(mutex_);
+      locked_.set_value();
+      release_.get_future().wait();
+      pthread_mutex_unlock(mutex_);
+    });
+    locked_.get_future().wait();
+  }
+  ~MutexHolder() {
+    release_.set_value();
+    thread_.join();
+  }
+  MutexHolder(const MutexHolder&) = delete;
+  MutexHolder& operator=(const MutexHolder&) = delete;
+
+ private:
+  pthread_mutex_t* mutex_;
+  std::promise<void> locked_, release_;
+  std::thread thread_;
+};
 
 /// Expects attach() to refuse `m` with a layout error mentioning `needle` and the supported versions.
 void expect_refused(Mem& m, std::span<std::byte> bytes, const std::string& needle) {
@@ -295,6 +358,111 @@ TEST(VillasRegion, TooManyValuesIsSizeMismatch) {
   EXPECT_EQ(own.try_push(make_sample(0, 5)), Errc::ok);  // capacity (128 - 88) / 8
 }
 
+/// Runs `f` on another thread and waits for it at most 10 s (a stuck call fails the test and
+/// ends the process, since the thread cannot be joined).
+template <class F>
+auto bounded(F f) {
+  auto fut = std::async(std::launch::async, f);
+  if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "a call did not return within 10 s";
+    std::_Exit(1);
+  }
+  return fut.get();
+}
+
+/// A reader that does what villas-node's queue_signalled_pull does on our region `m`: lock the
+/// region's mutex; loop { STOPPED -> -1; pull -> 1; wait on the condition variable }. Its wait
+/// is timed (5 s) so a missing wake-up fails the test (-2) instead of hanging it.
+class VillasStyleReader {
+ public:
+  explicit VillasStyleReader(Mem& m)
+      : m_(m),
+        peer_(PeerRegion::attach(m.span(), "/own")),
+        mutex_(reinterpret_cast<pthread_mutex_t*>(m.data() + kMutexAt)),
+        cond_(reinterpret_cast<pthread_cond_t*>(m.data() + kCondAt)) {}
+  /// Starts one pull on another thread into `out`; its result comes from the future.
+  std::future<int> start(Sample& out) {
+    return std::async(std::launch::async, [this, &out] { return pull(out); });
+  }
+  /// Waits (at most 5 s) until the reader went to sleep in its `n`th wait (counted from 1).
+  void wait_for_waits(int n) {
+    for (int i = 0; i < 10'000 && waits_.load(std::memory_order_acquire) < n; ++i)
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    ASSERT_GE(waits_.load(std::memory_order_acquire), n) << "the reader never waited";
+  }
+  int waits() const { return waits_.load(std::memory_order_acquire); }
+
+ private:
+  int pull(Sample& out) {
+    int result = 0;
+    pthread_mutex_lock(mutex_);
+    for (;;) {
+      if (std::atomic_ref<std::int32_t>(*reinterpret_cast<std::int32_t*>(m_.data() + off::kDataQ + off::kState))
+              .load(std::memory_order_acquire) == 5) {
+        result = -1;
+        break;
+      }
+      if (peer_.try_pull(out) == Errc::ok) {
+        result = 1;
+        break;
+      }
+      waits_.fetch_add(1, std::memory_order_release);  // under the mutex, right before the wait
+      timespec until{};
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += 5;
+      if (pthread_cond_timedwait(cond_, mutex_, &until) == ETIMEDOUT) {
+        result = -2;
+        break;
+      }
+    }
+    pthread_mutex_unlock(mutex_);
+    return result;
+  }
+
+  Mem& m_;
+  PeerRegion peer_;
+  pthread_mutex_t* mutex_;
+  pthread_cond_t* cond_;
+  std::atomic<int> waits_{0};
+};
+
+TEST(VillasRegion, PthreadReaderIsWokenByPushAndStop) {
+  Mem m(region_size(8, 2));
+  auto own = OwnRegion::init(m.span(), 8, 2, true, "/own");
+  VillasStyleReader reader(m);
+  Sample got;
+  auto first = reader.start(got);
+  reader.wait_for_waits(1);
+  // The push's broadcast needs the mutex, which the reader gives up only inside its wait.
+  ASSERT_EQ(own.try_push(make_sample(5, 2)), Errc::ok);
+  EXPECT_EQ(bounded([&] { return first.get(); }), 1) << "try_push did not wake the reader (-2)";
+  EXPECT_EQ(got.sequence, 5U);
+  const int waited = reader.waits();
+  auto second = reader.start(got);
+  reader.wait_for_waits(waited + 1);
+  own.stop();
+  EXPECT_EQ(bounded([&] { return second.get(); }), -1) << "stop() did not wake the reader (-2)";
+}
+
+TEST(VillasRegion, MovedFromHandlesAreUnusable) {
+  Mem m(region_size(4, 1));
+  auto own = OwnRegion::init(m.span(), 4, 1, false, "/own");
+  OwnRegion own2 = std::move(own);
+  EXPECT_EQ(own.try_push(make_sample(1, 1)), Errc::closed);  // NOLINT(bugprone-use-after-move): the point
+  EXPECT_EQ(own.queued(), 0U);                                // NOLINT(bugprone-use-after-move)
+  own.stop();                                                 // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(m.get<std::int32_t>(off::kDataQ + off::kState), 1);
+  ASSERT_EQ(own2.try_push(make_sample(2, 1)), Errc::ok);
+  auto peer = PeerRegion::attach(m.span(), "/own");
+  PeerRegion peer2 = std::move(peer);
+  Sample s;
+  EXPECT_EQ(peer.try_pull(s), Errc::closed);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(peer.info().size, 0U);            // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(own2.queued(), 1U);
+  ASSERT_EQ(peer2.try_pull(s), Errc::ok);
+  EXPECT_EQ(s.sequence, 2U);
+}
+
 TEST(VillasRegion, StoppedQueueIsDrainedBeforeClosed) {
   Mem m(region_size(8, 2));
   auto own = OwnRegion::init(m.span(), 8, 2, true, "/own");
@@ -467,25 +635,33 @@ TEST(VillasHostile, PoolOffNotBackToThePool) {
   q.expect_skipped("does not point back to the pool");
 }
 
-TEST(VillasHostile, V011SampleLayoutIsNamed) {
+TEST(VillasHostile, V011SampleLayoutIsNamedAndRefusesTheRegion) {
   Queued q;
   // v0.11: an 8-byte signals pointer, so refcnt @32 and pool_off @40
   q.m.set<std::int64_t>(q.block + 40, static_cast<std::int64_t>(off::kPool) - static_cast<std::int64_t>(q.block));
   q.m.set<std::int64_t>(q.block + 48, 0);
-  q.expect_skipped("VILLASnode v0.11 or older");
-  EXPECT_NE(q.peer.error().find("v1.0 to v1.2"), std::string::npos) << q.peer.error();
+  Sample s;
+  EXPECT_EQ(q.peer.try_pull(s), Errc::layout);
+  const std::string first = q.peer.error();
+  EXPECT_NE(first.find("VILLASnode v0.11 or older"), std::string::npos) << first;
+  EXPECT_NE(first.find("v1.0 to v1.2"), std::string::npos) << first;
+  EXPECT_NE(first.find("/villas-hostile"), std::string::npos) << first;
+  // Sticky: the next (good) sample is not taken, the same error is returned again.
+  EXPECT_EQ(q.peer.try_pull(s), Errc::layout);
+  EXPECT_EQ(q.peer.error(), first);
+  EXPECT_EQ(q.own.queued(), 1U);
 }
 
-/// Runs `f` with a bound: a call that does not return within 10 s fails the test (and ends the
-/// process, since the stuck thread cannot be joined).
-template <class F>
-void bounded(F f) {
-  auto fut = std::async(std::launch::async, f);
-  if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    ADD_FAILURE() << "a try_* call did not return";
-    std::_Exit(1);
-  }
-  fut.get();
+TEST(VillasHostile, SharedSampleIsKeptAndLoggedOnce) {
+  LogCapture log;
+  Queued q;
+  q.m.set<std::int32_t>(q.block + off::kRefcnt, 2);  // another holder in the peer
+  Sample s;
+  ASSERT_EQ(q.peer.try_pull(s), Errc::ok) << q.peer.error();
+  EXPECT_EQ(s.sequence, 7U);
+  EXPECT_EQ(q.m.get<std::int32_t>(q.block + off::kRefcnt), 1);
+  EXPECT_EQ(q.peer.info().free_blocks, 6U);  // not returned by us
+  EXPECT_EQ(log.count({"/villas-hostile", "reference count was 2", "kept"}), 1U);
 }
 
 TEST(VillasHostile, SequencesAheadOfTheIndicesCostBoundedWork) {
@@ -508,21 +684,13 @@ TEST(VillasHostile, HeldMutexCostsAWakeUpNeverAHang) {
   // the sample stays queued for a reader that polls.
   Mem m(region_size(4, 1));
   auto own = OwnRegion::init(m.span(), 4, 1, true, "/own");
-  auto* mutex = reinterpret_cast<pthread_mutex_t*>(m.data() + 88 + 352);
-  std::promise<void> locked, release;
-  std::thread holder([&] {
-    pthread_mutex_lock(mutex);
-    locked.set_value();
-    release.get_future().wait();
-    pthread_mutex_unlock(mutex);
-  });
-  locked.get_future().wait();
-  bounded([&] {
-    EXPECT_EQ(own.try_push(make_sample(1, 1)), Errc::ok);
-    own.stop();
-  });
-  release.set_value();
-  holder.join();
+  {
+    const MutexHolder holder(m.data() + kMutexAt);
+    bounded([&] {
+      EXPECT_EQ(own.try_push(make_sample(1, 1)), Errc::ok);
+      own.stop();
+    });
+  }
   EXPECT_EQ(own.queued(), 1U);
   EXPECT_EQ(m.get<std::int32_t>(off::kDataQ + off::kState), 5);
   auto peer = PeerRegion::attach(m.span(), "/own");
@@ -548,6 +716,260 @@ TEST(VillasHostile, ForeignBlockInOurFreeListIsNeverUsed) {
   EXPECT_EQ(own.queued(), 2U);
   // nothing was written at the bogus offset (the region's start and shared header)
   EXPECT_EQ(std::memcmp(header.data(), m.data(), 480), 0);
+}
+
+TEST(VillasHostile, BlockLostBetweenAFullQueueAndAFullFreeListIsLoggedOnce) {
+  // The peer makes our data queue look full (its tail cell's sequence one behind) and moves our
+  // free list's tail on by one (that cell then looks full): the block try_push popped can go
+  // nowhere; it says would_block and logs the lost block once.
+  LogCapture log;
+  Mem m(region_size(2, 1));
+  auto own = OwnRegion::init(m.span(), 2, 1, false, "/own");
+  m.set<std::uint64_t>(data_cells(m), ~std::uint64_t{0});  // tail 0, sequence -1
+  m.set<std::uint64_t>(off::kFreeQ + off::kTail, m.get<std::uint64_t>(off::kFreeQ + off::kTail) + 1);
+  EXPECT_EQ(own.try_push(make_sample(1, 1)), Errc::would_block);
+  EXPECT_EQ(own.try_push(make_sample(2, 1)), Errc::would_block);
+  EXPECT_EQ(own.queued(), 0U);
+  EXPECT_EQ(log.count({"/own", "could not be put back on our free list"}), 1U);
+}
+
+/// Pushes `n` samples and stops `own` within a bound (in pthread mode with objects the peer
+/// damaged): every push is ok, the samples stay queued, the queue is STOPPED.
+void expect_pushes_and_stop_return(Mem& m, OwnRegion& own, std::uint64_t n) {
+  bounded([&] {
+    for (std::uint64_t seq = 1; seq <= n; ++seq) EXPECT_EQ(own.try_push(make_sample(seq, 1)), Errc::ok);
+    own.stop();
+  });
+  EXPECT_EQ(own.queued(), n);
+  EXPECT_EQ(m.get<std::int32_t>(off::kDataQ + off::kState), 5);
+}
+
+TEST(VillasHostile, CondvarLockedByThePeerCostsAWakeUpNeverAHang) {
+  // A peer that died inside pthread_cond_wait's internal critical section (or wrote the bits):
+  // glibc's broadcast would wait on the internal lock with no timeout while a waiter is counted.
+  LogCapture log;
+  Mem m(region_size(4, 1));
+  auto own = OwnRegion::init(m.span(), 4, 1, true, "/own");
+  m.set<std::uint32_t>(kCondOrigSize, m.get<std::uint32_t>(kCondOrigSize) | 1U);
+  m.set<std::uint32_t>(kCondWrefs, m.get<std::uint32_t>(kCondWrefs) + 8U);  // one waiter counted
+  expect_pushes_and_stop_return(m, own, 2);
+  EXPECT_EQ(m.get<std::int32_t>(kMutexAt), 0);  // the mutex was unlocked again
+  EXPECT_EQ(log.count({"/own", "condition variable"}), 1U);
+  auto peer = PeerRegion::attach(m.span(), "/own");
+  Sample s;
+  EXPECT_EQ(peer.try_pull(s), Errc::ok);
+  EXPECT_EQ(peer.try_pull(s), Errc::ok);
+  EXPECT_EQ(peer.try_pull(s), Errc::closed);
+}
+
+TEST(VillasHostile, ChangedCondvarFlagsAreNeverUsed) {
+  LogCapture log;
+  Mem m(region_size(4, 1));
+  auto own = OwnRegion::init(m.span(), 4, 1, true, "/own");
+  m.set<std::uint32_t>(kCondWrefs, m.get<std::uint32_t>(kCondWrefs) ^ 1U);  // process-shared bit flipped
+  expect_pushes_and_stop_return(m, own, 1);
+  EXPECT_EQ(log.count({"/own", "condition variable", "flag bits"}), 1U);
+}
+
+TEST(VillasHostile, ChangedMutexKindIsNeverUsed) {
+  // A peer that turned our mutex robust: glibc's unlock would walk this thread's robust list.
+  LogCapture log;
+  Mem m(region_size(4, 1));
+  auto own = OwnRegion::init(m.span(), 4, 1, true, "/own");
+  const auto kind = m.get<std::int32_t>(kMutexKind);
+  m.set<std::int32_t>(kMutexKind, kind | 16);  // PTHREAD_MUTEX_ROBUST_NORMAL_NP
+  const std::vector<std::byte> mutex_before(m.data() + kMutexAt, m.data() + kMutexAt + 40);
+  expect_pushes_and_stop_return(m, own, 2);
+  // glibc was never called with it: not a byte of the mutex changed
+  EXPECT_EQ(std::memcmp(mutex_before.data(), m.data() + kMutexAt, 40), 0);
+  EXPECT_EQ(log.count({"/own", "mutex's kind word is " + std::to_string(kind | 16)}), 1U);
+}
+
+TEST(VillasHostile, StuckMutexIsOnlyTriedAfterItsFirstTimeout) {
+  // The first push waits up to the 100 ms bound, later ones do not wait at all; a free mutex
+  // ends that, and the next stuck one is waited for again.
+  Mem m(region_size(64, 1));
+  auto own = OwnRegion::init(m.span(), 64, 1, true, "/own");
+  using Clock = std::chrono::steady_clock;
+  auto holder = std::make_unique<MutexHolder>(m.data() + kMutexAt);
+  bounded([&] {
+    const auto t0 = Clock::now();
+    EXPECT_EQ(own.try_push(make_sample(0, 1)), Errc::ok);
+    const auto t1 = Clock::now();
+    EXPECT_GE(t1 - t0, std::chrono::milliseconds(100));  // waited the whole bound (monotonic)
+    for (std::uint64_t seq = 1; seq <= 40; ++seq) EXPECT_EQ(own.try_push(make_sample(seq, 1)), Errc::ok);
+    // 40 more pushes that each waited 100 ms would take 4 s; trylocks only take microseconds
+    EXPECT_LT(Clock::now() - t1, std::chrono::milliseconds(2000));
+  });
+  holder.reset();
+  EXPECT_EQ(own.try_push(make_sample(41, 1)), Errc::ok);  // the trylock succeeds: no longer stuck
+  holder = std::make_unique<MutexHolder>(m.data() + kMutexAt);
+  const auto t2 = Clock::now();
+  EXPECT_EQ(own.try_push(make_sample(42, 1)), Errc::ok);
+  EXPECT_GE(Clock::now() - t2, std::chrono::milliseconds(100));
+  holder.reset();
+  EXPECT_EQ(own.queued(), 43U);
+}
+
+/// A villas-style reader sleeps on our condition variable; another thread takes our mutex (so
+/// it is held at the moment of `skip`, a push or stop, whose wake-up is then skipped after the
+/// 100 ms bound); after it lets go, `retry` alone must wake the reader, which then returns
+/// `expect` (1 with the pushed sample 7, or -1 for STOPPED), well before its 5 s timeout (-2).
+template <class Skip, class Retry>
+void expect_skipped_wake_retried(std::uint32_t queuelen, Skip skip, Retry retry, int expect) {
+  Mem m(region_size(queuelen, 1));
+  auto own = OwnRegion::init(m.span(), queuelen, 1, true, "/own");
+  VillasStyleReader reader(m);
+  Sample got;
+  auto pulled = reader.start(got);
+  reader.wait_for_waits(1);
+  {
+    const MutexHolder holder(m.data() + kMutexAt);  // taken once the reader sleeps (it held it until then)
+    bounded([&] { skip(own); });
+    EXPECT_FALSE(own.retry_wake()) << "the mutex is still held: the wake-up stays owed";
+  }
+  bounded([&] { retry(own); });
+  EXPECT_EQ(bounded([&] { return pulled.get(); }), expect) << "the owed wake-up was not retried (-2: timed out)";
+  if (expect == 1) {
+    EXPECT_EQ(got.sequence, 7U);
+  }
+  EXPECT_TRUE(own.retry_wake()) << "nothing is owed after the broadcast";
+}
+
+/// Calls retry_wake() until it says nothing is owed (a few tries: a spuriously woken reader may
+/// hold the mutex for a moment).
+void retry_until_done(OwnRegion& own) {
+  for (int i = 0; i < 1000 && !own.retry_wake(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+TEST(VillasHostile, WakeUpSkippedForAHeldMutexIsMadeByRetryWake) {
+  expect_skipped_wake_retried(
+      4, [](OwnRegion& own) { EXPECT_EQ(own.try_push(make_sample(7, 1)), Errc::ok); }, retry_until_done, 1);
+}
+
+TEST(VillasHostile, WakeUpSkippedForAHeldMutexIsMadeByALaterTryPushThatWouldBlock) {
+  // One block: the later push finds the pool empty (the reader, asleep, holds the sample).
+  expect_skipped_wake_retried(
+      1, [](OwnRegion& own) { EXPECT_EQ(own.try_push(make_sample(7, 1)), Errc::ok); },
+      [](OwnRegion& own) { EXPECT_EQ(own.try_push(make_sample(8, 1)), Errc::would_block); }, 1);
+}
+
+TEST(VillasHostile, BroadcastSkippedByStopIsMadeByRetryWake) {
+  // A reader asleep would otherwise never see STOPPED.
+  expect_skipped_wake_retried(4, [](OwnRegion& own) { own.stop(); }, retry_until_done, -1);
+}
+
+TEST(VillasHostile, BlockSizeAboveTheLargestSampleIsRefused) {
+  // The largest block shmlink makes (kMaxSampleValues values) is accepted ...
+  const std::uint64_t big = region_size(1, kMaxSampleValues);
+  Mem ok(big);
+  (void)OwnRegion::init(ok.span(), 1, kMaxSampleValues, false, "/own");
+  const RegionInfo r = inspect(ok.span(), "/own");
+  EXPECT_EQ(r.block_size, 32896U);
+  // ... one 64 bytes larger, otherwise consistent (file size, pool length, cells moved along), is not.
+  Mem m(big + 64);
+  (void)OwnRegion::init(m.span().first(big), 1, kMaxSampleValues, false, "/villas-hostile");
+  m.set<std::uint64_t>(off::kPool + off::kPoolBlocksz, 32896 + 64);
+  m.set<std::uint64_t>(off::kPool + off::kPoolLen, 32896 + 64);
+  m.set<std::int64_t>(off::kFreeQ + off::kBufferOff, m.get<std::int64_t>(off::kFreeQ + off::kBufferOff) + 64);
+  expect_refused(m, m.span(), "pool block size 32960 holds 4109 values, more than shmlink reads");
+  try {
+    (void)inspect(m.span(), "/villas-hostile");
+    ADD_FAILURE() << "inspect accepted a 32960-byte block";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.errc(), Errc::layout);
+    EXPECT_NE(std::string(e.what()).find("32896 bytes"), std::string::npos) << e.what();
+  }
+  // and a block of 2^40 bytes is refused for its size, whatever the rest says
+  m.set<std::uint64_t>(off::kPool + off::kPoolBlocksz, std::uint64_t{1} << 40);
+  expect_refused(m, m.span(), "pool block size 1099511627776");
+}
+
+TEST(VillasHostile, PeerScribblingBothRegionsConcurrentlyCostsSamplesNeverMemory) {
+  // One thread does what both sides do (we push on A and pull from B; the "peer" pulls from A
+  // and pushes on B) while another scribbles, with relaxed atomic stores, the words a peer can
+  // move under us: both regions' queue indices, states, and every data and free-list cell
+  // (sequence and offset). Pool blocks and pthread objects are left alone (blocks are copied
+  // with memcpy, and a glibc object changed inside glibc is the documented deliberate race).
+  // Bounded iterations; every call returns; nothing outside the two regions is written. Meant
+  // for the asan and tsan stages as much as for this one.
+  constexpr std::uint64_t kGuard = 4096;
+  const std::uint64_t size = region_size(8, 2);
+  Mem a(size + kGuard), b(size + kGuard);
+  auto own = OwnRegion::init(a.span().first(size), 8, 2, true, "/villas-a");
+  auto theirs = OwnRegion::init(b.span().first(size), 8, 2, false, "/villas-b");
+  auto peer_of_a = PeerRegion::attach(a.span().first(size), "/villas-a");
+  auto peer = PeerRegion::attach(b.span().first(size), "/villas-b");
+  std::vector<std::uint64_t> words;  // offsets of the scribbled 8-byte words, in both regions
+  for (const Mem* m : {&a, &b}) {
+    const std::uint64_t base = m == &a ? 0 : (std::uint64_t{1} << 40);  // tag: which region
+    for (std::uint64_t q : {off::kDataQ, off::kFreeQ}) {
+      words.push_back(base + q + off::kHead);
+      words.push_back(base + q + off::kTail);
+      const std::uint64_t cells = q + static_cast<std::uint64_t>(m->get<std::int64_t>(q + off::kBufferOff));
+      for (std::uint64_t i = 0; i < 8; ++i) {
+        words.push_back(base + cells + i * 16);
+        words.push_back(base + cells + i * 16 + 8);
+      }
+    }
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> scribbles{0};
+  std::atomic<std::uint64_t> progress{0};
+  std::thread scribbler([&] {
+    std::uint64_t x = 0x9e3779b97f4a7c15ULL;
+    std::uint64_t damages = 0;
+    for (int i = 0; i < 2'000'000 && !done.load(std::memory_order_relaxed); ++i) {
+      scribbles.store(i, std::memory_order_relaxed);
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      const std::uint64_t w = words[x % words.size()];
+      std::byte* at = (w >> 40 != 0 ? b.data() : a.data()) + (w & ((std::uint64_t{1} << 40) - 1));
+      std::atomic_ref<std::uint64_t> word(*reinterpret_cast<std::uint64_t*>(at));
+      const std::uint64_t cur = word.load(std::memory_order_relaxed);
+      // (the last two: offsets, from either queue, that land just past the region's end)
+      const std::uint64_t choices[] = {x, cur + 1, cur - 1, cur + (x & 15), 0, ~std::uint64_t{0},
+                                       static_cast<std::uint64_t>(-static_cast<std::int64_t>(x & 0xffff)),
+                                       size - off::kDataQ + (x & 0xfc0), size - off::kFreeQ + (x & 0xfc0)};
+      // Mostly a racing write that changes nothing (a CAS of the value it holds), so samples keep
+      // flowing; one damaging store each time the worker has done another 50 iterations.
+      if (progress.load(std::memory_order_relaxed) / 50 > damages) {
+        ++damages;
+        word.store(choices[(x >> 32) % std::size(choices)], std::memory_order_relaxed);
+      } else {
+        std::uint64_t same = cur;
+        (void)word.compare_exchange_strong(same, cur, std::memory_order_relaxed);
+      }
+      if (i % 65536 == 65535) {  // and the data queues' states, now and then (any value)
+        std::atomic_ref<std::int32_t>(*reinterpret_cast<std::int32_t*>((x & 1 ? a.data() : b.data()) + off::kDataQ))
+            .store(static_cast<std::int32_t>(x >> 61), std::memory_order_relaxed);
+      }
+    }
+  });
+  for (int i = 0; i < 10'000 && scribbles.load(std::memory_order_relaxed) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));  // the scribbler has started
+  bounded([&] {
+    Sample s;
+    for (std::uint64_t i = 0; i < 5000; ++i) {
+      progress.store(i, std::memory_order_relaxed);
+      const Status pushed = own.try_push(make_sample(i, 2));
+      EXPECT_TRUE(pushed == Errc::ok || pushed == Errc::would_block) << pushed.message();
+      (void)peer_of_a.try_pull(s);  // any status: the sample may be lost, never memory
+      (void)theirs.try_push(make_sample(i, 2));
+      const Status pulled = peer.try_pull(s);
+      if (pulled == Errc::ok) {
+        EXPECT_LE(s.values.size(), 5U);
+      }
+    }
+  });
+  done.store(true, std::memory_order_relaxed);
+  scribbler.join();
+  for (const Mem* m : {&a, &b}) {
+    const std::vector<std::byte> zeros(kGuard);
+    EXPECT_EQ(std::memcmp(m == &a ? a.data() + size : b.data() + size, zeros.data(), kGuard), 0)
+        << "bytes after a region were written";
+  }
 }
 
 // ---- inspection -----------------------------------------------------------------------------------

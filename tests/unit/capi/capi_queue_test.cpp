@@ -12,7 +12,9 @@
 #include <gtest/gtest.h>
 #include <test_util.hpp>
 
+#include <semaphore.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -921,6 +923,13 @@ TEST_F(capiInterface, SpecInitFillsDefaultsAndAcceptsNull) {
 // SHMLINK_PROTOCOL_VILLAS: VILLASnode's regions in /dev/shm instead of queue files, the same calls.
 TEST_F(capiInterface, VillasProtocolLoopbackReadsWhatItWrites) {
   std::string name = "/shmlink-capi-vt" + std::to_string(::getpid());
+  struct Cleanup {  // a failed assertion leaves nothing in /dev/shm either
+    std::string object;
+    ~Cleanup() {
+      ::shm_unlink(object.c_str());
+      ::sem_unlink(object.c_str());
+    }
+  } cleanup{name};
   auto spec = ispec(name, name);
   spec.protocol = 7;
   shmlink_interface_t* raw = nullptr;
@@ -940,6 +949,9 @@ TEST_F(capiInterface, VillasProtocolLoopbackReadsWhatItWrites) {
   EXPECT_EQ(info.capacity, 8U);
   ASSERT_EQ(shmlink_interface_in_info(i.get(), &info), SHMLINK_OK);
   EXPECT_GE(info.max_values, 2U);
+  EXPECT_EQ(info.capacity, 8U) << "the peer region's queuelen";
+  EXPECT_EQ(info.wait, spec.wait == SHMLINK_WAIT_POLLING ? SHMLINK_WAIT_POLLING : SHMLINK_WAIT_HYBRID)
+      << "the peer region's mode";
   EXPECT_EQ(shmlink_interface_peer_signal_count(i.get()), 0) << "no signal table travels";
 
   for (int k = 0; k < 3; ++k) {

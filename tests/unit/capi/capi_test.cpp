@@ -843,9 +843,12 @@ TEST_F(capiWait, WaitSpinSeesAWriteFromAnotherThread) {
 // The library a program loads is the one its header describes: the SONAME names the C ABI, and
 // 0.2 is the first with a 144-byte shmlink_keyword_t (s is char[17]; 0.1 had 136 bytes and its
 // comment 1 byte earlier). Before the bump the changed layout shipped as libshmlink.so.0.1, so
-// a program built against 0.1 loaded it and misread every keyword's comment.
+// a program built against 0.1 loaded it and misread every keyword's comment. 0.3 is the first
+// that honours shmlink_interface_spec_t.protocol (byte 26, padding before: a 0.2 library would
+// silently speak the shmlink protocol to a program asking for VILLAS).
 TEST(capiAbi, TheLoadedLibraryIsNamedForTheLayoutOfTheHeader) {
   static_assert(sizeof(shmlink_keyword_t) == 144 && offsetof(shmlink_keyword_t, comment) == 57);
+  static_assert(offsetof(shmlink_interface_spec_t, protocol) == 26);
   std::vector<std::string> loaded;
   ::dl_iterate_phdr(
       [](dl_phdr_info* info, std::size_t, void* out) {
@@ -856,7 +859,7 @@ TEST(capiAbi, TheLoadedLibraryIsNamedForTheLayoutOfTheHeader) {
       &loaded);
   ASSERT_EQ(loaded.size(), 1u) << "libshmlink.so is not loaded exactly once";
   const std::string file = std::filesystem::path(loaded[0]).filename();
-  EXPECT_EQ(file, "libshmlink.so.0.2") << loaded[0];
+  EXPECT_EQ(file, "libshmlink.so.0.3") << loaded[0];
 }
 
 TEST_F(capiSemaphore, ClaimRejectsNull) {
