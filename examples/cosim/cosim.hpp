@@ -23,6 +23,7 @@
 /// (sequence k), then reads the peer's value for t_k (sequence k).
 #pragma once
 
+#include <shmlink/interface.hpp>
 #include <shmlink/queue.hpp>
 
 #include <complex>
@@ -150,6 +151,8 @@ double report_number(const std::map<std::string, std::string>& report, const std
 
 /// "polling", "futex" or "hybrid".
 const char* wait_name(shmlink::WaitMode mode) noexcept;
+/// "shmlink" or "villas".
+const char* protocol_name(shmlink::InterfaceProtocol protocol) noexcept;
 /// The circuit's parameters as a JSON object (SI units: V, Hz, ohm, H, F, s).
 std::string circuit_json(const Circuit& circuit);
 
@@ -171,6 +174,8 @@ struct SideOptions {
   Role role = Role::source;            ///< which half
   std::string in;                      ///< queue read (peer's output); "" -> default, see main.cpp
   std::string out;                     ///< queue written (this side's output)
+  /// shmlink queues, or VILLASnode shmem regions (`in`/`out` are then shm names, "/cosim-load")
+  shmlink::InterfaceProtocol protocol = shmlink::InterfaceProtocol::shmlink;
   std::int64_t steps = 2000;           ///< steps to run (both sides must agree)
   shmlink::WaitMode wait = shmlink::WaitMode::hybrid;  ///< how both queues are waited on
   Predictor predictor = Predictor::linear;             ///< peer value extrapolation
@@ -196,6 +201,9 @@ struct RunOptions {
   std::int64_t steps = 2000;           ///< steps of 50 us
   bool exec = false;                   ///< the source side launches the load (InterfaceSpec::exec)
   shmlink::WaitMode wait = shmlink::WaitMode::hybrid;  ///< passed to both sides
+  /// passed to both sides: shmlink queues in the scratch directory, or VILLASnode shmem regions
+  /// in /dev/shm named after it
+  shmlink::InterfaceProtocol protocol = shmlink::InterfaceProtocol::shmlink;
   Predictor predictor = Predictor::linear;             ///< passed to both sides
   double tolerance = 0.01;             ///< max |error| / peak allowed for v and for i
   double timeout_s = 30;               ///< passed to both sides

@@ -5,7 +5,10 @@
 ///
 /// Everything a run creates (both queues, both trajectories, both reports) lives in a scratch
 /// directory `<stream directory>/cosim-<pid>-XXXXXX`, removed at the end whatever happened, so
-/// a failed or interrupted run leaves nothing behind. Nothing can hang: each side gives up on a
+/// a failed or interrupted run leaves nothing behind. With `--protocol villas` the two regions
+/// are POSIX shm objects `/cosim-<pid>-XXXXXX-{source,load}` in /dev/shm instead (and their
+/// rendezvous semaphores `sem.<name>`): what a side that died leaves of them is removed too, and
+/// reported. Nothing can hang: each side gives up on a
 /// silent peer after `--timeout`, and the launcher stops children that outlive a deadline.
 #include "cosim.hpp"
 
@@ -156,6 +159,28 @@ void spawn(Child& child, const std::string& exe, std::vector<std::string> args) 
   child.running = true;
 }
 
+/// The objects a side may leave behind for channel `name` (what its Interface creates): the
+/// queue file with the shmlink protocol; the region and the rendezvous semaphore in /dev/shm
+/// with villas.
+std::vector<std::string> channel_files(const std::string& name, shmlink::InterfaceProtocol protocol) {
+  if (protocol == shmlink::InterfaceProtocol::shmlink) return {name};
+  return {"/dev/shm" + name, "/dev/shm/sem." + name.substr(1)};
+}
+
+/// Removes what the sides left of `names` once both have ended (a side's close() removes its own
+/// channel; a side that died does not) and returns the files it had to remove.
+std::vector<std::string> remove_left_behind(const std::vector<std::string>& names,
+                                            shmlink::InterfaceProtocol protocol) {
+  std::vector<std::string> removed;
+  for (const std::string& name : names) {
+    for (const std::string& file : channel_files(name, protocol)) {
+      std::error_code ec;
+      if (std::filesystem::remove(file, ec)) removed.push_back(file);
+    }
+  }
+  return removed;
+}
+
 /// Formats a number for a command line (integers without a fraction).
 std::string arg(double value) { return json_number(value); }
 
@@ -177,13 +202,15 @@ std::string side_json(const std::map<std::string, std::string>& report, const Ch
   // A counter of the report as a JSON number (null when absent).
   const auto n = [&report](const char* key) { return json_number(report_number(report, key, NAN)); };
   const auto found = report.find("error");
+  const auto peer_channel = report.find("peer_channel");
   const std::string failure = child.failure();
   std::string error = found != report.end() ? found->second : "";
   if (error.empty()) error = failure;
   return "{\"steps_done\": " + n("steps_done") + ", \"lost\": " + n("lost") + ", \"duplicated\": " +
          n("duplicated") + ", \"out_of_step\": " + n("out_of_step") + ", \"ok\": " +
          (failure.empty() && report_number(report, "ok") == 1 ? "true" : "false") + ", \"error\": " +
-         json_string(error) + ", \"step_wall_us\": " + us_json(report, "step") + ", \"write_to_read_us\": " +
+         json_string(error) + ", \"peer_channel\": " +
+         json_string(peer_channel != report.end() ? peer_channel->second : "") + ", \"step_wall_us\": " + us_json(report, "step") + ", \"write_to_read_us\": " +
          us_json(report, "latency") + "}";
 }
 
@@ -199,11 +226,15 @@ int run_cosim(const RunOptions& options) {
   const Circuit circuit;
   const std::string exe = self_path();
   ScratchDir dir;
-  const std::string source_queue = dir.file("source.queue.shm");
-  const std::string load_queue = dir.file("load.queue.shm");
+  // The channels: queue files in the scratch directory, or shm names made unique by its name.
+  const bool villas = options.protocol == shmlink::InterfaceProtocol::villas;
+  const std::string villas_stem = "/" + std::filesystem::path(dir.path()).filename().string();
+  const std::string source_queue = villas ? villas_stem + "-source" : dir.file("source.queue.shm");
+  const std::string load_queue = villas ? villas_stem + "-load" : dir.file("load.queue.shm");
   const std::vector<std::string> common = {"--steps", arg(static_cast<double>(options.steps)),
                                            "--wait", wait_name(options.wait),
                                            "--predictor", predictor_name(options.predictor),
+                                           "--protocol", protocol_name(options.protocol),
                                            "--timeout", arg(options.timeout_s)};
   // The arguments of side `role`: the common ones, its files, and the faults if it is the faulty side.
   const auto side_args = [&](Role role) {
@@ -255,6 +286,8 @@ int run_cosim(const RunOptions& options) {
     sleep_ms(1);
   }
   const double wall_s = static_cast<double>(monotonic_ns() - start_ns) / 1e9;
+  // Both sides have ended: whatever is left of their channels was left by a side that died.
+  const std::vector<std::string> left_behind = remove_left_behind({source_queue, load_queue}, options.protocol);
   if (g_stop != 0) {
     log_error("run", "interrupted; removing " + dir.path());
     return 130;
@@ -301,6 +334,7 @@ int run_cosim(const RunOptions& options) {
   if (out_of_step > 0) errors.push_back(std::to_string(out_of_step) + " samples read at the wrong step");
   if (c.v_error > options.tolerance) errors.push_back("load voltage error above the tolerance");
   if (c.i_error > options.tolerance) errors.push_back("line current error above the tolerance");
+  for (const std::string& file : left_behind) errors.push_back("left behind by a side, removed: " + file);
   const bool pass = errors.empty();
 
   // The summary: on stdout, or on stderr when stdout carries the JSON.
@@ -312,10 +346,11 @@ int run_cosim(const RunOptions& options) {
   };
   std::fprintf(out, "cosim: one circuit split in two processes (ideal transformer), %lld steps of %g us = %g s simulated\n",
                static_cast<long long>(options.steps), circuit.dt_s * 1e6, simulated_s);
-  std::fprintf(out, "  %s; wait %s, predictor %s\n",
+  std::fprintf(out, "  %s; %s; wait %s, predictor %s\n",
                options.exec ? "the source side launches the load side (InterfaceSpec::exec)"
                             : "the launcher starts both sides",
-               wait_name(options.wait), predictor_name(options.predictor));
+               villas ? "over VILLASnode shmem regions" : "over shmlink queues", wait_name(options.wait),
+               predictor_name(options.predictor));
   if (c.steps_compared > 0) {
     std::fprintf(out, "  max error vs one-process solution: v %.3f %% of %.1f V peak, i %.3f %% of %.2f A peak"
                  " (tolerance %g %%)\n", 100 * c.v_error, c.v_peak, 100 * c.i_error, c.i_peak, 100 * options.tolerance);
@@ -336,19 +371,26 @@ int run_cosim(const RunOptions& options) {
   std::fflush(out);
 
   if (options.json) {
-    std::string errors_json = "[";
-    for (std::size_t n = 0; n < errors.size(); ++n) errors_json += (n > 0 ? ", " : "") + json_string(errors[n]);
-    errors_json += "]";
+    // A JSON array of strings.
+    const auto strings_json = [](const std::vector<std::string>& texts) {
+      std::string out_json = "[";
+      for (std::size_t n = 0; n < texts.size(); ++n) out_json += (n > 0 ? ", " : "") + json_string(texts[n]);
+      return out_json + "]";
+    };
+    const std::string errors_json = strings_json(errors);
+    const std::string channels_json = "{\"source\": " + json_string(source_queue) + ", \"load\": " +
+                                      json_string(load_queue) + "}";
     std::printf(
         "{\n  \"schema_version\": 1,\n  \"pass\": %s,\n  \"mode\": %s,\n  \"steps\": %lld,\n  \"dt_us\": %s,\n"
-        "  \"wait\": %s,\n  \"predictor\": %s,\n  \"tolerance\": %s,\n  \"max_rel_error_v\": %s,\n"
+        "  \"protocol\": %s,\n  \"channels\": %s,\n  \"left_behind\": %s,\n  \"wait\": %s,\n  \"predictor\": %s,\n  \"tolerance\": %s,\n  \"max_rel_error_v\": %s,\n"
         "  \"max_rel_error_i\": %s,\n  \"max_error_step_v\": %lld,\n  \"max_error_step_i\": %lld,\n"
         "  \"v_peak\": %s,\n  \"i_peak\": %s,\n  \"steps_compared\": %lld,\n  \"lost_steps\": %lld,\n"
         "  \"duplicated_steps\": %lld,\n  \"out_of_step\": %lld,\n  \"step_wall_us\": %s,\n  \"wall_s\": %s,\n"
         "  \"cores\": %ld,\n  \"load_1min\": %s,\n  \"sides\": {\n    \"source\": %s,\n    \"load\": %s\n  },\n  \"circuit\": %s,\n"
         "  \"errors\": %s\n}\n",
         pass ? "true" : "false", options.exec ? "\"exec\"" : "\"fork\"", static_cast<long long>(options.steps),
-        json_number(circuit.dt_s * 1e6).c_str(), json_string(wait_name(options.wait)).c_str(),
+        json_number(circuit.dt_s * 1e6).c_str(), json_string(protocol_name(options.protocol)).c_str(),
+        channels_json.c_str(), strings_json(left_behind).c_str(), json_string(wait_name(options.wait)).c_str(),
         json_string(predictor_name(options.predictor)).c_str(), json_number(options.tolerance).c_str(),
         json_number(c.v_error).c_str(), json_number(c.i_error).c_str(), static_cast<long long>(c.v_error_step),
         static_cast<long long>(c.i_error_step), json_number(c.v_peak).c_str(), json_number(c.i_peak).c_str(),

@@ -17,23 +17,27 @@ namespace {
 
 constexpr const char* kUsage = R"(usage:
   shmlink-cosim run [--steps N] [--exec] [--wait polling|futex|hybrid] [--predictor linear|hold]
-                    [--tolerance F] [--timeout S] [--json] [--keep]
+                    [--protocol shmlink|villas] [--tolerance F] [--timeout S] [--json] [--keep]
       Runs the circuit split in two processes (source side, load side) for N steps of 50 us
       (default 20000 = 1 s), compares with the one-process solution and prints a summary (with
       --json: JSON on stdout, the summary on stderr). --exec: the source side launches the load
       side through its Interface (InterfaceSpec::exec) instead of the launcher starting both.
-      --tolerance: largest max|error|/peak allowed for v and i (default 0.01). --keep: keep
-      the scratch directory (trajectories, reports). Exit status 0 on pass, 1 on fail.
+      --protocol villas: the sides exchange samples through VILLASnode shmem regions in /dev/shm
+      (what villas-node's `shmem` node speaks) instead of shmlink queues. --tolerance: largest
+      max|error|/peak allowed for v and i (default 0.01). --keep: keep the scratch directory
+      (trajectories, reports). Exit status 0 on pass, 1 on fail.
   shmlink-cosim monolithic [--steps N] [--csv FILE] [--json]
       Solves the whole circuit in one process (the reference); --csv writes step,t_s,v_V,i_A.
   shmlink-cosim side source|load [--in QUEUE] [--out QUEUE] [--steps N] [--wait MODE]
-                    [--predictor linear|hold] [--timeout S] [--trajectory FILE] [--report FILE]
-                    [--exec COMMAND ARGS...]
+                    [--predictor linear|hold] [--protocol shmlink|villas] [--timeout S]
+                    [--trajectory FILE] [--report FILE] [--exec COMMAND ARGS...]
       One side, against any peer: QUEUE is a queue name in $SHMLINK_DIR (else /dev/shm) or a
-      path. Defaults: $SHMLINK_INTERFACE_IN / $SHMLINK_INTERFACE_OUT when set (a side launched
-      by --exec), else --out cosim-<this side> and --in cosim-<other side>. --exec (last) launches
-      the peer with the rest of the line. --timeout S (default 30): how long to wait for the
-      peer to attach and for each sample. --trajectory: CSV step,t_s,value.
+      path; with --protocol villas, a VILLASnode shm name ("/cosim-load", in /dev/shm), so the
+      peer may be a villas-node whose shmem node has the names swapped. Defaults:
+      $SHMLINK_INTERFACE_IN / $SHMLINK_INTERFACE_OUT when set (a side launched by --exec), else
+      --out cosim-<this side> and --in cosim-<other side> ("/cosim-..." with villas). --exec
+      (last) launches the peer with the rest of the line. --timeout S (default 30): how long to
+      wait for the peer to attach and for each sample. --trajectory: CSV step,t_s,value.
   shmlink-cosim compare --source FILE --load FILE [--tolerance F] [--json]
       Compares the trajectories of two sides run by hand with the one-process solution.
 )";
@@ -133,6 +137,14 @@ cosim::Predictor predictor_option(Args& args) {
   throw std::invalid_argument("--predictor must be linear or hold, got '" + text + "'");
 }
 
+/// Parses --protocol (default shmlink).
+shmlink::InterfaceProtocol protocol_option(Args& args) {
+  const std::string text = take(args, "protocol", "shmlink");
+  if (text == "shmlink") return shmlink::InterfaceProtocol::shmlink;
+  if (text == "villas") return shmlink::InterfaceProtocol::villas;
+  throw std::invalid_argument("--protocol must be shmlink or villas, got '" + text + "'");
+}
+
 /// Parses a role name.
 cosim::Role role_of(const std::string& text, const char* what) {
   if (text == "source") return cosim::Role::source;
@@ -155,6 +167,7 @@ int main_run(Args args) {
   o.keep = take_switch(args, "keep");
   o.wait = wait_option(args);
   o.predictor = predictor_option(args);
+  o.protocol = protocol_option(args);
   o.tolerance = number(take(args, "tolerance", "0.01"), "--tolerance", 0, 1);
   o.timeout_s = number(take(args, "timeout", "30"), "--timeout", 0.1, 3600);
   // Fault injection (not in the usage text: for the test that checks violations are caught).
@@ -180,8 +193,11 @@ int main_side(const std::string& role, Args args) {
   o.role = role_of(role, "the side");
   const std::string self = cosim::role_name(o.role);
   const std::string other = cosim::role_name(o.role == cosim::Role::source ? cosim::Role::load : cosim::Role::source);
-  o.in = take(args, "in", env_or("SHMLINK_INTERFACE_IN", "cosim-" + other));
-  o.out = take(args, "out", env_or("SHMLINK_INTERFACE_OUT", "cosim-" + self));
+  o.protocol = protocol_option(args);
+  // VILLAS names are shm names: "/cosim-load".
+  const std::string prefix = o.protocol == shmlink::InterfaceProtocol::villas ? "/cosim-" : "cosim-";
+  o.in = take(args, "in", env_or("SHMLINK_INTERFACE_IN", prefix + other));
+  o.out = take(args, "out", env_or("SHMLINK_INTERFACE_OUT", prefix + self));
   o.steps = steps_option(args);
   o.wait = wait_option(args);
   o.predictor = predictor_option(args);

@@ -150,6 +150,14 @@ const char* wait_name(shmlink::WaitMode mode) noexcept {
   return "?";
 }
 
+const char* protocol_name(shmlink::InterfaceProtocol protocol) noexcept {
+  switch (protocol) {
+    case shmlink::InterfaceProtocol::shmlink: return "shmlink";
+    case shmlink::InterfaceProtocol::villas: return "villas";
+  }
+  return "?";
+}
+
 std::string circuit_json(const Circuit& c) {
   // Full precision: readers may recompute the solution from these.
   char text[320];

@@ -51,6 +51,7 @@ struct SideResult {
   std::vector<double> trajectory;        ///< this side's value at each step
   std::string error;                     ///< why the run stopped early or failed, "" if not
   std::string peer;                      ///< PeerStatus::describe() at the end
+  std::string peer_channel;              ///< what the peer is known by: its queue file or VILLAS region, or its command line
   int peer_exit_code = -1;               ///< exit code of a launched peer
 };
 
@@ -117,6 +118,7 @@ SideResult simulate(const SideOptions& options) {
   shmlink::InterfaceSpec spec;
   spec.out = options.out;
   spec.in = options.in;
+  spec.protocol = options.protocol;
   spec.capacity = kQueueCapacity;
   spec.wait = options.wait;
   spec.attach_timeout = to_ns(options.timeout_s);
@@ -183,6 +185,7 @@ SideResult simulate(const SideOptions& options) {
 
   iface.close();  // removes our queue; with exec, also waits for the load side and reaps it
   r.peer = iface.peer().describe();
+  r.peer_channel = iface.peer().command;
   r.peer_exit_code = iface.peer().exit_code;
   if (const shmlink::PeerStatus& p = iface.peer(); r.error.empty() && p.launched && p.exit_code != 0) {
     r.error = "the side it launched (pid " + std::to_string(p.pid) + ") " +
@@ -220,7 +223,8 @@ bool write_report(const SideOptions& options, SideResult& r, bool ok) {
        << "\nstep_p50_ns=" << percentile(r.step_ns, 0.50) << "\nstep_p99_ns=" << percentile(r.step_ns, 0.99)
        << "\nstep_max_ns=" << percentile(r.step_ns, 1.0) << "\nlatency_p50_ns=" << percentile(r.latency_ns, 0.50)
        << "\nlatency_p99_ns=" << percentile(r.latency_ns, 0.99) << "\nlatency_max_ns=" << percentile(r.latency_ns, 1.0)
-       << "\npeer_exit_code=" << r.peer_exit_code << "\npeer=" << r.peer << "\nerror=" << r.error << "\n";
+       << "\npeer_exit_code=" << r.peer_exit_code << "\npeer=" << r.peer << "\npeer_channel=" << r.peer_channel
+       << "\nerror=" << r.error << "\n";
   file.close();
   if (!file) log_error(role_name(options.role), "cannot write " + options.report_path);
   return static_cast<bool>(file);

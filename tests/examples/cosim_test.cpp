@@ -2,8 +2,9 @@
 // Runs examples/cosim as a user would and checks its JSON: the circuit split in two processes
 // matches the one-process solution within the stated tolerance with no step lost or repeated
 // (the launcher starting both sides, and the source side launching the load through
-// InterfaceSpec::exec); the one-process reference matches the phasor solution; and a wrong
-// coupling (a dropped or repeated step, or no extrapolation) is reported as a failure. No timing
+// InterfaceSpec::exec); the one-process reference matches the phasor solution; the sides coupled
+// through VILLASnode shmem regions (--protocol villas) give exactly the result of shmlink queues;
+// and a wrong coupling (a dropped or repeated step, or no extrapolation) is reported as a failure. No timing
 // assertions: CI machines are small and shared, and this may run under ASan.
 #include "test_util.hpp"
 
@@ -86,6 +87,8 @@ void expect_clean_pass(const Outcome& outcome, const char* mode) {
   EXPECT_EQ(r.value("lost_steps", -1), 0);
   EXPECT_EQ(r.value("duplicated_steps", -1), 0);
   EXPECT_EQ(r.value("out_of_step", -1), 0);
+  // Each side's close() removed its own channel: the launcher found nothing to clean up.
+  EXPECT_EQ(r.value("left_behind", nlohmann::json::array()), nlohmann::json::array());
   // The stated tolerance is the README's 1 %, not something looser.
   const double tolerance = r.value("tolerance", 1.0);
   EXPECT_LE(tolerance, 0.01);
@@ -137,6 +140,50 @@ TEST(Cosim, TwoProcessesMatchTheOneProcessSolution) {
 TEST(Cosim, SourceLaunchingTheLoadThroughExecMatchesTheOneProcessSolution) {
   shmlink::test::TempStreamDir dir;
   expect_clean_pass(run_cosim({"run", "--steps", "2000", "--exec", "--json"}), "exec");
+  EXPECT_EQ(dir.entries(), 0) << "files left behind in " << dir.path();
+}
+
+/// Checks that nothing of a VILLAS channel `name` ("/cosim-...") is left in /dev/shm: neither
+/// the region nor its rendezvous semaphore.
+void expect_no_villas_objects(const std::string& name) {
+  ASSERT_EQ(name.rfind("/cosim-", 0), 0U) << name;
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm" + name)) << name;
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm/sem." + name.substr(1))) << name;
+}
+
+TEST(Cosim, VillasProtocolGivesExactlyTheResultOfShmlinkQueues) {
+  shmlink::test::TempStreamDir dir;
+  const Outcome queues = run_cosim({"run", "--steps", "2000", "--json"});
+  expect_clean_pass(queues, "fork");
+  const Outcome villas = run_cosim({"run", "--steps", "2000", "--protocol", "villas", "--json"});
+  expect_clean_pass(villas, "fork");
+  const nlohmann::json q = parse(queues);
+  const nlohmann::json v = parse(villas);
+  EXPECT_EQ(q.value("protocol", ""), "shmlink");
+  EXPECT_EQ(v.value("protocol", ""), "villas");
+  // The co-simulation is deterministic: the same values crossed, whatever carried them.
+  for (const char* key : {"max_rel_error_v", "max_rel_error_i", "max_error_step_v", "max_error_step_i"}) {
+    SCOPED_TRACE(key);
+    EXPECT_EQ(v.at(key), q.at(key));
+  }
+  // Each side's Interface read the other's VILLAS region in /dev/shm (with the shmlink protocol
+  // the peer is its queue file).
+  EXPECT_EQ(v.at("sides").at("load").value("peer_channel", ""), "/dev/shm" + v.at("channels").value("source", ""));
+  EXPECT_EQ(v.at("sides").at("source").value("peer_channel", ""), "/dev/shm" + v.at("channels").value("load", ""));
+  EXPECT_EQ(q.at("sides").at("load").value("peer_channel", ""), q.at("channels").value("source", ""));
+  for (const char* side : {"source", "load"}) expect_no_villas_objects(v.at("channels").value(side, ""));
+  EXPECT_EQ(dir.entries(), 0) << "files left behind in " << dir.path();
+}
+
+TEST(Cosim, VillasProtocolWithTheSourceLaunchingTheLoadThroughExec) {
+  shmlink::test::TempStreamDir dir;
+  const Outcome outcome = run_cosim({"run", "--steps", "2000", "--exec", "--protocol", "villas", "--json"});
+  expect_clean_pass(outcome, "exec");
+  const nlohmann::json r = parse(outcome);
+  EXPECT_EQ(r.value("protocol", ""), "villas");
+  // The launched load side read the source side's VILLAS region.
+  EXPECT_EQ(r.at("sides").at("load").value("peer_channel", ""), "/dev/shm" + r.at("channels").value("source", ""));
+  for (const char* side : {"source", "load"}) expect_no_villas_objects(r.at("channels").value(side, ""));
   EXPECT_EQ(dir.entries(), 0) << "files left behind in " << dir.path();
 }
 
@@ -224,6 +271,7 @@ TEST(Cosim, CouplingWithoutExtrapolationExceedsTheTolerance) {
 TEST(Cosim, RejectsBadOptionsWithUsageStatus) {
   EXPECT_EQ(run_cosim({"run", "--steps", "-5"}, 30).status, 2);
   EXPECT_EQ(run_cosim({"run", "--wait", "carrier-pigeon"}, 30).status, 2);
+  EXPECT_EQ(run_cosim({"run", "--protocol", "smoke-signals"}, 30).status, 2);
   EXPECT_EQ(run_cosim({"side", "middle"}, 30).status, 2);
   EXPECT_EQ(run_cosim({"teleport"}, 30).status, 2);
 }

@@ -89,9 +89,9 @@ std::string exit_code_help() {
          "  1    failure (stream exists: add --force to replace it; no space, I/O error, torn read, an output file\n"
          "       that cannot be written, ...)\n"
          "  2    usage error (bad option, shape, dtype or name; name longer than 79 bytes)\n"
-         "  3    stream, queue, memif socket or directory not found\n"
+         "  3    stream, queue, memif socket, VILLAS region or directory not found\n"
          "  4    permission denied\n"
-         "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream or shmlink queue file)\n"
+         "  5    layout mismatch (not a valid ImageStreamIO 2.00 stream, shmlink queue file or VILLAS region)\n"
          "  124  timed out waiting\n"
          "  130  bench stream interrupted by Ctrl-C, after printing the rows measured so far\n"
          "\n"
@@ -108,6 +108,8 @@ std::string program_description() {
          "           controllers (ls, info, rm, gc)\n"
          "  memif    packet interfaces speaking the memif protocol of VPP, DPDK and libmemif; running processes\n"
          "           publish their state in PID-K.memif.shm (memif responder/ping/bench; ls, info --memif, gc)\n"
+         "Also, read-only: the VILLASnode v1.x shmem regions in /dev/shm that villas-node and Interfaces with\n"
+         "the villas protocol share (ls, info).\n"
          "bench measures streams, queues and memif against raw floors in one run.\n";
 }
 
