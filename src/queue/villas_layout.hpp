@@ -25,9 +25,17 @@ namespace shmlink::villas {
 static_assert(std::endian::native == std::endian::little, "the VILLAS layout is little-endian x86_64");
 static_assert(sizeof(void*) == 8, "the VILLAS layout is the 64-bit one");
 // The pthread objects live inside CQueueSignalled; their glibc x86_64 sizes fix every later offset
-// (aarch64's 48-byte mutex moves the Pool: that layout is refused by fingerprint).
-static_assert(sizeof(pthread_mutex_t) == 40, "VILLAS regions are read on x86_64 glibc only");
-static_assert(sizeof(pthread_cond_t) == 48, "VILLAS regions are read on x86_64 glibc only");
+// (aarch64's 48-byte mutex moves the Pool: that layout is refused by fingerprint). The structs below
+// hold them as raw bytes, so this header also builds on aarch64, where kHostPthreadMatches is false
+// and pthread mode is refused (OwnRegion::init); on x86_64 glibc the sizes must match exactly.
+#if defined(__x86_64__)
+static_assert(sizeof(pthread_mutex_t) == 40, "VILLAS regions need x86_64 glibc's 40-byte pthread_mutex_t");
+static_assert(sizeof(pthread_cond_t) == 48, "VILLAS regions need x86_64 glibc's 48-byte pthread_cond_t");
+/// True where this host's pthread objects are the ones a VILLAS v1.x region holds (x86_64 glibc).
+inline constexpr bool kHostPthreadMatches = true;
+#else
+inline constexpr bool kHostPthreadMatches = false;
+#endif
 
 /// VILLASnode's State values used in the region.
 inline constexpr std::int32_t kStateInitialized = 1;
@@ -99,8 +107,8 @@ struct CQueueSignalled {
   CQueue queue;            // 0
   std::int32_t mode;       // 296  kModePthread / kModePolling
   std::int32_t flags;      // 300
-  pthread_cond_t ready;    // 304  process-shared, broadcast after each push (pthread mode)
-  pthread_mutex_t mutex;   // 352  process-shared, not robust
+  alignas(8) std::byte ready[48];  // 304  pthread_cond_t, process-shared, broadcast after each push (pthread mode)
+  alignas(8) std::byte mutex[40];  // 352  pthread_mutex_t, process-shared, not robust
 };
 static_assert(sizeof(CQueueSignalled) == 392);
 static_assert(offsetof(CQueueSignalled, mode) == 296);

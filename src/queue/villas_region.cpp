@@ -440,6 +440,9 @@ OwnRegion OwnRegion::init(std::span<std::byte> bytes, std::uint32_t queuelen, st
   put(queue_mask_at(kDataQueueOffset), g.cells - 1);
   put(queue_off_at(kDataQueueOffset), static_cast<std::int64_t>(g.data_cells - kDataQueueOffset));
   for (std::uint64_t i = 0; i < g.cells; ++i) put(g.data_cells + i * sizeof(CQueueCell), i);
+  if (pthread_mode && !kHostPthreadMatches)
+    throw Error(Errc::invalid_argument, ctx + "pthread mode needs x86_64 glibc's pthread objects (VILLASnode v1.x "
+                                              "regions are x86_64 ones); use polling mode on this machine");
   if (pthread_mode) {
     pthread_mutexattr_t ma;
     pthread_condattr_t ca;
