@@ -17,9 +17,11 @@
 #include <grp.h>
 #include <poll.h>
 #include <pty.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -3529,6 +3531,24 @@ TEST_F(cli, InfoOnAFileThatIsNoVillasRegionExitsFiveWithTheLayoutError) {
   r = run_cli({"info", junk.substr(1)});
   EXPECT_EQ(r.code, 3) << describe(r);
   EXPECT_NE(r.err.find("no stream or queue named"), std::string::npos) << r.err;
+}
+
+TEST_F(cli, LsListsNoVillasRegionsWhenDevShmCannotBeListed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: a private /dev/shm that nobody may not list";
+  constexpr uid_t kNobody = 65534;
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  // The CLI runs in its own mount namespace over a /dev/shm of mode 0700 (root's), as nobody.
+  const RunResult r = CliProcess({"ls", "--json", "--interval", "0"}, [] {
+                        if (::unshare(CLONE_NEWNS) != 0) ::_exit(126);
+                        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(126);
+                        if (::mount("none", "/dev/shm", "tmpfs", 0, "mode=0700") != 0) ::_exit(126);
+                        if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+                          ::_exit(126);
+                      }).finish();
+  if (r.code == 126) GTEST_SKIP() << "no private mount namespace here";
+  if (r.code == 127) GTEST_SKIP() << "the shmlink binary cannot be executed by nobody: " << describe(r);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).value("villas", json::array()), json::array()) << r.out;
 }
 
 TEST_F(cli, VillasRegionWhoseHoldersCannotBeSeenIsUnknownNotStale) {
