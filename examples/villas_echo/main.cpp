@@ -14,10 +14,15 @@
 /// timestamp is this side's. It runs until `--count` samples were echoed or the peer closes
 /// (or dies, or is silent for `--timeout`), then prints one line: how many samples, and the
 /// first and last sequence numbers.
+#include <pthread.h>
+#include <signal.h>
+
 #include <shmlink/error.hpp>
 #include <shmlink/interface.hpp>
 #include <shmlink/queue.hpp>
+#include <shmlink/villas.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -27,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace {
 
@@ -49,8 +55,9 @@ constexpr const char* kUsage = R"(usage: shmlink-villas-echo [--in NAME] [--out 
                   (default 30; 0: no limit)
   Prints one line at the end: "villas-echo: echoed N samples, sequences F..L; <why it stopped>".
   Exit status: 0 when --count samples were echoed or the peer closed; 1 on an error (the peer
-  died, a region failed a check); 2 on a usage error; 124 when the peer was silent for
-  --timeout; 130 when stopped by SIGINT or SIGTERM.
+  died, a region failed a check); 2 on a usage error, also when the peer's blocks hold more
+  values than this side's (--samplelen); 124 when the peer was silent for --timeout; 130 when stopped by
+  SIGINT or SIGTERM (also while waiting for the peer to attach).
 )";
 
 constexpr int kExitUsage = 2;
@@ -171,6 +178,39 @@ shmlink::Status receive(shmlink::Interface& iface, shmlink::Sample& sample, doub
   }
 }
 
+/// iface.open(), ended by SIGINT/SIGTERM: open() gives up its wait for the peer with
+/// Errc::interrupted when a signal interrupts it, but a signal that lands just before the wait
+/// only sets g_stop. A helper thread (signals blocked) re-sends the signal to this thread every
+/// kStopPoll once g_stop is set, until open() returns. @throws shmlink::Error as open().
+void open_interruptibly(shmlink::Interface& iface) {
+  const pthread_t self = ::pthread_self();
+  std::atomic<bool> done{false};
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigset_t before;
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &before);  // the helper inherits the block
+  std::thread nudger([&] {
+    while (!done.load(std::memory_order_acquire)) {
+      if (g_stop != 0) ::pthread_kill(self, SIGTERM);
+      std::this_thread::sleep_for(kStopPoll);
+    }
+  });
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  const auto stop_nudger = [&] {
+    done.store(true, std::memory_order_release);
+    nudger.join();
+  };
+  try {
+    iface.open();
+  } catch (...) {
+    stop_nudger();
+    throw;
+  }
+  stop_nudger();
+}
+
 /// Opens the pair, echoes, closes. Set-up errors propagate as shmlink::Error.
 Echoed echo(const Options& o) {
   shmlink::InterfaceSpec spec;
@@ -185,7 +225,18 @@ Echoed echo(const Options& o) {
                                        : shmlink::kForever;
   spec.attach_timeout = timeout;
   shmlink::Interface iface(spec);
-  iface.open();
+  open_interruptibly(iface);
+  // A peer whose blocks hold more values than ours could send a sample we cannot echo unchanged.
+  // Both regions round their blocks up to 64 bytes, so capacities are compared, not samplelens.
+  const std::uint32_t ours = shmlink::villas::inspect_file(o.out).sample_capacity;
+  if (iface.in_max_values() > ours) {
+    const std::string why = "the peer's region '" + o.in + "' holds samples of up to " +
+                            std::to_string(iface.in_max_values()) + " values, more than the " + std::to_string(ours) +
+                            " of ours (--samplelen " + std::to_string(o.samplelen) + "); start the echo with --samplelen " +
+                            std::to_string(iface.in_max_values());
+    iface.close();
+    throw shmlink::Error(shmlink::Errc::invalid_argument, why);
+  }
 
   Echoed r;
   shmlink::Sample sample;
@@ -217,7 +268,9 @@ Echoed echo(const Options& o) {
     const shmlink::Status sent = iface.write(sample, timeout);
     if (!sent.ok()) {
       r.why = "writing sequence " + std::to_string(sample.sequence) + ": " + std::string(sent.message());
-      r.status = sent.code() == shmlink::Errc::timeout ? kExitTimeout : 1;
+      r.status = sent.code() == shmlink::Errc::timeout       ? kExitTimeout
+                 : sent.code() == shmlink::Errc::interrupted ? kExitInterrupted
+                                                             : 1;
       break;
     }
     if (r.samples == 0) r.first = sample.sequence;
@@ -260,8 +313,13 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(r.last), r.why.c_str());
     }
     return r.status;
-  } catch (const shmlink::Error& e) {  // open(): bad names, no peer in time, a region that fails a check
+  } catch (const shmlink::Error& e) {  // open(): bad names, no peer in time, a region that fails a check, a signal
     std::fprintf(stderr, "shmlink-villas-echo: %s\n", e.what());
-    return e.errc() == shmlink::Errc::timeout ? kExitTimeout : e.errc() == shmlink::Errc::invalid_argument ? kExitUsage : 1;
+    switch (e.errc()) {
+      case shmlink::Errc::timeout: return kExitTimeout;
+      case shmlink::Errc::interrupted: return kExitInterrupted;  // SIGINT/SIGTERM while waiting for the peer
+      case shmlink::Errc::invalid_argument: return kExitUsage;
+      default: return 1;
+    }
   }
 }

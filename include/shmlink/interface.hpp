@@ -183,7 +183,9 @@ class SHMLINK_EXPORT Interface {
   ///         stopped), peer_exited (a launched peer exited before attaching: the message has its
   ///         status), layout (the peer's signal table does not match the imports: the message
   ///         names the index and both sides), not_found (exec: command not found), permission,
-  ///         system.
+  ///         interrupted (protocol villas: a signal arrived while waiting for the peer's
+  ///         semaphore; our region and semaphore are removed, a launched peer is stopped, as for
+  ///         any failure), system.
   void open();
   /// True between a successful open() and close().
   [[nodiscard]] bool is_open() const noexcept;

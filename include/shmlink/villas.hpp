@@ -51,12 +51,23 @@ inline constexpr std::string_view kSupportedVersions = "supported: VILLASnode v1
 ///         VILLASnode versions are supported (kSupportedVersions).
 SHMLINK_EXPORT RegionInfo inspect(std::span<const std::byte> bytes, std::string_view what);
 
+/// Recognises a region from its header alone and summarises it: `header` is the file's first
+/// bytes (at least the 816-byte header; more is ignored), `file_size` the file's size in bytes.
+/// Runs the checks of inspect() against `file_size` without needing the cells or blocks, which
+/// summaries never read (the queued and free counts come from the head and tail words in the
+/// header). Use it to inspect a region of any size without reading it whole.
+/// @param what its name or path, for messages.
+/// @throws Error layout as inspect() (also when `header` is shorter than 816 bytes).
+SHMLINK_EXPORT RegionInfo inspect(std::span<const std::byte> header, std::uint64_t file_size, std::string_view what);
+
 /// Opens `name_or_path` ("/x" or "x" = /dev/shm/x; a path with another '/' is used as given)
-/// read-only and reads it with pread (never mapped, so a file shrunk meanwhile cannot raise
-/// SIGBUS): the 816-byte header first, checked against the file's size, then the rest;
-/// inspect()s the bytes. Never writes, never takes a lock.
+/// read-only (O_NOFOLLOW | O_NONBLOCK: a link is refused, a FIFO cannot block), checks it is a
+/// regular file and reads its 816-byte header with pread (never mapped, so a file shrunk
+/// meanwhile cannot raise SIGBUS); inspect()s the header against the file's size. Only the
+/// header is read, whatever the size. Never writes, never takes a lock.
 /// @throws Error not_found, permission (opening), layout (as inspect(), also for an empty file,
-///         and for a file that ends before the size fstat gave: it shrank while being read).
+///         a symbolic link (not followed), a file that is not regular, and a file that ends before its
+///         header: it shrank while being read).
 SHMLINK_EXPORT RegionInfo inspect_file(const std::string& name_or_path);
 
 /// Cheap test for listings: could a file of `file_size` bytes whose first bytes are `head`

@@ -771,9 +771,13 @@ class PyInterface {
 
   void open() {
     if (i_.is_open()) return;
-    {
+    try {
       py::gil_scoped_release nogil;
       i_.open();
+    } catch (const Error& e) {
+      // A signal gave up the wait (protocol villas): Ctrl-C comes through as KeyboardInterrupt.
+      if (e.errc() == Errc::interrupted && PyErr_CheckSignals() != 0) throw py::error_already_set();
+      throw;
     }
     out_t_ = make_table(i_.exports(), i_.out_max_values());
     in_t_ = make_table(i_.peer_signals(), i_.in_max_values(), i_.imports());

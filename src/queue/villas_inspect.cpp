@@ -45,7 +45,13 @@ void read_all(int fd, std::span<std::byte> out, std::uint64_t size, const std::s
 }  // namespace
 
 RegionInfo inspect(std::span<const std::byte> bytes, std::string_view what) {
-  return summarize(bytes, checked(bytes, bytes.size(), what), what);
+  return inspect(bytes, bytes.size(), what);
+}
+
+RegionInfo inspect(std::span<const std::byte> header, std::uint64_t file_size, std::string_view what) {
+  // summarize() reads the queues' state, head and tail only: all inside the first kSharedEnd bytes.
+  const std::span<const std::byte> h = header.first(header.size() < kSharedEnd ? header.size() : kSharedEnd);
+  return summarize(h, checked(h, file_size, what), what);
 }
 
 RegionInfo inspect_file(const std::string& name_or_path) {
@@ -54,7 +60,11 @@ RegionInfo inspect_file(const std::string& name_or_path) {
                                                                                  : std::string_view(name_or_path).substr(1);
   const std::string path = tail.find('/') == std::string_view::npos && !tail.empty() ? "/dev/shm/" + std::string(tail)
                                                                                       : name_or_path;
-  os::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  // Never follows a link, and a FIFO swapped in cannot block the open (O_NONBLOCK).
+  os::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd && errno == ELOOP)
+    throw Error(Errc::layout, "inspecting VILLAS region " + path + ": a symbolic link, not followed (" +
+                                  std::string(kSupportedVersions) + ")");
   if (!fd) os::throw_errno(errno, "opening VILLAS region", path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) os::throw_errno(errno, "inspecting VILLAS region", path);
@@ -63,14 +73,10 @@ RegionInfo inspect_file(const std::string& name_or_path) {
                                   std::string(kSupportedVersions) + ")");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   // Read, never mapped: a file shrunk meanwhile gives a short read (a layout error), not SIGBUS.
-  // The header first, checked against the size fstat gave, so only a file of the exact size of
-  // a region is read whole.
+  // Only the header is read, whatever the file's size (a sparse file of many GiB costs 816 bytes).
   std::vector<std::byte> bytes(size < kSharedEnd ? size : kSharedEnd);
   read_all(fd.get(), bytes, size, path);
-  (void)checked(bytes, size, path);
-  bytes.resize(size);
-  read_all(fd.get(), std::span<std::byte>(bytes).subspan(kSharedEnd), size, path, kSharedEnd);
-  return inspect(bytes, path);
+  return inspect(bytes, size, path);
 }
 
 bool looks_like_region(std::span<const std::byte> head, std::uint64_t file_size) noexcept {

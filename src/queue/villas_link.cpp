@@ -259,13 +259,18 @@ void Link::create() {
 }
 
 void Link::wait_post(std::int64_t deadline_ns, const std::function<void()>& check, const std::string& last) {
+  const auto throw_interrupted = [this] {
+    throw Error(Errc::interrupted, spec_.label + ": waiting for the peer's VILLAS region " + quote(in_path()) +
+                                       " on semaphore " + quote(sem_path(spec_.in)) + ": interrupted by a signal");
+  };
   for (;;) {
     if (check) check();
     // A post already there is taken even when the deadline has passed (attach_timeout 0).
     // SYNC POINT: sem_post(R) by the peer after it laid its region out; the semaphore's
     // post/wait pair orders its initialisation before our mapping of it.
     if (::sem_trywait(sem_in_) == 0) return;
-    if (errno != EAGAIN && errno != EINTR) os::throw_errno(errno, spec_.label + ": waiting on semaphore", quote(sem_path(spec_.in)));
+    if (errno == EINTR) throw_interrupted();
+    if (errno != EAGAIN) os::throw_errno(errno, spec_.label + ": waiting on semaphore", quote(sem_path(spec_.in)));
     const std::int64_t now = os::monotonic_ns();
     if (now >= deadline_ns)
       throw Error(Errc::timeout, spec_.label + ": no peer attached within " +
@@ -277,7 +282,9 @@ void Link::wait_post(std::int64_t deadline_ns, const std::function<void()>& chec
     // SYNC POINT: as the sem_trywait above.
     if (::sem_clockwait(sem_in_, CLOCK_MONOTONIC, &ts) == 0) return;
     const int e = errno;
-    if (e != ETIMEDOUT && e != EINTR) os::throw_errno(e, spec_.label + ": waiting on semaphore", quote(sem_path(spec_.in)));
+    // A signal gives up the wait (as read and write do): the caller's handler decides what next.
+    if (e == EINTR) throw_interrupted();
+    if (e != ETIMEDOUT) os::throw_errno(e, spec_.label + ": waiting on semaphore", quote(sem_path(spec_.in)));
   }
 }
 

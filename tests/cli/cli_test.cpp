@@ -17,9 +17,11 @@
 #include <grp.h>
 #include <poll.h>
 #include <pty.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -3442,7 +3444,7 @@ TEST_F(cli, LsAndInfoShowLiveVillasRegionsWithoutChangingAByte) {
   EXPECT_EQ(parse_json(r).value("queued", -1), 5);
 
   // A copy whose data-queue mask (ShmemShared at 80, its CQueue at +8, buffer_mask at +72) is
-  // not a power of two minus one: info refuses it, ls lists it only with an error.
+  // not a power of two minus one: info refuses it, ls does not list it.
   const std::string forged = villas_name("forged");
   {
     std::string copy = bytes_a;
@@ -3454,10 +3456,8 @@ TEST_F(cli, LsAndInfoShowLiveVillasRegionsWithoutChangingAByte) {
   EXPECT_NE(r.err.find("/dev/shm" + forged), std::string::npos) << r.err;
   r = run_cli({"ls", "--json", "--interval", "0"});
   EXPECT_EQ(r.code, 0) << describe(r);
-  if (const json row = villas_row(parse_json(r), forged); row.is_object()) {
-    EXPECT_TRUE(row.contains("error")) << row.dump();
-    EXPECT_EQ(row.value("exit_code", 0), 5) << row.dump();
-  }
+  // ls lists a file only when its header passes every check: the forged one is not a region.
+  EXPECT_TRUE(villas_row(parse_json(r), forged).is_null()) << r.out;
   remove_villas_objects(forged);
 
   // Read-only: not a byte of either region changed.
@@ -3527,6 +3527,79 @@ TEST_F(cli, InfoOnAFileThatIsNoVillasRegionExitsFiveWithTheLayoutError) {
   EXPECT_TRUE(read_file("/dev/shm" + junk) == before);
   r = run_cli({"info", villas_name("absent")});
   EXPECT_EQ(r.code, 3) << describe(r);
+  // The bare name (no stream or queue of that name) is not taken for a region either.
+  r = run_cli({"info", junk.substr(1)});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find("no stream or queue named"), std::string::npos) << r.err;
+}
+
+TEST_F(cli, LsListsNoVillasRegionsWhenDevShmCannotBeListed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: a private /dev/shm that nobody may not list";
+  constexpr uid_t kNobody = 65534;
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  // The CLI runs in its own mount namespace over a /dev/shm of mode 0700 (root's), as nobody.
+  const RunResult r = CliProcess({"ls", "--json", "--interval", "0"}, [] {
+                        if (::unshare(CLONE_NEWNS) != 0) ::_exit(126);
+                        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(126);
+                        if (::mount("none", "/dev/shm", "tmpfs", 0, "mode=0700") != 0) ::_exit(126);
+                        if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+                          ::_exit(126);
+                      }).finish();
+  if (r.code == 126) GTEST_SKIP() << "no private mount namespace here";
+  if (r.code == 127) GTEST_SKIP() << "the shmlink binary cannot be executed by nobody: " << describe(r);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).value("villas", json::array()), json::array()) << r.out;
+}
+
+TEST_F(cli, VillasRegionWhoseHoldersCannotBeSeenIsUnknownNotStale) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root: a region held by root's process, listed by nobody";
+  constexpr uid_t kNobody = 65534;
+  const std::string e = villas_name("e");
+  const std::string f = villas_name("f");
+  shmlink::test::Shared<VillasFlags> flags;
+  const pid_t pe = fork_villas_side(&*flags, e, f, shmlink::WaitMode::hybrid, 4, 0);
+  const AtExit cleanup([&] {
+    ::kill(pe, SIGKILL);
+    (void)shmlink::test::reap(pe, 30);
+    remove_villas_objects(e);
+    remove_villas_objects(f);
+  });
+  // E (root's) waits in its rendezvous: its region is held, by a process nobody cannot inspect.
+  ASSERT_TRUE(shmlink::test::wait_until(
+      [&] {
+        const json row = villas_row(parse_json(run_cli({"ls", "--json", "--interval", "0"})), e);
+        return row.is_object() && holds(row.at("holder_pids"), pe);
+      },
+      30));
+  ASSERT_EQ(::chmod(("/dev/shm" + e).c_str(), 0644), 0);  // nobody may read its header
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  const auto as_nobody = [] {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+      throw std::runtime_error("dropping privileges");
+  };
+  RunResult r = CliProcess({"ls", "--json", "--interval", "0"}, as_nobody).finish();
+  if (r.code == 127) GTEST_SKIP() << "the shmlink binary cannot be executed by nobody: " << describe(r);
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json row = villas_row(parse_json(r), e);
+  ASSERT_TRUE(row.is_object()) << r.out;
+  EXPECT_EQ(row.at("holder_pids"), json::array()) << row.dump();
+  EXPECT_GT(row.value("holders_uninspectable", 0), 0) << row.dump();
+  EXPECT_TRUE(row.at("stale").is_null()) << row.dump();
+  r = CliProcess({"ls", "--interval", "0"}, as_nobody).finish();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const std::size_t at = r.out.find(e);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string line = r.out.substr(at, r.out.find('\n', at) - at);
+  EXPECT_NE(line.find("unknown ("), std::string::npos) << line;
+  EXPECT_EQ(line.find("stale"), std::string::npos) << line;
+  EXPECT_EQ(line.find("left behind"), std::string::npos) << line;
+  r = CliProcess({"info", e}, as_nobody).finish();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("unknown ("), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("stale"), std::string::npos) << r.out;
+  r = CliProcess({"info", e, "--json"}, as_nobody).finish();
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(parse_json(r).at("stale").is_null()) << r.out;
 }
 
 }  // namespace

@@ -173,6 +173,9 @@ class Runner:
     def env(self, scratch: Path) -> dict:
         env = dict(os.environ)
         env["SHMLINK_DIR"] = str(scratch)
+        # Names outside the stream directory (VILLAS regions in /dev/shm) that a page's blocks
+        # append this to, so that runs in parallel never meet.
+        env["SHMLINK_DOC_SUFFIX"] = f"-doc{os.getpid()}-{scratch.name}"
         bins = [str(Path(d).resolve()) for d in self.args.bin_path]
         env["PATH"] = os.pathsep.join(bins + [env.get("PATH", "/usr/bin:/bin")])
         env["PYTHONPATH"] = str(Path(self.args.pythonpath).resolve()) if self.args.pythonpath else ""

@@ -14,10 +14,15 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <filesystem>
 #include <ostream>
 #include <string>
@@ -44,6 +49,7 @@ class Echo {
     if (::pipe2(fds, O_CLOEXEC) != 0) return;
     pid_ = shmlink::test::spawn([&argv, &fds] {
       ::dup2(fds[1], STDOUT_FILENO);  // dup2 clears close-on-exec on the copy
+      ::dup2(fds[1], STDERR_FILENO);  // its messages too
       ::execv(argv[0], argv.data());
       return 127;
     });
@@ -53,11 +59,17 @@ class Echo {
   Echo(const Echo&) = delete;
   Echo& operator=(const Echo&) = delete;
   ~Echo() {
-    if (pid_ > 0) (void)shmlink::test::reap(pid_, 0);
+    if (pid_ > 0) {  // a test that failed half-way: let it clean up first, then kill it
+      ::kill(pid_, SIGTERM);
+      (void)shmlink::test::reap(pid_, 5);
+    }
     if (fd_ >= 0) ::close(fd_);
   }
 
-  /// Reads its stdout to EOF (at most `limit_s`), reaps it and returns its exit status
+  /// Its process id (-1 once reaped).
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+
+  /// Reads its stdout and stderr to EOF (at most `limit_s`), reaps it and returns its exit status
   /// (shmlink::test::reap's codes).
   int finish(double limit_s = 30) {
     const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(limit_s);
@@ -76,7 +88,7 @@ class Echo {
     pid_ = -1;
     return status;
   }
-  /// What it printed.
+  /// What it printed (stdout and stderr).
   [[nodiscard]] const std::string& out() const noexcept { return out_; }
 
  private:
@@ -105,8 +117,10 @@ struct Names {
 };
 
 /// This side of the pair: protocol villas, two f64 signals each way.
-shmlink::Interface open_side(const Names& names, shmlink::WaitMode wait, std::vector<std::string> exec = {}) {
+shmlink::Interface open_side(const Names& names, shmlink::WaitMode wait, std::vector<std::string> exec = {},
+                             std::uint32_t max_values = 64) {
   shmlink::InterfaceSpec spec;
+  spec.max_values = max_values;
   spec.protocol = shmlink::InterfaceProtocol::villas;
   spec.out = names.ours;
   spec.in = names.theirs;
@@ -222,8 +236,104 @@ TEST(VillasEchoUsage, GivesUpWhenNoPeerAttachesWithinTheTimeout) {
   // The echo removed its region and semaphore, and the peer's semaphore it had created itself
   // (nobody else opened it).
   EXPECT_EQ(names.leftovers(), std::vector<std::string>{});
-  std::error_code ec;
-  std::filesystem::remove("/dev/shm/sem." + names.ours.substr(1), ec);
+}
+
+TEST(VillasEcho, EchoesOriginFlagsAndANanPayloadExactly) {
+  const Names names("exact");
+  Echo echo({"--in", names.ours, "--out", names.theirs, "--count", "1", "--timeout", "20"});
+  {
+    shmlink::Interface iface = open_side(names, shmlink::WaitMode::hybrid);
+    shmlink::Sample sent;
+    sent.sequence = 4242;
+    sent.ts_origin_ns = 1'234'567'890'123'456'789;
+    sent.flags = shmlink::kSampleHasSequence | shmlink::kSampleHasData | shmlink::kSampleHasTsOrigin |
+                 shmlink::kSampleNewFrame;
+    // A quiet NaN with a payload: compared bit for bit, so no conversion may touch it.
+    const std::uint64_t nan_bits = 0x7ff8'0000'dead'beefULL;
+    double nan = 0;
+    std::memcpy(&nan, &nan_bits, sizeof nan);
+    sent.values = {shmlink::SignalValue::of(nan), shmlink::SignalValue::of(-0.0)};
+    ASSERT_TRUE(iface.write(sent, 10s).ok());
+    shmlink::Sample back;
+    const shmlink::Status got = iface.read(back, 10s);
+    ASSERT_TRUE(got.ok()) << got.message();
+    EXPECT_EQ(back.sequence, sent.sequence);
+    EXPECT_EQ(back.ts_origin_ns, sent.ts_origin_ns);
+    EXPECT_EQ(back.flags & ~shmlink::kSampleHasTsReceived, sent.flags);
+    ASSERT_EQ(back.values.size(), 2U);
+    std::uint64_t bits[2] = {};
+    std::memcpy(&bits[0], &back.values[0].f, sizeof bits[0]);
+    std::memcpy(&bits[1], &back.values[1].f, sizeof bits[1]);
+    EXPECT_EQ(bits[0], nan_bits);
+    EXPECT_EQ(bits[1], 0x8000'0000'0000'0000ULL);  // -0.0
+    ASSERT_EQ(echo.finish(), 0) << echo.out();
+    iface.close();
+  }
+  EXPECT_EQ(names.leftovers(), std::vector<std::string>{});
+}
+
+/// SIGINT or SIGTERM.
+class VillasEchoSignal : public ::testing::TestWithParam<int> {};
+
+TEST_P(VillasEchoSignal, EndsWith130AndCleansUpWhenSignalledWhileWaitingForItsPeer) {
+  const Names names("signal-" + std::to_string(GetParam()));
+  Echo echo({"--in", names.ours, "--out", names.theirs, "--timeout", "0"});  // would wait for ever
+  // Its region exists once it is in the rendezvous, waiting on our (absent) side's semaphore.
+  ASSERT_TRUE(shmlink::test::wait_until([&] { return std::filesystem::exists("/dev/shm" + names.theirs); }));
+  ASSERT_EQ(::kill(echo.pid(), GetParam()), 0);
+  EXPECT_EQ(echo.finish(10), 130) << echo.out();
+  EXPECT_NE(echo.out().find("interrupted by a signal"), std::string::npos) << echo.out();
+  EXPECT_EQ(names.leftovers(), std::vector<std::string>{});
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, VillasEchoSignal, ::testing::Values(SIGINT, SIGTERM),
+                         [](const ::testing::TestParamInfo<int>& param) {
+                           return std::string(param.param == SIGINT ? "sigint" : "sigterm");
+                         });
+
+TEST(VillasEcho, EndsWithOneAndCleansUpWhenItsPeerIsKilled) {
+  const Names names("killed");
+  Echo echo({"--in", names.ours, "--out", names.theirs, "--timeout", "20"});
+  int ready[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  const pid_t peer = shmlink::test::spawn([&] {
+    shmlink::Interface iface = open_side(names, shmlink::WaitMode::hybrid);
+    exchange(iface, 3);
+    const char byte = 1;
+    if (::write(ready[1], &byte, 1) != 1) return 1;
+    ::pause();  // until killed, the interface still open
+    return 0;
+  });
+  ::close(ready[1]);
+  char byte = 0;
+  pollfd pfd{ready[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 20'000), 1);
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  ASSERT_EQ(::kill(peer, SIGKILL), 0);
+  EXPECT_EQ(shmlink::test::reap(peer, 10), -SIGKILL);
+  EXPECT_EQ(echo.finish(), 1) << echo.out();
+  EXPECT_NE(echo.out().find("echoed 3 samples, sequences 0..2"), std::string::npos) << echo.out();
+  EXPECT_NE(echo.out().find("is gone"), std::string::npos) << echo.out();
+  // The echo removed its own region; the killed side's region is the killed side's leftover.
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm" + names.theirs));
+  ::shm_unlink(names.ours.c_str());
+  EXPECT_EQ(names.leftovers(), std::vector<std::string>{});
+}
+
+TEST(VillasEchoUsage, RefusesAPeerWhoseSamplesHoldMoreValuesThanSamplelen) {
+  const Names names("samplelen");
+  Echo echo({"--in", names.ours, "--out", names.theirs, "--samplelen", "2", "--timeout", "20"});
+  {
+    // Our samples hold up to 8 values; the echo's hold 2.
+    shmlink::Interface iface = open_side(names, shmlink::WaitMode::hybrid, {}, 8);
+    EXPECT_EQ(echo.finish(), 2) << echo.out();
+    iface.close();
+  }
+  // 8 values take a 192-byte block (13 values); 2 a 128-byte one (5 values).
+  EXPECT_NE(echo.out().find("up to 13 values, more than the 5 of ours (--samplelen 2)"), std::string::npos)
+      << echo.out();
+  EXPECT_EQ(names.leftovers(), std::vector<std::string>{});
 }
 
 }  // namespace

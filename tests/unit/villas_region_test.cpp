@@ -16,11 +16,14 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -1036,6 +1039,56 @@ TEST(VillasInspect, FileIsReadWithoutWriting) {
     EXPECT_EQ(e.errc(), Errc::not_found);
     EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
   }
+}
+
+TEST(VillasInspect, FileIsInspectedFromItsHeaderWithoutReadingItWhole) {
+  // A 67 MB region whose pool is a hole: inspect_file must read its header only. The child
+  // that inspects it may not grow its address space by a quarter of the file.
+  const std::string name = "/shmlink-villas-test-big-" + std::to_string(::getpid());
+  const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  const std::uint64_t size = region_size(2048, kMaxSampleValues);
+  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  (void)OwnRegion::init(std::span<std::byte>(static_cast<std::byte*>(p), size), 2048, kMaxSampleValues, false, name);
+  ::munmap(p, size);
+  // Give the zeroed pool back (the file stays its size, sparse).
+  (void)::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, static_cast<off_t>(size - 2 * 4096));
+  ::close(fd);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    long pages = 0;
+    if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(statm, "%ld", &pages) != 1) pages = 0;
+      std::fclose(statm);
+    }
+    if (pages <= 0) ::_exit(3);
+    const auto limit = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (rlim_t{16} << 20);
+    const rlimit rl{limit, limit};
+    if (::setrlimit(RLIMIT_AS, &rl) != 0) ::_exit(4);
+    try {
+      const RegionInfo r = inspect_file(name);
+      ::_exit(r.pool_blocks == 2048 && r.size == size ? 0 : 5);
+    } catch (...) {
+      ::_exit(6);  // std::bad_alloc: the file was read whole
+    }
+  }
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ::shm_unlink(name.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(VillasInspect, HeaderOverloadChecksAgainstTheFileSize) {
+  Mem m(region_size(8, 2));
+  (void)OwnRegion::init(m.span(), 8, 2, false, "/own");
+  const std::span<std::byte> bytes = m.span();
+  EXPECT_EQ(inspect(std::span<const std::byte>(bytes).first(kSharedEnd), bytes.size(), "/own").pool_blocks, 8U);
+  EXPECT_THROW((void)inspect(std::span<const std::byte>(bytes).first(kSharedEnd), bytes.size() + 64, "/own"), Error);
+  EXPECT_THROW((void)inspect(std::span<const std::byte>(bytes).first(100), bytes.size(), "/own"), Error);
 }
 
 }  // namespace

@@ -176,11 +176,20 @@ bool exists(const std::string& path) noexcept {
   return errno != ENOENT && errno != ENOTDIR;
 }
 
+/// True when the file `path`'s first bytes look like a VILLAS region (read_file_head(), only a
+/// regular file, read-only; villas::looks_like_region()).
+bool looks_like_villas_file(const std::string& path) {
+  std::uint64_t size = 0;
+  const std::optional<std::vector<std::byte>> head = read_file_head(path, 1024, &size);
+  return head && villas::looks_like_region(std::span<const std::byte>(*head), size);
+}
+
 /// The VILLAS region NAME means without --villas, if any:
 /// - "/x" (VILLASnode's spelling: one '/', in front) is `/dev/shm/x` unless a file "/x" exists
 ///   and `/dev/shm/x` does not;
 /// - a bare "x" is `/dev/shm/x` when neither the stream nor the queue of that name exists and
-///   `/dev/shm/x` does;
+///   `/dev/shm/x` looks like a region (villas::looks_like_region(); any other file there, a
+///   camera's `/dev/shm/cam`, leaves NAME to the "no stream or queue" error);
 /// - another path (not ending in .im.shm or .queue.shm) is a region when its first bytes look
 ///   like one (villas::looks_like_region()).
 std::optional<std::string> villas_target(const std::string& name, const std::string& dir) {
@@ -199,6 +208,7 @@ std::optional<std::string> villas_target(const std::string& name, const std::str
       }
     } catch (const Error&) {  // not a channel name (too long, ...): only a region can be meant
     }
+    if (!looks_like_villas_file(region)) return std::nullopt;
     return region;
   }
   if (slash == 0 && name.find('/', 1) == std::string::npos && name.size() > 1) {
@@ -206,9 +216,7 @@ std::optional<std::string> villas_target(const std::string& name, const std::str
     if (exists(region) || !exists(name)) return region;
     return std::nullopt;
   }
-  std::uint64_t size = 0;
-  const std::optional<std::vector<std::byte>> head = read_file_head(name, 1024, &size);
-  if (head && villas::looks_like_region(std::span<const std::byte>(*head), size)) return name;
+  if (looks_like_villas_file(name)) return name;
   return std::nullopt;
 }
 
@@ -255,13 +263,15 @@ int run_villas_info(const std::string& path, bool json) {
   add_line(out, "free blocks", std::to_string(info.free_blocks));
   add_line(out, "block size", fmt::format("{} bytes", info.block_size));
   add_line(out, "sample capacity", fmt::format("{} values", info.sample_capacity));
+  const std::optional<bool> stale = villas_stale(row);
   add_line(out, "holders",
-           (row.holders.empty() ? std::string("none (stale: no process maps it; a killed side left it behind)")
-                                : fmt::format("{}: {}", row.holders.size(), villas_holders_text(row))) +
-               (row.holders_uninspectable > 0
-                    ? fmt::format("; {} process{} could not be inspected", row.holders_uninspectable,
-                                  row.holders_uninspectable == 1 ? "" : "es")
-                    : std::string()));
+           stale && *stale ? std::string("none (stale: no process maps it; a killed side left it behind)")
+           : stale         ? fmt::format("{}: {}", row.holders.size(), villas_holders_text(row)) +
+                         (row.holders_uninspectable > 0
+                              ? fmt::format("; {} process{} could not be inspected", row.holders_uninspectable,
+                                            row.holders_uninspectable == 1 ? "" : "es")
+                              : std::string())
+                           : villas_holders_text(row) + "; run as root to see every holder");
   add_line(out, "semaphore",
            row.semaphore ? fmt::format("{} ({})", row.semaphore_path, villas_semaphore_text(row)) : std::string("none"));
   std::cout << out << std::flush;

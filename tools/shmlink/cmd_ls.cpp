@@ -199,7 +199,7 @@ Table make_villas_table(const std::vector<VillasRow>& rows, bool colour) {
     t.right_aligned.push_back(false);
   }
   for (const VillasRow& row : rows) {
-    const bool stale = row.holders.empty();
+    const bool stale = villas_stale(row).value_or(false);  // unknown is not painted stale
     std::vector<Cell> cells(7, Cell{"-"});
     cells[0] = {row.name, row.info ? nullptr : (colour ? "33" : nullptr)};
     if (row.info) {

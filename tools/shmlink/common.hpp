@@ -413,10 +413,6 @@ Json memif_socket_to_json(const memif::SocketStatus& s);
 /// sem_open(3) objects), whatever the stream directory is.
 inline constexpr std::string_view kVillasShmDir = "/dev/shm";
 
-/// Largest region `ls` reads whole to summarise it (a region of queuelen 512 and samplelen 64 is
-/// 346000 bytes); a larger one is listed with an error that points to `info`, which reads any size.
-inline constexpr std::uint64_t kVillasListReadLimit = std::uint64_t{256} << 20;
-
 /// One VILLAS region row of `ls`: the region's summary (shmlink::villas::inspect()) or the
 /// error that kept it from being summarised, and who holds it.
 struct VillasRow {
@@ -429,6 +425,10 @@ struct VillasRow {
   /// its owner (the writer) and, once attached, the peer that reads it. None: stale.
   std::vector<int> holders;
   int holders_uninspectable = 0;  ///< processes whose /proc entries could not be read
+  /// Some of those may hold the region: they are uninspectable, we are not root and the region
+  /// is another user's (its owner's processes, of our uid, are visible to us, as the library's
+  /// villas liveness assumes too).
+  bool holders_may_be_hidden = false;
   /// `/dev/shm/sem.<name>` exists: the rendezvous semaphore of this region, which a side
   /// removes once both sides are connected. With holders: a side waits for its peer; without:
   /// left behind by a killed side.
@@ -451,12 +451,13 @@ std::optional<std::vector<std::byte>> read_file_head(const std::string& path, st
                                                      std::uint64_t* file_size);
 
 /// Every regular file directly in `/dev/shm` (any name) whose first 1024 bytes
-/// villas::looks_like_region() accepts, as rows sorted by name: each file read whole with
-/// read_file_head() (up to kVillasListReadLimit; never mapped) and summarised by
-/// villas::inspect(), then one /proc scan for the holders of every region and of its
+/// villas::looks_like_region() accepts, as rows sorted by name: only those first bytes are read
+/// (read_file_head(); never mapped, whatever the file's size) and summarised by
+/// villas::inspect() of the header, then one /proc scan for the holders of every region and of its
 /// `sem.<name>`. Files that cannot be read (another user's 0600 region) are left out: nothing
 /// says they are regions.
-/// @throws Error when /dev/shm cannot be listed.
+/// No rows (and a debug log) when /dev/shm is missing or may not be listed.
+/// @throws Error when listing /dev/shm fails otherwise (an I/O error).
 std::vector<VillasRow> list_villas_regions();
 
 /// Fills `holders`, `holders_uninspectable`, `semaphore`, `semaphore_path` and
@@ -471,15 +472,22 @@ void find_villas_holders(std::vector<VillasRow>& rows);
 ///         while it was read.
 villas::RegionInfo inspect_villas_file(const std::string& path);
 
+/// Whether the region of `row` is stale: false when it has holders, true when it has none and
+/// no holder can be hidden from us, nullopt (unknown) when it has none but some processes could
+/// not be inspected that may hold it (`holders_may_be_hidden`: the region may be live).
+std::optional<bool> villas_stale(const VillasRow& row) noexcept;
+
 /// "pthread" or "polling".
 std::string_view villas_mode_name(const villas::RegionInfo& info) noexcept;
 
-/// The liveness of a region as text: "4242, 4343" (the holders), or "none (stale)" (processes
-/// whose /proc could not be read are not considered: `holders_uninspectable` counts them).
+/// The liveness of a region as text: "4242, 4343" (the holders), "none (stale)" (no holder and
+/// every process inspected), or "unknown (N processes not inspectable)" (no holder seen, but
+/// some processes' /proc could not be read: villas_stale() is nullopt).
 std::string villas_holders_text(const VillasRow& row);
 
 /// What the rendezvous semaphore says, as text: "-" (none), "rendezvous pending" (it exists and
-/// the region is held), "left behind" (it exists, the region is not held).
+/// the region is held), "left behind" (it exists, the region is stale), "holders unknown" (it
+/// exists, and whether the region is held could not be seen).
 std::string villas_semaphore_text(const VillasRow& row);
 
 /// Adds a region summary to a JSON object: "region_mode" ("mode" is the file's permission bits in

@@ -29,24 +29,12 @@ std::vector<int> others(std::vector<int> pids) {
   return pids;
 }
 
-/// Reads the region at `row.path` (`size` bytes when its head was read) whole and summarises it
-/// into `row`; failures go to the row's error.
-void summarise(VillasRow& row, std::uint64_t size) {
-  if (size > kVillasListReadLimit) {
-    row.error = fmt::format("VILLAS region {} is {} bytes, more than `ls` reads ({}); `shmlink info {}` shows it",
-                            shown(row.path), size, kVillasListReadLimit, shown(row.name));
-    row.error_code = Errc::layout;
-    return;
-  }
-  std::uint64_t size_now = 0;
-  const std::optional<std::vector<std::byte>> bytes = read_file_head(row.path, size, &size_now);
-  if (!bytes || bytes->size() != size || size_now != size) {
-    row.error = fmt::format("VILLAS region {} changed or vanished while it was read", shown(row.path));
-    row.error_code = Errc::layout;
-    return;
-  }
+/// Summarises into `row` the region whose first bytes are `head` and whose file is `size`
+/// bytes long (villas::inspect() of the header alone: nothing else of the file is read, whatever
+/// its size); a failure goes to the row's error.
+void summarise(VillasRow& row, std::span<const std::byte> head, std::uint64_t size) {
   try {
-    row.info = villas::inspect(std::span<const std::byte>(*bytes), row.path);
+    row.info = villas::inspect(head, size, row.path);
   } catch (const Error& e) {
     row.error = e.what();
     row.error_code = e.errc();
@@ -101,8 +89,14 @@ std::vector<VillasRow> list_villas_regions() {
   const std::string dir(kVillasShmDir);
   std::error_code ec;
   fs::directory_iterator it(dir, ec);
-  if (ec) throw Error(errc_from_errno(ec.value()), fmt::format("listing {}: {}", dir, ec.message()));
   std::vector<VillasRow> rows;
+  if (ec == std::errc::no_such_file_or_directory || ec == std::errc::permission_denied ||
+      ec == std::errc::not_a_directory) {
+    // A container without /dev/shm, or one this user may not list: no VILLAS region can be seen.
+    spdlog::debug("villas regions: {} cannot be listed ({}); no VILLAS regions shown", dir, ec.message());
+    return rows;
+  }
+  if (ec) throw Error(errc_from_errno(ec.value()), fmt::format("listing {}: {}", dir, ec.message()));
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     if (ec) break;
     std::error_code type_ec;
@@ -114,7 +108,7 @@ std::vector<VillasRow> list_villas_regions() {
     VillasRow row;
     row.path = path;
     row.name = "/" + it->path().filename().string();
-    summarise(row, size);
+    summarise(row, std::span<const std::byte>(*head), size);
     rows.push_back(std::move(row));
   }
   if (ec) throw Error(errc_from_errno(ec.value()), fmt::format("listing {}: {}", dir, ec.message()));
@@ -140,6 +134,9 @@ void find_villas_holders(std::vector<VillasRow>& rows) {
     rows[i].holders = others(holders[i]);
     rows[i].holders_uninspectable = uninspectable;
     struct stat st {};
+    const uid_t self = ::geteuid();
+    rows[i].holders_may_be_hidden =
+        uninspectable > 0 && self != 0 && (::stat(rows[i].path.c_str(), &st) != 0 || st.st_uid != self);
     rows[i].semaphore_path = paths[rows.size() + i];
     rows[i].semaphore = ::lstat(rows[i].semaphore_path.c_str(), &st) == 0;
     rows[i].semaphore_holders = others(holders[rows.size() + i]);
@@ -150,14 +147,27 @@ std::string_view villas_mode_name(const villas::RegionInfo& info) noexcept {
   return info.pthread_mode ? "pthread" : "polling";
 }
 
+std::optional<bool> villas_stale(const VillasRow& row) noexcept {
+  if (!row.holders.empty()) return false;
+  if (row.holders_may_be_hidden) return std::nullopt;  // a holder may be among those not seen
+  return true;
+}
+
 std::string villas_holders_text(const VillasRow& row) {
-  if (row.holders.empty()) return "none (stale)";
+  const std::optional<bool> stale = villas_stale(row);
+  if (!stale) {
+    return fmt::format("unknown ({} process{} not inspectable)", row.holders_uninspectable,
+                       row.holders_uninspectable == 1 ? "" : "es");
+  }
+  if (*stale) return "none (stale)";
   return fmt::format("{}", fmt::join(row.holders, ", "));
 }
 
 std::string villas_semaphore_text(const VillasRow& row) {
   if (!row.semaphore) return "-";
-  return row.holders.empty() ? "left behind" : "rendezvous pending";
+  const std::optional<bool> stale = villas_stale(row);
+  if (!stale) return "holders unknown";
+  return *stale ? "left behind" : "rendezvous pending";
 }
 
 void add_villas_info_json(Json& j, const villas::RegionInfo& info) {
@@ -190,7 +200,8 @@ void add_villas_holders_json(Json& j, const VillasRow& row) {
   j["holders"] = row.holders.size();
   j["holder_pids"] = row.holders;
   j["holders_uninspectable"] = row.holders_uninspectable;
-  j["stale"] = row.holders.empty();
+  const std::optional<bool> stale = villas_stale(row);
+  j["stale"] = stale ? Json(*stale) : Json(nullptr);
   j["semaphore"] = row.semaphore;
   j["semaphore_path"] = row.semaphore_path;
   j["semaphore_holder_pids"] = row.semaphore_holders;
