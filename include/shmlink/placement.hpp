@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -56,6 +57,18 @@ struct Placement {
   /// removed or reused since it was opened: its generation is unchanged). Null: always true.
   /// Must be cheap and noexcept; called by `replaced()`-style checks, never on hot paths.
   std::function<bool()> still_current;
+  /// Optional: the container's other channels, for a channel that keeps a companion next to it
+  /// (a stream's partial-write companion `<name>_pkt`). Returns the placement of the sibling
+  /// named `name` when it exists and is ready; otherwise, when `create_bytes` > 0, reserves
+  /// `create_bytes` zero-filled, still unpublished bytes for it and returns that placement with
+  /// `publish` set; otherwise std::nullopt. Throws shmlink::Error (naming the container) when the
+  /// container is full or corrupt. Null: the channel has no siblings (file placements find their
+  /// companions as files, as before).
+  std::function<std::optional<Placement>(const std::string& name, std::size_t create_bytes)> sibling;
+  /// Set only on a placement just reserved by `sibling`: makes it visible to `sibling` lookups
+  /// and to other processes (a region entry's "being created" -> "ready"). Call it after the
+  /// channel's own readiness marker is written. Throws shmlink::Error when the container refuses.
+  std::function<void()> publish;
 };
 
 }  // namespace shmlink
