@@ -4,6 +4,7 @@
 // state machine (master.cpp, slave.cpp), data-path faults, and attaching an interface's queues to
 // the rings of its connection. Socket::Impl lives in socket_impl.hpp.
 #include "memif/socket_impl.hpp"
+#include "os/clock.hpp"
 
 #include <shmlink/stream.hpp>
 
@@ -122,7 +123,7 @@ void Socket::Impl::publish(Interface::Impl& i) noexcept {
     }
   }
   r.connects = i.connects;
-  r.updated_ns = detail::realtime_ns();
+  r.updated_ns = os::now_ns(CLOCK_REALTIME);
   // Packets and bytes per direction; the faults over both.
   auto add = [&r](const std::vector<std::unique_ptr<detail::RingQueue>>& queues, std::uint64_t& packets,
                   std::uint64_t& bytes) {
