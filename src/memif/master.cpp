@@ -219,4 +219,5 @@ void Socket::Impl::master_connect(Connection* c) {
   c->phase = Phase::up;
   go_up(i);
 }
+
 }  // namespace shmlink::memif

@@ -171,4 +171,5 @@ void Socket::Impl::timer_tick() {
     ::timerfd_settime(timerfd.get(), 0, &off, nullptr);
   }
 }
+
 }  // namespace shmlink::memif

@@ -363,6 +363,8 @@ void Socket::Impl::check_faults() {
   for (auto& ip : ifaces) {
     auto& i = impl_of(ip);
     if (!i.up) continue;
+    // SYNC POINT: acquire; pairs with the release store of the flag in RingQueue::set_fault()
+    // (the data path's thread), so fault() is complete when read here.
     for (std::uint16_t k = 0; k < i.n_tx; ++k)
       if (i.tx[k]->fault_flag().load(std::memory_order_acquire))
         return teardown(i, "bad descriptor: " + i.tx[k]->fault(), true);
@@ -371,6 +373,7 @@ void Socket::Impl::check_faults() {
         return teardown(i, "bad descriptor: " + i.rx[k]->fault(), true);
   }
 }
+
 std::string Socket::Impl::attach(Interface::Impl& i, std::span<const detail::ConnectionRing> s2m,
                                  std::span<const detail::ConnectionRing> m2s) {
   detail::ConnectionRings rings;
