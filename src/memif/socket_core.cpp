@@ -6,7 +6,7 @@
 #include "memif/socket_impl.hpp"
 #include "os/clock.hpp"
 
-#include <shmlink/stream.hpp>
+#include <shmlink/channel.hpp>
 
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
