@@ -171,9 +171,13 @@ std::uint8_t* locate_ring(const RegionView& region, std::uint32_t offset, std::u
 
 // ---- attaching the queues -----------------------------------------------------------------------
 
-std::string attach_rings(const ConnectionRings& rings, std::span<const std::unique_ptr<RingQueue>> tx,
+std::string attach_rings(Role role, const ConnectionRings& rings, std::span<const std::unique_ptr<RingQueue>> tx,
                          std::span<const std::unique_ptr<RingQueue>> rx) {
-  const bool slave = rings.slave_memory != nullptr;
+  // The role decides; slave memory on a master would otherwise skip the cookie check silently.
+  const bool slave = role == Role::slave;
+  if (slave != (rings.slave_memory != nullptr))
+    return std::string("internal: a ") + (slave ? "slave" : "master") + (slave ? " without" : " with") +
+           " slave memory attaching its rings";
   // This side transmits on S2M (slave) or M2S (master) and receives on the other direction.
   const std::span<const ConnectionRing> sending = slave ? rings.s2m : rings.m2s;
   const std::span<const ConnectionRing> receiving = slave ? rings.m2s : rings.s2m;

@@ -13,6 +13,7 @@
 #include "os/sys.hpp"
 
 #include <shmlink/error.hpp>
+#include <shmlink/memif.hpp>
 #include <shmlink/segment.hpp>
 
 #include <cstddef>
@@ -127,7 +128,7 @@ struct ConnectionRings {
   std::span<const RegionView> regions;       ///< every region of the connection (valid while attached)
   std::span<const ConnectionRing> s2m, m2s;  ///< the rings of each direction, by ring index
   std::uint32_t cache_line = 64;             ///< ring header layout (64 or 128)
-  /// This side is the slave: its own memory (buffer table). nullptr: this side is the master.
+  /// The slave's own memory (buffer table): set exactly when the attaching side is the slave.
   const SlaveMemory* slave_memory = nullptr;
 };
 
@@ -138,12 +139,20 @@ struct ConnectionRings {
 /// rings lie in the slave's memory, so each must also carry the cookie (section 9.2); a slave's
 /// rings lie in memory it laid out itself (create_slave_memory), whose cookies it does not read
 /// back. Nothing is attached unless every ring passes (S2M rings are checked first).
+/// @param role the attaching side's role (InterfaceOptions::role): it alone decides the
+///        directions and whether cookies are checked; `rings.slave_memory` must agree with it.
 /// @param tx, rx this side's transmit and receive queues, at least as many as its rings in each
 ///        direction (the configured counts; see Interface::Impl).
-/// @return "" when attached; else the DISCONNECT reason and nothing attached: "Wrong ring: S2M 1
-///         does not fit in region 0", "Wrong cookie on M2S ring 0", or "internal: ..." when a
-///         direction has more rings than queues.
-std::string attach_rings(const ConnectionRings& rings, std::span<const std::unique_ptr<RingQueue>> tx,
+/// @return "" once every queue was handed its ring, else the DISCONNECT reason and nothing
+///         attached: "Wrong ring: S2M 1 does not fit in region 0", "Wrong cookie on M2S ring 0",
+///         or "internal: ..." when a direction has more rings than queues or the presence of
+///         `rings.slave_memory` disagrees with `role`. "" does not promise that every queue
+///         attached: RingQueue::attach() may still refuse its config (e.g. slave buffers outside
+///         the buffer region, no memory for its bookkeeping) and leave that queue detached with
+///         fault() set. The caller brings the link up anyway; the socket's next poll
+///         (Socket::Impl::check_faults) sees the fault flag and tears the link down with
+///         DISCONNECT "bad descriptor: " + fault().
+std::string attach_rings(Role role, const ConnectionRings& rings, std::span<const std::unique_ptr<RingQueue>> tx,
                          std::span<const std::unique_ptr<RingQueue>> rx);
 
 }  // namespace shmlink::memif::detail

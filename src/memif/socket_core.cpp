@@ -381,9 +381,9 @@ std::string Socket::Impl::attach(Interface::Impl& i, std::span<const detail::Con
   rings.s2m = s2m;
   rings.m2s = m2s;
   rings.cache_line = opt.cache_line;
-  rings.slave_memory = i.slave_mem ? &*i.slave_mem : nullptr;
-  if (std::string why = detail::attach_rings(rings, i.tx, i.rx); !why.empty()) return why;
-  const bool slave = i.slave_mem.has_value();
+  rings.slave_memory = i.slave_mem ? &*i.slave_mem : nullptr;  // must agree with the role
+  if (std::string why = detail::attach_rings(i.opt.role, rings, i.tx, i.rx); !why.empty()) return why;
+  const bool slave = i.opt.role == Role::slave;
   i.n_tx = static_cast<std::uint16_t>((slave ? s2m : m2s).size());
   i.n_rx = static_cast<std::uint16_t>((slave ? m2s : s2m).size());
   i.s2m_placement.clear();

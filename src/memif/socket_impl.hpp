@@ -218,10 +218,14 @@ struct Socket::Impl {
   /// Tears down every link whose data path reported a protocol violation (RingQueue::fault()).
   void check_faults();
   /// Attaches the queues of `i` to the rings of its connection, for both roles
-  /// (detail::attach_rings over `i.views`; the slave's own memory when `i` is a slave), and records
-  /// the queues in use and the rings' placements (details(), the status file).
+  /// (detail::attach_rings over `i.views` with the role `i.opt.role`; a slave passes its own
+  /// memory, a master none), and records the queues in use and the rings' placements (details(),
+  /// the status file).
   /// @param s2m, m2s the rings of each direction by index, with their interrupt eventfds.
-  /// @return "" when attached; else the DISCONNECT reason, nothing attached.
+  /// @return "" when attached (a queue whose RingQueue::attach faulted is caught by check_faults
+  ///         on the next poll, see detail::attach_rings); else the DISCONNECT reason, nothing
+  ///         attached: "internal: ..." among them when `i.slave_mem` is present on a master or
+  ///         missing on a slave.
   std::string attach(Interface::Impl& i, std::span<const detail::ConnectionRing> s2m,
                      std::span<const detail::ConnectionRing> m2s);
 

@@ -115,10 +115,10 @@ TEST(MemifAttachRings, BothRolesAttachEachQueueToItsRingAndEventfd) {
   // Master: transmits on the one M2S ring, receives on both S2M rings; S2M 1 polls.
   Queues master_tx = make_queues(1), master_rx = make_queues(2);
   master_rx[1]->set_rx_mode(RxMode::polling);
-  ASSERT_EQ(attach_rings(sides.master(), master_tx, master_rx), "");
+  ASSERT_EQ(attach_rings(Role::master, sides.master(), master_tx, master_rx), "");
   // Slave: transmits on both S2M rings, receives on M2S.
   Queues slave_tx = make_queues(2), slave_rx = make_queues(1);
-  ASSERT_EQ(attach_rings(sides.slave(), slave_tx, slave_rx), "");
+  ASSERT_EQ(attach_rings(Role::slave, sides.slave(), slave_tx, slave_rx), "");
   for (const Queues* qs : {&master_tx, &master_rx, &slave_tx, &slave_rx})
     for (const auto& q : *qs) EXPECT_TRUE(q->attached()) << q->fault();
 
@@ -153,13 +153,13 @@ TEST(MemifAttachRings, MasterRefusesAWrongCookieAndAttachesNothing) {
   const RingPlacement& p = sides.mem.m2s[0];
   std::memset(sides.master_views[p.region].base + p.offset, 0, sizeof wire::kCookie);
   Queues master_tx = make_queues(1), master_rx = make_queues(2);
-  EXPECT_EQ(attach_rings(sides.master(), master_tx, master_rx), "Wrong cookie on M2S ring 0");
+  EXPECT_EQ(attach_rings(Role::master, sides.master(), master_tx, master_rx), "Wrong cookie on M2S ring 0");
   // The S2M rings passed, but nothing is attached unless every ring does.
   EXPECT_FALSE(any_attached(master_tx));
   EXPECT_FALSE(any_attached(master_rx));
   // The slave does not read back the cookies of memory it laid out itself.
   Queues slave_tx = make_queues(2), slave_rx = make_queues(1);
-  EXPECT_EQ(attach_rings(sides.slave(), slave_tx, slave_rx), "");
+  EXPECT_EQ(attach_rings(Role::slave, sides.slave(), slave_tx, slave_rx), "");
 }
 
 TEST(MemifAttachRings, MasterRefusesARingOutsideItsRegion) {
@@ -167,23 +167,39 @@ TEST(MemifAttachRings, MasterRefusesARingOutsideItsRegion) {
   Queues tx = make_queues(1), rx = make_queues(2);
   // S2M ring 1 announced at the very end of region 0: the ring would run past it.
   sides.master_s2m[1].placement.offset = static_cast<std::uint32_t>(sides.master_views[0].size - 8);
-  EXPECT_EQ(attach_rings(sides.master(), tx, rx), "Wrong ring: S2M 1 does not fit in region 0");
+  EXPECT_EQ(attach_rings(Role::master, sides.master(), tx, rx), "Wrong ring: S2M 1 does not fit in region 0");
   EXPECT_FALSE(any_attached(tx) || any_attached(rx));
   // A region the connection does not have.
   sides.master_s2m[1].placement = sides.mem.s2m[1];
   sides.master_m2s[0].placement.region = 3;
-  EXPECT_EQ(attach_rings(sides.master(), tx, rx), "Wrong ring: M2S 0 does not fit in region 3");
+  EXPECT_EQ(attach_rings(Role::master, sides.master(), tx, rx), "Wrong ring: M2S 0 does not fit in region 3");
   EXPECT_FALSE(any_attached(tx) || any_attached(rx));
   // Put right, the same queues attach.
   sides.master_m2s[0].placement = sides.mem.m2s[0];
-  EXPECT_EQ(attach_rings(sides.master(), tx, rx), "");
+  EXPECT_EQ(attach_rings(Role::master, sides.master(), tx, rx), "");
   EXPECT_TRUE(tx[0]->attached() && rx[0]->attached() && rx[1]->attached());
 }
 
 TEST(MemifAttachRings, MoreRingsThanQueuesIsRefused) {
   Sides sides(two_s2m_one_m2s());
   Queues tx = make_queues(1), rx = make_queues(1);  // the master receives on two S2M rings
-  const std::string why = attach_rings(sides.master(), tx, rx);
+  const std::string why = attach_rings(Role::master, sides.master(), tx, rx);
+  EXPECT_EQ(why.rfind("internal: ", 0), 0u) << why;
+  EXPECT_FALSE(any_attached(tx) || any_attached(rx));
+}
+
+TEST(MemifAttachRings, TheRoleDecidesAndSlaveMemoryMustAgreeWithIt) {
+  Sides sides(two_s2m_one_m2s());
+  // A spoiled cookie that only a master checks.
+  const RingPlacement& p = sides.mem.m2s[0];
+  std::memset(sides.master_views[p.region].base + p.offset, 0, sizeof wire::kCookie);
+  Queues tx = make_queues(2), rx = make_queues(2);
+  // A master handed slave memory must not take the slave's path (and skip the cookie check).
+  std::string why = attach_rings(Role::master, sides.slave(), tx, rx);
+  EXPECT_EQ(why.rfind("internal: ", 0), 0u) << why;
+  EXPECT_FALSE(any_attached(tx) || any_attached(rx));
+  // A slave without its memory cannot attach either.
+  why = attach_rings(Role::slave, sides.master(), tx, rx);
   EXPECT_EQ(why.rfind("internal: ", 0), 0u) << why;
   EXPECT_FALSE(any_attached(tx) || any_attached(rx));
 }
