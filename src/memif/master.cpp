@@ -17,6 +17,15 @@
 
 namespace shmlink::memif {
 
+// The internal helpers of socket_impl.hpp, by their short names in this file.
+using detail::AnnouncedRing;
+using detail::Clock;
+using detail::Connection;
+using detail::Phase;
+using detail::impl_of;
+using detail::log_warn;
+using detail::version_text;
+
 namespace {
 
 /// How long the master stops watching its listener after accept() failed (EMFILE, ENFILE,

@@ -18,6 +18,13 @@
 
 namespace shmlink::memif {
 
+// The internal helpers of socket_impl.hpp, by their short names in this file.
+using detail::Connection;
+using detail::Phase;
+using detail::impl_of;
+using detail::version_text;
+using detail::warn_once;
+
 void Socket::Impl::arm_timer() noexcept {
   if (opt.reconnect_interval.count() <= 0 || !timerfd) return;
   itimerspec its{};

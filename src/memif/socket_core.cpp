@@ -22,6 +22,15 @@
 
 namespace shmlink::memif {
 
+// The internal helpers of socket_impl.hpp, by their short names in this file.
+using detail::Clock;
+using detail::Connection;
+using detail::Phase;
+using detail::impl_of;
+using detail::log_info;
+using detail::log_warn;
+using detail::warn_once;
+
 namespace {
 
 /// Distinct refusal messages remembered per interface or socket (a peer choosing its reasons
@@ -49,14 +58,14 @@ constexpr int kHandshakeTotalFactor = 2;
 
 }  // namespace
 
-void warn_once(std::deque<std::string>& seen, const std::string& key, const std::string& m) {
+void detail::warn_once(std::deque<std::string>& seen, const std::string& key, const std::string& m) {
   if (std::find(seen.begin(), seen.end(), key) != seen.end()) return log_info(m);
   if (seen.size() == kWarnedReasonsMax) seen.pop_front();
   seen.push_back(key);
   log_warn(m);
 }
 
-void warn_once(std::deque<std::string>& seen, const std::string& m) { warn_once(seen, m, m); }
+void detail::warn_once(std::deque<std::string>& seen, const std::string& m) { warn_once(seen, m, m); }
 
 void Socket::Impl::open_status() {
   if (status_tried || !opt.publish_status) return;

@@ -34,7 +34,10 @@
 #include <utility>
 #include <vector>
 
-namespace shmlink::memif {
+// The helpers and per-connection state below are internal: they live in detail, not in the
+// public namespace shmlink::memif. Only the Impl structs of the public classes (and
+// InterfaceAccess, which Interface names as a friend) are declared there.
+namespace shmlink::memif::detail {
 
 using Clock = std::chrono::steady_clock;
 
@@ -70,7 +73,7 @@ enum class Phase {
 
 /// A ring the slave announced (master side), before CONNECT maps it.
 struct AnnouncedRing {
-  detail::RingPlacement placement;
+  RingPlacement placement;
   os::UniqueFd eventfd;
 };
 
@@ -92,12 +95,16 @@ struct Connection {
   Clock::time_point deadline = Clock::time_point::max();
 };
 
+}  // namespace shmlink::memif::detail
+
+namespace shmlink::memif {
+
 /// An Interface's state: options, link, the memory and queues of its connection.
 struct Interface::Impl {
   Socket::Impl* sock = nullptr;
   Interface* self = nullptr;
   InterfaceOptions opt;
-  Connection* conn = nullptr;  // bound control connection (owned by the socket)
+  detail::Connection* conn = nullptr;  // bound control connection (owned by the socket)
   bool up = false;
   std::string last_disconnect;
   std::uint64_t connects = 0;
@@ -115,7 +122,7 @@ struct Interface::Impl {
   std::deque<std::string> warned;    // refusals already logged as warnings (warn_once); cleared when up
 
   [[nodiscard]] std::string label() const {
-    return "memif " + std::string(role_name(opt.role)) + " '" + opt.name + "' (id " + std::to_string(opt.id) + ")";
+    return "memif " + std::string(detail::role_name(opt.role)) + " '" + opt.name + "' (id " + std::to_string(opt.id) + ")";
   }
   detail::RingQueue* txq(std::uint16_t q) noexcept { return q < n_tx ? tx[q].get() : nullptr; }
   detail::RingQueue* rxq(std::uint16_t q) noexcept { return q < n_rx ? rx[q].get() : nullptr; }
@@ -126,8 +133,16 @@ struct InterfaceAccess {
   static Interface::Impl& of(const Interface& i) noexcept { return *i.impl_; }
 };
 
+}  // namespace shmlink::memif
+
+namespace shmlink::memif::detail {
+
 /// The Impl of an interface the socket owns.
 inline Interface::Impl& impl_of(const std::unique_ptr<Interface>& i) noexcept { return InterfaceAccess::of(*i); }
+
+}  // namespace shmlink::memif::detail
+
+namespace shmlink::memif {
 
 /// A Socket's state and both roles' state machines (see the file comment for where each part lives).
 struct Socket::Impl {
@@ -137,20 +152,20 @@ struct Socket::Impl {
   os::UniqueFd timerfd;  // reconnect timer, armed while a slave is down
   SeqpacketListener listener;
   std::vector<std::unique_ptr<Interface>> ifaces;
-  std::vector<std::unique_ptr<Connection>> conns;
+  std::vector<std::unique_ptr<detail::Connection>> conns;
   Socket* self = nullptr;
   // status file (SocketOptions::publish_status)
   detail::StatusWriter status;
   bool status_tried = false;        // open() was attempted (once per socket)
   os::UniqueFd status_timer;        // 100 ms ticks while an interface is up (counter refresh)
   bool status_timer_armed = false;
-  Clock::time_point status_refreshed{};  // last refresh of every record
+  detail::Clock::time_point status_refreshed{};  // last refresh of every record
   os::UniqueFd handshake_timer;     // one-shot, armed at the earliest handshake deadline
   os::UniqueFd accept_timer;        // one-shot: end of an accept back-off (listener unwatched meanwhile)
   bool accept_paused = false;
   struct {
     std::string reason;            // last accept error logged
-    Clock::time_point logged{};    // when
+    detail::Clock::time_point logged{};    // when
     std::uint64_t suppressed = 0;  // accept errors not logged since
   } accept_log;
   std::deque<std::string> warned;  // refusals of unbound peers already logged as warnings (warn_once)
@@ -181,9 +196,9 @@ struct Socket::Impl {
   /// Removes `fd` from the epoll set (no-op when absent).
   void unwatch(int fd) noexcept;
   /// The connection whose control fd is `fd`, or nullptr.
-  Connection* find_conn(int fd) noexcept;
+  detail::Connection* find_conn(int fd) noexcept;
   /// Closes and frees `c` (unwatched first); the caller unbinds its interface.
-  void close_conn(Connection* c) noexcept;
+  void close_conn(detail::Connection* c) noexcept;
   /// True when some interface of this socket has role `r`.
   bool has_role(Role r) const noexcept;
   /// Ends iface's connection: optional DISCONNECT, close, detach queues, free memory, callback.
@@ -193,19 +208,19 @@ struct Socket::Impl {
   /// the interface or called disconnect()).
   void teardown(Interface::Impl& i, const std::string& reason, bool send_disconnect, bool local = false);
   /// Refuses a connection not (yet) bound to an interface: DISCONNECT + close.
-  void refuse(Connection* c, const std::string& reason);
+  void refuse(detail::Connection* c, const std::string& reason);
   /// Fails a connection wherever it is: bound -> teardown; unbound -> refuse.
-  void fail(Connection* c, const std::string& reason, bool send_disconnect = true);
+  void fail(detail::Connection* c, const std::string& reason, bool send_disconnect = true);
   /// Sends `m` (with `fd`, if any) on `c`; on failure fails `c` (no DISCONNECT) and returns false.
-  bool send(Connection* c, const wire::Message& m, int fd = -1);
+  bool send(detail::Connection* c, const wire::Message& m, int fd = -1);
   /// Starts the deadline for the peer's next handshake message on `c`: handshake_timeout from
   /// now, but no later than the whole handshake's cap (kHandshakeTotalFactor handshake_timeouts
   /// after the connection's start); none once up, or when handshake_timeout is 0. Re-arms the
   /// timer. handshake_timeout is at most kMaxHandshakeTimeout (Socket's constructor), so the
   /// sums cannot overflow.
-  void touch(Connection* c) noexcept;
+  void touch(detail::Connection* c) noexcept;
   /// When the whole handshake on `c` must be done.
-  Clock::time_point handshake_cap(const Connection& c) const noexcept;
+  detail::Clock::time_point handshake_cap(const detail::Connection& c) const noexcept;
   /// Arms the handshake timer at the earliest deadline, or stops it when none is pending.
   void arm_handshake_timer() noexcept;
   /// Disconnects every peer whose handshake message is overdue, with the reason.
@@ -214,7 +229,7 @@ struct Socket::Impl {
   void go_up(Interface::Impl& i);
   /// Handles every message queued on `c` (up to 64 per call) with its role's state machine;
   /// each may close `c`.
-  void readable(Connection* c);
+  void readable(detail::Connection* c);
   /// Tears down every link whose data path reported a protocol violation (RingQueue::fault()).
   void check_faults();
   /// Attaches the queues of `i` to the rings of its connection, for both roles
@@ -241,9 +256,9 @@ struct Socket::Impl {
   void accept_tick();
   /// The master's state machine (section 6): one message from the slave on `c`, with the fd it
   /// carried (ADD_REGION, ADD_RING); every check of section 7, DISCONNECT with the reason.
-  void master_message(Connection* c, const wire::Message& m, os::UniqueFd fd);
+  void master_message(detail::Connection* c, const wire::Message& m, os::UniqueFd fd);
   /// CONNECT received: map, locate, check cookies, attach, CONNECTED (section 6 master step 5).
-  void master_connect(Connection* c);
+  void master_connect(detail::Connection* c);
 
   // --- slave (slave.cpp) ----------------------------------------------------------------------
   /// Arms the reconnect timer (every reconnect_interval) while a slave is down.
@@ -252,10 +267,10 @@ struct Socket::Impl {
   void slave_try_connect(Interface::Impl& i);
   /// Sends the slave's next announcement (INIT acked -> regions -> S2M rings -> M2S rings ->
   /// CONNECT), one per ACK (lock-step, section 4).
-  void slave_send_next(Connection* c);
+  void slave_send_next(detail::Connection* c);
   /// The slave's state machine (section 6): one message from the master on `c` (a slave takes
   /// no fds).
-  void slave_message(Connection* c, const wire::Message& m);
+  void slave_message(detail::Connection* c, const wire::Message& m);
   /// The reconnect timer fired: every down slave tries again; the timer stops when none is down.
   void timer_tick();
 };
