@@ -329,10 +329,10 @@ struct Interface::Impl {
     return std::chrono::nanoseconds(std::clamp<std::int64_t>(left, 0, std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000)));
   }
 
-  /// Why the peer cannot take more: closed (it closed cleanly) or peer_exited.
+  /// Why the peer cannot take more: shut_down (it closed cleanly) or peer_exited.
   Status gone() const noexcept {
     const std::lock_guard lock(peer_mutex);
-    return peer.closed ? Errc::closed : Errc::peer_exited;
+    return peer.closed ? Errc::shut_down : Errc::peer_exited;
   }
 
   /// The liveness interval in ns (at least 1 ms, as slice()).
@@ -435,7 +435,7 @@ struct Interface::Impl {
     if (st.ok()) {
       s.ts_received_ns = os::realtime_ns();
       s.flags |= kSampleHasTsReceived;
-    } else if (st.code() == Errc::closed && open) {
+    } else if (st.code() == Errc::shut_down && open) {
       const std::lock_guard lock(peer_mutex);
       peer.closed = true;
       peer_gone.store(true, std::memory_order_relaxed);

@@ -277,7 +277,7 @@ struct Queue::Impl {
     done = 0;
     if (!writable) return Errc::permission;
     if (in.empty()) return Errc::ok;
-    if (shut()) return Errc::closed;
+    if (shut()) return Errc::shut_down;
     Status why = Errc::ok;
     if (kind == QueueKind::spsc) {
       // One producer: run a local position over the burst and record tail once at the end.
@@ -336,12 +336,12 @@ struct Queue::Impl {
     if (want == 0) return Errc::ok;
     Errc why = pop_run(want, take, done);
     if (done == 0 && why == Errc::would_block && shut()) {
-      // Closed only when empty after the shutdown was seen: the emptiness found above may
+      // Shut down only when empty after the shutdown was seen: the emptiness found above may
       // predate samples pushed before the shutdown (the consumer lost the CPU between its look
       // and this load). shut()'s acquire pairs with shutdown()'s seq_cst store, so a second
       // look sees every push made before it.
       why = pop_run(want, take, done);
-      if (done == 0 && why == Errc::would_block) return Errc::closed;
+      if (done == 0 && why == Errc::would_block) return Errc::shut_down;
     }
     if (done == 0) return why;
     notify_popped();
