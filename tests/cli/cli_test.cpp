@@ -2851,6 +2851,38 @@ TEST_F(cli, GcKeepsLiveMemifStatusFilesAndRemovesOldUnlockedTemporaries) {
   responder.finish();
 }
 
+/// gc knows the temporaries of every kind the way the library names them (is_temporary_name():
+/// ".<final>.XXXXXX" for a final name ending in ".shm"), a region's included, and leaves other
+/// programs' dot files in a shared /dev/shm alone, however old: a Chromium temporary has the
+/// same six-character tail.
+TEST_F(cli, GcRemovesOldTemporariesOfEveryKindAndNoOtherDotFiles) {
+  const fs::path region_tmp = dir_ / ".ao.region.shm.Ab3xZ9";
+  const fs::path stream_tmp = dir_ / ".cam.im.shm.Qw3rTy";
+  const fs::path foreign = dir_ / ".org.chromium.Chromium.Ab3xZ9";
+  const fs::path young = dir_ / ".new.queue.shm.Zx9cVb";
+  for (const fs::path& p : {region_tmp, stream_tmp, foreign, young}) std::ofstream(p) << "x";
+  const auto old = fs::file_time_type::clock::now() - std::chrono::minutes(5);
+  for (const fs::path& p : {region_tmp, stream_tmp, foreign}) fs::last_write_time(p, old);
+
+  const RunResult r = run_cli({"gc", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json gc = parse_json(r);
+  const json* region = named(gc.at("removed"), region_tmp.filename().string());
+  ASSERT_NE(region, nullptr) << r.out;
+  EXPECT_EQ(region->at("temporary"), true);
+  EXPECT_EQ(region->at("kind"), "region");
+  const json* stream = named(gc.at("removed"), stream_tmp.filename().string());
+  ASSERT_NE(stream, nullptr) << r.out;
+  EXPECT_EQ(stream->at("kind"), "stream");
+  EXPECT_FALSE(fs::exists(region_tmp));
+  EXPECT_FALSE(fs::exists(stream_tmp));
+  // Not ours: neither removed nor mentioned. Ours but under a minute old: kept.
+  EXPECT_TRUE(fs::exists(foreign));
+  EXPECT_EQ(named(gc.at("removed"), foreign.filename().string()), nullptr) << r.out;
+  EXPECT_EQ(named(gc.at("kept"), foreign.filename().string()), nullptr) << r.out;
+  EXPECT_TRUE(fs::exists(young));
+}
+
 }  // namespace
 
 // ---- hostile files and names in the stream directory (issue 17) --------------------------
