@@ -24,7 +24,7 @@
 
 #include "fuzz_util.hpp"
 #include "queue/villas_region.hpp"
-#include "packet.hpp"
+#include <shmlink_tools/packet.hpp>
 #include "memif_fuzz.hpp"
 
 using namespace std::chrono_literals;
