@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -88,6 +89,29 @@ TEST(RegionRecovery, AnEntryLeftCreatingByAKilledProcessIsReclaimed) {
   EXPECT_EQ(now[0].offset, left[0].offset);
   EXPECT_EQ(now[0].generation, left[0].generation + 2);  // freed (+1), reserved again (+1)
   EXPECT_EQ(now[0].owner, rdir::holder_token());
+}
+
+TEST(RegionRecovery, ProcessesAllocatingAtOnceGetDisjointEntries) {
+  TempStreamDir dir;
+  Region r = Region::create("busy", 4 * k1M);
+  test::Shared<test::ChildReport> report;
+  std::vector<pid_t> kids;
+  for (int k = 0; k < 3; ++k)
+    kids.push_back(test::spawn([&, k]() -> int {
+      Region mine = Region::open("busy");
+      for (int i = 0; i < 20; ++i) {
+        const std::string name = "p" + std::to_string(k) + "_" + std::to_string(i);
+        auto res = RegionAccess::allocate(RegionAccess::state(mine), name, ChannelKind::queue, 4096 * (1 + i % 3));
+        RegionAccess::directory(mine).publish(res.slot);
+        if (i % 4 == 3) SHMLINK_CHILD_CHECK(report, RegionAccess::directory(mine).remove(name), i);
+      }
+      return 0;
+    }));
+  for (pid_t kid : kids) EXPECT_EQ(test::reap(kid, 30), 0) << report->describe();
+  // 3 x (20 - 5 removed); entries() validates that no two overlap and names are unique.
+  const auto entries = r.entries();
+  EXPECT_EQ(entries.size(), 45U);
+  for (const RegionEntry& e : entries) EXPECT_EQ(e.state, EntryState::ready) << e.name;
 }
 
 }  // namespace
