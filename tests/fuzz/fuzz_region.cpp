@@ -2,7 +2,8 @@
 // libFuzzer target: a region directory written by a hostile peer (a buggy or hostile guest VM,
 // issue 20). The input is the start of a region (header, entry table, anything after them); it
 // lands in a zero-filled 256 KiB region which is attached, listed, and then used: entries
-// reserved, published, looked up, removed, placements checked for currency. Nothing may crash,
+// reserved, published, looked up, removed, placements checked for currency, queues in ready
+// entries opened by name. Nothing may crash,
 // read or write outside the region, or loop without bound (the lock timeout is 1 ms here and a
 // wait never outlasts five of them); Errc::layout (a corrupt directory), timeout (a lock that
 // looks held by a live process) or no_space are the expected answers.
@@ -32,6 +33,15 @@ void exercise(shmlink::Region& r) {
     shmlink::Placement p = RegionAccess::placement(st, s);
     (void)p.still_current();
     if (p.bytes.size() >= 8) (void)std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(p.bytes.data())).load();
+    // The channel in the entry, opened by name: its own checks run against the entry's bytes.
+    try {
+      if (s.entry.kind == shmlink::ChannelKind::queue) {
+        shmlink::Queue q = r.open_queue(s.entry.name);
+        shmlink::Sample m;
+        (void)q.try_pop(m);
+      }
+    } catch (const shmlink::Error&) {
+    }
   }
   try {
     auto res = RegionAccess::allocate(st, "fz", shmlink::ChannelKind::queue, 5000);
@@ -63,7 +73,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t n = std::min<std::size_t>(16, (size - sizeof(shmlink::rlayout::RegionHeader)) /
                                                         sizeof(shmlink::rlayout::RegionEntry));
     std::vector<shmlink::rlayout::RegionEntry> table(n);
-    std::memcpy(table.data(), data + sizeof(shmlink::rlayout::RegionHeader), n * sizeof(shmlink::rlayout::RegionEntry));
+    if (n > 0)
+      std::memcpy(table.data(), data + sizeof(shmlink::rlayout::RegionHeader), n * sizeof(shmlink::rlayout::RegionEntry));
     try {
       (void)shmlink::rdir::validate(table, h, "fuzz");
     } catch (const shmlink::Error&) {
