@@ -40,7 +40,8 @@ void Region::remove(std::string_view name) {
   if (slot->entry.kind != ChannelKind::stream) return;
   // The stream's partial-write companion goes with it (as Stream::remove does for files).
   const std::string companion = std::string(name) + std::string(kCompanionSuffix);
-  if (rdir::name_problem(companion) == nullptr) (void)st->dir.remove(companion);
+  std::optional<rdir::Slot> pkt = RegionAccess::find(st, companion);
+  if (pkt && pkt->entry.kind == ChannelKind::stream) (void)st->dir.remove(companion);
 }
 
 }  // namespace shmlink
