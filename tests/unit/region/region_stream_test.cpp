@@ -10,32 +10,17 @@
 #include <cstring>
 #include <vector>
 
-#include "test_util.hpp"
+#include "region_test_util.hpp"
 
 namespace shmlink {
 namespace {
 
+using test::error_of;
+using test::k1M;
+using test::queue_spec;
 using test::TempStreamDir;
-constexpr std::size_t k1M = 1024 * 1024;
 
 StreamSpec spec_4x4() { return test::spec_of({4, 4}, Dtype::f32); }
-QueueSpec queue_spec() {
-  QueueSpec q;
-  q.capacity = 16;
-  q.max_values = 2;
-  return q;
-}
-
-template <class F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no error";
-  return Error(Errc::ok, "");
-}
 
 TEST(RegionStreams, AStreamIsCreatedWrittenAndOpenedByName) {
   TempStreamDir dir;
