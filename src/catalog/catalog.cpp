@@ -5,6 +5,7 @@
 #include <shmlink/catalog.hpp>
 
 #include <shmlink/error.hpp>
+#include <shmlink/region.hpp>
 #include <shmlink/segment.hpp>
 #include <shmlink/stream.hpp>
 #include <shmlink/villas.hpp>
@@ -103,6 +104,30 @@ ChannelListing classify(const std::string& dir, const std::string& file) {
   return l;
 }
 
+/// The ready entries of the region `region` (a "region" listing), as "region-stream" and
+/// "region-queue" listings named `PATH:NAME`. A region that does not open or validate (another
+/// user's, not formatted yet, corrupt, truncated while read) lists none: whoever opens it
+/// reports why. Read under the SIGBUS guard: a region file truncated in place costs its entries,
+/// not the process.
+std::vector<ChannelListing> region_entries(const ChannelListing& region) {
+  std::vector<ChannelListing> out;
+  std::vector<RegionEntry> entries;
+  try {
+    const bool faulted = read_guarded({}, [&] { entries = Region::open(region.path, false).entries(); });
+    if (faulted) return out;
+    for (const RegionEntry& e : entries) {
+      if (e.state != EntryState::ready) continue;  // being created or removed: not openable
+      ChannelListing l;
+      l.kind = e.kind == ChannelKind::queue ? "region-queue" : "region-stream";
+      l.name = e.name;
+      l.path = region.path + ":" + e.name;
+      out.push_back(std::move(l));
+    }
+  } catch (const Error&) {
+  }
+  return out;
+}
+
 }  // namespace
 
 ChannelListing channel_file(const std::string& path, bool look_inside) {
@@ -131,10 +156,27 @@ std::vector<ChannelListing> list_channels(const std::string& directory, bool wit
   }
   if (ec) throw fail(ec);
   std::sort(out.begin(), out.end(), [](const ChannelListing& a, const ChannelListing& b) { return a.path < b.path; });
+  // Each region's ready entries right after it; their holders are the region file's.
+  std::vector<std::size_t> file_of;  // index into `out` of the file each listing lives in
+  {
+    std::vector<ChannelListing> with_entries;
+    for (ChannelListing& l : out) {
+      const bool region = l.kind == "region";
+      std::vector<ChannelListing> entries = region ? region_entries(l) : std::vector<ChannelListing>{};
+      const std::size_t file = with_entries.size();
+      with_entries.push_back(std::move(l));
+      file_of.push_back(file);
+      for (ChannelListing& e : entries) {
+        with_entries.push_back(std::move(e));
+        file_of.push_back(file);
+      }
+    }
+    out = std::move(with_entries);
+  }
   if (with_holders && !out.empty()) {
     std::vector<std::string> paths;
     paths.reserve(out.size());
-    for (const ChannelListing& l : out) paths.push_back(l.path);
+    for (std::size_t i = 0; i < out.size(); ++i) paths.push_back(out[file_of[i]].path);
     int uninspectable = 0;
     std::vector<std::vector<int>> holders = processes_using_each(paths, &uninspectable);
     for (std::size_t i = 0; i < out.size(); ++i) {

@@ -7,6 +7,7 @@
 #include "streams.hpp"
 
 #include <shmlink/catalog.hpp>
+#include <shmlink/region.hpp>
 #include <shmlink/segment.hpp>
 
 #include <fmt/format.h>
@@ -75,11 +76,26 @@ std::string resolve_queue(const std::string& name, const std::string& dir) {
 std::vector<std::string> list_queue_files(const std::string& dir) { return list_channel_files(dir, "queue"); }
 
 std::string queue_display_name(const std::string& path) {
+  if (split_region_locator(path)) return path;  // PATH:NAME, as info and cat take it
   ChannelListing file = channel_file(path);
   return file.kind == "queue" ? std::move(file.name) : std::filesystem::path(path).filename().string();
 }
 
 ResolvedChannel resolve_channel(const std::string& name, const std::string& dir, bool force_queue) {
+  if (const auto locator = split_region_locator(name)) {
+    // PATH:NAME: the entry's kind says which (--queue insists on a queue).
+    require_regular_file(locator->first, "region");
+    const Region region = Region::open(locator->first, false);
+    for (const RegionEntry& e : region.entries()) {
+      if (e.name != locator->second || e.state != EntryState::ready) continue;
+      const bool queue = e.kind == shmlink::ChannelKind::queue;
+      if (force_queue && !queue)
+        throw Error(Errc::layout, fmt::format("{} is a stream, not a queue", shown(name)));
+      return {queue ? ChannelKind::queue : ChannelKind::stream, name, std::nullopt};
+    }
+    throw Error(Errc::not_found, fmt::format("no channel named '{}' in region {} ({})", shown(locator->second),
+                                             shown(locator->first), shown(name)));
+  }
   if (force_queue || is_queue_file_name(name)) return {ChannelKind::queue, resolve_queue(name, dir), std::nullopt};
   const std::string stream = resolve_stream(name, dir);
   if (name.find('/') != std::string::npos || is_stream_file_name(name)) {
@@ -99,11 +115,13 @@ QueueRow inspect_queue(const std::string& path) {
   row.path = path;
   row.name = queue_display_name(path);
   try {
-    require_regular_file(path, "queue");
+    const auto locator = split_region_locator(path);  // PATH:NAME, a queue in a region
+    require_regular_file(locator ? locator->first : path, locator ? "region" : "queue");
     std::optional<QueueInfo> info;
     // Every address (an empty range): the mapping is not known before open() returns.
     const bool faulted = read_guarded({}, [&] {
-      const Queue q = Queue::open(path, QueueExpect{.writable = false});
+      const Queue q = locator ? Region::open(locator->first, false).open_queue(locator->second, QueueExpect{.writable = false})
+                              : Queue::open(path, QueueExpect{.writable = false});
       info = q.info();
     });
     if (faulted) {

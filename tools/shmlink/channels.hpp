@@ -65,7 +65,9 @@ struct ResolvedChannel {
   std::optional<std::string> other_queue;
 };
 
-/// Resolves NAME for `info` and `rm`. A queue when `force_queue` (`--queue`) is set or NAME ends
+/// Resolves NAME for `info` and `rm`. "PATH:NAME" (shmlink::split_region_locator()) is the ready
+/// entry NAME of the region PATH, a stream or a queue as the entry says (path: NAME as given;
+/// not_found naming both when there is none; layout for a stream with `force_queue`). A queue when `force_queue` (`--queue`) is set or NAME ends
 /// in ".queue.shm"; a stream when NAME ends in ".im.shm" or contains '/' (a path used as given).
 /// Otherwise the stream `<dir>/<NAME>.im.shm` when that file exists (reporting a queue of the
 /// same name in `other_queue`), else the queue `<dir>/<NAME>.queue.shm` when that one exists.

@@ -68,6 +68,8 @@ Command add_gc_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
 /// Registers `memif` (`memif responder`, `memif ping`: docs/cli.md).
 Command add_memif_command(CLI::App& app);
+/// Registers `region` (`region create`, `region ls`, `region rm`: docs/cli.md).
+Command add_region_command(CLI::App& app);
 
 /// code.
 int report_error(const Error& e);

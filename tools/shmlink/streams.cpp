@@ -6,6 +6,7 @@
 #include "output.hpp"
 
 #include <shmlink/catalog.hpp>
+#include <shmlink/region.hpp>
 #include <shmlink/segment.hpp>
 
 #include <fmt/format.h>
@@ -25,6 +26,7 @@ namespace shmlink::cli {
 
 std::string resolve_stream(const std::string& name, const std::string& dir) {
   if (name.empty()) throw Error(Errc::invalid_argument, "stream name is empty");
+  if (split_region_locator(name)) return name;  // PATH:NAME, a stream in a region
   if (name.find('/') != std::string::npos) return shmlink::stream_path(name);
   // Accept "cam.im.shm" as the stream "cam", as listed by `ls /dev/shm`.
   const ChannelListing file = channel_file(name);
@@ -49,21 +51,23 @@ std::vector<std::string> list_channel_files(const std::string& dir, std::string_
 std::vector<std::string> list_stream_files(const std::string& dir) { return list_channel_files(dir, "stream"); }
 
 std::string display_name(const std::string& path) {
+  if (split_region_locator(path)) return path;  // PATH:NAME, as info and cat take it
   ChannelListing file = channel_file(path);
   return file.kind == "stream" ? std::move(file.name) : std::filesystem::path(path).filename().string();
 }
 
-FileId file_id(const std::string& path) noexcept {
+FileId file_id(const std::string& path) {
+  const auto locator = split_region_locator(path);
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return {true, static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size)};
+  if (::stat(locator ? locator->first.c_str() : path.c_str(), &st) != 0) return {};
+  return {true, static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size), locator.has_value()};
 }
 
 void guarded_read(const Stream& s, const std::function<void()>& read) {
   const bool faulted = read_guarded(s.file_bytes(), read);
   // A file re-created under a new inode leaves our mapping intact; one re-sized in place does not.
   const FileId now = file_id(s.path());
-  const bool resized = now.exists && now.size != s.file_bytes().size() && !s.replaced();
+  const bool resized = now.exists && !now.in_region && now.size != s.file_bytes().size() && !s.replaced();
   if (faulted || resized) {
     throw Error(Errc::layout, fmt::format("stream file {} shrank while it was read (truncated or re-created in "
                                           "place); what was read is discarded",
@@ -109,14 +113,23 @@ void require_regular_file(const std::string& path, std::string_view what) {
 }
 
 Stream open_for_inspection(const std::string& path) {
-  require_regular_file(path, "stream");
-  auto open = [&path]() -> Stream {
+  const auto locator = split_region_locator(path);  // PATH:NAME, a stream in a region
+  require_regular_file(locator ? locator->first : path, locator ? "region" : "stream");
+  auto open = [&path, &locator]() -> Stream {
+    OpenOptions ro;
+    ro.writable = false;
+    if (locator) {
+      try {
+        return Region::open(locator->first, true).open_stream(locator->second);
+      } catch (const Error& e) {
+        if (e.errc() != Errc::permission) throw;
+        return Region::open(locator->first, false).open_stream(locator->second, ro);
+      }
+    }
     try {
       return Stream::open(path);
     } catch (const Error& e) {
       if (e.errc() != Errc::permission) throw;
-      OpenOptions ro;
-      ro.writable = false;
       return Stream::open(path, ro);
     }
   };

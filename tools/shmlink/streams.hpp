@@ -17,13 +17,15 @@ namespace shmlink::cli {
 
 // ---- streams ---------------------------------------------------------------------------
 
-/// The file of stream `name`: a name containing '/' is a path used as given; otherwise
+/// The file of stream `name`: "PATH:NAME" (shmlink::split_region_locator()) is a stream in a
+/// region, returned as given; a name containing '/' is a path used as given; otherwise
 /// `<dir>/<name>.im.shm` when `dir` is non-empty, else shmlink::stream_path(name).
 /// @throws Error invalid_argument (empty name), name_too_long (> 79 bytes).
 std::string resolve_stream(const std::string& name, const std::string& dir);
 
 /// Opens a stream for inspection: read-write when allowed, else read-only (another user's 0644
-/// stream), so ls/info/cat/monitor work on streams they may not write. The path is first checked
+/// stream), so ls/info/cat/monitor work on streams they may not write. "PATH:NAME" opens the
+/// stream NAME of the region PATH (Region::open_stream()). The path is first checked
 /// with require_regular_file() (a FIFO, socket, device or symbolic link is refused at once instead
 /// of blocking the open), and the open runs under the SIGBUS guard (shmlink::read_guarded()).
 /// @throws Error layout for a non-regular file or a file that shrank while it was validated; the
@@ -76,11 +78,14 @@ struct FileId {
   bool exists = false;     ///< stat succeeded
   std::uint64_t ino = 0;   ///< inode
   std::uint64_t size = 0;  ///< size in bytes
+  /// `path` was PATH:NAME: the identity is the region file's, whose size is not the channel's
+  /// (a region entry's re-creation shows in Stream::replaced(), not in the file).
+  bool in_region = false;
 };
 
 /// The identity of the file at `path` (following links); `exists` false when it cannot be
-/// stat'ed.
-FileId file_id(const std::string& path) noexcept;
+/// stat'ed. For "PATH:NAME" (shmlink::split_region_locator()), the region file PATH's.
+FileId file_id(const std::string& path);
 
 /// The shape, element type and rolling depth of one stream file, remembered so that a
 /// re-creation can be reported after the old file is gone.

@@ -70,7 +70,7 @@ struct FileState {
   /// inode) or removed (Stream::replaced()), or the file's size is not the mapping's any more
   /// (re-sized in place, as DAO's re-creation does).
   [[nodiscard]] bool stale(const FileId& now) const noexcept {
-    return stream && (stream->replaced() || now.size != stream->file_bytes().size());
+    return stream && (stream->replaced() || (!now.in_region && now.size != stream->file_bytes().size()));
   }
 };
 

@@ -4,6 +4,7 @@
 // guard (read_guarded()). Public API only, real files in a private directory.
 #include <shmlink/catalog.hpp>
 #include <shmlink/queue.hpp>
+#include <shmlink/region.hpp>
 #include <shmlink/segment.hpp>
 #include <shmlink/stream.hpp>
 
@@ -97,6 +98,33 @@ TEST(Catalog, ListsEveryKindByNameAndPathWithHolders) {
   const std::vector<ChannelListing> bare = list_channels(dir.path(), false);
   ASSERT_EQ(bare.size(), all.size());
   for (const ChannelListing& l : bare) EXPECT_TRUE(l.holders.empty()) << l.path;
+}
+
+TEST(Catalog, RegionsListTheirReadyEntriesAsPathColonName) {
+  TempStreamDir dir;
+  Region region = Region::create("ao", 64 * 1024);
+  QueueSpec spec;
+  spec.capacity = 8;
+  spec.max_values = 4;
+  Queue ctl = region.create_queue("ctl", spec);
+  std::ofstream(dir.path() + "/zz.queue.shm") << "x";  // sorts after the region's entries
+
+  const std::vector<ChannelListing> all = list_channels(dir.path(), true);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].kind, "region");
+  EXPECT_EQ(all[0].name, "ao");
+  EXPECT_EQ(all[0].path, dir.path() + "/ao.region.shm");
+  EXPECT_EQ(all[1].kind, "region-queue");
+  EXPECT_EQ(all[1].name, "ctl");
+  EXPECT_EQ(all[1].path, dir.path() + "/ao.region.shm:ctl");
+  // An entry's holders are the region file's: this process maps it.
+  EXPECT_EQ(all[1].holders, all[0].holders);
+  EXPECT_NE(std::find(all[1].holders.begin(), all[1].holders.end(), static_cast<int>(::getpid())),
+            all[1].holders.end());
+  EXPECT_EQ(all[2].kind, "queue");
+
+  region.remove("ctl");
+  EXPECT_EQ(list_channels(dir.path(), false).size(), 2u);  // removed: no entry listed
 }
 
 TEST(Catalog, ChannelFileReadsNothingUnlessAsked) {
