@@ -3733,7 +3733,8 @@ TEST_F(cli, LsAndInfoShowQueuesInsideRegionsAsPathColonName) {
 
   RunResult r = run_cli({"ls", "--json", "--interval", "0"});
   ASSERT_EQ(r.code, 0) << describe(r);
-  const json* q = named(parse_json(r).at("queues"), path + ":ctl");
+  const json listing = parse_json(r);
+  const json* q = named(listing.at("queues"), path + ":ctl");
   ASSERT_NE(q, nullptr) << r.out;
   EXPECT_EQ(q->at("path"), path + ":ctl");
   EXPECT_EQ(q->at("capacity"), 8);
