@@ -141,4 +141,24 @@ SHMLINK_EXPORT std::vector<int> processes_using(const std::string& path, int* un
 SHMLINK_EXPORT std::vector<std::vector<int>> processes_using_each(const std::vector<std::string>& paths,
                                                                   int* uninspectable = nullptr);
 
+/// True when `file_name` (a name, not a path) is what Segment::create_file calls a file it is
+/// still building and has not published yet: "." + the final file name + "." + the six letters or
+/// digits mkostemp(3) chose, e.g. ".wfs.im.shm.Ab3xZ9" for "wfs.im.shm". Only final names that end
+/// in ".shm" count, as every shmlink channel file does (".im.shm", ".queue.shm", ".memif.shm",
+/// ".region.shm"), so other programs' dot files in a shared /dev/shm are never taken for ours.
+/// Directory listings (list_channels(), include/shmlink/catalog.hpp) and `shmlink gc` use it.
+SHMLINK_EXPORT bool is_temporary_name(std::string_view file_name) noexcept;
+
+/// Runs `read`, which reads a mapping of a file that another process may shrink (truncate in
+/// place, as DAO's re-creation does), so that a read past the file's new end does not kill the
+/// process with SIGBUS: the faulting page reads as zeros and this returns true, telling the
+/// caller to discard what was read. A SIGBUS at any other address is handled as if no guard were
+/// there. The handler is process-wide: concurrent calls are serialised (one guarded `read` at a
+/// time), and `read` must not start threads that read the range.
+/// @param range the addresses guarded (a channel's whole mapping); empty: every address (for a
+///        `read` that makes the mapping itself, e.g. an open).
+/// @return true when an access in `read` faulted (what it read is garbage), false otherwise.
+/// @throws whatever `read` throws (the previous SIGBUS action is restored first).
+SHMLINK_EXPORT bool read_guarded(std::span<const std::byte> range, const std::function<void()>& read);
+
 }  // namespace shmlink

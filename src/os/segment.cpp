@@ -89,6 +89,9 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+/// What create_file appends to "." + the final name: mkostemp(3) replaces the X's.
+constexpr std::string_view kTemporarySuffix = ".XXXXXX";
+
 /// Removes a temporary file unless release() was called.
 class TempGuard {
  public:
@@ -113,8 +116,9 @@ Segment Segment::create_file(const std::string& path, std::size_t size, OpenMode
   if (size == 0) throw Error(Errc::invalid_argument, "creating " + path + ": size is 0");
 
   // The temporary lives in the target directory (rename must not cross file systems) and does
-  // not end in ".im.shm", so directory scans never list a half-built segment.
-  std::string tmpl = dir_of(path) + "/." + base_of(path) + ".XXXXXX";
+  // not end in ".im.shm", so directory scans never list a half-built segment; is_temporary_name()
+  // recognises it (keep the two in step).
+  std::string tmpl = dir_of(path) + "/." + base_of(path) + std::string(kTemporarySuffix);
   int raw = ::mkostemp(tmpl.data(), O_CLOEXEC);
   if (raw < 0) os::throw_errno(errno, "creating", path);
   os::UniqueFd fd(raw);
@@ -153,6 +157,22 @@ Segment Segment::create_file(const std::string& path, std::size_t size, OpenMode
   }
   guard.release();
   return seg;
+}
+
+bool is_temporary_name(std::string_view file_name) noexcept {
+  // "." + final name + "." + 6 random characters (mkostemp's template tail).
+  constexpr std::size_t kRandom = kTemporarySuffix.size() - 1;
+  constexpr std::string_view kFinalSuffix = ".shm";
+  if (file_name.size() < 1 + kFinalSuffix.size() + 1 + 1 + kRandom || file_name.front() != '.') return false;
+  if (file_name.find('/') != std::string_view::npos) return false;
+  const std::string_view random = file_name.substr(file_name.size() - kRandom);
+  for (char c : random) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum) return false;
+  }
+  if (file_name[file_name.size() - kRandom - 1] != '.') return false;
+  const std::string_view final_name = file_name.substr(1, file_name.size() - kRandom - 2);
+  return final_name.size() > kFinalSuffix.size() && final_name.ends_with(kFinalSuffix);
 }
 
 Segment Segment::open_file(const std::string& path, bool writable) {

@@ -5,6 +5,7 @@
 #include <shmlink/interface.hpp>
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
+#include <shmlink/region.hpp>
 #include <shmlink/stream.hpp>
 
 #include "isio_file.hpp"
@@ -2851,6 +2852,38 @@ TEST_F(cli, GcKeepsLiveMemifStatusFilesAndRemovesOldUnlockedTemporaries) {
   responder.finish();
 }
 
+/// gc knows the temporaries of every kind the way the library names them (is_temporary_name():
+/// ".<final>.XXXXXX" for a final name ending in ".shm"), a region's included, and leaves other
+/// programs' dot files in a shared /dev/shm alone, however old: a Chromium temporary has the
+/// same six-character tail.
+TEST_F(cli, GcRemovesOldTemporariesOfEveryKindAndNoOtherDotFiles) {
+  const fs::path region_tmp = dir_ / ".ao.region.shm.Ab3xZ9";
+  const fs::path stream_tmp = dir_ / ".cam.im.shm.Qw3rTy";
+  const fs::path foreign = dir_ / ".org.chromium.Chromium.Ab3xZ9";
+  const fs::path young = dir_ / ".new.queue.shm.Zx9cVb";
+  for (const fs::path& p : {region_tmp, stream_tmp, foreign, young}) std::ofstream(p) << "x";
+  const auto old = fs::file_time_type::clock::now() - std::chrono::minutes(5);
+  for (const fs::path& p : {region_tmp, stream_tmp, foreign}) fs::last_write_time(p, old);
+
+  const RunResult r = run_cli({"gc", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json gc = parse_json(r);
+  const json* region = named(gc.at("removed"), region_tmp.filename().string());
+  ASSERT_NE(region, nullptr) << r.out;
+  EXPECT_EQ(region->at("temporary"), true);
+  EXPECT_EQ(region->at("kind"), "region");
+  const json* stream = named(gc.at("removed"), stream_tmp.filename().string());
+  ASSERT_NE(stream, nullptr) << r.out;
+  EXPECT_EQ(stream->at("kind"), "stream");
+  EXPECT_FALSE(fs::exists(region_tmp));
+  EXPECT_FALSE(fs::exists(stream_tmp));
+  // Not ours: neither removed nor mentioned. Ours but under a minute old: kept.
+  EXPECT_TRUE(fs::exists(foreign));
+  EXPECT_EQ(named(gc.at("removed"), foreign.filename().string()), nullptr) << r.out;
+  EXPECT_EQ(named(gc.at("kept"), foreign.filename().string()), nullptr) << r.out;
+  EXPECT_TRUE(fs::exists(young));
+}
+
 }  // namespace
 
 // ---- hostile files and names in the stream directory (issue 17) --------------------------
@@ -3600,6 +3633,126 @@ TEST_F(cli, VillasRegionWhoseHoldersCannotBeSeenIsUnknownNotStale) {
   r = CliProcess({"info", e, "--json"}, as_nobody).finish();
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_TRUE(parse_json(r).at("stale").is_null()) << r.out;
+}
+
+}  // namespace
+
+// ---- regions (issue 20): region create|ls|rm, PATH:NAME in ls and info ----------------------
+
+namespace {
+
+/// region create / ls / rm round trip: a region made by the CLI takes a queue created by the
+/// library; `region ls` shows its entry (name, kind, state, offset, size, generation), `region rm`
+/// removes it, a second rm is "not found" naming PATH:NAME.
+TEST_F(cli, RegionCreateLsRmRoundTrip) {
+  RunResult r = run_cli({"region", "create", "ao", "--size", "64K", "--mode", "0640", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const fs::path path = dir_ / "ao.region.shm";
+  json j = parse_json(r);
+  EXPECT_EQ(j.at("schema_version"), 1);
+  EXPECT_EQ(j.at("path"), path.string());
+  EXPECT_EQ(j.at("size"), 65536);
+  EXPECT_EQ(j.at("permissions"), "0640");
+  EXPECT_EQ(fs::file_size(path), 65536u);
+  EXPECT_EQ(static_cast<unsigned>(fs::status(path).permissions()), 0640u);
+  {
+    shmlink::QueueSpec spec;
+    spec.capacity = 8;
+    spec.max_values = 4;
+    shmlink::Region region = shmlink::Region::open(path.string());
+    (void)region.create_queue("ctl", spec);
+  }
+
+  r = run_cli({"region", "ls", path.string(), "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  j = parse_json(r);
+  EXPECT_EQ(j.at("path"), path.string());
+  ASSERT_EQ(j.at("entries").size(), 1u) << r.out;
+  const json& e = j.at("entries").at(0);
+  EXPECT_EQ(e.at("name"), "ctl");
+  EXPECT_EQ(e.at("kind"), "queue");
+  EXPECT_EQ(e.at("state"), "ready");
+  EXPECT_GT(e.at("offset").get<std::uint64_t>(), 0u);
+  EXPECT_GT(e.at("size").get<std::uint64_t>(), 0u);
+  EXPECT_GE(e.at("generation").get<std::uint64_t>(), 1u);
+  EXPECT_EQ(e.at("locator"), path.string() + ":ctl");
+  r = run_cli({"region", "ls", "ao"});  // a name means <dir>/NAME.region.shm
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("NAME"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ctl"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ready"), std::string::npos) << r.out;
+
+  r = run_cli({"region", "rm", path.string(), "ctl"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find(path.string() + ":ctl"), std::string::npos) << r.out;
+  r = run_cli({"region", "ls", path.string(), "--json"});
+  EXPECT_TRUE(parse_json(r).at("entries").empty()) << r.out;
+  r = run_cli({"region", "rm", path.string(), "ctl"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find(path.string() + ":ctl"), std::string::npos) << describe(r);
+}
+
+/// region create refuses what a region cannot be, with the CLI's exit codes and the path named:
+/// a size that is not a power of two or is below 64 KiB (usage), an existing region (failure,
+/// with the --force hint; --force replaces it), a malformed size (usage); region ls of a missing
+/// region is "not found", of a file that is no region a layout mismatch.
+TEST_F(cli, RegionCreateAndLsErrorsNameThePath) {
+  RunResult r = run_cli({"region", "create", "odd", "--size", "96K"});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  EXPECT_NE(r.err.find("odd.region.shm"), std::string::npos) << describe(r);
+  r = run_cli({"region", "create", "tiny", "--size", "4K"});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  r = run_cli({"region", "create", "bad", "--size", "lots"});
+  EXPECT_EQ(r.code, 2) << describe(r);
+  ASSERT_EQ(run_cli({"region", "create", "twice", "--size", "64K"}).code, 0);
+  r = run_cli({"region", "create", "twice", "--size", "64K"});
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << describe(r);
+  r = run_cli({"region", "create", "twice", "--size", "128K", "--force", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("size"), 131072);
+  r = run_cli({"region", "ls", "absent"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find("absent.region.shm"), std::string::npos) << describe(r);
+  std::ofstream(dir_ / "junk.region.shm") << std::string(70000, 'x');
+  r = run_cli({"region", "ls", "junk"});
+  EXPECT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find("junk.region.shm"), std::string::npos) << describe(r);
+}
+
+/// A queue inside a region of the stream directory is listed by `ls` as PATH:NAME and shown by
+/// `info PATH:NAME`; an absent entry is "not found" naming PATH:NAME; gc leaves the region alone.
+TEST_F(cli, LsAndInfoShowQueuesInsideRegionsAsPathColonName) {
+  ASSERT_EQ(run_cli({"region", "create", "ao", "--size", "64K"}).code, 0);
+  const std::string path = (dir_ / "ao.region.shm").string();
+  shmlink::Region region = shmlink::Region::open(path);
+  shmlink::QueueSpec spec;
+  spec.capacity = 8;
+  spec.max_values = 4;
+  (void)region.create_queue("ctl", spec);
+
+  RunResult r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json listing = parse_json(r);
+  const json* q = named(listing.at("queues"), path + ":ctl");
+  ASSERT_NE(q, nullptr) << r.out;
+  EXPECT_EQ(q->at("path"), path + ":ctl");
+  EXPECT_EQ(q->at("capacity"), 8);
+  EXPECT_EQ(q->at("max_values"), 4);
+
+  r = run_cli({"info", path + ":ctl", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("kind"), "queue");
+  EXPECT_EQ(j.at("capacity"), 8);
+  r = run_cli({"info", path + ":nothing"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find(path + ":nothing"), std::string::npos) << describe(r);
+
+  r = run_cli({"gc", "--streams", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_EQ(region.entries().size(), 1u);
 }
 
 }  // namespace

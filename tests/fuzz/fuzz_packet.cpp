@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // libFuzzer target: a frame received from a memif peer, as `shmlink memif responder` and
-// `shmlink memif ping` take it apart (tools/shmlink/packet.cpp): parse_frame, verify_echo_reply
+// `shmlink memif ping` take it apart (tools/support/packet.cpp): parse_frame, verify_echo_reply
 // and respond must never read outside the frame or write outside the answer buffer, whatever the
 // headers claim (IHL, total length, ARP sizes). The answer buffer is sized exactly to what
 // respond() may need (a copy of the frame, or an ARP reply), so an overrun is an ASan report.
 #include <algorithm>
 #include <vector>
 
-#include "packet.hpp"
+#include <shmlink_tools/packet.hpp>
 
 namespace pkt = shmlink::cli::packet;
 

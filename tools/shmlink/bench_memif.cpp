@@ -18,7 +18,7 @@
 
 #include "bench_common.hpp"
 #include "common.hpp"
-#include "testpmd.hpp"
+#include <shmlink_tools/testpmd.hpp>
 
 #include <shmlink/memif.hpp>
 

@@ -2,6 +2,8 @@
 // `shmlink create NAME --shape WxH --dtype u16`: creates an ImageStreamIO 2.00 stream.
 #include "common.hpp"
 
+#include <shmlink/region.hpp>
+
 #include <fmt/format.h>
 
 #include <sys/stat.h>
@@ -69,6 +71,11 @@ int run_create(const CreateOptions& opt) {
   if (!mode) throw Error(Errc::invalid_argument, "--permissions: '" + opt.permissions + "' is not octal");
 
   const std::string path = resolve_stream(opt.name, opt.dir);
+  const auto locator = split_region_locator(path);  // PATH:NAME: a stream in a region
+  if (locator && !opt.group.empty())
+    throw Error(Errc::invalid_argument, fmt::format("creating {}: --group applies to files; a stream in a region has "
+                                                    "the region file's group",
+                                                    shown(path)));
   // Resolve the group before creating anything, so an unknown group leaves no file behind.
   std::optional<gid_t> gid;
   if (!opt.group.empty()) {
@@ -89,7 +96,9 @@ int run_create(const CreateOptions& opt) {
 
   Stream s = [&] {
     try {
-      return Stream::create(path, spec, opt.force ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate);
+      const OpenMode mode_of_create = opt.force ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate;
+      if (locator) return Region::open(locator->first, true).create_stream(locator->second, spec, mode_of_create);
+      return Stream::create(path, spec, mode_of_create);
     } catch (const Error& e) {
       if (e.errc() != Errc::exists || opt.force) throw;
       throw Error(e.errc(), fmt::format("{}; add --force to replace it (a new file: programs that have it open keep "
@@ -133,7 +142,10 @@ int run_create(const CreateOptions& opt) {
 Command add_create_command(CLI::App& app) {
   auto opt = std::make_shared<CreateOptions>();
   CLI::App* sub = app.add_subcommand("create", "Create a stream (ImageStreamIO 2.00 layout)");
-  sub->add_option("name", opt->name, "Stream name (at most 79 bytes), or a path ending in .im.shm")->required();
+  sub->add_option("name", opt->name,
+                  "Stream name (at most 79 bytes), a path ending in .im.shm, or REGION:NAME for a stream inside a "
+                  "region (`shmlink region create`)")
+      ->required();
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--shape", opt->shape, "Axis lengths, fastest first (ISIO order): W, WxH or WxHxD")
       ->required()

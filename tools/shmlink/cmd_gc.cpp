@@ -8,6 +8,8 @@
 // the very file that was judged (rename to a trash name, check the inode, then unlink).
 #include "common.hpp"
 
+#include <shmlink/catalog.hpp>
+
 #include <fmt/format.h>
 
 #include <fcntl.h>
@@ -17,13 +19,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <random>
+#include <string_view>
 
 namespace shmlink::cli {
 
@@ -229,47 +233,54 @@ bool unlocked(int fd) {
   return nobody;
 }
 
-/// Temporaries of interrupted creations: ".<name>.im.shm.XXXXXX" (streams),
-/// ".<name>.queue.shm.XXXXXX" (queues) and ".<pid>-<k>.memif.shm.XXXXXX" (memif status files),
-/// regular files over a minute old and unused: no process has a stream or queue temporary open;
-/// nobody holds the lock of a memif one (its creator locks it before filling it).
-std::vector<Verdict> judge_temporaries(const std::string& dir) {
-  std::vector<Verdict> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string base = e.path().filename().string();
-    if (base.size() < 16 || base[0] != '.') continue;
-    const bool stream = base.find(".im.shm.") != std::string::npos;
-    const bool queue = base.find(".queue.shm.") != std::string::npos;
-    const bool memif = base.find(".memif.shm.") != std::string::npos;
-    if (!stream && !queue && !memif) continue;
-    const std::string path = e.path().string();
-    const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
-    if (raw < 0) continue;
-    struct Closer {
-      int fd;
-      ~Closer() { ::close(fd); }
-    } closer{raw};
-    struct stat st {};
-    if (::fstat(raw, &st) != 0 || !S_ISREG(st.st_mode) || std::time(nullptr) - st.st_mtime < 60) continue;
-    if (memif ? !unlocked(raw) : [&] {
-          std::vector<int> users = processes_using(fmt::format("/proc/self/fd/{}", raw));
-          std::erase(users, static_cast<int>(::getpid()));
-          return !users.empty();
-        }())
-      continue;
-    Verdict v;
-    v.name = base;
-    v.path = path;
-    v.kind = memif ? ChannelKind::memif : queue ? ChannelKind::queue : ChannelKind::stream;
-    v.remove = true;
-    v.reason = "temporary of an interrupted creation";
-    v.temporary = true;
-    v.dev = st.st_dev;
-    v.ino = st.st_ino;
-    out.push_back(std::move(v));
-  }
-  return out;
+/// Judges a temporary of an interrupted creation (list_channels() kind "temporary":
+/// ".<final>.XXXXXX", is_temporary_name(); also the trash remove_judged() could not put back):
+/// removed when it is a regular file over a minute old and unused: no process has it open (a
+/// stream, queue or region temporary), nobody holds its lock (a memif status file's: its creator
+/// locks it before filling it). Anything else is left out (nullopt): a temporary is no finding.
+std::optional<Verdict> judge_temporary(const ChannelListing& file) {
+  const std::string& path = file.path;
+  const int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY);
+  if (raw < 0) return std::nullopt;
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{raw};
+  struct stat st {};
+  if (::fstat(raw, &st) != 0 || !S_ISREG(st.st_mode) || std::time(nullptr) - st.st_mtime < 60) return std::nullopt;
+  // The kind of the file it would have been published as ("cam.im.shm": a stream).
+  const std::string final_kind = channel_file(file.name).kind;
+  const bool memif = final_kind == "memif-status";
+  if (memif ? !unlocked(raw) : [&] {
+        std::vector<int> users = processes_using(fmt::format("/proc/self/fd/{}", raw));
+        std::erase(users, static_cast<int>(::getpid()));
+        return !users.empty();
+      }())
+    return std::nullopt;
+  Verdict v;
+  v.name = std::filesystem::path(path).filename().string();
+  v.path = path;
+  v.kind = memif                       ? ChannelKind::memif
+           : final_kind == "queue"     ? ChannelKind::queue
+           : final_kind == "region"    ? ChannelKind::region
+                                       : ChannelKind::stream;
+  v.remove = true;
+  v.reason = "temporary of an interrupted creation";
+  v.temporary = true;
+  v.dev = st.st_dev;
+  v.ino = st.st_ino;
+  return v;
+}
+
+/// A trash name for `path` in its directory: "." + its file name + "." + six random letters or
+/// digits, the shape of Segment::create_file's temporaries, so that a trash file left behind
+/// (remove_judged() could not put it back) is a temporary to a later gc.
+std::string trash_name(const std::filesystem::path& path) {
+  static constexpr std::string_view kChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string tail(6, 'x');
+  for (char& c : tail) c = kChars[static_cast<std::size_t>(rng() % kChars.size())];
+  return (path.parent_path() / ("." + path.filename().string() + "." + tail)).string();
 }
 
 /// The outcome of remove_judged().
@@ -284,13 +295,14 @@ enum class Removal { removed, gone, changed };
 /// path gone, or a new file it puts back.
 /// @throws Error naming the file when a rename or the unlink fails for another reason.
 Removal remove_judged(const Verdict& v) {
-  static std::atomic<unsigned> counter{0};
-  const std::filesystem::path p(v.path);
-  const std::string trash = (p.parent_path() / fmt::format(".{}.gc-trash.{}.{}", p.filename().string(),
-                                                              ::getpid(), counter.fetch_add(1)))
-                                .string();
-  if (::renameat2(AT_FDCWD, v.path.c_str(), AT_FDCWD, trash.c_str(), RENAME_NOREPLACE) != 0) {
+  std::string trash = trash_name(v.path);
+  int tries = 0;
+  while (::renameat2(AT_FDCWD, v.path.c_str(), AT_FDCWD, trash.c_str(), RENAME_NOREPLACE) != 0) {
     const int err = errno;
+    if (err == EEXIST && ++tries < 16) {  // the random name is taken: draw another
+      trash = trash_name(v.path);
+      continue;
+    }
     if (err == ENOENT) return Removal::gone;
     throw Error(errc_from_errno(err), fmt::format("removing {}: renaming it to {}: {}", shown(v.path), shown(trash),
                                                   std::strerror(err)));
@@ -305,8 +317,8 @@ Removal remove_judged(const Verdict& v) {
     return Removal::removed;
   }
   // Not the file judged: put it back. If a newer one took the path already, the moved one is a
-  // file its creator replaced anyway; it stays under the trash name (unused, a later gc removes
-  // it as a temporary).
+  // file its creator replaced anyway; it stays under the trash name (trash_name(): a temporary's
+  // shape, so a later gc removes it once it is unused and a minute old).
   (void)::renameat2(AT_FDCWD, trash.c_str(), AT_FDCWD, v.path.c_str(), RENAME_NOREPLACE);
   return Removal::changed;
 }
@@ -325,15 +337,23 @@ std::string verdict_label(const Verdict& v) {
 int run_gc(const GcOptions& opt) {
   const std::string dir = resolve_directory(opt.dir);
   const std::chrono::nanoseconds older_than = parse_duration(opt.older_than).value_or(std::chrono::nanoseconds(0));
+  // One listing (the library's catalog), judged kind by kind: streams, queues, memif status
+  // files, then temporaries. Holders are looked for per file, on the pinned inode.
+  const std::vector<ChannelListing> files = list_channels(dir, false);
   std::vector<Verdict> verdicts;
-  for (const std::string& path : list_stream_files(dir)) {
-    verdicts.push_back(judge(path, ChannelKind::stream, opt, older_than));
+  for (const ChannelListing& f : files) {
+    if (f.kind == "stream") verdicts.push_back(judge(f.path, ChannelKind::stream, opt, older_than));
   }
-  for (const std::string& path : list_queue_files(dir)) {
-    verdicts.push_back(judge(path, ChannelKind::queue, opt, older_than));
+  for (const ChannelListing& f : files) {
+    if (f.kind == "queue") verdicts.push_back(judge(f.path, ChannelKind::queue, opt, older_than));
   }
-  for (const std::string& path : list_memif_status_files(dir)) verdicts.push_back(judge_memif(path));
-  for (Verdict& t : judge_temporaries(dir)) verdicts.push_back(std::move(t));
+  for (const ChannelListing& f : files) {
+    if (f.kind == "memif-status") verdicts.push_back(judge_memif(f.path));
+  }
+  for (const ChannelListing& f : files) {
+    if (f.kind != "temporary") continue;
+    if (std::optional<Verdict> t = judge_temporary(f)) verdicts.push_back(std::move(*t));
+  }
   int rc = kExitOk;
   Json removed = Json::array(), kept = Json::array();
   for (Verdict& v : verdicts) {

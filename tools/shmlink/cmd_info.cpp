@@ -5,6 +5,8 @@
 // or (`--villas`, "/NAME", or a name found only in /dev/shm) a VILLASnode shmem region, read-only.
 #include "common.hpp"
 
+#include <shmlink/catalog.hpp>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -176,13 +178,9 @@ bool exists(const std::string& path) noexcept {
   return errno != ENOENT && errno != ENOTDIR;
 }
 
-/// True when the file `path`'s first bytes look like a VILLAS region (read_file_head(), only a
-/// regular file, read-only; villas::looks_like_region()).
-bool looks_like_villas_file(const std::string& path) {
-  std::uint64_t size = 0;
-  const std::optional<std::vector<std::byte>> head = read_file_head(path, 1024, &size);
-  return head && villas::looks_like_region(std::span<const std::byte>(*head), size);
-}
+/// True when the file `path`'s first bytes look like a VILLAS region (shmlink::channel_file()
+/// looking inside: only a regular file, read-only, its first 1024 bytes).
+bool looks_like_villas_file(const std::string& path) { return channel_file(path, true).kind == "villas"; }
 
 /// The VILLAS region NAME means without --villas, if any:
 /// - "/x" (VILLASnode's spelling: one '/', in front) is `/dev/shm/x` unless a file "/x" exists

@@ -233,6 +233,9 @@ int run_ls(const LsOptions& opt) {
   sort_rows(rows, RowOrder::name);
   std::vector<QueueRow> queues;
   for (const std::string& path : list_queue_files(sampler.directory())) queues.push_back(inspect_queue(path));
+  // Queues in the regions of the directory (`<name>.region.shm`), as PATH:NAME.
+  for (const std::string& path : list_channel_files(sampler.directory(), "region-queue"))
+    queues.push_back(inspect_queue(path));
   const std::vector<memif::SocketStatus> memifs = list_memif_status(sampler.directory());
   const std::vector<VillasRow> villas_rows = list_villas_regions();
   if (opt.json) {

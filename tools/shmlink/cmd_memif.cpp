@@ -4,7 +4,7 @@
 // section 17; docs/cli.md), and the packet-rate benchmark (bench_memif.cpp; docs/bench.md).
 #include "bench_memif.hpp"
 #include "common.hpp"
-#include "packet.hpp"
+#include <shmlink_tools/packet.hpp>
 
 #include <shmlink/memif.hpp>
 

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: MIT
 // VILLASnode shmem regions for `ls` and `info`: finding them in /dev/shm by fingerprint, reading
-// them without mapping or writing a byte, and who holds them (common.hpp, "VILLASnode shmem
-// regions").
-#include "common.hpp"
+// them without mapping or writing a byte, and who holds them (villas_rows.hpp).
+#include "villas_rows.hpp"
+
+#include "channels.hpp"
+#include "output.hpp"
+#include "rows.hpp"
+#include "streams.hpp"
+
+#include <shmlink/catalog.hpp>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -19,26 +25,11 @@ namespace shmlink::cli {
 
 namespace {
 
-/// Bytes looks_like_region() wants to see: the allocator headers and the whole ShmemShared.
-constexpr std::uint64_t kVillasHeadBytes = 1024;
-
 /// The holders of a file as found by the scan, this process left out.
 std::vector<int> others(std::vector<int> pids) {
   const int self = static_cast<int>(::getpid());
   pids.erase(std::remove(pids.begin(), pids.end(), self), pids.end());
   return pids;
-}
-
-/// Summarises into `row` the region whose first bytes are `head` and whose file is `size`
-/// bytes long (villas::inspect() of the header alone: nothing else of the file is read, whatever
-/// its size); a failure goes to the row's error.
-void summarise(VillasRow& row, std::span<const std::byte> head, std::uint64_t size) {
-  try {
-    row.info = villas::inspect(head, size, row.path);
-  } catch (const Error& e) {
-    row.error = e.what();
-    row.error_code = e.errc();
-  }
 }
 
 }  // namespace
@@ -50,71 +41,40 @@ std::string resolve_villas(const std::string& name) {
   return std::string(kVillasShmDir) + "/" + bare;
 }
 
-std::optional<std::vector<std::byte>> read_file_head(const std::string& path, std::uint64_t max_bytes,
-                                                     std::uint64_t* file_size) {
-  // O_NOATIME (not even the access time changes) is only allowed on one's own files.
-  // Only a regular file is opened (a device's open may act, a FIFO's block).
-  struct stat before {};
-  if (::lstat(path.c_str(), &before) != 0 || !S_ISREG(before.st_mode)) return std::nullopt;
-  constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-  int fd = ::open(path.c_str(), kFlags | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), kFlags);
-  if (fd < 0) return std::nullopt;
-  std::optional<std::vector<std::byte>> out;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0) {
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    if (file_size != nullptr) *file_size = size;
-    std::vector<std::byte> bytes(static_cast<std::size_t>(std::min(size, max_bytes)));
-    std::size_t got = 0;
-    bool failed = false;
-    while (got < bytes.size()) {
-      const ssize_t n = ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) failed = true;
-      if (n <= 0) break;  // an error, or the file shrank: what was read is kept
-      got += static_cast<std::size_t>(n);
-    }
-    if (!failed) {
-      bytes.resize(got);
-      out = std::move(bytes);
-    }
-  }
-  ::close(fd);
-  return out;
-}
-
 std::vector<VillasRow> list_villas_regions() {
-  namespace fs = std::filesystem;
   const std::string dir(kVillasShmDir);
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  std::vector<VillasRow> rows;
-  if (ec == std::errc::no_such_file_or_directory || ec == std::errc::permission_denied ||
-      ec == std::errc::not_a_directory) {
+  std::vector<ChannelListing> files;
+  try {
+    files = list_channels(dir, false);  // VILLAS regions are found by their first bytes
+  } catch (const Error& e) {
+    if (e.errc() != Errc::not_found && e.errc() != Errc::permission) throw;
     // A container without /dev/shm, or one this user may not list: no VILLAS region can be seen.
-    spdlog::debug("villas regions: {} cannot be listed ({}); no VILLAS regions shown", dir, ec.message());
-    return rows;
+    spdlog::debug("villas regions: {} cannot be listed ({}); no VILLAS regions shown", dir, e.what());
+    return {};
   }
-  if (ec) throw Error(errc_from_errno(ec.value()), fmt::format("listing {}: {}", dir, ec.message()));
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    std::error_code type_ec;
-    if (!it->is_regular_file(type_ec) || it->is_symlink(type_ec)) continue;  // never follows a link
-    const std::string path = it->path().string();
-    std::uint64_t size = 0;
-    const std::optional<std::vector<std::byte>> head = read_file_head(path, kVillasHeadBytes, &size);
-    if (!head || !villas::looks_like_region(std::span<const std::byte>(*head), size)) continue;
+  std::vector<VillasRow> rows;
+  for (const ChannelListing& file : files) {
+    if (file.kind != "villas") continue;
     VillasRow row;
-    row.path = path;
-    row.name = "/" + it->path().filename().string();
-    summarise(row, std::span<const std::byte>(*head), size);
+    row.path = file.path;
+    row.name = file.name;
+    try {
+      // The header alone is read (pread, never mapped), whatever the file's size.
+      row.info = villas::inspect_file(file.path);
+    } catch (const Error& e) {
+      if (e.errc() == Errc::not_found) continue;  // removed since the listing
+      row.error = e.what();
+      row.error_code = e.errc();
+    }
     rows.push_back(std::move(row));
   }
-  if (ec) throw Error(errc_from_errno(ec.value()), fmt::format("listing {}: {}", dir, ec.message()));
-  std::sort(rows.begin(), rows.end(), [](const VillasRow& a, const VillasRow& b) { return a.name < b.name; });
   find_villas_holders(rows);
   return rows;
+}
+
+villas::RegionInfo inspect_villas_file(const std::string& path) {
+  require_regular_file(path, "VILLAS region");
+  return villas::inspect_file(path);  // pread, never mapped: a file that shrinks cannot raise SIGBUS
 }
 
 void find_villas_holders(std::vector<VillasRow>& rows) {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Frames of `shmlink memif ping|responder` (tools/shmlink/packet.hpp): address parsing, the RFC 1071
+// Frames of `shmlink memif ping|responder` (<shmlink_tools/packet.hpp>, tools/support): address parsing, the RFC 1071
 // checksum against known vectors, echo requests checked byte by byte at fixed offsets, malformed
 // frames, jumbo frames, and the icmp_responder behaviour (reference section 17).
-#include "packet.hpp"
+#include <shmlink_tools/packet.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Ethernet/ARP/IPv4/ICMP frames for `shmlink memif ping|responder` (see packet.hpp).
-#include "packet.hpp"
+#include <shmlink_tools/packet.hpp>
 
 #include <algorithm>
 #include <charconv>
