@@ -35,7 +35,7 @@ __all__ = [
     "Error", "NotFoundError", "ExistsError", "AccessError", "ArgumentError", "LayoutError",
     "ClosedError", "WaitTimeout", "Interrupted", "NoSpaceError", "SystemFailure", "PeerExitedError",
     "WriterActiveError", "TornReadError", "ReplacedError", "OverwrittenError", "NotReadyError",
-    "BusyError", "from_code",
+    "BusyError", "codes", "from_code",
 ]
 
 
@@ -119,6 +119,8 @@ class BusyError(Error):
     """Every slot of a bounded resource is taken."""
 
 
+# Every code of the C API (include/shmlink.h's SHMLINK_E_*), and only those: a test pins this
+# table to the header both ways (tests/python/test_errors.py).
 _BY_CODE: dict[int, type[Error]] = {
     -1: ArgumentError, -2: NotFoundError, -3: ExistsError, -4: AccessError, -5: LayoutError,
     -6: NoSpaceError, -7: SystemFailure, -8: WaitTimeout, -9: Interrupted, -10: NotReadyError,
@@ -126,6 +128,11 @@ _BY_CODE: dict[int, type[Error]] = {
     -16: BusyError, -17: PeerExitedError, -100: TornReadError, -101: WriterActiveError, -102: ReplacedError,
     -103: OverwrittenError, -104: Error, -150: Error, -151: Error, -152: Error,
 }
+
+
+def codes() -> dict[int, type[Error]]:
+    """Every C/C++ error code and the class :func:`from_code` raises for it (a copy)."""
+    return dict(_BY_CODE)
 
 
 def from_code(code: int, message: str) -> Error:

@@ -10,7 +10,7 @@
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
-#include "stream/tuning.hpp"  // the private testing knob _set_foreign_writer_poll_ns
+#include <shmlink/tuning.hpp>  // the testing knob _set_foreign_writer_poll_ns
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -246,7 +246,7 @@ PYBIND11_MODULE(_shmlink, m) {
   // end a wait in time. Each returns the previous value.
   m.def(
       "_set_foreign_writer_poll_ns",
-      [](std::int64_t ns) { return detail::foreign_writer_poll_ns().exchange(ns, std::memory_order_relaxed); },
+      [](std::int64_t ns) { return tuning::exchange_foreign_writer_poll_ns(ns); },
       py::arg("ns"), "Testing knob: the re-check slice (ns) of waits nothing wakes; returns the previous value.");
   m.def(
       "_set_wait_slice_ns",
