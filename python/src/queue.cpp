@@ -190,7 +190,7 @@ py::dict info_dict(const QueueInfo& i) {
   d["name"] = i.name;
   d["path"] = i.path;
   d["version"] = i.version;
-  d["kind"] = kind_name(i.kind);
+  d["kind"] = std::string(queue_kind_name(i.kind));
   d["wait"] = wait_name(i.wait);
   d["capacity"] = i.capacity;
   d["max_values"] = i.max_values;
@@ -301,7 +301,7 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
       .def_property_readonly("path", [](PyQueue& q) { return q.q()->path(); })
       .def_property_readonly("capacity", [](PyQueue& q) { return q.q()->capacity(); })
       .def_property_readonly("max_values", [](PyQueue& q) { return q.q()->max_values(); })
-      .def_property_readonly("kind", [](PyQueue& q) { return kind_name(q.q()->kind()); })
+      .def_property_readonly("kind", [](PyQueue& q) { return std::string(queue_kind_name(q.q()->kind())); })
       .def_property(
           "wait", [](PyQueue& q) { return wait_name(q.q()->wait_mode()); },
           [](PyQueue& q, const std::string& w) { q.q()->set_wait_mode(parse_wait(w)); },
@@ -313,7 +313,7 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
       .def("__repr__", [](PyQueue& q) {
         if (q.closed()) return "<shmlink.Queue '" + q.name() + "' (closed)>";
         auto h = q.q();
-        return "<shmlink.Queue '" + q.name() + "' " + kind_name(h->kind()) + " capacity=" + std::to_string(h->capacity()) +
+        return "<shmlink.Queue '" + q.name() + "' " + std::string(queue_kind_name(h->kind())) + " capacity=" + std::to_string(h->capacity()) +
                " max_values=" + std::to_string(h->max_values()) + " size=" + std::to_string(h->size()) +
                (h->is_shut() ? " shut" : "") + ">";
       });

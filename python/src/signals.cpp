@@ -234,8 +234,6 @@ WaitMode parse_wait(const std::string& w) {
   raise_code(Errc::invalid_argument, "wait mode '" + w + "' is not 'polling', 'futex' or 'hybrid'");
 }
 
-std::string kind_name(QueueKind k) { return k == QueueKind::mpmc ? "mpmc" : "spsc"; }
-
 std::string wait_name(WaitMode w) {
   switch (w) {
     case WaitMode::polling: return "polling";

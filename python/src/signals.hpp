@@ -39,10 +39,8 @@ std::string type_name(SignalType t);
 SignalType parse_type(const py::handle& t);
 
 /// 'spsc' or 'mpmc' to a QueueKind; ArgumentError otherwise.
+/// (queue_kind_name() of the library is the way back.)
 QueueKind parse_kind(const std::string& k);
-
-/// 'spsc' or 'mpmc'.
-std::string kind_name(QueueKind k);
 
 /// 'polling', 'futex' or 'hybrid' to a WaitMode, and back; ArgumentError otherwise.
 WaitMode parse_wait(const std::string& w);

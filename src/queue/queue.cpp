@@ -44,8 +44,6 @@ std::optional<std::string> fixed(const char* field, std::size_t size) {
   return std::string(field, static_cast<const char*>(nul));
 }
 
-std::string kind_name(QueueKind k) { return k == QueueKind::mpmc ? "mpmc" : "spsc"; }
-
 std::string signals_text(const std::vector<Signal>& v) {
   std::string s = "[";
   for (std::size_t i = 0; i < v.size(); ++i)
@@ -67,6 +65,14 @@ std::string_view signal_type_name(SignalType t) noexcept {
     case SignalType::c64: return "c64";
   }
   return "invalid";
+}
+
+std::string_view queue_kind_name(QueueKind kind) noexcept {
+  switch (kind) {
+    case QueueKind::spsc: return "spsc";
+    case QueueKind::mpmc: return "mpmc";
+  }
+  return "unknown";
 }
 
 std::string queue_path(std::string_view name_or_path) {
@@ -602,7 +608,8 @@ Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   if (expect.max_values && *expect.max_values != maxv)
     fail("it has " + std::to_string(maxv) + " values per sample, expected " + std::to_string(*expect.max_values));
   if (expect.kind && static_cast<std::uint8_t>(*expect.kind) != kind_code)
-    fail("it is " + kind_name(static_cast<QueueKind>(kind_code)) + ", expected " + kind_name(*expect.kind));
+    fail("it is " + std::string(queue_kind_name(static_cast<QueueKind>(kind_code))) + ", expected " +
+         std::string(queue_kind_name(*expect.kind)));
   if (expect.signals && *expect.signals != signals)
     fail("signal table " + signals_text(signals) + " differs from the expected " + signals_text(*expect.signals));
 
