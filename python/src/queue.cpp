@@ -53,14 +53,15 @@ class PyQueue {
     raise_code(st.code(), msg);
   }
 
-  /// The sample `values` make, stamped as push() documents (the caller sets the sequence).
-  Sample make(const py::handle& values, std::optional<std::uint64_t> sequence, std::optional<std::int64_t> ts_origin,
-              std::optional<std::uint32_t> flags, const std::string& ctx) const {
-    Sample s;
-    encode(values, *table_, max_values_, ctx, s.values);
-    s.sequence = sequence.value_or(0);
+  /// The sample `values` make, encoded into `storage` and stamped as push() documents (the
+  /// caller sets the sequence): a view the queue copies straight into its cell (no Sample).
+  SampleView make(const py::handle& values, std::optional<std::int64_t> ts_origin, std::optional<std::uint32_t> flags,
+                  const std::string& ctx, std::vector<SignalValue>& storage) const {
+    encode(values, *table_, max_values_, ctx, storage);
+    SampleView s;
     s.ts_origin_ns = ts_origin ? *ts_origin : realtime_ns();
     s.flags = flags.value_or(kDefaultFlags);
+    s.values = storage;
     return s;
   }
 
@@ -77,7 +78,8 @@ class PyQueue {
   void push(const py::handle& values, const std::optional<double>& timeout, std::optional<std::uint64_t> sequence,
             std::optional<std::int64_t> ts_origin, std::optional<std::uint32_t> flags) {
     auto q = this->q();
-    Sample s = make(values, sequence, ts_origin, flags, "pushing to queue '" + name_ + "'");
+    std::vector<SignalValue> storage;
+    SampleView s = make(values, ts_origin, flags, "pushing to queue '" + name_ + "'", storage);
     const std::uint64_t before = next_seq_;
     s.sequence = take_sequence(sequence);
     const Status st = sliced(timeout, [&](nanoseconds sl) { return q->push(s, sl); }, [&] { check_open("pushing to"); });
@@ -90,7 +92,8 @@ class PyQueue {
   bool try_push(const py::handle& values, std::optional<std::uint64_t> sequence, std::optional<std::int64_t> ts_origin,
                 std::optional<std::uint32_t> flags) {
     auto q = this->q();
-    Sample s = make(values, sequence, ts_origin, flags, "pushing to queue '" + name_ + "'");
+    std::vector<SignalValue> storage;
+    SampleView s = make(values, ts_origin, flags, "pushing to queue '" + name_ + "'", storage);
     const std::uint64_t before = next_seq_;
     s.sequence = take_sequence(sequence);
     const Status st = q->try_push(s);
@@ -105,14 +108,19 @@ class PyQueue {
     if (py::isinstance<py::str>(rows) || !PySequence_Check(rows.ptr()))
       raise_type("pushing to queue '" + name_ + "': rows must be a sequence of samples' values or a 2-D array");
     const std::string ctx = "pushing to queue '" + name_ + "'";
-    std::vector<Sample> samples;
+    const auto seq = py::reinterpret_borrow<py::sequence>(rows);
+    std::vector<std::vector<SignalValue>> storage(seq.size());
+    std::vector<SampleView> samples;
+    samples.reserve(storage.size());
     std::size_t r = 0;
-    for (const auto& row : py::reinterpret_borrow<py::sequence>(rows))
-      samples.push_back(make(row, std::nullopt, std::nullopt, std::nullopt, ctx + ", row " + std::to_string(r++)));
+    for (const auto& row : seq) {
+      samples.push_back(make(row, std::nullopt, std::nullopt, ctx + ", row " + std::to_string(r), storage.at(r)));
+      ++r;
+    }
     const nanoseconds total = to_ns(timeout);
     const auto start = std::chrono::steady_clock::now();
     std::size_t pushed = 0;
-    for (Sample& s : samples) {
+    for (SampleView& s : samples) {
       std::optional<double> left;
       if (total != kForever)
         left = std::max(0.0, std::chrono::duration<double>(total - (std::chrono::steady_clock::now() - start)).count());
@@ -163,11 +171,25 @@ class PyQueue {
     if (st.code() == Errc::would_block || st.code() == Errc::timeout) return l;
     if (!st.ok()) fail(st, "popping from");
     l.append(py::cast(first.release(), py::return_value_policy::take_ownership));
-    while (l.size() < n) {
-      std::unique_ptr<PySample> s(new_sample());
-      if (!q->try_pop(s->s).ok()) break;  // empty, or shut and drained: the next call says so
-      l.append(py::cast(s.release(), py::return_value_policy::take_ownership));
-    }
+    // The rest in one burst, straight from the cells: the handler copies each view into a
+    // sample made beforehand (values reserved to max_values: the copy neither allocates nor
+    // throws, as the noexcept burst requires). Empty, or shut and drained: the next call says so.
+    std::vector<std::unique_ptr<PySample>> rest(std::min<std::size_t>(n - 1, q->capacity()));
+    for (auto& s : rest) s.reset(new_sample());
+    std::size_t seen = 0, popped = 0;
+    (void)q->try_pop_burst(
+        [&](const SampleView& v) noexcept {
+          if (seen >= rest.size()) return;  // never: the burst's limit is rest.size()
+          Sample& s = rest[seen]->s;
+          s.sequence = v.sequence;
+          s.ts_origin_ns = v.ts_origin_ns;
+          s.ts_received_ns = v.ts_received_ns;
+          s.flags = v.flags;
+          s.values.assign(v.values.begin(), v.values.end());
+          ++seen;
+        },
+        rest.size(), popped);
+    for (std::size_t i = 0; i < std::min(seen, popped); ++i) l.append(py::cast(rest[i].release(), py::return_value_policy::take_ownership));
     return l;
   }
 

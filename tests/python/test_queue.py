@@ -195,6 +195,26 @@ def test_push_many_and_pop_many(streamdir):
         assert len(q) == 2
 
 
+def test_pop_many_keeps_every_field_of_samples_of_any_length(streamdir):
+    """pop_many takes all but the first sample in one burst straight from the cells (a handler
+    per sample, no scratch Sample): every field and value of each comes out as it went in."""
+    sig = [(0, "x"), (1, "n", "i64"), (2, "b", "bool"), (3, "z", "c64")]
+    with shmlink.Queue.create("burst", capacity=8, max_values=4, signals=sig) as q:
+        sent = [
+            ([1.5], 10, 111, shmlink.SampleFlag.HAS_DATA),
+            ([2.5, -(2**63)], 20, 222, shmlink.SampleFlag.NEW_FRAME),
+            ([], 30, 333, 0),
+            ([3.5, 2**63 - 1, True, 1 - 2j], 40, 444, shmlink.SampleFlag.HAS_SEQUENCE),
+            ([4.5, 7, False], 50, 555, shmlink.SampleFlag.NEW_SIMULATION),
+        ]
+        for values, seq, ts, flags in sent:
+            q.push(values, sequence=seq, ts_origin=ts, flags=flags)
+        got = q.pop_many(100)
+        assert [(s.tolist(), s.sequence, s.ts_origin, s.flags, s.ts_received) for s in got] == [
+            (v, seq, ts, int(flags), 0) for v, seq, ts, flags in sent]
+        assert q.pop_many(100) == [] and len(q) == 0
+
+
 def test_sequence_timestamps_and_flags(streamdir):
     with shmlink.Queue.create("meta", max_values=1) as q:
         before = time.time_ns()
