@@ -34,8 +34,8 @@ from ._shmlink import (Interface, PeerStatus, Queue, Sample, Signal, Stream, que
                        stream_directory, stream_path)
 from .errors import (AccessError, ArgumentError, BusyError, ClosedError, Error, ExistsError,
                      Interrupted, LayoutError, NoSpaceError, NotFoundError, NotReadyError,
-                     OverwrittenError, PeerExitedError, ReplacedError, SystemFailure,
-                     TornReadError, WaitTimeout, WriterActiveError)
+                     OverwrittenError, PeerExitedError, ReplacedError, ShutDownError,
+                     SystemFailure, TornReadError, WaitTimeout, WriterActiveError)
 
 # Every public name, and only those: `from shmlink import *` and dir()'s public names agree
 # (tests/python/test_namespace.py). Helpers and what is imported for typing stay private (_x).
@@ -45,7 +45,7 @@ __all__ = [
     "NoSpaceError", "NotFoundError", "NotReadyError", "OverwrittenError", "ReplacedError",
     "SystemFailure", "TornReadError", "WaitTimeout", "WriterActiveError", "DTYPES",
     "Queue", "Sample", "Signal", "SignalType", "SampleFlag", "Interface", "PeerStatus",
-    "PeerExitedError", "queue_path",
+    "PeerExitedError", "ShutDownError", "queue_path",
 ]
 
 __version__ = "0.3.0"

@@ -114,10 +114,9 @@ class PyInterface {
     switch (st.code()) {
       case Errc::timeout: raise_code(st.code(), head + "timed out after " + seconds_text(timeout));
       case Errc::peer_exited: raise_code(st.code(), head + i_.peer().describe(), peer());
-      case Errc::closed:
-        if (i_.is_open() && i_.peer().closed)
-          raise_code(st.code(), head + "the peer closed the interface (" + i_.peer().describe() + ")", peer());
-        raise_code(st.code(), head + "it is not open");
+      case Errc::shut_down:
+        raise_code(st.code(), head + "the peer closed the interface (" + i_.peer().describe() + ")", peer());
+      case Errc::closed: raise_code(st.code(), head + "it is not open");
       default: raise_code(st.code(), head + st.message());
     }
   }
@@ -203,7 +202,8 @@ the same pair swapped. Register signals by index before open(): export_signal() 
 table, import_signal() states what we expect in the peer's (checked at open: LayoutError). With
 exec=[argv...], open() launches the peer (SHMLINK_INTERFACE_IN/OUT in its environment) and
 close() stops and reaps it. read() raises PeerExitedError when the peer died (after what it sent
-was read) and ClosedError when it closed cleanly and was drained.)doc")
+was read) and ShutDownError (a ClosedError) when it closed cleanly and was drained; ClosedError
+alone means this side is not open.)doc")
       .def(py::init([](const std::string& out, const std::string& in, std::uint32_t capacity, std::uint32_t max_values,
                        const std::string& kind, const std::string& wait, std::optional<double> attach_timeout,
                        const py::object& exec, double stop_timeout, double liveness_interval, int permissions,
@@ -266,11 +266,11 @@ was read) and ClosedError when it closed cleanly and was drained.)doc")
            py::arg("sequence") = py::none(), py::arg("ts_origin") = py::none(), py::arg("flags") = py::none(),
            "Send one sample (values stored by our exports' types), waiting while our output is full "
            "(WaitTimeout; None: forever). Stamps the next sequence and ts_origin = now unless given. "
-           "PeerExitedError when the peer is gone, ClosedError when it closed or we are not open.")
+           "PeerExitedError when the peer is gone, ShutDownError when it closed, ClosedError when we are not open.")
       .def("read", &PyInterface::read, py::arg("timeout") = py::none(),
            "Receive the peer's next sample (decoded by its signal table). WaitTimeout; "
            "PeerExitedError once the peer died and what it sent was read (message: what became of "
-           "it; `peer` attribute: the PeerStatus); ClosedError once it closed and was drained.")
+           "it; `peer` attribute: the PeerStatus); ShutDownError once it closed and was drained.")
       .def("close", &PyInterface::close,
            "Shut our output, stop and reap a launched peer (stop_timeout, then SIGTERM, then SIGKILL), "
            "remove our output file. Idempotent; a read or write in another thread raises ClosedError.")
@@ -286,7 +286,7 @@ was read) and ClosedError when it closed cleanly and was drained.)doc")
              try {
                return p.read(std::nullopt);
              } catch (py::error_already_set& e) {
-               if (e.matches(py::module_::import("shmlink.errors").attr("ClosedError")) && p.iface().peer().closed)
+               if (e.matches(py::module_::import("shmlink.errors").attr("ShutDownError")))
                  throw py::stop_iteration();
                throw;
              }

@@ -46,7 +46,8 @@ class PyQueue {
     std::string msg = what + " queue '" + name_ + "': ";
     switch (st.code()) {
       case Errc::timeout: msg += "timed out after " + seconds_text(timeout); break;
-      case Errc::closed: msg += what.starts_with("pop") ? "it was shut down and is drained" : "it was shut down"; break;
+      case Errc::shut_down: msg += what.starts_with("pop") ? "it was shut down and is drained" : "it was shut down"; break;
+      case Errc::closed: msg += "the handle is closed"; break;
       case Errc::permission: msg += "the handle is read-only (opened with writable=False)"; break;
       default: msg += st.message();
     }
@@ -135,7 +136,7 @@ class PyQueue {
       give_back_sequence(s.sequence, before);
       if (st.code() == Errc::timeout || st.code() == Errc::would_block) break;
       raise_code(st.code(), "pushing to queue '" + name_ + "': " +
-                                (st.code() == Errc::closed ? std::string("it was shut down") : std::string(st.message())) +
+                                (st.code() == Errc::shut_down ? std::string("it was shut down") : std::string(st.message())) +
                                 " after " + std::to_string(pushed) + " of " + std::to_string(samples.size()) + " samples");
     }
     return pushed;
@@ -220,7 +221,8 @@ py::dict info_dict(const QueueInfo& i) {
   d["file_bytes"] = i.file_bytes;
   d["pushed"] = i.pushed;
   d["popped"] = i.popped;
-  d["shut"] = i.closed;
+  d["shut_down"] = i.closed;
+  d["shut"] = i.closed;  // the old name of shut_down, kept for compatibility
   d["creator_pid"] = i.creator_pid;
   d["consumer_pid"] = i.consumer_pid;
   d["creation_time_ns"] = i.creation_time_ns;
@@ -235,7 +237,8 @@ void register_queues(py::module_& m) {
   py::class_<PyQueue>(m, "Queue", R"doc(A bounded, lock-free sample queue in shared memory (<dir>/<name>.queue.shm).
 
 Nothing accepted is lost: a full queue refuses (try_push -> False) or blocks (push), never
-overwrites. shutdown() stops new pushes; consumers drain what is left and then get ClosedError.
+overwrites. shutdown() stops new pushes; consumers drain what is left and then get ShutDownError
+(a ClosedError). `closed` is this handle's state, `shut_down` the queue's.
 Values are stored by the signal table (see shmlink.Sample); timeouts are seconds, None = forever,
 and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
       .def_static(
@@ -278,7 +281,7 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
           "remove", [](const std::string& name) { Queue::remove(name); }, py::arg("name"),
           "Remove a queue's file (open handles keep their mapping).")
       .def("close", &PyQueue::close, "Unmap (the file stays). Idempotent.")
-      .def_property_readonly("closed", &PyQueue::closed, "True once this handle was closed (see `shut` for the queue).")
+      .def_property_readonly("closed", &PyQueue::closed, "True once this handle was closed (see `shut_down` for the queue).")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyQueue& q, py::args) { q.close(); })
       .def("push", &PyQueue::push, py::arg("values"), py::arg("timeout") = py::none(), py::kw_only(),
@@ -286,7 +289,7 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
            "Push one sample, waiting while the queue is full (WaitTimeout after `timeout` seconds; "
            "None: forever). values: a 1-D sequence or array, stored by the signal table. sequence: "
            "default this handle's next_sequence; ts_origin: ns since the epoch, default now; flags: "
-           "default SAMPLE_HAS_SEQUENCE | SAMPLE_HAS_DATA | SAMPLE_HAS_TS_ORIGIN. ClosedError once shut.")
+           "default SAMPLE_HAS_SEQUENCE | SAMPLE_HAS_DATA | SAMPLE_HAS_TS_ORIGIN. ShutDownError once shut.")
       .def("try_push", &PyQueue::try_push, py::arg("values"), py::kw_only(), py::arg("sequence") = py::none(),
            py::arg("ts_origin") = py::none(), py::arg("flags") = py::none(),
            "Push one sample if a cell is free: True, or False when the queue is full. Never blocks.")
@@ -296,14 +299,22 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
            "Returns how many were pushed. Every row is encoded before the first is pushed.")
       .def("pop", &PyQueue::pop, py::arg("timeout") = py::none(),
            "Pop the oldest sample, waiting while the queue is empty (WaitTimeout after `timeout` "
-           "seconds; None: forever). ClosedError once the queue is shut and drained.")
-      .def("try_pop", &PyQueue::try_pop, "Pop the oldest sample, or None when empty. ClosedError once shut and drained.")
+           "seconds; None: forever). ShutDownError once the queue is shut and drained.")
+      .def("try_pop", &PyQueue::try_pop, "Pop the oldest sample, or None when empty. ShutDownError once shut and drained.")
       .def("pop_many", &PyQueue::pop_many, py::arg("n"), py::arg("timeout") = 0.0,
            "Up to n samples, oldest first: waits at most `timeout` seconds (None: forever) for the "
-           "first, then takes what is there. [] when none came; ClosedError once shut and drained.")
+           "first, then takes what is there. [] when none came; ShutDownError once shut and drained.")
       .def("shutdown", [](PyQueue& q) { q.q()->shutdown(); },
            "Shut the queue for every process: pushes raise ClosedError, consumers drain what is left, then get ClosedError.")
-      .def_property_readonly("shut", [](PyQueue& q) { return q.q()->is_shut(); }, "True once any process shut the queue.")
+      .def_property_readonly("shut_down", [](PyQueue& q) { return q.q()->is_shut(); }, "True once any process shut the queue down.")
+      .def_property_readonly(
+          "shut",
+          [](PyQueue& q) {
+            if (PyErr_WarnEx(PyExc_DeprecationWarning, "Queue.shut is deprecated: use Queue.shut_down", 1) != 0)
+              throw py::error_already_set();
+            return q.q()->is_shut();
+          },
+          "Deprecated alias of shut_down (warns DeprecationWarning).")
       .def("__len__", [](PyQueue& q) { return q.q()->size(); }, "Samples in the queue now (an estimate while others push or pop).")
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__",
@@ -311,7 +322,7 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
              try {
                return q.pop(std::nullopt);
              } catch (py::error_already_set& e) {
-               if (e.matches(py::module_::import("shmlink.errors").attr("ClosedError")) && !q.closed()) throw py::stop_iteration();
+               if (e.matches(py::module_::import("shmlink.errors").attr("ShutDownError"))) throw py::stop_iteration();
                throw;
              }
            },
@@ -337,7 +348,7 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
         auto h = q.q();
         return "<shmlink.Queue '" + q.name() + "' " + std::string(queue_kind_name(h->kind())) + " capacity=" + std::to_string(h->capacity()) +
                " max_values=" + std::to_string(h->max_values()) + " size=" + std::to_string(h->size()) +
-               (h->is_shut() ? " shut" : "") + ">";
+               (h->is_shut() ? " shut down" : "") + ">";
       });
 }
 

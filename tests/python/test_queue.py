@@ -231,24 +231,43 @@ def test_sequence_timestamps_and_flags(streamdir):
         assert abs((a.origin_time.timestamp() * 1e9) - a.ts_origin) < 1e4
 
 
-def test_shutdown_drains_then_raises_closed(streamdir):
+def test_shutdown_drains_then_raises_shut_down(streamdir):
     with shmlink.Queue.create("shut", capacity=8, max_values=1) as q, shmlink.Queue.open("shut") as r:
         for k in range(3):
             q.push([k])
+        assert not q.shut_down and not q.closed
         q.shutdown()
-        assert q.shut and r.shut and r.info()["shut"]
-        with pytest.raises(shmlink.ClosedError, match="shut down"):
+        assert q.shut_down and r.shut_down and r.info()["shut_down"] and r.info()["shut"]
+        assert not q.closed and not r.closed  # the queue is shut down, the handles are open
+        assert "shut down" in repr(q)
+        with pytest.raises(shmlink.ShutDownError, match="shut down") as e:
             q.push([9])
-        with pytest.raises(shmlink.ClosedError):
+        assert e.value.code == -18 and isinstance(e.value, shmlink.ClosedError)  # old catches still work
+        with pytest.raises(shmlink.ShutDownError):
             q.try_push([9])
+        with pytest.raises(shmlink.ShutDownError, match="after 0 of 1"):
+            q.push_many([[9]])
         assert r.pop().tolist() == [0.0]
         assert [s[0] for s in r] == [1.0, 2.0]  # iteration drains, then stops
-        with pytest.raises(shmlink.ClosedError, match="shut down and is drained"):
+        with pytest.raises(shmlink.ShutDownError, match="shut down and is drained"):
             r.pop(timeout=1)
-        with pytest.raises(shmlink.ClosedError):
+        with pytest.raises(shmlink.ShutDownError):
             r.try_pop()
-        with pytest.raises(shmlink.ClosedError):
+        with pytest.raises(shmlink.ShutDownError):
             r.pop_many(4)
+        r.close()
+        with pytest.raises(shmlink.ClosedError, match="is closed") as e:
+            r.pop(timeout=0)
+        assert type(e.value) is shmlink.ClosedError and e.value.code == -12  # the handle, not the queue
+
+
+def test_shut_is_a_deprecated_alias_of_shut_down(streamdir):
+    with shmlink.Queue.create("alias", capacity=2, max_values=1) as q:
+        with pytest.warns(DeprecationWarning, match="shut_down"):
+            assert q.shut is False
+        q.shutdown()
+        with pytest.warns(DeprecationWarning):
+            assert q.shut is True
 
 
 def test_shutdown_wakes_a_blocked_pop(streamdir):
