@@ -6,6 +6,7 @@
 #pragma once
 
 #include <shmlink/error.hpp>
+#include <shmlink/queue.hpp>
 #include <shmlink/segment.hpp>
 #include <shmlink/stream.hpp>
 
@@ -86,8 +87,33 @@ Status sliced(const std::optional<double>& timeout, Op&& op) {
   return sliced(timeout, std::forward<Op>(op), [] {});
 }
 
-/// Queues (queue.cpp) and the Interface with its PeerStatus (interface.cpp).
+/// Queues (queue.cpp), the Interface with its PeerStatus (interface.cpp), Region (region.cpp).
 void register_queues(py::module_& m);
 void register_interface(py::module_& m);
+void register_region(py::module_& m);
+
+// ---- channels made elsewhere than by their own class (Region.create_stream, ...) -------------
+
+/// A stream's spec from the arguments of Stream.create (shape in numpy order, or an array as
+/// `shape` or `data` whose shape and dtype are taken), checked; `what` starts each message.
+struct StreamArgs {
+  StreamSpec spec;
+  py::object data;        ///< the array to write once created (when has_data)
+  bool has_data = false;
+};
+StreamArgs stream_args(const std::string& what, py::object shape, py::object dtype, py::object data,
+                       std::uint32_t depth, std::uint16_t keywords, std::uint16_t semaphores, int permissions);
+/// A shmlink.Stream of `s`; with `a`, its data (if any) written once.
+py::object wrap_stream(Stream s);
+py::object wrap_stream(Stream s, const StreamArgs& a);
+
+/// A queue's spec from the arguments of Queue.create (kind, wait and signals parsed and checked).
+QueueSpec queue_spec(std::uint32_t capacity, std::uint32_t max_values, const std::string& kind, const std::string& wait,
+                     const py::object& signals, int permissions);
+/// What Queue.open's arguments expect of the queue.
+QueueExpect queue_expect(std::optional<std::uint32_t> max_values, const std::optional<std::string>& kind,
+                         const py::object& signals, bool writable);
+/// A shmlink.Queue of `q`.
+py::object wrap_queue(Queue q);
 
 }  // namespace shmlink::python

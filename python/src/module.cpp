@@ -234,6 +234,58 @@ void translate(std::exception_ptr p) {
 
 }  // namespace
 
+namespace shmlink::python {
+
+StreamArgs stream_args(const std::string& what, py::object shape, py::object dtype, py::object data,
+                       std::uint32_t depth, std::uint16_t keywords, std::uint16_t semaphores, int permissions) {
+  if (!shape.is_none() && py::isinstance<py::array>(shape) && data.is_none()) {  // create(name, array)
+    data = shape;
+    shape = py::none();
+  }
+  py::array arr;
+  if (!data.is_none()) {
+    arr = py::array::ensure(data);
+    if (!arr) raise_code(Errc::invalid_argument, what + ": data is not an array");
+    if (shape.is_none()) shape = py::tuple(py::cast(std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim())));
+    if (dtype.is_none()) dtype = arr.dtype();
+  }
+  if (shape.is_none()) raise_code(Errc::invalid_argument, what + ": give shape= or an array");
+  StreamSpec spec;
+  std::vector<std::int64_t> dims;
+  if (py::isinstance<py::int_>(shape)) {
+    dims.push_back(shape.cast<std::int64_t>());
+  } else {
+    for (auto d : shape) dims.push_back(d.cast<std::int64_t>());
+  }
+  for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
+    if (*it < 1 || *it > std::numeric_limits<std::uint32_t>::max())
+      raise_code(Errc::invalid_argument, what + ": axis length " + std::to_string(*it) + " is not 1..2^32-1");
+    spec.shape.push_back(static_cast<std::uint32_t>(*it));
+  }
+  const py::dtype dt = dtype.is_none() ? py::dtype("float32") : py::dtype::from_args(dtype);
+  const auto t = dtype_from_np(dt);
+  if (!t)
+    raise_code(Errc::dtype_mismatch, what + ": dtype " + str_of(dt) +
+                                         " has no ImageStreamIO datatype (uint8..uint64, int8..int64, "
+                                         "float16/32/64, complex64/128, native byte order)");
+  spec.dtype = *t;
+  spec.depth = depth;
+  spec.keywords = keywords;
+  spec.semaphores = semaphores;
+  spec.permissions = static_cast<mode_t>(permissions);
+  return StreamArgs{spec, arr, !data.is_none()};
+}
+
+py::object wrap_stream(Stream s, const StreamArgs& a) {
+  auto ps = std::make_unique<PyStream>(std::move(s));
+  if (a.has_data) ps->write(a.data, std::nullopt, std::nullopt);
+  return py::cast(std::move(ps));
+}
+
+py::object wrap_stream(Stream s) { return py::cast(std::make_unique<PyStream>(std::move(s))); }
+
+}  // namespace shmlink::python
+
 PYBIND11_MODULE(_shmlink, m) {
   m.doc() = "shmlink core (C++): streams byte-compatible with milk ImageStreamIO 2.00, sample queues, co-simulation interfaces";
   py::register_exception_translator(&translate);
@@ -262,45 +314,9 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
           "create",
           [](const std::string& name, py::object shape, py::object dtype, py::object data, std::uint32_t depth,
              std::uint16_t keywords, std::uint16_t semaphores, int permissions, const std::string& mode) {
-            if (!shape.is_none() && py::isinstance<py::array>(shape) && data.is_none()) {  // create(name, array)
-              data = shape;
-              shape = py::none();
-            }
-            py::array arr;
-            if (!data.is_none()) {
-              arr = py::array::ensure(data);
-              if (!arr) raise_code(Errc::invalid_argument, "creating stream '" + name + "': data is not an array");
-              if (shape.is_none()) shape = py::tuple(py::cast(std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim())));
-              if (dtype.is_none()) dtype = arr.dtype();
-            }
-            if (shape.is_none()) raise_code(Errc::invalid_argument, "creating stream '" + name + "': give shape= or an array");
-            StreamSpec spec;
-            std::vector<std::int64_t> dims;
-            if (py::isinstance<py::int_>(shape)) {
-              dims.push_back(shape.cast<std::int64_t>());
-            } else {
-              for (auto d : shape) dims.push_back(d.cast<std::int64_t>());
-            }
-            for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
-              if (*it < 1 || *it > std::numeric_limits<std::uint32_t>::max())
-                raise_code(Errc::invalid_argument, "creating stream '" + name + "': axis length " +
-                                                       std::to_string(*it) + " is not 1..2^32-1");
-              spec.shape.push_back(static_cast<std::uint32_t>(*it));
-            }
-            const py::dtype dt = dtype.is_none() ? py::dtype("float32") : py::dtype::from_args(dtype);
-            const auto t = dtype_from_np(dt);
-            if (!t)
-              raise_code(Errc::dtype_mismatch, "creating stream '" + name + "': dtype " + str_of(dt) +
-                                                   " has no ImageStreamIO datatype (uint8..uint64, int8..int64, "
-                                                   "float16/32/64, complex64/128, native byte order)");
-            spec.dtype = *t;
-            spec.depth = depth;
-            spec.keywords = keywords;
-            spec.semaphores = semaphores;
-            spec.permissions = static_cast<mode_t>(permissions);
-            auto ps = std::make_unique<PyStream>(Stream::create(name, spec, parse_mode(mode)));
-            if (!data.is_none()) ps->write(arr, std::nullopt, std::nullopt);
-            return ps;
+            const StreamArgs a = stream_args("creating stream '" + name + "'", std::move(shape), std::move(dtype),
+                                             std::move(data), depth, keywords, semaphores, permissions);
+            return wrap_stream(Stream::create(name, a.spec, parse_mode(mode)), a);
           },
           py::arg("name"), py::arg("shape") = py::none(), py::arg("dtype") = py::none(), py::kw_only(),
           py::arg("data") = py::none(), py::arg("depth") = 0, py::arg("keywords") = 0, py::arg("semaphores") = 10,
@@ -518,4 +534,5 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
   register_samples(m);
   register_queues(m);
   register_interface(m);
+  register_region(m);
 }

@@ -232,6 +232,30 @@ py::dict info_dict(const QueueInfo& i) {
 
 }  // namespace
 
+QueueSpec queue_spec(std::uint32_t capacity, std::uint32_t max_values, const std::string& kind, const std::string& wait,
+                     const py::object& signals, int permissions) {
+  QueueSpec spec;
+  spec.capacity = capacity;
+  spec.max_values = max_values;
+  spec.kind = parse_kind(kind);
+  spec.wait = parse_wait(wait);
+  spec.signals = signals_from(signals);
+  spec.permissions = static_cast<mode_t>(permissions);
+  return spec;
+}
+
+QueueExpect queue_expect(std::optional<std::uint32_t> max_values, const std::optional<std::string>& kind,
+                         const py::object& signals, bool writable) {
+  QueueExpect e;
+  e.max_values = max_values;
+  if (kind) e.kind = parse_kind(*kind);
+  if (!signals.is_none()) e.signals = signals_from(signals);
+  e.writable = writable;
+  return e;
+}
+
+py::object wrap_queue(Queue q) { return py::cast(std::make_unique<PyQueue>(std::move(q))); }
+
 void register_queues(py::module_& m) {
 
   py::class_<PyQueue>(m, "Queue", R"doc(A bounded, lock-free sample queue in shared memory (<dir>/<name>.queue.shm).
@@ -245,14 +269,8 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
           "create",
           [](const std::string& name, std::uint32_t capacity, std::uint32_t max_values, const std::string& kind,
              const std::string& wait, const py::object& signals, const std::string& mode, int permissions) {
-            QueueSpec spec;
-            spec.capacity = capacity;
-            spec.max_values = max_values;
-            spec.kind = parse_kind(kind);
-            spec.wait = parse_wait(wait);
-            spec.signals = signals_from(signals);
-            spec.permissions = static_cast<mode_t>(permissions);
-            return std::make_unique<PyQueue>(Queue::create(name, spec, parse_mode(mode)));
+            return wrap_queue(
+                Queue::create(name, queue_spec(capacity, max_values, kind, wait, signals, permissions), parse_mode(mode)));
           },
           py::arg("name"), py::kw_only(), py::arg("capacity") = 512, py::arg("max_values") = 64, py::arg("kind") = "spsc",
           py::arg("wait") = "hybrid", py::arg("signals") = py::none(), py::arg("mode") = "exclusive",
@@ -265,12 +283,7 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
           "open",
           [](const std::string& name, std::optional<std::uint32_t> max_values, std::optional<std::string> kind,
              const py::object& signals, bool writable) {
-            QueueExpect e;
-            e.max_values = max_values;
-            if (kind) e.kind = parse_kind(*kind);
-            if (!signals.is_none()) e.signals = signals_from(signals);
-            e.writable = writable;
-            return std::make_unique<PyQueue>(Queue::open(name, e));
+            return wrap_queue(Queue::open(name, queue_expect(max_values, kind, signals, writable)));
           },
           py::arg("name"), py::kw_only(), py::arg("max_values") = py::none(), py::arg("kind") = py::none(),
           py::arg("signals") = py::none(), py::arg("writable") = true,
