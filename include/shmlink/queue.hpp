@@ -121,6 +121,10 @@ enum class QueueKind : std::uint8_t {
   mpmc = 2,  ///< any number of each (Vyukov's bounded MPMC queue)
 };
 
+/// The name of a queue kind: "spsc" or "mpmc"; "unknown" for a value that names no kind (e.g. a
+/// byte read from a damaged file). The one spelling of the library, the C API, the CLI and Python.
+SHMLINK_EXPORT std::string_view queue_kind_name(QueueKind kind) noexcept;
+
 /// How blocking push/pop wait when the queue is full/empty.
 enum class WaitMode : std::uint8_t {
   polling = 1,  ///< spin with a pause instruction (lowest latency; burns a core; works across VMs)

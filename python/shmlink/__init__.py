@@ -18,7 +18,8 @@ byte order), the 13 ImageStreamIO types. Errors: see :mod:`shmlink.errors`. DAO 
 
 Queues (``shmlink.Queue``) carry samples of 8-byte values typed by a signal table (``Signal``:
 f64, i64, bool, c64); ``shmlink.Interface`` is a duplex link to a peer process (VILLASnode
-shmem / DPsim style). See docs/python.md "Queues and co-simulation".
+shmem / DPsim style). See docs/python.md "Queues and co-simulation". ``shmlink.Region`` holds
+named streams and queues in one mapping (e.g. a hugetlbfs file shared with QEMU guests).
 """
 
 import datetime as _dt
@@ -30,12 +31,12 @@ import numpy as _np
 
 from . import errors
 from . import _shmlink
-from ._shmlink import (Interface, PeerStatus, Queue, Sample, Signal, Stream, queue_path,
-                       stream_directory, stream_path)
+from ._shmlink import (Interface, PeerStatus, Queue, Region, Sample, Signal, Stream, queue_path,
+                       region_path, stream_directory, stream_path)
 from .errors import (AccessError, ArgumentError, BusyError, ClosedError, Error, ExistsError,
                      Interrupted, LayoutError, NoSpaceError, NotFoundError, NotReadyError,
-                     OverwrittenError, PeerExitedError, ReplacedError, SystemFailure,
-                     TornReadError, WaitTimeout, WriterActiveError)
+                     OverwrittenError, PeerExitedError, ReplacedError, ShutDownError,
+                     SystemFailure, TornReadError, WaitTimeout, WriterActiveError)
 
 # Every public name, and only those: `from shmlink import *` and dir()'s public names agree
 # (tests/python/test_namespace.py). Helpers and what is imported for typing stay private (_x).
@@ -45,7 +46,7 @@ __all__ = [
     "NoSpaceError", "NotFoundError", "NotReadyError", "OverwrittenError", "ReplacedError",
     "SystemFailure", "TornReadError", "WaitTimeout", "WriterActiveError", "DTYPES",
     "Queue", "Sample", "Signal", "SignalType", "SampleFlag", "Interface", "PeerStatus",
-    "PeerExitedError", "queue_path",
+    "PeerExitedError", "ShutDownError", "queue_path", "Region", "region_path",
 ]
 
 __version__ = "0.3.0"

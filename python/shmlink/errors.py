@@ -15,8 +15,9 @@ class                    also a                       when
 ``ArgumentError``        ``ValueError``               bad shape, dtype, size, name, index
 ``LayoutError``          ``ValueError``               the file is not a valid 2.00 stream or queue, or a
                                                       queue or peer differs from what was expected
-``ClosedError``          ``ValueError``               the handle was closed (like a closed file), a
-                                                      queue shut and drained, an interface peer closed
+``ClosedError``          ``ValueError``               the handle was closed (like a closed file)
+``ShutDownError``        ``ClosedError``              the queue was shut down (pushes refused; pops once
+                                                      drained), an interface's peer closed cleanly
 ``WaitTimeout``          ``TimeoutError``             a wait reached its deadline
 ``Interrupted``          ``InterruptedError``         a wait was interrupted by a signal
 ``NoSpaceError``         ``OSError``                  the shm file system is full
@@ -33,9 +34,9 @@ class                    also a                       when
 
 __all__ = [
     "Error", "NotFoundError", "ExistsError", "AccessError", "ArgumentError", "LayoutError",
-    "ClosedError", "WaitTimeout", "Interrupted", "NoSpaceError", "SystemFailure", "PeerExitedError",
+    "ClosedError", "ShutDownError", "WaitTimeout", "Interrupted", "NoSpaceError", "SystemFailure", "PeerExitedError",
     "WriterActiveError", "TornReadError", "ReplacedError", "OverwrittenError", "NotReadyError",
-    "BusyError", "from_code",
+    "BusyError", "codes", "from_code",
 ]
 
 
@@ -66,7 +67,13 @@ class LayoutError(Error, ValueError):
 
 
 class ClosedError(Error, ValueError):
-    """The stream handle is closed."""
+    """The handle (stream, queue, interface) is closed, or not open yet."""
+
+
+class ShutDownError(ClosedError):
+    """The queue was shut down (no more samples will come), or an interface's peer closed cleanly
+    and everything it sent was read. A :class:`ClosedError`, so code that caught ClosedError for a
+    shut queue keeps working; catch ShutDownError to tell it from a closed handle."""
 
 
 class WaitTimeout(Error, TimeoutError):
@@ -119,13 +126,20 @@ class BusyError(Error):
     """Every slot of a bounded resource is taken."""
 
 
+# Every code of the C API (include/shmlink.h's SHMLINK_E_*), and only those: a test pins this
+# table to the header both ways (tests/python/test_errors.py).
 _BY_CODE: dict[int, type[Error]] = {
     -1: ArgumentError, -2: NotFoundError, -3: ExistsError, -4: AccessError, -5: LayoutError,
     -6: NoSpaceError, -7: SystemFailure, -8: WaitTimeout, -9: Interrupted, -10: NotReadyError,
     -11: ArgumentError, -12: ClosedError, -13: ArgumentError, -14: ArgumentError, -15: ArgumentError,
-    -16: BusyError, -17: PeerExitedError, -100: TornReadError, -101: WriterActiveError, -102: ReplacedError,
+    -16: BusyError, -17: PeerExitedError, -18: ShutDownError, -100: TornReadError, -101: WriterActiveError, -102: ReplacedError,
     -103: OverwrittenError, -104: Error, -150: Error, -151: Error, -152: Error,
 }
+
+
+def codes() -> dict[int, type[Error]]:
+    """Every C/C++ error code and the class :func:`from_code` raises for it (a copy)."""
+    return dict(_BY_CODE)
 
 
 def from_code(code: int, message: str) -> Error:

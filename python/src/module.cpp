@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 // shmlink._shmlink: the pybind11 core of the Python package (python/shmlink/__init__.py adds the
 // pure-Python parts). Streams as numpy arrays: the axis convention, dtype mapping and error
-// mapping are documented in python/shmlink/__init__.py and docs/python.md. Queues, samples and
-// the co-simulation Interface are in queue.cpp (register_queues).
+// mapping are documented in python/shmlink/__init__.py and docs/python.md. Queues are in
+// queue.cpp, samples and signal tables in signals.cpp, the co-simulation Interface in
+// interface.cpp; common.hpp holds the error mapping and the one wait loop they share.
+#include "common.hpp"
+#include "signals.hpp"  // register_samples
+
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
-#include "stream/tuning.hpp"  // the private testing knob _set_foreign_writer_poll_ns
+#include <shmlink/tuning.hpp>  // the testing knob _set_foreign_writer_poll_ns
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -26,19 +30,9 @@
 
 namespace py = pybind11;
 using namespace shmlink;
-
-/// Queue, Sample, Signal, Interface, PeerStatus and the SAMPLE_* flags (queue.cpp).
-void register_queues(py::module_& m);
+using namespace shmlink::python;
 
 namespace {
-
-/// Raises the Python exception class that shmlink.errors maps `code` to, with `message`
-/// (the class and its `code` attribute are chosen in errors.py).
-[[noreturn]] void raise_code(Errc code, const std::string& message) {
-  py::object exc = py::module_::import("shmlink.errors").attr("from_code")(static_cast<int>(code), message);
-  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
-  throw py::error_already_set();
-}
 
 /// The numpy dtype of a stream dtype ("uint16", "float16", "complex64", ...), native byte order.
 py::dtype np_dtype(Dtype t) { return py::dtype(std::string(dtype_name(t))); }
@@ -52,27 +46,12 @@ std::optional<Dtype> dtype_from_np(const py::dtype& d) {
   return std::nullopt;
 }
 
-/// str(obj) as Python prints it.
-std::string str_of(const py::handle& h) {
-  py::object s = py::reinterpret_steal<py::object>(PyObject_Str(h.ptr()));
-  if (!s) throw py::error_already_set();
-  return s.cast<std::string>();
-}
-
 /// "(4, 5)" as numpy prints shapes.
 std::string shape_text(const std::vector<py::ssize_t>& shape) {
   std::string s = "(";
   for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   if (shape.size() == 1) s += ",";
   return s + ")";
-}
-
-/// Seconds (float, None = forever) to nanoseconds.
-std::chrono::nanoseconds to_ns(const std::optional<double>& seconds) {
-  if (!seconds) return kForever;
-  if (*seconds <= 0) return std::chrono::nanoseconds::zero();
-  if (*seconds > 1e9) return kForever;
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(*seconds * 1e9));
 }
 
 /// One stream handle as Python sees it.
@@ -154,48 +133,27 @@ class PyStream {
     return out;
   }
 
-  /// Waits for a frame newer than the last one this handle read or waited for; GIL released,
-  /// Ctrl-C raises KeyboardInterrupt within ~50 ms.
-  /// The slice (ns) wait() sleeps between looks at Python's signals (Ctrl-C), 50 ms; a testing
-  /// knob (_set_wait_slice_ns) raises it so that a lost wake-up is not hidden by the next slice.
-  static std::atomic<std::int64_t>& wait_slice_ns() noexcept {
-    static std::atomic<std::int64_t> slice{50'000'000};
-    return slice;
-  }
-
+  /// Waits for a frame newer than the last one this handle read or waited for, in sliced()
+  /// (GIL released, Ctrl-C raises KeyboardInterrupt within a slice). False on timeout.
   bool wait(std::optional<double> timeout, std::optional<int> sem, bool spin) {
     Stream& st = s();
     if (sem && (*sem < 0 || *sem >= st.semaphore_count()))
       raise_code(Errc::out_of_range, "waiting: " + semaphore_index_error(*sem, st.semaphore_count(), name_));
-    const auto total = to_ns(timeout);
-    const auto start = std::chrono::steady_clock::now();
-    const std::chrono::nanoseconds kSlice{wait_slice_ns().load(std::memory_order_relaxed)};
-    for (;;) {
-      std::chrono::nanoseconds left = kForever;
-      if (total != kForever) left = std::max(total - (std::chrono::steady_clock::now() - start), std::chrono::nanoseconds::zero());
-      const std::chrono::nanoseconds slice = std::min(left, kSlice);
-      Status r;
-      std::uint64_t c = 0;
-      {
-        py::gil_scoped_release nogil;
-        if (sem) {
-          r = slice.count() == 0 ? st.sem_trywait(*sem) : st.sem_wait(*sem, slice);
-          if (r.code() == Errc::would_block) r = Errc::timeout;
-          c = st.cnt0();
-        } else if (spin) {
-          r = st.wait_spin(last_, slice, &c);
-        } else {
-          r = st.wait_futex(last_, slice, &c);
-        }
+    std::uint64_t c = 0;
+    const Status r = sliced(timeout, [&](std::chrono::nanoseconds slice) {
+      if (sem) {
+        const Status w = slice.count() == 0 ? st.sem_trywait(*sem) : st.sem_wait(*sem, slice);
+        c = st.cnt0();
+        return w;
       }
-      if (r.ok()) {
-        last_ = c;
-        return true;
-      }
-      if (r.code() != Errc::timeout && r.code() != Errc::interrupted) fail(r, "waiting on");
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C: KeyboardInterrupt
-      if (total != kForever && std::chrono::steady_clock::now() - start >= total) return false;
+      return spin ? st.wait_spin(last_, slice, &c) : st.wait_futex(last_, slice, &c);
+    });
+    if (r.ok()) {
+      last_ = c;
+      return true;
     }
+    if (r.code() != Errc::timeout) fail(r, "waiting on");
+    return false;
   }
 
   /// A read-only, zero-copy view of `bytes` whose base keeps this handle open.
@@ -254,16 +212,6 @@ py::array PyStream::view_of(std::span<const std::byte> bytes, const py::object& 
   return a;
 }
 
-/// Parses the open mode names of Stream.create.
-OpenMode parse_mode(const std::string& m) {
-  if (m == "exclusive") return OpenMode::ExclusiveCreate;
-  if (m == "purge" || m == "replace") return OpenMode::PurgeAndCreate;
-  if (m == "open_or_create") return OpenMode::OpenOrCreate;
-  if (m == "open") return OpenMode::OpenExisting;
-  raise_code(Errc::invalid_argument,
-             "mode '" + m + "' is not one of 'exclusive', 'purge' ('replace'), 'open_or_create', 'open'");
-}
-
 /// The Python value of a keyword.
 py::object keyword_value(const KeywordValue& v) {
   if (auto* i = std::get_if<std::int64_t>(&v)) return py::int_(*i);
@@ -286,6 +234,58 @@ void translate(std::exception_ptr p) {
 
 }  // namespace
 
+namespace shmlink::python {
+
+StreamArgs stream_args(const std::string& what, py::object shape, py::object dtype, py::object data,
+                       std::uint32_t depth, std::uint16_t keywords, std::uint16_t semaphores, int permissions) {
+  if (!shape.is_none() && py::isinstance<py::array>(shape) && data.is_none()) {  // create(name, array)
+    data = shape;
+    shape = py::none();
+  }
+  py::array arr;
+  if (!data.is_none()) {
+    arr = py::array::ensure(data);
+    if (!arr) raise_code(Errc::invalid_argument, what + ": data is not an array");
+    if (shape.is_none()) shape = py::tuple(py::cast(std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim())));
+    if (dtype.is_none()) dtype = arr.dtype();
+  }
+  if (shape.is_none()) raise_code(Errc::invalid_argument, what + ": give shape= or an array");
+  StreamSpec spec;
+  std::vector<std::int64_t> dims;
+  if (py::isinstance<py::int_>(shape)) {
+    dims.push_back(shape.cast<std::int64_t>());
+  } else {
+    for (auto d : shape) dims.push_back(d.cast<std::int64_t>());
+  }
+  for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
+    if (*it < 1 || *it > std::numeric_limits<std::uint32_t>::max())
+      raise_code(Errc::invalid_argument, what + ": axis length " + std::to_string(*it) + " is not 1..2^32-1");
+    spec.shape.push_back(static_cast<std::uint32_t>(*it));
+  }
+  const py::dtype dt = dtype.is_none() ? py::dtype("float32") : py::dtype::from_args(dtype);
+  const auto t = dtype_from_np(dt);
+  if (!t)
+    raise_code(Errc::dtype_mismatch, what + ": dtype " + str_of(dt) +
+                                         " has no ImageStreamIO datatype (uint8..uint64, int8..int64, "
+                                         "float16/32/64, complex64/128, native byte order)");
+  spec.dtype = *t;
+  spec.depth = depth;
+  spec.keywords = keywords;
+  spec.semaphores = semaphores;
+  spec.permissions = static_cast<mode_t>(permissions);
+  return StreamArgs{spec, arr, !data.is_none()};
+}
+
+py::object wrap_stream(Stream s, const StreamArgs& a) {
+  auto ps = std::make_unique<PyStream>(std::move(s));
+  if (a.has_data) ps->write(a.data, std::nullopt, std::nullopt);
+  return py::cast(std::move(ps));
+}
+
+py::object wrap_stream(Stream s) { return py::cast(std::make_unique<PyStream>(std::move(s))); }
+
+}  // namespace shmlink::python
+
 PYBIND11_MODULE(_shmlink, m) {
   m.doc() = "shmlink core (C++): streams byte-compatible with milk ImageStreamIO 2.00, sample queues, co-simulation interfaces";
   py::register_exception_translator(&translate);
@@ -293,17 +293,17 @@ PYBIND11_MODULE(_shmlink, m) {
   py::class_<ViewGuard>(m, "_ViewGuard");
 
   // Testing knobs, not API (docs/testing.md): the longest slice the library's wait sleeps
-  // before it re-checks cnt0 without a wake-up (10 ms), and the slice Stream.wait() sleeps
-  // between looks at Python's signals (50 ms). Tests raise both so that only a real wake-up can
+  // before it re-checks cnt0 without a wake-up (10 ms), and the slice blocking calls
+  // (Stream.wait(), Queue.pop(), ...) sleep between looks at Python's signals (50 ms). Tests raise both so that only a real wake-up can
   // end a wait in time. Each returns the previous value.
   m.def(
       "_set_foreign_writer_poll_ns",
-      [](std::int64_t ns) { return detail::foreign_writer_poll_ns().exchange(ns, std::memory_order_relaxed); },
+      [](std::int64_t ns) { return tuning::exchange_foreign_writer_poll_ns(ns); },
       py::arg("ns"), "Testing knob: the re-check slice (ns) of waits nothing wakes; returns the previous value.");
   m.def(
       "_set_wait_slice_ns",
-      [](std::int64_t ns) { return PyStream::wait_slice_ns().exchange(ns, std::memory_order_relaxed); },
-      py::arg("ns"), "Testing knob: the slice (ns) Stream.wait() sleeps between signal checks; returns the previous value.");
+      [](std::int64_t ns) { return wait_slice_ns().exchange(ns, std::memory_order_relaxed); },
+      py::arg("ns"), "Testing knob: the slice (ns) blocking calls sleep between signal checks; returns the previous value.");
 
   py::class_<PyStream>(m, "Stream", R"doc(A shared-memory stream (an ImageStreamIO 2.00 file).
 
@@ -314,45 +314,9 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
           "create",
           [](const std::string& name, py::object shape, py::object dtype, py::object data, std::uint32_t depth,
              std::uint16_t keywords, std::uint16_t semaphores, int permissions, const std::string& mode) {
-            if (!shape.is_none() && py::isinstance<py::array>(shape) && data.is_none()) {  // create(name, array)
-              data = shape;
-              shape = py::none();
-            }
-            py::array arr;
-            if (!data.is_none()) {
-              arr = py::array::ensure(data);
-              if (!arr) raise_code(Errc::invalid_argument, "creating stream '" + name + "': data is not an array");
-              if (shape.is_none()) shape = py::tuple(py::cast(std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim())));
-              if (dtype.is_none()) dtype = arr.dtype();
-            }
-            if (shape.is_none()) raise_code(Errc::invalid_argument, "creating stream '" + name + "': give shape= or an array");
-            StreamSpec spec;
-            std::vector<std::int64_t> dims;
-            if (py::isinstance<py::int_>(shape)) {
-              dims.push_back(shape.cast<std::int64_t>());
-            } else {
-              for (auto d : shape) dims.push_back(d.cast<std::int64_t>());
-            }
-            for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
-              if (*it < 1 || *it > std::numeric_limits<std::uint32_t>::max())
-                raise_code(Errc::invalid_argument, "creating stream '" + name + "': axis length " +
-                                                       std::to_string(*it) + " is not 1..2^32-1");
-              spec.shape.push_back(static_cast<std::uint32_t>(*it));
-            }
-            const py::dtype dt = dtype.is_none() ? py::dtype("float32") : py::dtype::from_args(dtype);
-            const auto t = dtype_from_np(dt);
-            if (!t)
-              raise_code(Errc::dtype_mismatch, "creating stream '" + name + "': dtype " + str_of(dt) +
-                                                   " has no ImageStreamIO datatype (uint8..uint64, int8..int64, "
-                                                   "float16/32/64, complex64/128, native byte order)");
-            spec.dtype = *t;
-            spec.depth = depth;
-            spec.keywords = keywords;
-            spec.semaphores = semaphores;
-            spec.permissions = static_cast<mode_t>(permissions);
-            auto ps = std::make_unique<PyStream>(Stream::create(name, spec, parse_mode(mode)));
-            if (!data.is_none()) ps->write(arr, std::nullopt, std::nullopt);
-            return ps;
+            const StreamArgs a = stream_args("creating stream '" + name + "'", std::move(shape), std::move(dtype),
+                                             std::move(data), depth, keywords, semaphores, permissions);
+            return wrap_stream(Stream::create(name, a.spec, parse_mode(mode)), a);
           },
           py::arg("name"), py::arg("shape") = py::none(), py::arg("dtype") = py::none(), py::kw_only(),
           py::arg("data") = py::none(), py::arg("depth") = 0, py::arg("keywords") = 0, py::arg("semaphores") = 10,
@@ -420,23 +384,13 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
             py::array out = p.new_frame();
             FrameInfo info;
             std::uint64_t skipped = 0;
-            Status st;
             auto* d = static_cast<std::byte*>(out.mutable_data());
             const auto n = static_cast<std::size_t>(out.nbytes());
-            for (;;) {
-              const auto slice = std::min(to_ns(timeout), std::chrono::nanoseconds(50'000'000));
-              {
-                py::gil_scoped_release nogil;
-                st = p.s().read_next(std::span<std::byte>(d, n), &info, &skipped, slice);
-              }
-              if (st.code() == Errc::timeout && to_ns(timeout) > slice) {
-                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-                timeout -= 0.05;
-                continue;
-              }
-              break;
-            }
-            if (st.code() == Errc::would_block || st.code() == Errc::timeout) return py::none();
+            Stream& s = p.s();
+            const Status st = sliced(timeout, [&](std::chrono::nanoseconds slice) {
+              return s.read_next(std::span<std::byte>(d, n), &info, &skipped, slice);
+            });
+            if (st.code() == Errc::timeout) return py::none();
             if (!st.ok() && st.code() != Errc::overwritten) p.fail(st, "reading");
             p.last() = info.cnt0;
             return py::make_tuple(out, info.cnt0, skipped);
@@ -577,5 +531,8 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
   m.def("queue_path", [](const std::string& n) { return queue_path(n); }, py::arg("name"),
         "The file of a queue: <stream_directory()>/<name>.queue.shm, or a path containing '/' as given.");
 
+  register_samples(m);
   register_queues(m);
+  register_interface(m);
+  register_region(m);
 }

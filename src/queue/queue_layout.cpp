@@ -25,6 +25,14 @@ std::string_view signal_type_name(SignalType t) noexcept {
   return "invalid";
 }
 
+std::string_view queue_kind_name(QueueKind kind) noexcept {
+  switch (kind) {
+    case QueueKind::spsc: return "spsc";
+    case QueueKind::mpmc: return "mpmc";
+  }
+  return "unknown";
+}
+
 namespace qlayout {
 namespace {
 
@@ -48,14 +56,6 @@ bool known_type(SignalType t) noexcept {
 }
 
 }  // namespace
-
-std::string_view kind_name(QueueKind k) noexcept {
-  switch (k) {
-    case QueueKind::spsc: return "spsc";
-    case QueueKind::mpmc: return "mpmc";
-  }
-  return "unknown";
-}
 
 void check_spec(const std::string& path, const QueueSpec& spec) {
   // An empty path: a spec checked on its own (Queue::bytes_for).
@@ -187,7 +187,7 @@ Checked validate(std::span<const std::byte> bytes, const std::string& path, bool
   if (expect.max_values && *expect.max_values != maxv)
     fail("it has " + std::to_string(maxv) + " values per sample, expected " + std::to_string(*expect.max_values));
   if (expect.kind && *expect.kind != c.kind)
-    fail("it is " + std::string(kind_name(c.kind)) + ", expected " + std::string(kind_name(*expect.kind)));
+    fail("it is " + std::string(queue_kind_name(c.kind)) + ", expected " + std::string(queue_kind_name(*expect.kind)));
   if (expect.signals && *expect.signals != c.signals)
     fail("signal table " + signals_text(c.signals) + " differs from the expected " + signals_text(*expect.signals));
   return c;

@@ -143,8 +143,7 @@ static_assert(file_bytes(2, 64, 512) == 512 + 576 * 512);
 
 // ---- the layout over a span (queue_layout.cpp) -------------------------------------------------
 
-/// "spsc", "mpmc", or "unknown" for any other value (the one name table of queue kinds).
-std::string_view kind_name(QueueKind k) noexcept;
+// Queue kinds are named by the public queue_kind_name() (include/shmlink/queue.hpp).
 /// Checks a spec as Queue::create does.
 /// @throws Error invalid_argument "creating queue PATH: ..." ("queue spec: ..." when `path` is empty).
 void check_spec(const std::string& path, const QueueSpec& spec);

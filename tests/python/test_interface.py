@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """shmlink.Interface from Python: a C++ peer started by hand and through exec=, sequence numbers
-and typed values both ways, a peer killed with SIGKILL, a clean close drained to ClosedError,
+and typed values both ways, a peer killed with SIGKILL, a clean close drained to ShutDownError,
 import mismatches, attach timeouts, and closing from another thread."""
 
 from __future__ import annotations
@@ -160,9 +160,9 @@ def test_two_python_sides_clean_close_drains_then_closed(streamdir):
     assert a.peer.pid == os.getpid()
     for k in range(5):
         a.write([k, k / 4])
-    a.close()  # shuts its output: b drains what was sent, then reads ClosedError
+    a.close()  # shuts its output: b drains what was sent, then reads ShutDownError
     assert [s.tolist() for s in b] == [[k, k / 4] for k in range(5)]  # iteration stops at a clean close
-    with pytest.raises(shmlink.ClosedError, match="closed the interface"):
+    with pytest.raises(shmlink.ShutDownError, match="closed the interface"):
         b.read(timeout=1)
     assert b.peer.closed
     b.close()

@@ -195,6 +195,26 @@ def test_push_many_and_pop_many(streamdir):
         assert len(q) == 2
 
 
+def test_pop_many_keeps_every_field_of_samples_of_any_length(streamdir):
+    """pop_many takes all but the first sample in one burst straight from the cells (a handler
+    per sample, no scratch Sample): every field and value of each comes out as it went in."""
+    sig = [(0, "x"), (1, "n", "i64"), (2, "b", "bool"), (3, "z", "c64")]
+    with shmlink.Queue.create("burst", capacity=8, max_values=4, signals=sig) as q:
+        sent = [
+            ([1.5], 10, 111, shmlink.SampleFlag.HAS_DATA),
+            ([2.5, -(2**63)], 20, 222, shmlink.SampleFlag.NEW_FRAME),
+            ([], 30, 333, 0),
+            ([3.5, 2**63 - 1, True, 1 - 2j], 40, 444, shmlink.SampleFlag.HAS_SEQUENCE),
+            ([4.5, 7, False], 50, 555, shmlink.SampleFlag.NEW_SIMULATION),
+        ]
+        for values, seq, ts, flags in sent:
+            q.push(values, sequence=seq, ts_origin=ts, flags=flags)
+        got = q.pop_many(100)
+        assert [(s.tolist(), s.sequence, s.ts_origin, s.flags, s.ts_received) for s in got] == [
+            (v, seq, ts, int(flags), 0) for v, seq, ts, flags in sent]
+        assert q.pop_many(100) == [] and len(q) == 0
+
+
 def test_sequence_timestamps_and_flags(streamdir):
     with shmlink.Queue.create("meta", max_values=1) as q:
         before = time.time_ns()
@@ -211,24 +231,43 @@ def test_sequence_timestamps_and_flags(streamdir):
         assert abs((a.origin_time.timestamp() * 1e9) - a.ts_origin) < 1e4
 
 
-def test_shutdown_drains_then_raises_closed(streamdir):
+def test_shutdown_drains_then_raises_shut_down(streamdir):
     with shmlink.Queue.create("shut", capacity=8, max_values=1) as q, shmlink.Queue.open("shut") as r:
         for k in range(3):
             q.push([k])
+        assert not q.shut_down and not q.closed
         q.shutdown()
-        assert q.shut and r.shut and r.info()["shut"]
-        with pytest.raises(shmlink.ClosedError, match="shut down"):
+        assert q.shut_down and r.shut_down and r.info()["shut_down"] and r.info()["shut"]
+        assert not q.closed and not r.closed  # the queue is shut down, the handles are open
+        assert "shut down" in repr(q)
+        with pytest.raises(shmlink.ShutDownError, match="shut down") as e:
             q.push([9])
-        with pytest.raises(shmlink.ClosedError):
+        assert e.value.code == -18 and isinstance(e.value, shmlink.ClosedError)  # old catches still work
+        with pytest.raises(shmlink.ShutDownError):
             q.try_push([9])
+        with pytest.raises(shmlink.ShutDownError, match="after 0 of 1"):
+            q.push_many([[9]])
         assert r.pop().tolist() == [0.0]
         assert [s[0] for s in r] == [1.0, 2.0]  # iteration drains, then stops
-        with pytest.raises(shmlink.ClosedError, match="shut down and is drained"):
+        with pytest.raises(shmlink.ShutDownError, match="shut down and is drained"):
             r.pop(timeout=1)
-        with pytest.raises(shmlink.ClosedError):
+        with pytest.raises(shmlink.ShutDownError):
             r.try_pop()
-        with pytest.raises(shmlink.ClosedError):
+        with pytest.raises(shmlink.ShutDownError):
             r.pop_many(4)
+        r.close()
+        with pytest.raises(shmlink.ClosedError, match="is closed") as e:
+            r.pop(timeout=0)
+        assert type(e.value) is shmlink.ClosedError and e.value.code == -12  # the handle, not the queue
+
+
+def test_shut_is_a_deprecated_alias_of_shut_down(streamdir):
+    with shmlink.Queue.create("alias", capacity=2, max_values=1) as q:
+        with pytest.warns(DeprecationWarning, match="shut_down"):
+            assert q.shut is False
+        q.shutdown()
+        with pytest.warns(DeprecationWarning):
+            assert q.shut is True
 
 
 def test_shutdown_wakes_a_blocked_pop(streamdir):

@@ -43,14 +43,6 @@ std::string_view channel_kind_name(ChannelKind kind) noexcept {
   return "unknown";
 }
 
-std::string_view queue_kind_name(QueueKind kind) noexcept {
-  switch (kind) {
-    case QueueKind::spsc: return "spsc";
-    case QueueKind::mpmc: return "mpmc";
-  }
-  return "unknown";
-}
-
 std::string_view wait_mode_name(WaitMode mode) noexcept {
   switch (mode) {
     case WaitMode::polling: return "polling";

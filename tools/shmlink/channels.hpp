@@ -31,8 +31,7 @@ enum class ChannelKind {
 /// The kind's name in text and JSON ("stream", "queue", "memif", "villas", "region").
 std::string_view channel_kind_name(ChannelKind kind) noexcept;
 
-/// The name of a queue kind ("spsc", "mpmc").
-std::string_view queue_kind_name(QueueKind kind) noexcept;
+// The name of a queue kind: shmlink::queue_kind_name() (include/shmlink/queue.hpp).
 
 /// The name of a wait mode ("polling", "futex", "hybrid").
 std::string_view wait_mode_name(WaitMode mode) noexcept;

@@ -221,6 +221,15 @@ TEST(QueuePath, EmptyAndOverlongNamesAreRejected) {
 
 // ===== create / open / remove and the open modes ==============================================
 
+// One spelling of the queue kinds for the library, the CLI and Python; a value that names no kind
+// (a byte from a damaged file) is "unknown", never passed off as spsc.
+TEST(QueueKindName, NamesEachKindAndCallsOtherValuesUnknown) {
+  EXPECT_EQ(queue_kind_name(QueueKind::spsc), "spsc");
+  EXPECT_EQ(queue_kind_name(QueueKind::mpmc), "mpmc");
+  EXPECT_EQ(queue_kind_name(static_cast<QueueKind>(0)), "unknown");
+  EXPECT_EQ(queue_kind_name(static_cast<QueueKind>(7)), "unknown");
+}
+
 TEST(QueueFile, CreateOpenRemove) {
   TempStreamDir dir;
   const std::string path = dir.path() + "/q1.queue.shm";
