@@ -4,7 +4,6 @@
 // and semaphore waits against a cache-line ping-pong, a futex ping-pong and a pipe between two
 // pinned processes; write/read bandwidth against memcpy; the cost of a write nobody waits for.
 #include "bench_common.hpp"
-#include "bench_queue.hpp"
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -92,18 +91,6 @@ std::string size_text(std::size_t bytes) {
   if (bytes % (std::size_t{1} << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
   if (bytes % 1024 == 0) return fmt::format("{} KiB", bytes >> 10);
   return fmt::format("{} B", bytes);
-}
-
-/// Median back-to-back difference of two CLOCK_MONOTONIC reads, in ns: what timing adds.
-double clock_overhead_ns() {
-  std::vector<double> d;
-  d.reserve(10000);
-  for (int i = 0; i < 10000; ++i) {
-    const std::int64_t a = mono_ns();
-    const std::int64_t b = mono_ns();
-    d.push_back(static_cast<double>(b - a));
-  }
-  return median_of(d);
 }
 
 /// A number, or null when absent.
@@ -425,9 +412,7 @@ int run_bench_stream(BenchStreamOptions opt) {
   tc.batch_seconds = batch_seconds;
   tc.stream_dir = scratch.path();
 
-  const std::vector<double> load_before = read_loadavg();
-  const CpuTimes cpu_before = read_cpu_times();
-  const std::int64_t own_before = own_cpu_ns();
+  const LoadMeter load_meter;
   const double clock_ns = clock_overhead_ns();
 
   // Ctrl-C (or SIGTERM) ends the run where it is: the rows completed so far are reported, and
@@ -460,33 +445,7 @@ int run_bench_stream(BenchStreamOptions opt) {
                                 runs, bw.size(), sizes.size(), wc ? "the" : "no"));
   }
 
-  const CpuTimes cpu_after = read_cpu_times();
-  const std::int64_t own_after = own_cpu_ns();
-  const std::vector<double> load_after = read_loadavg();
-
-  // Load: CPU time the rest of the machine used while we ran, and time stolen by the hypervisor.
-  Json load;
-  load["loadavg_before"] = load_before;
-  load["loadavg_after"] = load_after;
-  load["other_cpu_percent"] = nullptr;
-  load["steal_percent"] = nullptr;
-  load["busy"] = nullptr;
-  if (cpu_after.total > cpu_before.total) {
-    const double tick_ns = 1e9 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    const double total_ns = static_cast<double>(cpu_after.total - cpu_before.total) * tick_ns;
-    const double busy_ns = static_cast<double>(cpu_after.busy - cpu_before.busy) * tick_ns;
-    const double other = std::max(0.0, busy_ns - static_cast<double>(own_after - own_before)) / total_ns * 100;
-    const double steal = static_cast<double>(cpu_after.steal - cpu_before.steal) * tick_ns / total_ns * 100;
-    const bool busy = other > 5 || steal > 2;
-    load["other_cpu_percent"] = other;
-    load["steal_percent"] = steal;
-    load["busy"] = busy;
-    if (busy) {
-      notes.push_back(fmt::format("the machine was busy: other processes used {:.1f}% and the hypervisor stole {:.1f}% "
-                                  "of the CPU time during the run; absolute numbers are inflated, ratios less so",
-                                  other, steal));
-    }
-  }
+  const Json load = load_meter.finish(notes);
   notes.push_back(fmt::format("every round trip is timed with two CLOCK_MONOTONIC reads; one read costs about {:.0f} ns "
                               "here and is included in floors and candidates alike",
                               clock_ns));

@@ -3,7 +3,7 @@
 // "shmlink-bench-queue/1") and the human or Markdown report of the measurements made by
 // bench_queue.cpp: shmlink queue latency and throughput next to the raw floors and to pipes,
 // unix sockets, Boost.Interprocess message_queue and ZeroMQ ipc://, in one run.
-#include "bench_queue.hpp"
+#include "bench_common.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -54,18 +54,6 @@ struct BenchQueueOptions {
   std::string save;                           ///< also write the JSON document to this file
   CLI::App* app = nullptr;                    ///< the subcommand, to tell given options from defaults
 };
-
-/// Median back-to-back difference of two CLOCK_MONOTONIC reads, in ns: what timing adds.
-double clock_read_ns() {
-  std::vector<double> d;
-  d.reserve(10000);
-  for (int i = 0; i < 10000; ++i) {
-    const std::int64_t a = mono_ns();
-    const std::int64_t b = mono_ns();
-    d.push_back(static_cast<double>(b - a));
-  }
-  return median_of(d);
-}
 
 /// A number, or null when absent.
 Json number_or_null(std::optional<double> v) { return v ? Json(*v) : Json(nullptr); }
@@ -460,10 +448,8 @@ int run_bench_queue(BenchQueueOptions opt) {
   ScratchDir scratch(resolve_directory(opt.dir));
   cfg.scratch_dir = scratch.path();
 
-  const std::vector<double> load_before = read_loadavg();
-  const CpuTimes cpu_before = read_cpu_times();
-  const std::int64_t own_before = own_cpu_ns();
-  const double clock_ns = clock_read_ns();
+  const LoadMeter load_meter;
+  const double clock_ns = clock_overhead_ns();
   if (is_tty(2)) {
     std::fprintf(stderr, "shmlink bench queue: %d rounds of %zu latency and %zu throughput modes\n", cfg.rounds,
                  std::size(kAllQueueLatencyModes), std::size(kAllQueueThroughputModes));
@@ -471,32 +457,7 @@ int run_bench_queue(BenchQueueOptions opt) {
   const std::int64_t wall0 = mono_ns();
   const QueueBenchResults res = run_queue_bench(cfg, notes);
   const double wall_s = static_cast<double>(mono_ns() - wall0) / 1e9;
-  const CpuTimes cpu_after = read_cpu_times();
-  const std::int64_t own_after = own_cpu_ns();
-  const std::vector<double> load_after = read_loadavg();
-
-  Json load;
-  load["loadavg_before"] = load_before;
-  load["loadavg_after"] = load_after;
-  load["other_cpu_percent"] = nullptr;
-  load["steal_percent"] = nullptr;
-  load["busy"] = nullptr;
-  if (cpu_after.total > cpu_before.total) {
-    const double tick_ns = 1e9 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    const double total_ns = static_cast<double>(cpu_after.total - cpu_before.total) * tick_ns;
-    const double busy_ns = static_cast<double>(cpu_after.busy - cpu_before.busy) * tick_ns;
-    const double other = std::max(0.0, busy_ns - static_cast<double>(own_after - own_before)) / total_ns * 100;
-    const double steal = static_cast<double>(cpu_after.steal - cpu_before.steal) * tick_ns / total_ns * 100;
-    const bool busy = other > 5 || steal > 2;
-    load["other_cpu_percent"] = other;
-    load["steal_percent"] = steal;
-    load["busy"] = busy;
-    if (busy) {
-      notes.push_back(fmt::format("the machine was busy: other processes used {:.1f}% and the hypervisor stole {:.1f}% "
-                                  "of the CPU time during the run; absolute numbers are inflated, ratios less so",
-                                  other, steal));
-    }
-  }
+  const Json load = load_meter.finish(notes);
   notes.push_back(fmt::format("every round trip is timed with two CLOCK_MONOTONIC reads; one read costs about {:.0f} ns "
                               "here and is included in floors and candidates alike",
                               clock_ns));

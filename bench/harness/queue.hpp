@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: MIT
-/// @file bench_queue.hpp
-/// @brief `shmlink bench queue` (docs/bench.md "bench queue"): one-way latency and throughput of
+/// @file queue.hpp
+/// @brief The measurements of `shmlink bench queue` (docs/bench.md "bench queue"): one-way latency and throughput of
 /// shmlink sample queues between two pinned processes, next to the raw cache-line and futex
 /// floors and to pipes, unix stream sockets, Boost.Interprocess message_queue and ZeroMQ ipc://,
 /// all measured interleaved in one run.
 #pragma once
 
-#include "bench_common.hpp"
-#include "common.hpp"
+#include "harness/machine.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -16,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-namespace shmlink::cli::bench {
+namespace shmlink::bench {
 
 // ---- modes ----------------------------------------------------------------------------------
 
@@ -174,10 +173,4 @@ struct QueueBenchResults {
 ///         data, or a stop was requested (Errc::interrupted).
 QueueBenchResults run_queue_bench(const QueueBenchConfig& cfg, std::vector<std::string>& notes);
 
-// ---- the subcommand ------------------------------------------------------------------------
-
-/// Registers `bench queue` under the `bench` subcommand (options, JSON schema
-/// "shmlink-bench-queue/1", report). @return the subcommand and its runner.
-Command add_bench_queue_command(CLI::App& bench);
-
-}  // namespace shmlink::cli::bench
+}  // namespace shmlink::bench
