@@ -66,35 +66,47 @@ Sample make_sample(std::uint32_t values) {
 // ---- one run's resources ---------------------------------------------------------------------
 
 /// Everything one run of one mode needs beyond the peers' resources: the configuration and the
-/// shmlink queue files (removed by the parent's destructor; the child never runs it).
+/// shmlink queues (removed by the parent's destructor; the child never runs it).
 struct QueueRun : PeerRun {
   const QueueBenchConfig& cfg;
+  const QueuePlace* place = nullptr;  ///< where the queues are; nullptr: files in the scratch directory
   bool bulk = false;            ///< throughput: the bulk calls of a shmlink queue
-  std::string queue_to_child;   ///< shmlink queue file the parent pushes to (latency)
-  std::string queue_to_parent;  ///< shmlink queue file the child pushes to
+  std::string queue_to_child;   ///< shmlink queue (file path or name in `place`) the parent pushes to (latency)
+  std::string queue_to_parent;  ///< shmlink queue the child pushes to
 
-  QueueRun(const QueueBenchConfig& c, const SharedMapping& m) : PeerRun(m, c.cores, make_message(c.values)), cfg(c) {}
-  /// Removes the queue files.
+  QueueRun(const QueueBenchConfig& c, const SharedMapping& m, const QueuePlace* p)
+      : PeerRun(m, c.cores, make_message(c.values)), cfg(c), place(p) {}
+  /// Removes the queues.
   ~QueueRun() {
     for (const std::string* q : {&queue_to_child, &queue_to_parent}) {
       if (q->empty()) continue;
       try {
-        Queue::remove(*q);
-      } catch (const Error&) {  // already gone: the scratch directory goes anyway
+        if (place != nullptr) {
+          place->remove(*q);
+        } else {
+          Queue::remove(*q);
+        }
+      } catch (const Error&) {  // already gone: the scratch directory (or region) goes anyway
       }
     }
   }
+  /// Opens queue `q` (a file path, or a name in `place`).
+  [[nodiscard]] Queue open(const std::string& q) const { return place != nullptr ? place->open(q) : Queue::open(q); }
 };
 
-/// Creates the shmlink queue file `path`. @throws Error naming the file.
-void make_queue(const std::string& path, const QueueBenchConfig& cfg, QueueKind kind, WaitMode wait,
-                std::uint32_t cells) {
+/// Creates the shmlink queue `q`: the file `q`, or the queue named `q` in `run.place`.
+/// @throws Error naming it.
+void make_queue(const QueueRun& run, const std::string& q, QueueKind kind, WaitMode wait, std::uint32_t cells) {
   QueueSpec spec;
   spec.capacity = cells;
-  spec.max_values = cfg.values;
+  spec.max_values = run.cfg.values;
   spec.kind = kind;
   spec.wait = wait;
-  Queue::create(path, spec, OpenMode::PurgeAndCreate).close();
+  if (run.place != nullptr) {
+    run.place->create(q, spec).close();
+  } else {
+    Queue::create(q, spec, OpenMode::PurgeAndCreate).close();
+  }
 }
 
 // ---- the shmlink channel ----------------------------------------------------------------------
@@ -112,8 +124,8 @@ struct QueueChannel {
   QueueChannel(QueueRun& r, Side side) : run(r), tx(make_sample(r.cfg.values)) {
     const std::string& out_path = side == Side::parent ? r.queue_to_child : r.queue_to_parent;
     const std::string& in_path = side == Side::parent ? r.queue_to_parent : r.queue_to_child;
-    if (!out_path.empty()) out = Queue::open(out_path);
-    if (!in_path.empty()) in = Queue::open(in_path);
+    if (!out_path.empty()) out = r.open(out_path);
+    if (!in_path.empty()) in = r.open(in_path);
     rx.values.reserve(r.cfg.values);
     if (r.bulk) {
       txs.assign(r.batch, tx);
@@ -267,15 +279,14 @@ struct QueueChannel {
 /// One latency run of `Channel`: `n` timed round trips (within `budget_ns`) merged into `r`.
 template <class Channel>
 void queue_latency_run(QueueRun& run, std::int64_t n, std::int64_t budget_ns, QueueLatencyResult& r) {
-  latency_run<Channel>(run, std::string("bench queue ") + queue_latency_mode_name(r.mode), "child", run.cfg.warmup,
-                       n, budget_ns, r);
+  latency_run<Channel>(run, "bench queue " + queue_result_name(r), "child", run.cfg.warmup, n, budget_ns, r);
 }
 
 /// One throughput run of `Channel`: `warm` untimed and `n` timed samples, merged into `r`.
 template <class Channel>
 void queue_throughput_run(QueueRun& run, std::int64_t warm, std::int64_t n, QueueThroughputResult& r) {
   const ThroughputOutcome o =
-      throughput_run<Channel>(run, std::string("bench queue ") + queue_throughput_mode_name(r.mode), warm, n);
+      throughput_run<Channel>(run, "bench queue " + queue_result_name(r), warm, n);
   r.samples_per_s.push_back(static_cast<double>(n) * 1e9 / static_cast<double>(o.wall_ns));
   r.samples += n;
   r.wall_ns += o.wall_ns;
@@ -291,19 +302,30 @@ struct Bench {
   SharedMapping& mapping;
   std::string mq_prefix;  ///< "shmlink-bench-<pid>-": Boost message_queue names (they live in /dev/shm)
 
-  /// A fresh run for one mode.
-  [[nodiscard]] std::unique_ptr<QueueRun> run() const { return std::make_unique<QueueRun>(cfg, mapping); }
+  /// A fresh run for one mode, its shmlink queues in `place` (nullptr: files).
+  [[nodiscard]] std::unique_ptr<QueueRun> run(const QueuePlace* place) const {
+    return std::make_unique<QueueRun>(cfg, mapping, place);
+  }
+  /// The place of a result's queues.
+  [[nodiscard]] const QueuePlace* place_of(const std::string& placement) const {
+    return placement.empty() || !cfg.place ? nullptr : &*cfg.place;
+  }
+  /// Where queue `name` of a run in `place` is: a file in the scratch directory, or the name.
+  [[nodiscard]] std::string queue(const QueuePlace* place, const std::string& name) const {
+    return place != nullptr ? name : cfg.scratch_dir + "/" + name + ".queue.shm";
+  }
 };
 
 /// One latency run of `mode`. @throws Error.
 void latency_mode(const Bench& b, std::int64_t n, std::int64_t budget_ns, QueueLatencyResult& r) {
-  const std::unique_ptr<QueueRun> run = b.run();
+  const QueuePlace* place = b.place_of(r.placement);
+  const std::unique_ptr<QueueRun> run = b.run(place);
   const std::string& dir = b.cfg.scratch_dir;
   auto queues = [&](QueueKind kind, WaitMode wait) {
-    run->queue_to_child = dir + "/bench-q-ping.queue.shm";
-    run->queue_to_parent = dir + "/bench-q-pong.queue.shm";
-    make_queue(run->queue_to_child, b.cfg, kind, wait, kLatencyQueueCells);
-    make_queue(run->queue_to_parent, b.cfg, kind, wait, kLatencyQueueCells);
+    run->queue_to_child = b.queue(place, "bench-q-ping");
+    run->queue_to_parent = b.queue(place, "bench-q-pong");
+    make_queue(*run, run->queue_to_child, kind, wait, kLatencyQueueCells);
+    make_queue(*run, run->queue_to_parent, kind, wait, kLatencyQueueCells);
   };
   try {
     switch (r.mode) {
@@ -332,19 +354,20 @@ void latency_mode(const Bench& b, std::int64_t n, std::int64_t budget_ns, QueueL
     queue_latency_run<QueueChannel>(*run, n, budget_ns, r);
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with("bench queue ")) throw;
-    throw Error(e.errc(), std::string("bench queue ") + queue_latency_mode_name(r.mode) + ": " + e.what());
+    throw Error(e.errc(), "bench queue " + queue_result_name(r) + ": " + e.what());
   }
 }
 
 /// One throughput run of `mode`. @throws Error.
 void throughput_mode(const Bench& b, std::int64_t warm, std::int64_t n, QueueThroughputResult& r) {
-  const std::unique_ptr<QueueRun> run = b.run();
+  const QueuePlace* place = b.place_of(r.placement);
+  const std::unique_ptr<QueueRun> run = b.run(place);
   const std::string& dir = b.cfg.scratch_dir;
   run->batch = b.cfg.batch;
   auto queue = [&](QueueKind kind, bool bulk) {
     run->bulk = bulk;
-    run->queue_to_parent = dir + "/bench-q-tp.queue.shm";
-    make_queue(run->queue_to_parent, b.cfg, kind, WaitMode::hybrid, b.cfg.capacity);
+    run->queue_to_parent = b.queue(place, "bench-q-tp");
+    make_queue(*run, run->queue_to_parent, kind, WaitMode::hybrid, b.cfg.capacity);
   };
   if (!queue_throughput_mode_is_batched(r.mode)) run->batch = 1;
   try {
@@ -381,7 +404,7 @@ void throughput_mode(const Bench& b, std::int64_t warm, std::int64_t n, QueueThr
     queue_throughput_run<QueueChannel>(*run, warm, n, r);
   } catch (const Error& e) {
     if (std::string_view(e.what()).starts_with("bench queue ")) throw;
-    throw Error(e.errc(), std::string("bench queue ") + queue_throughput_mode_name(r.mode) + ": " + e.what());
+    throw Error(e.errc(), "bench queue " + queue_result_name(r) + ": " + e.what());
   }
 }
 
@@ -398,14 +421,28 @@ QueueBenchResults run_queue_bench(const QueueBenchConfig& cfg, std::vector<std::
     throw Error(Errc::invalid_argument, "bench queue: --batch must be 1..capacity (" + std::to_string(cfg.capacity) + ")");
 
   QueueBenchResults res;
-  for (QueueLatencyMode m : kAllQueueLatencyModes) res.latency.push_back(QueueLatencyResult{m, {}, 0, 0, 0, 0, 0, false, {}});
-  for (QueueThroughputMode m : kAllQueueThroughputModes) res.throughput.push_back(QueueThroughputResult{m, {}, 0, 0, 0, 0, 0, 0});
-  auto latency_of = [&](QueueLatencyMode m) -> QueueLatencyResult& {
-    return *std::find_if(res.latency.begin(), res.latency.end(), [m](const QueueLatencyResult& r) { return r.mode == m; });
+  // The files' results first (report order), then the shmlink modes run in cfg.place.
+  const std::string place = cfg.place ? cfg.place->label : std::string();
+  for (QueueLatencyMode m : kAllQueueLatencyModes) res.latency.push_back(QueueLatencyResult{m, {}, {}, 0, 0, 0, 0, 0, false, {}});
+  for (QueueThroughputMode m : kAllQueueThroughputModes) res.throughput.push_back(QueueThroughputResult{m, {}, {}, 0, 0, 0, 0, 0, 0});
+  if (cfg.place) {
+    for (QueueLatencyMode m : kAllQueueLatencyModes)
+      if (queue_latency_mode_is_shmlink(m)) res.latency.push_back(QueueLatencyResult{m, place, {}, 0, 0, 0, 0, 0, false, {}});
+    for (QueueThroughputMode m : kAllQueueThroughputModes)
+      if (queue_throughput_mode_is_shmlink(m)) res.throughput.push_back(QueueThroughputResult{m, place, {}, 0, 0, 0, 0, 0, 0});
+  }
+  // Every result of a mode: on files, then in the place.
+  auto latency_of = [&](QueueLatencyMode m) {
+    std::vector<QueueLatencyResult*> out;
+    for (QueueLatencyResult& r : res.latency)
+      if (r.mode == m) out.push_back(&r);
+    return out;
   };
-  auto throughput_of = [&](QueueThroughputMode m) -> QueueThroughputResult& {
-    return *std::find_if(res.throughput.begin(), res.throughput.end(),
-                         [m](const QueueThroughputResult& r) { return r.mode == m; });
+  auto throughput_of = [&](QueueThroughputMode m) {
+    std::vector<QueueThroughputResult*> out;
+    for (QueueThroughputResult& r : res.throughput)
+      if (r.mode == m) out.push_back(&r);
+    return out;
   };
 
   // Spinning against a process on the same CPU only progresses at scheduler ticks.
@@ -433,15 +470,16 @@ QueueBenchResults run_queue_bench(const QueueBenchConfig& cfg, std::vector<std::
       std::reverse(tp.begin(), tp.end());
     }
     for (QueueLatencyMode m : lat) {
-      QueueLatencyResult& r = latency_of(m);
-      if (r.skipped.empty()) latency_mode(bench, lat_n, budget_ns, r);
+      for (QueueLatencyResult* r : latency_of(m))
+        if (r->skipped.empty()) latency_mode(bench, lat_n, budget_ns, *r);
     }
-    for (QueueThroughputMode m : tp) throughput_mode(bench, tp_warm, tp_n, throughput_of(m));
+    for (QueueThroughputMode m : tp) {
+      for (QueueThroughputResult* r : throughput_of(m)) throughput_mode(bench, tp_warm, tp_n, *r);
+    }
   }
   for (const QueueLatencyResult& r : res.latency) {
     if (r.budget_hit) {
-      notes.push_back(std::string(queue_latency_mode_name(r.mode)) +
-                      ": the time budget (--max-seconds) ended some runs early; " +
+      notes.push_back(queue_result_name(r) + ": the time budget (--max-seconds) ended some runs early; " +
                       std::to_string(r.round_trips_ns.size()) + " round trips measured");
     }
   }

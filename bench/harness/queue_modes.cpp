@@ -2,6 +2,8 @@
 // Names, descriptions and kinds of the `shmlink bench queue` modes (queue.hpp).
 #include "harness/queue.hpp"
 
+#include <string>
+
 namespace shmlink::bench {
 
 // ---- modes -------------------------------------------------------------------------------------
@@ -143,6 +145,16 @@ QueueThroughputMode queue_peer_throughput_mode(QueuePeer p, bool batched) noexce
     case QueuePeer::zmq_ipc: return batched ? QueueThroughputMode::zmq_ipc_batch : QueueThroughputMode::zmq_ipc_single;
   }
   return QueueThroughputMode::pipe_single;
+}
+
+std::string queue_result_name(const QueueLatencyResult& r) {
+  const std::string name = queue_latency_mode_name(r.mode);
+  return r.placement.empty() ? name : name + "@" + r.placement;
+}
+
+std::string queue_result_name(const QueueThroughputResult& r) {
+  const std::string name = queue_throughput_mode_name(r.mode);
+  return r.placement.empty() ? name : name + "@" + r.placement;
 }
 
 }  // namespace shmlink::bench

@@ -7,6 +7,8 @@
 
 #include "harness/machine.hpp"
 
+#include <shmlink/stream.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -48,6 +50,17 @@ LatencyMode mode_floor(LatencyMode m) noexcept;
 /// The ratio (candidate p50 / floor p50) a candidate should stay within; nullopt when none.
 std::optional<double> mode_target(LatencyMode m) noexcept;
 
+/// Another place for the ping/pong streams than files in the stream directory (a region:
+/// `bench stream --region`). The candidate modes then run a second time with their streams
+/// made here, and their results carry `label` as their placement.
+struct StreamPlace {
+  std::string label;  ///< "region": names the place in results and messages
+  /// Creates stream `name` (replacing an old one). @throws Error.
+  std::function<Stream(const std::string& name, const StreamSpec& spec)> create;
+  /// Removes stream `name`. @throws Error.
+  std::function<void(const std::string& name)> remove;
+};
+
 /// How to run the latency part.
 struct LatencyConfig {
   std::int64_t samples = 100000;       ///< round trips per mode, over all rounds
@@ -58,6 +71,7 @@ struct LatencyConfig {
   std::size_t payload_bytes = 64;      ///< frame size of the stream modes (u8 frames)
   bool post_semaphores = true;         ///< WriteOptions::post_semaphores of spin/hybrid/futex writes
   std::string stream_dir;              ///< where the ping/pong streams are created
+  std::optional<StreamPlace> place;    ///< set: the candidates also run with their streams there
   /// Called before each run with its place in the schedule ("round 2/5: futex (5/9)"), for
   /// progress reports; may be empty.
   std::function<void(const std::string&)> progress;
@@ -66,6 +80,7 @@ struct LatencyConfig {
 /// Merged result of one mode over all its runs.
 struct LatencyResult {
   LatencyMode mode = LatencyMode::cacheline;
+  std::string placement;               ///< "": files in the stream directory; else StreamPlace::label
   std::vector<std::int64_t> round_trips_ns;  ///< every timed round trip
   std::int64_t initiator_cpu_ns = 0;  ///< CPU time of the timing side during timed round trips
   std::int64_t responder_cpu_ns = 0;  ///< CPU time of the echoing side during the same
@@ -76,7 +91,11 @@ struct LatencyResult {
   std::string skipped;                 ///< non-empty: why the mode was not run
 };
 
-/// Runs every mode in interleaved rounds (floor, candidate, floor, candidate, ...; the order of
+/// "spin", or "spin@region" for a result of the mode run in a StreamPlace.
+std::string result_name(const LatencyResult& r);
+
+/// Runs every mode (the candidates also in `cfg.place` when set: those results follow the
+/// kAllLatencyModes ones, in the same order) in interleaved rounds (floor, candidate, floor, candidate, ...; the order of
 /// each pair alternates between rounds), forking one responder per run.
 /// @param interrupted when non-null, a stop request (SIGINT/SIGTERM) ends the measurement
 ///        instead of throwing: the run it interrupted is discarded, the runs completed before it

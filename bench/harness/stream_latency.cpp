@@ -151,13 +151,14 @@ struct StreamChannel {
 /// trips and merges them into `r`. `slot` is the initiator's semaphore slot on pong (claimed on
 /// the first semaphore run). @throws Error on any failure or a stop request.
 void run_once(const LatencyConfig& cfg, const SharedMapping& mapping, Stream& ping, Stream& pong, int& slot,
-              LatencyMode mode, std::int64_t n, std::int64_t budget_ns, LatencyResult& r) {
+              LatencyResult& r, std::int64_t n, std::int64_t budget_ns) {
+  const LatencyMode mode = r.mode;
   if (mode == LatencyMode::semaphore && slot < 0) {
     slot = pong.claim_semaphore();
     if (slot < 0) throw Error(Errc::busy, "bench: no free semaphore slot in " + pong.path());
   }
   StreamRun run(cfg, mapping, mode, ping, pong, slot);
-  const std::string what = std::string("bench ") + mode_name(mode);
+  const std::string what = "bench " + result_name(r);
   switch (mode) {
     case LatencyMode::cacheline:
       latency_run<CachelineChannel>(run, what, "responder", cfg.warmup, n, budget_ns, r);
@@ -231,23 +232,39 @@ std::optional<double> mode_target(LatencyMode m) noexcept {
   }
 }
 
+std::string result_name(const LatencyResult& r) {
+  const std::string name = mode_name(r.mode);
+  return r.placement.empty() ? name : name + "@" + r.placement;
+}
+
 std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std::string>& notes, bool* interrupted) {
   if (interrupted != nullptr) *interrupted = false;
+  // The files' results first (report order), then the candidates run in cfg.place.
   std::vector<LatencyResult> results;
-  for (LatencyMode m : kAllLatencyModes) results.push_back(LatencyResult{m, {}, 0, 0, 0, 0, 0, false, {}});
-  auto result_of = [&](LatencyMode m) -> LatencyResult& {
-    return *std::find_if(results.begin(), results.end(), [m](const LatencyResult& r) { return r.mode == m; });
+  for (LatencyMode m : kAllLatencyModes) results.push_back(LatencyResult{m, {}, {}, 0, 0, 0, 0, 0, false, {}});
+  if (cfg.place) {
+    for (LatencyMode m : kAllLatencyModes)
+      if (!mode_is_floor(m)) results.push_back(LatencyResult{m, cfg.place->label, {}, 0, 0, 0, 0, 0, false, {}});
+  }
+  auto index_of = [&](LatencyMode m, bool placed) {
+    for (std::size_t i = 0; i < results.size(); ++i)
+      if (results[i].mode == m && results[i].placement.empty() != placed) return i;
+    return results.size();
   };
 
   // Spinning against a process on the same CPU only progresses at scheduler ticks.
   const bool can_spin = cfg.cores.has_value() || allowed_cpus().size() >= 2;
   if (!can_spin) {
-    for (LatencyMode m : {LatencyMode::cacheline, LatencyMode::cacheline_payload, LatencyMode::spin})
-      result_of(m).skipped = "one CPU available: spinning against a peer on the same CPU measures the scheduler";
+    for (LatencyResult& r : results) {
+      if (r.mode == LatencyMode::cacheline || r.mode == LatencyMode::cacheline_payload || r.mode == LatencyMode::spin)
+        r.skipped = "one CPU available: spinning against a peer on the same CPU measures the scheduler";
+    }
   }
 
   // One round: each floor/candidate pair back to back (order alternating between rounds), the
-  // cacheline_payload reference after the spin pair, then the pipe reference. Floors shared by two pairs run twice per round with half the samples.
+  // candidate's run in cfg.place right after it, the cacheline_payload reference after the spin
+  // pair, then the pipe reference. Floors shared by two pairs run twice per round with half the
+  // samples.
   struct Pair {
     LatencyMode floor;
     LatencyMode candidate;
@@ -257,31 +274,39 @@ std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std
                         {LatencyMode::futex_raw, LatencyMode::futex},
                         {LatencyMode::futex_raw, LatencyMode::semaphore}};
   auto schedule = [&](int round) {
-    std::vector<LatencyMode> order;
+    std::vector<std::size_t> order;
     for (const Pair& p : pairs) {
+      std::vector<std::size_t> candidate{index_of(p.candidate, false)};
+      if (cfg.place) candidate.push_back(index_of(p.candidate, true));
       if (round % 2 == 0) {
-        order.push_back(p.floor);
-        order.push_back(p.candidate);
+        order.push_back(index_of(p.floor, false));
+        order.insert(order.end(), candidate.begin(), candidate.end());
       } else {
-        order.push_back(p.candidate);
-        order.push_back(p.floor);
+        order.insert(order.end(), candidate.begin(), candidate.end());
+        order.push_back(index_of(p.floor, false));
       }
-      if (p.candidate == LatencyMode::spin) order.push_back(LatencyMode::cacheline_payload);
+      if (p.candidate == LatencyMode::spin) order.push_back(index_of(LatencyMode::cacheline_payload, false));
     }
-    order.push_back(LatencyMode::pipe);
-    std::erase_if(order, [&](LatencyMode m) { return !result_of(m).skipped.empty(); });
+    order.push_back(index_of(LatencyMode::pipe, false));
+    std::erase_if(order, [&](std::size_t i) { return !results[i].skipped.empty(); });
     return order;
   };
-  const std::vector<LatencyMode> first = schedule(0);
-  auto occurrences = [&](LatencyMode m) { return std::count(first.begin(), first.end(), m); };
+  const std::vector<std::size_t> first = schedule(0);
+  auto occurrences = [&](std::size_t i) { return std::count(first.begin(), first.end(), i); };
 
   const SharedMapping mapping(kPayloadBytes);
   StreamSpec spec;
   spec.shape = {static_cast<std::uint32_t>(cfg.payload_bytes)};
   spec.dtype = Dtype::u8;
-  Stream ping = Stream::create(cfg.stream_dir + "/bench-ping.im.shm", spec);
-  Stream pong = Stream::create(cfg.stream_dir + "/bench-pong.im.shm", spec);
-  int initiator_slot = -1;
+  // The ping/pong streams of each placement, and the initiator's semaphore slot on each pong.
+  struct Pair2 {
+    Stream ping, pong;
+    int slot = -1;
+  };
+  Pair2 files{Stream::create(cfg.stream_dir + "/bench-ping.im.shm", spec),
+              Stream::create(cfg.stream_dir + "/bench-pong.im.shm", spec), -1};
+  std::optional<Pair2> placed;
+  if (cfg.place) placed.emplace(Pair2{cfg.place->create("bench-ping", spec), cfg.place->create("bench-pong", spec), -1});
   const ChildWatch watch;
   if (cfg.cores && !pin_to_cpu(cfg.cores->first)) {
     throw Error(errc_from_errno(errno), "bench: pinning to CPU " + std::to_string(cfg.cores->first) + ": " +
@@ -291,21 +316,21 @@ std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std
   const int rounds = std::max(cfg.rounds, 1);
   bool stopped = false;
   for (int round = 0; round < rounds && !stopped; ++round) {
-    const std::vector<LatencyMode> order = schedule(round);
+    const std::vector<std::size_t> order = schedule(round);
     for (std::size_t step = 0; step < order.size() && !stopped; ++step) {
-      const LatencyMode m = order[step];
-      const auto parts = static_cast<std::int64_t>(rounds) * occurrences(m);
+      LatencyResult& r = results[order[step]];
+      const auto parts = static_cast<std::int64_t>(rounds) * occurrences(order[step]);
       const std::int64_t n = std::max<std::int64_t>(1, (cfg.samples + parts - 1) / parts);
       const auto budget_ns = static_cast<std::int64_t>(cfg.max_seconds_per_mode * 1e9 / static_cast<double>(parts));
       if (cfg.progress) {
         cfg.progress("latency round " + std::to_string(round + 1) + "/" + std::to_string(rounds) + ": " +
-                     mode_name(m) + " (" + std::to_string(step + 1) + "/" + std::to_string(order.size()) + ")");
+                     result_name(r) + " (" + std::to_string(step + 1) + "/" + std::to_string(order.size()) + ")");
       }
-      LatencyResult& r = result_of(m);
+      Pair2& streams = r.placement.empty() ? files : *placed;
       const LatencyResult before = r;
       try {
         if (interrupted != nullptr && stop_requested()) throw Error(Errc::interrupted, "bench: interrupted");
-        run_once(cfg, mapping, ping, pong, initiator_slot, m, n, budget_ns, r);
+        run_once(cfg, mapping, streams.ping, streams.pong, streams.slot, r, n, budget_ns);
       } catch (const Error& e) {
         if (e.errc() != Errc::interrupted || interrupted == nullptr) throw;
         r = before;  // the interrupted run's samples are partial: keep only whole runs
@@ -314,11 +339,21 @@ std::vector<LatencyResult> run_latency(const LatencyConfig& cfg, std::vector<std
       }
     }
   }
-  if (initiator_slot >= 0) pong.release_semaphore(initiator_slot);
+  if (files.slot >= 0) files.pong.release_semaphore(files.slot);
+  if (placed && placed->slot >= 0) placed->pong.release_semaphore(placed->slot);
   for (const LatencyResult& r : results) {
     if (r.budget_hit) {
-      notes.push_back(std::string(mode_name(r.mode)) + ": the time budget (--max-seconds) ended some runs early; " +
+      notes.push_back(result_name(r) + ": the time budget (--max-seconds) ended some runs early; " +
                       std::to_string(r.round_trips_ns.size()) + " round trips measured");
+    }
+  }
+  if (placed) {
+    placed.reset();
+    for (const char* name : {"bench-ping", "bench-pong"}) {
+      try {
+        cfg.place->remove(name);
+      } catch (const Error&) {  // the place goes with the run anyway
+      }
     }
   }
   return results;

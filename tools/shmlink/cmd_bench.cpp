@@ -108,6 +108,7 @@ struct LatencyRow {
   Percentiles p;                    ///< one-way ns
   std::optional<Percentiles> floor; ///< the floor's one-way ns (candidates)
   std::optional<double> pipe_p50;   ///< the pipe's one-way p50
+  std::optional<double> file_p50;   ///< a candidate run in a place: the same mode's p50 on files
 };
 
 /// The JSON entry of one latency mode.
@@ -116,7 +117,8 @@ Json latency_json(const LatencyRow& row) {
   const bool floor = mode_is_floor(r.mode);
   const bool run = r.skipped.empty() && !r.round_trips_ns.empty();
   Json j;
-  j["mode"] = mode_name(r.mode);
+  j["mode"] = result_name(r);
+  if (!r.placement.empty()) j["placement"] = r.placement;
   j["kind"] = floor ? "floor" : "candidate";
   j["floor"] = floor ? Json(nullptr) : Json(mode_name(mode_floor(r.mode)));
   j["description"] = mode_description(r.mode);
@@ -150,6 +152,7 @@ Json latency_json(const LatencyRow& row) {
   j["ratio_p999"] = num_or_null(r999);
   j["ratio_vs_pipe_p50"] = run && row.pipe_p50 && r.mode != LatencyMode::pipe ? num_or_null(ratio(row.p.p50, *row.pipe_p50))
                                                                               : Json(nullptr);
+  if (!r.placement.empty()) j["ratio_vs_file_p50"] = run && row.file_p50 ? num_or_null(ratio(row.p.p50, *row.file_p50)) : Json(nullptr);
   const std::optional<double> target = mode_target(r.mode);
   j["target"] = num_or_null(target);
   j["meets_target"] = target && r50 ? Json(*r50 <= *target) : Json(nullptr);
@@ -461,7 +464,8 @@ int run_bench_stream(BenchStreamOptions opt) {
   }
   auto row_of = [&](LatencyMode m) -> const LatencyRow* {
     for (const LatencyRow& row : rows)
-      if (row.r->mode == m && row.r->skipped.empty() && !row.r->round_trips_ns.empty()) return &row;
+      if (row.r->mode == m && row.r->placement.empty() && row.r->skipped.empty() && !row.r->round_trips_ns.empty())
+        return &row;
     return nullptr;
   };
   for (LatencyRow& row : rows) {
@@ -469,6 +473,9 @@ int run_bench_stream(BenchStreamOptions opt) {
       if (const LatencyRow* f = row_of(mode_floor(row.r->mode))) row.floor = f->p;
     }
     if (const LatencyRow* p = row_of(LatencyMode::pipe)) row.pipe_p50 = p->p.p50;
+    if (!row.r->placement.empty()) {
+      if (const LatencyRow* f = row_of(row.r->mode)) row.file_p50 = f->p.p50;
+    }
   }
 
   {

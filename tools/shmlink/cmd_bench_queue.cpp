@@ -84,7 +84,8 @@ Json latency_entry(const QueueLatencyResult& r, const std::optional<Percentiles>
                    std::size_t message_bytes) {
   const bool is_floor = r.mode == QueueLatencyMode::cacheline || r.mode == QueueLatencyMode::futex_raw;
   Json j;
-  j["mode"] = queue_latency_mode_name(r.mode);
+  j["mode"] = queue_result_name(r);
+  if (!r.placement.empty()) j["placement"] = r.placement;
   j["kind"] = queue_latency_mode_kind(r.mode);
   j["floor"] = is_floor ? Json(nullptr) : Json("cacheline");
   j["description"] = queue_latency_mode_description(r.mode);
@@ -130,7 +131,8 @@ Json latency_entry(const QueueLatencyResult& r, const std::optional<Percentiles>
 Json throughput_entry(const QueueThroughputResult& r, std::uint32_t batch, std::size_t message_bytes) {
   const bool shm = queue_throughput_mode_is_shmlink(r.mode);
   Json j;
-  j["mode"] = queue_throughput_mode_name(r.mode);
+  j["mode"] = queue_result_name(r);
+  if (!r.placement.empty()) j["placement"] = r.placement;
   j["kind"] = shm ? "shmlink" : "peer";
   j["description"] = queue_throughput_mode_description(r.mode);
   j["batch"] = queue_throughput_mode_is_batched(r.mode) ? batch : 1U;
@@ -152,6 +154,25 @@ Json throughput_entry(const QueueThroughputResult& r, std::uint32_t batch, std::
   }
   j["involuntary_switches"] = r.involuntary_switches;
   return j;
+}
+
+/// Adds "ratio_vs_file" to every entry of `list` run in a place (it has "placement"): its
+/// `figure` (one-way p50, samples/s) over the same mode's on files; null when either is missing.
+template <class Figure>
+void add_ratio_vs_file(Json& list, Figure figure) {
+  for (Json& e : list) {
+    if (!e.contains("placement")) continue;
+    const std::string mode = e["mode"].get<std::string>();
+    const std::string file_mode = mode.substr(0, mode.find('@'));
+    std::optional<double> r;
+    for (const Json& f : list) {
+      if (f["mode"] != file_mode) continue;
+      const std::optional<double> ours = figure(e);
+      const std::optional<double> theirs = figure(f);
+      if (ours && theirs) r = quotient(*ours, *theirs);
+    }
+    e["ratio_vs_file"] = number_or_null(r);
+  }
 }
 
 /// The mode with the lowest one-way p50 among the latency entries `pick` accepts that ran.
@@ -502,9 +523,17 @@ int run_bench_queue(BenchQueueOptions opt) {
   Json lj = Json::array();
   for (std::size_t i = 0; i < res.latency.size(); ++i)
     lj.push_back(latency_entry(res.latency[i], pct[i], floor_p, futex_p, cfg.message_bytes()));
+  add_ratio_vs_file(lj, [](const Json& e) -> std::optional<double> {
+    if (!e["one_way_ns"].is_object()) return std::nullopt;
+    return e["one_way_ns"]["p50"].get<double>();
+  });
   doc["latency"] = lj;
   Json tj = Json::array();
   for (const QueueThroughputResult& r : res.throughput) tj.push_back(throughput_entry(r, cfg.batch, cfg.message_bytes()));
+  add_ratio_vs_file(tj, [](const Json& e) -> std::optional<double> {
+    if (e["runs"].get<int>() == 0) return std::nullopt;
+    return e["samples_per_s"].get<double>();
+  });
   doc["throughput"] = tj;
   doc["comparison"] = comparison_json(lj, tj);
   doc["load"] = load;
