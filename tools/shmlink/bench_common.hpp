@@ -10,6 +10,10 @@
 #include "harness/queue.hpp"
 #include "harness/stream.hpp"
 
+#include <shmlink/region.hpp>
+
+#include <cstddef>
+#include <memory>
 #include <string>
 
 namespace shmlink::cli::bench {
@@ -19,6 +23,36 @@ using namespace shmlink::bench;  // NOLINT(google-build-using-namespace): the ha
 /// Renders a table as GitHub Markdown (header row, alignment row, one row per table row;
 /// colours dropped), for the `--markdown` reports that go into README.md.
 std::string markdown_table(const Table& t);
+
+/// The region of a `--region` run: created for the run (never an existing one) and removed
+/// with its file when the run ends. The channels placed in it share its mapping, which the
+/// forked children inherit.
+class BenchRegion {
+ public:
+  /// Creates the region file: `path` as `region_path()` resolves it (a name without '/' lands
+  /// in the stream directory as `<name>.region.shm`), or `<scratch>/bench.region.shm` when
+  /// `path` is empty; `size` is rounded up to a power of two of at least 4 MiB (a multiple of
+  /// the 2 MiB huge page, for hugetlbfs). @throws Error naming the file (it exists, no space,
+  /// a bad size for its file system).
+  BenchRegion(const std::string& path, const std::string& scratch, std::size_t size);
+  /// Removes the region file.
+  ~BenchRegion();
+  BenchRegion(const BenchRegion&) = delete;
+  BenchRegion& operator=(const BenchRegion&) = delete;
+  /// The region.
+  [[nodiscard]] Region& region() noexcept { return *region_; }
+  /// Its file.
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+  std::shared_ptr<Region> region_;
+};
+
+/// The StreamPlace of `bench stream --region`: streams created in `r` (purging an old entry).
+StreamPlace stream_place(const std::shared_ptr<BenchRegion>& r);
+/// The QueuePlace of `bench queue --region`: queues created, opened and removed in `r`.
+QueuePlace queue_place(const std::shared_ptr<BenchRegion>& r);
 
 /// Registers `bench queue` under the `bench` subcommand (options, JSON schema
 /// "shmlink-bench-queue/1", report). @return the subcommand and its runner.

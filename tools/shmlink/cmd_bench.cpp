@@ -53,6 +53,7 @@ struct BenchStreamOptions {
   bool json = false;              ///< JSON on stdout
   bool markdown = false;          ///< Markdown tables on stdout
   std::string save;               ///< also write the JSON document to this file
+  std::string region;             ///< --region [PATH]: "" = a region in the scratch directory
   bool no_post_semaphores = false;  ///< spin/hybrid/futex writes skip the semaphore posts
   bool progress = false;          ///< progress lines on stderr even when it is not a terminal
   CLI::App* app = nullptr;        ///< the subcommand, to tell given options from defaults
@@ -409,6 +410,12 @@ int run_bench_stream(BenchStreamOptions opt) {
   }
   ScratchDir scratch(resolve_directory(opt.dir));
   lc.stream_dir = scratch.path();
+  std::shared_ptr<BenchRegion> region;
+  if (opt.app->count("--region") > 0) {
+    // Two small streams (the ping/pong frames): a few pages each.
+    region = std::make_shared<BenchRegion>(opt.region, scratch.path(), 4 * lc.payload_bytes + (std::size_t{1} << 20));
+    lc.place = stream_place(region);
+  }
   ThroughputConfig tc;
   tc.frame_sizes = sizes;
   tc.batches = batches;
@@ -508,6 +515,7 @@ int run_bench_stream(BenchStreamOptions opt) {
   cj["bandwidth_batches"] = batches;
   cj["batch_seconds"] = batch_seconds;
   cj["clock_overhead_ns"] = clock_ns;
+  cj["region"] = region ? Json(region->path()) : Json(nullptr);
   doc["config"] = cj;
   Json lj = Json::array();
   for (const LatencyRow& row : rows) lj.push_back(latency_json(row));
@@ -565,6 +573,12 @@ Command add_bench_command(CLI::App& app) {
   stream->add_flag("--json", opt->json, "JSON output (schema shmlink-bench-stream/1, docs/bench.md)");
   stream->add_flag("--markdown", opt->markdown, "Markdown tables (for README.md)");
   stream->add_option("--save", opt->save, "Also write the JSON document to FILE (for python3 -m shmlink.plot)");
+  stream->add_option("--region", opt->region,
+                     "Also run the stream modes with their streams in a region (rows MODE@region, "
+                     "ratio_vs_file_p50): created for the run at PATH (a name without '/' is NAME.region.shm in the "
+                     "stream directory; default: in the scratch directory) and removed afterwards")
+      ->expected(0, 1)
+      ->type_name("[PATH]");
   stream->add_flag("--progress", opt->progress,
                    "Report each step (part, mode, round) on stderr even when it is not a terminal (on a terminal "
                    "the step is always shown, on one line)");

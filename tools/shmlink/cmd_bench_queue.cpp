@@ -52,6 +52,7 @@ struct BenchQueueOptions {
   bool json = false;                          ///< JSON on stdout
   bool markdown = false;                      ///< Markdown tables on stdout
   std::string save;                           ///< also write the JSON document to this file
+  std::string region;                         ///< --region [PATH]: "" = a region in the scratch directory
   CLI::App* app = nullptr;                    ///< the subcommand, to tell given options from defaults
 };
 
@@ -468,6 +469,15 @@ int run_bench_queue(BenchQueueOptions opt) {
   }
   ScratchDir scratch(resolve_directory(opt.dir));
   cfg.scratch_dir = scratch.path();
+  std::shared_ptr<BenchRegion> region;
+  if (given("--region")) {
+    // Room for the largest run's two queues (latency ping/pong, or the throughput queue), twice.
+    QueueSpec big;
+    big.capacity = std::max(cfg.capacity, std::uint32_t{16});
+    big.max_values = cfg.values;
+    region = std::make_shared<BenchRegion>(opt.region, scratch.path(), 4 * Queue::bytes_for(big) + (std::size_t{1} << 20));
+    cfg.place = queue_place(region);
+  }
 
   const LoadMeter load_meter;
   const double clock_ns = clock_overhead_ns();
@@ -519,6 +529,7 @@ int run_bench_queue(BenchQueueOptions opt) {
   cj["throughput_wait"] = "hybrid";
   cj["clock_overhead_ns"] = clock_ns;
   cj["wall_seconds"] = wall_s;
+  cj["region"] = region ? Json(region->path()) : Json(nullptr);
   doc["config"] = cj;
   Json lj = Json::array();
   for (std::size_t i = 0; i < res.latency.size(); ++i)
@@ -592,6 +603,12 @@ Command add_bench_queue_command(CLI::App& bench) {
   sub->add_flag("--json", opt->json, "JSON output (schema shmlink-bench-queue/1, docs/bench.md)");
   sub->add_flag("--markdown", opt->markdown, "Markdown tables (for README.md)");
   sub->add_option("--save", opt->save, "Also write the JSON document to FILE");
+  sub->add_option("--region", opt->region,
+                  "Also run the shmlink modes with their queues in a region (rows MODE@region, ratio_vs_file): "
+                  "created for the run at PATH (a name without '/' is NAME.region.shm in the stream directory; "
+                  "default: in the scratch directory) and removed afterwards")
+      ->expected(0, 1)
+      ->type_name("[PATH]");
   return {sub, [opt] { return run_bench_queue(*opt); }};
 }
 
