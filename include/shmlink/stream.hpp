@@ -31,6 +31,7 @@
 /// kernel's TAI offset is set; compare like with like.)
 #pragma once
 
+#include <shmlink/channel.hpp>  // kForever, kMaxStreamName, stream_directory(), the name rule
 #include <shmlink/error.hpp>
 #include <shmlink/export.h>
 #include <shmlink/segment.hpp>
@@ -126,8 +127,6 @@ constexpr bool is_rolling_buffer(std::size_t naxis, std::uint64_t imagetype) noe
   return naxis == 3 && (imagetype & 0xF) == kImagetypeCircularBuffer;
 }
 
-/// Longest accepted stream name in bytes (ISIO's `name` field is char[80]).
-inline constexpr std::size_t kMaxStreamName = 79;
 /// Most semaphore slots a stream may have: every count ISIO's `sem` field (uint16) can hold, so
 /// that any stream ImageStreamIO or milk creates opens (0 included: a stream without semaphore
 /// slots, waited on by futex or spin only). Each slot costs 48 bytes of file (sem_t, semReadPID,
@@ -140,14 +139,8 @@ inline constexpr std::size_t kMaxKeywordString = 16;
 inline constexpr int kSemaphoreMaxValue = 10;
 /// Most packets a packetised frame may have (DAO's MAX_NB_PARTIAL_PACKET).
 inline constexpr std::uint32_t kMaxPackets = 512;
-/// A wait that never times out.
-inline constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
 /// Default spin budget of futex waits before sleeping (docs/design/streams.md, "Reader protocols").
 inline constexpr std::chrono::nanoseconds kDefaultSpin = std::chrono::microseconds(2);
-
-/// The directory streams live in: `$SHMLINK_DIR`, else `$MILK_SHM_DIR`, else `/milk/shm` if it
-/// is a directory, else `/dev/shm`. Evaluated on every call (no process-wide cache).
-SHMLINK_EXPORT std::string stream_directory();
 
 /// The file of a stream: a name without '/' becomes `<stream_directory()>/<name>.im.shm`; a
 /// name containing '/' is a path used as given (DAO style, e.g. "/tmp/x.im.shm").
@@ -158,39 +151,10 @@ SHMLINK_EXPORT std::string stream_path(std::string_view name_or_path);
 /// The stream name stored in the file for `name_or_path` (basename without ".im.shm").
 SHMLINK_EXPORT std::string stream_name(std::string_view name_or_path);
 
-/// `text` made safe to print on a terminal and in one line: printable ASCII and valid UTF-8
-/// sequences pass (except U+0080..U+009F, the C1 controls), a backslash becomes `\\`, ESC
-/// `\e`, newline `\n`, carriage return `\r`, tab `\t`, and every other byte (other control
-/// characters, DEL, NUL, bytes that are not valid UTF-8) `\xNN` (two lower-case hex digits).
-/// The result is valid UTF-8. Used for every channel name in error messages and CLI output.
-SHMLINK_EXPORT std::string escape_name(std::string_view text);
-
-/// The one name rule of every channel kind (stream_path(), queue_path(); memif status files are
-/// named by shmlink, `<pid>-<k>`): `name` (the bare name, without directory and kind suffix) must
-/// be 1 to `max_bytes` bytes long, not "." or "..", without '/', NUL or another control character
-/// (below 0x20, DEL). Names from paths (DAO style, "/tmp/x.im.shm") are checked by their basename.
-/// @param kind "stream", "queue", ... (for the message); @param given what the caller passed
-/// (shown escaped in the message).
-/// @throws Error invalid_argument (empty, ".", "..", '/', control character) or name_too_long
-///         (over `max_bytes`), its message naming `given` escaped (escape_name()).
-SHMLINK_EXPORT void check_channel_name(std::string_view kind, std::string_view name, std::string_view given,
-                                       std::size_t max_bytes);
-
 /// The message for semaphore `index` that a stream of `count` slots does not have, naming the
 /// stream (escaped, escape_name()): "stream 'wfs' has no semaphores" when count is 0, else
 /// "semaphore 12 is outside 0..9 of stream 'wfs'". Used by the C API, Python and the CLI.
 SHMLINK_EXPORT std::string semaphore_index_error(long long index, int count, std::string_view stream);
-
-/// What the file type bits of `mode` (st_mode) say, for messages that refuse a channel file that
-/// is not a regular file: "a FIFO (named pipe)", "a socket", "a character device", "a block
-/// device", "a directory", "a symbolic link", or "a regular file".
-SHMLINK_EXPORT const char* file_type_name(mode_t mode) noexcept;
-
-/// The one permission rule of every channel file: read and write bits only (a subset of 0666).
-/// Set-user-ID, set-group-ID, sticky and execute bits are refused: a data file is never a program.
-/// @param resource the file being created (for the message).
-/// @throws Error invalid_argument naming `resource`, the mode and the refused bits.
-SHMLINK_EXPORT void check_channel_permissions(mode_t permissions, std::string_view resource);
 
 /// What a new stream looks like. Defaults give a plain ISIO stream (10 semaphores, MATH_DATA).
 struct StreamSpec {
