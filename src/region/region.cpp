@@ -81,7 +81,7 @@ std::string region_path(std::string_view name_or_path) {
   std::string_view name = name_or_path;
   if (name.size() > kRegionSuffix.size() && name.substr(name.size() - kRegionSuffix.size()) == kRegionSuffix)
     name.remove_suffix(kRegionSuffix.size());
-  check_channel_name("region", name, name_or_path, kMaxStreamName);
+  check_channel_name("region", name, name_or_path, kMaxChannelName);
   return stream_directory() + "/" + std::string(name) + std::string(kRegionSuffix);
 }
 
