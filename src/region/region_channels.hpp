@@ -24,7 +24,7 @@ inline std::string locator(const Region::State& st, std::string_view name) { ret
 
 /// The channel name rule, plus no ':' (it separates the region from the name in PATH:NAME).
 inline void check_name(std::string_view kind, std::string_view name, const Region::State& st) {
-  check_channel_name(kind, name, name, kMaxStreamName);
+  check_channel_name(kind, name, name, kMaxChannelName);
   if (name.find(':') != std::string_view::npos)
     throw Error(Errc::invalid_argument, std::string(kind) + " '" + escape_name(name) + "' in region " + st.path +
                                             ": a name must not contain ':'");

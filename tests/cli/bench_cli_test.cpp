@@ -676,6 +676,75 @@ void check_memif_doc(const json& doc, const std::vector<std::uint32_t>& sizes, b
 
 /// Also: the rounds alternate the order of the cases (odd rounds in reverse), so the reference
 /// does not always run right before shmlink; the progress lines on stderr show the order.
+TEST(BenchCli, QueueRegionRunReportsRegionRowsBesideTheFileOnesAndRemovesTheRegion) {
+  ScratchStreamDir dir;
+  // A region named without '/' lands in the stream directory as NAME.region.shm.
+  const RunResult r = run_cli({"bench", "queue", "--quick", "--json", "--rounds", "1", "--samples", "300",
+                               "--throughput-samples", "3000", "--region", "benchq"},
+                              dir.path());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(r.out);
+  EXPECT_EQ(doc.at("config").at("region"), dir.path() + "/benchq.region.shm");
+  std::map<std::string, json> lat;
+  for (const json& e : doc.at("latency")) lat[e.at("mode").get<std::string>()] = e;
+  for (const char* mode : {"spsc_polling", "spsc_hybrid", "spsc_futex", "mpmc_polling", "mpmc_futex"}) {
+    SCOPED_TRACE(mode);
+    ASSERT_TRUE(lat.count(mode));
+    EXPECT_FALSE(lat[mode].contains("placement"));
+    const std::string placed = std::string(mode) + "@region";
+    ASSERT_TRUE(lat.count(placed));
+    const json& e = lat[placed];
+    EXPECT_EQ(e.at("placement"), "region");
+    EXPECT_EQ(e.at("kind"), "shmlink");
+    if (!e.at("skipped").is_null()) continue;  // a spinning mode on one CPU
+    EXPECT_GT(e.at("runs").get<int>(), 0);
+    expect_ratio(e.at("ratio_vs_file"), e.at("one_way_ns").at("p50"), lat[mode].at("one_way_ns").at("p50"),
+                 "ratio_vs_file");
+  }
+  EXPECT_EQ(lat.count("pipe@region"), 0U) << "only shmlink modes run in the region";
+  std::map<std::string, json> tp;
+  for (const json& e : doc.at("throughput")) tp[e.at("mode").get<std::string>()] = e;
+  for (const char* mode : {"spsc_single", "spsc_bulk", "mpmc_single", "mpmc_bulk"}) {
+    SCOPED_TRACE(mode);
+    const std::string placed = std::string(mode) + "@region";
+    ASSERT_TRUE(tp.count(placed));
+    EXPECT_EQ(tp[placed].at("placement"), "region");
+    EXPECT_GT(tp[placed].at("runs").get<int>(), 0);
+    expect_ratio(tp[placed].at("ratio_vs_file"), tp[placed].at("samples_per_s"), tp[mode].at("samples_per_s"),
+                 "ratio_vs_file");
+  }
+  EXPECT_EQ(tp.size(), 12U + 4U);
+  EXPECT_EQ(dir.entries(), 0) << "the region file (or a queue) was left in the stream directory";
+}
+
+TEST(BenchCli, StreamRegionRunReportsRegionRowsBesideTheFileOnes) {
+  ScratchStreamDir dir;
+  const RunResult r = run_cli({"bench", "stream", "--quick", "--json", "--rounds", "1", "--samples", "400",
+                               "--sizes", "4K", "--region"},
+                              dir.path());
+  if (r.code != 0 && r.err.find("does not have yet") != std::string::npos)
+    GTEST_SKIP() << "this build places no streams in regions yet: " << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(r.out);
+  EXPECT_TRUE(doc.at("config").at("region").is_string());
+  std::map<std::string, json> lat;
+  for (const json& e : doc.at("latency")) lat[e.at("mode").get<std::string>()] = e;
+  EXPECT_EQ(lat.size(), 8U + 4U);
+  for (const char* mode : {"spin", "hybrid", "futex", "semaphore"}) {
+    SCOPED_TRACE(mode);
+    const std::string placed = std::string(mode) + "@region";
+    ASSERT_TRUE(lat.count(placed));
+    const json& e = lat[placed];
+    EXPECT_EQ(e.at("placement"), "region");
+    EXPECT_EQ(e.at("kind"), "candidate");
+    EXPECT_EQ(e.at("floor"), lat[mode].at("floor"));
+    if (!e.at("skipped").is_null()) continue;  // spin on one CPU
+    expect_ratio(e.at("ratio_vs_file_p50"), e.at("one_way_ns").at("p50"), lat[mode].at("one_way_ns").at("p50"),
+                 "ratio_vs_file_p50");
+  }
+  EXPECT_EQ(dir.entries(), 0) << "the benchmark left files in the stream directory";
+}
+
 TEST(BenchCli, MemifShmlinkOnlyRunFollowsTheDocumentedSchema) {
   if (shmlink::test::allowed_cpus().size() < 2) GTEST_SKIP() << "memif bench needs two CPUs";
   ScratchStreamDir dir;

@@ -2,8 +2,8 @@
 // libFuzzer target: a region directory written by a hostile peer (a buggy or hostile guest VM,
 // issue 20). The input is the start of a region (header, entry table, anything after them); it
 // lands in a zero-filled 256 KiB region which is attached, listed, and then used: entries
-// reserved, published, looked up, removed, placements checked for currency, queues in ready
-// entries opened by name. Nothing may crash,
+// reserved, published, looked up, removed, placements checked for currency, the streams and
+// queues of ready entries opened by name. Nothing may crash,
 // read or write outside the region, or loop without bound (the lock timeout is 1 ms here and a
 // wait never outlasts five of them); Errc::layout (a corrupt directory), timeout (a lock that
 // looks held by a live process) or no_space are the expected answers.
@@ -39,6 +39,11 @@ void exercise(shmlink::Region& r) {
         shmlink::Queue q = r.open_queue(s.entry.name);
         shmlink::Sample m;
         (void)q.try_pop(m);
+      } else {
+        shmlink::Stream st_handle = r.open_stream(s.entry.name);
+        std::vector<std::byte> frame(st_handle.frame_bytes());
+        (void)st_handle.read_copy(frame, nullptr, 4);
+        (void)st_handle.replaced();
       }
     } catch (const shmlink::Error&) {
     }

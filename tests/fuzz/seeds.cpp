@@ -11,7 +11,7 @@
 // the ARP and ICMP echo frames `shmlink memif ping|responder` build and answer. memif messages
 // and handshakes: memif_seeds.cpp. VILLAS regions: our own output regions as villas-node lays
 // them out, both modes, empty, part full, full, drained and stopped. Regions: directories with
-// entries ready, creating and removed, one with its lock left held.
+// entries ready, creating and removed, one with its lock left held, one with a stream and a queue.
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
@@ -188,6 +188,17 @@ void region_seeds(const fs::path& out) {
       std::atomic_ref<std::uint64_t>(reinterpret_cast<shmlink::rlayout::RegionHeader*>(st->bytes.data())->lock)
           .store(0x1234567800000042ULL);
     const auto* base = reinterpret_cast<const char*>(st->bytes.data());
+    if (c.max_entries == 16 && c.entries == 3) {  // real channels too, in the fuzz target's 256 KiB
+      shmlink::StreamSpec spec;
+      spec.shape = {8, 8};
+      spec.keywords = 1;
+      (void)r.create_stream("wfs", spec);
+      shmlink::QueueSpec q;
+      q.capacity = 8;
+      q.max_values = 4;
+      (void)r.create_queue("cmd", q);
+      put(out / ("region_" + std::to_string(k++)), std::vector<char>(base, base + st->bytes.size()));
+    }
     put(out / ("region_" + std::to_string(k++)),
         std::vector<char>(base, base + shmlink::rlayout::directory_bytes(static_cast<std::uint32_t>(c.max_entries))));
   }

@@ -4,7 +4,6 @@
 // and semaphore waits against a cache-line ping-pong, a futex ping-pong and a pipe between two
 // pinned processes; write/read bandwidth against memcpy; the cost of a write nobody waits for.
 #include "bench_common.hpp"
-#include "bench_queue.hpp"
 #include "common.hpp"
 
 #include <fmt/format.h>
@@ -54,6 +53,7 @@ struct BenchStreamOptions {
   bool json = false;              ///< JSON on stdout
   bool markdown = false;          ///< Markdown tables on stdout
   std::string save;               ///< also write the JSON document to this file
+  std::string region;             ///< --region [PATH]: "" = a region in the scratch directory
   bool no_post_semaphores = false;  ///< spin/hybrid/futex writes skip the semaphore posts
   bool progress = false;          ///< progress lines on stderr even when it is not a terminal
   CLI::App* app = nullptr;        ///< the subcommand, to tell given options from defaults
@@ -94,18 +94,6 @@ std::string size_text(std::size_t bytes) {
   return fmt::format("{} B", bytes);
 }
 
-/// Median back-to-back difference of two CLOCK_MONOTONIC reads, in ns: what timing adds.
-double clock_overhead_ns() {
-  std::vector<double> d;
-  d.reserve(10000);
-  for (int i = 0; i < 10000; ++i) {
-    const std::int64_t a = mono_ns();
-    const std::int64_t b = mono_ns();
-    d.push_back(static_cast<double>(b - a));
-  }
-  return median_of(d);
-}
-
 /// A number, or null when absent.
 Json num_or_null(std::optional<double> v) { return v ? Json(*v) : Json(nullptr); }
 
@@ -121,6 +109,7 @@ struct LatencyRow {
   Percentiles p;                    ///< one-way ns
   std::optional<Percentiles> floor; ///< the floor's one-way ns (candidates)
   std::optional<double> pipe_p50;   ///< the pipe's one-way p50
+  std::optional<double> file_p50;   ///< a candidate run in a place: the same mode's p50 on files
 };
 
 /// The JSON entry of one latency mode.
@@ -129,7 +118,8 @@ Json latency_json(const LatencyRow& row) {
   const bool floor = mode_is_floor(r.mode);
   const bool run = r.skipped.empty() && !r.round_trips_ns.empty();
   Json j;
-  j["mode"] = mode_name(r.mode);
+  j["mode"] = result_name(r);
+  if (!r.placement.empty()) j["placement"] = r.placement;
   j["kind"] = floor ? "floor" : "candidate";
   j["floor"] = floor ? Json(nullptr) : Json(mode_name(mode_floor(r.mode)));
   j["description"] = mode_description(r.mode);
@@ -163,6 +153,7 @@ Json latency_json(const LatencyRow& row) {
   j["ratio_p999"] = num_or_null(r999);
   j["ratio_vs_pipe_p50"] = run && row.pipe_p50 && r.mode != LatencyMode::pipe ? num_or_null(ratio(row.p.p50, *row.pipe_p50))
                                                                               : Json(nullptr);
+  if (!r.placement.empty()) j["ratio_vs_file_p50"] = run && row.file_p50 ? num_or_null(ratio(row.p.p50, *row.file_p50)) : Json(nullptr);
   const std::optional<double> target = mode_target(r.mode);
   j["target"] = num_or_null(target);
   j["meets_target"] = target && r50 ? Json(*r50 <= *target) : Json(nullptr);
@@ -419,15 +410,19 @@ int run_bench_stream(BenchStreamOptions opt) {
   }
   ScratchDir scratch(resolve_directory(opt.dir));
   lc.stream_dir = scratch.path();
+  std::shared_ptr<BenchRegion> region;
+  if (opt.app->count("--region") > 0) {
+    // Two small streams (the ping/pong frames): a few pages each.
+    region = std::make_shared<BenchRegion>(opt.region, scratch.path(), 4 * lc.payload_bytes + (std::size_t{1} << 20));
+    lc.place = stream_place(region);
+  }
   ThroughputConfig tc;
   tc.frame_sizes = sizes;
   tc.batches = batches;
   tc.batch_seconds = batch_seconds;
   tc.stream_dir = scratch.path();
 
-  const std::vector<double> load_before = read_loadavg();
-  const CpuTimes cpu_before = read_cpu_times();
-  const std::int64_t own_before = own_cpu_ns();
+  const LoadMeter load_meter;
   const double clock_ns = clock_overhead_ns();
 
   // Ctrl-C (or SIGTERM) ends the run where it is: the rows completed so far are reported, and
@@ -460,33 +455,7 @@ int run_bench_stream(BenchStreamOptions opt) {
                                 runs, bw.size(), sizes.size(), wc ? "the" : "no"));
   }
 
-  const CpuTimes cpu_after = read_cpu_times();
-  const std::int64_t own_after = own_cpu_ns();
-  const std::vector<double> load_after = read_loadavg();
-
-  // Load: CPU time the rest of the machine used while we ran, and time stolen by the hypervisor.
-  Json load;
-  load["loadavg_before"] = load_before;
-  load["loadavg_after"] = load_after;
-  load["other_cpu_percent"] = nullptr;
-  load["steal_percent"] = nullptr;
-  load["busy"] = nullptr;
-  if (cpu_after.total > cpu_before.total) {
-    const double tick_ns = 1e9 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    const double total_ns = static_cast<double>(cpu_after.total - cpu_before.total) * tick_ns;
-    const double busy_ns = static_cast<double>(cpu_after.busy - cpu_before.busy) * tick_ns;
-    const double other = std::max(0.0, busy_ns - static_cast<double>(own_after - own_before)) / total_ns * 100;
-    const double steal = static_cast<double>(cpu_after.steal - cpu_before.steal) * tick_ns / total_ns * 100;
-    const bool busy = other > 5 || steal > 2;
-    load["other_cpu_percent"] = other;
-    load["steal_percent"] = steal;
-    load["busy"] = busy;
-    if (busy) {
-      notes.push_back(fmt::format("the machine was busy: other processes used {:.1f}% and the hypervisor stole {:.1f}% "
-                                  "of the CPU time during the run; absolute numbers are inflated, ratios less so",
-                                  other, steal));
-    }
-  }
+  const Json load = load_meter.finish(notes);
   notes.push_back(fmt::format("every round trip is timed with two CLOCK_MONOTONIC reads; one read costs about {:.0f} ns "
                               "here and is included in floors and candidates alike",
                               clock_ns));
@@ -502,7 +471,8 @@ int run_bench_stream(BenchStreamOptions opt) {
   }
   auto row_of = [&](LatencyMode m) -> const LatencyRow* {
     for (const LatencyRow& row : rows)
-      if (row.r->mode == m && row.r->skipped.empty() && !row.r->round_trips_ns.empty()) return &row;
+      if (row.r->mode == m && row.r->placement.empty() && row.r->skipped.empty() && !row.r->round_trips_ns.empty())
+        return &row;
     return nullptr;
   };
   for (LatencyRow& row : rows) {
@@ -510,6 +480,9 @@ int run_bench_stream(BenchStreamOptions opt) {
       if (const LatencyRow* f = row_of(mode_floor(row.r->mode))) row.floor = f->p;
     }
     if (const LatencyRow* p = row_of(LatencyMode::pipe)) row.pipe_p50 = p->p.p50;
+    if (!row.r->placement.empty()) {
+      if (const LatencyRow* f = row_of(row.r->mode)) row.file_p50 = f->p.p50;
+    }
   }
 
   {
@@ -542,6 +515,7 @@ int run_bench_stream(BenchStreamOptions opt) {
   cj["bandwidth_batches"] = batches;
   cj["batch_seconds"] = batch_seconds;
   cj["clock_overhead_ns"] = clock_ns;
+  cj["region"] = region ? Json(region->path()) : Json(nullptr);
   doc["config"] = cj;
   Json lj = Json::array();
   for (const LatencyRow& row : rows) lj.push_back(latency_json(row));
@@ -599,6 +573,12 @@ Command add_bench_command(CLI::App& app) {
   stream->add_flag("--json", opt->json, "JSON output (schema shmlink-bench-stream/1, docs/bench.md)");
   stream->add_flag("--markdown", opt->markdown, "Markdown tables (for README.md)");
   stream->add_option("--save", opt->save, "Also write the JSON document to FILE (for python3 -m shmlink.plot)");
+  stream->add_option("--region", opt->region,
+                     "Also run the stream modes with their streams in a region (rows MODE@region, "
+                     "ratio_vs_file_p50): created for the run at PATH (a name without '/' is NAME.region.shm in the "
+                     "stream directory; default: in the scratch directory) and removed afterwards")
+      ->expected(0, 1)
+      ->type_name("[PATH]");
   stream->add_flag("--progress", opt->progress,
                    "Report each step (part, mode, round) on stderr even when it is not a terminal (on a terminal "
                    "the step is always shown, on one line)");

@@ -3,7 +3,7 @@
 // "shmlink-bench-queue/1") and the human or Markdown report of the measurements made by
 // bench_queue.cpp: shmlink queue latency and throughput next to the raw floors and to pipes,
 // unix sockets, Boost.Interprocess message_queue and ZeroMQ ipc://, in one run.
-#include "bench_queue.hpp"
+#include "bench_common.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -52,20 +52,9 @@ struct BenchQueueOptions {
   bool json = false;                          ///< JSON on stdout
   bool markdown = false;                      ///< Markdown tables on stdout
   std::string save;                           ///< also write the JSON document to this file
+  std::string region;                         ///< --region [PATH]: "" = a region in the scratch directory
   CLI::App* app = nullptr;                    ///< the subcommand, to tell given options from defaults
 };
-
-/// Median back-to-back difference of two CLOCK_MONOTONIC reads, in ns: what timing adds.
-double clock_read_ns() {
-  std::vector<double> d;
-  d.reserve(10000);
-  for (int i = 0; i < 10000; ++i) {
-    const std::int64_t a = mono_ns();
-    const std::int64_t b = mono_ns();
-    d.push_back(static_cast<double>(b - a));
-  }
-  return median_of(d);
-}
 
 /// A number, or null when absent.
 Json number_or_null(std::optional<double> v) { return v ? Json(*v) : Json(nullptr); }
@@ -96,7 +85,8 @@ Json latency_entry(const QueueLatencyResult& r, const std::optional<Percentiles>
                    std::size_t message_bytes) {
   const bool is_floor = r.mode == QueueLatencyMode::cacheline || r.mode == QueueLatencyMode::futex_raw;
   Json j;
-  j["mode"] = queue_latency_mode_name(r.mode);
+  j["mode"] = queue_result_name(r);
+  if (!r.placement.empty()) j["placement"] = r.placement;
   j["kind"] = queue_latency_mode_kind(r.mode);
   j["floor"] = is_floor ? Json(nullptr) : Json("cacheline");
   j["description"] = queue_latency_mode_description(r.mode);
@@ -142,7 +132,8 @@ Json latency_entry(const QueueLatencyResult& r, const std::optional<Percentiles>
 Json throughput_entry(const QueueThroughputResult& r, std::uint32_t batch, std::size_t message_bytes) {
   const bool shm = queue_throughput_mode_is_shmlink(r.mode);
   Json j;
-  j["mode"] = queue_throughput_mode_name(r.mode);
+  j["mode"] = queue_result_name(r);
+  if (!r.placement.empty()) j["placement"] = r.placement;
   j["kind"] = shm ? "shmlink" : "peer";
   j["description"] = queue_throughput_mode_description(r.mode);
   j["batch"] = queue_throughput_mode_is_batched(r.mode) ? batch : 1U;
@@ -164,6 +155,25 @@ Json throughput_entry(const QueueThroughputResult& r, std::uint32_t batch, std::
   }
   j["involuntary_switches"] = r.involuntary_switches;
   return j;
+}
+
+/// Adds "ratio_vs_file" to every entry of `list` run in a place (it has "placement"): its
+/// `figure` (one-way p50, samples/s) over the same mode's on files; null when either is missing.
+template <class Figure>
+void add_ratio_vs_file(Json& list, Figure figure) {
+  for (Json& e : list) {
+    if (!e.contains("placement")) continue;
+    const std::string mode = e["mode"].get<std::string>();
+    const std::string file_mode = mode.substr(0, mode.find('@'));
+    std::optional<double> r;
+    for (const Json& f : list) {
+      if (f["mode"] != file_mode) continue;
+      const std::optional<double> ours = figure(e);
+      const std::optional<double> theirs = figure(f);
+      if (ours && theirs) r = quotient(*ours, *theirs);
+    }
+    e["ratio_vs_file"] = number_or_null(r);
+  }
 }
 
 /// The mode with the lowest one-way p50 among the latency entries `pick` accepts that ran.
@@ -459,11 +469,18 @@ int run_bench_queue(BenchQueueOptions opt) {
   }
   ScratchDir scratch(resolve_directory(opt.dir));
   cfg.scratch_dir = scratch.path();
+  std::shared_ptr<BenchRegion> region;
+  if (given("--region")) {
+    // Room for the largest run's two queues (latency ping/pong, or the throughput queue), twice.
+    QueueSpec big;
+    big.capacity = std::max(cfg.capacity, std::uint32_t{16});
+    big.max_values = cfg.values;
+    region = std::make_shared<BenchRegion>(opt.region, scratch.path(), 4 * Queue::bytes_for(big) + (std::size_t{1} << 20));
+    cfg.place = queue_place(region);
+  }
 
-  const std::vector<double> load_before = read_loadavg();
-  const CpuTimes cpu_before = read_cpu_times();
-  const std::int64_t own_before = own_cpu_ns();
-  const double clock_ns = clock_read_ns();
+  const LoadMeter load_meter;
+  const double clock_ns = clock_overhead_ns();
   if (is_tty(2)) {
     std::fprintf(stderr, "shmlink bench queue: %d rounds of %zu latency and %zu throughput modes\n", cfg.rounds,
                  std::size(kAllQueueLatencyModes), std::size(kAllQueueThroughputModes));
@@ -471,32 +488,7 @@ int run_bench_queue(BenchQueueOptions opt) {
   const std::int64_t wall0 = mono_ns();
   const QueueBenchResults res = run_queue_bench(cfg, notes);
   const double wall_s = static_cast<double>(mono_ns() - wall0) / 1e9;
-  const CpuTimes cpu_after = read_cpu_times();
-  const std::int64_t own_after = own_cpu_ns();
-  const std::vector<double> load_after = read_loadavg();
-
-  Json load;
-  load["loadavg_before"] = load_before;
-  load["loadavg_after"] = load_after;
-  load["other_cpu_percent"] = nullptr;
-  load["steal_percent"] = nullptr;
-  load["busy"] = nullptr;
-  if (cpu_after.total > cpu_before.total) {
-    const double tick_ns = 1e9 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    const double total_ns = static_cast<double>(cpu_after.total - cpu_before.total) * tick_ns;
-    const double busy_ns = static_cast<double>(cpu_after.busy - cpu_before.busy) * tick_ns;
-    const double other = std::max(0.0, busy_ns - static_cast<double>(own_after - own_before)) / total_ns * 100;
-    const double steal = static_cast<double>(cpu_after.steal - cpu_before.steal) * tick_ns / total_ns * 100;
-    const bool busy = other > 5 || steal > 2;
-    load["other_cpu_percent"] = other;
-    load["steal_percent"] = steal;
-    load["busy"] = busy;
-    if (busy) {
-      notes.push_back(fmt::format("the machine was busy: other processes used {:.1f}% and the hypervisor stole {:.1f}% "
-                                  "of the CPU time during the run; absolute numbers are inflated, ratios less so",
-                                  other, steal));
-    }
-  }
+  const Json load = load_meter.finish(notes);
   notes.push_back(fmt::format("every round trip is timed with two CLOCK_MONOTONIC reads; one read costs about {:.0f} ns "
                               "here and is included in floors and candidates alike",
                               clock_ns));
@@ -537,13 +529,22 @@ int run_bench_queue(BenchQueueOptions opt) {
   cj["throughput_wait"] = "hybrid";
   cj["clock_overhead_ns"] = clock_ns;
   cj["wall_seconds"] = wall_s;
+  cj["region"] = region ? Json(region->path()) : Json(nullptr);
   doc["config"] = cj;
   Json lj = Json::array();
   for (std::size_t i = 0; i < res.latency.size(); ++i)
     lj.push_back(latency_entry(res.latency[i], pct[i], floor_p, futex_p, cfg.message_bytes()));
+  add_ratio_vs_file(lj, [](const Json& e) -> std::optional<double> {
+    if (!e["one_way_ns"].is_object()) return std::nullopt;
+    return e["one_way_ns"]["p50"].get<double>();
+  });
   doc["latency"] = lj;
   Json tj = Json::array();
   for (const QueueThroughputResult& r : res.throughput) tj.push_back(throughput_entry(r, cfg.batch, cfg.message_bytes()));
+  add_ratio_vs_file(tj, [](const Json& e) -> std::optional<double> {
+    if (e["runs"].get<int>() == 0) return std::nullopt;
+    return e["samples_per_s"].get<double>();
+  });
   doc["throughput"] = tj;
   doc["comparison"] = comparison_json(lj, tj);
   doc["load"] = load;
@@ -602,6 +603,12 @@ Command add_bench_queue_command(CLI::App& bench) {
   sub->add_flag("--json", opt->json, "JSON output (schema shmlink-bench-queue/1, docs/bench.md)");
   sub->add_flag("--markdown", opt->markdown, "Markdown tables (for README.md)");
   sub->add_option("--save", opt->save, "Also write the JSON document to FILE");
+  sub->add_option("--region", opt->region,
+                  "Also run the shmlink modes with their queues in a region (rows MODE@region, ratio_vs_file): "
+                  "created for the run at PATH (a name without '/' is NAME.region.shm in the stream directory; "
+                  "default: in the scratch directory) and removed afterwards")
+      ->expected(0, 1)
+      ->type_name("[PATH]");
   return {sub, [opt] { return run_bench_queue(*opt); }};
 }
 

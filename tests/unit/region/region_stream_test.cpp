@@ -117,5 +117,25 @@ TEST(RegionStreams, AReadOnlyRegionOpensChannelsReadOnly) {
   EXPECT_EQ(error_of([&] { (void)r.create_queue("q", queue_spec()); }).errc(), Errc::permission);
 }
 
+TEST(RegionStreams, PartialWritesKeepTheirCompanionInTheRegion) {
+  TempStreamDir dir;
+  Region r = Region::create("pkt", k1M);
+  Stream w = r.create_stream("wfs", test::spec_of({8}, Dtype::u16));
+  const std::vector<std::uint16_t> half(4, 7);
+  ASSERT_TRUE(w.write_packet(0, 2, 0, std::span<const std::uint16_t>(half)).ok());
+  ASSERT_EQ(w.finalize_packets().code(), Errc::incomplete);
+  auto entries = r.entries();
+  ASSERT_EQ(entries.size(), 2U);
+  EXPECT_EQ(entries[1].name, "wfs_pkt");
+  EXPECT_EQ(entries[1].state, EntryState::ready);
+  EXPECT_EQ(dir.entries(), 1) << "only the region file: no companion file";
+  // Another process's view, by name: the packet record is found through the region.
+  const auto ps = Region::open("pkt").open_stream("wfs").packet_status();
+  ASSERT_TRUE(ps.has_value());
+  EXPECT_EQ(ps->missing, std::vector<std::uint32_t>{1});
+  r.remove("wfs");  // the companion goes with it
+  EXPECT_TRUE(r.entries().empty());
+}
+
 }  // namespace
 }  // namespace shmlink

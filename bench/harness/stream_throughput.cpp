@@ -3,7 +3,7 @@
 // nobody waiting"): batches of memcpy, Stream::write, Stream::read_copy and write + read_copy
 // per frame size, and the cost of a small write when no reader waits, each interleaved with its
 // floor and reported as the median of the batches.
-#include "bench_common.hpp"
+#include "harness/stream.hpp"
 
 #include <shmlink/error.hpp>
 #include <shmlink/stream.hpp>
@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-namespace shmlink::cli::bench {
+namespace shmlink::bench {
 
 namespace {
 
@@ -243,4 +243,4 @@ WriteCostResult run_write_cost(const ThroughputConfig& cfg) {
   return r;
 }
 
-}  // namespace shmlink::cli::bench
+}  // namespace shmlink::bench

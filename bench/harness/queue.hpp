@@ -1,22 +1,24 @@
 // SPDX-License-Identifier: MIT
-/// @file bench_queue.hpp
-/// @brief `shmlink bench queue` (docs/bench.md "bench queue"): one-way latency and throughput of
+/// @file queue.hpp
+/// @brief The measurements of `shmlink bench queue` (docs/bench.md "bench queue"): one-way latency and throughput of
 /// shmlink sample queues between two pinned processes, next to the raw cache-line and futex
 /// floors and to pipes, unix stream sockets, Boost.Interprocess message_queue and ZeroMQ ipc://,
 /// all measured interleaved in one run.
 #pragma once
 
-#include "bench_common.hpp"
-#include "common.hpp"
+#include "harness/machine.hpp"
+
+#include <shmlink/queue.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
-namespace shmlink::cli::bench {
+namespace shmlink::bench {
 
 // ---- modes ----------------------------------------------------------------------------------
 
@@ -116,6 +118,19 @@ QueueThroughputMode queue_peer_throughput_mode(QueuePeer p, bool batched) noexce
 /// ts_origin_ns (i64), ts_received_ns (i64), flags (u32), length (u32), as Sample holds them.
 inline constexpr std::size_t kQueueMessageHeaderBytes = 32;
 
+/// Another place for the shmlink queues of a run than files in the scratch directory (a region:
+/// `bench queue --region`). The shmlink modes then run a second time, their queues made here,
+/// and their results carry `label` as their placement.
+struct QueuePlace {
+  std::string label;  ///< "region": names the place in results and messages
+  /// Creates queue `name` (replacing an old one) and returns its handle. @throws Error.
+  std::function<Queue(const std::string& name, const QueueSpec& spec)> create;
+  /// Opens queue `name` (in the parent or the forked child). @throws Error.
+  std::function<Queue(const std::string& name)> open;
+  /// Removes queue `name`. @throws Error.
+  std::function<void(const std::string& name)> remove;
+};
+
 /// How to run `bench queue`.
 struct QueueBenchConfig {
   std::int64_t samples = 100000;               ///< latency round trips per mode, over all rounds
@@ -128,6 +143,7 @@ struct QueueBenchConfig {
   std::uint32_t batch = 32;                    ///< samples per bulk call, write, send or zmq message
   std::uint32_t capacity = 1024;               ///< cells of every shmlink queue (a power of two)
   std::string scratch_dir;                     ///< where queue files and ipc:// sockets are made
+  std::optional<QueuePlace> place;             ///< set: the shmlink modes also run with their queues there
 
   /// Bytes of one message: kQueueMessageHeaderBytes + 8 * values.
   [[nodiscard]] std::size_t message_bytes() const noexcept {
@@ -138,6 +154,7 @@ struct QueueBenchConfig {
 /// Merged result of one latency mode over all its runs.
 struct QueueLatencyResult {
   QueueLatencyMode mode = QueueLatencyMode::cacheline;
+  std::string placement;                     ///< "": files in the scratch directory; else QueuePlace::label
   std::vector<std::int64_t> round_trips_ns;  ///< every timed round trip, ns
   std::int64_t initiator_cpu_ns = 0;         ///< CPU time of the timing side during timed round trips, ns
   std::int64_t responder_cpu_ns = 0;         ///< CPU time of the echoing side during the same, ns
@@ -151,6 +168,7 @@ struct QueueLatencyResult {
 /// Merged result of one throughput mode over all its runs.
 struct QueueThroughputResult {
   QueueThroughputMode mode = QueueThroughputMode::spsc_single;
+  std::string placement;               ///< "": files in the scratch directory; else QueuePlace::label
   std::vector<double> samples_per_s;   ///< rate of every run, samples/s (timed samples / wall time)
   std::int64_t samples = 0;            ///< timed samples, all runs
   std::int64_t wall_ns = 0;            ///< wall time of the timed parts, all runs, ns
@@ -162,22 +180,24 @@ struct QueueThroughputResult {
 
 /// Everything one `bench queue` run measured.
 struct QueueBenchResults {
-  std::vector<QueueLatencyResult> latency;        ///< one per kAllQueueLatencyModes entry, same order
-  std::vector<QueueThroughputResult> throughput;  ///< one per kAllQueueThroughputModes entry, same order
+  /// One per kAllQueueLatencyModes entry, same order; then, with QueueBenchConfig::place, one
+  /// per shmlink mode run there (same order).
+  std::vector<QueueLatencyResult> latency;
+  /// One per kAllQueueThroughputModes entry, same order; then the shmlink modes run in the place.
+  std::vector<QueueThroughputResult> throughput;
 };
 
+/// "spsc_polling", or "spsc_polling@region" for a result of the mode run in a QueuePlace.
+std::string queue_result_name(const QueueLatencyResult& r);
+/// "spsc_bulk", or "spsc_bulk@region".
+std::string queue_result_name(const QueueThroughputResult& r);
+
 /// Runs every latency and throughput mode in `cfg.rounds` interleaved rounds (each round: the
-/// latency modes, then the throughput modes; the order reversed on odd rounds), forking one
-/// child per run. This process must already be pinned to `cfg.cores->first` when cores are given.
+/// latency modes, then the throughput modes; the order reversed on odd rounds; a shmlink mode's
+/// run in `cfg.place` right after its run on files), forking one child per run. This process must already be pinned to `cfg.cores->first` when cores are given.
 /// @throws Error when a queue file, pipe, socket, message queue or ipc:// endpoint cannot be
 ///         made (naming it), a child cannot be forked, a peer stops answering or returns other
 ///         data, or a stop was requested (Errc::interrupted).
 QueueBenchResults run_queue_bench(const QueueBenchConfig& cfg, std::vector<std::string>& notes);
 
-// ---- the subcommand ------------------------------------------------------------------------
-
-/// Registers `bench queue` under the `bench` subcommand (options, JSON schema
-/// "shmlink-bench-queue/1", report). @return the subcommand and its runner.
-Command add_bench_queue_command(CLI::App& bench);
-
-}  // namespace shmlink::cli::bench
+}  // namespace shmlink::bench
