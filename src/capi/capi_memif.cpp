@@ -36,6 +36,7 @@ namespace {
 
 using shmlink::Errc;
 using shmlink::Status;
+using shmlink::capi::copy_field;
 using shmlink::capi::fail;
 using shmlink::capi::guarded;
 using shmlink::capi::null_arg;
@@ -75,7 +76,7 @@ static_assert(std::is_same_v<decltype(shmlink_memif_buffer_t::flags), decltype(m
 static_assert(std::is_same_v<decltype(shmlink_memif_buffer_t::desc_index), decltype(memif::Buffer::desc_index)>);
 
 // The C ABI of the memif structs: size, alignment and every field offset (LP64). A change
-// breaks programs built against the previous header: bump the SOVERSION (see capi.cpp).
+// breaks programs built against the previous header: bump the SOVERSION (see capi_stream.cpp).
 static_assert(sizeof(shmlink_memif_socket_args_t) == 24 && alignof(shmlink_memif_socket_args_t) == 8);
 static_assert(offsetof(shmlink_memif_socket_args_t, path) == 0 &&
               offsetof(shmlink_memif_socket_args_t, app_name) == 8 &&
@@ -157,14 +158,6 @@ struct shmlink_memif_socket {
 namespace {
 
 const char* role_name(memif::Role r) noexcept { return r == memif::Role::master ? "master" : "slave"; }
-
-/// Copies `src` into the fixed C field `dst`, cutting and always NUL-terminating.
-template <std::size_t N>
-void copy_field(char (&dst)[N], std::string_view src) noexcept {
-  const std::size_t n = std::min(src.size(), N - 1);
-  if (n != 0) std::memcpy(dst, src.data(), n);
-  dst[n] = '\0';
-}
 
 /// Copies `line` into buf[0..size) as snprintf does; returns the full length (capped at INT_MAX).
 int copy_out(std::string_view line, char* buf, std::size_t size) noexcept {

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+// The stream and queue handles of the C API and the conversions that more than one object's file
+// needs (capi_stream.cpp, capi_queue.cpp, capi_interface.cpp). Internal: not installed, not
+// exported.
+#pragma once
+
+#include <shmlink.h>
+
+#include <shmlink/queue.hpp>
+#include <shmlink/stream.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+/// The opaque stream handle: owns one open stream. shmlink_stream_close deletes it.
+struct shmlink_stream {
+  shmlink::Stream stream;
+};
+
+/// The opaque queue handle. Each direction has its own run of scratch samples (burst_chunk() of
+/// them, each reserved to max_values at open, so that pushes and pops never allocate); single
+/// pushes and pops use the first. On separate cache lines, as a pushing and a popping thread
+/// write them concurrently.
+struct shmlink_queue {
+  shmlink::Queue queue;
+  bool read_only = false;
+  alignas(64) std::vector<shmlink::Sample> push_run;  // the pushing thread's
+  alignas(64) std::vector<shmlink::Sample> pop_run;   // the popping thread's
+};
+
+namespace shmlink::capi {
+
+/// A C timeout (relative ns; negative = wait forever, the header's convention) as a C++ one.
+inline std::chrono::nanoseconds to_timeout(std::int64_t ns) noexcept {
+  return ns < 0 ? shmlink::kForever : std::chrono::nanoseconds(ns);
+}
+
+/// SHMLINK_QUEUE_SPSC or SHMLINK_QUEUE_MPMC.
+bool kind_valid(unsigned k) noexcept;
+/// SHMLINK_WAIT_POLLING..SHMLINK_WAIT_HYBRID.
+bool wait_valid(unsigned w) noexcept;
+/// SHMLINK_SIGNAL_F64..SHMLINK_SIGNAL_C64 (a long long, so that no int wraps into range).
+bool signal_type_valid(long long t) noexcept;
+
+/// Converts a C signal table into `out`. Checks what C adds (NULL pointers, strings that lack
+/// their NUL, absurd counts): "creating queue 'q': signal 2 (index 5): name is not
+/// NUL-terminated within 40 bytes"; the core checks the rest (indices, types, duplicates) and
+/// names the file. @return SHMLINK_OK or SHMLINK_E_INVALID_ARGUMENT (message recorded).
+int to_cpp_signals(const shmlink_signal_t* signals, std::uint32_t count, const char* action, const char* name,
+                   std::vector<shmlink::Signal>& out);
+/// Copies one signal table entry out (strings cut to the C fields, always NUL-terminated).
+void to_c(const shmlink::Signal& in, shmlink_signal_t* out) noexcept;
+/// Copies a queue header snapshot out.
+void to_c(const shmlink::QueueInfo& in, shmlink_queue_info_t* out) noexcept;
+/// Checks a sample to push: "shmlink_queue_push: sample is NULL". @return 0 or INVALID_ARGUMENT.
+int check_push_sample(const char* function, const shmlink_sample_t* s) noexcept;
+/// Checks a sample to pop into (NULL, or NULL values with a capacity). @return 0 or INVALID_ARGUMENT.
+int check_pop_sample(const char* function, const shmlink_sample_t* s) noexcept;
+/// Copies a C sample into `dst`, whose values vector has room for `c.length` values (checked by
+/// the caller): no allocation.
+void from_c(const shmlink_sample_t& c, shmlink::Sample& dst) noexcept;
+/// Copies a popped sample out: at most `out->capacity` values, `out->length` the real length.
+void to_c(const shmlink::Sample& src, shmlink_sample_t* out) noexcept;
+
+}  // namespace shmlink::capi
