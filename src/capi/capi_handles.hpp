@@ -14,7 +14,7 @@
 #include <vector>
 
 /// The opaque stream handle: owns one open stream. shmlink_stream_close deletes it.
-struct shmlink_stream {
+struct shmlink_stream_s {
   shmlink::Stream stream;
 };
 
@@ -22,7 +22,7 @@ struct shmlink_stream {
 /// them, each reserved to max_values at open, so that pushes and pops never allocate); single
 /// pushes and pops use the first. On separate cache lines, as a pushing and a popping thread
 /// write them concurrently.
-struct shmlink_queue {
+struct shmlink_queue_s {
   shmlink::Queue queue;
   bool read_only = false;
   alignas(64) std::vector<shmlink::Sample> push_run;  // the pushing thread's

@@ -67,7 +67,7 @@ bool protocol_valid(unsigned p) noexcept { return p == SHMLINK_PROTOCOL_SHMLINK 
 
 /// The opaque interface handle. The writing and the reading thread each have their own scratch
 /// sample (reserved at open: write and read never allocate), on separate cache lines.
-struct shmlink_interface {
+struct shmlink_interface_s {
   shmlink::Interface iface;
   alignas(64) shmlink::Sample write_scratch;  // the writing thread's
   alignas(64) shmlink::Sample read_scratch;   // the reading thread's
@@ -203,12 +203,12 @@ void shmlink_interface_spec_init(shmlink_interface_spec_t* spec) {
   spec->exec = nullptr;
 }
 
-int shmlink_interface_new(const shmlink_interface_spec_t* spec, shmlink_interface_t** out) {
-  if (out == nullptr) return null_arg("shmlink_interface_new", "out");
+int shmlink_interface_create(const shmlink_interface_spec_t* spec, shmlink_interface_t** out) {
+  if (out == nullptr) return null_arg("shmlink_interface_create", "out");
   *out = nullptr;
-  if (spec == nullptr) return null_arg("shmlink_interface_new", "spec");
-  if (spec->out == nullptr) return null_arg("shmlink_interface_new", "spec->out");
-  if (spec->in == nullptr) return null_arg("shmlink_interface_new", "spec->in");
+  if (spec == nullptr) return null_arg("shmlink_interface_create", "spec");
+  if (spec->out == nullptr) return null_arg("shmlink_interface_create", "spec->out");
+  if (spec->in == nullptr) return null_arg("shmlink_interface_create", "spec->in");
   if (!kind_valid(spec->kind))
     return fail(SHMLINK_E_INVALID_ARGUMENT, "interface (out '%s', in '%s'): kind %u is not SPSC (1) or MPMC (2)",
                 spec->out, spec->in, static_cast<unsigned>(spec->kind));
@@ -236,7 +236,7 @@ int shmlink_interface_new(const shmlink_interface_spec_t* spec, shmlink_interfac
     cpp.permissions = static_cast<mode_t>(spec->permissions);
     if (spec->exec != nullptr)
       for (const char* const* a = spec->exec; *a != nullptr; ++a) cpp.exec.emplace_back(*a);
-    auto handle = std::make_unique<shmlink_interface>();
+    auto handle = std::make_unique<shmlink_interface_s>();
     handle->iface = shmlink::Interface(std::move(cpp));
     *out = handle.release();
     return SHMLINK_OK;
@@ -253,8 +253,8 @@ int shmlink_interface_import_signal(shmlink_interface_t* iface, uint32_t index, 
   return register_signal(iface, "shmlink_interface_import_signal", false, index, name, type, unit);
 }
 
-int shmlink_interface_open(shmlink_interface_t* iface) {
-  if (iface == nullptr) return null_arg("shmlink_interface_open", "iface");
+int shmlink_interface_connect(shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_connect", "iface");
   return guarded("opening interface", label_of(iface->iface).out, [&] {
     auto& i = iface->iface;
     i.open();
@@ -265,8 +265,8 @@ int shmlink_interface_open(shmlink_interface_t* iface) {
   });
 }
 
-int shmlink_interface_is_open(const shmlink_interface_t* iface) {
-  if (iface == nullptr) return null_arg("shmlink_interface_is_open", "iface");
+int shmlink_interface_is_connected(const shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_is_connected", "iface");
   return iface->iface.is_open() ? 1 : 0;
 }
 
@@ -312,16 +312,28 @@ int shmlink_interface_read(shmlink_interface_t* iface, shmlink_sample_t* out, in
   return status_fail(st, "reading from", i, timeout_ns);
 }
 
-int shmlink_interface_close(shmlink_interface_t* iface) {
-  if (iface == nullptr) return null_arg("shmlink_interface_close", "iface");
+int shmlink_interface_disconnect(shmlink_interface_t* iface) {
+  if (iface == nullptr) return null_arg("shmlink_interface_disconnect", "iface");
   iface->iface.close();
   return SHMLINK_OK;
 }
 
-int shmlink_interface_destroy(shmlink_interface_t* iface) {
-  delete iface;  // ~Interface closes; delete NULL is a no-op.
+int shmlink_interface_close(shmlink_interface_t* iface) {
+  delete iface;  // ~Interface disconnects; delete NULL is a no-op.
   return SHMLINK_OK;
 }
+
+// ---- the older names (shmlink.h: deprecated, same meaning) -----------------------------------
+
+int shmlink_interface_new(const shmlink_interface_spec_t* spec, shmlink_interface_t** out) {
+  return shmlink_interface_create(spec, out);
+}
+
+int shmlink_interface_open(shmlink_interface_t* iface) { return shmlink_interface_connect(iface); }
+
+int shmlink_interface_is_open(const shmlink_interface_t* iface) { return shmlink_interface_is_connected(iface); }
+
+int shmlink_interface_destroy(shmlink_interface_t* iface) { return shmlink_interface_close(iface); }
 
 int shmlink_interface_peer(const shmlink_interface_t* iface, shmlink_peer_status_t* out) {
   if (iface == nullptr) return null_arg("shmlink_interface_peer", "iface");

@@ -220,7 +220,7 @@ void reserve_run(std::vector<shmlink::Sample>& run, std::size_t n, std::uint32_t
 }
 
 /// Wraps a freshly opened queue into a handle (reserving the scratch samples).
-void adopt(std::unique_ptr<shmlink_queue>& handle, shmlink::Queue q, bool read_only) {
+void adopt(std::unique_ptr<shmlink_queue_s>& handle, shmlink::Queue q, bool read_only) {
   reserve_run(handle->push_run, burst_chunk(q.max_values()), q.max_values());
   reserve_run(handle->pop_run, burst_chunk(q.max_values()), q.max_values());
   handle->queue = std::move(q);
@@ -335,7 +335,7 @@ int shmlink_queue_create(const char* name, const shmlink_queue_spec_t* spec, int
       return rc;
     // The handle and its scratch samples are allocated first so that an out-of-memory cannot
     // strand a created file (adopt() then only reserves more when an existing queue was opened).
-    auto handle = std::make_unique<shmlink_queue>();
+    auto handle = std::make_unique<shmlink_queue_s>();
     const std::uint32_t room = std::min(cpp.max_values, shmlink::kMaxSampleValues);
     reserve_run(handle->push_run, burst_chunk(room), room);
     reserve_run(handle->pop_run, burst_chunk(room), room);
@@ -366,7 +366,7 @@ int shmlink_queue_open(const char* name, const shmlink_queue_expect_t* expect, s
       }
       cpp.writable = expect->read_only == 0;
     }
-    auto handle = std::make_unique<shmlink_queue>();
+    auto handle = std::make_unique<shmlink_queue_s>();
     const bool read_only = !cpp.writable;
     shmlink::Queue q = shmlink::Queue::open(name, cpp);
     adopt(handle, std::move(q), read_only);
@@ -382,6 +382,11 @@ int shmlink_queue_close(shmlink_queue_t* queue) {
 
 int shmlink_queue_remove(const char* name) {
   if (name == nullptr) return null_arg("shmlink_queue_remove", "name");
+  return shmlink_queue_destroy(name);
+}
+
+int shmlink_queue_destroy(const char* name) {
+  if (name == nullptr) return null_arg("shmlink_queue_destroy", "name");
   return guarded("removing queue", name, [&] {
     shmlink::Queue::remove(name);
     return SHMLINK_OK;

@@ -6,8 +6,6 @@
 #include "capi/capi_handles.hpp"
 #include "capi/capi_internal.hpp"
 
-#include <unistd.h>
-
 #include <shmlink/error.hpp>
 #include <shmlink/stream.hpp>
 
@@ -150,7 +148,7 @@ int shmlink_stream_create(const char* name, const shmlink_stream_spec_t* spec, i
     cpp.permissions = static_cast<mode_t>(spec->permissions);
     if (spec->version != nullptr) cpp.version = spec->version;
     // The handle is allocated first so that an out-of-memory cannot strand a created file.
-    auto handle = std::make_unique<shmlink_stream>();
+    auto handle = std::make_unique<shmlink_stream_s>();
     handle->stream = shmlink::Stream::create(name, cpp, static_cast<shmlink::OpenMode>(m));
     *out = handle.release();
     return SHMLINK_OK;
@@ -162,7 +160,7 @@ int shmlink_stream_open(const char* name, shmlink_stream_t** out) {
   *out = nullptr;
   if (name == nullptr) return null_arg("shmlink_stream_open", "name");
   return guarded("opening stream", name, [&] {
-    auto handle = std::make_unique<shmlink_stream>();
+    auto handle = std::make_unique<shmlink_stream_s>();
     handle->stream = shmlink::Stream::open(name);
     *out = handle.release();
     return SHMLINK_OK;
@@ -174,28 +172,17 @@ int shmlink_stream_close(shmlink_stream_t* stream) {
   return SHMLINK_OK;
 }
 
-int shmlink_stream_destroy(shmlink_stream_t* stream) {
-  if (stream == nullptr) return null_arg("shmlink_stream_destroy", "stream");
-  // The handle is released whatever happens to the file, so the caller never has to guess
-  // whether it may still use it. The file is unlinked while the handle is still open (its
-  // mapping stays valid), so the name used in messages outlives the call.
-  std::unique_ptr<shmlink_stream> owned(stream);
-  // Never unlink a file that is no longer ours: another process may have re-created the stream.
-  if (owned->stream.valid() && owned->stream.replaced() && ::access(owned->stream.path().c_str(), F_OK) == 0)
-    return fail(SHMLINK_E_REPLACED, "removing stream '%s': %s was re-created since it was opened; left as is",
-                owned->stream.name().c_str(), owned->stream.path().c_str());
-  return guarded("removing stream", owned->stream.name().c_str(), [&] {
-    shmlink::Stream::remove(owned->stream.path());
+int shmlink_stream_destroy(const char* name) {
+  if (name == nullptr) return null_arg("shmlink_stream_destroy", "name");
+  return guarded("removing stream", name, [&] {
+    shmlink::Stream::remove(name);
     return SHMLINK_OK;
   });
 }
 
 int shmlink_stream_remove(const char* name) {
   if (name == nullptr) return null_arg("shmlink_stream_remove", "name");
-  return guarded("removing stream", name, [&] {
-    shmlink::Stream::remove(name);
-    return SHMLINK_OK;
-  });
+  return shmlink_stream_destroy(name);
 }
 
 // ---- geometry ---------------------------------------------------------------------------------

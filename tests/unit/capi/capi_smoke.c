@@ -115,8 +115,11 @@ int main(void) {
   CHECK(strcmp(shmlink_strerror(SHMLINK_E_NOT_FOUND), "not found") == 0);
   CHECK(shmlink_strerror(-12345) != NULL);
 
-  /* destroy removes the file */
-  CHECK_RC(shmlink_stream_destroy(s), SHMLINK_OK);
+  /* close frees the handle and keeps the file; destroy removes the file by name */
+  CHECK_RC(shmlink_stream_close(s), SHMLINK_OK);
+  CHECK_RC(shmlink_stream_open("smoke", &missing), SHMLINK_OK);
+  CHECK_RC(shmlink_stream_close(missing), SHMLINK_OK);
+  CHECK_RC(shmlink_stream_destroy("smoke"), SHMLINK_OK);
   CHECK_RC(shmlink_stream_open("smoke", &missing), SHMLINK_E_NOT_FOUND);
   CHECK_RC(shmlink_stream_close(NULL), SHMLINK_OK);
 
@@ -188,7 +191,7 @@ int main(void) {
     CHECK(wrong == NULL && strstr(shmlink_last_error(), "smokeq") != NULL);
     CHECK_RC(shmlink_queue_close(reader), SHMLINK_OK);
     CHECK_RC(shmlink_queue_close(q), SHMLINK_OK);
-    CHECK_RC(shmlink_queue_remove("smokeq"), SHMLINK_OK);
+    CHECK_RC(shmlink_queue_destroy("smokeq"), SHMLINK_OK);
   }
 
   /* a loopback interface: this process reads what it writes */
@@ -199,9 +202,9 @@ int main(void) {
     is.in = "smokeif";
     is.capacity = 4;
     shmlink_interface_t *iface = NULL;
-    CHECK_RC(shmlink_interface_new(&is, &iface), SHMLINK_OK);
+    CHECK_RC(shmlink_interface_create(&is, &iface), SHMLINK_OK);
     CHECK_RC(shmlink_interface_export_signal(iface, 0, "x", SHMLINK_SIGNAL_F64, "m"), SHMLINK_OK);
-    CHECK_RC(shmlink_interface_open(iface), SHMLINK_OK);
+    CHECK_RC(shmlink_interface_connect(iface), SHMLINK_OK);
     shmlink_value_t x;
     x.f = 42.0;
     CHECK_RC(shmlink_interface_write_values(iface, &x, 1, -1), SHMLINK_OK);
@@ -217,7 +220,7 @@ int main(void) {
     shmlink_peer_status_t peer;
     CHECK_RC(shmlink_interface_peer(iface, &peer), SHMLINK_OK);
     CHECK(peer.launched == 0 && peer.exited == 0);
-    CHECK_RC(shmlink_interface_destroy(iface), SHMLINK_OK); /* closes: removes the output file */
+    CHECK_RC(shmlink_interface_close(iface), SHMLINK_OK); /* disconnects (removes the output file), frees */
   }
 
   if (rmdir(dir) != 0) {
