@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 /// The opaque stream handle: owns one open stream. shmlink_stream_close deletes it.
@@ -35,6 +36,29 @@ namespace shmlink::capi {
 inline std::chrono::nanoseconds to_timeout(std::int64_t ns) noexcept {
   return ns < 0 ? shmlink::kForever : std::chrono::nanoseconds(ns);
 }
+
+/// Checks an open mode: "creating stream 'wfs': open mode 7 is not a shmlink_open_mode_t".
+/// @return SHMLINK_OK or SHMLINK_E_INVALID_ARGUMENT (message recorded).
+int check_open_mode(const char* action, const char* name, int mode) noexcept;
+/// Checks what the core cannot check of a C stream spec (naxis, which bounds the read of shape;
+/// dtype) and the open mode, naming stream `name`. @return 0 or INVALID_ARGUMENT.
+int check_stream_spec(const char* name, const shmlink_stream_spec_t* spec, int mode) noexcept;
+/// A checked C stream spec as the C++ one (allocates: call inside guarded()).
+shmlink::StreamSpec to_cpp(const shmlink_stream_spec_t& spec);
+
+/// A queue handle with scratch samples for `max_values` values (at most kMaxSampleValues),
+/// allocated before the queue exists so that an out-of-memory cannot strand a created file.
+/// @throws std::bad_alloc.
+std::unique_ptr<shmlink_queue_s> new_queue_handle(std::uint32_t max_values);
+/// Puts a freshly created or opened queue into `handle`, growing its scratch to the queue's
+/// max_values. @throws std::bad_alloc.
+void adopt(shmlink_queue_s& handle, shmlink::Queue q, bool read_only);
+/// A C queue spec as the C++ one (the signal table through to_cpp_signals, naming `name` in
+/// messages; the core checks the rest). @return 0 or INVALID_ARGUMENT. @throws std::bad_alloc.
+int to_cpp(const shmlink_queue_spec_t& spec, const char* action, const char* name, shmlink::QueueSpec& out);
+/// What a C opener expects (NULL: nothing, read-write) as the C++ QueueExpect; checks the kind.
+/// @return 0 or INVALID_ARGUMENT. @throws std::bad_alloc.
+int to_cpp(const shmlink_queue_expect_t* expect, const char* action, const char* name, shmlink::QueueExpect& out);
 
 /// SHMLINK_QUEUE_SPSC or SHMLINK_QUEUE_MPMC.
 bool kind_valid(unsigned k) noexcept;

@@ -34,6 +34,10 @@ using shmlink::capi::null_arg;
 using shmlink::capi::to_c;
 using shmlink::capi::to_cpp_signals;
 using shmlink::capi::to_timeout;
+using shmlink::capi::adopt;
+using shmlink::capi::check_open_mode;
+using shmlink::capi::new_queue_handle;
+using shmlink::capi::to_cpp;
 using shmlink::Errc;
 
 namespace {
@@ -219,14 +223,6 @@ void reserve_run(std::vector<shmlink::Sample>& run, std::size_t n, std::uint32_t
   for (shmlink::Sample& s : run) s.values.reserve(max_values);
 }
 
-/// Wraps a freshly opened queue into a handle (reserving the scratch samples).
-void adopt(std::unique_ptr<shmlink_queue_s>& handle, shmlink::Queue q, bool read_only) {
-  reserve_run(handle->push_run, burst_chunk(q.max_values()), q.max_values());
-  reserve_run(handle->pop_run, burst_chunk(q.max_values()), q.max_values());
-  handle->queue = std::move(q);
-  handle->read_only = read_only;
-}
-
 /// Checks a sample to push into `q`, and that its values fit a cell (before any copy: the
 /// scratch samples hold max_values values).
 int check_push_fits(const char* function, const shmlink_sample_t* s, const shmlink::Queue& q) noexcept {
@@ -314,32 +310,62 @@ void shmlink_queue_expect_init(shmlink_queue_expect_t* expect) {
   *expect = shmlink_queue_expect_t{};
 }
 
+std::unique_ptr<shmlink_queue_s> shmlink::capi::new_queue_handle(std::uint32_t max_values) {
+  auto handle = std::make_unique<shmlink_queue_s>();
+  const std::uint32_t room = std::min(max_values, shmlink::kMaxSampleValues);
+  reserve_run(handle->push_run, burst_chunk(room), room);
+  reserve_run(handle->pop_run, burst_chunk(room), room);
+  return handle;
+}
+
+void shmlink::capi::adopt(shmlink_queue_s& handle, shmlink::Queue q, bool read_only) {
+  reserve_run(handle.push_run, burst_chunk(q.max_values()), q.max_values());
+  reserve_run(handle.pop_run, burst_chunk(q.max_values()), q.max_values());
+  handle.queue = std::move(q);
+  handle.read_only = read_only;
+}
+
+int shmlink::capi::to_cpp(const shmlink_queue_spec_t& spec, const char* action, const char* name,
+                          shmlink::QueueSpec& out) {
+  out.capacity = spec.capacity;
+  out.max_values = spec.max_values;
+  out.kind = static_cast<QueueKind>(spec.kind);  // the core rejects values outside the enum
+  out.wait = static_cast<WaitMode>(spec.wait);
+  out.permissions = static_cast<mode_t>(spec.permissions);
+  return to_cpp_signals(spec.signals, spec.signal_count, action, name, out.signals);
+}
+
+int shmlink::capi::to_cpp(const shmlink_queue_expect_t* expect, const char* action, const char* name,
+                          shmlink::QueueExpect& out) {
+  if (expect == nullptr) return SHMLINK_OK;
+  if (expect->kind != 0 && !kind_valid(expect->kind))
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "%s '%s': expected kind %u is not 0, SPSC (1) or MPMC (2)", action, name,
+                static_cast<unsigned>(expect->kind));
+  if (expect->max_values != 0) out.max_values = expect->max_values;
+  if (expect->kind != 0) out.kind = static_cast<QueueKind>(expect->kind);
+  if (expect->signals != nullptr) {
+    std::vector<shmlink::Signal> table;
+    if (const int rc = to_cpp_signals(expect->signals, expect->signal_count, action, name, table); rc != SHMLINK_OK)
+      return rc;
+    out.signals = std::move(table);
+  }
+  out.writable = expect->read_only == 0;
+  return SHMLINK_OK;
+}
+
 int shmlink_queue_create(const char* name, const shmlink_queue_spec_t* spec, int mode, shmlink_queue_t** out) {
   if (out == nullptr) return null_arg("shmlink_queue_create", "out");
   *out = nullptr;
   if (name == nullptr) return null_arg("shmlink_queue_create", "name");
   if (spec == nullptr) return null_arg("shmlink_queue_create", "spec");
-  const auto m = static_cast<long long>(mode);
-  if (m < SHMLINK_EXCLUSIVE_CREATE || m > SHMLINK_OPEN_EXISTING)
-    return fail(SHMLINK_E_INVALID_ARGUMENT, "creating queue '%s': open mode %lld is not a shmlink_open_mode_t", name,
-                m);
+  if (const int rc = check_open_mode("creating queue", name, mode); rc != SHMLINK_OK) return rc;
   return guarded("creating queue", name, [&] {
     shmlink::QueueSpec cpp;
-    cpp.capacity = spec->capacity;
-    cpp.max_values = spec->max_values;
-    cpp.kind = static_cast<QueueKind>(spec->kind);  // the core rejects values outside the enum
-    cpp.wait = static_cast<WaitMode>(spec->wait);
-    cpp.permissions = static_cast<mode_t>(spec->permissions);
-    if (const int rc = to_cpp_signals(spec->signals, spec->signal_count, "creating queue", name, cpp.signals);
-        rc != SHMLINK_OK)
-      return rc;
+    if (const int rc = to_cpp(*spec, "creating queue", name, cpp); rc != SHMLINK_OK) return rc;
     // The handle and its scratch samples are allocated first so that an out-of-memory cannot
     // strand a created file (adopt() then only reserves more when an existing queue was opened).
-    auto handle = std::make_unique<shmlink_queue_s>();
-    const std::uint32_t room = std::min(cpp.max_values, shmlink::kMaxSampleValues);
-    reserve_run(handle->push_run, burst_chunk(room), room);
-    reserve_run(handle->pop_run, burst_chunk(room), room);
-    adopt(handle, shmlink::Queue::create(name, cpp, static_cast<shmlink::OpenMode>(m)), false);
+    auto handle = new_queue_handle(cpp.max_values);
+    adopt(*handle, shmlink::Queue::create(name, cpp, static_cast<shmlink::OpenMode>(mode)), false);
     *out = handle.release();
     return SHMLINK_OK;
   });
@@ -349,27 +375,11 @@ int shmlink_queue_open(const char* name, const shmlink_queue_expect_t* expect, s
   if (out == nullptr) return null_arg("shmlink_queue_open", "out");
   *out = nullptr;
   if (name == nullptr) return null_arg("shmlink_queue_open", "name");
-  if (expect != nullptr && expect->kind != 0 && !kind_valid(expect->kind))
-    return fail(SHMLINK_E_INVALID_ARGUMENT, "opening queue '%s': expected kind %u is not 0, SPSC (1) or MPMC (2)",
-                name, static_cast<unsigned>(expect->kind));
   return guarded("opening queue", name, [&] {
     shmlink::QueueExpect cpp;
-    if (expect != nullptr) {
-      if (expect->max_values != 0) cpp.max_values = expect->max_values;
-      if (expect->kind != 0) cpp.kind = static_cast<QueueKind>(expect->kind);
-      if (expect->signals != nullptr) {
-        std::vector<shmlink::Signal> table;
-        if (const int rc = to_cpp_signals(expect->signals, expect->signal_count, "opening queue", name, table);
-            rc != SHMLINK_OK)
-          return rc;
-        cpp.signals = std::move(table);
-      }
-      cpp.writable = expect->read_only == 0;
-    }
+    if (const int rc = to_cpp(expect, "opening queue", name, cpp); rc != SHMLINK_OK) return rc;
     auto handle = std::make_unique<shmlink_queue_s>();
-    const bool read_only = !cpp.writable;
-    shmlink::Queue q = shmlink::Queue::open(name, cpp);
-    adopt(handle, std::move(q), read_only);
+    adopt(*handle, shmlink::Queue::open(name, cpp), !cpp.writable);
     *out = handle.release();
     return SHMLINK_OK;
   });

@@ -60,6 +60,9 @@ using shmlink::capi::guarded;
 using shmlink::capi::null_arg;
 using shmlink::capi::copy_field;
 using shmlink::capi::to_timeout;
+using shmlink::capi::check_open_mode;
+using shmlink::capi::check_stream_spec;
+using shmlink::capi::to_cpp;
 
 /// Message for a non-ok hot-path status: "writing stream 'wfs': timed out".
 int status_fail(shmlink::Status st, const char* action, const shmlink::Stream& s) noexcept {
@@ -120,12 +123,7 @@ void shmlink_stream_spec_init(shmlink_stream_spec_t* spec) {
   spec->version = "2.00";
 }
 
-int shmlink_stream_create(const char* name, const shmlink_stream_spec_t* spec, int mode,
-                          shmlink_stream_t** out) {
-  if (out == nullptr) return null_arg("shmlink_stream_create", "out");
-  *out = nullptr;
-  if (name == nullptr) return null_arg("shmlink_stream_create", "name");
-  if (spec == nullptr) return null_arg("shmlink_stream_create", "spec");
+int shmlink::capi::check_stream_spec(const char* name, const shmlink_stream_spec_t* spec, int mode) noexcept {
   // naxis bounds the read of spec->shape, so it is checked here rather than by the core.
   if (spec->naxis < 1 || spec->naxis > 3)
     return fail(SHMLINK_E_INVALID_ARGUMENT, "creating stream '%s': naxis is %" PRIu32 ", must be 1, 2 or 3", name,
@@ -133,23 +131,40 @@ int shmlink_stream_create(const char* name, const shmlink_stream_spec_t* spec, i
   if (!shmlink::dtype_valid(spec->dtype))
     return fail(SHMLINK_E_INVALID_ARGUMENT, "creating stream '%s': dtype %u is not an ISIO datatype (1..13)", name,
                 static_cast<unsigned>(spec->dtype));
-  const auto m = static_cast<long long>(mode);
-  if (m < SHMLINK_EXCLUSIVE_CREATE || m > SHMLINK_OPEN_EXISTING)
-    return fail(SHMLINK_E_INVALID_ARGUMENT, "creating stream '%s': open mode %lld is not a shmlink_open_mode_t",
-                name, m);
+  return check_open_mode("creating stream", name, mode);
+}
+
+int shmlink::capi::check_open_mode(const char* action, const char* name, int mode) noexcept {
+  if (mode < SHMLINK_EXCLUSIVE_CREATE || mode > SHMLINK_OPEN_EXISTING)
+    return fail(SHMLINK_E_INVALID_ARGUMENT, "%s '%s': open mode %d is not a shmlink_open_mode_t", action, name, mode);
+  return SHMLINK_OK;
+}
+
+shmlink::StreamSpec shmlink::capi::to_cpp(const shmlink_stream_spec_t& spec) {
+  shmlink::StreamSpec cpp;
+  cpp.shape.assign(spec.shape, spec.shape + spec.naxis);
+  cpp.dtype = static_cast<shmlink::Dtype>(spec.dtype);
+  cpp.keywords = spec.keywords;
+  cpp.semaphores = spec.semaphores;
+  cpp.imagetype = spec.imagetype;
+  cpp.circular_buffer = spec.circular_buffer;
+  cpp.permissions = static_cast<mode_t>(spec.permissions);
+  if (spec.version != nullptr) cpp.version = spec.version;
+  return cpp;
+}
+
+int shmlink_stream_create(const char* name, const shmlink_stream_spec_t* spec, int mode,
+                          shmlink_stream_t** out) {
+  if (out == nullptr) return null_arg("shmlink_stream_create", "out");
+  *out = nullptr;
+  if (name == nullptr) return null_arg("shmlink_stream_create", "name");
+  if (spec == nullptr) return null_arg("shmlink_stream_create", "spec");
+  if (const int rc = check_stream_spec(name, spec, mode); rc != SHMLINK_OK) return rc;
   return guarded("creating stream", name, [&] {
-    shmlink::StreamSpec cpp;
-    cpp.shape.assign(spec->shape, spec->shape + spec->naxis);
-    cpp.dtype = static_cast<shmlink::Dtype>(spec->dtype);
-    cpp.keywords = spec->keywords;
-    cpp.semaphores = spec->semaphores;
-    cpp.imagetype = spec->imagetype;
-    cpp.circular_buffer = spec->circular_buffer;
-    cpp.permissions = static_cast<mode_t>(spec->permissions);
-    if (spec->version != nullptr) cpp.version = spec->version;
+    const shmlink::StreamSpec cpp = to_cpp(*spec);
     // The handle is allocated first so that an out-of-memory cannot strand a created file.
     auto handle = std::make_unique<shmlink_stream_s>();
-    handle->stream = shmlink::Stream::create(name, cpp, static_cast<shmlink::OpenMode>(m));
+    handle->stream = shmlink::Stream::create(name, cpp, static_cast<shmlink::OpenMode>(mode));
     *out = handle.release();
     return SHMLINK_OK;
   });
