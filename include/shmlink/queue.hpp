@@ -3,12 +3,13 @@
 /// @brief Bounded, lock-free sample queues in shared memory (docs/design/queues.md; the job
 /// VILLASnode's shmem node and DPsim do, docs/reference/villas-shmem.md).
 ///
-/// A queue is one file `<dir>/<name>.queue.shm` in the stream directory (stream_directory()):
-/// a header (magic, layout version written last, slot size, capacity, producer and consumer
+/// A queue lives in a span of bytes (a Placement): by default one file `<dir>/<name>.queue.shm`
+/// in the stream directory (stream_directory()), or an entry of a region, or any memory the caller
+/// maps (Queue::create_in / Queue::open_in). Its layout is the same wherever it lives: a header (magic, layout version written last, slot size, capacity, producer and consumer
 /// kinds, wait mode, signal table) and a power-of-two ring of fixed-size cells, each holding one
 /// Sample. SPSC queues use a plain ring (one producer, one consumer); MPMC queues use Dmitry
 /// Vyukov's per-cell sequence numbers, as VILLASnode's queue does. Only offsets live in shared
-/// memory, so every process may map the file anywhere.
+/// memory, so every process may map the bytes anywhere.
 ///
 /// Nothing accepted is lost: a full queue refuses (`try_push` returns would_block) or blocks
 /// (`push`), never overwrites; closing a queue stops new pushes but consumers still drain it.
@@ -16,6 +17,7 @@
 
 #include <shmlink/error.hpp>
 #include <shmlink/export.h>
+#include <shmlink/placement.hpp>
 #include <shmlink/segment.hpp>
 #include <shmlink/stream.hpp>  // kForever, stream_directory()
 
@@ -31,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace shmlink {
@@ -89,6 +92,18 @@ struct Sample {
   std::int64_t ts_received_ns = 0;  ///< when the sample was received, ns since the epoch
   std::uint32_t flags = 0;       ///< kSample* bits
   std::vector<SignalValue> values;  ///< at most the queue's max_values
+};
+
+/// A sample as it lies in the queue: valid only during the handler call that receives it
+/// (Queue::try_pop_burst with a handler), or a sample to push without building a Sample and its
+/// std::vector (Queue::try_push(const SampleView&)). The same fields as Sample, by the same
+/// names; `values` points into the queue's cell (pop) or at the caller's values (push).
+struct SampleView {
+  std::uint64_t sequence = 0;       ///< producer's sequence number
+  std::int64_t ts_origin_ns = 0;    ///< when the values were sampled, ns since the epoch (CLOCK_REALTIME)
+  std::int64_t ts_received_ns = 0;  ///< when the sample was received, ns since the epoch
+  std::uint32_t flags = 0;          ///< kSample* bits
+  std::span<const SignalValue> values;  ///< the sample's values; at most the queue's max_values
 };
 
 /// One entry of a queue's signal table: what value `index` of every sample means.
@@ -211,6 +226,25 @@ class SHMLINK_EXPORT Queue {
   /// power of two, the signal table; then checks `expect`.
   /// @throws Error not_found, permission, layout (naming the file and the field or mismatch).
   static Queue open(std::string_view name_or_path, const QueueExpect& expect = {});
+
+  /// The exact byte count create_in() lays out for `spec` (the file size of a queue file):
+  /// header, signal table and cells (src/queue/queue_layout.hpp).
+  /// @throws Error invalid_argument, as create() does for a bad spec.
+  static std::size_t bytes_for(const QueueSpec& spec);
+  /// Lays a queue out in `where.bytes` (zero-filled, invisible to others, 64-byte aligned, at
+  /// least bytes_for(spec) bytes) and writes its version last (release; an open_in() that sees
+  /// it acquires every other field). The queue's name is `where.name`; errors name `where.path`.
+  /// A placement that is not same_kernel gives a handle that waits by polling.
+  /// @throws Error invalid_argument (bad spec, span too small or misaligned), permission (the
+  ///         placement is read-only).
+  static Queue create_in(const Placement& where, const QueueSpec& spec);
+  /// Opens the queue laid out in `where.bytes` with every check open() does, each header field
+  /// bounded by `where.bytes.size()`: the layout the header describes must fit in the span (a
+  /// file's must fill it exactly). The handle pushes and pops only when both `where.writable`
+  /// and `expect.writable` are true (else Errc::permission). Keeps `where.owner` alive; waits by
+  /// polling when `where.same_kernel` is false (futex wake-ups do not cross kernels).
+  /// @throws Error layout naming `where.path` and the field; invalid_argument (misaligned span).
+  static Queue open_in(const Placement& where, const QueueExpect& expect = {});
   /// Removes the queue file. @throws Error not_found / permission naming the file.
   static void remove(std::string_view name_or_path);
 
@@ -258,6 +292,13 @@ class SHMLINK_EXPORT Queue {
   /// @return ok, timeout, interrupted, closed, size_mismatch, layout (as try_push). The timeout
   ///         is honoured whatever the file holds.
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept;
+  /// try_push() of a SampleView: the values are copied from `s.values` straight into the
+  /// cell (no Sample, no std::vector). Statuses as try_push(const Sample&).
+  Status try_push(const SampleView& s) noexcept;
+  /// try_push_burst() of SampleViews (the C API's and Python's bursts, without scratch copies).
+  Status try_push_burst(std::span<const SampleView> samples, std::size_t& pushed) noexcept;
+  /// push() of a SampleView. Statuses as push(const Sample&).
+  Status push(const SampleView& s, std::chrono::nanoseconds timeout) noexcept;
 
   // ---- consuming ----------------------------------------------------------------------
   /// Pops the oldest sample into `out` (its values vector is resized to the sample's length;
@@ -279,6 +320,30 @@ class SHMLINK_EXPORT Queue {
   /// @return ok, timeout, interrupted, closed (shut and drained), layout (as try_pop). The
   ///         timeout is honoured whatever the file holds.
   Status pop(Sample& out, std::chrono::nanoseconds timeout) noexcept;
+
+  /// The non-template form of the handler burst: `fn(ctx, view)` per sample.
+  using SampleHandlerFn = void (*)(void* ctx, const SampleView& sample);
+  /// Pops up to `limit` samples, oldest first, without blocking, calling `handler(const
+  /// SampleView&)` for each (Aeron's `read(handler, limit)` shape): zero-copy, the view points
+  /// into the queue's cell, which stays the consumer's until the handler returns and the run is
+  /// freed. Each view's length is the cell's, clamped to max_values as try_pop() clamps it (a
+  /// lying peer never makes the view reach past its cell). One wake-up check for the burst.
+  /// The handler must not throw (this call is noexcept) and must not pop from this queue.
+  /// @param popped receives how many samples the handler saw.
+  /// @return as try_pop_burst(std::span<Sample>, ...): ok when at least one was popped (or
+  ///         `limit` is 0); would_block (empty), closed (shut and drained), permission, layout.
+  ///
+  /// Memory ordering: each cell's turn is loaded with acquire (pairing with the producer's
+  /// release that published it) before the handler sees it; the handler's reads happen before
+  /// the release that frees the cell for the producer's next lap.
+  template <class Handler>
+  Status try_pop_burst(Handler&& handler, std::size_t limit, std::size_t& popped) noexcept {
+    using H = std::remove_reference_t<Handler>;
+    return try_pop_burst_with([](void* ctx, const SampleView& v) { (*static_cast<H*>(ctx))(v); },
+                              const_cast<void*>(static_cast<const void*>(std::addressof(handler))), limit, popped);
+  }
+  /// try_pop_burst() with a plain function and context pointer (what the template forwards to).
+  Status try_pop_burst_with(SampleHandlerFn fn, void* ctx, std::size_t limit, std::size_t& popped) noexcept;
 
   /// Shuts the queue: pushes then fail with Errc::closed, consumers drain what is left and then
   /// get Errc::closed; every waiter is woken. (Release store of the state.)

@@ -16,9 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <bit>
 #include <cerrno>
-#include <set>
 #include <utility>
 
 #if defined(__SSE2__)
@@ -37,37 +35,9 @@ std::atomic_ref<T> aref(T& field) noexcept {
   return std::atomic_ref<T>(field);
 }
 
-/// A NUL-terminated string in a fixed field, or nullopt when unterminated.
-std::optional<std::string> fixed(const char* field, std::size_t size) {
-  const void* nul = std::memchr(field, '\0', size);
-  if (nul == nullptr) return std::nullopt;
-  return std::string(field, static_cast<const char*>(nul));
-}
-
-std::string kind_name(QueueKind k) { return k == QueueKind::mpmc ? "mpmc" : "spsc"; }
-
-std::string signals_text(const std::vector<Signal>& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(v[i].index) + ":" + v[i].name + "(" +
-         std::string(signal_type_name(v[i].type)) + (v[i].unit.empty() ? "" : ", " + v[i].unit) + ")";
-  return s + "]";
-}
-
 constexpr std::string_view kSuffix = ".queue.shm";
 
 }  // namespace
-
-std::string_view signal_type_name(SignalType t) noexcept {
-  switch (t) {
-    case SignalType::invalid: return "invalid";
-    case SignalType::f64: return "f64";
-    case SignalType::i64: return "i64";
-    case SignalType::boolean: return "bool";
-    case SignalType::c64: return "c64";
-  }
-  return "invalid";
-}
 
 std::string queue_path(std::string_view name_or_path) {
   // The name part: the basename, without ".queue.shm"; checked by the rule every channel shares.
@@ -99,7 +69,8 @@ inline void copy_values(SignalValue* dst, const SignalValue* src, std::size_t n)
 }
 
 struct Queue::Impl {
-  Segment seg;
+  Placement where;  ///< the queue's bytes; `where.owner` keeps them mapped
+  std::uint64_t bytes = 0;  ///< bytes the layout uses (<= where.bytes.size())
   QueueHeader* h = nullptr;
   std::byte* cells = nullptr;
   std::uint64_t cell_bytes = 0;
@@ -109,8 +80,6 @@ struct Queue::Impl {
   QueueKind kind = QueueKind::spsc;
   WaitMode wait = WaitMode::hybrid;
   std::vector<Signal> signals;
-  std::string name;
-  std::string path;
   bool writable = true;  ///< false: mapped read-only; push/pop return Errc::permission
 
   CellHeader* cell(std::uint64_t pos) const noexcept {
@@ -127,7 +96,9 @@ struct Queue::Impl {
   /// 16-byte stores built in registers; the compiler fences keep the compiler from reordering
   /// them): a producer that outruns its consumer waits for ownership of the lines it writes, and
   /// a Zen 4 here went from 48 to 57 M samples/s with 8-value bursts (docs/design/queues.md).
-  void fill(CellHeader* c, const Sample& s) const noexcept {
+  /// `S` is Sample or SampleView (the same field names; `values` has size() and data()).
+  template <class S>
+  void fill(CellHeader* c, const S& s) const noexcept {
     const std::size_t n = s.values.size();
     if (n > kHeadValues) copy_values(values(c) + kHeadValues, s.values.data() + kHeadValues, n - kHeadValues);
     std::atomic_signal_fence(std::memory_order_seq_cst);
@@ -151,7 +122,8 @@ struct Queue::Impl {
     copy_values(values(c), s.values.data(), std::min(n, kHeadValues));
   }
   /// fill() of `k` samples into the cells from position `pos`.
-  void fill_run(std::uint64_t pos, const Sample* in, std::size_t k) const noexcept {
+  template <class S>
+  void fill_run(std::uint64_t pos, const S* in, std::size_t k) const noexcept {
     for (std::size_t j = 0; j < k; ++j) fill(cell(pos + j), in[j]);
   }
   /// Copies a published cell out (the cell is still ours until released). Lengths a peer wrote
@@ -290,7 +262,7 @@ struct Queue::Impl {
     if (corrupt_reported || !detail::log_enabled(LogLevel::error)) return;
     corrupt_reported = true;
     try {
-      detail::log(LogLevel::error, "queue " + path + ": " + what + " " + std::to_string(pos) +
+      detail::log(LogLevel::error, "queue " + where.path + ": " + what + " " + std::to_string(pos) +
                                        " is behind its cell's turn (the file is corrupted): push and pop "
                                        "return Errc::layout");
     } catch (...) {  // std::bad_alloc: the status still says it
@@ -300,7 +272,8 @@ struct Queue::Impl {
 
   /// Non-blocking push of up to `in.size()` samples, in order; one wake-up check for all.
   /// @return ok with `done` >= 1 (or `in` empty); else why none went (done = 0).
-  Status push_burst(std::span<const Sample> in, std::size_t& done) noexcept {
+  template <class S>
+  Status push_burst(std::span<const S> in, std::size_t& done) noexcept {
     done = 0;
     if (!writable) return Errc::permission;
     if (in.empty()) return Errc::ok;
@@ -312,7 +285,7 @@ struct Queue::Impl {
       if (!producer_synced) pos = sync_producer(pos);
       const std::uint64_t first = pos;
       // How many fit: a prefix of samples short enough, up to the cells known to be free.
-      for (const Sample& s : in) {
+      for (const S& s : in) {
         if (s.values.size() > max_values) {
           why = Errc::size_mismatch;
           break;
@@ -354,17 +327,20 @@ struct Queue::Impl {
   }
   /// Non-blocking pop of up to `out.size()` samples; one wake-up check for all.
   /// @return ok with `done` >= 1 (or `out` empty); else would_block, closed (shut and drained).
-  Status pop_burst(std::span<Sample> out, std::size_t& done) noexcept {
+  /// `take(cell, i)` consumes the i-th cell of the run (a published cell, still ours: copied out
+  /// into a Sample, or shown to a handler as a SampleView) before the run is freed.
+  template <class Take>
+  Status pop_burst(std::size_t want, Take&& take, std::size_t& done) noexcept {
     done = 0;
     if (!writable) return Errc::permission;
-    if (out.empty()) return Errc::ok;
-    Errc why = pop_run(out, done);
+    if (want == 0) return Errc::ok;
+    Errc why = pop_run(want, take, done);
     if (done == 0 && why == Errc::would_block && shut()) {
       // Closed only when empty after the shutdown was seen: the emptiness found above may
       // predate samples pushed before the shutdown (the consumer lost the CPU between its look
       // and this load). shut()'s acquire pairs with shutdown()'s seq_cst store, so a second
       // look sees every push made before it.
-      why = pop_run(out, done);
+      why = pop_run(want, take, done);
       if (done == 0 && why == Errc::would_block) return Errc::closed;
     }
     if (done == 0) return why;
@@ -373,17 +349,17 @@ struct Queue::Impl {
   }
   /// pop_burst()'s copy-out, without the wake-up: @return ok with `done` >= 1, else would_block
   /// (empty) or layout.
-  Errc pop_run(std::span<Sample> out, std::size_t& done) noexcept {
+  template <class Take>
+  Errc pop_run(std::size_t want, Take& take, std::size_t& done) noexcept {
     if (kind == QueueKind::spsc) {
       // One consumer: run a local position over the burst and free the cells with one store of
       // head (release: our reads of them are done before the producer reuses them).
       const std::uint64_t first = aref(h->head).load(std::memory_order_relaxed);
       std::uint64_t pos = first;  // a local count: `done` is the caller's memory
-      for (Sample& s : out) {
+      for (std::size_t i = 0; i < want; ++i, ++pos) {
         CellHeader* c = cell(pos);
         if (aref(c->turn).load(std::memory_order_acquire) != pos + 1) break;  // empty
-        drain(c, s);
-        ++pos;
+        take(c, i);
       }
       done = static_cast<std::size_t>(pos - first);
       if (done > 1) own_lines(first, done, 0);  // line 0 by its turn, which keeps its value
@@ -391,9 +367,9 @@ struct Queue::Impl {
     } else {
       std::uint64_t pos = 0;
       Errc why_not = Errc::would_block;
-      const std::uint64_t n = claim_run(h->head, 1, pos, out.size(), why_not);
+      const std::uint64_t n = claim_run(h->head, 1, pos, want, why_not);
       if (n == 0) return why_not;
-      for (std::uint64_t i = 0; i < n; ++i) drain(cell(pos + i), out[i]);
+      for (std::uint64_t i = 0; i < n; ++i) take(cell(pos + i), static_cast<std::size_t>(i));
       if (n > 1) own_lines(pos, n, qlayout::kCacheLine);  // line 0 is written by its turn below
       // Free the run for the next lap after copying all of it (release: our reads come first).
       for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + capacity, std::memory_order_release);
@@ -401,9 +377,44 @@ struct Queue::Impl {
     }
     return done == 0 ? Errc::would_block : Errc::ok;
   }
-  Status try_push(const Sample& s) noexcept {
+  template <class S>
+  Status try_push(const S& s) noexcept {
     std::size_t n = 0;
-    return push_burst(std::span(&s, 1), n);
+    return push_burst(std::span<const S>(&s, 1), n);
+  }
+  /// A blocking push of a Sample or SampleView (Queue::push).
+  template <class S>
+  Status push_wait(const S& s, std::chrono::nanoseconds timeout) noexcept {
+    const std::int64_t deadline = os::deadline_after(timeout);
+    for (;;) {
+      const Status st = try_push(s);
+      if (st.code() != Errc::would_block) return st;
+      if (os::monotonic_ns() >= deadline) return Errc::timeout;
+      // The wait's readiness test is the push itself: when a cell frees, the sample goes in at
+      // once, without a second look at the cell.
+      Status done = Errc::would_block;
+      const Status w = wait_for(
+          [&] {
+            done = try_push(s);
+            return done.code() != Errc::would_block;
+          },
+          &h->not_full, &h->push_waiters, deadline);
+      if (!w.ok()) return w;
+      if (done.code() != Errc::would_block) return done;
+    }
+  }
+  Status pop_burst(std::span<Sample> out, std::size_t& done) noexcept {
+    return pop_burst(out.size(), [&](CellHeader* c, std::size_t i) { drain(c, out[i]); }, done);
+  }
+  /// The view of a published cell that is still ours; its length clamped as drain() clamps it.
+  SampleView view(CellHeader* c) const noexcept {
+    SampleView v;
+    v.sequence = c->sequence;
+    v.ts_origin_ns = c->ts_origin;
+    v.ts_received_ns = c->ts_received;
+    v.flags = c->flags;
+    v.values = {values(c), std::min(c->length, max_values)};
+    return v;
   }
   Status try_pop(Sample& out) noexcept {
     std::size_t n = 0;
@@ -460,72 +471,87 @@ void Queue::close() noexcept { impl_.reset(); }
 
 namespace {
 
-void check_spec(const std::string& path, const QueueSpec& spec) {
-  auto bad = [&](const std::string& what) { throw Error(Errc::invalid_argument, "creating queue " + path + ": " + what); };
-  if (spec.capacity < 2 || spec.capacity > kMaxQueueCapacity || !std::has_single_bit(spec.capacity))
-    bad("capacity " + std::to_string(spec.capacity) + " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
-  if (spec.max_values < 1 || spec.max_values > kMaxSampleValues)
-    bad("max_values " + std::to_string(spec.max_values) + " is not 1.." + std::to_string(kMaxSampleValues));
-  if (spec.kind != QueueKind::spsc && spec.kind != QueueKind::mpmc) bad("unknown queue kind");
-  if (spec.wait != WaitMode::polling && spec.wait != WaitMode::futex && spec.wait != WaitMode::hybrid)
-    bad("unknown wait mode");
-  if (spec.signals.size() > spec.max_values)
-    bad(std::to_string(spec.signals.size()) + " signals but only " + std::to_string(spec.max_values) + " values per sample");
-  std::set<std::uint32_t> seen;
-  for (const Signal& s : spec.signals) {
-    if (s.index >= spec.max_values)
-      bad("signal '" + s.name + "' has index " + std::to_string(s.index) + ", not below max_values " +
-          std::to_string(spec.max_values));
-    if (!seen.insert(s.index).second) bad("two signals have index " + std::to_string(s.index));
-    if (s.name.size() > kMaxSignalName) bad("signal name '" + s.name + "' exceeds 39 bytes");
-    if (s.unit.size() > kMaxSignalUnit) bad("unit '" + s.unit + "' of signal '" + s.name + "' exceeds 15 bytes");
-    if (s.type != SignalType::f64 && s.type != SignalType::i64 && s.type != SignalType::boolean &&
-        s.type != SignalType::c64)
-      bad("signal '" + s.name + "' has type " + std::to_string(static_cast<int>(s.type)));
-  }
-  check_channel_permissions(spec.permissions, path);
+/// The name part of a queue file's path: its basename without ".queue.shm".
+std::string file_queue_name(const std::string& path) {
+  const std::string base = path.substr(path.rfind('/') + 1);
+  return base.size() > kSuffix.size() && base.ends_with(kSuffix) ? base.substr(0, base.size() - kSuffix.size()) : base;
 }
 
-void init_file(Segment& seg, const QueueSpec& spec) {
-  auto* h = reinterpret_cast<QueueHeader*>(seg.data());
-  const auto nsig = static_cast<std::uint32_t>(spec.signals.size());
-  std::memcpy(h->magic, qlayout::kMagic, sizeof h->magic);
-  h->header_bytes = static_cast<std::uint32_t>(qlayout::header_bytes(nsig));
-  h->cell_bytes = static_cast<std::uint32_t>(qlayout::cell_bytes(spec.max_values));
-  h->capacity = spec.capacity;
-  h->max_values = spec.max_values;
-  h->kind = static_cast<std::uint8_t>(spec.kind);
-  h->wait = static_cast<std::uint8_t>(spec.wait);
-  h->signal_count = static_cast<std::uint16_t>(nsig);
-  h->creator_pid = os::current_pid();
-  h->creation_time_ns = os::realtime_ns();
-  h->state = qlayout::kStateOpen;
-  auto* table = reinterpret_cast<SignalEntry*>(seg.data() + sizeof(QueueHeader));
-  for (std::uint32_t i = 0; i < nsig; ++i) {
-    const Signal& s = spec.signals[i];
-    table[i].index = s.index;
-    table[i].type = static_cast<std::uint8_t>(s.type);
-    std::memcpy(table[i].name, s.name.data(), s.name.size());
-    std::memcpy(table[i].unit, s.unit.data(), s.unit.size());
-  }
-  std::byte* cells = seg.data() + h->header_bytes;
-  for (std::uint32_t i = 0; i < spec.capacity; ++i)  // Vyukov: cell i starts at turn i
-    reinterpret_cast<CellHeader*>(cells + std::uint64_t{i} * h->cell_bytes)->turn = i;
-  // The readiness marker, last (Queue::open loads it with acquire).
-  std::atomic_ref<std::uint32_t>(h->version).store(qlayout::kVersion, std::memory_order_release);
+/// The placement of a whole queue file: its mapping, kept alive by every handle placed in it.
+Placement file_placement(Segment seg, const std::string& path, bool writable) {
+  Placement where;
+  struct stat st {};
+  if (::fstat(seg.fd(), &st) == 0) where.dev = static_cast<std::uint64_t>(st.st_dev);
+  where.ino = seg.inode();
+  auto owner = std::make_shared<Segment>(std::move(seg));
+  where.bytes = {owner->data(), owner->size()};
+  where.fd = owner->fd();
+  where.owner = std::move(owner);
+  where.name = file_queue_name(path);
+  where.path = path;
+  where.writable = writable;
+  return where;
+}
+
+/// Refuses a placement whose first byte is not 64-byte aligned (cells and their atomic turns
+/// are laid out from it in cache lines).
+void check_aligned(const Placement& where, const char* doing) {
+  if (reinterpret_cast<std::uintptr_t>(where.bytes.data()) % qlayout::kCacheLine != 0)
+    throw Error(Errc::invalid_argument, std::string(doing) + " queue " + where.path +
+                                            ": the placement's bytes do not start on a 64-byte boundary");
+}
+
+/// Validates the queue in `where` and binds a handle from the checked values, never from the
+/// header again: a peer may change it after the checks. `exact_size`: the layout must fill the
+/// bytes (a file), else fit in them (a placement).
+std::unique_ptr<Queue::Impl> bind_queue(Placement where, bool exact_size, const QueueExpect& expect) {
+  check_aligned(where, "opening");
+  qlayout::Checked c = qlayout::validate(where.bytes, where.path, exact_size, expect);
+  auto impl = std::make_unique<Queue::Impl>();
+  impl->h = reinterpret_cast<QueueHeader*>(where.bytes.data());
+  impl->cells = where.bytes.data() + qlayout::header_bytes(c.signal_count);
+  impl->bytes = c.bytes;
+  impl->cell_bytes = qlayout::cell_bytes(c.max_values);
+  impl->capacity = c.capacity;
+  impl->mask = c.capacity - 1;
+  impl->max_values = c.max_values;
+  impl->kind = c.kind;
+  // Futex wake-ups reach only processes of one kernel: elsewhere this handle polls.
+  impl->wait = where.same_kernel ? c.wait : WaitMode::polling;
+  impl->signals = std::move(c.signals);
+  impl->writable = expect.writable && where.writable;
+  impl->where = std::move(where);
+  return impl;
 }
 
 }  // namespace
 
-// Every size Queue::open computes from checked header fields (capacity <= kMaxQueueCapacity,
-// max_values <= kMaxSampleValues, signal_count <= max_values) fits 64 bits with room to spare, so
-// no header can wrap the expected file size.
-static_assert(qlayout::file_bytes(kMaxSampleValues, kMaxSampleValues, kMaxQueueCapacity) < (std::uint64_t{1} << 40));
+std::size_t Queue::bytes_for(const QueueSpec& spec) {
+  qlayout::check_spec({}, spec);
+  return static_cast<std::size_t>(qlayout::bytes_for(spec));
+}
+
+Queue Queue::create_in(const Placement& where, const QueueSpec& spec) {
+  qlayout::check_spec(where.path, spec);
+  check_aligned(where, "creating");
+  if (!where.writable) throw Error(Errc::permission, "creating queue " + where.path + ": the placement is read-only");
+  const std::uint64_t need = qlayout::bytes_for(spec);
+  if (where.bytes.size() < need)
+    throw Error(Errc::invalid_argument, "creating queue " + where.path + ": the placement holds " +
+                                            std::to_string(where.bytes.size()) + " bytes, the queue needs " +
+                                            std::to_string(need));
+  qlayout::init(where.bytes, spec);
+  return Queue(bind_queue(where, false, {}));
+}
+
+Queue Queue::open_in(const Placement& where, const QueueExpect& expect) {
+  return Queue(bind_queue(where, false, expect));
+}
 
 Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMode mode) {
   const std::string path = queue_path(name_or_path);
   if (mode == OpenMode::OpenExisting) return open(name_or_path);
-  check_spec(path, spec);
+  qlayout::check_spec(path, spec);
   if (mode == OpenMode::OpenOrCreate) {
     try {
       return open(name_or_path, QueueExpect{spec.max_values, spec.signals, spec.kind});
@@ -539,93 +565,22 @@ Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMo
       return open(name_or_path, QueueExpect{spec.max_values, spec.signals, spec.kind});
     }
   }
-  const auto size = qlayout::file_bytes(static_cast<std::uint32_t>(spec.signals.size()), spec.max_values, spec.capacity);
-  Segment seg = Segment::create_file(path, static_cast<std::size_t>(size), mode, spec.permissions,
-                                     [&](Segment& fresh) { init_file(fresh, spec); });
-  seg = Segment();  // re-open through the validating path: one way to bind a mapping
+  // The file is laid out by create_in over its (still invisible) mapping, then re-opened
+  // through the validating path: one way to bind a mapping.
+  Segment seg = Segment::create_file(path, bytes_for(spec), mode, spec.permissions, [&](Segment& fresh) {
+    Placement where;
+    where.bytes = {fresh.data(), fresh.size()};
+    where.name = file_queue_name(path);
+    where.path = path;
+    (void)create_in(where, spec);
+  });
+  seg = Segment();
   return open(path);
 }
 
 Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   const std::string path = queue_path(name_or_path);
-  Segment seg = Segment::open_file(path, expect.writable);
-  auto fail = [&](const std::string& what) { throw Error(Errc::layout, "opening queue " + path + ": " + what); };
-  if (seg.size() < qlayout::kCacheLine)
-    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than a queue header's first 64 bytes");
-  auto* h = reinterpret_cast<QueueHeader*>(seg.data());
-  if (std::memcmp(h->magic, qlayout::kMagic, sizeof h->magic) != 0) fail("no SHMLINKQ magic (not a shmlink queue)");
-  const std::uint32_t version = std::atomic_ref<std::uint32_t>(h->version).load(std::memory_order_acquire);
-  if (version == 0) fail("version is 0 (queue not ready)");
-  if (version != qlayout::kVersion)
-    fail("layout version " + std::to_string(version) + ", this shmlink reads version " + std::to_string(qlayout::kVersion));
-  if (seg.size() < sizeof(QueueHeader))
-    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the " + std::to_string(sizeof(QueueHeader)) +
-         "-byte header");
-  // One read of each geometry field, checked, then used: the limits below bound every size
-  // computed from them (see the static_assert after the namespace: no product can wrap).
-  const std::uint32_t cap = h->capacity, maxv = h->max_values, nsig = h->signal_count;
-  const std::uint8_t kind_code = h->kind, wait_code = h->wait;
-  if (cap < 2 || cap > kMaxQueueCapacity || !std::has_single_bit(cap))
-    fail("capacity " + std::to_string(cap) + " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
-  if (maxv < 1 || maxv > kMaxSampleValues) fail("max_values " + std::to_string(maxv) + " is out of range");
-  if (nsig > maxv) fail(std::to_string(nsig) + " signals exceed max_values " + std::to_string(maxv));
-  if (kind_code != static_cast<std::uint8_t>(QueueKind::spsc) && kind_code != static_cast<std::uint8_t>(QueueKind::mpmc))
-    fail("kind " + std::to_string(kind_code) + " is not spsc (1) or mpmc (2)");
-  if (wait_code < 1 || wait_code > 3) fail("wait mode " + std::to_string(wait_code) + " is not 1..3");
-  if (h->header_bytes != qlayout::header_bytes(nsig))
-    fail("header_bytes is " + std::to_string(h->header_bytes) + ", expected " + std::to_string(qlayout::header_bytes(nsig)));
-  if (h->cell_bytes != qlayout::cell_bytes(maxv))
-    fail("cell_bytes is " + std::to_string(h->cell_bytes) + ", expected " + std::to_string(qlayout::cell_bytes(maxv)));
-  if (qlayout::file_bytes(nsig, maxv, cap) != seg.size())
-    fail("file is " + std::to_string(seg.size()) + " bytes but its header describes " +
-         std::to_string(qlayout::file_bytes(nsig, maxv, cap)));
-  std::vector<Signal> signals;
-  const auto* table = reinterpret_cast<const SignalEntry*>(seg.data() + sizeof(QueueHeader));
-  for (std::uint32_t i = 0; i < nsig; ++i) {
-    Signal s;
-    s.index = table[i].index;
-    s.type = static_cast<SignalType>(table[i].type);
-    auto name = fixed(table[i].name, sizeof table[i].name);
-    auto unit = fixed(table[i].unit, sizeof table[i].unit);
-    if (!name || !unit) fail("signal " + std::to_string(i) + ": name or unit is not NUL-terminated");
-    s.name = *name;
-    s.unit = *unit;
-    if (s.index >= maxv) fail("signal '" + s.name + "' index " + std::to_string(s.index) + " is not below max_values");
-    if (s.type != SignalType::f64 && s.type != SignalType::i64 && s.type != SignalType::boolean &&
-        s.type != SignalType::c64)
-      fail("signal '" + s.name + "' has type " + std::to_string(table[i].type) + ", not 1..4");
-    for (const Signal& prev : signals)
-      if (prev.index == s.index)
-        fail("signals '" + prev.name + "' and '" + s.name + "' both have index " + std::to_string(s.index));
-    signals.push_back(std::move(s));
-  }
-  if (expect.max_values && *expect.max_values != maxv)
-    fail("it has " + std::to_string(maxv) + " values per sample, expected " + std::to_string(*expect.max_values));
-  if (expect.kind && static_cast<std::uint8_t>(*expect.kind) != kind_code)
-    fail("it is " + kind_name(static_cast<QueueKind>(kind_code)) + ", expected " + kind_name(*expect.kind));
-  if (expect.signals && *expect.signals != signals)
-    fail("signal table " + signals_text(signals) + " differs from the expected " + signals_text(*expect.signals));
-
-  // Bind from the values checked above, never from the header again: a peer may change it
-  // after the checks.
-  const auto kind = static_cast<QueueKind>(kind_code);
-  const auto wait = static_cast<WaitMode>(wait_code);
-  auto impl = std::make_unique<Impl>();
-  impl->seg = std::move(seg);
-  impl->h = reinterpret_cast<QueueHeader*>(impl->seg.data());
-  impl->cells = impl->seg.data() + qlayout::header_bytes(nsig);
-  impl->cell_bytes = qlayout::cell_bytes(maxv);
-  impl->capacity = cap;
-  impl->mask = cap - 1;
-  impl->max_values = maxv;
-  impl->kind = kind;
-  impl->wait = wait;
-  impl->signals = std::move(signals);
-  impl->path = path;
-  impl->writable = expect.writable;
-  const std::string base = path.substr(path.rfind('/') + 1);
-  impl->name = base.size() > kSuffix.size() && base.ends_with(kSuffix) ? base.substr(0, base.size() - kSuffix.size()) : base;
-  return Queue(std::move(impl));
+  return Queue(bind_queue(file_placement(Segment::open_file(path, expect.writable), path, expect.writable), true, expect));
 }
 
 void Queue::remove(std::string_view name_or_path) {
@@ -638,8 +593,8 @@ const std::string kNone;
 const std::vector<Signal> kNoSignals;
 }  // namespace
 
-const std::string& Queue::name() const noexcept { return impl_ ? impl_->name : kNone; }
-const std::string& Queue::path() const noexcept { return impl_ ? impl_->path : kNone; }
+const std::string& Queue::name() const noexcept { return impl_ ? impl_->where.name : kNone; }
+const std::string& Queue::path() const noexcept { return impl_ ? impl_->where.path : kNone; }
 std::uint32_t Queue::capacity() const noexcept { return impl_ ? impl_->capacity : 0; }
 std::uint32_t Queue::max_values() const noexcept { return impl_ ? impl_->max_values : 0; }
 QueueKind Queue::kind() const noexcept { return impl_ ? impl_->kind : QueueKind::spsc; }
@@ -676,15 +631,15 @@ QueueInfo Queue::info() const {
   if (!impl_) throw Error(Errc::closed, "queue handle is closed");
   const Impl& m = *impl_;
   QueueInfo i;
-  i.name = m.name;
-  i.path = m.path;
+  i.name = m.where.name;
+  i.path = m.where.path;
   i.version = aref(m.h->version).load(std::memory_order_acquire);
   i.kind = m.kind;
   i.wait = static_cast<WaitMode>(m.h->wait);  // the recorded mode, not this handle's
   i.capacity = m.capacity;
   i.max_values = m.max_values;
   i.cell_bytes = static_cast<std::uint32_t>(m.cell_bytes);
-  i.file_bytes = m.seg.size();
+  i.file_bytes = m.bytes;
   i.pushed = aref(m.h->tail).load(std::memory_order_acquire);
   i.popped = aref(m.h->head).load(std::memory_order_acquire);
   i.closed = m.shut();
@@ -708,24 +663,30 @@ Status Queue::try_push_burst(std::span<const Sample> samples, std::size_t& pushe
 
 Status Queue::push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
   if (!impl_) return Errc::closed;
+  return impl_->push_wait(s, timeout);
+}
+
+Status Queue::push(const SampleView& s, std::chrono::nanoseconds timeout) noexcept {
+  if (!impl_) return Errc::closed;
+  return impl_->push_wait(s, timeout);
+}
+
+Status Queue::try_push(const SampleView& s) noexcept {
+  if (!impl_) return Errc::closed;
+  return impl_->try_push(s);
+}
+
+Status Queue::try_push_burst(std::span<const SampleView> samples, std::size_t& pushed) noexcept {
+  pushed = 0;
+  if (!impl_) return Errc::closed;
+  return impl_->push_burst(samples, pushed);
+}
+
+Status Queue::try_pop_burst_with(SampleHandlerFn fn, void* ctx, std::size_t limit, std::size_t& popped) noexcept {
+  popped = 0;
+  if (!impl_) return Errc::closed;
   Impl& m = *impl_;
-  const std::int64_t deadline = os::deadline_after(timeout);
-  for (;;) {
-    const Status st = m.try_push(s);
-    if (st.code() != Errc::would_block) return st;
-    if (os::monotonic_ns() >= deadline) return Errc::timeout;
-    // The wait's readiness test is the push itself: when a cell frees, the sample goes in at
-    // once, without a second look at the cell.
-    Status done = Errc::would_block;
-    const Status w = m.wait_for(
-        [&] {
-          done = m.try_push(s);
-          return done.code() != Errc::would_block;
-        },
-        &m.h->not_full, &m.h->push_waiters, deadline);
-    if (!w.ok()) return w;
-    if (done.code() != Errc::would_block) return done;
-  }
+  return m.pop_burst(limit, [&](CellHeader* c, std::size_t) { fn(ctx, m.view(c)); }, popped);
 }
 
 Status Queue::try_pop(Sample& out) noexcept {

@@ -13,8 +13,14 @@
 //        CellHeader (48 bytes) + max_values x 8 bytes, rounded up to 64
 #pragma once
 
+#include <shmlink/queue.hpp>
+
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace shmlink::qlayout {
 
@@ -134,5 +140,32 @@ constexpr std::uint64_t file_bytes(std::uint32_t signals, std::uint32_t max_valu
 static_assert(cell_bytes(64) == 576);
 static_assert(header_bytes(2) == 512);
 static_assert(file_bytes(2, 64, 512) == 512 + 576 * 512);
+
+// ---- the layout over a span (queue_layout.cpp) -------------------------------------------------
+
+/// "spsc", "mpmc", or "unknown" for any other value (the one name table of queue kinds).
+std::string_view kind_name(QueueKind k) noexcept;
+/// Checks a spec as Queue::create does.
+/// @throws Error invalid_argument "creating queue PATH: ..." ("queue spec: ..." when `path` is empty).
+void check_spec(const std::string& path, const QueueSpec& spec);
+/// The bytes a queue of `spec` lays out (header, signal table, cells). `spec` must be checked.
+std::uint64_t bytes_for(const QueueSpec& spec) noexcept;
+/// Lays a queue of the checked `spec` out in `bytes` (zero-filled, >= bytes_for(spec), 64-byte
+/// aligned, not yet visible to others); writes the version last (release).
+void init(std::span<std::byte> bytes, const QueueSpec& spec) noexcept;
+/// A validated header: every value read once from the bytes, checked, then used.
+struct Checked {
+  std::uint32_t capacity = 0;
+  std::uint32_t max_values = 0;
+  std::uint32_t signal_count = 0;
+  QueueKind kind = QueueKind::spsc;
+  WaitMode wait = WaitMode::hybrid;
+  std::vector<Signal> signals;
+  std::uint64_t bytes = 0;  ///< what the layout uses: file_bytes(signal_count, max_values, capacity)
+};
+/// Validates the queue in `bytes`: magic, version (acquire), geometry, the signal table, then
+/// `expect`. The layout must fit in `bytes` (`exact_size`: fill it exactly, as a file must).
+/// @throws Error layout "opening queue PATH: ..." naming the field or mismatch.
+Checked validate(std::span<const std::byte> bytes, const std::string& path, bool exact_size, const QueueExpect& expect);
 
 }  // namespace shmlink::qlayout

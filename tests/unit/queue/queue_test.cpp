@@ -4,6 +4,7 @@
 // lies about a cell's length, and SPSC/MPMC behaviour: FIFO order, full and empty, bursts,
 // exact round trips of every SignalType, timeouts, shutdown, info(), and each WaitMode woken
 // from another thread. Dead peers between claim and publish are simulated in forked children.
+#include "queue_test_util.hpp"
 #include "test_util.hpp"
 
 #include <shmlink/queue.hpp>
@@ -40,6 +41,7 @@ namespace {
 using namespace shmlink;
 using namespace std::chrono_literals;
 using test::TempStreamDir;
+using test::expect_error;
 
 // ---- the file layout, written here independently of src/queue/queue_layout.hpp -------------
 // (so that a drift of the layout fails these tests instead of moving with them)
@@ -152,33 +154,6 @@ void expect_same(const Sample& got, const Sample& want) {
     EXPECT_EQ(got.values[i].bits, want.values[i].bits) << "value " << i;
 }
 
-std::string without(std::string text, const std::string& part) {
-  for (auto at = text.find(part); !part.empty() && at != std::string::npos; at = text.find(part))
-    text.erase(at, part.size());
-  return text;
-}
-
-/// `fn` must throw Error `code` whose message names `path` and, elsewhere than in the path,
-/// contains every one of `parts`.
-template <class Fn>
-void expect_error(Fn&& fn, Errc code, const std::string& path, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception; expected " << shmlink::strerror(code);
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(e.errc(), code) << msg;
-    EXPECT_NE(msg.find(path), std::string::npos) << "message '" << msg << "' does not name " << path;
-    const std::string rest = without(msg, path);
-    for (const std::string& p : parts)
-      EXPECT_NE(rest.find(p), std::string::npos) << "message '" << msg << "' lacks '" << p << "'";
-  }
-}
-#define EXPECT_QUEUE_ERROR(stmt, code, path, ...) \
-  do {                                            \
-    SCOPED_TRACE(#stmt);                          \
-    expect_error([&] { (void)(stmt); }, code, path, {__VA_ARGS__}); \
-  } while (0)
 
 /// Waits for `done`; a thread still blocked after `seconds` is a hang: the binary aborts with a
 /// message instead of letting the suite wait forever.
