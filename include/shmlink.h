@@ -42,7 +42,8 @@
  *
  * Thread safety: a stream handle may be used by many reader threads at once; one writer at a
  * time. A queue or interface handle serves one pushing/writing thread and one popping/reading
- * thread at a time (each direction has its own scratch sample inside the handle); see there.
+ * thread at a time (as the C++ Queue and Interface; the popping side of a queue handle and both
+ * sides of an interface handle keep a scratch sample inside it); see there.
  * memif sockets and interfaces follow libmemif's model (see the memif section).
  */
 #ifndef SHMLINK_H
@@ -410,8 +411,9 @@ SHMLINK_EXPORT int shmlink_queue_remove(const char *name);
  *          SIZE_MISMATCH (more than max_values values); CLOSED (the queue was shut down);
  *          PERMISSION (opened read-only); INVALID_ARGUMENT (NULL queue or sample, NULL values
  *          with length > 0).
- *  Thread safety: one pushing thread per handle (the handle's push scratch); an MPMC queue takes
- *  more producers through more handles. */
+ *  The values are copied from sample->values straight into the cell.
+ *  Thread safety: one pushing thread per handle (as the C++ Queue); an MPMC queue takes more
+ *  producers through more handles. */
 SHMLINK_EXPORT int shmlink_queue_try_push(shmlink_queue_t *queue, const shmlink_sample_t *sample);
 /** Pushes one sample, waiting (by the handle's wait mode) while the queue is full.
  *  @param timeout_ns relative ns on CLOCK_MONOTONIC; negative waits forever; 0 tries once.
@@ -419,9 +421,9 @@ SHMLINK_EXPORT int shmlink_queue_try_push(shmlink_queue_t *queue, const shmlink_
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_push. */
 SHMLINK_EXPORT int shmlink_queue_push(shmlink_queue_t *queue, const shmlink_sample_t *sample, int64_t timeout_ns);
 /** Pushes up to `count` samples in order without blocking, stopping at the first that does not
- *  go in (a burst: as many as possible). The samples go to the queue in runs of up to 32 (fewer
- *  when max_values exceeds 512), each one burst of the C++ API: one wake-up check per run, not per
- *  sample. Never allocates (the handle's scratch is reserved at open).
+ *  go in (a burst: as many as possible). The samples go to the queue in runs of up to 32, each
+ *  one burst of the C++ API: one wake-up check per run, not per sample; the values are copied
+ *  from the caller's arrays straight into the cells. Never allocates.
  *  @return how many were pushed (0..count, at most INT_MAX) when that is at least one or count
  *          is 0; otherwise the first sample's error as shmlink_queue_try_push (WOULD_BLOCK when
  *          full). A short count means: call again from samples + count to see why.
@@ -430,13 +432,14 @@ SHMLINK_EXPORT int shmlink_queue_try_push_burst(shmlink_queue_t *queue, const sh
                                                 size_t count);
 
 /** Pops the oldest sample into `out` without blocking. Copies at most out->capacity values and
- *  sets out->length to the sample's length (length > capacity: truncated, see shmlink_sample_t).
- *  Never allocates. On failure `*out` is unchanged.
+ *  sets out->length to the sample's length (length > capacity: truncated, see shmlink_sample_t),
+ *  straight from the cell. Never allocates. On failure `*out` is unchanged.
  *  @return 0; WOULD_BLOCK (empty; no message is recorded: no data is not an error); CLOSED (shut
  *          down and drained); PERMISSION (read-only); INVALID_ARGUMENT (NULL queue or out, NULL
  *          values with capacity > 0).
- *  Thread safety: one popping thread per handle (the handle's pop scratch); an MPMC queue takes
- *  more consumers through more handles. */
+ *  Thread safety: one popping thread per handle (as the C++ Queue; a blocking pop that has to
+ *  wait fills the handle's pop scratch); an MPMC queue takes more consumers through more
+ *  handles. */
 SHMLINK_EXPORT int shmlink_queue_try_pop(shmlink_queue_t *queue, shmlink_sample_t *out);
 /** Pops the oldest sample, waiting (by the handle's wait mode) while the queue is empty.
  *  @param timeout_ns relative ns on CLOCK_MONOTONIC; negative waits forever; 0 tries once.
@@ -444,8 +447,9 @@ SHMLINK_EXPORT int shmlink_queue_try_pop(shmlink_queue_t *queue, shmlink_sample_
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */
 SHMLINK_EXPORT int shmlink_queue_pop(shmlink_queue_t *queue, shmlink_sample_t *out, int64_t timeout_ns);
 /** Pops up to `count` samples into out[0..count) without blocking (a burst), each as
- *  shmlink_queue_try_pop. Every out[i] is checked before anything is popped. Popped in runs as
- *  shmlink_queue_try_push_burst pushes (one wake-up check per run); never allocates.
+ *  shmlink_queue_try_pop. Every out[i] is checked before anything is popped. One burst of the
+ *  C++ API (one wake-up check), the values copied from the cells straight into the caller's
+ *  arrays; never allocates.
  *  @return how many were popped (at most INT_MAX) when that is at least one or count is 0;
  *          otherwise WOULD_BLOCK (empty), CLOSED (shut down and drained), PERMISSION or
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */

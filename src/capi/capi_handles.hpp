@@ -19,15 +19,14 @@ struct shmlink_stream_s {
   shmlink::Stream stream;
 };
 
-/// The opaque queue handle. Each direction has its own run of scratch samples (burst_chunk() of
-/// them, each reserved to max_values at open, so that pushes and pops never allocate); single
-/// pushes and pops use the first. On separate cache lines, as a pushing and a popping thread
-/// write them concurrently.
+/// The opaque queue handle. Pushes and non-blocking pops copy straight between the caller's
+/// arrays and the cells (SampleView, Queue::try_pop_burst with a handler); only a pop that has to
+/// wait goes through the pop scratch (Queue::pop fills a Sample), reserved to max_values at open
+/// so that it never allocates. On its own cache line: the popping thread writes it.
 struct shmlink_queue_s {
   shmlink::Queue queue;
   bool read_only = false;
-  alignas(64) std::vector<shmlink::Sample> push_run;  // the pushing thread's
-  alignas(64) std::vector<shmlink::Sample> pop_run;   // the popping thread's
+  alignas(64) shmlink::Sample pop_scratch;  // the popping thread's
 };
 
 namespace shmlink::capi {
@@ -46,11 +45,11 @@ int check_stream_spec(const char* name, const shmlink_stream_spec_t* spec, int m
 /// A checked C stream spec as the C++ one (allocates: call inside guarded()).
 shmlink::StreamSpec to_cpp(const shmlink_stream_spec_t& spec);
 
-/// A queue handle with scratch samples for `max_values` values (at most kMaxSampleValues),
+/// A queue handle whose pop scratch has room for `max_values` values (at most kMaxSampleValues),
 /// allocated before the queue exists so that an out-of-memory cannot strand a created file.
 /// @throws std::bad_alloc.
 std::unique_ptr<shmlink_queue_s> new_queue_handle(std::uint32_t max_values);
-/// Puts a freshly created or opened queue into `handle`, growing its scratch to the queue's
+/// Puts a freshly created or opened queue into `handle`, growing its pop scratch to the queue's
 /// max_values. @throws std::bad_alloc.
 void adopt(shmlink_queue_s& handle, shmlink::Queue q, bool read_only);
 /// A C queue spec as the C++ one (the signal table through to_cpp_signals, naming `name` in
@@ -85,6 +84,8 @@ int check_pop_sample(const char* function, const shmlink_sample_t* s) noexcept;
 /// the caller): no allocation.
 void from_c(const shmlink_sample_t& c, shmlink::Sample& dst) noexcept;
 /// Copies a popped sample out: at most `out->capacity` values, `out->length` the real length.
+void to_c(const shmlink::SampleView& src, shmlink_sample_t* out) noexcept;
+/// to_c() of a Sample (the interface's read scratch, a queue's pop scratch).
 void to_c(const shmlink::Sample& src, shmlink_sample_t* out) noexcept;
 
 }  // namespace shmlink::capi

@@ -12,6 +12,7 @@
 #include <shmlink/queue.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cinttypes>
 #include <climits>
 #include <cstddef>
@@ -27,7 +28,6 @@ using shmlink::capi::check_pop_sample;
 using shmlink::capi::check_push_sample;
 using shmlink::capi::copy_field;
 using shmlink::capi::fail;
-using shmlink::capi::from_c;
 using shmlink::capi::guarded;
 using shmlink::capi::kind_valid;
 using shmlink::capi::null_arg;
@@ -191,7 +191,7 @@ void from_c(const shmlink_sample_t& c, shmlink::Sample& dst) noexcept {
   if (c.length != 0) std::memcpy(dst.values.data(), c.values, std::size_t{c.length} * sizeof(SignalValue));
 }
 
-void to_c(const shmlink::Sample& src, shmlink_sample_t* out) noexcept {
+void to_c(const shmlink::SampleView& src, shmlink_sample_t* out) noexcept {
   out->sequence = src.sequence;
   out->ts_origin_ns = src.ts_origin_ns;
   out->ts_received_ns = src.ts_received_ns;
@@ -200,6 +200,10 @@ void to_c(const shmlink::Sample& src, shmlink_sample_t* out) noexcept {
   const std::uint32_t n = std::min(length, out->capacity);
   if (n != 0) std::memcpy(out->values, src.values.data(), std::size_t{n} * sizeof(SignalValue));
   out->length = length;
+}
+
+void to_c(const shmlink::Sample& src, shmlink_sample_t* out) noexcept {
+  to_c(shmlink::SampleView{src.sequence, src.ts_origin_ns, src.ts_received_ns, src.flags, src.values}, out);
 }
 
 }  // namespace shmlink::capi
@@ -211,20 +215,25 @@ int status_fail(shmlink::Status st, const char* action, const shmlink::Queue& q)
   return fail(static_cast<int>(st.code()), "%s queue '%s': %s", action, q.name().c_str(), st.message());
 }
 
-/// Samples a C burst hands to the core per call: up to 32 (the bench's and DPDK's usual burst),
-/// fewer for long samples so that a handle's scratch stays within 128 KiB per direction.
-std::size_t burst_chunk(std::uint32_t max_values) noexcept {
-  return std::clamp<std::size_t>(std::size_t{16384} / std::max<std::uint32_t>(max_values, 1), 1, 32);
+/// Samples a C push burst hands to the core per call (one wake-up check each): up to 32, the
+/// bench's and DPDK's usual burst. Their views live on the stack (48 bytes each); the values are
+/// copied from the caller's arrays straight into the cells.
+constexpr std::size_t kPushRun = 32;
+
+/// A C sample as a view of the caller's values (no copy). shmlink_value_t and SignalValue are
+/// layout-identical (asserted above); the core copies the values bytewise (memcpy).
+shmlink::SampleView view_of(const shmlink_sample_t& c) noexcept {
+  shmlink::SampleView v;
+  v.sequence = c.sequence;
+  v.ts_origin_ns = c.ts_origin_ns;
+  v.ts_received_ns = c.ts_received_ns;
+  v.flags = c.flags;
+  if (c.length != 0) v.values = std::span(reinterpret_cast<const SignalValue*>(c.values), c.length);
+  return v;
 }
 
-/// `n` scratch samples with room for `max_values` values each.
-void reserve_run(std::vector<shmlink::Sample>& run, std::size_t n, std::uint32_t max_values) {
-  run.resize(n);
-  for (shmlink::Sample& s : run) s.values.reserve(max_values);
-}
-
-/// Checks a sample to push into `q`, and that its values fit a cell (before any copy: the
-/// scratch samples hold max_values values).
+/// Checks a sample to push into `q`, and that its values fit a cell (so that the message says
+/// how many values the sample has and the queue takes).
 int check_push_fits(const char* function, const shmlink_sample_t* s, const shmlink::Queue& q) noexcept {
   if (const int rc = check_push_sample(function, s); rc != SHMLINK_OK) return rc;
   if (s->length > q.max_values())
@@ -247,16 +256,15 @@ int push_result(shmlink::Status st, const shmlink::Queue& q, std::int64_t timeou
   return status_fail(st, "pushing to", q);
 }
 
-/// A push of `s` (checked here) through the handle's push scratch: waiting up to `timeout_ns`
-/// when `blocking`, else one try.
+/// A push of `s` (checked here), its values copied from the caller's array straight into the
+/// cell: waiting up to `timeout_ns` when `blocking`, else one try.
 int queue_push(shmlink_queue_t* h, const shmlink_sample_t* s, const char* function, bool blocking,
                std::int64_t timeout_ns) noexcept {
   if (h == nullptr) return null_arg(function, "queue");
   auto& q = h->queue;
   if (const int rc = check_push_fits(function, s, q); rc != SHMLINK_OK) return rc;
-  shmlink::Sample& one = h->push_run.front();
-  from_c(*s, one);
-  return push_result(blocking ? q.push(one, to_timeout(timeout_ns)) : q.try_push(one), q, timeout_ns);
+  const shmlink::SampleView v = view_of(*s);
+  return push_result(blocking ? q.push(v, to_timeout(timeout_ns)) : q.try_push(v), q, timeout_ns);
 }
 
 /// The C result of a pop status (`timeout_ns`: the wait, for the message).
@@ -274,16 +282,27 @@ int pop_result(shmlink::Status st, const shmlink::Queue& q, std::int64_t timeout
   return status_fail(st, "popping from", q);
 }
 
-/// A pop through the handle's pop scratch, copied out to `out` (checked first, so that a bad
-/// buffer never costs a sample): waiting up to `timeout_ns` when `blocking`, else one try.
+/// Pops up to `n` samples straight from the cells into out[0..n) (checked by the caller), one
+/// core burst (one wake-up check); `popped` receives how many.
+shmlink::Status pop_into(shmlink::Queue& q, shmlink_sample_t* out, std::size_t n, std::size_t& popped) noexcept {
+  std::size_t i = 0;
+  return q.try_pop_burst([&](const shmlink::SampleView& v) noexcept { to_c(v, &out[i++]); }, n, popped);
+}
+
+/// A pop into `out` (checked first, so that a bad buffer never costs a sample): straight from
+/// the cell when a sample is there; otherwise, when `blocking`, a wait up to `timeout_ns` into the
+/// handle's pop scratch (Queue::pop fills a Sample), then copied out.
 int queue_pop(shmlink_queue_t* h, shmlink_sample_t* out, const char* function, bool blocking,
               std::int64_t timeout_ns) noexcept {
   if (h == nullptr) return null_arg(function, "queue");
   if (const int rc = check_pop_sample(function, out); rc != SHMLINK_OK) return rc;
   auto& q = h->queue;
-  shmlink::Sample& one = h->pop_run.front();
-  const auto st = blocking ? q.pop(one, to_timeout(timeout_ns)) : q.try_pop(one);
-  if (st.ok()) to_c(one, out);
+  std::size_t popped = 0;
+  shmlink::Status st = pop_into(q, out, 1, popped);
+  if (st.code() == Errc::would_block && blocking) {
+    st = q.pop(h->pop_scratch, to_timeout(timeout_ns));
+    if (st.ok()) to_c(h->pop_scratch, out);
+  }
   return pop_result(st, q, timeout_ns);
 }
 
@@ -312,15 +331,12 @@ void shmlink_queue_expect_init(shmlink_queue_expect_t* expect) {
 
 std::unique_ptr<shmlink_queue_s> shmlink::capi::new_queue_handle(std::uint32_t max_values) {
   auto handle = std::make_unique<shmlink_queue_s>();
-  const std::uint32_t room = std::min(max_values, shmlink::kMaxSampleValues);
-  reserve_run(handle->push_run, burst_chunk(room), room);
-  reserve_run(handle->pop_run, burst_chunk(room), room);
+  handle->pop_scratch.values.reserve(std::min(max_values, shmlink::kMaxSampleValues));
   return handle;
 }
 
 void shmlink::capi::adopt(shmlink_queue_s& handle, shmlink::Queue q, bool read_only) {
-  reserve_run(handle.push_run, burst_chunk(q.max_values()), q.max_values());
-  reserve_run(handle.pop_run, burst_chunk(q.max_values()), q.max_values());
+  handle.pop_scratch.values.reserve(q.max_values());
   handle.queue = std::move(q);
   handle.read_only = read_only;
 }
@@ -416,22 +432,22 @@ int shmlink_queue_try_push_burst(shmlink_queue_t* queue, const shmlink_sample_t*
   if (queue == nullptr) return null_arg(kFn, "queue");
   if (samples == nullptr && count != 0) return null_arg(kFn, "samples");
   auto& q = queue->queue;
-  std::vector<shmlink::Sample>& run = queue->push_run;
   const std::size_t n = burst_limit(count);
   std::size_t done = 0;
-  // Chunks of the scratch run, each one core burst (one wake-up check): the samples up to the
-  // first bad one are copied in and pushed; the bad one is reported once it comes first.
+  // Runs of up to kPushRun views, each one core burst: the samples up to the first bad one are
+  // pushed; the bad one is reported once it comes first.
+  std::array<shmlink::SampleView, kPushRun> run;
   while (done < n) {
     const std::size_t want = std::min(run.size(), n - done);
     std::size_t ready = 0;
     int bad = SHMLINK_OK;
     for (; ready < want; ++ready) {
       if ((bad = check_push_fits(kFn, &samples[done + ready], q)) != SHMLINK_OK) break;
-      from_c(samples[done + ready], run[ready]);
+      run[ready] = view_of(samples[done + ready]);
     }
     std::size_t pushed = 0;
     shmlink::Status st = Errc::ok;
-    if (ready != 0) st = q.try_push_burst(std::span<const shmlink::Sample>(run.data(), ready), pushed);
+    if (ready != 0) st = q.try_push_burst(std::span<const shmlink::SampleView>(run.data(), ready), pushed);
     done += pushed;
     if (pushed < ready) return done > 0 ? static_cast<int>(done) : push_result(st, q, 0);
     if (bad != SHMLINK_OK) return done > 0 ? static_cast<int>(done) : bad;
@@ -453,18 +469,10 @@ int shmlink_queue_try_pop_burst(shmlink_queue_t* queue, shmlink_sample_t* out, s
   const std::size_t n = burst_limit(count);
   for (std::size_t i = 0; i < n; ++i)  // all checked first: a bad entry must not lose a sample
     if (const int rc = check_pop_sample("shmlink_queue_try_pop_burst", &out[i]); rc != SHMLINK_OK) return rc;
-  auto& q = queue->queue;
-  std::vector<shmlink::Sample>& run = queue->pop_run;
-  std::size_t done = 0;
-  while (done < n) {  // chunks of the scratch run, each one core burst (one wake-up check)
-    const std::size_t want = std::min(run.size(), n - done);
-    std::size_t popped = 0;
-    const shmlink::Status st = q.try_pop_burst(std::span<shmlink::Sample>(run.data(), want), popped);
-    for (std::size_t i = 0; i < popped; ++i) to_c(run[i], &out[done + i]);
-    done += popped;
-    if (popped < want) return done > 0 ? static_cast<int>(done) : pop_result(st, q, 0);
-  }
-  return static_cast<int>(done);
+  if (n == 0) return 0;
+  std::size_t popped = 0;
+  const shmlink::Status st = pop_into(queue->queue, out, n, popped);
+  return popped > 0 ? static_cast<int>(popped) : pop_result(st, queue->queue, 0);
 }
 
 int shmlink_queue_shutdown(shmlink_queue_t* queue) {

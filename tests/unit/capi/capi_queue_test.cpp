@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <test_util.hpp>
 
+#include <malloc.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -653,11 +654,11 @@ TEST_F(capiQueueIo, BurstsMoveAsManyAsFitInOrder) {
   EXPECT_EQ(shmlink_queue_try_push_burst(q.get(), mixed + 1, 1), SHMLINK_E_SIZE_MISMATCH);
 }
 
-// C bursts go to the core in runs of up to 32 samples (fewer for long samples): bursts longer
-// than a run must cross run boundaries in order, a full queue must stop one inside a run, and a
-// bad sample past the first run must still stop the burst exactly where it stands.
+// C push bursts go to the core in runs of up to 32 samples: bursts longer than a run must cross
+// run boundaries in order, a full queue must stop one inside a run, and a bad sample past the
+// first run must still stop the burst exactly where it stands. Short and long samples.
 TEST_F(capiQueueIo, BurstsLongerThanARunCrossRunsInOrderAndStopWhereTheyMust) {
-  for (const std::uint32_t max_values : {3U, 1000U}) {  // runs of 32, and of 16
+  for (const std::uint32_t max_values : {3U, 1000U}) {
     SCOPED_TRACE(max_values);
     const std::string name = test_name() + std::to_string(max_values);
     auto q = make_queue(name, qspec(128, max_values));
@@ -708,6 +709,52 @@ TEST_F(capiQueueIo, BurstsLongerThanARunCrossRunsInOrderAndStopWhereTheyMust) {
     ASSERT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), 40);
     EXPECT_EQ(ins[39].sequence, 39U);
     EXPECT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), SHMLINK_E_WOULD_BLOCK);
+  }
+}
+
+/// Bytes of heap in use (small blocks and mmapped ones), as glibc counts them.
+std::size_t heap_in_use() {
+  const struct mallinfo2 m = ::mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+// Pushes and bursts copy the values straight from the caller's arrays into the cells and back
+// (sample views): a handle holds no runs of scratch samples, only one sample's room for a pop
+// that has to wait. For 4096-value samples that is 32 KiB, where runs of scratch samples for
+// both directions took 256 KiB.
+TEST_F(capiQueueIo, AHandleHoldsNoBurstScratchOnlyOnePopSample) {
+  {  // mallinfo2 must see this allocator's heap (a sanitizer's allocator is invisible to it)
+    const std::size_t before = heap_in_use();
+    std::vector<std::byte> probe(256 * 1024);
+    if (heap_in_use() < before + probe.size()) GTEST_SKIP() << "mallinfo2 does not see this build's allocator";
+  }
+  const std::size_t before = heap_in_use();
+  auto q = make_queue(test_name(), qspec(8, SHMLINK_MAX_SAMPLE_VALUES));
+  ASSERT_TRUE(q);
+  const std::size_t handle_bytes = heap_in_use() - before;
+  EXPECT_GE(handle_bytes, std::size_t{SHMLINK_MAX_SAMPLE_VALUES} * sizeof(shmlink_value_t)) << "the pop scratch";
+  EXPECT_LT(handle_bytes, std::size_t{64} * 1024) << "a handle of a 4096-value queue holds " << handle_bytes << " bytes";
+  // And the bursts move every value.
+  std::vector<shmlink_value_t> values(SHMLINK_MAX_SAMPLE_VALUES);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i].i = static_cast<std::int64_t>(i) * 3;
+  std::vector<shmlink_sample_t> batch(3);
+  for (std::uint64_t k = 0; k < batch.size(); ++k) {
+    batch[k].sequence = k;
+    batch[k].length = SHMLINK_MAX_SAMPLE_VALUES;
+    batch[k].values = values.data();
+  }
+  ASSERT_EQ(shmlink_queue_try_push_burst(q.get(), batch.data(), batch.size()), 3) << last_error();
+  std::vector<std::vector<shmlink_value_t>> got(3, std::vector<shmlink_value_t>(SHMLINK_MAX_SAMPLE_VALUES));
+  std::vector<shmlink_sample_t> ins(3);
+  for (std::size_t k = 0; k < ins.size(); ++k) {
+    ins[k].values = got[k].data();
+    ins[k].capacity = SHMLINK_MAX_SAMPLE_VALUES;
+  }
+  ASSERT_EQ(shmlink_queue_try_pop_burst(q.get(), ins.data(), ins.size()), 3) << last_error();
+  for (std::size_t k = 0; k < ins.size(); ++k) {
+    ASSERT_EQ(ins[k].sequence, k);
+    ASSERT_EQ(ins[k].length, SHMLINK_MAX_SAMPLE_VALUES);
+    EXPECT_EQ(got[k].back().i, static_cast<std::int64_t>(SHMLINK_MAX_SAMPLE_VALUES - 1) * 3);
   }
 }
 
