@@ -2,7 +2,7 @@
 // Writes the seed corpora of the fuzz targets: files made by the library itself, so that
 // mutations start from every layout shmlink really writes.
 //
-//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/{stream,queue,memif_status,packet,memif_messages,memif_handshake,villas}/*
+//   shmlink_fuzz_seeds <out-dir>   ->  <out-dir>/{stream,queue,memif_status,packet,memif_messages,memif_handshake,villas,region}/*
 //
 // Streams: plain 1-, 2- and 3-axis streams of several dtypes, with keywords, semaphores, a
 // circular buffer, rolling buffers, a written frame, and a packetised frame with its companion
@@ -10,7 +10,8 @@
 // part full, full and shut down. memif status: a master and a slave socket, connected. Packets:
 // the ARP and ICMP echo frames `shmlink memif ping|responder` build and answer. memif messages
 // and handshakes: memif_seeds.cpp. VILLAS regions: our own output regions as villas-node lays
-// them out, both modes, empty, part full, full, drained and stopped.
+// them out, both modes, empty, part full, full, drained and stopped. Regions: directories with
+// entries ready, creating and removed, one with its lock left held.
 #include <shmlink/memif.hpp>
 #include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
@@ -24,6 +25,7 @@
 
 #include "fuzz_util.hpp"
 #include "queue/villas_region.hpp"
+#include "region/region_access.hpp"
 #include "packet.hpp"
 #include "memif_fuzz.hpp"
 
@@ -159,6 +161,38 @@ void villas_seeds(const fs::path& out) {
   }
 }
 
+/// Region directories (issue 20): 256 KiB regions as the allocator leaves them, written up to the
+/// end of their directory (the fuzz target zero-fills the rest).
+void region_seeds(const fs::path& out) {
+  using shmlink::detail::RegionAccess;
+  struct Case {
+    std::size_t max_entries;
+    int entries, removed;
+    bool held;  ///< the lock left held by a holder of another kernel
+  };
+  const Case cases[] = {{16, 0, 0, false}, {16, 3, 1, false}, {4, 4, 2, false}, {64, 9, 3, false}, {16, 2, 0, true}};
+  int k = 0;
+  for (const Case& c : cases) {
+    shmlink::RegionOptions o;
+    o.max_entries = c.max_entries;
+    shmlink::Region r = shmlink::Region::create_memfd("seed", 256 * 1024, o);
+    const auto& st = RegionAccess::state(r);
+    for (int i = 0; i < c.entries; ++i) {
+      auto res = RegionAccess::allocate(st, "e" + std::to_string(i), i % 2 == 0 ? shmlink::ChannelKind::stream
+                                                                               : shmlink::ChannelKind::queue,
+                                        4096 * static_cast<std::size_t>(1 + i % 3));
+      if (i != c.entries - 1) st->dir.publish(res.slot);  // the last one stays "creating"
+    }
+    for (int i = 0; i < c.removed; ++i) (void)st->dir.remove("e" + std::to_string(i));
+    if (c.held)
+      std::atomic_ref<std::uint64_t>(reinterpret_cast<shmlink::rlayout::RegionHeader*>(st->bytes.data())->lock)
+          .store(0x1234567800000042ULL);
+    const auto* base = reinterpret_cast<const char*>(st->bytes.data());
+    put(out / ("region_" + std::to_string(k++)),
+        std::vector<char>(base, base + shmlink::rlayout::directory_bytes(static_cast<std::uint32_t>(c.max_entries))));
+  }
+}
+
 void memif_status_seeds(const fs::path& out) {
   const std::string sock = "@shmlink-fuzz-seed-" + std::to_string(::getpid());
   shmlink::memif::SocketOptions mo;
@@ -214,12 +248,13 @@ int main(int argc, char** argv) {
   try {
     const fs::path out(argv[1]);
     const std::string& dir = shmlink::fuzz::scratch_dir();
-    for (const char* t : {"stream", "queue", "memif_status", "packet", "villas"}) fs::create_directories(out / t);
+    for (const char* t : {"stream", "queue", "memif_status", "packet", "villas", "region"}) fs::create_directories(out / t);
     stream_seeds(dir, out / "stream");
     queue_seeds(dir, out / "queue");
     memif_status_seeds(out / "memif_status");
     packet_seeds(out / "packet");
     villas_seeds(out / "villas");
+    region_seeds(out / "region");
     shmlink::fuzz::write_memif_seeds(out);  // memif_messages/, memif_handshake/
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shmlink_fuzz_seeds: %s\n", e.what());

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: MIT
+/// @file region.hpp
+/// @brief A region: one shared mapping (a file on /dev/shm or hugetlbfs, a memfd, or memory the
+/// caller maps, such as a QEMU guest's ivshmem BAR2) holding a directory of named streams and
+/// queues, each laid out exactly as its file-backed twin.
+///
+/// The directory sits at the region's start (magic, version written last, size, the creator's
+/// host/boot identity, a lock word and a table of entries: name, kind, state, offset, size,
+/// generation, owner). Its allocator works without a shared kernel (no futex, no pthread mutex):
+/// a lock word holding the holder's token, taken by compare-and-swap, stolen at once from a dead
+/// holder of this host and after 2 s of silence from a holder on another kernel. Everything a
+/// peer can write is validated: a corrupted directory is Errc::layout naming the region and the
+/// entry, never a crash (docs/design/region.md; the user guide is docs/regions.md).
+#pragma once
+
+#include <shmlink/export.h>
+#include <shmlink/placement.hpp>
+#include <shmlink/queue.hpp>
+#include <shmlink/segment.hpp>
+#include <shmlink/stream.hpp>
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace shmlink {
+
+namespace detail {
+struct RegionAccess;
+}
+
+/// What an entry of a region holds (the `kind` field of the layout).
+enum class ChannelKind : std::uint32_t { stream = 1, queue = 2 };
+
+/// An entry's state (the `state` field of the layout): `creating` while its creator lays the
+/// channel out (invisible to open), `ready` once published, `removing` only while a remove runs
+/// (seen after a remover died mid-way; the next allocator operation completes it).
+enum class EntryState : std::uint32_t { free = 0, creating = 1, ready = 2, removing = 3 };
+
+/// One entry of a region's directory, as copied out and validated by Region::entries().
+struct RegionEntry {
+  std::string name;                       ///< 1..79 bytes, the channel rule (no '/', ':' or control characters)
+  ChannelKind kind = ChannelKind::stream;
+  EntryState state = EntryState::free;
+  std::uint64_t offset = 0;               ///< bytes from the region's start, a multiple of 4096
+  std::uint64_t size = 0;                 ///< bytes reserved, a multiple of 4096
+  std::uint64_t generation = 0;           ///< +1 at every reservation and every removal of the slot
+  std::uint64_t owner = 0;                ///< holder token of the creator: (boot hash << 32) | pid
+};
+
+/// How Region::create / create_memfd / format lay out a new region.
+struct RegionOptions {
+  /// File mode bits of a region file: read and write bits only (check_channel_permissions()).
+  mode_t permissions = 0600;
+  /// Entries of the directory, 1..16384 (each 128 bytes; the directory is rounded up to 4096).
+  std::size_t max_entries = 256;
+};
+
+/// A region handle. Move-only; the mapping is shared with every channel placed in it (a Stream
+/// or Queue from create_stream/open_stream/... keeps it mapped after the Region is gone).
+///
+/// Thread safety: every member may be called from any thread; allocator operations of threads
+/// and processes are serialised by the region's lock.
+///
+/// Memory ordering: the directory's version is stored last with release when a region is
+/// formatted and loaded with acquire on open/attach. Directory changes happen under the lock
+/// (taken by an acquire CAS, given back by a release CAS); readers copy the table without the
+/// lock, seqlock style: lock_count (acquire), copy, acquire fence, lock_count again; a copy
+/// that saw any change of a holder sees its lock_count increment and is retried. An entry is
+/// published (creating -> ready) after its channel is laid out, so an opener that finds it
+/// ready sees the channel complete (the channel also writes its own version last).
+class SHMLINK_EXPORT Region {
+ public:
+  Region() noexcept;
+  Region(Region&&) noexcept;
+  Region& operator=(Region&&) noexcept;
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+  ~Region();
+
+  /// Creates (or opens, by `mode`) a region file and formats its directory before it becomes
+  /// visible (built under a temporary name, then linked: Segment::create_file).
+  /// @param path a path (containing '/') used as given, e.g. "/dev/hugepages/ao.region"; a
+  ///        plain name means `<stream_directory()>/<name>.region.shm`.
+  /// @param size bytes: a power of two (QEMU's ivshmem requires it), at least 64 KiB and larger
+  ///        than the directory; on hugetlbfs also a multiple of the huge page size.
+  /// @param mode ExclusiveCreate (default), PurgeAndCreate (a new file replaces the old; handles
+  ///        on the old keep it), OpenOrCreate (opens an existing region of the same size, else
+  ///        Errc::layout), OpenExisting.
+  /// @throws Error invalid_argument (size, name, permissions, max_entries), name_too_long,
+  ///         exists, permission, no_space, not_found (missing directory), layout (OpenOrCreate of
+  ///         a different region), system; each naming the path.
+  static Region create(const std::string& path, std::size_t size, OpenMode mode = OpenMode::ExclusiveCreate,
+                       const RegionOptions& options = {});
+  /// Creates a region in an anonymous memfd (sealed against resizing) named `name` ("memfd:NAME"
+  /// in messages and path()). Share fd() with other processes (SCM_RIGHTS) and attach there.
+  /// @throws Error invalid_argument (size as create), no_space, system.
+  static Region create_memfd(const std::string& name, std::size_t size, const RegionOptions& options = {});
+  /// Opens a region file (name rule as create) and validates its directory header.
+  /// @param writable map read-write (needed to create, remove, or write channels) or read-only.
+  /// @throws Error not_found, permission, layout (not a region, not formatted yet, wrong
+  ///         version, size fields that do not match the file), system; each naming the path.
+  static Region open(const std::string& path, bool writable = true);
+  /// Uses an already-formatted region in memory the caller maps (e.g. a guest's ivshmem BAR2).
+  /// @param bytes the whole region, 64-byte aligned; @param owner keeps it mapped (may be null
+  ///        when the caller guarantees the lifetime); @param what names it in messages and
+  ///        path(); @param same_kernel true when every process using it runs on this kernel
+  ///        (futex waits reach them), false for memory shared with other VMs (polling waits).
+  /// @throws Error layout naming `what` when the directory is absent, not formatted or invalid.
+  static Region attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
+                       bool same_kernel);
+  /// Formats a new directory in the caller's memory (e.g. an ivshmem server's shared memory),
+  /// erasing whatever directory was there, and returns it attached. `bytes.size()` must be a
+  /// multiple of 4096 and at least 64 KiB; `options.permissions` is not used.
+  /// @throws Error invalid_argument naming `what` (size, alignment, max_entries).
+  static Region format(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
+                       bool same_kernel, const RegionOptions& options = {});
+
+  /// Creates a stream named `name` in the region: reserves an entry (state creating), zeroes
+  /// and lays out its bytes (Stream::create_in) and publishes it (state ready).
+  /// @param mode ExclusiveCreate (default); PurgeAndCreate (removes an existing entry first:
+  ///        handles on it see replaced()); OpenOrCreate (opens it when it exists with the same
+  ///        shape and dtype, else Errc::layout); OpenExisting.
+  /// @throws Error invalid_argument / name_too_long (the name; the spec as Stream::create),
+  ///         exists, no_space (no gap or no free entry big enough), busy (another process is
+  ///         creating it), permission (read-only region), timeout (the lock), layout (corrupt
+  ///         directory); each naming `PATH:NAME` or the region.
+  Stream create_stream(std::string_view name, const StreamSpec& spec, OpenMode mode = OpenMode::ExclusiveCreate);
+  /// Opens the ready stream entry `name` with every check Stream::open does, against the entry.
+  /// @throws Error not_found (no such entry, or not ready yet), layout (a queue of that name, a
+  ///         corrupt directory or stream), timeout; naming `PATH:NAME`.
+  Stream open_stream(std::string_view name, const OpenOptions& options = {});
+  /// Creates a queue named `name` in the region, as create_stream (Queue::create_in).
+  /// OpenOrCreate opens an existing queue whose max_values, kind and signals match.
+  Queue create_queue(std::string_view name, const QueueSpec& spec, OpenMode mode = OpenMode::ExclusiveCreate);
+  /// Opens the ready queue entry `name` (Queue::open_in with `expect`), as open_stream.
+  Queue open_queue(std::string_view name, const QueueExpect& expect = {});
+  /// Removes the entry `name` (and, for a stream, its partial-write companion `<name>_pkt`):
+  /// its bytes return to the free space. Handles still open on it keep their mapping but see
+  /// replaced(): the bytes may be reused by the next channel created.
+  /// @throws Error not_found, busy (a live process of this host is still creating it),
+  ///         permission (read-only), timeout, layout; naming `PATH:NAME`.
+  void remove(std::string_view name);
+  /// The entries in use (every state but free), in table order, copied and validated.
+  /// @throws Error layout naming the region and the entry (index and name) that is corrupt;
+  ///         timeout when a live holder keeps the lock.
+  [[nodiscard]] std::vector<RegionEntry> entries() const;
+
+  /// True when a region is held.
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+  /// The region's file path, "memfd:NAME", or the `what` given to attach/format.
+  [[nodiscard]] const std::string& path() const noexcept;
+  /// Bytes of the region (the directory's region_size).
+  [[nodiscard]] std::size_t size() const noexcept;
+  /// The backing's descriptor (owned by the region), or -1 for attached memory.
+  [[nodiscard]] int fd() const noexcept;
+  /// The creator's boot identity as the kernel prints it ("8-4-4-4-12" lower-case hex).
+  [[nodiscard]] std::string boot_id() const;
+  /// The creator's host name.
+  [[nodiscard]] std::string host_name() const;
+  /// True when the region was formatted by this kernel (its boot_id is ours).
+  [[nodiscard]] bool created_by_this_kernel() const noexcept;
+
+  struct State;  ///< shared by the handle and its channels' placements (src/region)
+
+ private:
+  friend struct detail::RegionAccess;
+  explicit Region(std::shared_ptr<State> state) noexcept;
+  std::shared_ptr<State> state_;
+};
+
+/// Splits a channel locator "PATH:NAME" at its last ':' (PATH contains '/', NAME is not empty and
+/// has no '/' and no ':'), e.g. "/dev/hugepages/ao.region:wfs" -> {"/dev/hugepages/ao.region",
+/// "wfs"}. std::nullopt for anything else (a plain name, a path without NAME).
+SHMLINK_EXPORT std::optional<std::pair<std::string, std::string>> split_region_locator(std::string_view text);
+
+/// The file of a region: a name without '/' becomes `<stream_directory()>/<name>.region.shm`; a
+/// path (containing '/') is used as given.
+/// @throws Error invalid_argument / name_too_long for a name that breaks the channel name rule.
+SHMLINK_EXPORT std::string region_path(std::string_view name_or_path);
+
+}  // namespace shmlink

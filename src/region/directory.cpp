@@ -1,0 +1,579 @@
+// SPDX-License-Identifier: MIT
+// The region directory: identity, header, the lock without a shared kernel, the seqlock copy of
+// the table, the trust rule and the first-fit allocator (region_internal.hpp;
+// docs/design/region.md).
+#include "region/region_internal.hpp"
+
+#include "os/clock.hpp"
+#include "os/log_internal.hpp"
+#include "os/process.hpp"
+
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace shmlink::rdir {
+
+using rlayout::RegionEntry;
+using rlayout::RegionHeader;
+
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);
+
+namespace {
+
+// ---- shared words ---------------------------------------------------------------------------
+
+/// The 64-bit word at byte `off` of the region (8-aligned: the region is 64-byte aligned).
+std::atomic_ref<std::uint64_t> word(std::span<std::byte> bytes, std::uint64_t off) noexcept {
+  return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(bytes.data() + off));
+}
+std::atomic_ref<std::uint64_t> entry_word(std::span<std::byte> bytes, std::uint32_t i, std::size_t w) noexcept {
+  return word(bytes, rlayout::entry_offset(i) + 8 * w);
+}
+std::atomic_ref<std::uint64_t> lock_word(std::span<std::byte> bytes) noexcept {
+  return word(bytes, offsetof(RegionHeader, lock));
+}
+std::atomic_ref<std::uint64_t> count_word(std::span<std::byte> bytes) noexcept {
+  return word(bytes, offsetof(RegionHeader, lock_count));
+}
+
+/// Copies entry `i` word by word (relaxed: inside the readers' seqlock, or under the lock).
+RegionEntry load_entry(std::span<std::byte> bytes, std::uint32_t i) noexcept {
+  std::uint64_t w[rlayout::kEntryWords];
+  for (std::size_t k = 0; k < rlayout::kEntryWords; ++k) w[k] = entry_word(bytes, i, k).load(std::memory_order_relaxed);
+  RegionEntry e;
+  std::memcpy(&e, w, sizeof e);
+  return e;
+}
+
+std::uint32_t state_of(std::uint64_t kind_state) noexcept { return static_cast<std::uint32_t>(kind_state >> 32); }
+
+std::string quoted(std::string_view name) { return "'" + escape_name(name) + "'"; }
+
+// ---- holders --------------------------------------------------------------------------------
+
+/// True when the process `pid` has exited but is not reaped yet (state Z or X in /proc).
+bool zombie(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return false;
+  const char st = text[paren + 2];
+  return st == 'Z' || st == 'X';
+}
+
+/// A holder of this kernel and pid namespace (its pid is ours to check).
+bool local_holder(std::uint64_t token) noexcept {
+  const auto pid = static_cast<std::uint32_t>(token);
+  return static_cast<std::uint32_t>(token >> 32) == local_identity().token_hash && pid > 0 && pid <= 0x7fffffffU;
+}
+bool holder_dead(std::uint64_t token) {
+  const auto pid = static_cast<pid_t>(static_cast<std::uint32_t>(token));
+  return !os::pid_alive(pid) || zombie(pid);
+}
+
+std::string token_text(std::uint64_t token) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(token));
+  return buf;
+}
+
+/// Judges the holder of a taken lock word for a waiter (the recovery rule): a dead holder of
+/// this kernel may be taken over at once; a holder of another kernel (another VM) once the lock
+/// word and its count have not changed for the lock timeout, measured on the waiter's
+/// CLOCK_MONOTONIC; a live local holder past the timeout is Errc::timeout. Nobody waits more
+/// than five timeouts in all (a peer that keeps rewriting the word cannot hold us forever).
+class Watch {
+ public:
+  explicit Watch(const std::string& what) : what_(what), start_(os::monotonic_ns()) {}
+
+  /// True when the holder `lock` (non-zero) may be taken over now.
+  bool judge(std::uint64_t lock, std::uint64_t count) {
+    const std::int64_t now = os::monotonic_ns();
+    const std::int64_t limit = g_lock_timeout_ns.load(std::memory_order_relaxed);
+    if (!seen_ || lock != lock_ || count != count_) {
+      seen_ = true, lock_ = lock, count_ = count, since_ = now;
+    }
+    if (local_holder(lock)) {
+      if (holder_dead(lock)) return true;
+      if (now - since_ >= limit)
+        throw Error(Errc::timeout, "region " + what_ + ": the directory lock is held by pid " +
+                                       std::to_string(static_cast<std::uint32_t>(lock)) +
+                                       " of this host, which did not release it within " +
+                                       std::to_string(limit / 1'000'000) + " ms");
+    } else if (now - since_ >= limit) {
+      return true;
+    }
+    check_overall(now, limit);
+    return false;
+  }
+  /// Throws timeout once five lock timeouts have passed since the wait began.
+  void check_overall(std::int64_t now, std::int64_t limit) const {
+    if (now - start_ >= 5 * limit)
+      throw Error(Errc::timeout, "region " + what_ + ": the directory kept changing for " +
+                                     std::to_string((now - start_) / 1'000'000) + " ms (lock word " +
+                                     token_text(lock_) + ")");
+  }
+  /// One step of the wait: spin a little, then sleep in growing slices up to 1 ms.
+  void pause() noexcept {
+    if (++rounds_ < 64) {
+      os::cpu_relax();
+      return;
+    }
+    const long ns = std::min<long>(1'000'000, 1'000L << std::min<unsigned>(rounds_ - 64, 10));
+    timespec ts{0, ns};
+    ::nanosleep(&ts, nullptr);
+  }
+
+ private:
+  const std::string& what_;
+  std::int64_t start_;
+  std::int64_t since_ = 0;
+  std::uint64_t lock_ = 0, count_ = 0;
+  bool seen_ = false;
+  unsigned rounds_ = 0;
+};
+
+}  // namespace
+
+// ---- identity -------------------------------------------------------------------------------
+
+const Identity& local_identity() {
+  static const Identity id = [] {
+    Identity r;
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::string text;
+    std::getline(in, text);
+    std::size_t n = 0;
+    for (std::size_t i = 0; i + 1 < text.size() && n < 16;) {
+      if (text[i] == '-') {
+        ++i;
+        continue;
+      }
+      unsigned v = 0;
+      if (std::sscanf(text.c_str() + i, "%2x", &v) != 1) break;
+      r.boot_id[n++] = static_cast<std::uint8_t>(v);
+      i += 2;
+    }
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) r.host_name = host;
+    // The hash covers the boot and the pid namespace: pids mean something only within one.
+    struct stat st {};
+    const std::uint64_t ns = ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+    std::uint32_t h = 2166136261U;  // FNV-1a
+    auto mix = [&h](std::uint8_t b) { h = (h ^ b) * 16777619U; };
+    for (std::uint8_t b : r.boot_id) mix(b);
+    for (int k = 0; k < 8; ++k) mix(static_cast<std::uint8_t>(ns >> (8 * k)));
+    r.token_hash = h == 0 ? 1 : h;
+    return r;
+  }();
+  return id;
+}
+
+std::uint64_t holder_token() noexcept {
+  return (std::uint64_t{local_identity().token_hash} << 32) | static_cast<std::uint32_t>(os::current_pid());
+}
+
+std::string format_boot_id(const std::uint8_t (&id)[16]) {
+  std::string out;
+  char buf[4];
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    std::snprintf(buf, sizeof buf, "%02x", id[i]);
+    out += buf;
+  }
+  return out;
+}
+
+const char* name_problem(std::string_view name) noexcept {
+  if (name.empty()) return "the name is empty";
+  if (name.size() > rlayout::kMaxName) return "the name is longer than 79 bytes";
+  if (name == "." || name == "..") return "the name is '.' or '..'";
+  for (const char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '/') return "the name contains '/'";
+    if (c == ':') return "the name contains ':' (it separates a region from a channel in PATH:NAME)";
+    if (c < 0x20 || c == 0x7f) return "the name contains a control character";
+  }
+  return nullptr;
+}
+
+// ---- header ---------------------------------------------------------------------------------
+
+void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::string& what) {
+  const std::string who = "formatting region " + what;
+  if (reinterpret_cast<std::uintptr_t>(bytes.data()) % rlayout::kCacheLine != 0)
+    throw Error(Errc::invalid_argument, who + ": the memory is not 64-byte aligned");
+  if (bytes.size() < rlayout::kMinRegionSize || bytes.size() % rlayout::kEntryAlign != 0)
+    throw Error(Errc::invalid_argument, who + ": size " + std::to_string(bytes.size()) +
+                                            " is not a multiple of 4096 of at least 65536 bytes");
+  if (max_entries < 1 || max_entries > rlayout::kMaxEntries)
+    throw Error(Errc::invalid_argument, who + ": max_entries " + std::to_string(max_entries) + " is outside 1..16384");
+  const std::uint64_t dir = rlayout::directory_bytes(max_entries);
+  if (dir + rlayout::kEntryAlign > bytes.size())
+    throw Error(Errc::invalid_argument, who + ": a directory of " + std::to_string(max_entries) + " entries (" +
+                                            std::to_string(dir) + " bytes) leaves no room in " +
+                                            std::to_string(bytes.size()) + " bytes");
+  auto* h = reinterpret_cast<RegionHeader*>(bytes.data());
+  // Hide the old directory first (readers check the version), then rebuild it.
+  std::atomic_ref<std::uint32_t>(h->version).store(0, std::memory_order_relaxed);
+  std::memset(bytes.data(), 0, dir);
+  std::memcpy(h->magic, rlayout::kMagic, sizeof h->magic);
+  h->header_bytes = sizeof(RegionHeader);
+  h->region_size = bytes.size();
+  h->directory_bytes = dir;
+  h->max_entries = max_entries;
+  h->entry_bytes = sizeof(RegionEntry);
+  h->created_ns = os::now_ns(CLOCK_REALTIME);
+  h->creator_pid = os::current_pid();
+  const Identity& me = local_identity();
+  std::memcpy(h->boot_id, me.boot_id.data(), sizeof h->boot_id);
+  std::memcpy(h->host_name, me.host_name.data(), std::min(me.host_name.size(), sizeof h->host_name - 1));
+  // SYNC POINT: the version, stored last, publishes the directory; pairs with read_header's acquire.
+  std::atomic_ref<std::uint32_t>(h->version).store(rlayout::kVersion, std::memory_order_release);
+}
+
+Header read_header(std::span<const std::byte> bytes, const std::string& what) {
+  const std::string who = "opening region " + what;
+  if (bytes.size() < rlayout::kMinRegionSize)
+    throw Error(Errc::layout, who + ": " + std::to_string(bytes.size()) + " bytes is smaller than a region (65536)");
+  auto* h = reinterpret_cast<const RegionHeader*>(bytes.data());
+  if (std::memcmp(h->magic, rlayout::kMagic, sizeof h->magic) != 0)
+    throw Error(Errc::layout, who + ": not a region (no SHMLREG magic)");
+  // SYNC POINT: pairs with format()'s release store of the version.
+  const std::uint32_t version =
+      std::atomic_ref<std::uint32_t>(const_cast<std::uint32_t&>(h->version)).load(std::memory_order_acquire);
+  if (version == 0) throw Error(Errc::layout, who + ": the directory is not formatted yet (version 0)");
+  if (version != rlayout::kVersion)
+    throw Error(Errc::layout, who + ": directory version " + std::to_string(version) + " is not " +
+                                  std::to_string(rlayout::kVersion));
+  RegionHeader c;
+  std::memcpy(&c, h, sizeof c);  // one copy, then only the copy is checked and used
+  if (c.header_bytes != sizeof(RegionHeader) || c.entry_bytes != sizeof(RegionEntry))
+    throw Error(Errc::layout, who + ": header_bytes " + std::to_string(c.header_bytes) + " / entry_bytes " +
+                                  std::to_string(c.entry_bytes) + " are not 256 / 128");
+  if (c.max_entries < 1 || c.max_entries > rlayout::kMaxEntries)
+    throw Error(Errc::layout, who + ": max_entries " + std::to_string(c.max_entries) + " is outside 1..16384");
+  if (c.directory_bytes != rlayout::directory_bytes(c.max_entries))
+    throw Error(Errc::layout, who + ": directory_bytes " + std::to_string(c.directory_bytes) + " does not match " +
+                                  std::to_string(c.max_entries) + " entries");
+  if (c.region_size < rlayout::kMinRegionSize || c.region_size % rlayout::kEntryAlign != 0 ||
+      c.region_size > bytes.size() || c.directory_bytes >= c.region_size)
+    throw Error(Errc::layout, who + ": region_size " + std::to_string(c.region_size) + " does not fit the " +
+                                  std::to_string(bytes.size()) + " bytes mapped (or the directory)");
+  Header r;
+  r.region_size = c.region_size;
+  r.directory_bytes = c.directory_bytes;
+  r.max_entries = c.max_entries;
+  std::memcpy(r.boot_id, c.boot_id, sizeof r.boot_id);
+  r.host_name.assign(c.host_name, ::strnlen(c.host_name, sizeof c.host_name));
+  r.creator_pid = c.creator_pid;
+  r.created_ns = c.created_ns;
+  return r;
+}
+
+// ---- the trust rule -------------------------------------------------------------------------
+
+std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, const std::string& what) {
+  std::vector<Slot> out;
+  for (std::uint32_t i = 0; i < table.size(); ++i) {
+    const RegionEntry& e = table[i];
+    if (e.state == rlayout::kStateFree) continue;
+    const std::size_t len = ::strnlen(e.name, sizeof e.name);
+    const std::string_view name(e.name, len);
+    auto bad = [&](const std::string& why) -> Error {
+      return Error(Errc::layout, "region " + what + ": entry " + std::to_string(i) + " (" + quoted(name) + "): " + why);
+    };
+    if (len == sizeof e.name) throw bad("the name is not NUL-terminated");
+    if (const char* p = name_problem(name)) throw bad(p);
+    if (e.state > rlayout::kStateRemoving) throw bad("unknown state " + std::to_string(e.state));
+    if (e.kind != rlayout::kKindStream && e.kind != rlayout::kKindQueue) throw bad("unknown kind " + std::to_string(e.kind));
+    if (e.offset % rlayout::kEntryAlign != 0 || e.size % rlayout::kEntryAlign != 0 || e.size == 0)
+      throw bad("offset " + std::to_string(e.offset) + " / size " + std::to_string(e.size) +
+                " are not non-zero multiples of 4096");
+    if (e.offset < h.directory_bytes || e.offset > h.region_size || e.size > h.region_size - e.offset)
+      throw bad("bytes " + std::to_string(e.offset) + ".." + std::to_string(e.offset + e.size) +
+                " are outside the channel space " + std::to_string(h.directory_bytes) + ".." +
+                std::to_string(h.region_size));
+    Slot s;
+    s.index = i;
+    s.entry.name = std::string(name);
+    s.entry.kind = static_cast<ChannelKind>(e.kind);
+    s.entry.state = static_cast<EntryState>(e.state);
+    s.entry.offset = e.offset;
+    s.entry.size = e.size;
+    s.entry.generation = e.generation;
+    s.entry.owner = e.owner;
+    out.push_back(std::move(s));
+  }
+  std::vector<const Slot*> by_offset;
+  by_offset.reserve(out.size());
+  for (const Slot& s : out) by_offset.push_back(&s);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const Slot* a, const Slot* b) { return a->entry.offset < b->entry.offset; });
+  for (std::size_t k = 1; k < by_offset.size(); ++k) {
+    const Slot& a = *by_offset[k - 1];
+    const Slot& b = *by_offset[k];
+    if (a.entry.offset + a.entry.size > b.entry.offset)
+      throw Error(Errc::layout, "region " + what + ": entry " + std::to_string(b.index) + " (" + quoted(b.entry.name) +
+                                    ") overlaps entry " + std::to_string(a.index) + " (" + quoted(a.entry.name) + ")");
+  }
+  std::sort(by_offset.begin(), by_offset.end(), [](const Slot* a, const Slot* b) {
+    return a->entry.name != b->entry.name ? a->entry.name < b->entry.name : a->index < b->index;
+  });
+  for (std::size_t k = 1; k < by_offset.size(); ++k)
+    if (by_offset[k - 1]->entry.name == by_offset[k]->entry.name)
+      throw Error(Errc::layout, "region " + what + ": entry " + std::to_string(by_offset[k]->index) + " (" +
+                                    quoted(by_offset[k]->entry.name) + ") has the name of entry " +
+                                    std::to_string(by_offset[k - 1]->index));
+  return out;
+}
+
+// ---- the lock -------------------------------------------------------------------------------
+
+/// Holds the directory lock for its lifetime; recovers what a dead holder left on the way in.
+class Directory::Lock {
+ public:
+  explicit Lock(const Directory& d) : d_(d), mine_(holder_token()) {
+    if (!d.writable_) throw Error(Errc::permission, "region " + d.what_ + ": mapped read-only");
+    auto lock = lock_word(d.bytes_);
+    auto count = count_word(d.bytes_);
+    Watch watch(d.what_);
+    for (;;) {
+      // SYNC POINT: pairs with the release CAS in ~Lock (the previous holder's table stores).
+      std::uint64_t cur = lock.load(std::memory_order_acquire);
+      if (cur == 0) {
+        if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) break;
+        continue;
+      }
+      if (watch.judge(cur, count.load(std::memory_order_relaxed))) {
+        if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) {
+          detail::log(LogLevel::warn, "region " + d.what_ + ": took over the directory lock from holder " +
+                                          token_text(cur) + " (dead or silent)");
+          break;
+        }
+        continue;
+      }
+      watch.pause();
+    }
+    // Open the readers' seqlock: a reader whose copy sees any store below sees this count.
+    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    // SYNC POINT: orders the count before the table stores; pairs with snapshot()'s acquire fence.
+    std::atomic_thread_fence(std::memory_order_release);
+    recover();
+  }
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+  ~Lock() {
+    std::uint64_t expected = mine_;
+    // SYNC POINT: publishes this holder's table stores to the next holder's acquire load/CAS.
+    if (!lock_word(d_.bytes_).compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed))
+      detail::log(LogLevel::warn, "region " + d_.what_ + ": the directory lock was taken over while held (now " +
+                                      token_text(expected) + ")");
+  }
+  [[nodiscard]] std::uint64_t token() const noexcept { return mine_; }
+
+ private:
+  /// The recovery rule: an entry left `removing` (its remover died inside the lock) becomes free;
+  /// a `creating` entry whose creator is a dead process of this kernel becomes free.
+  void recover() {
+    for (std::uint32_t i = 0; i < d_.header_.max_entries; ++i) {
+      const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+      const std::uint32_t st = state_of(ks);
+      if (st == rlayout::kStateRemoving ||
+          (st == rlayout::kStateCreating && [&] {
+            const std::uint64_t owner = entry_word(d_.bytes_, i, rlayout::kOwnerWord).load(std::memory_order_relaxed);
+            return local_holder(owner) && holder_dead(owner);
+          }())) {
+        d_.release_slot(i);
+        detail::log(LogLevel::info, "region " + d_.what_ + ": entry " + std::to_string(i) + " left " +
+                                        (st == rlayout::kStateRemoving ? "removing" : "creating by a dead process") +
+                                        " was freed");
+      }
+    }
+  }
+
+  const Directory& d_;
+  std::uint64_t mine_;
+};
+
+void Directory::release_slot(std::uint32_t i) const noexcept {
+  auto ks = entry_word(bytes_, i, rlayout::kKindStateWord);
+  const std::uint64_t kind = ks.load(std::memory_order_relaxed) & 0xffffffffU;
+  ks.store(rlayout::kind_state(static_cast<std::uint32_t>(kind), rlayout::kStateRemoving), std::memory_order_relaxed);
+  auto gen = entry_word(bytes_, i, rlayout::kGenerationWord);
+  gen.store(gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  ks.store(rlayout::kind_state(static_cast<std::uint32_t>(kind), rlayout::kStateFree), std::memory_order_release);
+}
+
+// ---- reading --------------------------------------------------------------------------------
+
+std::vector<RegionEntry> Directory::raw_table() const {
+  std::vector<RegionEntry> table(header_.max_entries);
+  for (std::uint32_t i = 0; i < header_.max_entries; ++i) table[i] = load_entry(bytes_, i);
+  return table;
+}
+
+std::vector<Slot> Directory::snapshot() const {
+  auto lock = lock_word(bytes_);
+  auto count = count_word(bytes_);
+  Watch watch(what_);
+  std::vector<RegionEntry> table;
+  for (;;) {
+    // SYNC POINT: pairs with a holder's release fence after its count store (Lock).
+    const std::uint64_t c1 = count.load(std::memory_order_acquire);
+    const std::uint64_t l1 = lock.load(std::memory_order_acquire);
+    // A dead or silent holder changes nothing more: its table is read as it is (every change is
+    // committed by one store of an entry's kind/state word, so it is consistent).
+    if (l1 == 0 || watch.judge(l1, c1)) {
+      table = raw_table();
+      // SYNC POINT: pairs with the holder's release fence: a copy that saw a store sees the count.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (count.load(std::memory_order_relaxed) == c1 && lock.load(std::memory_order_relaxed) == l1) break;
+    }
+    watch.check_overall(os::monotonic_ns(), g_lock_timeout_ns.load(std::memory_order_relaxed));
+    watch.pause();
+  }
+  return validate(table, header_, what_);
+}
+
+std::optional<Slot> Directory::find(std::string_view name) const {
+  for (Slot& s : snapshot())
+    if (s.entry.name == name) return std::move(s);
+  return std::nullopt;
+}
+
+bool Directory::current(std::uint32_t index, std::uint64_t generation) const noexcept {
+  if (index >= header_.max_entries) return false;
+  // SYNC POINT: pairs with the release stores of release_slot() and reserve().
+  const std::uint64_t ks = entry_word(bytes_, index, rlayout::kKindStateWord).load(std::memory_order_acquire);
+  const std::uint64_t gen = entry_word(bytes_, index, rlayout::kGenerationWord).load(std::memory_order_acquire);
+  const std::uint32_t st = state_of(ks);
+  return gen == generation && (st == rlayout::kStateCreating || st == rlayout::kStateReady);
+}
+
+// ---- the allocator --------------------------------------------------------------------------
+
+Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes) {
+  const std::string who = "region " + what_ + ": creating " + quoted(name);
+  if (const char* p = name_problem(name)) throw Error(Errc::invalid_argument, who + ": " + p);
+  if (bytes == 0 || bytes > header_.region_size)
+    throw Error(Errc::no_space, who + ": " + std::to_string(bytes) + " bytes do not fit a region of " +
+                                    std::to_string(header_.region_size));
+  const std::uint64_t size = rlayout::align_up(bytes);
+  Slot slot;
+  {
+    Lock lk(*this);
+    std::vector<RegionEntry> table = raw_table();
+    std::vector<Slot> used = validate(table, header_, what_);
+    for (const Slot& s : used)
+      if (s.entry.name == name)
+        throw Error(Errc::exists, who + ": entry " + std::to_string(s.index) + " has that name (" +
+                                      (s.entry.state == EntryState::creating ? "being created" : "ready") + ")");
+    std::uint32_t index = header_.max_entries;
+    for (std::uint32_t i = 0; i < header_.max_entries && index == header_.max_entries; ++i)
+      if (table[i].state == rlayout::kStateFree) index = i;
+    if (index == header_.max_entries)
+      throw Error(Errc::no_space, who + ": all " + std::to_string(header_.max_entries) + " entries are in use");
+    // First fit: the gaps are the spaces between the entries in use, sorted by offset.
+    std::sort(used.begin(), used.end(), [](const Slot& a, const Slot& b) { return a.entry.offset < b.entry.offset; });
+    std::uint64_t cursor = header_.directory_bytes, largest = 0;
+    bool found = false;
+    for (const Slot& s : used) {
+      const std::uint64_t gap = s.entry.offset - cursor;
+      if (gap >= size) {
+        found = true;
+        break;
+      }
+      largest = std::max(largest, gap);
+      cursor = s.entry.offset + s.entry.size;
+    }
+    if (!found) {
+      const std::uint64_t gap = header_.region_size - cursor;
+      if (gap < size)
+        throw Error(Errc::no_space, who + ": no free gap of " + std::to_string(size) + " bytes (largest " +
+                                        std::to_string(std::max(largest, gap)) + ")");
+    }
+    RegionEntry e{};
+    std::memcpy(e.name, name.data(), name.size());
+    e.kind = static_cast<std::uint32_t>(kind);
+    e.state = rlayout::kStateFree;  // committed below
+    e.offset = cursor;
+    e.size = size;
+    e.generation = table[index].generation + 1;
+    e.owner = lk.token();
+    std::uint64_t w[rlayout::kEntryWords];
+    std::memcpy(w, &e, sizeof w);
+    for (std::size_t k = 0; k < rlayout::kEntryWords; ++k)
+      if (k != rlayout::kKindStateWord) entry_word(bytes_, index, k).store(w[k], std::memory_order_relaxed);
+    if (g_test_hook != nullptr) g_test_hook(HookPoint::locked);
+    // SYNC POINT: commits the entry (release: its fields before its state); pairs with current().
+    entry_word(bytes_, index, rlayout::kKindStateWord)
+        .store(rlayout::kind_state(e.kind, rlayout::kStateCreating), std::memory_order_release);
+    slot.index = index;
+    slot.entry = shmlink::RegionEntry{};
+    slot.entry.name = std::string(name);
+    slot.entry.kind = kind;
+    slot.entry.state = EntryState::creating;
+    slot.entry.offset = e.offset;
+    slot.entry.size = e.size;
+    slot.entry.generation = e.generation;
+    slot.entry.owner = e.owner;
+  }
+  if (g_test_hook != nullptr) g_test_hook(HookPoint::reserved);
+  return slot;
+}
+
+namespace {
+bool same_reservation(std::span<std::byte> bytes, const Slot& s) noexcept {
+  const std::uint64_t ks = entry_word(bytes, s.index, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+  const std::uint64_t gen = entry_word(bytes, s.index, rlayout::kGenerationWord).load(std::memory_order_relaxed);
+  return ks == rlayout::kind_state(static_cast<std::uint32_t>(s.entry.kind), rlayout::kStateCreating) &&
+         gen == s.entry.generation;
+}
+}  // namespace
+
+void Directory::publish(const Slot& slot) {
+  Lock lk(*this);
+  if (!same_reservation(bytes_, slot))
+    throw Error(Errc::replaced, "region " + what_ + ": entry " + std::to_string(slot.index) + " (" +
+                                    quoted(slot.entry.name) + ") was freed while being created");
+  // SYNC POINT: the channel's bytes (laid out before this call) happen-before an opener that
+  // finds the entry ready (its snapshot's acquire fence and the channel's own version acquire).
+  entry_word(bytes_, slot.index, rlayout::kKindStateWord)
+      .store(rlayout::kind_state(static_cast<std::uint32_t>(slot.entry.kind), rlayout::kStateReady),
+             std::memory_order_release);
+}
+
+void Directory::abandon(const Slot& slot) noexcept {
+  try {
+    Lock lk(*this);
+    if (same_reservation(bytes_, slot)) release_slot(slot.index);
+  } catch (const Error& e) {
+    detail::log(LogLevel::warn, std::string(e.what()) + " (leaving the entry to recovery)");
+  }
+}
+
+bool Directory::remove(std::string_view name) {
+  Lock lk(*this);
+  std::vector<RegionEntry> table = raw_table();
+  for (const Slot& s : validate(table, header_, what_)) {
+    if (s.entry.name != name) continue;
+    if (s.entry.state == EntryState::creating && local_holder(s.entry.owner) && !holder_dead(s.entry.owner))
+      throw Error(Errc::busy, "region " + what_ + ": removing " + quoted(name) + ": pid " +
+                                  std::to_string(static_cast<std::uint32_t>(s.entry.owner)) + " is still creating it");
+    release_slot(s.index);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace shmlink::rdir

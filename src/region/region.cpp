@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+// Regions: backings (a file on /dev/shm or hugetlbfs, a memfd, the caller's memory), the handle,
+// entries and the PATH:NAME locator (include/shmlink/region.hpp; docs/design/region.md).
+// Channels placed in a region: region_channels.cpp.
+#include "region/region_access.hpp"
+
+#include "os/sys.hpp"
+
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
+#include <bit>
+#include <cstring>
+#include <utility>
+
+namespace shmlink {
+
+namespace {
+
+constexpr long kHugetlbfsMagic = 0x958458f6;  // statfs f_type of hugetlbfs (linux/magic.h)
+constexpr std::string_view kRegionSuffix = ".region.shm";
+
+std::string dir_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+/// Size rules of a new region file or memfd.
+void check_size(std::size_t size, const RegionOptions& options, const std::string& who) {
+  if (size < rlayout::kMinRegionSize || !std::has_single_bit(size))
+    throw Error(Errc::invalid_argument, who + ": size " + std::to_string(size) +
+                                            " is not a power of two of at least 65536 bytes (QEMU's ivshmem needs a power of two)");
+  if (options.max_entries < 1 || options.max_entries > rlayout::kMaxEntries)
+    throw Error(Errc::invalid_argument, who + ": max_entries " + std::to_string(options.max_entries) +
+                                            " is outside 1..16384");
+  const std::uint64_t dir = rlayout::directory_bytes(static_cast<std::uint32_t>(options.max_entries));
+  if (dir + rlayout::kEntryAlign > size)
+    throw Error(Errc::invalid_argument, who + ": a directory of " + std::to_string(options.max_entries) +
+                                            " entries (" + std::to_string(dir) + " bytes) leaves no room in " +
+                                            std::to_string(size) + " bytes");
+}
+
+/// On hugetlbfs the size must be a multiple of the huge page size (the file system's block size).
+void check_hugetlbfs(const std::string& path, std::size_t size) {
+  struct statfs fs {};
+  if (::statfs(dir_of(path).c_str(), &fs) != 0 || static_cast<long>(fs.f_type) != kHugetlbfsMagic) return;
+  const auto page = static_cast<std::size_t>(fs.f_bsize);
+  if (page == 0 || size % page != 0)
+    throw Error(Errc::invalid_argument, "creating region " + path + ": size " + std::to_string(size) +
+                                            " is not a multiple of the huge page size " + std::to_string(page) +
+                                            " of this hugetlbfs");
+}
+
+std::shared_ptr<Region::State> state_of_segment(Segment seg, std::string path, bool writable) {
+  auto st = std::make_shared<Region::State>();
+  struct stat sb {};
+  if (::fstat(seg.fd(), &sb) != 0) os::throw_errno(errno, "inspecting region", path);
+  st->dev = static_cast<std::uint64_t>(sb.st_dev);
+  st->ino = static_cast<std::uint64_t>(sb.st_ino);
+  st->fd = seg.fd();
+  st->bytes = std::span<std::byte>(seg.data(), seg.size());
+  st->segment = std::move(seg);
+  st->path = std::move(path);
+  st->writable = writable;
+  st->same_kernel = true;
+  return st;
+}
+
+void attach_directory(Region::State& st) {
+  rdir::Header h = rdir::read_header(st.bytes, st.path);
+  st.dir = rdir::Directory(st.bytes.first(h.region_size), std::move(h), st.path, st.writable);
+}
+
+}  // namespace
+
+std::string region_path(std::string_view name_or_path) {
+  if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
+  std::string_view name = name_or_path;
+  if (name.size() > kRegionSuffix.size() && name.substr(name.size() - kRegionSuffix.size()) == kRegionSuffix)
+    name.remove_suffix(kRegionSuffix.size());
+  check_channel_name("region", name, name_or_path, kMaxStreamName);
+  return stream_directory() + "/" + std::string(name) + std::string(kRegionSuffix);
+}
+
+std::optional<std::pair<std::string, std::string>> split_region_locator(std::string_view text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const std::string_view path = text.substr(0, colon);
+  const std::string_view name = text.substr(colon + 1);
+  if (path.find('/') == std::string_view::npos || name.empty() || name.find('/') != std::string_view::npos)
+    return std::nullopt;
+  return std::make_pair(std::string(path), std::string(name));
+}
+
+// ---- the handle -----------------------------------------------------------------------------
+
+Region::Region() noexcept = default;
+Region::Region(std::shared_ptr<State> state) noexcept : state_(std::move(state)) {}
+Region::Region(Region&&) noexcept = default;
+Region& Region::operator=(Region&&) noexcept = default;
+Region::~Region() = default;
+
+Region Region::create(const std::string& path_in, std::size_t size, OpenMode mode, const RegionOptions& options) {
+  const std::string path = region_path(path_in);
+  if (mode == OpenMode::OpenExisting) return open(path);
+  if (mode == OpenMode::OpenOrCreate) {
+    try {
+      Region r = open(path);
+      if (r.size() != size)
+        throw Error(Errc::layout, "opening region " + path + ": exists with " + std::to_string(r.size()) +
+                                      " bytes, asked for " + std::to_string(size));
+      return r;
+    } catch (const Error& e) {
+      if (e.errc() != Errc::not_found) throw;
+    }
+    try {
+      return create(path, size, OpenMode::ExclusiveCreate, options);
+    } catch (const Error& e) {
+      if (e.errc() != Errc::exists) throw;
+      return create(path, size, OpenMode::OpenOrCreate, options);  // lost a creation race: open theirs
+    }
+  }
+  const std::string who = "creating region " + path;
+  check_channel_permissions(options.permissions, path);
+  check_size(size, options, who);
+  check_hugetlbfs(path, size);
+  Segment seg = Segment::create_file(path, size, mode, options.permissions, [&](Segment& fresh) {
+    rdir::format({fresh.data(), fresh.size()}, static_cast<std::uint32_t>(options.max_entries), path);
+  });
+  auto st = state_of_segment(std::move(seg), path, true);
+  attach_directory(*st);
+  return Region(std::move(st));
+}
+
+Region Region::create_memfd(const std::string& name, std::size_t size, const RegionOptions& options) {
+  const std::string what = "memfd:" + name;
+  check_size(size, options, "creating region " + what);
+  Segment seg = Segment::create_memfd(name, size);
+  rdir::format({seg.data(), seg.size()}, static_cast<std::uint32_t>(options.max_entries), what);
+  auto st = state_of_segment(std::move(seg), what, true);
+  attach_directory(*st);
+  return Region(std::move(st));
+}
+
+Region Region::open(const std::string& path_in, bool writable) {
+  const std::string path = region_path(path_in);
+  Segment seg = Segment::open_file(path, writable);
+  const std::size_t file_size = seg.size();
+  auto st = state_of_segment(std::move(seg), path, writable);
+  attach_directory(*st);
+  if (st->dir.header().region_size != file_size)
+    throw Error(Errc::layout, "opening region " + path + ": the file has " + std::to_string(file_size) +
+                                  " bytes, its directory says " + std::to_string(st->dir.header().region_size));
+  return Region(std::move(st));
+}
+
+Region Region::attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
+                      bool same_kernel) {
+  if (reinterpret_cast<std::uintptr_t>(bytes.data()) % rlayout::kCacheLine != 0)
+    throw Error(Errc::invalid_argument, "attaching region " + what + ": the memory is not 64-byte aligned");
+  auto st = std::make_shared<State>();
+  st->owner = std::move(owner);
+  st->bytes = bytes;
+  st->path = std::move(what);
+  st->writable = true;
+  st->same_kernel = same_kernel;
+  attach_directory(*st);
+  return Region(std::move(st));
+}
+
+Region Region::format(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
+                      bool same_kernel, const RegionOptions& options) {
+  if (options.max_entries < 1 || options.max_entries > rlayout::kMaxEntries)
+    throw Error(Errc::invalid_argument, "formatting region " + what + ": max_entries " +
+                                            std::to_string(options.max_entries) + " is outside 1..16384");
+  rdir::format(bytes, static_cast<std::uint32_t>(options.max_entries), what);
+  return attach(bytes, std::move(owner), std::move(what), same_kernel);
+}
+
+namespace {
+const std::string kEmpty;
+Region::State& need(const std::shared_ptr<Region::State>& st) {
+  if (!st) throw Error(Errc::closed, "region: the handle is closed or moved-from");
+  return *st;
+}
+}  // namespace
+
+const std::string& Region::path() const noexcept { return state_ ? state_->path : kEmpty; }
+std::size_t Region::size() const noexcept { return state_ ? state_->dir.header().region_size : 0; }
+int Region::fd() const noexcept { return state_ ? state_->fd : -1; }
+
+std::string Region::boot_id() const { return rdir::format_boot_id(need(state_).dir.header().boot_id); }
+std::string Region::host_name() const { return need(state_).dir.header().host_name; }
+bool Region::created_by_this_kernel() const noexcept {
+  if (!state_) return false;
+  return std::memcmp(state_->dir.header().boot_id, rdir::local_identity().boot_id.data(), 16) == 0;
+}
+
+std::vector<RegionEntry> Region::entries() const {
+  std::vector<RegionEntry> out;
+  for (rdir::Slot& s : need(state_).dir.snapshot()) out.push_back(std::move(s.entry));
+  return out;
+}
+
+// ---- placements -----------------------------------------------------------------------------
+
+namespace detail {
+
+rdir::Directory& RegionAccess::directory(const Region& r) { return need(r.state_).dir; }
+const std::shared_ptr<Region::State>& RegionAccess::state(const Region& r) {
+  need(r.state_);
+  return r.state_;
+}
+
+Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot) {
+  Placement p;
+  p.bytes = st->bytes.subspan(slot.entry.offset, slot.entry.size);
+  p.owner = st;
+  p.name = slot.entry.name;
+  p.path = st->path + ":" + slot.entry.name;
+  p.dev = st->dev;
+  p.ino = st->ino;
+  p.offset = slot.entry.offset;
+  p.fd = st->fd;
+  p.writable = st->writable;
+  p.same_kernel = st->same_kernel;
+  p.still_current = [st, index = slot.index, gen = slot.entry.generation]() noexcept {
+    return st->dir.current(index, gen);
+  };
+  p.sibling = [st](const std::string& name, std::size_t create_bytes) -> std::optional<Placement> {
+    if (std::optional<rdir::Slot> found = st->dir.find(name)) {
+      if (found->entry.state != EntryState::ready) return std::nullopt;
+      if (found->entry.kind != ChannelKind::stream)
+        throw Error(Errc::layout, "region " + st->path + ": entry '" + escape_name(name) + "' is not a stream");
+      return placement(st, *found);
+    }
+    if (create_bytes == 0) return std::nullopt;
+    Reserved r = allocate(st, name, ChannelKind::stream, create_bytes);
+    r.where.publish = [st, slot = r.slot] { st->dir.publish(slot); };
+    return std::move(r.where);
+  };
+  return p;
+}
+
+Reserved RegionAccess::allocate(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind,
+                                std::size_t bytes) {
+  Reserved r;
+  r.slot = st->dir.reserve(name, kind, bytes);
+  r.where = placement(st, r.slot);
+  // Zero the entry (it may hold a removed channel) outside the lock: only its creator sees it.
+  std::memset(r.where.bytes.data(), 0, r.where.bytes.size());
+  return r;
+}
+
+std::optional<rdir::Slot> RegionAccess::find(const std::shared_ptr<Region::State>& st, std::string_view name) {
+  return st->dir.find(name);
+}
+
+}  // namespace detail
+
+}  // namespace shmlink

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+// The region handle's shared state and the internal door to it (placements, reservations) used
+// by region.cpp, region_channels.cpp and the tests (include/shmlink/region.hpp).
+#pragma once
+
+#include <shmlink/region.hpp>
+#include <shmlink/segment.hpp>
+
+#include "region/region_internal.hpp"
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace shmlink {
+
+/// What a Region handle and every channel placed in it share: the mapping and the directory.
+struct Region::State {
+  Segment segment;                    ///< the owned backing (file, memfd); empty for attached memory
+  std::shared_ptr<const void> owner;  ///< the caller's owner of attached memory
+  std::span<std::byte> bytes;         ///< the whole mapping
+  std::string path;                   ///< file path, "memfd:NAME" or the caller's `what`
+  std::uint64_t dev = 0, ino = 0;     ///< the backing's identity (0 for attached memory)
+  int fd = -1;                        ///< owned by `segment`, or -1
+  bool writable = true;
+  bool same_kernel = true;
+  rdir::Directory dir;
+};
+
+namespace detail {
+
+/// A reserved (creating) entry: its slot and the placement of its zero-filled bytes.
+struct Reserved {
+  rdir::Slot slot;
+  Placement where;
+};
+
+/// Internal access to a Region for the channel code and the tests.
+struct RegionAccess {
+  static rdir::Directory& directory(const Region& r);
+  static const std::shared_ptr<Region::State>& state(const Region& r);
+  /// The placement of the in-use entry `slot`: its bytes, `PATH:NAME`, still_current by
+  /// generation, sibling lookup/creation for a stream's companion.
+  static Placement placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot);
+  /// Reserves an entry (creating) of at least `bytes` and zeroes it; the caller lays the channel
+  /// out and then calls `st->dir.publish(slot)`, or `abandon(slot)` on failure.
+  static Reserved allocate(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind,
+                           std::size_t bytes);
+  /// The in-use entry named `name`.
+  static std::optional<rdir::Slot> find(const std::shared_ptr<Region::State>& st, std::string_view name);
+};
+
+}  // namespace detail
+}  // namespace shmlink

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// What creating and opening channels in a region share (region_streams.cpp, region_queues.cpp):
+// the name rule, PATH:NAME, ready entries as placements, reserve-lay out-publish, OpenOrCreate.
+#pragma once
+
+#include "region/region_access.hpp"
+
+#include "os/clock.hpp"
+
+#include <time.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace shmlink::rchan {
+
+using detail::RegionAccess;
+
+/// Suffix of a stream's partial-write companion (`<name>_pkt`, as for files).
+inline constexpr std::string_view kCompanionSuffix = "_pkt";
+
+inline std::string locator(const Region::State& st, std::string_view name) { return st.path + ":" + std::string(name); }
+
+/// The channel name rule, plus no ':' (it separates the region from the name in PATH:NAME).
+inline void check_name(std::string_view kind, std::string_view name, const Region::State& st) {
+  check_channel_name(kind, name, name, kMaxStreamName);
+  if (name.find(':') != std::string_view::npos)
+    throw Error(Errc::invalid_argument, std::string(kind) + " '" + escape_name(name) + "' in region " + st.path +
+                                            ": a name must not contain ':'");
+}
+
+inline const char* kind_word(ChannelKind k) noexcept { return k == ChannelKind::stream ? "a stream" : "a queue"; }
+
+/// The ready entry `name` of `kind`, as a placement.
+/// @throws Error not_found (absent or not ready), layout (another kind).
+inline Placement ready_entry(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind) {
+  const std::string who = "opening " + locator(*st, name);
+  std::optional<rdir::Slot> slot = RegionAccess::find(st, name);
+  if (!slot) throw Error(Errc::not_found, who + ": no such entry in the region");
+  if (slot->entry.state != EntryState::ready)
+    throw Error(Errc::not_found, who + ": the entry is not ready (being created or removed)");
+  if (slot->entry.kind != kind)
+    throw Error(Errc::layout, who + ": the entry is " + kind_word(slot->entry.kind) + ", not " + kind_word(kind));
+  return RegionAccess::placement(st, *slot);
+}
+
+/// Reserves `bytes` for `name`, lays the channel out with `make(placement)` and publishes it;
+/// a failure frees the entry again.
+template <class Make>
+auto create_entry(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind, std::size_t bytes,
+                  Make&& make) {
+  detail::Reserved r = RegionAccess::allocate(st, name, kind, bytes);
+  try {
+    auto channel = make(r.where);
+    st->dir.publish(r.slot);
+    return channel;
+  } catch (...) {
+    st->dir.abandon(r.slot);
+    throw;
+  }
+}
+
+/// OpenOrCreate: open when it is there, else create; a creator racing us wins and we open its
+/// channel once it is ready (bounded by the lock timeout).
+template <class Open, class Create>
+auto open_or_create(const Region::State& st, std::string_view name, Open&& open, Create&& create) {
+  const std::int64_t deadline = os::monotonic_ns() + rdir::g_lock_timeout_ns.load(std::memory_order_relaxed);
+  for (;;) {
+    try {
+      return open();
+    } catch (const Error& e) {
+      if (e.errc() != Errc::not_found) throw;
+    }
+    try {
+      return create();
+    } catch (const Error& e) {
+      if (e.errc() != Errc::exists) throw;
+    }
+    if (os::monotonic_ns() > deadline)
+      throw Error(Errc::busy, "creating " + locator(st, name) + ": another process is still creating it");
+    timespec ts{0, 1'000'000};
+    ::nanosleep(&ts, nullptr);
+  }
+}
+
+inline std::string shape_text(std::span<const std::uint32_t> shape) {
+  std::string s;
+  for (std::uint32_t v : shape) s += (s.empty() ? "" : "x") + std::to_string(v);
+  return s;
+}
+
+}  // namespace shmlink::rchan

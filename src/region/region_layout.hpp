@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+// The shared layout of a region (include/shmlink/region.hpp; docs/design/region.md): one mapping
+// with a directory at its start and the channels' own layouts (ISIO streams, queues) inside it,
+// unchanged. Little-endian, offsets only (every process and every VM maps the region at its own
+// address), every struct pinned by static_asserts.
+//
+//   0                RegionHeader (256 bytes): identity and geometry, written once before
+//                    `version`; the lock line (lock, lock_count) written under the lock protocol
+//   256              RegionEntry[max_entries] (128 bytes each): the table of named channels
+//   directory_bytes  first byte a channel may use: 256 + 128 * max_entries rounded up to 4096
+//   region_size      end of the region (a power of two for files and memfds: QEMU's ivshmem)
+//
+// Every channel's bytes start at a multiple of kEntryAlign (4096) and span a multiple of it.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+namespace shmlink::rlayout {
+
+static_assert(std::endian::native == std::endian::little, "regions are little-endian");
+
+/// "SHMLREG\0": the first 8 bytes of every region.
+inline constexpr char kMagic[8] = {'S', 'H', 'M', 'L', 'R', 'E', 'G', '\0'};
+/// Layout version, written last at formatting (release) as the readiness marker; 0 while formatted.
+inline constexpr std::uint32_t kVersion = 1;
+inline constexpr std::uint32_t kCacheLine = 64;
+/// Alignment of every entry's offset and size (a page; hugetlbfs regions still use 4096 inside).
+inline constexpr std::uint64_t kEntryAlign = 4096;
+/// Smallest region: 64 KiB.
+inline constexpr std::uint64_t kMinRegionSize = 64 * 1024;
+/// Entries a reader accepts at most (bounds the directory it copies: 2 MiB).
+inline constexpr std::uint32_t kMaxEntries = 16384;
+/// Longest entry name in bytes (the field holds it plus a NUL).
+inline constexpr std::size_t kMaxName = 79;
+
+/// Entry kinds (shmlink::ChannelKind values).
+inline constexpr std::uint32_t kKindStream = 1;
+inline constexpr std::uint32_t kKindQueue = 2;
+/// Entry states (shmlink::EntryState values).
+inline constexpr std::uint32_t kStateFree = 0;
+inline constexpr std::uint32_t kStateCreating = 1;
+inline constexpr std::uint32_t kStateReady = 2;
+inline constexpr std::uint32_t kStateRemoving = 3;
+
+/// The directory header, 32 bits per row:
+///
+///      0 +-------------------------------+
+///        | magic "SHMLREG\0" (8 bytes)   |
+///      8 | version (written last)        |
+///     12 | header_bytes = 256            |
+///     16 | region_size (64 bit)          |
+///     24 | directory_bytes (64 bit)      |
+///     32 | max_entries                   |
+///     36 | entry_bytes = 128             |
+///     40 | created_ns (64 bit)           |  CLOCK_REALTIME of the creator
+///     48 | creator_pid                   |
+///     52 | reserved0                     |
+///     56 | reserved1 (64 bit)            |
+///     64 | boot_id (16 bytes)            |  /proc/sys/kernel/random/boot_id of the creator
+///     80 | host_name (72 bytes, NUL-terminated)
+///    152 | reserved2 (40 bytes)          |
+///    192 | lock (64 bit, atomic)         |  holder token, 0 when free
+///    200 | lock_count (64 bit, atomic)   |  +1 by each holder right after it takes the lock
+///    208 | pad (48 bytes)                |
+///    256 +-------------------------------+
+struct RegionHeader {
+  // line 0 (0..63): identity and geometry, written once before version
+  char magic[8];                  // 0
+  std::uint32_t version;          // 8   written last (release); 0 while being formatted
+  std::uint32_t header_bytes;     // 12  sizeof(RegionHeader): offset of entry 0
+  std::uint64_t region_size;      // 16  bytes of the whole region
+  std::uint64_t directory_bytes;  // 24  header + entries rounded up to kEntryAlign
+  std::uint32_t max_entries;      // 32
+  std::uint32_t entry_bytes;      // 36  sizeof(RegionEntry)
+  std::int64_t created_ns;        // 40
+  std::int32_t creator_pid;       // 48  as the creator saw itself (its pid namespace)
+  std::uint32_t reserved0;        // 52
+  std::uint64_t reserved1;        // 56
+  // lines 1-2 (64..191): who formatted the region (a later issue tells "same kernel" from
+  // "another VM on this host" with it)
+  std::uint8_t boot_id[16];       // 64  raw bytes of the creator's boot_id
+  char host_name[72];             // 80  the creator's host name, NUL-terminated
+  std::uint8_t reserved2[40];     // 152
+  // line 3 (192..255): the allocator's lock, alone on its line
+  std::uint64_t lock;             // 192 holder token (boot hash << 32 | pid), 0: free (atomic)
+  std::uint64_t lock_count;       // 200 acquisitions; the directory readers' sequence (atomic)
+  std::uint8_t pad[48];           // 208
+};
+static_assert(sizeof(RegionHeader) == 256);
+static_assert(offsetof(RegionHeader, magic) == 0);
+static_assert(offsetof(RegionHeader, version) == 8);
+static_assert(offsetof(RegionHeader, header_bytes) == 12);
+static_assert(offsetof(RegionHeader, region_size) == 16);
+static_assert(offsetof(RegionHeader, directory_bytes) == 24);
+static_assert(offsetof(RegionHeader, max_entries) == 32);
+static_assert(offsetof(RegionHeader, entry_bytes) == 36);
+static_assert(offsetof(RegionHeader, created_ns) == 40);
+static_assert(offsetof(RegionHeader, creator_pid) == 48);
+static_assert(offsetof(RegionHeader, reserved0) == 52);
+static_assert(offsetof(RegionHeader, reserved1) == 56);
+static_assert(offsetof(RegionHeader, boot_id) == 64);
+static_assert(offsetof(RegionHeader, host_name) == 80);
+static_assert(offsetof(RegionHeader, reserved2) == 152);
+static_assert(offsetof(RegionHeader, lock) == 192);
+static_assert(offsetof(RegionHeader, lock_count) == 200);
+static_assert(offsetof(RegionHeader, pad) == 208);
+static_assert(offsetof(RegionHeader, lock) % kCacheLine == 0);
+
+/// One entry of the table, 32 bits per row. Written only by the lock holder, as sixteen 64-bit
+/// words (relaxed atomics inside the readers' seqlock); a free entry's other fields mean nothing.
+///
+///      0 +-------------------------------+
+///        | name (80 bytes, NUL-terminated, 1..79 bytes)
+///     80 | kind                          |  1 stream, 2 queue
+///     84 | state                         |  0 free, 1 creating, 2 ready, 3 removing
+///     88 | offset (64 bit)               |  from the region's start, multiple of 4096
+///     96 | size (64 bit)                 |  multiple of 4096
+///    104 | generation (64 bit)           |  +1 at every reservation and every release
+///    112 | owner (64 bit)                |  holder token of the process that reserved it
+///    120 | reserved (64 bit)             |
+///    128 +-------------------------------+
+struct RegionEntry {
+  char name[80];             // 0
+  std::uint32_t kind;        // 80  (kind and state form one 64-bit word: kind low, state high)
+  std::uint32_t state;       // 84
+  std::uint64_t offset;      // 88
+  std::uint64_t size;        // 96
+  std::uint64_t generation;  // 104
+  std::uint64_t owner;       // 112
+  std::uint64_t reserved;    // 120
+};
+static_assert(sizeof(RegionEntry) == 128);
+static_assert(offsetof(RegionEntry, name) == 0);
+static_assert(offsetof(RegionEntry, kind) == 80);
+static_assert(offsetof(RegionEntry, state) == 84);
+static_assert(offsetof(RegionEntry, offset) == 88);
+static_assert(offsetof(RegionEntry, size) == 96);
+static_assert(offsetof(RegionEntry, generation) == 104);
+static_assert(offsetof(RegionEntry, owner) == 112);
+static_assert(offsetof(RegionEntry, reserved) == 120);
+/// The entry as 64-bit words (the unit of every shared access): word 10 holds kind | state << 32,
+/// word 13 the generation, word 14 the owner.
+inline constexpr std::size_t kEntryWords = sizeof(RegionEntry) / 8;
+inline constexpr std::size_t kKindStateWord = offsetof(RegionEntry, kind) / 8;
+inline constexpr std::size_t kGenerationWord = offsetof(RegionEntry, generation) / 8;
+inline constexpr std::size_t kOwnerWord = offsetof(RegionEntry, owner) / 8;
+static_assert(kEntryWords == 16 && kKindStateWord == 10 && kGenerationWord == 13 && kOwnerWord == 14);
+
+/// `n` rounded up to a multiple of kEntryAlign.
+constexpr std::uint64_t align_up(std::uint64_t n) noexcept { return (n + kEntryAlign - 1) / kEntryAlign * kEntryAlign; }
+/// Bytes of the directory (header and table) for `max_entries`, rounded up to kEntryAlign.
+constexpr std::uint64_t directory_bytes(std::uint32_t max_entries) noexcept {
+  return align_up(sizeof(RegionHeader) + std::uint64_t{sizeof(RegionEntry)} * max_entries);
+}
+/// Offset of entry `i` from the region's start.
+constexpr std::uint64_t entry_offset(std::uint32_t i) noexcept {
+  return sizeof(RegionHeader) + std::uint64_t{sizeof(RegionEntry)} * i;
+}
+/// The word that holds `kind` and `state`.
+constexpr std::uint64_t kind_state(std::uint32_t kind, std::uint32_t state) noexcept {
+  return std::uint64_t{kind} | (std::uint64_t{state} << 32);
+}
+// Worked example: the default 256 entries take 36 KiB, leaving 28 KiB of a 64 KiB region.
+static_assert(directory_bytes(256) == 36864);
+static_assert(entry_offset(1) == 384);
+
+}  // namespace shmlink::rlayout
