@@ -119,7 +119,10 @@ class SHMLINK_EXPORT Region {
                        bool same_kernel);
   /// Formats a new directory in the caller's memory (e.g. an ivshmem server's shared memory),
   /// erasing whatever directory was there, and returns it attached. `bytes.size()` must be a
-  /// multiple of 4096 and at least 64 KiB; `options.permissions` is not used.
+  /// multiple of 4096 and at least 64 KiB; `options.permissions` is not used. With
+  /// `same_kernel` false the directory records that other kernels (VMs) use the region, and
+  /// every process that opens or attaches it later, the host's included, then places its
+  /// channels as not same_kernel (their waits poll).
   /// @throws Error invalid_argument naming `what` (size, alignment, max_entries).
   static Region format(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
                        bool same_kernel, const RegionOptions& options = {});
@@ -162,6 +165,9 @@ class SHMLINK_EXPORT Region {
   [[nodiscard]] std::size_t size() const noexcept;
   /// The backing's descriptor (owned by the region), or -1 for attached memory.
   [[nodiscard]] int fd() const noexcept;
+  /// False when processes of other kernels may use the region (attach said so, or its formatter
+  /// recorded it): its channels then wait by polling.
+  [[nodiscard]] bool same_kernel() const noexcept;
   /// The creator's boot identity as the kernel prints it ("8-4-4-4-12" lower-case hex).
   [[nodiscard]] std::string boot_id() const;
   /// The creator's host name.

@@ -208,7 +208,7 @@ const char* name_problem(std::string_view name) noexcept {
 
 // ---- header ---------------------------------------------------------------------------------
 
-void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::string& what) {
+void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::string& what, std::uint32_t flags) {
   const std::string who = "formatting region " + what;
   if (reinterpret_cast<std::uintptr_t>(bytes.data()) % rlayout::kCacheLine != 0)
     throw Error(Errc::invalid_argument, who + ": the memory is not 64-byte aligned");
@@ -234,6 +234,7 @@ void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::st
   h->entry_bytes = sizeof(RegionEntry);
   h->created_ns = os::now_ns(CLOCK_REALTIME);
   h->creator_pid = os::current_pid();
+  h->flags = flags;
   const Identity& me = local_identity();
   std::memcpy(h->boot_id, me.boot_id.data(), sizeof h->boot_id);
   std::memcpy(h->host_name, me.host_name.data(), std::min(me.host_name.size(), sizeof h->host_name - 1));
@@ -276,6 +277,7 @@ Header read_header(std::span<const std::byte> bytes, const std::string& what) {
   std::memcpy(r.boot_id, c.boot_id, sizeof r.boot_id);
   r.host_name.assign(c.host_name, ::strnlen(c.host_name, sizeof c.host_name));
   r.creator_pid = c.creator_pid;
+  r.flags = c.flags;
   r.created_ns = c.created_ns;
   return r;
 }

@@ -69,6 +69,8 @@ std::shared_ptr<Region::State> state_of_segment(Segment seg, std::string path, b
 
 void attach_directory(Region::State& st) {
   rdir::Header h = rdir::read_header(st.bytes, st.path);
+  // A region that other kernels use (its formatter said so) makes every channel in it poll.
+  if ((h.flags & rlayout::kFlagOtherKernels) != 0) st.same_kernel = false;
   st.dir = rdir::Directory(st.bytes.first(h.region_size), std::move(h), st.path, st.writable);
 }
 
@@ -174,7 +176,8 @@ Region Region::format(std::span<std::byte> bytes, std::shared_ptr<const void> ow
   if (options.max_entries < 1 || options.max_entries > rlayout::kMaxEntries)
     throw Error(Errc::invalid_argument, "formatting region " + what + ": max_entries " +
                                             std::to_string(options.max_entries) + " is outside 1..16384");
-  rdir::format(bytes, static_cast<std::uint32_t>(options.max_entries), what);
+  rdir::format(bytes, static_cast<std::uint32_t>(options.max_entries), what,
+               same_kernel ? 0 : rlayout::kFlagOtherKernels);
   return attach(bytes, std::move(owner), std::move(what), same_kernel);
 }
 
@@ -189,6 +192,7 @@ Region::State& need(const std::shared_ptr<Region::State>& st) {
 const std::string& Region::path() const noexcept { return state_ ? state_->path : kEmpty; }
 std::size_t Region::size() const noexcept { return state_ ? state_->dir.header().region_size : 0; }
 int Region::fd() const noexcept { return state_ ? state_->fd : -1; }
+bool Region::same_kernel() const noexcept { return state_ ? state_->same_kernel : true; }
 
 std::string Region::boot_id() const { return rdir::format_boot_id(need(state_).dir.header().boot_id); }
 std::string Region::host_name() const { return need(state_).dir.header().host_name; }

@@ -57,13 +57,15 @@ struct Header {
   std::uint8_t boot_id[16] = {};
   std::string host_name;
   std::int32_t creator_pid = 0;
+  std::uint32_t flags = 0;  ///< rlayout::kFlag* bits
   std::int64_t created_ns = 0;
 };
 
 /// Writes a fresh directory over `bytes` (size a multiple of 4096, >= 64 KiB, 64-byte aligned):
-/// zeroes the header and table, fills the identity, and stores version last (release).
+/// zeroes the header and table, fills the identity and `flags` (rlayout::kFlag*), and stores
+/// version last (release).
 /// @throws Error invalid_argument naming `what`.
-void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::string& what);
+void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::string& what, std::uint32_t flags = 0);
 
 /// Validates the header of the region in `bytes` (version with acquire) and copies it.
 /// @throws Error layout naming `what` and the field.

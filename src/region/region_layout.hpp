@@ -35,6 +35,11 @@ inline constexpr std::uint32_t kMaxEntries = 16384;
 /// Longest entry name in bytes (the field holds it plus a NUL).
 inline constexpr std::size_t kMaxName = 79;
 
+/// Header flag: processes on other kernels (VMs sharing the memory) use this region, so every
+/// channel in it waits by polling (futex wake-ups do not cross kernels). Set by format() when the
+/// formatter says the memory is not same-kernel (an ivshmem server); honoured by every opener.
+inline constexpr std::uint32_t kFlagOtherKernels = 1;
+
 /// Entry kinds (shmlink::ChannelKind values).
 inline constexpr std::uint32_t kKindStream = 1;
 inline constexpr std::uint32_t kKindQueue = 2;
@@ -56,7 +61,7 @@ inline constexpr std::uint32_t kStateRemoving = 3;
 ///     36 | entry_bytes = 128             |
 ///     40 | created_ns (64 bit)           |  CLOCK_REALTIME of the creator
 ///     48 | creator_pid                   |
-///     52 | reserved0                     |
+///     52 | flags                         |  kFlagOtherKernels
 ///     56 | reserved1 (64 bit)            |
 ///     64 | boot_id (16 bytes)            |  /proc/sys/kernel/random/boot_id of the creator
 ///     80 | host_name (72 bytes, NUL-terminated)
@@ -76,7 +81,7 @@ struct RegionHeader {
   std::uint32_t entry_bytes;      // 36  sizeof(RegionEntry)
   std::int64_t created_ns;        // 40
   std::int32_t creator_pid;       // 48  as the creator saw itself (its pid namespace)
-  std::uint32_t reserved0;        // 52
+  std::uint32_t flags;            // 52  kFlag* bits
   std::uint64_t reserved1;        // 56
   // lines 1-2 (64..191): who formatted the region (a later issue tells "same kernel" from
   // "another VM on this host" with it)
@@ -98,7 +103,7 @@ static_assert(offsetof(RegionHeader, max_entries) == 32);
 static_assert(offsetof(RegionHeader, entry_bytes) == 36);
 static_assert(offsetof(RegionHeader, created_ns) == 40);
 static_assert(offsetof(RegionHeader, creator_pid) == 48);
-static_assert(offsetof(RegionHeader, reserved0) == 52);
+static_assert(offsetof(RegionHeader, flags) == 52);
 static_assert(offsetof(RegionHeader, reserved1) == 56);
 static_assert(offsetof(RegionHeader, boot_id) == 64);
 static_assert(offsetof(RegionHeader, host_name) == 80);

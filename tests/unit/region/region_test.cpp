@@ -191,6 +191,24 @@ TEST(RegionLayout, MemfdAttachAndFormat) {
   EXPECT_THROW((void)Region::attach({buf.get() + 8, k64K - 64}, buf, "odd", true), Error);
 }
 
+TEST(RegionLayout, ARegionFormattedForOtherKernelsMakesEveryOpenerPoll) {
+  TempStreamDir dir;
+  Region file = Region::create("vm", k1M);
+  EXPECT_TRUE(file.same_kernel());
+  EXPECT_TRUE(Region::open("vm").same_kernel());
+  // An ivshmem server formats the memory of the file it shares with guests.
+  auto st = RegionAccess::state(file);
+  Region server = Region::format(st->bytes, st, "ivshmem", false);
+  EXPECT_FALSE(server.same_kernel());
+  EXPECT_EQ(raw_header(file)->flags, rlayout::kFlagOtherKernels);
+  // A host process opening the file afterwards, and one attaching "same kernel", both poll.
+  Region host = Region::open("vm");
+  EXPECT_FALSE(host.same_kernel());
+  Region attached = Region::attach(st->bytes, st, "again", true);
+  EXPECT_FALSE(attached.same_kernel());
+  EXPECT_FALSE(RegionAccess::placement(RegionAccess::state(host), put(host, "q", 4096)).same_kernel);
+}
+
 TEST(RegionLayout, Locator) {
   auto l = split_region_locator("/dev/hugepages/ao.region:wfs");
   ASSERT_TRUE(l.has_value());
