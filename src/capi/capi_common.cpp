@@ -42,6 +42,7 @@ static_assert(SHMLINK_E_NAME_TOO_LONG == static_cast<int>(Errc::name_too_long));
 static_assert(SHMLINK_E_DTYPE_MISMATCH == static_cast<int>(Errc::dtype_mismatch));
 static_assert(SHMLINK_E_BUSY == static_cast<int>(Errc::busy));
 static_assert(SHMLINK_E_PEER_EXITED == static_cast<int>(Errc::peer_exited));
+static_assert(SHMLINK_E_SHUT_DOWN == static_cast<int>(Errc::shut_down));
 static_assert(SHMLINK_E_TORN == static_cast<int>(Errc::torn));
 static_assert(SHMLINK_E_WRITER_ACTIVE == static_cast<int>(Errc::writer_active));
 static_assert(SHMLINK_E_REPLACED == static_cast<int>(Errc::replaced));

@@ -111,11 +111,11 @@ int status_fail(shmlink::Status st, const char* action, const shmlink::Interface
       return fail(SHMLINK_E_TIMEOUT, "%s interface (out '%s', in '%s'): nothing moved within %" PRId64 " ns", action,
                   l.out, l.in, timeout_ns);
     case Errc::closed:
-      if (!i.is_open())
-        return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the interface is not open", action, l.out,
-                    l.in);
-      return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the peer closed the interface", action, l.out,
+      return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the interface is not open", action, l.out,
                   l.in);
+    case Errc::shut_down:
+      return fail(SHMLINK_E_SHUT_DOWN, "%s interface (out '%s', in '%s'): the peer closed the interface", action,
+                  l.out, l.in);
     default:
       return fail(static_cast<int>(st.code()), "%s interface (out '%s', in '%s'): %s", action, l.out, l.in,
                   st.message());

@@ -249,8 +249,8 @@ int push_result(shmlink::Status st, const shmlink::Queue& q, std::int64_t timeou
   if (st.code() == Errc::timeout)
     return fail(SHMLINK_E_TIMEOUT, "pushing to queue '%s': still full after %" PRId64 " ns", q.name().c_str(),
                 timeout_ns);
-  if (st.code() == Errc::closed)
-    return fail(SHMLINK_E_CLOSED, "pushing to queue '%s': the queue was shut down", q.name().c_str());
+  if (st.code() == Errc::shut_down)
+    return fail(SHMLINK_E_SHUT_DOWN, "pushing to queue '%s': the queue was shut down", q.name().c_str());
   if (st.code() == Errc::permission)
     return fail(SHMLINK_E_PERMISSION, "pushing to queue '%s': the handle was opened read-only", q.name().c_str());
   return status_fail(st, "pushing to", q);
@@ -274,8 +274,8 @@ int pop_result(shmlink::Status st, const shmlink::Queue& q, std::int64_t timeout
   if (st.code() == Errc::timeout)
     return fail(SHMLINK_E_TIMEOUT, "popping from queue '%s': still empty after %" PRId64 " ns", q.name().c_str(),
                 timeout_ns);
-  if (st.code() == Errc::closed)
-    return fail(SHMLINK_E_CLOSED, "popping from queue '%s': the queue was shut down and is drained",
+  if (st.code() == Errc::shut_down)
+    return fail(SHMLINK_E_SHUT_DOWN, "popping from queue '%s': the queue was shut down and is drained",
                 q.name().c_str());
   if (st.code() == Errc::permission)
     return fail(SHMLINK_E_PERMISSION, "popping from queue '%s': the handle was opened read-only", q.name().c_str());
