@@ -584,8 +584,7 @@ SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_interface_is_connected") int shml
  *  @return 0; WOULD_BLOCK (timeout 0 and full; no message recorded); TIMEOUT (still full,
  *          nothing sent); PEER_EXITED (full and the peer is gone: see shmlink_interface_peer);
  *          CLOSED (not connected); SHUT_DOWN (the peer closed cleanly); SIZE_MISMATCH (count >
- *          max_values);
- *          INTERRUPTED; INVALID_ARGUMENT (NULL iface, NULL values with count > 0).
+ *          max_values); INTERRUPTED; INVALID_ARGUMENT (NULL iface, NULL values with count > 0).
  *  Thread safety: one writing thread per handle. */
 SHMLINK_EXPORT int shmlink_interface_write_values(shmlink_interface_t *iface, const shmlink_value_t *values,
                                                   uint32_t count, int64_t timeout_ns);
