@@ -17,9 +17,9 @@
 
 #include <shmlink/error.hpp>
 #include <shmlink/export.h>
+#include <shmlink/channel.hpp>  // kForever, kMaxChannelName, stream_directory()
 #include <shmlink/placement.hpp>
 #include <shmlink/segment.hpp>
-#include <shmlink/stream.hpp>  // kForever, stream_directory()
 
 #include <sys/types.h>
 
@@ -183,8 +183,8 @@ struct QueueInfo {
 };
 
 /// Longest accepted queue name in bytes (the name part of the file name, without ".queue.shm";
-/// the same limit as a stream's, kMaxStreamName).
-inline constexpr std::size_t kMaxQueueName = 79;
+/// the limit of every channel kind, kMaxChannelName).
+inline constexpr std::size_t kMaxQueueName = kMaxChannelName;
 
 /// The file of a queue: `<stream_directory()>/<name>.queue.shm`, or a path containing '/' as given.
 /// The name part (basename without ".queue.shm") follows the rule every channel kind shares

@@ -8,6 +8,7 @@
 /// links it under its real name (docs/design/streams.md, "Creation").
 #pragma once
 
+#include <shmlink/channel.hpp>
 #include <shmlink/error.hpp>
 #include <shmlink/export.h>
 

@@ -31,8 +31,10 @@
 /// kernel's TAI offset is set; compare like with like.)
 #pragma once
 
+#include <shmlink/channel.hpp>  // kForever, kMaxStreamName, stream_directory(), the name rule
 #include <shmlink/error.hpp>
 #include <shmlink/export.h>
+#include <shmlink/placement.hpp>
 #include <shmlink/segment.hpp>
 
 #include <chrono>
@@ -126,8 +128,6 @@ constexpr bool is_rolling_buffer(std::size_t naxis, std::uint64_t imagetype) noe
   return naxis == 3 && (imagetype & 0xF) == kImagetypeCircularBuffer;
 }
 
-/// Longest accepted stream name in bytes (ISIO's `name` field is char[80]).
-inline constexpr std::size_t kMaxStreamName = 79;
 /// Most semaphore slots a stream may have: every count ISIO's `sem` field (uint16) can hold, so
 /// that any stream ImageStreamIO or milk creates opens (0 included: a stream without semaphore
 /// slots, waited on by futex or spin only). Each slot costs 48 bytes of file (sem_t, semReadPID,
@@ -140,14 +140,8 @@ inline constexpr std::size_t kMaxKeywordString = 16;
 inline constexpr int kSemaphoreMaxValue = 10;
 /// Most packets a packetised frame may have (DAO's MAX_NB_PARTIAL_PACKET).
 inline constexpr std::uint32_t kMaxPackets = 512;
-/// A wait that never times out.
-inline constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
 /// Default spin budget of futex waits before sleeping (docs/design/streams.md, "Reader protocols").
 inline constexpr std::chrono::nanoseconds kDefaultSpin = std::chrono::microseconds(2);
-
-/// The directory streams live in: `$SHMLINK_DIR`, else `$MILK_SHM_DIR`, else `/milk/shm` if it
-/// is a directory, else `/dev/shm`. Evaluated on every call (no process-wide cache).
-SHMLINK_EXPORT std::string stream_directory();
 
 /// The file of a stream: a name without '/' becomes `<stream_directory()>/<name>.im.shm`; a
 /// name containing '/' is a path used as given (DAO style, e.g. "/tmp/x.im.shm").
@@ -158,39 +152,10 @@ SHMLINK_EXPORT std::string stream_path(std::string_view name_or_path);
 /// The stream name stored in the file for `name_or_path` (basename without ".im.shm").
 SHMLINK_EXPORT std::string stream_name(std::string_view name_or_path);
 
-/// `text` made safe to print on a terminal and in one line: printable ASCII and valid UTF-8
-/// sequences pass (except U+0080..U+009F, the C1 controls), a backslash becomes `\\`, ESC
-/// `\e`, newline `\n`, carriage return `\r`, tab `\t`, and every other byte (other control
-/// characters, DEL, NUL, bytes that are not valid UTF-8) `\xNN` (two lower-case hex digits).
-/// The result is valid UTF-8. Used for every channel name in error messages and CLI output.
-SHMLINK_EXPORT std::string escape_name(std::string_view text);
-
-/// The one name rule of every channel kind (stream_path(), queue_path(); memif status files are
-/// named by shmlink, `<pid>-<k>`): `name` (the bare name, without directory and kind suffix) must
-/// be 1 to `max_bytes` bytes long, not "." or "..", without '/', NUL or another control character
-/// (below 0x20, DEL). Names from paths (DAO style, "/tmp/x.im.shm") are checked by their basename.
-/// @param kind "stream", "queue", ... (for the message); @param given what the caller passed
-/// (shown escaped in the message).
-/// @throws Error invalid_argument (empty, ".", "..", '/', control character) or name_too_long
-///         (over `max_bytes`), its message naming `given` escaped (escape_name()).
-SHMLINK_EXPORT void check_channel_name(std::string_view kind, std::string_view name, std::string_view given,
-                                       std::size_t max_bytes);
-
 /// The message for semaphore `index` that a stream of `count` slots does not have, naming the
 /// stream (escaped, escape_name()): "stream 'wfs' has no semaphores" when count is 0, else
 /// "semaphore 12 is outside 0..9 of stream 'wfs'". Used by the C API, Python and the CLI.
 SHMLINK_EXPORT std::string semaphore_index_error(long long index, int count, std::string_view stream);
-
-/// What the file type bits of `mode` (st_mode) say, for messages that refuse a channel file that
-/// is not a regular file: "a FIFO (named pipe)", "a socket", "a character device", "a block
-/// device", "a directory", "a symbolic link", or "a regular file".
-SHMLINK_EXPORT const char* file_type_name(mode_t mode) noexcept;
-
-/// The one permission rule of every channel file: read and write bits only (a subset of 0666).
-/// Set-user-ID, set-group-ID, sticky and execute bits are refused: a data file is never a program.
-/// @param resource the file being created (for the message).
-/// @throws Error invalid_argument naming `resource`, the mode and the refused bits.
-SHMLINK_EXPORT void check_channel_permissions(mode_t permissions, std::string_view resource);
 
 /// What a new stream looks like. Defaults give a plain ISIO stream (10 semaphores, MATH_DATA).
 struct StreamSpec {
@@ -267,7 +232,7 @@ struct WriteOptions {
 /// A snapshot of a stream's metadata, for tools.
 struct StreamInfo {
   std::string name;                  ///< name field of the file
-  std::string path;                  ///< file path
+  std::string path;                  ///< file path (a placed stream: Placement::path)
   std::string version;               ///< version field
   std::vector<std::uint32_t> shape;  ///< ISIO order
   Dtype dtype = Dtype::f32;
@@ -276,7 +241,7 @@ struct StreamInfo {
   std::uint64_t data_bytes = 0;      ///< imdatamemsize: the whole data area
   std::uint32_t depth = 1;           ///< rolling-buffer slices; 1 for a plain stream
   bool rolling = false;              ///< is_rolling_buffer(): newest frame = slice cnt1
-  std::uint64_t file_bytes = 0;
+  std::uint64_t file_bytes = 0;      ///< bytes of the layout (the file size of a stream file)
   std::uint64_t imagetype = 0;
   std::uint16_t semaphores = 0;
   std::uint16_t keyword_slots = 0;
@@ -340,6 +305,31 @@ class SHMLINK_EXPORT Stream {
   /// @throws Error not_found / permission naming the file.
   static void remove(std::string_view name_or_path);
 
+  // ---- placement: a stream in memory someone else provides (include/shmlink/placement.hpp) ----
+  /// The exact number of bytes create_in() lays out for `spec`: the file size of the same stream
+  /// created by create() (ImageStreamIO's size, reference section 5).
+  /// @throws Error invalid_argument as create() does (bad shape, dtype, circular-buffer rule, ...).
+  static std::size_t bytes_for(const StreamSpec& spec);
+
+  /// Lays out a stream in `where.bytes` exactly as create() lays out a file (same bytes, from the
+  /// stream's first byte): name = `where.name`, md->inode = `where.ino`, the version written last
+  /// with release ordering (SYNC POINT V), so that open_in() in another process sees a complete
+  /// stream or none. The bytes must be zero-filled, invisible to other processes until this
+  /// returns, start on a 64-byte boundary and hold at least bytes_for(spec) bytes (any beyond
+  /// are left untouched). The handle keeps `where` (and so `where.owner`) until it closes.
+  /// @throws Error invalid_argument (as create(), a span smaller than bytes_for(spec), a start
+  ///         not 64-byte aligned), name_too_long / invalid_argument (the name rule,
+  ///         check_channel_name()), permission (`where.writable` false); each naming `where.path`.
+  static Stream create_in(const Placement& where, const StreamSpec& spec);
+
+  /// Opens the stream laid out at the start of `where.bytes`, with every check open() makes,
+  /// against the span: the layout its metadata describes must fit in `where.bytes.size()` (a
+  /// file must match it exactly; a placement may be larger). Nothing outside the span is ever
+  /// read or written, whatever a peer wrote into the metadata.
+  /// @throws Error layout (naming `where.path` and the field), permission (read-write asked of a
+  ///         read-only placement), invalid_argument (a start not 64-byte aligned).
+  static Stream open_in(const Placement& where, const OpenOptions& options = {});
+
   /// True while a stream is held.
   [[nodiscard]] bool valid() const noexcept { return impl_ != nullptr; }
   /// Unmaps and closes (the file stays), giving back a semaphore slot wait_futex() claimed.
@@ -347,9 +337,9 @@ class SHMLINK_EXPORT Stream {
   void close() noexcept;
 
   // ---- geometry -----------------------------------------------------------------------
-  /// Stream name (from the file's metadata).
+  /// Stream name (from the metadata; Placement::name when the metadata's is empty).
   [[nodiscard]] const std::string& name() const noexcept;
-  /// File path.
+  /// File path (a placed stream: Placement::path, e.g. "REGION_PATH:NAME").
   [[nodiscard]] const std::string& path() const noexcept;
   /// Axis lengths, ISIO order (shape()[0] fastest), naxis entries.
   [[nodiscard]] std::span<const std::uint32_t> shape() const noexcept;
@@ -382,7 +372,8 @@ class SHMLINK_EXPORT Stream {
   /// True when the file at path() is no longer the one this handle maps: the stream was
   /// re-created (PurgeAndCreate, or ISIO's unlink + create: a new inode) or removed. The handle
   /// stays valid on the old file; re-open with `Stream::open(path())` to follow the stream.
-  /// Costs one stat(2).
+  /// Costs one stat(2). A placed stream (create_in/open_in): true when its placement's
+  /// `still_current` returns false (a region entry removed or reused); false without one.
   [[nodiscard]] bool replaced() const noexcept;
   /// True while the file this handle maps still covers the whole mapping (one fstat(2) of the
   /// open descriptor). False once the file was truncated in place, as ImageStreamIO and DAO
@@ -390,7 +381,8 @@ class SHMLINK_EXPORT Stream {
   /// the mapping (view() spans, reads, cnt0()) then raises SIGBUS, a signal the library cannot
   /// catch for you. Tools and long-running readers that may meet foreign writers call it before
   /// touching the mapping after a pause (wait_futex() does after each poll slice); a truncation
-  /// racing between the check and the access still faults.
+  /// racing between the check and the access still faults. A placed stream: its backing
+  /// (Placement::fd) must cover `offset + bytes.size()`; always true without a descriptor.
   [[nodiscard]] bool file_intact() const noexcept;
 
   // ---- writing ----------------------------------------------------------------------
@@ -494,9 +486,12 @@ class SHMLINK_EXPORT Stream {
   /// slice), so validated readers keep the previous frame until finalize_packets(). Packets may
   /// come in any order and may be rewritten. Each packet is recorded in the companion stream
   /// `<name>_pkt` (created or re-initialised at this handle's first packet; see
-  /// packet_status()), outside the ISIO metadata.
+  /// packet_status()), outside the ISIO metadata: a file next to a stream file, or, for a
+  /// placed stream, a sibling in its container found or reserved through Placement::sibling
+  /// (made visible with Placement::publish once laid out).
   /// @return ok; invalid_argument (packet_total 0 or above kMaxPackets, packet_id >= total,
-  ///         total differing from the open frame's, data not whole elements); out_of_range
+  ///         total differing from the open frame's, data not whole elements; a placed stream
+  ///         whose placement has no `sibling`); out_of_range
   ///         (the span ends beyond the frame); permission; closed; exists (a stream named
   ///         `<name>_pkt` exists and is not a companion: it is left alone); or the companion
   ///         stream's creation error (name_too_long, no_space, permission, system).
@@ -676,7 +671,8 @@ class SHMLINK_EXPORT Stream {
   /// Time the current frame was published, ns since the epoch.
   [[nodiscard]] std::int64_t writetime_ns() const noexcept;
 
-  /// The mapped file, for inspection and layout tests.
+  /// The stream's bytes (the mapped file; a placed stream: its layout's bytes_for() bytes at the
+  /// start of its placement), for inspection and layout tests.
   [[nodiscard]] std::span<const std::byte> file_bytes() const noexcept;
 
   struct Impl;

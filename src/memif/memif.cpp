@@ -14,7 +14,7 @@
 #include "os/sys.hpp"
 
 #include <shmlink/memif.hpp>
-#include <shmlink/stream.hpp>
+#include <shmlink/channel.hpp>
 
 #include <poll.h>
 #include <sys/epoll.h>

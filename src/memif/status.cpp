@@ -7,7 +7,7 @@
 #include "os/sys.hpp"
 
 #include <shmlink/memif.hpp>
-#include <shmlink/stream.hpp>
+#include <shmlink/channel.hpp>
 
 #include <fcntl.h>
 #include <sched.h>

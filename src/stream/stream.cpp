@@ -93,15 +93,16 @@ bool slot_free(std::int32_t pid) noexcept { return pid == 0 || pid == -1 || !os:
 /// The wake stamp of frame `cnt0` (the low 32 bits, as stored in Metadata::shmlink_wake_stamp).
 constexpr std::uint32_t wake_stamp_of(std::uint64_t cnt0) noexcept { return static_cast<std::uint32_t>(cnt0); }
 
-/// The semaphore slots this process holds for wait_futex, by owner pid, file (device, inode)
-/// and slot: claim_semaphore() and release_semaphore() leave them alone, so that a slot claimed
+/// The semaphore slots this process holds for wait_futex, by owner pid, stream identity (the
+/// Impl's key_dev, key_ino, key_offset: two streams in one region share a device and inode) and
+/// slot: claim_semaphore() and release_semaphore() leave them alone, so that a slot claimed
 /// for waiting is never handed out again for someone's own semaphore reads in this process (its
 /// semReadPID is this process's pid, which claim_semaphore() would otherwise call "ours"). The
 /// owner pid is part of the key because a forked child inherits a copy of the registry: the
 /// parent's entries must not make the child's own claims of those slots look like wait slots.
 struct WaitSlotRegistry {
   std::mutex mu;
-  std::set<std::tuple<pid_t, dev_t, ino_t, int>> slots;
+  std::set<std::tuple<pid_t, std::uint64_t, std::uint64_t, std::uint64_t, int>> slots;
   std::atomic<int> size{0};  ///< slots.size(), read without the lock to skip the common case
 };
 WaitSlotRegistry& wait_slot_registry() noexcept {
@@ -126,7 +127,14 @@ constexpr std::uint32_t kPktRecord = kPktHeader + kMaxPackets;
 }  // namespace
 
 struct Stream::Impl {
-  Segment seg;
+  /// Where the stream lives; `where.owner` keeps the mapping alive.
+  Placement where;
+  /// A file of its own (Stream::create/open): the companion is a file next to it, and
+  /// file_bytes() / the size checks are the file's.
+  bool file = false;
+  /// Process-wide identity of the stream's bytes for the wait-slot registry: the placement's
+  /// (dev, ino, offset), or (0, 0, address of the bytes) when the placement does not know them.
+  std::uint64_t key_dev = 0, key_ino = 0, key_offset = 0;
   isio::Layout layout;
   Metadata* md = nullptr;
   std::byte* base = nullptr;
@@ -189,23 +197,57 @@ struct Stream::Impl {
   std::mutex wait_mu;                      ///< guards the four fields below
   std::vector<WaitSlot> wait_slots;        ///< slots this handle holds for waiting
   pid_t wait_slots_pid = 0;                ///< the process that claimed them (a forked child holds none)
-  dev_t file_dev = 0;                      ///< the file's device and inode (registry key), once known
-  ino_t file_ino = 0;
   std::atomic<int> wait_slots_held{0};     ///< wait_slots.size(), read without the lock
   std::atomic<bool> legacy_writer_seen{false};        ///< a frame without the wake stamp was seen
   std::atomic<std::int64_t> wait_claim_failed_ns{-1};  ///< when every slot was last found taken
 
   ~Impl() { release_wait_slots(true); }
 
+  /// A handle on a stream laid out (create) or validated (open) in `where`, with layout `l`.
+  static Stream bind_placed(const Placement& where, const isio::Layout& l, bool writable, bool file);
+  /// Creates (a file, or a placed stream's sibling) or re-initialises the partial-write companion
+  /// `pkt` at this handle's first packet. ok, or the error write_packet() returns.
+  Status init_companion() noexcept;
+  /// Opens the companion for reading its records (nullptr when a placed stream has none).
+  /// @throws Error as Stream::open / open_in do.
+  [[nodiscard]] std::unique_ptr<Stream> open_companion() const;
+  /// True when `c` has the shape of our companion: u64, kPktRecord x depth.
+  [[nodiscard]] bool fits_companion(const Stream& c) const noexcept;
+  /// What a companion records in its cnt2 to name the stream it belongs to: the file's inode, or
+  /// (placed streams, whose placements share one inode) the stream's creation time in ns.
+  [[nodiscard]] std::uint64_t companion_owner() const noexcept;
+  /// The companion's name in the placement's container: `<name>_pkt`.
+  [[nodiscard]] std::string companion_name() const;
+  /// open_in(), and open() of a file (`file`: the file's size must be the layout's exactly, as
+  /// ImageStreamIO sizes it; any other placement may hold more bytes than the layout uses).
+  static Stream open_placed(const Placement& where, const OpenOptions& options, bool file);
+
   /// Slice `s` of the data area.
   [[nodiscard]] std::byte* slice_data(std::uint32_t s) const noexcept {
     return data + std::uint64_t{s} * frame_bytes;
   }
 
+  /// True while the backing still covers the placement (one fstat(2) of the placement's
+  /// descriptor): false once a file was truncated in place (DAO-style re-creation), when every
+  /// access to the mapping would raise SIGBUS. Always true without a descriptor.
+  [[nodiscard]] bool intact() const noexcept {
+    if (where.fd < 0) return true;
+    struct stat st {};
+    return ::fstat(where.fd, &st) == 0 && st.st_size >= 0 &&
+           static_cast<std::uint64_t>(st.st_size) >= where.offset + where.bytes.size();
+  }
+
   /// Points every chunk pointer into the mapping from a validated layout and `snap`, the copy of
   /// the metadata that was validated (never the live fields, which a peer may change meanwhile).
   void bind(const Metadata& snap) {
-    base = seg.data();
+    base = where.bytes.data();
+    if (where.dev != 0 || where.ino != 0 || where.offset != 0) {
+      key_dev = where.dev;
+      key_ino = where.ino;
+      key_offset = where.offset;
+    } else {
+      key_offset = reinterpret_cast<std::uintptr_t>(base);
+    }
     md = reinterpret_cast<Metadata*>(base);
     data = base + layout.data;
     kw = reinterpret_cast<isio::Keyword*>(base + layout.keywords);
@@ -241,7 +283,8 @@ struct Stream::Impl {
     frame_bytes = data_bytes / depth;
     frame_elements = nelement / depth;
     name = fixed_string(snap.name, sizeof(snap.name)).value_or(std::string());
-    path = seg.path();
+    if (name.empty()) name = where.name;
+    path = where.path;
     tail = aref(md->cnt0).load(std::memory_order_acquire);
   }
 
@@ -328,12 +371,6 @@ struct Stream::Impl {
       const std::int64_t failed = wait_claim_failed_ns.load(std::memory_order_relaxed);
       const std::int64_t now = os::monotonic_ns();
       if (failed >= 0 && now - failed < 100'000'000) return -1;
-      if (file_ino == 0) {
-        struct stat st {};
-        if (::fstat(seg.fd(), &st) != 0) return -1;
-        file_dev = st.st_dev;
-        file_ino = st.st_ino;
-      }
       // Room for the new entry before any claim, so that nothing can throw between the CAS and
       // the bookkeeping but the registry's insertion, which gives the slot back when it fails.
       wait_slots.reserve(wait_slots.size() + 1);
@@ -347,7 +384,7 @@ struct Stream::Impl {
         try {
           WaitSlotRegistry& reg = wait_slot_registry();
           const std::lock_guard<std::mutex> rlock(reg.mu);
-          reg.slots.emplace(me, file_dev, file_ino, i);
+          reg.slots.emplace(me, key_dev, key_ino, key_offset, i);
           reg.size.store(static_cast<int>(reg.slots.size()), std::memory_order_relaxed);
         } catch (...) {
           std::int32_t mine = me;
@@ -389,12 +426,12 @@ struct Stream::Impl {
     }
   }
 
-  /// Removes slot `index` of this file, claimed by process `owner`, from the process-wide registry.
+  /// Removes slot `index` of this stream, claimed by process `owner`, from the process-wide registry.
   void forget_wait_slot(pid_t owner, int index) noexcept {
     WaitSlotRegistry& reg = wait_slot_registry();
     try {
       const std::lock_guard<std::mutex> rlock(reg.mu);
-      reg.slots.erase({owner, file_dev, file_ino, index});
+      reg.slots.erase({owner, key_dev, key_ino, key_offset, index});
       reg.size.store(static_cast<int>(reg.slots.size()), std::memory_order_relaxed);
     } catch (...) {
       // left registered: claim_semaphore() then skips a slot it could have used, nothing worse
@@ -410,10 +447,7 @@ struct Stream::Impl {
       const pid_t me = os::current_pid();
       // A forked child's copy releases nothing; nor does a handle whose file was truncated in
       // place (DAO-style re-creation): its semReadPID words are gone, touching them would fault.
-      struct stat st {};
-      const bool intact = ::fstat(seg.fd(), &st) == 0 && st.st_size >= 0 &&
-                          static_cast<std::uint64_t>(st.st_size) >= seg.size();
-      const bool ours = wait_slots_pid == me && intact;
+      const bool ours = wait_slots_pid == me && intact();
       std::vector<WaitSlot> kept;
       for (const WaitSlot& w : wait_slots) {
         if (w.busy && !all) {
@@ -436,15 +470,13 @@ struct Stream::Impl {
     }
   }
 
-  /// True when this process holds slot `index` of this file for wait_futex (in any handle).
+  /// True when this process holds slot `index` of this stream for wait_futex (in any handle).
   bool held_for_waiting(int index) noexcept {
     WaitSlotRegistry& reg = wait_slot_registry();
     if (reg.size.load(std::memory_order_relaxed) == 0) return false;
-    struct stat st {};
-    if (::fstat(seg.fd(), &st) != 0) return false;
     try {
       const std::lock_guard<std::mutex> rlock(reg.mu);
-      return reg.slots.count({os::current_pid(), st.st_dev, st.st_ino, index}) != 0;
+      return reg.slots.count({os::current_pid(), key_dev, key_ino, key_offset, index}) != 0;
     } catch (...) {
       return false;
     }
@@ -514,11 +546,12 @@ isio::Geometry check_spec(const std::string& path, const StreamSpec& spec) {
   return g;
 }
 
-/// Fills a fresh, zeroed file as ImageStreamIO_createIm_gpu does (reference section 9), with
-/// the version written last (release) and semlog initialised process-shared.
-void init_file(Segment& seg, const std::string& name, const StreamSpec& spec, const isio::Geometry& g,
-               const isio::Layout& l) {
-  std::byte* base = seg.data();
+/// Fills fresh, zeroed bytes as ImageStreamIO_createIm_gpu fills a new file (reference section
+/// 9), with the version written last (release) and semlog initialised process-shared.
+/// @param base the stream's first byte (at least l.file_size zero bytes); @param inode stored in
+/// md->inode; @param what names the stream in errors.
+void lay_out(std::byte* base, std::uint64_t inode, const std::string& name, const StreamSpec& spec,
+             const isio::Geometry& g, const isio::Layout& l, const std::string& what) {
   auto* md = reinterpret_cast<Metadata*>(base);
   std::memcpy(md->name, name.data(), name.size());
   md->naxis = static_cast<std::uint8_t>(spec.shape.size());
@@ -536,7 +569,7 @@ void init_file(Segment& seg, const std::string& name, const StreamSpec& spec, co
   md->creatorPID = os::current_pid();
   md->ownerPID = 0;
   md->shared = 1;
-  md->inode = seg.inode();
+  md->inode = inode;
   md->location = -1;
   md->sem = g.nbsem;
   md->NBproctrace = isio::kProcTraceEntries;
@@ -550,24 +583,87 @@ void init_file(Segment& seg, const std::string& name, const StreamSpec& spec, co
   auto* read_pid = reinterpret_cast<std::int32_t*>(base + l.sem_read_pid);
   auto* write_pid = reinterpret_cast<std::int32_t*>(base + l.sem_write_pid);
   for (int i = 0; i < g.nbsem; ++i) {
-    if (::sem_init(&sems[i], 1, 0) != 0) os::throw_errno(errno, "initialising semaphores of", seg.path());
+    if (::sem_init(&sems[i], 1, 0) != 0) os::throw_errno(errno, "initialising semaphores of", what);
     read_pid[i] = -1;
     write_pid[i] = -1;
   }
   if (::sem_init(reinterpret_cast<sem_t*>(base + l.semlog), 1, 0) != 0)
-    os::throw_errno(errno, "initialising semlog of", seg.path());
+    os::throw_errno(errno, "initialising semlog of", what);
   auto* pt = reinterpret_cast<isio::ProcTrace*>(base + l.proctrace);
   for (int i = 0; i < isio::kProcTraceEntries; ++i) pt[i].trigsemindex = -1;
 
   // SYNC POINT V: the version is the readiness marker. Every byte but the first, then the first
-  // with release ordering; Stream::open loads it with acquire.
+  // with release ordering; open_in loads it with acquire.
   std::memcpy(md->version + 1, spec.version.data() + 1, spec.version.size() - 1);
   aref(md->version[0]).store(spec.version[0], std::memory_order_release);
+}
+
+/// The placement of a stream file: its whole mapping, kept alive by the handle. replaced() is
+/// true once the path names another inode or nothing (re-created or removed), as before
+/// placements existed.
+Placement file_placement(Segment seg, const std::string& name, bool writable) {
+  auto owner = std::make_shared<Segment>(std::move(seg));
+  Placement p;
+  p.bytes = std::span<std::byte>(owner->data(), owner->size());
+  p.name = name;
+  p.path = owner->path();
+  struct stat st {};
+  if (::fstat(owner->fd(), &st) == 0) p.dev = static_cast<std::uint64_t>(st.st_dev);
+  p.ino = owner->inode();
+  p.fd = owner->fd();
+  p.writable = writable;
+  p.still_current = [path = p.path, ino = p.ino]() noexcept {
+    struct stat now {};
+    return ::stat(path.c_str(), &now) == 0 && static_cast<std::uint64_t>(now.st_ino) == ino;
+  };
+  p.owner = std::move(owner);
+  return p;
+}
+
+/// Stream bytes must start on a cache line: the atomics, futex words and sem_t inside the layout
+/// are aligned relative to the stream's first byte.
+void check_alignment(const Placement& where, const char* verb) {
+  if (reinterpret_cast<std::uintptr_t>(where.bytes.data()) % 64 != 0)
+    throw Error(Errc::invalid_argument, std::string(verb) + " " + where.path +
+                                            ": the placed bytes do not start on a 64-byte boundary");
 }
 
 }  // namespace
 
 static bool is_companion(const std::string& cpath, std::optional<std::uint64_t> owner_inode) noexcept;
+
+Stream Stream::Impl::bind_placed(const Placement& where, const isio::Layout& l, bool writable, bool file) {
+  auto impl = std::make_unique<Impl>();
+  impl->where = where;
+  impl->layout = l;
+  impl->writable = writable;
+  impl->file = file;
+  Metadata snap;
+  std::memcpy(&snap, where.bytes.data(), sizeof snap);
+  impl->bind(snap);
+  return Stream(std::move(impl));
+}
+
+std::size_t Stream::bytes_for(const StreamSpec& requested) {
+  const std::string what = "a stream";
+  const StreamSpec spec = effective_spec(what, requested);
+  return static_cast<std::size_t>(isio::compute_layout(check_spec(what, spec)).file_size);
+}
+
+Stream Stream::create_in(const Placement& where, const StreamSpec& requested) {
+  check_channel_name("stream", where.name, where.name, kMaxStreamName);
+  const StreamSpec spec = effective_spec(where.path, requested);
+  const isio::Geometry g = check_spec(where.path, spec);
+  const isio::Layout l = isio::compute_layout(g);
+  if (!where.writable) throw Error(Errc::permission, "creating " + where.path + ": its memory is mapped read-only");
+  check_alignment(where, "creating");
+  if (where.bytes.size() < l.file_size)
+    throw Error(Errc::invalid_argument, "creating " + where.path + ": the stream needs " +
+                                            std::to_string(l.file_size) + " bytes, its placement holds " +
+                                            std::to_string(where.bytes.size()));
+  lay_out(where.bytes.data(), where.ino, where.name, spec, g, l, where.path);
+  return Impl::bind_placed(where, l, true, false);
+}
 
 Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested, OpenMode mode) {
   const std::string path = stream_path(name_or_path);
@@ -606,8 +702,9 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
       // absent, foreign or broken: nobody of ours to wake
     }
   }
+  // The fresh file is laid out as create_in() lays out any placement, before it gets its name.
   Segment seg = Segment::create_file(path, static_cast<std::size_t>(l.file_size), mode, spec.permissions,
-                                     [&](Segment& fresh) { init_file(fresh, name, spec, g, l); });
+                                     [&](Segment& fresh) { lay_out(fresh.data(), fresh.inode(), name, spec, g, l, fresh.path()); });
   // The partial-write companion of the replaced file describes frames of another file.
   if (old.valid() && is_companion(companion_path(path), old.inode())) ::unlink(companion_path(path).c_str());
   if (old.valid()) {
@@ -616,28 +713,37 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
     os::futex_wake(cnt0_futex_word(old.impl_->md));
     (void)old.sem_post(-1);
   }
-  auto impl = std::make_unique<Impl>();
-  impl->seg = std::move(seg);
-  impl->layout = l;
-  Metadata snap;
-  std::memcpy(&snap, impl->seg.data(), sizeof snap);
-  impl->bind(snap);
-  return Stream(std::move(impl));
+  return Impl::bind_placed(file_placement(std::move(seg), name, true), l, true, true);
+}
+
+Stream Stream::open_in(const Placement& where, const OpenOptions& options) {
+  return Impl::open_placed(where, options, false);
 }
 
 Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   const std::string path = stream_path(name_or_path);
-  Segment seg = Segment::open_file(path, options.writable);
+  return Impl::open_placed(file_placement(Segment::open_file(path, options.writable), stream_name(name_or_path),
+                                    options.writable),
+                     options, true);
+}
+
+Stream Stream::Impl::open_placed(const Placement& where, const OpenOptions& options, bool file) {
+  const std::string& path = where.path;
+  const std::size_t size = where.bytes.size();
   auto fail = [&](const std::string& what) -> void { throw Error(Errc::layout, "opening " + path + ": " + what); };
-  if (seg.size() < sizeof(Metadata))
-    fail("file is " + std::to_string(seg.size()) + " bytes, smaller than the 384-byte metadata");
+  if (options.writable && !where.writable)
+    throw Error(Errc::permission, "opening " + path + " read-write: its memory is mapped read-only");
+  check_alignment(where, "opening");
+  if (size < sizeof(Metadata))
+    fail((file ? "file is " : "its placement holds ") + std::to_string(size) +
+         " bytes, smaller than the 384-byte metadata");
   // SYNC POINT V (acquire): pairs with the creator's release store of version[0].
-  if (aref(reinterpret_cast<const Metadata*>(seg.data())->version[0]).load(std::memory_order_acquire) == '\0')
+  if (aref(reinterpret_cast<const Metadata*>(where.bytes.data())->version[0]).load(std::memory_order_acquire) == '\0')
     fail("version is empty (stream not ready)");
   // Validate a private copy and bind from it: a peer changing the fields after this check can
   // cost frames, never make us size a pointer from a value we did not check.
   Metadata snap;
-  std::memcpy(&snap, seg.data(), sizeof snap);
+  std::memcpy(&snap, where.bytes.data(), sizeof snap);
   const Metadata* md = &snap;
   const auto version = fixed_string(md->version, sizeof(md->version));
   if (!version) fail("version field is not NUL-terminated");
@@ -693,15 +799,13 @@ Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
   g.location = md->location;
   const isio::Layout l = isio::compute_layout(g);
   if (!l.valid) fail("its metadata describes a file larger than 2^64 bytes");
-  if (l.file_size != seg.size())
-    fail("file is " + std::to_string(seg.size()) + " bytes but its metadata describes " +
-         std::to_string(l.file_size) + " bytes");
-  auto impl = std::make_unique<Impl>();
-  impl->seg = std::move(seg);
-  impl->layout = l;
-  impl->writable = options.writable;
-  impl->bind(snap);
-  return Stream(std::move(impl));
+  if (file && l.file_size != size)
+    fail("file is " + std::to_string(size) + " bytes but its metadata describes " + std::to_string(l.file_size) +
+         " bytes");
+  if (l.file_size > size)
+    fail("its metadata describes " + std::to_string(l.file_size) + " bytes, more than the " + std::to_string(size) +
+         " bytes of its placement");
+  return bind_placed(where, l, options.writable, file);
 }
 
 /// True when `cpath` is a partial-write companion (u64, 516 x depth), and, when `owner_inode`
@@ -750,22 +854,16 @@ std::span<const std::uint32_t> Stream::frame_shape() const noexcept {
 int Stream::semaphore_count() const noexcept { return impl_ ? impl_->nsem : 0; }
 int Stream::keyword_slots() const noexcept { return impl_ ? impl_->nkw : 0; }
 std::uint64_t Stream::inode() const noexcept { return impl_ ? impl_->md->inode : 0; }
-bool Stream::file_intact() const noexcept {
-  if (!impl_) return false;
-  struct stat st {};
-  return ::fstat(impl_->seg.fd(), &st) == 0 && st.st_size >= 0 &&
-         static_cast<std::uint64_t>(st.st_size) >= impl_->seg.size();
-}
+bool Stream::file_intact() const noexcept { return impl_ && impl_->intact(); }
 
 bool Stream::replaced() const noexcept {
-  if (!impl_) return false;
-  struct stat st {};
-  if (::stat(impl_->path.c_str(), &st) != 0) return true;
-  return static_cast<std::uint64_t>(st.st_ino) != impl_->seg.inode();
+  // A file: its path names another inode or nothing (still_current of file_placement());
+  // a region entry: removed or reused since it was opened.
+  return impl_ && impl_->where.still_current && !impl_->where.still_current();
 }
 
 std::span<const std::byte> Stream::file_bytes() const noexcept {
-  return impl_ ? std::span<const std::byte>(impl_->seg.data(), impl_->seg.size()) : std::span<const std::byte>();
+  return impl_ ? std::span<const std::byte>(impl_->base, impl_->layout.file_size) : std::span<const std::byte>();
 }
 
 StreamInfo Stream::info() const {
@@ -783,7 +881,7 @@ StreamInfo Stream::info() const {
   s.data_bytes = m.data_bytes;
   s.depth = m.depth;
   s.rolling = m.rolling;
-  s.file_bytes = m.seg.size();
+  s.file_bytes = m.layout.file_size;
   s.imagetype = md->imagetype;
   s.semaphores = md->sem;
   s.keyword_slots = md->NBkw;
@@ -1314,6 +1412,95 @@ std::uint64_t* packet_record(const Stream::Impl& companion, std::uint32_t sl) no
 }
 }  // namespace
 
+bool Stream::Impl::fits_companion(const Stream& c) const noexcept {
+  return c.dtype() == Dtype::u64 && c.shape().size() == 2 && c.shape()[0] == kPktRecord &&
+         c.nelement() == std::uint64_t{kPktRecord} * depth;
+}
+
+std::uint64_t Stream::Impl::companion_owner() const noexcept {
+  return file ? where.ino : static_cast<std::uint64_t>(load_timespec(md->creationtime));
+}
+
+std::string Stream::Impl::companion_name() const { return (where.name.empty() ? name : where.name) + "_pkt"; }
+
+std::unique_ptr<Stream> Stream::Impl::open_companion() const {
+  if (file) return std::make_unique<Stream>(Stream::open(companion_path(path), OpenOptions{.writable = writable}));
+  if (!where.sibling) return nullptr;
+  const std::optional<Placement> cp = where.sibling(companion_name(), 0);
+  if (!cp) return nullptr;
+  return std::make_unique<Stream>(Stream::open_in(*cp, OpenOptions{.writable = writable && cp->writable}));
+}
+
+Status Stream::Impl::init_companion() noexcept {
+  try {
+    StreamSpec spec;
+    spec.shape = {kPktRecord, depth};
+    spec.dtype = Dtype::u64;
+    spec.semaphores = 1;
+    if (file) {
+      // A file next to ours, created afresh so that no stale record survives, but never over a
+      // stream of the same name that is not a companion.
+      const std::string cpath = companion_path(path);
+      if (::access(cpath.c_str(), F_OK) == 0 && !is_companion(cpath, std::nullopt)) {
+        if (detail::log_enabled(LogLevel::error))
+          detail::log(LogLevel::error, "partial write to " + path + ": " + cpath +
+                                           " exists and is not a partial-write companion; left alone");
+        return Errc::exists;
+      }
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0) spec.permissions = st.st_mode & 07777;
+      pkt = std::make_unique<Stream>(Stream::create(cpath, spec, OpenMode::PurgeAndCreate));
+      // The companion names the file it belongs to (its cnt2 = our inode), so that a companion
+      // left by an earlier incarnation of the stream is never believed.
+      pkt->set_cnt2(companion_owner());
+      return Errc::ok;
+    }
+    // A placed stream keeps its companion next to it in its container (a region entry).
+    if (!where.sibling) {
+      if (detail::log_enabled(LogLevel::error))
+        detail::log(LogLevel::error, "partial write to " + path + ": its placement has no room for the companion " +
+                                         companion_name() + " (no siblings)");
+      return Errc::invalid_argument;
+    }
+    if (std::optional<Placement> cp = where.sibling(companion_name(), 0)) {
+      // One exists (ours from an earlier handle, or an earlier incarnation's): reused with every
+      // record cleared (a stale packet entry could otherwise match a new frame's cnt0), but only
+      // when it is a companion of our depth.
+      std::unique_ptr<Stream> c;
+      try {
+        c = std::make_unique<Stream>(Stream::open_in(*cp));
+      } catch (const Error&) {
+        c.reset();
+      }
+      if (!c || !fits_companion(*c)) {
+        if (detail::log_enabled(LogLevel::error))
+          detail::log(LogLevel::error, "partial write to " + path + ": " + cp->path +
+                                           " exists and is not this stream's partial-write companion; left alone");
+        return Errc::exists;
+      }
+      for (std::uint32_t sl = 0; sl < depth; ++sl) {
+        std::uint64_t* rec = packet_record(*c->impl_, sl);
+        for (std::uint32_t i = 0; i < kPktRecord; ++i) aref(rec[i]).store(0, std::memory_order_relaxed);
+      }
+      c->set_cnt2(companion_owner());  // release: the cleared records are visible with it
+      pkt = std::move(c);
+      return Errc::ok;
+    }
+    std::optional<Placement> cp = where.sibling(companion_name(), Stream::bytes_for(spec));
+    if (!cp) return Errc::no_space;
+    auto c = std::make_unique<Stream>(Stream::create_in(*cp, spec));
+    c->set_cnt2(companion_owner());
+    if (cp->publish) cp->publish();  // visible to others only once complete
+    pkt = std::move(c);
+    return Errc::ok;
+  } catch (const Error& e) {
+    if (detail::log_enabled(LogLevel::error)) detail::log(LogLevel::error, e.what());
+    return e.errc();
+  } catch (...) {
+    return Errc::no_space;  // std::bad_alloc
+  }
+}
+
 Status Stream::write_packet(std::uint32_t packet_id, std::uint32_t packet_total, std::uint64_t element_offset,
                             std::span<const std::byte> data) noexcept {
   if (!impl_) return Errc::closed;
@@ -1326,32 +1513,7 @@ Status Stream::write_packet(std::uint32_t packet_id, std::uint32_t packet_total,
   const std::uint64_t count = data.size() / esize;
   if (element_offset > m.frame_elements || count > m.frame_elements - element_offset) return Errc::out_of_range;
   if (!m.pkt_initialised) {
-    // The companion: one record per slice, created afresh so that no stale record survives,
-    // but never over a stream of the same name that is not a companion.
-    const std::string cpath = companion_path(m.path);
-    if (::access(cpath.c_str(), F_OK) == 0 && !is_companion(cpath, std::nullopt)) {
-      if (detail::log_enabled(LogLevel::error))
-        detail::log(LogLevel::error, "partial write to " + m.path + ": " + cpath +
-                                         " exists and is not a partial-write companion; left alone");
-      return Errc::exists;
-    }
-    try {
-      StreamSpec spec;
-      spec.shape = {kPktRecord, m.depth};
-      spec.dtype = Dtype::u64;
-      spec.semaphores = 1;
-      struct stat st {};
-      if (::stat(m.path.c_str(), &st) == 0) spec.permissions = st.st_mode & 07777;
-      m.pkt = std::make_unique<Stream>(Stream::create(companion_path(m.path), spec, OpenMode::PurgeAndCreate));
-      // The companion names the file it belongs to (its cnt2 = our inode), so that a companion
-      // left by an earlier incarnation of the stream is never believed.
-      m.pkt->set_cnt2(m.seg.inode());
-    } catch (const Error& e) {
-      if (detail::log_enabled(LogLevel::error)) detail::log(LogLevel::error, e.what());
-      return e.errc();
-    } catch (...) {
-      return Errc::no_space;  // std::bad_alloc
-    }
+    if (const Status st = m.init_companion(); !st.ok()) return st;
     m.pkt_initialised = true;
   }
   std::uint64_t* rec = nullptr;
@@ -1418,9 +1580,9 @@ std::optional<Stream::PacketStatus> Stream::packet_status(std::uint64_t k) const
   if (k == 0) return std::nullopt;
   if (!m.pkt || m.pkt->replaced()) {
     try {
-      auto c = std::make_unique<Stream>(Stream::open(companion_path(m.path), OpenOptions{.writable = m.writable}));
-      if (c->dtype() != Dtype::u64 || c->nelement() != std::uint64_t{kPktRecord} * m.depth) return std::nullopt;
-      if (c->cnt2() != m.seg.inode()) return std::nullopt;  // stale: from an earlier incarnation
+      std::unique_ptr<Stream> c = m.open_companion();
+      if (!c || !m.fits_companion(*c)) return std::nullopt;
+      if (c->cnt2() != m.companion_owner()) return std::nullopt;  // stale: from an earlier incarnation
       m.pkt = std::move(c);
     } catch (const Error&) {
       return std::nullopt;
