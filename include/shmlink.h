@@ -1,11 +1,40 @@
 /* SPDX-License-Identifier: MIT */
 /**
  * @file shmlink.h
- * @brief The shmlink C API: ImageStreamIO 2.00-compatible streams, sample queues, the duplex
- * co-simulation interface and memif packet interfaces from C.
+ * @brief The shmlink C API: ImageStreamIO 2.00-compatible streams, sample queues, regions that
+ * hold many of them in one mapping, the duplex co-simulation interface and memif packet
+ * interfaces from C.
  *
- * Conventions (Aeron-style):
- * - Opaque handles (`shmlink_stream_t`), verbs create/open/close/destroy.
+ * One convention for every object (stream, queue, region, interface, memif socket and interface):
+ * - `shmlink_<object>_create(...)` and `shmlink_<object>_open(...)` set `*out` to a new handle,
+ *   or to NULL when they fail. A stream, queue or region is created (its file made) or opened (an
+ *   existing file mapped); the channels of a region are created and opened through it
+ *   (shmlink_region_create_stream & co.); an interface is created unattached
+ *   (shmlink_interface_connect() attaches it to its peer); a memif socket is created, and
+ *   interfaces are created on it.
+ * - `shmlink_<object>_close(h)` releases everything the handle holds (mapping, claimed semaphore
+ *   slot, connection, the interface's output queue and launched peer) and frees the handle; it
+ *   must not be used afterwards. NULL is a no-op. A stream, queue or region file stays.
+ * - `shmlink_<object>_destroy(name)` removes the named file of a stream, queue or region; it takes
+ *   a name, not a handle, and handles open on it keep working on the unlinked file.
+ *   shmlink_stream_remove and shmlink_queue_remove are the same calls under their older names;
+ *   shmlink_region_remove(region, name) removes a channel from a region.
+ * - What create needs is a `shmlink_<object>_spec_t`, filled with the defaults by
+ *   `shmlink_<object>_spec_init()`; what an opener expects of a queue is a `shmlink_queue_expect_t`.
+ * - Every struct, union and enum tag is its typedef name with `_s` for `_t` (as libuv does), so no
+ *   tag shares a name with a function (`shmlink_queue_info()`). Use the `_t` names.
+ * - Names kept for programs written against older headers are marked SHMLINK_DEPRECATED_FOR (a
+ *   compiler warning that names the replacement; define SHMLINK_NO_DEPRECATION_WARNINGS to
+ *   silence it) and keep their old meaning: shmlink_interface_new (= create),
+ *   shmlink_interface_open (= connect), shmlink_interface_is_open (= is_connected),
+ *   shmlink_interface_destroy (= close), shmlink_memif_socket_destroy and shmlink_memif_destroy
+ *   (= their close), shmlink_memif_socket_args_init and shmlink_memif_args_init (= their
+ *   spec_init), and the types shmlink_memif_socket_args_t and shmlink_memif_args_t. Two calls
+ *   changed meaning (programs built against an older header must be rebuilt, docs/c-api.md
+ *   "ABI"): shmlink_interface_close now frees the handle (the old close is
+ *   shmlink_interface_disconnect) and shmlink_stream_destroy now takes a name.
+ *
+ * Calls and messages (Aeron-style):
  * - Every call returns an `int`: 0 (SHMLINK_OK) or a negative SHMLINK_E_* code; calls that
  *   return an index return it as a non-negative int. The codes equal `shmlink::Errc`.
  * - `shmlink_strerror(code)` returns a static string; `shmlink_last_error()` returns this
@@ -17,7 +46,8 @@
  *
  * Thread safety: a stream handle may be used by many reader threads at once; one writer at a
  * time. A queue or interface handle serves one pushing/writing thread and one popping/reading
- * thread at a time (each direction has its own scratch sample inside the handle); see there.
+ * thread at a time (as the C++ Queue and Interface; the popping side of a queue handle and both
+ * sides of an interface handle keep a scratch sample inside it); see there.
  * memif sockets and interfaces follow libmemif's model (see the memif section).
  */
 #ifndef SHMLINK_H
@@ -30,6 +60,13 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/** Marks a name kept for programs written against an older header (see the conventions above). */
+#if !defined(SHMLINK_NO_DEPRECATION_WARNINGS) && defined(__GNUC__)
+#define SHMLINK_DEPRECATED_FOR(replacement) __attribute__((deprecated("use " replacement)))
+#else
+#define SHMLINK_DEPRECATED_FOR(replacement)
 #endif
 
 /* ---- error codes (append-only; equal to shmlink::Errc) ---------------------------------- */
@@ -77,7 +114,7 @@ extern "C" {
 #define SHMLINK_DTYPE_F16 13
 
 /** Open modes, as shmlink::OpenMode. */
-typedef enum shmlink_open_mode {
+typedef enum shmlink_open_mode_s {
   SHMLINK_EXCLUSIVE_CREATE = 0, /**< create; SHMLINK_E_EXISTS if present */
   SHMLINK_PURGE_AND_CREATE = 1, /**< create, atomically replacing an existing file (new inode) */
   SHMLINK_OPEN_OR_CREATE = 2,   /**< open if present, else create */
@@ -85,10 +122,10 @@ typedef enum shmlink_open_mode {
 } shmlink_open_mode_t;
 
 /** An open stream. */
-typedef struct shmlink_stream shmlink_stream_t;
+typedef struct shmlink_stream_s shmlink_stream_t;
 
 /** Parameters of a new stream; initialise with shmlink_stream_spec_init(). */
-typedef struct shmlink_stream_spec {
+typedef struct shmlink_stream_spec_s {
   uint32_t naxis;           /**< 1..3 */
   uint32_t shape[3];        /**< ISIO order, shape[0] fastest; unused axes 0 */
   uint8_t dtype;            /**< SHMLINK_DTYPE_* */
@@ -101,7 +138,7 @@ typedef struct shmlink_stream_spec {
 } shmlink_stream_spec_t;
 
 /** Counters and times of one frame. */
-typedef struct shmlink_frame_info {
+typedef struct shmlink_frame_info_s {
   uint64_t cnt0, cnt1, cnt2;
   int64_t atime_ns;     /**< acquisition time, ns since the epoch */
   int64_t writetime_ns; /**< publication time, ns since the epoch */
@@ -119,14 +156,14 @@ typedef struct shmlink_stream_geometry_s {
 } shmlink_stream_geometry_t;
 
 /** Keyword types, as ISIO stores them. */
-typedef enum shmlink_keyword_type {
+typedef enum shmlink_keyword_type_s {
   SHMLINK_KW_INT = 'L',    /**< int64 */
   SHMLINK_KW_DOUBLE = 'D', /**< double */
   SHMLINK_KW_STRING = 'S'  /**< string, at most 16 bytes */
 } shmlink_keyword_type_t;
 
 /** A keyword value read back. */
-typedef struct shmlink_keyword {
+typedef struct shmlink_keyword_s {
   char name[16];
   char type; /**< 'L', 'D' or 'S' */
   int64_t i;
@@ -153,14 +190,14 @@ SHMLINK_EXPORT int shmlink_stream_create(const char *name, const shmlink_stream_
 /** Opens and validates an existing stream.
  *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, NOT_FOUND, PERMISSION, LAYOUT, SYSTEM. */
 SHMLINK_EXPORT int shmlink_stream_open(const char *name, shmlink_stream_t **out);
-/** Closes the handle (the file stays). NULL is accepted. @return 0. */
+/** Releases the handle: unmaps the stream, gives back a semaphore slot it claimed, frees it. The
+ *  file stays. NULL is accepted. @return 0. */
 SHMLINK_EXPORT int shmlink_stream_close(shmlink_stream_t *stream);
-/** Closes the handle and removes its file, unless the name now belongs to a re-created stream
- *  (then the file is left alone). The handle is freed even when removal fails.
- *  @return 0, REPLACED (re-created since opened), NOT_FOUND (already removed), PERMISSION. */
-SHMLINK_EXPORT int shmlink_stream_destroy(shmlink_stream_t *stream);
-/** Removes a stream file by name or path.
+/** Removes a stream file by name or path; handles open on it keep working on the unlinked file.
+ *  (Before issue 20 this call took a handle, closed it and removed its file.)
  *  @return 0, NOT_FOUND, PERMISSION, INVALID_ARGUMENT, NAME_TOO_LONG. */
+SHMLINK_EXPORT int shmlink_stream_destroy(const char *name);
+/** The same as shmlink_stream_destroy (its older name). */
 SHMLINK_EXPORT int shmlink_stream_remove(const char *name);
 
 /** Geometry of an open stream. */
@@ -265,7 +302,7 @@ SHMLINK_EXPORT int shmlink_stream_get_keyword(const shmlink_stream_t *stream, co
 
 /** One 8-byte value of a sample, host byte order (layout-identical to shmlink::SignalValue).
  *  Which member is meant is the signal table's business, never the value's. */
-typedef union shmlink_value {
+typedef union shmlink_value_s {
   double f;      /**< SHMLINK_SIGNAL_F64 */
   int64_t i;     /**< SHMLINK_SIGNAL_I64 */
   uint64_t bits; /**< the raw 8 bytes; SHMLINK_SIGNAL_BOOL: 0 or 1 */
@@ -273,7 +310,7 @@ typedef union shmlink_value {
 } shmlink_value_t;
 
 /** One entry of a signal table: what value `index` of every sample means. */
-typedef struct shmlink_signal {
+typedef struct shmlink_signal_s {
   uint32_t index; /**< position in the sample's values, below the queue's max_values */
   char name[40];  /**< NUL-terminated, at most SHMLINK_SIGNAL_NAME_MAX bytes */
   uint8_t type;   /**< SHMLINK_SIGNAL_* */
@@ -285,7 +322,7 @@ typedef struct shmlink_signal {
  *  values and sets `length` to the sample's real length: when `length > capacity` the sample was
  *  truncated (the values beyond `capacity` are lost; size the buffer to the queue's max_values
  *  and this never happens). */
-typedef struct shmlink_sample {
+typedef struct shmlink_sample_s {
   uint64_t sequence;      /**< producer's sequence number */
   int64_t ts_origin_ns;   /**< when the values were sampled, ns since the epoch (CLOCK_REALTIME) */
   int64_t ts_received_ns; /**< when the sample was received, ns since the epoch */
@@ -296,10 +333,10 @@ typedef struct shmlink_sample {
 } shmlink_sample_t;
 
 /** An open queue. */
-typedef struct shmlink_queue shmlink_queue_t;
+typedef struct shmlink_queue_s shmlink_queue_t;
 
 /** Parameters of a new queue; initialise with shmlink_queue_spec_init(). */
-typedef struct shmlink_queue_spec {
+typedef struct shmlink_queue_spec_s {
   uint32_t capacity;               /**< cells: a power of two, 2..SHMLINK_MAX_QUEUE_CAPACITY; default 512 */
   uint32_t max_values;             /**< values per sample, 1..SHMLINK_MAX_SAMPLE_VALUES; default 64 */
   uint8_t kind;                    /**< SHMLINK_QUEUE_*; default SHMLINK_QUEUE_SPSC */
@@ -311,7 +348,7 @@ typedef struct shmlink_queue_spec {
 
 /** What an opener expects of a queue; zero fields check nothing. Initialise with
  *  shmlink_queue_expect_init() (or `= {0}`). A mismatch fails the open with SHMLINK_E_LAYOUT. */
-typedef struct shmlink_queue_expect {
+typedef struct shmlink_queue_expect_s {
   uint32_t max_values;             /**< exact values per sample; 0 = don't check */
   uint8_t kind;                    /**< SHMLINK_QUEUE_*; 0 = don't check */
   const shmlink_signal_t *signals; /**< the exact signal table, order included; NULL = don't check
@@ -365,11 +402,13 @@ SHMLINK_EXPORT int shmlink_queue_create(const char *name, const shmlink_queue_sp
  *  Thread safety: any thread. */
 SHMLINK_EXPORT int shmlink_queue_open(const char *name, const shmlink_queue_expect_t *expect,
                                       shmlink_queue_t **out);
-/** Unmaps and frees the handle (the file stays). NULL is accepted. No other thread may be using
- *  the handle. @return 0. */
+/** Releases the handle: unmaps the queue and frees it (the file stays). NULL is accepted. No
+ *  other thread may be using the handle. @return 0. */
 SHMLINK_EXPORT int shmlink_queue_close(shmlink_queue_t *queue);
 /** Removes a queue file by name or path (open handles keep working on the unlinked file).
  *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, NOT_FOUND, PERMISSION. */
+SHMLINK_EXPORT int shmlink_queue_destroy(const char *name);
+/** The same as shmlink_queue_destroy (its older name). */
 SHMLINK_EXPORT int shmlink_queue_remove(const char *name);
 
 /** Pushes one sample if a cell is free. Never blocks, never allocates.
@@ -377,8 +416,9 @@ SHMLINK_EXPORT int shmlink_queue_remove(const char *name);
  *          SIZE_MISMATCH (more than max_values values); SHUT_DOWN (the queue was shut down);
  *          PERMISSION (opened read-only); INVALID_ARGUMENT (NULL queue or sample, NULL values
  *          with length > 0).
- *  Thread safety: one pushing thread per handle (the handle's push scratch); an MPMC queue takes
- *  more producers through more handles. */
+ *  The values are copied from sample->values straight into the cell.
+ *  Thread safety: one pushing thread per handle (as the C++ Queue); an MPMC queue takes more
+ *  producers through more handles. */
 SHMLINK_EXPORT int shmlink_queue_try_push(shmlink_queue_t *queue, const shmlink_sample_t *sample);
 /** Pushes one sample, waiting (by the handle's wait mode) while the queue is full.
  *  @param timeout_ns relative ns on CLOCK_MONOTONIC; negative waits forever; 0 tries once.
@@ -386,9 +426,9 @@ SHMLINK_EXPORT int shmlink_queue_try_push(shmlink_queue_t *queue, const shmlink_
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_push. */
 SHMLINK_EXPORT int shmlink_queue_push(shmlink_queue_t *queue, const shmlink_sample_t *sample, int64_t timeout_ns);
 /** Pushes up to `count` samples in order without blocking, stopping at the first that does not
- *  go in (a burst: as many as possible). The samples go to the queue in runs of up to 32 (fewer
- *  when max_values exceeds 512), each one burst of the C++ API: one wake-up check per run, not per
- *  sample. Never allocates (the handle's scratch is reserved at open).
+ *  go in (a burst: as many as possible). The samples go to the queue in runs of up to 32, each
+ *  one burst of the C++ API: one wake-up check per run, not per sample; the values are copied
+ *  from the caller's arrays straight into the cells. Never allocates.
  *  @return how many were pushed (0..count, at most INT_MAX) when that is at least one or count
  *          is 0; otherwise the first sample's error as shmlink_queue_try_push (WOULD_BLOCK when
  *          full). A short count means: call again from samples + count to see why.
@@ -397,13 +437,14 @@ SHMLINK_EXPORT int shmlink_queue_try_push_burst(shmlink_queue_t *queue, const sh
                                                 size_t count);
 
 /** Pops the oldest sample into `out` without blocking. Copies at most out->capacity values and
- *  sets out->length to the sample's length (length > capacity: truncated, see shmlink_sample_t).
- *  Never allocates. On failure `*out` is unchanged.
+ *  sets out->length to the sample's length (length > capacity: truncated, see shmlink_sample_t),
+ *  straight from the cell. Never allocates. On failure `*out` is unchanged.
  *  @return 0; WOULD_BLOCK (empty; no message is recorded: no data is not an error); SHUT_DOWN
  *          (shut down and drained); PERMISSION (read-only); INVALID_ARGUMENT (NULL queue or out, NULL
  *          values with capacity > 0).
- *  Thread safety: one popping thread per handle (the handle's pop scratch); an MPMC queue takes
- *  more consumers through more handles. */
+ *  Thread safety: one popping thread per handle (as the C++ Queue; a blocking pop that has to
+ *  wait fills the handle's pop scratch); an MPMC queue takes more consumers through more
+ *  handles. */
 SHMLINK_EXPORT int shmlink_queue_try_pop(shmlink_queue_t *queue, shmlink_sample_t *out);
 /** Pops the oldest sample, waiting (by the handle's wait mode) while the queue is empty.
  *  @param timeout_ns relative ns on CLOCK_MONOTONIC; negative waits forever; 0 tries once.
@@ -411,8 +452,9 @@ SHMLINK_EXPORT int shmlink_queue_try_pop(shmlink_queue_t *queue, shmlink_sample_
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */
 SHMLINK_EXPORT int shmlink_queue_pop(shmlink_queue_t *queue, shmlink_sample_t *out, int64_t timeout_ns);
 /** Pops up to `count` samples into out[0..count) without blocking (a burst), each as
- *  shmlink_queue_try_pop. Every out[i] is checked before anything is popped. Popped in runs as
- *  shmlink_queue_try_push_burst pushes (one wake-up check per run); never allocates.
+ *  shmlink_queue_try_pop. Every out[i] is checked before anything is popped. One burst of the
+ *  C++ API (one wake-up check), the values copied from the cells straight into the caller's
+ *  arrays; never allocates.
  *  @return how many were popped (at most INT_MAX) when that is at least one or count is 0;
  *          otherwise WOULD_BLOCK (empty), SHUT_DOWN (shut down and drained), PERMISSION or
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */
@@ -449,13 +491,13 @@ SHMLINK_EXPORT int shmlink_queue_signal(const shmlink_queue_t *queue, uint32_t p
  *
  * Two queues between two peers, as VILLASnode's shmem node and DPsim use them: each side
  * creates and writes its `out` queue and reads the peer's (`in`); the peer uses the same pair
- * with the names swapped. Either side may start first: shmlink_interface_open() creates the
+ * with the names swapped. Either side may start first: shmlink_interface_connect() creates the
  * output and waits, up to attach_timeout_ns, for the peer's. A peer that dies is noticed within
  * liveness_interval_ns (SHMLINK_E_PEER_EXITED) instead of being waited on forever.
  */
 
 /** A duplex link to one peer. */
-typedef struct shmlink_interface shmlink_interface_t;
+typedef struct shmlink_interface_s shmlink_interface_t;
 
 /** What an interface speaks (shmlink::InterfaceProtocol). */
 #define SHMLINK_PROTOCOL_SHMLINK 0 /**< shmlink's queue files (the default) */
@@ -464,8 +506,8 @@ typedef struct shmlink_interface shmlink_interface_t;
                                         signal table travels: peer_signal_count is 0) */
 
 /** How an interface is set up; initialise with shmlink_interface_spec_init(). The strings are
- *  copied by shmlink_interface_new(). */
-typedef struct shmlink_interface_spec {
+ *  copied by shmlink_interface_create(). */
+typedef struct shmlink_interface_spec_s {
   const char *out;              /**< queue this side creates and writes (name or path) */
   const char *in;               /**< queue this side reads: the peer's `out`; == out: loopback */
   uint32_t capacity;            /**< cells of the output queue, a power of two; default 512 */
@@ -475,19 +517,19 @@ typedef struct shmlink_interface_spec {
                                      makes our region polling, the others pthread) */
   uint8_t protocol;             /**< SHMLINK_PROTOCOL_*; default SHMLINK. Honoured from library
                                      0.3.0 (libshmlink.so.0.3) on: this byte was padding before */
-  int64_t attach_timeout_ns;    /**< how long open waits for the peer; default 10 s; negative: forever */
+  int64_t attach_timeout_ns;    /**< how long connect waits for the peer; default 10 s; negative: forever */
   int64_t liveness_interval_ns; /**< how often a waiting read/write checks the peer; default
                                      20 ms; values below 1 ms act as 1 ms; negative is invalid */
   int64_t stop_timeout_ns;      /**< on close, how long a launched peer gets before SIGTERM (and as
                                      long again before SIGKILL); default 2 s; negative: forever */
   uint32_t permissions;         /**< file mode bits of the output queue; default 0600 */
-  const char *const *exec;      /**< NULL, or a NULL-terminated argv launched by open (argv[0]
+  const char *const *exec;      /**< NULL, or a NULL-terminated argv launched by connect (argv[0]
                                      looked up in PATH) with SHMLINK_INTERFACE_IN = out and
                                      SHMLINK_INTERFACE_OUT = in in its environment */
 } shmlink_interface_spec_t;
 
 /** What became of the peer, as far as this side knows. */
-typedef struct shmlink_peer_status {
+typedef struct shmlink_peer_status_s {
   int32_t pid;      /**< launched child, else the creator of the peer's queue; 0 before attach */
   int launched;     /**< 1 when this side launched the peer (exec) */
   int exited;       /**< 1 once the peer's lock was seen released or the child was reaped */
@@ -498,24 +540,27 @@ typedef struct shmlink_peer_status {
 
 /** Fills `spec` with defaults (see the fields); out, in and exec NULL. NULL is accepted. */
 SHMLINK_EXPORT void shmlink_interface_spec_init(shmlink_interface_spec_t *spec);
-/** Makes an interface handle from `spec`; nothing is created before shmlink_interface_open().
- *  `*out` is set on success, NULL on failure.
+/** Makes an interface handle from `spec`, not yet attached: nothing is created before
+ *  shmlink_interface_connect(). `*out` is set on success, NULL on failure.
  *  @return 0, INVALID_ARGUMENT (NULL spec, out, spec->out or spec->in; unknown kind, wait or
  *          protocol; negative liveness interval), NO_SPACE. */
-SHMLINK_EXPORT int shmlink_interface_new(const shmlink_interface_spec_t *spec, shmlink_interface_t **out);
-/** Registers value `index` of this side's samples (its output signal table). Before open only.
+SHMLINK_EXPORT int shmlink_interface_create(const shmlink_interface_spec_t *spec, shmlink_interface_t **out);
+/** The older name of shmlink_interface_create. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_interface_create") int shmlink_interface_new(
+    const shmlink_interface_spec_t *spec, shmlink_interface_t **out);
+/** Registers value `index` of this side's samples (its output signal table). Before connect only.
  *  @param name at most 39 bytes; NULL = "". @param type SHMLINK_SIGNAL_*.
  *  @param unit at most 15 bytes; NULL = "".
  *  @return 0, INVALID_ARGUMENT (index >= SHMLINK_MAX_SAMPLE_VALUES, already exported, bad type,
- *          name or unit too long), CLOSED (already open). */
+ *          name or unit too long), CLOSED (already connected). */
 SHMLINK_EXPORT int shmlink_interface_export_signal(shmlink_interface_t *iface, uint32_t index, const char *name,
                                                    int type, const char *unit);
 /** States what value `index` of the peer's samples must be; checked against the peer's table
- *  at open (type always; name and unit when not empty). Arguments and codes as export. */
+ *  at connect (type always; name and unit when not empty). Arguments and codes as export. */
 SHMLINK_EXPORT int shmlink_interface_import_signal(shmlink_interface_t *iface, uint32_t index, const char *name,
                                                    int type, const char *unit);
 /** Creates the output queue (replacing a stale one whose owner died), launches `exec` if
- *  given, and waits for the peer's output queue with a live owner. Does nothing when open.
+ *  given, and waits for the peer's output queue with a live owner. Does nothing when connected.
  *  @return 0, INVALID_ARGUMENT (empty names, bad sizes, loopback with exec), EXISTS (`out` is
  *          another live interface's output), TIMEOUT (no peer within attach_timeout_ns; a
  *          launched peer is stopped), PEER_EXITED (a launched peer ended before attaching: the
@@ -523,17 +568,23 @@ SHMLINK_EXPORT int shmlink_interface_import_signal(shmlink_interface_t *iface, u
  *          imports: the message names the index and both sides), NOT_FOUND (exec: command not
  *          found), NAME_TOO_LONG, PERMISSION, NO_SPACE, SYSTEM.
  *  Thread safety: while no other call runs on the handle. */
-SHMLINK_EXPORT int shmlink_interface_open(shmlink_interface_t *iface);
-/** @return 1 between a successful open and close, 0 otherwise, INVALID_ARGUMENT for NULL. */
-SHMLINK_EXPORT int shmlink_interface_is_open(const shmlink_interface_t *iface);
+SHMLINK_EXPORT int shmlink_interface_connect(shmlink_interface_t *iface);
+/** The older name of shmlink_interface_connect. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_interface_connect") int shmlink_interface_open(shmlink_interface_t *iface);
+/** @return 1 between a successful connect and disconnect (or close), 0 otherwise,
+ *          INVALID_ARGUMENT for NULL. */
+SHMLINK_EXPORT int shmlink_interface_is_connected(const shmlink_interface_t *iface);
+/** The older name of shmlink_interface_is_connected. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_interface_is_connected") int shmlink_interface_is_open(
+    const shmlink_interface_t *iface);
 /** Sends values[0..count) as one sample: sequence = shmlink_interface_next_sequence(),
  *  ts_origin = now, flags HAS_SEQUENCE | HAS_DATA | HAS_TS_ORIGIN. Waits while the output is full.
  *  Never allocates.
  *  @param timeout_ns relative ns; negative waits forever; 0 never waits.
  *  @return 0; WOULD_BLOCK (timeout 0 and full; no message recorded); TIMEOUT (still full,
  *          nothing sent); PEER_EXITED (full and the peer is gone: see shmlink_interface_peer);
- *          CLOSED (not open); SHUT_DOWN (the peer closed cleanly); SIZE_MISMATCH (count > max_values);
- *          INTERRUPTED; INVALID_ARGUMENT (NULL iface, NULL values with count > 0).
+ *          CLOSED (not connected); SHUT_DOWN (the peer closed cleanly); SIZE_MISMATCH (count >
+ *          max_values); INTERRUPTED; INVALID_ARGUMENT (NULL iface, NULL values with count > 0).
  *  Thread safety: one writing thread per handle. */
 SHMLINK_EXPORT int shmlink_interface_write_values(shmlink_interface_t *iface, const shmlink_value_t *values,
                                                   uint32_t count, int64_t timeout_ns);
@@ -546,19 +597,26 @@ SHMLINK_EXPORT int shmlink_interface_write(shmlink_interface_t *iface, const shm
  *  Samples the peer wrote before it closed or died are still delivered. Never allocates.
  *  @param timeout_ns relative ns; negative waits forever; 0 never waits.
  *  @return 0; WOULD_BLOCK (timeout 0 and nothing there; no message recorded); TIMEOUT; SHUT_DOWN
- *          (the peer closed and everything was read); CLOSED (this side is not open); PEER_EXITED
- *          (the peer died and everything it wrote was read); INTERRUPTED; INVALID_ARGUMENT.
+ *          (the peer closed and everything was read); CLOSED (this side is not connected);
+ *          PEER_EXITED (the peer died and everything it wrote was read); INTERRUPTED;
+ *          INVALID_ARGUMENT.
  *  Thread safety: one reading thread per handle (may differ from the writing thread). */
 SHMLINK_EXPORT int shmlink_interface_read(shmlink_interface_t *iface, shmlink_sample_t *out, int64_t timeout_ns);
-/** Ends the link: shuts the output (the peer drains it, then reads SHUT_DOWN), stops and reaps a
- *  launched peer (stop_timeout_ns, then SIGTERM, then SIGKILL), removes the output file and
- *  releases the lock. The handle stays (peer status remains readable; open may be called again).
- *  Idempotent. @return 0, INVALID_ARGUMENT (NULL). Thread safety: while no other call runs. */
+/** Ends the link but keeps the handle: shuts the output (the peer drains it, then reads
+ *  SHUT_DOWN), stops and reaps a launched peer (stop_timeout_ns, then SIGTERM, then SIGKILL),
+ *  removes the output file and releases the lock. The peer status stays readable and connect
+ *  may be called again. Idempotent. (Before issue 20 this was shmlink_interface_close.)
+ *  @return 0, INVALID_ARGUMENT (NULL). Thread safety: while no other call runs. */
+SHMLINK_EXPORT int shmlink_interface_disconnect(shmlink_interface_t *iface);
+/** Disconnects the interface if connected (as shmlink_interface_disconnect), then frees the
+ *  handle. NULL is accepted. (Before issue 20 this kept the handle: that call is now
+ *  shmlink_interface_disconnect.) @return 0. Thread safety: while no other call runs. */
 SHMLINK_EXPORT int shmlink_interface_close(shmlink_interface_t *iface);
-/** Closes the interface if open, then frees the handle. NULL is accepted. @return 0. */
-SHMLINK_EXPORT int shmlink_interface_destroy(shmlink_interface_t *iface);
+/** The older name of shmlink_interface_close (it always freed the handle). */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_interface_close") int shmlink_interface_destroy(shmlink_interface_t *iface);
 
-/** What became of the peer (refreshed by reads, writes, shmlink_interface_peer_alive and close).
+/** What became of the peer (refreshed by reads, writes, shmlink_interface_peer_alive and
+ *  disconnect).
  *  @return 0, INVALID_ARGUMENT (NULL). Thread safety: not while a read or write runs. */
 SHMLINK_EXPORT int shmlink_interface_peer(const shmlink_interface_t *iface, shmlink_peer_status_t *out);
 /** One line about the peer for people, e.g. "peer 'sim' (pid 4242) exited with status 1", copied
@@ -567,25 +625,143 @@ SHMLINK_EXPORT int shmlink_interface_peer(const shmlink_interface_t *iface, shml
  *  @return the full length of the line without the NUL (>= 0; >= size means it was cut), or
  *          INVALID_ARGUMENT, NO_SPACE. Thread safety: as shmlink_interface_peer. */
 SHMLINK_EXPORT int shmlink_interface_peer_describe(const shmlink_interface_t *iface, char *buf, size_t size);
-/** Checks now whether the peer is alive. @return 1 alive, 0 not (or not open), INVALID_ARGUMENT.
+/** Checks now whether the peer is alive. @return 1 alive, 0 not (or not connected), INVALID_ARGUMENT.
  *  Thread safety: not while a read or write runs. */
 SHMLINK_EXPORT int shmlink_interface_peer_alive(shmlink_interface_t *iface);
 /** Sequence number the next shmlink_interface_write_values will carry; 0 for NULL. */
 SHMLINK_EXPORT uint64_t shmlink_interface_next_sequence(const shmlink_interface_t *iface);
-/** Header snapshot of the output queue (`out`) after open. With SHMLINK_PROTOCOL_VILLAS there is no
+/** Header snapshot of the output queue (`out`) after connect. With SHMLINK_PROTOCOL_VILLAS there is no
  *  queue file: only capacity (queuelen), max_values (samplelen), kind (MPMC) and wait are filled,
  *  the rest is 0. @return 0, INVALID_ARGUMENT, CLOSED. */
 SHMLINK_EXPORT int shmlink_interface_out_info(const shmlink_interface_t *iface, shmlink_queue_info_t *out);
-/** Header snapshot of the peer's queue (`in`) after open: in.max_values is the buffer size a
+/** Header snapshot of the peer's queue (`in`) after connect: in.max_values is the buffer size a
  *  read never truncates (with SHMLINK_PROTOCOL_VILLAS: capacity is the peer region's queuelen
  *  (its pool blocks), wait its mode (POLLING for a polling region, HYBRID for a pthread one),
  *  kind MPMC, the rest is 0; since 0.3.0). @return 0, INVALID_ARGUMENT, CLOSED. */
 SHMLINK_EXPORT int shmlink_interface_in_info(const shmlink_interface_t *iface, shmlink_queue_info_t *out);
-/** Entries of the peer's signal table after open (>= 0), or INVALID_ARGUMENT for NULL. */
+/** Entries of the peer's signal table after connect (>= 0), or INVALID_ARGUMENT for NULL. */
 SHMLINK_EXPORT int shmlink_interface_peer_signal_count(const shmlink_interface_t *iface);
 /** Copies entry `position` of the peer's signal table. @return 0, OUT_OF_RANGE, INVALID_ARGUMENT. */
 SHMLINK_EXPORT int shmlink_interface_peer_signal(const shmlink_interface_t *iface, uint32_t position,
                                                  shmlink_signal_t *out);
+
+/* ==== regions: many channels in one mapping (shmlink::Region, include/shmlink/region.hpp)
+ *
+ * A region is one shared mapping (a file on /dev/shm or hugetlbfs; in a QEMU guest the same
+ * memory is the ivshmem device's BAR2) with a directory of named streams and queues at its
+ * start. Each channel inside is laid out byte for byte as its file-backed twin, and the stream
+ * and queue handles that shmlink_region_create_stream & co. return are ordinary
+ * shmlink_stream_t / shmlink_queue_t handles: every stream and queue call works on them, and
+ * shmlink_stream_close / shmlink_queue_close release them (a handle keeps the region mapped even
+ * after shmlink_region_close). The directory's allocator works between processes, and between
+ * VMs that share no kernel, without futexes: a lock word with the holder's identity, recovered
+ * from a holder that died. Everything a peer wrote into the directory is checked: a corrupted
+ * directory is SHMLINK_E_LAYOUT naming the region and the entry, never a crash.
+ *
+ * Names: a region path containing '/' is used as given ("/dev/hugepages/ao.region"); a plain
+ * name means `<dir>/<name>.region.shm` in the stream directory. Tools write a channel in a region
+ * as "PATH:NAME" ("/dev/hugepages/ao.region:wfs"). Channel names follow the stream rule (1..79
+ * bytes, no '/', no ':').
+ *
+ * Thread safety: any thread may call any region function; the region's lock serialises the
+ * directory changes of every thread and process. Channel handles follow their own rules.
+ */
+
+/** An open region. */
+typedef struct shmlink_region_s shmlink_region_t;
+
+/* ---- what an entry holds (shmlink::ChannelKind) and its state (shmlink::EntryState) -------- */
+#define SHMLINK_CHANNEL_STREAM 1     /**< an ImageStreamIO stream */
+#define SHMLINK_CHANNEL_QUEUE 2      /**< a sample queue */
+#define SHMLINK_ENTRY_CREATING 1     /**< being laid out by its creator: not openable yet */
+#define SHMLINK_ENTRY_READY 2        /**< published: open_stream / open_queue find it */
+#define SHMLINK_ENTRY_REMOVING 3     /**< a remove was interrupted; the next directory change ends it */
+#define SHMLINK_CHANNEL_NAME_MAX 79  /**< longest channel name in bytes (without NUL) */
+
+/** Parameters of a new region; initialise with shmlink_region_spec_init(). */
+typedef struct shmlink_region_spec_s {
+  uint32_t permissions; /**< file mode bits (read/write bits only), default 0600 */
+  uint32_t max_entries; /**< directory entries, 1..16384 (128 bytes each), default 256 */
+} shmlink_region_spec_t;
+
+/** One entry of a region's directory, as copied and checked by shmlink_region_entries(). */
+typedef struct shmlink_region_entry_s {
+  char name[80];       /**< NUL-terminated, at most SHMLINK_CHANNEL_NAME_MAX bytes */
+  uint32_t kind;       /**< SHMLINK_CHANNEL_* */
+  uint32_t state;      /**< SHMLINK_ENTRY_* */
+  uint64_t offset;     /**< bytes from the region's start (a multiple of 4096) */
+  uint64_t size;       /**< bytes reserved (a multiple of 4096) */
+  uint64_t generation; /**< +1 at every reservation and release of the slot */
+  uint64_t owner;      /**< the creator's identity: (boot hash << 32) | pid */
+} shmlink_region_entry_t;
+
+/** Fills `spec` with defaults: 0600, 256 entries. NULL is accepted (does nothing). */
+SHMLINK_EXPORT void shmlink_region_spec_init(shmlink_region_spec_t *spec);
+/** Creates (or opens, by `mode`) a region file and formats its directory before it becomes
+ *  visible. `*out` is set on success, NULL on failure.
+ *  @param path a path, or a name in the stream directory (see above).
+ *  @param size bytes: a power of two (QEMU's ivshmem requires it), at least 64 KiB; on hugetlbfs
+ *         also a multiple of the huge page size.
+ *  @param spec NULL = the defaults.
+ *  @param mode a shmlink_open_mode_t value; SHMLINK_OPEN_OR_CREATE opens an existing region of
+ *         the same size (else LAYOUT).
+ *  @return 0, INVALID_ARGUMENT (NULL path or out, size, permissions, max_entries, bad mode),
+ *          NAME_TOO_LONG, EXISTS, NOT_FOUND, PERMISSION, NO_SPACE, LAYOUT, SYSTEM. */
+SHMLINK_EXPORT int shmlink_region_create(const char *path, uint64_t size, const shmlink_region_spec_t *spec,
+                                         int mode, shmlink_region_t **out);
+/** Opens a region file read-write and checks its directory header. `*out` is set on success,
+ *  NULL on failure.
+ *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, NOT_FOUND, PERMISSION, LAYOUT (not a region, not
+ *          formatted yet, another version, sizes that do not match the file), SYSTEM. */
+SHMLINK_EXPORT int shmlink_region_open(const char *path, shmlink_region_t **out);
+/** Releases the handle (unmaps unless a channel handle still uses the region) and frees it; the
+ *  file and its channels stay. NULL is accepted. @return 0. */
+SHMLINK_EXPORT int shmlink_region_close(shmlink_region_t *region);
+/** Removes a region file by path or name; handles open on it keep working on the unlinked file.
+ *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, NOT_FOUND, PERMISSION, SYSTEM. */
+SHMLINK_EXPORT int shmlink_region_destroy(const char *path);
+
+/** Creates a stream named `name` in the region (as shmlink_stream_create; `spec->permissions`
+ *  is the region's business and ignored). `*out` is set on success, NULL on failure.
+ *  @param mode SHMLINK_EXCLUSIVE_CREATE; SHMLINK_PURGE_AND_CREATE (removes an existing entry
+ *         first: its handles see REPLACED); SHMLINK_OPEN_OR_CREATE (opens an existing stream of
+ *         the same shape and dtype, else LAYOUT); SHMLINK_OPEN_EXISTING.
+ *  @return 0, INVALID_ARGUMENT (NULL arguments, the spec as shmlink_stream_create, the name),
+ *          NAME_TOO_LONG, EXISTS, NO_SPACE (no room or no free entry), BUSY (another process
+ *          is creating it), PERMISSION, TIMEOUT (the region's lock stayed held), LAYOUT; each
+ *          message names "PATH:NAME". */
+SHMLINK_EXPORT int shmlink_region_create_stream(shmlink_region_t *region, const char *name,
+                                                const shmlink_stream_spec_t *spec, int mode, shmlink_stream_t **out);
+/** Opens the ready stream `name` of the region with every check shmlink_stream_open does.
+ *  @return 0, INVALID_ARGUMENT, NOT_FOUND (no such entry, or not ready yet), LAYOUT (a queue of
+ *          that name, a corrupt entry or stream), TIMEOUT. */
+SHMLINK_EXPORT int shmlink_region_open_stream(shmlink_region_t *region, const char *name, shmlink_stream_t **out);
+/** Creates a queue named `name` in the region (as shmlink_queue_create; OPEN_OR_CREATE opens an
+ *  existing queue whose max_values, kind and signals match). Codes as
+ *  shmlink_region_create_stream. */
+SHMLINK_EXPORT int shmlink_region_create_queue(shmlink_region_t *region, const char *name,
+                                               const shmlink_queue_spec_t *spec, int mode, shmlink_queue_t **out);
+/** Opens the ready queue `name` of the region, then checks `expect` (NULL: nothing, read-write),
+ *  as shmlink_queue_open. Codes as shmlink_region_open_stream. */
+SHMLINK_EXPORT int shmlink_region_open_queue(shmlink_region_t *region, const char *name,
+                                             const shmlink_queue_expect_t *expect, shmlink_queue_t **out);
+/** Removes the entry `name` (a stream also loses its partial-write companion): its bytes go back
+ *  to the free space. Handles still open on it keep their mapping but see REPLACED (the bytes may
+ *  be reused by the next channel created).
+ *  @return 0, INVALID_ARGUMENT, NOT_FOUND, BUSY (a live process is still creating it),
+ *          PERMISSION, TIMEOUT, LAYOUT. */
+SHMLINK_EXPORT int shmlink_region_remove(shmlink_region_t *region, const char *name);
+/** Copies the entries in use (every state but free, in table order) into out[0..capacity) and
+ *  sets `*count` to how many there are: when `*count > capacity` only the first `capacity` were
+ *  copied (call again with more room). `out` may be NULL when capacity is 0.
+ *  @return 0, INVALID_ARGUMENT (NULL region or count, NULL out with capacity > 0), LAYOUT (the
+ *          message names the corrupt entry), TIMEOUT, NO_SPACE. */
+SHMLINK_EXPORT int shmlink_region_entries(const shmlink_region_t *region, shmlink_region_entry_t *out,
+                                          size_t capacity, size_t *count);
+/** The region's path ("" for NULL). Valid while the handle is. */
+SHMLINK_EXPORT const char *shmlink_region_path(const shmlink_region_t *region);
+/** The region's size in bytes (0 for NULL). */
+SHMLINK_EXPORT uint64_t shmlink_region_size(const shmlink_region_t *region);
 
 /* ==== memif: the shared-memory packet interface (shmlink::memif, include/shmlink/memif.hpp)
  *
@@ -606,8 +782,8 @@ SHMLINK_EXPORT int shmlink_interface_peer_signal(const shmlink_interface_t *ifac
  * are signalled on each receive queue's eventfd (shmlink_memif_rx_fd) in interrupt mode.
  *
  * Thread safety (as the C++ API, libmemif's model, reference section 11):
- * - shmlink_memif_socket_poll(), shmlink_memif_create/destroy, shmlink_memif_disconnect and
- *   shmlink_memif_socket_destroy must not run concurrently with each other or with queue calls
+ * - shmlink_memif_socket_poll(), shmlink_memif_create/close, shmlink_memif_disconnect and
+ *   shmlink_memif_socket_close must not run concurrently with each other or with queue calls
  *   (alloc, tx_burst, rx_burst, refill, set_rx_mode, rx_fd, wait_rx) of the socket's interfaces:
  *   a disconnect unmaps the rings.
  * - While nothing polls, different queues may be used from different threads at once; one queue
@@ -627,9 +803,9 @@ SHMLINK_EXPORT int shmlink_interface_peer_signal(const shmlink_interface_t *ifac
  */
 
 /** A memif control socket with its interfaces (libmemif memif_socket_handle_t). */
-typedef struct shmlink_memif_socket shmlink_memif_socket_t;
+typedef struct shmlink_memif_socket_s shmlink_memif_socket_t;
 /** One memif interface; owned by its socket (libmemif memif_conn_handle_t). */
-typedef struct shmlink_memif shmlink_memif_t;
+typedef struct shmlink_memif_s shmlink_memif_t;
 
 /* ---- roles, modes, flags (equal to shmlink::memif's enumerators) --------------------------- */
 #define SHMLINK_MEMIF_MASTER 0 /**< listens; maps the slave's memory (libmemif is_master = 1) */
@@ -645,7 +821,7 @@ typedef struct shmlink_memif shmlink_memif_t;
 /** shmlink_memif_buffer_t.flags bit: the packet continues in the next buffer (descriptor NEXT). */
 #define SHMLINK_MEMIF_BUFFER_NEXT 1
 
-/** shmlink_memif_socket_args_t.reconnect_interval_ms: never retry a refused or lost connection. */
+/** shmlink_memif_socket_spec_t.reconnect_interval_ms: never retry a refused or lost connection. */
 #define SHMLINK_MEMIF_NO_RECONNECT UINT32_MAX
 
 /* ---- limits (reference section 3 and 5) ------------------------------------------------------ */
@@ -655,9 +831,9 @@ typedef struct shmlink_memif shmlink_memif_t;
 #define SHMLINK_MEMIF_MAX_LOG2_RING 14 /**< largest ring: 2^14 slots */
 
 /** Configuration of a socket (libmemif memif_socket_args_t). Zero / NULL fields take the
- *  defaults given per field, so a zeroed struct is valid; shmlink_memif_socket_args_init() fills
+ *  defaults given per field, so a zeroed struct is valid; shmlink_memif_socket_spec_init() fills
  *  the defaults in explicitly. The strings are copied by shmlink_memif_socket_create(). */
-typedef struct shmlink_memif_socket_args {
+typedef struct shmlink_memif_socket_spec_s {
   const char *path;      /**< filesystem path, or "@name" for an abstract socket; at most
                               SHMLINK_MEMIF_PATH_MAX bytes; NULL or "" = "/run/vpp/memif.sock" */
   const char *app_name;  /**< sent in HELLO (master) or INIT (slave); at most
@@ -666,13 +842,15 @@ typedef struct shmlink_memif_socket_args {
                                        0 = 2000; SHMLINK_MEMIF_NO_RECONNECT = never */
   uint32_t cache_line;   /**< ring layout cache line: 64, or 128 for a libmemif built for
                               aarch64 (reference 9.2); 0 = 64 */
-} shmlink_memif_socket_args_t;
+} shmlink_memif_socket_spec_t;
+/** The older name of shmlink_memif_socket_spec_t. */
+typedef shmlink_memif_socket_spec_t shmlink_memif_socket_args_t;
 
 /** Configuration of one interface (libmemif memif_conn_args_t). Zero / NULL fields take the
  *  defaults given per field, except `role`: 0 is SHMLINK_MEMIF_MASTER.
- *  shmlink_memif_args_init() fills the C++ defaults (role SLAVE included). The strings are copied
+ *  shmlink_memif_spec_init() fills the C++ defaults (role SLAVE included). The strings are copied
  *  by shmlink_memif_create(). */
-typedef struct shmlink_memif_args {
+typedef struct shmlink_memif_spec_s {
   int role;                   /**< SHMLINK_MEMIF_MASTER (0) or SHMLINK_MEMIF_SLAVE (1) */
   uint32_t id;                /**< interface id, unique per socket (INIT id); 0 is valid */
   const char *name;           /**< interface name, 1..SHMLINK_MEMIF_NAME_MAX bytes; NULL or "" =
@@ -698,13 +876,15 @@ typedef struct shmlink_memif_args {
    *  none. Not called when the interface or its socket is destroyed. */
   void (*on_disconnect)(shmlink_memif_t *iface, const char *reason, void *ctx);
   void *ctx; /**< passed to both callbacks as is */
-} shmlink_memif_args_t;
+} shmlink_memif_spec_t;
+/** The older name of shmlink_memif_spec_t. */
+typedef shmlink_memif_spec_t shmlink_memif_args_t;
 
 /** One packet buffer in shared memory, from shmlink_memif_alloc (to fill) or
  *  shmlink_memif_rx_burst (to read); layout-identical to shmlink::memif::Buffer (libmemif
  *  memif_buffer_t). A packet larger than one buffer is a chain: every buffer but the last has
  *  SHMLINK_MEMIF_BUFFER_NEXT. */
-typedef struct shmlink_memif_buffer {
+typedef struct shmlink_memif_buffer_s {
   uint8_t *data;       /**< first byte, in the mapped region; valid until sent (tx) or refilled (rx) */
   uint32_t len;        /**< bytes of packet data in this buffer (tx: preset by alloc; may be
                             lowered, 1..capacity, before tx_burst) */
@@ -714,7 +894,7 @@ typedef struct shmlink_memif_buffer {
 } shmlink_memif_buffer_t;
 
 /** Counters of one queue since the interface was created (all connections added up). */
-typedef struct shmlink_memif_queue_counters {
+typedef struct shmlink_memif_queue_counters_s {
   uint64_t packets;         /**< packets sent (transmit queue) or received (receive queue) */
   uint64_t bytes;           /**< bytes of those packets */
   uint64_t bad_descriptors; /**< descriptors the peer wrote that failed a check (dropped) */
@@ -725,7 +905,7 @@ typedef struct shmlink_memif_queue_counters {
 } shmlink_memif_queue_counters_t;
 
 /** One queue's state (head and tail are a racy snapshot). */
-typedef struct shmlink_memif_queue_details {
+typedef struct shmlink_memif_queue_details_s {
   uint16_t qid;         /**< queue (= ring) index */
   int s2m;              /**< 1: an S2M ring (slave-to-master), 0: M2S */
   int transmit;         /**< 1: this side sends on it */
@@ -741,14 +921,14 @@ typedef struct shmlink_memif_queue_details {
 } shmlink_memif_queue_details_t;
 
 /** A mapped region (while connected). */
-typedef struct shmlink_memif_region_details {
+typedef struct shmlink_memif_region_details_s {
   uint16_t index; /**< region index (ADD_REGION) */
   uint64_t size;  /**< bytes */
   int fd;         /**< the memfd (slave) or the received fd (master); owned by the library */
 } shmlink_memif_region_details_t;
 
 /** An interface's state (libmemif memif_details_t). Strings are NUL-terminated, cut to fit. */
-typedef struct shmlink_memif_details {
+typedef struct shmlink_memif_details_s {
   int role;           /**< SHMLINK_MEMIF_MASTER or SHMLINK_MEMIF_SLAVE */
   uint32_t id;        /**< interface id */
   uint8_t mode;       /**< SHMLINK_MEMIF_MODE_* */
@@ -765,26 +945,34 @@ typedef struct shmlink_memif_details {
   char socket[128];   /**< the socket: path or @name */
 } shmlink_memif_details_t;
 
-/** Fills `args` with the defaults: path "/run/vpp/memif.sock", app_name "shmlink", reconnect
+/** Fills `spec` with the defaults: path "/run/vpp/memif.sock", app_name "shmlink", reconnect
  *  every 2000 ms, cache line 64. NULL is accepted. */
-SHMLINK_EXPORT void shmlink_memif_socket_args_init(shmlink_memif_socket_args_t *args);
-/** Fills `args` with the C++ defaults: role SLAVE, id 0, name "shmlink0", no secret, ethernet,
+SHMLINK_EXPORT void shmlink_memif_socket_spec_init(shmlink_memif_socket_spec_t *spec);
+/** The older name of shmlink_memif_socket_spec_init. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_memif_socket_spec_init") void shmlink_memif_socket_args_init(
+    shmlink_memif_socket_spec_t *spec);
+/** Fills `spec` with the C++ defaults: role SLAVE, id 0, name "shmlink0", no secret, ethernet,
  *  one ring each way, 2^10 slots, 2048-byte buffers, one region, interrupt mode, no callbacks.
  *  NULL is accepted. */
-SHMLINK_EXPORT void shmlink_memif_args_init(shmlink_memif_args_t *args);
+SHMLINK_EXPORT void shmlink_memif_spec_init(shmlink_memif_spec_t *spec);
+/** The older name of shmlink_memif_spec_init. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_memif_spec_init") void shmlink_memif_args_init(shmlink_memif_spec_t *spec);
 
 /** Creates a socket object (libmemif memif_create_socket); no fd is opened for the path until an
  *  interface needs it. `*out` is set on success, NULL on failure.
- *  @param args NULL = every default.
+ *  @param spec NULL = every default.
  *  @return 0; INVALID_ARGUMENT (NULL out; app name longer than 31 bytes; cache line not 64 or
  *          128; empty abstract name); NAME_TOO_LONG (path over 107 bytes); NO_SPACE; SYSTEM. */
-SHMLINK_EXPORT int shmlink_memif_socket_create(const shmlink_memif_socket_args_t *args,
+SHMLINK_EXPORT int shmlink_memif_socket_create(const shmlink_memif_socket_spec_t *spec,
                                                shmlink_memif_socket_t **out);
-/** Destroys a socket and every interface on it (libmemif memif_delete_socket, but also deleting
- *  the interfaces): each connected interface sends DISCONNECT "interface deleted", all regions
- *  are unmapped and a listener file it created is removed. No callback runs. Every
- *  shmlink_memif_t of the socket becomes invalid. NULL is accepted. @return 0. */
-SHMLINK_EXPORT int shmlink_memif_socket_destroy(shmlink_memif_socket_t *sock);
+/** Closes a socket and every interface on it, and frees them (libmemif memif_delete_socket,
+ *  but also deleting the interfaces): each connected interface sends DISCONNECT "interface
+ *  deleted", all regions are unmapped and a listener file it created is removed. No callback
+ *  runs. Every shmlink_memif_t of the socket becomes invalid. NULL is accepted. @return 0. */
+SHMLINK_EXPORT int shmlink_memif_socket_close(shmlink_memif_socket_t *sock);
+/** The older name of shmlink_memif_socket_close. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_memif_socket_close") int shmlink_memif_socket_destroy(
+    shmlink_memif_socket_t *sock);
 /** Runs control processing once (libmemif memif_poll_event): accepts, handshakes, messages,
  *  reconnect timers, faults reported by the data path; waits up to `timeout_ms` for an event.
  *  Callbacks run inside. Errors of one connection disconnect that connection (see
@@ -802,17 +990,20 @@ SHMLINK_EXPORT int shmlink_memif_socket_fd(const shmlink_memif_socket_t *sock);
  *  (replacing a stale socket file, reference 13.3); a slave starts connecting at once, and a
  *  refused connect is not an error: it is retried every reconnect interval. `*out` is set on
  *  success, NULL on failure.
- *  @return 0; INVALID_ARGUMENT (NULL sock, args or out; role, mode or rx_mode out of range; name
+ *  @return 0; INVALID_ARGUMENT (NULL sock, spec or out; role, mode or rx_mode out of range; name
  *          longer than 31 bytes; secret longer than 24; log2_ring_size above 14; buffer_size
  *          below 64 or not a multiple of 8; a master and a slave on one socket); EXISTS (id
  *          already used on this socket, or another process listens on the path); NOT_FOUND (the
  *          path's directory is missing); PERMISSION; NO_SPACE; SYSTEM. */
-SHMLINK_EXPORT int shmlink_memif_create(shmlink_memif_socket_t *sock, const shmlink_memif_args_t *args,
+SHMLINK_EXPORT int shmlink_memif_create(shmlink_memif_socket_t *sock, const shmlink_memif_spec_t *spec,
                                         shmlink_memif_t **out);
-/** Disconnects (DISCONNECT "interface deleted") and destroys an interface (libmemif
- *  memif_delete); on_disconnect is not called. NULL is accepted.
- *  @return 0; NO_SPACE or SYSTEM when the disconnect failed (the handle then stays valid). */
-SHMLINK_EXPORT int shmlink_memif_destroy(shmlink_memif_t *iface);
+/** Disconnects (DISCONNECT "interface deleted"), removes the interface from its socket and frees
+ *  it (libmemif memif_delete); on_disconnect is not called. NULL is accepted.
+ *  @return 0; NO_SPACE or SYSTEM when the disconnect failed: then, unlike every other close,
+ *          the handle stays valid (close it again, or close its socket). */
+SHMLINK_EXPORT int shmlink_memif_close(shmlink_memif_t *iface);
+/** The older name of shmlink_memif_close. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_memif_close") int shmlink_memif_destroy(shmlink_memif_t *iface);
 /** @return 1 while the link is up (after CONNECTED until a disconnect), 0 otherwise,
  *          INVALID_ARGUMENT for NULL. */
 SHMLINK_EXPORT int shmlink_memif_is_connected(const shmlink_memif_t *iface);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Helpers shared by the C API's translation units (capi.cpp, capi_memif.cpp): the thread-local
-// failure message and the exception guard. Internal: not installed, not exported (the library is
+// Helpers shared by the C API's translation units (capi_common.cpp, capi_stream.cpp,
+// capi_queue.cpp, capi_interface.cpp, capi_memif.cpp): the thread-local failure message, the
+// exception guard and fixed-size string fields. Internal: not installed, not exported (the library is
 // built with -fvisibility=hidden).
 #pragma once
 
@@ -8,8 +9,12 @@
 
 #include <shmlink/error.hpp>
 
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
 #include <exception>
 #include <new>
+#include <string_view>
 #include <utility>
 
 namespace shmlink::capi {
@@ -38,6 +43,14 @@ int guarded(const char* action, const char* resource, Body&& body) noexcept {
   } catch (...) {
     return fail(SHMLINK_E_SYSTEM, "%s '%s': unknown exception", action, resource);
   }
+}
+
+/// Copies `src` into the fixed C field `dst`, truncating and always NUL-terminating.
+template <std::size_t N>
+void copy_field(char (&dst)[N], std::string_view src) noexcept {
+  const std::size_t n = std::min(src.size(), N - 1);
+  if (n != 0) std::memcpy(dst, src.data(), n);  // an empty view may have a NULL data()
+  dst[n] = '\0';
 }
 
 }  // namespace shmlink::capi

@@ -36,6 +36,7 @@ namespace {
 
 using shmlink::Errc;
 using shmlink::Status;
+using shmlink::capi::copy_field;
 using shmlink::capi::fail;
 using shmlink::capi::guarded;
 using shmlink::capi::null_arg;
@@ -75,22 +76,22 @@ static_assert(std::is_same_v<decltype(shmlink_memif_buffer_t::flags), decltype(m
 static_assert(std::is_same_v<decltype(shmlink_memif_buffer_t::desc_index), decltype(memif::Buffer::desc_index)>);
 
 // The C ABI of the memif structs: size, alignment and every field offset (LP64). A change
-// breaks programs built against the previous header: bump the SOVERSION (see capi.cpp).
-static_assert(sizeof(shmlink_memif_socket_args_t) == 24 && alignof(shmlink_memif_socket_args_t) == 8);
-static_assert(offsetof(shmlink_memif_socket_args_t, path) == 0 &&
-              offsetof(shmlink_memif_socket_args_t, app_name) == 8 &&
-              offsetof(shmlink_memif_socket_args_t, reconnect_interval_ms) == 16 &&
-              offsetof(shmlink_memif_socket_args_t, cache_line) == 20);
-static_assert(sizeof(shmlink_memif_args_t) == 64 && alignof(shmlink_memif_args_t) == 8);
-static_assert(offsetof(shmlink_memif_args_t, role) == 0 && offsetof(shmlink_memif_args_t, id) == 4 &&
-              offsetof(shmlink_memif_args_t, name) == 8 && offsetof(shmlink_memif_args_t, secret) == 16 &&
-              offsetof(shmlink_memif_args_t, mode) == 24 && offsetof(shmlink_memif_args_t, num_s2m_rings) == 25 &&
-              offsetof(shmlink_memif_args_t, num_m2s_rings) == 26 &&
-              offsetof(shmlink_memif_args_t, log2_ring_size) == 27 &&
-              offsetof(shmlink_memif_args_t, buffer_size) == 28 &&
-              offsetof(shmlink_memif_args_t, separate_buffer_region) == 32 &&
-              offsetof(shmlink_memif_args_t, rx_mode) == 36 && offsetof(shmlink_memif_args_t, on_connect) == 40 &&
-              offsetof(shmlink_memif_args_t, on_disconnect) == 48 && offsetof(shmlink_memif_args_t, ctx) == 56);
+// breaks programs built against the previous header: bump the SOVERSION (see capi_stream.cpp).
+static_assert(sizeof(shmlink_memif_socket_spec_t) == 24 && alignof(shmlink_memif_socket_spec_t) == 8);
+static_assert(offsetof(shmlink_memif_socket_spec_t, path) == 0 &&
+              offsetof(shmlink_memif_socket_spec_t, app_name) == 8 &&
+              offsetof(shmlink_memif_socket_spec_t, reconnect_interval_ms) == 16 &&
+              offsetof(shmlink_memif_socket_spec_t, cache_line) == 20);
+static_assert(sizeof(shmlink_memif_spec_t) == 64 && alignof(shmlink_memif_spec_t) == 8);
+static_assert(offsetof(shmlink_memif_spec_t, role) == 0 && offsetof(shmlink_memif_spec_t, id) == 4 &&
+              offsetof(shmlink_memif_spec_t, name) == 8 && offsetof(shmlink_memif_spec_t, secret) == 16 &&
+              offsetof(shmlink_memif_spec_t, mode) == 24 && offsetof(shmlink_memif_spec_t, num_s2m_rings) == 25 &&
+              offsetof(shmlink_memif_spec_t, num_m2s_rings) == 26 &&
+              offsetof(shmlink_memif_spec_t, log2_ring_size) == 27 &&
+              offsetof(shmlink_memif_spec_t, buffer_size) == 28 &&
+              offsetof(shmlink_memif_spec_t, separate_buffer_region) == 32 &&
+              offsetof(shmlink_memif_spec_t, rx_mode) == 36 && offsetof(shmlink_memif_spec_t, on_connect) == 40 &&
+              offsetof(shmlink_memif_spec_t, on_disconnect) == 48 && offsetof(shmlink_memif_spec_t, ctx) == 56);
 static_assert(sizeof(shmlink_memif_buffer_t) == 24 && alignof(shmlink_memif_buffer_t) == 8);
 static_assert(offsetof(shmlink_memif_buffer_t, data) == 0 && offsetof(shmlink_memif_buffer_t, len) == 8 &&
               offsetof(shmlink_memif_buffer_t, capacity) == 12 && offsetof(shmlink_memif_buffer_t, flags) == 16 &&
@@ -135,8 +136,8 @@ static_assert(offsetof(shmlink_memif_details_t, role) == 0 && offsetof(shmlink_m
 }  // namespace
 
 /// The opaque interface handle: the C callbacks and a label for messages. Owned by its socket.
-struct shmlink_memif {
-  shmlink_memif_socket* owner = nullptr;
+struct shmlink_memif_s {
+  shmlink_memif_socket_s* owner = nullptr;
   memif::Interface* iface = nullptr;  // owned by owner->sock
   void (*on_connect)(shmlink_memif_t*, void*) = nullptr;
   void (*on_disconnect)(shmlink_memif_t*, const char*, void*) = nullptr;
@@ -146,25 +147,17 @@ struct shmlink_memif {
 
 /// The opaque socket handle. `ifaces` is declared before `sock` so that the C++ socket (which
 /// runs no callbacks while it is destroyed) goes first and the C handles after it.
-struct shmlink_memif_socket {
-  std::vector<std::unique_ptr<shmlink_memif>> ifaces;
+struct shmlink_memif_socket_s {
+  std::vector<std::unique_ptr<shmlink_memif_s>> ifaces;
   memif::Socket sock;
   char label[160] = "";  // "memif socket /run/vpp/memif.sock"
 
-  explicit shmlink_memif_socket(memif::SocketOptions options) : sock(std::move(options)) {}
+  explicit shmlink_memif_socket_s(memif::SocketOptions options) : sock(std::move(options)) {}
 };
 
 namespace {
 
 const char* role_name(memif::Role r) noexcept { return r == memif::Role::master ? "master" : "slave"; }
-
-/// Copies `src` into the fixed C field `dst`, cutting and always NUL-terminating.
-template <std::size_t N>
-void copy_field(char (&dst)[N], std::string_view src) noexcept {
-  const std::size_t n = std::min(src.size(), N - 1);
-  if (n != 0) std::memcpy(dst, src.data(), n);
-  dst[n] = '\0';
-}
 
 /// Copies `line` into buf[0..size) as snprintf does; returns the full length (capped at INT_MAX).
 int copy_out(std::string_view line, char* buf, std::size_t size) noexcept {
@@ -215,7 +208,7 @@ std::uint16_t rx_configured(const memif::Interface& i) noexcept {
 
 /// Message for a non-ok queue-call status that needs no call-specific detail.
 /// "memif slave 'a' (id 0) on /tmp/s: rx_burst on rx queue 4: out of range (1 rx queue(s) connected)"
-int queue_fail(Status st, const shmlink_memif* h, const char* op, bool tx, std::uint16_t qid) noexcept {
+int queue_fail(Status st, const shmlink_memif_s* h, const char* op, bool tx, std::uint16_t qid) noexcept {
   const char* dir = tx ? "tx" : "rx";
   const unsigned n = tx ? h->iface->tx_queues() : h->iface->rx_queues();
   switch (st.code()) {
@@ -255,26 +248,26 @@ int queue_snapshot(const shmlink_memif_t* iface, int tx, std::uint16_t qid, Out*
 
 // ---- sockets --------------------------------------------------------------------------------
 
-void shmlink_memif_socket_args_init(shmlink_memif_socket_args_t* args) {
-  if (args == nullptr) return;
+void shmlink_memif_socket_spec_init(shmlink_memif_socket_spec_t* spec) {
+  if (spec == nullptr) return;
   const memif::SocketOptions defaults;  // one source of truth for the defaults
-  *args = shmlink_memif_socket_args_t{};
-  args->path = memif::kDefaultSocket.data();  // a NUL-terminated literal
-  args->app_name = "shmlink";
-  args->reconnect_interval_ms = static_cast<std::uint32_t>(defaults.reconnect_interval.count());
-  args->cache_line = defaults.cache_line;
+  *spec = shmlink_memif_socket_spec_t{};
+  spec->path = memif::kDefaultSocket.data();  // a NUL-terminated literal
+  spec->app_name = "shmlink";
+  spec->reconnect_interval_ms = static_cast<std::uint32_t>(defaults.reconnect_interval.count());
+  spec->cache_line = defaults.cache_line;
 }
 
-int shmlink_memif_socket_create(const shmlink_memif_socket_args_t* args, shmlink_memif_socket_t** out) {
+int shmlink_memif_socket_create(const shmlink_memif_socket_spec_t* spec, shmlink_memif_socket_t** out) {
   if (out == nullptr) return null_arg("shmlink_memif_socket_create", "out");
   *out = nullptr;
-  shmlink_memif_socket_args_t a;
-  shmlink_memif_socket_args_init(&a);
-  if (args != nullptr) {
-    if (args->path != nullptr && args->path[0] != '\0') a.path = args->path;
-    if (args->app_name != nullptr && args->app_name[0] != '\0') a.app_name = args->app_name;
-    if (args->reconnect_interval_ms != 0) a.reconnect_interval_ms = args->reconnect_interval_ms;
-    if (args->cache_line != 0) a.cache_line = args->cache_line;
+  shmlink_memif_socket_spec_t a;
+  shmlink_memif_socket_spec_init(&a);
+  if (spec != nullptr) {
+    if (spec->path != nullptr && spec->path[0] != '\0') a.path = spec->path;
+    if (spec->app_name != nullptr && spec->app_name[0] != '\0') a.app_name = spec->app_name;
+    if (spec->reconnect_interval_ms != 0) a.reconnect_interval_ms = spec->reconnect_interval_ms;
+    if (spec->cache_line != 0) a.cache_line = spec->cache_line;
   }
   return guarded("creating memif socket", a.path, [&] {
     memif::SocketOptions o;
@@ -284,14 +277,14 @@ int shmlink_memif_socket_create(const shmlink_memif_socket_args_t* args, shmlink
                                ? std::chrono::milliseconds(0)
                                : std::chrono::milliseconds(a.reconnect_interval_ms);
     o.cache_line = a.cache_line;
-    auto handle = std::make_unique<shmlink_memif_socket>(std::move(o));
+    auto handle = std::make_unique<shmlink_memif_socket_s>(std::move(o));
     std::snprintf(handle->label, sizeof handle->label, "memif socket %s", handle->sock.name().c_str());
     *out = handle.release();
     return SHMLINK_OK;
   });
 }
 
-int shmlink_memif_socket_destroy(shmlink_memif_socket_t* sock) {
+int shmlink_memif_socket_close(shmlink_memif_socket_t* sock) {
   delete sock;  // ~Socket disconnects every interface without callbacks; delete NULL is a no-op.
   return SHMLINK_OK;
 }
@@ -313,61 +306,61 @@ int shmlink_memif_socket_fd(const shmlink_memif_socket_t* sock) {
 
 // ---- interfaces -----------------------------------------------------------------------------
 
-void shmlink_memif_args_init(shmlink_memif_args_t* args) {
-  if (args == nullptr) return;
+void shmlink_memif_spec_init(shmlink_memif_spec_t* spec) {
+  if (spec == nullptr) return;
   const memif::InterfaceOptions defaults;  // one source of truth for the defaults
-  *args = shmlink_memif_args_t{};
-  args->role = static_cast<int>(defaults.role);
-  args->id = defaults.id;
-  args->name = "shmlink0";
-  args->secret = nullptr;
-  args->mode = static_cast<std::uint8_t>(defaults.mode);
-  args->num_s2m_rings = defaults.num_s2m_rings;
-  args->num_m2s_rings = defaults.num_m2s_rings;
-  args->log2_ring_size = defaults.log2_ring_size;
-  args->buffer_size = defaults.buffer_size;
-  args->separate_buffer_region = defaults.separate_buffer_region ? 1 : 0;
-  args->rx_mode = static_cast<int>(defaults.rx_mode);
-  args->on_connect = nullptr;
-  args->on_disconnect = nullptr;
-  args->ctx = nullptr;
+  *spec = shmlink_memif_spec_t{};
+  spec->role = static_cast<int>(defaults.role);
+  spec->id = defaults.id;
+  spec->name = "shmlink0";
+  spec->secret = nullptr;
+  spec->mode = static_cast<std::uint8_t>(defaults.mode);
+  spec->num_s2m_rings = defaults.num_s2m_rings;
+  spec->num_m2s_rings = defaults.num_m2s_rings;
+  spec->log2_ring_size = defaults.log2_ring_size;
+  spec->buffer_size = defaults.buffer_size;
+  spec->separate_buffer_region = defaults.separate_buffer_region ? 1 : 0;
+  spec->rx_mode = static_cast<int>(defaults.rx_mode);
+  spec->on_connect = nullptr;
+  spec->on_disconnect = nullptr;
+  spec->ctx = nullptr;
 }
 
-int shmlink_memif_create(shmlink_memif_socket_t* sock, const shmlink_memif_args_t* args, shmlink_memif_t** out) {
+int shmlink_memif_create(shmlink_memif_socket_t* sock, const shmlink_memif_spec_t* spec, shmlink_memif_t** out) {
   if (out == nullptr) return null_arg("shmlink_memif_create", "out");
   *out = nullptr;
   if (sock == nullptr) return null_arg("shmlink_memif_create", "sock");
-  if (args == nullptr) return null_arg("shmlink_memif_create", "args");
-  const char* name = args->name != nullptr && args->name[0] != '\0' ? args->name : "shmlink0";
+  if (spec == nullptr) return null_arg("shmlink_memif_create", "spec");
+  const char* name = spec->name != nullptr && spec->name[0] != '\0' ? spec->name : "shmlink0";
   // Checked here: an int outside the enumerations must not be converted into them.
-  if (args->role != SHMLINK_MEMIF_MASTER && args->role != SHMLINK_MEMIF_SLAVE)
+  if (spec->role != SHMLINK_MEMIF_MASTER && spec->role != SHMLINK_MEMIF_SLAVE)
     return fail(SHMLINK_E_INVALID_ARGUMENT, "memif interface '%s' (id %" PRIu32 ") on %s: role %d is not "
-                "SHMLINK_MEMIF_MASTER (0) or SHMLINK_MEMIF_SLAVE (1)", name, args->id, sock->label, args->role);
-  if (args->rx_mode != SHMLINK_MEMIF_RX_INTERRUPT && args->rx_mode != SHMLINK_MEMIF_RX_POLLING)
+                "SHMLINK_MEMIF_MASTER (0) or SHMLINK_MEMIF_SLAVE (1)", name, spec->id, sock->label, spec->role);
+  if (spec->rx_mode != SHMLINK_MEMIF_RX_INTERRUPT && spec->rx_mode != SHMLINK_MEMIF_RX_POLLING)
     return fail(SHMLINK_E_INVALID_ARGUMENT, "memif interface '%s' (id %" PRIu32 ") on %s: rx_mode %d is not "
-                "SHMLINK_MEMIF_RX_INTERRUPT (0) or SHMLINK_MEMIF_RX_POLLING (1)", name, args->id, sock->label,
-                args->rx_mode);
+                "SHMLINK_MEMIF_RX_INTERRUPT (0) or SHMLINK_MEMIF_RX_POLLING (1)", name, spec->id, sock->label,
+                spec->rx_mode);
   return guarded("adding a memif interface to", sock->label, [&] {
     const memif::InterfaceOptions defaults;
-    auto handle = std::make_unique<shmlink_memif>();
-    shmlink_memif* h = handle.get();
+    auto handle = std::make_unique<shmlink_memif_s>();
+    shmlink_memif_s* h = handle.get();
     h->owner = sock;
-    h->on_connect = args->on_connect;
-    h->on_disconnect = args->on_disconnect;
-    h->ctx = args->ctx;
+    h->on_connect = spec->on_connect;
+    h->on_disconnect = spec->on_disconnect;
+    h->ctx = spec->ctx;
 
     memif::InterfaceOptions o;
-    o.role = static_cast<memif::Role>(args->role);
-    o.id = args->id;
+    o.role = static_cast<memif::Role>(spec->role);
+    o.id = spec->id;
     o.name = name;
-    if (args->secret != nullptr) o.secret = args->secret;
-    o.mode = static_cast<memif::InterfaceMode>(args->mode);  // checked by add_interface
-    o.num_s2m_rings = args->num_s2m_rings != 0 ? args->num_s2m_rings : defaults.num_s2m_rings;
-    o.num_m2s_rings = args->num_m2s_rings != 0 ? args->num_m2s_rings : defaults.num_m2s_rings;
-    o.log2_ring_size = args->log2_ring_size != 0 ? args->log2_ring_size : defaults.log2_ring_size;
-    o.buffer_size = args->buffer_size != 0 ? args->buffer_size : defaults.buffer_size;
-    o.separate_buffer_region = args->separate_buffer_region != 0;
-    o.rx_mode = static_cast<memif::RxMode>(args->rx_mode);
+    if (spec->secret != nullptr) o.secret = spec->secret;
+    o.mode = static_cast<memif::InterfaceMode>(spec->mode);  // checked by add_interface
+    o.num_s2m_rings = spec->num_s2m_rings != 0 ? spec->num_s2m_rings : defaults.num_s2m_rings;
+    o.num_m2s_rings = spec->num_m2s_rings != 0 ? spec->num_m2s_rings : defaults.num_m2s_rings;
+    o.log2_ring_size = spec->log2_ring_size != 0 ? spec->log2_ring_size : defaults.log2_ring_size;
+    o.buffer_size = spec->buffer_size != 0 ? spec->buffer_size : defaults.buffer_size;
+    o.separate_buffer_region = spec->separate_buffer_region != 0;
+    o.rx_mode = static_cast<memif::RxMode>(spec->rx_mode);
     // The trampolines never throw: a C callback cannot, and the reason is copied into a fixed
     // buffer for its NUL. They only run inside poll or disconnect, never inside add_interface,
     // so h->iface is set by then. A callback that throws anyway (C++ passed as C) terminates here rather
@@ -381,7 +374,7 @@ int shmlink_memif_create(shmlink_memif_socket_t* sock, const shmlink_memif_args_
         h->on_disconnect(h, text, h->ctx);
       };
     std::snprintf(h->label, sizeof h->label, "memif %s '%s' (id %" PRIu32 ") on %s", role_name(o.role), name,
-                  args->id, sock->sock.name().c_str());
+                  spec->id, sock->sock.name().c_str());
     // Room first: once add_interface succeeded nothing may fail, or the interface would have no
     // handle.
     sock->ifaces.reserve(sock->ifaces.size() + 1);
@@ -392,10 +385,10 @@ int shmlink_memif_create(shmlink_memif_socket_t* sock, const shmlink_memif_args_
   });
 }
 
-int shmlink_memif_destroy(shmlink_memif_t* iface) {
+int shmlink_memif_close(shmlink_memif_t* iface) {
   if (iface == nullptr) return SHMLINK_OK;
-  shmlink_memif_socket* owner = iface->owner;
-  return guarded("destroying", iface->label, [&] {
+  shmlink_memif_socket_s* owner = iface->owner;
+  return guarded("closing", iface->label, [&] {
     owner->sock.remove_interface(*iface->iface);
     auto it = std::find_if(owner->ifaces.begin(), owner->ifaces.end(), [&](const auto& p) { return p.get() == iface; });
     if (it != owner->ifaces.end()) owner->ifaces.erase(it);  // frees the handle
@@ -571,3 +564,13 @@ int shmlink_memif_get_region(const shmlink_memif_t* iface, uint16_t index, shmli
     return SHMLINK_OK;
   });
 }
+
+// ---- the older names (shmlink.h: deprecated, same meaning) -----------------------------------
+
+void shmlink_memif_socket_args_init(shmlink_memif_socket_spec_t* spec) { shmlink_memif_socket_spec_init(spec); }
+
+void shmlink_memif_args_init(shmlink_memif_spec_t* spec) { shmlink_memif_spec_init(spec); }
+
+int shmlink_memif_socket_destroy(shmlink_memif_socket_t* sock) { return shmlink_memif_socket_close(sock); }
+
+int shmlink_memif_destroy(shmlink_memif_t* iface) { return shmlink_memif_close(iface); }

@@ -20,5 +20,6 @@ int main(void) {
   if (shmlink_stream_write(s, frame, sizeof frame, -1) != SHMLINK_OK) return 2;
   if (shmlink_stream_read_copy(s, back, sizeof back, &info) != SHMLINK_OK) return 3;
   printf("c consumer: cnt0=%llu first=%g\n", (unsigned long long)info.cnt0, (double)back[0]);
-  return shmlink_stream_destroy(s) == SHMLINK_OK ? 0 : 4;
+  if (shmlink_stream_close(s) != SHMLINK_OK) return 4;
+  return shmlink_stream_destroy("c_consumer") == SHMLINK_OK ? 0 : 5; /* removes the file by name */
 }

@@ -105,8 +105,8 @@ int main(void) {
   char path[128];
   static uint8_t got[8192];
   events_t master_events = {0, 0}, slave_events = {0, 0};
-  shmlink_memif_socket_args_t sa;
-  shmlink_memif_args_t ma, la;
+  shmlink_memif_socket_spec_t sa;
+  shmlink_memif_spec_t ma, la;
   shmlink_memif_socket_t *ms = NULL, *ss = NULL;
   shmlink_memif_t *master = NULL, *slave = NULL;
   shmlink_memif_queue_counters_t tx, rx;
@@ -118,7 +118,7 @@ int main(void) {
   }
   snprintf(path, sizeof path, "%s/memif.sock", dir);
 
-  shmlink_memif_socket_args_init(&sa);
+  shmlink_memif_socket_spec_init(&sa);
   sa.path = path;
   sa.app_name = "c-smoke";
   sa.reconnect_interval_ms = 20;
@@ -130,7 +130,7 @@ int main(void) {
   }
   CHECK(shmlink_memif_socket_fd(ms) >= 0);
 
-  shmlink_memif_args_init(&ma);
+  shmlink_memif_spec_init(&ma);
   ma.role = SHMLINK_MEMIF_MASTER;
   ma.id = 7;
   ma.name = "c-master";
@@ -170,9 +170,9 @@ int main(void) {
     CHECK(!"the interfaces connected");
   }
 
-  CHECK_RC(shmlink_memif_destroy(slave), SHMLINK_OK);
-  CHECK_RC(shmlink_memif_socket_destroy(ss), SHMLINK_OK);
-  CHECK_RC(shmlink_memif_socket_destroy(ms), SHMLINK_OK); /* also removes the socket file */
+  CHECK_RC(shmlink_memif_close(slave), SHMLINK_OK);
+  CHECK_RC(shmlink_memif_socket_close(ss), SHMLINK_OK);
+  CHECK_RC(shmlink_memif_socket_close(ms), SHMLINK_OK); /* also removes the socket file */
   CHECK(strcmp(shmlink_strerror(SHMLINK_E_NOT_CONNECTED), "unknown error") != 0);
 
   if (rmdir(dir) != 0) {

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -34,7 +35,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
 }
 
 struct SocketDestroyer {
-  void operator()(shmlink_memif_socket_t* s) const noexcept { shmlink_memif_socket_destroy(s); }
+  void operator()(shmlink_memif_socket_t* s) const noexcept { shmlink_memif_socket_close(s); }
 };
 using Sock = std::unique_ptr<shmlink_memif_socket_t, SocketDestroyer>;
 
@@ -69,8 +70,8 @@ class capiMemif : public ::testing::Test {
   Events master_events_, slave_events_;
 
   Sock make_socket(const char* app, const std::string& path = "") {
-    shmlink_memif_socket_args_t a;
-    shmlink_memif_socket_args_init(&a);
+    shmlink_memif_socket_spec_t a;
+    shmlink_memif_socket_spec_init(&a);
     const std::string& p = path.empty() ? path_ : path;
     a.path = p.c_str();
     a.app_name = app;
@@ -80,9 +81,9 @@ class capiMemif : public ::testing::Test {
     return Sock(s);
   }
 
-  shmlink_memif_args_t args(int role, const char* name, Events* events) {
-    shmlink_memif_args_t a;
-    shmlink_memif_args_init(&a);
+  shmlink_memif_spec_t spec_of(int role, const char* name, Events* events) {
+    shmlink_memif_spec_t a;
+    shmlink_memif_spec_init(&a);
     a.role = role;
     a.id = 3;
     a.name = name;
@@ -93,7 +94,7 @@ class capiMemif : public ::testing::Test {
     return a;
   }
 
-  shmlink_memif_t* add(shmlink_memif_socket_t* s, const shmlink_memif_args_t& a) {
+  shmlink_memif_t* add(shmlink_memif_socket_t* s, const shmlink_memif_spec_t& a) {
     shmlink_memif_t* i = nullptr;
     EXPECT_EQ(shmlink_memif_create(s, &a, &i), SHMLINK_OK) << last_error();
     return i;
@@ -182,17 +183,17 @@ bool readable(int fd) {
 }
 
 TEST(capiMemifArgs, InitFillsTheCppDefaults) {
-  shmlink_memif_socket_args_t s;
+  shmlink_memif_socket_spec_t s;
   std::memset(&s, 0xff, sizeof s);
-  shmlink_memif_socket_args_init(&s);
+  shmlink_memif_socket_spec_init(&s);
   EXPECT_STREQ(s.path, "/run/vpp/memif.sock");
   EXPECT_STREQ(s.app_name, "shmlink");
   EXPECT_EQ(s.reconnect_interval_ms, 2000U);
   EXPECT_EQ(s.cache_line, 64U);
 
-  shmlink_memif_args_t a;
+  shmlink_memif_spec_t a;
   std::memset(&a, 0xff, sizeof a);
-  shmlink_memif_args_init(&a);
+  shmlink_memif_spec_init(&a);
   EXPECT_EQ(a.role, SHMLINK_MEMIF_SLAVE);
   EXPECT_EQ(a.id, 0U);
   EXPECT_STREQ(a.name, "shmlink0");
@@ -208,8 +209,8 @@ TEST(capiMemifArgs, InitFillsTheCppDefaults) {
   EXPECT_EQ(a.on_disconnect, nullptr);
   EXPECT_EQ(a.ctx, nullptr);
 
-  shmlink_memif_socket_args_init(nullptr);  // accepted
-  shmlink_memif_args_init(nullptr);
+  shmlink_memif_socket_spec_init(nullptr);  // accepted
+  shmlink_memif_spec_init(nullptr);
 }
 
 TEST(capiMemifArgs, StrerrorCoversTheMemifCodes) {
@@ -225,10 +226,10 @@ TEST_F(capiMemif, ConnectsAndExchangesPacketsBothWays) {
   Sock ss = make_socket("slave-app");
   ASSERT_TRUE(ms && ss);
   EXPECT_GE(shmlink_memif_socket_fd(ms.get()), 0);
-  shmlink_memif_args_t ma = args(SHMLINK_MEMIF_MASTER, "m0", &master_events_);
+  shmlink_memif_spec_t ma = spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_);
   ma.num_s2m_rings = 2;  // a master accepts at most this many
   shmlink_memif_t* master = add(ms.get(), ma);
-  shmlink_memif_args_t sa = args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
+  shmlink_memif_spec_t sa = spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
   sa.num_s2m_rings = 2;
   sa.separate_buffer_region = 1;
   shmlink_memif_t* slave = add(ss.get(), sa);
@@ -342,8 +343,8 @@ TEST_F(capiMemif, ConnectsAndExchangesPacketsBothWays) {
 TEST_F(capiMemif, PollingModeMasksInterruptsAndStillDelivers) {
   Sock ms = make_socket("m");
   Sock ss = make_socket("s");
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
-  shmlink_memif_args_t sa = args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_spec_t sa = spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
   sa.rx_mode = SHMLINK_MEMIF_RX_POLLING;
   shmlink_memif_t* slave = add(ss.get(), sa);
   ASSERT_TRUE(master && slave);
@@ -371,8 +372,8 @@ TEST_F(capiMemif, PollingModeMasksInterruptsAndStillDelivers) {
 TEST_F(capiMemif, FullRingWouldBlockUntilThePeerRefills) {
   Sock ms = make_socket("m");
   Sock ss = make_socket("s");
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
-  shmlink_memif_args_t sa = args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_spec_t sa = spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
   sa.log2_ring_size = 4;  // 16 slots
   sa.buffer_size = 256;
   shmlink_memif_t* slave = add(ss.get(), sa);
@@ -432,8 +433,8 @@ TEST_F(capiMemif, FullRingWouldBlockUntilThePeerRefills) {
 TEST_F(capiMemif, WrongSecretIsRefusedWithItsReason) {
   Sock ms = make_socket("m");
   Sock ss = make_socket("s");
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
-  shmlink_memif_args_t sa = args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_spec_t sa = spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_);
   sa.secret = "wrong";
   shmlink_memif_t* slave = add(ss.get(), sa);
   ASSERT_TRUE(master && slave);
@@ -467,8 +468,8 @@ TEST_F(capiMemif, WrongSecretIsRefusedWithItsReason) {
 TEST_F(capiMemif, DisconnectRunsCallbacksAndTheSlaveReconnects) {
   Sock ms = make_socket("m");
   Sock ss = make_socket("s");
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
-  shmlink_memif_t* slave = add(ss.get(), args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_t* slave = add(ss.get(), spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
   ASSERT_TRUE(master && slave);
   ASSERT_TRUE(pump({ms.get(), ss.get()}, [&] { return both_up(master, slave); })) << last_error();
   ASSERT_EQ(send_packet(slave, 0, make_packet(1, 64)), SHMLINK_OK);
@@ -498,39 +499,81 @@ TEST_F(capiMemif, DisconnectRunsCallbacksAndTheSlaveReconnects) {
   EXPECT_EQ(got[0], make_packet(2, 64));
 }
 
-TEST_F(capiMemif, DestroyingAnInterfaceOrSocketDisconnectsThePeer) {
+TEST_F(capiMemif, ClosingAnInterfaceOrSocketDisconnectsThePeer) {
   Sock ms = make_socket("m");
   Sock ss = make_socket("s");
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
-  shmlink_memif_t* slave = add(ss.get(), args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_t* slave = add(ss.get(), spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
   ASSERT_TRUE(master && slave);
   ASSERT_TRUE(pump({ms.get(), ss.get()}, [&] { return both_up(master, slave); })) << last_error();
 
-  ASSERT_EQ(shmlink_memif_destroy(master), SHMLINK_OK) << last_error();
-  EXPECT_EQ(master_events_.disconnects, 0);  // no callback from destroy
+  ASSERT_EQ(shmlink_memif_close(master), SHMLINK_OK) << last_error();
+  EXPECT_EQ(master_events_.disconnects, 0);  // no callback from close
   ASSERT_TRUE(pump({ms.get(), ss.get()}, [&] { return slave_events_.disconnects == 1; }));
   EXPECT_TRUE(contains(slave_events_.reason, "interface deleted")) << slave_events_.reason;
-  EXPECT_EQ(shmlink_memif_destroy(nullptr), SHMLINK_OK);
+  EXPECT_EQ(shmlink_memif_close(nullptr), SHMLINK_OK);
 
   // A new master with the same id on the same socket takes the slave back.
-  master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m1", &master_events_));
+  master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m1", &master_events_));
   ASSERT_TRUE(master);
   ASSERT_TRUE(pump({ms.get(), ss.get()}, [&] { return both_up(master, slave); })) << last_error();
 
-  // Destroying the master's socket removes its socket file and disconnects the slave.
+  // Closing the master's socket removes its socket file and disconnects the slave.
   ms.reset();
   EXPECT_EQ(::access(path_.c_str(), F_OK), -1);
   ASSERT_TRUE(pump({ss.get()}, [&] { return slave_events_.disconnects == 2; }));
   EXPECT_EQ(shmlink_memif_is_connected(slave), 0);
+  EXPECT_EQ(shmlink_memif_socket_close(nullptr), SHMLINK_OK);
+}
+
+TEST_F(capiMemif, OlderNamesKeepTheirMeaning) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  // The _args_ initialisers fill what the _spec_ ones fill.
+  shmlink_memif_socket_spec_t sa, sb;
+  std::memset(&sa, 0x5a, sizeof sa);
+  std::memset(&sb, 0x5a, sizeof sb);
+  shmlink_memif_socket_spec_init(&sa);
+  shmlink_memif_socket_args_init(&sb);
+  EXPECT_EQ(std::memcmp(&sa, &sb, sizeof sa), 0);
+  shmlink_memif_spec_t ia, ib;
+  std::memset(&ia, 0x5a, sizeof ia);
+  std::memset(&ib, 0x5a, sizeof ib);
+  shmlink_memif_spec_init(&ia);
+  shmlink_memif_args_init(&ib);
+  EXPECT_EQ(std::memcmp(&ia, &ib, sizeof ia), 0);
+  shmlink_memif_socket_args_init(nullptr);
+  shmlink_memif_args_init(nullptr);
+  // The old types are the new ones.
+  static_assert(std::is_same_v<shmlink_memif_socket_args_t, shmlink_memif_socket_spec_t>);
+  static_assert(std::is_same_v<shmlink_memif_args_t, shmlink_memif_spec_t>);
+
+  // _destroy closes: the master's DISCONNECT reaches the slave; the socket file goes.
+  shmlink_memif_socket_t* ms = make_socket("m").release();
+  Sock ss = make_socket("s");
+  shmlink_memif_t* master = add(ms, spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_t* slave = add(ss.get(), spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
+  ASSERT_TRUE(master && slave);
+  ASSERT_TRUE(pump({ms, ss.get()}, [&] { return both_up(master, slave); })) << last_error();
+  ASSERT_EQ(shmlink_memif_destroy(master), SHMLINK_OK) << last_error();
+  ASSERT_TRUE(pump({ms, ss.get()}, [&] { return slave_events_.disconnects == 1; }));
+  EXPECT_TRUE(contains(slave_events_.reason, "interface deleted")) << slave_events_.reason;
+  EXPECT_EQ(shmlink_memif_destroy(nullptr), SHMLINK_OK);
+  master = add(ms, spec_of(SHMLINK_MEMIF_MASTER, "m1", &master_events_));
+  ASSERT_TRUE(master);
+  EXPECT_EQ(::access(path_.c_str(), F_OK), 0);
+  EXPECT_EQ(shmlink_memif_socket_destroy(ms), SHMLINK_OK);
+  EXPECT_EQ(::access(path_.c_str(), F_OK), -1) << "the socket file is removed";
   EXPECT_EQ(shmlink_memif_socket_destroy(nullptr), SHMLINK_OK);
+#pragma GCC diagnostic pop
 }
 
 TEST_F(capiMemif, AbstractSocketsWork) {
   const std::string name = "@shmlink-capi-memif-" + std::to_string(::getpid());
   Sock ms = make_socket("m", name);
   Sock ss = make_socket("s", name);
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
-  shmlink_memif_t* slave = add(ss.get(), args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_t* slave = add(ss.get(), spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
   ASSERT_TRUE(master && slave);
   ASSERT_TRUE(pump({ms.get(), ss.get()}, [&] { return both_up(master, slave); })) << last_error();
   shmlink_memif_details_t d;
@@ -541,8 +584,8 @@ TEST_F(capiMemif, AbstractSocketsWork) {
 TEST_F(capiMemif, QueueCallsWhileDownOrOutOfRange) {
   Sock ms = make_socket("m");
   Sock ss = make_socket("s");
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
-  shmlink_memif_t* slave = add(ss.get(), args(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_t* slave = add(ss.get(), spec_of(SHMLINK_MEMIF_SLAVE, "s0", &slave_events_));
   ASSERT_TRUE(master && slave);
   std::array<shmlink_memif_buffer_t, 4> bufs{};
   std::size_t n = 99;
@@ -613,9 +656,9 @@ TEST_F(capiMemif, QueueCallsWhileDownOrOutOfRange) {
 
 TEST_F(capiMemif, NullArgumentsAreRejected) {
   Sock ms = make_socket("m");
-  shmlink_memif_t* master = add(ms.get(), args(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
+  shmlink_memif_t* master = add(ms.get(), spec_of(SHMLINK_MEMIF_MASTER, "m0", &master_events_));
   ASSERT_TRUE(master);
-  shmlink_memif_args_t a = args(SHMLINK_MEMIF_MASTER, "m9", nullptr);
+  shmlink_memif_spec_t a = spec_of(SHMLINK_MEMIF_MASTER, "m9", nullptr);
   shmlink_memif_t* i = master;
   shmlink_memif_buffer_t b{};
   std::size_t n = 0;
@@ -636,7 +679,7 @@ TEST_F(capiMemif, NullArgumentsAreRejected) {
   null(shmlink_memif_create(ms.get(), &a, nullptr), "shmlink_memif_create", "out");
   null(shmlink_memif_create(nullptr, &a, &i), "shmlink_memif_create", "sock");
   EXPECT_EQ(i, nullptr);  // reset on failure
-  null(shmlink_memif_create(ms.get(), nullptr, &i), "shmlink_memif_create", "args");
+  null(shmlink_memif_create(ms.get(), nullptr, &i), "shmlink_memif_create", "spec");
   null(shmlink_memif_is_connected(nullptr), "shmlink_memif_is_connected", "iface");
   null(shmlink_memif_alloc(nullptr, 0, &b, 1, 1, 64, &n), "shmlink_memif_alloc", "iface");
   null(shmlink_memif_alloc(master, 0, &b, 1, 1, 64, nullptr), "shmlink_memif_alloc", "out_count");
@@ -670,8 +713,8 @@ TEST_F(capiMemif, NullArgumentsAreRejected) {
 
 TEST_F(capiMemif, InvalidArgumentsGiveCodesAndMessages) {
   // Socket arguments.
-  shmlink_memif_socket_args_t sa;
-  shmlink_memif_socket_args_init(&sa);
+  shmlink_memif_socket_spec_t sa;
+  shmlink_memif_socket_spec_init(&sa);
   shmlink_memif_socket_t* s = reinterpret_cast<shmlink_memif_socket_t*>(&sa);  // must be reset
   sa.path = path_.c_str();
   sa.app_name = "an application name over 31 bytes";
@@ -691,47 +734,47 @@ TEST_F(capiMemif, InvalidArgumentsGiveCodesAndMessages) {
   sa.path = "@";
   EXPECT_EQ(shmlink_memif_socket_create(&sa, &s), SHMLINK_E_INVALID_ARGUMENT);
 
-  // A zeroed socket_args and NULL args both mean every default (the path is not touched yet).
-  shmlink_memif_socket_args_t zero;
+  // A zeroed socket spec and a NULL spec both mean every default (the path is not touched yet).
+  shmlink_memif_socket_spec_t zero;
   std::memset(&zero, 0, sizeof zero);
   ASSERT_EQ(shmlink_memif_socket_create(&zero, &s), SHMLINK_OK) << last_error();
-  shmlink_memif_socket_destroy(s);
+  shmlink_memif_socket_close(s);
   ASSERT_EQ(shmlink_memif_socket_create(nullptr, &s), SHMLINK_OK) << last_error();
-  shmlink_memif_socket_destroy(s);
+  shmlink_memif_socket_close(s);
 
   // Interface arguments.
   Sock ss = make_socket("s");
   ASSERT_TRUE(ss);
   shmlink_memif_t* i = nullptr;
-  auto bad = [&](shmlink_memif_args_t a, int code, const char* what) {
+  auto bad = [&](shmlink_memif_spec_t a, int code, const char* what) {
     shmlink_memif_t* out = reinterpret_cast<shmlink_memif_t*>(&a);
     EXPECT_EQ(shmlink_memif_create(ss.get(), &a, &out), code) << what;
     EXPECT_EQ(out, nullptr) << what;
     EXPECT_TRUE(contains(last_error(), what)) << last_error();
     EXPECT_TRUE(contains(last_error(), path_)) << last_error();
   };
-  shmlink_memif_args_t a = args(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
+  shmlink_memif_spec_t a = spec_of(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
   a.log2_ring_size = 15;
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "log2 ring size");
-  a = args(7, "s0", nullptr);
+  a = spec_of(7, "s0", nullptr);
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "role 7");
-  a = args(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
+  a = spec_of(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
   a.rx_mode = 9;
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "rx_mode 9");
-  a = args(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
+  a = spec_of(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
   a.mode = 3;
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "interface mode");
-  a = args(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
+  a = spec_of(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
   a.buffer_size = 100;
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "buffer size");
-  a = args(SHMLINK_MEMIF_SLAVE, "an interface name well over 31 bytes", nullptr);
+  a = spec_of(SHMLINK_MEMIF_SLAVE, "an interface name well over 31 bytes", nullptr);
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "interface name");
-  a = args(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
+  a = spec_of(SHMLINK_MEMIF_SLAVE, "s0", nullptr);
   a.secret = "a secret that is longer than 24 bytes";
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "secret");
 
   // Zeroed fields take the defaults: a memset struct with only a role is a valid slave.
-  shmlink_memif_args_t z;
+  shmlink_memif_spec_t z;
   std::memset(&z, 0, sizeof z);
   z.role = SHMLINK_MEMIF_SLAVE;
   ASSERT_EQ(shmlink_memif_create(ss.get(), &z, &i), SHMLINK_OK) << last_error();
@@ -743,9 +786,9 @@ TEST_F(capiMemif, InvalidArgumentsGiveCodesAndMessages) {
   EXPECT_EQ(d.rx_queues_configured, 1);
   // The same id again, and a master on a slave socket.
   bad(z, SHMLINK_E_EXISTS, "id 0 already used");
-  a = args(SHMLINK_MEMIF_MASTER, "m0", nullptr);
+  a = spec_of(SHMLINK_MEMIF_MASTER, "m0", nullptr);
   bad(a, SHMLINK_E_INVALID_ARGUMENT, "not both");
-  EXPECT_EQ(shmlink_memif_destroy(i), SHMLINK_OK);
+  EXPECT_EQ(shmlink_memif_close(i), SHMLINK_OK);
   ASSERT_EQ(shmlink_memif_create(ss.get(), &z, &i), SHMLINK_OK) << last_error();  // the id is free again
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A pure C11 user of shmlink.h: create, write, read back, keywords, a timed wait, and the error
  * code and message of a missing stream; then a sample queue (push, pop, info, signal table,
- * shutdown) and a loopback interface. Exits 0 when every check passes, 1 otherwise.
+ * shutdown), a region holding both, and a loopback interface. Exits 0 when every check passes,
+ * 1 otherwise.
  * Streams go into a private temporary directory (SHMLINK_DIR), never the real /dev/shm ones. */
 #define _POSIX_C_SOURCE 200809L
 
@@ -115,8 +116,11 @@ int main(void) {
   CHECK(strcmp(shmlink_strerror(SHMLINK_E_NOT_FOUND), "not found") == 0);
   CHECK(shmlink_strerror(-12345) != NULL);
 
-  /* destroy removes the file */
-  CHECK_RC(shmlink_stream_destroy(s), SHMLINK_OK);
+  /* close frees the handle and keeps the file; destroy removes the file by name */
+  CHECK_RC(shmlink_stream_close(s), SHMLINK_OK);
+  CHECK_RC(shmlink_stream_open("smoke", &missing), SHMLINK_OK);
+  CHECK_RC(shmlink_stream_close(missing), SHMLINK_OK);
+  CHECK_RC(shmlink_stream_destroy("smoke"), SHMLINK_OK);
   CHECK_RC(shmlink_stream_open("smoke", &missing), SHMLINK_E_NOT_FOUND);
   CHECK_RC(shmlink_stream_close(NULL), SHMLINK_OK);
 
@@ -188,7 +192,46 @@ int main(void) {
     CHECK(wrong == NULL && strstr(shmlink_last_error(), "smokeq") != NULL);
     CHECK_RC(shmlink_queue_close(reader), SHMLINK_OK);
     CHECK_RC(shmlink_queue_close(q), SHMLINK_OK);
-    CHECK_RC(shmlink_queue_remove("smokeq"), SHMLINK_OK);
+    CHECK_RC(shmlink_queue_destroy("smokeq"), SHMLINK_OK);
+  }
+
+  /* a region holding a queue (and a stream where this build places streams in regions), both
+   * opened by name through a second region handle */
+  {
+    shmlink_region_t *r = NULL;
+    CHECK_RC(shmlink_region_create("smoker", 1 << 20, NULL, SHMLINK_EXCLUSIVE_CREATE, &r), SHMLINK_OK);
+    if (r != NULL) {
+      shmlink_queue_t *rq = NULL, *rq2 = NULL;
+      shmlink_queue_spec_t rqs;
+      shmlink_queue_spec_init(&rqs);
+      rqs.capacity = 4;
+      rqs.max_values = 1;
+      CHECK_RC(shmlink_region_create_queue(r, "q", &rqs, SHMLINK_EXCLUSIVE_CREATE, &rq), SHMLINK_OK);
+      shmlink_region_t *r2 = NULL;
+      CHECK_RC(shmlink_region_open("smoker", &r2), SHMLINK_OK);
+      CHECK_RC(shmlink_region_open_queue(r2, "q", NULL, &rq2), SHMLINK_OK);
+      size_t expected = 1;
+#if SHMLINK_TEST_REGION_STREAMS
+      shmlink_stream_t *rs = NULL, *rs2 = NULL;
+      CHECK_RC(shmlink_region_create_stream(r, "img", &spec, SHMLINK_EXCLUSIVE_CREATE, &rs), SHMLINK_OK);
+      CHECK_RC(shmlink_region_open_stream(r2, "img", &rs2), SHMLINK_OK);
+      shmlink_stream_close(rs2);
+      shmlink_stream_close(rs);
+      expected = 2;
+#endif
+      shmlink_region_entry_t entries[4];
+      size_t count = 0;
+      CHECK_RC(shmlink_region_entries(r2, entries, 4, &count), SHMLINK_OK);
+      CHECK(count == expected && strcmp(entries[0].name, "q") == 0 && entries[0].kind == SHMLINK_CHANNEL_QUEUE);
+      shmlink_queue_close(rq2);
+      shmlink_queue_close(rq);
+      CHECK_RC(shmlink_region_remove(r, "q"), SHMLINK_OK);
+      CHECK_RC(shmlink_region_entries(r, entries, 4, &count), SHMLINK_OK);
+      CHECK(count == expected - 1);
+      CHECK_RC(shmlink_region_close(r2), SHMLINK_OK);
+      CHECK_RC(shmlink_region_close(r), SHMLINK_OK);
+      CHECK_RC(shmlink_region_destroy("smoker"), SHMLINK_OK);
+    }
   }
 
   /* a loopback interface: this process reads what it writes */
@@ -199,9 +242,9 @@ int main(void) {
     is.in = "smokeif";
     is.capacity = 4;
     shmlink_interface_t *iface = NULL;
-    CHECK_RC(shmlink_interface_new(&is, &iface), SHMLINK_OK);
+    CHECK_RC(shmlink_interface_create(&is, &iface), SHMLINK_OK);
     CHECK_RC(shmlink_interface_export_signal(iface, 0, "x", SHMLINK_SIGNAL_F64, "m"), SHMLINK_OK);
-    CHECK_RC(shmlink_interface_open(iface), SHMLINK_OK);
+    CHECK_RC(shmlink_interface_connect(iface), SHMLINK_OK);
     shmlink_value_t x;
     x.f = 42.0;
     CHECK_RC(shmlink_interface_write_values(iface, &x, 1, -1), SHMLINK_OK);
@@ -217,7 +260,7 @@ int main(void) {
     shmlink_peer_status_t peer;
     CHECK_RC(shmlink_interface_peer(iface, &peer), SHMLINK_OK);
     CHECK(peer.launched == 0 && peer.exited == 0);
-    CHECK_RC(shmlink_interface_destroy(iface), SHMLINK_OK); /* closes: removes the output file */
+    CHECK_RC(shmlink_interface_close(iface), SHMLINK_OK); /* disconnects (removes the output file), frees */
   }
 
   if (rmdir(dir) != 0) {
