@@ -49,7 +49,7 @@ __all__ = [
     "PeerExitedError", "ShutDownError", "queue_path", "Region", "region_path",
 ]
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 #: The numpy dtypes a stream can hold, in ImageStreamIO code order (1..13).
 DTYPES = tuple(_np.dtype(n) for n in (

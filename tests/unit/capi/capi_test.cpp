@@ -830,7 +830,7 @@ TEST(capiAbi, TheLoadedLibraryIsNamedForTheLayoutOfTheHeader) {
       &loaded);
   ASSERT_EQ(loaded.size(), 1u) << "libshmlink.so is not loaded exactly once";
   const std::string file = std::filesystem::path(loaded[0]).filename();
-  EXPECT_EQ(file, "libshmlink.so.0.3") << loaded[0];
+  EXPECT_EQ(file, "libshmlink.so.0.4") << loaded[0];
 }
 
 TEST_F(capiSemaphore, ClaimRejectsNull) {
