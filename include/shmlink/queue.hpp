@@ -265,7 +265,9 @@ class SHMLINK_EXPORT Queue {
   /// set_wait_mode() changed it.
   [[nodiscard]] WaitMode wait_mode() const noexcept;
   /// Makes this handle's blocking push/pop wait by `mode` (the file is unchanged; wakers wake
-  /// whoever sleeps, whatever mode the queue records). No effect on an invalid handle. Not
+  /// whoever sleeps, whatever mode the queue records). A handle placed in memory shared with other
+  /// kernels (Placement::same_kernel false) always polls: futex wake-ups never cross a kernel. No
+  /// effect on an invalid handle. Not
   /// while a push or pop runs on this handle (it is a plain field of the handle).
   void set_wait_mode(WaitMode mode) noexcept;
   /// The signal table.

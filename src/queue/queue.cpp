@@ -153,7 +153,7 @@ struct Queue::Impl {
     out.ts_origin_ns = c->ts_origin;
     out.ts_received_ns = c->ts_received;
     out.flags = c->flags;
-    const std::uint32_t n = std::min(c->length, max_values);
+    const std::uint32_t n = std::min(peer_length(c), max_values);
     out.values.resize(n);  // no allocation once the caller's vector has grown to max_values
     copy_values(out.values.data(), values(c), n);
   }
@@ -449,6 +449,13 @@ struct Queue::Impl {
   Status pop_burst(std::span<Sample> out, std::size_t& done) noexcept {
     return pop_burst(out.size(), [&](CellHeader* c, std::size_t i) { drain(c, out[i]); }, done);
   }
+  /// The length a peer wrote in cell `c`, read exactly once (a local copy): the clamp and the copy
+  /// then use the same value, whatever the peer writes meanwhile. Relaxed: the cell's contents are
+  /// ordered by SYNC POINT P (the acquire of the cell's sequence before the caller reads it).
+  static std::uint32_t peer_length(CellHeader* c) noexcept {
+    return std::atomic_ref<std::uint32_t>(c->length).load(std::memory_order_relaxed);
+  }
+
   /// The view of a published cell that is still ours; its length clamped as drain() clamps it.
   SampleView view(CellHeader* c) const noexcept {
     SampleView v;
@@ -456,7 +463,7 @@ struct Queue::Impl {
     v.ts_origin_ns = c->ts_origin;
     v.ts_received_ns = c->ts_received;
     v.flags = c->flags;
-    v.values = {values(c), std::min(c->length, max_values)};
+    v.values = {values(c), std::min(peer_length(c), max_values)};
     return v;
   }
   Status try_pop(Sample& out) noexcept {
@@ -664,7 +671,7 @@ pid_t Queue::consumer_pid() const noexcept {
 
 void Queue::set_wait_mode(WaitMode mode) noexcept {
   if (impl_ && (mode == WaitMode::polling || mode == WaitMode::futex || mode == WaitMode::hybrid))
-    impl_->wait = mode;
+    impl_->wait = impl_->where.same_kernel ? mode : WaitMode::polling;  // futexes stop at the kernel
 }
 const std::vector<Signal>& Queue::signals() const noexcept { return impl_ ? impl_->signals : kNoSignals; }
 

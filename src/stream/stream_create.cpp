@@ -152,15 +152,16 @@ void check_alignment(const Placement& where, const char* verb) {
 
 }  // namespace
 
-Stream Stream::Impl::bind_placed(const Placement& where, const isio::Layout& l, bool writable, bool file) {
+Stream Stream::Impl::bind_placed(const Placement& where, const isio::Layout& l, const Metadata& checked, bool writable,
+                                  bool file) {
   auto impl = std::make_unique<Impl>();
   impl->where = where;
   impl->layout = l;
   impl->writable = writable;
   impl->file = file;
-  Metadata snap;
-  std::memcpy(&snap, where.bytes.data(), sizeof snap);
-  impl->bind(snap);
+  // Bound from the copy open_placed() validated, never from a second read of the live bytes:
+  // a peer rewriting the metadata after the checks costs frames, never memory safety.
+  impl->bind(checked);
   return Stream(std::move(impl));
 }
 
@@ -182,7 +183,8 @@ Stream Stream::create_in(const Placement& where, const StreamSpec& requested) {
                                             std::to_string(l.file_size) + " bytes, its placement holds " +
                                             std::to_string(where.bytes.size()));
   lay_out(where.bytes.data(), where.ino, where.name, spec, g, l, where.path);
-  return Impl::bind_placed(where, l, true, false);
+  // Bound through the same validation as an open: the bytes may be writable by a peer already.
+  return Impl::open_placed(where, OpenOptions{{spec.version}, true}, false);
 }
 
 Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested, OpenMode mode) {
@@ -233,7 +235,8 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
     os::futex_wake(cnt0_futex_word(old.impl_->md));
     (void)old.sem_post(-1);
   }
-  return Impl::bind_placed(file_placement(std::move(seg), name, true), l, true, true);
+  // The file is visible under its name now: bound through the same validation as an open.
+  return Impl::open_placed(file_placement(std::move(seg), name, true), OpenOptions{{spec.version}, true}, true);
 }
 
 Stream Stream::open_in(const Placement& where, const OpenOptions& options) {
@@ -325,7 +328,7 @@ Stream Stream::Impl::open_placed(const Placement& where, const OpenOptions& opti
   if (l.file_size > size)
     fail("its metadata describes " + std::to_string(l.file_size) + " bytes, more than the " + std::to_string(size) +
          " bytes of its placement");
-  return bind_placed(where, l, options.writable, file);
+  return bind_placed(where, l, snap, options.writable, file);
 }
 
 /// True when `cpath` is a partial-write companion (u64, 516 x depth), and, when `owner_inode`

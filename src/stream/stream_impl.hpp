@@ -204,7 +204,8 @@ struct Stream::Impl {
   ~Impl() { release_wait_slots(true); }
 
   /// A handle on a stream laid out (create) or validated (open) in `where`, with layout `l`.
-  static Stream bind_placed(const Placement& where, const isio::Layout& l, bool writable, bool file);
+  static Stream bind_placed(const Placement& where, const isio::Layout& l, const Metadata& checked, bool writable,
+                            bool file);
   /// Creates (a file, or a placed stream's sibling) or re-initialises the partial-write companion
   /// `pkt` at this handle's first packet. ok, or the error write_packet() returns.
   Status init_companion() noexcept;
@@ -241,7 +242,7 @@ struct Stream::Impl {
   /// the metadata that was validated (never the live fields, which a peer may change meanwhile).
   void bind(const Metadata& snap) {
     base = where.bytes.data();
-    if (where.dev != 0 || where.ino != 0 || where.offset != 0) {
+    if (where.dev != 0 || where.ino != 0) {  // a backing known by identity (offset alone is not: two attached regions)
       key_dev = where.dev;
       key_ino = where.ino;
       key_offset = where.offset;

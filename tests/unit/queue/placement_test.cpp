@@ -155,7 +155,10 @@ TEST(QueuePlacement, MisalignedOrReadOnlySpansAreRefusedAndOtherKernelsPoll) {
   EXPECT_EQ(reader.try_pop(s), Errc::permission);
   Placement vm = span_of(seg, 0, need);
   vm.same_kernel = false;  // e.g. an ivshmem BAR2 shared with other VMs: futexes do not reach them
-  EXPECT_EQ(Queue::open_in(vm).wait_mode(), WaitMode::polling);
+  auto other_kernels = Queue::open_in(vm);
+  EXPECT_EQ(other_kernels.wait_mode(), WaitMode::polling);
+  other_kernels.set_wait_mode(WaitMode::futex);  // asking for futex waits cannot undo it
+  EXPECT_EQ(other_kernels.wait_mode(), WaitMode::polling);
   EXPECT_EQ(Queue::open_in(span_of(seg, 0, need)).wait_mode(), WaitMode::hybrid);
 }
 
