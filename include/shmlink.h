@@ -51,6 +51,7 @@ extern "C" {
 #define SHMLINK_E_DTYPE_MISMATCH (-15)
 #define SHMLINK_E_BUSY (-16)
 #define SHMLINK_E_PEER_EXITED (-17)
+#define SHMLINK_E_SHUT_DOWN (-18)
 #define SHMLINK_E_TORN (-100)
 #define SHMLINK_E_WRITER_ACTIVE (-101)
 #define SHMLINK_E_REPLACED (-102)
@@ -225,8 +226,8 @@ SHMLINK_EXPORT int shmlink_stream_get_keyword(const shmlink_stream_t *stream, co
  * A queue is one file `<dir>/<name>.queue.shm` (a name with '/' is a path used as given) holding
  * a bounded ring of samples: up to `max_values` 8-byte values each, plus a sequence number, two
  * timestamps and flags. Nothing accepted is lost: a full queue refuses (try_push: WOULD_BLOCK)
- * or blocks (push), never overwrites. After a shutdown, pushes fail with CLOSED while consumers
- * still drain what is left, then get CLOSED.
+ * or blocks (push), never overwrites. After a shutdown, pushes fail with SHUT_DOWN while consumers
+ * still drain what is left, then get SHUT_DOWN (CLOSED means only a closed handle).
  *
  * Memory ordering: a push fills the cell, then publishes it with a release store; a pop that
  * returns SHMLINK_OK acquired that store and sees the whole sample. The pop frees the cell with
@@ -373,7 +374,7 @@ SHMLINK_EXPORT int shmlink_queue_remove(const char *name);
 
 /** Pushes one sample if a cell is free. Never blocks, never allocates.
  *  @return 0; WOULD_BLOCK (full; no message is recorded: no room is not an error);
- *          SIZE_MISMATCH (more than max_values values); CLOSED (the queue was shut down);
+ *          SIZE_MISMATCH (more than max_values values); SHUT_DOWN (the queue was shut down);
  *          PERMISSION (opened read-only); INVALID_ARGUMENT (NULL queue or sample, NULL values
  *          with length > 0).
  *  Thread safety: one pushing thread per handle (the handle's push scratch); an MPMC queue takes
@@ -381,7 +382,7 @@ SHMLINK_EXPORT int shmlink_queue_remove(const char *name);
 SHMLINK_EXPORT int shmlink_queue_try_push(shmlink_queue_t *queue, const shmlink_sample_t *sample);
 /** Pushes one sample, waiting (by the handle's wait mode) while the queue is full.
  *  @param timeout_ns relative ns on CLOCK_MONOTONIC; negative waits forever; 0 tries once.
- *  @return 0, TIMEOUT (still full), INTERRUPTED, CLOSED, SIZE_MISMATCH, PERMISSION,
+ *  @return 0, TIMEOUT (still full), INTERRUPTED, SHUT_DOWN, SIZE_MISMATCH, PERMISSION,
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_push. */
 SHMLINK_EXPORT int shmlink_queue_push(shmlink_queue_t *queue, const shmlink_sample_t *sample, int64_t timeout_ns);
 /** Pushes up to `count` samples in order without blocking, stopping at the first that does not
@@ -398,27 +399,27 @@ SHMLINK_EXPORT int shmlink_queue_try_push_burst(shmlink_queue_t *queue, const sh
 /** Pops the oldest sample into `out` without blocking. Copies at most out->capacity values and
  *  sets out->length to the sample's length (length > capacity: truncated, see shmlink_sample_t).
  *  Never allocates. On failure `*out` is unchanged.
- *  @return 0; WOULD_BLOCK (empty; no message is recorded: no data is not an error); CLOSED (shut
- *          down and drained); PERMISSION (read-only); INVALID_ARGUMENT (NULL queue or out, NULL
+ *  @return 0; WOULD_BLOCK (empty; no message is recorded: no data is not an error); SHUT_DOWN
+ *          (shut down and drained); PERMISSION (read-only); INVALID_ARGUMENT (NULL queue or out, NULL
  *          values with capacity > 0).
  *  Thread safety: one popping thread per handle (the handle's pop scratch); an MPMC queue takes
  *  more consumers through more handles. */
 SHMLINK_EXPORT int shmlink_queue_try_pop(shmlink_queue_t *queue, shmlink_sample_t *out);
 /** Pops the oldest sample, waiting (by the handle's wait mode) while the queue is empty.
  *  @param timeout_ns relative ns on CLOCK_MONOTONIC; negative waits forever; 0 tries once.
- *  @return 0, TIMEOUT (still empty), INTERRUPTED, CLOSED (shut down and drained), PERMISSION,
+ *  @return 0, TIMEOUT (still empty), INTERRUPTED, SHUT_DOWN (shut down and drained), PERMISSION,
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */
 SHMLINK_EXPORT int shmlink_queue_pop(shmlink_queue_t *queue, shmlink_sample_t *out, int64_t timeout_ns);
 /** Pops up to `count` samples into out[0..count) without blocking (a burst), each as
  *  shmlink_queue_try_pop. Every out[i] is checked before anything is popped. Popped in runs as
  *  shmlink_queue_try_push_burst pushes (one wake-up check per run); never allocates.
  *  @return how many were popped (at most INT_MAX) when that is at least one or count is 0;
- *          otherwise WOULD_BLOCK (empty), CLOSED (shut down and drained), PERMISSION or
+ *          otherwise WOULD_BLOCK (empty), SHUT_DOWN (shut down and drained), PERMISSION or
  *          INVALID_ARGUMENT. Thread safety: as shmlink_queue_try_pop. */
 SHMLINK_EXPORT int shmlink_queue_try_pop_burst(shmlink_queue_t *queue, shmlink_sample_t *out, size_t count);
 
-/** Shuts the queue down for every process: pushes then fail with CLOSED; consumers drain what
- *  is left, then get CLOSED; every waiter is woken. Idempotent.
+/** Shuts the queue down for every process: pushes then fail with SHUT_DOWN; consumers drain
+ *  what is left, then get SHUT_DOWN; every waiter is woken. Idempotent.
  *  @return 0, INVALID_ARGUMENT (NULL), PERMISSION (opened read-only). Thread safety: any thread. */
 SHMLINK_EXPORT int shmlink_queue_shutdown(shmlink_queue_t *queue);
 /** @return 1 once any process shut the queue down, 0 before, INVALID_ARGUMENT for NULL.
@@ -531,7 +532,7 @@ SHMLINK_EXPORT int shmlink_interface_is_open(const shmlink_interface_t *iface);
  *  @param timeout_ns relative ns; negative waits forever; 0 never waits.
  *  @return 0; WOULD_BLOCK (timeout 0 and full; no message recorded); TIMEOUT (still full,
  *          nothing sent); PEER_EXITED (full and the peer is gone: see shmlink_interface_peer);
- *          CLOSED (not open, or the peer closed cleanly); SIZE_MISMATCH (count > max_values);
+ *          CLOSED (not open); SHUT_DOWN (the peer closed cleanly); SIZE_MISMATCH (count > max_values);
  *          INTERRUPTED; INVALID_ARGUMENT (NULL iface, NULL values with count > 0).
  *  Thread safety: one writing thread per handle. */
 SHMLINK_EXPORT int shmlink_interface_write_values(shmlink_interface_t *iface, const shmlink_value_t *values,
@@ -544,12 +545,12 @@ SHMLINK_EXPORT int shmlink_interface_write(shmlink_interface_t *iface, const shm
  *  values, out->length the real length), with ts_received_ns = now and HAS_TS_RECEIVED set.
  *  Samples the peer wrote before it closed or died are still delivered. Never allocates.
  *  @param timeout_ns relative ns; negative waits forever; 0 never waits.
- *  @return 0; WOULD_BLOCK (timeout 0 and nothing there; no message recorded); TIMEOUT; CLOSED
- *          (the peer closed and everything was read, or this side is not open); PEER_EXITED
+ *  @return 0; WOULD_BLOCK (timeout 0 and nothing there; no message recorded); TIMEOUT; SHUT_DOWN
+ *          (the peer closed and everything was read); CLOSED (this side is not open); PEER_EXITED
  *          (the peer died and everything it wrote was read); INTERRUPTED; INVALID_ARGUMENT.
  *  Thread safety: one reading thread per handle (may differ from the writing thread). */
 SHMLINK_EXPORT int shmlink_interface_read(shmlink_interface_t *iface, shmlink_sample_t *out, int64_t timeout_ns);
-/** Ends the link: shuts the output (the peer drains it, then reads CLOSED), stops and reaps a
+/** Ends the link: shuts the output (the peer drains it, then reads SHUT_DOWN), stops and reaps a
  *  launched peer (stop_timeout_ns, then SIGTERM, then SIGKILL), removes the output file and
  *  releases the lock. The handle stays (peer status remains readable; open may be called again).
  *  Idempotent. @return 0, INVALID_ARGUMENT (NULL). Thread safety: while no other call runs. */

@@ -103,7 +103,7 @@ std::string failure(const char* what, std::int64_t k, shmlink::Status status, co
                     double timeout_s) {
   const std::string at = std::string(what) + " step " + std::to_string(k) + ": ";
   switch (status.code()) {
-    case shmlink::Errc::closed: return at + "the peer closed the interface";
+    case shmlink::Errc::shut_down: return at + "the peer closed the interface";
     case shmlink::Errc::peer_exited: return at + iface.peer().describe();
     case shmlink::Errc::timeout:
       if (g_stop != 0) return at + "stopped by a signal";

@@ -245,7 +245,7 @@ Echoed echo(const Options& o) {
     const shmlink::Status got = receive(iface, sample, o.timeout_s);
     if (!got.ok()) {
       switch (got.code()) {
-        case shmlink::Errc::closed: r.why = "the peer closed"; break;
+        case shmlink::Errc::shut_down: r.why = "the peer closed"; break;
         case shmlink::Errc::timeout:
           r.why = g_stop != 0 ? "stopped by a signal" : "nothing from the peer for " + seconds_text(o.timeout_s) + " s";
           r.status = g_stop != 0 ? kExitInterrupted : kExitTimeout;

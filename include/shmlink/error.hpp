@@ -38,6 +38,7 @@ enum class Errc : int {
   dtype_mismatch = -15,   ///< the element type differs from the stream's datatype
   busy = -16,             ///< every slot of a bounded resource (semaphore slots) is taken
   peer_exited = -17,      ///< the peer process of a channel died or exited (see its PeerStatus)
+  shut_down = -18,        ///< the queue or interface was shut down: no more samples will come
   torn = -100,            ///< a validated read kept colliding with the writer and gave up
   writer_active = -101,   ///< the write flag stayed set (a writer may have died mid-write)
   replaced = -102,        ///< the stream file was re-created or removed: re-open it by name

@@ -197,7 +197,7 @@ class SHMLINK_EXPORT Interface {
   /// @return ok; timeout (full; nothing was sent); would_block (timeout 0 and full);
   ///         peer_exited (the peer is gone, so nothing was sent: see peer(); checked at most
   ///         every liveness_interval while the queue has room, at every wait slice when full);
-  ///         closed (not open, or the peer closed cleanly); size_mismatch (more values than
+  ///         shut_down (the peer closed cleanly); closed (not open); size_mismatch (more values than
   ///         max_values); interrupted (a signal arrived while waiting; nothing was sent).
   ///         Protocol villas: full means no free pool block or a full data queue.
   Status write(std::span<const SignalValue> values, std::chrono::nanoseconds timeout = kForever) noexcept;
@@ -206,15 +206,15 @@ class SHMLINK_EXPORT Interface {
   /// Receives the next sample of the peer into `out`, stamping ts_received (CLOCK_REALTIME) and
   /// kSampleHasTsReceived. Samples the peer wrote before it died or closed are still returned.
   /// @param timeout relative; kForever waits without limit; 0 never waits.
-  /// @return ok; timeout; would_block (timeout 0 and nothing there); closed (the peer closed
-  ///         its output and everything in it was read, or this side is not open); peer_exited
+  /// @return ok; timeout; would_block (timeout 0 and nothing there); shut_down (the peer closed
+  ///         its output and everything in it was read); closed (this side is not open); peer_exited
   ///         (the peer died and everything it wrote was read; see peer()); interrupted (a
   ///         signal arrived while waiting). Protocol villas also: layout (a sample of the peer
   ///         failed a bounds check and was skipped; logged with the check; the next read goes
   ///         on with the next sample). Values beyond the imports are delivered as they came.
   Status read(Sample& out, std::chrono::nanoseconds timeout = kForever) noexcept;
 
-  /// Shuts the output queue (the peer drains it, then reads `closed`), removes the output queue
+  /// Shuts the output queue (the peer drains it, then reads `shut_down`), removes the output queue
   /// file when it is still this side's, releases the lock, then stops and reaps a launched peer
   /// (it gets stop_timeout to exit by itself, then SIGTERM, then SIGKILL, each to its process
   /// group). Idempotent; never throws.

@@ -273,8 +273,8 @@ class SHMLINK_EXPORT Queue {
 
   // ---- producing ----------------------------------------------------------------------
   /// Pushes one sample if a cell is free. Never blocks, never allocates.
-  /// @return ok; would_block (full); size_mismatch (more values than max_values); closed (the
-  ///         queue was shut: see shutdown()); permission (opened read-only); layout (MPMC: the
+  /// @return ok; would_block (full); size_mismatch (more values than max_values); shut_down
+  ///         (the queue was shut: see shutdown()); closed (closed or moved-from handle); permission (opened read-only); layout (MPMC: the
   ///         file's tail index is behind a cell's turn, a state no correct producer leaves: the
   ///         file is corrupted; logged once per handle, naming the queue). Never loops without
   ///         bound, whatever the file holds.
@@ -284,12 +284,12 @@ class SHMLINK_EXPORT Queue {
   /// (fence) for the whole burst. Never allocates.
   /// @param pushed receives how many were pushed (a prefix of `samples`).
   /// @return ok when at least one was pushed (or `samples` is empty); otherwise why none was:
-  ///         would_block (full), size_mismatch (the first sample is too long), closed, permission,
+  ///         would_block (full), size_mismatch (the first sample is too long), shut_down, closed, permission,
   ///         layout (as try_push).
   Status try_push_burst(std::span<const Sample> samples, std::size_t& pushed) noexcept;
   /// Pushes, waiting (by the queue's wait mode) while it is full.
   /// @param timeout relative (CLOCK_MONOTONIC); kForever waits without limit.
-  /// @return ok, timeout, interrupted, closed, size_mismatch, layout (as try_push). The timeout
+  /// @return ok, timeout, interrupted, shut_down, closed, size_mismatch, layout (as try_push). The timeout
   ///         is honoured whatever the file holds.
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept;
   /// try_push() of a SampleView: the values are copied from `s.values` straight into the
@@ -303,7 +303,8 @@ class SHMLINK_EXPORT Queue {
   // ---- consuming ----------------------------------------------------------------------
   /// Pops the oldest sample into `out` (its values vector is resized to the sample's length;
   /// it allocates only when that exceeds its capacity).
-  /// @return ok; would_block (empty); closed (shut and drained); permission (read-only);
+  /// @return ok; would_block (empty); shut_down (shut and drained); closed (closed handle);
+  ///         permission (read-only);
   ///         layout (MPMC: the head index is behind a cell's turn, the file is corrupted; as
   ///         try_push).
   Status try_pop(Sample& out) noexcept;
@@ -314,10 +315,10 @@ class SHMLINK_EXPORT Queue {
   /// moves each in one transfer; the cells' contents do not change (docs/design/queues.md,
   /// "Bursts").
   /// @return ok when at least one was popped (or `out` is empty); otherwise would_block (empty),
-  ///         closed (shut and drained), permission, layout (as try_pop).
+  ///         shut_down (shut and drained), closed, permission, layout (as try_pop).
   Status try_pop_burst(std::span<Sample> out, std::size_t& popped) noexcept;
   /// Pops, waiting (by the queue's wait mode) while it is empty.
-  /// @return ok, timeout, interrupted, closed (shut and drained), layout (as try_pop). The
+  /// @return ok, timeout, interrupted, shut_down (shut and drained), closed, layout (as try_pop). The
   ///         timeout is honoured whatever the file holds.
   Status pop(Sample& out, std::chrono::nanoseconds timeout) noexcept;
 
@@ -331,7 +332,8 @@ class SHMLINK_EXPORT Queue {
   /// The handler must not throw (this call is noexcept) and must not pop from this queue.
   /// @param popped receives how many samples the handler saw.
   /// @return as try_pop_burst(std::span<Sample>, ...): ok when at least one was popped (or
-  ///         `limit` is 0); would_block (empty), closed (shut and drained), permission, layout.
+  ///         `limit` is 0); would_block (empty), shut_down (shut and drained), closed (closed
+  ///         handle), permission, layout.
   ///
   /// Memory ordering: each cell's turn is loaded with acquire (pairing with the producer's
   /// release that published it) before the handler sees it; the handler's reads happen before
@@ -345,8 +347,8 @@ class SHMLINK_EXPORT Queue {
   /// try_pop_burst() with a plain function and context pointer (what the template forwards to).
   Status try_pop_burst_with(SampleHandlerFn fn, void* ctx, std::size_t limit, std::size_t& popped) noexcept;
 
-  /// Shuts the queue: pushes then fail with Errc::closed, consumers drain what is left and then
-  /// get Errc::closed; every waiter is woken. (Release store of the state.)
+  /// Shuts the queue: pushes then fail with Errc::shut_down, consumers drain what is left and
+  /// then get Errc::shut_down; every waiter is woken. (Release store of the state.)
   void shutdown() noexcept;
   /// True once shutdown() was called by any process.
   [[nodiscard]] bool is_shut() const noexcept;

@@ -60,6 +60,7 @@ static_assert(SHMLINK_E_NAME_TOO_LONG == static_cast<int>(Errc::name_too_long));
 static_assert(SHMLINK_E_DTYPE_MISMATCH == static_cast<int>(Errc::dtype_mismatch));
 static_assert(SHMLINK_E_BUSY == static_cast<int>(Errc::busy));
 static_assert(SHMLINK_E_PEER_EXITED == static_cast<int>(Errc::peer_exited));
+static_assert(SHMLINK_E_SHUT_DOWN == static_cast<int>(Errc::shut_down));
 static_assert(SHMLINK_E_TORN == static_cast<int>(Errc::torn));
 static_assert(SHMLINK_E_WRITER_ACTIVE == static_cast<int>(Errc::writer_active));
 static_assert(SHMLINK_E_REPLACED == static_cast<int>(Errc::replaced));
@@ -774,8 +775,8 @@ int push_result(shmlink::Status st, const shmlink::Queue& q, std::int64_t timeou
   if (st.code() == Errc::timeout)
     return fail(SHMLINK_E_TIMEOUT, "pushing to queue '%s': still full after %" PRId64 " ns", q.name().c_str(),
                 timeout_ns);
-  if (st.code() == Errc::closed)
-    return fail(SHMLINK_E_CLOSED, "pushing to queue '%s': the queue was shut down", q.name().c_str());
+  if (st.code() == Errc::shut_down)
+    return fail(SHMLINK_E_SHUT_DOWN, "pushing to queue '%s': the queue was shut down", q.name().c_str());
   if (st.code() == Errc::permission)
     return fail(SHMLINK_E_PERMISSION, "pushing to queue '%s': the handle was opened read-only", q.name().c_str());
   return status_fail(st, "pushing to", q);
@@ -800,8 +801,8 @@ int pop_result(shmlink::Status st, const shmlink::Queue& q, std::int64_t timeout
   if (st.code() == Errc::timeout)
     return fail(SHMLINK_E_TIMEOUT, "popping from queue '%s': still empty after %" PRId64 " ns", q.name().c_str(),
                 timeout_ns);
-  if (st.code() == Errc::closed)
-    return fail(SHMLINK_E_CLOSED, "popping from queue '%s': the queue was shut down and is drained",
+  if (st.code() == Errc::shut_down)
+    return fail(SHMLINK_E_SHUT_DOWN, "popping from queue '%s': the queue was shut down and is drained",
                 q.name().c_str());
   if (st.code() == Errc::permission)
     return fail(SHMLINK_E_PERMISSION, "popping from queue '%s': the handle was opened read-only", q.name().c_str());
@@ -1090,11 +1091,11 @@ int status_fail(shmlink::Status st, const char* action, const shmlink::Interface
       return fail(SHMLINK_E_TIMEOUT, "%s interface (out '%s', in '%s'): nothing moved within %" PRId64 " ns", action,
                   l.out, l.in, timeout_ns);
     case Errc::closed:
-      if (!i.is_open())
-        return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the interface is not open", action, l.out,
-                    l.in);
-      return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the peer closed the interface", action, l.out,
+      return fail(SHMLINK_E_CLOSED, "%s interface (out '%s', in '%s'): the interface is not open", action, l.out,
                   l.in);
+    case Errc::shut_down:
+      return fail(SHMLINK_E_SHUT_DOWN, "%s interface (out '%s', in '%s'): the peer closed the interface", action,
+                  l.out, l.in);
     default:
       return fail(static_cast<int>(st.code()), "%s interface (out '%s', in '%s'): %s", action, l.out, l.in,
                   st.message());

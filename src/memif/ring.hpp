@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// memif shared memory: the regions a slave creates, the regions a master maps, and the data path
-// of one queue (docs/reference/memif.md sections 9-12). Internal; the public face is
+// memif: the data path of one queue over a ring (docs/reference/memif.md sections 9-12), and
+// (through memory.hpp) the connection's memory it runs on. Internal; the public face is
 // include/shmlink/memif.hpp.
 //
 // Ownership rules (section 11): `head` is written only by the slave, `tail` only by the master,
@@ -17,107 +17,20 @@
 // stale NEXT on reused slots; see RingQueue::refill).
 #pragma once
 
+#include "memif/memory.hpp"
 #include "memif/wire.hpp"
-#include "os/sys.hpp"
 
 #include <shmlink/error.hpp>
 #include <shmlink/memif.hpp>
-#include <shmlink/segment.hpp>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace shmlink::memif::detail {
-
-/// A region as mapped by this side: `size` bytes from `base`.
-struct RegionView {
-  std::uint8_t* base = nullptr;
-  std::uint64_t size = 0;
-};
-
-/// Where one ring lives (ADD_RING fields, section 5).
-struct RingPlacement {
-  std::uint16_t region = 0;  ///< region index
-  std::uint32_t offset = 0;  ///< byte offset of the ring header inside the region
-  std::uint8_t log2 = 0;     ///< log2 of the ring's slots
-};
-
-/// What a slave asks for (section 6 step 3, section 10).
-struct SlaveLayout {
-  std::uint16_t num_s2m = 1;        ///< rings slave -> master (1..255)
-  std::uint16_t num_m2s = 1;        ///< rings master -> slave (1..255)
-  std::uint8_t log2 = 10;           ///< slots per ring, log2 (1..14)
-  std::uint32_t buffer_size = 2048; ///< bytes per buffer (>= 64)
-  bool separate_buffer_region = false;  ///< false: region 0 = rings then buffers; true: region 1 = buffers
-  std::uint32_t cache_line = 64;    ///< ring header layout (64 or 128)
-};
-
-/// Memory a slave created for one connection: regions (sealed memfds), rings initialised
-/// (cookie, flags 0, head = tail = 0, every descriptor {0, buffer region, buffer_size, offset,
-/// 0}), and one non-blocking eventfd per ring.
-///
-/// Placement (what libmemif, VPP and DPDK do, section 9.4/10): rings in region 0, contiguous,
-/// S2M[0..n) then M2S[0..m), ring k of type t at (k + t*n) * ring_bytes. Buffers: ring k of type t,
-/// slot j has buffer ((k + t*n) * R + j) * buffer_size from the buffer base, where the buffer base
-/// is (n+m)*ring_bytes rounded up to 64 bytes in region 0 (one region; the rounding only matters
-/// for log2 = 1), or 0 in region 1 (separate region).
-struct SlaveMemory {
-  SlaveLayout layout;
-  std::vector<Segment> regions;                 ///< regions[i].fd() goes with ADD_REGION i
-  std::vector<RingPlacement> s2m, m2s;          ///< ADD_RING placements
-  std::vector<os::UniqueFd> s2m_eventfds, m2s_eventfds;  ///< one per ring, EFD_NONBLOCK|EFD_CLOEXEC
-  std::uint16_t buffer_region = 0;              ///< region index of the buffers
-  std::uint64_t buffer_base = 0;                ///< offset of the first buffer in that region
-
-  /// Offset in `buffer_region` of the buffer of ring (s2m ? S2M : M2S) `ring`, slot `slot`.
-  [[nodiscard]] std::uint64_t buffer_offset(bool s2m, std::uint16_t ring, std::uint32_t slot) const noexcept;
-  /// The region views of `regions`.
-  [[nodiscard]] std::vector<RegionView> views() const;
-};
-
-/// Creates a slave's memory (section 6 step 3). Every region is a memfd named after `name`,
-/// sealed against shrinking and growing. Every region offset a descriptor or ADD_RING carries is
-/// u32 (section 9.1): a layout that needs a region over 4 GiB is refused.
-/// @throws Error invalid_argument naming the field (ring counts outside 1..255, log2 outside
-///         1..14, buffer_size below 64, cache_line not 64/128, a region over 4 GiB), no_space, system.
-SlaveMemory create_slave_memory(const SlaveLayout& layout, std::string_view name);
-
-/// Checks a region fd received with ADD_REGION before the master accepts it (section 9.1;
-/// docs/design/memif.md "Trust rules"): it must be a regular file (a memfd, a shm or hugetlbfs
-/// file) and, unless `allow_unsealed`, carry F_SEAL_SHRINK, because a slave that can shrink the
-/// file after we checked its size could make any later access to the mapping raise SIGBUS.
-/// @param index the region's index, for the reason.
-/// @return "" when acceptable; else the DISCONNECT reason (at most 95 bytes), e.g. "region 0 is
-///         not sealed against shrinking: refused; zero-copy peer? see allow_unsealed_regions".
-std::string check_peer_region(int fd, std::uint16_t index, bool allow_unsealed);
-
-/// True when `fd` is an eventfd (the only interrupt fd the master accepts with ADD_RING, section
-/// 9.2; docs/design/memif.md "Trust rules"): a pipe, pty or socket in its place would make the
-/// drain fall back to poll()+read(), which a peer reading the same object could block. Decided
-/// by the fd's `/proc/self/fd/N` link ("anon_inode:[eventfd]"); without /proc, by comparing its
-/// inode with an eventfd of our own (anonymous-inode files share one inode, so a timerfd or
-/// signalfd would pass that fallback too; none of them blocks a non-blocking read).
-bool is_eventfd(int fd) noexcept;
-
-/// Maps a region fd received with ADD_REGION (master side, section 9.1), read-write, shared,
-/// `announced_size` bytes from offset 0. Takes ownership of `fd` even when it throws.
-/// @param what names the region in messages ("memif0 region 1").
-/// The returned Segment maps the whole file (Segment cannot map part of one), so its size() is
-/// the file size, >= announced_size: build the RegionView from announced_size, which is what
-/// descriptors are validated against.
-/// @throws Error protocol when the size is 0 or larger than the fd's file (fstat), because
-///         touching beyond the file would raise SIGBUS; invalid_argument (no fd); system when
-///         fstat or mmap fails.
-Segment map_peer_region(os::UniqueFd fd, std::uint64_t announced_size, std::string_view what);
-
-/// The ring header at `region.base + offset` for cache line `cl`, or nullptr when the whole
-/// ring (ring_bytes(cl, log2)) does not lie inside the region or the offset is not 8-aligned.
-std::uint8_t* locate_ring(const RegionView& region, std::uint32_t offset, std::uint8_t log2, std::uint32_t cl) noexcept;
 
 /// One queue's data path: a ring as one side uses it, plus that side's private bookkeeping.
 /// Not thread-safe; one thread per queue (include/shmlink/memif.hpp). The public Interface

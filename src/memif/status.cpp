@@ -2,6 +2,7 @@
 // The memif status segment: the writer a Socket uses (status.hpp) and the public readers
 // (include/shmlink/memif.hpp "Status"; layout and seqlock protocol: status_layout.hpp).
 #include "memif/status.hpp"
+#include "os/clock.hpp"
 
 #include "os/log_internal.hpp"
 #include "os/sys.hpp"
@@ -94,12 +95,6 @@ T plain_at(const std::uint8_t* base, std::size_t offset) noexcept {
 
 namespace detail {
 
-std::int64_t realtime_ns() noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
 void copy_field(char* dst, std::size_t size, std::string_view text) noexcept {
   const std::size_t n = std::min(text.size(), size - 1);
   std::memcpy(dst, text.data(), n);
@@ -116,7 +111,7 @@ bool StatusWriter::open(const std::string& directory, std::string_view socket, s
   try {
     const pid_t pid = ::getpid();
     const std::uint64_t start = self_start_time();
-    const std::int64_t now = realtime_ns();
+    const std::int64_t now = os::now_ns(CLOCK_REALTIME);
     // A name can be taken by a stale file of an earlier process that had our pid (or by a
     // process of another pid namespace sharing the directory): skip to the next k.
     for (int attempt = 0;; ++attempt) {
@@ -210,7 +205,7 @@ int StatusWriter::acquire() noexcept {
 void StatusWriter::release(int slot) noexcept {
   if (!is_open() || slot < 0 || static_cast<std::size_t>(slot) >= taken_.size()) return;
   InterfaceRecord free_record{};
-  free_record.updated_ns = realtime_ns();
+  free_record.updated_ns = os::now_ns(CLOCK_REALTIME);
   write(slot, free_record);
   taken_[static_cast<std::size_t>(slot)] = false;
 }

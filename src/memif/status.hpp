@@ -64,9 +64,6 @@ class StatusWriter {
   std::vector<bool> taken_;
 };
 
-/// ns since the epoch (CLOCK_REALTIME).
-std::int64_t realtime_ns() noexcept;
-
 /// Copies `text` into the fixed field `dst` of `size` bytes, truncated, NUL-terminated and
 /// NUL-padded.
 void copy_field(char* dst, std::size_t size, std::string_view text) noexcept;

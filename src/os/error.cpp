@@ -34,12 +34,13 @@ const char* strerror(Errc e) noexcept {
     case Errc::interrupted: return "interrupted by a signal";
     case Errc::would_block: return "nothing available yet";
     case Errc::size_mismatch: return "size does not match (frame size, or sample longer than max_values)";
-    case Errc::closed: return "closed (handle closed, or channel shut down)";
+    case Errc::closed: return "handle closed or moved-from";
     case Errc::out_of_range: return "index out of range";
     case Errc::name_too_long: return "name too long";
     case Errc::dtype_mismatch: return "element type does not match the stream's datatype";
     case Errc::busy: return "no free slot";
     case Errc::peer_exited: return "the peer process exited";
+    case Errc::shut_down: return "the queue or interface was shut down: no more samples will come";
     case Errc::torn: return "read kept colliding with the writer";
     case Errc::writer_active: return "write flag stayed set (writer active or dead mid-write)";
     case Errc::replaced: return "stream file was re-created or removed";

@@ -3,12 +3,14 @@
 // "Interface"): VILLASnode's shmem open/close handshake (docs/reference/villas-shmem.md 2.1) and `exec` (3), with
 // the peer watched through an OFD lock instead of a semaphore nobody can time out on. Protocol
 // villas (docs/design/villas.md) goes through src/queue/villas_link.hpp for its regions and
-// handshake; waits, liveness, exec and close are shared here.
+// handshake; its waits, liveness and close are in interface_villas.cpp, exec and the rest here.
+// Interface::Impl is declared in interface_impl.hpp.
 #include <shmlink/interface.hpp>
 
 #include "os/clock.hpp"
 #include "os/log_internal.hpp"
 #include "os/process.hpp"
+#include "queue/interface_impl.hpp"
 #include "queue/villas_link.hpp"
 
 #include <fcntl.h>
@@ -40,42 +42,6 @@ const std::vector<Signal> kNone;
 
 /// How long open() sleeps between looks for the peer's queue.
 constexpr std::chrono::milliseconds kAttachPoll{2};
-
-/// Waiting for a VILLAS region (protocol villas), which has no futex: spin, then sleep with a
-/// doubling back-off. hybrid spins kSpinBudget first; futex sleeps at once; polling only spins.
-/// A new wait starts at the shortest sleep again (the back-off is reset after data).
-class Backoff {
- public:
-  static constexpr std::int64_t kSpinBudget = 20'000;   ///< ns of spinning before sleeping (hybrid)
-  static constexpr std::int64_t kFirstSleep = 2'000;    ///< ns
-  static constexpr std::int64_t kMaxSleep = 500'000;    ///< ns
-
-  explicit Backoff(WaitMode mode) noexcept
-      : mode_(mode), spin_until_(mode == WaitMode::hybrid ? os::monotonic_ns() + kSpinBudget : 0) {}
-
-  /// Waits one step, never past `deadline` (monotonic ns). False when a signal interrupted a sleep.
-  bool pause(std::int64_t deadline) noexcept {
-    if (mode_ == WaitMode::polling) {
-      os::cpu_relax();
-      return true;
-    }
-    const std::int64_t now = os::monotonic_ns();
-    if (now < spin_until_) {
-      os::cpu_relax();
-      return true;
-    }
-    const std::int64_t d = std::min(sleep_, std::max<std::int64_t>(deadline - now, 0));
-    sleep_ = std::min(sleep_ * 2, kMaxSleep);
-    if (d <= 0) return true;
-    const timespec ts = os::to_timespec(d);
-    return ::clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr) != EINTR;
-  }
-
- private:
-  WaitMode mode_;
-  std::int64_t spin_until_;
-  std::int64_t sleep_ = kFirstSleep;
-};
 
 std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
@@ -209,626 +175,394 @@ std::string PeerStatus::describe() const {
   return who + (pid > 0 ? " is attached" : " is not attached");
 }
 
-struct Interface::Impl {
-  InterfaceSpec spec;
-  std::vector<Signal> exports;
-  std::vector<Signal> imports;
-  Queue out;
-  Queue in;
-  std::unique_ptr<villas::Link> vl;  ///< protocol villas: both regions (null otherwise)
-  std::string out_path;   ///< our output's file
-  std::uint64_t in_token = 0;  ///< creation time of the peer's output we read (handshake)
-  pid_t owner_pid = 0;    ///< the process that opened this Interface (a forked copy is not it)
-  int lock_fd = -1;       ///< our output file, OFD-locked while open
-  int peer_fd = -1;       ///< the peer's output file (the inode we mapped), for the liveness check
-  bool loopback = false;  ///< in == out: this process is its own peer
-  bool open = false;
-  // What is known of the peer. The writing and the reading thread may both find it dead at
-  // once: `peer` and `child` are guarded by `peer_mutex` (slow path only), and the hot path's
-  // rate limit is an atomic.
-  mutable std::mutex peer_mutex;
-  pid_t child = 0;        ///< launched peer, not yet reaped
-  PeerStatus peer;
-  std::atomic<std::int64_t> next_check_ns{0};  ///< monotonic time of the next liveness check
-  std::atomic<bool> peer_gone{false};          ///< set once the peer was found dead or closed
-  std::uint64_t sequence = 0;
-  Sample scratch;                  ///< write(values) builds its sample here (no allocation per call)
+std::string Interface::Impl::label() const { return "interface (out " + quote(spec.out) + ", in " + quote(spec.in) + ")"; }
 
-  std::string label() const { return "interface (out " + quote(spec.out) + ", in " + quote(spec.in) + ")"; }
-
-  /// Reaps the launched child if it has ended; records its status. True when it has ended.
-  /// Caller holds peer_mutex (or is the only thread: setup and close).
-  bool reap(int flags) noexcept {
-    if (child <= 0) return false;
-    int st = 0;
-    pid_t r;
-    do r = ::waitpid(child, &st, flags);
-    while (r < 0 && errno == EINTR);
-    if (r == 0) return false;
-    if (r == child) {
-      if (WIFEXITED(st)) peer.exit_code = WEXITSTATUS(st);
-      if (WIFSIGNALED(st)) peer.term_signal = WTERMSIG(st);
-    }
-    peer.exited = true;  // reaped, or (ECHILD) somebody else reaped it: it is gone either way
-    child = 0;
-    return true;
+bool Interface::Impl::reap(int flags) noexcept {
+  if (child <= 0) return false;
+  int st = 0;
+  pid_t r;
+  do r = ::waitpid(child, &st, flags);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return false;
+  if (r == child) {
+    if (WIFEXITED(st)) peer.exit_code = WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) peer.term_signal = WTERMSIG(st);
   }
+  peer.exited = true;  // reaped, or (ECHILD) somebody else reaped it: it is gone either way
+  child = 0;
+  return true;
+}
 
-  bool villas() const noexcept { return spec.protocol == InterfaceProtocol::villas; }
-
-  /// Checks now whether the peer is alive; records what is known when it is not.
-  /// @param may_wait whether a launched child that is dying may be waited for (briefly, without
-  ///        holding peer_mutex, protocol villas) so its status can be reported: not in calls
-  ///        with a zero timeout.
-  bool alive(bool may_wait = true) noexcept {
-    if (loopback) return open;
-    if (villas()) return alive_villas(may_wait);
-    const std::lock_guard lock(peer_mutex);
-    if (peer.exited) return false;
-    if (peer.launched && reap(WNOHANG)) {
-      peer_gone.store(true, std::memory_order_relaxed);
-      return false;
-    }
-    if (peer_fd >= 0 && !ofd_locked_by_other(peer_fd)) {
-      if (in.is_shut()) peer.closed = true;  // it shut its output first: a clean close
-      // The lock is gone: the peer died or closed. A launched child may still be exiting: give
-      // it a moment so the status it exits with can be reported.
-      if (peer.launched && child > 0) {
-        for (int i = 0; i < 50 && !reap(WNOHANG); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-      peer.exited = true;
-      peer_gone.store(true, std::memory_order_relaxed);
-      return false;
-    }
-    return true;
+bool Interface::Impl::alive(bool may_wait) noexcept {
+  if (loopback) return open;
+  if (villas()) return alive_villas(may_wait);
+  const std::lock_guard lock(peer_mutex);
+  if (peer.exited) return false;
+  if (peer.launched && reap(WNOHANG)) {
+    peer_gone.store(true, std::memory_order_relaxed);
+    return false;
   }
-
-  /// alive() for protocol villas: a launched child not reaped, the peer's queue not STOPPED (a
-  /// clean close: `closed`), and one of the processes that mapped its region at attach alive
-  /// (unknown when none could be found: then only the first two are known).
-  bool alive_villas(bool may_wait) noexcept {
-    std::unique_lock lock(peer_mutex);
-    if (peer.exited || peer.closed || !vl) return false;
-    if (peer.launched && reap(WNOHANG)) {
-      peer_gone.store(true, std::memory_order_relaxed);
-      return false;
+  if (peer_fd >= 0 && !ofd_locked_by_other(peer_fd)) {
+    if (in.is_shut()) peer.closed = true;  // it shut its output first: a clean close
+    // The lock is gone: the peer died or closed. A launched child may still be exiting: give
+    // it a moment so the status it exits with can be reported.
+    if (peer.launched && child > 0) {
+      for (int i = 0; i < 50 && !reap(WNOHANG); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    if (vl->peer_stopped()) {
-      peer.closed = true;
-      peer_gone.store(true, std::memory_order_relaxed);
-      return false;
-    }
-    if (vl->peer_alive() == 0) {
-      if (peer.launched && may_wait) {  // let its exit status be reported (the lock is not held meanwhile)
-        for (int i = 0; i < 50 && child > 0 && !reap(WNOHANG); ++i) {
-          lock.unlock();
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-          lock.lock();
-        }
-      }
-      peer.exited = true;
-      peer_gone.store(true, std::memory_order_relaxed);
-      return false;
-    }
-    return true;
+    peer.exited = true;
+    peer_gone.store(true, std::memory_order_relaxed);
+    return false;
   }
+  return true;
+}
 
-  /// Rate-limited alive(): checks at most once per liveness_interval.
-  bool alive_lazily(bool may_wait = true) noexcept {
-    if (peer_gone.load(std::memory_order_relaxed)) return false;
-    const std::int64_t now = os::monotonic_ns();
-    if (now < next_check_ns.load(std::memory_order_relaxed)) return true;
-    next_check_ns.store(now + std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000),
-                        std::memory_order_relaxed);
-    return alive(may_wait);
+bool Interface::Impl::alive_lazily(bool may_wait) noexcept {
+  if (peer_gone.load(std::memory_order_relaxed)) return false;
+  const std::int64_t now = os::monotonic_ns();
+  if (now < next_check_ns.load(std::memory_order_relaxed)) return true;
+  next_check_ns.store(now + std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000),
+                      std::memory_order_relaxed);
+  return alive(may_wait);
+}
+
+std::chrono::nanoseconds Interface::Impl::slice(std::int64_t deadline) const noexcept {
+  const std::int64_t left = deadline - os::monotonic_ns();
+  return std::chrono::nanoseconds(std::clamp<std::int64_t>(left, 0, std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000)));
+}
+
+Status Interface::Impl::gone() const noexcept {
+  const std::lock_guard lock(peer_mutex);
+  return peer.closed ? Errc::shut_down : Errc::peer_exited;
+}
+
+Status Interface::Impl::push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
+  if (!open || foreign()) return Errc::closed;
+  if (!alive_lazily(timeout.count() > 0)) return gone();  // nobody would ever read it
+  if (vl) return push_villas(s, timeout);
+  Status st = out.try_push(s);
+  if (st.code() != Errc::would_block) return st;
+  if (timeout.count() <= 0) return Errc::would_block;
+  const std::int64_t deadline = os::deadline_after(timeout);
+  for (;;) {
+    st = out.push(s, slice(deadline));
+    if (st.code() != Errc::timeout) return st;
+    if (!alive()) return gone();
+    if (os::monotonic_ns() >= deadline) return Errc::timeout;
   }
+}
 
-  /// The slice of a wait between two liveness checks.
-  std::chrono::nanoseconds slice(std::int64_t deadline) const noexcept {
-    const std::int64_t left = deadline - os::monotonic_ns();
-    return std::chrono::nanoseconds(std::clamp<std::int64_t>(left, 0, std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000)));
-  }
-
-  /// Why the peer cannot take more: closed (it closed cleanly) or peer_exited.
-  Status gone() const noexcept {
-    const std::lock_guard lock(peer_mutex);
-    return peer.closed ? Errc::closed : Errc::peer_exited;
-  }
-
-  /// The liveness interval in ns (at least 1 ms, as slice()).
-  std::int64_t interval_ns() const noexcept { return std::max<std::int64_t>(spec.liveness_interval.count(), 1'000'000); }
-
-  /// push() for protocol villas: try, then wait by Backoff, checking liveness every interval.
-  Status push_villas(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
-    Status st = vl->try_push(s);
-    if (st.code() != Errc::would_block) return st;
-    if (timeout.count() <= 0) return Errc::would_block;
-    const std::int64_t deadline = os::deadline_after(timeout);
-    std::int64_t next_check = os::monotonic_ns() + interval_ns();
-    Backoff backoff(spec.wait);
-    for (;;) {
-      if (!backoff.pause(deadline)) return Errc::interrupted;
-      st = vl->try_push(s);
-      if (st.code() != Errc::would_block) return st;
-      const std::int64_t now = os::monotonic_ns();
-      if (now >= next_check) {
-        if (!alive()) return gone();
-        next_check = now + interval_ns();
-      }
-      if (now >= deadline) return Errc::timeout;
-    }
-  }
-
-  /// The waiting part of pop() for protocol villas (after a try_pull found nothing).
-  Status pull_villas(Sample& s, std::chrono::nanoseconds timeout) noexcept {
+Status Interface::Impl::pop(Sample& s, std::chrono::nanoseconds timeout) noexcept {
+  if (!open || foreign()) return Errc::closed;
+  Status st = vl ? vl->try_pull(s) : in.try_pop(s);
+  if (st.code() == Errc::would_block && vl) {
+    st = pull_villas(s, timeout);
+  } else if (st.code() == Errc::would_block) {
     if (timeout.count() <= 0) {
-      if (alive_lazily(false)) return Errc::would_block;
-      const Status st = vl->try_pull(s);  // what it wrote before it went is still delivered
-      return st.code() == Errc::would_block ? gone() : st;
-    }
-    const std::int64_t deadline = os::deadline_after(timeout);
-    std::int64_t next_check = os::monotonic_ns() + interval_ns();
-    Backoff backoff(spec.wait);
-    for (;;) {
-      if (!backoff.pause(deadline)) return Errc::interrupted;
-      // A reply may wait on a wake-up of ours that had to be skipped (a pthread-mode peer sleeps
-      // on our condition variable without a timeout): make it while we wait.
-      (void)vl->retry_wake();
-      Status st = vl->try_pull(s);
-      if (st.code() != Errc::would_block) return st;
-      const std::int64_t now = os::monotonic_ns();
-      if (now >= next_check) {
+      if (alive_lazily()) return Errc::would_block;
+      st = in.try_pop(s);  // what it wrote before dying is still delivered
+      if (st.code() == Errc::would_block) return Errc::peer_exited;
+    } else {
+      const std::int64_t deadline = os::deadline_after(timeout);
+      for (;;) {
+        st = in.pop(s, slice(deadline));
+        if (st.code() != Errc::timeout) break;
         if (!alive()) {
-          st = vl->try_pull(s);
-          return st.code() == Errc::would_block ? gone() : st;
-        }
-        next_check = now + interval_ns();
-      }
-      if (now >= deadline) return Errc::timeout;
-    }
-  }
-
-  /// True in a forked copy of the process that opened (protocol villas: the regions are not
-  /// mapped there, MADV_DONTFORK; every call on them answers `closed`).
-  bool foreign() const noexcept { return vl && owner_pid != os::current_pid(); }
-
-  Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept {
-    if (!open || foreign()) return Errc::closed;
-    if (!alive_lazily(timeout.count() > 0)) return gone();  // nobody would ever read it
-    if (vl) return push_villas(s, timeout);
-    Status st = out.try_push(s);
-    if (st.code() != Errc::would_block) return st;
-    if (timeout.count() <= 0) return Errc::would_block;
-    const std::int64_t deadline = os::deadline_after(timeout);
-    for (;;) {
-      st = out.push(s, slice(deadline));
-      if (st.code() != Errc::timeout) return st;
-      if (!alive()) return gone();
-      if (os::monotonic_ns() >= deadline) return Errc::timeout;
-    }
-  }
-
-  Status pop(Sample& s, std::chrono::nanoseconds timeout) noexcept {
-    if (!open || foreign()) return Errc::closed;
-    Status st = vl ? vl->try_pull(s) : in.try_pop(s);
-    if (st.code() == Errc::would_block && vl) {
-      st = pull_villas(s, timeout);
-    } else if (st.code() == Errc::would_block) {
-      if (timeout.count() <= 0) {
-        if (alive_lazily()) return Errc::would_block;
-        st = in.try_pop(s);  // what it wrote before dying is still delivered
-        if (st.code() == Errc::would_block) return Errc::peer_exited;
-      } else {
-        const std::int64_t deadline = os::deadline_after(timeout);
-        for (;;) {
-          st = in.pop(s, slice(deadline));
-          if (st.code() != Errc::timeout) break;
-          if (!alive()) {
-            st = in.try_pop(s);
-            if (st.code() == Errc::would_block) return Errc::peer_exited;
-            break;
-          }
-          if (os::monotonic_ns() >= deadline) return Errc::timeout;
-        }
-      }
-    }
-    if (st.ok()) {
-      s.ts_received_ns = os::realtime_ns();
-      s.flags |= kSampleHasTsReceived;
-    } else if (st.code() == Errc::closed && open) {
-      const std::lock_guard lock(peer_mutex);
-      peer.closed = true;
-      peer_gone.store(true, std::memory_order_relaxed);
-    }
-    return st;
-  }
-
-  /// open() for protocol shmlink.
-  void open_shmlink();
-
-  /// Creates (or replaces a stale) output queue and locks it.
-  void create_output() {
-    QueueSpec qs;
-    qs.capacity = spec.capacity;
-    qs.max_values = values_per_sample();
-    qs.kind = spec.kind;
-    qs.wait = spec.wait;
-    qs.signals = exports;
-    qs.permissions = spec.permissions;
-    out_path = queue_path(spec.out);
-
-    // Built complete under a private name and locked there, then linked into place: link()
-    // never replaces, so the name only ever shows a locked, complete queue. A file already at
-    // the name is another live Interface's output (its lock is held: refuse) or a stale one
-    // whose owner died (take its lock, then remove it: VILLASnode unlinks and retries, 12.1).
-    static std::atomic<unsigned> counter{0};
-    const std::string tmp = out_path + ".tmp" + std::to_string(os::current_pid()) + "." +
-                            std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
-    Queue fresh = Queue::create(tmp, qs, OpenMode::PurgeAndCreate);
-    const int fd = ::open(tmp.c_str(), O_RDWR | kChannelOpenFlags);
-    const int lock_err = fd < 0 ? errno : ofd_lock(fd);
-    const auto fail = [&](Errc code, const std::string& why) {
-      ::unlink(tmp.c_str());
-      if (fd >= 0) ::close(fd);
-      throw Error(code, label() + ": queue " + quote(out_path) + ": " + why);
-    };
-    if (lock_err != 0) fail(errc_from_errno(lock_err), std::string("locking it: ") + std::strerror(lock_err));
-    for (int attempt = 0;; ++attempt) {
-      if (::link(tmp.c_str(), out_path.c_str()) == 0) break;
-      const int e = errno;
-      if (e != EEXIST) fail(errc_from_errno(e), std::string("linking it into place: ") + std::strerror(e));
-      if (attempt == 8) fail(Errc::exists, "other processes keep creating it");
-      switch (remove_if_stale(out_path)) {
-        case Stale::removed: break;
-        case Stale::live: fail(Errc::exists, "it is the output of another open interface"); break;
-        case Stale::foreign:
-          fail(Errc::exists, "the name is taken by something that is not a regular file (left alone)");
+          st = in.try_pop(s);
+          if (st.code() == Errc::would_block) return Errc::peer_exited;
           break;
+        }
+        if (os::monotonic_ns() >= deadline) return Errc::timeout;
       }
     }
+  }
+  if (st.ok()) {
+    s.ts_received_ns = os::realtime_ns();
+    s.flags |= kSampleHasTsReceived;
+  } else if (st.code() == Errc::shut_down && open) {
+    const std::lock_guard lock(peer_mutex);
+    peer.closed = true;
+    peer_gone.store(true, std::memory_order_relaxed);
+  }
+  return st;
+}
+
+void Interface::Impl::create_output() {
+  QueueSpec qs;
+  qs.capacity = spec.capacity;
+  qs.max_values = values_per_sample();
+  qs.kind = spec.kind;
+  qs.wait = spec.wait;
+  qs.signals = exports;
+  qs.permissions = spec.permissions;
+  out_path = queue_path(spec.out);
+
+  // Built complete under a private name and locked there, then linked into place: link()
+  // never replaces, so the name only ever shows a locked, complete queue. A file already at
+  // the name is another live Interface's output (its lock is held: refuse) or a stale one
+  // whose owner died (take its lock, then remove it: VILLASnode unlinks and retries, 12.1).
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = out_path + ".tmp" + std::to_string(os::current_pid()) + "." +
+                          std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+  Queue fresh = Queue::create(tmp, qs, OpenMode::PurgeAndCreate);
+  const int fd = ::open(tmp.c_str(), O_RDWR | kChannelOpenFlags);
+  const int lock_err = fd < 0 ? errno : ofd_lock(fd);
+  const auto fail = [&](Errc code, const std::string& why) {
     ::unlink(tmp.c_str());
-    lock_fd = fd;
-    // Map it again under its real name (for paths in messages and tools); the lock keeps the
-    // name pointing at this inode.
-    out = Queue::open(out_path);
-    out.set_wait_mode(spec.wait);
-  }
-
-  /// Starts the exec command with the queue names in its environment.
-  void launch() {
-    const auto& argv_s = spec.exec;
-    std::vector<char*> argv;
-    argv.reserve(argv_s.size() + 1);
-    for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s;
-    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-      const std::string_view v(*e);
-      if (v.starts_with("SHMLINK_INTERFACE_IN=") || v.starts_with("SHMLINK_INTERFACE_OUT=")) continue;
-      env_s.emplace_back(v);
-    }
-    env_s.push_back("SHMLINK_INTERFACE_IN=" + spec.out);
-    env_s.push_back("SHMLINK_INTERFACE_OUT=" + spec.in);
-    std::vector<char*> envp;
-    envp.reserve(env_s.size() + 1);
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    // The peer starts clean: no signal blocked or ignored because this process blocks or
-    // ignores it, and in a process group of its own, so that close() stops it together with
-    // whatever it started (a wrapper script's child).
-    posix_spawnattr_t attr;
-    ::posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    ::posix_spawnattr_setsigmask(&attr, &none);
-    ::posix_spawnattr_setsigdefault(&attr, &all);
-    ::posix_spawnattr_setpgroup(&attr, 0);
-    ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    pid_t pid = 0;
-    const int rc = ::posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), envp.data());
-    ::posix_spawnattr_destroy(&attr);
-    if (rc != 0)
-      throw Error(rc == ENOENT ? Errc::not_found : errc_from_errno(rc),
-                  label() + ": starting peer " + quote(command_line(argv_s)) + ": " + std::strerror(rc));
-    child = pid;
-    peer = PeerStatus{};
-    peer.pid = pid;
-    peer.launched = true;
-    peer.command = command_line(argv_s);
-  }
-
-  /// Stops a launched child: waits `stop_timeout` for it to exit, then SIGTERM, then SIGKILL, to
-  /// its whole process group. When it had to be signalled, stragglers of its group (a wrapper's
-  /// children) get SIGKILL while the child is still an unreaped zombie, so the group id cannot
-  /// have been reused.
-  void stop_child() noexcept {
-    if (child <= 0) return;
-    const auto ended = [&] {  // exited, not yet reaped (WNOWAIT)
-      siginfo_t info{};
-      return ::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != 0;
-    };
-    const auto wait_for = [&](std::chrono::nanoseconds d) {
-      const std::int64_t deadline = os::deadline_after(d);
-      while (!ended()) {
-        if (os::monotonic_ns() >= deadline) return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-      return true;
-    };
-    const auto signal_group = [&](int sig) {
-      if (::kill(-child, sig) != 0) ::kill(child, sig);  // not a group leader (it called setsid)
-    };
-    bool signalled = false;
-    if (!wait_for(spec.stop_timeout)) {
-      signalled = true;
-      signal_group(SIGTERM);
-      if (!wait_for(spec.stop_timeout)) signal_group(SIGKILL);
-      wait_for(std::chrono::seconds(10));
-    }
-    if (signalled) ::kill(-child, SIGKILL);
-    {
-      const std::lock_guard lock(peer_mutex);
-      reap(0);
-    }
-    // A peer that had to be killed could not remove its output: do it for it (only if nobody
-    // holds its lock, i.e. no other process took the name over).
-    if (signalled && !loopback) {
-      if (villas()) remove_villas_if_stale();
-      else remove_if_stale(queue_path(spec.in));
+    if (fd >= 0) ::close(fd);
+    throw Error(code, label() + ": queue " + quote(out_path) + ": " + why);
+  };
+  if (lock_err != 0) fail(errc_from_errno(lock_err), std::string("locking it: ") + std::strerror(lock_err));
+  for (int attempt = 0;; ++attempt) {
+    if (::link(tmp.c_str(), out_path.c_str()) == 0) break;
+    const int e = errno;
+    if (e != EEXIST) fail(errc_from_errno(e), std::string("linking it into place: ") + std::strerror(e));
+    if (attempt == 8) fail(Errc::exists, "other processes keep creating it");
+    switch (remove_if_stale(out_path)) {
+      case Stale::removed: break;
+      case Stale::live: fail(Errc::exists, "it is the output of another open interface"); break;
+      case Stale::foreign:
+        fail(Errc::exists, "the name is taken by something that is not a regular file (left alone)");
+        break;
     }
   }
+  ::unlink(tmp.c_str());
+  lock_fd = fd;
+  // Map it again under its real name (for paths in messages and tools); the lock keeps the
+  // name pointing at this inode.
+  out = Queue::open(out_path);
+  out.set_wait_mode(spec.wait);
+}
 
-  /// Protocol villas: removes the peer's region when no process maps or holds it any more (a
-  /// launched peer we had to kill could not). Its semaphore is left: villas-node reuses it.
-  void remove_villas_if_stale() noexcept {
-    try {
-      const std::string name = villas::object_name(spec.in, "in");
-      const std::string path = "/dev/shm" + name;
-      struct stat st {};
-      if (::stat(path.c_str(), &st) != 0) return;
-      // As at attach: processes we cannot inspect count only when the region is another user's.
-      int uninspectable = 0;
-      if (processes_using(path, &uninspectable).empty() && (uninspectable == 0 || st.st_uid == ::geteuid()))
-        ::shm_unlink(name.c_str());
-    } catch (...) {
+void Interface::Impl::launch() {
+  const auto& argv_s = spec.exec;
+  std::vector<char*> argv;
+  argv.reserve(argv_s.size() + 1);
+  for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view v(*e);
+    if (v.starts_with("SHMLINK_INTERFACE_IN=") || v.starts_with("SHMLINK_INTERFACE_OUT=")) continue;
+    env_s.emplace_back(v);
+  }
+  env_s.push_back("SHMLINK_INTERFACE_IN=" + spec.out);
+  env_s.push_back("SHMLINK_INTERFACE_OUT=" + spec.in);
+  std::vector<char*> envp;
+  envp.reserve(env_s.size() + 1);
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  // The peer starts clean: no signal blocked or ignored because this process blocks or
+  // ignores it, and in a process group of its own, so that close() stops it together with
+  // whatever it started (a wrapper script's child).
+  posix_spawnattr_t attr;
+  ::posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  sigdelset(&all, SIGKILL);
+  sigdelset(&all, SIGSTOP);
+  ::posix_spawnattr_setsigmask(&attr, &none);
+  ::posix_spawnattr_setsigdefault(&attr, &all);
+  ::posix_spawnattr_setpgroup(&attr, 0);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, argv[0], nullptr, &attr, argv.data(), envp.data());
+  ::posix_spawnattr_destroy(&attr);
+  if (rc != 0)
+    throw Error(rc == ENOENT ? Errc::not_found : errc_from_errno(rc),
+                label() + ": starting peer " + quote(command_line(argv_s)) + ": " + std::strerror(rc));
+  child = pid;
+  peer = PeerStatus{};
+  peer.pid = pid;
+  peer.launched = true;
+  peer.command = command_line(argv_s);
+}
+
+void Interface::Impl::stop_child() noexcept {
+  if (child <= 0) return;
+  const auto ended = [&] {  // exited, not yet reaped (WNOWAIT)
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != 0;
+  };
+  const auto wait_for = [&](std::chrono::nanoseconds d) {
+    const std::int64_t deadline = os::deadline_after(d);
+    while (!ended()) {
+      if (os::monotonic_ns() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
+    return true;
+  };
+  const auto signal_group = [&](int sig) {
+    if (::kill(-child, sig) != 0) ::kill(child, sig);  // not a group leader (it called setsid)
+  };
+  bool signalled = false;
+  if (!wait_for(spec.stop_timeout)) {
+    signalled = true;
+    signal_group(SIGTERM);
+    if (!wait_for(spec.stop_timeout)) signal_group(SIGKILL);
+    wait_for(std::chrono::seconds(10));
   }
-
-  /// Values per sample of our output / of the peer's (0 when not open).
-  std::uint32_t out_max() const noexcept { return vl ? vl->out_values() : out.max_values(); }
-  std::uint32_t in_max() const noexcept { return vl ? vl->in_values() : in.max_values(); }
-
-  /// The highest exported index + 1 (at least 1), or max_values when given. @throws invalid_argument.
-  std::uint32_t values_per_sample() const {
-    std::uint32_t needed = 1;
-    for (const auto& s : exports) needed = std::max(needed, s.index + 1);
-    if (spec.max_values != 0 && spec.max_values < needed)
-      throw Error(Errc::invalid_argument, label() + ": max_values " + std::to_string(spec.max_values) +
-                                              " is too small for exported index " + std::to_string(needed - 1));
-    return spec.max_values != 0 ? spec.max_values : needed;
+  if (signalled) ::kill(-child, SIGKILL);
+  {
+    const std::lock_guard lock(peer_mutex);
+    reap(0);
   }
+  // A peer that had to be killed could not remove its output: do it for it (only if nobody
+  // holds its lock, i.e. no other process took the name over).
+  if (signalled && !loopback) {
+    if (villas()) remove_villas_if_stale();
+    else remove_if_stale(queue_path(spec.in));
+  }
+}
 
-  /// open() for protocol villas (docs/design/villas.md "Handshake").
-  void open_villas(std::int64_t deadline) {
-    villas::LinkSpec ls;
-    ls.out = villas::object_name(spec.out, "out");
-    ls.in = villas::object_name(spec.in, "in");
-    loopback = ls.out == ls.in;
-    if (loopback && !spec.exec.empty())
-      throw Error(Errc::invalid_argument, label() + ": a loopback interface (out == in) cannot launch a peer");
-    if (spec.capacity < 2 || spec.capacity > kMaxQueueCapacity || (spec.capacity & (spec.capacity - 1)) != 0)
-      throw Error(Errc::invalid_argument, label() + ": capacity (VILLAS queuelen) " + std::to_string(spec.capacity) +
-                                              " is not a power of two in 2.." + std::to_string(kMaxQueueCapacity));
-    ls.queuelen = spec.capacity;
-    ls.samplelen = values_per_sample();
-    if (ls.samplelen > kMaxSampleValues)
-      throw Error(Errc::invalid_argument, label() + ": max_values " + std::to_string(ls.samplelen) + " is over " +
-                                              std::to_string(kMaxSampleValues));
-    ls.pthread_mode = spec.wait != WaitMode::polling;
-    ls.permissions = spec.permissions;
-    ls.slice = std::chrono::nanoseconds(interval_ns());
-    ls.attach_timeout = spec.attach_timeout;
-    ls.label = label();
-    vl = std::make_unique<villas::Link>(std::move(ls));
-    vl->create();
-    if (!spec.exec.empty()) launch();
-    vl->attach(deadline, [this] {
-      if (peer.launched && reap(WNOHANG))
-        throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
-    });
-    if (loopback) {
-      peer.pid = os::current_pid();
-    } else if (!peer.launched) {
-      peer.pid = vl->peer_pid();
-      peer.command = vl->in_path();
+std::uint32_t Interface::Impl::values_per_sample() const {
+  std::uint32_t needed = 1;
+  for (const auto& s : exports) needed = std::max(needed, s.index + 1);
+  if (spec.max_values != 0 && spec.max_values < needed)
+    throw Error(Errc::invalid_argument, label() + ": max_values " + std::to_string(spec.max_values) +
+                                            " is too small for exported index " + std::to_string(needed - 1));
+  return spec.max_values != 0 ? spec.max_values : needed;
+}
+
+void Interface::Impl::check_imports() const {
+  const auto& theirs = in.signals();
+  for (const auto& want : imports) {
+    const auto it = std::find_if(theirs.begin(), theirs.end(), [&](const Signal& s) { return s.index == want.index; });
+    const std::string where = label() + ": import " + std::to_string(want.index) + " " + quote(want.name);
+    if (it == theirs.end()) {
+      if (want.index >= in.max_values())
+        throw Error(Errc::layout, where + ": the peer's queue " + quote(in.path()) + " has only " +
+                                      std::to_string(in.max_values()) + " values per sample");
+      if (!theirs.empty())
+        throw Error(Errc::layout, where + ": the peer's queue " + quote(in.path()) + " exports no signal at that index");
+      continue;  // the peer declared no table at all: accept by position, as VILLASnode does
     }
-    // No signal table travels: an import can only be checked against the values the peer's
-    // samples can hold.
-    for (const auto& want : imports)
-      if (want.index >= vl->in_values())
-        throw Error(Errc::layout, label() + ": import " + std::to_string(want.index) + " '" + want.name +
-                                      "': the peer's VILLAS region '" + vl->in_path() + "' holds only " +
-                                      std::to_string(vl->in_values()) + " values per sample");
+    if (it->type != want.type)
+      throw Error(Errc::layout, where + " is " + std::string(signal_type_name(want.type)) + " here but " +
+                                    std::string(signal_type_name(it->type)) + " in the peer's queue " + quote(in.path()) +
+                                    " (" + quote(it->name) + ")");
+    if (!want.name.empty() && it->name != want.name)
+      throw Error(Errc::layout, where + ": the peer's queue " + quote(in.path()) + " calls it " + quote(it->name));
+    if (!want.unit.empty() && it->unit != want.unit)
+      throw Error(Errc::layout, where + " is in " + quote(want.unit) + " here but in " + quote(it->unit) +
+                                    " in the peer's queue " + quote(in.path()));
   }
+}
 
-  /// close() for protocol villas, in the process that opened: drain, stop, remove, unmap.
-  void close_villas() noexcept {
-    if (!loopback) {
-      // villas-node stops reading at STOPPED even with samples queued: wait until the peer took
-      // them all, or died, or closed, or stop_timeout passed.
-      const std::int64_t deadline = os::deadline_after(spec.stop_timeout);
-      std::int64_t next_check = 0;
-      Backoff backoff(WaitMode::futex);
-      while (vl->queued() > 0) {
-        (void)vl->retry_wake();  // a skipped wake-up would leave a pthread-mode reader asleep
-        const std::int64_t now = os::monotonic_ns();
-        if (now >= deadline) break;
-        if (now >= next_check) {
-          if (!alive()) break;
-          next_check = now + interval_ns();
-        }
-        backoff.pause(std::min(deadline, next_check));
-      }
-    }
-    vl->stop();
-    (void)vl->retry_wake();  // once more, if stop() could only owe its broadcast
-    vl->remove_own_region();
-    vl.reset();
-  }
-
-  /// Checks the peer's table against our imports. @throws Error layout.
-  void check_imports() const {
-    const auto& theirs = in.signals();
-    for (const auto& want : imports) {
-      const auto it = std::find_if(theirs.begin(), theirs.end(), [&](const Signal& s) { return s.index == want.index; });
-      const std::string where = label() + ": import " + std::to_string(want.index) + " " + quote(want.name);
-      if (it == theirs.end()) {
-        if (want.index >= in.max_values())
-          throw Error(Errc::layout, where + ": the peer's queue " + quote(in.path()) + " has only " +
-                                        std::to_string(in.max_values()) + " values per sample");
-        if (!theirs.empty())
-          throw Error(Errc::layout, where + ": the peer's queue " + quote(in.path()) + " exports no signal at that index");
-        continue;  // the peer declared no table at all: accept by position, as VILLASnode does
-      }
-      if (it->type != want.type)
-        throw Error(Errc::layout, where + " is " + std::string(signal_type_name(want.type)) + " here but " +
-                                      std::string(signal_type_name(it->type)) + " in the peer's queue " + quote(in.path()) +
-                                      " (" + quote(it->name) + ")");
-      if (!want.name.empty() && it->name != want.name)
-        throw Error(Errc::layout, where + ": the peer's queue " + quote(in.path()) + " calls it " + quote(it->name));
-      if (!want.unit.empty() && it->unit != want.unit)
-        throw Error(Errc::layout, where + " is in " + quote(want.unit) + " here but in " + quote(it->unit) +
-                                      " in the peer's queue " + quote(in.path()));
-    }
-  }
-
-  /// Waits for the peer's output queue with a live owner and opens it.
-  void attach(std::int64_t deadline) {
-    const std::string path = queue_path(spec.in);
-    std::string last = "it does not exist";
-    for (;;) {
-      if (peer.launched && reap(WNOHANG))
-        throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
-      const int fd = ::open(path.c_str(), O_RDONLY | kChannelOpenFlags);
-      if (fd < 0 && errno == ELOOP) last = "it is a symbolic link (not followed)";
-      if (fd >= 0) {
-        if (!is_regular(fd)) {
-          last = "it is not a regular file (a FIFO or device under the queue's name?)";
-        } else if (ofd_locked_by_other(fd)) {
-          try {
-            Queue q = Queue::open(spec.in);
-            struct stat a {}, b {};
-            if (q.is_shut()) {
-              last = "it is shut (its owner is closing)";
-            } else if (::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
-              in = std::move(q);
-              peer_fd = fd;
-              in.set_wait_mode(spec.wait);
-              if (!peer.launched) {
-                peer.pid = in.info().creator_pid;
-                peer.command = in.path();
-              }
-              check_imports();
-              return;
-            } else {
-              last = "it was being replaced";
+void Interface::Impl::attach(std::int64_t deadline) {
+  const std::string path = queue_path(spec.in);
+  std::string last = "it does not exist";
+  for (;;) {
+    if (peer.launched && reap(WNOHANG))
+      throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
+    const int fd = ::open(path.c_str(), O_RDONLY | kChannelOpenFlags);
+    if (fd < 0 && errno == ELOOP) last = "it is a symbolic link (not followed)";
+    if (fd >= 0) {
+      if (!is_regular(fd)) {
+        last = "it is not a regular file (a FIFO or device under the queue's name?)";
+      } else if (ofd_locked_by_other(fd)) {
+        try {
+          Queue q = Queue::open(spec.in);
+          struct stat a {}, b {};
+          if (q.is_shut()) {
+            last = "it is shut (its owner is closing)";
+          } else if (::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
+            in = std::move(q);
+            peer_fd = fd;
+            in.set_wait_mode(spec.wait);
+            if (!peer.launched) {
+              peer.pid = in.info().creator_pid;
+              peer.command = in.path();
             }
-          } catch (const Error& e) {
-            if (e.errc() != Errc::not_found) {
-              ::close(fd);
-              throw;
-            }
+            check_imports();
+            return;
+          } else {
+            last = "it was being replaced";
           }
-        } else {
-          last = "it exists but no live interface owns it (stale)";
+        } catch (const Error& e) {
+          if (e.errc() != Errc::not_found) {
+            ::close(fd);
+            throw;
+          }
         }
-        ::close(fd);
+      } else {
+        last = "it exists but no live interface owns it (stale)";
       }
-      if (os::monotonic_ns() >= deadline) {
-        const double s = static_cast<double>(spec.attach_timeout.count()) / 1e9;
-        throw Error(Errc::timeout, label() + ": no peer attached within " + fmt_seconds(s) + ": the peer's queue " +
-                                       quote(path) + ": " + last);
-      }
-      std::this_thread::sleep_for(kAttachPoll);
+      ::close(fd);
     }
-  }
-
-  /// Second half of the handshake: waits until the peer has opened our output too (it records
-  /// its pid there), so that neither side returns from open() before both are attached: a peer
-  /// that writes and closes at once is still seen.
-  void await_peer_reader(std::int64_t deadline) {
-    for (;;) {
-      if (peer.launched && reap(WNOHANG))
-        throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
-      // Done when the incarnation whose output we read has opened ours (its token is its
-      // output's creation time). It may already have written and closed: that is fine.
-      if (out.consumer_token() == in_token) return;
-      if (!peer_input_current()) {
-        // The file we attached to was closed, replaced or abandoned before its owner opened
-        // ours (a peer closing while we opened, or restarting): attach to the next one.
-        in.close();
-        if (peer_fd >= 0) ::close(peer_fd);
-        peer_fd = -1;
-        attach(deadline);
-        mark_input();
-        continue;
-      }
-      if (os::monotonic_ns() >= deadline) {
-        const double s = static_cast<double>(spec.attach_timeout.count()) / 1e9;
-        throw Error(Errc::timeout, label() + ": the peer did not open " + quote(out_path) + " within " + fmt_seconds(s));
-      }
-      std::this_thread::sleep_for(kAttachPoll);
+    if (os::monotonic_ns() >= deadline) {
+      const double s = static_cast<double>(spec.attach_timeout.count()) / 1e9;
+      throw Error(Errc::timeout, label() + ": no peer attached within " + fmt_seconds(s) + ": the peer's queue " +
+                                     quote(path) + ": " + last);
     }
+    std::this_thread::sleep_for(kAttachPoll);
   }
+}
 
-  /// Records us as the reader of the peer's output, naming our own output.
-  void mark_input() noexcept {
-    in_token = static_cast<std::uint64_t>(in.info().creation_time_ns);
-    in.mark_consumer_attached(static_cast<std::uint64_t>(out.info().creation_time_ns));
+void Interface::Impl::await_peer_reader(std::int64_t deadline) {
+  for (;;) {
+    if (peer.launched && reap(WNOHANG))
+      throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
+    // Done when the incarnation whose output we read has opened ours (its token is its
+    // output's creation time). It may already have written and closed: that is fine.
+    if (out.consumer_token() == in_token) return;
+    if (!peer_input_current()) {
+      // The file we attached to was closed, replaced or abandoned before its owner opened
+      // ours (a peer closing while we opened, or restarting): attach to the next one.
+      in.close();
+      if (peer_fd >= 0) ::close(peer_fd);
+      peer_fd = -1;
+      attach(deadline);
+      mark_input();
+      continue;
+    }
+    if (os::monotonic_ns() >= deadline) {
+      const double s = static_cast<double>(spec.attach_timeout.count()) / 1e9;
+      throw Error(Errc::timeout, label() + ": the peer did not open " + quote(out_path) + " within " + fmt_seconds(s));
+    }
+    std::this_thread::sleep_for(kAttachPoll);
   }
+}
 
-  /// True while the peer's output we attached to is still its live, open queue at its name.
-  bool peer_input_current() const noexcept {
-    if (peer_fd < 0 || !in.valid() || in.is_shut() || !ofd_locked_by_other(peer_fd)) return false;
-    struct stat a {}, b {};
-    return ::fstat(peer_fd, &a) == 0 && ::lstat(in.path().c_str(), &b) == 0 && a.st_ino == b.st_ino &&
-           a.st_dev == b.st_dev;
-  }
+void Interface::Impl::mark_input() noexcept {
+  in_token = static_cast<std::uint64_t>(in.info().creation_time_ns);
+  in.mark_consumer_attached(static_cast<std::uint64_t>(out.info().creation_time_ns));
+}
 
-  static std::string fmt_seconds(double s) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g s", s);
-    return buf;
-  }
+bool Interface::Impl::peer_input_current() const noexcept {
+  if (peer_fd < 0 || !in.valid() || in.is_shut() || !ofd_locked_by_other(peer_fd)) return false;
+  struct stat a {}, b {};
+  return ::fstat(peer_fd, &a) == 0 && ::lstat(in.path().c_str(), &b) == 0 && a.st_ino == b.st_ino &&
+         a.st_dev == b.st_dev;
+}
 
-  /// In a forked child: closes this process's copies of the lock and peer descriptors.
-  void forget_fds() noexcept {
-    if (lock_fd >= 0) ::close(lock_fd);
-    if (peer_fd >= 0) ::close(peer_fd);
-    lock_fd = peer_fd = -1;
-  }
+std::string Interface::Impl::fmt_seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", s);
+  return buf;
+}
 
-  /// Releases everything (no peer handling).
-  void release() noexcept {
-    in.close();
-    out.close();
-    if (peer_fd >= 0) ::close(peer_fd);
-    peer_fd = -1;
-    if (lock_fd >= 0) ::close(lock_fd);  // drops the OFD lock
-    lock_fd = -1;
-  }
+void Interface::Impl::forget_fds() noexcept {
+  if (lock_fd >= 0) ::close(lock_fd);
+  if (peer_fd >= 0) ::close(peer_fd);
+  lock_fd = peer_fd = -1;
+}
 
-  /// Removes our output file when it is still the inode we locked.
-  void remove_output() noexcept {
-    if (lock_fd < 0 || out_path.empty()) return;
-    struct stat a {}, b {};
-    if (::fstat(lock_fd, &a) == 0 && ::lstat(out_path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-      ::unlink(out_path.c_str());
-  }
-};
+void Interface::Impl::release() noexcept {
+  in.close();
+  out.close();
+  if (peer_fd >= 0) ::close(peer_fd);
+  peer_fd = -1;
+  if (lock_fd >= 0) ::close(lock_fd);  // drops the OFD lock
+  lock_fd = -1;
+}
+
+void Interface::Impl::remove_output() noexcept {
+  if (lock_fd < 0 || out_path.empty()) return;
+  struct stat a {}, b {};
+  if (::fstat(lock_fd, &a) == 0 && ::lstat(out_path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+    ::unlink(out_path.c_str());
+}
 
 namespace {
 

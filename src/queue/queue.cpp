@@ -2,6 +2,20 @@
 // Sample queues (include/shmlink/queue.hpp). Layout: src/queue/queue_layout.hpp. Algorithms:
 // a plain SPSC ring, and Dmitry Vyukov's bounded MPMC queue (docs/reference/villas-shmem.md
 // 12.2) with per-cell turn numbers; docs/design/queues.md explains the orderings.
+//
+// Every atomic access names its SYNC POINT, the pair of accesses that orders it:
+//   R  readiness: init()'s release store of version / validate()'s acquire (queue_layout.cpp)
+//   P  publish:   a producer's release store of a cell's turn (pos + 1) / the consumer's acquire
+//                 load of that turn, after which it reads the cell
+//   F  free:      a consumer's release that hands cells back (MPMC: the turn pos + capacity;
+//                 SPSC: head) / the producer's acquire load of that turn or of head, after which
+//                 it overwrites the cells
+//   W  wake:      a waker's seq_cst fence then waiter-count load / a sleeper's seq_cst waiter
+//                 increment, fence, then its look at the queue (Dekker: one of them sees the other)
+//   S  shutdown:  shutdown()'s seq_cst store of state / shut()'s acquire load
+//   A  attach:    mark_consumer_attached()'s release stores / consumer_pid()/consumer_token()'s
+//                 acquire loads
+// Relaxed accesses say why no ordering is needed.
 #include <shmlink/queue.hpp>
 
 #include "os/clock.hpp"
@@ -34,6 +48,12 @@ template <class T>
 std::atomic_ref<T> aref(T& field) noexcept {
   return std::atomic_ref<T>(field);
 }
+// Every type this file accesses atomically in the mapping: lock-free, so processes that map the
+// queue share the same atomics (a lock-based atomic_ref would lock a process-local table).
+static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);  // turn, tail, head, consumer_token
+static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);  // version, waiters, futex words, state
+static_assert(std::atomic_ref<std::int32_t>::is_always_lock_free);   // consumer_pid
+static_assert(std::atomic<bool>::is_always_lock_free);               // claim_exhausted (process-local)
 
 constexpr std::string_view kSuffix = ".queue.shm";
 
@@ -94,14 +114,14 @@ struct Queue::Impl {
   /// turn: a consumer polling that turn can then take the line away at most once per sample.
   /// Within a line the stores go in address order and as few as possible (the header as two
   /// 16-byte stores built in registers; the compiler fences keep the compiler from reordering
-  /// them): a producer that outruns its consumer waits for ownership of the lines it writes, and
-  /// a Zen 4 here went from 48 to 57 M samples/s with 8-value bursts (docs/design/queues.md).
+  /// them): a producer that outruns its consumer waits for ownership of the lines it writes
+  /// (docs/design/queues.md, "Algorithms", has the measurements).
   /// `S` is Sample or SampleView (the same field names; `values` has size() and data()).
   template <class S>
   void fill(CellHeader* c, const S& s) const noexcept {
     const std::size_t n = s.values.size();
     if (n > kHeadValues) copy_values(values(c) + kHeadValues, s.values.data() + kHeadValues, n - kHeadValues);
-    std::atomic_signal_fence(std::memory_order_seq_cst);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // compiler-only: no reordering across, no pair
 #if defined(__SSE2__)
     static_assert(offsetof(CellHeader, ts_origin) == offsetof(CellHeader, sequence) + 8 &&
                   offsetof(CellHeader, ts_received) == offsetof(CellHeader, sequence) + 16 &&
@@ -118,7 +138,7 @@ struct Queue::Impl {
     c->flags = s.flags;
     c->length = static_cast<std::uint32_t>(n);
 #endif
-    std::atomic_signal_fence(std::memory_order_seq_cst);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // compiler-only: no reordering across, no pair
     copy_values(values(c), s.values.data(), std::min(n, kHeadValues));
   }
   /// fill() of `k` samples into the cells from position `pos`.
@@ -148,15 +168,16 @@ struct Queue::Impl {
   /// Why: a line the consumer only read is left shared by both cores, and the producer's write a
   /// lap later must upgrade it, a wait that did not overlap well with the next lines' waits. A line
   /// the consumer wrote is modified in one cache, and the producer takes it over in one transfer.
-  /// On the Zen 4 VM of README.md's table, 32-sample bursts of 8 values went from 58 to 98 M/s
-  /// (SPSC) and 57 to 91 M/s (MPMC) (docs/design/queues.md, "Bursts"). Runs of one cell skip it:
-  /// the wake-up fence after a pop waits for these stores' ownership requests, and with one cell
-  /// there is nothing to overlap them with (single pops fell from 24 to 15 M/s with it).
+  /// Runs of one cell skip it: the wake-up fence after a pop waits for these stores' ownership
+  /// requests, and with one cell there is nothing to overlap them with (docs/design/queues.md,
+  /// "Algorithms", has the measurements).
   void own_lines(std::uint64_t pos, std::uint64_t n, std::uint64_t from) const noexcept {
     for (std::uint64_t i = 0; i < n; ++i) {
       std::byte* c = reinterpret_cast<std::byte*>(cell(pos + i));
       for (std::uint64_t o = from; o < cell_bytes; o += qlayout::kCacheLine) {
         auto word = aref(*reinterpret_cast<std::uint64_t*>(c + o));
+        // Relaxed: no pair. The same value goes back; only the line's ownership changes, and
+        // the release that frees the cells (SYNC POINT F) comes after.
         word.store(word.load(std::memory_order_relaxed), std::memory_order_relaxed);
       }
     }
@@ -164,22 +185,27 @@ struct Queue::Impl {
 
   /// After a push: wakes sleeping consumers (seq_cst pairs with their register-then-check).
   void notify_pushed() noexcept {
-    // Full fence: the publishing store must be visible before the waiter count is read, or a
-    // consumer registering at the same moment could miss both (Dekker; pairs with wait_for()).
+    // SYNC POINT W (seq_cst fence, waker side): the publishing store must be visible before the
+    // waiter count is read, or a consumer registering at the same moment could miss both
+    // (Dekker; pairs with wait_for()'s increment and fence).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (aref(h->pop_waiters).load(std::memory_order_seq_cst) != 0) {
+    if (aref(h->pop_waiters).load(std::memory_order_seq_cst) != 0) {  // SYNC POINT W
+      // SYNC POINT W: the word moves before the wake, so a sleeper that read the old value
+      // either sees the new one (futex_wait returns at once) or is woken.
       aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);
       os::futex_wake(&h->not_empty);
     }
   }
   /// After a pop: wakes sleeping producers.
   void notify_popped() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // as in notify_pushed()
-    if (aref(h->push_waiters).load(std::memory_order_seq_cst) != 0) {
-      aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // SYNC POINT W, as in notify_pushed()
+    if (aref(h->push_waiters).load(std::memory_order_seq_cst) != 0) {  // SYNC POINT W
+      aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT W
       os::futex_wake(&h->not_full);
     }
   }
+  /// SYNC POINT S (acquire): pairs with shutdown()'s seq_cst store of state; a pop that sees
+  /// the state shut then sees every push made before the shutdown.
   bool shut() const noexcept { return aref(h->state).load(std::memory_order_acquire) == qlayout::kStateShut; }
 
   // SPSC producer state of this handle. The consumer frees cells by storing head on its own line;
@@ -191,11 +217,12 @@ struct Queue::Impl {
   /// SPSC, a handle's first push: carries on after a producer that died between publishing a cell
   /// (its turn) and recording tail, so that a published cell is neither overwritten nor waited for.
   std::uint64_t sync_producer(std::uint64_t pos) noexcept {
+    // SYNC POINT F (acquire): pairs with the consumer's release store of head in pop_run().
     const std::uint64_t hd = aref(h->head).load(std::memory_order_acquire);
     if (static_cast<std::int64_t>(hd - pos) > 0) pos = hd;  // the consumer already took them
-    for (std::uint32_t i = 0; i < capacity; ++i, ++pos)
+    for (std::uint32_t i = 0; i < capacity; ++i, ++pos)  // SYNC POINT P (acquire): the dead producer's release
       if (aref(cell(pos)->turn).load(std::memory_order_acquire) != pos + 1) break;
-    aref(h->tail).store(pos, std::memory_order_relaxed);
+    aref(h->tail).store(pos, std::memory_order_relaxed);  // relaxed: a record for observers, no pair
     cached_head = hd;
     producer_synced = true;
     return pos;
@@ -223,11 +250,15 @@ struct Queue::Impl {
                           Errc& why) noexcept {
     constexpr int kMaxClaimAttempts = 1024;
     why = Errc::would_block;
+    // Relaxed: the index is only a hint of where to look; the turns (acquire) decide, and the
+    // CAS below fails if the index moved meanwhile.
     pos = aref(index).load(std::memory_order_relaxed);
     for (int attempt = 0; attempt < kMaxClaimAttempts; ++attempt) {
       std::uint64_t n = 0;
       bool moved = false;
       for (; n < want; ++n) {
+        // SYNC POINT P (pop, lag 1: pairs with push_burst()'s release of the turn) or
+        // SYNC POINT F (push, lag 0: pairs with pop_run()'s release of the turn).
         const std::uint64_t turn = aref(cell(pos + n)->turn).load(std::memory_order_acquire);
         const auto diff = static_cast<std::int64_t>(turn - (pos + n + lag));
         if (diff != 0) {
@@ -236,11 +267,14 @@ struct Queue::Impl {
         }
       }
       if (n != 0) {
+        // Relaxed CAS: it only claims the run among claimers; the cells' contents were ordered
+        // by the turn loads above (P or F), and the release of the turns we store later orders
+        // our writes or reads of them.
         if (aref(index).compare_exchange_weak(pos, pos + n, std::memory_order_relaxed)) return n;
       } else if (!moved) {
         return 0;
       } else {
-        const std::uint64_t now = aref(index).load(std::memory_order_relaxed);
+        const std::uint64_t now = aref(index).load(std::memory_order_relaxed);  // a hint, as above
         if (static_cast<std::int64_t>(now - pos) <= 0) {
           report_corrupt(&index == &h->tail ? "tail" : "head", pos);
           why = Errc::layout;
@@ -249,7 +283,7 @@ struct Queue::Impl {
         pos = now;
       }
     }
-    claim_exhausted.store(true, std::memory_order_relaxed);
+    claim_exhausted.store(true, std::memory_order_relaxed);  // a process-local hint, no pair
     return 0;
   }
   /// Set by claim_run() when it gave up after kMaxClaimAttempts; cleared by wait_for(). A hint
@@ -277,10 +311,11 @@ struct Queue::Impl {
     done = 0;
     if (!writable) return Errc::permission;
     if (in.empty()) return Errc::ok;
-    if (shut()) return Errc::closed;
+    if (shut()) return Errc::shut_down;
     Status why = Errc::ok;
     if (kind == QueueKind::spsc) {
       // One producer: run a local position over the burst and record tail once at the end.
+      // Relaxed: tail is written by this (the only) producer; a record, not a sync point.
       std::uint64_t pos = aref(h->tail).load(std::memory_order_relaxed);
       if (!producer_synced) pos = sync_producer(pos);
       const std::uint64_t first = pos;
@@ -291,7 +326,8 @@ struct Queue::Impl {
           break;
         }
         if (pos - cached_head >= capacity) {
-          // Acquire: the consumer's release of head means it is done with the cell we reuse.
+          // SYNC POINT F (acquire): pairs with pop_run()'s release store of head: the consumer
+          // is done with the cell we reuse.
           cached_head = aref(h->head).load(std::memory_order_acquire);
           if (pos - cached_head >= capacity) {
             why = Errc::would_block;
@@ -302,7 +338,8 @@ struct Queue::Impl {
       }
       done = static_cast<std::size_t>(pos - first);
       fill_run(first, in.data(), done);
-      // Publish the run in order (release; pairs with pop_burst's acquire). Filling every cell
+      // SYNC POINT P (release): publish the run in order; pairs with pop_run()'s acquire load
+      // of each turn (and claim_run()'s for MPMC below). Filling every cell
       // first means a consumer polling the run's first turn finds the whole run ready at once
       // and never pulls away a line we are still writing.
       for (std::uint64_t p = first; p != pos; ++p) aref(cell(p)->turn).store(p + 1, std::memory_order_release);
@@ -317,7 +354,8 @@ struct Queue::Impl {
       const std::uint64_t n = claim_run(h->tail, 0, pos, fit, why_not);
       if (n == 0) return why_not;
       fill_run(pos, in.data(), n);
-      // Publish after filling the whole run, as for SPSC (release; pairs with claim_run's acquire).
+      // SYNC POINT P (release): publish after filling the whole run, as for SPSC; pairs with
+      // claim_run()'s acquire load of the turn in a consumer.
       for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + 1, std::memory_order_release);
       done = n;
     }
@@ -336,12 +374,12 @@ struct Queue::Impl {
     if (want == 0) return Errc::ok;
     Errc why = pop_run(want, take, done);
     if (done == 0 && why == Errc::would_block && shut()) {
-      // Closed only when empty after the shutdown was seen: the emptiness found above may
+      // Shut down only when empty after the shutdown was seen: the emptiness found above may
       // predate samples pushed before the shutdown (the consumer lost the CPU between its look
       // and this load). shut()'s acquire pairs with shutdown()'s seq_cst store, so a second
       // look sees every push made before it.
       why = pop_run(want, take, done);
-      if (done == 0 && why == Errc::would_block) return Errc::closed;
+      if (done == 0 && why == Errc::would_block) return Errc::shut_down;
     }
     if (done == 0) return why;
     notify_popped();
@@ -354,15 +392,19 @@ struct Queue::Impl {
     if (kind == QueueKind::spsc) {
       // One consumer: run a local position over the burst and free the cells with one store of
       // head (release: our reads of them are done before the producer reuses them).
+      // Relaxed: head is written by this (the only) consumer.
       const std::uint64_t first = aref(h->head).load(std::memory_order_relaxed);
       std::uint64_t pos = first;  // a local count: `done` is the caller's memory
       for (std::size_t i = 0; i < want; ++i, ++pos) {
         CellHeader* c = cell(pos);
+        // SYNC POINT P (acquire): pairs with push_burst()'s release store of the turn.
         if (aref(c->turn).load(std::memory_order_acquire) != pos + 1) break;  // empty
         take(c, i);
       }
       done = static_cast<std::size_t>(pos - first);
       if (done > 1) own_lines(first, done, 0);  // line 0 by its turn, which keeps its value
+      // SYNC POINT F (release): our reads of the cells come first; pairs with the producer's
+      // acquire loads of head (push_burst(), sync_producer()).
       if (done != 0) aref(h->head).store(pos, std::memory_order_release);
     } else {
       std::uint64_t pos = 0;
@@ -371,7 +413,8 @@ struct Queue::Impl {
       if (n == 0) return why_not;
       for (std::uint64_t i = 0; i < n; ++i) take(cell(pos + i), static_cast<std::size_t>(i));
       if (n > 1) own_lines(pos, n, qlayout::kCacheLine);  // line 0 is written by its turn below
-      // Free the run for the next lap after copying all of it (release: our reads come first).
+      // SYNC POINT F (release): free the run for the next lap after copying all of it (our
+      // reads come first); pairs with claim_run()'s acquire load of the turn in a producer.
       for (std::uint64_t i = 0; i < n; ++i) aref(cell(pos + i)->turn).store(pos + i + capacity, std::memory_order_release);
       done = n;
     }
@@ -432,30 +475,33 @@ struct Queue::Impl {
     for (std::uint32_t i = 0; spin_end != 0; ++i) {
       if (ready()) return Errc::ok;
       // The clock every 64 looks, or after a look that spent its claim attempts (contention):
-      // a successful or plainly empty/full look costs no clock read.
+      // a successful or plainly empty/full look costs no clock read. Relaxed: a local hint.
       if ((i % 64 == 63 || (claim_exhausted.load(std::memory_order_relaxed) &&
                             claim_exhausted.exchange(false, std::memory_order_relaxed))) && os::monotonic_ns() >= spin_end) break;
       os::cpu_relax();
     }
     if (wait == WaitMode::polling) return ready() ? Status(Errc::ok) : Status(Errc::timeout);
     for (;;) {
+      // SYNC POINT W (sleeper side): read the word, register, fence, then look; pairs with
+      // notify_pushed()/notify_popped()'s fence and waiter-count load.
       const std::uint32_t seen = aref(*word).load(std::memory_order_seq_cst);
-      aref(*waiters).fetch_add(1, std::memory_order_seq_cst);
-      std::atomic_thread_fence(std::memory_order_seq_cst);  // registered before ready() looks
+      aref(*waiters).fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT W
+      std::atomic_thread_fence(std::memory_order_seq_cst);  // SYNC POINT W; registered before ready() looks
       if (ready()) {
+        // Relaxed: leaving costs a waker at most one needless wake-up; nothing is published.
         aref(*waiters).fetch_sub(1, std::memory_order_relaxed);
         return Errc::ok;
       }
       const std::int64_t now = os::monotonic_ns();
       if (now >= deadline) {
-        aref(*waiters).fetch_sub(1, std::memory_order_relaxed);
+        aref(*waiters).fetch_sub(1, std::memory_order_relaxed);  // relaxed, as above
         return Errc::timeout;
       }
       // At most 100 ms per sleep: a peer that died while counted as a waiter, or a shutdown,
       // is noticed without a wake-up.
       const timespec rel = os::to_timespec(std::min<std::int64_t>(deadline - now, 100'000'000));
       const os::FutexResult r = os::futex_wait(word, seen, &rel);
-      aref(*waiters).fetch_sub(1, std::memory_order_relaxed);
+      aref(*waiters).fetch_sub(1, std::memory_order_relaxed);  // relaxed, as above
       if (ready()) return Errc::ok;
       if (r == os::FutexResult::interrupted) return Errc::interrupted;
     }
@@ -602,16 +648,18 @@ WaitMode Queue::wait_mode() const noexcept { return impl_ ? impl_->wait : WaitMo
 
 void Queue::mark_consumer_attached(std::uint64_t token) noexcept {
   if (!impl_ || !impl_->writable) return;
+  // SYNC POINT A (release): pid, then token; pairs with consumer_token()/consumer_pid()'s
+  // acquire loads (a writer that sees the token sees the pid stored before it).
   aref(impl_->h->consumer_pid).store(os::current_pid(), std::memory_order_release);
-  aref(impl_->h->consumer_token).store(token, std::memory_order_release);
+  aref(impl_->h->consumer_token).store(token, std::memory_order_release);  // SYNC POINT A
 }
 
 std::uint64_t Queue::consumer_token() const noexcept {
-  return impl_ ? aref(impl_->h->consumer_token).load(std::memory_order_acquire) : 0;
+  return impl_ ? aref(impl_->h->consumer_token).load(std::memory_order_acquire) : 0;  // SYNC POINT A
 }
 
 pid_t Queue::consumer_pid() const noexcept {
-  return impl_ ? aref(impl_->h->consumer_pid).load(std::memory_order_acquire) : 0;
+  return impl_ ? aref(impl_->h->consumer_pid).load(std::memory_order_acquire) : 0;  // SYNC POINT A
 }
 
 void Queue::set_wait_mode(WaitMode mode) noexcept {
@@ -622,8 +670,9 @@ const std::vector<Signal>& Queue::signals() const noexcept { return impl_ ? impl
 
 std::uint64_t Queue::size() const noexcept {
   if (!impl_) return 0;
+  // No sync point: a racy estimate (acquire only keeps the two loads in this order).
   const std::uint64_t hd = aref(impl_->h->head).load(std::memory_order_acquire);
-  const std::uint64_t tl = aref(impl_->h->tail).load(std::memory_order_acquire);
+  const std::uint64_t tl = aref(impl_->h->tail).load(std::memory_order_acquire);  // no pair (racy estimate)
   return tl > hd ? std::min<std::uint64_t>(tl - hd, impl_->capacity) : 0;
 }
 
@@ -633,18 +682,19 @@ QueueInfo Queue::info() const {
   QueueInfo i;
   i.name = m.where.name;
   i.path = m.where.path;
-  i.version = aref(m.h->version).load(std::memory_order_acquire);
+  i.version = aref(m.h->version).load(std::memory_order_acquire);  // SYNC POINT R
   i.kind = m.kind;
   i.wait = static_cast<WaitMode>(m.h->wait);  // the recorded mode, not this handle's
   i.capacity = m.capacity;
   i.max_values = m.max_values;
   i.cell_bytes = static_cast<std::uint32_t>(m.cell_bytes);
   i.file_bytes = m.bytes;
+  // Counters and state: a racy snapshot for tools, no pair beyond A for consumer_pid.
   i.pushed = aref(m.h->tail).load(std::memory_order_acquire);
-  i.popped = aref(m.h->head).load(std::memory_order_acquire);
+  i.popped = aref(m.h->head).load(std::memory_order_acquire);  // no pair (snapshot)
   i.closed = m.shut();
   i.creator_pid = m.h->creator_pid;
-  i.consumer_pid = aref(m.h->consumer_pid).load(std::memory_order_acquire);
+  i.consumer_pid = aref(m.h->consumer_pid).load(std::memory_order_acquire);  // SYNC POINT A
   i.creation_time_ns = m.h->creation_time_ns;
   i.signals = m.signals;
   return i;
@@ -724,9 +774,11 @@ Status Queue::pop(Sample& out, std::chrono::nanoseconds timeout) noexcept {
 void Queue::shutdown() noexcept {
   if (!impl_ || !impl_->writable) return;
   QueueHeader* h = impl_->h;
+  // SYNC POINT S (seq_cst store): pairs with shut()'s acquire load; seq_cst so it is ordered
+  // before the futex words' increments (SYNC POINT W) that wake every sleeper.
   aref(h->state).store(qlayout::kStateShut, std::memory_order_seq_cst);
-  aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);
-  aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);
+  aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT W
+  aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT W
   os::futex_wake(&h->not_empty);
   os::futex_wake(&h->not_full);
 }

@@ -519,7 +519,8 @@ bool OwnRegion::push_free_block(std::uint64_t block) noexcept {
 }
 
 Status OwnRegion::try_push(const Sample& s) noexcept {
-  if (stopped_ || base_ == nullptr) return Errc::closed;
+  if (base_ == nullptr) return Errc::closed;
+  if (stopped_) return Errc::shut_down;
   const Status st = push(s);
   // A pushed sample's wake-up also makes an owed one; a call that pushed nothing still retries
   // an owed one, so a writer that keeps finding the pool empty wakes the reader that would empty it.
@@ -754,7 +755,7 @@ Status PeerRegion::try_pull(Sample& out) noexcept {
   const std::int32_t state = field<std::int32_t>(base_, queue_state_at(kDataQueueOffset)).load(std::memory_order_acquire);
   std::int64_t rel = 0;
   const int got = vyukov_pop(base_, kDataQueueOffset, geo_.data_cells, geo_.cells, rel);
-  if (got == 0) return state == kStateStopped ? Errc::closed : Errc::would_block;
+  if (got == 0) return state == kStateStopped ? Errc::shut_down : Errc::would_block;
   if (got < 0) return Errc::would_block;
 
   const std::uint64_t block = kDataQueueOffset + static_cast<std::uint64_t>(rel);

@@ -135,10 +135,10 @@ class OwnRegion {
   /// sleeps up to 100 ms on a CLOCK_MONOTONIC deadline; after such a timeout only one trylock per
   /// call is tried (no waiting) until one succeeds again. A skipped wake-up (mutex held, pthread
   /// words changed by the peer) leaves the sample queued, is logged once and stays owed: every
-  /// later call (whatever it returns, closed excepted) and retry_wake() try it again.
+  /// later call (whatever it returns, closed and shut_down excepted) and retry_wake() try it again.
   /// A free-list entry that is not a block of our pool is dropped (logged once).
   /// @return ok, would_block (no free block or queue full), size_mismatch (more values than
-  ///         sample_capacity()), closed (already stopped, or a moved-from handle). Bounded work
+  ///         sample_capacity()), shut_down (already stopped), closed (a moved-from handle). Bounded work
   ///         whatever the peer wrote.
   Status try_push(const Sample& s) noexcept;
   /// Retries a wake-up that an earlier try_push or stop() had to skip
@@ -229,8 +229,8 @@ class PeerRegion {
   /// list (its reference count cannot be trusted), except a length/capacity failure, whose
   /// reference is dropped. A sample whose pool_off sits where VILLASnode v0.11 kept it makes the
   /// refusal sticky: every later call returns layout with the same error without taking anything.
-  /// @return ok, would_block (empty; the queue may still be open), closed (empty and STOPPED:
-  ///         cells are drained before STOPPED is believed; or a moved-from handle), layout (a
+  /// @return ok, would_block (empty; the queue may still be open), shut_down (empty and STOPPED:
+  ///         cells are drained before STOPPED is believed), closed (a moved-from handle), layout (a
   ///         sample failed a check: it is skipped, and `error()` says which check), no_space (out
   ///         of memory; nothing taken). Bounded work whatever the peer wrote.
   Status try_pull(Sample& out) noexcept;

@@ -81,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     PeerRegion peer = PeerRegion::attach({b.get(), size}, "fuzz");
     shmlink::Sample s;
     for (int i = 0; i < 16; ++i)
-      if (peer.try_pull(s) == shmlink::Errc::closed) break;
+      if (peer.try_pull(s) == shmlink::Errc::shut_down) break;
     (void)peer.info();
     exercise_own(peer.geometry(), data, size);
   } catch (const shmlink::Error&) {

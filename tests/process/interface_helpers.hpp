@@ -53,7 +53,7 @@ inline int echo(Interface& i, long crash_after = -1) {
   for (long n = 0;; ++n) {
     if (n == crash_after) ::raise(SIGKILL);
     const Status st = i.read(s, 20s);
-    if (st.code() == Errc::closed) return 0;
+    if (st.code() == Errc::shut_down) return 0;
     if (!st.ok()) return 10 + static_cast<int>(-static_cast<int>(st.code()));
     const SignalValue y = SignalValue::of(2 * s.values.at(0).f);
     if (!i.write(std::span(&y, 1), 20s).ok()) return 6;

@@ -58,7 +58,7 @@ int run(const std::string& mode, int argc, char** argv, bool villas) {
   for (long n = 0;; ++n) {
     if (n == crash_after) ::raise(SIGKILL);
     const shmlink::Status st = iface.read(s, 20s);
-    if (st.code() == shmlink::Errc::closed) return 0;
+    if (st.code() == shmlink::Errc::shut_down) return 0;
     if (st.code() == shmlink::Errc::peer_exited) return 4;
     if (!st.ok()) return 5;
     const shmlink::SignalValue y = shmlink::SignalValue::of(2 * s.values.at(0).f);

@@ -351,10 +351,10 @@ TEST_F(InterfaceTest, CleanCloseIsDrainedThenClosed) {
   EXPECT_EQ(test::reap(child, 20), 0);
   Sample s;
   for (int k = 0; k < 20; ++k) ASSERT_EQ(a.read(s, 5s), Status(Errc::ok)) << k;
-  EXPECT_EQ(a.read(s, 5s), Status(Errc::closed));
+  EXPECT_EQ(a.read(s, 5s), Status(Errc::shut_down));
   EXPECT_TRUE(a.peer().closed);
   const SignalValue x = SignalValue::of(1.0);
-  EXPECT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::closed)) << "nobody will read it";
+  EXPECT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::shut_down)) << "nobody will read it";
 }
 
 // ---- exec ------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ int echo(Interface& i) {
   Sample s;
   for (;;) {
     const Status st = i.read(s, 5s);
-    if (st.code() == Errc::closed) return 0;
+    if (st.code() == Errc::shut_down) return 0;
     if (!st.ok()) return code_of(st.code());
     const SignalValue y = SignalValue::of(2 * s.values.at(0).f);
     const Status w = i.write(std::span(&y, 1), 5s);
@@ -327,7 +327,7 @@ TEST_F(InterfaceStressTest, SideRestartedWhileTheOtherStaysOpenPairsAgain) {
   }
   EXPECT_EQ(b2_error, "") << "B's reopen failed";
   EXPECT_EQ(test::reap(a2, 10), 0) << "the restarted A (" << code_of(Errc::peer_exited)
-                                   << " = open threw peer_exited, " << code_of(Errc::closed)
+                                   << " = open threw peer_exited, " << code_of(Errc::shut_down)
                                    << " = read closed, 72 = write closed)";
 }
 
@@ -352,7 +352,7 @@ TEST_F(InterfaceStressTest, RestartedSideTimesOutWhenThePeerNeverReopens) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
   EXPECT_FALSE(a2.is_open());
   Sample s;
-  EXPECT_EQ(b1.read(s, 5s), Status(Errc::closed)) << "b1 still sees a1's clean close";
+  EXPECT_EQ(b1.read(s, 5s), Status(Errc::shut_down)) << "b1 still sees a1's clean close";
 }
 
 // BUG (two openers of one stale name): a stale output is there, and two processes with that
@@ -448,7 +448,7 @@ TEST_F(InterfaceStressTest, FilesRemovedOrReplacedUnderOpenInterfaces) {
     EXPECT_EQ(s.values.at(0).f, k);
   }
   b.close();
-  EXPECT_EQ(a.read(s, 2s), Status(Errc::closed));
+  EXPECT_EQ(a.read(s, 2s), Status(Errc::shut_down));
   EXPECT_TRUE(a.peer().closed);
   a.close();
   EXPECT_TRUE(std::filesystem::exists(queue_path("a2b"))) << "close() removed a file that is not its output";
@@ -582,9 +582,9 @@ TEST_F(InterfaceStressTest, WriteAfterTheReaderSawACleanCloseIsNotAccepted) {
   ASSERT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::ok));  // checks liveness now, next in 2 s
   b.close();
   Sample s;
-  ASSERT_EQ(a.read(s, 1s), Status(Errc::closed));
+  ASSERT_EQ(a.read(s, 1s), Status(Errc::shut_down));
   ASSERT_TRUE(a.peer().closed);
-  EXPECT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::closed)) << "accepted for a peer known to be gone";
+  EXPECT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::shut_down)) << "accepted for a peer known to be gone";
 }
 
 // BUG (minor, cosmetic): a peer that closed cleanly is described as "is gone (its queue lock was
@@ -599,7 +599,7 @@ TEST_F(InterfaceStressTest, ACleanCloseIsDescribedAsOne) {
   tb.join();
   b.close();
   Sample s;
-  ASSERT_EQ(a.read(s, 1s), Status(Errc::closed));
+  ASSERT_EQ(a.read(s, 1s), Status(Errc::shut_down));
   EXPECT_FALSE(a.peer_alive());
   EXPECT_TRUE(a.peer().closed);
   EXPECT_NE(a.peer().describe().find("closed"), std::string::npos) << a.peer().describe();
@@ -900,7 +900,7 @@ TEST_F(InterfaceStressTest, FullDuplexDeliversEverySampleExactlyOnce) {
       if (rc != 0) return rc;
       if (wrc != 0) return 3;
       if (i.next_sequence() != static_cast<std::uint64_t>(kSamples)) return 5;
-      if (!closes_first && i.read(s, 5s).code() != Errc::closed) return 4;
+      if (!closes_first && i.read(s, 5s).code() != Errc::shut_down) return 4;
       return 0;
     };
     const pid_t b = spawn([&] { return side("b2a", "a2b", false); });
@@ -921,7 +921,7 @@ TEST_F(InterfaceStressTest, EverythingWrittenBeforeCloseIsDrained) {
     Sample s;
     for (;;) {
       const Status st = i.read(s, 5s);
-      if (st.code() == Errc::closed) return got->load() == kSamples ? 0 : 1;
+      if (st.code() == Errc::shut_down) return got->load() == kSamples ? 0 : 1;
       if (!st.ok()) return code_of(st.code());
       if (s.sequence != static_cast<std::uint64_t>(got->load())) return 2;
       got->fetch_add(1);

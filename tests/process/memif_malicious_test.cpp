@@ -12,7 +12,8 @@
 // master backs off, logs a few lines, and its connected interface keeps passing packets).
 // Follow-ups: handshakes that trickle valid messages just inside each stage's deadline (cut at
 // twice the timeout, both roles), a pipe passed as an interrupt fd (refused), and an fd that
-// cannot be made non-blocking (refused, naming what failed).
+// cannot be made non-blocking (refused, naming what failed), and a ring cookie spoiled between
+// ADD_RING and CONNECT (refused at CONNECT with "Wrong cookie", issue 20).
 #include "memif/control.hpp"
 #include "memif/ring.hpp"
 #include "memif/wire.hpp"
@@ -35,8 +36,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -88,9 +91,9 @@ struct RawFds {
   int m2s_eventfd = -1;
 };
 
-/// The master's answer to an announcement: 0 for ACK, 13 for DISCONNECT (its reason in
-/// `refusal`), `failed` otherwise.
-int ack_or_refusal(int fd, std::string* refusal, int failed) {
+/// The master's answer to an announcement: 0 for ACK (`want`: CONNECTED for CONNECT), 13 for
+/// DISCONNECT (its reason in `refusal`), `failed` otherwise.
+int ack_or_refusal(int fd, std::string* refusal, int failed, mw::MsgType want = mw::MsgType::ack) {
   mw::Message m;
   memif::UniqueFd extra;
   if (!memif::receive_message(fd, m, extra).ok()) return failed;
@@ -98,14 +101,16 @@ int ack_or_refusal(int fd, std::string* refusal, int failed) {
     if (refusal != nullptr) *refusal = mw::decode_disconnect(m).reason;
     return 13;
   }
-  return mw::message_type(m) == mw::MsgType::ack ? 0 : failed;
+  return mw::message_type(m) == want ? 0 : failed;
 }
 
 /// The slave's part of the handshake after HELLO, by hand: INIT (id 0), ADD_REGION 0, ADD_RING
-/// S2M 0 and M2S 0, CONNECT, each acked, then CONNECTED. Returns 0 when connected; 13 when the
-/// master answered ADD_REGION or an ADD_RING with DISCONNECT (its reason in `refusal`); another
-/// code >= 12 naming the step that failed otherwise.
-int raw_handshake(int fd, const memif::detail::SlaveMemory& mem, RawFds fds, std::string* refusal = nullptr) {
+/// S2M 0 and M2S 0, CONNECT, each acked, then CONNECTED. `before_connect`, if any, runs just
+/// before CONNECT (to spoil the memory). Returns 0 when connected; 13 when the master answered
+/// ADD_REGION, an ADD_RING or CONNECT with DISCONNECT (its reason in `refusal`); another code
+/// >= 12 naming the step that failed otherwise.
+int raw_handshake(int fd, const memif::detail::SlaveMemory& mem, RawFds fds, std::string* refusal = nullptr,
+                  const std::function<void()>& before_connect = {}) {
   mw::Message m;
   mw::InitInfo init;
   init.name = "malicious";
@@ -127,9 +132,9 @@ int raw_handshake(int fd, const memif::detail::SlaveMemory& mem, RawFds fds, std
   const int m2s_fd = fds.m2s_eventfd >= 0 ? fds.m2s_eventfd : mem.m2s_eventfds[0].get();
   if (!memif::send_message(fd, mw::encode_add_ring(r), m2s_fd)) return 20;
   if (const int rc = ack_or_refusal(fd, refusal, 21); rc != 0) return rc;
+  if (before_connect) before_connect();
   if (!memif::send_message(fd, mw::encode_connect("evil0"))) return 22;
-  if (!expect(fd, mw::MsgType::connected, m)) return 23;
-  return 0;
+  return ack_or_refusal(fd, refusal, 23, mw::MsgType::connected);
 }
 
 /// The memory of a raw slave: one region, one ring each way of 64 slots.
@@ -675,15 +680,19 @@ TEST(MemifHostile, SlaveCutsAMasterThatAcksTooSlowlyOverall) {
 }
 
 /// A raw slave (a child) handshakes with `v`'s master passing `fds` (made before the fork, so
-/// the child inherits them); returns the master's DISCONNECT reason, or "" when it connected.
-std::string raw_slave_refusal(Victim& v, RawFds fds) {
+/// the child inherits them), calling `spoil` on its memory before CONNECT if given; returns the
+/// master's DISCONNECT reason, or "" when it connected.
+std::string raw_slave_refusal(Victim& v, RawFds fds,
+                              const std::function<void(const memif::detail::SlaveMemory&)>& spoil = {}) {
   Shared<Report> rep;
   const pid_t child = spawn([&] {
     auto conn = raw_connect(v.path);
     if (!conn) return 10;
     auto mem = raw_memory();
     std::string refusal;
-    const int rc = raw_handshake(conn.get(), mem, fds, &refusal);
+    const int rc = raw_handshake(conn.get(), mem, fds, &refusal, [&] {
+      if (spoil) spoil(mem);
+    });
     std::strncpy(rep->reason, refusal.c_str(), sizeof rep->reason - 1);
     rep->stage = 3;
     return rc == 13 || rc == 0 ? 0 : rc;
@@ -712,6 +721,22 @@ TEST(MemifHostile, MasterNamesARegionFdItCannotMakeNonBlocking) {
   const std::string want = std::string("making the received region/interrupt fd non-blocking: ") + std::strerror(EBADF);
   EXPECT_EQ(raw_slave_refusal(v, {path_only.get(), -1, -1}), want);
   EXPECT_EQ(v.m.last_disconnect(), want);
+}
+
+TEST(MemifHostile, MasterRefusesARingWithAWrongCookieAtConnect) {
+  Victim v;
+  // The slave announces its rings correctly, then overwrites the cookie of S2M ring 0 before
+  // CONNECT: the master checks it when it maps the rings and answers CONNECT with DISCONNECT.
+  const std::string reason = raw_slave_refusal(v, {}, [](const memif::detail::SlaveMemory& mem) {
+    const auto views = mem.views();
+    std::uint8_t* ring = memif::detail::locate_ring(views[mem.s2m[0].region], mem.s2m[0].offset, mem.s2m[0].log2, 64);
+    if (ring != nullptr) std::memset(ring + offsetof(mw::RingHeader<64>, cookie), 0xA5, sizeof mw::kCookie);
+  });
+  EXPECT_EQ(reason, "Wrong cookie on S2M ring 0") << "'': it connected";
+  EXPECT_FALSE(v.m.connected());
+  EXPECT_EQ(v.m.last_disconnect(), "Wrong cookie on S2M ring 0");
+  // The master keeps serving: a well-behaved slave connects afterwards.
+  EXPECT_TRUE(v.honest_slave_connects()) << v.m.last_disconnect();
 }
 
 /// The highest fd number open in this process.

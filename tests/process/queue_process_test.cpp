@@ -110,7 +110,7 @@ struct MpmcCtl {
   std::atomic<std::uint8_t> seen[kProducers][20000];  // deliveries of (producer, n)
 };
 
-/// Producer `p` pushes sequence (p << 32 | n) for n < count; consumers pop until closed and
+/// Producer `p` pushes sequence (p << 32 | n) for n < count; consumers pop until shut_down and
 /// check that each producer's samples reach them in increasing n.
 void run_mpmc(WaitMode wait, std::uint32_t count) {
   test::TempStreamDir dir;
@@ -131,7 +131,7 @@ void run_mpmc(WaitMode wait, std::uint32_t count) {
       SHMLINK_CHILD_CHECK(&c->rep, await_go(), k);
       for (;;) {
         const Status st = in.pop(s, 20s);
-        if (st.code() == Errc::closed) break;
+        if (st.code() == Errc::shut_down) break;
         SHMLINK_CHILD_CHECK(&c->rep, st.ok(), static_cast<int>(st.code()));
         const std::uint64_t p = s.sequence >> 32, n = s.sequence & 0xffffffffU;
         SHMLINK_CHILD_CHECK(&c->rep, p < kProducers && n < count, s.sequence);
@@ -173,7 +173,7 @@ void run_mpmc(WaitMode wait, std::uint32_t count) {
   ASSERT_TRUE(test::wait_until([&] { return c->ready.load() == kProducers + kConsumers; }, 30)) << c->rep.describe();
   c->go.store(1);
   EXPECT_EQ(reap_all(producers, 60), 0) << "producers failed; " << c->rep.describe();
-  q.shutdown();  // consumers drain what is left, then get closed
+  q.shutdown();  // consumers drain what is left, then get shut_down
   EXPECT_EQ(reap_all(consumers, 30), 0) << "consumers failed; " << c->rep.describe();
 
   std::uint64_t missing = 0, duplicated = 0, total = 0;
@@ -237,7 +237,7 @@ TEST_P(QueueProcessWaits, SpscKeepsOrderAndValuesAcrossProcesses) {
   q.shutdown();  // a failed consumer must not leave the producer blocked
   EXPECT_EQ(test::reap(producer, 60), 0) << ctl->rep.describe();
   EXPECT_EQ(n, kN);
-  EXPECT_EQ(q.try_pop(s), Errc::closed) << "more samples than were pushed";
+  EXPECT_EQ(q.try_pop(s), Errc::shut_down) << "more samples than were pushed";
 }
 
 // A pop with a timeout returns timeout while the producer process, alive, sends nothing; the
@@ -285,7 +285,7 @@ TEST_P(QueueProcessWaits, PopTimesOutWhileTheProducerSendsNothing) {
   }
 }
 
-// A producer blocked in push in another process is woken by shutdown() and gets closed; what it
+// A producer blocked in push in another process is woken by shutdown() and gets shut_down; what it
 // had pushed before still drains.
 TEST_P(QueueProcessWaits, ShutdownWakesAProducerBlockedInAnotherProcess) {
   test::TempStreamDir dir;
@@ -301,7 +301,7 @@ TEST_P(QueueProcessWaits, ShutdownWakesAProducerBlockedInAnotherProcess) {
     for (std::uint64_t n = 0;; ++n) {
       fill(s, n);
       const Status st = out.push(s, kForever);
-      if (st.code() == Errc::closed) break;
+      if (st.code() == Errc::shut_down) break;
       SHMLINK_CHILD_CHECK(&ctl->rep, st.ok(), static_cast<int>(st.code()));
       ctl->pushed.fetch_add(1);
     }
@@ -317,7 +317,7 @@ TEST_P(QueueProcessWaits, ShutdownWakesAProducerBlockedInAnotherProcess) {
     ASSERT_EQ(q.pop(s, 1s), Errc::ok);
     EXPECT_TRUE(is_sample(s, n)) << n;
   }
-  EXPECT_EQ(q.pop(s, 1s), Errc::closed);
+  EXPECT_EQ(q.pop(s, 1s), Errc::shut_down);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, QueueProcessWaits,
@@ -329,7 +329,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, QueueProcessWaits,
 class QueueProcessShutdown : public ::testing::TestWithParam<std::tuple<QueueKind, WaitMode>> {};
 
 // Consumers block in pop(kForever) in their own processes; 3 more samples and shutdown() arrive
-// together: the consumers drain all 5 samples, then every one of them returns closed.
+// together: the consumers drain all 5 samples, then every one of them returns shut_down.
 TEST_P(QueueProcessShutdown, BlockedConsumersDrainThenReturnClosed) {
   const auto [kind, wait] = GetParam();
   test::TempStreamDir dir;
@@ -350,7 +350,7 @@ TEST_P(QueueProcessShutdown, BlockedConsumersDrainThenReturnClosed) {
       Sample s;
       for (;;) {
         const Status st = in.pop(s, kForever);
-        if (st.code() == Errc::closed) break;
+        if (st.code() == Errc::shut_down) break;
         SHMLINK_CHILD_CHECK(&c->rep, st.ok(), static_cast<int>(st.code()));
         SHMLINK_CHILD_CHECK(&c->rep, s.sequence < 5 && is_sample(s, s.sequence), s.sequence);
         c->seen[s.sequence].fetch_add(1);

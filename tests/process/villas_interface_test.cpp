@@ -466,7 +466,7 @@ TEST_F(VillasInterfaceTest, CloseWaitsUntilThePeerTookEverySampleBeforeStopping)
       const std::int32_t st = std::atomic_ref<const std::int32_t>(*state).load(std::memory_order_acquire);
       if (st == kStateStopped && k < kSamples) return 30 + k;  // villas-node would lose the rest
       const Status r = b.read(s, 10s);
-      if (r.code() == Errc::closed) return k == kSamples ? 0 : 22;
+      if (r.code() == Errc::shut_down) return k == kSamples ? 0 : 22;
       if (!r.ok()) return 23;
       if (s.sequence != static_cast<std::uint64_t>(k)) return 24;
     }

@@ -661,7 +661,7 @@ TEST_F(VillasPeerInterface, RegionHeadersRewrittenAfterAttachAreNeverReRead) {
       EXPECT_EQ(s.sequence, k);
     }
     EXPECT_EQ(p->wait(), 0) << p->describe();
-    EXPECT_EQ(i.read(s, 10s).code(), Errc::closed);
+    EXPECT_EQ(i.read(s, 10s).code(), Errc::shut_down);
     i.close();
   }
 }
@@ -689,7 +689,7 @@ TEST_F(VillasPeerInterface, HostileSamplesAreSkippedWithANamedLayoutError) {
       EXPECT_EQ(s.values.at(0).f, static_cast<double>(k) * 100 + 0.25);
     }
     EXPECT_EQ(p->wait(), 0) << p->describe();
-    EXPECT_EQ(i.read(s, 10s).code(), sticky ? Errc::layout : Errc::closed);
+    EXPECT_EQ(i.read(s, 10s).code(), sticky ? Errc::layout : Errc::shut_down);
     EXPECT_NE(log.text().find(b.substr(1)), std::string::npos) << "the log names the region:\n" << log.text();
     if (kind == "v011") {
       EXPECT_NE(log.text().find("0.11"), std::string::npos) << log.text();
@@ -729,7 +729,7 @@ TEST_F(VillasPeerInterface, MovingSequencesNeitherCrashNorHang) {
   while (test::still_running(p->pid()) && reads < 400) {
     const Status st = i.read(s, 5ms);
     EXPECT_TRUE(st.code() == Errc::ok || st.code() == Errc::timeout || st.code() == Errc::layout ||
-                st.code() == Errc::closed || st.code() == Errc::peer_exited)
+                st.code() == Errc::shut_down || st.code() == Errc::peer_exited)
         << st.code();
     layout += st.code() == Errc::layout ? 1 : 0;
     ++reads;
@@ -766,7 +766,7 @@ TEST_F(VillasPeerInterface, PeerClosingWithoutDrainStillDeliversEverySampleThenC
       ASSERT_EQ(i.read(s, 10s).code(), Errc::ok) << k;
       EXPECT_EQ(s.sequence, k);
     }
-    EXPECT_EQ(i.read(s, 10s).code(), Errc::closed);
+    EXPECT_EQ(i.read(s, 10s).code(), Errc::shut_down);
     EXPECT_TRUE(i.peer().closed) << i.peer().describe();
     i.close();
   }

@@ -203,7 +203,7 @@ int interface_echo(int argc, char** argv) {
   Sample s;
   for (;;) {
     const Status st = iface.read(s, std::chrono::seconds(20));
-    if (st.code() == Errc::closed) return 0;
+    if (st.code() == Errc::shut_down) return 0;
     if (st.code() == Errc::peer_exited) return 4;
     if (!st.ok()) return 5;
     SignalValue y[4] = {};

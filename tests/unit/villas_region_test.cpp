@@ -474,14 +474,14 @@ TEST(VillasRegion, StoppedQueueIsDrainedBeforeClosed) {
   ASSERT_EQ(own.try_push(make_sample(2, 1)), Errc::ok);
   own.stop();
   EXPECT_EQ(m.get<std::int32_t>(off::kDataQ + off::kState), 5);
-  EXPECT_EQ(own.try_push(make_sample(3, 1)), Errc::closed);
+  EXPECT_EQ(own.try_push(make_sample(3, 1)), Errc::shut_down);
   EXPECT_TRUE(peer.info().stopped);
   Sample s;
   ASSERT_EQ(peer.try_pull(s), Errc::ok);
   EXPECT_EQ(s.sequence, 1U);
   ASSERT_EQ(peer.try_pull(s), Errc::ok);
   EXPECT_EQ(s.sequence, 2U);
-  EXPECT_EQ(peer.try_pull(s), Errc::closed);
+  EXPECT_EQ(peer.try_pull(s), Errc::shut_down);
   // a region stopped before attach is still accepted (the owner closed; its samples remain)
   EXPECT_NO_THROW((void)PeerRegion::attach(m.span(), "/own"));
 }
@@ -699,7 +699,7 @@ TEST(VillasHostile, HeldMutexCostsAWakeUpNeverAHang) {
   auto peer = PeerRegion::attach(m.span(), "/own");
   Sample s;
   EXPECT_EQ(peer.try_pull(s), Errc::ok);
-  EXPECT_EQ(peer.try_pull(s), Errc::closed);
+  EXPECT_EQ(peer.try_pull(s), Errc::shut_down);
 }
 
 TEST(VillasHostile, ForeignBlockInOurFreeListIsNeverUsed) {
@@ -762,7 +762,7 @@ TEST(VillasHostile, CondvarLockedByThePeerCostsAWakeUpNeverAHang) {
   Sample s;
   EXPECT_EQ(peer.try_pull(s), Errc::ok);
   EXPECT_EQ(peer.try_pull(s), Errc::ok);
-  EXPECT_EQ(peer.try_pull(s), Errc::closed);
+  EXPECT_EQ(peer.try_pull(s), Errc::shut_down);
 }
 
 TEST(VillasHostile, ChangedCondvarFlagsAreNeverUsed) {

@@ -529,8 +529,8 @@ TEST_F(capiQueueIo, ShutdownStopsPushesThenConsumersDrainThenGetClosed) {
   EXPECT_EQ(shmlink_queue_shutdown(q.get()), SHMLINK_OK) << "idempotent";
   EXPECT_EQ(shmlink_queue_is_shut(consumer.get()), 1);
   OutSample late(9, 1);
-  EXPECT_EQ(shmlink_queue_try_push(q.get(), &late.s), SHMLINK_E_CLOSED);
-  EXPECT_EQ(shmlink_queue_push(q.get(), &late.s, kLong), SHMLINK_E_CLOSED);
+  EXPECT_EQ(shmlink_queue_try_push(q.get(), &late.s), SHMLINK_E_SHUT_DOWN);
+  EXPECT_EQ(shmlink_queue_push(q.get(), &late.s, kLong), SHMLINK_E_SHUT_DOWN);
   EXPECT_TRUE(contains(last_error(), test_name())) << last_error();
 
   SampleBuf in(1);
@@ -539,10 +539,10 @@ TEST_F(capiQueueIo, ShutdownStopsPushesThenConsumersDrainThenGetClosed) {
     EXPECT_EQ(in.s.sequence, i);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(shmlink_queue_pop(consumer.get(), &in.s, kLong), SHMLINK_E_CLOSED);
+  EXPECT_EQ(shmlink_queue_pop(consumer.get(), &in.s, kLong), SHMLINK_E_SHUT_DOWN);
   EXPECT_LT(elapsed_ns(t0), kLong / 2) << "a drained, shut queue answers at once";
   EXPECT_TRUE(contains(last_error(), "shut down")) << last_error();
-  EXPECT_EQ(shmlink_queue_try_pop(consumer.get(), &in.s), SHMLINK_E_CLOSED);
+  EXPECT_EQ(shmlink_queue_try_pop(consumer.get(), &in.s), SHMLINK_E_SHUT_DOWN);
   shmlink_queue_info_t info;
   ASSERT_EQ(shmlink_queue_info(consumer.get(), &info), SHMLINK_OK);
   EXPECT_EQ(info.closed, 1);
@@ -561,7 +561,7 @@ TEST_F(capiQueueIo, ShutdownWakesABlockedPopper) {
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(shmlink_queue_shutdown(q.get()), SHMLINK_OK);
   popper.join();
-  EXPECT_EQ(rc, SHMLINK_E_CLOSED);
+  EXPECT_EQ(rc, SHMLINK_E_SHUT_DOWN);
   EXPECT_LT(elapsed_ns(t0), kLong / 2);
 }
 
@@ -1150,7 +1150,7 @@ TEST_F(capiInterface, TwoHandlesInTwoThreadsExchangeSamples) {
   SampleBuf in(2);
   ASSERT_EQ(shmlink_interface_read(b.get(), &in.s, kLong), SHMLINK_OK) << last_error();
   EXPECT_EQ(in.values[0].f, -1.0);
-  EXPECT_EQ(shmlink_interface_read(b.get(), &in.s, kLong), SHMLINK_E_CLOSED);
+  EXPECT_EQ(shmlink_interface_read(b.get(), &in.s, kLong), SHMLINK_E_SHUT_DOWN);
   EXPECT_TRUE(contains(last_error(), "closed")) << last_error();
   ASSERT_EQ(shmlink_interface_peer(b.get(), &peer), SHMLINK_OK);
   EXPECT_EQ(peer.closed, 1);

@@ -179,8 +179,8 @@ int main(void) {
 
       CHECK_RC(shmlink_queue_shutdown(q), SHMLINK_OK);
       CHECK(shmlink_queue_is_shut(reader) == 1);
-      CHECK_RC(shmlink_queue_try_push(q, &out), SHMLINK_E_CLOSED);
-      CHECK_RC(shmlink_queue_pop(reader, &in, -1), SHMLINK_E_CLOSED);
+      CHECK_RC(shmlink_queue_try_push(q, &out), SHMLINK_E_SHUT_DOWN);
+      CHECK_RC(shmlink_queue_pop(reader, &in, -1), SHMLINK_E_SHUT_DOWN);
     }
     expect.max_values = 3;
     shmlink_queue_t *wrong = NULL;

@@ -133,6 +133,7 @@ const int kAllCodes[] = {SHMLINK_OK,
                          SHMLINK_E_DTYPE_MISMATCH,
                          SHMLINK_E_BUSY,
                          SHMLINK_E_PEER_EXITED,
+                         SHMLINK_E_SHUT_DOWN,
                          SHMLINK_E_TORN,
                          SHMLINK_E_WRITER_ACTIVE,
                          SHMLINK_E_REPLACED,
@@ -154,7 +155,7 @@ TEST_F(capiErrors, StrerrorIsStaticAndDistinctForEveryCode) {
 }
 
 TEST_F(capiErrors, StrerrorOfUnknownCodeIsNeverNull) {
-  for (const int code : {1, -18, -99, -105, -12345, 2147483647, -2147483647 - 1}) {
+  for (const int code : {1, -19, -99, -105, -12345, 2147483647, -2147483647 - 1}) {
     ASSERT_NE(shmlink_strerror(code), nullptr) << code;
     EXPECT_STREQ(shmlink_strerror(code), "unknown error") << code;
   }

@@ -92,7 +92,7 @@ TEST(QueuePlacement, TwoProcessesShareAQueueInAMemfdAtAnOffset) {
         if (s.sequence != n || s.values.size() != 1 + n % 4 || s.values[0].i != static_cast<std::int64_t>(n * 7))
           return 11;
       }
-      return in.pop(s, 20s).code() == Errc::closed ? 0 : 12;
+      return in.pop(s, 20s).code() == Errc::shut_down ? 0 : 12;
     });
     ASSERT_GT(child, 0);
     Sample s;

@@ -277,6 +277,24 @@ TEST(QueueFile, ClosedAndMovedFromHandlesReportClosed) {
   EXPECT_EQ(moved.try_push(s), Errc::ok);
 }
 
+// One name per meaning: a closed or moved-from handle says closed; a queue that was shut down
+// (by any process) says shut_down, with its own message, and only once drained for pops.
+TEST(QueueFile, AShutQueueSaysShutDownAndAClosedHandleSaysClosed) {
+  TempStreamDir dir;
+  auto q = Queue::create("sd", qspec());
+  ASSERT_EQ(q.try_push(make_sample(1)), Errc::ok);
+  Queue::open("sd").shutdown();
+  Sample out;
+  EXPECT_EQ(q.try_push(make_sample(2)), Errc::shut_down);
+  EXPECT_EQ(q.try_pop(out), Errc::ok);
+  EXPECT_EQ(q.try_pop(out), Errc::shut_down);
+  EXPECT_EQ(static_cast<int>(Errc::shut_down), -18);
+  EXPECT_STREQ(shmlink::strerror(Errc::shut_down), "the queue or interface was shut down: no more samples will come");
+  EXPECT_STRNE(shmlink::strerror(Errc::closed), shmlink::strerror(Errc::shut_down));
+  q.close();
+  EXPECT_EQ(q.try_pop(out), Errc::closed);
+}
+
 // QueueExpect::writable = false maps the file read-only: the handle describes the queue, every
 // push/pop returns permission and shutdown does nothing. Any write through the mapping would
 // fault (SIGSEGV), so calling every member also proves that none writes.
@@ -810,11 +828,11 @@ TEST(QueueLyingPeer, RewoundIndicesNeverLivelockAndMpmcReportsLayout) {
   }
 }
 
-// A consumer that found the ring empty and then saw the queue shut returned closed, even when
+// A consumer that found the ring empty and then saw the queue shut returned closed (now shut_down), even when
 // the producer had pushed more samples between those two looks and only then shut down (seen
 // as "got 2 of 5 samples" in QueueProcessShutdown under load). A consumer thread polls try_pop
 // while the producer pushes 3 samples and shuts down, many times: every sample must come out
-// before closed.
+// before shut_down.
 TEST(QueueShutdown, SamplesPushedBeforeShutdownAreNeverHiddenByClosed) {
   for (QueueKind kind : {QueueKind::spsc, QueueKind::mpmc}) {
     SCOPED_TRACE(kind_text(kind));
@@ -830,7 +848,7 @@ TEST(QueueShutdown, SamplesPushedBeforeShutdownAreNeverHiddenByClosed) {
         go.store(true);
         for (;;) {
           const Status st = in.try_pop(out);
-          if (st.code() == Errc::closed) break;
+          if (st.code() == Errc::shut_down) break;
           if (st.ok()) ++got;
         }
       });
@@ -840,7 +858,7 @@ TEST(QueueShutdown, SamplesPushedBeforeShutdownAreNeverHiddenByClosed) {
       consumer.join();
       if (got != 3) ++lost_rounds;
     }
-    EXPECT_EQ(lost_rounds, 0) << "a consumer returned closed with samples pushed before the shutdown unread";
+    EXPECT_EQ(lost_rounds, 0) << "a consumer returned shut_down with samples pushed before the shutdown unread";
   }
 }
 
@@ -942,12 +960,12 @@ TEST_P(QueueKinds, BurstPushAndPopCount) {
   EXPECT_EQ(q.try_push_burst(std::span<const Sample>(mixed.data() + 1, 2), pushed), Errc::size_mismatch);
   EXPECT_EQ(pushed, 0u);
   EXPECT_EQ(q.size(), 1u);
-  // After shutdown: pushes are refused, pops drain and then say closed.
+  // After shutdown: pushes are refused, pops drain and then say shut_down.
   q.shutdown();
-  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(in.data(), 1), pushed), Errc::closed);
+  EXPECT_EQ(q.try_push_burst(std::span<const Sample>(in.data(), 1), pushed), Errc::shut_down);
   EXPECT_EQ(q.try_pop_burst(out, popped), Errc::ok);
   EXPECT_EQ(popped, 1u);
-  EXPECT_EQ(q.try_pop_burst(out, popped), Errc::closed);
+  EXPECT_EQ(q.try_pop_burst(out, popped), Errc::shut_down);
   EXPECT_EQ(popped, 0u);
 }
 
@@ -1093,11 +1111,11 @@ TEST_P(QueueKinds, ShutdownRefusesPushesAndDrainsBeforeClosed) {
   EXPECT_TRUE(peer.is_shut());
   EXPECT_TRUE(q.info().closed);
   EXPECT_TRUE(Queue::open("k").is_shut()) << "shutdown is a state of the file";
-  EXPECT_EQ(q.try_push(make_sample(9, 2)), Errc::closed);
-  EXPECT_EQ(q.push(make_sample(9, 2), 100ms), Errc::closed);
+  EXPECT_EQ(q.try_push(make_sample(9, 2)), Errc::shut_down);
+  EXPECT_EQ(q.push(make_sample(9, 2), 100ms), Errc::shut_down);
   std::size_t pushed = 5;
   std::vector<Sample> more{make_sample(9, 2)};
-  EXPECT_EQ(q.try_push_burst(more, pushed), Errc::closed);
+  EXPECT_EQ(q.try_push_burst(more, pushed), Errc::shut_down);
   EXPECT_EQ(pushed, 0u);
   EXPECT_EQ(q.size(), 3u);
   Sample out;
@@ -1110,10 +1128,10 @@ TEST_P(QueueKinds, ShutdownRefusesPushesAndDrainsBeforeClosed) {
   EXPECT_EQ(q.try_pop_burst(outs, popped), Errc::ok);
   EXPECT_EQ(popped, 1u);
   EXPECT_EQ(outs[0].sequence, 2u);
-  EXPECT_EQ(q.try_pop(out), Errc::closed);
-  EXPECT_EQ(q.pop(out, 100ms), Errc::closed);
-  EXPECT_EQ(q.pop(out, kForever), Errc::closed);
-  EXPECT_EQ(q.try_pop_burst(outs, popped), Errc::closed);
+  EXPECT_EQ(q.try_pop(out), Errc::shut_down);
+  EXPECT_EQ(q.pop(out, 100ms), Errc::shut_down);
+  EXPECT_EQ(q.pop(out, kForever), Errc::shut_down);
+  EXPECT_EQ(q.try_pop_burst(outs, popped), Errc::shut_down);
   EXPECT_EQ(popped, 0u);
   q.shutdown();  // again: harmless
   EXPECT_TRUE(q.is_shut());
@@ -1269,7 +1287,7 @@ TEST_P(QueueWaits, ShutdownWakesBlockedPoppersWhichReturnClosed) {
     std::abort();
   }
   for (auto& t : threads) t.join();
-  for (int i = 0; i < n; ++i) EXPECT_EQ(st[static_cast<std::size_t>(i)], Errc::closed) << "thread " << i;
+  for (int i = 0; i < n; ++i) EXPECT_EQ(st[static_cast<std::size_t>(i)], Errc::shut_down) << "thread " << i;
 }
 
 TEST_P(QueueWaits, ShutdownWakesBlockedPushersAndTheQueueStillDrains) {
@@ -1287,13 +1305,13 @@ TEST_P(QueueWaits, ShutdownWakesBlockedPushersAndTheQueueStillDrains) {
   std::this_thread::sleep_for(50ms);
   q.shutdown();
   join_or_abort(producer, done, "push(kForever) after shutdown");
-  EXPECT_EQ(st, Errc::closed);
+  EXPECT_EQ(st, Errc::shut_down);
   Sample out;
   for (std::uint64_t i = 0; i < 4; ++i) {
     ASSERT_EQ(q.pop(out, 1s), Errc::ok);
     EXPECT_EQ(out.sequence, i);
   }
-  EXPECT_EQ(q.pop(out, 1s), Errc::closed);
+  EXPECT_EQ(q.pop(out, 1s), Errc::shut_down);
 }
 
 // Two threads hand 20000 samples through a 4-cell queue with blocking calls only.

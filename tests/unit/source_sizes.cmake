@@ -1,0 +1,38 @@
+# Fails when a file directly in DIR has more than LIMIT lines (at most LIMIT lines pass), naming
+# each such file and its length (issue 20: no source file over ~800 lines). A last line without a
+# newline counts as a line. Usable for any folder:
+#   cmake -DDIR=<directory> -DLIMIT=<lines> -P source_sizes.cmake
+# (tests/unit/CMakeLists.txt adds one ctest per folder with shmlink_source_size_test()).
+if(NOT DEFINED DIR OR NOT DEFINED LIMIT)
+  message(FATAL_ERROR "source_sizes.cmake: pass -DDIR=<directory> -DLIMIT=<lines>")
+endif()
+if(NOT LIMIT MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "source_sizes.cmake: LIMIT must be a line count, got '${LIMIT}'")
+endif()
+file(GLOB files LIST_DIRECTORIES false "${DIR}/*")
+if(NOT files)
+  message(FATAL_ERROR "source_sizes.cmake: no files in ${DIR}")
+endif()
+set(over "")
+foreach(f IN LISTS files)
+  file(READ "${f}" text)
+  string(REGEX MATCHALL "\n" newlines "${text}")
+  list(LENGTH newlines n)
+  # A final line without its newline is a line too.
+  string(LENGTH "${text}" length)
+  if(length GREATER 0)
+    math(EXPR last "${length} - 1")
+    string(SUBSTRING "${text}" ${last} 1 tail)
+    if(NOT tail STREQUAL "\n")
+      math(EXPR n "${n} + 1")
+    endif()
+  endif()
+  if(n GREATER LIMIT)
+    string(APPEND over "\n  ${f}: ${n} lines")
+  endif()
+endforeach()
+if(over)
+  message(FATAL_ERROR "files over ${LIMIT} lines in ${DIR}:${over}")
+endif()
+list(LENGTH files count)
+message(STATUS "${count} files in ${DIR}, each at most ${LIMIT} lines")
