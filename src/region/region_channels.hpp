@@ -19,6 +19,8 @@ using detail::RegionAccess;
 
 /// Suffix of a stream's partial-write companion (`<name>_pkt`, as for files).
 inline constexpr std::string_view kCompanionSuffix = "_pkt";
+/// u64 words of one slice's record in a partial-write companion (its shape is this x depth).
+inline constexpr std::uint32_t kPacketRecordWords = 516;
 
 inline std::string locator(const Region::State& st, std::string_view name) { return st.path + ":" + std::string(name); }
 

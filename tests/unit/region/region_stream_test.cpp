@@ -137,5 +137,15 @@ TEST(RegionStreams, PartialWritesKeepTheirCompanionInTheRegion) {
   EXPECT_TRUE(r.entries().empty());
 }
 
+TEST(RegionStreams, RemoveLeavesAStreamNamedLikeACompanionThatIsNotOne) {
+  Region r = Region::create_memfd("notpkt", k1M);
+  (void)r.create_stream("wfs", spec_4x4());
+  (void)r.create_stream("wfs_pkt", spec_4x4());  // a user's own stream, not a companion
+  r.remove("wfs");
+  auto entries = r.entries();
+  ASSERT_EQ(entries.size(), 1U);
+  EXPECT_EQ(entries[0].name, "wfs_pkt");
+}
+
 }  // namespace
 }  // namespace shmlink
