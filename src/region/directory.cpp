@@ -670,8 +670,11 @@ void Directory::abandon(const Slot& slot) noexcept {
   try {
     Lock lk(*this);
     if (same_reservation(bytes_, slot)) release_slot(slot.index);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     detail::log(LogLevel::warn, std::string(e.what()) + " (leaving the entry to recovery)");
+  } catch (...) {
+    detail::log(LogLevel::warn, "region " + what_ + ": abandoning entry " + std::to_string(slot.index) +
+                                    " failed (leaving it to recovery)");
   }
 }
 
