@@ -397,7 +397,9 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
   by_offset.reserve(out.size());
   for (const Slot& s : out) by_offset.push_back(&s);
   std::sort(by_offset.begin(), by_offset.end(),
-            [](const Slot* a, const Slot* b) { return a->entry.offset < b->entry.offset; });
+            [](const Slot* a, const Slot* b) {
+              return a->entry.offset != b->entry.offset ? a->entry.offset < b->entry.offset : a->index < b->index;
+            });
   for (std::size_t k = 1; k < by_offset.size(); ++k) {
     const Slot& a = *by_offset[k - 1];
     const Slot& b = *by_offset[k];

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -382,9 +383,11 @@ TEST(RegionLock, ADeadLocalHolderIsTakenOverAtOnce) {
   ASSERT_EQ(test::reap(child), 0);
   const std::uint64_t dead = (rdir::holder_token() & 0xffffffff00000000ULL) | static_cast<std::uint32_t>(child);
   std::atomic_ref<std::uint64_t>(raw_header(r)->lock).store(dead);
-  // The default 2 s timeout: taking over a dead holder does not wait for it (no timeout error
-  // would be seen here even if it did; the lock word afterwards is what counts).
+  // Taking over a dead holder does not wait for the (10 s) timeout.
+  LockTimeout slow(10'000'000'000);
+  const auto t0 = std::chrono::steady_clock::now();
   put(r, "x", 4096);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
   EXPECT_EQ(std::atomic_ref<std::uint64_t>(raw_header(r)->lock).load(), 0U);
   EXPECT_EQ(r.entries().size(), 1U);
 }
