@@ -63,6 +63,16 @@ auto create_entry(const std::shared_ptr<Region::State>& st, std::string_view nam
   }
 }
 
+/// PurgeAndCreate's first step: removes `name` when it is there; an entry that another process
+/// removed meanwhile counts as absent.
+inline void purge(Region& r, std::string_view name) {
+  try {
+    r.remove(name);
+  } catch (const Error& e) {
+    if (e.errc() != Errc::not_found) throw;
+  }
+}
+
 /// OpenOrCreate: open when it is there, else create; a creator racing us wins and we open its
 /// channel once it is ready (bounded by the lock timeout).
 template <class Open, class Create>

@@ -19,7 +19,7 @@ Queue Region::create_queue(std::string_view name, const QueueSpec& spec, OpenMod
     return open_or_create(
         *st, name, [&] { return open_queue(name, expect); },
         [&] { return create_queue(name, spec, OpenMode::ExclusiveCreate); });
-  if (mode == OpenMode::PurgeAndCreate && RegionAccess::find(st, name)) remove(name);
+  if (mode == OpenMode::PurgeAndCreate) purge(*this, name);
   const std::size_t bytes = Queue::bytes_for(spec);
   return create_entry(st, name, ChannelKind::queue, bytes,
                       [&](const Placement& where) { return Queue::create_in(where, spec); });
