@@ -143,8 +143,15 @@ class SHMLINK_EXPORT Region {
   Stream open_stream(std::string_view name, const OpenOptions& options = {});
   /// Creates a queue named `name` in the region, as create_stream (Queue::create_in).
   /// OpenOrCreate opens an existing queue whose max_values, kind and signals match.
+  /// @throws Error invalid_argument / name_too_long (the name; the spec as Queue::create),
+  ///         exists, no_space, busy, permission, timeout, layout (an existing queue that does
+  ///         not match for OpenOrCreate, a stream of that name, a corrupt directory); each
+  ///         naming `PATH:NAME` or the region.
   Queue create_queue(std::string_view name, const QueueSpec& spec, OpenMode mode = OpenMode::ExclusiveCreate);
   /// Opens the ready queue entry `name` (Queue::open_in with `expect`), as open_stream.
+  /// @throws Error not_found (no such entry, or not ready yet), layout (a stream of that name,
+  ///         a queue that does not match `expect`, a corrupt directory or queue), timeout;
+  ///         naming `PATH:NAME`.
   Queue open_queue(std::string_view name, const QueueExpect& expect = {});
   /// Removes the entry `name` (and, for a stream, its partial-write companion `<name>_pkt`):
   /// its bytes return to the free space. Handles still open on it keep their mapping but see

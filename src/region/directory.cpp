@@ -167,6 +167,7 @@ class Watch {
   /// True when the holder `lock` (non-zero, lock_start `start`) may be taken over now.
   bool judge(std::uint64_t lock, std::uint64_t count, std::uint64_t start) {
     const std::int64_t now = os::monotonic_ns();
+    // SYNC POINT: relaxed: a setting (tests change it between operations), no data published.
     const std::int64_t limit = g_lock_timeout_ns.load(std::memory_order_relaxed);
     if (!seen_ || lock != lock_ || count != count_) {
       seen_ = true, lock_ = lock, count_ = count, since_ = now;
@@ -301,6 +302,8 @@ void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::st
                                             std::to_string(bytes.size()) + " bytes");
   auto* h = reinterpret_cast<RegionHeader*>(bytes.data());
   // Hide the old directory first (readers check the version), then rebuild it.
+  // SYNC POINT: relaxed: formatting memory nobody may use meanwhile (the creator's, or a server's
+  // before it hands the memory out); the release store of the version below publishes it.
   std::atomic_ref<std::uint32_t>(h->version).store(0, std::memory_order_relaxed);
   std::memset(bytes.data(), 0, dir);
   std::memcpy(h->magic, rlayout::kMagic, sizeof h->magic);
@@ -447,7 +450,8 @@ class Directory::Lock {
   void recover() {
     if (g_test_hook != nullptr) g_test_hook(HookPoint::recovering);
     for (std::uint32_t i = 0; i < d_.header_.max_entries; ++i) {
-      const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+      // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
+    const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
       const std::uint32_t st = state_of(ks);
       if (st == rlayout::kStateRemoving ||
           (st == rlayout::kStateCreating && [&] {
@@ -520,6 +524,9 @@ Directory::Lock::Hold::~Hold() {
 
 void Directory::release_slot(std::uint32_t i) const noexcept {
   auto ks = entry_word(bytes_, i, rlayout::kKindStateWord);
+  // SYNC POINT: relaxed load and `removing` store: under the lock (a holder dying here leaves
+  // `removing`, which the next holder frees); the release stores of the generation and then of
+  // `free` pair with current()'s acquire loads and the next holder's acquire of the lock.
   const std::uint64_t kind = ks.load(std::memory_order_relaxed) & 0xffffffffU;
   ks.store(rlayout::kind_state(static_cast<std::uint32_t>(kind), rlayout::kStateRemoving), std::memory_order_relaxed);
   auto gen = entry_word(bytes_, i, rlayout::kGenerationWord);
@@ -627,6 +634,8 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     e.owner_start = process_start();
     std::uint64_t w[rlayout::kEntryWords];
     std::memcpy(w, &e, sizeof w);
+    // SYNC POINT: relaxed: the slot is free (its other words mean nothing) until the release
+    // store of its state below commits them.
     for (std::size_t k = 0; k < rlayout::kEntryWords; ++k)
       if (k != rlayout::kKindStateWord) entry_word(bytes_, index, k).store(w[k], std::memory_order_relaxed);
     if (g_test_hook != nullptr) g_test_hook(HookPoint::locked);
@@ -648,7 +657,10 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
 }
 
 namespace {
+/// True when entry `s.index` is still the reservation `s` (creating, same generation).
 bool same_reservation(std::span<std::byte> bytes, const Slot& s) noexcept {
+  // SYNC POINT: relaxed: called under the lock, whose acquisition (acquire) ordered the previous
+  // holders' stores before these loads.
   const std::uint64_t ks = entry_word(bytes, s.index, rlayout::kKindStateWord).load(std::memory_order_relaxed);
   const std::uint64_t gen = entry_word(bytes, s.index, rlayout::kGenerationWord).load(std::memory_order_relaxed);
   return ks == rlayout::kind_state(static_cast<std::uint32_t>(s.entry.kind), rlayout::kStateCreating) &&

@@ -31,6 +31,7 @@ enum class HookPoint {
 /// throw there. Set before the region is used by other threads (a plain pointer, no ordering).
 inline void (*g_test_hook)(HookPoint) = nullptr;
 /// How long a holder may keep the lock before waiters act (2 s); tests shorten it.
+/// SYNC POINT: read and written relaxed (a setting; it publishes nothing).
 inline std::atomic<std::int64_t> g_lock_timeout_ns{2'000'000'000};
 
 // ---- identity -------------------------------------------------------------------------------
