@@ -443,6 +443,18 @@ class Directory::Lock {
   Lock& operator=(const Lock&) = delete;
   ~Lock() = default;
   [[nodiscard]] std::uint64_t token() const noexcept { return mine_; }
+  /// Called right before each commit store: throws when the lock is no longer this acquisition's
+  /// (a waiter took it over after this holder stalled past the lock timeout), so that a stalled
+  /// holder stops writing instead of racing the new one. (A stall between this check and the
+  /// store remains possible; it is one store, and the new holder's recovery and validation
+  /// judge its result.)
+  void still_mine(const char* doing) const {
+    // SYNC POINT: acquire: pairs with a taker's acquire CAS only for ordering of this read.
+    const std::uint64_t now = lock_word(d_.bytes_).load(std::memory_order_acquire);
+    if (now != mine_)
+      throw Error(Errc::timeout, "region " + d_.what_ + ": " + doing + ": the directory lock was taken over (now " +
+                                     token_text(now) + ") after this holder stalled past the lock timeout; nothing committed");
+  }
 
  private:
   /// The recovery rule: an entry left `removing` (its remover died inside the lock) becomes free;
@@ -460,6 +472,7 @@ class Directory::Lock {
             const std::uint64_t start = entry_word(d_.bytes_, i, rlayout::kOwnerStartWord).load(std::memory_order_relaxed);
             return local_holder(owner) && process_dead(owner, start);
           }())) {
+        still_mine("recovering an entry");
         d_.release_slot(i);
         detail::log(LogLevel::info, "region " + d_.what_ + ": entry " + std::to_string(i) + " left " +
                                         (st == rlayout::kStateRemoving ? "removing" : "creating by a dead process") +
@@ -639,6 +652,7 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     for (std::size_t k = 0; k < rlayout::kEntryWords; ++k)
       if (k != rlayout::kKindStateWord) entry_word(bytes_, index, k).store(w[k], std::memory_order_relaxed);
     if (g_test_hook != nullptr) g_test_hook(HookPoint::locked);
+    lk.still_mine("creating an entry");
     // SYNC POINT: commits the entry (release: its fields before its state); pairs with current().
     entry_word(bytes_, index, rlayout::kKindStateWord)
         .store(rlayout::kind_state(e.kind, rlayout::kStateCreating), std::memory_order_release);
@@ -673,6 +687,7 @@ void Directory::publish(const Slot& slot) {
   if (!same_reservation(bytes_, slot))
     throw Error(Errc::replaced, "region " + what_ + ": entry " + std::to_string(slot.index) + " (" +
                                     quote_name(slot.entry.name) + ") was freed while being created");
+  lk.still_mine("publishing an entry");
   // SYNC POINT: the channel's bytes (laid out before this call) happen-before an opener that
   // finds the entry ready (its snapshot's acquire fence and the channel's own version acquire).
   entry_word(bytes_, slot.index, rlayout::kKindStateWord)
@@ -683,7 +698,10 @@ void Directory::publish(const Slot& slot) {
 void Directory::abandon(const Slot& slot) noexcept {
   try {
     Lock lk(*this);
-    if (same_reservation(bytes_, slot)) release_slot(slot.index);
+    if (same_reservation(bytes_, slot)) {
+      lk.still_mine("abandoning an entry");
+      release_slot(slot.index);
+    }
   } catch (const std::exception& e) {
     detail::log(LogLevel::warn, std::string(e.what()) + " (leaving the entry to recovery)");
   } catch (...) {
@@ -701,6 +719,7 @@ bool Directory::remove(std::string_view name) {
         !process_dead(s.entry.owner, table[s.index].owner_start))
       throw Error(Errc::busy, "region " + what_ + ": removing " + quote_name(name) + ": pid " +
                                   std::to_string(static_cast<std::uint32_t>(s.entry.owner)) + " is still creating it");
+    lk.still_mine("removing an entry");
     release_slot(s.index);
     return true;
   }

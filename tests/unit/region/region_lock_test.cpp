@@ -171,5 +171,29 @@ TEST(RegionLockHolders, AThrowWhileRecoveringReleasesTheLock) {
   EXPECT_EQ(lock_of(r).load(), 0U);
 }
 
+/// The region whose lock the hook below steals, and the token it writes.
+rlayout::RegionHeader* g_steal_from = nullptr;
+constexpr std::uint64_t kThief = 0x0123456700000042ULL;  // another kernel's holder
+void steal_lock(rdir::HookPoint p) {
+  if (p == rdir::HookPoint::locked) std::atomic_ref<std::uint64_t>(g_steal_from->lock).store(kThief);
+}
+
+TEST(RegionLockHolders, AHolderWhoseLockWasTakenOverCommitsNothing) {
+  Region r = Region::create_memfd("stolen", k1M);
+  g_steal_from = header_of(r);
+  rdir::g_test_hook = &steal_lock;  // as if this holder stalled and another took the lock over
+  try {
+    timed_put(r, "x");
+    ADD_FAILURE() << "a holder without the lock committed its entry";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.errc(), Errc::timeout);
+    EXPECT_NE(std::string(e.what()).find("memfd:stolen"), std::string::npos) << e.what();
+  }
+  rdir::g_test_hook = nullptr;
+  EXPECT_EQ(lock_of(r).load(), kThief);  // the new holder keeps its lock
+  lock_of(r).store(0);
+  EXPECT_TRUE(r.entries().empty());
+}
+
 }  // namespace
 }  // namespace shmlink
