@@ -159,6 +159,13 @@ class SHMLINK_EXPORT Region {
   /// @throws Error not_found, busy (a live process of this host is still creating it),
   ///         permission (read-only), timeout, layout; naming `PATH:NAME`.
   void remove(std::string_view name);
+  /// Frees table entry `index` whatever it holds (the last resort for a corrupt entry, which
+  /// makes entries() and every lookup fail with Errc::layout naming "entry INDEX", or one stuck
+  /// in a state nobody clears): no validation, no companion, no check that its creator is done.
+  /// Handles still open on it see replaced().
+  /// @throws Error invalid_argument (index >= max_entries), not_found (the entry is free),
+  ///         permission (read-only), timeout (the lock); naming the region and the index.
+  void remove_entry(std::uint32_t index);
   /// The entries in use (every state but free), in table order, copied and validated.
   /// @throws Error layout naming the region and the entry (index and name) that is corrupt;
   ///         timeout when a live holder keeps the lock.

@@ -726,4 +726,18 @@ bool Directory::remove(std::string_view name) {
   return false;
 }
 
+bool Directory::remove_index(std::uint32_t index) {
+  if (index >= header_.max_entries)
+    throw Error(Errc::invalid_argument, "region " + what_ + ": removing entry " + std::to_string(index) +
+                                            ": the table has " + std::to_string(header_.max_entries) + " entries");
+  Lock lk(*this);
+  // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
+  const std::uint64_t ks = entry_word(bytes_, index, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+  if (state_of(ks) == rlayout::kStateFree) return false;
+  lk.still_mine("removing an entry by index");
+  release_slot(index);
+  detail::log(LogLevel::warn, "region " + what_ + ": entry " + std::to_string(index) + " freed by index");
+  return true;
+}
+
 }  // namespace shmlink::rdir

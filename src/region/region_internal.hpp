@@ -128,6 +128,9 @@ class Directory {
   /// @return false when there is no such entry. @throws Error busy (a live local process is still
   ///         creating it), permission, timeout, layout.
   bool remove(std::string_view name);
+  /// Frees entry `index` without validating the table (Region::remove_entry).
+  /// @return false when it is free already. @throws Error invalid_argument, permission, timeout.
+  bool remove_index(std::uint32_t index);
 
   /// True while entry `index` still has `generation` and is creating or ready (an open handle's
   /// Placement::still_current). Reads two words of the table; never throws.

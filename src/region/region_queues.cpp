@@ -76,4 +76,10 @@ void Region::remove(std::string_view name) {
   }
 }
 
+void Region::remove_entry(std::uint32_t index) {
+  const std::shared_ptr<State>& st = RegionAccess::state(*this);
+  if (!st->dir.remove_index(index))
+    throw Error(Errc::not_found, "removing entry " + std::to_string(index) + " of region " + st->path + ": it is free");
+}
+
 }  // namespace shmlink

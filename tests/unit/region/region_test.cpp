@@ -17,6 +17,7 @@
 #include <fstream>
 #include <memory>
 
+#include "region_test_util.hpp"
 #include "test_util.hpp"
 
 namespace shmlink {
@@ -349,6 +350,12 @@ void expect_corrupt(const std::function<void(rlayout::RegionEntry&, rlayout::Reg
   }
   // The allocator refuses to work on it too, and so does an open by name.
   EXPECT_THROW((void)put(r, "third", 4096), Error);
+  // Freeing the named entry by index is the way out.
+  r.remove_entry(1);
+  ASSERT_EQ(r.entries().size(), 1U);
+  EXPECT_EQ(r.entries()[0].name, "first");
+  EXPECT_EQ(test::error_of([&] { r.remove_entry(1); }).errc(), Errc::not_found);
+  EXPECT_EQ(test::error_of([&] { r.remove_entry(1'000'000); }).errc(), Errc::invalid_argument);
 }
 
 TEST(RegionTrust, CorruptedEntriesAreLayoutErrorsNamingTheEntry) {
