@@ -143,8 +143,15 @@ class SHMLINK_EXPORT Region {
   Stream open_stream(std::string_view name, const OpenOptions& options = {});
   /// Creates a queue named `name` in the region, as create_stream (Queue::create_in).
   /// OpenOrCreate opens an existing queue whose max_values, kind and signals match.
+  /// @throws Error invalid_argument / name_too_long (the name; the spec as Queue::create),
+  ///         exists, no_space, busy, permission, timeout, layout (an existing queue that does
+  ///         not match for OpenOrCreate, a stream of that name, a corrupt directory); each
+  ///         naming `PATH:NAME` or the region.
   Queue create_queue(std::string_view name, const QueueSpec& spec, OpenMode mode = OpenMode::ExclusiveCreate);
   /// Opens the ready queue entry `name` (Queue::open_in with `expect`), as open_stream.
+  /// @throws Error not_found (no such entry, or not ready yet), layout (a stream of that name,
+  ///         a queue that does not match `expect`, a corrupt directory or queue), timeout;
+  ///         naming `PATH:NAME`.
   Queue open_queue(std::string_view name, const QueueExpect& expect = {});
   /// Removes the entry `name` (and, for a stream, its partial-write companion `<name>_pkt`):
   /// its bytes return to the free space. Handles still open on it keep their mapping but see
@@ -152,6 +159,13 @@ class SHMLINK_EXPORT Region {
   /// @throws Error not_found, busy (a live process of this host is still creating it),
   ///         permission (read-only), timeout, layout; naming `PATH:NAME`.
   void remove(std::string_view name);
+  /// Frees table entry `index` whatever it holds (the last resort for a corrupt entry, which
+  /// makes entries() and every lookup fail with Errc::layout naming "entry INDEX", or one stuck
+  /// in a state nobody clears): no validation, no companion, no check that its creator is done.
+  /// Handles still open on it see replaced().
+  /// @throws Error invalid_argument (index >= max_entries), not_found (the entry is free),
+  ///         permission (read-only), timeout (the lock); naming the region and the index.
+  void remove_entry(std::uint32_t index);
   /// The entries in use (every state but free), in table order, copied and validated.
   /// @throws Error layout naming the region and the entry (index and name) that is corrupt;
   ///         timeout when a live holder keeps the lock.

@@ -16,7 +16,10 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <optional>
+#include <sstream>
 #include <string>
 
 namespace shmlink::rdir {
@@ -44,6 +47,9 @@ std::atomic_ref<std::uint64_t> lock_word(std::span<std::byte> bytes) noexcept {
 std::atomic_ref<std::uint64_t> count_word(std::span<std::byte> bytes) noexcept {
   return word(bytes, offsetof(RegionHeader, lock_count));
 }
+std::atomic_ref<std::uint64_t> start_word(std::span<std::byte> bytes) noexcept {
+  return word(bytes, offsetof(RegionHeader, lock_start));
+}
 
 /// Copies entry `i` word by word (relaxed: inside the readers' seqlock, or under the lock).
 RegionEntry load_entry(std::span<std::byte> bytes, std::uint32_t i) noexcept {
@@ -56,29 +62,92 @@ RegionEntry load_entry(std::span<std::byte> bytes, std::uint32_t i) noexcept {
 
 std::uint32_t state_of(std::uint64_t kind_state) noexcept { return static_cast<std::uint32_t>(kind_state >> 32); }
 
-std::string quoted(std::string_view name) { return "'" + escape_name(name) + "'"; }
+std::string quote_name(std::string_view name) { return "'" + escape_name(name) + "'"; }
 
 // ---- holders --------------------------------------------------------------------------------
 
-/// True when the process `pid` has exited but is not reaped yet (state Z or X in /proc).
-bool zombie(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+/// The state letter and start time (field 22, clock ticks since boot) of /proc/`path`/stat, or
+/// std::nullopt when the task is gone (or its stat cannot be parsed).
+struct TaskStat {
+  char state = '?';
+  std::uint64_t start = 0;
+};
+std::optional<TaskStat> task_stat(const std::string& path) {
+  std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto paren = text.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= text.size()) return false;
-  const char st = text[paren + 2];
-  return st == 'Z' || st == 'X';
+  if (paren == std::string::npos || paren + 2 >= text.size()) return std::nullopt;
+  std::istringstream fields(text.substr(paren + 2));
+  TaskStat r;
+  fields >> r.state;
+  std::string skip;
+  for (int k = 4; k < 22 && fields >> skip; ++k) {
+  }
+  if (!(fields >> r.start)) return std::nullopt;
+  return r;
+}
+bool exited(char state) noexcept { return state == 'Z' || state == 'X' || state == 'x'; }
+
+/// The low 22 bits of a lock token: the holder's thread id (Linux pids stay below 2^22).
+constexpr std::uint64_t kTidMask = (std::uint64_t{1} << 22) - 1;
+/// lock_start: tid << 40 | start time (40 bits of clock ticks: centuries at 100 Hz).
+constexpr std::uint64_t kStartMask = (std::uint64_t{1} << 40) - 1;
+
+/// A token (lock word or entry owner) of this kernel and pid namespace (its ids are ours to check).
+bool local_holder(std::uint64_t token) noexcept {
+  return static_cast<std::uint32_t>(token >> 32) == local_identity().token_hash && (token & kTidMask) != 0;
 }
 
-/// A holder of this kernel and pid namespace (its pid is ours to check).
-bool local_holder(std::uint64_t token) noexcept {
-  const auto pid = static_cast<std::uint32_t>(token);
-  return static_cast<std::uint32_t>(token >> 32) == local_identity().token_hash && pid > 0 && pid <= 0x7fffffffU;
+/// True when the creator process `pid` of an entry is dead: gone, a reused pid (another start
+/// time than `start`, when known), or every thread of it has exited (a zombie leader whose other
+/// threads still run is alive).
+bool process_dead(std::uint64_t owner, std::uint64_t start) {
+  const auto pid = static_cast<std::uint32_t>(owner);
+  const std::string dir = "/proc/" + std::to_string(pid);
+  const std::optional<TaskStat> st = task_stat(dir + "/stat");
+  if (!st) return true;
+  if (start != 0 && (st->start & kStartMask) != (start & kStartMask)) return true;
+  if (!exited(st->state)) return false;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir + "/task", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::optional<TaskStat> t = task_stat(it->path().string() + "/stat");
+    if (t && !exited(t->state)) return false;
+  }
+  return true;
 }
-bool holder_dead(std::uint64_t token) {
-  const auto pid = static_cast<pid_t>(static_cast<std::uint32_t>(token));
-  return !os::pid_alive(pid) || zombie(pid);
+
+/// What a waiter knows of the lock holder `lock` (local) with lock_start `start_word`.
+enum class Holder { dead, alive, unknown };
+Holder judge_thread(std::uint64_t lock, std::uint64_t start_word) {
+  const std::uint64_t tid = lock & kTidMask;
+  const std::optional<TaskStat> st = task_stat("/proc/" + std::to_string(tid) + "/task/" + std::to_string(tid) + "/stat");
+  if (!st || exited(st->state)) return Holder::dead;
+  // The start word is the holder's once it carries its tid (written right after the CAS).
+  if ((start_word >> 40) != tid) return Holder::unknown;
+  return (st->start & kStartMask) == (start_word & kStartMask) ? Holder::alive : Holder::dead;
 }
+
+/// This thread's id and start time (read again when the tid changed: a forked child).
+struct Me {
+  std::uint64_t tid = 0;
+  std::uint64_t start = 0;
+};
+const Me& me() {
+  thread_local Me m;
+  const auto tid = static_cast<std::uint64_t>(::gettid());
+  if (m.tid != tid) {
+    m.tid = tid;
+    const std::optional<TaskStat> st = task_stat("/proc/thread-self/stat");
+    m.start = st ? st->start & kStartMask : 0;
+  }
+  return m;
+}
+/// Whether this thread holds a directory lock now (a lock word naming this thread otherwise is
+/// stale: left by an acquisition of ours that did not release it).
+thread_local bool t_held = false;
+/// Acquisitions by this thread (folded into the token: a release or takeover CAS matches one
+/// acquisition, not every acquisition of the thread).
+thread_local std::uint32_t t_seq = 0;
 
 std::string token_text(std::uint64_t token) {
   char buf[32];
@@ -95,24 +164,27 @@ class Watch {
  public:
   explicit Watch(const std::string& what) : what_(what), start_(os::monotonic_ns()) {}
 
-  /// True when the holder `lock` (non-zero) may be taken over now.
-  bool judge(std::uint64_t lock, std::uint64_t count) {
+  /// True when the holder `lock` (non-zero, lock_start `start`) may be taken over now.
+  bool judge(std::uint64_t lock, std::uint64_t count, std::uint64_t start) {
     const std::int64_t now = os::monotonic_ns();
+    // SYNC POINT: relaxed: a setting (tests change it between operations), no data published.
     const std::int64_t limit = g_lock_timeout_ns.load(std::memory_order_relaxed);
     if (!seen_ || lock != lock_ || count != count_) {
       seen_ = true, lock_ = lock, count_ = count, since_ = now;
     }
     if (local_holder(lock)) {
-      if (holder_dead(lock)) return true;
-      if (now - since_ >= limit)
-        throw Error(Errc::timeout, "region " + what_ + ": the directory lock is held by pid " +
-                                       std::to_string(static_cast<std::uint32_t>(lock)) +
-                                       " of this host, which did not release it within " +
+      if ((lock & kTidMask) == me().tid && !t_held) return true;  // our own stale acquisition
+      const Holder h = judge_thread(lock, start);
+      if (h == Holder::dead) return true;
+      if (now - since_ >= limit) {
+        if (h == Holder::unknown) return true;  // never said who it is (died after its CAS?)
+        throw Error(Errc::timeout, "region " + what_ + ": the directory lock is held by thread " +
+                                       std::to_string(lock & kTidMask) + " of this host, which did not release it within " +
                                        std::to_string(limit / 1'000'000) + " ms");
+      }
     } else if (now - since_ >= limit) {
       return true;
     }
-    check_overall(now, limit);
     return false;
   }
   /// Throws timeout once five lock timeouts have passed since the wait began.
@@ -149,9 +221,10 @@ class Watch {
 const Identity& local_identity() {
   static const Identity id = [] {
     Identity r;
-    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::ifstream in(kBootIdPath);
     std::string text;
     std::getline(in, text);
+    r.boot_id_read = text.size() >= 32;
     std::size_t n = 0;
     for (std::size_t i = 0; i + 1 < text.size() && n < 16;) {
       if (text[i] == '-') {
@@ -180,6 +253,11 @@ const Identity& local_identity() {
 
 std::uint64_t holder_token() noexcept {
   return (std::uint64_t{local_identity().token_hash} << 32) | static_cast<std::uint32_t>(os::current_pid());
+}
+
+std::uint64_t process_start() {
+  const std::optional<TaskStat> st = task_stat("/proc/self/stat");
+  return st ? st->start & kStartMask : 0;
 }
 
 std::string format_boot_id(const std::uint8_t (&id)[16]) {
@@ -224,6 +302,8 @@ void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::st
                                             std::to_string(bytes.size()) + " bytes");
   auto* h = reinterpret_cast<RegionHeader*>(bytes.data());
   // Hide the old directory first (readers check the version), then rebuild it.
+  // SYNC POINT: relaxed: formatting memory nobody may use meanwhile (the creator's, or a server's
+  // before it hands the memory out); the release store of the version below publishes it.
   std::atomic_ref<std::uint32_t>(h->version).store(0, std::memory_order_relaxed);
   std::memset(bytes.data(), 0, dir);
   std::memcpy(h->magic, rlayout::kMagic, sizeof h->magic);
@@ -292,7 +372,7 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
     const std::size_t len = ::strnlen(e.name, sizeof e.name);
     const std::string_view name(e.name, len);
     auto bad = [&](const std::string& why) -> Error {
-      return Error(Errc::layout, "region " + what + ": entry " + std::to_string(i) + " (" + quoted(name) + "): " + why);
+      return Error(Errc::layout, "region " + what + ": entry " + std::to_string(i) + " (" + quote_name(name) + "): " + why);
     };
     if (len == sizeof e.name) throw bad("the name is not NUL-terminated");
     if (const char* p = name_problem(name)) throw bad(p);
@@ -320,13 +400,15 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
   by_offset.reserve(out.size());
   for (const Slot& s : out) by_offset.push_back(&s);
   std::sort(by_offset.begin(), by_offset.end(),
-            [](const Slot* a, const Slot* b) { return a->entry.offset < b->entry.offset; });
+            [](const Slot* a, const Slot* b) {
+              return a->entry.offset != b->entry.offset ? a->entry.offset < b->entry.offset : a->index < b->index;
+            });
   for (std::size_t k = 1; k < by_offset.size(); ++k) {
     const Slot& a = *by_offset[k - 1];
     const Slot& b = *by_offset[k];
     if (a.entry.offset + a.entry.size > b.entry.offset)
-      throw Error(Errc::layout, "region " + what + ": entry " + std::to_string(b.index) + " (" + quoted(b.entry.name) +
-                                    ") overlaps entry " + std::to_string(a.index) + " (" + quoted(a.entry.name) + ")");
+      throw Error(Errc::layout, "region " + what + ": entry " + std::to_string(b.index) + " (" + quote_name(b.entry.name) +
+                                    ") overlaps entry " + std::to_string(a.index) + " (" + quote_name(a.entry.name) + ")");
   }
   std::sort(by_offset.begin(), by_offset.end(), [](const Slot* a, const Slot* b) {
     return a->entry.name != b->entry.name ? a->entry.name < b->entry.name : a->index < b->index;
@@ -334,7 +416,7 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
   for (std::size_t k = 1; k < by_offset.size(); ++k)
     if (by_offset[k - 1]->entry.name == by_offset[k]->entry.name)
       throw Error(Errc::layout, "region " + what + ": entry " + std::to_string(by_offset[k]->index) + " (" +
-                                    quoted(by_offset[k]->entry.name) + ") has the name of entry " +
+                                    quote_name(by_offset[k]->entry.name) + ") has the name of entry " +
                                     std::to_string(by_offset[k - 1]->index));
   return out;
 }
@@ -343,58 +425,54 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
 
 /// Holds the directory lock for its lifetime; recovers what a dead holder left on the way in.
 class Directory::Lock {
+  /// The acquisition itself, constructed first: its destructor releases the lock even when the
+  /// Lock's constructor throws after acquiring (recover()).
+  class Hold {
+   public:
+    explicit Hold(const Directory& d);
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+    ~Hold();
+    const Directory& d_;
+    std::uint64_t mine_;
+  };
+
  public:
-  explicit Lock(const Directory& d) : d_(d), mine_(holder_token()) {
-    if (!d.writable_) throw Error(Errc::permission, "region " + d.what_ + ": mapped read-only");
-    auto lock = lock_word(d.bytes_);
-    auto count = count_word(d.bytes_);
-    Watch watch(d.what_);
-    for (;;) {
-      // SYNC POINT: pairs with the release CAS in ~Lock (the previous holder's table stores).
-      std::uint64_t cur = lock.load(std::memory_order_acquire);
-      if (cur == 0) {
-        if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) break;
-        continue;
-      }
-      if (watch.judge(cur, count.load(std::memory_order_relaxed))) {
-        if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) {
-          detail::log(LogLevel::warn, "region " + d.what_ + ": took over the directory lock from holder " +
-                                          token_text(cur) + " (dead or silent)");
-          break;
-        }
-        continue;
-      }
-      watch.pause();
-    }
-    // Open the readers' seqlock: a reader whose copy sees any store below sees this count.
-    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    // SYNC POINT: orders the count before the table stores; pairs with snapshot()'s acquire fence.
-    std::atomic_thread_fence(std::memory_order_release);
-    recover();
-  }
+  explicit Lock(const Directory& d) : hold_(d), d_(d), mine_(hold_.mine_) { recover(); }
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
-  ~Lock() {
-    std::uint64_t expected = mine_;
-    // SYNC POINT: publishes this holder's table stores to the next holder's acquire load/CAS.
-    if (!lock_word(d_.bytes_).compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed))
-      detail::log(LogLevel::warn, "region " + d_.what_ + ": the directory lock was taken over while held (now " +
-                                      token_text(expected) + ")");
-  }
+  ~Lock() = default;
   [[nodiscard]] std::uint64_t token() const noexcept { return mine_; }
+  /// Called right before each commit store: throws when the lock is no longer this acquisition's
+  /// (a waiter took it over after this holder stalled past the lock timeout), so that a stalled
+  /// holder stops writing instead of racing the new one. (A stall between this check and the
+  /// store remains possible; it is one store, and the new holder's recovery and validation
+  /// judge its result.)
+  void still_mine(const char* doing) const {
+    // SYNC POINT: acquire: pairs with a taker's acquire CAS only for ordering of this read.
+    const std::uint64_t now = lock_word(d_.bytes_).load(std::memory_order_acquire);
+    if (now != mine_)
+      throw Error(Errc::timeout, "region " + d_.what_ + ": " + doing + ": the directory lock was taken over (now " +
+                                     token_text(now) + ") after this holder stalled past the lock timeout; nothing committed");
+  }
 
  private:
   /// The recovery rule: an entry left `removing` (its remover died inside the lock) becomes free;
   /// a `creating` entry whose creator is a dead process of this kernel becomes free.
   void recover() {
+    if (g_test_hook != nullptr) g_test_hook(HookPoint::recovering);
     for (std::uint32_t i = 0; i < d_.header_.max_entries; ++i) {
-      const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+      // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
+    const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
       const std::uint32_t st = state_of(ks);
       if (st == rlayout::kStateRemoving ||
           (st == rlayout::kStateCreating && [&] {
+            // SYNC POINT: relaxed: under the lock (the owner words were written by a holder).
             const std::uint64_t owner = entry_word(d_.bytes_, i, rlayout::kOwnerWord).load(std::memory_order_relaxed);
-            return local_holder(owner) && holder_dead(owner);
+            const std::uint64_t start = entry_word(d_.bytes_, i, rlayout::kOwnerStartWord).load(std::memory_order_relaxed);
+            return local_holder(owner) && process_dead(owner, start);
           }())) {
+        still_mine("recovering an entry");
         d_.release_slot(i);
         detail::log(LogLevel::info, "region " + d_.what_ + ": entry " + std::to_string(i) + " left " +
                                         (st == rlayout::kStateRemoving ? "removing" : "creating by a dead process") +
@@ -403,12 +481,65 @@ class Directory::Lock {
     }
   }
 
+  Hold hold_;
   const Directory& d_;
   std::uint64_t mine_;
 };
 
+Directory::Lock::Hold::Hold(const Directory& d) : d_(d) {
+  if (!d.writable_) throw Error(Errc::permission, "region " + d.what_ + ": mapped read-only");
+  // Without the boot_id, two kernels (VMs) could look like one and judge each other's pids.
+  if (!local_identity().boot_id_read)
+    throw Error(Errc::system, "region " + d.what_ + ": cannot lock the directory: " + kBootIdPath +
+                                  " cannot be read (it tells this kernel's processes from other kernels')");
+  const Me& self = me();
+  if (self.tid == 0 || self.tid > kTidMask)
+    throw Error(Errc::system, "region " + d.what_ + ": thread id " + std::to_string(self.tid) + " does not fit 22 bits");
+  mine_ = (std::uint64_t{local_identity().token_hash} << 32) | (std::uint64_t{++t_seq & 0x3ffU} << 22) | self.tid;
+  auto lock = lock_word(d.bytes_);
+  auto count = count_word(d.bytes_);
+  auto start = start_word(d.bytes_);
+  Watch watch(d.what_);
+  for (;;) {
+    watch.check_overall(os::monotonic_ns(), g_lock_timeout_ns.load(std::memory_order_relaxed));
+    // SYNC POINT: pairs with the release CAS in ~Hold (the previous holder's table stores).
+    std::uint64_t cur = lock.load(std::memory_order_acquire);
+    if (cur == 0) {
+      if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) break;
+    } else if (watch.judge(cur, count.load(std::memory_order_relaxed), start.load(std::memory_order_relaxed))) {
+      // The CAS matches the one acquisition judged (its token carries its thread and sequence).
+      if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) {
+        detail::log(LogLevel::warn, "region " + d.what_ + ": took over the directory lock from holder " +
+                                        token_text(cur) + " (dead or silent)");
+        break;
+      }
+    }
+    watch.pause();
+  }
+  t_held = true;
+  // SYNC POINT: relaxed: read only to judge this holder (judge_thread re-checks it against the tid).
+  start.store((self.tid << 40) | self.start, std::memory_order_relaxed);
+  // Open the readers' seqlock: a reader whose copy sees any store below sees this count.
+  count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // SYNC POINT: orders the count before the table stores; pairs with snapshot()'s acquire fence.
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+Directory::Lock::Hold::~Hold() {
+  t_held = false;
+  std::uint64_t expected = mine_;
+  // SYNC POINT: publishes this holder's table stores to the next holder's acquire load/CAS; the
+  // CAS matches only this acquisition (a holder that took over keeps its lock).
+  if (!lock_word(d_.bytes_).compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed))
+    detail::log(LogLevel::warn, "region " + d_.what_ + ": the directory lock was taken over while held (now " +
+                                    token_text(expected) + ")");
+}
+
 void Directory::release_slot(std::uint32_t i) const noexcept {
   auto ks = entry_word(bytes_, i, rlayout::kKindStateWord);
+  // SYNC POINT: relaxed load and `removing` store: under the lock (a holder dying here leaves
+  // `removing`, which the next holder frees); the release stores of the generation and then of
+  // `free` pair with current()'s acquire loads and the next holder's acquire of the lock.
   const std::uint64_t kind = ks.load(std::memory_order_relaxed) & 0xffffffffU;
   ks.store(rlayout::kind_state(static_cast<std::uint32_t>(kind), rlayout::kStateRemoving), std::memory_order_relaxed);
   auto gen = entry_word(bytes_, i, rlayout::kGenerationWord);
@@ -433,9 +564,10 @@ std::vector<Slot> Directory::snapshot() const {
     // SYNC POINT: pairs with a holder's release fence after its count store (Lock).
     const std::uint64_t c1 = count.load(std::memory_order_acquire);
     const std::uint64_t l1 = lock.load(std::memory_order_acquire);
+    const std::uint64_t s1 = start_word(bytes_).load(std::memory_order_relaxed);
     // A dead or silent holder changes nothing more: its table is read as it is (every change is
     // committed by one store of an entry's kind/state word, so it is consistent).
-    if (l1 == 0 || watch.judge(l1, c1)) {
+    if (l1 == 0 || watch.judge(l1, c1, s1)) {
       table = raw_table();
       // SYNC POINT: pairs with the holder's release fence: a copy that saw a store sees the count.
       std::atomic_thread_fence(std::memory_order_acquire);
@@ -465,7 +597,7 @@ bool Directory::current(std::uint32_t index, std::uint64_t generation) const noe
 // ---- the allocator --------------------------------------------------------------------------
 
 Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes) {
-  const std::string who = "region " + what_ + ": creating " + quoted(name);
+  const std::string who = "region " + what_ + ": creating " + quote_name(name);
   if (const char* p = name_problem(name)) throw Error(Errc::invalid_argument, who + ": " + p);
   if (bytes == 0 || bytes > header_.region_size)
     throw Error(Errc::no_space, who + ": " + std::to_string(bytes) + " bytes do not fit a region of " +
@@ -511,12 +643,16 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     e.offset = cursor;
     e.size = size;
     e.generation = table[index].generation + 1;
-    e.owner = lk.token();
+    e.owner = holder_token();
+    e.owner_start = process_start();
     std::uint64_t w[rlayout::kEntryWords];
     std::memcpy(w, &e, sizeof w);
+    // SYNC POINT: relaxed: the slot is free (its other words mean nothing) until the release
+    // store of its state below commits them.
     for (std::size_t k = 0; k < rlayout::kEntryWords; ++k)
       if (k != rlayout::kKindStateWord) entry_word(bytes_, index, k).store(w[k], std::memory_order_relaxed);
     if (g_test_hook != nullptr) g_test_hook(HookPoint::locked);
+    lk.still_mine("creating an entry");
     // SYNC POINT: commits the entry (release: its fields before its state); pairs with current().
     entry_word(bytes_, index, rlayout::kKindStateWord)
         .store(rlayout::kind_state(e.kind, rlayout::kStateCreating), std::memory_order_release);
@@ -535,7 +671,10 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
 }
 
 namespace {
+/// True when entry `s.index` is still the reservation `s` (creating, same generation).
 bool same_reservation(std::span<std::byte> bytes, const Slot& s) noexcept {
+  // SYNC POINT: relaxed: called under the lock, whose acquisition (acquire) ordered the previous
+  // holders' stores before these loads.
   const std::uint64_t ks = entry_word(bytes, s.index, rlayout::kKindStateWord).load(std::memory_order_relaxed);
   const std::uint64_t gen = entry_word(bytes, s.index, rlayout::kGenerationWord).load(std::memory_order_relaxed);
   return ks == rlayout::kind_state(static_cast<std::uint32_t>(s.entry.kind), rlayout::kStateCreating) &&
@@ -547,7 +686,8 @@ void Directory::publish(const Slot& slot) {
   Lock lk(*this);
   if (!same_reservation(bytes_, slot))
     throw Error(Errc::replaced, "region " + what_ + ": entry " + std::to_string(slot.index) + " (" +
-                                    quoted(slot.entry.name) + ") was freed while being created");
+                                    quote_name(slot.entry.name) + ") was freed while being created");
+  lk.still_mine("publishing an entry");
   // SYNC POINT: the channel's bytes (laid out before this call) happen-before an opener that
   // finds the entry ready (its snapshot's acquire fence and the channel's own version acquire).
   entry_word(bytes_, slot.index, rlayout::kKindStateWord)
@@ -558,9 +698,15 @@ void Directory::publish(const Slot& slot) {
 void Directory::abandon(const Slot& slot) noexcept {
   try {
     Lock lk(*this);
-    if (same_reservation(bytes_, slot)) release_slot(slot.index);
-  } catch (const Error& e) {
+    if (same_reservation(bytes_, slot)) {
+      lk.still_mine("abandoning an entry");
+      release_slot(slot.index);
+    }
+  } catch (const std::exception& e) {
     detail::log(LogLevel::warn, std::string(e.what()) + " (leaving the entry to recovery)");
+  } catch (...) {
+    detail::log(LogLevel::warn, "region " + what_ + ": abandoning entry " + std::to_string(slot.index) +
+                                    " failed (leaving it to recovery)");
   }
 }
 
@@ -569,13 +715,29 @@ bool Directory::remove(std::string_view name) {
   std::vector<RegionEntry> table = raw_table();
   for (const Slot& s : validate(table, header_, what_)) {
     if (s.entry.name != name) continue;
-    if (s.entry.state == EntryState::creating && local_holder(s.entry.owner) && !holder_dead(s.entry.owner))
-      throw Error(Errc::busy, "region " + what_ + ": removing " + quoted(name) + ": pid " +
+    if (s.entry.state == EntryState::creating && local_holder(s.entry.owner) &&
+        !process_dead(s.entry.owner, table[s.index].owner_start))
+      throw Error(Errc::busy, "region " + what_ + ": removing " + quote_name(name) + ": pid " +
                                   std::to_string(static_cast<std::uint32_t>(s.entry.owner)) + " is still creating it");
+    lk.still_mine("removing an entry");
     release_slot(s.index);
     return true;
   }
   return false;
+}
+
+bool Directory::remove_index(std::uint32_t index) {
+  if (index >= header_.max_entries)
+    throw Error(Errc::invalid_argument, "region " + what_ + ": removing entry " + std::to_string(index) +
+                                            ": the table has " + std::to_string(header_.max_entries) + " entries");
+  Lock lk(*this);
+  // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
+  const std::uint64_t ks = entry_word(bytes_, index, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+  if (state_of(ks) == rlayout::kStateFree) return false;
+  lk.still_mine("removing an entry by index");
+  release_slot(index);
+  detail::log(LogLevel::warn, "region " + what_ + ": entry " + std::to_string(index) + " freed by index");
+  return true;
 }
 
 }  // namespace shmlink::rdir

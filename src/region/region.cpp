@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <utility>
@@ -217,6 +218,21 @@ const std::shared_ptr<Region::State>& RegionAccess::state(const Region& r) {
   return r.state_;
 }
 
+namespace {
+/// A companion entry reserved through Placement::sibling: abandoned on destruction unless published.
+struct PendingEntry {
+  PendingEntry(std::shared_ptr<Region::State> state, rdir::Slot reserved) : st(std::move(state)), slot(std::move(reserved)) {}
+  PendingEntry(const PendingEntry&) = delete;
+  PendingEntry& operator=(const PendingEntry&) = delete;
+  ~PendingEntry() {
+    if (!published.load(std::memory_order_relaxed)) st->dir.abandon(slot);
+  }
+  std::shared_ptr<Region::State> st;
+  rdir::Slot slot;
+  std::atomic<bool> published{false};
+};
+}  // namespace
+
 Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot) {
   Placement p;
   p.bytes = st->bytes.subspan(slot.entry.offset, slot.entry.size);
@@ -241,7 +257,14 @@ Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, cons
     }
     if (create_bytes == 0) return std::nullopt;
     Reserved r = allocate(st, name, ChannelKind::stream, create_bytes);
-    r.where.publish = [st, slot = r.slot] { st->dir.publish(slot); };
+    // The reservation frees itself when the last copy of the placement goes (the channel laid
+    // out in it closed, or its creation threw) unless publish ran.
+    auto pending = std::make_shared<PendingEntry>(st, r.slot);
+    r.where.owner = pending;
+    r.where.publish = [pending] {
+      pending->st->dir.publish(pending->slot);
+      pending->published.store(true, std::memory_order_relaxed);  // SYNC POINT: relaxed: read by the last owner's destructor
+    };
     return std::move(r.where);
   };
   return p;

@@ -19,6 +19,8 @@ using detail::RegionAccess;
 
 /// Suffix of a stream's partial-write companion (`<name>_pkt`, as for files).
 inline constexpr std::string_view kCompanionSuffix = "_pkt";
+/// u64 words of one slice's record in a partial-write companion (its shape is this x depth).
+inline constexpr std::uint32_t kPacketRecordWords = 516;
 
 inline std::string locator(const Region::State& st, std::string_view name) { return st.path + ":" + std::string(name); }
 
@@ -58,6 +60,16 @@ auto create_entry(const std::shared_ptr<Region::State>& st, std::string_view nam
   } catch (...) {
     st->dir.abandon(r.slot);
     throw;
+  }
+}
+
+/// PurgeAndCreate's first step: removes `name` when it is there; an entry that another process
+/// removed meanwhile counts as absent.
+inline void purge(Region& r, std::string_view name) {
+  try {
+    r.remove(name);
+  } catch (const Error& e) {
+    if (e.errc() != Errc::not_found) throw;
   }
 }
 

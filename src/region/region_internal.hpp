@@ -25,10 +25,13 @@ namespace shmlink::rdir {
 enum class HookPoint {
   locked,    ///< inside reserve(), lock held, the entry written but not yet committed
   reserved,  ///< after reserve() released the lock, before the channel is laid out and published
+  recovering,  ///< in every acquisition of the lock, lock held, before the recovery rule runs
 };
-/// Called (when set) at each HookPoint: tests make a child stop or pause there and kill it.
+/// Called (when set) at each HookPoint: tests make a child stop or pause there and kill it, or
+/// throw there. Set before the region is used by other threads (a plain pointer, no ordering).
 inline void (*g_test_hook)(HookPoint) = nullptr;
 /// How long a holder may keep the lock before waiters act (2 s); tests shorten it.
+/// SYNC POINT: read and written relaxed (a setting; it publishes nothing).
 inline std::atomic<std::int64_t> g_lock_timeout_ns{2'000'000'000};
 
 // ---- identity -------------------------------------------------------------------------------
@@ -39,11 +42,18 @@ struct Identity {
   std::array<std::uint8_t, 16> boot_id{};
   std::string host_name;
   std::uint32_t token_hash = 1;
+  bool boot_id_read = false;  ///< false: the lock refuses to work (kernels could not be told apart)
 };
+/// Where this kernel's boot identity is read.
+inline constexpr const char* kBootIdPath = "/proc/sys/kernel/random/boot_id";
 /// Read once per process (boot_id from /proc/sys/kernel/random/boot_id; zeros when unreadable).
 const Identity& local_identity();
-/// This process's holder token: token_hash << 32 | pid. Never 0.
+/// This process's holder token (an entry's owner): token_hash << 32 | pid. Never 0. The lock
+/// word holds a token per acquisition instead: token_hash << 32 | seq (10 bits) << 22 | tid.
 std::uint64_t holder_token() noexcept;
+/// This process's start time (/proc/self/stat field 22, clock ticks since boot; 0 if unreadable),
+/// recorded next to an entry's owner so that a reused pid does not look like its creator.
+std::uint64_t process_start();
 /// The boot_id bytes as the kernel prints them ("8-4-4-4-12" lower-case hex).
 std::string format_boot_id(const std::uint8_t (&id)[16]);
 
@@ -118,6 +128,9 @@ class Directory {
   /// @return false when there is no such entry. @throws Error busy (a live local process is still
   ///         creating it), permission, timeout, layout.
   bool remove(std::string_view name);
+  /// Frees entry `index` without validating the table (Region::remove_entry).
+  /// @return false when it is free already. @throws Error invalid_argument, permission, timeout.
+  bool remove_index(std::uint32_t index);
 
   /// True while entry `index` still has `generation` and is creating or ready (an open handle's
   /// Placement::still_current). Reads two words of the table; never throws.

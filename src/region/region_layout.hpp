@@ -68,7 +68,8 @@ inline constexpr std::uint32_t kStateRemoving = 3;
 ///    152 | reserved2 (40 bytes)          |
 ///    192 | lock (64 bit, atomic)         |  holder token, 0 when free
 ///    200 | lock_count (64 bit, atomic)   |  +1 by each holder right after it takes the lock
-///    208 | pad (48 bytes)                |
+///    208 | lock_start (64 bit, atomic)   |  holder's tid << 40 | its start time (clock ticks)
+///    216 | pad (40 bytes)                |
 ///    256 +-------------------------------+
 struct RegionHeader {
   // line 0 (0..63): identity and geometry, written once before version
@@ -89,9 +90,10 @@ struct RegionHeader {
   char host_name[72];             // 80  the creator's host name, NUL-terminated
   std::uint8_t reserved2[40];     // 152
   // line 3 (192..255): the allocator's lock, alone on its line
-  std::uint64_t lock;             // 192 holder token (boot hash << 32 | pid), 0: free (atomic)
+  std::uint64_t lock;             // 192 acquisition token (boot hash << 32 | seq << 22 | tid), 0: free
   std::uint64_t lock_count;       // 200 acquisitions; the directory readers' sequence (atomic)
-  std::uint8_t pad[48];           // 208
+  std::uint64_t lock_start;       // 208 holder tid << 40 | the thread's start time (/proc stat field 22)
+  std::uint8_t pad[40];           // 216
 };
 static_assert(sizeof(RegionHeader) == 256);
 static_assert(offsetof(RegionHeader, magic) == 0);
@@ -110,7 +112,8 @@ static_assert(offsetof(RegionHeader, host_name) == 80);
 static_assert(offsetof(RegionHeader, reserved2) == 152);
 static_assert(offsetof(RegionHeader, lock) == 192);
 static_assert(offsetof(RegionHeader, lock_count) == 200);
-static_assert(offsetof(RegionHeader, pad) == 208);
+static_assert(offsetof(RegionHeader, lock_start) == 208);
+static_assert(offsetof(RegionHeader, pad) == 216);
 static_assert(offsetof(RegionHeader, lock) % kCacheLine == 0);
 
 /// One entry of the table, 32 bits per row. Written only by the lock holder, as sixteen 64-bit
@@ -124,7 +127,7 @@ static_assert(offsetof(RegionHeader, lock) % kCacheLine == 0);
 ///     96 | size (64 bit)                 |  multiple of 4096
 ///    104 | generation (64 bit)           |  +1 at every reservation and every release
 ///    112 | owner (64 bit)                |  holder token of the process that reserved it
-///    120 | reserved (64 bit)             |
+///    120 | owner_start (64 bit)          |  the owner's process start time (clock ticks), 0: unknown
 ///    128 +-------------------------------+
 struct RegionEntry {
   char name[80];             // 0
@@ -134,7 +137,7 @@ struct RegionEntry {
   std::uint64_t size;        // 96
   std::uint64_t generation;  // 104
   std::uint64_t owner;       // 112
-  std::uint64_t reserved;    // 120
+  std::uint64_t owner_start;  // 120 start time of the owner process (/proc/PID/stat field 22)
 };
 static_assert(sizeof(RegionEntry) == 128);
 static_assert(offsetof(RegionEntry, name) == 0);
@@ -144,14 +147,16 @@ static_assert(offsetof(RegionEntry, offset) == 88);
 static_assert(offsetof(RegionEntry, size) == 96);
 static_assert(offsetof(RegionEntry, generation) == 104);
 static_assert(offsetof(RegionEntry, owner) == 112);
-static_assert(offsetof(RegionEntry, reserved) == 120);
+static_assert(offsetof(RegionEntry, owner_start) == 120);
 /// The entry as 64-bit words (the unit of every shared access): word 10 holds kind | state << 32,
 /// word 13 the generation, word 14 the owner.
 inline constexpr std::size_t kEntryWords = sizeof(RegionEntry) / 8;
 inline constexpr std::size_t kKindStateWord = offsetof(RegionEntry, kind) / 8;
 inline constexpr std::size_t kGenerationWord = offsetof(RegionEntry, generation) / 8;
 inline constexpr std::size_t kOwnerWord = offsetof(RegionEntry, owner) / 8;
-static_assert(kEntryWords == 16 && kKindStateWord == 10 && kGenerationWord == 13 && kOwnerWord == 14);
+inline constexpr std::size_t kOwnerStartWord = offsetof(RegionEntry, owner_start) / 8;
+static_assert(kEntryWords == 16 && kKindStateWord == 10 && kGenerationWord == 13 && kOwnerWord == 14 &&
+              kOwnerStartWord == 15);
 
 /// `n` rounded up to a multiple of kEntryAlign.
 constexpr std::uint64_t align_up(std::uint64_t n) noexcept { return (n + kEntryAlign - 1) / kEntryAlign * kEntryAlign; }

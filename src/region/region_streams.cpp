@@ -28,7 +28,7 @@ Stream Region::create_stream(std::string_view name, const StreamSpec& spec, Open
         },
         [&] { return create_stream(name, spec, OpenMode::ExclusiveCreate); });
   }
-  if (mode == OpenMode::PurgeAndCreate && RegionAccess::find(st, name)) remove(name);
+  if (mode == OpenMode::PurgeAndCreate) purge(*this, name);
   const std::size_t bytes = Stream::bytes_for(spec);
   return create_entry(st, name, ChannelKind::stream, bytes,
                       [&](const Placement& where) { return Stream::create_in(where, spec); });

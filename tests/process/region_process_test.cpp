@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,13 @@ using detail::RegionAccess;
 using test::TempStreamDir;
 
 constexpr std::size_t k1M = 1024 * 1024;
+
+/// Sets the lock timeout for one test.
+struct LockTimeout {
+  explicit LockTimeout(std::int64_t ns) : old(rdir::g_lock_timeout_ns.exchange(ns)) {}
+  ~LockTimeout() { rdir::g_lock_timeout_ns.store(old); }
+  std::int64_t old;
+};
 
 /// Where the child under test stops itself (SIGSTOP) so that the parent can kill it there.
 rdir::HookPoint g_stop_at = rdir::HookPoint::locked;
@@ -57,14 +65,17 @@ void kill_child_at(const std::string& name, const std::string& entry, rdir::Hook
 
 TEST(RegionRecovery, AProcessKilledHoldingTheLockIsTakenOverAtOnce) {
   TempStreamDir dir;
+  LockTimeout slow(10'000'000'000);
   Region r = Region::create("crash", k1M);
   kill_child_at("crash", "half", rdir::HookPoint::locked);
   // The dead child still holds the lock, with an entry written but not committed.
   const auto* h = reinterpret_cast<const rlayout::RegionHeader*>(RegionAccess::state(r)->bytes.data());
   EXPECT_NE(std::atomic_ref<const std::uint64_t>(h->lock).load(), 0U);
   EXPECT_TRUE(r.entries().empty());  // readers read past a dead holder
-  // The next allocator operation (the default 2 s timeout is not waited for: the holder is dead).
+  // The next allocator operation takes over at once: well before the 10 s lock timeout.
+  const auto t0 = std::chrono::steady_clock::now();
   auto res = RegionAccess::allocate(RegionAccess::state(r), "half", ChannelKind::stream, 8192);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
   RegionAccess::directory(r).publish(res.slot);
   ASSERT_EQ(r.entries().size(), 1U);
   EXPECT_EQ(r.entries()[0].name, "half");
@@ -94,6 +105,8 @@ TEST(RegionRecovery, AnEntryLeftCreatingByAKilledProcessIsReclaimed) {
 TEST(RegionRecovery, ProcessesAllocatingAtOnceGetDisjointEntries) {
   TempStreamDir dir;
   Region r = Region::create("busy", 4 * k1M);
+  // A live holder descheduled on a saturated machine must not be taken for a stuck one.
+  LockTimeout patient(20'000'000'000);
   test::Shared<test::ChildReport> report;
   std::vector<pid_t> kids;
   for (int k = 0; k < 3; ++k)

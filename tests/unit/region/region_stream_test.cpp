@@ -137,5 +137,39 @@ TEST(RegionStreams, PartialWritesKeepTheirCompanionInTheRegion) {
   EXPECT_TRUE(r.entries().empty());
 }
 
+TEST(RegionStreams, ACompanionReservedButNeverPublishedIsFreedWithItsPlacement) {
+  Region r = Region::create_memfd("sib", k1M);
+  (void)r.create_stream("wfs", spec_4x4());
+  const auto& st = detail::RegionAccess::state(r);
+  const std::optional<rdir::Slot> slot = detail::RegionAccess::find(st, "wfs");
+  ASSERT_TRUE(slot.has_value());
+  const Placement p = detail::RegionAccess::placement(st, *slot);
+  {
+    // As a stream's partial write does before Stream::create_in, which then throws.
+    const std::optional<Placement> c = p.sibling("wfs_pkt", 4096);
+    ASSERT_TRUE(c.has_value());
+    EXPECT_EQ(r.entries().size(), 2U);
+  }
+  ASSERT_EQ(r.entries().size(), 1U) << "the unpublished companion entry was left creating";
+  {
+    const std::optional<Placement> c = p.sibling("wfs_pkt", 4096);
+    ASSERT_TRUE(c.has_value());
+    c->publish();
+  }
+  const auto entries = r.entries();
+  ASSERT_EQ(entries.size(), 2U);  // a published companion stays
+  EXPECT_EQ(entries[1].state, EntryState::ready);
+}
+
+TEST(RegionStreams, RemoveLeavesAStreamNamedLikeACompanionThatIsNotOne) {
+  Region r = Region::create_memfd("notpkt", k1M);
+  (void)r.create_stream("wfs", spec_4x4());
+  (void)r.create_stream("wfs_pkt", spec_4x4());  // a user's own stream, not a companion
+  r.remove("wfs");
+  auto entries = r.entries();
+  ASSERT_EQ(entries.size(), 1U);
+  EXPECT_EQ(entries[0].name, "wfs_pkt");
+}
+
 }  // namespace
 }  // namespace shmlink
