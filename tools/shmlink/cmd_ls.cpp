@@ -290,8 +290,8 @@ Command add_ls_command(CLI::App& app) {
   auto opt = std::make_shared<LsOptions>();
   CLI::App* sub = app.add_subcommand(
       "ls",
-      "List the streams (with their update rates), the queues and the memif interfaces in the stream directory, and the "
-      "VILLASnode shmem regions in /dev/shm");
+      "List the streams (with their update rates), the queues and the memif interfaces in the stream directory (the "
+      "channels of its regions as REGION:NAME), and the VILLASnode shmem regions in /dev/shm");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--interval", opt->interval, "Seconds over which update rates are measured (0: no rates)")
       ->check(seconds_validator(0.0, 3600.0))
