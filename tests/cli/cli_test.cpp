@@ -3758,7 +3758,7 @@ TEST_F(cli, LsAndInfoShowQueuesInsideRegionsAsPathColonName) {
 
 /// A stream inside a region, end to end: `create PATH:NAME` lays it out in a region made by
 /// `region create`, the C++ API writes a frame through Region::open_stream, `cat PATH:NAME`
-/// reads it back, `ls` (text and --json), `monitor NAME --once` and `info` show it as PATH:NAME,
+/// reads it back, `ls` (text and --json), `monitor [NAME] --once` and `info` show it as PATH:NAME,
 /// `rm PATH:NAME` removes the entry (the region stays) and `region rm` removes a re-created one.
 TEST_F(cli, StreamsInsideRegionsWorkInCreateCatLsInfoMonitorAndRm) {
   ASSERT_EQ(run_cli({"region", "create", "ao", "--size", "64K"}).code, 0);
@@ -3784,6 +3784,7 @@ TEST_F(cli, StreamsInsideRegionsWorkInCreateCatLsInfoMonitorAndRm) {
   r = run_cli({"ls", "--interval", "0"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_NE(r.out.find(cam), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("stores"), std::string::npos) << "the entry's name is the stored one: " << r.out;
   r = run_cli({"ls", "--json", "--interval", "0"});
   ASSERT_EQ(r.code, 0) << describe(r);
   const json listing = parse_json(r);
@@ -3805,6 +3806,9 @@ TEST_F(cli, StreamsInsideRegionsWorkInCreateCatLsInfoMonitorAndRm) {
   ASSERT_EQ(mon.at("streams").size(), 1u) << r.out;
   EXPECT_EQ(mon.at("streams").at(0).at("name"), cam);
   EXPECT_EQ(mon.at("streams").at(0).at("cnt0"), 1);
+  r = run_cli({"monitor", "--once", "--json", "--interval", "0.05"});  // no names: the regions' streams too
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(named(parse_json(r).at("streams"), cam), nullptr) << r.out;
 
   r = run_cli({"rm", cam});
   ASSERT_EQ(r.code, 0) << describe(r);
