@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// VILLASnode v1.x shmem regions: fingerprint checks, the allocator's layout, our output region's
-// queue and pool operations, and reading the peer's region (docs/reference/villas-shmem.md
-// section 5; the queue algorithm is section 2.2, Vyukov's bounded MPMC queue).
+// VILLASnode v1.x shmem regions: fingerprint checks, the allocator's layout, our output region's queue and pool
+// operations, and reading the peer's region (docs/reference/villas-shmem.md section 5; the queue algorithm is
+// section 2.2, Vyukov's bounded MPMC queue).
 #include "queue/villas_region.hpp"
 
 #include "os/log_internal.hpp"
@@ -26,9 +26,8 @@ static_assert(std::atomic_ref<std::int32_t>::is_always_lock_free);
 /// Most attempts of one queue operation before it gives up (the peer may keep moving the indices
 /// or the sequences): each try_* does bounded work whatever the peer writes.
 constexpr int kMaxAttempts = 64;
-/// How long a writer waits for its own region's mutex before it skips the broadcast, and how
-/// long it sleeps between two trylocks meanwhile, after a few tries that only yield
-/// (CLOCK_MONOTONIC).
+/// How long a writer waits for its own region's mutex before it skips the broadcast, and how long it sleeps between two
+/// trylocks meanwhile, after a few tries that only yield (CLOCK_MONOTONIC).
 constexpr std::int64_t kLockTimeoutNs = 100'000'000;
 constexpr std::int64_t kLockRetryNs = 100'000;
 constexpr std::int64_t kLockYields = 64;  // tries with a yield before the first sleep
@@ -45,11 +44,10 @@ constexpr std::uint64_t kPollingAt = kSharedOffset;
 constexpr std::uint64_t kModeAt = kDataQueueOffset + offsetof(CQueueSignalled, mode);
 constexpr std::uint64_t kCondAt = kDataQueueOffset + offsetof(CQueueSignalled, ready);
 constexpr std::uint64_t kMutexAt = kDataQueueOffset + offsetof(CQueueSignalled, mutex);
-// glibc 2.36 x86_64 words of the pthread objects that are checked before each use (the peer can
-// write them): the mutex's kind, the condition variable's flag bits (in __wrefs: bit 0
-// process-shared, bit 1 clock, bit 2 destroy wake-up; the waiter count above) and its internal
-// lock (the low 2 bits of __g1_orig_size, which pthread_cond_broadcast takes with an untimed
-// futex wait when a waiter is counted).
+// glibc 2.36 x86_64 words of the pthread objects that are checked before each use (the peer can write them): the
+// mutex's kind, the condition variable's flag bits (in __wrefs: bit 0 process-shared, bit 1 clock, bit 2 destroy
+// wake-up; the waiter count above) and its internal lock (the low 2 bits of __g1_orig_size, which
+// pthread_cond_broadcast takes with an untimed futex wait when a waiter is counted).
 static_assert(offsetof(__pthread_mutex_s, __kind) == 16);
 static_assert(offsetof(__pthread_cond_s, __g1_orig_size) == 32 && offsetof(__pthread_cond_s, __wrefs) == 36);
 constexpr std::uint64_t kMutexKindAt = kMutexAt + offsetof(__pthread_mutex_s, __kind);
@@ -149,7 +147,6 @@ std::optional<Geometry> check_impl(std::span<const std::byte> h, std::uint64_t s
     return std::nullopt;
   }
   g.pthread_mode = mode == kModePthread;
-
   const auto pool_state = load_plain<std::int32_t>(h, pool_at(offsetof(Pool, state)));
   const auto alignment = load_plain<std::uint64_t>(h, pool_at(offsetof(Pool, alignment)));
   if (pool_state != kStateInitialized || alignment != kAlignment) {
@@ -397,8 +394,7 @@ RegionInfo summarize(std::span<const std::byte> b, const Geometry& g, std::strin
   return r;
 }
 
-// ---------------------------------------------------------------------------------------------
-// OwnRegion
+// ---- OwnRegion ------------------------------------------------------------------------------
 
 OwnRegion OwnRegion::init(std::span<std::byte> bytes, std::uint32_t queuelen, std::uint32_t samplelen,
                           bool pthread_mode, std::string_view what) {
@@ -535,7 +531,6 @@ Status OwnRegion::push(const Sample& s) noexcept {
   if (s.values.size() > sample_capacity()) return Errc::size_mismatch;
   std::uint64_t block = 0;
   if (!pop_free_block(block)) return Errc::would_block;
-
   SampleHeader h{};
   h.sequence = s.sequence;
   h.length = static_cast<std::uint32_t>(s.values.size());
@@ -565,8 +560,7 @@ Status OwnRegion::push(const Sample& s) noexcept {
 }
 
 bool OwnRegion::mutex_intact() noexcept {
-  // SYNC POINT: relaxed: a plausibility check of a word only glibc and the peer write; nothing
-  // is published through it.
+  // SYNC POINT: relaxed: a plausibility check of a word only glibc and the peer write; nothing is published through it.
   const std::int32_t kind =
       field<std::int32_t>(base_, kMutexKindAt).load(std::memory_order_relaxed) & ~kMutexElisionBits;
   if (kind == mutex_kind_) return true;
@@ -609,10 +603,9 @@ bool OwnRegion::lock(bool wait) noexcept {
   }
   // A retry never waits; after a timeout nothing waits until a trylock succeeds.
   if (!wait || lock_stuck_) return false;
-  // A trylock and short sleeps up to a CLOCK_MONOTONIC deadline (pthread_mutex_timedlock takes a
-  // CLOCK_REALTIME one; this also works under ThreadSanitizer). Bounded by the deadline and by
-  // a count of tries.
-  // A live reader holds it only while it pulls: the first tries only yield, later ones sleep.
+  // A trylock and short sleeps up to a CLOCK_MONOTONIC deadline (pthread_mutex_timedlock takes a CLOCK_REALTIME one;
+  // this also works under ThreadSanitizer). Bounded by the deadline and by a count of tries. A live reader holds it
+  // only while it pulls: the first tries only yield, later ones sleep.
   const std::int64_t deadline = monotonic_ns() + kLockTimeoutNs;
   for (std::int64_t i = 0; i <= kLockYields + kLockTimeoutNs / kLockRetryNs; ++i) {
     if (i < kLockYields) {
@@ -681,8 +674,7 @@ void OwnRegion::stop() noexcept {
   if (locked) broadcast_and_unlock();  // never a broadcast without the mutex
 }
 
-// ---------------------------------------------------------------------------------------------
-// PeerRegion
+// ---- PeerRegion -----------------------------------------------------------------------------
 
 PeerRegion PeerRegion::attach(std::span<std::byte> bytes, std::string_view what) {
   const std::string name(what);
@@ -757,7 +749,6 @@ Status PeerRegion::try_pull(Sample& out) noexcept {
   const int got = vyukov_pop(base_, kDataQueueOffset, geo_.data_cells, geo_.cells, rel);
   if (got == 0) return state == kStateStopped ? Errc::shut_down : Errc::would_block;
   if (got < 0) return Errc::would_block;
-
   const std::uint64_t block = kDataQueueOffset + static_cast<std::uint64_t>(rel);
   const std::uint64_t len = geo_.blocks * geo_.blocksz;
   if (block < geo_.pool_buffer || block - geo_.pool_buffer >= len) {

@@ -3755,4 +3755,72 @@ TEST_F(cli, LsAndInfoShowQueuesInsideRegionsAsPathColonName) {
   EXPECT_EQ(region.entries().size(), 1u);
 }
 
+
+/// A stream inside a region, end to end: `create PATH:NAME` lays it out in a region made by
+/// `region create`, the C++ API writes a frame through Region::open_stream, `cat PATH:NAME`
+/// reads it back, `ls` (text and --json), `monitor [NAME] --once` and `info` show it as PATH:NAME,
+/// `rm PATH:NAME` removes the entry (the region stays) and `region rm` removes a re-created one.
+TEST_F(cli, StreamsInsideRegionsWorkInCreateCatLsInfoMonitorAndRm) {
+  ASSERT_EQ(run_cli({"region", "create", "ao", "--size", "64K"}).code, 0);
+  const std::string path = (dir_ / "ao.region.shm").string();
+  const std::string cam = path + ":cam";
+  RunResult r = run_cli({"create", cam, "--shape", "4x2", "--dtype", "u16", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_EQ(parse_json(r).at("path"), cam);
+  const std::vector<std::uint16_t> frame{1, 2, 3, 4, 500, 600, 700, 800};
+  {
+    shmlink::Region region = shmlink::Region::open(path);
+    shmlink::Stream s = region.open_stream("cam");
+    ASSERT_TRUE(s.write(std::span<const std::uint16_t>(frame)).ok());
+  }
+
+  const fs::path npy = dir_ / "frame.npy";
+  r = run_cli({"cat", cam, "--npy", npy.string()});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const std::string bytes = read_file(npy);
+  ASSERT_GE(bytes.size(), 16u);
+  EXPECT_EQ(std::memcmp(bytes.data() + bytes.size() - 16, frame.data(), 16), 0);
+
+  r = run_cli({"ls", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find(cam), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("stores"), std::string::npos) << "the entry's name is the stored one: " << r.out;
+  r = run_cli({"ls", "--json", "--interval", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json listing = parse_json(r);
+  const json* row = named(listing.at("streams"), cam);
+  ASSERT_NE(row, nullptr) << r.out;
+  EXPECT_EQ(row->at("shape"), json::array({4, 2}));
+  EXPECT_EQ(row->at("dtype"), "uint16");
+  EXPECT_EQ(row->at("cnt0"), 1);
+
+  r = run_cli({"info", cam, "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json info = parse_json(r);
+  EXPECT_EQ(info.at("shape"), json::array({4, 2}));
+  EXPECT_EQ(info.at("cnt0"), 1);
+
+  r = run_cli({"monitor", cam, "--once", "--json", "--interval", "0.05"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json mon = parse_json(r);
+  ASSERT_EQ(mon.at("streams").size(), 1u) << r.out;
+  EXPECT_EQ(mon.at("streams").at(0).at("name"), cam);
+  EXPECT_EQ(mon.at("streams").at(0).at("cnt0"), 1);
+  r = run_cli({"monitor", "--once", "--json", "--interval", "0.05"});  // no names: the regions' streams too
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(named(parse_json(r).at("streams"), cam), nullptr) << r.out;
+
+  r = run_cli({"rm", cam});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(shmlink::Region::open(path).entries().empty());
+  EXPECT_TRUE(fs::exists(path));
+  r = run_cli({"cat", cam, "--npy", npy.string()});
+  EXPECT_EQ(r.code, 3) << describe(r);
+
+  ASSERT_EQ(run_cli({"create", cam, "--shape", "4", "--dtype", "u8"}).code, 0);
+  r = run_cli({"region", "rm", path, "cam"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(shmlink::Region::open(path).entries().empty());
+}
+
 }  // namespace

@@ -4,6 +4,8 @@
 // shmem region in /dev/shm.
 #include "common.hpp"
 
+#include <shmlink/region.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -22,10 +24,12 @@ struct LsOptions {
   bool json = false;      ///< print JSON
 };
 
-/// The NAME cell of a stream row: the file's own name, and, when the name stored in the file
-/// differs from it, that one too: "cam (stores 'other')" (Table::render escapes both).
+/// The NAME cell of a stream row: the file's own name (PATH:NAME for a stream in a region), and,
+/// when the name stored in the stream differs from it (from NAME in a region), that one too:
+/// "cam (stores 'other')" (Table::render escapes both).
 std::string stream_name_cell(const StreamRow& row) {
-  if (!row.info || row.info->name == row.name) return row.name;
+  const auto locator = split_region_locator(row.name);  // a region's entry stores its NAME
+  if (!row.info || row.info->name == (locator ? locator->second : row.name)) return row.name;
   return fmt::format("{} (stores '{}')", row.name, row.info->name);
 }
 
@@ -290,8 +294,8 @@ Command add_ls_command(CLI::App& app) {
   auto opt = std::make_shared<LsOptions>();
   CLI::App* sub = app.add_subcommand(
       "ls",
-      "List the streams (with their update rates), the queues and the memif interfaces in the stream directory, and the "
-      "VILLASnode shmem regions in /dev/shm");
+      "List the streams (with their update rates), the queues and the memif interfaces in the stream directory (the "
+      "channels of its regions as REGION:NAME), and the VILLASnode shmem regions in /dev/shm");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--interval", opt->interval, "Seconds over which update rates are measured (0: no rates)")
       ->check(seconds_validator(0.0, 3600.0))

@@ -412,8 +412,8 @@ Command add_monitor_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "monitor", "Live table of streams with update rates, writer/reader pids and semaphores (like milk-streamCTRL)");
   sub->add_option("names", opt->names,
-                  "Streams to follow (names or paths); a missing one is waited for. Default: every stream "
-                  "of the directory");
+                  "Streams to follow (names, paths or REGION:NAME); a missing one is waited for. Default: every "
+                  "stream of the directory and of its regions (*.region.shm)");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--interval", opt->interval, "Refresh period in seconds; rates are measured over it")
       ->check(seconds_validator(0.01, 3600.0))

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
-// `shmlink rm NAME...`: removes stream and queue files.
+// `shmlink rm NAME...`: removes stream and queue files, and channels of regions (PATH:NAME).
 #include "common.hpp"
+
+#include <shmlink/region.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -20,14 +22,17 @@ struct RmOptions {
   bool verbose = false;            ///< print each removed path
 };
 
-/// Removes the stream or queue NAME resolves to (resolve_channel()); a queue left behind
-/// because a stream of the same name was chosen is mentioned on stderr.
+/// Removes the stream or queue NAME resolves to (resolve_channel()), or the channel PATH:NAME of a
+/// region (Region::remove(); the region file stays); a queue left behind because a stream of the
+/// same name was chosen is mentioned on stderr.
 /// @throws Error invalid_argument when the path is not a `.im.shm` / `.queue.shm` file (an
 ///         arbitrary file given as a path is never unlinked); not_found / permission naming it.
 void remove_one(const std::string& name, const RmOptions& opt) {
   const ResolvedChannel target = resolve_channel(name, opt.dir, opt.queue);
   const std::string& path = target.path;
-  if (target.kind == ChannelKind::queue) {
+  if (const auto locator = split_region_locator(path)) {  // an entry of a region: the region stays
+    Region::open(locator->first, true).remove(locator->second);
+  } else if (target.kind == ChannelKind::queue) {
     if (!is_queue_file_name(path)) {
       throw Error(Errc::invalid_argument, "refusing to remove " + path + ": not a .queue.shm queue file");
     }
@@ -68,7 +73,8 @@ Command add_rm_command(CLI::App& app) {
   auto opt = std::make_shared<RmOptions>();
   CLI::App* sub = app.add_subcommand("rm", "Remove streams and queues (open handles keep their mapping)");
   sub->add_option("names", opt->names,
-                  "Stream or queue names, or paths to .im.shm / .queue.shm files (a stream wins when both exist)")
+                  "Stream or queue names, paths to .im.shm / .queue.shm files (a stream wins when both exist), or "
+                  "REGION:NAME for a channel inside a region (the region stays)")
       ->required();
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_flag("--queue", opt->queue,

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -48,7 +49,13 @@ std::vector<std::string> list_channel_files(const std::string& dir, std::string_
   return out;
 }
 
-std::vector<std::string> list_stream_files(const std::string& dir) { return list_channel_files(dir, "stream"); }
+std::vector<std::string> list_stream_files(const std::string& dir) {
+  std::vector<std::string> out = list_channel_files(dir, "stream");
+  std::vector<std::string> in_regions = list_channel_files(dir, "region-stream");  // PATH:NAME
+  out.insert(out.end(), std::make_move_iterator(in_regions.begin()), std::make_move_iterator(in_regions.end()));
+  std::sort(out.begin(), out.end());  // StreamSampler merges by path
+  return out;
+}
 
 std::string display_name(const std::string& path) {
   if (split_region_locator(path)) return path;  // PATH:NAME, as info and cat take it

@@ -66,7 +66,8 @@ std::string resolve_directory(const std::string& dir);
 /// @throws Error not_found / permission / system naming the directory.
 std::vector<std::string> list_channel_files(const std::string& dir, std::string_view kind);
 
-/// Paths of the stream files (`*.im.shm`, files or links) in `dir`, sorted by name.
+/// Paths of the stream files (`*.im.shm`, files or links) in `dir` and of the streams in the
+/// directory's regions (`*.region.shm`) as PATH:NAME, sorted together.
 /// @throws Error not_found / permission / system naming the directory.
 std::vector<std::string> list_stream_files(const std::string& dir);
 
