@@ -165,32 +165,45 @@ class PyQueue {
     auto q = this->q();
     py::list l;
     if (n == 0) return l;
+    // Every sample is made before anything is popped into it (values reserved to max_values, so
+    // the noexcept burst handler's copy neither allocates nor throws), in runs of at most kRun:
+    // a huge n costs nothing up front, and a sample once popped is never dropped for want of memory.
+    constexpr std::size_t kRun = 64;
+    auto make_run = [&](std::size_t want) {
+      std::vector<std::unique_ptr<PySample>> run(std::min(want, kRun));
+      for (auto& s : run) s.reset(new_sample());
+      return run;
+    };
     std::unique_ptr<PySample> first(new_sample());
+    auto run = make_run(n - 1);
     Status st = q->try_pop(first->s);
     if (st.code() == Errc::would_block && to_ns(timeout) != nanoseconds::zero())
       st = sliced(timeout, [&](nanoseconds sl) { return q->pop(first->s, sl); }, [&] { check_open("popping from"); });
     if (st.code() == Errc::would_block || st.code() == Errc::timeout) return l;
     if (!st.ok()) fail(st, "popping from");
     l.append(py::cast(first.release(), py::return_value_policy::take_ownership));
-    // The rest in one burst, straight from the cells: the handler copies each view into a
-    // sample made beforehand (values reserved to max_values: the copy neither allocates nor
-    // throws, as the noexcept burst requires). Empty, or shut and drained: the next call says so.
-    std::vector<std::unique_ptr<PySample>> rest(std::min<std::size_t>(n - 1, q->capacity()));
-    for (auto& s : rest) s.reset(new_sample());
-    std::size_t seen = 0, popped = 0;
-    (void)q->try_pop_burst(
-        [&](const SampleView& v) noexcept {
-          if (seen >= rest.size()) return;  // never: the burst's limit is rest.size()
-          Sample& s = rest[seen]->s;
-          s.sequence = v.sequence;
-          s.ts_origin_ns = v.ts_origin_ns;
-          s.ts_received_ns = v.ts_received_ns;
-          s.flags = v.flags;
-          s.values.assign(v.values.begin(), v.values.end());
-          ++seen;
-        },
-        rest.size(), popped);
-    for (std::size_t i = 0; i < std::min(seen, popped); ++i) l.append(py::cast(rest[i].release(), py::return_value_policy::take_ownership));
+    // The rest in bursts straight from the cells; empty, or shut and drained: the next call says so.
+    std::size_t left = n - 1;
+    while (left > 0 && !run.empty()) {
+      std::size_t seen = 0, popped = 0;
+      (void)q->try_pop_burst(
+          [&](const SampleView& v) noexcept {
+            if (seen >= run.size()) return;  // never: the burst's limit is run.size()
+            Sample& s = run[seen]->s;
+            s.sequence = v.sequence;
+            s.ts_origin_ns = v.ts_origin_ns;
+            s.ts_received_ns = v.ts_received_ns;
+            s.flags = v.flags;
+            s.values.assign(v.values.begin(), v.values.end());
+            ++seen;
+          },
+          run.size(), popped);
+      const std::size_t got = std::min(seen, popped);
+      for (std::size_t i = 0; i < got; ++i) l.append(py::cast(run[i].release(), py::return_value_policy::take_ownership));
+      left -= got;
+      if (got < run.size()) break;  // the queue is empty (for now)
+      run = make_run(left);
+    }
     return l;
   }
 

@@ -195,6 +195,17 @@ def test_push_many_and_pop_many(streamdir):
         assert len(q) == 2
 
 
+def test_pop_many_of_a_huge_count_takes_every_sample_in_runs(streamdir):
+    """pop_many(n) makes its samples in runs of 64 before popping into them (a huge n reserves
+    nothing for samples that are not there): every sample comes out, in order, across runs."""
+    with shmlink.Queue.create("huge", capacity=1 << 16, max_values=4096, signals=[(0, "a")]) as q:
+        rows = np.arange(300, dtype=np.float64).reshape(300, 1)
+        assert q.push_many(rows, timeout=0) == 300
+        got = q.pop_many(10**12)
+        assert [s[0] for s in got] == list(range(300))  # all, in order, across several runs
+        assert len(q) == 0
+
+
 def test_pop_many_keeps_every_field_of_samples_of_any_length(streamdir):
     """pop_many takes all but the first sample in one burst straight from the cells (a handler
     per sample, no scratch Sample): every field and value of each comes out as it went in."""
