@@ -98,7 +98,10 @@ auto open_or_create(const Region::State& st, std::string_view name, Open&& open,
 
 inline std::string shape_text(std::span<const std::uint32_t> shape) {
   std::string s;
-  for (std::uint32_t v : shape) s += (s.empty() ? "" : "x") + std::to_string(v);
+  for (std::uint32_t v : shape) {  // appends: g++ 12 -O3 misreads `"x" + std::string` (-Wrestrict)
+    if (!s.empty()) s += 'x';
+    s += std::to_string(v);
+  }
   return s;
 }
 
