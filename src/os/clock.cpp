@@ -37,14 +37,14 @@ struct HwSource {
   static std::int64_t exact_ns() noexcept { return now_ns(CLOCK_REALTIME); }
 };
 
-/// x86-64, the kernel keeps time with the TSC, and SHMLINK_TSC_CLOCK is not "0".
+/// x86-64 and tsc_clock_wanted() with the environment and the kernel's clocksource.
 bool decide() noexcept {
 #if defined(__x86_64__)
-  if (const char* env = std::getenv("SHMLINK_TSC_CLOCK"); env != nullptr && std::strcmp(env, "0") == 0) return false;
   try {
     std::ifstream f("/sys/devices/system/clocksource/clocksource0/current_clocksource");
     std::string name;
-    return static_cast<bool>(f >> name) && name == "tsc";
+    if (!(f >> name)) name.clear();
+    return tsc_clock_wanted(std::getenv("SHMLINK_TSC_CLOCK"), name);
   } catch (...) {
     return false;
   }
@@ -59,6 +59,12 @@ TscClock<HwSource>& instance() noexcept {
 }
 
 }  // namespace
+
+bool tsc_clock_wanted(const char* env, std::string_view clocksource) noexcept {
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
+  return clocksource == "tsc";
+}
 
 bool tsc_clock_enabled() noexcept { return instance().enabled(); }
 

@@ -18,7 +18,8 @@
 //
 // Off (plain clock_gettime) unless: x86-64, the kernel's clocksource is "tsc" (so the kernel
 // has checked the TSC is constant-rate and synchronised across CPUs), and the environment
-// variable SHMLINK_TSC_CLOCK is not "0". A clock step (settimeofday, NTP step) shows within
+// variable SHMLINK_TSC_CLOCK is not "0"; SHMLINK_TSC_CLOCK=1 turns it on whatever the
+// clocksource (see tsc_clock_wanted()). A clock step (settimeofday, NTP step) shows within
 // 1 ms: the next anchor is exact; a measured rate more than 1000 ppm off the previous one is
 // taken as a step and discarded (a second disagreement in a row is taken: the old rate was
 // wrong). An exact reading whose bracket of counter reads is too wide (preempted) is returned
@@ -29,6 +30,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string_view>
 
 namespace shmlink::os {
 
@@ -153,7 +155,15 @@ class TscClock {
   bool refused_ = false;  ///< the last rate was refused as a step
 };
 
-/// The process's TSC clock is in use (x86-64, clocksource "tsc", SHMLINK_TSC_CLOCK != "0").
+/// Whether the TSC clock should be on (on x86-64), given the value of SHMLINK_TSC_CLOCK (`env`,
+/// nullptr when unset) and the kernel's clocksource name: "0" turns it off; "1" turns it on
+/// whatever the clocksource (for virtual machines whose kernel distrusts the TSC only because the
+/// guest might migrate, e.g. booted with tsc=unstable and clocksource=kvm-clock: the 1 ms anchor
+/// bounds the error of a jump, but a counter that is not synchronised across CPUs gives readings
+/// off by the skew, so this is the user's call); anything else leaves it to the clocksource:
+/// on exactly when it is "tsc".
+bool tsc_clock_wanted(const char* env, std::string_view clocksource) noexcept;
+/// The process's TSC clock is in use (x86-64 and tsc_clock_wanted(), decided once per process).
 bool tsc_clock_enabled() noexcept;
 /// CLOCK_REALTIME in ns through the process's TSC clock (clock_gettime where it is off).
 std::int64_t tsc_realtime_ns() noexcept;

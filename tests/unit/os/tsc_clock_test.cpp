@@ -250,4 +250,19 @@ TEST(TscClock, RealClockAgreesWithClockGettimeAcrossThreads) {
 #endif
 }
 
+/// SHMLINK_TSC_CLOCK: "0" always off, "1" always on, otherwise (unset, empty, other values) on
+/// exactly when the kernel's clocksource is "tsc".
+TEST(TscClock, EnvironmentAndClocksourceDecide) {
+  EXPECT_TRUE(os::tsc_clock_wanted(nullptr, "tsc"));
+  EXPECT_FALSE(os::tsc_clock_wanted(nullptr, "kvm-clock"));
+  EXPECT_FALSE(os::tsc_clock_wanted(nullptr, ""));
+  EXPECT_FALSE(os::tsc_clock_wanted("0", "tsc"));
+  EXPECT_FALSE(os::tsc_clock_wanted("0", "kvm-clock"));
+  EXPECT_TRUE(os::tsc_clock_wanted("1", "kvm-clock"));
+  EXPECT_TRUE(os::tsc_clock_wanted("1", "hpet"));
+  EXPECT_TRUE(os::tsc_clock_wanted("yes", "tsc"));
+  EXPECT_FALSE(os::tsc_clock_wanted("yes", "kvm-clock"));
+  EXPECT_FALSE(os::tsc_clock_wanted("", "kvm-clock"));
+}
+
 }  // namespace
