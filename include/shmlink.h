@@ -17,7 +17,6 @@
  *   must not be used afterwards. NULL is a no-op. A stream, queue or region file stays.
  * - `shmlink_<object>_destroy(name)` removes the named file of a stream, queue or region; it takes
  *   a name, not a handle, and handles open on it keep working on the unlinked file.
- *   shmlink_stream_remove and shmlink_queue_remove are the same calls under their older names;
  *   shmlink_region_remove(region, name) removes a channel from a region.
  * - What create needs is a `shmlink_<object>_spec_t`, filled with the defaults by
  *   `shmlink_<object>_spec_init()`; what an opener expects of a queue is a `shmlink_queue_expect_t`.
@@ -27,12 +26,14 @@
  *   compiler warning that names the replacement; define SHMLINK_NO_DEPRECATION_WARNINGS to
  *   silence it) and keep their old meaning: shmlink_interface_new (= create),
  *   shmlink_interface_open (= connect), shmlink_interface_is_open (= is_connected),
- *   shmlink_interface_destroy (= close), shmlink_memif_socket_destroy and shmlink_memif_destroy
+ *   shmlink_interface_destroy (= close), shmlink_stream_remove and shmlink_queue_remove (= their
+ *   destroy), shmlink_memif_socket_destroy and shmlink_memif_destroy
  *   (= their close), shmlink_memif_socket_args_init and shmlink_memif_args_init (= their
  *   spec_init), and the types shmlink_memif_socket_args_t and shmlink_memif_args_t. Two calls
  *   changed meaning (programs built against an older header must be rebuilt, docs/c-api.md
  *   "ABI"): shmlink_interface_close now frees the handle (the old close is
- *   shmlink_interface_disconnect) and shmlink_stream_destroy now takes a name.
+ *   shmlink_interface_disconnect, so 0.3's `close(h); destroy(h);` would free h twice: write
+ *   `shmlink_interface_close(h);` alone) and shmlink_stream_destroy now takes a name.
  *
  * Calls and messages (Aeron-style):
  * - Every call returns an `int`: 0 (SHMLINK_OK) or a negative SHMLINK_E_* code; calls that
@@ -197,8 +198,8 @@ SHMLINK_EXPORT int shmlink_stream_close(shmlink_stream_t *stream);
  *  (Before issue 20 this call took a handle, closed it and removed its file.)
  *  @return 0, NOT_FOUND, PERMISSION, INVALID_ARGUMENT, NAME_TOO_LONG. */
 SHMLINK_EXPORT int shmlink_stream_destroy(const char *name);
-/** The same as shmlink_stream_destroy (its older name). */
-SHMLINK_EXPORT int shmlink_stream_remove(const char *name);
+/** The older name of shmlink_stream_destroy (same meaning). */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_stream_destroy") int shmlink_stream_remove(const char *name);
 
 /** Geometry of an open stream. */
 SHMLINK_EXPORT int shmlink_stream_geometry(const shmlink_stream_t *stream, shmlink_stream_geometry_t *out);
@@ -408,8 +409,8 @@ SHMLINK_EXPORT int shmlink_queue_close(shmlink_queue_t *queue);
 /** Removes a queue file by name or path (open handles keep working on the unlinked file).
  *  @return 0, INVALID_ARGUMENT, NAME_TOO_LONG, NOT_FOUND, PERMISSION. */
 SHMLINK_EXPORT int shmlink_queue_destroy(const char *name);
-/** The same as shmlink_queue_destroy (its older name). */
-SHMLINK_EXPORT int shmlink_queue_remove(const char *name);
+/** The older name of shmlink_queue_destroy (same meaning). */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_queue_destroy") int shmlink_queue_remove(const char *name);
 
 /** Pushes one sample if a cell is free. Never blocks, never allocates.
  *  @return 0; WOULD_BLOCK (full; no message is recorded: no room is not an error);
@@ -609,11 +610,21 @@ SHMLINK_EXPORT int shmlink_interface_read(shmlink_interface_t *iface, shmlink_sa
  *  @return 0, INVALID_ARGUMENT (NULL). Thread safety: while no other call runs. */
 SHMLINK_EXPORT int shmlink_interface_disconnect(shmlink_interface_t *iface);
 /** Disconnects the interface if connected (as shmlink_interface_disconnect), then frees the
- *  handle. NULL is accepted. (Before issue 20 this kept the handle: that call is now
- *  shmlink_interface_disconnect.) @return 0. Thread safety: while no other call runs. */
+ *  handle: it must not be used afterwards. NULL is accepted.
+ *  Changed in 0.4: up to 0.3 this call only ended the link and kept the handle, which was then
+ *  freed by shmlink_interface_destroy. Close now frees the handle, so the 0.3 sequence
+ *  `shmlink_interface_close(h); shmlink_interface_destroy(h);` frees it twice (a double free):
+ *  to end the link and keep the handle call shmlink_interface_disconnect(h), and free it with
+ *  one shmlink_interface_close(h). @return 0. Thread safety: while no other call runs. */
 SHMLINK_EXPORT int shmlink_interface_close(shmlink_interface_t *iface);
-/** The older name of shmlink_interface_close (it always freed the handle). */
-SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR("shmlink_interface_close") int shmlink_interface_destroy(shmlink_interface_t *iface);
+/** The older name of shmlink_interface_close: disconnects and frees the handle. Never call it
+ *  after shmlink_interface_close(), which now frees the handle too (the 0.3 sequence `close(h);
+ *  destroy(h);` is a double free): end the link with shmlink_interface_disconnect(h), then
+ *  free the handle with shmlink_interface_close(h) alone. */
+SHMLINK_EXPORT SHMLINK_DEPRECATED_FOR(
+    "shmlink_interface_close, which now frees the handle: the 0.3 sequence close(h); destroy(h); frees it twice; "
+    "end the link with shmlink_interface_disconnect(h) and free it with one shmlink_interface_close(h)") int
+shmlink_interface_destroy(shmlink_interface_t *iface);
 
 /** What became of the peer (refreshed by reads, writes, shmlink_interface_peer_alive and
  *  disconnect).
