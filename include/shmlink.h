@@ -603,6 +603,15 @@ SHMLINK_EXPORT int shmlink_interface_write(shmlink_interface_t *iface, const shm
  *          INVALID_ARGUMENT.
  *  Thread safety: one reading thread per handle (may differ from the writing thread). */
 SHMLINK_EXPORT int shmlink_interface_read(shmlink_interface_t *iface, shmlink_sample_t *out, int64_t timeout_ns);
+/** Receives up to `count` of the peer's samples into out[0..count) (a burst: as many as are
+ *  there), each as shmlink_interface_read fills one; waits up to timeout_ns only while none is
+ *  there. Every out[i] is checked before anything is read. Samples already queued are copied
+ *  straight from the peer's cells (one wake-up check for the burst). Never allocates.
+ *  @return how many were read (1..count; 0 when count is 0), or the codes of
+ *          shmlink_interface_read (WOULD_BLOCK when timeout_ns is 0 and nothing is there).
+ *  Thread safety: as shmlink_interface_read. Since 0.4. */
+SHMLINK_EXPORT int shmlink_interface_read_burst(shmlink_interface_t *iface, shmlink_sample_t *out, size_t count,
+                                                int64_t timeout_ns);
 /** Ends the link but keeps the handle: shuts the output (the peer drains it, then reads
  *  SHUT_DOWN), stops and reaps a launched peer (stop_timeout_ns, then SIGTERM, then SIGKILL),
  *  removes the output file and releases the lock. The peer status stays readable and connect
