@@ -34,12 +34,14 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace shmlink {
@@ -213,6 +215,36 @@ class SHMLINK_EXPORT Interface {
   ///         failed a bounds check and was skipped; logged with the check; the next read goes
   ///         on with the next sample). Values beyond the imports are delivered as they came.
   Status read(Sample& out, std::chrono::nanoseconds timeout = kForever) noexcept;
+
+  /// The non-template form of the handler of read_burst(): `fn(ctx, view)` per sample.
+  using SampleHandlerFn = Queue::SampleHandlerFn;
+  /// Receives up to `limit` samples of the peer, oldest first, calling `handler(const
+  /// SampleView&)` for each (Queue::try_pop_burst's shape, Aeron's `read(handler, limit)`);
+  /// waits up to `timeout` only while nothing is there. Samples already queued are handed over
+  /// zero-copy: the view points into the cell and is valid only during the handler call.
+  /// Each view carries ts_received_ns (CLOCK_REALTIME, one stamp per burst) and
+  /// kSampleHasTsReceived, as read() stamps them; its values are clamped to in_max_values(). A
+  /// sample that had to be waited for, and every sample of protocol villas, comes through this
+  /// side's read scratch (reserved at open: no allocation) and is handed over as a view of it.
+  /// The handler must not throw and must not read from this interface.
+  /// @param received receives how many samples the handler saw.
+  /// @param timeout as read(): relative; kForever waits without limit; 0 never waits.
+  /// @return ok when at least one sample was received (or `limit` is 0); otherwise as read():
+  ///         timeout, would_block, shut_down, closed, peer_exited, interrupted, layout (villas).
+  ///
+  /// Memory ordering: that of Queue::try_pop_burst (each cell acquired before its handler call,
+  /// freed with release after the run).
+  template <class Handler>
+  Status read_burst(Handler&& handler, std::size_t limit, std::size_t& received,
+                    std::chrono::nanoseconds timeout = kForever) noexcept {
+    using H = std::remove_reference_t<Handler>;
+    return read_burst_with([](void* ctx, const SampleView& v) { (*static_cast<H*>(ctx))(v); },
+                           const_cast<void*>(static_cast<const void*>(std::addressof(handler))), limit, received,
+                           timeout);
+  }
+  /// read_burst() with a plain function and context pointer (what the template forwards to).
+  Status read_burst_with(SampleHandlerFn fn, void* ctx, std::size_t limit, std::size_t& received,
+                         std::chrono::nanoseconds timeout = kForever) noexcept;
 
   /// Shuts the output queue (the peer drains it, then reads `shut_down`), removes the output queue
   /// file when it is still this side's, releases the lock, then stops and reaps a launched peer

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace shmlink::python {
 
@@ -85,6 +86,14 @@ Status sliced(const std::optional<double>& timeout, Op&& op, Check&& check) {
 template <class Op>
 Status sliced(const std::optional<double>& timeout, Op&& op) {
   return sliced(timeout, std::forward<Op>(op), [] {});
+}
+
+/// Runs `f()` with the GIL released (for setup calls that may block: a region's directory lock,
+/// creating a file) and returns what it returns; its exceptions propagate with the GIL held again.
+template <class F>
+auto without_gil(F&& f) {
+  py::gil_scoped_release nogil;
+  return std::forward<F>(f)();
 }
 
 /// Queues (queue.cpp), the Interface with its PeerStatus (interface.cpp), Region (region.cpp).

@@ -54,18 +54,28 @@ std::string shape_text(const std::vector<py::ssize_t>& shape) {
   return s + ")";
 }
 
-/// One stream handle as Python sees it.
+/// One stream handle as Python sees it. Calls that run with the GIL released (write, read,
+/// wait, read_next) hold a reference to the Stream (held()), so a close() from another thread
+/// never unmaps under them: the mapping goes when the last of them returns, and a waiter
+/// notices the close within a slice (ClosedError).
 class PyStream {
  public:
-  explicit PyStream(Stream s) : s_(std::move(s)) {
-    name_ = s_.name();
-    last_ = s_.cnt0();
+  explicit PyStream(Stream s) : s_(std::make_shared<Stream>(std::move(s))) {
+    name_ = s_->name();
+    last_ = s_->cnt0();
   }
 
-  /// The stream; raises ClosedError when closed.
-  Stream& s() {
-    if (!s_.valid()) raise_code(Errc::closed, "stream '" + name_ + "' is closed");
+  /// The stream, for calls that keep the GIL; raises ClosedError when closed.
+  Stream& s() { return *held(); }
+  /// A reference to the stream that keeps it mapped (for calls that release the GIL); raises
+  /// ClosedError when closed.
+  std::shared_ptr<Stream> held() const {
+    if (!s_) raise_code(Errc::closed, "stream '" + name_ + "' is closed");
     return s_;
+  }
+  /// Between wait slices: ClosedError when another thread closed this handle meanwhile.
+  void check_open(const char* what) const {
+    if (!s_) raise_code(Errc::closed, std::string(what) + " stream '" + name_ + "': the handle was closed meanwhile");
   }
 
   /// Frame shape in numpy order (slowest axis first).
@@ -80,7 +90,8 @@ class PyStream {
   /// Raises for a failed hot-path Status, naming the stream.
   [[noreturn]] void fail(Status st, const std::string& what) {
     if (st.code() == Errc::layout) {  // a rolling buffer whose cnt1 names no slice: say so with the values
-      if (const std::string why = s_.rolling_layout_error(); !why.empty()) raise_code(st.code(), what + " " + why);
+      if (const std::string why = s_ ? s_->rolling_layout_error() : std::string(); !why.empty())
+        raise_code(st.code(), what + " " + why);
     }
     raise_code(st.code(), what + " stream '" + name_ + "': " + st.message());
   }
@@ -110,10 +121,11 @@ class PyStream {
     o.frame_id = frame_id;
     const auto* p = static_cast<const std::byte*>(arr.data());
     const std::size_t n = static_cast<std::size_t>(arr.nbytes());
+    const auto stream = held();
     Status st;
     {
       py::gil_scoped_release nogil;
-      st = s().write(std::span<const std::byte>(p, n), o);
+      st = stream->write(std::span<const std::byte>(p, n), o);
     }
     if (!st.ok()) fail(st, "writing");
   }
@@ -124,9 +136,10 @@ class PyStream {
     Status st;
     auto* p = static_cast<std::byte*>(out.mutable_data());
     const std::size_t n = static_cast<std::size_t>(out.nbytes());
+    const auto stream = held();
     {
       py::gil_scoped_release nogil;
-      st = s().read_copy(std::span<std::byte>(p, n), &info);
+      st = stream->read_copy(std::span<std::byte>(p, n), &info);
     }
     if (!st.ok()) fail(st, "reading");
     last_ = info.cnt0;
@@ -136,18 +149,23 @@ class PyStream {
   /// Waits for a frame newer than the last one this handle read or waited for, in sliced()
   /// (GIL released, Ctrl-C raises KeyboardInterrupt within a slice). False on timeout.
   bool wait(std::optional<double> timeout, std::optional<int> sem, bool spin) {
-    Stream& st = s();
+    const auto stream = held();
+    Stream& st = *stream;
     if (sem && (*sem < 0 || *sem >= st.semaphore_count()))
       raise_code(Errc::out_of_range, "waiting: " + semaphore_index_error(*sem, st.semaphore_count(), name_));
     std::uint64_t c = 0;
-    const Status r = sliced(timeout, [&](std::chrono::nanoseconds slice) {
-      if (sem) {
-        const Status w = slice.count() == 0 ? st.sem_trywait(*sem) : st.sem_wait(*sem, slice);
-        c = st.cnt0();
-        return w;
-      }
-      return spin ? st.wait_spin(last_, slice, &c) : st.wait_futex(last_, slice, &c);
-    });
+    const std::uint64_t since = last_;
+    const Status r = sliced(
+        timeout,
+        [&](std::chrono::nanoseconds slice) {
+          if (sem) {
+            const Status w = slice.count() == 0 ? st.sem_trywait(*sem) : st.sem_wait(*sem, slice);
+            c = st.cnt0();
+            return w;
+          }
+          return spin ? st.wait_spin(since, slice, &c) : st.wait_futex(since, slice, &c);
+        },
+        [&] { check_open("waiting on"); });
     if (r.ok()) {
       last_ = c;
       return true;
@@ -163,16 +181,16 @@ class PyStream {
     if (exports_ > 0)
       throw py::buffer_error("cannot close stream '" + name_ + "': " + std::to_string(exports_) +
                              " view(s) of it still exist");
-    s_.close();
+    s_.reset();  // unmapped now, or when the last call still using it returns
   }
 
-  bool closed() const { return !s_.valid(); }
+  bool closed() const { return !s_; }
   std::uint64_t& last() { return last_; }
   const std::string& name() const { return name_; }
   int& exports() { return exports_; }
 
  private:
-  Stream s_;
+  std::shared_ptr<Stream> s_;  ///< null once closed
   std::string name_;
   std::uint64_t last_ = 0;
   int exports_ = 0;
@@ -336,7 +354,9 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
       .def_static(
           "remove", [](const std::string& name) { Stream::remove(name); }, py::arg("name"),
           "Remove a stream's file (open handles keep their mapping).")
-      .def("close", &PyStream::close, "Unmap; raises BufferError while views of the stream exist.")
+      .def("close", &PyStream::close,
+           "Unmap; raises BufferError while views of the stream exist. A wait or read still running in another "
+           "thread keeps the mapping until it returns, and a waiter raises ClosedError within a slice.")
       .def_property_readonly("closed", &PyStream::closed)
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyStream& s, py::args) { s.close(); })
@@ -386,10 +406,13 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
             std::uint64_t skipped = 0;
             auto* d = static_cast<std::byte*>(out.mutable_data());
             const auto n = static_cast<std::size_t>(out.nbytes());
-            Stream& s = p.s();
-            const Status st = sliced(timeout, [&](std::chrono::nanoseconds slice) {
-              return s.read_next(std::span<std::byte>(d, n), &info, &skipped, slice);
-            });
+            const auto s = p.held();  // a close() from another thread cannot unmap under the read
+            const Status st = sliced(
+                timeout,
+                [&](std::chrono::nanoseconds slice) {
+                  return s->read_next(std::span<std::byte>(d, n), &info, &skipped, slice);
+                },
+                [&] { p.check_open("reading"); });
             if (st.code() == Errc::timeout) return py::none();
             if (!st.ok() && st.code() != Errc::overwritten) p.fail(st, "reading");
             p.last() = info.cnt0;

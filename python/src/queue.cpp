@@ -331,7 +331,8 @@ and blocking calls release the GIL (Ctrl-C raises KeyboardInterrupt).)doc")
            "Up to n samples, oldest first: waits at most `timeout` seconds (None: forever) for the "
            "first, then takes what is there. [] when none came; ShutDownError once shut and drained.")
       .def("shutdown", [](PyQueue& q) { q.q()->shutdown(); },
-           "Shut the queue for every process: pushes raise ClosedError, consumers drain what is left, then get ClosedError.")
+           "Shut the queue for every process: pushes raise ShutDownError, consumers drain what is left, then get "
+           "ShutDownError (a subclass of ClosedError).")
       .def_property_readonly("shut_down", [](PyQueue& q) { return q.q()->is_shut(); }, "True once any process shut the queue down.")
       .def_property_readonly(
           "shut",

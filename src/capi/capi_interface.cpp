@@ -65,12 +65,12 @@ bool protocol_valid(unsigned p) noexcept { return p == SHMLINK_PROTOCOL_SHMLINK 
 
 }  // namespace
 
-/// The opaque interface handle. The writing and the reading thread each have their own scratch
-/// sample (reserved at open: write and read never allocate), on separate cache lines.
+/// The opaque interface handle. Writes build their sample in the write scratch (reserved at
+/// open: no allocation); reads copy straight from the peer's cells into the caller's samples
+/// (Interface::read_burst), so the handle needs no read scratch.
 struct shmlink_interface_s {
   shmlink::Interface iface;
   alignas(64) shmlink::Sample write_scratch;  // the writing thread's
-  alignas(64) shmlink::Sample read_scratch;   // the reading thread's
 };
 
 namespace {
@@ -260,7 +260,6 @@ int shmlink_interface_connect(shmlink_interface_t* iface) {
     i.open();
     // Reserved once per open: write and read then never allocate.
     iface->write_scratch.values.reserve(i.out_max_values());
-    iface->read_scratch.values.reserve(i.in_max_values());
     return SHMLINK_OK;
   });
 }
@@ -303,12 +302,29 @@ int shmlink_interface_read(shmlink_interface_t* iface, shmlink_sample_t* out, in
   if (iface == nullptr) return null_arg("shmlink_interface_read", "iface");
   if (const int rc = check_pop_sample("shmlink_interface_read", out); rc != SHMLINK_OK) return rc;
   auto& i = iface->iface;
-  const auto st = i.read(iface->read_scratch, to_timeout(timeout_ns));
-  if (st.ok()) {
-    to_c(iface->read_scratch, out);
-    return SHMLINK_OK;
-  }
+  std::size_t got = 0;
+  const auto st = i.read_burst([&](const shmlink::SampleView& v) noexcept { to_c(v, out); }, 1, got,
+                               to_timeout(timeout_ns));
+  if (st.ok()) return SHMLINK_OK;
   if (st.code() == Errc::would_block) return SHMLINK_E_WOULD_BLOCK;  // no data is not an error
+  return status_fail(st, "reading from", i, timeout_ns);
+}
+
+int shmlink_interface_read_burst(shmlink_interface_t* iface, shmlink_sample_t* out, size_t count,
+                                 int64_t timeout_ns) {
+  if (iface == nullptr) return null_arg("shmlink_interface_read_burst", "iface");
+  if (out == nullptr && count != 0) return null_arg("shmlink_interface_read_burst", "out");
+  const std::size_t n = std::min<std::size_t>(count, INT_MAX);  // returned as an int
+  for (std::size_t k = 0; k < n; ++k)  // all checked first: a bad entry must not lose a sample
+    if (const int rc = check_pop_sample("shmlink_interface_read_burst", &out[k]); rc != SHMLINK_OK) return rc;
+  if (n == 0) return 0;
+  auto& i = iface->iface;
+  std::size_t got = 0;
+  std::size_t k = 0;
+  const auto st = i.read_burst([&](const shmlink::SampleView& v) noexcept { to_c(v, &out[k++]); }, n, got,
+                               to_timeout(timeout_ns));
+  if (st.ok()) return static_cast<int>(got);
+  if (st.code() == Errc::would_block) return SHMLINK_E_WOULD_BLOCK;
   return status_fail(st, "reading from", i, timeout_ns);
 }
 

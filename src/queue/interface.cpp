@@ -278,12 +278,17 @@ Status Interface::Impl::pop(Sample& s, std::chrono::nanoseconds timeout) noexcep
   if (st.ok()) {
     s.ts_received_ns = os::realtime_ns();
     s.flags |= kSampleHasTsReceived;
-  } else if (st.code() == Errc::shut_down && open) {
-    const std::lock_guard lock(peer_mutex);
-    peer.closed = true;
-    peer_gone.store(true, std::memory_order_relaxed);
+  } else if (st.code() == Errc::shut_down) {
+    note_shut_down();
   }
   return st;
+}
+
+void Interface::Impl::note_shut_down() noexcept {
+  if (!open) return;
+  const std::lock_guard lock(peer_mutex);
+  peer.closed = true;
+  peer_gone.store(true, std::memory_order_relaxed);
 }
 
 void Interface::Impl::create_output() {
@@ -639,6 +644,7 @@ void Interface::open() {
     m.open_shmlink();
   }
   m.scratch.values.reserve(m.out_max());
+  m.read_scratch.values.reserve(m.in_max());
   m.owner_pid = os::current_pid();
   m.open = true;
   register_open(&m);

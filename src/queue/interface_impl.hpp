@@ -45,6 +45,7 @@ struct Interface::Impl {
   std::atomic<bool> peer_gone{false};          ///< set once the peer was found dead or closed
   std::uint64_t sequence = 0;
   Sample scratch;                  ///< write(values) builds its sample here (no allocation per call)
+  Sample read_scratch;             ///< read_burst() waits into it (reserved at open; the reading thread's)
 
   std::string label() const;
 
@@ -90,6 +91,8 @@ struct Interface::Impl {
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept;
 
   Status pop(Sample& s, std::chrono::nanoseconds timeout) noexcept;
+  /// Records that the peer shut its output (a pop answered shut_down while open).
+  void note_shut_down() noexcept;
 
   /// open() for protocol shmlink.
   void open_shmlink();

@@ -279,19 +279,29 @@ TEST_F(InterfaceTest, AnOutputOwnedByALiveInterfaceIsRefusedAStaleOneReplaced) {
   fresh.close();
 }
 
-TEST_F(InterfaceTest, PeerKilledMidRunIsReportedAfterItsSamples) {
-  Shared<std::atomic<int>> written;
-  const pid_t child = spawn([&]() -> int {
+/// Forks the peer of the a2b/b2a pair: it exports value 0 as "y" (f64, "V"), writes 0..count-1,
+/// then closes cleanly (`then_close`), or stores `count` into `*written` and waits to be killed.
+pid_t spawn_writer(int count, bool then_close, Shared<std::atomic<int>>* written = nullptr) {
+  return spawn([=]() -> int {
     Interface b(pair_spec("b2a", "a2b"));
     b.export_signal(0, "y", SignalType::f64, "V");
     b.open();
-    for (int k = 0; k < 10; ++k) {
+    for (int k = 0; k < count; ++k) {
       const SignalValue y = SignalValue::of(static_cast<double>(k));
       if (!b.write(std::span(&y, 1), 5s).ok()) return 2;
     }
-    written->store(10);
+    if (then_close) {
+      b.close();
+      return 0;
+    }
+    if (written != nullptr) (*written)->store(count);
     for (;;) ::pause();  // SIGKILLed here, holding its lock until the kernel drops it
   });
+}
+
+TEST_F(InterfaceTest, PeerKilledMidRunIsReportedAfterItsSamples) {
+  Shared<std::atomic<int>> written;
+  const pid_t child = spawn_writer(10, false, &written);
   Interface a(pair_spec("a2b", "b2a"));
   a.import_signal(0, "y", SignalType::f64);
   a.open();
@@ -336,16 +346,7 @@ TEST_F(InterfaceTest, WriterBlockedOnAFullQueueSeesThePeerDie) {
 }
 
 TEST_F(InterfaceTest, CleanCloseIsDrainedThenClosed) {
-  const pid_t child = spawn([&]() -> int {
-    Interface b(pair_spec("b2a", "a2b"));
-    b.open();
-    for (int k = 0; k < 20; ++k) {
-      const SignalValue y = SignalValue::of(static_cast<double>(k));
-      if (!b.write(std::span(&y, 1), 5s).ok()) return 2;
-    }
-    b.close();
-    return 0;
-  });
+  const pid_t child = spawn_writer(20, true);
   Interface a(pair_spec("a2b", "b2a"));
   a.open();
   EXPECT_EQ(test::reap(child, 20), 0);
@@ -355,6 +356,104 @@ TEST_F(InterfaceTest, CleanCloseIsDrainedThenClosed) {
   EXPECT_TRUE(a.peer().closed);
   const SignalValue x = SignalValue::of(1.0);
   EXPECT_EQ(a.write(std::span(&x, 1), 1s), Status(Errc::shut_down)) << "nobody will read it";
+}
+
+// ---- read_burst ------------------------------------------------------------------------
+
+/// What a read_burst handler saw of one sample.
+struct Seen {
+  std::uint64_t sequence = 0;
+  double value = 0;
+  std::uint32_t flags = 0;
+  std::int64_t ts_received_ns = 0;
+  const SignalValue* where = nullptr;
+};
+
+/// read_burst into a vector of Seen.
+Status burst(Interface& i, std::size_t limit, std::vector<Seen>& seen, std::chrono::nanoseconds timeout) {
+  seen.clear();
+  std::size_t received = 0;
+  const Status st = i.read_burst(
+      [&](const SampleView& v) noexcept {
+        seen.push_back({v.sequence, v.values.empty() ? -1.0 : v.values[0].f, v.flags, v.ts_received_ns, v.values.data()});
+      },
+      limit, received, timeout);
+  EXPECT_EQ(received, seen.size());
+  return st;
+}
+
+TEST_F(InterfaceTest, ReadBurstHandsOverWhatIsThereFromTheCellsAndWaitsOnlyForTheFirst) {
+  Interface i(pair_spec("loop", "loop"));
+  i.export_signal(0, "a", SignalType::f64);
+  i.open();
+  for (int k = 0; k < 5; ++k) {
+    const SignalValue v = SignalValue::of(1.5 * k);
+    ASSERT_EQ(i.write(std::span(&v, 1), 1s), Status(Errc::ok));
+  }
+  std::vector<Seen> seen;
+  ASSERT_EQ(burst(i, 3, seen, 0ns), Status(Errc::ok));
+  ASSERT_EQ(seen.size(), 3U) << "at most `limit`";
+  for (std::size_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(seen[k].sequence, k);
+    EXPECT_EQ(seen[k].value, 1.5 * static_cast<double>(k));
+    EXPECT_NE(seen[k].flags & kSampleHasTsReceived, 0U) << "stamped as read() stamps";
+    EXPECT_GT(seen[k].ts_received_ns, 0);
+  }
+  EXPECT_NE(seen[0].where, seen[1].where) << "each view points into its own cell, not one scratch sample";
+  ASSERT_EQ(burst(i, 10, seen, 0ns), Status(Errc::ok));
+  ASSERT_EQ(seen.size(), 2U) << "as many as are there";
+  EXPECT_EQ(seen[1].sequence, 4U);
+  EXPECT_EQ(burst(i, 10, seen, 0ns), Status(Errc::would_block));
+  EXPECT_EQ(burst(i, 10, seen, 20ms), Status(Errc::timeout));
+  EXPECT_TRUE(seen.empty());
+  std::thread writer([&] {
+    std::this_thread::sleep_for(50ms);
+    const SignalValue v = SignalValue::of(7.0);
+    EXPECT_EQ(i.write(std::span(&v, 1), 1s), Status(Errc::ok));
+  });
+  const Status waited = burst(i, 10, seen, 10s);
+  writer.join();
+  ASSERT_EQ(waited, Status(Errc::ok));
+  ASSERT_EQ(seen.size(), 1U);
+  EXPECT_EQ(seen[0].value, 7.0);
+  EXPECT_NE(seen[0].flags & kSampleHasTsReceived, 0U);
+  std::size_t received = 9;
+  EXPECT_EQ(i.read_burst([](const SampleView&) noexcept {}, 0, received, 0ns), Status(Errc::ok));
+  EXPECT_EQ(received, 0U);
+  i.close();
+  EXPECT_EQ(burst(i, 10, seen, 0ns), Status(Errc::closed));
+}
+
+TEST_F(InterfaceTest, ReadBurstDrainsACleanlyClosedPeerThenAnswersShutDown) {
+  const pid_t child = spawn_writer(20, true);
+  Interface a(pair_spec("a2b", "b2a"));
+  a.open();
+  EXPECT_EQ(test::reap(child, 20), 0);
+  std::vector<Seen> seen;
+  std::vector<double> got;
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(burst(a, 8, seen, 5s), Status(Errc::ok)) << round;
+    for (const Seen& x : seen) got.push_back(x.value);
+  }
+  ASSERT_EQ(got.size(), 20U) << "8 + 8 + 4";
+  for (std::size_t k = 0; k < got.size(); ++k) EXPECT_EQ(got[k], static_cast<double>(k));
+  EXPECT_EQ(burst(a, 8, seen, 5s), Status(Errc::shut_down));
+  EXPECT_TRUE(a.peer().closed);
+}
+
+TEST_F(InterfaceTest, ReadBurstDeliversWhatAKilledPeerWroteThenPeerExited) {
+  Shared<std::atomic<int>> written;
+  const pid_t child = spawn_writer(6, false, &written);
+  Interface a(pair_spec("a2b", "b2a"));
+  a.open();
+  ASSERT_TRUE(test::wait_until([&] { return written->load() == 6; }));
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  EXPECT_EQ(test::reap(child, 10), -SIGKILL);
+  std::vector<Seen> seen;
+  ASSERT_EQ(burst(a, 100, seen, 5s), Status(Errc::ok));
+  EXPECT_EQ(seen.size(), 6U);
+  EXPECT_EQ(burst(a, 100, seen, 30s), Status(Errc::peer_exited));
+  EXPECT_TRUE(a.peer().exited);
 }
 
 // ---- exec ------------------------------------------------------------------------------

@@ -14,14 +14,16 @@ import pytest
 import shmlink
 from shmlink import errors
 
-HEADER = pathlib.Path(__file__).resolve().parents[2] / "include" / "shmlink.h"
+INCLUDE = pathlib.Path(__file__).resolve().parents[2] / "include"
+# shmlink.h and its parts (include/shmlink/c/*.h), which hold the declarations.
+HEADERS = [INCLUDE / "shmlink.h", *sorted((INCLUDE / "shmlink" / "c").glob("*.h"))]
 
 
 def c_codes() -> dict[str, int]:
-    """SHMLINK_E_<NAME> -> code, as include/shmlink.h defines them."""
-    text = HEADER.read_text()
+    """SHMLINK_E_<NAME> -> code, as include/shmlink.h (through its parts) defines them."""
+    text = "\n".join(h.read_text() for h in HEADERS)
     codes = {m[1]: int(m[2]) for m in re.finditer(r"^#define SHMLINK_E_(\w+) \((-\d+)\)", text, re.M)}
-    assert len(codes) >= 20, f"{HEADER}: found only {codes}"
+    assert len(codes) >= 20, f"{[str(h) for h in HEADERS]}: found only {codes}"
     return codes
 
 

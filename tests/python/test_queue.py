@@ -446,3 +446,9 @@ def test_python_child_processes_share_an_mpmc_queue(streamdir):
         for p in range(producers):  # each consumer sees each producer's samples in order
             assert [k for who, k in mine if who == p] == sorted(k for who, k in mine if who == p)
         assert len(q) == 0 and q.info()["pushed"] == producers * n
+
+
+def test_shutdown_docstring_names_the_error_it_makes():
+    doc = shmlink.Queue.shutdown.__doc__
+    assert "ShutDownError" in doc, doc
+    assert "raise ClosedError" not in doc, doc  # a shut queue raises ShutDownError (a ClosedError subclass)

@@ -5,10 +5,15 @@ errors mapped to the built-in exceptions."""
 
 from __future__ import annotations
 
+import gc
+import mmap
 import os
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -120,3 +125,109 @@ def test_errors_map_to_the_builtin_exceptions(region, streamdir):
     assert region.closed
     with pytest.raises(shmlink.ClosedError, match="closed"):
         region.entries()
+
+
+# ---- the GIL around the directory lock -------------------------------------------------------
+
+def test_a_call_waiting_for_the_directory_lock_lets_other_threads_run(region):
+    # A lock word naming a holder of another kernel (a foreign hash): the next directory change
+    # waits the lock timeout (2 s) before it takes the lock over. Meanwhile another Python thread
+    # must keep running: the call waits with the GIL released.
+    foreign_token = (0x5EED1E55 << 32) | 4242
+    with open(region.path, "r+b") as f:
+        f.seek(192)  # the lock word of the directory header
+        f.write(struct.pack("<Q", foreign_token))
+    ticks = 0
+    stop = threading.Event()
+
+    def ticker():
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.005)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        before = ticks
+        q = region.create_queue("after_takeover", max_values=1)  # waits out the stale lock
+        during = ticks - before
+    finally:
+        stop.set()
+        t.join(10)
+    assert during >= 10, f"the other thread ran {during} times while create_queue waited for the lock"
+    q.push([1.0])
+    assert [e["name"] for e in region.entries()] == ["after_takeover"]
+
+
+# ---- memory the caller maps: create_memfd, attach, format --------------------------------------
+
+# A second process: maps the memfd it inherited and attaches the region there.
+ATTACH_FD = textwrap.dedent(
+    """
+    import mmap, sys
+    import shmlink
+    fd, size = int(sys.argv[1]), int(sys.argv[2])
+    mm = mmap.mmap(fd, size)
+    r = shmlink.Region.attach(mm, what="inherited memfd")
+    q = r.open_queue("q", max_values=1)
+    assert q.pop(timeout=5).tolist() == [7.0]
+    q.push([8.0])
+    print("child:", [e["name"] for e in r.entries()], r.path, flush=True)
+    """
+)
+
+
+def test_create_memfd_and_attach_it_in_this_and_another_process():
+    r = shmlink.Region.create_memfd("pymemfd", SIZE)
+    assert r.path == "memfd:pymemfd" and r.size == SIZE and r.fd >= 0 and r.same_kernel
+    q = r.create_queue("q", capacity=4, max_values=1)
+    mm = mmap.mmap(r.fd, SIZE)
+    here = shmlink.Region.attach(mm, what="my mapping")
+    assert here.path == "my mapping" and here.fd == -1
+    assert [e["name"] for e in here.entries()] == ["q"]
+    q.push([7.0])
+    out = subprocess.run([sys.executable, "-c", ATTACH_FD, str(r.fd), str(SIZE)], pass_fds=[r.fd],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "child: ['q'] inherited memfd\n"
+    assert here.open_queue("q", max_values=1).pop(timeout=5).tolist() == [8.0]
+    with pytest.raises(BufferError):
+        mm.close()  # the attached region holds the buffer
+    here.close()
+    gc.collect()
+    mm.close()  # nothing holds it any more
+    r.close()
+
+
+def test_format_memory_of_an_mmap_then_attach_it_as_another_kernel_would():
+    mm = mmap.mmap(-1, SIZE)
+    r = shmlink.Region.format(mm, what="bar2", same_kernel=False, max_entries=16)
+    assert r.path == "bar2" and r.size == SIZE and not r.same_kernel
+    s = r.create_stream("wfs", np.arange(4, dtype=np.int32))
+    again = shmlink.Region.attach(mm, what="bar2 again")
+    assert not again.same_kernel, "the directory records that other kernels use it"
+    assert (again.open_stream("wfs").read() == np.arange(4)).all()
+    del s
+    with pytest.raises(shmlink.LayoutError, match="blank"):
+        shmlink.Region.attach(mmap.mmap(-1, SIZE), what="blank")  # never formatted
+    with pytest.raises(shmlink.ArgumentError, match="writable"):
+        shmlink.Region.attach(bytes(SIZE), what="ro")  # read-only memory
+    with pytest.raises(shmlink.ArgumentError, match="small"):
+        shmlink.Region.format(mmap.mmap(-1, 4096), what="small")
+
+
+def test_remove_entry_frees_a_corrupt_entry_that_entries_refuses(region):
+    region.create_queue("q", max_values=1)
+    with open(region.path, "r+b") as f:
+        f.seek(256 + 88)  # entry 0's offset: no longer a multiple of 4096
+        f.write(struct.pack("<Q", 12345))
+    with pytest.raises(shmlink.LayoutError, match="entry 0"):
+        region.entries()
+    region.remove_entry(0)
+    assert region.entries() == []
+    with pytest.raises(FileNotFoundError):
+        region.remove_entry(0)  # free already
+    with pytest.raises(shmlink.ArgumentError):
+        region.remove_entry(1 << 20)  # beyond max_entries
+    region.create_queue("q", max_values=1)  # the name can be used again

@@ -21,6 +21,44 @@ def make(name: str, shape=(4, 6), dtype="float32", **kw) -> shmlink.Stream:
     return shmlink.Stream.create(name, shape=shape, dtype=dtype, mode="purge", **kw)
 
 
+# ---- close from another thread --------------------------------------------------------------
+
+# A waiter in one thread, close() in another: the waiter holds the stream by reference, so the
+# mapping stays until it returns, and it gets ClosedError instead of touching unmapped memory. Run
+# in a child process, so that a crash (as before the fix) fails the test instead of pytest.
+CLOSE_UNDER_WAIT = """
+import sys, threading, time
+import shmlink
+path, how = sys.argv[1], sys.argv[2]
+s = shmlink.Stream.create(path, shape=(4,), dtype="uint16", depth=4 if how == "read_next" else 0)
+got = []
+def waiter():
+    try:
+        got.append(("returned", s.wait(timeout=20) if how == "wait" else s.read_next(timeout=20)))
+    except shmlink.ClosedError as e:
+        got.append(("closed", str(e)))
+t = threading.Thread(target=waiter)
+t.start()
+time.sleep(0.3)  # let the waiter get into its wait (if it does not, it gets ClosedError at once)
+s.close()
+assert s.closed
+t.join(30)
+assert not t.is_alive(), "the waiter noticed the close"
+print(got[0][0], "|", got[0][1], flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["wait", "read_next"])
+def test_close_from_another_thread_ends_a_wait_with_closed_error_without_unmapping_under_it(streamdir, how):
+    path = os.path.join(streamdir, f"cw_{how}.im.shm")
+    out = subprocess.run([sys.executable, "-c", CLOSE_UNDER_WAIT, path, how], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, f"rc {out.returncode}: {out.stderr}"
+    outcome, message = out.stdout.strip().split(" | ", 1)
+    assert outcome == "closed", out.stdout
+    assert "cw_" + how in message and "closed" in message, message
+
+
 # ---- views ------------------------------------------------------------------------------
 
 def test_view_is_zero_copy_and_read_only(streamdir):

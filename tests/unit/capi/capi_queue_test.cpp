@@ -270,12 +270,15 @@ TEST_F(capiQueue, DestroyDeletesTheFileByNameButOpenHandlesKeepWorking) {
 }
 
 TEST_F(capiQueue, RemoveIsDestroyUnderItsOlderName) {
+#pragma GCC diagnostic push  // the older name is what this test calls, on purpose
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   ASSERT_TRUE(make_queue(test_name()));
   ASSERT_EQ(shmlink_queue_remove(test_name().c_str()), SHMLINK_OK) << last_error();
   EXPECT_FALSE(file_exists(queue_file(test_name())));
   EXPECT_EQ(shmlink_queue_remove(test_name().c_str()), SHMLINK_E_NOT_FOUND);
   EXPECT_EQ(shmlink_queue_remove(nullptr), SHMLINK_E_INVALID_ARGUMENT);
   EXPECT_TRUE(contains(last_error(), "shmlink_queue_remove: name is NULL")) << last_error();
+#pragma GCC diagnostic pop
 }
 
 // ---- expectations ---------------------------------------------------------------------------
@@ -1127,6 +1130,59 @@ TEST_F(capiInterface, LoopbackReadsWhatItWrites) {
   EXPECT_TRUE(contains(last_error(), "not open")) << last_error();
   EXPECT_EQ(shmlink_interface_read(i.get(), &in.s, 0), SHMLINK_E_CLOSED);
   EXPECT_EQ(shmlink_interface_out_info(i.get(), &info), SHMLINK_E_CLOSED);
+}
+
+TEST_F(capiInterface, ReadBurstCopiesWhatIsThereUpToCountAndWaitsOnlyForTheFirst) {
+  std::string name = test_name();
+  auto i = make_iface(ispec(name, name));
+  ASSERT_TRUE(i);
+  ASSERT_EQ(shmlink_interface_export_signal(i.get(), 1, "b", SHMLINK_SIGNAL_F64, nullptr), SHMLINK_OK);
+  ASSERT_EQ(shmlink_interface_connect(i.get()), SHMLINK_OK) << last_error();
+  for (std::uint64_t k = 0; k < 5; ++k) {
+    OutSample o(k, 2);
+    ASSERT_EQ(shmlink_interface_write(i.get(), &o.s, kLong), SHMLINK_OK) << last_error();
+  }
+  std::vector<std::unique_ptr<SampleBuf>> bufs;
+  for (int k = 0; k < 4; ++k) bufs.push_back(std::make_unique<SampleBuf>(2));
+  std::vector<shmlink_sample_t> out;
+  for (auto& b : bufs) out.push_back(b->s);
+  ASSERT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 3, 0), 3) << last_error();
+  for (std::uint64_t k = 0; k < 3; ++k) {
+    EXPECT_EQ(out[k].sequence, k);
+    EXPECT_EQ(out[k].length, 2U);
+    EXPECT_EQ(out[k].values[1].f, static_cast<double>(k * 100 + 1));
+    EXPECT_NE(out[k].flags & SHMLINK_SAMPLE_HAS_TS_RECEIVED, 0U);
+    EXPECT_GT(out[k].ts_received_ns, 0);
+  }
+  ASSERT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 4, 0), 2) << "as many as are there";
+  EXPECT_EQ(out[1].sequence, 4U);
+  const std::string before = last_error();
+  EXPECT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 4, 0), SHMLINK_E_WOULD_BLOCK);
+  EXPECT_EQ(last_error(), before) << "no data is not an error";
+  EXPECT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 4, 10 * kMs), SHMLINK_E_TIMEOUT);
+  EXPECT_TRUE(contains(last_error(), name)) << last_error();
+  EXPECT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 0, 0), 0);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    OutSample o(9, 2);
+    EXPECT_EQ(shmlink_interface_write(i.get(), &o.s, kLong), SHMLINK_OK);
+  });
+  const int waited = shmlink_interface_read_burst(i.get(), out.data(), 4, kLong);
+  writer.join();
+  ASSERT_EQ(waited, 1) << last_error();
+  EXPECT_EQ(out[0].sequence, 9U);
+  // Every entry is checked before anything is read: a bad one costs no sample.
+  OutSample o(10, 2);
+  ASSERT_EQ(shmlink_interface_write(i.get(), &o.s, kLong), SHMLINK_OK);
+  out[1].values = nullptr;
+  EXPECT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 2, 0), SHMLINK_E_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(last_error(), "shmlink_interface_read_burst")) << last_error();
+  ASSERT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 1, 0), 1) << "the sample is still there";
+  EXPECT_EQ(out[0].sequence, 10U);
+  EXPECT_EQ(shmlink_interface_read_burst(nullptr, out.data(), 1, 0), SHMLINK_E_INVALID_ARGUMENT);
+  EXPECT_EQ(shmlink_interface_read_burst(i.get(), nullptr, 1, 0), SHMLINK_E_INVALID_ARGUMENT);
+  ASSERT_EQ(shmlink_interface_disconnect(i.get()), SHMLINK_OK);
+  EXPECT_EQ(shmlink_interface_read_burst(i.get(), out.data(), 1, 0), SHMLINK_E_CLOSED);
 }
 
 TEST_F(capiInterface, ImportThatDoesNotMatchIsLayoutNamingTheIndex) {
