@@ -6,7 +6,8 @@
 ///
 /// Every guest is a `qemu-system-x86_64` child of the test process, with KVM when /dev/kvm works
 /// (probed once per process with a short boot) and TCG otherwise, killed at its timeout, when
-/// the GuestVm is destroyed, and by the kernel when the test process dies (PR_SET_PDEATHSIG).
+/// the GuestVm is destroyed, and by the kernel when the thread that started it ends
+/// (PR_SET_PDEATHSIG): start guests from a thread that outlives them (the test's own thread).
 #pragma once
 
 #include <sys/types.h>

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 
 namespace {
@@ -41,6 +42,22 @@ TEST(GuestVm, ReportsZeroForACommandThatSucceeds) {
   auto guest = GuestVm::start(spec);
   ASSERT_TRUE(guest) << guest.error();
   EXPECT_EQ(guest->wait(), 0) << guest->log();
+}
+
+// The harness's hard limit: a guest that does not finish is killed at its timeout, and wait()
+// says -1 with the reason in the log (1 s: QEMU is killed while the kernel still boots).
+TEST(GuestVm, KillsAGuestAtItsTimeoutAndSaysSo) {
+  SKIP_WITHOUT_GUESTS();
+  GuestSpec spec;
+  spec.name = "hangs";
+  spec.command = "sleep 600";
+  spec.timeout = std::chrono::seconds(1);
+  auto guest = GuestVm::start(spec);
+  ASSERT_TRUE(guest) << guest.error();
+  EXPECT_EQ(guest->wait(), -1) << guest->log();
+  EXPECT_FALSE(guest->running());
+  EXPECT_NE(guest->log().find("killed at its timeout of 1 s"), std::string::npos) << guest->log();
+  EXPECT_EQ(guest->wait(), -1);  // asking again gives the same answer
 }
 
 TEST(GuestVm, RejectsEnvironmentWordsTheKernelCannotCarry) {
