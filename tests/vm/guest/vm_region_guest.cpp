@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // Guest side of the VM stream tests (tests/vm/vm_stream_test.cpp), run inside a QEMU guest as
-// /bin/shmlink_vm_region_guest. It maps the first ivshmem device's BAR2 through sysfs
-// (/sys/bus/pci/devices/<addr>/resource2, vendor 0x1af4, device 0x1110), attaches the region the
-// host formatted there (same_kernel false: this is another kernel) and plays one role:
+// /bin/shmlink_vm_region_guest. It opens the region the host formatted in the first ivshmem
+// device's BAR2 (Region::open("ivshmem:"): sysfs resource2 of vendor 0x1af4, device 0x1110,
+// same_kernel false since this is another kernel) and plays one role:
 //
 //   shmlink_vm_region_guest read FRAMES ACK N
-//       for i in 0..N-1: waits (polling) until stream FRAMES (a fresh one) holds frame i, checks every element
-//       against frame_value(i, j), then writes i into stream ACK (the host waits for it before
-//       writing frame i + 1).
+//       for i in 0..N-1: waits (polling) until stream FRAMES (a fresh one) holds frame i, checks
+//       every element against frame_value(i, j), then writes i into stream ACK (the host waits
+//       for it before writing frame i + 1).
 //   shmlink_vm_region_guest write FRAMES ACK N
 //       creates stream FRAMES (u32, 64x16) in the region, then for i in 0..N-1 writes frame i and
 //       waits (polling) until stream ACK (created fresh by the host) holds i.
@@ -20,19 +20,11 @@
 
 #include "vm_frames.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <memory>
 #include <span>
 #include <string>
 #include <thread>
@@ -44,37 +36,7 @@ using shmlink::testvm::frame_value;
 constexpr std::uint32_t kWidth = shmlink::testvm::kFrameWidth, kHeight = shmlink::testvm::kFrameHeight;
 constexpr auto kWaitLimit = std::chrono::seconds(20);
 
-std::string read_line(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-// Maps BAR2 of the first ivshmem device and attaches the region in it.
-shmlink::Region attach_first_ivshmem() {
-  for (const auto& dev : std::filesystem::directory_iterator("/sys/bus/pci/devices")) {
-    if (read_line(dev.path() / "vendor") != "0x1af4" || read_line(dev.path() / "device") != "0x1110") continue;
-    const std::string resource = (dev.path() / "resource2").string();
-    const int fd = ::open(resource.c_str(), O_RDWR | O_SYNC | O_CLOEXEC);
-    if (fd < 0) throw std::runtime_error("open " + resource + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || st.st_size <= 0) {
-      ::close(fd);
-      throw std::runtime_error("fstat " + resource + ": no size");
-    }
-    const auto bytes = static_cast<std::size_t>(st.st_size);
-    void* map = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    ::close(fd);
-    if (map == MAP_FAILED) throw std::runtime_error("mmap " + resource + ": " + std::strerror(errno));
-    std::shared_ptr<const void> owner(map, [bytes](const void* p) { ::munmap(const_cast<void*>(p), bytes); });
-    const std::string what = "ivshmem:" + dev.path().filename().string();
-    return shmlink::Region::attach({static_cast<std::byte*>(map), bytes}, owner, what, false);
-  }
-  throw std::runtime_error("no ivshmem device (vendor 0x1af4, device 0x1110) in /sys/bus/pci/devices");
-}
-
-// Polls (1 ms sleeps: every other vCPU-less wait would burn the emulator) until `stream`'s cnt0
+// Polls (1 ms sleeps, so that the guest's only vCPU is not spun away) until `stream`'s cnt0
 // reaches `cnt0`. False after kWaitLimit.
 bool wait_for_cnt0(const shmlink::Stream& stream, std::uint64_t cnt0) {
   const auto deadline = std::chrono::steady_clock::now() + kWaitLimit;
@@ -176,7 +138,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    shmlink::Region region = attach_first_ivshmem();
+    // The first ivshmem device's BAR2 (sysfs resource2, or the UIO map), same_kernel false.
+    shmlink::Region region = shmlink::Region::open("ivshmem:");
     const auto n = std::stoull(argv[4]);
     return std::strcmp(argv[1], "read") == 0 ? read_role(region, argv[2], argv[3], n)
                                              : write_role(region, argv[2], argv[3], n);
