@@ -104,10 +104,13 @@ class SHMLINK_EXPORT Region {
   /// in messages and path()). Share fd() with other processes (SCM_RIGHTS) and attach there.
   /// @throws Error invalid_argument (size as create), no_space, system.
   static Region create_memfd(const std::string& name, std::size_t size, const RegionOptions& options = {});
-  /// Opens a region file (name rule as create) and validates its directory header.
+  /// Opens a region file (name rule as create) and validates its directory header. An ivshmem
+  /// locator ("ivshmem:", "ivshmem:0000:00:02.0": include/shmlink/ivshmem.hpp) opens the region
+  /// in that guest device's shared memory (BAR2) instead, with same_kernel() false.
   /// @param writable map read-write (needed to create, remove, or write channels) or read-only.
   /// @throws Error not_found, permission, layout (not a region, not formatted yet, wrong
-  ///         version, size fields that do not match the file), system; each naming the path.
+  ///         version, size fields that do not match the file), system; each naming the path
+  ///         (or the ivshmem device).
   static Region open(const std::string& path, bool writable = true);
   /// Uses an already-formatted region in memory the caller maps (e.g. a guest's ivshmem BAR2).
   /// @param bytes the whole region, 64-byte aligned; @param owner keeps it mapped (may be null
@@ -199,11 +202,13 @@ class SHMLINK_EXPORT Region {
 
 /// Splits a channel locator "PATH:NAME" at its last ':' (PATH contains '/', NAME is not empty and
 /// has no '/' and no ':'), e.g. "/dev/hugepages/ao.region:wfs" -> {"/dev/hugepages/ao.region",
-/// "wfs"}. std::nullopt for anything else (a plain name, a path without NAME).
+/// "wfs"}; an ivshmem locator "ivshmem:[DEVICE:]NAME" splits into the device's region and NAME
+/// ("ivshmem:wfs" -> {"ivshmem:", "wfs"}: ivshmem::split_channel_locator()). std::nullopt for
+/// anything else (a plain name, a path without NAME).
 SHMLINK_EXPORT std::optional<std::pair<std::string, std::string>> split_region_locator(std::string_view text);
 
 /// The file of a region: a name without '/' becomes `<stream_directory()>/<name>.region.shm`; a
-/// path (containing '/') is used as given.
+/// path (containing '/') is used as given, and so is an ivshmem locator ("ivshmem:...").
 /// @throws Error invalid_argument / name_too_long for a name that breaks the channel name rule.
 SHMLINK_EXPORT std::string region_path(std::string_view name_or_path);
 

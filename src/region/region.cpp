@@ -4,6 +4,8 @@
 // Channels placed in a region: region_channels.cpp.
 #include "region/region_access.hpp"
 
+#include <shmlink/ivshmem.hpp>
+
 #include "os/sys.hpp"
 
 #include <sys/stat.h>
@@ -78,6 +80,7 @@ void attach_directory(Region::State& st) {
 }  // namespace
 
 std::string region_path(std::string_view name_or_path) {
+  if (ivshmem::is_locator(name_or_path)) return std::string(name_or_path);  // a device, not a file
   if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
   std::string_view name = name_or_path;
   if (name.size() > kRegionSuffix.size() && name.substr(name.size() - kRegionSuffix.size()) == kRegionSuffix)
@@ -87,6 +90,7 @@ std::string region_path(std::string_view name_or_path) {
 }
 
 std::optional<std::pair<std::string, std::string>> split_region_locator(std::string_view text) {
+  if (ivshmem::is_locator(text)) return ivshmem::split_channel_locator(text);  // "ivshmem:[DEVICE:]NAME"
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return std::nullopt;
   const std::string_view path = text.substr(0, colon);
@@ -147,6 +151,7 @@ Region Region::create_memfd(const std::string& name, std::size_t size, const Reg
 }
 
 Region Region::open(const std::string& path_in, bool writable) {
+  if (ivshmem::is_locator(path_in)) return ivshmem::open_region(path_in, writable);  // a guest's BAR2 (src/ivshmem)
   const std::string path = region_path(path_in);
   Segment seg = Segment::open_file(path, writable);
   const std::size_t file_size = seg.size();
@@ -160,16 +165,7 @@ Region Region::open(const std::string& path_in, bool writable) {
 
 Region Region::attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
                       bool same_kernel) {
-  if (reinterpret_cast<std::uintptr_t>(bytes.data()) % rlayout::kCacheLine != 0)
-    throw Error(Errc::invalid_argument, "attaching region " + what + ": the memory is not 64-byte aligned");
-  auto st = std::make_shared<State>();
-  st->owner = std::move(owner);
-  st->bytes = bytes;
-  st->path = std::move(what);
-  st->writable = true;
-  st->same_kernel = same_kernel;
-  attach_directory(*st);
-  return Region(std::move(st));
+  return detail::RegionAccess::attach(bytes, std::move(owner), std::move(what), same_kernel, true);
 }
 
 Region Region::format(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
@@ -213,6 +209,19 @@ std::vector<RegionEntry> Region::entries() const {
 namespace detail {
 
 rdir::Directory& RegionAccess::directory(const Region& r) { return need(r.state_).dir; }
+Region RegionAccess::attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
+                            bool same_kernel, bool writable) {
+  if (reinterpret_cast<std::uintptr_t>(bytes.data()) % rlayout::kCacheLine != 0)
+    throw Error(Errc::invalid_argument, "attaching region " + what + ": the memory is not 64-byte aligned");
+  auto st = std::make_shared<Region::State>();
+  st->owner = std::move(owner);
+  st->bytes = bytes;
+  st->path = std::move(what);
+  st->writable = writable;
+  st->same_kernel = same_kernel;
+  attach_directory(*st);
+  return Region(std::move(st));
+}
 const std::shared_ptr<Region::State>& RegionAccess::state(const Region& r) {
   need(r.state_);
   return r.state_;

@@ -41,6 +41,10 @@ struct Reserved {
 struct RegionAccess {
   static rdir::Directory& directory(const Region& r);
   static const std::shared_ptr<Region::State>& state(const Region& r);
+  /// Region::attach with the mapping's access mode: a read-only mapping (an ivshmem BAR2 mapped
+  /// PROT_READ, src/ivshmem) makes a read-only region.
+  static Region attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
+                       bool same_kernel, bool writable);
   /// The placement of the in-use entry `slot`: its bytes, `PATH:NAME`, still_current by
   /// generation, sibling lookup/creation for a stream's companion.
   static Placement placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot);
