@@ -266,6 +266,28 @@ TEST_F(IvshmemServer, HostileClientsAreDroppedWithoutHarmingOthers) {
   EXPECT_EQ(b.wait(0, 5s), Errc::ok) << "the server still serves";
 }
 
+TEST_F(IvshmemServer, APeerThatReadsLateStillGetsEveryMessageInOrder) {
+  spec_.vectors = 16;
+  start();
+  PeerOptions o;
+  o.vectors = 16;
+  Peer slow = Peer::connect(spec_.socket_path, o);
+  // Many joins and leaves while `slow` reads nothing: more messages than its socket buffer holds
+  // (17 per round), so the server must queue them rather than drop or block.
+  for (int round = 0; round < 60; ++round) {
+    Peer p = Peer::connect(spec_.socket_path, o);
+    ASSERT_EQ(p.id(), 1);
+  }
+  Peer last = Peer::connect(spec_.socket_path, o);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!has(slow.peers(), last.id(), 16) && std::chrono::steady_clock::now() < deadline)
+    ASSERT_NE(slow.update(50ms), Errc::closed) << "the server dropped a peer that reads late";
+  ASSERT_TRUE(has(slow.peers(), last.id(), 16));
+  EXPECT_EQ(slow.peers().size(), 1u) << "every earlier peer was announced as gone";
+  ASSERT_EQ(last.ring(slow.id(), 15), Errc::ok);
+  EXPECT_EQ(slow.wait(15, 5s), Errc::ok);
+}
+
 // ---- a hostile server -----------------------------------------------------------------------
 
 /// A listening socket that sends scripted messages to the first client.
