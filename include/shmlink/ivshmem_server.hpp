@@ -55,8 +55,8 @@ struct ServerSpec {
   unsigned vectors = 1;
   /// Peers served at once, 1..65536; a connection beyond it is closed at once.
   unsigned max_peers = 256;
-  /// Mode bits of the shared-memory file (read/write bits only): 0660 by default, so that a
-  /// QEMU running as another user of the file's group can map it.
+  /// Mode bits of the shared-memory file and the socket (read/write bits only): 0660 by
+  /// default, so that a QEMU running as another user of the file's group can map it and connect.
   mode_t permissions = 0660;
   /// Group of the shared-memory file and the socket; (gid_t)-1 keeps the creator's group.
   gid_t group = static_cast<gid_t>(-1);
@@ -141,7 +141,8 @@ struct PeerInfo {
 /// the shared memory and eventfds, rings other peers' vectors and waits on its own.
 ///
 /// Every message from the server is checked (hostile input): a wrong version, an id outside
-/// 0..65535, a missing descriptor where one is required are Errc::protocol naming the socket;
+/// 0..65535, a missing descriptor where one is required, a vector's descriptor that is not an
+/// eventfd (checked through /proc when mounted) are Errc::protocol naming the socket;
 /// descriptors that come where none is expected, or beyond kMaxVectors, are closed.
 ///
 /// Thread safety: update() from one thread at a time; every other member from any thread, also

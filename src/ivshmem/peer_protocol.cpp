@@ -5,10 +5,12 @@
 #include <shmlink/ivshmem_server.hpp>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 namespace shmlink::ivshmem::proto {
 
@@ -57,6 +59,16 @@ std::optional<Message> Assembler::feed(std::span<const std::byte> bytes, std::ve
 }
 
 namespace {
+/// False when /proc shows that `fd` is something else than an eventfd (a pipe could raise SIGPIPE
+/// on ring(), a socket could block); true when it is one or /proc cannot tell.
+bool eventfd_or_unknown(int fd) {
+  char link[64];
+  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = ::readlink(path.c_str(), link, sizeof link);
+  if (n < 0) return true;
+  return std::string_view(link, static_cast<std::size_t>(n)) == "anon_inode:[eventfd]";
+}
+
 std::string describe(const Message& m) {
   return "message " + std::to_string(m.value) + (m.fd ? " with a descriptor" : " without a descriptor");
 }
@@ -88,6 +100,9 @@ Event PeerTable::apply(Message m) {
   }
   if (m.value < 0 || m.value > kMaxPeerId)
     throw Error(Errc::protocol, where_ + ": " + describe(m) + ": a peer id must be in 0..65535");
+  if (m.fd && !eventfd_or_unknown(m.fd.get()))
+    throw Error(Errc::protocol, where_ + ": the descriptor sent for peer " + std::to_string(m.value) +
+                                    " is not an eventfd");
   if (m.value == own_id_) {
     if (!m.fd || own_.size() >= kMaxVectors) return Event::ignored;
     own_.push_back(std::move(m.fd));

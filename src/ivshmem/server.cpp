@@ -56,7 +56,7 @@ sockaddr_un socket_address(const std::string& path) {
 }
 
 /// Listens on `path`; a socket file nobody listens on is replaced, a live one is Errc::exists.
-os::UniqueFd listen_on(const std::string& path, gid_t group) {
+os::UniqueFd listen_on(const std::string& path, gid_t group, mode_t permissions) {
   const sockaddr_un addr = socket_address(path);
   os::UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s) os::throw_errno(errno, "creating ivshmem server socket", path);
@@ -71,10 +71,12 @@ os::UniqueFd listen_on(const std::string& path, gid_t group) {
   }
   if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     os::throw_errno(errno, "binding ivshmem server socket", path);
-  if (group != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group) != 0) {
+  // Connecting needs write permission: the socket gets the shared memory's mode and group.
+  if (::chmod(path.c_str(), permissions) != 0 ||
+      (group != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group) != 0)) {
     const int err = errno;
     ::unlink(path.c_str());
-    os::throw_errno(err, "setting the group of ivshmem server socket", path);
+    os::throw_errno(err, "setting the mode and group of ivshmem server socket", path);
   }
   if (::listen(s.get(), 64) != 0) {
     const int err = errno;
@@ -269,7 +271,7 @@ Server Server::start(const ServerSpec& spec) {
   impl->shm = std::make_shared<Segment>(std::move(seg));
   try {
     impl->region = Region::attach({impl->shm->data(), impl->shm->size()}, impl->shm, spec.shm_path, false);
-    impl->listener = listen_on(spec.socket_path, spec.group);
+    impl->listener = listen_on(spec.socket_path, spec.group, spec.permissions);
     impl->socket_bound = true;
   } catch (...) {
     if (!spec.keep_shm) ::unlink(spec.shm_path.c_str());

@@ -170,6 +170,8 @@ TEST_F(IvshmemServer, TheSharedMemoryIsARegionFileThatOtherKernelsUse) {
   ASSERT_EQ(::stat(spec_.shm_path.c_str(), &sb), 0);
   EXPECT_EQ(sb.st_mode & 0777, 0660u);
   EXPECT_EQ(static_cast<std::uint64_t>(sb.st_size), spec_.bytes);
+  ASSERT_EQ(::stat(spec_.socket_path.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0660u) << "the group may connect whatever the umask";
   shmlink::Region r = shmlink::Region::open(spec_.shm_path);
   EXPECT_FALSE(r.same_kernel()) << "channels between VMs must poll";
   Peer a = Peer::connect(spec_.socket_path, two());
@@ -329,11 +331,15 @@ TEST(IvshmemPeer, AServerBreakingTheProtocolIsAClearErrorNamingTheSocket) {
   shmlink::os::UniqueFd memfd(::memfd_create("fake-shm", MFD_CLOEXEC));
   ASSERT_EQ(::ftruncate(memfd.get(), 65536), 0);
   const int m = memfd.get();
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  shmlink::os::UniqueFd pipe_r(pipe_fds[0]), pipe_w(pipe_fds[1]);
   const std::vector<Case> cases = {
       {{{1, -1}}, "protocol version 1"},
       {{{0, -1}, {70000, -1}}, "70000"},
       {{{0, -1}, {3, -1}, {-1, -1}}, "expected the shared memory"},
       {{{0, -1}, {3, -1}, {-1, m}, {-5, m}}, "-5"},
+      {{{0, -1}, {3, -1}, {-1, m}, {3, pipe_w.get()}}, "not an eventfd"},
   };
   for (const Case& c : cases) {
     FakeServer fake(path);
