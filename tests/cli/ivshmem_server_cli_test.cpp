@@ -128,6 +128,30 @@ TEST_F(IvshmemServerCli, WithoutForegroundItDetachesAndWritesThePidOfTheServer) 
       20));
 }
 
+TEST_F(IvshmemServerCli, ClientListsPeersRingsThemAndWaitsToBeRung) {
+  const pid_t server = start_cli({"ivshmem-server", "-F", "-S", sock_, "-M", name_, "-l", "64K", "-n", "2"}, log_);
+  ASSERT_TRUE(shmlink::test::wait_until([&] { return fs::exists(sock_) || !shmlink::test::still_running(server); }, 20))
+      << slurp(log_);
+  PeerOptions o;
+  o.vectors = 2;
+  Peer host = Peer::connect(sock_, o);
+  const std::string out = dir_.path() + "/client.out";
+  const pid_t client = start_cli({"ivshmem-client", "-S", sock_, "-n", "2", "--ring", "0:1", "--json"}, out);
+  EXPECT_EQ(shmlink::test::reap(client, 20), 0) << slurp(out);
+  EXPECT_EQ(host.wait(1, 10s), Errc::ok) << slurp(out);
+  const std::string doc = slurp(out);
+  EXPECT_NE(doc.find("\"id\":1"), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"peers\":[{\"id\":0,\"vectors\":2}]"), std::string::npos) << doc;
+  // --wait: exit 124 when nobody rings.
+  const pid_t waiter = start_cli({"ivshmem-client", "-S", sock_, "-n", "2", "--wait", "0", "--timeout", "0.2"}, out);
+  EXPECT_EQ(shmlink::test::reap(waiter, 20), 124) << slurp(out);
+  EXPECT_NE(slurp(out).find("vector 0: timed out"), std::string::npos) << slurp(out);
+  const pid_t bad = start_cli({"ivshmem-client", "-S", sock_, "--ring", "7"}, out);
+  EXPECT_EQ(shmlink::test::reap(bad, 20), 3) << "no peer 7: not found\n" << slurp(out);
+  ASSERT_EQ(::kill(server, SIGTERM), 0);
+  EXPECT_EQ(shmlink::test::reap(server, 20), 0) << slurp(log_);
+}
+
 TEST_F(IvshmemServerCli, BadSizesAndMixedSpellingsAreUsageErrors) {
   const pid_t a = start_cli({"ivshmem-server", "-F", "-S", sock_, "-M", name_, "-l", "3M"}, log_);
   EXPECT_EQ(shmlink::test::reap(a, 20), 2) << slurp(log_);

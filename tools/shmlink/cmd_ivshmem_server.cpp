@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -24,6 +25,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace shmlink::cli {
 
@@ -194,7 +196,86 @@ int run_server(const IvshmemServerOptions& o) {
   return rc;
 }
 
+/// Options of `ivshmem-client`.
+struct IvshmemClientOptions {
+  std::string socket = ivshmem::kDefaultSocket;  ///< -S
+  unsigned vectors = 1;                           ///< -n: own vectors to wait for at connect
+  std::vector<std::string> rings;                 ///< --ring PEER[:VECTOR]
+  int wait_vector = -1;                           ///< --wait VECTOR
+  double timeout = 10;                            ///< seconds for connect and --wait
+  bool json = false;
+};
+
+int run_client(const IvshmemClientOptions& o) {
+  ivshmem::PeerOptions po;
+  po.vectors = o.vectors;
+  po.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.timeout * 1000));
+  ivshmem::Peer peer = ivshmem::Peer::connect(o.socket, po);
+  (void)peer.update(std::chrono::milliseconds(0));
+  for (const std::string& r : o.rings) {
+    unsigned id = 0, vector = 0;
+    const auto colon = r.find(':');
+    const std::string id_text = r.substr(0, colon);
+    auto [p1, e1] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+    bool ok = e1 == std::errc() && p1 == id_text.data() + id_text.size() && id <= 65535;
+    if (colon != std::string::npos) {
+      const std::string v = r.substr(colon + 1);
+      auto [p2, e2] = std::from_chars(v.data(), v.data() + v.size(), vector);
+      ok = ok && e2 == std::errc() && p2 == v.data() + v.size();
+    }
+    if (!ok) throw Error(Errc::invalid_argument, "ivshmem-client: --ring " + r + ": expected PEER or PEER:VECTOR");
+    const Status st = peer.ring(static_cast<std::uint16_t>(id), vector);
+    if (!st) throw Error(st.code(), "ivshmem server " + o.socket + ": ringing peer " + std::to_string(id) + " vector " +
+                                        std::to_string(vector) + ": " + st.message());
+  }
+  Status waited;
+  if (o.wait_vector >= 0) {
+    waited = peer.wait(static_cast<unsigned>(o.wait_vector), po.timeout);
+    if (!waited && waited.code() != Errc::timeout)
+      throw Error(waited.code(), "ivshmem server " + o.socket + ": waiting on vector " +
+                                     std::to_string(o.wait_vector) + ": " + waited.message());
+  }
+  const std::vector<ivshmem::PeerInfo> peers = peer.peers();
+  if (o.json) {
+    Json doc;
+    doc["schema_version"] = kSchemaVersion;
+    doc["id"] = peer.id();
+    doc["vectors"] = peer.vectors();
+    doc["memory_bytes"] = peer.memory().size();
+    Json list = Json::array();
+    for (const auto& p : peers) list.push_back(Json{{"id", p.id}, {"vectors", p.vectors}});
+    doc["peers"] = list;
+    if (o.wait_vector >= 0) doc["rung"] = waited.ok();
+    std::cout << doc.dump() << '\n';
+  } else {
+    fmt::print("id {} ({} vectors, {} bytes of shared memory)\n", peer.id(), peer.vectors(), peer.memory().size());
+    for (const auto& p : peers) fmt::print("peer {} ({} vectors)\n", p.id, p.vectors);
+    if (o.wait_vector >= 0) fmt::print("vector {}: {}\n", o.wait_vector, waited.ok() ? "rung" : "timed out");
+  }
+  return waited.code() == Errc::timeout ? kExitTimeout : kExitOk;
+}
+
 }  // namespace
+
+Command add_ivshmem_client_command(CLI::App& app) {
+  auto o = std::make_shared<IvshmemClientOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "ivshmem-client",
+      "Join an ivshmem server as a host peer (like QEMU's contrib ivshmem-client): print this peer's id and the "
+      "peers, ring peers' vectors, wait to be rung; then leave");
+  sub->add_option("-S,--socket", o->socket, "The server's socket (default /tmp/ivshmem_socket)");
+  sub->add_option("-n,--vectors", o->vectors, "Own vectors to receive before going on, 0-64 (default 1)")
+      ->check(CLI::Range(0, 64));
+  sub->add_option("--ring", o->rings, "Ring PEER on VECTOR (PEER or PEER:VECTOR, vector 0 by default); repeatable");
+  sub->add_option("--wait", o->wait_vector, "Wait until rung on own VECTOR (exit 124 when --timeout passes first)")
+      ->check(CLI::Range(0, 63));
+  sub->add_option("--timeout", o->timeout, "Seconds for connecting and for --wait (default 10)")
+      ->check(seconds_validator(0, 86400));
+  sub->add_flag("--json", o->json,
+                "Print JSON ({\"schema_version\":1,\"id\",\"vectors\",\"memory_bytes\",\"peers\":[{\"id\",\"vectors\"}],"
+                "\"rung\" with --wait})");
+  return {sub, [o] { return run_client(*o); }};
+}
 
 Command add_ivshmem_server_command(CLI::App& app) {
   auto o = std::make_shared<IvshmemServerOptions>();
