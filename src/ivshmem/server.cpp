@@ -69,20 +69,25 @@ os::UniqueFd listen_on(const std::string& path, gid_t group, mode_t permissions)
       throw Error(Errc::exists, "ivshmem server socket " + path + ": another server is listening on it");
     ::unlink(path.c_str());  // stale: its server is gone
   }
-  if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
-    os::throw_errno(errno, "binding ivshmem server socket", path);
+  // Bound and listening under a temporary name, then renamed: whoever sees the socket file
+  // (a script, then QEMU) can connect at once. A path too long for a suffix is bound directly.
+  std::string bound = path + ".tmp" + std::to_string(::getpid());
+  if (bound.size() >= sizeof addr.sun_path) bound = path;
+  const sockaddr_un tmp = socket_address(bound);
+  ::unlink(bound.c_str());  // a leftover of a crashed start with our pid
+  if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&tmp), sizeof tmp) != 0)
+    os::throw_errno(errno, "binding ivshmem server socket", bound);
+  auto fail = [&](const char* what) {
+    const int err = errno;
+    ::unlink(bound.c_str());
+    os::throw_errno(err, what, path);
+  };
   // Connecting needs write permission: the socket gets the shared memory's mode and group.
-  if (::chmod(path.c_str(), permissions) != 0 ||
-      (group != static_cast<gid_t>(-1) && ::chown(path.c_str(), static_cast<uid_t>(-1), group) != 0)) {
-    const int err = errno;
-    ::unlink(path.c_str());
-    os::throw_errno(err, "setting the mode and group of ivshmem server socket", path);
-  }
-  if (::listen(s.get(), 64) != 0) {
-    const int err = errno;
-    ::unlink(path.c_str());
-    os::throw_errno(err, "listening on ivshmem server socket", path);
-  }
+  if (::chmod(bound.c_str(), permissions) != 0 ||
+      (group != static_cast<gid_t>(-1) && ::chown(bound.c_str(), static_cast<uid_t>(-1), group) != 0))
+    fail("setting the mode and group of ivshmem server socket");
+  if (::listen(s.get(), 64) != 0) fail("listening on ivshmem server socket");
+  if (bound != path && ::rename(bound.c_str(), path.c_str()) != 0) fail("naming ivshmem server socket");
   return s;
 }
 

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -221,6 +222,34 @@ TEST_F(IvshmemServer, AStaleSocketFileIsReplaced) {
     ASSERT_EQ(::rename(kept.c_str(), spec_.socket_path.c_str()), 0);
   }
   start();
+  Peer a = Peer::connect(spec_.socket_path, two());
+  EXPECT_EQ(a.id(), 0);
+}
+
+TEST_F(IvshmemServer, TheSocketFileAppearsOnlyOnceItAcceptsConnections) {
+  // Scripts (and the VM tests) start QEMU as soon as the socket file exists: the server binds and
+  // listens under another name and renames, so the file never exists before listen().
+  const int in = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  ASSERT_GE(in, 0);
+  shmlink::os::UniqueFd inotify(in);
+  ASSERT_GE(::inotify_add_watch(in, dir_.path().c_str(), IN_CREATE | IN_MOVED_TO), 0);
+  start();
+  const std::string name = std::filesystem::path(spec_.socket_path).filename().string();
+  bool created = false, moved = false;
+  alignas(inotify_event) char buf[4096];
+  ssize_t n;
+  while ((n = ::read(in, buf, sizeof buf)) > 0) {
+    for (char* p = buf; p < buf + n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(p);
+      if (ev->len > 0 && name == ev->name) {
+        created = created || (ev->mask & IN_CREATE) != 0;
+        moved = moved || (ev->mask & IN_MOVED_TO) != 0;
+      }
+      p += sizeof(inotify_event) + ev->len;
+    }
+  }
+  EXPECT_FALSE(created) << "the socket was bound under its own name (connectable only after listen)";
+  EXPECT_TRUE(moved);
   Peer a = Peer::connect(spec_.socket_path, two());
   EXPECT_EQ(a.id(), 0);
 }
