@@ -50,7 +50,10 @@ class IvshmemServer : public ::testing::Test {
     spec_.bytes = 1 << 20;
     spec_.vectors = 2;
   }
-  void TearDown() override { stop(); }
+  void TearDown() override {
+    stop();
+    ::unlink(spec_.shm_path.c_str());  // left only when a test failed half-way
+  }
 
   void start() {
     server_ = Server::start(spec_);
