@@ -18,6 +18,12 @@
 #define SHMLINK_CLI_VERSION "unknown"
 #endif
 
+namespace shmlink::cli {
+/// Registers `ivshmem-client` (cmd_ivshmem_server.cpp; a host peer of an ivshmem server: docs/cli.md).
+/// Declared here rather than in cli.hpp, which every subcommand's source includes.
+Command add_ivshmem_client_command(CLI::App& app);
+}  // namespace shmlink::cli
+
 namespace {
 
 /// Installs the stderr logger ("shmlink: error: ...") and routes the library's log callback
@@ -86,6 +92,8 @@ int run(int argc, char** argv) {
   commands.push_back(add_bench_command(app));
   commands.push_back(add_memif_command(app));
   commands.push_back(add_region_command(app));
+  commands.push_back(add_ivshmem_server_command(app));
+  commands.push_back(add_ivshmem_client_command(app));
 
   // The exit-code table is told once, in the top-level help; each subcommand's help points there.
   set_subcommand_footers(app);
