@@ -72,7 +72,7 @@ void attach_directory(Region::State& st) {
   rdir::Header h = rdir::read_header(st.bytes, st.path);
   // A region that other kernels use (its formatter said so) makes every channel in it poll.
   if ((h.flags & rlayout::kFlagOtherKernels) != 0) st.same_kernel = false;
-  st.dir = rdir::Directory(st.bytes.first(h.region_size), std::move(h), st.path, st.writable);
+  st.dir = rdir::Directory(st.bytes.first(h.region_size), std::move(h), st.path, st.writable, !st.same_kernel);
 }
 
 }  // namespace
