@@ -545,7 +545,19 @@ bool Directory::current(std::uint32_t index, std::uint64_t generation) const noe
 
 // ---- the allocator --------------------------------------------------------------------------
 
-Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes) {
+namespace {
+/// The error when in-use entry `s` (raw copy `raw`) is being created by a process of this kernel
+/// that is not gone (alive, or its liveness unknown), or std::nullopt.
+std::optional<Error> live_creator(const Slot& s, const RegionEntry& raw, const std::string& who) {
+  if (s.entry.state != EntryState::creating || !local_holder(s.entry.owner) ||
+      process_liveness(s.entry.owner & 0xffffffffU, raw.owner_start) == Liveness::gone)
+    return std::nullopt;
+  return Error(Errc::busy, who + ": pid " + std::to_string(static_cast<std::uint32_t>(s.entry.owner)) +
+                               " is still creating it");
+}
+}  // namespace
+
+Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes, bool replace) {
   const std::string who = "region " + what_ + ": creating " + quote_name(name);
   if (const char* p = name_problem(name)) throw Error(Errc::invalid_argument, who + ": " + p);
   if (bytes == 0 || bytes > header_.region_size)
@@ -557,10 +569,19 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     Lock lk(*this);
     std::vector<RegionEntry> table = raw_table();
     std::vector<Slot> used = validate(table, header_, what_);
-    for (const Slot& s : used)
-      if (s.entry.name == name)
-        throw Error(Errc::exists, who + ": entry " + std::to_string(s.index) + " has that name (" +
-                                      (s.entry.state == EntryState::creating ? "being created" : "ready") + ")");
+    for (auto it = used.begin(); it != used.end(); ++it) {
+      if (it->entry.name != name) continue;
+      if (!replace)
+        throw Error(Errc::exists, who + ": entry " + std::to_string(it->index) + " has that name (" +
+                                      (it->entry.state == EntryState::creating ? "being created" : "ready") + ")");
+      // PurgeAndCreate: the old entry is freed under this same lock, so no other process sees
+      // the name missing (or takes it) between the removal and the new reservation.
+      if (std::optional<Error> busy = live_creator(*it, table[it->index], who)) throw *busy;
+      lk.release_slot(it->index, "replacing an entry");
+      table[it->index] = load_entry(bytes_, it->index);
+      used.erase(it);
+      break;
+    }
     std::uint32_t index = header_.max_entries;
     for (std::uint32_t i = 0; i < header_.max_entries && index == header_.max_entries; ++i)
       if (table[i].state == rlayout::kStateFree) index = i;
@@ -669,10 +690,8 @@ bool Directory::remove(std::string_view name) {
   std::vector<RegionEntry> table = raw_table();
   for (const Slot& s : validate(table, header_, what_)) {
     if (s.entry.name != name) continue;
-    if (s.entry.state == EntryState::creating && local_holder(s.entry.owner) &&
-        process_liveness(s.entry.owner & 0xffffffffU, table[s.index].owner_start) != Liveness::gone)
-      throw Error(Errc::busy, "region " + what_ + ": removing " + quote_name(name) + ": pid " +
-                                  std::to_string(static_cast<std::uint32_t>(s.entry.owner)) + " is still creating it");
+    if (std::optional<Error> busy = live_creator(s, table[s.index], "region " + what_ + ": removing " + quote_name(name)))
+      throw *busy;
     lk.release_slot(s.index, "removing an entry");
     return true;
   }

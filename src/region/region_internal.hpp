@@ -151,9 +151,11 @@ class Directory {
 
   /// Reserves an entry for `name` of `bytes` (rounded up to 4096), first fit: state creating,
   /// generation + 1, owner = this process. The bytes are not touched.
-  /// @throws Error exists (an entry of that name in any state), no_space (no free entry, or
+  /// @throws Error exists (an entry of that name in any state, unless `replace`), busy, no_space (no free entry, or
   ///         no gap big enough), permission (read-only), timeout, layout.
-  Slot reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes);
+  /// `replace` (PurgeAndCreate): an entry of that name is freed first under the same lock, so no
+  /// other process ever sees the name missing; busy when a live local process is still creating it.
+  Slot reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes, bool replace = false);
   /// Makes a reserved entry ready. @throws Error replaced when the entry is no longer the one
   /// reserved (reclaimed or removed meanwhile), timeout, layout.
   void publish(const Slot& slot);
