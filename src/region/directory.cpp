@@ -260,8 +260,12 @@ Header read_header(std::span<const std::byte> bytes, const std::string& what) {
   if (version != rlayout::kVersion)
     throw Error(Errc::layout, who + ": directory version " + std::to_string(version) + " is not " +
                                   std::to_string(rlayout::kVersion));
-  RegionHeader c;
-  std::memcpy(&c, h, sizeof c);  // one copy, then only the copy is checked and used
+  // One copy, then only the copy is checked and used. It stops before the lock line: those words
+  // are changed by compare-and-swap at any time (only atomic accesses may read them) and a handle
+  // has no use for them.
+  RegionHeader c{};
+  static_assert(offsetof(RegionHeader, lock) == 3 * rlayout::kCacheLine);
+  std::memcpy(&c, h, offsetof(RegionHeader, lock));
   if (c.header_bytes != sizeof(RegionHeader) || c.entry_bytes != sizeof(RegionEntry))
     throw Error(Errc::layout, who + ": header_bytes " + std::to_string(c.header_bytes) + " / entry_bytes " +
                                   std::to_string(c.entry_bytes) + " are not 256 / 128");
