@@ -111,6 +111,7 @@ Liveness process_liveness(std::uint64_t pid, std::uint64_t start) {
   const std::string dir = proc(std::to_string(pid));
   const StatRead r = read_stat(dir + "/stat");
   if (r.err != 0) return absent(r.err, pid);
+  if (!proc_trusted()) return Liveness::unknown;  // nor may its task list make it gone
   const Liveness v = judge_stat(r.stat, start);
   if (v == Liveness::gone || !exited(r.stat.state)) return v;
   // A zombie leader: the process lives while any other thread of it runs.

@@ -235,6 +235,29 @@ TEST(RegionLockHolders, AHolderWhoseProcEntryCannotBeReadIsNotTakenOver) {
   EXPECT_EQ(r.entries().size(), 1U);
 }
 
+TEST(RegionLockHolders, AZombieLeaderSeenInAForeignProcIsNotGone) {
+  Sleeper live;
+  Region r = Region::create_memfd("zombie", k1M);
+  auto res = RegionAccess::allocate(RegionAccess::state(r), "half", ChannelKind::queue, 4096);
+  entry_of(r, res.slot.index)->owner = hash_bits() | static_cast<std::uint32_t>(live.pid);
+  entry_of(r, res.slot.index)->owner_start = 777;
+  ForeignProc foreign;  // another namespace's /proc where that pid is a zombie leader, no threads
+  const std::string dir = foreign.path + "/" + std::to_string(live.pid);
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((dir + "/task").c_str(), 0700), 0);
+  {
+    std::ofstream stat(dir + "/stat");
+    stat << live.pid << " (x) Z";
+    for (int k = 4; k < 22; ++k) stat << " 0";
+    stat << " 777\n";
+  }
+  const Error busy = test::error_of([&] { (void)RegionAccess::directory(r).remove("half"); });
+  EXPECT_EQ(busy.errc(), Errc::busy) << busy.what();
+  ::unlink((dir + "/stat").c_str());
+  ::rmdir((dir + "/task").c_str());
+  ::rmdir(dir.c_str());
+}
+
 TEST(RegionLockHolders, ALockStartLeftByAnEarlierAcquisitionDoesNotJudgeTheHolder) {
   LockTimeout fast(100'000'000);
   Sleeper live;  // took the lock (token seq 5) but has not stored its lock_start yet
