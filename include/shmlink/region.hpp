@@ -97,7 +97,8 @@ class SHMLINK_EXPORT Region {
   ///        Errc::layout), OpenExisting.
   /// @throws Error invalid_argument (size, name, permissions, max_entries), name_too_long,
   ///         exists, permission, no_space, not_found (missing directory), layout (OpenOrCreate of
-  ///         a different region), system; each naming the path.
+  ///         a different region), busy (OpenOrCreate found the path absent to open and present
+  ///         to create 16 times in a row, e.g. a dangling symbolic link), system; each naming the path.
   static Region create(const std::string& path, std::size_t size, OpenMode mode = OpenMode::ExclusiveCreate,
                        const RegionOptions& options = {});
   /// Creates a region in an anonymous memfd (sealed against resizing) named `name` ("memfd:NAME"
@@ -132,8 +133,9 @@ class SHMLINK_EXPORT Region {
 
   /// Creates a stream named `name` in the region: reserves an entry (state creating), zeroes
   /// and lays out its bytes (Stream::create_in) and publishes it (state ready).
-  /// @param mode ExclusiveCreate (default); PurgeAndCreate (removes an existing entry first:
-  ///        handles on it see replaced()); OpenOrCreate (opens it when it exists with the same
+  /// @param mode ExclusiveCreate (default); PurgeAndCreate (frees an existing entry and reserves
+  ///        the new one in one locked step, so no other process sees the name missing: handles
+  ///        on the old see replaced()); OpenOrCreate (opens it when it exists with the same
   ///        shape and dtype, else Errc::layout); OpenExisting.
   /// @throws Error invalid_argument / name_too_long (the name; the spec as Stream::create),
   ///         exists, no_space (no gap or no free entry big enough), busy (another process is

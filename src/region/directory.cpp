@@ -66,68 +66,24 @@ std::string quote_name(std::string_view name) { return "'" + escape_name(name) +
 
 // ---- holders --------------------------------------------------------------------------------
 
-/// The state letter and start time (field 22, clock ticks since boot) of /proc/`path`/stat, or
-/// std::nullopt when the task is gone (or its stat cannot be parsed).
-struct TaskStat {
-  char state = '?';
-  std::uint64_t start = 0;
-};
-std::optional<TaskStat> task_stat(const std::string& path) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto paren = text.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= text.size()) return std::nullopt;
-  std::istringstream fields(text.substr(paren + 2));
-  TaskStat r;
-  fields >> r.state;
-  std::string skip;
-  for (int k = 4; k < 22 && fields >> skip; ++k) {
-  }
-  if (!(fields >> r.start)) return std::nullopt;
-  return r;
-}
-bool exited(char state) noexcept { return state == 'Z' || state == 'X' || state == 'x'; }
-
 /// The low 22 bits of a lock token: the holder's thread id (Linux pids stay below 2^22).
 constexpr std::uint64_t kTidMask = (std::uint64_t{1} << 22) - 1;
-/// lock_start: tid << 40 | start time (40 bits of clock ticks: centuries at 100 Hz).
-constexpr std::uint64_t kStartMask = (std::uint64_t{1} << 40) - 1;
 
 /// A token (lock word or entry owner) of this kernel and pid namespace (its ids are ours to check).
 bool local_holder(std::uint64_t token) noexcept {
   return static_cast<std::uint32_t>(token >> 32) == local_identity().token_hash && (token & kTidMask) != 0;
 }
 
-/// True when the creator process `pid` of an entry is dead: gone, a reused pid (another start
-/// time than `start`, when known), or every thread of it has exited (a zombie leader whose other
-/// threads still run is alive).
-bool process_dead(std::uint64_t owner, std::uint64_t start) {
-  const auto pid = static_cast<std::uint32_t>(owner);
-  const std::string dir = "/proc/" + std::to_string(pid);
-  const std::optional<TaskStat> st = task_stat(dir + "/stat");
-  if (!st) return true;
-  if (start != 0 && (st->start & kStartMask) != (start & kStartMask)) return true;
-  if (!exited(st->state)) return false;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dir + "/task", ec), end; !ec && it != end; it.increment(ec)) {
-    const std::optional<TaskStat> t = task_stat(it->path().string() + "/stat");
-    if (t && !exited(t->state)) return false;
-  }
-  return true;
+/// What a waiter knows of the lock holder `lock` (local) with lock_start `start_word`: the
+/// start word is this acquisition's only when it carries the token's low half (written right
+/// after the CAS; until then it is an earlier holder's, and the thread is judged by id alone).
+Liveness judge_thread(std::uint64_t lock, std::uint64_t start_word) {
+  const bool ours = (start_word >> 32) == (lock & 0xffffffffU);
+  return thread_liveness(lock & kTidMask, ours ? start_word & 0xffffffffU : 0);
 }
 
-/// What a waiter knows of the lock holder `lock` (local) with lock_start `start_word`.
-enum class Holder { dead, alive, unknown };
-Holder judge_thread(std::uint64_t lock, std::uint64_t start_word) {
-  const std::uint64_t tid = lock & kTidMask;
-  const std::optional<TaskStat> st = task_stat("/proc/" + std::to_string(tid) + "/task/" + std::to_string(tid) + "/stat");
-  if (!st || exited(st->state)) return Holder::dead;
-  // The start word is the holder's once it carries its tid (written right after the CAS).
-  if ((start_word >> 40) != tid) return Holder::unknown;
-  return (st->start & kStartMask) == (start_word & kStartMask) ? Holder::alive : Holder::dead;
-}
-
-/// This thread's id and start time (read again when the tid changed: a forked child).
+/// This thread's id and start time (read again when the tid changed, a forked child, or while
+/// /proc could not say: a failed read is not cached).
 struct Me {
   std::uint64_t tid = 0;
   std::uint64_t start = 0;
@@ -135,19 +91,22 @@ struct Me {
 const Me& me() {
   thread_local Me m;
   const auto tid = static_cast<std::uint64_t>(::gettid());
-  if (m.tid != tid) {
+  if (m.tid != tid || m.start == 0) {
     m.tid = tid;
-    const std::optional<TaskStat> st = task_stat("/proc/thread-self/stat");
-    m.start = st ? st->start & kStartMask : 0;
+    m.start = thread_start();
   }
   return m;
 }
-/// Whether this thread holds a directory lock now (a lock word naming this thread otherwise is
-/// stale: left by an acquisition of ours that did not release it).
-thread_local bool t_held = false;
+/// The token of this thread's acquisition in progress (0: it holds no directory lock). A lock
+/// word naming this thread with another token is stale: an acquisition of ours never released.
+thread_local std::uint64_t t_held = 0;
 /// Acquisitions by this thread (folded into the token: a release or takeover CAS matches one
-/// acquisition, not every acquisition of the thread).
-thread_local std::uint32_t t_seq = 0;
+/// acquisition, not every acquisition of the thread). Starts at a random value (getrandom), so
+/// two threads or processes given one tid in turn do not count through the same tokens.
+std::uint32_t next_seq() noexcept {
+  thread_local std::uint32_t seq = static_cast<std::uint32_t>(random_u64());
+  return ++seq & 0x3ffU;
+}
 
 std::string token_text(std::uint64_t token) {
   char buf[32];
@@ -155,37 +114,43 @@ std::string token_text(std::uint64_t token) {
   return buf;
 }
 
-/// Judges the holder of a taken lock word for a waiter (the recovery rule): a dead holder of
-/// this kernel may be taken over at once; a holder of another kernel (another VM) once the lock
-/// word and its count have not changed for the lock timeout, measured on the waiter's
-/// CLOCK_MONOTONIC; a live local holder past the timeout is Errc::timeout. Nobody waits more
-/// than five timeouts in all (a peer that keeps rewriting the word cannot hold us forever).
+/// Judges the holder of a taken lock word for a waiter (the recovery rule): a holder of this
+/// kernel that is gone may be taken over at once; a holder of another kernel (another VM) once the
+/// lock word and its count have not changed for the lock timeout, measured on the waiter's
+/// CLOCK_MONOTONIC; a local holder alive or of unknown liveness past the timeout is
+/// Errc::timeout. In a region other kernels share, "gone" by this kernel's /proc only allows the
+/// progress rule (a VM cloned from this one's snapshot has the same boot_id and pids). Nobody waits
+/// more than five timeouts in all (a peer that keeps rewriting the word cannot hold us forever).
 class Watch {
  public:
-  explicit Watch(const std::string& what) : what_(what), start_(os::monotonic_ns()) {}
+  Watch(const std::string& what, bool other_kernels)
+      : what_(what), other_kernels_(other_kernels), start_(os::monotonic_ns()) {}
 
-  /// True when the holder `lock` (non-zero, lock_start `start`) may be taken over now.
-  bool judge(std::uint64_t lock, std::uint64_t count, std::uint64_t start) {
+  /// wait; or take the lock over now: its holder is gone (dead) or did nothing for the timeout.
+  enum class Verdict { wait, dead, silent };
+  /// The verdict on the holder `lock` (non-zero, lock_start `start`).
+  Verdict judge(std::uint64_t lock, std::uint64_t count, std::uint64_t start) {
     const std::int64_t now = os::monotonic_ns();
     // SYNC POINT: relaxed: a setting (tests change it between operations), no data published.
     const std::int64_t limit = g_lock_timeout_ns.load(std::memory_order_relaxed);
     if (!seen_ || lock != lock_ || count != count_) {
       seen_ = true, lock_ = lock, count_ = count, since_ = now;
     }
-    if (local_holder(lock)) {
-      if ((lock & kTidMask) == me().tid && !t_held) return true;  // our own stale acquisition
-      const Holder h = judge_thread(lock, start);
-      if (h == Holder::dead) return true;
-      if (now - since_ >= limit) {
-        if (h == Holder::unknown) return true;  // never said who it is (died after its CAS?)
-        throw Error(Errc::timeout, "region " + what_ + ": the directory lock is held by thread " +
-                                       std::to_string(lock & kTidMask) + " of this host, which did not release it within " +
-                                       std::to_string(limit / 1'000'000) + " ms");
-      }
-    } else if (now - since_ >= limit) {
-      return true;
+    const bool unchanged = now - since_ >= limit;
+    if (!local_holder(lock)) return unchanged ? Verdict::silent : Verdict::wait;
+    // A token naming this thread but not its acquisition in progress: one of ours never released.
+    const bool own_stale = (lock & kTidMask) == me().tid && lock != t_held;
+    const Liveness v = own_stale ? Liveness::gone : judge_thread(lock, start);
+    if (v == Liveness::gone) {
+      if (!other_kernels_) return Verdict::dead;
+      return unchanged ? Verdict::silent : Verdict::wait;
     }
-    return false;
+    if (unchanged)
+      throw Error(Errc::timeout, "region " + what_ + ": the directory lock is held by thread " +
+                                     std::to_string(lock & kTidMask) + " of this host, which did not release it within " +
+                                     std::to_string(limit / 1'000'000) + " ms" +
+                                     (v == Liveness::unknown ? " (its liveness cannot be read here: taken as alive)" : ""));
+    return Verdict::wait;
   }
   /// Throws timeout once five lock timeouts have passed since the wait began.
   void check_overall(std::int64_t now, std::int64_t limit) const {
@@ -207,6 +172,7 @@ class Watch {
 
  private:
   const std::string& what_;
+  bool other_kernels_;
   std::int64_t start_;
   std::int64_t since_ = 0;
   std::uint64_t lock_ = 0, count_ = 0;
@@ -217,48 +183,6 @@ class Watch {
 }  // namespace
 
 // ---- identity -------------------------------------------------------------------------------
-
-const Identity& local_identity() {
-  static const Identity id = [] {
-    Identity r;
-    std::ifstream in(kBootIdPath);
-    std::string text;
-    std::getline(in, text);
-    r.boot_id_read = text.size() >= 32;
-    std::size_t n = 0;
-    for (std::size_t i = 0; i + 1 < text.size() && n < 16;) {
-      if (text[i] == '-') {
-        ++i;
-        continue;
-      }
-      unsigned v = 0;
-      if (std::sscanf(text.c_str() + i, "%2x", &v) != 1) break;
-      r.boot_id[n++] = static_cast<std::uint8_t>(v);
-      i += 2;
-    }
-    char host[256] = {};
-    if (::gethostname(host, sizeof host - 1) == 0) r.host_name = host;
-    // The hash covers the boot and the pid namespace: pids mean something only within one.
-    struct stat st {};
-    const std::uint64_t ns = ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
-    std::uint32_t h = 2166136261U;  // FNV-1a
-    auto mix = [&h](std::uint8_t b) { h = (h ^ b) * 16777619U; };
-    for (std::uint8_t b : r.boot_id) mix(b);
-    for (int k = 0; k < 8; ++k) mix(static_cast<std::uint8_t>(ns >> (8 * k)));
-    r.token_hash = h == 0 ? 1 : h;
-    return r;
-  }();
-  return id;
-}
-
-std::uint64_t holder_token() noexcept {
-  return (std::uint64_t{local_identity().token_hash} << 32) | static_cast<std::uint32_t>(os::current_pid());
-}
-
-std::uint64_t process_start() {
-  const std::optional<TaskStat> st = task_stat("/proc/self/stat");
-  return st ? st->start & kStartMask : 0;
-}
 
 std::string format_boot_id(const std::uint8_t (&id)[16]) {
   std::string out;
@@ -336,8 +260,12 @@ Header read_header(std::span<const std::byte> bytes, const std::string& what) {
   if (version != rlayout::kVersion)
     throw Error(Errc::layout, who + ": directory version " + std::to_string(version) + " is not " +
                                   std::to_string(rlayout::kVersion));
-  RegionHeader c;
-  std::memcpy(&c, h, sizeof c);  // one copy, then only the copy is checked and used
+  // One copy, then only the copy is checked and used. It stops before the lock line: those words
+  // are changed by compare-and-swap at any time (only atomic accesses may read them) and a handle
+  // has no use for them.
+  RegionHeader c{};
+  static_assert(offsetof(RegionHeader, lock) == 3 * rlayout::kCacheLine);
+  std::memcpy(&c, h, offsetof(RegionHeader, lock));
   if (c.header_bytes != sizeof(RegionHeader) || c.entry_bytes != sizeof(RegionEntry))
     throw Error(Errc::layout, who + ": header_bytes " + std::to_string(c.header_bytes) + " / entry_bytes " +
                                   std::to_string(c.entry_bytes) + " are not 256 / 128");
@@ -443,37 +371,69 @@ class Directory::Lock {
   Lock& operator=(const Lock&) = delete;
   ~Lock() = default;
   [[nodiscard]] std::uint64_t token() const noexcept { return mine_; }
-  /// Called right before each commit store: throws when the lock is no longer this acquisition's
-  /// (a waiter took it over after this holder stalled past the lock timeout), so that a stalled
-  /// holder stops writing instead of racing the new one. (A stall between this check and the
-  /// store remains possible; it is one store, and the new holder's recovery and validation
-  /// judge its result.)
+  /// Throws when the lock is no longer this acquisition's (a waiter took it over after this
+  /// holder stalled past the lock timeout), so that a stalled holder stops writing instead of
+  /// racing the new one. Called right before every shared store (put()).
   void still_mine(const char* doing) const {
     // SYNC POINT: acquire: pairs with a taker's acquire CAS only for ordering of this read.
     const std::uint64_t now = lock_word(d_.bytes_).load(std::memory_order_acquire);
     if (now != mine_)
       throw Error(Errc::timeout, "region " + d_.what_ + ": " + doing + ": the directory lock was taken over (now " +
-                                     token_text(now) + ") after this holder stalled past the lock timeout; nothing committed");
+                                     token_text(now) + ") after this holder stalled past the lock timeout; nothing more written");
+  }
+  /// Changes word `w` of entry `i` from `expected` (what this holder read under its lock) to
+  /// `desired`: checks still_mine() right before, then stores by one compare-and-swap, so that
+  /// a holder that stalled past the timeout and was taken over never overwrites what a newer
+  /// holder wrote to that word (and a newer holder whose word a stalled one changed gives up
+  /// instead of building on it). The window that remains: docs/design/region.md.
+  /// @throws Error timeout naming the region, the entry and `doing`.
+  void put(std::uint32_t i, std::size_t w, std::uint64_t expected, std::uint64_t desired, std::memory_order order,
+           const char* doing) const {
+    still_mine(doing);
+    if (g_test_hook != nullptr) g_test_hook(HookPoint::storing);
+    std::uint64_t cur = expected;
+    // SYNC POINT: `order` as the caller says (release for the commit of an entry's state,
+    // pairing with current()'s and snapshot()'s acquire; relaxed for fields not yet committed);
+    // relaxed on failure (only the value is reported).
+    if (!entry_word(d_.bytes_, i, w).compare_exchange_strong(cur, desired, order, std::memory_order_relaxed))
+      throw Error(Errc::timeout, "region " + d_.what_ + ": " + doing + ": entry " + std::to_string(i) + " word " +
+                                     std::to_string(w) + " changed under the lock (" + token_text(cur) + ", not " +
+                                     token_text(expected) + "): another holder took the lock over; nothing more written");
+  }
+  /// Frees entry `i`: `removing`, generation + 1, `free`, each one put(). A holder dying between
+  /// them leaves `removing`, which the next holder frees.
+  void release_slot(std::uint32_t i, const char* doing) const {
+    // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
+    const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+    const std::uint64_t gen = entry_word(d_.bytes_, i, rlayout::kGenerationWord).load(std::memory_order_relaxed);
+    const auto kind = static_cast<std::uint32_t>(ks & 0xffffffffU);
+    const std::uint64_t removing = rlayout::kind_state(kind, rlayout::kStateRemoving);
+    // SYNC POINT: `removing` relaxed (under the lock); the release stores of the generation and
+    // then of `free` pair with current()'s acquire loads and the next holder's acquire of the lock.
+    put(i, rlayout::kKindStateWord, ks, removing, std::memory_order_relaxed, doing);
+    put(i, rlayout::kGenerationWord, gen, gen + 1, std::memory_order_release, doing);
+    put(i, rlayout::kKindStateWord, removing, rlayout::kind_state(kind, rlayout::kStateFree), std::memory_order_release,
+        doing);
   }
 
  private:
   /// The recovery rule: an entry left `removing` (its remover died inside the lock) becomes free;
-  /// a `creating` entry whose creator is a dead process of this kernel becomes free.
+  /// a `creating` entry whose creator is a process of this kernel that is gone becomes free
+  /// (never in a region other kernels share: a clone's live creator could look gone here).
   void recover() {
     if (g_test_hook != nullptr) g_test_hook(HookPoint::recovering);
     for (std::uint32_t i = 0; i < d_.header_.max_entries; ++i) {
       // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
-    const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+      const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
       const std::uint32_t st = state_of(ks);
       if (st == rlayout::kStateRemoving ||
-          (st == rlayout::kStateCreating && [&] {
+          (st == rlayout::kStateCreating && !d_.other_kernels_ && [&] {
             // SYNC POINT: relaxed: under the lock (the owner words were written by a holder).
             const std::uint64_t owner = entry_word(d_.bytes_, i, rlayout::kOwnerWord).load(std::memory_order_relaxed);
             const std::uint64_t start = entry_word(d_.bytes_, i, rlayout::kOwnerStartWord).load(std::memory_order_relaxed);
-            return local_holder(owner) && process_dead(owner, start);
+            return local_holder(owner) && process_liveness(owner & 0xffffffffU, start) == Liveness::gone;
           }())) {
-        still_mine("recovering an entry");
-        d_.release_slot(i);
+        release_slot(i, "recovering an entry");
         detail::log(LogLevel::info, "region " + d_.what_ + ": entry " + std::to_string(i) + " left " +
                                         (st == rlayout::kStateRemoving ? "removing" : "creating by a dead process") +
                                         " was freed");
@@ -495,56 +455,49 @@ Directory::Lock::Hold::Hold(const Directory& d) : d_(d) {
   const Me& self = me();
   if (self.tid == 0 || self.tid > kTidMask)
     throw Error(Errc::system, "region " + d.what_ + ": thread id " + std::to_string(self.tid) + " does not fit 22 bits");
-  mine_ = (std::uint64_t{local_identity().token_hash} << 32) | (std::uint64_t{++t_seq & 0x3ffU} << 22) | self.tid;
+  mine_ = (std::uint64_t{local_identity().token_hash} << 32) | (std::uint64_t{next_seq()} << 22) | self.tid;
   auto lock = lock_word(d.bytes_);
   auto count = count_word(d.bytes_);
   auto start = start_word(d.bytes_);
-  Watch watch(d.what_);
+  Watch watch(d.what_, d.other_kernels_);
   for (;;) {
     watch.check_overall(os::monotonic_ns(), g_lock_timeout_ns.load(std::memory_order_relaxed));
     // SYNC POINT: pairs with the release CAS in ~Hold (the previous holder's table stores).
     std::uint64_t cur = lock.load(std::memory_order_acquire);
     if (cur == 0) {
       if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) break;
-    } else if (watch.judge(cur, count.load(std::memory_order_relaxed), start.load(std::memory_order_relaxed))) {
+    } else if (const Watch::Verdict v = watch.judge(cur, count.load(std::memory_order_relaxed),
+                                                    start.load(std::memory_order_relaxed));
+               v != Watch::Verdict::wait) {
       // The CAS matches the one acquisition judged (its token carries its thread and sequence).
       if (lock.compare_exchange_strong(cur, mine_, std::memory_order_acquire, std::memory_order_acquire)) {
-        detail::log(LogLevel::warn, "region " + d.what_ + ": took over the directory lock from holder " +
-                                        token_text(cur) + " (dead or silent)");
+        detail::log(LogLevel::warn, "region " + d.what_ + ": took over the directory lock from holder " + token_text(cur) +
+                                        (v == Watch::Verdict::dead ? " (its thread is gone)"
+                                                                   : " (unchanged for the lock timeout)"));
         break;
       }
     }
     watch.pause();
   }
-  t_held = true;
-  // SYNC POINT: relaxed: read only to judge this holder (judge_thread re-checks it against the tid).
-  start.store((self.tid << 40) | self.start, std::memory_order_relaxed);
-  // Open the readers' seqlock: a reader whose copy sees any store below sees this count.
-  count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  t_held = mine_;
+  // SYNC POINT: relaxed: read only to judge this holder; it carries this token's low half, so a
+  // waiter never takes an earlier holder's start time for this acquisition's (judge_thread).
+  start.store(lock_start_of(mine_, self.start), std::memory_order_relaxed);
+  // Open the readers' seqlock: a reader whose copy sees any store below sees this count. One
+  // atomic add: a holder taken over while it stalled here cannot undo the next holder's count.
+  count.fetch_add(1, std::memory_order_relaxed);
   // SYNC POINT: orders the count before the table stores; pairs with snapshot()'s acquire fence.
   std::atomic_thread_fence(std::memory_order_release);
 }
 
 Directory::Lock::Hold::~Hold() {
-  t_held = false;
+  t_held = 0;
   std::uint64_t expected = mine_;
   // SYNC POINT: publishes this holder's table stores to the next holder's acquire load/CAS; the
   // CAS matches only this acquisition (a holder that took over keeps its lock).
   if (!lock_word(d_.bytes_).compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed))
     detail::log(LogLevel::warn, "region " + d_.what_ + ": the directory lock was taken over while held (now " +
                                     token_text(expected) + ")");
-}
-
-void Directory::release_slot(std::uint32_t i) const noexcept {
-  auto ks = entry_word(bytes_, i, rlayout::kKindStateWord);
-  // SYNC POINT: relaxed load and `removing` store: under the lock (a holder dying here leaves
-  // `removing`, which the next holder frees); the release stores of the generation and then of
-  // `free` pair with current()'s acquire loads and the next holder's acquire of the lock.
-  const std::uint64_t kind = ks.load(std::memory_order_relaxed) & 0xffffffffU;
-  ks.store(rlayout::kind_state(static_cast<std::uint32_t>(kind), rlayout::kStateRemoving), std::memory_order_relaxed);
-  auto gen = entry_word(bytes_, i, rlayout::kGenerationWord);
-  gen.store(gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  ks.store(rlayout::kind_state(static_cast<std::uint32_t>(kind), rlayout::kStateFree), std::memory_order_release);
 }
 
 // ---- reading --------------------------------------------------------------------------------
@@ -558,7 +511,7 @@ std::vector<RegionEntry> Directory::raw_table() const {
 std::vector<Slot> Directory::snapshot() const {
   auto lock = lock_word(bytes_);
   auto count = count_word(bytes_);
-  Watch watch(what_);
+  Watch watch(what_, other_kernels_);
   std::vector<RegionEntry> table;
   for (;;) {
     // SYNC POINT: pairs with a holder's release fence after its count store (Lock).
@@ -567,7 +520,7 @@ std::vector<Slot> Directory::snapshot() const {
     const std::uint64_t s1 = start_word(bytes_).load(std::memory_order_relaxed);
     // A dead or silent holder changes nothing more: its table is read as it is (every change is
     // committed by one store of an entry's kind/state word, so it is consistent).
-    if (l1 == 0 || watch.judge(l1, c1, s1)) {
+    if (l1 == 0 || watch.judge(l1, c1, s1) != Watch::Verdict::wait) {
       table = raw_table();
       // SYNC POINT: pairs with the holder's release fence: a copy that saw a store sees the count.
       std::atomic_thread_fence(std::memory_order_acquire);
@@ -596,7 +549,19 @@ bool Directory::current(std::uint32_t index, std::uint64_t generation) const noe
 
 // ---- the allocator --------------------------------------------------------------------------
 
-Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes) {
+namespace {
+/// The error when in-use entry `s` (raw copy `raw`) is being created by a process of this kernel
+/// that is not gone (alive, or its liveness unknown), or std::nullopt.
+std::optional<Error> live_creator(const Slot& s, const RegionEntry& raw, const std::string& who) {
+  if (s.entry.state != EntryState::creating || !local_holder(s.entry.owner) ||
+      process_liveness(s.entry.owner & 0xffffffffU, raw.owner_start) == Liveness::gone)
+    return std::nullopt;
+  return Error(Errc::busy, who + ": pid " + std::to_string(static_cast<std::uint32_t>(s.entry.owner)) +
+                               " is still creating it");
+}
+}  // namespace
+
+Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes, bool replace) {
   const std::string who = "region " + what_ + ": creating " + quote_name(name);
   if (const char* p = name_problem(name)) throw Error(Errc::invalid_argument, who + ": " + p);
   if (bytes == 0 || bytes > header_.region_size)
@@ -608,10 +573,19 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     Lock lk(*this);
     std::vector<RegionEntry> table = raw_table();
     std::vector<Slot> used = validate(table, header_, what_);
-    for (const Slot& s : used)
-      if (s.entry.name == name)
-        throw Error(Errc::exists, who + ": entry " + std::to_string(s.index) + " has that name (" +
-                                      (s.entry.state == EntryState::creating ? "being created" : "ready") + ")");
+    for (auto it = used.begin(); it != used.end(); ++it) {
+      if (it->entry.name != name) continue;
+      if (!replace)
+        throw Error(Errc::exists, who + ": entry " + std::to_string(it->index) + " has that name (" +
+                                      (it->entry.state == EntryState::creating ? "being created" : "ready") + ")");
+      // PurgeAndCreate: the old entry is freed under this same lock, so no other process sees
+      // the name missing (or takes it) between the removal and the new reservation.
+      if (std::optional<Error> busy = live_creator(*it, table[it->index], who)) throw *busy;
+      lk.release_slot(it->index, "replacing an entry");
+      table[it->index] = load_entry(bytes_, it->index);
+      used.erase(it);
+      break;
+    }
     std::uint32_t index = header_.max_entries;
     for (std::uint32_t i = 0; i < header_.max_entries && index == header_.max_entries; ++i)
       if (table[i].state == rlayout::kStateFree) index = i;
@@ -645,17 +619,17 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     e.generation = table[index].generation + 1;
     e.owner = holder_token();
     e.owner_start = process_start();
-    std::uint64_t w[rlayout::kEntryWords];
+    std::uint64_t w[rlayout::kEntryWords], was[rlayout::kEntryWords];
     std::memcpy(w, &e, sizeof w);
+    std::memcpy(was, &table[index], sizeof was);
     // SYNC POINT: relaxed: the slot is free (its other words mean nothing) until the release
-    // store of its state below commits them.
+    // CAS of its state below commits them.
     for (std::size_t k = 0; k < rlayout::kEntryWords; ++k)
-      if (k != rlayout::kKindStateWord) entry_word(bytes_, index, k).store(w[k], std::memory_order_relaxed);
+      if (k != rlayout::kKindStateWord) lk.put(index, k, was[k], w[k], std::memory_order_relaxed, "creating an entry");
     if (g_test_hook != nullptr) g_test_hook(HookPoint::locked);
-    lk.still_mine("creating an entry");
     // SYNC POINT: commits the entry (release: its fields before its state); pairs with current().
-    entry_word(bytes_, index, rlayout::kKindStateWord)
-        .store(rlayout::kind_state(e.kind, rlayout::kStateCreating), std::memory_order_release);
+    lk.put(index, rlayout::kKindStateWord, was[rlayout::kKindStateWord],
+           rlayout::kind_state(e.kind, rlayout::kStateCreating), std::memory_order_release, "creating an entry");
     slot.index = index;
     slot.entry = shmlink::RegionEntry{};
     slot.entry.name = std::string(name);
@@ -687,21 +661,26 @@ void Directory::publish(const Slot& slot) {
   if (!same_reservation(bytes_, slot))
     throw Error(Errc::replaced, "region " + what_ + ": entry " + std::to_string(slot.index) + " (" +
                                     quote_name(slot.entry.name) + ") was freed while being created");
-  lk.still_mine("publishing an entry");
+  const auto kind = static_cast<std::uint32_t>(slot.entry.kind);
   // SYNC POINT: the channel's bytes (laid out before this call) happen-before an opener that
   // finds the entry ready (its snapshot's acquire fence and the channel's own version acquire).
-  entry_word(bytes_, slot.index, rlayout::kKindStateWord)
-      .store(rlayout::kind_state(static_cast<std::uint32_t>(slot.entry.kind), rlayout::kStateReady),
-             std::memory_order_release);
+  lk.put(slot.index, rlayout::kKindStateWord, rlayout::kind_state(kind, rlayout::kStateCreating),
+         rlayout::kind_state(kind, rlayout::kStateReady), std::memory_order_release, "publishing an entry");
 }
 
 void Directory::abandon(const Slot& slot) noexcept {
   try {
     Lock lk(*this);
-    if (same_reservation(bytes_, slot)) {
-      lk.still_mine("abandoning an entry");
-      release_slot(slot.index);
+    // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
+    const std::uint64_t owner = entry_word(bytes_, slot.index, rlayout::kOwnerWord).load(std::memory_order_relaxed);
+    if (!same_reservation(bytes_, slot)) return;
+    if (owner != holder_token()) {  // a forked child's copy of its parent's reservation
+      detail::log(LogLevel::warn, "region " + what_ + ": not abandoning entry " + std::to_string(slot.index) + " (" +
+                                      quote_name(slot.entry.name) + "): it was reserved by " + token_text(owner) +
+                                      ", not by this process (" + token_text(holder_token()) + ")");
+      return;
     }
+    lk.release_slot(slot.index, "abandoning an entry");
   } catch (const std::exception& e) {
     detail::log(LogLevel::warn, std::string(e.what()) + " (leaving the entry to recovery)");
   } catch (...) {
@@ -715,12 +694,9 @@ bool Directory::remove(std::string_view name) {
   std::vector<RegionEntry> table = raw_table();
   for (const Slot& s : validate(table, header_, what_)) {
     if (s.entry.name != name) continue;
-    if (s.entry.state == EntryState::creating && local_holder(s.entry.owner) &&
-        !process_dead(s.entry.owner, table[s.index].owner_start))
-      throw Error(Errc::busy, "region " + what_ + ": removing " + quote_name(name) + ": pid " +
-                                  std::to_string(static_cast<std::uint32_t>(s.entry.owner)) + " is still creating it");
-    lk.still_mine("removing an entry");
-    release_slot(s.index);
+    if (std::optional<Error> busy = live_creator(s, table[s.index], "region " + what_ + ": removing " + quote_name(name)))
+      throw *busy;
+    lk.release_slot(s.index, "removing an entry");
     return true;
   }
   return false;
@@ -734,8 +710,7 @@ bool Directory::remove_index(std::uint32_t index) {
   // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
   const std::uint64_t ks = entry_word(bytes_, index, rlayout::kKindStateWord).load(std::memory_order_relaxed);
   if (state_of(ks) == rlayout::kStateFree) return false;
-  lk.still_mine("removing an entry by index");
-  release_slot(index);
+  lk.release_slot(index, "removing an entry by index");
   detail::log(LogLevel::warn, "region " + what_ + ": entry " + std::to_string(index) + " freed by index");
   return true;
 }

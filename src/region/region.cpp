@@ -74,7 +74,7 @@ void attach_directory(Region::State& st) {
   rdir::Header h = rdir::read_header(st.bytes, st.path);
   // A region that other kernels use (its formatter said so) makes every channel in it poll.
   if ((h.flags & rlayout::kFlagOtherKernels) != 0) st.same_kernel = false;
-  st.dir = rdir::Directory(st.bytes.first(h.region_size), std::move(h), st.path, st.writable);
+  st.dir = rdir::Directory(st.bytes.first(h.region_size), std::move(h), st.path, st.writable, !st.same_kernel);
 }
 
 }  // namespace
@@ -112,21 +112,29 @@ Region Region::create(const std::string& path_in, std::size_t size, OpenMode mod
   const std::string path = region_path(path_in);
   if (mode == OpenMode::OpenExisting) return open(path);
   if (mode == OpenMode::OpenOrCreate) {
-    try {
-      Region r = open(path);
-      if (r.size() != size)
-        throw Error(Errc::layout, "opening region " + path + ": exists with " + std::to_string(r.size()) +
-                                      " bytes, asked for " + std::to_string(size));
-      return r;
-    } catch (const Error& e) {
-      if (e.errc() != Errc::not_found) throw;
+    // Open, else create; a creator racing us wins and we open theirs. A file that keeps
+    // appearing and vanishing (or a path that cannot be opened yet exists, such as a dangling
+    // symbolic link) ends the loop after kOpenOrCreateTries rounds with an error.
+    constexpr int kOpenOrCreateTries = 16;
+    for (int round = 0; round < kOpenOrCreateTries; ++round) {
+      try {
+        Region r = open(path);
+        if (r.size() != size)
+          throw Error(Errc::layout, "opening region " + path + ": exists with " + std::to_string(r.size()) +
+                                        " bytes, asked for " + std::to_string(size));
+        return r;
+      } catch (const Error& e) {
+        if (e.errc() != Errc::not_found) throw;
+      }
+      try {
+        return create(path, size, OpenMode::ExclusiveCreate, options);
+      } catch (const Error& e) {
+        if (e.errc() != Errc::exists) throw;
+      }
     }
-    try {
-      return create(path, size, OpenMode::ExclusiveCreate, options);
-    } catch (const Error& e) {
-      if (e.errc() != Errc::exists) throw;
-      return create(path, size, OpenMode::OpenOrCreate, options);  // lost a creation race: open theirs
-    }
+    throw Error(Errc::busy, "opening or creating region " + path + ": it was absent when opened and present when created, " +
+                                std::to_string(kOpenOrCreateTries) + " times in a row (a dangling symbolic link, or "
+                                "another process creating and removing it)");
   }
   const std::string who = "creating region " + path;
   check_channel_permissions(options.permissions, path);
@@ -280,9 +288,9 @@ Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, cons
 }
 
 Reserved RegionAccess::allocate(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind,
-                                std::size_t bytes) {
+                                std::size_t bytes, bool replace) {
   Reserved r;
-  r.slot = st->dir.reserve(name, kind, bytes);
+  r.slot = st->dir.reserve(name, kind, bytes, replace);
   r.where = placement(st, r.slot);
   // Zero the entry (it may hold a removed channel) outside the lock: only its creator sees it.
   std::memset(r.where.bytes.data(), 0, r.where.bytes.size());

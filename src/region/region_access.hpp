@@ -49,9 +49,10 @@ struct RegionAccess {
   /// generation, sibling lookup/creation for a stream's companion.
   static Placement placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot);
   /// Reserves an entry (creating) of at least `bytes` and zeroes it; the caller lays the channel
-  /// out and then calls `st->dir.publish(slot)`, or `abandon(slot)` on failure.
+  /// out and then calls `st->dir.publish(slot)`, or `abandon(slot)` on failure. `replace`
+  /// (PurgeAndCreate): an entry of that name is freed in the same locked step.
   static Reserved allocate(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind,
-                           std::size_t bytes);
+                           std::size_t bytes, bool replace = false);
   /// The in-use entry named `name`.
   static std::optional<rdir::Slot> find(const std::shared_ptr<Region::State>& st, std::string_view name);
 };

@@ -47,12 +47,12 @@ inline Placement ready_entry(const std::shared_ptr<Region::State>& st, std::stri
   return RegionAccess::placement(st, *slot);
 }
 
-/// Reserves `bytes` for `name`, lays the channel out with `make(placement)` and publishes it;
-/// a failure frees the entry again.
+/// Reserves `bytes` for `name` (replacing an entry of that name when `replace`: PurgeAndCreate),
+/// lays the channel out with `make(placement)` and publishes it; a failure frees the entry again.
 template <class Make>
 auto create_entry(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind, std::size_t bytes,
-                  Make&& make) {
-  detail::Reserved r = RegionAccess::allocate(st, name, kind, bytes);
+                  Make&& make, bool replace = false) {
+  detail::Reserved r = RegionAccess::allocate(st, name, kind, bytes, replace);
   try {
     auto channel = make(r.where);
     st->dir.publish(r.slot);
@@ -63,15 +63,10 @@ auto create_entry(const std::shared_ptr<Region::State>& st, std::string_view nam
   }
 }
 
-/// PurgeAndCreate's first step: removes `name` when it is there; an entry that another process
-/// removed meanwhile counts as absent.
-inline void purge(Region& r, std::string_view name) {
-  try {
-    r.remove(name);
-  } catch (const Error& e) {
-    if (e.errc() != Errc::not_found) throw;
-  }
-}
+/// PurgeAndCreate's first step: removes the partial-write companion of the stream `name` when
+/// there is one (region_queues.cpp); the entry itself is replaced by create_entry(replace) in
+/// one locked step, so that no other process sees the name missing.
+void purge_companion(Region& r, std::string_view name);
 
 /// OpenOrCreate: open when it is there, else create; a creator racing us wins and we open its
 /// channel once it is ready (bounded by the lock timeout).

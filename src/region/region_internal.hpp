@@ -26,6 +26,7 @@ enum class HookPoint {
   locked,    ///< inside reserve(), lock held, the entry written but not yet committed
   reserved,  ///< after reserve() released the lock, before the channel is laid out and published
   recovering,  ///< in every acquisition of the lock, lock held, before the recovery rule runs
+  storing,     ///< before each store to the table, after checking that the lock is still held
 };
 /// Called (when set) at each HookPoint: tests make a child stop or pause there and kill it, or
 /// throw there. Set before the region is used by other threads (a plain pointer, no ordering).
@@ -33,6 +34,29 @@ inline void (*g_test_hook)(HookPoint) = nullptr;
 /// How long a holder may keep the lock before waiters act (2 s); tests shorten it.
 /// SYNC POINT: read and written relaxed (a setting; it publishes nothing).
 inline std::atomic<std::int64_t> g_lock_timeout_ns{2'000'000'000};
+/// Where the liveness rules read the task table ("/proc"): tests point it at a folder that is not
+/// this pid namespace's /proc (an internal hook, no public knob). Set before other threads run.
+inline const char* g_proc_root = "/proc";
+
+// ---- holders (holders.cpp) ------------------------------------------------------------------
+
+/// What this kernel can say about a thread or process named by a token of its own hash.
+enum class Liveness {
+  gone,     ///< it has exited, or its id now names a task with another start time: it can do nothing more
+  alive,    ///< it runs, with the start time recorded for it
+  unknown,  ///< nothing sure (unreadable or foreign /proc, no start time recorded): treated as alive
+};
+/// The thread `tid` (any process) that started at `start` (clock ticks, low 32 bits compared;
+/// 0: not recorded). gone only when /proc (this pid namespace's) says ENOENT and kill(tid, 0)
+/// says ESRCH, when the thread has exited, or when a task of another start time has the id.
+Liveness thread_liveness(std::uint64_t tid, std::uint64_t start);
+/// The process `pid` that started at `start` (0: not recorded): gone as for a thread, or when
+/// every thread of it has exited (a zombie leader whose other threads run is alive).
+Liveness process_liveness(std::uint64_t pid, std::uint64_t start);
+/// This thread's start time (clock ticks since boot; 0 when /proc cannot say: never cached).
+std::uint64_t thread_start();
+/// A random 64-bit value from getrandom (a clock-and-address mix where getrandom fails).
+std::uint64_t random_u64() noexcept;
 
 // ---- identity -------------------------------------------------------------------------------
 
@@ -49,8 +73,15 @@ inline constexpr const char* kBootIdPath = "/proc/sys/kernel/random/boot_id";
 /// Read once per process (boot_id from /proc/sys/kernel/random/boot_id; zeros when unreadable).
 const Identity& local_identity();
 /// This process's holder token (an entry's owner): token_hash << 32 | pid. Never 0. The lock
-/// word holds a token per acquisition instead: token_hash << 32 | seq (10 bits) << 22 | tid.
+/// word holds a token per acquisition instead: token_hash << 32 | seq (10 bits) << 22 | tid,
+/// the thread's first seq drawn at random (getrandom).
 std::uint64_t holder_token() noexcept;
+/// The lock_start word of the acquisition `token` by a thread started at `start` (clock ticks):
+/// the token's low 32 bits (seq and tid) << 32 | the start's low 32 bits. A lock_start whose high
+/// half is not the lock word's low half belongs to an earlier acquisition (docs/design/region.md).
+constexpr std::uint64_t lock_start_of(std::uint64_t token, std::uint64_t start) noexcept {
+  return (token << 32) | (start & 0xffffffffU);
+}
 /// This process's start time (/proc/self/stat field 22, clock ticks since boot; 0 if unreadable),
 /// recorded next to an entry's owner so that a reused pid does not look like its creator.
 std::uint64_t process_start();
@@ -101,8 +132,12 @@ std::vector<Slot> validate(std::span<const rlayout::RegionEntry> table, const He
 class Directory {
  public:
   Directory() = default;
-  Directory(std::span<std::byte> bytes, Header header, std::string what, bool writable)
-      : bytes_(bytes), header_(std::move(header)), what_(std::move(what)), writable_(writable) {}
+  /// `other_kernels`: processes of other kernels (VMs, possibly cloned from one snapshot and so
+  /// sharing this kernel's boot_id and pids) may use the region; a holder's liveness as this
+  /// kernel's /proc tells it then never frees anything at once (docs/design/region.md).
+  Directory(std::span<std::byte> bytes, Header header, std::string what, bool writable, bool other_kernels = false)
+      : bytes_(bytes), header_(std::move(header)), what_(std::move(what)), writable_(writable),
+        other_kernels_(other_kernels) {}
 
   [[nodiscard]] const Header& header() const noexcept { return header_; }
   [[nodiscard]] const std::string& what() const noexcept { return what_; }
@@ -116,13 +151,17 @@ class Directory {
 
   /// Reserves an entry for `name` of `bytes` (rounded up to 4096), first fit: state creating,
   /// generation + 1, owner = this process. The bytes are not touched.
-  /// @throws Error exists (an entry of that name in any state), no_space (no free entry, or
+  /// @throws Error exists (an entry of that name in any state, unless `replace`), busy, no_space (no free entry, or
   ///         no gap big enough), permission (read-only), timeout, layout.
-  Slot reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes);
+  /// `replace` (PurgeAndCreate): an entry of that name is freed first under the same lock, so no
+  /// other process ever sees the name missing; busy when a live local process is still creating it.
+  Slot reserve(std::string_view name, ChannelKind kind, std::uint64_t bytes, bool replace = false);
   /// Makes a reserved entry ready. @throws Error replaced when the entry is no longer the one
   /// reserved (reclaimed or removed meanwhile), timeout, layout.
   void publish(const Slot& slot);
-  /// Frees a reserved entry after a failed creation (no-op when it changed meanwhile). Never throws.
+  /// Frees a reserved entry after a failed creation: only the process that reserved it (its
+  /// owner token) may, so a forked child cannot free its parent's reservation; a no-op when the
+  /// entry changed meanwhile or is not the caller's. Never throws.
   void abandon(const Slot& slot) noexcept;
   /// Removes the in-use entry `name` (removing -> free, generation + 1).
   /// @return false when there is no such entry. @throws Error busy (a live local process is still
@@ -141,12 +180,11 @@ class Directory {
 
  private:
   class Lock;
-  /// Frees entry `i` (removing, generation + 1, free). Under the lock only.
-  void release_slot(std::uint32_t i) const noexcept;
   std::span<std::byte> bytes_;
   Header header_;
   std::string what_;
   bool writable_ = false;
+  bool other_kernels_ = false;
 };
 
 /// A channel name as the directory accepts it: 1..79 bytes, not "." or "..", no '/', ':', NUL

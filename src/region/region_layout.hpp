@@ -68,7 +68,7 @@ inline constexpr std::uint32_t kStateRemoving = 3;
 ///    152 | reserved2 (40 bytes)          |
 ///    192 | lock (64 bit, atomic)         |  holder token, 0 when free
 ///    200 | lock_count (64 bit, atomic)   |  +1 by each holder right after it takes the lock
-///    208 | lock_start (64 bit, atomic)   |  holder's tid << 40 | its start time (clock ticks)
+///    208 | lock_start (64 bit, atomic)   |  holder token's low 32 bits << 32 | its thread's start time
 ///    216 | pad (40 bytes)                |
 ///    256 +-------------------------------+
 struct RegionHeader {
@@ -92,7 +92,7 @@ struct RegionHeader {
   // line 3 (192..255): the allocator's lock, alone on its line
   std::uint64_t lock;             // 192 acquisition token (boot hash << 32 | seq << 22 | tid), 0: free
   std::uint64_t lock_count;       // 200 acquisitions; the directory readers' sequence (atomic)
-  std::uint64_t lock_start;       // 208 holder tid << 40 | the thread's start time (/proc stat field 22)
+  std::uint64_t lock_start;       // 208 lock's low 32 bits << 32 | the holder thread's start time (low 32 bits)
   std::uint8_t pad[40];           // 216
 };
 static_assert(sizeof(RegionHeader) == 256);

@@ -19,10 +19,11 @@ Queue Region::create_queue(std::string_view name, const QueueSpec& spec, OpenMod
     return open_or_create(
         *st, name, [&] { return open_queue(name, expect); },
         [&] { return create_queue(name, spec, OpenMode::ExclusiveCreate); });
-  if (mode == OpenMode::PurgeAndCreate) purge(*this, name);
+  if (mode == OpenMode::PurgeAndCreate) purge_companion(*this, name);
   const std::size_t bytes = Queue::bytes_for(spec);
-  return create_entry(st, name, ChannelKind::queue, bytes,
-                      [&](const Placement& where) { return Queue::create_in(where, spec); });
+  return create_entry(
+      st, name, ChannelKind::queue, bytes, [&](const Placement& where) { return Queue::create_in(where, spec); },
+      mode == OpenMode::PurgeAndCreate);
 }
 
 Queue Region::open_queue(std::string_view name, const QueueExpect& expect) {
@@ -54,7 +55,30 @@ bool is_companion(const std::shared_ptr<Region::State>& st, const rdir::Slot& sl
     return false;
   }
 }
+
+/// Removes the partial-write companion of the stream whose identity is `owner` (from
+/// companion_owner(), taken before the stream went).
+void remove_companion(const std::shared_ptr<Region::State>& st, std::string_view name, std::uint64_t owner) {
+  // The stream's partial-write companion goes with it (as Stream::remove does for files), but
+  // only a real one: an unrelated stream that happens to be called NAME_pkt stays.
+  const std::string companion = std::string(name) + std::string(kCompanionSuffix);
+  std::optional<rdir::Slot> pkt = RegionAccess::find(st, companion);
+  if (!pkt || !is_companion(st, *pkt, owner)) return;
+  try {
+    (void)st->dir.remove(companion);
+  } catch (const Error& e) {
+    // The stream goes anyway; a companion still being created is left to its creator.
+    if (e.errc() != Errc::busy) throw;
+  }
+}
 }  // namespace
+
+void rchan::purge_companion(Region& r, std::string_view name) {
+  const std::shared_ptr<Region::State>& st = RegionAccess::state(r);
+  std::optional<rdir::Slot> slot = RegionAccess::find(st, name);
+  if (const std::optional<std::uint64_t> owner = slot ? companion_owner(r, *slot) : std::nullopt)
+    remove_companion(st, name, *owner);
+}
 
 void Region::remove(std::string_view name) {
   const std::shared_ptr<State>& st = RegionAccess::state(*this);
@@ -62,18 +86,7 @@ void Region::remove(std::string_view name) {
   const std::optional<std::uint64_t> owner = slot ? companion_owner(*this, *slot) : std::nullopt;
   if (!slot || !st->dir.remove(name))
     throw Error(Errc::not_found, "removing " + locator(*st, name) + ": no such entry in the region");
-  if (!owner) return;
-  // The stream's partial-write companion goes with it (as Stream::remove does for files), but
-  // only a real one: an unrelated stream that happens to be called NAME_pkt stays.
-  const std::string companion = std::string(name) + std::string(kCompanionSuffix);
-  std::optional<rdir::Slot> pkt = RegionAccess::find(st, companion);
-  if (!pkt || !is_companion(st, *pkt, *owner)) return;
-  try {
-    (void)st->dir.remove(companion);
-  } catch (const Error& e) {
-    // The stream is gone already; a companion still being created is left to its creator.
-    if (e.errc() != Errc::busy) throw;
-  }
+  if (owner) remove_companion(st, name, *owner);
 }
 
 void Region::remove_entry(std::uint32_t index) {

@@ -28,10 +28,11 @@ Stream Region::create_stream(std::string_view name, const StreamSpec& spec, Open
         },
         [&] { return create_stream(name, spec, OpenMode::ExclusiveCreate); });
   }
-  if (mode == OpenMode::PurgeAndCreate) purge(*this, name);
+  if (mode == OpenMode::PurgeAndCreate) purge_companion(*this, name);
   const std::size_t bytes = Stream::bytes_for(spec);
-  return create_entry(st, name, ChannelKind::stream, bytes,
-                      [&](const Placement& where) { return Stream::create_in(where, spec); });
+  return create_entry(
+      st, name, ChannelKind::stream, bytes, [&](const Placement& where) { return Stream::create_in(where, spec); },
+      mode == OpenMode::PurgeAndCreate);
 }
 
 Stream Region::open_stream(std::string_view name, const OpenOptions& options) {

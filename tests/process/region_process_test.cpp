@@ -102,6 +102,24 @@ TEST(RegionRecovery, AnEntryLeftCreatingByAKilledProcessIsReclaimed) {
   EXPECT_EQ(now[0].owner, rdir::holder_token());
 }
 
+TEST(RegionRecovery, AForkedChildCannotAbandonItsParentsReservation) {
+  TempStreamDir dir;
+  Region r = Region::create("forked", k1M);
+  auto res = RegionAccess::allocate(RegionAccess::state(r), "mine", ChannelKind::stream, 8192);
+  // The child inherits the handle and the reservation's Slot (as a fork after reserve would).
+  const pid_t kid = test::spawn([&]() -> int {
+    RegionAccess::directory(r).abandon(res.slot);
+    return 0;
+  });
+  ASSERT_EQ(test::reap(kid, 10), 0);
+  auto left = r.entries();
+  ASSERT_EQ(left.size(), 1U);
+  EXPECT_EQ(left[0].state, EntryState::creating);
+  EXPECT_EQ(left[0].generation, res.slot.entry.generation);
+  RegionAccess::directory(r).abandon(res.slot);  // its owner may
+  EXPECT_TRUE(r.entries().empty());
+}
+
 TEST(RegionRecovery, ProcessesAllocatingAtOnceGetDisjointEntries) {
   TempStreamDir dir;
   Region r = Region::create("busy", 4 * k1M);

@@ -15,9 +15,15 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "region_test_util.hpp"
 #include "test_util.hpp"
@@ -72,6 +78,13 @@ constexpr std::int64_t k10s = 10'000'000'000;
 
 std::uint64_t hash_bits() { return rdir::holder_token() & 0xffffffff00000000ULL; }
 
+/// Makes the lock of `r` look held by thread `tid` started at `start`, as its acquisition writes it.
+void hold_as(const Region& r, pid_t tid, std::uint64_t start) {
+  const std::uint64_t token = hash_bits() | static_cast<std::uint32_t>(tid);
+  lock_of(r).store(token);
+  std::atomic_ref<std::uint64_t>(header_of(r)->lock_start).store(rdir::lock_start_of(token, start));
+}
+
 /// Reserves and publishes `name`; returns the seconds it took.
 double timed_put(Region& r, const std::string& name) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -84,9 +97,7 @@ TEST(RegionLockHolders, ALiveLocalHolderTimesOutNamingTheThread) {
   LockTimeout fast(100'000'000);
   Sleeper live;
   Region r = Region::create_memfd("live", k1M);
-  lock_of(r).store(hash_bits() | static_cast<std::uint32_t>(live.pid));
-  std::atomic_ref<std::uint64_t>(header_of(r)->lock_start)
-      .store((std::uint64_t(live.pid) << 40) | start_of(live.pid));
+  hold_as(r, live.pid, start_of(live.pid));
   const Error e = test::error_of([&] { timed_put(r, "x"); });  // a live holder is not taken over
   EXPECT_EQ(e.errc(), Errc::timeout);
   EXPECT_NE(std::string(e.what()).find("memfd:live"), std::string::npos) << e.what();
@@ -97,9 +108,7 @@ TEST(RegionLockHolders, AReusedPidIsNotTheHolder) {
   LockTimeout slow(k10s);
   Sleeper reused;  // alive, but started later than the holder the lock word names
   Region r = Region::create_memfd("reused", k1M);
-  lock_of(r).store(hash_bits() | static_cast<std::uint32_t>(reused.pid));
-  std::atomic_ref<std::uint64_t>(header_of(r)->lock_start)
-      .store((std::uint64_t(reused.pid) << 40) | (start_of(reused.pid) - 1));
+  hold_as(r, reused.pid, start_of(reused.pid) - 1);
   EXPECT_LT(timed_put(r, "x"), 5.0);  // taken over at once, not after 10 s
   EXPECT_EQ(lock_of(r).load(), 0U);
   // A creating entry whose creator's pid now names another process is not "still creating".
@@ -186,6 +195,166 @@ TEST(RegionLockHolders, AHolderWhoseLockWasTakenOverCommitsNothing) {
   EXPECT_EQ(lock_of(r).load(), kThief);  // the new holder keeps its lock
   lock_of(r).store(0);
   EXPECT_TRUE(r.entries().empty());
+}
+
+/// Points the liveness rules at an empty folder for one test: a /proc that is not this pid
+/// namespace's (another namespace's /proc, hidepid, an unreadable mount) says "no such task" of
+/// every task, which must not make a live holder dead.
+struct ForeignProc {
+  ForeignProc() {
+    std::string tmpl = "/tmp/shmlink-proc-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = tmpl;
+    rdir::g_proc_root = path.c_str();
+  }
+  ~ForeignProc() {
+    rdir::g_proc_root = "/proc";
+    ::rmdir(path.c_str());
+  }
+  std::string path;
+};
+
+TEST(RegionLockHolders, AHolderWhoseProcEntryCannotBeReadIsNotTakenOver) {
+  LockTimeout fast(100'000'000);
+  Sleeper live;
+  Region r = Region::create_memfd("foreign", k1M);
+  auto res = RegionAccess::allocate(RegionAccess::state(r), "half", ChannelKind::queue, 4096);
+  entry_of(r, res.slot.index)->owner = hash_bits() | static_cast<std::uint32_t>(live.pid);
+  entry_of(r, res.slot.index)->owner_start = start_of(live.pid);
+  hold_as(r, live.pid, start_of(live.pid));
+  ForeignProc foreign;
+  // Unknown liveness is taken as alive: after the timeout, an error naming the thread.
+  const Error e = test::error_of([&] { timed_put(r, "x"); });
+  EXPECT_EQ(e.errc(), Errc::timeout) << e.what();
+  EXPECT_NE(std::string(e.what()).find("thread " + std::to_string(live.pid)), std::string::npos) << e.what();
+  EXPECT_EQ(lock_of(r).load(), hash_bits() | static_cast<std::uint32_t>(live.pid));
+  // Nor is its entry in creation freed by the lock's recovery, nor removable.
+  lock_of(r).store(0);
+  const Error busy = test::error_of([&] { (void)RegionAccess::directory(r).remove("half"); });
+  EXPECT_EQ(busy.errc(), Errc::busy) << busy.what();
+  EXPECT_EQ(r.entries().size(), 1U);
+}
+
+TEST(RegionLockHolders, AZombieLeaderSeenInAForeignProcIsNotGone) {
+  Sleeper live;
+  Region r = Region::create_memfd("zombie", k1M);
+  auto res = RegionAccess::allocate(RegionAccess::state(r), "half", ChannelKind::queue, 4096);
+  entry_of(r, res.slot.index)->owner = hash_bits() | static_cast<std::uint32_t>(live.pid);
+  entry_of(r, res.slot.index)->owner_start = 777;
+  ForeignProc foreign;  // another namespace's /proc where that pid is a zombie leader, no threads
+  const std::string dir = foreign.path + "/" + std::to_string(live.pid);
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((dir + "/task").c_str(), 0700), 0);
+  {
+    std::ofstream stat(dir + "/stat");
+    stat << live.pid << " (x) Z";
+    for (int k = 4; k < 22; ++k) stat << " 0";
+    stat << " 777\n";
+  }
+  const Error busy = test::error_of([&] { (void)RegionAccess::directory(r).remove("half"); });
+  EXPECT_EQ(busy.errc(), Errc::busy) << busy.what();
+  ::unlink((dir + "/stat").c_str());
+  ::rmdir((dir + "/task").c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST(RegionLockHolders, ALockStartLeftByAnEarlierAcquisitionDoesNotJudgeTheHolder) {
+  LockTimeout fast(100'000'000);
+  Sleeper live;  // took the lock (token seq 5) but has not stored its lock_start yet
+  Region r = Region::create_memfd("window", k1M);
+  const std::uint64_t now = hash_bits() | (std::uint64_t{5} << 22) | static_cast<std::uint32_t>(live.pid);
+  const std::uint64_t before = hash_bits() | (std::uint64_t{4} << 22) | static_cast<std::uint32_t>(live.pid);
+  lock_of(r).store(now);
+  // An earlier thread with the same id (another start time) held the lock before it.
+  std::atomic_ref<std::uint64_t>(header_of(r)->lock_start).store(rdir::lock_start_of(before, start_of(live.pid) - 1));
+  const Error e = test::error_of([&] { timed_put(r, "x"); });
+  EXPECT_EQ(e.errc(), Errc::timeout) << e.what();
+  EXPECT_EQ(lock_of(r).load(), now);
+  lock_of(r).store(0);
+}
+
+/// The word that the hook below changes as a newer holder would have, right after the holder
+/// under test checked that the lock was still its own.
+std::uint64_t* g_clobber = nullptr;
+constexpr std::uint64_t kNewer = 0x4141414141414141ULL;
+void clobber_once(rdir::HookPoint p) {
+  if (p != rdir::HookPoint::storing || g_clobber == nullptr) return;
+  std::atomic_ref<std::uint64_t>(*g_clobber).store(kNewer);
+  g_clobber = nullptr;
+}
+
+TEST(RegionLockHolders, AStalledHolderNeverOverwritesANewerHoldersStore) {
+  Region r = Region::create_memfd("clobber", k1M);
+  g_clobber = reinterpret_cast<std::uint64_t*>(entry_of(r, 0));  // the first word it writes: entry 0's name
+  rdir::g_test_hook = &clobber_once;
+  const Error e = test::error_of([&] { timed_put(r, "x"); });
+  rdir::g_test_hook = nullptr;
+  EXPECT_EQ(e.errc(), Errc::timeout) << e.what();
+  EXPECT_NE(std::string(e.what()).find("memfd:clobber"), std::string::npos) << e.what();
+  EXPECT_EQ(std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(entry_of(r, 0))).load(), kNewer);
+  EXPECT_EQ(lock_of(r).load(), 0U);
+  EXPECT_TRUE(r.entries().empty());
+}
+
+TEST(RegionLockHolders, LockCountIsAddedToAtomically) {
+  RegionOptions one;
+  one.max_entries = 1;
+  Region r = Region::create_memfd("count", k1M, one);
+  auto count = std::atomic_ref<std::uint64_t>(header_of(r)->lock_count);
+  constexpr int kRounds = 20000;
+  std::atomic<bool> done{false};
+  std::uint64_t other = 0;
+  // Another writer of the count (a holder taken over while it stalled) adds at the same time.
+  std::thread t([&] {
+    while (!done.load(std::memory_order_relaxed) || other < 100) {
+      count.fetch_add(1);
+      ++other;
+    }
+  });
+  for (int i = 0; i < kRounds; ++i) EXPECT_FALSE(RegionAccess::directory(r).remove_index(0));
+  done = true;
+  t.join();
+  EXPECT_EQ(count.load(), kRounds + other);
+}
+
+/// Tokens of the acquisitions the hook below saw.
+std::mutex g_tokens_mutex;
+std::vector<std::uint64_t> g_tokens;
+rlayout::RegionHeader* g_token_of = nullptr;
+void record_token(rdir::HookPoint p) {
+  if (p != rdir::HookPoint::recovering) return;
+  std::lock_guard<std::mutex> g(g_tokens_mutex);
+  g_tokens.push_back(std::atomic_ref<std::uint64_t>(g_token_of->lock).load());
+}
+
+TEST(RegionLockHolders, EachThreadStartsItsTokenSequenceAtRandom) {
+  Region r = Region::create_memfd("seq", k1M);
+  g_token_of = header_of(r);
+  g_tokens.clear();
+  rdir::g_test_hook = &record_token;
+  for (int k = 0; k < 6; ++k) std::thread([&] { (void)RegionAccess::directory(r).remove_index(0); }).join();
+  rdir::g_test_hook = nullptr;
+  ASSERT_EQ(g_tokens.size(), 6U);
+  std::set<std::uint64_t> seqs;
+  for (std::uint64_t t : g_tokens) seqs.insert((t >> 22) & 0x3ff);
+  EXPECT_GT(seqs.size(), 1U) << "every new thread's first token has sequence " << *seqs.begin();
+}
+
+TEST(RegionLockHolders, InARegionOtherKernelsShareAGoneLocalCreatorIsNotReclaimed) {
+  // A VM cloned from this one's snapshot has the same boot_id and pids: a creator that looks
+  // gone here may run there. Only a user's remove frees its entry.
+  std::shared_ptr<void> mem(std::aligned_alloc(4096, k1M), &std::free);
+  ASSERT_NE(mem, nullptr);
+  Region r = Region::format({static_cast<std::byte*>(mem.get()), k1M}, mem, "bar2", false);
+  const pid_t child = test::spawn([] { return 0; });
+  ASSERT_EQ(test::reap(child), 0);
+  auto res = RegionAccess::allocate(RegionAccess::state(r), "half", ChannelKind::queue, 4096);
+  entry_of(r, res.slot.index)->owner = hash_bits() | static_cast<std::uint32_t>(child);
+  entry_of(r, res.slot.index)->owner_start = 0;
+  (void)timed_put(r, "x");  // the lock's recovery runs
+  ASSERT_EQ(r.entries().size(), 2U);
+  EXPECT_TRUE(RegionAccess::directory(r).remove("half"));
+  EXPECT_EQ(r.entries().size(), 1U);
 }
 
 }  // namespace

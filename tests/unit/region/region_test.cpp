@@ -11,11 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "region_test_util.hpp"
 #include "test_util.hpp"
@@ -211,6 +213,17 @@ TEST(RegionLayout, ARegionFormattedForOtherKernelsMakesEveryOpenerPoll) {
   EXPECT_FALSE(RegionAccess::placement(RegionAccess::state(host), put(host, "q", 4096)).same_kernel);
 }
 
+TEST(RegionLayout, OpenOrCreateGivesUpOnAPathThatIsNeitherOpenableNorCreatable) {
+  TempStreamDir dir;
+  // A dangling symbolic link: opening finds nothing, creating finds the name taken.
+  const std::string path = dir.path() + "/dangling.region.shm";
+  ASSERT_EQ(::symlink((dir.path() + "/nowhere").c_str(), path.c_str()), 0);
+  const Error e = test::error_of([&] { (void)Region::create(path, k1M, OpenMode::OpenOrCreate); });
+  EXPECT_EQ(e.errc(), Errc::busy) << e.what();
+  EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  ::unlink(path.c_str());
+}
+
 TEST(RegionLayout, Locator) {
   auto l = split_region_locator("/dev/hugepages/ao.region:wfs");
   ASSERT_TRUE(l.has_value());
@@ -356,6 +369,35 @@ void expect_corrupt(const std::function<void(rlayout::RegionEntry&, rlayout::Reg
   EXPECT_EQ(r.entries()[0].name, "first");
   EXPECT_EQ(test::error_of([&] { r.remove_entry(1); }).errc(), Errc::not_found);
   EXPECT_EQ(test::error_of([&] { r.remove_entry(1'000'000); }).errc(), Errc::invalid_argument);
+}
+
+/// Set by the hook below when, at any acquisition of the lock, no entry is named "q".
+const Region* g_watched = nullptr;
+bool g_name_missing = false;
+void watch_name(rdir::HookPoint p) {
+  if (p != rdir::HookPoint::recovering || g_watched == nullptr) return;
+  bool present = false;
+  for (const rlayout::RegionEntry& e : RegionAccess::directory(*g_watched).raw_table())
+    present = present || (e.state != rlayout::kStateFree && std::string(e.name) == "q");
+  g_name_missing = g_name_missing || !present;
+}
+
+TEST(RegionAllocator, PurgeAndCreateNeverLeavesTheNameMissing) {
+  Region r = Region::create_memfd("purge", k1M);
+  (void)r.create_queue("q", test::queue_spec());
+  const std::uint64_t gen = r.entries()[0].generation;
+  // Every other process takes the lock to create or remove: at none of its acquisitions may the
+  // name be missing (another process could take it there), from the removal to the new entry.
+  g_watched = &r;
+  g_name_missing = false;
+  rdir::g_test_hook = &watch_name;
+  (void)r.create_queue("q", test::queue_spec(), OpenMode::PurgeAndCreate);
+  rdir::g_test_hook = nullptr;
+  g_watched = nullptr;
+  EXPECT_FALSE(g_name_missing);
+  ASSERT_EQ(r.entries().size(), 1U);
+  EXPECT_EQ(r.entries()[0].state, EntryState::ready);
+  EXPECT_EQ(r.entries()[0].generation, gen + 2);  // freed (+1), reserved again (+1)
 }
 
 TEST(RegionTrust, CorruptedEntriesAreLayoutErrorsNamingTheEntry) {
