@@ -55,10 +55,14 @@ struct ChannelListing {
 /// table above). Directories are skipped; symbolic links named like a channel file are listed
 /// (what they point to is not opened: callers that open one decide). Files removed while the
 /// directory is read are simply missing.
+/// `directory` may also be an ivshmem locator ("ivshmem:", "ivshmem:0000:00:02.0"): then the
+/// ready entries of the region in that guest device's shared memory, named
+/// "ivshmem:DDDD:BB:SS.F:NAME", without holders (processes of other VMs cannot be seen).
 /// @param with_holders also find the holders of every file, in one scan of /proc
 ///        (processes_using_each()); that scan reads every process's maps, so leave it off when
 ///        the holders are not shown.
-/// @throws Error not_found, permission or system naming the directory when it cannot be listed.
+/// @throws Error not_found, permission or system naming the directory when it cannot be listed;
+///         for an ivshmem locator Region::open's errors naming the device.
 SHMLINK_EXPORT std::vector<ChannelListing> list_channels(const std::string& directory = {}, bool with_holders = true);
 
 /// What the file at `path` is, as list_channels() would list it: kind, name and path (no

@@ -5,6 +5,7 @@
 #include <shmlink/catalog.hpp>
 
 #include <shmlink/error.hpp>
+#include <shmlink/ivshmem.hpp>
 #include <shmlink/region.hpp>
 #include <shmlink/segment.hpp>
 #include <shmlink/stream.hpp>
@@ -139,6 +140,13 @@ ChannelListing channel_file(const std::string& path, bool look_inside) {
 
 std::vector<ChannelListing> list_channels(const std::string& directory, bool with_holders) {
   namespace fs = std::filesystem;
+  if (ivshmem::is_locator(directory)) {  // a guest's ivshmem region: its ready entries, no holders
+    ChannelListing region;
+    region.path = Region::open(directory, false).path();  // errors name the device
+    std::vector<ChannelListing> out = region_entries(region);
+    std::sort(out.begin(), out.end(), [](const ChannelListing& a, const ChannelListing& b) { return a.path < b.path; });
+    return out;
+  }
   const std::string dir = directory.empty() ? stream_directory() : directory;
   auto fail = [&dir](const std::error_code& ec) {
     return Error(errc_from_errno(ec.value()), "listing stream directory " + escape_name(dir) + ": " + ec.message());

@@ -4,6 +4,7 @@
 // shmem region in /dev/shm.
 #include "common.hpp"
 
+#include <shmlink/ivshmem.hpp>
 #include <shmlink/region.hpp>
 
 #include <fmt/format.h>
@@ -20,6 +21,7 @@ namespace {
 /// Options of `ls`.
 struct LsOptions {
   std::string dir;        ///< directory override (--dir)
+  std::string where;      ///< the positional WHERE: a directory or an ivshmem locator, as --dir
   double interval = 0.2;  ///< rate sampling interval in seconds
   bool json = false;      ///< print JSON
 };
@@ -225,7 +227,11 @@ Table make_villas_table(const std::vector<VillasRow>& rows, bool colour) {
 /// Runs `ls`: samples the directory's streams twice `interval` apart, reads every queue's
 /// header once, and prints the tables or JSON.
 int run_ls(const LsOptions& opt) {
-  StreamSampler sampler(resolve_directory(opt.dir));
+  if (!opt.where.empty() && !opt.dir.empty() && opt.where != opt.dir)
+    throw Error(Errc::invalid_argument, "ls: give WHERE or --dir, not both");
+  // "ivshmem:[DEVICE]": the channels of the region in a guest's ivshmem device (nothing else).
+  const bool device = ivshmem::is_locator(opt.where.empty() ? opt.dir : opt.where);
+  StreamSampler sampler(resolve_directory(opt.where.empty() ? opt.dir : opt.where));
   // Readers are looked for once, in the sample that is shown (the first one only starts the
   // rates): the /proc scan reads every process's maps.
   std::vector<StreamRow> rows = sampler.refresh(opt.interval > 0 ? ReaderScan::none : ReaderScan::fresh);
@@ -241,7 +247,7 @@ int run_ls(const LsOptions& opt) {
   for (const std::string& path : list_channel_files(sampler.directory(), "region-queue"))
     queues.push_back(inspect_queue(path));
   const std::vector<memif::SocketStatus> memifs = list_memif_status(sampler.directory());
-  const std::vector<VillasRow> villas_rows = list_villas_regions();
+  const std::vector<VillasRow> villas_rows = device ? std::vector<VillasRow>{} : list_villas_regions();
   if (opt.json) {
     Json j;
     j["schema_version"] = kSchemaVersion;
@@ -263,6 +269,10 @@ int run_ls(const LsOptions& opt) {
     return kExitOk;
   }
   const bool colour = colour_enabled(1);
+  if (device && rows.empty() && queues.empty()) {
+    std::cout << "no streams or queues in " << shown(sampler.directory()) << "\n" << std::flush;
+    return kExitOk;
+  }
   if (rows.empty() && queues.empty() && memifs.empty()) {
     // VILLAS regions are machine-wide (/dev/shm), the rest is per stream directory: an empty
     // directory is said so even when regions follow.
@@ -296,6 +306,9 @@ Command add_ls_command(CLI::App& app) {
       "ls",
       "List the streams (with their update rates), the queues and the memif interfaces in the stream directory (the "
       "channels of its regions as REGION:NAME), and the VILLASnode shmem regions in /dev/shm");
+  sub->add_option("where", opt->where,
+                  "What to list, as --dir: a stream directory, or in a VM guest 'ivshmem:' (the region in the first "
+                  "ivshmem device's shared memory) or 'ivshmem:DDDD:BB:SS.F' (that device)");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_option("--interval", opt->interval, "Seconds over which update rates are measured (0: no rates)")
       ->check(seconds_validator(0.0, 3600.0))

@@ -3,6 +3,7 @@
 // queues (include/shmlink/region.hpp, docs/regions.md).
 #include "common.hpp"
 
+#include <shmlink/ivshmem.hpp>
 #include <shmlink/region.hpp>
 
 #include <fmt/format.h>
@@ -76,7 +77,12 @@ std::string format_bytes(std::uint64_t n) {
 
 /// Runs `region create`.
 int run_region_create(const RegionCreateOptions& opt) {
-  const std::optional<std::uint64_t> size = parse_size(opt.size);
+  const bool device = ivshmem::is_locator(opt.path);  // a guest formats its ivshmem device's memory
+  if (opt.size.empty() != device)
+    throw Error(Errc::invalid_argument, device ? "region create " + opt.path + ": an ivshmem device's memory has its "
+                                                 "own size; leave --size out"
+                                               : std::string("region create: --size is required for a region file"));
+  const std::optional<std::uint64_t> size = opt.size.empty() ? std::optional<std::uint64_t>(0) : parse_size(opt.size);
   if (!size) throw Error(Errc::invalid_argument, "--size: '" + opt.size + "' is not a size");
   const std::optional<mode_t> mode = parse_permissions(opt.permissions);
   if (!mode) throw Error(Errc::invalid_argument, "--mode: '" + opt.permissions + "' is not octal");
@@ -85,6 +91,7 @@ int run_region_create(const RegionCreateOptions& opt) {
   options.max_entries = opt.max_entries;
   const std::string path = region_path(opt.path);
   Region r = [&] {
+    if (device) return ivshmem::format_region(path, options, opt.force);
     try {
       return Region::create(path, static_cast<std::size_t>(*size),
                             opt.force ? OpenMode::PurgeAndCreate : OpenMode::ExclusiveCreate, options);
@@ -186,15 +193,15 @@ Command add_region_command(CLI::App& app) {
   sub->require_subcommand(1);
   const std::string path_help =
       "Region file: a path (containing '/') used as given, e.g. /dev/hugepages/ao.region, or a name, "
-      "<stream dir>/NAME.region.shm";
+      "<stream dir>/NAME.region.shm; in a VM guest 'ivshmem:' (the first ivshmem device's shared memory) or "
+      "'ivshmem:DDDD:BB:SS.F'";
 
   auto create_opt = std::make_shared<RegionCreateOptions>();
   CLI::App* create = sub->add_subcommand("create", "Create a region file and its directory of channels");
   create->add_option("path", create_opt->path, path_help)->required();
   create->add_option("--size", create_opt->size,
                      "Bytes, with K, M, G or T (binary units): a power of two (QEMU's ivshmem requires it), at "
-                     "least 64K; on hugetlbfs a multiple of the huge page size")
-      ->required()
+                     "least 64K; on hugetlbfs a multiple of the huge page size (required, except for ivshmem:)")
       ->check(size_validator());
   create->add_option("--mode", create_opt->permissions,
                      "File mode in octal, applied exactly whatever the umask; read and write bits only (0600; "
@@ -205,7 +212,8 @@ Command add_region_command(CLI::App& app) {
       ->check(CLI::Range(1, 16384))
       ->capture_default_str();
   create->add_flag("-f,--force", create_opt->force,
-                   "Replace an existing region (a new file: programs that have it open keep the old one)");
+                   "Replace an existing region (a new file: programs that have it open keep the old one); for "
+                   "ivshmem:, format memory that is not zero (a valid region there is never replaced)");
   create->add_flag("--json", create_opt->json, "Print the created region as JSON");
 
   auto ls_opt = std::make_shared<RegionLsOptions>();

@@ -6,6 +6,7 @@
 #include "output.hpp"
 
 #include <shmlink/catalog.hpp>
+#include <shmlink/ivshmem.hpp>
 #include <shmlink/region.hpp>
 #include <shmlink/segment.hpp>
 
@@ -65,6 +66,7 @@ std::string display_name(const std::string& path) {
 
 FileId file_id(const std::string& path) {
   const auto locator = split_region_locator(path);
+  if (locator && ivshmem::is_locator(locator->first)) return {true, 0, 0, true};  // a device: no file to stat
   struct stat st {};
   if (::stat(locator ? locator->first.c_str() : path.c_str(), &st) != 0) return {};
   return {true, static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size), locator.has_value()};

@@ -85,7 +85,8 @@ struct FileId {
 };
 
 /// The identity of the file at `path` (following links); `exists` false when it cannot be
-/// stat'ed. For "PATH:NAME" (shmlink::split_region_locator()), the region file PATH's.
+/// stat'ed. For "PATH:NAME" (shmlink::split_region_locator()), the region file PATH's; for a channel in an
+/// ivshmem device's region ("ivshmem:...:NAME"), existing with inode and size 0 (no file to stat).
 FileId file_id(const std::string& path);
 
 /// The shape, element type and rolling depth of one stream file, remembered so that a
