@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Streams placed in memory shared with other kernels (Placement::same_kernel false, an
+// Streams and queues placed in memory shared with other kernels (Placement::same_kernel false, an
 // ivshmem BAR2 seen by a guest VM and the host; issue 20, docs/design/streams.md "Streams on another
 // kernel"): pids and futexes do not cross kernels.
 //
@@ -17,9 +17,11 @@
 #include "stream/tuning.hpp"
 #include "test_util.hpp"
 
+#include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -265,6 +267,43 @@ TEST(StreamOnAnotherKernel, OurPidNumberInASlotClaimedOnAnotherKernelIsNotOurs) 
   s.release_semaphore(5);
   EXPECT_EQ(raw.read_pid()[5], -1);
   EXPECT_NE(s.claim_semaphore(), 2) << "the guest's slot was taken as ours";
+}
+
+/// Voluntary context switches of the calling thread so far.
+long voluntary_switches() {
+  rusage ru{};
+  ::getrusage(RUSAGE_THREAD, &ru);
+  return ru.ru_nvcsw;
+}
+
+// A queue in memory shared with other kernels polls (futex wake-ups do not cross kernels), but a
+// long wait does not burn a core: after a short spin it backs off into sleeps, which show as
+// voluntary context switches (a pure spin makes none). Samples pushed meanwhile arrive.
+TEST(QueueOnAnotherKernel, ALongPollingWaitSleepsBetweenLooks) {
+  QueueSpec spec;
+  spec.capacity = 8;
+  spec.max_values = 2;
+  const std::size_t need = Queue::bytes_for(spec);
+  SharedMemory mem(kOffset + need + kPage);
+  Queue q = Queue::create_in(mem.place(need, false), spec);
+  ASSERT_EQ(q.wait_mode(), WaitMode::polling);
+  Sample s;
+  const long before = voluntary_switches();
+  EXPECT_EQ(q.pop(s, 100ms).code(), Errc::timeout);
+  EXPECT_GT(voluntary_switches(), before) << "the wait spun for 100 ms without sleeping";
+  // A pusher in another process: its sample is found by the polling pop.
+  const pid_t pusher = test::spawn([&]() -> int {
+    std::byte* mine = mem.map_again();
+    if (mine == nullptr) return 2;
+    Queue p = Queue::open_in(mem.place(need, false, mine));
+    Sample out;
+    out.values.assign(2, SignalValue::of(4.5));
+    return p.push(out, 5s).ok() ? 0 : 3;
+  });
+  ASSERT_GT(pusher, 0);
+  EXPECT_EQ(q.pop(s, 5s).code(), Errc::ok);
+  EXPECT_EQ(s.values.size(), 2u);
+  EXPECT_EQ(test::reap(pusher), 0);
 }
 
 }  // namespace
