@@ -51,7 +51,9 @@ struct Placement {
   bool writable = true;
   /// True when all processes using these bytes share one kernel (a file or memfd on this host),
   /// so futex and sem_t waits reach them; false for memory shared with other VMs (an ivshmem
-  /// BAR2), where only polling waits reach every peer. Wake-ups are still made either way.
+  /// BAR2), where only polling waits reach every peer. Wake-ups are still made either way. When
+  /// false, channels also treat any pid they find in the bytes as a live process of another
+  /// kernel (it cannot be checked from here): they never take over what it holds.
   bool same_kernel = true;
   /// Optional: true while the placement still holds this channel (a region entry that was not
   /// removed or reused since it was opened: its generation is unchanged). Null: always true.

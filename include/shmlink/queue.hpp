@@ -266,7 +266,8 @@ class SHMLINK_EXPORT Queue {
   [[nodiscard]] WaitMode wait_mode() const noexcept;
   /// Makes this handle's blocking push/pop wait by `mode` (the file is unchanged; wakers wake
   /// whoever sleeps, whatever mode the queue records). A handle placed in memory shared with other
-  /// kernels (Placement::same_kernel false) always polls: futex wake-ups never cross a kernel. No
+  /// kernels (Placement::same_kernel false) always polls: futex wake-ups never cross a kernel;
+  /// asked for futex or hybrid there, it polls with pauses growing to 50 us sleeps. No
   /// effect on an invalid handle. Not
   /// while a push or pop runs on this handle (it is a plain field of the handle).
   void set_wait_mode(WaitMode mode) noexcept;

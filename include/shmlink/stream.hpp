@@ -581,7 +581,12 @@ class SHMLINK_EXPORT Stream {
   /// release it. Without a slot (read-only handle, no slots, all taken by live readers, or the first
   /// frame of such a writer after a shmlink writer's), such frames are seen by a 10 ms re-check.
   /// Threads waiting on one handle at once each use a slot of their own (docs/design/streams.md).
-  /// @param timeout relative, on CLOCK_MONOTONIC; kForever waits without limit.
+  /// A stream placed in memory shared with other kernels (Placement::same_kernel false: VMs over
+  /// an ivshmem BAR2), where no futex wake-up or semaphore post of another kernel's writer can
+  /// wake it, **polls** instead: after `spin`, it looks at cnt0 between pauses that grow from a
+  /// pause instruction to 50 us sleeps (a new frame is seen within about 0.1 ms; little CPU), checks
+  /// file_intact() and replaced() every 10 ms, claims no semaphore slot, and logs once per handle
+  /// (debug level) that it polls (docs/design/streams.md, "Streams on another kernel").
   /// @param cnt0_out receives the new cnt0 on success.
   /// @return ok, timeout, interrupted (a signal arrived), closed, replaced (the file was re-created or
   ///         removed while waiting: re-open it; noticed at once when the new file came from shmlink's
@@ -608,17 +613,24 @@ class SHMLINK_EXPORT Stream {
   /// Claims a semaphore slot for this process: returns the slot already held by getpid(), or
   /// `preferred` if free, or the first free slot; a slot is free when its semReadPID is 0, -1
   /// or a dead process. Claimed with a compare-and-swap, so two readers never share a slot.
-  /// A slot this process holds for wait_futex() (in any handle) is never returned.
+  /// A slot this process holds for wait_futex() (in any handle) is never returned. In memory
+  /// shared with other kernels (Placement::same_kernel false) a pid cannot be checked: a slot is
+  /// free only when 0 or -1, and "held by this process" means claimed by it (a slot holding our
+  /// pid number may be another kernel's process).
   /// @return the slot index, or -1 when all are taken.
   int claim_semaphore(int preferred = -1) noexcept;
   /// Gives a claimed slot back (semReadPID := -1) if this process holds it, unless it holds it
-  /// for wait_futex() (that slot is given back when its handle closes).
+  /// for wait_futex() (that slot is given back when its handle closes). Shared with other
+  /// kernels: only a slot this process claimed with claim_semaphore().
   void release_semaphore(int index) noexcept;
   /// Frees the semaphore slots whose semReadPID names a process that no longer exists (a reader
   /// that died holding its slot; `shmlink gc` calls this). Each slot is freed with a
   /// compare-and-swap from the exact pid judged dead to -1, so a slot claimed meanwhile is left
   /// alone. A pid is judged by kill(pid, 0) in this process's pid namespace, as claim_semaphore()
-  /// judges it: a reader in another pid namespace can look dead.
+  /// judges it: a reader in another pid namespace can look dead. In memory shared with other
+  /// kernels (Placement::same_kernel false) it frees and counts nothing: a pid there may be a live
+  /// reader of another kernel. Such slots are freed by their holders, or by removing the stream
+  /// from its region and creating it again (docs/regions.md).
   /// @param count_only count the slots, change nothing (a dry run; also what a read-only handle does)
   /// @return how many slots named a dead reader (and, unless counting only, were freed).
   int reclaim_semaphores(bool count_only = false) noexcept;
@@ -628,7 +640,9 @@ class SHMLINK_EXPORT Stream {
   /// sem_post/sem_wait in ISIO or milk processes interoperate both ways), because glibc's own
   /// calls abort the process on some bytes any co-user of the file can write there. A scribbled
   /// slot can cost its posts or wake-ups, never the process, and a wait always ends by its
-  /// timeout (it re-checks the slot at least every 100 ms).
+  /// timeout (it re-checks the slot at least every 100 ms). In memory shared with other kernels
+  /// (Placement::same_kernel false), where a post's wake-up never crosses, it polls the value
+  /// instead (pauses growing to 50 us sleeps), never registering as a waiter.
   /// @return ok, timeout, interrupted, out_of_range, closed, permission (read-only handle).
   /// Memory ordering: on ok, what the poster wrote before its post is visible (acquire).
   Status sem_wait(int index, std::chrono::nanoseconds timeout = kForever) const noexcept;

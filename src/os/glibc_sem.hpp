@@ -20,8 +20,11 @@
 // Post: CAS value + 1 (release), then FUTEX_WAKE 1 on the value word when nwaiters != 0.
 // Wait: take a unit with a CAS value - 1 (acquire); else nwaiters + 1, FUTEX_WAIT while the value
 // word is 0, take a unit and unregister in one CAS (value - 1, nwaiters - 1).
+// Between kernels (a stream in memory shared with other VMs) a post's FUTEX_WAKE never reaches
+// the waiter: poll_wait() takes units by polling the value instead, without registering.
 #pragma once
 
+#include "os/backoff.hpp"
 #include "os/clock.hpp"
 #include "os/futex.hpp"
 
@@ -157,6 +160,23 @@ inline WaitResult wait(sem_t* s, std::int64_t deadline_ns, std::int64_t slice_ns
     }
     seen = d.load(std::memory_order_relaxed);
   }
+}
+
+/// Takes one unit by polling the value, for a semaphore in memory shared with other kernels (VMs):
+/// a poster there makes its CAS here but its FUTEX_WAKE stays in its kernel. Never registers as a
+/// waiter (posters then make no wake-up for it) and never sleeps on a futex: looks at the value,
+/// pauses (os::PollBackoff: a few pause instructions, then sleeps growing to 50 us), until a unit
+/// is taken or CLOCK_MONOTONIC reaches `deadline_ns` (INT64_MAX: no deadline). The deadline is
+/// checked at each look, so the wait ends by it whatever the word holds.
+/// Memory ordering: the unit is taken by trywait()'s acquire CAS, pairing with post()'s release
+/// (or a glibc poster's) on whichever kernel posted: what the poster wrote before is visible.
+inline WaitResult poll_wait(sem_t* s, std::int64_t deadline_ns) noexcept {
+  switch (os::poll_until([s]() noexcept { return trywait(s); }, deadline_ns)) {  // SYNC POINT S (acquire)
+    case os::PollResult::ready: return WaitResult::taken;
+    case os::PollResult::timed_out: return WaitResult::timed_out;
+    case os::PollResult::interrupted: break;
+  }
+  return WaitResult::interrupted;
 }
 
 }  // namespace shmlink::os::gsem

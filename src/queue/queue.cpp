@@ -18,6 +18,7 @@
 // Relaxed accesses say why no ordering is needed.
 #include <shmlink/queue.hpp>
 
+#include "os/backoff.hpp"
 #include "os/clock.hpp"
 #include "os/futex.hpp"
 #include "os/log_internal.hpp"
@@ -99,6 +100,7 @@ struct Queue::Impl {
   std::uint32_t max_values = 0;
   QueueKind kind = QueueKind::spsc;
   WaitMode wait = WaitMode::hybrid;
+  bool backoff = false;  ///< polling forced by other kernels (futex/hybrid asked): wait_for sleeps too
   std::vector<Signal> signals;
   bool writable = true;  ///< false: mapped read-only; push/pop return Errc::permission
 
@@ -471,21 +473,23 @@ struct Queue::Impl {
     return pop_burst(std::span(&out, 1), n);
   }
 
-  /// Waits for `ready()` by the queue's wait mode: spin (polling: until the deadline; hybrid: a
-  /// few microseconds), then sleep on `word` registered in `waiters`.
+  /// Waits for `ready()` by the queue's wait mode: spin (polling: until the deadline, `backoff`: with
+  /// os::PollBackoff's sleeps; hybrid: a few microseconds), then sleep on `word` registered in `waiters`.
   template <class Ready>
   Status wait_for(Ready ready, std::uint32_t* word, std::uint32_t* waiters, std::int64_t deadline) noexcept {
     const std::int64_t spin_end =
         wait == WaitMode::polling ? deadline
         : wait == WaitMode::hybrid ? std::min(deadline, os::deadline_after(std::chrono::microseconds(20)))
                                    : 0;
+    os::PollBackoff pause;  // `backoff`: a few pause instructions, then sleeps growing to 50 us
     for (std::uint32_t i = 0; spin_end != 0; ++i) {
       if (ready()) return Errc::ok;
       // The clock every 64 looks, or after a look that spent its claim attempts (contention):
       // a successful or plainly empty/full look costs no clock read. Relaxed: a local hint.
       if ((i % 64 == 63 || (claim_exhausted.load(std::memory_order_relaxed) &&
                             claim_exhausted.exchange(false, std::memory_order_relaxed))) && os::monotonic_ns() >= spin_end) break;
-      os::cpu_relax();
+      if (!backoff) os::cpu_relax();
+      else if (!pause.pause(spin_end)) return Errc::interrupted;
     }
     if (wait == WaitMode::polling) return ready() ? Status(Errc::ok) : Status(Errc::timeout);
     for (;;) {
@@ -569,8 +573,8 @@ std::unique_ptr<Queue::Impl> bind_queue(Placement where, bool exact_size, const 
   impl->mask = c.capacity - 1;
   impl->max_values = c.max_values;
   impl->kind = c.kind;
-  // Futex wake-ups reach only processes of one kernel: elsewhere this handle polls.
-  impl->wait = where.same_kernel ? c.wait : WaitMode::polling;
+  impl->wait = where.same_kernel ? c.wait : WaitMode::polling;  // futexes reach one kernel: elsewhere poll
+  impl->backoff = impl->wait != c.wait;  // polling only because other kernels share it
   impl->signals = std::move(c.signals);
   impl->writable = expect.writable && where.writable;
   impl->where = std::move(where);
@@ -670,8 +674,9 @@ pid_t Queue::consumer_pid() const noexcept {
 }
 
 void Queue::set_wait_mode(WaitMode mode) noexcept {
-  if (impl_ && (mode == WaitMode::polling || mode == WaitMode::futex || mode == WaitMode::hybrid))
-    impl_->wait = impl_->where.same_kernel ? mode : WaitMode::polling;  // futexes stop at the kernel
+  if (!impl_ || (mode != WaitMode::polling && mode != WaitMode::futex && mode != WaitMode::hybrid)) return;
+  impl_->wait = impl_->where.same_kernel ? mode : WaitMode::polling;  // futexes stop at the kernel
+  impl_->backoff = impl_->wait != mode;  // polling only because other kernels share it
 }
 const std::vector<Signal>& Queue::signals() const noexcept { return impl_ ? impl_->signals : kNoSignals; }
 

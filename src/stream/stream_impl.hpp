@@ -92,7 +92,13 @@ inline std::string shape_text(std::span<const std::uint32_t> shape) {
   return s;
 }
 
-inline bool slot_free(std::int32_t pid) noexcept { return pid == 0 || pid == -1 || !os::pid_alive(pid); }
+/// Whether a semaphore slot whose semReadPID is `pid` may be claimed: 0 or -1 (never claimed,
+/// given back), or, when every user of the stream shares this kernel (`same_kernel`), a pid that
+/// names no live process here. In memory shared with other kernels (VMs) a pid may be another
+/// kernel's and cannot be checked: any other value counts as a live holder.
+inline bool slot_free(std::int32_t pid, bool same_kernel) noexcept {
+  return pid == 0 || pid == -1 || (same_kernel && !os::pid_alive(pid));
+}
 
 /// The wake stamp of frame `cnt0` (the low 32 bits, as stored in Metadata::shmlink_wake_stamp).
 constexpr std::uint32_t wake_stamp_of(std::uint64_t cnt0) noexcept { return static_cast<std::uint32_t>(cnt0); }
@@ -104,10 +110,16 @@ constexpr std::uint32_t wake_stamp_of(std::uint64_t cnt0) noexcept { return stat
 /// semReadPID is this process's pid, which claim_semaphore() would otherwise call "ours"). The
 /// owner pid is part of the key because a forked child inherits a copy of the registry: the
 /// parent's entries must not make the child's own claims of those slots look like wait slots.
+///
+/// `claims` holds, for streams shared with other kernels only, the slots claim_semaphore()
+/// claimed in this process: there a semReadPID equal to getpid() may be another kernel's process
+/// with the same pid number, so "ours" means "claimed here", never "holds our pid".
 struct WaitSlotRegistry {
+  using Key = std::tuple<pid_t, std::uint64_t, std::uint64_t, std::uint64_t, int>;
   std::mutex mu;
-  std::set<std::tuple<pid_t, std::uint64_t, std::uint64_t, std::uint64_t, int>> slots;
+  std::set<Key> slots;
   std::atomic<int> size{0};  ///< slots.size(), read without the lock to skip the common case
+  std::set<Key> claims;      ///< claim_semaphore()'s claims on streams shared with other kernels
 };
 /// The process's one registry (stream_wait.cpp).
 WaitSlotRegistry& wait_slot_registry() noexcept;
@@ -310,7 +322,7 @@ struct Stream::Impl {
   [[nodiscard]] NewestWriter newest_writer() const noexcept;
 
   /// Whether wait_futex should also wait on a semaphore slot: the handle may claim one (mapped
-  /// writable, the stream has slots), and either a frame without the wake stamp was seen (then
+  /// writable, the stream has slots, all its users share this kernel), and either a frame without the wake stamp was seen (then
   /// until close), or the newest frame lacks it, or nothing was written yet. After a stamped
   /// frame (a shmlink writer) and no unstamped one, slots held from the wait for the first frame
   /// are given back.
@@ -335,6 +347,19 @@ struct Stream::Impl {
 
   /// True when this process holds slot `index` of this stream for wait_futex (in any handle).
   bool held_for_waiting(int index) noexcept;
+
+  // ---- streams shared with other kernels (where.same_kernel false) ----
+
+  /// Records that this process claimed slot `index` (claim_semaphore()). false when the registry
+  /// could not take it (allocation failure): the caller gives the slot back.
+  bool note_claim(int index) noexcept;
+  /// True when this process claimed slot `index` (a claim_semaphore() not yet released).
+  bool claimed_here(int index) noexcept;
+  /// Forgets this process's claim of slot `index`.
+  void forget_claim(int index) noexcept;
+  /// Logs once per handle, at debug level, that its waits poll (futexes do not cross kernels).
+  void note_polling() noexcept;
+  std::atomic<bool> polling_noted{false};  ///< note_polling() has logged
 };
 
 /// True when `cpath` is a partial-write companion (u64, 516 x depth), and, when `owner_inode`

@@ -3,6 +3,8 @@
 // (reference sections 10 and 12; docs/design/streams.md "Waiting").
 #include "stream/stream_impl.hpp"
 
+#include "os/backoff.hpp"
+
 namespace shmlink {
 
 /// The process-wide registry of wait_futex's semaphore slots (see WaitSlotRegistry).
@@ -40,7 +42,8 @@ Stream::Impl::NewestWriter Stream::Impl::newest_writer() const noexcept {
 }
 
 bool Stream::Impl::wants_semaphore() noexcept {
-  if (!writable || nsem == 0) return false;
+  // Shared with other kernels: a slot's wake-ups would not cross them either; the wait polls cnt0.
+  if (!writable || nsem == 0 || !where.same_kernel) return false;
   if (legacy_writer_seen.load(std::memory_order_relaxed)) return true;
   switch (newest_writer()) {
     case NewestWriter::shmlink:
@@ -88,7 +91,8 @@ int Stream::Impl::acquire_wait_slot(SlotBook* book) noexcept {
       // CAS from the exact value judged free, as claim_semaphore() does: never two owners.
       // SYNC POINT R (acq_rel): one RMW order on semReadPID with every other claimer's and
       // gc's CAS, so exactly one of them wins a free slot.
-      if (!slot_free(seen) || !slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel)) continue;
+      if (!slot_free(seen, where.same_kernel) || !slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel))
+        continue;
       try {
         WaitSlotRegistry& reg = wait_slot_registry();
         const std::lock_guard<std::mutex> rlock(reg.mu);
@@ -184,7 +188,57 @@ bool Stream::Impl::held_for_waiting(int index) noexcept {
   }
 }
 
+bool Stream::Impl::note_claim(int index) noexcept {
+  WaitSlotRegistry& reg = wait_slot_registry();
+  try {
+    const std::lock_guard<std::mutex> rlock(reg.mu);
+    reg.claims.emplace(os::current_pid(), key_dev, key_ino, key_offset, index);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool Stream::Impl::claimed_here(int index) noexcept {
+  WaitSlotRegistry& reg = wait_slot_registry();
+  try {
+    const std::lock_guard<std::mutex> rlock(reg.mu);
+    return reg.claims.count({os::current_pid(), key_dev, key_ino, key_offset, index}) != 0;
+  } catch (...) {
+    return false;
+  }
+}
+
+void Stream::Impl::forget_claim(int index) noexcept {
+  WaitSlotRegistry& reg = wait_slot_registry();
+  try {
+    const std::lock_guard<std::mutex> rlock(reg.mu);
+    reg.claims.erase({os::current_pid(), key_dev, key_ino, key_offset, index});
+  } catch (...) {
+    // kept: claim_semaphore() then returns a slot that is no longer ours only if our pid is
+    // written there again, by a process of another kernel with our pid number
+  }
+}
+
+void Stream::Impl::note_polling() noexcept {
+  if (polling_noted.exchange(true, std::memory_order_relaxed) || !detail::log_enabled(LogLevel::debug)) return;
+  try {
+    detail::log(LogLevel::debug, "stream " + path +
+                                     ": shared with other kernels (Placement::same_kernel is false): its waits "
+                                     "poll (futex wake-ups do not cross kernels)");
+  } catch (...) {
+    // no message, nothing else lost
+  }
+}
+
 // ---- waiting --------------------------------------------------------------------------------
+
+namespace {
+
+/// How often a polling wait checks that the stream is still there (file_intact(), replaced()).
+constexpr std::int64_t kPollCheckNs = 10'000'000;
+
+}  // namespace
 
 Status Stream::wait_spin(std::uint64_t last_cnt0, std::chrono::nanoseconds timeout,
                          std::uint64_t* cnt0_out) const noexcept {
@@ -221,6 +275,26 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
       if (c != last_cnt0) return done(c);
       if (i % 64 == 63 && os::monotonic_ns() >= spin_end) break;
       os::cpu_relax();
+    }
+  }
+  if (!m.where.same_kernel) {
+    // Shared with other kernels (VMs): a writer there cannot wake our futex, nor post a slot's
+    // futex here. Every writer increments cnt0, so look at it: pause, then sleeps growing to
+    // 50 us (os::PollBackoff), checking every 10 ms that the stream is still there.
+    m.note_polling();
+    os::PollBackoff backoff;
+    std::int64_t next_check = os::monotonic_ns() + kPollCheckNs;
+    for (;;) {
+      const std::uint64_t c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
+      if (c != last_cnt0) return done(c);
+      const std::int64_t now = os::monotonic_ns();
+      if (now >= deadline) return Errc::timeout;
+      if (now >= next_check) {
+        // Before touching the mapping again, as the futex path does after a slice.
+        if (!file_intact() || replaced()) return Errc::replaced;
+        next_check = now + kPollCheckNs;
+      }
+      if (!backoff.pause(deadline)) return Errc::interrupted;
     }
   }
   // A writer that only posts the semaphores (ISIO's UpdateIm, milk) never wakes the cnt0 futex:
@@ -361,13 +435,24 @@ int Stream::claim_semaphore(int preferred) noexcept {
   if (!impl_ || !impl_->writable) return -1;
   Impl& m = *impl_;
   const pid_t me = os::current_pid();
-  for (int i = 0; i < m.nsem; ++i)  // a slot held by wait_futex is not the caller's to read
-    if (aref(m.read_pid[i]).load(std::memory_order_relaxed) == me && !m.held_for_waiting(i)) return i;
+  const bool same_kernel = m.where.same_kernel;
+  // Ours: holds our pid, and (shared with other kernels, where another kernel's process can have
+  // our pid number) was claimed here. A slot held by wait_futex is not the caller's to read.
+  for (int i = 0; i < m.nsem; ++i)
+    if (aref(m.read_pid[i]).load(std::memory_order_relaxed) == me && !m.held_for_waiting(i) &&
+        (same_kernel || m.claimed_here(i)))
+      return i;
   auto try_claim = [&](int i) {
     auto slot = aref(m.read_pid[i]);
     std::int32_t seen = slot.load(std::memory_order_relaxed);
     // CAS from the exact value judged free: a racing claimer makes it fail, never both win.
-    return slot_free(seen) && slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel);
+    // SYNC POINT R (acq_rel), as in acquire_wait_slot().
+    if (!slot_free(seen, same_kernel) || !slot.compare_exchange_strong(seen, me, std::memory_order_acq_rel))
+      return false;
+    if (same_kernel || m.note_claim(i)) return true;
+    std::int32_t mine = me;  // not recorded: give it back at once (SYNC POINT R)
+    slot.compare_exchange_strong(mine, -1, std::memory_order_acq_rel);
+    return false;
   };
   if (preferred >= 0 && preferred < m.nsem && try_claim(preferred)) return preferred;
   for (int i = 0; i < m.nsem; ++i)
@@ -378,18 +463,26 @@ int Stream::claim_semaphore(int preferred) noexcept {
 void Stream::release_semaphore(int index) noexcept {
   if (!impl_ || !impl_->writable || index < 0 || index >= impl_->nsem) return;
   if (impl_->held_for_waiting(index)) return;  // wait_futex's, given back on close
+  if (!impl_->where.same_kernel) {
+    // Our pid number there may be another kernel's process: only a claim made here is ours.
+    if (!impl_->claimed_here(index)) return;
+    impl_->forget_claim(index);
+  }
   std::int32_t me = os::current_pid();
+  // SYNC POINT R (acq_rel): only from our own pid, so a slot someone else holds stays theirs.
   aref(impl_->read_pid[index]).compare_exchange_strong(me, -1, std::memory_order_acq_rel);
 }
 
 int Stream::reclaim_semaphores(bool count_only) noexcept {
   if (!impl_) return 0;
   Impl& m = *impl_;
+  // Shared with other kernels: a pid here may be another kernel's live reader; nothing is dead.
+  if (!m.where.same_kernel) return 0;
   int dead = 0;
   for (int i = 0; i < m.nsem; ++i) {
     auto slot = aref(m.read_pid[i]);
     std::int32_t seen = slot.load(std::memory_order_relaxed);
-    if (seen == 0 || seen == -1 || !slot_free(seen)) continue;  // free already, or a live reader
+    if (seen == 0 || seen == -1 || !slot_free(seen, true)) continue;  // free already, or a live reader
     if (count_only || !m.writable) {
       ++dead;
       continue;
@@ -410,6 +503,16 @@ Status Stream::sem_wait(int index, std::chrono::nanoseconds timeout) const noexc
   // sem_wait aborts on some scribbled slots, and interoperates with this one both ways.
   const std::int64_t deadline =
       timeout == kForever ? std::numeric_limits<std::int64_t>::max() : os::deadline_after(timeout);
+  if (!impl_->where.same_kernel) {
+    // Shared with other kernels: a poster there cannot wake us; poll the value (no registration).
+    impl_->note_polling();
+    switch (os::gsem::poll_wait(s, deadline)) {
+      case os::gsem::WaitResult::taken: return Errc::ok;
+      case os::gsem::WaitResult::timed_out: return Errc::timeout;
+      case os::gsem::WaitResult::interrupted: return Errc::interrupted;
+    }
+    return Errc::system;
+  }
   const std::int64_t slice = std::max<std::int64_t>(detail::sem_recheck_ns().load(std::memory_order_relaxed), 1'000'000);
   switch (os::gsem::wait(s, deadline, slice)) {
     case os::gsem::WaitResult::taken: return Errc::ok;
