@@ -199,7 +199,11 @@ TEST_F(InterfaceTest, MismatchedImportsAreLayoutErrorsAtAttach) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.expect);
-    Interface b(pair_spec("b2a", "a2b"));
+    // b waits for a peer that never attaches (a refuses b's layout): a short attach timeout
+    // keeps each case from waiting out the default 10 s; a opens well within it.
+    InterfaceSpec bspec = pair_spec("b2a", "a2b");
+    bspec.attach_timeout = 3s;
+    Interface b(bspec);
     b.export_signal(0, "y", SignalType::f64, "V");
     std::thread tb([&] {
       try {
