@@ -151,7 +151,8 @@ built-in exceptions as everywhere (FileNotFoundError, FileExistsError, Permissio
           "LayoutError when `name` is a stream or differs from what is expected.")
       .def(
           "remove", [](PyRegion& r, const std::string& name) { r.r().remove(name); }, py::arg("name"),
-          "Remove the channel `name`: its bytes return to the region (handles still open on it see replaced()).")
+          "Remove the channel `name`. Handles still open on it see replaced() and raise ReplacedError on "
+          "write, push and (once drained) pop; its bytes return to the region when the last writable one closes.")
       .def(
           "entries",
           [](PyRegion& r) {

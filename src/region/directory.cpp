@@ -251,6 +251,8 @@ const Identity& local_identity() {
   return id;
 }
 
+bool holder_dead(std::uint64_t token, std::uint64_t start) { return local_holder(token) && process_dead(token, start); }
+
 std::uint64_t holder_token() noexcept {
   return (std::uint64_t{local_identity().token_hash} << 32) | static_cast<std::uint32_t>(os::current_pid());
 }
@@ -413,6 +415,9 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
   std::sort(by_offset.begin(), by_offset.end(), [](const Slot* a, const Slot* b) {
     return a->entry.name != b->entry.name ? a->entry.name < b->entry.name : a->index < b->index;
   });
+  // A removed entry still held by attached handles (removing) may share its name with the
+  // channel created after it.
+  std::erase_if(by_offset, [](const Slot* s) { return s->entry.state == EntryState::removing; });
   for (std::size_t k = 1; k < by_offset.size(); ++k)
     if (by_offset[k - 1]->entry.name == by_offset[k]->entry.name)
       throw Error(Errc::layout, "region " + what + ": entry " + std::to_string(by_offset[k]->index) + " (" +
@@ -457,15 +462,16 @@ class Directory::Lock {
   }
 
  private:
-  /// The recovery rule: an entry left `removing` (its remover died inside the lock) becomes free;
-  /// a `creating` entry whose creator is a dead process of this kernel becomes free.
+  /// The recovery rule: an entry left `removing` (removed while attached, or its remover died
+  /// inside the lock) becomes free once no live process is attached to it; a `creating` entry
+  /// whose creator is a dead process of this kernel becomes free.
   void recover() {
     if (g_test_hook != nullptr) g_test_hook(HookPoint::recovering);
     for (std::uint32_t i = 0; i < d_.header_.max_entries; ++i) {
       // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
     const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
       const std::uint32_t st = state_of(ks);
-      if (st == rlayout::kStateRemoving ||
+      if ((st == rlayout::kStateRemoving && d_.attachments(i) == 0) ||
           (st == rlayout::kStateCreating && [&] {
             // SYNC POINT: relaxed: under the lock (the owner words were written by a holder).
             const std::uint64_t owner = entry_word(d_.bytes_, i, rlayout::kOwnerWord).load(std::memory_order_relaxed);
@@ -475,7 +481,7 @@ class Directory::Lock {
         still_mine("recovering an entry");
         d_.release_slot(i);
         detail::log(LogLevel::info, "region " + d_.what_ + ": entry " + std::to_string(i) + " left " +
-                                        (st == rlayout::kStateRemoving ? "removing" : "creating by a dead process") +
+                                        (st == rlayout::kStateRemoving ? "removing, no longer attached" : "creating by a dead process") +
                                         " was freed");
       }
     }
@@ -581,7 +587,7 @@ std::vector<Slot> Directory::snapshot() const {
 
 std::optional<Slot> Directory::find(std::string_view name) const {
   for (Slot& s : snapshot())
-    if (s.entry.name == name) return std::move(s);
+    if (s.entry.name == name && s.entry.state != EntryState::removing) return std::move(s);
   return std::nullopt;
 }
 
@@ -609,7 +615,7 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     std::vector<RegionEntry> table = raw_table();
     std::vector<Slot> used = validate(table, header_, what_);
     for (const Slot& s : used)
-      if (s.entry.name == name)
+      if (s.entry.name == name && s.entry.state != EntryState::removing)
         throw Error(Errc::exists, who + ": entry " + std::to_string(s.index) + " has that name (" +
                                       (s.entry.state == EntryState::creating ? "being created" : "ready") + ")");
     std::uint32_t index = header_.max_entries;
@@ -714,16 +720,40 @@ bool Directory::remove(std::string_view name) {
   Lock lk(*this);
   std::vector<RegionEntry> table = raw_table();
   for (const Slot& s : validate(table, header_, what_)) {
-    if (s.entry.name != name) continue;
+    if (s.entry.name != name || s.entry.state == EntryState::removing) continue;
     if (s.entry.state == EntryState::creating && local_holder(s.entry.owner) &&
         !process_dead(s.entry.owner, table[s.index].owner_start))
       throw Error(Errc::busy, "region " + what_ + ": removing " + quote_name(name) + ": pid " +
                                   std::to_string(static_cast<std::uint32_t>(s.entry.owner)) + " is still creating it");
+    const std::uint32_t attached = attachments(s.index);
     lk.still_mine("removing an entry");
-    release_slot(s.index);
+    if (attached == 0) {
+      release_slot(s.index);
+      return true;
+    }
+    // Attached handles keep the bytes: `removing` and a new generation (their next operation
+    // returns replaced); recovery frees it once none is left.
+    auto ks = entry_word(bytes_, s.index, rlayout::kKindStateWord);
+    auto gen = entry_word(bytes_, s.index, rlayout::kGenerationWord);
+    // SYNC POINT: relaxed state store under the lock; the release store of the generation pairs
+    // with current()'s acquire load (and Placement::word_current()'s relaxed hint).
+    ks.store(rlayout::kind_state(static_cast<std::uint32_t>(s.entry.kind), rlayout::kStateRemoving),
+             std::memory_order_relaxed);
+    gen.store(gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    detail::log(LogLevel::info, "region " + what_ + ": " + quote_name(name) + " removed; its bytes stay reserved while " +
+                                    std::to_string(attached) + " process(es) are attached");
     return true;
   }
   return false;
+}
+
+std::uint32_t Directory::attach(const Slot& slot) {
+  Lock lk(*this);
+  if (!current(slot.index, slot.entry.generation))
+    throw Error(Errc::replaced, "region " + what_ + ": opening " + quote_name(slot.entry.name) +
+                                    ": the entry was removed or reused meanwhile");
+  lk.still_mine("attaching to an entry");
+  return attach_locked(slot);
 }
 
 bool Directory::remove_index(std::uint32_t index) {
