@@ -299,8 +299,8 @@ class SHMLINK_EXPORT Queue {
   Status try_push_burst(std::span<const Sample> samples, std::size_t& pushed) noexcept;
   /// Pushes, waiting (by the queue's wait mode) while it is full.
   /// @param timeout relative (CLOCK_MONOTONIC); kForever waits without limit.
-  /// @return ok, timeout, interrupted, replaced (the region entry was removed, or, checked before
-  ///         each sleep of a futex wait, the file was re-created or removed), shut_down, closed,
+  /// @return ok, timeout, interrupted, replaced (the region entry was removed, or, checked after
+  ///         each quiet futex slice of at most 100 ms, the file was re-created or removed), shut_down, closed,
   ///         size_mismatch, layout (as try_push). The timeout is honoured whatever the file holds.
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept;
   /// try_push() of a SampleView: the values are copied from `s.values` straight into the

@@ -506,9 +506,9 @@ struct Queue::Impl {
         return Errc::ok;
       }
       const std::int64_t now = os::monotonic_ns();
-      if (now >= deadline || replaced()) {
+      if (now >= deadline) {
         aref(*waiters).fetch_sub(1, std::memory_order_relaxed);  // relaxed, as above
-        return now >= deadline ? Errc::timeout : Errc::replaced;
+        return Errc::timeout;
       }
       // At most 100 ms per sleep: a peer that died while counted as a waiter, or a shutdown,
       // is noticed without a wake-up.
@@ -517,6 +517,9 @@ struct Queue::Impl {
       aref(*waiters).fetch_sub(1, std::memory_order_relaxed);  // relaxed, as above
       if (ready()) return Errc::ok;
       if (r == os::FutexResult::interrupted) return Errc::interrupted;
+      // A quiet slice: the placement may be gone (a file re-created or removed: one stat; a
+      // region entry is seen by ready() already). Not per wake-up: no syscall on the busy path.
+      if (r == os::FutexResult::timed_out && replaced()) return Errc::replaced;
     }
   }
 };
