@@ -14,6 +14,7 @@
 /// address (docs/design/region.md).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -59,6 +60,24 @@ struct Placement {
   /// removed or reused since it was opened: its generation is unchanged). Null: always true.
   /// Must be cheap and noexcept; called by `replaced()`-style checks, never on hot paths.
   std::function<bool()> still_current;
+  /// Optional, the hot-path form of `still_current`: while the placement holds this channel, the
+  /// 64-bit word at `current_word` (in shared memory: a region entry's generation) equals
+  /// `current_value`; removing or reusing the entry changes it. Channels read it with one relaxed
+  /// load at the start of each write, push or pop burst (a stale read costs one operation on
+  /// bytes that a region keeps reserved while the handle is attached; docs/design/region.md,
+  /// "Removing a channel"). Null: the word never changes (a file: `still_current` alone tells).
+  std::uint64_t* current_word = nullptr;
+  std::uint64_t current_value = 0;
+
+  /// The hot-path test: true unless `current_word` is set and no longer holds `current_value`.
+  /// One relaxed load and a compare; never throws.
+  [[nodiscard]] bool word_current() const noexcept {
+    // SYNC POINT: relaxed: a hint that publishes and reads nothing through it (pairs with no
+    // release); a region keeps an attached handle's bytes reserved, so a stale read costs one
+    // operation on bytes that are still this channel's.
+    return current_word == nullptr ||
+           std::atomic_ref<std::uint64_t>(*current_word).load(std::memory_order_relaxed) == current_value;
+  }
   /// Optional: the container's other channels, for a channel that keeps a companion next to it
   /// (a stream's partial-write companion `<name>_pkt`). Returns the placement of the sibling
   /// named `name` when it exists and is ready; otherwise, when `create_bytes` > 0, reserves

@@ -279,8 +279,12 @@ class SHMLINK_EXPORT Queue {
   [[nodiscard]] QueueInfo info() const;
 
   // ---- producing ----------------------------------------------------------------------
-  /// Pushes one sample if a cell is free. Never blocks, never allocates.
-  /// @return ok; would_block (full); size_mismatch (more values than max_values); shut_down
+  /// Pushes one sample if a cell is free. Never blocks, never allocates. A queue placed in a
+  /// region entry that was removed (Placement::current_word changed: one relaxed load per
+  /// burst) takes nothing: replaced. (A removed region queue's bytes stay reserved while a
+  /// handle is attached, so no push ever lands in another channel: docs/design/region.md.)
+  /// @return ok; would_block (full); replaced (its region entry was removed: re-open it by
+  ///         name); size_mismatch (more values than max_values); shut_down
   ///         (the queue was shut: see shutdown()); closed (closed or moved-from handle); permission (opened read-only); layout (MPMC: the
   ///         file's tail index is behind a cell's turn, a state no correct producer leaves: the
   ///         file is corrupted; logged once per handle, naming the queue). Never loops without
@@ -291,13 +295,14 @@ class SHMLINK_EXPORT Queue {
   /// (fence) for the whole burst. Never allocates.
   /// @param pushed receives how many were pushed (a prefix of `samples`).
   /// @return ok when at least one was pushed (or `samples` is empty); otherwise why none was:
-  ///         would_block (full), size_mismatch (the first sample is too long), shut_down, closed, permission,
-  ///         layout (as try_push).
+  ///         would_block (full), replaced, size_mismatch (the first sample is too long), shut_down, closed,
+  ///         permission, layout (as try_push).
   Status try_push_burst(std::span<const Sample> samples, std::size_t& pushed) noexcept;
   /// Pushes, waiting (by the queue's wait mode) while it is full.
   /// @param timeout relative (CLOCK_MONOTONIC); kForever waits without limit.
-  /// @return ok, timeout, interrupted, shut_down, closed, size_mismatch, layout (as try_push). The timeout
-  ///         is honoured whatever the file holds.
+  /// @return ok, timeout, interrupted, replaced (the region entry was removed, or, checked after
+  ///         each quiet futex slice of at most 100 ms, the file was re-created or removed), shut_down, closed,
+  ///         size_mismatch, layout (as try_push). The timeout is honoured whatever the file holds.
   Status push(const Sample& s, std::chrono::nanoseconds timeout) noexcept;
   /// try_push() of a SampleView: the values are copied from `s.values` straight into the
   /// cell (no Sample, no std::vector). Statuses as try_push(const Sample&).
@@ -310,8 +315,9 @@ class SHMLINK_EXPORT Queue {
   // ---- consuming ----------------------------------------------------------------------
   /// Pops the oldest sample into `out` (its values vector is resized to the sample's length;
   /// it allocates only when that exceeds its capacity).
-  /// @return ok; would_block (empty); shut_down (shut and drained); closed (closed handle);
-  ///         permission (read-only);
+  /// @return ok; would_block (empty); replaced (empty, and its region entry was removed: the
+  ///         samples pushed before the removal are still popped first); shut_down (shut and
+  ///         drained); closed (closed handle); permission (read-only);
   ///         layout (MPMC: the head index is behind a cell's turn, the file is corrupted; as
   ///         try_push).
   Status try_pop(Sample& out) noexcept;
@@ -322,11 +328,11 @@ class SHMLINK_EXPORT Queue {
   /// moves each in one transfer; the cells' contents do not change (docs/design/queues.md,
   /// "Bursts").
   /// @return ok when at least one was popped (or `out` is empty); otherwise would_block (empty),
-  ///         shut_down (shut and drained), closed, permission, layout (as try_pop).
+  ///         replaced, shut_down (shut and drained), closed, permission, layout (as try_pop).
   Status try_pop_burst(std::span<Sample> out, std::size_t& popped) noexcept;
   /// Pops, waiting (by the queue's wait mode) while it is empty.
-  /// @return ok, timeout, interrupted, shut_down (shut and drained), closed, layout (as try_pop). The
-  ///         timeout is honoured whatever the file holds.
+  /// @return ok, timeout, interrupted, replaced (as push()), shut_down (shut and drained), closed,
+  ///         layout (as try_pop). The timeout is honoured whatever the file holds.
   Status pop(Sample& out, std::chrono::nanoseconds timeout) noexcept;
 
   /// The non-template form of the handler burst: `fn(ctx, view)` per sample.
@@ -339,8 +345,8 @@ class SHMLINK_EXPORT Queue {
   /// The handler must not throw (this call is noexcept) and must not pop from this queue.
   /// @param popped receives how many samples the handler saw.
   /// @return as try_pop_burst(std::span<Sample>, ...): ok when at least one was popped (or
-  ///         `limit` is 0); would_block (empty), shut_down (shut and drained), closed (closed
-  ///         handle), permission, layout.
+  ///         `limit` is 0); would_block (empty), replaced, shut_down (shut and drained), closed
+  ///         (closed handle), permission, layout.
   ///
   /// Memory ordering: each cell's turn is loaded with acquire (pairing with the producer's
   /// release that published it) before the handler sees it; the handler's reads happen before
@@ -359,6 +365,12 @@ class SHMLINK_EXPORT Queue {
   void shutdown() noexcept;
   /// True once shutdown() was called by any process.
   [[nodiscard]] bool is_shut() const noexcept;
+  /// True when the queue's placement no longer holds this queue: a file whose path now names
+  /// another inode or none (re-created or removed; costs one stat(2)), or a region entry that was
+  /// removed (its generation changed or it is no longer ready). The handle stays usable on its
+  /// own bytes; re-open by name to follow the queue. Cheap enough for slow paths, not for every
+  /// sample. False for a closed handle.
+  [[nodiscard]] bool replaced() const noexcept;
 
   /// Records this process as the queue's attached reader: its pid, then `token` (release
   /// store). The Interface handshake: `token` names the reader's own output queue (its

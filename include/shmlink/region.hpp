@@ -41,8 +41,10 @@ struct RegionAccess;
 enum class ChannelKind : std::uint32_t { stream = 1, queue = 2 };
 
 /// An entry's state (the `state` field of the layout): `creating` while its creator lays the
-/// channel out (invisible to open), `ready` once published, `removing` only while a remove runs
-/// (seen after a remover died mid-way; the next allocator operation completes it).
+/// channel out (invisible to open), `ready` once published, `removing` once removed while
+/// writable handles are still attached (its bytes stay reserved until the last one closes or its
+/// process dies; the next allocator operation after that frees it), or after a remover died
+/// mid-way (freed by the next allocator operation).
 enum class EntryState : std::uint32_t { free = 0, creating = 1, ready = 2, removing = 3 };
 
 /// One entry of a region's directory, as copied out and validated by Region::entries().
@@ -158,16 +160,19 @@ class SHMLINK_EXPORT Region {
   ///         a queue that does not match `expect`, a corrupt directory or queue), timeout;
   ///         naming `PATH:NAME`.
   Queue open_queue(std::string_view name, const QueueExpect& expect = {});
-  /// Removes the entry `name` (and, for a stream, its partial-write companion `<name>_pkt`):
-  /// its bytes return to the free space. Handles still open on it keep their mapping but see
-  /// replaced(): the bytes may be reused by the next channel created.
+  /// Removes the entry `name` (and, for a stream, its partial-write companion `<name>_pkt`);
+  /// the name is free at once. Its bytes return to the free space when no writable handle is
+  /// attached, else the entry stays `removing` and its bytes reserved until the last one closes
+  /// or its process dies (docs/design/region.md, "Removing a channel"). Handles still open on
+  /// it see replaced(), and their writes, pushes and (once empty) pops return Errc::replaced.
   /// @throws Error not_found, busy (a live process of this host is still creating it),
   ///         permission (read-only), timeout, layout; naming `PATH:NAME`.
   void remove(std::string_view name);
   /// Frees table entry `index` whatever it holds (the last resort for a corrupt entry, which
   /// makes entries() and every lookup fail with Errc::layout naming "entry INDEX", or one stuck
-  /// in a state nobody clears): no validation, no companion, no check that its creator is done.
-  /// Handles still open on it see replaced().
+  /// in a state nobody clears): no validation, no companion, no check that its creator is done,
+  /// attached handles or not (e.g. a removed entry held by a process on another VM that never
+  /// closes). Handles still open on it see replaced().
   /// @throws Error invalid_argument (index >= max_entries), not_found (the entry is free),
   ///         permission (read-only), timeout (the lock); naming the region and the index.
   void remove_entry(std::uint32_t index);

@@ -394,8 +394,13 @@ class SHMLINK_EXPORT Stream {
   /// A rolling buffer's frame goes to slice (cnt1 + 1) % depth; cnt1 becomes that slice and the
   /// slice's cntarray (the new cnt0), atimearray and writetimearray entries are filled before
   /// cnt0 is incremented. (A new stream's first frame therefore lands in slice 1, as in ISIO.)
+  /// A placed stream whose placement is no longer current (a region entry removed by another
+  /// process: Placement::current_word changed) is not written: the check costs one relaxed load
+  /// and a compare. A stream file that was re-created is still written (its old inode is this
+  /// handle's own; replaced() tells, at the cost of a stat).
   /// @param frame exactly frame_bytes() bytes, C order.
-  /// @return ok, size_mismatch, closed. Never blocks, never allocates.
+  /// @return ok, size_mismatch, closed, permission, replaced (the region entry was removed: re-open
+  ///         it by name). Never blocks, never allocates.
   Status write(std::span<const std::byte> frame, const WriteOptions& options = {}) noexcept;
 
   /// Typed write: also checks that T matches dtype() (dtype_mismatch) and the element count.
@@ -408,7 +413,8 @@ class SHMLINK_EXPORT Stream {
 
   /// Zero-copy write, step 1: sets write = 1 (seqlock open) and returns the frame to fill in
   /// place (a rolling buffer's next slice). Must be followed by commit_write(). Calling it again
-  /// before commit_write() returns the same frame. Empty span when closed or read-only.
+  /// before commit_write() returns the same frame. Empty span when closed or read-only, or when a
+  /// placed stream's placement is no longer current (write() would return replaced).
   std::span<std::byte> begin_write() noexcept;
   /// Zero-copy write, step 2: timestamps, cnt0 += 1, write = 0, wake and post, as write().
   Status commit_write(const WriteOptions& options = {}) noexcept;
@@ -489,7 +495,8 @@ class SHMLINK_EXPORT Stream {
   /// packet_status()), outside the ISIO metadata: a file next to a stream file, or, for a
   /// placed stream, a sibling in its container found or reserved through Placement::sibling
   /// (made visible with Placement::publish once laid out).
-  /// @return ok; invalid_argument (packet_total 0 or above kMaxPackets, packet_id >= total,
+  /// @return ok; replaced (a placed stream whose region entry was removed, as write());
+  ///         invalid_argument (packet_total 0 or above kMaxPackets, packet_id >= total,
   ///         total differing from the open frame's, data not whole elements; a placed stream
   ///         whose placement has no `sibling`); out_of_range
   ///         (the span ends beyond the frame); permission; closed; exists (a stream named

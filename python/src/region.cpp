@@ -249,7 +249,8 @@ everywhere (FileNotFoundError, FileExistsError, PermissionError, ...).)doc")
             without_gil([&] { region->remove(name); });
           },
           py::arg("name"),
-          "Remove the channel `name`: its bytes return to the region (handles still open on it see replaced()).")
+          "Remove the channel `name`. Handles still open on it see replaced() and raise ReplacedError on "
+          "write, push and (once drained) pop; its bytes return to the region when the last writable one closes.")
       .def(
           "remove_entry",
           [](PyRegion& r, std::uint32_t index) {

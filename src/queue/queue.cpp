@@ -56,15 +56,15 @@ static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);  // version,
 static_assert(std::atomic_ref<std::int32_t>::is_always_lock_free);   // consumer_pid
 static_assert(std::atomic<bool>::is_always_lock_free);               // claim_exhausted (process-local)
 
-constexpr std::string_view kSuffix = ".queue.shm";
+using qlayout::kFileSuffix;
 
 }  // namespace
 
 std::string queue_path(std::string_view name_or_path) {
   // The name part: the basename, without ".queue.shm"; checked by the rule every channel shares.
   std::string_view name = name_or_path.substr(name_or_path.rfind('/') + 1);
-  if (name.size() > kSuffix.size() && name.substr(name.size() - kSuffix.size()) == kSuffix)
-    name.remove_suffix(kSuffix.size());
+  if (name.size() > kFileSuffix.size() && name.substr(name.size() - kFileSuffix.size()) == kFileSuffix)
+    name.remove_suffix(kFileSuffix.size());
   check_channel_name("queue", name, name_or_path, kMaxQueueName);
   for (std::string_view other : {std::string_view(".im.shm"), std::string_view(".memif.shm")}) {
     if (name.size() >= other.size() && name.substr(name.size() - other.size()) == other)
@@ -72,7 +72,7 @@ std::string queue_path(std::string_view name_or_path) {
                                               std::string(other) + "' is not a queue's");
   }
   if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
-  return stream_directory() + "/" + std::string(name) + std::string(kSuffix);
+  return stream_directory() + "/" + std::string(name) + std::string(kFileSuffix);
 }
 
 /// Copies `n` 8-byte values with fixed-size moves the compiler inlines (32, 16 and 8 bytes), not
@@ -313,6 +313,7 @@ struct Queue::Impl {
     done = 0;
     if (!writable) return Errc::permission;
     if (in.empty()) return Errc::ok;
+    if (!where.word_current()) return Errc::replaced;  // its region entry was removed: push nothing
     if (shut()) return Errc::shut_down;
     Status why = Errc::ok;
     if (kind == QueueKind::spsc) {
@@ -375,6 +376,8 @@ struct Queue::Impl {
     if (!writable) return Errc::permission;
     if (want == 0) return Errc::ok;
     Errc why = pop_run(want, take, done);
+    // Empty and its region entry removed: nothing more will come (what was pushed was taken).
+    if (done == 0 && why == Errc::would_block && !where.word_current()) return Errc::replaced;
     if (done == 0 && why == Errc::would_block && shut()) {
       // Shut down only when empty after the shutdown was seen: the emptiness found above may
       // predate samples pushed before the shutdown (the consumer lost the CPU between its look
@@ -473,6 +476,9 @@ struct Queue::Impl {
     return pop_burst(std::span(&out, 1), n);
   }
 
+  /// Queue::replaced(): the hot-path word, then the placement's own test (a file: one stat).
+  bool replaced() const noexcept { return !where.word_current() || (where.still_current && !where.still_current()); }
+
   /// Waits for `ready()` by the queue's wait mode: spin (polling: until the deadline, `backoff`: with
   /// os::PollBackoff's sleeps; hybrid: a few microseconds), then sleep on `word` registered in `waiters`.
   template <class Ready>
@@ -515,6 +521,9 @@ struct Queue::Impl {
       aref(*waiters).fetch_sub(1, std::memory_order_relaxed);  // relaxed, as above
       if (ready()) return Errc::ok;
       if (r == os::FutexResult::interrupted) return Errc::interrupted;
+      // A quiet slice: the placement may be gone (a file re-created or removed: one stat; a
+      // region entry is seen by ready() already). Not per wake-up: no syscall on the busy path.
+      if (r == os::FutexResult::timed_out && replaced()) return Errc::replaced;
     }
   }
 };
@@ -527,28 +536,6 @@ Queue::~Queue() = default;
 void Queue::close() noexcept { impl_.reset(); }
 
 namespace {
-
-/// The name part of a queue file's path: its basename without ".queue.shm".
-std::string file_queue_name(const std::string& path) {
-  const std::string base = path.substr(path.rfind('/') + 1);
-  return base.size() > kSuffix.size() && base.ends_with(kSuffix) ? base.substr(0, base.size() - kSuffix.size()) : base;
-}
-
-/// The placement of a whole queue file: its mapping, kept alive by every handle placed in it.
-Placement file_placement(Segment seg, const std::string& path, bool writable) {
-  Placement where;
-  struct stat st {};
-  if (::fstat(seg.fd(), &st) == 0) where.dev = static_cast<std::uint64_t>(st.st_dev);
-  where.ino = seg.inode();
-  auto owner = std::make_shared<Segment>(std::move(seg));
-  where.bytes = {owner->data(), owner->size()};
-  where.fd = owner->fd();
-  where.owner = std::move(owner);
-  where.name = file_queue_name(path);
-  where.path = path;
-  where.writable = writable;
-  return where;
-}
 
 /// Refuses a placement whose first byte is not 64-byte aligned (cells and their atomic turns
 /// are laid out from it in cache lines).
@@ -627,7 +614,7 @@ Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMo
   Segment seg = Segment::create_file(path, bytes_for(spec), mode, spec.permissions, [&](Segment& fresh) {
     Placement where;
     where.bytes = {fresh.data(), fresh.size()};
-    where.name = file_queue_name(path);
+    where.name = qlayout::file_name(path);
     where.path = path;
     (void)create_in(where, spec);
   });
@@ -637,7 +624,7 @@ Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMo
 
 Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
   const std::string path = queue_path(name_or_path);
-  return Queue(bind_queue(file_placement(Segment::open_file(path, expect.writable), path, expect.writable), true, expect));
+  return Queue(bind_queue(qlayout::file_placement(Segment::open_file(path, expect.writable), path, expect.writable), true, expect));
 }
 
 void Queue::remove(std::string_view name_or_path) {
@@ -796,5 +783,6 @@ void Queue::shutdown() noexcept {
 }
 
 bool Queue::is_shut() const noexcept { return impl_ && impl_->shut(); }
+bool Queue::replaced() const noexcept { return impl_ && impl_->replaced(); }
 
 }  // namespace shmlink

@@ -7,6 +7,8 @@
 #include "os/clock.hpp"
 #include "os/process.hpp"
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <bit>
 #include <cstring>
@@ -191,6 +193,32 @@ Checked validate(std::span<const std::byte> bytes, const std::string& path, bool
   if (expect.signals && *expect.signals != c.signals)
     fail("signal table " + signals_text(c.signals) + " differs from the expected " + signals_text(*expect.signals));
   return c;
+}
+
+std::string file_name(const std::string& path) {
+  const std::string base = path.substr(path.rfind('/') + 1);
+  return base.size() > kFileSuffix.size() && base.ends_with(kFileSuffix) ? base.substr(0, base.size() - kFileSuffix.size())
+                                                                       : base;
+}
+
+Placement file_placement(Segment seg, const std::string& path, bool writable) {
+  Placement where;
+  struct stat st {};
+  if (::fstat(seg.fd(), &st) == 0) where.dev = static_cast<std::uint64_t>(st.st_dev);
+  where.ino = seg.inode();
+  auto owner = std::make_shared<Segment>(std::move(seg));
+  where.bytes = {owner->data(), owner->size()};
+  where.fd = owner->fd();
+  where.owner = std::move(owner);
+  where.name = file_name(path);
+  where.path = path;
+  where.writable = writable;
+  // Re-created (a new inode) or removed: the handle keeps its own file; replaced() says so.
+  where.still_current = [path, ino = where.ino]() noexcept {
+    struct stat now {};
+    return ::stat(path.c_str(), &now) == 0 && static_cast<std::uint64_t>(now.st_ino) == ino;
+  };
+  return where;
 }
 
 }  // namespace qlayout

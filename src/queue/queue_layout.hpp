@@ -13,7 +13,9 @@
 //        CellHeader (48 bytes) + max_values x 8 bytes, rounded up to 64
 #pragma once
 
+#include <shmlink/placement.hpp>
 #include <shmlink/queue.hpp>
+#include <shmlink/segment.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -166,5 +168,15 @@ struct Checked {
 /// `expect`. The layout must fit in `bytes` (`exact_size`: fill it exactly, as a file must).
 /// @throws Error layout "opening queue PATH: ..." naming the field or mismatch.
 Checked validate(std::span<const std::byte> bytes, const std::string& path, bool exact_size, const QueueExpect& expect);
+
+// ---- a queue file as a placement (queue_layout.cpp) ---------------------------------------------
+
+/// Suffix of a queue file's name.
+inline constexpr std::string_view kFileSuffix = ".queue.shm";
+/// The name part of a queue file's path: its basename without ".queue.shm".
+std::string file_name(const std::string& path);
+/// The placement of a whole queue file: its mapping, kept alive by every handle placed in it;
+/// `still_current` is true while `path` names the mapped inode (Queue::replaced()).
+Placement file_placement(Segment seg, const std::string& path, bool writable);
 
 }  // namespace shmlink::qlayout

@@ -182,6 +182,10 @@ class Watch {
 
 }  // namespace
 
+bool holder_dead(std::uint64_t token, std::uint64_t start) {
+  return local_holder(token) && process_liveness(token & 0xffffffffU, start) == Liveness::gone;
+}
+
 // ---- identity -------------------------------------------------------------------------------
 
 std::string format_boot_id(const std::uint8_t (&id)[16]) {
@@ -341,6 +345,9 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
   std::sort(by_offset.begin(), by_offset.end(), [](const Slot* a, const Slot* b) {
     return a->entry.name != b->entry.name ? a->entry.name < b->entry.name : a->index < b->index;
   });
+  // A removed entry still held by attached handles (removing) may share its name with the
+  // channel created after it.
+  std::erase_if(by_offset, [](const Slot* s) { return s->entry.state == EntryState::removing; });
   for (std::size_t k = 1; k < by_offset.size(); ++k)
     if (by_offset[k - 1]->entry.name == by_offset[k]->entry.name)
       throw Error(Errc::layout, "region " + what + ": entry " + std::to_string(by_offset[k]->index) + " (" +
@@ -400,6 +407,26 @@ class Directory::Lock {
                                      std::to_string(w) + " changed under the lock (" + token_text(cur) + ", not " +
                                      token_text(expected) + "): another holder took the lock over; nothing more written");
   }
+  /// Removes entry `i`: freed (release_slot) when no live process is attached to it, else left
+  /// `removing` with generation + 1 (attached handles see replaced; recovery frees it once none
+  /// is left), each store a put(). @return true when the entry was freed.
+  bool retire_slot(std::uint32_t i, const char* doing) const {
+    const std::uint32_t attached = d_.attachments(i);
+    if (attached == 0) {
+      release_slot(i, doing);
+      return true;
+    }
+    // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
+    const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
+    const std::uint64_t gen = entry_word(d_.bytes_, i, rlayout::kGenerationWord).load(std::memory_order_relaxed);
+    const auto kind = static_cast<std::uint32_t>(ks & 0xffffffffU);
+    // SYNC POINT: `removing` relaxed (under the lock); the release store of the generation pairs
+    // with current()'s acquire load (and Placement::word_current()'s relaxed hint).
+    put(i, rlayout::kKindStateWord, ks, rlayout::kind_state(kind, rlayout::kStateRemoving), std::memory_order_relaxed,
+        doing);
+    put(i, rlayout::kGenerationWord, gen, gen + 1, std::memory_order_release, doing);
+    return false;
+  }
   /// Frees entry `i`: `removing`, generation + 1, `free`, each one put(). A holder dying between
   /// them leaves `removing`, which the next holder frees.
   void release_slot(std::uint32_t i, const char* doing) const {
@@ -417,16 +444,17 @@ class Directory::Lock {
   }
 
  private:
-  /// The recovery rule: an entry left `removing` (its remover died inside the lock) becomes free;
-  /// a `creating` entry whose creator is a process of this kernel that is gone becomes free
-  /// (never in a region other kernels share: a clone's live creator could look gone here).
+  /// The recovery rule: an entry left `removing` (removed while attached, or its remover died
+  /// inside the lock) becomes free once no live process is attached to it; a `creating` entry
+  /// whose creator is a process of this kernel that is gone becomes free (never in a region
+  /// other kernels share: a clone's live creator could look gone here).
   void recover() {
     if (g_test_hook != nullptr) g_test_hook(HookPoint::recovering);
     for (std::uint32_t i = 0; i < d_.header_.max_entries; ++i) {
       // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
       const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
       const std::uint32_t st = state_of(ks);
-      if (st == rlayout::kStateRemoving ||
+      if ((st == rlayout::kStateRemoving && d_.attachments(i) == 0) ||
           (st == rlayout::kStateCreating && !d_.other_kernels_ && [&] {
             // SYNC POINT: relaxed: under the lock (the owner words were written by a holder).
             const std::uint64_t owner = entry_word(d_.bytes_, i, rlayout::kOwnerWord).load(std::memory_order_relaxed);
@@ -435,7 +463,7 @@ class Directory::Lock {
           }())) {
         release_slot(i, "recovering an entry");
         detail::log(LogLevel::info, "region " + d_.what_ + ": entry " + std::to_string(i) + " left " +
-                                        (st == rlayout::kStateRemoving ? "removing" : "creating by a dead process") +
+                                        (st == rlayout::kStateRemoving ? "removing, no longer attached" : "creating by a dead process") +
                                         " was freed");
       }
     }
@@ -534,7 +562,7 @@ std::vector<Slot> Directory::snapshot() const {
 
 std::optional<Slot> Directory::find(std::string_view name) const {
   for (Slot& s : snapshot())
-    if (s.entry.name == name) return std::move(s);
+    if (s.entry.name == name && s.entry.state != EntryState::removing) return std::move(s);
   return std::nullopt;
 }
 
@@ -574,16 +602,18 @@ Slot Directory::reserve(std::string_view name, ChannelKind kind, std::uint64_t b
     std::vector<RegionEntry> table = raw_table();
     std::vector<Slot> used = validate(table, header_, what_);
     for (auto it = used.begin(); it != used.end(); ++it) {
-      if (it->entry.name != name) continue;
+      if (it->entry.name != name || it->entry.state == EntryState::removing) continue;
       if (!replace)
         throw Error(Errc::exists, who + ": entry " + std::to_string(it->index) + " has that name (" +
                                       (it->entry.state == EntryState::creating ? "being created" : "ready") + ")");
-      // PurgeAndCreate: the old entry is freed under this same lock, so no other process sees
-      // the name missing (or takes it) between the removal and the new reservation.
+      // PurgeAndCreate: the old entry is retired under this same lock, so no other process sees
+      // the name missing (or takes it) between the removal and the new reservation. While
+      // processes are attached to it, it stays `removing` and keeps its bytes (still in `used`).
       if (std::optional<Error> busy = live_creator(*it, table[it->index], who)) throw *busy;
-      lk.release_slot(it->index, "replacing an entry");
-      table[it->index] = load_entry(bytes_, it->index);
-      used.erase(it);
+      if (lk.retire_slot(it->index, "replacing an entry")) {
+        table[it->index] = load_entry(bytes_, it->index);
+        used.erase(it);
+      }
       break;
     }
     std::uint32_t index = header_.max_entries;
@@ -693,13 +723,24 @@ bool Directory::remove(std::string_view name) {
   Lock lk(*this);
   std::vector<RegionEntry> table = raw_table();
   for (const Slot& s : validate(table, header_, what_)) {
-    if (s.entry.name != name) continue;
+    if (s.entry.name != name || s.entry.state == EntryState::removing) continue;
     if (std::optional<Error> busy = live_creator(s, table[s.index], "region " + what_ + ": removing " + quote_name(name)))
       throw *busy;
-    lk.release_slot(s.index, "removing an entry");
+    if (!lk.retire_slot(s.index, "removing an entry"))
+      detail::log(LogLevel::info, "region " + what_ + ": " + quote_name(name) +
+                                      " removed; its bytes stay reserved while processes are attached");
     return true;
   }
   return false;
+}
+
+std::uint32_t Directory::attach(const Slot& slot) {
+  Lock lk(*this);
+  if (!current(slot.index, slot.entry.generation))
+    throw Error(Errc::replaced, "region " + what_ + ": opening " + quote_name(slot.entry.name) +
+                                    ": the entry was removed or reused meanwhile");
+  lk.still_mine("attaching to an entry");
+  return attach_locked(slot);
 }
 
 bool Directory::remove_index(std::uint32_t index) {

@@ -236,6 +236,18 @@ const std::shared_ptr<Region::State>& RegionAccess::state(const Region& r) {
 }
 
 namespace {
+/// A writable handle's attachment to an entry (Directory::attach): detached when the last copy
+/// of its placement goes, so that a removed entry's bytes return to the region only then.
+struct Attachment {
+  Attachment(std::shared_ptr<Region::State> state, rdir::Slot s, std::uint32_t a) : st(std::move(state)), slot(std::move(s)), index(a) {}
+  Attachment(const Attachment&) = delete;
+  Attachment& operator=(const Attachment&) = delete;
+  ~Attachment() { st->dir.detach(slot, index); }
+  std::shared_ptr<Region::State> st;
+  rdir::Slot slot;
+  std::uint32_t index;
+};
+
 /// A companion entry reserved through Placement::sibling: abandoned on destruction unless published.
 struct PendingEntry {
   PendingEntry(std::shared_ptr<Region::State> state, rdir::Slot reserved) : st(std::move(state)), slot(std::move(reserved)) {}
@@ -247,12 +259,15 @@ struct PendingEntry {
   std::shared_ptr<Region::State> st;
   rdir::Slot slot;
   std::atomic<bool> published{false};
+  std::shared_ptr<const void> attachment;  ///< the reserving handle's (allocate())
 };
 }  // namespace
 
 Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot) {
   Placement p;
-  p.bytes = st->bytes.subspan(slot.entry.offset, slot.entry.size);
+  // The entry's last page is its attachment page, not the channel's (validate() keeps sizes
+  // non-zero multiples of it).
+  p.bytes = st->bytes.subspan(slot.entry.offset, slot.entry.size - rlayout::kAttachBytes);
   p.owner = st;
   p.name = slot.entry.name;
   p.path = st->path + ":" + slot.entry.name;
@@ -265,18 +280,23 @@ Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, cons
   p.still_current = [st, index = slot.index, gen = slot.entry.generation]() noexcept {
     return st->dir.current(index, gen);
   };
+  // The entry's generation word: removing the entry (or reusing its slot) changes it.
+  p.current_word = reinterpret_cast<std::uint64_t*>(st->bytes.data() + rlayout::entry_offset(slot.index) +
+                                                    offsetof(rlayout::RegionEntry, generation));
+  p.current_value = slot.entry.generation;
   p.sibling = [st](const std::string& name, std::size_t create_bytes) -> std::optional<Placement> {
     if (std::optional<rdir::Slot> found = st->dir.find(name)) {
       if (found->entry.state != EntryState::ready) return std::nullopt;
       if (found->entry.kind != ChannelKind::stream)
         throw Error(Errc::layout, "region " + st->path + ": entry '" + escape_name(name) + "' is not a stream");
-      return placement(st, *found);
+      return attached(st, *found, true);
     }
     if (create_bytes == 0) return std::nullopt;
     Reserved r = allocate(st, name, ChannelKind::stream, create_bytes);
     // The reservation frees itself when the last copy of the placement goes (the channel laid
     // out in it closed, or its creation threw) unless publish ran.
     auto pending = std::make_shared<PendingEntry>(st, r.slot);
+    pending->attachment = std::move(r.where.owner);
     r.where.owner = pending;
     r.where.publish = [pending] {
       pending->st->dir.publish(pending->slot);
@@ -290,11 +310,25 @@ Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, cons
 Reserved RegionAccess::allocate(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind,
                                 std::size_t bytes, bool replace) {
   Reserved r;
-  r.slot = st->dir.reserve(name, kind, bytes, replace);
-  r.where = placement(st, r.slot);
+  r.slot = st->dir.reserve(name, kind, bytes + rlayout::kAttachBytes, replace);  // and the attachment page
   // Zero the entry (it may hold a removed channel) outside the lock: only its creator sees it.
-  std::memset(r.where.bytes.data(), 0, r.where.bytes.size());
+  std::memset(st->bytes.data() + r.slot.entry.offset, 0, r.slot.entry.size);
+  try {
+    r.where = attached(st, r.slot, true);
+  } catch (...) {
+    st->dir.abandon(r.slot);
+    throw;
+  }
   return r;
+}
+
+Placement RegionAccess::attached(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot, bool writable) {
+  Placement p = placement(st, slot);
+  // Read-only handles never write, so they keep no bytes reserved (and cannot take the lock).
+  if (!writable || !st->writable) return p;
+  const std::uint32_t a = st->dir.attach(slot);
+  p.owner = std::make_shared<Attachment>(st, slot, a);
+  return p;
 }
 
 std::optional<rdir::Slot> RegionAccess::find(const std::shared_ptr<Region::State>& st, std::string_view name) {

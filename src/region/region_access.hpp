@@ -48,9 +48,15 @@ struct RegionAccess {
   /// The placement of the in-use entry `slot`: its bytes, `PATH:NAME`, still_current by
   /// generation, sibling lookup/creation for a stream's companion.
   static Placement placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot);
-  /// Reserves an entry (creating) of at least `bytes` and zeroes it; the caller lays the channel
+  /// placement(), attached to the entry when `writable` (and the region is): the entry's bytes
+  /// stay reserved while the placement (any copy of it) lives, even after a remove.
+  /// @throws Error replaced (the entry was removed or reused since `slot` was read), no_space,
+  ///         timeout, layout.
+  static Placement attached(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot, bool writable);
+  /// Reserves an entry (creating) of at least `bytes` plus its attachment page, zeroes it and
+  /// attaches the placement (the creator's handle); the caller lays the channel
   /// out and then calls `st->dir.publish(slot)`, or `abandon(slot)` on failure. `replace`
-  /// (PurgeAndCreate): an entry of that name is freed in the same locked step.
+  /// (PurgeAndCreate): an entry of that name is retired in the same locked step.
   static Reserved allocate(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind,
                            std::size_t bytes, bool replace = false);
   /// The in-use entry named `name`.

@@ -34,9 +34,10 @@ inline void check_name(std::string_view kind, std::string_view name, const Regio
 
 inline const char* kind_word(ChannelKind k) noexcept { return k == ChannelKind::stream ? "a stream" : "a queue"; }
 
-/// The ready entry `name` of `kind`, as a placement.
-/// @throws Error not_found (absent or not ready), layout (another kind).
-inline Placement ready_entry(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind) {
+/// The ready entry `name` of `kind`, as a placement; attached when `writable` (RegionAccess::attached).
+/// @throws Error not_found (absent, not ready, or removed while being opened), layout (another kind).
+inline Placement ready_entry(const std::shared_ptr<Region::State>& st, std::string_view name, ChannelKind kind,
+                             bool writable) {
   const std::string who = "opening " + locator(*st, name);
   std::optional<rdir::Slot> slot = RegionAccess::find(st, name);
   if (!slot) throw Error(Errc::not_found, who + ": no such entry in the region");
@@ -44,7 +45,12 @@ inline Placement ready_entry(const std::shared_ptr<Region::State>& st, std::stri
     throw Error(Errc::not_found, who + ": the entry is not ready (being created or removed)");
   if (slot->entry.kind != kind)
     throw Error(Errc::layout, who + ": the entry is " + kind_word(slot->entry.kind) + ", not " + kind_word(kind));
-  return RegionAccess::placement(st, *slot);
+  try {
+    return RegionAccess::attached(st, *slot, writable);
+  } catch (const Error& e) {
+    if (e.errc() != Errc::replaced) throw;
+    throw Error(Errc::not_found, who + ": the entry was removed while being opened");
+  }
 }
 
 /// Reserves `bytes` for `name` (replacing an entry of that name when `replace`: PurgeAndCreate),

@@ -163,11 +163,13 @@ class Directory {
   /// owner token) may, so a forked child cannot free its parent's reservation; a no-op when the
   /// entry changed meanwhile or is not the caller's. Never throws.
   void abandon(const Slot& slot) noexcept;
-  /// Removes the in-use entry `name` (removing -> free, generation + 1).
+  /// Removes the in-use entry `name` (not one already removing): generation + 1, then free when
+  /// no live process is attached (attachments()), else left `removing` with its bytes reserved
+  /// until the last attached process detaches or dies (freed by the next lock holder's recovery).
   /// @return false when there is no such entry. @throws Error busy (a live local process is still
   ///         creating it), permission, timeout, layout.
   bool remove(std::string_view name);
-  /// Frees entry `index` without validating the table (Region::remove_entry).
+  /// Frees entry `index` without validating the table, attached or not (Region::remove_entry).
   /// @return false when it is free already. @throws Error invalid_argument, permission, timeout.
   bool remove_index(std::uint32_t index);
 
@@ -175,17 +177,40 @@ class Directory {
   /// Placement::still_current). Reads two words of the table; never throws.
   [[nodiscard]] bool current(std::uint32_t index, std::uint64_t generation) const noexcept;
 
+  /// Records this process in the attachment page of `slot` (entries keep the last kAttachBytes
+  /// of their bytes for it), under the lock and only while the entry still has the slot's
+  /// generation and is creating or ready. Slots of dead local processes are reused.
+  /// @return the attachment's index, for detach(). @throws Error replaced (removed or reused
+  ///         meanwhile), no_space (every slot names a live process), permission, timeout.
+  std::uint32_t attach(const Slot& slot);
+  /// Clears attachment `a` of `slot` (taken by attach()) while the entry is still that entry
+  /// (its generation, or its generation + 1 and removing); lock-free. Never throws.
+  void detach(const Slot& slot, std::uint32_t a) const noexcept;
+  /// Live processes attached to entry `i` (slots of dead local processes are cleared on the way;
+  /// slots of other kernels count as live). Under the lock only.
+  [[nodiscard]] std::uint32_t attachments(std::uint32_t i) const;
+
   /// Reads the table as it is, without lock or retry (for the fuzz target and tests).
   [[nodiscard]] std::vector<rlayout::RegionEntry> raw_table() const;
 
  private:
   class Lock;
+  /// attach() once the lock is held and the entry checked (attachments.cpp).
+  std::uint32_t attach_locked(const Slot& slot) const;
+  /// The attachment page of entry `i` (its last kAttachBytes), or null when the entry's offset
+  /// and size do not leave one inside the region (a corrupt entry has no attachments).
+  [[nodiscard]] rlayout::AttachSlot* attach_page(std::uint32_t i) const noexcept;
   std::span<std::byte> bytes_;
   Header header_;
   std::string what_;
   bool writable_ = false;
   bool other_kernels_ = false;
 };
+
+/// True when `token` (an attachment's holder token) is a process of this kernel that is dead
+/// (gone, or its pid reused: another start time than `start` when known). Other kernels' tokens
+/// are never judged dead.
+bool holder_dead(std::uint64_t token, std::uint64_t start);
 
 /// A channel name as the directory accepts it: 1..79 bytes, not "." or "..", no '/', ':', NUL
 /// or control characters. Returns what is wrong, or nullptr.

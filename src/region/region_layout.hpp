@@ -122,7 +122,7 @@ static_assert(offsetof(RegionHeader, lock) % kCacheLine == 0);
 ///      0 +-------------------------------+
 ///        | name (80 bytes, NUL-terminated, 1..79 bytes)
 ///     80 | kind                          |  1 stream, 2 queue
-///     84 | state                         |  0 free, 1 creating, 2 ready, 3 removing
+///     84 | state                         |  0 free, 1 creating, 2 ready, 3 removing (held while attached)
 ///     88 | offset (64 bit)               |  from the region's start, multiple of 4096
 ///     96 | size (64 bit)                 |  multiple of 4096
 ///    104 | generation (64 bit)           |  +1 at every reservation and every release
@@ -157,6 +157,27 @@ inline constexpr std::size_t kOwnerWord = offsetof(RegionEntry, owner) / 8;
 inline constexpr std::size_t kOwnerStartWord = offsetof(RegionEntry, owner_start) / 8;
 static_assert(kEntryWords == 16 && kKindStateWord == 10 && kGenerationWord == 13 && kOwnerWord == 14 &&
               kOwnerStartWord == 15);
+
+/// The last page of every entry: the channel's attachments (docs/design/region.md, "Removing a
+/// channel"), not part of the channel's bytes. A writable handle takes a slot (under the
+/// directory lock, while the entry is current) and clears it when it closes; a removed entry
+/// stays `removing`, its bytes reserved, until no slot names a live process.
+///
+///      0 +-------------------------------+
+///        | token (64 bit, atomic)        |  holder token (boot hash << 32 | pid), 0: free
+///      8 | start (64 bit, atomic)        |  the holder's process start time, 0: unknown
+///     16 +-------------------------------+  x kAttachSlots
+struct AttachSlot {
+  std::uint64_t token;  // 0
+  std::uint64_t start;  // 8
+};
+static_assert(sizeof(AttachSlot) == 16);
+static_assert(offsetof(AttachSlot, token) == 0);
+static_assert(offsetof(AttachSlot, start) == 8);
+/// Bytes of an entry's attachment page (its last kEntryAlign bytes) and its slots.
+inline constexpr std::uint64_t kAttachBytes = kEntryAlign;
+inline constexpr std::uint32_t kAttachSlots = static_cast<std::uint32_t>(kAttachBytes / sizeof(AttachSlot));
+static_assert(kAttachSlots == 256);
 
 /// `n` rounded up to a multiple of kEntryAlign.
 constexpr std::uint64_t align_up(std::uint64_t n) noexcept { return (n + kEntryAlign - 1) / kEntryAlign * kEntryAlign; }

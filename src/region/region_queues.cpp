@@ -30,7 +30,7 @@ Queue Region::open_queue(std::string_view name, const QueueExpect& expect) {
   const std::shared_ptr<State>& st = RegionAccess::state(*this);
   QueueExpect e = expect;
   e.writable = e.writable && st->writable;
-  return Queue::open_in(ready_entry(st, name, ChannelKind::queue), e);
+  return Queue::open_in(ready_entry(st, name, ChannelKind::queue, e.writable), e);
 }
 
 namespace {

@@ -39,7 +39,7 @@ Stream Region::open_stream(std::string_view name, const OpenOptions& options) {
   const std::shared_ptr<State>& st = RegionAccess::state(*this);
   OpenOptions o = options;
   o.writable = o.writable && st->writable;
-  return Stream::open_in(ready_entry(st, name, ChannelKind::stream), o);
+  return Stream::open_in(ready_entry(st, name, ChannelKind::stream, o.writable), o);
 }
 
 }  // namespace shmlink

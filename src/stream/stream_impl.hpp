@@ -141,6 +141,8 @@ inline constexpr std::uint32_t kPktRecord = kPktHeader + kMaxPackets;
 struct Stream::Impl {
   /// Where the stream lives; `where.owner` keeps the mapping alive.
   Placement where;
+  /// True when the placement's hot-path word says the bytes are no longer this stream's.
+  bool placement_gone() const noexcept { return !where.word_current(); }
   /// A file of its own (Stream::create/open): the companion is a file next to it, and
   /// file_bytes() / the size checks are the file's.
   bool file = false;

@@ -107,6 +107,7 @@ Status Stream::write_packet(std::uint32_t packet_id, std::uint32_t packet_total,
   if (!impl_) return Errc::closed;
   Impl& m = *impl_;
   if (!m.writable) return Errc::permission;
+  if (!m.pkt_open && m.placement_gone()) return Errc::replaced;
   if (packet_total == 0 || packet_total > kMaxPackets || packet_id >= packet_total) return Errc::invalid_argument;
   if (m.pkt_open && packet_total != m.pkt_total) return Errc::invalid_argument;
   const std::size_t esize = dtype_size(m.dtype);

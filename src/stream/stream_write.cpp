@@ -10,6 +10,7 @@ std::span<std::byte> Stream::begin_write() noexcept {
   if (!impl_ || !impl_->writable) return {};
   Impl& m = *impl_;
   if (!m.writing) {
+    if (m.placement_gone()) return {};
     Metadata* md = m.md;
     // Rolling buffer: the slice after the last one written (ISIO's ImageStreamIO_writeIndex).
     m.write_slice = m.rolling
@@ -82,6 +83,7 @@ Status Stream::write(std::span<const std::byte> frame, const WriteOptions& optio
   if (!impl_) return Errc::closed;
   if (!impl_->writable) return Errc::permission;
   if (frame.size() != impl_->frame_bytes) return Errc::size_mismatch;
+  if (impl_->placement_gone()) return Errc::replaced;
   impl_->write_now = os::realtime_ns();
   std::span<std::byte> dst = begin_write();
   std::memcpy(dst.data(), frame.data(), frame.size());

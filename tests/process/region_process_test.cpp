@@ -132,8 +132,10 @@ TEST(RegionRecovery, ProcessesAllocatingAtOnceGetDisjointEntries) {
       Region mine = Region::open("busy");
       for (int i = 0; i < 20; ++i) {
         const std::string name = "p" + std::to_string(k) + "_" + std::to_string(i);
-        auto res = RegionAccess::allocate(RegionAccess::state(mine), name, ChannelKind::queue, 4096 * (1 + i % 3));
-        RegionAccess::directory(mine).publish(res.slot);
+        {
+          auto res = RegionAccess::allocate(RegionAccess::state(mine), name, ChannelKind::queue, 4096 * (1 + i % 3));
+          RegionAccess::directory(mine).publish(res.slot);
+        }  // detached: a remove frees the entry at once
         if (i % 4 == 3) SHMLINK_CHILD_CHECK(report, RegionAccess::directory(mine).remove(name), i);
       }
       return 0;

@@ -96,6 +96,24 @@ def test_entries_remove_and_reuse(region):
     assert sorted(e["name"] for e in region.entries()) == ["a", "b"]
 
 
+def test_a_removed_channel_raises_replaced_on_write_and_push(region):
+    s = region.create_stream("wgone", shape=(4,), dtype="float32")
+    q = region.create_queue("cgone", capacity=4, max_values=1)
+    q.push([1.0])
+    region.remove("wgone")
+    region.remove("cgone")
+    with pytest.raises(shmlink.ReplacedError, match="wgone"):
+        s.write(np.zeros(4, np.float32))
+    with pytest.raises(shmlink.ReplacedError, match="cgone"):
+        q.push([2.0])
+    assert q.pop(timeout=1).tolist() == [1.0]  # what was pushed before the removal
+    with pytest.raises(shmlink.ReplacedError):
+        q.pop(timeout=1)
+    assert [e["state"] for e in region.entries()] == ["removing", "removing"]  # held by s and q
+    s.close()
+    q.close()
+
+
 def test_errors_map_to_the_builtin_exceptions(region, streamdir):
     region.create_stream("s", shape=(2,), dtype="int32")
     region.create_queue("q", max_values=1)

@@ -116,9 +116,10 @@ SHMLINK_EXPORT int shmlink_region_create_queue(shmlink_region_t *region, const c
  *  as shmlink_queue_open. Codes as shmlink_region_open_stream. */
 SHMLINK_EXPORT int shmlink_region_open_queue(shmlink_region_t *region, const char *name,
                                              const shmlink_queue_expect_t *expect, shmlink_queue_t **out);
-/** Removes the entry `name` (a stream also loses its partial-write companion): its bytes go back
- *  to the free space. Handles still open on it keep their mapping but see REPLACED (the bytes may
- *  be reused by the next channel created).
+/** Removes the entry `name` (a stream also loses its partial-write companion). Handles still open
+ *  on it keep their mapping; their writes, pushes and (once drained) pops return REPLACED. Its
+ *  bytes go back to the free space once no writable handle has it open (until then the entry is
+ *  listed as removing).
  *  @return 0, INVALID_ARGUMENT, NOT_FOUND, BUSY (a live process is still creating it),
  *          PERMISSION, TIMEOUT, LAYOUT. */
 SHMLINK_EXPORT int shmlink_region_remove(shmlink_region_t *region, const char *name);

@@ -289,6 +289,27 @@ TEST_F(capiRegion, ChannelHandlesKeepTheRegionMappedAfterItIsClosed) {
   EXPECT_EQ(got.i, 42);
 }
 
+TEST_F(capiRegion, APushIntoARemovedQueueIsReplacedNamingTheQueue) {
+  Region region = make_region();
+  ASSERT_TRUE(region);
+  shmlink_queue_spec_t qspec;
+  shmlink_queue_spec_init(&qspec);
+  shmlink_queue_t* raw = nullptr;
+  ASSERT_EQ(shmlink_region_create_queue(region.get(), "gone", &qspec, SHMLINK_EXCLUSIVE_CREATE, &raw), SHMLINK_OK)
+      << last_error();
+  Queue queue(raw);
+  ASSERT_EQ(shmlink_region_remove(region.get(), "gone"), SHMLINK_OK) << last_error();
+  shmlink_value_t v;
+  v.i = 7;
+  shmlink_sample_t s{};
+  s.length = 1;
+  s.values = &v;
+  EXPECT_EQ(shmlink_queue_try_push(queue.get(), &s), SHMLINK_E_REPLACED);
+  EXPECT_TRUE(contains(last_error(), "gone")) << last_error();
+  shmlink_sample_t in{};
+  EXPECT_EQ(shmlink_queue_pop(queue.get(), &in, kLong), SHMLINK_E_REPLACED) << "empty and removed";
+}
+
 TEST_F(capiRegion, ExistingNamesFollowTheOpenModes) {
   Region region = make_region();
   ASSERT_TRUE(region);

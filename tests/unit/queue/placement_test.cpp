@@ -62,6 +62,24 @@ TEST(QueuePlacement, BytesForIsTheFileSizeCreateLaysOut) {
   expect_error([&] { (void)Queue::bytes_for(bad); }, Errc::invalid_argument, "queue spec", {"capacity 6"});
 }
 
+TEST(QueuePlacement, AFileQueueRemovedOrRecreatedIsReplacedAndEndsABlockingPop) {
+  test::TempStreamDir dir;
+  QueueSpec spec = small_spec(QueueKind::spsc);
+  spec.wait = WaitMode::futex;
+  Queue q = Queue::create("moved", spec);
+  EXPECT_FALSE(q.replaced());
+  Queue::remove("moved");
+  EXPECT_TRUE(q.replaced());  // the path names nothing
+  Sample s;
+  EXPECT_EQ(q.pop(s, 10s).code(), Errc::replaced) << "a quiet slice must notice the removal";
+  Queue again = Queue::create("moved", spec);
+  EXPECT_TRUE(q.replaced());  // the path names another inode
+  EXPECT_FALSE(again.replaced());
+  // Its own file still works: a push there is not lost to anyone who holds it.
+  s.values = {SignalValue::of(1.0)};
+  EXPECT_TRUE(q.try_push(s).ok());
+}
+
 TEST(QueuePlacement, TwoProcessesShareAQueueInAMemfdAtAnOffset) {
   for (QueueKind kind : {QueueKind::spsc, QueueKind::mpmc}) {
     SCOPED_TRACE(kind == QueueKind::spsc ? "spsc" : "mpmc");

@@ -81,18 +81,33 @@ TEST(RegionStreams, ModesOpenReplaceAndRefuse) {
   EXPECT_EQ(e.errc(), Errc::not_found);
 }
 
-TEST(RegionStreams, RemoveFreesTheBytesAndOldHandlesSeeReplaced) {
+TEST(RegionStreams, RemoveKeepsTheBytesWhileAHandleIsOpenAndOldHandlesSeeReplaced) {
   TempStreamDir dir;
   Region r = Region::create("rm", k1M);
   Stream s = r.create_stream("wfs", spec_4x4());
   const std::uint64_t offset = r.entries().at(0).offset;
   r.remove("wfs");
   EXPECT_TRUE(s.replaced());
-  EXPECT_TRUE(r.entries().empty());
+  std::vector<float> frame(16, 1.0F);
+  EXPECT_EQ(s.write(std::span<const float>(frame)).code(), Errc::replaced);
+  ASSERT_EQ(r.entries().size(), 1U);
+  EXPECT_EQ(r.entries().at(0).state, EntryState::removing);  // `s` is still attached
   EXPECT_EQ(error_of([&] { (void)r.open_stream("wfs"); }).errc(), Errc::not_found);
   Queue q = r.create_queue("cmd", queue_spec());
-  EXPECT_EQ(r.entries().at(0).offset, offset);  // the same bytes, reused
-  EXPECT_TRUE(s.replaced());
+  EXPECT_NE(q.path(), "");
+  for (const RegionEntry& e : r.entries()) {
+    if (e.name == "cmd") {
+      EXPECT_NE(e.offset, offset);  // not the bytes `s` may still write
+    }
+  }
+  s.close();
+  Stream next = r.create_stream("next", spec_4x4());  // the lock's recovery frees them first
+  for (const RegionEntry& e : r.entries()) {
+    EXPECT_NE(e.state, EntryState::removing) << e.name;
+    if (e.name == "next") {
+      EXPECT_EQ(e.offset, offset);  // the same bytes, reused
+    }
+  }
 }
 
 TEST(RegionStreams, AFullRegionLeavesNoEntryBehind) {
@@ -133,6 +148,7 @@ TEST(RegionStreams, PartialWritesKeepTheirCompanionInTheRegion) {
   const auto ps = Region::open("pkt").open_stream("wfs").packet_status();
   ASSERT_TRUE(ps.has_value());
   EXPECT_EQ(ps->missing, std::vector<std::uint32_t>{1});
+  w.close();  // an open writer would keep both entries' bytes reserved
   r.remove("wfs");  // the companion goes with it
   EXPECT_TRUE(r.entries().empty());
 }

@@ -185,7 +185,7 @@ TEST(RegionLayout, MemfdAttachAndFormat) {
   auto st = RegionAccess::state(m);
   Region seen = Region::attach(st->bytes, st, "bar2", false);
   ASSERT_EQ(seen.entries().size(), 1U);
-  EXPECT_EQ(seen.entries()[0].size, 8192U);
+  EXPECT_EQ(seen.entries()[0].size, 8192U + rlayout::kAttachBytes);  // and its attachment page
   EXPECT_EQ(seen.fd(), -1);
   // A caller's buffer, formatted.
   auto buf = std::shared_ptr<std::byte>(static_cast<std::byte*>(std::aligned_alloc(4096, k64K)), std::free);
@@ -240,32 +240,33 @@ TEST(RegionLayout, Locator) {
 TEST(RegionAllocator, FirstFitAndCoalescing) {
   Region r = Region::create_memfd("ff", k1M);
   const std::uint64_t base = 36864;  // directory of 256 entries
+  const std::uint64_t page = rlayout::kAttachBytes;  // every entry's attachment page
   put(r, "a", 8192);
   put(r, "b", 4096);
   put(r, "c", 8000);  // rounded up to 8192
   put(r, "d", 4096);
   EXPECT_EQ(offset_of(r, "a"), base);
-  EXPECT_EQ(offset_of(r, "b"), base + 8192);
-  EXPECT_EQ(offset_of(r, "c"), base + 12288);
-  EXPECT_EQ(offset_of(r, "d"), base + 20480);
+  EXPECT_EQ(offset_of(r, "b"), base + 8192 + page);
+  EXPECT_EQ(offset_of(r, "c"), base + 12288 + 2 * page);
+  EXPECT_EQ(offset_of(r, "d"), base + 20480 + 3 * page);
   // A hole of 4096 (b): a small entry fills it, a big one goes past the end.
   RegionAccess::directory(r).remove("b");
   put(r, "big", 8192);
-  EXPECT_EQ(offset_of(r, "big"), base + 24576);
+  EXPECT_EQ(offset_of(r, "big"), base + 24576 + 4 * page);
   put(r, "small", 100);
-  EXPECT_EQ(offset_of(r, "small"), base + 8192);
-  // a and small and c removed: one free run of 20480 bytes from the start.
+  EXPECT_EQ(offset_of(r, "small"), base + 8192 + page);
+  // a and small and c removed: one free run of 20480 (+ 3 pages) bytes from the start.
   RegionAccess::directory(r).remove("a");
   RegionAccess::directory(r).remove("small");
   RegionAccess::directory(r).remove("c");
-  put(r, "joined", 20480);
+  put(r, "joined", 20480 + 2 * page);
   EXPECT_EQ(offset_of(r, "joined"), base);
   ASSERT_EQ(r.entries().size(), 3U);
 }
 
 TEST(RegionAllocator, FullRegionAndFullTable) {
   Region r = Region::create_memfd("full", k64K);
-  const std::uint64_t room = k64K - 36864;
+  const std::uint64_t room = k64K - 36864 - rlayout::kAttachBytes;  // less the attachment page
   put(r, "all", room);
   try {
     put(r, "more", 4096);
