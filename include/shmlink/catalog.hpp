@@ -15,8 +15,12 @@
 /// | "villas"       | any regular file whose header is a VILLASnode v1.x shmem region | `/<file>` | the file |
 /// | "temporary"    | `.<final>.XXXXXX` (is_temporary_name(): a creation not published yet) | `<final>` | the file |
 ///
-/// Listing reads directory entries and, for files no suffix names, their first 1024 bytes
-/// (pread(2), never mapped, never written); it opens no channel and takes no lock.
+/// Listing reads directory entries; for files no suffix names, their first 1024 bytes; for
+/// region files, their header and entry table. It reads with pread(2) from files opened
+/// O_NOFOLLOW | O_NONBLOCK (a symbolic link is listed by its name, never followed), never maps,
+/// never writes, opens no channel and takes no lock: a region's table is copied under the
+/// region's lock-free reader protocol (its lock_count seqlock), a few quick attempts, then the
+/// region is reported busy (ChannelListing::problem) rather than waited for.
 #pragma once
 
 #include <shmlink/export.h>
@@ -47,14 +51,20 @@ struct ChannelListing {
   /// Some processes' /proc entries could not be read (another user's, unless root), so
   /// `holders` may miss some: empty holders then do not mean "unused".
   bool holders_unknown = false;
+  /// For a "region" whose entries are not listed, why: "busy: ..." (its directory lock stayed
+  /// taken, or the directory kept changing, through the listing's few quick attempts: list
+  /// again, or open the region, which waits for the lock), "a symbolic link (not followed)",
+  /// "not a regular file", or the layout error that opening it would report. Empty otherwise.
+  std::string problem;
 };
 
 /// Every channel file of `directory` (empty: stream_directory()), sorted by path: streams,
-/// queues, memif status files, regions (and, once a region can be read, its entries right after
-/// it), VILLAS regions and temporaries of creations not published yet (kinds and names in the
-/// table above). Directories are skipped; symbolic links named like a channel file are listed
-/// (what they point to is not opened: callers that open one decide). Files removed while the
-/// directory is read are simply missing.
+/// queues, memif status files, regions (and, once a region can be read, its ready entries right
+/// after it; otherwise the region's `problem` says why not), VILLAS regions and temporaries of
+/// creations not published yet (kinds and names in the table above). Directories are skipped;
+/// symbolic links named like a channel file are listed (what they point to is not opened, nor
+/// a linked region's entries read: callers that open one decide). Files removed while the
+/// directory is read are simply missing. Never waits for a region's lock (see above).
 /// `directory` may also be an ivshmem locator ("ivshmem:", "ivshmem:0000:00:02.0"): then the
 /// ready entries of the region in that guest device's shared memory, named
 /// "ivshmem:DDDD:BB:SS.F:NAME", without holders (processes of other VMs cannot be seen).

@@ -198,6 +198,10 @@ class SHMLINK_EXPORT Region {
   [[nodiscard]] std::string host_name() const;
   /// True when the region was formatted by this kernel (its boot_id is ours).
   [[nodiscard]] bool created_by_this_kernel() const noexcept;
+  /// True when the owner of `entry` (RegionEntry::owner) is a process of this kernel and pid
+  /// namespace, whose pid this process can look up (`shmlink gc` judges only such creators);
+  /// false for another kernel's (a VM's) or another pid namespace's process.
+  [[nodiscard]] static bool owner_is_local(const RegionEntry& entry);
 
   struct State;  ///< shared by the handle and its channels' placements (src/region)
 

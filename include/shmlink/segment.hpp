@@ -152,9 +152,12 @@ SHMLINK_EXPORT bool is_temporary_name(std::string_view file_name) noexcept;
 /// Runs `read`, which reads a mapping of a file that another process may shrink (truncate in
 /// place, as DAO's re-creation does), so that a read past the file's new end does not kill the
 /// process with SIGBUS: the faulting page reads as zeros and this returns true, telling the
-/// caller to discard what was read. A SIGBUS at any other address is handled as if no guard were
-/// there. The handler is process-wide: concurrent calls are serialised (one guarded `read` at a
-/// time), and `read` must not start threads that read the range.
+/// caller to discard what was read. Only the calling thread is guarded, and only against that
+/// fault (si_code BUS_ADRERR, an address in `range`): a SIGBUS of another thread, at another
+/// address or of another kind (a memory error, a signal sent by kill(2)) goes to the action in
+/// place before (by default it kills the process), as if no guard were there. The handler is
+/// process-wide: concurrent calls are serialised (one guarded `read` at a time), and `read` must
+/// not start threads that read the range (their faults are not absorbed).
 /// @param range the addresses guarded (a channel's whole mapping); empty: every address (for a
 ///        `read` that makes the mapping itself, e.g. an open).
 /// @return true when an access in `read` faulted (what it read is garbage), false otherwise.

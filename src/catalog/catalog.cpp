@@ -12,18 +12,25 @@
 #include <shmlink/villas.hpp>
 
 #include "os/sys.hpp"
+#include "region/region_internal.hpp"
+#include "region/region_layout.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
+#include <system_error>
 #include <utility>
 
 namespace shmlink {
@@ -105,26 +112,114 @@ ChannelListing classify(const std::string& dir, const std::string& file) {
   return l;
 }
 
-/// The ready entries of the region `region` (a "region" listing), as "region-stream" and
-/// "region-queue" listings named `PATH:NAME`. A region that does not open or validate (another
-/// user's, not formatted yet, corrupt, truncated while read) lists none: whoever opens it
-/// reports why. Read under the SIGBUS guard: a region file truncated in place costs its entries,
-/// not the process.
-std::vector<ChannelListing> region_entries(const ChannelListing& region) {
+/// errno's text, e.g. "Permission denied".
+std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+/// A 64-bit word as "0x" and 16 hex digits.
+std::string hex_word(std::uint64_t w) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(w));
+  return buf;
+}
+
+/// Attempts of the lock-free directory copy before a region is reported busy (each waits at most
+/// 1 ms: a region whose lock stays taken or whose directory keeps changing costs the listing
+/// tens of milliseconds, never the lock timeout).
+constexpr int kDirectoryAttempts = 16;
+
+/// Reads exactly `n` bytes at `offset` of `fd` into `out` (pread(2), EINTR retried).
+/// False on an error or a short file.
+bool pread_all(int fd, void* out, std::size_t n, std::uint64_t offset) {
+  auto* p = static_cast<char*>(out);
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::pread(fd, p + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    got += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+/// The lock word and lock_count of a region's header (its readers' seqlock), copied by pread.
+struct LockLine {
+  std::uint64_t lock = 0;
+  std::uint64_t count = 0;
+};
+bool read_lock_line(int fd, LockLine& out) {
+  std::uint64_t w[2];
+  if (!pread_all(fd, w, sizeof w, offsetof(rlayout::RegionHeader, lock))) return false;
+  static_assert(offsetof(rlayout::RegionHeader, lock_count) == offsetof(rlayout::RegionHeader, lock) + 8);
+  out.lock = w[0], out.count = w[1];
+  return true;
+}
+
+/// The ready entries of the region file `region` (a "region" listing), as "region-stream" and
+/// "region-queue" listings named `PATH:NAME`. Never maps the file and never waits for its lock:
+/// the file is opened O_RDONLY | O_NOFOLLOW | O_NONBLOCK (a symbolic link is not followed; a FIFO
+/// does not block), must be a regular file, and its header and table are copied with pread(2)
+/// under the region's lock-free reader protocol (docs/design/region.md): lock_count and the lock
+/// word, the table, the two again; the copy counts only when the lock was free and neither
+/// changed. After kDirectoryAttempts failed attempts (the lock stays taken, by a live holder, a
+/// dead one or a hostile peer, or the directory keeps changing) the region is reported busy. A
+/// file that is not a readable, valid region lists no entries; `region.problem` says why.
+std::vector<ChannelListing> region_entries(ChannelListing& region) {
   std::vector<ChannelListing> out;
-  std::vector<RegionEntry> entries;
+  const std::string& path = region.path;
+  constexpr int kFlags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+  os::UniqueFd fd(::open(path.c_str(), kFlags | O_NOATIME));  // O_NOATIME: only on one's own files
+  if (!fd && errno == EPERM) fd.reset(::open(path.c_str(), kFlags));
+  if (!fd) {
+    region.problem = errno == ELOOP ? "a symbolic link (not followed)" : "cannot be opened: " + errno_text(errno);
+    return out;
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
+    region.problem = "not a regular file";
+    return out;
+  }
   try {
-    const bool faulted = read_guarded({}, [&] { entries = Region::open(region.path, false).entries(); });
-    if (faulted) return out;
-    for (const RegionEntry& e : entries) {
-      if (e.state != EntryState::ready) continue;  // being created or removed: not openable
+    std::array<std::byte, sizeof(rlayout::RegionHeader)> head{};
+    if (!pread_all(fd.get(), head.data(), head.size(), 0)) {
+      region.problem = "shorter than a region header";
+      return out;
+    }
+    const rdir::Header h = rdir::read_header(head, path, static_cast<std::uint64_t>(st.st_size));
+    std::vector<rlayout::RegionEntry> table(h.max_entries);  // max_entries <= 16384: 2 MiB at most
+    const std::size_t table_bytes = table.size() * sizeof(rlayout::RegionEntry);
+    LockLine before, after;
+    bool copied = false;
+    for (int attempt = 0; attempt < kDirectoryAttempts && !copied; ++attempt) {
+      if (attempt > 0) {
+        timespec ts{0, std::min<long>(1'000'000, 10'000L << attempt)};
+        ::nanosleep(&ts, nullptr);
+      }
+      if (!read_lock_line(fd.get(), before)) break;
+      if (before.lock != 0) continue;  // a holder may be writing the table
+      // SYNC POINT: the count before the table (pairs with a holder's release fence after its
+      // count store, Directory::Lock): a copy that saw any of its table stores sees the new count.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (!pread_all(fd.get(), table.data(), table_bytes, rlayout::entry_offset(0))) break;
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (!read_lock_line(fd.get(), after)) break;
+      copied = after.lock == 0 && after.count == before.count;
+    }
+    if (!copied) {
+      region.problem = before.lock != 0 ? "busy: its directory lock is held (lock word " + hex_word(before.lock) + ")"
+                                        : "busy: its directory kept changing or could not be read";
+      return out;
+    }
+    for (const rdir::Slot& s : rdir::validate(table, h, path)) {
+      if (s.entry.state != EntryState::ready) continue;  // being created or removed: not openable
       ChannelListing l;
-      l.kind = e.kind == ChannelKind::queue ? "region-queue" : "region-stream";
-      l.name = e.name;
-      l.path = region.path + ":" + e.name;
+      l.kind = s.entry.kind == ChannelKind::queue ? "region-queue" : "region-stream";
+      l.name = s.entry.name;
+      l.path = region.path + ":" + s.entry.name;
       out.push_back(std::move(l));
     }
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    region.problem = e.what();  // not formatted yet, another version, a corrupt entry
+    out.clear();
   }
   return out;
 }

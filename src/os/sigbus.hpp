@@ -9,13 +9,15 @@
 
 namespace shmlink::os {
 
-/// While alive, a SIGBUS from an access to the guarded addresses does not kill the process: the
-/// faulting page is replaced by a private zero page, so the access is retried and reads zeros,
-/// and faulted() turns true, so the caller discards what it read. Installs its handler on
-/// construction and restores the previous action on destruction; a SIGBUS outside the range goes
-/// to the previous action as if the guard did not exist. One guard at a time in a process (the
-/// handler and its range are process-wide): read_guarded() serialises its callers. SIGBUS is
-/// delivered to the faulting thread, so the guarded reads run on the constructing thread.
+/// While alive, a SIGBUS of the constructing thread from an access past the end of a file
+/// (si_code BUS_ADRERR) at a guarded address does not kill the process: the faulting page is
+/// replaced by a private zero page, so the access is retried and reads zeros, and faulted() turns
+/// true, so the caller discards what it read. Only that thread is armed: a SIGBUS of another
+/// thread, of another code (a hardware memory error, one sent by kill(2)) or outside the range
+/// goes to the action in place before the guard (its handler is called, or the default action
+/// kills the process) as if the guard did not exist. Installs its handler on construction and
+/// restores the previous action on destruction (nested guards: the outermost). One armed thread
+/// at a time in a process (the handler is process-wide): read_guarded() serialises its callers.
 class SigbusGuard {
  public:
   /// Guards the addresses of `mapping`.
@@ -32,6 +34,9 @@ class SigbusGuard {
 
  private:
   unsigned faults_ = 0;
+  std::uintptr_t outer_begin_;  ///< the range of an enclosing guard, put back on destruction
+  std::uintptr_t outer_end_;
+  int outer_thread_;  ///< the thread of an enclosing guard (0: none)
 };
 
 }  // namespace shmlink::os

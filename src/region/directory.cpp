@@ -250,10 +250,11 @@ void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::st
   std::atomic_ref<std::uint32_t>(h->version).store(rlayout::kVersion, std::memory_order_release);
 }
 
-Header read_header(std::span<const std::byte> bytes, const std::string& what) {
+Header read_header(std::span<const std::byte> bytes, const std::string& what, std::uint64_t whole) {
   const std::string who = "opening region " + what;
-  if (bytes.size() < rlayout::kMinRegionSize)
-    throw Error(Errc::layout, who + ": " + std::to_string(bytes.size()) + " bytes is smaller than a region (65536)");
+  if (whole == 0) whole = bytes.size();
+  if (whole < rlayout::kMinRegionSize || bytes.size() < sizeof(RegionHeader))
+    throw Error(Errc::layout, who + ": " + std::to_string(whole) + " bytes is smaller than a region (65536)");
   auto* h = reinterpret_cast<const RegionHeader*>(bytes.data());
   if (std::memcmp(h->magic, rlayout::kMagic, sizeof h->magic) != 0)
     throw Error(Errc::layout, who + ": not a region (no SHMLREG magic)");
@@ -279,9 +280,9 @@ Header read_header(std::span<const std::byte> bytes, const std::string& what) {
     throw Error(Errc::layout, who + ": directory_bytes " + std::to_string(c.directory_bytes) + " does not match " +
                                   std::to_string(c.max_entries) + " entries");
   if (c.region_size < rlayout::kMinRegionSize || c.region_size % rlayout::kEntryAlign != 0 ||
-      c.region_size > bytes.size() || c.directory_bytes >= c.region_size)
+      c.region_size > whole || c.directory_bytes >= c.region_size)
     throw Error(Errc::layout, who + ": region_size " + std::to_string(c.region_size) + " does not fit the " +
-                                  std::to_string(bytes.size()) + " bytes mapped (or the directory)");
+                                  std::to_string(whole) + " bytes mapped (or the directory)");
   Header r;
   r.region_size = c.region_size;
   r.directory_bytes = c.directory_bytes;

@@ -206,6 +206,11 @@ bool Region::created_by_this_kernel() const noexcept {
   return std::memcmp(state_->dir.header().boot_id, rdir::local_identity().boot_id.data(), 16) == 0;
 }
 
+bool Region::owner_is_local(const RegionEntry& entry) {
+  return static_cast<std::uint32_t>(entry.owner >> 32) == rdir::local_identity().token_hash &&
+         static_cast<std::uint32_t>(entry.owner) != 0;
+}
+
 std::vector<RegionEntry> Region::entries() const {
   std::vector<RegionEntry> out;
   for (rdir::Slot& s : need(state_).dir.snapshot()) out.push_back(std::move(s.entry));

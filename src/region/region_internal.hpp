@@ -109,8 +109,11 @@ struct Header {
 void format(std::span<std::byte> bytes, std::uint32_t max_entries, const std::string& what, std::uint32_t flags = 0);
 
 /// Validates the header of the region in `bytes` (version with acquire) and copies it.
+/// @param whole bytes of the whole region `bytes` starts (0: bytes.size()): a reader that copied
+///        only the header (the catalog's pread) says how long the file is; `bytes` must then hold
+///        at least the 256-byte header.
 /// @throws Error layout naming `what` and the field.
-Header read_header(std::span<const std::byte> bytes, const std::string& what);
+Header read_header(std::span<const std::byte> bytes, const std::string& what, std::uint64_t whole = 0);
 
 // ---- the directory --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -2066,7 +2067,8 @@ TEST_F(cli, LsListsQueuesWithCountersNextToStreams) {
   EXPECT_EQ(q.at("size"), 3);
   EXPECT_EQ(q.at("pushed"), 5);
   EXPECT_EQ(q.at("popped"), 2);
-  EXPECT_EQ(q.at("closed"), false);
+  EXPECT_EQ(q.at("shut_down"), false);
+  EXPECT_FALSE(q.contains("closed")) << q.dump();
   EXPECT_EQ(q.at("signal_count"), 3);
   EXPECT_EQ(q.at("creator_pid"), static_cast<int>(::getpid()));
   EXPECT_EQ(q.at("creator_alive"), true);
@@ -2077,7 +2079,7 @@ TEST_F(cli, LsListsQueuesWithCountersNextToStreams) {
   EXPECT_EQ(s.at("queue_kind"), "mpmc");
   EXPECT_EQ(s.at("wait_mode"), "polling");
   EXPECT_EQ(s.at("size"), 0);
-  EXPECT_EQ(s.at("closed"), true);
+  EXPECT_EQ(s.at("shut_down"), true);
 
   // Text: the stream table as before, then a queue table.
   r = run_cli({"ls", "--interval", "0"});
@@ -2091,7 +2093,8 @@ TEST_F(cli, LsListsQueuesWithCountersNextToStreams) {
                                     std::to_string(::getpid()), "(alive)", "open"}))
       << r.out;
   EXPECT_TRUE(has_table_row(r.out, {"shut", "mpmc", "polling", "8", "4", "0", "0", "0", "3"})) << r.out;
-  EXPECT_NE(r.out.find("closed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("shut_down"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("closed"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("ERROR"), std::string::npos) << r.out;
 
   // Only queues: just the queue table; nothing at all: one line saying so.
@@ -2135,7 +2138,7 @@ TEST_F(cli, InfoShowsQueueHeaderCountersAndSignalTable) {
   EXPECT_EQ(j.at("size"), 2);
   EXPECT_EQ(j.at("pushed"), 6);
   EXPECT_EQ(j.at("popped"), 4);
-  EXPECT_EQ(j.at("closed"), false);
+  EXPECT_EQ(j.at("shut_down"), false);
   EXPECT_EQ(j.at("creator_pid"), static_cast<int>(::getpid()));
   EXPECT_EQ(j.at("creator_alive"), true);
   EXPECT_GT(j.at("creation_time_ns").get<std::int64_t>(), 0);
@@ -2147,7 +2150,7 @@ TEST_F(cli, InfoShowsQueueHeaderCountersAndSignalTable) {
   });
   EXPECT_EQ(j.at("signals"), expected_signals) << r.out;
 
-  // Counters follow the queue; shutdown shows as closed.
+  // Counters follow the queue; shutdown shows as shut_down (Errc::shut_down's name).
   push_and_pop(q, 1, 0);
   q.shutdown();
   r = run_cli({"info", "samples"});
@@ -2160,7 +2163,7 @@ TEST_F(cli, InfoShowsQueueHeaderCountersAndSignalTable) {
   EXPECT_TRUE(has_table_row(r.out, {"size:", "3"})) << r.out;
   EXPECT_TRUE(has_table_row(r.out, {"pushed:", "7"})) << r.out;
   EXPECT_TRUE(has_table_row(r.out, {"popped:", "4"})) << r.out;
-  EXPECT_TRUE(has_table_row(r.out, {"state:", "closed"})) << r.out;
+  EXPECT_TRUE(has_table_row(r.out, {"state:", "shut_down"})) << r.out;
   EXPECT_TRUE(has_table_row(r.out, {"creator", "pid:", std::to_string(::getpid()), "(alive)"})) << r.out;
   EXPECT_TRUE(has_table_row(r.out, {"INDEX", "SIGNAL", "TYPE", "UNIT"})) << r.out;
   EXPECT_TRUE(has_table_row(r.out, {"0", "voltage", "f64", "V"})) << r.out;
@@ -3821,6 +3824,140 @@ TEST_F(cli, StreamsInsideRegionsWorkInCreateCatLsInfoMonitorAndRm) {
   r = run_cli({"region", "rm", path, "cam"});
   ASSERT_EQ(r.code, 0) << describe(r);
   EXPECT_TRUE(shmlink::Region::open(path).entries().empty());
+}
+
+
+/// A queue small enough for a 64 KiB region: 8 cells of 4 values.
+shmlink::QueueSpec small_queue() {
+  shmlink::QueueSpec spec;
+  spec.capacity = 8;
+  spec.max_values = 4;
+  return spec;
+}
+
+/// Stores the 64-bit `value` at byte `offset` of the file `path` (a peer writing the region).
+void poke_u64(const std::string& path, std::size_t offset, std::uint64_t value) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::pwrite(fd, &value, sizeof value, static_cast<off_t>(offset)), static_cast<ssize_t>(sizeof value));
+  ::close(fd);
+}
+
+/// Byte offsets in a region file (docs/design/region.md): entry i starts at 256 + 128 i; its
+/// name at 0, kind | state << 32 at 80, owner at 112, owner_start at 120.
+constexpr std::size_t region_entry(std::size_t i) { return 256 + 128 * i; }
+
+/// `region rm PATH --index N` frees a table entry whatever it holds: a corrupt entry (a name
+/// with '/') makes `region ls` fail naming "entry 0"; --index 0 frees it, and the region lists
+/// again; a free entry is "not found" (3); neither NAME nor --index is a usage error (2).
+TEST_F(cli, RegionRmIndexFreesACorruptEntry) {
+  const std::string path = (dir_ / "ao.region.shm").string();
+  {
+    shmlink::Region region = shmlink::Region::create("ao", 64 * 1024);
+    (void)region.create_queue("ctl", small_queue());
+  }
+  poke_u64(path, region_entry(0), 0x0000000000622f61ULL);  // name "a/b"
+  RunResult r = run_cli({"region", "ls", path});
+  ASSERT_EQ(r.code, 5) << describe(r);
+  EXPECT_NE(r.err.find("entry 0"), std::string::npos) << describe(r);
+
+  r = run_cli({"region", "rm", path, "--index", "0"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("freed entry 0 of " + path), std::string::npos) << r.out;
+  r = run_cli({"region", "ls", path, "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_TRUE(parse_json(r).at("entries").empty()) << r.out;
+
+  r = run_cli({"region", "rm", path, "--index", "0"});
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_NE(r.err.find(path), std::string::npos) << describe(r);
+  EXPECT_EQ(run_cli({"region", "rm", path}).code, 2);
+  EXPECT_NE(run_cli({"region", "rm", "--help"}).out.find("--index"), std::string::npos);
+}
+
+/// `gc` looks inside the directory's regions: an entry left `creating` by a dead process of this
+/// host is reported stale and kept without --streams, listed by --streams --dry-run, and freed by
+/// --streams (through the region's own recovery); one being created by another kernel's process
+/// is kept whatever gc's flags.
+TEST_F(cli, GcFreesRegionEntriesLeftCreatingByADeadProcess) {
+  const std::string path = (dir_ / "ao.region.shm").string();
+  std::uint64_t mine = 0;
+  {
+    shmlink::Region region = shmlink::Region::create("ao", 256 * 1024);
+    (void)region.create_queue("dead", small_queue());
+    (void)region.create_queue("vm", small_queue());
+    mine = region.entries().at(0).owner;  // this process's token: hash << 32 | pid
+  }
+  const pid_t gone = ::fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);  // a pid of this host, dead
+  const std::uint64_t creating_queue = 2 | (std::uint64_t{1} << 32);
+  poke_u64(path, region_entry(0) + 80, creating_queue);
+  poke_u64(path, region_entry(0) + 112, (mine & 0xffffffff00000000ULL) | static_cast<std::uint32_t>(gone));
+  poke_u64(path, region_entry(0) + 120, 0);
+  poke_u64(path, region_entry(1) + 80, creating_queue);  // another kernel's hash: liveness unknown
+  poke_u64(path, region_entry(1) + 112, ((mine ^ 0x5a5a0000'00000000ULL) & 0xffffffff00000000ULL) | 1);
+
+  auto in = [](const json& list, const std::string& p) -> const json* {
+    for (const json& e : list)
+      if (e.at("path") == p) return &e;
+    return nullptr;
+  };
+  RunResult r = run_cli({"gc", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  json j = parse_json(r);
+  const json* dead = in(j.at("kept"), path + ":dead");
+  ASSERT_NE(dead, nullptr) << r.out;
+  EXPECT_EQ(dead->at("stale"), true);
+  EXPECT_EQ(dead->at("kind"), "queue");
+  EXPECT_NE(dead->at("reason").get<std::string>().find(std::to_string(gone)), std::string::npos) << r.out;
+  const json* vm = in(j.at("kept"), path + ":vm");
+  ASSERT_NE(vm, nullptr) << r.out;
+  EXPECT_EQ(vm->at("stale"), false);
+
+  r = run_cli({"gc", "--streams", "--dry-run", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(in(parse_json(r).at("removed"), path + ":dead"), nullptr) << r.out;
+  EXPECT_EQ(shmlink::Region::open(path, false).entries().size(), 2u);
+
+  r = run_cli({"gc", "--streams"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  EXPECT_NE(r.out.find("removed " + path + ":dead"), std::string::npos) << r.out;
+  const std::vector<shmlink::RegionEntry> left = shmlink::Region::open(path, false).entries();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].name, "vm");
+  EXPECT_EQ(left[0].state, shmlink::EntryState::creating);
+}
+
+/// `ls` lists the stream directory once for all its tables (streams, queues, the regions'
+/// entries, memif status files): inotify sees the directory itself opened once.
+TEST_F(cli, LsListsTheStreamDirectoryOnce) {
+  shmlink::Stream cam = shmlink::Stream::create("cam", shmlink::test::spec_of({4, 4}, shmlink::Dtype::u16));
+  { shmlink::Queue q = shmlink::Queue::create("q", small_queue()); }
+  {
+    shmlink::Region region = shmlink::Region::create("ao", 64 * 1024);
+    (void)region.create_queue("ctl", small_queue());
+  }
+  const int in = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(::inotify_add_watch(in, dir_.c_str(), IN_OPEN), 0);
+  const RunResult r = run_cli({"ls", "--interval", "0", "--json"});
+  ASSERT_EQ(r.code, 0) << describe(r);
+  const json j = parse_json(r);
+  EXPECT_EQ(j.at("streams").size(), 1u) << r.out;
+  EXPECT_EQ(j.at("queues").size(), 2u) << r.out;  // q and ao.region.shm:ctl
+  int opened = 0;
+  alignas(inotify_event) char buf[8192];
+  for (ssize_t n; (n = ::read(in, buf, sizeof buf)) > 0;) {
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      if ((ev->mask & IN_OPEN) != 0 && (ev->mask & IN_ISDIR) != 0 && ev->len == 0) ++opened;  // the directory itself
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+  }
+  ::close(in);
+  EXPECT_EQ(opened, 1) << "ls opened (listed) the stream directory " << opened << " times";
 }
 
 }  // namespace

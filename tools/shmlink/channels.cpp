@@ -157,7 +157,7 @@ Json queue_row_to_json(const QueueRow& row) {
   j["size"] = queue_size(info);
   j["pushed"] = info.pushed;
   j["popped"] = info.popped;
-  j["closed"] = info.closed;
+  j["shut_down"] = info.closed;
   j["signal_count"] = info.signals.size();
   j["creator_pid"] = info.creator_pid;
   j["creator_alive"] = pid_alive(info.creator_pid);
@@ -198,8 +198,12 @@ memif::SocketStatus inspect_memif_status(const std::string& path) {
 }
 
 std::vector<memif::SocketStatus> list_memif_status(const std::string& dir) {
+  return inspect_memif_status_files(list_memif_status_files(dir));
+}
+
+std::vector<memif::SocketStatus> inspect_memif_status_files(const std::vector<std::string>& paths) {
   std::vector<memif::SocketStatus> out;
-  for (const std::string& path : list_memif_status_files(dir)) {
+  for (const std::string& path : paths) {
     memif::SocketStatus s = inspect_memif_status(path);
     if (!s.error.empty() && s.error_code == Errc::not_found) continue;  // its socket closed meanwhile
     out.push_back(std::move(s));

@@ -98,7 +98,7 @@ std::uint64_t queue_size(const QueueInfo& info) noexcept;
 
 /// The JSON form of one queue row in `ls --json`: {"name", "kind": "queue", "path",
 /// "queue_kind", "wait_mode", "capacity", "max_values", "cell_bytes", "file_bytes", "size",
-/// "pushed", "popped", "closed", "signal_count", "creator_pid", "creator_alive",
+/// "pushed", "popped", "shut_down", "signal_count", "creator_pid", "creator_alive",
 /// "creation_time_ns"}, or {"name", "kind", "path", "error", "error_code", "exit_code"}.
 Json queue_row_to_json(const QueueRow& row);
 
@@ -120,6 +120,8 @@ memif::SocketStatus inspect_memif_status(const std::string& path);
 /// removed between the listing and the read are skipped.
 /// @throws Error when the directory cannot be listed.
 std::vector<memif::SocketStatus> list_memif_status(const std::string& dir);
+/// The same for the status files `paths` (those of a listing already made).
+std::vector<memif::SocketStatus> inspect_memif_status_files(const std::vector<std::string>& paths);
 
 /// "master" / "slave".
 std::string_view memif_role_name(memif::Role role) noexcept;

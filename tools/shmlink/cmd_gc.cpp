@@ -5,10 +5,13 @@
 // that dead readers still hold in the streams it keeps. With
 // --streams it also removes streams and queues whose creator is dead and that no process has open
 // (optionally only those unused for --older-than). A file is removed only if the path still names
-// the very file that was judged (rename to a trash name, check the inode, then unlink).
+// the very file that was judged (rename to a trash name, check the inode, then unlink). Inside the
+// directory's regions it reports the entries nobody will finish (left `removing`, or `creating`
+// by a dead process of this kernel) and, with --streams, has the region's own recovery free them.
 #include "common.hpp"
 
 #include <shmlink/catalog.hpp>
+#include <shmlink/region.hpp>
 
 #include <fmt/format.h>
 
@@ -55,6 +58,7 @@ struct Verdict {
   dev_t dev = 0;       ///< the judged file's device (streams, queues, temporaries)
   ino_t ino = 0;       ///< the judged file's inode: only this file is ever removed
   int dead_slots = 0;  ///< semaphore slots held by dead readers, freed (or, dry run, to free)
+  std::string region;  ///< for an entry of a region: the region file (name: the entry's name)
 };
 
 /// Frees the semaphore slots of dead readers in the kept stream `v` (counts them in a dry run).
@@ -226,6 +230,71 @@ Verdict judge_memif(const std::string& path) {
   return v;
 }
 
+/// Judges the entries of the region file `file` (a "region" listing) that nobody will finish:
+/// one left `removing` (its remover died inside the region's lock) and one `creating` whose
+/// creator is a dead process of this kernel (Region::owner_is_local(), pid gone). Ready entries
+/// and those of a live creator or of another kernel (a VM's: its liveness cannot be known;
+/// `region rm` clears it) are no finding, the latter said so. Such entries are freed by the
+/// region's own recovery rule, which runs in whoever takes its lock (remove_region_entry()); they
+/// are stale, removed only with --streams. A region that does not open or read is skipped: the
+/// listing (`ls`) and `region ls` report it.
+std::vector<Verdict> judge_region(const ChannelListing& file, const GcOptions& opt) {
+  std::vector<Verdict> out;
+  if (!file.problem.empty()) return out;  // a link (not followed), busy, or not a valid region
+  std::vector<RegionEntry> entries;
+  try {
+    entries = Region::open(file.path, false).entries();
+  } catch (const Error&) {
+    return out;
+  }
+  for (const RegionEntry& e : entries) {
+    if (e.state != EntryState::creating && e.state != EntryState::removing) continue;
+    Verdict v;
+    v.name = file.path + ":" + e.name;
+    v.path = v.name;
+    v.region = file.path;
+    v.kind = e.kind == shmlink::ChannelKind::queue ? ChannelKind::queue : ChannelKind::stream;
+    const auto pid = static_cast<std::int32_t>(e.owner & 0xffffffffU);
+    if (e.state == EntryState::creating) {
+      if (!Region::owner_is_local(e)) {
+        v.reason = "being created by a process of another kernel or pid namespace, whose liveness cannot be known; "
+                   "left alone (`shmlink region rm` clears it)";
+        out.push_back(std::move(v));
+        continue;
+      }
+      if (pid_alive(pid)) continue;  // being created now: no finding
+    }
+    v.stale = true;
+    const std::string what = e.state == EntryState::removing ? "left 'removing' by a remover that died inside the lock"
+                                                              : fmt::format("left 'creating' by pid {}, which is dead", pid);
+    v.remove = opt.streams;
+    v.reason = opt.streams ? what : what + "; region entries are freed only with --streams";
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+/// Frees the region entry `v` judged by judge_region() through the region's recovery rule: it
+/// takes the region's lock (Region::remove(name)), whose holder frees every entry left
+/// `removing` and every `creating` one of a dead local process, then finds the name gone
+/// (not_found: freed). An entry whose creator the region judges alive (a reused pid is told by
+/// its start time) is refused with busy and kept.
+/// @return false, with `v.reason` saying why, when the entry was kept.
+/// @throws Error naming the region for any other failure (permission, timeout, layout).
+bool remove_region_entry(Verdict& v) {
+  Region r = Region::open(v.region, true);
+  const std::string name = v.name.substr(v.region.size() + 1);
+  try {
+    r.remove(name);  // recovery did not free it, and the region let it be removed: it was stale
+  } catch (const Error& e) {
+    if (e.errc() == Errc::not_found) return true;  // freed by the recovery rule (or by someone else)
+    if (e.errc() != Errc::busy) throw;
+    v.reason = std::string(e.what()) + "; left alone";
+    return false;
+  }
+  return true;
+}
+
 /// True when nobody holds a lock on the regular file `fd` (a shared lock is granted at once).
 bool unlocked(int fd) {
   const bool nobody = ::flock(fd, LOCK_SH | LOCK_NB) == 0;
@@ -338,7 +407,8 @@ int run_gc(const GcOptions& opt) {
   const std::string dir = resolve_directory(opt.dir);
   const std::chrono::nanoseconds older_than = parse_duration(opt.older_than).value_or(std::chrono::nanoseconds(0));
   // One listing (the library's catalog), judged kind by kind: streams, queues, memif status
-  // files, then temporaries. Holders are looked for per file, on the pinned inode.
+  // files, temporaries, then the entries of regions. Holders are looked for per file, on the
+  // pinned inode.
   const std::vector<ChannelListing> files = list_channels(dir, false);
   std::vector<Verdict> verdicts;
   for (const ChannelListing& f : files) {
@@ -354,12 +424,18 @@ int run_gc(const GcOptions& opt) {
     if (f.kind != "temporary") continue;
     if (std::optional<Verdict> t = judge_temporary(f)) verdicts.push_back(std::move(*t));
   }
+  for (const ChannelListing& f : files) {
+    if (f.kind != "region") continue;
+    for (Verdict& v : judge_region(f, opt)) verdicts.push_back(std::move(v));
+  }
   int rc = kExitOk;
   Json removed = Json::array(), kept = Json::array();
   for (Verdict& v : verdicts) {
     if (v.remove && !opt.dry_run) {
       try {
-        if (v.kind == ChannelKind::memif && !v.temporary) {
+        if (!v.region.empty()) {
+          v.remove = remove_region_entry(v);
+        } else if (v.kind == ChannelKind::memif && !v.temporary) {
           // Re-checks the lock and the file's identity right before the unlink.
           if (!memif::remove_socket_status_if_stale(v.path)) {
             v.remove = false;
@@ -431,13 +507,15 @@ Command add_gc_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "gc",
       "Remove what is certainly garbage: temporaries of interrupted creations, memif status files whose process "
-      "is gone, semaphore slots held by dead readers; with --streams also streams and queues whose creator is dead and that no process has open");
+      "is gone, semaphore slots held by dead readers; with --streams also streams and queues whose creator is dead and that no process has open, "
+      "and region entries nobody will finish (left 'removing', or 'creating' by a dead process of this host)");
   sub->add_option("--dir", opt->dir, "Stream directory (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   sub->add_flag("-n,--dry-run", opt->dry_run, "List what would be removed, remove nothing");
   CLI::Option* streams = sub->add_flag(
       "--streams", opt->streams,
       "Also remove streams and queues whose creator is dead and that no process has open or mapped (streams made "
-      "by `shmlink create` are meant to outlive it: they are kept without this flag)");
+      "by `shmlink create` are meant to outlive it: they are kept without this flag), and free the entries of "
+      "regions that nobody will finish (the region's own recovery frees them)");
   sub->add_option("--older-than", opt->older_than,
                   "With --streams: only those unused (no frame written, file unchanged) for at least DURATION "
                   "(0s, 90s, 10m, 2h, 1d)")

@@ -117,7 +117,7 @@ int run_queue_info(const std::string& path, bool json) {
     j["size"] = queue_size(info);
     j["pushed"] = info.pushed;
     j["popped"] = info.popped;
-    j["closed"] = info.closed;
+    j["shut_down"] = info.closed;
     j["creator_pid"] = info.creator_pid;
     j["creator_alive"] = creator_alive;
     j["consumer_pid"] = info.consumer_pid;
@@ -145,7 +145,7 @@ int run_queue_info(const std::string& path, bool json) {
   add_line(out, "size", fmt::format("{} (pushed - popped)", queue_size(info)));
   add_line(out, "pushed", std::to_string(info.pushed));
   add_line(out, "popped", std::to_string(info.popped));
-  add_line(out, "state", info.closed ? "closed (shut down: no more pushes; consumers drain it)" : "open");
+  add_line(out, "state", info.closed ? "shut_down (no more pushes; consumers drain it)" : "open");
   add_line(out, "creator pid", fmt::format("{} ({})", info.creator_pid, creator_alive ? "alive" : "dead"));
   if (info.consumer_pid != 0)
     add_line(out, "reader pid", fmt::format("{} ({}; attached through an interface)", info.consumer_pid,

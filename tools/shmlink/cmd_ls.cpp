@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <system_error>
 
 namespace shmlink::cli {
 
@@ -115,7 +116,7 @@ Table make_queue_table(const std::vector<QueueRow>& rows, bool colour) {
         {std::to_string(info.popped)},
         {std::to_string(info.signals.size())},
         {fmt::format("{} ({})", info.creator_pid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
-        {info.closed ? "closed" : "open", info.closed ? "33" : nullptr},
+        {info.closed ? "shut_down" : "open", info.closed ? "33" : nullptr},
     });
   }
   return t;
@@ -224,30 +225,36 @@ Table make_villas_table(const std::vector<VillasRow>& rows, bool colour) {
   return t;
 }
 
-/// Runs `ls`: samples the directory's streams twice `interval` apart, reads every queue's
-/// header once, and prints the tables or JSON.
+/// Runs `ls`: lists the directory once (shmlink::list_channels(): streams, queues, regions'
+/// entries, memif status files, and VILLAS regions when it is /dev/shm), samples its streams
+/// twice `interval` apart, reads every queue's header once, and prints the tables or JSON.
 int run_ls(const LsOptions& opt) {
   if (!opt.where.empty() && !opt.dir.empty() && opt.where != opt.dir)
     throw Error(Errc::invalid_argument, "ls: give WHERE or --dir, not both");
   // "ivshmem:[DEVICE]": the channels of the region in a guest's ivshmem device (nothing else).
   const bool device = ivshmem::is_locator(opt.where.empty() ? opt.dir : opt.where);
   StreamSampler sampler(resolve_directory(opt.where.empty() ? opt.dir : opt.where));
+  const std::vector<ChannelListing> listing = list_channels(sampler.directory(), false);
   // Readers are looked for once, in the sample that is shown (the first one only starts the
   // rates): the /proc scan reads every process's maps.
-  std::vector<StreamRow> rows = sampler.refresh(opt.interval > 0 ? ReaderScan::none : ReaderScan::fresh);
+  std::vector<StreamRow> rows = sampler.refresh(opt.interval > 0 ? ReaderScan::none : ReaderScan::fresh, &listing);
   if (opt.interval > 0 && !rows.empty()) {
     sleep_while(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(opt.interval)),
                 {});
-    rows = sampler.refresh(ReaderScan::fresh);
+    rows = sampler.refresh(ReaderScan::fresh, &listing);
+    // A stream removed during the interval is gone, as a second listing would have said.
+    std::erase_if(rows, [](const StreamRow& r) { return r.error_code == Errc::not_found; });
   }
   sort_rows(rows, RowOrder::name);
   std::vector<QueueRow> queues;
-  for (const std::string& path : list_queue_files(sampler.directory())) queues.push_back(inspect_queue(path));
+  for (const std::string& path : paths_of_kind(listing, "queue")) queues.push_back(inspect_queue(path));
   // Queues in the regions of the directory (`<name>.region.shm`), as PATH:NAME.
-  for (const std::string& path : list_channel_files(sampler.directory(), "region-queue"))
-    queues.push_back(inspect_queue(path));
-  const std::vector<memif::SocketStatus> memifs = list_memif_status(sampler.directory());
-  const std::vector<VillasRow> villas_rows = device ? std::vector<VillasRow>{} : list_villas_regions();
+  for (const std::string& path : paths_of_kind(listing, "region-queue")) queues.push_back(inspect_queue(path));
+  const std::vector<memif::SocketStatus> memifs = inspect_memif_status_files(paths_of_kind(listing, "memif-status"));
+  std::error_code same_ec;  // an error: not /dev/shm, which is then listed on its own
+  const bool dev_shm = !device && std::filesystem::equivalent(sampler.directory(), std::string(kVillasShmDir), same_ec);
+  const std::vector<VillasRow> villas_rows =
+      device ? std::vector<VillasRow>{} : list_villas_regions(dev_shm ? &listing : nullptr);
   if (opt.json) {
     Json j;
     j["schema_version"] = kSchemaVersion;

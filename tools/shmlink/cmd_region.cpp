@@ -7,9 +7,12 @@
 #include <shmlink/region.hpp>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <array>
 #include <charconv>
+#include <cstdint>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -41,6 +44,7 @@ struct RegionLsOptions {
 struct RegionRmOptions {
   std::string path;                ///< region path or name
   std::vector<std::string> names;  ///< entries to remove
+  std::vector<std::uint32_t> indices;  ///< table entries to free whatever they hold (--index)
 };
 
 /// "stream" / "queue".
@@ -166,18 +170,35 @@ int run_region_ls(const RegionLsOptions& opt) {
   return kExitOk;
 }
 
-/// Runs `region rm`: removes each entry named; goes on after a failure, exit code of the first.
+/// Runs `region rm`: removes each entry named, then frees each table entry given by --index
+/// (Region::remove_entry: no validation, the last resort for a corrupt or stuck entry); goes on
+/// after a failure, exit code of the first.
 int run_region_rm(const RegionRmOptions& opt) {
+  if (opt.names.empty() && opt.indices.empty()) {
+    spdlog::error("region rm {}: give channel NAMEs or --index N", opt.path);
+    return kExitUsage;
+  }
   Region r = Region::open(region_path(opt.path), true);
   int rc = kExitOk;
-  for (const std::string& name : opt.names) {
+  auto each = [&rc](const std::function<void()>& f) {
     try {
-      r.remove(name);
-      std::cout << fmt::format("removed {}:{}\n", shown(r.path()), shown(name));
+      f();
     } catch (const Error& e) {
       const int code = report_error(e);
       if (rc == kExitOk) rc = code;
     }
+  };
+  for (const std::string& name : opt.names) {
+    each([&] {
+      r.remove(name);
+      std::cout << fmt::format("removed {}:{}\n", shown(r.path()), shown(name));
+    });
+  }
+  for (const std::uint32_t index : opt.indices) {
+    each([&] {
+      r.remove_entry(index);
+      std::cout << fmt::format("freed entry {} of {}\n", index, shown(r.path()));
+    });
   }
   std::cout << std::flush;
   return rc;
@@ -228,7 +249,13 @@ Command add_region_command(CLI::App& app) {
       "rm", "Remove channels from a region (a stream's partial-write companion NAME_pkt goes with it); its "
             "bytes are free for the next channel, programs that have it open see it replaced");
   rm->add_option("path", rm_opt->path, path_help)->required();
-  rm->add_option("names", rm_opt->names, "Channel names in the region")->required();
+  rm->add_option("names", rm_opt->names, "Channel names in the region (or --index)");
+  rm->add_option("--index", rm_opt->indices,
+                 "Free table entry N whatever it holds, without validating it (repeatable): the last resort for "
+                 "a corrupt entry, which makes `region ls` fail naming 'entry N', or one stuck in a state nobody "
+                 "clears; its creator is not asked whether it is done")
+      ->allow_extra_args(false)  // one N per --index: names may follow
+      ->check(CLI::Range(0, 16383));
 
   return {sub, [create, ls, create_opt, ls_opt, rm_opt]() -> int {
             if (create->parsed()) return run_region_create(*create_opt);

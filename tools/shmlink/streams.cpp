@@ -42,21 +42,28 @@ std::string resolve_directory(const std::string& dir) {
   return dir.empty() ? shmlink::stream_directory() : dir;
 }
 
-std::vector<std::string> list_channel_files(const std::string& dir, std::string_view kind) {
+std::vector<std::string> paths_of_kind(const std::vector<ChannelListing>& listing, std::string_view kind) {
   std::vector<std::string> out;
-  for (ChannelListing& l : list_channels(dir, false)) {
-    if (l.kind == kind) out.push_back(std::move(l.path));
+  for (const ChannelListing& l : listing) {
+    if (l.kind == kind) out.push_back(l.path);
   }
   return out;
 }
 
-std::vector<std::string> list_stream_files(const std::string& dir) {
-  std::vector<std::string> out = list_channel_files(dir, "stream");
-  std::vector<std::string> in_regions = list_channel_files(dir, "region-stream");  // PATH:NAME
-  out.insert(out.end(), std::make_move_iterator(in_regions.begin()), std::make_move_iterator(in_regions.end()));
+std::vector<std::string> list_channel_files(const std::string& dir, std::string_view kind) {
+  return paths_of_kind(list_channels(dir, false), kind);
+}
+
+std::vector<std::string> stream_paths(const std::vector<ChannelListing>& listing) {
+  std::vector<std::string> out;
+  for (const ChannelListing& l : listing) {
+    if (l.kind == "stream" || l.kind == "region-stream") out.push_back(l.path);  // PATH:NAME for the latter
+  }
   std::sort(out.begin(), out.end());  // StreamSampler merges by path
   return out;
 }
+
+std::vector<std::string> list_stream_files(const std::string& dir) { return stream_paths(list_channels(dir, false)); }
 
 std::string display_name(const std::string& path) {
   if (split_region_locator(path)) return path;  // PATH:NAME, as info and cat take it

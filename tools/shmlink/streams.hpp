@@ -4,6 +4,7 @@
 /// SIGBUS, waiting for frames, and a stream's geometry.
 #pragma once
 
+#include <shmlink/catalog.hpp>
 #include <shmlink/stream.hpp>
 
 #include <chrono>
@@ -66,10 +67,18 @@ std::string resolve_directory(const std::string& dir);
 /// @throws Error not_found / permission / system naming the directory.
 std::vector<std::string> list_channel_files(const std::string& dir, std::string_view kind);
 
+/// Paths of the listings of kind `kind` in `listing` (one shmlink::list_channels() of a
+/// directory, reused by a command that needs several kinds), in the listing's order (sorted).
+std::vector<std::string> paths_of_kind(const std::vector<ChannelListing>& listing, std::string_view kind);
+
 /// Paths of the stream files (`*.im.shm`, files or links) in `dir` and of the streams in the
-/// directory's regions (`*.region.shm`) as PATH:NAME, sorted together.
+/// directory's regions (`*.region.shm`) as PATH:NAME, sorted together (one listing).
 /// @throws Error not_found / permission / system naming the directory.
 std::vector<std::string> list_stream_files(const std::string& dir);
+
+/// The same from a listing already made (stream_paths(list_channels(dir, false)) is
+/// list_stream_files(dir)).
+std::vector<std::string> stream_paths(const std::vector<ChannelListing>& listing);
 
 /// The stream name shown for a file path (basename without ".im.shm": shmlink::channel_file()).
 std::string display_name(const std::string& path);

@@ -41,11 +41,14 @@ std::string resolve_villas(const std::string& name) {
   return std::string(kVillasShmDir) + "/" + bare;
 }
 
-std::vector<VillasRow> list_villas_regions() {
+std::vector<VillasRow> list_villas_regions(const std::vector<ChannelListing>* dev_shm) {
   const std::string dir(kVillasShmDir);
   std::vector<ChannelListing> files;
   try {
-    files = list_channels(dir, false);  // VILLAS regions are found by their first bytes
+    if (dev_shm != nullptr)
+      files = *dev_shm;
+    else
+      files = list_channels(dir, false);  // VILLAS regions are found by their first bytes
   } catch (const Error& e) {
     if (e.errc() != Errc::not_found && e.errc() != Errc::permission) throw;
     // A container without /dev/shm, or one this user may not list: no VILLAS region can be seen.

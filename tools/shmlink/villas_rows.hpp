@@ -6,6 +6,7 @@
 
 #include "cli.hpp"
 
+#include <shmlink/catalog.hpp>
 #include <shmlink/villas.hpp>
 
 #include <cstddef>
@@ -58,8 +59,10 @@ std::string resolve_villas(const std::string& name);
 /// pread), then one /proc scan for the holders of every region and of its `sem.<name>`. Files
 /// that cannot be read (another user's 0600 region) are left out: nothing says they are regions.
 /// No rows (and a debug log) when /dev/shm is missing or may not be listed.
+/// @param dev_shm a shmlink::list_channels() of /dev/shm the caller made already (e.g. `ls` of
+///        the default stream directory), reused instead of listing /dev/shm again; null: list it.
 /// @throws Error when listing /dev/shm fails otherwise (an I/O error).
-std::vector<VillasRow> list_villas_regions();
+std::vector<VillasRow> list_villas_regions(const std::vector<ChannelListing>* dev_shm = nullptr);
 
 /// Fills `holders`, `holders_uninspectable`, `semaphore`, `semaphore_path` and
 /// `semaphore_holders` of every row with one /proc scan (processes_using_each()) for the regions

@@ -207,8 +207,8 @@ StreamSampler::StreamSampler(StreamSampler&&) noexcept = default;
 StreamSampler& StreamSampler::operator=(StreamSampler&&) noexcept = default;
 StreamSampler::~StreamSampler() = default;
 
-std::vector<StreamRow> StreamSampler::refresh(ReaderScan scan) {
-  const std::vector<std::string> paths = list_stream_files(dir_);
+std::vector<StreamRow> StreamSampler::refresh(ReaderScan scan, const std::vector<ChannelListing>* listing) {
+  const std::vector<std::string> paths = listing != nullptr ? stream_paths(*listing) : list_stream_files(dir_);
 
   // Merge the sorted listing with the sorted entries: keep, add, drop.
   std::vector<std::unique_ptr<Entry>> next;

@@ -34,9 +34,12 @@ class StreamSampler {
 
   /// Rescans the directory and samples every stream. Rates cover the time since the
   /// previous refresh, so the first refresh has none. `scan`: whether to look for readers
-  /// (ReaderScan::cached scans like fresh: a sampler keeps no cache).
+  /// (ReaderScan::cached scans like fresh: a sampler keeps no cache). `listing`: a
+  /// shmlink::list_channels() of the directory the caller made already (its streams are
+  /// sampled; the directory is not listed again); null: list it now.
   /// @throws Error when the directory cannot be listed.
-  std::vector<StreamRow> refresh(ReaderScan scan = ReaderScan::fresh);
+  std::vector<StreamRow> refresh(ReaderScan scan = ReaderScan::fresh,
+                                 const std::vector<ChannelListing>* listing = nullptr);
 
   /// The directory scanned.
   [[nodiscard]] const std::string& directory() const noexcept { return dir_; }

@@ -6,6 +6,7 @@
 #include "harness/channels.hpp"
 #include "harness/machine.hpp"
 #include "harness/pingpong.hpp"
+#include "harness/queue_compare.hpp"
 
 #include <shmlink/error.hpp>
 
@@ -107,6 +108,36 @@ TEST(BenchHarness, CorePairsMustBeTwoDifferentAllowedCpus) {
   EXPECT_THROW(parse_core_pair("1,1", {0, 1}, "bench"), shmlink::Error);
   EXPECT_THROW(parse_core_pair("0,7", {0, 1}, "bench"), shmlink::Error);
   EXPECT_THROW(parse_core_pair("0", {0, 1}, "bench"), shmlink::Error);
+}
+
+/// `bench queue`'s comparison takes shmlink's best among its rows of channels in their own files,
+/// as each peer makes its own: a faster `MODE@region` row (it has "placement") never stands for
+/// shmlink there.
+TEST(QueueComparison, TakesShmlinksBestAmongFileRowsOnly) {
+  auto lat = [](const char* mode, double p50, bool placed) {
+    Json e{{"mode", mode}, {"kind", "shmlink"}, {"one_way_ns", {{"p50", p50}}}};
+    if (placed) e["placement"] = "region";
+    return e;
+  };
+  auto tp = [](const char* mode, int batch, double rate, bool placed) {
+    Json e{{"mode", mode}, {"kind", "shmlink"}, {"batch", batch}, {"runs", 1}, {"samples_per_s", rate}};
+    if (placed) e["placement"] = "region";
+    return e;
+  };
+  const Json latency = Json::array({lat("spsc_polling", 100, false), lat("spsc_polling@region", 50, true),
+                                    lat("spsc_futex", 2000, false), lat("spsc_futex@region", 1000, true),
+                                    Json{{"mode", "pipe"}, {"kind", "peer"}, {"one_way_ns", {{"p50", 4000}}}}});
+  const Json throughput = Json::array({tp("spsc_single", 1, 1e6, false), tp("spsc_single@region", 1, 2e6, true),
+                                       tp("spsc_bulk", 32, 5e6, false), tp("spsc_bulk@region", 32, 9e6, true)});
+  const Json c = comparison_json(latency, throughput);
+  EXPECT_EQ(c["best_latency_mode"], "spsc_polling") << c.dump();
+  EXPECT_EQ(c["best_sleeping_latency_mode"], "spsc_futex") << c.dump();
+  EXPECT_EQ(c["best_throughput_mode"], "spsc_bulk") << c.dump();
+  EXPECT_EQ(c["best_single_throughput_mode"], "spsc_single") << c.dump();
+  EXPECT_EQ(c["best_bulk_throughput_mode"], "spsc_bulk") << c.dump();
+  const Json& pipe = c["peers"][0];
+  EXPECT_EQ(pipe["peer"], "pipe");
+  EXPECT_DOUBLE_EQ(pipe["latency_ratio"].get<double>(), 100.0 / 4000.0) << c.dump();
 }
 
 }  // namespace
