@@ -139,4 +139,42 @@ CLI::Validator duration_validator() {
       "DURATION");
 }
 
+
+/// Parses a byte count: a number with an optional binary unit K, M, G or T (KiB, MiB, GiB, TiB;
+/// "KiB" and "K" alike, case-insensitive): "64M" = 67108864. @return nullopt when malformed or
+/// over 2^63.
+std::optional<std::uint64_t> parse_size(std::string_view text) noexcept {
+  std::uint64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr == text.data()) return std::nullopt;
+  std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
+  if (unit.size() == 3 && (unit.substr(1) == "iB" || unit.substr(1) == "ib")) unit = unit.substr(0, 1);
+  unsigned shift = 0;
+  if (unit.empty() || unit == "B" || unit == "b") {
+    shift = 0;
+  } else if (unit.size() == 1) {
+    switch (unit[0]) {
+      case 'k': case 'K': shift = 10; break;
+      case 'm': case 'M': shift = 20; break;
+      case 'g': case 'G': shift = 30; break;
+      case 't': case 'T': shift = 40; break;
+      default: return std::nullopt;
+    }
+  } else {
+    return std::nullopt;
+  }
+  if (value > (std::uint64_t{1} << 63) >> shift) return std::nullopt;
+  return value << shift;
+}
+
+/// CLI11 validator accepting what parse_size() accepts.
+CLI::Validator size_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        if (!parse_size(value)) return fmt::format("'{}' is not a size (a number and K, M, G or T: 64M, 1G)", value);
+        return {};
+      },
+      "SIZE");
+}
+
 }  // namespace shmlink::cli

@@ -29,6 +29,13 @@ std::string format_shape(const std::vector<std::uint32_t>& shape);
 /// Parses permission bits written in octal ("0660", "660"); at most 07777.
 std::optional<mode_t> parse_permissions(std::string_view text) noexcept;
 
+/// Parses a byte count: a number with an optional binary unit K, M, G or T (KiB, MiB, GiB, TiB;
+/// "KiB" and "K" alike, case-insensitive): "64M" = 67108864. @return nullopt when malformed or
+/// over 2^63.
+std::optional<std::uint64_t> parse_size(std::string_view text) noexcept;
+/// CLI11 validator accepting what parse_size() accepts ("SIZE").
+CLI::Validator size_validator();
+
 /// CLI11 validator accepting what parse_shape() accepts.
 CLI::Validator shape_validator();
 /// CLI11 validator accepting what shmlink::parse_dtype() accepts.

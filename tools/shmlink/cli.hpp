@@ -70,6 +70,8 @@ Command add_bench_command(CLI::App& app);
 Command add_memif_command(CLI::App& app);
 /// Registers `region` (`region create`, `region ls`, `region rm`: docs/cli.md).
 Command add_region_command(CLI::App& app);
+/// Registers `ivshmem-server` (QEMU's ivshmem-server protocol: docs/cli.md, docs/vm.md).
+Command add_ivshmem_server_command(CLI::App& app);
 
 /// code.
 int report_error(const Error& e);

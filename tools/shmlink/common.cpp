@@ -51,7 +51,8 @@ std::string program_description() {
          "  memif    packet interfaces speaking the memif protocol of VPP, DPDK and libmemif; running processes\n"
          "           publish their state in PID-K.memif.shm (memif responder/ping/bench; ls, info --memif, gc)\n"
          "Regions hold streams and queues side by side in one mapping (NAME.region.shm, or a file on hugetlbfs),\n"
-         "reached as PATH:NAME (region create/ls/rm; ls, info, cat, monitor, create).\n"
+         "reached as PATH:NAME (region create/ls/rm; ls, info, cat, monitor, create). ivshmem-server shares a\n"
+         "region with QEMU guests (ivshmem-doorbell) and hands out their doorbells.\n"
          "Also, read-only: the VILLASnode v1.x shmem regions in /dev/shm that villas-node and Interfaces with\n"
          "the villas protocol share (ls, info).\n"
          "bench measures streams, queues and memif against raw floors in one run.\n";
