@@ -73,8 +73,12 @@ Mapped map_file(const std::string& file, std::size_t length, off_t offset, bool 
 }
 
 /// The UIO map index of the BAR at bus address `start` of `size` bytes, or -1 (no such map, or
-/// its attributes do not read as numbers: then sysfs resourceN is used).
+/// its attributes do not read as numbers: then sysfs resourceN is used). A map may be the BAR
+/// rounded up to whole pages (UIO maps pages: drivers/uio_ivshmem offers BAR0's 256 bytes as a
+/// 4096-byte map).
 int uio_map_of(const Device& d, std::uint64_t start, std::uint64_t size) {
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t rounded = (size + page - 1) / page * page;
   for (int k = 0; k < 5; ++k) {  // UIO has at most 5 maps (MAX_UIO_MAPS)
     const std::string dir = d.sysfs_path + "/uio/" + d.uio + "/maps/map" + std::to_string(k);
     const auto addr = detail::read_attribute(dir + "/addr");
@@ -82,7 +86,7 @@ int uio_map_of(const Device& d, std::uint64_t start, std::uint64_t size) {
     std::uint64_t a = 0;
     std::uint64_t n = 0;
     if (!addr || !len || !detail::parse_hex(*addr, a) || !detail::parse_hex(*len, n)) continue;
-    if (a == start && n == size) return k;
+    if (a == start && (n == size || n == rounded)) return k;
   }
   return -1;
 }

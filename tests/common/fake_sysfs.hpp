@@ -83,7 +83,7 @@ class FakeSysfs {
       write(m + "/size", text);
       write(m + "/offset", "0x0\n");
     };
-    map(0, kBar0Start, 256);
+    map(0, kBar0Start, static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));  // BAR0's 256 bytes as the page uio_ivshmem maps
     map(1, kBar2Start, bar2_bytes);
     sized(dev() + "/" + uio, static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)) + bar2_bytes);
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests scripts/vm/build-guest-image on small inputs (no boot): the ELF kernel is found in an XZ
 # stream between other bytes, an image without one is copied as it is (the bzImage fallback), and
-# the initramfs holds /init, busybox, each program and the shared libraries ldd names for it.
+# the initramfs holds /init, busybox, each program and the shared libraries ldd names for it, and
+# the kernel modules given with --module in their load order.
 # Usage: build_guest_image_test.sh SCRIPT. Exit 77 (ctest: skipped) when a tool is missing.
 set -euo pipefail
 script=$1
@@ -35,5 +36,16 @@ done
 for lib in $(ldd "$prog" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
   grep -qx "${lib#/}" <<< "$listing" || fail "$lib (ldd of $prog) is not in the initramfs: $listing"
 done
+# 4. Kernel modules (the guests' UIO driver and uio.ko): under /lib/modules, with the order /init
+#    loads them in.
+printf 'not really a module' > "$work/b.ko"
+printf 'nor this one' > "$work/a.ko"
+"$script" initramfs "$(dirname "$script")/guest-init" "$work/initramfs2.cpio" --module "$work/b.ko" --module "$work/a.ko" "$prog"
+mkdir "$work/unpacked"
+(cd "$work/unpacked" && cpio -id --quiet < "$work/initramfs2.cpio")
+cmp -s "$work/b.ko" "$work/unpacked/lib/modules/b.ko" || fail "b.ko is not /lib/modules/b.ko in the initramfs"
+[ "$(cat "$work/unpacked/lib/modules/load-order")" = "$(printf 'b.ko\na.ko')" ] ||
+  fail "the load order is not b.ko, a.ko: $(cat "$work/unpacked/lib/modules/load-order")"
+[ -x "$work/unpacked/bin/true" ] || fail "the program after the modules is not in the initramfs"
 [ ! -e "$work/initramfs.cpio.tmp.$$" ] || fail "a temporary file was left behind"
-echo "build-guest-image: kernel extraction, fallback and initramfs contents as expected"
+echo "build-guest-image: kernel extraction, fallback, initramfs contents and modules as expected"

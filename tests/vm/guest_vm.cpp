@@ -33,6 +33,9 @@
 #ifndef SHMLINK_VM_MISSING
 #define SHMLINK_VM_MISSING "this build has no guest image (tests/vm/CMakeLists.txt)"
 #endif
+#ifndef SHMLINK_VM_DRIVER_MISSING
+#define SHMLINK_VM_DRIVER_MISSING "this build has no guest driver (tests/vm/CMakeLists.txt)"
+#endif
 
 namespace shmlink::testvm {
 
@@ -192,6 +195,11 @@ std::string vm_unavailable_reason() {
     }
   }
   return "";
+}
+
+std::string vm_driver_unavailable_reason() {
+  if (auto why = vm_unavailable_reason(); !why.empty()) return why;
+  return SHMLINK_VM_DRIVER_MISSING;
 }
 
 bool vm_uses_kvm() { return vm_unavailable_reason().empty() && accel() == Accel::kvm; }

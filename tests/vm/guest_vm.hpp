@@ -26,6 +26,11 @@ namespace shmlink::testvm {
 /// `if (auto why = vm_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;`.
 std::string vm_unavailable_reason();
 
+/// "" when the guests have the ivshmem UIO driver (drivers/uio_ivshmem, loaded by /init), else a
+/// sentence: vm_unavailable_reason(), or what the build lacked to build the driver (the guest
+/// kernel's headers, its uio.ko). Tests of the driver skip with it.
+std::string vm_driver_unavailable_reason();
+
 /// True when guests run under KVM (/dev/kvm opens and a short probe boot under KVM reported
 /// its status), false for TCG. Probed once per process; calls vm_unavailable_reason() first.
 bool vm_uses_kvm();
