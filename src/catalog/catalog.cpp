@@ -236,9 +236,18 @@ ChannelListing channel_file(const std::string& path, bool look_inside) {
 std::vector<ChannelListing> list_channels(const std::string& directory, bool with_holders) {
   namespace fs = std::filesystem;
   if (ivshmem::is_locator(directory)) {  // a guest's ivshmem region: its ready entries, no holders
-    ChannelListing region;
-    region.path = Region::open(directory, false).path();  // errors name the device
-    std::vector<ChannelListing> out = region_entries(region);
+    // The device's memory is a mapping, not a file to pread: its ready entries come from the
+    // region itself (errors name the device).
+    const Region region = Region::open(directory, false);
+    std::vector<ChannelListing> out;
+    for (const RegionEntry& e : region.entries()) {
+      if (e.state != EntryState::ready) continue;  // being created or removed: not openable
+      ChannelListing l;
+      l.kind = e.kind == ChannelKind::queue ? "region-queue" : "region-stream";
+      l.name = e.name;
+      l.path = region.path() + ":" + e.name;
+      out.push_back(std::move(l));
+    }
     std::sort(out.begin(), out.end(), [](const ChannelListing& a, const ChannelListing& b) { return a.path < b.path; });
     return out;
   }

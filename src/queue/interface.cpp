@@ -265,12 +265,15 @@ Status Interface::Impl::pop(Sample& s, std::chrono::nanoseconds timeout) noexcep
       const std::int64_t deadline = os::deadline_after(timeout);
       for (;;) {
         st = in.pop(s, slice(deadline));
-        if (st.code() != Errc::timeout) break;
+        // A replaced input queue is most often a peer that died and was restarted (it re-created
+        // its output): that is the peer's exit, reported as such when its process is gone.
+        if (st.code() != Errc::timeout && st.code() != Errc::replaced) break;
         if (!alive()) {
           st = in.try_pop(s);
-          if (st.code() == Errc::would_block) return Errc::peer_exited;
+          if (st.code() == Errc::would_block || st.code() == Errc::replaced) return Errc::peer_exited;
           break;
         }
+        if (st.code() == Errc::replaced) break;
         if (os::monotonic_ns() >= deadline) return Errc::timeout;
       }
     }

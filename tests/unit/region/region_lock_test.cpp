@@ -351,6 +351,7 @@ TEST(RegionLockHolders, InARegionOtherKernelsShareAGoneLocalCreatorIsNotReclaime
   auto res = RegionAccess::allocate(RegionAccess::state(r), "half", ChannelKind::queue, 4096);
   entry_of(r, res.slot.index)->owner = hash_bits() | static_cast<std::uint32_t>(child);
   entry_of(r, res.slot.index)->owner_start = 0;
+  res.where = Placement{};  // this process is not attached (a remove would keep the bytes)
   (void)timed_put(r, "x");  // the lock's recovery runs
   ASSERT_EQ(r.entries().size(), 2U);
   EXPECT_TRUE(RegionAccess::directory(r).remove("half"));
