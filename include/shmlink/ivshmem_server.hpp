@@ -49,7 +49,8 @@ struct ServerSpec {
   /// The shared-memory file, created by the server: "/dev/shm/NAME" for a POSIX shm object, or a
   /// file on hugetlbfs. It is a region file (shmlink::Region::open opens it).
   std::string shm_path;
-  /// Bytes of shared memory: a power of two of at least 64 KiB (QEMU maps it as BAR2).
+  /// Bytes of shared memory: a power of two of at least 64 KiB (QEMU maps it as BAR2); on
+  /// hugetlbfs also a multiple of the huge page size (the file takes whole huge pages).
   std::uint64_t bytes = 4ULL << 20;
   /// Eventfds (interrupt vectors) per peer, 1..kMaxVectors; QEMU's `vectors=` must match.
   unsigned vectors = 1;
@@ -83,7 +84,8 @@ struct ServerSpec {
 class SHMLINK_EXPORT Server {
  public:
   /// Creates the shared memory, formats its region directory and listens on the socket.
-  /// @throws Error invalid_argument (bytes not a power of two or under 64 KiB, vectors,
+  /// @throws Error invalid_argument (bytes not a power of two or under 64 KiB, or on hugetlbfs
+  ///         not a multiple of the huge page size; vectors,
   ///         max_peers, permissions, a socket path over 107 bytes), exists (the shm file, or a
   ///         server already listening on the socket), permission, no_space, system; each naming
   ///         the file or socket.

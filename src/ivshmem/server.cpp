@@ -4,6 +4,7 @@
 #include "ivshmem/peer_protocol.hpp"
 #include "os/log_internal.hpp"
 #include "os/sys.hpp"
+#include "region/region_internal.hpp"
 
 #include <shmlink/ivshmem_server.hpp>
 #include <shmlink/segment.hpp>
@@ -101,6 +102,8 @@ void check_spec(const ServerSpec& spec) {
     throw Error(Errc::invalid_argument, who + ": " + std::to_string(spec.vectors) + " vectors: allowed are 1..64");
   if (spec.max_peers < 1 || spec.max_peers > kMaxPeerId + 1)
     throw Error(Errc::invalid_argument, who + ": max_peers " + std::to_string(spec.max_peers) + " is outside 1..65536");
+  // On hugetlbfs the file would take whole huge pages, longer than the directory formatted in it.
+  rdir::check_hugetlbfs_size(spec.shm_path, spec.bytes, who + ": shared memory " + spec.shm_path);
 }
 
 }  // namespace

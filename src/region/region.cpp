@@ -44,17 +44,6 @@ void check_size(std::size_t size, const RegionOptions& options, const std::strin
                                             std::to_string(size) + " bytes");
 }
 
-/// On hugetlbfs the size must be a multiple of the huge page size (the file system's block size).
-void check_hugetlbfs(const std::string& path, std::size_t size) {
-  struct statfs fs {};
-  if (::statfs(dir_of(path).c_str(), &fs) != 0 || static_cast<long>(fs.f_type) != kHugetlbfsMagic) return;
-  const auto page = static_cast<std::size_t>(fs.f_bsize);
-  if (page == 0 || size % page != 0)
-    throw Error(Errc::invalid_argument, "creating region " + path + ": size " + std::to_string(size) +
-                                            " is not a multiple of the huge page size " + std::to_string(page) +
-                                            " of this hugetlbfs");
-}
-
 std::shared_ptr<Region::State> state_of_segment(Segment seg, std::string path, bool writable) {
   auto st = std::make_shared<Region::State>();
   struct stat sb {};
@@ -139,7 +128,7 @@ Region Region::create(const std::string& path_in, std::size_t size, OpenMode mod
   const std::string who = "creating region " + path;
   check_channel_permissions(options.permissions, path);
   check_size(size, options, who);
-  check_hugetlbfs(path, size);
+  rdir::check_hugetlbfs_size(path, size, who);
   Segment seg = Segment::create_file(path, size, mode, options.permissions, [&](Segment& fresh) {
     rdir::format({fresh.data(), fresh.size()}, static_cast<std::uint32_t>(options.max_entries), path);
   });
@@ -341,5 +330,19 @@ std::optional<rdir::Slot> RegionAccess::find(const std::shared_ptr<Region::State
 }
 
 }  // namespace detail
+
+namespace rdir {
+
+void check_hugetlbfs_size(const std::string& path, std::size_t size, const std::string& who) {
+  struct statfs fs {};
+  if (::statfs(dir_of(path).c_str(), &fs) != 0 || static_cast<long>(fs.f_type) != kHugetlbfsMagic) return;
+  const auto page = static_cast<std::size_t>(fs.f_bsize);
+  if (page == 0 || size % page != 0)
+    throw Error(Errc::invalid_argument, who + ": size " + std::to_string(size) +
+                                            " is not a multiple of the huge page size " + std::to_string(page) +
+                                            " of this hugetlbfs");
+}
+
+}  // namespace rdir
 
 }  // namespace shmlink

@@ -219,4 +219,12 @@ bool holder_dead(std::uint64_t token, std::uint64_t start);
 /// or control characters. Returns what is wrong, or nullptr.
 const char* name_problem(std::string_view name) noexcept;
 
+/// A file on hugetlbfs (found by statfs(2) of `path`'s directory) takes whole huge pages: there
+/// `size` must be a multiple of the huge page size (the file system's block size), else the
+/// file would be longer than the directory written in it, and no host process could open it.
+/// Elsewhere (or when statfs fails) nothing is checked.
+/// @throws Error invalid_argument "WHO: size N is not a multiple of the huge page size P of this
+///         hugetlbfs".
+void check_hugetlbfs_size(const std::string& path, std::size_t size, const std::string& who);
+
 }  // namespace shmlink::rdir
