@@ -8,6 +8,7 @@
 #include <shmlink/region.hpp>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -227,7 +228,8 @@ Table make_villas_table(const std::vector<VillasRow>& rows, bool colour) {
 
 /// Runs `ls`: lists the directory once (shmlink::list_channels(): streams, queues, regions'
 /// entries, memif status files, and VILLAS regions when it is /dev/shm), samples its streams
-/// twice `interval` apart, reads every queue's header once, and prints the tables or JSON.
+/// twice `interval` apart, reads every queue's header once, and prints the tables or JSON. A
+/// region whose directory could not be read is a warning on stderr naming it and the problem.
 int run_ls(const LsOptions& opt) {
   if (!opt.where.empty() && !opt.dir.empty() && opt.where != opt.dir)
     throw Error(Errc::invalid_argument, "ls: give WHERE or --dir, not both");
@@ -235,6 +237,13 @@ int run_ls(const LsOptions& opt) {
   const bool device = ivshmem::is_locator(opt.where.empty() ? opt.dir : opt.where);
   StreamSampler sampler(resolve_directory(opt.where.empty() ? opt.dir : opt.where));
   const std::vector<ChannelListing> listing = list_channels(sampler.directory(), false);
+  // A region whose directory cannot be read (damaged by a peer, busy, not formatted) lists no
+  // channels: say so on stderr, naming it, rather than leave its channels out in silence.
+  for (const ChannelListing& l : listing) {
+    if (l.kind != "region" || l.problem.empty()) continue;
+    const bool named = l.problem.find(l.path) != std::string::npos;  // the library's errors name it
+    spdlog::warn("{}{}", named ? "" : fmt::format("region {}: ", shown(l.path)), shown_message(l.problem));
+  }
   // Readers are looked for once, in the sample that is shown (the first one only starts the
   // rates): the /proc scan reads every process's maps.
   std::vector<StreamRow> rows = sampler.refresh(opt.interval > 0 ? ReaderScan::none : ReaderScan::fresh, &listing);
