@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 // A hostile peer scribbles over a region (issue 21: "a guest writes garbage into the directory
-// and the host reports a clear error without crashing"), host-only: the scribbler here is a
-// second mapping of the region file in this process, so the checks also run under the
-// sanitizers (tests/vm/vm_hostile_test.cpp does the same from a real guest). Every pattern of
-// tests/common/hostile_region.hpp is written into a fresh region holding a stream and a queue;
-// then handles opened before the scribbling are used, and the region is opened, listed and
-// its channels opened, read, written, popped and pushed the ways a host program does: every
-// answer is a status or a shmlink::Error naming the region, never a crash or a read outside it.
+// and the host reports a clear error without crashing"), host-only, so that the checks also run
+// under the sanitizers (tests/vm/vm_hostile_test.cpp does the same from a real guest). Every
+// pattern of tests/common/hostile_region.hpp is written, through a second mapping of the file,
+// into a fresh region holding a stream and a queue (the last pattern by a forked child while this
+// process reads); then handles opened before the damage are used, and the region is opened,
+// listed and its channels opened, read, written, popped and pushed the ways a host program does:
+// every answer is a status or a shmlink::Error naming the region, never a crash or a read
+// outside it.
 #include "cli_run.hpp"
 #include "hostile_region.hpp"
 #include "test_util.hpp"
@@ -20,7 +21,6 @@
 #include <atomic>
 #include <optional>
 #include <string_view>
-#include <thread>
 
 namespace shmlink::test {
 namespace {
@@ -112,17 +112,20 @@ TEST_F(RegionHostile, ScribblingWhileTheHostReadsIsAStatusOrAnErrorNamingTheRegi
   std::optional<Mapping> m;
   const hostile::Target t = fresh(m);
   ASSERT_NE(m->bytes, nullptr);
-  std::atomic<bool> stop{false};
-  std::thread scribbler([&] {
+  // The scribbler is another process (as a guest would be): no thread of this one races the
+  // library's reads, which a thread sanitizer would report.
+  Shared<std::atomic<bool>> stop;
+  const pid_t scribbler = spawn([&]() -> int {
     std::mt19937_64 rng(42);
-    while (!stop.load(std::memory_order_relaxed)) hostile::scribble_channels(t, rng);
+    while (!stop->load(std::memory_order_relaxed)) hostile::scribble_channels(t, rng);
+    return 0;
   });
   for (int round = 0; round < 5; ++round) {
     use_old_handles();
     for (const std::string& p : hostile::probe(path_, "scribbling")) ADD_FAILURE() << p;
   }
-  stop = true;
-  scribbler.join();
+  stop->store(true, std::memory_order_relaxed);
+  EXPECT_EQ(reap(scribbler, 30), 0);
 }
 
 // `shmlink ls` on a directory holding a region whose directory is damaged: the listing goes on
