@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <random>
 #include <span>
 #include <string>
@@ -69,11 +70,14 @@ inline constexpr const char* kPatternNames[] = {
 };
 inline constexpr int kPatternCount = static_cast<int>(std::size(kPatternNames));
 
+/// Stores `value` at byte `offset` of `region` (nothing when it would not fit).
 template <class T>
 void put(std::span<std::byte> region, std::uint64_t offset, T value) {
   if (offset + sizeof(T) <= region.size()) std::memcpy(region.data() + offset, &value, sizeof(T));
 }
 
+/// Random 64-bit words over [begin, end) of `region`, never into its last 4096 bytes (the VM
+/// test's mailbox page).
 inline void randomize(std::span<std::byte> region, std::uint64_t begin, std::uint64_t end, std::mt19937_64& rng) {
   end = std::min<std::uint64_t>(end, region.size() - 4096);  // the mailbox page stays
   for (std::uint64_t o = begin; o + 8 <= end; o += 8) put<std::uint64_t>(region, o, rng());
