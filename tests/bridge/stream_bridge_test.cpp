@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/prctl.h>
 
 #include <atomic>
 #include <chrono>
@@ -61,6 +62,7 @@ struct Ctl {
 /// Runs a Publisher on `source` bound to `endpoint` until ctl->stop (or killed).
 pid_t start_publisher(Ctl* ctl, const std::string& source, const std::string& endpoint = "tcp://127.0.0.1:*") {
   return spawn([=] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test killed by its timeout
     bridge::PublisherOptions o;
     o.timing = kFast;
     bridge::Publisher p(source, endpoint, o);
@@ -79,6 +81,7 @@ pid_t start_publisher(Ctl* ctl, const std::string& source, const std::string& en
 /// Runs a Replica of `name` from `endpoint` into file `local` until ctl->stop.
 pid_t start_replica(Ctl* ctl, const std::string& name, const std::string& endpoint, const std::string& local) {
   return spawn([=] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     bridge::ReplicaOptions o;
     o.timing = kFast;
     o.local_name = local;
@@ -102,6 +105,19 @@ pid_t start_replica(Ctl* ctl, const std::string& name, const std::string& endpoi
     return 0;
   });
 }
+
+/// Stops a child when a test ends early (a failed ASSERT), so no peer outlives its test.
+struct Running {
+  Ctl* ctl;
+  pid_t pid;
+  Running(Ctl* c, pid_t p) : ctl(c), pid(p) {}
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+  ~Running() {
+    ctl->stop = 1;
+    (void)shmlink::test::reap(pid, 10);  // already reaped by finish(): returns at once
+  }
+};
 
 /// Stops a child through its flag and reaps it; returns its exit status.
 int finish(Ctl* ctl, pid_t pid) {
@@ -150,8 +166,10 @@ TEST(BridgeStream, ReplicaCarriesDataCountersSemaphoresAndKeywords) {
 
   Shared<Ctl> pub, rep;
   const pid_t p = start_publisher(&*pub, a.stream("wfs"));
+  const Running p_guard{&*pub, p};
   ASSERT_TRUE(wait_until([&] { return pub->ready.load() == 1; }));
   const pid_t r = start_replica(&*rep, "wfs", pub->endpoint, b.stream("wfs"));
+  const Running r_guard{&*rep, r};
 
   Stream replica;
   ASSERT_TRUE(wait_frames(b.stream("wfs"), 1, replica));
@@ -211,14 +229,17 @@ TEST(BridgeStream, FullSpeedWriterNeverYieldsATornOrDuplicatedFrame) {
 
   Shared<Ctl> pub, rep, writer;
   const pid_t p = start_publisher(&*pub, a.stream("cam"));
+  const Running p_guard{&*pub, p};
   ASSERT_TRUE(wait_until([&] { return pub->ready.load() == 1; }));
   const pid_t r = start_replica(&*rep, "cam", pub->endpoint, b.stream("cam"));
+  const Running r_guard{&*rep, r};
   Stream replica;
   ASSERT_TRUE(wait_frames(b.stream("cam"), 1, replica));
 
   // The writer: frames 2, 3, ... at full speed for about 1.5 s, frame k as source cnt0 k.
   const std::string src_path = a.stream("cam");
   const pid_t w = spawn([&] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     Stream s = Stream::open(src_path);
     std::vector<std::uint32_t> f(n);
     const auto end = std::chrono::steady_clock::now() + 1500ms;
@@ -275,9 +296,12 @@ TEST(BridgeStream, WriteOnReplicaGoesBackWithoutEcho) {
   ASSERT_TRUE(src.write(std::span<const float>(ramp(16, 0))).ok());
   Shared<Ctl> pub, rep1, rep2;
   const pid_t p = start_publisher(&*pub, a.stream("dm"));
+  const Running p_guard{&*pub, p};
   ASSERT_TRUE(wait_until([&] { return pub->ready.load() == 1; }));
   const pid_t r1 = start_replica(&*rep1, "dm", pub->endpoint, b.stream("dm"));
+  const Running r1_guard{&*rep1, r1};
   const pid_t r2 = start_replica(&*rep2, "dm", pub->endpoint, c.stream("dm"));
+  const Running r2_guard{&*rep2, r2};
   Stream on_b, on_c;
   ASSERT_TRUE(wait_frames(b.stream("dm"), 1, on_b));
   ASSERT_TRUE(wait_frames(c.stream("dm"), 1, on_c));
@@ -290,7 +314,7 @@ TEST(BridgeStream, WriteOnReplicaGoesBackWithoutEcho) {
   // Host C gets it as a source frame; host B's replica does not publish the echo again.
   ASSERT_TRUE(wait_frames(c.stream("dm"), c_before + 1, on_c));
   EXPECT_EQ(copy_of(on_c), ramp(16, 500));
-  ASSERT_TRUE(wait_until([&] { return rep1->echoes.load() == 1; }));
+  ASSERT_TRUE(wait_until([&] { return rep1->echoes.load() == 1; }, 5));
   EXPECT_EQ(on_b.cnt0(), b_before + 1);
   EXPECT_EQ(int_keyword(on_b, bridge::kKeywordSourceCnt0), 2);
 
@@ -312,8 +336,10 @@ TEST(BridgeStream, RecreatedSourceRecreatesReplica) {
   ASSERT_TRUE(src.write(std::span<const float>(ramp(8, 1))).ok());
   Shared<Ctl> pub, rep;
   const pid_t p = start_publisher(&*pub, a.stream("psf"));
+  const Running p_guard{&*pub, p};
   ASSERT_TRUE(wait_until([&] { return pub->ready.load() == 1; }));
   const pid_t r = start_replica(&*rep, "psf", pub->endpoint, b.stream("psf"));
+  const Running r_guard{&*rep, r};
   Stream replica;
   ASSERT_TRUE(wait_frames(b.stream("psf"), 1, replica));
 
@@ -343,9 +369,11 @@ TEST(BridgeStream, LostLinkKeepsLastFrameAndComesBack) {
   ASSERT_TRUE(src.write(std::span<const float>(ramp(4, 10))).ok());
   Shared<Ctl> pub, pub2, rep;
   const pid_t p = start_publisher(&*pub, a.stream("tt"));
+  const Running p_guard{&*pub, p};
   ASSERT_TRUE(wait_until([&] { return pub->ready.load() == 1; }));
   const std::string endpoint = pub->endpoint;
   const pid_t r = start_replica(&*rep, "tt", endpoint, b.stream("tt"));
+  const Running r_guard{&*rep, r};
   Stream replica;
   ASSERT_TRUE(wait_frames(b.stream("tt"), 1, replica));
   ASSERT_EQ(int_keyword(replica, bridge::kKeywordLink), 1);
@@ -361,6 +389,7 @@ TEST(BridgeStream, LostLinkKeepsLastFrameAndComesBack) {
   // Back on the same endpoint: the replica reconnects by itself and follows the source again.
   ASSERT_TRUE(src.write(std::span<const float>(ramp(4, 20))).ok());
   const pid_t p2 = start_publisher(&*pub2, a.stream("tt"), endpoint);
+  const Running p2_guard{&*pub2, p2};
   ASSERT_TRUE(wait_until([&] { return pub2->ready.load() == 1; }));
   ASSERT_TRUE(wait_frames(b.stream("tt"), 2, replica));
   EXPECT_EQ(copy_of(replica), ramp(4, 20));
