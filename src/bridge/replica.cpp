@@ -96,19 +96,20 @@ struct Replica::Impl {
   /// Creates the replica for `h` (or keeps the file there when its geometry fits), copies the
   /// source's keywords and sets the freshness ones.
   void apply_meta(const wire::Header& h, const std::vector<Keyword>& kws) {
+    if (h.generation == meta.generation) forward_local_write();  // before the counters are reset
     StreamSpec spec;
     spec.shape.assign(h.size, h.size + h.naxis);
     spec.dtype = static_cast<Dtype>(h.dtype);
     spec.semaphores = opt.semaphores;
     spec.keywords = static_cast<std::uint16_t>(std::min<std::size_t>(kws.size() + kOwnKeywords, 65535));
-    const bool fits = replica.valid() && replica.dtype() == spec.dtype &&
+    const bool fits = replica.valid() && !replica.rolling() && replica.dtype() == spec.dtype &&
                       std::equal(spec.shape.begin(), spec.shape.end(), replica.shape().begin(), replica.shape().end()) &&
                       replica.keyword_slots() >= spec.keywords;
     if (!fits) {
       replica.close();
       try {
         replica = Stream::open(path);  // a replica left by an earlier run: keep it if it fits
-        if (!(replica.dtype() == spec.dtype && replica.keyword_slots() >= spec.keywords &&
+        if (!(!replica.rolling() && replica.dtype() == spec.dtype && replica.keyword_slots() >= spec.keywords &&
               std::equal(spec.shape.begin(), spec.shape.end(), replica.shape().begin(), replica.shape().end())))
           replica.close();
       } catch (const Error&) {
