@@ -162,11 +162,22 @@ void Watcher::run() {
   constexpr auto kSlice = std::chrono::milliseconds(100);  // how often stop and re-arm are seen
   void* pair = ::zmq_socket(context_, ZMQ_PAIR);
   if (pair == nullptr) return;
-  const int one = 1, zero = 0;
-  ::zmq_setsockopt(pair, ZMQ_SNDHWM, &one, sizeof one);
+  const int hwm = kWakeHwm, zero = 0;
+  ::zmq_setsockopt(pair, ZMQ_SNDHWM, &hwm, sizeof hwm);
   ::zmq_setsockopt(pair, ZMQ_LINGER, &zero, sizeof zero);
   ::zmq_connect(pair, inproc_.c_str());
-  auto notify = [&] { ::zmq_send(pair, "", 0, ZMQ_DONTWAIT); };  // EAGAIN: one is pending already
+  // One wake-up in flight at a time (pending_ until the socket thread calls woken()). A send is
+  // never given up: libzmq learns that its peer read a pipe only when it next processes commands
+  // (throttled to about once a millisecond), so a send may see a "full" pipe that was drained;
+  // dropping it then would lose the only wake-up for a frame (a local write never sent back).
+  auto notify = [&] {
+    // SYNC POINT: release pairs with the acquire in woken(); the cnt0 change was loaded before.
+    if (pending_.exchange(true, std::memory_order_acq_rel)) return;
+    while (::zmq_send(pair, "", 0, ZMQ_DONTWAIT) < 0 && ::zmq_errno() == EAGAIN) {
+      std::unique_lock lock(mutex_);
+      if (cv_.wait_for(lock, std::chrono::microseconds(200), [&] { return stop_; })) break;
+    }
+  };
   Stream s;
   std::uint64_t last = 0;
   std::string path;

@@ -78,7 +78,8 @@ bool send_message(void* socket, std::span<const std::byte> identity, std::string
 void drain(void* socket);
 
 /// Waits on a local stream in its own thread and sends an empty message on an inproc PAIR each
-/// time its cnt0 moves (or the file is replaced), at most one pending. Waits only while armed.
+/// time its cnt0 moves (or the file is replaced), at most one pending until woken(). Waits only
+/// while armed.
 /// Opens the stream by `path` itself (and again after it was replaced or before it exists).
 class Watcher {
  public:
@@ -93,6 +94,15 @@ class Watcher {
   void set_path(std::string path);
   /// True once since the last call when the watched file was replaced or could not be opened.
   bool take_replaced() noexcept { return replaced_.exchange(false, std::memory_order_acq_rel); }
+  /// The socket thread calls this after draining its PAIR socket and before it looks at the
+  /// stream: the next change sends a new wake-up.
+  /// Memory ordering: the acquire here pairs with the watcher's release exchange of pending_,
+  /// which follows its (acquire) load of the new cnt0; so a change whose wake-up this call
+  /// consumes is visible to the caller's next look at the stream.
+  // SYNC POINT: acquire of pending_ pairs with the release in Watcher::run's notify.
+  void woken() noexcept { (void)pending_.exchange(false, std::memory_order_acq_rel); }
+  /// High-water mark of the wake-up pipe (both ends): far above the one message in flight.
+  static constexpr int kWakeHwm = 64;
 
  private:
   void run();
@@ -106,6 +116,7 @@ class Watcher {
   bool stop_ = false;
   bool path_changed_ = false;
   std::atomic<bool> replaced_{false};
+  std::atomic<bool> pending_{false};
   std::thread thread_;
 };
 

@@ -264,6 +264,7 @@ struct Publisher::Impl {
         break;
       }
       detail::drain(wake.get());
+      watcher->woken();
       while (recv_parts(router.get(), m)) handle(m);
       const auto now = Clock::now();
       if (watcher->take_replaced() || !source.valid() || now - last_recheck >= opt.timing.heartbeat) {
@@ -291,7 +292,7 @@ Publisher::Publisher(std::string_view stream, std::string_view endpoint, const P
   i.endpoint = i.router.last_endpoint();
   i.inproc = "inproc://shmlink-bridge-publisher-" + std::to_string(reinterpret_cast<std::uintptr_t>(&i));
   i.wake = detail::Socket(i.ctx.get(), ZMQ_PAIR, "the publisher's wake-up");
-  i.wake.set(ZMQ_RCVHWM, 1);
+  i.wake.set(ZMQ_RCVHWM, detail::Watcher::kWakeHwm);
   i.wake.attach(i.inproc, false);
   i.watcher = std::make_unique<detail::Watcher>(i.ctx.get(), i.inproc, i.path, options.spin);
   i.last_recheck = Clock::now();

@@ -195,9 +195,18 @@ struct Replica::Impl {
     keyword(kKeywordSkipped, static_cast<std::int64_t>(skipped_total));
     last_source = h.sequence;
     if (!echo) {
+      // Our publication is the cnt0 increment after c0: read before the write, since a local
+      // write may follow ours at once (read after it, that write would pass for ours and never
+      // go back). One writer at a time is the rule of every stream; a local write landing in
+      // the instant between this load and our write's start is the one case left uncovered.
+      std::uint64_t c0 = replica.cnt0();
+      if (c0 != own_cnt0 && c0 != forwarded) {
+        forward_local_write();
+        c0 = replica.cnt0();
+      }
       const Status r = replica.write(payload);
       if (!r.ok()) fail("stream '" + name + "': publishing a frame on replica " + path + " failed: " + r.message());
-      own_cnt0 = replica.cnt0();
+      own_cnt0 = r.ok() ? c0 + 1 : c0;
       std::lock_guard lock(mutex);
       first_frame = true;
       first_cv.notify_all();
@@ -247,6 +256,7 @@ struct Replica::Impl {
       }
       if ((items[1].revents & ZMQ_POLLIN) != 0) {
         detail::drain(wake.get());
+        watcher->woken();
         (void)watcher->take_replaced();
         forward_local_write();
       }
@@ -276,7 +286,7 @@ Replica::Replica(std::string_view stream, std::string_view endpoint, const Repli
   i.dealer.attach(std::string(endpoint), true);
   i.inproc = "inproc://shmlink-bridge-replica-" + std::to_string(reinterpret_cast<std::uintptr_t>(&i));
   i.wake = detail::Socket(i.ctx.get(), ZMQ_PAIR, "the replica's wake-up");
-  i.wake.set(ZMQ_RCVHWM, 1);
+  i.wake.set(ZMQ_RCVHWM, detail::Watcher::kWakeHwm);
   i.wake.attach(i.inproc, false);
   i.watcher = std::make_unique<detail::Watcher>(i.ctx.get(), i.inproc, i.path, options.spin);
   i.heard = i.told = Clock::now();
