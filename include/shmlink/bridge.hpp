@@ -13,7 +13,7 @@
 /// taken the previous one (latest-value: a slow link skips frames, counted, and never queues).
 ///
 /// Both objects run their own threads (one for the socket, one waiting on the stream by futex, or
-/// by spinning when asked) from construction until stop() or destruction. Setup throws
+/// by spinning when asked, which wakes the first through an eventfd) from construction until stop() or destruction. Setup throws
 /// shmlink::Error naming the stream and the endpoint; afterwards nothing throws and nothing a
 /// peer sends can crash them: refused messages are counted and the last reason kept.
 #pragma once
@@ -82,11 +82,18 @@ class Publisher {
   /// @throws Error not_found / layout / permission (the stream, as Stream::open), system (the
   ///         endpoint could not be bound: the message names it and ZeroMQ's reason).
   Publisher(std::string_view stream, std::string_view endpoint, const PublisherOptions& options = {});
+  /// Publishes `stream` on a ROUTER socket the caller created with libzmq's zmq_socket() and
+  /// bound (e.g. a service sharing one context among its streams). The Publisher owns it from
+  /// this call on, even when the
+  /// call throws, and closes it at stop(); its context must outlive the Publisher. Sets
+  /// ZMQ_ROUTER_MANDATORY and ZMQ_LINGER 0 on it.
+  /// @throws Error invalid_argument (null or not a ROUTER socket), and as the other constructor.
+  Publisher(std::string_view stream, void* router_socket, const PublisherOptions& options = {});
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
   /// Stops (as stop()).
   ~Publisher();
-  /// The endpoint actually bound (ZMQ_LAST_ENDPOINT: "tcp://127.0.0.1:41234").
+  /// The endpoint last bound (ZMQ_LAST_ENDPOINT: "tcp://127.0.0.1:41234").
   [[nodiscard]] const std::string& endpoint() const noexcept;
   /// Counters so far.
   [[nodiscard]] PublisherStats stats() const noexcept;

@@ -4,7 +4,9 @@
 
 #include <zmq.h>
 
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -37,6 +39,11 @@ Socket::Socket(void* context, int type, std::string_view what) : s_(::zmq_socket
   if (s_ == nullptr) fail(std::string("creating the ZeroMQ socket of ") + std::string(what));
   const int zero = 0;
   ::zmq_setsockopt(s_, ZMQ_LINGER, &zero, sizeof zero);
+}
+
+Socket::Socket(void* adopted) noexcept : s_(adopted) {
+  const int zero = 0;
+  if (s_ != nullptr) ::zmq_setsockopt(s_, ZMQ_LINGER, &zero, sizeof zero);
 }
 
 Socket::~Socket() {
@@ -111,12 +118,6 @@ bool send_message(void* socket, std::span<const std::byte> identity, std::string
   return true;
 }
 
-void drain(void* socket) {
-  char b = 0;
-  while (::zmq_recv(socket, &b, 1, ZMQ_DONTWAIT) >= 0) {
-  }
-}
-
 void put_shape(wire::Header& h, const Stream& s) noexcept {
   const auto shape = s.frame_shape();
   h.dtype = static_cast<std::uint32_t>(s.dtype());
@@ -126,8 +127,9 @@ void put_shape(wire::Header& h, const Stream& s) noexcept {
 
 // ---- Watcher -------------------------------------------------------------------------------
 
-Watcher::Watcher(void* context, std::string inproc, std::string path, bool spin)
-    : context_(context), inproc_(std::move(inproc)), path_(std::move(path)), spin_(spin) {
+Watcher::Watcher(std::string path, bool spin) : path_(std::move(path)), spin_(spin) {
+  efd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (efd_ < 0) throw Error(errc_from_errno(errno), "creating the eventfd that wakes the bridge of " + path_);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -138,6 +140,7 @@ Watcher::~Watcher() {
   }
   cv_.notify_all();
   thread_.join();
+  ::close(efd_);
 }
 
 void Watcher::arm(bool on) {
@@ -158,26 +161,19 @@ void Watcher::set_path(std::string path) {
   cv_.notify_all();
 }
 
+void Watcher::notify() noexcept {
+  // SYNC POINT: the write(2) follows the acquire load of the new cnt0; pairs with woken().
+  const std::uint64_t one = 1;
+  (void)!::write(efd_, &one, sizeof one);  // EAGAIN only at a counter of 2^64 - 2: still readable
+}
+
+void Watcher::woken() noexcept {
+  std::uint64_t v = 0;
+  (void)!::read(efd_, &v, sizeof v);  // EAGAIN: nothing pending
+}
+
 void Watcher::run() {
   constexpr auto kSlice = std::chrono::milliseconds(100);  // how often stop and re-arm are seen
-  void* pair = ::zmq_socket(context_, ZMQ_PAIR);
-  if (pair == nullptr) return;
-  const int hwm = kWakeHwm, zero = 0;
-  ::zmq_setsockopt(pair, ZMQ_SNDHWM, &hwm, sizeof hwm);
-  ::zmq_setsockopt(pair, ZMQ_LINGER, &zero, sizeof zero);
-  ::zmq_connect(pair, inproc_.c_str());
-  // One wake-up in flight at a time (pending_ until the socket thread calls woken()). A send is
-  // never given up: libzmq learns that its peer read a pipe only when it next processes commands
-  // (throttled to about once a millisecond), so a send may see a "full" pipe that was drained;
-  // dropping it then would lose the only wake-up for a frame (a local write never sent back).
-  auto notify = [&] {
-    // SYNC POINT: release pairs with the acquire in woken(); the cnt0 change was loaded before.
-    if (pending_.exchange(true, std::memory_order_acq_rel)) return;
-    while (::zmq_send(pair, "", 0, ZMQ_DONTWAIT) < 0 && ::zmq_errno() == EAGAIN) {
-      std::unique_lock lock(mutex_);
-      if (cv_.wait_for(lock, std::chrono::microseconds(200), [&] { return stop_; })) break;
-    }
-  };
   Stream s;
   std::uint64_t last = 0;
   std::string path;
@@ -217,7 +213,6 @@ void Watcher::run() {
     }
   }
   s.close();
-  ::zmq_close(pair);
 }
 
 }  // namespace shmlink::bridge::detail

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Pieces both ends of a bridged stream share: thin owners of libzmq contexts and sockets,
-// multipart messages in the wire format, and the thread that waits on a local stream and tells
-// the socket thread by an inproc message (docs/design/bridge.md, "Threads").
+// multipart messages in the wire format, and the thread that waits on a local stream and wakes
+// the socket thread through an eventfd (docs/design/bridge.md, "Threads").
 #pragma once
 
 #include "bridge/wire.hpp"
@@ -43,6 +43,8 @@ class Socket {
   Socket() = default;
   /// @throws Error system naming `what` when zmq_socket fails.
   Socket(void* context, int type, std::string_view what);
+  /// Takes over a socket someone else created (closed here, linger 0).
+  explicit Socket(void* adopted) noexcept;
   ~Socket();
   Socket(Socket&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
   Socket& operator=(Socket&& o) noexcept;
@@ -74,40 +76,36 @@ bool recv_parts(void* socket, Parts& out);
 bool send_message(void* socket, std::span<const std::byte> identity, std::string_view topic, wire::Header h,
                   std::span<const std::byte> payload = {});
 
-/// Drains every pending byte message of an inproc PAIR socket (coalesced wake-ups).
-void drain(void* socket);
-
-/// Waits on a local stream in its own thread and sends an empty message on an inproc PAIR each
-/// time its cnt0 moves (or the file is replaced), at most one pending until woken(). Waits only
-/// while armed.
-/// Opens the stream by `path` itself (and again after it was replaced or before it exists).
+/// Waits on a local stream in its own thread and makes an eventfd readable each time its cnt0
+/// moves (or the file is replaced or missing); the socket thread polls that fd next to its socket
+/// (zmq_poll takes plain fds) and reads it (woken()) before it looks at the stream. An eventfd
+/// is a counter: wake-ups coalesce and none is ever dropped. Waits only while armed. Opens the
+/// stream by `path` itself (and again after it was replaced or before it exists).
 class Watcher {
  public:
-  /// @param inproc the inproc endpoint the socket thread bound its PAIR socket to.
-  Watcher(void* context, std::string inproc, std::string path, bool spin);
+  /// @throws Error system when no eventfd can be made.
+  Watcher(std::string path, bool spin);
   ~Watcher();
   Watcher(const Watcher&) = delete;
   Watcher& operator=(const Watcher&) = delete;
+  /// The eventfd to poll for POLLIN.
+  [[nodiscard]] int fd() const noexcept { return efd_; }
   /// Starts or pauses waiting (a paused watcher costs nothing).
   void arm(bool on);
   /// Follows another file (the replica re-created under another path; same path: re-opens).
   void set_path(std::string path);
   /// True once since the last call when the watched file was replaced or could not be opened.
   bool take_replaced() noexcept { return replaced_.exchange(false, std::memory_order_acq_rel); }
-  /// The socket thread calls this after draining its PAIR socket and before it looks at the
-  /// stream: the next change sends a new wake-up.
-  /// Memory ordering: the acquire here pairs with the watcher's release exchange of pending_,
-  /// which follows its (acquire) load of the new cnt0; so a change whose wake-up this call
-  /// consumes is visible to the caller's next look at the stream.
-  // SYNC POINT: acquire of pending_ pairs with the release in Watcher::run's notify.
-  void woken() noexcept { (void)pending_.exchange(false, std::memory_order_acq_rel); }
-  /// High-water mark of the wake-up pipe (both ends): far above the one message in flight.
-  static constexpr int kWakeHwm = 64;
+  /// Resets the eventfd. Call it before looking at the stream: a change after that look makes the
+  /// fd readable again.
+  /// Memory ordering: the watcher loads the new cnt0 (acquire) before its write(2) to the eventfd;
+  /// this read(2) of it comes after, so the caller's next load of cnt0 sees that change.
+  void woken() noexcept;
 
  private:
   void run();
-  void* context_;
-  std::string inproc_;
+  void notify() noexcept;
+  int efd_ = -1;
   std::string path_;
   bool spin_;
   std::mutex mutex_;
@@ -116,7 +114,6 @@ class Watcher {
   bool stop_ = false;
   bool path_changed_ = false;
   std::atomic<bool> replaced_{false};
-  std::atomic<bool> pending_{false};
   std::thread thread_;
 };
 

@@ -51,10 +51,9 @@ struct Publisher::Impl {
   std::string name;  // topic: the stream's name
   std::string path;
   PublisherOptions opt;
-  detail::Context ctx;
-  detail::Socket router, wake;
+  std::unique_ptr<detail::Context> ctx;  // none when the caller's socket was adopted
+  detail::Socket router;
   std::string endpoint;
-  std::string inproc;
   Stream source;
   std::uint64_t generation = 0;
   std::vector<std::byte> frame;  // the newest copied frame
@@ -254,8 +253,30 @@ struct Publisher::Impl {
     watcher->arm(!subs.empty());
   }
 
+  void open(std::string_view stream, const PublisherOptions& options) {
+    path = stream_path(stream);
+    opt = options;
+    open_source();
+    name = source.name();
+  }
+
+  /// Options, endpoint, watcher and thread, once `router` is bound.
+  void start() {
+    router.set(ZMQ_ROUTER_MANDATORY, 1);  // a gone subscriber is an error, not a silent drop
+    endpoint = router.last_endpoint();
+    watcher = std::make_unique<detail::Watcher>(path, opt.spin);
+    last_recheck = Clock::now();
+    thread = std::thread([this] {
+      try {
+        run();
+      } catch (const std::exception& e) {
+        fail("stream '" + name + "': the publisher's thread stopped: " + e.what());
+      }
+    });
+  }
+
   void run() {
-    zmq_pollitem_t items[2] = {{router.get(), 0, ZMQ_POLLIN, 0}, {wake.get(), 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[2] = {{router.get(), 0, ZMQ_POLLIN, 0}, {nullptr, watcher->fd(), ZMQ_POLLIN, 0}};
     detail::Parts m;
     const long slice = std::clamp<long>(static_cast<long>(opt.timing.heartbeat.count()) / 2, 1, 100);
     while (!stop.load(std::memory_order_acquire)) {
@@ -263,7 +284,6 @@ struct Publisher::Impl {
         fail(std::string("stream '") + name + "': zmq_poll failed: " + ::zmq_strerror(::zmq_errno()));
         break;
       }
-      detail::drain(wake.get());
       watcher->woken();
       while (recv_parts(router.get(), m)) handle(m);
       const auto now = Clock::now();
@@ -280,29 +300,25 @@ struct Publisher::Impl {
 Publisher::Publisher(std::string_view stream, std::string_view endpoint, const PublisherOptions& options)
     : impl_(std::make_unique<Impl>()) {
   Impl& i = *impl_;
-  i.path = stream_path(stream);
-  i.opt = options;
-  i.open_source();
-  i.name = i.source.name();
-  i.router = detail::Socket(i.ctx.get(), ZMQ_ROUTER, "the publisher of stream '" + i.name + "'");
-  i.router.set(ZMQ_ROUTER_MANDATORY, 1);  // a gone subscriber is an error, not a silent drop
-  i.router.set(ZMQ_SNDHWM, 16);           // credits keep at most ~2 frames per subscriber queued
+  i.open(stream, options);
+  i.ctx = std::make_unique<detail::Context>();
+  i.router = detail::Socket(i.ctx->get(), ZMQ_ROUTER, "the publisher of stream '" + i.name + "'");
+  i.router.set(ZMQ_SNDHWM, 16);  // credits keep at most ~2 frames per subscriber queued
   i.router.set(ZMQ_RCVHWM, 64);
   i.router.attach(std::string(endpoint), false);
-  i.endpoint = i.router.last_endpoint();
-  i.inproc = "inproc://shmlink-bridge-publisher-" + std::to_string(reinterpret_cast<std::uintptr_t>(&i));
-  i.wake = detail::Socket(i.ctx.get(), ZMQ_PAIR, "the publisher's wake-up");
-  i.wake.set(ZMQ_RCVHWM, detail::Watcher::kWakeHwm);
-  i.wake.attach(i.inproc, false);
-  i.watcher = std::make_unique<detail::Watcher>(i.ctx.get(), i.inproc, i.path, options.spin);
-  i.last_recheck = Clock::now();
-  i.thread = std::thread([&i] {
-    try {
-      i.run();
-    } catch (const std::exception& e) {
-      i.fail("stream '" + i.name + "': the publisher's thread stopped: " + e.what());
-    }
-  });
+  i.start();
+}
+
+Publisher::Publisher(std::string_view stream, void* router_socket, const PublisherOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& i = *impl_;
+  i.router = detail::Socket(router_socket);  // ours from here on, even if the rest throws
+  int type = 0;
+  std::size_t len = sizeof type;
+  if (router_socket == nullptr || ::zmq_getsockopt(router_socket, ZMQ_TYPE, &type, &len) != 0 || type != ZMQ_ROUTER)
+    throw Error(Errc::invalid_argument, "publishing stream '" + std::string(stream) + "': the socket given is not a ZeroMQ ROUTER socket");
+  i.open(stream, options);
+  i.start();
 }
 
 Publisher::~Publisher() { stop(); }
@@ -325,7 +341,6 @@ void Publisher::stop() noexcept {
   i.stop.store(true, std::memory_order_release);
   i.thread.join();
   i.watcher.reset();
-  i.wake = detail::Socket();
   i.router = detail::Socket();
 }
 

@@ -36,8 +36,7 @@ struct Replica::Impl {
   ReplicaOptions opt;
   std::string peer;  // "publisher at <endpoint>" for messages
   detail::Context ctx;
-  detail::Socket dealer, wake;
-  std::string inproc;
+  detail::Socket dealer;
   Stream replica;
   wire::Header meta{};            // the stream_meta in force (generation 0: none yet)
   std::uint64_t last_source = 0;  // source cnt0 last published (or echoed) in meta.generation
@@ -245,7 +244,7 @@ struct Replica::Impl {
   }
 
   void run() {
-    zmq_pollitem_t items[2] = {{dealer.get(), 0, ZMQ_POLLIN, 0}, {wake.get(), 0, ZMQ_POLLIN, 0}};
+    zmq_pollitem_t items[2] = {{dealer.get(), 0, ZMQ_POLLIN, 0}, {nullptr, watcher->fd(), ZMQ_POLLIN, 0}};
     detail::Parts m;
     const long slice = std::clamp<long>(static_cast<long>(opt.timing.heartbeat.count()) / 2, 1, 100);
     credit();
@@ -255,7 +254,6 @@ struct Replica::Impl {
         break;
       }
       if ((items[1].revents & ZMQ_POLLIN) != 0) {
-        detail::drain(wake.get());
         watcher->woken();
         (void)watcher->take_replaced();
         forward_local_write();
@@ -284,11 +282,7 @@ Replica::Replica(std::string_view stream, std::string_view endpoint, const Repli
   i.dealer.set(ZMQ_RECONNECT_IVL, static_cast<int>(options.reconnect_min.count()));
   i.dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(options.reconnect_max.count()));
   i.dealer.attach(std::string(endpoint), true);
-  i.inproc = "inproc://shmlink-bridge-replica-" + std::to_string(reinterpret_cast<std::uintptr_t>(&i));
-  i.wake = detail::Socket(i.ctx.get(), ZMQ_PAIR, "the replica's wake-up");
-  i.wake.set(ZMQ_RCVHWM, detail::Watcher::kWakeHwm);
-  i.wake.attach(i.inproc, false);
-  i.watcher = std::make_unique<detail::Watcher>(i.ctx.get(), i.inproc, i.path, options.spin);
+  i.watcher = std::make_unique<detail::Watcher>(i.path, options.spin);
   i.heard = i.told = Clock::now();
   i.thread = std::thread([&i] {
     try {
@@ -324,7 +318,6 @@ void Replica::stop() noexcept {
   i.stop.store(true, std::memory_order_release);
   i.thread.join();
   i.watcher.reset();
-  i.wake = detail::Socket();
   i.dealer = detail::Socket();
 }
 

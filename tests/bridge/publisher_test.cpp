@@ -152,7 +152,7 @@ TEST(BridgePublisher, SendsOnlyToSubscribersOnceEachFrameAndRefusesHostileMessag
   ASSERT_TRUE(src.write(std::span<const std::uint32_t>(one)).ok());
   ASSERT_TRUE(recv_kind(peer, wire::Kind::stream_frame, h, &payload));
   EXPECT_EQ(h.sequence, 3U);
-  EXPECT_EQ(pub.stats().frames_sent, 2U);
+  EXPECT_TRUE(wait_until([&] { return pub.stats().frames_sent == 2; }, 10)) << pub.stats().frames_sent;  // counted after the send
 
   // A write back for another generation is refused and named; the right one is applied.
   wire::Header w = wire::make_header(wire::Kind::stream_write);
@@ -179,6 +179,35 @@ TEST(BridgePublisher, SendsOnlyToSubscribersOnceEachFrameAndRefusesHostileMessag
   peer.send("ao", heartbeat(wire::kHeartbeatRelease));
   EXPECT_TRUE(wait_until([&] { return pub.stats().subscribers == 0; }, 10));
   pub.stop();
+}
+
+TEST(BridgePublisher, AdoptsARouterSocketTheCallerBound) {
+  shmlink::test::TempStreamDir dir;
+  auto src = shmlink::Stream::create("tt", shmlink::test::spec_of({2}, shmlink::Dtype::f64));
+  const std::vector<double> v{1.5, -2.5};
+  ASSERT_TRUE(src.write(std::span<const double>(v)).ok());
+  void* ctx = ::zmq_ctx_new();
+  {
+    void* dealer = ::zmq_socket(ctx, ZMQ_DEALER);
+    try {
+      bridge::Publisher wrong("tt", dealer);
+      ADD_FAILURE() << "a DEALER socket was accepted";
+    } catch (const shmlink::Error& e) {
+      EXPECT_EQ(e.errc(), shmlink::Errc::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find("'tt'"), std::string::npos) << e.what();
+    }
+    void* router = ::zmq_socket(ctx, ZMQ_ROUTER);
+    ASSERT_EQ(::zmq_bind(router, "tcp://127.0.0.1:*"), 0);
+    bridge::Publisher pub("tt", router);
+    RawPeer peer(pub.endpoint());
+    peer.send("tt", heartbeat(wire::kHeartbeatWant | wire::kHeartbeatReady));
+    wire::Header h;
+    std::vector<std::byte> payload;
+    ASSERT_TRUE(recv_kind(peer, wire::Kind::stream_frame, h, &payload));
+    ASSERT_EQ(payload.size(), 16U);
+    EXPECT_EQ(std::memcmp(payload.data(), v.data(), 16), 0);
+  }  // both sockets closed by their publishers: the context terminates
+  EXPECT_EQ(::zmq_ctx_term(ctx), 0);
 }
 
 }  // namespace
