@@ -63,6 +63,11 @@ void Socket::set(int option, int value) {
   if (::zmq_setsockopt(s_, option, &value, sizeof value) != 0) fail("setting ZeroMQ socket option " + std::to_string(option));
 }
 
+void Socket::limit_message_size() {
+  const std::int64_t most = static_cast<std::int64_t>(wire::kMaxPayloadBytes + wire::kHeaderBytes);
+  if (::zmq_setsockopt(s_, ZMQ_MAXMSGSIZE, &most, sizeof most) != 0) fail("setting ZMQ_MAXMSGSIZE");
+}
+
 void Socket::attach(const std::string& endpoint, bool connect) {
   const int rc = connect ? ::zmq_connect(s_, endpoint.c_str()) : ::zmq_bind(s_, endpoint.c_str());
   if (rc != 0) fail(std::string(connect ? "connecting to " : "binding ") + endpoint);

@@ -51,6 +51,9 @@ class Socket {
   [[nodiscard]] void* get() const noexcept { return s_; }
   /// zmq_setsockopt of an int; @throws Error system naming the option.
   void set(int option, int value);
+  /// Refuses messages above the wire format's limit before they are received whole
+  /// (ZMQ_MAXMSGSIZE = kMaxPayloadBytes + a header's worth): a peer cannot make us allocate more.
+  void limit_message_size();
   /// Binds (connect = false) or connects; @throws Error system naming `endpoint` and the reason.
   void attach(const std::string& endpoint, bool connect);
   /// ZMQ_LAST_ENDPOINT.
@@ -66,8 +69,8 @@ struct Parts {
 };
 
 /// Receives one whole multipart message without blocking; false when none is waiting (or the
-/// socket failed). Each part is copied out (small headers; frames are copied once more into the
-/// stream, docs/design/bridge.md "Copies").
+/// socket failed). Each part is copied out (a frame is then copied once more into the stream;
+/// receiving without that copy is left for the benchmark's work, docs/design/bridge.md "Not yet").
 bool recv_parts(void* socket, Parts& out);
 
 /// Sends [identity (when not empty), topic, header, payload (when not empty)] without blocking.

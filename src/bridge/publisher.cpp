@@ -263,6 +263,7 @@ struct Publisher::Impl {
   /// Options, endpoint, watcher and thread, once `router` is bound.
   void start() {
     router.set(ZMQ_ROUTER_MANDATORY, 1);  // a gone subscriber is an error, not a silent drop
+    router.limit_message_size();
     endpoint = router.last_endpoint();
     watcher = std::make_unique<detail::Watcher>(path, opt.spin);
     last_recheck = Clock::now();

@@ -277,6 +277,7 @@ Replica::Replica(std::string_view stream, std::string_view endpoint, const Repli
   i.peer = "publisher at " + std::string(endpoint);
   i.dealer = detail::Socket(i.ctx.get(), ZMQ_DEALER, "the replica of stream '" + i.name + "'");
   i.dealer.set(ZMQ_IMMEDIATE, 1);  // queue nothing for a connection not yet made
+  i.dealer.limit_message_size();
   i.dealer.set(ZMQ_SNDHWM, 16);
   i.dealer.set(ZMQ_RCVHWM, 16);
   i.dealer.set(ZMQ_RECONNECT_IVL, static_cast<int>(options.reconnect_min.count()));
