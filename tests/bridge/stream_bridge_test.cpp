@@ -220,7 +220,6 @@ TEST(BridgeStream, ReplicaCarriesDataCountersSemaphoresAndKeywords) {
   EXPECT_EQ(finish(&*rep, r), 0);
   EXPECT_EQ(finish(&*pub, p), 0);
   EXPECT_EQ(rep->published.load(), 2U);
-  EXPECT_EQ(rep->duplicates.load(), 0U);
 }
 
 /// Frame k of the full-speed test: element 0 is k, element i is k ^ (i * 0x9E3779B9): a frame
@@ -303,7 +302,8 @@ TEST(BridgeStream, FullSpeedWriterNeverYieldsATornOrDuplicatedFrame) {
   // Publications on the replica: one per distinct source frame received, never more.
   EXPECT_EQ(replica.cnt0(), rep->published.load());
   EXPECT_LE(rep->published.load(), source_frames);
-  EXPECT_EQ(rep->duplicates.load(), 0U);
+  // (A frame the replica already had may still arrive, e.g. after the owner forgot a subscriber
+  // slowed down past link_timeout: the replica drops it, counted, without publishing it.)
 }
 
 TEST(BridgeStream, WriteOnReplicaGoesBackWithoutEcho) {
@@ -414,7 +414,7 @@ TEST(BridgeStream, LostLinkKeepsLastFrameAndComesBack) {
   EXPECT_EQ(int_keyword(replica, bridge::kKeywordSourceCnt0), 2);
   EXPECT_EQ(finish(&*rep, r), 0);
   EXPECT_EQ(finish(&*pub2, p2), 0);
-  EXPECT_EQ(rep->duplicates.load(), 0U);
+  EXPECT_EQ(replica.cnt0(), rep->published.load());  // every publication a distinct source frame
 }
 
 }  // namespace
