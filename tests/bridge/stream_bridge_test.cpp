@@ -202,6 +202,10 @@ TEST(BridgeStream, ReplicaCarriesDataCountersSemaphoresAndKeywords) {
   EXPECT_EQ(int_keyword(replica, bridge::kKeywordSourceTime), src.writetime_ns());
   EXPECT_GE(int_keyword(replica, bridge::kKeywordAge), 0);
   EXPECT_EQ(int_keyword(replica, bridge::kKeywordSkipped), 0);
+  // An idle source for longer than link_timeout: heartbeats keep the link up.
+  std::this_thread::sleep_for(kFast.link_timeout + kFast.link_timeout / 2);
+  EXPECT_EQ(int_keyword(replica, bridge::kKeywordLink), 1);
+  EXPECT_EQ(rep->link.load(), 1);
 
   // A semaphore reader and a futex waiter on the replica both wake for the next source frame.
   const int slot = replica.claim_semaphore();
