@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MIT
+/// @file bridge.hpp
+/// @brief Latest-value stream replication over ZeroMQ (issue 22; docs/design/bridge.md): a
+/// `Publisher` at the stream's owner and a `Replica` at each subscriber. The replica is an
+/// ordinary ISIO stream file of the same name in the subscriber's stream directory, published
+/// frame by frame as a local write (write flag, seqlock, cnt0, futex wake, semaphores), so every
+/// reader of streams reads it unchanged. Writes made on the replica go back to the owner.
+///
+/// Messages follow the bridge's wire format (src/bridge/wire.hpp, docs/design/bridge.md "Wire
+/// format"): ZeroMQ multipart [topic = stream name, 128-byte header, payload]. The owner binds a
+/// ROUTER socket, each replica connects a DEALER; a replica's heartbeat is its subscription and
+/// its credit, so the owner sends a subscriber the newest frame only when that subscriber has
+/// taken the previous one (latest-value: a slow link skips frames, counted, and never queues).
+///
+/// Both objects run their own threads (one for the socket, one waiting on the stream by futex, or
+/// by spinning when asked, which wakes the first through an eventfd) from construction until stop() or destruction. Setup throws
+/// shmlink::Error naming the stream and the endpoint; afterwards nothing throws and nothing a
+/// peer sends can crash them: refused messages are counted and the last reason kept.
+#pragma once
+
+#include <shmlink/error.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace shmlink::bridge {
+
+/// Heartbeats and link loss, shared by both ends (docs/design/bridge.md, "A lost link").
+struct LinkTiming {
+  /// A message is sent at least this often on an idle link (a replica's heartbeat renews its
+  /// subscription; an owner's says it is alive and gives the source's cnt0).
+  std::chrono::milliseconds heartbeat{1000};
+  /// No message for this long: the link is down (a replica keeps its last frame and marks
+  /// BR_LINK = 0; an owner forgets the subscriber).
+  std::chrono::milliseconds link_timeout{4000};
+};
+
+/// Options of a Publisher.
+struct PublisherOptions {
+  LinkTiming timing;
+  /// Wait for source frames by spinning on cnt0 (a core busy while subscribers exist) instead of
+  /// a futex wait.
+  bool spin = false;
+  /// Refuse writes sent back by replicas (stream_write): counted in writes_refused.
+  bool read_only = false;
+};
+
+/// Counters of a Publisher (each a racy snapshot).
+struct PublisherStats {
+  std::uint64_t frames_sent = 0;     ///< stream_frame messages with a payload
+  std::uint64_t echoes_sent = 0;     ///< stream_frame echoes (a subscriber's own write, no payload)
+  std::uint64_t frames_skipped = 0;  ///< source frames a subscriber did not get (slow link), summed
+  std::uint64_t metas_sent = 0;      ///< stream_meta messages
+  std::uint64_t writes_applied = 0;  ///< stream_write messages written into the source
+  std::uint64_t writes_refused = 0;  ///< stream_write messages refused (read-only, shape, generation)
+  std::uint64_t refused = 0;         ///< messages refused by the wire checks or for their topic
+  std::uint64_t generation = 0;      ///< the source's current incarnation (0: source missing)
+  std::uint32_t subscribers = 0;     ///< subscribers heard within link_timeout
+};
+
+/// The owner's side: watches a local stream and sends its newest frames to the replicas that want
+/// them, over a ZeroMQ ROUTER socket it binds.
+///
+/// Behaviour (docs/design/bridge.md, "Message flow"):
+/// - a subscriber (a replica's DEALER) exists while its heartbeats arrive; frames travel only
+///   while at least one exists, and the stream is not even waited on without one;
+/// - each subscriber first gets stream_meta (shape, dtype, keywords, generation), again whenever
+///   the source was re-created (a new generation: its creation time);
+/// - then, one per credit (a heartbeat with the ready flag), the newest source frame copied with
+///   read_copy() (the seqlock: never torn), only if its cnt0 is above the last one sent to that
+///   subscriber (never the same frame twice), with `skipped` = source frames it missed;
+/// - a stream_write from a subscriber is written into the source (same generation, shape and
+///   dtype only); that subscriber then gets the resulting frame as an echo without payload;
+/// - heartbeats go to each subscriber idle for timing.heartbeat.
+class Publisher {
+ public:
+  /// Opens stream `stream` (a name in stream_directory(), or a path) and binds a ROUTER socket to
+  /// `endpoint` (e.g. "tcp://127.0.0.1:*" for an ephemeral port; see endpoint()).
+  /// @throws Error not_found / layout / permission (the stream, as Stream::open), system (the
+  ///         endpoint could not be bound: the message names it and ZeroMQ's reason).
+  Publisher(std::string_view stream, std::string_view endpoint, const PublisherOptions& options = {});
+  /// Publishes `stream` on a ROUTER socket the caller created with libzmq's zmq_socket() and
+  /// bound (e.g. a service sharing one context among its streams). The Publisher owns it from
+  /// this call on, even when the
+  /// call throws, and closes it at stop(); its context must outlive the Publisher. Sets
+  /// ZMQ_ROUTER_MANDATORY and ZMQ_LINGER 0 on it.
+  /// @throws Error invalid_argument (null or not a ROUTER socket), and as the other constructor.
+  Publisher(std::string_view stream, void* router_socket, const PublisherOptions& options = {});
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+  /// Stops (as stop()).
+  ~Publisher();
+  /// The endpoint last bound (ZMQ_LAST_ENDPOINT: "tcp://127.0.0.1:41234").
+  [[nodiscard]] const std::string& endpoint() const noexcept;
+  /// Counters so far.
+  [[nodiscard]] PublisherStats stats() const noexcept;
+  /// The last refused message or failure, naming the peer and what was wrong; empty if none.
+  [[nodiscard]] std::string last_error() const;
+  /// Stops the threads and closes the socket (linger 0: frames not yet sent are dropped, as
+  /// latest-value allows). Idempotent.
+  void stop() noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Options of a Replica.
+struct ReplicaOptions {
+  LinkTiming timing;
+  /// Name or path of the local replica; empty: the remote stream's name in stream_directory().
+  std::string local_name;
+  /// Value of the BR_ORIGIN keyword (at most 16 bytes kept); empty: the endpoint's host.
+  std::string origin;
+  /// ZeroMQ's reconnection back-off after a lost connection: first wait, doubling up to the max.
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{2000};
+  /// Semaphore slots of the replica file.
+  std::uint16_t semaphores = 10;
+  /// Wait for local writes by spinning on the replica's cnt0 instead of a futex wait.
+  bool spin = false;
+};
+
+/// Counters and state of a Replica (racy snapshot).
+struct ReplicaStats {
+  std::uint64_t frames_published = 0;  ///< source frames published on the replica
+  std::uint64_t duplicates_dropped = 0;///< frames whose source cnt0 was already published
+  std::uint64_t echoes = 0;            ///< echoes of our own writes (not published)
+  std::uint64_t writes_sent = 0;       ///< local writes sent back to the owner
+  std::uint64_t metas = 0;             ///< stream_meta messages applied
+  std::uint64_t recreated = 0;         ///< times the replica file was (re-)created
+  std::uint64_t skipped = 0;           ///< source frames skipped by the owner (slow link), summed
+  std::uint64_t refused = 0;           ///< messages refused by the wire checks
+  std::uint64_t source_cnt0 = 0;       ///< source cnt0 of the newest frame received
+  bool link_up = false;                ///< a message arrived within link_timeout
+};
+
+/// Freshness keywords on every replica (docs/design/bridge.md, "Freshness").
+inline constexpr const char* kKeywordOrigin = "BR_ORIGIN";      ///< 'S': origin host
+inline constexpr const char* kKeywordLink = "BR_LINK";          ///< 'L': 1 link up, 0 down
+inline constexpr const char* kKeywordAge = "BR_AGE_US";         ///< 'L': frame age on arrival, us
+inline constexpr const char* kKeywordSkipped = "BR_SKIPPED";    ///< 'L': source frames skipped, total
+inline constexpr const char* kKeywordSourceCnt0 = "BR_SRC_CNT0"; ///< 'L': source cnt0 of the frame
+inline constexpr const char* kKeywordSourceTime = "BR_SRC_WTIME";///< 'L': source write time, ns
+
+/// The subscriber's side: connects a DEALER to an owner's Publisher and keeps a same-name
+/// replica of its stream (created at the first stream_meta; re-created, with PurgeAndCreate, when
+/// the source's shape or dtype changes).
+///
+/// Each frame received is published as a local write (Stream::write), so `read_copy` on the
+/// replica never returns a torn frame and `wait_futex` / semaphore readers wake as for any
+/// writer. A source frame is published at most once (its cnt0 must be above the last published
+/// one of that generation). A frame written on the replica by another local process is sent back
+/// to the owner (stream_write); the owner's echo of it is not published again. Freshness
+/// keywords (kKeyword*) are set before each publication. A lost link (nothing for link_timeout)
+/// keeps the last frame and sets BR_LINK = 0; ZeroMQ reconnects with back-off and the
+/// subscription resumes by itself.
+class Replica {
+ public:
+  /// Connects to `endpoint` (e.g. "tcp://10.0.0.2:7710") for remote stream `stream`.
+  /// @throws Error invalid_argument (a stream name that is not a valid name), system (ZeroMQ
+  ///         refused the endpoint: the message names it and the reason).
+  Replica(std::string_view stream, std::string_view endpoint, const ReplicaOptions& options = {});
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+  /// Stops (as stop()).
+  ~Replica();
+  /// Path of the local replica file.
+  [[nodiscard]] const std::string& path() const noexcept;
+  /// Waits until the replica exists and holds its first frame, at most `timeout`.
+  /// @return true when it does.
+  bool wait_first_frame(std::chrono::milliseconds timeout) const;
+  /// Counters and link state.
+  [[nodiscard]] ReplicaStats stats() const noexcept;
+  /// The last refused message or failure, naming the peer and what was wrong; empty if none.
+  [[nodiscard]] std::string last_error() const;
+  /// Tells the owner it no longer wants the stream, stops the threads and closes the socket. The
+  /// replica file stays. Idempotent.
+  void stop() noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shmlink::bridge

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+// Pieces both ends of a bridged stream share: thin owners of libzmq contexts and sockets,
+// multipart messages in the wire format, and the thread that waits on a local stream and wakes
+// the socket thread through an eventfd (docs/design/bridge.md, "Threads").
+#pragma once
+
+#include "bridge/wire.hpp"
+
+#include <shmlink/stream.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace shmlink::bridge::detail {
+
+/// CLOCK_REALTIME now, ns since the epoch.
+std::uint64_t realtime_ns() noexcept;
+
+/// A libzmq context with one I/O thread; terminated on destruction.
+class Context {
+ public:
+  Context();
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  [[nodiscard]] void* get() const noexcept { return ctx_; }
+
+ private:
+  void* ctx_ = nullptr;
+};
+
+/// A libzmq socket, closed on destruction (linger 0).
+class Socket {
+ public:
+  Socket() = default;
+  /// @throws Error system naming `what` when zmq_socket fails.
+  Socket(void* context, int type, std::string_view what);
+  /// Takes over a socket someone else created (closed here, linger 0).
+  explicit Socket(void* adopted) noexcept;
+  ~Socket();
+  Socket(Socket&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
+  Socket& operator=(Socket&& o) noexcept;
+  [[nodiscard]] void* get() const noexcept { return s_; }
+  /// zmq_setsockopt of an int; @throws Error system naming the option.
+  void set(int option, int value);
+  /// Refuses messages above the wire format's limit before they are received whole
+  /// (ZMQ_MAXMSGSIZE = kMaxPayloadBytes + a header's worth): a peer cannot make us allocate more.
+  void limit_message_size();
+  /// Binds (connect = false) or connects; @throws Error system naming `endpoint` and the reason.
+  void attach(const std::string& endpoint, bool connect);
+  /// ZMQ_LAST_ENDPOINT.
+  [[nodiscard]] std::string last_endpoint() const;
+
+ private:
+  void* s_ = nullptr;
+};
+
+/// One received multipart message: its parts, owned.
+struct Parts {
+  std::vector<std::vector<std::byte>> parts;
+};
+
+/// Receives one whole multipart message without blocking; false when none is waiting (or the
+/// socket failed). Each part is copied out (a frame is then copied once more into the stream;
+/// receiving without that copy is left for the benchmark's work, docs/design/bridge.md "Not yet").
+bool recv_parts(void* socket, Parts& out);
+
+/// Sends [identity (when not empty), topic, header, payload (when not empty)] without blocking.
+/// The header's payload_bytes is set from `payload`. @return false when ZeroMQ refused (peer
+/// gone, high-water mark reached): nothing was queued.
+bool send_message(void* socket, std::span<const std::byte> identity, std::string_view topic, wire::Header h,
+                  std::span<const std::byte> payload = {});
+
+/// Waits on a local stream in its own thread and makes an eventfd readable each time its cnt0
+/// moves (or the file is replaced or missing); the socket thread polls that fd next to its socket
+/// (zmq_poll takes plain fds) and reads it (woken()) before it looks at the stream. An eventfd
+/// is a counter: wake-ups coalesce and none is ever dropped. Waits only while armed. Opens the
+/// stream by `path` itself (and again after it was replaced or before it exists).
+class Watcher {
+ public:
+  /// @throws Error system when no eventfd can be made.
+  Watcher(std::string path, bool spin);
+  ~Watcher();
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+  /// The eventfd to poll for POLLIN.
+  [[nodiscard]] int fd() const noexcept { return efd_; }
+  /// Starts or pauses waiting (a paused watcher costs nothing).
+  void arm(bool on);
+  /// Follows another file (the replica re-created under another path; same path: re-opens).
+  void set_path(std::string path);
+  /// True once since the last call when the watched file was replaced or could not be opened.
+  bool take_replaced() noexcept { return replaced_.exchange(false, std::memory_order_acq_rel); }
+  /// Resets the eventfd. Call it before looking at the stream: a change after that look makes the
+  /// fd readable again.
+  /// Memory ordering: the watcher loads the new cnt0 (acquire) before its write(2) to the eventfd;
+  /// this read(2) of it comes after, so the caller's next load of cnt0 sees that change.
+  void woken() noexcept;
+
+ private:
+  void run();
+  void notify() noexcept;
+  int efd_ = -1;
+  std::string path_;
+  bool spin_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool armed_ = false;
+  bool stop_ = false;
+  bool path_changed_ = false;
+  std::atomic<bool> replaced_{false};
+  std::thread thread_;
+};
+
+/// The stream's frame geometry as a header's dtype / naxis / size fields.
+void put_shape(wire::Header& h, const Stream& s) noexcept;
+
+}  // namespace shmlink::bridge::detail

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: MIT
+// The owner's side of a bridged stream (include/shmlink/bridge.hpp; docs/design/bridge.md,
+// "Message flow" and "Latest value, no duplicates").
+#include "bridge/link.hpp"
+
+#include <shmlink/bridge.hpp>
+
+#include <zmq.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+namespace shmlink::bridge {
+
+using detail::realtime_ns;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// A subscriber's routing id as hex, for messages.
+std::string peer_name(std::span<const std::byte> id) {
+  std::string out = "peer ";
+  char b[3];
+  for (std::byte x : id) {
+    std::snprintf(b, sizeof b, "%02x", std::to_integer<unsigned>(x));
+    out += b;
+  }
+  return out;
+}
+
+/// The incarnation of a stream file: its creation time (ns), or its inode when a foreign tool
+/// left the creation time 0. Never 0.
+std::uint64_t generation_of(const Stream& s) noexcept {
+  const auto t = static_cast<std::uint64_t>(s.creation_time_ns());
+  if (t != 0) return t;
+  return s.inode() != 0 ? s.inode() : 1;
+}
+
+}  // namespace
+
+struct Publisher::Impl {
+  struct Subscriber {
+    std::uint64_t last_sent = 0;   // source cnt0 last sent in meta_gen (0: none)
+    std::uint64_t meta_gen = 0;    // generation whose stream_meta it got
+    std::uint64_t echo_cnt0 = 0;   // source cnt0 its own stream_write produced
+    bool ready = false;            // holds a credit
+    Clock::time_point heard, told;
+  };
+
+  std::string name;  // topic: the stream's name
+  std::string path;
+  PublisherOptions opt;
+  std::unique_ptr<detail::Context> ctx;  // none when the caller's socket was adopted
+  detail::Socket router;
+  std::string endpoint;
+  Stream source;
+  std::uint64_t generation = 0;
+  std::vector<std::byte> frame;  // the newest copied frame
+  std::uint64_t frame_cnt0 = 0;  // its source cnt0 (0: none)
+  FrameInfo frame_info;
+  std::map<std::vector<std::byte>, Subscriber> subs;
+  Clock::time_point last_recheck;
+
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  std::unique_ptr<detail::Watcher> watcher;
+
+  mutable std::mutex stats_mutex;
+  PublisherStats st;
+  std::string error;
+
+  void fail(std::string message) {
+    std::lock_guard lock(stats_mutex);
+    error = std::move(message);
+  }
+  template <class F>
+  void count(F f) {
+    std::lock_guard lock(stats_mutex);
+    f(st);
+  }
+
+  void open_source() {
+    source = Stream::open(path);
+    generation = generation_of(source);
+    frame.assign(source.frame_bytes(), std::byte{0});
+    frame_cnt0 = 0;
+    count([&](PublisherStats& s) { s.generation = generation; });
+  }
+
+  /// Re-opens the source after the watcher saw it replaced (or missing); a new file is a new
+  /// generation, which every subscriber learns by a fresh stream_meta.
+  void recheck_source() {
+    if (source.valid() && !source.replaced()) return;
+    source.close();
+    try {
+      open_source();
+    } catch (const Error& e) {
+      generation = 0;
+      count([&](PublisherStats& s) { s.generation = 0; });
+      fail(e.what());
+    }
+  }
+
+  wire::Header shaped(wire::Kind kind) const {
+    wire::Header h = wire::make_header(kind);
+    h.generation = generation;
+    if (source.valid()) detail::put_shape(h, source);
+    return h;
+  }
+
+  bool send_meta(const std::vector<std::byte>& id, Subscriber& sub) {
+    std::vector<std::byte> payload;
+    std::uint32_t n = 0;
+    try {
+      const auto kws = source.keywords();
+      payload = wire::encode_keywords(kws);
+      n = static_cast<std::uint32_t>(kws.size());
+    } catch (const Error& e) {
+      fail(e.what());
+    }
+    wire::Header h = shaped(wire::Kind::stream_meta);
+    h.keyword_count = n;
+    h.sequence = source.cnt0();
+    if (!detail::send_message(router.get(), id, name, h, payload)) return false;
+    sub.meta_gen = generation;
+    sub.last_sent = 0;
+    sub.echo_cnt0 = 0;
+    sub.told = Clock::now();
+    count([](PublisherStats& s) { ++s.metas_sent; });
+    return true;
+  }
+
+  /// Copies the newest source frame once per new cnt0 (read_copy: seqlock-validated).
+  bool refresh_frame() {
+    if (!source.valid()) return false;
+    const std::uint64_t c = source.cnt0();
+    if (c == 0) return false;  // nothing written yet
+    if (c == frame_cnt0) return true;
+    FrameInfo info;
+    const Status r = source.read_copy(frame, &info);
+    if (!r.ok()) {
+      fail("stream '" + name + "': reading the newest frame failed: " + r.message());
+      return false;
+    }
+    frame_cnt0 = info.cnt0;
+    frame_info = info;
+    return true;
+  }
+
+  void serve_subscribers() {
+    if (generation == 0 || !source.valid()) return;
+    bool have = false, looked = false;
+    for (auto& [id, sub] : subs) {
+      if (!sub.ready) continue;
+      if (sub.meta_gen != generation && !send_meta(id, sub)) continue;
+      if (!looked) have = refresh_frame(), looked = true;
+      if (!have || frame_cnt0 <= sub.last_sent) continue;
+      wire::Header h = shaped(wire::Kind::stream_frame);
+      h.sequence = frame_cnt0;
+      h.write_time_ns = static_cast<std::uint64_t>(frame_info.writetime_ns);
+      h.cnt1 = frame_info.cnt1;
+      h.skipped = sub.last_sent == 0 ? 0 : frame_cnt0 - sub.last_sent - 1;
+      const bool echo = frame_cnt0 == sub.echo_cnt0;
+      if (echo) h.flags = wire::kFrameEcho;
+      if (!detail::send_message(router.get(), id, name, h, echo ? std::span<const std::byte>{} : frame)) continue;
+      count([&](PublisherStats& s) {
+        ++(echo ? s.echoes_sent : s.frames_sent);
+        s.frames_skipped += h.skipped;
+      });
+      sub.last_sent = frame_cnt0;
+      sub.ready = false;
+      sub.told = Clock::now();
+    }
+  }
+
+  void apply_write(const std::vector<std::byte>& id, const wire::Header& h, std::span<const std::byte> payload) {
+    const std::string who = peer_name(id) + ", stream '" + name + "'";
+    wire::Header mine = shaped(wire::Kind::stream_write);
+    const char* why = nullptr;
+    if (opt.read_only) why = "the publisher is read-only";
+    else if (!source.valid() || h.generation != generation) why = "the write is for another generation of the source";
+    else if (h.dtype != mine.dtype || h.naxis != mine.naxis || !std::equal(h.size, h.size + 3, mine.size))
+      why = "the write's shape or dtype differs from the source's";
+    if (why == nullptr) {
+      const Status r = source.write(payload);
+      if (r.ok()) {
+        auto it = subs.find(id);
+        if (it != subs.end()) it->second.echo_cnt0 = source.cnt0();
+        count([](PublisherStats& s) { ++s.writes_applied; });
+        return;
+      }
+      fail(who + ": writing the source failed: " + r.message());
+    } else {
+      fail(who + ": write refused: " + why);
+    }
+    count([](PublisherStats& s) { ++s.writes_refused; });
+  }
+
+  void handle(detail::Parts& m) {
+    // [identity, topic, header, (payload)]
+    if (m.parts.size() < 3 || m.parts.size() > 4) {
+      count([](PublisherStats& s) { ++s.refused; });
+      fail(std::string("a message of ") + std::to_string(m.parts.size()) + " parts, not 3 or 4, refused");
+      return;
+    }
+    const auto& id = m.parts[0];
+    const std::string topic(reinterpret_cast<const char*>(m.parts[1].data()), m.parts[1].size());
+    const std::span<const std::byte> payload = m.parts.size() == 4 ? std::span<const std::byte>(m.parts[3]) : std::span<const std::byte>{};
+    wire::Header h;
+    const wire::DecodeError e = wire::decode(m.parts[2], payload.size(), h);
+    const char* why = e != wire::DecodeError::ok ? wire::describe(e) : topic != name ? "its topic is not this stream" : nullptr;
+    if (why == nullptr && h.kind != static_cast<std::uint16_t>(wire::Kind::heartbeat) &&
+        h.kind != static_cast<std::uint16_t>(wire::Kind::stream_write))
+      why = "a subscriber sends only heartbeat and stream_write";
+    if (why != nullptr) {
+      count([](PublisherStats& s) { ++s.refused; });
+      fail(peer_name(id) + ", stream '" + name + "': message refused: " + why);
+      return;
+    }
+    if (h.kind == static_cast<std::uint16_t>(wire::Kind::stream_write)) {
+      apply_write(id, h, payload);
+      return;
+    }
+    if ((h.flags & wire::kHeartbeatRelease) != 0) {
+      subs.erase(id);
+      return;
+    }
+    if ((h.flags & wire::kHeartbeatWant) == 0) return;
+    auto [it, fresh] = subs.try_emplace(id);
+    it->second.heard = Clock::now();
+    if (fresh) it->second.told = it->second.heard;
+    if ((h.flags & wire::kHeartbeatReady) != 0) it->second.ready = true;
+  }
+
+  void housekeeping() {
+    const auto now = Clock::now();
+    for (auto it = subs.begin(); it != subs.end();) {
+      if (now - it->second.heard > opt.timing.link_timeout) {
+        it = subs.erase(it);
+        continue;
+      }
+      if (now - it->second.told >= opt.timing.heartbeat) {
+        wire::Header h = wire::make_header(wire::Kind::heartbeat);
+        h.generation = generation;
+        h.sequence = source.valid() ? source.cnt0() : 0;
+        if (!source.valid()) h.flags = wire::kHeartbeatSourceMissing;
+        if (detail::send_message(router.get(), it->first, name, h)) it->second.told = now;
+      }
+      ++it;
+    }
+    count([&](PublisherStats& s) { s.subscribers = static_cast<std::uint32_t>(subs.size()); });
+    watcher->arm(!subs.empty());
+  }
+
+  void open(std::string_view stream, const PublisherOptions& options) {
+    path = stream_path(stream);
+    opt = options;
+    open_source();
+    name = source.name();
+  }
+
+  /// Options, endpoint, watcher and thread, once `router` is bound.
+  void start() {
+    router.set(ZMQ_ROUTER_MANDATORY, 1);  // a gone subscriber is an error, not a silent drop
+    router.limit_message_size();
+    endpoint = router.last_endpoint();
+    watcher = std::make_unique<detail::Watcher>(path, opt.spin);
+    last_recheck = Clock::now();
+    thread = std::thread([this] {
+      try {
+        run();
+      } catch (const std::exception& e) {
+        fail("stream '" + name + "': the publisher's thread stopped: " + e.what());
+      }
+    });
+  }
+
+  void run() {
+    zmq_pollitem_t items[2] = {{router.get(), 0, ZMQ_POLLIN, 0}, {nullptr, watcher->fd(), ZMQ_POLLIN, 0}};
+    detail::Parts m;
+    const long slice = std::clamp<long>(static_cast<long>(opt.timing.heartbeat.count()) / 2, 1, 100);
+    while (!stop.load(std::memory_order_acquire)) {
+      if (::zmq_poll(items, 2, slice) < 0 && ::zmq_errno() != EINTR) {
+        fail(std::string("stream '") + name + "': zmq_poll failed: " + ::zmq_strerror(::zmq_errno()));
+        break;
+      }
+      watcher->woken();
+      while (recv_parts(router.get(), m)) handle(m);
+      const auto now = Clock::now();
+      if (watcher->take_replaced() || !source.valid() || now - last_recheck >= opt.timing.heartbeat) {
+        recheck_source();
+        last_recheck = now;
+      }
+      serve_subscribers();
+      housekeeping();
+    }
+  }
+};
+
+Publisher::Publisher(std::string_view stream, std::string_view endpoint, const PublisherOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& i = *impl_;
+  i.open(stream, options);
+  i.ctx = std::make_unique<detail::Context>();
+  i.router = detail::Socket(i.ctx->get(), ZMQ_ROUTER, "the publisher of stream '" + i.name + "'");
+  i.router.set(ZMQ_SNDHWM, 16);  // credits keep at most ~2 frames per subscriber queued
+  i.router.set(ZMQ_RCVHWM, 64);
+  i.router.attach(std::string(endpoint), false);
+  i.start();
+}
+
+Publisher::Publisher(std::string_view stream, void* router_socket, const PublisherOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& i = *impl_;
+  i.router = detail::Socket(router_socket);  // ours from here on, even if the rest throws
+  int type = 0;
+  std::size_t len = sizeof type;
+  if (router_socket == nullptr || ::zmq_getsockopt(router_socket, ZMQ_TYPE, &type, &len) != 0 || type != ZMQ_ROUTER)
+    throw Error(Errc::invalid_argument, "publishing stream '" + std::string(stream) + "': the socket given is not a ZeroMQ ROUTER socket");
+  i.open(stream, options);
+  i.start();
+}
+
+Publisher::~Publisher() { stop(); }
+
+const std::string& Publisher::endpoint() const noexcept { return impl_->endpoint; }
+
+PublisherStats Publisher::stats() const noexcept {
+  std::lock_guard lock(impl_->stats_mutex);
+  return impl_->st;
+}
+
+std::string Publisher::last_error() const {
+  std::lock_guard lock(impl_->stats_mutex);
+  return impl_->error;
+}
+
+void Publisher::stop() noexcept {
+  Impl& i = *impl_;
+  if (!i.thread.joinable()) return;
+  i.stop.store(true, std::memory_order_release);
+  i.thread.join();
+  i.watcher.reset();
+  i.router = detail::Socket();
+}
+
+}  // namespace shmlink::bridge

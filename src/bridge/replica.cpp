@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+// The subscriber's side of a bridged stream (include/shmlink/bridge.hpp; docs/design/bridge.md,
+// "Message flow", "Writes back", "A lost link").
+#include "bridge/link.hpp"
+
+#include <shmlink/bridge.hpp>
+
+#include <zmq.h>
+
+#include <algorithm>
+
+namespace shmlink::bridge {
+
+using detail::realtime_ns;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// The host of "tcp://HOST:PORT" (the whole endpoint for other transports).
+std::string endpoint_host(std::string_view ep) {
+  const auto scheme = ep.find("://");
+  if (scheme != std::string_view::npos) ep.remove_prefix(scheme + 3);
+  const auto colon = ep.rfind(':');
+  if (colon != std::string_view::npos) ep = ep.substr(0, colon);
+  return std::string(ep);
+}
+
+/// Keyword slots the replica adds to the source's: the six freshness keywords and two spare.
+constexpr std::uint16_t kOwnKeywords = 8;
+
+}  // namespace
+
+struct Replica::Impl {
+  std::string name;  // topic: the remote stream's name
+  std::string path;  // the local replica file
+  ReplicaOptions opt;
+  std::string peer;  // "publisher at <endpoint>" for messages
+  detail::Context ctx;
+  detail::Socket dealer;
+  Stream replica;
+  wire::Header meta{};            // the stream_meta in force (generation 0: none yet)
+  std::uint64_t last_source = 0;  // source cnt0 last published (or echoed) in meta.generation
+  std::uint64_t own_cnt0 = 0;     // replica cnt0 after our last publication
+  std::uint64_t forwarded = 0;    // replica cnt0 of the last local write sent back
+  std::vector<std::byte> local;   // buffer for local writes
+  bool link = false;
+  Clock::time_point heard, told;
+
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  std::unique_ptr<detail::Watcher> watcher;
+
+  mutable std::mutex mutex;
+  mutable std::condition_variable first_cv;
+  bool first_frame = false;
+  ReplicaStats st;
+  std::string error;
+
+  void fail(std::string message) {
+    std::lock_guard lock(mutex);
+    error = std::move(message);
+  }
+  template <class F>
+  void count(F f) {
+    std::lock_guard lock(mutex);
+    f(st);
+  }
+
+  void keyword(const char* key, const KeywordValue& v) {
+    try {
+      replica.set_keyword(key, v);
+    } catch (const Error& e) {
+      fail(e.what());
+    }
+  }
+
+  void set_link(bool up) {
+    if (link == up) return;
+    link = up;
+    count([&](ReplicaStats& s) { s.link_up = up; });
+    if (replica.valid()) keyword(kKeywordLink, std::int64_t{up ? 1 : 0});
+  }
+
+  bool send(wire::Kind kind, std::uint32_t flags = 0) {
+    wire::Header h = wire::make_header(kind);
+    h.flags = flags;
+    h.generation = meta.generation;
+    h.sequence = last_source;
+    const bool ok = detail::send_message(dealer.get(), {}, name, h);
+    if (ok) told = Clock::now();
+    return ok;
+  }
+  void credit() { send(wire::Kind::heartbeat, wire::kHeartbeatWant | wire::kHeartbeatReady); }
+
+  /// Creates the replica for `h` (or keeps the file there when its geometry fits), copies the
+  /// source's keywords and sets the freshness ones.
+  void apply_meta(const wire::Header& h, const std::vector<Keyword>& kws) {
+    if (h.generation == meta.generation) forward_local_write();  // before the counters are reset
+    StreamSpec spec;
+    spec.shape.assign(h.size, h.size + h.naxis);
+    spec.dtype = static_cast<Dtype>(h.dtype);
+    spec.semaphores = opt.semaphores;
+    spec.keywords = static_cast<std::uint16_t>(std::min<std::size_t>(kws.size() + kOwnKeywords, 65535));
+    const bool fits = replica.valid() && !replica.rolling() && replica.dtype() == spec.dtype &&
+                      std::equal(spec.shape.begin(), spec.shape.end(), replica.shape().begin(), replica.shape().end()) &&
+                      replica.keyword_slots() >= spec.keywords;
+    if (!fits) {
+      replica.close();
+      try {
+        replica = Stream::open(path);  // a replica left by an earlier run: keep it if it fits
+        if (!(!replica.rolling() && replica.dtype() == spec.dtype && replica.keyword_slots() >= spec.keywords &&
+              std::equal(spec.shape.begin(), spec.shape.end(), replica.shape().begin(), replica.shape().end())))
+          replica.close();
+      } catch (const Error&) {
+      }
+      if (!replica.valid()) {
+        try {
+          replica = Stream::create(path, spec, OpenMode::PurgeAndCreate);
+        } catch (const Error& e) {
+          fail(e.what());
+          return;
+        }
+        count([](ReplicaStats& s) { ++s.recreated; });
+      }
+      watcher->set_path(path);
+      watcher->arm(true);
+    }
+    local.assign(replica.frame_bytes(), std::byte{0});
+    for (const Keyword& k : kws) {
+      if (k.name.rfind("BR_", 0) == 0) continue;  // a replica of a replica: ours win
+      try {
+        replica.set_keyword(k.name, k.value, k.comment);
+      } catch (const Error& e) {
+        fail(e.what());
+      }
+    }
+    keyword(kKeywordOrigin, opt.origin.substr(0, kMaxKeywordString));
+    keyword(kKeywordLink, std::int64_t{1});
+    if (h.generation != meta.generation) last_source = 0;
+    meta = h;
+    own_cnt0 = forwarded = replica.cnt0();
+    count([](ReplicaStats& s) { ++s.metas; });
+  }
+
+  /// A frame written on the replica by a local process since our last publication goes back to
+  /// the owner (docs/design/bridge.md, "Writes back").
+  void forward_local_write() {
+    if (!replica.valid() || meta.generation == 0) return;
+    const std::uint64_t c = replica.cnt0();
+    if (c == own_cnt0 || c == forwarded) return;
+    FrameInfo info;
+    if (!replica.read_copy(local, &info).ok() || info.cnt0 == own_cnt0) return;
+    wire::Header h = wire::make_header(wire::Kind::stream_write);
+    h.generation = meta.generation;
+    h.dtype = meta.dtype;
+    h.naxis = meta.naxis;
+    std::copy(meta.size, meta.size + 3, h.size);
+    h.sequence = info.cnt0;
+    h.write_time_ns = static_cast<std::uint64_t>(info.writetime_ns);
+    h.cnt1 = info.cnt1;
+    if (detail::send_message(dealer.get(), {}, name, h, local)) {
+      told = Clock::now();
+      count([](ReplicaStats& s) { ++s.writes_sent; });
+    } else {
+      fail("stream '" + name + "': a local write could not be sent to the " + peer + " (link down): dropped");
+    }
+    forwarded = info.cnt0;
+  }
+
+  void apply_frame(const wire::Header& h, std::span<const std::byte> payload) {
+    if (!replica.valid() || h.generation != meta.generation || h.dtype != meta.dtype || h.naxis != meta.naxis ||
+        !std::equal(h.size, h.size + 3, meta.size)) {
+      credit();  // a frame of another generation: the new stream_meta is on its way
+      return;
+    }
+    const std::uint64_t now = realtime_ns();
+    const bool echo = (h.flags & wire::kFrameEcho) != 0;
+    if (h.sequence <= last_source) {
+      count([](ReplicaStats& s) { ++s.duplicates_dropped; });
+      credit();
+      return;
+    }
+    forward_local_write();
+    std::uint64_t skipped_total = 0;
+    count([&](ReplicaStats& s) {
+      s.skipped += h.skipped;
+      s.source_cnt0 = h.sequence;
+      skipped_total = s.skipped;
+      ++(echo ? s.echoes : s.frames_published);
+    });
+    keyword(kKeywordSourceCnt0, static_cast<std::int64_t>(h.sequence));
+    keyword(kKeywordSourceTime, static_cast<std::int64_t>(h.write_time_ns));
+    keyword(kKeywordAge, now > h.write_time_ns ? static_cast<std::int64_t>((now - h.write_time_ns) / 1000) : std::int64_t{0});
+    keyword(kKeywordSkipped, static_cast<std::int64_t>(skipped_total));
+    last_source = h.sequence;
+    if (!echo) {
+      // Our publication is the cnt0 increment after c0: read before the write, since a local
+      // write may follow ours at once (read after it, that write would pass for ours and never
+      // go back). One writer at a time is the rule of every stream; a local write landing in
+      // the instant between this load and our write's start is the one case left uncovered.
+      std::uint64_t c0 = replica.cnt0();
+      if (c0 != own_cnt0 && c0 != forwarded) {
+        forward_local_write();
+        c0 = replica.cnt0();
+      }
+      const Status r = replica.write(payload);
+      if (!r.ok()) fail("stream '" + name + "': publishing a frame on replica " + path + " failed: " + r.message());
+      own_cnt0 = r.ok() ? c0 + 1 : c0;
+      std::lock_guard lock(mutex);
+      first_frame = true;
+      first_cv.notify_all();
+    }
+    credit();
+  }
+
+  void handle(detail::Parts& m) {
+    if (m.parts.size() < 2 || m.parts.size() > 3) {
+      count([](ReplicaStats& s) { ++s.refused; });
+      fail("stream '" + name + "': a message of " + std::to_string(m.parts.size()) + " parts from the " + peer + " refused");
+      return;
+    }
+    const std::span<const std::byte> payload = m.parts.size() == 3 ? std::span<const std::byte>(m.parts[2]) : std::span<const std::byte>{};
+    wire::Header h;
+    const wire::DecodeError e = wire::decode(m.parts[1], payload.size(), h);
+    const std::string_view topic(reinterpret_cast<const char*>(m.parts[0].data()), m.parts[0].size());
+    const char* why = e != wire::DecodeError::ok ? wire::describe(e) : topic != name ? "its topic is not this stream" : nullptr;
+    std::optional<std::vector<Keyword>> kws;
+    if (why == nullptr && h.kind == static_cast<std::uint16_t>(wire::Kind::stream_meta) &&
+        !(kws = wire::decode_keywords(payload)))
+      why = "stream_meta's keyword records are malformed";
+    if (why == nullptr && h.kind == static_cast<std::uint16_t>(wire::Kind::stream_write)) why = "an owner never sends stream_write";
+    if (why != nullptr) {
+      count([](ReplicaStats& s) { ++s.refused; });
+      fail("stream '" + name + "': message from the " + peer + " refused: " + why);
+      return;
+    }
+    heard = Clock::now();
+    set_link(true);
+    switch (static_cast<wire::Kind>(h.kind)) {
+      case wire::Kind::stream_meta: apply_meta(h, *kws); break;
+      case wire::Kind::stream_frame: apply_frame(h, payload); break;
+      default: break;  // heartbeats (and queue kinds, not ours) only prove the link alive
+    }
+  }
+
+  void run() {
+    zmq_pollitem_t items[2] = {{dealer.get(), 0, ZMQ_POLLIN, 0}, {nullptr, watcher->fd(), ZMQ_POLLIN, 0}};
+    detail::Parts m;
+    const long slice = std::clamp<long>(static_cast<long>(opt.timing.heartbeat.count()) / 2, 1, 100);
+    credit();
+    while (!stop.load(std::memory_order_acquire)) {
+      if (::zmq_poll(items, 2, slice) < 0 && ::zmq_errno() != EINTR) {
+        fail("stream '" + name + "': zmq_poll failed: " + ::zmq_strerror(::zmq_errno()));
+        break;
+      }
+      if ((items[1].revents & ZMQ_POLLIN) != 0) {
+        watcher->woken();
+        (void)watcher->take_replaced();
+        forward_local_write();
+      }
+      while (detail::recv_parts(dealer.get(), m)) handle(m);
+      const auto now = Clock::now();
+      if (link && now - heard > opt.timing.link_timeout) set_link(false);
+      if (now - told >= opt.timing.heartbeat) credit();
+    }
+    send(wire::Kind::heartbeat, wire::kHeartbeatRelease);
+  }
+};
+
+Replica::Replica(std::string_view stream, std::string_view endpoint, const ReplicaOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& i = *impl_;
+  i.opt = options;
+  i.name = stream_name(stream);
+  i.path = stream_path(options.local_name.empty() ? std::string_view(i.name) : std::string_view(options.local_name));
+  if (i.opt.origin.empty()) i.opt.origin = endpoint_host(endpoint);
+  i.peer = "publisher at " + std::string(endpoint);
+  i.dealer = detail::Socket(i.ctx.get(), ZMQ_DEALER, "the replica of stream '" + i.name + "'");
+  i.dealer.set(ZMQ_IMMEDIATE, 1);  // queue nothing for a connection not yet made
+  i.dealer.limit_message_size();
+  i.dealer.set(ZMQ_SNDHWM, 16);
+  i.dealer.set(ZMQ_RCVHWM, 16);
+  i.dealer.set(ZMQ_RECONNECT_IVL, static_cast<int>(options.reconnect_min.count()));
+  i.dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(options.reconnect_max.count()));
+  i.dealer.attach(std::string(endpoint), true);
+  i.watcher = std::make_unique<detail::Watcher>(i.path, options.spin);
+  i.heard = i.told = Clock::now();
+  i.thread = std::thread([&i] {
+    try {
+      i.run();
+    } catch (const std::exception& e) {
+      i.fail(std::string("stream '") + i.name + "': the replica's thread stopped: " + e.what());
+    }
+  });
+}
+
+Replica::~Replica() { stop(); }
+
+const std::string& Replica::path() const noexcept { return impl_->path; }
+
+bool Replica::wait_first_frame(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mutex);
+  return impl_->first_cv.wait_for(lock, timeout, [&] { return impl_->first_frame; });
+}
+
+ReplicaStats Replica::stats() const noexcept {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->st;
+}
+
+std::string Replica::last_error() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->error;
+}
+
+void Replica::stop() noexcept {
+  Impl& i = *impl_;
+  if (!i.thread.joinable()) return;
+  i.stop.store(true, std::memory_order_release);
+  i.thread.join();
+  i.watcher.reset();
+  i.dealer = detail::Socket();
+}
+
+}  // namespace shmlink::bridge
