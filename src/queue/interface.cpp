@@ -204,12 +204,11 @@ bool Interface::Impl::alive(bool may_wait) noexcept {
   }
   if (in_region()) {
     // No lock file in a region: the peer closed when its output is shut. Its death is seen
-    // only on this kernel, by its pid (a pid of another kernel's process means nothing here:
-    // across VMs a dead peer is not detected, and reads time out).
+    // only when it runs on this kernel, by its pid (the pid of another kernel's process means
+    // nothing here: across VMs a dead peer is not detected, and reads time out).
     if (in.valid() && in.is_shut()) {
       peer.closed = true;
-    } else if (peer.launched || peer.pid <= 0 || !region.valid() || !region.same_kernel() ||
-               ::kill(peer.pid, 0) == 0 || errno != ESRCH) {
+    } else if (peer.launched || peer.pid <= 0 || !peer_local || os::pid_alive(peer.pid)) {
       return true;
     }
     peer.exited = true;
@@ -353,6 +352,11 @@ void Interface::Impl::attach_in_region(std::int64_t deadline) {
         last = "it is shut (its owner is closing)";
       } else {
         take_input(std::move(q));
+        // Its creator's pid means something here only when the entry's owner token (boot hash,
+        // pid) is of this kernel and pid namespace: a guest's pid would name a host process.
+        peer_local = false;
+        for (const RegionEntry& e : region.entries())
+          if (e.name == in_entry && e.state == EntryState::ready) peer_local = Region::owner_is_local(e);
         return;
       }
     } catch (const Error& e) {

@@ -37,6 +37,7 @@ struct Interface::Impl {
   std::string out_entry;       ///< region mode: our output's entry name
   std::string in_entry;        ///< region mode: the peer's output's entry name
   Region region;               ///< region mode: the region, while open
+  bool peer_local = false;     ///< region mode: the peer's entry was made by a process of this kernel
   std::uint64_t in_token = 0;  ///< creation time of the peer's output we read (handshake)
   pid_t owner_pid = 0;    ///< the process that opened this Interface (a forked copy is not it)
   int lock_fd = -1;       ///< our output file, OFD-locked while open

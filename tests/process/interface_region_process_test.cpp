@@ -2,7 +2,8 @@
 // The duplex Interface with both queues in a region (InterfaceSpec out/in "PATH:NAME"; issue 21:
 // two VM guests co-simulating over one ivshmem region): the queues are entries of the region, not
 // files; a forked echo peer exchanges every sample in lockstep and reads shut_down when this side
-// closes; both entries are gone after both close. Once with a region of this kernel, once with a
+// closes; both entries are gone after both close; a peer of this kernel killed mid-run is seen
+// gone by its pid. Once with a region of this kernel, once with a
 // region formatted as shared with other kernels (what a guest's ivshmem BAR2 is: no futex, no
 // pid, so the waits poll and a clean close is told by the shut output alone).
 #include "interface_helpers.hpp"
@@ -14,6 +15,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +102,39 @@ INSTANTIATE_TEST_SUITE_P(Kernels, InterfaceRegion, ::testing::Values(true, false
                          [](const ::testing::TestParamInfo<bool>& param_info) {
                            return param_info.param ? "ThisKernel" : "SharedWithOtherKernels";
                          });
+
+// A peer of this kernel that dies without closing: its entry's owner is a local process, so the
+// other side sees it gone by its pid (peer_exited) instead of waiting out its timeout.
+TEST(InterfaceRegionLiveness, APeerOfThisKernelKilledMidRunGivesPeerExited) {
+  test::TempStreamDir dir;
+  const std::string path = dir.path() + "/cosim.region";
+  ASSERT_NO_FATAL_FAILURE(make_region(path, true));
+  // The peer is a grandchild, reaped by its parent at once: a zombie child of ours would still
+  // count as alive by its pid.
+  const pid_t child = test::spawn_tied([&] {
+    const pid_t peer_pid = test::spawn_tied([&] {
+      Interface peer = test::make_side(region_side(path, "b", "a"), false);
+      peer.open();
+      return test::echo(peer, 5);  // SIGKILLs itself before its 6th read
+    });
+    int peer_status = 0;
+    if (::waitpid(peer_pid, &peer_status, 0) != peer_pid) return 3;
+    return WIFSIGNALED(peer_status) && WTERMSIG(peer_status) == SIGKILL ? 0 : 4;
+  });
+  Interface side = test::make_side(region_side(path, "a", "b"), true);
+  side.open();
+  Sample s;
+  Status st = Errc::ok;
+  for (int k = 0; k < 10 && st.ok(); ++k) {
+    const SignalValue x = SignalValue::of(static_cast<double>(k));
+    st = side.write(std::span(&x, 1), 5s);
+    if (st.ok()) st = side.read(s, 5s);
+  }
+  EXPECT_EQ(st, Status(Errc::peer_exited)) << side.peer().describe();
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the peer was not killed as planned: " << status;
+}
 
 TEST(InterfaceRegionSpec, QueuesInTwoRegionsAreRefused) {
   test::TempStreamDir dir;
