@@ -31,8 +31,9 @@ constexpr const char* kUsage = R"(usage:
   shmlink-cosim side source|load [--in QUEUE] [--out QUEUE] [--steps N] [--wait MODE]
                     [--predictor linear|hold] [--protocol shmlink|villas] [--timeout S]
                     [--trajectory FILE] [--report FILE] [--exec COMMAND ARGS...]
-      One side, against any peer: QUEUE is a queue name in $SHMLINK_DIR (else /dev/shm) or a
-      path; with --protocol villas, a VILLASnode shm name ("/cosim-load", in /dev/shm), so the
+      One side, against any peer: QUEUE is a queue name in $SHMLINK_DIR (else /dev/shm), a
+      path, or a channel of a region (PATH:NAME; ivshmem:NAME in a VM guest, both QUEUEs in the
+      same region); with --protocol villas, a VILLASnode shm name ("/cosim-load", in /dev/shm), so the
       peer may be a villas-node whose shmem node has the names swapped. Defaults:
       $SHMLINK_INTERFACE_IN / $SHMLINK_INTERFACE_OUT when set (a side launched by --exec), else
       --out cosim-<this side> and --in cosim-<other side> ("/cosim-..." with villas). --exec

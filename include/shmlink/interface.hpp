@@ -63,7 +63,10 @@ struct InterfaceSpec {
   /// stream directory or a path containing '/' (see queue_path()). With protocol villas: a POSIX
   /// shared-memory name as villas-node's `out.name` ("/villas-peer-out"; "x" means "/x"; no other
   /// '/', else Errc::invalid_argument), the region then lives in /dev/shm, not in the stream
-  /// directory.
+  /// directory. A region channel locator ("PATH:NAME", "ivshmem:NAME"; split_region_locator())
+  /// places the queue as entry NAME of that region instead (`in` must then name the same region
+  /// the same way): no file, no OFD lock; the peer's clean close is seen by its shut output, its
+  /// death only when it runs on this kernel (docs/design/queues.md "Interface in a region").
   std::string out;
   /// The queue this side reads: the peer's `out` (VILLASnode's `in.name`). The same name as
   /// `out` gives a loopback interface (this process reads what it writes).
@@ -180,7 +183,7 @@ class SHMLINK_EXPORT Interface {
   /// process maps is a dead peer's: waited past), and unlinks our semaphore. The imports are
   /// checked only against the values the peer's samples can hold (layout). On failure our
   /// region and semaphore are removed, never the peer's objects.
-  /// @throws Error invalid_argument (empty names, bad sizes), exists (`out` is owned by another
+  /// @throws Error invalid_argument (empty names, bad sizes, `out` and `in` not in one region), exists (`out` is owned by another
   ///         live Interface), timeout (no peer within attach_timeout; a launched peer is then
   ///         stopped), peer_exited (a launched peer exited before attaching: the message has its
   ///         status), layout (the peer's signal table does not match the imports: the message

@@ -202,6 +202,19 @@ bool Interface::Impl::alive(bool may_wait) noexcept {
     peer_gone.store(true, std::memory_order_relaxed);
     return false;
   }
+  if (in_region()) {
+    // No lock file in a region: the peer closed when its output is shut. Its death is seen
+    // only when it runs on this kernel, by its pid (the pid of another kernel's process means
+    // nothing here: across VMs a dead peer is not detected, and reads time out).
+    if (in.valid() && in.is_shut()) {
+      peer.closed = true;
+    } else if (peer.launched || peer.pid <= 0 || !peer_local || os::pid_alive(peer.pid)) {
+      return true;
+    }
+    peer.exited = true;
+    peer_gone.store(true, std::memory_order_relaxed);
+    return false;
+  }
   if (peer_fd >= 0 && !ofd_locked_by_other(peer_fd)) {
     if (in.is_shut()) peer.closed = true;  // it shut its output first: a clean close
     // The lock is gone: the peer died or closed. A launched child may still be exiting: give
@@ -260,11 +273,14 @@ Status Interface::Impl::pop(Sample& s, std::chrono::nanoseconds timeout) noexcep
     if (timeout.count() <= 0) {
       if (alive_lazily()) return Errc::would_block;
       st = in.try_pop(s);  // what it wrote before dying is still delivered
-      if (st.code() == Errc::would_block) return Errc::peer_exited;
+      if (st.code() == Errc::would_block) return in_region() ? gone() : Status(Errc::peer_exited);
     } else {
       const std::int64_t deadline = os::deadline_after(timeout);
       for (;;) {
         st = in.pop(s, slice(deadline));
+        // Region mode: a peer's clean close shuts its output and removes its entry, so a
+        // drained input reads replaced; shut first, it is the peer's close (shut_down).
+        if (st.code() == Errc::replaced && in_region() && in.is_shut()) break;
         // A replaced input queue is most often a peer that died and was restarted (it re-created
         // its output): that is the peer's exit, reported as such when its process is gone.
         if (st.code() != Errc::timeout && st.code() != Errc::replaced) break;
@@ -278,6 +294,7 @@ Status Interface::Impl::pop(Sample& s, std::chrono::nanoseconds timeout) noexcep
       }
     }
   }
+  if (st.code() == Errc::replaced && in_region() && in.is_shut()) st = Errc::shut_down;
   if (st.ok()) {
     s.ts_received_ns = os::realtime_ns();
     s.flags |= kSampleHasTsReceived;
@@ -294,7 +311,7 @@ void Interface::Impl::note_shut_down() noexcept {
   peer_gone.store(true, std::memory_order_relaxed);
 }
 
-void Interface::Impl::create_output() {
+QueueSpec Interface::Impl::output_spec() const {
   QueueSpec qs;
   qs.capacity = spec.capacity;
   qs.max_values = values_per_sample();
@@ -302,6 +319,62 @@ void Interface::Impl::create_output() {
   qs.wait = spec.wait;
   qs.signals = exports;
   qs.permissions = spec.permissions;
+  return qs;
+}
+
+void Interface::Impl::create_output_in_region() {
+  // PurgeAndCreate, as VILLASnode unlinks and retries (12.1): an entry of that name is a
+  // previous incarnation's (or a dead peer's) output. A live owner on another kernel cannot be
+  // told from a dead one, so the names of one region must belong to one Interface each.
+  out = region.create_queue(out_entry, output_spec(), OpenMode::PurgeAndCreate);
+  out.set_wait_mode(spec.wait);
+  out_path = out.path();
+}
+
+void Interface::Impl::take_input(Queue q) {
+  in = std::move(q);
+  in.set_wait_mode(spec.wait);
+  if (!peer.launched) {
+    peer.pid = in.info().creator_pid;
+    peer.command = in.path();
+  }
+  check_imports();
+}
+
+void Interface::Impl::attach_in_region(std::int64_t deadline) {
+  std::string last = "it does not exist";
+  for (;;) {
+    if (peer.launched && reap(WNOHANG))
+      throw Error(Errc::peer_exited, label() + ": " + peer.describe() + " before attaching");
+    try {
+      Queue q = region.open_queue(in_entry);
+      if (q.is_shut()) {
+        last = "it is shut (its owner is closing)";
+      } else {
+        take_input(std::move(q));
+        // Its creator's pid means something here only when the entry's owner token (boot hash,
+        // pid) is of this kernel and pid namespace: a guest's pid would name a host process.
+        peer_local = false;
+        for (const RegionEntry& e : region.entries())
+          if (e.name == in_entry && e.state == EntryState::ready) peer_local = Region::owner_is_local(e);
+        return;
+      }
+    } catch (const Error& e) {
+      if (e.errc() != Errc::not_found) throw;
+      last = "it does not exist (or is not ready)";
+    }
+    if (os::monotonic_ns() >= deadline) {
+      const double s = static_cast<double>(spec.attach_timeout.count()) / 1e9;
+      throw Error(Errc::timeout, label() + ": no peer attached within " + fmt_seconds(s) + ": the peer's queue " +
+                                     quote(region.path() + ":" + in_entry) + ": " + last);
+    }
+    std::this_thread::sleep_for(kAttachPoll);
+  }
+}
+
+void Interface::Impl::create_output() {
+  if (in_region()) return create_output_in_region();
+  const QueueSpec qs = output_spec();
   out_path = queue_path(spec.out);
 
   // Built complete under a private name and locked there, then linked into place: link()
@@ -419,7 +492,7 @@ void Interface::Impl::stop_child() noexcept {
   // holds its lock, i.e. no other process took the name over).
   if (signalled && !loopback) {
     if (villas()) remove_villas_if_stale();
-    else remove_if_stale(queue_path(spec.in));
+    else if (!in_region()) remove_if_stale(queue_path(spec.in));
   }
 }
 
@@ -458,6 +531,7 @@ void Interface::Impl::check_imports() const {
 }
 
 void Interface::Impl::attach(std::int64_t deadline) {
+  if (in_region()) return attach_in_region(deadline);
   const std::string path = queue_path(spec.in);
   std::string last = "it does not exist";
   for (;;) {
@@ -475,14 +549,8 @@ void Interface::Impl::attach(std::int64_t deadline) {
           if (q.is_shut()) {
             last = "it is shut (its owner is closing)";
           } else if (::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
-            in = std::move(q);
             peer_fd = fd;
-            in.set_wait_mode(spec.wait);
-            if (!peer.launched) {
-              peer.pid = in.info().creator_pid;
-              peer.command = in.path();
-            }
-            check_imports();
+            take_input(std::move(q));
             return;
           } else {
             last = "it was being replaced";
@@ -538,6 +606,7 @@ void Interface::Impl::mark_input() noexcept {
 }
 
 bool Interface::Impl::peer_input_current() const noexcept {
+  if (in_region()) return in.valid() && !in.is_shut() && !in.replaced();
   if (peer_fd < 0 || !in.valid() || in.is_shut() || !ofd_locked_by_other(peer_fd)) return false;
   struct stat a {}, b {};
   return ::fstat(peer_fd, &a) == 0 && ::lstat(in.path().c_str(), &b) == 0 && a.st_ino == b.st_ino &&
@@ -559,6 +628,7 @@ void Interface::Impl::forget_fds() noexcept {
 void Interface::Impl::release() noexcept {
   in.close();
   out.close();
+  region = Region();
   if (peer_fd >= 0) ::close(peer_fd);
   peer_fd = -1;
   if (lock_fd >= 0) ::close(lock_fd);  // drops the OFD lock
@@ -566,6 +636,16 @@ void Interface::Impl::release() noexcept {
 }
 
 void Interface::Impl::remove_output() noexcept {
+  if (in_region()) {
+    // Only while the entry is still ours (not re-created by a newer incarnation).
+    if (!out.valid() || out.replaced() || !region.valid()) return;
+    try {
+      region.remove(out_entry);
+    } catch (const Error& e) {
+      detail::log(LogLevel::warn, label() + ": removing its output " + quote(out_path) + ": " + e.what());
+    }
+    return;
+  }
   if (lock_fd < 0 || out_path.empty()) return;
   struct stat a {}, b {};
   if (::fstat(lock_fd, &a) == 0 && ::lstat(out_path.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
@@ -641,7 +721,19 @@ void Interface::open() {
       throw;
     }
   } else {
-    m.loopback = queue_path(m.spec.out) == queue_path(m.spec.in);
+    m.region_locator.clear();
+    const auto out_at = split_region_locator(m.spec.out);
+    const auto in_at = split_region_locator(m.spec.in);
+    if (out_at || in_at) {
+      if (!out_at || !in_at || out_at->first != in_at->first)
+        throw Error(Errc::invalid_argument, m.label() + ": both queues must be channels of the same region (PATH:NAME)");
+      m.region_locator = out_at->first;
+      m.out_entry = out_at->second;
+      m.in_entry = in_at->second;
+      m.loopback = m.out_entry == m.in_entry;
+    } else {
+      m.loopback = queue_path(m.spec.out) == queue_path(m.spec.in);
+    }
     if (m.loopback && !m.spec.exec.empty())
       throw Error(Errc::invalid_argument, m.label() + ": a loopback interface (out == in) cannot launch a peer");
     m.open_shmlink();
@@ -656,11 +748,12 @@ void Interface::open() {
 
 void Interface::Impl::open_shmlink() {
   const std::int64_t deadline = os::deadline_after(spec.attach_timeout);
+  if (in_region()) region = Region::open(region_locator);
   try {
     create_output();
     if (!spec.exec.empty()) launch();
     if (loopback) {
-      in = Queue::open(spec.in);
+      in = in_region() ? region.open_queue(in_entry) : Queue::open(spec.in);
       in.set_wait_mode(spec.wait);
       peer.pid = os::current_pid();
       check_imports();

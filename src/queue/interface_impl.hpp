@@ -4,6 +4,7 @@
 #pragma once
 
 #include <shmlink/interface.hpp>
+#include <shmlink/region.hpp>
 
 #include "os/process.hpp"
 #include "queue/villas_link.hpp"
@@ -28,7 +29,15 @@ struct Interface::Impl {
   Queue out;
   Queue in;
   std::unique_ptr<villas::Link> vl;  ///< protocol villas: both regions (null otherwise)
-  std::string out_path;   ///< our output's file
+  std::string out_path;   ///< our output's file (region mode: its PATH:NAME)
+  // Region mode (both names are region channel locators, PATH:NAME or ivshmem:[DEVICE:]NAME):
+  // both queues are entries of one region; no files, no OFD locks (docs/design/queues.md,
+  // "Interface in a region").
+  std::string region_locator;  ///< the region of both queues; empty: queue files
+  std::string out_entry;       ///< region mode: our output's entry name
+  std::string in_entry;        ///< region mode: the peer's output's entry name
+  Region region;               ///< region mode: the region, while open
+  bool peer_local = false;     ///< region mode: the peer's entry was made by a process of this kernel
   std::uint64_t in_token = 0;  ///< creation time of the peer's output we read (handshake)
   pid_t owner_pid = 0;    ///< the process that opened this Interface (a forked copy is not it)
   int lock_fd = -1;       ///< our output file, OFD-locked while open
@@ -97,8 +106,25 @@ struct Interface::Impl {
   /// open() for protocol shmlink.
   void open_shmlink();
 
+  /// True when the queues are entries of a region (region_locator set at open()).
+  bool in_region() const noexcept { return !region_locator.empty(); }
+
+  /// The spec of our output queue (capacity, values, kind, wait, exports, permissions).
+  QueueSpec output_spec() const;
+
   /// Creates (or replaces a stale) output queue and locks it.
   void create_output();
+
+  /// Region mode: creates our output entry (replacing one of that name: a region shared with
+  /// other kernels cannot tell a stale owner from a live one).
+  void create_output_in_region();
+
+  /// Takes `q` (the peer's live output) as our input: wait mode, the peer's pid and name (unless
+  /// launched), then the imports' check. @throws Error layout, as check_imports().
+  void take_input(Queue q);
+
+  /// Region mode: waits for the peer's output entry (ready, not shut) and opens it.
+  void attach_in_region(std::int64_t deadline);
 
   /// Starts the exec command with the queue names in its environment.
   void launch();

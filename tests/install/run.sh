@@ -61,6 +61,10 @@ if has shmlink-villas-echo; then
   "$prefix/bin/shmlink-villas-echo" --help | grep -q 'shmlink-villas-echo' ||
     { echo "installed shmlink-villas-echo --help failed"; exit 1; }
 fi
+if has shmlink-vm-pingpong; then
+  "$prefix/bin/shmlink-vm-pingpong" --help | grep -q 'shmlink-vm-pingpong' ||
+    { echo "installed shmlink-vm-pingpong --help failed"; exit 1; }
+fi
 has shmlink-cosim || has shmlink-ao-loop || echo "SKIP installed examples: the build has none (SHMLINK_BUILD_EXAMPLES=OFF)"
 
 # The Python package, when it was built: installed into the prefix's site directory, imported
