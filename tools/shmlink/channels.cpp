@@ -211,10 +211,6 @@ std::vector<memif::SocketStatus> inspect_memif_status_files(const std::vector<st
   return out;
 }
 
-std::string_view memif_role_name(memif::Role role) noexcept {
-  return role == memif::Role::master ? "master" : "slave";
-}
-
 std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept {
   switch (mode) {
     case memif::InterfaceMode::ethernet: return "ethernet";
@@ -227,7 +223,7 @@ std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept {
 Json memif_interface_to_json(const memif::InterfaceStatus& s) {
   Json j;
   j["id"] = s.id;
-  j["role"] = std::string(memif_role_name(s.role));
+  j["role"] = std::string(memif::role_name(s.role));
   j["name"] = s.name;
   j["mode"] = std::string(memif_mode_name(s.mode));
   j["state"] = std::string(memif::link_state_name(s.state));
@@ -269,7 +265,7 @@ Json memif_socket_to_json(const memif::SocketStatus& s) {
   j["alive"] = s.alive;
   j["start_time_ticks"] = s.start_time_ticks;
   j["app_name"] = s.app_name;
-  j["role"] = s.role ? Json(std::string(memif_role_name(*s.role))) : Json(nullptr);
+  j["role"] = s.role ? Json(std::string(memif::role_name(*s.role))) : Json(nullptr);
   j["created_ns"] = s.created_ns;
   j["overflow"] = s.overflow;
   Json ifs = Json::array();

@@ -123,9 +123,6 @@ std::vector<memif::SocketStatus> list_memif_status(const std::string& dir);
 /// The same for the status files `paths` (those of a listing already made).
 std::vector<memif::SocketStatus> inspect_memif_status_files(const std::vector<std::string>& paths);
 
-/// "master" / "slave".
-std::string_view memif_role_name(memif::Role role) noexcept;
-
 /// "ethernet" / "ip" / "punt-inject".
 std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept;
 

@@ -305,14 +305,14 @@ void print_memif_socket(const memif::SocketStatus& s) {
   add_line(out, "pid", fmt::format("{} ({})", s.pid, s.alive ? "alive" : "dead: the status file is stale, `shmlink gc` removes it"));
   add_line(out, "start time", fmt::format("{} clock ticks after boot", s.start_time_ticks));
   add_line(out, "app name", s.app_name);
-  add_line(out, "role", s.role ? std::string(memif_role_name(*s.role)) : std::string("none yet"));
+  add_line(out, "role", s.role ? std::string(memif::role_name(*s.role)) : std::string("none yet"));
   add_line(out, "created", format_time_ns(s.created_ns));
   add_line(out, "interfaces", s.overflow == 0 ? std::to_string(s.interfaces.size())
                                              : fmt::format("{} (and {} not published: a status file holds 64)",
                                                            s.interfaces.size(), s.overflow));
   for (const memif::InterfaceStatus& i : s.interfaces) {
     out += '\n';
-    add_line(out, "interface", fmt::format("{} (id {}, {})", i.name, i.id, memif_role_name(i.role)));
+    add_line(out, "interface", fmt::format("{} (id {}, {})", i.name, i.id, memif::role_name(i.role)));
     add_line(out, "mode", std::string(memif_mode_name(i.mode)));
     add_line(out, "state", memif::link_state_name(i.state));
     const bool linked = i.state == memif::LinkState::connected || i.state == memif::LinkState::handshake;

@@ -159,7 +159,7 @@ Table make_memif_table(const std::vector<memif::SocketStatus>& sockets, bool col
     if (s.interfaces.empty()) {
       std::vector<Cell> cells(t.headers.size(), Cell{"-"});
       cells[0] = {s.socket};
-      if (s.role) cells[1] = {std::string(memif_role_name(*s.role))};
+      if (s.role) cells[1] = {std::string(memif::role_name(*s.role))};
       cells[12] = pid;
       if (with_error) cells.pop_back();
       t.rows.push_back(std::move(cells));
@@ -169,7 +169,7 @@ Table make_memif_table(const std::vector<memif::SocketStatus>& sockets, bool col
       const bool up = i.state == memif::LinkState::connected;
       t.rows.push_back({
           {s.socket},
-          {std::string(memif_role_name(i.role))},
+          {std::string(memif::role_name(i.role))},
           {std::to_string(i.id)},
           {i.name},
           {memif::link_state_name(i.state), up ? "32" : nullptr},
