@@ -84,6 +84,7 @@ struct QueueRow {
   std::optional<QueueInfo> info;  ///< header snapshot when the file opened and validated
   std::string error;              ///< the open error's message, when it failed
   Errc error_code = Errc::ok;     ///< the open error's condition
+  bool pids_of_this_kernel = true;  ///< its pids are this kernel's (pids_of_this_kernel(), rows.hpp)
 };
 
 /// Opens the queue file `path`, takes its header snapshot and closes it again. The open and the

@@ -64,14 +64,14 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
     }
     const StreamInfo& info = *row.info;
     const std::int32_t wpid = writer_pid(info);
-    const bool alive = pid_alive(wpid);
+    const bool dead = pid_liveness(wpid, row.pids_of_this_kernel) == PidLiveness::dead;
     std::vector<Cell> cells = {
         {stream_name_cell(row), row.info->name == row.name ? nullptr : (colour ? "33" : nullptr)},
         {format_shape(info.shape)},
         {std::string(dtype_name(info.dtype))},
         {std::to_string(info.frame.cnt0)},
         {format_rate(row.rate_hz), row.rate_hz && *row.rate_hz > 0 ? "32" : nullptr},
-        {fmt::format("{} ({})", wpid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
+        {pid_cell_text(wpid, row.pids_of_this_kernel), dead ? "31" : nullptr},
         {std::to_string(row.readers.size())},
     };
     if (with_depth) cells.push_back({info.depth > 1 ? std::to_string(info.depth) : std::string("-")});
@@ -103,7 +103,7 @@ Table make_queue_table(const std::vector<QueueRow>& rows, bool colour) {
       continue;
     }
     const QueueInfo& info = *row.info;
-    const bool alive = pid_alive(info.creator_pid);
+    const bool dead = pid_liveness(info.creator_pid, row.pids_of_this_kernel) == PidLiveness::dead;
     const std::uint64_t size = queue_size(info);
     t.rows.push_back({
         {row.name},
@@ -115,7 +115,7 @@ Table make_queue_table(const std::vector<QueueRow>& rows, bool colour) {
         {std::to_string(info.pushed)},
         {std::to_string(info.popped)},
         {std::to_string(info.signals.size())},
-        {fmt::format("{} ({})", info.creator_pid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
+        {pid_cell_text(info.creator_pid, row.pids_of_this_kernel), dead ? "31" : nullptr},
         {info.closed ? "shut_down" : "open", info.closed ? "33" : nullptr},
     });
   }

@@ -197,7 +197,7 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
     }
     const StreamInfo& info = *row.info;
     const std::int32_t wpid = writer_pid(info);
-    const bool alive = pid_alive(wpid);
+    const bool dead = pid_liveness(wpid, row.pids_of_this_kernel) == PidLiveness::dead;
     t.rows.push_back({
         {row.name},
         {format_shape(info.shape)},
@@ -205,7 +205,7 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
         {std::to_string(info.frame.cnt0)},
         {format_rate(row.rate_hz), row.rate_hz && *row.rate_hz > 0 ? "32" : nullptr},
         {info.write_flag ? "1" : "0"},
-        {fmt::format("{} ({})", wpid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
+        {pid_cell_text(wpid, row.pids_of_this_kernel), dead ? "31" : nullptr},
         {readers_text(row.readers)},
         {std::to_string(info.semaphores)},
         {sem_values_text(info)},
