@@ -4,6 +4,7 @@
 #include "harness/machine.hpp"
 
 #include <shmlink/error.hpp>
+#include <shmlink_tools/signals.hpp>
 
 #include <sched.h>
 #include <sys/resource.h>
@@ -68,18 +69,10 @@ bool stop_requested() noexcept { return g_stop != 0; }
 
 StopSignals::StopSignals() {
   g_stop = 0;
-  struct sigaction sa {};
-  sa.sa_handler = on_stop;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: blocking reads and futex waits return EINTR
-  ::sigaction(SIGINT, &sa, &old_int_);
-  ::sigaction(SIGTERM, &sa, &old_term_);
+  handlers_ = std::make_unique<tools::SignalHandlers>(on_stop, std::initializer_list<int>{SIGINT, SIGTERM});
 }
 
-StopSignals::~StopSignals() {
-  ::sigaction(SIGINT, &old_int_, nullptr);
-  ::sigaction(SIGTERM, &old_term_, nullptr);
-}
+StopSignals::~StopSignals() = default;
 
 Percentiles percentiles_of(std::vector<std::int64_t>& values, double scale) {
   Percentiles p;

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,10 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+namespace shmlink::tools {
+class SignalHandlers;  // shmlink_tools/signals.hpp
+}  // namespace shmlink::tools
 
 namespace shmlink::bench {
 
@@ -55,8 +60,7 @@ class StopSignals {
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
+  std::unique_ptr<tools::SignalHandlers> handlers_;  // shmlink_tools/signals.hpp
 };
 
 // ---- statistics --------------------------------------------------------------------------

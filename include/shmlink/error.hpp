@@ -41,11 +41,11 @@ enum class Errc : int {
   shut_down = -18,        ///< the queue or interface was shut down: no more samples will come
   torn = -100,            ///< a validated read kept colliding with the writer and gave up
   writer_active = -101,   ///< the write flag stayed set (a writer may have died mid-write)
-  replaced = -102,        ///< the stream file was re-created or removed: re-open it by name
+  replaced = -102,        ///< the channel (stream, queue) was re-created or removed, as a file or a region entry: re-open it by name
   overwritten = -103,     ///< a rolling-buffer reader was lapped: frames were lost (the newest was read)
   incomplete = -104,      ///< a packetised frame was published with packets missing
   not_connected = -150,   ///< memif: the interface's link is down (no connection yet, or lost)
-  protocol = -151,        ///< memif: the peer broke the protocol (bad message, bad descriptor)
+  protocol = -151,        ///< a peer broke its protocol (memif, QEMU's ivshmem-server protocol): bad message, bad descriptor
   refused = -152,         ///< memif: the peer refused the handshake (DISCONNECT with a reason)
 };
 

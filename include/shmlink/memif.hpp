@@ -380,6 +380,10 @@ enum class LinkState : std::uint8_t {
 /// "idle", "listening", "connecting", "handshake", "connected" ("unknown" for other values).
 SHMLINK_EXPORT const char* link_state_name(LinkState state) noexcept;
 
+/// "master" for Role::master, "slave" for every other value (the names the memif protocol and
+/// libmemif use); a static string.
+SHMLINK_EXPORT const char* role_name(Role role) noexcept;
+
 /// One published interface (a record of a status file).
 struct InterfaceStatus {
   std::uint32_t id = 0;                          ///< interface id

@@ -111,7 +111,7 @@ class TornReadError(Error):
 
 
 class ReplacedError(Error):
-    """The stream file was re-created or removed: open it again by name."""
+    """The channel (its file or region entry) was re-created or removed: open it again by name."""
 
 
 class OverwrittenError(Error):

@@ -157,8 +157,6 @@ struct shmlink_memif_socket_s {
 
 namespace {
 
-const char* role_name(memif::Role r) noexcept { return r == memif::Role::master ? "master" : "slave"; }
-
 /// Copies `line` into buf[0..size) as snprintf does; returns the full length (capped at INT_MAX).
 int copy_out(std::string_view line, char* buf, std::size_t size) noexcept {
   if (size != 0) {
@@ -373,7 +371,7 @@ int shmlink_memif_create(shmlink_memif_socket_t* sock, const shmlink_memif_spec_
         copy_field(text, reason);
         h->on_disconnect(h, text, h->ctx);
       };
-    std::snprintf(h->label, sizeof h->label, "memif %s '%s' (id %" PRIu32 ") on %s", role_name(o.role), name,
+    std::snprintf(h->label, sizeof h->label, "memif %s '%s' (id %" PRIu32 ") on %s", memif::role_name(o.role), name,
                   spec->id, sock->sock.name().c_str());
     // Room first: once add_interface succeeded nothing may fail, or the interface would have no
     // handle.

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -134,16 +135,26 @@ bool is_ivshmem(const std::string& dir) {
          device == kDeviceId;
 }
 
-/// The UIO device bound to the PCI function at `dir` ("uio0"), or "".
+/// The UIO device bound to the PCI function at `dir` ("uio0"), or "": of several (uio_ivshmem makes
+/// one per MSI-X vector, in vector order) the lowest number, compared as a number (uio2 before
+/// uio10). Names other than "uio" and decimal digits are ignored.
 std::string uio_of(const std::string& dir) {
   std::error_code ec;
-  std::vector<std::string> names;
+  std::string best;
+  unsigned long long best_number = 0;
   for (std::filesystem::directory_iterator it(dir + "/uio", ec), end; !ec && it != end; it.increment(ec)) {
     const std::string n = it->path().filename().string();
-    if (n.size() > 3 && n.starts_with("uio")) names.push_back(n);
+    if (n.size() <= 3 || n.size() > 12 || !n.starts_with("uio")) continue;
+    unsigned long long number = 0;
+    const char* digits = n.c_str() + 3;
+    const auto [rest, err] = std::from_chars(digits, n.c_str() + n.size(), number);
+    if (err != std::errc() || rest != n.c_str() + n.size()) continue;
+    if (best.empty() || number < best_number) {
+      best = n;
+      best_number = number;
+    }
   }
-  std::sort(names.begin(), names.end());
-  return names.empty() ? std::string() : names.front();
+  return best;
 }
 
 }  // namespace

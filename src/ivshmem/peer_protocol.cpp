@@ -2,6 +2,8 @@
 // The ivshmem-server protocol version 0 as bytes (peer_protocol.hpp).
 #include "ivshmem/peer_protocol.hpp"
 
+#include "os/fd_passing.hpp"
+
 #include <shmlink/ivshmem_server.hpp>
 
 #include <sys/socket.h>
@@ -17,29 +19,11 @@ namespace shmlink::ivshmem::proto {
 static_assert(std::endian::native == std::endian::little, "the protocol's integers are little-endian");
 
 SendResult send_message(int socket, std::int64_t value, int fd) noexcept {
-  iovec iov{};
-  iov.iov_base = &value;  // little-endian on this (asserted) little-endian host
-  iov.iov_len = kMessageBytes;
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  if (fd >= 0) {
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  for (;;) {
-    const ssize_t n = ::sendmsg(socket, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n == static_cast<ssize_t>(kMessageBytes)) return SendResult::sent;
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return SendResult::would_block;
-    return SendResult::failed;  // an error, or a short send that broke the message stream
-  }
+  // `value` is little-endian on this (asserted) little-endian host.
+  const ssize_t n = os::send_with_fd(socket, std::as_bytes(std::span(&value, 1)), fd, MSG_DONTWAIT);
+  if (n == static_cast<ssize_t>(kMessageBytes)) return SendResult::sent;
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return SendResult::would_block;
+  return SendResult::failed;  // an error, or a short send that broke the message stream
 }
 
 std::optional<Message> Assembler::feed(std::span<const std::byte> bytes, std::vector<os::UniqueFd> fds) {

@@ -2,6 +2,8 @@
 // memif control channel transport (src/memif/control.hpp; docs/reference/memif.md sections 4 and 13).
 #include "memif/control.hpp"
 
+#include "os/fd_passing.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <span>
 #include <utility>
 
 namespace shmlink::memif {
@@ -233,36 +236,16 @@ ConnectResult connect_seqpacket(const SocketAddress& addr, bool nonblocking) noe
 }
 
 MessageResult send_message(int fd, const wire::Message& msg, int fd_to_pass) noexcept {
-  iovec iov{};
-  iov.iov_base = const_cast<wire::Message*>(&msg);  // sendmsg does not write through it
-  iov.iov_len = wire::kMessageSize;
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int))];
-  if (fd_to_pass >= 0) {
-    std::memset(control, 0, sizeof control);
-    mh.msg_control = control;
-    mh.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd_to_pass, sizeof(int));
+  const ssize_t n = os::send_with_fd(fd, std::as_bytes(std::span(&msg, 1)), fd_to_pass, 0);
+  if (n >= 0) {
+    // SOCK_SEQPACKET sends a datagram whole or not at all.
+    if (static_cast<std::size_t>(n) != wire::kMessageSize) return failure(Errc::system, EMSGSIZE);
+    return {};
   }
-  for (;;) {
-    const ssize_t n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
-    if (n >= 0) {
-      // SOCK_SEQPACKET sends a datagram whole or not at all.
-      if (static_cast<std::size_t>(n) != wire::kMessageSize) return failure(Errc::system, EMSGSIZE);
-      return {};
-    }
-    const int err = errno;
-    if (err == EINTR) continue;
-    if (would_block(err)) return failure(Errc::would_block, err);
-    if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) return failure(Errc::closed, err);
-    return from_errno(err);
-  }
+  const int err = static_cast<int>(-n);
+  if (would_block(err)) return failure(Errc::would_block, err);
+  if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) return failure(Errc::closed, err);
+  return from_errno(err);
 }
 
 MessageResult receive_message(int fd, wire::Message& msg, UniqueFd& received_fd) noexcept {

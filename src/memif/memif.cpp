@@ -22,7 +22,6 @@ namespace shmlink::memif {
 // The internal helpers of socket_impl.hpp, by their short names in this file.
 using detail::Clock;
 using detail::Connection;
-using detail::role_name;
 
 namespace {
 

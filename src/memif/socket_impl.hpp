@@ -46,8 +46,6 @@ inline std::string version_text(std::uint16_t v) {
   return std::to_string(v >> 8) + "." + std::to_string(v & 0xFF);
 }
 
-inline const char* role_name(Role r) noexcept { return r == Role::master ? "master" : "slave"; }
-
 inline void log_info(const std::string& m) { shmlink::detail::log(LogLevel::info, m); }
 inline void log_warn(const std::string& m) { shmlink::detail::log(LogLevel::warn, m); }
 
@@ -122,7 +120,7 @@ struct Interface::Impl {
   std::deque<std::string> warned;    // refusals already logged as warnings (warn_once); cleared when up
 
   [[nodiscard]] std::string label() const {
-    return "memif " + std::string(detail::role_name(opt.role)) + " '" + opt.name + "' (id " + std::to_string(opt.id) + ")";
+    return "memif " + std::string(role_name(opt.role)) + " '" + opt.name + "' (id " + std::to_string(opt.id) + ")";
   }
   detail::RingQueue* txq(std::uint16_t q) noexcept { return q < n_tx ? tx[q].get() : nullptr; }
   detail::RingQueue* rxq(std::uint16_t q) noexcept { return q < n_rx ? rx[q].get() : nullptr; }

@@ -240,6 +240,8 @@ void StatusWriter::write(int slot, const InterfaceRecord& record) noexcept {
 
 // ---- readers ----------------------------------------------------------------------------------
 
+const char* role_name(Role role) noexcept { return role == Role::master ? "master" : "slave"; }
+
 const char* link_state_name(LinkState state) noexcept {
   switch (state) {
     case LinkState::idle: return "idle";

@@ -43,11 +43,11 @@ const char* strerror(Errc e) noexcept {
     case Errc::shut_down: return "the queue or interface was shut down: no more samples will come";
     case Errc::torn: return "read kept colliding with the writer";
     case Errc::writer_active: return "write flag stayed set (writer active or dead mid-write)";
-    case Errc::replaced: return "stream file was re-created or removed";
+    case Errc::replaced: return "channel was re-created or removed (its file or region entry)";
     case Errc::overwritten: return "reader was lapped: frames were overwritten before they were read";
     case Errc::incomplete: return "frame published with packets missing";
     case Errc::not_connected: return "memif interface not connected";
-    case Errc::protocol: return "peer broke the memif protocol";
+    case Errc::protocol: return "peer broke the protocol (bad message, descriptor or handshake)";
     case Errc::refused: return "peer refused the connection";
   }
   return "unknown error";

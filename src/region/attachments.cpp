@@ -28,7 +28,7 @@ rlayout::AttachSlot* Directory::attach_page(std::uint32_t i) const noexcept {
   return reinterpret_cast<rlayout::AttachSlot*>(bytes_.data() + offset + size - rlayout::kAttachBytes);
 }
 
-std::uint32_t Directory::attachments(std::uint32_t i) const {
+std::uint32_t Directory::attachments(std::uint32_t i, std::uint64_t lock) const {
   rlayout::AttachSlot* page = attach_page(i);
   if (page == nullptr) return 0;
   std::uint32_t live = 0;
@@ -38,7 +38,9 @@ std::uint32_t Directory::attachments(std::uint32_t i) const {
     std::uint64_t token = at(page[k].token).load(std::memory_order_acquire);
     if (token == 0) continue;
     if (holder_dead(token, at(page[k].start).load(std::memory_order_relaxed))) {
-      // A crashed holder: its slot is cleared (only the lock holder clears others' slots).
+      // A crashed holder: its slot is cleared (only the lock holder clears others' slots, and
+      // only while the lock is still its own).
+      still_holding(lock, "clearing a dead process's attachment");
       at(page[k].token).compare_exchange_strong(token, 0, std::memory_order_relaxed);
       continue;
     }
@@ -47,7 +49,7 @@ std::uint32_t Directory::attachments(std::uint32_t i) const {
   return live;
 }
 
-std::uint32_t Directory::attach_locked(const Slot& slot) const {
+std::uint32_t Directory::attach_locked(const Slot& slot, std::uint64_t lock) const {
   rlayout::AttachSlot* page = attach_page(slot.index);
   if (page == nullptr)
     throw Error(Errc::layout, "region " + what_ + ": entry " + std::to_string(slot.index) + " ('" +
@@ -56,6 +58,9 @@ std::uint32_t Directory::attach_locked(const Slot& slot) const {
   for (int round = 0; round < 2; ++round) {
     for (std::uint32_t k = 0; k < rlayout::kAttachSlots; ++k) {
       std::uint64_t expected = 0;
+      // SYNC POINT: relaxed: a look for a free slot; the CAS below decides.
+      if (at(page[k].token).load(std::memory_order_relaxed) != 0) continue;
+      still_holding(lock, "attaching to an entry");
       // SYNC POINT: relaxed: under the lock (no other attach runs; detach only clears its own
       // slot), published to the next holder by the lock's release.
       if (at(page[k].token).compare_exchange_strong(expected, me, std::memory_order_relaxed)) {
@@ -63,7 +68,7 @@ std::uint32_t Directory::attach_locked(const Slot& slot) const {
         return k;
       }
     }
-    (void)attachments(slot.index);  // clears the slots of dead processes, then one more look
+    (void)attachments(slot.index, lock);  // clears the slots of dead processes, then one more look
   }
   throw Error(Errc::no_space, "region " + what_ + ": opening '" + escape_name(slot.entry.name) + "': all " +
                                   std::to_string(rlayout::kAttachSlots) + " attachment slots are held by live handles");

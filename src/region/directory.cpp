@@ -359,6 +359,14 @@ std::vector<Slot> validate(std::span<const RegionEntry> table, const Header& h, 
 
 // ---- the lock -------------------------------------------------------------------------------
 
+void Directory::still_holding(std::uint64_t lock, const char* doing) const {
+  // SYNC POINT: acquire: pairs with a taker's acquire CAS only for ordering of this read.
+  const std::uint64_t now = lock_word(bytes_).load(std::memory_order_acquire);
+  if (now != lock)
+    throw Error(Errc::timeout, "region " + what_ + ": " + doing + ": the directory lock was taken over (now " +
+                                   token_text(now) + ") after this holder stalled past the lock timeout; nothing more written");
+}
+
 /// Holds the directory lock for its lifetime; recovers what a dead holder left on the way in.
 class Directory::Lock {
   /// The acquisition itself, constructed first: its destructor releases the lock even when the
@@ -382,13 +390,7 @@ class Directory::Lock {
   /// Throws when the lock is no longer this acquisition's (a waiter took it over after this
   /// holder stalled past the lock timeout), so that a stalled holder stops writing instead of
   /// racing the new one. Called right before every shared store (put()).
-  void still_mine(const char* doing) const {
-    // SYNC POINT: acquire: pairs with a taker's acquire CAS only for ordering of this read.
-    const std::uint64_t now = lock_word(d_.bytes_).load(std::memory_order_acquire);
-    if (now != mine_)
-      throw Error(Errc::timeout, "region " + d_.what_ + ": " + doing + ": the directory lock was taken over (now " +
-                                     token_text(now) + ") after this holder stalled past the lock timeout; nothing more written");
-  }
+  void still_mine(const char* doing) const { d_.still_holding(mine_, doing); }
   /// Changes word `w` of entry `i` from `expected` (what this holder read under its lock) to
   /// `desired`: checks still_mine() right before, then stores by one compare-and-swap, so that
   /// a holder that stalled past the timeout and was taken over never overwrites what a newer
@@ -412,7 +414,7 @@ class Directory::Lock {
   /// `removing` with generation + 1 (attached handles see replaced; recovery frees it once none
   /// is left), each store a put(). @return true when the entry was freed.
   bool retire_slot(std::uint32_t i, const char* doing) const {
-    const std::uint32_t attached = d_.attachments(i);
+    const std::uint32_t attached = d_.attachments(i, mine_);
     if (attached == 0) {
       release_slot(i, doing);
       return true;
@@ -455,7 +457,7 @@ class Directory::Lock {
       // SYNC POINT: relaxed: under the lock (its acquire ordered the previous holders' stores).
       const std::uint64_t ks = entry_word(d_.bytes_, i, rlayout::kKindStateWord).load(std::memory_order_relaxed);
       const std::uint32_t st = state_of(ks);
-      if ((st == rlayout::kStateRemoving && d_.attachments(i) == 0) ||
+      if ((st == rlayout::kStateRemoving && d_.attachments(i, mine_) == 0) ||
           (st == rlayout::kStateCreating && !d_.other_kernels_ && [&] {
             // SYNC POINT: relaxed: under the lock (the owner words were written by a holder).
             const std::uint64_t owner = entry_word(d_.bytes_, i, rlayout::kOwnerWord).load(std::memory_order_relaxed);
@@ -740,8 +742,7 @@ std::uint32_t Directory::attach(const Slot& slot) {
   if (!current(slot.index, slot.entry.generation))
     throw Error(Errc::replaced, "region " + what_ + ": opening " + quote_name(slot.entry.name) +
                                     ": the entry was removed or reused meanwhile");
-  lk.still_mine("attaching to an entry");
-  return attach_locked(slot);
+  return attach_locked(slot, lk.token());
 }
 
 bool Directory::remove_index(std::uint32_t index) {

@@ -190,16 +190,23 @@ class Directory {
   /// (its generation, or its generation + 1 and removing); lock-free. Never throws.
   void detach(const Slot& slot, std::uint32_t a) const noexcept;
   /// Live processes attached to entry `i` (slots of dead local processes are cleared on the way;
-  /// slots of other kernels count as live). Under the lock only.
-  [[nodiscard]] std::uint32_t attachments(std::uint32_t i) const;
+  /// slots of other kernels count as live). Under the lock only: `lock` is the holder's token
+  /// (Lock::token()), checked before each slot it clears, as the table's stores check it.
+  /// @throws Error timeout when the lock was taken over (nothing more cleared).
+  [[nodiscard]] std::uint32_t attachments(std::uint32_t i, std::uint64_t lock) const;
 
   /// Reads the table as it is, without lock or retry (for the fuzz target and tests).
   [[nodiscard]] std::vector<rlayout::RegionEntry> raw_table() const;
 
  private:
   class Lock;
-  /// attach() once the lock is held and the entry checked (attachments.cpp).
-  std::uint32_t attach_locked(const Slot& slot) const;
+  /// attach() once the lock (token `lock`) is held and the entry checked (attachments.cpp).
+  std::uint32_t attach_locked(const Slot& slot, std::uint64_t lock) const;
+  /// Throws Error timeout naming the region and `doing` when the directory lock is no longer
+  /// the acquisition `lock` (a waiter took it over after this holder stalled past the lock
+  /// timeout): checked right before every store a lock holder makes to the table or to an
+  /// attachment page, so that a stalled holder stops writing instead of racing the new one.
+  void still_holding(std::uint64_t lock, const char* doing) const;
   /// The attachment page of entry `i` (its last kAttachBytes), or null when the entry's offset
   /// and size do not leave one inside the region (a corrupt entry has no attachments).
   [[nodiscard]] rlayout::AttachSlot* attach_page(std::uint32_t i) const noexcept;

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <fstream>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -105,6 +106,76 @@ TEST_F(IvshmemCli, LsInfoCatCreateAndRegionCreateWorkOnTheDevicesRegion) {
   r = shmlink_cli("ls ivshmem:0000:00:03.0 --interval 0");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("no streams or queues in ivshmem:0000:00:03.0"), std::string::npos) << r.out;
+}
+
+/// Creates, in a child process that then exits (its pid is dead on this kernel), the stream "wfs"
+/// and the queue "cmd" in a new region at `file`.
+void create_channels_in_a_child(const std::string& file) {
+  const pid_t creator = spawn([&file] {
+    Region r = Region::create(file, k1M);
+    (void)r.create_stream("wfs", spec_of({2}, Dtype::u8));
+    QueueSpec q;
+    q.capacity = 8;
+    q.max_values = 2;
+    (void)r.create_queue("cmd", q);
+    return 0;
+  });
+  ASSERT_EQ(reap(creator), 0);
+}
+
+/// Expects `ls`, `info` (text and --json) on the channels "wfs" and "cmd" of region `where` to
+/// show their creator's pid as another kernel's: "(other kernel?)", never "(dead)", and null
+/// liveness in JSON.
+void expect_pids_not_judged(const std::string& where, const std::string& ls_args) {
+  CliRun r = shmlink_cli("ls " + ls_args + " --interval 0");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("(dead)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(other kernel?)"), std::string::npos) << r.out;
+  r = shmlink_cli("ls " + ls_args + " --interval 0 --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.at("streams").size(), 1u) << r.out;
+  EXPECT_TRUE(j.at("streams").at(0).at("writer_alive").is_null()) << r.out;
+  ASSERT_EQ(j.at("queues").size(), 1u) << r.out;
+  EXPECT_TRUE(j.at("queues").at(0).at("creator_alive").is_null()) << r.out;
+  for (const std::string& channel : {where + ":wfs", where + ":cmd"}) {
+    r = shmlink_cli("info " + channel);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.find("(dead)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("(other kernel?)"), std::string::npos) << r.out;
+  }
+  r = shmlink_cli("info " + where + ":wfs --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(nlohmann::json::parse(r.out).at("writer_alive").is_null()) << r.out;
+}
+
+TEST_F(IvshmemCli, PidsInARegionAnotherKernelFormattedAreNotCalledDead) {
+  const std::string file = dir_.path() + "/vm.region.shm";
+  create_channels_in_a_child(file);
+  // Formatted by this kernel: the creator's pid is judged here, and it is dead.
+  CliRun r = shmlink_cli("info " + file + ":wfs");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(dead)"), std::string::npos) << r.out;
+  // The same region as another kernel (a VM) formatted it: its boot_id (directory offset 64) is
+  // not ours, so its pids may be that kernel's processes.
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    std::array<char, 16> boot{};
+    f.seekg(64);
+    f.read(boot.data(), boot.size());
+    for (char& c : boot) c = static_cast<char>(~c);
+    f.seekp(64);
+    f.write(boot.data(), boot.size());
+    ASSERT_TRUE(f.good());
+  }
+  ASSERT_FALSE(Region::open(file, false).created_by_this_kernel());
+  expect_pids_not_judged(file, "");
+}
+
+TEST_F(IvshmemCli, PidsInAGuestsDeviceRegionAreNotCalledDead) {
+  fs_.add_device("0000:00:02.0", k1M, false, "0x1af4", "0x1110", /*with_resource2=*/false);
+  create_channels_in_a_child(fs_.device_dir("0000:00:02.0") + "/resource2");
+  expect_pids_not_judged("ivshmem:0000:00:02.0", "ivshmem:");
 }
 
 TEST_F(IvshmemCli, AGuestWithoutTheDeviceOrARegionGetsExitCodesNamingIt) {

@@ -80,7 +80,6 @@ using ChildReport = MemifReport;
 using ShmlinkSide = MemifEnd;
 
 const char* impl_name(Impl i) { return i == Impl::shmlink ? "shmlink" : i == Impl::dpdk ? "dpdk" : "reference"; }
-const char* role_name(memif::Role r) { return r == memif::Role::master ? "master" : "slave"; }
 /// Ring direction when `sender` sends: a slave sends on S2M rings, a master on M2S rings.
 const char* direction_name(memif::Role sender) { return sender == memif::Role::slave ? "s2m" : "m2s"; }
 
@@ -253,8 +252,8 @@ std::pair<double, std::string> run_case_once(const CaseSpec& spec, const MemifBe
 /// A case's label, e.g. "shmlink slave -> dpdk master".
 std::string case_label(const CaseSpec& s) {
   const memif::Role rr = s.sender_role == memif::Role::master ? memif::Role::slave : memif::Role::master;
-  return fmt::format("{} {} -> {} {}", impl_name(s.sender), role_name(s.sender_role), impl_name(s.receiver),
-                     role_name(rr));
+  return fmt::format("{} {} -> {} {}", impl_name(s.sender), memif::role_name(s.sender_role), impl_name(s.receiver),
+                     memif::role_name(rr));
 }
 
 /// The `impl` <-> `impl` case of the same direction and size as `s`, when it ran.
@@ -402,9 +401,9 @@ int run_memif_bench(const MemifBenchOptions& o) {
   std::vector<std::string> missed;
   for (const CaseResult& r : results) {
     Json c;
-    c["sender"] = Json{{"impl", impl_name(r.spec.sender)}, {"role", role_name(r.spec.sender_role)}};
+    c["sender"] = Json{{"impl", impl_name(r.spec.sender)}, {"role", memif::role_name(r.spec.sender_role)}};
     c["receiver"] = Json{{"impl", impl_name(r.spec.receiver)},
-                         {"role", role_name(r.spec.sender_role == memif::Role::master ? memif::Role::slave
+                         {"role", memif::role_name(r.spec.sender_role == memif::Role::master ? memif::Role::slave
                                                                                      : memif::Role::master)}};
     c["direction"] = direction_name(r.spec.sender_role);
     c["frame_bytes"] = r.spec.size;

@@ -112,9 +112,14 @@ QueueRow inspect_queue(const std::string& path) {
     std::optional<QueueInfo> info;
     // Every address (an empty range): the mapping is not known before open() returns.
     const bool faulted = read_guarded({}, [&] {
-      const Queue q = locator ? Region::open(locator->first, false).open_queue(locator->second, QueueExpect{.writable = false})
-                              : Queue::open(path, QueueExpect{.writable = false});
-      info = q.info();
+      if (locator) {
+        Region region = Region::open(locator->first, false);
+        const Queue q = region.open_queue(locator->second, QueueExpect{.writable = false});
+        row.pids_of_this_kernel = region.same_kernel() && region.created_by_this_kernel();  // as pids_of_this_kernel()
+        info = q.info();
+      } else {
+        info = Queue::open(path, QueueExpect{.writable = false}).info();
+      }
     });
     if (faulted) {
       row.error = fmt::format("queue file {} shrank while it was read (truncated or re-created in place)", shown(path));
@@ -160,7 +165,7 @@ Json queue_row_to_json(const QueueRow& row) {
   j["shut_down"] = info.closed;
   j["signal_count"] = info.signals.size();
   j["creator_pid"] = info.creator_pid;
-  j["creator_alive"] = pid_alive(info.creator_pid);
+  j["creator_alive"] = liveness_json(info.creator_pid, row.pids_of_this_kernel);
   j["consumer_pid"] = info.consumer_pid;
   j["creation_time_ns"] = info.creation_time_ns;
   return j;
@@ -211,10 +216,6 @@ std::vector<memif::SocketStatus> inspect_memif_status_files(const std::vector<st
   return out;
 }
 
-std::string_view memif_role_name(memif::Role role) noexcept {
-  return role == memif::Role::master ? "master" : "slave";
-}
-
 std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept {
   switch (mode) {
     case memif::InterfaceMode::ethernet: return "ethernet";
@@ -227,7 +228,7 @@ std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept {
 Json memif_interface_to_json(const memif::InterfaceStatus& s) {
   Json j;
   j["id"] = s.id;
-  j["role"] = std::string(memif_role_name(s.role));
+  j["role"] = std::string(memif::role_name(s.role));
   j["name"] = s.name;
   j["mode"] = std::string(memif_mode_name(s.mode));
   j["state"] = std::string(memif::link_state_name(s.state));
@@ -269,7 +270,7 @@ Json memif_socket_to_json(const memif::SocketStatus& s) {
   j["alive"] = s.alive;
   j["start_time_ticks"] = s.start_time_ticks;
   j["app_name"] = s.app_name;
-  j["role"] = s.role ? Json(std::string(memif_role_name(*s.role))) : Json(nullptr);
+  j["role"] = s.role ? Json(std::string(memif::role_name(*s.role))) : Json(nullptr);
   j["created_ns"] = s.created_ns;
   j["overflow"] = s.overflow;
   Json ifs = Json::array();

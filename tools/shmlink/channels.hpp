@@ -84,6 +84,7 @@ struct QueueRow {
   std::optional<QueueInfo> info;  ///< header snapshot when the file opened and validated
   std::string error;              ///< the open error's message, when it failed
   Errc error_code = Errc::ok;     ///< the open error's condition
+  bool pids_of_this_kernel = true;  ///< its pids are this kernel's (pids_of_this_kernel(), rows.hpp)
 };
 
 /// Opens the queue file `path`, takes its header snapshot and closes it again. The open and the
@@ -122,9 +123,6 @@ memif::SocketStatus inspect_memif_status(const std::string& path);
 std::vector<memif::SocketStatus> list_memif_status(const std::string& dir);
 /// The same for the status files `paths` (those of a listing already made).
 std::vector<memif::SocketStatus> inspect_memif_status_files(const std::vector<std::string>& paths);
-
-/// "master" / "slave".
-std::string_view memif_role_name(memif::Role role) noexcept;
 
 /// "ethernet" / "ip" / "punt-inject".
 std::string_view memif_mode_name(memif::InterfaceMode mode) noexcept;

@@ -98,7 +98,7 @@ int run_queue_info(const std::string& path, bool json) {
   if (!row.info) throw Error(row.error_code, row.error);
   const QueueInfo& info = *row.info;
   const std::optional<FileOwner> owner = file_owner(info.path);
-  const bool creator_alive = pid_alive(info.creator_pid);
+  const bool local = row.pids_of_this_kernel;
 
   if (json) {
     Json j;
@@ -119,7 +119,7 @@ int run_queue_info(const std::string& path, bool json) {
     j["popped"] = info.popped;
     j["shut_down"] = info.closed;
     j["creator_pid"] = info.creator_pid;
-    j["creator_alive"] = creator_alive;
+    j["creator_alive"] = liveness_json(info.creator_pid, local);
     j["consumer_pid"] = info.consumer_pid;
     j["creation_time_ns"] = info.creation_time_ns;
     j["signal_count"] = info.signals.size();
@@ -146,10 +146,10 @@ int run_queue_info(const std::string& path, bool json) {
   add_line(out, "pushed", std::to_string(info.pushed));
   add_line(out, "popped", std::to_string(info.popped));
   add_line(out, "state", info.closed ? "shut_down (no more pushes; consumers drain it)" : "open");
-  add_line(out, "creator pid", fmt::format("{} ({})", info.creator_pid, creator_alive ? "alive" : "dead"));
+  add_line(out, "creator pid", pid_cell_text(info.creator_pid, local));
   if (info.consumer_pid != 0)
     add_line(out, "reader pid", fmt::format("{} ({}; attached through an interface)", info.consumer_pid,
-                                            pid_alive(info.consumer_pid) ? "alive" : "dead"));
+                                            liveness_text(pid_liveness(info.consumer_pid, local))));
   add_line(out, "creation time", format_time_ns(info.creation_time_ns));
   add_line(out, "signals", std::to_string(info.signals.size()));
   std::cout << out;
@@ -305,14 +305,14 @@ void print_memif_socket(const memif::SocketStatus& s) {
   add_line(out, "pid", fmt::format("{} ({})", s.pid, s.alive ? "alive" : "dead: the status file is stale, `shmlink gc` removes it"));
   add_line(out, "start time", fmt::format("{} clock ticks after boot", s.start_time_ticks));
   add_line(out, "app name", s.app_name);
-  add_line(out, "role", s.role ? std::string(memif_role_name(*s.role)) : std::string("none yet"));
+  add_line(out, "role", s.role ? std::string(memif::role_name(*s.role)) : std::string("none yet"));
   add_line(out, "created", format_time_ns(s.created_ns));
   add_line(out, "interfaces", s.overflow == 0 ? std::to_string(s.interfaces.size())
                                              : fmt::format("{} (and {} not published: a status file holds 64)",
                                                            s.interfaces.size(), s.overflow));
   for (const memif::InterfaceStatus& i : s.interfaces) {
     out += '\n';
-    add_line(out, "interface", fmt::format("{} (id {}, {})", i.name, i.id, memif_role_name(i.role)));
+    add_line(out, "interface", fmt::format("{} (id {}, {})", i.name, i.id, memif::role_name(i.role)));
     add_line(out, "mode", std::string(memif_mode_name(i.mode)));
     add_line(out, "state", memif::link_state_name(i.state));
     const bool linked = i.state == memif::LinkState::connected || i.state == memif::LinkState::handshake;
@@ -400,8 +400,9 @@ int run_info(const InfoOptions& opt) {
     keywords = s.keywords();
   });
   const std::int32_t wpid = writer_pid(info);
+  const bool local = pids_of_this_kernel(path);
   int uninspectable = 0;
-  const std::vector<StreamReader> readers = stream_readers(info, processes_using(s.path(), &uninspectable));
+  const std::vector<StreamReader> readers = stream_readers(info, processes_using(s.path(), &uninspectable), local);
   const std::vector<std::uint32_t> frame_shape(s.frame_shape().begin(), s.frame_shape().end());
   // stat(2) of the path (the library keeps no descriptor we could fstat): should the stream be
   // re-created between the open and this call, mode and owner are the new file's.
@@ -436,7 +437,7 @@ int run_info(const InfoOptions& opt) {
     j["creator_pid"] = info.creator_pid;
     j["owner_pid"] = info.owner_pid;
     j["writer_pid"] = wpid;
-    j["writer_alive"] = pid_alive(wpid);
+    j["writer_alive"] = liveness_json(wpid, local);
     add_readers_json(j, readers, uninspectable);
     j["inode"] = info.inode;
     j["write_flag"] = info.write_flag;
@@ -454,7 +455,7 @@ int run_info(const InfoOptions& opt) {
       e["value"] = i < info.sem_values.size() ? info.sem_values[i] : -1;
       const std::int32_t rpid = i < info.sem_read_pids.size() ? info.sem_read_pids[i] : -1;
       e["read_pid"] = rpid;
-      e["read_pid_alive"] = pid_alive(rpid);
+      e["read_pid_alive"] = liveness_json(rpid, local);
       e["write_pid"] = i < info.sem_write_pids.size() ? info.sem_write_pids[i] : -1;
       sems.push_back(std::move(e));
     }
@@ -495,9 +496,9 @@ int run_info(const InfoOptions& opt) {
   if (owner) add_owner_lines(out, *owner);
   line("imagetype", fmt::format("{:#x} ({})", info.imagetype, imagetype_names(info.imagetype)));
   line("circular buffer", std::to_string(info.circular_buffer));
-  line("creator pid", fmt::format("{} ({})", info.creator_pid, pid_alive(info.creator_pid) ? "alive" : "dead"));
+  line("creator pid", pid_cell_text(info.creator_pid, local));
   line("owner pid", std::to_string(info.owner_pid));
-  line("writer pid", fmt::format("{} ({})", wpid, pid_alive(wpid) ? "alive" : "dead"));
+  line("writer pid", pid_cell_text(wpid, local));
   line("readers", readers.empty() ? std::string("0")
                                   : fmt::format("{}: {}", readers.size(), readers_text(readers)));
   line("inode", std::to_string(info.inode));
@@ -519,7 +520,7 @@ int run_info(const InfoOptions& opt) {
   for (std::size_t i = 0; i < info.semaphores; ++i) {
     const std::int32_t rpid = i < info.sem_read_pids.size() ? info.sem_read_pids[i] : -1;
     std::string rtext = std::to_string(rpid);
-    if (rpid > 0) rtext += pid_alive(rpid) ? " (alive)" : " (dead)";
+    if (rpid > 0) rtext += fmt::format(" ({})", liveness_text(pid_liveness(rpid, local)));
     sems.rows.push_back({{std::to_string(i)},
                          {std::to_string(i < info.sem_values.size() ? info.sem_values[i] : -1)},
                          {rtext},

@@ -6,6 +6,7 @@
 #include "common.hpp"
 
 #include <shmlink/ivshmem_server.hpp>
+#include <shmlink_tools/signals.hpp>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -53,15 +54,6 @@ std::atomic<shmlink::ivshmem::Server*> g_server{nullptr};
 
 void ivshmem_stop_signal(int) {
   if (auto* s = g_server.load()) s->stop();  // async-signal-safe: one write(2) to an eventfd
-}
-
-void install_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = ivshmem_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGHUP, &sa, nullptr);
 }
 
 /// pscom's -m: megabytes, or a number with M or G.
@@ -184,7 +176,7 @@ int run_server(const IvshmemServerOptions& o) {
   if (!foreground) daemonize(pid_file);
   else if (!pid_file.empty()) write_pid_file(pid_file);
   g_server.store(&server);
-  install_handlers();
+  const tools::SignalHandlers signals(ivshmem_stop_signal, {SIGINT, SIGTERM, SIGHUP});
   int rc = kExitOk;
   try {
     server.run();

@@ -65,14 +65,14 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
     }
     const StreamInfo& info = *row.info;
     const std::int32_t wpid = writer_pid(info);
-    const bool alive = pid_alive(wpid);
+    const bool dead = pid_liveness(wpid, row.pids_of_this_kernel) == PidLiveness::dead;
     std::vector<Cell> cells = {
         {stream_name_cell(row), row.info->name == row.name ? nullptr : (colour ? "33" : nullptr)},
         {format_shape(info.shape)},
         {std::string(dtype_name(info.dtype))},
         {std::to_string(info.frame.cnt0)},
         {format_rate(row.rate_hz), row.rate_hz && *row.rate_hz > 0 ? "32" : nullptr},
-        {fmt::format("{} ({})", wpid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
+        {pid_cell_text(wpid, row.pids_of_this_kernel), dead ? "31" : nullptr},
         {std::to_string(row.readers.size())},
     };
     if (with_depth) cells.push_back({info.depth > 1 ? std::to_string(info.depth) : std::string("-")});
@@ -104,7 +104,7 @@ Table make_queue_table(const std::vector<QueueRow>& rows, bool colour) {
       continue;
     }
     const QueueInfo& info = *row.info;
-    const bool alive = pid_alive(info.creator_pid);
+    const bool dead = pid_liveness(info.creator_pid, row.pids_of_this_kernel) == PidLiveness::dead;
     const std::uint64_t size = queue_size(info);
     t.rows.push_back({
         {row.name},
@@ -116,7 +116,7 @@ Table make_queue_table(const std::vector<QueueRow>& rows, bool colour) {
         {std::to_string(info.pushed)},
         {std::to_string(info.popped)},
         {std::to_string(info.signals.size())},
-        {fmt::format("{} ({})", info.creator_pid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
+        {pid_cell_text(info.creator_pid, row.pids_of_this_kernel), dead ? "31" : nullptr},
         {info.closed ? "shut_down" : "open", info.closed ? "33" : nullptr},
     });
   }
@@ -160,7 +160,7 @@ Table make_memif_table(const std::vector<memif::SocketStatus>& sockets, bool col
     if (s.interfaces.empty()) {
       std::vector<Cell> cells(t.headers.size(), Cell{"-"});
       cells[0] = {s.socket};
-      if (s.role) cells[1] = {std::string(memif_role_name(*s.role))};
+      if (s.role) cells[1] = {std::string(memif::role_name(*s.role))};
       cells[12] = pid;
       if (with_error) cells.pop_back();
       t.rows.push_back(std::move(cells));
@@ -170,7 +170,7 @@ Table make_memif_table(const std::vector<memif::SocketStatus>& sockets, bool col
       const bool up = i.state == memif::LinkState::connected;
       t.rows.push_back({
           {s.socket},
-          {std::string(memif_role_name(i.role))},
+          {std::string(memif::role_name(i.role))},
           {std::to_string(i.id)},
           {i.name},
           {memif::link_state_name(i.state), up ? "32" : nullptr},

@@ -3,6 +3,8 @@
 // writer and reader processes and semaphore values, in the spirit of milk's streamCTRL.
 #include "common.hpp"
 
+#include <shmlink_tools/signals.hpp>
+
 #include <fmt/format.h>
 
 #include <poll.h>
@@ -29,30 +31,6 @@ volatile std::sig_atomic_t g_stop = 0;
 /// Signal handler: asks the loop to stop (async-signal-safe).
 extern "C" void on_stop_signal(int /*sig*/) { g_stop = 1; }
 
-/// Installs on_stop_signal for SIGINT and SIGTERM, restoring the old handlers on destruction.
-class StopSignals {
- public:
-  /// Installs the handlers.
-  StopSignals() {
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-  }
-  /// Restores the previous handlers.
-  ~StopSignals() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
- private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-};
 
 /// The terminal settings KeyReader changed, for its SIGTSTP handler (only one KeyReader is
 /// active at a time).
@@ -219,7 +197,7 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
     }
     const StreamInfo& info = *row.info;
     const std::int32_t wpid = writer_pid(info);
-    const bool alive = pid_alive(wpid);
+    const bool dead = pid_liveness(wpid, row.pids_of_this_kernel) == PidLiveness::dead;
     t.rows.push_back({
         {row.name},
         {format_shape(info.shape)},
@@ -227,7 +205,7 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
         {std::to_string(info.frame.cnt0)},
         {format_rate(row.rate_hz), row.rate_hz && *row.rate_hz > 0 ? "32" : nullptr},
         {info.write_flag ? "1" : "0"},
-        {fmt::format("{} ({})", wpid, alive ? "alive" : "dead"), alive ? nullptr : "31"},
+        {pid_cell_text(wpid, row.pids_of_this_kernel), dead ? "31" : nullptr},
         {readers_text(row.readers)},
         {std::to_string(info.semaphores)},
         {sem_values_text(info)},
@@ -296,7 +274,7 @@ std::string title_line(const std::string& dir, std::size_t n, double interval, c
 /// files are reported as events (text lines, or NDJSON objects with an "event" key) and
 /// followed: a re-created file is re-opened, a named stream that is removed is waited for.
 int run_monitor(const MonitorOptions& opt) {
-  StopSignals signals;
+  const tools::SignalHandlers signals(on_stop_signal, {SIGINT, SIGTERM});  // restored when monitor returns
   g_stop = 0;
   auto keep_running = [] { return g_stop == 0; };
   const auto period =

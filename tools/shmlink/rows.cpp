@@ -5,6 +5,8 @@
 #include "channels.hpp"
 #include "output.hpp"
 
+#include <shmlink/region.hpp>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -21,6 +23,41 @@ bool pid_alive(std::int32_t pid) noexcept {
   if (pid <= 0) return false;
   if (::kill(static_cast<pid_t>(pid), 0) == 0) return true;
   return errno == EPERM;  // exists, owned by someone else; ESRCH = gone
+}
+
+bool pids_of_this_kernel(const std::string& path) {
+  const auto locator = split_region_locator(path);
+  if (!locator) return true;
+  try {
+    const Region region = Region::open(locator->first, false);
+    return region.same_kernel() && region.created_by_this_kernel();
+  } catch (const std::exception&) {
+    return true;  // the channel's own open says what is wrong
+  }
+}
+
+PidLiveness pid_liveness(std::int32_t pid, bool this_kernel) noexcept {
+  if (!this_kernel && pid > 0) return PidLiveness::unknown;
+  return pid_alive(pid) ? PidLiveness::alive : PidLiveness::dead;
+}
+
+std::string_view liveness_text(PidLiveness l) noexcept {
+  switch (l) {
+    case PidLiveness::alive: return "alive";
+    case PidLiveness::dead: return "dead";
+    case PidLiveness::unknown: break;
+  }
+  return "other kernel?";
+}
+
+std::string pid_cell_text(std::int32_t pid, bool this_kernel) {
+  return fmt::format("{} ({})", pid, liveness_text(pid_liveness(pid, this_kernel)));
+}
+
+Json liveness_json(std::int32_t pid, bool this_kernel) {
+  const PidLiveness l = pid_liveness(pid, this_kernel);
+  if (l == PidLiveness::unknown) return nullptr;
+  return l == PidLiveness::alive;
 }
 
 std::int32_t writer_pid(const StreamInfo& info) noexcept {
@@ -53,14 +90,15 @@ bool proc_inspectable(std::int32_t pid) {
 
 }  // namespace
 
-std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders) {
+std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders,
+                                         bool this_kernel) {
   std::vector<StreamReader> out;
   for (std::size_t i = 0; i < info.sem_read_pids.size(); ++i) {
     const std::int32_t p = info.sem_read_pids[i];
-    if (p <= 0 || !pid_alive(p)) continue;
+    if (p <= 0 || (this_kernel && !pid_alive(p))) continue;
     // A live pid that neither maps nor opens the file is not its reader: a reader that died
     // without releasing the slot, its pid since reused by an unrelated process.
-    if (std::find(holders.begin(), holders.end(), p) == holders.end() && proc_inspectable(p)) continue;
+    if (this_kernel && std::find(holders.begin(), holders.end(), p) == holders.end() && proc_inspectable(p)) continue;
     if (std::none_of(out.begin(), out.end(), [p](const StreamReader& r) { return r.pid == p; }))
       out.push_back({p, static_cast<int>(i)});
   }
@@ -159,7 +197,8 @@ void find_readers(std::vector<StreamRow>& rows, ReaderCache* cache) {
   }
   const ReaderCache& used = reuse ? *cache : scan;
   for (std::size_t i = 0; i < with_info.size(); ++i) {
-    with_info[i]->readers = stream_readers(*with_info[i]->info, used.holders[i]);
+    with_info[i]->readers =
+        stream_readers(*with_info[i]->info, used.holders[i], with_info[i]->pids_of_this_kernel);
     with_info[i]->readers_uninspectable = used.uninspectable;
   }
 }
@@ -188,7 +227,7 @@ Json row_to_json(const StreamRow& row) {
   }
   const std::int32_t wpid = writer_pid(info);
   j["writer_pid"] = wpid;
-  j["writer_alive"] = pid_alive(wpid);
+  j["writer_alive"] = liveness_json(wpid, row.pids_of_this_kernel);
   add_readers_json(j, row.readers, row.readers_uninspectable);
   j["semaphores"] = info.semaphores;
   j["sem_values"] = info.sem_values;

@@ -24,6 +24,30 @@ namespace shmlink::cli {
 /// pid <= 0 or ESRCH.
 bool pid_alive(std::int32_t pid) noexcept;
 
+/// True when the pids stored in the channel at `path` are this kernel's, so that kill(2) here
+/// judges them: a channel file, or a channel "PATH:NAME" in a region that no other kernel uses
+/// (Region::same_kernel()) and that this kernel formatted (Region::created_by_this_kernel()).
+/// False for a channel in a guest's ivshmem device, in a region shared with VMs, or in a region
+/// another kernel formatted: a pid there may be a process of another kernel, which this one can
+/// neither see nor find dead (the library's own liveness rule treats it as unknown, never dead).
+/// True when the region cannot be opened (the channel's own open reports that).
+bool pids_of_this_kernel(const std::string& path);
+
+/// The liveness of a pid stored in a channel, as `shmlink` shows it.
+enum class PidLiveness {
+  alive,    ///< a process of this kernel with that pid exists
+  dead,     ///< no such process on this kernel (or pid <= 0)
+  unknown,  ///< the pid may be another kernel's (pids_of_this_kernel() false): not judged
+};
+/// pid_alive(pid) when `this_kernel`, else unknown.
+PidLiveness pid_liveness(std::int32_t pid, bool this_kernel) noexcept;
+/// "alive", "dead" or "other kernel?" (unknown).
+std::string_view liveness_text(PidLiveness l) noexcept;
+/// "PID (alive)", "PID (dead)" or "PID (other kernel?)".
+std::string pid_cell_text(std::int32_t pid, bool this_kernel);
+/// The JSON value of a pid's liveness: true, false, or null (unknown: another kernel's pid).
+Json liveness_json(std::int32_t pid, bool this_kernel);
+
 /// The writer of a stream: the last slot's semWritePID that is not -1/0, else creatorPID.
 std::int32_t writer_pid(const StreamInfo& info) noexcept;
 
@@ -41,8 +65,10 @@ std::string reader_wait_text(const StreamReader& r);
 /// other process in `holders` (those with the file mapped or open: processes_using()) except the
 /// writer (writer_pid()) and this process. A slot's pid that is not among `holders` although its
 /// /proc entries can be read (an unrelated process that reuses the pid of a reader that died
-/// without releasing its slot) is left out. Ascending pid.
-std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders);
+/// without releasing its slot) is left out. With `this_kernel` false (pids_of_this_kernel()) every
+/// slot's pid counts, unjudged: it may be a reader in another kernel. Ascending pid.
+std::vector<StreamReader> stream_readers(const StreamInfo& info, const std::vector<int>& holders,
+                                         bool this_kernel = true);
 
 /// Readers as text: "123 (semaphore 0), 456 (mapped)"; "-" when none.
 std::string readers_text(const std::vector<StreamReader>& readers);
@@ -63,6 +89,7 @@ struct StreamRow {
   Errc error_code = Errc::ok;      ///< the open error's condition
   std::vector<StreamReader> readers;  ///< its readers (stream_readers()), when info is set
   int readers_uninspectable = 0;      ///< processes the /proc scan could not inspect
+  bool pids_of_this_kernel = true;    ///< its pids are this kernel's (pids_of_this_kernel())
 };
 
 /// Orders of stream rows in `ls` and `monitor`.

@@ -37,6 +37,7 @@ struct FileState {
   bool sampled = false;                    ///< last_cnt0/last_time are set
   std::string error;                       ///< why the file is not open
   Errc error_code = Errc::ok;              ///< its condition
+  bool pids_of_this_kernel = true;         ///< judged at each open (pids_of_this_kernel())
 
   /// Drops the handle (the file stays) and forgets the error and the rate sample.
   void close() noexcept {
@@ -55,6 +56,7 @@ struct FileState {
     try {
       stream.emplace(open_for_inspection(path));
       geometry = geometry_of(*stream);
+      pids_of_this_kernel = cli::pids_of_this_kernel(path);
     } catch (const Error& e) {
       stream.reset();
       error = e.what();
@@ -149,6 +151,7 @@ StreamRow sample(FileState& e, std::vector<StreamEvent>* events) {
   StreamRow row;
   row.path = e.path;
   row.name = display_name(e.path);
+  row.pids_of_this_kernel = e.pids_of_this_kernel;
   if (e.stream) {
     std::optional<StreamInfo> info;
     std::uint64_t cnt0 = 0;

@@ -152,6 +152,17 @@ TEST_F(capiErrors, StrerrorIsStaticAndDistinctForEveryCode) {
   }
 }
 
+TEST_F(capiErrors, StrerrorOfSharedCodesFitsEveryChannelKind) {
+  // REPLACED comes from streams and queues, in files and in regions; PROTOCOL from memif and the
+  // ivshmem server's protocol: neither text may name one kind only.
+  const std::string replaced = shmlink_strerror(SHMLINK_E_REPLACED);
+  EXPECT_EQ(replaced.find("stream"), std::string::npos) << replaced;
+  EXPECT_NE(replaced.find("region entry"), std::string::npos) << replaced;
+  const std::string protocol = shmlink_strerror(SHMLINK_E_PROTOCOL);
+  EXPECT_EQ(protocol.find("memif"), std::string::npos) << protocol;
+  EXPECT_NE(protocol.find("protocol"), std::string::npos) << protocol;
+}
+
 TEST_F(capiErrors, StrerrorOfUnknownCodeIsNeverNull) {
   for (const int code : {1, -19, -99, -105, -12345, 2147483647, -2147483647 - 1}) {
     ASSERT_NE(shmlink_strerror(code), nullptr) << code;

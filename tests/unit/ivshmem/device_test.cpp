@@ -70,6 +70,21 @@ TEST(IvshmemDevices, ListsOnlyIvshmemFunctionsWithBar2SizeDoorbellAndUio) {
   EXPECT_EQ((*devices)[1].uio, "uio0");
 }
 
+TEST(IvshmemDevices, TheUioDeviceIsTheLowestNumberComparedAsANumber) {
+  // uio_ivshmem makes one UIO device per MSI-X vector; uio10 sorts before uio2 as text, not as a
+  // number. Found through $SHMLINK_SYSFS_ROOT, as a guest's tools find it.
+  FakeSysfs fs;
+  fs.add_device("0000:00:02.0", k1M, true);
+  for (const char* uio : {"uio10", "uio2", "uio11"}) fs.add_uio("0000:00:02.0", uio, k1M);
+  std::filesystem::create_directories(fs.device_dir("0000:00:02.0") + "/uio/uiox");   // not a UIO name
+  std::filesystem::create_directories(fs.device_dir("0000:00:02.0") + "/uio/uio1a");  // nor this
+  const ScopedEnv sysfs("SHMLINK_SYSFS_ROOT", fs.sysfs());
+  const auto devices = iv::list_devices();
+  ASSERT_TRUE(devices) << devices.error().what();
+  ASSERT_EQ(devices->size(), 1u);
+  EXPECT_EQ((*devices)[0].uio, "uio2");
+}
+
 TEST(IvshmemDevices, NoSysfsIsNotFoundNamingTheDirectory) {
   const auto devices = iv::list_devices("/nonexistent-sysfs");
   ASSERT_FALSE(devices);

@@ -197,6 +197,40 @@ TEST(RegionLockHolders, AHolderWhoseLockWasTakenOverCommitsNothing) {
   EXPECT_TRUE(r.entries().empty());
 }
 
+void steal_lock_at_recovery(rdir::HookPoint p) {
+  if (p == rdir::HookPoint::recovering) std::atomic_ref<std::uint64_t>(g_steal_from->lock).store(kThief);
+}
+
+TEST(RegionLockHolders, AHolderWhoseLockWasTakenOverClearsNoAttachment) {
+  // Clearing a dead process's attachment slot is a store of the lock holder like those to the
+  // table: it checks first that the lock is still its own.
+  Region r = Region::create_memfd("attached", k1M);
+  auto res = RegionAccess::allocate(RegionAccess::state(r), "q", ChannelKind::queue, 4096);
+  RegionAccess::directory(r).publish(res.slot);
+  res.where = Placement{};  // this process detaches: its slot is free again
+  const pid_t child = test::spawn([] { return 0; });
+  ASSERT_EQ(test::reap(child), 0);
+  const rlayout::RegionEntry* e = entry_of(r, res.slot.index);
+  auto* page = reinterpret_cast<rlayout::AttachSlot*>(RegionAccess::state(r)->bytes.data() + e->offset + e->size -
+                                                      rlayout::kAttachBytes);
+  const std::uint64_t dead = hash_bits() | static_cast<std::uint32_t>(child);  // a dead local process
+  std::atomic_ref<std::uint64_t>(page[0].token).store(dead);
+  std::atomic_ref<std::uint64_t>(page[0].start).store(0);
+  g_steal_from = header_of(r);
+  rdir::g_test_hook = &steal_lock_at_recovery;  // as if this holder stalled and another took over
+  const Error err = test::error_of([&] { (void)RegionAccess::directory(r).remove("q"); });
+  rdir::g_test_hook = nullptr;
+  EXPECT_EQ(err.errc(), Errc::timeout) << err.what();
+  EXPECT_NE(std::string(err.what()).find("memfd:attached"), std::string::npos) << err.what();
+  EXPECT_EQ(std::atomic_ref<std::uint64_t>(page[0].token).load(), dead) << "cleared under a lock taken over";
+  EXPECT_EQ(lock_of(r).load(), kThief);
+  lock_of(r).store(0);
+  // Holding the lock, the remover clears the dead slot and frees the entry.
+  EXPECT_TRUE(RegionAccess::directory(r).remove("q"));
+  EXPECT_EQ(std::atomic_ref<std::uint64_t>(page[0].token).load(), 0U);
+  EXPECT_TRUE(r.entries().empty());
+}
+
 /// Points the liveness rules at an empty folder for one test: a /proc that is not this pid
 /// namespace's (another namespace's /proc, hidepid, an unreadable mount) says "no such task" of
 /// every task, which must not make a live holder dead.
