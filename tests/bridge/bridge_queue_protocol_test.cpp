@@ -88,6 +88,16 @@ bool wait_ack(zmq::socket_t& s, std::uint64_t value, std::uint32_t flags) {
   return false;
 }
 
+/// Starts a receiver process that connects to `endpoint` (our bound DEALER).
+pid_t start_receiver(const std::string& endpoint) {
+  const pid_t rx = ::fork();
+  if (rx == 0) {
+    ::execl(BRIDGE_QUEUE_PEER, BRIDGE_QUEUE_PEER, "recv", "q", (">" + endpoint).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return rx;
+}
+
 }  // namespace
 
 TEST(BridgeQueueProtocol, ReceiverDropsDuplicatesAsksForGapsAndRefusesGarbage) {
@@ -98,11 +108,7 @@ TEST(BridgeQueueProtocol, ReceiverDropsDuplicatesAsksForGapsAndRefusesGarbage) {
   s.bind("tcp://127.0.0.1:*");
   const std::string endpoint = s.get(zmq::sockopt::last_endpoint);
   // The receiver normally binds; a leading '>' makes it connect to us instead.
-  const pid_t rx = ::fork();
-  if (rx == 0) {
-    ::execl(BRIDGE_QUEUE_PEER, BRIDGE_QUEUE_PEER, "recv", "q", (">" + endpoint).c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const pid_t rx = start_receiver(endpoint);
   struct Reaper {
     pid_t pid;
     ~Reaper() {
@@ -141,4 +147,44 @@ TEST(BridgeQueueProtocol, ReceiverDropsDuplicatesAsksForGapsAndRefusesGarbage) {
   ::kill(rx, SIGTERM);
   EXPECT_EQ(shmlink::test::reap(rx, 10), 0);
   reaper.pid = 0;
+}
+
+// Acknowledgements lost with a killed receiver: the sender still holds samples 0..9 as
+// unacknowledged and resends them to the restarted receiver, which must know from queue B and
+// its state file that they are already there.
+TEST(BridgeQueueProtocol, ReceiverRestartedAfterLostAcksPushesNothingTwice) {
+  shmlink::test::TempStreamDir dir;
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = s.get(zmq::sockopt::last_endpoint);
+  pid_t rx = start_receiver(endpoint);
+  struct Reaper {
+    pid_t& pid;
+    ~Reaper() {
+      if (pid > 0) shmlink::test::reap(pid, 0);
+    }
+  } reaper{rx};
+  send_hello(s, 0);
+  ASSERT_TRUE(wait_ack(s, 0, qw::kAckReply));
+  send_samples(s, 0, 10);
+  ASSERT_TRUE(wait_ack(s, 10, 0));  // pushed; this sender "loses" the ack (acked stays 0)
+  ::kill(rx, SIGKILL);
+  EXPECT_EQ(shmlink::test::reap(rx, 10), -SIGKILL);
+  rx = start_receiver(endpoint);
+  send_hello(s, 0);
+  ASSERT_TRUE(wait_ack(s, 10, qw::kAckReply)) << "the restarted receiver does not know what queue B holds";
+  send_samples(s, 0, 15);  // the whole unacknowledged window again, and 5 new
+  ASSERT_TRUE(wait_ack(s, 15, 0));
+  shmlink::Queue q = shmlink::Queue::open("q");
+  shmlink::Sample out;
+  for (std::int64_t i = 0; i < 15; ++i) {
+    ASSERT_TRUE(q.try_pop(out).ok()) << i;
+    EXPECT_EQ(out.values.at(0).i, i);
+  }
+  EXPECT_EQ(q.try_pop(out), shmlink::Status(shmlink::Errc::would_block)) << "a sample was pushed twice";
+  ::kill(rx, SIGTERM);
+  EXPECT_EQ(shmlink::test::reap(rx, 10), 0);
+  rx = 0;
 }

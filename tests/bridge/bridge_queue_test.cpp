@@ -83,6 +83,16 @@ pid_t start_peer(const std::string& role, const std::string& dir, const std::str
   return pid;
 }
 
+/// Every peer process a test started: killed and reaped when the test ends early (a failed
+/// check), so none outlives the test binary.
+struct PeerGuard {
+  std::vector<pid_t*> pids;
+  ~PeerGuard() {
+    for (pid_t* p : pids)
+      if (*p > 0 && shmlink::test::still_running(*p)) reap(*p, 0);
+  }
+};
+
 void stop(pid_t pid) {
   if (pid <= 0) return;
   ::kill(pid, SIGTERM);
@@ -179,15 +189,25 @@ std::pair<std::uint64_t, std::uint64_t> window_of(const HostDir& a) {
 /// is all acknowledged, nothing more.
 void exchange(const HostDir& a, const HostDir& b, std::uint64_t n, const std::function<void(std::uint64_t)>& at) {
   shmlink::Queue src = shmlink::Queue::open(a.queue("q"));
-  std::atomic<bool> push_failed{false};
+  std::atomic<bool> push_failed{false}, quit{false};
   std::thread pusher([&] {
-    for (std::uint64_t i = 0; i < n; ++i) {
-      if (!src.push(sample(i), 30s).ok()) {
+    for (std::uint64_t i = 0; i < n && !quit;) {
+      const shmlink::Status st = src.push(sample(i), 100ms);
+      if (st.ok()) ++i;
+      else if (st.code() != shmlink::Errc::timeout) {
         push_failed = true;
         return;
       }
     }
   });
+  struct Joiner {  // a failed check returns early: stop and join the pusher first
+    std::thread& t;
+    std::atomic<bool>& quit;
+    ~Joiner() {
+      quit = true;
+      t.join();
+    }
+  } joiner{pusher, quit};
   ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(b.queue("q")); }));
   shmlink::Queue dst = shmlink::Queue::open(b.queue("q"));
   EXPECT_EQ(dst.max_values(), 4U);
@@ -206,7 +226,6 @@ void exchange(const HostDir& a, const HostDir& b, std::uint64_t n, const std::fu
     ASSERT_EQ(s.values[0].i, static_cast<std::int64_t>(expected)) << "a sample out of order or twice";
     ASSERT_EQ(s.sequence, expected);
   }
-  pusher.join();
   EXPECT_FALSE(push_failed);
   ASSERT_TRUE(wait_until([&] { return window_of(a) == std::pair<std::uint64_t, std::uint64_t>{n, n}; }))
       << "acked " << window_of(a).first << ", end " << window_of(a).second;
@@ -219,8 +238,9 @@ TEST(BridgeQueue, SamplesArriveOnceAndInOrder) {
   HostDir a, b;
   auto src = make_source(a);
   const auto port = free_port();
-  const pid_t rx = start_peer("recv", b.path(), tcp(port));
-  const pid_t tx = start_peer("send", a.path(), tcp(port));
+  pid_t rx = start_peer("recv", b.path(), tcp(port));
+  pid_t tx = start_peer("send", a.path(), tcp(port));
+  PeerGuard guard{{&rx, &tx}};
   exchange(a, b, 3000, [](std::uint64_t) {});
   stop(tx);
   stop(rx);
@@ -230,9 +250,9 @@ TEST(BridgeQueue, SenderKilledAndRestartedLosesAndRepeatsNothing) {
   HostDir a, b;
   auto src = make_source(a);
   const auto port = free_port();
-  const pid_t rx = start_peer("recv", b.path(), tcp(port));
+  pid_t rx2 = start_peer("recv", b.path(), tcp(port));
   pid_t tx = start_peer("send", a.path(), tcp(port));
-  pid_t rx2 = rx;
+  PeerGuard guard{{&rx2, &tx}};
   exchange(a, b, 3000, [&](std::uint64_t i) {
     if (i == 700) {
       // With the receiver gone, the sender pops a full window it cannot send; killed then, its
@@ -259,7 +279,8 @@ TEST(BridgeQueue, ReceiverKilledAndRestartedLosesAndRepeatsNothing) {
   auto src = make_source(a);
   const auto port = free_port();
   pid_t rx = start_peer("recv", b.path(), tcp(port));
-  const pid_t tx = start_peer("send", a.path(), tcp(port));
+  pid_t tx = start_peer("send", a.path(), tcp(port));
+  PeerGuard guard{{&rx, &tx}};
   exchange(a, b, 3000, [&](std::uint64_t i) {
     if (i == 700 || i == 1900) {
       kill_hard(rx);
@@ -274,9 +295,10 @@ TEST(BridgeQueue, LinkCutAndBackLosesAndRepeatsNothing) {
   HostDir a, b;
   auto src = make_source(a);
   const auto port = free_port(), proxy_port = free_port();
-  const pid_t rx = start_peer("recv", b.path(), tcp(port));
+  pid_t rx = start_peer("recv", b.path(), tcp(port));
   pid_t proxy = spawn([&] { return run_proxy(proxy_port, port); });
-  const pid_t tx = start_peer("send", a.path(), tcp(proxy_port));
+  pid_t tx = start_peer("send", a.path(), tcp(proxy_port));
+  PeerGuard guard{{&rx, &tx, &proxy}};
   exchange(a, b, 3000, [&](std::uint64_t i) {
     if (i == 700 || i == 1900) {
       kill_hard(proxy);  // every connection cut at once, bytes in flight lost
@@ -293,8 +315,9 @@ TEST(BridgeQueue, FullReceivingQueueBackPressuresThePusherWithoutLoss) {
   HostDir a, b;
   auto src = make_source(a);
   const auto port = free_port();
-  const pid_t rx = start_peer("recv", b.path(), tcp(port));
-  const pid_t tx = start_peer("send", a.path(), tcp(port));  // window: the source's capacity
+  pid_t rx = start_peer("recv", b.path(), tcp(port));
+  pid_t tx = start_peer("send", a.path(), tcp(port));  // window: the source's capacity
+  PeerGuard guard{{&rx, &tx}};
   // Nobody pops on B: B fills (kCapacity, acknowledged), the window fills (kCapacity, not
   // acknowledged), then A fills (kCapacity): exactly 3 x kCapacity samples are accepted.
   std::uint64_t accepted = 0;
