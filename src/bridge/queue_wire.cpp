@@ -3,6 +3,8 @@
 // shmlink layout: fields are copied with memcpy at their offsets, never through a cast pointer.
 #include "bridge/queue_wire.hpp"
 
+#include "bridge/wire.hpp"
+
 #include <bit>
 #include <cstring>
 #include <set>
@@ -23,71 +25,47 @@ T get(std::span<const std::byte> in, std::size_t off) noexcept {
   return v;
 }
 
-// Offsets of the shared bridge header (every kind's).
-constexpr std::size_t kOffMagic = 0, kOffVersion = 4, kOffKind = 6, kOffFlags = 8, kOffHeaderBytes = 12,
-                      kOffPayload = 16, kOffSequence = 24, kOffWriteTime = 32, kOffSendTime = 40, kOffAck = 48,
-                      kOffGeneration = 64, kOffSampleBytes = 72, kOffSize0 = 80, kOffSize1 = 84;
-
 }  // namespace
 
 std::array<std::byte, kHeaderBytes> encode_header(const Header& h) noexcept {
-  std::array<std::byte, kHeaderBytes> b{};
-  std::span<std::byte> o(b);
-  put(o, kOffMagic, kMagic);
-  put(o, kOffVersion, kVersion);
-  put(o, kOffKind, static_cast<std::uint16_t>(h.kind));
-  put(o, kOffFlags, h.flags);
-  put(o, kOffHeaderBytes, static_cast<std::uint32_t>(kHeaderBytes));
-  put(o, kOffPayload, h.payload_bytes);
-  put(o, kOffSequence, h.sequence);
-  put(o, kOffWriteTime, h.write_time_ns);
-  put(o, kOffSendTime, h.send_time_ns);
-  put(o, kOffAck, h.ack);
-  put(o, kOffGeneration, h.generation);
-  put(o, kOffSampleBytes, h.sample_bytes);
-  put(o, kOffSize0, h.capacity);
-  put(o, kOffSize1, h.count);
-  return b;
+  wire::Header w = wire::make_header(static_cast<wire::Kind>(h.kind));
+  w.flags = h.flags;
+  w.payload_bytes = h.payload_bytes;
+  w.sequence = h.sequence;
+  w.write_time_ns = h.write_time_ns;
+  w.send_time_ns = h.send_time_ns;
+  w.cnt1 = h.ack;
+  w.generation = h.generation;
+  w.dtype = h.sample_bytes;
+  w.size[0] = h.capacity;
+  w.size[1] = h.count;
+  return wire::encode(w);
 }
 
 std::optional<Header> decode_header(std::span<const std::byte> frame, std::size_t payload_size, std::string& why) {
-  if (frame.size() != kHeaderBytes) {
-    why = "header frame of " + std::to_string(frame.size()) + " bytes, not " + std::to_string(kHeaderBytes);
+  // The rules every kind shares (size, magic, version, header_bytes, known kind, zero padding,
+  // payload size) are the wire header's own.
+  wire::Header w;
+  if (const wire::DecodeError e = wire::decode(frame, payload_size, w); e != wire::DecodeError::ok) {
+    why = wire::describe(e);
     return std::nullopt;
   }
-  if (const auto m = get<std::uint32_t>(frame, kOffMagic); m != kMagic) {
-    why = "magic " + std::to_string(m) + " is not SHLB";
-    return std::nullopt;
-  }
-  if (const auto v = get<std::uint16_t>(frame, kOffVersion); v != kVersion) {
-    why = "version " + std::to_string(v) + " is not " + std::to_string(kVersion);
-    return std::nullopt;
-  }
-  if (const auto hb = get<std::uint32_t>(frame, kOffHeaderBytes); hb != kHeaderBytes) {
-    why = "header_bytes " + std::to_string(hb) + " is not 128";
+  if (w.kind != 16 && w.kind != 17 && w.kind != 18) {
+    why = "kind " + std::to_string(w.kind) + " is not a queue kind";
     return std::nullopt;
   }
   Header h;
-  const auto kind = get<std::uint16_t>(frame, kOffKind);
-  if (kind != 16 && kind != 17 && kind != 18) {
-    why = "kind " + std::to_string(kind) + " is not a queue kind";
-    return std::nullopt;
-  }
-  h.kind = static_cast<Kind>(kind);
-  h.flags = get<std::uint32_t>(frame, kOffFlags);
-  h.payload_bytes = get<std::uint64_t>(frame, kOffPayload);
-  h.sequence = get<std::uint64_t>(frame, kOffSequence);
-  h.write_time_ns = get<std::uint64_t>(frame, kOffWriteTime);
-  h.send_time_ns = get<std::uint64_t>(frame, kOffSendTime);
-  h.ack = get<std::uint64_t>(frame, kOffAck);
-  h.generation = get<std::uint64_t>(frame, kOffGeneration);
-  h.sample_bytes = get<std::uint32_t>(frame, kOffSampleBytes);
-  h.capacity = get<std::uint32_t>(frame, kOffSize0);
-  h.count = get<std::uint32_t>(frame, kOffSize1);
-  if (h.payload_bytes != payload_size) {
-    why = "payload of " + std::to_string(payload_size) + " bytes, header says " + std::to_string(h.payload_bytes);
-    return std::nullopt;
-  }
+  h.kind = static_cast<Kind>(w.kind);
+  h.flags = w.flags;
+  h.payload_bytes = w.payload_bytes;
+  h.sequence = w.sequence;
+  h.write_time_ns = w.write_time_ns;
+  h.send_time_ns = w.send_time_ns;
+  h.ack = w.cnt1;
+  h.generation = w.generation;
+  h.sample_bytes = w.dtype;
+  h.capacity = w.size[0];
+  h.count = w.size[1];
   auto sample_bytes_ok = [&] {
     if (h.sample_bytes % 8 == 0 && h.sample_bytes >= 8 && h.sample_bytes <= kMaxSampleValues * 8) return true;
     why = "sample bytes " + std::to_string(h.sample_bytes) + " is not 8 .. " + std::to_string(kMaxSampleValues * 8) +

@@ -4,8 +4,8 @@
 /// queue_hello (18) in the 128-byte little-endian bridge header (docs/design/bridge.md, "Queues:
 /// exactly once"), encoded and decoded without trusting a byte of the peer's message.
 ///
-/// Written against the header table every bridge message shares (magic "SHLB", version 1,
-/// header_bytes 128, the fields by offset); the queue kinds use these fields:
+/// Built on the bridge header of wire.hpp (wire::Header, wire::encode/decode: magic "SHLB",
+/// version 1, header_bytes 128, zero padding, payload size); the queue kinds use these fields:
 ///
 ///   off  field          queue_samples            queue_ack              queue_hello
 ///   24   sequence       first sample's number    0                      sender's first unacked
@@ -31,6 +31,8 @@
 
 #include <shmlink/queue.hpp>
 
+#include "bridge/wire.hpp"
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -41,9 +43,7 @@
 
 namespace shmlink::bridge::queue_wire {
 
-inline constexpr std::size_t kHeaderBytes = 128;
-inline constexpr std::uint32_t kMagic = 0x424C4853;  // "SHLB" little-endian
-inline constexpr std::uint16_t kVersion = 1;
+inline constexpr std::size_t kHeaderBytes = wire::kHeaderBytes;
 inline constexpr std::size_t kRecordHead = 32;
 inline constexpr std::size_t kSignalBytes = 64;
 
@@ -76,13 +76,13 @@ constexpr std::size_t record_bytes(std::uint32_t max_values) noexcept {
   return kRecordHead + std::size_t{max_values} * 8;
 }
 
-/// Writes `h` as the 128-byte header (reserved bytes 0).
+/// Writes `h` as the 128-byte bridge header (wire::encode; the fields queue kinds do not use 0).
 std::array<std::byte, kHeaderBytes> encode_header(const Header& h) noexcept;
 
 /// Decodes and checks a header frame and the size of the payload frame that came with it
-/// (`payload_size`: 0 when absent). Refuses (nullopt, `why` says what) a frame that is not 128
-/// bytes, a wrong magic, version or header_bytes, a kind that is not a queue kind, a payload size
-/// that disagrees with payload_bytes or with the kind's rule (samples: count >= 1 records of
+/// (`payload_size`: 0 when absent). Refuses (nullopt, `why` says what) whatever wire::decode()
+/// refuses (size, magic, version, header_bytes, padding, a payload size that disagrees with
+/// payload_bytes), a kind that is not a queue kind, and a payload against the kind's rule (samples: count >= 1 records of
 /// record_bytes(sample_bytes / 8), sample_bytes a multiple of 8 in 8 .. kMaxSampleValues * 8;
 /// ack: no payload; hello: count signals of kSignalBytes, capacity a power of two in
 /// 2 .. kMaxQueueCapacity, count at most kMaxSampleValues).
