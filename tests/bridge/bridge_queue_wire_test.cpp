@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: MIT
 // The queue kinds of the bridge wire format: what is encoded decodes to the same fields, and what
-// a peer could send wrong is refused with a reason, never trusted (docs/design/bridge.md).
+// a peer could send wrong is refused with a reason, never trusted (docs/design/bridge.md); and the
+// queue position a restarted receiver trusts.
+#include <shmlink/queue.hpp>
+
 #include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 
 #include "bridge/queue_wire.hpp"
+#include "test_util.hpp"
 
 namespace qw = shmlink::bridge::queue_wire;
 
@@ -128,4 +135,41 @@ TEST(BridgeQueueWire, SignalsRoundTripAndBadOnesAreRefused) {
   auto name = bytes;
   std::memset(name.data() + 8, 'x', 40);  // no NUL within the name field
   EXPECT_FALSE(qw::decode_signals(name, 4, why));
+}
+
+// The receiver's next expected number rests on Queue::producer_position(): it must count cells a
+// producer published before dying without recording them (tail rewound by hand, as such a death
+// leaves it), or a restarted receiver would push those samples' numbers again.
+TEST(BridgeQueueState, ProducerPositionCountsCellsADeadProducerPublished) {
+  shmlink::test::TempStreamDir dir;
+  shmlink::QueueSpec spec;
+  spec.capacity = 8;
+  spec.max_values = 1;
+  shmlink::Queue first = shmlink::Queue::create("pp", spec);
+  shmlink::Sample s;
+  s.values = {shmlink::SignalValue::of(std::int64_t{0})};
+  for (std::int64_t i = 0; i < 3; ++i) {
+    s.values[0].i = i;
+    ASSERT_TRUE(first.try_push(s).ok());
+  }
+  EXPECT_EQ(first.producer_position(), 3U);
+  first.close();
+  {
+    // The producer index `tail` lives at offset 64 of the header (queue_layout.hpp).
+    const int fd = ::open(shmlink::queue_path("pp").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    const std::uint64_t stale = 1;
+    ASSERT_EQ(::pwrite(fd, &stale, sizeof stale, 64), static_cast<ssize_t>(sizeof stale));
+    ::close(fd);
+  }
+  shmlink::Queue next = shmlink::Queue::open("pp");
+  EXPECT_EQ(next.info().pushed, 1U);
+  EXPECT_EQ(next.producer_position(), 3U);
+  s.values[0].i = 3;
+  ASSERT_TRUE(next.try_push(s).ok());
+  shmlink::Sample out;
+  for (std::int64_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(next.try_pop(out).ok());
+    EXPECT_EQ(out.values.at(0).i, i);
+  }
 }
