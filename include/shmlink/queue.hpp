@@ -275,6 +275,13 @@ class SHMLINK_EXPORT Queue {
   [[nodiscard]] const std::vector<Signal>& signals() const noexcept;
   /// Samples in the queue now (an estimate while others push or pop).
   [[nodiscard]] std::uint64_t size() const noexcept;
+  /// How many samples were ever pushed into the queue (the producer index). For the producer of
+  /// an SPSC queue this is exact even after a previous producer died between publishing cells and
+  /// recording them: a writable SPSC handle first carries on from such cells, as its first push
+  /// would (it may store the corrected index; no sample moves). Elsewhere a snapshot (acquire
+  /// load). A bridge receiver derives its next expected sequence number from it
+  /// (docs/design/bridge.md, "Queues: exactly once"). 0 for an invalid handle.
+  [[nodiscard]] std::uint64_t producer_position() noexcept;
   /// Header snapshot.
   [[nodiscard]] QueueInfo info() const;
 

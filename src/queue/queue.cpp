@@ -675,6 +675,17 @@ std::uint64_t Queue::size() const noexcept {
   return tl > hd ? std::min<std::uint64_t>(tl - hd, impl_->capacity) : 0;
 }
 
+std::uint64_t Queue::producer_position() noexcept {
+  if (!impl_) return 0;
+  Impl& m = *impl_;
+  // SPSC: the sync a handle's first push does (a producer that died between publishing cells and
+  // recording tail is carried on from), so the position counts every published cell.
+  if (m.kind == QueueKind::spsc && m.writable && !m.producer_synced)
+    return m.sync_producer(aref(m.h->tail).load(std::memory_order_relaxed));
+  // SYNC POINT (acquire): no pair needed for this handle's own pushes; for others a snapshot.
+  return aref(m.h->tail).load(std::memory_order_acquire);
+}
+
 QueueInfo Queue::info() const {
   if (!impl_) throw Error(Errc::closed, "queue handle is closed");
   const Impl& m = *impl_;
