@@ -171,6 +171,11 @@ class SHMLINK_EXPORT Peer {
   /// The mapped shared memory (the whole server file).
   [[nodiscard]] std::span<std::byte> memory() const noexcept;
   /// The region in the shared memory, attached with same_kernel false (other peers are VMs).
+  /// Its channels wait on doorbells (Region::wait_mode() doorbell): a waiter registers this
+  /// peer's id and vector 0 in the region's waiter table and sleeps on fd(0); writers ring the
+  /// registered peers through the server's eventfds (docs/vm.md "Waiting: polling and
+  /// doorbells"). Without an own vector, or with read-only memory, they poll. The region keeps
+  /// the eventfds open after this Peer is destroyed (the connection itself closes then).
   /// @throws Error layout when the memory holds no valid region directory.
   [[nodiscard]] Region region() const;
   /// The other peers known now, by ascending id.
@@ -201,7 +206,7 @@ class SHMLINK_EXPORT Peer {
   struct Impl;  ///< src/ivshmem/peer.cpp
 
  private:
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the doorbell of every Region from region()
 };
 
 }  // namespace shmlink::ivshmem
