@@ -70,7 +70,8 @@ struct ServerSpec {
 };
 
 /// The doorbell server: creates the shared memory as a region (its directory formatted before
-/// any peer is accepted, flagged as used by other kernels so every channel in it polls), listens
+/// any peer is accepted, flagged as used by other kernels so no channel in it waits on a futex:
+/// peers and guests with the driver wait on doorbells, other openers poll), listens
 /// on the socket and serves peers (QEMU ivshmem-doorbell devices, shmlink::ivshmem::Peer) with
 /// one poll loop on the thread that calls run().
 ///
@@ -163,7 +164,8 @@ class SHMLINK_EXPORT Peer {
   Peer& operator=(Peer&&) noexcept;
   Peer(const Peer&) = delete;
   Peer& operator=(const Peer&) = delete;
-  /// Closes the connection (the server announces this peer as gone) and unmaps the memory.
+  /// Closes the connection (the server announces this peer as gone); the memory and the
+  /// eventfds go when no Region from region() holds them any more.
   ~Peer();
 
   /// This peer's id.

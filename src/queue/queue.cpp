@@ -198,9 +198,7 @@ struct Queue::Impl {
       aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);
       os::futex_wake(&h->not_empty);
     }
-    // Poppers on other kernels sleeping on their ivshmem doorbell (SYNC POINT D: one load when
-    // nobody waits; the fence above serves it too).
-    if (where.doorbell) where.doorbell->notify();
+    if (where.doorbell) where.doorbell->notify();  // poppers on other kernels (SYNC POINT D)
   }
   /// After a pop: wakes sleeping producers.
   void notify_popped() noexcept {
@@ -493,15 +491,10 @@ struct Queue::Impl {
         : wait == WaitMode::hybrid ? std::min(deadline, os::deadline_after(std::chrono::microseconds(20)))
                                    : 0;
     if (backoff && where.doorbell) {
-      // Shared with other kernels, with a doorbell: a few looks, then sleep on it (registered
-      // in the region's waiter table; every push, pop and shutdown calls Doorbell::notify()).
-      for (int i = 0; i < os::PollBackoff::kSpinLooks; ++i) {
-        if (ready()) return Errc::ok;
-        os::cpu_relax();
-      }
+      // Shared with other kernels, with a doorbell: sleep on it (every push, pop and shutdown
+      // calls Doorbell::notify()); no free waiter slot (or a failed doorbell): poll, as without.
       const Status s = where.doorbell->wait_until(ready, deadline, [this] { return replaced(); });
       if (s.code() != Errc::would_block && s.code() != Errc::system) return s;
-      // No waiter slot was free (or the doorbell failed): poll, as without one.
     }
     os::PollBackoff pause;  // `backoff`: a few pause instructions, then sleeps growing to 50 us
     for (std::uint32_t i = 0; spin_end != 0; ++i) {
