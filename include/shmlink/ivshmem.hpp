@@ -158,10 +158,21 @@ class SHMLINK_EXPORT Bar {
   std::shared_ptr<Mapping> bar0_;
 };
 
+/// The UIO device ("uio3") that shmlink's driver (drivers/uio_ivshmem) made for MSI-X vector
+/// `vector` of `device`: the entry of `<sysfs_path>/uio/` whose `version` file reads
+/// "vector V", looking at uioN in ascending N. "" when there is none (no driver, ivshmem-plain,
+/// MSI-X not enabled). Its /dev node is readable when the vector fired since the last read.
+SHMLINK_EXPORT std::string vector_uio(const Device& device, unsigned vector);
+
 /// Opens the region in the shared memory of the device `locator` names (the region part:
 /// "ivshmem:" or "ivshmem:DEVICE"; a channel name is ignored), as Region::open("ivshmem:...")
 /// does: BAR2 mapped (read-write or read-only), the directory validated, same_kernel false
-/// (other VMs share the memory: channels wait by polling). The region's path() is
+/// (other VMs share the memory). Its channels wait on doorbells (Region::wait_mode() doorbell)
+/// when the region is writable, the device is `ivshmem-doorbell`, shmlink's UIO driver is bound
+/// and gives a UIO device for vector 0, and BAR0 maps (IVPosition, Doorbell): a waiter
+/// registers IVPosition and vector 0 in the region's waiter table and sleeps on that UIO device;
+/// writers ring through the Doorbell register. Otherwise they poll, and the library logs once
+/// (info level, through the log handler) why: "region ivshmem:...: waits poll: <reason>". The region's path() is
 /// "ivshmem:DDDD:BB:SS.F"; its channels are named "ivshmem:DDDD:BB:SS.F:NAME".
 /// @throws Error as Bar::open, and layout (no valid directory in BAR2: the host has not
 ///         formatted it yet, or it is corrupt) naming the device.

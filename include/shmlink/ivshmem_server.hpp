@@ -71,7 +71,8 @@ struct ServerSpec {
 };
 
 /// The doorbell server: creates the shared memory as a region (its directory formatted before
-/// any peer is accepted, flagged as used by other kernels so every channel in it polls), listens
+/// any peer is accepted, flagged as used by other kernels so no channel in it waits on a futex:
+/// peers and guests with the driver wait on doorbells, other openers poll), listens
 /// on the socket and serves peers (QEMU ivshmem-doorbell devices, shmlink::ivshmem::Peer) with
 /// one poll loop on the thread that calls run().
 ///
@@ -165,7 +166,8 @@ class SHMLINK_EXPORT Peer {
   Peer& operator=(Peer&&) noexcept;
   Peer(const Peer&) = delete;
   Peer& operator=(const Peer&) = delete;
-  /// Closes the connection (the server announces this peer as gone) and unmaps the memory.
+  /// Closes the connection (the server announces this peer as gone); the memory and the
+  /// eventfds go when no Region from region() holds them any more.
   ~Peer();
 
   /// This peer's id.
@@ -173,6 +175,11 @@ class SHMLINK_EXPORT Peer {
   /// The mapped shared memory (the whole server file).
   [[nodiscard]] std::span<std::byte> memory() const noexcept;
   /// The region in the shared memory, attached with same_kernel false (other peers are VMs).
+  /// Its channels wait on doorbells (Region::wait_mode() doorbell): a waiter registers this
+  /// peer's id and vector 0 in the region's waiter table and sleeps on fd(0); writers ring the
+  /// registered peers through the server's eventfds (docs/vm.md "Waiting: polling and
+  /// doorbells"). Without an own vector, or with read-only memory, they poll. The region keeps
+  /// the eventfds open after this Peer is destroyed (the connection itself closes then).
   /// @throws Error layout when the memory holds no valid region directory.
   [[nodiscard]] Region region() const;
   /// The other peers known now, by ascending id.
@@ -203,7 +210,7 @@ class SHMLINK_EXPORT Peer {
   struct Impl;  ///< src/ivshmem/peer.cpp
 
  private:
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the doorbell of every Region from region()
 };
 
 }  // namespace shmlink::ivshmem

@@ -25,6 +25,8 @@
 
 namespace shmlink {
 
+class Doorbell;  // include/shmlink/doorbell.hpp
+
 /// The memory a channel lives in. Plain data, copied into the channel handle.
 struct Placement {
   /// The channel's bytes: starts 64-byte aligned (the region allocator aligns to 4096) and is at
@@ -68,6 +70,11 @@ struct Placement {
   /// "Removing a channel"). Null: the word never changes (a file: `still_current` alone tells).
   std::uint64_t* current_word = nullptr;
   std::uint64_t current_value = 0;
+  /// Optional, only where `same_kernel` is false: the channel's doorbell (a region entry's, when
+  /// the region was opened through an ivshmem doorbell: include/shmlink/doorbell.hpp). Its
+  /// waits then sleep on the doorbell instead of polling, and its writes, pushes and pops call
+  /// Doorbell::notify() after publishing. Null: waits between kernels poll.
+  std::shared_ptr<Doorbell> doorbell;
 
   /// The hot-path test: true unless `current_word` is set and no longer holds `current_value`.
   /// One relaxed load and a compare; never throws.

@@ -13,6 +13,7 @@
 /// entry, never a crash (docs/design/region.md; the user guide is docs/regions.md).
 #pragma once
 
+#include <shmlink/doorbell.hpp>
 #include <shmlink/export.h>
 #include <shmlink/placement.hpp>
 #include <shmlink/queue.hpp>
@@ -21,6 +22,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -119,7 +121,8 @@ class SHMLINK_EXPORT Region {
   /// @param bytes the whole region, 64-byte aligned; @param owner keeps it mapped (may be null
   ///        when the caller guarantees the lifetime); @param what names it in messages and
   ///        path(); @param same_kernel true when every process using it runs on this kernel
-  ///        (futex waits reach them), false for memory shared with other VMs (polling waits).
+  ///        (futex waits reach them), false for memory shared with other VMs (polling waits;
+  ///        doorbell waits come only with ivshmem::open_region and ivshmem::Peer::region()).
   /// @throws Error layout naming `what` when the directory is absent, not formatted or invalid.
   static Region attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
                        bool same_kernel);
@@ -190,8 +193,21 @@ class SHMLINK_EXPORT Region {
   /// The backing's descriptor (owned by the region), or -1 for attached memory.
   [[nodiscard]] int fd() const noexcept;
   /// False when processes of other kernels may use the region (attach said so, or its formatter
-  /// recorded it): its channels then wait by polling.
+  /// recorded it): its channels then wait by polling or on doorbells (wait_mode()).
   [[nodiscard]] bool same_kernel() const noexcept;
+  /// How the channels placed through this handle wait for a peer: futex (same_kernel()),
+  /// doorbell (other kernels share the region and this handle came with a doorbell endpoint:
+  /// ivshmem::open_region in a guest whose device is ivshmem-doorbell with shmlink's UIO
+  /// driver, or ivshmem::Peer::region() on the host, and the region is writable), else polling
+  /// (docs/vm.md "Waiting: polling and doorbells").
+  [[nodiscard]] RegionWaitMode wait_mode() const noexcept;
+  /// The doorbell counters of this handle and every channel placed through it (all zero
+  /// unless wait_mode() is doorbell). Racy observers.
+  [[nodiscard]] DoorbellStats doorbell_stats() const noexcept;
+  /// Bounds each doorbell sleep of this handle's channels (1 ms .. 1 h, default 100 ms): a ring
+  /// that was lost (the peer's device dropped it, a garbled waiter table) costs at most this
+  /// much latency. No effect unless wait_mode() is doorbell.
+  void set_doorbell_fallback(std::chrono::milliseconds fallback) noexcept;
   /// The creator's boot identity as the kernel prints it ("8-4-4-4-12" lower-case hex).
   [[nodiscard]] std::string boot_id() const;
   /// The creator's host name.

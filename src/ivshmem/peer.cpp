@@ -3,6 +3,7 @@
 // ivshmem-client: every message of the server goes through proto::PeerTable's checks.
 #include "ivshmem/peer_protocol.hpp"
 #include "os/sys.hpp"
+#include "region/region_access.hpp"
 
 #include <shmlink/ivshmem_server.hpp>
 #include <shmlink/segment.hpp>
@@ -16,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <set>
 
 namespace shmlink::ivshmem {
 
@@ -36,6 +38,8 @@ struct Peer::Impl {
   proto::Assembler assembler;
   proto::PeerTable table;
   std::shared_ptr<Segment> shm;
+  bool writable = true;  // shm mapped read-write
+  std::set<std::uint16_t> departed;  // ids announced as gone and not back since (guarded by mu)
 
   explicit Impl(std::string w) : where(w), table(std::move(w)) {}
 
@@ -73,17 +77,88 @@ struct Peer::Impl {
       os::throw_errno(errno, "reading from", where);
     }
     if (n == 0) return -1;
-    if (auto m = assembler.feed({buf, static_cast<std::size_t>(n)}, std::move(fds))) (void)table.apply(std::move(*m));
+    if (auto m = assembler.feed({buf, static_cast<std::size_t>(n)}, std::move(fds))) {
+      const std::int64_t id = m->value;
+      const proto::Event e = table.apply(std::move(*m));
+      // Peers the server announced as gone, until their id comes back: a doorbell writer clears
+      // waiter-table slots naming them (a peer merely not heard of yet keeps its slots).
+      if (e == proto::Event::peer_left) departed.insert(static_cast<std::uint16_t>(id));
+      if (e == proto::Event::peer_vector) departed.erase(static_cast<std::uint16_t>(id));
+    }
     return 1;
   }
 
   void close_socket() noexcept { socket.reset(); }
 };
 
+namespace {
+
+/// A host Peer as a region's doorbell endpoint (src/region/doorbell.hpp): rings other peers
+/// through the eventfds the server gave (its own id through its own eventfd), sleeps on its own
+/// eventfd of `vector`. Shares the Peer's state, so a region from Peer::region() keeps ringing
+/// after the Peer handle is gone (its connection closed: peers still known stay reachable).
+class PeerPort final : public rdoor::Port {
+ public:
+  PeerPort(std::shared_ptr<Peer::Impl> impl, std::uint16_t self, std::uint16_t vector, std::string what)
+      : Port(self, vector, std::move(what)), impl_(std::move(impl)) {}
+
+  bool ring(std::uint16_t peer, std::uint16_t vector) noexcept override {
+    std::lock_guard lock(impl_->mu);  // held while writing: an update() cannot close the fd under us
+    int fd = -1;
+    if (peer == self()) {
+      const auto& own = impl_->table.own_vectors();
+      if (vector < own.size()) fd = own[vector].get();
+    } else {
+      const auto& peers = impl_->table.peers();
+      const auto it = peers.find(peer);
+      // Announced as gone: the caller clears its slots. Not heard of yet: keep them.
+      if (it == peers.end()) return impl_->departed.count(peer) == 0;
+      if (vector < it->second.size()) fd = it->second[vector].get();
+    }
+    if (fd < 0) return true;  // no such vector: nothing to ring, as QEMU ignores it
+    const std::uint64_t one = 1;
+    ssize_t n;
+    do n = ::write(fd, &one, sizeof one);
+    while (n < 0 && errno == EINTR);
+    return true;  // EAGAIN: the counter is saturated, still rung
+  }
+  int listener(bool& own) noexcept override {
+    own = false;
+    std::lock_guard lock(impl_->mu);
+    const auto& v = impl_->table.own_vectors();
+    return vector() < v.size() ? v[vector()].get() : -1;  // own eventfds stay open while impl_ lives
+  }
+  bool consume(int fd) noexcept override {
+    std::uint64_t v = 0;
+    const ssize_t n = ::read(fd, &v, sizeof v);  // non-blocking: clears the count
+    // EAGAIN: another waiter of this process took the count first; both re-check.
+    return n == sizeof v || (n < 0 && (errno == EAGAIN || errno == EINTR));
+  }
+
+ private:
+  std::shared_ptr<Peer::Impl> impl_;
+};
+
+/// Closes the connection (the server announces the departure) even while regions from
+/// Peer::region() keep the state alive.
+void hang_up(const std::shared_ptr<Peer::Impl>& impl) noexcept {
+  if (!impl) return;
+  std::lock_guard lock(impl->mu);
+  impl->socket.reset();
+}
+
+}  // namespace
+
 Peer::Peer() noexcept = default;
 Peer::Peer(Peer&&) noexcept = default;
-Peer& Peer::operator=(Peer&&) noexcept = default;
-Peer::~Peer() = default;
+Peer& Peer::operator=(Peer&& other) noexcept {
+  if (this != &other) {
+    hang_up(impl_);
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+Peer::~Peer() { hang_up(impl_); }
 
 Peer Peer::connect(const std::string& socket_path, const PeerOptions& options) {
   const std::string where = "ivshmem server " + socket_path;
@@ -94,7 +169,8 @@ Peer Peer::connect(const std::string& socket_path, const PeerOptions& options) {
   if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path)
     throw Error(Errc::invalid_argument, where + ": a socket path must have 1..107 bytes");
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
-  auto impl = std::make_unique<Impl>(where);
+  auto impl = std::make_shared<Impl>(where);
+  impl->writable = options.writable;
   impl->socket.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!impl->socket) os::throw_errno(errno, "creating a socket for", where);
   if (::connect(impl->socket.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
@@ -137,7 +213,11 @@ std::span<std::byte> Peer::memory() const noexcept {
 
 Region Peer::region() const {
   if (!impl_) throw Error(Errc::closed, "ivshmem peer: the handle is closed or moved-from");
-  return Region::attach(memory(), impl_->shm, impl_->where + ": shared memory", false);
+  // Waits of its channels sleep on this peer's vector 0 and are rung through the server's
+  // eventfds (a read-only mapping cannot register in the waiter table: those poll).
+  auto port = std::make_shared<PeerPort>(impl_, id(), std::uint16_t{0}, impl_->where + " peer " + std::to_string(id()));
+  return shmlink::detail::RegionAccess::attach(memory(), impl_->shm, impl_->where + ": shared memory", false, impl_->writable,
+                                      vectors() > 0 ? std::move(port) : nullptr);
 }
 
 std::vector<PeerInfo> Peer::peers() const {

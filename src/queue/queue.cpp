@@ -16,6 +16,7 @@
 //   A  attach:    mark_consumer_attached()'s release stores / consumer_pid()/consumer_token()'s
 //                 acquire loads
 // Relaxed accesses say why no ordering is needed.
+#include <shmlink/doorbell.hpp>
 #include <shmlink/queue.hpp>
 
 #include "os/backoff.hpp"
@@ -197,6 +198,7 @@ struct Queue::Impl {
       aref(h->not_empty).fetch_add(1, std::memory_order_seq_cst);
       os::futex_wake(&h->not_empty);
     }
+    if (where.doorbell) where.doorbell->notify();  // poppers on other kernels (SYNC POINT D)
   }
   /// After a pop: wakes sleeping producers.
   void notify_popped() noexcept {
@@ -205,6 +207,7 @@ struct Queue::Impl {
       aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT W
       os::futex_wake(&h->not_full);
     }
+    if (where.doorbell) where.doorbell->notify();  // pushers on other kernels (SYNC POINT D)
   }
   /// SYNC POINT S (acquire): pairs with shutdown()'s seq_cst store of state; a pop that sees
   /// the state shut then sees every push made before the shutdown.
@@ -487,6 +490,12 @@ struct Queue::Impl {
         wait == WaitMode::polling ? deadline
         : wait == WaitMode::hybrid ? std::min(deadline, os::deadline_after(std::chrono::microseconds(20)))
                                    : 0;
+    if (backoff && where.doorbell) {
+      // Shared with other kernels, with a doorbell: sleep on it (every push, pop and shutdown
+      // calls Doorbell::notify()); no free waiter slot (or a failed doorbell): poll, as without.
+      const Status s = where.doorbell->wait_until(ready, deadline, [this] { return replaced(); });
+      if (s.code() != Errc::would_block && s.code() != Errc::system) return s;
+    }
     os::PollBackoff pause;  // `backoff`: a few pause instructions, then sleeps growing to 50 us
     for (std::uint32_t i = 0; spin_end != 0; ++i) {
       if (ready()) return Errc::ok;
@@ -791,6 +800,7 @@ void Queue::shutdown() noexcept {
   aref(h->not_full).fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT W
   os::futex_wake(&h->not_empty);
   os::futex_wake(&h->not_full);
+  if (impl_->where.doorbell) impl_->where.doorbell->notify();  // sleepers on other kernels
 }
 
 bool Queue::is_shut() const noexcept { return impl_ && impl_->shut(); }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstring>
@@ -188,6 +189,29 @@ std::size_t Region::size() const noexcept { return state_ ? state_->dir.header()
 int Region::fd() const noexcept { return state_ ? state_->fd : -1; }
 bool Region::same_kernel() const noexcept { return state_ ? state_->same_kernel : true; }
 
+RegionWaitMode Region::wait_mode() const noexcept {
+  if (!state_ || state_->same_kernel) return RegionWaitMode::futex;
+  return state_->port ? RegionWaitMode::doorbell : RegionWaitMode::polling;
+}
+
+DoorbellStats Region::doorbell_stats() const noexcept {
+  DoorbellStats s;
+  if (!state_ || !state_->port) return s;
+  const rdoor::Port& p = *state_->port;
+  // Relaxed: racy counters, nothing is published through them.
+  s.rings = p.rings.load(std::memory_order_relaxed);
+  s.wakes_by_ring = p.wakes_by_ring.load(std::memory_order_relaxed);
+  s.wakes_by_timeout = p.wakes_by_timeout.load(std::memory_order_relaxed);
+  s.unregistered = p.unregistered.load(std::memory_order_relaxed);
+  return s;
+}
+
+void Region::set_doorbell_fallback(std::chrono::milliseconds fallback) noexcept {
+  if (!state_ || !state_->port) return;
+  const std::int64_t ms = std::clamp<std::int64_t>(fallback.count(), 1, 3'600'000);
+  state_->port->fallback_ns.store(ms * 1'000'000, std::memory_order_relaxed);  // relaxed: a setting
+}
+
 std::string Region::boot_id() const { return rdir::format_boot_id(need(state_).dir.header().boot_id); }
 std::string Region::host_name() const { return need(state_).dir.header().host_name; }
 bool Region::created_by_this_kernel() const noexcept {
@@ -212,7 +236,7 @@ namespace detail {
 
 rdir::Directory& RegionAccess::directory(const Region& r) { return need(r.state_).dir; }
 Region RegionAccess::attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
-                            bool same_kernel, bool writable) {
+                            bool same_kernel, bool writable, std::shared_ptr<rdoor::Port> port) {
   if (reinterpret_cast<std::uintptr_t>(bytes.data()) % rlayout::kCacheLine != 0)
     throw Error(Errc::invalid_argument, "attaching region " + what + ": the memory is not 64-byte aligned");
   auto st = std::make_shared<Region::State>();
@@ -222,6 +246,7 @@ Region RegionAccess::attach(std::span<std::byte> bytes, std::shared_ptr<const vo
   st->writable = writable;
   st->same_kernel = same_kernel;
   attach_directory(*st);
+  if (!st->same_kernel && st->writable) st->port = std::move(port);
   return Region(std::move(st));
 }
 const std::shared_ptr<Region::State>& RegionAccess::state(const Region& r) {
@@ -278,6 +303,7 @@ Placement RegionAccess::placement(const std::shared_ptr<Region::State>& st, cons
   p.current_word = reinterpret_cast<std::uint64_t*>(st->bytes.data() + rlayout::entry_offset(slot.index) +
                                                     offsetof(rlayout::RegionEntry, generation));
   p.current_value = slot.entry.generation;
+  if (st->port) p.doorbell = rdoor::make_doorbell(st->port, st->bytes, st->dir.header().max_entries, slot.index, st);
   p.sibling = [st](const std::string& name, std::size_t create_bytes) -> std::optional<Placement> {
     if (std::optional<rdir::Slot> found = st->dir.find(name)) {
       if (found->entry.state != EntryState::ready) return std::nullopt;

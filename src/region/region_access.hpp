@@ -6,6 +6,7 @@
 #include <shmlink/region.hpp>
 #include <shmlink/segment.hpp>
 
+#include "region/doorbell.hpp"
 #include "region/region_internal.hpp"
 
 #include <memory>
@@ -27,6 +28,9 @@ struct Region::State {
   bool writable = true;
   bool same_kernel = true;
   rdir::Directory dir;
+  /// This process's doorbell endpoint where waits between kernels sleep on it (an ivshmem
+  /// guest's device with the UIO driver, a host Peer); null: they poll (or use futexes).
+  std::shared_ptr<rdoor::Port> port;
 };
 
 namespace detail {
@@ -43,8 +47,10 @@ struct RegionAccess {
   static const std::shared_ptr<Region::State>& state(const Region& r);
   /// Region::attach with the mapping's access mode: a read-only mapping (an ivshmem BAR2 mapped
   /// PROT_READ, src/ivshmem) makes a read-only region.
+  /// `port`: the doorbell endpoint its channels' waits sleep on (only used when not same_kernel
+  /// and writable: a waiter writes the waiter table); null: they poll.
   static Region attach(std::span<std::byte> bytes, std::shared_ptr<const void> owner, std::string what,
-                       bool same_kernel, bool writable);
+                       bool same_kernel, bool writable, std::shared_ptr<rdoor::Port> port = nullptr);
   /// The placement of the in-use entry `slot`: its bytes, `PATH:NAME`, still_current by
   /// generation, sibling lookup/creation for a stream's companion.
   static Placement placement(const std::shared_ptr<Region::State>& st, const rdir::Slot& slot);

@@ -7,7 +7,9 @@
 //   0                RegionHeader (256 bytes): identity and geometry, written once before
 //                    `version`; the lock line (lock, lock_count) written under the lock protocol
 //   256              RegionEntry[max_entries] (128 bytes each): the table of named channels
-//   directory_bytes  first byte a channel may use: 256 + 128 * max_entries rounded up to 4096
+//   waiters_offset   the doorbell waiter table (256 + 128 * max_entries): kWaiterSlots slots of
+//                    8 bytes, then one 32-bit waiter count per entry (docs/design/doorbells.md)
+//   directory_bytes  first byte a channel may use: the end of the waiter table rounded up to 4096
 //   region_size      end of the region (a power of two for files and memfds: QEMU's ivshmem)
 //
 // Every channel's bytes start at a multiple of kEntryAlign (4096) and span a multiple of it.
@@ -24,7 +26,8 @@ static_assert(std::endian::native == std::endian::little, "regions are little-en
 /// "SHMLREG\0": the first 8 bytes of every region.
 inline constexpr char kMagic[8] = {'S', 'H', 'M', 'L', 'R', 'E', 'G', '\0'};
 /// Layout version, written last at formatting (release) as the readiness marker; 0 while formatted.
-inline constexpr std::uint32_t kVersion = 1;
+/// 2: the doorbell waiter table after the entries (version 1 had none).
+inline constexpr std::uint32_t kVersion = 2;
 inline constexpr std::uint32_t kCacheLine = 64;
 /// Alignment of every entry's offset and size (a page; hugetlbfs regions still use 4096 inside).
 inline constexpr std::uint64_t kEntryAlign = 4096;
@@ -179,11 +182,44 @@ inline constexpr std::uint64_t kAttachBytes = kEntryAlign;
 inline constexpr std::uint32_t kAttachSlots = static_cast<std::uint32_t>(kAttachBytes / sizeof(AttachSlot));
 static_assert(kAttachSlots == 256);
 
+/// The doorbell waiter table (docs/design/doorbells.md), right after the entries:
+///
+///   waiters_offset                 +-------------------------------+
+///                                  | slot[0] (64 bit, atomic)      |  0: free; else
+///                                  | ...                           |  (entry + 1) << 32 |
+///                                  | slot[kWaiterSlots - 1]        |  peer << 16 | vector
+///   waiters_offset + 8 * slots     | count[0] (32 bit, atomic)     |  waiters registered on
+///                                  | ...                           |  entry i (a hint: the
+///                                  | count[max_entries - 1]        |  writer's one load)
+///                                  +-------------------------------+
+///
+/// A waiter (a process of any kernel that sleeps on its ivshmem doorbell) claims a free slot by
+/// compare-and-swap, then adds 1 to its entry's count; a writer that published loads the count
+/// and, when it is not 0, rings the peer and vector of every slot naming the entry. Every value
+/// is a hint a peer may have garbled: an entry, peer or vector out of range is ignored, never
+/// used to index memory; a wrong count costs a scan or a late (fallback) wake-up, never data.
+inline constexpr std::uint32_t kWaiterSlots = 128;
+/// A waiter slot's word: (entry + 1) << 32 | peer << 16 | vector; 0 is a free slot.
+constexpr std::uint64_t waiter_word(std::uint32_t entry, std::uint16_t peer, std::uint16_t vector) noexcept {
+  return (std::uint64_t{entry} + 1) << 32 | std::uint64_t{peer} << 16 | vector;
+}
+/// Offset of the waiter table from the region's start.
+constexpr std::uint64_t waiters_offset(std::uint32_t max_entries) noexcept {
+  return sizeof(RegionHeader) + std::uint64_t{sizeof(RegionEntry)} * max_entries;
+}
+/// Offset of entry `i`'s waiter count (of a directory of `max_entries`).
+constexpr std::uint64_t waiter_count_offset(std::uint32_t max_entries, std::uint32_t i) noexcept {
+  return waiters_offset(max_entries) + 8ULL * kWaiterSlots + 4ULL * i;
+}
+static_assert(waiters_offset(1) % kCacheLine == 0, "slots start on a cache line (128-byte entries)");
+static_assert(waiter_count_offset(1, 0) % kCacheLine == 0, "counts start on a cache line");
+static_assert(waiter_word(0, 0, 0) != 0 && waiter_word(16383, 65535, 65535) == 0x00004000FFFFFFFFULL);
+
 /// `n` rounded up to a multiple of kEntryAlign.
 constexpr std::uint64_t align_up(std::uint64_t n) noexcept { return (n + kEntryAlign - 1) / kEntryAlign * kEntryAlign; }
-/// Bytes of the directory (header and table) for `max_entries`, rounded up to kEntryAlign.
+/// Bytes of the directory (header, table, waiter table) for `max_entries`, rounded up to kEntryAlign.
 constexpr std::uint64_t directory_bytes(std::uint32_t max_entries) noexcept {
-  return align_up(sizeof(RegionHeader) + std::uint64_t{sizeof(RegionEntry)} * max_entries);
+  return align_up(waiter_count_offset(max_entries, max_entries));
 }
 /// Offset of entry `i` from the region's start.
 constexpr std::uint64_t entry_offset(std::uint32_t i) noexcept {
@@ -193,7 +229,9 @@ constexpr std::uint64_t entry_offset(std::uint32_t i) noexcept {
 constexpr std::uint64_t kind_state(std::uint32_t kind, std::uint32_t state) noexcept {
   return std::uint64_t{kind} | (std::uint64_t{state} << 32);
 }
-// Worked example: the default 256 entries take 36 KiB, leaving 28 KiB of a 64 KiB region.
+// Worked example: the default 256 entries take 36 KiB (35072 bytes with the waiter table),
+// leaving 28 KiB of a 64 KiB region.
+static_assert(waiters_offset(256) == 33024 && waiter_count_offset(256, 0) == 34048);
 static_assert(directory_bytes(256) == 36864);
 static_assert(entry_offset(1) == 384);
 

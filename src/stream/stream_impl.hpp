@@ -7,6 +7,7 @@
 // stream_keywords.cpp (keywords).
 #pragma once
 
+#include <shmlink/doorbell.hpp>
 #include <shmlink/stream.hpp>
 
 #include "os/checked.hpp"

@@ -171,6 +171,7 @@ Status Stream::finalize_packets(const WriteOptions& options) noexcept {
   aref(cmd->shmlink_wake_stamp).store(wake_stamp_of(cnext), std::memory_order_relaxed);
   aref(cmd->cnt0).fetch_add(1, std::memory_order_seq_cst);
   if (aref(cmd->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(cmd));
+  if (m.pkt->impl_->where.doorbell) m.pkt->impl_->where.doorbell->notify();  // SYNC POINT D, as commit_write()
   if (options.post_semaphores) m.pkt->impl_->post_all();
   return complete ? Errc::ok : Errc::incomplete;
 }

@@ -277,6 +277,21 @@ Status Stream::wait_futex(std::uint64_t last_cnt0, std::chrono::nanoseconds time
       os::cpu_relax();
     }
   }
+  if (!m.where.same_kernel && m.where.doorbell) {
+    // Shared with other kernels, with a doorbell: register in the region's waiter table, look
+    // again, sleep until a writer rings (every writer calls Doorbell::notify() after its cnt0
+    // increment) or the fallback timeout passes, then check that the stream is still there.
+    std::uint64_t c = last_cnt0;
+    const Status s = m.where.doorbell->wait_until(
+        [&] {
+          c = aref(md->cnt0).load(std::memory_order_acquire);  // SYNC POINT A
+          return c != last_cnt0;
+        },
+        deadline, [&] { return !file_intact() || replaced(); });
+    if (s.ok()) return done(c);
+    if (s.code() != Errc::would_block && s.code() != Errc::system) return s;
+    // No waiter slot was free (or the doorbell failed): poll, as without one.
+  }
   if (!m.where.same_kernel) {
     // Shared with other kernels (VMs): a writer there cannot wake our futex, nor post a slot's
     // futex here. Every writer increments cnt0, so look at it: pause, then sleeps growing to

@@ -75,6 +75,9 @@ Status Stream::commit_write(const WriteOptions& options) noexcept {
   m.writing = false;
   m.pkt_open = false;
   if (aref(md->shmlink_futex_waiters).load(std::memory_order_seq_cst) != 0) os::futex_wake(cnt0_futex_word(md));
+  // Waiters on other kernels that sleep on their ivshmem doorbell (SYNC POINT D: one fence and
+  // one load of the entry's waiter count when nobody waits).
+  if (m.where.doorbell) m.where.doorbell->notify();
   if (options.post_semaphores) m.post_all();
   return Errc::ok;
 }
