@@ -197,11 +197,15 @@ TEST_F(InterfaceTest, MismatchedImportsAreLayoutErrorsAtAttach) {
       {SignalType::f64, "y", "A", 0, "'A'"},
       {SignalType::f64, "w", "", 7, "values per sample"},
   };
-  for (const Case& c : cases) {
+  // Each case on its own pair of queues, all four side by side: every b waits out its attach
+  // timeout (its a refuses b's layout and never attaches), so one after the other they took 4 x 3 s.
+  const auto run_case = [](const Case& c, std::size_t k) {
     SCOPED_TRACE(c.expect);
-    // b waits for a peer that never attaches (a refuses b's layout): a short attach timeout
-    // keeps each case from waiting out the default 10 s; a opens well within it.
-    InterfaceSpec bspec = pair_spec("b2a", "a2b");
+    const std::string b2a = "b2a_" + std::to_string(k);
+    const std::string a2b = "a2b_" + std::to_string(k);
+    // b waits for a peer that never attaches: a short attach timeout keeps each case from
+    // waiting out the default 10 s; a opens well within it.
+    InterfaceSpec bspec = pair_spec(b2a.c_str(), a2b.c_str());
     bspec.attach_timeout = 3s;
     Interface b(bspec);
     b.export_signal(0, "y", SignalType::f64, "V");
@@ -211,7 +215,7 @@ TEST_F(InterfaceTest, MismatchedImportsAreLayoutErrorsAtAttach) {
       } catch (const Error&) {
       }
     });
-    Interface a(pair_spec("a2b", "b2a"));
+    Interface a(pair_spec(a2b.c_str(), b2a.c_str()));
     a.export_signal(0, "x");
     a.import_signal(c.index, c.name, c.type, c.unit);
     try {
@@ -220,11 +224,14 @@ TEST_F(InterfaceTest, MismatchedImportsAreLayoutErrorsAtAttach) {
     } catch (const Error& e) {
       EXPECT_EQ(e.errc(), Errc::layout);
       EXPECT_NE(std::string(e.what()).find(c.expect), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find("b2a"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(b2a), std::string::npos) << e.what();
     }
     tb.join();
     b.close();
-  }
+  };
+  std::vector<std::thread> runs;
+  for (std::size_t k = 0; k < std::size(cases); ++k) runs.emplace_back(run_case, std::cref(cases[k]), k);
+  for (std::thread& t : runs) t.join();
 }
 
 TEST_F(InterfaceTest, SignalRegistrationIsChecked) {
