@@ -166,8 +166,9 @@ class SHMLINK_EXPORT Peer {
   Peer& operator=(Peer&&) noexcept;
   Peer(const Peer&) = delete;
   Peer& operator=(const Peer&) = delete;
-  /// Closes the connection (the server announces this peer as gone); the memory and the
-  /// eventfds go when no Region from region() holds them any more.
+  /// Releases this handle. The connection (the server then announces this peer as gone and may
+  /// give its id to the next peer), the memory and the eventfds go when no Region from region()
+  /// holds them any more.
   ~Peer();
 
   /// This peer's id.
@@ -179,7 +180,10 @@ class SHMLINK_EXPORT Peer {
   /// peer's id and vector 0 in the region's waiter table and sleeps on fd(0); writers ring the
   /// registered peers through the server's eventfds (docs/vm.md "Waiting: polling and
   /// doorbells"). Without an own vector, or with read-only memory, they poll. The region keeps
-  /// the eventfds open after this Peer is destroyed (the connection itself closes then).
+  /// this peer alive after the Peer handle is destroyed (`auto r = Peer::connect(s).region();`
+  /// works): the connection, and with it this peer's id at the server, its eventfds and memory
+  /// stay until the last such Region is gone. Nothing reads the connection without a Peer
+  /// handle, so such a region rings the peers known when the handle went.
   /// @throws Error layout when the memory holds no valid region directory.
   [[nodiscard]] Region region() const;
   /// The other peers known now, by ascending id.

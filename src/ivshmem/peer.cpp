@@ -34,7 +34,7 @@ int poll_ms(Clock::time_point deadline) {
 struct Peer::Impl {
   std::string where;  // "ivshmem server PATH"
   mutable std::mutex mu;
-  os::UniqueFd socket;
+  os::UniqueFd socket;  // closed with the Impl: when the Peer and every Region from region() are gone
   proto::Assembler assembler;
   proto::PeerTable table;
   std::shared_ptr<Segment> shm;
@@ -95,8 +95,9 @@ namespace {
 
 /// A host Peer as a region's doorbell endpoint (src/region/doorbell.hpp): rings other peers
 /// through the eventfds the server gave (its own id through its own eventfd), sleeps on its own
-/// eventfd of `vector`. Shares the Peer's state, so a region from Peer::region() keeps ringing
-/// after the Peer handle is gone (its connection closed: peers still known stay reachable).
+/// eventfd of `vector`. Shares the Peer's state, so a region from Peer::region() keeps the peer
+/// connected, ringing and rung after the Peer handle is gone (no update() reads the connection
+/// then: the peers known at that time stay the ones it rings).
 class PeerPort final : public rdoor::Port {
  public:
   PeerPort(std::shared_ptr<Peer::Impl> impl, std::uint16_t self, std::uint16_t vector, std::string what)
@@ -139,26 +140,15 @@ class PeerPort final : public rdoor::Port {
   std::shared_ptr<Peer::Impl> impl_;
 };
 
-/// Closes the connection (the server announces the departure) even while regions from
-/// Peer::region() keep the state alive.
-void hang_up(const std::shared_ptr<Peer::Impl>& impl) noexcept {
-  if (!impl) return;
-  std::lock_guard lock(impl->mu);
-  impl->socket.reset();
-}
-
 }  // namespace
 
 Peer::Peer() noexcept = default;
 Peer::Peer(Peer&&) noexcept = default;
-Peer& Peer::operator=(Peer&& other) noexcept {
-  if (this != &other) {
-    hang_up(impl_);
-    impl_ = std::move(other.impl_);
-  }
-  return *this;
-}
-Peer::~Peer() { hang_up(impl_); }
+// The connection closes with the Impl (its socket), when its last owner goes: this handle or a
+// Region from region(). Closing it earlier would free our id at the server while the region
+// still registers it in the waiter table (rings for us would reach the id's next holder).
+Peer& Peer::operator=(Peer&& other) noexcept = default;
+Peer::~Peer() = default;
 
 Peer Peer::connect(const std::string& socket_path, const PeerOptions& options) {
   const std::string where = "ivshmem server " + socket_path;

@@ -201,6 +201,44 @@ TEST_F(RegionDoorbell, AnErasedRegistrationCostsAFallbackTimeoutNotTheFrame) {
   EXPECT_GE(rb.doorbell_stats().wakes_by_timeout, 1U);
 }
 
+// A Region outlives the Peer handle it came from: the region keeps the peer connected, so the
+// server keeps its id (a newcomer gets another), the other peers do not see it leave (and do not
+// clear its waiter slots as departed), and a writer of another peer still rings its waiters.
+TEST_F(RegionDoorbell, ARegionKeepsItsPeerConnectedAfterThePeerHandleIsGone) {
+  std::uint16_t id = 0;
+  Region rc;
+  {
+    Peer c = Peer::connect(spec_.socket_path);
+    id = c.id();
+    ASSERT_TRUE(knows(a_, id));
+    rc = c.region();
+  }
+  EXPECT_EQ(rc.wait_mode(), RegionWaitMode::doorbell);
+  // A departure would be announced at once; read the server's messages for a while to see none.
+  const auto until = std::chrono::steady_clock::now() + 500ms;
+  while (std::chrono::steady_clock::now() < until) (void)a_.update(50ms);
+  EXPECT_TRUE(knows_now(a_, id)) << "the server announced peer " << id << " as gone while its region lives";
+  {
+    Peer d = Peer::connect(spec_.socket_path);
+    EXPECT_NE(d.id(), id);
+  }
+  Region ra = a_.region();
+  rc.set_doorbell_fallback(kFallback);
+  shmlink::Stream writer = ra.create_stream("frames", frame_spec());
+  shmlink::Stream reader = rc.open_stream("frames");
+  std::uint32_t* count = count_of(ra, a_.memory(), "frames");
+  ASSERT_NE(count, nullptr);
+  std::atomic<int> result{1};
+  std::jthread waiting([&] { result = static_cast<int>(reader.wait_futex(0, kWaitBound).code()); });
+  ASSERT_TRUE(registered(count));
+  std::array<std::uint32_t, 16> frame{};
+  ASSERT_TRUE(writer.write(std::span<const std::uint32_t>(frame)).ok());
+  waiting.join();
+  EXPECT_EQ(result.load(), 0);
+  EXPECT_GE(rc.doorbell_stats().wakes_by_ring, 1U);
+  EXPECT_EQ(rc.doorbell_stats().wakes_by_timeout, 0U);
+}
+
 // A waiter table full of garbage: entries, peers and vectors out of range, a count at its
 // maximum. Writers skip what is not theirs and ring only real peers (a bounded number of
 // times); a new waiter finds no free slot and polls (saying so in the counters); nothing
