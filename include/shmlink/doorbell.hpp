@@ -81,12 +81,20 @@ class SHMLINK_EXPORT Doorbell {
   ///         interrupted (a signal), system (the descriptor failed: the caller polls).
   virtual Status sleep(Ticket& ticket, std::int64_t deadline_ns) noexcept = 0;
   /// Undoes arm(): frees the slot (compare-and-swap from the word it wrote, so a slot a peer
-  /// overwrote is left alone), takes 1 from the count (never below 0), closes its listener.
+  /// overwrote is left alone) and, only when that succeeded, takes 1 from the count (never
+  /// below 0: whoever cleared the slot counted it down), closes its listener.
   virtual void disarm(Ticket& ticket) noexcept = 0;
+
+  /// The fallback timeout of one sleep in nanoseconds (Region::set_doorbell_fallback; 1 ms at
+  /// least): the longest a lost ring delays a waiter, and how often wait_until() asks gone().
+  [[nodiscard]] virtual std::int64_t fallback_ns() const noexcept = 0;
 
   /// Waits until `ready()` is true, sleeping on the doorbell between looks: arm(), then
   /// ready(), sleep(), ready(), ... until `deadline_ns` (CLOCK_MONOTONIC; INT64_MAX: none).
-  /// After a sleep that ended without a ring, `gone()` is asked whether the channel went away.
+  /// `gone()` (did the channel go away?) is asked after a sleep that ended without a ring and
+  /// whenever a fallback period has passed since it was last asked, however the sleeps ended:
+  /// every waiter of a peer shares one vector, so rings meant for other channels may end every
+  /// sleep. A sleep interrupted by a signal looks at `ready()` once more before it says so.
   /// @return ok (ready() was true), timeout, interrupted, replaced (gone() said so), or
   ///         would_block when arm() failed (nothing waited: the caller polls instead).
   template <class Ready, class Gone>
@@ -94,22 +102,26 @@ class SHMLINK_EXPORT Doorbell {
     Ticket t;
     if (!arm(t)) return Errc::would_block;
     Status out = Errc::timeout;
+    std::int64_t last_check = now_ns();
     for (;;) {
       if (ready()) {
         out = Errc::ok;
         break;
       }
-      timespec now{};
-      ::clock_gettime(CLOCK_MONOTONIC, &now);
-      if (std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec >= deadline_ns) break;
+      if (now_ns() >= deadline_ns) break;
       const Status s = sleep(t, deadline_ns);
       if (s.code() == Errc::interrupted || s.code() == Errc::system) {
-        out = s;
+        // A signal: one more look, as a futex wait does, so a publish it raced is not missed.
+        out = s.code() == Errc::interrupted && ready() ? Status(Errc::ok) : s;
         break;
       }
-      if (s.code() == Errc::timeout && gone()) {
-        out = Errc::replaced;
-        break;
+      const std::int64_t now = now_ns();
+      if (s.code() == Errc::timeout || now - last_check >= fallback_ns()) {
+        if (gone()) {
+          out = Errc::replaced;
+          break;
+        }
+        last_check = now;
       }
     }
     disarm(t);
@@ -124,6 +136,12 @@ class SHMLINK_EXPORT Doorbell {
   virtual void ring_waiters() noexcept = 0;
 
  private:
+  static std::int64_t now_ns() noexcept {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+  }
+
   std::uint32_t* waiters_;
 };
 

@@ -77,7 +77,7 @@ class EntryDoorbell final : public Doorbell {
   Status sleep(Ticket& t, std::int64_t deadline_ns) noexcept override {
     if (t.fd < 0) return Errc::system;
     const std::int64_t now = os::monotonic_ns();
-    const std::int64_t fallback = std::max<std::int64_t>(port_->fallback_ns.load(std::memory_order_relaxed), 1'000'000);
+    const std::int64_t fallback = fallback_ns();
     const bool by_fallback = deadline_ns - now > fallback;
     const std::int64_t slice = by_fallback ? fallback : std::max<std::int64_t>(deadline_ns - now, 0);
     const timespec rel = os::to_timespec(slice);
@@ -93,14 +93,19 @@ class EntryDoorbell final : public Doorbell {
     return Errc::ok;
   }
 
+  std::int64_t fallback_ns() const noexcept override {
+    return std::max<std::int64_t>(port_->fallback_ns.load(std::memory_order_relaxed), 1'000'000);
+  }
+
   void disarm(Ticket& t) noexcept override {
     if (t.slot >= 0) {
       const std::uint64_t word = rlayout::waiter_word(entry_, port_->self(), port_->vector());
       std::uint64_t expected = word;
       // Relaxed: a writer that still sees the slot rings once more for nothing. A slot a peer
-      // overwrote meanwhile is left as it is (it is not ours any more).
-      (void)u64ref(slots_[t.slot]).compare_exchange_strong(expected, 0, std::memory_order_relaxed);
-      count_down(*count_);
+      // overwrote or cleared meanwhile is left as it is (it is not ours any more), and the count
+      // too: whoever cleared it counted it down (a writer clearing a departed peer's slot), so a
+      // second count_down would undercount and hide another waiter from writers (a lost ring).
+      if (u64ref(slots_[t.slot]).compare_exchange_strong(expected, 0, std::memory_order_relaxed)) count_down(*count_);
     }
     if (t.own_fd && t.fd >= 0) ::close(t.fd);
     t = Ticket{};
