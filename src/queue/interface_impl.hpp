@@ -18,9 +18,16 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace shmlink {
+
+/// How long Interface::open() sleeps between looks for the peer's queue (file or region entry).
+inline constexpr std::chrono::milliseconds kAttachPoll{2};
+
+/// `s` in single quotes, for the Interface's error messages.
+inline std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 struct Interface::Impl {
   InterfaceSpec spec;

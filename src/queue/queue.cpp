@@ -57,24 +57,7 @@ static_assert(std::atomic_ref<std::uint32_t>::is_always_lock_free);  // version,
 static_assert(std::atomic_ref<std::int32_t>::is_always_lock_free);   // consumer_pid
 static_assert(std::atomic<bool>::is_always_lock_free);               // claim_exhausted (process-local)
 
-using qlayout::kFileSuffix;
-
 }  // namespace
-
-std::string queue_path(std::string_view name_or_path) {
-  // The name part: the basename, without ".queue.shm"; checked by the rule every channel shares.
-  std::string_view name = name_or_path.substr(name_or_path.rfind('/') + 1);
-  if (name.size() > kFileSuffix.size() && name.substr(name.size() - kFileSuffix.size()) == kFileSuffix)
-    name.remove_suffix(kFileSuffix.size());
-  check_channel_name("queue", name, name_or_path, kMaxQueueName);
-  for (std::string_view other : {std::string_view(".im.shm"), std::string_view(".memif.shm")}) {
-    if (name.size() >= other.size() && name.substr(name.size() - other.size()) == other)
-      throw Error(Errc::invalid_argument, "queue '" + escape_name(name_or_path) + "': a file name ending in '" +
-                                              std::string(other) + "' is not a queue's");
-  }
-  if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
-  return stream_directory() + "/" + std::string(name) + std::string(kFileSuffix);
-}
 
 /// Copies `n` 8-byte values with fixed-size moves the compiler inlines (32, 16 and 8 bytes), not
 /// a call to memcpy for a size known only at run time: a sample is a few values, and the call

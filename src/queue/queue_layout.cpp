@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: MIT
 // A queue's layout over a span of bytes (src/queue/queue_layout.hpp): checking a spec, laying
-// a queue out, and validating every header field a peer wrote against the span that holds it.
+// a queue out, validating every header field a peer wrote against the span that holds it, and a
+// queue's name -> file path (queue_path).
 // The ring algorithms that run over a validated layout are in queue.cpp.
 #include "queue/queue_layout.hpp"
+
+#include <shmlink/channel.hpp>
+#include <shmlink/queue.hpp>
+#include <shmlink/stream.hpp>
 
 #include "os/clock.hpp"
 #include "os/process.hpp"
@@ -15,6 +20,21 @@
 #include <set>
 
 namespace shmlink {
+
+std::string queue_path(std::string_view name_or_path) {
+  // The name part: the basename, without ".queue.shm"; checked by the rule every channel shares.
+  std::string_view name = name_or_path.substr(name_or_path.rfind('/') + 1);
+  if (name.size() > qlayout::kFileSuffix.size() && name.substr(name.size() - qlayout::kFileSuffix.size()) == qlayout::kFileSuffix)
+    name.remove_suffix(qlayout::kFileSuffix.size());
+  check_channel_name("queue", name, name_or_path, kMaxQueueName);
+  for (std::string_view other : {std::string_view(".im.shm"), std::string_view(".memif.shm")}) {
+    if (name.size() >= other.size() && name.substr(name.size() - other.size()) == other)
+      throw Error(Errc::invalid_argument, "queue '" + escape_name(name_or_path) + "': a file name ending in '" +
+                                              std::string(other) + "' is not a queue's");
+  }
+  if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
+  return stream_directory() + "/" + std::string(name) + std::string(qlayout::kFileSuffix);
+}
 
 std::string_view signal_type_name(SignalType t) noexcept {
   switch (t) {
