@@ -484,8 +484,11 @@ void Interface::Impl::attach(std::int64_t deadline) {
           if (q.is_shut()) {
             last = "it is shut (its owner is closing)";
           } else if (::fstat(fd, &a) == 0 && ::lstat(path.c_str(), &b) == 0 && a.st_ino == b.st_ino) {
-            peer_fd = fd;
+            // peer_fd only once the input is taken: a check_imports() that throws leaves fd to
+            // the catch below, and release() must not close that number a second time (another
+            // thread may own it by then).
             take_input(std::move(q));
+            peer_fd = fd;
             return;
           } else {
             last = "it was being replaced";
