@@ -50,6 +50,12 @@ struct Command {
   std::function<int()> run;          ///< runs the command; returns the exit code
 };
 
+/// Registers `bridge` (cmd_bridge.cpp) and its subcommands.
+Command add_bridge_command(CLI::App& app);
+/// Registers `bridge serve` under `bridge` (cmd_bridge_serve.cpp).
+Command add_bridge_serve_command(CLI::App& bridge);
+/// Registers `bridge keygen` under `bridge` (cmd_bridge_keys.cpp).
+Command add_bridge_keygen_command(CLI::App& bridge);
 /// Registers `ls`. @return the subcommand and its runner.
 Command add_ls_command(CLI::App& app);
 /// Registers `info`.

@@ -94,6 +94,7 @@ int run(int argc, char** argv) {
   commands.push_back(add_region_command(app));
   commands.push_back(add_ivshmem_server_command(app));
   commands.push_back(add_ivshmem_client_command(app));
+  commands.push_back(add_bridge_command(app));
 
   // The exit-code table is told once, in the top-level help; each subcommand's help points there.
   set_subcommand_footers(app);

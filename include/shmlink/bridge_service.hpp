@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/// @file bridge_service.hpp
+/// @brief The per-host bridge service (`shmlink bridge serve`): finds the services of other hosts,
+/// exchanges catalogues of their channels, and keeps a same-name replica of any remote stream a
+/// local program opens (docs/design/bridge.md, "The service"; docs/bridge.md).
+///
+/// One Service per host and stream directory. It listens on TCP `port` (ZeroMQ ROUTER) for other
+/// services, connects to listed peers and to peers its Discovery finds by multicast beacons,
+/// answers local programs on its control socket (src/remote/control_protocol.hpp), publishes a
+/// local stream to a peer only while that peer has a replica of it in use, and drops a replica no
+/// process uses for `idle` unless kept.
+#pragma once
+
+#include <shmlink/bridge.hpp>
+#include <shmlink/error.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace shmlink::bridge {
+
+/// CURVE key material of a service (docs/bridge.md, "Keys"). Empty: no encryption.
+struct ServiceKeys {
+  /// Directory holding `<node>.key` (this service's secret key) and `peers/*.pub` (the public
+  /// keys of the services and clients it trusts); empty: CURVE off.
+  std::string directory;
+};
+
+/// What a Service is told (the options of `shmlink bridge serve`).
+struct ServiceOptions {
+  /// This service's node name (at most 63 bytes, no TAB/control characters); empty: the host name.
+  std::string name;
+  /// TCP port of the service's ROUTER (peers connect here); 0: an ephemeral port (see port()).
+  std::uint16_t port = 7710;
+  /// Address to bind (TCP and the published streams): "0.0.0.0" (all), or one interface's address.
+  std::string bind = "0.0.0.0";
+  /// Listed peers, "HOST:PORT" (their service port), connected to directly (no beacon needed).
+  std::vector<std::string> peers;
+  /// Multicast discovery: on when true (UDP beacons within `domain`).
+  bool multicast = true;
+  /// Discovery domain: services answer only beacons of their own domain.
+  std::string domain = "default";
+  /// UDP port of the multicast beacons (shared by every service of the domain).
+  std::uint16_t discovery_port = 7711;
+  /// Name prefixes of the local channels offered to peers; empty: every channel.
+  std::vector<std::string> allow;
+  /// Refuse writes from peers into local sources.
+  bool read_only = false;
+  /// CURVE keys.
+  ServiceKeys keys;
+  /// Stream threads spin instead of futex waits (lower latency, one core each).
+  bool spin = false;
+  /// Stream directory served; empty: stream_directory().
+  std::string directory;
+  /// Control socket path; empty: control::control_socket_path() for `directory`.
+  std::string control_socket;
+  /// A replica no process maps for this long is dropped (unless kept).
+  std::chrono::milliseconds idle{30000};
+  /// Heartbeats and beacons.
+  LinkTiming timing;
+};
+
+/// One channel of some node, as `bridge ls` shows it.
+struct CatalogueEntry {
+  std::string node;          ///< owner node
+  std::string kind;          ///< "stream" or "queue"
+  std::string name;          ///< channel name on its node
+  std::uint32_t dtype = 0;   ///< stream: ISIO datatype code; queue: bytes per sample
+  std::vector<std::uint32_t> shape;  ///< stream: axes; queue: {capacity}
+};
+
+/// One peer service, as `bridge status` shows it.
+struct PeerStatus {
+  std::string node;      ///< its node name
+  std::string endpoint;  ///< "tcp://HOST:PORT"
+  bool link_up = false;  ///< heard within link_timeout
+  std::uint64_t channels = 0;  ///< entries in its catalogue
+};
+
+/// One replica held by this service, as `bridge status` shows it.
+struct ReplicaStatus {
+  std::string node;   ///< owner
+  std::string name;   ///< remote name
+  std::string path;   ///< local file
+  bool kept = false;  ///< `want --keep`
+  ReplicaStats stats; ///< counters, link
+};
+
+/// The service. Threads start in the constructor; stop() or the destructor ends them.
+class Service {
+ public:
+  /// Binds the TCP port and the control socket, starts discovery and the peers' links.
+  /// @throws Error invalid_argument (bad option: the message names it), system (a port or the
+  ///         control socket could not be bound: naming it and why; another service already
+  ///         listens on the control socket: exists), permission (keys directory unreadable).
+  explicit Service(const ServiceOptions& options);
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+  ~Service();
+  /// The node name in use.
+  [[nodiscard]] const std::string& name() const noexcept;
+  /// The TCP port bound (the real one when options.port was 0).
+  [[nodiscard]] std::uint16_t port() const noexcept;
+  /// The control socket's path.
+  [[nodiscard]] const std::string& control_socket() const noexcept;
+  /// Every channel of every peer heard, and this node's own.
+  [[nodiscard]] std::vector<CatalogueEntry> catalogue() const;
+  /// Peers and their links.
+  [[nodiscard]] std::vector<PeerStatus> peers() const;
+  /// Replicas held.
+  [[nodiscard]] std::vector<ReplicaStatus> replicas() const;
+  /// Makes (or finds) the replica of remote channel `name` (on `node`, or any peer that has it
+  /// when empty) and waits for its first frame, at most `timeout`. Returns the local path.
+  /// @throws Error not_found (no peer has it), timeout, permission (refused by the owner).
+  std::string open(std::string_view kind, std::string_view node, std::string_view name,
+                   std::chrono::milliseconds timeout, bool keep);
+  /// Clears `keep` of a replica (it is then dropped once unused for `idle`).
+  /// @throws Error not_found (no such replica).
+  void release(std::string_view kind, std::string_view node, std::string_view name);
+  /// Stops every thread, closes every socket, removes the control socket. Replica files stay.
+  /// Idempotent.
+  void stop() noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shmlink::bridge
