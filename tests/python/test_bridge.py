@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""shmlink.bridge (Publisher, Replica): real stream files (one directory per "host"), loopback
-TCP on ephemeral ports, short heartbeats."""
+"""shmlink.bridge (Publisher, Replica) and DAO's ZeroMQ mirror on top of it
+(shmlink.dao.shm(..., pubPort=) / shm(..., subPort=, subHost=)): real processes, real stream files
+(one directory per "host"), loopback TCP on ephemeral ports, short heartbeats."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 import shmlink
 from shmlink import bridge
+from shmlink.dao import shm
 
 #: Short heartbeats so that a credit lost before the connection was up is renewed at once.
 FAST = dict(heartbeat_ms=50, link_timeout_ms=300)
@@ -97,3 +99,135 @@ def test_replica_of_a_port_nobody_serves_times_out_instead_of_hanging(hosts):
         assert rep.wait_first_frame(0.3) is False
         assert rep.stats()["link_up"] is False
     assert not os.path.exists(f"{b}/wfs.im.shm")
+
+
+# ---- DAO's pubPort / subPort ------------------------------------------------------------------
+
+#: The publishing process of the DAO example: creates the stream, starts the mirror on an
+#: ephemeral port (pubPort=0) of loopback, prints the port, then writes frame(k), k = 2, 3, ...
+#: every 2 ms until a line arrives on stdin, and exits without stopping anything itself (the
+#: interpreter's exit must stop the mirror's threads).
+PUBLISHER = """
+    import select, sys, time
+    import numpy as np
+    from shmlink.dao import shm
+
+    def frame(k):
+        return (np.arange(24, dtype=np.int32).reshape(4, 6) * 1000 + k).astype(np.int32)
+
+    s = shm(sys.argv[1], frame(1), pubPort=0, pubHost="127.0.0.1", heartbeat=0.05)
+    s.pubEnable = True
+    s.pubThread.start()
+    print(s.pubPort, flush=True)
+    k = 1
+    while not select.select([sys.stdin], [], [], 0.002)[0]:
+        k += 1
+        s.set_data(frame(k))
+    print(k, flush=True)
+    """
+
+
+def test_dao_example_publisher_and_subscriber_in_two_processes(hosts):
+    a, b = hosts
+    pub = subprocess.Popen([sys.executable, "-c", textwrap.dedent(PUBLISHER), f"{a}/wfs.im.shm"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(pub.stdout.readline())
+        sub = shm(f"{b}/wfs.im.shm", subPort=port, subHost="127.0.0.1", heartbeat=0.05)
+        sub.subEnable = True
+        sub.subThread.start()
+        assert sub.subThread.is_alive()
+        seen = [frame_number(sub.get_data())]  # waits for the first frame (subTimeout)
+        while len(set(seen)) < 6 and len(seen) < 200:
+            data = sub.get_data(check=True, timeout=5.0)  # semaphore 0, as DAO's loop reads
+            assert data is not None, sub.replica.stats()
+            seen.append(frame_number(data))
+        assert len(set(seen)) == 6 and seen == sorted(seen), seen  # whole frames, never older
+        assert sub.get_counter() >= 6
+        kw = dict(sub.stream.keywords)
+        assert kw["BR_ORIGIN"] == "127.0.0.1" and kw["BR_LINK"] == 1
+        assert kw["BR_SRC_CNT0"] >= seen[-1]  # the source's cnt0: frame k is its k-th write
+        sub.subEnable = False  # stops the replica (DAO's thread idles); the stream stays readable
+        assert sub.replica is None and sub.subThread.is_alive()
+        last = sub.get_counter()
+        time.sleep(0.05)
+        assert sub.get_counter() == last
+        assert frame_number(sub.get_data()) >= seen[-1]
+        sub.close()  # ends DAO's thread
+        assert not sub.subThread.is_alive()
+        out, err = pub.communicate("stop\n", timeout=10)
+        assert pub.returncode == 0, err
+        assert int(out.split()[-1]) >= seen[-1]
+    finally:
+        if pub.poll() is None:
+            pub.kill()
+            pub.wait()
+
+
+def test_dao_subscriber_of_a_wrong_port_raises_a_timeout_naming_it(hosts):
+    _, b = hosts
+    port = free_port()
+    s = shm(f"{b}/wfs.im.shm", subPort=port, subHost="127.0.0.1", heartbeat=0.05, subTimeout=0.3)
+    with pytest.raises(FileNotFoundError, match="subThread"):
+        s.get_data()  # not started: no replica, and the stream does not exist here
+    s.subEnable = True
+    s.subThread.start()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}"):
+        s.get_data()
+    assert time.monotonic() - t0 < 3.0
+    s.subEvent.set()  # DAO's way of ending the thread
+    s.subThread.join(timeout=2.0)
+    assert not s.subThread.is_alive()
+    with pytest.raises(RuntimeError):
+        s.subThread.start()  # as a threading.Thread: once only
+    s.close()
+
+
+def test_dao_pub_enable_false_stops_the_publisher_and_frees_its_port(hosts):
+    a, _ = hosts
+    s = shm(f"{a}/wfs.im.shm", frame(1), pubPort=0, pubHost="127.0.0.1")
+    s.pubThread.start()  # not enabled yet: DAO's thread idles, nothing is bound
+    assert s.publisher is None and s.pubThread.is_alive()
+    s.pubEnable = True
+    assert s.publisher is not None and s.pubPort > 0
+    port = s.pubPort
+    s.pubEnable = False
+    assert s.publisher is None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # free again
+    with pytest.raises(shmlink.ArgumentError, match="both"):
+        s.subEnable = True  # a stream mirrored both ways would echo for ever
+        s.subThread.start()
+    s.close()
+    assert not s.pubThread.is_alive()
+
+
+def test_dao_subscriber_into_an_existing_local_stream_follows_the_publisher(hosts):
+    """DAO's documented set-up: the mirror host first creates its own stream (here without the
+    keyword slots the replica needs, so the bridge re-creates it), then subscribes."""
+    a, b = hosts
+    src = shm(f"{a}/wfs.im.shm", frame(7), pubPort=0, pubHost="127.0.0.1", heartbeat=0.05)
+    src.pubEnable = True
+    src.pubThread.start()
+    sub = shm(f"{b}/wfs.im.shm", np.zeros((4, 6), np.int32), subPort=src.pubPort, subHost="127.0.0.1",
+              heartbeat=0.05)
+    assert not sub.get_data().any()  # the local zeros until the subscriber starts
+    sub.subEnable = True
+    sub.subThread.start()
+    assert sub.replica.wait_first_frame(5.0), sub.replica.last_error
+    assert frame_number(sub.get_data()) == 7  # the re-created replica, re-opened
+    src.set_data(frame(8))
+    assert frame_number(sub.get_data(check=True, timeout=5.0)) in (7, 8)  # a post may be pending
+    deadline = time.monotonic() + 5.0
+    while frame_number(sub.get_data()) != 8 and time.monotonic() < deadline:
+        sub.get_data(check=True, timeout=0.5)
+    assert frame_number(sub.get_data()) == 8 and sub.stream.keywords["BR_SRC_CNT0"] == 2
+    rep = sub.replica
+    assert rep.stats()["recreated"] == 1  # the zeros had no room for the bridge's keywords
+    del sub  # deleting the object stops its replica
+    assert rep.stopped
+    src.pubEvent.set()
+    src.pubThread.join(1.0)
+    assert src.publisher is None and not src.pubThread.is_alive()
+    src.close()
