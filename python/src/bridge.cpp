@@ -59,7 +59,7 @@ struct Running {
   std::unique_ptr<T> obj;
   void stop() noexcept {
     std::lock_guard lock(stop_mutex);
-    obj->stop();
+    if (obj) obj->stop();  // null once a stopped Publisher was freed
   }
 };
 
@@ -119,7 +119,10 @@ class PyBridgeObject {
   bool stopped_ = false;
 };
 
-/// A Publisher as Python holds it.
+/// A Publisher as Python holds it. stop() frees the C++ Publisher once its counters are copied:
+/// its ZeroMQ context is terminated, and only that waits until libzmq's I/O thread has closed the
+/// listening socket, so the port is free when stop() returns (zmq_close alone does not promise
+/// it). Every other call keeps the GIL, so none runs while the object goes.
 class PyPublisher : public PyBridgeObject<bridge::Publisher> {
  public:
   PyPublisher(const std::string& stream, const std::string& endpoint, std::int64_t heartbeat_ms,
@@ -130,20 +133,36 @@ class PyPublisher : public PyBridgeObject<bridge::Publisher> {
     o.read_only = read_only;
     o.spin = spin;
     run_ = track(without_gil([&] { return std::make_unique<bridge::Publisher>(stream, endpoint, o); }));
+    endpoint_ = obj().endpoint();
   }
   const std::string& stream() const noexcept { return stream_; }
-  const std::string& endpoint() const noexcept { return obj().endpoint(); }
+  const std::string& endpoint() const noexcept { return endpoint_; }
   py::dict stats() const {
-    const bridge::PublisherStats s = obj().stats();
+    const bridge::PublisherStats s = run_->obj ? obj().stats() : final_stats_;
     return py::dict(py::arg("frames_sent") = s.frames_sent, py::arg("echoes_sent") = s.echoes_sent,
                     py::arg("frames_skipped") = s.frames_skipped, py::arg("metas_sent") = s.metas_sent,
                     py::arg("writes_applied") = s.writes_applied, py::arg("writes_refused") = s.writes_refused,
                     py::arg("refused") = s.refused, py::arg("generation") = s.generation,
                     py::arg("subscribers") = s.subscribers);
   }
+  std::string last_error() const { return run_->obj ? obj().last_error() : final_error_; }
+  void stop() {
+    PyBridgeObject::stop();  // the threads, with the GIL released
+    std::unique_ptr<bridge::Publisher> gone;
+    {
+      std::lock_guard lock(run_->stop_mutex);
+      if (!run_->obj) return;  // freed by another thread's stop()
+      final_stats_ = run_->obj->stats();
+      final_error_ = run_->obj->last_error();
+      gone = std::move(run_->obj);
+    }
+    without_gil([&] { gone.reset(); });
+  }
 
  private:
-  std::string stream_;
+  std::string stream_, endpoint_;
+  bridge::PublisherStats final_stats_;
+  std::string final_error_;
 };
 
 /// A Replica as Python holds it.
@@ -223,7 +242,7 @@ SystemFailure (the endpoint could not be bound: the message names it and ZeroMQ'
       .def("stats", &PyPublisher::stats,
            "Counters (a racy snapshot) as a dict: frames_sent, echoes_sent, frames_skipped, metas_sent, "
            "writes_applied, writes_refused, refused, generation, subscribers.")
-      .def_property_readonly("last_error", [](const PyPublisher& x) { return x.last_error(); },
+      .def_property_readonly("last_error", &PyPublisher::last_error,
                              "The last refused message or failure, naming the peer and what was wrong; '' if none.")
       .def("stop", &PyPublisher::stop,
            "Stops the threads and closes the socket (the port is free again). Idempotent; stats() stays readable.")

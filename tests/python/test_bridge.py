@@ -93,6 +93,20 @@ def test_publisher_errors_name_the_stream_and_the_endpoint(hosts):
         bridge.Publisher(f"{a}/s.im.shm", "tcp://127.0.0.1:0", heartbeat_ms=100, link_timeout_ms=100)
 
 
+def test_publisher_stop_frees_its_port_before_it_returns(hosts):
+    """zmq_close() leaves the listening socket to libzmq's I/O thread; stop() waits for it (before
+    that, about one bind in three right after stop() found the port still taken)."""
+    a, _ = hosts
+    shmlink.Stream.create(f"{a}/s.im.shm", data=frame(1), mode="purge").close()
+    for _ in range(20):
+        pub = bridge.Publisher(f"{a}/s.im.shm", "tcp://127.0.0.1:0")
+        port = pub.port
+        pub.stop()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+        assert pub.endpoint == f"tcp://127.0.0.1:{port}" and pub.stats()["frames_sent"] == 0
+
+
 def test_replica_of_a_port_nobody_serves_times_out_instead_of_hanging(hosts):
     _, b = hosts
     with bridge.Replica("wfs", f"tcp://127.0.0.1:{free_port()}", local_name=f"{b}/wfs.im.shm", **FAST) as rep:
