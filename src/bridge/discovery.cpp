@@ -207,7 +207,10 @@ std::vector<DiscoveredPeer> Discovery::peers() const {
   return out;  // std::map: already sorted by node name
 }
 
-std::uint64_t Discovery::refused() const noexcept { return refused_.load(std::memory_order_relaxed); }
+std::uint64_t Discovery::refused() const noexcept {
+  // A counter (a racy snapshot): nothing else is published with it, so relaxed throughout.
+  return refused_.load(std::memory_order_relaxed);
+}
 
 std::string Discovery::last_error() const {
   std::lock_guard lock(mutex_);
@@ -222,7 +225,9 @@ void Discovery::note_error(std::string message) {
 void Discovery::stop() noexcept {
   std::lock_guard guard(stop_mutex_);
   if (thread_.joinable()) {
-    stopping_.store(true, std::memory_order_relaxed);
+    // SYNC POINT: release; pairs with the thread's acquire loads of stopping_ (after it read the
+    // eventfd written below, or at the top of its loop).
+    stopping_.store(true, std::memory_order_release);
     const std::uint64_t one = 1;
     [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
     thread_.join();
@@ -237,7 +242,7 @@ void Discovery::send_beacon(std::uint16_t flags) noexcept {
   b.flags = flags;
   b.port = options_.service_port;
   b.incarnation = incarnation_;
-  b.catalogue_generation = generation_.load(std::memory_order_relaxed);
+  b.catalogue_generation = generation_.load(std::memory_order_relaxed);  // see set_catalogue_generation()
   b.domain = options_.domain;
   b.node = options_.node;
   const auto bytes = encode_beacon(b);
@@ -329,7 +334,7 @@ void Discovery::run() noexcept {
   using clock = std::chrono::steady_clock;
   send_beacon(0);
   auto next = clock::now() + options_.interval;
-  while (!stopping_.load(std::memory_order_relaxed)) {
+  while (!stopping_.load(std::memory_order_acquire)) {  // SYNC POINT: pairs with stop()
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock::now());
     const int timeout = left.count() <= 0 ? 0 : static_cast<int>(std::min<std::int64_t>(left.count() + 1, 60'000));
     pollfd fds[2] = {{recv_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
@@ -347,7 +352,7 @@ void Discovery::run() noexcept {
     if (r > 0 && (fds[1].revents & POLLIN) != 0) {
       std::uint64_t count = 0;
       [[maybe_unused]] const auto n = ::read(wake_fd_, &count, sizeof count);
-      if (stopping_.load(std::memory_order_relaxed)) break;
+      if (stopping_.load(std::memory_order_acquire)) break;  // SYNC POINT: pairs with stop()
       send_beacon(0);  // the catalogue generation changed: say so now
       next = clock::now() + options_.interval;
     }
