@@ -152,7 +152,8 @@ inline void remove_stale_namespaces() {
     if (name.rfind("shl-", 0) != 0) continue;
     std::size_t i = 4;
     long long pid = 0;
-    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && pid < 1'000'000'000) pid = pid * 10 + (name[i++] - '0');
+    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && pid < 1'000'000'000)
+      pid = pid * 10 + (name[i++] - '0');
     if (i == 4 || pid <= 0) continue;
     if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) stale.push_back(name);
   }
@@ -193,12 +194,16 @@ inline std::optional<Pair> make_pair(std::string* why_not) {
   for (const std::string* ns : {&p.ns_a, &p.ns_b})
     if (::access(("/run/netns/" + *ns).c_str(), F_OK) == 0) leftovers += "netns del " + *ns + "\n";
   if (!leftovers.empty()) ip_batch("", leftovers, nullptr, true);
-  const int rc = ip_batch("", "netns add " + p.ns_a + "\nnetns add " + p.ns_b + "\nlink add " + p.dev_a + " netns " + p.ns_a +
-                       " type veth peer name " + p.dev_b + " netns " + p.ns_b + "\n",
-               &out);
+  const int rc = ip_batch("",
+                          "netns add " + p.ns_a + "\nnetns add " + p.ns_b + "\nlink add " + p.dev_a + " netns " +
+                              p.ns_a + " type veth peer name " + p.dev_b + " netns " + p.ns_b + "\n",
+                          &out);
+  // On any failure p's destructor removes what was made.
   if (rc == 127) return no("ip (iproute2) could not be run: " + out);
-  if (rc != 0) return no("ip netns add / ip link add (veth) failed: " + out);  // p's destructor removes what was made
-  for (const auto& [ns, dev, address] : {std::tuple{p.ns_a, p.dev_a, p.address_a}, std::tuple{p.ns_b, p.dev_b, p.address_b}}) {
+  if (rc != 0) return no("ip netns add / ip link add (veth) failed: " + out);
+  const std::tuple<std::string, std::string, std::string> sides[] = {{p.ns_a, p.dev_a, p.address_a},
+                                                                     {p.ns_b, p.dev_b, p.address_b}};
+  for (const auto& [ns, dev, address] : sides) {
     if (ip_batch(ns, "addr add " + address + "/24 dev " + dev + "\nlink set lo up\nlink set " + dev +
                          " up\nroute add 224.0.0.0/4 dev " + dev + "\n",
                  &out) != 0)
