@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <system_error>
 
 namespace shmlink::bridge {
 
@@ -182,7 +183,12 @@ Discovery::Discovery(const DiscoveryOptions& options) : options_(options), incar
 
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) sys_fail("making the eventfd");
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    close_all();
+    throw Error(Errc::system, where + ": starting its thread: " + e.what());
+  }
 }
 
 Discovery::~Discovery() {
