@@ -18,7 +18,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -35,7 +37,8 @@ namespace bridge = shmlink::bridge;
 namespace wire = shmlink::bridge::wire;
 using Mode = bridge::ReplicationMode;
 
-constexpr bridge::LinkTiming kFast{std::chrono::milliseconds(50), std::chrono::milliseconds(400)};
+/// Short heartbeats; a generous link timeout: no test here loses its link on purpose.
+constexpr bridge::LinkTiming kFast{std::chrono::milliseconds(50), std::chrono::milliseconds(1000)};
 constexpr std::size_t kElements = 64;  // u32 elements of one frame
 
 /// What a child shares with the test: stop flag, endpoint, its counters after each 1 ms.
@@ -62,9 +65,13 @@ struct Child {
   Child& operator=(const Child&) = delete;
   ~Child() { finish(); }
   int finish() {
+    if (rc) return *rc;
+    ::kill(pid, SIGCONT);  // in case a failed check left it stopped
     ctl->stop = 1;
-    return shmlink::test::reap(pid, 10);  // a second call returns at once
+    rc = shmlink::test::reap(pid, 10);
+    return *rc;
   }
+  std::optional<int> rc;  ///< its exit status once reaped
 };
 
 /// A child's main loop: says it is ready, copies its counters (`publish`) every millisecond until
@@ -263,15 +270,14 @@ TEST_F(EveryFrame, SourceFasterThanTheLinkLosesFramesCountedNeverTwiceNorOutOfOr
 
   // A recorder thread reads the replica slice by slice: whatever it gets is whole and newer than
   // the frame before (it may itself be lapped on a depth of 4: read_next says so, in order).
-  std::atomic<bool> done{false};
   std::atomic<std::uint64_t> recorded{0}, newest{1};
   std::atomic<bool> bad{false};
-  std::thread recorder([&] {
+  std::jthread recorder([&](const std::stop_token& done) {  // joined however the test ends
     Stream rec = Stream::open(path("fast_copy"));
     rec.set_tail(0);
     std::vector<std::uint32_t> f(kElements);
     std::uint64_t prev = 0;
-    while (!done.load()) {
+    while (!done.stop_requested()) {
       const auto st = rec.read_next(std::as_writable_bytes(std::span(f)), nullptr, nullptr, 20ms);
       if (st.code() != Errc::ok && st.code() != Errc::overwritten) continue;
       if (!whole(f) || f[0] <= prev) bad = true;
@@ -289,7 +295,7 @@ TEST_F(EveryFrame, SourceFasterThanTheLinkLosesFramesCountedNeverTwiceNorOutOfOr
   ASSERT_EQ(::kill(p.pid, SIGCONT), 0);
   const std::uint64_t last = src.cnt0();
   const bool arrived = wait_until([&] { return rep->source_cnt0.load() == last && newest.load() == last; }, 10);
-  done = true;
+  recorder.request_stop();
   recorder.join();
   ASSERT_TRUE(arrived) << rep->describe() << ", recorder at " << newest.load();
   EXPECT_FALSE(bad.load()) << "the recorder saw a torn, repeated or older frame";
