@@ -88,13 +88,14 @@ int run_until_stopped(Ctl* ctl, Publish publish, Stop stop) {
   return 0;
 }
 
-pid_t start_publisher(Ctl* ctl, const std::string& source, bool accept_every_frame = true) {
+pid_t start_publisher(Ctl* ctl, const std::string& source, bool accept_every_frame = true,
+                      const std::string& endpoint = "tcp://127.0.0.1:*") {
   return spawn([=] {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a test killed by its timeout
     bridge::PublisherOptions o;
     o.timing = kFast;
     o.accept_every_frame = accept_every_frame;
-    bridge::Publisher p(source, "tcp://127.0.0.1:*", o);
+    bridge::Publisher p(source, endpoint, o);
     std::strncpy(ctl->endpoint, p.endpoint().c_str(), sizeof ctl->endpoint - 1);
     auto publish = [&] {
       ctl->lost = p.stats().frames_lost;
@@ -111,6 +112,7 @@ pid_t start_replica(Ctl* ctl, const std::string& name, const std::string& endpoi
     o.timing = kFast;
     o.local_name = local;
     o.mode = mode;
+    o.reconnect_max = std::chrono::milliseconds(200);
     bridge::Replica r(name, endpoint, o);
     auto publish = [&] {
       const auto s = r.stats();
@@ -310,6 +312,38 @@ TEST_F(EveryFrame, SourceFasterThanTheLinkLosesFramesCountedNeverTwiceNorOutOfOr
   EXPECT_EQ(int_keyword(replica, bridge::kKeywordLost), static_cast<std::int64_t>(rep->lost.load()));
   EXPECT_EQ(int_keyword(replica, bridge::kKeywordSkipped), -1);  // not a latest-value replica
   EXPECT_EQ(pub->lost.load(), rep->lost.load()) << pub->describe();
+  EXPECT_EQ(rep->duplicates.load(), 0U);
+}
+
+TEST_F(EveryFrame, RestartedOwnerResumesAfterTheFrameTheReplicaAcknowledged) {
+  Stream src = rolling_source(path("resume"), 32);
+  Shared<Ctl> first, second, rep;
+  Child p1{&*first, start_publisher(&*first, path("resume"))};
+  ASSERT_TRUE(wait_until([&] { return first->ready.load() == 1; }));
+  const std::string endpoint = first->endpoint;
+  Child r{&*rep, start_replica(&*rep, "resume", endpoint, path("resume_copy"), Mode::every_frame)};
+  Stream replica;
+  ASSERT_TRUE(wait_frames(path("resume_copy"), 1, replica)) << rep->describe();
+  for (int i = 0; i < 9; ++i) write_next(src);
+  ASSERT_TRUE(wait_until([&] { return rep->source_cnt0.load() == 10; })) << rep->describe();
+  // The owner dies; the source goes on (fewer frames than its depth) before a new owner binds
+  // the same endpoint. The replica's heartbeats (same generation, acknowledged 10) resume it.
+  ::kill(p1.pid, SIGKILL);
+  EXPECT_EQ(p1.finish(), -SIGKILL);
+  for (int i = 0; i < 20; ++i) write_next(src);
+  Child p2{&*second, start_publisher(&*second, path("resume"), true, endpoint)};
+  ASSERT_TRUE(wait_until([&] { return second->ready.load() == 1; }));
+  ASSERT_TRUE(wait_until([&] { return rep->source_cnt0.load() == 30; })) << rep->describe();
+  // A recorder finds all 30 frames in the replica's history, in order.
+  replica.set_tail(0);
+  std::vector<std::uint32_t> f(kElements);
+  for (std::uint32_t k = 1; k <= 30; ++k) {
+    ASSERT_TRUE(replica.read_next(std::as_writable_bytes(std::span(f))).ok()) << "frame " << k;
+    EXPECT_EQ(f, frame_of(k));
+  }
+  EXPECT_EQ(r.finish(), 0);
+  EXPECT_EQ(rep->published.load(), 30U) << rep->describe();
+  EXPECT_EQ(rep->lost.load(), 0U);
   EXPECT_EQ(rep->duplicates.load(), 0U);
 }
 
