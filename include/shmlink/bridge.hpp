@@ -11,6 +11,9 @@
 /// ROUTER socket, each replica connects a DEALER; a replica's heartbeat is its subscription and
 /// its credit, so the owner sends a subscriber the newest frame only when that subscriber has
 /// taken the previous one (latest-value: a slow link skips frames, counted, and never queues).
+/// A replica may ask for every frame instead (ReplicationMode::every_frame, for recorders): it
+/// then gets a rolling-buffer source's frames in order, a window of them in flight, and counts
+/// those overwritten before they could be sent.
 ///
 /// Both objects run their own threads (one for the socket, one waiting on the stream by futex, or
 /// by spinning when asked, which wakes the first through an eventfd) from construction until stop() or destruction. Setup throws
