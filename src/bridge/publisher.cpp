@@ -167,9 +167,11 @@ struct Publisher::Impl {
 
   /// Where an every-frame subscriber starts after its stream_meta: after the frame it
   /// acknowledged in this generation (a replica re-subscribing after a lost link resumes, the
-  /// frames overwritten meanwhile counted lost), else at the newest frame `cnt0`.
+  /// frames overwritten meanwhile counted lost), else, and when that acknowledgement is beyond
+  /// the source's cnt0 `cnt0` (a peer that lies), at the newest frame.
   static void start_every_frame(Subscriber& sub, std::uint64_t cnt0) noexcept {
-    sub.next = sub.acked_gen == sub.meta_gen && sub.acked != 0 ? sub.acked + 1 : std::max<std::uint64_t>(cnt0, 1);
+    const bool resume = sub.acked_gen == sub.meta_gen && sub.acked != 0 && sub.acked <= cnt0;
+    sub.next = resume ? sub.acked + 1 : std::max<std::uint64_t>(cnt0, 1);
     sub.acked = sub.next - 1;
     sub.acked_gen = sub.meta_gen;
     sub.last_sent = sub.next - 1;
@@ -205,7 +207,7 @@ struct Publisher::Impl {
       wire::Header h = shaped(wire::Kind::stream_frame);
       h.sequence = sub.next;
       h.skipped = sub.lost;
-      const bool echo = sub.next == sub.echo_cnt0;  // its own write: it has the frame already
+      const bool echo = sub.echo_cnt0 != 0 && sub.next == sub.echo_cnt0;  // its own write: it has the frame
       FrameInfo info;
       const Status r = source.read_frame(sub.next, history_frame, &info);
       if (echo) {

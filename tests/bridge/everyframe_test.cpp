@@ -4,6 +4,7 @@
 // the latest value), and the test process writes the source and reads the replicas slice by slice
 // as a recorder would. Losses are made certain by stopping the owner (SIGSTOP) while the source
 // is written past its depth, never by timing. ZeroMQ lives only in the forked children.
+#include "bridge/link.hpp"
 #include "bridge/wire.hpp"
 #include "test_util.hpp"
 
@@ -11,6 +12,7 @@
 #include <shmlink/stream.hpp>
 
 #include <gtest/gtest.h>
+#include <zmq.h>
 
 #include <signal.h>
 #include <sys/prctl.h>
@@ -48,6 +50,7 @@ struct Ctl {
   char endpoint[128] = {};
   std::atomic<std::uint64_t> published{0}, duplicates{0}, lost{0}, skipped{0}, source_cnt0{0};
   std::atomic<int> mode{-1};
+  std::atomic<std::uint64_t> meta_flags{0}, meta_depth{0}, first_sequence{0};  ///< what a raw peer received
   char last_error[256] = {};
   [[nodiscard]] std::string describe() const {
     return "published " + std::to_string(published.load()) + ", lost " + std::to_string(lost.load()) +
@@ -406,6 +409,63 @@ TEST_F(EveryFrame, PlainSourceSendsEveryFrameTheOwnerSeesAndCountsTheRest) {
   EXPECT_EQ(rep->published.load(), 21U) << rep->describe();
   EXPECT_EQ(rep->lost.load(), 9U);
   EXPECT_EQ(int_keyword(replica, bridge::kKeywordLost), 9);
+}
+
+/// A raw DEALER (no Replica) that asks `stream`'s owner at `endpoint` for every frame with the
+/// acknowledgement `ack` of generation `generation` and a window of 2^40 (clamped by the owner),
+/// and notes what its stream_meta says and the cnt0 of the first frame it gets.
+pid_t start_raw_subscriber(Ctl* ctl, const std::string& stream, const std::string& endpoint,
+                           std::uint64_t generation, std::uint64_t ack) {
+  return spawn([=] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    namespace detail = shmlink::bridge::detail;
+    detail::Context ctx;
+    detail::Socket s(ctx.get(), ZMQ_DEALER, "a raw subscriber");
+    s.attach(endpoint, true);
+    wire::Header hb = wire::make_header(wire::Kind::heartbeat);
+    hb.flags = wire::kHeartbeatWant | wire::kHeartbeatReady | wire::kHeartbeatEveryFrame;
+    hb.generation = generation;
+    hb.sequence = ack;
+    hb.cnt1 = std::uint64_t{1} << 40;
+    if (!detail::send_message(s.get(), {}, stream, hb)) return 2;
+    detail::Parts m;
+    zmq_pollitem_t item{s.get(), 0, ZMQ_POLLIN, 0};
+    for (int slice = 0; slice < 100 && ctl->first_sequence.load() == 0; ++slice) {
+      ::zmq_poll(&item, 1, 100);
+      while (ctl->first_sequence.load() == 0 && detail::recv_parts(s.get(), m)) {
+        if (m.parts.size() < 2) return 3;
+        wire::Header h;
+        const std::uint64_t payload = m.parts.size() == 3 ? m.parts[2].size() : 0;
+        if (wire::decode(m.parts[1], payload, h) != wire::DecodeError::ok) return 4;
+        if (h.kind == static_cast<std::uint16_t>(wire::Kind::stream_meta)) {
+          ctl->meta_flags = h.flags;
+          ctl->meta_depth = h.cnt1;
+        } else if (h.kind == static_cast<std::uint16_t>(wire::Kind::stream_frame)) {
+          ctl->first_sequence = h.sequence;
+        }
+      }
+    }
+    return ctl->first_sequence.load() != 0 ? 0 : 5;
+  });
+}
+
+TEST_F(EveryFrame, AcknowledgementBeyondTheSourceStartsAtTheNewestFrame) {
+  Stream src = rolling_source(path("liar"), 8);
+  for (int i = 0; i < 4; ++i) write_next(src);
+  Shared<Ctl> pub, raw;
+  Child p{&*pub, start_publisher(&*pub, path("liar"))};
+  ASSERT_TRUE(wait_until([&] { return pub->ready.load() == 1; }));
+  // The generation of a stream file is its creation time: the peer claims to have had every
+  // frame of this very source up to 2^64 - 1.
+  const auto generation = static_cast<std::uint64_t>(src.creation_time_ns());
+  ASSERT_NE(generation, 0U);
+  Child r{&*raw, start_raw_subscriber(&*raw, "liar", pub->endpoint, generation, ~std::uint64_t{0})};
+  EXPECT_EQ(r.finish(), 0) << pub->describe();
+  EXPECT_EQ(raw->meta_flags.load(), wire::kMetaEveryFrame);
+  EXPECT_EQ(raw->meta_depth.load(), 8U);
+  EXPECT_EQ(raw->first_sequence.load(), 5U);  // the newest frame, nothing counted lost
+  EXPECT_EQ(p.finish(), 0);
+  EXPECT_EQ(pub->lost.load(), 0U);
 }
 
 TEST_F(EveryFrame, PublisherThatRefusesEveryFrameServesTheLatestValueAndSaysSo) {
