@@ -63,7 +63,7 @@ class Remote : public ::testing::Test {
   EnvVar bridge_{"SHMLINK_BRIDGE", std::nullopt};
   EnvVar timeout_{"SHMLINK_BRIDGE_TIMEOUT_MS", std::nullopt};
   EnvVar xdg_{"XDG_CONFIG_HOME", dir_.path() + "/config"};  // no config file unless a test writes one
-  EnvVar home_{"HOME", dir_.path() + "/home"};
+  EnvVar home_{"HOME", dir_.path() + "/user"};
 
   [[nodiscard]] std::string socket_path() const { return dir_.path() + "/.shmlink-bridge.sock"; }
 
@@ -216,7 +216,7 @@ TEST_F(Remote, EnabledByEnvironmentAndConfigFiles) {
   write_file(xdg_conf, "bridge=off\n");
   EXPECT_FALSE(remote::remote_open_enabled());
   // Without XDG_CONFIG_HOME: $HOME/.config.
-  write_file(dir_.path() + "/home/.config/shmlink/shmlink.conf", "bridge = auto\n");
+  write_file(dir_.path() + "/user/.config/shmlink/shmlink.conf", "bridge = auto\n");
   {
     EnvVar no_xdg("XDG_CONFIG_HOME", std::nullopt);
     EXPECT_TRUE(remote::remote_open_enabled());
