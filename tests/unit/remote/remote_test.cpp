@@ -113,7 +113,7 @@ TEST_F(Remote, ErrReplyCarriesTheServiceConditionAndNamesTheSocket) {
 
 TEST_F(Remote, NoServiceIsNotFoundAtOnceNamingTheSocket) {
   // A wait of ten minutes if the client waited for a service: the answer must come back anyway.
-  auto answer = std::async(std::launch::async, [this] {
+  auto answer = std::async(std::launch::async, [] {
     return error_of([] { remote::request({"PING"}, 600s); }, Errc::not_found);
   });
   ASSERT_EQ(answer.wait_for(60s), std::future_status::ready) << "request() waited for a missing service";
