@@ -274,6 +274,8 @@ TEST_F(Remote, StreamOpenOfHostNameAsksTheServiceAndOpensTheReplica) {
 }
 
 TEST_F(Remote, PlainMissingNameAsksOnlyWhenEnabled) {
+  // A user config file without a setting decides (off), whatever /etc/shmlink/shmlink.conf says.
+  write_file(dir_.path() + "/config/shmlink/shmlink.conf", "# nothing set\n");
   FakeControlServer server(socket_path(), replica_maker());
   error_of([] { (void)shmlink::Stream::open("wfs"); }, Errc::not_found);
   EXPECT_EQ(server.requests(), 0);
