@@ -228,7 +228,12 @@ class SHMLINK_EXPORT Queue {
                       OpenMode mode = OpenMode::ExclusiveCreate);
   /// Opens and validates a queue file: magic, version, sizes against the file size, capacity a
   /// power of two, the signal table; then checks `expect`.
-  /// @throws Error not_found, permission, layout (naming the file and the field or mismatch).
+  /// A missing local file of a remote name ("HOST:NAME", or a plain name while
+  /// remote::remote_open_enabled()) asks the bridge service for a replica, as Stream::open does
+  /// (docs/bridge.md "Opening remote channels"); the service's errors are passed on (a service
+  /// that does not serve queues says so).
+  /// @throws Error not_found, permission, layout (naming the file and the field or mismatch);
+  ///         for a remote name the service's error, naming the missing file and the socket.
   static Queue open(std::string_view name_or_path, const QueueExpect& expect = {});
 
   /// The exact byte count create_in() lays out for `spec` (the file size of a queue file):

@@ -287,7 +287,9 @@ class SHMLINK_EXPORT Stream {
   /// It also removes the replaced file's partial-write companion (`<name>_pkt`).
   /// @param mode ExclusiveCreate (default), PurgeAndCreate (replace: new inode), OpenOrCreate
   ///        (open an existing file if it validates and has the spec's shape and dtype, else
-  ///        Errc::layout naming both; create it when absent), OpenExisting (= open()).
+  ///        Errc::layout naming both; create it when absent), OpenExisting (= open()). Only
+  ///        OpenExisting may ask the bridge service for a remote name (as open()); the other
+  ///        modes look at the local file only.
   /// @throws Error invalid_argument (bad shape, dtype, semaphore count, circular-buffer rule),
   ///         name_too_long, exists, permission, no_space, system: each naming the file.
   static Stream create(std::string_view name_or_path, const StreamSpec& spec,
@@ -296,7 +298,15 @@ class SHMLINK_EXPORT Stream {
   /// Opens an existing stream read-write (semaphores live in the file) and validates it:
   /// version, file size against the layout recomputed from the metadata, naxis, sizes, dtype,
   /// nelement, imdatamemsize, semaphore and proc-trace counts.
-  /// @throws Error not_found, permission, layout (naming the file and the field), system.
+  ///
+  /// Remote names (include/shmlink/remote.hpp, docs/bridge.md "Opening remote channels"): when
+  /// the local file does not exist (ENOENT) and `name_or_path` is "HOST:NAME" (a file of that
+  /// literal name is tried first and wins), or a plain name while remote::remote_open_enabled(),
+  /// the bridge service of this host is asked for a replica (waiting at most
+  /// remote::open_timeout()) and the replica file it answers is opened. Paths (a '/') never ask.
+  /// @throws Error not_found, permission, layout (naming the file and the field), system; for a
+  ///         remote name the service's error (not_found at once when no service runs), its
+  ///         message naming the missing local file and the service's socket.
   static Stream open(std::string_view name_or_path, const OpenOptions& options = {});
 
   /// Removes the stream file (the name; open handles keep their mapping), and its partial-write

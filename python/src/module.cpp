@@ -347,7 +347,11 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
           [](const std::string& name, bool writable) {
             OpenOptions o;
             o.writable = writable;
-            return std::make_unique<PyStream>(Stream::open(name, o));
+            Stream s = [&] {
+              py::gil_scoped_release nogil;  // a remote name ("HOST:NAME") waits on the bridge service
+              return Stream::open(name, o);
+            }();
+            return std::make_unique<PyStream>(std::move(s));
           },
           py::arg("name"), py::kw_only(), py::arg("writable") = true,
           "Open an existing stream (validated). writable=False maps it read-only (no semaphores, no writes).")

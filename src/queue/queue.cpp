@@ -26,6 +26,7 @@
 #include "os/process.hpp"
 #include "os/sys.hpp"
 #include "queue/queue_layout.hpp"
+#include "remote/remote_open.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -590,7 +591,7 @@ Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMo
   qlayout::check_spec(path, spec);
   if (mode == OpenMode::OpenOrCreate) {
     try {
-      return open(name_or_path, QueueExpect{spec.max_values, spec.signals, spec.kind});
+      return open(path, QueueExpect{spec.max_values, spec.signals, spec.kind});  // by path: never the bridge
     } catch (const Error& e) {
       if (e.errc() != Errc::not_found) throw;
     }
@@ -598,7 +599,7 @@ Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMo
       return create(name_or_path, spec, OpenMode::ExclusiveCreate);
     } catch (const Error& e) {
       if (e.errc() != Errc::exists) throw;
-      return open(name_or_path, QueueExpect{spec.max_values, spec.signals, spec.kind});
+      return open(path, QueueExpect{spec.max_values, spec.signals, spec.kind});  // by path: never the bridge
     }
   }
   // The file is laid out by create_in over its (still invisible) mapping, then re-opened
@@ -615,8 +616,9 @@ Queue Queue::create(std::string_view name_or_path, const QueueSpec& spec, OpenMo
 }
 
 Queue Queue::open(std::string_view name_or_path, const QueueExpect& expect) {
-  const std::string path = queue_path(name_or_path);
-  return Queue(bind_queue(qlayout::file_placement(Segment::open_file(path, expect.writable), path, expect.writable), true, expect));
+  std::string path = queue_path(name_or_path);  // the replica's when the bridge answers for a missing file
+  Segment seg = remote::open_file_or_replica("queue", name_or_path, path, expect.writable);
+  return Queue(bind_queue(qlayout::file_placement(std::move(seg), path, expect.writable), true, expect));
 }
 
 void Queue::remove(std::string_view name_or_path) {

@@ -28,6 +28,19 @@
 ///
 /// Replies: kControlMagic, then "OK" and the verb's fields, or "ERR", an error name (errc_name())
 /// and a message naming the channel, the peer and what went wrong.
+///
+/// The JSON of LS and STATUS (one field; `shmlink bridge ls|status` print it with --json and
+/// make their tables from these keys; unknown keys are passed through, missing ones shown "-"):
+/// - LS: `{"schema_version": 1, "node": NODE, "channels": [{"node", "kind" ("stream"|"queue"),
+///   "name", "dtype" (stream: ISIO datatype code; queue: bytes per sample), "shape" (array of
+///   axes; queue: [capacity])}, ...]}` (the fields of bridge::CatalogueEntry).
+/// - STATUS: `{"schema_version": 1, "node": NODE, "peers": [{"node", "endpoint", "link_up"
+///   (bool), "channels"}, ...], "replicas": [{"node", "name", "path", "kept" (bool), "link_up"
+///   (bool), "frames_published", "skipped", ... the other bridge::ReplicaStats counters}, ...]}`.
+///
+/// Size: a datagram is at most kMaxDatagram bytes. A server sending large LS/STATUS replies sets
+/// SO_SNDBUF accordingly; without privileges the kernel caps it by net.core.wmem_max (a datagram
+/// must fit the send buffer).
 #pragma once
 
 #include <shmlink/channel.hpp>

@@ -3,6 +3,8 @@
 // (include/shmlink/stream.hpp; internals in stream_impl.hpp).
 #include "stream/stream_impl.hpp"
 
+#include "remote/remote_open.hpp"
+
 namespace shmlink {
 
 // ---- construction -----------------------------------------------------------------------
@@ -197,7 +199,7 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
 
   if (mode == OpenMode::OpenOrCreate) {
     try {
-      Stream s = open(name_or_path, OpenOptions{{spec.version}});
+      Stream s = open(path, OpenOptions{{spec.version}});  // by path: creating never asks the bridge
       auto shape = s.shape();
       if (!std::equal(shape.begin(), shape.end(), spec.shape.begin(), spec.shape.end()) || s.dtype() != spec.dtype)
         throw Error(Errc::layout, "opening " + path + ": exists as " + shape_text(shape) + " " +
@@ -219,7 +221,7 @@ Stream Stream::create(std::string_view name_or_path, const StreamSpec& requested
   Stream old;
   if (mode == OpenMode::PurgeAndCreate) {
     try {
-      old = open(name_or_path, OpenOptions{{spec.version}});
+      old = open(path, OpenOptions{{spec.version}});
     } catch (const Error&) {
       // absent, foreign or broken: nobody of ours to wake
     }
@@ -244,10 +246,10 @@ Stream Stream::open_in(const Placement& where, const OpenOptions& options) {
 }
 
 Stream Stream::open(std::string_view name_or_path, const OpenOptions& options) {
-  const std::string path = stream_path(name_or_path);
-  return Impl::open_placed(file_placement(Segment::open_file(path, options.writable), stream_name(name_or_path),
-                                    options.writable),
-                     options, true);
+  std::string path = stream_path(name_or_path);
+  // A missing file of a remote name opens the replica the bridge service makes (remote.hpp).
+  Segment seg = remote::open_file_or_replica("stream", name_or_path, path, options.writable);
+  return Impl::open_placed(file_placement(std::move(seg), stream_name(path), options.writable), options, true);
 }
 
 Stream Stream::Impl::open_placed(const Placement& where, const OpenOptions& options, bool file) {
