@@ -28,6 +28,8 @@
 
 namespace shmlink::bridge {
 
+class Security;  // CURVE keys and ZAP handlers (shmlink/bridge_security.hpp)
+
 /// Heartbeats and link loss, shared by both ends (docs/design/bridge.md, "A lost link").
 struct LinkTiming {
   /// A message is sent at least this often on an idle link (a replica's heartbeat renews its
@@ -46,6 +48,10 @@ struct PublisherOptions {
   bool spin = false;
   /// Refuse writes sent back by replicas (stream_write): counted in writes_refused.
   bool read_only = false;
+  /// CURVE (shmlink/bridge_security.hpp): the socket becomes a CURVE server with these keys and
+  /// the Publisher's context gets a ZAP handler that lets in trusted clients only. Null: plain
+  /// TCP. Not used by the constructor that adopts a caller's socket (that socket stays as given).
+  std::shared_ptr<Security> security;
 };
 
 /// Counters of a Publisher (each a racy snapshot).
@@ -123,6 +129,12 @@ struct ReplicaOptions {
   std::uint16_t semaphores = 10;
   /// Wait for local writes by spinning on the replica's cnt0 instead of a futex wait.
   bool spin = false;
+  /// CURVE (shmlink/bridge_security.hpp): connect as a CURVE client with these keys. Null: plain
+  /// TCP.
+  std::shared_ptr<Security> security;
+  /// With `security`: the owner's public key (Z85, 40 characters; peer_public_key()); a
+  /// publisher holding another key is never talked to.
+  std::string server_key;
 };
 
 /// Counters and state of a Replica (racy snapshot).
