@@ -41,24 +41,9 @@ constexpr bridge::LinkTiming kFast{std::chrono::milliseconds(50), std::chrono::m
 constexpr auto kNothingWithin = 400ms;
 
 /// A private directory under /dev/shm (keys, streams, queues), removed at the end.
-class TempDir {
+class TempDir : public shmlink::test::TempStreamDir {
  public:
-  TempDir() {
-    std::string t = "/dev/shm/shmlink-security-XXXXXX";
-    if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp");
-    path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string operator/(const std::string& rest) const { return path_ + "/" + rest; }
-
- private:
-  std::string path_;
+  [[nodiscard]] std::string operator/(const std::string& rest) const { return path() + "/" + rest; }
 };
 
 unsigned mode_of(const std::string& path) {
