@@ -148,14 +148,17 @@ std::shared_ptr<Security> make_security(void* zmq_context, const std::string& di
 
 /// Makes `socket` a CURVE server with our secret key, asking the ZAP handler of its context
 /// (ZMQ_ZAP_DOMAIN "shmlink"). Call before bind (or connect). The socket's context must be
-/// served (Security::serve) for clients to be authenticated.
-/// @throws Error system naming the option ZeroMQ refused.
-void apply_server(void* socket, const Security& security);
+/// served (Security::serve) for clients to be authenticated. `what` names the socket in errors
+/// ("the publisher of stream 'wfs'").
+/// @throws Error system naming the socket and the option ZeroMQ refused.
+void apply_server(void* socket, const Security& security, const std::string& what = "a bridge socket");
 
 /// Makes `socket` a CURVE client with our key pair that accepts only a server holding the secret
-/// half of `server_public_z85`. Call before connect (or bind).
-/// @throws Error invalid_argument (a server key that is not 40 Z85 characters), system.
-void apply_client(void* socket, const Security& security, const std::string& server_public_z85);
+/// half of `server_public_z85`. Call before connect (or bind). `what` names the socket in errors.
+/// @throws Error invalid_argument (a server key that is not 40 Z85 characters), system; each
+///         naming the socket.
+void apply_client(void* socket, const Security& security, const std::string& server_public_z85,
+                  const std::string& what = "a bridge socket");
 
 /// The public key of peer `node`: from the trusted keys, else from `<dir>/peers/<node>.pub` of
 /// the Security's directory (a file added since).

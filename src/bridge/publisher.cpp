@@ -309,7 +309,7 @@ Publisher::Publisher(std::string_view stream, std::string_view endpoint, const P
   i.router.set(ZMQ_RCVHWM, 64);
   if (options.security) {  // CURVE server; its ZAP handler lives in our context
     options.security->serve(i.ctx->get());
-    apply_server(i.router.get(), *options.security);
+    apply_server(i.router.get(), *options.security, "the publisher of stream '" + i.name + "'");
   }
   i.router.attach(std::string(endpoint), false);
   i.start();

@@ -188,15 +188,15 @@ void make_directory(const std::string& dir, mode_t mode) {
   }
 }
 
-void set_string(void* socket, int option, const std::string& value, const char* name) {
+void set_string(void* socket, int option, const std::string& value, const char* name, const std::string& what) {
   if (::zmq_setsockopt(socket, option, value.data(), value.size()) != 0) {
-    throw Error(Errc::system, std::string("setting ") + name + " on a bridge socket: " + zmq_reason());
+    throw Error(Errc::system, std::string("setting ") + name + " on " + what + ": " + zmq_reason());
   }
 }
 
-void set_int(void* socket, int option, int value, const char* name) {
+void set_int(void* socket, int option, int value, const char* name, const std::string& what) {
   if (::zmq_setsockopt(socket, option, &value, sizeof value) != 0) {
-    throw Error(Errc::system, std::string("setting ") + name + " on a bridge socket: " + zmq_reason());
+    throw Error(Errc::system, std::string("setting ") + name + " on " + what + ": " + zmq_reason());
   }
 }
 
@@ -436,10 +436,10 @@ std::shared_ptr<Security> make_security(void* zmq_context, const std::string& di
   return s;
 }
 
-void apply_server(void* socket, const Security& security) {
-  set_int(socket, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER");
-  set_string(socket, ZMQ_CURVE_SECRETKEY, security.keys().secret_z85, "ZMQ_CURVE_SECRETKEY");
-  set_string(socket, ZMQ_ZAP_DOMAIN, kZapDomain, "ZMQ_ZAP_DOMAIN");
+void apply_server(void* socket, const Security& security, const std::string& what) {
+  set_int(socket, ZMQ_CURVE_SERVER, 1, "ZMQ_CURVE_SERVER", what);
+  set_string(socket, ZMQ_CURVE_SECRETKEY, security.keys().secret_z85, "ZMQ_CURVE_SECRETKEY", what);
+  set_string(socket, ZMQ_ZAP_DOMAIN, kZapDomain, "ZMQ_ZAP_DOMAIN", what);
   // ZMQ_ZAP_ENFORCE_DOMAIN (93, a draft option in libzmq 4.3): with it, a context without a ZAP
   // handler refuses clients instead of letting every client with our public key in. Builds
   // without the draft API refuse the option; serve() is what guarantees the handler there.
@@ -447,14 +447,15 @@ void apply_server(void* socket, const Security& security) {
   (void)::zmq_setsockopt(socket, 93, &one, sizeof one);
 }
 
-void apply_client(void* socket, const Security& security, const std::string& server_public_z85) {
+void apply_client(void* socket, const Security& security, const std::string& server_public_z85,
+                  const std::string& what) {
   if (!is_z85_key(server_public_z85)) {
-    throw Error(Errc::invalid_argument,
-                "bridge security: the server's public key '" + printable(server_public_z85) + "' is not 40 Z85 characters");
+    throw Error(Errc::invalid_argument, what + ": the server's public key '" + printable(server_public_z85) +
+                                            "' is not 40 Z85 characters");
   }
-  set_string(socket, ZMQ_CURVE_SERVERKEY, server_public_z85, "ZMQ_CURVE_SERVERKEY");
-  set_string(socket, ZMQ_CURVE_PUBLICKEY, security.keys().public_z85, "ZMQ_CURVE_PUBLICKEY");
-  set_string(socket, ZMQ_CURVE_SECRETKEY, security.keys().secret_z85, "ZMQ_CURVE_SECRETKEY");
+  set_string(socket, ZMQ_CURVE_SERVERKEY, server_public_z85, "ZMQ_CURVE_SERVERKEY", what);
+  set_string(socket, ZMQ_CURVE_PUBLICKEY, security.keys().public_z85, "ZMQ_CURVE_PUBLICKEY", what);
+  set_string(socket, ZMQ_CURVE_SECRETKEY, security.keys().secret_z85, "ZMQ_CURVE_SECRETKEY", what);
 }
 
 std::string peer_public_key(const Security& security, const std::string& node) {
