@@ -11,6 +11,9 @@
 /// ROUTER socket, each replica connects a DEALER; a replica's heartbeat is its subscription and
 /// its credit, so the owner sends a subscriber the newest frame only when that subscriber has
 /// taken the previous one (latest-value: a slow link skips frames, counted, and never queues).
+/// A replica may ask for every frame instead (ReplicationMode::every_frame, for recorders): it
+/// then gets a rolling-buffer source's frames in order, a window of them in flight, and counts
+/// those overwritten before they could be sent.
 ///
 /// Both objects run their own threads (one for the socket, one waiting on the stream by futex, or
 /// by spinning when asked, which wakes the first through an eventfd) from construction until stop() or destruction. Setup throws
@@ -40,6 +43,22 @@ struct LinkTiming {
   std::chrono::milliseconds link_timeout{4000};
 };
 
+/// How a replica follows its source (docs/design/bridge.md, "Every-frame mode").
+enum class ReplicationMode : std::uint8_t {
+  /// The newest frame, one in flight: a slow link or reader skips frames (counted in
+  /// BR_SKIPPED) instead of queueing latency. The replica is a plain stream of the frame's shape.
+  latest,
+  /// Every source frame in cnt0 order, up to ReplicaOptions::window in flight, for recorders: a
+  /// rolling-buffer source's history is sent slice by slice, and the replica is a rolling buffer
+  /// of the source's depth. Frames overwritten at the owner before they could be sent are lost
+  /// and counted (BR_LOST, ReplicaStats::lost); none is sent twice. A plain source's frames
+  /// travel as the owner sees them: every cnt0 it catches, the others lost.
+  every_frame,
+};
+
+/// Largest window of frames in flight a replica may ask for in every-frame mode.
+inline constexpr std::uint32_t kMaxEveryFrameWindow = 1024;
+
 /// Options of a Publisher.
 struct PublisherOptions {
   LinkTiming timing;
@@ -48,6 +67,10 @@ struct PublisherOptions {
   bool spin = false;
   /// Refuse writes sent back by replicas (stream_write): counted in writes_refused.
   bool read_only = false;
+  /// Serve replicas that ask for ReplicationMode::every_frame in that mode. When false they are
+  /// served the latest value, and their stream_meta says so (the replica falls back, reports it
+  /// in last_error() and ReplicaStats::mode).
+  bool accept_every_frame = true;
   /// CURVE (shmlink/bridge_security.hpp): the socket becomes a CURVE server with these keys and
   /// the Publisher's context gets a ZAP handler that lets in trusted clients only. Null: plain
   /// TCP. Not used by the constructor that adopts a caller's socket (that socket stays as given).
@@ -59,6 +82,7 @@ struct PublisherStats {
   std::uint64_t frames_sent = 0;     ///< stream_frame messages with a payload
   std::uint64_t echoes_sent = 0;     ///< stream_frame echoes (a subscriber's own write, no payload)
   std::uint64_t frames_skipped = 0;  ///< source frames a subscriber did not get (slow link), summed
+  std::uint64_t frames_lost = 0;     ///< every-frame mode: frames overwritten before they were sent, summed
   std::uint64_t metas_sent = 0;      ///< stream_meta messages
   std::uint64_t writes_applied = 0;  ///< stream_write messages written into the source
   std::uint64_t writes_refused = 0;  ///< stream_write messages refused (read-only, shape, generation)
@@ -80,7 +104,13 @@ struct PublisherStats {
 ///   subscriber (never the same frame twice), with `skipped` = source frames it missed;
 /// - a stream_write from a subscriber is written into the source (same generation, shape and
 ///   dtype only); that subscriber then gets the resulting frame as an echo without payload;
-/// - heartbeats go to each subscriber idle for timing.heartbeat.
+/// - heartbeats go to each subscriber idle for timing.heartbeat;
+/// - a subscriber asking ReplicationMode::every_frame (when accept_every_frame) is told so in its
+///   stream_meta (with the source's depth) and then gets every source frame from the newest one
+///   on, in cnt0 order, up to its window unacknowledged: a rolling buffer's history is read slice
+///   by slice with read_frame() (validated, never torn); frames overwritten before they could be
+///   sent are counted (`skipped` of the next frame, stats().frames_lost). A subscriber that
+///   resubscribes in the same generation resumes after the frame it acknowledged last.
 class Publisher {
  public:
   /// Opens stream `stream` (a name in stream_directory(), or a path) and binds a ROUTER socket to
@@ -129,6 +159,14 @@ struct ReplicaOptions {
   std::uint16_t semaphores = 10;
   /// Wait for local writes by spinning on the replica's cnt0 instead of a futex wait.
   bool spin = false;
+  /// What the replica asks the owner for. every_frame makes the replica a rolling buffer of the
+  /// source's depth that receives every source frame in order (or counts it lost); an owner
+  /// that does not accept it (PublisherOptions::accept_every_frame) serves the latest value
+  /// instead, which stats().mode and last_error() report.
+  ReplicationMode mode = ReplicationMode::latest;
+  /// every_frame: source frames in flight (sent, not yet acknowledged), 1..kMaxEveryFrameWindow
+  /// (values outside are clamped). Larger windows carry more frames per round trip.
+  std::uint32_t window = 64;
   /// CURVE (shmlink/bridge_security.hpp): connect as a CURVE client with these keys. Null: plain
   /// TCP.
   std::shared_ptr<Security> security;
@@ -148,7 +186,11 @@ struct ReplicaStats {
   std::uint64_t skipped = 0;           ///< source frames skipped by the owner (slow link), summed
   std::uint64_t refused = 0;           ///< messages refused by the wire checks
   std::uint64_t source_cnt0 = 0;       ///< source cnt0 of the newest frame received
+  std::uint64_t lost = 0;              ///< every-frame mode: source frames overwritten before they were sent
   bool link_up = false;                ///< a message arrived within link_timeout
+  /// The mode in force: the one asked for once the owner's stream_meta granted it; latest before
+  /// the first stream_meta and when the owner refused every_frame.
+  ReplicationMode mode = ReplicationMode::latest;
 };
 
 /// Freshness keywords on every replica (docs/design/bridge.md, "Freshness").
@@ -158,6 +200,7 @@ inline constexpr const char* kKeywordAge = "BR_AGE_US";         ///< 'L': frame 
 inline constexpr const char* kKeywordSkipped = "BR_SKIPPED";    ///< 'L': source frames skipped, total
 inline constexpr const char* kKeywordSourceCnt0 = "BR_SRC_CNT0"; ///< 'L': source cnt0 of the frame
 inline constexpr const char* kKeywordSourceTime = "BR_SRC_WTIME";///< 'L': source write time, ns
+inline constexpr const char* kKeywordLost = "BR_LOST";          ///< 'L': every-frame mode: frames lost, total
 
 /// The subscriber's side: connects a DEALER to an owner's Publisher and keeps a same-name
 /// replica of its stream (created at the first stream_meta; re-created, with PurgeAndCreate, when
@@ -168,7 +211,11 @@ inline constexpr const char* kKeywordSourceTime = "BR_SRC_WTIME";///< 'L': sourc
 /// writer. A source frame is published at most once (its cnt0 must be above the last published
 /// one of that generation). A frame written on the replica by another local process is sent back
 /// to the owner (stream_write); the owner's echo of it is not published again. Freshness
-/// keywords (kKeyword*) are set before each publication. A lost link (nothing for link_timeout)
+/// keywords (kKeyword*) are set before each publication. In every-frame mode
+/// (ReplicaOptions::mode) the replica is a rolling buffer of the source's depth, each source
+/// frame it receives is one write in cnt0 order (so read_next() on it records them in order), and
+/// frames lost at the owner are counted in BR_LOST instead of BR_SKIPPED; it acknowledges the
+/// frames it published in its heartbeats. A lost link (nothing for link_timeout)
 /// keeps the last frame and sets BR_LINK = 0; ZeroMQ reconnects with back-off and the
 /// subscription resumes by itself.
 class Replica {

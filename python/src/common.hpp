@@ -96,10 +96,12 @@ auto without_gil(F&& f) {
   return std::forward<F>(f)();
 }
 
-/// Queues (queue.cpp), the Interface with its PeerStatus (interface.cpp), Region (region.cpp).
+/// Queues (queue.cpp), the Interface with its PeerStatus (interface.cpp), Region (region.cpp),
+/// the bridge's Publisher and Replica (bridge.cpp).
 void register_queues(py::module_& m);
 void register_interface(py::module_& m);
 void register_region(py::module_& m);
+void register_bridge(py::module_& m);
 
 // ---- channels made elsewhere than by their own class (Region.create_stream, ...) -------------
 

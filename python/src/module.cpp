@@ -558,4 +558,5 @@ Python as (height, width), not transposed. For a rolling (FIFO) buffer, `shape` 
   register_queues(m);
   register_interface(m);
   register_region(m);
+  register_bridge(m);
 }

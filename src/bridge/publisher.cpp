@@ -47,6 +47,14 @@ struct Publisher::Impl {
     std::uint64_t echo_cnt0 = 0;   // source cnt0 its own stream_write produced
     bool ready = false;            // holds a credit
     Clock::time_point heard, told;
+    // Every-frame mode (docs/design/bridge.md, "Every-frame mode").
+    bool asks_every = false;       // its heartbeats ask for every-frame mode
+    bool every = false;            // served every frame in meta_gen (decided at its stream_meta)
+    std::uint32_t window = 1;      // frames in flight it accepts
+    std::uint64_t acked = 0;       // source cnt0 it acknowledged in acked_gen
+    std::uint64_t acked_gen = 0;
+    std::uint64_t next = 0;        // source cnt0 to send next
+    std::uint64_t lost = 0;        // frames lost since the last one sent (the next header's skipped)
   };
 
   std::string name;  // topic: the stream's name
@@ -58,6 +66,7 @@ struct Publisher::Impl {
   Stream source;
   std::uint64_t generation = 0;
   std::vector<std::byte> frame;  // the newest copied frame
+  std::vector<std::byte> history_frame;  // every-frame mode: the frame being sent
   std::uint64_t frame_cnt0 = 0;  // its source cnt0 (0: none)
   FrameInfo frame_info;
   std::map<std::vector<std::byte>, Subscriber> subs;
@@ -85,6 +94,7 @@ struct Publisher::Impl {
     source = Stream::open(path);
     generation = generation_of(source);
     frame.assign(source.frame_bytes(), std::byte{0});
+    history_frame.assign(source.frame_bytes(), std::byte{0});
     frame_cnt0 = 0;
     count([&](PublisherStats& s) { s.generation = generation; });
   }
@@ -123,10 +133,17 @@ struct Publisher::Impl {
     wire::Header h = shaped(wire::Kind::stream_meta);
     h.keyword_count = n;
     h.sequence = source.cnt0();
+    const bool every = sub.asks_every && opt.accept_every_frame;
+    if (every) {
+      h.flags = wire::kMetaEveryFrame;
+      h.cnt1 = source.depth();
+    }
     if (!detail::send_message(router.get(), id, name, h, payload)) return false;
     sub.meta_gen = generation;
     sub.last_sent = 0;
     sub.echo_cnt0 = 0;
+    sub.every = every;
+    if (every) start_every_frame(sub, h.sequence);
     sub.told = Clock::now();
     count([](PublisherStats& s) { ++s.metas_sent; });
     return true;
@@ -149,12 +166,87 @@ struct Publisher::Impl {
     return true;
   }
 
+  /// Where an every-frame subscriber starts after its stream_meta: after the frame it
+  /// acknowledged in this generation (a replica re-subscribing after a lost link resumes, the
+  /// frames overwritten meanwhile counted lost), else, and when that acknowledgement is beyond
+  /// the source's cnt0 `cnt0` (a peer that lies), at the newest frame.
+  static void start_every_frame(Subscriber& sub, std::uint64_t cnt0) noexcept {
+    const bool resume = sub.acked_gen == sub.meta_gen && sub.acked != 0 && sub.acked <= cnt0;
+    sub.next = resume ? sub.acked + 1 : std::max<std::uint64_t>(cnt0, 1);
+    sub.acked = sub.next - 1;
+    sub.acked_gen = sub.meta_gen;
+    sub.last_sent = sub.next - 1;
+    sub.lost = 0;
+  }
+
+  /// A heartbeat's every-frame fields: the mode asked, the window, the acknowledgement (only of
+  /// the current generation: an older one says nothing about this source's frames).
+  void note_every_frame(Subscriber& sub, const wire::Header& h) const noexcept {
+    sub.asks_every = (h.flags & wire::kHeartbeatEveryFrame) != 0;
+    if (!sub.asks_every) return;
+    sub.window = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(h.cnt1, 1, kMaxEveryFrameWindow));
+    if (h.generation == 0 || h.generation != generation) return;
+    if (sub.acked_gen != generation) sub.acked = 0;
+    sub.acked_gen = generation;
+    sub.acked = std::max(sub.acked, h.sequence);
+  }
+
+  /// Every-frame mode: sends `sub` the source frames from sub.next on, in cnt0 order, while
+  /// fewer than its window are unacknowledged. A rolling buffer's history is read with
+  /// read_frame() (validated by the slice's cntarray entry and cnt0: never torn); a frame no
+  /// longer in the buffer (a plain stream: any frame but the newest) is lost, counted, and
+  /// reported in the next frame's `skipped`. A refused send is retried on the next pass.
+  void serve_every_frame(const std::vector<std::byte>& id, Subscriber& sub) {
+    const std::uint64_t depth = source.depth();
+    const std::uint64_t c = source.cnt0();
+    while (sub.next <= c) {
+      if (sub.last_sent > sub.acked && sub.last_sent - sub.acked >= sub.window) break;  // window full
+      if (c - sub.next >= depth) {  // already overwritten: skip to the oldest frame still there
+        sub.lost += c - depth + 1 - sub.next;
+        sub.next = c - depth + 1;
+      }
+      wire::Header h = shaped(wire::Kind::stream_frame);
+      h.sequence = sub.next;
+      h.skipped = sub.lost;
+      const bool echo = sub.echo_cnt0 != 0 && sub.next == sub.echo_cnt0;  // its own write: it has the frame
+      FrameInfo info;
+      const Status r = source.read_frame(sub.next, history_frame, &info);
+      if (echo) {
+        h.flags = wire::kFrameEcho;
+      } else if (r.code() == Errc::overwritten) {
+        ++sub.lost, ++sub.next;
+        continue;
+      } else if (!r.ok()) {
+        if (r.code() != Errc::would_block)
+          fail("stream '" + name + "': reading frame " + std::to_string(sub.next) + " failed: " + r.message());
+        break;
+      }
+      if (r.ok()) {
+        h.write_time_ns = static_cast<std::uint64_t>(info.writetime_ns);
+        h.cnt1 = info.cnt1;
+      }
+      if (!detail::send_message(router.get(), id, name, h, echo ? std::span<const std::byte>{} : history_frame)) break;
+      count([&](PublisherStats& s) {
+        ++(echo ? s.echoes_sent : s.frames_sent);
+        s.frames_lost += sub.lost;
+      });
+      sub.last_sent = sub.next++;
+      sub.lost = 0;
+      sub.told = Clock::now();
+    }
+  }
+
   void serve_subscribers() {
     if (generation == 0 || !source.valid()) return;
     bool have = false, looked = false;
     for (auto& [id, sub] : subs) {
-      if (!sub.ready) continue;
+      const bool every = sub.every && sub.meta_gen == generation;  // needs no credit: its window
+      if (!sub.ready && !every) continue;
       if (sub.meta_gen != generation && !send_meta(id, sub)) continue;
+      if (sub.every) {
+        serve_every_frame(id, sub);
+        continue;
+      }
       if (!looked) have = refresh_frame(), looked = true;
       if (!have || frame_cnt0 <= sub.last_sent) continue;
       wire::Header h = shaped(wire::Kind::stream_frame);
@@ -232,6 +324,7 @@ struct Publisher::Impl {
     it->second.heard = Clock::now();
     if (fresh) it->second.told = it->second.heard;
     if ((h.flags & wire::kHeartbeatReady) != 0) it->second.ready = true;
+    note_every_frame(it->second, h);
   }
 
   void housekeeping() {

@@ -26,8 +26,20 @@ std::string endpoint_host(std::string_view ep) {
   return std::string(ep);
 }
 
-/// Keyword slots the replica adds to the source's: the six freshness keywords and two spare.
+/// Keyword slots the replica adds to the source's: the seven freshness keywords and one spare.
 constexpr std::uint16_t kOwnKeywords = 8;
+
+/// Deepest rolling buffer an every-frame replica creates: a stream_meta asking more is refused.
+constexpr std::uint64_t kMaxReplicaDepth = 65535;
+
+/// True when `s` has the geometry `spec` asks (dtype, frame shape, plain or rolling of
+/// spec.depth slices) and at least its keyword slots: the replica file can be kept.
+bool geometry_fits(const Stream& s, const StreamSpec& spec) {
+  const bool rolling = spec.depth >= 2;
+  const auto shape = s.frame_shape();
+  return s.dtype() == spec.dtype && s.rolling() == rolling && (!rolling || s.depth() == spec.depth) &&
+         s.keyword_slots() >= spec.keywords && std::equal(spec.shape.begin(), spec.shape.end(), shape.begin(), shape.end());
+}
 
 }  // namespace
 
@@ -45,6 +57,8 @@ struct Replica::Impl {
   std::uint64_t forwarded = 0;    // replica cnt0 of the last local write sent back
   std::vector<std::byte> local;   // buffer for local writes
   bool link = false;
+  bool every = false;             // every-frame mode in force (asked, and granted by the stream_meta)
+  std::uint32_t unacked = 0;      // every-frame mode: frames handled since the last acknowledgement
   Clock::time_point heard, told;
 
   std::atomic<bool> stop{false};
@@ -86,12 +100,22 @@ struct Replica::Impl {
     wire::Header h = wire::make_header(kind);
     h.flags = flags;
     h.generation = meta.generation;
-    h.sequence = last_source;
+    h.sequence = last_source;  // every-frame mode: the acknowledgement
+    if ((flags & wire::kHeartbeatEveryFrame) != 0) h.cnt1 = opt.window;
     const bool ok = detail::send_message(dealer.get(), {}, name, h);
     if (ok) told = Clock::now();
     return ok;
   }
-  void credit() { send(wire::Kind::heartbeat, wire::kHeartbeatWant | wire::kHeartbeatReady); }
+  void credit() {
+    std::uint32_t flags = wire::kHeartbeatWant | wire::kHeartbeatReady;
+    if (opt.mode == ReplicationMode::every_frame) flags |= wire::kHeartbeatEveryFrame;
+    if (send(wire::Kind::heartbeat, flags)) unacked = 0;
+  }
+  /// After a frame: latest mode gives one credit; every-frame mode acknowledges in batches of a
+  /// quarter window (and whenever the socket is drained, in run()), so frames keep flowing.
+  void frame_handled() {
+    if (!every || ++unacked >= std::max<std::uint32_t>(opt.window / 4, 1)) credit();
+  }
 
   /// Creates the replica for `h` (or keeps the file there when its geometry fits), copies the
   /// source's keywords and sets the freshness ones.
@@ -102,16 +126,13 @@ struct Replica::Impl {
     spec.dtype = static_cast<Dtype>(h.dtype);
     spec.semaphores = opt.semaphores;
     spec.keywords = static_cast<std::uint16_t>(std::min<std::size_t>(kws.size() + kOwnKeywords, 65535));
-    const bool fits = replica.valid() && !replica.rolling() && replica.dtype() == spec.dtype &&
-                      std::equal(spec.shape.begin(), spec.shape.end(), replica.shape().begin(), replica.shape().end()) &&
-                      replica.keyword_slots() >= spec.keywords;
+    if (!every_frame_geometry(h, spec)) return;
+    const bool fits = replica.valid() && geometry_fits(replica, spec);
     if (!fits) {
       replica.close();
       try {
         replica = Stream::open(path);  // a replica left by an earlier run: keep it if it fits
-        if (!(!replica.rolling() && replica.dtype() == spec.dtype && replica.keyword_slots() >= spec.keywords &&
-              std::equal(spec.shape.begin(), spec.shape.end(), replica.shape().begin(), replica.shape().end())))
-          replica.close();
+        if (!geometry_fits(replica, spec)) replica.close();
       } catch (const Error&) {
       }
       if (!replica.valid()) {
@@ -137,10 +158,37 @@ struct Replica::Impl {
     }
     keyword(kKeywordOrigin, opt.origin.substr(0, kMaxKeywordString));
     keyword(kKeywordLink, std::int64_t{1});
+    if (every) keyword(kKeywordLost, static_cast<std::int64_t>(stats_lost()));
     if (h.generation != meta.generation) last_source = 0;
     meta = h;
     own_cnt0 = forwarded = replica.cnt0();
     count([](ReplicaStats& s) { ++s.metas; });
+  }
+
+  /// The mode a stream_meta grants (docs/design/bridge.md, "Every-frame mode"): asked and
+  /// granted, the replica is a rolling buffer of the source's depth (`cnt1`; a plain stream for
+  /// depth 1); asked and not granted, the replica falls back to the latest value and says so.
+  /// @return false when the meta is refused (a depth of 0 or above kMaxReplicaDepth).
+  bool every_frame_geometry(const wire::Header& h, StreamSpec& spec) {
+    const bool asked = opt.mode == ReplicationMode::every_frame;
+    const bool granted = asked && (h.flags & wire::kMetaEveryFrame) != 0;
+    if (granted && (h.cnt1 == 0 || h.cnt1 > kMaxReplicaDepth)) {
+      count([](ReplicaStats& s) { ++s.refused; });
+      fail("stream '" + name + "': stream_meta from the " + peer + " refused: a rolling-buffer depth of " +
+           std::to_string(h.cnt1) + " is outside 1.." + std::to_string(kMaxReplicaDepth));
+      return false;
+    }
+    if (asked && !granted)
+      fail("stream '" + name + "': the " + peer +
+           " does not accept every-frame mode: the replica follows the latest value instead");
+    spec.depth = granted && h.cnt1 >= 2 ? static_cast<std::uint32_t>(h.cnt1) : 0;
+    every = granted;
+    count([&](ReplicaStats& s) { s.mode = granted ? ReplicationMode::every_frame : ReplicationMode::latest; });
+    return true;
+  }
+  std::uint64_t stats_lost() {
+    std::lock_guard lock(mutex);
+    return st.lost;
   }
 
   /// A frame written on the replica by a local process since our last publication goes back to
@@ -184,15 +232,17 @@ struct Replica::Impl {
     forward_local_write();
     std::uint64_t skipped_total = 0;
     count([&](ReplicaStats& s) {
-      s.skipped += h.skipped;
+      // every-frame mode: the frames between were overwritten at the owner (lost), not skipped
+      std::uint64_t& total = every ? s.lost : s.skipped;
+      total += h.skipped;
       s.source_cnt0 = h.sequence;
-      skipped_total = s.skipped;
+      skipped_total = total;
       ++(echo ? s.echoes : s.frames_published);
     });
     keyword(kKeywordSourceCnt0, static_cast<std::int64_t>(h.sequence));
     keyword(kKeywordSourceTime, static_cast<std::int64_t>(h.write_time_ns));
     keyword(kKeywordAge, now > h.write_time_ns ? static_cast<std::int64_t>((now - h.write_time_ns) / 1000) : std::int64_t{0});
-    keyword(kKeywordSkipped, static_cast<std::int64_t>(skipped_total));
+    keyword(every ? kKeywordLost : kKeywordSkipped, static_cast<std::int64_t>(skipped_total));
     last_source = h.sequence;
     if (!echo) {
       // Our publication is the cnt0 increment after c0: read before the write, since a local
@@ -211,7 +261,7 @@ struct Replica::Impl {
       first_frame = true;
       first_cv.notify_all();
     }
-    credit();
+    frame_handled();
   }
 
   void handle(detail::Parts& m) {
@@ -260,6 +310,7 @@ struct Replica::Impl {
         forward_local_write();
       }
       while (detail::recv_parts(dealer.get(), m)) handle(m);
+      if (unacked > 0) credit();  // every-frame mode: the socket is drained, acknowledge
       const auto now = Clock::now();
       if (link && now - heard > opt.timing.link_timeout) set_link(false);
       if (now - told >= opt.timing.heartbeat) credit();
@@ -272,6 +323,7 @@ Replica::Replica(std::string_view stream, std::string_view endpoint, const Repli
     : impl_(std::make_unique<Impl>()) {
   Impl& i = *impl_;
   i.opt = options;
+  i.opt.window = std::clamp<std::uint32_t>(options.window, 1, kMaxEveryFrameWindow);
   i.name = stream_name(stream);
   i.path = stream_path(options.local_name.empty() ? std::string_view(i.name) : std::string_view(options.local_name));
   if (i.opt.origin.empty()) i.opt.origin = endpoint_host(endpoint);

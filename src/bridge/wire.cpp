@@ -21,10 +21,11 @@ bool is_stream_kind(std::uint16_t k) noexcept {
 /// Flags each stream kind defines; queue kinds (and the service's) define their own.
 std::uint32_t defined_flags(std::uint16_t kind) noexcept {
   switch (static_cast<Kind>(kind)) {
-    case Kind::stream_meta: return 0;
+    case Kind::stream_meta: return kMetaEveryFrame;
     case Kind::stream_frame: return kFrameEcho;
     case Kind::stream_write: return 0;
-    case Kind::heartbeat: return kHeartbeatWant | kHeartbeatReady | kHeartbeatRelease | kHeartbeatSourceMissing;
+    case Kind::heartbeat:
+      return kHeartbeatWant | kHeartbeatReady | kHeartbeatRelease | kHeartbeatSourceMissing | kHeartbeatEveryFrame;
     default: return ~std::uint32_t{0};
   }
 }

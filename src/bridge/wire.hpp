@@ -91,6 +91,14 @@ inline constexpr std::uint32_t kHeartbeatReady = 1U << 1;
 inline constexpr std::uint32_t kHeartbeatRelease = 1U << 2;
 /// heartbeat from an owner: the source stream is missing (removed, not re-created yet).
 inline constexpr std::uint32_t kHeartbeatSourceMissing = 1U << 3;
+/// heartbeat from a replica: it asks for every-frame mode (docs/design/bridge.md, "Every-frame
+/// mode"); `cnt1` is then its window (frames in flight it accepts) and `sequence` its
+/// acknowledgement (the source cnt0 it published last in `generation`).
+inline constexpr std::uint32_t kHeartbeatEveryFrame = 1U << 4;
+/// stream_meta: the owner serves this subscriber every frame; `cnt1` is then the source's
+/// rolling-buffer depth (1 for a plain stream), the depth the replica is created with. Absent
+/// from an owner that serves the latest value (a replica asking every-frame then falls back).
+inline constexpr std::uint32_t kMetaEveryFrame = 1U << 0;
 
 /// The header, exactly as on the wire (little-endian, no implicit padding).
 struct Header {

@@ -161,10 +161,10 @@ def test_dao_errors_are_exceptions(streamdir):
     s = shm("typed", np.zeros((2, 2), np.float32))
     with pytest.raises(ValueError, match="expected float32"):
         s.set_data(np.zeros((2, 2)))  # float64: DAO copied garbage, shmlink refuses
-    with pytest.raises(NotImplementedError, match="bridge"):
-        shm("typed", pubPort=5555)
-    with pytest.raises(NotImplementedError, match="bridge"):
-        shm("typed", subHost="localhost")
+    quiet = shm("typed")  # DAO's mirroring defaults; nothing starts before pubThread/subThread
+    assert (quiet.pubPort, quiet.subPort, quiet.subHost) == (5555, 5555, "localhost")
+    assert not quiet.pubEnable and quiet.publisher is None and not quiet.pubThread.is_alive()
+    quiet.close()
     s.close()
     with pytest.raises(ValueError, match="closed"):
         s.get_data()

@@ -28,7 +28,7 @@ def public_names(module: str) -> dict:
 
 
 #: The package and every submodule a user imports by name.
-MODULES = ["shmlink", "shmlink.errors", "shmlink.dao", "shmlink.plot"]
+MODULES = ["shmlink", "shmlink.errors", "shmlink.dao", "shmlink.plot", "shmlink.bridge"]
 
 
 def test_every_submodule_is_checked():

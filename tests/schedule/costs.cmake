@@ -30,6 +30,7 @@ set_tests_properties(cli.CatAllAgainstALiveWriterKeepsTheConsecutiveFramesItsCop
 set_tests_properties(cli.CreateRefusesSetuidSetgidStickyAndExecuteBits PROPERTIES COST 4)
 set_tests_properties(TestpmdHarness.ClientTxonlyFeedsServerRxonlyOverFilesystemSocket PROPERTIES COST 4)
 set_tests_properties(python.test_dao PROPERTIES COST 4)
+set_tests_properties(python.test_bridge PROPERTIES COST 4)
 set_tests_properties(AoLoop.BothTransportsDeliverCorrectSlopesAndConsistentCounts PROPERTIES COST 4)
 set_tests_properties(cli.MonitorOnceJsonListsEventsOfItsInterval PROPERTIES COST 4)
 set_tests_properties(VmStream.HostWritesAStreamAGuestReadsEveryFrame PROPERTIES COST 3)
