@@ -31,6 +31,8 @@
 
 namespace shmlink::bridge {
 
+class Security;  // CURVE keys and ZAP handlers (shmlink/bridge_security.hpp)
+
 /// Heartbeats and link loss, shared by both ends (docs/design/bridge.md, "A lost link").
 struct LinkTiming {
   /// A message is sent at least this often on an idle link (a replica's heartbeat renews its
@@ -69,6 +71,10 @@ struct PublisherOptions {
   /// served the latest value, and their stream_meta says so (the replica falls back, reports it
   /// in last_error() and ReplicaStats::mode).
   bool accept_every_frame = true;
+  /// CURVE (shmlink/bridge_security.hpp): the socket becomes a CURVE server with these keys and
+  /// the Publisher's context gets a ZAP handler that lets in trusted clients only. Null: plain
+  /// TCP. Not used by the constructor that adopts a caller's socket (that socket stays as given).
+  std::shared_ptr<Security> security;
 };
 
 /// Counters of a Publisher (each a racy snapshot).
@@ -161,6 +167,12 @@ struct ReplicaOptions {
   /// every_frame: source frames in flight (sent, not yet acknowledged), 1..kMaxEveryFrameWindow
   /// (values outside are clamped). Larger windows carry more frames per round trip.
   std::uint32_t window = 64;
+  /// CURVE (shmlink/bridge_security.hpp): connect as a CURVE client with these keys. Null: plain
+  /// TCP.
+  std::shared_ptr<Security> security;
+  /// With `security`: the owner's public key (Z85, 40 characters; peer_public_key()); a
+  /// publisher holding another key is never talked to.
+  std::string server_key;
 };
 
 /// Counters and state of a Replica (racy snapshot).

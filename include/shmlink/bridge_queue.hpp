@@ -36,6 +36,8 @@
 
 namespace shmlink::bridge {
 
+class Security;  // CURVE keys and ZAP handlers (shmlink/bridge_security.hpp)
+
 /// Counters of one end of a bridged queue (process-local, since the object was made).
 struct QueueLinkStats {
   std::uint64_t sent = 0;        ///< samples sent (resends included)
@@ -62,6 +64,11 @@ struct QueueSenderOptions {
   std::uint32_t batch = 64;
   /// How long the receiver may stay silent, with samples unacknowledged, before a hello.
   std::chrono::milliseconds quiet_after{300};
+  /// CURVE (shmlink/bridge_security.hpp): the sender is a CURVE client with these keys. Null:
+  /// plain TCP.
+  std::shared_ptr<Security> security;
+  /// With `security`: the receiver's public key (Z85, 40 characters).
+  std::string server_key;
 };
 
 /// The sending end: pops the source queue into a persisted window and sends it. Move-only.
@@ -107,6 +114,9 @@ struct QueueReceiverOptions {
   /// Where to bind, e.g. "tcp://0.0.0.0:7100" (a leading '>' connects to it instead, a leading
   /// '@' binds explicitly).
   std::string endpoint;
+  /// CURVE (shmlink/bridge_security.hpp): the receiver is a CURVE server with these keys and
+  /// lets in trusted senders only (a ZAP handler in its context). Null: plain TCP.
+  std::shared_ptr<Security> security;
 };
 
 /// The receiving end: pushes received samples into the local queue, in order, once. Move-only.

@@ -2,6 +2,7 @@
 // The owner's side of a bridged stream (include/shmlink/bridge.hpp; docs/design/bridge.md,
 // "Message flow" and "Latest value, no duplicates").
 #include "bridge/link.hpp"
+#include "bridge/security.hpp"
 
 #include <shmlink/bridge.hpp>
 
@@ -399,6 +400,10 @@ Publisher::Publisher(std::string_view stream, std::string_view endpoint, const P
   i.router = detail::Socket(i.ctx->get(), ZMQ_ROUTER, "the publisher of stream '" + i.name + "'");
   i.router.set(ZMQ_SNDHWM, 16);  // credits keep at most ~2 frames per subscriber queued
   i.router.set(ZMQ_RCVHWM, 64);
+  if (options.security) {  // CURVE server; its ZAP handler lives in our context
+    options.security->serve(i.ctx->get());
+    apply_server(i.router.get(), *options.security, "the publisher of stream '" + i.name + "'");
+  }
   i.router.attach(std::string(endpoint), false);
   i.start();
 }

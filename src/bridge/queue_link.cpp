@@ -17,6 +17,7 @@
 
 #include "bridge/queue_state.hpp"
 #include "bridge/queue_wire.hpp"
+#include "bridge/security.hpp"
 
 namespace shmlink::bridge {
 namespace {
@@ -412,6 +413,8 @@ QueueSender QueueSender::open(const QueueSenderOptions& options) {
   m->open_state();
   set_common_options(m->sock);
   m->sock.set(zmq::sockopt::immediate, 1);  // queue nothing for a peer that is not connected
+  if (options.security)  // CURVE client
+    apply_client(m->sock.handle(), *options.security, options.server_key, "bridged queue " + m->topic + " (sender)");
   attach(m->sock, options.endpoint, false, m->topic);
   return QueueSender(std::move(m));
 }
@@ -663,6 +666,10 @@ QueueReceiver QueueReceiver::open(const QueueReceiverOptions& options) {
   m->state_file = state_path(m->queue_file, ".bridge-rx");
   m->try_resume();
   set_common_options(m->sock);
+  if (options.security) {  // CURVE server; its ZAP handler lives in our context
+    options.security->serve(m->ctx.handle());
+    apply_server(m->sock.handle(), *options.security, "bridged queue " + m->topic + " (receiver)");
+  }
   attach(m->sock, options.endpoint, true, m->topic);
   return QueueReceiver(std::move(m));
 }

@@ -2,6 +2,7 @@
 // The subscriber's side of a bridged stream (include/shmlink/bridge.hpp; docs/design/bridge.md,
 // "Message flow", "Writes back", "A lost link").
 #include "bridge/link.hpp"
+#include "bridge/security.hpp"
 
 #include <shmlink/bridge.hpp>
 
@@ -334,6 +335,8 @@ Replica::Replica(std::string_view stream, std::string_view endpoint, const Repli
   i.dealer.set(ZMQ_RCVHWM, 16);
   i.dealer.set(ZMQ_RECONNECT_IVL, static_cast<int>(options.reconnect_min.count()));
   i.dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(options.reconnect_max.count()));
+  if (options.security)  // CURVE client
+    apply_client(i.dealer.get(), *options.security, options.server_key, "the replica of stream '" + i.name + "'");
   i.dealer.attach(std::string(endpoint), true);
   i.watcher = std::make_unique<detail::Watcher>(i.path, options.spin);
   i.heard = i.told = Clock::now();
