@@ -77,7 +77,7 @@ std::optional<Header> decode_header(std::span<const std::byte> frame, std::size_
       if (!sample_bytes_ok()) return std::nullopt;
       const std::size_t rec = record_bytes(h.sample_bytes / 8);
       // count <= 2^32 and rec <= 32 + 32768: the product fits in 64 bits.
-      if (h.count == 0 || std::uint64_t{h.count} * rec != h.payload_bytes) {
+      if (h.count == 0 || h.count > kMaxBatch || std::uint64_t{h.count} * rec != h.payload_bytes) {
         why = std::to_string(h.count) + " records of " + std::to_string(rec) + " bytes do not make " +
               std::to_string(h.payload_bytes) + " payload bytes";
         return std::nullopt;
