@@ -175,6 +175,17 @@ std::optional<std::vector<Signal>> decode_signals(std::span<const std::byte> pay
       why = "signal " + std::to_string(i) + " has a name or unit without its NUL";
       return std::nullopt;
     }
+    // Padding (bytes 5..7) and whatever follows each NUL are zero, as encode_signals writes
+    // them: a record decodes one way only, and nothing unread travels in it.
+    const auto zero = [&](std::size_t from, std::size_t to) {
+      for (std::size_t k = from; k < to; ++k)
+        if (r[k] != std::byte{0}) return false;
+      return true;
+    };
+    if (!zero(5, 8) || !zero(8 + name_len, 48) || !zero(48 + unit_len, 64)) {
+      why = "signal " + std::to_string(i) + " has non-zero padding";
+      return std::nullopt;
+    }
     s.type = static_cast<SignalType>(type);
     s.name.assign(name, name_len);
     s.unit.assign(unit, unit_len);

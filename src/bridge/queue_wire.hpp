@@ -116,7 +116,8 @@ std::vector<std::byte> encode_signals(const std::vector<Signal>& signals);
 
 /// Reads a checked hello payload; nullopt (and `why`) for a signal whose index is not below
 /// `max_values`, a repeated index, a type that is not a SignalType, or a name or unit that is not
-/// NUL-terminated within its field.
+/// NUL-terminated within its field, or non-zero padding (bytes 5..7, and the bytes after the
+/// name's and the unit's NUL).
 std::optional<std::vector<Signal>> decode_signals(std::span<const std::byte> payload, std::uint32_t max_values,
                                                   std::string& why);
 

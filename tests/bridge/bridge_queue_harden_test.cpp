@@ -356,3 +356,20 @@ TEST(BridgeQueueHarden, OversizedMessageDisconnectsThePeerOnly) {
   }
   EXPECT_TRUE(answered);
 }
+
+// A signal record with a non-zero byte in its padding (5..7) or after its name's NUL is refused:
+// a record decodes one way only.
+TEST(BridgeQueueHarden, SignalRecordWithNonZeroPaddingIsRefused) {
+  shmlink::Signal sig;
+  sig.index = 0;
+  sig.type = shmlink::SignalType::f64;
+  sig.name = "v";
+  const std::vector<std::byte> good = qw::encode_signals({sig});
+  std::string why;
+  ASSERT_TRUE(qw::decode_signals(good, kValues, why)) << why;
+  for (const std::size_t at : {std::size_t{5}, std::size_t{7}, std::size_t{8 + 2}, std::size_t{48 + 1}}) {
+    std::vector<std::byte> bad = good;
+    bad[at] = std::byte{1};
+    EXPECT_FALSE(qw::decode_signals(bad, kValues, why)) << "byte " << at;
+  }
+}
