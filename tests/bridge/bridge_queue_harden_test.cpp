@@ -13,6 +13,8 @@
 #include <zmq.hpp>
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,6 +27,7 @@
 #include "bridge/queue_state.hpp"
 #include "bridge/queue_wire.hpp"
 #include "bridge_queue_util.hpp"
+#include "test_util.hpp"
 
 using namespace std::chrono_literals;
 namespace qw = shmlink::bridge::queue_wire;
@@ -32,6 +35,7 @@ using shmlink::Errc;
 using shmlink::Queue;
 using shmlink::bridge::QueueReceiver;
 using shmlink::bridge::QueueSender;
+using shmlink::bridge::QueueSenderOptions;
 using shmlink::test::free_port;
 using shmlink::test::HostDir;
 using shmlink::test::tcp;
@@ -372,4 +376,30 @@ TEST(BridgeQueueHarden, SignalRecordWithNonZeroPaddingIsRefused) {
     bad[at] = std::byte{1};
     EXPECT_FALSE(qw::decode_signals(bad, kValues, why)) << "byte " << at;
   }
+}
+
+// A state file larger than the free space of its file system: creating it fails with no_space
+// naming the file (its blocks are allocated), instead of a sparse file that raises SIGBUS at the
+// first store into a slot. Needs a small tmpfs of its own: a child in a mount namespace of its
+// own (root or CAP_SYS_ADMIN; skipped otherwise).
+TEST(BridgeQueueHarden, StateFileOnAFullFileSystemIsNoSpaceNamingIt) {
+  HostDir a;
+  const pid_t child = shmlink::test::spawn([&] {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", a.path().c_str(), "tmpfs", 0, "size=256k") != 0)
+      return 77;
+    Queue src = make_queue(a.queue());  // a few KiB
+    QueueSenderOptions o{a.queue(), ">tcp://127.0.0.1:1"};
+    o.window = 65536;  // 65536 slots of 48 bytes: 3 MiB
+    try {
+      (void)QueueSender::open(o);
+    } catch (const shmlink::Error& e) {
+      const bool named = std::string(e.what()).find(tx_state(a)) != std::string::npos;
+      return e.errc() == Errc::no_space && named ? 0 : 2;
+    }
+    return 1;  // created: a sparse file past the end of the file system's space
+  });
+  const int rc = shmlink::test::reap(child, 20);
+  if (rc == 77) GTEST_SKIP() << "no mount namespace with a tmpfs of its own here (needs root or CAP_SYS_ADMIN)";
+  EXPECT_EQ(rc, 0) << "1: the state file was created sparse; 2: another error, or one not naming the file";
 }
