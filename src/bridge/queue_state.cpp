@@ -5,11 +5,15 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 namespace shmlink::bridge {
@@ -19,14 +23,37 @@ namespace {
   throw Error(errc_from_errno(err), what + " " + path + ": " + std::strerror(err));
 }
 
+/// The pid holding a flock on the file of `fd`, from /proc/locks ("N: FLOCK ADVISORY WRITE pid
+/// MAJ:MIN:INODE ..."); 0 when unknown (no /proc, another namespace).
+long flock_holder(int fd) {
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return 0;
+  char want[64];
+  std::snprintf(want, sizeof want, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
+                static_cast<unsigned long long>(st.st_ino));
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  while (std::getline(locks, line)) {
+    std::istringstream in(line);
+    std::string id, kind, mode, access, file;
+    long pid = 0;
+    if (in >> id >> kind >> mode >> access >> pid >> file && kind == "FLOCK" && file == want) return pid;
+  }
+  return 0;
+}
+
 /// Takes the exclusive lock of an open state file; closes `fd` and throws when it is taken.
 void lock_or_throw(int fd, const std::string& path) {
   if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return;
   const int err = errno;
+  if (err == EWOULDBLOCK) {
+    const long holder = flock_holder(fd);
+    ::close(fd);
+    throw Error(Errc::busy, "bridge state file " + path + " is locked by another bridge end" +
+                                (holder > 0 ? " (pid " + std::to_string(holder) + ")" : std::string()) +
+                                ": a second sender or receiver of this queue");
+  }
   ::close(fd);
-  if (err == EWOULDBLOCK)
-    throw Error(Errc::busy, "bridge state file " + path +
-                                " is locked by another bridge end (a second sender or receiver of this queue)");
   fail("locking bridge state file", path, err);
 }
 
