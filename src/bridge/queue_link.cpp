@@ -264,6 +264,10 @@ struct QueueSender::Impl {
         throw Error(Errc::layout, "bridge state file " + path + ": window " + std::to_string(w) +
                                       " does not match its size " + std::to_string(f.bytes().size()));
       h = fh;
+      if (const std::uint64_t to = load(fh->renumber_end); to != 0 && to < load(fh->end))
+        throw Error(Errc::layout, "bridge state file " + path + ": renumber_end " + std::to_string(to) +
+                                      " is below end " + std::to_string(load(fh->end)) +
+                                      " (a renumbering only moves numbers up)");
       finish_renumbering();
       const std::uint64_t a = load(fh->acked), e = load(fh->end);
       if (e - a > w)
@@ -763,6 +767,7 @@ struct QueueReceiver::Impl {
     if (zmq::poll(&item, 1, wait) == 0) return Errc::ok;
     Incoming in;
     bool progressed = false;
+    std::string samples_from;  // the connection the samples came from: it gets the ack
     while (!has_pending && recv_message(sock, in, &peer)) {
       std::string why;
       auto m = check_message(in, topic, why);
@@ -783,13 +788,17 @@ struct QueueReceiver::Impl {
           continue;
         }
         on_samples(*m, payload_of(in));
+        samples_from = peer;
         progressed = true;
       } else {
         ++stats.refused;
         problem("a queue_ack where samples are expected");
       }
     }
-    if (progressed && !has_pending) send_ack(0);
+    if (progressed && !has_pending) {
+      peer = samples_from;  // not whoever sent the round's last (perhaps refused) message
+      send_ack(0);
+    }
     return Errc::ok;
   }
 };
