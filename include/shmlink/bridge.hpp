@@ -96,7 +96,8 @@ struct PublisherStats {
 ///
 /// Behaviour (docs/design/bridge.md, "Message flow"):
 /// - a subscriber (a replica's DEALER) exists while its heartbeats arrive; frames travel only
-///   while at least one exists, and the stream is not even waited on without one;
+///   while at least one exists, and the stream is not even waited on without one; at most 1024
+///   at once (a heartbeat from one more connection is refused, counted in `refused`);
 /// - each subscriber first gets stream_meta (shape, dtype, keywords, generation), again whenever
 ///   the source was re-created (a new generation: its creation time);
 /// - then, one per credit (a heartbeat with the ready flag), the newest source frame copied with
@@ -122,7 +123,8 @@ class Publisher {
   /// bound (e.g. a service sharing one context among its streams). The Publisher owns it from
   /// this call on, even when the
   /// call throws, and closes it at stop(); its context must outlive the Publisher. Sets
-  /// ZMQ_ROUTER_MANDATORY and ZMQ_LINGER 0 on it.
+  /// ZMQ_ROUTER_MANDATORY and ZMQ_LINGER 0 on it. ZMQ_MAXMSGSIZE is the caller's to set, before
+  /// binding (libzmq copies it into the listener at bind; set later it has no effect there).
   /// @throws Error invalid_argument (null or not a ROUTER socket), and as the other constructor.
   Publisher(std::string_view stream, void* router_socket, const PublisherOptions& options = {});
   Publisher(const Publisher&) = delete;
@@ -136,7 +138,8 @@ class Publisher {
   /// The last refused message or failure, naming the peer and what was wrong; empty if none.
   [[nodiscard]] std::string last_error() const;
   /// Stops the threads and closes the socket (linger 0: frames not yet sent are dropped, as
-  /// latest-value allows). Idempotent.
+  /// latest-value allows). Idempotent, and safe from several threads at once (one stops, the
+  /// others wait for it).
   void stop() noexcept;
 
   struct Impl;
@@ -204,12 +207,16 @@ inline constexpr const char* kKeywordLost = "BR_LOST";          ///< 'L': every-
 
 /// The subscriber's side: connects a DEALER to an owner's Publisher and keeps a same-name
 /// replica of its stream (created at the first stream_meta; re-created, with PurgeAndCreate, when
-/// the source's shape or dtype changes).
+/// the source's shape or dtype changes). A file already there is kept or replaced only when it
+/// is a replica of the same origin (its BR_ORIGIN keyword); any other local stream of that name
+/// is left alone and the stream_meta refused (counted, naming the file), as is one announcing a
+/// frame above the wire format's 4 GiB.
 ///
 /// Each frame received is published as a local write (Stream::write), so `read_copy` on the
 /// replica never returns a torn frame and `wait_futex` / semaphore readers wake as for any
 /// writer. A source frame is published at most once (its cnt0 must be above the last published
-/// one of that generation). A frame written on the replica by another local process is sent back
+/// one of that generation; a restarted replica keeping its file reads it from the file's
+/// BR_SRC_CNT0 when BR_SRC_GEN names the same generation). A frame written on the replica by another local process is sent back
 /// to the owner (stream_write); the owner's echo of it is not published again. Freshness
 /// keywords (kKeyword*) are set before each publication. In every-frame mode
 /// (ReplicaOptions::mode) the replica is a rolling buffer of the source's depth, each source
@@ -237,8 +244,9 @@ class Replica {
   [[nodiscard]] ReplicaStats stats() const noexcept;
   /// The last refused message or failure, naming the peer and what was wrong; empty if none.
   [[nodiscard]] std::string last_error() const;
-  /// Tells the owner it no longer wants the stream, stops the threads and closes the socket. The
-  /// replica file stays. Idempotent.
+  /// Tells the owner it no longer wants the stream (the release heartbeat gets 100 ms to leave),
+  /// stops the threads and closes the socket. The replica file stays. Idempotent, and safe from
+  /// several threads at once.
   void stop() noexcept;
 
   struct Impl;

@@ -20,9 +20,14 @@
 /// acknowledged point, end, numbering offset, the samples) and `.bridge-rx` (the receiver's
 /// numbering base: next expected = base + the local queue's producer position).
 ///
-/// Sockets: ZeroMQ DEALER on both ends; the receiver binds, the sender connects (ZeroMQ
-/// reconnects by itself). The source queue's only consumer must be its sender, and the
-/// receiving queue's only producer its receiver.
+/// Each state file is locked (flock) by the end that uses it: a second sender of one source
+/// queue, or a second receiver of one receiving queue, is refused with busy.
+///
+/// Sockets: a ZeroMQ DEALER at the sender (it connects; ZeroMQ reconnects by itself), a ROUTER at
+/// the receiver (it binds; each ack goes back to the connection the message it answers came
+/// from). Each sets ZMQ_MAXMSGSIZE to its largest legal message part before connecting or
+/// binding: libzmq drops a connection that sends more. The source queue's only consumer must be
+/// its sender, and the receiving queue's only producer its receiver (an SPSC queue).
 #pragma once
 
 #include <shmlink/error.hpp>
@@ -57,10 +62,10 @@ struct QueueSenderOptions {
   /// The receiver's ZeroMQ endpoint, e.g. "tcp://10.0.0.2:7100" (connected to; a leading '@'
   /// binds it instead, a leading '>' connects explicitly).
   std::string endpoint;
-  /// Samples kept for resending; 0: the source queue's capacity. Taken from the state file
-  /// when one exists.
+  /// Samples kept for resending, at most kMaxQueueCapacity; 0: the source queue's capacity.
+  /// Taken from the state file when one exists.
   std::uint32_t window = 0;
-  /// Most samples in one queue_samples message.
+  /// Most samples in one queue_samples message: 1 .. 4096 (a receiver refuses more).
   std::uint32_t batch = 64;
   /// How long the receiver may stay silent, with samples unacknowledged, before a hello.
   std::chrono::milliseconds quiet_after{300};
@@ -75,19 +80,24 @@ struct QueueSenderOptions {
 /// Not thread-safe: one thread calls step()/run().
 class SHMLINK_EXPORT QueueSender {
  public:
-  /// Opens the source queue, its state file (creating it: 0600, window from `options`) and the
-  /// socket. A state file left by an earlier sender is carried on: samples it popped but was
-  /// not told were received are sent again (the receiver drops what it already has).
+  /// Opens the source queue, its state file (creating it: 0600, its blocks allocated, window
+  /// from `options`; locked while this sender lives) and the socket. A state file left by an
+  /// earlier sender is carried on: samples it popped but was not told were received are sent
+  /// again (the receiver drops what it already has), and a renumbering a crash interrupted is
+  /// finished.
   /// @throws Error not_found (no source queue), layout (state file of another queue shape or
-  ///         damaged, naming the file and the field), invalid_argument (bad endpoint or options),
-  ///         system.
+  ///         damaged, naming the file and the field: e.g. an offset that would skip samples still
+  ///         in the queue), busy (another sender holds the state file), no_space (the file
+  ///         system is full), invalid_argument (bad endpoint, batch or window), system.
   static QueueSender open(const QueueSenderOptions& options);
   QueueSender(QueueSender&&) noexcept;
   QueueSender& operator=(QueueSender&&) noexcept;
   ~QueueSender();
 
   /// One round: reads the receiver's messages (waiting at most `wait` for the first when there
-  /// is nothing to send), pops what the window allows, sends, says hello when due.
+  /// is nothing to send), follows a source queue re-created since (numbering goes on), pops what
+  /// the window allows (nothing before the receiver first answered a hello: an empty window is
+  /// renumbered to meet a receiver that is ahead), sends, says hello when due.
   /// @return ok; interrupted (a signal arrived while waiting); system (a socket error, see
   ///         stats().last_problem). A receiver's answer that cannot be followed (it claims samples
   ///         this sender never sent) is counted in stats().refused and described in last_problem.
@@ -95,7 +105,7 @@ class SHMLINK_EXPORT QueueSender {
   /// step() until `stop` is true (checked every few milliseconds; an interrupted step goes on).
   /// Returns ok, or the first step that failed otherwise.
   Status run(const std::atomic<bool>& stop) noexcept;
-  /// Counters.
+  /// Counters as of the end of the last step() (a copy under a mutex: callable from any thread).
   [[nodiscard]] QueueLinkStats stats() const;
 
   struct Impl;
@@ -109,7 +119,7 @@ class SHMLINK_EXPORT QueueSender {
 struct QueueReceiverOptions {
   /// The local queue to push into (a name in the stream directory, or a path). Created on the
   /// sender's first hello with the source's capacity, values per sample and signal table
-  /// (SPSC, 0600) when absent; an existing one must have the same values per sample.
+  /// (SPSC, 0600) when absent; an existing one must be SPSC with the same values per sample.
   std::string queue;
   /// Where to bind, e.g. "tcp://0.0.0.0:7100" (a leading '>' connects to it instead, a leading
   /// '@' binds explicitly).
@@ -126,7 +136,8 @@ class SHMLINK_EXPORT QueueReceiver {
   /// Binds the socket; opens the local queue and its state file when both exist (a restart), or
   /// waits for the sender's hello to create them.
   /// @throws Error invalid_argument (bad endpoint), system (address in use), layout (state file
-  ///         damaged, naming it).
+  ///         damaged, or an existing local queue that is MPMC: naming the file), busy (another
+  ///         receiver holds the state file).
   static QueueReceiver open(const QueueReceiverOptions& options);
   QueueReceiver(QueueReceiver&&) noexcept;
   QueueReceiver& operator=(QueueReceiver&&) noexcept;
@@ -134,14 +145,17 @@ class SHMLINK_EXPORT QueueReceiver {
 
   /// One round: pushes what waits for room (while the local queue is full it reads nothing and
   /// tells the sender it is busy), else reads messages (waiting at most `wait` for the first),
-  /// pushes and acknowledges.
-  /// @return ok; interrupted (a signal arrived while waiting); layout (the existing local queue
-  ///         does not match the source: see stats().last_problem); system.
+  /// pushes and acknowledges. A local queue re-created or removed since is let go: the sender's
+  /// next hello numbers on into the new one. A hello this end cannot follow (the existing local
+  /// queue has another shape, or cannot be made) is counted in stats().refused and described in
+  /// last_problem, like any refused message: it never ends run().
+  /// @return ok; interrupted (a signal arrived while waiting); system (a socket error, or a
+  ///         damaged state file met while following a re-created queue).
   Status step(std::chrono::milliseconds wait) noexcept;
   /// step() until `stop` is true (an interrupted step goes on). Returns ok, or the first step
   /// that failed otherwise.
   Status run(const std::atomic<bool>& stop) noexcept;
-  /// Counters.
+  /// Counters as of the end of the last step() (a copy under a mutex: callable from any thread).
   [[nodiscard]] QueueLinkStats stats() const;
 
   struct Impl;

@@ -63,9 +63,9 @@ void Socket::set(int option, int value) {
   if (::zmq_setsockopt(s_, option, &value, sizeof value) != 0) fail("setting ZeroMQ socket option " + std::to_string(option));
 }
 
-void Socket::limit_message_size() {
-  const std::int64_t most = static_cast<std::int64_t>(wire::kMaxPayloadBytes + wire::kHeaderBytes);
-  if (::zmq_setsockopt(s_, ZMQ_MAXMSGSIZE, &most, sizeof most) != 0) fail("setting ZMQ_MAXMSGSIZE");
+void Socket::limit_message_size(std::uint64_t most) {
+  const auto limit = static_cast<std::int64_t>(most);
+  if (::zmq_setsockopt(s_, ZMQ_MAXMSGSIZE, &limit, sizeof limit) != 0) fail("setting ZMQ_MAXMSGSIZE");
 }
 
 void Socket::attach(const std::string& endpoint, bool connect) {

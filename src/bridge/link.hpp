@@ -51,9 +51,12 @@ class Socket {
   [[nodiscard]] void* get() const noexcept { return s_; }
   /// zmq_setsockopt of an int; @throws Error system naming the option.
   void set(int option, int value);
-  /// Refuses messages above the wire format's limit before they are received whole
-  /// (ZMQ_MAXMSGSIZE = kMaxPayloadBytes + a header's worth): a peer cannot make us allocate more.
-  void limit_message_size();
+  /// Refuses message parts above `most` bytes before they are received whole (ZMQ_MAXMSGSIZE;
+  /// libzmq drops the connection that sent one): a peer cannot make us allocate more. Default:
+  /// the wire format's limit (kMaxPayloadBytes + a header's worth). Call it before attach():
+  /// libzmq copies options into a listener at bind and into a connection at connect.
+  /// @throws Error system naming the option.
+  void limit_message_size(std::uint64_t most = wire::kMaxPayloadBytes + wire::kHeaderBytes);
   /// Binds (connect = false) or connects; @throws Error system naming `endpoint` and the reason.
   void attach(const std::string& endpoint, bool connect);
   /// ZMQ_LAST_ENDPOINT.

@@ -38,6 +38,10 @@ std::uint64_t generation_of(const Stream& s) noexcept {
   return s.inode() != 0 ? s.inode() : 1;
 }
 
+/// Most subscribers of one Publisher: a heartbeat(want) from one more connection is refused
+/// (counted, described) until one leaves, so that connections cannot grow the table unbounded.
+constexpr std::size_t kMaxSubscribers = 1024;
+
 }  // namespace
 
 struct Publisher::Impl {
@@ -73,6 +77,7 @@ struct Publisher::Impl {
   Clock::time_point last_recheck;
 
   std::atomic<bool> stop{false};
+  std::mutex stop_mutex;
   std::thread thread;
   std::unique_ptr<detail::Watcher> watcher;
 
@@ -320,6 +325,12 @@ struct Publisher::Impl {
       return;
     }
     if ((h.flags & wire::kHeartbeatWant) == 0) return;
+    if (subs.size() >= kMaxSubscribers && subs.find(id) == subs.end()) {
+      count([](PublisherStats& s) { ++s.refused; });
+      fail(peer_name(id) + ", stream '" + name + "': subscription refused: already " +
+           std::to_string(kMaxSubscribers) + " subscribers");
+      return;
+    }
     auto [it, fresh] = subs.try_emplace(id);
     it->second.heard = Clock::now();
     if (fresh) it->second.told = it->second.heard;
@@ -357,7 +368,6 @@ struct Publisher::Impl {
   /// Options, endpoint, watcher and thread, once `router` is bound.
   void start() {
     router.set(ZMQ_ROUTER_MANDATORY, 1);  // a gone subscriber is an error, not a silent drop
-    router.limit_message_size();
     endpoint = router.last_endpoint();
     watcher = std::make_unique<detail::Watcher>(path, opt.spin);
     last_recheck = Clock::now();
@@ -400,6 +410,12 @@ Publisher::Publisher(std::string_view stream, std::string_view endpoint, const P
   i.router = detail::Socket(i.ctx->get(), ZMQ_ROUTER, "the publisher of stream '" + i.name + "'");
   i.router.set(ZMQ_SNDHWM, 16);  // credits keep at most ~2 frames per subscriber queued
   i.router.set(ZMQ_RCVHWM, 64);
+  // Before binding: libzmq copies a socket's options into its listener at bind, and every
+  // connection accepted there gets the listener's copy. A read-only publisher takes only
+  // heartbeats ([topic, header]); a writable one also takes stream_write frames, whose size may
+  // grow when the source is re-created, so it keeps the wire format's limit.
+  i.router.limit_message_size(options.read_only ? std::max<std::uint64_t>(wire::kHeaderBytes, i.name.size())
+                                                : wire::kMaxPayloadBytes + wire::kHeaderBytes);
   if (options.security) {  // CURVE server; its ZAP handler lives in our context
     options.security->serve(i.ctx->get());
     apply_server(i.router.get(), *options.security, "the publisher of stream '" + i.name + "'");
@@ -436,6 +452,7 @@ std::string Publisher::last_error() const {
 
 void Publisher::stop() noexcept {
   Impl& i = *impl_;
+  std::lock_guard lock(i.stop_mutex);  // stop() from two threads: one joins, the other waits
   if (!i.thread.joinable()) return;
   i.stop.store(true, std::memory_order_release);
   i.thread.join();

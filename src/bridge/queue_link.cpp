@@ -7,10 +7,12 @@
 #include <zmq.hpp>
 
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -76,14 +78,19 @@ void attach(zmq::socket_t& s, const std::string& endpoint, bool bind_by_default,
   }
 }
 
-/// Sends [topic, header, payload?] without blocking. False when ZeroMQ cannot take it now.
-bool send_message(zmq::socket_t& s, const std::string& topic, const qw::Header& h, std::span<const std::byte> payload) {
+/// Sends [topic, header, payload?] without blocking, preceded by `to` (a peer's routing id) on a
+/// ROUTER socket. False when ZeroMQ cannot take it now.
+bool send_message(zmq::socket_t& s, const std::string& topic, const qw::Header& h, std::span<const std::byte> payload,
+                  const std::string* to = nullptr) {
   const auto head = qw::encode_header(h);
   const auto more = zmq::send_flags::dontwait | zmq::send_flags::sndmore;
+  // A ROUTER without ZMQ_ROUTER_MANDATORY drops a message to a routing id no longer connected:
+  // an ack is lost like one lost in flight, which the protocol recovers from.
+  if (to != nullptr && !s.send(zmq::const_buffer(to->data(), to->size()), more)) return false;
   // ZeroMQ sends a multipart message atomically: once the first part is queued, the rest are.
   if (!s.send(zmq::const_buffer(topic.data(), topic.size()), more)) return false;
   if (payload.empty()) return s.send(zmq::const_buffer(head.data(), head.size()), zmq::send_flags::dontwait).has_value();
-  (void)s.send(zmq::const_buffer(head.data(), head.size()), more);
+  if (!s.send(zmq::const_buffer(head.data(), head.size()), more)) return false;
   return s.send(zmq::const_buffer(payload.data(), payload.size()), zmq::send_flags::dontwait).has_value();
 }
 
@@ -94,14 +101,20 @@ struct Incoming {
   bool too_many = false;
 };
 
-/// Receives one whole message without blocking. False when none waits.
-bool recv_message(zmq::socket_t& s, Incoming& in) {
+/// Receives one whole message without blocking. False when none waits. On a ROUTER socket
+/// (`from` given) the routing id the socket prepends goes to `from`.
+bool recv_message(zmq::socket_t& s, Incoming& in, std::string* from = nullptr) {
   in.count = 0;
   in.too_many = false;
   zmq::message_t scratch;
+  if (from != nullptr) {
+    if (!s.recv(scratch, zmq::recv_flags::dontwait)) return false;
+    from->assign(static_cast<const char*>(scratch.data()), scratch.size());
+    if (!scratch.more()) return true;  // a routing id alone: refused as a message of 0 parts
+  }
   for (;;) {
     zmq::message_t& m = in.count < 3 ? in.parts[in.count] : scratch;
-    if (!s.recv(m, zmq::recv_flags::dontwait)) return in.count != 0;  // never mid-message: parts arrive together
+    if (!s.recv(m, zmq::recv_flags::dontwait)) return in.count != 0 || from != nullptr;  // parts arrive together
     if (in.count < 3) ++in.count;
     else in.too_many = true;
     if (!m.more()) return true;
@@ -138,16 +151,33 @@ std::span<const std::byte> payload_of(const Incoming& in) {
 template <class Impl>
 Status guarded_step(Impl* impl, std::chrono::milliseconds wait) noexcept {
   if (impl == nullptr) return Errc::closed;
+  Status result = Errc::system;
   try {
-    return impl->step(wait);
+    result = impl->step(wait);
   } catch (const zmq::error_t& e) {
-    if (e.num() == EINTR) return Errc::interrupted;  // a signal: the caller decides whether to go on
-    impl->problem(e.what());
+    if (e.num() == EINTR) result = Errc::interrupted;  // a signal: the caller decides whether to go on
+    else impl->problem(e.what());
   } catch (const std::exception& e) {
     impl->problem(e.what());
   }
-  return Errc::system;
+  impl->publish_stats();
+  return result;
 }
+
+/// The counters another thread may read (stats()) while one thread steps: a copy made by the
+/// stepping thread after each step, under a mutex.
+struct SharedStats {
+  mutable std::mutex mutex;
+  QueueLinkStats shown;
+  void publish(const QueueLinkStats& s) {
+    std::lock_guard lock(mutex);
+    shown = s;
+  }
+  QueueLinkStats get() const {
+    std::lock_guard lock(mutex);
+    return shown;
+  }
+};
 
 /// Steps `end` until `stop` is true; an interrupted step goes on.
 template <class End>
@@ -183,12 +213,38 @@ struct QueueSender::Impl {
   bool handshaken = false;
   Clock::time_point last_heard{}, last_hello{};
   QueueLinkStats stats;
+  SharedStats shared;
   std::vector<std::byte> buf;
+
+  void publish_stats() {
+    QueueLinkStats s = stats;
+    s.acked = load(h->acked);
+    s.end = load(h->end);
+    shared.publish(s);
+  }
 
   std::byte* slot(std::uint64_t n) const noexcept { return slots + (n % window) * rec; }
 
   void problem(std::string what) {
     stats.last_problem = "bridged queue " + topic + " (sending to " + opt.endpoint + "): " + std::move(what);
+  }
+
+  /// Finishes a renumbering a crash interrupted (TxStateHeader: written ahead), else nothing.
+  void finish_renumbering() noexcept {
+    const std::uint64_t to_end = load(h->renumber_end);
+    if (to_end == 0) return;
+    store(h->offset, load(h->renumber_offset));
+    store(h->end, to_end);
+    store(h->acked, to_end);
+    store(h->renumber_end, 0);  // done: the three fields hold the new numbering
+  }
+
+  /// Moves an empty window (acked == end) to `to` > end: every later number shifts by the same.
+  void renumber(std::uint64_t to) noexcept {
+    const std::uint64_t end = load(h->end);
+    store(h->renumber_offset, load(h->offset) + (to - end));
+    store(h->renumber_end, to);  // the commit point: from here a restart finishes the change
+    finish_renumbering();
   }
 
   void open_state() {
@@ -208,6 +264,12 @@ struct QueueSender::Impl {
       if (w == 0 || f.bytes().size() != sizeof(TxStateHeader) + std::size_t{w} * rec)
         throw Error(Errc::layout, "bridge state file " + path + ": window " + std::to_string(w) +
                                       " does not match its size " + std::to_string(f.bytes().size()));
+      h = fh;
+      if (const std::uint64_t to = load(fh->renumber_end); to != 0 && to < load(fh->end))
+        throw Error(Errc::layout, "bridge state file " + path + ": renumber_end " + std::to_string(to) +
+                                      " is below end " + std::to_string(load(fh->end)) +
+                                      " (a renumbering only moves numbers up)");
+      finish_renumbering();
       const std::uint64_t a = load(fh->acked), e = load(fh->end);
       if (e - a > w)
         throw Error(Errc::layout, "bridge state file " + path + ": acked " + std::to_string(a) + " and end " +
@@ -216,7 +278,7 @@ struct QueueSender::Impl {
     } else {
       window = opt.window != 0 ? opt.window : capacity;
       const std::int64_t created = generation;
-      f = StateFile::create(path, sizeof(TxStateHeader) + std::size_t{window} * rec, [&](std::span<std::byte> b) {
+      f = StateFile::create(path, sizeof(TxStateHeader) + std::size_t{window} * rec, false, [&](std::span<std::byte> b) {
         auto* nh = reinterpret_cast<TxStateHeader*>(b.data());
         nh->version = kStateVersion;
         nh->max_values = max_values;
@@ -236,9 +298,22 @@ struct QueueSender::Impl {
     const std::uint64_t end = load(h->end);
     if (h->source_created_ns != generation) {
       // The source queue was re-created: its consumer index restarted; keep numbering on from end.
+      // (A crash between the two stores repeats this at the next start: the same result.)
       store(h->offset, end - popped);
       h->source_created_ns = generation;
-    } else if (load(h->offset) + popped > end) {
+    } else if (const std::uint64_t numbered = load(h->offset) + popped; numbered < end) {
+      // Numbers in [numbered, end) belong to samples a killed predecessor copied into the window
+      // but did not free: they are still in the source queue, and pop() skips them. More of them
+      // than the window holds, or than the queue holds now, is a damaged offset that would skip
+      // real samples: refuse rather than lose them.
+      const std::uint64_t replay = end - numbered;
+      if (replay > window || replay > q.size())
+        throw Error(Errc::layout, "bridge state file " + path + ": offset " + std::to_string(load(h->offset)) +
+                                      " with end " + std::to_string(end) + " and the queue's consumer index " +
+                                      std::to_string(popped) + " means " + std::to_string(replay) +
+                                      " samples popped but not freed; the queue " + queue_file + " holds " +
+                                      std::to_string(q.size()) + " (window " + std::to_string(window) + ")");
+    } else if (numbered > end) {
       // Someone else popped the source while no sender ran: those samples never entered the
       // window and are not ours to send. Carry on numbering from the window's end.
       problem(std::to_string(load(h->offset) + popped - end) +
@@ -260,7 +335,7 @@ struct QueueSender::Impl {
     hh.sample_bytes = max_values * 8;
     hh.capacity = capacity;
     hh.count = static_cast<std::uint32_t>(signals.size());
-    (void)send_message(sock, topic, hh, payload);
+    (void)send_message(sock, topic, hh, payload);  // not taken (not connected yet): said again when due
     last_hello = Clock::now();
   }
 
@@ -274,9 +349,7 @@ struct QueueSender::Impl {
     if (a.ack > end) {
       if (acked == end && (a.flags & qw::kAckReply) != 0) {
         // A fresh (or reset) window meets a receiver that already has more: number on from it.
-        store(h->offset, load(h->offset) + (a.ack - end));
-        store(h->end, a.ack);
-        store(h->acked, a.ack);
+        renumber(a.ack);
         next_send = a.ack;
         handshaken = true;
         return;
@@ -372,9 +445,40 @@ struct QueueSender::Impl {
     return total;
   }
 
+  /// Follows a source queue re-created (or removed and created again) while running: the new
+  /// file's consumer index restarts, so numbering goes on from the window's end. A removed queue
+  /// not yet back is looked for again next round.
+  void follow_source() {
+    if (!q.replaced()) return;
+    Queue fresh;
+    try {
+      fresh = Queue::open(queue_file);
+    } catch (const Error& e) {
+      if (e.errc() == Errc::not_found) return;
+      throw;
+    }
+    const QueueInfo info = fresh.info();
+    if (info.max_values != max_values)
+      throw Error(Errc::layout, "the source queue " + queue_file + " was re-created with " +
+                                    std::to_string(info.max_values) + " values per sample, the bridge carries " +
+                                    std::to_string(max_values));
+    q = std::move(fresh);
+    capacity = info.capacity;
+    signals = info.signals;
+    generation = info.creation_time_ns;
+    popped = info.popped;
+    // A crash between the two stores repeats this at the next start (open_state): same result.
+    store(h->offset, load(h->end) - popped);
+    h->source_created_ns = generation;
+    problem("the source queue " + queue_file + " was re-created; numbering continues");
+  }
+
   Status step(std::chrono::milliseconds wait) {
     bool busy = drain();
-    busy = pop() != 0 || busy;
+    follow_source();
+    // Nothing is popped before the receiver first answered: an empty window can still be
+    // renumbered to meet a receiver that is ahead (a fresh state file, a re-created source).
+    if (handshaken) busy = pop() != 0 || busy;
     busy = send() != 0 || busy;
     const auto now = Clock::now();
     const auto quiet = opt.quiet_after;
@@ -398,7 +502,14 @@ QueueSender& QueueSender::operator=(QueueSender&&) noexcept = default;
 QueueSender::~QueueSender() = default;
 
 QueueSender QueueSender::open(const QueueSenderOptions& options) {
-  if (options.batch == 0) throw Error(Errc::invalid_argument, "bridged queue " + options.queue + ": batch of 0 samples");
+  if (options.batch == 0 || options.batch > qw::kMaxBatch)
+    throw Error(Errc::invalid_argument, "bridged queue " + options.queue + ": batch of " +
+                                            std::to_string(options.batch) + " samples, not 1 .. " +
+                                            std::to_string(qw::kMaxBatch));
+  if (options.window > kMaxQueueCapacity)
+    throw Error(Errc::invalid_argument, "bridged queue " + options.queue + ": window of " +
+                                            std::to_string(options.window) + " samples, above " +
+                                            std::to_string(kMaxQueueCapacity));
   auto m = std::make_unique<Impl>();
   m->opt = options;
   m->queue_file = queue_path(options.queue);
@@ -411,8 +522,13 @@ QueueSender QueueSender::open(const QueueSenderOptions& options) {
   m->generation = info.creation_time_ns;
   m->rec = qw::record_bytes(m->max_values);
   m->open_state();
+  m->publish_stats();
   set_common_options(m->sock);
   m->sock.set(zmq::sockopt::immediate, 1);  // queue nothing for a peer that is not connected
+  // Before connecting (libzmq copies options into a connection when it is made): the receiver
+  // sends only acks, [topic, header].
+  m->sock.set(zmq::sockopt::maxmsgsize,
+              static_cast<std::int64_t>(std::max(m->topic.size(), qw::kHeaderBytes)));
   if (options.security)  // CURVE client
     apply_client(m->sock.handle(), *options.security, options.server_key, "bridged queue " + m->topic + " (sender)");
   attach(m->sock, options.endpoint, false, m->topic);
@@ -425,10 +541,7 @@ Status QueueSender::run(const std::atomic<bool>& stop) noexcept { return run_unt
 
 QueueLinkStats QueueSender::stats() const {
   if (!impl_) return {};
-  QueueLinkStats s = impl_->stats;
-  s.acked = load(impl_->h->acked);
-  s.end = load(impl_->h->end);
-  return s;
+  return impl_->shared.get();
 }
 
 // =====================================================================================
@@ -442,8 +555,12 @@ struct QueueReceiver::Impl {
   StateFile state;
   RxStateHeader* h = nullptr;
   zmq::context_t ctx{1};
-  zmq::socket_t sock{ctx, zmq::socket_type::dealer};
+  // ROUTER: every ack goes back to the connection the message it answers came from (a DEALER
+  // would deal acks round-robin between connected senders: a stale one would steal them).
+  zmq::socket_t sock{ctx, zmq::socket_type::router};
+  std::string peer;  // routing id of the sender of the message being handled
   QueueLinkStats stats;
+  SharedStats shared;
   // A queue_samples message not wholly pushed yet (the local queue was full).
   std::vector<std::byte> pending;
   qw::Header pending_header;
@@ -458,7 +575,21 @@ struct QueueReceiver::Impl {
   }
 
   bool ready() const noexcept { return q.valid() && h != nullptr; }
+
+  void publish_stats() {
+    QueueLinkStats s = stats;
+    if (ready()) s.acked = s.end = next_expected();
+    shared.publish(s);
+  }
   std::uint64_t next_expected() noexcept { return load(h->base) + q.producer_position(); }
+
+  /// Refuses a receiving queue this end cannot be the only producer of by construction.
+  static void check_receiving_queue(const Queue& local) {
+    if (local.kind() != QueueKind::spsc)
+      throw Error(Errc::layout, "the receiving queue " + local.path() + " is " +
+                                    std::string(queue_kind_name(local.kind())) +
+                                    ": a bridge receiver pushes into an SPSC queue (its only producer)");
+  }
 
   /// A restart: both the queue and its state file exist and belong together.
   void try_resume() {
@@ -476,6 +607,7 @@ struct QueueReceiver::Impl {
       if (e.errc() == Errc::not_found) return;  // the queue went away: a hello makes both again
       throw;
     }
+    check_receiving_queue(local);
     if (local.info().creation_time_ns != fh->queue_created_ns) return;  // another queue now: hello decides
     q = std::move(local);
     state = std::move(f);
@@ -484,7 +616,8 @@ struct QueueReceiver::Impl {
 
   void write_state(std::uint64_t base, std::uint64_t generation) {
     const std::int64_t created = q.info().creation_time_ns;
-    state = StateFile::create(state_file, sizeof(RxStateHeader), [&](std::span<std::byte> b) {
+    const StateFile old = StateFile::open_existing(state_file);  // locked while replaced: busy if another end holds it
+    state = StateFile::create(state_file, sizeof(RxStateHeader), old.valid(), [&](std::span<std::byte> b) {
       auto* nh = reinterpret_cast<RxStateHeader*>(b.data());
       nh->version = kStateVersion;
       nh->base = base;
@@ -503,35 +636,38 @@ struct QueueReceiver::Impl {
     a.ack = ready() ? next_expected() : 0;
     a.send_time_ns = realtime_ns();
     a.generation = h != nullptr ? h->source_generation : 0;
-    (void)send_message(sock, topic, a, {});
+    (void)send_message(sock, topic, a, {}, &peer);  // not taken: the sender asks again (hello) when it needs it
   }
 
-  Status on_hello(const qw::Header& hh, std::span<const std::byte> payload) {
+  /// A hello this end cannot follow (a queue that cannot be made, or one of another shape) is
+  /// counted and described, never the end of run(): the next hello may come from a sender that
+  /// fits (a misconfigured or hostile peer must not stop the bridge of the right one).
+  void on_hello(const qw::Header& hh, std::span<const std::byte> payload) {
+    try {
+      accept_hello(hh, payload);
+    } catch (const Error& e) {
+      ++stats.refused;
+      problem(std::string("refused a hello: ") + e.what());
+    }
+  }
+
+  void accept_hello(const qw::Header& hh, std::span<const std::byte> payload) {
     const std::uint32_t max_values = hh.sample_bytes / 8;
     std::string why;
     auto signals = qw::decode_signals(payload, max_values, why);
-    if (!signals) {
-      ++stats.refused;
-      problem("refused a hello: " + why);
-      return Errc::ok;
-    }
+    if (!signals) throw Error(Errc::layout, why);
     if (!q.valid()) {
       QueueSpec spec;
       spec.capacity = hh.capacity;
       spec.max_values = max_values;
       spec.signals = std::move(*signals);
-      try {
-        q = Queue::create(queue_file, spec, OpenMode::OpenOrCreate);
-      } catch (const Error& e) {
-        problem(e.what());
-        return e.errc() == Errc::layout ? Status(Errc::layout) : Status(Errc::system);
-      }
+      Queue made = Queue::create(queue_file, spec, OpenMode::OpenOrCreate);
+      check_receiving_queue(made);
+      q = std::move(made);
     }
-    if (q.max_values() != max_values) {
-      problem("the local queue " + queue_file + " has " + std::to_string(q.max_values()) +
-              " values per sample, the source " + std::to_string(max_values));
-      return Errc::layout;
-    }
+    if (q.max_values() != max_values)
+      throw Error(Errc::layout, "the local queue " + queue_file + " has " + std::to_string(q.max_values()) +
+                                    " values per sample, the source " + std::to_string(max_values));
     if (h == nullptr) {
       // A new pair (or a queue whose state was lost): number on from the sender's acknowledged point.
       write_state(hh.sequence - q.producer_position(), hh.generation);
@@ -542,7 +678,18 @@ struct QueueReceiver::Impl {
     }
     h->source_generation = hh.generation;
     send_ack(qw::kAckReply);
-    return Errc::ok;
+  }
+
+  /// Follows a local queue re-created (or removed) while running: samples not pushed were not
+  /// acknowledged, so the sender still holds them; the next hello numbers on into the new queue.
+  void follow_queue() {
+    if (!q.valid() || !q.replaced()) return;
+    problem("the local queue " + queue_file + " was re-created or removed; waiting for the sender's hello");
+    q = Queue();
+    state = StateFile();
+    h = nullptr;
+    has_pending = false;
+    try_resume();
   }
 
   /// Pushes records of `hs` from `index` on. Returns the index it stopped at (== count: all done);
@@ -603,6 +750,7 @@ struct QueueReceiver::Impl {
   }
 
   Status step(std::chrono::milliseconds wait) {
+    follow_queue();
     if (has_pending) {
       bool blocked = false;
       const auto slice = std::min(wait, std::chrono::milliseconds(50));
@@ -622,7 +770,8 @@ struct QueueReceiver::Impl {
     if (zmq::poll(&item, 1, wait) == 0) return Errc::ok;
     Incoming in;
     bool progressed = false;
-    while (!has_pending && recv_message(sock, in)) {
+    std::string samples_from;  // the connection the samples came from: it gets the ack
+    while (!has_pending && recv_message(sock, in, &peer)) {
       std::string why;
       auto m = check_message(in, topic, why);
       if (!m) {
@@ -631,7 +780,7 @@ struct QueueReceiver::Impl {
         continue;
       }
       if (m->kind == qw::Kind::hello) {
-        if (const Status s = on_hello(*m, payload_of(in)); !s.ok()) return s;
+        on_hello(*m, payload_of(in));
       } else if (m->kind == qw::Kind::samples) {
         if (!ready()) {
           const auto now = Clock::now();
@@ -642,13 +791,17 @@ struct QueueReceiver::Impl {
           continue;
         }
         on_samples(*m, payload_of(in));
+        samples_from = peer;
         progressed = true;
       } else {
         ++stats.refused;
         problem("a queue_ack where samples are expected");
       }
     }
-    if (progressed && !has_pending) send_ack(0);
+    if (progressed && !has_pending) {
+      peer = samples_from;  // not whoever sent the round's last (perhaps refused) message
+      send_ack(0);
+    }
     return Errc::ok;
   }
 };
@@ -665,12 +818,25 @@ QueueReceiver QueueReceiver::open(const QueueReceiverOptions& options) {
   m->topic = topic_of(m->queue_file);
   m->state_file = state_path(m->queue_file, ".bridge-rx");
   m->try_resume();
+  std::uint32_t max_values = kMaxSampleValues;  // the queue's shape, when it exists, bounds messages
+  if (m->q.valid()) {
+    max_values = m->q.max_values();
+  } else if (::access(m->queue_file.c_str(), F_OK) == 0) {
+    const Queue existing = Queue::open(m->queue_file);
+    Impl::check_receiving_queue(existing);
+    max_values = existing.max_values();
+  }
   set_common_options(m->sock);
+  // Before binding (libzmq copies options into each connection a listener accepts): no part
+  // above the largest legal one; a peer sending more is disconnected by libzmq.
+  m->sock.set(zmq::sockopt::maxmsgsize,
+              static_cast<std::int64_t>(std::max(qw::max_receiver_part(max_values), m->topic.size())));
   if (options.security) {  // CURVE server; its ZAP handler lives in our context
     options.security->serve(m->ctx.handle());
     apply_server(m->sock.handle(), *options.security, "bridged queue " + m->topic + " (receiver)");
   }
   attach(m->sock, options.endpoint, true, m->topic);
+  m->publish_stats();
   return QueueReceiver(std::move(m));
 }
 
@@ -680,9 +846,7 @@ Status QueueReceiver::run(const std::atomic<bool>& stop) noexcept { return run_u
 
 QueueLinkStats QueueReceiver::stats() const {
   if (!impl_) return {};
-  QueueLinkStats s = impl_->stats;
-  if (impl_->ready()) s.acked = s.end = impl_->next_expected();
-  return s;
+  return impl_->shared.get();
 }
 
 }  // namespace shmlink::bridge

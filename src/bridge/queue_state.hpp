@@ -24,8 +24,16 @@ namespace shmlink::bridge {
 //  +--------+--------+--------+--------+----------------+----------------+
 //  | end (next number to give)   40 | offset (number - consumer index) 48 |
 //  +--------------------------------+-----------------------------------+
-//  | reserved (0) .. 64  | then `window` slots of record_bytes(max_vals): sample number n
-//  |                     | in slot n % window (the queue_samples record layout)
+//  | renumber: offset to set     56 | renumber: end = acked to set    64 |
+//  +--------------------------------+-----------------------------------+
+//  then `window` slots of record_bytes(max_vals): sample number n in slot n % window (the
+//  queue_samples record layout)
+//
+//  Renumbering (an empty window meeting a receiver that is ahead) changes offset, end and acked
+//  together. It is written ahead: renumber_offset, then renumber_end (release: the commit point,
+//  never 0 when pending), then the three fields, then renumber_end = 0. A sender that finds
+//  renumber_end != 0 at start finishes the renumbering, so a crash between the stores never
+//  leaves a file that cannot be opened. (Files written before this record existed hold 0 there.)
 struct TxStateHeader {
   std::uint32_t magic;             // 0  kTxMagic, written last at creation (release)
   std::uint32_t version;           // 4  1
@@ -35,13 +43,16 @@ struct TxStateHeader {
   std::uint64_t acked;             // 24 every number below it was pushed by the receiver (atomic)
   std::uint64_t end;               // 32 numbers below it are in the window or acked (atomic)
   std::uint64_t offset;            // 40 number = source consumer index + offset (atomic)
-  std::uint8_t reserved[16];       // 48
+  std::uint64_t renumber_offset;   // 48 a pending renumbering's offset (valid while renumber_end != 0)
+  std::uint64_t renumber_end;      // 56 a pending renumbering's end and acked; 0: none (atomic)
 };
 static_assert(sizeof(TxStateHeader) == 64);
 static_assert(offsetof(TxStateHeader, source_created_ns) == 16);
 static_assert(offsetof(TxStateHeader, acked) == 24);
 static_assert(offsetof(TxStateHeader, end) == 32);
 static_assert(offsetof(TxStateHeader, offset) == 40);
+static_assert(offsetof(TxStateHeader, renumber_offset) == 48);
+static_assert(offsetof(TxStateHeader, renumber_end) == 56);
 
 //  Receiver state (.bridge-rx), little-endian:
 //   0        4        8                16               24               32 .. 64
@@ -68,7 +79,8 @@ inline constexpr std::uint32_t kStateVersion = 1;
 
 static_assert(std::atomic_ref<std::uint64_t>::is_always_lock_free);
 
-/// A state file mapped read-write (MAP_SHARED). Move-only; unmaps on destruction.
+/// A state file mapped read-write (MAP_SHARED), with an exclusive flock(2) on it held while the
+/// object lives: one bridge end per state file. Move-only; unlocks and unmaps on destruction.
 class StateFile {
  public:
   StateFile() = default;
@@ -78,17 +90,24 @@ class StateFile {
   StateFile& operator=(const StateFile&) = delete;
   ~StateFile();
 
-  /// Maps an existing file at `path` (any size >= 64), or returns an empty StateFile when none.
-  /// @throws Error permission / system naming the file.
+  /// Locks (flock LOCK_EX | LOCK_NB) and maps an existing file at `path` (any size >= 64), or
+  /// returns an empty StateFile when none.
+  /// @throws Error busy (another process or handle holds it: a second sender or receiver of the
+  ///         same queue), layout (not a regular file of at least 64 bytes), permission, system;
+  ///         each naming the file.
   static StateFile open_existing(const std::string& path);
-  /// Creates (replacing any) a zero-filled file of `bytes` at `path`, 0600, through a temporary
-  /// name renamed over it once `fill` has written it (so a reader never sees half a file).
-  /// @throws Error naming the file.
+  /// Creates a zero-filled file of `bytes` at `path`, 0600, its blocks allocated
+  /// (posix_fallocate: a full file system fails here, not as SIGBUS later), locked, through a
+  /// temporary name that takes the path once `fill` has written it (so a reader never sees half a
+  /// file). `replace`: renamed over an existing file (the caller holds that file's lock);
+  /// otherwise linked, so that a file someone else created meanwhile is never replaced.
+  /// @throws Error no_space (the file system is full), busy (not `replace` and the file
+  ///         appeared meanwhile), permission, system; each naming the file.
   template <class Fill>
-  static StateFile create(const std::string& path, std::size_t bytes, Fill&& fill) {
+  static StateFile create(const std::string& path, std::size_t bytes, bool replace, Fill&& fill) {
     StateFile f = create_temp(path, bytes);
     fill(f.bytes());
-    f.publish(path);
+    f.publish(path, replace);
     return f;
   }
 
@@ -98,7 +117,8 @@ class StateFile {
 
  private:
   static StateFile create_temp(const std::string& path, std::size_t bytes);
-  void publish(const std::string& path);
+  void publish(const std::string& path, bool replace);
+  int fd_ = -1;  // open while mapped: holds the flock
   void* base_ = nullptr;
   std::size_t size_ = 0;
   std::string path_;

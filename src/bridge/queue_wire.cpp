@@ -77,7 +77,7 @@ std::optional<Header> decode_header(std::span<const std::byte> frame, std::size_
       if (!sample_bytes_ok()) return std::nullopt;
       const std::size_t rec = record_bytes(h.sample_bytes / 8);
       // count <= 2^32 and rec <= 32 + 32768: the product fits in 64 bits.
-      if (h.count == 0 || std::uint64_t{h.count} * rec != h.payload_bytes) {
+      if (h.count == 0 || h.count > kMaxBatch || std::uint64_t{h.count} * rec != h.payload_bytes) {
         why = std::to_string(h.count) + " records of " + std::to_string(rec) + " bytes do not make " +
               std::to_string(h.payload_bytes) + " payload bytes";
         return std::nullopt;
@@ -173,6 +173,17 @@ std::optional<std::vector<Signal>> decode_signals(std::span<const std::byte> pay
     }
     if (name_len == 40 || unit_len == 16) {
       why = "signal " + std::to_string(i) + " has a name or unit without its NUL";
+      return std::nullopt;
+    }
+    // Padding (bytes 5..7) and whatever follows each NUL are zero, as encode_signals writes
+    // them: a record decodes one way only, and nothing unread travels in it.
+    const auto zero = [&](std::size_t from, std::size_t to) {
+      for (std::size_t k = from; k < to; ++k)
+        if (r[k] != std::byte{0}) return false;
+      return true;
+    };
+    if (!zero(5, 8) || !zero(8 + name_len, 48) || !zero(48 + unit_len, 64)) {
+      why = "signal " + std::to_string(i) + " has non-zero padding";
       return std::nullopt;
     }
     s.type = static_cast<SignalType>(type);

@@ -33,6 +33,7 @@
 
 #include "bridge/wire.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -76,13 +77,26 @@ constexpr std::size_t record_bytes(std::uint32_t max_values) noexcept {
   return kRecordHead + std::size_t{max_values} * 8;
 }
 
+/// Most records in one queue_samples message (a sender's batch): with the largest record
+/// (kMaxSampleValues values) a payload part stays below 135 MB, the bound a receiver's socket
+/// sets on a message part (ZMQ_MAXMSGSIZE) before it binds.
+inline constexpr std::uint32_t kMaxBatch = 4096;
+
+/// The largest legal message part a receiver of samples of `max_values` values can be sent (a
+/// full batch of records, or a hello's signal table, or a header): its ZMQ_MAXMSGSIZE.
+constexpr std::size_t max_receiver_part(std::uint32_t max_values) noexcept {
+  const std::size_t batch = std::size_t{kMaxBatch} * record_bytes(max_values);
+  const std::size_t hello = std::size_t{kMaxSampleValues} * kSignalBytes;
+  return std::max({batch, hello, kHeaderBytes});
+}
+
 /// Writes `h` as the 128-byte bridge header (wire::encode; the fields queue kinds do not use 0).
 std::array<std::byte, kHeaderBytes> encode_header(const Header& h) noexcept;
 
 /// Decodes and checks a header frame and the size of the payload frame that came with it
 /// (`payload_size`: 0 when absent). Refuses (nullopt, `why` says what) whatever wire::decode()
 /// refuses (size, magic, version, header_bytes, padding, a payload size that disagrees with
-/// payload_bytes), a kind that is not a queue kind, and a payload against the kind's rule (samples: count >= 1 records of
+/// payload_bytes), a kind that is not a queue kind, and a payload against the kind's rule (samples: 1 .. kMaxBatch records of
 /// record_bytes(sample_bytes / 8), sample_bytes a multiple of 8 in 8 .. kMaxSampleValues * 8;
 /// ack: no payload; hello: count signals of kSignalBytes, capacity a power of two in
 /// 2 .. kMaxQueueCapacity, count at most kMaxSampleValues).
@@ -102,7 +116,8 @@ std::vector<std::byte> encode_signals(const std::vector<Signal>& signals);
 
 /// Reads a checked hello payload; nullopt (and `why`) for a signal whose index is not below
 /// `max_values`, a repeated index, a type that is not a SignalType, or a name or unit that is not
-/// NUL-terminated within its field.
+/// NUL-terminated within its field, or non-zero padding (bytes 5..7, and the bytes after the
+/// name's and the unit's NUL).
 std::optional<std::vector<Signal>> decode_signals(std::span<const std::byte> payload, std::uint32_t max_values,
                                                   std::string& why);
 

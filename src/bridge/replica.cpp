@@ -26,8 +26,9 @@ std::string endpoint_host(std::string_view ep) {
   return std::string(ep);
 }
 
-/// Keyword slots the replica adds to the source's: the seven freshness keywords and one spare.
-constexpr std::uint16_t kOwnKeywords = 8;
+/// Keyword slots the replica adds to the source's: the seven freshness keywords, BR_SRC_GEN and
+/// one spare.
+constexpr std::uint16_t kOwnKeywords = 9;
 
 /// Deepest rolling buffer an every-frame replica creates: a stream_meta asking more is refused.
 constexpr std::uint64_t kMaxReplicaDepth = 65535;
@@ -39,6 +40,22 @@ bool geometry_fits(const Stream& s, const StreamSpec& spec) {
   const auto shape = s.frame_shape();
   return s.dtype() == spec.dtype && s.rolling() == rolling && (!rolling || s.depth() == spec.depth) &&
          s.keyword_slots() >= spec.keywords && std::equal(spec.shape.begin(), spec.shape.end(), shape.begin(), shape.end());
+}
+
+/// 'L': the source generation that BR_SRC_CNT0 counts in (docs/design/bridge.md, "Freshness"), so
+/// that a restarted replica keeping its file does not publish again a frame it already has.
+constexpr const char* kKeywordSourceGeneration = "BR_SRC_GEN";
+
+/// An integer keyword of `s`, or nullopt when absent or not an integer.
+std::optional<std::int64_t> int_keyword(const Stream& s, const char* key) {
+  try {
+    const auto v = s.keyword(key);
+    if (v) {
+      if (const auto* i = std::get_if<std::int64_t>(&*v)) return *i;
+    }
+  } catch (const Error&) {
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -62,6 +79,7 @@ struct Replica::Impl {
   Clock::time_point heard, told;
 
   std::atomic<bool> stop{false};
+  std::mutex stop_mutex;
   std::thread thread;
   std::unique_ptr<detail::Watcher> watcher;
 
@@ -128,12 +146,40 @@ struct Replica::Impl {
     spec.keywords = static_cast<std::uint16_t>(std::min<std::size_t>(kws.size() + kOwnKeywords, 65535));
     if (!every_frame_geometry(h, spec)) return;
     const bool fits = replica.valid() && geometry_fits(replica, spec);
+    bool earlier = false;  // a file left by an earlier run, kept
     if (!fits) {
       replica.close();
       try {
         replica = Stream::open(path);  // a replica left by an earlier run: keep it if it fits
-        if (!geometry_fits(replica, spec)) replica.close();
-      } catch (const Error&) {
+      } catch (const Error& e) {
+        if (e.errc() != Errc::not_found) {
+          // Something else sits there (another kind of file, a damaged stream): never replaced.
+          refuse_meta("the local file " + path + " cannot be opened as a stream (" + e.what() + "): not replaced");
+          return;
+        }
+      }
+      if (replica.valid()) {
+        // Only a replica of this origin is ever kept or re-created: a local stream of the same
+        // name (no BR_ORIGIN, or another origin's) belongs to someone else.
+        std::string origin;
+        try {
+          const auto v = replica.keyword(kKeywordOrigin);
+          if (v) {
+            if (const auto* str = std::get_if<std::string>(&*v)) origin = *str;
+          }
+        } catch (const Error&) {
+        }
+        if (origin != opt.origin.substr(0, kMaxKeywordString)) {
+          replica.close();
+          refuse_meta("the local stream " + path + " is not a replica of " + opt.origin + " (BR_ORIGIN '" + origin +
+                      "'): not replaced");
+          return;
+        }
+        earlier = true;
+        if (!geometry_fits(replica, spec)) {
+          replica.close();
+          earlier = false;
+        }
       }
       if (!replica.valid()) {
         try {
@@ -160,6 +206,14 @@ struct Replica::Impl {
     keyword(kKeywordLink, std::int64_t{1});
     if (every) keyword(kKeywordLost, static_cast<std::int64_t>(stats_lost()));
     if (h.generation != meta.generation) last_source = 0;
+    const auto gen = static_cast<std::int64_t>(h.generation);
+    if (earlier && int_keyword(replica, kKeywordSourceGeneration) == gen) {
+      // Our file already holds frames of this generation, up to BR_SRC_CNT0: not published again.
+      last_source = static_cast<std::uint64_t>(int_keyword(replica, kKeywordSourceCnt0).value_or(0));
+    } else if (int_keyword(replica, kKeywordSourceGeneration) != gen) {
+      keyword(kKeywordSourceCnt0, std::int64_t{0});  // first: a crash in between leaves a count of 0
+      keyword(kKeywordSourceGeneration, gen);
+    }
     meta = h;
     own_cnt0 = forwarded = replica.cnt0();
     count([](ReplicaStats& s) { ++s.metas; });
@@ -189,6 +243,12 @@ struct Replica::Impl {
   std::uint64_t stats_lost() {
     std::lock_guard lock(mutex);
     return st.lost;
+  }
+
+  /// Refuses a stream_meta this replica cannot follow (counted, described; the link goes on).
+  void refuse_meta(const std::string& why) {
+    count([](ReplicaStats& s) { ++s.refused; });
+    fail("stream '" + name + "': stream_meta from the " + peer + " refused: " + why);
   }
 
   /// A frame written on the replica by a local process since our last publication goes back to
@@ -280,6 +340,12 @@ struct Replica::Impl {
         !(kws = wire::decode_keywords(payload)))
       why = "stream_meta's keyword records are malformed";
     if (why == nullptr && h.kind == static_cast<std::uint16_t>(wire::Kind::stream_write)) why = "an owner never sends stream_write";
+    std::uint64_t frame_bytes = 0;
+    if (why == nullptr && h.kind == static_cast<std::uint16_t>(wire::Kind::stream_meta) &&
+        (__builtin_mul_overflow(wire::shape_elements(h), std::uint64_t{dtype_size(static_cast<Dtype>(h.dtype))},
+                                &frame_bytes) ||
+         frame_bytes > wire::kMaxPayloadBytes))
+      why = "stream_meta announces a frame above the wire format's limit of 4 GiB";
     if (why != nullptr) {
       count([](ReplicaStats& s) { ++s.refused; });
       fail("stream '" + name + "': message from the " + peer + " refused: " + why);
@@ -370,10 +436,15 @@ std::string Replica::last_error() const {
 
 void Replica::stop() noexcept {
   Impl& i = *impl_;
+  std::lock_guard lock(i.stop_mutex);  // stop() from two threads: one joins, the other waits
   if (!i.thread.joinable()) return;
   i.stop.store(true, std::memory_order_release);
   i.thread.join();
   i.watcher.reset();
+  // The thread's last act queued the release heartbeat: give it a moment to leave (linger) so
+  // that the owner forgets us at once instead of after link_timeout.
+  const int linger = 100;
+  (void)::zmq_setsockopt(i.dealer.get(), ZMQ_LINGER, &linger, sizeof linger);
   i.dealer = detail::Socket();
 }
 

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "bridge_queue_util.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -30,42 +31,9 @@ using shmlink::test::wait_until;
 
 namespace {
 
-/// A stream directory of its own: one "host".
-class HostDir {
- public:
-  HostDir() {
-    std::string tmpl = "/dev/shm/shmlink-bridge-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  HostDir(const HostDir&) = delete;
-  HostDir& operator=(const HostDir&) = delete;
-  ~HostDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string queue(const std::string& name) const { return path_ + "/" + name + ".queue.shm"; }
-
- private:
-  std::string path_;
-};
-
-/// A TCP port nobody listens on now (the kernel's choice; a later bind may race, rarely).
-std::uint16_t free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    throw std::runtime_error("no free port");
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
-std::string tcp(std::uint16_t port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+using shmlink::test::free_port;
+using shmlink::test::HostDir;
+using shmlink::test::tcp;
 
 /// Starts bridge_queue_peer ROLE QUEUE ENDPOINT with SHMLINK_DIR = `dir`.
 pid_t start_peer(const std::string& role, const std::string& dir, const std::string& endpoint,
