@@ -7,6 +7,7 @@
 // - the housekeeping thread drops idle replicas and re-asks owners for replicas whose link is down;
 // - the control server's thread and its OPEN workers (control_server.hpp).
 #include "bridge/control_server.hpp"
+#include "bridge/discovery.hpp"
 #include "bridge/link.hpp"
 #include "bridge/service_local.hpp"
 #include "bridge/wire.hpp"
@@ -140,6 +141,7 @@ struct Service::Impl {
   std::mutex house_mutex;
   std::condition_variable house_cv;
   std::unique_ptr<detail::ControlServer> control;
+  std::unique_ptr<Discovery> discovery;  // multicast beacons; null when off or unavailable
 
   Impl() = default;
   Impl(const Impl&) = delete;
@@ -168,6 +170,48 @@ struct Service::Impl {
 
   std::chrono::milliseconds tick() const {
     return std::max<std::chrono::milliseconds>(std::chrono::milliseconds(10), opt.timing.heartbeat / 2);
+  }
+
+  /// A DEALER to the service at host:port, added to `peers` (under the mutex: API threads read
+  /// the list; only the constructor and the network thread add to it).
+  void add_peer(const std::string& host, std::uint16_t pport) {
+    auto peer = std::make_unique<Peer>();
+    peer->host = host;
+    peer->endpoint = "tcp://" + host + ":" + std::to_string(pport);
+    peer->dealer = detail::Socket(ctx.get(), ZMQ_DEALER, "the link of node '" + name + "' to peer " + peer->endpoint);
+    peer->dealer.set(ZMQ_IMMEDIATE, 1);  // nothing queued for a peer that is not connected
+    peer->dealer.set(ZMQ_SNDHWM, 64);
+    peer->dealer.set(ZMQ_RECONNECT_IVL, 100);
+    peer->dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(std::max<long>(100, opt.timing.link_timeout.count())));
+    peer->dealer.limit_message_size();
+    peer->dealer.attach(peer->endpoint, true);
+    std::lock_guard lock(mutex);
+    peers.push_back(std::move(peer));
+  }
+
+  /// Connects to the services discovery heard that are not peers yet (by endpoint or node).
+  void follow_discovery() {
+    if (!discovery) return;
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(mutex);
+      generation = local_generation;
+    }
+    discovery->set_catalogue_generation(generation);
+    for (const DiscoveredPeer& d : discovery->peers()) {
+      const std::string ep = "tcp://" + d.address + ":" + std::to_string(d.port);
+      bool known = false;
+      {
+        std::lock_guard lock(mutex);
+        for (const auto& p : peers) known = known || p->endpoint == ep || p->node == d.node;
+      }
+      if (known || d.node == name) continue;
+      try {
+        add_peer(d.address, d.port);
+      } catch (const Error& e) {
+        refuse("discovered node '" + d.node + "': " + e.what());
+      }
+    }
   }
 
   // ---------------------------------------------------------------- network thread
@@ -357,6 +401,7 @@ struct Service::Impl {
 
   void periodic() {
     rescan();
+    follow_discovery();
     const auto now = Clock::now();
     const wire::Header h = hello();
     for (auto& p : peers) {
@@ -756,18 +801,8 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
                        : options.control_socket;
   i.incarnation = detail::realtime_ns();
   for (const std::string& p : options.peers) {
-    auto [host, pport] = split_host_port(p);
-    auto peer = std::make_unique<Peer>();
-    peer->host = host;
-    peer->endpoint = "tcp://" + host + ":" + std::to_string(pport);
-    peer->dealer = detail::Socket(i.ctx.get(), ZMQ_DEALER, "the link of node '" + i.name + "' to peer " + peer->endpoint);
-    peer->dealer.set(ZMQ_IMMEDIATE, 1);  // nothing queued for a peer that is not connected
-    peer->dealer.set(ZMQ_SNDHWM, 64);
-    peer->dealer.set(ZMQ_RECONNECT_IVL, 100);
-    peer->dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(std::max<long>(100, options.timing.link_timeout.count())));
-    peer->dealer.limit_message_size();
-    peer->dealer.attach(peer->endpoint, true);
-    i.peers.push_back(std::move(peer));
+    const auto [host, pport] = split_host_port(p);
+    i.add_peer(host, pport);
   }
   i.router = detail::Socket(i.ctx.get(), ZMQ_ROUTER, "the service port of node '" + i.name + "'");
   i.router.set(ZMQ_ROUTER_MANDATORY, 0);
@@ -777,6 +812,22 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
   i.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (i.wake_fd < 0) throw Error(Errc::system, "bridge service '" + i.name + "': eventfd failed");
   i.rescan();
+  if (options.multicast) {
+    DiscoveryOptions d;
+    d.node = i.name;
+    d.domain = options.domain;
+    d.service_port = i.port;
+    d.discovery_port = options.discovery_port;
+    if (options.bind != "0.0.0.0") d.interface_address = options.bind;
+    d.interval = options.timing.heartbeat;
+    d.forget_after = 6 * options.timing.heartbeat;
+    try {
+      i.discovery = std::make_unique<Discovery>(d);
+    } catch (const Error& e) {
+      // Listed peers still work; the reason is kept (last_error(), and `bridge serve` logs it).
+      i.refuse(std::string("multicast discovery is off: ") + e.what());
+    }
+  }
   Service* self = this;
   i.control = std::make_unique<detail::ControlServer>(
       i.control_path, [self](const std::vector<std::string>& f) { return self->impl_->control_quick(f, *self); },
@@ -880,6 +931,7 @@ void Service::stop() noexcept {
     i.house_cv.notify_all();
   }
   if (i.control) i.control->stop();
+  if (i.discovery) i.discovery->stop();
   const std::uint64_t one = 1;
   if (i.wake_fd >= 0) (void)!::write(i.wake_fd, &one, sizeof one);
   if (i.house_thread.joinable()) i.house_thread.join();

@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,6 +77,9 @@ struct ServiceSetup {
   std::vector<std::string> peers;
   std::vector<std::string> allow;
   std::chrono::milliseconds idle{30000};
+  bool multicast = false;
+  std::string domain;
+  std::uint16_t discovery_port = 0;
 };
 
 /// Runs a Service in a child whose SHMLINK_DIR is `dir` until ctl->stop (or killed).
@@ -93,7 +97,11 @@ pid_t start_service(Ctl* ctl, const HostDir& dir, const ServiceSetup& s) {
     o.bind = "127.0.0.1";
     o.peers = s.peers;
     o.allow = s.allow;
-    o.multicast = false;
+    o.multicast = s.multicast;
+    if (s.multicast) {
+      o.domain = s.domain;
+      o.discovery_port = s.discovery_port;
+    }
     o.idle = s.idle;
     o.timing = kFast;
     try {
@@ -200,7 +208,7 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(wait_until([&] { return beta->ready.load() != 0; }, 10));
     ASSERT_EQ(beta->ready.load(), 1) << beta->error;
     requester.node = "alpha";
-    requester.peers = {"127.0.0.1:" + std::to_string(beta->port.load())};
+    if (!requester.multicast) requester.peers = {"127.0.0.1:" + std::to_string(beta->port.load())};
     alpha_pid = start_service(&*alpha, a, requester);
     ASSERT_TRUE(wait_until([&] { return alpha->ready.load() != 0; }, 10));
     ASSERT_EQ(alpha->ready.load(), 1) << alpha->error;
@@ -353,6 +361,22 @@ TEST_F(ServiceTest, RecreatedSourceRecreatesTheReplica) {
   const Stream rep = Stream::open(r[1]);
   ASSERT_EQ(rep.shape().size(), 2U);
   EXPECT_EQ(rep.shape()[0], 5U);
+}
+
+TEST_F(ServiceTest, MulticastDiscoveryFindsAnUnlistedPeer) {
+  Stream src = source("wfs");
+  // Its own UDP port and domain, so parallel tests never hear each other (loopback multicast).
+  std::random_device rd;
+  ServiceSetup s;
+  s.multicast = true;
+  s.domain = "svc" + std::to_string(::getpid());
+  s.discovery_port = static_cast<std::uint16_t>(20000 + (rd() ^ static_cast<unsigned>(::getpid())) % 40000);
+  ASSERT_NO_FATAL_FAILURE(start(s, s));
+  ASSERT_TRUE(catalogue_shows("wfs")) << "alpha lists no peer: beta is found by its beacons; "
+                                      << joined(ask(a.socket(), {"STATUS"}));
+  const auto r = open("beta", "wfs");
+  ASSERT_EQ(r[0], "OK") << joined(r);
+  EXPECT_EQ(frame_of(r[1]), ramp(12, 1));
 }
 
 TEST_F(ServiceTest, ASecondServiceOnTheSameControlSocketIsRefused) {

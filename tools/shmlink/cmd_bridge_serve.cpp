@@ -61,9 +61,10 @@ int run_serve(ServeArgs& a) {
   o.timing.link_timeout = 4 * o.timing.heartbeat;
   if (!a.data_ports.empty()) parse_data_ports(a.data_ports, o);
   bridge::Service service(o);
-  spdlog::info("bridge service '{}' on port {} ({} listed peer{}), control socket {}{}", service.name(), service.port(),
-               o.peers.size(), o.peers.size() == 1 ? "" : "s", service.control_socket(),
-               o.multicast ? "; multicast discovery is not built yet: listed peers only" : "");
+  spdlog::info("bridge service '{}' on port {} ({} listed peer{}{}), control socket {}", service.name(), service.port(),
+               o.peers.size(), o.peers.size() == 1 ? "" : "s",
+               o.multicast ? ", multicast discovery in domain '" + o.domain + "'" : std::string(), service.control_socket());
+  if (const std::string why = service.last_error(); !why.empty()) spdlog::warn("{}", why);
   const tools::SignalHandlers signals(bridge_stop_signal, {SIGINT, SIGTERM});
   std::map<std::string, bool> links;
   while (g_bridge_stop == 0) {
@@ -97,8 +98,10 @@ Command add_bridge_serve_command(CLI::App& bridge) {
   sub->add_flag("--read-only", a->o.read_only, "Refuse writes that replicas send back into local streams");
   sub->add_option("--keys", a->keys, "Directory of CURVE keys (not built yet: refused)");
   sub->add_flag("--spin", a->o.spin, "Stream threads spin instead of futex waits (lower latency, a core each)");
-  sub->add_option("--domain", a->o.domain, "Discovery domain")->capture_default_str();
-  sub->add_flag("--no-multicast", a->no_multicast, "No multicast discovery: listed peers only");
+  sub->add_option("--domain", a->o.domain, "Discovery domain: only services of the same domain find each other")
+      ->capture_default_str();
+  sub->add_flag("--no-multicast", a->no_multicast, "No multicast discovery (UDP beacons): listed peers only");
+  sub->add_option("--discovery-port", a->o.discovery_port, "UDP port of the discovery beacons")->capture_default_str();
   sub->add_option("--idle", a->idle_s, "Seconds after which a replica no process maps is dropped (unless kept)")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 1e6));
