@@ -208,7 +208,7 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(wait_until([&] { return beta->ready.load() != 0; }, 10));
     ASSERT_EQ(beta->ready.load(), 1) << beta->error;
     requester.node = "alpha";
-    if (!requester.multicast) requester.peers = {"127.0.0.1:" + std::to_string(beta->port.load())};
+    if (!requester.multicast) requester.peers.insert(requester.peers.begin(), "127.0.0.1:" + std::to_string(beta->port.load()));
     alpha_pid = start_service(&*alpha, a, requester);
     ASSERT_TRUE(wait_until([&] { return alpha->ready.load() != 0; }, 10));
     ASSERT_EQ(alpha->ready.load(), 1) << alpha->error;
@@ -377,6 +377,41 @@ TEST_F(ServiceTest, MulticastDiscoveryFindsAnUnlistedPeer) {
   const auto r = open("beta", "wfs");
   ASSERT_EQ(r[0], "OK") << joined(r);
   EXPECT_EQ(frame_of(r[1]), ramp(12, 1));
+}
+
+TEST_F(ServiceTest, ANameOnTwoPeersNeedsANodeAndTheSecondReplicaIsNodeColonName) {
+  Stream src = source("wfs");
+  HostDir g;  // a third host, "gamma", with its own "wfs"
+  auto spec = shmlink::test::spec_of({4, 3}, Dtype::f32);
+  Stream other = Stream::create(g.stream("wfs"), spec);
+  ASSERT_TRUE(other.write(std::span<const float>(ramp(12, 300))).ok());
+  Shared<Ctl> gamma;
+  ServiceSetup gs;
+  gs.node = "gamma";
+  const pid_t gamma_pid = start_service(&*gamma, g, gs);
+  const Running gamma_guard{&*gamma, gamma_pid};
+  ASSERT_TRUE(wait_until([&] { return gamma->ready.load() != 0; }, 10));
+  ASSERT_EQ(gamma->ready.load(), 1) << gamma->error;
+  ServiceSetup requester;
+  requester.peers = {"127.0.0.1:" + std::to_string(gamma->port.load())};
+  ASSERT_NO_FATAL_FAILURE(start({}, requester));
+  ASSERT_TRUE(wait_until([&] { return joined(ask(a.socket(), {"LS"})).find("\"node\":\"gamma\"") != std::string::npos; }, 10));
+  ASSERT_TRUE(catalogue_shows("wfs"));
+
+  const auto both = open("", "wfs");
+  ASSERT_GE(both.size(), 3U) << joined(both);
+  EXPECT_EQ(both[1], "invalid_argument");
+  EXPECT_NE(both[2].find("beta"), std::string::npos) << both[2];
+  EXPECT_NE(both[2].find("gamma"), std::string::npos) << both[2];
+
+  const auto from_gamma = open("gamma", "wfs");
+  ASSERT_EQ(from_gamma, (std::vector<std::string>{"OK", a.stream("wfs")}));
+  EXPECT_EQ(frame_of(from_gamma[1]), ramp(12, 300));
+  // "wfs" here is gamma's replica: beta's goes to "beta:wfs".
+  const auto from_beta = open("beta", "wfs");
+  ASSERT_EQ(from_beta, (std::vector<std::string>{"OK", a.stream("beta:wfs")}));
+  EXPECT_EQ(frame_of(from_beta[1]), ramp(12, 1));
+  EXPECT_EQ(frame_of(from_gamma[1]), ramp(12, 300));
 }
 
 TEST_F(ServiceTest, ASecondServiceOnTheSameControlSocketIsRefused) {
