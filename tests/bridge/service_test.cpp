@@ -4,6 +4,7 @@
 // and its control socket in that directory; the requester lists the owner as its peer. The test
 // process plays the local programs: it asks its service over the raw control socket
 // (control::encode over AF_UNIX seqpacket, no client library) and reads and writes the files.
+#include "bridge/wire.hpp"
 #include "remote/control_protocol.hpp"
 #include "test_util.hpp"
 
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include <atomic>
 #include <chrono>
@@ -117,6 +119,18 @@ pid_t start_service(Ctl* ctl, const HostDir& dir, const ServiceSetup& s) {
     }
     return 0;
   });
+}
+
+/// Options of a service in the test process itself, serving `dir` on an ephemeral loopback port.
+bridge::ServiceOptions in_process(const std::string& node, const HostDir& dir) {
+  bridge::ServiceOptions o;
+  o.name = node;
+  o.port = 0;
+  o.bind = "127.0.0.1";
+  o.multicast = false;
+  o.directory = dir.path();
+  o.timing = kFast;
+  return o;
 }
 
 /// Stops a child when a test ends (or fails early).
@@ -416,20 +430,70 @@ TEST_F(ServiceTest, ANameOnTwoPeersNeedsANodeAndTheSecondReplicaIsNodeColonName)
 
 TEST_F(ServiceTest, ASecondServiceOnTheSameControlSocketIsRefused) {
   ASSERT_NO_FATAL_FAILURE(start({}, {}));
-  bridge::ServiceOptions o;
-  o.name = "gamma";
-  o.port = 0;
-  o.bind = "127.0.0.1";
-  o.multicast = false;
-  o.directory = a.path();
   try {
-    bridge::Service second(o);
+    bridge::Service second(in_process("gamma", a));
     FAIL() << "a second service took " << a.socket();
   } catch (const shmlink::Error& e) {
     EXPECT_EQ(e.errc(), shmlink::Errc::exists) << e.what();
     EXPECT_NE(std::string(e.what()).find(a.socket()), std::string::npos) << e.what();
   }
   EXPECT_EQ(ask(a.socket(), {"PING"}), (std::vector<std::string>{"OK", "alpha"})) << "the first one still serves";
+}
+
+/// Sends one multipart message of `parts` on a raw ZeroMQ socket.
+void send_raw(void* sock, const std::vector<std::vector<std::byte>>& parts) {
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    ASSERT_GE(zmq_send(sock, parts[i].data(), parts[i].size(), i + 1 < parts.size() ? ZMQ_SNDMORE : 0), 0);
+}
+
+std::vector<std::byte> bytes(std::string_view s) {
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
+}
+
+std::vector<std::byte> header(bridge::wire::Header h) {
+  const auto raw = bridge::wire::encode(h);
+  return {raw.begin(), raw.end()};
+}
+
+TEST(ServiceHostile, RefusesMalformedPeerMessagesAndKeepsServing) {
+  HostDir d;
+  bridge::Service svc(in_process("delta", d));
+  void* ctx = zmq_ctx_new();
+  void* dealer = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, rcvtimeo = 5000;
+  zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+  ASSERT_EQ(zmq_connect(dealer, ("tcp://127.0.0.1:" + std::to_string(svc.port())).c_str()), 0);
+  namespace wire = bridge::wire;
+  auto bad_hello = header(wire::make_header(wire::Kind::service_hello));
+  bad_hello[0] = std::byte{0};  // magic
+  auto lying_open = wire::make_header(wire::Kind::open_request);
+  lying_open.payload_bytes = 1000;  // says 1000, carries 3
+  send_raw(dealer, {bytes("mallory")});                                                       // one part
+  send_raw(dealer, {bytes("mallory"), bad_hello});                                            // bad magic
+  send_raw(dealer, {bytes("mallory"), header(lying_open), bytes("wfs")});                     // payload size
+  send_raw(dealer, {bytes("bad\tnode"), header(wire::make_header(wire::Kind::service_hello))});  // topic
+  send_raw(dealer, {bytes("mallory"), header(wire::make_header(wire::Kind::stream_frame))});  // not a service kind
+  ASSERT_TRUE(wait_until([&] { return svc.stats().refused >= 5; }, 10)) << svc.last_error();
+  EXPECT_NE(svc.last_error().find("mallory"), std::string::npos) << svc.last_error();
+  // Still serving: a proper hello is answered with delta's own.
+  send_raw(dealer, {bytes("mallory"), header(wire::make_header(wire::Kind::service_hello))});
+  std::vector<std::string> got;
+  for (;;) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, dealer, 0) < 0) break;
+    got.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+    const bool more = zmq_msg_more(&m) != 0;
+    zmq_msg_close(&m);
+    if (!more) break;
+  }
+  ASSERT_EQ(got.size(), 2U);
+  EXPECT_EQ(got[0], "delta");
+  zmq_close(dealer);
+  zmq_ctx_term(ctx);
+  svc.stop();
 }
 
 #ifdef SHMLINK_CLI_PATH
