@@ -61,6 +61,12 @@ struct ServiceOptions {
   std::chrono::milliseconds idle{30000};
   /// Heartbeats and beacons.
   LinkTiming timing;
+  /// TCP ports of the streams' publishers (each stream a peer opens gets one, bound at `bind`):
+  /// {0, 0}: ephemeral ports; else the first free port of [first, last] (for a firewall rule).
+  std::uint16_t data_port_first = 0;
+  std::uint16_t data_port_last = 0;
+  /// How long a pending OPEN from the control socket may take at most, whatever the caller asked.
+  std::chrono::milliseconds max_open_timeout{60000};
 };
 
 /// One channel of some node, as `bridge ls` shows it.
@@ -87,6 +93,15 @@ struct ReplicaStatus {
   std::string path;   ///< local file
   bool kept = false;  ///< `want --keep`
   ReplicaStats stats; ///< counters, link
+  std::int64_t age_us = -1;  ///< BR_AGE_US of the newest frame (its age when it arrived); -1 unknown
+};
+
+/// Counters of a Service (racy snapshot).
+struct ServiceStats {
+  std::uint64_t refused = 0;         ///< messages from peers refused (wire checks, unknown sender, ...)
+  std::uint64_t opens_answered = 0;  ///< open requests of peers answered with an endpoint
+  std::uint64_t opens_refused = 0;   ///< open requests of peers refused (not found, not allowed, ...)
+  std::uint32_t publishers = 0;      ///< local streams published to peers now
 };
 
 /// The service. Threads start in the constructor; stop() or the destructor ends them.
@@ -113,10 +128,22 @@ class Service {
   /// Replicas held.
   [[nodiscard]] std::vector<ReplicaStatus> replicas() const;
   /// Makes (or finds) the replica of remote channel `name` (on `node`, or any peer that has it
-  /// when empty) and waits for its first frame, at most `timeout`. Returns the local path.
-  /// @throws Error not_found (no peer has it), timeout, permission (refused by the owner).
+  /// when empty) and waits for its first frame, at most `timeout`. Returns the local path: the
+  /// remote name in the served directory, or "NODE:NAME" when a local stream of that name exists
+  /// that is not a replica of that node (its BR_ORIGIN keyword). A second open of a replica held
+  /// returns at once (keep = true sets its keep flag). Thread-safe; opens of other channels run
+  /// concurrently.
+  /// @throws Error invalid_argument (kind not "stream"; queues through the service are not built
+  ///         yet; a name offered by two peers and no node given: naming both), not_found (no peer
+  ///         offers it, or the owner has no such stream), not_connected (the peer's link is down),
+  ///         timeout (no answer or no first frame within `timeout`), permission (the owner's
+  ///         allow-list refuses it), or the owner's other refusals.
   std::string open(std::string_view kind, std::string_view node, std::string_view name,
                    std::chrono::milliseconds timeout, bool keep);
+  /// Counters.
+  [[nodiscard]] ServiceStats stats() const;
+  /// The last refused message or failure, naming the peer and what was wrong; empty if none.
+  [[nodiscard]] std::string last_error() const;
   /// Clears `keep` of a replica (it is then dropped once unused for `idle`).
   /// @throws Error not_found (no such replica).
   void release(std::string_view kind, std::string_view node, std::string_view name);

@@ -26,6 +26,12 @@ std::uint32_t defined_flags(std::uint16_t kind) noexcept {
     case Kind::stream_write: return 0;
     case Kind::heartbeat:
       return kHeartbeatWant | kHeartbeatReady | kHeartbeatRelease | kHeartbeatSourceMissing | kHeartbeatEveryFrame;
+    case Kind::service_hello: return 0;
+    case Kind::catalogue_request: return 0;
+    case Kind::catalogue: return 0;
+    case Kind::open_request: return kServiceQueue;
+    case Kind::open_answer: return kAnswerRefused;
+    case Kind::release: return kServiceQueue;
     default: return ~std::uint32_t{0};
   }
 }
@@ -71,6 +77,10 @@ const char* describe(DecodeError e) noexcept {
     case DecodeError::frame_size: return "the frame's payload is not the shape's elements times the dtype's size";
     case DecodeError::keyword_size: return "stream_meta's payload is not keyword_count records of 128 bytes";
     case DecodeError::flags: return "flags has bits this kind does not define";
+    case DecodeError::service_payload:
+      return "a service message's payload is not what its kind allows (hello and catalogue_request: none; "
+             "catalogue: keyword_count records of 128 bytes, at most 8192; open_request and release: a channel "
+             "name of 1..79 bytes; open_answer: 1..4096 bytes)";
   }
   return "unknown decode error";
 }
@@ -115,8 +125,87 @@ DecodeError decode(std::span<const std::byte> header, std::uint64_t payload_size
     }
   } else if (out.kind == static_cast<std::uint16_t>(Kind::heartbeat)) {
     if (out.payload_bytes != 0) return DecodeError::payload_size;
+  } else if (is_service_kind(out.kind)) {
+    const std::uint64_t n = out.payload_bytes;
+    bool fits = false;
+    switch (static_cast<Kind>(out.kind)) {
+      case Kind::service_hello:
+      case Kind::catalogue_request: fits = n == 0; break;
+      case Kind::catalogue:
+        fits = out.keyword_count <= kMaxCatalogueRecords && n == std::uint64_t{out.keyword_count} * kCatalogueRecordBytes;
+        break;
+      case Kind::open_request:
+      case Kind::release: fits = n >= 1 && n <= kMaxChannelName; break;
+      case Kind::open_answer: fits = n >= 1 && n <= kMaxServiceText; break;
+      default: break;
+    }
+    if (!fits) return DecodeError::service_payload;
   }
   return DecodeError::ok;
+}
+
+namespace {
+// Catalogue record layout (encode_catalogue()).
+constexpr std::size_t kCatKind = 0, kCatNaxis = 1, kCatPad0 = 2, kCatDtype = 4, kCatSize = 8, kCatPad1 = 20,
+                      kCatName = 24, kCatNameBytes = 104;
+static_assert(kCatName + kCatNameBytes == kCatalogueRecordBytes);
+static_assert(kMaxChannelName < kCatNameBytes, "a record's name keeps a terminating NUL");
+
+bool channel_name_ok(std::string_view n) noexcept {
+  if (n.empty() || n.size() > kMaxChannelName || n == "." || n == "..") return false;
+  return std::none_of(n.begin(), n.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c == '/' || c < 0x20 || c == 0x7f;
+  });
+}
+}  // namespace
+
+std::vector<std::byte> encode_catalogue(std::span<const CatalogueRecord> records) {
+  std::vector<std::byte> out;
+  out.reserve(records.size() * kCatalogueRecordBytes);
+  for (const CatalogueRecord& r : records) {
+    if (!channel_name_ok(r.name) || r.shape.size() > 3) continue;
+    std::array<std::byte, kCatalogueRecordBytes> rec{};
+    rec[kCatKind] = std::byte{static_cast<std::uint8_t>(r.queue ? 2 : 1)};
+    rec[kCatNaxis] = std::byte{static_cast<std::uint8_t>(r.shape.size())};
+    std::memcpy(rec.data() + kCatDtype, &r.dtype, 4);
+    for (std::size_t i = 0; i < r.shape.size(); ++i) std::memcpy(rec.data() + kCatSize + 4 * i, &r.shape[i], 4);
+    put_text(rec.data() + kCatName, kCatNameBytes, r.name);
+    out.insert(out.end(), rec.begin(), rec.end());
+  }
+  return out;
+}
+
+std::optional<std::vector<CatalogueRecord>> decode_catalogue(std::span<const std::byte> payload) {
+  if (payload.size() % kCatalogueRecordBytes != 0) return std::nullopt;
+  std::vector<CatalogueRecord> out;
+  out.reserve(payload.size() / kCatalogueRecordBytes);
+  for (std::size_t at = 0; at < payload.size(); at += kCatalogueRecordBytes) {
+    const std::byte* rec = payload.data() + at;
+    const auto kind = std::to_integer<std::uint8_t>(rec[kCatKind]);
+    const auto naxis = std::to_integer<std::uint8_t>(rec[kCatNaxis]);
+    if ((kind != 1 && kind != 2) || naxis > 3) return std::nullopt;
+    if (!all_zero(reinterpret_cast<const std::uint8_t*>(rec + kCatPad0), 2) ||
+        !all_zero(reinterpret_cast<const std::uint8_t*>(rec + kCatPad1), 4))
+      return std::nullopt;
+    CatalogueRecord r;
+    r.queue = kind == 2;
+    std::memcpy(&r.dtype, rec + kCatDtype, 4);
+    for (unsigned i = 0; i < 3; ++i) {
+      std::uint32_t v = 0;
+      std::memcpy(&v, rec + kCatSize + 4 * i, 4);
+      if (i < naxis) r.shape.push_back(v);
+      else if (v != 0) return std::nullopt;
+    }
+    const auto* name = reinterpret_cast<const char*>(rec + kCatName);
+    const std::size_t len = ::strnlen(name, kCatNameBytes);
+    if (len == kCatNameBytes || !all_zero(reinterpret_cast<const std::uint8_t*>(name + len), kCatNameBytes - len))
+      return std::nullopt;
+    r.name.assign(name, len);
+    if (!channel_name_ok(r.name)) return std::nullopt;
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 std::vector<std::byte> encode_keywords(std::span<const Keyword> keywords) {

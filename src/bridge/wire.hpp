@@ -71,12 +71,24 @@ enum class Kind : std::uint16_t {
   queue_samples = 16, ///< queue bridge (i22-queue)
   queue_ack = 17,     ///< queue bridge (i22-queue)
   queue_hello = 18,   ///< queue bridge (i22-queue)
+  // ---- between services (docs/design/bridge.md, "The service"); topic = the sender's node ----
+  service_hello = 32,     ///< either way, every heartbeat: sequence = incarnation, generation =
+                          ///< catalogue generation, size[0] = service port; no payload
+  catalogue_request = 33, ///< "send me your catalogue"; no payload
+  catalogue = 34,         ///< the answer: keyword_count records of kCatalogueRecordBytes
+  open_request = 35,      ///< sequence = request id; flags kServiceQueue; payload = channel name
+  open_answer = 36,       ///< sequence = request id; payload = endpoint, or (kAnswerRefused)
+                          ///< "errc_name TAB message"; size[0] = the publisher's port
+  release = 37,           ///< "my replica of this channel is gone"; payload = channel name
 };
 
-/// True for the kinds this version knows (1..4, 16..18).
+/// True for the kinds this version knows (1..4, 16..18, 32..37).
 constexpr bool kind_known(std::uint16_t k) noexcept {
-  return (k >= 1 && k <= 4) || (k >= 16 && k <= 18);
+  return (k >= 1 && k <= 4) || (k >= 16 && k <= 18) || (k >= 32 && k <= 37);
 }
+
+/// True for the service's kinds (32..47; 32..37 defined).
+constexpr bool is_service_kind(std::uint16_t k) noexcept { return k >= 32 && k <= 47; }
 
 // ---- flags (header offset 8), per kind ----
 /// stream_frame: the echo of a write this very replica sent back (stream_write); carries no
@@ -99,6 +111,17 @@ inline constexpr std::uint32_t kHeartbeatEveryFrame = 1U << 4;
 /// rolling-buffer depth (1 for a plain stream), the depth the replica is created with. Absent
 /// from an owner that serves the latest value (a replica asking every-frame then falls back).
 inline constexpr std::uint32_t kMetaEveryFrame = 1U << 0;
+
+/// open_request / release: the channel is a queue (else a stream).
+inline constexpr std::uint32_t kServiceQueue = 1U << 0;
+/// open_answer: refused; the payload is "errc_name TAB message".
+inline constexpr std::uint32_t kAnswerRefused = 1U << 0;
+/// Largest payload of open_request / release (a channel name) and of open_answer, in bytes.
+inline constexpr std::uint64_t kMaxServiceText = 4096;
+/// Bytes of one catalogue record (see encode_catalogue()).
+inline constexpr std::size_t kCatalogueRecordBytes = 128;
+/// Largest number of records in one catalogue message (1 MiB of records).
+inline constexpr std::uint32_t kMaxCatalogueRecords = 8192;
 
 /// The header, exactly as on the wire (little-endian, no implicit padding).
 struct Header {
@@ -168,6 +191,7 @@ enum class DecodeError : std::uint8_t {
   frame_size,        ///< a frame's payload is not product(size) * dtype size
   keyword_size,      ///< stream_meta's payload is not keyword_count * 128 bytes
   flags,             ///< flags this kind does not define
+  service_payload,   ///< a service message's payload is not what its kind allows
 };
 
 /// A sentence naming the field and what it must be ("magic is not 0x424C4853 (\"SHLB\")").
@@ -185,6 +209,26 @@ const char* describe(DecodeError e) noexcept;
 /// define are refused. Never reads outside `header`; never throws.
 /// @return ok, or the first thing wrong (`out` is then unspecified).
 DecodeError decode(std::span<const std::byte> header, std::uint64_t payload_size, Header& out) noexcept;
+
+/// One channel of a catalogue message: kind, name, dtype and shape as the file's header says.
+struct CatalogueRecord {
+  bool queue = false;                ///< a queue (else a stream)
+  std::string name;                  ///< 1..kMaxChannelName bytes, no control characters, no '/'
+  std::uint32_t dtype = 0;           ///< stream: ISIO datatype code; queue: bytes per sample
+  std::vector<std::uint32_t> shape;  ///< stream: 1..3 axes; queue: {capacity}
+};
+
+/// The records as catalogue's payload: one 128-byte record each: kind u8 (1 stream, 2 queue),
+/// naxis u8 (0..3), pad u16 (0), dtype u32, size[3] u32 (0 beyond naxis), pad u32 (0),
+/// name[104] (NUL-padded). Names longer than kMaxChannelName bytes, or shapes of more than 3
+/// axes, are left out (they are not channels).
+std::vector<std::byte> encode_catalogue(std::span<const CatalogueRecord> records);
+
+/// Parses catalogue's payload (a multiple of 128 bytes); nullopt when a record has an unknown
+/// kind, a naxis above 3, a size beyond naxis, non-zero padding, or a name that is empty, longer
+/// than kMaxChannelName, unterminated, or holds '/' or a control character. Never reads outside
+/// `payload`.
+std::optional<std::vector<CatalogueRecord>> decode_catalogue(std::span<const std::byte> payload);
 
 /// Elements of a stream message's shape (product of size[0..naxis)); 0 when the shape is
 /// invalid or the product overflows 2^63.

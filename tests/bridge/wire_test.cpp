@@ -97,7 +97,7 @@ TEST(BridgeWire, RefusesEachBadField) {
       {4, 2, 2, 24, DecodeError::version},
       {12, 64, 4, 24, DecodeError::header_bytes},
       {6, 5, 2, 24, DecodeError::kind},
-      {6, 32, 2, 24, DecodeError::kind},
+      {6, 38, 2, 24, DecodeError::kind},
       {78, 1, 1, 24, DecodeError::padding},
       {127, 1, 1, 24, DecodeError::padding},
       {16, 25, 8, 24, DecodeError::payload_size},
@@ -191,8 +191,78 @@ TEST(BridgeWire, MetaPayloadIsKeywordRecords) {
 }
 
 TEST(BridgeWire, EveryErrorHasASentence) {
-  for (int e = 0; e <= static_cast<int>(DecodeError::flags); ++e)
+  for (int e = 0; e <= static_cast<int>(DecodeError::service_payload); ++e)
     EXPECT_STRNE(describe(static_cast<DecodeError>(e)), "unknown decode error") << e;
+}
+
+/// A service message of `kind` with `payload` as decode() sees it.
+DecodeError decode_service(Kind kind, std::size_t payload, std::uint32_t flags = 0, std::uint32_t records = 0) {
+  Header h = make_header(kind);
+  h.flags = flags;
+  h.payload_bytes = payload;
+  h.keyword_count = records;
+  const auto raw = encode(h);
+  Header out;
+  return decode(raw, payload, out);
+}
+
+TEST(BridgeWire, ServiceKindsCheckTheirPayloadAndFlags) {
+  EXPECT_EQ(decode_service(Kind::service_hello, 0), DecodeError::ok);
+  EXPECT_EQ(decode_service(Kind::service_hello, 1), DecodeError::service_payload);
+  EXPECT_EQ(decode_service(Kind::catalogue_request, 0), DecodeError::ok);
+  EXPECT_EQ(decode_service(Kind::catalogue, 256, 0, 2), DecodeError::ok);
+  EXPECT_EQ(decode_service(Kind::catalogue, 255, 0, 2), DecodeError::service_payload);
+  EXPECT_EQ(decode_service(Kind::catalogue, 128 * std::size_t{kMaxCatalogueRecords + 1}, 0, kMaxCatalogueRecords + 1),
+            DecodeError::service_payload);
+  EXPECT_EQ(decode_service(Kind::open_request, 3, kServiceQueue), DecodeError::ok);
+  EXPECT_EQ(decode_service(Kind::open_request, 0), DecodeError::service_payload);
+  EXPECT_EQ(decode_service(Kind::open_request, shmlink::kMaxChannelName + 1), DecodeError::service_payload);
+  EXPECT_EQ(decode_service(Kind::open_request, 3, 2), DecodeError::flags);
+  EXPECT_EQ(decode_service(Kind::open_answer, 20, kAnswerRefused), DecodeError::ok);
+  EXPECT_EQ(decode_service(Kind::open_answer, kMaxServiceText + 1), DecodeError::service_payload);
+  EXPECT_EQ(decode_service(Kind::release, 3), DecodeError::ok);
+  EXPECT_EQ(decode_service(Kind::catalogue_request, 0, 1), DecodeError::flags);
+  Header h = make_header(Kind::service_hello);
+  h.kind = 38;  // reserved for the service, not defined
+  Header out;
+  EXPECT_EQ(decode(encode(h), 0, out), DecodeError::kind);
+}
+
+TEST(BridgeWire, CatalogueRecordsRoundTripAndHostileOnesAreRefused) {
+  const std::vector<CatalogueRecord> recs{{false, "wfs", 9, {64, 64}}, {true, "samples", 72, {512}}};
+  const auto payload = encode_catalogue(recs);
+  ASSERT_EQ(payload.size(), 2 * kCatalogueRecordBytes);
+  EXPECT_EQ(std::to_integer<int>(payload[0]), 1);
+  EXPECT_EQ(std::to_integer<int>(payload[1]), 2);
+  EXPECT_EQ(std::to_integer<int>(payload[24]), 'w');
+  const auto back = decode_catalogue(payload);
+  ASSERT_TRUE(back.has_value());
+  ASSERT_EQ(back->size(), 2U);
+  EXPECT_EQ((*back)[0].name, "wfs");
+  EXPECT_EQ((*back)[0].shape, (std::vector<std::uint32_t>{64, 64}));
+  EXPECT_TRUE((*back)[1].queue);
+  EXPECT_EQ((*back)[1].dtype, 72U);
+  // Names that are not channel names never go out.
+  EXPECT_TRUE(encode_catalogue(std::vector<CatalogueRecord>{{false, "a/b", 9, {1}}, {false, "", 9, {1}}}).empty());
+  auto bad = payload;
+  bad[0] = std::byte{3};  // unknown kind
+  EXPECT_FALSE(decode_catalogue(bad).has_value());
+  bad = payload;
+  bad[1] = std::byte{4};  // naxis 4
+  EXPECT_FALSE(decode_catalogue(bad).has_value());
+  bad = payload;
+  bad[16] = std::byte{1};  // size[2] beyond naxis 2
+  EXPECT_FALSE(decode_catalogue(bad).has_value());
+  bad = payload;
+  bad[25] = std::byte{'/'};
+  EXPECT_FALSE(decode_catalogue(bad).has_value());
+  bad = payload;
+  for (std::size_t i = 24; i < 128; ++i) bad[i] = std::byte{'x'};  // no terminating NUL
+  EXPECT_FALSE(decode_catalogue(bad).has_value());
+  bad = payload;
+  bad[30] = std::byte{'x'};  // bytes after the name's NUL
+  EXPECT_FALSE(decode_catalogue(bad).has_value());
+  EXPECT_FALSE(decode_catalogue(std::span(payload).first(100)).has_value());
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 // header part (its first 128 bytes, or fewer when the input is shorter) followed by the payload
 // part. decode() must refuse anything inconsistent without reading outside the parts; what it
 // accepts must re-encode to the same bytes, agree with the payload's size, and (stream_meta)
-// parse as keyword records or be refused by decode_keywords().
+// parse as keyword records or be refused by decode_keywords(); a catalogue's records that
+// decode_catalogue() accepts re-encode to the same payload.
 #include "bridge/wire.hpp"
 
 #include <cstdlib>
@@ -25,6 +26,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (h.kind == static_cast<std::uint16_t>(wire::Kind::stream_meta)) {
     const auto kws = wire::decode_keywords(payload);
     if (kws && kws->size() != h.keyword_count) std::abort();
+  }
+  if (h.kind == static_cast<std::uint16_t>(wire::Kind::catalogue)) {
+    // What decode_catalogue() accepts is every record, and re-encodes to the same bytes.
+    const auto recs = wire::decode_catalogue(payload);
+    if (recs) {
+      if (recs->size() != h.keyword_count) std::abort();
+      const auto bytes_again = wire::encode_catalogue(*recs);
+      if (bytes_again.size() != payload.size() || std::memcmp(bytes_again.data(), payload.data(), payload.size()) != 0)
+        std::abort();
+    }
   }
   if (h.kind == static_cast<std::uint16_t>(wire::Kind::stream_frame) && (h.flags & wire::kFrameEcho) == 0) {
     const auto esize = shmlink::dtype_size(static_cast<shmlink::Dtype>(h.dtype));
