@@ -25,6 +25,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -52,6 +54,7 @@ enum class Op : std::uint32_t {
   cpu,          ///< command / reply: v[0] = the subscriber's CPU time, ns
   stats,        ///< command / reply: the replica's counters (see stats_reply)
   acks,         ///< command (v[0] = 1 on, 0 off) / reply
+  park,         ///< command (v[0] = 1 park the readers, 0 let them wait again) / reply
   stop,         ///< command / reply: threads stopped, v[0] = reader duplicates
   ack_bridge,   ///< reader of the replica: v[0] seq, v[1] service ns, v[2] reader ns
   ack_hop,      ///< reader of the local-hop stream: v[0] seq, v[2] hop ns
@@ -133,6 +136,7 @@ class Subscriber {
             acks_.store(m.v[0] != 0, std::memory_order_release);
             reply(Op::acks);
             break;
+          case Op::park: park(m.v[0] != 0); break;
           case Op::stop:
             shutdown();
             reply(Op::stop, {static_cast<std::int64_t>(reader_dups_.load())});
@@ -210,7 +214,11 @@ class Subscriber {
   }
 
   void shutdown() noexcept {
-    stop_.store(true, std::memory_order_release);
+    {
+      std::lock_guard lock(park_mutex_);
+      stop_.store(true, std::memory_order_release);
+    }
+    park_cv_.notify_all();
     if (zctx_ != nullptr) ::zmq_ctx_shutdown(zctx_);  // the receiver's zmq_msg_recv returns ETERM
     // A signal that lands just before a futex wait starts is lost: send it until every thread ended.
     while (finished_.load(std::memory_order_acquire) < threads_.size()) {
@@ -223,6 +231,34 @@ class Subscriber {
     if (zctx_ != nullptr) ::zmq_ctx_term(zctx_);
     zsock_ = zctx_ = nullptr;
     if (replica_) replica_->stop();
+  }
+
+  /// Parks the two readers (they leave their futex waits, interrupted by kWakeSignal, and sleep
+  /// on a condition variable) or lets them wait again: the idle span then measures the bridge's
+  /// threads alone, not the benchmark's readers, whose futex waits wake every 10 ms.
+  void park(bool on) noexcept {
+    {
+      std::lock_guard lock(park_mutex_);
+      park_ = on;
+    }
+    park_cv_.notify_all();
+    if (on) {
+      while (parked_.load(std::memory_order_acquire) < 2) {
+        for (std::size_t i = 0; i < 2 && i < threads_.size(); ++i) ::pthread_kill(threads_[i].native_handle(), kWakeSignal);
+        std::this_thread::sleep_for(1ms);
+      }
+    }
+    reply(Op::park);
+  }
+
+  /// Called by a reader between waits: sleeps while parked. @return false when stopping.
+  bool wait_unparked() noexcept {
+    std::unique_lock lock(park_mutex_);
+    if (!park_) return !stop_.load(std::memory_order_acquire);
+    parked_.fetch_add(1, std::memory_order_release);
+    park_cv_.wait(lock, [&] { return !park_ || stop_.load(std::memory_order_acquire); });
+    parked_.fetch_sub(1, std::memory_order_release);
+    return !stop_.load(std::memory_order_acquire);
   }
 
   void stats_reply() noexcept {
@@ -238,7 +274,7 @@ class Subscriber {
     std::vector<std::byte> buf(s.frame_bytes());
     std::uint64_t last = s.cnt0();
     std::uint64_t last_seq = 0;
-    while (!stop_.load(std::memory_order_acquire)) {
+    while (wait_unparked()) {
       std::uint64_t c = 0;
       const Status st = s.wait_futex(last, kHelperSlice, &c);
       if (!st.ok()) {
@@ -250,6 +286,9 @@ class Subscriber {
       last = c;
       FrameInfo info;
       if (!s.read_copy(buf, &info).ok()) continue;
+      // The copy may be of a newer frame than the one that woke us: wait past it, so that no
+      // frame is read twice and a sequence that does not move forward is a duplicate publication.
+      last = std::max(last, info.cnt0);
       std::uint64_t seq = 0;
       std::int64_t sent = 0;
       get_stamp(buf.data(), seq, sent);
@@ -309,6 +348,10 @@ class Subscriber {
   std::atomic<bool> acks_{false};
   std::atomic<std::uint64_t> reader_dups_{0};
   std::atomic<std::size_t> finished_{0};  // helper threads that returned
+  std::mutex park_mutex_;
+  std::condition_variable park_cv_;
+  bool park_ = false;                   // under park_mutex_
+  std::atomic<int> parked_{0};          // readers asleep in wait_unparked()
 };
 
 // ---- the owner process -------------------------------------------------------------------
@@ -415,9 +458,11 @@ class Owner {
   /// CPU of both processes over `seconds` with nothing written (the replica subscribed).
   void idle(double seconds, BridgeBenchResult& out) {
     std::this_thread::sleep_for(200ms);  // the first frame's traffic settles
+    (void)ask(Op::park, "parking its readers", 1);
     const Span s = begin_span();
     sleep_interruptible(seconds);
     end_span(s, out.idle_owner_cpu, out.idle_replica_cpu);
+    (void)ask(Op::park, "unparking its readers", 0);
     out.idle_seconds = seconds;
   }
 
@@ -504,7 +549,15 @@ class Owner {
 
   /// Stops the subscriber and collects the run's totals into `r`.
   void finish(BridgeSizeResult& r) {
-    const Message s = stats();
+    // The replica counts a frame as published just before its Stream::write: wait (2 s at most)
+    // until the last write is done, so that a frame under way does not pass for a duplicate.
+    Message s = stats();
+    const std::int64_t deadline = mono_ns() + 2'000'000'000;
+    while (static_cast<std::uint64_t>(s.v[2]) - first_replica_cnt0_ != static_cast<std::uint64_t>(s.v[0]) - first_published_ &&
+           mono_ns() < deadline) {
+      std::this_thread::sleep_for(2ms);
+      s = stats();
+    }
     r.source_frames = source_.cnt0() - 1;  // the first frame was written before the replica existed
     r.distinct_published = static_cast<std::uint64_t>(s.v[0]) - first_published_;
     r.replica_publications = static_cast<std::uint64_t>(s.v[2]) - first_replica_cnt0_;
@@ -512,9 +565,9 @@ class Owner {
     const Message st = ask(Op::stop, "stopping the subscriber");
     r.reader_duplicates = static_cast<std::uint64_t>(st.v[0]);
     int status = 0;
-    const std::int64_t deadline = mono_ns() + 5'000'000'000;
+    const std::int64_t reap_by = mono_ns() + 5'000'000'000;
     while (::waitpid(child_.pid, &status, WNOHANG) == 0) {
-      if (mono_ns() > deadline) return;  // ChildGuard kills it
+      if (mono_ns() > reap_by) return;  // ChildGuard kills it
       std::this_thread::sleep_for(5ms);
     }
     child_.pid = -1;
@@ -603,8 +656,12 @@ class Owner {
   }
 
   Message wait_ack(Op op, std::uint64_t seq) {
+    const std::string what = fmt::format("waiting for frame {} {}", seq,
+                                         op == Op::ack_bridge ? "on the replica"
+                                         : op == Op::ack_hop  ? "of the local hop"
+                                                              : "over raw ZeroMQ");
     for (;;) {
-      const Message m = expect(op, "waiting for a frame");
+      const Message m = expect(op, what.c_str());
       if (static_cast<std::uint64_t>(m.v[0]) == seq) return m;
     }
   }
