@@ -263,9 +263,15 @@ class Subscriber {
 
   void stats_reply() noexcept {
     const bridge::ReplicaStats s = replica_->stats();
-    reply(Op::stats, {static_cast<std::int64_t>(s.frames_published), static_cast<std::int64_t>(s.source_cnt0),
+    Message m;
+    m.op = Op::stats;
+    set_text(m, 0, replica_->last_error());
+    m.v[5] = s.link_up ? 1 : 0;
+    const std::int64_t v[] = {static_cast<std::int64_t>(s.frames_published), static_cast<std::int64_t>(s.source_cnt0),
                       static_cast<std::int64_t>(replica_stream_.cnt0()), static_cast<std::int64_t>(s.duplicates_dropped),
-                      static_cast<std::int64_t>(reader_dups_.load())});
+                      static_cast<std::int64_t>(reader_dups_.load())};
+    std::copy(std::begin(v), std::end(v), m.v);
+    (void)write_all(rep_, m);
   }
 
   /// A reader woken by futex on `s`: stamps the wake-up, copies the frame (seqlock-validated),
@@ -660,9 +666,21 @@ class Owner {
                                          op == Op::ack_bridge ? "on the replica"
                                          : op == Op::ack_hop  ? "of the local hop"
                                                               : "over raw ZeroMQ");
-    for (;;) {
-      const Message m = expect(op, what.c_str());
-      if (static_cast<std::uint64_t>(m.v[0]) == seq) return m;
+    try {
+      for (;;) {
+        const Message m = expect(op, what.c_str());
+        if (static_cast<std::uint64_t>(m.v[0]) == seq) return m;
+      }
+    } catch (const Error& e) {
+      if (e.errc() != Errc::timeout || op != Op::ack_bridge) throw;
+      // Say what each end saw: a frame lost by the bridge is a finding, not a benchmark failure.
+      const bridge::PublisherStats p = publisher_->stats();
+      const Message r = stats();
+      throw Error(Errc::timeout,
+                  fmt::format("{} (source cnt0 {}; publisher: {} frames sent, {} subscribers, last error '{}'; replica: "
+                              "{} published, source cnt0 {}, cnt0 {}, link {}, last error '{}')",
+                              e.what(), source_.cnt0(), p.frames_sent, p.subscribers, publisher_->last_error(), r.v[0],
+                              r.v[1], r.v[2], r.v[5] != 0 ? "up" : "down", r.text[0]));
     }
   }
 
