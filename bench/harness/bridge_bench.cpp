@@ -289,12 +289,17 @@ class Subscriber {
         return;
       }
       const std::int64_t woken = realtime_now();
-      last = c;
       FrameInfo info;
-      if (!s.read_copy(buf, &info).ok()) continue;
+      if (!s.read_copy(buf, &info).ok()) {
+        // A writer preempted between its cnt0 increment and clearing the write flag outlasts
+        // read_copy's attempts on a busy machine: read again (cnt0 is still above `last`, so the
+        // wait returns at once), never dropping the frame.
+        std::this_thread::sleep_for(100us);
+        continue;
+      }
       // The copy may be of a newer frame than the one that woke us: wait past it, so that no
       // frame is read twice and a sequence that does not move forward is a duplicate publication.
-      last = std::max(last, info.cnt0);
+      last = std::max(c, info.cnt0);
       std::uint64_t seq = 0;
       std::int64_t sent = 0;
       get_stamp(buf.data(), seq, sent);
