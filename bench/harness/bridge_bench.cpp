@@ -199,12 +199,16 @@ class Subscriber {
     struct sigaction wake {};
     wake.sa_handler = [](int) {};
     ::sigaction(kWakeSignal, &wake, nullptr);
-    threads_.emplace_back([this] {
-      read_stream(replica_stream_, Op::ack_bridge, true);
+    // The counters the readers start from, read before `ready` is sent: a thread that starts late
+    // (a busy machine) must not take a frame written after `ready` for one it has seen.
+    const std::uint64_t replica0 = replica_stream_.cnt0();
+    const std::uint64_t hop0 = hop_stream_.cnt0();
+    threads_.emplace_back([this, replica0] {
+      read_stream(replica_stream_, replica0, Op::ack_bridge, true);
       finished_.fetch_add(1, std::memory_order_release);
     });
-    threads_.emplace_back([this] {
-      read_stream(hop_stream_, Op::ack_hop, false);
+    threads_.emplace_back([this, hop0] {
+      read_stream(hop_stream_, hop0, Op::ack_hop, false);
       finished_.fetch_add(1, std::memory_order_release);
     });
     threads_.emplace_back([this] {
@@ -274,11 +278,11 @@ class Subscriber {
     (void)write_all(rep_, m);
   }
 
-  /// A reader woken by futex on `s`: stamps the wake-up, copies the frame (seqlock-validated),
-  /// acknowledges it while acks are on, counts sequences that do not move forward.
-  void read_stream(Stream& s, Op ack, bool count_dups) noexcept {
+  /// A reader woken by futex on `s`, from the frame after cnt0 `last`: stamps the wake-up, copies
+  /// the frame (seqlock-validated), acknowledges it while acks are on, counts sequences that do
+  /// not move forward.
+  void read_stream(Stream& s, std::uint64_t last, Op ack, bool count_dups) noexcept {
     std::vector<std::byte> buf(s.frame_bytes());
-    std::uint64_t last = s.cnt0();
     std::uint64_t last_seq = 0;
     while (wait_unparked()) {
       std::uint64_t c = 0;
