@@ -582,6 +582,104 @@ TEST(BenchCli, QueueBadOptionsAreUsageErrors) {
   EXPECT_EQ(dir.entries(), 0);
 }
 
+// ---- bench bridge ------------------------------------------------------------------------------
+
+/// A {"min", "p50", "p90", "p99", "p999", "max"} object of ns, ordered.
+void expect_percentiles(const json& p, const char* what) {
+  SCOPED_TRACE(what);
+  ASSERT_TRUE(p.is_object()) << p.dump();
+  double prev = 0;
+  for (const char* k : {"min", "p50", "p90", "p99", "p999", "max"}) {
+    ASSERT_TRUE(p.at(k).is_number()) << k;
+    EXPECT_GE(p.at(k).get<double>(), prev) << k;
+    prev = p.at(k).get<double>();
+  }
+}
+
+TEST(BenchCli, BridgeJsonRunReportsLatencyRatesCpuAndDuplicates) {
+  ScratchStreamDir dir;
+  const RunResult r = run_cli({"bench", "bridge", "--sizes", "1k", "--frames", "200", "--warmup", "5", "--duration",
+                               "0.05", "--json"},
+                              dir.path(), 60s);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json doc = json::parse(r.out);
+  EXPECT_EQ(doc.at("schema_version"), 1);
+  EXPECT_EQ(doc.at("schema"), "shmlink-bench-bridge/1");
+  EXPECT_EQ(doc.at("config").at("frame_sizes"), json::array({1024}));
+  EXPECT_EQ(doc.at("config").at("frames"), 200);
+  const json& idle = doc.at("idle");
+  EXPECT_GT(idle.at("seconds").get<double>(), 0);
+  for (const char* k : {"owner_cpu", "replica_cpu"}) EXPECT_GE(idle.at(k).get<double>(), 0) << k;
+  EXPECT_EQ(idle.at("meets_target").get<bool>(),
+            idle.at("owner_cpu").get<double>() + idle.at("replica_cpu").get<double>() <= idle.at("target").get<double>());
+
+  ASSERT_EQ(doc.at("sizes").size(), 1U);
+  const json& s = doc.at("sizes")[0];
+  EXPECT_EQ(s.at("frame_bytes"), 1024);
+  const json& lat = s.at("latency");
+  EXPECT_EQ(lat.at("samples"), 200);
+  for (const char* k : {"service_ns", "reader_ns", "zmq_ns", "local_hop_ns"}) expect_percentiles(lat.at(k), k);
+  // The reader is woken after the replica's publication.
+  EXPECT_LE(lat.at("service_ns").at("min").get<double>(), lat.at("reader_ns").at("max").get<double>());
+  const double ref50 = lat.at("zmq_ns").at("p50").get<double>() + lat.at("local_hop_ns").at("p50").get<double>();
+  EXPECT_DOUBLE_EQ(lat.at("reference_p50_ns").get<double>(), ref50);
+  expect_ratio(lat.at("ratio_p50"), lat.at("reader_ns").at("p50").get<double>(), ref50, "ratio_p50");
+  EXPECT_EQ(lat.at("meets_target").get<bool>(), lat.at("ratio_p50").get<double>() <= lat.at("target").get<double>());
+
+  const json& tp = s.at("throughput");
+  expect_positive(tp.at("zmq_frames_per_s"), "zmq_frames_per_s");
+  EXPECT_DOUBLE_EQ(tp.at("zmq_mb_per_s").get<double>(), tp.at("zmq_frames_per_s").get<double>() * 1024 / 1e6);
+  ASSERT_FALSE(tp.at("steps").empty());
+  double best = 0;
+  for (const json& st : tp.at("steps")) {
+    const auto written = st.at("written").get<std::uint64_t>();
+    const auto published = st.at("published").get<std::uint64_t>();
+    ASSERT_GT(written, 0U) << st.dump();
+    EXPECT_LE(published, written) << "a step published more frames than were written: " << st.dump();
+    EXPECT_NEAR(st.at("skipped_fraction").get<double>(), 1.0 - static_cast<double>(published) / static_cast<double>(written),
+                1e-12);
+    EXPECT_EQ(st.at("passed").get<bool>(), st.at("skipped_fraction").get<double>() <= 0.01);
+    if (st.at("passed").get<bool>()) best = std::max(best, st.at("offered_frames_per_s").get<double>());
+  }
+  if (best > 0) {
+    EXPECT_DOUBLE_EQ(tp.at("max_frames_per_s").get<double>(), best);
+    EXPECT_DOUBLE_EQ(tp.at("mb_per_s").get<double>(), best * 1024 / 1e6);
+    expect_ratio(tp.at("ratio_vs_zmq"), best, tp.at("zmq_frames_per_s").get<double>(), "ratio_vs_zmq");
+    ASSERT_TRUE(tp.at("busy_cpu").is_object());
+  } else {
+    EXPECT_TRUE(tp.at("max_frames_per_s").is_null());
+    EXPECT_TRUE(tp.at("meets_target").is_null());
+  }
+
+  // Every timed and untimed latency frame is a distinct source frame the replica published once.
+  const json& d = s.at("duplicates");
+  EXPECT_GE(d.at("source_frames").get<std::uint64_t>(), 205U);
+  EXPECT_GE(d.at("distinct_published").get<std::uint64_t>(), 205U);
+  EXPECT_LE(d.at("distinct_published").get<std::uint64_t>(), d.at("source_frames").get<std::uint64_t>());
+  EXPECT_EQ(d.at("replica_publications"), d.at("distinct_published"));
+  EXPECT_EQ(d.at("duplicates"), 0);
+  EXPECT_TRUE(d.at("meets_target").get<bool>());
+  EXPECT_EQ(dir.entries(), 0) << "the benchmark left files in the stream directory";
+}
+
+TEST(BenchCli, BridgeBadOptionsAreUsageErrors) {
+  ScratchStreamDir dir;
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"bench", "bridge", "--sizes", "8"},
+        std::vector<std::string>{"bench", "bridge", "--sizes", "1K,lots"},
+        std::vector<std::string>{"bench", "bridge", "--frames", "0"},
+        std::vector<std::string>{"bench", "bridge", "--duration", "0"}}) {
+    const RunResult r = run_cli(args, dir.path(), 30s);
+    EXPECT_EQ(r.code, 2) << args[3] << ": " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    // A frame too small for the stamp is refused by `bench bridge` itself, saying why.
+    if (args[3] == "8") {
+      EXPECT_NE(r.err.find("a frame of 8 bytes cannot carry"), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_EQ(dir.entries(), 0);
+}
+
 // ---- memif bench -------------------------------------------------------------------------------
 
 /// Checks a {"min", "median", "max"} spread: all null, or ordered numbers.

@@ -15,10 +15,19 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace shmlink::cli::bench {
 
 using namespace shmlink::bench;  // NOLINT(google-build-using-namespace): the harness is this layer's engine
+
+/// Parses a comma-separated list of frame sizes: "4096", "4K", "64KiB", "1M", "16MiB" (K and M
+/// are binary), each at most 2^32 - 1 bytes (one u8 axis of a stream).
+/// @throws Error(invalid_argument) naming the list when an entry is malformed or 0.
+std::vector<std::size_t> parse_sizes(const std::string& text);
+
+/// "4 KiB", "16 MiB", "1000 B".
+std::string size_text(std::size_t bytes);
 
 /// Renders a table as GitHub Markdown (header row, alignment row, one row per table row;
 /// colours dropped), for the `--markdown` reports that go into README.md.
@@ -57,5 +66,9 @@ QueuePlace queue_place(const std::shared_ptr<BenchRegion>& r);
 /// Registers `bench queue` under the `bench` subcommand (options, JSON schema
 /// "shmlink-bench-queue/1", report). @return the subcommand and its runner.
 Command add_bench_queue_command(CLI::App& bench);
+
+/// Registers `bench bridge` under the `bench` subcommand (options, JSON schema
+/// "shmlink-bench-bridge/1", report). @return the subcommand and its runner.
+Command add_bench_bridge_command(CLI::App& bench);
 
 }  // namespace shmlink::cli::bench

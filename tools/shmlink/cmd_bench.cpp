@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -58,41 +57,6 @@ struct BenchStreamOptions {
   bool progress = false;          ///< progress lines on stderr even when it is not a terminal
   CLI::App* app = nullptr;        ///< the subcommand, to tell given options from defaults
 };
-
-/// Parses "4096", "4K", "64KiB", "1M", "16MiB" (K and M are binary: 1024 and 1048576).
-std::optional<std::size_t> parse_size(std::string_view text) {
-  std::size_t value = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || value == 0) return std::nullopt;
-  std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
-  std::size_t mult = 1;
-  if (unit == "K" || unit == "k" || unit == "KiB") mult = 1024;
-  else if (unit == "M" || unit == "m" || unit == "MiB") mult = std::size_t{1} << 20;
-  else if (!unit.empty() && unit != "B") return std::nullopt;
-  if (value > (std::size_t{0xFFFFFFFFu} / mult)) return std::nullopt;  // one u8 axis of a stream
-  return value * mult;
-}
-
-/// Parses a comma-separated list of sizes. @throws Error(invalid_argument) when malformed.
-std::vector<std::size_t> parse_sizes(const std::string& text) {
-  std::vector<std::size_t> out;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    const std::size_t end = std::min(text.find(',', pos), text.size());
-    const auto v = parse_size(std::string_view(text).substr(pos, end - pos));
-    if (!v) throw Error(Errc::invalid_argument, "bench: bad frame size list '" + text + "' (e.g. 4K,64K,1M)");
-    out.push_back(*v);
-    pos = end + 1;
-  }
-  return out;
-}
-
-/// "4 KiB", "16 MiB", "1000 B".
-std::string size_text(std::size_t bytes) {
-  if (bytes % (std::size_t{1} << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
-  if (bytes % 1024 == 0) return fmt::format("{} KiB", bytes >> 10);
-  return fmt::format("{} B", bytes);
-}
 
 /// A number, or null when absent.
 Json num_or_null(std::optional<double> v) { return v ? Json(*v) : Json(nullptr); }
@@ -585,8 +549,10 @@ Command add_bench_command(CLI::App& app) {
   stream->add_flag("--no-post-semaphores", opt->no_post_semaphores,
                    "spin/hybrid/futex writes pass post_semaphores = false (the semaphore mode still posts)");
   const Command queue = bench::add_bench_queue_command(*sub);  // `bench queue` (bench_queue.hpp)
-  return {sub, [opt, stream, queue] {
+  const Command bridge = bench::add_bench_bridge_command(*sub);  // `bench bridge` (cmd_bench_bridge.cpp)
+  return {sub, [opt, stream, queue, bridge] {
             if (queue.app->parsed()) return queue.run();
+            if (bridge.app->parsed()) return bridge.run();
             if (!stream->parsed()) return static_cast<int>(kExitUsage);
             return run_bench_stream(*opt);
           }};
