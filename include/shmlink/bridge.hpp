@@ -162,6 +162,11 @@ struct ReplicaOptions {
   std::uint16_t semaphores = 10;
   /// Wait for local writes by spinning on the replica's cnt0 instead of a futex wait.
   bool spin = false;
+  /// A local stream already at the replica's path that is not a replica of this origin (no
+  /// BR_ORIGIN keyword, or another origin's) is refused by default (it belongs to someone
+  /// else). True: the caller makes that stream a mirror on purpose (DAO's `subThread` on a
+  /// stream it created): it is kept when it fits, re-created otherwise, and written.
+  bool take_over_local = false;
   /// What the replica asks the owner for. every_frame makes the replica a rolling buffer of the
   /// source's depth that receives every source frame in order (or counts it lost); an owner
   /// that does not accept it (PublisherOptions::accept_every_frame) serves the latest value
@@ -237,7 +242,8 @@ class Replica {
   ~Replica();
   /// Path of the local replica file.
   [[nodiscard]] const std::string& path() const noexcept;
-  /// Waits until the replica exists and holds its first frame, at most `timeout`.
+  /// Waits until the replica exists and holds its first frame (or exists and the source has
+  /// never been written: cnt0 0 at the owner), at most `timeout`.
   /// @return true when it does.
   bool wait_first_frame(std::chrono::milliseconds timeout) const;
   /// Counters and link state.

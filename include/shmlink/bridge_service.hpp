@@ -128,7 +128,8 @@ class Service {
   /// Replicas held.
   [[nodiscard]] std::vector<ReplicaStatus> replicas() const;
   /// Makes (or finds) the replica of remote channel `name` (on `node`, or any peer that has it
-  /// when empty) and waits for its first frame, at most `timeout`. Returns the local path: the
+  /// when empty) and waits for its first frame (or its file, when the source was never
+  /// written), at most `timeout`. Returns the local path: the
   /// remote name in the served directory, or "NODE:NAME" when a local stream of that name exists
   /// that is not a replica of that node (its BR_ORIGIN keyword). A second open of a replica held
   /// returns at once (keep = true sets its keep flag). Thread-safe; opens of other channels run

@@ -163,7 +163,7 @@ class shm:  # noqa: N801 (DAO's name)
                     self.publisher = None
             elif want and self.replica is None:
                 self.replica = _bridge.Replica(self.subName or self.fname, self._endpoint("sub"),
-                                               local_name=self.fname, **timing)
+                                               local_name=self.fname, take_over_local=True, **timing)
             elif not want and self.replica is not None:
                 self.replica.stop()
                 self.replica = None

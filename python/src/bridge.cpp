@@ -170,7 +170,7 @@ class PyReplica : public PyBridgeObject<bridge::Replica> {
  public:
   PyReplica(const std::string& stream, const std::string& endpoint, const std::optional<std::string>& local_name,
             const std::optional<std::string>& origin, std::int64_t heartbeat_ms, std::int64_t link_timeout_ms,
-            int semaphores, bool spin)
+            int semaphores, bool spin, bool take_over_local)
       : stream_(stream), endpoint_(endpoint) {
     const std::string what = "replicating stream '" + stream + "' from " + endpoint;
     bridge::ReplicaOptions o;
@@ -181,6 +181,7 @@ class PyReplica : public PyBridgeObject<bridge::Replica> {
       raise_code(Errc::invalid_argument, what + ": semaphores " + std::to_string(semaphores) + " is not 1..1000");
     o.semaphores = static_cast<std::uint16_t>(semaphores);
     o.spin = spin;
+    o.take_over_local = take_over_local;
     run_ = track(without_gil([&] { return std::make_unique<bridge::Replica>(stream, endpoint, o); }));
   }
   const std::string& stream() const noexcept { return stream_; }
@@ -255,14 +256,16 @@ SystemFailure (the endpoint could not be bound: the message names it and ZeroMQ'
   py::class_<PyReplica, std::shared_ptr<PyReplica>>(m, "Replica", R"doc(The subscriber's side of a bridged stream.
 
 Replica(stream, endpoint, local_name=None, origin=None, heartbeat_ms=1000, link_timeout_ms=4000,
-semaphores=10, spin=False) connects a ZeroMQ DEALER to the Publisher at `endpoint`
+semaphores=10, spin=False, take_over_local=False) connects a ZeroMQ DEALER to the Publisher at `endpoint`
 ("tcp://HOST:PORT") and keeps a local replica of its stream `stream` (the remote stream's name):
 an ordinary stream file named `local_name` (a name or a path; default the remote name in the
 stream directory), created at the first message with the source's shape, dtype and keywords, and
 written frame by frame as a local writer does (cnt0, semaphores, futex wake-ups), so every reader
 of streams reads it. Keywords BR_ORIGIN (`origin`, default the endpoint's host), BR_LINK,
 BR_AGE_US, BR_SKIPPED, BR_SRC_CNT0, BR_SRC_WTIME say how fresh it is. A frame written on the
-replica by a local process goes back to the owner.
+replica by a local process goes back to the owner. A local stream already named `local_name`
+that is not a replica of this origin is left alone (the replica says why in last_error) unless
+take_over_local=True makes it the mirror on purpose.
 
 Connecting does not wait: a wrong host or port shows as wait_first_frame() returning False and
 stats()['link_up'] staying False. ZeroMQ reconnects by itself after a lost link.
@@ -270,10 +273,10 @@ Runs its own threads (no GIL) until stop(), the end of a `with` block, or destru
 replica file stays. Raises ArgumentError (a bad stream name, timings), SystemFailure (ZeroMQ
 refused the endpoint).)doc")
       .def(py::init<const std::string&, const std::string&, const std::optional<std::string>&,
-                    const std::optional<std::string>&, std::int64_t, std::int64_t, int, bool>(),
+                    const std::optional<std::string>&, std::int64_t, std::int64_t, int, bool, bool>(),
            py::arg("stream"), py::arg("endpoint"), py::kw_only(), py::arg("local_name") = py::none(),
            py::arg("origin") = py::none(), py::arg("heartbeat_ms") = 1000, py::arg("link_timeout_ms") = 4000,
-           py::arg("semaphores") = 10, py::arg("spin") = false)
+           py::arg("semaphores") = 10, py::arg("spin") = false, py::arg("take_over_local") = false)
       .def_property_readonly("stream", &PyReplica::stream, "The remote stream's name as given.")
       .def_property_readonly("endpoint", &PyReplica::endpoint, "The publisher's endpoint as given.")
       .def_property_readonly("path", &PyReplica::path, "The local replica file.")

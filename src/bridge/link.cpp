@@ -64,7 +64,7 @@ void Socket::set(int option, int value) {
 }
 
 void Socket::limit_message_size(std::uint64_t most) {
-  const auto limit = static_cast<std::int64_t>(most);
+  const auto limit = static_cast<std::int64_t>(std::max(most, wire::kMinPartLimit));
   if (::zmq_setsockopt(s_, ZMQ_MAXMSGSIZE, &limit, sizeof limit) != 0) fail("setting ZMQ_MAXMSGSIZE");
 }
 

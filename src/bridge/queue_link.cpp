@@ -528,7 +528,7 @@ QueueSender QueueSender::open(const QueueSenderOptions& options) {
   // Before connecting (libzmq copies options into a connection when it is made): the receiver
   // sends only acks, [topic, header].
   m->sock.set(zmq::sockopt::maxmsgsize,
-              static_cast<std::int64_t>(std::max(m->topic.size(), qw::kHeaderBytes)));
+              static_cast<std::int64_t>(std::max<std::uint64_t>({m->topic.size(), qw::kHeaderBytes, wire::kMinPartLimit})));
   if (options.security)  // CURVE client
     apply_client(m->sock.handle(), *options.security, options.server_key, "bridged queue " + m->topic + " (sender)");
   attach(m->sock, options.endpoint, false, m->topic);
@@ -830,7 +830,7 @@ QueueReceiver QueueReceiver::open(const QueueReceiverOptions& options) {
   // Before binding (libzmq copies options into each connection a listener accepts): no part
   // above the largest legal one; a peer sending more is disconnected by libzmq.
   m->sock.set(zmq::sockopt::maxmsgsize,
-              static_cast<std::int64_t>(std::max(qw::max_receiver_part(max_values), m->topic.size())));
+              static_cast<std::int64_t>(std::max<std::uint64_t>({qw::max_receiver_part(max_values), m->topic.size(), wire::kMinPartLimit})));
   if (options.security) {  // CURVE server; its ZAP handler lives in our context
     options.security->serve(m->ctx.handle());
     apply_server(m->sock.handle(), *options.security, "bridged queue " + m->topic + " (receiver)");

@@ -169,7 +169,7 @@ struct Replica::Impl {
           }
         } catch (const Error&) {
         }
-        if (origin != opt.origin.substr(0, kMaxKeywordString)) {
+        if (!opt.take_over_local && origin != opt.origin.substr(0, kMaxKeywordString)) {
           replica.close();
           refuse_meta("the local stream " + path + " is not a replica of " + opt.origin + " (BR_ORIGIN '" + origin +
                       "'): not replaced");
@@ -217,6 +217,11 @@ struct Replica::Impl {
     meta = h;
     own_cnt0 = forwarded = replica.cnt0();
     count([](ReplicaStats& s) { ++s.metas; });
+    if (h.sequence == 0) {  // a source never written has no frame to wait for: the replica is ready
+      std::lock_guard lock(mutex);
+      first_frame = true;
+      first_cv.notify_all();
+    }
   }
 
   /// The mode a stream_meta grants (docs/design/bridge.md, "Every-frame mode"): asked and

@@ -759,7 +759,7 @@ std::vector<std::string> Service::Impl::control_quick(const std::vector<std::str
       first = false;
       j += "{\"node\":" + detail::json_string(r.node) + ",\"name\":" + detail::json_string(r.name) + ",\"path\":" +
            detail::json_string(r.path) + ",\"kept\":" + (r.kept ? "true" : "false") + ",\"link_up\":" +
-           (r.stats.link_up ? "true" : "false") + ",\"frames\":" + std::to_string(r.stats.frames_published) +
+           (r.stats.link_up ? "true" : "false") + ",\"frames_published\":" + std::to_string(r.stats.frames_published) +
            ",\"skipped\":" + std::to_string(r.stats.skipped) + ",\"age_us\":" + std::to_string(r.age_us) + "}";
     }
     return {"OK", j + "]}"};

@@ -59,6 +59,11 @@ inline constexpr std::uint32_t kHeaderBytes = 128;
 /// Largest payload a receiver accepts (4 GiB): a header announcing more is refused before any
 /// allocation.
 inline constexpr std::uint64_t kMaxPayloadBytes = std::uint64_t{1} << 32;
+/// Smallest ZMQ_MAXMSGSIZE any bridge socket sets, in bytes, however small its largest legal
+/// message: libzmq applies the limit to the security handshake's commands too (CURVE's WELCOME is
+/// 168 bytes, its INITIATE and READY carry metadata), so a tighter limit drops every CURVE
+/// connection before its first message.
+inline constexpr std::uint64_t kMinPartLimit = 4096;
 /// Bytes of one keyword record in a stream_meta payload (see encode_keywords()).
 inline constexpr std::size_t kKeywordRecordBytes = 128;
 

@@ -340,7 +340,8 @@ TEST(BridgeQueueHarden, OversizedMessageDisconnectsThePeerOnly) {
   h.kind = qw::Kind::samples;
   h.sample_bytes = kValues * 8;
   h.capacity = 16;
-  h.payload_bytes = qw::max_receiver_part(kValues) + 1;  // one byte above any legal part
+  // one byte above any legal part (and above the floor left for the CURVE handshake)
+  h.payload_bytes = std::max<std::uint64_t>(qw::max_receiver_part(kValues), shmlink::bridge::wire::kMinPartLimit) + 1;
   h.count = static_cast<std::uint32_t>(h.payload_bytes / qw::record_bytes(kValues));
   send_parts(big, h, std::vector<std::byte>(h.payload_bytes));
   bool dropped = false;

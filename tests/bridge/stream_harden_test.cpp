@@ -143,9 +143,9 @@ TEST(BridgeStreamHarden, ReadOnlyPublisherDropsAConnectionSendingAnOversizedPart
   const auto head = wire::encode(h);
   big.send(zmq::buffer(std::string("s")), zmq::send_flags::sndmore);
   big.send(zmq::buffer(head.data(), head.size()), zmq::send_flags::sndmore);
-  big.send(zmq::buffer(std::vector<std::byte>(1000)), zmq::send_flags::none);
+  big.send(zmq::buffer(std::vector<std::byte>(wire::kMinPartLimit + 1)), zmq::send_flags::none);
   zmq::pollitem_t item{mon.handle(), 0, ZMQ_POLLIN, 0};
-  EXPECT_EQ(zmq::poll(&item, 1, 3s), 1) << "the connection sending 1000 bytes was kept";
+  EXPECT_EQ(zmq::poll(&item, 1, 3s), 1) << "the connection sending an oversized part was kept";
   EXPECT_EQ(pub.stats().refused, 0u) << pub.last_error();
   bridge::Replica r("s", pub.endpoint(), replica_options(b));
   EXPECT_TRUE(r.wait_first_frame(3s)) << r.last_error();
@@ -174,4 +174,22 @@ TEST(BridgeStreamHarden, StopFromTwoThreadsAtOnceAndReleaseArrives) {
   std::thread t4([&] { pub.stop(); });
   t3.join();
   t4.join();
+}
+
+// A source created and never written (cnt0 0) has no frame to wait for: the replica is ready once
+// its file exists (the service answers OPEN then), and the first write arrives as frame 1.
+TEST(BridgeStreamHarden, ReplicaOfANeverWrittenSourceIsReadyWithoutAFrame) {
+  HostDir a, b;
+  Stream src = Stream::create(a.path() + "/s.im.shm", shmlink::test::spec_of({4}, shmlink::Dtype::f64));
+  bridge::PublisherOptions po;
+  po.timing = kFast;
+  bridge::Publisher pub(a.path() + "/s.im.shm", "tcp://127.0.0.1:*", po);
+  bridge::Replica r("s", pub.endpoint(), replica_options(b));
+  ASSERT_TRUE(r.wait_first_frame(3s)) << r.last_error();
+  Stream local = Stream::open(b.path() + "/s.im.shm");
+  EXPECT_EQ(local.cnt0(), 0u);
+  EXPECT_EQ(r.stats().frames_published, 0u);
+  const std::vector<double> v{5, 6, 7, 8};
+  ASSERT_TRUE(src.write(std::span<const double>(v)).ok());
+  ASSERT_TRUE(eventually([&] { return local.cnt0() == 1; })) << r.last_error();
 }
