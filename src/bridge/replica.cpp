@@ -207,9 +207,11 @@ struct Replica::Impl {
     if (every) keyword(kKeywordLost, static_cast<std::int64_t>(stats_lost()));
     if (h.generation != meta.generation) last_source = 0;
     const auto gen = static_cast<std::int64_t>(h.generation);
+    bool holds_newest = false;  // the kept file already holds the source's newest frame
     if (earlier && int_keyword(replica, kKeywordSourceGeneration) == gen) {
       // Our file already holds frames of this generation, up to BR_SRC_CNT0: not published again.
       last_source = static_cast<std::uint64_t>(int_keyword(replica, kKeywordSourceCnt0).value_or(0));
+      holds_newest = last_source >= h.sequence;
     } else if (int_keyword(replica, kKeywordSourceGeneration) != gen) {
       keyword(kKeywordSourceCnt0, std::int64_t{0});  // first: a crash in between leaves a count of 0
       keyword(kKeywordSourceGeneration, gen);
@@ -217,7 +219,9 @@ struct Replica::Impl {
     meta = h;
     own_cnt0 = forwarded = replica.cnt0();
     count([](ReplicaStats& s) { ++s.metas; });
-    if (h.sequence == 0) {  // a source never written has no frame to wait for: the replica is ready
+    // A source never written has no frame to wait for, and a kept file of this generation may
+    // already hold the newest one (whose resend is dropped as a duplicate): the replica is ready.
+    if (h.sequence == 0 || holds_newest) {
       std::lock_guard lock(mutex);
       first_frame = true;
       first_cv.notify_all();

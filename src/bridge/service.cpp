@@ -34,6 +34,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+/// Largest message part the service's own sockets (its ROUTER, its links to peers) take, in
+/// bytes: the largest catalogue decode() accepts (kMaxCatalogueRecords records). Without it a
+/// peer could make the service buffer a 4 GiB part before any check.
+constexpr std::uint64_t kServicePartLimit =
+    (std::uint64_t{wire::kMaxCatalogueRecords} * wire::kCatalogueRecordBytes) + wire::kHeaderBytes;
+
 std::string to_text(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
 std::span<const std::byte> bytes_of(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
@@ -183,7 +189,7 @@ struct Service::Impl {
     peer->dealer.set(ZMQ_SNDHWM, 64);
     peer->dealer.set(ZMQ_RECONNECT_IVL, 100);
     peer->dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(std::max<long>(100, opt.timing.link_timeout.count())));
-    peer->dealer.limit_message_size();
+    peer->dealer.limit_message_size(kServicePartLimit);
     peer->dealer.attach(peer->endpoint, true);
     std::lock_guard lock(mutex);
     peers.push_back(std::move(peer));
@@ -290,6 +296,11 @@ struct Service::Impl {
     if ((h.flags & wire::kServiceQueue) != 0)
       return answer_refused(identity, h.sequence, Errc::invalid_argument,
                             "node '" + name + "': queue '" + channel + "': queues through the service are not built yet");
+    try {  // the name rule of every channel: no '/', ".", ".." (a path outside the directory)
+      check_channel_name("stream", channel, channel, kMaxStreamName);
+    } catch (const Error& e) {
+      return answer_refused(identity, h.sequence, Errc::invalid_argument, "node '" + name + "': " + e.what());
+    }
     if (!detail::allowed(opt.allow, channel))
       return answer_refused(identity, h.sequence, Errc::permission,
                             "node '" + name + "' does not offer stream '" + channel + "' to '" + from + "' (not in its --allow list)");
@@ -579,7 +590,7 @@ struct Service::Impl {
       }
     }
     for (Held& h : gone) {
-      h.replica->stop();
+      if (h.replica) h.replica->stop();
       ::unlink(h.path.c_str());
     }
   }
@@ -593,7 +604,7 @@ struct Service::Impl {
     {
       std::lock_guard lock(mutex);
       for (auto& [key, h] : held) {
-        if (h.replica->stats().link_up || now - h.last_reask < opt.timing.link_timeout) continue;
+        if (!h.replica || h.replica->stats().link_up || now - h.last_reask < opt.timing.link_timeout) continue;
         for (std::size_t i = 0; i < peers.size(); ++i)
           if (peers[i]->node == key.first && peers[i]->up) {
             h.last_reask = now;
@@ -806,7 +817,7 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
   }
   i.router = detail::Socket(i.ctx.get(), ZMQ_ROUTER, "the service port of node '" + i.name + "'");
   i.router.set(ZMQ_ROUTER_MANDATORY, 0);
-  i.router.limit_message_size();
+  i.router.limit_message_size(kServicePartLimit);
   i.router.attach("tcp://" + options.bind + ":" + (options.port == 0 ? std::string("*") : std::to_string(options.port)), false);
   i.port = endpoint_port(i.router.last_endpoint());
   i.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -869,7 +880,8 @@ std::vector<ReplicaStatus> Service::replicas() const {
   std::vector<ReplicaStatus> out;
   {
     std::lock_guard lock(i.mutex);
-    for (const auto& [key, h] : i.held) out.push_back({h.node, h.name, h.path, h.keep, h.replica->stats(), -1});
+    for (const auto& [key, h] : i.held)
+      if (h.replica) out.push_back({h.node, h.name, h.path, h.keep, h.replica->stats(), -1});  // null: being replaced
   }
   for (ReplicaStatus& r : out) {
     try {
@@ -941,7 +953,8 @@ void Service::stop() noexcept {
     std::lock_guard lock(i.mutex);
     held.swap(i.held);
   }
-  for (auto& [key, h] : held) h.replica->stop();
+  for (auto& [key, h] : held)
+    if (h.replica) h.replica->stop();
   for (auto& p : i.peers) p->dealer = detail::Socket();
   i.router = detail::Socket();
 }

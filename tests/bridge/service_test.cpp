@@ -496,6 +496,56 @@ TEST(ServiceHostile, RefusesMalformedPeerMessagesAndKeepsServing) {
   svc.stop();
 }
 
+// A peer asking for a name that leaves the served directory ("../x") is refused by the name rule
+// before any file is looked at, even though the file it points to exists and is a stream.
+TEST(ServiceHostile, OpenRequestOfAPathOutsideTheDirectoryIsRefused) {
+  HostDir d;
+  const std::string outside = "svc-outside-" + std::to_string(::getpid());
+  const std::string outside_file = std::filesystem::path(d.path()).parent_path().string() + "/" + outside + ".im.shm";
+  shmlink::Stream::create(outside_file, shmlink::test::spec_of({4}, shmlink::Dtype::f32));
+  bridge::Service svc(in_process("delta", d));
+  void* ctx = zmq_ctx_new();
+  void* dealer = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, rcvtimeo = 5000;
+  zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+  ASSERT_EQ(zmq_connect(dealer, ("tcp://127.0.0.1:" + std::to_string(svc.port())).c_str()), 0);
+  namespace wire = bridge::wire;
+  const std::string name = "../" + outside;
+  auto open = wire::make_header(wire::Kind::open_request);
+  open.sequence = 7;
+  open.payload_bytes = name.size();
+  send_raw(dealer, {bytes("mallory"), header(open), bytes(name)});
+  std::vector<std::string> got;
+  bool refused = false;
+  for (;;) {
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, dealer, 0) < 0) break;
+    got.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+    const bool more = zmq_msg_more(&m) != 0;
+    zmq_msg_close(&m);
+    if (!more) {
+      wire::Header h;
+      if (got.size() >= 2 && got[1].size() == wire::kHeaderBytes) {
+        std::memcpy(&h, got[1].data(), sizeof h);
+        if (h.kind == static_cast<std::uint16_t>(wire::Kind::open_answer)) {
+          refused = (h.flags & wire::kAnswerRefused) != 0;
+          break;
+        }
+      }
+      got.clear();  // a hello or another message: read on
+    }
+  }
+  ::unlink(outside_file.c_str());
+  ASSERT_GE(got.size(), 3U) << "no open_answer";
+  EXPECT_TRUE(refused) << got[2];
+  EXPECT_EQ(got[2].rfind("invalid_argument", 0), 0U) << got[2];
+  zmq_close(dealer);
+  zmq_ctx_term(ctx);
+  svc.stop();
+}
+
 #ifdef SHMLINK_CLI_PATH
 TEST(BridgeServeCli, RunsUntilSigtermAndExitsZero) {
   HostDir d;

@@ -193,3 +193,21 @@ TEST(BridgeStreamHarden, ReplicaOfANeverWrittenSourceIsReadyWithoutAFrame) {
   ASSERT_TRUE(src.write(std::span<const double>(v)).ok());
   ASSERT_TRUE(eventually([&] { return local.cnt0() == 1; })) << r.last_error();
 }
+
+// A replica restarted on its file while the source is not written: the file already holds the
+// newest frame (its resend is dropped as a duplicate), so the replica is ready at the meta; before,
+// wait_first_frame() (and the service's OPEN) waited for a frame that never came.
+TEST(BridgeStreamHarden, RestartedReplicaOfAStillSourceIsReadyAtOnce) {
+  HostDir a, b;
+  Stream src = make_source(a);
+  bridge::PublisherOptions po;
+  po.timing = kFast;
+  bridge::Publisher pub(a.path() + "/s.im.shm", "tcp://127.0.0.1:*", po);
+  {
+    bridge::Replica first("s", pub.endpoint(), replica_options(b));
+    ASSERT_TRUE(first.wait_first_frame(3s)) << first.last_error();
+  }
+  bridge::Replica again("s", pub.endpoint(), replica_options(b));
+  EXPECT_TRUE(again.wait_first_frame(3s)) << again.last_error();
+  EXPECT_EQ(again.stats().frames_published, 0u);
+}
