@@ -42,7 +42,9 @@ SHMLINK_EXPORT std::string control_socket_path();
 ///         and its message, prefixed by the socket and the request); timeout when no reply came
 ///         within `timeout`; protocol when the reply lacks the magic, is neither OK nor ERR, or
 ///         is larger than 1 MiB; invalid_argument for a field holding a TAB or a socket path too
-///         long for AF_UNIX; permission when the socket refuses us; system for other OS errors.
+///         long for AF_UNIX; permission when the socket refuses us or the service listening on it
+///         runs as another user than ours and not as root (SO_PEERCRED); system for other OS
+///         errors.
 SHMLINK_EXPORT std::vector<std::string> request(const std::vector<std::string>& fields,
                                                 std::chrono::milliseconds timeout);
 

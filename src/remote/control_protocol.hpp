@@ -6,7 +6,8 @@
 /// and the CLI include it; no ZeroMQ here, so the core needs nothing beyond POSIX.
 ///
 /// Transport: an AF_UNIX SOCK_SEQPACKET socket at control_socket_path() (a file, so its mode
-/// bits say who may ask; the service also reads the caller's uid with SO_PEERCRED). One request
+/// bits say who may ask; the client trusts only a service run by its own user or root, checked
+/// with SO_PEERCRED). One request
 /// datagram, one reply datagram, then the client closes. A datagram is UTF-8 text; fields are
 /// separated by TAB (0x09), which no channel name can hold (check_channel_name() refuses control
 /// characters). No field is optional; an empty host is an empty field.

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -152,6 +153,17 @@ std::vector<std::string> request(const std::vector<std::string>& fields, std::ch
   os::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) os::throw_errno(errno, "creating a socket for bridge service", escape_name(path));
   connect_to(fd.get(), path, deadline, req);
+  // Trust only a service run by this user or by root: in a shared directory (/dev/shm is
+  // world-writable) another user could listen on the socket name first and answer paths of its
+  // choosing. SO_PEERCRED gives the credentials the service had when it called listen().
+  ucred cred{};
+  socklen_t cred_len = sizeof cred;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0)
+    os::throw_errno(errno, "reading the credentials of bridge service", escape_name(path));
+  if (cred.uid != ::geteuid() && cred.uid != 0)
+    throw Error(Errc::permission, "bridge service at " + escape_name(path) + " runs as uid " + std::to_string(cred.uid) +
+                                      ", neither this user (uid " + std::to_string(::geteuid()) +
+                                      ") nor root: not trusted, " + req + " not sent");
   const auto timed_out = [&] {
     return Error(Errc::timeout, "bridge service at " + escape_name(path) + " did not answer " + req + " within " +
                                     std::to_string(timeout.count()) + " ms");

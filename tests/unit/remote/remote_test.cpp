@@ -14,9 +14,11 @@
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -329,6 +331,54 @@ TEST_F(Remote, ReplyWithARelativePathIsRefused) {
   FakeControlServer server(socket_path(), [](const auto&) { return FakeControlServer::ok({"wfs"}); });
   error_of([] { (void)shmlink::Stream::open("rtc1:wfs"); }, Errc::protocol);
   EXPECT_EQ(server.requests(), 1);
+}
+
+}  // namespace
+
+namespace {
+
+// A "service" listening as another user (uid 65534) on the socket name: the client refuses to
+// talk to it (SO_PEERCRED) instead of trusting the paths it would answer. Needs root (to run a
+// child as another uid); skipped otherwise.
+TEST_F(Remote, ServiceOfAnotherUserIsNotTrusted) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a listener as another uid";
+  // A directory the other user can reach (dir_ itself is private to us).
+  std::string shared = "/dev/shm/shmlink-remote-uid-XXXXXX";
+  ASSERT_NE(::mkdtemp(shared.data()), nullptr);
+  fs::permissions(shared, fs::perms::all);
+  const std::string path = shared + "/.shmlink-bridge.sock";
+  EnvVar var("SHMLINK_BRIDGE_SOCKET", path);
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    const int l = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, sizeof addr.sun_path - 1);
+    if (l < 0 || ::bind(l, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 || ::listen(l, 4) != 0) ::_exit(3);
+    (void)!::write(ready[1], "r", 1);
+    const int c = ::accept(l, nullptr, nullptr);
+    char buf[512];
+    if (c >= 0 && ::recv(c, buf, sizeof buf, 0) > 0) {
+      const std::string reply = "SHMLINK-BRIDGE/1\tOK\tmallory";
+      (void)!::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+    }
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char r = 0;
+  ASSERT_EQ(::read(ready[0], &r, 1), 1) << "the other user's listener did not start";
+  ::close(ready[0]);
+  const std::string msg = error_of([] { (void)remote::request({"PING"}, 5s); }, Errc::permission);
+  EXPECT_NE(msg.find("uid 65534"), std::string::npos) << msg;
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  fs::remove_all(shared);
 }
 
 }  // namespace
