@@ -1,0 +1,661 @@
+// SPDX-License-Identifier: MIT
+/// @file service_impl.hpp
+/// @brief The state and threads of the per-host bridge service (include/shmlink/bridge_service.hpp;
+/// docs/design/bridge.md, "The service"); service.cpp holds the public API, opening a replica and
+/// the control socket's verbs. Internal to shmlink_bridge, included by service.cpp only. Threads:
+// - the network thread owns every ZeroMQ socket of the service: the ROUTER peers connect to, one
+//   DEALER per peer, and the Publishers it starts for peers; API threads hand it work through a
+//   command queue and an eventfd it polls next to its sockets;
+// - the housekeeping thread drops idle replicas and re-asks owners for replicas whose link is down;
+// - the control server's thread and its OPEN workers (control_server.hpp).
+#pragma once
+
+#include "bridge/control_server.hpp"
+#include "bridge/discovery.hpp"
+#include "bridge/link.hpp"
+#include "bridge/service_local.hpp"
+#include "bridge/wire.hpp"
+#include "remote/control_protocol.hpp"
+
+#include <shmlink/bridge_service.hpp>
+#include <shmlink/stream.hpp>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace shmlink::bridge {
+
+namespace svc {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+/// Largest message part the service's own sockets (its ROUTER, its links to peers) take, in
+/// bytes: the largest catalogue decode() accepts (kMaxCatalogueRecords records). Without it a
+/// peer could make the service buffer a 4 GiB part before any check.
+constexpr std::uint64_t kServicePartLimit =
+    (std::uint64_t{wire::kMaxCatalogueRecords} * wire::kCatalogueRecordBytes) + wire::kHeaderBytes;
+
+inline std::string to_text(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+inline std::span<const std::byte> bytes_of(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+
+inline std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+/// "HOST:PORT" (HOST may be "[v6]") -> {host, port}; throws invalid_argument naming the option.
+inline std::pair<std::string, std::uint16_t> split_host_port(const std::string& peer) {
+  const auto colon = peer.rfind(':');
+  unsigned long port = 0;
+  bool ok = colon != std::string::npos && colon > 0 && colon + 1 < peer.size();
+  if (ok) {
+    const std::string digits = peer.substr(colon + 1);
+    ok = digits.find_first_not_of("0123456789") == std::string::npos && digits.size() <= 5;
+    if (ok) port = std::stoul(digits);
+  }
+  if (!ok || port == 0 || port > 65535)
+    throw Error(Errc::invalid_argument, "bridge service: peer '" + peer + "' is not HOST:PORT (a port 1..65535)");
+  return {peer.substr(0, colon), static_cast<std::uint16_t>(port)};
+}
+
+/// The port of an endpoint "tcp://HOST:PORT"; 0 when there is none.
+inline std::uint16_t endpoint_port(const std::string& ep) {
+  const auto colon = ep.rfind(':');
+  if (colon == std::string::npos) return 0;
+  const std::string d = ep.substr(colon + 1);
+  if (d.empty() || d.size() > 5 || d.find_first_not_of("0123456789") != std::string::npos) return 0;
+  const unsigned long v = std::stoul(d);
+  return v <= 65535 ? static_cast<std::uint16_t>(v) : 0;
+}
+
+/// A peer service: its DEALER (owned by the network thread) and what we know of it (under the
+/// service's state mutex).
+struct Peer {
+  std::string endpoint;  // "tcp://HOST:PORT"
+  std::string host;
+  detail::Socket dealer;
+  std::string node;  // from its hello; empty until heard
+  std::uint64_t incarnation = 0;
+  std::uint64_t catalogue_generation = 0;  // of the catalogue we hold
+  bool have_catalogue = false;
+  Clock::time_point last_heard{};
+  bool up = false;
+  std::vector<wire::CatalogueRecord> catalogue;
+};
+
+/// A local stream published to peers, started by an open request.
+struct Offer {
+  std::unique_ptr<Publisher> publisher;
+  Clock::time_point last_subscribed;
+};
+
+/// A replica this service holds.
+struct Held {
+  std::string node, name, path, endpoint;
+  std::unique_ptr<Replica> replica;
+  bool keep = false;
+  Clock::time_point last_used;
+  Clock::time_point last_reask;
+};
+
+struct Answer {
+  bool done = false;
+  bool refused = false;
+  std::string text;  // endpoint, or "errc TAB message"
+  std::uint16_t port = 0;
+};
+
+}  // namespace svc
+using namespace svc;
+
+struct Service::Impl {
+  ServiceOptions opt;
+  std::string name;
+  std::string directory;
+  std::string control_path;
+  std::uint16_t port = 0;
+  std::uint64_t incarnation = 0;
+
+  detail::Context ctx;
+  detail::Socket router;
+  int wake_fd = -1;
+
+  mutable std::mutex mutex;  // peers' data, answers, stats, local catalogue, held, opening
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<Peer>> peers;
+  std::vector<wire::CatalogueRecord> local;
+  std::uint64_t local_generation = 1;
+  std::map<std::uint64_t, Answer> answers;
+  std::uint64_t next_request = 1;
+  std::map<std::pair<std::string, std::string>, Held> held;  // (node, name)
+  std::set<std::pair<std::string, std::string>> opening;
+  ServiceStats st;
+  std::string error;
+
+  std::mutex cmd_mutex;
+  std::deque<std::function<void()>> commands;
+
+  std::map<std::string, Offer> offers;  // network thread only
+
+  std::atomic<bool> stopping{false};
+  std::thread net_thread, house_thread;
+  std::mutex house_mutex;
+  std::condition_variable house_cv;
+  std::unique_ptr<detail::ControlServer> control;
+  std::unique_ptr<Discovery> discovery;  // multicast beacons; null when off or unavailable
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+
+  // ---------------------------------------------------------------- helpers (any thread)
+  void refuse(const std::string& why) {
+    std::lock_guard lock(mutex);
+    ++st.refused;
+    error = why;
+  }
+
+  std::string stream_file(const std::string& n) const { return directory + "/" + n + ".im.shm"; }
+
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(cmd_mutex);
+      commands.push_back(std::move(f));
+    }
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof one);
+  }
+
+  std::chrono::milliseconds tick() const {
+    return std::max<std::chrono::milliseconds>(std::chrono::milliseconds(10), opt.timing.heartbeat / 2);
+  }
+
+  /// A DEALER to the service at host:port, added to `peers` (under the mutex: API threads read
+  /// the list; only the constructor and the network thread add to it).
+  void add_peer(const std::string& host, std::uint16_t pport) {
+    auto peer = std::make_unique<Peer>();
+    peer->host = host;
+    peer->endpoint = "tcp://" + host + ":" + std::to_string(pport);
+    peer->dealer = detail::Socket(ctx.get(), ZMQ_DEALER, "the link of node '" + name + "' to peer " + peer->endpoint);
+    peer->dealer.set(ZMQ_IMMEDIATE, 1);  // nothing queued for a peer that is not connected
+    peer->dealer.set(ZMQ_SNDHWM, 64);
+    peer->dealer.set(ZMQ_RECONNECT_IVL, 100);
+    peer->dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(std::max<long>(100, opt.timing.link_timeout.count())));
+    peer->dealer.limit_message_size(kServicePartLimit);
+    peer->dealer.attach(peer->endpoint, true);
+    std::lock_guard lock(mutex);
+    peers.push_back(std::move(peer));
+  }
+
+  /// Connects to the services discovery heard that are not peers yet (by endpoint or node).
+  void follow_discovery() {
+    if (!discovery) return;
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(mutex);
+      generation = local_generation;
+    }
+    discovery->set_catalogue_generation(generation);
+    for (const DiscoveredPeer& d : discovery->peers()) {
+      const std::string ep = "tcp://" + d.address + ":" + std::to_string(d.port);
+      bool known = false;
+      {
+        std::lock_guard lock(mutex);
+        for (const auto& p : peers) known = known || p->endpoint == ep || p->node == d.node;
+      }
+      if (known || d.node == name) continue;
+      try {
+        add_peer(d.address, d.port);
+      } catch (const Error& e) {
+        refuse("discovered node '" + d.node + "': " + e.what());
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- network thread
+  wire::Header hello() const {
+    wire::Header h = wire::make_header(wire::Kind::service_hello);
+    h.sequence = incarnation;
+    h.send_time_ns = detail::realtime_ns();
+    std::lock_guard lock(mutex);
+    h.generation = local_generation;
+    h.size[0] = port;
+    return h;
+  }
+
+  void rescan() {
+    std::set<std::string> skip;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [key, h] : held) skip.insert(h.path);
+    }
+    std::vector<wire::CatalogueRecord> now;
+    try {
+      now = detail::scan_catalogue(directory, opt.allow, skip);
+    } catch (const Error& e) {
+      refuse(e.what());
+      return;
+    }
+    std::lock_guard lock(mutex);
+    const auto same = [](const wire::CatalogueRecord& a, const wire::CatalogueRecord& b) {
+      return a.queue == b.queue && a.name == b.name && a.dtype == b.dtype && a.shape == b.shape;
+    };
+    if (!std::equal(now.begin(), now.end(), local.begin(), local.end(), same)) {
+      local = std::move(now);
+      ++local_generation;
+    }
+  }
+
+  /// A reply to a peer's request on the ROUTER.
+  void reply(std::span<const std::byte> identity, wire::Header h, std::span<const std::byte> payload = {}) {
+    (void)detail::send_message(router.get(), identity, name, h, payload);
+  }
+
+  void answer_refused(std::span<const std::byte> identity, std::uint64_t id, Errc e, const std::string& message) {
+    wire::Header h = wire::make_header(wire::Kind::open_answer);
+    h.sequence = id;
+    h.flags = wire::kAnswerRefused;
+    std::string text = std::string(control::errc_name(e)) + "\t" + message;
+    if (text.size() > wire::kMaxServiceText) text.resize(wire::kMaxServiceText);
+    reply(identity, h, bytes_of(text));
+    std::lock_guard lock(mutex);
+    ++st.opens_refused;
+  }
+
+  std::unique_ptr<Publisher> start_publisher(const std::string& stream) {
+    PublisherOptions po;
+    po.timing = opt.timing;
+    po.spin = opt.spin;
+    po.read_only = opt.read_only;
+    const std::string path = stream_file(stream);
+    if (opt.data_port_first == 0) return std::make_unique<Publisher>(path, "tcp://" + opt.bind + ":*", po);
+    for (unsigned p = opt.data_port_first; p <= opt.data_port_last; ++p) {
+      bool taken = false;
+      for (const auto& [n, o] : offers) taken = taken || endpoint_port(o.publisher->endpoint()) == p;
+      if (taken) continue;
+      try {
+        return std::make_unique<Publisher>(path, "tcp://" + opt.bind + ":" + std::to_string(p), po);
+      } catch (const Error& e) {
+        if (e.errc() != Errc::system) throw;  // the stream's own errors; a bind failure tries the next port
+      }
+    }
+    throw Error(Errc::busy, "node '" + name + "': no free data port in " + std::to_string(opt.data_port_first) + "-" +
+                                std::to_string(opt.data_port_last) + " for stream '" + stream + "'");
+  }
+
+  void on_open_request(std::span<const std::byte> identity, const std::string& from, const wire::Header& h,
+                       const std::string& channel) {
+    if ((h.flags & wire::kServiceQueue) != 0)
+      return answer_refused(identity, h.sequence, Errc::invalid_argument,
+                            "node '" + name + "': queue '" + channel + "': queues through the service are not built yet");
+    try {  // the name rule of every channel: no '/', ".", ".." (a path outside the directory)
+      check_channel_name("stream", channel, channel, kMaxStreamName);
+    } catch (const Error& e) {
+      return answer_refused(identity, h.sequence, Errc::invalid_argument, "node '" + name + "': " + e.what());
+    }
+    if (!detail::allowed(opt.allow, channel))
+      return answer_refused(identity, h.sequence, Errc::permission,
+                            "node '" + name + "' does not offer stream '" + channel + "' to '" + from + "' (not in its --allow list)");
+    auto it = offers.find(channel);
+    if (it == offers.end()) {
+      if (::access(stream_file(channel).c_str(), F_OK) != 0)
+        return answer_refused(identity, h.sequence, Errc::not_found,
+                              "node '" + name + "' has no stream '" + channel + "' in " + directory);
+      try {
+        it = offers.emplace(channel, Offer{start_publisher(channel), Clock::now()}).first;
+      } catch (const Error& e) {
+        return answer_refused(identity, h.sequence, e.errc(), "node '" + name + "': " + e.what());
+      }
+    }
+    it->second.last_subscribed = std::max(it->second.last_subscribed, Clock::now());
+    const std::string ep = it->second.publisher->endpoint();
+    wire::Header a = wire::make_header(wire::Kind::open_answer);
+    a.sequence = h.sequence;
+    a.size[0] = endpoint_port(ep);
+    reply(identity, a, bytes_of(ep));
+    std::lock_guard lock(mutex);
+    ++st.opens_answered;
+    st.publishers = static_cast<std::uint32_t>(offers.size());
+  }
+
+  void on_router(detail::Parts& m) {
+    if (m.parts.size() < 3 || m.parts.size() > 4) return refuse("a peer sent a message of " + std::to_string(m.parts.size()) + " parts (3 or 4 expected)");
+    const auto& identity = m.parts[0];
+    const std::string from = to_text(m.parts[1]);
+    const std::span<const std::byte> payload = m.parts.size() == 4 ? std::span<const std::byte>(m.parts[3]) : std::span<const std::byte>();
+    wire::Header h;
+    const auto e = wire::decode(m.parts[2], payload.size(), h);
+    if (e != wire::DecodeError::ok) return refuse("peer '" + detail::json_string(from) + "': " + wire::describe(e));
+    if (!detail::node_name_ok(from)) return refuse("a peer's message names no valid node (topic " + detail::json_string(from) + ")");
+    switch (static_cast<wire::Kind>(h.kind)) {
+      case wire::Kind::service_hello: reply(identity, hello()); return;
+      case wire::Kind::catalogue_request: {
+        std::vector<std::byte> body;
+        wire::Header c = wire::make_header(wire::Kind::catalogue);
+        {
+          std::lock_guard lock(mutex);
+          body = wire::encode_catalogue(local);
+          c.generation = local_generation;
+        }
+        c.keyword_count = static_cast<std::uint32_t>(std::min<std::size_t>(body.size() / wire::kCatalogueRecordBytes, wire::kMaxCatalogueRecords));
+        body.resize(std::size_t{c.keyword_count} * wire::kCatalogueRecordBytes);
+        reply(identity, c, body);
+        return;
+      }
+      case wire::Kind::open_request: return on_open_request(identity, from, h, to_text(payload));
+      case wire::Kind::release: return;  // its Publisher ends when nobody subscribes
+      default: return refuse("peer '" + from + "': a " + std::to_string(h.kind) + " message is not for a service's port");
+    }
+  }
+
+  void on_dealer(Peer& p, detail::Parts& m) {
+    if (m.parts.size() < 2 || m.parts.size() > 3) return refuse("peer " + p.endpoint + ": a message of " + std::to_string(m.parts.size()) + " parts (2 or 3 expected)");
+    const std::string from = to_text(m.parts[0]);
+    const std::span<const std::byte> payload = m.parts.size() == 3 ? std::span<const std::byte>(m.parts[2]) : std::span<const std::byte>();
+    wire::Header h;
+    const auto e = wire::decode(m.parts[1], payload.size(), h);
+    if (e != wire::DecodeError::ok) return refuse("peer " + p.endpoint + ": " + wire::describe(e));
+    if (!detail::node_name_ok(from)) return refuse("peer " + p.endpoint + ": the message names no valid node (topic " + detail::json_string(from) + ")");
+    std::lock_guard lock(mutex);
+    if (!p.node.empty() && p.node != from) {
+      ++st.refused;
+      error = "peer " + p.endpoint + ": it was node '" + p.node + "', now says '" + from + "' (catalogue dropped)";
+      p.catalogue.clear();
+      p.have_catalogue = false;
+    }
+    p.node = from;
+    p.last_heard = Clock::now();
+    p.up = true;
+    switch (static_cast<wire::Kind>(h.kind)) {
+      case wire::Kind::service_hello:
+        if (h.sequence != p.incarnation) p.have_catalogue = false;  // a restarted service
+        p.incarnation = h.sequence;
+        if (!p.have_catalogue || p.catalogue_generation != h.generation)
+          (void)detail::send_message(p.dealer.get(), {}, name, wire::make_header(wire::Kind::catalogue_request));
+        return;
+      case wire::Kind::catalogue: {
+        auto recs = wire::decode_catalogue(payload);
+        if (!recs) {
+          ++st.refused;
+          error = "peer '" + from + "' (" + p.endpoint + "): its catalogue has an invalid record";
+          return;
+        }
+        p.catalogue = std::move(*recs);
+        p.catalogue_generation = h.generation;
+        p.have_catalogue = true;
+        return;
+      }
+      case wire::Kind::open_answer: {
+        auto it = answers.find(h.sequence);
+        if (it == answers.end()) return;  // its asker gave up
+        it->second.done = true;
+        it->second.refused = (h.flags & wire::kAnswerRefused) != 0;
+        it->second.text = to_text(payload);
+        it->second.port = static_cast<std::uint16_t>(std::min<std::uint32_t>(h.size[0], 65535));
+        cv.notify_all();
+        return;
+      }
+      default:
+        ++st.refused;
+        error = "peer '" + from + "' (" + p.endpoint + "): a " + std::to_string(h.kind) + " message is not an answer";
+        return;
+    }
+  }
+
+  void periodic() {
+    rescan();
+    follow_discovery();
+    const auto now = Clock::now();
+    const wire::Header h = hello();
+    for (auto& p : peers) {
+      (void)detail::send_message(p->dealer.get(), {}, name, h);
+      std::lock_guard lock(mutex);
+      if (p->up && now - p->last_heard > opt.timing.link_timeout) p->up = false;  // its catalogue stays
+    }
+    for (auto it = offers.begin(); it != offers.end();) {
+      if (it->second.publisher->stats().subscribers > 0) it->second.last_subscribed = now;
+      if (now - it->second.last_subscribed > 2 * opt.timing.link_timeout) {
+        it->second.publisher->stop();
+        it = offers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    std::lock_guard lock(mutex);
+    st.publishers = static_cast<std::uint32_t>(offers.size());
+  }
+
+  void run_net() {
+    auto next = Clock::now();
+    detail::Parts m;
+    while (!stopping.load(std::memory_order_acquire)) {
+      std::vector<zmq_pollitem_t> items;
+      items.push_back({router.get(), 0, ZMQ_POLLIN, 0});
+      items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+      for (auto& p : peers) items.push_back({p->dealer.get(), 0, ZMQ_POLLIN, 0});
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+      (void)zmq_poll(items.data(), static_cast<int>(items.size()), std::max<long>(0, static_cast<long>(wait.count())));
+      if ((items[1].revents & ZMQ_POLLIN) != 0) {
+        std::uint64_t v = 0;
+        (void)!::read(wake_fd, &v, sizeof v);
+        std::deque<std::function<void()>> todo;
+        {
+          std::lock_guard lock(cmd_mutex);
+          todo.swap(commands);
+        }
+        for (auto& f : todo) f();
+      }
+      for (int n = 0; n < 256 && detail::recv_parts(router.get(), m); ++n) on_router(m);
+      for (auto& p : peers)
+        for (int n = 0; n < 256 && detail::recv_parts(p->dealer.get(), m); ++n) on_dealer(*p, m);
+      if (Clock::now() >= next) {
+        periodic();
+        next = Clock::now() + opt.timing.heartbeat;
+      }
+    }
+    for (auto& [n, o] : offers) o.publisher->stop();
+    offers.clear();
+  }
+
+  // ---------------------------------------------------------------- asking a peer
+  /// Sends open_request for `channel` to peer `pi` and waits for the answer at most `timeout`.
+  Answer ask(std::size_t pi, const std::string& channel, std::chrono::milliseconds timeout) {
+    std::uint64_t id = 0;
+    {
+      std::lock_guard lock(mutex);
+      id = next_request++;
+      answers[id] = Answer{};
+    }
+    post([this, pi, id, channel] {
+      wire::Header h = wire::make_header(wire::Kind::open_request);
+      h.sequence = id;
+      if (!detail::send_message(peers[pi]->dealer.get(), {}, name, h, bytes_of(channel))) {
+        std::lock_guard lock(mutex);
+        auto it = answers.find(id);
+        if (it == answers.end()) return;
+        it->second = Answer{true, true, "not_connected\tnode '" + peers[pi]->node + "' (" + peers[pi]->endpoint + ") is not connected", 0};
+        cv.notify_all();
+      }
+    });
+    std::unique_lock lock(mutex);
+    cv.wait_for(lock, timeout, [&] { return answers[id].done || stopping.load(); });
+    Answer a = answers[id];
+    answers.erase(id);
+    if (!a.done) {
+      a.refused = true;
+      a.text = "timeout\tnode '" + peers[pi]->node + "' (" + peers[pi]->endpoint + ") did not answer the open of '" + channel +
+               "' within " + std::to_string(timeout.count()) + " ms";
+    }
+    return a;
+  }
+
+  static Errc answer_errc(const Answer& a) { return control::errc_from_name(a.text.substr(0, a.text.find('\t'))); }
+  static std::string answer_message(const Answer& a) {
+    const auto tab = a.text.find('\t');
+    return tab == std::string::npos ? a.text : a.text.substr(tab + 1);
+  }
+
+  /// Where a replica of `node`:`channel` lives: the remote name, unless a local stream of that
+  /// name exists that is not a replica of `node` (or another node's replica held here).
+  std::string local_path_for(const std::string& node, const std::string& channel) {
+    const std::string plain = stream_file(channel);
+    bool other = false;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [key, h] : held) other = other || (h.path == plain && key.first != node);
+    }
+    if (!other && ::access(plain.c_str(), F_OK) == 0) {
+      try {
+        const Stream s = Stream::open(plain);
+        const auto origin = s.keyword(kKeywordOrigin);
+        const auto* o = origin ? std::get_if<std::string>(&*origin) : nullptr;
+        other = o == nullptr || *o != node.substr(0, kMaxKeywordString);
+      } catch (const Error&) {
+        other = true;  // not ours to replace
+      }
+    }
+    return other ? stream_file(node + ":" + channel) : plain;
+  }
+
+  std::unique_ptr<Replica> make_replica(const std::string& node, const std::string& channel, const std::string& endpoint,
+                                        const std::string& path) {
+    ReplicaOptions ro;
+    ro.timing = opt.timing;
+    ro.local_name = path;
+    ro.origin = node;
+    ro.spin = opt.spin;
+    ro.reconnect_max = std::max<std::chrono::milliseconds>(ro.reconnect_min, opt.timing.link_timeout);
+    return std::make_unique<Replica>(channel, endpoint, ro);
+  }
+
+  /// Waits for the first frame in slices, giving up early when the service stops.
+  bool wait_first(const Replica& r, Clock::time_point deadline) const {
+    while (!stopping.load()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return r.wait_first_frame(0ms);
+      if (r.wait_first_frame(std::min<std::chrono::milliseconds>(left, 100ms))) return true;
+    }
+    return false;
+  }
+
+  std::string open_stream(std::string node, const std::string& channel, std::chrono::milliseconds timeout, bool keep);
+
+  // ---------------------------------------------------------------- housekeeping thread
+  void run_house() {
+    const auto period = std::clamp<std::chrono::milliseconds>(opt.idle / 3, 50ms, 1000ms);
+    std::unique_lock lock(house_mutex);
+    while (!stopping.load()) {
+      house_cv.wait_for(lock, period, [&] { return stopping.load(); });
+      if (stopping.load()) break;
+      lock.unlock();
+      drop_idle();
+      reask_down();
+      lock.lock();
+    }
+  }
+
+  void drop_idle() {
+    std::vector<std::pair<std::string, std::string>> keys;
+    std::vector<std::string> paths;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [key, h] : held) {
+        if (h.keep) continue;
+        keys.push_back(key);
+        paths.push_back(h.path);
+      }
+    }
+    if (keys.empty()) return;
+    const auto used = detail::used_by_others(paths);
+    const auto now = Clock::now();
+    std::vector<Held> gone;
+    {
+      std::lock_guard lock(mutex);
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        auto it = held.find(keys[i]);
+        if (it == held.end() || it->second.keep) continue;
+        if (used[i]) it->second.last_used = now;
+        else if (now - it->second.last_used >= opt.idle) {
+          gone.push_back(std::move(it->second));
+          held.erase(it);
+        }
+      }
+    }
+    for (Held& h : gone) {
+      if (h.replica) h.replica->stop();
+      ::unlink(h.path.c_str());
+    }
+  }
+
+  /// A replica whose link is down while its owner's service is up: its Publisher is gone (the
+  /// owner restarted, or stopped it): ask again, and follow a new endpoint.
+  void reask_down() {
+    struct Todo { std::pair<std::string, std::string> key; std::size_t peer; std::string endpoint, host; };
+    std::vector<Todo> todo;
+    const auto now = Clock::now();
+    {
+      std::lock_guard lock(mutex);
+      for (auto& [key, h] : held) {
+        if (!h.replica || h.replica->stats().link_up || now - h.last_reask < opt.timing.link_timeout) continue;
+        for (std::size_t i = 0; i < peers.size(); ++i)
+          if (peers[i]->node == key.first && peers[i]->up) {
+            h.last_reask = now;
+            todo.push_back({key, i, h.endpoint, peers[i]->host});
+          }
+      }
+    }
+    for (const Todo& t : todo) {
+      const Answer a = ask(t.peer, t.key.second, opt.timing.link_timeout);
+      if (a.refused) {
+        refuse("re-opening '" + t.key.first + ":" + t.key.second + "': " + answer_message(a));
+        continue;
+      }
+      const std::string ep = "tcp://" + t.host + ":" + std::to_string(a.port);
+      if (ep == t.endpoint) continue;
+      std::unique_ptr<Replica> old;
+      {
+        std::lock_guard lock(mutex);
+        auto it = held.find(t.key);
+        if (it == held.end()) continue;
+        old = std::move(it->second.replica);
+      }
+      old->stop();  // before the new one takes the same file
+      std::string path;
+      {
+        std::lock_guard lock(mutex);
+        auto it = held.find(t.key);
+        if (it != held.end()) path = it->second.path;
+      }
+      std::unique_ptr<Replica> fresh;
+      try {
+        if (!path.empty()) fresh = make_replica(t.key.first, t.key.second, ep, path);
+      } catch (const Error& e) {
+        refuse(e.what());
+      }
+      std::lock_guard lock(mutex);
+      auto it = held.find(t.key);
+      if (it == held.end()) continue;
+      it->second.endpoint = ep;
+      it->second.replica = fresh ? std::move(fresh) : std::move(old);
+    }
+  }
+
+  // ---------------------------------------------------------------- control socket
+  std::vector<std::string> control_quick(const std::vector<std::string>& f, Service& self);
+  std::vector<std::string> control_open(const std::vector<std::string>& f, Service& self);
+};
+
+}  // namespace shmlink::bridge
