@@ -3002,6 +3002,9 @@ TEST_F(cli, CatWaitEndsWithAnErrorWhenTheStreamIsTruncatedInPlace) {
 /// with PurgeAndCreate while gc --streams runs again and again. gc may remove a stale file, but
 /// never the live file that replaced it between gc's judgement and its removal.
 TEST_F(cli, GcNeverRemovesAStreamReCreatedBetweenItsJudgementAndTheRemoval) {
+  // 60 gc runs against a creator: a race between processes over renames, which ASan does not
+  // watch; gc's code paths run under ASan in the other Gc* tests.
+  if (shmlink::test::kBuiltWithAsan) GTEST_SKIP() << "a rename race ASan cannot see; runs in the dev preset";
   int report[2];
   int stop[2];
   ASSERT_EQ(::pipe(report), 0);

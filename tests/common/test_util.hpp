@@ -29,6 +29,23 @@
 
 namespace shmlink::test {
 
+/// True in a test binary built with AddressSanitizer (the asan preset; the CLI and the library
+/// it runs are then instrumented too). A test whose subject ASan cannot see, such as external
+/// programs talking to each other or a race between processes renaming files, repeats under ASan
+/// only code paths that other tests of the same binary already run there: it skips under ASan with
+/// that reason (docs/testing.md) and runs, unchanged, in the dev preset.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kBuiltWithAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kBuiltWithAsan = true;
+#else
+inline constexpr bool kBuiltWithAsan = false;
+#endif
+#else
+inline constexpr bool kBuiltWithAsan = false;
+#endif
+
 /// A fresh directory under /dev/shm, exported as SHMLINK_DIR for the test's lifetime (so tests
 /// never touch real streams), removed with its contents at the end.
 class TempStreamDir {
