@@ -93,6 +93,9 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
   if (!wait_first(*replica, deadline)) {
     const std::string why = replica->last_error();
     replica->stop();
+    // The file is ours (claimed: new, or a replica of this node): once unclaimed, a file left
+    // here would be listed as our own stream.
+    ::unlink(path.c_str());
     throw Error(Errc::timeout, "stream '" + node + ":" + channel + "': no first frame from " + endpoint + " within " +
                                    std::to_string(timeout.count()) + " ms" + (why.empty() ? "" : " (" + why + ")"));
   }

@@ -227,6 +227,19 @@ class FakePeer {
   FakePeer(const FakePeer&) = delete;
   FakePeer& operator=(const FakePeer&) = delete;
   [[nodiscard]] std::string listed() const { return endpoint_.substr(endpoint_.find("//") + 2); }
+  /// Plays a Publisher of a 4x3 f32 stream (the topic is `node`) whose source holds frames
+  /// but never sends one: each heartbeat of a replica is answered with a stream_meta.
+  void be_a_silent_publisher() {
+    wire::Header h = wire::make_header(wire::Kind::stream_meta);
+    h.generation = 7;
+    h.dtype = 9;  // f32
+    h.naxis = 2;
+    h.size[0] = 4;
+    h.size[1] = 3;
+    h.sequence = 5;  // frames exist: the replica waits for one
+    meta_ = h;
+  }
+  [[nodiscard]] std::uint16_t port() const { return static_cast<std::uint16_t>(std::stoi(endpoint_.substr(endpoint_.rfind(':') + 1))); }
   /// The id of the open_request received (0: none yet).
   std::uint64_t request() const { return request_.load(); }
   /// Sends an open_answer with id `id` to the service that said hello.
@@ -269,6 +282,8 @@ class FakePeer {
             send(identity, mine, {});
           } else if (h.kind == static_cast<std::uint16_t>(wire::Kind::open_request)) {
             request_ = h.sequence;
+          } else if (h.kind == static_cast<std::uint16_t>(wire::Kind::heartbeat) && meta_.kind != 0) {
+            send(identity, meta_, {});  // a fake Publisher: the shape, never a frame
           }
         }
         parts.clear();
@@ -293,6 +308,7 @@ class FakePeer {
   void* sock_ = nullptr;
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> request_{0};
+  wire::Header meta_{};  // kind 0: not a Publisher (set before the first heartbeat arrives)
   std::mutex mutex_;
   std::vector<std::pair<wire::Header, std::string>> out_;
   std::thread thread_;
@@ -326,6 +342,39 @@ TEST(ServiceReview, AnOpenAnswerCountsOnlyFromThePeerAsked) {
     opener.join();
     EXPECT_EQ(errc, shmlink::Errc::not_found) << message;
     EXPECT_NE(message.find("x1 has no wfs"), std::string::npos) << message;
+  }
+  zmq_ctx_term(ctx);
+}
+
+TEST(ServiceReview, AReplicaBeingOpenedIsNeverOfferedAsOurOwnNorLeftBehindWhenTheOpenFails) {
+  void* ctx = zmq_ctx_new();
+  {
+    FakePeer x1(ctx, "x1"), publisher(ctx, "wfs");
+    publisher.be_a_silent_publisher();
+    HostDir a;
+    auto oa = options("alpha", a);
+    oa.peers = {x1.listed()};
+    auto alpha = std::make_unique<bridge::Service>(oa);
+    ASSERT_TRUE(wait_until([&] { return linked(*alpha, "x1"); }, 10));
+    std::string message;
+    std::thread opener([&] {
+      try {
+        (void)alpha->open("stream", "x1", "wfs", 20000ms, false);
+      } catch (const shmlink::Error& e) {
+        message = e.what();
+      }
+    });
+    ASSERT_TRUE(wait_until([&] { return x1.request() != 0; }, 10));
+    x1.answer(x1.request(), false, publisher.port(), "tcp://127.0.0.1:" + std::to_string(publisher.port()));
+    ASSERT_TRUE(wait_until([&] { return exists(a.stream("wfs")); }, 10)) << "the replica file is made at the stream_meta";
+    // A stream made after it is listed by the next rescan: by then the replica file was seen too.
+    Stream marker = source(a, "marker", 0);
+    ASSERT_TRUE(wait_until([&] { return offers(*alpha, "alpha", "marker"); }, 10));
+    EXPECT_FALSE(offers(*alpha, "alpha", "wfs")) << "x1's stream offered as alpha's";
+    alpha->stop();  // the open gives up waiting for its first frame
+    opener.join();
+    EXPECT_NE(message.find("no first frame"), std::string::npos) << message;
+    EXPECT_FALSE(exists(a.stream("wfs"))) << "a failed open leaves no replica file to be offered later";
   }
   zmq_ctx_term(ctx);
 }
