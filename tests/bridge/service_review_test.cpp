@@ -182,6 +182,25 @@ TEST(ServiceReview, AReplicaFileRemovedByAUserIsRecreatedOnTheNextOpen) {
   EXPECT_TRUE(alpha.replicas()[0].kept) << "a kept replica stays kept";
 }
 
+TEST(ServiceReview, AnOpenDuringTheIdleDropOfItsReplicaWaitsAndKeepsItsFile) {
+  HostDir a, b;
+  Stream src = source(b, "wfs", 1);
+  bridge::Service beta(options("beta", b));
+  auto oa = requester(a, beta);
+  oa.idle = 1ms;  // dropped at the next housekeeping pass (50 ms)
+  bridge::Service alpha(oa);
+  ASSERT_TRUE(wait_until([&] { return offers(alpha, "beta", "wfs") && linked(alpha, "beta"); }, 10));
+  const std::string path = alpha.open("stream", "beta", "wfs", 5000ms, false);
+  // The drop has begun (no longer held) but its file is not removed yet (its Replica stops first).
+  ASSERT_TRUE(wait_until([&] { return alpha.replicas().empty(); }, 10));
+  ASSERT_TRUE(exists(path)) << "the drop was over before the test could see it";
+  EXPECT_EQ(alpha.open("stream", "beta", "wfs", 5000ms, true), path);
+  // Kept from here on: its file must stay (the drop removed the file of the replica it dropped,
+  // never the new one's). Watched for a second.
+  EXPECT_FALSE(wait_until([&] { return !exists(path); }, 1)) << "the drop removed the new replica's file";
+  EXPECT_EQ(frame_of(path), ramp(12, 1));
+}
+
 TEST(ServiceReview, StopFromTwoThreadsReturnsOnlyOnceTheServiceStopped) {
   HostDir a, b;
   Stream src = source(b, "wfs", 1);
