@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace shmlink::bridge::detail {
 
@@ -45,11 +46,41 @@ bool someone_listens(const sockaddr_un& a) {
   return live;
 }
 
-void send_reply(int fd, const std::vector<std::string>& fields) {
+/// Room a datagram needs in an AF_UNIX send buffer beyond its bytes (the kernel's skb overhead;
+/// generous: the buffer only has to be at least this large, nothing is allocated up front).
+constexpr std::size_t kSendOverhead = 64 * 1024;
+
+/// Sends one reply datagram on `fd`. A SOCK_SEQPACKET datagram is sent whole or not at all (no
+/// partial writes) and must fit the socket's send buffer, which is ~208 KiB by default: a larger
+/// reply (LS or STATUS of a big network) first grows SO_SNDBUF to fit it (SO_SNDBUFFORCE when
+/// privileged, else SO_SNDBUF, which the kernel caps at net.core.wmem_max). A reply that still
+/// does not fit is replaced by "ERR no_space" naming its size and the limit, so the client never
+/// waits for a reply that cannot come. The send waits at most 5 s for buffer space (a client
+/// that does not read cannot hold the server thread).
+void send_reply(int fd, const std::string& path, const std::vector<std::string>& fields) {
   std::string out = control::encode(fields);
   if (out.size() > control::kMaxDatagram)
-    out = control::encode({"ERR", "no_space", "the reply is larger than the control protocol's 1 MiB datagram"});
-  (void)::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+    out = control::encode({"ERR", "no_space", "control socket '" + path + "': the reply of " + std::to_string(out.size()) +
+                                                  " bytes is larger than the control protocol's 1 MiB datagram"});
+  const timeval tv{5, 0};
+  (void)::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int have = 0;
+  socklen_t len = sizeof have;
+  const bool known = ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0;
+  if (!known || static_cast<std::size_t>(have) < out.size() + kSendOverhead) {
+    const int want = static_cast<int>(out.size() + kSendOverhead);
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) != 0)
+      (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+  }
+  if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL) >= 0 || errno != EMSGSIZE) return;
+  int got = 0;
+  len = sizeof got;
+  (void)::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len);
+  const std::string small = control::encode(
+      {"ERR", "no_space", "control socket '" + path + "': the reply of " + std::to_string(out.size()) +
+                              " bytes does not fit the socket's send buffer of " + std::to_string(got) +
+                              " bytes (raise net.core.wmem_max, or run the service with CAP_NET_ADMIN)"});
+  (void)::send(fd, small.data(), small.size(), MSG_NOSIGNAL);
 }
 
 }  // namespace
@@ -67,11 +98,11 @@ ControlServer::ControlServer(std::string path, Handler quick, Handler slow, std:
   }
   listen_fd_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (listen_fd_ < 0) throw Error(Errc::system, "control socket '" + path_ + "': socket: " + errno_text(errno));
-  // Bound under a restrictive umask, so no other user can connect between bind and chmod.
-  const mode_t old_mask = ::umask(0177);
+  // No umask change (it is process-wide: every thread's files would get it): the socket is bound
+  // with the process's umask and set to 0600 before listen(); until listen() a connect is
+  // refused (ECONNREFUSED), so no other user can connect while the mode is wider.
   const int rc = ::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&a), sizeof a);
   const int bind_errno = errno;
-  ::umask(old_mask);
   if (rc != 0 || ::chmod(path_.c_str(), 0600) != 0 || ::listen(listen_fd_, 64) != 0) {
     const int e = rc != 0 ? bind_errno : errno;
     ::close(listen_fd_);
@@ -86,7 +117,15 @@ ControlServer::ControlServer(std::string path, Handler quick, Handler slow, std:
     ::unlink(path_.c_str());
     throw Error(Errc::system, "control socket '" + path_ + "': eventfd: " + errno_text(e));
   }
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {  // no thread (EAGAIN): nothing of ours is left behind
+    ::close(listen_fd_);
+    ::close(stop_fd_);
+    listen_fd_ = stop_fd_ = -1;
+    ::unlink(path_.c_str());
+    throw Error(Errc::system, "control socket '" + path_ + "': starting its thread: " + e.what());
+  }
 }
 
 ControlServer::~ControlServer() { stop(); }
@@ -142,14 +181,14 @@ void ControlServer::serve(int fd) {
     return;
   }
   if (static_cast<std::size_t>(got) > buf.size()) {
-    send_reply(fd, {"ERR", "invalid_argument", "the request is larger than " + std::to_string(kMaxRequest) + " bytes"});
+    send_reply(fd, path_, {"ERR", "invalid_argument", "the request is larger than " + std::to_string(kMaxRequest) + " bytes"});
     ::close(fd);
     return;
   }
   buf.resize(static_cast<std::size_t>(got));
   const auto fields = control::decode(buf);
   if (!fields || fields->empty()) {
-    send_reply(fd, {"ERR", "protocol",
+    send_reply(fd, path_, {"ERR", "protocol",
                     "control socket '" + path_ + "': the request does not start with '" + std::string(control::kControlMagic) +
                         "' and a verb"});
     ::close(fd);
@@ -163,12 +202,12 @@ void ControlServer::serve(int fd) {
     } catch (const std::exception& e) {
       reply = {"ERR", "system", e.what()};
     }
-    send_reply(fd, reply);
+    send_reply(fd, path_, reply);
     ::close(fd);
     return;
   }
   if (workers_.size() >= kMaxWorkers) {
-    send_reply(fd, {"ERR", "busy",
+    send_reply(fd, path_, {"ERR", "busy",
                     "control socket '" + path_ + "': " + std::to_string(kMaxWorkers) + " requests are pending already"});
     ::close(fd);
     return;
@@ -176,17 +215,25 @@ void ControlServer::serve(int fd) {
   auto w = std::make_unique<Worker>();
   Worker* raw = w.get();
   workers_.push_back(std::move(w));
-  raw->thread = std::thread([this, raw, fd, request = *fields] {
-    std::vector<std::string> reply;
-    try {
-      reply = slow_(request);
-    } catch (const std::exception& e) {
-      reply = {"ERR", "system", e.what()};
-    }
-    send_reply(fd, reply);
+  try {
+    raw->thread = std::thread([this, raw, fd, request = *fields] {
+      std::vector<std::string> reply;
+      try {
+        reply = slow_(request);
+      } catch (const std::exception& e) {
+        reply = {"ERR", "system", e.what()};
+      }
+      send_reply(fd, path_, reply);
+      ::close(fd);
+      raw->done.store(true, std::memory_order_release);
+    });
+  } catch (const std::system_error& e) {
+    // No thread for it (EAGAIN: the process or user is at its thread limit): the worker slot and
+    // the connection are given back at once, and the client hears why.
+    workers_.pop_back();
+    send_reply(fd, path_, {"ERR", "busy", "control socket '" + path_ + "': no thread for the request: " + e.what()});
     ::close(fd);
-    raw->done.store(true, std::memory_order_release);
-  });
+  }
 }
 
 }  // namespace shmlink::bridge::detail

@@ -21,12 +21,14 @@ class ControlServer {
   /// Answers one request's fields (after the magic) with the reply's fields (after the magic).
   using Handler = std::function<std::vector<std::string>(const std::vector<std::string>& request)>;
 
-  /// Most OPEN requests pending at once; the next one is answered "ERR busy" at once.
+  /// Most OPEN requests pending at once; the next one is answered "ERR busy" at once, as is one
+  /// for which no worker thread can be started (the process or user at its thread limit).
   static constexpr std::size_t kMaxWorkers = 16;
 
-  /// Binds `path` (mode 0600), replacing a stale socket file nobody listens on, and starts the
-  /// thread. `quick` answers every verb but those in `slow_verbs`, on the server thread; `slow`
-  /// answers those, each on a worker thread.
+  /// Binds `path` (mode 0600, set before listen(); the process umask is never changed), replacing
+  /// a stale socket file nobody listens on, and starts the thread. `quick` answers every verb but
+  /// those in `slow_verbs`, on the server thread; `slow` answers those, each on a worker thread.
+  /// A reply larger than the socket's send buffer grows it (or is answered "ERR no_space").
   /// @throws Error exists (a live server already listens at `path`, or `path` is not a socket),
   ///         invalid_argument (path longer than a socket address holds), system (socket, bind,
   ///         listen, chmod), each naming `path`.

@@ -89,6 +89,11 @@ bool recv_parts(void* socket, Parts& out) {
       ::zmq_msg_close(&msg);
       return false;  // nothing waiting (EAGAIN) or the socket is closing: parts are atomic
     }
+    if (out.parts.empty()) out.peer_address.clear();
+    if (out.peer_address.empty()) {  // a ROUTER's identity part carries no metadata: the next ones do
+      const char* address = ::zmq_msg_gets(&msg, "Peer-Address");
+      if (address != nullptr) out.peer_address = address;
+    }
     const auto* p = static_cast<const std::byte*>(::zmq_msg_data(&msg));
     out.parts.emplace_back(p, p + ::zmq_msg_size(&msg));
     const bool more = ::zmq_msg_more(&msg) != 0;

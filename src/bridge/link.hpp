@@ -69,6 +69,10 @@ class Socket {
 /// One received multipart message: its parts, owned.
 struct Parts {
   std::vector<std::vector<std::byte>> parts;
+  /// The sender's IP address as libzmq tells it (the "Peer-Address" metadata of the first part
+  /// that carries it: a ROUTER's identity part does not; dotted IPv4 or IPv6 text, over TCP);
+  /// empty when libzmq knows none.
+  std::string peer_address;
 };
 
 /// Receives one whole multipart message without blocking; false when none is waiting (or the

@@ -281,10 +281,15 @@ struct Publisher::Impl {
     else if (h.dtype != mine.dtype || h.naxis != mine.naxis || !std::equal(h.size, h.size + 3, mine.size))
       why = "the write's shape or dtype differs from the source's";
     if (why == nullptr) {
+      // The echo is the cnt0 increment of our write: read before it, since a local writer may
+      // write again at once (read after, that frame would pass for the echo and never reach
+      // this subscriber). One writer at a time is every stream's rule; this service's write
+      // racing a local one is the case that rule leaves to the user.
+      const std::uint64_t before = source.cnt0();
       const Status r = source.write(payload);
       if (r.ok()) {
         auto it = subs.find(id);
-        if (it != subs.end()) it->second.echo_cnt0 = source.cnt0();
+        if (it != subs.end()) it->second.echo_cnt0 = before + 1;
         count([](PublisherStats& s) { ++s.writes_applied; });
         return;
       }

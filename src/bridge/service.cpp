@@ -11,7 +11,8 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
   check_channel_name("stream", channel, channel, kMaxStreamName);
   const auto deadline = Clock::now() + timeout;
   std::size_t pi = 0;
-  std::string host;
+  std::string host, peer_endpoint;
+  std::unique_ptr<Replica> stale;  // a held replica whose file a user removed: re-created below
   {
     std::unique_lock lock(mutex);
     pi = peers.size();
@@ -19,10 +20,11 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
     for (std::size_t i = 0; i < peers.size(); ++i) {
       const Peer& p = *peers[i];
       if (!node.empty()) {
-        if (p.node == node) pi = i;
+        if (p.node == node && (pi == peers.size() || !peers[pi]->up)) pi = i;  // a listed and a learned link: the live one
         continue;
       }
-      if (std::any_of(p.catalogue.begin(), p.catalogue.end(), [&](const auto& r) { return !r.queue && r.name == channel; }))
+      const bool again = std::any_of(offering.begin(), offering.end(), [&](std::size_t o) { return peers[o]->node == p.node; });
+      if (!again && std::any_of(p.catalogue.begin(), p.catalogue.end(), [&](const auto& r) { return !r.queue && r.name == channel; }))
         offering.push_back(i);
     }
     if (node.empty()) {
@@ -42,45 +44,65 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
     }
     const auto key = std::make_pair(node, channel);
     // One open per replica at a time: a second asker waits for the first.
-    while (opening.count(key) != 0)
+    while (opening.count(key) != 0) {
       if (cv.wait_until(lock, deadline) == std::cv_status::timeout)
         throw Error(Errc::timeout, "stream '" + node + ":" + channel + "': another open of it did not finish in time");
+      // The network thread may have added or forgotten peers meanwhile: find the node again.
+      pi = peers.size();
+      for (std::size_t i = 0; i < peers.size(); ++i)
+        if (peers[i]->node == node && (pi == peers.size() || !peers[pi]->up)) pi = i;
+      if (pi == peers.size())
+        throw Error(Errc::not_found, "stream '" + node + ":" + channel + "': node '" + node + "' is no longer a peer of '" + name + "'");
+    }
     if (auto it = held.find(key); it != held.end()) {
-      it->second.keep = it->second.keep || keep;
-      it->second.last_used = Clock::now();
-      return it->second.path;
+      if (::access(it->second.path.c_str(), F_OK) == 0) {
+        it->second.keep = it->second.keep || keep;
+        it->second.last_used = Clock::now();
+        return it->second.path;
+      }
+      keep = keep || it->second.keep;
+      stale = std::move(it->second.replica);
+      held.erase(it);
     }
     if (!peers[pi]->up)
       throw Error(Errc::not_connected, "stream '" + node + ":" + channel + "': the link to node '" + node + "' (" +
                                            peers[pi]->endpoint + ") is down");
     opening.insert(key);
     host = peers[pi]->host;
+    peer_endpoint = peers[pi]->endpoint;
   }
   const auto key = std::make_pair(node, channel);
   struct Done {
     Impl& i;
     std::pair<std::string, std::string> key;
+    std::string path;  // claimed by claim_path()
     ~Done() {
       std::lock_guard lock(i.mutex);
       i.opening.erase(key);
+      if (!path.empty()) i.claimed.erase(path);
       i.cv.notify_all();
     }
-  } done{*this, key};
-  const Answer a = ask(pi, channel, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+  } done{*this, key, {}};
+  if (stale) stale->stop();  // before a new replica takes its path
+  const Answer a = ask(peer_endpoint, node, channel, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
   if (a.refused) throw Error(answer_errc(a), answer_message(a));
   const std::string endpoint = "tcp://" + host + ":" + std::to_string(a.port);
-  const std::string path = local_path_for(node, channel);
+  const std::string path = claim_path(node, channel);
+  done.path = path;
   auto replica = make_replica(node, channel, endpoint, path);
   if (!wait_first(*replica, deadline)) {
     const std::string why = replica->last_error();
     replica->stop();
+    // The file is ours (claimed: new, or a replica of this node): once unclaimed, a file left
+    // here would be listed as our own stream.
+    ::unlink(path.c_str());
     throw Error(Errc::timeout, "stream '" + node + ":" + channel + "': no first frame from " + endpoint + " within " +
                                    std::to_string(timeout.count()) + " ms" + (why.empty() ? "" : " (" + why + ")"));
   }
   std::lock_guard lock(mutex);
   Held h{node, channel, path, endpoint, std::move(replica), keep, Clock::now(), Clock::now()};
   held.emplace(key, std::move(h));
-  return path;
+  return path;  // Done then releases the claim: the path is in `held` from here on
 }
 
 std::vector<std::string> Service::Impl::control_quick(const std::vector<std::string>& f, Service& self) {
@@ -95,7 +117,7 @@ std::vector<std::string> Service::Impl::control_quick(const std::vector<std::str
     }
   }
   if (verb == "LS" && f.size() == 1) {
-    std::string j = "{\"schema_version\":1,\"channels\":[";
+    std::string j = "{\"schema_version\":1,\"node\":" + detail::json_string(name) + ",\"channels\":[";
     bool first = true;
     for (const CatalogueEntry& c : self.catalogue()) {
       j += first ? "" : ",";
@@ -166,7 +188,7 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
   i.incarnation = detail::realtime_ns();
   for (const std::string& p : options.peers) {
     const auto [host, pport] = split_host_port(p);
-    i.add_peer(host, pport);
+    i.add_peer(host, pport, true);
   }
   i.router = detail::Socket(i.ctx.get(), ZMQ_ROUTER, "the service port of node '" + i.name + "'");
   i.router.set(ZMQ_ROUTER_MANDATORY, 0);
@@ -286,7 +308,11 @@ void Service::release(std::string_view kind, std::string_view node, std::string_
 
 void Service::stop() noexcept {
   Impl& i = *impl_;
-  if (i.stopping.exchange(true)) return;
+  // A second caller (another thread, or the destructor) waits until the first one is done.
+  std::lock_guard stop_lock(i.stop_mutex);
+  if (i.stopped) return;
+  i.stopped = true;
+  i.stopping.store(true);
   {
     std::lock_guard lock(i.mutex);
     i.cv.notify_all();

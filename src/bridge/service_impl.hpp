@@ -78,11 +78,18 @@ inline std::uint16_t endpoint_port(const std::string& ep) {
   return v <= 65535 ? static_cast<std::uint16_t>(v) : 0;
 }
 
+/// Most peers one service links to (listed, discovered and learned together): each costs a
+/// DEALER and its reconnects, so a flood of forged beacons or hellos cannot grow them without
+/// bound. Beyond it a new peer is refused (counted in ServiceStats::refused, named in last_error).
+constexpr std::size_t kMaxServicePeers = 256;
+
 /// A peer service: its DEALER (owned by the network thread) and what we know of it (under the
 /// service's state mutex).
 struct Peer {
   std::string endpoint;  // "tcp://HOST:PORT"
   std::string host;
+  bool listed = false;   // from --peer: never forgotten; discovered or learned ones are, after a silence
+  Clock::time_point added{};
   detail::Socket dealer;
   std::string node;  // from its hello; empty until heard
   std::uint64_t incarnation = 0;
@@ -97,6 +104,7 @@ struct Peer {
 struct Offer {
   std::unique_ptr<Publisher> publisher;
   Clock::time_point last_subscribed;
+  bool released = false;  // a peer said its replica is gone: stopped once nobody subscribes
 };
 
 /// A replica this service holds.
@@ -109,6 +117,7 @@ struct Held {
 };
 
 struct Answer {
+  std::string asked;  // the endpoint of the peer asked: only its open_answer counts
   bool done = false;
   bool refused = false;
   std::string text;  // endpoint, or "errc TAB message"
@@ -138,9 +147,15 @@ struct Service::Impl {
   std::map<std::uint64_t, Answer> answers;
   std::uint64_t next_request = 1;
   std::map<std::pair<std::string, std::string>, Held> held;  // (node, name)
+  // Replicas being opened or dropped: an open of the same (node, name) waits for it.
   std::set<std::pair<std::string, std::string>> opening;
+  // Replica files being created or removed (not yet, or no longer, in `held`): no other open
+  // takes one of these paths, and the catalogue never offers them as ours.
+  std::set<std::string> claimed;
   ServiceStats st;
   std::string error;
+  std::mutex stop_mutex;  // serialises Service::stop(): a second caller returns once it is done
+  bool stopped = false;   // under stop_mutex
 
   std::mutex cmd_mutex;
   std::deque<std::function<void()>> commands;
@@ -184,11 +199,23 @@ struct Service::Impl {
   }
 
   /// A DEALER to the service at host:port, added to `peers` (under the mutex: API threads read
-  /// the list; only the constructor and the network thread add to it).
-  void add_peer(const std::string& host, std::uint16_t pport) {
+  /// the list; only the constructor and the network thread add to or remove from it). `listed`:
+  /// a --peer, kept for ever; other peers are forgotten after a silence (forget_silent()).
+  /// @throws Error no_space when kMaxServicePeers peers are linked already; system (ZeroMQ).
+  void add_peer(const std::string& host, std::uint16_t pport, bool listed) {
+    {
+      std::lock_guard lock(mutex);
+      if (peers.size() >= kMaxServicePeers)
+        throw Error(Errc::no_space, "node '" + name + "' links to " + std::to_string(kMaxServicePeers) +
+                                        " peers already: " + host + ":" + std::to_string(pport) + " not added");
+    }
     auto peer = std::make_unique<Peer>();
-    peer->host = host;
-    peer->endpoint = "tcp://" + host + ":" + std::to_string(pport);
+    // An IPv6 address (a learned peer's Peer-Address) goes in brackets in an endpoint.
+    const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+    peer->host = v6 ? "[" + host + "]" : host;
+    peer->listed = listed;
+    peer->added = Clock::now();
+    peer->endpoint = "tcp://" + peer->host + ":" + std::to_string(pport);
     peer->dealer = detail::Socket(ctx.get(), ZMQ_DEALER, "the link of node '" + name + "' to peer " + peer->endpoint);
     peer->dealer.set(ZMQ_IMMEDIATE, 1);  // nothing queued for a peer that is not connected
     peer->dealer.set(ZMQ_SNDHWM, 64);
@@ -218,9 +245,49 @@ struct Service::Impl {
       }
       if (known || d.node == name) continue;
       try {
-        add_peer(d.address, d.port);
+        add_peer(d.address, d.port, false);
       } catch (const Error& e) {
         refuse("discovered node '" + d.node + "': " + e.what());
+      }
+    }
+  }
+
+  /// Links back to a service that linked to us (its hello on our ROUTER, from `address`, names
+  /// its node and service port): peer learning is two-way, so a service only listed by the other
+  /// side still learns it and can open its channels. Nothing is done for a node or endpoint
+  /// already linked, ourselves, or a hello without a port or a source address.
+  void learn_peer(const std::string& node, const std::string& address, std::uint32_t pport) {
+    if (node == name || address.empty() || pport == 0 || pport > 65535) return;
+    const bool v6 = address.find(':') != std::string::npos;
+    const std::string ep = "tcp://" + (v6 ? "[" + address + "]" : address) + ":" + std::to_string(pport);
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& p : peers)
+        if (p->node == node || p->endpoint == ep) return;
+    }
+    try {
+      add_peer(address, static_cast<std::uint16_t>(pport), false);
+    } catch (const Error& e) {
+      refuse("node '" + node + "' (" + ep + ") linked to us: " + e.what());
+    }
+  }
+
+  /// Forgets the peers that are not listed and were silent for 2 link timeouts (their link is
+  /// down: a discovered service that left, a learned one that stopped), and a discovered or
+  /// learned duplicate of a listed peer (the same node under another address). Network thread.
+  void forget_silent(Clock::time_point now) {
+    std::vector<std::unique_ptr<Peer>> gone;  // their DEALERs close outside the mutex
+    std::lock_guard lock(mutex);
+    for (auto it = peers.begin(); it != peers.end();) {
+      const Peer& p = **it;
+      const auto heard = std::max(p.last_heard, p.added);
+      const bool duplicate = !p.listed && !p.node.empty() &&
+                             std::any_of(peers.begin(), peers.end(), [&](const auto& q) { return q->listed && q->node == p.node; });
+      if (!p.listed && (duplicate || (!p.up && now - heard > 2 * opt.timing.link_timeout))) {
+        gone.push_back(std::move(*it));
+        it = peers.erase(it);
+      } else {
+        ++it;
       }
     }
   }
@@ -241,6 +308,7 @@ struct Service::Impl {
     {
       std::lock_guard lock(mutex);
       for (const auto& [key, h] : held) skip.insert(h.path);
+      skip.insert(claimed.begin(), claimed.end());  // replicas being created (waiting for a first frame) or removed
     }
     std::vector<wire::CatalogueRecord> now;
     try {
@@ -321,6 +389,7 @@ struct Service::Impl {
       }
     }
     it->second.last_subscribed = std::max(it->second.last_subscribed, Clock::now());
+    it->second.released = false;
     const std::string ep = it->second.publisher->endpoint();
     wire::Header a = wire::make_header(wire::Kind::open_answer);
     a.sequence = h.sequence;
@@ -341,7 +410,10 @@ struct Service::Impl {
     if (e != wire::DecodeError::ok) return refuse("peer '" + detail::json_string(from) + "': " + wire::describe(e));
     if (!detail::node_name_ok(from)) return refuse("a peer's message names no valid node (topic " + detail::json_string(from) + ")");
     switch (static_cast<wire::Kind>(h.kind)) {
-      case wire::Kind::service_hello: reply(identity, hello()); return;
+      case wire::Kind::service_hello:
+        reply(identity, hello());
+        learn_peer(from, m.peer_address, h.size[0]);
+        return;
       case wire::Kind::catalogue_request: {
         std::vector<std::byte> body;
         wire::Header c = wire::make_header(wire::Kind::catalogue);
@@ -356,7 +428,13 @@ struct Service::Impl {
         return;
       }
       case wire::Kind::open_request: return on_open_request(identity, from, h, to_text(payload));
-      case wire::Kind::release: return;  // its Publisher ends when nobody subscribes
+      case wire::Kind::release: {
+        // Its Publisher ends at the next housekeeping pass that finds no subscriber (a replica of
+        // another peer keeps it), not after the 2 link timeouts of grace a silent replica gets.
+        auto it = offers.find(to_text(payload));
+        if (it != offers.end() && (h.flags & wire::kServiceQueue) == 0) it->second.released = true;
+        return;
+      }
       default: return refuse("peer '" + from + "': a " + std::to_string(h.kind) + " message is not for a service's port");
     }
   }
@@ -401,6 +479,12 @@ struct Service::Impl {
       case wire::Kind::open_answer: {
         auto it = answers.find(h.sequence);
         if (it == answers.end()) return;  // its asker gave up
+        if (it->second.asked != p.endpoint) {
+          ++st.refused;
+          error = "peer '" + from + "' (" + p.endpoint + "): an open_answer to request " + std::to_string(h.sequence) +
+                  ", which was not sent to it, ignored";
+          return;
+        }
         it->second.done = true;
         it->second.refused = (h.flags & wire::kAnswerRefused) != 0;
         it->second.text = to_text(payload);
@@ -417,8 +501,9 @@ struct Service::Impl {
 
   void periodic() {
     rescan();
-    follow_discovery();
     const auto now = Clock::now();
+    forget_silent(now);
+    follow_discovery();
     const wire::Header h = hello();
     for (auto& p : peers) {
       (void)detail::send_message(p->dealer.get(), {}, name, h);
@@ -426,8 +511,9 @@ struct Service::Impl {
       if (p->up && now - p->last_heard > opt.timing.link_timeout) p->up = false;  // its catalogue stays
     }
     for (auto it = offers.begin(); it != offers.end();) {
-      if (it->second.publisher->stats().subscribers > 0) it->second.last_subscribed = now;
-      if (now - it->second.last_subscribed > 2 * opt.timing.link_timeout) {
+      const bool subscribed = it->second.publisher->stats().subscribers > 0;
+      if (subscribed) it->second.last_subscribed = now;
+      if ((!subscribed && it->second.released) || now - it->second.last_subscribed > 2 * opt.timing.link_timeout) {
         it->second.publisher->stop();
         it = offers.erase(it);
       } else {
@@ -471,22 +557,33 @@ struct Service::Impl {
   }
 
   // ---------------------------------------------------------------- asking a peer
-  /// Sends open_request for `channel` to peer `pi` and waits for the answer at most `timeout`.
-  Answer ask(std::size_t pi, const std::string& channel, std::chrono::milliseconds timeout) {
+  /// The peer linked at `endpoint`, or null (it was forgotten). Under the mutex, or on the
+  /// network thread (the only one that changes `peers`).
+  Peer* peer_at(const std::string& endpoint) const {
+    for (const auto& p : peers)
+      if (p->endpoint == endpoint) return p.get();
+    return nullptr;
+  }
+
+  /// Sends open_request for `channel` to the peer at `endpoint` (named `node` in messages) and
+  /// waits for its answer at most `timeout`; only that peer's open_answer with this request's id
+  /// counts (on_dealer).
+  Answer ask(const std::string& endpoint, const std::string& node, const std::string& channel, std::chrono::milliseconds timeout) {
     std::uint64_t id = 0;
     {
       std::lock_guard lock(mutex);
       id = next_request++;
-      answers[id] = Answer{};
+      answers[id] = Answer{endpoint};
     }
-    post([this, pi, id, channel] {
+    post([this, endpoint, node, id, channel] {
       wire::Header h = wire::make_header(wire::Kind::open_request);
       h.sequence = id;
-      if (!detail::send_message(peers[pi]->dealer.get(), {}, name, h, bytes_of(channel))) {
+      Peer* p = peer_at(endpoint);
+      if (p == nullptr || !detail::send_message(p->dealer.get(), {}, name, h, bytes_of(channel))) {
         std::lock_guard lock(mutex);
         auto it = answers.find(id);
         if (it == answers.end()) return;
-        it->second = Answer{true, true, "not_connected\tnode '" + peers[pi]->node + "' (" + peers[pi]->endpoint + ") is not connected", 0};
+        it->second = Answer{endpoint, true, true, "not_connected\tnode '" + node + "' (" + endpoint + ") is not connected", 0};
         cv.notify_all();
       }
     });
@@ -496,8 +593,8 @@ struct Service::Impl {
     answers.erase(id);
     if (!a.done) {
       a.refused = true;
-      a.text = "timeout\tnode '" + peers[pi]->node + "' (" + peers[pi]->endpoint + ") did not answer the open of '" + channel +
-               "' within " + std::to_string(timeout.count()) + " ms";
+      a.text = "timeout\tnode '" + node + "' (" + endpoint + ") did not answer the open of '" + channel + "' within " +
+               std::to_string(timeout.count()) + " ms";
     }
     return a;
   }
@@ -508,15 +605,16 @@ struct Service::Impl {
     return tab == std::string::npos ? a.text : a.text.substr(tab + 1);
   }
 
-  /// Where a replica of `node`:`channel` lives: the remote name, unless a local stream of that
-  /// name exists that is not a replica of `node` (or another node's replica held here).
-  std::string local_path_for(const std::string& node, const std::string& channel) {
+  /// Where a replica of `node`:`channel` lives, claimed (added to `claimed`: the caller erases
+  /// it once the replica is in `held` or given up): the remote name, unless a local stream of
+  /// that name exists that is not a replica of `node`, or another node's replica is held or
+  /// being opened or dropped there (then "node:channel"). Under the mutex throughout, so two
+  /// opens of one name from two nodes never take the same file.
+  std::string claim_path(const std::string& node, const std::string& channel) {
     const std::string plain = stream_file(channel);
-    bool other = false;
-    {
-      std::lock_guard lock(mutex);
-      for (const auto& [key, h] : held) other = other || (h.path == plain && key.first != node);
-    }
+    std::lock_guard lock(mutex);
+    bool other = claimed.count(plain) != 0;
+    for (const auto& [key, h] : held) other = other || (h.path == plain && key.first != node);
     if (!other && ::access(plain.c_str(), F_OK) == 0) {
       try {
         const Stream s = Stream::open(plain);
@@ -527,7 +625,9 @@ struct Service::Impl {
         other = true;  // not ours to replace
       }
     }
-    return other ? stream_file(node + ":" + channel) : plain;
+    const std::string path = other ? stream_file(node + ":" + channel) : plain;
+    claimed.insert(path);
+    return path;
   }
 
   std::unique_ptr<Replica> make_replica(const std::string& node, const std::string& channel, const std::string& endpoint,
@@ -589,6 +689,9 @@ struct Service::Impl {
         if (it == held.end() || it->second.keep) continue;
         if (used[i]) it->second.last_used = now;
         else if (now - it->second.last_used >= opt.idle) {
+          // Until its file is gone, an OPEN of it waits and no other replica takes its path.
+          opening.insert(it->first);
+          claimed.insert(it->second.path);
           gone.push_back(std::move(it->second));
           held.erase(it);
         }
@@ -597,28 +700,45 @@ struct Service::Impl {
     for (Held& h : gone) {
       if (h.replica) h.replica->stop();
       ::unlink(h.path.c_str());
+      send_release(h.node, h.name);
+      std::lock_guard lock(mutex);
+      opening.erase({h.node, h.name});
+      claimed.erase(h.path);
+      cv.notify_all();
     }
+  }
+
+  /// Tells `node` that our replica of its stream `channel` is gone (wire kind release), so its
+  /// Publisher stops as soon as no other replica subscribes. Any thread (posted to the network
+  /// thread); nothing is sent when the node is no longer a peer or its link is down (its
+  /// Publisher then ends after its grace).
+  void send_release(const std::string& node, const std::string& channel) {
+    post([this, node, channel] {
+      for (const auto& p : peers)
+        if (p->node == node)
+          (void)detail::send_message(p->dealer.get(), {}, name, wire::make_header(wire::Kind::release), bytes_of(channel));
+    });
   }
 
   /// A replica whose link is down while its owner's service is up: its Publisher is gone (the
   /// owner restarted, or stopped it): ask again, and follow a new endpoint.
   void reask_down() {
-    struct Todo { std::pair<std::string, std::string> key; std::size_t peer; std::string endpoint, host; };
+    struct Todo { std::pair<std::string, std::string> key; std::string peer, endpoint, host; };
     std::vector<Todo> todo;
     const auto now = Clock::now();
     {
       std::lock_guard lock(mutex);
       for (auto& [key, h] : held) {
         if (!h.replica || h.replica->stats().link_up || now - h.last_reask < opt.timing.link_timeout) continue;
-        for (std::size_t i = 0; i < peers.size(); ++i)
-          if (peers[i]->node == key.first && peers[i]->up) {
+        for (const auto& p : peers)
+          if (p->node == key.first && p->up) {
             h.last_reask = now;
-            todo.push_back({key, i, h.endpoint, peers[i]->host});
+            todo.push_back({key, p->endpoint, h.endpoint, p->host});
           }
       }
     }
     for (const Todo& t : todo) {
-      const Answer a = ask(t.peer, t.key.second, opt.timing.link_timeout);
+      const Answer a = ask(t.peer, t.key.first, t.key.second, opt.timing.link_timeout);
       if (a.refused) {
         refuse("re-opening '" + t.key.first + ":" + t.key.second + "': " + answer_message(a));
         continue;

@@ -28,7 +28,10 @@ std::vector<wire::CatalogueRecord> scan_catalogue(const std::string& directory, 
 /// so they cannot map them either.
 std::vector<bool> used_by_others(const std::vector<std::string>& paths);
 
-/// `s` as a JSON string literal (quotes, backslash and control characters escaped).
+/// `s` as a JSON string literal (quotes, backslash and control characters escaped). JSON text is
+/// UTF-8 (RFC 8259) while a channel name is any bytes: each byte that does not start a
+/// well-formed UTF-8 sequence becomes U+FFFD (the replacement character), so the text always
+/// parses; such a name is shown, not given back exactly.
 std::string json_string(std::string_view s);
 
 /// A node name is 1..63 bytes of printable characters, without TAB, ':' or '/'.

@@ -6,6 +6,7 @@
 // (control::encode over AF_UNIX seqpacket, no client library) and reads and writes the files.
 #include "bridge/wire.hpp"
 #include "remote/control_protocol.hpp"
+#include "service_util.hpp"
 #include "test_util.hpp"
 
 #include <shmlink/bridge_service.hpp>
@@ -37,33 +38,20 @@ namespace {
 using namespace std::chrono_literals;
 using shmlink::Dtype;
 using shmlink::Stream;
+using shmlink::test::frame_of;
+using shmlink::test::HostDir;
+using shmlink::test::ramp;
 using shmlink::test::Shared;
 using shmlink::test::spawn;
 using shmlink::test::wait_until;
 namespace bridge = shmlink::bridge;
 namespace control = shmlink::control;
 
-constexpr bridge::LinkTiming kFast{std::chrono::milliseconds(50), std::chrono::milliseconds(300)};
-
-/// A private directory standing for one host's stream directory.
-class HostDir {
- public:
-  HostDir() {
-    std::string t = "/dev/shm/shmlink-service-XXXXXX";
-    if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp");
-    path_ = t;
-  }
-  ~HostDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  [[nodiscard]] std::string stream(const std::string& name) const { return path_ + "/" + name + ".im.shm"; }
-  [[nodiscard]] std::string socket() const { return path_ + "/" + std::string(control::kSocketName); }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+/// Heartbeats every 50 ms; a link is down after 2 s of silence, so a stall of a busy machine
+/// never flaps it (and an owner's Publisher waits 2 link timeouts for its first subscriber).
+constexpr bridge::LinkTiming kSteady{std::chrono::milliseconds(50), std::chrono::milliseconds(2000)};
+/// For the test that waits for a link to go down: 500 ms of silence.
+constexpr bridge::LinkTiming kQuickDown{std::chrono::milliseconds(50), std::chrono::milliseconds(500)};
 
 /// What a service child shares with the test.
 struct Ctl {
@@ -79,6 +67,7 @@ struct ServiceSetup {
   std::vector<std::string> peers;
   std::vector<std::string> allow;
   std::chrono::milliseconds idle{30000};
+  bridge::LinkTiming timing = kSteady;
   bool multicast = false;
   std::string domain;
   std::uint16_t discovery_port = 0;
@@ -105,7 +94,7 @@ pid_t start_service(Ctl* ctl, const HostDir& dir, const ServiceSetup& s) {
       o.discovery_port = s.discovery_port;
     }
     o.idle = s.idle;
-    o.timing = kFast;
+    o.timing = s.timing;
     try {
       bridge::Service svc(o);
       ctl->port = svc.port();
@@ -129,7 +118,7 @@ bridge::ServiceOptions in_process(const std::string& node, const HostDir& dir) {
   o.bind = "127.0.0.1";
   o.multicast = false;
   o.directory = dir.path();
-  o.timing = kFast;
+  o.timing = kSteady;
   return o;
 }
 
@@ -146,50 +135,15 @@ struct Running {
   }
 };
 
-/// One request over the control socket at `path`: the reply's fields (empty on a socket error).
+/// One request over the control socket at `path`.
 std::vector<std::string> ask(const std::string& path, const std::vector<std::string>& fields) {
-  const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-  std::vector<std::string> out;
-  timeval tv{15, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = control::encode(fields);
-    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-      std::string buf(control::kMaxDatagram, '\0');
-      const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-      if (n > 0) out = control::decode(std::string_view(buf.data(), static_cast<std::size_t>(n))).value_or(out);
-    }
-  }
-  ::close(fd);
-  return out;
+  return shmlink::test::ask_control(path, fields);
 }
 
 std::string joined(const std::vector<std::string>& f) {
   std::string s;
   for (const auto& x : f) s += (s.empty() ? "" : " | ") + x;
   return s;
-}
-
-std::vector<float> ramp(std::size_t n, float base) {
-  std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = base + static_cast<float>(i);
-  return v;
-}
-
-/// The frame of the stream at `path` (re-opened each time: a replica may be re-created), or
-/// empty when it cannot be read.
-std::vector<float> frame_of(const std::string& path) {
-  try {
-    const Stream s = Stream::open(path);
-    std::vector<float> v(s.frame_elements());
-    if (!s.read_copy(std::as_writable_bytes(std::span(v))).ok()) return {};
-    return v;
-  } catch (const shmlink::Error&) {
-    return {};
-  }
 }
 
 std::int64_t int_keyword(const std::string& path, const char* name) {
@@ -324,8 +278,11 @@ TEST_F(ServiceTest, IdleReplicaIsDroppedWhileKeptAndMappedOnesStay) {
   ASSERT_TRUE(catalogue_shows("ttm"));
   ASSERT_EQ(open("", "wfs")[0], "OK");
   ASSERT_EQ(open("", "dm", "1")[0], "OK");
-  ASSERT_EQ(open("", "ttm")[0], "OK");
-  const Stream mapped = Stream::open(a.stream("ttm"));  // a local reader keeps ttm in use
+  // ttm is kept until a local reader maps it (opened plainly, a busy machine could let it idle
+  // out before the reader comes), then released: only the reader keeps it.
+  ASSERT_EQ(open("", "ttm", "1")[0], "OK");
+  const Stream mapped = Stream::open(a.stream("ttm"));
+  ASSERT_EQ(ask(a.socket(), {"RELEASE", "stream", "", "ttm"}), std::vector<std::string>{"OK"});
   EXPECT_TRUE(wait_until([&] { return !exists(a.stream("wfs")); }, 10)) << "an unused replica is dropped";
   EXPECT_TRUE(exists(a.stream("dm"))) << "a kept replica stays";
   EXPECT_TRUE(exists(a.stream("ttm"))) << "a mapped replica stays";
@@ -339,12 +296,14 @@ TEST_F(ServiceTest, IdleReplicaIsDroppedWhileKeptAndMappedOnesStay) {
 
 TEST_F(ServiceTest, OwnerKilledMarksTheLinkDownAndItsRestartBringsItBack) {
   Stream src = source("wfs");
-  ASSERT_NO_FATAL_FAILURE(start({}, {}));
+  ServiceSetup requester;
+  requester.timing = kQuickDown;  // the link is seen down 500 ms after the owner dies
+  ASSERT_NO_FATAL_FAILURE(start({}, requester));
   ASSERT_TRUE(catalogue_shows("wfs"));
   const auto r = open("", "wfs");
   ASSERT_EQ(r[0], "OK") << joined(r);
   const Stream mapped = Stream::open(r[1]);  // in use: never idle
-  EXPECT_EQ(int_keyword(r[1], bridge::kKeywordLink), 1);
+  EXPECT_TRUE(wait_until([&] { return int_keyword(r[1], bridge::kKeywordLink) == 1; }, 10));
   const int port = beta->port.load();
   ::kill(beta_pid, SIGKILL);
   (void)shmlink::test::reap(beta_pid, 10);

@@ -60,12 +60,13 @@ int run_serve(ServeArgs& a) {
   o.timing.heartbeat = std::chrono::milliseconds(a.heartbeat_ms);
   o.timing.link_timeout = 4 * o.timing.heartbeat;
   if (!a.data_ports.empty()) parse_data_ports(a.data_ports, o);
+  // Before the service starts: once its control socket answers, a SIGTERM must stop it cleanly.
+  const tools::SignalHandlers signals(bridge_stop_signal, {SIGINT, SIGTERM});
   bridge::Service service(o);
   spdlog::info("bridge service '{}' on port {} ({} listed peer{}{}), control socket {}", service.name(), service.port(),
                o.peers.size(), o.peers.size() == 1 ? "" : "s",
                o.multicast ? ", multicast discovery in domain '" + o.domain + "'" : std::string(), service.control_socket());
   if (const std::string why = service.last_error(); !why.empty()) spdlog::warn("{}", why);
-  const tools::SignalHandlers signals(bridge_stop_signal, {SIGINT, SIGTERM});
   std::map<std::string, bool> links;
   while (g_bridge_stop == 0) {
     for (const bridge::PeerStatus& p : service.peers()) {
