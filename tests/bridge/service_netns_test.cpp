@@ -8,6 +8,7 @@
 // source files of host A and looks at files. Both namespaces have their own network stack, so
 // the services use the default ports (7710, multicast 7711) without meeting any other test.
 // Needs root and `ip netns`: skipped with the reason otherwise.
+#include "bridge_queue_util.hpp"
 #include "netns.hpp"
 #include "test_util.hpp"
 
@@ -39,31 +40,12 @@ using shmlink::Dtype;
 using shmlink::Errc;
 using shmlink::Stream;
 using shmlink::test::ChildReport;
+using shmlink::test::HostDir;
 using shmlink::test::Shared;
 using shmlink::test::wait_until;
 
 constexpr const char* kCli = SHMLINK_CLI_PATH;
 constexpr int kServicePort = 7710;  // the default: each namespace has a network stack of its own
-
-/// A private directory under /dev/shm, removed with its contents at the end.
-class TempDir {
- public:
-  explicit TempDir(const char* what) {
-    std::string t = std::string("/dev/shm/shmlink-netns-") + what + "-XXXXXX";
-    if (::mkdtemp(t.data()) == nullptr) throw std::runtime_error("mkdtemp " + t);
-    path_ = t;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  [[nodiscard]] const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 /// One "host": its namespace, address, stream directory and running service.
 struct Host {
@@ -117,16 +99,11 @@ std::string string_keyword(const Stream& s, const char* name) {
   return v && std::holds_alternative<std::string>(*v) ? std::get<std::string>(*v) : std::string("(none)");
 }
 
-/// The frame of the stream at `path`, or empty when it cannot be read.
-std::vector<float> frame_of(const std::string& path) {
-  try {
-    const Stream s = Stream::open(path);
-    std::vector<float> v(s.frame_elements());
-    if (!s.read_copy(std::as_writable_bytes(std::span(v))).ok()) return {};
-    return v;
-  } catch (const shmlink::Error&) {
-    return {};
-  }
+/// The newest frame of the open stream `s` (f32), or empty when it cannot be read.
+std::vector<float> frame(const Stream& s) {
+  std::vector<float> v(s.frame_elements());
+  if (!s.read_copy(std::as_writable_bytes(std::span(v))).ok()) return {};
+  return v;
 }
 
 class ServiceNetns : public ::testing::Test {
@@ -209,6 +186,14 @@ class ServiceNetns : public ::testing::Test {
         20);
   }
 
+  /// Starts A's and B's services (listed peers) and waits until B lists A's stream `name`.
+  void serve_both_listing(const std::string& name) {
+    ASSERT_NO_FATAL_FAILURE(serve(a_));
+    ASSERT_NO_FATAL_FAILURE(serve(b_));
+    std::string ls;
+    ASSERT_TRUE(b_lists(name, &ls)) << ls;
+  }
+
   /// A source stream `name` of host A, `elements` f32 with keyword GAIN, one frame ramp(1) written.
   Stream source(const std::string& name, std::uint32_t elements = 64) {
     auto spec = shmlink::test::spec_of({elements}, Dtype::f32);
@@ -219,7 +204,7 @@ class ServiceNetns : public ::testing::Test {
     return s;
   }
 
-  TempDir dir_a_{"a"}, dir_b_{"b"}, logs_{"logs"};
+  HostDir dir_a_, dir_b_, logs_;
   std::optional<netns::Pair> pair_;
   Host a_, b_;
   int runs_ = 0;
@@ -232,10 +217,8 @@ TEST_F(ServiceNetns, ListedPeersGiveBTransparentReplicasWithDataCountersSemaphor
   Stream src = source("wfs");
   Stream dm = source("dm", 16);
   ASSERT_TRUE(dm.write(std::span<const float>(ramp(16, 40))).ok());
-  ASSERT_NO_FATAL_FAILURE(serve(a_));
-  ASSERT_NO_FATAL_FAILURE(serve(b_));
+  ASSERT_NO_FATAL_FAILURE(serve_both_listing("wfs"));
   std::string ls;
-  ASSERT_TRUE(b_lists("wfs", &ls)) << ls;
   EXPECT_TRUE(b_lists("dm", &ls)) << ls;
 
   const CliResult want = cli(b_, {"bridge", "want", "A:wfs"});
@@ -336,7 +319,7 @@ TEST_F(ServiceNetns, MulticastDiscoveryFindsThePeerOverTheVeth) {
                                    << cli(b_, {"bridge", "status"}).out << "\nservice B: " << read_file(b_.log);
   const CliResult want = cli(b_, {"bridge", "want", "A:wfs"});
   ASSERT_EQ(want.rc, 0) << want.out;
-  EXPECT_EQ(frame_of(b_.stream("wfs")), ramp(64, 1));
+  EXPECT_EQ(frame(Stream::open(b_.stream("wfs"))), ramp(64, 1));
   const CliResult status = cli(b_, {"bridge", "status"});
   EXPECT_NE(status.out.find("tcp://" + a_.address + ":" + std::to_string(kServicePort)), std::string::npos)
       << "A was found at its veth address: " << status.out;
@@ -365,10 +348,7 @@ TEST_F(ServiceNetns, FullSpeedWriterInANeverGivesBATornOrDuplicatedFrame) {
   std::vector<std::uint64_t> frame(kPatternElements);
   fill_pattern(frame, 1);
   ASSERT_TRUE(src.write(std::span<const std::uint64_t>(frame)).ok());
-  ASSERT_NO_FATAL_FAILURE(serve(a_));
-  ASSERT_NO_FATAL_FAILURE(serve(b_));
-  std::string ls;
-  ASSERT_TRUE(b_lists("wfs", &ls)) << ls;
+  ASSERT_NO_FATAL_FAILURE(serve_both_listing("wfs"));
 
   struct Run {
     ChildReport report;
@@ -438,10 +418,7 @@ TEST_F(ServiceNetns, FullSpeedWriterInANeverGivesBATornOrDuplicatedFrame) {
 // publication after the program's own write.
 TEST_F(ServiceNetns, AWriteOnBsReplicaReachesTheSourceWithoutEcho) {
   Stream src = source("wfs");
-  ASSERT_NO_FATAL_FAILURE(serve(a_));
-  ASSERT_NO_FATAL_FAILURE(serve(b_));
-  std::string ls;
-  ASSERT_TRUE(b_lists("wfs", &ls)) << ls;
+  ASSERT_NO_FATAL_FAILURE(serve_both_listing("wfs"));
   Shared<std::atomic<std::uint64_t>> before;
   const pid_t writer = program_in(b_, {}, [&before] {
     Stream s = Stream::open("A:wfs");
@@ -449,12 +426,12 @@ TEST_F(ServiceNetns, AWriteOnBsReplicaReachesTheSourceWithoutEcho) {
     return s.write(std::span<const float>(ramp(64, 900))).ok() ? 0 : 2;
   });
   ASSERT_EQ(netns::wait_child(writer, 20s), 0);
-  EXPECT_TRUE(wait_until([&] { return frame_of(a_.stream("wfs")) == ramp(64, 900); }, 20))
+  EXPECT_TRUE(wait_until([&] { return frame(src) == ramp(64, 900); }, 20))
       << "the write did not reach A; service B: " << read_file(b_.log);
   EXPECT_EQ(src.cnt0(), 2U) << "written into the source once";
   ASSERT_TRUE(src.write(std::span<const float>(ramp(64, 50))).ok());
-  EXPECT_TRUE(wait_until([&] { return frame_of(b_.stream("wfs")) == ramp(64, 50); }, 20));
-  const Stream replica = Stream::open(b_.stream("wfs"));
+  const Stream replica = Stream::open(b_.stream("wfs"));  // made by the program's open
+  EXPECT_TRUE(wait_until([&] { return frame(replica) == ramp(64, 50); }, 20));
   EXPECT_EQ(replica.cnt0(), before->load() + 2) << "the program's write, then the next source frame: nothing between";
   EXPECT_EQ(int_keyword(replica, bridge::kKeywordSourceCnt0), 3);
 }
@@ -463,10 +440,7 @@ TEST_F(ServiceNetns, AWriteOnBsReplicaReachesTheSourceWithoutEcho) {
 // flows again into the same file, read by a program of B that never reopens its handle.
 TEST_F(ServiceNetns, ALostLinkKeepsTheLastFrameAndARestartedServiceResumesIt) {
   Stream src = source("wfs");
-  ASSERT_NO_FATAL_FAILURE(serve(a_));
-  ASSERT_NO_FATAL_FAILURE(serve(b_));
-  std::string ls;
-  ASSERT_TRUE(b_lists("wfs", &ls)) << ls;
+  ASSERT_NO_FATAL_FAILURE(serve_both_listing("wfs"));
   struct Seen {
     std::atomic<int> stop{0};
     std::atomic<int> base{-1};
