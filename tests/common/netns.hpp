@@ -227,6 +227,34 @@ inline pid_t spawn_in(const std::string& ns, std::function<int()> body) {
   });
 }
 
+/// Sets this process's environment variables `env`: "NAME=VALUE" sets NAME, a bare "NAME" removes it.
+inline void set_environment(const std::vector<std::string>& env) {
+  for (const std::string& e : env) {
+    const auto eq = e.find('=');
+    if (eq == std::string::npos) ::unsetenv(e.c_str());
+    else ::setenv(e.substr(0, eq).c_str(), e.c_str() + eq + 1, 1);
+  }
+}
+
+/// Forks a child that enters network namespace `ns` (as spawn_in), sets the environment `env`
+/// (set_environment), sends its stdout and stderr to the file `log` (created or truncated) and
+/// execs `argv` (argv[0] a path: the program is not looked up in PATH). Returns its pid; the
+/// child exits 126 when `log` cannot be opened, 127 when the program cannot be run.
+inline pid_t exec_in(const std::string& ns, const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                     const std::string& log) {
+  return spawn_in(ns, [=] {
+    set_environment(env);
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0) return 126;
+    std::vector<std::string> copy = argv;
+    std::vector<char*> args;
+    for (std::string& a : copy) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    return 127;
+  });
+}
+
 /// Waits for child `pid` at most `timeout`, then kills it (SIGKILL). Returns its exit status,
 /// -SIGNAL when a signal ended it, -1000 when it had to be killed, -2000 when it is not our child.
 inline int wait_child(pid_t pid, std::chrono::milliseconds timeout) {

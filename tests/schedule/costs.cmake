@@ -63,3 +63,6 @@ set_tests_properties(cli.JsonOutputSurvivesNamesAndFieldsThatAreNotUtf8 PROPERTI
 set_tests_properties(capi_header_parts PROPERTIES COST 3)
 set_tests_properties(python.test_interface PROPERTIES COST 3)
 set_tests_properties(python.test_villas PROPERTIES COST 3)
+set_tests_properties(ServiceNetns.ListedPeersGiveBTransparentReplicasWithDataCountersSemaphoresAndKeywords PROPERTIES COST 4)
+set_tests_properties(ServiceNetns.ALostLinkKeepsTheLastFrameAndARestartedServiceResumesIt PROPERTIES COST 4)
+set_tests_properties(ServiceNetns.FullSpeedWriterInANeverGivesBATornOrDuplicatedFrame PROPERTIES COST 3)
