@@ -44,3 +44,6 @@ set_tests_properties(cli.CreateAcceptsNumpyAndShortDtypeNames PROPERTIES COST 3)
 set_tests_properties(cli.MemifResponderHonoursDurationWhenThePeerReturnsNoBuffers PROPERTIES COST 3)
 set_tests_properties(cli.MonitorSortsByStreamNameAndByTheSortKey PROPERTIES COST 3)
 set_tests_properties(cli.JsonOutputSurvivesNamesAndFieldsThatAreNotUtf8 PROPERTIES COST 3)
+# About 2-3 s each on the loaded 2-core machine (two services and six CLI runs; 80 MiB of frames).
+set_tests_properties(BridgeFreshnessCli.InfoAndCatOfHostNameAskTheServiceAndLsInfoMonitorShowTheReplica PROPERTIES COST 3)
+set_tests_properties(EveryFrame.AWindowAboveSixteenFramesLeavesWholeWhileTheSubscriberReadsNothing PROPERTIES COST 3)
