@@ -58,6 +58,12 @@ enum class ReplicationMode : std::uint8_t {
 
 /// Largest window of frames in flight a replica may ask for in every-frame mode.
 inline constexpr std::uint32_t kMaxEveryFrameWindow = 1024;
+/// Window of frames in flight of an every-frame replica when the asker names none.
+inline constexpr std::uint32_t kDefaultEveryFrameWindow = 64;
+/// Most bytes of frames an owner keeps in flight to one every-frame subscriber: a window that
+/// would exceed it is narrowed to what fits (at least one frame), so that a 1024-frame window of
+/// 16 MiB frames cannot make the owner queue 16 GiB.
+inline constexpr std::uint64_t kMaxEveryFrameBytesInFlight = std::uint64_t{256} << 20;
 
 /// Options of a Publisher.
 struct PublisherOptions {
@@ -111,7 +117,11 @@ struct PublisherStats {
 ///   on, in cnt0 order, up to its window unacknowledged: a rolling buffer's history is read slice
 ///   by slice with read_frame() (validated, never torn); frames overwritten before they could be
 ///   sent are counted (`skipped` of the next frame, stats().frames_lost). A subscriber that
-///   resubscribes in the same generation resumes after the frame it acknowledged last.
+///   resubscribes in the same generation resumes after the frame it acknowledged last. Its
+///   window is narrowed to kMaxEveryFrameBytesInFlight bytes of frames, and an acknowledgement
+///   of a frame not yet sent counts only up to the last one sent (a lying subscriber cannot
+///   open the window without bound). The socket's send high-water mark (kMaxEveryFrameWindow
+///   plus room for heartbeats and metas) is never what limits a window.
 class Publisher {
  public:
   /// Opens stream `stream` (a name in stream_directory(), or a path) and binds a ROUTER socket to
@@ -174,7 +184,7 @@ struct ReplicaOptions {
   ReplicationMode mode = ReplicationMode::latest;
   /// every_frame: source frames in flight (sent, not yet acknowledged), 1..kMaxEveryFrameWindow
   /// (values outside are clamped). Larger windows carry more frames per round trip.
-  std::uint32_t window = 64;
+  std::uint32_t window = kDefaultEveryFrameWindow;
   /// CURVE (shmlink/bridge_security.hpp): connect as a CURVE client with these keys. Null: plain
   /// TCP.
   std::shared_ptr<Security> security;

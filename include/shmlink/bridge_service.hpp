@@ -134,13 +134,22 @@ class Service {
   /// that is not a replica of that node (its BR_ORIGIN keyword). A second open of a replica held
   /// returns at once (keep = true sets its keep flag). Thread-safe; opens of other channels run
   /// concurrently.
+  /// @param mode ReplicationMode::every_frame makes the replica a rolling buffer of the source's
+  ///        depth that receives every source frame in order, `window` (1..kMaxEveryFrameWindow)
+  ///        of them in flight, and counts in BR_LOST those overwritten at the owner before they
+  ///        could be sent (docs/design/bridge.md, "Every-frame mode"). A replica held in the
+  ///        latest mode and asked for every frame is replaced by an every-frame one on the same
+  ///        file; one held in every-frame mode serves latest-mode askers as it is (its window
+  ///        stays the first asker's).
   /// @throws Error invalid_argument (kind not "stream"; queues through the service are not built
-  ///         yet; a name offered by two peers and no node given: naming both), not_found (no peer
+  ///         yet; a window outside 1..kMaxEveryFrameWindow; a name offered by two peers and no
+  ///         node given: naming both), not_found (no peer
   ///         offers it, or the owner has no such stream), not_connected (the peer's link is down),
   ///         timeout (no answer or no first frame within `timeout`), permission (the owner's
   ///         allow-list refuses it), or the owner's other refusals.
   std::string open(std::string_view kind, std::string_view node, std::string_view name,
-                   std::chrono::milliseconds timeout, bool keep);
+                   std::chrono::milliseconds timeout, bool keep, ReplicationMode mode = ReplicationMode::latest,
+                   std::uint32_t window = kDefaultEveryFrameWindow);
   /// Counters.
   [[nodiscard]] ServiceStats stats() const;
   /// The last refused message or failure, naming the peer and what was wrong; empty if none.

@@ -15,6 +15,7 @@
 #include <shmlink/export.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,10 +66,18 @@ SHMLINK_EXPORT bool remote_open_enabled() noexcept;
 ///        `name`; @param timeout how long the service may take (also the client's wait, plus one
 ///        second for the service to answer a timeout itself); @param keep keep the replica while
 ///        no process uses it (until `bridge release`).
+/// @param every_frame_window 0: the replica follows the latest value (a slow link skips frames,
+///        counted in BR_SKIPPED). 1..1024: every-frame mode for recorders: the replica is a
+///        rolling buffer of the source's depth that receives every source frame in cnt0 order,
+///        this many in flight, and counts in BR_LOST the frames overwritten at the owner before
+///        they could be sent (docs/bridge.md, "Every frame, for recorders"). Sent as OPEN's
+///        optional mode and window fields, only when not 0.
 /// @throws Error as request(); the service's not_found (no peer has the channel), timeout,
-///         permission (the owner refused), protocol (a reply without a path).
+///         permission (the owner refused), invalid_argument (a window above 1024, or a service
+///         too old to know every-frame mode), protocol (a reply without a path).
 SHMLINK_EXPORT std::string remote_open(std::string_view kind, std::string_view host, std::string_view name,
-                                       std::chrono::milliseconds timeout, bool keep);
+                                       std::chrono::milliseconds timeout, bool keep,
+                                       std::uint32_t every_frame_window = 0);
 
 /// Splits "HOST:NAME" into {HOST, NAME}: HOST is 1 to 63 bytes of [A-Za-z0-9._-] (a host or node
 /// name) and not "ivshmem" (a VM locator), NAME a valid channel name (check_channel_name(): 1 to

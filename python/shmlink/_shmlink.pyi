@@ -343,6 +343,8 @@ class ReplicaStats(TypedDict):
     refused: int
     source_cnt0: int
     link_up: bool
+    lost: int
+    mode: str
 
 class Publisher:
     """The owner's side of a bridged stream: serves a local stream on a ZeroMQ socket it binds."""
@@ -369,7 +371,8 @@ class Replica:
 
     def __init__(self, stream: str, endpoint: str, *, local_name: Optional[str] = ..., origin: Optional[str] = ...,
                  heartbeat_ms: int = ..., link_timeout_ms: int = ..., semaphores: int = ...,
-                 spin: bool = ..., take_over_local: bool = ...) -> None: ...
+                 spin: bool = ..., take_over_local: bool = ..., every_frame: bool = ...,
+                 window: int = ...) -> None: ...
     @property
     def stream(self) -> str: ...
     @property
@@ -385,3 +388,8 @@ class Replica:
     def stop(self) -> None: ...
     def __enter__(self) -> Replica: ...
     def __exit__(self, *args: Any) -> None: ...
+
+def bridge_want(name: str, *, every_frame: bool = ..., window: int = ..., keep: bool = ...,
+                timeout: Optional[float] = ...) -> str:
+    """Ask the bridge service of this host for a replica of stream `name` and return its path."""
+    ...

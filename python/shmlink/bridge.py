@@ -17,12 +17,17 @@ frame is published at most once on a replica, and never torn. A frame written on
 back to the owner (unless the publisher is ``read_only``). Messages are a fixed little-endian
 header plus the raw frame (never pickle). Both objects run C++ threads that never hold the GIL,
 from construction until ``stop()``, the end of a ``with`` block, destruction, or the
-interpreter's exit. See docs/python.md "Bridge" and docs/design/bridge.md.
+interpreter's exit. ``Replica(..., every_frame=True, window=64)`` asks for every source frame in
+order instead (recorders: the replica is a rolling buffer; frames lost at the owner are counted in
+``BR_LOST``). ``want(name, every_frame=False, window=64, keep=False, timeout=None)`` asks the bridge
+service of this host for a replica (``"HOST:NAME"`` or ``"NAME"``) and returns its path. See
+docs/python.md "Bridge" and docs/design/bridge.md.
 """
 
 from ._shmlink import Publisher, Replica
+from ._shmlink import bridge_want as want
 
-__all__ = ["Publisher", "Replica"]
+__all__ = ["Publisher", "Replica", "want"]
 
 Publisher.__module__ = __name__
 Replica.__module__ = __name__

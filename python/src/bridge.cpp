@@ -6,6 +6,8 @@
 #include "common.hpp"
 
 #include <shmlink/bridge.hpp>
+#include <shmlink/channel.hpp>
+#include <shmlink/remote.hpp>
 
 #include <pybind11/stl.h>
 
@@ -35,6 +37,14 @@ bridge::LinkTiming link_timing(const std::string& what, std::int64_t heartbeat_m
                                            " is not above heartbeat_ms (" + std::to_string(heartbeat_ms) +
                                            ") and at most 36000000");
   return bridge::LinkTiming{milliseconds(heartbeat_ms), milliseconds(link_timeout_ms)};
+}
+
+/// An every-frame window from Python, checked: 1..kMaxEveryFrameWindow frames.
+std::uint32_t checked_window(const std::string& what, std::int64_t window) {
+  if (window < 1 || window > bridge::kMaxEveryFrameWindow)
+    raise_code(Errc::invalid_argument, what + ": window " + std::to_string(window) + " is not 1.." +
+                                           std::to_string(bridge::kMaxEveryFrameWindow));
+  return static_cast<std::uint32_t>(window);
 }
 
 /// The port of "tcp://HOST:PORT", or None.
@@ -170,7 +180,7 @@ class PyReplica : public PyBridgeObject<bridge::Replica> {
  public:
   PyReplica(const std::string& stream, const std::string& endpoint, const std::optional<std::string>& local_name,
             const std::optional<std::string>& origin, std::int64_t heartbeat_ms, std::int64_t link_timeout_ms,
-            int semaphores, bool spin, bool take_over_local)
+            int semaphores, bool spin, bool take_over_local, bool every_frame, std::int64_t window)
       : stream_(stream), endpoint_(endpoint) {
     const std::string what = "replicating stream '" + stream + "' from " + endpoint;
     bridge::ReplicaOptions o;
@@ -182,6 +192,8 @@ class PyReplica : public PyBridgeObject<bridge::Replica> {
     o.semaphores = static_cast<std::uint16_t>(semaphores);
     o.spin = spin;
     o.take_over_local = take_over_local;
+    o.mode = every_frame ? bridge::ReplicationMode::every_frame : bridge::ReplicationMode::latest;
+    o.window = checked_window(what, window);
     run_ = track(without_gil([&] { return std::make_unique<bridge::Replica>(stream, endpoint, o); }));
   }
   const std::string& stream() const noexcept { return stream_; }
@@ -202,16 +214,41 @@ class PyReplica : public PyBridgeObject<bridge::Replica> {
                     py::arg("writes_sent") = s.writes_sent, py::arg("metas") = s.metas,
                     py::arg("recreated") = s.recreated, py::arg("skipped") = s.skipped,
                     py::arg("refused") = s.refused, py::arg("source_cnt0") = s.source_cnt0,
-                    py::arg("link_up") = s.link_up);
+                    py::arg("link_up") = s.link_up, py::arg("lost") = s.lost,
+                    py::arg("mode") = s.mode == bridge::ReplicationMode::every_frame ? "every_frame" : "latest");
   }
 
  private:
   std::string stream_, endpoint_;
 };
 
+/// shmlink.bridge.want(): the control protocol's OPEN of a stream (include/shmlink/remote.hpp).
+std::string want(const std::string& name, bool every_frame, std::int64_t window, bool keep,
+                 const std::optional<double>& timeout) {
+  const std::string what = "bridge want of stream '" + name + "'";
+  std::pair<std::string, std::string> target{"", name};
+  if (auto split = remote::split_remote_name(name)) target = *split;
+  else check_channel_name("stream", name, name, kMaxStreamName);
+  const std::uint32_t w = checked_window(what, window);
+  const milliseconds wait =
+      timeout ? std::chrono::ceil<milliseconds>(to_ns(timeout)) : remote::open_timeout();
+  py::gil_scoped_release nogil;  // the service may take `timeout` to answer
+  return remote::remote_open("stream", target.first, target.second, std::max(wait, milliseconds(1)), keep,
+                             every_frame ? w : 0);
+}
+
 }  // namespace
 
 void register_bridge(py::module_& m) {
+  m.def("bridge_want", &want, py::arg("name"), py::kw_only(), py::arg("every_frame") = false,
+        py::arg("window") = bridge::kDefaultEveryFrameWindow, py::arg("keep") = false, py::arg("timeout") = py::none(),
+        R"doc(Ask the bridge service of this host for a replica of stream `name` ("NAME", or "HOST:NAME" for
+node HOST's) and return the replica file's path once it holds its first frame (the service's OPEN,
+as `shmlink bridge want`). every_frame=True asks for every source frame in order: the replica is a
+rolling buffer of the source's depth, `window` frames (1..1024) in flight, frames lost at the owner
+counted in its BR_LOST keyword. keep=True keeps the replica while no process uses it. timeout:
+seconds (None: $SHMLINK_BRIDGE_TIMEOUT_MS, else 5). Raises NotFoundError (no service, or no peer
+offers the stream), TimeoutError, AccessError (the owner refused), ArgumentError.)doc");
   // The interpreter's exit stops what is still running (registered once, at import).
   py::module_::import("atexit").attr("register")(py::cpp_function([] {
     py::gil_scoped_release nogil;
@@ -256,7 +293,7 @@ SystemFailure (the endpoint could not be bound: the message names it and ZeroMQ'
   py::class_<PyReplica, std::shared_ptr<PyReplica>>(m, "Replica", R"doc(The subscriber's side of a bridged stream.
 
 Replica(stream, endpoint, local_name=None, origin=None, heartbeat_ms=1000, link_timeout_ms=4000,
-semaphores=10, spin=False, take_over_local=False) connects a ZeroMQ DEALER to the Publisher at `endpoint`
+semaphores=10, spin=False, take_over_local=False, every_frame=False, window=64) connects a ZeroMQ DEALER to the Publisher at `endpoint`
 ("tcp://HOST:PORT") and keeps a local replica of its stream `stream` (the remote stream's name):
 an ordinary stream file named `local_name` (a name or a path; default the remote name in the
 stream directory), created at the first message with the source's shape, dtype and keywords, and
@@ -265,7 +302,11 @@ of streams reads it. Keywords BR_ORIGIN (`origin`, default the endpoint's host),
 BR_AGE_US, BR_SKIPPED, BR_SRC_CNT0, BR_SRC_WTIME say how fresh it is. A frame written on the
 replica by a local process goes back to the owner. A local stream already named `local_name`
 that is not a replica of this origin is left alone (the replica says why in last_error) unless
-take_over_local=True makes it the mirror on purpose.
+take_over_local=True makes it the mirror on purpose. every_frame=True asks for every source
+frame in order (for recorders): the replica is a rolling buffer of the source's depth, `window`
+frames (1..1024) travel unacknowledged, and frames overwritten at the owner before they could be
+sent are counted in BR_LOST and stats()['lost'] (an owner that does not accept the mode serves the
+latest value: stats()['mode'] says which is in force).
 
 Connecting does not wait: a wrong host or port shows as wait_first_frame() returning False and
 stats()['link_up'] staying False. ZeroMQ reconnects by itself after a lost link.
@@ -273,10 +314,11 @@ Runs its own threads (no GIL) until stop(), the end of a `with` block, or destru
 replica file stays. Raises ArgumentError (a bad stream name, timings), SystemFailure (ZeroMQ
 refused the endpoint).)doc")
       .def(py::init<const std::string&, const std::string&, const std::optional<std::string>&,
-                    const std::optional<std::string>&, std::int64_t, std::int64_t, int, bool, bool>(),
+                    const std::optional<std::string>&, std::int64_t, std::int64_t, int, bool, bool, bool, std::int64_t>(),
            py::arg("stream"), py::arg("endpoint"), py::kw_only(), py::arg("local_name") = py::none(),
            py::arg("origin") = py::none(), py::arg("heartbeat_ms") = 1000, py::arg("link_timeout_ms") = 4000,
-           py::arg("semaphores") = 10, py::arg("spin") = false, py::arg("take_over_local") = false)
+           py::arg("semaphores") = 10, py::arg("spin") = false, py::arg("take_over_local") = false,
+           py::arg("every_frame") = false, py::arg("window") = bridge::kDefaultEveryFrameWindow)
       .def_property_readonly("stream", &PyReplica::stream, "The remote stream's name as given.")
       .def_property_readonly("endpoint", &PyReplica::endpoint, "The publisher's endpoint as given.")
       .def_property_readonly("path", &PyReplica::path, "The local replica file.")
@@ -286,7 +328,8 @@ refused the endpoint).)doc")
            "`timeout` seconds (None: forever). Returns True when it does, False when the time passed.")
       .def("stats", &PyReplica::stats,
            "Counters and link state (a racy snapshot) as a dict: frames_published, duplicates_dropped, echoes, "
-           "writes_sent, metas, recreated, skipped, refused, source_cnt0, link_up.")
+           "writes_sent, metas, recreated, skipped, refused, source_cnt0, link_up, lost (every-frame mode: frames "
+           "overwritten at the owner), mode ('latest' or 'every_frame': the mode in force).")
       .def_property_readonly("last_error", [](const PyReplica& x) { return x.last_error(); },
                              "The last refused message or failure, naming the peer and what was wrong; '' if none.")
       .def("stop", &PyReplica::stop,

@@ -2,6 +2,8 @@
 // libzmq owners, wire-format messages and the stream watcher (see link.hpp).
 #include "bridge/link.hpp"
 
+#include <shmlink/bridge.hpp>
+
 #include <zmq.h>
 
 #include <sys/eventfd.h>
@@ -133,6 +135,24 @@ void put_shape(wire::Header& h, const Stream& s) noexcept {
   h.dtype = static_cast<std::uint32_t>(s.dtype());
   h.naxis = static_cast<std::uint8_t>(shape.size());
   for (std::size_t i = 0; i < 3; ++i) h.size[i] = i < shape.size() ? shape[i] : 0;
+}
+
+void set_origin(Stream& s, const std::string& origin) {
+  s.set_keyword(kKeywordOrigin, origin.substr(0, kMaxKeywordString), std::string_view(origin).substr(0, 79));
+}
+
+bool is_replica_of(const Stream& s, const std::string& origin) noexcept {
+  try {
+    for (const Keyword& k : s.keywords()) {
+      if (k.name != kKeywordOrigin) continue;
+      const auto* value = std::get_if<std::string>(&k.value);
+      if (value == nullptr) return false;
+      if (!k.comment.empty()) return k.comment == std::string_view(origin).substr(0, 79);
+      return *value == origin.substr(0, kMaxKeywordString);
+    }
+  } catch (...) {  // unreadable keywords, or out of memory: not known to be ours
+  }
+  return false;
 }
 
 // ---- Watcher -------------------------------------------------------------------------------

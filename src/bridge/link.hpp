@@ -130,4 +130,15 @@ class Watcher {
 /// The stream's frame geometry as a header's dtype / naxis / size fields.
 void put_shape(wire::Header& h, const Stream& s) noexcept;
 
+/// Sets BR_ORIGIN on replica `s` (docs/design/bridge.md, "Freshness"): the value holds the first
+/// kMaxKeywordString (16) bytes of `origin`, as ISIO keyword strings do, and the comment the
+/// whole name (up to 79 bytes), so that tools show it and two origins sharing a 16-byte prefix
+/// are told apart. @throws Error as Stream::set_keyword.
+void set_origin(Stream& s, const std::string& origin);
+
+/// True when stream `s` is a replica of `origin` by its BR_ORIGIN keyword: the comment names
+/// `origin` whole, or (a file from before the comment held it) the comment is empty and the
+/// value is origin's first 16 bytes. False without BR_ORIGIN or when it cannot be read.
+bool is_replica_of(const Stream& s, const std::string& origin) noexcept;
+
 }  // namespace shmlink::bridge::detail

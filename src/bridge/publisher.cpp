@@ -189,11 +189,15 @@ struct Publisher::Impl {
   void note_every_frame(Subscriber& sub, const wire::Header& h) const noexcept {
     sub.asks_every = (h.flags & wire::kHeartbeatEveryFrame) != 0;
     if (!sub.asks_every) return;
-    sub.window = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(h.cnt1, 1, kMaxEveryFrameWindow));
+    const std::uint64_t fit = kMaxEveryFrameBytesInFlight / std::max<std::uint64_t>(frame.size(), 1);
+    sub.window = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(std::min(h.cnt1, fit), 1, kMaxEveryFrameWindow));
     if (h.generation == 0 || h.generation != generation) return;
     if (sub.acked_gen != generation) sub.acked = 0;
     sub.acked_gen = generation;
-    sub.acked = std::max(sub.acked, h.sequence);
+    // Served in this generation: an acknowledgement counts up to the last frame sent, no further
+    // (a lie would open the window, and the queue at the socket, without bound).
+    const bool serving = sub.every && sub.meta_gen == generation;
+    sub.acked = std::max(sub.acked, serving ? std::min(h.sequence, sub.last_sent) : h.sequence);
   }
 
   /// Every-frame mode: sends `sub` the source frames from sub.next on, in cnt0 order, while
@@ -413,7 +417,13 @@ Publisher::Publisher(std::string_view stream, std::string_view endpoint, const P
   i.open(stream, options);
   i.ctx = std::make_unique<detail::Context>();
   i.router = detail::Socket(i.ctx->get(), ZMQ_ROUTER, "the publisher of stream '" + i.name + "'");
-  i.router.set(ZMQ_SNDHWM, 16);  // credits keep at most ~2 frames per subscriber queued
+  // Latest value: credits keep at most ~2 frames per subscriber queued. Every-frame mode: the
+  // window bounds what is queued (note_every_frame()), so the high-water mark must not: the
+  // largest window of this source's frames (kMaxEveryFrameBytesInFlight, at most
+  // kMaxEveryFrameWindow frames) plus heartbeats and a meta fit under it. It also bounds what a
+  // subscriber that acknowledges frames without reading them can make us queue.
+  const std::uint64_t fit = kMaxEveryFrameBytesInFlight / std::max<std::uint64_t>(i.source.frame_bytes(), 1);
+  i.router.set(ZMQ_SNDHWM, static_cast<int>(std::clamp<std::uint64_t>(fit, 16, kMaxEveryFrameWindow)) + 16);
   i.router.set(ZMQ_RCVHWM, 64);
   // Before binding: libzmq copies a socket's options into its listener at bind, and every
   // connection accepted there gets the listener's copy. A read-only publisher takes only

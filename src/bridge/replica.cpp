@@ -161,15 +161,14 @@ struct Replica::Impl {
       if (replica.valid()) {
         // Only a replica of this origin is ever kept or re-created: a local stream of the same
         // name (no BR_ORIGIN, or another origin's) belongs to someone else.
-        std::string origin;
-        try {
-          const auto v = replica.keyword(kKeywordOrigin);
-          if (v) {
-            if (const auto* str = std::get_if<std::string>(&*v)) origin = *str;
+        if (!opt.take_over_local && !detail::is_replica_of(replica, opt.origin)) {
+          std::string origin;
+          try {
+            if (const auto v = replica.keyword(kKeywordOrigin)) {
+              if (const auto* str = std::get_if<std::string>(&*v)) origin = *str;
+            }
+          } catch (const Error&) {
           }
-        } catch (const Error&) {
-        }
-        if (!opt.take_over_local && origin != opt.origin.substr(0, kMaxKeywordString)) {
           replica.close();
           refuse_meta("the local stream " + path + " is not a replica of " + opt.origin + " (BR_ORIGIN '" + origin +
                       "'): not replaced");
@@ -202,7 +201,11 @@ struct Replica::Impl {
         fail(e.what());
       }
     }
-    keyword(kKeywordOrigin, opt.origin.substr(0, kMaxKeywordString));
+    try {
+      detail::set_origin(replica, opt.origin);
+    } catch (const Error& e) {
+      fail(e.what());
+    }
     keyword(kKeywordLink, std::int64_t{1});
     if (every) keyword(kKeywordLost, static_cast<std::int64_t>(stats_lost()));
     if (h.generation != meta.generation) last_source = 0;
@@ -407,7 +410,7 @@ Replica::Replica(std::string_view stream, std::string_view endpoint, const Repli
   i.dealer.set(ZMQ_IMMEDIATE, 1);  // queue nothing for a connection not yet made
   i.dealer.limit_message_size();
   i.dealer.set(ZMQ_SNDHWM, 16);
-  i.dealer.set(ZMQ_RCVHWM, 16);
+  i.dealer.set(ZMQ_RCVHWM, static_cast<int>(i.opt.window) + 16);  // every-frame: a whole window
   i.dealer.set(ZMQ_RECONNECT_IVL, static_cast<int>(options.reconnect_min.count()));
   i.dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(options.reconnect_max.count()));
   if (options.security)  // CURVE client
@@ -450,6 +453,10 @@ void Replica::stop() noexcept {
   i.stop.store(true, std::memory_order_release);
   i.thread.join();
   i.watcher.reset();
+  // Nobody updates the replica any more: BR_LINK says so (the file stays).
+  i.link = false;
+  i.count([](ReplicaStats& s) { s.link_up = false; });
+  if (i.replica.valid()) i.keyword(kKeywordLink, std::int64_t{0});
   // The thread's last act queued the release heartbeat: give it a moment to leave (linger) so
   // that the owner forgets us at once instead of after link_timeout.
   const int linger = 100;

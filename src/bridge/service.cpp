@@ -7,12 +7,13 @@
 namespace shmlink::bridge {
 
 std::string Service::Impl::open_stream(std::string node, const std::string& channel, std::chrono::milliseconds timeout,
-                                       bool keep) {
+                                       bool keep, ReplicationMode mode, std::uint32_t window) {
   check_channel_name("stream", channel, channel, kMaxStreamName);
   const auto deadline = Clock::now() + timeout;
   std::size_t pi = 0;
   std::string host, peer_endpoint;
   std::unique_ptr<Replica> stale;  // a held replica whose file a user removed: re-created below
+  std::string upgrade;  // the path of a latest-value replica asked again in every-frame mode
   {
     std::unique_lock lock(mutex);
     pi = peers.size();
@@ -58,11 +59,19 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
       if (::access(it->second.path.c_str(), F_OK) == 0) {
         it->second.keep = it->second.keep || keep;
         it->second.last_used = Clock::now();
-        return it->second.path;
+        // An every-frame replica serves latest-value readers too; a latest-value one asked for
+        // every frame is replaced by an every-frame one on the same file (re-created as a
+        // rolling buffer: its readers re-attach, as for a re-created source).
+        // A replica being replaced (null) is answered as it is.
+        if (mode == ReplicationMode::latest || it->second.mode == ReplicationMode::every_frame || !it->second.replica)
+          return it->second.path;
+        keep = keep || it->second.keep;
+        upgrade = it->second.path;
+      } else {
+        keep = keep || it->second.keep;
+        stale = std::move(it->second.replica);
+        held.erase(it);
       }
-      keep = keep || it->second.keep;
-      stale = std::move(it->second.replica);
-      held.erase(it);
     }
     if (!peers[pi]->up)
       throw Error(Errc::not_connected, "stream '" + node + ":" + channel + "': the link to node '" + node + "' (" +
@@ -87,21 +96,36 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
   const Answer a = ask(peer_endpoint, node, channel, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
   if (a.refused) throw Error(answer_errc(a), answer_message(a));
   const std::string endpoint = "tcp://" + host + ":" + std::to_string(a.port);
-  const std::string path = claim_path(node, channel);
-  done.path = path;
-  auto replica = make_replica(node, channel, endpoint, path);
-  if (!wait_first(*replica, deadline)) {
-    const std::string why = replica->last_error();
-    replica->stop();
-    // The file is ours (claimed: new, or a replica of this node): once unclaimed, a file left
-    // here would be listed as our own stream.
-    ::unlink(path.c_str());
-    throw Error(Errc::timeout, "stream '" + node + ":" + channel + "': no first frame from " + endpoint + " within " +
-                                   std::to_string(timeout.count()) + " ms" + (why.empty() ? "" : " (" + why + ")"));
+  if (!upgrade.empty()) {  // the latest-value replica stops before the new one takes its file
+    std::unique_ptr<Replica> old;
+    {
+      std::lock_guard lock(mutex);
+      if (auto it = held.find(key); it != held.end()) old = std::move(it->second.replica);  // null: being replaced
+    }
+    if (old) old->stop();
+  }
+  const std::string path = upgrade.empty() ? claim_path(node, channel) : upgrade;
+  if (upgrade.empty()) done.path = path;
+  std::unique_ptr<Replica> replica;
+  try {
+    replica = make_replica(node, channel, endpoint, path, mode, window);
+    if (!wait_first(*replica, deadline)) {
+      const std::string why = replica->last_error();
+      replica->stop();
+      // A claimed file is ours (new, or a replica of this node): once unclaimed, a file left
+      // here would be listed as our own stream.
+      if (upgrade.empty()) ::unlink(path.c_str());
+      throw Error(Errc::timeout, "stream '" + node + ":" + channel + "': no first frame from " + endpoint + " within " +
+                                     std::to_string(timeout.count()) + " ms" + (why.empty() ? "" : " (" + why + ")"));
+    }
+  } catch (...) {
+    std::lock_guard lock(mutex);  // an upgrade that failed leaves no replica: forget it (its file stays)
+    if (auto it = held.find(key); it != held.end() && !it->second.replica) held.erase(it);
+    throw;
   }
   std::lock_guard lock(mutex);
-  Held h{node, channel, path, endpoint, std::move(replica), keep, Clock::now(), Clock::now()};
-  held.emplace(key, std::move(h));
+  Held h{node, channel, path, endpoint, std::move(replica), keep, Clock::now(), Clock::now(), mode, window};
+  held.insert_or_assign(key, std::move(h));
   return path;  // Done then releases the claim: the path is in `held` from here on
 }
 
@@ -146,7 +170,9 @@ std::vector<std::string> Service::Impl::control_quick(const std::vector<std::str
       j += "{\"node\":" + detail::json_string(r.node) + ",\"name\":" + detail::json_string(r.name) + ",\"path\":" +
            detail::json_string(r.path) + ",\"kept\":" + (r.kept ? "true" : "false") + ",\"link_up\":" +
            (r.stats.link_up ? "true" : "false") + ",\"frames_published\":" + std::to_string(r.stats.frames_published) +
-           ",\"skipped\":" + std::to_string(r.stats.skipped) + ",\"age_us\":" + std::to_string(r.age_us) + "}";
+           ",\"skipped\":" + std::to_string(r.stats.skipped) + ",\"lost\":" + std::to_string(r.stats.lost) +
+           ",\"mode\":" + (r.stats.mode == ReplicationMode::every_frame ? "\"every_frame\"" : "\"latest\"") +
+           ",\"age_us\":" + std::to_string(r.age_us) + "}";
     }
     return {"OK", j + "]}"};
   }
@@ -155,12 +181,28 @@ std::vector<std::string> Service::Impl::control_quick(const std::vector<std::str
 }
 
 std::vector<std::string> Service::Impl::control_open(const std::vector<std::string>& f, Service& self) {
-  if (f.size() != 6 || (f[5] != "0" && f[5] != "1") || f[4].empty() || f[4].size() > 9 ||
-      f[4].find_first_not_of("0123456789") != std::string::npos)
-    return {"ERR", "invalid_argument", "control socket '" + control_path + "': OPEN takes kind, host, name, timeout_ms, keep (0/1)"};
+  const auto digits = [](const std::string& t) {
+    return !t.empty() && t.size() <= 9 && t.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if ((f.size() != 6 && f.size() != 8) || (f[5] != "0" && f[5] != "1") || !digits(f[4]))
+    return {"ERR", "invalid_argument",
+            "control socket '" + control_path + "': OPEN takes kind, host, name, timeout_ms, keep (0/1) [, mode, window]"};
+  // The optional pair (docs/design/bridge.md, "The control socket"): "latest" or "every_frame",
+  // and the every-frame window 1..kMaxEveryFrameWindow.
+  ReplicationMode mode = ReplicationMode::latest;
+  std::uint32_t window = kDefaultEveryFrameWindow;
+  if (f.size() == 8) {
+    if ((f[6] != "latest" && f[6] != "every_frame") || !digits(f[7]) || std::stoul(f[7]) < 1 ||
+        std::stoul(f[7]) > kMaxEveryFrameWindow)
+      return {"ERR", "invalid_argument",
+              "control socket '" + control_path + "': OPEN's mode '" + f[6] + "' and window '" + f[7] +
+                  "' are not 'latest' or 'every_frame' and 1.." + std::to_string(kMaxEveryFrameWindow)};
+    mode = f[6] == "every_frame" ? ReplicationMode::every_frame : ReplicationMode::latest;
+    window = static_cast<std::uint32_t>(std::stoul(f[7]));
+  }
   const auto ms = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(std::stol(f[4])), opt.max_open_timeout);
   try {
-    return {"OK", self.open(f[1], f[2], f[3], ms, f[5] == "1")};
+    return {"OK", self.open(f[1], f[2], f[3], ms, f[5] == "1", mode, window)};
   } catch (const Error& e) {
     return {"ERR", std::string(control::errc_name(e.errc())), e.what()};
   }
@@ -280,13 +322,16 @@ std::string Service::last_error() const {
 }
 
 std::string Service::open(std::string_view kind, std::string_view node, std::string_view name,
-                          std::chrono::milliseconds timeout, bool keep) {
+                          std::chrono::milliseconds timeout, bool keep, ReplicationMode mode, std::uint32_t window) {
   if (kind == "queue")
     throw Error(Errc::invalid_argument, "queue '" + std::string(name) + "': queues through the bridge service are not built yet");
   if (kind != "stream")
     throw Error(Errc::invalid_argument, "bridge open of '" + std::string(name) + "': kind '" + std::string(kind) + "' is not stream or queue");
   if (impl_->stopping.load()) throw Error(Errc::not_connected, "bridge service '" + impl_->name + "' is stopping");
-  return impl_->open_stream(std::string(node), std::string(name), timeout, keep);
+  if (window < 1 || window > kMaxEveryFrameWindow)
+    throw Error(Errc::invalid_argument, "bridge open of stream '" + std::string(name) + "': window " + std::to_string(window) +
+                                            " is not 1.." + std::to_string(kMaxEveryFrameWindow));
+  return impl_->open_stream(std::string(node), std::string(name), timeout, keep, mode, window);
 }
 
 void Service::release(std::string_view kind, std::string_view node, std::string_view name) {

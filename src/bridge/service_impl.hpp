@@ -114,6 +114,8 @@ struct Held {
   bool keep = false;
   Clock::time_point last_used;
   Clock::time_point last_reask;
+  ReplicationMode mode = ReplicationMode::latest;  // what it asks its owner for
+  std::uint32_t window = kDefaultEveryFrameWindow;  // every-frame mode: frames in flight
 };
 
 struct Answer {
@@ -617,10 +619,7 @@ struct Service::Impl {
     for (const auto& [key, h] : held) other = other || (h.path == plain && key.first != node);
     if (!other && ::access(plain.c_str(), F_OK) == 0) {
       try {
-        const Stream s = Stream::open(plain);
-        const auto origin = s.keyword(kKeywordOrigin);
-        const auto* o = origin ? std::get_if<std::string>(&*origin) : nullptr;
-        other = o == nullptr || *o != node.substr(0, kMaxKeywordString);
+        other = !detail::is_replica_of(Stream::open(plain), node);
       } catch (const Error&) {
         other = true;  // not ours to replace
       }
@@ -631,8 +630,10 @@ struct Service::Impl {
   }
 
   std::unique_ptr<Replica> make_replica(const std::string& node, const std::string& channel, const std::string& endpoint,
-                                        const std::string& path) {
+                                        const std::string& path, ReplicationMode mode, std::uint32_t window) {
     ReplicaOptions ro;
+    ro.mode = mode;
+    ro.window = window;
     ro.timing = opt.timing;
     ro.local_name = path;
     ro.origin = node;
@@ -651,7 +652,8 @@ struct Service::Impl {
     return false;
   }
 
-  std::string open_stream(std::string node, const std::string& channel, std::chrono::milliseconds timeout, bool keep);
+  std::string open_stream(std::string node, const std::string& channel, std::chrono::milliseconds timeout, bool keep,
+                          ReplicationMode mode, std::uint32_t window);
 
   // ---------------------------------------------------------------- housekeeping thread
   void run_house() {
@@ -723,8 +725,13 @@ struct Service::Impl {
   /// A replica whose link is down while its owner's service is up: its Publisher is gone (the
   /// owner restarted, or stopped it): ask again, and follow a new endpoint.
   void reask_down() {
-    struct Todo { std::pair<std::string, std::string> key; std::string peer, endpoint, host; };
-    std::vector<Todo> todo;
+    struct Reask {
+      std::pair<std::string, std::string> key;
+      std::string peer, endpoint, host;
+      ReplicationMode mode;
+      std::uint32_t window;
+    };
+    std::vector<Reask> due;
     const auto now = Clock::now();
     {
       std::lock_guard lock(mutex);
@@ -733,11 +740,11 @@ struct Service::Impl {
         for (const auto& p : peers)
           if (p->node == key.first && p->up) {
             h.last_reask = now;
-            todo.push_back({key, p->endpoint, h.endpoint, p->host});
+            due.push_back({key, p->endpoint, h.endpoint, p->host, h.mode, h.window});
           }
       }
     }
-    for (const Todo& t : todo) {
+    for (const Reask& t : due) {
       const Answer a = ask(t.peer, t.key.first, t.key.second, opt.timing.link_timeout);
       if (a.refused) {
         refuse("re-opening '" + t.key.first + ":" + t.key.second + "': " + answer_message(a));
@@ -761,7 +768,7 @@ struct Service::Impl {
       }
       std::unique_ptr<Replica> fresh;
       try {
-        if (!path.empty()) fresh = make_replica(t.key.first, t.key.second, ep, path);
+        if (!path.empty()) fresh = make_replica(t.key.first, t.key.second, ep, path, t.mode, t.window);
       } catch (const Error& e) {
         refuse(e.what());
       }

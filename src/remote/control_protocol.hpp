@@ -10,13 +10,15 @@
 /// with SO_PEERCRED). One request
 /// datagram, one reply datagram, then the client closes. A datagram is UTF-8 text; fields are
 /// separated by TAB (0x09), which no channel name can hold (check_channel_name() refuses control
-/// characters). No field is optional; an empty host is an empty field.
+/// characters). An empty host is an empty field. Only OPEN has optional fields: the trailing pair
+/// mode and window, both or neither (a client sends them only for every-frame mode, so a service
+/// of before them still answers latest-value opens).
 ///
 /// Requests (first field the magic kControlMagic, second the verb):
 /// | verb    | fields after the verb                         | reply on success            |
 /// |---------|-----------------------------------------------|-----------------------------|
 /// | PING    | (none)                                        | OK, node name               |
-/// | OPEN    | kind ("stream", "queue"), host, name, timeout_ms, keep ("0"/"1") | OK, local path |
+/// | OPEN    | kind ("stream", "queue"), host, name, timeout_ms, keep ("0"/"1") [, mode ("latest", "every_frame"), window (1..1024)] | OK, local path |
 /// | RELEASE | kind, host, name                              | OK                          |
 /// | LS      | (none)                                        | OK, JSON (bridge ls)        |
 /// | STATUS  | (none)                                        | OK, JSON (bridge status)    |
@@ -24,7 +26,10 @@
 /// OPEN asks the service for a replica of remote channel `name` (on node `host`, or on whichever
 /// peer has it when `host` is empty) and answers once the replica file exists and holds its first
 /// frame (a stream) or is ready (a queue), within timeout_ms. keep = "1" keeps the replica when no
-/// process uses it (`bridge want --keep`). RELEASE undoes keep (an unused replica is then dropped
+/// process uses it (`bridge want --keep`). mode "every_frame" asks for a replica that receives
+/// every source frame in order (a rolling buffer of the source's depth; frames lost at the owner
+/// counted in BR_LOST), `window` frames in flight; without the pair, or with "latest", the
+/// replica follows the latest value. RELEASE undoes keep (an unused replica is then dropped
 /// after the idle time).
 ///
 /// Replies: kControlMagic, then "OK" and the verb's fields, or "ERR", an error name (errc_name())
@@ -37,7 +42,8 @@
 ///   axes; queue: [capacity])}, ...]}` (the fields of bridge::CatalogueEntry).
 /// - STATUS: `{"schema_version": 1, "node": NODE, "peers": [{"node", "endpoint", "link_up"
 ///   (bool), "channels"}, ...], "replicas": [{"node", "name", "path", "kept" (bool), "link_up"
-///   (bool), "frames_published", "skipped", ... the other bridge::ReplicaStats counters}, ...]}`.
+///   (bool), "frames_published", "skipped", "lost", "mode" ("latest"|"every_frame": the mode in
+///   force), "age_us" (BR_AGE_US, -1 unknown)}, ...]}`.
 ///
 /// Size: a datagram is at most kMaxDatagram bytes. A server sending large LS/STATUS replies sets
 /// SO_SNDBUF accordingly; without privileges the kernel caps it by net.core.wmem_max (a datagram
@@ -66,6 +72,8 @@ inline constexpr char kSep = '\t';
 inline constexpr std::string_view kSocketName = ".shmlink-bridge.sock";
 /// Default wait for OPEN when the caller gives none, in ms (DAO's service waits 5 s).
 inline constexpr long kDefaultOpenTimeoutMs = 5000;
+/// OPEN's mode field for every-frame mode (the other value is "latest").
+inline constexpr std::string_view kModeEveryFrame = "every_frame";
 
 /// Where the service of this stream directory listens: `$SHMLINK_BRIDGE_SOCKET` when set and not
 /// empty, else `<stream_directory()>/.shmlink-bridge.sock`. Two services on one machine differ

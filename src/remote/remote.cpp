@@ -259,9 +259,13 @@ std::chrono::milliseconds open_timeout() noexcept {
 }
 
 std::string remote_open(std::string_view kind, std::string_view host, std::string_view name,
-                        std::chrono::milliseconds timeout, bool keep) {
-  const std::vector<std::string> fields{"OPEN",           std::string(kind), std::string(host), std::string(name),
-                                        std::to_string(timeout.count()), keep ? "1" : "0"};
+                        std::chrono::milliseconds timeout, bool keep, std::uint32_t every_frame_window) {
+  std::vector<std::string> fields{"OPEN",           std::string(kind), std::string(host), std::string(name),
+                                  std::to_string(timeout.count()), keep ? "1" : "0"};
+  if (every_frame_window != 0) {  // the optional pair: a latest-value open stays what old services know
+    fields.emplace_back(control::kModeEveryFrame);
+    fields.push_back(std::to_string(every_frame_window));
+  }
   // The service answers its own timeout; our wait adds a second for that answer to arrive.
   const auto reply = request(fields, timeout + std::chrono::seconds(1));
   // An absolute path: opening it never asks the service again.

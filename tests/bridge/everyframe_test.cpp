@@ -51,6 +51,7 @@ struct Ctl {
   std::atomic<std::uint64_t> published{0}, duplicates{0}, lost{0}, skipped{0}, source_cnt0{0};
   std::atomic<int> mode{-1};
   std::atomic<std::uint64_t> meta_flags{0}, meta_depth{0}, first_sequence{0};  ///< what a raw peer received
+  std::atomic<std::uint64_t> sent{0}, metas{0};  ///< a publisher's frames_sent and metas_sent
   char last_error[256] = {};
   [[nodiscard]] std::string describe() const {
     return "published " + std::to_string(published.load()) + ", lost " + std::to_string(lost.load()) +
@@ -102,6 +103,8 @@ pid_t start_publisher(Ctl* ctl, const std::string& source, bool accept_every_fra
     std::strncpy(ctl->endpoint, p.endpoint().c_str(), sizeof ctl->endpoint - 1);
     auto publish = [&] {
       ctl->lost = p.stats().frames_lost;
+      ctl->sent = p.stats().frames_sent;
+      ctl->metas = p.stats().metas_sent;
       std::strncpy(ctl->last_error, p.last_error().c_str(), sizeof ctl->last_error - 1);
     };
     return run_until_stopped(ctl, publish, [&] { p.stop(); });
@@ -465,6 +468,57 @@ TEST_F(EveryFrame, AcknowledgementBeyondTheSourceStartsAtTheNewestFrame) {
   EXPECT_EQ(raw->meta_depth.load(), 8U);
   EXPECT_EQ(raw->first_sequence.load(), 5U);  // the newest frame, nothing counted lost
   EXPECT_EQ(p.finish(), 0);
+  EXPECT_EQ(pub->lost.load(), 0U);
+}
+
+/// A raw DEALER that asks `stream`'s owner for every frame with a window of `window` frames,
+/// then reads nothing until told to stop.
+pid_t start_silent_subscriber(Ctl* ctl, const std::string& stream, const std::string& endpoint, std::uint64_t window) {
+  return spawn([=] {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    namespace detail = shmlink::bridge::detail;
+    detail::Context ctx;
+    detail::Socket s(ctx.get(), ZMQ_DEALER, "a silent subscriber");
+    s.set(ZMQ_RCVHWM, 4);  // what arrives stays queued at the owner, not here
+    s.attach(endpoint, true);
+    wire::Header hb = wire::make_header(wire::Kind::heartbeat);
+    hb.flags = wire::kHeartbeatWant | wire::kHeartbeatReady | wire::kHeartbeatEveryFrame;
+    hb.cnt1 = window;
+    if (!detail::send_message(s.get(), {}, stream, hb)) return 2;
+    ctl->ready = 1;
+    while (ctl->stop.load() == 0) {  // heartbeats keep the subscription; nothing is read
+      std::this_thread::sleep_for(20ms);
+      (void)detail::send_message(s.get(), {}, stream, hb);
+    }
+    return 0;
+  });
+}
+
+// The owner's send high-water mark was 16 messages: a window above it was never filled while the
+// replica was busy (frames waited for the next acknowledgement instead of travelling). With 1 MiB
+// frames the socket buffers hold a few, so a subscriber that reads nothing (and queues at most 4)
+// had got about 30 of its 64 before the fix; now the whole window leaves, and not one frame more.
+TEST_F(EveryFrame, AWindowAboveSixteenFramesLeavesWholeWhileTheSubscriberReadsNothing) {
+  constexpr std::uint32_t kWindow = 64;
+  constexpr std::uint32_t kMiB = 1U << 18;  // u32 elements of a 1 MiB frame
+  auto spec = shmlink::test::spec_of({kMiB}, Dtype::u32);
+  spec.depth = kWindow + 16;
+  Stream src = Stream::create(path("big"), spec);
+  Shared<Ctl> pub, raw;
+  Child p{&*pub, start_publisher(&*pub, path("big"))};
+  ASSERT_TRUE(wait_until([&] { return pub->ready.load() == 1; }));
+  Child r{&*raw, start_silent_subscriber(&*raw, "big", pub->endpoint, kWindow)};
+  ASSERT_TRUE(wait_until([&] { return pub->metas.load() == 1; })) << pub->describe();
+  std::vector<std::uint32_t> f(kMiB);
+  for (std::uint32_t k = 1; k < spec.depth; ++k) {  // within the depth: nothing is lost
+    f[0] = k;
+    ASSERT_TRUE(src.write(std::span<const std::uint32_t>(f)).ok());
+  }
+  EXPECT_TRUE(wait_until([&] { return pub->sent.load() >= kWindow; }, 10))
+      << "frames sent: " << pub->sent.load() << "; " << pub->describe();
+  EXPECT_EQ(r.finish(), 0);
+  EXPECT_EQ(p.finish(), 0);
+  EXPECT_EQ(pub->sent.load(), kWindow) << "the window bounds what is sent unacknowledged";
   EXPECT_EQ(pub->lost.load(), 0U);
 }
 

@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -334,6 +335,82 @@ TEST_F(ServiceTest, RecreatedSourceRecreatesTheReplica) {
   const Stream rep = Stream::open(r[1]);
   ASSERT_EQ(rep.shape().size(), 2U);
   EXPECT_EQ(rep.shape()[0], 5U);
+}
+
+/// Frame k of the every-frame tests: 8 u32, element 0 is k, element i is k ^ i * 0x9E3779B9.
+std::vector<std::uint32_t> numbered(std::uint64_t k) {
+  std::vector<std::uint32_t> f(8);
+  for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<std::uint32_t>(k) ^ static_cast<std::uint32_t>(i * 0x9E3779B9U);
+  return f;
+}
+void write_numbered(Stream& s) { ASSERT_TRUE(s.write(std::span<const std::uint32_t>(numbered(s.cnt0() + 1))).ok()); }
+
+/// Stops child `pid` (SIGSTOP) and returns once all its threads are stopped.
+bool stop_child(pid_t pid) {
+  int st = 0;
+  return ::kill(pid, SIGSTOP) == 0 && ::waitpid(pid, &st, WUNTRACED) == pid && WIFSTOPPED(st);
+}
+
+// Every-frame mode through two services: a latest-value replica asked again with mode
+// every_frame becomes a rolling buffer of the source's depth; a burst shorter than the depth
+// arrives whole, in order, nothing lost; a burst written while the owner's service is stopped
+// loses the overwritten frames, counted in BR_LOST, and the rest still arrive in order.
+TEST_F(ServiceTest, EveryFrameOpenRecordsARollingSourceInOrderAndCountsWhatWasLost) {
+  constexpr std::uint32_t kDepth = 16;
+  auto spec = shmlink::test::spec_of({8}, Dtype::u32);
+  spec.depth = kDepth;
+  Stream src = Stream::create(b.stream("rec"), spec);
+  write_numbered(src);
+  ASSERT_NO_FATAL_FAILURE(start({}, {}));
+  ASSERT_TRUE(wait_until([&] { return joined(ask(a.socket(), {"LS"})).find("\"name\":\"rec\"") != std::string::npos; }, 10));
+  const auto latest = open("", "rec");
+  ASSERT_EQ(latest, (std::vector<std::string>{"OK", a.stream("rec")}));
+  EXPECT_FALSE(Stream::open(latest[1]).rolling());
+  const auto bad = ask(a.socket(), {"OPEN", "stream", "", "rec", "5000", "0", "every", "8"});
+  ASSERT_GE(bad.size(), 2U) << joined(bad);
+  EXPECT_EQ(bad[1], "invalid_argument") << joined(bad);
+  const auto every = ask(a.socket(), {"OPEN", "stream", "", "rec", "5000", "0", "every_frame", "64"});
+  ASSERT_EQ(every, latest) << "the same file, now every frame";
+  Stream rep;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        try {
+          rep = Stream::open(every[1]);  // re-created as a rolling buffer: open the new file
+          return rep.rolling() && rep.depth() == kDepth && rep.cnt0() >= 1;
+        } catch (const shmlink::Error&) {
+          return false;
+        }
+      },
+      10));
+  rep.set_tail(0);
+  std::vector<std::uint32_t> f(8);
+  const auto next_frame = [&] {
+    const auto st = rep.read_next(std::as_writable_bytes(std::span(f)), nullptr, nullptr, 10s);
+    return st.ok() && f == numbered(f[0]) ? std::int64_t{f[0]} : std::int64_t{-1};
+  };
+
+  for (int i = 0; i < 12; ++i) write_numbered(src);  // a burst within the depth: nothing can be lost
+  for (std::int64_t k = 1; k <= 13; ++k) ASSERT_EQ(next_frame(), k) << "whole, in order, once";
+  EXPECT_EQ(int_keyword(every[1], bridge::kKeywordLost), 0);
+  EXPECT_EQ(int_keyword(every[1], bridge::kKeywordSkipped), -1) << "no latest-value keyword on an every-frame replica";
+
+  ASSERT_TRUE(stop_child(beta_pid));  // the owner cannot send: frames 14..93 overwrite its buffer
+  for (std::uint32_t i = 0; i < 5 * kDepth; ++i) write_numbered(src);
+  ASSERT_EQ(::kill(beta_pid, SIGCONT), 0);
+  const auto last = static_cast<std::int64_t>(src.cnt0());
+  ASSERT_TRUE(wait_until([&] { return int_keyword(every[1], bridge::kKeywordSourceCnt0) == last; }, 10))
+      << joined(ask(a.socket(), {"STATUS"}));
+  const std::int64_t lost = int_keyword(every[1], bridge::kKeywordLost);
+  EXPECT_GE(lost, 4 * kDepth);
+  EXPECT_EQ(static_cast<std::int64_t>(rep.cnt0()) + lost, last) << "each frame published once or counted lost";
+  std::int64_t prev = 13;
+  while (prev < last) {
+    const std::int64_t k = next_frame();
+    ASSERT_GT(k, prev) << "in order, never twice";
+    prev = k;
+  }
+  const auto status = joined(ask(a.socket(), {"STATUS"}));
+  EXPECT_NE(status.find("\"lost\":" + std::to_string(lost) + ",\"mode\":\"every_frame\""), std::string::npos) << status;
 }
 
 TEST_F(ServiceTest, MulticastDiscoveryFindsAnUnlistedPeer) {

@@ -144,6 +144,23 @@ TEST_F(BridgeCli, WantAsksForTheReplicaAndPrintsItsPath) {
   EXPECT_EQ(server.last(), (std::vector<std::string>{"OPEN", "queue", "", "samples", "5000", "0"}));
 }
 
+TEST_F(BridgeCli, WantEveryFrameSendsTheModeAndWindowOnlyWhenAsked) {
+  FakeControlServer server(socket_path(), service());
+  const CliRun r = run({"want", "rtc1:rec", "--every-frame", "--window", "8"});
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(server.last(), (std::vector<std::string>{"OPEN", "stream", "rtc1", "rec", "5000", "0", "every_frame", "8"}));
+  const CliRun d = run({"want", "rec", "--every-frame"});
+  ASSERT_EQ(d.rc, 0) << d.out;
+  EXPECT_EQ(server.last(), (std::vector<std::string>{"OPEN", "stream", "", "rec", "5000", "0", "every_frame", "64"}));
+  for (const auto& args : std::vector<std::vector<std::string>>{{"want", "rec", "--window", "8"},  // needs --every-frame
+                                                                 {"want", "rec", "--every-frame", "--window", "0"},
+                                                                 {"want", "rec", "--every-frame", "--window", "1025"},
+                                                                 {"want", "q", "--queue", "--every-frame"}}) {
+    const CliRun bad = run(args);
+    EXPECT_EQ(bad.rc, 2) << args.back() << ": " << bad.out;
+  }
+}
+
 TEST_F(BridgeCli, WantPassesTheServiceErrorOnWithItsExitCode) {
   FakeControlServer server(socket_path(), service());
   const CliRun r = run({"want", "nowhere"});

@@ -81,6 +81,28 @@ def test_replica_holds_the_publishers_frames_and_says_where_they_come_from(hosts
     assert pub.stats()["frames_sent"] >= 2  # readable after stop
 
 
+def test_every_frame_replica_is_a_rolling_buffer_that_gets_each_frame_of_a_burst(hosts):
+    a, b = hosts
+    src = shmlink.Stream.create(f"{a}/rec.im.shm", data=frame(1), depth=8, mode="purge")
+    with bridge.Publisher(f"{a}/rec.im.shm", "tcp://127.0.0.1:0", **FAST) as pub:
+        with bridge.Replica("rec", pub.endpoint, local_name=f"{b}/rec.im.shm", every_frame=True, window=4,
+                            **FAST) as rep:
+            assert rep.wait_first_frame(5.0), rep.last_error
+            for k in range(2, 8):  # a burst within the depth: nothing can be lost
+                src.write(frame(k))
+            deadline = time.monotonic() + 10
+            while rep.stats()["source_cnt0"] < 7 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            st = rep.stats()
+            assert st["mode"] == "every_frame" and st["source_cnt0"] == 7, st
+            assert st["frames_published"] == 7 and st["lost"] == 0 and st["duplicates_dropped"] == 0, st
+            copy = shmlink.Stream.open(rep.path)
+            assert copy.keywords["BR_LOST"] == 0 and copy.keywords["BR_SRC_CNT0"] == 7
+        assert shmlink.Stream.open(f"{b}/rec.im.shm").keywords["BR_LINK"] == 0  # stopped: not updated any more
+    with pytest.raises(shmlink.ArgumentError):
+        bridge.Replica("rec", "tcp://127.0.0.1:1", every_frame=True, window=0)
+
+
 def test_publisher_errors_name_the_stream_and_the_endpoint(hosts):
     a, _ = hosts
     with pytest.raises(FileNotFoundError, match="nothing"):

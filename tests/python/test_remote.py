@@ -82,3 +82,18 @@ def test_without_a_service_the_open_fails_at_once_naming_both(streamdir, monkeyp
         shmlink.Stream.open("rtc1:wfs")
     assert "does not exist" in str(e.value)
     assert "no bridge service at " + os.path.join(streamdir, ".shmlink-bridge.sock") in str(e.value)
+
+
+def test_bridge_want_sends_every_frame_mode_and_window_only_when_asked(streamdir, monkeypatch):
+    from shmlink import bridge
+    monkeypatch.delenv("SHMLINK_BRIDGE_SOCKET", raising=False)
+    svc = FakeService(os.path.join(streamdir, ".shmlink-bridge.sock"), lambda f: ["OK", "/dev/shm/replica"])
+    try:
+        assert bridge.want("rtc1:rec", every_frame=True, window=8, timeout=2.5) == "/dev/shm/replica"
+        assert bridge.want("rec", keep=True, timeout=2.5) == "/dev/shm/replica"
+        assert svc.requests == [["OPEN", "stream", "rtc1", "rec", "2500", "0", "every_frame", "8"],
+                                ["OPEN", "stream", "", "rec", "2500", "1"]]
+        with pytest.raises(shmlink.ArgumentError):
+            bridge.want("rec", every_frame=True, window=2000)
+    finally:
+        svc.close()

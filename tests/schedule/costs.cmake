@@ -66,3 +66,6 @@ set_tests_properties(python.test_villas PROPERTIES COST 3)
 set_tests_properties(ServiceNetns.ListedPeersGiveBTransparentReplicasWithDataCountersSemaphoresAndKeywords PROPERTIES COST 4)
 set_tests_properties(ServiceNetns.ALostLinkKeepsTheLastFrameAndARestartedServiceResumesIt PROPERTIES COST 4)
 set_tests_properties(ServiceNetns.FullSpeedWriterInANeverGivesBATornOrDuplicatedFrame PROPERTIES COST 3)
+# About 2-3 s each on the loaded 2-core machine (two services and six CLI runs; 80 MiB of frames).
+set_tests_properties(BridgeFreshnessCli.InfoAndCatOfHostNameAskTheServiceAndLsInfoMonitorShowTheReplica PROPERTIES COST 3)
+set_tests_properties(EveryFrame.AWindowAboveSixteenFramesLeavesWholeWhileTheSubscriberReadsNothing PROPERTIES COST 3)

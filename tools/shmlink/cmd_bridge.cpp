@@ -24,6 +24,8 @@ struct ClientOptions {
   std::string name;      ///< want/release: NAME or HOST:NAME
   bool queue = false;    ///< want/release: the channel is a queue
   bool keep = false;     ///< want --keep
+  bool every_frame = false;  ///< want --every-frame
+  unsigned window = 64;  ///< want --window: every-frame frames in flight
   double timeout_s = 0;  ///< --timeout; 0: remote::open_timeout()
   bool json = false;     ///< ls/status --json
 };
@@ -140,15 +142,15 @@ int run_status(const ClientOptions& opt) {
                           {cell(row, "channels")}});
   }
   std::cout << peers.render(false) << '\n';
-  Table replicas{{"NODE", "NAME", "PATH", "KEPT", "LINK", "FRAMES", "SKIPPED"},
-                 {false, false, false, false, false, true, true},
+  Table replicas{{"NODE", "NAME", "PATH", "KEPT", "LINK", "MODE", "FRAMES", "SKIPPED", "LOST"},
+                 {false, false, false, false, false, false, true, true, true},
                  {}};
   for (const Json& row : array_of(doc, "replicas")) {
     if (!row.is_object()) continue;
     const std::string link = cell(row, "link_up");
     replicas.rows.push_back({{cell(row, "node")}, {cell(row, "name")}, {cell(row, "path")}, {cell(row, "kept")},
-                             {link == "yes" ? "up" : link == "no" ? "down" : link}, {cell(row, "frames_published")},
-                             {cell(row, "skipped")}});
+                             {link == "yes" ? "up" : link == "no" ? "down" : link}, {cell(row, "mode")},
+                             {cell(row, "frames_published")}, {cell(row, "skipped")}, {cell(row, "lost")}});
   }
   std::cout << replicas.render(false) << std::flush;
   return kExitOk;
@@ -156,7 +158,8 @@ int run_status(const ClientOptions& opt) {
 
 int run_want(const ClientOptions& opt) {
   const auto [host, name] = target_of(opt.name);
-  std::cout << shown(remote::remote_open(opt.queue ? "queue" : "stream", host, name, timeout_of(opt), opt.keep))
+  std::cout << shown(remote::remote_open(opt.queue ? "queue" : "stream", host, name, timeout_of(opt), opt.keep,
+                                         opt.every_frame ? opt.window : 0))
             << '\n'
             << std::flush;
   return kExitOk;
@@ -201,15 +204,24 @@ Command add_bridge_command(CLI::App& app) {
   const auto named = [](bool keep) {
     return [keep](CLI::App& s, ClientOptions& o) {
       s.add_option("name", o.name, "Channel name, or HOST:NAME for the channel of node HOST")->required();
-      s.add_flag("--queue", o.queue, "The channel is a queue (default: a stream)");
-      if (keep) s.add_flag("--keep", o.keep, "Keep the replica while no process uses it (until `bridge release`)");
+      CLI::Option* queue = s.add_flag("--queue", o.queue, "The channel is a queue (default: a stream)");
+      if (!keep) return;
+      s.add_flag("--keep", o.keep, "Keep the replica while no process uses it (until `bridge release`)");
+      CLI::Option* every = s.add_flag("--every-frame", o.every_frame,
+                                      "Every source frame in order, for recorders: the replica is a rolling buffer of "
+                                      "the source's depth, frames lost at the owner are counted in BR_LOST")
+                                ->excludes(queue);
+      s.add_option("--window", o.window, "--every-frame: frames in flight (default 64)")
+          ->check(CLI::Range(1, 1024))
+          ->needs(every);
     };
   };
   subs->push_back(client(*sub, "ping", "Ask the bridge service of this host for its node name", run_ping, none));
   subs->push_back(client(*sub, "ls", "List every channel of the network (NODE KIND NAME DTYPE SHAPE)", run_ls, json));
   subs->push_back(client(*sub, "status", "Show the service's peers and replicas", run_status, json));
   subs->push_back(client(*sub, "want",
-                         "Make a local replica of a remote channel now and print its path (--keep: keep it unused)",
+                         "Make a local replica of a remote channel now and print its path (--keep: keep it unused; "
+                         "--every-frame [--window N]: every frame in order)",
                          run_want, named(true)));
   subs->push_back(
       client(*sub, "release", "Let a kept replica go (dropped once unused for the idle time)", run_release, named(false)));

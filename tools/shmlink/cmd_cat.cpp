@@ -312,7 +312,8 @@ std::string shape_text(const std::vector<std::uint32_t>& shape) {
 /// Runs `cat`: optionally waits for a new frame, copies the newest frame (or, with --all, the
 /// history), prints the summary and writes the .npy file.
 int run_cat(const CatOptions& opt) {
-  const std::string path = resolve_stream(opt.name, opt.dir);
+  // A remote stream ("HOST:NAME") without a local file: the bridge service's replica.
+  const std::string path = replica_of_missing(opt.name, opt.dir).value_or(resolve_stream(opt.name, opt.dir));
   Stream s = open_for_inspection(path);
 
   if (opt.wait) {

@@ -385,7 +385,9 @@ int run_info(const InfoOptions& opt) {
     }
   }
   if (opt.memif || (!opt.queue && names_memif_socket(opt.name))) return run_memif_info(opt.name, opt.dir, opt.json);
-  const ResolvedChannel target = resolve_channel(opt.name, opt.dir, opt.queue);
+  // A remote stream ("HOST:NAME") without a local file: the bridge service's replica.
+  const std::optional<std::string> replica = opt.queue ? std::nullopt : replica_of_missing(opt.name, opt.dir);
+  const ResolvedChannel target = resolve_channel(replica.value_or(opt.name), opt.dir, opt.queue);
   if (target.kind == ChannelKind::queue) return run_queue_info(target.path, opt.json);
   if (target.other_queue) {
     spdlog::warn("a queue named '{}' exists too ({}); showing the stream, use --queue for the queue", shown(opt.name),
@@ -471,6 +473,7 @@ int run_info(const InfoOptions& opt) {
       kws.push_back(std::move(e));
     }
     j["keywords"] = std::move(kws);
+    j["bridge"] = bridge_json(bridge_freshness(keywords));  // null: not a bridge replica
     print_json(j);
     return kExitOk;
   }
@@ -512,6 +515,10 @@ int run_info(const InfoOptions& opt) {
   line("last access time", format_time_ns(info.last_access_time_ns));
   line("semaphores", std::to_string(info.semaphores));
   line("keyword slots", std::to_string(info.keyword_slots));
+  if (const auto fresh = bridge_freshness(keywords)) {  // a bridge replica: where from, how fresh
+    out += "\nbridge replica\n";
+    for (const auto& [key, value] : bridge_lines(*fresh)) line(key, value);
+  }
   std::cout << out;
 
   Table sems;

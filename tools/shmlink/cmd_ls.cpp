@@ -38,7 +38,8 @@ std::string stream_name_cell(const StreamRow& row) {
 }
 
 /// The text table of `rows`. A DEPTH column (rolling-buffer slices) appears only when some
-/// stream is a rolling buffer, and an ERROR column only when some file failed to open; both go
+/// stream is a rolling buffer, a BRIDGE column ("ORIGIN up|down", red when down) only when some
+/// stream is a bridge replica, and an ERROR column only when some file failed to open; all go
 /// after the fixed columns so those keep their positions.
 Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
   Table t;
@@ -47,9 +48,14 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
   const bool with_depth =
       std::any_of(rows.begin(), rows.end(), [](const StreamRow& r) { return r.info && r.info->depth > 1; });
   const bool with_error = std::any_of(rows.begin(), rows.end(), [](const StreamRow& r) { return !r.info; });
+  const bool with_bridge = std::any_of(rows.begin(), rows.end(), [](const StreamRow& r) { return r.bridge.has_value(); });
   if (with_depth) {
     t.headers.push_back("DEPTH");
     t.right_aligned.push_back(true);
+  }
+  if (with_bridge) {  // a replica's origin node and link state (its freshness keywords)
+    t.headers.push_back("BRIDGE");
+    t.right_aligned.push_back(false);
   }
   if (with_error) {
     t.headers.push_back("ERROR");
@@ -59,6 +65,7 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
     if (!row.info) {
       std::vector<Cell> cells = {{row.name, colour ? "33" : nullptr}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}};
       if (with_depth) cells.push_back({"-"});
+      if (with_bridge) cells.push_back({"-"});
       cells.push_back({row.error, colour ? "33" : nullptr});
       t.rows.push_back(std::move(cells));
       continue;
@@ -76,6 +83,10 @@ Table make_ls_table(const std::vector<StreamRow>& rows, bool colour) {
         {std::to_string(row.readers.size())},
     };
     if (with_depth) cells.push_back({info.depth > 1 ? std::to_string(info.depth) : std::string("-")});
+    if (with_bridge) {
+      const bool down = row.bridge && row.bridge->link_up == false;
+      cells.push_back({row.bridge ? bridge_cell(*row.bridge) : std::string("-"), down ? "31" : nullptr});
+    }
     t.rows.push_back(std::move(cells));
   }
   return t;

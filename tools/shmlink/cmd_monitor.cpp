@@ -183,22 +183,32 @@ std::string sem_values_text(const StreamInfo& info) {
   return out.empty() ? "-" : out;
 }
 
-/// The streamCTRL-like table of `rows`.
+/// The streamCTRL-like table of `rows`. When some stream is a bridge replica, three columns
+/// come before SEMVALS: BRIDGE ("ORIGIN up|down", red when down), AGE_US (its newest frame's age
+/// when it arrived) and SKIP/LOST (frames skipped by a latest-value replica, or lost by an
+/// every-frame one, "N lost"); SEMVALS (or a file's error) stays last.
 Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
   Table t;
   t.headers = {"NAME", "SHAPE", "DTYPE", "CNT0", "RATE_HZ", "W", "WRITER", "READERS", "SEMS", "SEMVALS"};
   t.right_aligned = {false, false, false, true, true, false, false, false, true, false};
+  const bool with_bridge = std::any_of(rows.begin(), rows.end(), [](const StreamRow& r) { return r.bridge.has_value(); });
+  if (with_bridge) {
+    t.headers.insert(t.headers.end() - 1, {"BRIDGE", "AGE_US", "SKIP/LOST"});
+    t.right_aligned.insert(t.right_aligned.end() - 1, {false, true, true});
+  }
   for (const StreamRow& row : rows) {
     if (!row.info) {
       // The error goes last, where its length does not widen the other columns.
-      t.rows.push_back({{row.name, colour ? "33" : nullptr}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"}, {"-"},
-                        {row.error, colour ? "33" : nullptr}});
+      std::vector<Cell> cells(t.headers.size() - 1, Cell{"-"});
+      cells[0] = {row.name, colour ? "33" : nullptr};
+      cells.push_back({row.error, colour ? "33" : nullptr});
+      t.rows.push_back(std::move(cells));
       continue;
     }
     const StreamInfo& info = *row.info;
     const std::int32_t wpid = writer_pid(info);
     const bool dead = pid_liveness(wpid, row.pids_of_this_kernel) == PidLiveness::dead;
-    t.rows.push_back({
+    std::vector<Cell> cells{
         {row.name},
         {format_shape(info.shape)},
         {std::string(dtype_short_name(info.dtype))},
@@ -208,8 +218,19 @@ Table make_monitor_table(const std::vector<StreamRow>& rows, bool colour) {
         {pid_cell_text(wpid, row.pids_of_this_kernel), dead ? "31" : nullptr},
         {readers_text(row.readers)},
         {std::to_string(info.semaphores)},
-        {sem_values_text(info)},
-    });
+    };
+    if (with_bridge && row.bridge) {
+      const BridgeFreshness& f = *row.bridge;
+      const auto number = [](const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : std::string("-"); };
+      const std::optional<std::int64_t>& missed = f.lost ? f.lost : f.skipped;
+      cells.push_back({bridge_cell(f), f.link_up == false ? "31" : nullptr});
+      cells.push_back({number(f.age_us)});
+      cells.push_back({number(missed) + (f.lost ? " lost" : ""), missed.value_or(0) > 0 ? "33" : nullptr});
+    } else if (with_bridge) {
+      cells.insert(cells.end(), {Cell{"-"}, Cell{"-"}, Cell{"-"}});
+    }
+    cells.push_back({sem_values_text(info)});
+    t.rows.push_back(std::move(cells));
   }
   return t;
 }

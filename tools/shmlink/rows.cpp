@@ -233,6 +233,7 @@ Json row_to_json(const StreamRow& row) {
   j["sem_values"] = info.sem_values;
   j["write_flag"] = info.write_flag;
   j["atime_ns"] = info.frame.atime_ns;
+  j["bridge"] = bridge_json(row.bridge);
   return j;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "cli.hpp"
+#include "freshness.hpp"
 
 #include <shmlink/stream.hpp>
 
@@ -90,6 +91,7 @@ struct StreamRow {
   std::vector<StreamReader> readers;  ///< its readers (stream_readers()), when info is set
   int readers_uninspectable = 0;      ///< processes the /proc scan could not inspect
   bool pids_of_this_kernel = true;    ///< its pids are this kernel's (pids_of_this_kernel())
+  std::optional<BridgeFreshness> bridge;  ///< a bridge replica's freshness keywords, when it is one
 };
 
 /// Orders of stream rows in `ls` and `monitor`.

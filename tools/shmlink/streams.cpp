@@ -7,7 +7,9 @@
 
 #include <shmlink/catalog.hpp>
 #include <shmlink/ivshmem.hpp>
+#include <shmlink/queue.hpp>
 #include <shmlink/region.hpp>
+#include <shmlink/remote.hpp>
 #include <shmlink/segment.hpp>
 
 #include <fmt/format.h>
@@ -36,6 +38,30 @@ std::string resolve_stream(const std::string& name, const std::string& dir) {
   const std::string path = shmlink::stream_path(bare);  // checks the name; <stream_directory()>/<bare>.im.shm
   if (dir.empty()) return path;
   return shmlink::stream_path(dir + "/" + std::filesystem::path(path).filename().string());
+}
+
+std::optional<std::string> replica_of_missing(const std::string& name, const std::string& dir) {
+  if (!dir.empty() || name.find('/') != std::string::npos || split_region_locator(name)) return std::nullopt;
+  std::string local;
+  try {
+    local = resolve_stream(name, dir);
+  } catch (const Error&) {  // no stream's name ("x.queue.shm", too long): the caller's resolution says why
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::lstat(local.c_str(), &st) == 0 || errno != ENOENT) return std::nullopt;
+  if (::lstat(shmlink::queue_path(name).c_str(), &st) == 0 || errno != ENOENT) return std::nullopt;
+  std::string_view bare = name;  // "rtc1:wfs.im.shm" is "rtc1:wfs", as the library reads it
+  if (bare.size() > 7 && bare.ends_with(".im.shm")) bare.remove_suffix(7);
+  std::pair<std::string, std::string> target;
+  if (auto split = remote::split_remote_name(bare)) target = std::move(*split);
+  else if (remote::remote_open_enabled()) target = {"", std::string(bare)};
+  else return std::nullopt;
+  try {
+    return remote::remote_open("stream", target.first, target.second, remote::open_timeout(), false);
+  } catch (const Error& e) {
+    throw Error(e.errc(), fmt::format("stream '{}': {} does not exist and {}", shown(name), shown(local), e.what()));
+  }
 }
 
 std::string resolve_directory(const std::string& dir) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,16 @@ namespace shmlink::cli {
 /// `<dir>/<name>.im.shm` when `dir` is non-empty, else shmlink::stream_path(name).
 /// @throws Error invalid_argument (empty name), name_too_long (> 79 bytes).
 std::string resolve_stream(const std::string& name, const std::string& dir);
+
+/// The replica the bridge service of this host makes of stream `name` when no local file has
+/// that name, as Stream::open asks for one (include/shmlink/remote.hpp): for "HOST:NAME" always,
+/// for a plain name while remote::remote_open_enabled(). The service is not asked (nullopt) when
+/// `dir` is given (the service serves its own directory), for a path or a region locator, or
+/// when a stream or queue file of that name exists. Waits remote::open_timeout().
+/// @return the replica file's path (an absolute path), or nullopt.
+/// @throws Error the service's error (not_found at once when no service runs, timeout, ...),
+///         its message prefixed by "stream 'NAME': FILE does not exist and ".
+std::optional<std::string> replica_of_missing(const std::string& name, const std::string& dir);
 
 /// Opens a stream for inspection: read-write when allowed, else read-only (another user's 0644
 /// stream), so ls/info/cat/monitor work on streams they may not write. "PATH:NAME" opens the

@@ -161,6 +161,7 @@ StreamRow sample(FileState& e, std::vector<StreamEvent>* events) {
         cnt0 = e.stream->cnt0();
         try {
           info = e.stream->info();
+          row.bridge = bridge_freshness(e.stream->keywords());
         } catch (const Error& err) {
           row.error = err.what();
           row.error_code = err.errc();
