@@ -14,32 +14,7 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
   std::string host;
   {
     std::unique_lock lock(mutex);
-    pi = peers.size();
-    std::vector<std::size_t> offering;
-    for (std::size_t i = 0; i < peers.size(); ++i) {
-      const Peer& p = *peers[i];
-      if (!node.empty()) {
-        if (p.node == node) pi = i;
-        continue;
-      }
-      if (std::any_of(p.catalogue.begin(), p.catalogue.end(), [&](const auto& r) { return !r.queue && r.name == channel; }))
-        offering.push_back(i);
-    }
-    if (node.empty()) {
-      if (offering.size() > 1)
-        throw Error(Errc::invalid_argument, "stream '" + channel + "' is offered by nodes '" + peers[offering[0]]->node + "' and '" +
-                                                peers[offering[1]]->node + "': name one (NODE:" + channel + ")");
-      if (offering.empty()) {
-        std::string heard;
-        for (const auto& p : peers) heard += (heard.empty() ? "" : ", ") + (p->node.empty() ? p->endpoint : p->node);
-        throw Error(Errc::not_found, "stream '" + channel + "': no peer of node '" + name + "' offers it (peers: " +
-                                         (heard.empty() ? "none" : heard) + ")");
-      }
-      pi = offering[0];
-      node = peers[pi]->node;
-    } else if (pi == peers.size()) {
-      throw Error(Errc::not_found, "stream '" + node + ":" + channel + "': node '" + node + "' is not a peer of '" + name + "'");
-    }
+    pi = pick_peer(false, node, channel);
     const auto key = std::make_pair(node, channel);
     // One open per replica at a time: a second asker waits for the first.
     while (opening.count(key) != 0)
@@ -57,15 +32,7 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
     host = peers[pi]->host;
   }
   const auto key = std::make_pair(node, channel);
-  struct Done {
-    Impl& i;
-    std::pair<std::string, std::string> key;
-    ~Done() {
-      std::lock_guard lock(i.mutex);
-      i.opening.erase(key);
-      i.cv.notify_all();
-    }
-  } done{*this, key};
+  const OpeningMark done{*this, opening, key};
   const Answer a = ask(pi, channel, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
   if (a.refused) throw Error(answer_errc(a), answer_message(a));
   const std::string endpoint = "tcp://" + host + ":" + std::to_string(a.port);
@@ -175,6 +142,7 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
   i.port = endpoint_port(i.router.last_endpoint());
   i.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (i.wake_fd < 0) throw Error(Errc::system, "bridge service '" + i.name + "': eventfd failed");
+  i.resume_queues();
   i.rescan();
   if (options.multicast) {
     DiscoveryOptions d;
@@ -259,16 +227,16 @@ std::string Service::last_error() const {
 
 std::string Service::open(std::string_view kind, std::string_view node, std::string_view name,
                           std::chrono::milliseconds timeout, bool keep) {
-  if (kind == "queue")
-    throw Error(Errc::invalid_argument, "queue '" + std::string(name) + "': queues through the bridge service are not built yet");
-  if (kind != "stream")
+  if (kind != "stream" && kind != "queue")
     throw Error(Errc::invalid_argument, "bridge open of '" + std::string(name) + "': kind '" + std::string(kind) + "' is not stream or queue");
   if (impl_->stopping.load()) throw Error(Errc::not_connected, "bridge service '" + impl_->name + "' is stopping");
+  if (kind == "queue") return impl_->open_queue(std::string(node), std::string(name), timeout, keep);
   return impl_->open_stream(std::string(node), std::string(name), timeout, keep);
 }
 
 void Service::release(std::string_view kind, std::string_view node, std::string_view name) {
   Impl& i = *impl_;
+  if (kind == "queue") return i.release_queue(std::string(node), std::string(name));
   if (kind != "stream")
     throw Error(Errc::not_found, "bridge release of " + std::string(kind) + " '" + std::string(name) + "': no such replica");
   std::lock_guard lock(i.mutex);
@@ -308,6 +276,7 @@ void Service::stop() noexcept {
   }
   for (auto& [key, h] : held)
     if (h.replica) h.replica->stop();
+  i.stop_queues();
   for (auto& p : i.peers) p->dealer = detail::Socket();
   i.router = detail::Socket();
 }

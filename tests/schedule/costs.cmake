@@ -9,6 +9,7 @@ set_tests_properties(install.consumer_builds_against_installed_tree PROPERTIES C
 set_tests_properties(python.test_plot PROPERTIES COST 13)
 set_tests_properties(docs.code_blocks PROPERTIES COST 30)
 set_tests_properties(MemifRingQueue.ConcurrentProducerConsumer PROPERTIES COST 8)
+set_tests_properties(ServiceQueue.EverySampleArrivesOnceInOrderAcrossKilledServices PROPERTIES COST 5)
 set_tests_properties(BenchCli.QueueQuickJsonRunFollowsTheDocumentedSchema PROPERTIES COST 7)
 set_tests_properties(cli.GcKeepsStreamsMadeByCreateUnlessAskedWithStreams PROPERTIES COST 7)
 set_tests_properties(BenchCli.MemifShmlinkOnlyRunFollowsTheDocumentedSchema PROPERTIES COST 6)
