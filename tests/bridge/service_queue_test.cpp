@@ -220,6 +220,67 @@ TEST(ServiceQueue, EverySampleArrivesOnceInOrderAcrossKilledServices) {
   EXPECT_EQ(Queue::open(asker.dir() + "/numbers.queue.shm").size(), 0U);
 }
 
+/// Pops `count` samples from the replica "qowner:numbers" in a child whose stream directory is
+/// `dir`, checking that they are numbered `first`, `first` + 1, ...; the child's exit status is
+/// 0 when all came in order, 2 when one was out of place, 1 when the open or a pop failed.
+pid_t consume(const std::string& dir, std::int64_t first, std::int64_t count) {
+  return spawn([=] {
+    ::setenv("SHMLINK_DIR", dir.c_str(), 1);
+    ::unsetenv("SHMLINK_BRIDGE_SOCKET");
+    Queue q;
+    if (!wait_until([&] {
+          try {
+            q = Queue::open("qowner:numbers");
+            return true;
+          } catch (const shmlink::Error&) {
+            return false;
+          }
+        }, 20))
+      return 1;
+    shmlink::Sample s;
+    for (std::int64_t n = first; n < first + count; ++n) {
+      if (!q.pop(s, 20s).ok()) return 1;
+      if (s.values.empty() || s.values[0].i != n) return 2;
+    }
+    return 0;
+  });
+}
+
+TEST(ServiceQueue, AnIdleReplicaStopsTravellingAndTheNextOpenResumesExactlyThere) {
+  constexpr std::int64_t kSamples = 3000;
+  Host owner("qowner"), asker("qidle");
+  make_numbers(owner, 64);
+  ASSERT_TRUE(owner.start()) << owner.log();
+  ASSERT_TRUE(asker.start({"--peer", owner.peer(), "--idle", "0.3"})) << asker.log();
+  const std::string owner_queue = owner.dir() + "/numbers.queue.shm";
+  const pid_t producer = spawn([&] {
+    Queue q = Queue::open(owner_queue);
+    shmlink::Sample s;
+    s.values.resize(1);
+    for (std::int64_t i = 0; i < kSamples; ++i) {
+      s.values[0] = shmlink::SignalValue::of(i);
+      if (!q.push(s, 30s).ok()) return 1;
+    }
+    return 0;
+  });
+  // A first consumer takes 1000 samples and exits: the replica is unused, and after the idle
+  // time its marker says it no longer travels (the receiver stopped, the owner's sender released).
+  EXPECT_EQ(reap(consume(asker.dir(), 0, 1000), 30), 0);
+  const std::string marker = asker.dir() + "/numbers.queue.bridge-origin";
+  const auto held = [&] {
+    std::ifstream in(marker);
+    std::string line, last;
+    for (int i = 0; i < 4 && std::getline(in, line); ++i) last = line;
+    return last;  // the fourth line: held 0/1
+  };
+  EXPECT_TRUE(wait_until([&] { return held() == "0"; }, 20)) << "marker says held " << held() << "\n" << asker.log();
+  EXPECT_TRUE(std::filesystem::exists(asker.dir() + "/numbers.queue.shm")) << "the replica and its samples stay";
+  // A second consumer opens it again and gets the rest, from exactly the next number on.
+  EXPECT_EQ(reap(consume(asker.dir(), 1000, kSamples - 1000), 60), 0) << owner.log() << asker.log();
+  EXPECT_EQ(reap(producer, 10), 0);
+  EXPECT_EQ(Queue::open(asker.dir() + "/numbers.queue.shm").size(), 0U) << "nothing came twice";
+}
+
 TEST(ServiceQueue, AMissingQueueAndAReadOnlyOwnerAreRefused) {
   Host owner("qro"), asker("qask2");
   make_numbers(owner, 16);
