@@ -93,7 +93,7 @@ std::vector<std::string> Service::Impl::control_quick(const std::vector<std::str
            (r.stats.link_up ? "true" : "false") + ",\"frames_published\":" + std::to_string(r.stats.frames_published) +
            ",\"skipped\":" + std::to_string(r.stats.skipped) + ",\"age_us\":" + std::to_string(r.age_us) + "}";
     }
-    return {"OK", j + "]}"};
+    return {"OK", j + "],\"queues\":" + queues_json() + "}"};
   }
   return {"ERR", "invalid_argument", "control socket '" + control_path + "': '" + verb + "' with " + std::to_string(f.size() - 1) +
                                          " fields is not a request (PING, OPEN, RELEASE, LS, STATUS)"};

@@ -603,6 +603,8 @@ struct Service::Impl {
   void resume_queues();
   void queues_house();
   void stop_queues() noexcept;
+  /// STATUS's "queues": a JSON array of the queue replicas held, with their receivers' counters.
+  std::string queues_json() const;
 
   // ---------------------------------------------------------------- housekeeping thread
   void run_house() {

@@ -391,4 +391,20 @@ void Service::Impl::stop_queues() noexcept {
   for (auto& e : ends) e->halt();  // markers stay: a restarted service resumes these replicas
 }
 
+std::string Service::Impl::queues_json() const {
+  std::string j = "[";
+  std::lock_guard lock(mutex);
+  for (const auto& [key, q] : held_queues) {
+    const bool travelling = q.receiver && !q.receiver->ended.load();
+    const QueueLinkStats s = q.receiver ? q.receiver->stats() : QueueLinkStats{};
+    j += (j.size() > 1 ? "," : "");
+    j += "{\"node\":" + detail::json_string(q.node) + ",\"name\":" + detail::json_string(q.name) +
+         ",\"path\":" + detail::json_string(q.path) + ",\"kept\":" + (q.keep ? "true" : "false") +
+         ",\"travelling\":" + (travelling ? "true" : "false") + ",\"pushed\":" + std::to_string(s.pushed) +
+         ",\"duplicates\":" + std::to_string(s.duplicates) + ",\"next\":" + std::to_string(s.end) +
+         ",\"last_problem\":" + detail::json_string(s.last_problem) + "}";
+  }
+  return j + "]";
+}
+
 }  // namespace shmlink::bridge

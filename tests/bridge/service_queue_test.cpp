@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -215,6 +216,18 @@ TEST(ServiceQueue, EverySampleArrivesOnceInOrderAcrossKilledServices) {
   EXPECT_EQ(p->opened.load(), 1);
   EXPECT_EQ(p->received.load(), kSamples) << "owner:\n" << owner.log() << "\nasker:\n" << asker.log();
   EXPECT_EQ(p->wrong.load(), 0U) << "first: got " << p->first_wrong_got.load() << " for " << p->first_wrong_expected.load();
+  // STATUS lists the replica as travelling, and `shmlink bridge status` shows it.
+  const std::string status = asker.request({"STATUS"});
+  EXPECT_NE(status.find("\"queues\":[{\"node\":\"qowner\",\"name\":\"numbers\""), std::string::npos) << status;
+  EXPECT_NE(status.find("\"travelling\":true"), std::string::npos) << status;
+  std::string table;
+  if (FILE* cli = ::popen(SHMLINK_CLI_PATH " bridge status 2>&1", "r")) {  // SHMLINK_BRIDGE_SOCKET: the asker's
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, cli) != nullptr) table += buf;
+    ::pclose(cli);
+  }
+  EXPECT_NE(table.find("TRAVELLING"), std::string::npos) << table;
+  EXPECT_NE(table.find(asker.dir() + "/numbers.queue.shm"), std::string::npos) << table;
   // Nothing is left behind in either queue, nothing came twice: the replica is empty.
   EXPECT_EQ(Queue::open(owner_queue).size(), 0U);
   EXPECT_EQ(Queue::open(asker.dir() + "/numbers.queue.shm").size(), 0U);
