@@ -125,6 +125,10 @@ void Service::Impl::on_queue_open_request(std::span<const std::byte> identity, c
   const std::string file = queue_file(channel);
   if (::access(file.c_str(), F_OK) != 0)
     return answer_refused(identity, h.sequence, Errc::not_found, "node '" + name + "' has no queue '" + channel + "' in " + directory);
+  if (const auto m = read_marker(marker_path(file)))  // a second consumer of a replica would corrupt it
+    return answer_refused(identity, h.sequence, Errc::invalid_argument,
+                          "node '" + name + "': queue '" + channel + "' is its replica of queue '" + m->name + "' of node '" +
+                              m->node + "': ask node '" + m->node + "'");
   if (opt.read_only)
     return answer_refused(identity, h.sequence, Errc::permission,
                           "node '" + name + "' is read-only: bridging queue '" + channel +

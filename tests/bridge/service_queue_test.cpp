@@ -297,6 +297,11 @@ TEST(ServiceQueue, AnIdleReplicaStopsTravellingAndTheNextOpenResumesExactlyThere
 TEST(ServiceQueue, AMissingQueueAndAReadOnlyOwnerAreRefused) {
   Host owner("qro"), asker("qask2");
   make_numbers(owner, 16);
+  // "relayed" stands for the owner's own replica of a third node's queue (its marker says so).
+  shmlink::QueueSpec spec;
+  spec.max_values = 1;
+  (void)Queue::create(owner.dir() + "/relayed.queue.shm", spec, shmlink::OpenMode::ExclusiveCreate);
+  std::ofstream(owner.dir() + "/relayed.queue.bridge-origin") << "shmlink-bridge-queue 1\nthird\nrelayed\n1\n0\n";
   ASSERT_TRUE(owner.start({"--read-only"})) << owner.log();
   ASSERT_TRUE(asker.start({"--peer", owner.peer()})) << asker.log();
   // Wait until the asker has the owner's catalogue (its LS lists the owner's queue).
@@ -308,6 +313,9 @@ TEST(ServiceQueue, AMissingQueueAndAReadOnlyOwnerAreRefused) {
   e = Errc::ok;
   EXPECT_EQ(asker.request({"OPEN", "queue", "qro", "numbers", "5000", "0"}, &e), "");
   EXPECT_EQ(e, Errc::permission);
+  e = Errc::ok;
+  EXPECT_EQ(asker.request({"OPEN", "queue", "qro", "relayed", "5000", "0"}, &e), "") << "a replica has one consumer already";
+  EXPECT_EQ(e, Errc::invalid_argument);
   // The library's open says the same (the control socket is SHMLINK_BRIDGE_SOCKET, set above).
   try {
     (void)Queue::open("qro:nope");
