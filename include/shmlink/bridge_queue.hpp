@@ -107,6 +107,9 @@ class SHMLINK_EXPORT QueueSender {
   Status run(const std::atomic<bool>& stop) noexcept;
   /// Counters as of the end of the last step() (a copy under a mutex: callable from any thread).
   [[nodiscard]] QueueLinkStats stats() const;
+  /// The endpoint the socket is attached to: for a bound sender ("@tcp://HOST:*") the one libzmq
+  /// chose, e.g. "tcp://127.0.0.1:40123", so a service can tell the receiver where to connect.
+  [[nodiscard]] std::string endpoint() const;
 
   struct Impl;
 

@@ -47,7 +47,8 @@ struct ServiceOptions {
   std::uint16_t discovery_port = 7711;
   /// Name prefixes of the local channels offered to peers; empty: every channel.
   std::vector<std::string> allow;
-  /// Refuse writes from peers into local sources.
+  /// Refuse writes from peers into local sources, and refuse to bridge local queues (their
+  /// sender would consume their samples).
   bool read_only = false;
   /// CURVE keys.
   ServiceKeys keys;
@@ -61,7 +62,8 @@ struct ServiceOptions {
   std::chrono::milliseconds idle{30000};
   /// Heartbeats and beacons.
   LinkTiming timing;
-  /// TCP ports of the streams' publishers (each stream a peer opens gets one, bound at `bind`):
+  /// TCP ports of the streams' publishers and the queues' senders (each stream or queue a peer
+  /// opens gets one, bound at `bind`):
   /// {0, 0}: ephemeral ports; else the first free port of [first, last] (for a firewall rule).
   std::uint16_t data_port_first = 0;
   std::uint16_t data_port_last = 0;
@@ -134,19 +136,25 @@ class Service {
   /// that is not a replica of that node (its BR_ORIGIN keyword). A second open of a replica held
   /// returns at once (keep = true sets its keep flag). Thread-safe; opens of other channels run
   /// concurrently.
+  /// Kind "queue": the owner's service becomes the consumer of its queue and moves every sample,
+  /// once and in order, into a local replica queue whose consumer is the caller's program; the
+  /// wait is for the owner's first hello (the replica's file and state file exist then); the
+  /// replica is "NODE:NAME" when a local queue of that name is not a replica of that node
+  /// (docs/design/bridge.md, "Queues through the service").
   /// @param mode ReplicationMode::every_frame makes the replica a rolling buffer of the source's
   ///        depth that receives every source frame in order, `window` (1..kMaxEveryFrameWindow)
   ///        of them in flight, and counts in BR_LOST those overwritten at the owner before they
   ///        could be sent (docs/design/bridge.md, "Every-frame mode"). A replica held in the
   ///        latest mode and asked for every frame is replaced by an every-frame one on the same
   ///        file; one held in every-frame mode serves latest-mode askers as it is (its window
-  ///        stays the first asker's).
-  /// @throws Error invalid_argument (kind not "stream"; queues through the service are not built
-  ///         yet; a window outside 1..kMaxEveryFrameWindow; a name offered by two peers and no
-  ///         node given: naming both), not_found (no peer
-  ///         offers it, or the owner has no such stream), not_connected (the peer's link is down),
-  ///         timeout (no answer or no first frame within `timeout`), permission (the owner's
-  ///         allow-list refuses it), or the owner's other refusals.
+  ///        stays the first asker's). Streams only (invalid_argument for a queue).
+  /// @throws Error invalid_argument (kind not "stream" or "queue"; a window outside
+  ///         1..kMaxEveryFrameWindow; every-frame mode for a queue; a name offered by two peers
+  ///         and no node given: naming both), not_found (no peer offers it, or the owner has no
+  ///         such channel), not_connected (the peer's link is down), timeout (no answer or no
+  ///         first frame within `timeout`), permission (the owner's allow-list refuses it; a
+  ///         queue of a read-only owner), busy (a queue bridged to another node already), or the
+  ///         owner's other refusals.
   std::string open(std::string_view kind, std::string_view node, std::string_view name,
                    std::chrono::milliseconds timeout, bool keep, ReplicationMode mode = ReplicationMode::latest,
                    std::uint32_t window = kDefaultEveryFrameWindow);
@@ -154,7 +162,8 @@ class Service {
   [[nodiscard]] ServiceStats stats() const;
   /// The last refused message or failure, naming the peer and what was wrong; empty if none.
   [[nodiscard]] std::string last_error() const;
-  /// Clears `keep` of a replica (it is then dropped once unused for `idle`).
+  /// Clears `keep` of a replica (it is then dropped once unused for `idle`; a queue replica then
+  /// stops travelling, its file and unread samples stay for the next open).
   /// @throws Error not_found (no such replica).
   void release(std::string_view kind, std::string_view node, std::string_view name);
   /// Stops every thread, closes every socket, removes the control socket. Replica files stay.

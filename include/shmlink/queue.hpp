@@ -230,8 +230,9 @@ class SHMLINK_EXPORT Queue {
   /// power of two, the signal table; then checks `expect`.
   /// A missing local file of a remote name ("HOST:NAME", or a plain name while
   /// remote::remote_open_enabled()) asks the bridge service for a replica, as Stream::open does
-  /// (docs/bridge.md "Opening remote channels"); the service's errors are passed on (a service
-  /// that does not serve queues says so).
+  /// (docs/bridge.md "Opening remote channels", "Queues across machines": the owner's service
+  /// then moves the queue's samples into the local replica, whose consumer is the caller); the
+  /// service's errors are passed on.
   /// @throws Error not_found, permission, layout (naming the file and the field or mismatch);
   ///         for a remote name the service's error, naming the missing file and the socket.
   static Queue open(std::string_view name_or_path, const QueueExpect& expect = {});

@@ -30,6 +30,7 @@ struct QueueSender::Impl {
   QueueLinkStats stats;
   SharedStats shared;
   std::vector<std::byte> buf;
+  std::string bound;  // the socket's last endpoint (the port libzmq chose for "tcp://HOST:*")
 
   void publish_stats() {
     QueueLinkStats s = stats;
@@ -347,6 +348,7 @@ QueueSender QueueSender::open(const QueueSenderOptions& options) {
   if (options.security)  // CURVE client
     apply_client(m->sock.handle(), *options.security, options.server_key, "bridged queue " + m->topic + " (sender)");
   attach(m->sock, options.endpoint, false, m->topic);
+  m->bound = m->sock.get(zmq::sockopt::last_endpoint);
   return QueueSender(std::move(m));
 }
 
@@ -358,5 +360,7 @@ QueueLinkStats QueueSender::stats() const {
   if (!impl_) return {};
   return impl_->shared.get();
 }
+
+std::string QueueSender::endpoint() const { return impl_ ? impl_->bound : std::string(); }
 
 }  // namespace shmlink::bridge

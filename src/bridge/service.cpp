@@ -16,33 +16,7 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
   std::string upgrade;  // the path of a latest-value replica asked again in every-frame mode
   {
     std::unique_lock lock(mutex);
-    pi = peers.size();
-    std::vector<std::size_t> offering;
-    for (std::size_t i = 0; i < peers.size(); ++i) {
-      const Peer& p = *peers[i];
-      if (!node.empty()) {
-        if (p.node == node && (pi == peers.size() || !peers[pi]->up)) pi = i;  // a listed and a learned link: the live one
-        continue;
-      }
-      const bool again = std::any_of(offering.begin(), offering.end(), [&](std::size_t o) { return peers[o]->node == p.node; });
-      if (!again && std::any_of(p.catalogue.begin(), p.catalogue.end(), [&](const auto& r) { return !r.queue && r.name == channel; }))
-        offering.push_back(i);
-    }
-    if (node.empty()) {
-      if (offering.size() > 1)
-        throw Error(Errc::invalid_argument, "stream '" + channel + "' is offered by nodes '" + peers[offering[0]]->node + "' and '" +
-                                                peers[offering[1]]->node + "': name one (NODE:" + channel + ")");
-      if (offering.empty()) {
-        std::string heard;
-        for (const auto& p : peers) heard += (heard.empty() ? "" : ", ") + (p->node.empty() ? p->endpoint : p->node);
-        throw Error(Errc::not_found, "stream '" + channel + "': no peer of node '" + name + "' offers it (peers: " +
-                                         (heard.empty() ? "none" : heard) + ")");
-      }
-      pi = offering[0];
-      node = peers[pi]->node;
-    } else if (pi == peers.size()) {
-      throw Error(Errc::not_found, "stream '" + node + ":" + channel + "': node '" + node + "' is not a peer of '" + name + "'");
-    }
+    pi = pick_peer(false, node, channel);
     const auto key = std::make_pair(node, channel);
     // One open per replica at a time: a second asker waits for the first.
     while (opening.count(key) != 0) {
@@ -174,7 +148,7 @@ std::vector<std::string> Service::Impl::control_quick(const std::vector<std::str
            ",\"mode\":" + (r.stats.mode == ReplicationMode::every_frame ? "\"every_frame\"" : "\"latest\"") +
            ",\"age_us\":" + std::to_string(r.age_us) + "}";
     }
-    return {"OK", j + "]}"};
+    return {"OK", j + "],\"queues\":" + queues_json() + "}"};
   }
   return {"ERR", "invalid_argument", "control socket '" + control_path + "': '" + verb + "' with " + std::to_string(f.size() - 1) +
                                          " fields is not a request (PING, OPEN, RELEASE, LS, STATUS)"};
@@ -239,6 +213,7 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
   i.port = endpoint_port(i.router.last_endpoint());
   i.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (i.wake_fd < 0) throw Error(Errc::system, "bridge service '" + i.name + "': eventfd failed");
+  i.resume_queues();
   i.rescan();
   if (options.multicast) {
     DiscoveryOptions d;
@@ -323,11 +298,14 @@ std::string Service::last_error() const {
 
 std::string Service::open(std::string_view kind, std::string_view node, std::string_view name,
                           std::chrono::milliseconds timeout, bool keep, ReplicationMode mode, std::uint32_t window) {
-  if (kind == "queue")
-    throw Error(Errc::invalid_argument, "queue '" + std::string(name) + "': queues through the bridge service are not built yet");
-  if (kind != "stream")
+  if (kind != "stream" && kind != "queue")
     throw Error(Errc::invalid_argument, "bridge open of '" + std::string(name) + "': kind '" + std::string(kind) + "' is not stream or queue");
   if (impl_->stopping.load()) throw Error(Errc::not_connected, "bridge service '" + impl_->name + "' is stopping");
+  if (kind == "queue") {
+    if (mode != ReplicationMode::latest)
+      throw Error(Errc::invalid_argument, "bridge open of queue '" + std::string(name) + "': every-frame mode is for streams (a queue carries every sample)");
+    return impl_->open_queue(std::string(node), std::string(name), timeout, keep);
+  }
   if (window < 1 || window > kMaxEveryFrameWindow)
     throw Error(Errc::invalid_argument, "bridge open of stream '" + std::string(name) + "': window " + std::to_string(window) +
                                             " is not 1.." + std::to_string(kMaxEveryFrameWindow));
@@ -336,6 +314,7 @@ std::string Service::open(std::string_view kind, std::string_view node, std::str
 
 void Service::release(std::string_view kind, std::string_view node, std::string_view name) {
   Impl& i = *impl_;
+  if (kind == "queue") return i.release_queue(std::string(node), std::string(name));
   if (kind != "stream")
     throw Error(Errc::not_found, "bridge release of " + std::string(kind) + " '" + std::string(name) + "': no such replica");
   std::lock_guard lock(i.mutex);
@@ -379,6 +358,7 @@ void Service::stop() noexcept {
   }
   for (auto& [key, h] : held)
     if (h.replica) h.replica->stop();
+  i.stop_queues();
   for (auto& p : i.peers) p->dealer = detail::Socket();
   i.router = detail::Socket();
 }

@@ -14,6 +14,7 @@
 #include "bridge/discovery.hpp"
 #include "bridge/link.hpp"
 #include "bridge/service_local.hpp"
+#include "bridge/service_queue.hpp"
 #include "bridge/wire.hpp"
 #include "remote/control_protocol.hpp"
 
@@ -154,6 +155,8 @@ struct Service::Impl {
   // Replica files being created or removed (not yet, or no longer, in `held`): no other open
   // takes one of these paths, and the catalogue never offers them as ours.
   std::set<std::string> claimed;
+  std::map<std::pair<std::string, std::string>, HeldQueue> held_queues;  // (node, name): queue replicas
+  std::set<std::pair<std::string, std::string>> opening_queues;
   ServiceStats st;
   std::string error;
   std::mutex stop_mutex;  // serialises Service::stop(): a second caller returns once it is done
@@ -163,6 +166,7 @@ struct Service::Impl {
   std::deque<std::function<void()>> commands;
 
   std::map<std::string, Offer> offers;  // network thread only
+  std::map<std::string, QueueOffer> queue_offers;  // network thread only: local queues drained for a peer
 
   std::atomic<bool> stopping{false};
   std::thread net_thread, house_thread;
@@ -311,6 +315,7 @@ struct Service::Impl {
       std::lock_guard lock(mutex);
       for (const auto& [key, h] : held) skip.insert(h.path);
       skip.insert(claimed.begin(), claimed.end());  // replicas being created (waiting for a first frame) or removed
+      for (const auto& [key, q] : held_queues) skip.insert(q.path);
     }
     std::vector<wire::CatalogueRecord> now;
     try {
@@ -345,6 +350,16 @@ struct Service::Impl {
     ++st.opens_refused;
   }
 
+  /// Answers open request `id` with the data endpoint `ep` (its port in size[0]).
+  void answer_endpoint(std::span<const std::byte> identity, std::uint64_t id, const std::string& ep) {
+    wire::Header a = wire::make_header(wire::Kind::open_answer);
+    a.sequence = id;
+    a.size[0] = endpoint_port(ep);
+    reply(identity, a, bytes_of(ep));
+    std::lock_guard lock(mutex);
+    ++st.opens_answered;
+  }
+
   std::unique_ptr<Publisher> start_publisher(const std::string& stream) {
     PublisherOptions po;
     po.timing = opt.timing;
@@ -368,17 +383,17 @@ struct Service::Impl {
 
   void on_open_request(std::span<const std::byte> identity, const std::string& from, const wire::Header& h,
                        const std::string& channel) {
-    if ((h.flags & wire::kServiceQueue) != 0)
-      return answer_refused(identity, h.sequence, Errc::invalid_argument,
-                            "node '" + name + "': queue '" + channel + "': queues through the service are not built yet");
+    const bool queue = (h.flags & wire::kServiceQueue) != 0;
+    const std::string kind = queue ? "queue" : "stream";
     try {  // the name rule of every channel: no '/', ".", ".." (a path outside the directory)
-      check_channel_name("stream", channel, channel, kMaxStreamName);
+      check_channel_name(kind, channel, channel, kMaxChannelName);  // one limit for every kind
     } catch (const Error& e) {
       return answer_refused(identity, h.sequence, Errc::invalid_argument, "node '" + name + "': " + e.what());
     }
     if (!detail::allowed(opt.allow, channel))
       return answer_refused(identity, h.sequence, Errc::permission,
-                            "node '" + name + "' does not offer stream '" + channel + "' to '" + from + "' (not in its --allow list)");
+                            "node '" + name + "' does not offer " + kind + " '" + channel + "' to '" + from + "' (not in its --allow list)");
+    if (queue) return on_queue_open_request(identity, from, h, channel);
     auto it = offers.find(channel);
     if (it == offers.end()) {
       if (::access(stream_file(channel).c_str(), F_OK) != 0)
@@ -392,13 +407,8 @@ struct Service::Impl {
     }
     it->second.last_subscribed = std::max(it->second.last_subscribed, Clock::now());
     it->second.released = false;
-    const std::string ep = it->second.publisher->endpoint();
-    wire::Header a = wire::make_header(wire::Kind::open_answer);
-    a.sequence = h.sequence;
-    a.size[0] = endpoint_port(ep);
-    reply(identity, a, bytes_of(ep));
+    answer_endpoint(identity, h.sequence, it->second.publisher->endpoint());
     std::lock_guard lock(mutex);
-    ++st.opens_answered;
     st.publishers = static_cast<std::uint32_t>(offers.size());
   }
 
@@ -431,10 +441,15 @@ struct Service::Impl {
       }
       case wire::Kind::open_request: return on_open_request(identity, from, h, to_text(payload));
       case wire::Kind::release: {
-        // Its Publisher ends at the next housekeeping pass that finds no subscriber (a replica of
-        // another peer keeps it), not after the 2 link timeouts of grace a silent replica gets.
+        if ((h.flags & wire::kServiceQueue) != 0) {  // a queue's sender stops now
+          on_queue_release(from, to_text(payload));
+          return;
+        }
+        // A stream's Publisher ends at the next housekeeping pass that finds no subscriber (a
+        // replica of another peer keeps it), not after the 2 link timeouts of grace a silent
+        // replica gets.
         auto it = offers.find(to_text(payload));
-        if (it != offers.end() && (h.flags & wire::kServiceQueue) == 0) it->second.released = true;
+        if (it != offers.end()) it->second.released = true;
         return;
       }
       default: return refuse("peer '" + from + "': a " + std::to_string(h.kind) + " message is not for a service's port");
@@ -556,6 +571,7 @@ struct Service::Impl {
     }
     for (auto& [n, o] : offers) o.publisher->stop();
     offers.clear();
+    queue_offers.clear();  // halts each sender: its state file keeps what was not acknowledged
   }
 
   // ---------------------------------------------------------------- asking a peer
@@ -570,16 +586,19 @@ struct Service::Impl {
   /// Sends open_request for `channel` to the peer at `endpoint` (named `node` in messages) and
   /// waits for its answer at most `timeout`; only that peer's open_answer with this request's id
   /// counts (on_dealer).
-  Answer ask(const std::string& endpoint, const std::string& node, const std::string& channel, std::chrono::milliseconds timeout) {
+  /// `flags`: wire::kServiceQueue for a queue.
+  Answer ask(const std::string& endpoint, const std::string& node, const std::string& channel, std::chrono::milliseconds timeout,
+             std::uint32_t flags = 0) {
     std::uint64_t id = 0;
     {
       std::lock_guard lock(mutex);
       id = next_request++;
       answers[id] = Answer{endpoint};
     }
-    post([this, endpoint, node, id, channel] {
+    post([this, endpoint, node, id, channel, flags] {
       wire::Header h = wire::make_header(wire::Kind::open_request);
       h.sequence = id;
+      h.flags = flags;
       Peer* p = peer_at(endpoint);
       if (p == nullptr || !detail::send_message(p->dealer.get(), {}, name, h, bytes_of(channel))) {
         std::lock_guard lock(mutex);
@@ -652,8 +671,46 @@ struct Service::Impl {
     return false;
   }
 
+  /// Erases `key` from `set` (opening or opening_queues) at the end of its scope and wakes the
+  /// openers waiting for it.
+  struct OpeningMark {
+    Impl& impl;
+    std::set<std::pair<std::string, std::string>>& set;
+    std::pair<std::string, std::string> key;
+    OpeningMark(Impl& i, std::set<std::pair<std::string, std::string>>& s, std::pair<std::string, std::string> k)
+        : impl(i), set(s), key(std::move(k)) {}
+    OpeningMark(const OpeningMark&) = delete;
+    OpeningMark& operator=(const OpeningMark&) = delete;
+    ~OpeningMark() {
+      std::lock_guard lock(impl.mutex);
+      set.erase(key);
+      impl.cv.notify_all();
+    }
+  };
+
   std::string open_stream(std::string node, const std::string& channel, std::chrono::milliseconds timeout, bool keep,
                           ReplicationMode mode, std::uint32_t window);
+
+  /// The peer to ask for `channel` (under `mutex`): the one named `node`, or, when `node` is
+  /// empty, the one whose catalogue has a channel of that kind and name (`node` is then set).
+  /// @throws Error not_found (no such peer, nobody offers it), invalid_argument (two offer it).
+  std::size_t pick_peer(bool queue, std::string& node, const std::string& channel) const;
+
+  // ---------------------------------------------------------------- queues (service_queue.cpp)
+  void on_queue_open_request(std::span<const std::byte> identity, const std::string& from, const wire::Header& h,
+                             const std::string& channel);
+  void on_queue_release(const std::string& from, const std::string& channel);
+  QueueSender start_queue_sender(const std::string& file, const std::string& channel);
+  std::string open_queue(std::string node, const std::string& channel, std::chrono::milliseconds timeout, bool keep);
+  void release_queue(const std::string& node, const std::string& channel);
+  std::string queue_file(const std::string& n) const { return directory + "/" + n + ".queue.shm"; }
+  std::string queue_local_path(const std::string& node, const std::string& channel) const;
+  void connect_queue(const std::pair<std::string, std::string>& key, const std::string& peer_endpoint, Clock::time_point deadline);
+  void resume_queues();
+  void queues_house();
+  void stop_queues() noexcept;
+  /// STATUS's "queues": a JSON array of the queue replicas held, with their receivers' counters.
+  std::string queues_json() const;
 
   // ---------------------------------------------------------------- housekeeping thread
   void run_house() {
@@ -665,40 +722,51 @@ struct Service::Impl {
       lock.unlock();
       drop_idle();
       reask_down();
+      queues_house();
       lock.lock();
     }
   }
 
-  void drop_idle() {
-    std::vector<std::pair<std::string, std::string>> keys;
+  /// The idle rule: takes out of `replicas` (held or held_queues) those not kept and not
+  /// `busy(key)` (called under `mutex`) that no process but this one has mapped or open for
+  /// `idle`, and notes the time of use of the others. One scan of /proc for all of them.
+  /// `taken(key, replica)` is called under `mutex` for each replica taken out.
+  template <class Map, class Busy, class Taken>
+  std::vector<typename Map::mapped_type> take_idle(Map& replicas, Busy busy, Taken taken) {
+    std::vector<typename Map::key_type> keys;
     std::vector<std::string> paths;
+    std::vector<typename Map::mapped_type> gone;
     {
       std::lock_guard lock(mutex);
-      for (const auto& [key, h] : held) {
-        if (h.keep) continue;
+      for (const auto& [key, r] : replicas) {
+        if (r.keep || busy(key)) continue;
         keys.push_back(key);
-        paths.push_back(h.path);
+        paths.push_back(r.path);
       }
     }
-    if (keys.empty()) return;
+    if (keys.empty()) return gone;
     const auto used = detail::used_by_others(paths);
     const auto now = Clock::now();
-    std::vector<Held> gone;
-    {
-      std::lock_guard lock(mutex);
-      for (std::size_t i = 0; i < keys.size(); ++i) {
-        auto it = held.find(keys[i]);
-        if (it == held.end() || it->second.keep) continue;
-        if (used[i]) it->second.last_used = now;
-        else if (now - it->second.last_used >= opt.idle) {
-          // Until its file is gone, an OPEN of it waits and no other replica takes its path.
-          opening.insert(it->first);
-          claimed.insert(it->second.path);
-          gone.push_back(std::move(it->second));
-          held.erase(it);
-        }
+    std::lock_guard lock(mutex);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto it = replicas.find(keys[i]);
+      if (it == replicas.end() || it->second.keep || busy(keys[i])) continue;
+      if (used[i]) it->second.last_used = now;
+      else if (now - it->second.last_used >= opt.idle) {
+        taken(it->first, it->second);
+        gone.push_back(std::move(it->second));
+        replicas.erase(it);
       }
     }
+    return gone;
+  }
+
+  void drop_idle() {
+    // Until its file is gone, an OPEN of it waits and no other replica takes its path.
+    std::vector<Held> gone = take_idle(held, [](const auto&) { return false; }, [this](const auto& key, const Held& h) {
+      opening.insert(key);
+      claimed.insert(h.path);
+    });
     for (Held& h : gone) {
       if (h.replica) h.replica->stop();
       ::unlink(h.path.c_str());

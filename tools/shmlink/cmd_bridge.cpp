@@ -153,6 +153,17 @@ int run_status(const ClientOptions& opt) {
                              {cell(row, "frames_published")}, {cell(row, "skipped")}, {cell(row, "lost")}});
   }
   std::cout << replicas.render(false) << std::flush;
+  const Json& queues = array_of(doc, "queues");
+  if (queues.empty()) return kExitOk;
+  Table rows{{"NODE", "QUEUE", "PATH", "KEPT", "TRAVELLING", "PUSHED", "DUPLICATES"},
+             {false, false, false, false, false, true, true},
+             {}};
+  for (const Json& row : queues) {
+    if (!row.is_object()) continue;
+    rows.rows.push_back({{cell(row, "node")}, {cell(row, "name")}, {cell(row, "path")}, {cell(row, "kept")},
+                         {cell(row, "travelling")}, {cell(row, "pushed")}, {cell(row, "duplicates")}});
+  }
+  std::cout << '\n' << rows.render(false) << std::flush;
   return kExitOk;
 }
 

@@ -96,7 +96,7 @@ Command add_bridge_serve_command(CLI::App& bridge) {
   sub->add_option("--peer", a->o.peers, "A peer service, HOST:PORT (repeat for several)");
   sub->add_option("--bind", a->o.bind, "Address to bind the service port and the streams' data ports to")->capture_default_str();
   sub->add_option("--allow", a->o.allow, "Offer only local channels whose name starts with PREFIX (repeatable; default: all)");
-  sub->add_flag("--read-only", a->o.read_only, "Refuse writes that replicas send back into local streams");
+  sub->add_flag("--read-only", a->o.read_only, "Refuse writes that replicas send back into local streams, and bridging local queues");
   sub->add_option("--keys", a->keys, "Directory of CURVE keys (not built yet: refused)");
   sub->add_flag("--spin", a->o.spin, "Stream threads spin instead of futex waits (lower latency, a core each)");
   sub->add_option("--domain", a->o.domain, "Discovery domain: only services of the same domain find each other")
@@ -109,7 +109,7 @@ Command add_bridge_serve_command(CLI::App& bridge) {
   sub->add_option("--heartbeat-ms", a->heartbeat_ms, "Heartbeat period between services and streams, ms (link timeout: 4x)")
       ->capture_default_str()
       ->check(CLI::Range(10u, 60000u));
-  sub->add_option("--data-ports", a->data_ports, "Ports LO-HI for the streams' publishers (default: ephemeral ports)");
+  sub->add_option("--data-ports", a->data_ports, "Ports LO-HI for the publishers of streams and senders of queues (default: ephemeral ports)");
   sub->add_option("--dir", a->o.directory, "Stream directory served (default: $SHMLINK_DIR, $MILK_SHM_DIR, /milk/shm, /dev/shm)");
   return {sub, [a]() -> int { return run_serve(*a); }};
 }
