@@ -80,14 +80,19 @@ std::string Socket::last_endpoint() const {
   return std::string(buf, ::strnlen(buf, sizeof buf));
 }
 
-bool recv_parts(void* socket, Parts& out) {
+bool recv_parts(void* socket, Parts& out, std::string* user_id) {
   out.parts.clear();
+  if (user_id != nullptr) user_id->clear();
   for (;;) {
     zmq_msg_t msg;
     ::zmq_msg_init(&msg);
     if (::zmq_msg_recv(&msg, socket, out.parts.empty() ? ZMQ_DONTWAIT : 0) < 0) {
       ::zmq_msg_close(&msg);
       return false;  // nothing waiting (EAGAIN) or the socket is closing: parts are atomic
+    }
+    if (user_id != nullptr && user_id->empty()) {
+      const char* u = ::zmq_msg_gets(&msg, "User-Id");  // NULL when the connection has none
+      if (u != nullptr) *user_id = u;
     }
     const auto* p = static_cast<const std::byte*>(::zmq_msg_data(&msg));
     out.parts.emplace_back(p, p + ::zmq_msg_size(&msg));

@@ -35,9 +35,12 @@
 /// - LS: `{"schema_version": 1, "node": NODE, "channels": [{"node", "kind" ("stream"|"queue"),
 ///   "name", "dtype" (stream: ISIO datatype code; queue: bytes per sample), "shape" (array of
 ///   axes; queue: [capacity])}, ...]}` (the fields of bridge::CatalogueEntry).
-/// - STATUS: `{"schema_version": 1, "node": NODE, "peers": [{"node", "endpoint", "link_up"
-///   (bool), "channels"}, ...], "replicas": [{"node", "name", "path", "kept" (bool), "link_up"
-///   (bool), "frames_published", "skipped", ... the other bridge::ReplicaStats counters}, ...]}`.
+/// - STATUS: `{"schema_version": 1, "node": NODE, "port", "curve" (bool: --keys), "handshakes_refused"
+///   (connections our ZAP handlers refused), "handshakes_failed" (failed handshakes on the service's
+///   own sockets), "last_refusal", "last_error", "peers": [{"node", "endpoint", "link_up" (bool),
+///   "channels", "problem" (why the link is down, when a handshake said so; else "")}, ...],
+///   "replicas": [{"node", "name", "path", "kept" (bool), "link_up" (bool), "frames_published",
+///   "skipped", "age_us"}, ...]}` (bridge::ServiceStats, PeerStatus, ReplicaStatus).
 ///
 /// Size: a datagram is at most kMaxDatagram bytes. A server sending large LS/STATUS replies sets
 /// SO_SNDBUF accordingly; without privileges the kernel caps it by net.core.wmem_max (a datagram

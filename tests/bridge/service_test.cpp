@@ -6,6 +6,7 @@
 // (control::encode over AF_UNIX seqpacket, no client library) and reads and writes the files.
 #include "bridge/wire.hpp"
 #include "remote/control_protocol.hpp"
+#include "stream_frames.hpp"
 #include "test_util.hpp"
 
 #include <shmlink/bridge_service.hpp>
@@ -37,6 +38,8 @@ namespace {
 using namespace std::chrono_literals;
 using shmlink::Dtype;
 using shmlink::Stream;
+using shmlink::test::frame_of;
+using shmlink::test::ramp;
 using shmlink::test::Shared;
 using shmlink::test::spawn;
 using shmlink::test::wait_until;
@@ -171,25 +174,6 @@ std::string joined(const std::vector<std::string>& f) {
   std::string s;
   for (const auto& x : f) s += (s.empty() ? "" : " | ") + x;
   return s;
-}
-
-std::vector<float> ramp(std::size_t n, float base) {
-  std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = base + static_cast<float>(i);
-  return v;
-}
-
-/// The frame of the stream at `path` (re-opened each time: a replica may be re-created), or
-/// empty when it cannot be read.
-std::vector<float> frame_of(const std::string& path) {
-  try {
-    const Stream s = Stream::open(path);
-    std::vector<float> v(s.frame_elements());
-    if (!s.read_copy(std::as_writable_bytes(std::span(v))).ok()) return {};
-    return v;
-  } catch (const shmlink::Error&) {
-    return {};
-  }
 }
 
 std::int64_t int_keyword(const std::string& path, const char* name) {
