@@ -3,9 +3,11 @@
 // "Threat model"): services whose keys trust each other exchange catalogues and data; an
 // untrusted key is refused (by the ZAP handler, counted) and gets nothing; a service without keys
 // and one with keys never exchange anything and say why (PeerStatus::problem, STATUS); a replica
-// data connection with a key the owner does not trust is refused; `shmlink bridge serve --keys`.
+// data connection with a key the owner does not trust is refused; a trusted key cannot speak for
+// another node; `shmlink bridge serve --keys`.
 // Services run in this process, each with its own stream directory, key directory, ZeroMQ
 // context and ephemeral loopback port, as hosts would; sockets, files and the CLI are real.
+#include "bridge/link.hpp"
 #include "cli_run.hpp"
 #include "stream_frames.hpp"
 #include "test_util.hpp"
@@ -20,6 +22,7 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <zmq.h>
 
 #include <chrono>
 #include <filesystem>
@@ -238,6 +241,36 @@ TEST(ServiceSecurity, AReplicaDataConnectionWithAnUntrustedKeyIsRefused) {
   EXPECT_FALSE(stolen.wait_first_frame(0ms));
   EXPECT_EQ(stolen.stats().frames_published, 0U);
   stolen.stop();
+}
+
+TEST(ServiceSecurity, ATrustedKeySpeaksOnlyForItsOwnNode) {
+  Dir b, ka, kb;
+  const std::string pa = make_keys(ka, "alpha"), pb = make_keys(kb, "beta");
+  trust(ka, "beta", pb);
+  trust(kb, "alpha", pa);
+  trust(kb, "gamma", make_keys(ka, "gamma"));  // gamma is trusted too, with a key alpha does not hold
+  bridge::Service beta(options("beta", b, &kb));
+  const auto alpha_keys = bridge::make_security(nullptr, ka.path(), "alpha");
+  void* ctx = zmq_ctx_new();
+  void* dealer = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0, rcvtimeo = 10000;
+  zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+  bridge::apply_client(dealer, *alpha_keys, pb, "the test's dealer");
+  ASSERT_EQ(zmq_connect(dealer, ("tcp://" + at(beta)).c_str()), 0);
+  namespace wire = bridge::wire;
+  // Alpha's key, speaking as alpha: answered with beta's hello.
+  ASSERT_TRUE(bridge::detail::send_message(dealer, {}, "alpha", wire::make_header(wire::Kind::service_hello)));
+  char topic[16] = {};
+  const int n = zmq_recv(dealer, topic, sizeof topic - 1, 0);
+  EXPECT_EQ(std::string(topic, n > 0 ? static_cast<std::size_t>(n) : 0U), "beta");
+  // Alpha's key, speaking as gamma: refused and counted.
+  ASSERT_TRUE(bridge::detail::send_message(dealer, {}, "gamma", wire::make_header(wire::Kind::catalogue_request)));
+  EXPECT_TRUE(wait_until([&] { return beta.last_error().find("sends as node 'gamma'") != std::string::npos; }, 10))
+      << beta.last_error();
+  EXPECT_GE(beta.stats().refused, 1U);
+  zmq_close(dealer);
+  zmq_ctx_term(ctx);
 }
 
 #ifdef SHMLINK_CLI_PATH
