@@ -22,7 +22,16 @@
 
 namespace shmlink::bridge {
 
-/// CURVE key material of a service (docs/bridge.md, "Keys"). Empty: no encryption.
+/// CURVE key material of a service (docs/bridge.md, "Keys"; docs/design/bridge.md, "Threat
+/// model"). Empty: no encryption.
+///
+/// With a directory, the service loads `<directory>/<node>.key` (its key pair, mode 0600) and
+/// `<directory>/peers/*.pub` (the keys it trusts, each named by its node) once, at start, and
+/// every socket it makes is CURVE: its ROUTER and the Publishers it starts are servers that let in
+/// trusted keys only (ZAP); its links to peers and its Replicas are clients that expect the
+/// peer's own key, `peers/<peer>.pub`. A listed peer given as `NODE@HOST:PORT` and a peer found by
+/// its beacon (which carries its node name) get that node's key; a listed `HOST:PORT` is tried
+/// with each trusted key in turn (one per link timeout) until one answers, and stays bound to it.
 struct ServiceKeys {
   /// Directory holding `<node>.key` (this service's secret key) and `peers/*.pub` (the public
   /// keys of the services and clients it trusts); empty: CURVE off.
@@ -37,7 +46,9 @@ struct ServiceOptions {
   std::uint16_t port = 7710;
   /// Address to bind (TCP and the published streams): "0.0.0.0" (all), or one interface's address.
   std::string bind = "0.0.0.0";
-  /// Listed peers, "HOST:PORT" (their service port), connected to directly (no beacon needed).
+  /// Listed peers, "HOST:PORT" or "NODE@HOST:PORT" (their service port), connected to directly (no
+  /// beacon needed). NODE names the peer's key in `peers/NODE.pub` when keys are used (and the node
+  /// its hello must name).
   std::vector<std::string> peers;
   /// Multicast discovery: on when true (UDP beacons within `domain`).
   bool multicast = true;
@@ -86,6 +97,10 @@ struct PeerStatus {
   std::string endpoint;  ///< "tcp://HOST:PORT"
   bool link_up = false;  ///< heard within link_timeout
   std::uint64_t channels = 0;  ///< entries in its catalogue
+  /// Why the link is not up, when its connection says so: the last handshake failure (the peer
+  /// refused our key, uses no CURVE or another key than expected, ...); empty once a handshake
+  /// succeeds.
+  std::string problem;
 };
 
 /// One replica held by this service, as `bridge status` shows it.
@@ -96,6 +111,7 @@ struct ReplicaStatus {
   bool kept = false;  ///< `want --keep`
   ReplicaStats stats; ///< counters, link
   std::int64_t age_us = -1;  ///< BR_AGE_US of the newest frame (its age when it arrived); -1 unknown
+  std::string endpoint;      ///< the owner's data endpoint it follows, "tcp://HOST:PORT"
 };
 
 /// Counters of a Service (racy snapshot).
@@ -104,6 +120,15 @@ struct ServiceStats {
   std::uint64_t opens_answered = 0;  ///< open requests of peers answered with an endpoint
   std::uint64_t opens_refused = 0;   ///< open requests of peers refused (not found, not allowed, ...)
   std::uint32_t publishers = 0;      ///< local streams published to peers now
+  bool curve = false;                ///< CURVE on (options.keys.directory given)
+  /// Connections refused by our ZAP handlers (an untrusted key, a plaintext client), on the
+  /// service port and on every data port.
+  std::uint64_t handshakes_refused = 0;
+  /// Handshakes that failed on the service's own sockets (its port and its links to peers): keys
+  /// refused by a peer, a peer without CURVE (or with it when we have none), another key.
+  std::uint64_t handshakes_failed = 0;
+  /// The latest ZAP refusal: the peer's address and why; empty if none.
+  std::string last_refusal;
 };
 
 /// The service. Threads start in the constructor; stop() or the destructor ends them.
@@ -112,7 +137,10 @@ class Service {
   /// Binds the TCP port and the control socket, starts discovery and the peers' links.
   /// @throws Error invalid_argument (bad option: the message names it), system (a port or the
   ///         control socket could not be bound: naming it and why; another service already
-  ///         listens on the control socket: exists), permission (keys directory unreadable).
+  ///         listens on the control socket: exists; libzmq without CURVE), and with keys, naming
+  ///         the file: not_found (no `<node>.key`; a listed NODE@ peer without
+  ///         `peers/NODE.pub`; no trusted key at all), permission (a secret key file group or
+  ///         others can read, or one the OS refused), layout (a malformed key file).
   explicit Service(const ServiceOptions& options);
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;

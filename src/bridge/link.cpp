@@ -82,8 +82,9 @@ std::string Socket::last_endpoint() const {
   return std::string(buf, ::strnlen(buf, sizeof buf));
 }
 
-bool recv_parts(void* socket, Parts& out) {
+bool recv_parts(void* socket, Parts& out, std::string* user_id) {
   out.parts.clear();
+  if (user_id != nullptr) user_id->clear();
   for (;;) {
     zmq_msg_t msg;
     ::zmq_msg_init(&msg);
@@ -95,6 +96,10 @@ bool recv_parts(void* socket, Parts& out) {
     if (out.peer_address.empty()) {  // a ROUTER's identity part carries no metadata: the next ones do
       const char* address = ::zmq_msg_gets(&msg, "Peer-Address");
       if (address != nullptr) out.peer_address = address;
+    }
+    if (user_id != nullptr && user_id->empty()) {
+      const char* u = ::zmq_msg_gets(&msg, "User-Id");  // NULL when the connection has none
+      if (u != nullptr) *user_id = u;
     }
     const auto* p = static_cast<const std::byte*>(::zmq_msg_data(&msg));
     out.parts.emplace_back(p, p + ::zmq_msg_size(&msg));

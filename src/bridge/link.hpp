@@ -78,7 +78,9 @@ struct Parts {
 /// Receives one whole multipart message without blocking; false when none is waiting (or the
 /// socket failed). Each part is copied out (a frame is then copied once more into the stream;
 /// receiving without that copy is left for the benchmark's work, docs/design/bridge.md "Not yet").
-bool recv_parts(void* socket, Parts& out);
+/// `user_id`, when given, receives the message's ZAP user id (the "User-Id" property: with CURVE,
+/// the node name of the trusted key that authenticated the sender; empty without one).
+bool recv_parts(void* socket, Parts& out, std::string* user_id = nullptr);
 
 /// Sends [identity (when not empty), topic, header, payload (when not empty)] without blocking.
 /// The header's payload_bytes is set from `payload`. @return false when ZeroMQ refused (peer

@@ -128,13 +128,18 @@ std::vector<std::string> Service::Impl::control_quick(const std::vector<std::str
     return {"OK", j + "]}"};
   }
   if (verb == "STATUS" && f.size() == 1) {
-    std::string j = "{\"schema_version\":1,\"node\":" + detail::json_string(name) + ",\"port\":" + std::to_string(port) + ",\"peers\":[";
+    const ServiceStats s = self.stats();
+    std::string j = "{\"schema_version\":1,\"node\":" + detail::json_string(name) + ",\"port\":" + std::to_string(port) +
+                    ",\"curve\":" + (s.curve ? "true" : "false") + ",\"handshakes_refused\":" + std::to_string(s.handshakes_refused) +
+                    ",\"handshakes_failed\":" + std::to_string(s.handshakes_failed) + ",\"last_refusal\":" +
+                    detail::json_string(s.last_refusal) + ",\"last_error\":" + detail::json_string(self.last_error()) + ",\"peers\":[";
     bool first = true;
     for (const PeerStatus& p : self.peers()) {
       j += first ? "" : ",";
       first = false;
       j += "{\"node\":" + detail::json_string(p.node) + ",\"endpoint\":" + detail::json_string(p.endpoint) +
-           ",\"link_up\":" + (p.link_up ? "true" : "false") + ",\"channels\":" + std::to_string(p.channels) + "}";
+           ",\"link_up\":" + (p.link_up ? "true" : "false") + ",\"channels\":" + std::to_string(p.channels) +
+           ",\"problem\":" + detail::json_string(p.problem) + "}";
     }
     j += "],\"replicas\":[";
     first = true;
@@ -191,9 +196,6 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
   if ((options.data_port_first == 0) != (options.data_port_last == 0) || options.data_port_first > options.data_port_last)
     throw Error(Errc::invalid_argument, "bridge service '" + i.name + "': data ports " + std::to_string(options.data_port_first) +
                                             "-" + std::to_string(options.data_port_last) + " are not a range LO-HI");
-  if (!options.keys.directory.empty())
-    throw Error(Errc::invalid_argument, "bridge service '" + i.name + "': keys directory '" + options.keys.directory +
-                                            "': CURVE is not built yet");
   if (options.timing.heartbeat.count() <= 0 || options.timing.link_timeout <= options.timing.heartbeat)
     throw Error(Errc::invalid_argument, "bridge service '" + i.name + "': the heartbeat must be positive and shorter than the link timeout");
   i.directory = options.directory.empty() ? stream_directory() : options.directory;
@@ -202,13 +204,20 @@ Service::Service(const ServiceOptions& options) : impl_(std::make_unique<Impl>()
                                                     : i.directory + "/" + std::string(control::kSocketName))
                        : options.control_socket;
   i.incarnation = detail::realtime_ns();
+  if (!options.keys.directory.empty()) i.load_security();  // once, before any socket
   for (const std::string& p : options.peers) {
-    const auto [host, pport] = split_host_port(p);
-    i.add_peer(host, pport, true);
+    const auto at = p.find('@');  // NODE@HOST:PORT names the peer (its key, with CURVE)
+    const std::string node = at == std::string::npos ? std::string() : p.substr(0, at);
+    if (at != std::string::npos && !detail::node_name_ok(node))
+      throw Error(Errc::invalid_argument, "bridge service: peer '" + p + "': '" + node + "' is not a node name");
+    const auto [host, pport] = split_host_port(at == std::string::npos ? p : p.substr(at + 1));
+    i.add_peer(host, pport, true, node);
   }
   i.router = detail::Socket(i.ctx.get(), ZMQ_ROUTER, "the service port of node '" + i.name + "'");
   i.router.set(ZMQ_ROUTER_MANDATORY, 0);
   i.router.limit_message_size(kServicePartLimit);
+  if (i.security) apply_server(i.router.get(), *i.security, "the service port of node '" + i.name + "'");
+  i.watch(i.router.get(), i.router_monitor, "the service port of node '" + i.name + "'");
   i.router.attach("tcp://" + options.bind + ":" + (options.port == 0 ? std::string("*") : std::to_string(options.port)), false);
   i.port = endpoint_port(i.router.last_endpoint());
   i.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -263,7 +272,7 @@ std::vector<PeerStatus> Service::peers() const {
   const Impl& i = *impl_;
   std::vector<PeerStatus> out;
   std::lock_guard lock(i.mutex);
-  for (const auto& p : i.peers) out.push_back({p->node, p->endpoint, p->up, p->catalogue.size()});
+  for (const auto& p : i.peers) out.push_back({p->node, p->endpoint, p->up, p->catalogue.size(), p->up ? std::string() : p->problem});
   return out;
 }
 
@@ -273,7 +282,7 @@ std::vector<ReplicaStatus> Service::replicas() const {
   {
     std::lock_guard lock(i.mutex);
     for (const auto& [key, h] : i.held)
-      if (h.replica) out.push_back({h.node, h.name, h.path, h.keep, h.replica->stats(), -1});  // null: being replaced
+      if (h.replica) out.push_back({h.node, h.name, h.path, h.keep, h.replica->stats(), -1, h.endpoint});  // null: being replaced
   }
   for (ReplicaStatus& r : out) {
     try {
@@ -287,8 +296,18 @@ std::vector<ReplicaStatus> Service::replicas() const {
 }
 
 ServiceStats Service::stats() const {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->st;
+  ServiceStats out;
+  {
+    std::lock_guard lock(impl_->mutex);
+    out = impl_->st;
+  }
+  if (impl_->security) {
+    const SecurityStats s = impl_->security->stats();
+    out.curve = true;
+    out.handshakes_refused = s.refused;
+    out.last_refusal = s.last_refusal;
+  }
+  return out;
 }
 
 std::string Service::last_error() const {
@@ -359,8 +378,10 @@ void Service::stop() noexcept {
   for (auto& [key, h] : held)
     if (h.replica) h.replica->stop();
   i.stop_queues();
-  for (auto& p : i.peers) p->dealer = detail::Socket();
+  for (auto& p : i.peers) Impl::close_peer(*p);
+  if (i.router.get() != nullptr) (void)::zmq_socket_monitor(i.router.get(), nullptr, 0);
   i.router = detail::Socket();
+  i.router_monitor = detail::Socket();
 }
 
 }  // namespace shmlink::bridge

@@ -13,6 +13,7 @@
 #include "bridge/control_server.hpp"
 #include "bridge/discovery.hpp"
 #include "bridge/link.hpp"
+#include "bridge/security.hpp"
 #include "bridge/service_local.hpp"
 #include "bridge/service_queue.hpp"
 #include "bridge/wire.hpp"
@@ -84,13 +85,21 @@ inline std::uint16_t endpoint_port(const std::string& ep) {
 /// bound. Beyond it a new peer is refused (counted in ServiceStats::refused, named in last_error).
 constexpr std::size_t kMaxServicePeers = 256;
 
-/// A peer service: its DEALER (owned by the network thread) and what we know of it (under the
-/// service's state mutex).
+/// A peer service: its DEALER and the DEALER's monitor (owned by the network thread) and what we
+/// know of it (under the service's state mutex).
 struct Peer {
   std::string endpoint;  // "tcp://HOST:PORT"
   std::string host;
   bool listed = false;   // from --peer: never forgotten; discovered or learned ones are, after a silence
   Clock::time_point added{};
+  std::string expect;    // its node named beforehand (NODE@HOST:PORT, its beacon, its hello); empty: unknown
+  std::string key_node;  // CURVE: the node whose key the DEALER expects; empty without keys
+  std::size_t key_index = 0;  // CURVE, a HOST:PORT peer: the trusted key tried now
+  Clock::time_point dealt{};  // when the DEALER was made (network thread)
+  bool ever_heard = false;    // a message came over this DEALER (network thread)
+  bool connecting = false;    // connected, handshake not finished (network thread)
+  std::string problem;        // why the link is not up, from the monitor; empty once a handshake succeeds
+  detail::Socket monitor;     // before `dealer`: destroyed after it (the events of its close arrive)
   detail::Socket dealer;
   std::string node;  // from its hello; empty until heard
   std::uint64_t incarnation = 0;
@@ -139,8 +148,12 @@ struct Service::Impl {
   std::uint64_t incarnation = 0;
 
   detail::Context ctx;
+  std::shared_ptr<Security> security;  // CURVE (options.keys); null: plain TCP
+  detail::Socket router_monitor;       // handshake failures on the service port
   detail::Socket router;
   int wake_fd = -1;
+  std::uint64_t next_monitor = 1;            // inproc monitor endpoints (constructor, network thread)
+  std::set<std::string> untrusted_discovered;  // discovered nodes without a trusted key, reported once
 
   mutable std::mutex mutex;  // peers' data, answers, stats, local catalogue, held, opening
   std::condition_variable cv;
@@ -207,8 +220,9 @@ struct Service::Impl {
   /// A DEALER to the service at host:port, added to `peers` (under the mutex: API threads read
   /// the list; only the constructor and the network thread add to or remove from it). `listed`:
   /// a --peer, kept for ever; other peers are forgotten after a silence (forget_silent()).
-  /// @throws Error no_space when kMaxServicePeers peers are linked already; system (ZeroMQ).
-  void add_peer(const std::string& host, std::uint16_t pport, bool listed) {
+  /// `node`: the peer's node when known beforehand (its key, with CURVE).
+  /// @throws Error no_space when kMaxServicePeers peers are linked already; as connect_peer().
+  void add_peer(const std::string& host, std::uint16_t pport, bool listed, const std::string& node = {}) {
     {
       std::lock_guard lock(mutex);
       if (peers.size() >= kMaxServicePeers)
@@ -222,16 +236,30 @@ struct Service::Impl {
     peer->listed = listed;
     peer->added = Clock::now();
     peer->endpoint = "tcp://" + peer->host + ":" + std::to_string(pport);
-    peer->dealer = detail::Socket(ctx.get(), ZMQ_DEALER, "the link of node '" + name + "' to peer " + peer->endpoint);
-    peer->dealer.set(ZMQ_IMMEDIATE, 1);  // nothing queued for a peer that is not connected
-    peer->dealer.set(ZMQ_SNDHWM, 64);
-    peer->dealer.set(ZMQ_RECONNECT_IVL, 100);
-    peer->dealer.set(ZMQ_RECONNECT_IVL_MAX, static_cast<int>(std::max<long>(100, opt.timing.link_timeout.count())));
-    peer->dealer.limit_message_size(kServicePartLimit);
-    peer->dealer.attach(peer->endpoint, true);
+    peer->expect = node;
+    connect_peer(*peer);
     std::lock_guard lock(mutex);
     peers.push_back(std::move(peer));
   }
+
+  // ---------------------------------------------------------------- CURVE and links (service_links.cpp)
+  /// Loads the keys of options.keys.directory and serves ZAP in `ctx`. @throws Error naming the file.
+  void load_security();
+  /// (Re)makes p's DEALER and its monitor, a CURVE client expecting the key of p.expect (or of
+  /// the trusted key p.key_index) with keys, and connects it. Network thread or constructor.
+  /// @throws Error not_found naming `peers/NODE.pub` when that key is missing, system.
+  void connect_peer(Peer& p);
+  /// Stops p's monitor and closes its sockets.
+  static void close_peer(Peer& p) noexcept;
+  /// Monitors `socket`'s connections and handshakes into `monitor` (a PAIR of ctx).
+  void watch(void* socket, detail::Socket& monitor, const std::string& what);
+  /// Reads p's monitor: keeps why its handshakes fail (p.problem, counted, last_error).
+  void on_peer_events(Peer& p);
+  /// Reads the service port's monitor: counts failed handshakes of connecting peers.
+  void on_router_events();
+  /// CURVE, a peer listed as HOST:PORT never heard: tries the next trusted key once the current
+  /// one had a link timeout to answer.
+  void next_key(Peer& p, Clock::time_point now);
 
   /// Connects to the services discovery heard that are not peers yet (by endpoint or node).
   void follow_discovery() {
@@ -247,12 +275,13 @@ struct Service::Impl {
       bool known = false;
       {
         std::lock_guard lock(mutex);
-        for (const auto& p : peers) known = known || p->endpoint == ep || p->node == d.node;
+          for (const auto& p : peers) known = known || p->endpoint == ep || p->node == d.node || p->expect == d.node;
       }
-      if (known || d.node == name) continue;
+      if (known || d.node == name || untrusted_discovered.count(d.node) != 0) continue;
       try {
-        add_peer(d.address, d.port, false);
+        add_peer(d.address, d.port, false, d.node);
       } catch (const Error& e) {
+        if (security) untrusted_discovered.insert(d.node);  // its key is missing: said once
         refuse("discovered node '" + d.node + "': " + e.what());
       }
     }
@@ -272,7 +301,7 @@ struct Service::Impl {
         if (p->node == node || p->endpoint == ep) return;
     }
     try {
-      add_peer(address, static_cast<std::uint16_t>(pport), false);
+      add_peer(address, static_cast<std::uint16_t>(pport), false, node);
     } catch (const Error& e) {
       refuse("node '" + node + "' (" + ep + ") linked to us: " + e.what());
     }
@@ -290,6 +319,7 @@ struct Service::Impl {
       const bool duplicate = !p.listed && !p.node.empty() &&
                              std::any_of(peers.begin(), peers.end(), [&](const auto& q) { return q->listed && q->node == p.node; });
       if (!p.listed && (duplicate || (!p.up && now - heard > 2 * opt.timing.link_timeout))) {
+        close_peer(**it);
         gone.push_back(std::move(*it));
         it = peers.erase(it);
       } else {
@@ -362,6 +392,7 @@ struct Service::Impl {
 
   std::unique_ptr<Publisher> start_publisher(const std::string& stream) {
     PublisherOptions po;
+    po.security = security;  // CURVE server: trusted replicas only
     po.timing = opt.timing;
     po.spin = opt.spin;
     po.read_only = opt.read_only;
@@ -412,7 +443,7 @@ struct Service::Impl {
     st.publishers = static_cast<std::uint32_t>(offers.size());
   }
 
-  void on_router(detail::Parts& m) {
+  void on_router(detail::Parts& m, const std::string& user) {
     if (m.parts.size() < 3 || m.parts.size() > 4) return refuse("a peer sent a message of " + std::to_string(m.parts.size()) + " parts (3 or 4 expected)");
     const auto& identity = m.parts[0];
     const std::string from = to_text(m.parts[1]);
@@ -421,6 +452,9 @@ struct Service::Impl {
     const auto e = wire::decode(m.parts[2], payload.size(), h);
     if (e != wire::DecodeError::ok) return refuse("peer '" + detail::json_string(from) + "': " + wire::describe(e));
     if (!detail::node_name_ok(from)) return refuse("a peer's message names no valid node (topic " + detail::json_string(from) + ")");
+    if (security && user != from)  // CURVE: a trusted key speaks only for its own node
+      return refuse("a peer authenticated by the trusted key of node " + detail::json_string(user) + " sends as node '" +
+                    from + "': refused");
     switch (static_cast<wire::Kind>(h.kind)) {
       case wire::Kind::service_hello:
         reply(identity, hello());
@@ -464,6 +498,9 @@ struct Service::Impl {
     const auto e = wire::decode(m.parts[1], payload.size(), h);
     if (e != wire::DecodeError::ok) return refuse("peer " + p.endpoint + ": " + wire::describe(e));
     if (!detail::node_name_ok(from)) return refuse("peer " + p.endpoint + ": the message names no valid node (topic " + detail::json_string(from) + ")");
+    if (!p.key_node.empty() && from != p.key_node)  // CURVE: it holds the key of p.key_node
+      return refuse("peer " + p.endpoint + " holds the key of node '" + p.key_node + "' but its messages say '" + from + "': refused");
+    p.ever_heard = true;
     std::lock_guard lock(mutex);
     if (!p.node.empty() && p.node != from) {
       ++st.refused;
@@ -523,6 +560,7 @@ struct Service::Impl {
     follow_discovery();
     const wire::Header h = hello();
     for (auto& p : peers) {
+      next_key(*p, now);
       (void)detail::send_message(p->dealer.get(), {}, name, h);
       std::lock_guard lock(mutex);
       if (p->up && now - p->last_heard > opt.timing.link_timeout) p->up = false;  // its catalogue stays
@@ -549,6 +587,8 @@ struct Service::Impl {
       items.push_back({router.get(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
       for (auto& p : peers) items.push_back({p->dealer.get(), 0, ZMQ_POLLIN, 0});
+      items.push_back({router_monitor.get(), 0, ZMQ_POLLIN, 0});
+      for (auto& p : peers) items.push_back({p->monitor.get(), 0, ZMQ_POLLIN, 0});
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
       (void)zmq_poll(items.data(), static_cast<int>(items.size()), std::max<long>(0, static_cast<long>(wait.count())));
       if ((items[1].revents & ZMQ_POLLIN) != 0) {
@@ -561,9 +601,12 @@ struct Service::Impl {
         }
         for (auto& f : todo) f();
       }
-      for (int n = 0; n < 256 && detail::recv_parts(router.get(), m); ++n) on_router(m);
+      std::string user;  // the ZAP user id: the node of the trusted key that sent it
+      for (int n = 0; n < 256 && detail::recv_parts(router.get(), m, &user); ++n) on_router(m, user);
       for (auto& p : peers)
         for (int n = 0; n < 256 && detail::recv_parts(p->dealer.get(), m); ++n) on_dealer(*p, m);
+      on_router_events();
+      for (auto& p : peers) on_peer_events(*p);
       if (Clock::now() >= next) {
         periodic();
         next = Clock::now() + opt.timing.heartbeat;
@@ -658,6 +701,10 @@ struct Service::Impl {
     ro.origin = node;
     ro.spin = opt.spin;
     ro.reconnect_max = std::max<std::chrono::milliseconds>(ro.reconnect_min, opt.timing.link_timeout);
+    if (security) {  // CURVE client of the owner's Publisher, which holds the owner service's key
+      ro.security = security;
+      ro.server_key = peer_public_key(*security, node);
+    }
     return std::make_unique<Replica>(channel, endpoint, ro);
   }
 

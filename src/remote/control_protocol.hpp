@@ -40,10 +40,13 @@
 /// - LS: `{"schema_version": 1, "node": NODE, "channels": [{"node", "kind" ("stream"|"queue"),
 ///   "name", "dtype" (stream: ISIO datatype code; queue: bytes per sample), "shape" (array of
 ///   axes; queue: [capacity])}, ...]}` (the fields of bridge::CatalogueEntry).
-/// - STATUS: `{"schema_version": 1, "node": NODE, "peers": [{"node", "endpoint", "link_up"
-///   (bool), "channels"}, ...], "replicas": [{"node", "name", "path", "kept" (bool), "link_up"
-///   (bool), "frames_published", "skipped", "lost", "mode" ("latest"|"every_frame": the mode in
-///   force), "age_us" (BR_AGE_US, -1 unknown)}, ...]}`.
+/// - STATUS: `{"schema_version": 1, "node": NODE, "port", "curve" (bool: --keys), "handshakes_refused"
+///   (connections our ZAP handlers refused), "handshakes_failed" (failed handshakes on the service's
+///   own sockets), "last_refusal", "last_error", "peers": [{"node", "endpoint", "link_up" (bool),
+///   "channels", "problem" (why the link is down, when a handshake said so; else "")}, ...],
+///   "replicas": [{"node", "name", "path", "kept" (bool), "link_up" (bool), "frames_published",
+///   "skipped", "lost", "mode" ("latest"|"every_frame": the mode in force), "age_us" (BR_AGE_US,
+///   -1 unknown)}, ...], "queues": [...]}` (bridge::ServiceStats, PeerStatus, ReplicaStatus).
 ///
 /// Size: a datagram is at most kMaxDatagram bytes. A server sending large LS/STATUS replies sets
 /// SO_SNDBUF accordingly; without privileges the kernel caps it by net.core.wmem_max (a datagram

@@ -7,6 +7,7 @@
 #include "bridge/wire.hpp"
 #include "remote/control_protocol.hpp"
 #include "service_util.hpp"
+#include "stream_frames.hpp"
 #include "test_util.hpp"
 
 #include <shmlink/bridge_service.hpp>

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // What the bridge service's tests share: a private stream directory standing for one host, and
 // one request over a service's raw control socket (control::encode over AF_UNIX seqpacket, no
-// client library); ramps of test values and the frame of a stream by path.
+// client library); with stream_frames.hpp, ramps of test values and the frame of a stream by path.
 #pragma once
 
 #include "remote/control_protocol.hpp"
+#include "stream_frames.hpp"  // ramp(), frame_of()
 
 #include <shmlink/stream.hpp>
 
@@ -65,26 +66,6 @@ inline std::vector<std::string> ask_control(const std::string& path, const std::
   }
   ::close(fd);
   return out;
-}
-
-/// n floats base, base + 1, ...
-inline std::vector<float> ramp(std::size_t n, float base) {
-  std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = base + static_cast<float>(i);
-  return v;
-}
-
-/// The frame of the f32 stream at `path` (re-opened each time: a replica may be re-created), or
-/// empty when it cannot be read.
-inline std::vector<float> frame_of(const std::string& path) {
-  try {
-    const Stream s = Stream::open(path);
-    std::vector<float> v(s.frame_elements());
-    if (!s.read_copy(std::as_writable_bytes(std::span(v))).ok()) return {};
-    return v;
-  } catch (const Error&) {
-    return {};
-  }
 }
 
 }  // namespace shmlink::test

@@ -133,13 +133,19 @@ int run_status(const ClientOptions& opt) {
     print_service_json(doc);
     return kExitOk;
   }
-  std::cout << "node " << shown(cell(doc, "node")) << ", control socket " << control_socket() << "\n\n";
-  Table peers{{"PEER", "ENDPOINT", "LINK", "CHANNELS"}, {false, false, false, true}, {}};
+  std::cout << "node " << shown(cell(doc, "node")) << ", control socket " << control_socket() << ", CURVE "
+            << (cell(doc, "curve") == "yes" ? "on" : "off") << ", handshakes refused " << cell(doc, "handshakes_refused")
+            << ", failed " << cell(doc, "handshakes_failed") << '\n';
+  if (const std::string r = cell(doc, "last_refusal"); !r.empty() && r != "-") std::cout << "last refusal: " << shown(r) << '\n';
+  if (const std::string e = cell(doc, "last_error"); !e.empty() && e != "-") std::cout << "last error: " << shown(e) << '\n';
+  std::cout << '\n';
+  Table peers{{"PEER", "ENDPOINT", "LINK", "CHANNELS", "PROBLEM"}, {false, false, false, true, false}, {}};
   for (const Json& row : array_of(doc, "peers")) {
     if (!row.is_object()) continue;
     const std::string link = cell(row, "link_up");
+    const std::string problem = cell(row, "problem");
     peers.rows.push_back({{cell(row, "node")}, {cell(row, "endpoint")}, {link == "yes" ? "up" : link == "no" ? "down" : link},
-                          {cell(row, "channels")}});
+                          {cell(row, "channels")}, {problem.empty() ? "-" : problem}});
   }
   std::cout << peers.render(false) << '\n';
   Table replicas{{"NODE", "NAME", "PATH", "KEPT", "LINK", "MODE", "FRAMES", "SKIPPED", "LOST"},

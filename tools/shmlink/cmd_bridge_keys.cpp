@@ -67,8 +67,8 @@ int run_keygen(KeygenOptions opt) {
               << "wrote " << pub_file << " (public key " << keys.public_z85 << ")\n"
               << "next: copy " << pub_file << " into " << opt.dir << "/peers/ on every host whose service should trust "
               << opt.name << " (keep the file name " << opt.name << ".pub),\n"
-              << "      copy their NODE.pub files into " << opt.dir << "/peers/ here, and give the directory to "
-              << "the Publisher/Replica/queue security options (the service's --keys is not built yet)\n";
+              << "      copy their NODE.pub files into " << opt.dir << "/peers/ here, and start the service with "
+              << "`shmlink bridge serve --name " << opt.name << " --keys " << opt.dir << "`\n";
     return kExitOk;
   } catch (const Error& e) {
     return report_error(e);

@@ -63,11 +63,12 @@ int run_serve(ServeArgs& a) {
   // Before the service starts: once its control socket answers, a SIGTERM must stop it cleanly.
   const tools::SignalHandlers signals(bridge_stop_signal, {SIGINT, SIGTERM});
   bridge::Service service(o);
-  spdlog::info("bridge service '{}' on port {} ({} listed peer{}{}), control socket {}", service.name(), service.port(),
-               o.peers.size(), o.peers.size() == 1 ? "" : "s",
+  spdlog::info("bridge service '{}' on port {} ({} listed peer{}{}{}), control socket {}", service.name(), service.port(),
+               o.peers.size(), o.peers.size() == 1 ? "" : "s", o.keys.directory.empty() ? "" : ", CURVE keys in " + o.keys.directory,
                o.multicast ? ", multicast discovery in domain '" + o.domain + "'" : std::string(), service.control_socket());
   if (const std::string why = service.last_error(); !why.empty()) spdlog::warn("{}", why);
   std::map<std::string, bool> links;
+  std::map<std::string, std::string> problems;
   while (g_bridge_stop == 0) {
     for (const bridge::PeerStatus& p : service.peers()) {
       auto [it, fresh] = links.emplace(p.endpoint, false);
@@ -76,6 +77,10 @@ int run_serve(ServeArgs& a) {
         else spdlog::warn("peer '{}' ({}) is down (its catalogue is kept)", p.node, p.endpoint);
       }
       it->second = p.link_up;
+      const auto pit = problems.emplace(p.endpoint, std::string()).first;
+      if (p.problem != pit->second && !p.problem.empty())
+        spdlog::warn("peer {}: {}", p.endpoint, p.problem);  // a failed handshake, said once per change
+      pit->second = p.problem;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -93,11 +98,15 @@ Command add_bridge_serve_command(CLI::App& bridge) {
   auto a = std::make_shared<ServeArgs>();
   sub->add_option("--name", a->o.name, "Node name of this service (default: the host name)");
   sub->add_option("--port", a->o.port, "TCP port peers connect to (0: an ephemeral port)")->capture_default_str();
-  sub->add_option("--peer", a->o.peers, "A peer service, HOST:PORT (repeat for several)");
+  sub->add_option("--peer", a->o.peers,
+                  "A peer service, [NODE@]HOST:PORT (repeat for several); with --keys, NODE names its key peers/NODE.pub "
+                  "(without NODE each trusted key is tried in turn)");
   sub->add_option("--bind", a->o.bind, "Address to bind the service port and the streams' data ports to")->capture_default_str();
   sub->add_option("--allow", a->o.allow, "Offer only local channels whose name starts with PREFIX (repeatable; default: all)");
   sub->add_flag("--read-only", a->o.read_only, "Refuse writes that replicas send back into local streams, and bridging local queues");
-  sub->add_option("--keys", a->keys, "Directory of CURVE keys (not built yet: refused)");
+  sub->add_option("--keys", a->keys,
+                  "Directory of CURVE keys: NODE.key (this node's, mode 0600) and peers/*.pub (the nodes trusted); every "
+                  "connection is then encrypted and authenticated (docs/bridge.md, Keys)");
   sub->add_flag("--spin", a->o.spin, "Stream threads spin instead of futex waits (lower latency, a core each)");
   sub->add_option("--domain", a->o.domain, "Discovery domain: only services of the same domain find each other")
       ->capture_default_str();
