@@ -8,8 +8,12 @@
 
 #include <zmq.h>
 
+#include <poll.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 namespace shmlink::bridge {
@@ -29,6 +33,10 @@ std::string peer_name(std::span<const std::byte> id) {
   }
   return out;
 }
+
+/// A routing id's bytes. (Ids are map keys as strings: g++ 12 -O3 warns, wrongly, on the
+/// memcmp of std::vector<std::byte>'s ordering.)
+std::span<const std::byte> id_bytes(const std::string& id) noexcept { return std::as_bytes(std::span(id)); }
 
 /// The incarnation of a stream file: its creation time (ns), or its inode when a foreign tool
 /// left the creation time 0. Never 0.
@@ -69,15 +77,22 @@ struct Publisher::Impl {
   std::string endpoint;
   Stream source;
   std::uint64_t generation = 0;
-  std::vector<std::byte> frame;  // the newest copied frame
+  // The newest copied frame, sent without another copy (zero-copy: ZeroMQ reads it in place);
+  // a frame still queued keeps its buffer, and the next frame is copied into another one.
+  detail::FramePool frames;
+  std::shared_ptr<detail::FrameBuffer> frame;
   std::vector<std::byte> history_frame;  // every-frame mode: the frame being sent
   std::uint64_t frame_cnt0 = 0;  // its source cnt0 (0: none)
   FrameInfo frame_info;
-  std::map<std::vector<std::byte>, Subscriber> subs;
+  std::map<std::string, Subscriber> subs;  // by routing id (bytes held in a string)
   Clock::time_point last_recheck;
 
   std::atomic<bool> stop{false};
   std::mutex stop_mutex;
+  // Held by whichever thread runs step(): the socket thread, or the watcher's at a new frame.
+  // Guards the socket and everything above; `watcher_parts` is the watcher thread's buffer.
+  std::mutex mutex;
+  detail::Parts watcher_parts;
   std::thread thread;
   std::unique_ptr<detail::Watcher> watcher;
 
@@ -98,7 +113,7 @@ struct Publisher::Impl {
   void open_source() {
     source = Stream::open(path);
     generation = generation_of(source);
-    frame.assign(source.frame_bytes(), std::byte{0});
+    frame.reset();
     history_frame.assign(source.frame_bytes(), std::byte{0});
     frame_cnt0 = 0;
     count([&](PublisherStats& s) { s.generation = generation; });
@@ -125,7 +140,7 @@ struct Publisher::Impl {
     return h;
   }
 
-  bool send_meta(const std::vector<std::byte>& id, Subscriber& sub) {
+  bool send_meta(const std::string& id, Subscriber& sub) {
     std::vector<std::byte> payload;
     std::uint32_t n = 0;
     try {
@@ -143,7 +158,7 @@ struct Publisher::Impl {
       h.flags = wire::kMetaEveryFrame;
       h.cnt1 = source.depth();
     }
-    if (!detail::send_message(router.get(), id, name, h, payload)) return false;
+    if (!detail::send_message(router.get(), id_bytes(id), name, h, payload)) return false;
     sub.meta_gen = generation;
     sub.last_sent = 0;
     sub.echo_cnt0 = 0;
@@ -161,8 +176,10 @@ struct Publisher::Impl {
     if (c == 0) return false;  // nothing written yet
     if (c == frame_cnt0) return true;
     FrameInfo info;
-    const Status r = source.read_copy(frame, &info);
+    frame = frames.acquire(source.frame_bytes());  // a buffer no queued message reads
+    const Status r = source.read_copy(frame->bytes, &info);
     if (!r.ok()) {
+      frame_cnt0 = 0;  // the buffer holds no whole frame: read again next time
       fail("stream '" + name + "': reading the newest frame failed: " + r.message());
       return false;
     }
@@ -205,7 +222,7 @@ struct Publisher::Impl {
   /// read_frame() (validated by the slice's cntarray entry and cnt0: never torn); a frame no
   /// longer in the buffer (a plain stream: any frame but the newest) is lost, counted, and
   /// reported in the next frame's `skipped`. A refused send is retried on the next pass.
-  void serve_every_frame(const std::vector<std::byte>& id, Subscriber& sub) {
+  void serve_every_frame(const std::string& id, Subscriber& sub) {
     const std::uint64_t depth = source.depth();
     const std::uint64_t c = source.cnt0();
     while (sub.next <= c) {
@@ -234,7 +251,7 @@ struct Publisher::Impl {
         h.write_time_ns = static_cast<std::uint64_t>(info.writetime_ns);
         h.cnt1 = info.cnt1;
       }
-      if (!detail::send_message(router.get(), id, name, h, echo ? std::span<const std::byte>{} : history_frame)) break;
+      if (!detail::send_message(router.get(), id_bytes(id), name, h, echo ? std::span<const std::byte>{} : history_frame)) break;
       count([&](PublisherStats& s) {
         ++(echo ? s.echoes_sent : s.frames_sent);
         s.frames_lost += sub.lost;
@@ -265,7 +282,9 @@ struct Publisher::Impl {
       h.skipped = sub.last_sent == 0 ? 0 : frame_cnt0 - sub.last_sent - 1;
       const bool echo = frame_cnt0 == sub.echo_cnt0;
       if (echo) h.flags = wire::kFrameEcho;
-      if (!detail::send_message(router.get(), id, name, h, echo ? std::span<const std::byte>{} : frame)) continue;
+      const bool sent = echo ? detail::send_message(router.get(), id_bytes(id), name, h)
+                             : detail::send_message(router.get(), id_bytes(id), name, h, frame);
+      if (!sent) continue;
       count([&](PublisherStats& s) {
         ++(echo ? s.echoes_sent : s.frames_sent);
         s.frames_skipped += h.skipped;
@@ -276,8 +295,8 @@ struct Publisher::Impl {
     }
   }
 
-  void apply_write(const std::vector<std::byte>& id, const wire::Header& h, std::span<const std::byte> payload) {
-    const std::string who = peer_name(id) + ", stream '" + name + "'";
+  void apply_write(const std::string& id, const wire::Header& h, std::span<const std::byte> payload) {
+    const std::string who = peer_name(id_bytes(id)) + ", stream '" + name + "'";
     wire::Header mine = shaped(wire::Kind::stream_write);
     const char* why = nullptr;
     if (opt.read_only) why = "the publisher is read-only";
@@ -311,7 +330,7 @@ struct Publisher::Impl {
       fail(std::string("a message of ") + std::to_string(m.parts.size()) + " parts, not 3 or 4, refused");
       return;
     }
-    const auto& id = m.parts[0];
+    const std::string id(reinterpret_cast<const char*>(m.parts[0].data()), m.parts[0].size());
     const std::string topic(reinterpret_cast<const char*>(m.parts[1].data()), m.parts[1].size());
     const std::span<const std::byte> payload = m.parts.size() == 4 ? std::span<const std::byte>(m.parts[3]) : std::span<const std::byte>{};
     wire::Header h;
@@ -322,7 +341,7 @@ struct Publisher::Impl {
       why = "a subscriber sends only heartbeat and stream_write";
     if (why != nullptr) {
       count([](PublisherStats& s) { ++s.refused; });
-      fail(peer_name(id) + ", stream '" + name + "': message refused: " + why);
+      fail(peer_name(id_bytes(id)) + ", stream '" + name + "': message refused: " + why);
       return;
     }
     if (h.kind == static_cast<std::uint16_t>(wire::Kind::stream_write)) {
@@ -336,7 +355,7 @@ struct Publisher::Impl {
     if ((h.flags & wire::kHeartbeatWant) == 0) return;
     if (subs.size() >= kMaxSubscribers && subs.find(id) == subs.end()) {
       count([](PublisherStats& s) { ++s.refused; });
-      fail(peer_name(id) + ", stream '" + name + "': subscription refused: already " +
+      fail(peer_name(id_bytes(id)) + ", stream '" + name + "': subscription refused: already " +
            std::to_string(kMaxSubscribers) + " subscribers");
       return;
     }
@@ -359,7 +378,7 @@ struct Publisher::Impl {
         h.generation = generation;
         h.sequence = source.valid() ? source.cnt0() : 0;
         if (!source.valid()) h.flags = wire::kHeartbeatSourceMissing;
-        if (detail::send_message(router.get(), it->first, name, h)) it->second.told = now;
+        if (detail::send_message(router.get(), id_bytes(it->first), name, h)) it->second.told = now;
       }
       ++it;
     }
@@ -378,7 +397,9 @@ struct Publisher::Impl {
   void start() {
     router.set(ZMQ_ROUTER_MANDATORY, 1);  // a gone subscriber is an error, not a silent drop
     endpoint = router.last_endpoint();
-    watcher = std::make_unique<detail::Watcher>(path, opt.spin);
+    // The watcher serves a new frame on its own thread (under `mutex`): no hand-off to the
+    // socket thread between the source's write and the send.
+    watcher = std::make_unique<detail::Watcher>(path, opt.spin, [this] { on_source_change(); });
     last_recheck = Clock::now();
     thread = std::thread([this] {
       try {
@@ -389,16 +410,21 @@ struct Publisher::Impl {
     });
   }
 
-  void run() {
-    zmq_pollitem_t items[2] = {{router.get(), 0, ZMQ_POLLIN, 0}, {nullptr, watcher->fd(), ZMQ_POLLIN, 0}};
-    detail::Parts m;
-    const long slice = std::clamp<long>(static_cast<long>(opt.timing.heartbeat.count()) / 2, 1, 100);
-    while (!stop.load(std::memory_order_acquire)) {
-      if (::zmq_poll(items, 2, slice) < 0 && ::zmq_errno() != EINTR) {
-        fail(std::string("stream '") + name + "': zmq_poll failed: " + ::zmq_strerror(::zmq_errno()));
-        break;
-      }
-      watcher->woken();
+  /// True while the socket has a message to receive (ZMQ_EVENTS; also processes libzmq's
+  /// pending commands, which is why every pass that touched the socket ends by asking it).
+  bool readable() const {
+    int events = 0;
+    std::size_t len = sizeof events;
+    return ::zmq_getsockopt(router.get(), ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN) != 0;
+  }
+
+  /// One pass over everything, under `mutex`, by whichever thread holds it: the messages
+  /// waiting, a replaced source, new frames for subscribers holding credit, heartbeats and
+  /// forgetting. Repeated until the socket has nothing to receive, because the socket thread
+  /// sleeps in poll(2) on ZMQ_FD, which only signals a change: a send here may have consumed
+  /// the signal of a message that arrived meanwhile, so this pass receives it itself.
+  void step(detail::Parts& m) {
+    do {
       while (recv_parts(router.get(), m)) handle(m);
       const auto now = Clock::now();
       if (watcher->take_replaced() || !source.valid() || now - last_recheck >= opt.timing.heartbeat) {
@@ -407,6 +433,40 @@ struct Publisher::Impl {
       }
       serve_subscribers();
       housekeeping();
+    } while (!stop.load(std::memory_order_acquire) && readable());
+  }
+
+  /// The watcher's call at a change of the source (its thread).
+  void on_source_change() noexcept {
+    std::lock_guard lock(mutex);
+    if (stop.load(std::memory_order_acquire)) return;
+    try {
+      step(watcher_parts);
+    } catch (const std::exception& e) {
+      fail("stream '" + name + "': serving a new frame failed: " + e.what());
+    }
+  }
+
+  void run() {
+    // Not zmq_poll: the socket is also used by the watcher's thread (under `mutex`), and
+    // zmq_poll would touch it outside the lock. ZMQ_FD is libzmq's signal that the socket's
+    // state changed; step() then asks ZMQ_EVENTS under the lock.
+    int zfd = -1;
+    std::size_t len = sizeof zfd;
+    if (::zmq_getsockopt(router.get(), ZMQ_FD, &zfd, &len) != 0)
+      throw Error(Errc::system, "stream '" + name + "': ZMQ_FD of the publisher's socket: " + ::zmq_strerror(::zmq_errno()));
+    detail::Parts m;
+    const int slice = static_cast<int>(std::clamp<long>(static_cast<long>(opt.timing.heartbeat.count()) / 2, 1, 100));
+    while (!stop.load(std::memory_order_acquire)) {
+      {
+        std::lock_guard lock(mutex);
+        step(m);
+      }
+      pollfd p{zfd, POLLIN, 0};
+      if (::poll(&p, 1, slice) < 0 && errno != EINTR) {
+        fail(std::string("stream '") + name + "': poll failed: " + std::strerror(errno));
+        break;
+      }
     }
   }
 };

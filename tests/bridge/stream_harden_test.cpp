@@ -211,3 +211,25 @@ TEST(BridgeStreamHarden, RestartedReplicaOfAStillSourceIsReadyAtOnce) {
   EXPECT_TRUE(again.wait_first_frame(3s)) << again.last_error();
   EXPECT_EQ(again.stats().frames_published, 0u);
 }
+
+// The owner's watcher sleeps on a semaphore slot of its own (no polling when idle): a writer
+// that posts the semaphores wakes it, and one that posts none (post_semaphores = false, as a
+// writer that only increments cnt0) is still found and sent, by every frame of a run of them.
+TEST(BridgeStreamHarden, WritersThatPostNoSemaphoreStillReachTheReplica) {
+  HostDir a, b;
+  Stream src = make_source(a);
+  bridge::PublisherOptions po;
+  po.timing = kFast;
+  bridge::Publisher pub(a.path() + "/s.im.shm", "tcp://127.0.0.1:*", po);
+  bridge::Replica r("s", pub.endpoint(), replica_options(b));
+  ASSERT_TRUE(r.wait_first_frame(3s)) << r.last_error();
+  shmlink::WriteOptions quiet;
+  quiet.post_semaphores = false;
+  for (int i = 0; i < 6; ++i) {
+    const std::vector<double> v{double(i), 0, 0, 0};
+    ASSERT_TRUE(src.write(std::span<const double>(v), i % 3 == 2 ? shmlink::WriteOptions{} : quiet).ok());
+    const std::uint64_t want = src.cnt0();
+    ASSERT_TRUE(eventually([&] { return r.stats().source_cnt0 == want; }))
+        << "frame " << want << " (posting: " << (i % 3 == 2) << ") never reached the replica: " << r.last_error();
+  }
+}
