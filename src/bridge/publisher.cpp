@@ -206,7 +206,7 @@ struct Publisher::Impl {
   void note_every_frame(Subscriber& sub, const wire::Header& h) const noexcept {
     sub.asks_every = (h.flags & wire::kHeartbeatEveryFrame) != 0;
     if (!sub.asks_every) return;
-    const std::uint64_t fit = kMaxEveryFrameBytesInFlight / std::max<std::uint64_t>(frame.size(), 1);
+    const std::uint64_t fit = kMaxEveryFrameBytesInFlight / std::max<std::uint64_t>(history_frame.size(), 1);
     sub.window = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(std::min(h.cnt1, fit), 1, kMaxEveryFrameWindow));
     if (h.generation == 0 || h.generation != generation) return;
     if (sub.acked_gen != generation) sub.acked = 0;
