@@ -222,25 +222,7 @@ struct Service::Impl {
   /// a --peer, kept for ever; other peers are forgotten after a silence (forget_silent()).
   /// `node`: the peer's node when known beforehand (its key, with CURVE).
   /// @throws Error no_space when kMaxServicePeers peers are linked already; as connect_peer().
-  void add_peer(const std::string& host, std::uint16_t pport, bool listed, const std::string& node = {}) {
-    {
-      std::lock_guard lock(mutex);
-      if (peers.size() >= kMaxServicePeers)
-        throw Error(Errc::no_space, "node '" + name + "' links to " + std::to_string(kMaxServicePeers) +
-                                        " peers already: " + host + ":" + std::to_string(pport) + " not added");
-    }
-    auto peer = std::make_unique<Peer>();
-    // An IPv6 address (a learned peer's Peer-Address) goes in brackets in an endpoint.
-    const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
-    peer->host = v6 ? "[" + host + "]" : host;
-    peer->listed = listed;
-    peer->added = Clock::now();
-    peer->endpoint = "tcp://" + peer->host + ":" + std::to_string(pport);
-    peer->expect = node;
-    connect_peer(*peer);
-    std::lock_guard lock(mutex);
-    peers.push_back(std::move(peer));
-  }
+  void add_peer(const std::string& host, std::uint16_t pport, bool listed, const std::string& node = {});
 
   // ---------------------------------------------------------------- CURVE and links (service_links.cpp)
   /// Loads the keys of options.keys.directory and serves ZAP in `ctx`. @throws Error naming the file.
@@ -262,71 +244,18 @@ struct Service::Impl {
   void next_key(Peer& p, Clock::time_point now);
 
   /// Connects to the services discovery heard that are not peers yet (by endpoint or node).
-  void follow_discovery() {
-    if (!discovery) return;
-    std::uint64_t generation = 0;
-    {
-      std::lock_guard lock(mutex);
-      generation = local_generation;
-    }
-    discovery->set_catalogue_generation(generation);
-    for (const DiscoveredPeer& d : discovery->peers()) {
-      const std::string ep = "tcp://" + d.address + ":" + std::to_string(d.port);
-      bool known = false;
-      {
-        std::lock_guard lock(mutex);
-          for (const auto& p : peers) known = known || p->endpoint == ep || p->node == d.node || p->expect == d.node;
-      }
-      if (known || d.node == name || untrusted_discovered.count(d.node) != 0) continue;
-      try {
-        add_peer(d.address, d.port, false, d.node);
-      } catch (const Error& e) {
-        if (security) untrusted_discovered.insert(d.node);  // its key is missing: said once
-        refuse("discovered node '" + d.node + "': " + e.what());
-      }
-    }
-  }
+  void follow_discovery();
 
   /// Links back to a service that linked to us (its hello on our ROUTER, from `address`, names
   /// its node and service port): peer learning is two-way, so a service only listed by the other
   /// side still learns it and can open its channels. Nothing is done for a node or endpoint
   /// already linked, ourselves, or a hello without a port or a source address.
-  void learn_peer(const std::string& node, const std::string& address, std::uint32_t pport) {
-    if (node == name || address.empty() || pport == 0 || pport > 65535) return;
-    const bool v6 = address.find(':') != std::string::npos;
-    const std::string ep = "tcp://" + (v6 ? "[" + address + "]" : address) + ":" + std::to_string(pport);
-    {
-      std::lock_guard lock(mutex);
-      for (const auto& p : peers)
-        if (p->node == node || p->endpoint == ep) return;
-    }
-    try {
-      add_peer(address, static_cast<std::uint16_t>(pport), false, node);
-    } catch (const Error& e) {
-      refuse("node '" + node + "' (" + ep + ") linked to us: " + e.what());
-    }
-  }
+  void learn_peer(const std::string& node, const std::string& address, std::uint32_t pport);
 
   /// Forgets the peers that are not listed and were silent for 2 link timeouts (their link is
   /// down: a discovered service that left, a learned one that stopped), and a discovered or
   /// learned duplicate of a listed peer (the same node under another address). Network thread.
-  void forget_silent(Clock::time_point now) {
-    std::vector<std::unique_ptr<Peer>> gone;  // their DEALERs close outside the mutex
-    std::lock_guard lock(mutex);
-    for (auto it = peers.begin(); it != peers.end();) {
-      const Peer& p = **it;
-      const auto heard = std::max(p.last_heard, p.added);
-      const bool duplicate = !p.listed && !p.node.empty() &&
-                             std::any_of(peers.begin(), peers.end(), [&](const auto& q) { return q->listed && q->node == p.node; });
-      if (!p.listed && (duplicate || (!p.up && now - heard > 2 * opt.timing.link_timeout))) {
-        close_peer(**it);
-        gone.push_back(std::move(*it));
-        it = peers.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
+  void forget_silent(Clock::time_point now);
 
   // ---------------------------------------------------------------- network thread
   wire::Header hello() const {
@@ -443,179 +372,17 @@ struct Service::Impl {
     st.publishers = static_cast<std::uint32_t>(offers.size());
   }
 
-  void on_router(detail::Parts& m, const std::string& user) {
-    if (m.parts.size() < 3 || m.parts.size() > 4) return refuse("a peer sent a message of " + std::to_string(m.parts.size()) + " parts (3 or 4 expected)");
-    const auto& identity = m.parts[0];
-    const std::string from = to_text(m.parts[1]);
-    const std::span<const std::byte> payload = m.parts.size() == 4 ? std::span<const std::byte>(m.parts[3]) : std::span<const std::byte>();
-    wire::Header h;
-    const auto e = wire::decode(m.parts[2], payload.size(), h);
-    if (e != wire::DecodeError::ok) return refuse("peer '" + detail::json_string(from) + "': " + wire::describe(e));
-    if (!detail::node_name_ok(from)) return refuse("a peer's message names no valid node (topic " + detail::json_string(from) + ")");
-    if (security && user != from)  // CURVE: a trusted key speaks only for its own node
-      return refuse("a peer authenticated by the trusted key of node " + detail::json_string(user) + " sends as node '" +
-                    from + "': refused");
-    switch (static_cast<wire::Kind>(h.kind)) {
-      case wire::Kind::service_hello:
-        reply(identity, hello());
-        learn_peer(from, m.peer_address, h.size[0]);
-        return;
-      case wire::Kind::catalogue_request: {
-        std::vector<std::byte> body;
-        wire::Header c = wire::make_header(wire::Kind::catalogue);
-        {
-          std::lock_guard lock(mutex);
-          body = wire::encode_catalogue(local);
-          c.generation = local_generation;
-        }
-        c.keyword_count = static_cast<std::uint32_t>(std::min<std::size_t>(body.size() / wire::kCatalogueRecordBytes, wire::kMaxCatalogueRecords));
-        body.resize(std::size_t{c.keyword_count} * wire::kCatalogueRecordBytes);
-        reply(identity, c, body);
-        return;
-      }
-      case wire::Kind::open_request: return on_open_request(identity, from, h, to_text(payload));
-      case wire::Kind::release: {
-        if ((h.flags & wire::kServiceQueue) != 0) {  // a queue's sender stops now
-          on_queue_release(from, to_text(payload));
-          return;
-        }
-        // A stream's Publisher ends at the next housekeeping pass that finds no subscriber (a
-        // replica of another peer keeps it), not after the 2 link timeouts of grace a silent
-        // replica gets.
-        auto it = offers.find(to_text(payload));
-        if (it != offers.end()) it->second.released = true;
-        return;
-      }
-      default: return refuse("peer '" + from + "': a " + std::to_string(h.kind) + " message is not for a service's port");
-    }
-  }
-
-  void on_dealer(Peer& p, detail::Parts& m) {
-    if (m.parts.size() < 2 || m.parts.size() > 3) return refuse("peer " + p.endpoint + ": a message of " + std::to_string(m.parts.size()) + " parts (2 or 3 expected)");
-    const std::string from = to_text(m.parts[0]);
-    const std::span<const std::byte> payload = m.parts.size() == 3 ? std::span<const std::byte>(m.parts[2]) : std::span<const std::byte>();
-    wire::Header h;
-    const auto e = wire::decode(m.parts[1], payload.size(), h);
-    if (e != wire::DecodeError::ok) return refuse("peer " + p.endpoint + ": " + wire::describe(e));
-    if (!detail::node_name_ok(from)) return refuse("peer " + p.endpoint + ": the message names no valid node (topic " + detail::json_string(from) + ")");
-    if (!p.key_node.empty() && from != p.key_node)  // CURVE: it holds the key of p.key_node
-      return refuse("peer " + p.endpoint + " holds the key of node '" + p.key_node + "' but its messages say '" + from + "': refused");
-    p.ever_heard = true;
-    std::lock_guard lock(mutex);
-    if (!p.node.empty() && p.node != from) {
-      ++st.refused;
-      error = "peer " + p.endpoint + ": it was node '" + p.node + "', now says '" + from + "' (catalogue dropped)";
-      p.catalogue.clear();
-      p.have_catalogue = false;
-    }
-    p.node = from;
-    p.last_heard = Clock::now();
-    p.up = true;
-    switch (static_cast<wire::Kind>(h.kind)) {
-      case wire::Kind::service_hello:
-        if (h.sequence != p.incarnation) p.have_catalogue = false;  // a restarted service
-        p.incarnation = h.sequence;
-        if (!p.have_catalogue || p.catalogue_generation != h.generation)
-          (void)detail::send_message(p.dealer.get(), {}, name, wire::make_header(wire::Kind::catalogue_request));
-        return;
-      case wire::Kind::catalogue: {
-        auto recs = wire::decode_catalogue(payload);
-        if (!recs) {
-          ++st.refused;
-          error = "peer '" + from + "' (" + p.endpoint + "): its catalogue has an invalid record";
-          return;
-        }
-        p.catalogue = std::move(*recs);
-        p.catalogue_generation = h.generation;
-        p.have_catalogue = true;
-        return;
-      }
-      case wire::Kind::open_answer: {
-        auto it = answers.find(h.sequence);
-        if (it == answers.end()) return;  // its asker gave up
-        if (it->second.asked != p.endpoint) {
-          ++st.refused;
-          error = "peer '" + from + "' (" + p.endpoint + "): an open_answer to request " + std::to_string(h.sequence) +
-                  ", which was not sent to it, ignored";
-          return;
-        }
-        it->second.done = true;
-        it->second.refused = (h.flags & wire::kAnswerRefused) != 0;
-        it->second.text = to_text(payload);
-        it->second.port = static_cast<std::uint16_t>(std::min<std::uint32_t>(h.size[0], 65535));
-        cv.notify_all();
-        return;
-      }
-      default:
-        ++st.refused;
-        error = "peer '" + from + "' (" + p.endpoint + "): a " + std::to_string(h.kind) + " message is not an answer";
-        return;
-    }
-  }
-
-  void periodic() {
-    rescan();
-    const auto now = Clock::now();
-    forget_silent(now);
-    follow_discovery();
-    const wire::Header h = hello();
-    for (auto& p : peers) {
-      next_key(*p, now);
-      (void)detail::send_message(p->dealer.get(), {}, name, h);
-      std::lock_guard lock(mutex);
-      if (p->up && now - p->last_heard > opt.timing.link_timeout) p->up = false;  // its catalogue stays
-    }
-    for (auto it = offers.begin(); it != offers.end();) {
-      const bool subscribed = it->second.publisher->stats().subscribers > 0;
-      if (subscribed) it->second.last_subscribed = now;
-      if ((!subscribed && it->second.released) || now - it->second.last_subscribed > 2 * opt.timing.link_timeout) {
-        it->second.publisher->stop();
-        it = offers.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    std::lock_guard lock(mutex);
-    st.publishers = static_cast<std::uint32_t>(offers.size());
-  }
-
-  void run_net() {
-    auto next = Clock::now();
-    detail::Parts m;
-    while (!stopping.load(std::memory_order_acquire)) {
-      std::vector<zmq_pollitem_t> items;
-      items.push_back({router.get(), 0, ZMQ_POLLIN, 0});
-      items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-      for (auto& p : peers) items.push_back({p->dealer.get(), 0, ZMQ_POLLIN, 0});
-      items.push_back({router_monitor.get(), 0, ZMQ_POLLIN, 0});
-      for (auto& p : peers) items.push_back({p->monitor.get(), 0, ZMQ_POLLIN, 0});
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-      (void)zmq_poll(items.data(), static_cast<int>(items.size()), std::max<long>(0, static_cast<long>(wait.count())));
-      if ((items[1].revents & ZMQ_POLLIN) != 0) {
-        std::uint64_t v = 0;
-        (void)!::read(wake_fd, &v, sizeof v);
-        std::deque<std::function<void()>> todo;
-        {
-          std::lock_guard lock(cmd_mutex);
-          todo.swap(commands);
-        }
-        for (auto& f : todo) f();
-      }
-      std::string user;  // the ZAP user id: the node of the trusted key that sent it
-      for (int n = 0; n < 256 && detail::recv_parts(router.get(), m, &user); ++n) on_router(m, user);
-      for (auto& p : peers)
-        for (int n = 0; n < 256 && detail::recv_parts(p->dealer.get(), m); ++n) on_dealer(*p, m);
-      on_router_events();
-      for (auto& p : peers) on_peer_events(*p);
-      if (Clock::now() >= next) {
-        periodic();
-        next = Clock::now() + opt.timing.heartbeat;
-      }
-    }
-    for (auto& [n, o] : offers) o.publisher->stop();
-    offers.clear();
-    queue_offers.clear();  // halts each sender: its state file keeps what was not acknowledged
-  }
+  // ---------------------------------------------------------------- network thread (service_net.cpp)
+  /// A message on the service port ([identity, node, header, payload?]) from a peer's DEALER;
+  /// `user` is its ZAP user id (with CURVE, the node of the key that authenticated it). Every
+  /// field is checked (wire::decode, node names); a bad message is refused and counted.
+  void on_router(detail::Parts& m, const std::string& user);
+  /// A message on our link to `p` ([node, header, payload?]): its hellos, catalogues, answers.
+  void on_dealer(Peer& p, detail::Parts& m);
+  /// The heartbeat's work: rescan our catalogue, forget silent peers, follow discovery, say hello.
+  void periodic();
+  /// The network thread's loop until `stopping`; then stops what it serves (Publishers, senders).
+  void run_net();
 
   // ---------------------------------------------------------------- asking a peer
   /// The peer linked at `endpoint`, or null (it was forgotten). Under the mutex, or on the

@@ -163,4 +163,85 @@ void Service::Impl::on_router_events() {
   }
 }
 
+// ---------------------------------------------------------------- the peer list
+
+void Service::Impl::add_peer(const std::string& host, std::uint16_t pport, bool listed, const std::string& node) {
+  {
+    std::lock_guard lock(mutex);
+    if (peers.size() >= kMaxServicePeers)
+      throw Error(Errc::no_space, "node '" + name + "' links to " + std::to_string(kMaxServicePeers) +
+                                      " peers already: " + host + ":" + std::to_string(pport) + " not added");
+  }
+  auto peer = std::make_unique<Peer>();
+  // An IPv6 address (a learned peer's Peer-Address) goes in brackets in an endpoint.
+  const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+  peer->host = v6 ? "[" + host + "]" : host;
+  peer->listed = listed;
+  peer->added = Clock::now();
+  peer->endpoint = "tcp://" + peer->host + ":" + std::to_string(pport);
+  peer->expect = node;
+  connect_peer(*peer);
+  std::lock_guard lock(mutex);
+  peers.push_back(std::move(peer));
+}
+
+void Service::Impl::follow_discovery() {
+  if (!discovery) return;
+  std::uint64_t generation = 0;
+  {
+    std::lock_guard lock(mutex);
+    generation = local_generation;
+  }
+  discovery->set_catalogue_generation(generation);
+  for (const DiscoveredPeer& d : discovery->peers()) {
+    const std::string ep = "tcp://" + d.address + ":" + std::to_string(d.port);
+    bool known = false;
+    {
+      std::lock_guard lock(mutex);
+        for (const auto& p : peers) known = known || p->endpoint == ep || p->node == d.node || p->expect == d.node;
+    }
+    if (known || d.node == name || untrusted_discovered.count(d.node) != 0) continue;
+    try {
+      add_peer(d.address, d.port, false, d.node);
+    } catch (const Error& e) {
+      if (security) untrusted_discovered.insert(d.node);  // its key is missing: said once
+      refuse("discovered node '" + d.node + "': " + e.what());
+    }
+  }
+}
+
+void Service::Impl::learn_peer(const std::string& node, const std::string& address, std::uint32_t pport) {
+  if (node == name || address.empty() || pport == 0 || pport > 65535) return;
+  const bool v6 = address.find(':') != std::string::npos;
+  const std::string ep = "tcp://" + (v6 ? "[" + address + "]" : address) + ":" + std::to_string(pport);
+  {
+    std::lock_guard lock(mutex);
+    for (const auto& p : peers)
+      if (p->node == node || p->endpoint == ep) return;
+  }
+  try {
+    add_peer(address, static_cast<std::uint16_t>(pport), false, node);
+  } catch (const Error& e) {
+    refuse("node '" + node + "' (" + ep + ") linked to us: " + e.what());
+  }
+}
+
+void Service::Impl::forget_silent(Clock::time_point now) {
+  std::vector<std::unique_ptr<Peer>> gone;  // their DEALERs close outside the mutex
+  std::lock_guard lock(mutex);
+  for (auto it = peers.begin(); it != peers.end();) {
+    const Peer& p = **it;
+    const auto heard = std::max(p.last_heard, p.added);
+    const bool duplicate = !p.listed && !p.node.empty() &&
+                           std::any_of(peers.begin(), peers.end(), [&](const auto& q) { return q->listed && q->node == p.node; });
+    if (!p.listed && (duplicate || (!p.up && now - heard > 2 * opt.timing.link_timeout))) {
+      close_peer(**it);
+      gone.push_back(std::move(*it));
+      it = peers.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 }  // namespace shmlink::bridge
