@@ -86,15 +86,15 @@ std::string Service::Impl::open_stream(std::string node, const std::string& chan
     if (!wait_first(*replica, deadline)) {
       const std::string why = replica->last_error();
       replica->stop();
-      // A claimed file is ours (new, or a replica of this node): once unclaimed, a file left
-      // here would be listed as our own stream.
-      if (upgrade.empty()) ::unlink(path.c_str());
       throw Error(Errc::timeout, "stream '" + node + ":" + channel + "': no first frame from " + endpoint + " within " +
                                      std::to_string(timeout.count()) + " ms" + (why.empty() ? "" : " (" + why + ")"));
     }
   } catch (...) {
-    std::lock_guard lock(mutex);  // an upgrade that failed leaves no replica: forget it (its file stays)
+    std::lock_guard lock(mutex);  // an upgrade that failed leaves no replica: forget it
     if (auto it = held.find(key); it != held.end() && !it->second.replica) held.erase(it);
+    // The file is ours (claimed: new, or a replica of this node; or the upgraded replica's): once
+    // in neither `held` nor `claimed`, a file left here would be listed as our own stream.
+    ::unlink(path.c_str());
     throw;
   }
   std::lock_guard lock(mutex);

@@ -577,7 +577,8 @@ struct Service::Impl {
 
   void drop_idle() {
     // Until its file is gone, an OPEN of it waits and no other replica takes its path.
-    std::vector<Held> gone = take_idle(held, [](const auto&) { return false; }, [this](const auto& key, const Held& h) {
+    // A replica being opened, upgraded or re-asked (in `opening`) is not idle.
+    std::vector<Held> gone = take_idle(held, [this](const auto& k) { return opening.count(k) != 0; }, [this](const auto& key, const Held& h) {
       opening.insert(key);
       claimed.insert(h.path);
     });
@@ -618,15 +619,20 @@ struct Service::Impl {
     {
       std::lock_guard lock(mutex);
       for (auto& [key, h] : held) {
-        if (!h.replica || h.replica->stats().link_up || now - h.last_reask < opt.timing.link_timeout) continue;
+        // An open (or upgrade) of it in progress owns it until done: no re-ask meanwhile.
+        if (!h.replica || opening.count(key) != 0 || h.replica->stats().link_up || now - h.last_reask < opt.timing.link_timeout)
+          continue;
         for (const auto& p : peers)
           if (p->node == key.first && p->up) {
             h.last_reask = now;
+            opening.insert(key);  // an OPEN of it waits until this re-ask is done
             due.push_back({key, p->endpoint, h.endpoint, p->host, h.mode, h.window});
+            break;  // one re-ask per replica, over one live link to its node
           }
       }
     }
     for (const Reask& t : due) {
+      const OpeningMark mark{*this, opening, t.key};
       const Answer a = ask(t.peer, t.key.first, t.key.second, opt.timing.link_timeout);
       if (a.refused) {
         refuse("re-opening '" + t.key.first + ":" + t.key.second + "': " + answer_message(a));
@@ -641,6 +647,7 @@ struct Service::Impl {
         if (it == held.end()) continue;
         old = std::move(it->second.replica);
       }
+      if (!old) continue;
       old->stop();  // before the new one takes the same file
       std::string path;
       {

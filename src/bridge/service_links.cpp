@@ -204,7 +204,9 @@ void Service::Impl::follow_discovery() {
     try {
       add_peer(d.address, d.port, false, d.node);
     } catch (const Error& e) {
-      if (security) untrusted_discovered.insert(d.node);  // its key is missing: said once
+      // Its key is missing: said once (a bounded set: forged beacons may invent any name).
+      if (security && e.errc() == Errc::not_found && untrusted_discovered.size() < kMaxServicePeers)
+        untrusted_discovered.insert(d.node);
       refuse("discovered node '" + d.node + "': " + e.what());
     }
   }
@@ -217,7 +219,7 @@ void Service::Impl::learn_peer(const std::string& node, const std::string& addre
   {
     std::lock_guard lock(mutex);
     for (const auto& p : peers)
-      if (p->node == node || p->endpoint == ep) return;
+      if (p->node == node || p->expect == node || p->endpoint == ep) return;
   }
   try {
     add_peer(address, static_cast<std::uint16_t>(pport), false, node);

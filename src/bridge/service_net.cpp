@@ -132,7 +132,11 @@ void Service::Impl::periodic() {
   for (auto it = offers.begin(); it != offers.end();) {
     const bool subscribed = it->second.publisher->stats().subscribers > 0;
     if (subscribed) it->second.last_subscribed = now;
-    if ((!subscribed && it->second.released) || now - it->second.last_subscribed > 2 * opt.timing.link_timeout) {
+    // A release counts once no open was answered for a grace (an open answered to another peer
+    // just before a release arrived must have time to subscribe).
+    const auto grace = std::min(opt.timing.link_timeout, std::max(4 * opt.timing.heartbeat, std::chrono::milliseconds(1000)));
+    const bool released = it->second.released && now - it->second.last_subscribed > grace;
+    if ((!subscribed && released) || now - it->second.last_subscribed > 2 * opt.timing.link_timeout) {
       it->second.publisher->stop();
       it = offers.erase(it);
     } else {
@@ -148,11 +152,14 @@ void Service::Impl::run_net() {
   detail::Parts m;
   while (!stopping.load(std::memory_order_acquire)) {
     std::vector<zmq_pollitem_t> items;
-    items.push_back({router.get(), 0, ZMQ_POLLIN, 0});
+    // A socket not made (a peer whose reconnect failed) is polled as fd -1, which poll(2)
+    // ignores: a null socket with fd 0 would poll stdin.
+    const auto item = [](void* s) { return zmq_pollitem_t{s, s != nullptr ? 0 : -1, ZMQ_POLLIN, 0}; };
+    items.push_back(item(router.get()));
     items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    for (auto& p : peers) items.push_back({p->dealer.get(), 0, ZMQ_POLLIN, 0});
-    items.push_back({router_monitor.get(), 0, ZMQ_POLLIN, 0});
-    for (auto& p : peers) items.push_back({p->monitor.get(), 0, ZMQ_POLLIN, 0});
+    for (auto& p : peers) items.push_back(item(p->dealer.get()));
+    items.push_back(item(router_monitor.get()));
+    for (auto& p : peers) items.push_back(item(p->monitor.get()));
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
     (void)zmq_poll(items.data(), static_cast<int>(items.size()), std::max<long>(0, static_cast<long>(wait.count())));
     if ((items[1].revents & ZMQ_POLLIN) != 0) {

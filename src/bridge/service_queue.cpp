@@ -382,6 +382,7 @@ void Service::Impl::queues_house() {
         q.last_reask = now;
         opening_queues.insert(key);
         due.push_back({key, p.endpoint});
+        break;  // one re-ask per replica, over one live link to its node
       }
     }
   }
