@@ -127,6 +127,10 @@ struct QueueReceiverOptions {
   /// Where to bind, e.g. "tcp://0.0.0.0:7100" (a leading '>' connects to it instead, a leading
   /// '@' binds explicitly).
   std::string endpoint;
+  /// The channel name the sender's messages carry (their topic frame: the name of the sender's
+  /// queue file without its suffix). Empty: this receiver's own queue file's name, the usual
+  /// case; the bridge service sets it when the replica is named NODE:NAME and the sender's NAME.
+  std::string channel;
   /// CURVE (shmlink/bridge_security.hpp): the receiver is a CURVE server with these keys and
   /// lets in trusted senders only (a ZAP handler in its context). Null: plain TCP.
   std::shared_ptr<Security> security;

@@ -277,7 +277,10 @@ QueueReceiver QueueReceiver::open(const QueueReceiverOptions& options) {
   auto m = std::make_unique<Impl>();
   m->opt = options;
   m->queue_file = queue_path(options.queue);
-  m->topic = topic_of(m->queue_file);
+  if (options.channel.size() > kMaxQueueName || options.channel.find('\0') != std::string::npos)
+    throw Error(Errc::invalid_argument, "bridged queue " + m->queue_file + ": channel name of " + std::to_string(options.channel.size()) +
+                                            " bytes is not a queue name (1.." + std::to_string(kMaxQueueName) + " bytes, no NUL)");
+  m->topic = options.channel.empty() ? topic_of(m->queue_file) : options.channel;
   m->state_file = state_path(m->queue_file, ".bridge-rx");
   m->try_resume();
   std::uint32_t max_values = kMaxSampleValues;  // the queue's shape, when it exists, bounds messages

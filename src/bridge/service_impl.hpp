@@ -518,7 +518,11 @@ struct Service::Impl {
   std::string open_queue(std::string node, const std::string& channel, std::chrono::milliseconds timeout, bool keep);
   void release_queue(const std::string& node, const std::string& channel);
   std::string queue_file(const std::string& n) const { return directory + "/" + n + ".queue.shm"; }
-  std::string queue_local_path(const std::string& node, const std::string& channel) const;
+  /// Where a queue replica of `node`:`channel` lives, claimed (added to `claimed` under the
+  /// mutex; the caller erases it once the replica is in `held_queues` or the open failed): NAME,
+  /// unless a local queue of that name is not a replica of that node, or another node's replica
+  /// is held or being opened there (then "NODE:NAME").
+  std::string claim_queue_path(const std::string& node, const std::string& channel);
   void connect_queue(const std::pair<std::string, std::string>& key, const std::string& peer_endpoint, Clock::time_point deadline);
   void resume_queues();
   void queues_house();

@@ -166,18 +166,18 @@ void Service::Impl::on_queue_release(const std::string& from, const std::string&
 
 // ---------------------------------------------------------------- the asker's side
 
-std::string Service::Impl::queue_local_path(const std::string& node, const std::string& channel) const {
+std::string Service::Impl::claim_queue_path(const std::string& node, const std::string& channel) {
   const std::string plain = queue_file(channel);
-  bool other = false;
-  {
-    std::lock_guard lock(mutex);
-    for (const auto& [key, q] : held_queues) other = other || (q.path == plain && key.first != node);
-  }
+  std::lock_guard lock(mutex);  // throughout: two opens of one name from two nodes never take one file
+  bool other = claimed.count(plain) != 0;
+  for (const auto& [key, q] : held_queues) other = other || (q.path == plain && key.first != node);
   if (!other && ::access(plain.c_str(), F_OK) == 0) {
     const auto m = read_marker(marker_path(plain));
     other = !m || m->node != node || m->name != channel;  // a local queue, or another node's replica
   }
-  return other ? queue_file(node + ":" + channel) : plain;
+  const std::string path = other ? queue_file(node + ":" + channel) : plain;
+  claimed.insert(path);
+  return path;
 }
 
 void Service::Impl::connect_queue(const std::pair<std::string, std::string>& key, const std::string& peer_endpoint,
@@ -217,7 +217,16 @@ void Service::Impl::connect_queue(const std::pair<std::string, std::string>& key
   }
   if (old) old->halt();  // before the new receiver takes the state file
   const bool fresh = path.empty();
-  if (fresh) path = queue_local_path(node, channel);
+  if (fresh) path = claim_queue_path(node, channel);
+  struct Unclaim {  // once the replica is in held_queues, or the open failed
+    Impl& i;
+    std::string path;
+    ~Unclaim() {
+      if (path.empty()) return;
+      std::lock_guard lock(i.mutex);
+      i.claimed.erase(path);
+    }
+  } const unclaim{*this, fresh ? path : std::string()};
   write_marker(marker_path(path), QueueMarker{node, channel, true, keep});
   std::unique_ptr<QueueEndThread> rx;
   std::string why;
@@ -225,6 +234,7 @@ void Service::Impl::connect_queue(const std::pair<std::string, std::string>& key
     QueueReceiverOptions ro;
     ro.queue = path;
     ro.endpoint = ">" + endpoint;
+    ro.channel = channel;  // the owner's name for it: the replica's file may be NODE:NAME
     rx = run_queue_end(QueueReceiver::open(ro), endpoint);
     // Ready once the receiver has its queue and state file (at once on a restart; else at the
     // sender's first hello): the state file is linked into place whole.

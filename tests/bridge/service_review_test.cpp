@@ -11,6 +11,7 @@
 #include "test_util.hpp"
 
 #include <shmlink/bridge_service.hpp>
+#include <shmlink/queue.hpp>
 #include <shmlink/stream.hpp>
 
 #include <gtest/gtest.h>
@@ -163,6 +164,38 @@ TEST(ServiceReview, TwoConcurrentOpensOfOneNameFromTwoNodesTakeTwoFiles) {
   EXPECT_TRUE(pg == a.stream("wfs") || pg == a.stream("gamma:wfs")) << pg;
   EXPECT_EQ(frame_of(pb), ramp(12, 1));
   EXPECT_EQ(frame_of(pg), ramp(12, 300));
+}
+
+TEST(ServiceReview, TwoConcurrentQueueOpensOfOneNameFromTwoNodesTakeTwoFiles) {
+  HostDir a, b, g;
+  shmlink::QueueSpec spec;
+  spec.capacity = 8;
+  spec.max_values = 1;
+  (void)shmlink::Queue::create(b.path() + "/q.queue.shm", spec, shmlink::OpenMode::ExclusiveCreate);
+  (void)shmlink::Queue::create(g.path() + "/q.queue.shm", spec, shmlink::OpenMode::ExclusiveCreate);
+  bridge::Service beta(options("beta", b)), gamma(options("gamma", g));
+  auto oa = options("alpha", a);
+  oa.peers = {listed(beta), listed(gamma)};
+  bridge::Service alpha(oa);
+  ASSERT_TRUE(wait_until([&] { return offers(alpha, "beta", "q") && offers(alpha, "gamma", "q"); }, 10));
+  std::string pb, pg, eb, eg;
+  std::atomic<int> go{0};
+  const auto open = [&](const char* node, std::string& path, std::string& error) {
+    while (go.load() == 0) std::this_thread::yield();
+    try {
+      path = alpha.open("queue", node, "q", 5000ms, false);
+    } catch (const shmlink::Error& e) {
+      error = e.what();
+    }
+  };
+  std::thread tb(open, "beta", std::ref(pb), std::ref(eb)), tg(open, "gamma", std::ref(pg), std::ref(eg));
+  go = 1;
+  tb.join();
+  tg.join();
+  ASSERT_TRUE(eb.empty() && eg.empty()) << eb << " / " << eg;
+  EXPECT_NE(pb, pg) << "both queue replicas in one file";
+  EXPECT_TRUE(pb == a.path() + "/q.queue.shm" || pb == a.path() + "/beta:q.queue.shm") << pb;
+  EXPECT_TRUE(pg == a.path() + "/q.queue.shm" || pg == a.path() + "/gamma:q.queue.shm") << pg;
 }
 
 TEST(ServiceReview, AReplicaFileRemovedByAUserIsRecreatedOnTheNextOpen) {
