@@ -234,7 +234,8 @@ struct Replica::Impl {
   /// The mode a stream_meta grants (docs/design/bridge.md, "Every-frame mode"): asked and
   /// granted, the replica is a rolling buffer of the source's depth (`cnt1`; a plain stream for
   /// depth 1); asked and not granted, the replica falls back to the latest value and says so.
-  /// @return false when the meta is refused (a depth of 0 or above kMaxReplicaDepth).
+  /// @return false when the meta is refused (a depth of 0 or above kMaxReplicaDepth; depth x frame
+  /// bytes above wire::kMaxPayloadBytes).
   bool every_frame_geometry(const wire::Header& h, StreamSpec& spec) {
     const bool asked = opt.mode == ReplicationMode::every_frame;
     const bool granted = asked && (h.flags & wire::kMetaEveryFrame) != 0;
@@ -242,6 +243,16 @@ struct Replica::Impl {
       count([](ReplicaStats& s) { ++s.refused; });
       fail("stream '" + name + "': stream_meta from the " + peer + " refused: a rolling-buffer depth of " +
            std::to_string(h.cnt1) + " is outside 1.." + std::to_string(kMaxReplicaDepth));
+      return false;
+    }
+    // The rolling buffer is depth x frame bytes of /dev/shm: an owner (or, without CURVE, anyone
+    // on the path) must not make us reserve more than the wire's largest frame, 4 GiB, in all.
+    const std::uint64_t frame_bytes = wire::shape_elements(h) * std::uint64_t{dtype_size(static_cast<Dtype>(h.dtype))};
+    std::uint64_t total = 0;
+    if (granted && (__builtin_mul_overflow(frame_bytes, h.cnt1, &total) || total > wire::kMaxPayloadBytes)) {
+      count([](ReplicaStats& s) { ++s.refused; });
+      fail("stream '" + name + "': stream_meta from the " + peer + " refused: a rolling buffer of " + std::to_string(h.cnt1) +
+           " frames of " + std::to_string(frame_bytes) + " bytes is above the limit of 4 GiB in all");
       return false;
     }
     if (asked && !granted)

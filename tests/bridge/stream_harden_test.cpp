@@ -122,6 +122,38 @@ TEST(BridgeStreamHarden, MetaAnnouncingAFrameAboveTheWireLimitIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(b.path() + "/s.im.shm"));
 }
 
+// A hand-made owner granting every-frame mode with a rolling buffer of 65535 frames of 1 MiB
+// (64 GiB of /dev/shm): refused before any file is made (the whole buffer is capped at 4 GiB).
+TEST(BridgeStreamHarden, EveryFrameMetaAnnouncingARollingBufferAboveFourGiBIsRefused) {
+  HostDir b;
+  zmq::context_t ctx;
+  zmq::socket_t owner(ctx, zmq::socket_type::router);
+  owner.set(zmq::sockopt::linger, 0);
+  owner.bind("tcp://127.0.0.1:*");
+  auto o = replica_options(b);
+  o.mode = bridge::ReplicationMode::every_frame;
+  bridge::Replica r("s", owner.get(zmq::sockopt::last_endpoint), o);
+  zmq::message_t id, rest;
+  ASSERT_TRUE(owner.recv(id));  // the replica's first heartbeat: its routing id
+  while (owner.get(zmq::sockopt::rcvmore)) (void)owner.recv(rest);
+  wire::Header h = wire::make_header(wire::Kind::stream_meta);
+  h.generation = 7;
+  h.flags = wire::kMetaEveryFrame;
+  h.cnt1 = 65535;  // depth
+  h.dtype = static_cast<std::uint32_t>(shmlink::Dtype::u8);
+  h.naxis = 2;
+  h.size[0] = 1024;
+  h.size[1] = 1024;
+  const auto head = wire::encode(h);
+  owner.send(id, zmq::send_flags::sndmore);
+  owner.send(zmq::buffer(std::string("s")), zmq::send_flags::sndmore);
+  owner.send(zmq::buffer(head.data(), head.size()), zmq::send_flags::none);
+  ASSERT_TRUE(eventually([&] { return r.stats().refused >= 1; })) << r.last_error();
+  EXPECT_NE(r.last_error().find("above the limit of 4 GiB"), std::string::npos) << r.last_error();
+  EXPECT_EQ(r.stats().metas, 0u);
+  EXPECT_FALSE(std::filesystem::exists(b.path() + "/s.im.shm"));
+}
+
 // A read-only publisher takes only [topic, header]: a part above that drops the connection in
 // libzmq before anything is read, and other subscribers are served on.
 TEST(BridgeStreamHarden, ReadOnlyPublisherDropsAConnectionSendingAnOversizedPart) {
