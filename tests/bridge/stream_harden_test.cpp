@@ -53,6 +53,30 @@ bridge::ReplicaOptions replica_options(const HostDir& b) {
   return o;
 }
 
+/// A hand-made owner: a raw ROUTER on loopback that a Replica connects to (endpoint()), and
+/// that answers the replica's first heartbeat with the stream_meta `h` for stream "s"
+/// (send_meta(); no keywords).
+struct RawOwner {
+  zmq::context_t ctx;
+  zmq::socket_t sock{ctx, zmq::socket_type::router};
+  RawOwner() {
+    sock.set(zmq::sockopt::linger, 0);
+    sock.bind("tcp://127.0.0.1:*");
+  }
+  std::string endpoint() { return sock.get(zmq::sockopt::last_endpoint); }
+  /// @return false when no heartbeat came (the routing id is unknown).
+  bool send_meta(const wire::Header& h) {
+    zmq::message_t id, rest;
+    if (!sock.recv(id)) return false;  // the replica's first heartbeat: its routing id
+    while (sock.get(zmq::sockopt::rcvmore)) (void)sock.recv(rest);
+    const auto head = wire::encode(h);
+    sock.send(id, zmq::send_flags::sndmore);
+    sock.send(zmq::buffer(std::string("s")), zmq::send_flags::sndmore);
+    sock.send(zmq::buffer(head.data(), head.size()), zmq::send_flags::none);
+    return true;
+  }
+};
+
 }  // namespace
 
 // A replica stopped and started again on its file: the owner sends the newest frame, which the
@@ -99,24 +123,15 @@ TEST(BridgeStreamHarden, MetaNeverReplacesALocalStreamThatIsNotAReplica) {
 // A hand-made owner (raw ROUTER) announcing a frame of 4 GiB + 64 KiB: refused, no file made.
 TEST(BridgeStreamHarden, MetaAnnouncingAFrameAboveTheWireLimitIsRefused) {
   HostDir b;
-  zmq::context_t ctx;
-  zmq::socket_t owner(ctx, zmq::socket_type::router);
-  owner.set(zmq::sockopt::linger, 0);
-  owner.bind("tcp://127.0.0.1:*");
-  bridge::Replica r("s", owner.get(zmq::sockopt::last_endpoint), replica_options(b));
-  zmq::message_t id, rest;
-  ASSERT_TRUE(owner.recv(id));  // the replica's first heartbeat: its routing id
-  while (owner.get(zmq::sockopt::rcvmore)) (void)owner.recv(rest);
+  RawOwner owner;
+  bridge::Replica r("s", owner.endpoint(), replica_options(b));
   wire::Header h = wire::make_header(wire::Kind::stream_meta);
   h.generation = 7;
   h.dtype = static_cast<std::uint32_t>(shmlink::Dtype::u8);
   h.naxis = 2;
   h.size[0] = 65537;
   h.size[1] = 65536;
-  const auto head = wire::encode(h);
-  owner.send(id, zmq::send_flags::sndmore);
-  owner.send(zmq::buffer(std::string("s")), zmq::send_flags::sndmore);
-  owner.send(zmq::buffer(head.data(), head.size()), zmq::send_flags::none);
+  ASSERT_TRUE(owner.send_meta(h));
   ASSERT_TRUE(eventually([&] { return r.stats().refused >= 1; })) << r.last_error();
   EXPECT_EQ(r.stats().metas, 0u);
   EXPECT_FALSE(std::filesystem::exists(b.path() + "/s.im.shm"));
@@ -126,16 +141,10 @@ TEST(BridgeStreamHarden, MetaAnnouncingAFrameAboveTheWireLimitIsRefused) {
 // (64 GiB of /dev/shm): refused before any file is made (the whole buffer is capped at 4 GiB).
 TEST(BridgeStreamHarden, EveryFrameMetaAnnouncingARollingBufferAboveFourGiBIsRefused) {
   HostDir b;
-  zmq::context_t ctx;
-  zmq::socket_t owner(ctx, zmq::socket_type::router);
-  owner.set(zmq::sockopt::linger, 0);
-  owner.bind("tcp://127.0.0.1:*");
+  RawOwner owner;
   auto o = replica_options(b);
   o.mode = bridge::ReplicationMode::every_frame;
-  bridge::Replica r("s", owner.get(zmq::sockopt::last_endpoint), o);
-  zmq::message_t id, rest;
-  ASSERT_TRUE(owner.recv(id));  // the replica's first heartbeat: its routing id
-  while (owner.get(zmq::sockopt::rcvmore)) (void)owner.recv(rest);
+  bridge::Replica r("s", owner.endpoint(), o);
   wire::Header h = wire::make_header(wire::Kind::stream_meta);
   h.generation = 7;
   h.flags = wire::kMetaEveryFrame;
@@ -144,10 +153,7 @@ TEST(BridgeStreamHarden, EveryFrameMetaAnnouncingARollingBufferAboveFourGiBIsRef
   h.naxis = 2;
   h.size[0] = 1024;
   h.size[1] = 1024;
-  const auto head = wire::encode(h);
-  owner.send(id, zmq::send_flags::sndmore);
-  owner.send(zmq::buffer(std::string("s")), zmq::send_flags::sndmore);
-  owner.send(zmq::buffer(head.data(), head.size()), zmq::send_flags::none);
+  ASSERT_TRUE(owner.send_meta(h));
   ASSERT_TRUE(eventually([&] { return r.stats().refused >= 1; })) << r.last_error();
   EXPECT_NE(r.last_error().find("above the limit of 4 GiB"), std::string::npos) << r.last_error();
   EXPECT_EQ(r.stats().metas, 0u);
